@@ -1,0 +1,60 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// Sentinel errors. Backends wrap them; callers test with errors.Is.
+var (
+	// ErrRevisionCompacted: the revision is older than the GC window.
+	ErrRevisionCompacted = errors.New("store: revision compacted")
+	// ErrRevisionFuture: the revision has not been committed yet.
+	ErrRevisionFuture = errors.New("store: revision not yet committed")
+	// ErrAlreadyExists: Create found a relationship with the same key.
+	ErrAlreadyExists = errors.New("store: relationship already exists")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store: closed")
+	// ErrCorrupt: stored bytes could not be decoded.
+	ErrCorrupt = errors.New("store: corrupt data")
+)
+
+// CompactedError reports a read below the GC horizon.
+type CompactedError struct {
+	Requested Revision
+	Horizon   Revision // oldest readable revision
+}
+
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("store: revision %d is older than the GC window (oldest readable: %d)", e.Requested, e.Horizon)
+}
+
+// Is makes errors.Is(err, ErrRevisionCompacted) true.
+func (e *CompactedError) Is(target error) bool { return target == ErrRevisionCompacted }
+
+// FutureError reports a read above the head revision.
+type FutureError struct {
+	Requested Revision
+	Head      Revision
+}
+
+func (e *FutureError) Error() string {
+	return fmt.Sprintf("store: revision %d is not committed yet (head: %d)", e.Requested, e.Head)
+}
+
+// Is makes errors.Is(err, ErrRevisionFuture) true.
+func (e *FutureError) Is(target error) bool { return target == ErrRevisionFuture }
+
+// AlreadyExistsError names the relationship that Create found.
+type AlreadyExistsError struct {
+	Key tuple.Key
+}
+
+func (e *AlreadyExistsError) Error() string {
+	return fmt.Sprintf("store: relationship %s already exists", e.Key)
+}
+
+// Is makes errors.Is(err, ErrAlreadyExists) true.
+func (e *AlreadyExistsError) Is(target error) bool { return target == ErrAlreadyExists }

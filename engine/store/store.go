@@ -1,0 +1,185 @@
+// Package store defines the interface between Pemba's evaluator and the
+// backends that keep relationships: Pebble (embedded, the default), an
+// in-memory reference implementation for tests, and later PostgreSQL.
+//
+// # Model
+//
+// Every committed write transaction gets the next Revision. A Reader is a
+// snapshot: it answers every query as of exactly one revision, for any
+// revision inside the store's GC window. Reading a revision older than the
+// window fails with a *CompactedError (errors.Is ErrRevisionCompacted),
+// never with a wrong answer; a revision not yet committed fails with
+// ErrRevisionFuture.
+//
+// The interface uses plain Go types only (package tuple), no protobuf and
+// no backend types, so the evaluator never learns which backend it reads.
+//
+// # Conformance
+//
+// Every backend must pass the suite in package storetest.
+package store
+
+import (
+	"context"
+	"iter"
+	"time"
+
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// Revision numbers committed states. Revision 0 is the empty store before
+// any write; every committed transaction gets the next number, and numbers
+// are never reused, across restarts too.
+type Revision uint64
+
+// Store is a relationship datastore with MVCC snapshots.
+type Store interface {
+	// Kind names the backend ("pebble", "memory", "postgres").
+	Kind() string
+	// ID identifies this datastore instance; it is chosen when the store is
+	// created and never changes, so tokens from another instance can be told apart.
+	ID() string
+
+	// HeadRevision returns the newest committed revision.
+	HeadRevision(ctx context.Context) (Revision, error)
+	// Snapshot returns a reader at rev. It fails with ErrRevisionCompacted
+	// when rev is older than the GC window and ErrRevisionFuture when rev
+	// is newer than HeadRevision.
+	Snapshot(ctx context.Context, rev Revision) (Reader, error)
+
+	// Update runs fn in a write transaction and commits it atomically at
+	// the next revision, which it returns. If fn returns an error nothing
+	// is written and that error is returned. Transactions are serialised:
+	// fn sees the state at the previous revision. Unless the backend was
+	// opened with durability relaxed, the commit is durable (fsynced)
+	// before Update returns.
+	Update(ctx context.Context, meta WriteMeta, fn func(ctx context.Context, tx Tx) error) (Revision, error)
+
+	// Watch yields every change set committed after revision after, in
+	// revision order, and then waits for new ones until ctx is done (the
+	// sequence then ends with ctx.Err()). Starting from a compacted
+	// revision fails with ErrRevisionCompacted.
+	Watch(ctx context.Context, after Revision) iter.Seq2[ChangeSet, error]
+
+	// Close releases the store. Readers and iterators must not be used after.
+	Close() error
+}
+
+// Reader answers queries at one revision.
+type Reader interface {
+	// Revision is the revision this reader sees.
+	Revision() Revision
+
+	// QueryRelationships yields relationships matching f in forward index
+	// order: resource type, resource id, relation, subject type, subject
+	// id, subject relation. Breaking out of the loop releases resources.
+	QueryRelationships(ctx context.Context, f tuple.Filter, opts QueryOptions) iter.Seq2[tuple.Relationship, error]
+
+	// ReverseQueryRelationships yields relationships matching f in reverse
+	// index order: subject type, subject id, subject relation, resource
+	// type, relation, resource id.
+	ReverseQueryRelationships(ctx context.Context, f tuple.ReverseFilter, opts QueryOptions) iter.Seq2[tuple.Relationship, error]
+
+	// ReadSchema returns the schema text in force at this revision and the
+	// revision that wrote it; ("", 0, nil) when no schema was ever written.
+	ReadSchema(ctx context.Context) (text string, written Revision, err error)
+}
+
+// QueryOptions shape a query. The zero value returns every match.
+type QueryOptions struct {
+	// Limit stops after this many relationships; 0 means no limit.
+	Limit int
+	// After resumes a scan strictly after this relationship's position in
+	// the index order of the query (a cursor: the last one seen).
+	After *tuple.Key
+	// Now, when non-zero, hides relationships expired at that instant.
+	Now time.Time
+}
+
+// Tx is a write transaction.
+type Tx interface {
+	// QueryRelationships reads the state at the previous revision (not
+	// this transaction's own pending writes).
+	QueryRelationships(ctx context.Context, f tuple.Filter, opts QueryOptions) iter.Seq2[tuple.Relationship, error]
+
+	// Touch stores r, replacing a relationship with the same key (and its
+	// caveat and expiration).
+	Touch(ctx context.Context, r tuple.Relationship) error
+	// Create stores r, failing with an *AlreadyExistsError if a
+	// relationship with the same key exists (and has not expired).
+	Create(ctx context.Context, r tuple.Relationship) error
+	// Delete removes the relationship with key k; deleting an absent
+	// relationship is not an error.
+	Delete(ctx context.Context, k tuple.Key) error
+	// DeleteMatching removes relationships matching f, at most limit of
+	// them when limit > 0, and returns how many it removed.
+	DeleteMatching(ctx context.Context, f tuple.Filter, limit int) (int, error)
+	// WriteSchema replaces the stored schema text.
+	WriteSchema(ctx context.Context, text string) error
+}
+
+// WriteMeta describes who writes, for the changelog (the audit trail).
+type WriteMeta struct {
+	// Caller identifies the principal that made the write.
+	Caller string
+}
+
+// Op is the kind of a change.
+type Op uint8
+
+// Change kinds.
+const (
+	OpTouch  Op = 1 // created or replaced
+	OpCreate Op = 2 // created; did not exist
+	OpDelete Op = 3 // removed
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpTouch:
+		return "TOUCH"
+	case OpCreate:
+		return "CREATE"
+	case OpDelete:
+		return "DELETE"
+	}
+	return "UNKNOWN"
+}
+
+// Change is one relationship change inside a ChangeSet.
+type Change struct {
+	Op           Op
+	Relationship tuple.Relationship
+}
+
+// ChangeSet is everything one transaction changed.
+type ChangeSet struct {
+	Revision      Revision
+	Time          time.Time // commit time, UTC
+	Caller        string
+	Changes       []Change
+	SchemaChanged bool
+}
+
+// GarbageCollector is implemented by stores that can drop versions older
+// than their GC window on demand (they also do it in the background).
+type GarbageCollector interface {
+	// GC removes versions that no reader can see any more because every
+	// revision that could see them is older than the window at now.
+	GC(ctx context.Context, now time.Time) (GCStats, error)
+}
+
+// GCStats reports one GC run.
+type GCStats struct {
+	// Horizon is the oldest revision still readable after the run.
+	Horizon Revision
+	// Removed counts deleted relationship versions and changelog entries.
+	Removed int
+}
+
+// BulkLoader is implemented by stores that can import many relationships
+// faster than through Update. Import writes them all at one new revision
+// with Touch semantics.
+type BulkLoader interface {
+	Import(ctx context.Context, meta WriteMeta, rels iter.Seq2[tuple.Relationship, error]) (Revision, int, error)
+}
