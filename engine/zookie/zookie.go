@@ -69,7 +69,7 @@ func Decode(f Fingerprint, token string) (uint64, error) {
 	if len(token) > MaxLen {
 		return 0, fmt.Errorf("%w: longer than %d characters", ErrInvalid, MaxLen)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(token)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	if err != nil {
 		return 0, fmt.Errorf("%w: not base64url", ErrInvalid)
 	}
