@@ -69,6 +69,12 @@ func Decode(f Fingerprint, token string) (uint64, error) {
 	if len(token) > MaxLen {
 		return 0, fmt.Errorf("%w: longer than %d characters", ErrInvalid, MaxLen)
 	}
+	for i := 0; i < len(token); i++ {
+		// The decoder skips \r and \n; a token must not.
+		if c := token[i]; !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return 0, fmt.Errorf("%w: character %q is not base64url", ErrInvalid, c)
+		}
+	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	if err != nil {
 		return 0, fmt.Errorf("%w: not base64url", ErrInvalid)
