@@ -19,7 +19,14 @@ var (
 	ErrClosed = errors.New("store: closed")
 	// ErrCorrupt: stored bytes could not be decoded.
 	ErrCorrupt = errors.New("store: corrupt data")
+	// ErrBatchTooLarge: a transaction wrote more relationships than the
+	// store's per-transaction limit; nothing was written.
+	ErrBatchTooLarge = errors.New("store: too many operations in one transaction")
 )
+
+// DefaultMaxBatchOps is the default limit on Touch, Create and Delete calls
+// in one transaction (DeleteMatching is bounded by its own limit instead).
+const DefaultMaxBatchOps = 1000
 
 // CompactedError reports a read below the GC horizon.
 type CompactedError struct {
