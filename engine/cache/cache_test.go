@@ -1,0 +1,171 @@
+package cache
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func TestGetSet(t *testing.T) {
+	tests := []struct {
+		name    string
+		sets    []string
+		get     string
+		wantOK  bool
+		wantVal string
+	}{
+		{name: "miss on empty", get: "a"},
+		{name: "hit", sets: []string{"a"}, get: "a", wantOK: true, wantVal: "v-a"},
+		{name: "other key", sets: []string{"a"}, get: "b"},
+		{name: "replace", sets: []string{"a", "a"}, get: "a", wantOK: true, wantVal: "v-a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := New(1 << 20)
+			for _, k := range tt.sets {
+				c.Set(k, "v-"+k, 8)
+			}
+			v, ok := c.Get(tt.get)
+			if ok != tt.wantOK {
+				t.Fatalf("Get(%q) ok = %v, want %v", tt.get, ok, tt.wantOK)
+			}
+			if ok && v.(string) != tt.wantVal {
+				t.Fatalf("Get(%q) = %v, want %v", tt.get, v, tt.wantVal)
+			}
+			st := c.Stats()
+			if st.Entries != int64(len(uniq(tt.sets))) {
+				t.Errorf("Entries = %d, want %d", st.Entries, len(uniq(tt.sets)))
+			}
+		})
+	}
+}
+
+func uniq(s []string) map[string]bool {
+	m := map[string]bool{}
+	for _, k := range s {
+		m[k] = true
+	}
+	return m
+}
+
+func TestBudgetAndEviction(t *testing.T) {
+	const budget = 64 * 4096
+	c := New(budget)
+	for i := range 10000 {
+		c.Set(fmt.Sprintf("key-%06d", i), i, 100)
+	}
+	st := c.Stats()
+	if st.Bytes > budget {
+		t.Fatalf("Bytes = %d exceeds budget %d", st.Bytes, budget)
+	}
+	if st.Evictions == 0 {
+		t.Fatal("expected evictions after overfilling")
+	}
+	if int64(st.Evictions)+st.Entries != 10000 {
+		t.Fatalf("evictions %d + entries %d != 10000 inserts", st.Evictions, st.Entries)
+	}
+	// The most recent key survives; the first one was evicted.
+	if _, ok := c.Get("key-009999"); !ok {
+		t.Error("most recent key was evicted")
+	}
+	if _, ok := c.Get("key-000000"); ok {
+		t.Error("oldest key survived")
+	}
+}
+
+func TestLRUOrder(t *testing.T) {
+	// One shard's share holds exactly two entries of this size; keys in
+	// the same shard are found by probing.
+	c := New(numShards * (2*(EntryOverhead+10+100) + 10))
+	s0 := c.shard("probe")
+	var keys []string
+	for i := 0; len(keys) < 3; i++ {
+		k := fmt.Sprintf("k%09d", i)
+		if c.shard(k) == s0 {
+			keys = append(keys, k)
+		}
+	}
+	c.Set(keys[0], 0, 100)
+	c.Set(keys[1], 1, 100)
+	c.Get(keys[0]) // keys[1] is now least recent
+	c.Set(keys[2], 2, 100)
+	if _, ok := c.Get(keys[1]); ok {
+		t.Error("least recently used entry survived")
+	}
+	if _, ok := c.Get(keys[0]); !ok {
+		t.Error("recently used entry was evicted")
+	}
+}
+
+func TestTooLarge(t *testing.T) {
+	c := New(numShards * 1000)
+	c.Set("big", 1, 10000)
+	if _, ok := c.Get("big"); ok {
+		t.Fatal("entry larger than a shard was stored")
+	}
+}
+
+func TestNil(t *testing.T) {
+	var c *Cache
+	c.Set("a", 1, 1)
+	if _, ok := c.Get("a"); ok {
+		t.Fatal("nil cache returned a value")
+	}
+	c.Delete("a")
+	if st := c.Stats(); st != (Stats{}) {
+		t.Fatalf("nil Stats = %+v", st)
+	}
+}
+
+func TestStatsCounters(t *testing.T) {
+	c := New(1 << 20)
+	c.Set("a", 1, 1)
+	c.Get("a")
+	c.Get("a")
+	c.Get("b")
+	c.Delete("a")
+	st := c.Stats()
+	if st.Hits != 2 || st.Misses != 1 || st.Entries != 0 || st.Bytes != 0 {
+		t.Fatalf("Stats = %+v, want 2 hits, 1 miss, empty", st)
+	}
+}
+
+func TestConcurrent(t *testing.T) {
+	c := New(1 << 16)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				k := fmt.Sprintf("%d-%d", g, i%300)
+				if v, ok := c.Get(k); ok && v.(int) != i%300 {
+					t.Errorf("Get(%s) = %v", k, v)
+					return
+				}
+				c.Set(k, i%300, 16)
+			}
+		}()
+	}
+	wg.Wait()
+	if st := c.Stats(); st.Bytes > 1<<16 {
+		t.Fatalf("Bytes = %d over budget", st.Bytes)
+	}
+}
+
+func BenchmarkGetParallel(b *testing.B) {
+	c := New(64 << 20)
+	keys := make([]string, 4096)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("rev-12|rel-3|doc:%d|user:%d", i, i*7)
+		c.Set(keys[i], i, 32)
+	}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			c.Get(keys[i&4095])
+			i++
+		}
+	})
+}
