@@ -113,8 +113,9 @@ type Caveat struct {
 	Expression string
 	Pos        Position
 
-	// program is the compiled CEL program; see Evaluate.
-	program any // set by the compiler; the CEL program
+	// program holds the compiled CEL programs and parameter converters; see
+	// Evaluate.
+	program *caveatProgram // set by Compile
 }
 
 // CaveatParam is one declared parameter.

@@ -1,0 +1,124 @@
+package schema
+
+import "strconv"
+
+// Token is a lexical token of the schema language.
+type Token int
+
+// Tokens. Words that only have meaning in one place (with, and, expiration,
+// any, all) are scanned as IDENT and recognised by the parser, so they stay
+// usable as names.
+const (
+	ILLEGAL Token = iota
+	EOF
+	COMMENT
+
+	IDENT // document
+
+	LBRACE    // {
+	RBRACE    // }
+	LPAREN    // (
+	RPAREN    // )
+	LT        // <
+	GT        // >
+	COLON     // :
+	SEMICOLON // ;
+	COMMA     // ,
+	HASH      // #
+	PIPE      // |
+	STAR      // *
+	SLASH     // /
+	DOT       // .
+	ASSIGN    // =
+	PLUS      // +
+	AMP       // &
+	MINUS     // -
+	ARROW     // ->
+
+	keywordBeg
+	DEFINITION // definition
+	CAVEAT     // caveat
+	RELATION   // relation
+	PERMISSION // permission
+	NIL        // nil
+	USE        // use
+	keywordEnd
+)
+
+var tokens = [...]string{
+	ILLEGAL:    "ILLEGAL",
+	EOF:        "EOF",
+	COMMENT:    "COMMENT",
+	IDENT:      "IDENT",
+	LBRACE:     "{",
+	RBRACE:     "}",
+	LPAREN:     "(",
+	RPAREN:     ")",
+	LT:         "<",
+	GT:         ">",
+	COLON:      ":",
+	SEMICOLON:  ";",
+	COMMA:      ",",
+	HASH:       "#",
+	PIPE:       "|",
+	STAR:       "*",
+	SLASH:      "/",
+	DOT:        ".",
+	ASSIGN:     "=",
+	PLUS:       "+",
+	AMP:        "&",
+	MINUS:      "-",
+	ARROW:      "->",
+	DEFINITION: "definition",
+	CAVEAT:     "caveat",
+	RELATION:   "relation",
+	PERMISSION: "permission",
+	NIL:        "nil",
+	USE:        "use",
+}
+
+// String returns the token's text for operators and keywords, its name
+// otherwise.
+func (t Token) String() string {
+	if t >= 0 && int(t) < len(tokens) && tokens[t] != "" {
+		return tokens[t]
+	}
+	return "token(" + strconv.Itoa(int(t)) + ")"
+}
+
+// IsKeyword reports whether t is a reserved word.
+func (t Token) IsKeyword() bool { return keywordBeg < t && t < keywordEnd }
+
+// lookupKeyword maps an identifier to its keyword token, or IDENT.
+func lookupKeyword(s string) Token {
+	switch s {
+	case "definition":
+		return DEFINITION
+	case "caveat":
+		return CAVEAT
+	case "relation":
+		return RELATION
+	case "permission":
+		return PERMISSION
+	case "nil":
+		return NIL
+	case "use":
+		return USE
+	}
+	return IDENT
+}
+
+// Binary operator precedence. Pemba's choice, documented in doc.go:
+// exclusion binds tightest, then intersection, then union; all are
+// left-associative. Mixed operators are best parenthesised.
+func (t Token) precedence() int {
+	switch t {
+	case PLUS:
+		return 1
+	case AMP:
+		return 2
+	case MINUS:
+		return 3
+	}
+	return 0
+}
