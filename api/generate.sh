@@ -11,7 +11,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="$(go env GOPATH)/bin:$PATH"
-rm -f api/pembav1/*.pb.go
+rm -f api/pembav1/*.pb.go # doc.go is hand-written and stays
 protoc \
 	--proto_path=api/proto \
 	--go_out=. --go_opt=module=github.com/pemba-authz/pemba \

@@ -1,0 +1,305 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// This file converts between protobuf messages and package tuple's plain
+// values. Conversions from the wire validate as they go and name the
+// offending field by its path in the request (updates[2].relationship.
+// resource.object_id), so that errors point at what to fix.
+
+// errMissing is the reason of a *FieldError for a required field left unset.
+var errMissing = errors.New("is required")
+
+// FieldError reports an invalid request field. It wraps the reason, which
+// may be a tuple.ErrInvalid error, an engine limit error or errMissing.
+type FieldError struct {
+	// Field is the path of the field in the request, e.g.
+	// "updates[2].relationship.resource.object_id".
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string {
+	var ie *tuple.InvalidError
+	if errors.As(e.Err, &ie) && ie.Field == e.Field {
+		// tuple already named the field.
+		return e.Err.Error()
+	}
+	return e.Field + ": " + e.Err.Error()
+}
+
+// Unwrap returns the reason.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func missing(field string) error { return &FieldError{Field: field, Err: errMissing} }
+
+func fieldErr(field string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &FieldError{Field: field, Err: err}
+}
+
+// fieldf reports a reason given as text.
+func fieldf(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
+
+func join(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
+}
+
+func checkType(field, s string) error {
+	return fieldErr(field, tuple.ValidateType(field, s))
+}
+
+func checkRelation(field, s string) error {
+	return fieldErr(field, tuple.ValidateRelation(field, s))
+}
+
+func checkID(field, s string, wildcard bool) error {
+	return fieldErr(field, tuple.ValidateID(field, s, wildcard))
+}
+
+// objectFromProto converts a resource reference (no wildcard).
+func objectFromProto(path string, o *pb.ObjectReference) (tuple.ObjectRef, error) {
+	if o == nil {
+		return tuple.ObjectRef{}, missing(path)
+	}
+	if err := checkType(join(path, "object_type"), o.GetObjectType()); err != nil {
+		return tuple.ObjectRef{}, err
+	}
+	if err := checkID(join(path, "object_id"), o.GetObjectId(), false); err != nil {
+		return tuple.ObjectRef{}, err
+	}
+	return tuple.ObjectRef{Type: o.GetObjectType(), ID: o.GetObjectId()}, nil
+}
+
+// subjectFromProto converts a subject reference: the ID may be the
+// wildcard, and the relation "..." means none.
+func subjectFromProto(path string, s *pb.SubjectReference) (tuple.SubjectRef, error) {
+	if s == nil {
+		return tuple.SubjectRef{}, missing(path)
+	}
+	o := s.GetObject()
+	op := join(path, "object")
+	if o == nil {
+		return tuple.SubjectRef{}, missing(op)
+	}
+	if err := checkType(join(op, "object_type"), o.GetObjectType()); err != nil {
+		return tuple.SubjectRef{}, err
+	}
+	if err := checkID(join(op, "object_id"), o.GetObjectId(), true); err != nil {
+		return tuple.SubjectRef{}, err
+	}
+	sub := tuple.SubjectRef{Type: o.GetObjectType(), ID: o.GetObjectId()}
+	if rel := s.GetOptionalRelation(); rel != "" && rel != tuple.Ellipsis {
+		rp := join(path, "optional_relation")
+		if sub.IsWildcard() {
+			return sub, fieldf(rp, "a wildcard subject cannot have a relation")
+		}
+		if err := checkRelation(rp, rel); err != nil {
+			return sub, err
+		}
+		sub.Relation = rel
+	}
+	return sub, nil
+}
+
+// relationshipFromProto converts and validates a relationship (names and
+// shapes only; the engine checks it against the schema).
+func relationshipFromProto(path string, r *pb.Relationship) (tuple.Relationship, error) {
+	var out tuple.Relationship
+	if r == nil {
+		return out, missing(path)
+	}
+	var err error
+	if out.Resource, err = objectFromProto(join(path, "resource"), r.GetResource()); err != nil {
+		return out, err
+	}
+	if err := checkRelation(join(path, "relation"), r.GetRelation()); err != nil {
+		return out, err
+	}
+	out.Relation = r.GetRelation()
+	if out.Subject, err = subjectFromProto(join(path, "subject"), r.GetSubject()); err != nil {
+		return out, err
+	}
+	if c := r.GetOptionalCaveat(); c != nil {
+		cp := join(path, "optional_caveat")
+		if err := checkRelation(join(cp, "caveat_name"), c.GetCaveatName()); err != nil {
+			return out, err
+		}
+		out.Caveat = &tuple.Caveat{Name: c.GetCaveatName()}
+		if out.Caveat.Context, err = contextFromProto(join(cp, "context"), c.GetContext()); err != nil {
+			return out, err
+		}
+	}
+	if ts := r.GetOptionalExpiresAt(); ts != nil {
+		ep := join(path, "optional_expires_at")
+		if err := ts.CheckValid(); err != nil {
+			return out, fieldErr(ep, err)
+		}
+		out.Expiration = ts.AsTime().UTC()
+	}
+	return out, nil
+}
+
+// contextFromProto converts a caveat context; nil stays nil. Numbers come
+// out as float64, which the engine accepts for integer parameters when
+// they are integral.
+func contextFromProto(path string, s *structpb.Struct) (map[string]any, error) {
+	if s == nil || len(s.GetFields()) == 0 {
+		return nil, nil
+	}
+	for k, v := range s.GetFields() {
+		if v == nil || v.GetKind() == nil {
+			return nil, fieldf(join(path, k), "has no value")
+		}
+	}
+	return s.AsMap(), nil
+}
+
+// contextToProto converts a stored caveat context; nil stays nil.
+func contextToProto(ctx map[string]any) (*structpb.Struct, error) {
+	if len(ctx) == 0 {
+		return nil, nil
+	}
+	s, err := structpb.NewStruct(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("server: caveat context: %w", err)
+	}
+	return s, nil
+}
+
+func objectToProto(o tuple.ObjectRef) *pb.ObjectReference {
+	return &pb.ObjectReference{ObjectType: o.Type, ObjectId: o.ID}
+}
+
+func subjectToProto(s tuple.SubjectRef) *pb.SubjectReference {
+	return &pb.SubjectReference{
+		Object:           &pb.ObjectReference{ObjectType: s.Type, ObjectId: s.ID},
+		OptionalRelation: s.Relation,
+	}
+}
+
+// relationshipToProto converts a stored relationship. It fails only when a
+// stored caveat context holds a value protobuf cannot represent.
+func relationshipToProto(r tuple.Relationship) (*pb.Relationship, error) {
+	out := &pb.Relationship{
+		Resource: objectToProto(r.Resource),
+		Relation: r.Relation,
+		Subject:  subjectToProto(r.Subject),
+	}
+	if r.Caveat != nil {
+		ctx, err := contextToProto(r.Caveat.Context)
+		if err != nil {
+			return nil, fmt.Errorf("%w (relationship %s)", err, r.Key())
+		}
+		out.OptionalCaveat = &pb.ContextualizedCaveat{CaveatName: r.Caveat.Name, Context: ctx}
+	}
+	if !r.Expiration.IsZero() {
+		out.OptionalExpiresAt = timestamppb.New(r.Expiration)
+	}
+	return out, nil
+}
+
+// filterFromProto converts a relationship filter. needType makes
+// resource_type required (deletes and preconditions).
+func filterFromProto(path string, f *pb.RelationshipFilter, needType bool) (tuple.Filter, error) {
+	var out tuple.Filter
+	if f == nil {
+		if needType {
+			return out, missing(path)
+		}
+		return out, nil
+	}
+	if t := f.GetResourceType(); t != "" || needType {
+		if err := checkType(join(path, "resource_type"), t); err != nil {
+			return out, err
+		}
+		out.ResourceType = t
+	}
+	if id := f.GetOptionalResourceId(); id != "" {
+		if err := checkID(join(path, "optional_resource_id"), id, false); err != nil {
+			return out, err
+		}
+		out.ResourceID = id
+	}
+	if rel := f.GetOptionalRelation(); rel != "" {
+		if err := checkRelation(join(path, "optional_relation"), rel); err != nil {
+			return out, err
+		}
+		out.Relation = rel
+	}
+	if sf := f.GetOptionalSubjectFilter(); sf != nil {
+		sp := join(path, "optional_subject_filter")
+		if err := checkType(join(sp, "subject_type"), sf.GetSubjectType()); err != nil {
+			return out, err
+		}
+		sub := &tuple.SubjectFilter{Type: sf.GetSubjectType()}
+		if id := sf.GetOptionalSubjectId(); id != "" {
+			if err := checkID(join(sp, "optional_subject_id"), id, true); err != nil {
+				return out, err
+			}
+			sub.ID = id
+		}
+		if rf := sf.GetOptionalRelation(); rf != nil {
+			switch rel := rf.GetRelation(); rel {
+			case "", tuple.Ellipsis:
+				// Present but empty: plain objects only.
+				sub.Relation = tuple.Ellipsis
+			default:
+				if err := checkRelation(join(sp, "optional_relation.relation"), rel); err != nil {
+					return out, err
+				}
+				sub.Relation = rel
+			}
+		}
+		out.Subject = sub
+	}
+	return out, nil
+}
+
+// opFromProto converts the operation of a relationship update.
+func opFromProto(path string, op pb.RelationshipUpdate_Operation) (store.Op, error) {
+	switch op {
+	case pb.RelationshipUpdate_OPERATION_CREATE:
+		return store.OpCreate, nil
+	case pb.RelationshipUpdate_OPERATION_TOUCH:
+		return store.OpTouch, nil
+	case pb.RelationshipUpdate_OPERATION_DELETE:
+		return store.OpDelete, nil
+	case pb.RelationshipUpdate_OPERATION_UNSPECIFIED:
+		return 0, missing(path)
+	}
+	return 0, fieldf(path, "unknown operation %d", int32(op))
+}
+
+// opToProto converts the operation of a change.
+func opToProto(op store.Op) pb.RelationshipUpdate_Operation {
+	switch op {
+	case store.OpCreate:
+		return pb.RelationshipUpdate_OPERATION_CREATE
+	case store.OpTouch:
+		return pb.RelationshipUpdate_OPERATION_TOUCH
+	case store.OpDelete:
+		return pb.RelationshipUpdate_OPERATION_DELETE
+	}
+	return pb.RelationshipUpdate_OPERATION_UNSPECIFIED
+}
