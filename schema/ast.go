@@ -384,9 +384,9 @@ func (t *TypeExpr) Pos() Pos { return t.Name.Pos() }
 // End returns the position just past the type.
 func (t *TypeExpr) End() Pos { return t.EndPos }
 
-func (*UseDecl) declNode()    {}
+func (*UseDecl) declNode()        {}
 func (*DefinitionDecl) declNode() {}
-func (*CaveatDecl) declNode() {}
+func (*CaveatDecl) declNode()     {}
 
 func (*RelationDecl) memberNode()   {}
 func (*PermissionDecl) memberNode() {}

@@ -158,7 +158,13 @@ func (p *parser) parseFile() *File {
 			f.Decls = append(f.Decls, p.parseDefinition())
 		case CAVEAT:
 			f.Decls = append(f.Decls, p.parseCaveat())
-		case USE:
+		case IDENT:
+			if p.lit != "use" {
+				p.errorExpected(`"definition", "caveat" or "use"`)
+				p.next()
+				p.syncDecl()
+				continue
+			}
 			f.Decls = append(f.Decls, p.parseUse())
 		case SEMICOLON:
 			p.next()
@@ -174,7 +180,7 @@ func (p *parser) parseFile() *File {
 
 // syncDecl skips to the start of the next top-level declaration.
 func (p *parser) syncDecl() {
-	for p.tok != EOF && p.tok != DEFINITION && p.tok != CAVEAT && p.tok != USE {
+	for p.tok != EOF && p.tok != DEFINITION && p.tok != CAVEAT && !(p.tok == IDENT && p.lit == "use") {
 		p.next()
 	}
 }
@@ -183,7 +189,7 @@ func (p *parser) syncDecl() {
 // relation or permission.
 func (p *parser) atMemberEnd() bool {
 	switch p.tok {
-	case RELATION, PERMISSION, RBRACE, SEMICOLON, EOF, DEFINITION, CAVEAT, USE:
+	case RELATION, PERMISSION, RBRACE, SEMICOLON, EOF, DEFINITION, CAVEAT:
 		return true
 	}
 	return false
@@ -234,7 +240,7 @@ func (p *parser) parseDefinition() *DefinitionDecl {
 			d.Members = append(d.Members, p.parsePermission())
 		case SEMICOLON:
 			p.next()
-		case DEFINITION, CAVEAT, USE:
+		case DEFINITION, CAVEAT:
 			p.errorExpected(`"}"`)
 			d.Rbrace = p.pos
 			return d

@@ -5,8 +5,8 @@ import "strconv"
 // Token is a lexical token of the schema language.
 type Token int
 
-// Tokens. Words that only have meaning in one place (with, and, expiration,
-// any, all) are scanned as IDENT and recognised by the parser, so they stay
+// Tokens. Words that only have meaning in one place (use, with, and,
+// expiration, any, all) are scanned as IDENT and recognised by the parser, so they stay
 // usable as names.
 const (
 	ILLEGAL Token = iota
@@ -41,7 +41,6 @@ const (
 	RELATION   // relation
 	PERMISSION // permission
 	NIL        // nil
-	USE        // use
 	keywordEnd
 )
 
@@ -74,7 +73,6 @@ var tokens = [...]string{
 	RELATION:   "relation",
 	PERMISSION: "permission",
 	NIL:        "nil",
-	USE:        "use",
 }
 
 // String returns the token's text for operators and keywords, its name
@@ -102,8 +100,6 @@ func lookupKeyword(s string) Token {
 		return PERMISSION
 	case "nil":
 		return NIL
-	case "use":
-		return USE
 	}
 	return IDENT
 }
