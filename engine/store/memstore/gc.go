@@ -1,0 +1,110 @@
+package memstore
+
+import (
+	"context"
+	"iter"
+	"slices"
+	"time"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// GC raises the horizon to the newest revision committed at or before
+// now minus the GC window, and drops what no revision from the horizon on
+// can see: versions replaced at or before the horizon, relationships
+// deleted at or before it, older schema texts and change sets. The head
+// revision is never dropped, so the horizon never passes it.
+func (s *Store) GC(ctx context.Context, now time.Time) (store.GCStats, error) {
+	if err := ctx.Err(); err != nil {
+		return store.GCStats{}, err
+	}
+	cutoff := now.Add(-s.window)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.GCStats{}, store.ErrClosed
+	}
+	h := s.horizon
+	// Commit times never decrease, so the last change set committed at or
+	// before the cutoff is the newest such revision.
+	for i := len(s.changes) - 1; i >= 0; i-- {
+		if !s.changes[i].Time.After(cutoff) {
+			h = max(h, s.changes[i].Revision)
+			break
+		}
+	}
+	if h == s.horizon {
+		return store.GCStats{Horizon: h}, nil
+	}
+	s.horizon = h
+	removed := 0
+	for k, rec := range s.records {
+		// Keep the version in force at h (unless it is a deletion) and
+		// every later one.
+		i := len(rec.versions) - 1
+		for i >= 0 && rec.versions[i].rev > h {
+			i--
+		}
+		if i < 0 {
+			continue
+		}
+		drop := i
+		if rec.versions[i].deleted {
+			drop = i + 1
+		}
+		removed += drop
+		rec.versions = slices.Clone(rec.versions[drop:])
+		if len(rec.versions) == 0 {
+			delete(s.records, k)
+		}
+	}
+	live := func(r *record) bool { return len(r.versions) > 0 }
+	s.forward.rebuild(live)
+	s.reverse.rebuild(live)
+
+	n := 0
+	for n < len(s.changes) && s.changes[n].Revision <= h {
+		n++
+	}
+	removed += n
+	s.changes = slices.Clone(s.changes[n:])
+
+	n = 0
+	for n+1 < len(s.schemas) && s.schemas[n+1].rev <= h {
+		n++
+	}
+	s.schemas = slices.Clone(s.schemas[n:])
+	return store.GCStats{Horizon: h, Removed: removed}, nil
+}
+
+// Import writes every relationship of rels at one new revision with Touch
+// semantics and no batch limit. An error from rels, or an invalid
+// relationship, writes nothing.
+func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2[tuple.Relationship, error]) (store.Revision, int, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	pending := make(map[tuple.Key]pendingWrite)
+	var changes []store.Change
+	count := 0
+	for r, err := range rels {
+		if err != nil {
+			return 0, 0, errorf("import: relationship %d: %w", count+1, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, 0, err
+		}
+		r, err := normalize(r)
+		if err != nil {
+			return 0, 0, errorf("import: relationship %d: %w", count+1, err)
+		}
+		pending[r.Key()] = pendingWrite{rel: r}
+		changes = append(changes, store.Change{Op: store.OpTouch, Relationship: r})
+		count++
+	}
+	rev, err := s.commit(meta, changes, pending, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	return rev, count, nil
+}
