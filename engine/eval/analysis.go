@@ -1,0 +1,269 @@
+package eval
+
+import (
+	"slices"
+
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// kind is a class of subjects: plain objects of a type (rel ""), or the
+// subject sets type#rel.
+type kind struct {
+	typ, rel string
+}
+
+// userset is one subject-set type a relation accepts, deduplicated.
+type userset struct {
+	typ, rel string
+	target   *schema.Relation
+}
+
+// directInfo summarises a relation's type list for direct lookups.
+type directInfo struct {
+	plain    map[string]bool // plain object types
+	wildcard map[string]bool // types accepted as type:*
+	sets     map[kind]bool   // subject-set kinds
+	usersets []userset
+}
+
+// parentEdge is an edge of the reverse graph walked by LookupResources:
+// reaching child on an object reaches parent.
+type parentEdge struct {
+	parent *schema.Relation
+	// tupleset is set for arrows: the parent's relation whose subjects are
+	// the child's objects.
+	tupleset *schema.Relation
+	// exact is false when the parent holds only if more than this edge
+	// holds (intersection, exclusion, arrow-all): the result is then a
+	// candidate that Check must confirm.
+	exact bool
+}
+
+// analysis is what the evaluator derives from a schema once, in New.
+// Slices are indexed by schema.Relation.Index.
+type analysis struct {
+	rels []*schema.Relation
+	// contains: the subject kinds that can be members of a relation; a
+	// check for any other kind is answered "no" without reading.
+	contains []map[kind]bool
+	// caveated: a caveat can influence the relation's value, so cached
+	// results must be keyed by the request context.
+	caveated []bool
+	direct   []directInfo
+	// heavy: evaluating the relation may fan out; worth a goroutine.
+	heavy []bool
+
+	// Reverse graph, for LookupResources.
+	usersetParents  [][]parentEdge // relations accepting rel's subject set
+	computedParents [][]parentEdge // permissions using rel on the same object
+	arrowParents    [][]parentEdge // permissions reaching rel through an arrow
+	plainParents    map[string][]*schema.Relation
+	wildcardParents map[string][]*schema.Relation
+	// relevant[g] marks the relations from which g can be reached by the
+	// reverse walk (the forward closure of g over positive positions).
+	relevant [][]bool
+}
+
+func analyze(s *schema.Schema) *analysis {
+	n := s.NumRelations
+	a := &analysis{
+		rels:            make([]*schema.Relation, n),
+		contains:        make([]map[kind]bool, n),
+		caveated:        make([]bool, n),
+		direct:          make([]directInfo, n),
+		heavy:           make([]bool, n),
+		usersetParents:  make([][]parentEdge, n),
+		computedParents: make([][]parentEdge, n),
+		arrowParents:    make([][]parentEdge, n),
+		plainParents:    map[string][]*schema.Relation{},
+		wildcardParents: map[string][]*schema.Relation{},
+		relevant:        make([][]bool, n),
+	}
+	// Sorted definition names keep every derived list deterministic.
+	names := make([]string, 0, len(s.Definitions))
+	for name := range s.Definitions {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		for _, r := range s.Definitions[name].Ordered {
+			if r.Index >= 0 && r.Index < n {
+				a.rels[r.Index] = r
+			}
+		}
+	}
+	for i, r := range a.rels {
+		if r == nil {
+			continue
+		}
+		a.contains[i] = map[kind]bool{{r.Definition.Name, r.Name}: true}
+		d := directInfo{plain: map[string]bool{}, wildcard: map[string]bool{}, sets: map[kind]bool{}}
+		for _, as := range r.Allowed {
+			if as.Caveat != nil {
+				a.caveated[i] = true
+			}
+			switch {
+			case as.Wildcard:
+				d.wildcard[as.Type] = true
+				a.contains[i][kind{as.Type, ""}] = true
+				if !slices.Contains(a.wildcardParents[as.Type], r) {
+					a.wildcardParents[as.Type] = append(a.wildcardParents[as.Type], r)
+				}
+			case as.Relation == "":
+				d.plain[as.Type] = true
+				a.contains[i][kind{as.Type, ""}] = true
+				if !slices.Contains(a.plainParents[as.Type], r) {
+					a.plainParents[as.Type] = append(a.plainParents[as.Type], r)
+				}
+			default:
+				k := kind{as.Type, as.Relation}
+				a.contains[i][k] = true
+				if !d.sets[k] && as.Target != nil {
+					d.sets[k] = true
+					d.usersets = append(d.usersets, userset{typ: as.Type, rel: as.Relation, target: as.Target})
+					t := as.Target.Index
+					a.usersetParents[t] = append(a.usersetParents[t], parentEdge{parent: r, exact: true})
+				}
+			}
+		}
+		a.direct[i] = d
+		a.heavy[i] = r.Rewrite != nil || len(d.usersets) > 0
+		if r.Rewrite != nil {
+			a.reverseEdges(r, r.Rewrite, true)
+		}
+	}
+
+	// Fixpoints: contains and caveated flow from referenced relations.
+	for changed := true; changed; {
+		changed = false
+		for i, r := range a.rels {
+			if r == nil {
+				continue
+			}
+			for _, ref := range references(r, false) {
+				for k := range a.contains[ref.Index] {
+					if !a.contains[i][k] {
+						a.contains[i][k] = true
+						changed = true
+					}
+				}
+			}
+			if !a.caveated[i] {
+				for _, ref := range references(r, true) {
+					if a.caveated[ref.Index] {
+						a.caveated[i] = true
+						changed = true
+						break
+					}
+				}
+			}
+		}
+	}
+
+	for i, r := range a.rels {
+		if r == nil {
+			continue
+		}
+		rel := make([]bool, n)
+		stack := []*schema.Relation{r}
+		rel[i] = true
+		for len(stack) > 0 {
+			x := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			for _, ref := range references(x, false) {
+				if !rel[ref.Index] {
+					rel[ref.Index] = true
+					stack = append(stack, ref)
+				}
+			}
+		}
+		a.relevant[i] = rel
+	}
+	return a
+}
+
+// reverseEdges records, for every relation that r's rewrite reaches in a
+// positive position, the edge back to r.
+func (a *analysis) reverseEdges(r *schema.Relation, w *schema.Rewrite, exact bool) {
+	switch w.Kind {
+	case schema.RewriteComputed:
+		if w.Relation != nil {
+			t := w.Relation.Index
+			a.computedParents[t] = append(a.computedParents[t], parentEdge{parent: r, exact: exact})
+		}
+	case schema.RewriteArrow:
+		for _, typ := range sortedKeys(w.Targets) {
+			t := w.Targets[typ].Index
+			a.arrowParents[t] = append(a.arrowParents[t], parentEdge{parent: r, tupleset: w.Relation, exact: exact && !w.ArrowAll})
+		}
+	case schema.RewriteUnion:
+		for _, c := range w.Children {
+			a.reverseEdges(r, c, exact)
+		}
+	case schema.RewriteIntersection, schema.RewriteExclusion:
+		// Every result of an intersection is in its first child, and of
+		// an exclusion in its base: candidates come from there.
+		if len(w.Children) > 0 {
+			a.reverseEdges(r, w.Children[0], false)
+		}
+	}
+}
+
+// references lists the relations whose value r's value is built from:
+// subject-set targets, and for permissions the relations of the rewrite in
+// positive positions (all when withNegative, which also adds tuplesets).
+func references(r *schema.Relation, withNegative bool) []*schema.Relation {
+	var out []*schema.Relation
+	for _, as := range r.Allowed {
+		if as.Target != nil {
+			out = append(out, as.Target)
+		}
+	}
+	var walk func(w *schema.Rewrite)
+	walk = func(w *schema.Rewrite) {
+		if w == nil {
+			return
+		}
+		switch w.Kind {
+		case schema.RewriteComputed:
+			if w.Relation != nil {
+				out = append(out, w.Relation)
+			}
+		case schema.RewriteArrow:
+			if withNegative && w.Relation != nil {
+				out = append(out, w.Relation)
+			}
+			for _, typ := range sortedKeys(w.Targets) {
+				out = append(out, w.Targets[typ])
+			}
+		case schema.RewriteUnion:
+			for _, c := range w.Children {
+				walk(c)
+			}
+		case schema.RewriteIntersection, schema.RewriteExclusion:
+			if withNegative {
+				for _, c := range w.Children {
+					walk(c)
+				}
+			} else if len(w.Children) > 0 {
+				walk(w.Children[0])
+			}
+		}
+	}
+	walk(r.Rewrite)
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// canContain reports whether subjects of sub's kind can be in rel at all.
+func (a *analysis) canContain(rel *schema.Relation, typ, srel string) bool {
+	return a.contains[rel.Index][kind{typ, srel}]
+}

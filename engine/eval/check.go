@@ -1,0 +1,438 @@
+package eval
+
+import (
+	"context"
+
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+func (rq *request) checkRoot(ctx context.Context, req CheckRequest) (CheckResult, error) {
+	rel, err := rq.e.resolve(req.Resource.Type, req.Permission)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	if req.Resource.ID == "" || req.Resource.ID == tuple.Wildcard {
+		return CheckResult{}, invalidRequest("resource %q needs a concrete id", req.Resource.String())
+	}
+	if err := rq.e.validateSubject(req.Subject); err != nil {
+		return CheckResult{}, err
+	}
+	res, err := rq.check(ctx, nil, rel, req.Resource.ID, req.Subject)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	return res.checkResult(), nil
+}
+
+// bulk answers reqs into out with up to Concurrency workers sharing rq.
+func (rq *request) bulk(ctx context.Context, reqs []CheckRequest, out []BulkResult) {
+	run := func(i int) {
+		out[i].CheckResult, out[i].Err = rq.checkRoot(ctx, reqs[i])
+	}
+	workers := min(rq.e.opts.Concurrency, len(reqs))
+	if workers <= 1 {
+		for i := range reqs {
+			run(i)
+		}
+		return
+	}
+	next := make(chan int)
+	done := make(chan struct{})
+	for range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range next {
+				run(i)
+			}
+		}()
+	}
+	for i := range reqs {
+		next <- i
+	}
+	close(next)
+	for range workers {
+		<-done
+	}
+}
+
+// check decides whether sub is in rel of object id, below the path parent.
+// It answers the trivial cases itself (membership of a subject set in
+// itself, impossible subject kinds, cycles, depth) and dispatches the rest.
+func (rq *request) check(ctx context.Context, parent *frame, rel *schema.Relation, id string, sub tuple.SubjectRef) (result, error) {
+	if err := ctx.Err(); err != nil {
+		return result{}, err
+	}
+	if sub.Relation == rel.Name && sub.ID == id && sub.Type == rel.Definition.Name {
+		// A subject set contains itself.
+		return resYes, nil
+	}
+	if !rq.e.an.canContain(rel, sub.Type, sub.Relation) {
+		return resNo, nil
+	}
+	depth := int32(1)
+	if parent != nil {
+		depth = parent.depth + 1
+	}
+	for f := parent; f != nil; f = f.parent {
+		if f.rel == rel && f.id == id {
+			// A cycle in the data: the least fixpoint is computed by
+			// taking the node as "no" on the way back to it.
+			r := resNo
+			r.cut = f.depth
+			return r, nil
+		}
+	}
+	f := &frame{parent: parent, rel: rel, id: id, depth: depth, seq: rq.seq.Add(1)}
+	if int(depth) > rq.e.opts.MaxDepth {
+		return result{}, maxDepthError(rq.e.opts.MaxDepth, f)
+	}
+	return rq.e.dispatch.dispatch(ctx, rq, f, subproblem{rel: rel.Index, id: id, sub: sub})
+}
+
+// compute evaluates a subproblem from its definition: the end of the
+// dispatch chain.
+func (rq *request) compute(ctx context.Context, f *frame, sub tuple.SubjectRef) (result, error) {
+	var res result
+	var err error
+	if f.rel.Rewrite != nil {
+		res, err = rq.rewrite(ctx, f, f.rel.Rewrite, sub)
+	} else {
+		res, err = rq.direct(ctx, f, sub)
+	}
+	if err == nil && res.cut >= f.depth {
+		// Only this node was assumed; its value is now exact.
+		res.cut = noCut
+	}
+	return res, err
+}
+
+func (rq *request) rewrite(ctx context.Context, f *frame, w *schema.Rewrite, sub tuple.SubjectRef) (result, error) {
+	switch w.Kind {
+	case schema.RewriteComputed:
+		return rq.check(ctx, f, w.Relation, f.id, sub)
+	case schema.RewriteArrow:
+		return rq.arrow(ctx, f, w, sub)
+	case schema.RewriteUnion, schema.RewriteIntersection:
+		parallel := 0
+		for _, c := range w.Children {
+			if rq.e.heavyRewrite(c) {
+				parallel++
+			}
+		}
+		return rq.fold(ctx, w.Kind == schema.RewriteIntersection, len(w.Children), parallel >= 2,
+			func(ctx context.Context, i int) (result, error) {
+				return rq.rewrite(ctx, f, w.Children[i], sub)
+			})
+	case schema.RewriteExclusion:
+		base, err := rq.rewrite(ctx, f, w.Children[0], sub)
+		if err != nil || base.perm == NoPermission {
+			return base, err
+		}
+		minus, err := rq.rewrite(ctx, f, w.Children[1], sub)
+		if err != nil {
+			return result{}, err
+		}
+		return and(base, not(minus)), nil
+	}
+	return resNo, nil
+}
+
+// heavyRewrite reports whether a rewrite node may fan out (worth running
+// on its own goroutine); a computed reference to a plain relation is one
+// or two point reads.
+func (e *Evaluator) heavyRewrite(w *schema.Rewrite) bool {
+	switch w.Kind {
+	case schema.RewriteNil:
+		return false
+	case schema.RewriteComputed:
+		return w.Relation != nil && e.an.heavy[w.Relation.Index]
+	}
+	return true
+}
+
+// direct evaluates a relation: its stored relationships naming sub (or
+// sub's wildcard), then its subject sets that can contain sub.
+func (rq *request) direct(ctx context.Context, f *frame, sub tuple.SubjectRef) (result, error) {
+	rel := f.rel
+	info := &rq.e.an.direct[rel.Index]
+	base := tuple.Filter{ResourceType: rel.Definition.Name, ResourceID: f.id, Relation: rel.Name}
+	acc := resNo
+
+	var exact, wild bool
+	if sub.Relation == "" {
+		if sub.ID == tuple.Wildcard {
+			exact = info.wildcard[sub.Type]
+		} else {
+			exact = info.plain[sub.Type]
+			wild = info.wildcard[sub.Type]
+		}
+	} else {
+		exact = info.sets[kind{sub.Type, sub.Relation}]
+	}
+	point := func(id string) error {
+		fl := base
+		srel := sub.Relation
+		if srel == "" {
+			srel = tuple.Ellipsis
+		}
+		fl.Subject = &tuple.SubjectFilter{Type: sub.Type, ID: id, Relation: srel}
+		rels, err := rq.query(ctx, fl)
+		if err != nil {
+			return err
+		}
+		for i := range rels {
+			cv, err := rq.caveat(&rels[i])
+			if err != nil {
+				return err
+			}
+			acc = or(acc, cv)
+		}
+		return nil
+	}
+	if exact {
+		if err := point(sub.ID); err != nil {
+			return result{}, err
+		}
+		if acc.perm == HasPermission {
+			return acc, nil
+		}
+	}
+	if wild {
+		if err := point(tuple.Wildcard); err != nil {
+			return result{}, err
+		}
+		if acc.perm == HasPermission {
+			return acc, nil
+		}
+	}
+
+	type branch struct {
+		target *schema.Relation
+		id     string
+		cv     result
+	}
+	var branches []branch
+	for _, us := range info.usersets {
+		if !rq.e.an.canContain(us.target, sub.Type, sub.Relation) {
+			continue
+		}
+		fl := base
+		fl.Subject = &tuple.SubjectFilter{Type: us.typ, Relation: us.rel}
+		rels, err := rq.query(ctx, fl)
+		if err != nil {
+			return result{}, err
+		}
+		for i := range rels {
+			r := &rels[i]
+			if r.Subject == sub || r.Subject.ID == tuple.Wildcard {
+				continue // counted by the point read above
+			}
+			cv, err := rq.caveat(r)
+			if err != nil {
+				return result{}, err
+			}
+			if cv.perm == NoPermission {
+				acc.deps(cv)
+				continue
+			}
+			branches = append(branches, branch{target: us.target, id: r.Subject.ID, cv: cv})
+		}
+	}
+	if len(branches) == 0 {
+		return acc, nil
+	}
+	sets, err := rq.fold(ctx, false, len(branches), len(branches) >= 2, func(ctx context.Context, i int) (result, error) {
+		b := &branches[i]
+		r, err := rq.check(ctx, f, b.target, b.id, sub)
+		if err != nil {
+			return result{}, err
+		}
+		return and(b.cv, r), nil
+	})
+	if err != nil {
+		if acc.perm == HasPermission {
+			return acc, nil
+		}
+		return result{}, err
+	}
+	return or(acc, sets), nil
+}
+
+// arrow evaluates tupleset->target: the target on each subject of the
+// tupleset relation; with ArrowAll every such subject must qualify and
+// there must be at least one.
+func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub tuple.SubjectRef) (result, error) {
+	rels, err := rq.query(ctx, tuple.Filter{ResourceType: f.rel.Definition.Name, ResourceID: f.id, Relation: w.Relation.Name})
+	if err != nil {
+		return result{}, err
+	}
+	type branch struct {
+		target *schema.Relation
+		id     string
+		cv     result
+	}
+	acc := resNo
+	if w.ArrowAll {
+		acc = resYes
+	}
+	exists := resNo
+	branches := make([]branch, 0, len(rels))
+	for i := range rels {
+		r := &rels[i]
+		if r.Subject.ID == tuple.Wildcard {
+			continue
+		}
+		target := w.Targets[r.Subject.Type]
+		cv, err := rq.caveat(r)
+		if err != nil {
+			return result{}, err
+		}
+		if cv.perm == NoPermission {
+			acc.deps(cv)
+			continue
+		}
+		if !w.ArrowAll && (target == nil || !rq.e.an.canContain(target, sub.Type, sub.Relation)) {
+			acc.deps(cv)
+			continue
+		}
+		exists = or(exists, cv)
+		branches = append(branches, branch{target: target, id: r.Subject.ID, cv: cv})
+	}
+	if w.ArrowAll {
+		if exists.perm == NoPermission {
+			exists.deps(acc)
+			return exists, nil
+		}
+		all, err := rq.fold(ctx, true, len(branches), len(branches) >= 2, func(ctx context.Context, i int) (result, error) {
+			b := &branches[i]
+			t := resNo
+			if b.target != nil {
+				var err error
+				if t, err = rq.check(ctx, f, b.target, b.id, sub); err != nil {
+					return result{}, err
+				}
+			}
+			// The subject must qualify if its relationship exists.
+			return or(not(b.cv), t), nil
+		})
+		if err != nil {
+			return result{}, err
+		}
+		all.deps(acc)
+		return and(all, exists), nil
+	}
+	any, err := rq.fold(ctx, false, len(branches), len(branches) >= 2, func(ctx context.Context, i int) (result, error) {
+		b := &branches[i]
+		t, err := rq.check(ctx, f, b.target, b.id, sub)
+		if err != nil {
+			return result{}, err
+		}
+		return and(b.cv, t), nil
+	})
+	if err != nil {
+		return result{}, err
+	}
+	any.deps(acc)
+	return any, nil
+}
+
+// fold combines n branches with Kleene and (isAnd) or or, stopping at the
+// first deciding value (no for and, yes for or). With parallel set, up to
+// the request's goroutine budget of branches run concurrently. An error in
+// a branch fails the fold unless another branch decided it.
+func (rq *request) fold(ctx context.Context, isAnd bool, n int, parallel bool, branch func(context.Context, int) (result, error)) (result, error) {
+	acc, decide := resNo, HasPermission
+	if isAnd {
+		acc, decide = resYes, NoPermission
+	}
+	combine := func(r result) {
+		if isAnd {
+			acc = and(acc, r)
+		} else {
+			acc = or(acc, r)
+		}
+	}
+	if !parallel || rq.tokens == nil || n < 2 {
+		var firstErr error
+		for i := 0; i < n; i++ {
+			r, err := branch(ctx, i)
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+			combine(r)
+			if acc.perm == decide {
+				return acc, nil
+			}
+		}
+		if firstErr != nil {
+			return result{}, firstErr
+		}
+		return acc, nil
+	}
+
+	type out struct {
+		i   int
+		r   result
+		err error
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan out, n)
+	spawned := 0
+	inline := make([]int, 1, n)
+	for i := 1; i < n; i++ {
+		select {
+		case rq.tokens <- struct{}{}:
+			spawned++
+			go func() {
+				r, err := branch(cctx, i)
+				<-rq.tokens
+				ch <- out{i, r, err}
+			}()
+		default:
+			inline = append(inline, i)
+		}
+	}
+	errAt, firstErr := n, error(nil)
+	decided := false
+	for _, i := range inline {
+		r, err := branch(cctx, i)
+		if err != nil {
+			if i < errAt {
+				errAt, firstErr = i, err
+			}
+			continue
+		}
+		combine(r)
+		if acc.perm == decide {
+			decided = true
+			cancel()
+			break
+		}
+	}
+	for range spawned {
+		o := <-ch
+		if decided {
+			continue
+		}
+		if o.err != nil {
+			if o.i < errAt {
+				errAt, firstErr = o.i, o.err
+			}
+			continue
+		}
+		combine(o.r)
+		if acc.perm == decide {
+			decided = true
+			cancel()
+		}
+	}
+	if !decided && firstErr != nil {
+		return result{}, firstErr
+	}
+	return acc, nil
+}

@@ -1,0 +1,123 @@
+package eval
+
+import (
+	"context"
+	"time"
+
+	"github.com/pemba-authz/pemba/engine/cache"
+)
+
+// dispatcher evaluates one subproblem on the path frame f. The evaluator
+// chains implementations as decorators: memoLayer (in-request sharing) ->
+// cacheLayer (cross-request, optional) -> computeLayer.
+type dispatcher interface {
+	dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error)
+}
+
+// computeLayer evaluates the subproblem from the schema.
+type computeLayer struct{}
+
+func (computeLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
+	return rq.compute(ctx, f, sp.sub)
+}
+
+// call is one evaluation of a subproblem within a request.
+type call struct {
+	done  chan struct{}
+	res   result
+	err   error
+	depth int32
+	seq   uint64
+}
+
+func (c *call) exact() bool { return c.err == nil && c.res.cut == noCut }
+
+// memoLayer shares subproblems within a request: a finished exact answer is
+// reused, and an identical evaluation in flight is waited for
+// (singleflight) when waiting cannot deadlock.
+//
+// Waiting is safe when the call waited for is smaller, in the order
+// (deeper first, then started earlier), than every frame on the waiter's
+// path: a wait-for cycle would need a strictly decreasing cycle. Since
+// frames deepen along a path, comparing with the waiter's deepest frame
+// suffices. Otherwise the waiter evaluates the subproblem itself.
+type memoLayer struct {
+	next dispatcher
+}
+
+func (m memoLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
+	rq.mu.Lock()
+	c, ok := rq.memo[sp]
+	if ok {
+		select {
+		case <-c.done:
+			if c.exact() {
+				rq.mu.Unlock()
+				return c.res, nil
+			}
+			ok = false // replace an inexact or failed evaluation
+		default:
+			p := f.parent
+			if p == nil || c.depth > p.depth || (c.depth == p.depth && c.seq < p.seq) {
+				rq.mu.Unlock()
+				select {
+				case <-c.done:
+				case <-ctx.Done():
+					return result{}, ctx.Err()
+				}
+				if c.exact() {
+					return c.res, nil
+				}
+				return m.next.dispatch(ctx, rq, f, sp)
+			}
+			rq.mu.Unlock()
+			return m.next.dispatch(ctx, rq, f, sp)
+		}
+	}
+	c = &call{done: make(chan struct{}), depth: f.depth, seq: f.seq}
+	rq.memo[sp] = c
+	rq.mu.Unlock()
+	c.res, c.err = m.next.dispatch(ctx, rq, f, sp)
+	close(c.done)
+	return c.res, c.err
+}
+
+// cacheLayer keeps exact answers across requests in a cache.Cache, keyed by
+// revision, schema, relation, object, subject and (for relations a caveat
+// can reach) the request's caveat context.
+type cacheLayer struct {
+	cache *cache.Cache
+	next  dispatcher
+}
+
+// cacheEntry is a cached answer and the interval of clock values for which
+// it holds: relationships expired before computed were invisible then (but
+// visible to an earlier clock), and expires is when one that was read ends.
+type cacheEntry struct {
+	perm     Permissionship
+	missing  []string
+	computed time.Time
+	expires  time.Time
+}
+
+func (c cacheLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
+	key, ok := rq.cacheKey(sp)
+	if !ok {
+		return c.next.dispatch(ctx, rq, f, sp)
+	}
+	if v, hit := c.cache.Get(key); hit {
+		ent := v.(*cacheEntry)
+		if !rq.now.Before(ent.computed) && (ent.expires.IsZero() || rq.now.Before(ent.expires)) {
+			return result{perm: ent.perm, missing: ent.missing, expires: ent.expires, cut: noCut}, nil
+		}
+	}
+	res, err := c.next.dispatch(ctx, rq, f, sp)
+	if err == nil && res.cut == noCut {
+		size := int64(64)
+		for _, m := range res.missing {
+			size += int64(len(m)) + 16
+		}
+		c.cache.Set(key, &cacheEntry{perm: res.perm, missing: res.missing, computed: rq.now, expires: res.expires}, size)
+	}
+	return res, err
+}

@@ -1,0 +1,70 @@
+// Package eval answers permission questions over a compiled schema and a
+// store snapshot: Check, CheckBulk, Expand, LookupResources and
+// LookupSubjects.
+//
+// # Model
+//
+// A relation of an object is the set of its stored subjects: plain objects
+// (user:anne), wildcards (user:* holds every user) and subject sets
+// (group:eng#member holds the members of group:eng's member). A permission
+// is a rewrite of other relations: union, intersection, exclusion, computed
+// references on the same object and arrows (parent->view, and
+// parent.all(view), which requires every parent). A subject set contains
+// itself: group:eng#member is in group:eng's member.
+//
+// Answers are three-valued. A relationship with a caveat holds, does not
+// hold, or is conditional on caveat parameters the request did not supply;
+// Kleene logic carries the condition up (union: yes if any branch is yes;
+// intersection: no if any is no; exclusion: no if the base is no or the
+// subtraction yes) together with the sorted names of the missing
+// parameters. A caveat is evaluated with the request's context overlaid by
+// the context stored on the relationship. For parent.all(view), a parent
+// whose relationship is conditional must qualify only if it exists.
+// Relationships whose expiration has passed (at Params.Now) are invisible.
+//
+// # Evaluation
+//
+// Check walks the rewrite trees depth first. Unions stop at the first yes
+// and intersections at the first no; an exclusion skips its subtraction
+// when the base is no. Branches that may fan out run concurrently within a
+// per-request goroutine budget (Options.Concurrency); point reads run
+// inline. The schema is analysed once in New: the subject kinds each
+// relation can contain prune branches that cannot lead to the subject.
+//
+// Cycles in the data (group A in B in A) are answered by their least
+// fixpoint: coming back to a node on the current path counts as "no" there,
+// and any result that relied on that assumption is kept away from caches
+// until the node it assumed has been decided. Nesting deeper than
+// Options.MaxDepth fails with a *MaxDepthError, never with a "no".
+//
+// # Sharing and caching
+//
+// Every subproblem (relation index, object, subject) goes through a chain of
+// dispatchers. The first shares work within a request: a finished answer is
+// reused, and an identical evaluation in flight is waited for when the wait
+// cannot deadlock (see memoLayer); the items of CheckBulk share this table.
+// The second, when Options.Cache is set, keeps answers across requests in a
+// cache.Cache, keyed by revision, schema, relation index, object, subject and
+// — only for relations a caveat can reach — a hash of the request context.
+// An entry records the clock interval in which it holds: from the Now it
+// was computed at until the earliest expiration among the relationships it
+// read. An answer is never served for another revision or outside that
+// interval.
+//
+// # Lookups
+//
+// LookupResources walks the schema backwards from the subject over the
+// store's reverse index: relationships naming the subject (or its
+// wildcard), then subject sets and arrows leading to them, up to the
+// requested permission. Resources reached only through unions of
+// uncaveated relationships are answers; those reached through an
+// intersection, exclusion, arrow-all or caveat are candidates, confirmed
+// with Check. Results stream in ascending ID order, so After is a cursor.
+//
+// LookupSubjects walks forward from the resource, collecting every subject
+// of the requested type any branch mentions, and decides each with Check.
+// A wildcard is reported as "*" with the subjects an exclusion removes from
+// it in ExcludedIDs.
+//
+// Expand returns the rewrite tree with each relation's stored subjects.
+package eval

@@ -1,0 +1,284 @@
+package eval
+
+import (
+	"context"
+	"hash/fnv"
+	"iter"
+	"time"
+
+	"github.com/pemba-authz/pemba/engine/cache"
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxDepth    = 50
+	DefaultConcurrency = 4
+)
+
+// Options configure an Evaluator. The zero value is usable.
+type Options struct {
+	// MaxDepth bounds the nesting of relations a single check follows;
+	// deeper evaluation fails with ErrMaxDepth. 0 means DefaultMaxDepth.
+	MaxDepth int
+	// Concurrency is the number of goroutines one request may use to
+	// evaluate branches in parallel, the caller's included. 0 means
+	// DefaultConcurrency; 1 evaluates sequentially.
+	Concurrency int
+	// Cache keeps subproblem results across requests; nil disables the
+	// cross-request cache (requests still share work within themselves).
+	// One cache must serve one store: keys hold revisions, not store IDs.
+	Cache *cache.Cache
+}
+
+// Evaluator answers permission questions over one compiled schema. It is
+// safe for concurrent use; each call reads through the store.Reader it is
+// given, so all of a call's answers come from one revision.
+type Evaluator struct {
+	s        *schema.Schema
+	opts     Options
+	an       *analysis
+	dispatch dispatcher
+	// schemaID distinguishes cache entries of different schemas that
+	// share a cache and a revision numbering.
+	schemaID uint64
+}
+
+// New returns an evaluator for s.
+func New(s *schema.Schema, opts Options) *Evaluator {
+	if opts.MaxDepth <= 0 {
+		opts.MaxDepth = DefaultMaxDepth
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	h := fnv.New64a()
+	h.Write([]byte(s.Source))
+	e := &Evaluator{s: s, opts: opts, an: analyze(s), schemaID: h.Sum64()}
+	var d dispatcher = computeLayer{}
+	if opts.Cache != nil {
+		d = cacheLayer{cache: opts.Cache, next: d}
+	}
+	e.dispatch = memoLayer{next: d}
+	return e
+}
+
+// Schema returns the schema the evaluator was built for.
+func (e *Evaluator) Schema() *schema.Schema { return e.s }
+
+// Params are the per-call inputs shared by every operation.
+type Params struct {
+	// Reader is the snapshot to evaluate at. Required.
+	Reader store.Reader
+	// Now is the clock for expiring relationships: those expired at Now
+	// are invisible. The zero value means time.Now().
+	Now time.Time
+	// Context is the caveat context of the request. Values stored on a
+	// relationship take precedence over these.
+	Context map[string]any
+}
+
+// CheckRequest asks whether Subject has Permission on Resource.
+type CheckRequest struct {
+	Resource   tuple.ObjectRef
+	Permission string // a permission or relation of Resource.Type
+	Subject    tuple.SubjectRef
+}
+
+// Permissionship is the answer to a check.
+type Permissionship uint8
+
+// Permissionship values.
+const (
+	// NoPermission: the subject does not have the permission.
+	NoPermission Permissionship = iota
+	// HasPermission: the subject has the permission.
+	HasPermission
+	// ConditionalPermission: the answer depends on caveat parameters the
+	// request did not supply (see CheckResult.MissingContext).
+	ConditionalPermission
+)
+
+func (p Permissionship) String() string {
+	switch p {
+	case NoPermission:
+		return "NO_PERMISSION"
+	case HasPermission:
+		return "HAS_PERMISSION"
+	case ConditionalPermission:
+		return "CONDITIONAL_PERMISSION"
+	}
+	return "UNKNOWN"
+}
+
+// CheckResult is the outcome of a check.
+type CheckResult struct {
+	Permissionship Permissionship
+	// MissingContext lists, sorted, the caveat parameters whose values
+	// would decide a conditional answer.
+	MissingContext []string
+}
+
+// BulkResult is one item of CheckBulk: a result or an error.
+type BulkResult struct {
+	CheckResult
+	Err error
+}
+
+// TreeKind is the node type of an expansion tree.
+type TreeKind uint8
+
+// Tree kinds.
+const (
+	// Leaf: the stored subjects of a relation (Subjects), with the
+	// expansions of its subject sets as Children.
+	Leaf TreeKind = iota
+	// Union: any child.
+	Union
+	// Intersection: every child.
+	Intersection
+	// Exclusion: the first child minus the second.
+	Exclusion
+)
+
+func (k TreeKind) String() string {
+	switch k {
+	case Leaf:
+		return "leaf"
+	case Union:
+		return "union"
+	case Intersection:
+		return "intersection"
+	case Exclusion:
+		return "exclusion"
+	}
+	return "unknown"
+}
+
+// Tree is an expansion of a relation or permission on one object.
+type Tree struct {
+	Kind     TreeKind
+	Object   tuple.ObjectRef
+	Relation string
+	// Subjects are the stored subjects of a relation (Leaf only),
+	// including subject sets and wildcards.
+	Subjects []Subject
+	Children []*Tree
+	// Truncated is set where expansion stopped: the depth requested was
+	// reached, or the node repeats one of its ancestors (a cycle).
+	Truncated bool
+}
+
+// Subject is one stored subject of a relation, with the conditions under
+// which it holds.
+type Subject struct {
+	Subject    tuple.SubjectRef
+	Caveat     *tuple.Caveat
+	Expiration time.Time
+}
+
+// LookupResourcesRequest asks which resources of ResourceType Subject has
+// Permission on.
+type LookupResourcesRequest struct {
+	ResourceType string
+	Permission   string
+	Subject      tuple.SubjectRef
+	// Limit stops after this many results; 0 means no limit.
+	Limit int
+	// After resumes strictly after this resource ID (a cursor).
+	After string
+}
+
+// ResourceResult is one resource found by LookupResources.
+type ResourceResult struct {
+	ResourceID     string
+	Permissionship Permissionship
+	MissingContext []string
+}
+
+// LookupSubjectsRequest asks which subjects of SubjectType (with
+// SubjectRelation, when set) have Permission on Resource.
+type LookupSubjectsRequest struct {
+	Resource        tuple.ObjectRef
+	Permission      string
+	SubjectType     string
+	SubjectRelation string // "" for plain subjects
+}
+
+// SubjectResult is one subject found by LookupSubjects.
+type SubjectResult struct {
+	// SubjectID may be "*": every subject of the type except ExcludedIDs,
+	// with this Permissionship. Subjects listed by their own ID carry
+	// their own answer.
+	SubjectID      string
+	ExcludedIDs    []string
+	Permissionship Permissionship
+	MissingContext []string
+}
+
+// Check reports whether req.Subject has req.Permission on req.Resource at
+// the revision of p.Reader.
+func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (CheckResult, error) {
+	rq, err := e.newRequest(p)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	return rq.checkRoot(ctx, req)
+}
+
+// CheckBulk runs many checks at one revision. Items share subproblems: a
+// subproblem evaluated for one item is reused by the others. The result at
+// index i answers reqs[i]; a failure of one item does not fail the others.
+func (e *Evaluator) CheckBulk(ctx context.Context, p Params, reqs []CheckRequest) []BulkResult {
+	out := make([]BulkResult, len(reqs))
+	rq, err := e.newRequest(p)
+	if err != nil {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	rq.bulk(ctx, reqs, out)
+	return out
+}
+
+// LookupResources yields the resources of req.ResourceType on which
+// req.Subject has req.Permission, in ascending ID order, each with the
+// permissionship Check would give. An error ends the sequence.
+func (e *Evaluator) LookupResources(ctx context.Context, p Params, req LookupResourcesRequest) iter.Seq2[ResourceResult, error] {
+	return func(yield func(ResourceResult, error) bool) {
+		rq, err := e.newRequest(p)
+		if err != nil {
+			yield(ResourceResult{}, err)
+			return
+		}
+		rq.lookupResources(ctx, req, yield)
+	}
+}
+
+// LookupSubjects yields the subjects of req.SubjectType that have
+// req.Permission on req.Resource, in ascending ID order ("*" first), each
+// with the permissionship Check would give. An error ends the sequence.
+func (e *Evaluator) LookupSubjects(ctx context.Context, p Params, req LookupSubjectsRequest) iter.Seq2[SubjectResult, error] {
+	return func(yield func(SubjectResult, error) bool) {
+		rq, err := e.newRequest(p)
+		if err != nil {
+			yield(SubjectResult{}, err)
+			return
+		}
+		rq.lookupSubjects(ctx, req, yield)
+	}
+}
+
+// Expand returns the tree of relationships and rewrites that make up
+// permission on resource. depth 0 expands fully (stopping at cycles); depth
+// n stops n relations below the root, marking the cut nodes Truncated.
+func (e *Evaluator) Expand(ctx context.Context, p Params, resource tuple.ObjectRef, permission string, depth int) (*Tree, error) {
+	rq, err := e.newRequest(p)
+	if err != nil {
+		return nil, err
+	}
+	return rq.expand(ctx, resource, permission, depth)
+}

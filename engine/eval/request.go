@@ -1,0 +1,212 @@
+package eval
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"hash/fnv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// request is the state of one API call: its snapshot, clock and caveat
+// context, its goroutine budget, and the table of subproblems it has
+// evaluated or is evaluating (shared by every item of a CheckBulk).
+type request struct {
+	e       *Evaluator
+	reader  store.Reader
+	rev     store.Revision
+	now     time.Time
+	context map[string]any
+
+	// tokens bounds the extra goroutines of this request.
+	tokens chan struct{}
+	seq    atomic.Uint64
+
+	mu   sync.Mutex
+	memo map[subproblem]*call
+
+	ctxOnce sync.Once
+	ctxHash uint64
+	ctxOK   bool // the context could be hashed; else caveated results are not cached
+}
+
+// subproblem is "is sub in relation rel of object id?"; rel is the dense
+// Relation.Index (the object type is the relation's definition).
+type subproblem struct {
+	rel int
+	id  string
+	sub tuple.SubjectRef
+}
+
+// frame is one node of the path from a request to the subproblem being
+// evaluated. Frames are immutable and shared by the goroutines below them.
+type frame struct {
+	parent *frame
+	rel    *schema.Relation
+	id     string
+	depth  int32
+	seq    uint64 // start order, for the wait rule of memoLayer
+}
+
+func (e *Evaluator) newRequest(p Params) (*request, error) {
+	if p.Reader == nil {
+		return nil, invalidRequest("no store reader")
+	}
+	now := p.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	rq := &request{
+		e:       e,
+		reader:  p.Reader,
+		rev:     p.Reader.Revision(),
+		now:     now,
+		context: p.Context,
+		memo:    make(map[subproblem]*call),
+	}
+	if e.opts.Concurrency > 1 {
+		rq.tokens = make(chan struct{}, e.opts.Concurrency-1)
+	}
+	return rq, nil
+}
+
+// contextHash returns a hash of the request's caveat context; ok is false
+// when the context cannot be encoded (then caveated results are not cached).
+func (rq *request) contextHash() (uint64, bool) {
+	rq.ctxOnce.Do(func() {
+		if len(rq.context) == 0 {
+			rq.ctxOK = true
+			return
+		}
+		// encoding/json sorts map keys, so equal contexts hash equally.
+		b, err := json.Marshal(rq.context)
+		if err != nil {
+			return
+		}
+		h := fnv.New64a()
+		h.Write(b)
+		rq.ctxHash, rq.ctxOK = h.Sum64(), true
+	})
+	return rq.ctxHash, rq.ctxOK
+}
+
+// cacheKey encodes a subproblem for the cross-request cache: revision and
+// schema first, so that no answer crosses revisions or schemas, and the
+// context hash when a caveat can influence the relation.
+func (rq *request) cacheKey(sp subproblem) (string, bool) {
+	b := make([]byte, 0, 28+len(sp.id)+len(sp.sub.Type)+len(sp.sub.ID)+len(sp.sub.Relation)+3)
+	b = binary.LittleEndian.AppendUint64(b, uint64(rq.rev))
+	b = binary.LittleEndian.AppendUint64(b, rq.e.schemaID)
+	b = binary.LittleEndian.AppendUint32(b, uint32(sp.rel))
+	if rq.e.an.caveated[sp.rel] {
+		h, ok := rq.contextHash()
+		if !ok {
+			return "", false
+		}
+		b = binary.LittleEndian.AppendUint64(b, h)
+	}
+	b = append(b, sp.id...)
+	b = append(b, 0)
+	b = append(b, sp.sub.Type...)
+	b = append(b, 0)
+	b = append(b, sp.sub.ID...)
+	b = append(b, 0)
+	b = append(b, sp.sub.Relation...)
+	return string(b), true
+}
+
+// query collects the relationships matching f, visible at rq.now. It reads
+// them all before returning so that no store iterator stays open while the
+// evaluator recurses.
+func (rq *request) query(ctx context.Context, f tuple.Filter) ([]tuple.Relationship, error) {
+	var out []tuple.Relationship
+	for r, err := range rq.reader.QueryRelationships(ctx, f, store.QueryOptions{Now: rq.now}) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// caveat evaluates the condition of r: yes when r has no caveat. The
+// result carries r's expiration as a dependency.
+func (rq *request) caveat(r *tuple.Relationship) (result, error) {
+	res := resYes
+	res.expires = r.Expiration
+	if r.Caveat == nil {
+		return res, nil
+	}
+	c := rq.e.s.Caveats[r.Caveat.Name]
+	if c == nil {
+		return result{}, &CaveatError{Caveat: r.Caveat.Name, Relationship: r.Key().String(), Err: ErrUnknownCaveat}
+	}
+	ctx := rq.context
+	switch {
+	case len(r.Caveat.Context) == 0:
+	case len(ctx) == 0:
+		ctx = r.Caveat.Context
+	default:
+		// Values stored with the relationship win over the request's.
+		m := make(map[string]any, len(ctx)+len(r.Caveat.Context))
+		for k, v := range ctx {
+			m[k] = v
+		}
+		for k, v := range r.Caveat.Context {
+			m[k] = v
+		}
+		ctx = m
+	}
+	cr, err := c.Evaluate(ctx)
+	if err != nil {
+		return result{}, &CaveatError{Caveat: r.Caveat.Name, Relationship: r.Key().String(), Err: err}
+	}
+	switch cr.Kind {
+	case schema.CaveatTrue:
+		return res, nil
+	case schema.CaveatMissing:
+		res.perm = ConditionalPermission
+		res.missing = cr.Missing
+		return res, nil
+	}
+	res.perm = NoPermission
+	return res, nil
+}
+
+// resolve finds the relation named by a request and validates the subject.
+func (e *Evaluator) resolve(typ, name string) (*schema.Relation, error) {
+	def := e.s.Definitions[typ]
+	if def == nil {
+		return nil, &UnknownDefinitionError{Name: typ}
+	}
+	r := def.Relations[name]
+	if r == nil {
+		return nil, &UnknownRelationError{Definition: typ, Relation: name}
+	}
+	return r, nil
+}
+
+func (e *Evaluator) validateSubject(s tuple.SubjectRef) error {
+	if s.Type == "" || s.ID == "" {
+		return invalidRequest("subject %q needs a type and an id", s.String())
+	}
+	def := e.s.Definitions[s.Type]
+	if def == nil {
+		return &UnknownDefinitionError{Name: s.Type}
+	}
+	if s.Relation != "" {
+		if s.ID == tuple.Wildcard {
+			return invalidRequest("subject %q: a wildcard cannot have a relation", s.String())
+		}
+		if def.Relations[s.Relation] == nil {
+			return &UnknownRelationError{Definition: s.Type, Relation: s.Relation}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package eval
+
+import (
+	"math"
+	"slices"
+	"time"
+)
+
+// noCut marks a result that assumed nothing about nodes on the path.
+const noCut = math.MaxInt32
+
+// result is the three-valued answer to one subproblem with what it depends
+// on, so that it can be combined, cached and invalidated.
+type result struct {
+	perm    Permissionship
+	missing []string // sorted; only for ConditionalPermission
+	// expires is the earliest expiration among the relationships read;
+	// from then on the answer may differ. Zero: nothing expires.
+	expires time.Time
+	// cut is the smallest depth of a path node that this result assumed
+	// to be "no" because the evaluation came back to it (a cycle in the
+	// data). Such a result is only right below that node, so it is
+	// neither cached nor shared; noCut means none.
+	cut int32
+}
+
+var (
+	resNo  = result{perm: NoPermission, cut: noCut}
+	resYes = result{perm: HasPermission, cut: noCut}
+)
+
+func minTime(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero():
+		return a
+	case b.Before(a):
+		return b
+	}
+	return a
+}
+
+// deps merges the dependencies of b into a.
+func (a *result) deps(b result) {
+	a.expires = minTime(a.expires, b.expires)
+	a.cut = min(a.cut, b.cut)
+}
+
+func unionMissing(a, b []string) []string {
+	if len(a) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]string, 0, len(a)+len(b))
+	out = append(out, a...)
+	out = append(out, b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// or is Kleene disjunction: yes if either is yes, else conditional if
+// either is conditional (needing the params of each conditional side).
+func or(a, b result) result {
+	r := result{expires: a.expires, cut: a.cut}
+	r.deps(b)
+	switch {
+	case a.perm == HasPermission || b.perm == HasPermission:
+		r.perm = HasPermission
+	case a.perm == ConditionalPermission || b.perm == ConditionalPermission:
+		r.perm = ConditionalPermission
+		r.missing = unionMissing(condMissing(a), condMissing(b))
+	}
+	return r
+}
+
+// and is Kleene conjunction.
+func and(a, b result) result {
+	r := result{expires: a.expires, cut: a.cut}
+	r.deps(b)
+	switch {
+	case a.perm == NoPermission || b.perm == NoPermission:
+		r.perm = NoPermission
+	case a.perm == ConditionalPermission || b.perm == ConditionalPermission:
+		r.perm = ConditionalPermission
+		r.missing = unionMissing(condMissing(a), condMissing(b))
+	default:
+		r.perm = HasPermission
+	}
+	return r
+}
+
+// not is Kleene negation: conditional stays conditional.
+func not(a result) result {
+	switch a.perm {
+	case HasPermission:
+		a.perm = NoPermission
+	case NoPermission:
+		a.perm = HasPermission
+	}
+	return a
+}
+
+func condMissing(a result) []string {
+	if a.perm == ConditionalPermission {
+		return a.missing
+	}
+	return nil
+}
+
+func (a result) checkResult() CheckResult {
+	cr := CheckResult{Permissionship: a.perm}
+	if a.perm == ConditionalPermission {
+		cr.MissingContext = slices.Clone(a.missing)
+	}
+	return cr
+}
