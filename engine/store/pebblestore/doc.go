@@ -1,0 +1,46 @@
+// Package pebblestore is Pemba's embedded default datastore: a store.Store
+// on one Pebble LSM database. It is the only package that imports Pebble.
+//
+// # Keys
+//
+// Each relationship version is written twice, under a forward key
+// (resource first, for Check and Expand) and a reverse key (subject first,
+// for LookupResources), each ending in the complemented revision so that
+// the newest version of a tuple sorts first:
+//
+//	'f' resType 0 resID 0 relation 0 subjType 0 subjID 0 subjRel 0 ^rev
+//	'r' subjType 0 subjID 0 subjRel 0 resType 0 relation 0 resID 0 ^rev
+//
+// Schema texts live under 's' ^rev, change sets under 'c' rev seq, and
+// metadata (format version, store ID, head, GC horizon) under 'm'. keys.go
+// and value.go document the byte layouts; docs/storage.md draws them.
+//
+// # Visibility
+//
+// A reader at revision R sees, for each tuple key, the newest version with
+// revision <= R, unless that version is a tombstone. A point lookup is one
+// bounded seek to tupleKey + ^R. Update serialises writers, writes the
+// index entries, the change set and the new head in one batch, commits it
+// (fsynced unless Options.NoSync) and only then publishes the head.
+//
+// # Garbage collection
+//
+// GC moves the horizon to the newest revision older than the GC window and
+// removes versions no reader at or above it can see. The horizon is
+// persisted before anything is deleted, and queries check it after taking
+// their Pebble iterator, so a query never sees a half-collected revision:
+// a reader whose revision falls below a moving horizon gets
+// store.ErrRevisionCompacted from its next query, and a query already
+// running finishes on its consistent iterator view.
+//
+// # Bulk import
+//
+// Import writes one new revision in large batches, reserving the revision
+// first and using the changelog chunks as an undo list, so that a crash or
+// error mid-import never leaves visible partial data.
+//
+// # Format
+//
+// The key and value format is versioned (meta key "mformat"); Open refuses
+// a directory written in a newer format with ErrFormatTooNew.
+package pebblestore

@@ -1,0 +1,276 @@
+package pebblestore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/pemba-authz/pemba/engine/store"
+)
+
+// gcBatchOps bounds the deletions in one GC batch.
+const gcBatchOps = 1024
+
+// GC advances the horizon to the newest revision committed at or before
+// now - GCWindow and removes what no reader at or above it can see:
+// versions shadowed by a newer version at or below the horizon, tombstones
+// at or below it (with their older versions), change sets older than it,
+// and schema texts older than the newest one at or below it.
+//
+// The horizon is persisted and published before anything is deleted, so a
+// restart never admits a reader below it, and a reader whose revision was
+// already at or above the new horizon keeps a complete view. Deletions run
+// in bounded batches without the writer lock. Only keys changed since the
+// last finished GC are visited (they are listed in the changelog), so a
+// run costs O(changes), not O(store). A crash during GC leaves a
+// "done" marker behind the horizon, and the next run redoes the work.
+func (s *Store) GC(ctx context.Context, now time.Time) (store.GCStats, error) {
+	if err := s.acquire(); err != nil {
+		return store.GCStats{}, err
+	}
+	defer s.release()
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+
+	old := store.Revision(s.horizon.Load())
+	horizon, err := s.findHorizon(old, now.Add(-s.opts.GCWindow))
+	if err != nil {
+		return store.GCStats{Horizon: old}, err
+	}
+	if horizon > old {
+		b := s.db.NewBatch()
+		_ = b.Set(keyHorizon, revBytes(horizon), nil)
+		err := b.Commit(pebble.Sync)
+		b.Close()
+		if err != nil {
+			return store.GCStats{Horizon: old}, fmt.Errorf("pebblestore: persist horizon: %w", err)
+		}
+		s.horizon.Store(uint64(horizon))
+	}
+	stats := store.GCStats{Horizon: horizon}
+	done, err := s.getRev(keyGCDone)
+	if err != nil {
+		return stats, err
+	}
+	if done >= horizon {
+		return stats, nil
+	}
+	removed, err := s.collect(ctx, done, horizon)
+	stats.Removed = removed
+	if err != nil {
+		return stats, err
+	}
+	n, err := s.dropHistory(done, horizon)
+	stats.Removed += n
+	if err != nil {
+		return stats, err
+	}
+	s.opts.Logger.Debug("pebblestore: gc", "horizon", uint64(horizon), "removed", stats.Removed)
+	return stats, nil
+}
+
+// findHorizon returns the newest revision in [old, head] committed at or
+// before cutoff, or old.
+func (s *Store) findHorizon(old store.Revision, cutoff time.Time) (store.Revision, error) {
+	head := store.Revision(s.head.Load())
+	if old >= head {
+		return old, nil
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: changelogKey(old+1, 0), UpperBound: changelogKey(head+1, 0)})
+	if err != nil {
+		return old, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	horizon := old
+	for ok := it.First(); ok; {
+		rev, seq, err := decodeChangelogKey(it.Key())
+		if err != nil {
+			return old, err
+		}
+		if seq != 0 {
+			ok = it.SeekGE(changelogKey(rev+1, 0))
+			continue
+		}
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return old, fmt.Errorf("pebblestore: read changelog: %w", err)
+		}
+		h, err := decodeChangeHeader(val)
+		if err != nil {
+			return old, fmt.Errorf("changelog of revision %d: %w", rev, err)
+		}
+		if h.time.After(cutoff) {
+			break
+		}
+		horizon = rev
+		ok = it.SeekGE(changelogKey(rev+1, 0))
+	}
+	return horizon, it.Error()
+}
+
+// collect deletes, for every key changed in revisions (from, horizon], the
+// versions that no reader at or above horizon needs. It returns how many
+// versions it deleted.
+func (s *Store) collect(ctx context.Context, from, horizon store.Revision) (int, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: changelogKey(from+1, 0), UpperBound: changelogKey(horizon+1, 0)})
+	if err != nil {
+		return 0, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	g := &collector{s: s, horizon: horizon, batch: s.db.NewBatch()}
+	defer func() { g.batch.Close() }()
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := ctx.Err(); err != nil {
+			return g.removed, err
+		}
+		rev, seq, err := decodeChangelogKey(it.Key())
+		if err != nil {
+			return g.removed, err
+		}
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return g.removed, fmt.Errorf("pebblestore: read changelog: %w", err)
+		}
+		_, changes, err := decodeChangeChunk(val, seq)
+		if err != nil {
+			return g.removed, fmt.Errorf("changelog of revision %d: %w", rev, err)
+		}
+		for _, c := range changes {
+			if err := g.tuple(forwardTupleKey(nil, c.Relationship.Key())); err != nil {
+				return g.removed, err
+			}
+		}
+	}
+	if err := it.Error(); err != nil {
+		return g.removed, fmt.Errorf("pebblestore: read changelog: %w", err)
+	}
+	return g.removed, g.flush()
+}
+
+// collector batches the deletions of one GC run.
+type collector struct {
+	s       *Store
+	horizon store.Revision
+	batch   *pebble.Batch
+	removed int
+	key     []byte
+}
+
+// tuple deletes the versions of one forward tuple key that are older than
+// its version visible at the horizon, and that version too if it is a
+// tombstone.
+func (g *collector) tuple(tk []byte) error {
+	it, err := g.s.db.NewIter(&pebble.IterOptions{LowerBound: tk, UpperBound: prefixEnd(tk)})
+	if err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	first := true
+	for ok := it.SeekGE(appendRev(bytes.Clone(tk), g.horizon)); ok; ok = it.Next() {
+		key := it.Key()
+		if first {
+			first = false
+			val, err := it.ValueAndErr()
+			if err != nil {
+				return fmt.Errorf("pebblestore: read value: %w", err)
+			}
+			if !bytes.Equal(val, tombstoneValue) {
+				continue // the visible live version stays
+			}
+		}
+		if err := g.delete(key); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// delete removes one forward index entry and its reverse twin.
+func (g *collector) delete(fkey []byte) error {
+	k, rev, err := decodeVersionKey(fkey)
+	if err != nil {
+		return err
+	}
+	_ = g.batch.Delete(fkey, nil)
+	g.key = appendRev(reverseTupleKey(g.key[:0], k), rev)
+	_ = g.batch.Delete(g.key, nil)
+	g.removed++
+	if g.batch.Count() >= gcBatchOps {
+		return g.flush()
+	}
+	return nil
+}
+
+// flush commits the pending deletions. They need no fsync: deletions lost
+// in a crash are redone, because the done marker has not moved.
+func (g *collector) flush() error {
+	if g.batch.Count() == 0 {
+		return nil
+	}
+	if err := g.batch.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("pebblestore: gc commit: %w", err)
+	}
+	g.batch.Close()
+	g.batch = g.s.db.NewBatch()
+	return nil
+}
+
+// dropHistory deletes change sets older than horizon and schema texts
+// older than the newest one at or below it, and records that GC finished
+// up to horizon. It returns how many change sets it deleted.
+func (s *Store) dropHistory(from, horizon store.Revision) (int, error) {
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.DeleteRange(changelogKey(0, 0), changelogKey(horizon, 0), nil)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagSchema}, UpperBound: []byte{tagSchema + 1}})
+	if err != nil {
+		return 0, fmt.Errorf("pebblestore: %w", err)
+	}
+	if it.SeekGE(schemaKey(horizon)) {
+		// Keys after the newest schema at or below the horizon are older.
+		_ = b.DeleteRange(prefixEnd(it.Key()), []byte{tagSchema + 1}, nil)
+	}
+	if err := it.Close(); err != nil {
+		return 0, fmt.Errorf("pebblestore: %w", err)
+	}
+	_ = b.Set(keyGCDone, binary.BigEndian.AppendUint64(nil, uint64(horizon)), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return 0, fmt.Errorf("pebblestore: gc commit: %w", err)
+	}
+	// Revisions from..horizon-1 lost their change sets (revision 0 has none).
+	n := int(horizon - from)
+	if from == 0 {
+		n--
+	}
+	return n, nil
+}
+
+// gcLoop runs GC every GCInterval until Close.
+func (s *Store) gcLoop() {
+	defer close(s.gcDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closedCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t := time.NewTicker(s.opts.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closedCh:
+			return
+		case <-t.C:
+			if _, err := s.GC(ctx, s.opts.Now()); err != nil && ctx.Err() == nil {
+				s.opts.Logger.Error("pebblestore: background gc failed", "err", err)
+			}
+		}
+	}
+}

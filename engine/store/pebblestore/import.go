@@ -1,0 +1,191 @@
+package pebblestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// importBatchBytes is the size at which Import commits a batch.
+const importBatchBytes = 16 << 20
+
+// Import writes rels at one new revision with Touch semantics, streaming
+// them into large batches. It holds the writer lock throughout (writers
+// wait; readers do not), because a concurrent commit at a later revision
+// would otherwise see the partial import.
+//
+// Crash safety: the revision is first recorded as reserved (fsynced); the
+// batches then write index entries and changelog chunks 1..n (the
+// changelog doubles as the undo list); the last batch writes changelog
+// chunk 0 (the header), the new head, and clears the reservation. Until
+// that batch commits no reader can see revision rev. A failed import, or
+// Open after a crash, deletes every entry listed in the chunks of the
+// reserved revision, so the revision can be reused without stale data.
+func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2[tuple.Relationship, error]) (store.Revision, int, error) {
+	if err := s.acquire(); err != nil {
+		return 0, 0, err
+	}
+	defer s.release()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	rev := store.Revision(s.head.Load()) + 1
+	if err := s.db.Set(keyReserved, revBytes(rev), pebble.Sync); err != nil {
+		return 0, 0, fmt.Errorf("pebblestore: reserve revision %d: %w", rev, err)
+	}
+	n, err := s.importAt(ctx, rev, meta, rels)
+	if err != nil {
+		if rerr := s.rollbackImport(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return 0, 0, err
+	}
+	return rev, n, nil
+}
+
+func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.WriteMeta, rels iter.Seq2[tuple.Relationship, error]) (int, error) {
+	b := s.db.NewBatchWithSize(importBatchBytes + 1<<20)
+	defer func() { b.Close() }()
+	var (
+		key, val []byte
+		chunk    = make([]store.Change, 0, maxChunkChanges)
+		seq      = uint32(1) // chunk 0 is the header, written last
+		n        int
+	)
+	flushChunk := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		v := appendChanges([]byte{changelogVersion1}, chunk)
+		if err := b.Set(changelogKey(rev, seq), v, nil); err != nil {
+			return fmt.Errorf("pebblestore: batch: %w", err)
+		}
+		seq++
+		chunk = chunk[:0]
+		return nil
+	}
+	for r, err := range rels {
+		if err != nil {
+			return n, fmt.Errorf("pebblestore: import: %w", err)
+		}
+		if err := r.Validate(); err != nil {
+			return n, fmt.Errorf("pebblestore: import relationship %d: %w", n, err)
+		}
+		k := r.Key()
+		val = appendValue(val[:0], r)
+		key = appendRev(forwardTupleKey(key[:0], k), rev)
+		_ = b.Set(key, val, nil)
+		key = appendRev(reverseTupleKey(key[:0], k), rev)
+		_ = b.Set(key, val, nil)
+		chunk = append(chunk, store.Change{Op: store.OpTouch, Relationship: r})
+		n++
+		if len(chunk) == maxChunkChanges {
+			if err := flushChunk(); err != nil {
+				return n, err
+			}
+			// Batches end at chunk boundaries, so every committed index
+			// entry is listed in a committed chunk (the undo list).
+			if b.Len() >= importBatchBytes {
+				if err := ctx.Err(); err != nil {
+					return n, err
+				}
+				if err := b.Commit(pebble.NoSync); err != nil {
+					return n, fmt.Errorf("pebblestore: import commit: %w", err)
+				}
+				b.Reset()
+			}
+		}
+	}
+	if err := flushChunk(); err != nil {
+		return n, err
+	}
+	if err := ctx.Err(); err != nil {
+		return n, err
+	}
+	now := s.opts.Now().UTC()
+	if now.Before(s.lastCommit) {
+		now = s.lastCommit
+	}
+	hdr := appendChanges(appendChangeHeader(nil, changeHeader{time: now, caller: meta.Caller}), nil)
+	_ = b.Set(changelogKey(rev, 0), hdr, nil)
+	_ = b.Set(keyHead, revBytes(rev), nil)
+	_ = b.Delete(keyReserved, nil)
+	// A synced commit also makes the earlier unsynced batches durable:
+	// they precede it in the write-ahead log.
+	if err := b.Commit(s.wopt); err != nil {
+		return n, fmt.Errorf("pebblestore: import commit: %w", err)
+	}
+	s.lastCommit = now
+	s.head.Store(uint64(rev))
+	s.wake()
+	return n, nil
+}
+
+// rollbackImport removes the partial data of an import that did not
+// commit: every index entry listed in the changelog chunks of the reserved
+// revision, the chunks, and the reservation. Reservations at or below head
+// belong to imports that committed (their final batch clears the key; this
+// only tidies up).
+func (s *Store) rollbackImport() error {
+	rev, err := s.getRev(keyReserved)
+	if err != nil || rev == 0 {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer func() { b.Close() }()
+	if rev > store.Revision(s.head.Load()) {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: changelogKey(rev, 0), UpperBound: changelogKey(rev+1, 0)})
+		if err != nil {
+			return fmt.Errorf("pebblestore: %w", err)
+		}
+		var key []byte
+		for ok := it.First(); ok; ok = it.Next() {
+			_, seq, err := decodeChangelogKey(it.Key())
+			if err != nil {
+				it.Close()
+				return err
+			}
+			val, err := it.ValueAndErr()
+			if err != nil {
+				it.Close()
+				return fmt.Errorf("pebblestore: read changelog: %w", err)
+			}
+			_, changes, err := decodeChangeChunk(val, seq)
+			if err != nil {
+				it.Close()
+				return fmt.Errorf("pebblestore: roll back import of revision %d: %w", rev, err)
+			}
+			for _, c := range changes {
+				k := c.Relationship.Key()
+				key = appendRev(forwardTupleKey(key[:0], k), rev)
+				_ = b.Delete(key, nil)
+				key = appendRev(reverseTupleKey(key[:0], k), rev)
+				_ = b.Delete(key, nil)
+			}
+			// Unsynced intermediate commits are safe: the chunks, and so
+			// the undo list, stay until the final batch.
+			if b.Len() >= importBatchBytes {
+				if err := b.Commit(pebble.NoSync); err != nil {
+					it.Close()
+					return fmt.Errorf("pebblestore: roll back import: %w", err)
+				}
+				b.Reset()
+			}
+		}
+		if err := it.Close(); err != nil {
+			return fmt.Errorf("pebblestore: %w", err)
+		}
+		_ = b.DeleteRange(changelogKey(rev, 0), changelogKey(rev+1, 0), nil)
+		s.opts.Logger.Warn("pebblestore: rolled back an unfinished import", "revision", uint64(rev))
+	}
+	_ = b.Delete(keyReserved, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("pebblestore: roll back import: %w", err)
+	}
+	return nil
+}

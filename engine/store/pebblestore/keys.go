@@ -1,0 +1,231 @@
+package pebblestore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// Key layout, format version 1. Every key starts with a one-byte keyspace
+// tag, so each keyspace is one contiguous, prefix-iterable range:
+//
+//	'f' resType 0 resID 0 relation 0 subjType 0 subjID 0 subjRel 0 ^rev   forward index
+//	'r' subjType 0 subjID 0 subjRel 0 resType 0 relation 0 resID 0 ^rev   reverse index
+//	's' ^rev                                                             schema text
+//	'c' rev seq                                                          changelog chunk
+//	'm' name                                                             metadata
+//
+// rev is a big-endian uint64; ^rev is its bitwise complement, so the newest
+// version of a tuple sorts first. seq is a big-endian uint32 chunk number.
+// subjRel is empty for a plain subject (tuple.Ellipsis). Names and IDs never
+// contain 0x00 (package tuple forbids it), so the terminators make byte
+// order equal the component-wise order of the tuples, and the "tuple key"
+// (everything before ^rev) of one relationship is never a prefix of
+// another's.
+const (
+	tagForward   byte = 'f'
+	tagReverse   byte = 'r'
+	tagSchema    byte = 's'
+	tagChangelog byte = 'c'
+	tagMeta      byte = 'm'
+)
+
+// revLen is the length of a version suffix.
+const revLen = 8
+
+// Meta keys.
+var (
+	keyFormat   = []byte("mformat")   // uvarint format version
+	keyStoreID  = []byte("mid")       // store ID text
+	keyHead     = []byte("mhead")     // 8-byte head revision
+	keyHorizon  = []byte("mhorizon")  // 8-byte GC horizon: oldest readable revision
+	keyGCDone   = []byte("mgcdone")   // 8-byte horizon up to which GC finished deleting
+	keyReserved = []byte("mreserved") // 8-byte revision of an import in progress
+)
+
+// appendComponent appends s and its 0x00 terminator.
+func appendComponent(b []byte, s string) []byte {
+	b = append(b, s...)
+	return append(b, 0)
+}
+
+// appendRev appends the inverted big-endian revision suffix.
+func appendRev(b []byte, rev store.Revision) []byte {
+	return binary.BigEndian.AppendUint64(b, ^uint64(rev))
+}
+
+// forwardTupleKey appends the forward-index tuple key of k (no revision).
+func forwardTupleKey(b []byte, k tuple.Key) []byte {
+	b = append(b, tagForward)
+	b = appendComponent(b, k.Resource.Type)
+	b = appendComponent(b, k.Resource.ID)
+	b = appendComponent(b, k.Relation)
+	b = appendComponent(b, k.Subject.Type)
+	b = appendComponent(b, k.Subject.ID)
+	return appendComponent(b, k.Subject.Relation)
+}
+
+// reverseTupleKey appends the reverse-index tuple key of k (no revision).
+func reverseTupleKey(b []byte, k tuple.Key) []byte {
+	b = append(b, tagReverse)
+	b = appendComponent(b, k.Subject.Type)
+	b = appendComponent(b, k.Subject.ID)
+	b = appendComponent(b, k.Subject.Relation)
+	b = appendComponent(b, k.Resource.Type)
+	b = appendComponent(b, k.Relation)
+	return appendComponent(b, k.Resource.ID)
+}
+
+// splitComponents splits a tuple key body (after the tag) into its six
+// 0x00-terminated components without allocating.
+func splitComponents(body []byte) (c [6][]byte, ok bool) {
+	for i := range c {
+		j := bytes.IndexByte(body, 0)
+		if j < 0 {
+			return c, false
+		}
+		c[i], body = body[:j], body[j+1:]
+	}
+	return c, len(body) == 0
+}
+
+// decodeVersionKey splits an index key into its tuple key and revision and
+// decodes the tuple key. It fails with store.ErrCorrupt on any malformed key.
+func decodeVersionKey(key []byte) (tuple.Key, store.Revision, error) {
+	if len(key) < 1+revLen {
+		return tuple.Key{}, 0, corruptKey(key, "too short")
+	}
+	tk := key[:len(key)-revLen]
+	rev := store.Revision(^binary.BigEndian.Uint64(key[len(key)-revLen:]))
+	k, err := decodeTupleKey(tk)
+	return k, rev, err
+}
+
+// decodeTupleKey decodes a forward or reverse tuple key.
+func decodeTupleKey(tk []byte) (tuple.Key, error) {
+	if len(tk) == 0 {
+		return tuple.Key{}, corruptKey(tk, "empty")
+	}
+	c, ok := splitComponents(tk[1:])
+	if !ok {
+		return tuple.Key{}, corruptKey(tk, "want six 0x00-terminated components")
+	}
+	var k tuple.Key
+	switch tk[0] {
+	case tagForward:
+		k = tuple.Key{
+			Resource: tuple.ObjectRef{Type: string(c[0]), ID: string(c[1])},
+			Relation: string(c[2]),
+			Subject:  tuple.SubjectRef{Type: string(c[3]), ID: string(c[4]), Relation: string(c[5])},
+		}
+	case tagReverse:
+		k = tuple.Key{
+			Subject:  tuple.SubjectRef{Type: string(c[0]), ID: string(c[1]), Relation: string(c[2])},
+			Resource: tuple.ObjectRef{Type: string(c[3]), ID: string(c[5])},
+			Relation: string(c[4]),
+		}
+	default:
+		return tuple.Key{}, corruptKey(tk, "not an index key")
+	}
+	if k.Resource.Type == "" || k.Resource.ID == "" || k.Relation == "" || k.Subject.Type == "" || k.Subject.ID == "" {
+		return tuple.Key{}, corruptKey(tk, "empty component")
+	}
+	return k, nil
+}
+
+func corruptKey(key []byte, why string) error {
+	const max = 64
+	if len(key) > max {
+		key = key[:max]
+	}
+	return fmt.Errorf("pebblestore: key %q: %s: %w", key, why, store.ErrCorrupt)
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p,
+// or nil when there is none (p is all 0xff).
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// forwardPrefix returns the longest key prefix that every forward-index key
+// matching f shares. Components after the first unset one are checked by
+// f.Matches instead.
+func forwardPrefix(f tuple.Filter) []byte {
+	b := []byte{tagForward}
+	parts := []string{f.ResourceType, f.ResourceID, f.Relation}
+	if f.Subject != nil {
+		parts = append(parts, f.Subject.Type, f.Subject.ID)
+	}
+	for _, p := range parts {
+		if p == "" {
+			return b
+		}
+		b = appendComponent(b, p)
+	}
+	if f.Subject == nil || len(parts) < 5 {
+		return b
+	}
+	switch f.Subject.Relation {
+	case "":
+		return b
+	case tuple.Ellipsis:
+		return appendComponent(b, "")
+	default:
+		return appendComponent(b, f.Subject.Relation)
+	}
+}
+
+// reversePrefix is forwardPrefix for the reverse index.
+func reversePrefix(f tuple.ReverseFilter) []byte {
+	b := []byte{tagReverse}
+	for _, p := range []string{f.Subject.Type, f.Subject.ID} {
+		if p == "" {
+			return b
+		}
+		b = appendComponent(b, p)
+	}
+	switch f.Subject.Relation {
+	case "":
+		return b
+	case tuple.Ellipsis:
+		b = appendComponent(b, "")
+	default:
+		b = appendComponent(b, f.Subject.Relation)
+	}
+	for _, p := range []string{f.ResourceType, f.Relation} {
+		if p == "" {
+			return b
+		}
+		b = appendComponent(b, p)
+	}
+	return b
+}
+
+// schemaKey is the key of the schema written at rev.
+func schemaKey(rev store.Revision) []byte {
+	return appendRev([]byte{tagSchema}, rev)
+}
+
+// changelogKey is the key of chunk seq of the change set of rev.
+func changelogKey(rev store.Revision, seq uint32) []byte {
+	b := binary.BigEndian.AppendUint64([]byte{tagChangelog}, uint64(rev))
+	return binary.BigEndian.AppendUint32(b, seq)
+}
+
+// decodeChangelogKey returns the revision and chunk number of a changelog key.
+func decodeChangelogKey(key []byte) (store.Revision, uint32, error) {
+	if len(key) != 1+8+4 || key[0] != tagChangelog {
+		return 0, 0, corruptKey(key, "not a changelog key")
+	}
+	return store.Revision(binary.BigEndian.Uint64(key[1:9])), binary.BigEndian.Uint32(key[9:]), nil
+}

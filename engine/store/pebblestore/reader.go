@@ -1,0 +1,200 @@
+package pebblestore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"iter"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// reader is a snapshot at one revision. It holds no Pebble resources: each
+// query takes its own iterator, a consistent view of the LSM.
+type reader struct {
+	s   *Store
+	rev store.Revision
+}
+
+func (r *reader) Revision() store.Revision { return r.rev }
+
+func (r *reader) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	var after []byte
+	if opts.After != nil {
+		after = forwardTupleKey(nil, *opts.After)
+	}
+	return r.s.scan(ctx, r.rev, forwardPrefix(f), after, f.Matches, opts)
+}
+
+func (r *reader) ReverseQueryRelationships(ctx context.Context, f tuple.ReverseFilter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	var after []byte
+	if opts.After != nil {
+		after = reverseTupleKey(nil, *opts.After)
+	}
+	return r.s.scan(ctx, r.rev, reversePrefix(f), after, f.Matches, opts)
+}
+
+func (r *reader) ReadSchema(ctx context.Context) (string, store.Revision, error) {
+	if err := r.s.acquire(); err != nil {
+		return "", 0, err
+	}
+	defer r.s.release()
+	it, err := r.s.newIter(r.rev, []byte{tagSchema}, []byte{tagSchema + 1})
+	if err != nil {
+		return "", 0, err
+	}
+	defer it.Close()
+	if !it.SeekGE(schemaKey(r.rev)) {
+		return "", 0, it.Error()
+	}
+	key := it.Key()
+	if len(key) != 1+revLen {
+		return "", 0, corruptKey(key, "not a schema key")
+	}
+	val, err := it.ValueAndErr()
+	if err != nil {
+		return "", 0, fmt.Errorf("pebblestore: read schema: %w", err)
+	}
+	return string(val), store.Revision(^binary.BigEndian.Uint64(key[1:])), nil
+}
+
+// newIter returns an iterator over [lower, upper) that sees every version
+// a reader at rev needs. It checks the GC horizon after taking the
+// iterator: GC publishes a new horizon before it deletes anything, so if
+// rev is still at or above the horizon now, the iterator's view predates
+// every deletion that could affect rev.
+func (s *Store) newIter(rev store.Revision, lower, upper []byte) (*pebble.Iterator, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	if hz := store.Revision(s.horizon.Load()); rev < hz {
+		it.Close()
+		return nil, &store.CompactedError{Requested: rev, Horizon: hz}
+	}
+	return it, nil
+}
+
+// maxNexts is how many times a scan steps over versions it does not need
+// with Next before it seeks instead: Next is cheaper while there are few
+// versions (the common case after GC), a seek bounds the cost when a tuple
+// was rewritten many times inside the GC window.
+const maxNexts = 3
+
+// scan yields the relationships visible at rev under prefix, in key order,
+// starting strictly after the tuple key after (if any), that match and
+// have not expired at opts.Now.
+func (s *Store) scan(ctx context.Context, rev store.Revision, prefix, after []byte, match func(tuple.Relationship) bool, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	return func(yield func(tuple.Relationship, error) bool) {
+		if err := s.acquire(); err != nil {
+			yield(tuple.Relationship{}, err)
+			return
+		}
+		defer s.release()
+		if err := s.scanLocked(ctx, rev, prefix, after, match, opts, yield); err != nil {
+			yield(tuple.Relationship{}, err)
+		}
+	}
+}
+
+func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, after []byte, match func(tuple.Relationship) bool, opts store.QueryOptions, yield func(tuple.Relationship, error) bool) error {
+	it, err := s.newIter(rev, prefix, prefixEnd(prefix))
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	start := prefix
+	if after != nil {
+		// prefixEnd of a tuple key is past all of its versions.
+		if a := prefixEnd(after); bytes.Compare(a, start) > 0 {
+			start = a
+		}
+	}
+	var (
+		done  []byte // tuple key whose visible version was handled
+		steps int    // Next calls spent skipping versions
+		n     int    // relationships yielded
+		seen  int
+	)
+	for ok := it.SeekGE(start); ok; {
+		if seen++; seen%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		key := it.Key()
+		if len(key) < 1+revLen {
+			return corruptKey(key, "too short")
+		}
+		tk := key[:len(key)-revLen]
+		if done != nil && bytes.Equal(tk, done) {
+			// An older version of a tuple already decided.
+			if steps++; steps > maxNexts {
+				ok, steps = it.SeekGE(prefixEnd(done)), 0
+			} else {
+				ok = it.Next()
+			}
+			continue
+		}
+		if krev := store.Revision(^binary.BigEndian.Uint64(key[len(key)-revLen:])); krev > rev {
+			// Newer than the snapshot.
+			if steps++; steps > maxNexts {
+				ok, steps = it.SeekGE(appendRev(bytes.Clone(tk), rev)), 0
+			} else {
+				ok = it.Next()
+			}
+			continue
+		}
+		done, steps = append(done[:0], tk...), 0
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("pebblestore: read value: %w", err)
+		}
+		v, err := decodeValue(val)
+		if err != nil {
+			return fmt.Errorf("%w (key %q)", err, key)
+		}
+		if v.tombstone || !opts.Now.IsZero() && !v.expiration.IsZero() && !opts.Now.Before(v.expiration) {
+			ok = it.Next()
+			continue
+		}
+		k, err := decodeTupleKey(tk)
+		if err != nil {
+			return err
+		}
+		rel := v.relationship(k)
+		if !match(rel) {
+			ok = it.Next()
+			continue
+		}
+		if !yield(rel, nil) {
+			return nil
+		}
+		if n++; opts.Limit > 0 && n >= opts.Limit {
+			return nil
+		}
+		ok = it.Next()
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("pebblestore: scan: %w", err)
+	}
+	return nil
+}
+
+// readChangeHeader reads the header of the change set of rev.
+func (s *Store) readChangeHeader(rev store.Revision) (changeHeader, error) {
+	v, closer, err := s.db.Get(changelogKey(rev, 0))
+	if err != nil {
+		return changeHeader{}, fmt.Errorf("pebblestore: read changelog of revision %d: %w", rev, err)
+	}
+	defer closer.Close()
+	h, err := decodeChangeHeader(v)
+	if err != nil {
+		return changeHeader{}, fmt.Errorf("revision %d: %w", rev, err)
+	}
+	return h, nil
+}

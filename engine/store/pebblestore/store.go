@@ -1,0 +1,385 @@
+package pebblestore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/pemba-authz/pemba/engine/store"
+)
+
+// formatVersion is the key and value format this binary writes and reads.
+// Bump it, with a migration, on any incompatible change to keys.go or
+// value.go.
+const formatVersion = 1
+
+// pebbleFormat pins Pebble's own on-disk format, so that upgrading the
+// Pebble module never silently upgrades a data directory.
+const pebbleFormat = pebble.FormatColumnarBlocks
+
+// Options configure Open. The zero value is usable.
+type Options struct {
+	// GCWindow is how long old revisions stay readable. Default 24h.
+	GCWindow time.Duration
+	// GCInterval is how often the background GC runs. Default 1m; negative
+	// disables the background GC (GC can still be called).
+	GCInterval time.Duration
+	// Now is the clock for commit times and the background GC. Default time.Now.
+	Now func() time.Time
+	// MaxBatchOps limits Touch, Create and Delete calls per transaction.
+	// Default store.DefaultMaxBatchOps.
+	MaxBatchOps int
+	// NoSync commits without waiting for fsync. Much faster writes, but a
+	// machine crash (not a process crash) can lose the latest acknowledged
+	// transactions; the store stays consistent (a prefix of the history).
+	NoSync bool
+	// FS is the filesystem; default the operating system's. Tests use vfs.NewMem().
+	FS vfs.FS
+	// CacheSize is the block cache size in bytes. Default 64 MiB.
+	CacheSize int64
+	// Logger receives GC reports and Pebble's messages. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.GCWindow <= 0 {
+		o.GCWindow = 24 * time.Hour
+	}
+	if o.GCInterval == 0 {
+		o.GCInterval = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxBatchOps <= 0 {
+		o.MaxBatchOps = store.DefaultMaxBatchOps
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.CacheSize <= 0 {
+		o.CacheSize = 64 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Store is a relationship store in one Pebble database. It implements
+// store.Store, store.GarbageCollector and store.BulkLoader. It is safe for
+// concurrent use.
+type Store struct {
+	db   *pebble.DB
+	opts Options
+	id   string
+	wopt *pebble.WriteOptions
+
+	head    atomic.Uint64 // newest committed revision
+	horizon atomic.Uint64 // oldest readable revision
+
+	// wmu serialises writers (Update, Import) and guards lastCommit.
+	wmu        sync.Mutex
+	lastCommit time.Time // commit times never go backwards
+
+	gcMu sync.Mutex // one GC at a time
+
+	// notifyMu guards notify, closed and replaced on every commit to wake
+	// watchers.
+	notifyMu sync.Mutex
+	notify   chan struct{}
+
+	// lifeMu guards closed and active: Close waits until no operation
+	// uses the Pebble database.
+	lifeMu   sync.Mutex
+	lifeCond *sync.Cond
+	closed   bool
+	active   int
+	closedCh chan struct{} // closed by Close
+	gcDone   chan struct{} // closed when the background GC goroutine exits
+	cache    interface{ Unref() }
+}
+
+var (
+	_ store.Store            = (*Store)(nil)
+	_ store.GarbageCollector = (*Store)(nil)
+	_ store.BulkLoader       = (*Store)(nil)
+)
+
+// Open opens the store in dir, creating it if needed. It refuses a
+// directory written in a newer format (ErrFormatTooNew) and one holding a
+// Pebble database that is not a Pemba store (ErrNotPemba). An import that a
+// crash interrupted is rolled back here.
+func Open(dir string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	cache := pebble.NewCache(opts.CacheSize)
+	defer cache.Unref() // the DB holds its own reference
+	popts := &pebble.Options{
+		FS:                 opts.FS,
+		Cache:              cache,
+		FormatMajorVersion: pebbleFormat,
+		Logger:             pebbleLogger{opts.Logger},
+	}
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
+	}
+	s := &Store{
+		db:       db,
+		opts:     opts,
+		wopt:     pebble.Sync,
+		notify:   make(chan struct{}),
+		closedCh: make(chan struct{}),
+		gcDone:   make(chan struct{}),
+	}
+	if opts.NoSync {
+		s.wopt = pebble.NoSync
+	}
+	s.lifeCond = sync.NewCond(&s.lifeMu)
+	if err := s.load(); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	if opts.GCInterval > 0 {
+		go s.gcLoop()
+	} else {
+		close(s.gcDone)
+	}
+	return s, nil
+}
+
+// load checks the format version, creates the metadata of a new store and
+// reads it back, and rolls back an interrupted import.
+func (s *Store) load() error {
+	format, err := s.getUvarint(keyFormat)
+	if err != nil {
+		return err
+	}
+	if format == 0 {
+		if err := s.initialize(); err != nil {
+			return err
+		}
+		format = formatVersion
+	}
+	if format > formatVersion {
+		return &FormatError{Found: format, Supported: formatVersion}
+	}
+	id, closer, err := s.db.Get(keyStoreID)
+	if err != nil {
+		return fmt.Errorf("pebblestore: read store id: %w", err)
+	}
+	s.id = string(id)
+	closer.Close()
+	for _, m := range []struct {
+		key []byte
+		dst *atomic.Uint64
+	}{{keyHead, &s.head}, {keyHorizon, &s.horizon}} {
+		v, err := s.getRev(m.key)
+		if err != nil {
+			return err
+		}
+		m.dst.Store(uint64(v))
+	}
+	if err := s.rollbackImport(); err != nil {
+		return err
+	}
+	if h := s.head.Load(); h > 0 {
+		hdr, err := s.readChangeHeader(store.Revision(h))
+		if err != nil {
+			return err
+		}
+		s.lastCommit = hdr.time
+	}
+	return nil
+}
+
+// initialize writes the metadata of a new store, refusing a non-empty
+// database that has none.
+func (s *Store) initialize() error {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	nonEmpty := it.First()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	if nonEmpty {
+		return fmt.Errorf("%w: no format version key", ErrNotPemba)
+	}
+	var raw [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return fmt.Errorf("pebblestore: store id: %w", err)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.Set(keyStoreID, []byte(hex.EncodeToString(raw[:])), nil)
+	_ = b.Set(keyHead, revBytes(0), nil)
+	_ = b.Set(keyHorizon, revBytes(0), nil)
+	_ = b.Set(keyGCDone, revBytes(0), nil)
+	// The format key goes last in the same batch: a store is either fully
+	// initialised or empty.
+	_ = b.Set(keyFormat, binary.AppendUvarint(nil, formatVersion), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("pebblestore: initialise: %w", err)
+	}
+	return nil
+}
+
+func revBytes(r store.Revision) []byte { return binary.BigEndian.AppendUint64(nil, uint64(r)) }
+
+// getRev reads an 8-byte revision meta key; absent reads as 0.
+func (s *Store) getRev(key []byte) (store.Revision, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("pebblestore: read %s: %w", key, err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("pebblestore: meta key %s has %d bytes: %w", key, len(v), store.ErrCorrupt)
+	}
+	return store.Revision(binary.BigEndian.Uint64(v)), nil
+}
+
+// getUvarint reads a uvarint meta key; absent reads as 0.
+func (s *Store) getUvarint(key []byte) (uint64, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("pebblestore: read %s: %w", key, err)
+	}
+	defer closer.Close()
+	x, n := binary.Uvarint(v)
+	if n <= 0 || n != len(v) || x == 0 {
+		return 0, fmt.Errorf("pebblestore: meta key %s: %w", key, store.ErrCorrupt)
+	}
+	return x, nil
+}
+
+// acquire registers an operation that uses the database; it fails once
+// Close has begun.
+func (s *Store) acquire() error {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	s.active++
+	return nil
+}
+
+func (s *Store) release() {
+	s.lifeMu.Lock()
+	s.active--
+	if s.active == 0 {
+		s.lifeCond.Broadcast()
+	}
+	s.lifeMu.Unlock()
+}
+
+// Close stops the background GC, waits for running operations (open
+// query loops included) to finish and closes the database. Watch loops end
+// with store.ErrClosed.
+func (s *Store) Close() error {
+	s.lifeMu.Lock()
+	if s.closed {
+		s.lifeMu.Unlock()
+		return store.ErrClosed
+	}
+	s.closed = true
+	close(s.closedCh)
+	for s.active > 0 {
+		s.lifeCond.Wait()
+	}
+	s.lifeMu.Unlock()
+	<-s.gcDone
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("pebblestore: close: %w", err)
+	}
+	return nil
+}
+
+// Kind returns "pebble".
+func (s *Store) Kind() string { return "pebble" }
+
+// ID returns the random ID chosen when the store was created.
+func (s *Store) ID() string { return s.id }
+
+// HeadRevision returns the newest committed revision.
+func (s *Store) HeadRevision(ctx context.Context) (store.Revision, error) {
+	if err := s.acquire(); err != nil {
+		return 0, err
+	}
+	defer s.release()
+	return store.Revision(s.head.Load()), nil
+}
+
+// Horizon returns the oldest readable revision.
+func (s *Store) Horizon() store.Revision { return store.Revision(s.horizon.Load()) }
+
+// Snapshot returns a reader at rev.
+func (s *Store) Snapshot(ctx context.Context, rev store.Revision) (store.Reader, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if h := store.Revision(s.head.Load()); rev > h {
+		return nil, &store.FutureError{Requested: rev, Head: h}
+	}
+	if hz := store.Revision(s.horizon.Load()); rev < hz {
+		return nil, &store.CompactedError{Requested: rev, Horizon: hz}
+	}
+	return &reader{s: s, rev: rev}, nil
+}
+
+// wake closes the current notification channel and installs a new one.
+func (s *Store) wake() {
+	s.notifyMu.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.notifyMu.Unlock()
+}
+
+func (s *Store) notifyChan() <-chan struct{} {
+	s.notifyMu.Lock()
+	defer s.notifyMu.Unlock()
+	return s.notify
+}
+
+// pebbleLogger sends Pebble's messages to slog: its chatty informational
+// messages at debug level.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf is called by Pebble on an unrecoverable internal failure, after
+// which Pebble must not continue; it logs and panics as Pebble's own
+// default logger would exit.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "pebble", "fatal", true)
+	panic("pebble: " + msg)
+}

@@ -1,0 +1,284 @@
+package pebblestore
+
+import (
+	"context"
+	"fmt"
+	"iter"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// maxChunkChanges bounds the changes in one changelog chunk.
+const maxChunkChanges = 1024
+
+// Update runs fn in a write transaction and commits it at head+1: index
+// entries, changelog, schema and the new head go into one Pebble batch,
+// fsynced unless Options.NoSync. A failed fn, a failed commit or a
+// canceled ctx consumes no revision.
+func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx context.Context, tx store.Tx) error) (store.Revision, error) {
+	if err := s.acquire(); err != nil {
+		return 0, err
+	}
+	defer s.release()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	head := store.Revision(s.head.Load())
+	t := &tx{s: s, head: head, pending: map[tuple.Key]int{}}
+	err := fn(ctx, t)
+	t.finished = true
+	if err == nil {
+		err = t.err
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return 0, err
+	}
+	rev := head + 1
+	if err := s.commit(rev, meta, t.changes, t.schema); err != nil {
+		return 0, err
+	}
+	return rev, nil
+}
+
+// commit writes one transaction at rev in one batch and publishes it.
+// The caller holds wmu.
+func (s *Store) commit(rev store.Revision, meta store.WriteMeta, changes []store.Change, schema *string) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	var key, val []byte
+	for _, c := range changes {
+		k := c.Relationship.Key()
+		if c.Op == store.OpDelete {
+			val = append(val[:0], tombstoneValue...)
+		} else {
+			val = appendValue(val[:0], c.Relationship)
+		}
+		key = appendRev(forwardTupleKey(key[:0], k), rev)
+		if err := b.Set(key, val, nil); err != nil {
+			return fmt.Errorf("pebblestore: batch: %w", err)
+		}
+		key = appendRev(reverseTupleKey(key[:0], k), rev)
+		if err := b.Set(key, val, nil); err != nil {
+			return fmt.Errorf("pebblestore: batch: %w", err)
+		}
+	}
+	if schema != nil {
+		if err := b.Set(schemaKey(rev), []byte(*schema), nil); err != nil {
+			return fmt.Errorf("pebblestore: batch: %w", err)
+		}
+	}
+	now := s.opts.Now().UTC()
+	if now.Before(s.lastCommit) {
+		now = s.lastCommit
+	}
+	hdr := changeHeader{time: now, caller: meta.Caller, schemaChanged: schema != nil}
+	if err := writeChangelog(b, rev, hdr, changes); err != nil {
+		return err
+	}
+	if err := b.Set(keyHead, revBytes(rev), nil); err != nil {
+		return fmt.Errorf("pebblestore: batch: %w", err)
+	}
+	if err := b.Commit(s.wopt); err != nil {
+		return fmt.Errorf("pebblestore: commit revision %d: %w", rev, err)
+	}
+	s.lastCommit = now
+	s.head.Store(uint64(rev))
+	s.wake()
+	return nil
+}
+
+// writeChangelog adds the change set of rev to b in chunks.
+func writeChangelog(b *pebble.Batch, rev store.Revision, hdr changeHeader, changes []store.Change) error {
+	seq := uint32(0)
+	for {
+		n := min(len(changes), maxChunkChanges)
+		var v []byte
+		if seq == 0 {
+			v = appendChangeHeader(nil, hdr)
+		} else {
+			v = []byte{changelogVersion1}
+		}
+		v = appendChanges(v, changes[:n])
+		if err := b.Set(changelogKey(rev, seq), v, nil); err != nil {
+			return fmt.Errorf("pebblestore: batch: %w", err)
+		}
+		changes = changes[n:]
+		seq++
+		if len(changes) == 0 {
+			return nil
+		}
+	}
+}
+
+// tx is a write transaction. Its writes are buffered in changes (one entry
+// per key, the last write wins) and committed by Update.
+type tx struct {
+	s        *Store
+	head     store.Revision
+	pending  map[tuple.Key]int // index into changes
+	changes  []store.Change
+	schema   *string
+	ops      int
+	err      error // sticky: the transaction cannot commit
+	finished bool
+}
+
+func (t *tx) check() error {
+	if t.finished {
+		return ErrTxDone
+	}
+	return t.err
+}
+
+// count charges one operation against MaxBatchOps.
+func (t *tx) count() error {
+	t.ops++
+	if t.ops > t.s.opts.MaxBatchOps {
+		t.err = fmt.Errorf("pebblestore: more than %d operations: %w", t.s.opts.MaxBatchOps, store.ErrBatchTooLarge)
+		return t.err
+	}
+	return nil
+}
+
+func (t *tx) record(c store.Change) {
+	k := c.Relationship.Key()
+	if i, ok := t.pending[k]; ok {
+		t.changes[i] = c
+		return
+	}
+	t.pending[k] = len(t.changes)
+	t.changes = append(t.changes, c)
+}
+
+func (t *tx) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	if err := t.check(); err != nil {
+		return func(yield func(tuple.Relationship, error) bool) { yield(tuple.Relationship{}, err) }
+	}
+	r := reader{s: t.s, rev: t.head}
+	return r.QueryRelationships(ctx, f, opts)
+}
+
+func (t *tx) Touch(ctx context.Context, r tuple.Relationship) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("pebblestore: touch: %w", err)
+	}
+	if err := t.count(); err != nil {
+		return err
+	}
+	t.record(store.Change{Op: store.OpTouch, Relationship: r})
+	return nil
+}
+
+func (t *tx) Create(ctx context.Context, r tuple.Relationship) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("pebblestore: create: %w", err)
+	}
+	if err := t.count(); err != nil {
+		return err
+	}
+	k := r.Key()
+	exists := false
+	if i, ok := t.pending[k]; ok {
+		exists = t.changes[i].Op != store.OpDelete
+	} else {
+		cur, found, err := t.get(ctx, k)
+		if err != nil {
+			return err
+		}
+		exists = found && !cur.ExpiredAt(t.s.opts.Now())
+	}
+	if exists {
+		return &store.AlreadyExistsError{Key: k}
+	}
+	t.record(store.Change{Op: store.OpCreate, Relationship: r})
+	return nil
+}
+
+func (t *tx) Delete(ctx context.Context, k tuple.Key) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if err := (tuple.Relationship{Resource: k.Resource, Relation: k.Relation, Subject: k.Subject}).Validate(); err != nil {
+		return fmt.Errorf("pebblestore: delete: %w", err)
+	}
+	if err := t.count(); err != nil {
+		return err
+	}
+	return t.delete(ctx, k)
+}
+
+// delete records the deletion of k if it exists at head or is pending.
+func (t *tx) delete(ctx context.Context, k tuple.Key) error {
+	if i, ok := t.pending[k]; ok {
+		c := &t.changes[i]
+		c.Op, c.Relationship = store.OpDelete, tuple.Relationship{Resource: k.Resource, Relation: k.Relation, Subject: k.Subject}
+		return nil
+	}
+	_, found, err := t.get(ctx, k)
+	if err != nil || !found {
+		return err
+	}
+	t.record(store.Change{Op: store.OpDelete, Relationship: tuple.Relationship{Resource: k.Resource, Relation: k.Relation, Subject: k.Subject}})
+	return nil
+}
+
+func (t *tx) DeleteMatching(ctx context.Context, f tuple.Filter, limit int) (int, error) {
+	if err := t.check(); err != nil {
+		return 0, err
+	}
+	var keys []tuple.Key
+	r := reader{s: t.s, rev: t.head}
+	for rel, err := range r.QueryRelationships(ctx, f, store.QueryOptions{}) {
+		if err != nil {
+			return 0, err
+		}
+		if i, ok := t.pending[rel.Key()]; ok && t.changes[i].Op == store.OpDelete {
+			continue
+		}
+		keys = append(keys, rel.Key())
+		if limit > 0 && len(keys) >= limit {
+			break
+		}
+	}
+	for _, k := range keys {
+		if err := t.delete(ctx, k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+func (t *tx) WriteSchema(ctx context.Context, text string) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	t.schema = &text
+	return nil
+}
+
+// get returns the relationship with key k at head, expired or not.
+func (t *tx) get(ctx context.Context, k tuple.Key) (tuple.Relationship, bool, error) {
+	r := reader{s: t.s, rev: t.head}
+	f := tuple.Filter{
+		ResourceType: k.Resource.Type, ResourceID: k.Resource.ID, Relation: k.Relation,
+		Subject: &tuple.SubjectFilter{Type: k.Subject.Type, ID: k.Subject.ID, Relation: k.Subject.Relation},
+	}
+	if k.Subject.Relation == "" {
+		f.Subject.Relation = tuple.Ellipsis
+	}
+	for rel, err := range r.QueryRelationships(ctx, f, store.QueryOptions{Limit: 1}) {
+		return rel, err == nil, err
+	}
+	return tuple.Relationship{}, false, nil
+}
