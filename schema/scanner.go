@@ -176,8 +176,9 @@ func (s *Scanner) ScanCEL() (pos Pos, body string, rbrace Pos, ok bool) {
 			}
 		case '"', '\'':
 			raw := s.off > start && (s.src[s.off-1] == 'r' || s.src[s.off-1] == 'R')
+			quote := s.off
 			if !s.skipCELString(raw) {
-				s.error(s.off, "string literal not terminated in caveat expression")
+				s.error(quote, "string literal not terminated in caveat expression")
 				return pos, s.src[start:], Pos(len(s.src) + 1), false
 			}
 			continue
