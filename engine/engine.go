@@ -1,0 +1,331 @@
+// Package engine is Pemba's facade: it ties a store, the schema compiler
+// and the evaluator together and is what the API layer and the command
+// line call.
+//
+// # Responsibilities
+//
+// The engine owns what no single lower package can decide alone:
+//
+//   - consistency: turning a Consistency (and its zookie) into the revision
+//     a request is answered at, and minting the zookie of every answer;
+//   - the schema in force at a revision, compiled once per schema write and
+//     cached by the revision that wrote it;
+//   - write validation: every relationship is checked against the schema in
+//     force, preconditions are evaluated in the write's own transaction;
+//   - schema-change safety: a schema that removes a relation or allowed
+//     subject type that stored relationships still use is refused;
+//   - request limits, with typed errors the API layer maps to status codes.
+//
+// Everything else is delegated: evaluation to package eval, storage to the
+// store.Store given to Open, parsing to packages tuple and schema.
+//
+// # Concurrency
+//
+// An Engine is safe for concurrent use. Schema writes are serialised with
+// relationship writes inside one Engine, so a relationship is always
+// validated against the schema it is committed under. Several engines (or
+// processes) writing one store concurrently do not get that guarantee.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pemba-authz/pemba/engine/cache"
+	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/zookie"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultCacheBytes        = 64 << 20
+	DefaultQuantum           = 5 * time.Second
+	DefaultMaxContextBytes   = 64 << 10
+	DefaultMaxLookupLimit    = 10_000
+	DefaultMaxBulkCheckItems = 1_000
+	DefaultMaxPreconditions  = 100
+	DefaultMaxReadPageSize   = 1_000
+	// DefaultSchemaScanLimit bounds the relationships counted per removed
+	// item when a schema change is checked.
+	DefaultSchemaScanLimit = 100_000
+	// schemaCacheSize is how many compiled schemas are kept; schema writes
+	// are rare and requests cluster around the newest revisions.
+	schemaCacheSize = 8
+)
+
+// Options configure an Engine. The zero value is usable.
+type Options struct {
+	// MaxDepth bounds the recursion of checks (0: the evaluator's default).
+	MaxDepth int
+	// Concurrency bounds the evaluator's parallel dispatch per request
+	// (0: the evaluator's default).
+	Concurrency int
+	// CacheBytes sizes the result cache: 0 means DefaultCacheBytes, a
+	// negative value disables the cache.
+	CacheBytes int64
+	// Quantum is how long a fetched head revision is reused by
+	// MinimizeLatency requests (0: DefaultQuantum; negative: never reuse).
+	Quantum time.Duration
+	// Now is the clock (nil: time.Now). It decides quantization and which
+	// relationships have expired.
+	Now func() time.Time
+	// Logger receives diagnostics (nil: discard).
+	Logger *slog.Logger
+	// Limits bound request sizes; zero fields take defaults.
+	Limits Limits
+}
+
+// Limits bound the size of requests. Exceeding one fails with a *LimitError.
+type Limits struct {
+	// MaxUpdatesPerWrite bounds the updates of one WriteRelationships
+	// call; 0 means the store's per-transaction limit
+	// (store.DefaultMaxBatchOps unless the store reports its own through
+	// a MaxBatchOps() int method).
+	MaxUpdatesPerWrite int
+	// MaxPreconditions bounds the preconditions of one write.
+	MaxPreconditions int
+	// MaxContextBytes bounds a caveat context, as JSON.
+	MaxContextBytes int
+	// MaxLookupLimit bounds the Limit of LookupResources (and is used when
+	// the request gives none).
+	MaxLookupLimit int
+	// MaxBulkCheckItems bounds the items of one CheckBulk call.
+	MaxBulkCheckItems int
+	// MaxReadPageSize bounds the page size of ReadRelationships.
+	MaxReadPageSize int
+	// SchemaScanLimit bounds how many relationships are counted per
+	// removed schema item during WriteSchema.
+	SchemaScanLimit int
+}
+
+// Engine answers permission questions over one store. Create it with Open.
+type Engine struct {
+	st          store.Store
+	fingerprint zookie.Fingerprint
+	now         func() time.Time
+	log         *slog.Logger
+	limits      Limits
+	evalOpts    eval.Options
+	cache       *cache.Cache // nil when disabled
+	heads       *headQuantizer
+
+	// writeMu serialises schema writes against relationship writes (read
+	// lock) so that validation and commit see the same schema.
+	writeMu sync.RWMutex
+
+	schemaMu sync.Mutex
+	schemas  map[store.Revision]*compiled // by the revision that wrote them
+	order    []store.Revision             // insertion order, for eviction
+
+	closed atomic.Bool
+}
+
+// compiled is a schema in force together with its evaluator.
+type compiled struct {
+	schema *schema.Schema
+	eval   *eval.Evaluator
+}
+
+// batchLimiter is implemented by stores that report their own
+// per-transaction operation limit.
+type batchLimiter interface{ MaxBatchOps() int }
+
+// Open returns an engine over st. The engine does not own st: Close leaves
+// it open, and the caller closes it after closing the engine.
+func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
+	if st == nil {
+		return nil, fmt.Errorf("%w: nil store", ErrInvalidRequest)
+	}
+	e := &Engine{
+		st:          st,
+		fingerprint: zookie.FingerprintOf(st.Kind(), st.ID()),
+		now:         opts.Now,
+		log:         opts.Logger,
+		limits:      opts.Limits.withDefaults(st),
+		schemas:     make(map[store.Revision]*compiled),
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case opts.CacheBytes == 0:
+		e.cache = cache.New(DefaultCacheBytes)
+	case opts.CacheBytes > 0:
+		e.cache = cache.New(opts.CacheBytes)
+	}
+	quantum := opts.Quantum
+	if quantum == 0 {
+		quantum = DefaultQuantum
+	}
+	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: opts.Concurrency, Cache: e.cache}
+	e.heads = &headQuantizer{st: st, now: e.now, quantum: quantum}
+	// Fail early on a store that cannot even report its head.
+	if _, err := e.heads.head(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (l Limits) withDefaults(st store.Store) Limits {
+	if l.MaxUpdatesPerWrite <= 0 {
+		l.MaxUpdatesPerWrite = store.DefaultMaxBatchOps
+		if b, ok := st.(batchLimiter); ok && b.MaxBatchOps() > 0 {
+			l.MaxUpdatesPerWrite = b.MaxBatchOps()
+		}
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxPreconditions, DefaultMaxPreconditions)
+	def(&l.MaxContextBytes, DefaultMaxContextBytes)
+	def(&l.MaxLookupLimit, DefaultMaxLookupLimit)
+	def(&l.MaxBulkCheckItems, DefaultMaxBulkCheckItems)
+	def(&l.MaxReadPageSize, DefaultMaxReadPageSize)
+	def(&l.SchemaScanLimit, DefaultSchemaScanLimit)
+	return l
+}
+
+// Close stops the engine: later calls fail with ErrClosed. It does not
+// close the store, which belongs to the caller.
+func (e *Engine) Close() error {
+	e.closed.Store(true)
+	return nil
+}
+
+// Store returns the store the engine reads and writes.
+func (e *Engine) Store() store.Store { return e.st }
+
+// Limits returns the limits in force, defaults filled in.
+func (e *Engine) Limits() Limits { return e.limits }
+
+// Stats are counters for metrics.
+type Stats struct {
+	// CacheEnabled reports whether a result cache is configured; Cache is
+	// meaningful only then.
+	CacheEnabled bool
+	Cache        cache.Stats
+	// CompiledSchemas is how many compiled schemas are cached.
+	CompiledSchemas int
+}
+
+// Stats returns current counters.
+func (e *Engine) Stats() Stats {
+	var s Stats
+	if e.cache != nil {
+		s.CacheEnabled = true
+		s.Cache = e.cache.Stats()
+	}
+	e.schemaMu.Lock()
+	s.CompiledSchemas = len(e.schemas)
+	e.schemaMu.Unlock()
+	return s
+}
+
+func (e *Engine) checkOpen() error {
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// view is everything a read needs: a snapshot and the schema in force.
+type view struct {
+	rev    store.Revision
+	reader store.Reader
+	c      *compiled // nil when no schema is written at rev
+}
+
+// open resolves c and opens a view at the resulting revision.
+func (e *Engine) open(ctx context.Context, c Consistency) (*view, error) {
+	if err := e.checkOpen(); err != nil {
+		return nil, err
+	}
+	rev, err := e.resolve(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return e.openAt(ctx, rev)
+}
+
+func (e *Engine) openAt(ctx context.Context, rev store.Revision) (*view, error) {
+	r, err := e.snapshotAt(ctx, rev)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := e.schemaOf(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &view{rev: rev, reader: r, c: cs}, nil
+}
+
+// needSchema is open for requests that cannot work without a schema.
+func (e *Engine) needSchema(ctx context.Context, c Consistency) (*view, error) {
+	v, err := e.open(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if v.c == nil {
+		return nil, fmt.Errorf("%w (at revision %d)", ErrNoSchema, v.rev)
+	}
+	return v, nil
+}
+
+// schemaOf returns the compiled schema in force for reader r, compiling
+// and caching it on first use; nil when no schema was written.
+func (e *Engine) schemaOf(ctx context.Context, r store.Reader) (*compiled, error) {
+	text, written, err := r.ReadSchema(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("engine: read schema at revision %d: %w", r.Revision(), err)
+	}
+	if text == "" && written == 0 {
+		return nil, nil
+	}
+	e.schemaMu.Lock()
+	c, ok := e.schemas[written]
+	e.schemaMu.Unlock()
+	if ok {
+		return c, nil
+	}
+	s, err := schema.Compile(schemaFilename, text)
+	if err != nil {
+		// The engine compiled this text before storing it; failing now
+		// means the compiler changed incompatibly or the store is corrupt.
+		return nil, fmt.Errorf("engine: stored schema (written at revision %d) no longer compiles: %w", written, err)
+	}
+	c = e.newCompiled(s)
+	e.remember(written, c)
+	return c, nil
+}
+
+func (e *Engine) newCompiled(s *schema.Schema) *compiled {
+	return &compiled{schema: s, eval: eval.New(s, e.evalOpts)}
+}
+
+func (e *Engine) remember(written store.Revision, c *compiled) {
+	e.schemaMu.Lock()
+	defer e.schemaMu.Unlock()
+	if _, ok := e.schemas[written]; ok {
+		return
+	}
+	e.schemas[written] = c
+	e.order = append(e.order, written)
+	if len(e.order) > schemaCacheSize {
+		delete(e.schemas, e.order[0])
+		e.order = e.order[1:]
+	}
+}
+
+// schemaFilename names stored schema text in compile errors.
+const schemaFilename = "schema"

@@ -1,0 +1,219 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// Sentinel errors. Every error the engine returns wraps one of these (or a
+// sentinel of package store, tuple, zookie or eval), so the API layer maps
+// them to status codes with errors.Is alone. The comment after each says
+// which gRPC code it is meant to become.
+var (
+	// ErrClosed: the engine was closed. (Unavailable)
+	ErrClosed = errors.New("engine: closed")
+	// ErrNoSchema: no schema has been written yet. (FailedPrecondition)
+	ErrNoSchema = errors.New("engine: no schema has been written")
+	// ErrInvalidSchema: the schema text does not compile. (InvalidArgument)
+	ErrInvalidSchema = errors.New("engine: invalid schema")
+	// ErrUnsafeSchemaChange: the new schema removes a relation or an
+	// allowed subject type that stored relationships still use; see
+	// *UnsafeSchemaChangeError. (FailedPrecondition)
+	ErrUnsafeSchemaChange = errors.New("engine: schema change would orphan stored relationships")
+
+	// ErrInvalidZookie: the zookie is garbage, tampered with, or was minted
+	// by another datastore. (InvalidArgument)
+	ErrInvalidZookie = errors.New("engine: invalid zookie")
+	// ErrFutureZookie: the zookie names a revision newer than the head of
+	// the store; see *FutureZookieError. (InvalidArgument; the engine never
+	// waits for such a revision)
+	ErrFutureZookie = errors.New("engine: zookie is from the future")
+	// ErrSnapshotExpired: an exact snapshot was asked for a revision that
+	// has been garbage collected. Wrapped together with
+	// store.ErrRevisionCompacted. (FailedPrecondition)
+	ErrSnapshotExpired = errors.New("engine: snapshot expired")
+	// ErrInvalidCursor: a ReadRelationships cursor is garbage or does not
+	// belong to this filter. (InvalidArgument)
+	ErrInvalidCursor = errors.New("engine: invalid cursor")
+	// ErrInvalidRequest: a request is malformed (a missing field, a bad
+	// consistency mode). (InvalidArgument)
+	ErrInvalidRequest = errors.New("engine: invalid request")
+
+	// ErrInvalidRelationship: a relationship does not fit the schema in
+	// force; see *RelationshipError, which also wraps one of the reasons
+	// below. (InvalidArgument)
+	ErrInvalidRelationship = errors.New("engine: invalid relationship")
+	// ErrDuplicateUpdate: one write request names the same relationship
+	// twice; see *DuplicateUpdateError. (InvalidArgument)
+	ErrDuplicateUpdate = errors.New("engine: relationship updated twice in one request")
+	// ErrPreconditionFailed: a write precondition did not hold; see
+	// *PreconditionError. (FailedPrecondition)
+	ErrPreconditionFailed = errors.New("engine: precondition failed")
+	// ErrLimitExceeded: a request is larger than a configured limit; see
+	// *LimitError. (ResourceExhausted)
+	ErrLimitExceeded = errors.New("engine: request exceeds a limit")
+)
+
+// Reasons a relationship is rejected. A *RelationshipError wraps exactly one.
+var (
+	ErrUnknownType          = errors.New("unknown object type")
+	ErrUnknownRelation      = errors.New("unknown relation")
+	ErrWriteToPermission    = errors.New("cannot write to a permission")
+	ErrSubjectNotAllowed    = errors.New("subject type not allowed")
+	ErrCaveatRequired       = errors.New("caveat required")
+	ErrUnknownCaveat        = errors.New("unknown caveat")
+	ErrCaveatNotAllowed     = errors.New("caveat not allowed")
+	ErrExpirationNotAllowed = errors.New("expiration not allowed")
+	ErrCaveatContext        = errors.New("bad caveat context")
+)
+
+// RelationshipError says why one relationship of a request was rejected.
+type RelationshipError struct {
+	// Index is the position of the update in the request (-1 when the
+	// relationship did not come from an indexed list, as in Import).
+	Index        int
+	Relationship tuple.Relationship
+	// Reason is one of ErrUnknownType ... ErrCaveatContext, or a
+	// tuple.ErrInvalid error for a malformed name or ID.
+	Reason error
+	// Detail is one sentence for humans.
+	Detail string
+}
+
+func (e *RelationshipError) Error() string {
+	var b strings.Builder
+	b.WriteString("engine: ")
+	if e.Index >= 0 {
+		fmt.Fprintf(&b, "update %d: ", e.Index)
+	}
+	fmt.Fprintf(&b, "relationship %s: %v", e.Relationship, e.Reason)
+	if e.Detail != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Detail)
+	}
+	return b.String()
+}
+
+// Unwrap makes errors.Is match both ErrInvalidRelationship and the reason.
+func (e *RelationshipError) Unwrap() []error { return []error{ErrInvalidRelationship, e.Reason} }
+
+// DuplicateUpdateError names a relationship that one request updates twice.
+type DuplicateUpdateError struct {
+	Key           tuple.Key
+	First, Second int // indexes of the two updates
+}
+
+func (e *DuplicateUpdateError) Error() string {
+	return fmt.Sprintf("engine: updates %d and %d both change relationship %s", e.First, e.Second, e.Key)
+}
+
+// Is makes errors.Is(err, ErrDuplicateUpdate) true.
+func (e *DuplicateUpdateError) Is(target error) bool { return target == ErrDuplicateUpdate }
+
+// PreconditionError names the precondition that did not hold.
+type PreconditionError struct {
+	Index        int
+	Precondition Precondition
+}
+
+func (e *PreconditionError) Error() string {
+	want := "no relationship matches"
+	if e.Precondition.MustExist {
+		want = "a relationship matches"
+	}
+	return fmt.Sprintf("engine: precondition %d failed: expected that %s filter %s", e.Index, want, formatFilter(e.Precondition.Filter))
+}
+
+// Is makes errors.Is(err, ErrPreconditionFailed) true.
+func (e *PreconditionError) Is(target error) bool { return target == ErrPreconditionFailed }
+
+// LimitError reports a request larger than a limit.
+type LimitError struct {
+	Limit string // which limit, e.g. "updates per write"
+	Max   int
+	Got   int
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("engine: %d %s exceeds the limit of %d", e.Got, e.Limit, e.Max)
+}
+
+// Is makes errors.Is(err, ErrLimitExceeded) true.
+func (e *LimitError) Is(target error) bool { return target == ErrLimitExceeded }
+
+// FutureZookieError reports a zookie newer than the store's head revision.
+type FutureZookieError struct {
+	Requested store.Revision
+	Head      store.Revision
+}
+
+func (e *FutureZookieError) Error() string {
+	return fmt.Sprintf("engine: zookie names revision %d but the store's head is %d (the token is from the future or from a store that was reset)", e.Requested, e.Head)
+}
+
+// Is makes errors.Is(err, ErrFutureZookie) true.
+func (e *FutureZookieError) Is(target error) bool { return target == ErrFutureZookie }
+
+// SchemaUse is one thing a schema change removes that stored relationships
+// still use.
+type SchemaUse struct {
+	// What names the removed item, e.g. `relation document#viewer` or
+	// `subject type user:* on document#viewer`.
+	What string
+	// Count is how many stored relationships use it (counting stops at
+	// the engine's scan limit; see Truncated).
+	Count int
+	// Truncated reports that counting stopped early.
+	Truncated bool
+}
+
+// UnsafeSchemaChangeError lists every removed item still in use.
+type UnsafeSchemaChangeError struct {
+	Uses []SchemaUse
+}
+
+func (e *UnsafeSchemaChangeError) Error() string {
+	var b strings.Builder
+	b.WriteString("engine: schema change would orphan stored relationships:")
+	for i, u := range e.Uses {
+		if i > 0 {
+			b.WriteByte(';')
+		}
+		more := ""
+		if u.Truncated {
+			more = " or more"
+		}
+		fmt.Fprintf(&b, " %s is removed but %d%s relationships still use it", u.What, u.Count, more)
+	}
+	b.WriteString(" (delete them first)")
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrUnsafeSchemaChange) true.
+func (e *UnsafeSchemaChangeError) Is(target error) bool { return target == ErrUnsafeSchemaChange }
+
+func formatFilter(f tuple.Filter) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	sep := ""
+	add := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(&b, "%s%s: %q", sep, k, v)
+			sep = ", "
+		}
+	}
+	add("resource_type", f.ResourceType)
+	add("resource_id", f.ResourceID)
+	add("relation", f.Relation)
+	if f.Subject != nil {
+		add("subject_type", f.Subject.Type)
+		add("subject_id", f.Subject.ID)
+		add("subject_relation", f.Subject.Relation)
+	}
+	b.WriteByte('}')
+	return b.String()
+}

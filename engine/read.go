@@ -1,0 +1,301 @@
+package engine
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"hash/fnv"
+	"iter"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// ReadSchema returns the schema text in force at the revision c selects,
+// and that revision's zookie. It fails with ErrNoSchema before the first
+// schema write.
+func (e *Engine) ReadSchema(ctx context.Context, c Consistency) (string, string, error) {
+	v, err := e.needSchema(ctx, c)
+	if err != nil {
+		return "", "", err
+	}
+	return v.c.schema.Source, e.zookieOf(v.rev), nil
+}
+
+// ReadRelationships returns one page of the relationships matching f, in
+// index order, hiding expired ones. An empty cursor starts a scan at the
+// revision c selects; a non-empty cursor (from a previous page of the same
+// filter) continues that scan at the revision it started at, and c is then
+// ignored, so the pages of one scan form one consistent snapshot. The
+// returned next cursor is "" after the last page.
+func (e *Engine) ReadRelationships(ctx context.Context, c Consistency, f tuple.Filter, pageSize int, cursor string) ([]tuple.Relationship, string, string, error) {
+	if err := validateFilter(f); err != nil {
+		return nil, "", "", err
+	}
+	switch {
+	case pageSize < 0:
+		return nil, "", "", fmt.Errorf("%w: negative page size %d", ErrInvalidRequest, pageSize)
+	case pageSize == 0:
+		pageSize = e.limits.MaxReadPageSize
+	case pageSize > e.limits.MaxReadPageSize:
+		return nil, "", "", &LimitError{Limit: "relationships per page", Max: e.limits.MaxReadPageSize, Got: pageSize}
+	}
+	var (
+		v     *view
+		after *tuple.Key
+		err   error
+	)
+	if cursor != "" {
+		if err := e.checkOpen(); err != nil {
+			return nil, "", "", err
+		}
+		rev, key, err := e.decodeCursor(cursor, f)
+		if err != nil {
+			return nil, "", "", err
+		}
+		after = &key
+		if v, err = e.openAt(ctx, rev); err != nil {
+			return nil, "", "", err
+		}
+	} else if v, err = e.open(ctx, c); err != nil {
+		return nil, "", "", err
+	}
+	// Ask for one more than a page to know whether another page follows.
+	opts := store.QueryOptions{Limit: pageSize + 1, After: after, Now: e.now()}
+	page := make([]tuple.Relationship, 0, min(pageSize, 64))
+	more := false
+	for r, err := range v.reader.QueryRelationships(ctx, f, opts) {
+		if err != nil {
+			return nil, "", "", fmt.Errorf("engine: read relationships: %w", err)
+		}
+		if len(page) == pageSize {
+			more = true
+			break
+		}
+		page = append(page, r)
+	}
+	next := ""
+	if more {
+		next = e.encodeCursor(v.rev, f, page[len(page)-1].Key())
+	}
+	return page, next, e.zookieOf(v.rev), nil
+}
+
+// Cursor format, version 1 (base64url, no padding):
+//
+//	byte 0     version (1)
+//	8 bytes    store fingerprint
+//	uvarint    revision
+//	8 bytes    FNV-1a of the filter, so a cursor cannot resume another scan
+//	rest...    the last key returned, as text
+//	4 bytes    CRC-32C of everything before
+const cursorVersion = 1
+
+func filterHash(f tuple.Filter) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(formatFilter(f)))
+	return h.Sum64()
+}
+
+func (e *Engine) encodeCursor(rev store.Revision, f tuple.Filter, last tuple.Key) string {
+	buf := []byte{cursorVersion}
+	buf = append(buf, e.fingerprint[:]...)
+	buf = binary.AppendUvarint(buf, uint64(rev))
+	buf = binary.BigEndian.AppendUint64(buf, filterHash(f))
+	buf = append(buf, last.String()...)
+	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
+	return base64.RawURLEncoding.EncodeToString(buf)
+}
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+func (e *Engine) decodeCursor(s string, f tuple.Filter) (store.Revision, tuple.Key, error) {
+	bad := func(why string) (store.Revision, tuple.Key, error) {
+		return 0, tuple.Key{}, fmt.Errorf("%w: %s", ErrInvalidCursor, why)
+	}
+	if len(s) > 4*tuple.MaxIDLen {
+		return bad("too long")
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil {
+		return bad("not base64url")
+	}
+	if len(raw) < 1+8+1+8+4 {
+		return bad("too short")
+	}
+	body, sum := raw[:len(raw)-4], binary.BigEndian.Uint32(raw[len(raw)-4:])
+	if crc32.Checksum(body, crcTable) != sum {
+		return bad("checksum mismatch")
+	}
+	if body[0] != cursorVersion {
+		return bad("unknown version")
+	}
+	if [8]byte(body[1:9]) != e.fingerprint {
+		return bad("minted by another datastore")
+	}
+	rev, n := binary.Uvarint(body[9:])
+	if n <= 0 || len(body) < 9+n+8 {
+		return bad("bad revision")
+	}
+	rest := body[9+n:]
+	if binary.BigEndian.Uint64(rest[:8]) != filterHash(f) {
+		return bad("the cursor belongs to a different filter")
+	}
+	r, err := tuple.Parse(string(rest[8:]))
+	if err != nil {
+		return bad("bad position")
+	}
+	return store.Revision(rev), r.Key(), nil
+}
+
+// Export calls fn for every unexpired relationship at the revision c
+// selects, in index order, and returns that revision's zookie. It stops at
+// the first error fn returns and returns that error.
+func (e *Engine) Export(ctx context.Context, c Consistency, fn func(tuple.Relationship) error) (string, error) {
+	v, err := e.open(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	for r, err := range v.reader.QueryRelationships(ctx, tuple.Filter{}, store.QueryOptions{Now: e.now()}) {
+		if err != nil {
+			return "", fmt.Errorf("engine: export: %w", err)
+		}
+		if err := fn(r); err != nil {
+			return "", err
+		}
+	}
+	return e.zookieOf(v.rev), nil
+}
+
+// Import writes every relationship of rels with Touch semantics, after
+// validating each against the schema in force. It uses the store's
+// store.BulkLoader when there is one (one revision for everything);
+// otherwise it writes batches of Limits.MaxUpdatesPerWrite, each its own
+// revision. It returns the zookie of the last revision and how many
+// relationships were written. A validation error stops the import; with
+// batches, the batches before it stay written.
+func (e *Engine) Import(ctx context.Context, caller string, rels iter.Seq2[tuple.Relationship, error]) (string, int, error) {
+	if err := e.checkOpen(); err != nil {
+		return "", 0, err
+	}
+	e.writeMu.RLock()
+	defer e.writeMu.RUnlock()
+	head, err := e.heads.head(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	v, err := e.openAt(ctx, head)
+	if err != nil {
+		return "", 0, err
+	}
+	if v.c == nil {
+		return "", 0, fmt.Errorf("%w: write a schema before importing relationships", ErrNoSchema)
+	}
+	s := v.c.schema
+	validated := func(yield func(tuple.Relationship, error) bool) {
+		i := 0
+		for r, err := range rels {
+			if err == nil {
+				err = e.validateRelationship(s, i, r)
+			}
+			i++
+			if !yield(r, err) || err != nil {
+				return
+			}
+		}
+	}
+	meta := store.WriteMeta{Caller: caller}
+	if bl, ok := e.st.(store.BulkLoader); ok {
+		rev, n, err := bl.Import(ctx, meta, validated)
+		if err != nil {
+			return "", 0, e.wrapWrite(err)
+		}
+		return e.zookieOf(rev), n, nil
+	}
+	total := 0
+	last := head
+	batch := make([]tuple.Relationship, 0, e.limits.MaxUpdatesPerWrite)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+			for _, r := range batch {
+				if err := tx.Touch(ctx, r); err != nil {
+					return fmt.Errorf("engine: import %s: %w", r.Key(), err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return e.wrapWrite(err)
+		}
+		total += len(batch)
+		last = rev
+		batch = batch[:0]
+		return nil
+	}
+	for r, err := range validated {
+		if err != nil {
+			var re *RelationshipError
+			if !errors.As(err, &re) {
+				err = fmt.Errorf("engine: import source: %w", err)
+			}
+			return e.zookieOf(last), total, err
+		}
+		batch = append(batch, r)
+		if len(batch) == cap(batch) {
+			if err := flush(); err != nil {
+				return e.zookieOf(last), total, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return e.zookieOf(last), total, err
+	}
+	return e.zookieOf(last), total, nil
+}
+
+// WatchEvent is one committed transaction and the zookie of its revision.
+type WatchEvent struct {
+	store.ChangeSet
+	Zookie string
+}
+
+// Watch yields every change set committed after the revision named by
+// afterZookie ("" means after the current head), then waits for new ones
+// until ctx is done. Errors end the sequence.
+func (e *Engine) Watch(ctx context.Context, afterZookie string) iter.Seq2[WatchEvent, error] {
+	return func(yield func(WatchEvent, error) bool) {
+		if err := e.checkOpen(); err != nil {
+			yield(WatchEvent{}, err)
+			return
+		}
+		var after store.Revision
+		var err error
+		if afterZookie == "" {
+			after, err = e.heads.head(ctx)
+		} else {
+			after, err = e.resolve(ctx, AtExactSnapshot(afterZookie))
+		}
+		if err != nil {
+			yield(WatchEvent{}, err)
+			return
+		}
+		for cs, err := range e.st.Watch(ctx, after) {
+			if err != nil {
+				if errors.Is(err, store.ErrRevisionCompacted) {
+					err = fmt.Errorf("%w: %w", ErrSnapshotExpired, err)
+				}
+				yield(WatchEvent{}, err)
+				return
+			}
+			if !yield(WatchEvent{ChangeSet: cs, Zookie: e.zookieOf(cs.Revision)}, nil) {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package validation
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Exit codes of Command.
+const (
+	ExitOK     = 0 // every file passed
+	ExitFailed = 1 // at least one expectation failed or a file is invalid
+	ExitUsage  = 2 // bad flags or no files
+)
+
+// Command is `pemba validate [-now RFC3339] FILE...`: it runs each file,
+// prints per-file results and a summary to stdout, and returns the exit
+// code. Usage errors go to stderr.
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	nowFlag := fs.String("now", "", "evaluate expirations at this RFC 3339 instant instead of the current time")
+	quiet := fs.Bool("q", false, "print failures and the summary only")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: pemba validate [-now RFC3339] [-q] FILE...")
+		fmt.Fprintln(stderr, "Runs SpiceDB-format validation files (schema, relationships, assertions, validation).")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return ExitUsage
+	}
+	var opts Options
+	if *nowFlag != "" {
+		t, err := parseTime(*nowFlag)
+		if err != nil {
+			fmt.Fprintf(stderr, "pemba validate: -now: %v\n", err)
+			return ExitUsage
+		}
+		opts.Now = func() time.Time { return t }
+	}
+	var files, failedFiles, assertions, validations, failures int
+	for _, path := range fs.Args() {
+		files++
+		f, err := Load(path)
+		if err != nil {
+			failedFiles++
+			failures++
+			fmt.Fprintf(stdout, "FAIL %s\n%s\n", path, indent(err.Error(), "  "))
+			continue
+		}
+		res, err := Run(ctx, f, opts)
+		if err != nil {
+			failedFiles++
+			failures++
+			fmt.Fprintf(stdout, "FAIL %s\n  aborted: %v\n", path, err)
+			continue
+		}
+		assertions += res.Assertions
+		validations += res.Validations
+		if res.OK() {
+			if !*quiet {
+				fmt.Fprintf(stdout, "ok   %s (%d assertions, %d validations)\n", path, res.Assertions, res.Validations)
+			}
+			continue
+		}
+		failedFiles++
+		failures += len(res.Failures)
+		fmt.Fprintf(stdout, "FAIL %s (%d assertions, %d validations, %d failures)\n", path, res.Assertions, res.Validations, len(res.Failures))
+		for _, fl := range res.Failures {
+			fmt.Fprintln(stdout, indent(fl.String(), "  "))
+		}
+	}
+	fmt.Fprintf(stdout, "%d files, %d assertions, %d validations: ", files, assertions, validations)
+	if failedFiles == 0 {
+		fmt.Fprintln(stdout, "all passed")
+		return ExitOK
+	}
+	fmt.Fprintf(stdout, "%d failures in %d files\n", failures, failedFiles)
+	return ExitFailed
+}
+
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time", s)
+	}
+	return t, nil
+}

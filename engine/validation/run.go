@@ -1,0 +1,333 @@
+package validation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/memstore"
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// Options configure Run.
+type Options struct {
+	// Now is the clock that decides which relationships have expired
+	// (nil: time.Now).
+	Now func() time.Time
+}
+
+// Result is the outcome of running one file.
+type Result struct {
+	Path string
+	// Assertions and Validations count what was run.
+	Assertions  int
+	Validations int
+	Failures    []Failure
+}
+
+// OK reports whether everything passed.
+func (r *Result) OK() bool { return len(r.Failures) == 0 }
+
+// Failure is one unmet expectation or one entry that could not be loaded.
+type Failure struct {
+	Pos Pos
+	Msg string
+	// Explain is the path that led to a wrong answer, from Expand, one
+	// step per line; empty when there is nothing to show.
+	Explain string
+}
+
+func (f Failure) String() string {
+	s := f.Pos.String() + ": " + f.Msg
+	if f.Explain != "" {
+		s += "\n" + indent(f.Explain, "    ")
+	}
+	return s
+}
+
+// Run loads f into a fresh engine over an in-memory store and checks every
+// assertion and expected-subject list. Problems with the file's content
+// (a schema that does not compile, a relationship the schema refuses) are
+// failures too; the error result is for everything else.
+func Run(ctx context.Context, f *File, opts Options) (*Result, error) {
+	res := &Result{Path: f.Path}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	st := memstore.New(memstore.Options{})
+	defer st.Close()
+	eng, err := engine.Open(ctx, st, engine.Options{Now: now, CacheBytes: -1})
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+	r := &runner{f: f, eng: eng, res: res}
+	if !r.loadSchema(ctx) {
+		return res, nil
+	}
+	if err := r.loadRelationships(ctx); err != nil {
+		return nil, err
+	}
+	for _, a := range f.Assertions {
+		if err := r.assert(ctx, a); err != nil {
+			return nil, err
+		}
+	}
+	for _, exp := range f.Expected {
+		if err := r.validate(ctx, exp); err != nil {
+			return nil, err
+		}
+	}
+	sort.SliceStable(res.Failures, func(i, j int) bool {
+		a, b := res.Failures[i].Pos, res.Failures[j].Pos
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		return a.Line < b.Line
+	})
+	return res, nil
+}
+
+type runner struct {
+	f   *File
+	eng *engine.Engine
+	res *Result
+}
+
+func (r *runner) fail(pos Pos, explain, format string, args ...any) {
+	r.res.Failures = append(r.res.Failures, Failure{Pos: pos, Msg: fmt.Sprintf(format, args...), Explain: explain})
+}
+
+// loadSchema writes the schema, mapping compile errors to file lines.
+func (r *runner) loadSchema(ctx context.Context) bool {
+	_, _, err := r.eng.WriteSchema(ctx, "validation", r.f.Schema)
+	if err == nil {
+		return true
+	}
+	var list schema.ErrorList
+	if !errors.As(err, &list) {
+		r.fail(r.f.SchemaPos, "", "schema: %v", err)
+		return false
+	}
+	for _, e := range list {
+		pos := r.f.SchemaPos
+		if e.Pos.IsValid() {
+			pos.Line += e.Pos.Line - 1
+		}
+		msg := e.Msg
+		if e.Pos.IsValid() && pos.File == r.f.Path && r.f.SchemaPos.Line != 1 {
+			// Inline schema: the column is relative to the indented block.
+			msg = fmt.Sprintf("schema line %d:%d: %s", e.Pos.Line, e.Pos.Column, e.Msg)
+		}
+		r.fail(pos, "", "%s", msg)
+	}
+	return false
+}
+
+// loadRelationships writes the relationships in batches; a relationship
+// the schema refuses is reported at its line and the rest still load.
+func (r *runner) loadRelationships(ctx context.Context) error {
+	seen := map[tuple.Key]Pos{}
+	var pending []Relationship
+	for _, rel := range r.f.Relationships {
+		if first, dup := seen[rel.Key()]; dup {
+			r.fail(rel.Pos, "", "relationship %s repeats the one at line %d", rel.Key(), first.Line)
+			continue
+		}
+		seen[rel.Key()] = rel.Pos
+		pending = append(pending, rel)
+	}
+	batch := r.eng.Limits().MaxUpdatesPerWrite
+	for len(pending) > 0 {
+		n := min(batch, len(pending))
+		chunk := pending[:n]
+		ups := make([]engine.Update, len(chunk))
+		for i, rel := range chunk {
+			ups[i] = engine.Update{Op: store.OpTouch, Relationship: rel.Relationship}
+		}
+		_, err := r.eng.WriteRelationships(ctx, engine.WriteRequest{Caller: "validation", Updates: ups})
+		var re *engine.RelationshipError
+		switch {
+		case err == nil:
+			pending = pending[n:]
+		case errors.As(err, &re) && re.Index >= 0 && re.Index < n:
+			bad := chunk[re.Index]
+			r.fail(bad.Pos, "", "relationship %s: %v: %s", bad.Relationship, re.Reason, re.Detail)
+			// Drop the bad one and retry the rest of the chunk.
+			pending = append(pending[:re.Index:re.Index], pending[re.Index+1:]...)
+		default:
+			return fmt.Errorf("validation: loading relationships: %w", err)
+		}
+	}
+	return nil
+}
+
+func (r *runner) assert(ctx context.Context, a Assertion) error {
+	r.res.Assertions++
+	resp, err := r.eng.Check(ctx, engine.CheckRequest{
+		Consistency: engine.FullyConsistent(),
+		Resource:    a.Resource, Permission: a.Permission, Subject: a.Subject, Context: a.Context,
+	})
+	if err != nil {
+		if isInputError(err) {
+			r.fail(a.Pos, "", "%s %s: %v", a.Kind, a.Text, err)
+			return nil
+		}
+		return err
+	}
+	want := map[AssertionKind]eval.Permissionship{
+		AssertTrue: eval.HasPermission, AssertFalse: eval.NoPermission, AssertCaveated: eval.ConditionalPermission,
+	}[a.Kind]
+	if resp.Permissionship == want {
+		return nil
+	}
+	got := describePermissionship(resp.Permissionship)
+	if len(resp.MissingContext) > 0 {
+		got += fmt.Sprintf(" (missing context: %s)", strings.Join(resp.MissingContext, ", "))
+	}
+	r.fail(a.Pos, r.explain(ctx, a.Resource, a.Permission, a.Subject, a.Context),
+		"%s %s: got %s", a.Kind, strings.TrimSpace(a.Text), got)
+	return nil
+}
+
+// isInputError reports errors caused by the file's content (an unknown
+// type or permission), which are failures rather than aborts.
+func isInputError(err error) bool {
+	for _, target := range []error{eval.ErrUnknownDefinition, eval.ErrUnknownRelation, eval.ErrInvalidRequest, eval.ErrMaxDepth, tuple.ErrInvalid, engine.ErrInvalidRequest, engine.ErrLimitExceeded} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+func describePermissionship(p eval.Permissionship) string {
+	switch p {
+	case eval.HasPermission:
+		return "permission"
+	case eval.ConditionalPermission:
+		return "conditional permission"
+	}
+	return "no permission"
+}
+
+// explain renders the paths of the Expand tree of resource#permission that
+// reach subject, or the tree's top levels when none does.
+func (r *runner) explain(ctx context.Context, res tuple.ObjectRef, perm string, sub tuple.SubjectRef, cctx map[string]any) string {
+	tree, _, err := r.eng.Expand(ctx, engine.ExpandRequest{
+		Consistency: engine.FullyConsistent(), Resource: res, Permission: perm, Context: cctx,
+	})
+	if err != nil {
+		return "expand failed: " + err.Error()
+	}
+	paths := pathsTo(tree, sub)
+	if len(paths) == 0 {
+		return fmt.Sprintf("%s is not among the subjects of %s#%s:\n%s", sub, res, perm, strings.TrimRight(renderTree(tree, 4), "\n"))
+	}
+	const maxPaths = 5
+	if len(paths) > maxPaths {
+		paths = append(paths[:maxPaths], fmt.Sprintf("... and %d more paths", len(paths)-maxPaths))
+	}
+	return "path: " + strings.Join(paths, "\npath: ")
+}
+
+func (r *runner) validate(ctx context.Context, exp Expected) error {
+	r.res.Validations++
+	tree, _, err := r.eng.Expand(ctx, engine.ExpandRequest{
+		Consistency: engine.FullyConsistent(), Resource: exp.Resource, Permission: exp.Permission,
+	})
+	if err != nil {
+		if isInputError(err) {
+			r.fail(exp.Pos, "", "validation %s#%s: %v", exp.Resource, exp.Permission, err)
+			return nil
+		}
+		return err
+	}
+	got := subjectsOf(tree)
+	name := exp.Resource.String() + "#" + exp.Permission
+	listed := map[string]bool{}
+	for _, es := range exp.Subjects {
+		key := es.Subject.String()
+		listed[key] = true
+		m, ok := got[key]
+		if !ok {
+			r.fail(es.Pos, "", "%s: expected subject [%s] was not found", name, key)
+			continue
+		}
+		if m.caveated != es.Caveated {
+			r.fail(es.Pos, "", "%s: subject [%s] is %s, expected %s", name, key, caveatWord(m.caveated), caveatWord(es.Caveated))
+		}
+		if want, have := exceptionSet(es.Exceptions), m.exceptionList(); want != have {
+			r.fail(es.Pos, "", "%s: subject [%s] has exceptions {%s}, expected {%s}", name, key, have, want)
+		}
+		if len(es.Via) > 0 {
+			if want, have := viaSet(es.Via), m.viaList(); want != have {
+				r.fail(es.Pos, "", "%s: subject [%s] is <%s>, expected <%s>", name, key, have, want)
+			}
+		}
+	}
+	for _, key := range sortedKeys(got) {
+		if !listed[key] {
+			m := got[key]
+			r.fail(exp.Pos, "", "%s: subject %s is <%s> but is not listed", name, m.render(key), m.viaList())
+		}
+	}
+	return nil
+}
+
+func caveatWord(c bool) string {
+	if c {
+		return "caveated"
+	}
+	return "not caveated"
+}
+
+func exceptionSet(xs []Exception) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = x.Subject.String()
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+func viaSet(vs []ObjectRelation) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = v.String()
+	}
+	sort.Strings(parts)
+	parts = compactStrings(parts)
+	return strings.Join(parts, ">/<")
+}
+
+func compactStrings(s []string) []string {
+	out := s[:0]
+	for i, x := range s {
+		if i == 0 || x != s[i-1] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
+}

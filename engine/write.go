@@ -1,0 +1,402 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// Update is one relationship change of a write.
+type Update struct {
+	// Op is store.OpTouch (create or replace), store.OpCreate (fail with
+	// store.ErrAlreadyExists if present) or store.OpDelete.
+	Op           store.Op
+	Relationship tuple.Relationship
+}
+
+// Precondition must hold, at the revision the write builds on, for the
+// write to commit.
+type Precondition struct {
+	Filter tuple.Filter
+	// MustExist requires at least one (unexpired) match; false requires none.
+	MustExist bool
+}
+
+// WriteRequest is an atomic batch of relationship updates.
+type WriteRequest struct {
+	// Caller is recorded in the changelog (the audit trail).
+	Caller        string
+	Updates       []Update
+	Preconditions []Precondition
+}
+
+// DeleteRequest deletes the relationships matching a filter.
+type DeleteRequest struct {
+	Caller string
+	// Filter selects what to delete; ResourceType is required.
+	Filter tuple.Filter
+	// Limit, when positive, deletes at most that many.
+	Limit         int
+	Preconditions []Precondition
+}
+
+// WriteSchema compiles text and stores it as the schema in force from the
+// returned revision on. It refuses, with an *UnsafeSchemaChangeError, a
+// schema that removes a relation or an allowed subject type that stored
+// relationships still use. The returned changes list what differs from
+// the previous schema (nil for the first schema).
+func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (string, []SchemaChange, error) {
+	if err := e.checkOpen(); err != nil {
+		return "", nil, err
+	}
+	next, err := schema.Compile(schemaFilename, text)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %w", ErrInvalidSchema, err)
+	}
+	e.writeMu.Lock()
+	defer e.writeMu.Unlock()
+
+	head, err := e.heads.head(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	cur, err := e.openAt(ctx, head)
+	if err != nil {
+		return "", nil, err
+	}
+	var changes []SchemaChange
+	if cur.c != nil {
+		changes = schemaDiff(cur.c.schema, next)
+	}
+	now := e.now()
+	rev, err := e.st.Update(ctx, store.WriteMeta{Caller: caller}, func(ctx context.Context, tx store.Tx) error {
+		if cur.c != nil {
+			uses, err := e.orphans(ctx, tx, cur.c.schema, next, now)
+			if err != nil {
+				return err
+			}
+			if len(uses) > 0 {
+				return &UnsafeSchemaChangeError{Uses: uses}
+			}
+		}
+		return tx.WriteSchema(ctx, text)
+	})
+	if err != nil {
+		return "", nil, e.wrapWrite(err)
+	}
+	e.remember(rev, e.newCompiled(next))
+	return e.zookieOf(rev), changes, nil
+}
+
+// orphans counts the stored relationships that next would no longer
+// accept, grouped by the schema item whose removal rejects them. Only
+// relations whose definition changed are scanned.
+func (e *Engine) orphans(ctx context.Context, tx store.Tx, prev, next *schema.Schema, now time.Time) ([]SchemaUse, error) {
+	var uses []SchemaUse
+	index := map[string]int{}
+	for _, typ := range sortedKeys(prev.Definitions) {
+		def := prev.Definitions[typ]
+		for _, rel := range def.Ordered {
+			if rel.IsPermission || unchanged(rel, next) {
+				continue
+			}
+			scanned := 0
+			f := tuple.Filter{ResourceType: def.Name, Relation: rel.Name}
+			for r, err := range tx.QueryRelationships(ctx, f, store.QueryOptions{Now: now}) {
+				if err != nil {
+					return nil, fmt.Errorf("engine: scan %s#%s: %w", def.Name, rel.Name, err)
+				}
+				what := orphanReason(e, next, r)
+				if what == "" {
+					continue
+				}
+				i, ok := index[what]
+				if !ok {
+					i = len(uses)
+					index[what] = i
+					uses = append(uses, SchemaUse{What: what})
+				}
+				uses[i].Count++
+				scanned++
+				if scanned >= e.limits.SchemaScanLimit {
+					uses[i].Truncated = true
+					break
+				}
+			}
+		}
+	}
+	return uses, nil
+}
+
+// unchanged reports whether next has rel with the same allowed subject
+// types, so no stored relationship of rel can become invalid.
+func unchanged(rel *schema.Relation, next *schema.Schema) bool {
+	def, ok := next.Definitions[rel.Definition.Name]
+	if !ok {
+		return false
+	}
+	nrel, ok := def.Relations[rel.Name]
+	if !ok || nrel.IsPermission {
+		return false
+	}
+	have := map[string]bool{}
+	for _, a := range nrel.Allowed {
+		have[allowedList([]*schema.AllowedSubject{a})] = true
+	}
+	for _, a := range rel.Allowed {
+		if !have[allowedList([]*schema.AllowedSubject{a})] {
+			return false
+		}
+	}
+	return true
+}
+
+// orphanReason names what next removed that r needs, or "" if next still
+// accepts r. Caveat context types are not rechecked: a stored context was
+// valid when written and is re-typed at evaluation.
+func orphanReason(e *Engine, next *schema.Schema, r tuple.Relationship) string {
+	err := e.validateRelationship(next, -1, r)
+	var re *RelationshipError
+	if err == nil || !errors.As(err, &re) || errors.Is(re.Reason, ErrCaveatContext) || errors.Is(err, ErrLimitExceeded) {
+		return ""
+	}
+	switch {
+	case errors.Is(re.Reason, ErrUnknownType) && next.Definitions[r.Resource.Type] == nil:
+		return fmt.Sprintf("definition %s", r.Resource.Type)
+	case errors.Is(re.Reason, ErrUnknownRelation):
+		return fmt.Sprintf("relation %s#%s", r.Resource.Type, r.Relation)
+	case errors.Is(re.Reason, ErrWriteToPermission):
+		return fmt.Sprintf("relation %s#%s (now a permission)", r.Resource.Type, r.Relation)
+	}
+	shape := subjectShape(r.Subject)
+	if r.Caveat != nil {
+		shape += " with " + r.Caveat.Name
+	}
+	if !r.Expiration.IsZero() {
+		shape += " with expiration"
+	}
+	return fmt.Sprintf("subject type %s on %s#%s", shape, r.Resource.Type, r.Relation)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// WriteRelationships validates and applies req atomically and returns the
+// zookie of the new revision.
+func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (string, error) {
+	if err := e.checkOpen(); err != nil {
+		return "", err
+	}
+	if len(req.Updates) == 0 {
+		return "", fmt.Errorf("%w: a write needs at least one update", ErrInvalidRequest)
+	}
+	if n := len(req.Updates); n > e.limits.MaxUpdatesPerWrite {
+		return "", &LimitError{Limit: "updates per write", Max: e.limits.MaxUpdatesPerWrite, Got: n}
+	}
+	if err := e.checkPreconditions(req.Preconditions); err != nil {
+		return "", err
+	}
+	seen := make(map[tuple.Key]int, len(req.Updates))
+	for i, u := range req.Updates {
+		k := u.Relationship.Key()
+		if j, dup := seen[k]; dup {
+			return "", &DuplicateUpdateError{Key: k, First: j, Second: i}
+		}
+		seen[k] = i
+		switch u.Op {
+		case store.OpTouch, store.OpCreate, store.OpDelete:
+		default:
+			return "", fmt.Errorf("%w: update %d: unknown operation %v", ErrInvalidRequest, i, u.Op)
+		}
+	}
+
+	e.writeMu.RLock()
+	defer e.writeMu.RUnlock()
+	head, err := e.heads.head(ctx)
+	if err != nil {
+		return "", err
+	}
+	v, err := e.openAt(ctx, head)
+	if err != nil {
+		return "", err
+	}
+	if v.c == nil {
+		return "", fmt.Errorf("%w: write a schema before relationships", ErrNoSchema)
+	}
+	for i, u := range req.Updates {
+		if u.Op == store.OpDelete {
+			// Deletes need only a well-formed key: relationships that a
+			// schema change orphaned must stay deletable.
+			if err := u.Relationship.Validate(); err != nil {
+				return "", &RelationshipError{Index: i, Relationship: u.Relationship, Reason: err}
+			}
+			continue
+		}
+		if err := e.validateRelationship(v.c.schema, i, u.Relationship); err != nil {
+			return "", err
+		}
+	}
+	now := e.now()
+	rev, err := e.st.Update(ctx, store.WriteMeta{Caller: req.Caller}, func(ctx context.Context, tx store.Tx) error {
+		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
+			return err
+		}
+		for i, u := range req.Updates {
+			var err error
+			switch u.Op {
+			case store.OpTouch:
+				err = tx.Touch(ctx, u.Relationship)
+			case store.OpCreate:
+				err = tx.Create(ctx, u.Relationship)
+			case store.OpDelete:
+				err = tx.Delete(ctx, u.Relationship.Key())
+			}
+			if err != nil {
+				return fmt.Errorf("engine: update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", e.wrapWrite(err)
+	}
+	return e.zookieOf(rev), nil
+}
+
+// DeleteRelationships deletes what req.Filter matches (at most req.Limit
+// when positive) atomically, returning the new revision's zookie and how
+// many relationships were deleted.
+func (e *Engine) DeleteRelationships(ctx context.Context, req DeleteRequest) (string, int, error) {
+	if err := e.checkOpen(); err != nil {
+		return "", 0, err
+	}
+	if req.Filter.ResourceType == "" {
+		return "", 0, fmt.Errorf("%w: a delete filter needs a resource type", ErrInvalidRequest)
+	}
+	if err := validateFilter(req.Filter); err != nil {
+		return "", 0, err
+	}
+	if req.Limit < 0 {
+		return "", 0, fmt.Errorf("%w: negative delete limit %d", ErrInvalidRequest, req.Limit)
+	}
+	if err := e.checkPreconditions(req.Preconditions); err != nil {
+		return "", 0, err
+	}
+	e.writeMu.RLock()
+	defer e.writeMu.RUnlock()
+	now := e.now()
+	deleted := 0
+	rev, err := e.st.Update(ctx, store.WriteMeta{Caller: req.Caller}, func(ctx context.Context, tx store.Tx) error {
+		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
+			return err
+		}
+		n, err := tx.DeleteMatching(ctx, req.Filter, req.Limit)
+		if err != nil {
+			return fmt.Errorf("engine: delete %s: %w", formatFilter(req.Filter), err)
+		}
+		deleted = n
+		return nil
+	})
+	if err != nil {
+		return "", 0, e.wrapWrite(err)
+	}
+	return e.zookieOf(rev), deleted, nil
+}
+
+func (e *Engine) checkPreconditions(ps []Precondition) error {
+	if len(ps) > e.limits.MaxPreconditions {
+		return &LimitError{Limit: "preconditions per write", Max: e.limits.MaxPreconditions, Got: len(ps)}
+	}
+	for i, p := range ps {
+		if p.Filter.ResourceType == "" {
+			return fmt.Errorf("%w: precondition %d: the filter needs a resource type", ErrInvalidRequest, i)
+		}
+		if err := validateFilter(p.Filter); err != nil {
+			return fmt.Errorf("precondition %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// evalPreconditions runs inside the write transaction, so they are judged
+// against exactly the state the write builds on.
+func evalPreconditions(ctx context.Context, tx store.Tx, ps []Precondition, now time.Time) error {
+	for i, p := range ps {
+		found := false
+		for _, err := range tx.QueryRelationships(ctx, p.Filter, store.QueryOptions{Limit: 1, Now: now}) {
+			if err != nil {
+				return fmt.Errorf("engine: precondition %d: %w", i, err)
+			}
+			found = true
+			break
+		}
+		if found != p.MustExist {
+			return &PreconditionError{Index: i, Precondition: p}
+		}
+	}
+	return nil
+}
+
+// validateFilter checks the names in a filter (empty fields are wildcards).
+func validateFilter(f tuple.Filter) error {
+	if f.ResourceType != "" {
+		if err := tuple.ValidateType("resource type", f.ResourceType); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		}
+	}
+	if f.ResourceID != "" {
+		if err := tuple.ValidateID("resource id", f.ResourceID, false); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		}
+	}
+	if f.Relation != "" {
+		if err := tuple.ValidateRelation("relation", f.Relation); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		}
+	}
+	if s := f.Subject; s != nil {
+		if err := tuple.ValidateType("subject type", s.Type); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		}
+		if s.ID != "" {
+			if err := tuple.ValidateID("subject id", s.ID, true); err != nil {
+				return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+			}
+		}
+		if s.Relation != "" && s.Relation != tuple.Ellipsis {
+			if err := tuple.ValidateRelation("subject relation", s.Relation); err != nil {
+				return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+			}
+		}
+	}
+	return nil
+}
+
+// wrapWrite returns engine errors from a write as they are and gives
+// store errors context.
+func (e *Engine) wrapWrite(err error) error {
+	var (
+		re *RelationshipError
+		pe *PreconditionError
+		ue *UnsafeSchemaChangeError
+	)
+	if errors.As(err, &re) || errors.As(err, &pe) || errors.As(err, &ue) {
+		return err
+	}
+	if errors.Is(err, store.ErrBatchTooLarge) {
+		return fmt.Errorf("%w: %w", ErrLimitExceeded, err)
+	}
+	return fmt.Errorf("engine: write: %w", err)
+}
