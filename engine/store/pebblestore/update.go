@@ -136,11 +136,19 @@ func (t *tx) check() error {
 }
 
 // count charges one operation against MaxBatchOps.
+// fail makes err sticky: any failed operation aborts the transaction,
+// even if fn ignores the error.
+func (t *tx) fail(err error) error {
+	if err != nil && t.err == nil && !t.finished {
+		t.err = err
+	}
+	return err
+}
+
 func (t *tx) count() error {
 	t.ops++
 	if t.ops > t.s.opts.MaxBatchOps {
-		t.err = fmt.Errorf("pebblestore: more than %d operations: %w", t.s.opts.MaxBatchOps, store.ErrBatchTooLarge)
-		return t.err
+		return fmt.Errorf("pebblestore: more than %d operations: %w", t.s.opts.MaxBatchOps, store.ErrBatchTooLarge)
 	}
 	return nil
 }
@@ -163,7 +171,9 @@ func (t *tx) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.
 	return r.QueryRelationships(ctx, f, opts)
 }
 
-func (t *tx) Touch(ctx context.Context, r tuple.Relationship) error {
+func (t *tx) Touch(ctx context.Context, r tuple.Relationship) error { return t.fail(t.touch(ctx, r)) }
+
+func (t *tx) touch(ctx context.Context, r tuple.Relationship) error {
 	if err := t.check(); err != nil {
 		return err
 	}
@@ -177,7 +187,9 @@ func (t *tx) Touch(ctx context.Context, r tuple.Relationship) error {
 	return nil
 }
 
-func (t *tx) Create(ctx context.Context, r tuple.Relationship) error {
+func (t *tx) Create(ctx context.Context, r tuple.Relationship) error { return t.fail(t.create(ctx, r)) }
+
+func (t *tx) create(ctx context.Context, r tuple.Relationship) error {
 	if err := t.check(); err != nil {
 		return err
 	}
@@ -205,7 +217,9 @@ func (t *tx) Create(ctx context.Context, r tuple.Relationship) error {
 	return nil
 }
 
-func (t *tx) Delete(ctx context.Context, k tuple.Key) error {
+func (t *tx) Delete(ctx context.Context, k tuple.Key) error { return t.fail(t.deleteKey(ctx, k)) }
+
+func (t *tx) deleteKey(ctx context.Context, k tuple.Key) error {
 	if err := t.check(); err != nil {
 		return err
 	}
@@ -234,6 +248,11 @@ func (t *tx) delete(ctx context.Context, k tuple.Key) error {
 }
 
 func (t *tx) DeleteMatching(ctx context.Context, f tuple.Filter, limit int) (int, error) {
+	n, err := t.deleteMatching(ctx, f, limit)
+	return n, t.fail(err)
+}
+
+func (t *tx) deleteMatching(ctx context.Context, f tuple.Filter, limit int) (int, error) {
 	if err := t.check(); err != nil {
 		return 0, err
 	}

@@ -1,0 +1,29 @@
+package pebblestore
+
+import (
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t testing.TB, cfg storetest.Config) store.Store {
+		st, err := Open("", Options{
+			GCWindow:    cfg.GCWindow,
+			GCInterval:  -1,
+			Now:         cfg.Now,
+			MaxBatchOps: cfg.MaxBatchOps,
+			FS:          vfs.NewMem(),
+			CacheSize:   1 << 20,
+			Logger:      quietLogger(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	})
+}
