@@ -143,6 +143,7 @@ type caveatProgram struct {
 	caveat  string
 	names   []string
 	types   []*paramType
+	used    []bool      // whether the expression references each parameter
 	full    cel.Program // all parameters present: optimised, no unknowns
 	partial cel.Program // some missing: partial evaluation
 }
@@ -202,11 +203,19 @@ func (c *checker) compileCaveats() {
 			c.errorf(d.Name.Pos(), "caveat %q: %v", d.Name.Name, err)
 			continue
 		}
+		refs := map[string]bool{}
+		for _, r := range ast.NativeRep().ReferenceMap() {
+			if len(r.OverloadIDs) == 0 {
+				refs[r.Name] = true
+			}
+		}
 		names := make([]string, len(cd.caveat.Params))
+		used := make([]bool, len(cd.caveat.Params))
 		for i, p := range cd.caveat.Params {
 			names[i] = p.Name
+			used[i] = refs[p.Name]
 		}
-		cd.caveat.program = &caveatProgram{caveat: d.Name.Name, names: names, types: cd.types, full: full, partial: partial}
+		cd.caveat.program = &caveatProgram{caveat: d.Name.Name, names: names, types: cd.types, used: used, full: full, partial: partial}
 	}
 }
 
@@ -239,7 +248,8 @@ func celPos(d *CaveatDecl, line, col int) Pos {
 // Values are converted to the declared parameter types: timestamps from
 // RFC 3339 strings, durations from strings such as "1h30m", bytes from
 // base64, ipaddress from a textual IP address. Keys that are not parameters
-// are ignored; a nil value counts as absent.
+// are ignored; a nil value counts as absent, and parameters the expression
+// does not use are never required.
 //
 // When parameters are absent and the expression cannot be decided without
 // them, the result is CaveatMissing with the sorted names of the absent
@@ -259,7 +269,9 @@ func (c *Caveat) Evaluate(ctx map[string]any) (CaveatResult, error) {
 	for i, name := range p.names {
 		v, ok := ctx[name]
 		if !ok || v == nil {
-			missing = append(missing, name)
+			if p.used[i] {
+				missing = append(missing, name)
+			}
 			continue
 		}
 		cv, err := p.types[i].convert(v)
