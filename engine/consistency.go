@@ -97,29 +97,31 @@ func (q *headQuantizer) quantized(ctx context.Context) (store.Revision, error) {
 	return q.fetch(ctx, now)
 }
 
-// head fetches the head revision and remembers it.
+// head fetches the head revision. It does not start a quantum: only
+// MinimizeLatency reads decide which revision they share, so FullyConsistent
+// reads and writes never shift it.
 func (q *headQuantizer) head(ctx context.Context) (store.Revision, error) {
-	return q.fetch(ctx, q.now())
-}
-
-func (q *headQuantizer) fetch(ctx context.Context, now time.Time) (store.Revision, error) {
 	rev, err := q.st.HeadRevision(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("engine: head revision: %w", err)
 	}
+	return rev, nil
+}
+
+func (q *headQuantizer) fetch(ctx context.Context, now time.Time) (store.Revision, error) {
+	rev, err := q.head(ctx)
+	if err != nil {
+		return 0, err
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	// Only a fetch that starts a new quantum moves the remembered head;
-	// FullyConsistent reads inside a quantum must not shift the revision
-	// that MinimizeLatency readers share. The head never moves backwards.
-	if !q.valid || now.Before(q.fetched) || now.Sub(q.fetched) >= q.quantum {
-		if rev >= q.rev || !q.valid {
-			q.rev = rev
-		}
-		q.fetched = now
-		q.valid = true
+	// Concurrent fetches may race; the head never moves backwards.
+	if !q.valid || rev > q.rev {
+		q.rev = rev
 	}
-	return rev, nil
+	q.fetched = now
+	q.valid = true
+	return q.rev, nil
 }
 
 // decodeZookie returns the revision a zookie names, checking that it was

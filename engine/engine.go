@@ -168,9 +168,10 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	}
 	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: opts.Concurrency, Cache: e.cache}
 	e.heads = &headQuantizer{st: st, now: e.now, quantum: quantum}
-	// Fail early on a store that cannot even report its head.
-	if _, err := e.heads.head(ctx); err != nil {
-		return nil, err
+	// Fail early on a store that cannot even report its head. The head is
+	// not remembered: the first quantum starts with the first read.
+	if _, err := st.HeadRevision(ctx); err != nil {
+		return nil, fmt.Errorf("engine: head revision: %w", err)
 	}
 	return e, nil
 }
