@@ -138,8 +138,7 @@ type ReadRelationshipsRequest struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Consistency        *Consistency           `protobuf:"bytes,1,opt,name=consistency,proto3" json:"consistency,omitempty"`
 	RelationshipFilter *RelationshipFilter    `protobuf:"bytes,2,opt,name=relationship_filter,json=relationshipFilter,proto3" json:"relationship_filter,omitempty"`
-	// optional_limit bounds the relationships returned (0: the server's page
-	// size, 1000).
+	// optional_limit bounds the relationships returned (0: all of them).
 	OptionalLimit uint32 `protobuf:"varint,3,opt,name=optional_limit,json=optionalLimit,proto3" json:"optional_limit,omitempty"`
 	// optional_cursor resumes after the relationship it was returned with.
 	// It must come from a call with the same filter.
@@ -208,10 +207,13 @@ func (x *ReadRelationshipsRequest) GetOptionalCursor() *Cursor {
 
 // ReadRelationshipsResponse is one relationship.
 type ReadRelationshipsResponse struct {
-	state             protoimpl.MessageState `protogen:"open.v1"`
-	ReadAt            *Zookie                `protobuf:"bytes,1,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
-	Relationship      *Relationship          `protobuf:"bytes,2,opt,name=relationship,proto3" json:"relationship,omitempty"`
-	AfterResultCursor *Cursor                `protobuf:"bytes,3,opt,name=after_result_cursor,json=afterResultCursor,proto3" json:"after_result_cursor,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ReadAt       *Zookie                `protobuf:"bytes,1,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
+	Relationship *Relationship          `protobuf:"bytes,2,opt,name=relationship,proto3" json:"relationship,omitempty"`
+	// after_result_cursor is set on the last relationship of each page of
+	// 1000 (and on the last one sent) when more relationships match: pass
+	// it as optional_cursor to continue, at the same revision.
+	AfterResultCursor *Cursor `protobuf:"bytes,3,opt,name=after_result_cursor,json=afterResultCursor,proto3" json:"after_result_cursor,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -962,10 +964,16 @@ func (x *CheckBulkPermissionsResponseItem) GetPartialCaveatInfo() *PartialCaveat
 
 // ExpandPermissionTreeRequest asks for the tree behind a permission.
 type ExpandPermissionTreeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Consistency   *Consistency           `protobuf:"bytes,1,opt,name=consistency,proto3" json:"consistency,omitempty"`
-	Resource      *ObjectReference       `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
-	Permission    string                 `protobuf:"bytes,3,opt,name=permission,proto3" json:"permission,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Consistency *Consistency           `protobuf:"bytes,1,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	Resource    *ObjectReference       `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
+	Permission  string                 `protobuf:"bytes,3,opt,name=permission,proto3" json:"permission,omitempty"`
+	// optional_depth stops the expansion this many relations below the
+	// root, marking the cut nodes truncated (0: expand fully, stopping at
+	// cycles).
+	OptionalDepth uint32 `protobuf:"varint,4,opt,name=optional_depth,json=optionalDepth,proto3" json:"optional_depth,omitempty"`
+	// context supplies caveat parameters.
+	Context       *structpb.Struct `protobuf:"bytes,5,opt,name=context,proto3" json:"context,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1019,6 +1027,20 @@ func (x *ExpandPermissionTreeRequest) GetPermission() string {
 		return x.Permission
 	}
 	return ""
+}
+
+func (x *ExpandPermissionTreeRequest) GetOptionalDepth() uint32 {
+	if x != nil {
+		return x.OptionalDepth
+	}
+	return 0
+}
+
+func (x *ExpandPermissionTreeRequest) GetContext() *structpb.Struct {
+	if x != nil {
+		return x.Context
+	}
+	return nil
 }
 
 // ExpandPermissionTreeResponse is the tree.
@@ -1086,8 +1108,12 @@ type PermissionRelationshipTree struct {
 	TreeType         isPermissionRelationshipTree_TreeType `protobuf_oneof:"tree_type"`
 	ExpandedObject   *ObjectReference                      `protobuf:"bytes,3,opt,name=expanded_object,json=expandedObject,proto3" json:"expanded_object,omitempty"`
 	ExpandedRelation string                                `protobuf:"bytes,4,opt,name=expanded_relation,json=expandedRelation,proto3" json:"expanded_relation,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// truncated marks where the expansion stopped: optional_depth was
+	// reached, or the node repeats one of its ancestors (a cycle in the
+	// data). Its subjects are not expanded further.
+	Truncated     bool `protobuf:"varint,5,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PermissionRelationshipTree) Reset() {
@@ -1159,6 +1185,13 @@ func (x *PermissionRelationshipTree) GetExpandedRelation() string {
 	return ""
 }
 
+func (x *PermissionRelationshipTree) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
 type isPermissionRelationshipTree_TreeType interface {
 	isPermissionRelationshipTree_TreeType()
 }
@@ -1228,17 +1261,22 @@ func (x *AlgebraicSubjectSet) GetChildren() []*PermissionRelationshipTree {
 	return nil
 }
 
-// DirectSubjectSet lists the subjects of stored relationships. A subject
-// with a relation (group:eng#member) is a set, expanded by a further call.
+// DirectSubjectSet lists the subjects of stored relationships of one
+// relation. A subject with a relation (group:eng#member) is a set; its
+// expansion follows in subject_set_expansions.
 type DirectSubjectSet struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Subjects []*SubjectReference    `protobuf:"bytes,1,rep,name=subjects,proto3" json:"subjects,omitempty"`
-	// caveated_subjects lists, beside subjects, those whose relationship
-	// carries a caveat or an expiry, with it: they are in the set only while
-	// it holds. (Not in SpiceDB's DirectSubjectSet.)
-	CaveatedSubjects []*DirectSubject `protobuf:"bytes,2,rep,name=caveated_subjects,json=caveatedSubjects,proto3" json:"caveated_subjects,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subjects lists every stored subject, wildcards included.
+	Subjects []*SubjectReference `protobuf:"bytes,1,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	// conditional_subjects repeats the subjects whose relationship carries
+	// a caveat or an expiry, with it: they are in the set only while it
+	// holds. (Not in SpiceDB's DirectSubjectSet.)
+	ConditionalSubjects []*DirectSubject `protobuf:"bytes,2,rep,name=conditional_subjects,json=conditionalSubjects,proto3" json:"conditional_subjects,omitempty"`
+	// subject_set_expansions expands each subject set of subjects, in
+	// order. (SpiceDB expands one level only.)
+	SubjectSetExpansions []*PermissionRelationshipTree `protobuf:"bytes,3,rep,name=subject_set_expansions,json=subjectSetExpansions,proto3" json:"subject_set_expansions,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *DirectSubjectSet) Reset() {
@@ -1278,9 +1316,16 @@ func (x *DirectSubjectSet) GetSubjects() []*SubjectReference {
 	return nil
 }
 
-func (x *DirectSubjectSet) GetCaveatedSubjects() []*DirectSubject {
+func (x *DirectSubjectSet) GetConditionalSubjects() []*DirectSubject {
 	if x != nil {
-		return x.CaveatedSubjects
+		return x.ConditionalSubjects
+	}
+	return nil
+}
+
+func (x *DirectSubjectSet) GetSubjectSetExpansions() []*PermissionRelationshipTree {
+	if x != nil {
+		return x.SubjectSetExpansions
 	}
 	return nil
 }
@@ -1614,7 +1659,7 @@ type LookupSubjectsResponse struct {
 	LookedUpAt *Zookie                `protobuf:"bytes,1,opt,name=looked_up_at,json=lookedUpAt,proto3" json:"looked_up_at,omitempty"`
 	Subject    *ResolvedSubject       `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
 	// excluded_subjects is set when subject is the wildcard "*": the
-	// subjects it does not cover.
+	// subjects it does not cover (their permissionship is NO_PERMISSION).
 	ExcludedSubjects []*ResolvedSubject `protobuf:"bytes,3,rep,name=excluded_subjects,json=excludedSubjects,proto3" json:"excluded_subjects,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -2034,22 +2079,25 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\bresponse\"\xb1\x01\n" +
 	" CheckBulkPermissionsResponseItem\x12@\n" +
 	"\x0epermissionship\x18\x01 \x01(\x0e2\x18.pemba.v1.PermissionshipR\x0epermissionship\x12K\n" +
-	"\x13partial_caveat_info\x18\x02 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\"\xad\x01\n" +
+	"\x13partial_caveat_info\x18\x02 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\"\x87\x02\n" +
 	"\x1bExpandPermissionTreeRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x125\n" +
 	"\bresource\x18\x02 \x01(\v2\x19.pemba.v1.ObjectReferenceR\bresource\x12\x1e\n" +
 	"\n" +
 	"permission\x18\x03 \x01(\tR\n" +
-	"permission\"\x94\x01\n" +
+	"permission\x12%\n" +
+	"\x0eoptional_depth\x18\x04 \x01(\rR\roptionalDepth\x121\n" +
+	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\"\x94\x01\n" +
 	"\x1cExpandPermissionTreeResponse\x121\n" +
 	"\vexpanded_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"expandedAt\x12A\n" +
-	"\ttree_root\x18\x02 \x01(\v2$.pemba.v1.PermissionRelationshipTreeR\btreeRoot\"\x91\x02\n" +
+	"\ttree_root\x18\x02 \x01(\v2$.pemba.v1.PermissionRelationshipTreeR\btreeRoot\"\xaf\x02\n" +
 	"\x1aPermissionRelationshipTree\x12C\n" +
 	"\fintermediate\x18\x01 \x01(\v2\x1d.pemba.v1.AlgebraicSubjectSetH\x00R\fintermediate\x120\n" +
 	"\x04leaf\x18\x02 \x01(\v2\x1a.pemba.v1.DirectSubjectSetH\x00R\x04leaf\x12B\n" +
 	"\x0fexpanded_object\x18\x03 \x01(\v2\x19.pemba.v1.ObjectReferenceR\x0eexpandedObject\x12+\n" +
-	"\x11expanded_relation\x18\x04 \x01(\tR\x10expandedRelationB\v\n" +
+	"\x11expanded_relation\x18\x04 \x01(\tR\x10expandedRelation\x12\x1c\n" +
+	"\ttruncated\x18\x05 \x01(\bR\ttruncatedB\v\n" +
 	"\ttree_type\"\x90\x02\n" +
 	"\x13AlgebraicSubjectSet\x12E\n" +
 	"\toperation\x18\x01 \x01(\x0e2'.pemba.v1.AlgebraicSubjectSet.OperationR\toperation\x12@\n" +
@@ -2058,10 +2106,11 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOPERATION_UNION\x10\x01\x12\x1a\n" +
 	"\x16OPERATION_INTERSECTION\x10\x02\x12\x17\n" +
-	"\x13OPERATION_EXCLUSION\x10\x03\"\x90\x01\n" +
+	"\x13OPERATION_EXCLUSION\x10\x03\"\xf2\x01\n" +
 	"\x10DirectSubjectSet\x126\n" +
-	"\bsubjects\x18\x01 \x03(\v2\x1a.pemba.v1.SubjectReferenceR\bsubjects\x12D\n" +
-	"\x11caveated_subjects\x18\x02 \x03(\v2\x17.pemba.v1.DirectSubjectR\x10caveatedSubjects\"\xda\x01\n" +
+	"\bsubjects\x18\x01 \x03(\v2\x1a.pemba.v1.SubjectReferenceR\bsubjects\x12J\n" +
+	"\x14conditional_subjects\x18\x02 \x03(\v2\x17.pemba.v1.DirectSubjectR\x13conditionalSubjects\x12Z\n" +
+	"\x16subject_set_expansions\x18\x03 \x03(\v2$.pemba.v1.PermissionRelationshipTreeR\x14subjectSetExpansions\"\xda\x01\n" +
 	"\rDirectSubject\x124\n" +
 	"\asubject\x18\x01 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x12G\n" +
 	"\x0foptional_caveat\x18\x02 \x01(\v2\x1e.pemba.v1.ContextualizedCaveatR\x0eoptionalCaveat\x12J\n" +
@@ -2226,67 +2275,69 @@ var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	41, // 31: pemba.v1.CheckBulkPermissionsResponseItem.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
 	30, // 32: pemba.v1.ExpandPermissionTreeRequest.consistency:type_name -> pemba.v1.Consistency
 	37, // 33: pemba.v1.ExpandPermissionTreeRequest.resource:type_name -> pemba.v1.ObjectReference
-	33, // 34: pemba.v1.ExpandPermissionTreeResponse.expanded_at:type_name -> pemba.v1.Zookie
-	17, // 35: pemba.v1.ExpandPermissionTreeResponse.tree_root:type_name -> pemba.v1.PermissionRelationshipTree
-	18, // 36: pemba.v1.PermissionRelationshipTree.intermediate:type_name -> pemba.v1.AlgebraicSubjectSet
-	19, // 37: pemba.v1.PermissionRelationshipTree.leaf:type_name -> pemba.v1.DirectSubjectSet
-	37, // 38: pemba.v1.PermissionRelationshipTree.expanded_object:type_name -> pemba.v1.ObjectReference
-	1,  // 39: pemba.v1.AlgebraicSubjectSet.operation:type_name -> pemba.v1.AlgebraicSubjectSet.Operation
-	17, // 40: pemba.v1.AlgebraicSubjectSet.children:type_name -> pemba.v1.PermissionRelationshipTree
-	38, // 41: pemba.v1.DirectSubjectSet.subjects:type_name -> pemba.v1.SubjectReference
-	20, // 42: pemba.v1.DirectSubjectSet.caveated_subjects:type_name -> pemba.v1.DirectSubject
-	38, // 43: pemba.v1.DirectSubject.subject:type_name -> pemba.v1.SubjectReference
-	43, // 44: pemba.v1.DirectSubject.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
-	44, // 45: pemba.v1.DirectSubject.optional_expires_at:type_name -> google.protobuf.Timestamp
-	30, // 46: pemba.v1.LookupResourcesRequest.consistency:type_name -> pemba.v1.Consistency
-	38, // 47: pemba.v1.LookupResourcesRequest.subject:type_name -> pemba.v1.SubjectReference
-	39, // 48: pemba.v1.LookupResourcesRequest.context:type_name -> google.protobuf.Struct
-	32, // 49: pemba.v1.LookupResourcesRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 50: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	40, // 51: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 52: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	32, // 53: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
-	30, // 54: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
-	37, // 55: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
-	39, // 56: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
-	33, // 57: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	25, // 58: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
-	25, // 59: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
-	40, // 60: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 61: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	34, // 62: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
-	33, // 63: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
-	30, // 64: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
-	31, // 65: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
-	32, // 66: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 67: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
-	34, // 68: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
-	32, // 69: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
-	2,  // 70: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
-	4,  // 71: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
-	6,  // 72: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
-	8,  // 73: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
-	10, // 74: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
-	15, // 75: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
-	21, // 76: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
-	23, // 77: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
-	26, // 78: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
-	28, // 79: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
-	3,  // 80: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
-	5,  // 81: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
-	7,  // 82: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
-	9,  // 83: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
-	12, // 84: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
-	16, // 85: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
-	22, // 86: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
-	24, // 87: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
-	27, // 88: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
-	29, // 89: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
-	80, // [80:90] is the sub-list for method output_type
-	70, // [70:80] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	39, // 34: pemba.v1.ExpandPermissionTreeRequest.context:type_name -> google.protobuf.Struct
+	33, // 35: pemba.v1.ExpandPermissionTreeResponse.expanded_at:type_name -> pemba.v1.Zookie
+	17, // 36: pemba.v1.ExpandPermissionTreeResponse.tree_root:type_name -> pemba.v1.PermissionRelationshipTree
+	18, // 37: pemba.v1.PermissionRelationshipTree.intermediate:type_name -> pemba.v1.AlgebraicSubjectSet
+	19, // 38: pemba.v1.PermissionRelationshipTree.leaf:type_name -> pemba.v1.DirectSubjectSet
+	37, // 39: pemba.v1.PermissionRelationshipTree.expanded_object:type_name -> pemba.v1.ObjectReference
+	1,  // 40: pemba.v1.AlgebraicSubjectSet.operation:type_name -> pemba.v1.AlgebraicSubjectSet.Operation
+	17, // 41: pemba.v1.AlgebraicSubjectSet.children:type_name -> pemba.v1.PermissionRelationshipTree
+	38, // 42: pemba.v1.DirectSubjectSet.subjects:type_name -> pemba.v1.SubjectReference
+	20, // 43: pemba.v1.DirectSubjectSet.conditional_subjects:type_name -> pemba.v1.DirectSubject
+	17, // 44: pemba.v1.DirectSubjectSet.subject_set_expansions:type_name -> pemba.v1.PermissionRelationshipTree
+	38, // 45: pemba.v1.DirectSubject.subject:type_name -> pemba.v1.SubjectReference
+	43, // 46: pemba.v1.DirectSubject.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
+	44, // 47: pemba.v1.DirectSubject.optional_expires_at:type_name -> google.protobuf.Timestamp
+	30, // 48: pemba.v1.LookupResourcesRequest.consistency:type_name -> pemba.v1.Consistency
+	38, // 49: pemba.v1.LookupResourcesRequest.subject:type_name -> pemba.v1.SubjectReference
+	39, // 50: pemba.v1.LookupResourcesRequest.context:type_name -> google.protobuf.Struct
+	32, // 51: pemba.v1.LookupResourcesRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 52: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	40, // 53: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 54: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	32, // 55: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	30, // 56: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
+	37, // 57: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
+	39, // 58: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
+	33, // 59: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	25, // 60: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
+	25, // 61: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
+	40, // 62: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 63: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	34, // 64: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
+	33, // 65: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
+	30, // 66: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
+	31, // 67: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
+	32, // 68: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 69: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
+	34, // 70: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
+	32, // 71: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
+	2,  // 72: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
+	4,  // 73: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
+	6,  // 74: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
+	8,  // 75: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
+	10, // 76: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
+	15, // 77: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
+	21, // 78: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
+	23, // 79: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
+	26, // 80: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
+	28, // 81: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
+	3,  // 82: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
+	5,  // 83: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
+	7,  // 84: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
+	9,  // 85: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
+	12, // 86: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
+	16, // 87: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
+	22, // 88: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
+	24, // 89: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
+	27, // 90: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
+	29, // 91: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
+	82, // [82:92] is the sub-list for method output_type
+	72, // [72:82] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_pemba_v1_permissions_proto_init() }

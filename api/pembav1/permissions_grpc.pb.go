@@ -46,8 +46,8 @@ const (
 // committed.
 type PermissionsServiceClient interface {
 	// ReadRelationships streams the stored relationships that match a
-	// filter, in index order, at most optional_limit of them (at most 1000
-	// per call). Resume with the last after_result_cursor.
+	// filter, in index order, all at one revision; at most optional_limit
+	// of them when set. Resume with the last after_result_cursor received.
 	ReadRelationships(ctx context.Context, in *ReadRelationshipsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadRelationshipsResponse], error)
 	// WriteRelationships applies updates atomically at one new revision,
 	// after checking every precondition at that revision. At most 1000
@@ -67,9 +67,9 @@ type PermissionsServiceClient interface {
 	// call fails only when the request as a whole is invalid. At most 1000
 	// items.
 	CheckBulkPermissions(ctx context.Context, in *CheckBulkPermissionsRequest, opts ...grpc.CallOption) (*CheckBulkPermissionsResponse, error)
-	// ExpandPermissionTree returns the tree of subject sets that a
-	// permission is computed from, one level of relationships deep at each
-	// leaf: the "why" of an answer.
+	// ExpandPermissionTree returns the tree of rewrites and relationships
+	// that a permission is computed from, with subject sets expanded down
+	// to optional_depth: the "why" of an answer.
 	ExpandPermissionTree(ctx context.Context, in *ExpandPermissionTreeRequest, opts ...grpc.CallOption) (*ExpandPermissionTreeResponse, error)
 	// LookupResources streams the resources of one type on which a subject
 	// has a permission, at most optional_limit of them (at most 10000).
@@ -248,8 +248,8 @@ type PermissionsService_ExportRelationshipsClient = grpc.ServerStreamingClient[E
 // committed.
 type PermissionsServiceServer interface {
 	// ReadRelationships streams the stored relationships that match a
-	// filter, in index order, at most optional_limit of them (at most 1000
-	// per call). Resume with the last after_result_cursor.
+	// filter, in index order, all at one revision; at most optional_limit
+	// of them when set. Resume with the last after_result_cursor received.
 	ReadRelationships(*ReadRelationshipsRequest, grpc.ServerStreamingServer[ReadRelationshipsResponse]) error
 	// WriteRelationships applies updates atomically at one new revision,
 	// after checking every precondition at that revision. At most 1000
@@ -269,9 +269,9 @@ type PermissionsServiceServer interface {
 	// call fails only when the request as a whole is invalid. At most 1000
 	// items.
 	CheckBulkPermissions(context.Context, *CheckBulkPermissionsRequest) (*CheckBulkPermissionsResponse, error)
-	// ExpandPermissionTree returns the tree of subject sets that a
-	// permission is computed from, one level of relationships deep at each
-	// leaf: the "why" of an answer.
+	// ExpandPermissionTree returns the tree of rewrites and relationships
+	// that a permission is computed from, with subject sets expanded down
+	// to optional_depth: the "why" of an answer.
 	ExpandPermissionTree(context.Context, *ExpandPermissionTreeRequest) (*ExpandPermissionTreeResponse, error)
 	// LookupResources streams the resources of one type on which a subject
 	// has a permission, at most optional_limit of them (at most 10000).

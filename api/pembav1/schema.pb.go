@@ -23,6 +23,87 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type SchemaChange_Kind int32
+
+const (
+	SchemaChange_KIND_UNSPECIFIED        SchemaChange_Kind = 0
+	SchemaChange_KIND_DEFINITION_ADDED   SchemaChange_Kind = 1
+	SchemaChange_KIND_DEFINITION_REMOVED SchemaChange_Kind = 2
+	SchemaChange_KIND_RELATION_ADDED     SchemaChange_Kind = 3
+	SchemaChange_KIND_RELATION_REMOVED   SchemaChange_Kind = 4
+	SchemaChange_KIND_PERMISSION_ADDED   SchemaChange_Kind = 5
+	SchemaChange_KIND_PERMISSION_REMOVED SchemaChange_Kind = 6
+	// The rewrite of a permission changed.
+	SchemaChange_KIND_PERMISSION_CHANGED   SchemaChange_Kind = 7
+	SchemaChange_KIND_SUBJECT_TYPE_ADDED   SchemaChange_Kind = 8
+	SchemaChange_KIND_SUBJECT_TYPE_REMOVED SchemaChange_Kind = 9
+	SchemaChange_KIND_CAVEAT_ADDED         SchemaChange_Kind = 10
+	SchemaChange_KIND_CAVEAT_REMOVED       SchemaChange_Kind = 11
+	// The parameters or expression of a caveat changed.
+	SchemaChange_KIND_CAVEAT_CHANGED SchemaChange_Kind = 12
+)
+
+// Enum value maps for SchemaChange_Kind.
+var (
+	SchemaChange_Kind_name = map[int32]string{
+		0:  "KIND_UNSPECIFIED",
+		1:  "KIND_DEFINITION_ADDED",
+		2:  "KIND_DEFINITION_REMOVED",
+		3:  "KIND_RELATION_ADDED",
+		4:  "KIND_RELATION_REMOVED",
+		5:  "KIND_PERMISSION_ADDED",
+		6:  "KIND_PERMISSION_REMOVED",
+		7:  "KIND_PERMISSION_CHANGED",
+		8:  "KIND_SUBJECT_TYPE_ADDED",
+		9:  "KIND_SUBJECT_TYPE_REMOVED",
+		10: "KIND_CAVEAT_ADDED",
+		11: "KIND_CAVEAT_REMOVED",
+		12: "KIND_CAVEAT_CHANGED",
+	}
+	SchemaChange_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED":          0,
+		"KIND_DEFINITION_ADDED":     1,
+		"KIND_DEFINITION_REMOVED":   2,
+		"KIND_RELATION_ADDED":       3,
+		"KIND_RELATION_REMOVED":     4,
+		"KIND_PERMISSION_ADDED":     5,
+		"KIND_PERMISSION_REMOVED":   6,
+		"KIND_PERMISSION_CHANGED":   7,
+		"KIND_SUBJECT_TYPE_ADDED":   8,
+		"KIND_SUBJECT_TYPE_REMOVED": 9,
+		"KIND_CAVEAT_ADDED":         10,
+		"KIND_CAVEAT_REMOVED":       11,
+		"KIND_CAVEAT_CHANGED":       12,
+	}
+)
+
+func (x SchemaChange_Kind) Enum() *SchemaChange_Kind {
+	p := new(SchemaChange_Kind)
+	*p = x
+	return p
+}
+
+func (x SchemaChange_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SchemaChange_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_pemba_v1_schema_proto_enumTypes[0].Descriptor()
+}
+
+func (SchemaChange_Kind) Type() protoreflect.EnumType {
+	return &file_pemba_v1_schema_proto_enumTypes[0]
+}
+
+func (x SchemaChange_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SchemaChange_Kind.Descriptor instead.
+func (SchemaChange_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_pemba_v1_schema_proto_rawDescGZIP(), []int{4, 0}
+}
+
 // ReadSchemaRequest reads the schema.
 type ReadSchemaRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -225,15 +306,18 @@ func (x *WriteSchemaResponse) GetChanges() []*SchemaChange {
 // SchemaChange is one difference between two schemas.
 type SchemaChange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// kind names the change, e.g. "definition_added", "relation_removed",
-	// "permission_changed", "allowed_type_added", "caveat_changed".
-	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	// definition is the object type (or caveat) changed.
+	Kind  SchemaChange_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=pemba.v1.SchemaChange_Kind" json:"kind,omitempty"`
+	// definition is the object type; empty for caveat changes.
 	Definition string `protobuf:"bytes,2,opt,name=definition,proto3" json:"definition,omitempty"`
-	// name is the relation, permission or subject type changed, if any.
+	// name is the relation, permission or caveat changed; empty for
+	// definition changes.
 	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	// description is one sentence for humans.
-	Description   string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// subject_type is the allowed subject type added or removed, as written
+	// in the schema ("user", "user:*", "group#member", "user with
+	// expiration"); only for SUBJECT_TYPE kinds.
+	SubjectType string `protobuf:"bytes,4,opt,name=subject_type,json=subjectType,proto3" json:"subject_type,omitempty"`
+	// description is one line for humans.
+	Description   string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,11 +352,11 @@ func (*SchemaChange) Descriptor() ([]byte, []int) {
 	return file_pemba_v1_schema_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *SchemaChange) GetKind() string {
+func (x *SchemaChange) GetKind() SchemaChange_Kind {
 	if x != nil {
 		return x.Kind
 	}
-	return ""
+	return SchemaChange_KIND_UNSPECIFIED
 }
 
 func (x *SchemaChange) GetDefinition() string {
@@ -285,6 +369,13 @@ func (x *SchemaChange) GetDefinition() string {
 func (x *SchemaChange) GetName() string {
 	if x != nil {
 		return x.Name
+	}
+	return ""
+}
+
+func (x *SchemaChange) GetSubjectType() string {
+	if x != nil {
+		return x.SubjectType
 	}
 	return ""
 }
@@ -312,14 +403,30 @@ const file_pemba_v1_schema_proto_rawDesc = "" +
 	"\x13WriteSchemaResponse\x12/\n" +
 	"\n" +
 	"written_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\twrittenAt\x120\n" +
-	"\achanges\x18\x02 \x03(\v2\x16.pemba.v1.SchemaChangeR\achanges\"x\n" +
-	"\fSchemaChange\x12\x12\n" +
-	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1e\n" +
+	"\achanges\x18\x02 \x03(\v2\x16.pemba.v1.SchemaChangeR\achanges\"\x9d\x04\n" +
+	"\fSchemaChange\x12/\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1b.pemba.v1.SchemaChange.KindR\x04kind\x12\x1e\n" +
 	"\n" +
 	"definition\x18\x02 \x01(\tR\n" +
 	"definition\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription2\xa4\x01\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12!\n" +
+	"\fsubject_type\x18\x04 \x01(\tR\vsubjectType\x12 \n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\"\xe2\x02\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15KIND_DEFINITION_ADDED\x10\x01\x12\x1b\n" +
+	"\x17KIND_DEFINITION_REMOVED\x10\x02\x12\x17\n" +
+	"\x13KIND_RELATION_ADDED\x10\x03\x12\x19\n" +
+	"\x15KIND_RELATION_REMOVED\x10\x04\x12\x19\n" +
+	"\x15KIND_PERMISSION_ADDED\x10\x05\x12\x1b\n" +
+	"\x17KIND_PERMISSION_REMOVED\x10\x06\x12\x1b\n" +
+	"\x17KIND_PERMISSION_CHANGED\x10\a\x12\x1b\n" +
+	"\x17KIND_SUBJECT_TYPE_ADDED\x10\b\x12\x1d\n" +
+	"\x19KIND_SUBJECT_TYPE_REMOVED\x10\t\x12\x15\n" +
+	"\x11KIND_CAVEAT_ADDED\x10\n" +
+	"\x12\x17\n" +
+	"\x13KIND_CAVEAT_REMOVED\x10\v\x12\x17\n" +
+	"\x13KIND_CAVEAT_CHANGED\x10\f2\xa4\x01\n" +
 	"\rSchemaService\x12G\n" +
 	"\n" +
 	"ReadSchema\x12\x1b.pemba.v1.ReadSchemaRequest\x1a\x1c.pemba.v1.ReadSchemaResponse\x12J\n" +
@@ -337,30 +444,33 @@ func file_pemba_v1_schema_proto_rawDescGZIP() []byte {
 	return file_pemba_v1_schema_proto_rawDescData
 }
 
+var file_pemba_v1_schema_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_pemba_v1_schema_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_pemba_v1_schema_proto_goTypes = []any{
-	(*ReadSchemaRequest)(nil),   // 0: pemba.v1.ReadSchemaRequest
-	(*ReadSchemaResponse)(nil),  // 1: pemba.v1.ReadSchemaResponse
-	(*WriteSchemaRequest)(nil),  // 2: pemba.v1.WriteSchemaRequest
-	(*WriteSchemaResponse)(nil), // 3: pemba.v1.WriteSchemaResponse
-	(*SchemaChange)(nil),        // 4: pemba.v1.SchemaChange
-	(*Consistency)(nil),         // 5: pemba.v1.Consistency
-	(*Zookie)(nil),              // 6: pemba.v1.Zookie
+	(SchemaChange_Kind)(0),      // 0: pemba.v1.SchemaChange.Kind
+	(*ReadSchemaRequest)(nil),   // 1: pemba.v1.ReadSchemaRequest
+	(*ReadSchemaResponse)(nil),  // 2: pemba.v1.ReadSchemaResponse
+	(*WriteSchemaRequest)(nil),  // 3: pemba.v1.WriteSchemaRequest
+	(*WriteSchemaResponse)(nil), // 4: pemba.v1.WriteSchemaResponse
+	(*SchemaChange)(nil),        // 5: pemba.v1.SchemaChange
+	(*Consistency)(nil),         // 6: pemba.v1.Consistency
+	(*Zookie)(nil),              // 7: pemba.v1.Zookie
 }
 var file_pemba_v1_schema_proto_depIdxs = []int32{
-	5, // 0: pemba.v1.ReadSchemaRequest.consistency:type_name -> pemba.v1.Consistency
-	6, // 1: pemba.v1.ReadSchemaResponse.read_at:type_name -> pemba.v1.Zookie
-	6, // 2: pemba.v1.WriteSchemaResponse.written_at:type_name -> pemba.v1.Zookie
-	4, // 3: pemba.v1.WriteSchemaResponse.changes:type_name -> pemba.v1.SchemaChange
-	0, // 4: pemba.v1.SchemaService.ReadSchema:input_type -> pemba.v1.ReadSchemaRequest
-	2, // 5: pemba.v1.SchemaService.WriteSchema:input_type -> pemba.v1.WriteSchemaRequest
-	1, // 6: pemba.v1.SchemaService.ReadSchema:output_type -> pemba.v1.ReadSchemaResponse
-	3, // 7: pemba.v1.SchemaService.WriteSchema:output_type -> pemba.v1.WriteSchemaResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 0: pemba.v1.ReadSchemaRequest.consistency:type_name -> pemba.v1.Consistency
+	7, // 1: pemba.v1.ReadSchemaResponse.read_at:type_name -> pemba.v1.Zookie
+	7, // 2: pemba.v1.WriteSchemaResponse.written_at:type_name -> pemba.v1.Zookie
+	5, // 3: pemba.v1.WriteSchemaResponse.changes:type_name -> pemba.v1.SchemaChange
+	0, // 4: pemba.v1.SchemaChange.kind:type_name -> pemba.v1.SchemaChange.Kind
+	1, // 5: pemba.v1.SchemaService.ReadSchema:input_type -> pemba.v1.ReadSchemaRequest
+	3, // 6: pemba.v1.SchemaService.WriteSchema:input_type -> pemba.v1.WriteSchemaRequest
+	2, // 7: pemba.v1.SchemaService.ReadSchema:output_type -> pemba.v1.ReadSchemaResponse
+	4, // 8: pemba.v1.SchemaService.WriteSchema:output_type -> pemba.v1.WriteSchemaResponse
+	7, // [7:9] is the sub-list for method output_type
+	5, // [5:7] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_pemba_v1_schema_proto_init() }
@@ -374,13 +484,14 @@ func file_pemba_v1_schema_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pemba_v1_schema_proto_rawDesc), len(file_pemba_v1_schema_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_pemba_v1_schema_proto_goTypes,
 		DependencyIndexes: file_pemba_v1_schema_proto_depIdxs,
+		EnumInfos:         file_pemba_v1_schema_proto_enumTypes,
 		MessageInfos:      file_pemba_v1_schema_proto_msgTypes,
 	}.Build()
 	File_pemba_v1_schema_proto = out.File

@@ -1,0 +1,174 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/engine/zookie"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// This file is the only place where errors become gRPC status codes.
+// Handlers and interceptors return plain Go errors; the outermost
+// error interceptor (and itemError, for the items of a bulk check) passes
+// them through statusOf.
+
+// Sentinel errors of the API layer.
+var (
+	// ErrInvalidArgument is matched by every *FieldError.
+	ErrInvalidArgument = errors.New("server: invalid argument")
+	// ErrUnauthenticated: no bearer token, or not a configured key.
+	ErrUnauthenticated = errors.New("server: unauthenticated")
+	// ErrNotFound: the thing asked for does not exist (ReadSchema before
+	// any schema write).
+	ErrNotFound = errors.New("server: not found")
+	// ErrTooLarge: a request exceeds a limit of the API layer.
+	ErrTooLarge = errors.New("server: request too large")
+	// errPanic marks a recovered panic.
+	errPanic = errors.New("server: panic")
+)
+
+// Is makes every *FieldError match ErrInvalidArgument.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalidArgument }
+
+// ErrorDomain is the domain of the google.rpc.ErrorInfo detail attached to
+// every status the server returns; its Reason is one of the Reason*
+// constants, stable for clients to switch on.
+const ErrorDomain = "pemba.authz"
+
+// Reasons, in the ErrorInfo detail of a status.
+const (
+	ReasonUnauthenticated     = "UNAUTHENTICATED"
+	ReasonNotFound            = "NOT_FOUND"
+	ReasonLimitExceeded       = "LIMIT_EXCEEDED"
+	ReasonMaxDepth            = "MAX_DEPTH_EXCEEDED"
+	ReasonUnavailable         = "UNAVAILABLE"
+	ReasonAlreadyExists       = "RELATIONSHIP_EXISTS"
+	ReasonPreconditionFailed  = "PRECONDITION_FAILED"
+	ReasonSnapshotExpired     = "SNAPSHOT_EXPIRED"
+	ReasonUnsafeSchemaChange  = "UNSAFE_SCHEMA_CHANGE"
+	ReasonNoSchema            = "NO_SCHEMA"
+	ReasonUnknownStoredCaveat = "UNKNOWN_STORED_CAVEAT"
+	ReasonInvalidSchema       = "INVALID_SCHEMA"
+	ReasonFutureZookie        = "FUTURE_ZOOKIE"
+	ReasonInvalidZookie       = "INVALID_ZOOKIE"
+	ReasonInvalidCursor       = "INVALID_CURSOR"
+	ReasonDuplicateUpdate     = "DUPLICATE_UPDATE"
+	ReasonInvalidRelationship = "INVALID_RELATIONSHIP"
+	ReasonUnknownDefinition   = "UNKNOWN_DEFINITION"
+	ReasonUnknownRelation     = "UNKNOWN_RELATION"
+	ReasonCaveat              = "CAVEAT_ERROR"
+	ReasonInvalidArgument     = "INVALID_ARGUMENT"
+	ReasonCanceled            = "CANCELED"
+	ReasonDeadlineExceeded    = "DEADLINE_EXCEEDED"
+	ReasonInternal            = "INTERNAL"
+)
+
+// errorRule maps every error matching one of targets (errors.Is) to a code.
+// The first matching rule wins, so the more specific rules come first.
+type errorRule struct {
+	targets []error
+	code    codes.Code
+	reason  string
+}
+
+var errorRules = []errorRule{
+	{[]error{ErrUnauthenticated}, codes.Unauthenticated, ReasonUnauthenticated},
+	{[]error{ErrNotFound}, codes.NotFound, ReasonNotFound},
+	// Limits first: a *FieldError may wrap an engine.LimitError.
+	{[]error{engine.ErrLimitExceeded, store.ErrBatchTooLarge, ErrTooLarge}, codes.ResourceExhausted, ReasonLimitExceeded},
+	{[]error{eval.ErrMaxDepth}, codes.ResourceExhausted, ReasonMaxDepth},
+	{[]error{engine.ErrClosed, store.ErrClosed}, codes.Unavailable, ReasonUnavailable},
+	{[]error{store.ErrAlreadyExists}, codes.AlreadyExists, ReasonAlreadyExists},
+	{[]error{engine.ErrPreconditionFailed}, codes.FailedPrecondition, ReasonPreconditionFailed},
+	{[]error{engine.ErrSnapshotExpired, store.ErrRevisionCompacted}, codes.FailedPrecondition, ReasonSnapshotExpired},
+	{[]error{engine.ErrUnsafeSchemaChange}, codes.FailedPrecondition, ReasonUnsafeSchemaChange},
+	{[]error{engine.ErrNoSchema}, codes.FailedPrecondition, ReasonNoSchema},
+	{[]error{eval.ErrUnknownCaveat}, codes.FailedPrecondition, ReasonUnknownStoredCaveat},
+	{[]error{engine.ErrInvalidSchema, schema.ErrInvalidSchema}, codes.InvalidArgument, ReasonInvalidSchema},
+	{[]error{engine.ErrFutureZookie, store.ErrRevisionFuture}, codes.InvalidArgument, ReasonFutureZookie},
+	{[]error{engine.ErrInvalidZookie, zookie.ErrInvalid, zookie.ErrOtherStore}, codes.InvalidArgument, ReasonInvalidZookie},
+	{[]error{engine.ErrInvalidCursor}, codes.InvalidArgument, ReasonInvalidCursor},
+	{[]error{engine.ErrDuplicateUpdate}, codes.InvalidArgument, ReasonDuplicateUpdate},
+	{[]error{engine.ErrInvalidRelationship}, codes.InvalidArgument, ReasonInvalidRelationship},
+	{[]error{eval.ErrUnknownDefinition}, codes.InvalidArgument, ReasonUnknownDefinition},
+	{[]error{eval.ErrUnknownRelation}, codes.InvalidArgument, ReasonUnknownRelation},
+	{[]error{eval.ErrCaveat, schema.ErrCaveatParam, schema.ErrCaveatEval}, codes.InvalidArgument, ReasonCaveat},
+	{[]error{ErrInvalidArgument, engine.ErrInvalidRequest, eval.ErrInvalidRequest, tuple.ErrInvalid}, codes.InvalidArgument, ReasonInvalidArgument},
+}
+
+// classify returns the code and reason for err; ok is false for errors
+// no rule knows (they become Internal).
+func classify(err error) (code codes.Code, reason string, ok bool) {
+	// A context error wins over whatever layer it surfaced through.
+	switch {
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled, ReasonCanceled, true
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded, ReasonDeadlineExceeded, true
+	}
+	for _, r := range errorRules {
+		for _, t := range r.targets {
+			if errors.Is(err, t) {
+				return r.code, r.reason, true
+			}
+		}
+	}
+	return codes.Internal, ReasonInternal, false
+}
+
+// statusOf converts err (non-nil) to a status. Errors that already are
+// statuses (from the gRPC library itself, say a failed Recv) pass
+// through. Unknown errors become Internal with a public message and a
+// reference that the log line of the cause carries too.
+func statusOf(log *slog.Logger, method string, err error) *status.Status {
+	code, reason, ok := classify(err)
+	if !ok {
+		var gs interface{ GRPCStatus() *status.Status }
+		if errors.As(err, &gs) && gs.GRPCStatus().Code() != codes.Unknown {
+			return gs.GRPCStatus()
+		}
+		ref := newRef()
+		if errors.Is(err, errPanic) {
+			log.Error("panic in handler", "method", method, "ref", ref, "panic", err.Error())
+		} else {
+			log.Error("internal error", "method", method, "ref", ref, "err", err.Error())
+		}
+		return withReason(status.New(codes.Internal, "internal error (reference "+ref+"; the server log has the cause)"), reason)
+	}
+	return withReason(status.New(code, err.Error()), reason)
+}
+
+func withReason(st *status.Status, reason string) *status.Status {
+	d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain})
+	if err != nil {
+		return st
+	}
+	return d
+}
+
+// itemError converts the failure of one item of a bulk request.
+func itemError(log *slog.Logger, method string, err error) *pb.ItemError {
+	st := statusOf(log, method, err)
+	return &pb.ItemError{Code: int32(st.Code()), Message: st.Message()}
+}
+
+// newRef returns a short random reference for correlating an Internal
+// status with its log line.
+func newRef() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,121 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// The interceptor chains run, outermost first: metrics (sees the final
+// code of every call), status conversion (statusOf, the only place an
+// error becomes a code), panic recovery, authentication, and for unary
+// calls the default deadline. Handlers below them return plain errors.
+
+func (s *Server) unaryInterceptors() []grpc.UnaryServerInterceptor {
+	return []grpc.UnaryServerInterceptor{
+		func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			start := time.Now()
+			resp, err := h(ctx, req)
+			s.metrics.observe(info.FullMethod, status.Code(err), time.Since(start).Seconds())
+			return resp, err
+		},
+		func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			resp, err := h(ctx, req)
+			if err != nil {
+				return nil, statusOf(s.log, info.FullMethod, err).Err()
+			}
+			return resp, nil
+		},
+		func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					err = recovered(p)
+				}
+			}()
+			return h(ctx, req)
+		},
+		func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			ctx, err := s.authenticate(ctx, info.FullMethod)
+			if err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		},
+		func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if _, ok := ctx.Deadline(); !ok && s.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, s.timeout)
+				defer cancel()
+			}
+			return h(ctx, req)
+		},
+	}
+}
+
+func (s *Server) streamInterceptors() []grpc.StreamServerInterceptor {
+	return []grpc.StreamServerInterceptor{
+		func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			start := time.Now()
+			err := h(srv, ss)
+			s.metrics.observe(info.FullMethod, status.Code(err), time.Since(start).Seconds())
+			return err
+		},
+		func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := h(srv, ss); err != nil {
+				return statusOf(s.log, info.FullMethod, err).Err()
+			}
+			return nil
+		},
+		func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					err = recovered(p)
+				}
+			}()
+			return h(srv, ss)
+		},
+		func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			ctx, err := s.authenticate(ss.Context(), info.FullMethod)
+			if err != nil {
+				return err
+			}
+			return h(srv, &ctxStream{ServerStream: ss, ctx: ctx})
+		},
+	}
+}
+
+// recovered turns a recovered panic into an error carrying the stack for
+// the log; the client sees only an Internal status.
+func recovered(p any) error {
+	return fmt.Errorf("%w: %v\n%s", errPanic, p, debug.Stack())
+}
+
+// authenticate checks the caller of a method and records its name.
+func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.Context, error) {
+	if !s.auth.enabled() {
+		return withCaller(ctx, AnonymousCaller), nil
+	}
+	for _, prefix := range s.exempt {
+		if strings.HasPrefix(fullMethod, prefix) {
+			return ctx, nil
+		}
+	}
+	name, err := s.auth.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return withCaller(ctx, name), nil
+}
+
+// ctxStream replaces the context of a server stream.
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (c *ctxStream) Context() context.Context { return c.ctx }

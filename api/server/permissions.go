@@ -1,0 +1,611 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"strconv"
+
+	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// permissions implements pb.PermissionsServiceServer.
+type permissions struct {
+	pb.UnimplementedPermissionsServiceServer
+	s *Server
+}
+
+func (p *permissions) eng() *engine.Engine { return p.s.eng }
+
+// ReadRelationships streams the matches of a filter, page by page, all at
+// the revision of the first page (the engine's cursors pin it).
+func (p *permissions) ReadRelationships(req *pb.ReadRelationshipsRequest, stream pb.PermissionsService_ReadRelationshipsServer) error {
+	ctx := stream.Context()
+	c, err := consistencyFromProto("consistency", req.GetConsistency())
+	if err != nil {
+		return err
+	}
+	f, err := filterFromProto("relationship_filter", req.GetRelationshipFilter(), false)
+	if err != nil {
+		return err
+	}
+	cursor := req.GetOptionalCursor().GetToken()
+	if err := tooLarge("optional_cursor.token", len(cursor), MaxCursorLen, "bytes"); err != nil {
+		return err
+	}
+	limit := int(req.GetOptionalLimit())
+	pageMax := p.eng().Limits().MaxReadPageSize
+	sent := 0
+	for {
+		page := pageMax
+		if limit > 0 {
+			page = min(page, limit-sent)
+		}
+		rels, next, zk, err := p.eng().ReadRelationships(ctx, c, f, page, cursor)
+		if err != nil {
+			return err
+		}
+		for i, r := range rels {
+			pr, err := relationshipToProto(r)
+			if err != nil {
+				return err
+			}
+			msg := &pb.ReadRelationshipsResponse{ReadAt: zookieToProto(zk), Relationship: pr}
+			if i == len(rels)-1 {
+				msg.AfterResultCursor = cursorToProto(next)
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+		sent += len(rels)
+		if next == "" || (limit > 0 && sent >= limit) {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// WriteRelationships applies updates atomically.
+func (p *permissions) WriteRelationships(ctx context.Context, req *pb.WriteRelationshipsRequest) (*pb.WriteRelationshipsResponse, error) {
+	lim := p.eng().Limits()
+	if err := tooMany("updates", "updates per write", len(req.GetUpdates()), lim.MaxUpdatesPerWrite); err != nil {
+		return nil, err
+	}
+	if len(req.GetUpdates()) == 0 {
+		return nil, missing("updates")
+	}
+	pres, err := preconditionsFromProto("optional_preconditions", req.GetOptionalPreconditions(), lim.MaxPreconditions)
+	if err != nil {
+		return nil, err
+	}
+	w := engine.WriteRequest{Caller: callerOf(ctx), Preconditions: pres, Updates: make([]engine.Update, len(req.GetUpdates()))}
+	for i, u := range req.GetUpdates() {
+		path := index("updates", i)
+		if u == nil {
+			return nil, missing(path)
+		}
+		op, err := opFromProto(join(path, "operation"), u.GetOperation())
+		if err != nil {
+			return nil, err
+		}
+		r, err := relationshipFromProto(join(path, "relationship"), u.GetRelationship())
+		if err != nil {
+			return nil, err
+		}
+		w.Updates[i] = engine.Update{Op: op, Relationship: r}
+	}
+	zk, err := p.eng().WriteRelationships(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.WriteRelationshipsResponse{WrittenAt: zookieToProto(zk)}, nil
+}
+
+func preconditionsFromProto(path string, ps []*pb.Precondition, limit int) ([]engine.Precondition, error) {
+	if err := tooMany(path, "preconditions per write", len(ps), limit); err != nil {
+		return nil, err
+	}
+	var out []engine.Precondition
+	for i, pc := range ps {
+		c, err := preconditionFromProto(index(path, i), pc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// DeleteRelationships deletes by filter. The engine deletes at most a
+// limit but cannot refuse when more match, so without
+// optional_allow_partial_deletions the matches are counted first (at the
+// head revision, outside the delete's transaction: a concurrent write can
+// still make the delete partial, which the response then reports).
+func (p *permissions) DeleteRelationships(ctx context.Context, req *pb.DeleteRelationshipsRequest) (*pb.DeleteRelationshipsResponse, error) {
+	f, err := filterFromProto("relationship_filter", req.GetRelationshipFilter(), true)
+	if err != nil {
+		return nil, err
+	}
+	pres, err := preconditionsFromProto("optional_preconditions", req.GetOptionalPreconditions(), p.eng().Limits().MaxPreconditions)
+	if err != nil {
+		return nil, err
+	}
+	limit := int(req.GetOptionalLimit())
+	if err := tooLarge("optional_limit", limit, MaxDeleteLimit, "relationships"); err != nil {
+		return nil, err
+	}
+	if limit > 0 && !req.GetOptionalAllowPartialDeletions() {
+		more, err := p.moreThan(ctx, engine.FullyConsistent(), f, limit)
+		if err != nil {
+			return nil, err
+		}
+		if more {
+			return nil, fmt.Errorf("%w: more than optional_limit (%d) relationships match the filter; set optional_allow_partial_deletions to delete that many", engine.ErrPreconditionFailed, limit)
+		}
+	}
+	zk, n, err := p.eng().DeleteRelationships(ctx, engine.DeleteRequest{Caller: callerOf(ctx), Filter: f, Limit: limit, Preconditions: pres})
+	if err != nil {
+		return nil, err
+	}
+	progress := pb.DeleteRelationshipsResponse_DELETION_PROGRESS_COMPLETE
+	if limit > 0 && n == limit {
+		more, err := p.moreThan(ctx, engine.AtExactSnapshot(zk), f, 0)
+		if err != nil {
+			return nil, err
+		}
+		if more {
+			progress = pb.DeleteRelationshipsResponse_DELETION_PROGRESS_PARTIAL
+		}
+	}
+	return &pb.DeleteRelationshipsResponse{DeletedAt: zookieToProto(zk), DeletionProgress: progress, RelationshipsDeletedCount: uint64(n)}, nil
+}
+
+// moreThan reports whether more than n relationships match f.
+func (p *permissions) moreThan(ctx context.Context, c engine.Consistency, f tuple.Filter, n int) (bool, error) {
+	pageMax := p.eng().Limits().MaxReadPageSize
+	seen, cursor := 0, ""
+	for {
+		rels, next, _, err := p.eng().ReadRelationships(ctx, c, f, min(pageMax, n+1-seen), cursor)
+		if err != nil {
+			return false, err
+		}
+		seen += len(rels)
+		if seen > n {
+			return true, nil
+		}
+		if next == "" {
+			return false, nil
+		}
+		cursor = next
+	}
+}
+
+// checkInput converts the part of a check shared by single and bulk checks.
+func checkInput(path string, resource *pb.ObjectReference, permission string, subject *pb.SubjectReference) (eval.CheckRequest, error) {
+	var out eval.CheckRequest
+	var err error
+	if out.Resource, err = objectFromProto(join(path, "resource"), resource); err != nil {
+		return out, err
+	}
+	if err := checkRelation(join(path, "permission"), permission); err != nil {
+		return out, err
+	}
+	out.Permission = permission
+	if out.Subject, err = subjectFromProto(join(path, "subject"), subject); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// CheckPermission answers one check.
+func (p *permissions) CheckPermission(ctx context.Context, req *pb.CheckPermissionRequest) (*pb.CheckPermissionResponse, error) {
+	c, err := consistencyFromProto("consistency", req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	in, err := checkInput("", req.GetResource(), req.GetPermission(), req.GetSubject())
+	if err != nil {
+		return nil, err
+	}
+	cctx, err := contextFromProto("context", req.GetContext())
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.eng().Check(ctx, engine.CheckRequest{Consistency: c, Resource: in.Resource, Permission: in.Permission, Subject: in.Subject, Context: cctx})
+	if err != nil {
+		return nil, err
+	}
+	perm := permissionshipToProto(res.Permissionship)
+	p.s.metrics.checked(perm)
+	return &pb.CheckPermissionResponse{
+		CheckedAt:         zookieToProto(res.Zookie),
+		Permissionship:    perm,
+		PartialCaveatInfo: partialInfo(res.Permissionship, res.MissingContext),
+	}, nil
+}
+
+// CheckBulkPermissions answers every item at one revision. The engine
+// takes one caveat context per call, so items are grouped by context: the
+// first group resolves the revision, the others read at exactly that
+// revision. An item that is malformed gets its own error.
+func (p *permissions) CheckBulkPermissions(ctx context.Context, req *pb.CheckBulkPermissionsRequest) (*pb.CheckBulkPermissionsResponse, error) {
+	c, err := consistencyFromProto("consistency", req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	items := req.GetItems()
+	if err := tooMany("items", "items per bulk check", len(items), p.eng().Limits().MaxBulkCheckItems); err != nil {
+		return nil, err
+	}
+	type group struct {
+		ctx     map[string]any
+		indexes []int
+		reqs    []eval.CheckRequest
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	pairs := make([]*pb.CheckBulkPermissionsPair, len(items))
+	const method = "/pemba.v1.PermissionsService/CheckBulkPermissions"
+	for i, it := range items {
+		pairs[i] = &pb.CheckBulkPermissionsPair{Request: it}
+		path := index("items", i)
+		in, err := checkInput(path, it.GetResource(), it.GetPermission(), it.GetSubject())
+		var cctx map[string]any
+		if err == nil {
+			cctx, err = contextFromProto(join(path, "context"), it.GetContext())
+		}
+		var key []byte
+		if err == nil {
+			// encoding/json sorts map keys: equal contexts, equal keys.
+			key, err = json.Marshal(cctx)
+			if err != nil {
+				err = fieldErr(join(path, "context"), err)
+			}
+		}
+		if err != nil {
+			pairs[i].Response = &pb.CheckBulkPermissionsPair_Error{Error: itemError(p.s.log, method, err)}
+			continue
+		}
+		g := byKey[string(key)]
+		if g == nil {
+			g = &group{ctx: cctx}
+			byKey[string(key)] = g
+			groups = append(groups, g)
+		}
+		g.indexes = append(g.indexes, i)
+		g.reqs = append(g.reqs, in)
+	}
+	if len(groups) == 0 {
+		// Nothing valid to check; still resolve the revision, so the
+		// consistency is validated and the answer carries a zookie.
+		groups = append(groups, &group{})
+	}
+	zk := ""
+	for gi, g := range groups {
+		gc := c
+		if gi > 0 {
+			gc = engine.AtExactSnapshot(zk)
+		}
+		results, z, err := p.eng().CheckBulk(ctx, engine.CheckBulkRequest{Consistency: gc, Items: g.reqs, Context: g.ctx})
+		if err != nil {
+			return nil, err
+		}
+		zk = z
+		for j, r := range results {
+			i := g.indexes[j]
+			if r.Err != nil {
+				pairs[i].Response = &pb.CheckBulkPermissionsPair_Error{Error: itemError(p.s.log, method, r.Err)}
+				continue
+			}
+			perm := permissionshipToProto(r.Permissionship)
+			p.s.metrics.checked(perm)
+			pairs[i].Response = &pb.CheckBulkPermissionsPair_Item{Item: &pb.CheckBulkPermissionsResponseItem{
+				Permissionship:    perm,
+				PartialCaveatInfo: partialInfo(r.Permissionship, r.MissingContext),
+			}}
+		}
+	}
+	return &pb.CheckBulkPermissionsResponse{CheckedAt: zookieToProto(zk), Pairs: pairs}, nil
+}
+
+// ExpandPermissionTree returns the expansion tree of a permission.
+func (p *permissions) ExpandPermissionTree(ctx context.Context, req *pb.ExpandPermissionTreeRequest) (*pb.ExpandPermissionTreeResponse, error) {
+	c, err := consistencyFromProto("consistency", req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	res, err := objectFromProto("resource", req.GetResource())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRelation("permission", req.GetPermission()); err != nil {
+		return nil, err
+	}
+	cctx, err := contextFromProto("context", req.GetContext())
+	if err != nil {
+		return nil, err
+	}
+	t, zk, err := p.eng().Expand(ctx, engine.ExpandRequest{
+		Consistency: c, Resource: res, Permission: req.GetPermission(), Depth: int(req.GetOptionalDepth()), Context: cctx,
+	})
+	if err != nil {
+		return nil, err
+	}
+	root, err := treeToProto(t)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ExpandPermissionTreeResponse{ExpandedAt: zookieToProto(zk), TreeRoot: root}, nil
+}
+
+func treeToProto(t *eval.Tree) (*pb.PermissionRelationshipTree, error) {
+	if t == nil {
+		return nil, nil
+	}
+	out := &pb.PermissionRelationshipTree{
+		ExpandedObject:   objectToProto(t.Object),
+		ExpandedRelation: t.Relation,
+		Truncated:        t.Truncated,
+	}
+	children := make([]*pb.PermissionRelationshipTree, 0, len(t.Children))
+	for _, ch := range t.Children {
+		pc, err := treeToProto(ch)
+		if err != nil {
+			return nil, err
+		}
+		children = append(children, pc)
+	}
+	var op pb.AlgebraicSubjectSet_Operation
+	switch t.Kind {
+	case eval.Leaf:
+		leaf := &pb.DirectSubjectSet{SubjectSetExpansions: children}
+		for _, s := range t.Subjects {
+			ps := subjectToProto(s.Subject)
+			leaf.Subjects = append(leaf.Subjects, ps)
+			if s.Caveat == nil && s.Expiration.IsZero() {
+				continue
+			}
+			// The conditions are those of a stored relationship, so the
+			// relationship conversion does the work.
+			r, err := relationshipToProto(tuple.Relationship{Subject: s.Subject, Caveat: s.Caveat, Expiration: s.Expiration})
+			if err != nil {
+				return nil, err
+			}
+			leaf.ConditionalSubjects = append(leaf.ConditionalSubjects, &pb.DirectSubject{
+				Subject: ps, OptionalCaveat: r.GetOptionalCaveat(), OptionalExpiresAt: r.GetOptionalExpiresAt(),
+			})
+		}
+		out.TreeType = &pb.PermissionRelationshipTree_Leaf{Leaf: leaf}
+		return out, nil
+	case eval.Union:
+		op = pb.AlgebraicSubjectSet_OPERATION_UNION
+	case eval.Intersection:
+		op = pb.AlgebraicSubjectSet_OPERATION_INTERSECTION
+	case eval.Exclusion:
+		op = pb.AlgebraicSubjectSet_OPERATION_EXCLUSION
+	default:
+		return nil, fmt.Errorf("server: expansion node of unknown kind %v", t.Kind)
+	}
+	out.TreeType = &pb.PermissionRelationshipTree_Intermediate{Intermediate: &pb.AlgebraicSubjectSet{Operation: op, Children: children}}
+	return out, nil
+}
+
+// LookupResources streams the resources a subject has a permission on.
+// Every result carries a cursor that resumes after it at the same revision.
+func (p *permissions) LookupResources(req *pb.LookupResourcesRequest, stream pb.PermissionsService_LookupResourcesServer) error {
+	ctx := stream.Context()
+	c, err := consistencyFromProto("consistency", req.GetConsistency())
+	if err != nil {
+		return err
+	}
+	if err := checkType("resource_object_type", req.GetResourceObjectType()); err != nil {
+		return err
+	}
+	if err := checkRelation("permission", req.GetPermission()); err != nil {
+		return err
+	}
+	subj, err := subjectFromProto("subject", req.GetSubject())
+	if err != nil {
+		return err
+	}
+	cctx, err := contextFromProto("context", req.GetContext())
+	if err != nil {
+		return err
+	}
+	hash := lookupHash(req.GetResourceObjectType(), req.GetPermission(), subj.String())
+	after := ""
+	if tok := req.GetOptionalCursor().GetToken(); tok != "" {
+		zk, id, err := decodeLookupCursor(tok, hash)
+		if err != nil {
+			return fieldErr("optional_cursor.token", err)
+		}
+		// The cursor pins the revision of the first page.
+		c, after = engine.AtExactSnapshot(zk), id
+	}
+	seq, zk, err := p.eng().LookupResources(ctx, engine.LookupResourcesRequest{
+		Consistency: c,
+		LookupResourcesRequest: eval.LookupResourcesRequest{
+			ResourceType: req.GetResourceObjectType(), Permission: req.GetPermission(), Subject: subj,
+			Limit: int(req.GetOptionalLimit()), After: after,
+		},
+		Context: cctx,
+	})
+	if err != nil {
+		return err
+	}
+	pz := zookieToProto(zk)
+	for r, err := range seq {
+		if err != nil {
+			return err
+		}
+		err := stream.Send(&pb.LookupResourcesResponse{
+			LookedUpAt:        pz,
+			ResourceObjectId:  r.ResourceID,
+			Permissionship:    permissionshipToProto(r.Permissionship),
+			PartialCaveatInfo: partialInfo(r.Permissionship, r.MissingContext),
+			AfterResultCursor: &pb.Cursor{Token: encodeLookupCursor(zk, hash, r.ResourceID)},
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LookupSubjects streams the subjects that have a permission on a resource.
+func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.PermissionsService_LookupSubjectsServer) error {
+	ctx := stream.Context()
+	c, err := consistencyFromProto("consistency", req.GetConsistency())
+	if err != nil {
+		return err
+	}
+	res, err := objectFromProto("resource", req.GetResource())
+	if err != nil {
+		return err
+	}
+	if err := checkRelation("permission", req.GetPermission()); err != nil {
+		return err
+	}
+	if err := checkType("subject_object_type", req.GetSubjectObjectType()); err != nil {
+		return err
+	}
+	subRel := req.GetOptionalSubjectRelation()
+	if subRel == tuple.Ellipsis {
+		subRel = ""
+	}
+	if subRel != "" {
+		if err := checkRelation("optional_subject_relation", subRel); err != nil {
+			return err
+		}
+	}
+	cctx, err := contextFromProto("context", req.GetContext())
+	if err != nil {
+		return err
+	}
+	seq, zk, err := p.eng().LookupSubjects(ctx, engine.LookupSubjectsRequest{
+		Consistency: c,
+		LookupSubjectsRequest: eval.LookupSubjectsRequest{
+			Resource: res, Permission: req.GetPermission(), SubjectType: req.GetSubjectObjectType(), SubjectRelation: subRel,
+		},
+		Context: cctx,
+	})
+	if err != nil {
+		return err
+	}
+	pz := zookieToProto(zk)
+	for r, err := range seq {
+		if err != nil {
+			return err
+		}
+		msg := &pb.LookupSubjectsResponse{
+			LookedUpAt: pz,
+			Subject: &pb.ResolvedSubject{
+				SubjectObjectId:   r.SubjectID,
+				Permissionship:    permissionshipToProto(r.Permissionship),
+				PartialCaveatInfo: partialInfo(r.Permissionship, r.MissingContext),
+			},
+		}
+		for _, id := range r.ExcludedIDs {
+			msg.ExcludedSubjects = append(msg.ExcludedSubjects, &pb.ResolvedSubject{
+				SubjectObjectId: id, Permissionship: pb.Permissionship_PERMISSIONSHIP_NO_PERMISSION,
+			})
+		}
+		if err := stream.Send(msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ImportRelationships feeds the client stream to the engine's import as
+// one sequence, converting message by message.
+func (p *permissions) ImportRelationships(stream pb.PermissionsService_ImportRelationshipsServer) error {
+	ctx := stream.Context()
+	seq := func(yield func(tuple.Relationship, error) bool) {
+		for m := 0; ; m++ {
+			msg, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				yield(tuple.Relationship{}, err)
+				return
+			}
+			path := "messages[" + strconv.Itoa(m) + "].relationships"
+			if err := tooLarge(path, len(msg.GetRelationships()), MaxImportBatch, "relationships in one message"); err != nil {
+				yield(tuple.Relationship{}, err)
+				return
+			}
+			for i, r := range msg.GetRelationships() {
+				t, err := relationshipFromProto(index(path, i), r)
+				if !yield(t, err) || err != nil {
+					return
+				}
+			}
+		}
+	}
+	zk, n, err := p.eng().Import(ctx, callerOf(ctx), iter.Seq2[tuple.Relationship, error](seq))
+	if err != nil {
+		if n > 0 {
+			return fmt.Errorf("%w (%d relationships were imported before the error, through zookie %s)", err, n, zk)
+		}
+		return err
+	}
+	return stream.SendAndClose(&pb.ImportRelationshipsResponse{NumLoaded: uint64(n), WrittenAt: zookieToProto(zk)})
+}
+
+// ExportRelationships streams batches of relationships at one revision.
+func (p *permissions) ExportRelationships(req *pb.ExportRelationshipsRequest, stream pb.PermissionsService_ExportRelationshipsServer) error {
+	ctx := stream.Context()
+	c, err := consistencyFromProto("consistency", req.GetConsistency())
+	if err != nil {
+		return err
+	}
+	f, err := filterFromProto("optional_relationship_filter", req.GetOptionalRelationshipFilter(), false)
+	if err != nil {
+		return err
+	}
+	maxBatch := min(MaxExportBatch, p.eng().Limits().MaxReadPageSize)
+	batch := int(req.GetOptionalBatchSize())
+	if err := tooLarge("optional_batch_size", batch, maxBatch, "relationships"); err != nil {
+		return err
+	}
+	if batch == 0 {
+		batch = maxBatch
+	}
+	cursor := req.GetOptionalCursor().GetToken()
+	if err := tooLarge("optional_cursor.token", len(cursor), MaxCursorLen, "bytes"); err != nil {
+		return err
+	}
+	for first := true; ; first = false {
+		rels, next, zk, err := p.eng().ReadRelationships(ctx, c, f, batch, cursor)
+		if err != nil {
+			return err
+		}
+		msg := &pb.ExportRelationshipsResponse{ExportedAt: zookieToProto(zk), AfterBatchCursor: cursorToProto(next)}
+		for _, r := range rels {
+			pr, err := relationshipToProto(r)
+			if err != nil {
+				return err
+			}
+			msg.Relationships = append(msg.Relationships, pr)
+		}
+		// An empty export still sends one message, to carry exported_at.
+		if len(rels) > 0 || first {
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
+	}
+}

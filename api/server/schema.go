@@ -1,0 +1,115 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// schemas implements pb.SchemaServiceServer.
+type schemas struct {
+	pb.UnimplementedSchemaServiceServer
+	s *Server
+}
+
+// ReadSchema returns the schema text in force.
+func (h *schemas) ReadSchema(ctx context.Context, req *pb.ReadSchemaRequest) (*pb.ReadSchemaResponse, error) {
+	c, err := consistencyFromProto("consistency", req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	text, zk, err := h.s.eng.ReadSchema(ctx, c)
+	if errors.Is(err, engine.ErrNoSchema) {
+		// Nothing to read is NotFound here; elsewhere it is a failed
+		// precondition of the request.
+		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ReadSchemaResponse{SchemaText: text, ReadAt: zookieToProto(zk)}, nil
+}
+
+// WriteSchema replaces the schema and reports what changed.
+func (h *schemas) WriteSchema(ctx context.Context, req *pb.WriteSchemaRequest) (*pb.WriteSchemaResponse, error) {
+	if err := tooLarge("schema", len(req.GetSchema()), MaxSchemaBytes, "bytes"); err != nil {
+		return nil, err
+	}
+	zk, changes, err := h.s.eng.WriteSchema(ctx, callerOf(ctx), req.GetSchema())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.WriteSchemaResponse{WrittenAt: zookieToProto(zk), Changes: changesToProto(changes)}, nil
+}
+
+// changesToProto converts the changes WriteSchema reports. It is generic
+// only while engine.SchemaChange is a placeholder on its way to becoming
+// an alias of schema.Change; other change types keep their text form.
+func changesToProto[C any](cs []C) []*pb.SchemaChange {
+	var out []*pb.SchemaChange
+	for _, c := range cs {
+		if sc, ok := any(c).(schema.Change); ok {
+			out = append(out, changeToProto(sc))
+			continue
+		}
+		out = append(out, &pb.SchemaChange{Description: fmt.Sprintf("%+v", c)})
+	}
+	return out
+}
+
+var changeKinds = map[schema.ChangeKind]pb.SchemaChange_Kind{
+	schema.DefinitionAdded:    pb.SchemaChange_KIND_DEFINITION_ADDED,
+	schema.DefinitionRemoved:  pb.SchemaChange_KIND_DEFINITION_REMOVED,
+	schema.RelationAdded:      pb.SchemaChange_KIND_RELATION_ADDED,
+	schema.RelationRemoved:    pb.SchemaChange_KIND_RELATION_REMOVED,
+	schema.PermissionAdded:    pb.SchemaChange_KIND_PERMISSION_ADDED,
+	schema.PermissionRemoved:  pb.SchemaChange_KIND_PERMISSION_REMOVED,
+	schema.PermissionChanged:  pb.SchemaChange_KIND_PERMISSION_CHANGED,
+	schema.SubjectTypeAdded:   pb.SchemaChange_KIND_SUBJECT_TYPE_ADDED,
+	schema.SubjectTypeRemoved: pb.SchemaChange_KIND_SUBJECT_TYPE_REMOVED,
+	schema.CaveatAdded:        pb.SchemaChange_KIND_CAVEAT_ADDED,
+	schema.CaveatRemoved:      pb.SchemaChange_KIND_CAVEAT_REMOVED,
+	schema.CaveatChanged:      pb.SchemaChange_KIND_CAVEAT_CHANGED,
+}
+
+func changeToProto(c schema.Change) *pb.SchemaChange {
+	out := &pb.SchemaChange{
+		Kind:        changeKinds[c.Kind], // unknown kinds stay UNSPECIFIED
+		Definition:  c.Definition,
+		Name:        c.Name,
+		Description: c.String(),
+	}
+	if a := c.Subject; a != nil {
+		out.SubjectType = allowedSubjectString(a)
+	}
+	return out
+}
+
+// allowedSubjectString renders an allowed subject type as the schema
+// language writes it.
+func allowedSubjectString(a *schema.AllowedSubject) string {
+	var b strings.Builder
+	b.WriteString(a.Type)
+	switch {
+	case a.Wildcard:
+		b.WriteString(":*")
+	case a.Relation != "":
+		b.WriteString("#" + a.Relation)
+	}
+	var with []string
+	if a.Caveat != nil {
+		with = append(with, a.Caveat.Name)
+	}
+	if a.Expiration {
+		with = append(with, "expiration")
+	}
+	if len(with) > 0 {
+		b.WriteString(" with " + strings.Join(with, " and "))
+	}
+	return b.String()
+}

@@ -1,0 +1,144 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine"
+)
+
+// Config configures a Server. The zero value serves without
+// authentication, without reflection, with DefaultRequestTimeout, and
+// with metrics on a private registry.
+type Config struct {
+	// Keys are the accepted preshared keys. With none, authentication is
+	// off and every write is recorded as AnonymousCaller.
+	Keys []Key
+	// HealthWithoutAuth lets health checks through without a key (for
+	// load balancers and orchestrators).
+	HealthWithoutAuth bool
+	// Reflection registers the gRPC reflection service (for grpcurl and
+	// similar tools).
+	Reflection bool
+	// ReflectionWithoutAuth lets reflection through without a key.
+	ReflectionWithoutAuth bool
+	// RequestTimeout is the deadline of unary calls that arrive without
+	// one: 0 means DefaultRequestTimeout, negative means none.
+	RequestTimeout time.Duration
+	// Registerer receives the server's metrics; nil means a new private
+	// registry (the metrics are then collected but not exposed).
+	Registerer prometheus.Registerer
+	// Logger receives errors and their causes (nil: discard).
+	Logger *slog.Logger
+	// GRPCOptions are appended to the server's options, e.g.
+	// grpc.Creds for TLS.
+	GRPCOptions []grpc.ServerOption
+}
+
+// Server is the gRPC server of one engine.
+type Server struct {
+	eng     *engine.Engine
+	grpc    *grpc.Server
+	health  *health.Server
+	auth    *authenticator
+	exempt  []string // method prefixes that skip authentication
+	timeout time.Duration
+	metrics *metrics
+	log     *slog.Logger
+}
+
+// Service names, as health checks know them.
+var serviceNames = []string{
+	pb.PermissionsService_ServiceDesc.ServiceName,
+	pb.SchemaService_ServiceDesc.ServiceName,
+	pb.WatchService_ServiceDesc.ServiceName,
+}
+
+// New assembles a server over e. It does not listen; call Serve.
+func New(e *engine.Engine, cfg Config) (*Server, error) {
+	if e == nil {
+		return nil, fmt.Errorf("server: nil engine")
+	}
+	auth, err := newAuthenticator(cfg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		eng:     e,
+		auth:    auth,
+		timeout: cfg.RequestTimeout,
+		metrics: m,
+		log:     cfg.Logger,
+		health:  health.NewServer(),
+	}
+	if s.timeout == 0 {
+		s.timeout = DefaultRequestTimeout
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HealthWithoutAuth {
+		s.exempt = append(s.exempt, "/grpc.health.v1.Health/")
+	}
+	if cfg.ReflectionWithoutAuth {
+		s.exempt = append(s.exempt, "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/")
+	}
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxRecvMsgBytes),
+		grpc.MaxSendMsgSize(MaxSendMsgBytes),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptors()...),
+		grpc.ChainStreamInterceptor(s.streamInterceptors()...),
+	}
+	s.grpc = grpc.NewServer(append(opts, cfg.GRPCOptions...)...)
+	pb.RegisterPermissionsServiceServer(s.grpc, &permissions{s: s})
+	pb.RegisterSchemaServiceServer(s.grpc, &schemas{s: s})
+	pb.RegisterWatchServiceServer(s.grpc, &watcher{s: s})
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	if cfg.Reflection {
+		reflection.Register(s.grpc)
+	}
+	for _, name := range serviceNames {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	return s, nil
+}
+
+// Serve accepts connections on lis until Stop or GracefulStop.
+func (s *Server) Serve(lis net.Listener) error {
+	if err := s.grpc.Serve(lis); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	return nil
+}
+
+// GracefulStop reports NOT_SERVING to health checks, stops accepting
+// connections and waits for calls in flight. Open streams (Watch) keep it
+// waiting until they end; use Stop to cut them.
+func (s *Server) GracefulStop() {
+	s.health.Shutdown()
+	s.grpc.GracefulStop()
+}
+
+// Stop closes every connection and cancels calls in flight.
+func (s *Server) Stop() {
+	s.health.Shutdown()
+	s.grpc.Stop()
+}
