@@ -210,7 +210,6 @@ func chain(n int) []string {
 	return out
 }
 
-
 func TestMaxDepth(t *testing.T) {
 	s := mustCompile(t, constructsSchema)
 	rd := load(t, mustParse(t, chain(60)...))

@@ -162,8 +162,9 @@ type Tree struct {
 	Kind     TreeKind
 	Object   tuple.ObjectRef
 	Relation string
-	// Subjects are the stored subjects of a relation (Leaf only),
-	// including subject sets and wildcards.
+	// Subjects are the stored subjects of a relation (Leaf), including
+	// subject sets and wildcards; on an arrow's node, the relationships of
+	// the tupleset relation that the arrow followed.
 	Subjects []Subject
 	Children []*Tree
 	// Truncated is set where expansion stopped: the depth requested was

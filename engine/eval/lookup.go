@@ -1,11 +1,379 @@
 package eval
 
-import "context"
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// confirmChunk is how many lookup results are decided together: large
+// enough to keep the workers busy, small enough that a Limit of a few
+// results does not check thousands of candidates.
+const confirmChunk = 128
+
+// reverseNode is a (relation, object) the reverse walk has reached.
+type reverseNode struct {
+	rel   *schema.Relation
+	id    string
+	exact bool
+}
+
+// reverseWalk is the state of LookupResources' walk from the subject up to
+// the requested permission. vals[rel][id] is true when the subject is
+// certainly in rel of id (reached through unions of uncaveated
+// relationships) and false when it may be (a candidate to confirm).
+type reverseWalk struct {
+	rq       *request
+	relevant []bool
+	vals     []map[string]bool
+	queue    []reverseNode
+}
+
+func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool) {
+	if !w.relevant[rel.Index] {
+		return
+	}
+	m := w.vals[rel.Index]
+	if m == nil {
+		m = make(map[string]bool)
+		w.vals[rel.Index] = m
+	}
+	if old, ok := m[id]; ok && (old || !exact) {
+		return
+	}
+	m[id] = exact
+	w.queue = append(w.queue, reverseNode{rel: rel, id: id, exact: exact})
+}
+
+// reverse yields the resources of relationships on rel whose subject
+// matches sf.
+func (w *reverseWalk) reverse(ctx context.Context, sf tuple.SubjectFilter, rel *schema.Relation, fn func(r *tuple.Relationship)) error {
+	f := tuple.ReverseFilter{Subject: sf, ResourceType: rel.Definition.Name, Relation: rel.Name}
+	for r, err := range w.rq.reader.ReverseQueryRelationships(ctx, f, store.QueryOptions{Now: w.rq.now}) {
+		if err != nil {
+			return err
+		}
+		fn(&r)
+	}
+	return nil
+}
 
 func (rq *request) lookupResources(ctx context.Context, req LookupResourcesRequest, yield func(ResourceResult, error) bool) {
-	yield(ResourceResult{}, invalidRequest("LookupResources: not implemented yet"))
+	goal, err := rq.e.resolve(req.ResourceType, req.Permission)
+	if err == nil {
+		err = rq.e.validateSubject(req.Subject)
+	}
+	if err == nil && req.Limit < 0 {
+		err = invalidRequest("negative limit %d", req.Limit)
+	}
+	if err != nil {
+		yield(ResourceResult{}, err)
+		return
+	}
+	an := rq.e.an
+	w := &reverseWalk{rq: rq, relevant: an.relevant[goal.Index], vals: make([]map[string]bool, len(an.rels))}
+	sub := req.Subject
+
+	// Seeds: a subject set is in itself; a plain subject is in the
+	// relations whose relationships name it or its type's wildcard.
+	if sub.Relation != "" {
+		rel, _ := rq.e.resolve(sub.Type, sub.Relation)
+		w.reach(rel, sub.ID, true)
+	} else {
+		seed := func(sf tuple.SubjectFilter, rels []*schema.Relation) error {
+			for _, rel := range rels {
+				if !w.relevant[rel.Index] {
+					continue
+				}
+				err := w.reverse(ctx, sf, rel, func(r *tuple.Relationship) {
+					w.reach(rel, r.Resource.ID, r.Caveat == nil)
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if sub.ID != tuple.Wildcard {
+			err = seed(tuple.SubjectFilter{Type: sub.Type, ID: sub.ID, Relation: tuple.Ellipsis}, an.plainParents[sub.Type])
+		}
+		if err == nil {
+			err = seed(tuple.SubjectFilter{Type: sub.Type, ID: tuple.Wildcard, Relation: tuple.Ellipsis}, an.wildcardParents[sub.Type])
+		}
+	}
+
+	for err == nil && len(w.queue) > 0 {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		nd := w.queue[len(w.queue)-1]
+		w.queue = w.queue[:len(w.queue)-1]
+		if !nd.exact && w.vals[nd.rel.Index][nd.id] {
+			continue // upgraded since; the exact visit propagates
+		}
+		i := nd.rel.Index
+		for _, pe := range an.usersetParents[i] {
+			if !w.relevant[pe.parent.Index] {
+				continue
+			}
+			sf := tuple.SubjectFilter{Type: nd.rel.Definition.Name, ID: nd.id, Relation: nd.rel.Name}
+			if err = w.reverse(ctx, sf, pe.parent, func(r *tuple.Relationship) {
+				w.reach(pe.parent, r.Resource.ID, nd.exact && r.Caveat == nil)
+			}); err != nil {
+				break
+			}
+		}
+		for _, pe := range an.computedParents[i] {
+			w.reach(pe.parent, nd.id, nd.exact && pe.exact)
+		}
+		for _, pe := range an.arrowParents[i] {
+			if err != nil || !w.relevant[pe.parent.Index] {
+				continue
+			}
+			// Arrows follow the subject object whatever its relation.
+			sf := tuple.SubjectFilter{Type: nd.rel.Definition.Name, ID: nd.id}
+			err = w.reverse(ctx, sf, pe.tupleset, func(r *tuple.Relationship) {
+				w.reach(pe.parent, r.Resource.ID, nd.exact && pe.exact && r.Caveat == nil)
+			})
+		}
+	}
+	if err != nil {
+		yield(ResourceResult{}, err)
+		return
+	}
+
+	found := w.vals[goal.Index]
+	ids := make([]string, 0, len(found))
+	for id := range found {
+		if req.After == "" || id > req.After {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	emitted := 0
+	for start := 0; start < len(ids); start += confirmChunk {
+		chunk := ids[start:min(start+confirmChunk, len(ids))]
+		results := make([]CheckResult, len(chunk))
+		var todo []int
+		for j, id := range chunk {
+			if found[id] {
+				results[j] = CheckResult{Permissionship: HasPermission}
+			} else {
+				todo = append(todo, j)
+			}
+		}
+		if err := rq.confirm(ctx, len(todo), func(ctx context.Context, k int) error {
+			j := todo[k]
+			res, err := rq.check(ctx, nil, goal, chunk[j], sub)
+			results[j] = res.checkResult()
+			return err
+		}); err != nil {
+			yield(ResourceResult{}, err)
+			return
+		}
+		for j, id := range chunk {
+			if results[j].Permissionship == NoPermission {
+				continue
+			}
+			if !yield(ResourceResult{ResourceID: id, Permissionship: results[j].Permissionship, MissingContext: results[j].MissingContext}, nil) {
+				return
+			}
+			emitted++
+			if req.Limit > 0 && emitted >= req.Limit {
+				return
+			}
+		}
+	}
+}
+
+// confirm runs fn for 0..n-1 on up to Concurrency goroutines and returns
+// the error of the lowest index that failed.
+func (rq *request) confirm(ctx context.Context, n int, fn func(context.Context, int) error) error {
+	workers := min(rq.e.opts.Concurrency, n)
+	if workers <= 1 {
+		for k := range n {
+			if err := fn(ctx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, n)
+	next := make(chan int)
+	done := make(chan struct{})
+	for range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for k := range next {
+				errs[k] = fn(ctx, k)
+			}
+		}()
+	}
+	for k := range n {
+		next <- k
+	}
+	close(next)
+	for range workers {
+		<-done
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (rq *request) lookupSubjects(ctx context.Context, req LookupSubjectsRequest, yield func(SubjectResult, error) bool) {
-	yield(SubjectResult{}, invalidRequest("LookupSubjects: not implemented yet"))
+	rel, err := rq.e.resolve(req.Resource.Type, req.Permission)
+	if err == nil && (req.Resource.ID == "" || req.Resource.ID == tuple.Wildcard) {
+		err = invalidRequest("resource %q needs a concrete id", req.Resource.String())
+	}
+	if err == nil {
+		if rq.e.s.Definitions[req.SubjectType] == nil {
+			err = &UnknownDefinitionError{Name: req.SubjectType}
+		} else if req.SubjectRelation != "" && rq.e.s.Definitions[req.SubjectType].Relations[req.SubjectRelation] == nil {
+			err = &UnknownRelationError{Definition: req.SubjectType, Relation: req.SubjectRelation}
+		}
+	}
+	if err != nil {
+		yield(SubjectResult{}, err)
+		return
+	}
+	mentioned, err := rq.forwardWalk(ctx, rel, req.Resource.ID, req.SubjectType, req.SubjectRelation)
+	if err != nil {
+		yield(SubjectResult{}, err)
+		return
+	}
+	ids := make([]string, 0, len(mentioned))
+	for id := range mentioned {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b string) int {
+		// "*" first whatever the byte order of IDs.
+		if a == tuple.Wildcard || b == tuple.Wildcard {
+			return boolCmp(b == tuple.Wildcard, a == tuple.Wildcard)
+		}
+		return strings.Compare(a, b)
+	})
+	results := make([]CheckResult, len(ids))
+	if err := rq.confirm(ctx, len(ids), func(ctx context.Context, k int) error {
+		sub := tuple.SubjectRef{Type: req.SubjectType, ID: ids[k], Relation: req.SubjectRelation}
+		res, err := rq.check(ctx, nil, rel, req.Resource.ID, sub)
+		results[k] = res.checkResult()
+		return err
+	}); err != nil {
+		yield(SubjectResult{}, err)
+		return
+	}
+	for k, id := range ids {
+		cr := results[k]
+		if cr.Permissionship == NoPermission {
+			continue
+		}
+		sr := SubjectResult{SubjectID: id, Permissionship: cr.Permissionship, MissingContext: cr.MissingContext}
+		if id == tuple.Wildcard {
+			for k2, other := range ids {
+				if other != tuple.Wildcard && results[k2].Permissionship == NoPermission {
+					sr.ExcludedIDs = append(sr.ExcludedIDs, other)
+				}
+			}
+		}
+		if !yield(sr, nil) {
+			return
+		}
+	}
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// forwardWalk visits every (relation, object) reachable from rel on id,
+// through all branches of every rewrite, and returns the IDs of the
+// subjects of the requested kind it meets: every subject that can have the
+// permission, and every one an exclusion or intersection can remove.
+func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, subType, subRel string) (map[string]bool, error) {
+	type node struct {
+		rel *schema.Relation
+		id  string
+	}
+	mentioned := map[string]bool{}
+	visited := map[node]bool{}
+	var stack []node
+	push := func(r *schema.Relation, id string) {
+		n := node{r, id}
+		if r == nil || visited[n] || !rq.e.an.canContain(r, subType, subRel) {
+			return
+		}
+		visited[n] = true
+		stack = append(stack, n)
+	}
+	push(rel, id)
+	var walk func(n node, w *schema.Rewrite) error
+	walk = func(n node, w *schema.Rewrite) error {
+		switch w.Kind {
+		case schema.RewriteComputed:
+			push(w.Relation, n.id)
+		case schema.RewriteArrow:
+			rels, err := rq.query(ctx, tuple.Filter{ResourceType: n.rel.Definition.Name, ResourceID: n.id, Relation: w.Relation.Name})
+			if err != nil {
+				return err
+			}
+			for _, r := range rels {
+				if r.Subject.ID != tuple.Wildcard {
+					push(w.Targets[r.Subject.Type], r.Subject.ID)
+				}
+			}
+		case schema.RewriteUnion, schema.RewriteIntersection, schema.RewriteExclusion:
+			for _, c := range w.Children {
+				if err := walk(n, c); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for len(stack) > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if subRel != "" && n.rel.Name == subRel && n.rel.Definition.Name == subType {
+			mentioned[n.id] = true // a subject set contains itself
+		}
+		if n.rel.Rewrite != nil {
+			if err := walk(n, n.rel.Rewrite); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		rels, err := rq.query(ctx, tuple.Filter{ResourceType: n.rel.Definition.Name, ResourceID: n.id, Relation: n.rel.Name})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rels {
+			s := r.Subject
+			if s.Type == subType && s.Relation == subRel {
+				mentioned[s.ID] = true
+			}
+			if s.Relation != "" {
+				if def := rq.e.s.Definitions[s.Type]; def != nil {
+					push(def.Relations[s.Relation], s.ID)
+				}
+			}
+		}
+	}
+	return mentioned, nil
 }
