@@ -122,8 +122,8 @@ func TestCheckBulkPermissions(t *testing.T) {
 		Items: []*pb.CheckBulkPermissionsRequestItem{
 			item("readme", "view", "anne", nil),
 			item("readme", "view", "bob", nil),
-			item("readme", "nosuch", "anne", nil),                                  // unknown permission: item error
-			item("readme", "view", "", nil),                                        // malformed: item error
+			item("readme", "nosuch", "anne", nil),                                     // unknown permission: item error
+			item("readme", "view", "", nil),                                           // malformed: item error
 			item("secret", "view", "dana", mustStruct(t, map[string]any{"level": 9})), // second context group
 			item("secret", "view", "dana", nil),
 		},
