@@ -38,7 +38,7 @@ func (s *Store) GC(ctx context.Context, now time.Time) (store.GCStats, error) {
 		return store.GCStats{Horizon: h}, nil
 	}
 	s.horizon = h
-	removed := 0
+	removed, emptied := 0, 0
 	for k, rec := range s.records {
 		// Keep the version in force at h (unless it is a deletion) and
 		// every later one.
@@ -53,15 +53,21 @@ func (s *Store) GC(ctx context.Context, now time.Time) (store.GCStats, error) {
 		if rec.versions[i].deleted {
 			drop = i + 1
 		}
+		if drop == 0 {
+			continue
+		}
 		removed += drop
 		rec.versions = slices.Clone(rec.versions[drop:])
 		if len(rec.versions) == 0 {
 			delete(s.records, k)
+			emptied++
 		}
 	}
-	live := func(r *record) bool { return len(r.versions) > 0 }
-	s.forward.rebuild(live)
-	s.reverse.rebuild(live)
+	if emptied > 0 {
+		live := func(r *record) bool { return len(r.versions) > 0 }
+		s.forward.rebuild(live)
+		s.reverse.rebuild(live)
+	}
 
 	n := 0
 	for n < len(s.changes) && s.changes[n].Revision <= h {

@@ -114,12 +114,16 @@ func (s *Store) scan(ctx context.Context, rev store.Revision, p plan, opts store
 			}
 		}
 		remaining := opts.Limit
+		// One buffer serves every batch (yielded values are copies); it
+		// starts small because most queries are point lookups.
+		var buf []tuple.Relationship
 		for {
 			if err := ctx.Err(); err != nil {
 				yield(tuple.Relationship{}, err)
 				return
 			}
-			batch, last, done, err := s.scanBatch(ix, rev, p, from, strict, opts.Now, remaining)
+			batch, last, done, err := s.scanBatch(buf[:0], ix, rev, p, from, strict, opts.Now, remaining)
+			buf = batch
 			if err != nil {
 				yield(tuple.Relationship{}, err)
 				return
@@ -143,10 +147,10 @@ func (s *Store) scan(ctx context.Context, rev store.Revision, p plan, opts store
 	}
 }
 
-// scanBatch collects up to batchSize matching relationships (fewer when
-// limit > 0 asks for fewer) starting at from. It returns the fields of the
+// scanBatch appends to batch up to batchSize matching relationships (fewer
+// when limit > 0 asks for fewer) starting at from. It returns the fields of the
 // last key examined and whether the scan reached the end of the prefix.
-func (s *Store) scanBatch(ix *index, rev store.Revision, p plan, from fields, strict bool, now time.Time, limit int) (batch []tuple.Relationship, last fields, done bool, err error) {
+func (s *Store) scanBatch(batch []tuple.Relationship, ix *index, rev store.Revision, p plan, from fields, strict bool, now time.Time, limit int) (_ []tuple.Relationship, last fields, done bool, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if err := s.checkReadable(rev); err != nil {

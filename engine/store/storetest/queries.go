@@ -384,6 +384,7 @@ func (s *suite) testRoundTrip(t *testing.T) {
 	// Changing the caller's values afterwards must not change the store.
 	ctxValue["str"] = "mutated"
 	ctxValue["list"].([]any)[0] = "mutated"
+	ctxValue["list"].([]any)[5].(map[string]any)["k"] = "mutated"
 	ctxValue["nested"].(map[string]any)["x"] = "mutated"
 	ctxValue = map[string]any{
 		"int":    json.Number("12345678901234567890"),
@@ -429,6 +430,7 @@ func (s *suite) testRoundTrip(t *testing.T) {
 				g.Caveat.Context["injected"] = true
 				if l, ok := g.Caveat.Context["list"].([]any); ok {
 					l[1] = "mutated"
+					l[5].(map[string]any)["k"] = "mutated"
 				}
 			}
 		}
