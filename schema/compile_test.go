@@ -2,6 +2,7 @@ package schema
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -262,5 +263,30 @@ func TestCompileEnterprise(t *testing.T) {
 	}
 	if tgt := seat.Allowed[1].Target; tgt != s.Definitions["enterprise"].Relations["member"] {
 		t.Errorf("enterprise#member target not resolved: %v", tgt)
+	}
+}
+
+// TestDocExampleCompiles keeps the language overview in doc.go honest.
+func TestDocExampleCompiles(t *testing.T) {
+	b, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src strings.Builder
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "// # Language overview"):
+			in = true
+		case in && strings.HasPrefix(line, "//\t"):
+			src.WriteString(strings.TrimPrefix(line, "//\t") + "\n")
+		case in && src.Len() > 0 && line == "//":
+			src.WriteString("\n")
+		case in && src.Len() > 0 && strings.HasPrefix(line, "// "):
+			in = false
+		}
+	}
+	if _, err := Compile("doc.go", src.String()); err != nil {
+		t.Fatalf("doc example does not compile: %v\n%s", err, src.String())
 	}
 }
