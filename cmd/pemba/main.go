@@ -30,6 +30,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"validate", "run validation files (schema, relationships, assertions)", validation.Command},
+		{"bench", "run benchmarks (bench run) and compare their reports (bench compare)", benchCommand},
 	}
 }
 

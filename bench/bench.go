@@ -1,0 +1,161 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/pemba-authz/pemba/bench/workload"
+	"github.com/pemba-authz/pemba/engine"
+)
+
+// Options configure a whole benchmark: data set, target and run.
+type Options struct {
+	Workload string
+	Scale    workload.Scale
+	Seed     uint64
+	// Mode is "inprocess" (the only one so far).
+	Mode string
+	// Store is "pebble" (default) or "memory".
+	Store string
+	// DataDir holds the Pebble store (under store/) and a record of what
+	// was loaded (bench.json). A directory already loaded with the same
+	// workload, scale and seed is reused without loading; empty means a
+	// temporary directory, removed afterwards.
+	DataDir     string
+	Consistency Consistency
+	// Engine configures the in-process engine.
+	Engine engine.Options
+	Run    RunConfig
+}
+
+// dataset is the record bench.json keeps of a loaded data directory.
+type dataset struct {
+	Workload      string  `json:"workload"`
+	Scale         string  `json:"scale"`
+	Seed          uint64  `json:"seed"`
+	Relationships int     `json:"relationships"`
+	LoadSeconds   float64 `json:"load_seconds"`
+	DiskBytes     int64   `json:"disk_bytes"`
+}
+
+const datasetFile = "bench.json"
+
+// Execute loads (or reuses) the data set, runs the benchmark and returns
+// its report.
+func Execute(ctx context.Context, o Options) (rep *Report, err error) {
+	wl, err := workload.New(o.Workload, o.Scale, o.Seed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if o.Mode != "" && o.Mode != "inprocess" {
+		return nil, fmt.Errorf("%w: mode %q (only inprocess exists so far)", errNoTarget, o.Mode)
+	}
+	if o.Store == "" {
+		o.Store = "pebble"
+	}
+	dir := o.DataDir
+	if o.Store == "pebble" && dir == "" {
+		if dir, err = os.MkdirTemp("", "pemba-bench-"); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer func() { err = errors.Join(err, os.RemoveAll(dir)) }()
+	}
+	var prev *dataset
+	storeDir := ""
+	if o.Store == "pebble" {
+		storeDir = filepath.Join(dir, "store")
+		if prev, err = readDataset(dir, storeDir, wl); err != nil {
+			return nil, err
+		}
+	}
+	t, err := NewInProcess(ctx, InProcessOptions{Store: o.Store, Dir: storeDir, Consistency: o.Consistency, Engine: o.Engine})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, t.Close()) }()
+
+	info := LoadInfo{Reused: prev != nil}
+	if prev != nil {
+		info.Relationships, info.Seconds, info.DiskBytes = prev.Relationships, prev.LoadSeconds, prev.DiskBytes
+	} else {
+		lr, err := Load(ctx, t, wl, o.Run.Progress, o.Run.ProgressEvery)
+		if err != nil {
+			return nil, err
+		}
+		info.Relationships, info.Seconds = lr.Relationships, lr.Elapsed.Seconds()
+		if storeDir != "" {
+			if info.DiskBytes, err = dirSize(storeDir); err != nil {
+				return nil, err
+			}
+			if err := writeDataset(dir, dataset{
+				Workload: wl.Name(), Scale: wl.Scale().String(), Seed: wl.Seed(),
+				Relationships: info.Relationships, LoadSeconds: info.Seconds, DiskBytes: info.DiskBytes,
+			}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if info.Seconds > 0 {
+		info.PerSecond = float64(info.Relationships) / info.Seconds
+	}
+	if info.Relationships > 0 {
+		info.DiskBytesPerMillion = float64(info.DiskBytes) / float64(info.Relationships) * 1e6
+	}
+	rep, err = Measure(ctx, t, wl, o.Run)
+	if rep != nil {
+		rep.Target = "inprocess/" + o.Store
+		rep.Consistency = o.Consistency.String()
+		rep.Load = info
+	}
+	return rep, err
+}
+
+// readDataset returns the record of a loaded data directory matching wl,
+// nil for a directory with nothing loaded, and an error for one that holds
+// another data set or an unfinished load.
+func readDataset(dir, storeDir string, wl workload.Workload) (*dataset, error) {
+	b, err := os.ReadFile(filepath.Join(dir, datasetFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		if entries, _ := os.ReadDir(storeDir); len(entries) > 0 {
+			return nil, fmt.Errorf("%w: %s has a store but no %s (an interrupted load?); remove it", ErrDataDir, dir, datasetFile)
+		}
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	var d dataset
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("bench: %s: %w", filepath.Join(dir, datasetFile), err)
+	}
+	if d.Workload != wl.Name() || d.Scale != wl.Scale().String() || d.Seed != wl.Seed() {
+		return nil, fmt.Errorf("%w: %s holds %s/%s seed %d, not %s/%s seed %d", ErrDataDir, dir,
+			d.Workload, d.Scale, d.Seed, wl.Name(), wl.Scale(), wl.Seed())
+	}
+	return &d, nil
+}
+
+func writeDataset(dir string, d dataset) error {
+	b, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, datasetFile), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return nil
+}
+
+// Print writes rep as a table or, when asJSON, as JSON.
+func Print(w io.Writer, rep *Report, asJSON bool) error {
+	if asJSON {
+		return rep.WriteJSON(w)
+	}
+	return rep.WriteTable(w)
+}

@@ -1,0 +1,153 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+
+	"github.com/pemba-authz/pemba/bench/workload"
+	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/memstore"
+	"github.com/pemba-authz/pemba/engine/store/pebblestore"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// InProcessOptions configure an in-process target.
+type InProcessOptions struct {
+	// Store is "pebble" (Dir required) or "memory".
+	Store string
+	// Dir is the Pebble data directory.
+	Dir string
+	// Consistency is asked for by every read.
+	Consistency Consistency
+	// Engine is passed to engine.Open.
+	Engine engine.Options
+}
+
+// InProcess is a Target that calls an engine in this process.
+type InProcess struct {
+	st store.Store
+	e  *engine.Engine
+	c  engine.Consistency
+}
+
+// caller names the benchmark in the changelog.
+const caller = "pemba-bench"
+
+// NewInProcess opens the store and an engine over it.
+func NewInProcess(ctx context.Context, opts InProcessOptions) (*InProcess, error) {
+	var st store.Store
+	switch opts.Store {
+	case "memory":
+		st = memstore.New(memstore.Options{})
+	case "pebble":
+		if opts.Dir == "" {
+			return nil, fmt.Errorf("%w: the pebble store needs a data directory", ErrUsage)
+		}
+		ps, err := pebblestore.Open(opts.Dir, pebblestore.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("bench: open pebble store: %w", err)
+		}
+		st = ps
+	default:
+		return nil, fmt.Errorf("%w: store %q (want pebble or memory)", ErrUsage, opts.Store)
+	}
+	e, err := engine.Open(ctx, st, opts.Engine)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("bench: open engine: %w", err), st.Close())
+	}
+	t := &InProcess{st: st, e: e, c: engine.MinimizeLatency()}
+	if opts.Consistency == FullyConsistent {
+		t.c = engine.FullyConsistent()
+	}
+	return t, nil
+}
+
+// Load writes the schema and imports rels in one bulk import.
+func (t *InProcess) Load(ctx context.Context, schema string, rels iter.Seq2[tuple.Relationship, error]) (int, error) {
+	if _, _, err := t.e.WriteSchema(ctx, caller, schema); err != nil {
+		return 0, fmt.Errorf("bench: write schema: %w", err)
+	}
+	_, n, err := t.e.Import(ctx, caller, rels)
+	if err != nil {
+		return n, fmt.Errorf("bench: import: %w", err)
+	}
+	return n, nil
+}
+
+// Do sends req to the engine.
+func (t *InProcess) Do(ctx context.Context, req *workload.Request) (Outcome, error) {
+	switch req.Op {
+	case workload.OpCheck:
+		res, err := t.e.Check(ctx, engine.CheckRequest{
+			Consistency: t.c, Resource: req.Resource, Permission: req.Permission,
+			Subject: req.Subject, Context: req.Context,
+		})
+		if err != nil {
+			return Outcome{}, err
+		}
+		return Outcome{Allowed: res.Permissionship == eval.HasPermission}, nil
+	case workload.OpLookupResources:
+		seq, _, err := t.e.LookupResources(ctx, engine.LookupResourcesRequest{
+			Consistency: t.c,
+			LookupResourcesRequest: eval.LookupResourcesRequest{
+				ResourceType: req.ResourceType, Permission: req.Permission, Subject: req.Subject,
+			},
+			Context: req.Context,
+		})
+		if err != nil {
+			return Outcome{}, err
+		}
+		return drain(seq)
+	case workload.OpLookupSubjects:
+		seq, _, err := t.e.LookupSubjects(ctx, engine.LookupSubjectsRequest{
+			Consistency: t.c,
+			LookupSubjectsRequest: eval.LookupSubjectsRequest{
+				Resource: req.Resource, Permission: req.Permission, SubjectType: req.SubjectType,
+			},
+			Context: req.Context,
+		})
+		if err != nil {
+			return Outcome{}, err
+		}
+		return drain(seq)
+	case workload.OpWrite:
+		w := engine.WriteRequest{Caller: caller, Updates: make([]engine.Update, len(req.Updates))}
+		for i, u := range req.Updates {
+			op := store.OpTouch
+			if u.Delete {
+				op = store.OpDelete
+			}
+			w.Updates[i] = engine.Update{Op: op, Relationship: u.Relationship}
+		}
+		_, err := t.e.WriteRelationships(ctx, w)
+		return Outcome{}, err
+	}
+	return Outcome{}, fmt.Errorf("%w: operation %s", ErrUsage, req.Op)
+}
+
+// drain consumes a lookup's results, counting them.
+func drain[T any](seq iter.Seq2[T, error]) (Outcome, error) {
+	n := 0
+	for _, err := range seq {
+		if err != nil {
+			return Outcome{Results: n}, err
+		}
+		n++
+	}
+	return Outcome{Results: n}, nil
+}
+
+// Stats returns the engine's cache counters.
+func (t *InProcess) Stats() TargetStats {
+	s := t.e.Stats()
+	return TargetStats{CacheEnabled: s.CacheEnabled, CacheHits: s.Cache.Hits, CacheMisses: s.Cache.Misses}
+}
+
+// Close closes the engine and then the store.
+func (t *InProcess) Close() error {
+	return errors.Join(t.e.Close(), t.st.Close())
+}

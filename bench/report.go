@@ -1,0 +1,299 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pemba-authz/pemba/bench/histogram"
+	"github.com/pemba-authz/pemba/bench/workload"
+)
+
+// ReportFormat is the version of the JSON report layout.
+const ReportFormat = 1
+
+// Report is the result of one run. It is written as JSON by WriteJSON and
+// read back by ReadReport for Compare.
+type Report struct {
+	Format      int       `json:"format"`
+	Started     time.Time `json:"started"`
+	Workload    string    `json:"workload"`
+	Scale       string    `json:"scale"`
+	Seed        uint64    `json:"seed"`
+	Target      string    `json:"target"` // e.g. "inprocess/pebble"
+	Consistency string    `json:"consistency"`
+	Concurrency int       `json:"concurrency"`
+	// Rate is the open-loop arrival rate (0: closed loop).
+	Rate    float64  `json:"rate"`
+	Mix     string   `json:"mix"`
+	Machine Machine  `json:"machine"`
+	Load    LoadInfo `json:"load"`
+	// ElapsedSeconds is the wall time of the measured phase.
+	ElapsedSeconds float64    `json:"elapsed_seconds"`
+	Ops            []OpReport `json:"ops"`
+	Total          OpReport   `json:"total"`
+	Cache          CacheInfo  `json:"cache"`
+	CPU            CPUInfo    `json:"cpu"`
+	PeakRSSBytes   int64      `json:"peak_rss_bytes"`
+	// Samples are the first errors and unexpected answers, for diagnosis.
+	Samples []string `json:"samples,omitempty"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	GoVersion  string `json:"go_version"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
+	NumCPU     int    `json:"num_cpu"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+}
+
+// LoadInfo describes the data set and how it was loaded.
+type LoadInfo struct {
+	Relationships int     `json:"relationships"`
+	Seconds       float64 `json:"seconds"`
+	PerSecond     float64 `json:"per_second"`
+	// Reused is true when the data directory was already loaded; the
+	// load figures are then those recorded when it was.
+	Reused bool `json:"reused"`
+	// DiskBytes is the data directory's size after loading (0 in memory).
+	DiskBytes           int64   `json:"disk_bytes"`
+	DiskBytesPerMillion float64 `json:"disk_bytes_per_million"`
+}
+
+// OpReport is the measurement of one operation (or of all, in Total).
+type OpReport struct {
+	Op         string  `json:"op"`
+	Count      uint64  `json:"count"`
+	Errors     uint64  `json:"errors"`
+	Unexpected uint64  `json:"unexpected"`
+	Throughput float64 `json:"throughput_per_second"`
+	// MeanResults is the mean number of results of a lookup.
+	MeanResults float64           `json:"mean_results,omitempty"`
+	Latency     histogram.Summary `json:"latency"`
+}
+
+// CacheInfo is the target's result cache during the measured phase.
+type CacheInfo struct {
+	Enabled bool    `json:"enabled"`
+	Hits    uint64  `json:"hits"`
+	Misses  uint64  `json:"misses"`
+	HitRate float64 `json:"hit_rate"`
+}
+
+// CPUInfo is the process's CPU time during the measured phase.
+type CPUInfo struct {
+	UserSeconds   float64 `json:"user_seconds"`
+	SystemSeconds float64 `json:"system_seconds"`
+	// PerOpMicros is CPU time per operation.
+	PerOpMicros float64 `json:"per_op_micros"`
+	// Cores is CPU time over wall time: how many cores were busy.
+	Cores float64 `json:"cores"`
+}
+
+func newReport(wl workload.Workload, cfg RunConfig, ph *phase) *Report {
+	mix := cfg.Mix
+	if mix == (Mix{}) {
+		mix = DefaultMix
+	}
+	r := &Report{
+		Format:         ReportFormat,
+		Started:        time.Now().Add(-ph.elapsed).UTC().Truncate(time.Second),
+		Workload:       wl.Name(),
+		Scale:          wl.Scale().String(),
+		Seed:           wl.Seed(),
+		Concurrency:    max(cfg.Concurrency, 1),
+		Rate:           cfg.Rate,
+		Mix:            mix.String(),
+		ElapsedSeconds: ph.elapsed.Seconds(),
+		Machine: Machine{
+			GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
+			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+		},
+		Samples: ph.samples,
+	}
+	var all histogram.Histogram
+	r.Total.Op = "total"
+	for op := range ph.ops {
+		o := &ph.ops[op]
+		if mix[op] == 0 && o.hist.Count() == 0 {
+			continue
+		}
+		rep := OpReport{
+			Op:         workload.Op(op).String(),
+			Count:      o.hist.Count(),
+			Errors:     o.errors,
+			Unexpected: o.unexpected,
+			Throughput: float64(o.hist.Count()) / ph.elapsed.Seconds(),
+			Latency:    o.hist.Summarize(),
+		}
+		if o.hist.Count() > 0 && (op == int(workload.OpLookupResources) || op == int(workload.OpLookupSubjects)) {
+			rep.MeanResults = float64(o.results) / float64(o.hist.Count())
+		}
+		r.Ops = append(r.Ops, rep)
+		all.Merge(&o.hist)
+		r.Total.Errors += o.errors
+		r.Total.Unexpected += o.unexpected
+	}
+	r.Total.Count = all.Count()
+	r.Total.Throughput = float64(all.Count()) / ph.elapsed.Seconds()
+	r.Total.Latency = all.Summarize()
+	return r
+}
+
+func (r *Report) setResources(a, b usage, ph *phase) {
+	user, sys := b.user-a.user, b.sys-a.sys
+	r.CPU = CPUInfo{UserSeconds: user.Seconds(), SystemSeconds: sys.Seconds(), Cores: (user + sys).Seconds() / ph.elapsed.Seconds()}
+	if ph.count > 0 {
+		r.CPU.PerOpMicros = float64((user + sys).Microseconds()) / float64(ph.count)
+	}
+	r.PeakRSSBytes = b.maxRSS
+}
+
+func (r *Report) setCache(a, b TargetStats) {
+	r.Cache = CacheInfo{Enabled: b.CacheEnabled, Hits: b.CacheHits - a.CacheHits, Misses: b.CacheMisses - a.CacheMisses}
+	if n := r.Cache.Hits + r.Cache.Misses; n > 0 {
+		r.Cache.HitRate = float64(r.Cache.Hits) / float64(n)
+	}
+}
+
+// WriteJSON writes r as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("bench: encode report: %w", err)
+	}
+	return nil
+}
+
+// ReadReport reads a report written by WriteJSON.
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("bench: %s: %w", path, err)
+	}
+	if r.Format != ReportFormat {
+		return nil, fmt.Errorf("%w: %s: report format %d, want %d", ErrUsage, path, r.Format, ReportFormat)
+	}
+	return &r, nil
+}
+
+// dur formats nanoseconds for a table: three significant digits.
+func dur(ns int64) string {
+	d := time.Duration(ns)
+	switch {
+	case d < time.Microsecond:
+		return fmt.Sprintf("%dns", ns)
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.3gµs", float64(ns)/1e3)
+	case d < time.Second:
+		return fmt.Sprintf("%.3gms", float64(ns)/1e6)
+	}
+	return fmt.Sprintf("%.3gs", d.Seconds())
+}
+
+// WriteTable writes r for humans.
+func (r *Report) WriteTable(w io.Writer) error {
+	var b strings.Builder
+	loop := "closed loop"
+	if r.Rate > 0 {
+		loop = fmt.Sprintf("open loop at %.0f/s", r.Rate)
+	}
+	fmt.Fprintf(&b, "workload %s (scale %s, seed %d) on %s, %s, %d workers, %s, mix %s\n",
+		r.Workload, r.Scale, r.Seed, r.Target, r.Consistency, r.Concurrency, loop, r.Mix)
+	fmt.Fprintf(&b, "machine  %s %s/%s, %d CPUs (GOMAXPROCS %d)\n", r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch, r.Machine.NumCPU, r.Machine.GOMAXPROCS)
+	reused := ""
+	if r.Load.Reused {
+		reused = " (data directory reused; figures from its load)"
+	}
+	fmt.Fprintf(&b, "load     %d relationships in %.1fs (%.0f/s)%s", r.Load.Relationships, r.Load.Seconds, r.Load.PerSecond, reused)
+	if r.Load.DiskBytes > 0 {
+		fmt.Fprintf(&b, ", %.1f MiB on disk (%.1f MiB per million)", float64(r.Load.DiskBytes)/(1<<20), r.Load.DiskBytesPerMillion/(1<<20))
+	}
+	b.WriteString("\n\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "op\tcount\terrors\tunexpected\tops/s\tmin\tmean\tp50\tp95\tp99\tp99.9\tmax\tresults\t")
+	for _, o := range append(append([]OpReport(nil), r.Ops...), r.Total) {
+		l := o.Latency
+		res := ""
+		if o.MeanResults > 0 {
+			res = fmt.Sprintf("%.1f", o.MeanResults)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", o.Op, o.Count, o.Errors, o.Unexpected, o.Throughput,
+			dur(l.Min), dur(int64(l.Mean)), dur(l.P50), dur(l.P95), dur(l.P99), dur(l.P999), dur(l.Max), res)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	b.WriteByte('\n')
+	if r.Cache.Enabled {
+		fmt.Fprintf(&b, "cache    hit rate %.1f%% (%d hits, %d misses)\n", 100*r.Cache.HitRate, r.Cache.Hits, r.Cache.Misses)
+	} else {
+		b.WriteString("cache    disabled\n")
+	}
+	fmt.Fprintf(&b, "cpu      %.1fs user + %.1fs system over %.1fs (%.2f cores), %.1fµs per op; peak RSS %.0f MiB\n",
+		r.CPU.UserSeconds, r.CPU.SystemSeconds, r.ElapsedSeconds, r.CPU.Cores, r.CPU.PerOpMicros, float64(r.PeakRSSBytes)/(1<<20))
+	for _, s := range r.Samples {
+		fmt.Fprintf(&b, "sample   %s\n", s)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Compare writes, for each operation in both reports, b's figures over
+// a's: above 1 means b is higher (more throughput, or slower latency).
+func Compare(w io.Writer, a, b *Report) error {
+	var s strings.Builder
+	fmt.Fprintf(&s, "a: %s %s on %s, %s, %d workers\n", a.Workload, a.Scale, a.Target, a.Consistency, a.Concurrency)
+	fmt.Fprintf(&s, "b: %s %s on %s, %s, %d workers\n", b.Workload, b.Scale, b.Target, b.Consistency, b.Concurrency)
+	if a.Workload != b.Workload || a.Scale != b.Scale || a.Seed != b.Seed {
+		s.WriteString("warning: the reports measure different data sets\n")
+	}
+	s.WriteString("ratios are b/a: throughput above 1 is better, latency below 1 is better\n\n")
+	tw := tabwriter.NewWriter(&s, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "op\tops/s\tp50\tp95\tp99\tp99.9\tmax\terrors a→b\t")
+	byOp := map[string]OpReport{}
+	for _, o := range a.Ops {
+		byOp[o.Op] = o
+	}
+	for _, o := range append(append([]OpReport(nil), b.Ops...), b.Total) {
+		x, ok := byOp[o.Op]
+		if o.Op == "total" {
+			x, ok = a.Total, true
+		}
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d→%d\t\n", o.Op,
+			ratio(o.Throughput, x.Throughput), ratio(float64(o.Latency.P50), float64(x.Latency.P50)),
+			ratio(float64(o.Latency.P95), float64(x.Latency.P95)), ratio(float64(o.Latency.P99), float64(x.Latency.P99)),
+			ratio(float64(o.Latency.P999), float64(x.Latency.P999)), ratio(float64(o.Latency.Max), float64(x.Latency.Max)),
+			x.Errors, o.Errors)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(&s, "\nload rate %s, disk per million %s, cpu per op %s, peak RSS %s, cache hit rate %.1f%% → %.1f%%\n",
+		ratio(b.Load.PerSecond, a.Load.PerSecond), ratio(b.Load.DiskBytesPerMillion, a.Load.DiskBytesPerMillion),
+		ratio(b.CPU.PerOpMicros, a.CPU.PerOpMicros), ratio(float64(b.PeakRSSBytes), float64(a.PeakRSSBytes)),
+		100*a.Cache.HitRate, 100*b.Cache.HitRate)
+	_, err := io.WriteString(w, s.String())
+	return err
+}
+
+func ratio(b, a float64) string {
+	if a == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", b/a)
+}

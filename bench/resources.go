@@ -1,0 +1,50 @@
+package bench
+
+import (
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// usage is the process's CPU time and peak resident set so far.
+type usage struct {
+	user, sys time.Duration
+	maxRSS    int64 // bytes
+}
+
+func readUsage() (usage, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return usage{}, fmt.Errorf("bench: getrusage: %w", err)
+	}
+	return usage{
+		user: time.Duration(ru.Utime.Nano()),
+		sys:  time.Duration(ru.Stime.Nano()),
+		// Linux reports ru_maxrss in kilobytes.
+		maxRSS: int64(ru.Maxrss) * 1024,
+	}, nil
+}
+
+// dirSize sums the sizes of the regular files under dir.
+func dirSize(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("bench: size of %s: %w", dir, err)
+	}
+	return total, nil
+}

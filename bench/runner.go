@@ -1,0 +1,305 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pemba-authz/pemba/bench/histogram"
+	"github.com/pemba-authz/pemba/bench/workload"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// RunConfig configures the measured phase of a run.
+type RunConfig struct {
+	// Concurrency is the number of workers (default 1).
+	Concurrency int
+	// Duration bounds the run by wall time.
+	Duration time.Duration
+	// Ops, when positive, bounds the run by operation count instead
+	// (tests use it: a count is deterministic, a duration is not).
+	Ops int64
+	// WarmupDuration and WarmupOps bound a warm-up phase run the same
+	// way before measuring; its results are discarded.
+	WarmupDuration time.Duration
+	WarmupOps      int64
+	// Rate, when positive, makes the run open-loop: requests are
+	// scheduled at Rate per second and latency counts from the schedule.
+	Rate float64
+	// Mix weighs the operations (zero value: DefaultMix).
+	Mix Mix
+	// Progress receives a status line every ProgressEvery (nil: none).
+	Progress      io.Writer
+	ProgressEvery time.Duration
+}
+
+// opResult accumulates one operation's measurements.
+type opResult struct {
+	hist       histogram.Histogram
+	errors     uint64
+	unexpected uint64
+	results    uint64
+}
+
+// worker holds everything one goroutine records: no sharing, no locks.
+type worker struct {
+	src     workload.Source
+	rng     *rand.Rand
+	ops     [workload.NumOps]opResult
+	done    atomic.Int64 // read by the progress line
+	samples []string     // first errors and unexpected answers
+	_       [64]byte     // keeps done off its neighbour's cache line
+}
+
+const maxSamples = 5
+
+func (w *worker) note(format string, args ...any) {
+	if len(w.samples) < maxSamples {
+		w.samples = append(w.samples, fmt.Sprintf(format, args...))
+	}
+}
+
+// phase is the merged result of one measured phase.
+type phase struct {
+	ops     [workload.NumOps]opResult
+	count   int64
+	elapsed time.Duration
+	samples []string
+}
+
+// run drives one phase. Worker i draws requests from wl.Source(streamBase+i).
+func run(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig, streamBase uint64, dur time.Duration, limit int64, label string) (*phase, error) {
+	n := max(cfg.Concurrency, 1)
+	mix := cfg.Mix
+	if mix == (Mix{}) {
+		mix = DefaultMix
+	}
+	p := newPicker(mix)
+	workers := make([]*worker, n)
+	for i := range workers {
+		stream := streamBase + uint64(i)
+		workers[i] = &worker{src: wl.Source(stream), rng: rand.New(rand.NewPCG(wl.Seed(), stream))}
+	}
+	var (
+		next     atomic.Int64 // tickets: operations claimed so far
+		start    = time.Now()
+		deadline time.Time
+		interval time.Duration
+	)
+	if dur > 0 {
+		deadline = start.Add(dur)
+	}
+	if cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) / cfg.Rate)
+	}
+	stopProgress := progress(cfg, label, start, workers)
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				ticket := next.Add(1) - 1
+				if limit > 0 && ticket >= limit {
+					return
+				}
+				var sent time.Time
+				if interval > 0 {
+					// Open loop: the ticket's schedule is the start time
+					// of the latency, however late the worker is.
+					sent = start.Add(time.Duration(ticket) * interval)
+					if !deadline.IsZero() && !sent.Before(deadline) {
+						return
+					}
+					if d := time.Until(sent); d > 0 {
+						time.Sleep(d)
+					}
+				} else {
+					sent = time.Now()
+					if !deadline.IsZero() && !sent.Before(deadline) {
+						return
+					}
+				}
+				w.do(ctx, t, p.pick(w.rng.IntN(p.total)), sent)
+			}
+		})
+	}
+	wg.Wait()
+	stopProgress()
+	ph := &phase{elapsed: time.Since(start)}
+	for _, w := range workers {
+		for op := range ph.ops {
+			a, b := &ph.ops[op], &w.ops[op]
+			a.hist.Merge(&b.hist)
+			a.errors += b.errors
+			a.unexpected += b.unexpected
+			a.results += b.results
+		}
+		ph.count += w.done.Load()
+		for _, s := range w.samples {
+			if len(ph.samples) < 2*maxSamples {
+				ph.samples = append(ph.samples, s)
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return ph, fmt.Errorf("bench: %s interrupted: %w", label, err)
+	}
+	return ph, nil
+}
+
+// do sends one request of kind op and records it.
+func (w *worker) do(ctx context.Context, t Target, op workload.Op, sent time.Time) {
+	req := w.src.Next(op)
+	out, err := t.Do(ctx, &req)
+	lat := time.Since(sent)
+	r := &w.ops[op]
+	r.hist.RecordDuration(lat)
+	switch {
+	case err != nil:
+		r.errors++
+		w.note("%s: %v", req.String(), err)
+	case req.Expect != workload.ExpectUnknown && out.Allowed != (req.Expect == workload.ExpectAllowed):
+		r.unexpected++
+		w.note("unexpected answer allowed=%v: %s", out.Allowed, req.String())
+	}
+	r.results += uint64(out.Results)
+	w.done.Add(1)
+}
+
+// progress prints a status line every cfg.ProgressEvery until the returned
+// function is called.
+func progress(cfg RunConfig, label string, start time.Time, workers []*worker) func() {
+	if cfg.Progress == nil {
+		return func() {}
+	}
+	every := cfg.ProgressEvery
+	if every <= 0 {
+		every = time.Second
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		var last int64
+		lastAt := start
+		for {
+			select {
+			case <-done:
+				fmt.Fprintln(cfg.Progress)
+				return
+			case now := <-tick.C:
+				var total int64
+				for _, w := range workers {
+					total += w.done.Load()
+				}
+				rate := float64(total-last) / now.Sub(lastAt).Seconds()
+				fmt.Fprintf(cfg.Progress, "\r%s %6.1fs  %10d ops  %9.0f ops/s ", label, now.Sub(start).Seconds(), total, rate)
+				last, lastAt = total, now
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// LoadResult describes a data set load.
+type LoadResult struct {
+	Relationships int
+	Elapsed       time.Duration
+}
+
+// Load writes wl's schema and relationships into t, printing progress.
+func Load(ctx context.Context, t Target, wl workload.Workload, out io.Writer, every time.Duration) (LoadResult, error) {
+	var count atomic.Int64
+	rels := counted(wl.Relationships(), &count)
+	start := time.Now()
+	stop := func() {}
+	if out != nil {
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if every <= 0 {
+				every = time.Second
+			}
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case now := <-tick.C:
+					n := count.Load()
+					fmt.Fprintf(out, "\rload %6.1fs  %10d relationships  %9.0f/s ", now.Sub(start).Seconds(), n, float64(n)/now.Sub(start).Seconds())
+				}
+			}
+		})
+		stop = func() { close(done); wg.Wait(); fmt.Fprintln(out) }
+	}
+	n, err := t.Load(ctx, wl.Schema(), rels)
+	stop()
+	res := LoadResult{Relationships: n, Elapsed: time.Since(start)}
+	if err != nil {
+		return res, err
+	}
+	if n == 0 {
+		return res, fmt.Errorf("%w: the target imported no relationships", ErrRun)
+	}
+	return res, nil
+}
+
+// counted passes seq through, counting the relationships taken.
+func counted(seq iter.Seq2[tuple.Relationship, error], n *atomic.Int64) iter.Seq2[tuple.Relationship, error] {
+	return func(yield func(tuple.Relationship, error) bool) {
+		for r, err := range seq {
+			n.Add(1)
+			if !yield(r, err) {
+				return
+			}
+		}
+	}
+}
+
+// Measure runs the warm-up and then the measured phase against an already
+// loaded target and reports the measured phase.
+func Measure(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig) (*Report, error) {
+	if cfg.Duration <= 0 && cfg.Ops <= 0 {
+		return nil, fmt.Errorf("%w: a run needs a duration or an operation count", ErrUsage)
+	}
+	// Warm-up streams are numbered after the measured ones, so that the
+	// measured requests do not depend on whether there was a warm-up.
+	warmBase := uint64(max(cfg.Concurrency, 1))
+	if cfg.WarmupDuration > 0 || cfg.WarmupOps > 0 {
+		if _, err := run(ctx, t, wl, cfg, warmBase, cfg.WarmupDuration, cfg.WarmupOps, "warmup"); err != nil {
+			return nil, err
+		}
+	}
+	before := t.Stats()
+	usage0, err := readUsage()
+	if err != nil {
+		return nil, err
+	}
+	ph, err := run(ctx, t, wl, cfg, 0, cfg.Duration, cfg.Ops, "run   ")
+	if err != nil {
+		return nil, err
+	}
+	usage1, err := readUsage()
+	if err != nil {
+		return nil, err
+	}
+	after := t.Stats()
+	rep := newReport(wl, cfg, ph)
+	rep.setResources(usage0, usage1, ph)
+	rep.setCache(before, after)
+	if ph.count == 0 {
+		return rep, fmt.Errorf("%w: no operation completed", ErrRun)
+	}
+	return rep, nil
+}
+
+// errNoTarget is returned for a mode that has no target yet.
+var errNoTarget = errors.New("bench: mode not available")

@@ -1,0 +1,66 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"iter"
+
+	"github.com/pemba-authz/pemba/bench/workload"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// Target is a system under test.
+type Target interface {
+	// Load writes the schema and imports the relationships, returning how
+	// many were imported.
+	Load(ctx context.Context, schema string, rels iter.Seq2[tuple.Relationship, error]) (int, error)
+	// Do sends one request and waits for the whole answer (every result
+	// of a lookup).
+	Do(ctx context.Context, req *workload.Request) (Outcome, error)
+	// Stats returns the target's cumulative counters.
+	Stats() TargetStats
+	// Close releases the target.
+	Close() error
+}
+
+// Outcome is what a request returned.
+type Outcome struct {
+	// Allowed is a check's answer (conditional counts as not allowed).
+	Allowed bool
+	// Results is the number of results of a lookup.
+	Results int
+}
+
+// TargetStats are counters a target may expose.
+type TargetStats struct {
+	CacheEnabled bool
+	CacheHits    uint64
+	CacheMisses  uint64
+}
+
+// Consistency is the freshness a run asks for on every read.
+type Consistency uint8
+
+// Consistencies a run can ask for.
+const (
+	MinimizeLatency Consistency = iota
+	FullyConsistent
+)
+
+func (c Consistency) String() string {
+	if c == FullyConsistent {
+		return "fully_consistent"
+	}
+	return "minimize_latency"
+}
+
+// ParseConsistency reads "minimize_latency" or "fully_consistent".
+func ParseConsistency(s string) (Consistency, error) {
+	switch s {
+	case "minimize_latency":
+		return MinimizeLatency, nil
+	case "fully_consistent":
+		return FullyConsistent, nil
+	}
+	return 0, fmt.Errorf("%w: consistency %q (want minimize_latency or fully_consistent)", ErrUsage, s)
+}

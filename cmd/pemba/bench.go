@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/pemba-authz/pemba/bench"
+	"github.com/pemba-authz/pemba/bench/workload"
+)
+
+// benchCommand is `pemba bench run|compare`: flags only; the work is done
+// by package bench.
+func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: pemba bench run [flags] | pemba bench compare a.json b.json")
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return benchRun(ctx, args[1:], stdout, stderr)
+	case "compare":
+		return benchCompare(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "pemba bench: unknown subcommand %q (want run or compare)\n", args[0])
+	return 2
+}
+
+func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pemba bench run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		name        = fs.String("workload", "enterprise", "workload: "+strings.Join(workload.Names(), ", "))
+		scale       = fs.String("scale", "small", "data set scale: small (~10k), medium (~1M), large (~10M relationships)")
+		seed        = fs.Uint64("seed", 1, "seed of the data set and requests")
+		mode        = fs.String("mode", "inprocess", "target: inprocess")
+		storeKind   = fs.String("store", "pebble", "in-process store: pebble or memory")
+		dataDir     = fs.String("data-dir", "", "data directory, reused if already loaded with the same workload (default: temporary)")
+		concurrency = fs.Int("concurrency", 4, "workers")
+		duration    = fs.Duration("duration", 10*time.Second, "measured phase duration")
+		ops         = fs.Int64("ops", 0, "stop after this many operations instead of -duration")
+		warmup      = fs.Duration("warmup", 2*time.Second, "warm-up duration (not measured)")
+		rate        = fs.Float64("rate", 0, "open loop: requests per second (0: closed loop)")
+		mix         = fs.String("mix", "check=90,lookup-resources=5,write=5", "operation weights")
+		consistency = fs.String("consistency", "minimize_latency", "minimize_latency or fully_consistent")
+		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
+		output      = fs.String("output", "table", "table or json")
+		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		quiet       = fs.Bool("quiet", false, "no progress lines on stderr")
+	)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	sc, err := workload.ParseScale(*scale)
+	if err != nil {
+		fmt.Fprintln(stderr, "pemba bench:", err)
+		return 2
+	}
+	m, err := bench.ParseMix(*mix)
+	if err != nil {
+		fmt.Fprintln(stderr, "pemba bench:", err)
+		return 2
+	}
+	c, err := bench.ParseConsistency(*consistency)
+	if err != nil {
+		fmt.Fprintln(stderr, "pemba bench:", err)
+		return 2
+	}
+	if *output != "table" && *output != "json" {
+		fmt.Fprintf(stderr, "pemba bench: -output %q (want table or json)\n", *output)
+		return 2
+	}
+	o := bench.Options{
+		Workload: *name, Scale: sc, Seed: *seed, Mode: *mode, Store: *storeKind, DataDir: *dataDir,
+		Consistency: c,
+		Run: bench.RunConfig{
+			Concurrency: *concurrency, Duration: *duration, Ops: *ops, WarmupDuration: *warmup,
+			Rate: *rate, Mix: m, Progress: stderr,
+		},
+	}
+	if *ops > 0 {
+		o.Run.Duration = 0
+	}
+	if *quiet {
+		o.Run.Progress = nil
+	}
+	o.Engine.CacheBytes = *cacheBytes
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "pemba bench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "pemba bench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	rep, err := bench.Execute(ctx, o)
+	if rep != nil {
+		if perr := bench.Print(stdout, rep, *output == "json"); perr != nil {
+			err = errors.Join(err, perr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "pemba bench:", err)
+		if errors.Is(err, bench.ErrUsage) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func benchCompare(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 2 {
+		fmt.Fprintln(stderr, "usage: pemba bench compare a.json b.json")
+		return 2
+	}
+	a, err := bench.ReadReport(args[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "pemba bench:", err)
+		return 1
+	}
+	b, err := bench.ReadReport(args[1])
+	if err != nil {
+		fmt.Fprintln(stderr, "pemba bench:", err)
+		return 1
+	}
+	if err := bench.Compare(stdout, a, b); err != nil {
+		fmt.Fprintln(stderr, "pemba bench:", err)
+		return 1
+	}
+	return 0
+}
