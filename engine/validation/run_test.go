@@ -1,0 +1,184 @@
+package validation
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var fixedNow = func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
+
+func runText(t *testing.T, src string) *Result {
+	t.Helper()
+	f, err := Parse("t.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(t.Context(), f, Options{Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+const runSchema = `schema: |-
+  caveat on_weekday(day string) {
+    day != "sat" && day != "sun"
+  }
+  definition user {}
+  definition group {
+    relation member: user | group#member
+  }
+  definition document {
+    relation viewer: user | user:* | group#member | user with on_weekday | user with expiration
+    relation banned: user
+    permission view = viewer - banned
+  }
+`
+
+func TestRunPasses(t *testing.T) {
+	res := runText(t, runSchema+`relationships: |-
+  document:1#viewer@user:anne
+  document:1#viewer@group:eng#member
+  group:eng#member@user:bob
+  document:2#viewer@user:carl[on_weekday]
+  document:3#viewer@user:dana[expiration:2020-01-01T00:00:00Z]
+assertions:
+  assertTrue:
+    - document:1#view@user:anne
+    - document:1#view@user:bob
+    - 'document:2#view@user:carl with {"day": "mon"}'
+  assertFalse:
+    - document:1#view@user:carl
+    - 'document:2#view@user:carl with {"day": "sun"}'
+    - document:3#view@user:dana
+  assertCaveated:
+    - document:2#view@user:carl
+`)
+	if !res.OK() {
+		for _, f := range res.Failures {
+			t.Error(f)
+		}
+	}
+	if res.Assertions != 7 {
+		t.Errorf("ran %d assertions, want 7", res.Assertions)
+	}
+}
+
+func TestRunReportsFailuresAtTheirLines(t *testing.T) {
+	src := runSchema + `relationships: |-
+  document:1#viewer@user:anne
+  // line 16 is a comment
+  document:1#view@user:bob
+  document:1#viewer@user:anne
+  document:1#banned@user:*
+assertions:
+  assertTrue:
+    - document:1#view@user:anne
+    - document:1#view@user:zed
+  assertFalse:
+    - document:1#view@user:anne
+  assertCaveated:
+    - document:1#view@user:anne
+    - document:1#nope@user:anne
+`
+	res := runText(t, src)
+	want := []struct {
+		line int
+		msg  string
+	}{
+		{17, "cannot write to a permission"},
+		{18, "repeats the one at line 15"},
+		{19, "subject type not allowed"},
+		{23, "assertTrue document:1#view@user:zed: got no permission"},
+		{25, "assertFalse document:1#view@user:anne: got permission"},
+		{27, "assertCaveated document:1#view@user:anne: got permission"},
+		{28, "unknown relation"},
+	}
+	if len(res.Failures) != len(want) {
+		for _, f := range res.Failures {
+			t.Log(f)
+		}
+		t.Fatalf("got %d failures, want %d", len(res.Failures), len(want))
+	}
+	for i, w := range want {
+		f := res.Failures[i]
+		if f.Pos.Line != w.line || !strings.Contains(f.Msg, w.msg) {
+			t.Errorf("failure %d = %s, want line %d containing %q", i, f, w.line, w.msg)
+		}
+	}
+}
+
+func TestRunSchemaErrorsMapToFileLines(t *testing.T) {
+	res := runText(t, "# comment\nschema: |-\n  definition user {}\n  definition doc {\n    relation viewer: usr\n  }\n")
+	if len(res.Failures) != 1 {
+		t.Fatalf("failures: %v", res.Failures)
+	}
+	if f := res.Failures[0]; f.Pos.Line != 5 || !strings.Contains(f.Msg, "usr") {
+		t.Errorf("failure = %s, want line 5 naming usr", f)
+	}
+}
+
+func TestCommand(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", runSchema+"relationships: document:1#viewer@user:anne\nassertions:\n  assertTrue: [document:1#view@user:anne]\n")
+	bad := write("bad.yaml", runSchema+"assertions:\n  assertTrue: [document:1#view@user:anne]\n")
+	broken := write("broken.yaml", "schema: [\n")
+	tests := []struct {
+		name string
+		args []string
+		code int
+		out  []string // substrings of stdout
+	}{
+		{"pass", []string{"-now", "2026-01-01T00:00:00Z", good}, ExitOK, []string{"ok   " + good, "1 files, 1 assertions, 0 validations: all passed"}},
+		{"fail", []string{good, bad}, ExitFailed, []string{"FAIL " + bad, bad + ":15: assertTrue", "1 failures in 1 files"}},
+		{"invalid file", []string{broken}, ExitFailed, []string{"FAIL " + broken, broken + ":1:"}},
+		{"missing file", []string{filepath.Join(dir, "nope.yaml")}, ExitFailed, []string{"no such file"}},
+		{"no files", nil, ExitUsage, nil},
+		{"bad flag", []string{"-bogus", good}, ExitUsage, nil},
+		{"bad now", []string{"-now", "yesterday", good}, ExitUsage, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := Command(t.Context(), tt.args, &stdout, &stderr)
+			if code != tt.code {
+				t.Errorf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout.String(), stderr.String())
+			}
+			for _, s := range tt.out {
+				if !strings.Contains(stdout.String(), s) {
+					t.Errorf("stdout does not contain %q:\n%s", s, stdout.String())
+				}
+			}
+		})
+	}
+}
+
+// The showcase validation file must pass in full.
+func TestEnterpriseExample(t *testing.T) {
+	path := filepath.Join("..", "..", "examples", "enterprise", "enterprise.yaml")
+	f, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(t.Context(), f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fl := range res.Failures {
+		t.Error(fl)
+	}
+	if res.Assertions < 60 {
+		t.Errorf("only %d assertions ran", res.Assertions)
+	}
+}
