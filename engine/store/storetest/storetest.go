@@ -21,8 +21,8 @@
 //	}
 //
 // The suite runs subtests named by concern (revisions, mvcc, queries,
-// writes, schema, watch, gc, bulk, concurrency, close), so one failing
-// area can be rerun with -run 'TestConformance/queries'. Optional powers
+// writes, schema, watch, gc, bulk, random, concurrency, close), so one
+// failing area can be rerun with -run 'TestConformance/queries'. Optional powers
 // (store.GarbageCollector, store.BulkLoader) are tested when the store
 // implements them and skipped otherwise. The store's Close may be called
 // twice (by the close subtest and by the cleanup); the second call must
@@ -37,8 +37,18 @@
 //   - An error returned by any Tx method aborts the transaction, even when
 //     fn ignores it and returns nil.
 //   - Create fails on a key created or touched earlier in the same
+//     transaction and succeeds after a Delete of it in the same
 //     transaction; Create over a relationship that expired by the store's
 //     clock succeeds.
+//   - Writes apply in call order: the last write to a key wins. Delete and
+//     DeleteMatching see the transaction's own earlier writes (so Touch
+//     then DeleteMatching removes the touched relationship), while
+//     tx.QueryRelationships sees only the previous revision.
+//   - DeleteMatching removes matching relationships whether or not they
+//     have expired, and its limit takes any limit of them (the suite
+//     checks the count and that only matching ones went).
+//   - Writing the schema text "" stores an empty schema: ReadSchema then
+//     returns ("", revision) rather than ("", 0).
 //   - Relationships come back with their expiration in UTC and their caveat
 //     context equal (reflect.DeepEqual) to what was written, when it was
 //     made of JSON values (json.Number for numbers); a nil and an empty
@@ -93,6 +103,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("watch", s.testWatch)
 	t.Run("gc", s.testGC)
 	t.Run("bulk", s.testBulk)
+	t.Run("random", s.testRandom)
 	t.Run("concurrency", s.testConcurrency)
 	t.Run("close", s.testClose)
 }

@@ -241,6 +241,21 @@ func (s *suite) testDeleteMatching(t *testing.T) {
 		t.Errorf("DeleteMatching returned %d, want 3", n)
 	}
 	checkState(t, "delete matching then touch", MustSnapshot(t, st, rev), newModel(rels[0], rels[3]))
+
+	// DeleteMatching also removes what the transaction itself touched.
+	extra := MustParse(t, "doc:1#viewer@user:4")[0]
+	rev = MustUpdate(t, st, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.Touch(ctx, extra); err != nil {
+			return err
+		}
+		var err error
+		n, err = tx.DeleteMatching(ctx, tuple.Filter{ResourceType: "doc", ResourceID: "1"}, 0)
+		return err
+	})
+	if n != 2 {
+		t.Errorf("DeleteMatching after a touch returned %d, want 2", n)
+	}
+	checkState(t, "touch then delete matching", MustSnapshot(t, st, rev), newModel(rels[3]))
 }
 
 func (s *suite) testTxReads(t *testing.T) {
