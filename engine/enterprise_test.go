@@ -78,8 +78,8 @@ enterprise:hooli#member@employee:gavin
 employee:gavin#enterprise@enterprise:hooli
 
 link:ag#platform@platform:p
-link:ag#from@enterprise:acme
-link:ag#to@enterprise:globex
+link:ag#from_enterprise@enterprise:acme
+link:ag#to_enterprise@enterprise:globex
 link:ag#approved@employee:*
 link:ag#granted@employee:li[expiration:2099-01-01T00:00:00Z]
 employee:li#link@link:ag[expiration:2099-01-01T00:00:00Z]
@@ -96,16 +96,16 @@ link:ag#chat@employee:zhao
 link:ag#video_meeting@employee:wang[expiration:2020-06-30T00:00:00Z]
 link:ag#file_transfer@employee:li[file_size_limit:{"max_bytes":1000}]
 
-link:ai#from@enterprise:acme
-link:ai#to@enterprise:initech
+link:ai#from_enterprise@enterprise:acme
+link:ai#to_enterprise@enterprise:initech
 link:ai#approved@employee:*
 link:ai#granted@employee:li
 employee:li#link@link:ai
 link:ai#granted@employee:bill
 employee:bill#link@link:ai
 
-link:ah#from@enterprise:acme
-link:ah#to@enterprise:hooli
+link:ah#from_enterprise@enterprise:acme
+link:ah#to_enterprise@enterprise:hooli
 link:ah#granted@employee:li
 employee:li#link@link:ah
 link:ah#granted@employee:gavin

@@ -115,7 +115,7 @@ func (f *fixture) write(op store.Op, rels ...string) string {
 	}
 	z, err := f.eng.WriteRelationships(f.ctx, engine.WriteRequest{Caller: "test", Updates: ups})
 	if err != nil {
-		f.t.Fatalf("write %v: %v", rels, err)
+		f.t.Fatalf("write of %d relationships: %v", len(rels), err)
 	}
 	return z
 }

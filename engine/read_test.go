@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 	"testing"
 
@@ -67,9 +68,16 @@ func TestSchemaChangeSafety(t *testing.T) {
 	if _, _, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: tuple.Filter{ResourceType: "document", Relation: "banned"}}); err != nil {
 		t.Fatal(err)
 	}
-	z, _, err := f.eng.WriteSchema(f.ctx, "test", withoutBanned)
+	z, changes, err := f.eng.WriteSchema(f.ctx, "test", withoutBanned)
 	if err != nil {
 		t.Fatalf("after deleting the users of banned: %v", err)
+	}
+	var kinds []string
+	for _, c := range changes {
+		kinds = append(kinds, c.String())
+	}
+	if !slices.ContainsFunc(kinds, func(s string) bool { return strings.HasPrefix(s, "relation removed: document#banned") }) {
+		t.Errorf("changes %q do not report the removed relation", kinds)
 	}
 	text, at, err := f.eng.ReadSchema(f.ctx, engine.AtLeastAsFresh(z))
 	if err != nil || text != withoutBanned || at != z {

@@ -50,8 +50,8 @@ type DeleteRequest struct {
 // returned revision on. It refuses, with an *UnsafeSchemaChangeError, a
 // schema that removes a relation or an allowed subject type that stored
 // relationships still use. The returned changes list what differs from
-// the previous schema (nil for the first schema).
-func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (string, []SchemaChange, error) {
+// the previous schema (for the first schema: everything, as added).
+func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (string, []schema.Change, error) {
 	if err := e.checkOpen(); err != nil {
 		return "", nil, err
 	}
@@ -70,10 +70,11 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (string, 
 	if err != nil {
 		return "", nil, err
 	}
-	var changes []SchemaChange
+	var prev *schema.Schema
 	if cur.c != nil {
-		changes = schemaDiff(cur.c.schema, next)
+		prev = cur.c.schema
 	}
+	changes := schema.Diff(prev, next)
 	now := e.now()
 	rev, err := e.st.Update(ctx, store.WriteMeta{Caller: caller}, func(ctx context.Context, tx store.Tx) error {
 		if cur.c != nil {
