@@ -47,17 +47,10 @@ func (h *schemas) WriteSchema(ctx context.Context, req *pb.WriteSchemaRequest) (
 	return &pb.WriteSchemaResponse{WrittenAt: zookieToProto(zk), Changes: changesToProto(changes)}, nil
 }
 
-// changesToProto converts the changes WriteSchema reports. It is generic
-// only while engine.SchemaChange is a placeholder on its way to becoming
-// an alias of schema.Change; other change types keep their text form.
-func changesToProto[C any](cs []C) []*pb.SchemaChange {
+func changesToProto(cs []schema.Change) []*pb.SchemaChange {
 	var out []*pb.SchemaChange
 	for _, c := range cs {
-		if sc, ok := any(c).(schema.Change); ok {
-			out = append(out, changeToProto(sc))
-			continue
-		}
-		out = append(out, &pb.SchemaChange{Description: fmt.Sprintf("%+v", c)})
+		out = append(out, changeToProto(c))
 	}
 	return out
 }
