@@ -2,16 +2,12 @@ package memstore
 
 import (
 	"context"
-	"errors"
 	"iter"
 	"slices"
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
-
-// errFinished reports use of a transaction after its Update returned.
-var errFinished = errors.New("memstore: transaction already finished")
 
 // pendingWrite is the state a transaction leaves a key in.
 type pendingWrite struct {
@@ -123,6 +119,9 @@ func (t *tx) Create(ctx context.Context, r tuple.Relationship) error {
 func (t *tx) Delete(ctx context.Context, k tuple.Key) error {
 	if err := t.begin(); err != nil {
 		return err
+	}
+	if err := (tuple.Relationship{Resource: k.Resource, Relation: k.Relation, Subject: k.Subject}).Validate(); err != nil {
+		return t.fail(errorf("delete %s: %w", k, err))
 	}
 	old, ok := t.current(k)
 	if !ok {

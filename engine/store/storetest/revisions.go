@@ -80,6 +80,12 @@ func (s *suite) testRevisions(t *testing.T) {
 			}
 			return tx.Touch(ctx, tuple.Relationship{Resource: tuple.ObjectRef{Type: "Doc", ID: "1"}, Relation: "viewer", Subject: tuple.SubjectRef{Type: "user", ID: "x"}})
 		}, func(err error) bool { return errors.Is(err, tuple.ErrInvalid) }},
+		{"invalid key to delete", func(ctx context.Context, tx store.Tx) error {
+			if err := tx.Touch(ctx, rels[1]); err != nil {
+				return err
+			}
+			return tx.Delete(ctx, tuple.Key{Resource: tuple.ObjectRef{Type: "doc", ID: ""}, Relation: "viewer", Subject: tuple.SubjectRef{Type: "user", ID: "x"}})
+		}, func(err error) bool { return errors.Is(err, tuple.ErrInvalid) }},
 	}
 	for _, tc := range failures {
 		rev, err := st.Update(ctx, store.WriteMeta{}, tc.fn)

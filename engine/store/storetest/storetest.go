@@ -35,7 +35,9 @@
 //   - Every successful Update, even one that writes nothing, commits the
 //     next revision; a failed one commits nothing and uses no revision.
 //   - An error returned by any Tx method aborts the transaction, even when
-//     fn ignores it and returns nil.
+//     fn ignores it and returns nil. Touch, Create and Delete validate
+//     their input: a malformed relationship or key fails with an error
+//     that wraps tuple.ErrInvalid.
 //   - Create fails on a key created or touched earlier in the same
 //     transaction and succeeds after a Delete of it in the same
 //     transaction; Create over a relationship that expired by the store's
