@@ -42,6 +42,8 @@ type Report struct {
 	PeakRSSBytes   int64      `json:"peak_rss_bytes"`
 	// Samples are the first errors and unexpected answers, for diagnosis.
 	Samples []string `json:"samples,omitempty"`
+	// Slowest are the slowest requests of the measured phase, slowest first.
+	Slowest []Slow `json:"slowest,omitempty"`
 }
 
 // Machine describes where the run happened.
@@ -116,6 +118,7 @@ func newReport(wl workload.Workload, cfg RunConfig, ph *phase) *Report {
 			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		},
 		Samples: ph.samples,
+		Slowest: ph.slowest,
 	}
 	var all histogram.Histogram
 	r.Total.Op = "total"
@@ -243,6 +246,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "cpu      %.1fs user + %.1fs system over %.1fs (%.2f cores), %.1fµs per op; peak RSS %.0f MiB\n",
 		r.CPU.UserSeconds, r.CPU.SystemSeconds, r.ElapsedSeconds, r.CPU.Cores, r.CPU.PerOpMicros, float64(r.PeakRSSBytes)/(1<<20))
+	for _, s := range r.Slowest {
+		fmt.Fprintf(&b, "slow     %8s  %s\n", dur(s.LatencyNs), s.Request)
+	}
 	for _, s := range r.Samples {
 		fmt.Fprintf(&b, "sample   %s\n", s)
 	}

@@ -1,12 +1,14 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,10 +56,38 @@ type worker struct {
 	ops     [workload.NumOps]opResult
 	done    atomic.Int64 // read by the progress line
 	samples []string     // first errors and unexpected answers
+	slowest []Slow       // the slowest requests, unordered, at most maxSlow
 	_       [64]byte     // keeps done off its neighbour's cache line
 }
 
-const maxSamples = 5
+const (
+	maxSamples = 5
+	maxSlow    = 5
+)
+
+// Slow is one of the slowest requests of a run.
+type Slow struct {
+	Request   string `json:"request"`
+	LatencyNs int64  `json:"latency_ns"`
+}
+
+// noteSlow keeps req if it is among the worker's slowest so far. The
+// request is formatted only when it qualifies, which is rare.
+func (w *worker) noteSlow(req *workload.Request, lat time.Duration) {
+	if len(w.slowest) < maxSlow {
+		w.slowest = append(w.slowest, Slow{req.String(), int64(lat)})
+		return
+	}
+	least := 0
+	for i, s := range w.slowest {
+		if s.LatencyNs < w.slowest[least].LatencyNs {
+			least = i
+		}
+	}
+	if int64(lat) > w.slowest[least].LatencyNs {
+		w.slowest[least] = Slow{req.String(), int64(lat)}
+	}
+}
 
 func (w *worker) note(format string, args ...any) {
 	if len(w.samples) < maxSamples {
@@ -71,6 +101,7 @@ type phase struct {
 	count   int64
 	elapsed time.Duration
 	samples []string
+	slowest []Slow
 }
 
 // run drives one phase. Worker i draws requests from wl.Source(streamBase+i).
@@ -140,12 +171,15 @@ func run(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig, str
 			a.results += b.results
 		}
 		ph.count += w.done.Load()
+		ph.slowest = append(ph.slowest, w.slowest...)
 		for _, s := range w.samples {
 			if len(ph.samples) < 2*maxSamples {
 				ph.samples = append(ph.samples, s)
 			}
 		}
 	}
+	slices.SortFunc(ph.slowest, func(a, b Slow) int { return cmp.Compare(b.LatencyNs, a.LatencyNs) })
+	ph.slowest = ph.slowest[:min(len(ph.slowest), maxSlow)]
 	if err := ctx.Err(); err != nil {
 		return ph, fmt.Errorf("bench: %s interrupted: %w", label, err)
 	}
@@ -168,6 +202,7 @@ func (w *worker) do(ctx context.Context, t Target, op workload.Op, sent time.Tim
 		w.note("unexpected answer allowed=%v: %s", out.Allowed, req.String())
 	}
 	r.results += uint64(out.Results)
+	w.noteSlow(&req, lat)
 	w.done.Add(1)
 }
 
