@@ -81,6 +81,7 @@ func (s *Store) GC(ctx context.Context, now time.Time) (store.GCStats, error) {
 		n++
 	}
 	s.schemas = slices.Clone(s.schemas[n:])
+	s.checkInvariants()
 	return store.GCStats{Horizon: h, Removed: removed}, nil
 }
 

@@ -255,6 +255,7 @@ func (s *Store) commit(meta store.WriteMeta, changes []store.Change, pending map
 	})
 	s.head = rev
 	s.lastTime = t
+	s.checkInvariants()
 	close(s.notify)
 	s.notify = make(chan struct{})
 	return rev, nil

@@ -7,6 +7,7 @@ import (
 	"iter"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
@@ -174,5 +175,39 @@ func BenchmarkTouch(b *testing.B) {
 		}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestCommitTimeMonotonic checks that commit times never go backwards even
+// when the injected clock does, so that GC's "newest revision committed
+// at or before" stays well defined.
+func TestCommitTimeMonotonic(t *testing.T) {
+	clock := storetest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	st := memstore.New(memstore.Options{Now: clock.Now})
+	rel := storetest.MustParse(t, "doc:1#viewer@user:1")
+	steps := []time.Duration{time.Hour, -2 * time.Hour, time.Minute, 3 * time.Hour}
+	for _, d := range steps {
+		clock.Advance(d)
+		storetest.MustTouch(t, st, rel...)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var times []time.Time
+	for cs, err := range st.Watch(ctx, 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		times = append(times, cs.Time)
+		if len(times) == len(steps) {
+			break
+		}
+	}
+	for i := 1; i < len(times); i++ {
+		if times[i].Before(times[i-1]) {
+			t.Errorf("commit times %v go backwards", times)
+		}
+	}
+	if !times[1].Equal(times[0]) || !times[3].After(times[2]) {
+		t.Errorf("commit times %v: want the backward step clamped and later steps kept", times)
 	}
 }
