@@ -182,3 +182,85 @@ func TestEnterpriseExample(t *testing.T) {
 		t.Errorf("only %d assertions ran", res.Assertions)
 	}
 }
+
+func TestRunValidationBlock(t *testing.T) {
+	src := runSchema + `relationships: |-
+  document:1#viewer@user:anne
+  document:1#viewer@group:eng#member
+  group:eng#member@user:bob
+  group:eng#member@user:anne
+  document:2#viewer@user:*
+  document:2#banned@user:eve
+  document:3#viewer@user:carl[on_weekday]
+validation:
+  document:1#view:
+    - "[group:eng#member] is <document:1#viewer>"
+    - "[user:anne] is <document:1#viewer>/<group:eng#member>"
+    - "[user:bob] is <group:eng#member>"
+  document:2#view:
+    - "[user:* - {user:eve}] is <document:2#viewer>"
+  document:3#view:
+    - "[user:carl[...]] is <document:3#viewer>"
+  document:4#view: []
+`
+	if res := runText(t, src); !res.OK() {
+		for _, f := range res.Failures {
+			t.Error(f)
+		}
+	}
+
+	wrong := runSchema + `relationships: |-
+  document:1#viewer@user:anne
+  document:1#viewer@user:bob
+  document:2#viewer@user:*
+  document:2#banned@user:eve
+  document:3#viewer@user:carl[on_weekday]
+validation:
+  document:1#view:
+    - "[user:anne] is <document:1#banned>"
+    - "[user:zed] is <document:1#viewer>"
+  document:2#view:
+    - "[user:*] is <document:2#viewer>"
+  document:3#view:
+    - "[user:carl] is <document:3#viewer>"
+`
+	res := runText(t, wrong)
+	want := []struct {
+		line int
+		msg  string
+	}{
+		{21, "document:1#view: subject [user:bob] is <document:1#viewer> but is not listed"},
+		{22, "subject [user:anne] is <document:1#viewer>, expected <document:1#banned>"},
+		{23, "expected subject [user:zed] was not found"},
+		{25, "subject [user:*] has exceptions {user:eve}, expected {}"},
+		{27, "subject [user:carl] is caveated, expected not caveated"},
+	}
+	if len(res.Failures) != len(want) {
+		for _, f := range res.Failures {
+			t.Log(f)
+		}
+		t.Fatalf("got %d failures, want %d", len(res.Failures), len(want))
+	}
+	for i, w := range want {
+		if f := res.Failures[i]; f.Pos.Line != w.line || !strings.Contains(f.Msg, w.msg) {
+			t.Errorf("failure %d = %s, want line %d containing %q", i, f, w.line, w.msg)
+		}
+	}
+}
+
+func TestRunExplainsWrongAnswers(t *testing.T) {
+	res := runText(t, runSchema+`relationships: |-
+  document:1#viewer@group:eng#member
+  group:eng#member@user:anne
+assertions:
+  assertFalse:
+    - document:1#view@user:anne
+`)
+	if len(res.Failures) != 1 {
+		t.Fatalf("failures: %v", res.Failures)
+	}
+	want := "path: document:1#view (exclusion) -> document:1#viewer -> group:eng#member -> user:anne"
+	if got := res.Failures[0].Explain; got != want {
+		t.Errorf("explanation = %q, want %q", got, want)
+	}
+}
