@@ -640,8 +640,8 @@ func (w *enterprise) linkRels(l uint64, y func(tuple.Relationship) bool) bool {
 	lp, name := w.links[l], w.link(l)
 	rs := []tuple.Relationship{
 		rel("link", name, "platform", "platform", "pemba"),
-		rel("link", name, "from", "enterprise", w.ent(lp.ends[0])),
-		rel("link", name, "to", "enterprise", w.ent(lp.ends[1])),
+		rel("link", name, "from_enterprise", "enterprise", w.ent(lp.ends[0])),
+		rel("link", name, "to_enterprise", "enterprise", w.ent(lp.ends[1])),
 	}
 	if w.linkApproved(l) {
 		rs = append(rs, rel("link", name, "approved", "employee", "*"))
