@@ -134,8 +134,11 @@ func (p *printer) definition(d *DefinitionDecl, next Pos) {
 	if len(d.Members) > 0 {
 		first = d.Members[0].Pos()
 	}
+	before := p.ci
 	p.trailing(first, d.Lbrace+1, p.line(d.Lbrace))
-	if len(d.Members) == 0 && (p.ci >= len(p.cs) || p.cs[p.ci].Pos() >= d.Rbrace) {
+	// "{}" only when nothing was printed after "{": a // comment there
+	// would swallow the "}".
+	if len(d.Members) == 0 && p.ci == before && (p.ci >= len(p.cs) || p.cs[p.ci].Pos() >= d.Rbrace) {
 		p.b.WriteByte('}')
 	} else {
 		p.b.WriteByte('\n')
