@@ -32,7 +32,7 @@ func (s *suite) testGC(t *testing.T) {
 	changed4.Caveat = &tuple.Caveat{Name: "v4"}
 
 	models := []model{newModel()}
-	times := []time.Time{t0}
+	times := []time.Time{startTime()}
 	schemas := []struct {
 		text string
 		rev  store.Revision

@@ -312,7 +312,7 @@ func (s *suite) testPaginationDuringWrites(t *testing.T) {
 func (s *suite) testExpiration(t *testing.T) {
 	ctx := context.Background()
 	st, _ := s.open(t, Config{})
-	now := t0.Add(time.Hour)
+	now := startTime().Add(time.Hour)
 	base := MustParse(t,
 		"doc:1#viewer@user:never",
 		"doc:1#viewer@user:past",

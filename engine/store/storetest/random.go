@@ -24,30 +24,35 @@ func (s *suite) testRandom(t *testing.T) {
 	}
 }
 
-// randomSpace is the vocabulary of the random test.
-var randomSpace = struct {
+// vocabulary is the small key space of the random test.
+type vocabulary struct {
 	resources []tuple.ObjectRef
 	relations []string
 	subjects  []tuple.SubjectRef
-}{
-	resources: []tuple.ObjectRef{{Type: "doc", ID: "1"}, {Type: "doc", ID: "2"}, {Type: "doc", ID: "10"}, {Type: "folder", ID: "1"}},
-	relations: []string{"owner", "viewer"},
-	subjects: []tuple.SubjectRef{
-		{Type: "user", ID: "a"}, {Type: "user", ID: "b"}, {Type: "user", ID: "*"},
-		{Type: "group", ID: "g"}, {Type: "group", ID: "g", Relation: "member"}, {Type: "doc", ID: "1"},
-	},
+}
+
+func newVocabulary() vocabulary {
+	return vocabulary{
+		resources: []tuple.ObjectRef{{Type: "doc", ID: "1"}, {Type: "doc", ID: "2"}, {Type: "doc", ID: "10"}, {Type: "folder", ID: "1"}},
+		relations: []string{"owner", "viewer"},
+		subjects: []tuple.SubjectRef{
+			{Type: "user", ID: "a"}, {Type: "user", ID: "b"}, {Type: "user", ID: "*"},
+			{Type: "group", ID: "g"}, {Type: "group", ID: "g", Relation: "member"}, {Type: "doc", ID: "1"},
+		},
+	}
 }
 
 // randomGen draws random values for one run.
 type randomGen struct {
 	rng   *rand.Rand
 	clock *Clock
+	voc   vocabulary
 }
 
 func pick[T any](g *randomGen, xs []T) T { return xs[g.rng.IntN(len(xs))] }
 
 func (g *randomGen) rel() tuple.Relationship {
-	r := tuple.Relationship{Resource: pick(g, randomSpace.resources), Relation: pick(g, randomSpace.relations), Subject: pick(g, randomSpace.subjects)}
+	r := tuple.Relationship{Resource: pick(g, g.voc.resources), Relation: pick(g, g.voc.relations), Subject: pick(g, g.voc.subjects)}
 	switch g.rng.IntN(4) {
 	case 0:
 		r.Caveat = &tuple.Caveat{Name: "c1"}
@@ -65,14 +70,14 @@ func (g *randomGen) rel() tuple.Relationship {
 func (g *randomGen) filter() tuple.Filter {
 	f := tuple.Filter{}
 	if g.rng.IntN(4) > 0 {
-		r := pick(g, randomSpace.resources)
+		r := pick(g, g.voc.resources)
 		f.ResourceType = r.Type
 		if g.rng.IntN(2) == 0 {
 			f.ResourceID = r.ID
 		}
 	}
 	if g.rng.IntN(2) == 0 {
-		f.Relation = pick(g, randomSpace.relations)
+		f.Relation = pick(g, g.voc.relations)
 	}
 	if g.rng.IntN(2) == 0 {
 		f.Subject = g.subjectFilter()
@@ -81,7 +86,7 @@ func (g *randomGen) filter() tuple.Filter {
 }
 
 func (g *randomGen) subjectFilter() *tuple.SubjectFilter {
-	sub := pick(g, randomSpace.subjects)
+	sub := pick(g, g.voc.subjects)
 	sf := &tuple.SubjectFilter{Type: sub.Type}
 	if g.rng.IntN(2) == 0 {
 		sf.ID = sub.ID
@@ -98,10 +103,10 @@ func (g *randomGen) subjectFilter() *tuple.SubjectFilter {
 func (g *randomGen) reverseFilter() tuple.ReverseFilter {
 	f := tuple.ReverseFilter{Subject: *g.subjectFilter()}
 	if g.rng.IntN(2) == 0 {
-		f.ResourceType = pick(g, randomSpace.resources).Type
+		f.ResourceType = pick(g, g.voc.resources).Type
 	}
 	if g.rng.IntN(2) == 0 {
-		f.Relation = pick(g, randomSpace.relations)
+		f.Relation = pick(g, g.voc.relations)
 	}
 	return f
 }
@@ -178,9 +183,9 @@ func (s *suite) randomRun(t *testing.T, seed uint64) {
 	)
 	st, clock := s.open(t, Config{MaxBatchOps: maxOps, GCWindow: window})
 	gc, _ := st.(store.GarbageCollector)
-	g := &randomGen{rng: rand.New(rand.NewPCG(seed, 0x5eed)), clock: clock}
+	g := &randomGen{rng: rand.New(rand.NewPCG(seed, 0x5eed)), clock: clock, voc: newVocabulary()}
 	models := []model{newModel()}
-	times := []time.Time{t0}
+	times := []time.Time{startTime()}
 	horizon := store.Revision(0)
 
 	for step := range steps {

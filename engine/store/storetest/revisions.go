@@ -134,7 +134,7 @@ func (s *suite) testRevisions(t *testing.T) {
 func (s *suite) testMVCC(t *testing.T) {
 	ctx := context.Background()
 	st, clock := s.open(t, Config{})
-	exp := t0.Add(48 * time.Hour)
+	exp := startTime().Add(48 * time.Hour)
 	rels := MustParse(t,
 		"doc:a#viewer@user:1",
 		"doc:b#viewer@group:eng#member",

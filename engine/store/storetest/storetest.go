@@ -115,14 +115,16 @@ type suite struct {
 	newStore Factory
 }
 
-// t0 is the suite's fixed starting time; it is not UTC on purpose, so that
-// backends must convert.
-var t0 = time.Date(2030, time.March, 4, 5, 6, 7, 890123456, time.FixedZone("UTC+5", 5*3600))
+// startTime is the suite's fixed starting time; it is not UTC on purpose,
+// so that backends must convert.
+func startTime() time.Time {
+	return time.Date(2030, time.March, 4, 5, 6, 7, 890123456, time.FixedZone("UTC+5", 5*3600))
+}
 
 // open returns a fresh store whose clock the test controls.
 func (s *suite) open(t testing.TB, cfg Config) (store.Store, *Clock) {
 	t.Helper()
-	clock := NewClock(t0)
+	clock := NewClock(startTime())
 	if cfg.Now == nil {
 		cfg.Now = clock.Now
 	}

@@ -94,7 +94,7 @@ func (s *suite) testWatchHistory(t *testing.T) {
 	rels := MustParse(t, "doc:1#viewer@user:a", "doc:1#viewer@user:b", "doc:2#viewer@group:eng#member", "folder:1#viewer@user:a")
 	a, b, c, d := rels[0], rels[1], rels[2], rels[3]
 	c.Caveat = &tuple.Caveat{Name: "weekday", Context: map[string]any{"tz": "UTC"}}
-	c.Expiration = t0.Add(time.Hour)
+	c.Expiration = startTime().Add(time.Hour)
 
 	var want []store.ChangeSet
 	write := func(caller string, fn func(ctx context.Context, tx store.Tx) error, cs store.ChangeSet) {

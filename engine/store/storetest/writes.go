@@ -26,7 +26,7 @@ func (s *suite) testTouchUpsert(t *testing.T) {
 	other := MustParse(t, "doc:1#viewer@user:bob")[0]
 	caveated := plain
 	caveated.Caveat = &tuple.Caveat{Name: "weekday", Context: map[string]any{"tz": "UTC"}}
-	caveated.Expiration = t0.Add(time.Hour)
+	caveated.Expiration = startTime().Add(time.Hour)
 	recaveated := plain
 	recaveated.Caveat = &tuple.Caveat{Name: "other"}
 
