@@ -1,0 +1,115 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	pb "github.com/pemba-authz/pemba/api/pembav1"
+)
+
+const (
+	secretA = "secret-of-service-a-0123456789"
+	secretB = "secret-of-service-b-0123456789"
+)
+
+func bearer(secret string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+secret)
+}
+
+func TestAuth(t *testing.T) {
+	f := newFixture(t, Config{
+		Keys:              []Key{{Name: "svc-a", Secret: secretA}, {Name: "svc-b", Secret: secretB}},
+		HealthWithoutAuth: true,
+		Reflection:        true,
+	})
+	if _, err := f.schema.WriteSchema(bearer(secretA), &pb.WriteSchemaRequest{Schema: testSchema}); err != nil {
+		t.Fatal(err)
+	}
+	checkReq := &pb.CheckPermissionRequest{Consistency: full(), Resource: obj("doc", "1"), Permission: "view", Subject: sub("user", "a", "")}
+	unary := func(ctx context.Context) error {
+		_, err := f.perms.CheckPermission(ctx, checkReq)
+		return err
+	}
+	stream := func(ctx context.Context) error {
+		s, err := f.perms.ReadRelationships(ctx, &pb.ReadRelationshipsRequest{RelationshipFilter: &pb.RelationshipFilter{ResourceType: "doc"}})
+		if err != nil {
+			return err
+		}
+		_, err = collect(t, s.Recv)
+		return err
+	}
+	tests := []struct {
+		name string
+		ctx  context.Context
+		ok   bool
+	}{
+		{"no metadata", context.Background(), false},
+		{"wrong key", bearer("secret-of-nobody-0123456789"), false},
+		{"key prefix", bearer(secretA[:len(secretA)-1]), false},
+		{"empty bearer", metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "), false},
+		{"basic scheme", metadata.AppendToOutgoingContext(context.Background(), "authorization", "Basic "+secretA), false},
+		{"two values", metadata.AppendToOutgoingContext(bearer(secretA), "authorization", "Bearer "+secretB), false},
+		{"key a", bearer(secretA), true},
+		{"key b, lowercase scheme", metadata.AppendToOutgoingContext(context.Background(), "authorization", "bearer "+secretB), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for kind, call := range map[string]func(context.Context) error{"unary": unary, "stream": stream} {
+				err := call(tt.ctx)
+				if tt.ok {
+					if err != nil {
+						t.Errorf("%s: %v", kind, err)
+					}
+					continue
+				}
+				wantCode(t, err, codes.Unauthenticated, ReasonUnauthenticated)
+				if strings.Contains(err.Error(), "secret-of") {
+					t.Errorf("%s: the error repeats the key: %v", kind, err)
+				}
+			}
+		})
+	}
+
+	// Health is exempt; reflection is not (ReflectionWithoutAuth unset).
+	hc := healthpb.NewHealthClient(f.conn)
+	resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: pb.PermissionsService_ServiceDesc.ServiceName})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health without a key = %v, %v", resp, err)
+	}
+}
+
+func TestAuthHealthNotExempt(t *testing.T) {
+	f := newFixture(t, Config{Keys: []Key{{Name: "svc-a", Secret: secretA}}})
+	hc := healthpb.NewHealthClient(f.conn)
+	_, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	wantCode(t, err, codes.Unauthenticated, ReasonUnauthenticated)
+	if _, err := hc.Check(bearer(secretA), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("health with a key: %v", err)
+	}
+}
+
+func TestNewAuthenticatorRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		keys []Key
+	}{
+		{"no name", []Key{{Secret: secretA}}},
+		{"short secret", []Key{{Name: "a", Secret: "short"}}},
+		{"repeated secret", []Key{{Name: "a", Secret: secretA}, {Name: "b", Secret: secretA}}},
+	}
+	for _, tt := range tests {
+		_, err := newAuthenticator(tt.keys)
+		if err == nil {
+			t.Errorf("%s: accepted", tt.name)
+			continue
+		}
+		if strings.Contains(err.Error(), secretA) {
+			t.Errorf("%s: the error repeats the key: %v", tt.name, err)
+		}
+	}
+}
