@@ -303,6 +303,7 @@ func (e *Engine) schemaOf(ctx context.Context, r store.Reader) (*compiled, error
 	if err != nil {
 		// The engine compiled this text before storing it; failing now
 		// means the compiler changed incompatibly or the store is corrupt.
+		e.log.ErrorContext(ctx, "stored schema does not compile", "written", uint64(written), "error", err)
 		return nil, fmt.Errorf("engine: stored schema (written at revision %d) no longer compiles: %w", written, err)
 	}
 	c = e.newCompiled(s)

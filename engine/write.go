@@ -89,8 +89,13 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (string, 
 		return tx.WriteSchema(ctx, text)
 	})
 	if err != nil {
+		var ue *UnsafeSchemaChangeError
+		if errors.As(err, &ue) {
+			e.log.WarnContext(ctx, "schema change refused", "caller", caller, "uses", len(ue.Uses), "error", err)
+		}
 		return "", nil, e.wrapWrite(err)
 	}
+	e.log.InfoContext(ctx, "schema written", "caller", caller, "revision", uint64(rev), "changes", len(changes))
 	e.remember(rev, e.newCompiled(next))
 	return e.zookieOf(rev), changes, nil
 }

@@ -1,7 +1,9 @@
 package engine_test
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -215,5 +217,21 @@ func TestDeleteRelationships(t *testing.T) {
 	var pe *engine.PreconditionError
 	if !errors.As(err, &pe) || pe.Index != 0 {
 		t.Errorf("failed precondition: %v", err)
+	}
+}
+
+func TestSchemaWritesAreLogged(t *testing.T) {
+	var buf bytes.Buffer
+	f := newFixture(t, engine.Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	f.touch("document:1#banned@user:a")
+	noBanned := strings.Replace(strings.Replace(testSchema, "relation banned: user\n", "", 1), "viewer - banned", "viewer", 1)
+	if _, _, err := f.eng.WriteSchema(f.ctx, "alice", noBanned); err == nil {
+		t.Fatal("unsafe schema accepted")
+	}
+	log := buf.String()
+	for _, want := range []string{`msg="schema written" caller=test revision=1`, `msg="schema change refused" caller=alice uses=1`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log does not contain %q:\n%s", want, log)
+		}
 	}
 }
