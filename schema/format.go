@@ -31,6 +31,7 @@ func FormatSource(filename, src string) (string, error) {
 // same Schema as the input.
 func Format(f *File) string {
 	p := &printer{f: f}
+	p.b.Grow(len(f.src) + len(f.src)/8)
 	for _, g := range f.Comments {
 		p.cs = append(p.cs, g.List...)
 	}

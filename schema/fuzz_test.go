@@ -41,6 +41,9 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("error with bad position: %v (%+v)", e, e.Pos)
 				}
 			}
+			// Partial trees must not make the checker or printer panic.
+			_, _ = Check(file)
+			_ = Format(file)
 			return
 		}
 		if _, err := Check(file); err != nil {
