@@ -29,7 +29,11 @@ type Report struct {
 	Consistency string    `json:"consistency"`
 	Concurrency int       `json:"concurrency"`
 	// Rate is the open-loop arrival rate (0: closed loop).
-	Rate    float64  `json:"rate"`
+	Rate float64 `json:"rate"`
+	// Missed counts open-loop requests scheduled before the end of the
+	// run that no worker was free to send: the target could not keep up,
+	// and the percentiles understate its latency at that rate.
+	Missed  int64    `json:"missed,omitempty"`
 	Mix     string   `json:"mix"`
 	Machine Machine  `json:"machine"`
 	Load    LoadInfo `json:"load"`
@@ -111,6 +115,7 @@ func newReport(wl workload.Workload, cfg RunConfig, ph *phase) *Report {
 		Seed:           wl.Seed(),
 		Concurrency:    max(cfg.Concurrency, 1),
 		Rate:           cfg.Rate,
+		Missed:         ph.missed,
 		Mix:            mix.String(),
 		ElapsedSeconds: ph.elapsed.Seconds(),
 		Machine: Machine{
@@ -211,6 +216,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	loop := "closed loop"
 	if r.Rate > 0 {
 		loop = fmt.Sprintf("open loop at %.0f/s", r.Rate)
+		if r.Missed > 0 {
+			loop += fmt.Sprintf(" (%d requests missed: the target fell behind)", r.Missed)
+		}
 	}
 	fmt.Fprintf(&b, "workload %s (scale %s, seed %d) on %s, %s, %d workers, %s, mix %s\n",
 		r.Workload, r.Scale, r.Seed, r.Target, r.Consistency, r.Concurrency, loop, r.Mix)

@@ -55,6 +55,7 @@ type worker struct {
 	rng     *rand.Rand
 	ops     [workload.NumOps]opResult
 	done    atomic.Int64 // read by the progress line
+	missed  int64        // open loop: requests the schedule had no time for
 	samples []string     // first errors and unexpected answers
 	slowest []Slow       // the slowest requests, unordered, at most maxSlow
 	_       [64]byte     // keeps done off its neighbour's cache line
@@ -99,6 +100,7 @@ func (w *worker) note(format string, args ...any) {
 type phase struct {
 	ops     [workload.NumOps]opResult
 	count   int64
+	missed  int64
 	elapsed time.Duration
 	samples []string
 	slowest []Slow
@@ -148,6 +150,11 @@ func run(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig, str
 					}
 					if d := time.Until(sent); d > 0 {
 						time.Sleep(d)
+					} else if !deadline.IsZero() && time.Now().After(deadline) {
+						// Scheduled in time but not sent by the end: the
+						// target fell behind. Counted, not waited for.
+						w.missed++
+						continue
 					}
 				} else {
 					sent = time.Now()
@@ -171,6 +178,7 @@ func run(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig, str
 			a.results += b.results
 		}
 		ph.count += w.done.Load()
+		ph.missed += w.missed
 		ph.slowest = append(ph.slowest, w.slowest...)
 		for _, s := range w.samples {
 			if len(ph.samples) < 2*maxSamples {
