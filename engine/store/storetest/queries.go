@@ -241,13 +241,19 @@ func (s *suite) testCursorPositions(t *testing.T) {
 		{Resource: tuple.ObjectRef{Type: "zzz", ID: "zzz"}, Relation: "zzz", Subject: tuple.SubjectRef{Type: "zzz", ID: "zzz", Relation: "zzz"}},
 	}
 	for _, q := range queriers() {
+		all := q.want(m, store.QueryOptions{})
 		for _, c := range cursors {
+			// The model's answer from the full one: everything after c.
+			i := 0
+			for i < len(all) && q.order(all[i].Key(), c) <= 0 {
+				i++
+			}
 			opts := store.QueryOptions{After: &c}
 			got, err := q.run(r, opts)
-			checkRels(t, fmt.Sprintf("%s after %s", q.name, c), got, err, q.want(m, opts))
+			checkRels(t, fmt.Sprintf("%s after %s", q.name, c), got, err, all[i:])
 			opts.Limit = 2
 			got, err = q.run(r, opts)
-			checkRels(t, fmt.Sprintf("%s after %s limit 2", q.name, c), got, err, q.want(m, opts))
+			checkRels(t, fmt.Sprintf("%s after %s limit 2", q.name, c), got, err, all[i:min(i+2, len(all))])
 		}
 	}
 }
