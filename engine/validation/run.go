@@ -201,7 +201,7 @@ func (r *runner) assert(ctx context.Context, a Assertion) error {
 // isInputError reports errors caused by the file's content (an unknown
 // type or permission), which are failures rather than aborts.
 func isInputError(err error) bool {
-	for _, target := range []error{eval.ErrUnknownDefinition, eval.ErrUnknownRelation, eval.ErrInvalidRequest, eval.ErrMaxDepth, tuple.ErrInvalid, engine.ErrInvalidRequest, engine.ErrLimitExceeded} {
+	for _, target := range []error{eval.ErrCaveat, eval.ErrUnknownDefinition, eval.ErrUnknownRelation, eval.ErrInvalidRequest, eval.ErrMaxDepth, tuple.ErrInvalid, engine.ErrInvalidRequest, engine.ErrLimitExceeded} {
 		if errors.Is(err, target) {
 			return true
 		}

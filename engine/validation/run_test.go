@@ -264,3 +264,52 @@ assertions:
 		t.Errorf("explanation = %q, want %q", got, want)
 	}
 }
+
+// A caveat on a subject set, or on the relationship an arrow follows,
+// makes every subject reached through it conditional.
+func TestRunCaveatedEdges(t *testing.T) {
+	res := runText(t, `schema: |-
+  caveat ok(flag bool) {
+    flag
+  }
+  definition user {}
+  definition group {
+    relation member: user
+  }
+  definition folder {
+    relation viewer: user
+  }
+  definition document {
+    relation viewer: group#member | group#member with ok
+    relation parent: folder | folder with ok
+    permission view = viewer + parent->viewer
+  }
+relationships: |-
+  document:1#viewer@group:eng#member[ok]
+  group:eng#member@user:anne
+  document:1#parent@folder:f[ok]
+  folder:f#viewer@user:bob
+  document:2#viewer@group:eng#member[ok]
+  document:2#viewer@group:ops#member
+  group:ops#member@user:anne
+validation:
+  document:1#view:
+    - "[group:eng#member[...]] is <document:1#viewer>"
+    - "[user:anne[...]] is <group:eng#member>"
+    - "[user:bob[...]] is <folder:f#viewer>"
+  document:2#view:
+    - "[group:eng#member[...]] is <document:2#viewer>"
+    - "[group:ops#member] is <document:2#viewer>"
+    - "[user:anne] is <group:eng#member>/<group:ops#member>"
+assertions:
+  assertCaveated:
+    - document:1#view@user:anne
+    - document:1#view@user:bob
+  assertTrue:
+    - document:2#view@user:anne
+    - 'document:1#view@user:bob with {"flag": true}'
+`)
+	for _, f := range res.Failures {
+		t.Error(f)
+	}
+}

@@ -78,12 +78,35 @@ func subjectsOf(t *eval.Tree) memberSet {
 		}
 	}
 	for _, c := range t.Children {
-		for k, m := range subjectsOf(c) {
-			_ = k
-			add(out, m.subject, m.caveated, m.via, m.exceptions)
+		// A child expands one of the node's subjects (a subject set of a
+		// leaf, or an object an arrow followed); a caveat on that
+		// relationship makes everything below it conditional.
+		viaCaveat := caveatedEdge(t, c)
+		for _, m := range subjectsOf(c) {
+			add(out, m.subject, m.caveated || viaCaveat, m.via, m.exceptions)
 		}
 	}
 	return out
+}
+
+// caveatedEdge reports whether the relationship of t that leads to child c
+// carries a caveat.
+func caveatedEdge(t, c *eval.Tree) bool {
+	if len(t.Subjects) == 0 {
+		return false
+	}
+	conditional, unconditional := false, false
+	for _, s := range t.Subjects {
+		if s.Subject.Object() != c.Object || (t.Kind == eval.Leaf && s.Subject.Relation != c.Relation) {
+			continue
+		}
+		if s.Caveat != nil {
+			conditional = true
+		} else {
+			unconditional = true
+		}
+	}
+	return conditional && !unconditional
 }
 
 // add merges a subject into set (a union): it is caveated only if every
