@@ -87,7 +87,8 @@ func (s *Store) GC(ctx context.Context, now time.Time) (store.GCStats, error) {
 
 // Import writes every relationship of rels at one new revision with Touch
 // semantics and no batch limit. An error from rels, or an invalid
-// relationship, writes nothing.
+// relationship, writes nothing. Like Update's closure, rels must not write
+// to the same store.
 func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2[tuple.Relationship, error]) (store.Revision, int, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()

@@ -186,6 +186,8 @@ func (s *Store) checkReadable(rev store.Revision) error {
 // Update runs fn in a write transaction and commits it at the next
 // revision. An error from fn, or from any Tx method even if fn ignored it,
 // aborts the transaction: nothing is written and no revision is used.
+// Transactions are serialised, so fn must not call Update or Import on the
+// same store (it would wait for itself); reading through any reader is fine.
 func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx context.Context, tx store.Tx) error) (store.Revision, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
