@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -446,7 +447,9 @@ func (t *paramType) convert(v any) (ref.Val, error) {
 	case kindList:
 		l, ok := v.([]any)
 		if !ok {
-			return nil, wrongType("a list", v)
+			if l, ok = reflectList(v); !ok {
+				return nil, wrongType("a list", v)
+			}
 		}
 		out := make([]ref.Val, len(l))
 		for i, e := range l {
@@ -460,7 +463,9 @@ func (t *paramType) convert(v any) (ref.Val, error) {
 	case kindMap:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return nil, wrongType("an object", v)
+			if m, ok = reflectMap(v); !ok {
+				return nil, wrongType("an object", v)
+			}
 		}
 		out := make(map[ref.Val]ref.Val, len(m))
 		for k, e := range m {
@@ -473,6 +478,37 @@ func (t *paramType) convert(v any) (ref.Val, error) {
 		return types.NewRefValMap(types.DefaultTypeAdapter, out), nil
 	}
 	return types.DefaultTypeAdapter.NativeToValue(normalizeAny(v)), nil
+}
+
+// reflectList accepts native Go slices and arrays ([]string, []int64, ...)
+// from Go callers.
+func reflectList(v any) ([]any, bool) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array {
+		return nil, false
+	}
+	if rv.Kind() == reflect.Slice && rv.Type().Elem().Kind() == reflect.Uint8 {
+		return nil, false // []byte is bytes, not a list
+	}
+	out := make([]any, rv.Len())
+	for i := range out {
+		out[i] = rv.Index(i).Interface()
+	}
+	return out, true
+}
+
+// reflectMap accepts native Go maps with string keys (map[string]int, ...).
+func reflectMap(v any) (map[string]any, bool) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Map || rv.Type().Key().Kind() != reflect.String {
+		return nil, false
+	}
+	out := make(map[string]any, rv.Len())
+	it := rv.MapRange()
+	for it.Next() {
+		out[it.Key().String()] = it.Value().Interface()
+	}
+	return out, true
 }
 
 func wrongType(want string, v any) error {
