@@ -304,6 +304,11 @@ func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub t
 			exists.deps(acc)
 			return exists, nil
 		}
+		// parent.all(target): every existing parent qualifies, and one
+		// existing parent qualifies (the same classically, but sharper
+		// in three-valued logic: nothing that cannot qualify makes the
+		// answer conditional).
+		targets := make([]result, len(branches))
 		all, err := rq.fold(ctx, true, len(branches), len(branches) >= 2, func(ctx context.Context, i int) (result, error) {
 			b := &branches[i]
 			t := resNo
@@ -313,14 +318,21 @@ func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub t
 					return result{}, err
 				}
 			}
-			// The subject must qualify if its relationship exists.
+			targets[i] = t
 			return or(not(b.cv), t), nil
 		})
 		if err != nil {
 			return result{}, err
 		}
 		all.deps(acc)
-		return and(all, exists), nil
+		if all.perm == NoPermission {
+			return all, nil
+		}
+		some := resNo
+		for i := range branches {
+			some = or(some, and(branches[i].cv, targets[i]))
+		}
+		return and(all, some), nil
 	}
 	any, err := rq.fold(ctx, false, len(branches), len(branches) >= 2, func(ctx context.Context, i int) (result, error) {
 		b := &branches[i]

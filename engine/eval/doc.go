@@ -18,8 +18,11 @@
 // intersection: no if any is no; exclusion: no if the base is no or the
 // subtraction yes) together with the sorted names of the missing
 // parameters. A caveat is evaluated with the request's context overlaid by
-// the context stored on the relationship. For parent.all(view), a parent
-// whose relationship is conditional must qualify only if it exists.
+// the context stored on the relationship. parent.all(view) holds when every
+// parent whose relationship exists has view and at least one of them does;
+// classically that is "all parents, and at least one parent", but in
+// three-valued logic it keeps a parent that cannot qualify from making the
+// answer conditional.
 // Relationships whose expiration has passed (at Params.Now) are invisible.
 //
 // # Evaluation

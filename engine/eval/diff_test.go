@@ -1,0 +1,520 @@
+package eval
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/pemba-authz/pemba/engine/cache"
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+var diffLong = flag.Bool("long", false, "run the differential test with many more random cases")
+
+// diffCases is the number of random schemas of TestDifferential:
+// PEMBA_DIFF_CASES overrides it, -long multiplies it by 20.
+func diffCases() int {
+	n := 400
+	if v, err := strconv.Atoi(os.Getenv("PEMBA_DIFF_CASES")); err == nil && v > 0 {
+		n = v
+	}
+	if *diffLong {
+		n *= 20
+	}
+	return n
+}
+
+const diffCaveats = `
+caveat flag(on bool) { on }
+caveat under(n int, limit int) { n < limit }
+definition user {}
+`
+
+var (
+	diffUsers = []string{"u1", "u2", "u3"}
+	diffIDs   = []string{"a", "b", "c"}
+)
+
+// genSchema builds a random compiled schema: user plus 2-4 definitions with
+// relations accepting users, wildcards, caveated and expiring users, plain
+// objects (for arrows) and subject sets of any relation or permission (so
+// the data can nest and cycle), and permissions mixing union,
+// intersection, exclusion, computed references, arrows and arrow-all.
+// Schemas where an exclusion subtracts its own recursion are rejected.
+func genSchema(rng *rand.Rand, caveats map[string]*schema.Caveat, name string) *schema.Schema {
+	for {
+		if s := tryGenSchema(rng, caveats, name); s != nil {
+			return s
+		}
+	}
+}
+
+func tryGenSchema(rng *rand.Rand, caveats map[string]*schema.Caveat, name string) *schema.Schema {
+	s := &schema.Schema{Definitions: map[string]*schema.Definition{}, Caveats: caveats, Source: name}
+	user := &schema.Definition{Name: "user", Relations: map[string]*schema.Relation{}}
+	s.Definitions["user"] = user
+	nd := 2 + rng.IntN(3)
+	var defs []*schema.Definition
+	var all []*schema.Relation
+	add := func(d *schema.Definition, name string, perm bool) *schema.Relation {
+		r := &schema.Relation{Name: name, Definition: d, Index: len(all), IsPermission: perm}
+		d.Relations[name] = r
+		d.Ordered = append(d.Ordered, r)
+		all = append(all, r)
+		return r
+	}
+	for i := range nd {
+		d := &schema.Definition{Name: "t" + strconv.Itoa(i), Relations: map[string]*schema.Relation{}}
+		s.Definitions[d.Name] = d
+		defs = append(defs, d)
+	}
+	var perms []*schema.Relation
+	for _, d := range defs {
+		for j := range 1 + rng.IntN(3) {
+			add(d, "r"+strconv.Itoa(j), false)
+		}
+		for j := range 1 + rng.IntN(3) {
+			perms = append(perms, add(d, "p"+strconv.Itoa(j), true))
+		}
+	}
+	for _, r := range all {
+		if r.IsPermission {
+			continue
+		}
+		seen := map[string]bool{}
+		for range 1 + rng.IntN(3) {
+			var a schema.AllowedSubject
+			switch rng.IntN(8) {
+			case 0, 1:
+				a = schema.AllowedSubject{Type: "user"}
+			case 2:
+				a = schema.AllowedSubject{Type: "user", Wildcard: true}
+			case 3:
+				c := caveats["flag"]
+				if rng.IntN(2) == 0 {
+					c = caveats["under"]
+				}
+				a = schema.AllowedSubject{Type: "user", Caveat: c}
+			case 4:
+				a = schema.AllowedSubject{Type: "user", Expiration: true}
+			case 5:
+				a = schema.AllowedSubject{Type: defs[rng.IntN(nd)].Name}
+			default:
+				t := all[rng.IntN(len(all))]
+				a = schema.AllowedSubject{Type: t.Definition.Name, Relation: t.Name, Target: t}
+			}
+			k := fmt.Sprintf("%s#%s %v %v %v", a.Type, a.Relation, a.Wildcard, a.Caveat != nil, a.Expiration)
+			if !seen[k] {
+				seen[k] = true
+				r.Allowed = append(r.Allowed, &a)
+			}
+		}
+	}
+	for _, p := range perms {
+		p.Rewrite = genRewrite(rng, s.Definitions, p, 2)
+	}
+	s.NumRelations = len(all)
+	if !stratified(all) {
+		return nil
+	}
+	return s
+}
+
+func genRewrite(rng *rand.Rand, defs map[string]*schema.Definition, p *schema.Relation, depth int) *schema.Rewrite {
+	d := p.Definition
+	leaf := func() *schema.Rewrite {
+		if rng.IntN(3) == 0 {
+			// Arrow over a relation of d that accepts plain objects.
+			for _, ts := range d.Ordered {
+				if ts.IsPermission {
+					continue
+				}
+				var types []*schema.Definition
+				for _, a := range ts.Allowed {
+					if a.Relation == "" && !a.Wildcard && a.Type != "user" {
+						types = append(types, defs[a.Type])
+					}
+				}
+				if len(types) == 0 || rng.IntN(2) == 0 {
+					continue
+				}
+				target := types[rng.IntN(len(types))]
+				tr := target.Ordered[rng.IntN(len(target.Ordered))]
+				w := &schema.Rewrite{Kind: schema.RewriteArrow, Relation: ts, TargetName: tr.Name, Targets: map[string]*schema.Relation{}, ArrowAll: rng.IntN(4) == 0}
+				for _, t := range types {
+					if x := t.Relations[tr.Name]; x != nil {
+						w.Targets[t.Name] = x
+					}
+				}
+				return w
+			}
+		}
+		if rng.IntN(25) == 0 {
+			return &schema.Rewrite{Kind: schema.RewriteNil}
+		}
+		var cands []*schema.Relation
+		for _, r := range d.Ordered {
+			if r != p {
+				cands = append(cands, r)
+			}
+		}
+		return &schema.Rewrite{Kind: schema.RewriteComputed, Relation: cands[rng.IntN(len(cands))]}
+	}
+	if depth == 0 || rng.IntN(3) == 0 {
+		return leaf()
+	}
+	switch rng.IntN(4) {
+	case 0, 1:
+		w := &schema.Rewrite{Kind: schema.RewriteUnion}
+		for range 2 + rng.IntN(2) {
+			w.Children = append(w.Children, genRewrite(rng, defs, p, depth-1))
+		}
+		return w
+	case 2:
+		w := &schema.Rewrite{Kind: schema.RewriteIntersection}
+		for range 2 + rng.IntN(2) {
+			w.Children = append(w.Children, genRewrite(rng, defs, p, depth-1))
+		}
+		return w
+	}
+	return &schema.Rewrite{Kind: schema.RewriteExclusion, Children: []*schema.Rewrite{genRewrite(rng, defs, p, depth-1), genRewrite(rng, defs, p, depth-1)}}
+}
+
+// genTuples writes random relationships that the schema allows.
+func genTuples(rng *rand.Rand, s *schema.Schema, now time.Time) []tuple.Relationship {
+	var rels []*schema.Relation
+	for _, name := range sortedKeys(s.Definitions) {
+		for _, r := range s.Definitions[name].Ordered {
+			if !r.IsPermission && len(r.Allowed) > 0 {
+				rels = append(rels, r)
+			}
+		}
+	}
+	seen := map[tuple.Key]bool{}
+	var out []tuple.Relationship
+	n := 10 + rng.IntN(40)
+	for range n {
+		r := rels[rng.IntN(len(rels))]
+		a := r.Allowed[rng.IntN(len(r.Allowed))]
+		t := tuple.Relationship{
+			Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: diffIDs[rng.IntN(len(diffIDs))]},
+			Relation: r.Name,
+		}
+		switch {
+		case a.Wildcard:
+			t.Subject = tuple.SubjectRef{Type: a.Type, ID: tuple.Wildcard}
+		case a.Type == "user":
+			t.Subject = tuple.SubjectRef{Type: "user", ID: diffUsers[rng.IntN(len(diffUsers))]}
+		default:
+			t.Subject = tuple.SubjectRef{Type: a.Type, ID: diffIDs[rng.IntN(len(diffIDs))], Relation: a.Relation}
+		}
+		if a.Caveat != nil {
+			t.Caveat = &tuple.Caveat{Name: a.Caveat.Name}
+			switch a.Caveat.Name {
+			case "flag":
+				if rng.IntN(3) == 0 {
+					t.Caveat.Context = map[string]any{"on": rng.IntN(2) == 0}
+				}
+			case "under":
+				if rng.IntN(2) == 0 {
+					t.Caveat.Context = map[string]any{"limit": 10}
+				}
+			}
+		}
+		if a.Expiration {
+			if rng.IntN(2) == 0 {
+				t.Expiration = now.Add(-time.Hour)
+			} else {
+				t.Expiration = now.Add(time.Hour)
+			}
+		}
+		if !seen[t.Key()] {
+			seen[t.Key()] = true
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+var diffContexts = []map[string]any{
+	nil,
+	{"on": true},
+	{"on": false, "n": 3},
+	{"n": 30},
+	{"on": true, "n": 3},
+}
+
+func TestDifferential(t *testing.T) {
+	cs, err := schema.Compile("caveats.zed", diffCaveats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, cases := 0, diffCases()
+	if v, err := strconv.Atoi(os.Getenv("PEMBA_DIFF_SEED")); err == nil {
+		first, cases = v, 1 // reproduce one case
+	}
+	for i := first; i < first+cases; i++ {
+		seed := uint64(i)
+		rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+		s := genSchema(rng, cs.Caveats, "diff-"+strconv.Itoa(i))
+		rels := genTuples(rng, s, testNow)
+		reqCtx := diffContexts[rng.IntN(len(diffContexts))]
+		if !runDiffCase(t, seed, s, rels, reqCtx) {
+			t.Logf("schema of seed %d:\n%s", seed, describeSchema(s))
+			t.Logf("relationships:\n%s", describeTuples(rels))
+			return
+		}
+	}
+}
+
+// runDiffCase compares every evaluator configuration with the reference on
+// one schema and data set, at two clock values (the second after the
+// expiring relationships have expired, to exercise cache expiry).
+func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any) bool {
+	t.Helper()
+	ctx := context.Background()
+	rd := load(t, rels)
+	universe := map[string][]string{"user": diffUsers}
+	for name := range s.Definitions {
+		if name != "user" {
+			universe[name] = diffIDs
+		}
+	}
+	var allRels []*schema.Relation
+	for _, name := range sortedKeys(s.Definitions) {
+		allRels = append(allRels, s.Definitions[name].Ordered...)
+	}
+	subjects := []tuple.SubjectRef{{Type: "user", ID: tuple.Wildcard}}
+	for _, u := range diffUsers {
+		subjects = append(subjects, tuple.SubjectRef{Type: "user", ID: u})
+	}
+	subjects = append(subjects, tuple.SubjectRef{Type: "user", ID: "nobody"})
+	for _, r := range allRels {
+		for _, id := range diffIDs[:2] {
+			subjects = append(subjects, tuple.SubjectRef{Type: r.Definition.Name, ID: id, Relation: r.Name})
+		}
+	}
+	c := cache.New(1 << 20)
+	evals := []struct {
+		name string
+		e    *Evaluator
+	}{
+		{"sequential", New(s, Options{Concurrency: 1})},
+		{"concurrent+cache", New(s, Options{Concurrency: 4, Cache: c})},
+	}
+	for _, now := range []time.Time{testNow, testNow.Add(2 * time.Hour)} {
+		ref := newRefEval(s, rels, now, reqCtx, universe)
+		want := map[tuple.SubjectRef]map[refNode]refVal{}
+		for _, sub := range subjects {
+			v, err := ref.solve(sub)
+			if err != nil {
+				t.Errorf("seed %d: reference: %v", seed, err)
+				return false
+			}
+			want[sub] = v
+		}
+		refOf := func(sub tuple.SubjectRef, r *schema.Relation, id string) refVal {
+			if v, ok := want[sub]; ok {
+				return v[refNode{r.Index, id}]
+			}
+			v, err := ref.solve(sub)
+			if err != nil {
+				t.Fatalf("reference: %v", err)
+			}
+			want[sub] = v
+			return v[refNode{r.Index, id}]
+		}
+		p := Params{Reader: rd, Now: now, Context: reqCtx}
+		for _, ev := range evals {
+			for pass := range 2 {
+				for _, sub := range subjects {
+					for _, r := range allRels {
+						for _, id := range universe[r.Definition.Name] {
+							req := CheckRequest{Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: id}, Permission: r.Name, Subject: sub}
+							got, err := ev.e.Check(ctx, p, req)
+							exp := refOf(sub, r, id)
+							if err != nil || got.Permissionship != exp.perm || !slices.Equal(got.MissingContext, exp.missing) {
+								t.Errorf("seed %d %s pass %d now %s ctx %v: Check(%s#%s@%s) = %v %v (err %v), reference %v %v",
+									seed, ev.name, pass, now.Format(time.Kitchen), reqCtx, req.Resource, r.Name, sub, got.Permissionship, got.MissingContext, err, exp.perm, exp.missing)
+								return false
+							}
+						}
+					}
+				}
+			}
+			// LookupResources agrees with the reference (hence with Check).
+			for _, sub := range subjects {
+				for _, r := range allRels {
+					var exp []ResourceResult
+					for _, id := range universe[r.Definition.Name] {
+						if v := refOf(sub, r, id); v.perm != NoPermission {
+							exp = append(exp, ResourceResult{ResourceID: id, Permissionship: v.perm, MissingContext: v.missing})
+						}
+					}
+					got, err := drain(ev.e.LookupResources(ctx, p, LookupResourcesRequest{ResourceType: r.Definition.Name, Permission: r.Name, Subject: sub}))
+					if err != nil || !slices.EqualFunc(got, exp, eqResource) {
+						t.Errorf("seed %d %s now %s ctx %v: LookupResources(%s#%s@%s) = %v (err %v), reference %v",
+							seed, ev.name, now.Format(time.Kitchen), reqCtx, r.Definition.Name, r.Name, sub, got, err, exp)
+						return false
+					}
+					if len(exp) > 1 { // paging with a cursor gives the same list
+						var paged []ResourceResult
+						after := ""
+						for {
+							page, err := drain(ev.e.LookupResources(ctx, p, LookupResourcesRequest{ResourceType: r.Definition.Name, Permission: r.Name, Subject: sub, Limit: 1, After: after}))
+							if err != nil || len(page) > 1 {
+								t.Fatalf("paging: %v %v", page, err)
+							}
+							if len(page) == 0 {
+								break
+							}
+							paged = append(paged, page...)
+							after = page[0].ResourceID
+						}
+						if !slices.EqualFunc(paged, exp, eqResource) {
+							t.Errorf("seed %d: paged LookupResources = %v, want %v", seed, paged, exp)
+							return false
+						}
+					}
+				}
+			}
+			// LookupSubjects agrees with the reference for every subject.
+			for _, r := range allRels {
+				for _, id := range universe[r.Definition.Name] {
+					res := tuple.ObjectRef{Type: r.Definition.Name, ID: id}
+					kinds := []tuple.SubjectRef{{Type: "user"}}
+					for _, k := range allRels[:min(3, len(allRels))] {
+						kinds = append(kinds, tuple.SubjectRef{Type: k.Definition.Name, Relation: k.Name})
+					}
+					for _, k := range kinds {
+						got, err := drain(ev.e.LookupSubjects(ctx, p, LookupSubjectsRequest{Resource: res, Permission: r.Name, SubjectType: k.Type, SubjectRelation: k.Relation}))
+						if err != nil {
+							t.Errorf("seed %d: LookupSubjects: %v", seed, err)
+							return false
+						}
+						ids := slices.Clone(universe[k.Type])
+						if k.Relation == "" {
+							ids = append(ids, tuple.Wildcard, "nobody")
+						}
+						for _, sid := range ids {
+							sub := tuple.SubjectRef{Type: k.Type, ID: sid, Relation: k.Relation}
+							exp := refOf(sub, r, id)
+							gp, gm := subjectAnswer(got, sid)
+							if gp != exp.perm || !slices.Equal(gm, exp.missing) {
+								t.Errorf("seed %d %s now %s ctx %v: LookupSubjects(%s#%s, %s#%s) = %+v: %s is %v %v, reference %v %v",
+									seed, ev.name, now.Format(time.Kitchen), reqCtx, res, r.Name, k.Type, k.Relation, got, sid, gp, gm, exp.perm, exp.missing)
+								return false
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	return true
+}
+
+// subjectAnswer reads LookupSubjects' answer for one subject ID: its own
+// entry, else the wildcard's unless it is excluded.
+func subjectAnswer(rs []SubjectResult, id string) (Permissionship, []string) {
+	for _, r := range rs {
+		if r.SubjectID == id {
+			return r.Permissionship, r.MissingContext
+		}
+	}
+	for _, r := range rs {
+		if r.SubjectID == tuple.Wildcard && !slices.Contains(r.ExcludedIDs, id) {
+			return r.Permissionship, r.MissingContext
+		}
+	}
+	return NoPermission, nil
+}
+
+func eqResource(a, b ResourceResult) bool {
+	return a.ResourceID == b.ResourceID && a.Permissionship == b.Permissionship && slices.Equal(a.MissingContext, b.MissingContext)
+}
+
+func drain[T any](seq func(func(T, error) bool)) ([]T, error) {
+	var out []T
+	for v, err := range seq {
+		if err != nil {
+			return out, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func describeSchema(s *schema.Schema) string {
+	var b []byte
+	for _, name := range sortedKeys(s.Definitions) {
+		d := s.Definitions[name]
+		b = fmt.Appendf(b, "definition %s {\n", name)
+		for _, r := range d.Ordered {
+			if r.IsPermission {
+				b = fmt.Appendf(b, "  permission %s = %s\n", r.Name, describeRewrite(r.Rewrite))
+				continue
+			}
+			b = fmt.Appendf(b, "  relation %s:", r.Name)
+			for i, a := range r.Allowed {
+				if i > 0 {
+					b = append(b, " |"...)
+				}
+				b = fmt.Appendf(b, " %s", a.Type)
+				if a.Wildcard {
+					b = append(b, ":*"...)
+				}
+				if a.Relation != "" {
+					b = fmt.Appendf(b, "#%s", a.Relation)
+				}
+				if a.Caveat != nil {
+					b = fmt.Appendf(b, " with %s", a.Caveat.Name)
+				}
+				if a.Expiration {
+					b = append(b, " with expiration"...)
+				}
+			}
+			b = append(b, '\n')
+		}
+		b = append(b, "}\n"...)
+	}
+	return string(b)
+}
+
+func describeRewrite(w *schema.Rewrite) string {
+	switch w.Kind {
+	case schema.RewriteNil:
+		return "nil"
+	case schema.RewriteComputed:
+		return w.Relation.Name
+	case schema.RewriteArrow:
+		if w.ArrowAll {
+			return w.Relation.Name + ".all(" + w.TargetName + ")"
+		}
+		return w.Relation.Name + "->" + w.TargetName
+	}
+	op := map[schema.RewriteKind]string{schema.RewriteUnion: " + ", schema.RewriteIntersection: " & ", schema.RewriteExclusion: " - "}[w.Kind]
+	out := "("
+	for i, c := range w.Children {
+		if i > 0 {
+			out += op
+		}
+		out += describeRewrite(c)
+	}
+	return out + ")"
+}
+
+func describeTuples(rels []tuple.Relationship) string {
+	var b []byte
+	for _, r := range rels {
+		b = fmt.Appendf(b, "%s\n", r)
+	}
+	return string(b)
+}
