@@ -57,6 +57,10 @@ type Machine struct {
 	Arch       string `json:"arch"`
 	NumCPU     int    `json:"num_cpu"`
 	GOMAXPROCS int    `json:"gomaxprocs"`
+	// LoadAverage is /proc/loadavg when the run ended (Linux only): a
+	// figure far above NumCPU means other processes competed for the CPU
+	// and latencies are inflated; CPU per operation is less affected.
+	LoadAverage string `json:"load_average,omitempty"`
 }
 
 // LoadInfo describes the data set and how it was loaded.
@@ -121,6 +125,7 @@ func newReport(wl workload.Workload, cfg RunConfig, ph *phase) *Report {
 		Machine: Machine{
 			GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+			LoadAverage: loadAverage(),
 		},
 		Samples: ph.samples,
 		Slowest: ph.slowest,
@@ -222,7 +227,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "workload %s (scale %s, seed %d) on %s, %s, %d workers, %s, mix %s\n",
 		r.Workload, r.Scale, r.Seed, r.Target, r.Consistency, r.Concurrency, loop, r.Mix)
-	fmt.Fprintf(&b, "machine  %s %s/%s, %d CPUs (GOMAXPROCS %d)\n", r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch, r.Machine.NumCPU, r.Machine.GOMAXPROCS)
+	fmt.Fprintf(&b, "machine  %s %s/%s, %d CPUs (GOMAXPROCS %d)", r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch, r.Machine.NumCPU, r.Machine.GOMAXPROCS)
+	if r.Machine.LoadAverage != "" {
+		fmt.Fprintf(&b, ", load average %s", r.Machine.LoadAverage)
+	}
+	b.WriteByte('\n')
 	reused := ""
 	if r.Load.Reused {
 		reused = " (data directory reused; figures from its load)"

@@ -3,7 +3,9 @@ package bench
 import (
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -47,4 +49,18 @@ func dirSize(dir string) (int64, error) {
 		return 0, fmt.Errorf("bench: size of %s: %w", dir, err)
 	}
 	return total, nil
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages, or "" where
+// /proc/loadavg does not exist.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
