@@ -31,6 +31,7 @@ func commands() []command {
 	return []command{
 		{"validate", "run validation files (schema, relationships, assertions)", validation.Command},
 		{"bench", "run benchmarks (bench run) and compare their reports (bench compare)", benchCommand},
+		{"serve", "serve the gRPC API (permissions, schema, watch; health, metrics)", serveCommand},
 	}
 }
 

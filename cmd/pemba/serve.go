@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/pemba-authz/pemba/api/server"
+	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/memstore"
+	"github.com/pemba-authz/pemba/engine/store/pebblestore"
+)
+
+// stopGrace is how long a stopping server waits for calls in flight (open
+// Watch streams never finish by themselves) before cutting them.
+const stopGrace = 10 * time.Second
+
+// serveCommand is `pemba serve`: flags and wiring only; the server is
+// assembled by package api/server.
+func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pemba serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		listen      = fs.String("listen", ":50051", "gRPC address")
+		storeKind   = fs.String("store", "pebble", "datastore: pebble or memory (nothing persisted)")
+		dataDir     = fs.String("data-dir", "", "pebble data directory (required with -store pebble)")
+		gcWindow    = fs.Duration("gc-window", 24*time.Hour, "how long old revisions stay readable (at_exact_snapshot, Watch resumption)")
+		keysFile    = fs.String("keys-file", "", "preshared keys, one \"name secret\" per line; the name is recorded as the caller of writes")
+		noAuth      = fs.Bool("insecure-no-auth", false, "serve without authentication (required when no -keys-file is given)")
+		healthOpen  = fs.Bool("health-without-auth", true, "answer gRPC health checks without a key")
+		reflect     = fs.Bool("reflection", false, "register gRPC reflection (for grpcurl)")
+		timeout     = fs.Duration("request-timeout", server.DefaultRequestTimeout, "deadline of unary calls that come without one (negative: none)")
+		tlsCert     = fs.String("tls-cert", "", "TLS certificate file (with -tls-key)")
+		tlsKey      = fs.String("tls-key", "", "TLS private key file")
+		metricsAddr = fs.String("metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (empty: off)")
+	)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pemba serve: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	fail := func(err error) int {
+		log.Error("pemba serve", "err", err)
+		return 1
+	}
+
+	var keys []server.Key
+	switch {
+	case *keysFile != "":
+		f, err := os.Open(*keysFile)
+		if err != nil {
+			return fail(err)
+		}
+		keys, err = server.ParseKeys(f)
+		f.Close()
+		if err != nil {
+			return fail(err)
+		}
+		if len(keys) == 0 {
+			return fail(fmt.Errorf("%s holds no keys", *keysFile))
+		}
+	case !*noAuth:
+		fmt.Fprintln(stderr, "pemba serve: give -keys-file, or -insecure-no-auth to serve without authentication")
+		return 2
+	}
+	var grpcOpts []grpc.ServerOption
+	if *tlsCert != "" || *tlsKey != "" {
+		creds, err := credentials.NewServerTLSFromFile(*tlsCert, *tlsKey)
+		if err != nil {
+			return fail(err)
+		}
+		grpcOpts = append(grpcOpts, grpc.Creds(creds))
+	}
+
+	var st store.Store
+	switch *storeKind {
+	case "pebble":
+		if *dataDir == "" {
+			fmt.Fprintln(stderr, "pemba serve: -store pebble needs -data-dir")
+			return 2
+		}
+		ps, err := pebblestore.Open(*dataDir, pebblestore.Options{GCWindow: *gcWindow, Logger: log})
+		if err != nil {
+			return fail(err)
+		}
+		st = ps
+	case "memory":
+		st = memstore.New(memstore.Options{GCWindow: *gcWindow})
+	default:
+		fmt.Fprintf(stderr, "pemba serve: unknown -store %q (want pebble or memory)\n", *storeKind)
+		return 2
+	}
+	defer st.Close()
+	eng, err := engine.Open(ctx, st, engine.Options{Logger: log})
+	if err != nil {
+		return fail(err)
+	}
+	defer eng.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(eng, server.Config{
+		Keys: keys, HealthWithoutAuth: *healthOpen, Reflection: *reflect, RequestTimeout: *timeout,
+		Registerer: reg, Logger: log, GRPCOptions: grpcOpts,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fail(err)
+	}
+	if *metricsAddr != "" {
+		mlis, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			lis.Close()
+			return fail(err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := hs.Serve(mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server", "err", err)
+			}
+		}()
+		defer hs.Close()
+		fmt.Fprintf(stdout, "pemba: serving metrics on http://%s/metrics\n", mlis.Addr())
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	fmt.Fprintf(stdout, "pemba: serving gRPC on %s (store %s, authentication %v)\n", lis.Addr(), st.Kind(), len(keys) > 0)
+	select {
+	case err := <-served:
+		return fail(err)
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(stopGrace):
+		srv.Stop()
+		<-stopped
+	}
+	if err := <-served; err != nil {
+		return fail(err)
+	}
+	return 0
+}
