@@ -108,6 +108,43 @@ func (ix *index) insert(r *record) {
 	ix.chunks = slices.Insert(ix.chunks, p.c+1, right)
 }
 
+// insertAll adds records whose keys are not in the index yet. A batch
+// that is large next to the index (a bulk import, a big transaction) is
+// sorted and merged in one pass, O(n + k log k); a small one is inserted
+// key by key, which does not touch the rest of the index.
+func (ix *index) insertAll(recs []*record) {
+	if len(recs) < 64 || len(recs)*64 < ix.len() {
+		for _, r := range recs {
+			ix.insert(r)
+		}
+		return
+	}
+	type entry struct {
+		f fields
+		r *record
+	}
+	add := make([]entry, len(recs))
+	for i, r := range recs {
+		add[i] = entry{ix.order(r.key), r}
+	}
+	slices.SortFunc(add, func(a, b entry) int { return compareFields(a.f, b.f) })
+	merged := make([]*record, 0, ix.len()+len(add))
+	j := 0
+	for _, ch := range ix.chunks {
+		for _, r := range ch {
+			f := ix.order(r.key)
+			for ; j < len(add) && compareFields(add[j].f, f) < 0; j++ {
+				merged = append(merged, add[j].r)
+			}
+			merged = append(merged, r)
+		}
+	}
+	for ; j < len(add); j++ {
+		merged = append(merged, add[j].r)
+	}
+	ix.set(merged)
+}
+
 // rebuild keeps only the records for which keep is true.
 func (ix *index) rebuild(keep func(*record) bool) {
 	var all []*record
@@ -118,7 +155,12 @@ func (ix *index) rebuild(keep func(*record) bool) {
 			}
 		}
 	}
-	ix.chunks = nil
+	ix.set(all)
+}
+
+// set replaces the index with sorted, full chunks of all.
+func (ix *index) set(all []*record) {
+	ix.chunks = make([][]*record, 0, (len(all)+chunkSize-1)/chunkSize)
 	for len(all) > 0 {
 		n := min(chunkSize, len(all))
 		ix.chunks = append(ix.chunks, all[:n:n])

@@ -24,12 +24,20 @@ func TestIndexOrder(t *testing.T) {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, uint64(n)))
 			for _, order := range []func(tuple.Key) fields{forwardFields, reverseFields} {
+				// Insert in batches of random size, so that both insert
+				// and the merge in insertAll run.
 				ix := index{order: order}
 				var want []fields
-				for _, i := range rng.Perm(n) {
-					k := testKey(i)
-					ix.insert(&record{key: k})
-					want = append(want, order(k))
+				perm := rng.Perm(n)
+				for len(perm) > 0 {
+					size := min(len(perm), 1+rng.IntN(300))
+					var batch []*record
+					for _, i := range perm[:size] {
+						batch = append(batch, &record{key: testKey(i)})
+						want = append(want, order(testKey(i)))
+					}
+					ix.insertAll(batch)
+					perm = perm[size:]
 				}
 				slices.SortFunc(want, compareFields)
 				var got []fields

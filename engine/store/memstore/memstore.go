@@ -229,6 +229,7 @@ func (s *Store) commit(meta store.WriteMeta, changes []store.Change, pending map
 	if t.Before(s.lastTime) {
 		t = s.lastTime // keep commit times monotonic even if the clock is not
 	}
+	var added []*record
 	for k, w := range pending {
 		rec := s.records[k]
 		if rec == nil {
@@ -237,14 +238,15 @@ func (s *Store) commit(meta store.WriteMeta, changes []store.Change, pending map
 			}
 			rec = &record{key: k}
 			s.records[k] = rec
-			s.forward.insert(rec)
-			s.reverse.insert(rec)
+			added = append(added, rec)
 		}
 		if _, live := rec.visible(s.head); w.deleted && !live {
 			continue
 		}
 		rec.versions = append(rec.versions, version{rev: rev, deleted: w.deleted, rel: w.rel})
 	}
+	s.forward.insertAll(added)
+	s.reverse.insertAll(added)
 	if schema != nil {
 		s.schemas = append(s.schemas, schemaVersion{rev: rev, text: *schema})
 	}

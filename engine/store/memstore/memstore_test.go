@@ -211,3 +211,11 @@ func TestCommitTimeMonotonic(t *testing.T) {
 		t.Errorf("commit times %v: want the backward step clamped and later steps kept", times)
 	}
 }
+
+// BenchmarkImport measures loading 100,000 relationships with Import.
+func BenchmarkImport(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		benchStore(b, 100, 1000)
+	}
+}
