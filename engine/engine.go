@@ -57,6 +57,8 @@ const (
 	// schemaCacheSize is how many compiled schemas are kept; schema writes
 	// are rare and requests cluster around the newest revisions.
 	schemaCacheSize = 8
+	// inForceCacheSize bounds the revision -> schema map.
+	inForceCacheSize = 1024
 )
 
 // Options configure an Engine. The zero value is usable.
@@ -122,6 +124,10 @@ type Engine struct {
 	schemaMu sync.Mutex
 	schemas  map[store.Revision]*compiled // by the revision that wrote them
 	order    []store.Revision             // insertion order, for eviction
+	// inForce maps a read revision to the schema in force there (nil: none
+	// written yet). History is immutable, so an entry never goes stale; it
+	// saves a store read per request, since requests share revisions.
+	inForce map[store.Revision]*compiled
 
 	closed atomic.Bool
 }
@@ -149,6 +155,7 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 		log:         opts.Logger,
 		limits:      opts.Limits.withDefaults(st),
 		schemas:     make(map[store.Revision]*compiled),
+		inForce:     make(map[store.Revision]*compiled),
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -286,28 +293,38 @@ func (e *Engine) needSchema(ctx context.Context, c Consistency) (*view, error) {
 // schemaOf returns the compiled schema in force for reader r, compiling
 // and caching it on first use; nil when no schema was written.
 func (e *Engine) schemaOf(ctx context.Context, r store.Reader) (*compiled, error) {
-	text, written, err := r.ReadSchema(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("engine: read schema at revision %d: %w", r.Revision(), err)
-	}
-	if text == "" && written == 0 {
-		return nil, nil
-	}
+	rev := r.Revision()
 	e.schemaMu.Lock()
-	c, ok := e.schemas[written]
+	c, ok := e.inForce[rev]
 	e.schemaMu.Unlock()
 	if ok {
 		return c, nil
 	}
-	s, err := schema.Compile(schemaFilename, text)
+	text, written, err := r.ReadSchema(ctx)
 	if err != nil {
-		// The engine compiled this text before storing it; failing now
-		// means the compiler changed incompatibly or the store is corrupt.
-		e.log.ErrorContext(ctx, "stored schema does not compile", "written", uint64(written), "error", err)
-		return nil, fmt.Errorf("engine: stored schema (written at revision %d) no longer compiles: %w", written, err)
+		return nil, fmt.Errorf("engine: read schema at revision %d: %w", rev, err)
 	}
-	c = e.newCompiled(s)
-	e.remember(written, c)
+	if text != "" || written != 0 {
+		e.schemaMu.Lock()
+		c, ok = e.schemas[written]
+		e.schemaMu.Unlock()
+		if !ok {
+			s, err := schema.Compile(schemaFilename, text)
+			if err != nil {
+				// The engine compiled this text before storing it; failing now
+				// means the compiler changed incompatibly or the store is corrupt.
+				e.log.ErrorContext(ctx, "stored schema does not compile", "written", uint64(written), "error", err)
+				return nil, fmt.Errorf("engine: stored schema (written at revision %d) no longer compiles: %w", written, err)
+			}
+			c = e.remember(written, e.newCompiled(s))
+		}
+	}
+	e.schemaMu.Lock()
+	if len(e.inForce) >= inForceCacheSize {
+		clear(e.inForce) // cheaper than LRU bookkeeping; refills in one request per revision
+	}
+	e.inForce[rev] = c
+	e.schemaMu.Unlock()
 	return c, nil
 }
 
@@ -315,18 +332,29 @@ func (e *Engine) newCompiled(s *schema.Schema) *compiled {
 	return &compiled{schema: s, eval: eval.New(s, e.evalOpts)}
 }
 
-func (e *Engine) remember(written store.Revision, c *compiled) {
+// remember caches c as the schema written at revision written and returns
+// the cached one (an earlier entry wins, so all requests share one
+// evaluator per schema).
+func (e *Engine) remember(written store.Revision, c *compiled) *compiled {
 	e.schemaMu.Lock()
 	defer e.schemaMu.Unlock()
-	if _, ok := e.schemas[written]; ok {
-		return
+	if prev, ok := e.schemas[written]; ok {
+		return prev
 	}
 	e.schemas[written] = c
 	e.order = append(e.order, written)
 	if len(e.order) > schemaCacheSize {
+		evicted := e.schemas[e.order[0]]
 		delete(e.schemas, e.order[0])
 		e.order = e.order[1:]
+		// Revisions that used the evicted schema look it up again.
+		for rev, ic := range e.inForce {
+			if ic == evicted {
+				delete(e.inForce, rev)
+			}
+		}
 	}
+	return c
 }
 
 // schemaFilename names stored schema text in compile errors.

@@ -60,7 +60,7 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 type fixture struct {
-	t   *testing.T
+	t   testing.TB
 	ctx context.Context
 	st  *memstore.Store
 	eng *engine.Engine
@@ -69,7 +69,7 @@ type fixture struct {
 
 // newFixture returns an engine over a fresh memstore with testSchema
 // written; opts.Now is replaced by the fixture's clock.
-func newFixture(t *testing.T, opts engine.Options) *fixture {
+func newFixture(t testing.TB, opts engine.Options) *fixture {
 	t.Helper()
 	clk := newClock()
 	st := memstore.New(memstore.Options{Now: clk.Now, GCWindow: time.Minute})
@@ -87,7 +87,7 @@ func newFixture(t *testing.T, opts engine.Options) *fixture {
 	return f
 }
 
-func mustParse(t *testing.T, s string) tuple.Relationship {
+func mustParse(t testing.TB, s string) tuple.Relationship {
 	t.Helper()
 	r, err := tuple.Parse(s)
 	if err != nil {

@@ -268,3 +268,36 @@ func TestImportExport(t *testing.T) {
 		})
 	}
 }
+
+// More schema versions than the compiled-schema cache holds: old revisions
+// are still answered with their own schema, compiled again on demand.
+func TestSchemaCacheEviction(t *testing.T) {
+	f := newFixture(t, engine.Options{})
+	first := f.touch("document:1#viewer@user:anne")
+	var zs []string
+	for i := 0; i < 12; i++ {
+		text := strings.Replace(testSchema, "relation banned: user", fmt.Sprintf("relation banned: user\n  relation extra%d: user", i), 1)
+		z, _, err := f.eng.WriteSchema(f.ctx, "test", text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zs = append(zs, z)
+	}
+	if n := f.eng.Stats().CompiledSchemas; n > 8 {
+		t.Errorf("%d compiled schemas cached, want at most 8", n)
+	}
+	r := mustParse(t, "document:1#extra0@user:anne")
+	ask := func(z string) error {
+		_, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtExactSnapshot(z), Resource: r.Resource, Permission: r.Relation, Subject: r.Subject})
+		return err
+	}
+	if err := ask(first); err == nil {
+		t.Errorf("extra0 exists at the first revision")
+	}
+	if err := ask(zs[0]); err != nil {
+		t.Errorf("extra0 at the revision that added it: %v", err)
+	}
+	if err := ask(zs[11]); err == nil {
+		t.Errorf("extra0 exists at the last revision")
+	}
+}
