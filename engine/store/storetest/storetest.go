@@ -47,8 +47,9 @@
 //     then DeleteMatching removes the touched relationship), while
 //     tx.QueryRelationships sees only the previous revision.
 //   - DeleteMatching removes matching relationships whether or not they
-//     have expired, and its limit takes any limit of them (the suite
-//     checks the count and that only matching ones went).
+//     have expired. With a limit it may remove any limit of the matching
+//     ones (memstore takes the first in forward index order); the suite
+//     checks the count and that only matching ones went.
 //   - Writing the schema text "" stores an empty schema: ReadSchema then
 //     returns ("", revision) rather than ("", 0).
 //   - Relationships come back with their expiration in UTC and their caveat
