@@ -50,7 +50,8 @@ func (s *suite) testConcurrency(t *testing.T) {
 	// Readers check an invariant that holds at every revision: each
 	// Update added exactly one relationship.
 	var rg sync.WaitGroup
-	for range readers {
+	for reader := range readers {
+		paged := reader%2 == 1 // odd readers page through by 7
 		rg.Add(1)
 		go func() {
 			defer rg.Done()
@@ -70,7 +71,12 @@ func (s *suite) testConcurrency(t *testing.T) {
 					errs <- err
 					return
 				}
-				got, err := Collect(r.QueryRelationships(ctx, tuple.Filter{ResourceType: "doc"}, store.QueryOptions{}))
+				var got []tuple.Relationship
+				if paged {
+					got, err = collectPaged(ctx, r, 7)
+				} else {
+					got, err = Collect(r.QueryRelationships(ctx, tuple.Filter{ResourceType: "doc"}, store.QueryOptions{}))
+				}
 				if err == nil && len(got) != int(head) {
 					err = fmt.Errorf("reader at %d saw %d relationships", head, len(got))
 				}
@@ -125,5 +131,23 @@ func (s *suite) testClose(t *testing.T) {
 	}
 	if _, err := st.Update(ctx, store.WriteMeta{}, func(context.Context, store.Tx) error { return nil }); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Update after Close: %v, want ErrClosed", err)
+	}
+}
+
+// collectPaged reads every doc relationship at r in pages of k.
+func collectPaged(ctx context.Context, r store.Reader, k int) ([]tuple.Relationship, error) {
+	var out []tuple.Relationship
+	opts := store.QueryOptions{Limit: k}
+	for {
+		page, err := Collect(r.QueryRelationships(ctx, tuple.Filter{ResourceType: "doc"}, opts))
+		if err != nil {
+			return out, err
+		}
+		out = append(out, page...)
+		if len(page) < k {
+			return out, nil
+		}
+		last := page[len(page)-1].Key()
+		opts.After = &last
 	}
 }
