@@ -149,10 +149,15 @@ func TestMetrics(t *testing.T) {
 			switch {
 			case m.GetCounter() != nil:
 				got[key] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				got[key] = m.GetGauge().GetValue()
 			case m.GetHistogram() != nil:
 				got[key] = float64(m.GetHistogram().GetSampleCount())
 			}
 		}
+	}
+	if _, ok := got["pemba_engine_cache_misses_total"]; !ok || got["pemba_engine_compiled_schemas"] < 1 {
+		t.Errorf("engine metrics missing: %v", got)
 	}
 	for key, want := range map[string]float64{
 		"pemba_grpc_requests_total,code=OK,method=PermissionsService/CheckPermission":              3,

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine"
 )
 
 // metrics are the server's Prometheus collectors, registered on the
@@ -79,4 +80,47 @@ func shortMethod(full string) string {
 		return svc + full[i:]
 	}
 	return full
+}
+
+// engineCollector exports the engine's own counters (result cache,
+// compiled schemas) at scrape time.
+type engineCollector struct {
+	stats                                      func() engine.Stats
+	hits, misses, evictions, bytes, entries, n *prometheus.Desc
+}
+
+func newEngineCollector(stats func() engine.Stats) *engineCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("pemba_engine_"+name, help, nil, nil)
+	}
+	return &engineCollector{
+		stats:     stats,
+		hits:      d("cache_hits_total", "Result cache hits."),
+		misses:    d("cache_misses_total", "Result cache misses."),
+		evictions: d("cache_evictions_total", "Result cache evictions."),
+		bytes:     d("cache_bytes", "Bytes held by the result cache."),
+		entries:   d("cache_entries", "Entries held by the result cache."),
+		n:         d("compiled_schemas", "Compiled schemas kept by the engine."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	ch <- prometheus.MustNewConstMetric(c.n, prometheus.GaugeValue, float64(s.CompiledSchemas))
+	if !s.CacheEnabled {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(s.Cache.Hits))
+	ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(s.Cache.Misses))
+	ch <- prometheus.MustNewConstMetric(c.evictions, prometheus.CounterValue, float64(s.Cache.Evictions))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(s.Cache.Bytes))
+	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(s.Cache.Entries))
 }

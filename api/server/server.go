@@ -80,6 +80,9 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := reg.Register(newEngineCollector(e.Stats)); err != nil {
+		return nil, fmt.Errorf("server: register engine metrics: %w", err)
+	}
 	s := &Server{
 		eng:     e,
 		auth:    auth,
