@@ -2,7 +2,9 @@ package engine_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -262,5 +264,44 @@ func TestExpiredRelationshipsFollowTheClock(t *testing.T) {
 	// Same revision, later clock: the cached "yes" must not outlive the relationship.
 	if got, _ := f.check(engine.AtExactSnapshot(z), annView); got != eval.NoPermission {
 		t.Errorf("after expiry: %v, want no permission", got)
+	}
+}
+
+// Concurrent writers each read their own write back with its zookie,
+// while MinimizeLatency readers share quantized revisions.
+func TestConcurrentReadYourWrites(t *testing.T) {
+	f := newFixture(t, engine.Options{Quantum: time.Hour})
+	const writers, rounds = 4, 10
+	errs := make(chan error, writers*rounds)
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < rounds; i++ {
+				rel := mustParse(t, fmt.Sprintf("document:w%d_%d#viewer@user:u%d", w, i, w))
+				z, err := f.eng.WriteRelationships(f.ctx, engine.WriteRequest{Updates: []engine.Update{{Op: store.OpTouch, Relationship: rel}}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtLeastAsFresh(z), Resource: rel.Resource, Permission: "view", Subject: rel.Subject})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if resp.Permissionship != eval.HasPermission {
+					errs <- fmt.Errorf("%s not visible at its own zookie", rel)
+				}
+				if _, err := f.eng.Check(f.ctx, engine.CheckRequest{Resource: rel.Resource, Permission: "view", Subject: rel.Subject}); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
