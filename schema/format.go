@@ -72,19 +72,30 @@ func (p *printer) standalone(limit Pos, indent string) {
 }
 
 // trailing appends to the current line the comments before limit that lie
-// inside a node (before spanEnd) or start on its last line, endLine.
+// inside a node (before spanEnd) or start on its last line, endLine. Block
+// comments go first: a // comment runs to the end of the line, so it must
+// come last.
 func (p *printer) trailing(limit, spanEnd Pos, endLine int) int {
+	var lines []*Comment
 	for p.ci < len(p.cs) {
 		c := p.cs[p.ci]
 		if c.Pos() >= limit || (c.Pos() >= spanEnd && p.line(c.Pos()) != endLine) {
 			break
+		}
+		p.ci++
+		if strings.HasPrefix(c.Text, "//") {
+			lines = append(lines, c)
+			continue
 		}
 		p.b.WriteByte(' ')
 		p.b.WriteString(c.Text)
 		if l := p.line(c.End() - 1); l > endLine {
 			endLine = l
 		}
-		p.ci++
+	}
+	for _, c := range lines {
+		p.b.WriteByte(' ')
+		p.b.WriteString(c.Text)
 	}
 	return endLine
 }

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -25,6 +26,10 @@ func FuzzParse(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(string(b))
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 20 {
+		f.Add(joinTokens(r, genSchema(r)))
 	}
 	f.Fuzz(func(t *testing.T, src string) {
 		file, err := Parse("fuzz.zed", src)
