@@ -33,6 +33,7 @@ const (
 	ModeFullyConsistent
 )
 
+// String names the mode as the API does: "minimize_latency".
 func (m Mode) String() string {
 	switch m {
 	case ModeMinimizeLatency:

@@ -58,17 +58,31 @@ var (
 	ErrLimitExceeded = errors.New("engine: request exceeds a limit")
 )
 
-// Reasons a relationship is rejected. A *RelationshipError wraps exactly one.
+// Reasons a relationship is rejected. A *RelationshipError wraps exactly one
+// (or a tuple.ErrInvalid error for a malformed name or ID).
 var (
-	ErrUnknownType          = errors.New("unknown object type")
-	ErrUnknownRelation      = errors.New("unknown relation")
-	ErrWriteToPermission    = errors.New("cannot write to a permission")
-	ErrSubjectNotAllowed    = errors.New("subject type not allowed")
-	ErrCaveatRequired       = errors.New("caveat required")
-	ErrUnknownCaveat        = errors.New("unknown caveat")
-	ErrCaveatNotAllowed     = errors.New("caveat not allowed")
+	// ErrUnknownType: the resource or subject type has no definition.
+	ErrUnknownType = errors.New("unknown object type")
+	// ErrUnknownRelation: the definition has no such relation.
+	ErrUnknownRelation = errors.New("unknown relation")
+	// ErrWriteToPermission: the relation is a permission, which is computed.
+	ErrWriteToPermission = errors.New("cannot write to a permission")
+	// ErrSubjectNotAllowed: the relation's type list does not include the
+	// subject's type, subject relation or wildcard.
+	ErrSubjectNotAllowed = errors.New("subject type not allowed")
+	// ErrCaveatRequired: the subject type is allowed only with a caveat.
+	ErrCaveatRequired = errors.New("caveat required")
+	// ErrUnknownCaveat: the schema declares no caveat of that name.
+	ErrUnknownCaveat = errors.New("unknown caveat")
+	// ErrCaveatNotAllowed: the caveat exists but is not allowed on this
+	// subject type of this relation.
+	ErrCaveatNotAllowed = errors.New("caveat not allowed")
+	// ErrExpirationNotAllowed: an expiration on a subject type declared
+	// without "with expiration".
 	ErrExpirationNotAllowed = errors.New("expiration not allowed")
-	ErrCaveatContext        = errors.New("bad caveat context")
+	// ErrCaveatContext: the stored caveat context names an undeclared
+	// parameter or has a value of the wrong type.
+	ErrCaveatContext = errors.New("bad caveat context")
 )
 
 // RelationshipError says why one relationship of a request was rejected.
@@ -84,6 +98,7 @@ type RelationshipError struct {
 	Detail string
 }
 
+// Error implements error.
 func (e *RelationshipError) Error() string {
 	var b strings.Builder
 	b.WriteString("engine: ")
@@ -107,6 +122,7 @@ type DuplicateUpdateError struct {
 	First, Second int // indexes of the two updates
 }
 
+// Error implements error.
 func (e *DuplicateUpdateError) Error() string {
 	return fmt.Sprintf("engine: updates %d and %d both change relationship %s", e.First, e.Second, e.Key)
 }
@@ -120,6 +136,7 @@ type PreconditionError struct {
 	Precondition Precondition
 }
 
+// Error implements error.
 func (e *PreconditionError) Error() string {
 	want := "no relationship matches"
 	if e.Precondition.MustExist {
@@ -138,6 +155,7 @@ type LimitError struct {
 	Got   int
 }
 
+// Error implements error.
 func (e *LimitError) Error() string {
 	return fmt.Sprintf("engine: %d %s exceeds the limit of %d", e.Got, e.Limit, e.Max)
 }
@@ -151,6 +169,7 @@ type FutureZookieError struct {
 	Head      store.Revision
 }
 
+// Error implements error.
 func (e *FutureZookieError) Error() string {
 	return fmt.Sprintf("engine: zookie names revision %d but the store's head is %d (the token is from the future or from a store that was reset)", e.Requested, e.Head)
 }
@@ -176,6 +195,7 @@ type UnsafeSchemaChangeError struct {
 	Uses []SchemaUse
 }
 
+// Error implements error.
 func (e *UnsafeSchemaChangeError) Error() string {
 	var b strings.Builder
 	b.WriteString("engine: schema change would orphan stored relationships:")

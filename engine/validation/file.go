@@ -60,6 +60,7 @@ type Pos struct {
 	Line int // from 1; 0 when unknown
 }
 
+// String renders file:line, or just the file when the line is unknown.
 func (p Pos) String() string {
 	if p.Line == 0 {
 		return p.File
@@ -83,6 +84,7 @@ const (
 	AssertCaveated
 )
 
+// String returns the YAML key of the kind.
 func (k AssertionKind) String() string {
 	switch k {
 	case AssertTrue:
@@ -141,6 +143,7 @@ type ObjectRelation struct {
 	Relation string
 }
 
+// String renders type:id#relation.
 func (o ObjectRelation) String() string { return o.Object.String() + "#" + o.Relation }
 
 // Error is one problem in a validation file.
@@ -149,11 +152,13 @@ type Error struct {
 	Msg string
 }
 
+// Error renders file:line: message.
 func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
 
 // ErrorList collects every problem found in a file, sorted by line.
 type ErrorList []*Error
 
+// Error renders one error per line.
 func (l ErrorList) Error() string {
 	var b strings.Builder
 	for i, e := range l {

@@ -44,6 +44,7 @@ type Failure struct {
 	Explain string
 }
 
+// String renders the failure and its explanation, indented.
 func (f Failure) String() string {
 	s := f.Pos.String() + ": " + f.Msg
 	if f.Explain != "" {
