@@ -121,7 +121,7 @@ func (s *Store) collect(ctx context.Context, from, horizon store.Revision) (int,
 		return 0, fmt.Errorf("pebblestore: %w", err)
 	}
 	defer it.Close()
-	g := &collector{s: s, horizon: horizon, batch: s.db.NewBatch()}
+	g := &collector{s: s, horizon: horizon, batch: s.db.NewBatch(), seen: map[string]struct{}{}}
 	defer func() { g.batch.Close() }()
 	for ok := it.First(); ok; ok = it.Next() {
 		if err := ctx.Err(); err != nil {
@@ -158,12 +158,28 @@ type collector struct {
 	batch   *pebble.Batch
 	removed int
 	key     []byte
+	// seen holds the tuple keys visited since the last flush: a key
+	// changed in several revisions is visited once per batch, and the
+	// iterator of a revisit after a flush sees the deletions.
+	seen map[string]struct{}
 }
+
+// maxSeen bounds the memory of collector.seen.
+const maxSeen = 1 << 16
 
 // tuple deletes the versions of one forward tuple key that are older than
 // its version visible at the horizon, and that version too if it is a
 // tombstone.
 func (g *collector) tuple(tk []byte) error {
+	if _, ok := g.seen[string(tk)]; ok {
+		return nil
+	}
+	if len(g.seen) >= maxSeen {
+		if err := g.flush(); err != nil {
+			return err
+		}
+	}
+	g.seen[string(tk)] = struct{}{}
 	it, err := g.s.db.NewIter(&pebble.IterOptions{LowerBound: tk, UpperBound: prefixEnd(tk)})
 	if err != nil {
 		return fmt.Errorf("pebblestore: %w", err)
@@ -208,6 +224,7 @@ func (g *collector) delete(fkey []byte) error {
 // flush commits the pending deletions. They need no fsync: deletions lost
 // in a crash are redone, because the done marker has not moved.
 func (g *collector) flush() error {
+	clear(g.seen)
 	if g.batch.Count() == 0 {
 		return nil
 	}

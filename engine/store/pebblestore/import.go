@@ -38,7 +38,7 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 	if err := s.db.Set(keyReserved, revBytes(rev), pebble.Sync); err != nil {
 		return 0, 0, fmt.Errorf("pebblestore: reserve revision %d: %w", rev, err)
 	}
-	n, err := s.importAt(ctx, rev, meta, rels)
+	n, err := s.importAt(ctx, rev, meta, rels, importBatchBytes)
 	if err != nil {
 		if rerr := s.rollbackImport(); rerr != nil {
 			err = errors.Join(err, rerr)
@@ -48,8 +48,10 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 	return rev, n, nil
 }
 
-func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.WriteMeta, rels iter.Seq2[tuple.Relationship, error]) (int, error) {
-	b := s.db.NewBatchWithSize(importBatchBytes + 1<<20)
+// importAt writes the import, committing a batch whenever it holds
+// batchBytes (tests make it small).
+func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.WriteMeta, rels iter.Seq2[tuple.Relationship, error], batchBytes int) (int, error) {
+	b := s.db.NewBatchWithSize(batchBytes + 1<<20)
 	defer func() { b.Close() }()
 	var (
 		key, val []byte
@@ -90,7 +92,7 @@ func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.Wri
 			}
 			// Batches end at chunk boundaries, so every committed index
 			// entry is listed in a committed chunk (the undo list).
-			if b.Len() >= importBatchBytes {
+			if b.Len() >= batchBytes {
 				if err := ctx.Err(); err != nil {
 					return n, err
 				}
