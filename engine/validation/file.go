@@ -21,6 +21,17 @@
 //
 // Run loads a file into an engine over an in-memory store and reports every
 // failure with its file:line and, for a wrong answer, the path that led to it.
+//
+// # Expected subjects
+//
+// A validation entry is compared with the subjects of an Expand of the
+// resource#permission, as SpiceDB does: every subject a relation lists,
+// subject sets (group:eng#member) included, combined with set operations at
+// intersections and exclusions; a subject is caveated ("[...]") when every
+// way to it passes a caveated relationship. The "is <...>" part is checked
+// too: it must name exactly the relations whose stored relationships list
+// the subject. Every plain subject found is also checked with Check, so an
+// engine whose Expand and Check disagree fails validation.
 package validation
 
 import (

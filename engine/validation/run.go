@@ -281,6 +281,38 @@ func (r *runner) validate(ctx context.Context, exp Expected) error {
 			r.fail(exp.Pos, "", "%s: subject %s is <%s> but is not listed", name, m.render(key), m.viaList())
 		}
 	}
+	return r.crossCheck(ctx, exp, got)
+}
+
+// crossCheck asks Check about every plain subject the expansion found: the
+// two must agree, or the engine is inconsistent with itself. Wildcards and
+// subject sets are left out (Check asks about one subject).
+func (r *runner) crossCheck(ctx context.Context, exp Expected, got memberSet) error {
+	name := exp.Resource.String() + "#" + exp.Permission
+	for _, key := range sortedKeys(got) {
+		m := got[key]
+		if m.subject.IsWildcard() || m.subject.Relation != "" {
+			continue
+		}
+		resp, err := r.eng.Check(ctx, engine.CheckRequest{
+			Consistency: engine.FullyConsistent(), Resource: exp.Resource, Permission: exp.Permission, Subject: m.subject,
+		})
+		if err != nil {
+			if isInputError(err) {
+				r.fail(exp.Pos, "", "%s: check of %s: %v", name, key, err)
+				continue
+			}
+			return err
+		}
+		want := eval.HasPermission
+		if m.caveated {
+			want = eval.ConditionalPermission
+		}
+		if resp.Permissionship != want {
+			r.fail(exp.Pos, r.explain(ctx, exp.Resource, exp.Permission, m.subject, nil),
+				"%s: the expansion lists %s but Check answers %s for it", name, m.render(key), describePermissionship(resp.Permissionship))
+		}
+	}
 	return nil
 }
 
