@@ -59,6 +59,9 @@ type analysis struct {
 	arrowParents    [][]parentEdge // permissions reaching rel through an arrow
 	plainParents    map[string][]*schema.Relation
 	wildcardParents map[string][]*schema.Relation
+	// plans orders the children of unions and intersections cheapest
+	// first and says whether to evaluate them in parallel.
+	plans map[*schema.Rewrite]plan
 	// relevant[g] marks the relations from which g can be reached by the
 	// reverse walk (the forward closure of g over positive positions).
 	relevant [][]bool
@@ -78,6 +81,7 @@ func analyze(s *schema.Schema) *analysis {
 		plainParents:    map[string][]*schema.Relation{},
 		wildcardParents: map[string][]*schema.Relation{},
 		relevant:        make([][]bool, n),
+		plans:           map[*schema.Rewrite]plan{},
 	}
 	// Sorted definition names keep every derived list deterministic.
 	names := make([]string, 0, len(s.Definitions))
@@ -160,6 +164,12 @@ func analyze(s *schema.Schema) *analysis {
 		}
 	}
 
+	for _, r := range a.rels {
+		if r != nil && r.Rewrite != nil {
+			a.plan(r.Rewrite)
+		}
+	}
+
 	for i, r := range a.rels {
 		if r == nil {
 			continue
@@ -180,6 +190,49 @@ func analyze(s *schema.Schema) *analysis {
 		a.relevant[i] = rel
 	}
 	return a
+}
+
+// plan is how to evaluate the children of a union or intersection.
+type plan struct {
+	order    []int // child indices, point reads first
+	parallel bool  // at least two children may fan out
+}
+
+func (a *analysis) plan(w *schema.Rewrite) {
+	for _, c := range w.Children {
+		a.plan(c)
+	}
+	if w.Kind != schema.RewriteUnion && w.Kind != schema.RewriteIntersection {
+		return
+	}
+	var p plan
+	heavy := 0
+	for i, c := range w.Children {
+		if !a.heavyRewrite(c) {
+			p.order = append(p.order, i)
+		}
+	}
+	for i, c := range w.Children {
+		if a.heavyRewrite(c) {
+			p.order = append(p.order, i)
+			heavy++
+		}
+	}
+	p.parallel = heavy >= 2
+	a.plans[w] = p
+}
+
+// heavyRewrite reports whether a rewrite node may fan out (worth running
+// on its own goroutine); a computed reference to a relation without subject
+// sets is one or two point reads.
+func (a *analysis) heavyRewrite(w *schema.Rewrite) bool {
+	switch w.Kind {
+	case schema.RewriteNil:
+		return false
+	case schema.RewriteComputed:
+		return w.Relation != nil && a.heavy[w.Relation.Index]
+	}
+	return true
 }
 
 // reverseEdges records, for every relation that r's rewrite reaches in a

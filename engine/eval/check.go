@@ -114,15 +114,10 @@ func (rq *request) rewrite(ctx context.Context, f *frame, w *schema.Rewrite, sub
 	case schema.RewriteArrow:
 		return rq.arrow(ctx, f, w, sub)
 	case schema.RewriteUnion, schema.RewriteIntersection:
-		parallel := 0
-		for _, c := range w.Children {
-			if rq.e.heavyRewrite(c) {
-				parallel++
-			}
-		}
-		return rq.fold(ctx, w.Kind == schema.RewriteIntersection, len(w.Children), parallel >= 2,
+		plan := rq.e.an.plans[w]
+		return rq.fold(ctx, w.Kind == schema.RewriteIntersection, len(w.Children), plan.parallel,
 			func(ctx context.Context, i int) (result, error) {
-				return rq.rewrite(ctx, f, w.Children[i], sub)
+				return rq.rewrite(ctx, f, w.Children[plan.order[i]], sub)
 			})
 	case schema.RewriteExclusion:
 		base, err := rq.rewrite(ctx, f, w.Children[0], sub)
@@ -136,19 +131,6 @@ func (rq *request) rewrite(ctx context.Context, f *frame, w *schema.Rewrite, sub
 		return and(base, not(minus)), nil
 	}
 	return resNo, nil
-}
-
-// heavyRewrite reports whether a rewrite node may fan out (worth running
-// on its own goroutine); a computed reference to a plain relation is one
-// or two point reads.
-func (e *Evaluator) heavyRewrite(w *schema.Rewrite) bool {
-	switch w.Kind {
-	case schema.RewriteNil:
-		return false
-	case schema.RewriteComputed:
-		return w.Relation != nil && e.an.heavy[w.Relation.Index]
-	}
-	return true
 }
 
 // direct evaluates a relation: its stored relationships naming sub (or
@@ -386,6 +368,29 @@ func (rq *request) fold(ctx context.Context, isAnd bool, n int, parallel bool, b
 		return acc, nil
 	}
 
+	// The first branch runs inline before any goroutine is started: it is
+	// the cheapest (see plan) and often decides alone.
+	errAt, firstErr := n, error(nil)
+	if r, err := branch(ctx, 0); err != nil {
+		errAt, firstErr = 0, err
+	} else if combine(r); acc.perm == decide {
+		return acc, nil
+	}
+	if n == 2 {
+		r, err := branch(ctx, 1)
+		switch {
+		case err == nil:
+			combine(r)
+			if acc.perm == decide || firstErr == nil {
+				return acc, nil
+			}
+			return result{}, firstErr
+		case firstErr != nil:
+			return result{}, firstErr
+		}
+		return result{}, err
+	}
+
 	type out struct {
 		i   int
 		r   result
@@ -395,8 +400,8 @@ func (rq *request) fold(ctx context.Context, isAnd bool, n int, parallel bool, b
 	defer cancel()
 	ch := make(chan out, n)
 	spawned := 0
-	inline := make([]int, 1, n)
-	for i := 1; i < n; i++ {
+	inline := make([]int, 0, n)
+	for i := 2; i < n; i++ {
 		select {
 		case rq.tokens <- struct{}{}:
 			spawned++
@@ -409,8 +414,8 @@ func (rq *request) fold(ctx context.Context, isAnd bool, n int, parallel bool, b
 			inline = append(inline, i)
 		}
 	}
-	errAt, firstErr := n, error(nil)
 	decided := false
+	inline = append([]int{1}, inline...)
 	for _, i := range inline {
 		r, err := branch(cctx, i)
 		if err != nil {

@@ -21,13 +21,15 @@ func (computeLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subp
 	return rq.compute(ctx, f, sp.sub)
 }
 
-// call is one evaluation of a subproblem within a request.
+// call is one evaluation of a subproblem within a request. done is made
+// only when someone waits; finished, res and err are set under rq.mu.
 type call struct {
-	done  chan struct{}
-	res   result
-	err   error
-	depth int32
-	seq   uint64
+	done     chan struct{}
+	finished bool
+	res      result
+	err      error
+	depth    int32
+	seq      uint64
 }
 
 func (c *call) exact() bool { return c.err == nil && c.res.cut == noCut }
@@ -49,24 +51,30 @@ func (m memoLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subpr
 	rq.mu.Lock()
 	c, ok := rq.memo[sp]
 	if ok {
-		select {
-		case <-c.done:
+		if c.finished {
 			if c.exact() {
 				rq.mu.Unlock()
 				return c.res, nil
 			}
 			ok = false // replace an inexact or failed evaluation
-		default:
+		} else {
 			p := f.parent
 			if p == nil || c.depth > p.depth || (c.depth == p.depth && c.seq < p.seq) {
+				if c.done == nil {
+					c.done = make(chan struct{})
+				}
+				done := c.done
 				rq.mu.Unlock()
 				select {
-				case <-c.done:
+				case <-done:
 				case <-ctx.Done():
 					return result{}, ctx.Err()
 				}
-				if c.exact() {
-					return c.res, nil
+				rq.mu.Lock()
+				res, exact := c.res, c.exact()
+				rq.mu.Unlock()
+				if exact {
+					return res, nil
 				}
 				return m.next.dispatch(ctx, rq, f, sp)
 			}
@@ -74,12 +82,17 @@ func (m memoLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subpr
 			return m.next.dispatch(ctx, rq, f, sp)
 		}
 	}
-	c = &call{done: make(chan struct{}), depth: f.depth, seq: f.seq}
+	c = &call{depth: f.depth, seq: f.seq}
 	rq.memo[sp] = c
 	rq.mu.Unlock()
-	c.res, c.err = m.next.dispatch(ctx, rq, f, sp)
-	close(c.done)
-	return c.res, c.err
+	res, err := m.next.dispatch(ctx, rq, f, sp)
+	rq.mu.Lock()
+	c.res, c.err, c.finished = res, err, true
+	if c.done != nil {
+		close(c.done)
+	}
+	rq.mu.Unlock()
+	return res, err
 }
 
 // cacheLayer keeps exact answers across requests in a cache.Cache, keyed by
