@@ -140,8 +140,9 @@ type ReadRelationshipsRequest struct {
 	RelationshipFilter *RelationshipFilter    `protobuf:"bytes,2,opt,name=relationship_filter,json=relationshipFilter,proto3" json:"relationship_filter,omitempty"`
 	// optional_limit bounds the relationships returned (0: all of them).
 	OptionalLimit uint32 `protobuf:"varint,3,opt,name=optional_limit,json=optionalLimit,proto3" json:"optional_limit,omitempty"`
-	// optional_cursor resumes after the relationship it was returned with.
-	// It must come from a call with the same filter.
+	// optional_cursor resumes after the relationship it was returned with,
+	// at the revision of the read it came from (consistency is then
+	// ignored). It must come from a call with the same filter.
 	OptionalCursor *Cursor `protobuf:"bytes,4,opt,name=optional_cursor,json=optionalCursor,proto3" json:"optional_cursor,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -210,9 +211,8 @@ type ReadRelationshipsResponse struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	ReadAt       *Zookie                `protobuf:"bytes,1,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
 	Relationship *Relationship          `protobuf:"bytes,2,opt,name=relationship,proto3" json:"relationship,omitempty"`
-	// after_result_cursor is set on the last relationship of each page of
-	// 1000 (and on the last one sent) when more relationships match: pass
-	// it as optional_cursor to continue, at the same revision.
+	// after_result_cursor resumes the read after this relationship, at the
+	// same revision: pass it as optional_cursor.
 	AfterResultCursor *Cursor `protobuf:"bytes,3,opt,name=after_result_cursor,json=afterResultCursor,proto3" json:"after_result_cursor,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache

@@ -6,27 +6,30 @@ import (
 	"fmt"
 	"hash/crc32"
 	"hash/fnv"
+	"strings"
 
 	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
-// LookupResources cursors, version 1 (base64url without padding):
+// API cursors, version 1 (base64url without padding):
 //
 //	byte 0    version (1)
 //	uvarint   length of the zookie, then the zookie: the revision of the
-//	          stream, so every page of one lookup reads the same snapshot
-//	8 bytes   FNV-1a of the request (type, permission, subject), so a
-//	          cursor cannot resume a different lookup
-//	rest...   the last resource ID sent
+//	          stream, so every page of one scan reads the same snapshot
+//	8 bytes   FNV-1a of the request (kind, then its defining fields), so a
+//	          cursor cannot resume a different request
+//	rest...   the position, by kind: for LookupResources the last resource
+//	          ID sent; for ReadRelationships a uvarint count of results to
+//	          skip, then the engine's cursor of the page they start
 //	4 bytes   CRC-32C of everything before
 //
-// ReadRelationships and ExportRelationships pass the engine's own cursors
-// through unchanged.
-const lookupCursorVersion = 1
+// ExportRelationships passes the engine's own page cursors through.
+const cursorVersion = 1
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-func lookupHash(parts ...string) uint64 {
+func requestHash(parts ...string) uint64 {
 	h := fnv.New64a()
 	for _, p := range parts {
 		h.Write([]byte(p))
@@ -35,21 +38,20 @@ func lookupHash(parts ...string) uint64 {
 	return h.Sum64()
 }
 
-func encodeLookupCursor(zk string, reqHash uint64, afterID string) string {
-	buf := make([]byte, 0, 1+binary.MaxVarintLen64+len(zk)+8+len(afterID)+4)
-	buf = append(buf, lookupCursorVersion)
+func encodeCursor(zk string, reqHash uint64, pos string) string {
+	buf := make([]byte, 0, 1+binary.MaxVarintLen64+len(zk)+8+len(pos)+4)
+	buf = append(buf, cursorVersion)
 	buf = binary.AppendUvarint(buf, uint64(len(zk)))
 	buf = append(buf, zk...)
 	buf = binary.BigEndian.AppendUint64(buf, reqHash)
-	buf = append(buf, afterID...)
+	buf = append(buf, pos...)
 	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
 	return base64.RawURLEncoding.EncodeToString(buf)
 }
 
-// decodeLookupCursor returns the zookie and last resource ID of a cursor
-// minted for the request with hash reqHash. Its errors wrap
-// engine.ErrInvalidCursor.
-func decodeLookupCursor(token string, reqHash uint64) (zk, afterID string, err error) {
+// decodeCursor returns the zookie and position of a cursor minted for the
+// request with hash reqHash. Its errors wrap engine.ErrInvalidCursor.
+func decodeCursor(token string, reqHash uint64) (zk, pos string, err error) {
 	bad := func(why string) (string, string, error) {
 		return "", "", fmt.Errorf("%w: %s", engine.ErrInvalidCursor, why)
 	}
@@ -67,7 +69,7 @@ func decodeLookupCursor(token string, reqHash uint64) (zk, afterID string, err e
 	if crc32.Checksum(body, crcTable) != sum {
 		return bad("checksum mismatch")
 	}
-	if body[0] != lookupCursorVersion {
+	if body[0] != cursorVersion {
 		return bad("unknown version")
 	}
 	n, k := binary.Uvarint(body[1:])
@@ -80,4 +82,56 @@ func decodeLookupCursor(token string, reqHash uint64) (zk, afterID string, err e
 		return bad("the cursor belongs to a different request")
 	}
 	return zk, string(rest[8:]), nil
+}
+
+// readPosition is the position of a ReadRelationships cursor: the engine
+// cursor of a page ("" for the first) and the last relationship sent from
+// it (nil when none was). A key rather than a count, so that relationships
+// expiring between two calls cannot shift the position.
+func readPosition(page string, last *tuple.Key) string {
+	b := binary.AppendUvarint(nil, uint64(len(page)))
+	b = append(b, page...)
+	if last != nil {
+		b = append(b, last.String()...)
+	}
+	return string(b)
+}
+
+func parseReadPosition(pos string) (page string, last *tuple.Key, err error) {
+	bad := func(why string) (string, *tuple.Key, error) {
+		return "", nil, fmt.Errorf("%w: %s", engine.ErrInvalidCursor, why)
+	}
+	n, k := binary.Uvarint([]byte(pos))
+	if k <= 0 || n > uint64(len(pos)-k) {
+		return bad("bad page cursor")
+	}
+	page, rest := pos[k:k+int(n)], pos[k+int(n):]
+	if rest == "" {
+		return page, nil, nil
+	}
+	r, err := tuple.Parse(rest)
+	if err != nil || r.Caveat != nil || !r.Expiration.IsZero() {
+		return bad("bad position")
+	}
+	key := r.Key()
+	return page, &key, nil
+}
+
+// keyAfter reports whether a comes after b in the forward index order that
+// ReadRelationships returns: resource type, resource id, relation, subject
+// type, subject id, subject relation.
+func keyAfter(a, b tuple.Key) bool {
+	for _, c := range [...]int{
+		strings.Compare(a.Resource.Type, b.Resource.Type),
+		strings.Compare(a.Resource.ID, b.Resource.ID),
+		strings.Compare(a.Relation, b.Relation),
+		strings.Compare(a.Subject.Type, b.Subject.Type),
+		strings.Compare(a.Subject.ID, b.Subject.ID),
+		strings.Compare(a.Subject.Relation, b.Subject.Relation),
+	} {
+		if c != 0 {
+			return c > 0
+		}
+	}
+	return false
 }

@@ -263,7 +263,7 @@ func TestErrorCodes(t *testing.T) {
 		{"lookup limit too large", lookup(func(r *pb.LookupResourcesRequest) { r.OptionalLimit = 1_000_000 }), codes.ResourceExhausted, ReasonLimitExceeded, "lookup"},
 		{"lookup cursor garbage", lookup(func(r *pb.LookupResourcesRequest) { r.OptionalCursor = &pb.Cursor{Token: "AAAA"} }), codes.InvalidArgument, ReasonInvalidCursor, "optional_cursor.token"},
 		{"lookup cursor of another lookup", lookup(func(r *pb.LookupResourcesRequest) {
-			r.OptionalCursor = &pb.Cursor{Token: encodeLookupCursor(zk.GetToken(), lookupHash("doc", "edit", "user:anne"), "a")}
+			r.OptionalCursor = &pb.Cursor{Token: encodeCursor(zk.GetToken(), requestHash("lookup", "doc", "edit", "user:anne"), "a")}
 		}), codes.InvalidArgument, ReasonInvalidCursor, "different request"},
 		{"lookup without subject", lookup(func(r *pb.LookupResourcesRequest) { r.Subject = nil }), codes.InvalidArgument, ReasonInvalidArgument, "subject"},
 		{"read cursor garbage", func() error {

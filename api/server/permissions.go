@@ -24,7 +24,10 @@ type permissions struct {
 func (p *permissions) eng() *engine.Engine { return p.s.eng }
 
 // ReadRelationships streams the matches of a filter, page by page, all at
-// the revision of the first page (the engine's cursors pin it).
+// the revision of the first page (the engine's page cursors pin it). Every
+// relationship carries a cursor: the engine cursor of its page and the
+// relationship's key, so a resumed read re-reads at most one page at the
+// pinned revision and skips what was sent.
 func (p *permissions) ReadRelationships(req *pb.ReadRelationshipsRequest, stream pb.PermissionsService_ReadRelationshipsServer) error {
 	ctx := stream.Context()
 	c, err := consistencyFromProto("consistency", req.GetConsistency())
@@ -35,41 +38,73 @@ func (p *permissions) ReadRelationships(req *pb.ReadRelationshipsRequest, stream
 	if err != nil {
 		return err
 	}
-	cursor := req.GetOptionalCursor().GetToken()
-	if err := tooLarge("optional_cursor.token", len(cursor), MaxCursorLen, "bytes"); err != nil {
-		return err
+	hash := requestHash("read", filterKey(f))
+	var (
+		page string
+		last *tuple.Key
+	)
+	if tok := req.GetOptionalCursor().GetToken(); tok != "" {
+		zk, pos, err := decodeCursor(tok, hash)
+		if err == nil {
+			page, last, err = parseReadPosition(pos)
+		}
+		if err != nil {
+			return fieldErr("optional_cursor.token", err)
+		}
+		c = engine.AtExactSnapshot(zk)
 	}
 	limit := int(req.GetOptionalLimit())
 	pageMax := p.eng().Limits().MaxReadPageSize
 	sent := 0
 	for {
-		page := pageMax
-		if limit > 0 {
-			page = min(page, limit-sent)
+		size := pageMax
+		if limit > 0 && last == nil {
+			size = min(pageMax, limit-sent)
 		}
-		rels, next, zk, err := p.eng().ReadRelationships(ctx, c, f, page, cursor)
+		rels, next, zk, err := p.eng().ReadRelationships(ctx, c, f, size, page)
 		if err != nil {
 			return err
 		}
 		for i, r := range rels {
+			k := r.Key()
+			if last != nil && !keyAfter(k, *last) {
+				continue
+			}
 			pr, err := relationshipToProto(r)
 			if err != nil {
 				return err
 			}
-			msg := &pb.ReadRelationshipsResponse{ReadAt: zookieToProto(zk), Relationship: pr}
-			if i == len(rels)-1 {
-				msg.AfterResultCursor = cursorToProto(next)
+			pos := readPosition(page, &k)
+			if i == len(rels)-1 && next != "" {
+				pos = readPosition(next, nil)
+			}
+			msg := &pb.ReadRelationshipsResponse{
+				ReadAt:            zookieToProto(zk),
+				Relationship:      pr,
+				AfterResultCursor: &pb.Cursor{Token: encodeCursor(zk, hash, pos)},
 			}
 			if err := stream.Send(msg); err != nil {
 				return err
 			}
+			sent++
+			if limit > 0 && sent >= limit {
+				return nil
+			}
 		}
-		sent += len(rels)
-		if next == "" || (limit > 0 && sent >= limit) {
+		if next == "" {
 			return nil
 		}
-		cursor = next
+		page, last = next, nil
 	}
+}
+
+// filterKey renders a filter for request hashing.
+func filterKey(f tuple.Filter) string {
+	k := f.ResourceType + "\x00" + f.ResourceID + "\x00" + f.Relation
+	if s := f.Subject; s != nil {
+		k += "\x00" + s.Type + "\x00" + s.ID + "\x00" + s.Relation
+	}
+	return k
 }
 
 // WriteRelationships applies updates atomically.
@@ -419,10 +454,10 @@ func (p *permissions) LookupResources(req *pb.LookupResourcesRequest, stream pb.
 	if err != nil {
 		return err
 	}
-	hash := lookupHash(req.GetResourceObjectType(), req.GetPermission(), subj.String())
+	hash := requestHash("lookup", req.GetResourceObjectType(), req.GetPermission(), subj.String())
 	after := ""
 	if tok := req.GetOptionalCursor().GetToken(); tok != "" {
-		zk, id, err := decodeLookupCursor(tok, hash)
+		zk, id, err := decodeCursor(tok, hash)
 		if err != nil {
 			return fieldErr("optional_cursor.token", err)
 		}
@@ -450,7 +485,7 @@ func (p *permissions) LookupResources(req *pb.LookupResourcesRequest, stream pb.
 			ResourceObjectId:  r.ResourceID,
 			Permissionship:    permissionshipToProto(r.Permissionship),
 			PartialCaveatInfo: partialInfo(r.Permissionship, r.MissingContext),
-			AfterResultCursor: &pb.Cursor{Token: encodeLookupCursor(zk, hash, r.ResourceID)},
+			AfterResultCursor: &pb.Cursor{Token: encodeCursor(zk, hash, r.ResourceID)},
 		})
 		if err != nil {
 			return err
