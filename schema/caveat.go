@@ -403,7 +403,7 @@ func (t *paramType) convert(v any) (ref.Val, error) {
 		case []byte:
 			return types.Bytes(b), nil
 		case string:
-			d, err := base64.StdEncoding.DecodeString(b)
+			d, err := decodeBase64(b)
 			if err != nil {
 				return nil, fmt.Errorf("not valid base64: %w", err)
 			}
@@ -509,6 +509,20 @@ func reflectMap(v any) (map[string]any, bool) {
 		out[it.Key().String()] = it.Value().Interface()
 	}
 	return out, true
+}
+
+// decodeBase64 accepts standard and URL-safe base64, padded or not.
+func decodeBase64(s string) ([]byte, error) {
+	d, err := base64.StdEncoding.DecodeString(s)
+	if err == nil {
+		return d, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if d, err2 := enc.DecodeString(s); err2 == nil {
+			return d, nil
+		}
+	}
+	return nil, err
 }
 
 func wrongType(want string, v any) error {

@@ -67,6 +67,7 @@ func TestCaveatEvaluate(t *testing.T) {
 		{"str", map[string]any{"s": "xbc"}, CaveatFalse, nil},
 		{"raw", map[string]any{"b": "aGk="}, CaveatTrue, nil},
 		{"raw", map[string]any{"b": []byte("hi")}, CaveatTrue, nil},
+		{"raw", map[string]any{"b": "aGk"}, CaveatTrue, nil},
 		{"raw", map[string]any{"b": "aGo="}, CaveatFalse, nil},
 		{"dur", map[string]any{"d": "1h30m"}, CaveatTrue, nil},
 		{"dur", map[string]any{"d": "59m"}, CaveatFalse, nil},

@@ -138,7 +138,7 @@ func (c *checker) collect() {
 				continue
 			}
 			c.defs[name] = d
-			def := &Definition{Name: name, Relations: map[string]*Relation{}, Doc: d.Doc.Text()}
+			def := &Definition{Name: name, Relations: map[string]*Relation{}, Doc: d.Doc.Text(), Pos: c.f.Position(d.Name.Pos())}
 			c.s.Definitions[name] = def
 			c.relDefs = append(c.relDefs, def)
 			c.defDecls = append(c.defDecls, d)

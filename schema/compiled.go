@@ -27,7 +27,8 @@ type Definition struct {
 	Relations map[string]*Relation
 	// Ordered lists them in source order.
 	Ordered []*Relation
-	Doc     string // doc comment, if any
+	Doc     string   // doc comment, if any
+	Pos     Position // of the definition's name
 }
 
 // Relation is a relation (stored tuples) or a permission (computed).
