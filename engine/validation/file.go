@@ -28,10 +28,12 @@
 // resource#permission, as SpiceDB does: every subject a relation lists,
 // subject sets (group:eng#member) included, combined with set operations at
 // intersections and exclusions; a subject is caveated ("[...]") when every
-// way to it passes a caveated relationship. The "is <...>" part is checked
-// too: it must name exactly the relations whose stored relationships list
-// the subject. Every plain subject found is also checked with Check, so an
-// engine whose Expand and Check disagree fails validation.
+// way to it passes a caveated relationship, whatever the caveat's stored
+// context says (caveats are not evaluated, as in SpiceDB). The "is <...>"
+// part is checked too: it must name exactly the relations whose stored
+// relationships list the subject. Every uncaveated plain subject found is
+// also checked with Check, so an engine whose Expand and Check disagree
+// fails validation.
 package validation
 
 import (
@@ -225,6 +227,10 @@ func Parse(filename string, data []byte) (*File, error) {
 type parser struct {
 	f    *File
 	errs ErrorList
+	// lines is the source split into lines, to locate the relationships
+	// of folded (>) and quoted blocks, whose text no longer maps 1:1 to
+	// file lines.
+	lines []string
 }
 
 func (p *parser) pos(n *yaml.Node) Pos { return Pos{File: p.f.Path, Line: n.Line} }
@@ -234,6 +240,7 @@ func (p *parser) errorf(line int, format string, args ...any) {
 }
 
 func (p *parser) parse(data []byte) {
+	p.lines = strings.Split(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n")
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
@@ -324,14 +331,20 @@ func (p *parser) relationships(n *yaml.Node) {
 		return
 	}
 	first := contentLine(n)
+	next := n.Line // the source line to search from
 	for i, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "//") {
 			continue
 		}
-		// Quoted and folded scalars lose their line structure; only the
-		// block (|) and plain forms map text lines to file lines.
+		// A literal block maps text lines to file lines one to one; folded
+		// and quoted ones do not, so look for the text in the source.
 		lineNo := first + i
+		if n.Style&yaml.LiteralStyle == 0 {
+			if found := p.find(line, next); found > 0 {
+				lineNo, next = found, found+1
+			}
+		}
 		r, err := tuple.Parse(line)
 		if err != nil {
 			p.errorf(lineNo, "relationship %q: %v", line, err)
@@ -384,6 +397,17 @@ func (p *parser) assertions(n *yaml.Node) {
 			p.f.Assertions = append(p.f.Assertions, a)
 		}
 	}
+}
+
+// find returns the 1-based number of the first source line at or after
+// line from that contains text, or 0.
+func (p *parser) find(text string, from int) int {
+	for i := max(from, 1); i <= len(p.lines); i++ {
+		if strings.Contains(p.lines[i-1], text) {
+			return i
+		}
+	}
+	return 0
 }
 
 // ParseAssertion reads "resource#permission@subject" optionally followed by

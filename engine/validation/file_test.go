@@ -2,6 +2,7 @@ package validation
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -242,4 +243,21 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Folded blocks (>-) separate relationships with blank lines, as SpiceDB's
+// own files do; each relationship still gets its own line.
+func TestFoldedRelationshipLines(t *testing.T) {
+	src := "schema: x\nrelationships: >-\n  document:1#viewer@user:a\n\n  document:1#viewer@user:b\n\n\n  document:1#viewer@user:c\n"
+	f, err := Parse("f.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, r := range f.Relationships {
+		got = append(got, r.Pos.Line)
+	}
+	if fmt.Sprint(got) != "[3 5 8]" {
+		t.Errorf("lines = %v, want [3 5 8]", got)
+	}
 }

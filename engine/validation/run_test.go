@@ -313,3 +313,26 @@ assertions:
 		t.Error(f)
 	}
 }
+
+// A caveated relationship is listed as caveated even when its stored
+// context already decides the caveat: validation does not evaluate caveats.
+func TestRunCaveatedSubjectsAreNotEvaluated(t *testing.T) {
+	res := runText(t, runSchema+`relationships: |-
+  document:1#viewer@user:anne[on_weekday:{"day":"sun"}]
+  document:1#viewer@user:bob[on_weekday:{"day":"mon"}]
+  document:1#viewer@user:carl
+validation:
+  document:1#view:
+    - "[user:anne[...]] is <document:1#viewer>"
+    - "[user:bob[...]] is <document:1#viewer>"
+    - "[user:carl] is <document:1#viewer>"
+assertions:
+  assertFalse:
+    - document:1#view@user:anne
+  assertTrue:
+    - document:1#view@user:bob
+`)
+	for _, f := range res.Failures {
+		t.Error(f)
+	}
+}
