@@ -130,6 +130,8 @@ var invalidSchemas = []struct {
 	{"caveat missing paren", "caveat c a int { a }", `1:10: expected "(", found "a"`},
 	{"caveat unterminated string", "caveat c(a string) { a == \"x }", "1:27: string literal not terminated in caveat expression"},
 	{"keyword as name", "definition nil {}", `1:12: expected definition name, found keyword "nil"`},
+	{"too deeply nested", "definition doc {\n\tpermission p = " + strings.Repeat("(", 101) + "nil" + strings.Repeat(")", 101) + "\n}", `2:117: expression nested more than 100 levels deep`},
+	{"type too deeply nested", "caveat c(a " + strings.Repeat("list<", 101) + "int" + strings.Repeat(">", 101) + ") { true }", `1:516: type nested more than 100 levels deep`},
 	{"several syntax errors", "definition a {\n\trelation x user\n}\ndefinition b {\n\tpermission y = (x\n}", "2:13: expected \":\", found \"user\"\n6:1: expected \")\", found \"}\""},
 
 	// Names and resolution.

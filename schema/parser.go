@@ -29,7 +29,13 @@ type parser struct {
 
 	prevEnd     Pos           // just past the previous non-comment token
 	leadComment *CommentGroup // comment group directly above the current token
+	depth       int           // nesting of parentheses and type arguments
+	tooDeep     bool          // maxNesting was hit in this member: skip the cascade
 }
+
+// maxNesting bounds nested parentheses and type arguments, so that hostile
+// input cannot exhaust the stack of this recursive-descent parser.
+const maxNesting = 100
 
 func (p *parser) init(filename, src string) {
 	p.file = &File{Name: filename, src: src}
@@ -362,6 +368,7 @@ func (p *parser) parsePermission() *PermissionDecl {
 	}
 	d.Assign = p.pos
 	p.next()
+	p.tooDeep = false
 	d.Expr = p.parseBinary(1)
 	if !p.atMemberEnd() {
 		p.errorExpected(`"+", "&", "-" or the end of the permission`)
@@ -395,11 +402,21 @@ func (p *parser) parseOperand() Expr {
 		return x
 	case LPAREN:
 		x := &ParenExpr{Lparen: p.pos}
+		if p.depth >= maxNesting {
+			p.error(p.pos, fmt.Sprintf("expression nested more than %d levels deep", maxNesting))
+			p.tooDeep = true
+			p.syncMember()
+			return &BadExpr{From: x.Lparen, To: p.pos}
+		}
+		p.depth++
+		defer func() { p.depth-- }()
 		p.next()
 		x.X = p.parseBinary(1)
 		x.Rparen = p.pos
 		if p.tok != RPAREN {
-			p.errorExpected(`")"`)
+			if !p.tooDeep {
+				p.errorExpected(`")"`)
+			}
 			return x
 		}
 		p.next()
@@ -502,6 +519,12 @@ func (p *parser) parseTypeExpr() *TypeExpr {
 		return t
 	}
 	t.Lt = p.pos
+	if p.depth >= maxNesting {
+		p.error(p.pos, fmt.Sprintf("type nested more than %d levels deep", maxNesting))
+		return t
+	}
+	p.depth++
+	defer func() { p.depth-- }()
 	p.next()
 	for {
 		if p.tok != IDENT {
