@@ -19,8 +19,14 @@ type Options struct {
 	Workload string
 	Scale    workload.Scale
 	Seed     uint64
-	// Mode is "inprocess" (the only one so far).
+	// Mode is "inprocess" (default) or "grpc".
 	Mode string
+	// Addr and Key locate and authenticate to the server in grpc mode.
+	Addr string
+	Key  string
+	// SkipLoad, in grpc mode, uses the data the server already holds
+	// (loaded by an earlier run with the same workload, scale and seed).
+	SkipLoad bool
 	// Store is "pebble" (default) or "memory".
 	Store string
 	// DataDir holds the Pebble store (under store/) and a record of what
@@ -53,8 +59,12 @@ func Execute(ctx context.Context, o Options) (rep *Report, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	if o.Mode != "" && o.Mode != "inprocess" {
-		return nil, fmt.Errorf("%w: mode %q (only inprocess exists so far)", errNoTarget, o.Mode)
+	switch o.Mode {
+	case "", "inprocess":
+	case "grpc":
+		return executeGRPC(ctx, o, wl)
+	default:
+		return nil, fmt.Errorf("%w: mode %q (want inprocess or grpc)", ErrUsage, o.Mode)
 	}
 	if o.Store == "" {
 		o.Store = "pebble"
@@ -110,6 +120,32 @@ func Execute(ctx context.Context, o Options) (rep *Report, err error) {
 	rep, err = Measure(ctx, t, wl, o.Run)
 	if rep != nil {
 		rep.Target = "inprocess/" + o.Store
+		rep.Consistency = o.Consistency.String()
+		rep.Load = info
+	}
+	return rep, err
+}
+
+// executeGRPC runs the benchmark against a server; the server owns the
+// data directory, so there is no disk size and no reuse record.
+func executeGRPC(ctx context.Context, o Options, wl workload.Workload) (rep *Report, err error) {
+	t, err := NewGRPC(GRPCOptions{Addr: o.Addr, Key: o.Key, Consistency: o.Consistency})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, t.Close()) }()
+	info := LoadInfo{Reused: o.SkipLoad}
+	if !o.SkipLoad {
+		lr, err := Load(ctx, t, wl, o.Run.Progress, o.Run.ProgressEvery)
+		if err != nil {
+			return nil, err
+		}
+		info.Relationships, info.Seconds = lr.Relationships, lr.Elapsed.Seconds()
+		info.PerSecond = float64(lr.Relationships) / lr.Elapsed.Seconds()
+	}
+	rep, err = Measure(ctx, t, wl, o.Run)
+	if rep != nil {
+		rep.Target = "grpc/" + o.Addr
 		rep.Consistency = o.Consistency.String()
 		rep.Load = info
 	}

@@ -313,8 +313,10 @@ func TestExecuteReusesDataDir(t *testing.T) {
 	if _, err := Execute(ctx, o); !errors.Is(err, ErrDataDir) {
 		t.Errorf("another seed in a loaded directory: error %v, want ErrDataDir", err)
 	}
-	o.Mode = "grpc"
-	if _, err := Execute(ctx, o); err == nil {
-		t.Error("grpc mode: no error")
+	for _, mode := range []string{"grpc", "carrier-pigeon"} { // grpc without an address
+		o.Mode = mode
+		if _, err := Execute(ctx, o); !errors.Is(err, ErrUsage) {
+			t.Errorf("mode %s: error %v, want ErrUsage", mode, err)
+		}
 	}
 }

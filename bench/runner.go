@@ -3,7 +3,6 @@ package bench
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -343,6 +342,3 @@ func Measure(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig)
 	}
 	return rep, nil
 }
-
-// errNoTarget is returned for a mode that has no target yet.
-var errNoTarget = errors.New("bench: mode not available")

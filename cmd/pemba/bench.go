@@ -39,7 +39,10 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		name        = fs.String("workload", "enterprise", "workload: "+strings.Join(workload.Names(), ", "))
 		scale       = fs.String("scale", "small", "data set scale: small (~10k), medium (~1M), large (~10M relationships)")
 		seed        = fs.Uint64("seed", 1, "seed of the data set and requests")
-		mode        = fs.String("mode", "inprocess", "target: inprocess")
+		mode        = fs.String("mode", "inprocess", "target: inprocess, or grpc (a running pemba serve)")
+		addr        = fs.String("addr", "127.0.0.1:50051", "grpc mode: server address")
+		keyFile     = fs.String("key-file", "", "grpc mode: file holding a preshared key (sent as a bearer token)")
+		skipLoad    = fs.Bool("skip-load", false, "grpc mode: the server already holds this data set")
 		storeKind   = fs.String("store", "pebble", "in-process store: pebble or memory")
 		dataDir     = fs.String("data-dir", "", "data directory, reused if already loaded with the same workload (default: temporary)")
 		concurrency = fs.Int("concurrency", 4, "workers")
@@ -76,8 +79,18 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "pemba bench: -output %q (want table or json)\n", *output)
 		return 2
 	}
+	var key string
+	if *keyFile != "" {
+		b, err := os.ReadFile(*keyFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "pemba bench:", err)
+			return 2
+		}
+		key = strings.TrimSpace(string(b))
+	}
 	o := bench.Options{
 		Workload: *name, Scale: sc, Seed: *seed, Mode: *mode, Store: *storeKind, DataDir: *dataDir,
+		Addr: *addr, Key: key, SkipLoad: *skipLoad,
 		Consistency: c,
 		Run: bench.RunConfig{
 			Concurrency: *concurrency, Duration: *duration, Ops: *ops, WarmupDuration: *warmup,
