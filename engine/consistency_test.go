@@ -3,6 +3,8 @@ package engine_test
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -303,5 +305,48 @@ func TestConcurrentReadYourWrites(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// A seeded random history of writes, then checks at every revision in a
+// shuffled order, twice (the second pass is served largely from the
+// cache): every answer must equal a model of the history.
+func TestRandomHistoryAtEveryRevision(t *testing.T) {
+	f := newFixture(t, engine.Options{Quantum: -1})
+	rng := rand.New(rand.NewPCG(1, 2))
+	users := []string{"a", "b", "c"}
+	type state struct{ viewer, banned map[string]bool }
+	cur := state{map[string]bool{}, map[string]bool{}}
+	var zs []string
+	var states []state
+	for i := 0; i < 30; i++ {
+		u := users[rng.IntN(len(users))]
+		rel, set := "viewer", cur.viewer
+		if rng.IntN(3) == 0 {
+			rel, set = "banned", cur.banned
+		}
+		s := fmt.Sprintf("document:1#%s@user:%s", rel, u)
+		var z string
+		if set[u] {
+			z = f.remove(s)
+		} else {
+			z = f.touch(s)
+		}
+		set[u] = !set[u]
+		zs = append(zs, z)
+		states = append(states, state{maps.Clone(cur.viewer), maps.Clone(cur.banned)})
+	}
+	for pass := 0; pass < 2; pass++ {
+		for _, i := range rng.Perm(len(zs)) {
+			for _, u := range users {
+				want := eval.NoPermission
+				if states[i].viewer[u] && !states[i].banned[u] {
+					want = eval.HasPermission
+				}
+				if got, _ := f.check(engine.AtExactSnapshot(zs[i]), "document:1#view@user:"+u); got != want {
+					t.Fatalf("pass %d, write %d, user %s: got %v, want %v", pass, i, u, got, want)
+				}
+			}
+		}
 	}
 }
