@@ -147,6 +147,7 @@ type caveatProgram struct {
 	used    []bool      // whether the expression references each parameter
 	full    cel.Program // all parameters present: optimised, no unknowns
 	partial cel.Program // some missing: partial evaluation
+	acts    sync.Pool   // of *activation, to keep Evaluate's allocations down
 }
 
 // compileCaveats type-checks every caveat expression and builds its
@@ -265,7 +266,11 @@ func (c *Caveat) Evaluate(ctx map[string]any) (CaveatResult, error) {
 	if p == nil {
 		return CaveatResult{}, fmt.Errorf("caveat %q: %w", c.Name, ErrCaveatNotCompiled)
 	}
-	act := &activation{names: p.names, vals: make([]ref.Val, len(p.names))}
+	act, _ := p.acts.Get().(*activation)
+	if act == nil {
+		act = &activation{names: p.names, vals: make([]ref.Val, len(p.names))}
+	}
+	defer p.release(act)
 	var missing []string
 	for i, name := range p.names {
 		v, ok := ctx[name]
@@ -300,6 +305,13 @@ func (c *Caveat) Evaluate(ctx map[string]any) (CaveatResult, error) {
 		}
 	}
 	return result(c.Name, out, err)
+}
+
+// release clears an activation (stale values must never be seen by a later
+// evaluation, nor kept alive) and returns it to the pool.
+func (p *caveatProgram) release(a *activation) {
+	clear(a.vals)
+	p.acts.Put(a)
 }
 
 func result(name string, out ref.Val, err error) (CaveatResult, error) {
