@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -80,10 +81,10 @@ func reverseTupleKey(b []byte, k tuple.Key) []byte {
 }
 
 // splitComponents splits a tuple key body (after the tag) into its six
-// 0x00-terminated components without allocating.
-func splitComponents(body []byte) (c [6][]byte, ok bool) {
+// 0x00-terminated components.
+func splitComponents(body string) (c [6]string, ok bool) {
 	for i := range c {
-		j := bytes.IndexByte(body, 0)
+		j := strings.IndexByte(body, 0)
 		if j < 0 {
 			return c, false
 		}
@@ -109,7 +110,9 @@ func decodeTupleKey(tk []byte) (tuple.Key, error) {
 	if len(tk) == 0 {
 		return tuple.Key{}, corruptKey(tk, "empty")
 	}
-	c, ok := splitComponents(tk[1:])
+	// One allocation: the components are substrings of one string.
+	body := string(tk[1:])
+	c, ok := splitComponents(body)
 	if !ok {
 		return tuple.Key{}, corruptKey(tk, "want six 0x00-terminated components")
 	}
@@ -117,15 +120,15 @@ func decodeTupleKey(tk []byte) (tuple.Key, error) {
 	switch tk[0] {
 	case tagForward:
 		k = tuple.Key{
-			Resource: tuple.ObjectRef{Type: string(c[0]), ID: string(c[1])},
-			Relation: string(c[2]),
-			Subject:  tuple.SubjectRef{Type: string(c[3]), ID: string(c[4]), Relation: string(c[5])},
+			Resource: tuple.ObjectRef{Type: c[0], ID: c[1]},
+			Relation: c[2],
+			Subject:  tuple.SubjectRef{Type: c[3], ID: c[4], Relation: c[5]},
 		}
 	case tagReverse:
 		k = tuple.Key{
-			Subject:  tuple.SubjectRef{Type: string(c[0]), ID: string(c[1]), Relation: string(c[2])},
-			Resource: tuple.ObjectRef{Type: string(c[3]), ID: string(c[5])},
-			Relation: string(c[4]),
+			Subject:  tuple.SubjectRef{Type: c[0], ID: c[1], Relation: c[2]},
+			Resource: tuple.ObjectRef{Type: c[3], ID: c[5]},
+			Relation: c[4],
 		}
 	default:
 		return tuple.Key{}, corruptKey(tk, "not an index key")

@@ -1,9 +1,11 @@
 package pebblestore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"iter"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -256,19 +258,38 @@ func (t *tx) deleteMatching(ctx context.Context, f tuple.Filter, limit int) (int
 	if err := t.check(); err != nil {
 		return 0, err
 	}
+	// Candidates: matches at head not already deleted in this transaction,
+	// and this transaction's own live writes that match. With a limit,
+	// the first ones in forward index order go, as in memstore; pending
+	// writes can hide at most len(t.changes) head matches.
 	var keys []tuple.Key
+	seen := map[tuple.Key]bool{}
 	r := reader{s: t.s, rev: t.head}
-	for rel, err := range r.QueryRelationships(ctx, f, store.QueryOptions{}) {
+	opts := store.QueryOptions{}
+	if limit > 0 {
+		opts.Limit = limit + len(t.changes)
+	}
+	for rel, err := range r.QueryRelationships(ctx, f, opts) {
 		if err != nil {
 			return 0, err
 		}
-		if i, ok := t.pending[rel.Key()]; ok && t.changes[i].Op == store.OpDelete {
+		k := rel.Key()
+		if i, ok := t.pending[k]; ok && t.changes[i].Op == store.OpDelete {
 			continue
 		}
-		keys = append(keys, rel.Key())
-		if limit > 0 && len(keys) >= limit {
-			break
+		seen[k] = true
+		keys = append(keys, k)
+	}
+	for _, c := range t.changes {
+		if k := c.Relationship.Key(); c.Op != store.OpDelete && !seen[k] && f.Matches(c.Relationship) {
+			keys = append(keys, k)
 		}
+	}
+	slices.SortFunc(keys, func(a, b tuple.Key) int {
+		return bytes.Compare(forwardTupleKey(nil, a), forwardTupleKey(nil, b))
+	})
+	if limit > 0 && len(keys) > limit {
+		keys = keys[:limit]
 	}
 	for _, k := range keys {
 		if err := t.delete(ctx, k); err != nil {

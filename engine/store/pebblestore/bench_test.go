@@ -1,0 +1,194 @@
+package pebblestore
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"testing"
+	"time"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// Benchmarks run on the real filesystem (b.TempDir), so that fsync and
+// block reads cost what they cost in production.
+//
+//	go test ./engine/store/pebblestore -run '^$' -bench . -benchtime 2s
+
+func benchOpen(b *testing.B, noSync bool) *Store {
+	b.Helper()
+	s, err := Open(b.TempDir(), Options{GCInterval: -1, NoSync: noSync, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// benchRels yields docs documents with subjects viewers each, then one
+// document with 100 and one with 10,000 viewers, then 100 documents that
+// one user can view.
+func benchRels(docs, subjects int) iter.Seq2[tuple.Relationship, error] {
+	return func(yield func(tuple.Relationship, error) bool) {
+		rel := func(doc, user string) bool {
+			return yield(tuple.Relationship{
+				Resource: tuple.ObjectRef{Type: "document", ID: doc},
+				Relation: "viewer",
+				Subject:  tuple.SubjectRef{Type: "user", ID: user},
+			}, nil)
+		}
+		for d := range docs {
+			for u := range subjects {
+				if !rel(fmt.Sprintf("doc%08d", d), fmt.Sprintf("user%08d", (d*7+u*13)%1000003)) {
+					return
+				}
+			}
+		}
+		for _, n := range []int{100, 10000} {
+			for u := range n {
+				if !rel(fmt.Sprintf("wide%d", n), fmt.Sprintf("user%08d", u)) {
+					return
+				}
+			}
+		}
+		for d := range 100 {
+			if !rel(fmt.Sprintf("shared%03d", d), "reader") {
+				return
+			}
+		}
+	}
+}
+
+// benchStore holds 100,000 small relationships plus the wide documents.
+func benchStore(b *testing.B) *Store {
+	b.Helper()
+	s := benchOpen(b, true)
+	if _, _, err := s.Import(context.Background(), store.WriteMeta{}, benchRels(10000, 10)); err != nil {
+		b.Fatal(err)
+	}
+	// A few later revisions, so reads skip versions.
+	for i := range 10 {
+		if _, err := s.Update(context.Background(), store.WriteMeta{}, func(ctx context.Context, tx store.Tx) error {
+			return tx.Touch(ctx, tuple.Relationship{
+				Resource: tuple.ObjectRef{Type: "document", ID: fmt.Sprintf("doc%08d", i)},
+				Relation: "viewer",
+				Subject:  tuple.SubjectRef{Type: "user", ID: "late"},
+			})
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s
+}
+
+func BenchmarkPointRead(b *testing.B) {
+	ctx := context.Background()
+	s := benchStore(b)
+	head, _ := s.HeadRevision(ctx)
+	rd, _ := s.Snapshot(ctx, head)
+	var filters []tuple.Filter
+	for d := 0; d < 10000; d += 97 {
+		for u := range 10 {
+			filters = append(filters, tuple.Filter{
+				ResourceType: "document", ResourceID: fmt.Sprintf("doc%08d", d), Relation: "viewer",
+				Subject: &tuple.SubjectFilter{Type: "user", ID: fmt.Sprintf("user%08d", (d*7+u*13)%1000003), Relation: tuple.Ellipsis},
+			})
+		}
+	}
+	b.ResetTimer()
+	found := 0
+	for i := 0; b.Loop(); i++ {
+		for _, err := range rd.QueryRelationships(ctx, filters[i%len(filters)], store.QueryOptions{}) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			found++
+		}
+	}
+	if found == 0 {
+		b.Fatal("found nothing")
+	}
+}
+
+func BenchmarkScan(b *testing.B) {
+	ctx := context.Background()
+	s := benchStore(b)
+	head, _ := s.HeadRevision(ctx)
+	rd, _ := s.Snapshot(ctx, head)
+	for _, n := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("subjects=%d", n), func(b *testing.B) {
+			f := tuple.Filter{ResourceType: "document", ResourceID: fmt.Sprintf("wide%d", n), Relation: "viewer"}
+			for b.Loop() {
+				got := 0
+				for _, err := range rd.QueryRelationships(ctx, f, store.QueryOptions{}) {
+					if err != nil {
+						b.Fatal(err)
+					}
+					got++
+				}
+				if got != n {
+					b.Fatalf("got %d, want %d", got, n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/rel")
+		})
+	}
+}
+
+func BenchmarkReverseScan(b *testing.B) {
+	ctx := context.Background()
+	s := benchStore(b)
+	head, _ := s.HeadRevision(ctx)
+	rd, _ := s.Snapshot(ctx, head)
+	f := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: "user", ID: "reader", Relation: tuple.Ellipsis}, ResourceType: "document", Relation: "viewer"}
+	for b.Loop() {
+		got := 0
+		for _, err := range rd.ReverseQueryRelationships(ctx, f, store.QueryOptions{}) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			got++
+		}
+		if got != 100 {
+			b.Fatalf("got %d, want 100", got)
+		}
+	}
+}
+
+func BenchmarkWrite(b *testing.B) {
+	for _, noSync := range []bool{false, true} {
+		b.Run(fmt.Sprintf("nosync=%v", noSync), func(b *testing.B) {
+			s := benchOpen(b, noSync)
+			ctx := context.Background()
+			for i := 0; b.Loop(); i++ {
+				if _, err := s.Update(ctx, store.WriteMeta{Caller: "bench"}, func(ctx context.Context, tx store.Tx) error {
+					return tx.Touch(ctx, tuple.Relationship{
+						Resource: tuple.ObjectRef{Type: "document", ID: fmt.Sprintf("doc%d", i)},
+						Relation: "viewer",
+						Subject:  tuple.SubjectRef{Type: "user", ID: "anne"},
+					})
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkImport imports 1,000,000 relationships per iteration into a
+// fresh store; run it with -benchtime 1x.
+func BenchmarkImport(b *testing.B) {
+	const n = 1_000_000
+	for b.Loop() {
+		b.StopTimer()
+		s := benchOpen(b, false)
+		b.StartTimer()
+		start := time.Now()
+		_, got, err := s.Import(context.Background(), store.WriteMeta{}, benchRels(n/10, 10))
+		if err != nil || got != n+10200 {
+			b.Fatalf("Import = %d, %v", got, err)
+		}
+		b.ReportMetric(float64(got)/time.Since(start).Seconds(), "rels/s")
+	}
+}
