@@ -32,8 +32,9 @@
 // context says (caveats are not evaluated, as in SpiceDB). The "is <...>"
 // part is checked too: it must name exactly the relations whose stored
 // relationships list the subject. Every uncaveated plain subject found is
-// also checked with Check, so an engine whose Expand and Check disagree
-// fails validation.
+// also checked with Check, and compared with what LookupSubjects reports,
+// so an engine whose Expand, Check and LookupSubjects disagree fails
+// validation.
 package validation
 
 import (

@@ -312,6 +312,54 @@ func (r *runner) crossCheck(ctx context.Context, exp Expected, got memberSet) er
 				"%s: the expansion lists %s but Check answers %s for it", name, m.render(key), describePermissionship(resp.Permissionship))
 		}
 	}
+	return r.crossLookup(ctx, exp, got)
+}
+
+// crossLookup compares, for every subject type the expansion found as
+// plain objects, the subjects LookupSubjects reports as having the
+// permission: each must be in the expansion, and each uncaveated subject
+// of the expansion must be among them.
+func (r *runner) crossLookup(ctx context.Context, exp Expected, got memberSet) error {
+	name := exp.Resource.String() + "#" + exp.Permission
+	types := map[string]bool{}
+	for _, m := range got {
+		if m.subject.Relation == "" {
+			types[m.subject.Type] = true
+		}
+	}
+	for _, typ := range sortedKeys(types) {
+		seq, _, err := r.eng.LookupSubjects(ctx, engine.LookupSubjectsRequest{
+			Consistency:           engine.FullyConsistent(),
+			LookupSubjectsRequest: eval.LookupSubjectsRequest{Resource: exp.Resource, Permission: exp.Permission, SubjectType: typ},
+		})
+		if err != nil {
+			return err
+		}
+		found := map[string]bool{}
+		for res, err := range seq {
+			if err != nil {
+				if isInputError(err) {
+					r.fail(exp.Pos, "", "%s: lookup of %s subjects: %v", name, typ, err)
+					break
+				}
+				return err
+			}
+			if res.SubjectID == tuple.Wildcard || res.Permissionship != eval.HasPermission {
+				continue
+			}
+			key := typ + ":" + res.SubjectID
+			found[key] = true
+			if _, ok := got[key]; !ok {
+				r.fail(exp.Pos, "", "%s: LookupSubjects reports %s, which the expansion does not list", name, key)
+			}
+		}
+		for _, key := range sortedKeys(got) {
+			m := got[key]
+			if m.subject.Type == typ && m.subject.Relation == "" && !m.subject.IsWildcard() && !m.caveated && !found[key] {
+				r.fail(exp.Pos, "", "%s: the expansion lists %s but LookupSubjects does not report it", name, m.render(key))
+			}
+		}
+	}
 	return nil
 }
 
