@@ -59,6 +59,10 @@ type analysis struct {
 	arrowParents    [][]parentEdge // permissions reaching rel through an arrow
 	plainParents    map[string][]*schema.Relation
 	wildcardParents map[string][]*schema.Relation
+	// reverseCheck: the relation is recursive through subject sets and
+	// everything below it is plain relations without caveats, so a check
+	// can walk up from the subject instead of down the whole nested set.
+	reverseCheck []bool
 	// plans orders the children of unions and intersections cheapest
 	// first and says whether to evaluate them in parallel.
 	plans map[*schema.Rewrite]plan
@@ -82,6 +86,7 @@ func analyze(s *schema.Schema) *analysis {
 		wildcardParents: map[string][]*schema.Relation{},
 		relevant:        make([][]bool, n),
 		plans:           map[*schema.Rewrite]plan{},
+		reverseCheck:    make([]bool, n),
 	}
 	// Sorted definition names keep every derived list deterministic.
 	names := make([]string, 0, len(s.Definitions))
@@ -188,6 +193,23 @@ func analyze(s *schema.Schema) *analysis {
 			}
 		}
 		a.relevant[i] = rel
+	}
+	for i, r := range a.rels {
+		if r == nil || r.Rewrite != nil || a.caveated[i] || len(a.direct[i].usersets) == 0 {
+			continue
+		}
+		pure, recursive := true, false
+		for j, in := range a.relevant[i] {
+			if in && a.rels[j].Rewrite != nil {
+				pure = false
+			}
+		}
+		for _, us := range a.direct[i].usersets {
+			if a.relevant[us.target.Index][i] {
+				recursive = true
+			}
+		}
+		a.reverseCheck[i] = pure && recursive
 	}
 	return a
 }

@@ -35,7 +35,7 @@ func rel(res, relation, sub string) tuple.Relationship {
 // departments each, employees in departments, regions viewed by
 // departments, and customers with roles. It returns the relationships and
 // the employees of each enterprise.
-func enterpriseData(rng *rand.Rand) ([]tuple.Relationship, [][]string) {
+func enterpriseData(rng *rand.Rand, customers int) ([]tuple.Relationship, [][]string) {
 	var out []tuple.Relationship
 	emps := make([][]string, benchEnterprises+1)
 	for e := range benchEnterprises {
@@ -68,7 +68,7 @@ func enterpriseData(rng *rand.Rand) ([]tuple.Relationship, [][]string) {
 			out = append(out, rel(fmt.Sprintf("region:r%d", r), "viewer", fmt.Sprintf("department:e%d_d%d#member", e, rng.IntN(benchDepartments))))
 		}
 	}
-	for c := range benchCustomers {
+	for c := range customers {
 		e := c % benchEnterprises
 		cust := fmt.Sprintf("crm_customer:c%d", c)
 		pick := func() string { return "employee:" + emps[e][rng.IntN(len(emps[e]))] }
@@ -106,14 +106,18 @@ func loadBench(b *testing.B, name string, gen func() []tuple.Relationship) *benc
 	if v, ok := benchEnvs.Load(name); ok {
 		return v.(*benchEnv)
 	}
-	src, err := os.ReadFile("testdata/enterprise.zed")
+	rels := gen()
+	env := &benchEnv{s: mustCompile(b, mustReadFile(b, "testdata/enterprise.zed")), rd: loadShared(b, rels), n: len(rels)}
+	benchEnvs.Store(name, env)
+	return env
+}
+
+func mustReadFile(b testing.TB, name string) string {
+	src, err := os.ReadFile(name)
 	if err != nil {
 		b.Fatal(err)
 	}
-	rels := gen()
-	env := &benchEnv{s: mustCompile(b, string(src)), rd: loadShared(b, rels), n: len(rels)}
-	benchEnvs.Store(name, env)
-	return env
+	return string(src)
 }
 
 // loadShared is load without a per-benchmark cleanup: the store lives as
@@ -129,7 +133,7 @@ func (noCleanup) Cleanup(func()) {}
 func BenchmarkCheckEnterprise(b *testing.B) {
 	var emps [][]string
 	env := loadBench(b, "enterprise", func() []tuple.Relationship {
-		rels, e := enterpriseData(rand.New(rand.NewPCG(1, 2)))
+		rels, e := enterpriseData(rand.New(rand.NewPCG(1, 2)), benchCustomers)
 		emps = e
 		return rels
 	})
@@ -137,17 +141,23 @@ func BenchmarkCheckEnterprise(b *testing.B) {
 		env.emps = emps
 	}
 	b.Logf("%d relationships", env.n)
+	runEnterpriseChecks(b, env.s, Params{Reader: env.rd, Now: testNow}, env.emps, benchCustomers)
+}
+
+// runEnterpriseChecks measures Check of crm_customer#view over the
+// enterprise dataset, uncached and cached.
+func runEnterpriseChecks(b *testing.B, s *schema.Schema, p Params, emps [][]string, customers int) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	reqs := make([]CheckRequest, 1000)
 	for i := range reqs {
 		// Half the checks ask about a colleague in the same enterprise
 		// (mostly denied after a full search), half about the editor
 		// (allowed through edit).
-		c := rng.IntN(benchCustomers)
+		c := rng.IntN(customers)
 		e := c % benchEnterprises
-		emp := env.emps[e][rng.IntN(len(env.emps[e]))]
+		emp := emps[e][rng.IntN(len(emps[e]))]
 		if i%2 == 1 {
-			emp = env.emps[benchEnterprises][c]
+			emp = emps[benchEnterprises][c]
 		}
 		reqs[i] = CheckRequest{
 			Resource:   tuple.ObjectRef{Type: "crm_customer", ID: fmt.Sprintf("c%d", c)},
@@ -155,7 +165,6 @@ func BenchmarkCheckEnterprise(b *testing.B) {
 			Subject:    tuple.SubjectRef{Type: "employee", ID: emp},
 		}
 	}
-	p := Params{Reader: env.rd, Now: testNow}
 	for _, tc := range []struct {
 		name  string
 		cache *cache.Cache
@@ -166,7 +175,7 @@ func BenchmarkCheckEnterprise(b *testing.B) {
 		{"cached", cache.New(64 << 20), 4},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			e := New(env.s, Options{Cache: tc.cache, Concurrency: tc.conc})
+			e := New(s, Options{Cache: tc.cache, Concurrency: tc.conc})
 			has := 0
 			i := 0
 			for b.Loop() {
@@ -180,6 +189,10 @@ func BenchmarkCheckEnterprise(b *testing.B) {
 				i++
 			}
 			b.ReportMetric(float64(has)/float64(i), "allowed/op")
+			if tc.cache != nil {
+				st := tc.cache.Stats()
+				b.ReportMetric(float64(st.Hits)/float64(max(1, st.Hits+st.Misses)), "hit-ratio")
+			}
 		})
 	}
 }

@@ -137,6 +137,16 @@ func (rq *request) rewrite(ctx context.Context, f *frame, w *schema.Rewrite, sub
 // sub's wildcard), then its subject sets that can contain sub.
 func (rq *request) direct(ctx context.Context, f *frame, sub tuple.SubjectRef) (result, error) {
 	rel := f.rel
+	if rq.e.an.reverseCheck[rel.Index] {
+		if m, ok := rq.reverseMembers(ctx, rel, sub); ok {
+			res := resNo
+			if m.ids[f.id] {
+				res = resYes
+			}
+			res.expires = m.expires
+			return res, nil
+		}
+	}
 	info := &rq.e.an.direct[rel.Index]
 	base := tuple.Filter{ResourceType: rel.Definition.Name, ResourceID: f.id, Relation: rel.Name}
 	acc := resNo

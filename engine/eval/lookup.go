@@ -2,8 +2,10 @@ package eval
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -22,15 +24,31 @@ type reverseNode struct {
 	exact bool
 }
 
-// reverseWalk is the state of LookupResources' walk from the subject up to
-// the requested permission. vals[rel][id] is true when the subject is
-// certainly in rel of id (reached through unions of uncaveated
-// relationships) and false when it may be (a candidate to confirm).
+// reverseWalk is the state of a walk from a subject up to the relations
+// that contain it, over the reverse index: LookupResources walks up to the
+// requested permission; reverse checks (see reverseCheck) walk one
+// recursive relation. vals[rel][id] is true when the subject is certainly
+// in rel of id (reached through unions of uncaveated relationships) and
+// false when it may be (a candidate to confirm with Check).
 type reverseWalk struct {
 	rq       *request
 	relevant []bool
 	vals     []map[string]bool
 	queue    []reverseNode
+	// budget, when positive, bounds the nodes reached; the walk then
+	// fails with errBudget.
+	budget  int
+	reached int
+	// expires is the earliest expiration among the relationships read.
+	expires time.Time
+}
+
+// errBudget stops a reverse check that grew too large; the caller falls
+// back to the top-down evaluation. It never leaves the package.
+var errBudget = errors.New("eval: reverse walk budget exhausted")
+
+func newReverseWalk(rq *request, goal *schema.Relation) *reverseWalk {
+	return &reverseWalk{rq: rq, relevant: rq.e.an.relevant[goal.Index], vals: make([]map[string]bool, len(rq.e.an.rels))}
 }
 
 func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool) {
@@ -46,43 +64,36 @@ func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool) {
 		return
 	}
 	m[id] = exact
+	w.reached++
 	w.queue = append(w.queue, reverseNode{rel: rel, id: id, exact: exact})
 }
 
-// reverse yields the resources of relationships on rel whose subject
-// matches sf.
+// reverse calls fn with each relationship on rel whose subject matches sf.
 func (w *reverseWalk) reverse(ctx context.Context, sf tuple.SubjectFilter, rel *schema.Relation, fn func(r *tuple.Relationship)) error {
+	if w.budget > 0 && w.reached > w.budget {
+		return errBudget
+	}
 	f := tuple.ReverseFilter{Subject: sf, ResourceType: rel.Definition.Name, Relation: rel.Name}
 	for r, err := range w.rq.reader.ReverseQueryRelationships(ctx, f, store.QueryOptions{Now: w.rq.now}) {
 		if err != nil {
 			return err
 		}
+		w.expires = minTime(w.expires, r.Expiration)
 		fn(&r)
 	}
 	return nil
 }
 
-func (rq *request) lookupResources(ctx context.Context, req LookupResourcesRequest, yield func(ResourceResult, error) bool) {
-	goal, err := rq.e.resolve(req.ResourceType, req.Permission)
-	if err == nil {
-		err = rq.e.validateSubject(req.Subject)
-	}
-	if err == nil && req.Limit < 0 {
-		err = invalidRequest("negative limit %d", req.Limit)
-	}
-	if err != nil {
-		yield(ResourceResult{}, err)
-		return
-	}
-	an := rq.e.an
-	w := &reverseWalk{rq: rq, relevant: an.relevant[goal.Index], vals: make([]map[string]bool, len(an.rels))}
-	sub := req.Subject
-
+// run walks from sub up through every relevant relation.
+func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
+	an := w.rq.e.an
 	// Seeds: a subject set is in itself; a plain subject is in the
 	// relations whose relationships name it or its type's wildcard.
+	var err error
 	if sub.Relation != "" {
-		rel, _ := rq.e.resolve(sub.Type, sub.Relation)
-		w.reach(rel, sub.ID, true)
+		if rel, rerr := w.rq.e.resolve(sub.Type, sub.Relation); rerr == nil {
+			w.reach(rel, sub.ID, true)
+		}
 	} else {
 		seed := func(sf tuple.SubjectFilter, rels []*schema.Relation) error {
 			for _, rel := range rels {
@@ -105,7 +116,6 @@ func (rq *request) lookupResources(ctx context.Context, req LookupResourcesReque
 			err = seed(tuple.SubjectFilter{Type: sub.Type, ID: tuple.Wildcard, Relation: tuple.Ellipsis}, an.wildcardParents[sub.Type])
 		}
 	}
-
 	for err == nil && len(w.queue) > 0 {
 		if err = ctx.Err(); err != nil {
 			break
@@ -117,15 +127,13 @@ func (rq *request) lookupResources(ctx context.Context, req LookupResourcesReque
 		}
 		i := nd.rel.Index
 		for _, pe := range an.usersetParents[i] {
-			if !w.relevant[pe.parent.Index] {
+			if err != nil || !w.relevant[pe.parent.Index] {
 				continue
 			}
 			sf := tuple.SubjectFilter{Type: nd.rel.Definition.Name, ID: nd.id, Relation: nd.rel.Name}
-			if err = w.reverse(ctx, sf, pe.parent, func(r *tuple.Relationship) {
+			err = w.reverse(ctx, sf, pe.parent, func(r *tuple.Relationship) {
 				w.reach(pe.parent, r.Resource.ID, nd.exact && r.Caveat == nil)
-			}); err != nil {
-				break
-			}
+			})
 		}
 		for _, pe := range an.computedParents[i] {
 			w.reach(pe.parent, nd.id, nd.exact && pe.exact)
@@ -141,7 +149,24 @@ func (rq *request) lookupResources(ctx context.Context, req LookupResourcesReque
 			})
 		}
 	}
+	return err
+}
+
+func (rq *request) lookupResources(ctx context.Context, req LookupResourcesRequest, yield func(ResourceResult, error) bool) {
+	goal, err := rq.e.resolve(req.ResourceType, req.Permission)
+	if err == nil {
+		err = rq.e.validateSubject(req.Subject)
+	}
+	if err == nil && req.Limit < 0 {
+		err = invalidRequest("negative limit %d", req.Limit)
+	}
 	if err != nil {
+		yield(ResourceResult{}, err)
+		return
+	}
+	sub := req.Subject
+	w := newReverseWalk(rq, goal)
+	if err := w.run(ctx, sub); err != nil {
 		yield(ResourceResult{}, err)
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"hash/fnv"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,7 @@ type request struct {
 
 	mu   sync.Mutex
 	memo map[subproblem]*call
+	revs map[revKey]*revSet
 
 	ctxOnce sync.Once
 	ctxHash uint64
@@ -209,4 +211,62 @@ func (e *Evaluator) validateSubject(s tuple.SubjectRef) error {
 		}
 	}
 	return nil
+}
+
+// reverseBudget bounds the objects a reverse check may reach before it
+// gives up for the top-down walk: a subject in very many nested sets is
+// cheaper to check from the resource.
+const reverseBudget = 512
+
+type revKey struct {
+	rel int
+	sub tuple.SubjectRef
+}
+
+// revSet is every object whose relation rel contains a subject, found by
+// walking up from the subject (see analysis.reverseCheck).
+type revSet struct {
+	done    chan struct{}
+	ids     map[string]bool
+	expires time.Time
+	ok      bool // false: over budget or failed; use the top-down walk
+}
+
+// reverseMembers returns the objects of rel's type whose rel contains sub,
+// computing them once per request. ok is false when the walk was over
+// budget or failed: the caller then evaluates top-down (which reports any
+// store error itself).
+func (rq *request) reverseMembers(ctx context.Context, rel *schema.Relation, sub tuple.SubjectRef) (*revSet, bool) {
+	k := revKey{rel.Index, sub}
+	rq.mu.Lock()
+	if rq.revs == nil {
+		rq.revs = make(map[revKey]*revSet)
+	}
+	rs := rq.revs[k]
+	if rs != nil {
+		rq.mu.Unlock()
+		// The walk reads the store only; waiting for it cannot deadlock.
+		select {
+		case <-rs.done:
+			return rs, rs.ok
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+	rs = &revSet{done: make(chan struct{})}
+	rq.revs[k] = rs
+	rq.mu.Unlock()
+	w := newReverseWalk(rq, rel)
+	w.budget = reverseBudget
+	if err := w.run(ctx, sub); err == nil {
+		rs.ids, rs.expires, rs.ok = w.vals[rel.Index], w.expires, true
+	} else if !errors.Is(err, errBudget) {
+		// A failure (cancellation of this branch, say) must not stick
+		// to the request: forget it so that the next caller retries.
+		rq.mu.Lock()
+		delete(rq.revs, k)
+		rq.mu.Unlock()
+	}
+	close(rs.done)
+	return rs, rs.ok
 }
