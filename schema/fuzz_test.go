@@ -1,10 +1,12 @@
 package schema
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -57,5 +59,54 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		checkRoundTrip(t, src)
+	})
+}
+
+// FuzzCaveatContext feeds arbitrary JSON contexts to every caveat of
+// caveatSchema: conversion and evaluation must never panic, and a missing
+// result must name sorted, declared parameters.
+func FuzzCaveatContext(f *testing.F) {
+	for _, seed := range []string{
+		`{}`, `{"a": 1, "b": 2}`, `{"a": true}`, `{"n": -1}`, `{"x": 1.5e308}`, `{"b": "aGk="}`,
+		`{"d": "1h"}`, `{"now": "2026-01-01T00:00:00Z", "exp": "bad"}`, `{"allowed": ["a"], "day": "a"}`,
+		`{"xs": [1, "2"]}`, `{"m": {"k": 7}}`, `{"m": {"k": [2.5]}}`, `{"addr": "10.0.0.1"}`, `{"v": [1, {"x": 2}]}`,
+		`{"a": 1, "b": 0}`, `{"a": null}`,
+	} {
+		f.Add(seed)
+	}
+	s, err := Compile("caveats.zed", caveatSchema)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		dec := json.NewDecoder(strings.NewReader(data))
+		dec.UseNumber()
+		var ctx map[string]any
+		if err := dec.Decode(&ctx); err != nil {
+			return
+		}
+		for name, c := range s.Caveats {
+			r, err := c.Evaluate(ctx)
+			if err != nil {
+				continue
+			}
+			switch r.Kind {
+			case CaveatTrue, CaveatFalse:
+				if r.Missing != nil {
+					t.Fatalf("%s: decided result with missing %v", name, r.Missing)
+				}
+			case CaveatMissing:
+				if len(r.Missing) == 0 || !sort.StringsAreSorted(r.Missing) {
+					t.Fatalf("%s: bad missing list %v", name, r.Missing)
+				}
+				for _, m := range r.Missing {
+					if v, ok := ctx[m]; ok && v != nil {
+						t.Fatalf("%s: %q reported missing but given", name, m)
+					}
+				}
+			default:
+				t.Fatalf("%s: unknown result kind %d", name, r.Kind)
+			}
+		}
 	})
 }
