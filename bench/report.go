@@ -306,17 +306,25 @@ func Compare(w io.Writer, a, b *Report) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(&s, "\nload rate %s, disk per million %s, cpu per op %s, peak RSS %s, cache hit rate %.1f%% → %.1f%%\n",
+	fmt.Fprintf(&s, "\nload rate %s, disk per million %s, cpu per op %s, peak RSS %s, cache hit rate %s → %s\n",
 		ratio(b.Load.PerSecond, a.Load.PerSecond), ratio(b.Load.DiskBytesPerMillion, a.Load.DiskBytesPerMillion),
 		ratio(b.CPU.PerOpMicros, a.CPU.PerOpMicros), ratio(float64(b.PeakRSSBytes), float64(a.PeakRSSBytes)),
-		100*a.Cache.HitRate, 100*b.Cache.HitRate)
+		hitRate(a.Cache), hitRate(b.Cache))
 	_, err := io.WriteString(w, s.String())
 	return err
 }
 
+// ratio formats b/a, or "-" when either is zero (not measured).
 func ratio(b, a float64) string {
-	if a == 0 {
+	if a == 0 || b == 0 {
 		return "-"
 	}
 	return fmt.Sprintf("%.2fx", b/a)
+}
+
+func hitRate(c CacheInfo) string {
+	if !c.Enabled {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f%%", 100*c.HitRate)
 }
