@@ -7,9 +7,10 @@
 //
 // # Targets
 //
-// A Target is what requests are sent to. The in-process target (inprocess.go)
-// opens an engine over memstore or pebblestore in this process; a gRPC
-// target is one more file implementing the same four methods.
+// A Target is what requests are sent to: four methods (Load, Do, Stats,
+// Close), one file per kind. The in-process target (inprocess.go) opens an
+// engine over memstore or pebblestore in this process; the gRPC target
+// (grpc.go) calls a running server through the generated stubs.
 //
 // # Measurement
 //
