@@ -188,7 +188,7 @@ func (r *runner) assert(ctx context.Context, a Assertion) error {
 		AssertTrue: eval.HasPermission, AssertFalse: eval.NoPermission, AssertCaveated: eval.ConditionalPermission,
 	}[a.Kind]
 	if resp.Permissionship == want {
-		return nil
+		return r.lookupAgrees(ctx, a, want)
 	}
 	got := describePermissionship(resp.Permissionship)
 	if len(resp.MissingContext) > 0 {
@@ -196,6 +196,54 @@ func (r *runner) assert(ctx context.Context, a Assertion) error {
 	}
 	r.fail(a.Pos, r.explain(ctx, a.Resource, a.Permission, a.Subject, a.Context),
 		"%s %s: got %s", a.Kind, strings.TrimSpace(a.Text), got)
+	return nil
+}
+
+// lookupAgrees checks that LookupResources, asked which resources of the
+// type the subject has the permission on, gives the same answer for the
+// assertion's resource as Check did. Wildcard subjects are not looked up,
+// and a lookup that stops at its limit before the resource's ID decides
+// nothing.
+func (r *runner) lookupAgrees(ctx context.Context, a Assertion, want eval.Permissionship) error {
+	if a.Subject.IsWildcard() {
+		return nil
+	}
+	seq, _, err := r.eng.LookupResources(ctx, engine.LookupResourcesRequest{
+		Consistency: engine.FullyConsistent(),
+		LookupResourcesRequest: eval.LookupResourcesRequest{
+			ResourceType: a.Resource.Type, Permission: a.Permission, Subject: a.Subject,
+			Limit: r.eng.Limits().MaxLookupLimit,
+		},
+		Context: a.Context,
+	})
+	if err != nil {
+		return err
+	}
+	got, seen, decided := eval.NoPermission, 0, false
+	for res, err := range seq {
+		seen++
+		if err != nil {
+			if isInputError(err) {
+				r.fail(a.Pos, "", "%s %s: lookup: %v", a.Kind, a.Text, err)
+				return nil
+			}
+			return err
+		}
+		if res.ResourceID == a.Resource.ID {
+			got, decided = res.Permissionship, true
+			break
+		}
+		if res.ResourceID > a.Resource.ID {
+			decided = true
+			break // results come in ascending ID order
+		}
+	}
+	// A lookup cut off by its limit before reaching the ID decides nothing.
+	decided = decided || seen < r.eng.Limits().MaxLookupLimit
+	if decided && got != want {
+		r.fail(a.Pos, "", "%s %s: Check agrees, but LookupResources answers %s for this resource",
+			a.Kind, strings.TrimSpace(a.Text), describePermissionship(got))
+	}
 	return nil
 }
 
