@@ -25,7 +25,7 @@ func rel(res *pb.ObjectReference, relation string, s *pb.SubjectReference) *pb.R
 	return &pb.Relationship{Resource: res, Relation: relation, Subject: s}
 }
 
-func mustStruct(t *testing.T, m map[string]any) *structpb.Struct {
+func mustStruct(t testing.TB, m map[string]any) *structpb.Struct {
 	t.Helper()
 	s, err := structpb.NewStruct(m)
 	if err != nil {

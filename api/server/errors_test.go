@@ -160,9 +160,11 @@ func TestErrorCodes(t *testing.T) {
 		}
 		return ups
 	}
-	var deep []*pb.RelationshipUpdate
-	for i := range 60 {
-		deep = append(deep, touch(fmt.Sprintf("group:g%d#member@group:g%d#member", i, i+1)))
+	// Arrows nest checks one level per folder (a plain group chain is
+	// answered by a reverse walk, which has no depth to exceed).
+	deep := []*pb.RelationshipUpdate{touch("folder:f0#viewer@user:deep")}
+	for i := 1; i <= 60; i++ {
+		deep = append(deep, touch(fmt.Sprintf("folder:f%d#parent@folder:f%d", i, i-1)))
 	}
 
 	tests := []struct {
@@ -176,7 +178,7 @@ func TestErrorCodes(t *testing.T) {
 		{"malformed type", check(func(r *pb.CheckPermissionRequest) { r.Resource.ObjectType = "Doc" }), codes.InvalidArgument, ReasonInvalidArgument, "resource.object_type"},
 		{"malformed subject id", check(func(r *pb.CheckPermissionRequest) { r.Subject.Object.ObjectId = "a b" }), codes.InvalidArgument, ReasonInvalidArgument, "subject.object.object_id"},
 		{"empty permission", check(func(r *pb.CheckPermissionRequest) { r.Permission = "" }), codes.InvalidArgument, ReasonInvalidArgument, "permission"},
-		{"unknown type", check(func(r *pb.CheckPermissionRequest) { r.Resource.ObjectType = "folder" }), codes.InvalidArgument, ReasonUnknownDefinition, "folder"},
+		{"unknown type", check(func(r *pb.CheckPermissionRequest) { r.Resource.ObjectType = "invoice" }), codes.InvalidArgument, ReasonUnknownDefinition, "invoice"},
 		{"unknown permission", check(func(r *pb.CheckPermissionRequest) { r.Permission = "delete" }), codes.InvalidArgument, ReasonUnknownRelation, "delete"},
 		{"garbage zookie", check(func(r *pb.CheckPermissionRequest) { r.Consistency = fresh(&pb.Zookie{Token: "garbage"}) }), codes.InvalidArgument, ReasonInvalidZookie, "zookie"},
 		{"empty zookie", check(func(r *pb.CheckPermissionRequest) { r.Consistency = exact(&pb.Zookie{}) }), codes.InvalidArgument, ReasonInvalidArgument, "consistency.at_exact_snapshot.token"},
@@ -205,7 +207,7 @@ func TestErrorCodes(t *testing.T) {
 			if err := write(deep...)(); err != nil {
 				return err
 			}
-			_, err := f.perms.CheckPermission(ctx, &pb.CheckPermissionRequest{Consistency: full(), Resource: obj("group", "g0"), Permission: "member", Subject: sub("user", "nobody", "")})
+			_, err := f.perms.CheckPermission(ctx, &pb.CheckPermissionRequest{Consistency: full(), Resource: obj("folder", "f60"), Permission: "view", Subject: sub("user", "deep", "")})
 			return err
 		}, codes.ResourceExhausted, ReasonMaxDepth, "depth"},
 

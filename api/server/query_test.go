@@ -11,7 +11,7 @@ import (
 )
 
 // queryFixture is a server with testSchema and a few relationships.
-func queryFixture(t *testing.T) (*fixture, *pb.Zookie) {
+func queryFixture(t testing.TB) (*fixture, *pb.Zookie) {
 	f := newFixture(t, Config{})
 	f.writeSchema()
 	zk := f.write(

@@ -42,12 +42,18 @@ definition doc {
   permission edit = owner
   permission view = (viewer + owner + leveled + temp) - banned
 }
+
+definition folder {
+  relation parent: folder
+  relation viewer: user
+  permission view = viewer + parent->view
+}
 `
 
 // fixture is a real server over a real engine and memstore, on a
 // loopback port, with clients.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	eng    *engine.Engine
 	reg    *prometheus.Registry
@@ -57,13 +63,13 @@ type fixture struct {
 	watch  pb.WatchServiceClient
 }
 
-func newFixture(t *testing.T, cfg Config, dial ...grpc.DialOption) *fixture {
+func newFixture(t testing.TB, cfg Config, dial ...grpc.DialOption) *fixture {
 	t.Helper()
 	return newFixtureOn(t, memstore.New(memstore.Options{}), cfg, dial...)
 }
 
 // newFixtureOn serves a given store; the fixture closes it.
-func newFixtureOn(t *testing.T, st *memstore.Store, cfg Config, dial ...grpc.DialOption) *fixture {
+func newFixtureOn(t testing.TB, st *memstore.Store, cfg Config, dial ...grpc.DialOption) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	eng, err := engine.Open(ctx, st, engine.Options{})
@@ -127,7 +133,7 @@ func (f *fixture) write(rels ...string) *pb.Zookie {
 	return resp.GetWrittenAt()
 }
 
-func mustRel(t *testing.T, s string) *pb.Relationship {
+func mustRel(t testing.TB, s string) *pb.Relationship {
 	t.Helper()
 	r, err := tuple.Parse(s)
 	if err != nil {
@@ -210,13 +216,13 @@ func TestSchemaWriteRead(t *testing.T) {
 	}
 
 	// A second write reports what changed.
-	resp, err := f.schema.WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: testSchema + "\ndefinition folder {}\n"})
+	resp, err := f.schema.WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: testSchema + "\ndefinition project {}\n"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ch := resp.GetChanges()
-	if len(ch) != 1 || ch[0].GetKind() != pb.SchemaChange_KIND_DEFINITION_ADDED || ch[0].GetDefinition() != "folder" || ch[0].GetDescription() == "" {
-		t.Errorf("WriteSchema changes = %v, want one DEFINITION_ADDED folder", ch)
+	if len(ch) != 1 || ch[0].GetKind() != pb.SchemaChange_KIND_DEFINITION_ADDED || ch[0].GetDefinition() != "project" || ch[0].GetDescription() == "" {
+		t.Errorf("WriteSchema changes = %v, want one DEFINITION_ADDED project", ch)
 	}
 
 	_, err = f.schema.WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: "definition doc { relation viewer: nosuch }"})
