@@ -12,8 +12,9 @@ import (
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
-// importBatchBytes is the size at which Import commits a batch.
-const importBatchBytes = 16 << 20
+// importBatchBytes is the size at which Import commits a batch; below half
+// the memtable size, so batches apply through the memtable.
+const importBatchBytes = 4 << 20
 
 // Import writes rels at one new revision with Touch semantics, streaming
 // them into large batches. It holds the writer lock throughout (writers

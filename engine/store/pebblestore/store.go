@@ -129,6 +129,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		Cache:              cache,
 		FormatMajorVersion: pebbleFormat,
 		Logger:             pebbleLogger{opts.Logger},
+		// Larger than Pebble's 4 MiB default, so import batches go
+		// through the memtable instead of becoming flushable batches
+		// that must be sorted first.
+		MemTableSize: 32 << 20,
 	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
