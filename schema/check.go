@@ -18,7 +18,9 @@ func Compile(filename, src string) (*Schema, error) {
 
 // Check resolves every name of a parsed file, rejects what cannot be
 // evaluated, and builds the compiled Schema. Its error is an ErrorList with
-// one error per problem, each with a one-sentence reason.
+// one error per problem, each with a one-sentence reason. It is meant for a
+// File that parsed without errors; on a partial tree it does not panic but
+// may report consequences of the syntax errors.
 func Check(f *File) (*Schema, error) {
 	c := &checker{
 		f:    f,
