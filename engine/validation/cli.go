@@ -16,7 +16,7 @@ const (
 	ExitUsage  = 2 // bad flags or no files
 )
 
-// Command is `pemba validate [-now RFC3339] FILE...`: it runs each file,
+// Command is `pemba validate [-now RFC3339] [-q] [-no-crosscheck] FILE...`: it runs each file,
 // prints per-file results and a summary to stdout, and returns the exit
 // code. Usage errors go to stderr.
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -24,8 +24,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	nowFlag := fs.String("now", "", "evaluate expirations at this RFC 3339 instant instead of the current time")
 	quiet := fs.Bool("q", false, "print failures and the summary only")
+	noCross := fs.Bool("no-crosscheck", false, "do not compare Check, Expand and the lookups with each other")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pemba validate [-now RFC3339] [-q] FILE...")
+		fmt.Fprintln(stderr, "usage: pemba validate [-now RFC3339] [-q] [-no-crosscheck] FILE...")
 		fmt.Fprintln(stderr, "Runs SpiceDB-format validation files (schema, relationships, assertions, validation).")
 		fs.PrintDefaults()
 	}
@@ -39,7 +40,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return ExitUsage
 	}
-	var opts Options
+	opts := Options{NoCrossChecks: *noCross}
 	if *nowFlag != "" {
 		t, err := parseTime(*nowFlag)
 		if err != nil {

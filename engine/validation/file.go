@@ -32,9 +32,10 @@
 // context says (caveats are not evaluated, as in SpiceDB). The "is <...>"
 // part is checked too: it must name exactly the relations whose stored
 // relationships list the subject. Every uncaveated plain subject found is
-// also checked with Check, and compared with what LookupSubjects reports,
-// so an engine whose Expand, Check and LookupSubjects disagree fails
-// validation.
+// also checked with Check, and compared with what LookupSubjects reports;
+// every assertion is also checked with LookupResources. So an engine whose
+// query APIs disagree with each other fails validation (unless
+// Options.NoCrossChecks is set).
 package validation
 
 import (

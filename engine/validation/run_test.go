@@ -141,6 +141,7 @@ func TestCommand(t *testing.T) {
 		out  []string // substrings of stdout
 	}{
 		{"pass", []string{"-now", "2026-01-01T00:00:00Z", good}, ExitOK, []string{"ok   " + good, "1 files, 1 assertions, 0 validations: all passed"}},
+		{"no cross-checks", []string{"-q", "-no-crosscheck", good}, ExitOK, []string{"1 files, 1 assertions, 0 validations: all passed"}},
 		{"fail", []string{good, bad}, ExitFailed, []string{"FAIL " + bad, bad + ":15: assertTrue", "1 failures in 1 files"}},
 		{"invalid file", []string{broken}, ExitFailed, []string{"FAIL " + broken, broken + ":1:"}},
 		{"missing file", []string{filepath.Join(dir, "nope.yaml")}, ExitFailed, []string{"no such file"}},
