@@ -71,6 +71,7 @@ var validSchemas = []struct {
 	{"caveat any", "caveat c(a any) { a == 1 }", []string{"caveat c(a any)"}},
 	{"caveat no params", "caveat c() { true }", []string{"caveat c() \"true\""}},
 	{"caveat braces and strings in body", "caveat c(m map<string>) { m == {\"}\": '{'} || m[\"a\"] == \"}\" // }\n}", []string{"compiled=true"}},
+	{"caveat raw strings with backslashes", "caveat c(s string, b bytes) { s != r\"\\\" && b != br\"\\\" && b != Br'}\\' }", []string{"compiled=true"}},
 	{"caveat multi-line body", "caveat c(a int, b int) {\n  a > 1 &&\n  b < 2\n}", []string{"\"a > 1 &&\\n  b < 2\""}},
 	{"caveat trailing comma", "caveat c(a int, b int,) { a < b }", []string{"caveat c(a int, b int)"}},
 	{"enterprise-like mix", "definition user {}\ndefinition org { relation admin: user }\ndefinition doc {\n relation org: org\n relation banned: user\n relation viewer: user | user:*\n permission view = (viewer + org->admin) - banned\n}", []string{"= (- (+ viewer org.any(admin)[org#admin]) banned)"}},

@@ -175,7 +175,7 @@ func (s *Scanner) ScanCEL() (pos Pos, body string, rbrace Pos, ok bool) {
 				continue
 			}
 		case '"', '\'':
-			raw := s.off > start && (s.src[s.off-1] == 'r' || s.src[s.off-1] == 'R')
+			raw := isRawPrefix(s.src[start:s.off])
 			quote := s.off
 			if !s.skipCELString(raw) {
 				s.error(quote, "string literal not terminated in caveat expression")
@@ -221,4 +221,11 @@ func (s *Scanner) skipCELString(raw bool) bool {
 	}
 	s.off = len(s.src)
 	return false
+}
+
+// isRawPrefix reports whether the text before a quote ends with a CEL raw
+// string prefix: r or R (also as the second letter of br"...").
+func isRawPrefix(before string) bool {
+	n := len(before)
+	return n >= 1 && (before[n-1] == 'r' || before[n-1] == 'R')
 }
