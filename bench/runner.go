@@ -23,8 +23,9 @@ type RunConfig struct {
 	Concurrency int
 	// Duration bounds the run by wall time.
 	Duration time.Duration
-	// Ops, when positive, bounds the run by operation count instead
-	// (tests use it: a count is deterministic, a duration is not).
+	// Ops, when positive, bounds the run by operation count (tests use
+	// it: a count is deterministic, a duration is not). With both set,
+	// the run stops at whichever limit comes first.
 	Ops int64
 	// WarmupDuration and WarmupOps bound a warm-up phase run the same
 	// way before measuring; its results are discarded.
@@ -57,7 +58,6 @@ type worker struct {
 	missed  int64        // open loop: requests the schedule had no time for
 	samples []string     // first errors and unexpected answers
 	slowest []Slow       // the slowest requests, unordered, at most maxSlow
-	_       [64]byte     // keeps done off its neighbour's cache line
 }
 
 const (
@@ -72,7 +72,7 @@ type Slow struct {
 }
 
 // noteSlow keeps req if it is among the worker's slowest so far. The
-// request is formatted only when it qualifies, which is rare.
+// request is formatted only when it qualifies, which soon becomes rare.
 func (w *worker) noteSlow(req *workload.Request, lat time.Duration) {
 	if len(w.slowest) < maxSlow {
 		w.slowest = append(w.slowest, Slow{req.String(), int64(lat)})
