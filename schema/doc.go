@@ -10,8 +10,8 @@
 // error callback (scanner.go), a syntax tree whose nodes report Pos and End
 // (ast.go), a recursive-descent parser that resynchronises after an error
 // and reports every error (parser.go), a checker that resolves names and
-// builds the compiled form (check.go, caveat.go), a printer (format.go)
-// and a differ (diff.go).
+// builds the compiled form (check.go, caveat.go, caveattype.go), a
+// printer (format.go) and a differ (diff.go).
 //
 // # Language overview
 //
