@@ -285,9 +285,18 @@ func (r *runner) explain(ctx context.Context, res tuple.ObjectRef, perm string, 
 	if err != nil {
 		return "expand failed: " + err.Error()
 	}
+	if len(pathsTo(tree, sub)) == 0 {
+		return fmt.Sprintf("%s is not among the subjects of %s#%s:\n%s", sub, res, perm, r.treeOf(tree, sub))
+	}
+	return r.treeOf(tree, sub)
+}
+
+// treeOf explains, from an expansion already made, how sub is reached, or
+// shows the top of the tree when it is not.
+func (r *runner) treeOf(tree *eval.Tree, sub tuple.SubjectRef) string {
 	paths := pathsTo(tree, sub)
 	if len(paths) == 0 {
-		return fmt.Sprintf("%s is not among the subjects of %s#%s:\n%s", sub, res, perm, strings.TrimRight(renderTree(tree, 4), "\n"))
+		return strings.TrimRight(renderTree(tree, 4), "\n")
 	}
 	const maxPaths = 5
 	if len(paths) > maxPaths {
@@ -316,7 +325,7 @@ func (r *runner) validate(ctx context.Context, exp Expected) error {
 		listed[key] = true
 		m, ok := got[key]
 		if !ok {
-			r.fail(es.Pos, "", "%s: expected subject [%s] was not found", name, key)
+			r.fail(es.Pos, r.treeOf(tree, es.Subject), "%s: expected subject [%s] was not found", name, key)
 			continue
 		}
 		if m.caveated != es.Caveated {
@@ -334,7 +343,7 @@ func (r *runner) validate(ctx context.Context, exp Expected) error {
 	for _, key := range sortedKeys(got) {
 		if !listed[key] {
 			m := got[key]
-			r.fail(exp.Pos, "", "%s: subject %s is <%s> but is not listed", name, m.render(key), m.viaList())
+			r.fail(exp.Pos, r.treeOf(tree, m.subject), "%s: subject %s is <%s> but is not listed", name, m.render(key), m.viaList())
 		}
 	}
 	if !r.cross {
