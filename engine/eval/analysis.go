@@ -59,9 +59,14 @@ type analysis struct {
 	arrowParents    [][]parentEdge // permissions reaching rel through an arrow
 	plainParents    map[string][]*schema.Relation
 	wildcardParents map[string][]*schema.Relation
-	// reverseCheck: the relation is recursive through subject sets and
-	// everything below it is plain relations without caveats, so a check
-	// can walk up from the subject instead of down the whole nested set.
+	// pure: no caveat can reach the relation and everything it is built
+	// from is unions, computed references and arrows (no intersection,
+	// exclusion or arrow-all), so walking up from a subject decides
+	// membership exactly (see reverseMembers).
+	pure []bool
+	// reverseCheck: a pure relation that is recursive through subject
+	// sets; a check walks up from the subject instead of down the whole
+	// nested set.
 	reverseCheck []bool
 	// plans orders the children of unions and intersections cheapest
 	// first and says whether to evaluate them in parallel.
@@ -87,6 +92,7 @@ func analyze(s *schema.Schema) *analysis {
 		relevant:        make([][]bool, n),
 		plans:           map[*schema.Rewrite]plan{},
 		reverseCheck:    make([]bool, n),
+		pure:            make([]bool, n),
 	}
 	// Sorted definition names keep every derived list deterministic.
 	names := make([]string, 0, len(s.Definitions))
@@ -195,23 +201,50 @@ func analyze(s *schema.Schema) *analysis {
 		a.relevant[i] = rel
 	}
 	for i, r := range a.rels {
-		if r == nil || r.Rewrite != nil || a.caveated[i] || len(a.direct[i].usersets) == 0 {
+		if r == nil || a.caveated[i] {
 			continue
 		}
-		pure, recursive := true, false
+		pure := true
 		for j, in := range a.relevant[i] {
-			if in && a.rels[j].Rewrite != nil {
+			if in && !monotone(a.rels[j].Rewrite) {
 				pure = false
 			}
 		}
+		a.pure[i] = pure
+	}
+	for i, r := range a.rels {
+		if r == nil || !a.pure[i] || r.Rewrite != nil {
+			continue
+		}
 		for _, us := range a.direct[i].usersets {
 			if a.relevant[us.target.Index][i] {
-				recursive = true
+				a.reverseCheck[i] = true
 			}
 		}
-		a.reverseCheck[i] = pure && recursive
 	}
 	return a
+}
+
+// monotone reports whether a rewrite uses only unions, computed references
+// and plain arrows (nil for a relation's stored tuples).
+func monotone(w *schema.Rewrite) bool {
+	if w == nil {
+		return true
+	}
+	switch w.Kind {
+	case schema.RewriteNil, schema.RewriteComputed:
+		return true
+	case schema.RewriteArrow:
+		return !w.ArrowAll
+	case schema.RewriteUnion:
+		for _, c := range w.Children {
+			if !monotone(c) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // plan is how to evaluate the children of a union or intersection.

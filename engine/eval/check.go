@@ -234,6 +234,15 @@ func (rq *request) direct(ctx context.Context, f *frame, sub tuple.SubjectRef) (
 	if len(branches) == 0 {
 		return acc, nil
 	}
+	if len(branches) >= rq.e.wideFanout {
+		bs := make([]fanBranch, len(branches))
+		for i, b := range branches {
+			bs[i] = fanBranch(b)
+		}
+		if res, ok := rq.wide(ctx, bs, sub); ok {
+			return or(acc, res), nil
+		}
+	}
 	sets, err := rq.fold(ctx, false, len(branches), len(branches) >= 2, func(ctx context.Context, i int) (result, error) {
 		b := &branches[i]
 		r, err := rq.check(ctx, f, b.target, b.id, sub)
@@ -326,6 +335,16 @@ func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub t
 		}
 		return and(all, some), nil
 	}
+	if len(branches) >= rq.e.wideFanout {
+		bs := make([]fanBranch, len(branches))
+		for i, b := range branches {
+			bs[i] = fanBranch(b)
+		}
+		if res, ok := rq.wide(ctx, bs, sub); ok {
+			res.deps(acc)
+			return res, nil
+		}
+	}
 	any, err := rq.fold(ctx, false, len(branches), len(branches) >= 2, func(ctx context.Context, i int) (result, error) {
 		b := &branches[i]
 		t, err := rq.check(ctx, f, b.target, b.id, sub)
@@ -339,6 +358,53 @@ func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub t
 	}
 	any.deps(acc)
 	return any, nil
+}
+
+// defaultWideFanout is the number of subject sets or arrow subjects from
+// which a union is decided from the subject's side when possible: one walk
+// up from the subject instead of one subproblem per branch.
+const defaultWideFanout = 16
+
+// fanBranch is one branch of a fan-out: target of object id, under the
+// condition of the relationship that led there.
+type fanBranch struct {
+	target *schema.Relation
+	id     string
+	cv     result
+}
+
+// wide decides the union of and(cv, target(id)) over the branches with one
+// reverse walk per distinct pure target. ok is false when some target is
+// not pure or a walk was over budget; the caller then evaluates top-down.
+func (rq *request) wide(ctx context.Context, branches []fanBranch, sub tuple.SubjectRef) (result, bool) {
+	sets := map[*schema.Relation]*revSet{}
+	for _, b := range branches {
+		if _, seen := sets[b.target]; seen {
+			continue
+		}
+		if b.target == nil || !rq.e.an.pure[b.target.Index] {
+			return result{}, false
+		}
+		m, ok := rq.reverseMembers(ctx, b.target, sub)
+		if !ok {
+			return result{}, false
+		}
+		sets[b.target] = m
+	}
+	acc := resNo
+	for _, m := range sets {
+		acc.deps(result{expires: m.expires, cut: noCut})
+	}
+	for _, b := range branches {
+		t := resNo
+		if sets[b.target].ids[b.id] {
+			t = resYes
+		}
+		if acc = or(acc, and(b.cv, t)); acc.perm == HasPermission {
+			break
+		}
+	}
+	return acc, true
 }
 
 // fold combines n branches with Kleene and (isAnd) or or, stopping at the

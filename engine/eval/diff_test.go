@@ -18,10 +18,12 @@ import (
 
 var diffLong = flag.Bool("long", false, "run the differential test with many more random cases")
 
-// diffCases is the number of random schemas of TestDifferential:
-// PEMBA_DIFF_CASES overrides it, -long multiplies it by 20.
+// diffCases is the number of random schemas of TestDifferential (each
+// checked at two clock values, with two evaluator configurations):
+// PEMBA_DIFF_CASES overrides it, -long multiplies it by 20. PEMBA_DIFF_SEED
+// runs the one case of that seed, to reproduce a failure.
 func diffCases() int {
-	n := 400
+	n := 600
 	if v, err := strconv.Atoi(os.Getenv("PEMBA_DIFF_CASES")); err == nil && v > 0 {
 		n = v
 	}
@@ -296,18 +298,24 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 		subjects = append(subjects, tuple.SubjectRef{Type: "user", ID: u})
 	}
 	subjects = append(subjects, tuple.SubjectRef{Type: "user", ID: "nobody"})
-	for _, r := range allRels {
-		for _, id := range diffIDs[:2] {
-			subjects = append(subjects, tuple.SubjectRef{Type: r.Definition.Name, ID: id, Relation: r.Name})
-		}
+	for i, r := range allRels {
+		// Subject sets of every relation, on alternating objects.
+		subjects = append(subjects, tuple.SubjectRef{Type: r.Definition.Name, ID: diffIDs[i%2], Relation: r.Name})
 	}
 	c := cache.New(1 << 20)
+	// The first configuration decides every fan-out from the subject's
+	// side where it can; the second gives reverse walks so small a budget
+	// that they often fall back to the top-down walk.
+	seq := New(s, Options{Concurrency: 1})
+	seq.wideFanout = 1
+	conc := New(s, Options{Concurrency: 4, Cache: c})
+	conc.reverseBudget = 3
 	evals := []struct {
 		name string
 		e    *Evaluator
 	}{
-		{"sequential", New(s, Options{Concurrency: 1})},
-		{"concurrent+cache", New(s, Options{Concurrency: 4, Cache: c})},
+		{"sequential+wide", seq},
+		{"concurrent+cache+small-budget", conc},
 	}
 	for _, now := range []time.Time{testNow, testNow.Add(2 * time.Hour)} {
 		ref := newRefEval(s, rels, now, reqCtx, universe)
@@ -332,8 +340,10 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 			return v[refNode{r.Index, id}]
 		}
 		p := Params{Reader: rd, Now: now, Context: reqCtx}
-		for _, ev := range evals {
-			for pass := range 2 {
+		for k, ev := range evals {
+			// The cached evaluator checks everything twice: the second
+			// pass is served from the cache.
+			for pass := range k + 1 {
 				for _, sub := range subjects {
 					for _, r := range allRels {
 						for _, id := range universe[r.Definition.Name] {
@@ -387,12 +397,12 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 			}
 			// LookupSubjects agrees with the reference for every subject.
 			for _, r := range allRels {
-				for _, id := range universe[r.Definition.Name] {
+				for j, id := range universe[r.Definition.Name] {
 					res := tuple.ObjectRef{Type: r.Definition.Name, ID: id}
-					kinds := []tuple.SubjectRef{{Type: "user"}}
-					for _, k := range allRels[:min(3, len(allRels))] {
-						kinds = append(kinds, tuple.SubjectRef{Type: k.Definition.Name, Relation: k.Name})
-					}
+					// Plain users, and subject sets of one relation
+					// (a different one for each resource).
+					k := allRels[(r.Index*len(diffIDs)+j)%len(allRels)]
+					kinds := []tuple.SubjectRef{{Type: "user"}, {Type: k.Definition.Name, Relation: k.Name}}
 					for _, k := range kinds {
 						got, err := drain(ev.e.LookupSubjects(ctx, p, LookupSubjectsRequest{Resource: res, Permission: r.Name, SubjectType: k.Type, SubjectRelation: k.Relation}))
 						if err != nil {

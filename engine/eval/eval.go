@@ -41,6 +41,10 @@ type Evaluator struct {
 	opts     Options
 	an       *analysis
 	dispatch dispatcher
+	// Thresholds of the subject-side strategies (tests lower them to
+	// exercise both paths on small data).
+	wideFanout    int
+	reverseBudget int
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64
@@ -56,7 +60,8 @@ func New(s *schema.Schema, opts Options) *Evaluator {
 	}
 	h := fnv.New64a()
 	h.Write([]byte(s.Source))
-	e := &Evaluator{s: s, opts: opts, an: analyze(s), schemaID: h.Sum64()}
+	e := &Evaluator{s: s, opts: opts, an: analyze(s), schemaID: h.Sum64(),
+		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget}
 	var d dispatcher = computeLayer{}
 	if opts.Cache != nil {
 		d = cacheLayer{cache: opts.Cache, next: d}

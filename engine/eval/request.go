@@ -213,10 +213,10 @@ func (e *Evaluator) validateSubject(s tuple.SubjectRef) error {
 	return nil
 }
 
-// reverseBudget bounds the objects a reverse check may reach before it
-// gives up for the top-down walk: a subject in very many nested sets is
+// defaultReverseBudget bounds the objects a reverse check may reach before
+// it gives up for the top-down walk: a subject in very many nested sets is
 // cheaper to check from the resource.
-const reverseBudget = 512
+const defaultReverseBudget = 512
 
 type revKey struct {
 	rel int
@@ -257,9 +257,14 @@ func (rq *request) reverseMembers(ctx context.Context, rel *schema.Relation, sub
 	rq.revs[k] = rs
 	rq.mu.Unlock()
 	w := newReverseWalk(rq, rel)
-	w.budget = reverseBudget
+	w.budget = rq.e.reverseBudget
 	if err := w.run(ctx, sub); err == nil {
 		rs.ids, rs.expires, rs.ok = w.vals[rel.Index], w.expires, true
+		for _, exact := range rs.ids {
+			if !exact {
+				rs.ok = false // not pure after all; never guess
+			}
+		}
 	} else if !errors.Is(err, errBudget) {
 		// A failure (cancellation of this branch, say) must not stick
 		// to the request: forget it so that the next caller retries.
