@@ -107,7 +107,14 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 		return err
 	}
 	defer it.Close()
+	// A prefix of all six components names one tuple (the Check hot
+	// path): seek straight to its newest version at or below rev, and stop
+	// after it.
+	point := bytes.Count(prefix, []byte{0}) == 6
 	start := prefix
+	if point {
+		start = appendRev(bytes.Clone(prefix), rev)
+	}
 	if after != nil {
 		// prefixEnd of a tuple key is past all of its versions.
 		if a := prefixEnd(after); bytes.Compare(a, start) > 0 {
@@ -158,8 +165,12 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 		if err != nil {
 			return fmt.Errorf("%w (key %q)", err, key)
 		}
+		if point {
+			// Later keys are older versions of the same tuple.
+			ok = false
+		}
 		if v.tombstone || !opts.Now.IsZero() && !v.expiration.IsZero() && !opts.Now.Before(v.expiration) {
-			ok = it.Next()
+			ok = ok && it.Next()
 			continue
 		}
 		k, err := decodeTupleKey(tk)
@@ -168,7 +179,7 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 		}
 		rel := v.relationship(k)
 		if !match(rel) {
-			ok = it.Next()
+			ok = ok && it.Next()
 			continue
 		}
 		if !yield(rel, nil) {
@@ -177,7 +188,7 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 		if n++; opts.Limit > 0 && n >= opts.Limit {
 			return nil
 		}
-		ok = it.Next()
+		ok = ok && it.Next()
 	}
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("pebblestore: scan: %w", err)

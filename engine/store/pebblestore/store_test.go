@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -524,5 +525,53 @@ func TestClosedWatch(t *testing.T) {
 	s.Close()
 	if err := <-done; !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Watch after Close ended with %v, want ErrClosed", err)
+	}
+}
+
+// signalHandler is a slog.Handler that sends every record's message.
+type signalHandler struct{ msgs chan<- string }
+
+func (h signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h signalHandler) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case h.msgs <- r.Message:
+	default:
+	}
+	return nil
+}
+func (h signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h signalHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestBackgroundGC: the background goroutine collects, and Close stops it.
+func TestBackgroundGC(t *testing.T) {
+	e := newEnv()
+	s := e.open(t)
+	touch(t, s, "doc:1#viewer@user:a")
+	e.clock.Advance(2 * time.Hour)
+	touch(t, s, "doc:1#viewer@user:a[c]")
+	s.Close()
+
+	msgs := make(chan string, 16)
+	opts := e.opts()
+	opts.GCInterval = time.Millisecond
+	opts.Logger = slog.New(signalHandler{msgs})
+	s, err := Open("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(time.Minute) // a failure guard, not synchronisation
+	for waiting := true; waiting; {
+		select {
+		case m := <-msgs:
+			waiting = m != "pebblestore: gc"
+		case <-timeout:
+			t.Fatal("no background GC within a minute")
+		}
+	}
+	if h := s.Horizon(); h != 1 {
+		t.Errorf("horizon after background GC = %d, want 1", h)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
