@@ -101,8 +101,9 @@ type Limits struct {
 	MaxBulkCheckItems int
 	// MaxReadPageSize bounds the page size of ReadRelationships.
 	MaxReadPageSize int
-	// SchemaScanLimit bounds how many relationships are counted per
-	// removed schema item during WriteSchema.
+	// SchemaScanLimit bounds how many orphaned relationships WriteSchema
+	// counts per changed relation before it stops (the refusal then says
+	// "or more").
 	SchemaScanLimit int
 }
 

@@ -301,3 +301,17 @@ func TestSchemaCacheEviction(t *testing.T) {
 		t.Errorf("extra0 exists at the last revision")
 	}
 }
+
+func TestSchemaChangeCountStopsAtTheScanLimit(t *testing.T) {
+	f := newFixture(t, engine.Options{Limits: engine.Limits{SchemaScanLimit: 2}})
+	f.touch("document:1#banned@user:a", "document:1#banned@user:b", "document:1#banned@user:c")
+	noBanned := strings.Replace(strings.Replace(testSchema, "relation banned: user\n", "", 1), "viewer - banned", "viewer", 1)
+	_, _, err := f.eng.WriteSchema(f.ctx, "test", noBanned)
+	var ue *engine.UnsafeSchemaChangeError
+	if !errors.As(err, &ue) || len(ue.Uses) != 1 || ue.Uses[0].Count != 2 || !ue.Uses[0].Truncated {
+		t.Fatalf("got %v", err)
+	}
+	if !strings.Contains(err.Error(), "2 or more relationships") {
+		t.Errorf("message %q does not say the count is a lower bound", err)
+	}
+}
