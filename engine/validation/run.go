@@ -25,6 +25,9 @@ type Options struct {
 	// LookupSubjects with each other; only the file's expectations are
 	// checked.
 	NoCrossChecks bool
+	// NewStore opens the empty store to load the file into; Run closes it.
+	// nil means a fresh in-memory store.
+	NewStore func() (store.Store, error)
 }
 
 // Result is the outcome of running one file.
@@ -67,7 +70,13 @@ func Run(ctx context.Context, f *File, opts Options) (*Result, error) {
 	if now == nil {
 		now = time.Now
 	}
-	st := memstore.New(memstore.Options{})
+	var st store.Store = memstore.New(memstore.Options{Now: now})
+	if opts.NewStore != nil {
+		var err error
+		if st, err = opts.NewStore(); err != nil {
+			return nil, fmt.Errorf("validation: open store: %w", err)
+		}
+	}
 	defer st.Close()
 	eng, err := engine.Open(ctx, st, engine.Options{Now: now, CacheBytes: -1})
 	if err != nil {

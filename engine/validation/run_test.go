@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/pebblestore"
 )
 
 var fixedNow = func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
@@ -165,22 +168,32 @@ func TestCommand(t *testing.T) {
 	}
 }
 
-// The showcase validation file must pass in full.
+// The showcase validation file must pass in full, on both backends.
 func TestEnterpriseExample(t *testing.T) {
 	path := filepath.Join("..", "..", "examples", "enterprise", "enterprise.yaml")
 	f, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Run(t.Context(), f, Options{})
-	if err != nil {
-		t.Fatal(err)
+	stores := map[string]func() (store.Store, error){
+		"memstore": nil,
+		"pebblestore": func() (store.Store, error) {
+			return pebblestore.Open(t.TempDir(), pebblestore.Options{GCInterval: -1, NoSync: true})
+		},
 	}
-	for _, fl := range res.Failures {
-		t.Error(fl)
-	}
-	if res.Assertions < 60 {
-		t.Errorf("only %d assertions ran", res.Assertions)
+	for _, name := range []string{"memstore", "pebblestore"} {
+		t.Run(name, func(t *testing.T) {
+			res, err := Run(t.Context(), f, Options{NewStore: stores[name]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, fl := range res.Failures {
+				t.Error(fl)
+			}
+			if res.Assertions < 60 {
+				t.Errorf("only %d assertions ran", res.Assertions)
+			}
+		})
 	}
 }
 
