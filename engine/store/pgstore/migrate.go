@@ -1,0 +1,181 @@
+package pgstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// migration is one step of the database schema. Steps are applied in
+// order, each in the transaction that also records its version.
+type migration struct {
+	version int
+	stmts   []string
+}
+
+// liveRev is deleted_rev of a version that has not been deleted: it
+// compares greater than every revision.
+const liveRev = int64(1<<63 - 1)
+
+// migrations is the schema history. Never edit a released step; append a
+// new one.
+var migrations = []migration{
+	{version: 1, stmts: []string{
+		// One row: the store's identity (zookies embed it).
+		`CREATE TABLE pemba_metadata (
+			singleton bool PRIMARY KEY DEFAULT true CHECK (singleton),
+			store_id text NOT NULL
+		)`,
+		// One row: the revision counter. Every write transaction updates
+		// it first and holds its row lock until commit, which serialises
+		// writers and makes revisions commit in order.
+		`CREATE TABLE pemba_revision (
+			singleton bool PRIMARY KEY DEFAULT true CHECK (singleton),
+			head bigint NOT NULL,
+			last_commit_ns bigint NOT NULL
+		)`,
+		// One row: the GC horizon, apart from the counter so that GC never
+		// waits for writers.
+		`CREATE TABLE pemba_horizon (
+			singleton bool PRIMARY KEY DEFAULT true CHECK (singleton),
+			horizon bigint NOT NULL
+		)`,
+		// Every version of every relationship: visible at revision R when
+		// created_rev <= R < deleted_rev. The primary key is the forward
+		// index (resource first); COLLATE "C" orders byte-wise.
+		`CREATE TABLE pemba_relationships (
+			resource_type text COLLATE "C" NOT NULL,
+			resource_id text COLLATE "C" NOT NULL,
+			relation text COLLATE "C" NOT NULL,
+			subject_type text COLLATE "C" NOT NULL,
+			subject_id text COLLATE "C" NOT NULL,
+			subject_relation text COLLATE "C" NOT NULL,
+			created_rev bigint NOT NULL,
+			deleted_rev bigint NOT NULL DEFAULT 9223372036854775807,
+			created_op smallint NOT NULL,
+			caveat_name text,
+			caveat_context json,
+			expires_ns bigint,
+			PRIMARY KEY (resource_type, resource_id, relation, subject_type, subject_id, subject_relation, deleted_rev)
+		)`,
+		// The reverse index (subject first), for LookupResources.
+		`CREATE INDEX pemba_relationships_reverse ON pemba_relationships
+			(subject_type, subject_id, subject_relation, resource_type, relation, resource_id, deleted_rev)`,
+		// Watch reads a revision's creations and deletions; GC finds dead
+		// versions. Only deleted versions enter the second index.
+		`CREATE INDEX pemba_relationships_created ON pemba_relationships (created_rev)`,
+		`CREATE INDEX pemba_relationships_deleted ON pemba_relationships (deleted_rev)
+			WHERE deleted_rev <> 9223372036854775807`,
+		// One row per revision: who wrote it and when (the audit trail).
+		`CREATE TABLE pemba_changelog (
+			revision bigint PRIMARY KEY,
+			committed_ns bigint NOT NULL,
+			caller text NOT NULL,
+			schema_changed bool NOT NULL
+		)`,
+		`CREATE INDEX pemba_changelog_committed ON pemba_changelog (committed_ns)`,
+		// Schema texts by the revision that wrote them.
+		`CREATE TABLE pemba_schemas (
+			revision bigint PRIMARY KEY,
+			text text NOT NULL
+		)`,
+		`INSERT INTO pemba_metadata (store_id) VALUES (@store_id)`,
+		`INSERT INTO pemba_revision (head, last_commit_ns) VALUES (0, 0)`,
+		`INSERT INTO pemba_horizon (horizon) VALUES (0)`,
+	}},
+}
+
+// SchemaVersion is the database schema version this binary writes and reads.
+func SchemaVersion() int { return migrations[len(migrations)-1].version }
+
+// migrateLockKey names the advisory lock that serialises concurrent
+// Migrate calls ("pemba" in ASCII).
+const migrateLockKey = 0x70656d6261
+
+// Migrate creates Pemba's tables in the database named by uri, or upgrades
+// them to this binary's SchemaVersion. It is idempotent, safe to run while
+// old servers still serve (steps only add), and refuses a database
+// migrated by a newer Pemba (ErrSchemaTooNew).
+func Migrate(ctx context.Context, uri string) error {
+	conn, err := pgx.Connect(ctx, uri)
+	if err != nil {
+		return fmt.Errorf("pgstore: connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLockKey)); err != nil {
+		return fmt.Errorf("pgstore: migrate: lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS pemba_schema_version (
+		singleton bool PRIMARY KEY DEFAULT true CHECK (singleton),
+		version integer NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	version := 0
+	err = tx.QueryRow(ctx, `SELECT version FROM pemba_schema_version`).Scan(&version)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("pgstore: migrate: read version: %w", err)
+	}
+	if version > SchemaVersion() {
+		return &VersionError{Found: version, Supported: SchemaVersion()}
+	}
+	var raw [16]byte
+	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (Go 1.24+)
+	args := pgx.NamedArgs{"store_id": hex.EncodeToString(raw[:])}
+	for _, m := range migrations {
+		if m.version <= version {
+			continue
+		}
+		for _, stmt := range m.stmts {
+			var err error
+			if strings.Contains(stmt, "@store_id") {
+				_, err = tx.Exec(ctx, stmt, args)
+			} else {
+				_, err = tx.Exec(ctx, stmt)
+			}
+			if err != nil {
+				return fmt.Errorf("pgstore: migrate to version %d: %w", m.version, err)
+			}
+		}
+		version = m.version
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO pemba_schema_version (version) VALUES ($1)
+		ON CONFLICT (singleton) DO UPDATE SET version = excluded.version`, version); err != nil {
+		return fmt.Errorf("pgstore: migrate: record version: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("pgstore: migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// checkVersion returns a *VersionError unless the database is at exactly
+// this binary's schema version.
+func checkVersion(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) error {
+	version := 0
+	err := q.QueryRow(ctx, `SELECT version FROM pemba_schema_version`).Scan(&version)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "42P01": // undefined_table
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("pgstore: read schema version: %w", err)
+	}
+	if version != SchemaVersion() {
+		return &VersionError{Found: version, Supported: SchemaVersion()}
+	}
+	return nil
+}

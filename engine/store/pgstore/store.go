@@ -1,0 +1,303 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pemba-authz/pemba/engine/store"
+)
+
+// Options configure Open. The zero value is usable.
+type Options struct {
+	// GCWindow is how long old revisions stay readable. Default 24h.
+	GCWindow time.Duration
+	// GCInterval is how often the background GC runs. Default 1m; negative
+	// disables the background GC (GC can still be called).
+	GCInterval time.Duration
+	// Now is the clock for commit times, Create's expiration check and the
+	// background GC. Default time.Now.
+	Now func() time.Time
+	// MaxBatchOps limits Touch, Create and Delete calls per transaction.
+	// Default store.DefaultMaxBatchOps.
+	MaxBatchOps int
+	// MaxConns is the size of the connection pool. Default: the pool's own
+	// default (the larger of 4 and the number of CPUs), or pool_max_conns
+	// in the URI.
+	MaxConns int32
+	// Logger receives GC reports and listener errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.GCWindow <= 0 {
+		o.GCWindow = 24 * time.Hour
+	}
+	if o.GCInterval == 0 {
+		o.GCInterval = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxBatchOps <= 0 {
+		o.MaxBatchOps = store.DefaultMaxBatchOps
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// pollInterval bounds how long a watcher waits when no notification comes:
+// NOTIFY only wakes watchers early, it never decides what they read.
+const pollInterval = time.Second
+
+// notifyChannel is the LISTEN/NOTIFY channel that commits signal on.
+const notifyChannel = "pemba_changes"
+
+// Store is a relationship store in a PostgreSQL database. It implements
+// store.Store, store.GarbageCollector and store.BulkLoader, and is safe
+// for concurrent use, also by several processes sharing one database.
+type Store struct {
+	pool *pgxpool.Pool
+	opts Options
+	id   string
+
+	// head caches the newest revision known committed: a lower bound of
+	// the database's, refreshed when a caller asks for more.
+	head atomic.Uint64
+	// horizonSeen caches the GC horizon last seen: a lower bound of the
+	// database's, raised by GC and by every query (which reads it).
+	horizonSeen atomic.Uint64
+
+	gcMu sync.Mutex // one GC at a time in this process
+
+	// notifyMu guards notify, closed and replaced to wake watchers, on a
+	// local commit or a notification from another process.
+	notifyMu sync.Mutex
+	notify   chan struct{}
+
+	closed   atomic.Bool
+	closeMu  sync.Mutex
+	closedCh chan struct{}  // closed by Close
+	cancel   func()         // stops the background goroutines
+	bg       sync.WaitGroup // background goroutines
+}
+
+var (
+	_ store.Store            = (*Store)(nil)
+	_ store.GarbageCollector = (*Store)(nil)
+	_ store.BulkLoader       = (*Store)(nil)
+)
+
+// Open connects to the database named by uri (a PostgreSQL URL or
+// key=value string) and returns the store in it. It refuses a database
+// that Migrate has not brought to this binary's SchemaVersion
+// (ErrNotMigrated) or that a newer Pemba migrated (ErrSchemaTooNew).
+func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	cfg, err := pgxpool.ParseConfig(uri)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: parse datastore uri: %w", err)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: connect: %w", err)
+	}
+	s := &Store{pool: pool, opts: opts, notify: make(chan struct{}), closedCh: make(chan struct{})}
+	if err := s.load(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	bgCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.bg.Add(1)
+	go s.listen(bgCtx, cfg.ConnConfig.Copy())
+	if opts.GCInterval > 0 {
+		s.bg.Add(1)
+		go s.gcLoop(bgCtx)
+	}
+	return s, nil
+}
+
+// load checks the schema version and reads the store's identity and head.
+func (s *Store) load(ctx context.Context) error {
+	if err := checkVersion(ctx, s.pool); err != nil {
+		return err
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT store_id FROM pemba_metadata`).Scan(&s.id); err != nil {
+		return fmt.Errorf("pgstore: read store id: %w", err)
+	}
+	var horizon int64
+	if err := s.pool.QueryRow(ctx, `SELECT horizon FROM pemba_horizon`).Scan(&horizon); err != nil {
+		return fmt.Errorf("pgstore: read gc horizon: %w", err)
+	}
+	s.advanceHorizon(store.Revision(horizon))
+	_, err := s.refreshHead(ctx)
+	return err
+}
+
+// refreshHead reads the committed head from the database and caches it.
+func (s *Store) refreshHead(ctx context.Context) (store.Revision, error) {
+	var head int64
+	if err := s.pool.QueryRow(ctx, `SELECT head FROM pemba_revision`).Scan(&head); err != nil {
+		return 0, s.wrap("read head revision", err)
+	}
+	s.advanceHead(store.Revision(head))
+	return store.Revision(head), nil
+}
+
+// advanceHead raises the cached head to rev (never lowers it).
+func (s *Store) advanceHead(rev store.Revision) {
+	for {
+		cur := s.head.Load()
+		if uint64(rev) <= cur || s.head.CompareAndSwap(cur, uint64(rev)) {
+			return
+		}
+	}
+}
+
+// wrap prefixes err, turning the errors of a closed pool into
+// store.ErrClosed.
+func (s *Store) wrap(what string, err error) error {
+	if s.closed.Load() && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("pgstore: %s: %w", what, store.ErrClosed)
+	}
+	return fmt.Errorf("pgstore: %s: %w", what, err)
+}
+
+// Close stops the background goroutines, waits for running operations to
+// return their connections and closes the pool. Watch loops end with
+// store.ErrClosed. A second Close returns store.ErrClosed.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	s.closed.Store(true)
+	close(s.closedCh)
+	s.cancel()
+	s.bg.Wait()
+	s.pool.Close()
+	return nil
+}
+
+// checkOpen fails with store.ErrClosed once Close has begun.
+func (s *Store) checkOpen() error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+// Kind returns "postgres".
+func (s *Store) Kind() string { return "postgres" }
+
+// ID returns the random ID chosen when the database was migrated.
+func (s *Store) ID() string { return s.id }
+
+// HeadRevision returns the newest committed revision. Revisions commit in
+// order (see doc.go), so every lower revision has committed too.
+func (s *Store) HeadRevision(ctx context.Context) (store.Revision, error) {
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	return s.refreshHead(ctx)
+}
+
+// Snapshot returns a reader at rev. It asks the database only when rev is
+// above the cached head or might be below the horizon.
+func (s *Store) Snapshot(ctx context.Context, rev store.Revision) (store.Reader, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if rev > store.Revision(s.head.Load()) {
+		head, err := s.refreshHead(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if rev > head {
+			return nil, &store.FutureError{Requested: rev, Head: head}
+		}
+	}
+	// Every query checks the horizon in its own statement, so the cached
+	// horizon (which may lag another process's GC) only fails early.
+	if hz := store.Revision(s.horizonSeen.Load()); rev < hz {
+		return nil, &store.CompactedError{Requested: rev, Horizon: hz}
+	}
+	return &reader{s: s, q: s.pool, rev: rev}, nil
+}
+
+// advanceHorizon raises the cached horizon to rev (never lowers it).
+func (s *Store) advanceHorizon(rev store.Revision) {
+	for {
+		cur := s.horizonSeen.Load()
+		if uint64(rev) <= cur || s.horizonSeen.CompareAndSwap(cur, uint64(rev)) {
+			return
+		}
+	}
+}
+
+// wake closes the current notification channel and installs a new one.
+func (s *Store) wake() {
+	s.notifyMu.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.notifyMu.Unlock()
+}
+
+func (s *Store) notifyChan() <-chan struct{} {
+	s.notifyMu.Lock()
+	defer s.notifyMu.Unlock()
+	return s.notify
+}
+
+// listen holds a connection outside the pool that LISTENs for commits of
+// other processes and wakes this process's watchers. When the connection
+// fails it reconnects after pollInterval; watchers poll meanwhile.
+func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig) {
+	defer s.bg.Done()
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx, cfg)
+		if ctx.Err() != nil {
+			return
+		}
+		s.opts.Logger.Warn("pgstore: notification listener failed; watchers poll until it reconnects", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig) error {
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		s.wake()
+	}
+}

@@ -1,0 +1,352 @@
+package pgstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"iter"
+	"slices"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// Update runs fn in a write transaction and commits it at the next
+// revision.
+//
+// The transaction first increments the one-row revision counter; the row
+// lock this takes is held until commit or rollback, so writers are
+// serialised and revision N+1 cannot be allocated before N has committed:
+// revisions commit in order, and a rolled-back transaction gives its
+// number back. fn's reads run on the same connection at the previous
+// revision; its writes are buffered and sent at the end in one round trip
+// (close the live versions of every written key, insert the new ones, the
+// changelog row, the schema, a NOTIFY), then the transaction commits.
+// Durability is PostgreSQL's: with the default synchronous_commit the
+// commit is flushed before Update returns.
+func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx context.Context, tx store.Tx) error) (store.Revision, error) {
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	pg, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, s.wrap("begin", err)
+	}
+	defer pg.Rollback(context.Background()) // a no-op after Commit
+	rev, last, err := allocate(ctx, pg)
+	if err != nil {
+		return 0, s.wrap("allocate revision", err)
+	}
+	t := &tx{s: s, pg: pg, prev: &reader{s: s, q: pg, rev: rev - 1}, pending: map[tuple.Key]int{}}
+	err = fn(ctx, t)
+	t.finished = true
+	if err == nil {
+		err = t.err
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return 0, err
+	}
+	b := &pgx.Batch{}
+	queueChanges(b, rev, t.changes)
+	s.queueCommit(b, rev, last, meta, t.schema)
+	if err := pg.SendBatch(ctx, b).Close(); err != nil {
+		return 0, s.wrap(fmt.Sprintf("write revision %d", rev), err)
+	}
+	if err := pg.Commit(ctx); err != nil {
+		return 0, s.wrap(fmt.Sprintf("commit revision %d", rev), err)
+	}
+	s.advanceHead(rev)
+	s.wake()
+	return rev, nil
+}
+
+// allocate takes the revision counter's row lock and returns the new
+// revision and the previous commit time.
+func allocate(ctx context.Context, pg pgx.Tx) (store.Revision, int64, error) {
+	var head, last int64
+	err := pg.QueryRow(ctx, `UPDATE pemba_revision SET head = head + 1 RETURNING head, last_commit_ns`).Scan(&head, &last)
+	return store.Revision(head), last, err
+}
+
+// queueCommit adds the changelog row, the schema, the commit time and the
+// notification of revision rev to b. Commit times never go backwards.
+func (s *Store) queueCommit(b *pgx.Batch, rev store.Revision, last int64, meta store.WriteMeta, schema *string) {
+	now := s.opts.Now().UnixNano()
+	if now < last {
+		now = last
+	}
+	b.Queue(`INSERT INTO pemba_changelog (revision, committed_ns, caller, schema_changed) VALUES ($1, $2, $3, $4)`,
+		int64(rev), now, meta.Caller, schema != nil)
+	if schema != nil {
+		b.Queue(`INSERT INTO pemba_schemas (revision, text) VALUES ($1, $2)`, int64(rev), *schema)
+	}
+	b.Queue(`UPDATE pemba_revision SET last_commit_ns = $1`, now)
+	// Delivered at commit; it only wakes watchers of other processes.
+	b.Queue(`SELECT pg_notify('`+notifyChannel+`', $1)`, strconv.FormatUint(uint64(rev), 10))
+}
+
+// keyArrays holds keys column-wise, for unnest.
+type keyArrays struct {
+	rt, ri, rel, st, si, sr []string
+}
+
+func (a *keyArrays) add(k tuple.Key) {
+	a.rt = append(a.rt, k.Resource.Type)
+	a.ri = append(a.ri, k.Resource.ID)
+	a.rel = append(a.rel, k.Relation)
+	a.st = append(a.st, k.Subject.Type)
+	a.si = append(a.si, k.Subject.ID)
+	a.sr = append(a.sr, k.Subject.Relation)
+}
+
+// closeLive ends the live version of each listed key at revision $1.
+const closeLive = `UPDATE pemba_relationships r SET deleted_rev = $1
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS k(rt, ri, rel, st, si, sr)
+WHERE r.resource_type = k.rt AND r.resource_id = k.ri AND r.relation = k.rel
+	AND r.subject_type = k.st AND r.subject_id = k.si AND r.subject_relation = k.sr
+	AND r.deleted_rev = 9223372036854775807`
+
+// insertVersions inserts new live versions created at revision $1.
+const insertVersions = `INSERT INTO pemba_relationships (resource_type, resource_id, relation, subject_type, subject_id,
+	subject_relation, created_rev, created_op, caveat_name, caveat_context, expires_ns)
+SELECT rt, ri, rel, st, si, sr, $1, op, cn, cc::json, ex
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int2[], $9::text[], $10::text[], $11::int8[])
+	AS k(rt, ri, rel, st, si, sr, op, cn, cc, ex)`
+
+// queueChanges adds the statements that apply changes (one per key) at
+// rev to b: two statements however many changes there are.
+func queueChanges(b *pgx.Batch, rev store.Revision, changes []change) {
+	if len(changes) == 0 {
+		return
+	}
+	var closed, created keyArrays
+	var (
+		ops     []int16
+		names   []pgtype.Text
+		ctxs    []pgtype.Text
+		expires []pgtype.Int8
+	)
+	for _, c := range changes {
+		closed.add(c.key)
+		if c.op == store.OpDelete {
+			continue
+		}
+		created.add(c.key)
+		ops = append(ops, int16(c.op))
+		names = append(names, c.row.caveatName)
+		ctxs = append(ctxs, c.row.caveatCtx)
+		expires = append(expires, c.row.expires)
+	}
+	b.Queue(closeLive, int64(rev), closed.rt, closed.ri, closed.rel, closed.st, closed.si, closed.sr)
+	if len(ops) > 0 {
+		b.Queue(insertVersions, int64(rev), created.rt, created.ri, created.rel, created.st, created.si, created.sr,
+			ops, names, ctxs, expires)
+	}
+}
+
+// change is the final write of one key in a transaction.
+type change struct {
+	op  store.Op
+	key tuple.Key
+	rel tuple.Relationship // for DeleteMatching's view of pending writes
+	row row
+}
+
+// tx is a write transaction. Writes are buffered, one entry per key (the
+// last write wins), and sent by Update.
+type tx struct {
+	s        *Store
+	pg       pgx.Tx
+	prev     *reader // the previous revision, read on pg
+	pending  map[tuple.Key]int
+	changes  []change
+	schema   *string
+	ops      int
+	err      error // sticky: the transaction cannot commit
+	finished bool
+}
+
+func (t *tx) check() error {
+	if t.finished {
+		return ErrTxDone
+	}
+	return t.err
+}
+
+// fail makes err sticky: any failed operation aborts the transaction,
+// even if fn ignores the error.
+func (t *tx) fail(err error) error {
+	if err != nil && t.err == nil && !t.finished {
+		t.err = err
+	}
+	return err
+}
+
+// count charges one operation against MaxBatchOps.
+func (t *tx) count() error {
+	t.ops++
+	if t.ops > t.s.opts.MaxBatchOps {
+		return fmt.Errorf("pgstore: more than %d operations: %w", t.s.opts.MaxBatchOps, store.ErrBatchTooLarge)
+	}
+	return nil
+}
+
+func (t *tx) record(c change) {
+	if i, ok := t.pending[c.key]; ok {
+		t.changes[i] = c
+		return
+	}
+	t.pending[c.key] = len(t.changes)
+	t.changes = append(t.changes, c)
+}
+
+func (t *tx) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	if err := t.check(); err != nil {
+		return func(yield func(tuple.Relationship, error) bool) { yield(tuple.Relationship{}, err) }
+	}
+	return t.prev.QueryRelationships(ctx, f, opts)
+}
+
+func (t *tx) Touch(ctx context.Context, r tuple.Relationship) error {
+	return t.fail(t.write(ctx, store.OpTouch, r))
+}
+
+func (t *tx) Create(ctx context.Context, r tuple.Relationship) error {
+	return t.fail(t.write(ctx, store.OpCreate, r))
+}
+
+func (t *tx) write(ctx context.Context, op store.Op, r tuple.Relationship) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	enc, err := encodeRelationship(r)
+	if err != nil {
+		return err
+	}
+	if err := t.count(); err != nil {
+		return err
+	}
+	k := r.Key()
+	if op == store.OpCreate {
+		exists := false
+		if i, ok := t.pending[k]; ok {
+			exists = t.changes[i].op != store.OpDelete
+		} else {
+			cur, found, err := t.get(ctx, k)
+			if err != nil {
+				return err
+			}
+			exists = found && !cur.ExpiredAt(t.s.opts.Now())
+		}
+		if exists {
+			return &store.AlreadyExistsError{Key: k}
+		}
+	}
+	// The caller's context map is encoded now, so later changes to it
+	// cannot change what is stored.
+	t.record(change{op: op, key: k, rel: tuple.Relationship{Resource: r.Resource, Relation: r.Relation, Subject: r.Subject}, row: enc})
+	return nil
+}
+
+func (t *tx) Delete(ctx context.Context, k tuple.Key) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if err := (tuple.Relationship{Resource: k.Resource, Relation: k.Relation, Subject: k.Subject}).Validate(); err != nil {
+		return t.fail(fmt.Errorf("pgstore: delete: %w", err))
+	}
+	if err := t.count(); err != nil {
+		return t.fail(err)
+	}
+	// Deleting an absent key is recorded too: at commit it closes no
+	// version and so leaves no change behind.
+	t.record(change{op: store.OpDelete, key: k})
+	return nil
+}
+
+func (t *tx) DeleteMatching(ctx context.Context, f tuple.Filter, limit int) (int, error) {
+	n, err := t.deleteMatching(ctx, f, limit)
+	return n, t.fail(err)
+}
+
+// deleteMatching deletes matches at the previous revision that this
+// transaction has not deleted, and its own live writes that match; with a
+// limit, the first ones in forward index order.
+func (t *tx) deleteMatching(ctx context.Context, f tuple.Filter, limit int) (int, error) {
+	if err := t.check(); err != nil {
+		return 0, err
+	}
+	var keys []tuple.Key
+	seen := map[tuple.Key]bool{}
+	opts := store.QueryOptions{}
+	if limit > 0 {
+		// Pending deletions can hide at most len(t.changes) matches.
+		opts.Limit = limit + len(t.changes)
+	}
+	for rel, err := range t.prev.QueryRelationships(ctx, f, opts) {
+		if err != nil {
+			return 0, err
+		}
+		k := rel.Key()
+		if i, ok := t.pending[k]; ok && t.changes[i].op == store.OpDelete {
+			continue
+		}
+		seen[k] = true
+		keys = append(keys, k)
+	}
+	for _, c := range t.changes {
+		if c.op != store.OpDelete && !seen[c.key] && f.Matches(c.rel) {
+			keys = append(keys, c.key)
+		}
+	}
+	slices.SortFunc(keys, compareForward)
+	if limit > 0 && len(keys) > limit {
+		keys = keys[:limit]
+	}
+	for _, k := range keys {
+		t.record(change{op: store.OpDelete, key: k})
+	}
+	return len(keys), nil
+}
+
+// compareForward orders keys as the forward index does (byte-wise).
+func compareForward(a, b tuple.Key) int {
+	return cmp.Or(
+		cmp.Compare(a.Resource.Type, b.Resource.Type), cmp.Compare(a.Resource.ID, b.Resource.ID),
+		cmp.Compare(a.Relation, b.Relation), cmp.Compare(a.Subject.Type, b.Subject.Type),
+		cmp.Compare(a.Subject.ID, b.Subject.ID), cmp.Compare(a.Subject.Relation, b.Subject.Relation))
+}
+
+func (t *tx) WriteSchema(ctx context.Context, text string) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	t.schema = &text
+	return nil
+}
+
+// get returns the relationship with key k at the previous revision,
+// expired or not.
+func (t *tx) get(ctx context.Context, k tuple.Key) (tuple.Relationship, bool, error) {
+	f := tuple.Filter{
+		ResourceType: k.Resource.Type, ResourceID: k.Resource.ID, Relation: k.Relation,
+		Subject: &tuple.SubjectFilter{Type: k.Subject.Type, ID: k.Subject.ID, Relation: k.Subject.Relation},
+	}
+	if k.Subject.Relation == "" {
+		f.Subject.Relation = tuple.Ellipsis
+	}
+	for rel, err := range t.prev.QueryRelationships(ctx, f, store.QueryOptions{Limit: 1}) {
+		return rel, err == nil, err
+	}
+	return tuple.Relationship{}, false, nil
+}
