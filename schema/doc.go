@@ -61,12 +61,11 @@
 // right side must exist on at least one of that relation's subject types,
 // and types lacking it contribute nothing.
 //
-// Operator precedence is Pemba's choice: exclusion binds tightest, then
-// intersection, then union, and each is left-associative, so
-// "a + b & c - d" means "a + (b & (c - d))" and "a - b - c" means
-// "(a - b) - c". SpiceDB's precedence could not be confirmed when this was
-// written; schemas meant to be portable should parenthesise mixed
-// operators, as nearly all real schemas do.
+// Operator precedence is SpiceDB's: union binds tightest, then
+// intersection, then exclusion, and each is left-associative, so
+// "a + b & c - d" means "((a + b) & c) - d", "a - b + c" means
+// "a - (b + c)" and "a - b - c" means "(a - b) - c". The formatter keeps
+// parentheses where they change the meaning.
 //
 // A caveat declares typed parameters and a CEL expression that must
 // type-check to bool. Parameter types are int, uint, bool, string, double,

@@ -104,17 +104,18 @@ func lookupKeyword(s string) Token {
 	return IDENT
 }
 
-// Binary operator precedence. Pemba's choice, documented in doc.go:
-// exclusion binds tightest, then intersection, then union; all are
-// left-associative. Mixed operators are best parenthesised.
+// Binary operator precedence, SpiceDB's (checked against its validator):
+// union binds tightest, then intersection, then exclusion; all are
+// left-associative. Matching it matters: "viewer + editor - banned" must
+// exclude banned viewers, as it does in SpiceDB.
 func (t Token) precedence() int {
 	switch t {
 	case PLUS:
-		return 1
+		return 3
 	case AMP:
 		return 2
 	case MINUS:
-		return 3
+		return 1
 	}
 	return 0
 }
