@@ -28,6 +28,9 @@ type Options struct {
 	// NewStore opens the empty store to load the file into; Run closes it.
 	// nil means a fresh in-memory store.
 	NewStore func() (store.Store, error)
+	// CacheBytes sizes the engine's result cache; 0 runs without one, so
+	// that every answer is computed afresh.
+	CacheBytes int64
 }
 
 // Result is the outcome of running one file.
@@ -78,7 +81,11 @@ func Run(ctx context.Context, f *File, opts Options) (*Result, error) {
 		}
 	}
 	defer st.Close()
-	eng, err := engine.Open(ctx, st, engine.Options{Now: now, CacheBytes: -1})
+	cacheBytes := opts.CacheBytes
+	if cacheBytes <= 0 {
+		cacheBytes = -1 // engine.Options: negative disables
+	}
+	eng, err := engine.Open(ctx, st, engine.Options{Now: now, CacheBytes: cacheBytes})
 	if err != nil {
 		return nil, err
 	}

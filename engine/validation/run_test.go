@@ -350,3 +350,41 @@ assertions:
 		t.Error(f)
 	}
 }
+
+// The files in testdata pin down semantics (wildcards, cycles, caveats,
+// expiration); each must pass on both backends, with and without a cache.
+func TestTestdataFiles(t *testing.T) {
+	paths, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no testdata files: %v", err)
+	}
+	configs := []struct {
+		name string
+		opts func(t *testing.T) Options
+	}{
+		{"memstore", func(*testing.T) Options { return Options{} }},
+		{"memstore+cache", func(*testing.T) Options { return Options{CacheBytes: 1 << 20} }},
+		{"pebblestore+cache", func(t *testing.T) Options {
+			return Options{CacheBytes: 1 << 20, NewStore: func() (store.Store, error) {
+				return pebblestore.Open(t.TempDir(), pebblestore.Options{GCInterval: -1, NoSync: true})
+			}}
+		}},
+	}
+	for _, path := range paths {
+		f, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range configs {
+			t.Run(filepath.Base(path)+"/"+c.name, func(t *testing.T) {
+				res, err := Run(t.Context(), f, c.opts(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, fl := range res.Failures {
+					t.Error(fl)
+				}
+			})
+		}
+	}
+}
