@@ -12,6 +12,7 @@ import (
 
 	"github.com/pemba-authz/pemba/bench/workload"
 	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/engine/store/pebblestore"
 )
 
 // Options configure a whole benchmark: data set, target and run.
@@ -35,8 +36,9 @@ type Options struct {
 	// temporary directory, removed afterwards.
 	DataDir     string
 	Consistency Consistency
-	// Engine configures the in-process engine.
+	// Engine and Pebble configure the in-process engine and store.
 	Engine engine.Options
+	Pebble pebblestore.Options
 	Run    RunConfig
 }
 
@@ -84,7 +86,7 @@ func Execute(ctx context.Context, o Options) (rep *Report, err error) {
 			return nil, err
 		}
 	}
-	t, err := NewInProcess(ctx, InProcessOptions{Store: o.Store, Dir: storeDir, Consistency: o.Consistency, Engine: o.Engine})
+	t, err := NewInProcess(ctx, InProcessOptions{Store: o.Store, Dir: storeDir, Consistency: o.Consistency, Engine: o.Engine, Pebble: o.Pebble})
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,8 @@ type InProcessOptions struct {
 	Consistency Consistency
 	// Engine is passed to engine.Open.
 	Engine engine.Options
+	// Pebble is passed to pebblestore.Open.
+	Pebble pebblestore.Options
 }
 
 // InProcess is a Target that calls an engine in this process.
@@ -47,7 +49,7 @@ func NewInProcess(ctx context.Context, opts InProcessOptions) (*InProcess, error
 		if opts.Dir == "" {
 			return nil, fmt.Errorf("%w: the pebble store needs a data directory", ErrUsage)
 		}
-		ps, err := pebblestore.Open(opts.Dir, pebblestore.Options{})
+		ps, err := pebblestore.Open(opts.Dir, opts.Pebble)
 		if err != nil {
 			return nil, fmt.Errorf("bench: open pebble store: %w", err)
 		}
