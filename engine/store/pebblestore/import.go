@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
@@ -56,20 +57,22 @@ func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.Wri
 	defer func() { b.Close() }()
 	var (
 		key, val []byte
-		chunk    = make([]store.Change, 0, maxChunkChanges)
+		chunk    []byte      // encoded changes of the current chunk
+		inChunk  int         // changes in chunk
 		seq      = uint32(1) // chunk 0 is the header, written last
 		n        int
 	)
 	flushChunk := func() error {
-		if len(chunk) == 0 {
+		if inChunk == 0 {
 			return nil
 		}
-		v := appendChanges([]byte{changelogVersion1}, chunk)
+		v := binary.AppendUvarint([]byte{changelogVersion1}, uint64(inChunk))
+		v = append(v, chunk...)
 		if err := b.Set(changelogKey(rev, seq), v, nil); err != nil {
 			return fmt.Errorf("pebblestore: batch: %w", err)
 		}
 		seq++
-		chunk = chunk[:0]
+		chunk, inChunk = chunk[:0], 0
 		return nil
 	}
 	for r, err := range rels {
@@ -81,13 +84,18 @@ func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.Wri
 		}
 		k := r.Key()
 		val = appendValue(val[:0], r)
-		key = appendRev(forwardTupleKey(key[:0], k), rev)
+		key = forwardTupleKey(key[:0], k)
+		// The change, encoded as appendChanges does, from the same bytes.
+		chunk = append(chunk, byte(store.OpTouch))
+		chunk = appendBytes(chunk, key)
+		chunk = appendBytes(chunk, val)
+		inChunk++
+		key = appendRev(key, rev)
 		_ = b.Set(key, val, nil)
 		key = appendRev(reverseTupleKey(key[:0], k), rev)
 		_ = b.Set(key, val, nil)
-		chunk = append(chunk, store.Change{Op: store.OpTouch, Relationship: r})
 		n++
-		if len(chunk) == maxChunkChanges {
+		if inChunk == maxChunkChanges {
 			if err := flushChunk(); err != nil {
 				return n, err
 			}
