@@ -219,3 +219,44 @@ func TestOpConversion(t *testing.T) {
 		t.Error("unknown store op should convert to UNSPECIFIED")
 	}
 }
+
+// FuzzRelationshipFromProto: whatever arrives on the wire, conversion
+// never panics, and what it accepts is a valid relationship that survives
+// the trip back.
+func FuzzRelationshipFromProto(f *testing.F) {
+	for _, s := range []string{
+		"doc:1#viewer@user:anne",
+		"group:eng#member@group:backend#member",
+		`doc:1#viewer@user:*[c:{"a":[1,"x"]}][expiration:2030-01-01T00:00:00Z]`,
+	} {
+		r, _ := tuple.Parse(s)
+		p, _ := relationshipToProto(r)
+		b, _ := proto.Marshal(p)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var p pb.Relationship
+		if err := proto.Unmarshal(b, &p); err != nil {
+			return
+		}
+		r, err := relationshipFromProto("r", &p)
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v is not a *FieldError", err)
+			}
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("accepted an invalid relationship %s: %v", r, err)
+		}
+		back, err := relationshipToProto(r)
+		if err != nil {
+			t.Fatalf("accepted %s but cannot send it back: %v", r, err)
+		}
+		again, err := relationshipFromProto("r", back)
+		if err != nil || again.String() != r.String() {
+			t.Fatalf("round trip of %s gave %s, %v", r, again, err)
+		}
+	})
+}
