@@ -35,8 +35,13 @@ type WatchRequest struct {
 	// optional_start_cursor is a zookie: changes committed after its
 	// revision are streamed.
 	OptionalStartCursor *Zookie `protobuf:"bytes,2,opt,name=optional_start_cursor,json=optionalStartCursor,proto3" json:"optional_start_cursor,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// optional_include_checkpoints sends the transactions that
+	// optional_object_types filters out entirely as messages without
+	// updates (checkpoints), so that changes_through keeps advancing and a
+	// watch resumed from the last message does not replay them.
+	OptionalIncludeCheckpoints bool `protobuf:"varint,3,opt,name=optional_include_checkpoints,json=optionalIncludeCheckpoints,proto3" json:"optional_include_checkpoints,omitempty"`
+	unknownFields              protoimpl.UnknownFields
+	sizeCache                  protoimpl.SizeCache
 }
 
 func (x *WatchRequest) Reset() {
@@ -81,6 +86,13 @@ func (x *WatchRequest) GetOptionalStartCursor() *Zookie {
 		return x.OptionalStartCursor
 	}
 	return nil
+}
+
+func (x *WatchRequest) GetOptionalIncludeCheckpoints() bool {
+	if x != nil {
+		return x.OptionalIncludeCheckpoints
+	}
+	return false
 }
 
 // WatchResponse is one committed transaction.
@@ -171,10 +183,11 @@ var File_pemba_v1_watch_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_watch_proto_rawDesc = "" +
 	"\n" +
-	"\x14pemba/v1/watch.proto\x12\bpemba.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\"\x88\x01\n" +
+	"\x14pemba/v1/watch.proto\x12\bpemba.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\"\xca\x01\n" +
 	"\fWatchRequest\x122\n" +
 	"\x15optional_object_types\x18\x01 \x03(\tR\x13optionalObjectTypes\x12D\n" +
-	"\x15optional_start_cursor\x18\x02 \x01(\v2\x10.pemba.v1.ZookieR\x13optionalStartCursor\"\x80\x02\n" +
+	"\x15optional_start_cursor\x18\x02 \x01(\v2\x10.pemba.v1.ZookieR\x13optionalStartCursor\x12@\n" +
+	"\x1coptional_include_checkpoints\x18\x03 \x01(\bR\x1aoptionalIncludeCheckpoints\"\x80\x02\n" +
 	"\rWatchResponse\x126\n" +
 	"\aupdates\x18\x01 \x03(\v2\x1c.pemba.v1.RelationshipUpdateR\aupdates\x129\n" +
 	"\x0fchanges_through\x18\x02 \x01(\v2\x10.pemba.v1.ZookieR\x0echangesThrough\x12\x16\n" +

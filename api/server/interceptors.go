@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -21,7 +22,7 @@ func (s *Server) unaryInterceptors() []grpc.UnaryServerInterceptor {
 		func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			start := time.Now()
 			resp, err := h(ctx, req)
-			s.metrics.observe(info.FullMethod, status.Code(err), time.Since(start).Seconds())
+			s.observe(ctx, info.FullMethod, err, time.Since(start))
 			return resp, err
 		},
 		func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -62,7 +63,7 @@ func (s *Server) streamInterceptors() []grpc.StreamServerInterceptor {
 		func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			start := time.Now()
 			err := h(srv, ss)
-			s.metrics.observe(info.FullMethod, status.Code(err), time.Since(start).Seconds())
+			s.observe(ss.Context(), info.FullMethod, err, time.Since(start))
 			return err
 		},
 		func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
@@ -86,6 +87,16 @@ func (s *Server) streamInterceptors() []grpc.StreamServerInterceptor {
 			}
 			return h(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 		},
+	}
+}
+
+// observe records a finished call in the metrics and, at debug level, the
+// log.
+func (s *Server) observe(ctx context.Context, method string, err error, d time.Duration) {
+	code := status.Code(err)
+	s.metrics.observe(method, code, d.Seconds())
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.DebugContext(ctx, "call", "method", method, "code", code.String(), "duration", d)
 	}
 }
 

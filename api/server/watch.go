@@ -53,7 +53,7 @@ func (w *watcher) Watch(req *pb.WatchRequest, stream pb.WatchService_WatchServer
 			}
 			msg.Updates = append(msg.Updates, &pb.RelationshipUpdate{Operation: opToProto(c.Op), Relationship: r})
 		}
-		if len(msg.Updates) == 0 && !msg.SchemaChanged && len(ev.Changes) > 0 {
+		if len(msg.Updates) == 0 && !msg.SchemaChanged && len(ev.Changes) > 0 && !req.GetOptionalIncludeCheckpoints() {
 			// Every change was filtered out.
 			continue
 		}

@@ -24,6 +24,10 @@ func TestWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	withCheckpoints, err := f.watch.Watch(ctx, &pb.WatchRequest{OptionalObjectTypes: []string{"doc"}, OptionalStartCursor: start.GetWrittenAt(), OptionalIncludeCheckpoints: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	write := func(op pb.RelationshipUpdate_Operation, rels ...string) *pb.Zookie {
 		t.Helper()
 		req := &pb.WriteRelationshipsRequest{}
@@ -36,7 +40,7 @@ func TestWatch(t *testing.T) {
 		}
 		return resp.GetWrittenAt()
 	}
-	write(pb.RelationshipUpdate_OPERATION_TOUCH, "group:eng#member@user:anne") // filtered out
+	z0 := write(pb.RelationshipUpdate_OPERATION_TOUCH, "group:eng#member@user:anne") // filtered out
 	z1 := write(pb.RelationshipUpdate_OPERATION_CREATE, "doc:1#viewer@user:anne", "group:eng#member@user:bob")
 	z2 := write(pb.RelationshipUpdate_OPERATION_DELETE, "doc:1#viewer@user:anne")
 
@@ -70,6 +74,20 @@ func TestWatch(t *testing.T) {
 		}
 		if msg.GetCommittedAt().AsTime().IsZero() {
 			t.Error("no commit time")
+		}
+	}
+
+	// The checkpointing watch also reports the filtered transaction.
+	for _, want := range []struct {
+		zk      *pb.Zookie
+		updates int
+	}{{z0, 0}, {z1, 1}, {z2, 1}} {
+		msg, err := withCheckpoints.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg.GetChangesThrough().GetToken() != want.zk.GetToken() || len(msg.GetUpdates()) != want.updates {
+			t.Errorf("checkpointing watch: %v, want %d updates through %v", msg, want.updates, want.zk)
 		}
 	}
 }
