@@ -31,9 +31,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/pemba-authz/pemba/engine/cache"
 	"github.com/pemba-authz/pemba/engine/eval"
@@ -122,6 +125,7 @@ type Engine struct {
 	// lock) so that validation and commit see the same schema.
 	writeMu sync.RWMutex
 
+	compiles singleflight.Group // stored schemas being compiled, by revision
 	schemaMu sync.Mutex
 	schemas  map[store.Revision]*compiled // by the revision that wrote them
 	order    []store.Revision             // insertion order, for eviction
@@ -310,14 +314,22 @@ func (e *Engine) schemaOf(ctx context.Context, r store.Reader) (*compiled, error
 		c, ok = e.schemas[written]
 		e.schemaMu.Unlock()
 		if !ok {
-			s, err := schema.Compile(schemaFilename, text)
+			// Concurrent first requests compile once: compiling caveats
+			// costs milliseconds.
+			v, err, _ := e.compiles.Do(strconv.FormatUint(uint64(written), 10), func() (any, error) {
+				s, err := schema.Compile(schemaFilename, text)
+				if err != nil {
+					// The engine compiled this text before storing it; failing now
+					// means the compiler changed incompatibly or the store is corrupt.
+					e.log.ErrorContext(ctx, "stored schema does not compile", "written", uint64(written), "error", err)
+					return nil, fmt.Errorf("engine: stored schema (written at revision %d) no longer compiles: %w", written, err)
+				}
+				return e.remember(written, e.newCompiled(s)), nil
+			})
 			if err != nil {
-				// The engine compiled this text before storing it; failing now
-				// means the compiler changed incompatibly or the store is corrupt.
-				e.log.ErrorContext(ctx, "stored schema does not compile", "written", uint64(written), "error", err)
-				return nil, fmt.Errorf("engine: stored schema (written at revision %d) no longer compiles: %w", written, err)
+				return nil, err
 			}
-			c = e.remember(written, e.newCompiled(s))
+			c = v.(*compiled)
 		}
 	}
 	e.schemaMu.Lock()
