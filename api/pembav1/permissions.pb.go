@@ -373,7 +373,7 @@ type DeleteRelationshipsRequest struct {
 	// relationship_filter must name a resource_type.
 	RelationshipFilter    *RelationshipFilter `protobuf:"bytes,1,opt,name=relationship_filter,json=relationshipFilter,proto3" json:"relationship_filter,omitempty"`
 	OptionalPreconditions []*Precondition     `protobuf:"bytes,2,rep,name=optional_preconditions,json=optionalPreconditions,proto3" json:"optional_preconditions,omitempty"`
-	// optional_limit bounds the deletions (0: no limit).
+	// optional_limit bounds the deletions (0: no limit; at most 10000).
 	OptionalLimit uint32 `protobuf:"varint,3,opt,name=optional_limit,json=optionalLimit,proto3" json:"optional_limit,omitempty"`
 	// optional_allow_partial_deletions lets a limited delete succeed when
 	// more relationships match than the limit.
