@@ -16,9 +16,9 @@ const (
 	ExitUsage  = 2 // bad flags or no files
 )
 
-// Command is `pemba validate [-now RFC3339] [-q] [-no-crosscheck] FILE...`: it runs each file,
-// prints per-file results and a summary to stdout, and returns the exit
-// code. Usage errors go to stderr.
+// Command is `pemba validate [-now RFC3339] [-q] [-no-crosscheck] FILE...`:
+// it runs each file, prints per-file results and a summary to stdout, and
+// returns the exit code. Usage errors go to stderr.
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -55,7 +55,12 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		f, err := Load(path)
 		if err != nil {
 			failedFiles++
-			failures++
+			var list ErrorList
+			if errors.As(err, &list) {
+				failures += len(list)
+			} else {
+				failures++
+			}
 			fmt.Fprintf(stdout, "FAIL %s\n%s\n", path, indent(err.Error(), "  "))
 			continue
 		}
