@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +16,22 @@ import (
 // block reads cost what they cost in production.
 //
 //	go test ./engine/store/pebblestore -run '^$' -bench . -benchtime 2s
+
+// processCPU returns the CPU time this process has used (user + system,
+// every goroutine, Pebble's background work included). On a shared
+// machine CPU time per operation is steadier than wall time.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the CPU time per operation since start.
+func reportCPU(b *testing.B, start time.Duration, ops int) {
+	b.ReportMetric(float64(processCPU(b)-start)/float64(ops), "cpu-ns/op")
+}
 
 func benchOpen(b *testing.B, noSync bool) *Store {
 	b.Helper()
@@ -96,8 +113,8 @@ func BenchmarkPointRead(b *testing.B) {
 			})
 		}
 	}
-	b.ResetTimer()
 	found := 0
+	cpu := processCPU(b)
 	for i := 0; b.Loop(); i++ {
 		for _, err := range rd.QueryRelationships(ctx, filters[i%len(filters)], store.QueryOptions{}) {
 			if err != nil {
@@ -106,6 +123,7 @@ func BenchmarkPointRead(b *testing.B) {
 			found++
 		}
 	}
+	reportCPU(b, cpu, b.N)
 	if found == 0 {
 		b.Fatal("found nothing")
 	}
@@ -119,6 +137,7 @@ func BenchmarkScan(b *testing.B) {
 	for _, n := range []int{100, 10000} {
 		b.Run(fmt.Sprintf("subjects=%d", n), func(b *testing.B) {
 			f := tuple.Filter{ResourceType: "document", ResourceID: fmt.Sprintf("wide%d", n), Relation: "viewer"}
+			cpu := processCPU(b)
 			for b.Loop() {
 				got := 0
 				for _, err := range rd.QueryRelationships(ctx, f, store.QueryOptions{}) {
@@ -131,6 +150,7 @@ func BenchmarkScan(b *testing.B) {
 					b.Fatalf("got %d, want %d", got, n)
 				}
 			}
+			reportCPU(b, cpu, b.N)
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/rel")
 		})
 	}
@@ -142,6 +162,7 @@ func BenchmarkReverseScan(b *testing.B) {
 	head, _ := s.HeadRevision(ctx)
 	rd, _ := s.Snapshot(ctx, head)
 	f := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: "user", ID: "reader", Relation: tuple.Ellipsis}, ResourceType: "document", Relation: "viewer"}
+	cpu := processCPU(b)
 	for b.Loop() {
 		got := 0
 		for _, err := range rd.ReverseQueryRelationships(ctx, f, store.QueryOptions{}) {
@@ -154,6 +175,7 @@ func BenchmarkReverseScan(b *testing.B) {
 			b.Fatalf("got %d, want 100", got)
 		}
 	}
+	reportCPU(b, cpu, b.N)
 }
 
 func BenchmarkWrite(b *testing.B) {
@@ -161,6 +183,7 @@ func BenchmarkWrite(b *testing.B) {
 		b.Run(fmt.Sprintf("nosync=%v", noSync), func(b *testing.B) {
 			s := benchOpen(b, noSync)
 			ctx := context.Background()
+			cpu := processCPU(b)
 			for i := 0; b.Loop(); i++ {
 				if _, err := s.Update(ctx, store.WriteMeta{Caller: "bench"}, func(ctx context.Context, tx store.Tx) error {
 					return tx.Touch(ctx, tuple.Relationship{
@@ -172,6 +195,7 @@ func BenchmarkWrite(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu, b.N)
 		})
 	}
 }
@@ -184,12 +208,13 @@ func BenchmarkImport(b *testing.B) {
 		b.StopTimer()
 		s := benchOpen(b, false)
 		b.StartTimer()
-		start := time.Now()
+		start, cpu := time.Now(), processCPU(b)
 		_, got, err := s.Import(context.Background(), store.WriteMeta{}, benchRels(n/10, 10))
 		if err != nil || got != n+10200 {
 			b.Fatalf("Import = %d, %v", got, err)
 		}
 		b.ReportMetric(float64(got)/time.Since(start).Seconds(), "rels/s")
+		b.ReportMetric(float64(processCPU(b)-cpu)/float64(got), "cpu-ns/rel")
 		// Close now, so this store's compactions do not slow the next
 		// iteration.
 		b.StopTimer()
