@@ -18,7 +18,7 @@ import (
 //go:embed enterprise.zed
 var enterpriseSchema string
 
-// The enterprise workload models docs/domain: a platform hosting
+// The enterprise workload models examples/enterprise: a platform hosting
 // enterprises of skewed sizes (bounded Pareto: most have about 20
 // employees, a few at the medium and large scales have 50,000), each with
 // a department tree up to 8 levels deep, scoped admins, modules, CRM

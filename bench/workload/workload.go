@@ -16,7 +16,7 @@
 //
 // # Workloads
 //
-//   - enterprise: the messaging and CRM model of docs/domain (see
+//   - enterprise: the messaging and CRM model of examples/enterprise (see
 //     enterprise.go), with skewed enterprise sizes.
 //   - deep-chain: groups nested 30 deep.
 //   - wide-group: one group with up to 100,000 direct members.
