@@ -54,9 +54,10 @@ var modules = [...]string{"crm", "contacts", "apps", "devices"}
 var (
 	expiredAt = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	validTill = time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
-	// checkNow is the "now" the service supplies to licence checks.
-	checkNow = "2026-06-01T00:00:00Z"
 )
+
+// checkNow is the "now" the service supplies to licence checks.
+const checkNow = "2026-06-01T00:00:00Z"
 
 // Tags separate the derived facts, so that two facts about the same
 // numbers are independent.
