@@ -20,6 +20,7 @@ import (
 func (s *Server) unaryInterceptors() []grpc.UnaryServerInterceptor {
 	return []grpc.UnaryServerInterceptor{
 		func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			defer s.metrics.started(info.FullMethod)()
 			start := time.Now()
 			resp, err := h(ctx, req)
 			s.observe(ctx, info.FullMethod, err, time.Since(start))
@@ -61,6 +62,7 @@ func (s *Server) unaryInterceptors() []grpc.UnaryServerInterceptor {
 func (s *Server) streamInterceptors() []grpc.StreamServerInterceptor {
 	return []grpc.StreamServerInterceptor{
 		func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			defer s.metrics.started(info.FullMethod)()
 			start := time.Now()
 			err := h(srv, ss)
 			s.observe(ss.Context(), info.FullMethod, err, time.Since(start))

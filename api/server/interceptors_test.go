@@ -165,6 +165,7 @@ func TestMetrics(t *testing.T) {
 		"pemba_grpc_request_duration_seconds,method=PermissionsService/CheckPermission":            4,
 		"pemba_check_results_total,outcome=has_permission":                                         2,
 		"pemba_check_results_total,outcome=no_permission":                                          1,
+		"pemba_grpc_in_flight,method=PermissionsService/CheckPermission":                           0,
 	} {
 		if got[key] != want {
 			t.Errorf("%s = %v, want %v", key, got[key], want)

@@ -16,6 +16,7 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec   // method, code
 	latency  *prometheus.HistogramVec // method
+	inFlight *prometheus.GaugeVec     // method
 	checks   *prometheus.CounterVec   // outcome
 }
 
@@ -31,17 +32,28 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			// From 100µs (cached checks) to ~100s (long exports).
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"method"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "pemba", Subsystem: "grpc", Name: "in_flight",
+			Help: "Calls being handled (open streams included), by method.",
+		}, []string{"method"}),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "pemba", Name: "check_results_total",
 			Help: "Permission checks answered (single and bulk items), by outcome.",
 		}, []string{"outcome"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.checks} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inFlight, m.checks} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server: register metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// started records a call starting; the returned func records its end.
+func (m *metrics) started(fullMethod string) func() {
+	g := m.inFlight.WithLabelValues(shortMethod(fullMethod))
+	g.Inc()
+	return g.Dec
 }
 
 // observe records one finished call.

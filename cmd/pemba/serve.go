@@ -68,6 +68,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err != nil {
 			return fail(err)
 		}
+		if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("the keys file is readable by other users; chmod 600 it", "file", *keysFile, "mode", fi.Mode().Perm().String())
+		}
 		keys, err = server.ParseKeys(f)
 		f.Close()
 		if err != nil {
