@@ -320,3 +320,30 @@ func TestExecuteReusesDataDir(t *testing.T) {
 		}
 	}
 }
+
+func TestInterruptedRunStillReports(t *testing.T) {
+	wl, _ := workload.New("deep-chain", workload.Small, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &cancelAfter{n: 50, cancel: cancel}
+	rep, err := Measure(ctx, f, wl, RunConfig{Concurrency: 2, Ops: 1_000_000})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want context.Canceled", err)
+	}
+	if rep == nil || rep.Total.Count < 50 {
+		t.Fatalf("report %v: want the operations done before the interruption", rep)
+	}
+}
+
+// cancelAfter cancels the run's context after n requests.
+type cancelAfter struct {
+	fake
+	n      int64
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Do(ctx context.Context, req *workload.Request) (Outcome, error) {
+	if c.calls.Load() >= c.n {
+		c.cancel()
+	}
+	return c.fake.Do(ctx, req)
+}

@@ -3,6 +3,7 @@ package bench
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -325,18 +326,19 @@ func Measure(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig)
 	if err != nil {
 		return nil, err
 	}
-	ph, err := run(ctx, t, wl, cfg, 0, cfg.Duration, cfg.Ops, "run   ")
-	if err != nil {
-		return nil, err
-	}
+	// An interrupted run still reports what it measured, with the error.
+	ph, runErr := run(ctx, t, wl, cfg, 0, cfg.Duration, cfg.Ops, "run   ")
 	usage1, err := readUsage()
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(runErr, err)
 	}
 	after := t.Stats()
 	rep := newReport(wl, cfg, ph)
 	rep.setResources(usage0, usage1, ph)
 	rep.setCache(before, after)
+	if runErr != nil {
+		return rep, runErr
+	}
 	if ph.count == 0 {
 		return rep, fmt.Errorf("%w: no operation completed", ErrRun)
 	}
