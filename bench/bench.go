@@ -123,6 +123,11 @@ func Execute(ctx context.Context, o Options) (rep *Report, err error) {
 	if rep != nil {
 		rep.Target = "inprocess/" + o.Store
 		rep.Consistency = o.Consistency.String()
+		if storeDir != "" {
+			size, serr := dirSize(storeDir)
+			err = errors.Join(err, serr)
+			info.DiskBytesAfterRun = size
+		}
 		rep.Load = info
 	}
 	return rep, err

@@ -298,7 +298,7 @@ func TestExecuteReusesDataDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.Load.Reused || first.Load.Relationships == 0 || first.Load.DiskBytes == 0 || first.Target != "inprocess/pebble" {
+	if first.Load.Reused || first.Load.Relationships == 0 || first.Load.DiskBytes == 0 || first.Load.DiskBytesAfterRun == 0 || first.Target != "inprocess/pebble" {
 		t.Errorf("first run load: %+v, target %s", first.Load, first.Target)
 	}
 	checkReport(t, first, 100)

@@ -74,6 +74,10 @@ type LoadInfo struct {
 	// DiskBytes is the data directory's size after loading (0 in memory).
 	DiskBytes           int64   `json:"disk_bytes"`
 	DiskBytesPerMillion float64 `json:"disk_bytes_per_million"`
+	// DiskBytesAfterRun is the directory's size when the run ended: the
+	// store may not have flushed or compacted the import when DiskBytes
+	// was taken.
+	DiskBytesAfterRun int64 `json:"disk_bytes_after_run,omitempty"`
 }
 
 // OpReport is the measurement of one operation (or of all, in Total).
@@ -239,6 +243,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(&b, "load     %d relationships in %.1fs (%.0f/s)%s", r.Load.Relationships, r.Load.Seconds, r.Load.PerSecond, reused)
 	if r.Load.DiskBytes > 0 {
 		fmt.Fprintf(&b, ", %.1f MiB on disk (%.1f MiB per million)", float64(r.Load.DiskBytes)/(1<<20), r.Load.DiskBytesPerMillion/(1<<20))
+		if r.Load.DiskBytesAfterRun > 0 {
+			fmt.Fprintf(&b, ", %.1f MiB after the run", float64(r.Load.DiskBytesAfterRun)/(1<<20))
+		}
 	}
 	b.WriteString("\n\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
