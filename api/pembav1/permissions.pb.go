@@ -1577,8 +1577,13 @@ type LookupSubjectsRequest struct {
 	// than objects.
 	OptionalSubjectRelation string           `protobuf:"bytes,5,opt,name=optional_subject_relation,json=optionalSubjectRelation,proto3" json:"optional_subject_relation,omitempty"`
 	Context                 *structpb.Struct `protobuf:"bytes,6,opt,name=context,proto3" json:"context,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// optional_limit bounds the subjects of this call (0: all).
+	OptionalLimit uint32 `protobuf:"varint,7,opt,name=optional_limit,json=optionalLimit,proto3" json:"optional_limit,omitempty"`
+	// optional_cursor resumes after the subject it was returned with, at
+	// the same revision.
+	OptionalCursor *Cursor `protobuf:"bytes,8,opt,name=optional_cursor,json=optionalCursor,proto3" json:"optional_cursor,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *LookupSubjectsRequest) Reset() {
@@ -1653,6 +1658,20 @@ func (x *LookupSubjectsRequest) GetContext() *structpb.Struct {
 	return nil
 }
 
+func (x *LookupSubjectsRequest) GetOptionalLimit() uint32 {
+	if x != nil {
+		return x.OptionalLimit
+	}
+	return 0
+}
+
+func (x *LookupSubjectsRequest) GetOptionalCursor() *Cursor {
+	if x != nil {
+		return x.OptionalCursor
+	}
+	return nil
+}
+
 // LookupSubjectsResponse is one subject.
 type LookupSubjectsResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -1660,9 +1679,10 @@ type LookupSubjectsResponse struct {
 	Subject    *ResolvedSubject       `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
 	// excluded_subjects is set when subject is the wildcard "*": the
 	// subjects it does not cover (their permissionship is NO_PERMISSION).
-	ExcludedSubjects []*ResolvedSubject `protobuf:"bytes,3,rep,name=excluded_subjects,json=excludedSubjects,proto3" json:"excluded_subjects,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	ExcludedSubjects  []*ResolvedSubject `protobuf:"bytes,3,rep,name=excluded_subjects,json=excludedSubjects,proto3" json:"excluded_subjects,omitempty"`
+	AfterResultCursor *Cursor            `protobuf:"bytes,4,opt,name=after_result_cursor,json=afterResultCursor,proto3" json:"after_result_cursor,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *LookupSubjectsResponse) Reset() {
@@ -1712,6 +1732,13 @@ func (x *LookupSubjectsResponse) GetSubject() *ResolvedSubject {
 func (x *LookupSubjectsResponse) GetExcludedSubjects() []*ResolvedSubject {
 	if x != nil {
 		return x.ExcludedSubjects
+	}
+	return nil
+}
+
+func (x *LookupSubjectsResponse) GetAfterResultCursor() *Cursor {
+	if x != nil {
+		return x.AfterResultCursor
 	}
 	return nil
 }
@@ -2131,7 +2158,7 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x12resource_object_id\x18\x02 \x01(\tR\x10resourceObjectId\x12@\n" +
 	"\x0epermissionship\x18\x03 \x01(\x0e2\x18.pemba.v1.PermissionshipR\x0epermissionship\x12K\n" +
 	"\x13partial_caveat_info\x18\x04 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\x12@\n" +
-	"\x13after_result_cursor\x18\x05 \x01(\v2\x10.pemba.v1.CursorR\x11afterResultCursor\"\xc6\x02\n" +
+	"\x13after_result_cursor\x18\x05 \x01(\v2\x10.pemba.v1.CursorR\x11afterResultCursor\"\xa8\x03\n" +
 	"\x15LookupSubjectsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x125\n" +
 	"\bresource\x18\x02 \x01(\v2\x19.pemba.v1.ObjectReferenceR\bresource\x12\x1e\n" +
@@ -2140,12 +2167,15 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"permission\x12.\n" +
 	"\x13subject_object_type\x18\x04 \x01(\tR\x11subjectObjectType\x12:\n" +
 	"\x19optional_subject_relation\x18\x05 \x01(\tR\x17optionalSubjectRelation\x121\n" +
-	"\acontext\x18\x06 \x01(\v2\x17.google.protobuf.StructR\acontext\"\xc9\x01\n" +
+	"\acontext\x18\x06 \x01(\v2\x17.google.protobuf.StructR\acontext\x12%\n" +
+	"\x0eoptional_limit\x18\a \x01(\rR\roptionalLimit\x129\n" +
+	"\x0foptional_cursor\x18\b \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\"\x8b\x02\n" +
 	"\x16LookupSubjectsResponse\x122\n" +
 	"\flooked_up_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"lookedUpAt\x123\n" +
 	"\asubject\x18\x02 \x01(\v2\x19.pemba.v1.ResolvedSubjectR\asubject\x12F\n" +
-	"\x11excluded_subjects\x18\x03 \x03(\v2\x19.pemba.v1.ResolvedSubjectR\x10excludedSubjects\"\xcc\x01\n" +
+	"\x11excluded_subjects\x18\x03 \x03(\v2\x19.pemba.v1.ResolvedSubjectR\x10excludedSubjects\x12@\n" +
+	"\x13after_result_cursor\x18\x04 \x01(\v2\x10.pemba.v1.CursorR\x11afterResultCursor\"\xcc\x01\n" +
 	"\x0fResolvedSubject\x12*\n" +
 	"\x11subject_object_id\x18\x01 \x01(\tR\x0fsubjectObjectId\x12@\n" +
 	"\x0epermissionship\x18\x02 \x01(\x0e2\x18.pemba.v1.PermissionshipR\x0epermissionship\x12K\n" +
@@ -2300,44 +2330,46 @@ var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	30, // 56: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
 	37, // 57: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
 	39, // 58: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
-	33, // 59: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	25, // 60: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
-	25, // 61: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
-	40, // 62: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 63: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	34, // 64: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
-	33, // 65: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
-	30, // 66: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
-	31, // 67: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
-	32, // 68: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 69: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
-	34, // 70: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
-	32, // 71: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
-	2,  // 72: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
-	4,  // 73: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
-	6,  // 74: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
-	8,  // 75: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
-	10, // 76: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
-	15, // 77: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
-	21, // 78: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
-	23, // 79: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
-	26, // 80: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
-	28, // 81: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
-	3,  // 82: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
-	5,  // 83: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
-	7,  // 84: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
-	9,  // 85: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
-	12, // 86: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
-	16, // 87: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
-	22, // 88: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
-	24, // 89: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
-	27, // 90: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
-	29, // 91: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
-	82, // [82:92] is the sub-list for method output_type
-	72, // [72:82] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	32, // 59: pemba.v1.LookupSubjectsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 60: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	25, // 61: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
+	25, // 62: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
+	32, // 63: pemba.v1.LookupSubjectsResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	40, // 64: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 65: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	34, // 66: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
+	33, // 67: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
+	30, // 68: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
+	31, // 69: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
+	32, // 70: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 71: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
+	34, // 72: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
+	32, // 73: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
+	2,  // 74: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
+	4,  // 75: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
+	6,  // 76: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
+	8,  // 77: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
+	10, // 78: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
+	15, // 79: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
+	21, // 80: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
+	23, // 81: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
+	26, // 82: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
+	28, // 83: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
+	3,  // 84: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
+	5,  // 85: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
+	7,  // 86: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
+	9,  // 87: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
+	12, // 88: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
+	16, // 89: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
+	22, // 90: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
+	24, // 91: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
+	27, // 92: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
+	29, // 93: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
+	84, // [84:94] is the sub-list for method output_type
+	74, // [74:84] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_pemba_v1_permissions_proto_init() }

@@ -75,7 +75,8 @@ type PermissionsServiceClient interface {
 	// has a permission, at most optional_limit of them (at most 10000).
 	LookupResources(ctx context.Context, in *LookupResourcesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LookupResourcesResponse], error)
 	// LookupSubjects streams the subjects of one type that have a
-	// permission on a resource. A wildcard subject ("*") comes with the
+	// permission on a resource, in ascending ID order ("*" first), at most
+	// optional_limit of them. A wildcard subject ("*") comes with the
 	// subjects excluded from it.
 	LookupSubjects(ctx context.Context, in *LookupSubjectsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LookupSubjectsResponse], error)
 	// ImportRelationships loads relationships streamed in batches (at most
@@ -277,7 +278,8 @@ type PermissionsServiceServer interface {
 	// has a permission, at most optional_limit of them (at most 10000).
 	LookupResources(*LookupResourcesRequest, grpc.ServerStreamingServer[LookupResourcesResponse]) error
 	// LookupSubjects streams the subjects of one type that have a
-	// permission on a resource. A wildcard subject ("*") comes with the
+	// permission on a resource, in ascending ID order ("*" first), at most
+	// optional_limit of them. A wildcard subject ("*") comes with the
 	// subjects excluded from it.
 	LookupSubjects(*LookupSubjectsRequest, grpc.ServerStreamingServer[LookupSubjectsResponse]) error
 	// ImportRelationships loads relationships streamed in batches (at most

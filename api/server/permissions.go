@@ -524,6 +524,17 @@ func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.Pe
 	if err != nil {
 		return err
 	}
+	hash := requestHash("subjects", res.String(), req.GetPermission(), req.GetSubjectObjectType(), subRel)
+	after, resumed := "", false
+	if tok := req.GetOptionalCursor().GetToken(); tok != "" {
+		zk, id, err := decodeCursor(tok, hash)
+		if err != nil {
+			return fieldErr("optional_cursor.token", err)
+		}
+		// The cursor pins the revision of the first page.
+		c, after, resumed = engine.AtExactSnapshot(zk), id, true
+	}
+	limit := int(req.GetOptionalLimit())
 	seq, zk, err := p.eng().LookupSubjects(ctx, engine.LookupSubjectsRequest{
 		Consistency: c,
 		LookupSubjectsRequest: eval.LookupSubjectsRequest{
@@ -535,12 +546,23 @@ func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.Pe
 		return err
 	}
 	pz := zookieToProto(zk)
+	sent := 0
 	for r, err := range seq {
 		if err != nil {
 			return err
 		}
+		// The engine yields subjects in ascending ID order, so a cursor
+		// is the last ID sent.
+		if resumed && r.SubjectID <= after {
+			continue
+		}
+		if limit > 0 && sent == limit {
+			return nil
+		}
+		sent++
 		msg := &pb.LookupSubjectsResponse{
-			LookedUpAt: pz,
+			LookedUpAt:        pz,
+			AfterResultCursor: &pb.Cursor{Token: encodeCursor(zk, hash, r.SubjectID)},
 			Subject: &pb.ResolvedSubject{
 				SubjectObjectId:   r.SubjectID,
 				Permissionship:    permissionshipToProto(r.Permissionship),

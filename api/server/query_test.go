@@ -293,4 +293,35 @@ func TestLookupSubjects(t *testing.T) {
 	if len(ex) != 1 || ex[0].GetSubjectObjectId() != "mallory" {
 		t.Errorf("wildcard exclusions = %v, want mallory", ex)
 	}
+
+	// One at a time with cursors, across a write the cursor must not see.
+	var paged []string
+	var cur *pb.Cursor
+	for i := range 4 {
+		if i == 1 {
+			f.write("doc:readme#owner@user:zed") // would appear last if the revision moved
+		}
+		stream, err := f.perms.LookupSubjects(ctx, &pb.LookupSubjectsRequest{
+			Consistency: fresh(zk), Resource: obj("doc", "readme"), Permission: "view", SubjectObjectType: "user",
+			OptionalLimit: 1, OptionalCursor: cur,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := collect(t, stream.Recv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		if len(msgs) != 1 {
+			t.Fatalf("limit 1 gave %d subjects", len(msgs))
+		}
+		paged = append(paged, msgs[0].GetSubject().GetSubjectObjectId())
+		cur = msgs[0].GetAfterResultCursor()
+	}
+	if want := []string{"anne", "carl"}; !slices.Equal(paged, want) {
+		t.Errorf("paged subjects = %q, want %q", paged, want)
+	}
 }
