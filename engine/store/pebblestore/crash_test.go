@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
@@ -136,4 +138,145 @@ func mustReader(t testing.TB, s *Store, rev store.Revision) store.Reader {
 		t.Fatal(err)
 	}
 	return rd
+}
+
+// crashImportEnv makes TestCrashChild run an import that stops midway.
+const crashImportEnv = "PEMBA_PEBBLESTORE_CRASH_IMPORT"
+
+// TestCrashImportChild is the child of TestCrashImport: it commits one
+// group, then imports a stream that prints "mid" after enough
+// relationships for several batches to have been committed, and then
+// blocks until it is killed.
+func TestCrashImportChild(t *testing.T) {
+	dir := os.Getenv(crashImportEnv)
+	if dir == "" {
+		t.Skip("helper process of TestCrashImport")
+	}
+	s, err := Open(dir, Options{GCInterval: -1, Logger: quietLogger()})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(2)
+	}
+	ctx := context.Background()
+	if _, err := s.Update(ctx, store.WriteMeta{}, func(ctx context.Context, tx store.Tx) error {
+		return tx.Touch(ctx, tuple.Relationship{
+			Resource: tuple.ObjectRef{Type: "group", ID: "before"},
+			Relation: "member",
+			Subject:  tuple.SubjectRef{Type: "user", ID: "u"},
+		})
+	}); err != nil {
+		fmt.Println("update:", err)
+		os.Exit(2)
+	}
+	const mid = 100_000 // > 4 MiB of batch: at least one batch committed
+	stream := func(yield func(tuple.Relationship, error) bool) {
+		for i := 0; ; i++ {
+			if i == mid {
+				// The worst case: the unsynced batches reached the disk.
+				if err := s.db.LogData(nil, pebble.Sync); err != nil {
+					fmt.Println("sync:", err)
+					os.Exit(2)
+				}
+				fmt.Println("mid")
+				select {} // wait for SIGKILL
+			}
+			r := tuple.Relationship{
+				Resource: tuple.ObjectRef{Type: "doc", ID: fmt.Sprintf("d%d", i)},
+				Relation: "viewer",
+				Subject:  tuple.SubjectRef{Type: "user", ID: fmt.Sprintf("u%d", i)},
+			}
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
+	s.Import(ctx, store.WriteMeta{}, stream)
+	fmt.Println("import returned")
+	os.Exit(2)
+}
+
+// TestCrashImport kills a process in the middle of an import: after
+// reopening, none of the import is visible or left behind, and the
+// revision it had reserved is reused cleanly.
+func TestCrashImport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a child process")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashImportChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), crashImportEnv+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || sc.Text() != "mid" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("child said %q, want \"mid\"", sc.Text())
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+
+	// Partial import data is on disk, or this test proves nothing.
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebbleFormat, Logger: pebbleLogger{quietLogger()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagForward}, UpperBound: []byte{tagForward + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	partial := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		partial++
+	}
+	it.Close()
+	db.Close()
+	if partial <= 1 {
+		t.Fatalf("only %d forward entries after the crash: no partial import to roll back", partial)
+	}
+
+	s, err := Open(dir, Options{GCInterval: -1, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if head, _ := s.HeadRevision(context.Background()); head != 1 {
+		t.Errorf("head after a crashed import = %d, want 1", head)
+	}
+	if n := rawKeys(t, s, tagForward) + rawKeys(t, s, tagReverse); n != 2 {
+		t.Errorf("%d index entries after recovery, want 2 (the import was not rolled back)", n)
+	}
+	if n := rawKeys(t, s, tagChangelog); n != 1 {
+		t.Errorf("%d changelog entries after recovery, want 1", n)
+	}
+	rev, err := s.Update(context.Background(), store.WriteMeta{}, func(ctx context.Context, tx store.Tx) error {
+		return tx.Touch(ctx, tuple.Relationship{
+			Resource: tuple.ObjectRef{Type: "group", ID: "after"},
+			Relation: "member",
+			Subject:  tuple.SubjectRef{Type: "user", ID: "u"},
+		})
+	})
+	if err != nil || rev != 2 {
+		t.Fatalf("write after recovery = %d, %v", rev, err)
+	}
+	n := 0
+	for r, err := range mustReader(t, s, rev).QueryRelationships(context.Background(), tuple.Filter{}, store.QueryOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Resource.Type != "group" {
+			t.Fatalf("import data visible after recovery: %s", r)
+		}
+		n++
+	}
+	if n != 2 {
+		t.Errorf("%d relationships at %d, want 2", n, rev)
+	}
 }
