@@ -19,9 +19,10 @@ import (
 //	          stream, so every page of one scan reads the same snapshot
 //	8 bytes   FNV-1a of the request (kind, then its defining fields), so a
 //	          cursor cannot resume a different request
-//	rest...   the position, by kind: for LookupResources the last resource
-//	          ID sent; for ReadRelationships a uvarint count of results to
-//	          skip, then the engine's cursor of the page they start
+//	rest...   the position, by kind: for LookupResources and
+//	          LookupSubjects the last ID sent; for ReadRelationships the
+//	          engine's cursor of a page (uvarint length first) and the key
+//	          of the last relationship sent from it
 //	4 bytes   CRC-32C of everything before
 //
 // ExportRelationships passes the engine's own page cursors through.
