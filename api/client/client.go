@@ -90,6 +90,7 @@ type bearer struct {
 	secure bool
 }
 
+// GetRequestMetadata adds the authorization header.
 func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
 	return map[string]string{"authorization": "Bearer " + b.key}, nil
 }

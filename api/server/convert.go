@@ -30,6 +30,7 @@ type FieldError struct {
 	Err   error
 }
 
+// Error names the field and the reason.
 func (e *FieldError) Error() string {
 	var ie *tuple.InvalidError
 	if errors.As(e.Err, &ie) && ie.Field == e.Field {

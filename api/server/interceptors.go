@@ -131,4 +131,5 @@ type ctxStream struct {
 	ctx context.Context
 }
 
+// Context returns the replaced context.
 func (c *ctxStream) Context() context.Context { return c.ctx }
