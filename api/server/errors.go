@@ -102,7 +102,11 @@ var errorRules = []errorRule{
 	{[]error{engine.ErrInvalidZookie, zookie.ErrInvalid, zookie.ErrOtherStore}, codes.InvalidArgument, ReasonInvalidZookie},
 	{[]error{engine.ErrInvalidCursor}, codes.InvalidArgument, ReasonInvalidCursor},
 	{[]error{engine.ErrDuplicateUpdate}, codes.InvalidArgument, ReasonDuplicateUpdate},
-	{[]error{engine.ErrInvalidRelationship}, codes.InvalidArgument, ReasonInvalidRelationship},
+	// The reasons are wrapped by a *RelationshipError; listed in case one
+	// ever comes alone.
+	{[]error{engine.ErrInvalidRelationship, engine.ErrUnknownType, engine.ErrUnknownRelation, engine.ErrWriteToPermission,
+		engine.ErrSubjectNotAllowed, engine.ErrCaveatRequired, engine.ErrUnknownCaveat, engine.ErrCaveatNotAllowed,
+		engine.ErrExpirationNotAllowed, engine.ErrCaveatContext}, codes.InvalidArgument, ReasonInvalidRelationship},
 	{[]error{eval.ErrUnknownDefinition}, codes.InvalidArgument, ReasonUnknownDefinition},
 	{[]error{eval.ErrUnknownRelation}, codes.InvalidArgument, ReasonUnknownRelation},
 	{[]error{eval.ErrCaveat, schema.ErrCaveatParam, schema.ErrCaveatEval}, codes.InvalidArgument, ReasonCaveat},

@@ -85,6 +85,37 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestEverySentinelHasACode: no typed error of a lower layer falls through
+// to Internal, except those that mean a bug or corruption.
+func TestEverySentinelHasACode(t *testing.T) {
+	internal := []error{store.ErrCorrupt, schema.ErrCaveatNotCompiled}
+	for _, err := range internal {
+		if code, _, _ := classify(err); code != codes.Internal {
+			t.Errorf("%v maps to %v, want Internal", err, code)
+		}
+	}
+	for _, err := range []error{
+		engine.ErrClosed, engine.ErrNoSchema, engine.ErrInvalidSchema, engine.ErrUnsafeSchemaChange,
+		engine.ErrInvalidZookie, engine.ErrFutureZookie, engine.ErrSnapshotExpired, engine.ErrInvalidCursor,
+		engine.ErrInvalidRequest, engine.ErrInvalidRelationship, engine.ErrDuplicateUpdate,
+		engine.ErrPreconditionFailed, engine.ErrLimitExceeded,
+		engine.ErrUnknownType, engine.ErrUnknownRelation, engine.ErrWriteToPermission, engine.ErrSubjectNotAllowed,
+		engine.ErrCaveatRequired, engine.ErrUnknownCaveat, engine.ErrCaveatNotAllowed, engine.ErrExpirationNotAllowed,
+		engine.ErrCaveatContext,
+		eval.ErrMaxDepth, eval.ErrUnknownDefinition, eval.ErrUnknownRelation, eval.ErrUnknownCaveat,
+		eval.ErrInvalidRequest, eval.ErrCaveat,
+		store.ErrRevisionCompacted, store.ErrRevisionFuture, store.ErrAlreadyExists, store.ErrClosed, store.ErrBatchTooLarge,
+		zookie.ErrInvalid, zookie.ErrOtherStore,
+		schema.ErrInvalidSchema, schema.ErrCaveatParam, schema.ErrCaveatEval,
+		tuple.ErrInvalid,
+		ErrInvalidArgument, ErrUnauthenticated, ErrNotFound, ErrTooLarge,
+	} {
+		if code, _, ok := classify(fmt.Errorf("context: %w", err)); !ok || code == codes.Internal {
+			t.Errorf("%v maps to %v", err, code)
+		}
+	}
+}
+
 // TestInternalErrorsAreLoggedNotLeaked: the client sees a reference, the
 // log has the cause under the same reference.
 func TestInternalErrorsAreLoggedNotLeaked(t *testing.T) {
