@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pemba-authz/pemba/bench/workload"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -150,6 +151,9 @@ func TestRunModes(t *testing.T) {
 		// enough to matter, and the test needs no sleeps of its own.
 		{"open loop", RunConfig{Concurrency: 2, Ops: 500, Rate: 1e7, Mix: allOps}, false},
 		{"failing writes", RunConfig{Concurrency: 2, Ops: 800, Mix: allOps}, true},
+		// The progress line runs in its own goroutine; its output is not
+		// checked (how many lines depends on time), only that it is safe.
+		{"with progress", RunConfig{Concurrency: 2, Ops: 2000, Progress: &bytes.Buffer{}, ProgressEvery: time.Millisecond}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
