@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
 	"github.com/pemba-authz/pemba/engine/validation"
 )
 
@@ -32,6 +33,13 @@ func commands() []command {
 		{"validate", "run validation files (schema, relationships, assertions)", validation.Command},
 		{"bench", "run benchmarks (bench run) and compare their reports (bench compare)", benchCommand},
 		{"serve", "serve the gRPC API (permissions, schema, watch; health, metrics)", serveCommand},
+		{"schema", "write and read the server's schema; fmt and diff schema files", cli.Main("schema")},
+		{"relationship", "write, delete, read, import and export relationships", cli.Main("relationship")},
+		{"check", "check a permission: RESOURCE#PERMISSION@SUBJECT", cli.Main("check")},
+		{"expand", "show the subject tree behind a permission: RESOURCE#PERMISSION", cli.Main("expand")},
+		{"lookup-resources", "list the resources a subject has a permission on", cli.Main("lookup-resources")},
+		{"lookup-subjects", "list the subjects that have a permission on a resource", cli.Main("lookup-subjects")},
+		{"watch", "stream relationship changes until interrupted", cli.Main("watch")},
 	}
 }
 

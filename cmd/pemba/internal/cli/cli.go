@@ -1,0 +1,298 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Exit codes of every command; see the package documentation.
+const (
+	ExitOK          = 0
+	ExitFailed      = 1
+	ExitUsage       = 2
+	ExitDenied      = 3
+	ExitConditional = 4
+)
+
+// Env is everything a command reads and writes besides its arguments.
+// Tests build one with buffers and a map-backed Getenv; Main uses the
+// process's own.
+type Env struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// Getenv reads an environment variable (PEMBA_ADDRESS, PEMBA_TOKEN);
+	// nil reads none.
+	Getenv func(string) string
+}
+
+// command is one top-level command. run returns an error to report, or
+// nil; exit codes other than 0 and 1 travel as usageError and exitError.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, inv *invocation, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"schema", "write, read, format (offline) and diff (offline) schemas", schemaCommand},
+		{"relationship", "write, delete, read, import and export relationships", relationshipCommand},
+		{"check", "check whether a subject has a permission on a resource", checkCommand},
+		{"expand", "show the tree of subjects a permission is computed from", expandCommand},
+		{"lookup-resources", "list the resources of a type a subject has a permission on", lookupResourcesCommand},
+		{"lookup-subjects", "list the subjects of a type that have a permission on a resource", lookupSubjectsCommand},
+		{"watch", "stream relationship changes until interrupted", watchCommand},
+	}
+}
+
+// Main returns the entry point of the named command in the shape package
+// main's command table wants, reading the process's standard input and
+// environment.
+func Main(name string) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		e := Env{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv}
+		return e.Run(ctx, append([]string{name}, args...))
+	}
+}
+
+// Run runs the command named by args[0] with the rest of args and returns
+// its exit code.
+func (e Env) Run(ctx context.Context, args []string) int {
+	if e.Stdin == nil {
+		e.Stdin = strings.NewReader("")
+	}
+	if e.Stdout == nil {
+		e.Stdout = io.Discard
+	}
+	if e.Stderr == nil {
+		e.Stderr = io.Discard
+	}
+	if e.Getenv == nil {
+		e.Getenv = func(string) string { return "" }
+	}
+	if len(args) == 0 {
+		fmt.Fprintln(e.Stderr, "pemba: no command")
+		return ExitUsage
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		inv := &invocation{env: e, name: "pemba " + c.name}
+		return inv.exit(c.run(ctx, inv, args[1:]))
+	}
+	fmt.Fprintf(e.Stderr, "pemba: unknown command %q\n", args[0])
+	return ExitUsage
+}
+
+// invocation is one run of a command: its environment, its full name for
+// messages ("pemba relationship write") and its output format.
+type invocation struct {
+	env  Env
+	name string
+	json bool
+}
+
+// usageError is bad usage: exit 2, with the command's usage when known.
+type usageError struct {
+	msg   string
+	usage string
+}
+
+func (e *usageError) Error() string { return e.msg }
+
+// exitError carries an exit code that is not a failure to report (check
+// --exit-code).
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// errHelp: -h was asked for and the usage printed; exit 0.
+var errHelp = errors.New("cli: help printed")
+
+// exit turns a command's error into an exit code, printing it.
+func (inv *invocation) exit(err error) int {
+	var ue *usageError
+	var ee *exitError
+	switch {
+	case err == nil, errors.Is(err, errHelp):
+		return ExitOK
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ue):
+		fmt.Fprintf(inv.env.Stderr, "%s: %s\n", inv.name, ue.msg)
+		if ue.usage != "" {
+			fmt.Fprintf(inv.env.Stderr, "usage: %s\n", ue.usage)
+		}
+		return ExitUsage
+	}
+	fmt.Fprintf(inv.env.Stderr, "%s: %s\n", inv.name, describe(err))
+	return ExitFailed
+}
+
+// describe renders an error for people: a gRPC status as its code and
+// message, anything else as it is.
+func describe(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		// A wrapped status error (from a helper that added context) still
+		// deserves its code.
+		var se interface{ GRPCStatus() *status.Status }
+		if !errors.As(err, &se) {
+			return err.Error()
+		}
+		st = se.GRPCStatus()
+	}
+	msg := fmt.Sprintf("%s: %s", st.Code(), st.Message())
+	if st.Code() == codes.Unavailable {
+		msg += " (is the server running, and are --address and --insecure/--tls-ca right?)"
+	}
+	return msg
+}
+
+// usagef builds a usage error for the invocation's usage line.
+func usagef(usage, format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...), usage: usage}
+}
+
+// flagSet returns a FlagSet whose errors the invocation reports itself.
+func (inv *invocation) flagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet(inv.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parse parses args with fs, allowing flags after positional arguments
+// (pemba check doc:1#view@user:anne --context '{}'), and returns the
+// positional arguments. Everything after "--" is positional. -h prints the
+// usage and the flags to standard output.
+func (inv *invocation) parse(fs *flag.FlagSet, usage string, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(inv.env.Stdout, "usage: %s\n\nflags:\n", usage)
+				fs.SetOutput(inv.env.Stdout)
+				fs.PrintDefaults()
+				return nil, errHelp
+			}
+			return nil, usagef(usage, "%v", err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	return pos, nil
+}
+
+// outputFlag registers --output; call setOutput after parsing.
+func outputFlag(fs *flag.FlagSet) *string {
+	return fs.String("output", "text", "output format: text or json")
+}
+
+func (inv *invocation) setOutput(usage, v string) error {
+	switch v {
+	case "text":
+		inv.json = false
+	case "json":
+		inv.json = true
+	default:
+		return usagef(usage, "unknown --output %q (want text or json)", v)
+	}
+	return nil
+}
+
+// emitJSON writes v as one line of JSON.
+func (inv *invocation) emitJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode output: %w", err)
+	}
+	b = append(b, '\n')
+	if _, err := inv.env.Stdout.Write(b); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+// printf writes to standard output.
+func (inv *invocation) printf(format string, args ...any) {
+	fmt.Fprintf(inv.env.Stdout, format, args...)
+}
+
+// infof writes metadata to standard error (text mode only: in JSON mode
+// the metadata is part of the output).
+func (inv *invocation) infof(format string, args ...any) {
+	if !inv.json {
+		fmt.Fprintf(inv.env.Stderr, format, args...)
+	}
+}
+
+// openInput opens a file argument, "-" meaning standard input.
+func (inv *invocation) openInput(name string) (io.ReadCloser, error) {
+	if name == "-" {
+		return io.NopCloser(inv.env.Stdin), nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("open input: %w", err)
+	}
+	return f, nil
+}
+
+// readInput reads a whole file argument, "-" meaning standard input.
+func (inv *invocation) readInput(name string) (string, error) {
+	r, err := inv.openInput(name)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", displayName(name), err)
+	}
+	return string(b), nil
+}
+
+// displayName names an input in messages.
+func displayName(name string) string {
+	if name == "-" {
+		return "<stdin>"
+	}
+	return name
+}
+
+// subcommand dispatches a command with subcommands (schema write, ...).
+func (inv *invocation) subcommand(ctx context.Context, args []string, subs map[string]func(context.Context, *invocation, []string) error, usage string) error {
+	if len(args) == 0 {
+		return usagef(usage, "missing subcommand")
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+		fmt.Fprintf(inv.env.Stdout, "usage: %s\n", usage)
+		return errHelp
+	}
+	run, ok := subs[args[0]]
+	if !ok {
+		return usagef(usage, "unknown subcommand %q", args[0])
+	}
+	inv.name += " " + args[0]
+	return run(ctx, inv, args[1:])
+}

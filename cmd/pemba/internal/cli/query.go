@@ -1,0 +1,465 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/pemba-authz/pemba/api/client"
+	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// maxLookupPage is the most results the server returns per lookup call.
+const maxLookupPage = 10000
+
+// contextFlag registers --context.
+func contextFlag(fs *flag.FlagSet) *string {
+	return fs.String("context", "", "caveat context: a JSON object, such as '{\"size\": 1024}'")
+}
+
+// parseContext converts --context; empty means none.
+func parseContext(usage, s string) (*structpb.Struct, error) {
+	if s == "" {
+		return nil, nil
+	}
+	m, err := tuple.ParseContext(s)
+	if err != nil {
+		return nil, usagef(usage, "--context: %v", err)
+	}
+	st, err := structpb.NewStruct(m)
+	if err != nil {
+		return nil, usagef(usage, "--context: %v", err)
+	}
+	return st, nil
+}
+
+// splitPermission reads RESOURCE#PERMISSION (doc:1#view).
+func splitPermission(s string) (tuple.ObjectRef, string, error) {
+	i := strings.LastIndexByte(s, '#')
+	if i < 0 {
+		return tuple.ObjectRef{}, "", fmt.Errorf("%q: want TYPE:ID#PERMISSION", s)
+	}
+	obj, err := tuple.ParseObject(s[:i])
+	if err != nil {
+		return tuple.ObjectRef{}, "", err
+	}
+	if s[i+1:] == "" {
+		return tuple.ObjectRef{}, "", fmt.Errorf("%q: empty permission", s)
+	}
+	return obj, s[i+1:], nil
+}
+
+// checkArgs reads RESOURCE#PERMISSION@SUBJECT, or the three parts as
+// separate arguments (zed's order: RESOURCE PERMISSION SUBJECT).
+func checkArgs(usage string, pos []string) (tuple.ObjectRef, string, tuple.SubjectRef, error) {
+	var resPerm, sub string
+	switch len(pos) {
+	case 1:
+		var ok bool
+		resPerm, sub, ok = strings.Cut(pos[0], "@")
+		if !ok {
+			return tuple.ObjectRef{}, "", tuple.SubjectRef{}, usagef(usage, "%q: want RESOURCE#PERMISSION@SUBJECT", pos[0])
+		}
+	case 3:
+		resPerm, sub = pos[0]+"#"+pos[1], pos[2]
+	default:
+		return tuple.ObjectRef{}, "", tuple.SubjectRef{}, usagef(usage, "want RESOURCE#PERMISSION@SUBJECT, got %d arguments", len(pos))
+	}
+	res, perm, err := splitPermission(resPerm)
+	if err != nil {
+		return tuple.ObjectRef{}, "", tuple.SubjectRef{}, usagef(usage, "%v", err)
+	}
+	s, err := tuple.ParseSubject(sub)
+	if err != nil {
+		return tuple.ObjectRef{}, "", tuple.SubjectRef{}, usagef(usage, "subject: %v", err)
+	}
+	return res, perm, s, nil
+}
+
+// permissionshipWord names an answer in text output.
+func permissionshipWord(p pb.Permissionship) string {
+	switch p {
+	case pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION:
+		return "true"
+	case pb.Permissionship_PERMISSIONSHIP_NO_PERMISSION:
+		return "false"
+	case pb.Permissionship_PERMISSIONSHIP_CONDITIONAL_PERMISSION:
+		return "conditional"
+	}
+	return "unknown"
+}
+
+// permissionshipName names an answer in JSON output.
+func permissionshipName(p pb.Permissionship) string {
+	return strings.ToLower(strings.TrimPrefix(p.String(), "PERMISSIONSHIP_"))
+}
+
+// missingSuffix describes the context a conditional answer needs.
+func missingSuffix(p pb.Permissionship, info *pb.PartialCaveatInfo) string {
+	if p != pb.Permissionship_PERMISSIONSHIP_CONDITIONAL_PERMISSION {
+		return ""
+	}
+	if m := info.GetMissingRequiredContext(); len(m) > 0 {
+		return " (missing context: " + strings.Join(m, ", ") + ")"
+	}
+	return " (conditional)"
+}
+
+func checkCommand(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba check [--context JSON] [--exit-code] [flags] RESOURCE#PERMISSION@SUBJECT"
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	rf := consistencyFlags(fs)
+	cctx := contextFlag(fs)
+	exitCode := fs.Bool("exit-code", false, "exit 3 when denied and 4 when conditional, instead of 0")
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	res, perm, sub, err := checkArgs(usage, pos)
+	if err != nil {
+		return err
+	}
+	cons, err := rf.consistency(usage)
+	if err != nil {
+		return err
+	}
+	st, err := parseContext(usage, *cctx)
+	if err != nil {
+		return err
+	}
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.Permissions.CheckPermission(ctx, &pb.CheckPermissionRequest{
+		Consistency: cons, Resource: client.Object(res), Permission: perm, Subject: client.Subject(sub), Context: st,
+	})
+	if err != nil {
+		return err
+	}
+	p := resp.GetPermissionship()
+	if inv.json {
+		missing := resp.GetPartialCaveatInfo().GetMissingRequiredContext()
+		if missing == nil {
+			missing = []string{}
+		}
+		if err := inv.emitJSON(struct {
+			Permissionship string   `json:"permissionship"`
+			Allowed        bool     `json:"allowed"`
+			Missing        []string `json:"missing_context"`
+			Zookie         string   `json:"zookie"`
+		}{permissionshipName(p), p == pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION, missing, resp.GetCheckedAt().GetToken()}); err != nil {
+			return err
+		}
+	} else {
+		inv.printf("%s%s\n", permissionshipWord(p), missingSuffix(p, resp.GetPartialCaveatInfo()))
+		inv.infof("checked at %s\n", resp.GetCheckedAt().GetToken())
+	}
+	if *exitCode {
+		switch p {
+		case pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION:
+		case pb.Permissionship_PERMISSIONSHIP_CONDITIONAL_PERMISSION:
+			return &exitError{ExitConditional}
+		default:
+			return &exitError{ExitDenied}
+		}
+	}
+	return nil
+}
+
+func expandCommand(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba expand [--depth N] [--context JSON] [flags] RESOURCE#PERMISSION"
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	rf := consistencyFlags(fs)
+	cctx := contextFlag(fs)
+	depth := fs.Uint("depth", 0, "expand at most N relations deep (0: fully, stopping at cycles)")
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	var resPerm string
+	switch len(pos) {
+	case 1:
+		resPerm = pos[0]
+	case 2:
+		resPerm = pos[0] + "#" + pos[1]
+	default:
+		return usagef(usage, "want RESOURCE#PERMISSION, got %d arguments", len(pos))
+	}
+	res, perm, err := splitPermission(resPerm)
+	if err != nil {
+		return usagef(usage, "%v", err)
+	}
+	if *depth > 1<<16 {
+		return usagef(usage, "--depth %d is too large", *depth)
+	}
+	cons, err := rf.consistency(usage)
+	if err != nil {
+		return err
+	}
+	st, err := parseContext(usage, *cctx)
+	if err != nil {
+		return err
+	}
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.Permissions.ExpandPermissionTree(ctx, &pb.ExpandPermissionTreeRequest{
+		Consistency: cons, Resource: client.Object(res), Permission: perm, OptionalDepth: uint32(*depth), Context: st,
+	})
+	if err != nil {
+		return err
+	}
+	if inv.json {
+		tree, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(resp.GetTreeRoot())
+		if err != nil {
+			return fmt.Errorf("encode tree: %w", err)
+		}
+		return inv.emitJSON(struct {
+			Zookie string          `json:"zookie"`
+			Tree   json.RawMessage `json:"tree"`
+		}{resp.GetExpandedAt().GetToken(), tree})
+	}
+	inv.printf("%s", renderTree(resp.GetTreeRoot()))
+	inv.infof("expanded at %s\n", resp.GetExpandedAt().GetToken())
+	return nil
+}
+
+func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba lookup-resources [--limit N] [--context JSON] [flags] TYPE#PERMISSION@SUBJECT"
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	rf := consistencyFlags(fs)
+	cctx := contextFlag(fs)
+	limit := fs.Int("limit", 0, "stop after N resources (0: all)")
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	var typPerm, subText string
+	switch len(pos) {
+	case 1:
+		var ok bool
+		if typPerm, subText, ok = strings.Cut(pos[0], "@"); !ok {
+			return usagef(usage, "%q: want TYPE#PERMISSION@SUBJECT", pos[0])
+		}
+	case 3:
+		typPerm, subText = pos[0]+"#"+pos[1], pos[2]
+	default:
+		return usagef(usage, "want TYPE#PERMISSION@SUBJECT, got %d arguments", len(pos))
+	}
+	typ, perm, ok := strings.Cut(typPerm, "#")
+	if !ok || typ == "" || perm == "" || strings.Contains(typ, ":") {
+		return usagef(usage, "%q: want TYPE#PERMISSION (a type, not an object)", typPerm)
+	}
+	sub, err := tuple.ParseSubject(subText)
+	if err != nil {
+		return usagef(usage, "subject: %v", err)
+	}
+	if *limit < 0 {
+		return usagef(usage, "negative --limit")
+	}
+	cons, err := rf.consistency(usage)
+	if err != nil {
+		return err
+	}
+	st, err := parseContext(usage, *cctx)
+	if err != nil {
+		return err
+	}
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var (
+		cursor *pb.Cursor
+		zk     string
+		n      int
+	)
+	for {
+		size := maxLookupPage
+		if *limit > 0 {
+			size = min(size, *limit-n)
+		}
+		req := &pb.LookupResourcesRequest{
+			Consistency: cons, ResourceObjectType: typ, Permission: perm, Subject: client.Subject(sub),
+			Context: st, OptionalLimit: uint32(size), OptionalCursor: cursor,
+		}
+		stream, err := c.Permissions.LookupResources(ctx, req)
+		if err != nil {
+			return err
+		}
+		got := 0
+		for {
+			msg, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			got++
+			n++
+			cursor, zk = msg.GetAfterResultCursor(), msg.GetLookedUpAt().GetToken()
+			p := msg.GetPermissionship()
+			obj := typ + ":" + msg.GetResourceObjectId()
+			if inv.json {
+				missing := msg.GetPartialCaveatInfo().GetMissingRequiredContext()
+				if missing == nil {
+					missing = []string{}
+				}
+				err = inv.emitJSON(struct {
+					Resource       string   `json:"resource"`
+					ResourceID     string   `json:"resource_id"`
+					Permissionship string   `json:"permissionship"`
+					Missing        []string `json:"missing_context"`
+					Zookie         string   `json:"zookie"`
+				}{obj, msg.GetResourceObjectId(), permissionshipName(p), missing, zk})
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			inv.printf("%s%s\n", obj, missingSuffix(p, msg.GetPartialCaveatInfo()))
+		}
+		if got < size || (*limit > 0 && n >= *limit) {
+			break
+		}
+	}
+	inv.infof("%d resources%s\n", n, atSuffix(zk))
+	return nil
+}
+
+// atSuffix names the revision of a result list, when there was one.
+func atSuffix(zk string) string {
+	if zk == "" {
+		return ""
+	}
+	return " at " + zk
+}
+
+func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba lookup-subjects [--context JSON] [flags] RESOURCE#PERMISSION SUBJECT_TYPE[#RELATION]"
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	rf := consistencyFlags(fs)
+	cctx := contextFlag(fs)
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usagef(usage, "want RESOURCE#PERMISSION and SUBJECT_TYPE, got %d arguments", len(pos))
+	}
+	res, perm, err := splitPermission(pos[0])
+	if err != nil {
+		return usagef(usage, "%v", err)
+	}
+	subType, subRel, _ := strings.Cut(pos[1], "#")
+	if subType == "" || strings.Contains(subType, ":") {
+		return usagef(usage, "%q: want SUBJECT_TYPE or SUBJECT_TYPE#RELATION", pos[1])
+	}
+	cons, err := rf.consistency(usage)
+	if err != nil {
+		return err
+	}
+	st, err := parseContext(usage, *cctx)
+	if err != nil {
+		return err
+	}
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stream, err := c.Permissions.LookupSubjects(ctx, &pb.LookupSubjectsRequest{
+		Consistency: cons, Resource: client.Object(res), Permission: perm,
+		SubjectObjectType: subType, OptionalSubjectRelation: subRel, Context: st,
+	})
+	if err != nil {
+		return err
+	}
+	name := func(id string) string {
+		s := subType + ":" + id
+		if subRel != "" {
+			s += "#" + subRel
+		}
+		return s
+	}
+	var zk string
+	n := 0
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		n++
+		zk = msg.GetLookedUpAt().GetToken()
+		s := msg.GetSubject()
+		var excluded []string
+		for _, x := range msg.GetExcludedSubjects() {
+			excluded = append(excluded, name(x.GetSubjectObjectId()))
+		}
+		if inv.json {
+			missing := s.GetPartialCaveatInfo().GetMissingRequiredContext()
+			if missing == nil {
+				missing = []string{}
+			}
+			if excluded == nil {
+				excluded = []string{}
+			}
+			err := inv.emitJSON(struct {
+				Subject        string   `json:"subject"`
+				SubjectID      string   `json:"subject_id"`
+				Permissionship string   `json:"permissionship"`
+				Missing        []string `json:"missing_context"`
+				Excluded       []string `json:"excluded_subjects"`
+				Zookie         string   `json:"zookie"`
+			}{name(s.GetSubjectObjectId()), s.GetSubjectObjectId(), permissionshipName(s.GetPermissionship()), missing, excluded, zk})
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		line := name(s.GetSubjectObjectId()) + missingSuffix(s.GetPermissionship(), s.GetPartialCaveatInfo())
+		if len(excluded) > 0 {
+			line += " (except " + strings.Join(excluded, ", ") + ")"
+		}
+		inv.printf("%s\n", line)
+	}
+	inv.infof("%d subjects%s\n", n, atSuffix(zk))
+	return nil
+}

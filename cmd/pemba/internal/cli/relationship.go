@@ -1,0 +1,531 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/pemba-authz/pemba/api/client"
+	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+const relationshipUsage = "pemba relationship write|delete|read|import|export [flags] ..."
+
+// maxBatch is the most updates per WriteRelationships call and
+// relationships per ImportRelationships message the server accepts.
+const maxBatch = 1000
+
+func relationshipCommand(ctx context.Context, inv *invocation, args []string) error {
+	return inv.subcommand(ctx, args, map[string]func(context.Context, *invocation, []string) error{
+		"write":  relationshipWrite,
+		"delete": relationshipDelete,
+		"read":   relationshipRead,
+		"import": relationshipImport,
+		"export": relationshipExport,
+	}, relationshipUsage)
+}
+
+var operations = map[string]pb.RelationshipUpdate_Operation{
+	"touch":  pb.RelationshipUpdate_OPERATION_TOUCH,
+	"create": pb.RelationshipUpdate_OPERATION_CREATE,
+	"delete": pb.RelationshipUpdate_OPERATION_DELETE,
+}
+
+// relationshipWrite writes the tuples given as arguments and read from
+// --file in one atomic write; more than maxBatch are split into several
+// writes, each atomic, and the last zookie is printed.
+func relationshipWrite(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba relationship write [--op touch|create|delete] [--file FILE|-] [flags] TUPLE..."
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	opName := fs.String("op", "touch", "operation: touch (create or replace), create (fail if it exists) or delete")
+	file := fs.String("file", "", "read tuples from `FILE` (- for standard input), one per line; // comments")
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	op, ok := operations[*opName]
+	if !ok {
+		return usagef(usage, "unknown --op %q (want touch, create or delete)", *opName)
+	}
+	if len(pos) == 0 && *file == "" {
+		return usagef(usage, "no tuples: give them as arguments or with --file")
+	}
+	var updates []*pb.RelationshipUpdate
+	add := func(r tuple.Relationship) error {
+		p, err := client.Relationship(r)
+		if err != nil {
+			return err
+		}
+		updates = append(updates, &pb.RelationshipUpdate{Operation: op, Relationship: p})
+		return nil
+	}
+	for i, s := range pos {
+		r, err := tuple.Parse(s)
+		if err != nil {
+			return fmt.Errorf("argument %d: %w", i+1, err)
+		}
+		if err := add(r); err != nil {
+			return err
+		}
+	}
+	if *file != "" {
+		in, err := inv.openInput(*file)
+		if err != nil {
+			return err
+		}
+		err = readTuples(in, displayName(*file), add)
+		in.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if len(updates) == 0 {
+		return fmt.Errorf("%s holds no tuples", displayName(*file))
+	}
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if len(updates) > maxBatch {
+		inv.infof("%d updates: writing them in %d transactions of at most %d\n", len(updates), (len(updates)+maxBatch-1)/maxBatch, maxBatch)
+	}
+	var zk *pb.Zookie
+	for start := 0; start < len(updates); start += maxBatch {
+		end := min(start+maxBatch, len(updates))
+		resp, err := c.Permissions.WriteRelationships(ctx, &pb.WriteRelationshipsRequest{Updates: updates[start:end]})
+		if err != nil {
+			if start > 0 {
+				return fmt.Errorf("after writing %d of %d updates: %w", start, len(updates), err)
+			}
+			return err
+		}
+		zk = resp.GetWrittenAt()
+	}
+	if inv.json {
+		return inv.emitJSON(struct {
+			Zookie  string `json:"zookie"`
+			Written int    `json:"written"`
+		}{zk.GetToken(), len(updates)})
+	}
+	inv.infof("%d relationships written (%s)\n", len(updates), *opName)
+	inv.printf("%s\n", zk.GetToken())
+	return nil
+}
+
+func relationshipDelete(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba relationship delete --resource-type T [--resource-id ID] [--relation R] [--subject TYPE[:ID[#REL]]] [--limit N [--allow-partial]] [flags]"
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	ff := registerFilterFlags(fs)
+	limit := fs.Uint("limit", 0, "delete at most N; if more match, fail unless --allow-partial (0: no limit)")
+	partial := fs.Bool("allow-partial", false, "with --limit, delete N and report that more remain")
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef(usage, "unexpected arguments %q", pos)
+	}
+	if ff.resourceType == "" {
+		return usagef(usage, "--resource-type is required")
+	}
+	if *partial && *limit == 0 {
+		return usagef(usage, "--allow-partial needs --limit")
+	}
+	if *limit > 1<<32-1 {
+		return usagef(usage, "--limit %d is too large", *limit)
+	}
+	filter, err := ff.filter(usage)
+	if err != nil {
+		return err
+	}
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.Permissions.DeleteRelationships(ctx, &pb.DeleteRelationshipsRequest{
+		RelationshipFilter: filter, OptionalLimit: uint32(*limit), OptionalAllowPartialDeletions: *partial,
+	})
+	if err != nil {
+		return err
+	}
+	complete := resp.GetDeletionProgress() != pb.DeleteRelationshipsResponse_DELETION_PROGRESS_PARTIAL
+	if inv.json {
+		return inv.emitJSON(struct {
+			Zookie   string `json:"zookie"`
+			Deleted  uint64 `json:"deleted"`
+			Complete bool   `json:"complete"`
+		}{resp.GetDeletedAt().GetToken(), resp.GetRelationshipsDeletedCount(), complete})
+	}
+	if complete {
+		inv.infof("%d relationships deleted\n", resp.GetRelationshipsDeletedCount())
+	} else {
+		inv.infof("%d relationships deleted; more match (run again to continue)\n", resp.GetRelationshipsDeletedCount())
+	}
+	inv.printf("%s\n", resp.GetDeletedAt().GetToken())
+	return nil
+}
+
+// relationshipRead reads in pages of --page-size, each resumed from the
+// previous one's last cursor, so all pages come from one revision.
+func relationshipRead(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba relationship read [--resource-type T] [--resource-id ID] [--relation R] [--subject TYPE[:ID[#REL]]] [--limit N] [flags]"
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	rf := consistencyFlags(fs)
+	ff := registerFilterFlags(fs)
+	limit := fs.Int("limit", 0, "stop after N relationships (0: all)")
+	pageSize := fs.Int("page-size", maxBatch, "relationships per request")
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef(usage, "unexpected arguments %q (filters are flags)", pos)
+	}
+	if *limit < 0 || *pageSize < 1 || *pageSize > 1<<31 {
+		return usagef(usage, "--limit must be at least 0 and --page-size at least 1")
+	}
+	cons, err := rf.consistency(usage)
+	if err != nil {
+		return err
+	}
+	filter, err := ff.filter(usage)
+	if err != nil {
+		return err
+	}
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var (
+		cursor *pb.Cursor
+		zk     string
+		n      int
+	)
+	for {
+		size := *pageSize
+		if *limit > 0 {
+			size = min(size, *limit-n)
+		}
+		req := &pb.ReadRelationshipsRequest{RelationshipFilter: filter, OptionalLimit: uint32(size), OptionalCursor: cursor}
+		if cursor == nil {
+			req.Consistency = cons
+		}
+		stream, err := c.Permissions.ReadRelationships(ctx, req)
+		if err != nil {
+			return err
+		}
+		got := 0
+		for {
+			msg, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			got++
+			n++
+			cursor, zk = msg.GetAfterResultCursor(), msg.GetReadAt().GetToken()
+			if err := inv.emitRelationship(msg.GetRelationship(), zk); err != nil {
+				return err
+			}
+		}
+		if got < size || (*limit > 0 && n >= *limit) {
+			break
+		}
+	}
+	if zk != "" {
+		inv.infof("%d relationships read at %s\n", n, zk)
+	} else {
+		inv.infof("0 relationships\n")
+	}
+	return nil
+}
+
+// emitRelationship prints one relationship: its tuple, or in JSON its
+// parts and the zookie it was read at.
+func (inv *invocation) emitRelationship(p *pb.Relationship, zk string) error {
+	r, err := client.FromRelationship(p)
+	if err != nil {
+		return err
+	}
+	if inv.json {
+		return inv.emitJSON(struct {
+			jsonRelationship
+			Zookie string `json:"zookie"`
+		}{toJSONRelationship(r), zk})
+	}
+	inv.printf("%s\n", r)
+	return nil
+}
+
+// maxReplay bounds the batches an import keeps to replay as writes if the
+// server turns out not to implement ImportRelationships.
+const maxReplay = 16
+
+// relationshipImport streams a relationship file to ImportRelationships
+// in batches. A server without it answers Unimplemented at once; the
+// batches sent so far (at most maxReplay) and the rest of the file are
+// then written with batched TOUCH writes.
+func relationshipImport(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba relationship import [flags] FILE|-"
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef(usage, "want one relationship file (or - for standard input), got %d arguments", len(pos))
+	}
+	in, err := inv.openInput(pos[0])
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	im := &importer{ctx: ctx, c: c}
+	if err := readTuples(in, displayName(pos[0]), im.add); err != nil {
+		im.abort()
+		return err
+	}
+	loaded, zk, err := im.finish()
+	if err != nil {
+		return err
+	}
+	if inv.json {
+		return inv.emitJSON(struct {
+			Zookie   string `json:"zookie"`
+			Imported uint64 `json:"imported"`
+		}{zk, loaded})
+	}
+	inv.infof("%d relationships imported\n", loaded)
+	inv.printf("%s\n", zk)
+	return nil
+}
+
+// importer sends relationships to ImportRelationships, or after an
+// Unimplemented answer, as batched writes.
+type importer struct {
+	ctx     context.Context
+	c       *client.Client
+	stream  pb.PermissionsService_ImportRelationshipsClient
+	cancel  context.CancelFunc
+	batch   []*pb.Relationship
+	sent    [][]*pb.Relationship // replay buffer, up to maxReplay batches
+	replay  bool                 // sent is complete (nothing dropped yet)
+	writes  bool                 // fallback: batched writes
+	written uint64
+	lastZK  string
+}
+
+func (im *importer) add(r tuple.Relationship) error {
+	p, err := client.Relationship(r)
+	if err != nil {
+		return err
+	}
+	im.batch = append(im.batch, p)
+	if len(im.batch) < maxBatch {
+		return nil
+	}
+	return im.flush()
+}
+
+func (im *importer) flush() error {
+	if len(im.batch) == 0 {
+		return nil
+	}
+	b := im.batch
+	im.batch = nil
+	if im.writes {
+		return im.write(b)
+	}
+	if im.stream == nil {
+		ctx, cancel := context.WithCancel(im.ctx)
+		stream, err := im.c.Permissions.ImportRelationships(ctx)
+		if err != nil {
+			cancel()
+			return err
+		}
+		im.stream, im.cancel, im.replay = stream, cancel, true
+	}
+	if im.replay {
+		if len(im.sent) < maxReplay {
+			im.sent = append(im.sent, b)
+		} else {
+			im.replay, im.sent = false, nil
+		}
+	}
+	if err := im.stream.Send(&pb.ImportRelationshipsRequest{Relationships: b}); err != nil {
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+		// The server ended the stream; its reason comes with CloseAndRecv.
+		_, err := im.stream.CloseAndRecv()
+		return im.fallBack(err)
+	}
+	return nil
+}
+
+// fallBack switches to writes when err says the server lacks imports.
+func (im *importer) fallBack(err error) error {
+	if status.Code(err) != codes.Unimplemented {
+		return err
+	}
+	if !im.replay {
+		return fmt.Errorf("the server does not implement ImportRelationships, and too much was sent to replay: %w", err)
+	}
+	sent := im.sent
+	im.cancel()
+	im.stream, im.sent, im.writes = nil, nil, true
+	for _, b := range sent {
+		if err := im.write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (im *importer) write(b []*pb.Relationship) error {
+	req := &pb.WriteRelationshipsRequest{Updates: make([]*pb.RelationshipUpdate, len(b))}
+	for i, r := range b {
+		req.Updates[i] = &pb.RelationshipUpdate{Operation: pb.RelationshipUpdate_OPERATION_TOUCH, Relationship: r}
+	}
+	resp, err := im.c.Permissions.WriteRelationships(im.ctx, req)
+	if err != nil {
+		if im.written > 0 {
+			return fmt.Errorf("after writing %d relationships: %w", im.written, err)
+		}
+		return err
+	}
+	im.written += uint64(len(b))
+	im.lastZK = resp.GetWrittenAt().GetToken()
+	return nil
+}
+
+func (im *importer) finish() (uint64, string, error) {
+	if err := im.flush(); err != nil {
+		im.abort()
+		return 0, "", err
+	}
+	if im.writes || im.stream == nil {
+		if im.written == 0 && !im.writes {
+			return 0, "", errors.New("no relationships to import")
+		}
+		return im.written, im.lastZK, nil
+	}
+	resp, err := im.stream.CloseAndRecv()
+	im.cancel()
+	if err != nil {
+		if ferr := im.fallBack(err); ferr != nil {
+			return 0, "", ferr
+		}
+		return im.written, im.lastZK, nil
+	}
+	return resp.GetNumLoaded(), resp.GetWrittenAt().GetToken(), nil
+}
+
+// abort cancels an open import stream so that nothing is committed.
+func (im *importer) abort() {
+	if im.cancel != nil {
+		im.cancel()
+	}
+}
+
+func relationshipExport(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba relationship export [--resource-type T ...] [flags] > FILE"
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	rf := consistencyFlags(fs)
+	ff := registerFilterFlags(fs)
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef(usage, "unexpected arguments %q", pos)
+	}
+	cons, err := rf.consistency(usage)
+	if err != nil {
+		return err
+	}
+	filter, err := ff.filter(usage)
+	if err != nil {
+		return err
+	}
+	if isEmptyFilter(filter) {
+		filter = nil
+	}
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stream, err := c.Permissions.ExportRelationships(ctx, &pb.ExportRelationshipsRequest{Consistency: cons, OptionalRelationshipFilter: filter})
+	if err != nil {
+		return err
+	}
+	var zk string
+	n := 0
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		zk = msg.GetExportedAt().GetToken()
+		for _, r := range msg.GetRelationships() {
+			if err := inv.emitRelationship(r, zk); err != nil {
+				return err
+			}
+			n++
+		}
+	}
+	if !inv.json {
+		fmt.Fprintf(inv.env.Stderr, "%d relationships exported%s\n", n, strings.TrimSuffix(" at "+zk, " at "))
+	}
+	return nil
+}
+
+func isEmptyFilter(f *pb.RelationshipFilter) bool {
+	return f.GetResourceType() == "" && f.GetOptionalResourceId() == "" && f.GetOptionalRelation() == "" && f.GetOptionalSubjectFilter() == nil
+}

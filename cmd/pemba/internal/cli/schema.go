@@ -1,0 +1,245 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// maxListedChanges is the most schema changes schema write lists in text.
+const maxListedChanges = 20
+
+const schemaUsage = "pemba schema write FILE|- | read | fmt [-w] FILE... | diff OLD NEW"
+
+func schemaCommand(ctx context.Context, inv *invocation, args []string) error {
+	return inv.subcommand(ctx, args, map[string]func(context.Context, *invocation, []string) error{
+		"write": schemaWrite,
+		"read":  schemaRead,
+		"fmt":   schemaFmt,
+		"diff":  schemaDiff,
+	}, schemaUsage)
+}
+
+// schemaWrite compiles the schema locally first, so that errors name the
+// user's file, then replaces the server's schema.
+func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba schema write [flags] FILE|-"
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef(usage, "want one schema file (or - for standard input), got %d arguments", len(pos))
+	}
+	src, err := inv.readInput(pos[0])
+	if err != nil {
+		return err
+	}
+	if _, err := schema.Compile(displayName(pos[0]), src); err != nil {
+		return fmt.Errorf("invalid schema:\n%w", err)
+	}
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.Schema.WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: src})
+	if err != nil {
+		return err
+	}
+	if inv.json {
+		type change struct {
+			Kind        string `json:"kind"`
+			Definition  string `json:"definition,omitempty"`
+			Name        string `json:"name,omitempty"`
+			SubjectType string `json:"subject_type,omitempty"`
+			Description string `json:"description,omitempty"`
+		}
+		changes := []change{}
+		for _, ch := range resp.GetChanges() {
+			changes = append(changes, change{ch.GetKind().String(), ch.GetDefinition(), ch.GetName(), ch.GetSubjectType(), ch.GetDescription()})
+		}
+		return inv.emitJSON(struct {
+			Zookie  string   `json:"zookie"`
+			Changes []change `json:"changes"`
+		}{resp.GetWrittenAt().GetToken(), changes})
+	}
+	// A first write lists every definition as added: list changes only
+	// when they are few enough to read.
+	if n := len(resp.GetChanges()); n <= maxListedChanges {
+		for _, ch := range resp.GetChanges() {
+			inv.infof("%s\n", ch.GetDescription())
+		}
+		inv.infof("schema written (%d changes)\n", n)
+	} else {
+		inv.infof("schema written (%d changes; --output json lists them)\n", n)
+	}
+	inv.printf("%s\n", resp.GetWrittenAt().GetToken())
+	return nil
+}
+
+func schemaRead(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba schema read [flags]"
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	rf := consistencyFlags(fs)
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef(usage, "unexpected arguments %q", pos)
+	}
+	cons, err := rf.consistency(usage)
+	if err != nil {
+		return err
+	}
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.Schema.ReadSchema(ctx, &pb.ReadSchemaRequest{Consistency: cons})
+	if err != nil {
+		return err
+	}
+	if inv.json {
+		return inv.emitJSON(struct {
+			Schema string `json:"schema"`
+			Zookie string `json:"zookie"`
+		}{resp.GetSchemaText(), resp.GetReadAt().GetToken()})
+	}
+	text := resp.GetSchemaText()
+	inv.printf("%s", text)
+	if len(text) > 0 && text[len(text)-1] != '\n' {
+		inv.printf("\n")
+	}
+	inv.infof("read at %s\n", resp.GetReadAt().GetToken())
+	return nil
+}
+
+// schemaFmt prints each file in canonical form, or with -w rewrites the
+// files that are not. It keeps going after an invalid file and fails at
+// the end, so that one run reports every file's errors.
+func schemaFmt(_ context.Context, inv *invocation, args []string) error {
+	const usage = "pemba schema fmt [-w] FILE...|-"
+	fs := inv.flagSet()
+	write := fs.Bool("w", false, "write the result back to the files instead of printing it")
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef(usage, "no files")
+	}
+	failed := 0
+	for _, name := range pos {
+		if *write && name == "-" {
+			return usagef(usage, "-w cannot write back to standard input")
+		}
+		src, err := inv.readInput(name)
+		if err != nil {
+			fmt.Fprintf(inv.env.Stderr, "%v\n", err)
+			failed++
+			continue
+		}
+		formatted, err := schema.FormatSource(displayName(name), src)
+		if err != nil {
+			fmt.Fprintf(inv.env.Stderr, "%v\n", err)
+			failed++
+			continue
+		}
+		if !*write {
+			inv.printf("%s", formatted)
+			continue
+		}
+		if formatted == src {
+			continue
+		}
+		if err := writeFileKeepMode(name, formatted); err != nil {
+			fmt.Fprintf(inv.env.Stderr, "%v\n", err)
+			failed++
+			continue
+		}
+		fmt.Fprintf(inv.env.Stderr, "formatted %s\n", name)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d files failed", failed, len(pos))
+	}
+	return nil
+}
+
+// writeFileKeepMode replaces name's content, keeping its permissions.
+func writeFileKeepMode(name, content string) error {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := os.WriteFile(name, []byte(content), fi.Mode().Perm()); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// schemaDiff compiles two schema files and lists what changed from the
+// first to the second.
+func schemaDiff(_ context.Context, inv *invocation, args []string) error {
+	const usage = "pemba schema diff [--output text|json] OLD NEW"
+	fs := inv.flagSet()
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usagef(usage, "want two schema files, got %d", len(pos))
+	}
+	var compiled [2]*schema.Schema
+	for i, name := range pos {
+		src, err := inv.readInput(name)
+		if err != nil {
+			return err
+		}
+		if compiled[i], err = schema.Compile(displayName(name), src); err != nil {
+			return fmt.Errorf("invalid schema:\n%w", err)
+		}
+	}
+	changes := schema.Diff(compiled[0], compiled[1])
+	if inv.json {
+		type change struct {
+			Kind        string `json:"kind"`
+			Definition  string `json:"definition,omitempty"`
+			Name        string `json:"name,omitempty"`
+			Detail      string `json:"detail,omitempty"`
+			Description string `json:"description"`
+		}
+		list := []change{}
+		for _, ch := range changes {
+			list = append(list, change{ch.Kind.String(), ch.Definition, ch.Name, ch.Detail, ch.String()})
+		}
+		return inv.emitJSON(list)
+	}
+	for _, ch := range changes {
+		inv.printf("%s\n", ch)
+	}
+	if len(changes) == 0 {
+		inv.infof("no changes\n")
+	}
+	return nil
+}
