@@ -76,6 +76,8 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 		return 0, 0, s.wrap("import: copy", err)
 	}
 	b := &pgx.Batch{}
+	// Room to sort the staging table in memory for DISTINCT ON.
+	b.Queue(`SET LOCAL work_mem = '256MB'`)
 	// Statistics let the planner choose between an index join (a small
 	// import into a large store) and a hash join.
 	b.Queue(`ANALYZE pemba_import`)
