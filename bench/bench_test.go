@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pemba-authz/pemba/bench/workload"
+	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -350,4 +351,38 @@ func (c *cancelAfter) Do(ctx context.Context, req *workload.Request) (Outcome, e
 		c.cancel()
 	}
 	return c.fake.Do(ctx, req)
+}
+
+func TestLookupResourcesPages(t *testing.T) {
+	// With a page of 2, every lookup must still find all results (5 per
+	// deep-chain member), paging with the last result as the cursor.
+	ctx := context.Background()
+	wl, _ := workload.New("deep-chain", workload.Small, 1)
+	open := func(limit int) *InProcess {
+		tg, err := NewInProcess(ctx, InProcessOptions{Store: "memory", Engine: engine.Options{Limits: engine.Limits{MaxLookupLimit: limit}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tg.Close() })
+		if _, err := Load(ctx, tg, wl, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		return tg
+	}
+	paged, whole := open(2), open(0)
+	src := wl.Source(0)
+	for range 20 {
+		req := src.Next(workload.OpLookupResources)
+		a, err := paged.Do(ctx, &req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := whole.Do(ctx, &req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Results != b.Results || b.Results != 5 {
+			t.Errorf("%s: %d results in pages of 2, %d in one; want 5", req.String(), a.Results, b.Results)
+		}
+	}
 }

@@ -141,14 +141,7 @@ func (t *GRPC) Do(ctx context.Context, req *workload.Request) (Outcome, error) {
 		}
 		return Outcome{Allowed: resp.GetPermissionship() == pembav1.Permissionship_PERMISSIONSHIP_HAS_PERMISSION}, nil
 	case workload.OpLookupResources:
-		stream, err := t.perms.LookupResources(ctx, &pembav1.LookupResourcesRequest{
-			Consistency: t.c, ResourceObjectType: req.ResourceType, Permission: req.Permission,
-			Subject: subjectToProto(req.Subject), Context: reqCtx,
-		})
-		if err != nil {
-			return Outcome{}, err
-		}
-		return drainStream(stream)
+		return t.lookupResources(ctx, req, reqCtx)
 	case workload.OpLookupSubjects:
 		stream, err := t.perms.LookupSubjects(ctx, &pembav1.LookupSubjectsRequest{
 			Consistency: t.c, Resource: objectToProto(req.Resource), Permission: req.Permission,
@@ -175,6 +168,42 @@ func (t *GRPC) Do(ctx context.Context, req *workload.Request) (Outcome, error) {
 		return Outcome{}, err
 	}
 	return Outcome{}, fmt.Errorf("%w: operation %s", ErrUsage, req.Op)
+}
+
+// lookupLimit is the server's largest page of LookupResources results.
+const lookupLimit = 10_000
+
+// lookupResources pages through every result with the cursors the server
+// returns, as a client would.
+func (t *GRPC) lookupResources(ctx context.Context, req *workload.Request, reqCtx *structpb.Struct) (Outcome, error) {
+	total := 0
+	var cursor *pembav1.Cursor
+	for {
+		stream, err := t.perms.LookupResources(ctx, &pembav1.LookupResourcesRequest{
+			Consistency: t.c, ResourceObjectType: req.ResourceType, Permission: req.Permission,
+			Subject: subjectToProto(req.Subject), Context: reqCtx,
+			OptionalLimit: lookupLimit, OptionalCursor: cursor,
+		})
+		if err != nil {
+			return Outcome{Results: total}, err
+		}
+		n := 0
+		for {
+			resp, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return Outcome{Results: total + n}, err
+			}
+			n++
+			cursor = resp.GetAfterResultCursor()
+		}
+		total += n
+		if n < lookupLimit || cursor == nil {
+			return Outcome{Results: total}, nil
+		}
+	}
 }
 
 // drainStream reads a server stream to its end, counting the messages.

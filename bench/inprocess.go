@@ -93,17 +93,7 @@ func (t *InProcess) Do(ctx context.Context, req *workload.Request) (Outcome, err
 		}
 		return Outcome{Allowed: res.Permissionship == eval.HasPermission}, nil
 	case workload.OpLookupResources:
-		seq, _, err := t.e.LookupResources(ctx, engine.LookupResourcesRequest{
-			Consistency: t.c,
-			LookupResourcesRequest: eval.LookupResourcesRequest{
-				ResourceType: req.ResourceType, Permission: req.Permission, Subject: req.Subject,
-			},
-			Context: req.Context,
-		})
-		if err != nil {
-			return Outcome{}, err
-		}
-		return drain(seq)
+		return t.lookupResources(ctx, req)
 	case workload.OpLookupSubjects:
 		seq, _, err := t.e.LookupSubjects(ctx, engine.LookupSubjectsRequest{
 			Consistency: t.c,
@@ -129,6 +119,38 @@ func (t *InProcess) Do(ctx context.Context, req *workload.Request) (Outcome, err
 		return Outcome{}, err
 	}
 	return Outcome{}, fmt.Errorf("%w: operation %s", ErrUsage, req.Op)
+}
+
+// lookupResources pages through every result, as a client would: a page
+// holds at most the engine's lookup limit.
+func (t *InProcess) lookupResources(ctx context.Context, req *workload.Request) (Outcome, error) {
+	limit := t.e.Limits().MaxLookupLimit
+	total, after := 0, ""
+	for {
+		seq, _, err := t.e.LookupResources(ctx, engine.LookupResourcesRequest{
+			Consistency: t.c,
+			LookupResourcesRequest: eval.LookupResourcesRequest{
+				ResourceType: req.ResourceType, Permission: req.Permission, Subject: req.Subject,
+				Limit: limit, After: after,
+			},
+			Context: req.Context,
+		})
+		if err != nil {
+			return Outcome{Results: total}, err
+		}
+		n := 0
+		for r, err := range seq {
+			if err != nil {
+				return Outcome{Results: total + n}, err
+			}
+			n++
+			after = r.ResourceID
+		}
+		total += n
+		if n < limit {
+			return Outcome{Results: total}, nil
+		}
+	}
 }
 
 // drain consumes a lookup's results, counting them.
