@@ -27,6 +27,11 @@ const formatVersion = 1
 // Pebble module never silently upgrades a data directory.
 const pebbleFormat = pebble.FormatColumnarBlocks
 
+// memTableSize is larger than Pebble's 4 MiB default, so that import
+// batches go through the memtable instead of becoming flushable batches
+// that must be sorted first.
+const memTableSize = 32 << 20
+
 // Options configure Open. The zero value is usable.
 type Options struct {
 	// GCWindow is how long old revisions stay readable. Default 24h.
@@ -45,7 +50,9 @@ type Options struct {
 	NoSync bool
 	// FS is the filesystem; default the operating system's. Tests use vfs.NewMem().
 	FS vfs.FS
-	// CacheSize is the block cache size in bytes. Default 64 MiB.
+	// CacheSize is the block cache size in bytes. Default 64 MiB. The
+	// cache Pebble gets is 64 MiB larger, for the memtables (32 MiB
+	// each) that Pebble accounts inside it.
 	CacheSize int64
 	// Logger receives GC reports and Pebble's messages. Default slog.Default().
 	Logger *slog.Logger
@@ -122,17 +129,18 @@ var (
 // crash interrupted is rolled back here.
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
-	cache := pebble.NewCache(opts.CacheSize)
+	// Pebble reserves the memory of its memtables (up to two in normal
+	// operation) inside the block cache; without room for them a busy
+	// store caches no blocks at all. Size the cache so that CacheSize
+	// stays usable for blocks.
+	cache := pebble.NewCache(opts.CacheSize + 2*memTableSize)
 	defer cache.Unref() // the DB holds its own reference
 	popts := &pebble.Options{
 		FS:                 opts.FS,
 		Cache:              cache,
 		FormatMajorVersion: pebbleFormat,
 		Logger:             pebbleLogger{opts.Logger},
-		// Larger than Pebble's 4 MiB default, so import batches go
-		// through the memtable instead of becoming flushable batches
-		// that must be sorted first.
-		MemTableSize: 32 << 20,
+		MemTableSize:       memTableSize,
 	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
