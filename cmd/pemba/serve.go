@@ -47,6 +47,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		tlsCert     = fs.String("tls-cert", "", "TLS certificate file (with -tls-key)")
 		tlsKey      = fs.String("tls-key", "", "TLS private key file")
 		metricsAddr = fs.String("metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (empty: off)")
+		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
+		maxDepth    = fs.Int("max-depth", 0, "deepest nesting a check follows (0: the engine's default)")
+		quantum     = fs.Duration("quantum", 0, "how long minimize_latency reads share a revision (0: the engine's default, negative: never)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -111,7 +114,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return 2
 	}
 	defer st.Close()
-	eng, err := engine.Open(ctx, st, engine.Options{Logger: log})
+	eng, err := engine.Open(ctx, st, engine.Options{Logger: log, CacheBytes: *cacheBytes, MaxDepth: *maxDepth, Quantum: *quantum})
 	if err != nil {
 		return fail(err)
 	}

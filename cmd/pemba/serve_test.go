@@ -63,7 +63,7 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 }
 
 func TestServeMemoryNoAuth(t *testing.T) {
-	conn := dial(t, startServe(t, "-store", "memory", "-insecure-no-auth"))
+	conn := dial(t, startServe(t, "-store", "memory", "-insecure-no-auth", "-cache-bytes", "-1", "-quantum", "-1s", "-max-depth", "20"))
 	ctx := context.Background()
 	hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
