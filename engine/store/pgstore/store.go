@@ -271,19 +271,28 @@ func (s *Store) notifyChan() <-chan struct{} {
 // fails it reconnects after pollInterval; watchers poll meanwhile.
 func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig) {
 	defer s.bg.Done()
+	delay := pollInterval
 	for ctx.Err() == nil {
+		start := time.Now()
 		err := s.listenOnce(ctx, cfg)
 		if ctx.Err() != nil {
 			return
 		}
-		s.opts.Logger.Warn("pgstore: notification listener failed; watchers poll until it reconnects", "err", err)
+		if time.Since(start) > maxListenDelay {
+			delay = pollInterval // it ran for a while: a fresh failure
+		}
+		s.opts.Logger.Warn("pgstore: notification listener failed; watchers poll until it reconnects", "err", err, "retry_in", delay)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(pollInterval):
+		case <-time.After(delay):
 		}
+		delay = min(2*delay, maxListenDelay)
 	}
 }
+
+// maxListenDelay caps the listener's reconnection backoff.
+const maxListenDelay = 30 * time.Second
 
 func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig) error {
 	conn, err := pgx.ConnectConfig(ctx, cfg)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -23,11 +24,12 @@ import (
 // serialised and revision N+1 cannot be allocated before N has committed:
 // revisions commit in order, and a rolled-back transaction gives its
 // number back. fn's reads run on the same connection at the previous
-// revision; its writes are buffered and sent at the end in one round trip
+// revision; its writes are buffered. Two round trips hold the lock beyond
+// fn: BEGIN and the counter update go in one pipeline, and the writes
 // (close the live versions of every written key, insert the new ones, the
-// changelog row, the schema, a NOTIFY), then the transaction commits.
-// Durability is PostgreSQL's: with the default synchronous_commit the
-// commit is flushed before Update returns.
+// changelog row, the schema, a NOTIFY) and COMMIT in another. Durability
+// is PostgreSQL's: with the default synchronous_commit the commit is
+// flushed before Update returns.
 func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx context.Context, tx store.Tx) error) (store.Revision, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, err
@@ -35,16 +37,24 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	pg, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return 0, s.wrap("begin", err)
+		return 0, s.wrap("acquire connection", err)
 	}
-	defer pg.Rollback(context.Background()) // a no-op after Commit
-	rev, last, err := allocate(ctx, pg)
+	defer conn.Release() // the pool closes a connection left inside a transaction
+	done := false
+	defer func() {
+		if !done {
+			// Best effort: if this fails the connection is not idle, and
+			// Release closes it, which rolls back too.
+			_, _ = conn.Exec(context.Background(), "ROLLBACK")
+		}
+	}()
+	rev, last, err := begin(ctx, conn)
 	if err != nil {
-		return 0, s.wrap("allocate revision", err)
+		return 0, s.wrap("begin and allocate revision", err)
 	}
-	t := &tx{s: s, pg: pg, prev: &reader{s: s, q: pg, rev: rev - 1}, pending: map[tuple.Key]int{}}
+	t := &tx{s: s, prev: &reader{s: s, q: conn, rev: rev - 1}, pending: map[tuple.Key]int{}}
 	err = fn(ctx, t)
 	t.finished = true
 	if err == nil {
@@ -59,22 +69,35 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 	b := &pgx.Batch{}
 	queueChanges(b, rev, t.changes)
 	s.queueCommit(b, rev, last, meta, t.schema)
-	if err := pg.SendBatch(ctx, b).Close(); err != nil {
-		return 0, s.wrap(fmt.Sprintf("write revision %d", rev), err)
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return 0, s.wrap(fmt.Sprintf("write and commit revision %d", rev), err)
 	}
-	if err := pg.Commit(ctx); err != nil {
-		return 0, s.wrap(fmt.Sprintf("commit revision %d", rev), err)
-	}
+	done = true
 	s.advanceHead(rev)
 	s.wake()
 	return rev, nil
 }
 
-// allocate takes the revision counter's row lock and returns the new
+// allocateSQL takes the revision counter's row lock and returns the new
 // revision and the previous commit time.
+const allocateSQL = `UPDATE pemba_revision SET head = head + 1 RETURNING head, last_commit_ns`
+
+// begin opens a transaction on conn and allocates the next revision, in
+// one round trip.
+func begin(ctx context.Context, conn *pgxpool.Conn) (store.Revision, int64, error) {
+	var head, last int64
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(allocateSQL).QueryRow(func(r pgx.Row) error { return r.Scan(&head, &last) })
+	err := conn.SendBatch(ctx, b).Close()
+	return store.Revision(head), last, err
+}
+
+// allocate is begin for a pgx.Tx (Import, which needs CopyFrom).
 func allocate(ctx context.Context, pg pgx.Tx) (store.Revision, int64, error) {
 	var head, last int64
-	err := pg.QueryRow(ctx, `UPDATE pemba_revision SET head = head + 1 RETURNING head, last_commit_ns`).Scan(&head, &last)
+	err := pg.QueryRow(ctx, allocateSQL).Scan(&head, &last)
 	return store.Revision(head), last, err
 }
 
@@ -166,8 +189,7 @@ type change struct {
 // last write wins), and sent by Update.
 type tx struct {
 	s        *Store
-	pg       pgx.Tx
-	prev     *reader // the previous revision, read on pg
+	prev     *reader // the previous revision, read on the transaction's connection
 	pending  map[tuple.Key]int
 	changes  []change
 	schema   *string

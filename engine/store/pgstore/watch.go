@@ -152,7 +152,11 @@ func (s *Store) readChanges(ctx context.Context, after store.Revision, max int) 
 		if err != nil {
 			return nil, err
 		}
-		cs := &sets[rev-int64(after)-1]
+		i := rev - int64(after) - 1
+		if i < 0 || i >= int64(len(sets)) {
+			return nil, fmt.Errorf("pgstore: change of revision %d outside (%d, %d]: %w", rev, after, sets[len(sets)-1].Revision, store.ErrCorrupt)
+		}
+		cs := &sets[i]
 		cs.Changes = append(cs.Changes, store.Change{Op: store.Op(op), Relationship: rel})
 	}
 	if err := rows.Err(); err != nil {
