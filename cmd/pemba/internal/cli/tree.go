@@ -81,6 +81,10 @@ func nodeLabel(t, parent *pb.PermissionRelationshipTree) string {
 		} else {
 			s = opSymbol(in.GetOperation()) + " " + nodeName(t)
 		}
+	} else if t.GetTruncated() && len(t.GetLeaf().GetSubjects()) == 0 {
+		// Not expanded (depth limit or cycle): its subjects are unknown,
+		// not absent.
+		return nodeName(t) + " … (truncated)"
 	} else {
 		s = nodeName(t) + ": " + leafSubjects(t.GetLeaf())
 	}
