@@ -95,14 +95,17 @@ func (x *WatchRequest) GetOptionalIncludeCheckpoints() bool {
 	return false
 }
 
-// WatchResponse is one committed transaction.
+// WatchResponse is one committed transaction, or a part of one: a
+// transaction with more than 1000 updates arrives in several messages, all
+// but the last with more_in_transaction set.
 type WatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// updates are the transaction's changes, with operation TOUCH (created
 	// or replaced), CREATE or DELETE.
 	Updates []*RelationshipUpdate `protobuf:"bytes,1,rep,name=updates,proto3" json:"updates,omitempty"`
-	// changes_through is the zookie of the transaction's revision: resume a
-	// watch from it to continue after this message.
+	// changes_through is the zookie of the transaction's revision, set on
+	// its last message: resume a watch from it to continue after the
+	// transaction.
 	ChangesThrough *Zookie `protobuf:"bytes,2,opt,name=changes_through,json=changesThrough,proto3" json:"changes_through,omitempty"`
 	// caller identifies the principal that made the write (the name of its
 	// preshared key), for the audit trail.
@@ -110,8 +113,11 @@ type WatchResponse struct {
 	CommittedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
 	// schema_changed reports that the transaction wrote the schema.
 	SchemaChanged bool `protobuf:"varint,5,opt,name=schema_changed,json=schemaChanged,proto3" json:"schema_changed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// more_in_transaction says that further messages carry more updates
+	// of the same transaction.
+	MoreInTransaction bool `protobuf:"varint,6,opt,name=more_in_transaction,json=moreInTransaction,proto3" json:"more_in_transaction,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *WatchResponse) Reset() {
@@ -179,6 +185,13 @@ func (x *WatchResponse) GetSchemaChanged() bool {
 	return false
 }
 
+func (x *WatchResponse) GetMoreInTransaction() bool {
+	if x != nil {
+		return x.MoreInTransaction
+	}
+	return false
+}
+
 var File_pemba_v1_watch_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_watch_proto_rawDesc = "" +
@@ -187,13 +200,14 @@ const file_pemba_v1_watch_proto_rawDesc = "" +
 	"\fWatchRequest\x122\n" +
 	"\x15optional_object_types\x18\x01 \x03(\tR\x13optionalObjectTypes\x12D\n" +
 	"\x15optional_start_cursor\x18\x02 \x01(\v2\x10.pemba.v1.ZookieR\x13optionalStartCursor\x12@\n" +
-	"\x1coptional_include_checkpoints\x18\x03 \x01(\bR\x1aoptionalIncludeCheckpoints\"\x80\x02\n" +
+	"\x1coptional_include_checkpoints\x18\x03 \x01(\bR\x1aoptionalIncludeCheckpoints\"\xb0\x02\n" +
 	"\rWatchResponse\x126\n" +
 	"\aupdates\x18\x01 \x03(\v2\x1c.pemba.v1.RelationshipUpdateR\aupdates\x129\n" +
 	"\x0fchanges_through\x18\x02 \x01(\v2\x10.pemba.v1.ZookieR\x0echangesThrough\x12\x16\n" +
 	"\x06caller\x18\x03 \x01(\tR\x06caller\x12=\n" +
 	"\fcommitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x12%\n" +
-	"\x0eschema_changed\x18\x05 \x01(\bR\rschemaChanged2J\n" +
+	"\x0eschema_changed\x18\x05 \x01(\bR\rschemaChanged\x12.\n" +
+	"\x13more_in_transaction\x18\x06 \x01(\bR\x11moreInTransaction2J\n" +
 	"\fWatchService\x12:\n" +
 	"\x05Watch\x12\x16.pemba.v1.WatchRequest\x1a\x17.pemba.v1.WatchResponse0\x01B2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
 

@@ -24,6 +24,9 @@ const (
 	MaxDeleteLimit = 10_000
 	// MaxWatchTypes bounds optional_object_types of Watch.
 	MaxWatchTypes = 100
+	// MaxWatchUpdates bounds the updates of one WatchResponse; a larger
+	// transaction (a bulk import) is split over several messages.
+	MaxWatchUpdates = 1000
 	// MaxCursorLen bounds a cursor token.
 	MaxCursorLen = 8 << 10
 

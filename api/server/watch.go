@@ -37,12 +37,7 @@ func (w *watcher) Watch(req *pb.WatchRequest, stream pb.WatchService_WatchServer
 		if err != nil {
 			return err
 		}
-		msg := &pb.WatchResponse{
-			ChangesThrough: zookieToProto(ev.Zookie),
-			Caller:         ev.Caller,
-			CommittedAt:    timestamppb.New(ev.Time),
-			SchemaChanged:  ev.SchemaChanged,
-		}
+		var updates []*pb.RelationshipUpdate
 		for _, c := range ev.Changes {
 			if len(keep) > 0 && !keep[c.Relationship.Resource.Type] {
 				continue
@@ -51,14 +46,33 @@ func (w *watcher) Watch(req *pb.WatchRequest, stream pb.WatchService_WatchServer
 			if err != nil {
 				return err
 			}
-			msg.Updates = append(msg.Updates, &pb.RelationshipUpdate{Operation: opToProto(c.Op), Relationship: r})
+			updates = append(updates, &pb.RelationshipUpdate{Operation: opToProto(c.Op), Relationship: r})
 		}
-		if len(msg.Updates) == 0 && !msg.SchemaChanged && len(ev.Changes) > 0 && !req.GetOptionalIncludeCheckpoints() {
+		if len(updates) == 0 && !ev.SchemaChanged && len(ev.Changes) > 0 && !req.GetOptionalIncludeCheckpoints() {
 			// Every change was filtered out.
 			continue
 		}
-		if err := stream.Send(msg); err != nil {
-			return err
+		// Split big transactions so no message nears the size limit;
+		// only the last part says the transaction is through.
+		for {
+			n := min(len(updates), MaxWatchUpdates)
+			msg := &pb.WatchResponse{
+				Updates:           updates[:n],
+				Caller:            ev.Caller,
+				CommittedAt:       timestamppb.New(ev.Time),
+				SchemaChanged:     ev.SchemaChanged,
+				MoreInTransaction: n < len(updates),
+			}
+			updates = updates[n:]
+			if !msg.MoreInTransaction {
+				msg.ChangesThrough = zookieToProto(ev.Zookie)
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			if len(updates) == 0 {
+				break
+			}
 		}
 	}
 	return nil

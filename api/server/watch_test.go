@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine/store"
 )
 
 // TestWatch: changes arrive in order, filtered by type, with the caller
@@ -244,5 +245,67 @@ func TestReadRelationshipsCursors(t *testing.T) {
 				t.Errorf("read %d relationships, want %d", len(got), len(want))
 			}
 		})
+	}
+}
+
+// TestWatchSplitsBigTransactions: an import of 2500 relationships at one
+// revision arrives as 1000 + 1000 + 500 updates, the last part with the
+// zookie.
+func TestWatchSplitsBigTransactions(t *testing.T) {
+	f := newFixture(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := f.writeSchema()
+	stream, err := f.watch.Watch(ctx, &pb.WatchRequest{OptionalStartCursor: start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp, err := f.perms.ImportRelationships(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2500
+	for begin := 0; begin < n; begin += MaxImportBatch {
+		msg := &pb.ImportRelationshipsRequest{}
+		for i := begin; i < min(n, begin+MaxImportBatch); i++ {
+			msg.Relationships = append(msg.Relationships, mustRel(t, fmt.Sprintf("doc:d%05d#viewer@user:u", i)))
+		}
+		if err := imp.Send(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := imp.CloseAndRecv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, oneTransaction := f.eng.Store().(store.BulkLoader)
+	total, parts := 0, 0
+	for part := 0; ; part++ {
+		msg, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += len(msg.GetUpdates())
+		parts++
+		if len(msg.GetUpdates()) > MaxWatchUpdates {
+			t.Errorf("part %d has %d updates", part, len(msg.GetUpdates()))
+		}
+		if msg.GetMoreInTransaction() {
+			if msg.GetChangesThrough() != nil {
+				t.Errorf("part %d carries changes_through before the end", part)
+			}
+			continue
+		}
+		// With a bulk loader the import is one transaction; without,
+		// batches are transactions of their own.
+		if total == n {
+			if msg.GetChangesThrough().GetToken() != res.GetWrittenAt().GetToken() {
+				t.Errorf("last part through %v, want %v", msg.GetChangesThrough(), res.GetWrittenAt())
+			}
+			if oneTransaction && parts != 3 {
+				t.Errorf("one transaction of %d arrived in %d parts, want 3", n, parts)
+			}
+			return
+		}
 	}
 }
