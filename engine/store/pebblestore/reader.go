@@ -43,11 +43,12 @@ func (r *reader) ReadSchema(ctx context.Context) (string, store.Revision, error)
 		return "", 0, err
 	}
 	defer r.s.release()
-	it, err := r.s.newIter(r.rev, []byte{tagSchema}, []byte{tagSchema + 1})
+	pi, err := r.s.iter(r.rev, []byte{tagSchema}, []byte{tagSchema + 1})
 	if err != nil {
 		return "", 0, err
 	}
-	defer it.Close()
+	defer r.s.putIter(pi)
+	it := pi.it
 	if !it.SeekGE(schemaKey(r.rev)) {
 		return "", 0, it.Error()
 	}
@@ -102,11 +103,12 @@ func (s *Store) scan(ctx context.Context, rev store.Revision, prefix, after []by
 }
 
 func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, after []byte, match func(tuple.Relationship) bool, opts store.QueryOptions, yield func(tuple.Relationship, error) bool) error {
-	it, err := s.newIter(rev, prefix, prefixEnd(prefix))
+	pi, err := s.iter(rev, prefix, prefixEnd(prefix))
 	if err != nil {
 		return err
 	}
-	defer it.Close()
+	defer s.putIter(pi)
+	it := pi.it
 	// A prefix of all six components names one tuple (the Check hot
 	// path): seek straight to its newest version at or below rev, and stop
 	// after it.

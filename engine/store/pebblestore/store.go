@@ -101,6 +101,8 @@ type Store struct {
 
 	gcMu sync.Mutex // one GC at a time
 
+	iters iterPool
+
 	// notifyMu guards notify, closed and replaced on every commit to wake
 	// watchers.
 	notifyMu sync.Mutex
@@ -319,6 +321,7 @@ func (s *Store) Close() error {
 	}
 	s.lifeMu.Unlock()
 	<-s.gcDone
+	s.closeIters()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("pebblestore: close: %w", err)
 	}

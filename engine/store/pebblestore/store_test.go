@@ -575,3 +575,31 @@ func TestBackgroundGC(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIterPool: a pooled iterator is reused only for revisions it can see.
+func TestIterPool(t *testing.T) {
+	e := newEnv()
+	s := e.open(t)
+	defer s.Close()
+	r1 := touch(t, s, "doc:1#viewer@user:a")
+	if got := mustAll(t, s, r1); len(got) != 1 {
+		t.Fatalf("at %d: %q", r1, got)
+	}
+	if n := len(s.iters.free); n != 1 {
+		t.Fatalf("%d pooled iterators after a query, want 1", n)
+	}
+	r2 := touch(t, s, "doc:2#viewer@user:a")
+	// The pooled iterator predates r2: it must not serve r2.
+	if got := mustAll(t, s, r2); len(got) != 2 {
+		t.Errorf("at %d: %q, want two relationships", r2, got)
+	}
+	// It may serve r1, and returns stale to be closed, not pooled.
+	if got := mustAll(t, s, r1); len(got) != 1 {
+		t.Errorf("at %d: %q, want one relationship", r1, got)
+	}
+	for _, pi := range s.iters.free {
+		if pi.head != r2 {
+			t.Errorf("pooled iterator from head %d after a commit of %d", pi.head, r2)
+		}
+	}
+}
