@@ -74,6 +74,6 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: pemba <command> [arguments]")
 	fmt.Fprintln(w, "\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-17s %s\n", c.name, c.summary)
 	}
 }
