@@ -38,15 +38,27 @@ type pooledIter struct {
 // Release it with putIter.
 func (s *Store) iter(rev store.Revision, lower, upper []byte) (pooledIter, error) {
 	var pi pooledIter
+	head := store.Revision(s.head.Load())
 	s.iters.mu.Lock()
-	for i := len(s.iters.free) - 1; i >= 0; i-- {
-		if s.iters.free[i].head >= rev {
-			pi = s.iters.free[i]
-			s.iters.free = append(s.iters.free[:i], s.iters.free[i+1:]...)
-			break
+	// Drop iterators older than the head, so idle ones never pin old
+	// memtables and sstables for long; take a current one.
+	var stale []pooledIter
+	free := s.iters.free[:0]
+	for _, f := range s.iters.free {
+		switch {
+		case f.head < head:
+			stale = append(stale, f)
+		case pi.it == nil && f.head >= rev:
+			pi = f
+		default:
+			free = append(free, f)
 		}
 	}
+	s.iters.free = free
 	s.iters.mu.Unlock()
+	for _, f := range stale {
+		f.it.Close()
+	}
 	if pi.it != nil {
 		pi.it.SetBounds(lower, upper)
 	} else {
