@@ -56,6 +56,13 @@ func TestQueryPlans(t *testing.T) {
 	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
 		t.Fatal(err)
 	}
+	// The staging table of an import, as Import creates it.
+	if _, err := conn.Exec(ctx, `CREATE TEMPORARY TABLE pemba_import AS
+		SELECT 0::bigint AS seq, resource_type, resource_id, relation, subject_type, subject_id, subject_relation,
+			caveat_name, caveat_context::text, expires_ns
+		FROM pemba_relationships LIMIT 100`); err != nil {
+		t.Fatal(err)
+	}
 	now := int64(1 << 60)
 	after := forwardValues(tuple.Key{Resource: tuple.ObjectRef{Type: "doc", ID: "5"}, Relation: "viewer",
 		Subject: tuple.SubjectRef{Type: "user", ID: "50"}})
@@ -84,6 +91,7 @@ func TestQueryPlans(t *testing.T) {
 			append([]any{int64(2), 100, "doc"}, after...)},
 		{"write: close live versions", closeLive,
 			[]any{int64(3), []string{"doc"}, []string{"1"}, []string{"viewer"}, []string{"user"}, []string{"1"}, []string{""}}},
+		{"import: close live versions of 100 staged keys (no ANALYZE)", closeImported, []any{int64(3)}},
 		{"watch: changes of a revision range", changesQuery, []any{int64(1), int64(2)}},
 		{"gc: find dead versions",
 			`SELECT ctid FROM pemba_relationships WHERE deleted_rev <= $1 AND deleted_rev <> 9223372036854775807 LIMIT 1000`,
