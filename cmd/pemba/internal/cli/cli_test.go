@@ -28,12 +28,17 @@ const (
 // test ends and returns its address.
 func startServer(t *testing.T, keys ...server.Key) string {
 	t.Helper()
+	return startServerConfig(t, server.Config{Keys: keys})
+}
+
+func startServerConfig(t *testing.T, cfg server.Config) string {
+	t.Helper()
 	st := memstore.New(memstore.Options{})
 	eng, err := engine.Open(context.Background(), st, engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(eng, server.Config{Keys: keys})
+	srv, err := server.New(eng, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
