@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/pemba-authz/pemba/api/server"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/api/server"
 )
 
 // selfSigned returns a TLS certificate for 127.0.0.1 and its PEM.
