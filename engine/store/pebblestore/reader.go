@@ -14,7 +14,8 @@ import (
 )
 
 // reader is a snapshot at one revision. It holds no Pebble resources: each
-// query takes its own iterator, a consistent view of the LSM.
+// query takes an iterator (a consistent view of the LSM) from the pool for
+// its whole run.
 type reader struct {
 	s   *Store
 	rev store.Revision
