@@ -162,56 +162,72 @@ func prefixEnd(p []byte) []byte {
 
 // forwardPrefix returns the longest key prefix that every forward-index key
 // matching f shares. Components after the first unset one are checked by
-// f.Matches instead.
+// f.Matches instead. The result has spare capacity for a revision suffix.
 func forwardPrefix(f tuple.Filter) []byte {
-	b := []byte{tagForward}
-	parts := []string{f.ResourceType, f.ResourceID, f.Relation}
+	var parts [6]string
+	parts[0], parts[1], parts[2] = f.ResourceType, f.ResourceID, f.Relation
+	n := 3
 	if f.Subject != nil {
-		parts = append(parts, f.Subject.Type, f.Subject.ID)
-	}
-	for _, p := range parts {
-		if p == "" {
-			return b
+		parts[3], parts[4] = f.Subject.Type, f.Subject.ID
+		n = 5
+		switch f.Subject.Relation {
+		case "":
+		case tuple.Ellipsis:
+			n = 6 // parts[5] == "": a plain subject
+		default:
+			parts[5] = f.Subject.Relation
+			n = 6
 		}
-		b = appendComponent(b, p)
 	}
-	if f.Subject == nil || len(parts) < 5 {
-		return b
-	}
-	switch f.Subject.Relation {
-	case "":
-		return b
-	case tuple.Ellipsis:
-		return appendComponent(b, "")
-	default:
-		return appendComponent(b, f.Subject.Relation)
-	}
+	return prefixOf(tagForward, parts[:n])
 }
 
 // reversePrefix is forwardPrefix for the reverse index.
 func reversePrefix(f tuple.ReverseFilter) []byte {
-	b := []byte{tagReverse}
-	for _, p := range []string{f.Subject.Type, f.Subject.ID} {
-		if p == "" {
-			return b
-		}
-		b = appendComponent(b, p)
-	}
+	parts := [5]string{f.Subject.Type, f.Subject.ID}
+	n := 2
 	switch f.Subject.Relation {
 	case "":
-		return b
 	case tuple.Ellipsis:
-		b = appendComponent(b, "")
+		parts[3], parts[4] = f.ResourceType, f.Relation
+		n = 5
 	default:
-		b = appendComponent(b, f.Subject.Relation)
+		parts[2], parts[3], parts[4] = f.Subject.Relation, f.ResourceType, f.Relation
+		n = 5
 	}
-	for _, p := range []string{f.ResourceType, f.Relation} {
-		if p == "" {
+	return prefixOf(tagReverse, parts[:n])
+}
+
+// prefixOf encodes the leading components of parts up to the first empty
+// one, except that an empty subject relation slot (a plain subject) is
+// encoded, not treated as unset.
+func prefixOf(tag byte, parts []string) []byte {
+	size := 1 + revLen
+	for _, p := range parts {
+		size += len(p) + 1
+	}
+	b := make([]byte, 1, size)
+	b[0] = tag
+	for i, p := range parts {
+		if p == "" && !subjectRelationSlot(tag, i, len(parts)) {
 			return b
 		}
 		b = appendComponent(b, p)
 	}
 	return b
+}
+
+// subjectRelationSlot reports whether component i of a prefix with n
+// components is a subject relation, where "" means a plain subject rather
+// than "unset".
+func subjectRelationSlot(tag byte, i, n int) bool {
+	switch tag {
+	case tagForward:
+		return i == 5
+	case tagReverse:
+		return i == 2 && n == 5
+	}
+	return false
 }
 
 // schemaKey is the key of the schema written at rev.

@@ -116,7 +116,8 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 	point := bytes.Count(prefix, []byte{0}) == 6
 	start := prefix
 	if point {
-		start = appendRev(bytes.Clone(prefix), rev)
+		// Appends into prefix's spare capacity: prefix itself is unchanged.
+		start = appendRev(prefix, rev)
 	}
 	if after != nil {
 		// prefixEnd of a tuple key is past all of its versions.
