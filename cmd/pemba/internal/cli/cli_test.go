@@ -173,6 +173,12 @@ func TestEnterpriseScenario(t *testing.T) {
 			t.Errorf("expand lacks %q:\n%s", want, tree)
 		}
 	}
+	if tree := must(t, addr, "expand", "crm_customer:c42#view", "--subject", "employee:zhang"); strings.Count(tree, "←") != 1 || !strings.Contains(tree, "region:north#viewer: employee:zhang  ← employee:zhang\n") {
+		t.Errorf("expand --subject employee:zhang:\n%s", tree)
+	}
+	if tree := must(t, addr, "expand", "link:acme_globex#approved", "--subject", "employee:li"); !strings.Contains(tree, "employee:*  ← employee:li") {
+		t.Errorf("expand --subject marks no wildcard:\n%s", tree)
+	}
 	if tree := must(t, addr, "expand", "crm_customer:c42#view_contact", "--depth", "1"); !strings.Contains(tree, "− crm_customer:c42#view_contact") || !strings.Contains(tree, "(truncated)") {
 		t.Errorf("expand --depth 1 of an exclusion:\n%s", tree)
 	}

@@ -182,12 +182,13 @@ func checkCommand(ctx context.Context, inv *invocation, args []string) error {
 }
 
 func expandCommand(ctx context.Context, inv *invocation, args []string) error {
-	const usage = "pemba expand [--depth N] [--context JSON] [flags] RESOURCE#PERMISSION"
+	const usage = "pemba expand [--depth N] [--subject SUBJECT] [--context JSON] [flags] RESOURCE#PERMISSION"
 	fs := inv.flagSet()
 	conn := inv.connFlags(fs)
 	rf := consistencyFlags(fs)
 	cctx := contextFlag(fs)
 	depth := fs.Uint("depth", 0, "expand at most N relations deep (0: fully, stopping at cycles)")
+	markFlag := fs.String("subject", "", "mark the leaves that list this subject (TYPE:ID or TYPE:ID#REL), to follow its paths")
 	out := outputFlag(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
@@ -208,6 +209,14 @@ func expandCommand(ctx context.Context, inv *invocation, args []string) error {
 	res, perm, err := splitPermission(resPerm)
 	if err != nil {
 		return usagef(usage, "%v", err)
+	}
+	var mark *tuple.SubjectRef
+	if *markFlag != "" {
+		m, err := tuple.ParseSubject(*markFlag)
+		if err != nil {
+			return usagef(usage, "--subject: %v", err)
+		}
+		mark = &m
 	}
 	if *depth > 1<<16 {
 		return usagef(usage, "--depth %d is too large", *depth)
@@ -241,7 +250,7 @@ func expandCommand(ctx context.Context, inv *invocation, args []string) error {
 			Tree   json.RawMessage `json:"tree"`
 		}{resp.GetExpandedAt().GetToken(), tree})
 	}
-	inv.printf("%s", renderTree(resp.GetTreeRoot()))
+	inv.printf("%s", renderTree(resp.GetTreeRoot(), mark))
 	inv.infof("expanded at %s\n", resp.GetExpandedAt().GetToken())
 	return nil
 }

@@ -21,7 +21,10 @@ import (
 // expansion of each subject set below it; → marks an arrow, followed
 // through the objects named after "via". A subject reaches the permission
 // along the path from the root to a leaf that lists it.
-func renderTree(t *pb.PermissionRelationshipTree) string {
+//
+// With mark set, leaves that list mark (or the wildcard of its type) end
+// in "← mark", so that the paths of one subject stand out.
+func renderTree(t *pb.PermissionRelationshipTree, mark *tuple.SubjectRef) string {
 	if t == nil {
 		return "(empty)\n"
 	}
@@ -31,6 +34,9 @@ func renderTree(t *pb.PermissionRelationshipTree) string {
 		b.WriteString(prefix)
 		b.WriteString(branch)
 		b.WriteString(nodeLabel(t, parent))
+		if mark != nil && leafLists(t.GetLeaf(), *mark) {
+			b.WriteString("  ← " + mark.String())
+		}
 		b.WriteByte('\n')
 		var children []*pb.PermissionRelationshipTree
 		if in := t.GetIntermediate(); in != nil {
@@ -168,4 +174,22 @@ func subjectName(s *pb.SubjectReference) string {
 		n += "#" + r
 	}
 	return n
+}
+
+// leafLists reports whether l lists s or the wildcard of s's type.
+func leafLists(l *pb.DirectSubjectSet, s tuple.SubjectRef) bool {
+	for _, ps := range l.GetSubjects() {
+		o := ps.GetObject()
+		rel := ps.GetOptionalRelation()
+		if rel == tuple.Ellipsis {
+			rel = ""
+		}
+		if o.GetObjectType() != s.Type || rel != s.Relation {
+			continue
+		}
+		if o.GetObjectId() == s.ID || (o.GetObjectId() == tuple.Wildcard && s.Relation == "") {
+			return true
+		}
+	}
+	return false
 }
