@@ -84,6 +84,11 @@ type Store struct {
 	notifyMu sync.Mutex
 	notify   chan struct{}
 
+	// listening is closed once the listener's first LISTEN succeeded
+	// (tests wait for it before relying on notifications).
+	listening     chan struct{}
+	listeningOnce sync.Once
+
 	closed   atomic.Bool
 	closeMu  sync.Mutex
 	closedCh chan struct{}  // closed by Close
@@ -114,7 +119,7 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: connect: %w", err)
 	}
-	s := &Store{pool: pool, opts: opts, notify: make(chan struct{}), closedCh: make(chan struct{})}
+	s := &Store{pool: pool, opts: opts, notify: make(chan struct{}), closedCh: make(chan struct{}), listening: make(chan struct{})}
 	if err := s.load(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -303,6 +308,9 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
 		return err
 	}
+	// Commits made while no listener was connected woke nobody.
+	s.wake()
+	s.listeningOnce.Do(func() { close(s.listening) })
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return err

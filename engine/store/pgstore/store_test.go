@@ -324,3 +324,32 @@ func TestImportDuplicates(t *testing.T) {
 		break
 	}
 }
+
+// TestNotifyWakesOtherProcess checks that a commit through one store wakes
+// the watchers of another store on the same database through NOTIFY, and
+// that they then read the change.
+func TestNotifyWakesOtherProcess(t *testing.T) {
+	ctx := context.Background()
+	a, uri := openTest(t, Options{})
+	b, err := Open(ctx, uri, Options{GCInterval: -1, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	<-b.listening
+	wake := b.notifyChan()
+	rev := storetest.MustTouch(t, a, storetest.MustParse(t, "doc:1#viewer@user:a")...)
+	// Only the listener closes b's channel (b itself commits nothing, and
+	// polling does not close it); the timeout is a guard, not a measurement.
+	select {
+	case <-wake:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the other store's watchers were not woken")
+	}
+	for cs, err := range b.Watch(ctx, rev-1) {
+		if err != nil || cs.Revision != rev || len(cs.Changes) != 1 {
+			t.Errorf("watch on the other store: %+v, %v", cs, err)
+		}
+		break
+	}
+}
