@@ -353,3 +353,72 @@ func TestNotifyWakesOtherProcess(t *testing.T) {
 		break
 	}
 }
+
+// TestGCBatches collects more dead versions than one GC batch holds.
+func TestGCBatches(t *testing.T) {
+	ctx := context.Background()
+	clock := storetest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	st, uri := openTest(t, Options{GCWindow: time.Minute, Now: clock.Now})
+	const n = 2*gcBatch + 500
+	if _, _, err := st.Import(ctx, store.WriteMeta{}, planData(n)); err != nil {
+		t.Fatal(err)
+	}
+	var deleted int
+	storetest.MustUpdate(t, st, func(ctx context.Context, tx store.Tx) error {
+		var err error
+		deleted, err = tx.DeleteMatching(ctx, tuple.Filter{ResourceType: "doc"}, 0)
+		return err
+	})
+	clock.Advance(time.Hour)
+	head := storetest.MustTouch(t, st, storetest.MustParse(t, "doc:x#viewer@user:x")...)
+	stats, err := st.GC(ctx, clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The horizon is the delete (head is inside the window): its dead
+	// versions go, and the changelog row of revision 1.
+	if stats.Horizon != head-1 || deleted != n || stats.Removed != deleted+1 {
+		t.Errorf("GC = %+v after deleting %d, want horizon %d and %d removed", stats, deleted, head-1, n+1)
+	}
+	conn, err := pgx.Connect(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var rows int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pemba_relationships`).Scan(&rows); err != nil || rows != 1 {
+		t.Errorf("%d rows left (%v), want 1", rows, err)
+	}
+}
+
+// TestInvalidInput checks that what the columns cannot hold fails with
+// tuple.ErrInvalid, through Update and Import, and writes nothing.
+func TestInvalidInput(t *testing.T) {
+	ctx := context.Background()
+	st, _ := openTest(t, Options{})
+	base := storetest.MustParse(t, "doc:1#viewer@user:a")[0]
+	tooLate, tooEarly, badContext := base, base, base
+	tooLate.Expiration = time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
+	tooEarly.Expiration = time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC)
+	badContext.Caveat = &tuple.Caveat{Name: "c", Context: map[string]any{"f": func() {}}}
+	for _, tc := range []struct {
+		name string
+		rel  tuple.Relationship
+	}{{"expiration after 2262", tooLate}, {"expiration before 1677", tooEarly}, {"context not JSON", badContext}} {
+		_, err := st.Update(ctx, store.WriteMeta{}, func(ctx context.Context, tx store.Tx) error { return tx.Touch(ctx, tc.rel) })
+		if !errors.Is(err, tuple.ErrInvalid) {
+			t.Errorf("%s: Update: %v, want tuple.ErrInvalid", tc.name, err)
+		}
+		_, _, err = st.Import(ctx, store.WriteMeta{}, func(yield func(tuple.Relationship, error) bool) {
+			if yield(base, nil) {
+				yield(tc.rel, nil)
+			}
+		})
+		if !errors.Is(err, tuple.ErrInvalid) {
+			t.Errorf("%s: Import: %v, want tuple.ErrInvalid", tc.name, err)
+		}
+	}
+	if h := storetest.MustHead(t, st); h != 0 {
+		t.Errorf("head = %d after failed writes, want 0", h)
+	}
+}
