@@ -143,15 +143,11 @@ func (inv *invocation) exit(err error) int {
 // describe renders an error for people: a gRPC status as its code and
 // message, anything else as it is.
 func describe(err error) string {
+	// FromError also finds a status wrapped with context ("after writing
+	// 1000 of 2500 updates: ..."), keeping the whole text as the message.
 	st, ok := status.FromError(err)
 	if !ok {
-		// A wrapped status error (from a helper that added context) still
-		// deserves its code.
-		var se interface{ GRPCStatus() *status.Status }
-		if !errors.As(err, &se) {
-			return err.Error()
-		}
-		st = se.GRPCStatus()
+		return err.Error()
 	}
 	msg := fmt.Sprintf("%s: %s", st.Code(), st.Message())
 	if st.Code() == codes.Unavailable {

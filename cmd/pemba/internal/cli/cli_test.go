@@ -353,7 +353,7 @@ func TestExitCodes(t *testing.T) {
 		{"expand without permission", "", []string{"expand", "doc:1"}, 2, "TYPE:ID#PERMISSION"},
 		{"watch stray argument", "", []string{"watch", "x"}, 2, "unexpected arguments"},
 
-		{"bad tuple argument", "", []string{"relationship", "write", "doc:1#viewer"}, 1, "argument 1"},
+		{"bad tuple argument", "", []string{"relationship", "write", "doc:1#viewer"}, 2, "argument 1"},
 		{"bad tuple on a line", "// c\nenterprise:acme#member@employee:li\nnot a tuple\n", []string{"relationship", "write", "--file", "-"}, 1, "<stdin>:3:"},
 		{"unknown relation", "", []string{"relationship", "write", "enterprise:acme#frob@employee:li"}, 1, "InvalidArgument: "},
 		{"unknown permission", "", []string{"check", "enterprise:acme#frob@employee:li"}, 1, "InvalidArgument: "},

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -73,7 +72,7 @@ func relationshipWrite(ctx context.Context, inv *invocation, args []string) erro
 	for i, s := range pos {
 		r, err := tuple.Parse(s)
 		if err != nil {
-			return fmt.Errorf("argument %d: %w", i+1, err)
+			return usagef(usage, "argument %d: %v", i+1, err)
 		}
 		if err := add(r); err != nil {
 			return err
@@ -520,9 +519,7 @@ func relationshipExport(ctx context.Context, inv *invocation, args []string) err
 			n++
 		}
 	}
-	if !inv.json {
-		fmt.Fprintf(inv.env.Stderr, "%d relationships exported%s\n", n, strings.TrimSuffix(" at "+zk, " at "))
-	}
+	inv.infof("%d relationships exported%s\n", n, atSuffix(zk))
 	return nil
 }
 
