@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -208,6 +209,31 @@ func BenchmarkWrite(b *testing.B) {
 			reportCPU(b, cpu, b.N)
 		})
 	}
+}
+
+// BenchmarkWriteParallel: concurrent durable writers share fsyncs.
+func BenchmarkWriteParallel(b *testing.B) {
+	s := benchOpen(b, false)
+	ctx := context.Background()
+	var id atomic.Int64
+	b.SetParallelism(8) // 16 writers on 2 cores
+	cpu := processCPU(b)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := id.Add(1)
+			if _, err := s.Update(ctx, store.WriteMeta{Caller: "bench"}, func(ctx context.Context, tx store.Tx) error {
+				return tx.Touch(ctx, tuple.Relationship{
+					Resource: tuple.ObjectRef{Type: "document", ID: fmt.Sprintf("doc%d", i)},
+					Relation: "viewer",
+					Subject:  tuple.SubjectRef{Type: "user", ID: "anne"},
+				})
+			}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	reportCPU(b, cpu, b.N)
 }
 
 // BenchmarkImport imports 1,000,000 relationships per iteration into a

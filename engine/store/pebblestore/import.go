@@ -34,9 +34,20 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 		return 0, 0, err
 	}
 	defer s.release()
+	rev, n, err := s.importLocked(ctx, meta, rels)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := s.publish(rev); err != nil {
+		return 0, 0, err
+	}
+	return rev, n, nil
+}
+
+func (s *Store) importLocked(ctx context.Context, meta store.WriteMeta, rels iter.Seq2[tuple.Relationship, error]) (store.Revision, int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	rev := store.Revision(s.head.Load()) + 1
+	rev := store.Revision(s.applied.Load()) + 1
 	if err := s.db.Set(keyReserved, revBytes(rev), pebble.Sync); err != nil {
 		return 0, 0, fmt.Errorf("pebblestore: reserve revision %d: %w", rev, err)
 	}
@@ -132,8 +143,7 @@ func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.Wri
 		return n, fmt.Errorf("pebblestore: import commit: %w", err)
 	}
 	s.lastCommit = now
-	s.head.Store(uint64(rev))
-	s.wake()
+	s.applied.Store(uint64(rev))
 	return n, nil
 }
 
@@ -149,7 +159,7 @@ func (s *Store) rollbackImport() error {
 	}
 	b := s.db.NewBatch()
 	defer func() { b.Close() }()
-	if rev > store.Revision(s.head.Load()) {
+	if rev > store.Revision(s.applied.Load()) {
 		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: changelogKey(rev, 0), UpperBound: changelogKey(rev+1, 0)})
 		if err != nil {
 			return fmt.Errorf("pebblestore: %w", err)

@@ -92,12 +92,20 @@ type Store struct {
 	id   string
 	wopt *pebble.WriteOptions
 
-	head    atomic.Uint64 // newest committed revision
+	head    atomic.Uint64 // newest committed (durable, published) revision
 	horizon atomic.Uint64 // oldest readable revision
 
 	// wmu serialises writers (Update, Import) and guards lastCommit.
 	wmu        sync.Mutex
 	lastCommit time.Time // commit times never go backwards
+	// applied is the newest revision written to Pebble, perhaps not yet
+	// fsynced: writers build on it; readers see only head. Written
+	// under wmu.
+	applied atomic.Uint64
+	// syncMu makes one writer fsync the write-ahead log on behalf of all
+	// that wait (group commit); durable is the newest revision it covers.
+	syncMu  sync.Mutex
+	durable atomic.Uint64
 
 	gcMu sync.Mutex // one GC at a time
 
@@ -203,6 +211,8 @@ func (s *Store) load() error {
 		}
 		m.dst.Store(uint64(v))
 	}
+	s.applied.Store(s.head.Load())
+	s.durable.Store(s.head.Load())
 	if err := s.rollbackImport(); err != nil {
 		return err
 	}

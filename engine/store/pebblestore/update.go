@@ -16,18 +16,34 @@ import (
 // maxChunkChanges bounds the changes in one changelog chunk.
 const maxChunkChanges = 1024
 
-// Update runs fn in a write transaction and commits it at head+1: index
-// entries, changelog, schema and the new head go into one Pebble batch,
-// fsynced unless Options.NoSync. A failed fn, a failed commit or a
-// canceled ctx consumes no revision.
+// Update runs fn in a write transaction and commits it at the next
+// revision: index entries, changelog, schema and the new head go into one
+// Pebble batch. The batch is applied under the writer lock; the fsync
+// happens after the lock is released and is shared by every writer
+// waiting for one (group commit), so concurrent writers do not queue
+// behind each other's fsyncs. Update returns, and readers see the
+// revision, only once it is durable (unless Options.NoSync). A failed fn,
+// a failed commit or a canceled ctx consumes no revision.
 func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx context.Context, tx store.Tx) error) (store.Revision, error) {
 	if err := s.acquire(); err != nil {
 		return 0, err
 	}
 	defer s.release()
+	rev, err := s.apply(ctx, meta, fn)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.publish(rev); err != nil {
+		return 0, err
+	}
+	return rev, nil
+}
+
+// apply runs the transaction and writes it to Pebble under the writer lock.
+func (s *Store) apply(ctx context.Context, meta store.WriteMeta, fn func(ctx context.Context, tx store.Tx) error) (store.Revision, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	head := store.Revision(s.head.Load())
+	head := store.Revision(s.applied.Load())
 	t := &tx{s: s, head: head, pending: map[tuple.Key]int{}}
 	err := fn(ctx, t)
 	t.finished = true
@@ -47,8 +63,8 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 	return rev, nil
 }
 
-// commit writes one transaction at rev in one batch and publishes it.
-// The caller holds wmu.
+// commit writes one transaction at rev in one batch, without waiting for
+// fsync; publish makes it durable and visible. The caller holds wmu.
 func (s *Store) commit(rev store.Revision, meta store.WriteMeta, changes []store.Change, schema *string) error {
 	b := s.db.NewBatch()
 	defer b.Close()
@@ -85,11 +101,39 @@ func (s *Store) commit(rev store.Revision, meta store.WriteMeta, changes []store
 	if err := b.Set(keyHead, revBytes(rev), nil); err != nil {
 		return fmt.Errorf("pebblestore: batch: %w", err)
 	}
-	if err := b.Commit(s.wopt); err != nil {
+	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("pebblestore: commit revision %d: %w", rev, err)
 	}
 	s.lastCommit = now
-	s.head.Store(uint64(rev))
+	s.applied.Store(uint64(rev))
+	return nil
+}
+
+// publish waits until revision rev is durable, fsyncing the write-ahead
+// log if no other writer has yet done so for it, then makes it (and every
+// revision before it) visible to readers and wakes watchers.
+func (s *Store) publish(rev store.Revision) error {
+	if !s.opts.NoSync {
+		s.syncMu.Lock()
+		if store.Revision(s.durable.Load()) < rev {
+			// Everything applied so far precedes the sync record in the
+			// log, so one fsync makes all of it durable.
+			target := s.applied.Load()
+			if err := s.db.LogData(nil, pebble.Sync); err != nil {
+				s.syncMu.Unlock()
+				return fmt.Errorf("pebblestore: sync revision %d: %w", rev, err)
+			}
+			s.durable.Store(target)
+		}
+		rev = max(rev, store.Revision(s.durable.Load()))
+		s.syncMu.Unlock()
+	}
+	for {
+		h := s.head.Load()
+		if h >= uint64(rev) || s.head.CompareAndSwap(h, uint64(rev)) {
+			break
+		}
+	}
 	s.wake()
 	return nil
 }
