@@ -476,3 +476,45 @@ func TestParseSubjectFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchJSON: watch --output json prints one object per transaction,
+// filtered by --object-type, and ends with exit 0 when cancelled.
+func TestWatchJSON(t *testing.T) {
+	addr := startServer(t)
+	zk := strings.TrimSpace(must(t, addr, "schema", "write", filepath.Join(exampleDir, "schema.zed")))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		e := Env{Stdout: pw, Stderr: &stderr, Getenv: func(k string) string { return map[string]string{"PEMBA_ADDRESS": addr}[k] }}
+		done <- e.Run(ctx, []string{"watch", "--output", "json", "--zookie", zk, "--object-type", "crm_customer"})
+		pw.Close()
+	}()
+	must(t, addr, "relationship", "write", "enterprise:acme#member@employee:li")
+	must(t, addr, "relationship", "write", "crm_customer:c1#viewer@employee:li", "enterprise:acme#member@employee:wang")
+	sc := bufio.NewScanner(pr)
+	if !sc.Scan() {
+		t.Fatalf("no output; stderr %s", stderr.String())
+	}
+	var got struct {
+		Zookie  string `json:"zookie"`
+		Caller  string `json:"caller"`
+		Updates []struct {
+			Operation    string           `json:"operation"`
+			Relationship jsonRelationship `json:"relationship"`
+		} `json:"updates"`
+	}
+	if err := json.Unmarshal(sc.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, sc.Text())
+	}
+	if got.Zookie == "" || len(got.Updates) != 1 || got.Updates[0].Operation != "touch" || got.Updates[0].Relationship.Text != "crm_customer:c1#viewer@employee:li" {
+		t.Errorf("watched %s", sc.Text())
+	}
+	cancel()
+	go io.Copy(io.Discard, pr)
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d: %s", code, stderr.String())
+	}
+}
