@@ -20,8 +20,9 @@
 // A reader at revision R sees, for each tuple key, the newest version with
 // revision <= R, unless that version is a tombstone. A point lookup is one
 // bounded seek to tupleKey + ^R. Update serialises writers, writes the
-// index entries, the change set and the new head in one batch, commits it
-// (fsynced unless Options.NoSync) and only then publishes the head.
+// index entries, the change set and the new head in one batch, and
+// publishes the head only once the batch is durable: writers waiting for
+// durability share one fsync of the write-ahead log (group commit).
 //
 // # Garbage collection
 //
