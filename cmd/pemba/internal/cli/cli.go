@@ -247,11 +247,8 @@ func (inv *invocation) openInput(name string) (io.ReadCloser, error) {
 	if name == "-" {
 		return io.NopCloser(inv.env.Stdin), nil
 	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, fmt.Errorf("open input: %w", err)
-	}
-	return f, nil
+	// The *PathError names the file and the operation already.
+	return os.Open(name)
 }
 
 // readInput reads a whole file argument, "-" meaning standard input.
