@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pemba-authz/pemba/api/server"
@@ -115,7 +116,7 @@ func TestEnterpriseScenario(t *testing.T) {
 	watchCtx, stopWatch := context.WithCancel(t.Context())
 	pr, pw := io.Pipe()
 	watchDone := make(chan int, 1)
-	var watchErr bytes.Buffer
+	var watchErr syncBuffer
 	go func() {
 		e := Env{Stdout: pw, Stderr: &watchErr, Getenv: func(k string) string { return map[string]string{"PEMBA_ADDRESS": addr}[k] }}
 		watchDone <- e.Run(watchCtx, []string{"watch", "--zookie", zk})
@@ -486,7 +487,7 @@ func TestWatchJSON(t *testing.T) {
 	defer cancel()
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
-	var stderr bytes.Buffer
+	var stderr syncBuffer
 	go func() {
 		e := Env{Stdout: pw, Stderr: &stderr, Getenv: func(k string) string { return map[string]string{"PEMBA_ADDRESS": addr}[k] }}
 		done <- e.Run(ctx, []string{"watch", "--output", "json", "--zookie", zk, "--object-type", "crm_customer"})
@@ -517,4 +518,102 @@ func TestWatchJSON(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Errorf("exit %d: %s", code, stderr.String())
 	}
+}
+
+// TestWatchResumes: when the server restarts, watch resumes after the
+// last change it printed.
+func TestWatchResumes(t *testing.T) {
+	st := memstore.New(memstore.Options{})
+	defer st.Close()
+	eng, err := engine.Open(context.Background(), st, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	// serve serves eng on lis until stop is called.
+	serve := func(lis net.Listener) (stop func()) {
+		srv, err := server.New(eng, server.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(lis) }()
+		return func() {
+			srv.Stop()
+			if err := <-served; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		}
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	stop := serve(lis)
+	zk := strings.TrimSpace(must(t, addr, "schema", "write", filepath.Join(exampleDir, "schema.zed")))
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	var stderr syncBuffer
+	go func() {
+		e := Env{Stdout: pw, Stderr: &stderr, Getenv: func(k string) string { return map[string]string{"PEMBA_ADDRESS": addr}[k] }}
+		done <- e.Run(ctx, []string{"watch", "--zookie", zk})
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	next := func() string {
+		t.Helper()
+		for sc.Scan() {
+			if !strings.HasPrefix(sc.Text(), "//") {
+				return sc.Text()
+			}
+		}
+		t.Fatalf("watch output ended; stderr %s", stderr.String())
+		return ""
+	}
+	must(t, addr, "relationship", "write", "enterprise:acme#member@employee:li")
+	if got := next(); got != "touch enterprise:acme#member@employee:li" {
+		t.Fatalf("before the restart: %q", got)
+	}
+
+	stop()
+	lis, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	defer serve(lis)()
+	must(t, addr, "relationship", "write", "enterprise:acme#member@employee:wang")
+	if got := next(); got != "touch enterprise:acme#member@employee:wang" {
+		t.Errorf("after the restart: %q", got)
+	}
+	cancel()
+	go io.Copy(io.Discard, pr)
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	if !strings.Contains(stderr.String(), "Unavailable") || !strings.Contains(stderr.String(), "resuming in") {
+		t.Errorf("stderr %q does not report the resumption", stderr.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer goroutine and a
+// reading test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

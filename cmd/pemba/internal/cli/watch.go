@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -24,7 +25,8 @@ func (l *stringList) Set(v string) error {
 }
 
 // watchCommand streams committed transactions until the context ends
-// (Ctrl-C), which is a normal exit.
+// (Ctrl-C), which is a normal exit. A broken connection (Unavailable) is
+// resumed from the last transaction printed, with backoff.
 func watchCommand(ctx context.Context, inv *invocation, args []string) error {
 	const usage = "pemba watch [--zookie Z] [--object-type T]... [flags]"
 	fs := inv.flagSet()
@@ -32,6 +34,7 @@ func watchCommand(ctx context.Context, inv *invocation, args []string) error {
 	zookie := fs.String("zookie", "", "stream the changes after this zookie's revision (default: after the head)")
 	var types stringList
 	fs.Var(&types, "object-type", "only changes to resources of this `type` (repeatable)")
+	noResume := fs.Bool("no-resume", false, "exit 1 when the connection breaks instead of resuming after the last change printed")
 	out := outputFlag(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
@@ -52,18 +55,51 @@ func watchCommand(ctx context.Context, inv *invocation, args []string) error {
 	if *zookie != "" {
 		req.OptionalStartCursor = &pb.Zookie{Token: *zookie}
 	}
+	delay := minResumeDelay
+	for {
+		err := inv.watchOnce(ctx, c, req, func() { delay = minResumeDelay })
+		if err = watchEnd(ctx, err); err == nil || *noResume || status.Code(err) != codes.Unavailable {
+			return err
+		}
+		// The server went away (a restart, a network blip): resume after
+		// the last transaction printed, so nothing is missed or repeated.
+		fmt.Fprintf(inv.env.Stderr, "%s: %s; resuming in %v\n", inv.name, describe(err), delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		delay = min(2*delay, maxResumeDelay)
+	}
+}
+
+// Bounds of the delay between attempts to resume a broken watch.
+const (
+	minResumeDelay = 100 * time.Millisecond
+	maxResumeDelay = 5 * time.Second
+)
+
+// watchOnce streams one Watch call, advancing req's start cursor past
+// every transaction printed; progress is called after each.
+func (inv *invocation) watchOnce(ctx context.Context, c *client.Client, req *pb.WatchRequest, progress func()) error {
 	stream, err := c.Watch.Watch(ctx, req)
 	if err != nil {
-		return watchEnd(ctx, err)
+		return err
 	}
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
-			return watchEnd(ctx, err)
+			return err
 		}
 		if err := inv.emitChange(msg); err != nil {
 			return err
 		}
+		if zk := msg.GetChangesThrough(); zk.GetToken() != "" {
+			req.OptionalStartCursor = zk
+		}
+		progress()
 	}
 }
 
