@@ -13,6 +13,9 @@ var (
 	ErrNotMigrated = errors.New("pgstore: database schema not migrated")
 	// ErrSchemaTooNew: the database was migrated by a newer Pemba.
 	ErrSchemaTooNew = errors.New("pgstore: database schema too new")
+	// ErrNotReplica: a read replica holds a different store than the
+	// primary.
+	ErrNotReplica = errors.New("pgstore: read replica is not a replica of this store")
 	// ErrTxDone: a transaction was used after its Update returned.
 	ErrTxDone = errors.New("pgstore: transaction already finished")
 )

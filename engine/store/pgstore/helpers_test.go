@@ -41,6 +41,13 @@ func serverURI(t testing.TB) string {
 // server, drops it when the test ends, and returns its URI.
 func newDatabase(t testing.TB) string {
 	t.Helper()
+	uri, _ := newNamedDatabase(t)
+	return uri
+}
+
+// newNamedDatabase is newDatabase that also returns the database's name.
+func newNamedDatabase(t testing.TB) (uri, name string) {
+	t.Helper()
 	server := serverURI(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -51,7 +58,7 @@ func newDatabase(t testing.TB) string {
 	defer admin.Close(context.Background())
 	var raw [6]byte
 	_, _ = rand.Read(raw[:])
-	name := "pemba_test_" + hex.EncodeToString(raw[:])
+	name = "pemba_test_" + hex.EncodeToString(raw[:])
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create database: %v", err)
 	}
@@ -68,7 +75,7 @@ func newDatabase(t testing.TB) string {
 			t.Errorf("drop database %s: %v", name, err)
 		}
 	})
-	return withDatabase(t, server, name)
+	return withDatabase(t, server, name), name
 }
 
 // withDatabase returns uri with its database replaced by name. It accepts

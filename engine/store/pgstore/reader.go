@@ -48,6 +48,9 @@ type reader struct {
 	s   *Store
 	q   querier
 	rev store.Revision
+	// onReplica: q is a read replica; a failed statement is retried on
+	// the primary.
+	onReplica bool
 }
 
 func (r *reader) Revision() store.Revision { return r.rev }
@@ -230,10 +233,20 @@ func nowNanos(t time.Time) int64 {
 
 // page runs one page query and appends its relationships to out.
 func (r *reader) page(ctx context.Context, sql string, args []any, out []tuple.Relationship) ([]tuple.Relationship, error) {
+	n := len(out)
+	res, err := r.pageOn(ctx, r.q, sql, args, out)
+	if err != nil && r.onReplica && retryOnPrimary(ctx, err) {
+		r.s.opts.Logger.Debug("pgstore: read replica query failed; using the primary", "err", err)
+		return r.pageOn(ctx, r.s.pool, sql, args, res[:n])
+	}
+	return res, err
+}
+
+func (r *reader) pageOn(ctx context.Context, q querier, sql string, args []any, out []tuple.Relationship) ([]tuple.Relationship, error) {
 	if err := r.s.checkOpen(); err != nil {
 		return out, err
 	}
-	rows, err := r.q.Query(ctx, sql, args...)
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return out, r.s.wrap("query", err)
 	}
@@ -273,10 +286,19 @@ func (r *reader) page(ctx context.Context, sql string, args []any, out []tuple.R
 // ReadSchema returns the newest schema text written at or before the
 // reader's revision, with the same horizon check as the queries.
 func (r *reader) ReadSchema(ctx context.Context) (string, store.Revision, error) {
+	text, rev, err := r.readSchemaOn(ctx, r.q)
+	if err != nil && r.onReplica && retryOnPrimary(ctx, err) {
+		r.s.opts.Logger.Debug("pgstore: read replica query failed; using the primary", "err", err)
+		return r.readSchemaOn(ctx, r.s.pool)
+	}
+	return text, rev, err
+}
+
+func (r *reader) readSchemaOn(ctx context.Context, q querier) (string, store.Revision, error) {
 	if err := r.s.checkOpen(); err != nil {
 		return "", 0, err
 	}
-	rows, err := r.q.Query(ctx, `SELECT h.horizon, s.revision, s.text
+	rows, err := q.Query(ctx, `SELECT h.horizon, s.revision, s.text
 FROM pemba_horizon h LEFT JOIN LATERAL (
 	SELECT revision, text FROM pemba_schemas
 	WHERE h.horizon <= $1 AND revision <= $1

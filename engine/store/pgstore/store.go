@@ -32,6 +32,10 @@ type Options struct {
 	// default (the larger of 4 and the number of CPUs), or pool_max_conns
 	// in the URI.
 	MaxConns int32
+	// ReadReplicas are URIs of streaming replicas of the database (hot
+	// standbys). A snapshot at revision R reads from a replica that has
+	// replayed R, else from the primary; see replica.go.
+	ReadReplicas []string
 	// Logger receives GC reports and listener errors. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -66,9 +70,10 @@ const notifyChannel = "pemba_changes"
 // store.Store, store.GarbageCollector and store.BulkLoader, and is safe
 // for concurrent use, also by several processes sharing one database.
 type Store struct {
-	pool *pgxpool.Pool
-	opts Options
-	id   string
+	pool     *pgxpool.Pool
+	replicas []*replica
+	opts     Options
+	id       string
 
 	// head caches the newest revision known committed: a lower bound of
 	// the database's, refreshed when a caller asks for more.
@@ -124,6 +129,11 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	if err := s.openReplicas(ctx, opts.ReadReplicas); err != nil {
+		s.closeReplicas()
+		pool.Close()
+		return nil, err
+	}
 	bgCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.bg.Add(1)
@@ -163,14 +173,7 @@ func (s *Store) refreshHead(ctx context.Context) (store.Revision, error) {
 }
 
 // advanceHead raises the cached head to rev (never lowers it).
-func (s *Store) advanceHead(rev store.Revision) {
-	for {
-		cur := s.head.Load()
-		if uint64(rev) <= cur || s.head.CompareAndSwap(cur, uint64(rev)) {
-			return
-		}
-	}
-}
+func (s *Store) advanceHead(rev store.Revision) { advance(&s.head, rev) }
 
 // wrap prefixes err, turning the errors of a closed pool into
 // store.ErrClosed.
@@ -194,6 +197,7 @@ func (s *Store) Close() error {
 	close(s.closedCh)
 	s.cancel()
 	s.bg.Wait()
+	s.closeReplicas()
 	s.pool.Close()
 	return nil
 }
@@ -244,18 +248,12 @@ func (s *Store) Snapshot(ctx context.Context, rev store.Revision) (store.Reader,
 	if hz := store.Revision(s.horizonSeen.Load()); rev < hz {
 		return nil, &store.CompactedError{Requested: rev, Horizon: hz}
 	}
-	return &reader{s: s, q: s.pool, rev: rev}, nil
+	q, onReplica := s.readPool(ctx, rev)
+	return &reader{s: s, q: q, rev: rev, onReplica: onReplica}, nil
 }
 
 // advanceHorizon raises the cached horizon to rev (never lowers it).
-func (s *Store) advanceHorizon(rev store.Revision) {
-	for {
-		cur := s.horizonSeen.Load()
-		if uint64(rev) <= cur || s.horizonSeen.CompareAndSwap(cur, uint64(rev)) {
-			return
-		}
-	}
-}
+func (s *Store) advanceHorizon(rev store.Revision) { advance(&s.horizonSeen, rev) }
 
 // wake closes the current notification channel and installs a new one.
 func (s *Store) wake() {

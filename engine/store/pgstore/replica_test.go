@@ -1,0 +1,149 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/storetest"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// testReplicaEnv names a hot standby streaming from the test server.
+const testReplicaEnv = "PEMBA_TEST_POSTGRES_REPLICA_URI"
+
+func replicaURI(t *testing.T) string {
+	t.Helper()
+	uri := os.Getenv(testReplicaEnv)
+	if uri != "" {
+		return uri
+	}
+	const how = testReplicaEnv + " is not set: it names a hot standby of " + testServerEnv +
+		" (pg_basebackup -R from it, started on another port); bash .ci/run starts one"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(how)
+	}
+	t.Skip(how)
+	return ""
+}
+
+// waitReplay waits until the replica has replayed everything the primary
+// has written so far. It polls: streaming replication has no event to
+// wait for in PostgreSQL 15.
+func waitReplay(t *testing.T, primary, replica *pgx.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var lsn string
+	if err := primary.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var done bool
+		if err := replica.QueryRow(ctx, `SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn`, lsn).Scan(&done); err != nil {
+			t.Fatalf("waiting for the replica to replay %s: %v", lsn, err)
+		}
+		if done {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("replica did not replay %s", lsn)
+		case <-tick.C:
+		}
+	}
+}
+
+// TestReadReplica checks that a snapshot reads from the replica only when
+// the replica has replayed its revision, from the primary otherwise, and
+// falls back to the primary when the replica fails.
+func TestReadReplica(t *testing.T) {
+	ctx := context.Background()
+	replicaServer := replicaURI(t)
+	uri, name := newNamedDatabase(t)
+	if err := Migrate(ctx, uri); err != nil {
+		t.Fatal(err)
+	}
+	primary, err := pgx.Connect(ctx, serverURI(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer primary.Close(ctx)
+	admin, err := pgx.Connect(ctx, replicaServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	waitReplay(t, primary, admin)
+
+	repURI := withDatabase(t, replicaServer, name)
+	st, err := Open(ctx, uri, Options{GCInterval: -1, Logger: quietLogger(), ReadReplicas: []string{repURI}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+
+	rels := storetest.MustParse(t, "doc:1#viewer@user:a", "doc:2#viewer@user:b")
+	rev1 := storetest.MustTouch(t, st, rels[0])
+	waitReplay(t, primary, admin)
+	check := func(what string, rev store.Revision, wantReplica bool, want []tuple.Relationship) {
+		t.Helper()
+		r := storetest.MustSnapshot(t, st, rev)
+		if got := r.(*reader).onReplica; got != wantReplica {
+			t.Errorf("%s: snapshot at %d on replica = %v, want %v", what, rev, got, wantReplica)
+		}
+		got, err := storetest.Collect(r.QueryRelationships(ctx, tuple.Filter{}, store.QueryOptions{}))
+		if err != nil || storetest.Format(got) != storetest.Format(want) {
+			t.Errorf("%s: at %d got %v (%v), want %v", what, rev, got, err, want)
+		}
+	}
+	check("replayed", rev1, true, rels[:1])
+
+	// Stop replay: the replica keeps serving revision 1 but not 2.
+	if _, err := admin.Exec(ctx, `SELECT pg_wal_replay_pause()`); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if _, err := admin.Exec(context.Background(), `SELECT pg_wal_replay_resume()`); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer resume()
+	rev2 := storetest.MustTouch(t, st, rels[1])
+	check("replica behind", rev2, false, rels)
+	check("old revision while behind", rev1, true, rels[:1])
+	resume()
+	waitReplay(t, primary, admin)
+	check("caught up", rev2, true, rels)
+
+	// A failing replica: the same reader's next query runs on the primary.
+	r := storetest.MustSnapshot(t, st, rev2)
+	st.replicas[0].pool.Close()
+	got, err := storetest.Collect(r.QueryRelationships(ctx, tuple.Filter{}, store.QueryOptions{}))
+	if err != nil || storetest.Format(got) != storetest.Format(rels) {
+		t.Errorf("after the replica failed: %v (%v), want %v", got, err, rels)
+	}
+	if text, _, err := r.ReadSchema(ctx); err != nil || text != "" {
+		t.Errorf("ReadSchema after the replica failed: %q, %v", text, err)
+	}
+
+	// A "replica" holding another store is refused.
+	other := newDatabase(t)
+	if err := Migrate(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, uri, Options{GCInterval: -1, Logger: quietLogger(), ReadReplicas: []string{other}}); !errors.Is(err, ErrNotReplica) {
+		t.Errorf("Open with another store as replica: %v, want ErrNotReplica", err)
+	}
+}
