@@ -362,6 +362,7 @@ func TestExitCodes(t *testing.T) {
 		{"missing file", "", []string{"relationship", "import", "/nonexistent/x"}, 1, "no such file"},
 		{"invalid schema", "definition user {\n  relation r: nobody\n}\n", []string{"schema", "write", "-"}, 1, "<stdin>:2:"},
 		{"unreachable server", "", []string{"check", "--address", dead, "enterprise:acme#member@employee:li"}, 1, "Unavailable: "},
+		{"watch of an unreachable server", "", []string{"watch", "--address", dead}, 1, "Unavailable: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

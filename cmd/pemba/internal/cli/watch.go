@@ -56,9 +56,10 @@ func watchCommand(ctx context.Context, inv *invocation, args []string) error {
 		req.OptionalStartCursor = &pb.Zookie{Token: *zookie}
 	}
 	delay := minResumeDelay
+	connected := false // a server that was never reached is a failure, not a blip
 	for {
-		err := inv.watchOnce(ctx, c, req, func() { delay = minResumeDelay })
-		if err = watchEnd(ctx, err); err == nil || *noResume || status.Code(err) != codes.Unavailable {
+		err := inv.watchOnce(ctx, c, req, func() { connected = true }, func() { delay = minResumeDelay })
+		if err = watchEnd(ctx, err); err == nil || *noResume || !connected || status.Code(err) != codes.Unavailable {
 			return err
 		}
 		// The server went away (a restart, a network blip): resume after
@@ -82,12 +83,14 @@ const (
 )
 
 // watchOnce streams one Watch call, advancing req's start cursor past
-// every transaction printed; progress is called after each.
-func (inv *invocation) watchOnce(ctx context.Context, c *client.Client, req *pb.WatchRequest, progress func()) error {
+// every transaction printed; opened is called once the stream is open,
+// progress after each transaction.
+func (inv *invocation) watchOnce(ctx context.Context, c *client.Client, req *pb.WatchRequest, opened, progress func()) error {
 	stream, err := c.Watch.Watch(ctx, req)
 	if err != nil {
 		return err
 	}
+	opened()
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
