@@ -1,0 +1,197 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/pemba-authz/pemba/api/client"
+	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// maxReplay bounds the batches an import keeps to replay as writes if the
+// server turns out not to implement ImportRelationships.
+const maxReplay = 16
+
+// relationshipImport streams a relationship file to ImportRelationships
+// in batches. A server without it answers Unimplemented at once; the
+// batches sent so far (at most maxReplay) and the rest of the file are
+// then written with batched TOUCH writes.
+func relationshipImport(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba relationship import [flags] FILE|-"
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef(usage, "want one relationship file (or - for standard input), got %d arguments", len(pos))
+	}
+	in, err := inv.openInput(pos[0])
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	im := &importer{ctx: ctx, c: c}
+	if err := readTuples(in, displayName(pos[0]), im.add); err != nil {
+		im.abort()
+		return err
+	}
+	loaded, zk, err := im.finish()
+	if err != nil {
+		return err
+	}
+	if inv.json {
+		return inv.emitJSON(struct {
+			Zookie   string `json:"zookie"`
+			Imported uint64 `json:"imported"`
+		}{zk, loaded})
+	}
+	inv.infof("%d relationships imported\n", loaded)
+	inv.printf("%s\n", zk)
+	return nil
+}
+
+// importer sends relationships to ImportRelationships, or after an
+// Unimplemented answer, as batched writes.
+type importer struct {
+	ctx     context.Context
+	c       *client.Client
+	stream  pb.PermissionsService_ImportRelationshipsClient
+	cancel  context.CancelFunc
+	batch   []*pb.Relationship
+	sent    [][]*pb.Relationship // replay buffer, up to maxReplay batches
+	replay  bool                 // sent is complete (nothing dropped yet)
+	writes  bool                 // fallback: batched writes
+	written uint64
+	lastZK  string
+}
+
+func (im *importer) add(r tuple.Relationship) error {
+	p, err := client.Relationship(r)
+	if err != nil {
+		return err
+	}
+	im.batch = append(im.batch, p)
+	if len(im.batch) < maxBatch {
+		return nil
+	}
+	return im.flush()
+}
+
+func (im *importer) flush() error {
+	if len(im.batch) == 0 {
+		return nil
+	}
+	b := im.batch
+	im.batch = nil
+	if im.writes {
+		return im.write(b)
+	}
+	if im.stream == nil {
+		ctx, cancel := context.WithCancel(im.ctx)
+		stream, err := im.c.Permissions.ImportRelationships(ctx)
+		if err != nil {
+			cancel()
+			return err
+		}
+		im.stream, im.cancel, im.replay = stream, cancel, true
+	}
+	if im.replay {
+		if len(im.sent) < maxReplay {
+			im.sent = append(im.sent, b)
+		} else {
+			im.replay, im.sent = false, nil
+		}
+	}
+	if err := im.stream.Send(&pb.ImportRelationshipsRequest{Relationships: b}); err != nil {
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+		// The server ended the stream; its reason comes with CloseAndRecv.
+		_, err := im.stream.CloseAndRecv()
+		return im.fallBack(err)
+	}
+	return nil
+}
+
+// fallBack switches to writes when err says the server lacks imports.
+func (im *importer) fallBack(err error) error {
+	if status.Code(err) != codes.Unimplemented {
+		return err
+	}
+	if !im.replay {
+		return fmt.Errorf("the server does not implement ImportRelationships, and too much was sent to replay: %w", err)
+	}
+	sent := im.sent
+	im.cancel()
+	im.stream, im.sent, im.writes = nil, nil, true
+	for _, b := range sent {
+		if err := im.write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (im *importer) write(b []*pb.Relationship) error {
+	req := &pb.WriteRelationshipsRequest{Updates: make([]*pb.RelationshipUpdate, len(b))}
+	for i, r := range b {
+		req.Updates[i] = &pb.RelationshipUpdate{Operation: pb.RelationshipUpdate_OPERATION_TOUCH, Relationship: r}
+	}
+	resp, err := im.c.Permissions.WriteRelationships(im.ctx, req)
+	if err != nil {
+		if im.written > 0 {
+			return fmt.Errorf("after writing %d relationships: %w", im.written, err)
+		}
+		return err
+	}
+	im.written += uint64(len(b))
+	im.lastZK = resp.GetWrittenAt().GetToken()
+	return nil
+}
+
+func (im *importer) finish() (uint64, string, error) {
+	if err := im.flush(); err != nil {
+		im.abort()
+		return 0, "", err
+	}
+	if im.writes || im.stream == nil {
+		if im.written == 0 && !im.writes {
+			return 0, "", errors.New("no relationships to import")
+		}
+		return im.written, im.lastZK, nil
+	}
+	resp, err := im.stream.CloseAndRecv()
+	im.cancel()
+	if err != nil {
+		if ferr := im.fallBack(err); ferr != nil {
+			return 0, "", ferr
+		}
+		return im.written, im.lastZK, nil
+	}
+	return resp.GetNumLoaded(), resp.GetWrittenAt().GetToken(), nil
+}
+
+// abort cancels an open import stream so that nothing is committed.
+func (im *importer) abort() {
+	if im.cancel != nil {
+		im.cancel()
+	}
+}

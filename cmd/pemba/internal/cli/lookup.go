@@ -1,0 +1,230 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/pemba-authz/pemba/api/client"
+	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba lookup-resources [--limit N] [--context JSON] [flags] TYPE#PERMISSION@SUBJECT"
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	rf := consistencyFlags(fs)
+	cctx := contextFlag(fs)
+	limit := fs.Int("limit", 0, "stop after N resources (0: all)")
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	var typPerm, subText string
+	switch len(pos) {
+	case 1:
+		var ok bool
+		if typPerm, subText, ok = strings.Cut(pos[0], "@"); !ok {
+			return usagef(usage, "%q: want TYPE#PERMISSION@SUBJECT", pos[0])
+		}
+	case 3:
+		typPerm, subText = pos[0]+"#"+pos[1], pos[2]
+	default:
+		return usagef(usage, "want TYPE#PERMISSION@SUBJECT, got %d arguments", len(pos))
+	}
+	typ, perm, ok := strings.Cut(typPerm, "#")
+	if !ok || typ == "" || perm == "" || strings.Contains(typ, ":") {
+		return usagef(usage, "%q: want TYPE#PERMISSION (a type, not an object)", typPerm)
+	}
+	sub, err := tuple.ParseSubject(subText)
+	if err != nil {
+		return usagef(usage, "subject: %v", err)
+	}
+	if *limit < 0 {
+		return usagef(usage, "negative --limit")
+	}
+	cons, err := rf.consistency(usage)
+	if err != nil {
+		return err
+	}
+	st, err := parseContext(usage, *cctx)
+	if err != nil {
+		return err
+	}
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var (
+		cursor *pb.Cursor
+		zk     string
+		n      int
+	)
+	for {
+		size := maxLookupPage
+		if *limit > 0 {
+			size = min(size, *limit-n)
+		}
+		req := &pb.LookupResourcesRequest{
+			Consistency: cons, ResourceObjectType: typ, Permission: perm, Subject: client.Subject(sub),
+			Context: st, OptionalLimit: uint32(size), OptionalCursor: cursor,
+		}
+		stream, err := c.Permissions.LookupResources(ctx, req)
+		if err != nil {
+			return err
+		}
+		got := 0
+		for {
+			msg, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			got++
+			n++
+			cursor, zk = msg.GetAfterResultCursor(), msg.GetLookedUpAt().GetToken()
+			p := msg.GetPermissionship()
+			obj := typ + ":" + msg.GetResourceObjectId()
+			if inv.json {
+				missing := msg.GetPartialCaveatInfo().GetMissingRequiredContext()
+				if missing == nil {
+					missing = []string{}
+				}
+				err = inv.emitJSON(struct {
+					Resource       string   `json:"resource"`
+					ResourceID     string   `json:"resource_id"`
+					Permissionship string   `json:"permissionship"`
+					Missing        []string `json:"missing_context"`
+					Zookie         string   `json:"zookie"`
+				}{obj, msg.GetResourceObjectId(), permissionshipName(p), missing, zk})
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			inv.printf("%s%s\n", obj, missingSuffix(p, msg.GetPartialCaveatInfo()))
+		}
+		if got < size || (*limit > 0 && n >= *limit) {
+			break
+		}
+	}
+	inv.infof("%d resources%s\n", n, atSuffix(zk))
+	return nil
+}
+
+// atSuffix names the revision of a result list, when there was one.
+func atSuffix(zk string) string {
+	if zk == "" {
+		return ""
+	}
+	return " at " + zk
+}
+
+func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) error {
+	const usage = "pemba lookup-subjects [--context JSON] [flags] RESOURCE#PERMISSION SUBJECT_TYPE[#RELATION]"
+	fs := inv.flagSet()
+	conn := inv.connFlags(fs)
+	rf := consistencyFlags(fs)
+	cctx := contextFlag(fs)
+	out := outputFlag(fs)
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usagef(usage, "want RESOURCE#PERMISSION and SUBJECT_TYPE, got %d arguments", len(pos))
+	}
+	res, perm, err := splitPermission(pos[0])
+	if err != nil {
+		return usagef(usage, "%v", err)
+	}
+	subType, subRel, _ := strings.Cut(pos[1], "#")
+	if subType == "" || strings.Contains(subType, ":") {
+		return usagef(usage, "%q: want SUBJECT_TYPE or SUBJECT_TYPE#RELATION", pos[1])
+	}
+	cons, err := rf.consistency(usage)
+	if err != nil {
+		return err
+	}
+	st, err := parseContext(usage, *cctx)
+	if err != nil {
+		return err
+	}
+	c, err := inv.dial(conn, usage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stream, err := c.Permissions.LookupSubjects(ctx, &pb.LookupSubjectsRequest{
+		Consistency: cons, Resource: client.Object(res), Permission: perm,
+		SubjectObjectType: subType, OptionalSubjectRelation: subRel, Context: st,
+	})
+	if err != nil {
+		return err
+	}
+	name := func(id string) string {
+		s := subType + ":" + id
+		if subRel != "" {
+			s += "#" + subRel
+		}
+		return s
+	}
+	var zk string
+	n := 0
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		n++
+		zk = msg.GetLookedUpAt().GetToken()
+		s := msg.GetSubject()
+		var excluded []string
+		for _, x := range msg.GetExcludedSubjects() {
+			excluded = append(excluded, name(x.GetSubjectObjectId()))
+		}
+		if inv.json {
+			missing := s.GetPartialCaveatInfo().GetMissingRequiredContext()
+			if missing == nil {
+				missing = []string{}
+			}
+			if excluded == nil {
+				excluded = []string{}
+			}
+			err := inv.emitJSON(struct {
+				Subject        string   `json:"subject"`
+				SubjectID      string   `json:"subject_id"`
+				Permissionship string   `json:"permissionship"`
+				Missing        []string `json:"missing_context"`
+				Excluded       []string `json:"excluded_subjects"`
+				Zookie         string   `json:"zookie"`
+			}{name(s.GetSubjectObjectId()), s.GetSubjectObjectId(), permissionshipName(s.GetPermissionship()), missing, excluded, zk})
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		line := name(s.GetSubjectObjectId()) + missingSuffix(s.GetPermissionship(), s.GetPartialCaveatInfo())
+		if len(excluded) > 0 {
+			line += " (except " + strings.Join(excluded, ", ") + ")"
+		}
+		inv.printf("%s\n", line)
+	}
+	inv.infof("%d subjects%s\n", n, atSuffix(zk))
+	return nil
+}
