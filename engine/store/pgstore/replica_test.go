@@ -33,14 +33,15 @@ func replicaURI(t *testing.T) string {
 }
 
 // waitReplay waits until the replica has replayed everything the primary
-// has written so far. It polls: streaming replication has no event to
-// wait for in PostgreSQL 15.
+// has written so far (its insert position: with synchronous_commit off a
+// commit may not have reached the write position yet). It polls:
+// streaming replication has no event to wait for in PostgreSQL 15.
 func waitReplay(t *testing.T, primary, replica *pgx.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var lsn string
-	if err := primary.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
+	if err := primary.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
 		t.Fatal(err)
 	}
 	tick := time.NewTicker(5 * time.Millisecond)
