@@ -45,6 +45,14 @@
 // they poll every second, so a missed notification delays but never
 // loses a change set.
 //
+// # Read replicas
+//
+// Options.ReadReplicas names hot standbys. Since the counter row changes in
+// each revision's own transaction and standbys replay commits in order, a
+// standby whose counter shows H holds every revision <= H exactly; a
+// snapshot at R reads from such a standby, else from the primary, and a
+// failed replica statement is retried on the primary.
+//
 // # Import and GC
 //
 // Import COPYs into a temporary table and applies it at one revision in
