@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,12 +36,12 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("pemba serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		listen      = fs.String("listen", ":50051", "gRPC address")
+		listen      = fs.String("listen", "127.0.0.1:50051", "gRPC address")
 		storeKind   = fs.String("store", "pebble", "datastore: pebble or memory (nothing persisted)")
-		dataDir     = fs.String("data-dir", "", "pebble data directory (required with -store pebble)")
+		dataDir     = fs.String("data-dir", "./data", "pebble data directory")
 		gcWindow    = fs.Duration("gc-window", 24*time.Hour, "how long old revisions stay readable (at_exact_snapshot, Watch resumption)")
 		keysFile    = fs.String("keys-file", "", "preshared keys, one \"name secret\" per line; the name is recorded as the caller of writes")
-		noAuth      = fs.Bool("insecure-no-auth", false, "serve without authentication (required when no -keys-file is given)")
+		noAuth      = fs.Bool("insecure-no-auth", false, "serve without authentication on a non-loopback address (on loopback it is the default when no -keys-file is given)")
 		healthOpen  = fs.Bool("health-without-auth", true, "answer gRPC health checks without a key")
 		reflect     = fs.Bool("reflection", false, "register gRPC reflection (for grpcurl)")
 		timeout     = fs.Duration("request-timeout", server.DefaultRequestTimeout, "deadline of unary calls that come without one (negative: none)")
@@ -52,6 +53,10 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		quantum     = fs.Duration("quantum", 0, "how long minimize_latency reads share a revision (0: the engine's default, negative: never)")
 	)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := flagsFromEnv(fs); err != nil {
+		fmt.Fprintf(stderr, "pemba serve: %v\n", err)
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -82,8 +87,11 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if len(keys) == 0 {
 			return fail(fmt.Errorf("%s holds no keys", *keysFile))
 		}
-	case !*noAuth:
-		fmt.Fprintln(stderr, "pemba serve: give -keys-file, or -insecure-no-auth to serve without authentication")
+	case *noAuth:
+	case isLoopback(*listen):
+		log.Warn("serving without authentication on a loopback address; give -keys-file to require keys", "listen", *listen)
+	default:
+		fmt.Fprintf(stderr, "pemba serve: %s is reachable from other hosts: give -keys-file, or -insecure-no-auth to serve without authentication\n", *listen)
 		return 2
 	}
 	var grpcOpts []grpc.ServerOption
@@ -99,7 +107,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	switch *storeKind {
 	case "pebble":
 		if *dataDir == "" {
-			fmt.Fprintln(stderr, "pemba serve: -store pebble needs -data-dir")
+			fmt.Fprintln(stderr, "pemba serve: -store pebble needs a -data-dir")
 			return 2
 		}
 		ps, err := pebblestore.Open(*dataDir, pebblestore.Options{GCWindow: *gcWindow, Logger: log})
@@ -171,4 +179,39 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fail(err)
 	}
 	return 0
+}
+
+// flagsFromEnv sets every flag not given on the command line from its
+// environment variable, if set: -data-dir from PEMBA_DATA_DIR, -listen from
+// PEMBA_LISTEN, and so on (upper case, "-" becomes "_").
+func flagsFromEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		name := "PEMBA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("environment variable %s: %w", name, e)
+			}
+		}
+	})
+	return err
+}
+
+// isLoopback reports whether a listen address only accepts connections from
+// this machine.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

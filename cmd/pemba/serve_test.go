@@ -99,20 +99,49 @@ func TestServeUsage(t *testing.T) {
 		args   []string
 		stderr string
 	}{
-		{"no auth choice", []string{"-store", "memory"}, "-insecure-no-auth"},
-		{"pebble without dir", []string{"-insecure-no-auth"}, "-data-dir"},
+		{"no auth choice off loopback", []string{"-store", "memory", "-listen", "0.0.0.0:0"}, "-insecure-no-auth"},
+		{"pebble without dir", []string{"-insecure-no-auth", "-data-dir", ""}, "-data-dir"},
 		{"unknown store", []string{"-insecure-no-auth", "-store", "mysql"}, "unknown -store"},
 		{"stray argument", []string{"extra"}, "unexpected arguments"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			if code := run(t.Context(), append([]string{"serve"}, tt.args...), &stdout, &stderr); code != 2 {
+			if code := run(t.Context(), append([]string{"serve", "-listen", "127.0.0.1:0"}, tt.args...), &stdout, &stderr); code != 2 {
 				t.Errorf("exit %d, want 2", code)
 			}
 			if !strings.Contains(stderr.String(), tt.stderr) {
 				t.Errorf("stderr %q lacks %q", stderr.String(), tt.stderr)
 			}
 		})
+	}
+}
+
+func TestServeFlagsFromEnv(t *testing.T) {
+	t.Setenv("PEMBA_STORE", "mysql")
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"serve", "-listen", "127.0.0.1:0"}, &stdout, &stderr); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if !strings.Contains(stderr.String(), `unknown -store "mysql"`) {
+		t.Errorf("stderr %q does not show PEMBA_STORE was read", stderr.String())
+	}
+	// A flag on the command line wins over the environment.
+	t.Setenv("PEMBA_QUANTUM", "not-a-duration")
+	stderr.Reset()
+	if code := run(t.Context(), []string{"serve", "-quantum", "1s", "-store", "mysql", "-listen", "127.0.0.1:0"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "unknown -store") {
+		t.Errorf("exit %d, stderr %q: the command-line -quantum should have hidden PEMBA_QUANTUM", code, stderr.String())
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	tests := map[string]bool{
+		"127.0.0.1:50051": true, "localhost:1": true, "[::1]:1": true, "127.1.2.3:0": true,
+		":50051": false, "0.0.0.0:1": false, "10.0.0.1:1": false, "example.com:1": false, "garbage": false,
+	}
+	for addr, want := range tests {
+		if got := isLoopback(addr); got != want {
+			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
+		}
 	}
 }
