@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,6 +82,31 @@ func BenchmarkWrite(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkWriteParallel commits single-Touch Updates from 8 goroutines
+// per CPU: writers serialise on the revision counter, so this measures the
+// write throughput ceiling, not scaling.
+func BenchmarkWriteParallel(b *testing.B) {
+	ctx := context.Background()
+	st, _ := openTest(b, Options{MaxConns: 16})
+	var seq atomic.Int64
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := seq.Add(1)
+			rel := tuple.Relationship{Resource: tuple.ObjectRef{Type: "doc", ID: fmt.Sprint(i)}, Relation: "viewer",
+				Subject: tuple.SubjectRef{Type: "user", ID: fmt.Sprint(i % 100)}}
+			if _, err := st.Update(ctx, store.WriteMeta{}, func(ctx context.Context, tx store.Tx) error {
+				return tx.Touch(ctx, rel)
+			}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
 }
 
 // BenchmarkImport imports 100,000 relationships per operation into a

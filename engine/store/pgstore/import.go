@@ -33,6 +33,10 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 	if err := s.checkOpen(); err != nil {
 		return 0, 0, err
 	}
+	if err := s.lockWriter(ctx); err != nil {
+		return 0, 0, err
+	}
+	defer s.unlockWriter()
 	pg, err := s.pool.Begin(ctx)
 	if err != nil {
 		return 0, 0, s.wrap("begin import", err)

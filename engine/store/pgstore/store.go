@@ -83,6 +83,9 @@ type Store struct {
 	horizonSeen atomic.Uint64
 
 	gcMu sync.Mutex // one GC at a time in this process
+	// writer is a one-slot semaphore: one write transaction at a time in
+	// this process (see Update). A channel, so waiting honours contexts.
+	writer chan struct{}
 
 	// notifyMu guards notify, closed and replaced to wake watchers, on a
 	// local commit or a notification from another process.
@@ -124,7 +127,7 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: connect: %w", err)
 	}
-	s := &Store{pool: pool, opts: opts, notify: make(chan struct{}), closedCh: make(chan struct{}), listening: make(chan struct{})}
+	s := &Store{pool: pool, opts: opts, notify: make(chan struct{}), closedCh: make(chan struct{}), listening: make(chan struct{}), writer: make(chan struct{}, 1)}
 	if err := s.load(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -201,6 +204,20 @@ func (s *Store) Close() error {
 	s.pool.Close()
 	return nil
 }
+
+// lockWriter waits for this process's write slot.
+func (s *Store) lockWriter(ctx context.Context) error {
+	select {
+	case s.writer <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.closedCh:
+		return store.ErrClosed
+	}
+}
+
+func (s *Store) unlockWriter() { <-s.writer }
 
 // checkOpen fails with store.ErrClosed once Close has begun.
 func (s *Store) checkOpen() error {

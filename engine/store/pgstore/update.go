@@ -37,6 +37,13 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	// Writers of this process queue here rather than on the counter's
+	// row lock: the database would serialise them anyway, and a queue of
+	// backends waiting on one row lock costs more than a mutex.
+	if err := s.lockWriter(ctx); err != nil {
+		return 0, err
+	}
+	defer s.unlockWriter()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return 0, s.wrap("acquire connection", err)
