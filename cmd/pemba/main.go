@@ -33,6 +33,7 @@ func commands() []command {
 		{"validate", "run validation files (schema, relationships, assertions)", validation.Command},
 		{"bench", "run benchmarks (bench run) and compare their reports (bench compare)", benchCommand},
 		{"serve", "serve the gRPC API (permissions, schema, watch; health, metrics)", serveCommand},
+		{"datastore", "prepare a PostgreSQL datastore (datastore migrate --datastore-uri URI)", datastoreCommand},
 		{"schema", "write and read the server's schema; fmt and diff schema files", cli.Main("schema")},
 		{"relationship", "write, delete, read, import and export relationships", cli.Main("relationship")},
 		{"check", "check a permission: RESOURCE#PERMISSION@SUBJECT", cli.Main("check")},

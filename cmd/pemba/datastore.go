@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/pemba-authz/pemba/engine/store/pgstore"
+)
+
+// datastoreCommand is `pemba datastore migrate`: it creates or upgrades
+// the tables of a PostgreSQL datastore (Pebble needs no migration).
+func datastoreCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "migrate" {
+		fmt.Fprintln(stderr, "usage: pemba datastore migrate --datastore-uri postgres://...")
+		return 2
+	}
+	fs := flag.NewFlagSet("pemba datastore migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	uri := fs.String("datastore-uri", os.Getenv("PEMBA_DATASTORE_URI"), "PostgreSQL connection URI (env PEMBA_DATASTORE_URI)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pemba datastore migrate: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if *uri == "" {
+		fmt.Fprintln(stderr, "pemba datastore migrate: give --datastore-uri (or PEMBA_DATASTORE_URI)")
+		return 2
+	}
+	if err := pgstore.Migrate(ctx, *uri); err != nil {
+		fmt.Fprintf(stderr, "pemba datastore migrate: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "pemba: datastore migrated to schema version %d\n", pgstore.SchemaVersion())
+	return 0
+}
