@@ -145,7 +145,6 @@ type compiled struct {
 
 // batchLimiter is implemented by stores that report their own
 // per-transaction operation limit.
-type batchLimiter interface{ MaxBatchOps() int }
 
 // Open returns an engine over st. The engine does not own st: Close leaves
 // it open, and the caller closes it after closing the engine.
@@ -191,7 +190,7 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 func (l Limits) withDefaults(st store.Store) Limits {
 	if l.MaxUpdatesPerWrite <= 0 {
 		l.MaxUpdatesPerWrite = store.DefaultMaxBatchOps
-		if b, ok := st.(batchLimiter); ok && b.MaxBatchOps() > 0 {
+		if b, ok := st.(store.BatchLimiter); ok && b.MaxBatchOps() > 0 {
 			l.MaxUpdatesPerWrite = b.MaxBatchOps()
 		}
 	}

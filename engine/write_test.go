@@ -235,3 +235,33 @@ func TestSchemaWritesAreLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreBatchLimit: a store opened with a lower per-transaction limit
+// makes the engine reject a larger write up front, naming the limit, and
+// nothing is written.
+func TestStoreBatchLimit(t *testing.T) {
+	st := memstore.New(memstore.Options{MaxBatchOps: 2})
+	defer st.Close()
+	eng, err := engine.Open(t.Context(), st, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	if _, _, err := eng.WriteSchema(t.Context(), "t", testSchema); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := st.HeadRevision(t.Context())
+	var updates []engine.Update
+	for _, s := range []string{"document:1#viewer@user:a", "document:1#viewer@user:b", "document:1#viewer@user:c"} {
+		updates = append(updates, engine.Update{Op: store.OpTouch, Relationship: mustParse(t, s)})
+	}
+	if _, err := eng.WriteRelationships(t.Context(), engine.WriteRequest{Updates: updates}); !errors.Is(err, engine.ErrLimitExceeded) {
+		t.Fatalf("3 updates against a limit of 2: %v, want ErrLimitExceeded", err)
+	}
+	if after, _ := st.HeadRevision(t.Context()); after != head {
+		t.Errorf("head moved from %d to %d: the rejected write committed", head, after)
+	}
+	if _, err := eng.WriteRelationships(t.Context(), engine.WriteRequest{Updates: updates[:2]}); err != nil {
+		t.Errorf("2 updates within the limit: %v", err)
+	}
+}

@@ -183,3 +183,10 @@ type GCStats struct {
 type BulkLoader interface {
 	Import(ctx context.Context, meta WriteMeta, rels iter.Seq2[tuple.Relationship, error]) (Revision, int, error)
 }
+
+// BatchLimiter is implemented by stores that report their per-transaction
+// limit on Touch, Create and Delete calls, so that callers can reject an
+// oversized request before opening a transaction.
+type BatchLimiter interface {
+	MaxBatchOps() int
+}

@@ -377,3 +377,6 @@ func copyValue(v any) any {
 func errorf(format string, args ...any) error {
 	return fmt.Errorf("memstore: "+format, args...)
 }
+
+// MaxBatchOps reports the per-transaction limit (store.BatchLimiter).
+func (s *Store) MaxBatchOps() int { return s.maxBatch }

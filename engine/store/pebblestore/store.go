@@ -408,3 +408,6 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	p.l.Error(msg, "component", "pebble", "fatal", true)
 	panic("pebble: " + msg)
 }
+
+// MaxBatchOps reports the per-transaction limit (store.BatchLimiter).
+func (s *Store) MaxBatchOps() int { return s.opts.MaxBatchOps }

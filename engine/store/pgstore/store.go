@@ -333,3 +333,6 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig) error {
 		s.wake()
 	}
 }
+
+// MaxBatchOps reports the per-transaction limit (store.BatchLimiter).
+func (s *Store) MaxBatchOps() int { return s.opts.MaxBatchOps }
