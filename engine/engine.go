@@ -371,3 +371,15 @@ func (e *Engine) remember(written store.Revision, c *compiled) *compiled {
 
 // schemaFilename names stored schema text in compile errors.
 const schemaFilename = "schema"
+
+// Ping reports whether the engine can answer: it is open and its store
+// returns a head revision. Health checks call it.
+func (e *Engine) Ping(ctx context.Context) error {
+	if err := e.checkOpen(); err != nil {
+		return err
+	}
+	if _, err := e.st.HeadRevision(ctx); err != nil {
+		return fmt.Errorf("engine: ping: %w", err)
+	}
+	return nil
+}

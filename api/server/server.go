@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger receives errors and their causes (nil: discard).
 	Logger *slog.Logger
+	// MaxRecvMsgBytes bounds one request message: 0 means
+	// MaxRecvMsgBytes (the constant); larger messages fail with
+	// ResourceExhausted.
+	MaxRecvMsgBytes int
 	// GRPCOptions are appended to the server's options, e.g.
 	// grpc.Creds for TLS.
 	GRPCOptions []grpc.ServerOption
@@ -55,6 +60,8 @@ type Server struct {
 	timeout time.Duration
 	metrics *metrics
 	log     *slog.Logger
+	// stopping is set when GracefulStop or Stop begins (/readyz turns 503).
+	stopping atomic.Bool
 }
 
 // Service names, as health checks know them.
@@ -84,6 +91,9 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if err := reg.Register(newEngineCollector(e.Stats)); err != nil {
 		return nil, fmt.Errorf("server: register engine metrics: %w", err)
 	}
+	if err := registerStoreMetrics(reg, e.Store()); err != nil {
+		return nil, fmt.Errorf("server: register store metrics: %w", err)
+	}
 	s := &Server{
 		eng:     e,
 		auth:    auth,
@@ -104,8 +114,12 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if cfg.ReflectionWithoutAuth {
 		s.exempt = append(s.exempt, "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/")
 	}
+	maxRecv := cfg.MaxRecvMsgBytes
+	if maxRecv <= 0 {
+		maxRecv = MaxRecvMsgBytes
+	}
 	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxRecvMsgBytes),
+		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(MaxSendMsgBytes),
 		// Watch streams can stay quiet for hours; let clients keep their
 		// connections alive with pings without being told to go away.
@@ -140,12 +154,14 @@ func (s *Server) Serve(lis net.Listener) error {
 // connections and waits for calls in flight. Open streams (Watch) keep it
 // waiting until they end; use Stop to cut them.
 func (s *Server) GracefulStop() {
+	s.stopping.Store(true)
 	s.health.Shutdown()
 	s.grpc.GracefulStop()
 }
 
 // Stop closes every connection and cancels calls in flight.
 func (s *Server) Stop() {
+	s.stopping.Store(true)
 	s.health.Shutdown()
 	s.grpc.Stop()
 }

@@ -47,7 +47,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		timeout     = fs.Duration("request-timeout", server.DefaultRequestTimeout, "deadline of unary calls that come without one (negative: none)")
 		tlsCert     = fs.String("tls-cert", "", "TLS certificate file (with -tls-key)")
 		tlsKey      = fs.String("tls-key", "", "TLS private key file")
-		metricsAddr = fs.String("metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (empty: off)")
+		metricsAddr = fs.String("metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics and probes at /healthz and /readyz (empty: off)")
+		maxRecv     = fs.Int("max-request-bytes", server.MaxRecvMsgBytes, "largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED")
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
 		maxDepth    = fs.Int("max-depth", 0, "deepest nesting a check follows (0: the engine's default)")
 		quantum     = fs.Duration("quantum", 0, "how long minimize_latency reads share a revision (0: the engine's default, negative: never)")
@@ -57,6 +58,10 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if err := flagsFromEnv(fs); err != nil {
 		fmt.Fprintf(stderr, "pemba serve: %v\n", err)
+		return 2
+	}
+	if *maxRecv <= 0 {
+		fmt.Fprintf(stderr, "pemba serve: -max-request-bytes must be positive, not %d\n", *maxRecv)
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -132,7 +137,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(eng, server.Config{
 		Keys: keys, HealthWithoutAuth: *healthOpen, Reflection: *reflect, RequestTimeout: *timeout,
-		Registerer: reg, Logger: log, GRPCOptions: grpcOpts,
+		Registerer: reg, Logger: log, GRPCOptions: grpcOpts, MaxRecvMsgBytes: *maxRecv,
 	})
 	if err != nil {
 		return fail(err)
@@ -149,6 +154,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		probes := srv.HealthHandler()
+		mux.Handle("/healthz", probes)
+		mux.Handle("/readyz", probes)
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := hs.Serve(mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {

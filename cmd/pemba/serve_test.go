@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,14 @@ import (
 // the gRPC address it printed.
 func startServe(t *testing.T, args ...string) string {
 	t.Helper()
+	addr, _ := startServeAddrs(t, args...)
+	return addr
+}
+
+// startServeAddrs is startServe that also returns the metrics address
+// (empty without -metrics-listen).
+func startServeAddrs(t *testing.T, args ...string) (grpcAddr, metricsAddr string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer
@@ -32,24 +41,33 @@ func startServe(t *testing.T, args ...string) string {
 		done <- run(ctx, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...), pw, &stderr)
 		pw.Close()
 	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		cancel()
-		t.Fatalf("no address printed (exit %d, stderr %s): %v", <-done, stderr.String(), err)
+	br := bufio.NewReader(pr)
+	for grpcAddr == "" {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			cancel()
+			t.Fatalf("no address printed (exit %d, stderr %s): %v", <-done, stderr.String(), err)
+		}
+		switch fields := strings.Fields(line); {
+		// "pemba: serving metrics on http://ADDR/metrics"
+		case strings.HasPrefix(line, "pemba: serving metrics on ") && len(fields) == 5:
+			metricsAddr = strings.TrimSuffix(strings.TrimPrefix(fields[4], "http://"), "/metrics")
+		// "pemba: serving gRPC on ADDR (store ...)"
+		case strings.HasPrefix(line, "pemba: serving gRPC on ") && len(fields) >= 5:
+			grpcAddr = fields[4]
+		default:
+			cancel()
+			t.Fatalf("unexpected line %q", line)
+		}
 	}
-	go io.Copy(io.Discard, pr)
+	go io.Copy(io.Discard, br)
 	t.Cleanup(func() {
 		cancel()
 		if code := <-done; code != 0 {
 			t.Errorf("serve exited with %d; stderr:\n%s", code, stderr.String())
 		}
 	})
-	// "pemba: serving gRPC on ADDR (store ...)"
-	fields := strings.Fields(line)
-	if len(fields) < 5 {
-		t.Fatalf("unexpected first line %q", line)
-	}
-	return fields[4]
+	return grpcAddr, metricsAddr
 }
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
@@ -142,6 +160,100 @@ func TestIsLoopback(t *testing.T) {
 	for addr, want := range tests {
 		if got := isLoopback(addr); got != want {
 			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// httpGet returns the status and body of GET url.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestServeMetricsAndProbes drives traffic through a pebble-backed server
+// and checks that /metrics exposes every family documented in
+// docs/api.md, that the probes answer, and that -max-request-bytes holds.
+func TestServeMetricsAndProbes(t *testing.T) {
+	addr, maddr := startServeAddrs(t, "-store", "pebble", "-data-dir", filepath.Join(t.TempDir(), "data"),
+		"-metrics-listen", "127.0.0.1:0", "-max-request-bytes", "4096")
+	if maddr == "" {
+		t.Fatal("no metrics address printed")
+	}
+	conn := dial(t, addr)
+	ctx := context.Background()
+	if _, err := pb.NewSchemaServiceClient(conn).WriteSchema(ctx, &pb.WriteSchemaRequest{
+		Schema: "definition user {}\ndefinition doc { relation viewer: user\n permission view = viewer }"}); err != nil {
+		t.Fatal(err)
+	}
+	pc := pb.NewPermissionsServiceClient(conn)
+	rel := &pb.Relationship{
+		Resource: &pb.ObjectReference{ObjectType: "doc", ObjectId: "1"}, Relation: "viewer",
+		Subject: &pb.SubjectReference{Object: &pb.ObjectReference{ObjectType: "user", ObjectId: "anne"}},
+	}
+	w, err := pc.WriteRelationships(ctx, &pb.WriteRelationshipsRequest{Updates: []*pb.RelationshipUpdate{
+		{Operation: pb.RelationshipUpdate_OPERATION_TOUCH, Relationship: rel}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second one hits the result cache
+		if _, err := pc.CheckPermission(ctx, &pb.CheckPermissionRequest{
+			Consistency: &pb.Consistency{Requirement: &pb.Consistency_AtLeastAsFresh{AtLeastAsFresh: w.GetWrittenAt()}},
+			Resource:    rel.Resource, Permission: "view", Subject: rel.Subject,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A request over -max-request-bytes.
+	_, err = pb.NewSchemaServiceClient(conn).WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: strings.Repeat("x", 8192)})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("oversized request: %v, want ResourceExhausted", err)
+	}
+
+	code, body := httpGet(t, "http://"+maddr+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, family := range []string{
+		`pemba_grpc_requests_total{code="OK",method="PermissionsService/CheckPermission"} 2`,
+		"pemba_grpc_request_duration_seconds_bucket",
+		"pemba_grpc_in_flight",
+		`pemba_check_results_total{outcome="has_permission"} 2`,
+		"pemba_engine_cache_hits_total",
+		"pemba_engine_cache_misses_total",
+		"pemba_engine_cache_evictions_total",
+		"pemba_engine_cache_bytes",
+		"pemba_engine_cache_entries",
+		"pemba_engine_compiled_schemas",
+		`pemba_store_head_revision{store="pebble"} 2`,
+		`pemba_store_gc_horizon_revision{store="pebble"}`,
+		"pemba_pebble_compactions_total",
+		"pemba_pebble_compaction_debt_bytes",
+		"pemba_pebble_flushes_total",
+		"pemba_pebble_read_amplification",
+		"pemba_pebble_block_cache_hits_total",
+		"pemba_pebble_block_cache_misses_total",
+		"pemba_pebble_block_cache_bytes",
+		"pemba_pebble_memtable_bytes",
+		"pemba_pebble_disk_usage_bytes",
+		"pemba_pebble_sstables",
+		"go_goroutines",
+	} {
+		if !strings.Contains(body, family) {
+			t.Errorf("/metrics lacks %s", family)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, body := httpGet(t, "http://"+maddr+path); code != http.StatusOK || body != "ok\n" {
+			t.Errorf("%s = %d %q, want 200 ok", path, code, body)
 		}
 	}
 }

@@ -1,0 +1,69 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pemba-authz/pemba/engine/store"
+)
+
+// storeScrapeTimeout bounds the store calls of one scrape, so a stuck
+// store delays /metrics, not blocks it.
+const storeScrapeTimeout = 2 * time.Second
+
+// storeCollector exports what every store can tell: its head revision
+// and, for stores that report it, the GC horizon. Values are read at
+// scrape time.
+type storeCollector struct {
+	st            store.Store
+	head, horizon *prometheus.Desc
+}
+
+// horizoner is implemented by stores that report their GC horizon.
+type horizoner interface{ Horizon() store.Revision }
+
+// storeCollectorSource is implemented by stores that export their own
+// metrics (pebblestore: Pebble's compactions, caches, disk usage). The
+// server finds it by type assertion so that it needs no backend import.
+type storeCollectorSource interface{ Collector() prometheus.Collector }
+
+func newStoreCollector(st store.Store) *storeCollector {
+	labels := prometheus.Labels{"store": st.Kind()}
+	return &storeCollector{
+		st:      st,
+		head:    prometheus.NewDesc("pemba_store_head_revision", "Newest committed revision of the store.", nil, labels),
+		horizon: prometheus.NewDesc("pemba_store_gc_horizon_revision", "Oldest revision still readable (advanced by GC runs).", nil, labels),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.head
+	ch <- c.horizon
+}
+
+// Collect implements prometheus.Collector. A store that fails to answer
+// is left out of the scrape rather than failing it.
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeScrapeTimeout)
+	defer cancel()
+	if rev, err := c.st.HeadRevision(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.head, prometheus.GaugeValue, float64(rev))
+	}
+	if h, ok := c.st.(horizoner); ok {
+		ch <- prometheus.MustNewConstMetric(c.horizon, prometheus.GaugeValue, float64(h.Horizon()))
+	}
+}
+
+// registerStoreMetrics registers the store's collectors on reg.
+func registerStoreMetrics(reg prometheus.Registerer, st store.Store) error {
+	if err := reg.Register(newStoreCollector(st)); err != nil {
+		return err
+	}
+	if src, ok := st.(storeCollectorSource); ok {
+		return reg.Register(src.Collector())
+	}
+	return nil
+}
