@@ -25,6 +25,9 @@ var diffLong = flag.Bool("long", false, "run the differential test with many mor
 // when PEMBA_DIFF_CASES is set too).
 func diffCases() int {
 	n := 600
+	if raceEnabled {
+		n = 60
+	}
 	if v, err := strconv.Atoi(os.Getenv("PEMBA_DIFF_CASES")); err == nil && v > 0 {
 		n = v
 	}
