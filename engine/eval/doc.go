@@ -31,8 +31,19 @@
 // and intersections at the first no; an exclusion skips its subtraction
 // when the base is no. Branches that may fan out run concurrently within a
 // per-request goroutine budget (Options.Concurrency); point reads run
-// inline. The schema is analysed once in New: the subject kinds each
-// relation can contain prune branches that cannot lead to the subject.
+// inline; only the top levels run in parallel. The schema is analysed once
+// in New: the subject kinds each relation can contain prune branches that
+// cannot lead to the subject.
+//
+// Some questions are cheaper from the subject's side. A relation that is
+// recursive through subject sets (department#member holding
+// department#member) and pure — unions, computed references and arrows
+// only, no caveat reachable — is decided by one walk up the store's reverse
+// index from the subject, done once per request and shared by every object
+// the request asks about; so is a union over 16 or more subject sets or
+// arrow subjects whose targets are pure. The walk has a budget (512
+// objects); past it the evaluator walks down from the resource as usual.
+// Such walks are iterative: they do not count against MaxDepth.
 //
 // Cycles in the data (group A in B in A) are answered by their least
 // fixpoint: coming back to a node on the current path counts as "no" there,
