@@ -12,6 +12,11 @@
 //	resp, err := c.Check(ctx, client.AtLeastAsFresh(zk), "doc:readme", "view", "user:anne", nil)
 //	if resp.GetPermissionship() == pembav1.Permissionship_PERMISSIONSHIP_HAS_PERMISSION { ... }
 //
+// Unary calls that fail with UNAVAILABLE are retried with backoff
+// (Options.Retry; reads only unless asked), and with
+// Options.ReadYourWrites the client sends the zookie of its newest write
+// on reads that name no consistency.
+//
 // Everything the helpers do not cover is one call away on the generated
 // clients: c.Permissions, c.Schema, c.Watch.
 package client
@@ -39,6 +44,14 @@ type Options struct {
 	// Insecure allows plaintext. A key over plaintext can be read by
 	// anyone on the path, so it must be asked for explicitly.
 	Insecure bool
+	// Retry configures retries on UNAVAILABLE (on by default for reads;
+	// see Retry).
+	Retry Retry
+	// ReadYourWrites makes the client remember the zookie of its newest
+	// write and send it as at_least_as_fresh on every later read that
+	// names no consistency (a nil Consistency). Reads that name one are
+	// sent as they are.
+	ReadYourWrites bool
 	// DialOptions are appended to the client's.
 	DialOptions []grpc.DialOption
 }
@@ -53,6 +66,8 @@ type Client struct {
 	Permissions pb.PermissionsServiceClient
 	Schema      pb.SchemaServiceClient
 	Watch       pb.WatchServiceClient
+
+	zk *zookies // nil unless Options.ReadYourWrites
 }
 
 // New connects lazily to target (host:port, or any gRPC target string).
@@ -69,6 +84,16 @@ func New(target string, opts Options) (*Client, error) {
 	if opts.Key != "" {
 		dial = append(dial, grpc.WithPerRPCCredentials(bearer{key: opts.Key, secure: opts.TLS != nil}))
 	}
+	var zk *zookies
+	// The retry interceptor is outermost, so that every try sees the
+	// newest zookie.
+	unary := []grpc.UnaryClientInterceptor{opts.Retry.interceptor()}
+	if opts.ReadYourWrites {
+		zk = &zookies{}
+		unary = append(unary, zk.unary())
+		dial = append(dial, grpc.WithChainStreamInterceptor(zk.stream()))
+	}
+	dial = append(dial, grpc.WithChainUnaryInterceptor(unary...))
 	conn, err := grpc.NewClient(target, append(dial, opts.DialOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
@@ -78,6 +103,7 @@ func New(target string, opts Options) (*Client, error) {
 		Permissions: pb.NewPermissionsServiceClient(conn),
 		Schema:      pb.NewSchemaServiceClient(conn),
 		Watch:       pb.NewWatchServiceClient(conn),
+		zk:          zk,
 	}, nil
 }
 
