@@ -34,3 +34,39 @@ func BenchmarkCheck(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCheckWarmParallel is the warm-cache target of issue #6: the same
+// few hundred minimize_latency checks repeated from every P, so each check
+// is answered from the result cache and the facade's per-call cost is what
+// is measured.
+func BenchmarkCheckWarmParallel(b *testing.B) {
+	f := newFixture(b, engine.Options{})
+	const n = 256
+	rels := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		rels = append(rels, fmt.Sprintf("document:%d#viewer@user:u%d", i, i))
+	}
+	f.touch(rels...)
+	reqs := make([]engine.CheckRequest, n)
+	for i := range reqs {
+		r := mustParse(f.t, fmt.Sprintf("document:%d#view@user:u%d", i, (i*7)%n))
+		reqs[i] = engine.CheckRequest{Consistency: engine.MinimizeLatency(), Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}
+	}
+	for _, req := range reqs { // warm the cache
+		if _, err := f.eng.Check(f.ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := f.eng.Check(f.ctx, reqs[i%n]); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}

@@ -86,6 +86,38 @@ func (c *Cache) Get(key string) (any, bool) {
 	return e.value, true
 }
 
+// GetBytes is Get for a key held in a byte slice; it does not allocate,
+// so callers can build lookup keys in a reused buffer and convert to a
+// string only to Set.
+func (c *Cache) GetBytes(key []byte) (any, bool) { return c.getBytes(key, true) }
+
+// Probe is GetBytes for a lookup that, when it misses, is followed by a
+// Get of the same key: only its hits are counted, so a miss is not counted
+// twice.
+func (c *Cache) Probe(key []byte) (any, bool) { return c.getBytes(key, false) }
+
+func (c *Cache) getBytes(key []byte, countMiss bool) (any, bool) {
+	if c == nil {
+		return nil, false
+	}
+	s := &c.shards[maphash.Bytes(c.seed, key)&(numShards-1)]
+	s.mu.Lock()
+	e, ok := s.items[string(key)]
+	if ok && s.head.next != e {
+		s.unlink(e)
+		s.pushFront(e)
+	}
+	s.mu.Unlock()
+	if !ok {
+		if countMiss {
+			c.misses.Add(1)
+		}
+		return nil, false
+	}
+	c.hits.Add(1)
+	return e.value, true
+}
+
 // Set stores value under key, charging size bytes for the value. It
 // replaces an existing entry and evicts least recently used entries of the
 // same shard until the shard fits its share of the budget.

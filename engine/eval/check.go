@@ -70,6 +70,11 @@ func (rq *request) check(ctx context.Context, parent *frame, rel *schema.Relatio
 	if !rq.e.an.canContain(rel, sub.Type, sub.Relation) {
 		return resNo, nil
 	}
+	if parent == nil && rq.e.cache != nil {
+		if res, hit := rq.e.cache.lookup(rq, subproblem{rel: rel.Index, id: id, sub: sub}, true); hit {
+			return res, nil
+		}
+	}
 	depth := int32(1)
 	if parent != nil {
 		depth = parent.depth + 1

@@ -83,6 +83,9 @@ func (m memoLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subpr
 		}
 	}
 	c = &call{depth: f.depth, seq: f.seq}
+	if rq.memo == nil {
+		rq.memo = make(map[subproblem]*call)
+	}
 	rq.memo[sp] = c
 	rq.mu.Unlock()
 	res, err := m.next.dispatch(ctx, rq, f, sp)
@@ -113,19 +116,44 @@ type cacheEntry struct {
 	expires  time.Time
 }
 
-func (c cacheLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
-	key, ok := rq.cacheKey(sp)
+// lookup returns the cached answer to sp valid at rq.now, without
+// allocating. The root of a check probes it before the memo layer, so a
+// warm check allocates no memo table.
+// probe is lookup for the root, whose miss is followed by dispatch's own
+// lookup: only its hits count in the cache's statistics.
+func (c cacheLayer) lookup(rq *request, sp subproblem, probe bool) (result, bool) {
+	var buf [128]byte
+	key, ok := rq.appendCacheKey(buf[:0], sp)
 	if !ok {
-		return c.next.dispatch(ctx, rq, f, sp)
+		return result{}, false
 	}
-	if v, hit := c.cache.Get(key); hit {
-		ent := v.(*cacheEntry)
-		if !rq.now.Before(ent.computed) && (ent.expires.IsZero() || rq.now.Before(ent.expires)) {
-			return result{perm: ent.perm, missing: ent.missing, expires: ent.expires, cut: noCut}, nil
-		}
+	var v any
+	var hit bool
+	if probe {
+		v, hit = c.cache.Probe(key)
+	} else {
+		v, hit = c.cache.GetBytes(key)
+	}
+	if !hit {
+		return result{}, false
+	}
+	ent := v.(*cacheEntry)
+	if !rq.now.Before(ent.computed) && (ent.expires.IsZero() || rq.now.Before(ent.expires)) {
+		return result{perm: ent.perm, missing: ent.missing, expires: ent.expires, cut: noCut}, true
+	}
+	return result{}, false
+}
+
+func (c cacheLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
+	if res, hit := c.lookup(rq, sp, false); hit {
+		return res, nil
 	}
 	res, err := c.next.dispatch(ctx, rq, f, sp)
 	if err == nil && res.cut == noCut {
+		key, ok := rq.cacheKey(sp)
+		if !ok {
+			return res, err
+		}
 		size := int64(64)
 		for _, m := range res.missing {
 			size += int64(len(m)) + 16

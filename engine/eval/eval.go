@@ -48,6 +48,9 @@ type Evaluator struct {
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64
+	// cache is the cross-request layer, probed first at the root of a
+	// check; nil when no cache is configured.
+	cache *cacheLayer
 }
 
 // New returns an evaluator for s.
@@ -64,7 +67,9 @@ func New(s *schema.Schema, opts Options) *Evaluator {
 		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget}
 	var d dispatcher = computeLayer{}
 	if opts.Cache != nil {
-		d = cacheLayer{cache: opts.Cache, next: d}
+		cl := cacheLayer{cache: opts.Cache, next: d}
+		e.cache = &cl
+		d = cl
 	}
 	e.dispatch = memoLayer{next: d}
 	return e

@@ -70,7 +70,6 @@ func (e *Evaluator) newRequest(p Params) (*request, error) {
 		rev:     p.Reader.Revision(),
 		now:     now,
 		context: p.Context,
-		memo:    make(map[subproblem]*call),
 	}
 	if e.opts.Concurrency > 1 {
 		rq.tokens = make(chan struct{}, e.opts.Concurrency-1)
@@ -102,14 +101,20 @@ func (rq *request) contextHash() (uint64, bool) {
 // schema first, so that no answer crosses revisions or schemas, and the
 // context hash when a caveat can influence the relation.
 func (rq *request) cacheKey(sp subproblem) (string, bool) {
-	b := make([]byte, 0, 28+len(sp.id)+len(sp.sub.Type)+len(sp.sub.ID)+len(sp.sub.Relation)+3)
+	var buf [128]byte
+	b, ok := rq.appendCacheKey(buf[:0], sp)
+	return string(b), ok
+}
+
+// appendCacheKey appends the cache key of sp to b.
+func (rq *request) appendCacheKey(b []byte, sp subproblem) ([]byte, bool) {
 	b = binary.LittleEndian.AppendUint64(b, uint64(rq.rev))
 	b = binary.LittleEndian.AppendUint64(b, rq.e.schemaID)
 	b = binary.LittleEndian.AppendUint32(b, uint32(sp.rel))
 	if rq.e.an.caveated[sp.rel] {
 		h, ok := rq.contextHash()
 		if !ok {
-			return "", false
+			return b, false
 		}
 		b = binary.LittleEndian.AppendUint64(b, h)
 	}
@@ -120,7 +125,7 @@ func (rq *request) cacheKey(sp subproblem) (string, bool) {
 	b = append(b, sp.sub.ID...)
 	b = append(b, 0)
 	b = append(b, sp.sub.Relation...)
-	return string(b), true
+	return b, true
 }
 
 // query collects the relationships matching f, visible at rq.now. It reads
