@@ -5,11 +5,11 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/internal/txbuf"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -44,20 +44,14 @@ func (s *Store) apply(ctx context.Context, meta store.WriteMeta, fn func(ctx con
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	head := store.Revision(s.applied.Load())
-	t := &tx{s: s, head: head, pending: map[tuple.Key]int{}}
-	err := fn(ctx, t)
-	t.finished = true
-	if err == nil {
-		err = t.err
-	}
-	if err == nil {
-		err = ctx.Err()
-	}
-	if err != nil {
+	t := &tx{s: s, head: head, buf: txbuf.New(txbuf.Config[store.Change]{
+		Prefix: "pebblestore", MaxOps: s.opts.MaxBatchOps, Done: ErrTxDone, View: viewChange,
+	})}
+	if err := t.buf.Finish(ctx, fn(ctx, t)); err != nil {
 		return 0, err
 	}
 	rev := head + 1
-	if err := s.commit(rev, meta, t.changes, t.schema); err != nil {
+	if err := s.commit(rev, meta, t.buf.Changes(), t.buf.Schema()); err != nil {
 		return 0, err
 	}
 	return rev, nil
@@ -161,72 +155,45 @@ func writeChangelog(b *pebble.Batch, rev store.Revision, hdr changeHeader, chang
 	}
 }
 
-// tx is a write transaction. Its writes are buffered in changes (one entry
+// tx is a write transaction. Its writes are buffered in buf (one change
 // per key, the last write wins) and committed by Update.
 type tx struct {
-	s        *Store
-	head     store.Revision
-	pending  map[tuple.Key]int // index into changes
-	changes  []store.Change
-	schema   *string
-	ops      int
-	err      error // sticky: the transaction cannot commit
-	finished bool
+	s    *Store
+	head store.Revision
+	buf  *txbuf.Buffer[store.Change]
 }
 
-func (t *tx) check() error {
-	if t.finished {
-		return ErrTxDone
-	}
-	return t.err
+// viewChange describes a change to txbuf.
+func viewChange(c store.Change) (store.Op, tuple.Key, tuple.Relationship) {
+	return c.Op, c.Relationship.Key(), c.Relationship
 }
 
-// count charges one operation against MaxBatchOps.
 // fail makes err sticky: any failed operation aborts the transaction,
 // even if fn ignores the error.
-func (t *tx) fail(err error) error {
-	if err != nil && t.err == nil && !t.finished {
-		t.err = err
-	}
-	return err
-}
+func (t *tx) fail(err error) error { return t.buf.Fail(err) }
 
-func (t *tx) count() error {
-	t.ops++
-	if t.ops > t.s.opts.MaxBatchOps {
-		return fmt.Errorf("pebblestore: more than %d operations: %w", t.s.opts.MaxBatchOps, store.ErrBatchTooLarge)
-	}
-	return nil
-}
+func (t *tx) record(c store.Change) { t.buf.Record(c.Relationship.Key(), c) }
 
-func (t *tx) record(c store.Change) {
-	k := c.Relationship.Key()
-	if i, ok := t.pending[k]; ok {
-		t.changes[i] = c
-		return
-	}
-	t.pending[k] = len(t.changes)
-	t.changes = append(t.changes, c)
-}
+// prev reads the state at head, the revision this transaction builds on.
+func (t *tx) prev() *reader { return &reader{s: t.s, rev: t.head} }
 
 func (t *tx) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
-	if err := t.check(); err != nil {
+	if err := t.buf.Check(); err != nil {
 		return func(yield func(tuple.Relationship, error) bool) { yield(tuple.Relationship{}, err) }
 	}
-	r := reader{s: t.s, rev: t.head}
-	return r.QueryRelationships(ctx, f, opts)
+	return t.prev().QueryRelationships(ctx, f, opts)
 }
 
 func (t *tx) Touch(ctx context.Context, r tuple.Relationship) error { return t.fail(t.touch(ctx, r)) }
 
 func (t *tx) touch(ctx context.Context, r tuple.Relationship) error {
-	if err := t.check(); err != nil {
+	if err := t.buf.Check(); err != nil {
 		return err
 	}
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("pebblestore: touch: %w", err)
 	}
-	if err := t.count(); err != nil {
+	if err := t.buf.Count(); err != nil {
 		return err
 	}
 	t.record(store.Change{Op: store.OpTouch, Relationship: r})
@@ -236,25 +203,19 @@ func (t *tx) touch(ctx context.Context, r tuple.Relationship) error {
 func (t *tx) Create(ctx context.Context, r tuple.Relationship) error { return t.fail(t.create(ctx, r)) }
 
 func (t *tx) create(ctx context.Context, r tuple.Relationship) error {
-	if err := t.check(); err != nil {
+	if err := t.buf.Check(); err != nil {
 		return err
 	}
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("pebblestore: create: %w", err)
 	}
-	if err := t.count(); err != nil {
+	if err := t.buf.Count(); err != nil {
 		return err
 	}
 	k := r.Key()
-	exists := false
-	if i, ok := t.pending[k]; ok {
-		exists = t.changes[i].Op != store.OpDelete
-	} else {
-		cur, found, err := t.get(ctx, k)
-		if err != nil {
-			return err
-		}
-		exists = found && !cur.ExpiredAt(t.s.opts.Now())
+	exists, err := t.buf.Exists(ctx, t.prev(), k, t.s.opts.Now)
+	if err != nil {
+		return err
 	}
 	if exists {
 		return &store.AlreadyExistsError{Key: k}
@@ -266,13 +227,13 @@ func (t *tx) create(ctx context.Context, r tuple.Relationship) error {
 func (t *tx) Delete(ctx context.Context, k tuple.Key) error { return t.fail(t.deleteKey(ctx, k)) }
 
 func (t *tx) deleteKey(ctx context.Context, k tuple.Key) error {
-	if err := t.check(); err != nil {
+	if err := t.buf.Check(); err != nil {
 		return err
 	}
 	if err := (tuple.Relationship{Resource: k.Resource, Relation: k.Relation, Subject: k.Subject}).Validate(); err != nil {
 		return fmt.Errorf("pebblestore: delete: %w", err)
 	}
-	if err := t.count(); err != nil {
+	if err := t.buf.Count(); err != nil {
 		return err
 	}
 	return t.delete(ctx, k)
@@ -280,16 +241,16 @@ func (t *tx) deleteKey(ctx context.Context, k tuple.Key) error {
 
 // delete records the deletion of k if it exists at head or is pending.
 func (t *tx) delete(ctx context.Context, k tuple.Key) error {
-	if i, ok := t.pending[k]; ok {
-		c := &t.changes[i]
-		c.Op, c.Relationship = store.OpDelete, tuple.Relationship{Resource: k.Resource, Relation: k.Relation, Subject: k.Subject}
+	del := store.Change{Op: store.OpDelete, Relationship: tuple.Relationship{Resource: k.Resource, Relation: k.Relation, Subject: k.Subject}}
+	if _, ok := t.buf.Pending(k); ok {
+		t.buf.Record(k, del)
 		return nil
 	}
-	_, found, err := t.get(ctx, k)
+	_, found, err := txbuf.Get(ctx, t.prev(), k)
 	if err != nil || !found {
 		return err
 	}
-	t.record(store.Change{Op: store.OpDelete, Relationship: tuple.Relationship{Resource: k.Resource, Relation: k.Relation, Subject: k.Subject}})
+	t.buf.Record(k, del)
 	return nil
 }
 
@@ -299,41 +260,17 @@ func (t *tx) DeleteMatching(ctx context.Context, f tuple.Filter, limit int) (int
 }
 
 func (t *tx) deleteMatching(ctx context.Context, f tuple.Filter, limit int) (int, error) {
-	if err := t.check(); err != nil {
+	if err := t.buf.Check(); err != nil {
 		return 0, err
 	}
 	// Candidates: matches at head not already deleted in this transaction,
 	// and this transaction's own live writes that match. With a limit,
-	// the first ones in forward index order go, as in memstore; pending
-	// writes can hide at most len(t.changes) head matches.
-	var keys []tuple.Key
-	seen := map[tuple.Key]bool{}
-	r := reader{s: t.s, rev: t.head}
-	opts := store.QueryOptions{}
-	if limit > 0 {
-		opts.Limit = limit + len(t.changes)
-	}
-	for rel, err := range r.QueryRelationships(ctx, f, opts) {
-		if err != nil {
-			return 0, err
-		}
-		k := rel.Key()
-		if i, ok := t.pending[k]; ok && t.changes[i].Op == store.OpDelete {
-			continue
-		}
-		seen[k] = true
-		keys = append(keys, k)
-	}
-	for _, c := range t.changes {
-		if k := c.Relationship.Key(); c.Op != store.OpDelete && !seen[k] && f.Matches(c.Relationship) {
-			keys = append(keys, k)
-		}
-	}
-	slices.SortFunc(keys, func(a, b tuple.Key) int {
+	// the first ones in forward index order go, as in memstore.
+	keys, err := t.buf.Matching(ctx, t.prev(), f, limit, func(a, b tuple.Key) int {
 		return bytes.Compare(forwardTupleKey(nil, a), forwardTupleKey(nil, b))
 	})
-	if limit > 0 && len(keys) > limit {
-		keys = keys[:limit]
+	if err != nil {
+		return 0, err
 	}
 	for _, k := range keys {
 		if err := t.delete(ctx, k); err != nil {
@@ -343,26 +280,4 @@ func (t *tx) deleteMatching(ctx context.Context, f tuple.Filter, limit int) (int
 	return len(keys), nil
 }
 
-func (t *tx) WriteSchema(ctx context.Context, text string) error {
-	if err := t.check(); err != nil {
-		return err
-	}
-	t.schema = &text
-	return nil
-}
-
-// get returns the relationship with key k at head, expired or not.
-func (t *tx) get(ctx context.Context, k tuple.Key) (tuple.Relationship, bool, error) {
-	r := reader{s: t.s, rev: t.head}
-	f := tuple.Filter{
-		ResourceType: k.Resource.Type, ResourceID: k.Resource.ID, Relation: k.Relation,
-		Subject: &tuple.SubjectFilter{Type: k.Subject.Type, ID: k.Subject.ID, Relation: k.Subject.Relation},
-	}
-	if k.Subject.Relation == "" {
-		f.Subject.Relation = tuple.Ellipsis
-	}
-	for rel, err := range r.QueryRelationships(ctx, f, store.QueryOptions{Limit: 1}) {
-		return rel, err == nil, err
-	}
-	return tuple.Relationship{}, false, nil
-}
+func (t *tx) WriteSchema(ctx context.Context, text string) error { return t.buf.WriteSchema(text) }

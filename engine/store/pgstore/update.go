@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"slices"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -13,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/internal/txbuf"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -61,21 +61,15 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 	if err != nil {
 		return 0, s.wrap("begin and allocate revision", err)
 	}
-	t := &tx{s: s, prev: &reader{s: s, q: conn, rev: rev - 1}, pending: map[tuple.Key]int{}}
-	err = fn(ctx, t)
-	t.finished = true
-	if err == nil {
-		err = t.err
-	}
-	if err == nil {
-		err = ctx.Err()
-	}
-	if err != nil {
+	t := &tx{s: s, prev: &reader{s: s, q: conn, rev: rev - 1}, buf: txbuf.New(txbuf.Config[change]{
+		Prefix: "pgstore", MaxOps: s.opts.MaxBatchOps, Done: ErrTxDone, View: viewChange,
+	})}
+	if err := t.buf.Finish(ctx, fn(ctx, t)); err != nil {
 		return 0, err
 	}
 	b := &pgx.Batch{}
-	queueChanges(b, rev, t.changes)
-	s.queueCommit(b, rev, last, meta, t.schema)
+	queueChanges(b, rev, t.buf.Changes())
+	s.queueCommit(b, rev, last, meta, t.buf.Schema())
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return 0, s.wrap(fmt.Sprintf("write and commit revision %d", rev), err)
@@ -192,90 +186,50 @@ type change struct {
 	row row
 }
 
-// tx is a write transaction. Writes are buffered, one entry per key (the
-// last write wins), and sent by Update.
+// tx is a write transaction. Writes are buffered in buf, one change per
+// key (the last write wins), and sent by Update.
 type tx struct {
-	s        *Store
-	prev     *reader // the previous revision, read on the transaction's connection
-	pending  map[tuple.Key]int
-	changes  []change
-	schema   *string
-	ops      int
-	err      error // sticky: the transaction cannot commit
-	finished bool
+	s    *Store
+	prev *reader // the previous revision, read on the transaction's connection
+	buf  *txbuf.Buffer[change]
 }
 
-func (t *tx) check() error {
-	if t.finished {
-		return ErrTxDone
-	}
-	return t.err
-}
+// viewChange describes a change to txbuf.
+func viewChange(c change) (store.Op, tuple.Key, tuple.Relationship) { return c.op, c.key, c.rel }
 
-// fail makes err sticky: any failed operation aborts the transaction,
-// even if fn ignores the error.
-func (t *tx) fail(err error) error {
-	if err != nil && t.err == nil && !t.finished {
-		t.err = err
-	}
-	return err
-}
-
-// count charges one operation against MaxBatchOps.
-func (t *tx) count() error {
-	t.ops++
-	if t.ops > t.s.opts.MaxBatchOps {
-		return fmt.Errorf("pgstore: more than %d operations: %w", t.s.opts.MaxBatchOps, store.ErrBatchTooLarge)
-	}
-	return nil
-}
-
-func (t *tx) record(c change) {
-	if i, ok := t.pending[c.key]; ok {
-		t.changes[i] = c
-		return
-	}
-	t.pending[c.key] = len(t.changes)
-	t.changes = append(t.changes, c)
-}
+func (t *tx) record(c change) { t.buf.Record(c.key, c) }
 
 func (t *tx) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
-	if err := t.check(); err != nil {
+	if err := t.buf.Check(); err != nil {
 		return func(yield func(tuple.Relationship, error) bool) { yield(tuple.Relationship{}, err) }
 	}
 	return t.prev.QueryRelationships(ctx, f, opts)
 }
 
 func (t *tx) Touch(ctx context.Context, r tuple.Relationship) error {
-	return t.fail(t.write(ctx, store.OpTouch, r))
+	return t.buf.Fail(t.write(ctx, store.OpTouch, r))
 }
 
 func (t *tx) Create(ctx context.Context, r tuple.Relationship) error {
-	return t.fail(t.write(ctx, store.OpCreate, r))
+	return t.buf.Fail(t.write(ctx, store.OpCreate, r))
 }
 
 func (t *tx) write(ctx context.Context, op store.Op, r tuple.Relationship) error {
-	if err := t.check(); err != nil {
+	if err := t.buf.Check(); err != nil {
 		return err
 	}
 	enc, err := encodeRelationship(r)
 	if err != nil {
 		return err
 	}
-	if err := t.count(); err != nil {
+	if err := t.buf.Count(); err != nil {
 		return err
 	}
 	k := r.Key()
 	if op == store.OpCreate {
-		exists := false
-		if i, ok := t.pending[k]; ok {
-			exists = t.changes[i].op != store.OpDelete
-		} else {
-			cur, found, err := t.get(ctx, k)
-			if err != nil {
-				return err
-			}
-			exists = found && !cur.ExpiredAt(t.s.opts.Now())
+		exists, err := t.buf.Exists(ctx, t.prev, k, t.s.opts.Now)
+		if err != nil {
+			return err
 		}
 		if exists {
 			return &store.AlreadyExistsError{Key: k}
@@ -288,14 +242,14 @@ func (t *tx) write(ctx context.Context, op store.Op, r tuple.Relationship) error
 }
 
 func (t *tx) Delete(ctx context.Context, k tuple.Key) error {
-	if err := t.check(); err != nil {
+	if err := t.buf.Check(); err != nil {
 		return err
 	}
 	if err := (tuple.Relationship{Resource: k.Resource, Relation: k.Relation, Subject: k.Subject}).Validate(); err != nil {
-		return t.fail(fmt.Errorf("pgstore: delete: %w", err))
+		return t.buf.Fail(fmt.Errorf("pgstore: delete: %w", err))
 	}
-	if err := t.count(); err != nil {
-		return t.fail(err)
+	if err := t.buf.Count(); err != nil {
+		return t.buf.Fail(err)
 	}
 	// Deleting an absent key is recorded too: at commit it closes no
 	// version and so leaves no change behind.
@@ -305,42 +259,19 @@ func (t *tx) Delete(ctx context.Context, k tuple.Key) error {
 
 func (t *tx) DeleteMatching(ctx context.Context, f tuple.Filter, limit int) (int, error) {
 	n, err := t.deleteMatching(ctx, f, limit)
-	return n, t.fail(err)
+	return n, t.buf.Fail(err)
 }
 
 // deleteMatching deletes matches at the previous revision that this
 // transaction has not deleted, and its own live writes that match; with a
 // limit, the first ones in forward index order.
 func (t *tx) deleteMatching(ctx context.Context, f tuple.Filter, limit int) (int, error) {
-	if err := t.check(); err != nil {
+	if err := t.buf.Check(); err != nil {
 		return 0, err
 	}
-	var keys []tuple.Key
-	seen := map[tuple.Key]bool{}
-	opts := store.QueryOptions{}
-	if limit > 0 {
-		// Pending deletions can hide at most len(t.changes) matches.
-		opts.Limit = limit + len(t.changes)
-	}
-	for rel, err := range t.prev.QueryRelationships(ctx, f, opts) {
-		if err != nil {
-			return 0, err
-		}
-		k := rel.Key()
-		if i, ok := t.pending[k]; ok && t.changes[i].op == store.OpDelete {
-			continue
-		}
-		seen[k] = true
-		keys = append(keys, k)
-	}
-	for _, c := range t.changes {
-		if c.op != store.OpDelete && !seen[c.key] && f.Matches(c.rel) {
-			keys = append(keys, c.key)
-		}
-	}
-	slices.SortFunc(keys, compareForward)
-	if limit > 0 && len(keys) > limit {
-		keys = keys[:limit]
+	keys, err := t.buf.Matching(ctx, t.prev, f, limit, compareForward)
+	if err != nil {
+		return 0, err
 	}
 	for _, k := range keys {
 		t.record(change{op: store.OpDelete, key: k})
@@ -356,26 +287,4 @@ func compareForward(a, b tuple.Key) int {
 		cmp.Compare(a.Subject.ID, b.Subject.ID), cmp.Compare(a.Subject.Relation, b.Subject.Relation))
 }
 
-func (t *tx) WriteSchema(ctx context.Context, text string) error {
-	if err := t.check(); err != nil {
-		return err
-	}
-	t.schema = &text
-	return nil
-}
-
-// get returns the relationship with key k at the previous revision,
-// expired or not.
-func (t *tx) get(ctx context.Context, k tuple.Key) (tuple.Relationship, bool, error) {
-	f := tuple.Filter{
-		ResourceType: k.Resource.Type, ResourceID: k.Resource.ID, Relation: k.Relation,
-		Subject: &tuple.SubjectFilter{Type: k.Subject.Type, ID: k.Subject.ID, Relation: k.Subject.Relation},
-	}
-	if k.Subject.Relation == "" {
-		f.Subject.Relation = tuple.Ellipsis
-	}
-	for rel, err := range t.prev.QueryRelationships(ctx, f, store.QueryOptions{Limit: 1}) {
-		return rel, err == nil, err
-	}
-	return tuple.Relationship{}, false, nil
-}
+func (t *tx) WriteSchema(ctx context.Context, text string) error { return t.buf.WriteSchema(text) }
