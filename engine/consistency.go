@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pemba-authz/pemba/engine/store"
@@ -77,24 +77,24 @@ type headQuantizer struct {
 	now     func() time.Time
 	quantum time.Duration
 
-	mu      sync.Mutex
+	// last is the remembered head and when it was fetched (nil: none yet).
+	// An atomic pointer, not a mutex: every MinimizeLatency read loads it.
+	last atomic.Pointer[headSample]
+}
+
+type headSample struct {
 	rev     store.Revision
 	fetched time.Time
-	valid   bool
 }
 
 // quantized returns a head revision fetched less than a quantum ago,
 // fetching a new one when the remembered one is too old.
 func (q *headQuantizer) quantized(ctx context.Context) (store.Revision, error) {
 	now := q.now()
-	q.mu.Lock()
 	// A clock that went backwards also invalidates the remembered head.
-	if q.valid && !now.Before(q.fetched) && now.Sub(q.fetched) < q.quantum {
-		rev := q.rev
-		q.mu.Unlock()
-		return rev, nil
+	if l := q.last.Load(); l != nil && !now.Before(l.fetched) && now.Sub(l.fetched) < q.quantum {
+		return l.rev, nil
 	}
-	q.mu.Unlock()
 	return q.fetch(ctx, now)
 }
 
@@ -114,15 +114,17 @@ func (q *headQuantizer) fetch(ctx context.Context, now time.Time) (store.Revisio
 	if err != nil {
 		return 0, err
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	// Concurrent fetches may race; the head never moves backwards.
-	if !q.valid || rev > q.rev {
-		q.rev = rev
+	for {
+		old := q.last.Load()
+		next := &headSample{rev: rev, fetched: now}
+		// Concurrent fetches may race; the head never moves backwards.
+		if old != nil && old.rev > rev {
+			next.rev = old.rev
+		}
+		if q.last.CompareAndSwap(old, next) {
+			return next.rev, nil
+		}
 	}
-	q.fetched = now
-	q.valid = true
-	return q.rev, nil
 }
 
 // decodeZookie returns the revision a zookie names, checking that it was
@@ -136,8 +138,20 @@ func (e *Engine) decodeZookie(z string) (store.Revision, error) {
 }
 
 // zookieOf mints the zookie of rev.
+// The last one minted is remembered: reads share revisions, so most calls
+// return it without encoding.
 func (e *Engine) zookieOf(rev store.Revision) string {
-	return zookie.Encode(e.fingerprint, uint64(rev))
+	if m := e.lastZookie.Load(); m != nil && m.rev == rev {
+		return m.z
+	}
+	z := zookie.Encode(e.fingerprint, uint64(rev))
+	e.lastZookie.Store(&mintedZookie{rev: rev, z: z})
+	return z
+}
+
+type mintedZookie struct {
+	rev store.Revision
+	z   string
 }
 
 // resolve turns a consistency requirement into the revision to read at.

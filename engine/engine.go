@@ -133,6 +133,10 @@ type Engine struct {
 	// written yet). History is immutable, so an entry never goes stale; it
 	// saves a store read per request, since requests share revisions.
 	inForce map[store.Revision]*compiled
+	// lastInForce is the latest inForce entry used, read without a lock:
+	// requests within a quantum share one revision.
+	lastInForce atomic.Pointer[schemaInForce]
+	lastZookie  atomic.Pointer[mintedZookie]
 
 	closed atomic.Bool
 }
@@ -298,10 +302,14 @@ func (e *Engine) needSchema(ctx context.Context, c Consistency) (*view, error) {
 // and caching it on first use; nil when no schema was written.
 func (e *Engine) schemaOf(ctx context.Context, r store.Reader) (*compiled, error) {
 	rev := r.Revision()
+	if l := e.lastInForce.Load(); l != nil && l.rev == rev {
+		return l.c, nil
+	}
 	e.schemaMu.Lock()
 	c, ok := e.inForce[rev]
 	e.schemaMu.Unlock()
 	if ok {
+		e.lastInForce.Store(&schemaInForce{rev: rev, c: c})
 		return c, nil
 	}
 	text, written, err := r.ReadSchema(ctx)
@@ -337,7 +345,13 @@ func (e *Engine) schemaOf(ctx context.Context, r store.Reader) (*compiled, error
 	}
 	e.inForce[rev] = c
 	e.schemaMu.Unlock()
+	e.lastInForce.Store(&schemaInForce{rev: rev, c: c})
 	return c, nil
+}
+
+type schemaInForce struct {
+	rev store.Revision
+	c   *compiled
 }
 
 func (e *Engine) newCompiled(s *schema.Schema) *compiled {
@@ -364,6 +378,9 @@ func (e *Engine) remember(written store.Revision, c *compiled) *compiled {
 			if ic == evicted {
 				delete(e.inForce, rev)
 			}
+		}
+		if l := e.lastInForce.Load(); l != nil && l.c == evicted {
+			e.lastInForce.CompareAndSwap(l, nil)
 		}
 	}
 	return c
