@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "pemba", Subsystem: "grpc", Name: "request_duration_seconds",
 			Help: "Time to handle a gRPC call (for streams: the whole stream), by method.",
-			// From 100µs (cached checks) to ~100s (long exports).
+			// From 100µs (cached checks) to ~26s (long exports land in +Inf).
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"method"}),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
