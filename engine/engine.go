@@ -31,6 +31,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -69,7 +70,7 @@ type Options struct {
 	// MaxDepth bounds the recursion of checks (0: the evaluator's default).
 	MaxDepth int
 	// Concurrency bounds the evaluator's parallel dispatch per request
-	// (0: the evaluator's default).
+	// (0: DefaultConcurrency()).
 	Concurrency int
 	// CacheBytes sizes the result cache: 0 means DefaultCacheBytes, a
 	// negative value disables the cache.
@@ -147,6 +148,24 @@ type compiled struct {
 	eval   *eval.Evaluator
 }
 
+// DefaultConcurrency is the branch concurrency of a request when
+// Options.Concurrency is 0: 1 (sequential) with 2 or fewer Ps, else the
+// evaluator's default.
+//
+// Measured on a loaded 2-core machine (docs/benchmarks.md, Evaluator),
+// parallel branches cost 2.3-3x the CPU of sequential evaluation per
+// uncached check and were slower in wall time too: with no idle core, the
+// extra goroutines only add scheduling and cancellation. Under concurrent
+// requests every core is already busy, so parallel branches can pay off
+// only on hosts with spare cores; that case is not measured here, and the
+// evaluator's default is kept for it.
+func DefaultConcurrency() int {
+	if runtime.GOMAXPROCS(0) <= 2 {
+		return 1
+	}
+	return eval.DefaultConcurrency
+}
+
 // batchLimiter is implemented by stores that report their own
 // per-transaction operation limit.
 
@@ -181,7 +200,11 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	if quantum == 0 {
 		quantum = DefaultQuantum
 	}
-	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: opts.Concurrency, Cache: e.cache}
+	conc := opts.Concurrency
+	if conc <= 0 {
+		conc = DefaultConcurrency()
+	}
+	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache}
 	e.heads = &headQuantizer{st: st, now: e.now, quantum: quantum}
 	// Fail early on a store that cannot even report its head. The head is
 	// not remembered: the first quantum starts with the first read.
