@@ -6,6 +6,7 @@ import (
 	"iter"
 
 	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/internal/changefeed"
 )
 
 // watchBatch bounds the change sets read per round, so that Watch never
@@ -16,41 +17,12 @@ const watchBatch = 64
 // changelog, then waits for commits. It wakes on a channel that every
 // commit closes and replaces, so it never polls.
 func (s *Store) Watch(ctx context.Context, after store.Revision) iter.Seq2[store.ChangeSet, error] {
-	return func(yield func(store.ChangeSet, error) bool) {
-		cur := after
-		for {
-			if err := ctx.Err(); err != nil {
-				yield(store.ChangeSet{}, err)
-				return
-			}
-			// Take the channel before reading, so a commit between the
-			// read and the wait still wakes us.
-			wake := s.notifyChan()
-			sets, err := s.readChanges(ctx, cur, watchBatch)
-			if err != nil {
-				yield(store.ChangeSet{}, err)
-				return
-			}
-			for _, cs := range sets {
-				if !yield(cs, nil) {
-					return
-				}
-				cur = cs.Revision
-			}
-			if len(sets) > 0 {
-				continue
-			}
-			select {
-			case <-wake:
-			case <-ctx.Done():
-				yield(store.ChangeSet{}, ctx.Err())
-				return
-			case <-s.closedCh:
-				yield(store.ChangeSet{}, store.ErrClosed)
-				return
-			}
-		}
-	}
+	return changefeed.Watch(ctx, after, changefeed.Source{
+		Wake:   s.notifyChan,
+		Read:   s.readChanges,
+		Batch:  watchBatch,
+		Closed: s.closedCh,
+	})
 }
 
 // readChanges reads up to max change sets after revision after, up to head.

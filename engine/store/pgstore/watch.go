@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/internal/changefeed"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -23,46 +24,13 @@ const watchBatch = 64
 // without either it polls every second, so a lost notification delays a
 // change set but never loses it.
 func (s *Store) Watch(ctx context.Context, after store.Revision) iter.Seq2[store.ChangeSet, error] {
-	return func(yield func(store.ChangeSet, error) bool) {
-		cur := after
-		for {
-			if err := ctx.Err(); err != nil {
-				yield(store.ChangeSet{}, err)
-				return
-			}
-			// Take the channel before reading, so a commit between the
-			// read and the wait still wakes us.
-			wake := s.notifyChan()
-			sets, err := s.readChanges(ctx, cur, watchBatch)
-			if err != nil {
-				yield(store.ChangeSet{}, err)
-				return
-			}
-			for _, cs := range sets {
-				if !yield(cs, nil) {
-					return
-				}
-				cur = cs.Revision
-			}
-			if len(sets) > 0 {
-				continue
-			}
-			timer := time.NewTimer(pollInterval)
-			select {
-			case <-wake:
-			case <-timer.C:
-			case <-ctx.Done():
-				timer.Stop()
-				yield(store.ChangeSet{}, ctx.Err())
-				return
-			case <-s.closedCh:
-				timer.Stop()
-				yield(store.ChangeSet{}, store.ErrClosed)
-				return
-			}
-			timer.Stop()
-		}
-	}
+	return changefeed.Watch(ctx, after, changefeed.Source{
+		Wake:   s.notifyChan,
+		Read:   s.readChanges,
+		Batch:  watchBatch,
+		Closed: s.closedCh,
+		Poll:   pollInterval,
+	})
 }
 
 // changesQuery lists the changes of revisions ($1, $2]: versions created
