@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/internal/changefeed"
 )
 
 // formatVersion is the key and value format this binary writes and reads.
@@ -111,10 +112,8 @@ type Store struct {
 
 	iters iterPool
 
-	// notifyMu guards notify, closed and replaced on every commit to wake
-	// watchers.
-	notifyMu sync.Mutex
-	notify   chan struct{}
+	// commits wakes watchers on every commit.
+	commits changefeed.Signal
 
 	// lifeMu guards closed and active: Close waits until no operation
 	// uses the Pebble database.
@@ -160,7 +159,6 @@ func Open(dir string, opts Options) (*Store, error) {
 		db:       db,
 		opts:     opts,
 		wopt:     pebble.Sync,
-		notify:   make(chan struct{}),
 		closedCh: make(chan struct{}),
 		gcDone:   make(chan struct{}),
 	}
@@ -374,19 +372,8 @@ func (s *Store) Snapshot(ctx context.Context, rev store.Revision) (store.Reader,
 	return &reader{s: s, rev: rev}, nil
 }
 
-// wake closes the current notification channel and installs a new one.
-func (s *Store) wake() {
-	s.notifyMu.Lock()
-	close(s.notify)
-	s.notify = make(chan struct{})
-	s.notifyMu.Unlock()
-}
-
-func (s *Store) notifyChan() <-chan struct{} {
-	s.notifyMu.Lock()
-	defer s.notifyMu.Unlock()
-	return s.notify
-}
+// wake wakes the watchers waiting for a commit.
+func (s *Store) wake() { s.commits.Broadcast() }
 
 // pebbleLogger sends Pebble's messages to slog: its chatty informational
 // messages at debug level.

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/internal/changefeed"
 )
 
 // Options configure Open. The zero value is usable.
@@ -87,10 +88,9 @@ type Store struct {
 	// this process (see Update). A channel, so waiting honours contexts.
 	writer chan struct{}
 
-	// notifyMu guards notify, closed and replaced to wake watchers, on a
-	// local commit or a notification from another process.
-	notifyMu sync.Mutex
-	notify   chan struct{}
+	// commits wakes watchers on a local commit or a notification from
+	// another process.
+	commits changefeed.Signal
 
 	// listening is closed once the listener's first LISTEN succeeded
 	// (tests wait for it before relying on notifications).
@@ -127,7 +127,7 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: connect: %w", err)
 	}
-	s := &Store{pool: pool, opts: opts, notify: make(chan struct{}), closedCh: make(chan struct{}), listening: make(chan struct{}), writer: make(chan struct{}, 1)}
+	s := &Store{pool: pool, opts: opts, closedCh: make(chan struct{}), listening: make(chan struct{}), writer: make(chan struct{}, 1)}
 	if err := s.load(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -272,19 +272,8 @@ func (s *Store) Snapshot(ctx context.Context, rev store.Revision) (store.Reader,
 // advanceHorizon raises the cached horizon to rev (never lowers it).
 func (s *Store) advanceHorizon(rev store.Revision) { advance(&s.horizonSeen, rev) }
 
-// wake closes the current notification channel and installs a new one.
-func (s *Store) wake() {
-	s.notifyMu.Lock()
-	close(s.notify)
-	s.notify = make(chan struct{})
-	s.notifyMu.Unlock()
-}
-
-func (s *Store) notifyChan() <-chan struct{} {
-	s.notifyMu.Lock()
-	defer s.notifyMu.Unlock()
-	return s.notify
-}
+// wake wakes the watchers waiting for a commit.
+func (s *Store) wake() { s.commits.Broadcast() }
 
 // listen holds a connection outside the pool that LISTENs for commits of
 // other processes and wakes this process's watchers. When the connection

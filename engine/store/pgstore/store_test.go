@@ -337,7 +337,7 @@ func TestNotifyWakesOtherProcess(t *testing.T) {
 	}
 	defer b.Close()
 	<-b.listening
-	wake := b.notifyChan()
+	wake := b.commits.Chan()
 	rev := storetest.MustTouch(t, a, storetest.MustParse(t, "doc:1#viewer@user:a")...)
 	// Only the listener closes b's channel (b itself commits nothing, and
 	// polling does not close it); the timeout is a guard, not a measurement.

@@ -25,7 +25,7 @@ const watchBatch = 64
 // change set but never loses it.
 func (s *Store) Watch(ctx context.Context, after store.Revision) iter.Seq2[store.ChangeSet, error] {
 	return changefeed.Watch(ctx, after, changefeed.Source{
-		Wake:   s.notifyChan,
+		Wake:   s.commits.Chan,
 		Read:   s.readChanges,
 		Batch:  watchBatch,
 		Closed: s.closedCh,

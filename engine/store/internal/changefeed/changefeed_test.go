@@ -216,3 +216,36 @@ func TestNoPollWaitsForWake(t *testing.T) {
 	cancel()
 	expectEnd(t, out, context.Canceled)
 }
+
+func TestSignal(t *testing.T) {
+	var s Signal
+	s.Broadcast() // nobody waits: nothing to wake, no panic
+	before := s.Chan()
+	if s.Chan() != before {
+		t.Fatal("Chan changed without a Broadcast")
+	}
+	select {
+	case <-before:
+		t.Fatal("channel closed before Broadcast")
+	default:
+	}
+	s.Broadcast()
+	select {
+	case <-before:
+	default:
+		t.Fatal("Broadcast did not close the channel taken before it")
+	}
+	after := s.Chan()
+	select {
+	case <-after:
+		t.Fatal("the channel taken after Broadcast is closed")
+	default:
+	}
+	s.Broadcast()
+	s.Broadcast()
+	select {
+	case <-after:
+	default:
+		t.Fatal("second Broadcast did not close the newer channel")
+	}
+}
