@@ -6,7 +6,7 @@
 // The backend supplies how to read its changelog and how commits wake
 // watchers; what is yielded is decided only by the changelog, read in
 // revision order, so a missed wake-up can delay a change set but never
-// lose one.
+// lose one. Signal is the wake-up that commits broadcast.
 package changefeed
 
 import (
