@@ -29,7 +29,7 @@ type Cache struct {
 	seed   maphash.Seed
 	shards [numShards]shard
 
-	hits, misses, evictions atomic.Uint64
+	evictions atomic.Uint64
 }
 
 type shard struct {
@@ -38,6 +38,10 @@ type shard struct {
 	head     entry // sentinel of a circular list; head.next is the most recent
 	bytes    int64
 	maxBytes int64
+	// hits and misses are counted under mu: a global atomic counter
+	// would be written by every lookup on every core.
+	hits, misses uint64
+	_            [24]byte // shards on separate cache lines
 }
 
 type entry struct {
@@ -74,15 +78,18 @@ func (c *Cache) Get(key string) (any, bool) {
 	s.mu.Lock()
 	e, ok := s.items[key]
 	if ok {
-		s.unlink(e)
-		s.pushFront(e)
+		s.hits++
+		if s.head.next != e {
+			s.unlink(e)
+			s.pushFront(e)
+		}
+	} else {
+		s.misses++
 	}
 	s.mu.Unlock()
 	if !ok {
-		c.misses.Add(1)
 		return nil, false
 	}
-	c.hits.Add(1)
 	return e.value, true
 }
 
@@ -103,18 +110,19 @@ func (c *Cache) getBytes(key []byte, countMiss bool) (any, bool) {
 	s := &c.shards[maphash.Bytes(c.seed, key)&(numShards-1)]
 	s.mu.Lock()
 	e, ok := s.items[string(key)]
-	if ok && s.head.next != e {
-		s.unlink(e)
-		s.pushFront(e)
+	if ok {
+		s.hits++
+		if s.head.next != e {
+			s.unlink(e)
+			s.pushFront(e)
+		}
+	} else if countMiss {
+		s.misses++
 	}
 	s.mu.Unlock()
 	if !ok {
-		if countMiss {
-			c.misses.Add(1)
-		}
 		return nil, false
 	}
-	c.hits.Add(1)
 	return e.value, true
 }
 
@@ -171,10 +179,12 @@ func (c *Cache) Stats() Stats {
 	if c == nil {
 		return Stats{}
 	}
-	st := Stats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load()}
+	st := Stats{Evictions: c.evictions.Load()}
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
+		st.Hits += s.hits
+		st.Misses += s.misses
 		st.Bytes += s.bytes
 		st.Entries += int64(len(s.items))
 		s.mu.Unlock()
