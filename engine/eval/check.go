@@ -8,14 +8,8 @@ import (
 )
 
 func (rq *request) checkRoot(ctx context.Context, req CheckRequest) (CheckResult, error) {
-	rel, err := rq.e.resolve(req.Resource.Type, req.Permission)
+	rel, err := rq.e.root(req)
 	if err != nil {
-		return CheckResult{}, err
-	}
-	if req.Resource.ID == "" || req.Resource.ID == tuple.Wildcard {
-		return CheckResult{}, invalidRequest("resource %q needs a concrete id", req.Resource.String())
-	}
-	if err := rq.e.validateSubject(req.Subject); err != nil {
 		return CheckResult{}, err
 	}
 	res, err := rq.check(ctx, nil, rel, req.Resource.ID, req.Subject)
@@ -23,6 +17,21 @@ func (rq *request) checkRoot(ctx context.Context, req CheckRequest) (CheckResult
 		return CheckResult{}, err
 	}
 	return res.checkResult(), nil
+}
+
+// root validates req and returns the relation it asks about.
+func (e *Evaluator) root(req CheckRequest) (*schema.Relation, error) {
+	rel, err := e.resolve(req.Resource.Type, req.Permission)
+	if err != nil {
+		return nil, err
+	}
+	if req.Resource.ID == "" || req.Resource.ID == tuple.Wildcard {
+		return nil, invalidRequest("resource %q needs a concrete id", req.Resource.String())
+	}
+	if err := e.validateSubject(req.Subject); err != nil {
+		return nil, err
+	}
+	return rel, nil
 }
 
 // bulk answers reqs into out with up to Concurrency workers sharing rq.

@@ -127,6 +127,11 @@ func (c cacheLayer) lookup(rq *request, sp subproblem, probe bool) (result, bool
 	if !ok {
 		return result{}, false
 	}
+	return c.lookupKey(key, rq.now, probe)
+}
+
+// lookupKey is lookup by key, for an answer valid at now.
+func (c cacheLayer) lookupKey(key []byte, now time.Time, probe bool) (result, bool) {
 	var v any
 	var hit bool
 	if probe {
@@ -138,7 +143,7 @@ func (c cacheLayer) lookup(rq *request, sp subproblem, probe bool) (result, bool
 		return result{}, false
 	}
 	ent := v.(*cacheEntry)
-	if !rq.now.Before(ent.computed) && (ent.expires.IsZero() || rq.now.Before(ent.expires)) {
+	if !now.Before(ent.computed) && (ent.expires.IsZero() || now.Before(ent.expires)) {
 		return result{perm: ent.perm, missing: ent.missing, expires: ent.expires, cut: noCut}, true
 	}
 	return result{}, false

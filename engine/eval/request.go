@@ -108,15 +108,24 @@ func (rq *request) cacheKey(sp subproblem) (string, bool) {
 
 // appendCacheKey appends the cache key of sp to b.
 func (rq *request) appendCacheKey(b []byte, sp subproblem) ([]byte, bool) {
-	b = binary.LittleEndian.AppendUint64(b, uint64(rq.rev))
-	b = binary.LittleEndian.AppendUint64(b, rq.e.schemaID)
-	b = binary.LittleEndian.AppendUint32(b, uint32(sp.rel))
+	var h uint64
 	if rq.e.an.caveated[sp.rel] {
-		h, ok := rq.contextHash()
-		if !ok {
+		var ok bool
+		if h, ok = rq.contextHash(); !ok {
 			return b, false
 		}
-		b = binary.LittleEndian.AppendUint64(b, h)
+	}
+	return rq.e.appendCacheKey(b, rq.rev, sp, h), true
+}
+
+// appendCacheKey appends the key of sp at rev to b; ctxHash is the hash of
+// the caveat context, used only if a caveat can reach sp's relation.
+func (e *Evaluator) appendCacheKey(b []byte, rev store.Revision, sp subproblem, ctxHash uint64) []byte {
+	b = binary.LittleEndian.AppendUint64(b, uint64(rev))
+	b = binary.LittleEndian.AppendUint64(b, e.schemaID)
+	b = binary.LittleEndian.AppendUint32(b, uint32(sp.rel))
+	if e.an.caveated[sp.rel] {
+		b = binary.LittleEndian.AppendUint64(b, ctxHash)
 	}
 	b = append(b, sp.id...)
 	b = append(b, 0)
@@ -125,7 +134,7 @@ func (rq *request) appendCacheKey(b []byte, sp subproblem) ([]byte, bool) {
 	b = append(b, sp.sub.ID...)
 	b = append(b, 0)
 	b = append(b, sp.sub.Relation...)
-	return b, true
+	return b
 }
 
 // query collects the relationships matching f, visible at rq.now. It reads
