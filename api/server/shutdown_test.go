@@ -44,18 +44,19 @@ func TestStreamCancellation(t *testing.T) {
 	tests := []struct {
 		name   string
 		method string
-		open   func(f *fixture, ctx context.Context) (func() error, error)
+		open   func(f *fixture, ctx context.Context, start *pb.Zookie) (func() error, error)
 	}{
-		{"Watch", "/pemba.v1.WatchService/Watch", func(f *fixture, ctx context.Context) (func() error, error) {
-			s, err := f.watch.Watch(ctx, &pb.WatchRequest{})
+		{"Watch", "/pemba.v1.WatchService/Watch", func(f *fixture, ctx context.Context, start *pb.Zookie) (func() error, error) {
+			// From a zookie taken before the write, so the write's message
+			// arrives however late the server starts watching.
+			s, err := f.watch.Watch(ctx, &pb.WatchRequest{OptionalStartCursor: start})
 			if err != nil {
 				return nil, err
 			}
-			// A write after the stream opened, so one message arrives.
 			f.write("doc:first#viewer@user:anne")
 			return func() error { _, err := s.Recv(); return err }, nil
 		}},
-		{"LookupResources", "/pemba.v1.PermissionsService/LookupResources", func(f *fixture, ctx context.Context) (func() error, error) {
+		{"LookupResources", "/pemba.v1.PermissionsService/LookupResources", func(f *fixture, ctx context.Context, _ *pb.Zookie) (func() error, error) {
 			s, err := f.perms.LookupResources(ctx, &pb.LookupResourcesRequest{
 				Consistency: full(), ResourceObjectType: "doc", Permission: "view", Subject: sub("user", "anne", ""),
 			})
@@ -69,13 +70,13 @@ func TestStreamCancellation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			opt, ends := streamEnds(tt.method)
 			f := newFixture(t, Config{GRPCOptions: []grpc.ServerOption{opt}})
-			f.writeSchema()
+			start := f.writeSchema()
 			if tt.name == "LookupResources" {
 				importDocs(t, f, 20_000)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			recv, err := tt.open(f, ctx)
+			recv, err := tt.open(f, ctx, start)
 			if err != nil {
 				t.Fatal(err)
 			}
