@@ -2,15 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"fmt"
-	"math/rand/v2"
-	"net/url"
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/pemba-authz/pemba/engine/store/pgstore/pgtest"
 )
 
 func TestDatastoreUsage(t *testing.T) {
@@ -38,36 +33,13 @@ func TestDatastoreUsage(t *testing.T) {
 	}
 }
 
-// TestDatastoreMigrate migrates a fresh database on the server named by
-// PEMBA_TEST_POSTGRES_URI (which .ci/run starts), twice: migration is
-// idempotent.
+// TestDatastoreMigrate migrates a fresh database on the test server (which
+// .ci/run starts), twice: migration is idempotent.
 func TestDatastoreMigrate(t *testing.T) {
-	base := os.Getenv("PEMBA_TEST_POSTGRES_URI")
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("PEMBA_TEST_POSTGRES_URI is unset; .ci/run starts a PostgreSQL server and sets it")
-		}
-		t.Skip("set PEMBA_TEST_POSTGRES_URI to a PostgreSQL server to run this test")
-	}
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	name := fmt.Sprintf("pemba_cmd_%d", rand.Uint64())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)") })
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
+	uri, _ := pgtest.NewDatabase(t)
 	for i := 0; i < 2; i++ {
 		var stdout, stderr bytes.Buffer
-		if code := run(ctx, []string{"datastore", "migrate", "--datastore-uri", u.String()}, &stdout, &stderr); code != 0 {
+		if code := run(t.Context(), []string{"datastore", "migrate", "--datastore-uri", uri}, &stdout, &stderr); code != 0 {
 			t.Fatalf("run %d: exit %d, stderr %q", i, code, stderr.String())
 		}
 		if !strings.Contains(stdout.String(), "schema version") {

@@ -1,0 +1,84 @@
+// Package pgtest gives tests throwaway databases on a real PostgreSQL
+// server: the one named by PEMBA_TEST_POSTGRES_URI, which .ci/run starts.
+// Without it a test fails under CI=true and is skipped elsewhere, so the
+// PostgreSQL tests never skip themselves in CI.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ServerEnv names the PostgreSQL server the tests create databases on.
+const ServerEnv = "PEMBA_TEST_POSTGRES_URI"
+
+// ServerURI returns the test server's URI. Without one the test fails in
+// CI and is skipped elsewhere.
+func ServerURI(t testing.TB) string {
+	t.Helper()
+	if uri := os.Getenv(ServerEnv); uri != "" {
+		return uri
+	}
+	const how = ServerEnv + " is not set; start a throwaway server, e.g.\n" +
+		"\td=$(mktemp -d) && chown postgres $d && runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -D $d -A trust -U postgres &&\n" +
+		"\trunuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D $d -o '-p 5433 -k $d' -w start\n" +
+		"\texport " + ServerEnv + "='postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable'\n" +
+		"(bash .ci/run does this by itself)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(how)
+	}
+	t.Skip(how)
+	return ""
+}
+
+// NewDatabase creates an empty database with a random name on the test
+// server, drops it when the test ends, and returns its URI and name.
+func NewDatabase(t testing.TB) (uri, name string) {
+	t.Helper()
+	server := ServerURI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, server)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", ServerEnv, err)
+	}
+	defer admin.Close(context.Background())
+	var raw [6]byte
+	_, _ = rand.Read(raw[:])
+	name = "pemba_test_" + hex.EncodeToString(raw[:])
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		admin, err := pgx.Connect(ctx, server)
+		if err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+			return
+		}
+		defer admin.Close(context.Background())
+		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	return WithDatabase(server, name), name
+}
+
+// WithDatabase returns uri with its database replaced by name. It accepts
+// URLs and key=value strings.
+func WithDatabase(uri, name string) string {
+	u, err := url.Parse(uri)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return uri + " dbname=" + name
+	}
+	u.Path = "/" + name
+	return u.String()
+}
