@@ -24,6 +24,7 @@ import (
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
 	"github.com/pemba-authz/pemba/engine/store/pebblestore"
+	"github.com/pemba-authz/pemba/engine/store/pgstore"
 )
 
 // stopGrace is how long a stopping server waits for calls in flight (open
@@ -37,7 +38,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.SetOutput(stderr)
 	var (
 		listen      = fs.String("listen", "127.0.0.1:50051", "gRPC address")
-		storeKind   = fs.String("store", "pebble", "datastore: pebble or memory (nothing persisted)")
+		storeKind   = fs.String("datastore", "pebble", "datastore: pebble (embedded, in -data-dir), postgres (at -datastore-uri) or memory (nothing persisted)")
+		storeURI    = fs.String("datastore-uri", "", "postgres: connection URI (run `pemba datastore migrate` on it first)")
+		replicas    listFlag
 		dataDir     = fs.String("data-dir", "./data", "pebble data directory")
 		gcWindow    = fs.Duration("gc-window", 24*time.Hour, "how long old revisions stay readable (at_exact_snapshot, Watch resumption)")
 		keysFile    = fs.String("keys-file", "", "preshared keys, one \"name secret\" per line; the name is recorded as the caller of writes")
@@ -53,6 +56,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		maxDepth    = fs.Int("max-depth", 0, "deepest nesting a check follows (0: the engine's default)")
 		quantum     = fs.Duration("quantum", 0, "how long minimize_latency reads share a revision (0: the engine's default, negative: never)")
 	)
+	fs.StringVar(storeKind, "store", "pebble", "the same as -datastore")
+	fs.Var(&replicas, "datastore-read-replica-uri", "postgres: a hot standby to read from when it has replayed the revision asked for (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -112,7 +117,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	switch *storeKind {
 	case "pebble":
 		if *dataDir == "" {
-			fmt.Fprintln(stderr, "pemba serve: -store pebble needs a -data-dir")
+			fmt.Fprintln(stderr, "pemba serve: -datastore pebble needs a -data-dir")
 			return 2
 		}
 		ps, err := pebblestore.Open(*dataDir, pebblestore.Options{GCWindow: *gcWindow, Logger: log})
@@ -120,10 +125,20 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fail(err)
 		}
 		st = ps
+	case "postgres":
+		if *storeURI == "" {
+			fmt.Fprintln(stderr, "pemba serve: -datastore postgres needs a -datastore-uri")
+			return 2
+		}
+		ps, err := pgstore.Open(ctx, *storeURI, pgstore.Options{GCWindow: *gcWindow, ReadReplicas: replicas, Logger: log})
+		if err != nil {
+			return fail(err)
+		}
+		st = ps
 	case "memory":
 		st = memstore.New(memstore.Options{GCWindow: *gcWindow})
 	default:
-		fmt.Fprintf(stderr, "pemba serve: unknown -store %q (want pebble or memory)\n", *storeKind)
+		fmt.Fprintf(stderr, "pemba serve: unknown -datastore %q (want pebble, postgres or memory)\n", *storeKind)
 		return 2
 	}
 	defer st.Close()
@@ -222,4 +237,18 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+// Set appends one value.
+func (l *listFlag) Set(v string) error {
+	if v == "" {
+		return fmt.Errorf("empty value")
+	}
+	*l = append(*l, v)
+	return nil
 }

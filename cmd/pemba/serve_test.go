@@ -119,7 +119,9 @@ func TestServeUsage(t *testing.T) {
 	}{
 		{"no auth choice off loopback", []string{"-store", "memory", "-listen", "0.0.0.0:0"}, "-insecure-no-auth"},
 		{"pebble without dir", []string{"-insecure-no-auth", "-data-dir", ""}, "-data-dir"},
-		{"unknown store", []string{"-insecure-no-auth", "-store", "mysql"}, "unknown -store"},
+		{"unknown store", []string{"-insecure-no-auth", "-store", "mysql"}, "unknown -datastore"},
+		{"unknown datastore", []string{"-datastore", "mysql"}, "unknown -datastore"},
+		{"postgres without uri", []string{"-datastore", "postgres"}, "-datastore-uri"},
 		{"stray argument", []string{"extra"}, "unexpected arguments"},
 	}
 	for _, tt := range tests {
@@ -141,13 +143,13 @@ func TestServeFlagsFromEnv(t *testing.T) {
 	if code := run(t.Context(), []string{"serve", "-listen", "127.0.0.1:0"}, &stdout, &stderr); code != 2 {
 		t.Fatalf("exit %d, want 2", code)
 	}
-	if !strings.Contains(stderr.String(), `unknown -store "mysql"`) {
+	if !strings.Contains(stderr.String(), `unknown -datastore "mysql"`) {
 		t.Errorf("stderr %q does not show PEMBA_STORE was read", stderr.String())
 	}
 	// A flag on the command line wins over the environment.
 	t.Setenv("PEMBA_QUANTUM", "not-a-duration")
 	stderr.Reset()
-	if code := run(t.Context(), []string{"serve", "-quantum", "1s", "-store", "mysql", "-listen", "127.0.0.1:0"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "unknown -store") {
+	if code := run(t.Context(), []string{"serve", "-quantum", "1s", "-store", "mysql", "-listen", "127.0.0.1:0"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "unknown -datastore") {
 		t.Errorf("exit %d, stderr %q: the command-line -quantum should have hidden PEMBA_QUANTUM", code, stderr.String())
 	}
 }
