@@ -17,8 +17,8 @@ const storeScrapeTimeout = 2 * time.Second
 // and, for stores that report it, the GC horizon. Values are read at
 // scrape time.
 type storeCollector struct {
-	st            store.Store
-	head, horizon *prometheus.Desc
+	st                                         store.Store
+	head, horizon, gcRuns, gcFailed, gcRemoved *prometheus.Desc
 }
 
 // horizoner is implemented by stores that report their GC horizon.
@@ -32,9 +32,12 @@ type storeCollectorSource interface{ Collector() prometheus.Collector }
 func newStoreCollector(st store.Store) *storeCollector {
 	labels := prometheus.Labels{"store": st.Kind()}
 	return &storeCollector{
-		st:      st,
-		head:    prometheus.NewDesc("pemba_store_head_revision", "Newest committed revision of the store.", nil, labels),
-		horizon: prometheus.NewDesc("pemba_store_gc_horizon_revision", "Oldest revision still readable (advanced by GC runs).", nil, labels),
+		st:        st,
+		head:      prometheus.NewDesc("pemba_store_head_revision", "Newest committed revision of the store.", nil, labels),
+		horizon:   prometheus.NewDesc("pemba_store_gc_horizon_revision", "Oldest revision still readable (advanced by GC runs).", nil, labels),
+		gcRuns:    prometheus.NewDesc("pemba_store_gc_runs_total", "GC runs since the store was opened.", nil, labels),
+		gcFailed:  prometheus.NewDesc("pemba_store_gc_failures_total", "GC runs that failed.", nil, labels),
+		gcRemoved: prometheus.NewDesc("pemba_store_gc_removed_total", "Relationship versions and changelog entries removed by GC.", nil, labels),
 	}
 }
 
@@ -42,6 +45,9 @@ func newStoreCollector(st store.Store) *storeCollector {
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.head
 	ch <- c.horizon
+	ch <- c.gcRuns
+	ch <- c.gcFailed
+	ch <- c.gcRemoved
 }
 
 // Collect implements prometheus.Collector. A store that fails to answer
@@ -54,6 +60,12 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if h, ok := c.st.(horizoner); ok {
 		ch <- prometheus.MustNewConstMetric(c.horizon, prometheus.GaugeValue, float64(h.Horizon()))
+	}
+	if r, ok := c.st.(store.GCReporter); ok {
+		t := r.GCTotals()
+		ch <- prometheus.MustNewConstMetric(c.gcRuns, prometheus.CounterValue, float64(t.Runs))
+		ch <- prometheus.MustNewConstMetric(c.gcFailed, prometheus.CounterValue, float64(t.Failures))
+		ch <- prometheus.MustNewConstMetric(c.gcRemoved, prometheus.CounterValue, float64(t.Removed))
 	}
 }
 

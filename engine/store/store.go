@@ -22,6 +22,7 @@ package store
 import (
 	"context"
 	"iter"
+	"sync/atomic"
 	"time"
 
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -189,4 +190,39 @@ type BulkLoader interface {
 // oversized request before opening a transaction.
 type BatchLimiter interface {
 	MaxBatchOps() int
+}
+
+// GCReporter is implemented by stores that count their GC runs, for
+// metrics.
+type GCReporter interface {
+	GCTotals() GCTotals
+}
+
+// GCTotals counts GC runs since the store was opened.
+type GCTotals struct {
+	Runs     uint64 // finished runs, failed or not
+	Failures uint64 // runs that returned an error
+	Removed  uint64 // relationship versions and changelog entries removed
+}
+
+// GCCounter accumulates GCTotals; backends embed one and call Observe
+// after each run. It is safe for concurrent use.
+type GCCounter struct {
+	runs, failures, removed atomic.Uint64
+}
+
+// Observe records one GC run.
+func (c *GCCounter) Observe(stats GCStats, err error) {
+	c.runs.Add(1)
+	if err != nil {
+		c.failures.Add(1)
+	}
+	if stats.Removed > 0 {
+		c.removed.Add(uint64(stats.Removed))
+	}
+}
+
+// GCTotals returns the counts so far.
+func (c *GCCounter) GCTotals() GCTotals {
+	return GCTotals{Runs: c.runs.Load(), Failures: c.failures.Load(), Removed: c.removed.Load()}
 }

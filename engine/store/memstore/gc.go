@@ -16,6 +16,13 @@ import (
 // deleted at or before it, older schema texts and change sets. The head
 // revision is never dropped, so the horizon never passes it.
 func (s *Store) GC(ctx context.Context, now time.Time) (store.GCStats, error) {
+	stats, err := s.gc(ctx, now)
+	s.gcCount.Observe(stats, err)
+	return stats, err
+}
+
+// gc is GC without the counting.
+func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 	if err := ctx.Err(); err != nil {
 		return store.GCStats{}, err
 	}

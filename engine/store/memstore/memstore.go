@@ -50,6 +50,7 @@ type Options struct {
 // Store is an in-memory store.Store. It also implements
 // store.GarbageCollector (GC runs only when called) and store.BulkLoader.
 type Store struct {
+	gcCount  store.GCCounter // GC runs, for metrics
 	id       string
 	window   time.Duration
 	now      func() time.Time
@@ -380,3 +381,6 @@ func errorf(format string, args ...any) error {
 
 // MaxBatchOps reports the per-transaction limit (store.BatchLimiter).
 func (s *Store) MaxBatchOps() int { return s.maxBatch }
+
+// GCTotals counts the GC runs since Open (store.GCReporter).
+func (s *Store) GCTotals() store.GCTotals { return s.gcCount.GCTotals() }

@@ -29,6 +29,13 @@ const gcBatchOps = 1024
 // run costs O(changes), not O(store). A crash during GC leaves a
 // "done" marker behind the horizon, and the next run redoes the work.
 func (s *Store) GC(ctx context.Context, now time.Time) (store.GCStats, error) {
+	stats, err := s.gc(ctx, now)
+	s.gcCount.Observe(stats, err)
+	return stats, err
+}
+
+// gc is GC without the counting.
+func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 	if err := s.acquire(); err != nil {
 		return store.GCStats{}, err
 	}

@@ -88,10 +88,11 @@ func (o Options) withDefaults() Options {
 // store.Store, store.GarbageCollector and store.BulkLoader. It is safe for
 // concurrent use.
 type Store struct {
-	db   *pebble.DB
-	opts Options
-	id   string
-	wopt *pebble.WriteOptions
+	gcCount store.GCCounter // GC runs, for metrics
+	db      *pebble.DB
+	opts    Options
+	id      string
+	wopt    *pebble.WriteOptions
 
 	head    atomic.Uint64 // newest committed (durable, published) revision
 	horizon atomic.Uint64 // oldest readable revision
@@ -398,3 +399,6 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 
 // MaxBatchOps reports the per-transaction limit (store.BatchLimiter).
 func (s *Store) MaxBatchOps() int { return s.opts.MaxBatchOps }
+
+// GCTotals counts the GC runs since Open (store.GCReporter).
+func (s *Store) GCTotals() store.GCTotals { return s.gcCount.GCTotals() }

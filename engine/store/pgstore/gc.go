@@ -26,6 +26,13 @@ const gcBatch = 1000
 // autocommitted batches. Running GC in several processes at once is safe:
 // the horizon only moves forward and the deletions are idempotent.
 func (s *Store) GC(ctx context.Context, now time.Time) (store.GCStats, error) {
+	stats, err := s.gc(ctx, now)
+	s.gcCount.Observe(stats, err)
+	return stats, err
+}
+
+// gc is GC without the counting.
+func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 	if err := s.checkOpen(); err != nil {
 		return store.GCStats{}, err
 	}

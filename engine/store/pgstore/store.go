@@ -71,6 +71,7 @@ const notifyChannel = "pemba_changes"
 // store.Store, store.GarbageCollector and store.BulkLoader, and is safe
 // for concurrent use, also by several processes sharing one database.
 type Store struct {
+	gcCount  store.GCCounter // GC runs, for metrics
 	pool     *pgxpool.Pool
 	replicas []*replica
 	opts     Options
@@ -325,3 +326,6 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig) error {
 
 // MaxBatchOps reports the per-transaction limit (store.BatchLimiter).
 func (s *Store) MaxBatchOps() int { return s.opts.MaxBatchOps }
+
+// GCTotals counts the GC runs since Open (store.GCReporter).
+func (s *Store) GCTotals() store.GCTotals { return s.gcCount.GCTotals() }
