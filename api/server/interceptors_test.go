@@ -166,6 +166,8 @@ func TestMetrics(t *testing.T) {
 		"pemba_check_results_total,outcome=has_permission":                                         2,
 		"pemba_check_results_total,outcome=no_permission":                                          1,
 		"pemba_grpc_in_flight,method=PermissionsService/CheckPermission":                           0,
+		"pemba_check_dispatches": 3,
+		"pemba_check_depth":      3,
 	} {
 		if got[key] != want {
 			t.Errorf("%s = %v, want %v", key, got[key], want)

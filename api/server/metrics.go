@@ -18,6 +18,8 @@ type metrics struct {
 	latency  *prometheus.HistogramVec // method
 	inFlight *prometheus.GaugeVec     // method
 	checks   *prometheus.CounterVec   // outcome
+	dispatch prometheus.Histogram     // subproblems dispatched per check
+	depth    prometheus.Histogram     // deepest nesting per check
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,8 +42,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "pemba", Name: "check_results_total",
 			Help: "Permission checks answered (single and bulk items), by outcome.",
 		}, []string{"outcome"}),
+		dispatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "pemba", Name: "check_dispatches",
+			Help: "Subproblems dispatched per permission check (single and bulk items), cache and memo hits included.",
+			// 1 (a cached root) to 4096.
+			Buckets: prometheus.ExponentialBuckets(1, 2, 13),
+		}),
+		depth: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "pemba", Name: "check_depth",
+			Help:    "Deepest relation nesting reached per permission check (single and bulk items); 0 for a root answered from the cache.",
+			Buckets: []float64{0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 50},
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inFlight, m.checks} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inFlight, m.checks, m.dispatch, m.depth} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server: register metrics: %w", err)
 		}
@@ -63,9 +76,11 @@ func (m *metrics) observe(fullMethod string, code codes.Code, seconds float64) {
 	m.latency.WithLabelValues(method).Observe(seconds)
 }
 
-// checked records the outcome of one check.
-func (m *metrics) checked(p pb.Permissionship) {
+// checked records the outcome, dispatch count and depth of one check.
+func (m *metrics) checked(p pb.Permissionship, dispatches, depth int) {
 	m.checks.WithLabelValues(outcomeLabel(p)).Inc()
+	m.dispatch.Observe(float64(dispatches))
+	m.depth.Observe(float64(depth))
 }
 
 func outcomeLabel(p pb.Permissionship) string {

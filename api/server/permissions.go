@@ -258,7 +258,7 @@ func (p *permissions) CheckPermission(ctx context.Context, req *pb.CheckPermissi
 		return nil, err
 	}
 	perm := permissionshipToProto(res.Permissionship)
-	p.s.metrics.checked(perm)
+	p.s.metrics.checked(perm, res.Dispatches, res.Depth)
 	return &pb.CheckPermissionResponse{
 		CheckedAt:         zookieToProto(res.Zookie),
 		Permissionship:    perm,
@@ -340,7 +340,7 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *pb.CheckBul
 				continue
 			}
 			perm := permissionshipToProto(r.Permissionship)
-			p.s.metrics.checked(perm)
+			p.s.metrics.checked(perm, r.Dispatches, r.Depth)
 			pairs[i].Response = &pb.CheckBulkPermissionsPair_Item{Item: &pb.CheckBulkPermissionsResponseItem{
 				Permissionship:    perm,
 				PartialCaveatInfo: partialInfo(r.Permissionship, r.MissingContext),

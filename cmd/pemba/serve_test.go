@@ -229,6 +229,8 @@ func TestServeMetricsAndProbes(t *testing.T) {
 		"pemba_grpc_request_duration_seconds_bucket",
 		"pemba_grpc_in_flight",
 		`pemba_check_results_total{outcome="has_permission"} 2`,
+		"pemba_check_dispatches_count 2",
+		"pemba_check_depth_count 2",
 		"pemba_engine_cache_hits_total",
 		"pemba_engine_cache_misses_total",
 		"pemba_engine_cache_evictions_total",

@@ -12,11 +12,15 @@ func (rq *request) checkRoot(ctx context.Context, req CheckRequest) (CheckResult
 	if err != nil {
 		return CheckResult{}, err
 	}
-	res, err := rq.check(ctx, nil, rel, req.Resource.ID, req.Subject)
+	st := new(checkStats)
+	res, err := rq.checkIn(ctx, nil, st, rel, req.Resource.ID, req.Subject)
 	if err != nil {
 		return CheckResult{}, err
 	}
-	return res.checkResult(), nil
+	cr := res.checkResult()
+	cr.Dispatches = int(st.dispatches.Load())
+	cr.Depth = int(st.depth.Load())
+	return cr, nil
 }
 
 // root validates req and returns the relation it asks about.
@@ -69,6 +73,15 @@ func (rq *request) bulk(ctx context.Context, reqs []CheckRequest, out []BulkResu
 // It answers the trivial cases itself (membership of a subject set in
 // itself, impossible subject kinds, cycles, depth) and dispatches the rest.
 func (rq *request) check(ctx context.Context, parent *frame, rel *schema.Relation, id string, sub tuple.SubjectRef) (result, error) {
+	var st *checkStats
+	if parent != nil {
+		st = parent.st
+	}
+	return rq.checkIn(ctx, parent, st, rel, id, sub)
+}
+
+// checkIn is check with the statistics st of the root check (nil: none).
+func (rq *request) checkIn(ctx context.Context, parent *frame, st *checkStats, rel *schema.Relation, id string, sub tuple.SubjectRef) (result, error) {
 	if err := ctx.Err(); err != nil {
 		return result{}, err
 	}
@@ -81,6 +94,7 @@ func (rq *request) check(ctx context.Context, parent *frame, rel *schema.Relatio
 	}
 	if parent == nil && rq.e.cache != nil {
 		if res, hit := rq.e.cache.lookup(rq, subproblem{rel: rel.Index, id: id, sub: sub}, true); hit {
+			st.dispatched(0)
 			return res, nil
 		}
 	}
@@ -97,10 +111,11 @@ func (rq *request) check(ctx context.Context, parent *frame, rel *schema.Relatio
 			return r, nil
 		}
 	}
-	f := &frame{parent: parent, rel: rel, id: id, depth: depth, seq: rq.seq.Add(1)}
+	f := &frame{parent: parent, rel: rel, id: id, depth: depth, seq: rq.seq.Add(1), st: st}
 	if int(depth) > rq.e.opts.MaxDepth {
 		return result{}, maxDepthError(rq.e.opts.MaxDepth, f)
 	}
+	st.dispatched(depth)
 	return rq.e.dispatch.dispatch(ctx, rq, f, subproblem{rel: rel.Index, id: id, sub: sub})
 }
 

@@ -259,3 +259,24 @@ func TestCancelled(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
+
+func TestCheckDispatchStats(t *testing.T) {
+	s := mustCompile(t, constructsSchema)
+	rd := load(t, mustParse(t, chain(10)...))
+	for _, conc := range []int{1, 4} {
+		e := New(s, Options{Concurrency: conc, Cache: cache.New(1 << 20)})
+		req := parseCheck(t, "group:g10#member@user:deep")
+		res, err := e.Check(context.Background(), Params{Reader: rd, Now: testNow}, req)
+		if err != nil || res.Permissionship != HasPermission {
+			t.Fatalf("Check = %v, %v", res, err)
+		}
+		if res.Depth < 1 || res.Dispatches < res.Depth {
+			t.Errorf("concurrency %d: Dispatches = %d, Depth = %d", conc, res.Dispatches, res.Depth)
+		}
+		// The root is now cached: one dispatch, no frame.
+		res, err = e.Check(context.Background(), Params{Reader: rd, Now: testNow}, req)
+		if err != nil || res.Dispatches != 1 || res.Depth != 0 {
+			t.Errorf("concurrency %d: cached Check = %+v, %v; want Dispatches 1, Depth 0", conc, res, err)
+		}
+	}
+}

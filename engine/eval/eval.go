@@ -129,6 +129,14 @@ type CheckResult struct {
 	// MissingContext lists, sorted, the caveat parameters whose values
 	// would decide a conditional answer.
 	MissingContext []string
+	// Dispatches is the number of subproblems dispatched while answering
+	// the check, counting those answered by the in-request memo or the
+	// cache; a root answered from the cache counts 1.
+	Dispatches int
+	// Depth is the deepest nesting reached: 1 for the root subproblem,
+	// 0 when the root was answered from the cache (or trivially, without
+	// dispatching anything).
+	Depth int
 }
 
 // BulkResult is one item of CheckBulk: a result or an error.
@@ -239,7 +247,9 @@ func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (Chec
 			var buf [128]byte
 			key := e.appendCacheKey(buf[:0], p.Reader.Revision(), subproblem{rel: rel.Index, id: req.Resource.ID, sub: req.Subject}, 0)
 			if res, hit := e.cache.lookupKey(key, p.Now, true); hit {
-				return res.checkResult(), nil
+				cr := res.checkResult()
+				cr.Dispatches = 1 // the root, a cache hit; Depth stays 0
+				return cr, nil
 			}
 		}
 	}

@@ -53,7 +53,30 @@ type frame struct {
 	rel    *schema.Relation
 	id     string
 	depth  int32
-	seq    uint64 // start order, for the wait rule of memoLayer
+	seq    uint64      // start order, for the wait rule of memoLayer
+	st     *checkStats // statistics of the root check; nil when none
+}
+
+// checkStats counts the work of one root check. Its branches may run on
+// several goroutines, so the counters are atomic.
+type checkStats struct {
+	dispatches atomic.Int64 // subproblems dispatched, memo and cache hits included
+	depth      atomic.Int32 // deepest frame dispatched (root = 1)
+}
+
+// dispatched records a dispatch at depth d (0: a root answered from the
+// cache without a frame). st may be nil.
+func (st *checkStats) dispatched(d int32) {
+	if st == nil {
+		return
+	}
+	st.dispatches.Add(1)
+	for {
+		cur := st.depth.Load()
+		if d <= cur || st.depth.CompareAndSwap(cur, d) {
+			return
+		}
+	}
 }
 
 func (e *Evaluator) newRequest(p Params) (*request, error) {
