@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -29,14 +30,23 @@ type GRPCOptions struct {
 	Consistency Consistency
 	// DialOptions replace the default (plaintext) transport options.
 	DialOptions []grpc.DialOption
+	// Conns is how many connections the workers' calls are spread over,
+	// round robin (0: DefaultGRPCConns). One HTTP/2 connection serializes
+	// every frame through one reader and one writer goroutine on each side.
+	Conns int
 }
+
+// DefaultGRPCConns is how many connections a GRPC target opens by default.
+const DefaultGRPCConns = 4
 
 // GRPC is a Target that calls a Pemba server over gRPC. It uses the
 // generated stubs directly; the server's cache counters are not visible
 // through the API, so Stats reports the cache as unknown (disabled).
 type GRPC struct {
-	conn   *grpc.ClientConn
-	perms  pembav1.PermissionsServiceClient
+	conns  []*grpc.ClientConn
+	pool   []pembav1.PermissionsServiceClient // one per conn
+	next   atomic.Uint32
+	perms  pembav1.PermissionsServiceClient // the first connection's
 	schema pembav1.SchemaServiceClient
 	key    string
 	c      *pembav1.Consistency
@@ -55,16 +65,29 @@ func NewGRPC(opts GRPCOptions) (*GRPC, error) {
 	if dial == nil {
 		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
-	conn, err := grpc.NewClient(opts.Addr, dial...)
-	if err != nil {
-		return nil, fmt.Errorf("bench: connect to %s: %w", opts.Addr, err)
+	n := opts.Conns
+	if n <= 0 {
+		n = DefaultGRPCConns
+	}
+	conns := make([]*grpc.ClientConn, 0, n)
+	pool := make([]pembav1.PermissionsServiceClient, 0, n)
+	for range n {
+		conn, err := grpc.NewClient(opts.Addr, dial...)
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, fmt.Errorf("bench: connect to %s: %w", opts.Addr, err)
+		}
+		conns = append(conns, conn)
+		pool = append(pool, pembav1.NewPermissionsServiceClient(conn))
 	}
 	c := &pembav1.Consistency{Requirement: &pembav1.Consistency_MinimizeLatency{MinimizeLatency: true}}
 	if opts.Consistency == FullyConsistent {
 		c = &pembav1.Consistency{Requirement: &pembav1.Consistency_FullyConsistent{FullyConsistent: true}}
 	}
 	return &GRPC{
-		conn: conn, perms: pembav1.NewPermissionsServiceClient(conn), schema: pembav1.NewSchemaServiceClient(conn),
+		conns: conns, pool: pool, perms: pool[0], schema: pembav1.NewSchemaServiceClient(conns[0]),
 		key: opts.Key, c: c,
 	}, nil
 }
@@ -123,6 +146,7 @@ func (t *GRPC) Load(ctx context.Context, schema string, rels iter.Seq2[tuple.Rel
 // Do sends req over gRPC, reading every result of a lookup stream.
 func (t *GRPC) Do(ctx context.Context, req *workload.Request) (Outcome, error) {
 	ctx = t.auth(ctx)
+	perms := t.pick()
 	var reqCtx *structpb.Struct
 	if req.Context != nil {
 		var err error
@@ -132,7 +156,7 @@ func (t *GRPC) Do(ctx context.Context, req *workload.Request) (Outcome, error) {
 	}
 	switch req.Op {
 	case workload.OpCheck:
-		resp, err := t.perms.CheckPermission(ctx, &pembav1.CheckPermissionRequest{
+		resp, err := perms.CheckPermission(ctx, &pembav1.CheckPermissionRequest{
 			Consistency: t.c, Resource: objectToProto(req.Resource), Permission: req.Permission,
 			Subject: subjectToProto(req.Subject), Context: reqCtx,
 		})
@@ -143,7 +167,7 @@ func (t *GRPC) Do(ctx context.Context, req *workload.Request) (Outcome, error) {
 	case workload.OpLookupResources:
 		return t.lookupResources(ctx, req, reqCtx)
 	case workload.OpLookupSubjects:
-		stream, err := t.perms.LookupSubjects(ctx, &pembav1.LookupSubjectsRequest{
+		stream, err := perms.LookupSubjects(ctx, &pembav1.LookupSubjectsRequest{
 			Consistency: t.c, Resource: objectToProto(req.Resource), Permission: req.Permission,
 			SubjectObjectType: req.SubjectType, Context: reqCtx,
 		})
@@ -164,7 +188,7 @@ func (t *GRPC) Do(ctx context.Context, req *workload.Request) (Outcome, error) {
 			}
 			w.Updates = append(w.Updates, &pembav1.RelationshipUpdate{Operation: op, Relationship: pr})
 		}
-		_, err := t.perms.WriteRelationships(ctx, w)
+		_, err := perms.WriteRelationships(ctx, w)
 		return Outcome{}, err
 	}
 	return Outcome{}, fmt.Errorf("%w: operation %s", ErrUsage, req.Op)
@@ -225,7 +249,18 @@ func drainStream[T any](s grpc.ServerStreamingClient[T]) (Outcome, error) {
 func (t *GRPC) Stats() TargetStats { return TargetStats{} }
 
 // Close closes the connection.
-func (t *GRPC) Close() error { return t.conn.Close() }
+func (t *GRPC) Close() error {
+	var errs []error
+	for _, c := range t.conns {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// pick returns the next connection's client, round robin.
+func (t *GRPC) pick() pembav1.PermissionsServiceClient {
+	return t.pool[int(t.next.Add(1))%len(t.pool)]
+}
 
 func objectToProto(o tuple.ObjectRef) *pembav1.ObjectReference {
 	return &pembav1.ObjectReference{ObjectType: o.Type, ObjectId: o.ID}
