@@ -81,14 +81,7 @@ func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string)
 			return err
 		}
 		got := 0
-		for {
-			msg, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return err
-			}
+		err = recvEach(stream, func(msg *pb.LookupResourcesResponse) error {
 			got++
 			n++
 			cursor, zk = msg.GetAfterResultCursor(), msg.GetLookedUpAt().GetToken()
@@ -99,19 +92,19 @@ func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string)
 				if missing == nil {
 					missing = []string{}
 				}
-				err = inv.emitJSON(struct {
+				return inv.emitJSON(struct {
 					Resource       string   `json:"resource"`
 					ResourceID     string   `json:"resource_id"`
 					Permissionship string   `json:"permissionship"`
 					Missing        []string `json:"missing_context"`
 					Zookie         string   `json:"zookie"`
 				}{obj, msg.GetResourceObjectId(), permissionshipName(p), missing, zk})
-				if err != nil {
-					return err
-				}
-				continue
 			}
 			inv.printf("%s%s\n", obj, missingSuffix(p, msg.GetPartialCaveatInfo()))
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if got < size || (*limit > 0 && n >= *limit) {
 			break

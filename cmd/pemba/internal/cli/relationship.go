@@ -2,9 +2,7 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 
 	"github.com/pemba-authz/pemba/api/client"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
@@ -235,20 +233,14 @@ func relationshipRead(ctx context.Context, inv *invocation, args []string) error
 			return err
 		}
 		got := 0
-		for {
-			msg, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return err
-			}
+		err = recvEach(stream, func(msg *pb.ReadRelationshipsResponse) error {
 			got++
 			n++
 			cursor, zk = msg.GetAfterResultCursor(), msg.GetReadAt().GetToken()
-			if err := inv.emitRelationship(msg.GetRelationship(), zk); err != nil {
-				return err
-			}
+			return inv.emitRelationship(msg.GetRelationship(), zk)
+		})
+		if err != nil {
+			return err
 		}
 		if got < size || (*limit > 0 && n >= *limit) {
 			break
@@ -318,14 +310,7 @@ func relationshipExport(ctx context.Context, inv *invocation, args []string) err
 	}
 	var zk string
 	n := 0
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
+	err = recvEach(stream, func(msg *pb.ExportRelationshipsResponse) error {
 		zk = msg.GetExportedAt().GetToken()
 		for _, r := range msg.GetRelationships() {
 			if err := inv.emitRelationship(r, zk); err != nil {
@@ -333,6 +318,10 @@ func relationshipExport(ctx context.Context, inv *invocation, args []string) err
 			}
 			n++
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	inv.infof("%d relationships exported%s\n", n, atSuffix(zk))
 	return nil
