@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"io"
 	"strings"
 
 	"github.com/pemba-authz/pemba/api/client"
@@ -176,14 +174,7 @@ func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) 
 	}
 	var zk string
 	n := 0
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
+	err = recvEach(stream, func(msg *pb.LookupSubjectsResponse) error {
 		n++
 		zk = msg.GetLookedUpAt().GetToken()
 		s := msg.GetSubject()
@@ -199,7 +190,7 @@ func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) 
 			if excluded == nil {
 				excluded = []string{}
 			}
-			err := inv.emitJSON(struct {
+			return inv.emitJSON(struct {
 				Subject        string   `json:"subject"`
 				SubjectID      string   `json:"subject_id"`
 				Permissionship string   `json:"permissionship"`
@@ -207,16 +198,16 @@ func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) 
 				Excluded       []string `json:"excluded_subjects"`
 				Zookie         string   `json:"zookie"`
 			}{name(s.GetSubjectObjectId()), s.GetSubjectObjectId(), permissionshipName(s.GetPermissionship()), missing, excluded, zk})
-			if err != nil {
-				return err
-			}
-			continue
 		}
 		line := name(s.GetSubjectObjectId()) + missingSuffix(s.GetPermissionship(), s.GetPartialCaveatInfo())
 		if len(excluded) > 0 {
 			line += " (except " + strings.Join(excluded, ", ") + ")"
 		}
 		inv.printf("%s\n", line)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	inv.infof("%d subjects%s\n", n, atSuffix(zk))
 	return nil
