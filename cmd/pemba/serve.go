@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/pemba-authz/pemba/api/server"
+	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
@@ -98,7 +99,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fail(fmt.Errorf("%s holds no keys", *keysFile))
 		}
 	case *noAuth:
-	case isLoopback(*listen):
+	case cli.IsLoopback(*listen):
 		log.Warn("serving without authentication on a loopback address; give -keys-file to require keys", "listen", *listen)
 	default:
 		fmt.Fprintf(stderr, "pemba serve: %s is reachable from other hosts: give -keys-file, or -insecure-no-auth to serve without authentication\n", *listen)
@@ -223,20 +224,6 @@ func flagsFromEnv(fs *flag.FlagSet) error {
 		}
 	})
 	return err
-}
-
-// isLoopback reports whether a listen address only accepts connections from
-// this machine.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // listFlag is a repeatable string flag.

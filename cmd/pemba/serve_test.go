@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
 )
 
 // startServe runs `pemba serve args...` until the test ends and returns
@@ -160,8 +161,8 @@ func TestIsLoopback(t *testing.T) {
 		":50051": false, "0.0.0.0:1": false, "10.0.0.1:1": false, "example.com:1": false, "garbage": false,
 	}
 	for addr, want := range tests {
-		if got := isLoopback(addr); got != want {
-			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
+		if got := cli.IsLoopback(addr); got != want {
+			t.Errorf("cli.IsLoopback(%q) = %v, want %v", addr, got, want)
 		}
 	}
 }

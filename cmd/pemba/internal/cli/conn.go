@@ -65,7 +65,7 @@ func (inv *invocation) dial(c *connFlags, usage string) (*client.Client, error) 
 		opts.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	case c.useTLS:
 		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
-	case c.insecure || isLoopback(c.address):
+	case c.insecure || IsLoopback(c.address):
 		opts.Insecure = true
 	default:
 		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -77,8 +77,8 @@ func (inv *invocation) dial(c *connFlags, usage string) (*client.Client, error) 
 	return cl, nil
 }
 
-// isLoopback reports whether addr is host:port with a loopback host.
-func isLoopback(addr string) bool {
+// IsLoopback reports whether addr is host:port with a loopback host.
+func IsLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false

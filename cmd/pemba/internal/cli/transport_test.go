@@ -92,8 +92,8 @@ func TestIsLoopback(t *testing.T) {
 		"127.0.0.1:50051": true, "localhost:1": true, "[::1]:50051": true,
 		"10.0.0.1:50051": false, "authz.internal:443": false, "dns:///authz:443": false, "127.0.0.1": false,
 	} {
-		if got := isLoopback(addr); got != want {
-			t.Errorf("isLoopback(%q) = %v", addr, got)
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v", addr, got)
 		}
 	}
 }
