@@ -134,6 +134,7 @@ func TestBacklogInBatchesThenWake(t *testing.T) {
 	l.waitReads(t, 3) // the empty read: the watcher waits now
 	l.commit(true)
 	expect(t, out, 6)
+	l.waitReads(t, 5) // the read after 6 finds nothing; only then cancel
 	cancel()
 	expectEnd(t, out, context.Canceled)
 	l.mu.Lock()
