@@ -77,11 +77,17 @@ func (rq *request) check(ctx context.Context, parent *frame, rel *schema.Relatio
 	if parent != nil {
 		st = parent.st
 	}
-	return rq.checkIn(ctx, parent, st, rel, id, sub)
+	return rq.checkAt(ctx, parent, st, rel, id, sub, false)
 }
 
 // checkIn is check with the statistics st of the root check (nil: none).
 func (rq *request) checkIn(ctx context.Context, parent *frame, st *checkStats, rel *schema.Relation, id string, sub tuple.SubjectRef) (result, error) {
+	return rq.checkAt(ctx, parent, st, rel, id, sub, false)
+}
+
+// checkAt is checkIn; local keeps the subproblem on this node (it was
+// dispatched here by its owner's router).
+func (rq *request) checkAt(ctx context.Context, parent *frame, st *checkStats, rel *schema.Relation, id string, sub tuple.SubjectRef, local bool) (result, error) {
 	if err := ctx.Err(); err != nil {
 		return result{}, err
 	}
@@ -111,7 +117,7 @@ func (rq *request) checkIn(ctx context.Context, parent *frame, st *checkStats, r
 			return r, nil
 		}
 	}
-	f := &frame{parent: parent, rel: rel, id: id, depth: depth, seq: rq.seq.Add(1), st: st}
+	f := &frame{parent: parent, rel: rel, id: id, depth: depth, seq: rq.seq.Add(1), st: st, local: local}
 	if int(depth) > rq.e.opts.MaxDepth {
 		return result{}, maxDepthError(rq.e.opts.MaxDepth, f)
 	}

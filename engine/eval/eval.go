@@ -31,6 +31,9 @@ type Options struct {
 	// cross-request cache (requests still share work within themselves).
 	// One cache must serve one store: keys hold revisions, not store IDs.
 	Cache *cache.Cache
+	// Router, when set, sends permissions owned by other nodes of a
+	// cluster to them (see Router); nil evaluates everything here.
+	Router Router
 }
 
 // Evaluator answers permission questions over one compiled schema. It is
@@ -70,6 +73,9 @@ func New(s *schema.Schema, opts Options) *Evaluator {
 		cl := cacheLayer{cache: opts.Cache, next: d}
 		e.cache = &cl
 		d = cl
+	}
+	if opts.Router != nil {
+		d = remoteLayer{router: opts.Router, next: d}
 	}
 	e.dispatch = memoLayer{next: d}
 	return e

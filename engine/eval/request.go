@@ -55,6 +55,7 @@ type frame struct {
 	depth  int32
 	seq    uint64      // start order, for the wait rule of memoLayer
 	st     *checkStats // statistics of the root check; nil when none
+	local  bool        // evaluate here, never route (see remoteLayer)
 }
 
 // checkStats counts the work of one root check. Its branches may run on
