@@ -85,6 +85,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Limits bound request sizes; zero fields take defaults.
 	Limits Limits
+	// Router, when set, makes this engine one node of a cluster over a
+	// shared store: permissions owned by other nodes are evaluated there
+	// (see eval.Router and DispatchCheck).
+	Router eval.Router
 }
 
 // Limits bound the size of requests. Exceeding one fails with a *LimitError.
@@ -204,7 +208,7 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	if conc <= 0 {
 		conc = DefaultConcurrency()
 	}
-	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache}
+	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router}
 	e.heads = &headQuantizer{st: st, now: e.now, quantum: quantum}
 	// Fail early on a store that cannot even report its head. The head is
 	// not remembered: the first quantum starts with the first read.
@@ -241,6 +245,9 @@ func (e *Engine) Close() error {
 	e.closed.Store(true)
 	return nil
 }
+
+// Fingerprint identifies the engine's store in zookies and dispatches.
+func (e *Engine) Fingerprint() zookie.Fingerprint { return e.fingerprint }
 
 // Store returns the store the engine reads and writes.
 func (e *Engine) Store() store.Store { return e.st }

@@ -131,6 +131,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	pb.RegisterPermissionsServiceServer(s.grpc, &permissions{s: s})
 	pb.RegisterSchemaServiceServer(s.grpc, &schemas{s: s})
 	pb.RegisterWatchServiceServer(s.grpc, &watcher{s: s})
+	pb.RegisterDispatchServiceServer(s.grpc, &dispatcher{s: s})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	if cfg.Reflection {
 		reflection.Register(s.grpc)

@@ -1,0 +1,170 @@
+package cluster_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/pemba-authz/pemba/api/cluster"
+	"github.com/pemba-authz/pemba/api/server"
+	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine/store/memstore"
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/engine/validation"
+)
+
+// node is one member of an in-process cluster: an engine with a router,
+// served over gRPC on a loopback port.
+type node struct {
+	addr   string
+	eng    *engine.Engine
+	router *cluster.Router
+	srv    *server.Server
+}
+
+// startCluster starts n engines over one shared store (as n processes on
+// one PostgreSQL database would be), each routing to the others over
+// real gRPC connections, and returns them with a single engine without
+// routing over the same store, loaded with the enterprise example.
+func startCluster(t *testing.T, n int) ([]*node, *engine.Engine, *validation.File, string) {
+	t.Helper()
+	ctx := context.Background()
+	f, err := validation.Load("../../examples/enterprise/enterprise.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	clock := func() time.Time { return now }
+	st := memstore.New(memstore.Options{})
+	t.Cleanup(func() { st.Close() })
+	single, err := engine.Open(ctx, st, engine.Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := single.WriteSchema(ctx, "test", f.Schema); err != nil {
+		t.Fatal(err)
+	}
+	zk, _, err := single.Import(ctx, "test", func(yield func(tuple.Relationship, error) bool) {
+		for _, r := range f.Relationships {
+			if !yield(r.Relationship, nil) {
+				return
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lis []net.Listener
+	var addrs []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lis = append(lis, l)
+		addrs = append(addrs, l.Addr().String())
+	}
+	var nodes []*node
+	for i := range n {
+		r, err := cluster.New(cluster.Config{
+			Self: addrs[i], Peers: addrs, Fingerprint: single.Fingerprint(),
+			DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+			// Generous: the race detector and a loaded CI machine are
+			// slow, and a timeout would only mean a local evaluation.
+			Timeout: 10 * time.Second, DownFor: time.Hour,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := engine.Open(ctx, st, engine.Options{Now: clock, Router: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := server.New(e, server.Config{Registerer: prometheus.NewRegistry()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.Serve(lis[i])
+		nd := &node{addr: addrs[i], eng: e, router: r, srv: srv}
+		t.Cleanup(func() { srv.Stop(); r.Close() })
+		nodes = append(nodes, nd)
+	}
+	return nodes, single, f, zk
+}
+
+// checkAll runs every assertion of f on each node of on, at revision zk,
+// and compares with single and with the file's expectation.
+func checkAll(t *testing.T, on []*node, single *engine.Engine, f *validation.File, zk string) {
+	t.Helper()
+	ctx := context.Background()
+	want := map[validation.AssertionKind]eval.Permissionship{
+		validation.AssertTrue: eval.HasPermission, validation.AssertFalse: eval.NoPermission, validation.AssertCaveated: eval.ConditionalPermission,
+	}
+	for _, a := range f.Assertions {
+		req := engine.CheckRequest{Consistency: engine.AtExactSnapshot(zk), Resource: a.Resource, Permission: a.Permission, Subject: a.Subject, Context: a.Context}
+		ref, err := single.Check(ctx, req)
+		if err != nil {
+			t.Fatalf("%s: single node: %v", a.Text, err)
+		}
+		if ref.Permissionship != want[a.Kind] {
+			t.Fatalf("%s: single node says %v, the file %v", a.Text, ref.Permissionship, a.Kind)
+		}
+		for _, nd := range on {
+			got, err := nd.eng.Check(ctx, req)
+			if err != nil || got.Permissionship != ref.Permissionship || strings.Join(got.MissingContext, ",") != strings.Join(ref.MissingContext, ",") {
+				t.Errorf("%s on %s: %v %v (err %v), single node %v %v", a.Text, nd.addr, got.Permissionship, got.MissingContext, err, ref.Permissionship, ref.MissingContext)
+			}
+		}
+	}
+}
+
+func outcome(nodes []*node, peer, what string) float64 {
+	var sum float64
+	for _, nd := range nodes {
+		var m dto.Metric
+		if err := nd.router.Collector().(*prometheus.CounterVec).WithLabelValues(peer, what).Write(&m); err != nil {
+			panic(err)
+		}
+		sum += m.GetCounter().GetValue()
+	}
+	return sum
+}
+
+func TestClusterAgreesWithOneNodeAndSurvivesAPeer(t *testing.T) {
+	nodes, single, f, zk := startCluster(t, 3)
+	checkAll(t, nodes, single, f, zk)
+	for _, nd := range nodes {
+		if got := outcome(nodes, nd.addr, "ok"); got == 0 {
+			t.Errorf("no subproblem was answered by %s", nd.addr)
+		}
+	}
+	// Each node caches only what it owns: the caches together hold about
+	// what one node would, not three times as much.
+	var entries int64
+	for _, nd := range nodes {
+		entries += nd.eng.Stats().Cache.Entries
+	}
+	if entries == 0 {
+		t.Error("no node cached anything")
+	}
+
+	// A peer goes away: its subproblems are evaluated by the others and
+	// no check fails.
+	dead := nodes[2]
+	dead.srv.Stop()
+	checkAll(t, nodes[:2], single, f, zk)
+	if outcome(nodes[:2], dead.addr, "failed") == 0 {
+		t.Errorf("no dispatch to the stopped node %s failed over", dead.addr)
+	}
+	if outcome(nodes[:2], dead.addr, "skipped") == 0 {
+		t.Errorf("the stopped node %s was never skipped", dead.addr)
+	}
+}

@@ -1,0 +1,38 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine/zookie"
+)
+
+// DispatchCheck answers a subproblem another node of the cluster sent to
+// this one, its owner. fp is the sender's store fingerprint: nodes on
+// different stores share no revisions, so a mismatch is refused
+// (ErrInvalidRequest) rather than answered from unrelated data. The
+// request's revision must still be inside the GC window.
+func (e *Engine) DispatchCheck(ctx context.Context, fp zookie.Fingerprint, req *eval.DispatchRequest) (*eval.DispatchResponse, error) {
+	if err := e.checkOpen(); err != nil {
+		return nil, err
+	}
+	if fp != e.fingerprint {
+		return nil, fmt.Errorf("%w: dispatch from a node on another datastore", ErrInvalidRequest)
+	}
+	if err := e.checkContextSize(req.Context); err != nil {
+		return nil, err
+	}
+	v, err := e.openAt(ctx, req.Revision)
+	if err != nil {
+		return nil, err
+	}
+	if v.c == nil {
+		return nil, fmt.Errorf("%w (at revision %d)", ErrNoSchema, v.rev)
+	}
+	resp, err := v.c.eval.DispatchCheck(ctx, eval.Params{Reader: v.reader}, req)
+	if err != nil {
+		return nil, fmt.Errorf("engine: dispatched check %s#%s@%s: %w", req.Resource, req.Relation, req.Subject, err)
+	}
+	return resp, nil
+}
