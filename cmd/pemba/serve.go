@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/pemba-authz/pemba/api/cluster"
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
 	"github.com/pemba-authz/pemba/engine"
@@ -26,6 +28,7 @@ import (
 	"github.com/pemba-authz/pemba/engine/store/memstore"
 	"github.com/pemba-authz/pemba/engine/store/pebblestore"
 	"github.com/pemba-authz/pemba/engine/store/pgstore"
+	"github.com/pemba-authz/pemba/engine/zookie"
 )
 
 // stopGrace is how long a stopping server waits for calls in flight (open
@@ -57,6 +60,11 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		maxDepth    = fs.Int("max-depth", 0, "deepest nesting a check follows (0: the engine's default)")
 		quantum     = fs.Duration("quantum", 0, "how long minimize_latency reads share a revision (0: the engine's default, negative: never)")
 	)
+	var dispatch dispatchFlags
+	fs.StringVar(&dispatch.peers, "dispatch-peers", "", "cluster: comma-separated host:port of every node (this one included, the same list on each), all on one -datastore postgres; each permission is evaluated and cached by its owner node")
+	fs.StringVar(&dispatch.self, "dispatch-self", "", "cluster: this node's entry in -dispatch-peers (default: the -listen address)")
+	fs.DurationVar(&dispatch.timeout, "dispatch-timeout", cluster.DefaultTimeout, "cluster: how long to wait for a peer before evaluating its subproblem here")
+	fs.StringVar(&dispatch.caFile, "dispatch-ca", "", "cluster: CA certificates (PEM) of the peers' TLS certificates (default: system roots; used with -tls-cert)")
 	fs.StringVar(storeKind, "store", "pebble", "the same as -datastore")
 	fs.Var(&replicas, "datastore-read-replica-uri", "postgres: a hot standby to read from when it has replayed the revision asked for (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -143,14 +151,25 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return 2
 	}
 	defer st.Close()
-	eng, err := engine.Open(ctx, st, engine.Options{Logger: log, CacheBytes: *cacheBytes, MaxDepth: *maxDepth, Quantum: *quantum})
+	router, err := dispatch.router(*listen, *storeKind, zookie.FingerprintOf(st.Kind(), st.ID()), keys, *tlsCert != "", log)
+	if err != nil {
+		return fail(err)
+	}
+	eopts := engine.Options{Logger: log, CacheBytes: *cacheBytes, MaxDepth: *maxDepth, Quantum: *quantum}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if router != nil {
+		defer router.Close()
+		eopts.Router = router
+		reg.MustRegister(router.Collector())
+		log.Info("cluster dispatch on", "peers", dispatch.peers, "self", cmp.Or(dispatch.self, *listen))
+	}
+	eng, err := engine.Open(ctx, st, eopts)
 	if err != nil {
 		return fail(err)
 	}
 	defer eng.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(eng, server.Config{
 		Keys: keys, HealthWithoutAuth: *healthOpen, Reflection: *reflect, RequestTimeout: *timeout,
 		Registerer: reg, Logger: log, GRPCOptions: grpcOpts, MaxRecvMsgBytes: *maxRecv,
