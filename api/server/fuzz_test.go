@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 )
@@ -60,6 +61,7 @@ var fuzzMethods = []struct {
 	{"/pemba.v1.PermissionsService/LookupSubjects", true, &pb.LookupSubjectsRequest{Resource: obj("doc", "readme"), Permission: "view", SubjectObjectType: "user"}},
 	{"/pemba.v1.PermissionsService/ReadRelationships", true, &pb.ReadRelationshipsRequest{RelationshipFilter: &pb.RelationshipFilter{ResourceType: "doc"}}},
 	{"/pemba.v1.PermissionsService/ExportRelationships", true, &pb.ExportRelationshipsRequest{}},
+	{"/pemba.v1.DispatchService/DispatchCheck", false, &pb.DispatchCheckRequest{DatastoreFingerprint: make([]byte, 8), Revision: 2, Now: &timestamppb.Timestamp{Seconds: 1e9}, Resource: obj("doc", "readme"), Relation: "view", Subject: sub("user", "anne", ""), ContextJson: []byte(`{"level":3}`), Path: []*pb.DispatchPathStep{{Resource: obj("folder", "f"), Relation: "view"}}}},
 }
 
 // FuzzRequestBytes sends arbitrary bytes as the request of each method
