@@ -22,6 +22,17 @@ var (
 	// ErrBatchTooLarge: a transaction wrote more relationships than the
 	// store's per-transaction limit; nothing was written.
 	ErrBatchTooLarge = errors.New("store: too many operations in one transaction")
+	// ErrUnavailable: the backend could not reach its database (a
+	// connection refused, reset or closed, a server shutting down or
+	// starting up). A write that fails with it committed nothing, so
+	// every operation may be retried. Backends keep the cause in the
+	// message.
+	ErrUnavailable = errors.New("store: database unavailable")
+	// ErrCommitUnknown: a write sent its commit but the connection failed
+	// before the answer came, and the backend could not find out in time
+	// whether the commit happened. The write may or may not be visible;
+	// read at the newest revision before deciding to retry it.
+	ErrCommitUnknown = errors.New("store: commit outcome unknown")
 )
 
 // DefaultMaxBatchOps is the default limit on Touch, Create and Delete calls

@@ -41,12 +41,12 @@ func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 	cutoff := nowNanos(now.Add(-s.opts.GCWindow))
 	var found pgtype.Int8
 	if err := s.pool.QueryRow(ctx, `SELECT max(revision) FROM pemba_changelog WHERE committed_ns <= $1`, cutoff).Scan(&found); err != nil {
-		return store.GCStats{}, s.wrap("gc: find horizon", err)
+		return store.GCStats{}, s.wrap(ctx, "gc: find horizon", err)
 	}
 	var h int64
 	if err := s.pool.QueryRow(ctx, `UPDATE pemba_horizon SET horizon = GREATEST(horizon, $1) RETURNING horizon`,
 		found.Int64).Scan(&h); err != nil {
-		return store.GCStats{}, s.wrap("gc: persist horizon", err)
+		return store.GCStats{}, s.wrap(ctx, "gc: persist horizon", err)
 	}
 	horizon := store.Revision(h)
 	s.advanceHorizon(horizon)
@@ -61,7 +61,7 @@ func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 		for {
 			tag, err := s.pool.Exec(ctx, stmt, h)
 			if err != nil {
-				return stats, s.wrap("gc: delete", err)
+				return stats, s.wrap(ctx, "gc: delete", err)
 			}
 			stats.Removed += int(tag.RowsAffected())
 			if tag.RowsAffected() < gcBatch {
@@ -71,7 +71,7 @@ func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 	}
 	if _, err := s.pool.Exec(ctx, `DELETE FROM pemba_schemas
 		WHERE revision < (SELECT max(revision) FROM pemba_schemas WHERE revision <= $1)`, h); err != nil {
-		return stats, s.wrap("gc: delete schemas", err)
+		return stats, s.wrap(ctx, "gc: delete schemas", err)
 	}
 	if stats.Removed > 0 {
 		s.opts.Logger.Debug("pgstore: gc", "horizon", h, "removed", stats.Removed)

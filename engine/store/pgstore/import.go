@@ -39,12 +39,12 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 	defer s.unlockWriter()
 	pg, err := s.pool.Begin(ctx)
 	if err != nil {
-		return 0, 0, s.wrap("begin import", err)
+		return 0, 0, s.wrap(ctx, "begin import", err)
 	}
 	defer pg.Rollback(context.Background())
-	rev, last, err := allocate(ctx, pg)
+	rev, last, id, err := allocate(ctx, pg)
 	if err != nil {
-		return 0, 0, s.wrap("allocate revision", err)
+		return 0, 0, s.wrap(ctx, "allocate revision", err)
 	}
 	if _, err := pg.Exec(ctx, `CREATE TEMPORARY TABLE pemba_import (
 		seq bigint NOT NULL,
@@ -53,7 +53,7 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 		subject_id text COLLATE "C" NOT NULL, subject_relation text COLLATE "C" NOT NULL,
 		caveat_name text, caveat_context text, expires_ns bigint
 	) ON COMMIT DROP`); err != nil {
-		return 0, 0, s.wrap("import: staging table", err)
+		return 0, 0, s.wrap(ctx, "import: staging table", err)
 	}
 	next, stop := iter.Pull2(rels)
 	defer stop()
@@ -84,7 +84,7 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 		if srcErr != nil {
 			return 0, 0, fmt.Errorf("pgstore: import: %w", srcErr)
 		}
-		return 0, 0, s.wrap("import: copy", err)
+		return 0, 0, s.wrap(ctx, "import: copy", err)
 	}
 	b := &pgx.Batch{}
 	// Room to sort the staging table in memory for DISTINCT ON.
@@ -104,10 +104,13 @@ ORDER BY resource_type, resource_id, relation, subject_type, subject_id, subject
 		int64(rev), int16(store.OpTouch))
 	s.queueCommit(b, rev, last, meta, nil)
 	if err := pg.SendBatch(ctx, b).Close(); err != nil {
-		return 0, 0, s.wrap(fmt.Sprintf("import revision %d", rev), err)
+		return 0, 0, s.wrap(ctx, fmt.Sprintf("import revision %d", rev), err)
 	}
 	if err := pg.Commit(ctx); err != nil {
-		return 0, 0, s.wrap(fmt.Sprintf("commit import revision %d", rev), err)
+		// The COMMIT may have been applied with its answer lost.
+		if rev, err = s.commitFailed(ctx, fmt.Sprintf("commit import revision %d", rev), rev, id, err); err != nil {
+			return 0, 0, err
+		}
 	}
 	s.advanceHead(rev)
 	s.wake()

@@ -248,7 +248,7 @@ func (r *reader) pageOn(ctx context.Context, q querier, sql string, args []any, 
 	}
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
-		return out, r.s.wrap("query", err)
+		return out, r.s.wrap(ctx, "query", err)
 	}
 	defer rows.Close()
 	var (
@@ -262,7 +262,7 @@ func (r *reader) pageOn(ctx context.Context, q querier, sql string, args []any, 
 	for rows.Next() {
 		if err := rows.Scan(&horizon, &found, &k.Resource.Type, &k.Resource.ID, &k.Relation,
 			&k.Subject.Type, &k.Subject.ID, &k.Subject.Relation, &caveatName, &caveatCtx, &expires); err != nil {
-			return out, r.s.wrap("scan", err)
+			return out, r.s.wrap(ctx, "scan", err)
 		}
 		if store.Revision(horizon) > r.rev {
 			r.s.advanceHorizon(store.Revision(horizon))
@@ -278,7 +278,7 @@ func (r *reader) pageOn(ctx context.Context, q querier, sql string, args []any, 
 		out = append(out, rel)
 	}
 	if err := rows.Err(); err != nil {
-		return out, r.s.wrap("query", err)
+		return out, r.s.wrap(ctx, "query", err)
 	}
 	return out, nil
 }
@@ -305,7 +305,7 @@ FROM pemba_horizon h LEFT JOIN LATERAL (
 	ORDER BY revision DESC LIMIT 1
 ) s ON true`, int64(r.rev))
 	if err != nil {
-		return "", 0, r.s.wrap("read schema", err)
+		return "", 0, r.s.wrap(ctx, "read schema", err)
 	}
 	defer rows.Close()
 	var (
@@ -315,11 +315,11 @@ FROM pemba_horizon h LEFT JOIN LATERAL (
 	)
 	if rows.Next() {
 		if err := rows.Scan(&horizon, &rev, &text); err != nil {
-			return "", 0, r.s.wrap("read schema", err)
+			return "", 0, r.s.wrap(ctx, "read schema", err)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return "", 0, r.s.wrap("read schema", err)
+		return "", 0, r.s.wrap(ctx, "read schema", err)
 	}
 	if store.Revision(horizon) > r.rev {
 		return "", 0, &store.CompactedError{Requested: r.rev, Horizon: store.Revision(horizon)}

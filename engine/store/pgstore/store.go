@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pemba-authz/pemba/engine/store"
@@ -39,6 +40,11 @@ type Options struct {
 	ReadReplicas []string
 	// Logger receives GC reports and listener errors. Default slog.Default().
 	Logger *slog.Logger
+	// CommitOutcomeTimeout bounds how long a write whose COMMIT got no
+	// answer (the connection failed) keeps asking the database whether it
+	// committed before failing with store.ErrCommitUnknown. Default
+	// DefaultCommitOutcomeTimeout.
+	CommitOutcomeTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -57,6 +63,9 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.CommitOutcomeTimeout <= 0 {
+		o.CommitOutcomeTimeout = DefaultCommitOutcomeTimeout
+	}
 	return o
 }
 
@@ -73,6 +82,7 @@ const notifyChannel = "pemba_changes"
 type Store struct {
 	gcCount  store.GCCounter // GC runs, for metrics
 	pool     *pgxpool.Pool
+	connCfg  *pgx.ConnConfig // for connections outside the pool (commit resolution)
 	replicas []*replica
 	opts     Options
 	id       string
@@ -103,6 +113,8 @@ type Store struct {
 	closedCh chan struct{}  // closed by Close
 	cancel   func()         // stops the background goroutines
 	bg       sync.WaitGroup // background goroutines
+
+	hooks *testHooks // fault injection in tests; nil otherwise
 }
 
 var (
@@ -128,7 +140,7 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: connect: %w", err)
 	}
-	s := &Store{pool: pool, opts: opts, closedCh: make(chan struct{}), listening: make(chan struct{}), writer: make(chan struct{}, 1)}
+	s := &Store{pool: pool, connCfg: cfg.ConnConfig.Copy(), opts: opts, closedCh: make(chan struct{}), listening: make(chan struct{}), writer: make(chan struct{}, 1)}
 	if err := s.load(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -170,7 +182,7 @@ func (s *Store) load(ctx context.Context) error {
 func (s *Store) refreshHead(ctx context.Context) (store.Revision, error) {
 	var head int64
 	if err := s.pool.QueryRow(ctx, `SELECT head FROM pemba_revision`).Scan(&head); err != nil {
-		return 0, s.wrap("read head revision", err)
+		return 0, s.wrap(ctx, "read head revision", err)
 	}
 	s.advanceHead(store.Revision(head))
 	return store.Revision(head), nil
@@ -180,10 +192,17 @@ func (s *Store) refreshHead(ctx context.Context) (store.Revision, error) {
 func (s *Store) advanceHead(rev store.Revision) { advance(&s.head, rev) }
 
 // wrap prefixes err, turning the errors of a closed pool into
-// store.ErrClosed.
-func (s *Store) wrap(what string, err error) error {
-	if s.closed.Load() && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+// store.ErrClosed and connection failures into store.ErrUnavailable (with
+// the cause in the message only, so that a timeout inside pgx is not
+// mistaken for the caller's deadline). Errors of the caller's context
+// stay as they are.
+func (s *Store) wrap(ctx context.Context, what string, err error) error {
+	ctxDone := ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err)
+	switch {
+	case s.closed.Load() && !ctxDone:
 		return fmt.Errorf("pgstore: %s: %w", what, store.ErrClosed)
+	case !ctxDone && isConnectionError(err):
+		return fmt.Errorf("pgstore: %s: %w: %v", what, store.ErrUnavailable, err)
 	}
 	return fmt.Errorf("pgstore: %s: %w", what, err)
 }

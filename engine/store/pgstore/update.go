@@ -46,7 +46,7 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 	defer s.unlockWriter()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return 0, s.wrap("acquire connection", err)
+		return 0, s.wrap(ctx, "acquire connection", err)
 	}
 	defer conn.Release() // the pool closes a connection left inside a transaction
 	done := false
@@ -57,9 +57,10 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 			_, _ = conn.Exec(context.Background(), "ROLLBACK")
 		}
 	}()
-	rev, last, err := begin(ctx, conn)
+	rev, last, id, err := begin(ctx, conn)
 	if err != nil {
-		return 0, s.wrap("begin and allocate revision", err)
+		// COMMIT was not sent: whatever failed, nothing is written.
+		return 0, s.wrap(ctx, "begin and allocate revision", err)
 	}
 	t := &tx{s: s, prev: &reader{s: s, q: conn, rev: rev - 1}, buf: txbuf.New(txbuf.Config[change]{
 		Prefix: "pgstore", MaxOps: s.opts.MaxBatchOps, Done: ErrTxDone, View: viewChange,
@@ -71,8 +72,19 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 	queueChanges(b, rev, t.buf.Changes())
 	s.queueCommit(b, rev, last, meta, t.buf.Schema())
 	b.Queue("COMMIT")
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return 0, s.wrap(fmt.Sprintf("write and commit revision %d", rev), err)
+	if s.hooks != nil && s.hooks.beforeCommit != nil {
+		s.hooks.beforeCommit(ctx, id)
+	}
+	err = conn.SendBatch(ctx, b).Close()
+	if s.hooks != nil && s.hooks.afterCommit != nil {
+		err = s.hooks.afterCommit(err)
+	}
+	if err != nil {
+		// The COMMIT may have been applied with its answer lost:
+		// commitFailed asks the database.
+		if rev, err = s.commitFailed(ctx, fmt.Sprintf("write and commit revision %d", rev), rev, id, err); err != nil {
+			return 0, err
+		}
 	}
 	done = true
 	s.advanceHead(rev)
@@ -81,25 +93,34 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 }
 
 // allocateSQL takes the revision counter's row lock and returns the new
-// revision and the previous commit time.
-const allocateSQL = `UPDATE pemba_revision SET head = head + 1 RETURNING head, last_commit_ns`
+// revision, the previous commit time, and the transaction's id and
+// backend, for resolving a commit whose answer is lost (faults.go). The
+// UPDATE assigns the transaction id anyway, so reading it costs nothing.
+const allocateSQL = `UPDATE pemba_revision SET head = head + 1
+RETURNING head, last_commit_ns, pg_current_xact_id()::text, pg_backend_pid()`
 
 // begin opens a transaction on conn and allocates the next revision, in
 // one round trip.
-func begin(ctx context.Context, conn *pgxpool.Conn) (store.Revision, int64, error) {
-	var head, last int64
+func begin(ctx context.Context, conn *pgxpool.Conn) (store.Revision, int64, txnID, error) {
+	var (
+		head, last int64
+		id         txnID
+	)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(allocateSQL).QueryRow(func(r pgx.Row) error { return r.Scan(&head, &last) })
+	b.Queue(allocateSQL).QueryRow(func(r pgx.Row) error { return r.Scan(&head, &last, &id.xid, &id.pid) })
 	err := conn.SendBatch(ctx, b).Close()
-	return store.Revision(head), last, err
+	return store.Revision(head), last, id, err
 }
 
 // allocate is begin for a pgx.Tx (Import, which needs CopyFrom).
-func allocate(ctx context.Context, pg pgx.Tx) (store.Revision, int64, error) {
-	var head, last int64
-	err := pg.QueryRow(ctx, allocateSQL).Scan(&head, &last)
-	return store.Revision(head), last, err
+func allocate(ctx context.Context, pg pgx.Tx) (store.Revision, int64, txnID, error) {
+	var (
+		head, last int64
+		id         txnID
+	)
+	err := pg.QueryRow(ctx, allocateSQL).Scan(&head, &last, &id.xid, &id.pid)
+	return store.Revision(head), last, id, err
 }
 
 // queueCommit adds the changelog row, the schema, the commit time and the

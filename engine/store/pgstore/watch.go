@@ -59,12 +59,12 @@ func (s *Store) readChanges(ctx context.Context, after store.Revision, max int) 
 	}
 	pg, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, s.wrap("watch: begin", err)
+		return nil, s.wrap(ctx, "watch: begin", err)
 	}
 	defer pg.Rollback(context.Background())
 	var horizon int64
 	if err := pg.QueryRow(ctx, `SELECT horizon FROM pemba_horizon`).Scan(&horizon); err != nil {
-		return nil, s.wrap("watch: read horizon", err)
+		return nil, s.wrap(ctx, "watch: read horizon", err)
 	}
 	if after < store.Revision(horizon) {
 		return nil, &store.CompactedError{Requested: after, Horizon: store.Revision(horizon)}
@@ -72,7 +72,7 @@ func (s *Store) readChanges(ctx context.Context, after store.Revision, max int) 
 	rows, err := pg.Query(ctx, `SELECT revision, committed_ns, caller, schema_changed FROM pemba_changelog
 		WHERE revision > $1 ORDER BY revision LIMIT $2`, int64(after), max)
 	if err != nil {
-		return nil, s.wrap("watch: read changelog", err)
+		return nil, s.wrap(ctx, "watch: read changelog", err)
 	}
 	var sets []store.ChangeSet
 	for rows.Next() {
@@ -82,7 +82,7 @@ func (s *Store) readChanges(ctx context.Context, after store.Revision, max int) 
 		)
 		if err := rows.Scan(&rev, &ns, &cs.Caller, &cs.SchemaChanged); err != nil {
 			rows.Close()
-			return nil, s.wrap("watch: read changelog", err)
+			return nil, s.wrap(ctx, "watch: read changelog", err)
 		}
 		cs.Revision, cs.Time = store.Revision(rev), time.Unix(0, ns).UTC()
 		if want := after + store.Revision(len(sets)) + 1; cs.Revision != want {
@@ -93,14 +93,14 @@ func (s *Store) readChanges(ctx context.Context, after store.Revision, max int) 
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, s.wrap("watch: read changelog", err)
+		return nil, s.wrap(ctx, "watch: read changelog", err)
 	}
 	if len(sets) == 0 {
 		return nil, nil
 	}
 	rows, err = pg.Query(ctx, changesQuery, int64(after), int64(sets[len(sets)-1].Revision))
 	if err != nil {
-		return nil, s.wrap("watch: read changes", err)
+		return nil, s.wrap(ctx, "watch: read changes", err)
 	}
 	defer rows.Close()
 	var (
@@ -114,7 +114,7 @@ func (s *Store) readChanges(ctx context.Context, after store.Revision, max int) 
 	for rows.Next() {
 		if err := rows.Scan(&rev, &op, &k.Resource.Type, &k.Resource.ID, &k.Relation, &k.Subject.Type,
 			&k.Subject.ID, &k.Subject.Relation, &caveatName, &caveatCtx, &expires); err != nil {
-			return nil, s.wrap("watch: read changes", err)
+			return nil, s.wrap(ctx, "watch: read changes", err)
 		}
 		rel, err := decodeRelationship(k, caveatName, caveatCtx, expires)
 		if err != nil {
@@ -128,7 +128,7 @@ func (s *Store) readChanges(ctx context.Context, after store.Revision, max int) 
 		cs.Changes = append(cs.Changes, store.Change{Op: store.Op(op), Relationship: rel})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, s.wrap("watch: read changes", err)
+		return nil, s.wrap(ctx, "watch: read changes", err)
 	}
 	return sets, nil
 }

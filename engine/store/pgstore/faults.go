@@ -1,0 +1,196 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pemba-authz/pemba/engine/store"
+)
+
+// isConnectionError reports whether err is a failure of the connection to
+// the database rather than of a statement: the server unreachable,
+// shutting down or starting up, or the connection broken. Such errors are
+// store.ErrUnavailable; the caller's context errors are not (check them
+// first).
+func isConnectionError(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return connectionSQLState(pgErr.Code)
+	}
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		return true
+	}
+	// SafeToRetry: pgx failed before sending anything (a closed or
+	// broken connection). Timeout: a network timeout (the caller's
+	// deadline is excluded by the caller).
+	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
+		return true
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) ||
+		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ENOENT)
+}
+
+// connectionSQLState reports whether a server error code means the
+// session, not the statement, failed.
+func connectionSQLState(code string) bool {
+	switch code {
+	case "57P01", // admin_shutdown: terminated, or the server stops (fast)
+		"57P02", // crash_shutdown: another backend crashed
+		"57P03", // cannot_connect_now: starting up or shutting down
+		"57P05", // idle_session_timeout
+		"53300": // too_many_connections
+		return true
+	}
+	return len(code) == 5 && code[:2] == "08" // connection_exception
+}
+
+// txnID identifies a write transaction on the server, so that a commit
+// whose answer was lost can be looked up: its transaction id (xid8, as
+// text) and the process id of its backend. Both come back from the
+// revision counter's UPDATE, which assigns the transaction id anyway.
+type txnID struct {
+	xid string
+	pid uint32
+}
+
+// commitStatus is what the server says became of a transaction.
+type commitStatus int
+
+const (
+	statusCommitted commitStatus = iota + 1
+	statusAborted
+)
+
+// DefaultCommitOutcomeTimeout is how long Update keeps asking whether a
+// commit whose answer was lost happened, when Options.CommitOutcomeTimeout
+// is zero.
+const DefaultCommitOutcomeTimeout = 5 * time.Second
+
+// resolveCommit asks the server, on fresh connections made from cfg,
+// what became of transaction id: committed or aborted (a transaction the
+// server crashed in counts as aborted). While the answer is "in progress"
+// it terminates the transaction's backend, which can only be waiting for
+// a client that is gone or finishing the commit it was sent, and asks
+// again. It keeps trying, with backoff, for bound or until ctx ends, and
+// then fails with store.ErrCommitUnknown.
+func resolveCommit(ctx context.Context, cfg *pgx.ConnConfig, id txnID, bound time.Duration) (commitStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	delay := 20 * time.Millisecond
+	var last error
+	for {
+		st, err := commitStatusOnce(ctx, cfg, id)
+		if err == nil {
+			return st, nil
+		}
+		last = err
+		if errors.Is(err, errStatusLost) {
+			break
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, fmt.Errorf("%w: transaction %s: status unknown after %v: %v", store.ErrCommitUnknown, id.xid, bound, last)
+		case <-t.C:
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
+	return 0, fmt.Errorf("%w: transaction %s: %v", store.ErrCommitUnknown, id.xid, last)
+}
+
+// errStatusLost: the server no longer knows the transaction (older than
+// its commit log); asking again cannot help.
+var errStatusLost = errors.New("pgstore: transaction status no longer kept by the server")
+
+// errInProgress: the transaction has not finished yet.
+var errInProgress = errors.New("pgstore: transaction still in progress")
+
+// commitStatusOnce asks once, on a new connection (the pool's idle
+// connections may be as dead as the one that failed).
+func commitStatusOnce(ctx context.Context, cfg *pgx.ConnConfig, id txnID) (commitStatus, error) {
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	var st *string
+	if err := conn.QueryRow(ctx, `SELECT pg_xact_status($1::text::xid8)`, id.xid).Scan(&st); err != nil {
+		return 0, err
+	}
+	switch {
+	case st == nil:
+		return 0, errStatusLost
+	case *st == "committed":
+		return statusCommitted, nil
+	case *st == "aborted":
+		return statusAborted, nil
+	}
+	// In progress. Only the backend with this pid running this very
+	// transaction is terminated, so a reused pid is safe.
+	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE pid = $1 AND backend_xid = $2::text::xid8::xid`, int64(id.pid), id.xid); err != nil {
+		return 0, fmt.Errorf("%w (terminate its backend: %v)", errInProgress, err)
+	}
+	return 0, errInProgress
+}
+
+// commitFailed decides what a failed commit of revision rev means. Before
+// anything was sent, or on a statement error, nothing committed. When the
+// connection failed or the context ended with COMMIT possibly sent, it
+// asks the server (resolveCommit): committed returns the revision as a
+// success, aborted returns store.ErrUnavailable (nothing written), no
+// answer store.ErrCommitUnknown.
+func (s *Store) commitFailed(ctx context.Context, what string, rev store.Revision, id txnID, err error) (store.Revision, error) {
+	var pgErr *pgconn.PgError
+	definite := pgconn.SafeToRetry(err) || (errors.As(err, &pgErr) && !connectionSQLState(pgErr.Code))
+	if definite || !(isConnectionError(err) || ctx.Err() != nil) {
+		return 0, s.wrap(ctx, what, err)
+	}
+	rctx := ctx
+	if ctx.Err() != nil {
+		// The caller gave up, but the answer still decides whether to
+		// report success; look it up within the bound regardless.
+		rctx = context.WithoutCancel(ctx)
+	}
+	st, rerr := resolveCommit(rctx, s.connCfg, id, s.opts.CommitOutcomeTimeout)
+	if s.hooks != nil && s.hooks.resolved != nil {
+		s.hooks.resolved(st, rerr)
+	}
+	switch {
+	case rerr != nil:
+		s.opts.Logger.Error("pgstore: commit outcome unknown", "revision", uint64(rev), "xid", id.xid, "err", err, "resolve_err", rerr)
+		return 0, fmt.Errorf("pgstore: %s: %w (commit failed: %v)", what, rerr, err)
+	case st == statusCommitted:
+		s.opts.Logger.Warn("pgstore: commit answer lost, but the transaction committed", "revision", uint64(rev), "xid", id.xid, "err", err)
+		return rev, nil
+	}
+	if ctx.Err() != nil {
+		return 0, s.wrap(ctx, what, err)
+	}
+	return 0, fmt.Errorf("pgstore: %s: %w: the transaction rolled back: %v", what, store.ErrUnavailable, err)
+}
+
+// testHooks inject faults in tests; nil in production.
+type testHooks struct {
+	// beforeCommit runs in Update after fn, before the writes and COMMIT
+	// are sent, with the transaction's id.
+	beforeCommit func(ctx context.Context, id txnID)
+	// afterCommit sees the commit's error and may replace it.
+	afterCommit func(err error) error
+	// resolved sees the outcome of a commit resolution.
+	resolved func(commitStatus, error)
+}
