@@ -50,30 +50,33 @@ const ErrorDomain = "pemba.authz"
 
 // Reasons, in the ErrorInfo detail of a status.
 const (
-	ReasonUnauthenticated     = "UNAUTHENTICATED"
-	ReasonNotFound            = "NOT_FOUND"
-	ReasonLimitExceeded       = "LIMIT_EXCEEDED"
-	ReasonMaxDepth            = "MAX_DEPTH_EXCEEDED"
-	ReasonUnavailable         = "UNAVAILABLE"
-	ReasonAlreadyExists       = "RELATIONSHIP_EXISTS"
-	ReasonPreconditionFailed  = "PRECONDITION_FAILED"
-	ReasonSnapshotExpired     = "SNAPSHOT_EXPIRED"
-	ReasonUnsafeSchemaChange  = "UNSAFE_SCHEMA_CHANGE"
-	ReasonNoSchema            = "NO_SCHEMA"
-	ReasonUnknownStoredCaveat = "UNKNOWN_STORED_CAVEAT"
-	ReasonInvalidSchema       = "INVALID_SCHEMA"
-	ReasonFutureZookie        = "FUTURE_ZOOKIE"
-	ReasonInvalidZookie       = "INVALID_ZOOKIE"
-	ReasonInvalidCursor       = "INVALID_CURSOR"
-	ReasonDuplicateUpdate     = "DUPLICATE_UPDATE"
-	ReasonInvalidRelationship = "INVALID_RELATIONSHIP"
-	ReasonUnknownDefinition   = "UNKNOWN_DEFINITION"
-	ReasonUnknownRelation     = "UNKNOWN_RELATION"
-	ReasonCaveat              = "CAVEAT_ERROR"
-	ReasonInvalidArgument     = "INVALID_ARGUMENT"
-	ReasonCanceled            = "CANCELED"
-	ReasonDeadlineExceeded    = "DEADLINE_EXCEEDED"
-	ReasonInternal            = "INTERNAL"
+	ReasonUnauthenticated = "UNAUTHENTICATED"
+	ReasonNotFound        = "NOT_FOUND"
+	ReasonLimitExceeded   = "LIMIT_EXCEEDED"
+	ReasonMaxDepth        = "MAX_DEPTH_EXCEEDED"
+	ReasonUnavailable     = "UNAVAILABLE"
+	// ReasonCommitOutcomeUnknown: a write's commit got no answer from the
+	// datastore; it may or may not have been applied (codes.Unknown).
+	ReasonCommitOutcomeUnknown = "COMMIT_OUTCOME_UNKNOWN"
+	ReasonAlreadyExists        = "RELATIONSHIP_EXISTS"
+	ReasonPreconditionFailed   = "PRECONDITION_FAILED"
+	ReasonSnapshotExpired      = "SNAPSHOT_EXPIRED"
+	ReasonUnsafeSchemaChange   = "UNSAFE_SCHEMA_CHANGE"
+	ReasonNoSchema             = "NO_SCHEMA"
+	ReasonUnknownStoredCaveat  = "UNKNOWN_STORED_CAVEAT"
+	ReasonInvalidSchema        = "INVALID_SCHEMA"
+	ReasonFutureZookie         = "FUTURE_ZOOKIE"
+	ReasonInvalidZookie        = "INVALID_ZOOKIE"
+	ReasonInvalidCursor        = "INVALID_CURSOR"
+	ReasonDuplicateUpdate      = "DUPLICATE_UPDATE"
+	ReasonInvalidRelationship  = "INVALID_RELATIONSHIP"
+	ReasonUnknownDefinition    = "UNKNOWN_DEFINITION"
+	ReasonUnknownRelation      = "UNKNOWN_RELATION"
+	ReasonCaveat               = "CAVEAT_ERROR"
+	ReasonInvalidArgument      = "INVALID_ARGUMENT"
+	ReasonCanceled             = "CANCELED"
+	ReasonDeadlineExceeded     = "DEADLINE_EXCEEDED"
+	ReasonInternal             = "INTERNAL"
 )
 
 // errorRule maps every error matching one of targets (errors.Is) to a code.
@@ -90,7 +93,10 @@ var errorRules = []errorRule{
 	// Limits first: a *FieldError may wrap an engine.LimitError.
 	{[]error{engine.ErrLimitExceeded, store.ErrBatchTooLarge, ErrTooLarge}, codes.ResourceExhausted, ReasonLimitExceeded},
 	{[]error{eval.ErrMaxDepth}, codes.ResourceExhausted, ReasonMaxDepth},
-	{[]error{engine.ErrClosed, store.ErrClosed}, codes.Unavailable, ReasonUnavailable},
+	// Unavailable promises that nothing was written, so clients may retry
+	// any call; a commit of unknown outcome must not be retried blindly.
+	{[]error{engine.ErrClosed, store.ErrClosed, store.ErrUnavailable}, codes.Unavailable, ReasonUnavailable},
+	{[]error{store.ErrCommitUnknown}, codes.Unknown, ReasonCommitOutcomeUnknown},
 	{[]error{store.ErrAlreadyExists}, codes.AlreadyExists, ReasonAlreadyExists},
 	{[]error{engine.ErrPreconditionFailed}, codes.FailedPrecondition, ReasonPreconditionFailed},
 	{[]error{engine.ErrSnapshotExpired, store.ErrRevisionCompacted}, codes.FailedPrecondition, ReasonSnapshotExpired},
@@ -152,8 +158,25 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 		}
 		return withReason(status.New(codes.Internal, "internal error (reference "+ref+"; the server log has the cause)"), reason)
 	}
+	// Datastore faults carry the database's own message (host names,
+	// socket paths): log it, and tell the caller only what to do.
+	switch {
+	case reason == ReasonCommitOutcomeUnknown:
+		log.Error("write commit outcome unknown", "method", method, "err", err.Error())
+		return withReason(status.New(code, msgCommitUnknown), reason)
+	case errors.Is(err, store.ErrUnavailable):
+		log.Warn("datastore unavailable", "method", method, "err", err.Error())
+		return withReason(status.New(code, msgStoreUnavailable), reason)
+	}
 	return withReason(status.New(code, err.Error()), reason)
 }
+
+// Messages of datastore faults.
+const (
+	msgStoreUnavailable = "datastore unavailable (nothing was written); retry with backoff"
+	msgCommitUnknown    = "commit outcome unknown: the datastore connection failed during the write's commit, so it may or may not " +
+		"have been applied; read at fully_consistent to see whether it took effect before retrying it"
+)
 
 func withReason(st *status.Status, reason string) *status.Status {
 	d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain})

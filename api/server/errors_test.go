@@ -44,6 +44,8 @@ func TestClassify(t *testing.T) {
 		{"max depth", wrap(&eval.MaxDepthError{Depth: 50}), codes.ResourceExhausted, ReasonMaxDepth},
 		{"engine closed", engine.ErrClosed, codes.Unavailable, ReasonUnavailable},
 		{"store closed", wrap(store.ErrClosed), codes.Unavailable, ReasonUnavailable},
+		{"store unavailable", fmt.Errorf("engine: write: pgstore: query: %w: dial unix /run/pg: connection refused", store.ErrUnavailable), codes.Unavailable, ReasonUnavailable},
+		{"commit outcome unknown", fmt.Errorf("engine: write: pgstore: commit: %w: transaction 7", store.ErrCommitUnknown), codes.Unknown, ReasonCommitOutcomeUnknown},
 		{"already exists", fmt.Errorf("engine: update 0: %w", &store.AlreadyExistsError{}), codes.AlreadyExists, ReasonAlreadyExists},
 		{"precondition", &engine.PreconditionError{Index: 1}, codes.FailedPrecondition, ReasonPreconditionFailed},
 		{"compacted", fmt.Errorf("%w: %w", engine.ErrSnapshotExpired, &store.CompactedError{Requested: 1, Horizon: 5}), codes.FailedPrecondition, ReasonSnapshotExpired},
@@ -105,6 +107,7 @@ func TestEverySentinelHasACode(t *testing.T) {
 		eval.ErrMaxDepth, eval.ErrUnknownDefinition, eval.ErrUnknownRelation, eval.ErrUnknownCaveat,
 		eval.ErrInvalidRequest, eval.ErrCaveat,
 		store.ErrRevisionCompacted, store.ErrRevisionFuture, store.ErrAlreadyExists, store.ErrClosed, store.ErrBatchTooLarge,
+		store.ErrUnavailable, store.ErrCommitUnknown,
 		zookie.ErrInvalid, zookie.ErrOtherStore,
 		schema.ErrInvalidSchema, schema.ErrCaveatParam, schema.ErrCaveatEval,
 		tuple.ErrInvalid,
@@ -113,6 +116,33 @@ func TestEverySentinelHasACode(t *testing.T) {
 		if code, _, ok := classify(fmt.Errorf("context: %w", err)); !ok || code == codes.Internal {
 			t.Errorf("%v maps to %v", err, code)
 		}
+	}
+}
+
+// TestDatastoreFaultMessages: Unavailable and commit-outcome-unknown
+// statuses say what to do and keep the database's message (hosts, paths)
+// in the log.
+func TestDatastoreFaultMessages(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		code codes.Code
+		want string // in the message
+	}{
+		{"unavailable", fmt.Errorf("pgstore: query: %w: dial unix /run/secret/.s.PGSQL.5432: connect: connection refused", store.ErrUnavailable), codes.Unavailable, "retry"},
+		{"commit unknown", fmt.Errorf("pgstore: commit: %w: /run/secret", store.ErrCommitUnknown), codes.Unknown, "fully_consistent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			st := statusOf(slog.New(slog.NewTextHandler(&buf, nil)), "/m", tt.err)
+			if st.Code() != tt.code || !strings.Contains(st.Message(), tt.want) || strings.Contains(st.Message(), "secret") {
+				t.Errorf("status = %v %q, want %v mentioning %q and not the cause", st.Code(), st.Message(), tt.code, tt.want)
+			}
+			if !strings.Contains(buf.String(), "/run/secret") {
+				t.Errorf("log %q lacks the cause", buf.String())
+			}
+		})
 	}
 }
 
