@@ -12,8 +12,9 @@
 //	resp, err := c.Check(ctx, client.AtLeastAsFresh(zk), "doc:readme", "view", "user:anne", nil)
 //	if resp.GetPermissionship() == pembav1.Permissionship_PERMISSIONSHIP_HAS_PERMISSION { ... }
 //
-// Unary calls that fail with UNAVAILABLE are retried with backoff
-// (Options.Retry; reads only unless asked), and with
+// Calls that fail with UNAVAILABLE are retried with backoff
+// (Options.Retry: reads, and writes the server says were not applied;
+// see Retry), and with
 // Options.ReadYourWrites the client sends the zookie of its newest write
 // on reads that name no consistency.
 //
@@ -88,11 +89,13 @@ func New(target string, opts Options) (*Client, error) {
 	// The retry interceptor is outermost, so that every try sees the
 	// newest zookie.
 	unary := []grpc.UnaryClientInterceptor{opts.Retry.interceptor()}
+	stream := []grpc.StreamClientInterceptor{opts.Retry.streamInterceptor()}
 	if opts.ReadYourWrites {
 		zk = &zookies{}
 		unary = append(unary, zk.unary())
-		dial = append(dial, grpc.WithChainStreamInterceptor(zk.stream()))
+		stream = append(stream, zk.stream())
 	}
+	dial = append(dial, grpc.WithChainStreamInterceptor(stream...))
 	dial = append(dial, grpc.WithChainUnaryInterceptor(unary...))
 	conn, err := grpc.NewClient(target, append(dial, opts.DialOptions...)...)
 	if err != nil {
