@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"strings"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -21,7 +22,8 @@ import (
 
 // GRPCOptions configure a gRPC target.
 type GRPCOptions struct {
-	// Addr is the server's host:port.
+	// Addr is the server's host:port, or several separated by commas
+	// (the nodes of a cluster): connections are spread over them in turn.
 	Addr string
 	// Key is a preshared key sent as "authorization: Bearer <key>"
 	// (empty: none).
@@ -65,19 +67,22 @@ func NewGRPC(opts GRPCOptions) (*GRPC, error) {
 	if dial == nil {
 		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
+	addrs := strings.Split(opts.Addr, ",")
 	n := opts.Conns
 	if n <= 0 {
 		n = DefaultGRPCConns
 	}
+	n = max(n, len(addrs)) // at least one connection per node
 	conns := make([]*grpc.ClientConn, 0, n)
 	pool := make([]pembav1.PermissionsServiceClient, 0, n)
-	for range n {
-		conn, err := grpc.NewClient(opts.Addr, dial...)
+	for i := range n {
+		addr := strings.TrimSpace(addrs[i%len(addrs)])
+		conn, err := grpc.NewClient(addr, dial...)
 		if err != nil {
 			for _, c := range conns {
 				c.Close()
 			}
-			return nil, fmt.Errorf("bench: connect to %s: %w", opts.Addr, err)
+			return nil, fmt.Errorf("bench: connect to %s: %w", addr, err)
 		}
 		conns = append(conns, conn)
 		pool = append(pool, pembav1.NewPermissionsServiceClient(conn))

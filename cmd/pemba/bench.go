@@ -40,7 +40,7 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		scale       = fs.String("scale", "small", "data set scale: small (~10k), medium (~1M), large (~10M relationships)")
 		seed        = fs.Uint64("seed", 1, "seed of the data set and requests")
 		mode        = fs.String("mode", "inprocess", "target: inprocess, or grpc (a running pemba serve)")
-		addr        = fs.String("addr", "127.0.0.1:50051", "grpc mode: server address")
+		addr        = fs.String("addr", "127.0.0.1:50051", "grpc mode: server address, or the nodes of a cluster separated by commas (connections go to each in turn)")
 		keyFile     = fs.String("key-file", "", "grpc mode: file holding a preshared key (sent as a bearer token)")
 		skipLoad    = fs.Bool("skip-load", false, "grpc mode: the server already holds this data set")
 		storeKind   = fs.String("store", "pebble", "in-process store: pebble or memory")
