@@ -189,7 +189,8 @@ type testHooks struct {
 	// beforeCommit runs in Update after fn, before the writes and COMMIT
 	// are sent, with the transaction's id.
 	beforeCommit func(ctx context.Context, id txnID)
-	// afterCommit sees the commit's error and may replace it.
+	// afterCommit sees the commit's error (of Update or Import) and may
+	// replace it.
 	afterCommit func(err error) error
 	// resolved sees the outcome of a commit resolution.
 	resolved func(commitStatus, error)

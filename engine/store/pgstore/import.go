@@ -106,7 +106,11 @@ ORDER BY resource_type, resource_id, relation, subject_type, subject_id, subject
 	if err := pg.SendBatch(ctx, b).Close(); err != nil {
 		return 0, 0, s.wrap(ctx, fmt.Sprintf("import revision %d", rev), err)
 	}
-	if err := pg.Commit(ctx); err != nil {
+	err = pg.Commit(ctx)
+	if s.hooks != nil && s.hooks.afterCommit != nil {
+		err = s.hooks.afterCommit(err)
+	}
+	if err != nil {
 		// The COMMIT may have been applied with its answer lost.
 		if rev, err = s.commitFailed(ctx, fmt.Sprintf("commit import revision %d", rev), rev, id, err); err != nil {
 			return 0, 0, err
