@@ -78,15 +78,33 @@ func checkID(field, s string, wildcard bool) error {
 	return fieldErr(field, tuple.ValidateID(field, s, wildcard))
 }
 
+// The checks below build a field's path (path + "." + name) only when it
+// fails: concatenating paths on every call was several allocations per
+// request on the hot path.
+
+func checkTypeAt(path, name, s string) error {
+	if tuple.ValidateType(name, s) == nil {
+		return nil
+	}
+	return checkType(join(path, name), s)
+}
+
+func checkIDAt(path, name, s string, wildcard bool) error {
+	if tuple.ValidateID(name, s, wildcard) == nil {
+		return nil
+	}
+	return checkID(join(path, name), s, wildcard)
+}
+
 // objectFromProto converts a resource reference (no wildcard).
 func objectFromProto(path string, o *pb.ObjectReference) (tuple.ObjectRef, error) {
 	if o == nil {
 		return tuple.ObjectRef{}, missing(path)
 	}
-	if err := checkType(join(path, "object_type"), o.GetObjectType()); err != nil {
+	if err := checkTypeAt(path, "object_type", o.GetObjectType()); err != nil {
 		return tuple.ObjectRef{}, err
 	}
-	if err := checkID(join(path, "object_id"), o.GetObjectId(), false); err != nil {
+	if err := checkIDAt(path, "object_id", o.GetObjectId(), false); err != nil {
 		return tuple.ObjectRef{}, err
 	}
 	return tuple.ObjectRef{Type: o.GetObjectType(), ID: o.GetObjectId()}, nil
@@ -99,24 +117,22 @@ func subjectFromProto(path string, s *pb.SubjectReference) (tuple.SubjectRef, er
 		return tuple.SubjectRef{}, missing(path)
 	}
 	o := s.GetObject()
-	op := join(path, "object")
 	if o == nil {
-		return tuple.SubjectRef{}, missing(op)
+		return tuple.SubjectRef{}, missing(join(path, "object"))
 	}
-	if err := checkType(join(op, "object_type"), o.GetObjectType()); err != nil {
-		return tuple.SubjectRef{}, err
+	if tuple.ValidateType("object_type", o.GetObjectType()) != nil {
+		return tuple.SubjectRef{}, checkType(join(join(path, "object"), "object_type"), o.GetObjectType())
 	}
-	if err := checkID(join(op, "object_id"), o.GetObjectId(), true); err != nil {
-		return tuple.SubjectRef{}, err
+	if tuple.ValidateID("object_id", o.GetObjectId(), true) != nil {
+		return tuple.SubjectRef{}, checkID(join(join(path, "object"), "object_id"), o.GetObjectId(), true)
 	}
 	sub := tuple.SubjectRef{Type: o.GetObjectType(), ID: o.GetObjectId()}
 	if rel := s.GetOptionalRelation(); rel != "" && rel != tuple.Ellipsis {
-		rp := join(path, "optional_relation")
 		if sub.IsWildcard() {
-			return sub, fieldf(rp, "a wildcard subject cannot have a relation")
+			return sub, fieldf(join(path, "optional_relation"), "a wildcard subject cannot have a relation")
 		}
-		if err := checkRelation(rp, rel); err != nil {
-			return sub, err
+		if tuple.ValidateRelation("optional_relation", rel) != nil {
+			return sub, checkRelation(join(path, "optional_relation"), rel)
 		}
 		sub.Relation = rel
 	}

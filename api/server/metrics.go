@@ -3,6 +3,8 @@ package server
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
@@ -20,7 +22,25 @@ type metrics struct {
 	checks   *prometheus.CounterVec   // outcome
 	dispatch prometheus.Histogram     // subproblems dispatched per check
 	depth    prometheus.Histogram     // deepest nesting per check
+
+	// The label children used on every call, looked up once: a
+	// WithLabelValues call hashes the labels under a lock, and the short
+	// method name took an allocation per call.
+	methods  sync.Map                              // full method name -> *methodMetrics
+	outcomes [4]atomic.Pointer[prometheus.Counter] // by pb.Permissionship
 }
+
+// methodMetrics holds one method's children, each made on first use so
+// that a series appears only once it has a value, as with WithLabelValues.
+type methodMetrics struct {
+	name     string // shortMethod of the full name
+	inFlight prometheus.Gauge
+	latency  prometheus.Observer
+	codes    [numCodes]atomic.Pointer[prometheus.Counter]
+}
+
+// numCodes is the number of gRPC status codes (OK to Unauthenticated).
+const numCodes = int(codes.Unauthenticated) + 1
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -62,25 +82,65 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// started records a call starting; the returned func records its end.
-func (m *metrics) started(fullMethod string) func() {
-	g := m.inFlight.WithLabelValues(shortMethod(fullMethod))
-	g.Inc()
-	return g.Dec
+// method returns the children of a method's series.
+func (m *metrics) method(fullMethod string) *methodMetrics {
+	if mm, ok := m.methods.Load(fullMethod); ok {
+		return mm.(*methodMetrics)
+	}
+	name := shortMethod(fullMethod)
+	mm, _ := m.methods.LoadOrStore(fullMethod, &methodMetrics{
+		name:     name,
+		inFlight: m.inFlight.WithLabelValues(name),
+		latency:  m.latency.WithLabelValues(name),
+	})
+	return mm.(*methodMetrics)
+}
+
+// started records a call starting; the caller decrements the returned
+// method's inFlight when the call ends.
+func (m *metrics) started(fullMethod string) *methodMetrics {
+	mm := m.method(fullMethod)
+	mm.inFlight.Inc()
+	return mm
 }
 
 // observe records one finished call.
-func (m *metrics) observe(fullMethod string, code codes.Code, seconds float64) {
-	method := shortMethod(fullMethod)
-	m.requests.WithLabelValues(method, code.String()).Inc()
-	m.latency.WithLabelValues(method).Observe(seconds)
+func (m *metrics) observe(mm *methodMetrics, code codes.Code, seconds float64) {
+	m.count(mm, code).Inc()
+	mm.latency.Observe(seconds)
+}
+
+// count returns the requests counter of a method and code.
+func (m *metrics) count(mm *methodMetrics, code codes.Code) prometheus.Counter {
+	if int(code) >= numCodes {
+		return m.requests.WithLabelValues(mm.name, code.String())
+	}
+	if c := mm.codes[code].Load(); c != nil {
+		return *c
+	}
+	c := m.requests.WithLabelValues(mm.name, code.String())
+	mm.codes[code].Store(&c)
+	return c
 }
 
 // checked records the outcome, dispatch count and depth of one check.
 func (m *metrics) checked(p pb.Permissionship, dispatches, depth int) {
-	m.checks.WithLabelValues(outcomeLabel(p)).Inc()
+	m.outcome(p).Inc()
 	m.dispatch.Observe(float64(dispatches))
 	m.depth.Observe(float64(depth))
+}
+
+// outcome returns the counter of one check outcome.
+func (m *metrics) outcome(p pb.Permissionship) prometheus.Counter {
+	if p < 0 || int(p) >= len(m.outcomes) {
+		return m.checks.WithLabelValues(outcomeLabel(p))
+	}
+	if c := m.outcomes[p].Load(); c != nil {
+		return *c
+	}
+	c := m.checks.WithLabelValues(outcomeLabel(p))
+	m.outcomes[p].Store(&c)
+	return c
 }
 
 func outcomeLabel(p pb.Permissionship) string {

@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -59,6 +61,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
 		maxDepth    = fs.Int("max-depth", 0, "deepest nesting a check follows (0: the engine's default)")
 		quantum     = fs.Duration("quantum", 0, "how long minimize_latency reads share a revision (0: the engine's default, negative: never)")
+		pprofOn     = fs.Bool("pprof", false, "also serve Go's profiles at http://ADDR/debug/pprof/ on -metrics-listen (CPU, heap, allocations, goroutines)")
+		gcPercent   = fs.Int("gc-percent", 0, "Go GC target percentage, as GOGC (0: GOGC or Go's default of 100; negative: GC off)")
 	)
 	var dispatch dispatchFlags
 	fs.StringVar(&dispatch.peers, "dispatch-peers", "", "cluster: comma-separated host:port of every node (this one included, the same list on each), all on one -datastore postgres; each permission is evaluated and cached by its owner node")
@@ -81,6 +85,13 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pemba serve: unexpected arguments %q\n", fs.Args())
 		return 2
+	}
+	if *pprofOn && *metricsAddr == "" {
+		fmt.Fprintln(stderr, "pemba serve: -pprof needs -metrics-listen")
+		return 2
+	}
+	if *gcPercent != 0 {
+		debug.SetGCPercent(*gcPercent)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	fail := func(err error) int {
@@ -192,6 +203,13 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		probes := srv.HealthHandler()
 		mux.Handle("/healthz", probes)
 		mux.Handle("/readyz", probes)
+		if *pprofOn {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := hs.Serve(mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
