@@ -124,6 +124,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 		// Watch streams can stay quiet for hours; let clients keep their
 		// connections alive with pings without being told to go away.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptors()...),
 		grpc.ChainStreamInterceptor(s.streamInterceptors()...),
 	}
