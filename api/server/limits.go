@@ -40,7 +40,6 @@ const (
 	// own goroutine, as without the option. Reused goroutines keep their
 	// grown stacks: a fresh goroutine per call grew its stack from the
 	// minimum several times per Check, 15% of the server's CPU with 64
-	// callers
-	// (3% with the workers, pprof of pemba serve).
+	// callers (3% with the workers, pprof of pemba serve).
 	streamWorkers = 128
 )
