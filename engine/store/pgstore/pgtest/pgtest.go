@@ -38,16 +38,54 @@ func ServerURI(t testing.TB) string {
 	return ""
 }
 
+// Restart tests take down a server: they get their own cluster, named by
+// these two variables (.ci/run sets both).
+const (
+	// RestartServerEnv is a superuser URI of a cluster that only the
+	// restart tests use.
+	RestartServerEnv = "PEMBA_TEST_POSTGRES_RESTART_URI"
+	// RestartCmdEnv is a shell command that restarts that cluster and
+	// waits until it accepts connections again.
+	RestartCmdEnv = "PEMBA_TEST_POSTGRES_RESTART_CMD"
+)
+
+// RestartableServer returns the restartable cluster's URI and restart
+// command. Without them the test fails in CI and is skipped elsewhere.
+func RestartableServer(t testing.TB) (uri, restartCmd string) {
+	t.Helper()
+	uri, restartCmd = os.Getenv(RestartServerEnv), os.Getenv(RestartCmdEnv)
+	if uri != "" && restartCmd != "" {
+		return uri, restartCmd
+	}
+	const how = RestartServerEnv + " and " + RestartCmdEnv + " are not both set; start a throwaway cluster that nothing else uses, e.g.\n" +
+		"\td=$(mktemp -d) && chown postgres $d && runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -D $d/data -A trust -U postgres &&\n" +
+		"\trunuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D $d/data -o \"-c listen_addresses='' -k $d -p 5435\" -w start\n" +
+		"\texport " + RestartServerEnv + "=\"postgres://postgres@/postgres?host=$d&port=5435&sslmode=disable\"\n" +
+		"\texport " + RestartCmdEnv + "=\"runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D $d/data -m fast -w -t 60 restart\"\n" +
+		"(bash .ci/run does this by itself)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(how)
+	}
+	t.Skip(how)
+	return "", ""
+}
+
 // NewDatabase creates an empty database with a random name on the test
 // server, drops it when the test ends, and returns its URI and name.
 func NewDatabase(t testing.TB) (uri, name string) {
 	t.Helper()
-	server := ServerURI(t)
+	return NewDatabaseOn(t, ServerURI(t))
+}
+
+// NewDatabaseOn is NewDatabase on the server named by the superuser URI
+// server.
+func NewDatabaseOn(t testing.TB, server string) (uri, name string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, server)
 	if err != nil {
-		t.Fatalf("connect to %s: %v", ServerEnv, err)
+		t.Fatalf("connect to the test server: %v", err)
 	}
 	defer admin.Close(context.Background())
 	var raw [6]byte
