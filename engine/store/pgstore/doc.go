@@ -53,6 +53,16 @@
 // snapshot at R reads from such a standby, else from the primary, and a
 // failed replica statement is retried on the primary.
 //
+// # Faults
+//
+// Connection failures (refused, reset, closed, a server shutting down or
+// starting up) are store.ErrUnavailable; a write that returns it wrote
+// nothing. The counter's UPDATE also returns the transaction id and
+// backend pid, so that when a COMMIT's answer is lost Update and Import
+// can ask pg_xact_status on a fresh connection: committed is a success,
+// aborted is store.ErrUnavailable, and no answer within
+// Options.CommitOutcomeTimeout is store.ErrCommitUnknown (faults.go).
+//
 // # Import and GC
 //
 // Import COPYs into a temporary table and applies it at one revision in
