@@ -167,9 +167,6 @@ func (s *Store) commitFailed(ctx context.Context, what string, rev store.Revisio
 		rctx = context.WithoutCancel(ctx)
 	}
 	st, rerr := resolveCommit(rctx, s.connCfg, id, s.opts.CommitOutcomeTimeout)
-	if s.hooks != nil && s.hooks.resolved != nil {
-		s.hooks.resolved(st, rerr)
-	}
 	switch {
 	case rerr != nil:
 		s.opts.Logger.Error("pgstore: commit outcome unknown", "revision", uint64(rev), "xid", id.xid, "err", err, "resolve_err", rerr)
@@ -192,6 +189,4 @@ type testHooks struct {
 	// afterCommit sees the commit's error (of Update or Import) and may
 	// replace it.
 	afterCommit func(err error) error
-	// resolved sees the outcome of a commit resolution.
-	resolved func(commitStatus, error)
 }
