@@ -250,6 +250,45 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 			return false
 		}
 	}
+	// bulk checks several pairs in one call: a database failure must fail
+	// the call (so that it is retried), never come back as item errors.
+	bulk := func(name string, c *client.Client) func(int) bool {
+		return func(n int) bool {
+			req := &pb.CheckBulkPermissionsRequest{Consistency: client.FullyConsistent()}
+			var pairs [][2]int
+			for k := range 64 { // long enough to be cut by a restart midway
+				i, j := (n*5+k)%faultDocs, (n+k*3)%faultUsers
+				pairs = append(pairs, [2]int{i, j})
+				req.Items = append(req.Items, &pb.CheckBulkPermissionsRequestItem{
+					Resource:   &pb.ObjectReference{ObjectType: "doc", ObjectId: fmt.Sprintf("d%d", i)},
+					Permission: "view",
+					Subject:    &pb.SubjectReference{Object: &pb.ObjectReference{ObjectType: "user", ObjectId: fmt.Sprintf("u%d", j)}},
+				})
+			}
+			cctx, cancel := call()
+			defer cancel()
+			resp, err := c.Permissions.CheckBulkPermissions(cctx, req)
+			if err != nil {
+				log.fail("%s: a retried bulk check failed: %v", name, err)
+				return false
+			}
+			for k, p := range resp.GetPairs() {
+				want := pb.Permissionship_PERMISSIONSHIP_NO_PERMISSION
+				if canView(pairs[k][0], pairs[k][1]) {
+					want = pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION
+				}
+				if e := p.GetError(); e != nil {
+					log.fail("%s: item %d failed inside a successful call: %v", name, k, e)
+					return false
+				}
+				if got := p.GetItem().GetPermissionship(); got != want {
+					log.fail("%s: bulk doc:d%d#view@user:u%d = %v, want %v", name, pairs[k][0], pairs[k][1], got, want)
+				}
+			}
+			log.count(name + " ok")
+			return true
+		}
+	}
 	// read lists a group's members through a server stream.
 	read := func(name string, c *client.Client) func(int) bool {
 		return func(n int) bool {
@@ -307,6 +346,7 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 	worker(check("retry-check-1", retrying, true))
 	worker(check("retry-check-2", retrying, true))
 	worker(read("retry-read", retrying))
+	worker(bulk("retry-bulk", retrying))
 	worker(write("raw-write", raw, false))
 	worker(write("retry-write", retrying, true))
 
