@@ -61,7 +61,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
 		maxDepth    = fs.Int("max-depth", 0, "deepest nesting a check follows (0: the engine's default)")
 		quantum     = fs.Duration("quantum", 0, "how long minimize_latency reads share a revision (0: the engine's default, negative: never)")
-		pprofOn     = fs.Bool("pprof", false, "also serve Go's profiles at http://ADDR/debug/pprof/ on -metrics-listen (CPU, heap, allocations, goroutines)")
+		pprofOn     = fs.Bool("pprof", false, "also serve Go's profiles at http://ADDR/debug/pprof/ on -metrics-listen (CPU, heap, allocations, goroutines; unauthenticated, like the metrics)")
 		gcPercent   = fs.Int("gc-percent", serveGCPercent, "Go GC target percentage (GOGC): the heap may grow this many percent over the live heap before a collection; the default trades memory for less GC CPU per request (when neither this flag nor its variable is given, a GOGC environment variable wins)")
 	)
 	var dispatch dispatchFlags
@@ -204,8 +204,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		mux.Handle("/healthz", probes)
 		mux.Handle("/readyz", probes)
 		if *pprofOn {
+			// No /debug/pprof/cmdline: the command line may hold a
+			// -datastore-uri with its password.
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
