@@ -25,11 +25,17 @@ type Options struct {
 	// Addr and Key locate and authenticate to the server in grpc mode.
 	Addr string
 	Key  string
-	// SkipLoad, in grpc mode, uses the data the server already holds
-	// (loaded by an earlier run with the same workload, scale and seed).
+	// SkipLoad, in grpc mode and for the postgres store, uses the data
+	// the server or database already holds (loaded by an earlier run with
+	// the same workload, scale and seed).
 	SkipLoad bool
-	// Store is "pebble" (default) or "memory".
+	// Store is "pebble" (default), "postgres" (at DatastoreURI) or
+	// "memory".
 	Store string
+	// DatastoreURI is the PostgreSQL connection URI of the postgres store.
+	// A database that already holds data is refused unless SkipLoad says
+	// it holds this data set.
+	DatastoreURI string
 	// DataDir holds the Pebble store (under store/) and a record of what
 	// was loaded (bench.json). A directory already loaded with the same
 	// workload, scale and seed is reused without loading; empty means a
@@ -86,11 +92,28 @@ func Execute(ctx context.Context, o Options) (rep *Report, err error) {
 			return nil, err
 		}
 	}
-	t, err := NewInProcess(ctx, InProcessOptions{Store: o.Store, Dir: storeDir, Consistency: o.Consistency, Engine: o.Engine, Pebble: o.Pebble})
+	t, err := NewInProcess(ctx, InProcessOptions{Store: o.Store, Dir: storeDir, URI: o.DatastoreURI, Consistency: o.Consistency, Engine: o.Engine, Pebble: o.Pebble})
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, t.Close()) }()
+	if o.Store == "postgres" {
+		// A database keeps no record of what was loaded: an empty one is
+		// loaded, a used one only reused when the caller says so.
+		head, err := t.Head(ctx)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case o.SkipLoad && head == 0:
+			return nil, fmt.Errorf("%w: -skip-load, but the database holds nothing", ErrDataDir)
+		case o.SkipLoad:
+			prev = &dataset{}
+		case head != 0:
+			return nil, fmt.Errorf("%w: the database already holds data (head revision %d): point -datastore-uri at an empty database, or give -skip-load if it holds %s/%s seed %d",
+				ErrDataDir, head, wl.Name(), wl.Scale(), wl.Seed())
+		}
+	}
 
 	info := LoadInfo{Reused: prev != nil}
 	if prev != nil {

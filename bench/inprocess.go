@@ -12,15 +12,20 @@ import (
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
 	"github.com/pemba-authz/pemba/engine/store/pebblestore"
+	"github.com/pemba-authz/pemba/engine/store/pgstore"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
 // InProcessOptions configure an in-process target.
 type InProcessOptions struct {
-	// Store is "pebble" (Dir required) or "memory".
+	// Store is "pebble" (Dir required), "postgres" (URI required) or
+	// "memory".
 	Store string
 	// Dir is the Pebble data directory.
 	Dir string
+	// URI is the PostgreSQL connection URI; the database is migrated
+	// when it is not yet.
+	URI string
 	// Consistency is asked for by every read.
 	Consistency Consistency
 	// Engine is passed to engine.Open.
@@ -54,8 +59,20 @@ func NewInProcess(ctx context.Context, opts InProcessOptions) (*InProcess, error
 			return nil, fmt.Errorf("bench: open pebble store: %w", err)
 		}
 		st = ps
+	case "postgres":
+		if opts.URI == "" {
+			return nil, fmt.Errorf("%w: the postgres store needs a connection URI (-datastore-uri)", ErrUsage)
+		}
+		if err := pgstore.Migrate(ctx, opts.URI); err != nil {
+			return nil, fmt.Errorf("bench: migrate postgres: %w", err)
+		}
+		ps, err := pgstore.Open(ctx, opts.URI, pgstore.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("bench: open postgres store: %w", err)
+		}
+		st = ps
 	default:
-		return nil, fmt.Errorf("%w: store %q (want pebble or memory)", ErrUsage, opts.Store)
+		return nil, fmt.Errorf("%w: store %q (want pebble, postgres or memory)", ErrUsage, opts.Store)
 	}
 	e, err := engine.Open(ctx, st, opts.Engine)
 	if err != nil {
@@ -66,6 +83,11 @@ func NewInProcess(ctx context.Context, opts InProcessOptions) (*InProcess, error
 		t.c = engine.FullyConsistent()
 	}
 	return t, nil
+}
+
+// Head returns the newest revision of the store (0: nothing written).
+func (t *InProcess) Head(ctx context.Context) (store.Revision, error) {
+	return t.st.HeadRevision(ctx)
 }
 
 // Load writes the schema and imports rels in one bulk import.

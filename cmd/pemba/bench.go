@@ -42,8 +42,9 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		mode        = fs.String("mode", "inprocess", "target: inprocess, or grpc (a running pemba serve)")
 		addr        = fs.String("addr", "127.0.0.1:50051", "grpc mode: server address, or the nodes of a cluster separated by commas (connections go to each in turn)")
 		keyFile     = fs.String("key-file", "", "grpc mode: file holding a preshared key (sent as a bearer token)")
-		skipLoad    = fs.Bool("skip-load", false, "grpc mode: the server already holds this data set")
-		storeKind   = fs.String("store", "pebble", "in-process store: pebble or memory")
+		skipLoad    = fs.Bool("skip-load", false, "grpc mode, or -datastore postgres: the server or database already holds this data set")
+		storeKind   = fs.String("datastore", "pebble", "in-process datastore: pebble (in -data-dir), postgres (at -datastore-uri) or memory")
+		storeURI    = fs.String("datastore-uri", os.Getenv("PEMBA_DATASTORE_URI"), "postgres: connection URI of an empty database, migrated if needed (default: $PEMBA_DATASTORE_URI)")
 		dataDir     = fs.String("data-dir", "", "data directory, reused if already loaded with the same workload (default: temporary)")
 		concurrency = fs.Int("concurrency", 4, "workers")
 		duration    = fs.Duration("duration", 10*time.Second, "measured phase duration")
@@ -58,6 +59,7 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		quiet       = fs.Bool("quiet", false, "no progress lines on stderr")
 	)
+	fs.StringVar(storeKind, "store", "pebble", "the same as -datastore")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -90,7 +92,7 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		key = strings.TrimSpace(string(b))
 	}
 	o := bench.Options{
-		Workload: *name, Scale: sc, Seed: *seed, Mode: *mode, Store: *storeKind, DataDir: *dataDir,
+		Workload: *name, Scale: sc, Seed: *seed, Mode: *mode, Store: *storeKind, DataDir: *dataDir, DatastoreURI: *storeURI,
 		Addr: *addr, Key: key, SkipLoad: *skipLoad,
 		Consistency: c,
 		Run: bench.RunConfig{
