@@ -35,9 +35,7 @@ func (s *Store) openReplicas(ctx context.Context, uris []string) error {
 		if err != nil {
 			return fmt.Errorf("pgstore: parse read replica uri: %w", err)
 		}
-		if s.opts.MaxConns > 0 {
-			cfg.MaxConns = s.opts.MaxConns
-		}
+		cfg.MaxConns = poolSize(uri, cfg.MaxConns, s.opts.MaxConns)
 		pool, err := pgxpool.NewWithConfig(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("pgstore: connect to read replica: %w", err)
