@@ -12,16 +12,13 @@ import (
 func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string) error {
 	const usage = "pemba lookup-resources [--limit N] [--context JSON] [flags] TYPE#PERMISSION@SUBJECT"
 	fs := inv.flagSet()
-	conn := inv.connFlags(fs)
-	rf := consistencyFlags(fs)
-	cctx := contextFlag(fs)
+	qf := inv.queryFlags(fs)
 	limit := fs.Int("limit", 0, "stop after N resources (0: all)")
-	out := outputFlag(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
 	}
-	if err := inv.setOutput(usage, *out); err != nil {
+	if err := inv.setOutput(usage, *qf.out); err != nil {
 		return err
 	}
 	var typPerm, subText string
@@ -47,19 +44,12 @@ func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string)
 	if *limit < 0 {
 		return usagef(usage, "negative --limit")
 	}
-	cons, err := rf.consistency(usage)
+	q, err := qf.open(inv, usage)
 	if err != nil {
 		return err
 	}
-	st, err := parseContext(usage, *cctx)
-	if err != nil {
-		return err
-	}
-	c, err := inv.dial(conn, usage)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer q.c.Close()
+	cons, st, c := q.cons, q.ctx, q.c
 	var (
 		cursor *pb.Cursor
 		zk     string
@@ -123,15 +113,12 @@ func atSuffix(zk string) string {
 func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) error {
 	const usage = "pemba lookup-subjects [--context JSON] [flags] RESOURCE#PERMISSION SUBJECT_TYPE[#RELATION]"
 	fs := inv.flagSet()
-	conn := inv.connFlags(fs)
-	rf := consistencyFlags(fs)
-	cctx := contextFlag(fs)
-	out := outputFlag(fs)
+	qf := inv.queryFlags(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
 	}
-	if err := inv.setOutput(usage, *out); err != nil {
+	if err := inv.setOutput(usage, *qf.out); err != nil {
 		return err
 	}
 	if len(pos) != 2 {
@@ -145,19 +132,12 @@ func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) 
 	if subType == "" || strings.Contains(subType, ":") {
 		return usagef(usage, "%q: want SUBJECT_TYPE or SUBJECT_TYPE#RELATION", pos[1])
 	}
-	cons, err := rf.consistency(usage)
+	q, err := qf.open(inv, usage)
 	if err != nil {
 		return err
 	}
-	st, err := parseContext(usage, *cctx)
-	if err != nil {
-		return err
-	}
-	c, err := inv.dial(conn, usage)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer q.c.Close()
+	cons, st, c := q.cons, q.ctx, q.c
 	stream, err := c.Permissions.LookupSubjects(ctx, &pb.LookupSubjectsRequest{
 		Consistency: cons, Resource: client.Object(res), Permission: perm,
 		SubjectObjectType: subType, OptionalSubjectRelation: subRel, Context: st,

@@ -39,6 +39,46 @@ func parseContext(usage, s string) (*structpb.Struct, error) {
 	return st, nil
 }
 
+// queryFlags are the flags every query command shares: connection,
+// consistency, caveat context and output format.
+type queryFlags struct {
+	conn *connFlags
+	read *readFlags
+	cctx *string
+	out  *string
+}
+
+// queryFlags registers the shared query flags on fs.
+func (inv *invocation) queryFlags(fs *flag.FlagSet) *queryFlags {
+	return &queryFlags{conn: inv.connFlags(fs), read: consistencyFlags(fs), cctx: contextFlag(fs), out: outputFlag(fs)}
+}
+
+// query is what a query command needs once its arguments are valid: the
+// consistency and caveat context of the request, and a connected client
+// (the caller closes it).
+type query struct {
+	cons *pb.Consistency
+	ctx  *structpb.Struct
+	c    *client.Client
+}
+
+// open validates the shared flags and dials the server.
+func (q *queryFlags) open(inv *invocation, usage string) (*query, error) {
+	cons, err := q.read.consistency(usage)
+	if err != nil {
+		return nil, err
+	}
+	st, err := parseContext(usage, *q.cctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := inv.dial(q.conn, usage)
+	if err != nil {
+		return nil, err
+	}
+	return &query{cons: cons, ctx: st, c: c}, nil
+}
+
 // splitPermission reads RESOURCE#PERMISSION (doc:1#view).
 func splitPermission(s string) (tuple.ObjectRef, string, error) {
 	i := strings.LastIndexByte(s, '#')
@@ -114,35 +154,25 @@ func missingSuffix(p pb.Permissionship, info *pb.PartialCaveatInfo) string {
 func checkCommand(ctx context.Context, inv *invocation, args []string) error {
 	const usage = "pemba check [--context JSON] [--exit-code] [flags] RESOURCE#PERMISSION@SUBJECT"
 	fs := inv.flagSet()
-	conn := inv.connFlags(fs)
-	rf := consistencyFlags(fs)
-	cctx := contextFlag(fs)
+	qf := inv.queryFlags(fs)
 	exitCode := fs.Bool("exit-code", false, "exit 3 when denied and 4 when conditional, instead of 0")
-	out := outputFlag(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
 	}
-	if err := inv.setOutput(usage, *out); err != nil {
+	if err := inv.setOutput(usage, *qf.out); err != nil {
 		return err
 	}
 	res, perm, sub, err := checkArgs(usage, pos)
 	if err != nil {
 		return err
 	}
-	cons, err := rf.consistency(usage)
+	q, err := qf.open(inv, usage)
 	if err != nil {
 		return err
 	}
-	st, err := parseContext(usage, *cctx)
-	if err != nil {
-		return err
-	}
-	c, err := inv.dial(conn, usage)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer q.c.Close()
+	cons, st, c := q.cons, q.ctx, q.c
 	resp, err := c.Permissions.CheckPermission(ctx, &pb.CheckPermissionRequest{
 		Consistency: cons, Resource: client.Object(res), Permission: perm, Subject: client.Subject(sub), Context: st,
 	})
@@ -182,17 +212,14 @@ func checkCommand(ctx context.Context, inv *invocation, args []string) error {
 func expandCommand(ctx context.Context, inv *invocation, args []string) error {
 	const usage = "pemba expand [--depth N] [--subject SUBJECT] [--context JSON] [flags] RESOURCE#PERMISSION"
 	fs := inv.flagSet()
-	conn := inv.connFlags(fs)
-	rf := consistencyFlags(fs)
-	cctx := contextFlag(fs)
+	qf := inv.queryFlags(fs)
 	depth := fs.Uint("depth", 0, "expand at most N relations deep (0: fully, stopping at cycles)")
 	markFlag := fs.String("subject", "", "mark the leaves that list this subject (TYPE:ID or TYPE:ID#REL), to follow its paths")
-	out := outputFlag(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
 	}
-	if err := inv.setOutput(usage, *out); err != nil {
+	if err := inv.setOutput(usage, *qf.out); err != nil {
 		return err
 	}
 	var resPerm string
@@ -219,19 +246,12 @@ func expandCommand(ctx context.Context, inv *invocation, args []string) error {
 	if *depth > 1<<16 {
 		return usagef(usage, "--depth %d is too large", *depth)
 	}
-	cons, err := rf.consistency(usage)
+	q, err := qf.open(inv, usage)
 	if err != nil {
 		return err
 	}
-	st, err := parseContext(usage, *cctx)
-	if err != nil {
-		return err
-	}
-	c, err := inv.dial(conn, usage)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer q.c.Close()
+	cons, st, c := q.cons, q.ctx, q.c
 	resp, err := c.Permissions.ExpandPermissionTree(ctx, &pb.ExpandPermissionTreeRequest{
 		Consistency: cons, Resource: client.Object(res), Permission: perm, OptionalDepth: uint32(*depth), Context: st,
 	})
