@@ -123,7 +123,7 @@ type Engine struct {
 	log         *slog.Logger
 	limits      Limits
 	evalOpts    eval.Options
-	cache       *cache.Cache // nil when disabled
+	cache       *eval.Cache // nil when disabled
 	heads       *headQuantizer
 
 	// writeMu serialises schema writes against relationship writes (read
@@ -196,9 +196,9 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	}
 	switch {
 	case opts.CacheBytes == 0:
-		e.cache = cache.New(DefaultCacheBytes)
+		e.cache = eval.NewCache(DefaultCacheBytes)
 	case opts.CacheBytes > 0:
-		e.cache = cache.New(opts.CacheBytes)
+		e.cache = eval.NewCache(opts.CacheBytes)
 	}
 	quantum := opts.Quantum
 	if quantum == 0 {

@@ -7,7 +7,7 @@ import (
 )
 
 // EntryOverhead is the number of bytes charged to every entry on top of its
-// key and declared size: the list node, map slot and value header.
+// key and declared size: the slot, map slot and bookkeeping.
 const EntryOverhead = 96
 
 // numShards is a power of two; 64 shards keep lock contention negligible
@@ -23,19 +23,27 @@ type Stats struct {
 	Entries   int64 // entries currently held
 }
 
-// Cache maps string keys to values within a byte budget. It is safe for
-// concurrent use.
-type Cache struct {
+// Cache maps string keys to values of type V within a byte budget. It is
+// safe for concurrent use.
+//
+// Entries live by value in one slice per shard, linked into the LRU list by
+// index, so the garbage collector sees a few large objects instead of
+// several small ones per entry: a full cache costs each collection far
+// less marking (a V without pointers adds none).
+type Cache[V any] struct {
 	seed   maphash.Seed
-	shards [numShards]shard
+	shards [numShards]shard[V]
 
 	evictions atomic.Uint64
 }
 
-type shard struct {
-	mu       sync.Mutex
-	items    map[string]*entry
-	head     entry // sentinel of a circular list; head.next is the most recent
+type shard[V any] struct {
+	mu    sync.Mutex
+	items map[string]int32 // key -> index into slots
+	// slots[0] is the sentinel of a circular list linked by index;
+	// slots[0].next is the most recent entry.
+	slots    []slot[V]
+	free     []int32 // indices of unused slots
 	bytes    int64
 	maxBytes int64
 	// hits and misses are counted under mu: a global atomic counter
@@ -44,92 +52,95 @@ type shard struct {
 	_            [24]byte // shards on separate cache lines
 }
 
-type entry struct {
+type slot[V any] struct {
 	key        string
-	value      any
+	value      V
 	cost       int64
-	prev, next *entry
+	prev, next int32
 }
 
 // New returns a cache that holds at most about maxBytes bytes. A budget
 // too small for a single shard entry yields a cache that stores nothing.
-func New(maxBytes int64) *Cache {
-	c := &Cache{seed: maphash.MakeSeed()}
+func New[V any](maxBytes int64) *Cache[V] {
+	c := &Cache[V]{seed: maphash.MakeSeed()}
 	per := maxBytes / numShards
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.items = make(map[string]*entry)
-		s.head.next, s.head.prev = &s.head, &s.head
+		s.items = make(map[string]int32)
+		s.slots = make([]slot[V], 1, 16)
 		s.maxBytes = per
 	}
 	return c
 }
 
-func (c *Cache) shard(key string) *shard {
+func (c *Cache[V]) shard(key string) *shard[V] {
 	return &c.shards[maphash.String(c.seed, key)&(numShards-1)]
 }
 
 // Get returns the value stored under key and marks it recently used.
-func (c *Cache) Get(key string) (any, bool) {
+func (c *Cache[V]) Get(key string) (V, bool) {
 	if c == nil {
-		return nil, false
+		var zero V
+		return zero, false
 	}
-	s := c.shard(key)
-	s.mu.Lock()
-	e, ok := s.items[key]
-	if ok {
-		s.hits++
-		if s.head.next != e {
-			s.unlink(e)
-			s.pushFront(e)
-		}
-	} else {
-		s.misses++
-	}
-	s.mu.Unlock()
-	if !ok {
-		return nil, false
-	}
-	return e.value, true
+	return c.shard(key).get(key, true)
 }
 
 // GetBytes is Get for a key held in a byte slice; it does not allocate,
 // so callers can build lookup keys in a reused buffer and convert to a
 // string only to Set.
-func (c *Cache) GetBytes(key []byte) (any, bool) { return c.getBytes(key, true) }
+func (c *Cache[V]) GetBytes(key []byte) (V, bool) { return c.getBytes(key, true) }
 
 // Probe is GetBytes for a lookup that, when it misses, is followed by a
 // Get of the same key: only its hits are counted, so a miss is not counted
 // twice.
-func (c *Cache) Probe(key []byte) (any, bool) { return c.getBytes(key, false) }
+func (c *Cache[V]) Probe(key []byte) (V, bool) { return c.getBytes(key, false) }
 
-func (c *Cache) getBytes(key []byte, countMiss bool) (any, bool) {
+func (c *Cache[V]) getBytes(key []byte, countMiss bool) (V, bool) {
 	if c == nil {
-		return nil, false
+		var zero V
+		return zero, false
 	}
 	s := &c.shards[maphash.Bytes(c.seed, key)&(numShards-1)]
 	s.mu.Lock()
-	e, ok := s.items[string(key)]
-	if ok {
-		s.hits++
-		if s.head.next != e {
-			s.unlink(e)
-			s.pushFront(e)
-		}
-	} else if countMiss {
-		s.misses++
-	}
+	// string(key) directly in the map index does not allocate; passed
+	// to a function it would.
+	i, ok := s.items[string(key)]
+	v, ok := s.found(i, ok, countMiss)
 	s.mu.Unlock()
+	return v, ok
+}
+
+func (s *shard[V]) get(key string, countMiss bool) (V, bool) {
+	s.mu.Lock()
+	i, ok := s.items[key]
+	v, ok := s.found(i, ok, countMiss)
+	s.mu.Unlock()
+	return v, ok
+}
+
+// found counts a lookup of slot i (ok: present) and, on a hit, marks the
+// slot most recent and returns its value. s.mu is held.
+func (s *shard[V]) found(i int32, ok, countMiss bool) (V, bool) {
 	if !ok {
-		return nil, false
+		if countMiss {
+			s.misses++
+		}
+		var zero V
+		return zero, false
 	}
-	return e.value, true
+	s.hits++
+	if s.slots[0].next != i {
+		s.unlink(i)
+		s.pushFront(i)
+	}
+	return s.slots[i].value, true
 }
 
 // Set stores value under key, charging size bytes for the value. It
 // replaces an existing entry and evicts least recently used entries of the
 // same shard until the shard fits its share of the budget.
-func (c *Cache) Set(key string, value any, size int64) {
+func (c *Cache[V]) Set(key string, value V, size int64) {
 	if c == nil {
 		return
 	}
@@ -137,23 +148,28 @@ func (c *Cache) Set(key string, value any, size int64) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cost > s.maxBytes {
-		// Too large to ever fit: drop a stale version rather than keep it.
-		if old, ok := s.items[key]; ok {
-			s.remove(old)
-		}
-		return
-	}
 	if old, ok := s.items[key]; ok {
+		// Replaced, or too large to ever fit: drop the stale version.
 		s.remove(old)
 	}
-	e := &entry{key: key, value: value, cost: cost}
-	s.items[key] = e
-	s.pushFront(e)
+	if cost > s.maxBytes {
+		return
+	}
+	var i int32
+	if n := len(s.free); n > 0 {
+		i = s.free[n-1]
+		s.free = s.free[:n-1]
+	} else {
+		s.slots = append(s.slots, slot[V]{})
+		i = int32(len(s.slots) - 1)
+	}
+	s.slots[i] = slot[V]{key: key, value: value, cost: cost}
+	s.items[key] = i
+	s.pushFront(i)
 	s.bytes += cost
 	var evicted uint64
 	for s.bytes > s.maxBytes {
-		s.remove(s.head.prev)
+		s.remove(s.slots[0].prev)
 		evicted++
 	}
 	if evicted > 0 {
@@ -162,20 +178,20 @@ func (c *Cache) Set(key string, value any, size int64) {
 }
 
 // Delete removes the entry stored under key, if any.
-func (c *Cache) Delete(key string) {
+func (c *Cache[V]) Delete(key string) {
 	if c == nil {
 		return
 	}
 	s := c.shard(key)
 	s.mu.Lock()
-	if e, ok := s.items[key]; ok {
-		s.remove(e)
+	if i, ok := s.items[key]; ok {
+		s.remove(i)
 	}
 	s.mu.Unlock()
 }
 
 // Stats returns the counters and the current occupancy.
-func (c *Cache) Stats() Stats {
+func (c *Cache[V]) Stats() Stats {
 	if c == nil {
 		return Stats{}
 	}
@@ -192,20 +208,26 @@ func (c *Cache) Stats() Stats {
 	return st
 }
 
-func (s *shard) unlink(e *entry) {
-	e.prev.next = e.next
-	e.next.prev = e.prev
+func (s *shard[V]) unlink(i int32) {
+	e := &s.slots[i]
+	s.slots[e.prev].next = e.next
+	s.slots[e.next].prev = e.prev
 }
 
-func (s *shard) pushFront(e *entry) {
-	e.prev = &s.head
-	e.next = s.head.next
-	s.head.next.prev = e
-	s.head.next = e
+func (s *shard[V]) pushFront(i int32) {
+	e := &s.slots[i]
+	e.prev = 0
+	e.next = s.slots[0].next
+	s.slots[e.next].prev = i
+	s.slots[0].next = i
 }
 
-func (s *shard) remove(e *entry) {
-	s.unlink(e)
-	delete(s.items, e.key)
-	s.bytes -= e.cost
+// remove unlinks slot i and frees it; the slot is zeroed so that the
+// collector does not keep its key and value alive.
+func (s *shard[V]) remove(i int32) {
+	s.unlink(i)
+	delete(s.items, s.slots[i].key)
+	s.bytes -= s.slots[i].cost
+	s.slots[i] = slot[V]{}
+	s.free = append(s.free, i)
 }

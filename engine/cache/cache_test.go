@@ -21,7 +21,7 @@ func TestGetSet(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := New(1 << 20)
+			c := New[string](1 << 20)
 			for _, k := range tt.sets {
 				c.Set(k, "v-"+k, 8)
 			}
@@ -29,7 +29,7 @@ func TestGetSet(t *testing.T) {
 			if ok != tt.wantOK {
 				t.Fatalf("Get(%q) ok = %v, want %v", tt.get, ok, tt.wantOK)
 			}
-			if ok && v.(string) != tt.wantVal {
+			if ok && v != tt.wantVal {
 				t.Fatalf("Get(%q) = %v, want %v", tt.get, v, tt.wantVal)
 			}
 			st := c.Stats()
@@ -50,7 +50,7 @@ func uniq(s []string) map[string]bool {
 
 func TestBudgetAndEviction(t *testing.T) {
 	const budget = 64 * 4096
-	c := New(budget)
+	c := New[int](budget)
 	for i := range 10000 {
 		c.Set(fmt.Sprintf("key-%06d", i), i, 100)
 	}
@@ -76,7 +76,7 @@ func TestBudgetAndEviction(t *testing.T) {
 func TestLRUOrder(t *testing.T) {
 	// One shard's share holds exactly two entries of this size; keys in
 	// the same shard are found by probing.
-	c := New(numShards * (2*(EntryOverhead+10+100) + 10))
+	c := New[int](numShards * (2*(EntryOverhead+10+100) + 10))
 	s0 := c.shard("probe")
 	var keys []string
 	for i := 0; len(keys) < 3; i++ {
@@ -98,7 +98,7 @@ func TestLRUOrder(t *testing.T) {
 }
 
 func TestTooLarge(t *testing.T) {
-	c := New(numShards * 1000)
+	c := New[int](numShards * 1000)
 	c.Set("big", 1, 10000)
 	if _, ok := c.Get("big"); ok {
 		t.Fatal("entry larger than a shard was stored")
@@ -106,7 +106,7 @@ func TestTooLarge(t *testing.T) {
 }
 
 func TestNil(t *testing.T) {
-	var c *Cache
+	var c *Cache[int]
 	c.Set("a", 1, 1)
 	if _, ok := c.Get("a"); ok {
 		t.Fatal("nil cache returned a value")
@@ -118,7 +118,7 @@ func TestNil(t *testing.T) {
 }
 
 func TestStatsCounters(t *testing.T) {
-	c := New(1 << 20)
+	c := New[int](1 << 20)
 	c.Set("a", 1, 1)
 	c.Get("a")
 	c.Get("a")
@@ -131,7 +131,7 @@ func TestStatsCounters(t *testing.T) {
 }
 
 func TestConcurrent(t *testing.T) {
-	c := New(1 << 16)
+	c := New[int](1 << 16)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
@@ -139,7 +139,7 @@ func TestConcurrent(t *testing.T) {
 			defer wg.Done()
 			for i := range 2000 {
 				k := fmt.Sprintf("%d-%d", g, i%300)
-				if v, ok := c.Get(k); ok && v.(int) != i%300 {
+				if v, ok := c.Get(k); ok && v != i%300 {
 					t.Errorf("Get(%s) = %v", k, v)
 					return
 				}
@@ -154,7 +154,7 @@ func TestConcurrent(t *testing.T) {
 }
 
 func BenchmarkGetParallel(b *testing.B) {
-	c := New(64 << 20)
+	c := New[int](64 << 20)
 	keys := make([]string, 4096)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("rev-12|rel-3|doc:%d|user:%d", i, i*7)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pemba-authz/pemba/engine/cache"
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
@@ -185,12 +184,12 @@ func runEnterpriseChecks(b *testing.B, s *schema.Schema, p Params, emps [][]stri
 	}
 	for _, tc := range []struct {
 		name  string
-		cache *cache.Cache
+		cache *Cache
 		conc  int
 	}{
 		{"uncached", nil, 4},
 		{"uncached-sequential", nil, 1},
-		{"cached", cache.New(64 << 20), 4},
+		{"cached", NewCache(64 << 20), 4},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			e := New(s, Options{Cache: tc.cache, Concurrency: tc.conc})
@@ -243,9 +242,9 @@ func BenchmarkCheckDeep(b *testing.B) {
 			})
 			for _, cached := range []bool{false, true} {
 				b.Run(fmt.Sprintf("cached=%v", cached), func(b *testing.B) {
-					var c *cache.Cache
+					var c *Cache
 					if cached {
-						c = cache.New(16 << 20)
+						c = NewCache(16 << 20)
 					}
 					e := New(env.s, Options{Cache: c})
 					req := CheckRequest{Resource: tuple.ObjectRef{Type: "doc", ID: "1"}, Permission: "view", Subject: tuple.SubjectRef{Type: "employee", ID: "deep"}}

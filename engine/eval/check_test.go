@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/pemba-authz/pemba/engine/cache"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -126,9 +125,9 @@ func TestCheckConstructs(t *testing.T) {
 		{"nil", "doc:1#nothing@user:anne", nil, NoPermission, nil},
 	}
 	for _, cached := range []bool{false, true} {
-		var c *cache.Cache
+		var c *Cache
 		if cached {
-			c = cache.New(1 << 20)
+			c = NewCache(1 << 20)
 		}
 		e := New(s, Options{Cache: c})
 		for _, tt := range tests {
@@ -264,7 +263,7 @@ func TestCheckDispatchStats(t *testing.T) {
 	s := mustCompile(t, constructsSchema)
 	rd := load(t, mustParse(t, chain(10)...))
 	for _, conc := range []int{1, 4} {
-		e := New(s, Options{Concurrency: conc, Cache: cache.New(1 << 20)})
+		e := New(s, Options{Concurrency: conc, Cache: NewCache(1 << 20)})
 		req := parseCheck(t, "group:g10#member@user:deep")
 		res, err := e.Check(context.Background(), Params{Reader: rd, Now: testNow}, req)
 		if err != nil || res.Permissionship != HasPermission {

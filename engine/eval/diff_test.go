@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pemba-authz/pemba/engine/cache"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
 )
@@ -310,7 +309,7 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 		subjects = append(subjects, tuple.SubjectRef{Type: r.Definition.Name, ID: diffIDs[i%2], Relation: r.Name})
 	}
 	loose := intersectionCycle(allRels)
-	c := cache.New(1 << 20)
+	c := NewCache(1 << 20)
 	// The first configuration decides every fan-out from the subject's
 	// side where it can; the second gives reverse walks so small a budget
 	// that they often fall back to the top-down walk.

@@ -3,8 +3,6 @@ package eval
 import (
 	"context"
 	"time"
-
-	"github.com/pemba-authz/pemba/engine/cache"
 )
 
 // dispatcher evaluates one subproblem on the path frame f. The evaluator
@@ -102,7 +100,7 @@ func (m memoLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subpr
 // revision, schema, relation, object, subject and (for relations a caveat
 // can reach) the request's caveat context.
 type cacheLayer struct {
-	cache *cache.Cache
+	cache *Cache
 	next  dispatcher
 }
 
@@ -132,17 +130,16 @@ func (c cacheLayer) lookup(rq *request, sp subproblem, probe bool) (result, bool
 
 // lookupKey is lookup by key, for an answer valid at now.
 func (c cacheLayer) lookupKey(key []byte, now time.Time, probe bool) (result, bool) {
-	var v any
+	var ent cacheEntry
 	var hit bool
 	if probe {
-		v, hit = c.cache.Probe(key)
+		ent, hit = c.cache.Probe(key)
 	} else {
-		v, hit = c.cache.GetBytes(key)
+		ent, hit = c.cache.GetBytes(key)
 	}
 	if !hit {
 		return result{}, false
 	}
-	ent := v.(*cacheEntry)
 	if !now.Before(ent.computed) && (ent.expires.IsZero() || now.Before(ent.expires)) {
 		return result{perm: ent.perm, missing: ent.missing, expires: ent.expires, cut: noCut}, true
 	}
@@ -163,7 +160,7 @@ func (c cacheLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subp
 		for _, m := range res.missing {
 			size += int64(len(m)) + 16
 		}
-		c.cache.Set(key, &cacheEntry{perm: res.perm, missing: res.missing, computed: rq.now, expires: res.expires}, size)
+		c.cache.Set(key, cacheEntry{perm: res.perm, missing: res.missing, computed: rq.now, expires: res.expires}, size)
 	}
 	return res, err
 }

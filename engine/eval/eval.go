@@ -27,14 +27,22 @@ type Options struct {
 	// evaluate branches in parallel, the caller's included. 0 means
 	// DefaultConcurrency; 1 evaluates sequentially.
 	Concurrency int
-	// Cache keeps subproblem results across requests; nil disables the
-	// cross-request cache (requests still share work within themselves).
-	// One cache must serve one store: keys hold revisions, not store IDs.
-	Cache *cache.Cache
+	// Cache keeps subproblem results across requests (NewCache); nil
+	// disables the cross-request cache (requests still share work within
+	// themselves). One cache must serve one store: keys hold revisions,
+	// not store IDs.
+	Cache *Cache
 	// Router, when set, sends permissions owned by other nodes of a
 	// cluster to them (see Router); nil evaluates everything here.
 	Router Router
 }
+
+// Cache is the cross-request result cache of evaluators: subproblem
+// answers by revision, schema, relation, object, subject and context.
+type Cache = cache.Cache[cacheEntry]
+
+// NewCache returns a result cache of about maxBytes bytes.
+func NewCache(maxBytes int64) *Cache { return cache.New[cacheEntry](maxBytes) }
 
 // Evaluator answers permission questions over one compiled schema. It is
 // safe for concurrent use; each call reads through the store.Reader it is

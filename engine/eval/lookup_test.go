@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pemba-authz/pemba/engine/cache"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -63,9 +62,9 @@ func TestLookupResources(t *testing.T) {
 		{"arrow all", "folder", "every", "user:ivan", 0, "", []string{"sub"}},
 	}
 	for _, cached := range []bool{false, true} {
-		var c *cache.Cache
+		var c *Cache
 		if cached {
-			c = cache.New(1 << 20)
+			c = NewCache(1 << 20)
 		}
 		e := New(s, Options{Cache: c})
 		for _, tt := range tests {
@@ -208,7 +207,7 @@ func TestCacheExpiry(t *testing.T) {
 		"doc:1#viewer@group:temp#member",
 		"doc:2#viewer@user:ivan[expiration:2026-06-01T11:00:00Z]",
 	))
-	c := cache.New(1 << 20)
+	c := NewCache(1 << 20)
 	e := New(s, Options{Cache: c})
 	steps := []struct {
 		now   time.Time
@@ -248,7 +247,7 @@ func TestConcurrentChecks(t *testing.T) {
 		)
 	}
 	rd := load(t, mustParse(t, lines...))
-	c := cache.New(1 << 20)
+	c := NewCache(1 << 20)
 	e := New(s, Options{Concurrency: 8, Cache: c})
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)

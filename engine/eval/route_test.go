@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/pemba-authz/pemba/engine/cache"
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
@@ -39,7 +38,7 @@ type testPeer struct {
 func newTestCluster(s *schema.Schema, nodes int, rd store.Reader) *testCluster {
 	c := &testCluster{reader: rd}
 	for i := range nodes {
-		c.nodes = append(c.nodes, New(s, Options{Concurrency: 1 + i%2*3, Cache: cache.New(1 << 20), Router: testRouter{c: c, self: i}}))
+		c.nodes = append(c.nodes, New(s, Options{Concurrency: 1 + i%2*3, Cache: NewCache(1 << 20), Router: testRouter{c: c, self: i}}))
 	}
 	return c
 }
