@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"testing"
@@ -118,22 +119,21 @@ func TestPebbleAndPostgresAgree(t *testing.T) {
 func lookupResources(t *testing.T, e *engine.Engine, req engine.LookupResourcesRequest) string {
 	t.Helper()
 	seq, _, err := e.LookupResources(context.Background(), req)
-	if err != nil {
-		return "error: " + err.Error()
-	}
-	var b strings.Builder
-	for r, err := range seq {
-		if err != nil {
-			return b.String() + " error: " + err.Error()
-		}
-		fmt.Fprintf(&b, "%s:%v%v ", r.ResourceID, r.Permissionship, r.MissingContext)
-	}
-	return b.String()
+	return render(seq, err, func(r eval.ResourceResult) string {
+		return fmt.Sprintf("%s:%v%v", r.ResourceID, r.Permissionship, r.MissingContext)
+	})
 }
 
 func lookupSubjects(t *testing.T, e *engine.Engine, req engine.LookupSubjectsRequest) string {
 	t.Helper()
 	seq, _, err := e.LookupSubjects(context.Background(), req)
+	return render(seq, err, func(r eval.SubjectResult) string {
+		return fmt.Sprintf("%s-%v:%v%v", r.SubjectID, r.ExcludedIDs, r.Permissionship, r.MissingContext)
+	})
+}
+
+// render lists a lookup's results, and the error that ended it, as text.
+func render[T any](seq iter.Seq2[T, error], err error, show func(T) string) string {
 	if err != nil {
 		return "error: " + err.Error()
 	}
@@ -142,7 +142,8 @@ func lookupSubjects(t *testing.T, e *engine.Engine, req engine.LookupSubjectsReq
 		if err != nil {
 			return b.String() + " error: " + err.Error()
 		}
-		fmt.Fprintf(&b, "%s-%v:%v%v ", r.SubjectID, r.ExcludedIDs, r.Permissionship, r.MissingContext)
+		b.WriteString(show(r))
+		b.WriteByte(' ')
 	}
 	return b.String()
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/pemba-authz/pemba/api/client"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
-	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/store/pgstore"
 	"github.com/pemba-authz/pemba/engine/store/pgstore/pgtest"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -122,30 +120,10 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.Open(ctx, st, engine.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(eng, Config{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		srv.Stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		eng.Close()
-		st.Close()
-	})
+	// The fixture closes the store.
+	f := newFixtureOn(t, st, Config{Logger: quiet})
 	newClient := func(retry client.Retry) *client.Client {
-		c, err := client.New(lis.Addr().String(), client.Options{Insecure: true, Retry: retry})
+		c, err := client.New(f.addr, client.Options{Insecure: true, Retry: retry})
 		if err != nil {
 			t.Fatal(err)
 		}

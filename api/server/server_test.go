@@ -17,6 +17,7 @@ import (
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
@@ -54,6 +55,7 @@ definition folder {
 // loopback port, with clients.
 type fixture struct {
 	t      testing.TB
+	addr   string // the server's listening address
 	srv    *Server
 	eng    *engine.Engine
 	reg    *prometheus.Registry
@@ -69,7 +71,7 @@ func newFixture(t testing.TB, cfg Config, dial ...grpc.DialOption) *fixture {
 }
 
 // newFixtureOn serves a given store; the fixture closes it.
-func newFixtureOn(t testing.TB, st *memstore.Store, cfg Config, dial ...grpc.DialOption) *fixture {
+func newFixtureOn(t testing.TB, st store.Store, cfg Config, dial ...grpc.DialOption) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	eng, err := engine.Open(ctx, st, engine.Options{})
@@ -102,7 +104,7 @@ func newFixtureOn(t testing.TB, st *memstore.Store, cfg Config, dial ...grpc.Dia
 		st.Close()
 	})
 	return &fixture{
-		t: t, srv: srv, eng: eng, reg: reg, conn: conn,
+		t: t, addr: lis.Addr().String(), srv: srv, eng: eng, reg: reg, conn: conn,
 		perms:  pb.NewPermissionsServiceClient(conn),
 		schema: pb.NewSchemaServiceClient(conn),
 		watch:  pb.NewWatchServiceClient(conn),
