@@ -74,19 +74,11 @@ func startNode(t *testing.T, bin string, args ...string) *clusterNode {
 	})
 	nd := &clusterNode{cmd: cmd}
 	br := bufio.NewReader(out)
-	for nd.addr == "" {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("node %q printed no address: %v; stderr:\n%s", args, err, stderr.String())
-		}
-		f := strings.Fields(line)
-		switch {
-		case strings.HasPrefix(line, "pemba: serving metrics on ") && len(f) == 5:
-			nd.metrics = f[4]
-		case strings.HasPrefix(line, "pemba: serving gRPC on ") && len(f) >= 5:
-			nd.addr = f[4]
-		}
+	nd.addr, nd.metrics, err = readAddrs(br)
+	if err != nil {
+		t.Fatalf("node %q: %v; stderr:\n%s", args, err, stderr.String())
 	}
+	nd.metrics = "http://" + nd.metrics + "/metrics"
 	go io.Copy(io.Discard, br)
 	c, err := client.New(nd.addr, client.Options{Insecure: true})
 	if err != nil {

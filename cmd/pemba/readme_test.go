@@ -229,16 +229,14 @@ func startReadmeServer(t *testing.T, ctx context.Context, bin, line string) stri
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()
 	}
-	// "pemba: serving gRPC on ADDR (store ..., authentication ...)",
-	// printed once the listener is open.
-	first, err := bufio.NewReader(out).ReadString('\n')
-	fields := strings.Fields(first)
-	if err != nil || len(fields) < 5 || fields[3] != "on" {
+	// The address is printed once the listener is open.
+	addr, _, err := readAddrs(bufio.NewReader(out))
+	if err != nil {
 		stop()
-		t.Fatalf("serve %q printed %q, %v; stderr:\n%s", args, first, err, stderr.String())
+		t.Fatalf("serve %q: %v; stderr:\n%s", args, err, stderr.String())
 	}
 	t.Cleanup(stop)
-	return fields[4]
+	return addr
 }
 
 // TestQuickstartRelationships: the quickstart's relationship file is the

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -43,23 +44,10 @@ func startServeAddrs(t *testing.T, args ...string) (grpcAddr, metricsAddr string
 		pw.Close()
 	}()
 	br := bufio.NewReader(pr)
-	for grpcAddr == "" {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			cancel()
-			t.Fatalf("no address printed (exit %d, stderr %s): %v", <-done, stderr.String(), err)
-		}
-		switch fields := strings.Fields(line); {
-		// "pemba: serving metrics on http://ADDR/metrics"
-		case strings.HasPrefix(line, "pemba: serving metrics on ") && len(fields) == 5:
-			metricsAddr = strings.TrimSuffix(strings.TrimPrefix(fields[4], "http://"), "/metrics")
-		// "pemba: serving gRPC on ADDR (store ...)"
-		case strings.HasPrefix(line, "pemba: serving gRPC on ") && len(fields) >= 5:
-			grpcAddr = fields[4]
-		default:
-			cancel()
-			t.Fatalf("unexpected line %q", line)
-		}
+	grpcAddr, metricsAddr, err := readAddrs(br)
+	if err != nil {
+		cancel()
+		t.Fatalf("%v (exit %d, stderr %s)", err, <-done, stderr.String())
 	}
 	go io.Copy(io.Discard, br)
 	t.Cleanup(func() {
@@ -69,6 +57,27 @@ func startServeAddrs(t *testing.T, args ...string) (grpcAddr, metricsAddr string
 		}
 	})
 	return grpcAddr, metricsAddr
+}
+
+// readAddrs reads what `pemba serve` prints when it starts, up to its
+// gRPC address: "pemba: serving metrics on http://ADDR/metrics" (with
+// -metrics-listen), then "pemba: serving gRPC on ADDR (store ...)".
+func readAddrs(br *bufio.Reader) (grpcAddr, metricsAddr string, err error) {
+	for grpcAddr == "" {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return "", "", fmt.Errorf("no address printed: %w", err)
+		}
+		switch fields := strings.Fields(line); {
+		case strings.HasPrefix(line, "pemba: serving metrics on ") && len(fields) == 5:
+			metricsAddr = strings.TrimSuffix(strings.TrimPrefix(fields[4], "http://"), "/metrics")
+		case strings.HasPrefix(line, "pemba: serving gRPC on ") && len(fields) >= 5:
+			grpcAddr = fields[4]
+		default:
+			return "", "", fmt.Errorf("unexpected line %q", line)
+		}
+	}
+	return grpcAddr, metricsAddr, nil
 }
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
