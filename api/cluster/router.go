@@ -85,6 +85,8 @@ type peer struct {
 	api  pb.DispatchServiceClient
 	// downUntil is the UnixNano until which the peer is skipped (0: up).
 	downUntil atomic.Int64
+	// The peer's series of Router.dispatches, looked up once.
+	ok, failedN, skipped prometheus.Counter
 	logMu     sync.Mutex
 	down      bool // last logged state, under logMu
 }
@@ -140,7 +142,11 @@ func New(cfg Config) (*Router, error) {
 			r.Close()
 			return nil, fmt.Errorf("cluster: peer %s: %w", addr, err)
 		}
-		r.peers[addr] = &peer{r: r, addr: addr, conn: conn, api: pb.NewDispatchServiceClient(conn)}
+		r.peers[addr] = &peer{r: r, addr: addr, conn: conn, api: pb.NewDispatchServiceClient(conn),
+			ok:      r.dispatches.WithLabelValues(addr, "ok"),
+			failedN: r.dispatches.WithLabelValues(addr, "failed"),
+			skipped: r.dispatches.WithLabelValues(addr, "skipped"),
+		}
 	}
 	return r, nil
 }
@@ -171,7 +177,7 @@ func (r *Router) Route(typ, id, relation string) eval.Peer {
 	}
 	p := r.peers[owner]
 	if until := p.downUntil.Load(); until != 0 && r.now().UnixNano() < until {
-		r.dispatches.WithLabelValues(owner, "skipped").Inc()
+		p.skipped.Inc()
 		return nil
 	}
 	return p
@@ -198,7 +204,7 @@ func (p *peer) DispatchCheck(ctx context.Context, req *eval.DispatchRequest) (*e
 }
 
 func (p *peer) failed(err error) {
-	p.r.dispatches.WithLabelValues(p.addr, "failed").Inc()
+	p.failedN.Inc()
 	p.downUntil.Store(p.r.now().Add(p.r.downFor).UnixNano())
 	p.logMu.Lock()
 	defer p.logMu.Unlock()
@@ -209,7 +215,7 @@ func (p *peer) failed(err error) {
 }
 
 func (p *peer) up() {
-	p.r.dispatches.WithLabelValues(p.addr, "ok").Inc()
+	p.ok.Inc()
 	if p.downUntil.Load() == 0 {
 		return
 	}
