@@ -87,8 +87,8 @@ type peer struct {
 	downUntil atomic.Int64
 	// The peer's series of Router.dispatches, looked up once.
 	ok, failedN, skipped prometheus.Counter
-	logMu     sync.Mutex
-	down      bool // last logged state, under logMu
+	logMu                sync.Mutex
+	down                 bool // last logged state, under logMu
 }
 
 // New connects (lazily) to the peers of cfg. Close releases the
