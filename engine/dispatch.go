@@ -3,10 +3,18 @@ package engine
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/zookie"
 )
+
+// MaxDispatchClockSkew bounds how far the clock of a dispatched request may
+// be from this node's. The clock decides which relationships have expired,
+// so a caller must not be able to choose it: the nodes of a cluster keep
+// their clocks synchronised (NTP), and a request outside the bound is
+// refused (the sender then evaluates the subproblem itself).
+const MaxDispatchClockSkew = 5 * time.Second
 
 // DispatchCheck answers a subproblem another node of the cluster sent to
 // this one, its owner. fp is the sender's store fingerprint: nodes on
@@ -22,6 +30,10 @@ func (e *Engine) DispatchCheck(ctx context.Context, fp zookie.Fingerprint, req *
 	}
 	if err := e.checkContextSize(req.Context); err != nil {
 		return nil, err
+	}
+	if skew := req.Now.Sub(e.now()).Abs(); skew > MaxDispatchClockSkew {
+		return nil, fmt.Errorf("%w: dispatch clock is %v away from this node's (at most %v): synchronise the nodes' clocks",
+			ErrInvalidRequest, skew.Round(time.Millisecond), MaxDispatchClockSkew)
 	}
 	v, err := e.openAt(ctx, req.Revision)
 	if err != nil {
