@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pemba-authz/pemba/api/client"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -233,16 +234,13 @@ func (r *Router) toProto(req *eval.DispatchRequest) (*pb.DispatchCheckRequest, e
 		DatastoreFingerprint: r.fp,
 		Revision:             uint64(req.Revision),
 		Now:                  timestamppb.New(req.Now),
-		Resource:             objectToProto(req.Resource),
+		Resource:             client.Object(req.Resource),
 		Relation:             req.Relation,
-		Subject: &pb.SubjectReference{
-			Object:           objectToProto(tuple.ObjectRef{Type: req.Subject.Type, ID: req.Subject.ID}),
-			OptionalRelation: req.Subject.Relation,
-		},
-		Path: make([]*pb.DispatchPathStep, len(req.Path)),
+		Subject:              client.Subject(req.Subject),
+		Path:                 make([]*pb.DispatchPathStep, len(req.Path)),
 	}
 	for i, s := range req.Path {
-		out.Path[i] = &pb.DispatchPathStep{Resource: objectToProto(tuple.ObjectRef{Type: s.ResourceType, ID: s.ResourceID}), Relation: s.Relation}
+		out.Path[i] = &pb.DispatchPathStep{Resource: client.Object(tuple.ObjectRef{Type: s.ResourceType, ID: s.ResourceID}), Relation: s.Relation}
 	}
 	if len(req.Context) > 0 {
 		b, err := json.Marshal(req.Context)
@@ -252,10 +250,6 @@ func (r *Router) toProto(req *eval.DispatchRequest) (*pb.DispatchCheckRequest, e
 		out.ContextJson = b
 	}
 	return out, nil
-}
-
-func objectToProto(o tuple.ObjectRef) *pb.ObjectReference {
-	return &pb.ObjectReference{ObjectType: o.Type, ObjectId: o.ID}
 }
 
 func fromProto(in *pb.DispatchCheckResponse) (*eval.DispatchResponse, error) {
