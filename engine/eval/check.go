@@ -13,7 +13,7 @@ func (rq *request) checkRoot(ctx context.Context, req CheckRequest) (CheckResult
 		return CheckResult{}, err
 	}
 	st := new(checkStats)
-	res, err := rq.checkIn(ctx, nil, st, rel, req.Resource.ID, req.Subject)
+	res, err := rq.checkAt(ctx, nil, st, rel, req.Resource.ID, req.Subject, false)
 	if err != nil {
 		return CheckResult{}, err
 	}
@@ -80,13 +80,9 @@ func (rq *request) check(ctx context.Context, parent *frame, rel *schema.Relatio
 	return rq.checkAt(ctx, parent, st, rel, id, sub, false)
 }
 
-// checkIn is check with the statistics st of the root check (nil: none).
-func (rq *request) checkIn(ctx context.Context, parent *frame, st *checkStats, rel *schema.Relation, id string, sub tuple.SubjectRef) (result, error) {
-	return rq.checkAt(ctx, parent, st, rel, id, sub, false)
-}
-
-// checkAt is checkIn; local keeps the subproblem on this node (it was
-// dispatched here by its owner's router).
+// checkAt is check with the statistics st of the root check (nil: none);
+// local keeps the subproblem on this node (it was dispatched here by the
+// router of another node).
 func (rq *request) checkAt(ctx context.Context, parent *frame, st *checkStats, rel *schema.Relation, id string, sub tuple.SubjectRef, local bool) (result, error) {
 	if err := ctx.Err(); err != nil {
 		return result{}, err
