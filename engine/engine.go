@@ -102,8 +102,9 @@ type Limits struct {
 	MaxPreconditions int
 	// MaxContextBytes bounds a caveat context, as JSON.
 	MaxContextBytes int
-	// MaxLookupLimit bounds the Limit of LookupResources (and is used when
-	// the request gives none).
+	// MaxLookupLimit bounds the Limit of LookupResources, a page size. A
+	// request without a Limit gets every result, never a silently
+	// truncated list.
 	MaxLookupLimit int
 	// MaxBulkCheckItems bounds the items of one CheckBulk call.
 	MaxBulkCheckItems int

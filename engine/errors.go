@@ -153,11 +153,17 @@ type LimitError struct {
 	Limit string // which limit, e.g. "updates per write"
 	Max   int
 	Got   int
+	// Hint, when set, says how to stay within the limit.
+	Hint string
 }
 
 // Error implements error.
 func (e *LimitError) Error() string {
-	return fmt.Sprintf("engine: %d %s exceeds the limit of %d", e.Got, e.Limit, e.Max)
+	msg := fmt.Sprintf("engine: %d %s exceeds the limit of %d", e.Got, e.Limit, e.Max)
+	if e.Hint != "" {
+		msg += " (" + e.Hint + ")"
+	}
+	return msg
 }
 
 // Is makes errors.Is(err, ErrLimitExceeded) true.

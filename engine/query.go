@@ -103,15 +103,17 @@ type LookupResourcesRequest struct {
 }
 
 // LookupResources resolves the revision, then returns the zookie and a
-// sequence of results at that revision. Limit 0 means Limits.MaxLookupLimit.
+// sequence of results at that revision. Limit 0 yields every result: a
+// default cap would cut the answer without the caller knowing, so
+// Limits.MaxLookupLimit bounds only a Limit the caller gives (a page size;
+// resume a page with After).
 func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest) (iter.Seq2[eval.ResourceResult, error], string, error) {
 	switch {
 	case req.Limit < 0:
 		return nil, "", fmt.Errorf("%w: negative lookup limit %d", ErrInvalidRequest, req.Limit)
-	case req.Limit == 0:
-		req.Limit = e.limits.MaxLookupLimit
 	case req.Limit > e.limits.MaxLookupLimit:
-		return nil, "", &LimitError{Limit: "lookup results", Max: e.limits.MaxLookupLimit, Got: req.Limit}
+		return nil, "", &LimitError{Limit: "lookup results per page", Max: e.limits.MaxLookupLimit, Got: req.Limit,
+			Hint: "give no limit to receive every result, or page with a smaller limit and the cursor of the last result"}
 	}
 	if err := e.checkContextSize(req.Context); err != nil {
 		return nil, "", err

@@ -34,7 +34,7 @@ func TestQueriesAnswerAtTheResolvedRevision(t *testing.T) {
 		t.Errorf("bulk over the limit: %v", err)
 	}
 
-	// LookupResources: default and maximum limits, zookie of the revision.
+	// LookupResources: no limit, the maximum limit, zookie of the revision.
 	lookup := func(c engine.Consistency, limit int) ([]string, string, error) {
 		seq, z, err := f.eng.LookupResources(f.ctx, engine.LookupResourcesRequest{Consistency: c,
 			LookupResourcesRequest: eval.LookupResourcesRequest{ResourceType: "document", Permission: "view", Subject: anne, Limit: limit}})
@@ -50,8 +50,9 @@ func TestQueriesAnswerAtTheResolvedRevision(t *testing.T) {
 		}
 		return ids, z, nil
 	}
-	if ids, z, err := lookup(engine.AtExactSnapshot(z1), 0); err != nil || z != z1 || strings.Join(ids, ",") != "1,2" {
-		t.Errorf("lookup at z1 with the default limit: %v at %q, %v", ids, z, err)
+	// No limit: every result, though there are more than MaxLookupLimit.
+	if ids, z, err := lookup(engine.AtExactSnapshot(z1), 0); err != nil || z != z1 || strings.Join(ids, ",") != "1,2,3" {
+		t.Errorf("lookup at z1 without a limit: %v at %q, %v", ids, z, err)
 	}
 	if ids, _, err := lookup(engine.AtExactSnapshot(z2), 0); err != nil || strings.Join(ids, ",") != "1,3" {
 		t.Errorf("lookup at z2: %v, %v", ids, err)

@@ -1,0 +1,126 @@
+package engine_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// lookupAll runs one LookupResources call of document#view for user:anne
+// and returns the IDs it yields.
+func lookupAll(t *testing.T, f *fixture, limit int, after string) ([]string, error) {
+	t.Helper()
+	seq, _, err := f.eng.LookupResources(f.ctx, engine.LookupResourcesRequest{
+		Consistency: engine.FullyConsistent(),
+		LookupResourcesRequest: eval.LookupResourcesRequest{
+			ResourceType: "document", Permission: "view", Subject: tuple.SubjectRef{Type: "user", ID: "anne"},
+			Limit: limit, After: after,
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for r, err := range seq {
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, r.ResourceID)
+	}
+	return ids, nil
+}
+
+// importDocs gives user:anne viewer on n documents d00000, d00001, ... in
+// one bulk import and returns their IDs in order.
+func importDocs(t *testing.T, f *fixture, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	rels := make([]tuple.Relationship, n)
+	for i := range n {
+		ids[i] = fmt.Sprintf("d%05d", i)
+		rels[i] = mustParse(t, "document:"+ids[i]+"#viewer@user:anne")
+	}
+	if _, got, err := f.eng.Import(f.ctx, "test", seqOf(rels...)); err != nil || got != n {
+		t.Fatalf("import: %d of %d, %v", got, n, err)
+	}
+	return ids
+}
+
+// pageAll pages through every result with pages of size, resuming after
+// the last ID of each page, and fails if a page is larger than asked.
+func pageAll(t *testing.T, f *fixture, size int) []string {
+	t.Helper()
+	var all []string
+	after := ""
+	for calls := 0; ; calls++ {
+		if calls > 100000 {
+			t.Fatal("paging does not end")
+		}
+		page, err := lookupAll(t, f, size, after)
+		if err != nil {
+			t.Fatalf("page after %q: %v", after, err)
+		}
+		if len(page) > size {
+			t.Fatalf("page of %d results, asked for %d", len(page), size)
+		}
+		all = append(all, page...)
+		if len(page) < size {
+			return all
+		}
+		after = page[len(page)-1]
+	}
+}
+
+// A lookup without a limit returns every result, even past the default
+// MaxLookupLimit (it once stopped at 10,000 of 10,005 without a word);
+// paging with the largest allowed limit returns each result exactly once;
+// a limit above the maximum fails with an error naming the limit.
+func TestLookupResourcesPastTheDefaultCap(t *testing.T) {
+	f := newFixture(t, engine.Options{})
+	if got := f.eng.Limits().MaxLookupLimit; got != engine.DefaultMaxLookupLimit {
+		t.Fatalf("MaxLookupLimit = %d, want the default %d", got, engine.DefaultMaxLookupLimit)
+	}
+	want := importDocs(t, f, engine.DefaultMaxLookupLimit+5)
+
+	got, err := lookupAll(t, f, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("lookup without a limit: %d results, want %d", len(got), len(want))
+	}
+	if got := pageAll(t, f, engine.DefaultMaxLookupLimit); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("paged lookup: %d results, want each of %d once", len(got), len(want))
+	}
+
+	_, err = lookupAll(t, f, engine.DefaultMaxLookupLimit+1, "")
+	var le *engine.LimitError
+	if !errors.As(err, &le) || le.Max != engine.DefaultMaxLookupLimit || !strings.Contains(err.Error(), "limit of 10000") {
+		t.Errorf("limit above the maximum: %v, want a *LimitError naming 10000", err)
+	}
+}
+
+// Paging with every page size, over a small injected maximum, returns each
+// result exactly once and never a page larger than asked.
+func TestLookupResourcesPaging(t *testing.T) {
+	const maxLimit = 4
+	f := newFixture(t, engine.Options{Limits: engine.Limits{MaxLookupLimit: maxLimit}})
+	want := importDocs(t, f, 3*maxLimit+1)
+	got, err := lookupAll(t, f, 0, "")
+	if err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("lookup without a limit: %v, %v; want all %d", got, err, len(want))
+	}
+	for size := 1; size <= maxLimit; size++ {
+		if got := pageAll(t, f, size); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("pages of %d: %v, want %v", size, got, want)
+		}
+	}
+	if _, err := lookupAll(t, f, maxLimit+1, ""); !errors.Is(err, engine.ErrLimitExceeded) {
+		t.Errorf("limit above the maximum: %v", err)
+	}
+}
