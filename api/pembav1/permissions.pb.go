@@ -1400,8 +1400,8 @@ type LookupResourcesRequest struct {
 	Permission         string                 `protobuf:"bytes,3,opt,name=permission,proto3" json:"permission,omitempty"`
 	Subject            *SubjectReference      `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
 	Context            *structpb.Struct       `protobuf:"bytes,5,opt,name=context,proto3" json:"context,omitempty"`
-	// optional_limit bounds the results of this call (0: the server's
-	// maximum, 10000).
+	// optional_limit bounds the results of this call (0: all of them; at
+	// most 10000, more fails with RESOURCE_EXHAUSTED).
 	OptionalLimit uint32 `protobuf:"varint,6,opt,name=optional_limit,json=optionalLimit,proto3" json:"optional_limit,omitempty"`
 	// optional_cursor resumes after the result it was returned with.
 	OptionalCursor *Cursor `protobuf:"bytes,7,opt,name=optional_cursor,json=optionalCursor,proto3" json:"optional_cursor,omitempty"`

@@ -72,7 +72,9 @@ type PermissionsServiceClient interface {
 	// to optional_depth: the "why" of an answer.
 	ExpandPermissionTree(ctx context.Context, in *ExpandPermissionTreeRequest, opts ...grpc.CallOption) (*ExpandPermissionTreeResponse, error)
 	// LookupResources streams the resources of one type on which a subject
-	// has a permission, at most optional_limit of them (at most 10000).
+	// has a permission, in ascending ID order: every one of them, or at
+	// most optional_limit when set (at most 10000; page with
+	// optional_cursor for more).
 	LookupResources(ctx context.Context, in *LookupResourcesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LookupResourcesResponse], error)
 	// LookupSubjects streams the subjects of one type that have a
 	// permission on a resource, in ascending ID order ("*" first), at most
@@ -275,7 +277,9 @@ type PermissionsServiceServer interface {
 	// to optional_depth: the "why" of an answer.
 	ExpandPermissionTree(context.Context, *ExpandPermissionTreeRequest) (*ExpandPermissionTreeResponse, error)
 	// LookupResources streams the resources of one type on which a subject
-	// has a permission, at most optional_limit of them (at most 10000).
+	// has a permission, in ascending ID order: every one of them, or at
+	// most optional_limit when set (at most 10000; page with
+	// optional_cursor for more).
 	LookupResources(*LookupResourcesRequest, grpc.ServerStreamingServer[LookupResourcesResponse]) error
 	// LookupSubjects streams the subjects of one type that have a
 	// permission on a resource, in ascending ID order ("*" first), at most

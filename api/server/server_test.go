@@ -73,8 +73,15 @@ func newFixture(t testing.TB, cfg Config, dial ...grpc.DialOption) *fixture {
 // newFixtureOn serves a given store; the fixture closes it.
 func newFixtureOn(t testing.TB, st store.Store, cfg Config, dial ...grpc.DialOption) *fixture {
 	t.Helper()
+	return newFixtureEngine(t, st, engine.Options{}, cfg, dial...)
+}
+
+// newFixtureEngine serves a given store with engine options (small
+// limits, say); the fixture closes the store.
+func newFixtureEngine(t testing.TB, st store.Store, opts engine.Options, cfg Config, dial ...grpc.DialOption) *fixture {
+	t.Helper()
 	ctx := context.Background()
-	eng, err := engine.Open(ctx, st, engine.Options{})
+	eng, err := engine.Open(ctx, st, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
