@@ -242,6 +242,14 @@ func (inv *invocation) infof(format string, args ...any) {
 	}
 }
 
+// warnf writes to standard error in every output format: what the user
+// must not miss, such as a listing cut at --limit.
+func (inv *invocation) warnf(format string, args ...any) {
+	if msg := fmt.Sprintf(format, args...); msg != "" {
+		fmt.Fprint(inv.env.Stderr, msg)
+	}
+}
+
 // openInput opens a file argument, "-" meaning standard input.
 func (inv *invocation) openInput(name string) (io.ReadCloser, error) {
 	if name == "-" {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/pemba-authz/pemba/api/client"
@@ -13,7 +14,7 @@ func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string)
 	const usage = "pemba lookup-resources [--limit N] [--context JSON] [flags] TYPE#PERMISSION@SUBJECT"
 	fs := inv.flagSet()
 	qf := inv.queryFlags(fs)
-	limit := fs.Int("limit", 0, "stop after N resources (0: all)")
+	limit := fs.Int("limit", 0, "print at most N resources, and say so when more match (0: all)")
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
@@ -50,55 +51,69 @@ func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string)
 	}
 	defer q.c.Close()
 	cons, st, c := q.cons, q.ctx, q.c
+	// Without --limit one request streams every result. With it, pages of
+	// at most maxLookupPage (the server's largest optional_limit) follow
+	// each other's cursors, all at the first page's revision.
+	page := 0
+	if *limit > 0 {
+		page = maxLookupPage
+	}
+	lim := &limiter{limit: *limit}
 	var (
 		cursor *pb.Cursor
 		zk     string
-		n      int
 	)
 	for {
-		size := maxLookupPage
-		if *limit > 0 {
-			size = min(size, *limit-n)
-		}
-		req := &pb.LookupResourcesRequest{
-			Consistency: cons, ResourceObjectType: typ, Permission: perm, Subject: client.Subject(sub),
-			Context: st, OptionalLimit: uint32(size), OptionalCursor: cursor,
-		}
-		stream, err := c.Permissions.LookupResources(ctx, req)
-		if err != nil {
-			return err
-		}
-		got := 0
-		err = recvEach(stream, func(msg *pb.LookupResourcesResponse) error {
-			got++
-			n++
-			cursor, zk = msg.GetAfterResultCursor(), msg.GetLookedUpAt().GetToken()
-			p := msg.GetPermissionship()
-			obj := typ + ":" + msg.GetResourceObjectId()
-			if inv.json {
-				missing := msg.GetPartialCaveatInfo().GetMissingRequiredContext()
-				if missing == nil {
-					missing = []string{}
-				}
-				return inv.emitJSON(struct {
-					Resource       string   `json:"resource"`
-					ResourceID     string   `json:"resource_id"`
-					Permissionship string   `json:"permissionship"`
-					Missing        []string `json:"missing_context"`
-					Zookie         string   `json:"zookie"`
-				}{obj, msg.GetResourceObjectId(), permissionshipName(p), missing, zk})
+		size := lim.size(page)
+		got, err := func() (int, error) {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stream, err := c.Permissions.LookupResources(ctx, &pb.LookupResourcesRequest{
+				Consistency: cons, ResourceObjectType: typ, Permission: perm, Subject: client.Subject(sub),
+				Context: st, OptionalLimit: uint32(size), OptionalCursor: cursor,
+			})
+			if err != nil {
+				return 0, err
 			}
-			inv.printf("%s%s\n", obj, missingSuffix(p, msg.GetPartialCaveatInfo()))
-			return nil
-		})
+			got := 0
+			err = recvEach(stream, func(msg *pb.LookupResourcesResponse) error {
+				got++
+				if !lim.take() {
+					return errLimitReached
+				}
+				cursor, zk = msg.GetAfterResultCursor(), msg.GetLookedUpAt().GetToken()
+				p := msg.GetPermissionship()
+				obj := typ + ":" + msg.GetResourceObjectId()
+				if inv.json {
+					missing := msg.GetPartialCaveatInfo().GetMissingRequiredContext()
+					if missing == nil {
+						missing = []string{}
+					}
+					return inv.emitJSON(struct {
+						Resource       string   `json:"resource"`
+						ResourceID     string   `json:"resource_id"`
+						Permissionship string   `json:"permissionship"`
+						Missing        []string `json:"missing_context"`
+						Zookie         string   `json:"zookie"`
+					}{obj, msg.GetResourceObjectId(), permissionshipName(p), missing, zk})
+				}
+				inv.printf("%s%s\n", obj, missingSuffix(p, msg.GetPartialCaveatInfo()))
+				return nil
+			})
+			if errors.Is(err, errLimitReached) {
+				err = nil
+			}
+			return got, err
+		}()
 		if err != nil {
 			return err
 		}
-		if got < size || (*limit > 0 && n >= *limit) {
+		if lim.done(size, got) {
 			break
 		}
 	}
-	inv.infof("%d resources%s\n", n, atSuffix(zk))
+	inv.infof("%d resources%s\n", lim.n, atSuffix(zk))
+	inv.warnf("%s", lim.notice("resources"))
 	return nil
 }
 

@@ -15,7 +15,8 @@ import (
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
-// maxLookupPage is the most results the server returns per lookup call.
+// maxLookupPage is the largest optional_limit of LookupResources the
+// server accepts by default (engine.DefaultMaxLookupLimit).
 const maxLookupPage = 10000
 
 // contextFlag registers --context.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/pemba-authz/pemba/api/client"
@@ -185,7 +186,7 @@ func relationshipRead(ctx context.Context, inv *invocation, args []string) error
 	conn := inv.connFlags(fs)
 	rf := consistencyFlags(fs)
 	ff := registerFilterFlags(fs)
-	limit := fs.Int("limit", 0, "stop after N relationships (0: all)")
+	limit := fs.Int("limit", 0, "print at most N relationships, and say so when more match (0: all)")
 	pageSize := fs.Int("page-size", maxBatch, "relationships per request")
 	out := outputFlag(fs)
 	pos, err := inv.parse(fs, usage, args)
@@ -214,43 +215,51 @@ func relationshipRead(ctx context.Context, inv *invocation, args []string) error
 		return err
 	}
 	defer c.Close()
+	lim := &limiter{limit: *limit}
 	var (
 		cursor *pb.Cursor
 		zk     string
-		n      int
 	)
 	for {
-		size := *pageSize
-		if *limit > 0 {
-			size = min(size, *limit-n)
-		}
+		size := lim.size(*pageSize)
 		req := &pb.ReadRelationshipsRequest{RelationshipFilter: filter, OptionalLimit: uint32(size), OptionalCursor: cursor}
 		if cursor == nil {
 			req.Consistency = cons
 		}
-		stream, err := c.Permissions.ReadRelationships(ctx, req)
+		got, err := func() (int, error) {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stream, err := c.Permissions.ReadRelationships(ctx, req)
+			if err != nil {
+				return 0, err
+			}
+			got := 0
+			err = recvEach(stream, func(msg *pb.ReadRelationshipsResponse) error {
+				got++
+				if !lim.take() {
+					return errLimitReached
+				}
+				cursor, zk = msg.GetAfterResultCursor(), msg.GetReadAt().GetToken()
+				return inv.emitRelationship(msg.GetRelationship(), zk)
+			})
+			if errors.Is(err, errLimitReached) {
+				err = nil
+			}
+			return got, err
+		}()
 		if err != nil {
 			return err
 		}
-		got := 0
-		err = recvEach(stream, func(msg *pb.ReadRelationshipsResponse) error {
-			got++
-			n++
-			cursor, zk = msg.GetAfterResultCursor(), msg.GetReadAt().GetToken()
-			return inv.emitRelationship(msg.GetRelationship(), zk)
-		})
-		if err != nil {
-			return err
-		}
-		if got < size || (*limit > 0 && n >= *limit) {
+		if lim.done(size, got) {
 			break
 		}
 	}
 	if zk != "" {
-		inv.infof("%d relationships read at %s\n", n, zk)
+		inv.infof("%d relationships read at %s\n", lim.n, zk)
 	} else {
 		inv.infof("0 relationships\n")
 	}
+	inv.warnf("%s", lim.notice("relationships"))
 	return nil
 }
 

@@ -1,0 +1,129 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const limitsSchema = `definition user {}
+
+definition doc {
+  relation viewer: user
+  relation banned: user
+  permission view = viewer - banned
+}
+`
+
+// writeFile writes text to a file in a fresh temporary directory and
+// returns its path.
+func writeFile(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// docLines returns n tuples giving user:anne viewer on doc:d00000, ...
+func docLines(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("doc:d%05d#viewer@user:anne", i)
+	}
+	return out
+}
+
+// limitsServer serves a fresh store with limitsSchema written.
+func limitsServer(t *testing.T) string {
+	t.Helper()
+	addr := startServer(t)
+	must(t, addr, "schema", "write", writeFile(t, "schema.zed", limitsSchema))
+	return addr
+}
+
+// lookup-resources prints every result, past the server's 10,000 cap on
+// one page; with --limit it prints that many and says when more match.
+func TestLookupResourcesPrintsEverything(t *testing.T) {
+	addr := limitsServer(t)
+	const n = maxLookupPage + 5
+	rels := docLines(n)
+	must(t, addr, "relationship", "import", writeFile(t, "rels.txt", strings.Join(rels, "\n")+"\n"))
+	want := make([]string, n)
+	for i := range want {
+		want[i] = fmt.Sprintf("doc:d%05d", i)
+	}
+	tests := []struct {
+		name   string
+		limit  int // 0: none
+		print  int
+		notice bool
+	}{
+		{"no limit", 0, n, false},
+		{"limit below the page", 3, 3, true},
+		{"limit at the page", maxLookupPage, maxLookupPage, true},
+		{"limit across pages", maxLookupPage + 2, maxLookupPage + 2, true},
+		{"limit at the total", n, n, false},
+		{"limit above the total", n + 1, n, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"lookup-resources", "doc#view@user:anne"}
+			if tt.limit > 0 {
+				args = append(args, "--limit", fmt.Sprint(tt.limit))
+			}
+			r := pemba(t, addr, "", args...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			if got := lines(r.stdout); strings.Join(got, "\n") != strings.Join(want[:tt.print], "\n") {
+				t.Errorf("printed %d resources, want the first %d", len(got), tt.print)
+			}
+			if !strings.Contains(r.stderr, fmt.Sprintf("%d resources at", tt.print)) {
+				t.Errorf("stderr %q does not count %d resources", r.stderr, tt.print)
+			}
+			if got := strings.Contains(r.stderr, "stopped at --limit"); got != tt.notice {
+				t.Errorf("notice of the limit = %v, want %v: %q", got, tt.notice, r.stderr)
+			}
+		})
+	}
+	// The notice goes to standard error in JSON mode too.
+	r := pemba(t, addr, "", "lookup-resources", "doc#view@user:anne", "--limit", "2", "--output", "json")
+	if r.code != 0 || len(lines(r.stdout)) != 2 || !strings.Contains(r.stderr, "stopped at --limit 2") {
+		t.Errorf("json with --limit: %+v", r)
+	}
+}
+
+// relationship read follows cursors page by page to the end; --limit
+// stops it, with a notice when more match.
+func TestRelationshipReadPages(t *testing.T) {
+	addr := limitsServer(t)
+	rels := docLines(7)
+	must(t, addr, append([]string{"relationship", "write"}, rels...)...)
+	tests := []struct {
+		limit, print int
+		notice       bool
+	}{
+		{0, 7, false}, {1, 1, true}, {3, 3, true}, {6, 6, true}, {7, 7, false}, {8, 7, false},
+	}
+	for _, page := range []int{1, 2, 3, 7, 1000} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("page %d limit %d", page, tt.limit), func(t *testing.T) {
+				r := pemba(t, addr, "", "relationship", "read", "--resource-type", "doc",
+					"--page-size", fmt.Sprint(page), "--limit", fmt.Sprint(tt.limit))
+				if r.code != 0 {
+					t.Fatalf("exit %d: %s", r.code, r.stderr)
+				}
+				if got := lines(r.stdout); strings.Join(got, "\n") != strings.Join(rels[:tt.print], "\n") {
+					t.Errorf("printed %q, want the first %d", got, tt.print)
+				}
+				if got := strings.Contains(r.stderr, "stopped at --limit"); got != tt.notice {
+					t.Errorf("notice of the limit = %v, want %v: %q", got, tt.notice, r.stderr)
+				}
+			})
+		}
+	}
+}
