@@ -11,11 +11,27 @@ import (
 	"github.com/pemba-authz/pemba/schema"
 )
 
+// ValidateRelationship checks r against schema s as a write with the
+// default limits does, so that a client holding the schema can refuse a bad
+// line of input before it sends anything. A rejection is a
+// *RelationshipError with Index -1 (or a *LimitError for a caveat context
+// over DefaultMaxContextBytes).
+func ValidateRelationship(s *schema.Schema, r tuple.Relationship) error {
+	return validateRelationship(s, -1, r, DefaultMaxContextBytes)
+}
+
+// validateRelationship checks r against schema s with the engine's limits;
+// index is reported in the error.
+func (e *Engine) validateRelationship(s *schema.Schema, index int, r tuple.Relationship) error {
+	return validateRelationship(s, index, r, e.limits.MaxContextBytes)
+}
+
 // validateRelationship checks r against schema s: the resource type and
 // relation exist, the relation is not a permission, the subject type (with
 // its relation or wildcard) is allowed, and caveat and expiration match an
-// allowed subject type. index is reported in the error.
-func (e *Engine) validateRelationship(s *schema.Schema, index int, r tuple.Relationship) error {
+// allowed subject type; a caveat context is at most maxContext bytes of
+// JSON. index is reported in the error.
+func validateRelationship(s *schema.Schema, index int, r tuple.Relationship, maxContext int) error {
 	fail := func(reason error, format string, args ...any) error {
 		return &RelationshipError{Index: index, Relationship: r, Reason: reason, Detail: fmt.Sprintf(format, args...)}
 	}
@@ -73,7 +89,7 @@ func (e *Engine) validateRelationship(s *schema.Schema, index int, r tuple.Relat
 		}
 	}
 	if r.Caveat != nil && len(r.Caveat.Context) > 0 {
-		if err := e.checkContextSize(r.Caveat.Context); err != nil {
+		if err := checkContextSize(r.Caveat.Context, maxContext); err != nil {
 			return err
 		}
 		if err := checkCaveatContext(s.Caveats[r.Caveat.Name], r.Caveat.Context); err != nil {
@@ -85,6 +101,11 @@ func (e *Engine) validateRelationship(s *schema.Schema, index int, r tuple.Relat
 
 // checkContextSize enforces Limits.MaxContextBytes on a caveat context.
 func (e *Engine) checkContextSize(ctx map[string]any) error {
+	return checkContextSize(ctx, e.limits.MaxContextBytes)
+}
+
+// checkContextSize fails when ctx is more than max bytes as JSON.
+func checkContextSize(ctx map[string]any, max int) error {
 	if len(ctx) == 0 {
 		return nil
 	}
@@ -92,8 +113,8 @@ func (e *Engine) checkContextSize(ctx map[string]any) error {
 	if err != nil {
 		return fmt.Errorf("%w: caveat context is not JSON-encodable: %w", ErrInvalidRequest, err)
 	}
-	if len(b) > e.limits.MaxContextBytes {
-		return &LimitError{Limit: "bytes of caveat context", Max: e.limits.MaxContextBytes, Got: len(b)}
+	if len(b) > max {
+		return &LimitError{Limit: "bytes of caveat context", Max: max, Got: len(b)}
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
 	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
 )
 
 func TestWriteValidation(t *testing.T) {
@@ -79,6 +80,25 @@ func TestWriteValidation(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tt.msg)
 			}
 		})
+	}
+	// ValidateRelationship, for clients that check their input first,
+	// refuses exactly what a write refuses, for the same reason.
+	s, err := schema.Compile("test.zed", testSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		if tt.op == store.OpDelete {
+			continue
+		}
+		err := engine.ValidateRelationship(s, mustParse(t, tt.rel))
+		var re *engine.RelationshipError
+		switch {
+		case tt.want == nil && err != nil:
+			t.Errorf("ValidateRelationship(%s) = %v, want nil", tt.rel, err)
+		case tt.want != nil && (!errors.Is(err, tt.want) || !errors.As(err, &re) || re.Index != -1 || !strings.Contains(err.Error(), tt.msg)):
+			t.Errorf("ValidateRelationship(%s) = %v, want %v without an index", tt.rel, err, tt.want)
+		}
 	}
 }
 
