@@ -34,8 +34,15 @@ func startServer(t *testing.T, keys ...server.Key) string {
 
 func startServerConfig(t *testing.T, cfg server.Config) string {
 	t.Helper()
+	return startServerEngine(t, engine.Options{}, cfg)
+}
+
+// startServerEngine is startServerConfig with engine options (small
+// limits, say).
+func startServerEngine(t *testing.T, opts engine.Options, cfg server.Config) string {
+	t.Helper()
 	st := memstore.New(memstore.Options{})
-	eng, err := engine.Open(context.Background(), st, engine.Options{})
+	eng, err := engine.Open(context.Background(), st, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pemba-authz/pemba/api/client"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
@@ -18,10 +19,13 @@ import (
 // server turns out not to implement ImportRelationships.
 const maxReplay = 16
 
-// relationshipImport streams a relationship file to ImportRelationships
-// in batches. A server without it answers Unimplemented at once; the
-// batches sent so far (at most maxReplay) and the rest of the file are
-// then written with batched TOUCH writes.
+// relationshipImport streams a relationship file to ImportRelationships,
+// which commits all of it at one revision or nothing. Each line is checked
+// against the server's schema before it is sent; a bad line cancels the
+// stream, and the error names its FILE:LINE. A server without
+// ImportRelationships answers Unimplemented at once; the batches sent so
+// far (at most maxReplay) and the rest of the file are then written with
+// batched TOUCH writes, each its own transaction.
 func relationshipImport(ctx context.Context, inv *invocation, args []string) error {
 	const usage = "pemba relationship import [flags] FILE|-"
 	fs := inv.flagSet()
@@ -48,9 +52,12 @@ func relationshipImport(ctx context.Context, inv *invocation, args []string) err
 	}
 	defer c.Close()
 
-	im := &importer{ctx: ctx, c: c}
+	im := &importer{ctx: ctx, c: c, from: &origins{name: displayName(pos[0])}, check: newSchemaCheck(ctx, c)}
 	if err := readTuples(in, displayName(pos[0]), im.add); err != nil {
 		im.abort()
+		if _, isStatus := status.FromError(err); !isStatus {
+			err = fmt.Errorf("%w (%s)", err, im.outcome())
+		}
 		return err
 	}
 	loaded, zk, err := im.finish()
@@ -68,39 +75,99 @@ func relationshipImport(ctx context.Context, inv *invocation, args []string) err
 	return nil
 }
 
+// batch is relationships sent together, and the position (in the order
+// read) of the first.
+type batch struct {
+	start int
+	rels  []*pb.Relationship
+}
+
+// importBatches splits rels into messages of at most maxBatch
+// relationships and maxImportBytes.
+func importBatches(rels []*pb.Relationship) []batch {
+	var (
+		out   []batch
+		cur   batch
+		bytes int
+	)
+	for i, r := range rels {
+		size := proto.Size(r)
+		if len(cur.rels) > 0 && (len(cur.rels) == maxBatch || bytes+size > maxImportBytes) {
+			out = append(out, cur)
+			cur, bytes = batch{}, 0
+		}
+		if len(cur.rels) == 0 {
+			cur.start = i
+		}
+		cur.rels = append(cur.rels, r)
+		bytes += size
+	}
+	if len(cur.rels) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
 // importer sends relationships to ImportRelationships, or after an
 // Unimplemented answer, as batched writes.
 type importer struct {
-	ctx     context.Context
-	c       *client.Client
-	stream  pb.PermissionsService_ImportRelationshipsClient
-	cancel  context.CancelFunc
-	batch   []*pb.Relationship
-	sent    [][]*pb.Relationship // replay buffer, up to maxReplay batches
-	replay  bool                 // sent is complete (nothing dropped yet)
-	writes  bool                 // fallback: batched writes
+	ctx    context.Context
+	c      *client.Client
+	from   *origins
+	check  *schemaCheck
+	stream pb.PermissionsService_ImportRelationshipsClient
+	cancel context.CancelFunc
+	cur    batch
+	bytes  int     // of cur
+	starts []int   // the start of every message sent on stream
+	sent   []batch // replay buffer, up to maxReplay batches
+	replay bool    // sent is complete (nothing dropped yet)
+	writes bool    // fallback: batched writes
+	// written counts relationships committed by fallback writes.
 	written uint64
 	lastZK  string
 }
 
-func (im *importer) add(r tuple.Relationship) error {
+func (im *importer) add(r tuple.Relationship, line int) error {
+	pos := im.from.n
+	im.from.addLine(line)
+	where := im.from.must(pos)
+	if err := im.check.check(r); err != nil {
+		im.abort()
+		return badInput(where, err, im.outcome())
+	}
 	p, err := client.Relationship(r)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", where, err)
 	}
-	im.batch = append(im.batch, p)
-	if len(im.batch) < maxBatch {
-		return nil
+	size := proto.Size(p)
+	if n := len(im.cur.rels); n > 0 && (n == maxBatch || im.bytes+size > maxImportBytes) {
+		if err := im.flush(); err != nil {
+			return err
+		}
 	}
-	return im.flush()
+	if len(im.cur.rels) == 0 {
+		im.cur.start = pos
+	}
+	im.cur.rels = append(im.cur.rels, p)
+	im.bytes += size
+	return nil
+}
+
+// outcome says what an import that failed has committed.
+func (im *importer) outcome() string {
+	if im.written > 0 {
+		return fmt.Sprintf("%d relationships were written before, by the fallback writes of a server without ImportRelationships", im.written)
+	}
+	return "nothing was written"
 }
 
 func (im *importer) flush() error {
-	if len(im.batch) == 0 {
+	if len(im.cur.rels) == 0 {
 		return nil
 	}
-	b := im.batch
-	im.batch = nil
+	b := im.cur
+	im.cur, im.bytes = batch{}, 0
 	if im.writes {
 		return im.write(b)
 	}
@@ -120,7 +187,8 @@ func (im *importer) flush() error {
 			im.replay, im.sent = false, nil
 		}
 	}
-	if err := im.stream.Send(&pb.ImportRelationshipsRequest{Relationships: b}); err != nil {
+	im.starts = append(im.starts, b.start)
+	if err := im.stream.Send(&pb.ImportRelationshipsRequest{Relationships: b.rels}); err != nil {
 		if !errors.Is(err, io.EOF) {
 			return err
 		}
@@ -131,10 +199,11 @@ func (im *importer) flush() error {
 	return nil
 }
 
-// fallBack switches to writes when err says the server lacks imports.
+// fallBack switches to writes when err says the server lacks imports;
+// any other error is the import's, placed at its line.
 func (im *importer) fallBack(err error) error {
 	if status.Code(err) != codes.Unimplemented {
-		return err
+		return (&locator{from: im.from, msgStarts: im.starts, outcome: im.outcome()}).locate(err)
 	}
 	if !im.replay {
 		return fmt.Errorf("the server does not implement ImportRelationships, and too much was sent to replay: %w", err)
@@ -150,19 +219,20 @@ func (im *importer) fallBack(err error) error {
 	return nil
 }
 
-func (im *importer) write(b []*pb.Relationship) error {
-	req := &pb.WriteRelationshipsRequest{Updates: make([]*pb.RelationshipUpdate, len(b))}
-	for i, r := range b {
+func (im *importer) write(b batch) error {
+	req := &pb.WriteRelationshipsRequest{Updates: make([]*pb.RelationshipUpdate, len(b.rels))}
+	for i, r := range b.rels {
 		req.Updates[i] = &pb.RelationshipUpdate{Operation: pb.RelationshipUpdate_OPERATION_TOUCH, Relationship: r}
 	}
 	resp, err := im.c.Permissions.WriteRelationships(im.ctx, req)
 	if err != nil {
-		if im.written > 0 {
+		located := (&locator{from: im.from, base: b.start, outcome: im.outcome()}).locate(err)
+		if located == err && im.written > 0 {
 			return fmt.Errorf("after writing %d relationships: %w", im.written, err)
 		}
-		return err
+		return located
 	}
-	im.written += uint64(len(b))
+	im.written += uint64(len(b.rels))
 	im.lastZK = resp.GetWrittenAt().GetToken()
 	return nil
 }

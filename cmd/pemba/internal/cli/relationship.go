@@ -4,6 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/pemba-authz/pemba/api/client"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
@@ -13,8 +19,13 @@ import (
 const relationshipUsage = "pemba relationship write|delete|read|import|export [flags] ..."
 
 // maxBatch is the most updates per WriteRelationships call and
-// relationships per ImportRelationships message the server accepts.
+// relationships per ImportRelationships message the server accepts by
+// default.
 const maxBatch = 1000
+
+// maxImportBytes bounds the relationships of one ImportRelationships
+// message, well below the server's 4 MiB per message.
+const maxImportBytes = 2 << 20
 
 func relationshipCommand(ctx context.Context, inv *invocation, args []string) error {
 	return inv.subcommand(ctx, args, map[string]func(context.Context, *invocation, []string) error{
@@ -33,8 +44,13 @@ var operations = map[string]pb.RelationshipUpdate_Operation{
 }
 
 // relationshipWrite writes the tuples given as arguments and read from
-// --file in one atomic write; more than maxBatch are split into several
-// writes, each atomic, and the last zookie is printed.
+// --file all or nothing: every line is parsed, checked against the
+// server's schema and checked for duplicates before anything is sent, and
+// the updates then go in one WriteRelationships call. Touches too many for
+// one call go through ImportRelationships, which commits them at one
+// revision too; creates and deletes too many for one call are refused
+// with nothing written. Every error about an input names its FILE:LINE (or
+// argument).
 func relationshipWrite(ctx context.Context, inv *invocation, args []string) error {
 	const usage = "pemba relationship write [--op touch|create|delete] [--file FILE|-] [flags] TUPLE..."
 	fs := inv.flagSet()
@@ -56,21 +72,14 @@ func relationshipWrite(ctx context.Context, inv *invocation, args []string) erro
 	if len(pos) == 0 && *file == "" {
 		return usagef(usage, "no tuples: give them as arguments or with --file")
 	}
-	var updates []*pb.RelationshipUpdate
-	add := func(r tuple.Relationship) error {
-		p, err := client.Relationship(r)
-		if err != nil {
-			return err
-		}
-		updates = append(updates, &pb.RelationshipUpdate{Operation: op, Relationship: p})
-		return nil
-	}
+	w := &batchWrite{op: op, from: &origins{name: displayName(*file)}, keys: map[string]int{}}
 	for i, s := range pos {
 		r, err := tuple.Parse(s)
 		if err != nil {
 			return usagef(usage, "argument %d: %v", i+1, err)
 		}
-		if err := add(r); err != nil {
+		w.from.addArg()
+		if err := w.add(r); err != nil {
 			return err
 		}
 	}
@@ -79,13 +88,19 @@ func relationshipWrite(ctx context.Context, inv *invocation, args []string) erro
 		if err != nil {
 			return err
 		}
-		err = readTuples(in, displayName(*file), add)
+		err = readTuples(in, displayName(*file), func(r tuple.Relationship, line int) error {
+			w.from.addLine(line)
+			return w.add(r)
+		})
 		in.Close()
+		if _, isStatus := status.FromError(err); err != nil && !isStatus {
+			err = fmt.Errorf("%w (nothing was written)", err)
+		}
 		if err != nil {
 			return err
 		}
 	}
-	if len(updates) == 0 {
+	if len(w.updates) == 0 {
 		return fmt.Errorf("%s holds no tuples", displayName(*file))
 	}
 	c, err := inv.dial(conn, usage)
@@ -93,30 +108,156 @@ func relationshipWrite(ctx context.Context, inv *invocation, args []string) erro
 		return err
 	}
 	defer c.Close()
-	if len(updates) > maxBatch {
-		inv.infof("%d updates: writing them in %d transactions of at most %d\n", len(updates), (len(updates)+maxBatch-1)/maxBatch, maxBatch)
-	}
-	var zk *pb.Zookie
-	for start := 0; start < len(updates); start += maxBatch {
-		end := min(start+maxBatch, len(updates))
-		resp, err := c.Permissions.WriteRelationships(ctx, &pb.WriteRelationshipsRequest{Updates: updates[start:end]})
-		if err != nil {
-			if start > 0 {
-				return fmt.Errorf("after writing %d of %d updates: %w", start, len(updates), err)
+	if op != pb.RelationshipUpdate_OPERATION_DELETE {
+		sc := newSchemaCheck(ctx, c)
+		for i, r := range w.rels {
+			if err := sc.check(r); err != nil {
+				return badInput(w.from.must(i), err, "nothing was written")
 			}
-			return err
 		}
-		zk = resp.GetWrittenAt()
+	}
+	zk, err := w.send(ctx, c)
+	if err != nil {
+		return err
 	}
 	if inv.json {
 		return inv.emitJSON(struct {
 			Zookie  string `json:"zookie"`
 			Written int    `json:"written"`
-		}{zk.GetToken(), len(updates)})
+		}{zk, len(w.updates)})
 	}
-	inv.infof("%d relationships written (%s)\n", len(updates), *opName)
-	inv.printf("%s\n", zk.GetToken())
+	inv.infof("%d relationships written (%s)\n", len(w.updates), *opName)
+	inv.printf("%s\n", zk)
 	return nil
+}
+
+// batchWrite is the input of relationship write, validated, to be sent
+// as one atomic change.
+type batchWrite struct {
+	op      pb.RelationshipUpdate_Operation
+	from    *origins
+	rels    []tuple.Relationship
+	updates []*pb.RelationshipUpdate
+	keys    map[string]int // relationship key -> position
+}
+
+// add appends the relationship whose origin was just recorded. One write
+// changes a relationship once (the server refuses a second update of it),
+// so a repeat is refused here, naming both lines.
+func (w *batchWrite) add(r tuple.Relationship) error {
+	i := len(w.rels)
+	key := r.Key().String()
+	if j, dup := w.keys[key]; dup {
+		return badInput(w.from.must(i), fmt.Errorf("relationship %s is also updated by %s; one write changes a relationship once", key, w.from.must(j)), "nothing was written")
+	}
+	p, err := client.Relationship(r)
+	if err != nil {
+		return fmt.Errorf("%s: %w (nothing was written)", w.from.must(i), err)
+	}
+	w.keys[key] = i
+	w.rels = append(w.rels, r)
+	w.updates = append(w.updates, &pb.RelationshipUpdate{Operation: w.op, Relationship: p})
+	return nil
+}
+
+// send commits the updates atomically and returns the zookie.
+func (w *batchWrite) send(ctx context.Context, c *client.Client) (string, error) {
+	loc := &locator{from: w.from, keys: w.keys, outcome: "nothing was written"}
+	touch := w.op == pb.RelationshipUpdate_OPERATION_TOUCH
+	if touch && len(w.updates) > maxBatch {
+		return w.importAll(ctx, c, nil)
+	}
+	resp, err := c.Permissions.WriteRelationships(ctx, &pb.WriteRelationshipsRequest{Updates: w.updates})
+	if err == nil {
+		return resp.GetWrittenAt().GetToken(), nil
+	}
+	if !tooManyUpdates(err) {
+		return "", loc.locate(err)
+	}
+	// Too many updates (or bytes) for one write; nothing was written.
+	if touch {
+		return w.importAll(ctx, c, err)
+	}
+	return "", w.tooLarge(err, "")
+}
+
+// tooManyUpdates reports whether err refuses a write for its size as a
+// whole (the server's updates per write, gRPC's message size) rather than
+// for one of its updates.
+func tooManyUpdates(err error) bool {
+	msg := status.Convert(err).Message()
+	return status.Code(err) == codes.ResourceExhausted && !reWritePath.MatchString(msg) && !reUpdate.MatchString(msg)
+}
+
+// tooLarge explains a refusal of the whole input as one write.
+func (w *batchWrite) tooLarge(cause error, more string) error {
+	hint := fmt.Sprintf("split the input into writes of at most %d updates", limitOf(cause, maxBatch))
+	switch w.op {
+	case pb.RelationshipUpdate_OPERATION_TOUCH:
+	case pb.RelationshipUpdate_OPERATION_CREATE:
+		hint += ", or use `pemba relationship import`, which loads any number at once but replaces existing relationships instead of failing"
+	case pb.RelationshipUpdate_OPERATION_DELETE:
+		hint += ", or delete by filter with `pemba relationship delete`"
+	}
+	return status.Errorf(codes.ResourceExhausted, "%d updates are more than one atomic write holds (%s)%s; nothing was written: %s",
+		len(w.updates), status.Convert(cause).Message(), more, hint)
+}
+
+var reLimitOf = regexp.MustCompile(`limit of (\d+)`)
+
+// limitOf reads the limit a server's error names, or returns def.
+func limitOf(err error, def int) int {
+	if m := reLimitOf.FindStringSubmatch(status.Convert(err).Message()); m != nil {
+		if n, _ := strconv.Atoi(m[1]); n > 0 {
+			return n
+		}
+	}
+	return def
+}
+
+// importAll sends touches through ImportRelationships: the server commits
+// them at one revision, or nothing. writeErr is why a single write did not
+// do (nil: not tried).
+func (w *batchWrite) importAll(ctx context.Context, c *client.Client, writeErr error) (string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	loc := &locator{from: w.from, keys: w.keys, outcome: "nothing was written"}
+	unimplemented := func(err error) error {
+		if writeErr == nil {
+			writeErr = status.Errorf(codes.ResourceExhausted, "at most %d updates per write", maxBatch)
+		}
+		return w.tooLarge(writeErr, fmt.Sprintf(", and the server does not implement ImportRelationships (%s)", status.Convert(err).Message()))
+	}
+	stream, err := c.Permissions.ImportRelationships(ctx)
+	if err != nil {
+		if status.Code(err) == codes.Unimplemented {
+			return "", unimplemented(err)
+		}
+		return "", err
+	}
+	rels := make([]*pb.Relationship, len(w.updates))
+	for i, u := range w.updates {
+		rels[i] = u.GetRelationship()
+	}
+	var sendErr error
+	for _, b := range importBatches(rels) {
+		loc.msgStarts = append(loc.msgStarts, b.start)
+		if sendErr = stream.Send(&pb.ImportRelationshipsRequest{Relationships: b.rels}); sendErr != nil {
+			break
+		}
+	}
+	if sendErr != nil && !errors.Is(sendErr, io.EOF) {
+		return "", sendErr
+	}
+	// After io.EOF from Send the server's reason comes with CloseAndRecv.
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		if status.Code(err) == codes.Unimplemented {
+			return "", unimplemented(err)
+		}
+		return "", loc.locate(err)
+	}
+	return resp.GetWrittenAt().GetToken(), nil
 }
 
 func relationshipDelete(ctx context.Context, inv *invocation, args []string) error {

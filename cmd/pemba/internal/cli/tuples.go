@@ -17,10 +17,10 @@ import (
 // caveat context (the server accepts contexts up to 64 KiB).
 const maxLine = 1 << 20
 
-// readTuples calls fn with each relationship of a relationship file: one
-// tuple per line in tuple.Parse's syntax; blank lines and lines starting
-// with // are skipped. Errors name the file and line.
-func readTuples(r io.Reader, name string, fn func(tuple.Relationship) error) error {
+// readTuples calls fn with each relationship of a relationship file and
+// its line number: one tuple per line in tuple.Parse's syntax; blank lines
+// and lines starting with // are skipped. Errors name the file and line.
+func readTuples(r io.Reader, name string, fn func(rel tuple.Relationship, line int) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), maxLine)
 	line := 0
@@ -34,7 +34,7 @@ func readTuples(r io.Reader, name string, fn func(tuple.Relationship) error) err
 		if err != nil {
 			return fmt.Errorf("%s:%d: %w", name, line, err)
 		}
-		if err := fn(rel); err != nil {
+		if err := fn(rel, line); err != nil {
 			return err
 		}
 	}
