@@ -59,7 +59,8 @@ var (
 )
 
 // Reasons a relationship is rejected. A *RelationshipError wraps exactly one
-// (or a tuple.ErrInvalid error for a malformed name or ID).
+// (or a tuple.ErrInvalid error for a malformed name or ID, or a *LimitError
+// for a caveat context over the limit).
 var (
 	// ErrUnknownType: the resource or subject type has no definition.
 	ErrUnknownType = errors.New("unknown object type")
@@ -91,8 +92,9 @@ type RelationshipError struct {
 	// relationship did not come from an indexed list, as in Import).
 	Index        int
 	Relationship tuple.Relationship
-	// Reason is one of ErrUnknownType ... ErrCaveatContext, or a
-	// tuple.ErrInvalid error for a malformed name or ID.
+	// Reason is one of ErrUnknownType ... ErrCaveatContext, a
+	// tuple.ErrInvalid error for a malformed name or ID, or a *LimitError
+	// for a caveat context over the limit.
 	Reason error
 	// Detail is one sentence for humans.
 	Detail string

@@ -14,8 +14,8 @@ import (
 // ValidateRelationship checks r against schema s as a write with the
 // default limits does, so that a client holding the schema can refuse a bad
 // line of input before it sends anything. A rejection is a
-// *RelationshipError with Index -1 (or a *LimitError for a caveat context
-// over DefaultMaxContextBytes).
+// *RelationshipError with Index -1 (its reason a *LimitError for a caveat
+// context over DefaultMaxContextBytes).
 func ValidateRelationship(s *schema.Schema, r tuple.Relationship) error {
 	return validateRelationship(s, -1, r, DefaultMaxContextBytes)
 }
@@ -89,8 +89,10 @@ func validateRelationship(s *schema.Schema, index int, r tuple.Relationship, max
 		}
 	}
 	if r.Caveat != nil && len(r.Caveat.Context) > 0 {
+		// Still a *RelationshipError, so that the error names the update;
+		// it matches ErrLimitExceeded through its reason.
 		if err := checkContextSize(r.Caveat.Context, maxContext); err != nil {
-			return err
+			return &RelationshipError{Index: index, Relationship: r, Reason: err}
 		}
 		if err := checkCaveatContext(s.Caveats[r.Caveat.Name], r.Caveat.Context); err != nil {
 			return fail(ErrCaveatContext, "%v", err)

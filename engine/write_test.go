@@ -157,6 +157,12 @@ func TestWriteRequestErrors(t *testing.T) {
 			if after, _ := f.st.HeadRevision(f.ctx); after != before {
 				t.Errorf("a failed write committed revision %d", after)
 			}
+			// An error about one update names it, a context over the
+			// limit included (clients place it in their input).
+			var re *engine.RelationshipError
+			if tt.name == "context too large" && (!errors.As(err, &re) || re.Index != 0) {
+				t.Errorf("%v does not name update 0", err)
+			}
 		})
 	}
 

@@ -26,11 +26,11 @@ func (l *limiter) size(page int) int {
 	if l.limit == 0 {
 		return page
 	}
-	want := l.limit - l.n + 1 // one more, to learn whether more exist
-	if page == 0 {
-		return want
+	left := l.limit - l.n
+	if page > 0 && left >= page {
+		return page
 	}
-	return min(page, want)
+	return left + 1 // one more, to learn whether more exist
 }
 
 // take reports whether a received result is to be printed, counting it;

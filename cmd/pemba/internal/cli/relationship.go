@@ -224,7 +224,7 @@ func (w *batchWrite) importAll(ctx context.Context, c *client.Client, writeErr e
 	loc := &locator{from: w.from, keys: w.keys, outcome: "nothing was written"}
 	unimplemented := func(err error) error {
 		if writeErr == nil {
-			writeErr = status.Errorf(codes.ResourceExhausted, "at most %d updates per write", maxBatch)
+			writeErr = status.Errorf(codes.ResourceExhausted, "a server takes at most %d updates per write by default", maxBatch)
 		}
 		return w.tooLarge(writeErr, fmt.Sprintf(", and the server does not implement ImportRelationships (%s)", status.Convert(err).Message()))
 	}
