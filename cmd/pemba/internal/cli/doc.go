@@ -9,7 +9,8 @@
 // or with --output json one JSON value per result (JSON Lines for
 // streams) for scripts. Metadata of a read (the zookie it was answered
 // at, counts) goes to standard error in text mode, so that standard output
-// holds only the data; a write's data is its zookie.
+// holds only the data; a write's data is its zookie. A listing cut at the
+// user's --limit says so on standard error in both modes.
 //
 // # Exit codes
 //
