@@ -94,6 +94,11 @@ type QueryOptions struct {
 	// the index order of the query (a cursor: the last one seen).
 	After *tuple.Key
 	// Now, when non-zero, hides relationships expired at that instant.
+	// The engine passes the request's time, not the commit time of the
+	// revision read. GC removes relationships that expired at or before
+	// its cutoff (see GarbageCollector), so only a Now at or after the
+	// cutoff is guaranteed the same answer before and after a GC run; a
+	// zero Now shows expired relationships only until GC removes them.
 	Now time.Time
 }
 
@@ -164,9 +169,22 @@ type ChangeSet struct {
 
 // GarbageCollector is implemented by stores that can drop versions older
 // than their GC window on demand (they also do it in the background).
+//
+// A run takes cutoff = now - window and moves the horizon to the newest
+// revision committed at or before cutoff. It removes what no reader at or
+// above the horizon can see, and it removes expired relationships: the
+// current version of a key (neither replaced nor deleted since), written
+// at or below the horizon, whose expiration is at or before cutoff. Expiry
+// is thus a logical deletion at max(expiration, commit time), collected
+// like a deletion once that time is older than the window: every reader
+// that evaluates expiry at or after cutoff (the engine uses the request's
+// time) gives the same answers before and after. The removal writes no
+// change set, so Watch reports no event for it (as SpiceDB does not), and
+// the change sets still in the window are unaltered.
 type GarbageCollector interface {
 	// GC removes versions that no reader can see any more because every
-	// revision that could see them is older than the window at now.
+	// revision that could see them is older than the window at now, and
+	// relationships expired before that window.
 	GC(ctx context.Context, now time.Time) (GCStats, error)
 }
 
@@ -174,8 +192,12 @@ type GarbageCollector interface {
 type GCStats struct {
 	// Horizon is the oldest revision still readable after the run.
 	Horizon Revision
-	// Removed counts deleted relationship versions and changelog entries.
+	// Removed counts deleted relationship versions and changelog entries,
+	// Expired included.
 	Removed int
+	// Expired counts relationships removed because they had expired
+	// before the window (see GarbageCollector).
+	Expired int
 }
 
 // BulkLoader is implemented by stores that can import many relationships
@@ -203,12 +225,13 @@ type GCTotals struct {
 	Runs     uint64 // finished runs, failed or not
 	Failures uint64 // runs that returned an error
 	Removed  uint64 // relationship versions and changelog entries removed
+	Expired  uint64 // expired relationships removed (also in Removed)
 }
 
 // GCCounter accumulates GCTotals; backends embed one and call Observe
 // after each run. It is safe for concurrent use.
 type GCCounter struct {
-	runs, failures, removed atomic.Uint64
+	runs, failures, removed, expired atomic.Uint64
 }
 
 // Observe records one GC run.
@@ -220,9 +243,12 @@ func (c *GCCounter) Observe(stats GCStats, err error) {
 	if stats.Removed > 0 {
 		c.removed.Add(uint64(stats.Removed))
 	}
+	if stats.Expired > 0 {
+		c.expired.Add(uint64(stats.Expired))
+	}
 }
 
 // GCTotals returns the counts so far.
 func (c *GCCounter) GCTotals() GCTotals {
-	return GCTotals{Runs: c.runs.Load(), Failures: c.failures.Load(), Removed: c.removed.Load()}
+	return GCTotals{Runs: c.runs.Load(), Failures: c.failures.Load(), Removed: c.removed.Load(), Expired: c.expired.Load()}
 }

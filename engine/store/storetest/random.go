@@ -130,9 +130,10 @@ func (g *randomGen) opts(order func(a, b tuple.Key) int) store.QueryOptions {
 type randomOp struct {
 	desc  string
 	apply func(ctx context.Context, tx store.Tx) error
-	// model applies the operation to m; it returns the error kind the
-	// store must report, if the operation must fail.
-	model func(m model, now time.Time) error
+	// model applies the operation to m and reports the keys it writes
+	// a new version of; it returns the error kind the store must report,
+	// if the operation must fail.
+	model func(m model, now time.Time, wrote func(tuple.Key)) error
 	write bool // counts towards MaxBatchOps
 }
 
@@ -141,27 +142,28 @@ func (g *randomGen) op() randomOp {
 	case n < 4:
 		r := g.rel()
 		return randomOp{"touch " + r.String(), func(ctx context.Context, tx store.Tx) error { return tx.Touch(ctx, r) },
-			func(m model, _ time.Time) error { m.touch(r); return nil }, true}
+			func(m model, _ time.Time, wrote func(tuple.Key)) error { m.touch(r); wrote(r.Key()); return nil }, true}
 	case n < 6:
 		r := g.rel()
 		return randomOp{"create " + r.String(), func(ctx context.Context, tx store.Tx) error { return tx.Create(ctx, r) },
-			func(m model, now time.Time) error {
+			func(m model, now time.Time, wrote func(tuple.Key)) error {
 				if old, ok := m[r.Key()]; ok && !old.ExpiredAt(now) {
 					return store.ErrAlreadyExists
 				}
 				m.touch(r)
+				wrote(r.Key())
 				return nil
 			}, true}
 	case n < 9:
 		k := g.rel().Key()
 		return randomOp{"delete " + k.String(), func(ctx context.Context, tx store.Tx) error { return tx.Delete(ctx, k) },
-			func(m model, _ time.Time) error { m.delete(k); return nil }, true}
+			func(m model, _ time.Time, _ func(tuple.Key)) error { m.delete(k); return nil }, true}
 	default:
 		f := g.filter()
 		return randomOp{"delete matching " + describeFilter(f), func(ctx context.Context, tx store.Tx) error {
 			_, err := tx.DeleteMatching(ctx, f, 0)
 			return err
-		}, func(m model, _ time.Time) error {
+		}, func(m model, _ time.Time, _ func(tuple.Key)) error {
 			for k, r := range m {
 				if f.Matches(r) {
 					delete(m, k)
@@ -187,6 +189,10 @@ func (s *suite) randomRun(t *testing.T, seed uint64) {
 	models := []model{newModel()}
 	times := []time.Time{startTime()}
 	horizon := store.Revision(0)
+	// current holds, for each key present at head, the revision that
+	// wrote its version: GC removes the expired ones written at or below
+	// the horizon.
+	current := map[tuple.Key]store.Revision{}
 
 	for step := range steps {
 		now := clock.Advance(time.Minute)
@@ -195,6 +201,7 @@ func (s *suite) randomRun(t *testing.T, seed uint64) {
 		m := models[len(models)-1].clone()
 		var want error
 		writes := 0
+		wrote := map[tuple.Key]bool{}
 		for i := range ops {
 			ops[i] = g.op()
 			if ops[i].write {
@@ -206,7 +213,7 @@ func (s *suite) randomRun(t *testing.T, seed uint64) {
 			if writes > maxOps {
 				want = store.ErrBatchTooLarge
 			} else {
-				want = ops[i].model(m, now)
+				want = ops[i].model(m, now, func(k tuple.Key) { wrote[k] = true })
 			}
 		}
 		abort := g.rng.IntN(10) == 0
@@ -238,6 +245,16 @@ func (s *suite) randomRun(t *testing.T, seed uint64) {
 			}
 			models = append(models, m)
 			times = append(times, now)
+			for k := range wrote {
+				if _, ok := m[k]; ok {
+					current[k] = rev
+				}
+			}
+			for k := range current {
+				if _, ok := m[k]; !ok {
+					delete(current, k)
+				}
+			}
 		default:
 			// A batch that is too large may be rejected before or after
 			// an earlier failing Create; either error is right.
@@ -267,6 +284,19 @@ func (s *suite) randomRun(t *testing.T, seed uint64) {
 			}
 			if stats.Horizon != horizon {
 				t.Fatalf("step %d: GC horizon %d, want %d", step, stats.Horizon, horizon)
+			}
+			expired := 0
+			for k, wr := range current {
+				if wr <= horizon && models[head][k].ExpiredAt(cutoff) {
+					for rev := horizon; rev <= head; rev++ {
+						delete(models[rev], k)
+					}
+					delete(current, k)
+					expired++
+				}
+			}
+			if stats.Expired != expired {
+				t.Fatalf("step %d: GC removed %d expired relationships, want %d", step, stats.Expired, expired)
 			}
 		}
 

@@ -21,7 +21,7 @@
 //	}
 //
 // The suite runs subtests named by concern (revisions, mvcc, queries,
-// writes, schema, watch, gc, bulk, random, concurrency, close), so one
+// writes, schema, watch, gc, gc-expired, bulk, random, concurrency, close), so one
 // failing area can be rerun with -run 'TestConformance/queries'. Optional powers
 // (store.GarbageCollector, store.BulkLoader) are tested when the store
 // implements them and skipped otherwise. The store's Close may be called
@@ -105,6 +105,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("schema", s.testSchema)
 	t.Run("watch", s.testWatch)
 	t.Run("gc", s.testGC)
+	t.Run("gc-expired", s.testGCExpired)
 	t.Run("bulk", s.testBulk)
 	t.Run("random", s.testRandom)
 	t.Run("concurrency", s.testConcurrency)
