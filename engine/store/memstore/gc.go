@@ -14,7 +14,11 @@ import (
 // now minus the GC window, and drops what no revision from the horizon on
 // can see: versions replaced at or before the horizon, relationships
 // deleted at or before it, older schema texts and change sets. The head
-// revision is never dropped, so the horizon never passes it.
+// revision is never dropped, so the horizon never passes it. It also drops
+// expired relationships: a key's only remaining version, written at or
+// below the horizon, that expired at or before the cutoff (see
+// store.GarbageCollector). It visits every key: memstore is the reference,
+// not the fast path.
 func (s *Store) GC(ctx context.Context, now time.Time) (store.GCStats, error) {
 	stats, err := s.gc(ctx, now)
 	s.gcCount.Observe(stats, err)
@@ -41,29 +45,25 @@ func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 			break
 		}
 	}
-	if h == s.horizon {
-		return store.GCStats{Horizon: h}, nil
-	}
+	moved := h > s.horizon
 	s.horizon = h
-	removed, emptied := 0, 0
+	stats := store.GCStats{Horizon: h}
+	emptied := 0
 	for k, rec := range s.records {
-		// Keep the version in force at h (unless it is a deletion) and
-		// every later one.
-		i := len(rec.versions) - 1
-		for i >= 0 && rec.versions[i].rev > h {
-			i--
+		drop := 0
+		if moved {
+			drop = shadowed(rec.versions, h)
 		}
-		if i < 0 {
-			continue
-		}
-		drop := i
-		if rec.versions[i].deleted {
-			drop = i + 1
+		// After the shadowed versions go, an expired relationship written
+		// at or below the horizon is the key's only version.
+		if rest := rec.versions[drop:]; len(rest) == 1 && rest[0].rev <= h && !rest[0].deleted && rest[0].rel.ExpiredAt(cutoff) {
+			drop++
+			stats.Expired++
 		}
 		if drop == 0 {
 			continue
 		}
-		removed += drop
+		stats.Removed += drop
 		rec.versions = slices.Clone(rec.versions[drop:])
 		if len(rec.versions) == 0 {
 			delete(s.records, k)
@@ -75,12 +75,16 @@ func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 		s.forward.rebuild(live)
 		s.reverse.rebuild(live)
 	}
+	if !moved {
+		s.checkInvariants()
+		return stats, nil
+	}
 
 	n := 0
 	for n < len(s.changes) && s.changes[n].Revision <= h {
 		n++
 	}
-	removed += n
+	stats.Removed += n
 	s.changes = slices.Clone(s.changes[n:])
 
 	n = 0
@@ -89,7 +93,24 @@ func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 	}
 	s.schemas = slices.Clone(s.schemas[n:])
 	s.checkInvariants()
-	return store.GCStats{Horizon: h, Removed: removed}, nil
+	return stats, nil
+}
+
+// shadowed returns how many of the oldest versions no reader at or above
+// horizon h can see: those before the version in force at h, and that
+// version too when it is a deletion.
+func shadowed(versions []version, h store.Revision) int {
+	i := len(versions) - 1
+	for i >= 0 && versions[i].rev > h {
+		i--
+	}
+	if i < 0 {
+		return 0
+	}
+	if versions[i].deleted {
+		return i + 1
+	}
+	return i
 }
 
 // Import writes every relationship of rels at one new revision with Touch
