@@ -89,6 +89,13 @@ var migrations = []migration{
 		`INSERT INTO pemba_revision (head, last_commit_ns) VALUES (0, 0)`,
 		`INSERT INTO pemba_horizon (horizon) VALUES (0)`,
 	}},
+	{version: 2, stmts: []string{
+		// GC finds expired live versions by expiration. Only live
+		// versions that expire enter it, and closing a version takes it
+		// out, so it stays as small as the expiring grants.
+		`CREATE INDEX pemba_relationships_expires ON pemba_relationships (expires_ns)
+			WHERE expires_ns IS NOT NULL AND deleted_rev = 9223372036854775807`,
+	}},
 }
 
 // SchemaVersion is the database schema version this binary writes and reads.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -23,6 +24,10 @@ func planData(n int) func(yield func(tuple.Relationship, error) bool) {
 			}
 			if i%7 == 0 {
 				r.Subject = tuple.SubjectRef{Type: "group", ID: fmt.Sprint(i % 101), Relation: "member"}
+			}
+			if i%10 == 3 {
+				// Some grants expire, over a few hours.
+				r.Expiration = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
 			}
 			if !yield(r, nil) {
 				return
@@ -96,7 +101,11 @@ func TestQueryPlans(t *testing.T) {
 		{"gc: find dead versions",
 			`SELECT ctid FROM pemba_relationships WHERE deleted_rev <= $1 AND deleted_rev <> 9223372036854775807 LIMIT 1000`,
 			[]any{int64(2)}},
+		{"gc: find expired live versions", deleteExpired, []any{int64(2), now}},
 	}
+	// Shapes that must use one index in particular: any other index scan
+	// would read every version.
+	wantIndex := map[string]string{deleteExpired: "pemba_relationships_expires"}
 	var report strings.Builder
 	for i, sh := range shapes {
 		// EXPLAIN of a statement with bound parameters shows a custom
@@ -129,6 +138,9 @@ func TestQueryPlans(t *testing.T) {
 		fmt.Fprintf(&report, "-- %s\n%s\n\n", sh.name, text)
 		if strings.Contains(text, "Seq Scan on pemba_relationships") || !strings.Contains(text, "Index") {
 			t.Errorf("%s: not an index scan:\n%s", sh.name, text)
+		}
+		if want := wantIndex[sh.sql]; want != "" && !strings.Contains(text, want) {
+			t.Errorf("%s: does not use %s:\n%s", sh.name, want, text)
 		}
 	}
 	t.Log("\n" + report.String())

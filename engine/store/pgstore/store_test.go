@@ -63,6 +63,23 @@ func TestMigrate(t *testing.T) {
 			t.Errorf("Open at schema version %d: %v, want %v", st.version, err, st.want)
 		}
 	}
+	// A database at version 1 gains the expiry index of version 2.
+	if _, err := conn.Exec(ctx, `DROP INDEX pemba_relationships_expires`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `UPDATE pemba_schema_version SET version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(ctx, uri); err != nil {
+		t.Fatalf("Migrate from version 1: %v", err)
+	}
+	var indexes int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE indexname = 'pemba_relationships_expires'`).Scan(&indexes); err != nil || indexes != 1 {
+		t.Errorf("after Migrate from version 1: %d expiry indexes (%v), want 1", indexes, err)
+	}
+	if err := open(); err != nil {
+		t.Errorf("Open after Migrate from version 1: %v", err)
+	}
 	if _, err := conn.Exec(ctx, `UPDATE pemba_schema_version SET version = $1`, SchemaVersion()+1); err != nil {
 		t.Fatal(err)
 	}
