@@ -63,20 +63,28 @@ func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 	if err != nil {
 		return stats, err
 	}
-	if done >= horizon {
-		return stats, nil
+	if done < horizon {
+		removed, err := s.collect(ctx, done, horizon)
+		stats.Removed = removed
+		if err != nil {
+			return stats, err
+		}
+		n, err := s.dropHistory(done, horizon)
+		stats.Removed += n
+		if err != nil {
+			return stats, err
+		}
 	}
-	removed, err := s.collect(ctx, done, horizon)
-	stats.Removed = removed
+	// Expiry advances with the clock even when the horizon does not.
+	expired, removed, err := s.expire(ctx, horizon, now.Add(-s.opts.GCWindow))
+	stats.Expired = expired
+	stats.Removed += removed
 	if err != nil {
 		return stats, err
 	}
-	n, err := s.dropHistory(done, horizon)
-	stats.Removed += n
-	if err != nil {
-		return stats, err
+	if done < horizon || stats.Expired > 0 {
+		s.opts.Logger.Debug("pebblestore: gc", "horizon", uint64(horizon), "removed", stats.Removed, "expired", stats.Expired)
 	}
-	s.opts.Logger.Debug("pebblestore: gc", "horizon", uint64(horizon), "removed", stats.Removed)
 	return stats, nil
 }
 
@@ -163,7 +171,8 @@ type collector struct {
 	s       *Store
 	horizon store.Revision
 	batch   *pebble.Batch
-	removed int
+	removed int // versions deleted
+	expired int // expired relationships deleted (by expire)
 	key     []byte
 	// seen holds the tuple keys visited since the last flush: a key
 	// changed in several revisions is visited once per batch, and the
@@ -194,31 +203,39 @@ func (g *collector) tuple(tk []byte) error {
 	defer it.Close()
 	first := true
 	for ok := it.SeekGE(appendRev(bytes.Clone(tk), g.horizon)); ok; ok = it.Next() {
-		key := it.Key()
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("pebblestore: read value: %w", err)
+		}
 		if first {
 			first = false
-			val, err := it.ValueAndErr()
-			if err != nil {
-				return fmt.Errorf("pebblestore: read value: %w", err)
-			}
 			if !bytes.Equal(val, tombstoneValue) {
 				continue // the visible live version stays
 			}
 		}
-		if err := g.delete(key); err != nil {
+		if err := g.delete(it.Key(), val); err != nil {
 			return err
 		}
 	}
 	return it.Error()
 }
 
-// delete removes one forward index entry and its reverse twin.
-func (g *collector) delete(fkey []byte) error {
+// delete removes one forward index entry with value val, its reverse twin
+// and its expiry index entry.
+func (g *collector) delete(fkey, val []byte) error {
 	k, rev, err := decodeVersionKey(fkey)
 	if err != nil {
 		return err
 	}
+	exp, err := valueExpiration(val)
+	if err != nil {
+		return err
+	}
 	_ = g.batch.Delete(fkey, nil)
+	if !exp.IsZero() {
+		g.key = expiryKey(g.key[:0], exp, fkey)
+		_ = g.batch.Delete(g.key, nil)
+	}
 	g.key = appendRev(reverseTupleKey(g.key[:0], k), rev)
 	_ = g.batch.Delete(g.key, nil)
 	g.removed++
@@ -241,6 +258,112 @@ func (g *collector) flush() error {
 	g.batch.Close()
 	g.batch = g.s.db.NewBatch()
 	return nil
+}
+
+// expire deletes expired relationships (see store.GarbageCollector): keys
+// whose newest version is live, written at or below horizon and expired at
+// or before cutoff. It walks the expiry index up to cutoff, so a run costs
+// O(expired), not O(store); an entry whose version cannot go yet (written
+// above the horizon, or replaced by a newer version that is still
+// readable) stays for a later run, and one whose version is gone is
+// dropped. Like collect, it deletes in bounded batches without the writer
+// lock: a concurrent write only adds a newer version, which it leaves
+// alone. It returns how many relationships expired and how many versions
+// it deleted.
+func (s *Store) expire(ctx context.Context, horizon store.Revision, cutoff time.Time) (int, int, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagExpiry}, UpperBound: expiryBound(cutoff)})
+	if err != nil {
+		return 0, 0, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	g := &collector{s: s, horizon: horizon, batch: s.db.NewBatch(), seen: map[string]struct{}{}}
+	defer func() {
+		g.batch.Close()
+		if g.expired > 0 {
+			s.iters.gen.Add(1) // pooled iterators still show them
+		}
+	}()
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := ctx.Err(); err != nil {
+			return g.expired, g.removed, err
+		}
+		exp, fkey, err := decodeExpiryKey(it.Key())
+		if err != nil {
+			return g.expired, g.removed, err
+		}
+		_, rev, err := decodeVersionKey(fkey)
+		if err != nil {
+			return g.expired, g.removed, err
+		}
+		if rev > horizon {
+			continue
+		}
+		if err := g.expiredEntry(it.Key(), fkey, exp); err != nil {
+			return g.expired, g.removed, err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return g.expired, g.removed, fmt.Errorf("pebblestore: read expiry index: %w", err)
+	}
+	return g.expired, g.removed, g.flush()
+}
+
+// expiredEntry handles one expiry index entry xkey of a version at or
+// below the horizon, expired at exp; fkey is the version's forward index
+// key. If that version is its key's newest, every version of the key goes
+// (with its entries); if it is replaced, it stays until ordinary GC
+// deletes it with its entry; if it is gone, the entry goes.
+func (g *collector) expiredEntry(xkey, fkey []byte, exp time.Time) error {
+	tk := fkey[:len(fkey)-revLen]
+	if _, ok := g.seen[string(tk)]; ok {
+		return nil // deleted in the pending batch, entries included
+	}
+	it, err := g.s.db.NewIter(&pebble.IterOptions{LowerBound: tk, UpperBound: prefixEnd(tk)})
+	if err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	var cur time.Time
+	found := it.SeekGE(fkey) && bytes.Equal(it.Key(), fkey)
+	if found {
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("pebblestore: read value: %w", err)
+		}
+		if cur, err = valueExpiration(val); err != nil {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("pebblestore: read index: %w", err)
+	}
+	if !found || !cur.Equal(exp) {
+		_ = g.batch.Delete(xkey, nil) // left behind: the version is gone
+		return nil
+	}
+	// The newest version sorts first.
+	if !it.First() || !bytes.Equal(it.Key(), fkey) {
+		return it.Error()
+	}
+	if len(g.seen) >= maxSeen {
+		if err := g.flush(); err != nil {
+			return err
+		}
+	}
+	g.expired++
+	for ok := true; ok; ok = it.Next() {
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("pebblestore: read value: %w", err)
+		}
+		if err := g.delete(it.Key(), val); err != nil {
+			return err
+		}
+	}
+	// Marked after the deletions, which may flush: until the next flush a
+	// later entry of this key must not read the chain again.
+	g.seen[string(tk)] = struct{}{}
+	return it.Error()
 }
 
 // dropHistory deletes change sets older than horizon and schema texts

@@ -68,6 +68,7 @@ func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.Wri
 	defer func() { b.Close() }()
 	var (
 		key, val []byte
+		xkey     []byte      // expiry index key
 		chunk    []byte      // encoded changes of the current chunk
 		inChunk  int         // changes in chunk
 		seq      = uint32(1) // chunk 0 is the header, written last
@@ -103,6 +104,10 @@ func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.Wri
 		inChunk++
 		key = appendRev(key, rev)
 		_ = b.Set(key, val, nil)
+		if !r.Expiration.IsZero() {
+			xkey = expiryKey(xkey[:0], r.Expiration, key)
+			_ = b.Set(xkey, nil, nil)
+		}
 		key = appendRev(reverseTupleKey(key[:0], k), rev)
 		_ = b.Set(key, val, nil)
 		n++
@@ -148,7 +153,7 @@ func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.Wri
 }
 
 // rollbackImport removes the partial data of an import that did not
-// commit: every index entry listed in the changelog chunks of the reserved
+// commit: every index entry (expiry index included) listed in the changelog chunks of the reserved
 // revision, the chunks, and the reservation. Reservations at or below head
 // belong to imports that committed (their final batch clears the key; this
 // only tidies up).
@@ -185,6 +190,9 @@ func (s *Store) rollbackImport() error {
 				k := c.Relationship.Key()
 				key = appendRev(forwardTupleKey(key[:0], k), rev)
 				_ = b.Delete(key, nil)
+				if exp := c.Relationship.Expiration; !exp.IsZero() {
+					_ = b.Delete(expiryKey(nil, exp, key), nil)
+				}
 				key = appendRev(reverseTupleKey(key[:0], k), rev)
 				_ = b.Delete(key, nil)
 			}

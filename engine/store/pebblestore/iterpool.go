@@ -3,6 +3,7 @@ package pebblestore
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -23,14 +24,20 @@ const maxPooledIters = 8
 // iterator). An iterator goes back to the pool only while no newer
 // revision has been committed, so pooled iterators never pin much more
 // than the current state of the LSM.
+//
+// Removing expired relationships does change what a revision holds (for
+// reads that do not hide expired relationships), so GC then bumps gen, and
+// iterators created before no longer return to the pool.
 type iterPool struct {
 	mu   sync.Mutex
 	free []pooledIter
+	gen  atomic.Uint64
 }
 
 type pooledIter struct {
 	it   *pebble.Iterator
 	head store.Revision // head when it was created
+	gen  uint64         // iterPool.gen when it was created
 }
 
 // iter returns an iterator over [lower, upper) that sees every version a
@@ -39,6 +46,7 @@ type pooledIter struct {
 func (s *Store) iter(rev store.Revision, lower, upper []byte) (pooledIter, error) {
 	var pi pooledIter
 	head := store.Revision(s.head.Load())
+	gen := s.iters.gen.Load()
 	s.iters.mu.Lock()
 	// Drop iterators older than the head, so idle ones never pin old
 	// memtables and sstables for long; take a current one.
@@ -46,7 +54,7 @@ func (s *Store) iter(rev store.Revision, lower, upper []byte) (pooledIter, error
 	free := s.iters.free[:0]
 	for _, f := range s.iters.free {
 		switch {
-		case f.head < head:
+		case f.head < head || f.gen < gen:
 			stale = append(stale, f)
 		case pi.it == nil && f.head >= rev:
 			pi = f
@@ -65,6 +73,7 @@ func (s *Store) iter(rev store.Revision, lower, upper []byte) (pooledIter, error
 		// Load the head first: it is published after its commit, so the
 		// new iterator sees at least that much.
 		pi.head = store.Revision(s.head.Load())
+		pi.gen = s.iters.gen.Load()
 		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 		if err != nil {
 			return pooledIter{}, fmt.Errorf("pebblestore: %w", err)
@@ -81,7 +90,7 @@ func (s *Store) iter(rev store.Revision, lower, upper []byte) (pooledIter, error
 // putIter returns an iterator to the pool, or closes it if the pool is
 // full or a newer revision was committed since it was created.
 func (s *Store) putIter(pi pooledIter) {
-	if pi.it.Error() == nil && pi.head == store.Revision(s.head.Load()) {
+	if pi.it.Error() == nil && pi.head == store.Revision(s.head.Load()) && pi.gen == s.iters.gen.Load() {
 		s.iters.mu.Lock()
 		if len(s.iters.free) < maxPooledIters {
 			s.iters.free = append(s.iters.free, pi)

@@ -5,22 +5,29 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
-// Key layout, format version 1. Every key starts with a one-byte keyspace
+// Key layout, format version 2. Every key starts with a one-byte keyspace
 // tag, so each keyspace is one contiguous, prefix-iterable range:
 //
 //	'f' resType 0 resID 0 relation 0 subjType 0 subjID 0 subjRel 0 ^rev   forward index
 //	'r' subjType 0 subjID 0 subjRel 0 resType 0 relation 0 resID 0 ^rev   reverse index
+//	'x' sec nsec <forward index key>                                     expiry index (format 2)
 //	's' ^rev                                                             schema text
 //	'c' rev seq                                                          changelog chunk
 //	'm' name                                                             metadata
 //
 // rev is a big-endian uint64; ^rev is its bitwise complement, so the newest
 // version of a tuple sorts first. seq is a big-endian uint32 chunk number.
+// The expiry index has one empty-valued entry per live version that
+// expires, ordered by expiration (sec: big-endian Unix seconds with the
+// sign bit flipped, so that byte order is time order; nsec: big-endian
+// uint32 nanoseconds), then by the version's forward index key; GC walks
+// it up to its cutoff to find expired relationships.
 // subjRel is empty for a plain subject (tuple.Ellipsis). Names and IDs never
 // contain 0x00 (package tuple forbids it), so the terminators make byte
 // order equal the component-wise order of the tuples, and the "tuple key"
@@ -32,6 +39,7 @@ const (
 	tagSchema    byte = 's'
 	tagChangelog byte = 'c'
 	tagMeta      byte = 'm'
+	tagExpiry    byte = 'x'
 )
 
 // revLen is the length of a version suffix.
@@ -247,4 +255,42 @@ func decodeChangelogKey(key []byte) (store.Revision, uint32, error) {
 		return 0, 0, corruptKey(key, "not a changelog key")
 	}
 	return store.Revision(binary.BigEndian.Uint64(key[1:9])), binary.BigEndian.Uint32(key[9:]), nil
+}
+
+// expiryTimeLen is the length of an expiration in an expiry index key.
+const expiryTimeLen = 12
+
+// appendExpiryTime appends exp in the order-preserving form of the expiry
+// index.
+func appendExpiryTime(b []byte, exp time.Time) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(exp.Unix())^(1<<63))
+	return binary.BigEndian.AppendUint32(b, uint32(exp.Nanosecond()))
+}
+
+// expiryKey appends the expiry index key of the version whose forward
+// index key (with revision) is fkey and which expires at exp.
+func expiryKey(b []byte, exp time.Time, fkey []byte) []byte {
+	b = appendExpiryTime(append(b, tagExpiry), exp)
+	return append(b, fkey...)
+}
+
+// expiryBound returns the smallest expiry index key of a version that
+// expires after t: the scan of everything expired at t ends there.
+func expiryBound(t time.Time) []byte {
+	return prefixEnd(appendExpiryTime([]byte{tagExpiry}, t))
+}
+
+// decodeExpiryKey returns the expiration and the forward index key (with
+// revision) of an expiry index key.
+func decodeExpiryKey(key []byte) (time.Time, []byte, error) {
+	const head = 1 + expiryTimeLen
+	if len(key) < head+1+revLen || key[0] != tagExpiry || key[head] != tagForward {
+		return time.Time{}, nil, corruptKey(key, "not an expiry index key")
+	}
+	sec := int64(binary.BigEndian.Uint64(key[1:9]) ^ (1 << 63))
+	nsec := binary.BigEndian.Uint32(key[9:head])
+	if nsec >= 1e9 {
+		return time.Time{}, nil, corruptKey(key, "nanoseconds out of range")
+	}
+	return time.Unix(sec, int64(nsec)).UTC(), key[head:], nil
 }

@@ -328,3 +328,42 @@ func FuzzDecodeChangeChunk(f *testing.F) {
 		}
 	})
 }
+
+// TestExpiryKey checks that expiry index keys sort by expiration (before
+// 1970 too) and round-trip, and that expiryBound ends a scan exactly after
+// the given instant.
+func TestExpiryKey(t *testing.T) {
+	fkey := appendRev(forwardTupleKey(nil, mustKey(t, "doc:1#viewer@user:a")), 7)
+	times := []time.Time{
+		time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Unix(-1, 999_999_999).UTC(),
+		time.Unix(0, 0).UTC(),
+		time.Unix(0, 1).UTC(),
+		time.Date(2030, 1, 1, 0, 0, 0, 5, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+	}
+	var prev []byte
+	for _, tm := range times {
+		k := expiryKey(nil, tm, fkey)
+		if prev != nil && bytes.Compare(prev, k) >= 0 {
+			t.Errorf("key of %v does not sort after the previous one", tm)
+		}
+		prev = k
+		got, gotF, err := decodeExpiryKey(k)
+		if err != nil || !got.Equal(tm) || !bytes.Equal(gotF, fkey) {
+			t.Errorf("decode(expiryKey(%v)) = %v, %q, %v", tm, got, gotF, err)
+		}
+		if bytes.Compare(k, expiryBound(tm)) >= 0 {
+			t.Errorf("key of %v not below expiryBound(itself)", tm)
+		}
+		if bytes.Compare(k, expiryBound(tm.Add(-1))) < 0 {
+			t.Errorf("key of %v below expiryBound(a nanosecond earlier)", tm)
+		}
+	}
+	for _, bad := range [][]byte{nil, {tagExpiry}, expiryKey(nil, times[0], []byte{tagReverse, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+		append(append([]byte{tagExpiry}, make([]byte, 8)...), append([]byte{0xff, 0xff, 0xff, 0xff}, fkey...)...)} {
+		if _, _, err := decodeExpiryKey(bad); !errors.Is(err, store.ErrCorrupt) {
+			t.Errorf("decodeExpiryKey(%q) = %v, want ErrCorrupt", bad, err)
+		}
+	}
+}

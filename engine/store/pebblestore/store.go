@@ -22,7 +22,10 @@ import (
 // formatVersion is the key and value format this binary writes and reads.
 // Bump it, with a migration, on any incompatible change to keys.go or
 // value.go.
-const formatVersion = 1
+//
+//	1  the first format
+//	2  adds the expiry index ('x' keys); Open upgrades a format 1 store
+const formatVersion = 2
 
 // pebbleFormat pins Pebble's own on-disk format, so that upgrading the
 // Pebble module never silently upgrades a data directory.
@@ -194,6 +197,11 @@ func (s *Store) load() error {
 	if format > formatVersion {
 		return &FormatError{Found: format, Supported: formatVersion}
 	}
+	if format == 1 {
+		if err := s.buildExpiryIndex(); err != nil {
+			return err
+		}
+	}
 	id, closer, err := s.db.Get(keyStoreID)
 	if err != nil {
 		return fmt.Errorf("pebblestore: read store id: %w", err)
@@ -222,6 +230,52 @@ func (s *Store) load() error {
 		}
 		s.lastCommit = hdr.time
 	}
+	return nil
+}
+
+// buildExpiryIndex upgrades a format 1 store to format 2: it adds the
+// expiry index entry of every live version that expires, in bounded
+// batches, and then the new format version. Entries are idempotent, so a
+// crash part-way leaves format 1, and the next Open starts again.
+func (s *Store) buildExpiryIndex() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagForward}, UpperBound: []byte{tagForward + 1}})
+	if err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	b := s.db.NewBatch()
+	defer func() { b.Close() }()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("pebblestore: upgrade to format 2: %w", err)
+		}
+		exp, err := valueExpiration(val)
+		if err != nil {
+			return fmt.Errorf("pebblestore: upgrade to format 2: key %q: %w", it.Key(), err)
+		}
+		if exp.IsZero() {
+			continue
+		}
+		_ = b.Set(expiryKey(nil, exp, it.Key()), nil, nil)
+		n++
+		if b.Len() >= importBatchBytes {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return fmt.Errorf("pebblestore: upgrade to format 2: %w", err)
+			}
+			b.Reset()
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("pebblestore: upgrade to format 2: %w", err)
+	}
+	// The synced commit makes the earlier batches durable too.
+	_ = b.Set(keyFormat, binary.AppendUvarint(nil, formatVersion), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("pebblestore: upgrade to format 2: %w", err)
+	}
+	s.opts.Logger.Info("pebblestore: upgraded the data format to version 2 (expiry index)", "entries", n)
 	return nil
 }
 

@@ -603,3 +603,114 @@ func TestIterPool(t *testing.T) {
 		}
 	}
 }
+
+// TestUpgradeFormat1 opens a format 1 store (no expiry index): Open builds
+// the index, so GC then removes the relationships that expired before.
+func TestUpgradeFormat1(t *testing.T) {
+	e := newEnv()
+	s := e.open(t)
+	exp := e.clock.Now().Add(time.Minute).Format(time.RFC3339)
+	touch(t, s,
+		"doc:1#viewer@user:a[expiration:"+exp+"]",
+		"doc:2#viewer@user:a",
+		"doc:3#viewer@user:a[expiration:2100-01-01T00:00:00Z]")
+	touch(t, s, "doc:3#viewer@user:a[expiration:"+exp+"]") // the older version gets an entry too
+	if n := rawKeys(t, s, tagExpiry); n != 3 {
+		t.Fatalf("%d expiry index entries, want 3", n)
+	}
+	s.Close()
+	// Format 1: the same keys without the expiry index.
+	writeRaw(t, e.fs, func(db *pebble.DB) {
+		_ = db.DeleteRange([]byte{tagExpiry}, []byte{tagExpiry + 1}, nil)
+		_ = db.Set(keyFormat, binary.AppendUvarint(nil, 1), pebble.Sync)
+	})
+
+	s = e.open(t)
+	defer s.Close()
+	if n := rawKeys(t, s, tagExpiry); n != 3 {
+		t.Errorf("after the upgrade: %d expiry index entries, want 3", n)
+	}
+	if f, err := s.getUvarint(keyFormat); err != nil || f != formatVersion {
+		t.Errorf("format after the upgrade = %d (%v), want %d", f, err, formatVersion)
+	}
+	e.clock.Advance(2 * time.Hour)
+	stats, err := s.GC(context.Background(), e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Expired != 2 {
+		t.Errorf("GC after the upgrade removed %d expired relationships, want 2", stats.Expired)
+	}
+	if got := mustAll(t, s, 2); !slices.Equal(got, []string{"doc:2#viewer@user:a"}) {
+		t.Errorf("after GC: %v, want only doc:2", got)
+	}
+	if n := rawKeys(t, s, tagExpiry); n != 0 {
+		t.Errorf("after GC: %d expiry index entries, want 0", n)
+	}
+}
+
+// TestExpiryIndexTidy checks that no expiry index entry outlives its
+// version: ordinary GC deletes the entries of the versions it deletes, a
+// rolled-back import deletes its entries, and expiry GC the rest.
+func TestExpiryIndexTidy(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv()
+	s := e.open(t)
+	defer s.Close()
+	at := func(d time.Duration) string { return "[expiration:" + e.clock.Now().Add(d).Format(time.RFC3339) + "]" }
+	touch(t, s, "doc:a#viewer@user:a"+at(time.Minute))
+	touch(t, s, "doc:a#viewer@user:a"+at(100*time.Hour)) // renewed: two entries
+	del(t, s, "doc:a#viewer@user:a")
+	touch(t, s, "doc:b#viewer@user:b"+at(100*time.Hour))
+	touch(t, s, "doc:b#viewer@user:b") // no longer expires
+	touch(t, s, "doc:c#viewer@user:c"+at(time.Minute))
+	if n := rawKeys(t, s, tagExpiry); n != 4 {
+		t.Fatalf("%d expiry index entries, want 4", n)
+	}
+
+	// An import that fails after committing batches rolls its entries back.
+	expiring := func(yield func(tuple.Relationship, error) bool) {
+		for r := range genRels(3000) {
+			r.Expiration = e.clock.Now().Add(time.Minute)
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
+	s.wmu.Lock()
+	rev := store.Revision(s.applied.Load()) + 1
+	if err := s.db.Set(keyReserved, revBytes(rev), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.importAt(ctx, rev, store.WriteMeta{}, failAfter(expiring, 2500), 1<<10); err == nil {
+		t.Fatal("import from a failing source succeeded")
+	}
+	if n := rawKeys(t, s, tagExpiry); n <= 4 {
+		t.Fatalf("%d expiry index entries before the rollback: the test committed no batch", n)
+	}
+	err := s.rollbackImport()
+	s.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := rawKeys(t, s, tagExpiry); n != 4 {
+		t.Errorf("%d expiry index entries after the rollback, want 4", n)
+	}
+
+	// Past the window: ordinary GC deletes doc:a's and doc:b's old
+	// versions with their entries, expiry GC deletes doc:c.
+	e.clock.Advance(2 * time.Hour)
+	stats, err := s.GC(ctx, e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Expired != 1 {
+		t.Errorf("GC removed %d expired relationships, want 1 (doc:c)", stats.Expired)
+	}
+	if n := rawKeys(t, s, tagExpiry); n != 0 {
+		t.Errorf("%d expiry index entries after GC, want 0", n)
+	}
+	if n := rawKeys(t, s, tagForward); n != 1 {
+		t.Errorf("%d forward index entries after GC, want 1 (doc:b)", n)
+	}
+}

@@ -62,7 +62,7 @@ func (s *Store) apply(ctx context.Context, meta store.WriteMeta, fn func(ctx con
 func (s *Store) commit(rev store.Revision, meta store.WriteMeta, changes []store.Change, schema *string) error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	var key, val []byte
+	var key, val, xkey []byte
 	for _, c := range changes {
 		k := c.Relationship.Key()
 		if c.Op == store.OpDelete {
@@ -73,6 +73,12 @@ func (s *Store) commit(rev store.Revision, meta store.WriteMeta, changes []store
 		key = appendRev(forwardTupleKey(key[:0], k), rev)
 		if err := b.Set(key, val, nil); err != nil {
 			return fmt.Errorf("pebblestore: batch: %w", err)
+		}
+		if c.Op != store.OpDelete && !c.Relationship.Expiration.IsZero() {
+			xkey = expiryKey(xkey[:0], c.Relationship.Expiration, key)
+			if err := b.Set(xkey, nil, nil); err != nil {
+				return fmt.Errorf("pebblestore: batch: %w", err)
+			}
 		}
 		key = appendRev(reverseTupleKey(key[:0], k), rev)
 		if err := b.Set(key, val, nil); err != nil {

@@ -208,6 +208,27 @@ func (d *decoder) readValue() version {
 	return v
 }
 
+// valueExpiration returns the expiration of an index value, the zero time
+// for a tombstone or a relationship that never expires, without decoding
+// the caveat context (GC reads many values and needs only this).
+func valueExpiration(b []byte) (time.Time, error) {
+	d := decoder{b: b}
+	if ver := d.byte(); d.err == nil && ver != valueVersion1 {
+		d.fail(fmt.Sprintf("unknown value version %d", ver))
+	}
+	flags := d.byte()
+	if d.err != nil || flags&flagExpiration == 0 {
+		return time.Time{}, d.err
+	}
+	if flags&flagCaveat != 0 {
+		d.bytes()
+		d.bytes()
+	}
+	exp := d.time()
+	d.end()
+	return exp, d.err
+}
+
 // decodeContext decodes caveat context JSON, keeping numbers as
 // json.Number so that they round-trip exactly.
 func decodeContext(b []byte) (map[string]any, error) {
