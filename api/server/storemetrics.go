@@ -17,8 +17,8 @@ const storeScrapeTimeout = 2 * time.Second
 // and, for stores that report it, the GC horizon. Values are read at
 // scrape time.
 type storeCollector struct {
-	st                                         store.Store
-	head, horizon, gcRuns, gcFailed, gcRemoved *prometheus.Desc
+	st                                                    store.Store
+	head, horizon, gcRuns, gcFailed, gcRemoved, gcExpired *prometheus.Desc
 }
 
 // horizoner is implemented by stores that report their GC horizon.
@@ -38,6 +38,7 @@ func newStoreCollector(st store.Store) *storeCollector {
 		gcRuns:    prometheus.NewDesc("pemba_store_gc_runs_total", "GC runs since the store was opened.", nil, labels),
 		gcFailed:  prometheus.NewDesc("pemba_store_gc_failures_total", "GC runs that failed.", nil, labels),
 		gcRemoved: prometheus.NewDesc("pemba_store_gc_removed_total", "Relationship versions and changelog entries removed by GC.", nil, labels),
+		gcExpired: prometheus.NewDesc("pemba_store_gc_expired_removed_total", "Expired relationships removed by GC (also in pemba_store_gc_removed_total).", nil, labels),
 	}
 }
 
@@ -48,6 +49,7 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.gcRuns
 	ch <- c.gcFailed
 	ch <- c.gcRemoved
+	ch <- c.gcExpired
 }
 
 // Collect implements prometheus.Collector. A store that fails to answer
@@ -66,6 +68,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.gcRuns, prometheus.CounterValue, float64(t.Runs))
 		ch <- prometheus.MustNewConstMetric(c.gcFailed, prometheus.CounterValue, float64(t.Failures))
 		ch <- prometheus.MustNewConstMetric(c.gcRemoved, prometheus.CounterValue, float64(t.Removed))
+		ch <- prometheus.MustNewConstMetric(c.gcExpired, prometheus.CounterValue, float64(t.Expired))
 	}
 }
 

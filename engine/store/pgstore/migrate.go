@@ -92,8 +92,9 @@ var migrations = []migration{
 	{version: 2, stmts: []string{
 		// GC finds expired live versions by expiration. Only live
 		// versions that expire enter it, and closing a version takes it
-		// out, so it stays as small as the expiring grants.
-		`CREATE INDEX pemba_relationships_expires ON pemba_relationships (expires_ns)
+		// out, so it stays as small as the expiring grants. IF NOT
+		// EXISTS: an operator may build it first, CONCURRENTLY.
+		`CREATE INDEX IF NOT EXISTS pemba_relationships_expires ON pemba_relationships (expires_ns)
 			WHERE expires_ns IS NOT NULL AND deleted_rev = 9223372036854775807`,
 	}},
 }

@@ -80,6 +80,13 @@ func TestMigrate(t *testing.T) {
 	if err := open(); err != nil {
 		t.Errorf("Open after Migrate from version 1: %v", err)
 	}
+	// An index built beforehand (CONCURRENTLY, by an operator) is kept.
+	if _, err := conn.Exec(ctx, `UPDATE pemba_schema_version SET version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(ctx, uri); err != nil {
+		t.Errorf("Migrate from version 1 with the expiry index built: %v", err)
+	}
 	if _, err := conn.Exec(ctx, `UPDATE pemba_schema_version SET version = $1`, SchemaVersion()+1); err != nil {
 		t.Fatal(err)
 	}

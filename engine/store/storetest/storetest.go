@@ -63,6 +63,13 @@
 //     the window (commit time exactly at the cutoff included) and never
 //     decreases. A reader opened before GC must afterwards give either the
 //     right answer or ErrRevisionCompacted.
+//   - GC removes exactly the expired relationships store.GarbageCollector
+//     describes (the current version, written at or below the horizon,
+//     expired at or before the cutoff) and counts them in GCStats.Expired,
+//     exactly; the random run checks the count against its model. Reads
+//     with Now at or after the cutoff answer as before; reads with a zero
+//     Now no longer see them, at any revision; no change set is added or
+//     altered.
 package storetest
 
 import (
