@@ -11,8 +11,10 @@
 //	'f' resType 0 resID 0 relation 0 subjType 0 subjID 0 subjRel 0 ^rev
 //	'r' subjType 0 subjID 0 subjRel 0 resType 0 relation 0 resID 0 ^rev
 //
-// Schema texts live under 's' ^rev, change sets under 'c' rev seq, and
-// metadata (format version, store ID, head, GC horizon) under 'm'. keys.go
+// Live versions that expire are also listed, by expiration, in the expiry
+// index under 'x'. Schema texts live under 's' ^rev, change sets under
+// 'c' rev seq, and metadata (format version, store ID, head, GC horizon)
+// under 'm'. keys.go
 // and value.go document the byte layouts; docs/storage.md draws them.
 //
 // # Visibility
@@ -32,7 +34,9 @@
 // their Pebble iterator, so a query never sees a half-collected revision:
 // a reader whose revision falls below a moving horizon gets
 // store.ErrRevisionCompacted from its next query, and a query already
-// running finishes on its consistent iterator view.
+// running finishes on its consistent iterator view. GC also walks the
+// expiry index up to now - GCWindow and removes relationships that had
+// expired by then (see store.GarbageCollector).
 //
 // # Bulk import
 //
