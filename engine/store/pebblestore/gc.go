@@ -173,7 +173,10 @@ type collector struct {
 	batch   *pebble.Batch
 	removed int // versions deleted
 	expired int // expired relationships deleted (by expire)
-	key     []byte
+	// it reads the versions of one tuple for expire, rebounded per tuple
+	// (much cheaper than a new iterator) and renewed after each flush.
+	it  *pebble.Iterator
+	key []byte
 	// seen holds the tuple keys visited since the last flush: a key
 	// changed in several revisions is visited once per batch, and the
 	// iterator of a revisit after a flush sees the deletions.
@@ -252,6 +255,13 @@ func (g *collector) flush() error {
 	if g.batch.Count() == 0 {
 		return nil
 	}
+	if g.it != nil {
+		// Its view predates the deletions being committed.
+		if err := g.it.Close(); err != nil {
+			return fmt.Errorf("pebblestore: %w", err)
+		}
+		g.it = nil
+	}
 	if err := g.batch.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("pebblestore: gc commit: %w", err)
 	}
@@ -279,6 +289,9 @@ func (s *Store) expire(ctx context.Context, horizon store.Revision, cutoff time.
 	g := &collector{s: s, horizon: horizon, batch: s.db.NewBatch(), seen: map[string]struct{}{}}
 	defer func() {
 		g.batch.Close()
+		if g.it != nil {
+			g.it.Close()
+		}
 		if g.expired > 0 {
 			s.iters.gen.Add(1) // pooled iterators still show them
 		}
@@ -318,11 +331,19 @@ func (g *collector) expiredEntry(xkey, fkey []byte, exp time.Time) error {
 	if _, ok := g.seen[string(tk)]; ok {
 		return nil // deleted in the pending batch, entries included
 	}
-	it, err := g.s.db.NewIter(&pebble.IterOptions{LowerBound: tk, UpperBound: prefixEnd(tk)})
-	if err != nil {
-		return fmt.Errorf("pebblestore: %w", err)
+	if len(g.seen) >= maxSeen {
+		if err := g.flush(); err != nil {
+			return err
+		}
 	}
-	defer it.Close()
+	if g.it == nil {
+		var err error
+		if g.it, err = g.s.db.NewIter(nil); err != nil {
+			return fmt.Errorf("pebblestore: %w", err)
+		}
+	}
+	it := g.it
+	it.SetBounds(tk, prefixEnd(tk))
 	var cur time.Time
 	found := it.SeekGE(fkey) && bytes.Equal(it.Key(), fkey)
 	if found {
@@ -345,25 +366,29 @@ func (g *collector) expiredEntry(xkey, fkey []byte, exp time.Time) error {
 	if !it.First() || !bytes.Equal(it.Key(), fkey) {
 		return it.Error()
 	}
-	if len(g.seen) >= maxSeen {
-		if err := g.flush(); err != nil {
-			return err
-		}
-	}
-	g.expired++
+	// Read the chain (usually one version) before deleting: a deletion
+	// may flush, which closes the iterator.
+	var chain [][2][]byte
 	for ok := true; ok; ok = it.Next() {
 		val, err := it.ValueAndErr()
 		if err != nil {
 			return fmt.Errorf("pebblestore: read value: %w", err)
 		}
-		if err := g.delete(it.Key(), val); err != nil {
+		chain = append(chain, [2][]byte{bytes.Clone(it.Key()), bytes.Clone(val)})
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("pebblestore: read index: %w", err)
+	}
+	g.expired++
+	for _, kv := range chain {
+		if err := g.delete(kv[0], kv[1]); err != nil {
 			return err
 		}
 	}
 	// Marked after the deletions, which may flush: until the next flush a
 	// later entry of this key must not read the chain again.
 	g.seen[string(tk)] = struct{}{}
-	return it.Error()
+	return nil
 }
 
 // dropHistory deletes change sets older than horizon and schema texts
