@@ -113,17 +113,17 @@ func (x *Ident) Pos() Pos { return x.NamePos }
 // End returns the position just past the name.
 func (x *Ident) End() Pos { return x.NamePos + Pos(len(x.Name)) }
 
-// TypeName is an object type name, optionally prefixed: document,
-// tenant/document.
+// TypeName is an object type or caveat name, optionally prefixed by any
+// number of segments: document, tenant/document, org/identity_team/group.
 type TypeName struct {
-	Prefix *Ident // nil when unprefixed
-	Name   *Ident
+	Prefixes []*Ident // nil when unprefixed; org, identity_team above
+	Name     *Ident   // the last segment
 }
 
 // Pos returns the position of the first name.
 func (t *TypeName) Pos() Pos {
-	if t.Prefix != nil {
-		return t.Prefix.Pos()
+	if len(t.Prefixes) > 0 {
+		return t.Prefixes[0].Pos()
 	}
 	return t.Name.Pos()
 }
@@ -131,12 +131,18 @@ func (t *TypeName) Pos() Pos {
 // End returns the position just past the type name.
 func (t *TypeName) End() Pos { return t.Name.End() }
 
-// String renders the type name as written, prefix/name.
+// String renders the type name as written, prefix/.../name.
 func (t *TypeName) String() string {
-	if t.Prefix != nil {
-		return t.Prefix.Name + "/" + t.Name.Name
+	if len(t.Prefixes) == 0 {
+		return t.Name.Name
 	}
-	return t.Name.Name
+	var b strings.Builder
+	for _, p := range t.Prefixes {
+		b.WriteString(p.Name)
+		b.WriteByte('/')
+	}
+	b.WriteString(t.Name.Name)
+	return b.String()
 }
 
 // UseDecl is a "use <feature>" directive, such as "use expiration".
@@ -172,8 +178,8 @@ type TypeRef struct {
 	Type       *TypeName
 	Relation   *Ident // after "#"; nil when absent
 	Wildcard   Pos    // position of "*" in "type:*"; NoPos when absent
-	Caveat     *Ident // after "with"; nil when absent
-	Expiration *Ident // the "expiration" word; nil when absent
+	Caveat     *TypeName // after "with"; nil when absent
+	Expiration *Ident    // the "expiration" word; nil when absent
 	EndPos     Pos
 }
 
@@ -224,7 +230,7 @@ type BadExpr struct {
 type CaveatDecl struct {
 	Doc     *CommentGroup
 	Keyword Pos
-	Name    *Ident
+	Name    *TypeName
 	Lparen  Pos
 	Params  []*ParamDecl
 	Rparen  Pos

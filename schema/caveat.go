@@ -80,33 +80,33 @@ func (c *checker) compileCaveats() {
 		}
 		d := cd.decl
 		if strings.TrimSpace(d.Expr) == "" {
-			c.errorf(d.Lbrace, "caveat %q has an empty expression", d.Name.Name)
+			c.errorf(d.Lbrace, "caveat %q has an empty expression", d.Name.String())
 			continue
 		}
 		env, err := base.Extend(opts...)
 		if err != nil {
-			c.errorf(d.Name.Pos(), "caveat %q: %v", d.Name.Name, err)
+			c.errorf(d.Name.Pos(), "caveat %q: %v", d.Name.String(), err)
 			continue
 		}
 		ast, iss := env.Compile(d.Expr)
 		if iss.Err() != nil {
 			for _, e := range iss.Errors() {
-				c.errorf(celPos(d, e.Location.Line(), e.Location.Column()), "caveat %q: %s", d.Name.Name, e.Message)
+				c.errorf(celPos(d, e.Location.Line(), e.Location.Column()), "caveat %q: %s", d.Name.String(), e.Message)
 			}
 			continue
 		}
 		if !ast.OutputType().IsExactType(cel.BoolType) {
-			c.errorf(d.ExprPos+Pos(leadingSpace(d.Expr)), "caveat %q: the expression has type %s; it must be bool", d.Name.Name, ast.OutputType())
+			c.errorf(d.ExprPos+Pos(leadingSpace(d.Expr)), "caveat %q: the expression has type %s; it must be bool", d.Name.String(), ast.OutputType())
 			continue
 		}
 		full, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
 		if err != nil {
-			c.errorf(d.Name.Pos(), "caveat %q: %v", d.Name.Name, err)
+			c.errorf(d.Name.Pos(), "caveat %q: %v", d.Name.String(), err)
 			continue
 		}
 		partial, err := env.Program(ast, cel.EvalOptions(cel.OptPartialEval))
 		if err != nil {
-			c.errorf(d.Name.Pos(), "caveat %q: %v", d.Name.Name, err)
+			c.errorf(d.Name.Pos(), "caveat %q: %v", d.Name.String(), err)
 			continue
 		}
 		refs := map[string]bool{}
@@ -121,7 +121,7 @@ func (c *checker) compileCaveats() {
 			names[i] = p.Name
 			used[i] = refs[p.Name]
 		}
-		cd.caveat.program = &caveatProgram{caveat: d.Name.Name, names: names, types: cd.types, used: used, full: full, partial: partial}
+		cd.caveat.program = &caveatProgram{caveat: d.Name.String(), names: names, types: cd.types, used: used, full: full, partial: partial}
 	}
 }
 

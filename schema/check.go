@@ -3,6 +3,8 @@ package schema
 import (
 	"fmt"
 	"strings"
+
+	"github.com/pemba-authz/pemba/schema/names"
 )
 
 // Compile parses, checks and compiles schema source. Its error is an
@@ -67,25 +69,25 @@ func (c *checker) at(pos Pos) string {
 	return fmt.Sprintf("%d:%d", p.Line, p.Column)
 }
 
-// validName reports whether s is a valid name segment: lowercase letters,
-// digits and "_", starting with a letter, not ending with "_", at most 64
-// bytes (the limits relationships are stored under).
-func validName(s string) bool {
-	if s == "" || len(s) > 64 || s[0] < 'a' || s[0] > 'z' || s[len(s)-1] == '_' {
-		return false
+// checkName reports an invalid relation, permission, parameter or last
+// segment of a type or caveat name (the rules live in package names).
+func (c *checker) checkName(id *Ident, what string) {
+	if names.CheckName(id.Name) != nil {
+		c.errorf(id.Pos(), "invalid %s name %q: use lowercase letters, digits and \"_\", start with a letter, do not end with \"_\", at most %d characters", what, id.Name, names.MaxNameLen)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
-func (c *checker) checkName(id *Ident, what string) {
-	if !validName(id.Name) {
-		c.errorf(id.Pos(), "invalid %s name %q: use lowercase letters, digits and \"_\", start with a letter, do not end with \"_\", at most 64 characters", what, id.Name)
+// checkTypeName reports invalid segments of a type or caveat name, and a
+// name longer than names.MaxTypeLen.
+func (c *checker) checkTypeName(t *TypeName, what string) {
+	for _, p := range t.Prefixes {
+		if names.CheckPrefix(p.Name) != nil {
+			c.errorf(p.Pos(), "invalid prefix %q of %s name %q: use lowercase letters, digits and \"_\", start with a letter, do not end with \"_\", at most %d characters", p.Name, what, t.String(), names.MaxPrefixLen)
+		}
+	}
+	c.checkName(t.Name, what)
+	if s := t.String(); len(s) > names.MaxTypeLen {
+		c.errorf(t.Pos(), "%s name %q is longer than %d characters", what, s, names.MaxTypeLen)
 	}
 }
 
@@ -105,18 +107,19 @@ func (c *checker) collect() {
 			}
 			uses[d.Feature.Name] = true
 		case *CaveatDecl:
-			c.checkName(d.Name, "caveat")
-			if first, ok := caveatsSeen[d.Name.Name]; ok {
-				c.errorf(d.Name.Pos(), "duplicate caveat %q (first declared at %s)", d.Name.Name, c.at(first.Name.Pos()))
+			c.checkTypeName(d.Name, "caveat")
+			cname := d.Name.String()
+			if first, ok := caveatsSeen[cname]; ok {
+				c.errorf(d.Name.Pos(), "duplicate caveat %q (first declared at %s)", cname, c.at(first.Name.Pos()))
 				continue
 			}
-			caveatsSeen[d.Name.Name] = d
-			cv := &Caveat{Name: d.Name.Name, Expression: strings.TrimSpace(d.Expr), Pos: c.f.Position(d.Name.Pos())}
+			caveatsSeen[cname] = d
+			cv := &Caveat{Name: cname, Expression: strings.TrimSpace(d.Expr), Pos: c.f.Position(d.Name.Pos())}
 			cd := &caveatDecl{decl: d, caveat: cv}
 			params := map[string]*Ident{}
 			for _, p := range d.Params {
 				if first, ok := params[p.Name.Name]; ok {
-					c.errorf(p.Name.Pos(), "duplicate parameter %q in caveat %q (first declared at %s)", p.Name.Name, d.Name.Name, c.at(first.Pos()))
+					c.errorf(p.Name.Pos(), "duplicate parameter %q in caveat %q (first declared at %s)", p.Name.Name, cname, c.at(first.Pos()))
 					continue
 				}
 				params[p.Name.Name] = p.Name
@@ -131,10 +134,7 @@ func (c *checker) collect() {
 			c.s.Caveats[cv.Name] = cv
 		case *DefinitionDecl:
 			name := d.Name.String()
-			if d.Name.Prefix != nil {
-				c.checkName(d.Name.Prefix, "type prefix")
-			}
-			c.checkName(d.Name.Name, "definition")
+			c.checkTypeName(d.Name, "definition")
 			if first, ok := c.defs[name]; ok {
 				c.errorf(d.Name.Pos(), "duplicate definition %q (first declared at %s)", name, c.at(first.Name.Pos()))
 				continue
@@ -258,9 +258,9 @@ func (c *checker) resolveTypeRef(r *Relation, t *TypeRef) *AllowedSubject {
 		}
 	}
 	if t.Caveat != nil {
-		a.Caveat = c.s.Caveats[t.Caveat.Name]
+		a.Caveat = c.s.Caveats[t.Caveat.String()]
 		if a.Caveat == nil {
-			c.errorf(t.Caveat.Pos(), "unknown caveat %q", t.Caveat.Name)
+			c.errorf(t.Caveat.Pos(), "unknown caveat %q", t.Caveat.String())
 			ok = false
 		}
 	}

@@ -52,6 +52,9 @@ var validSchemas = []struct {
 	{"arrow skips wildcard", "definition user { relation self: user }\ndefinition doc { relation v: user | user:*\n permission p = v->self }", []string{"v.any(self)[user#self]"}},
 	{"prefixed types", "definition acme/user {}\ndefinition acme/doc { relation viewer: acme/user | acme/user:* }", []string{"definition acme/doc", "[acme/user] [acme/user:*]"}},
 	{"prefixed subject relation", "definition t/user {}\ndefinition t/group { relation member: t/user | t/group#member }", []string{"[t/group#member ->t/group#member]"}},
+	{"nested prefixes", "definition org/identity_team/user {}\ndefinition org/identity_team/group { relation member: org/identity_team/user | org/identity_team/group#member }", []string{"definition org/identity_team/group", "[org/identity_team/user] [org/identity_team/group#member ->org/identity_team/group#member]"}},
+	{"longest names", "definition " + strings.Repeat("p", 63) + "/" + strings.Repeat("d", 64) + " {}", []string{"definition " + strings.Repeat("p", 63) + "/"}},
+	{"prefixed caveat", "definition user {}\ndefinition doc { relation viewer: user with org/iam/on_vpn and expiration }\ncaveat org/iam/on_vpn(a bool) { a }", []string{"[user with org/iam/on_vpn and expiration]", "caveat org/iam/on_vpn(a bool)"}},
 	{"doc comments", "// The user.\ndefinition user {}\n/* Docs. */\ndefinition doc {\n\t// Who views.\n\trelation viewer: user\n}", []string{"definition user doc=\"The user.\"", "definition doc doc=\"Docs.\"", "relation viewer #0 doc=\"Who views.\""}},
 	{"detached comment is not doc", "// Header.\n\ndefinition user {}", []string{"definition user doc=\"\""}},
 	{"trailing comment is not doc", "definition user {} // about user\ndefinition doc {}", []string{"definition doc doc=\"\""}},
@@ -162,6 +165,12 @@ var invalidSchemas = []struct {
 	{"uppercase name", "definition User {}", `1:12: invalid definition name "User": use lowercase letters, digits and "_", start with a letter, do not end with "_", at most 64 characters`},
 	{"trailing underscore", "definition user_ {}", `1:12: invalid definition name "user_": use lowercase letters, digits and "_", start with a letter, do not end with "_", at most 64 characters`},
 	{"bad relation name", "definition user {}\ndefinition doc { relation Viewer: user }", `2:27: invalid relation name "Viewer": use lowercase letters, digits and "_", start with a letter, do not end with "_", at most 64 characters`},
+	{"prefix too long", "definition " + strings.Repeat("p", 64) + "/doc {}", `1:12: invalid prefix "` + strings.Repeat("p", 64) + `" of definition name "` + strings.Repeat("p", 64) + `/doc": use lowercase letters, digits and "_", start with a letter, do not end with "_", at most 63 characters`},
+	{"type name too long", "definition " + strings.Repeat("ab/", 43) + "c {}", `1:12: definition name "` + strings.Repeat("ab/", 43) + `c" is longer than 128 characters`},
+	{"bad middle prefix", "definition a/B/c {}", `1:14: invalid prefix "B" of definition name "a/B/c": use lowercase letters, digits and "_", start with a letter, do not end with "_", at most 63 characters`},
+	{"empty last segment", "definition a/b/ {}", `1:17: expected type name after "/", found "{"`},
+	{"bad caveat prefix", "caveat Org/c(a int) { a > 1 }", `1:8: invalid prefix "Org" of caveat name "Org/c": use lowercase letters, digits and "_", start with a letter, do not end with "_", at most 63 characters`},
+	{"unknown prefixed caveat", "definition user {}\ndefinition doc {\n\trelation v: user with org/c\n}\ncaveat org/d(a int) { a > 1 }", `3:24: unknown caveat "org/c"`},
 	{"unknown feature", "use magic", `1:5: unknown feature "magic" after "use" (known: expiration)`},
 
 	// Caveats.

@@ -206,9 +206,9 @@ func (p *printer) typeRef(t *TypeRef) {
 	}
 	switch {
 	case t.Caveat != nil && t.Expiration != nil:
-		p.b.WriteString(" with " + t.Caveat.Name + " and expiration")
+		p.b.WriteString(" with " + t.Caveat.String() + " and expiration")
 	case t.Caveat != nil:
-		p.b.WriteString(" with " + t.Caveat.Name)
+		p.b.WriteString(" with " + t.Caveat.String())
 	case t.Expiration != nil:
 		p.b.WriteString(" with expiration")
 	}
@@ -243,7 +243,7 @@ func (p *printer) expr(x Expr) {
 
 func (p *printer) caveat(d *CaveatDecl, next Pos) {
 	p.b.WriteString("caveat ")
-	p.b.WriteString(d.Name.Name)
+	p.b.WriteString(d.Name.String())
 	p.b.WriteByte('(')
 	for i, prm := range d.Params {
 		if i > 0 {

@@ -218,9 +218,9 @@ func (p *parser) parseUse() *UseDecl {
 
 func (p *parser) parseTypeName(what string) *TypeName {
 	t := &TypeName{Name: p.ident(what)}
-	if p.tok == SLASH {
+	for p.tok == SLASH {
 		p.next()
-		t.Prefix = t.Name
+		t.Prefixes = append(t.Prefixes, t.Name)
 		t.Name = p.ident("type name after \"/\"")
 	}
 	return t
@@ -340,9 +340,8 @@ func (p *parser) parseTypeRef() (*TypeRef, bool) {
 			p.next()
 			return t, true
 		}
-		t.Caveat = &Ident{NamePos: p.pos, Name: p.lit}
+		t.Caveat = p.parseTypeName("caveat name")
 		t.EndPos = t.Caveat.End()
-		p.next()
 		if p.tok == IDENT && p.lit == "and" {
 			p.next()
 			if p.tok != IDENT || p.lit != "expiration" {
@@ -466,7 +465,7 @@ func (p *parser) parseOperand() Expr {
 func (p *parser) parseCaveat() *CaveatDecl {
 	d := &CaveatDecl{Doc: p.leadComment, Keyword: p.pos}
 	p.next()
-	d.Name = p.ident("caveat name")
+	d.Name = p.parseTypeName("caveat name")
 	if p.tok != LPAREN {
 		p.errorExpected(`"("`)
 		p.syncDecl()

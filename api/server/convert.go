@@ -74,6 +74,10 @@ func checkRelation(field, s string) error {
 	return fieldErr(field, tuple.ValidateRelation(field, s))
 }
 
+func checkCaveat(field, s string) error {
+	return fieldErr(field, tuple.ValidateCaveat(field, s))
+}
+
 func checkID(field, s string, wildcard bool) error {
 	return fieldErr(field, tuple.ValidateID(field, s, wildcard))
 }
@@ -159,7 +163,7 @@ func relationshipFromProto(path string, r *pb.Relationship) (tuple.Relationship,
 	}
 	if c := r.GetOptionalCaveat(); c != nil {
 		cp := join(path, "optional_caveat")
-		if err := checkRelation(join(cp, "caveat_name"), c.GetCaveatName()); err != nil {
+		if err := checkCaveat(join(cp, "caveat_name"), c.GetCaveatName()); err != nil {
 			return out, err
 		}
 		out.Caveat = &tuple.Caveat{Name: c.GetCaveatName()}

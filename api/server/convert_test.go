@@ -42,6 +42,8 @@ func TestRelationshipRoundTrip(t *testing.T) {
 		"group:eng#member@group:backend#member",
 		"doc:1#viewer@user:*",
 		"tenant/doc:a-b_c=d+e/f|g.h~i#viewer@tenant/user:X9",
+		"org/identity_team/group:admins#member@org/identity_team/group:eng#member",
+		`doc:1#viewer@org/iam/user:anne[org/iam/on_vpn:{"ip":"10.0.0.1"}]`,
 		`doc:1#viewer@user:anne[only_weekdays]`,
 		`doc:1#viewer@user:anne[ip_allow:{"cidr":"10.0.0.0/8","n":12,"tags":["a","b"]}]`,
 		`link:ag#granted@employee:li[expiration:2099-01-01T00:00:00Z]`,
@@ -99,6 +101,8 @@ func TestRelationshipFromProtoErrors(t *testing.T) {
 		{"wildcard with relation", with(func(r *pb.Relationship) { r.Subject = sub("user", "*", "member") }), "r.subject.optional_relation", "wildcard subject cannot have a relation", false},
 		{"bad subject relation", with(func(r *pb.Relationship) { r.Subject.OptionalRelation = "Member" }), "r.subject.optional_relation", "lowercase", true},
 		{"bad caveat name", with(func(r *pb.Relationship) { r.OptionalCaveat = &pb.ContextualizedCaveat{} }), "r.optional_caveat.caveat_name", "must not be empty", true},
+		{"bad nested type", with(func(r *pb.Relationship) { r.Resource.ObjectType = "org//doc" }), "r.resource.object_type", `prefix "": must not be empty`, true},
+		{"bad caveat prefix", with(func(r *pb.Relationship) { r.OptionalCaveat = &pb.ContextualizedCaveat{CaveatName: "Org/c"} }), "r.optional_caveat.caveat_name", `prefix "Org"`, true},
 		{"bad timestamp", with(func(r *pb.Relationship) { r.OptionalExpiresAt = &timestamppb.Timestamp{Nanos: -1} }), "r.optional_expires_at", "r.optional_expires_at:", false},
 		{"null context value", with(func(r *pb.Relationship) {
 			r.OptionalCaveat = &pb.ContextualizedCaveat{CaveatName: "c", Context: &structpb.Struct{Fields: map[string]*structpb.Value{"x": {}}}}

@@ -8,11 +8,15 @@
 //	doc:1#viewer@user:anne[only_weekdays:{"tz":"UTC"}][expiration:2027-01-01T00:00:00Z]
 //
 // The package holds plain values only: parsing, formatting, validation and
-// filters. It imports nothing else from Pemba, so every layer can use it.
+// filters. It imports nothing else from Pemba but schema/names (the rules
+// for names, shared with the schema checker, standard library only), so
+// every layer can use it.
 package tuple
 
 import (
 	"time"
+
+	"github.com/pemba-authz/pemba/schema/names"
 )
 
 // Ellipsis is the relation of a subject that is an object itself rather than
@@ -20,7 +24,7 @@ import (
 const Ellipsis = "..."
 
 // Wildcard is the subject ID that stands for every object of a type (user:*).
-const Wildcard = "*"
+const Wildcard = names.Wildcard
 
 // ObjectRef names one object: a type and an ID.
 type ObjectRef struct {

@@ -14,6 +14,8 @@ func TestParseRoundTrip(t *testing.T) {
 		"group:eng#member@group:backend#member",
 		"doc:1#viewer@user:*",
 		"tenant/doc:a-b_c=d+e/f|g.h~i#viewer@tenant/user:X9",
+		"org/identity_team/group:admins#member@org/identity_team/group:eng#member",
+		`a/b/c/d:1#viewer@user:anne[org/team/only_weekdays:{"tz":"UTC"}]`,
 		`doc:1#viewer@user:anne[only_weekdays]`,
 		`doc:1#viewer@user:anne[ip_allow:{"cidr":"10.0.0.0/8","n":12,"tags":["a","]"]}]`,
 		`link:ag#granted@employee:li[expiration:2099-01-01T00:00:00Z]`,
@@ -70,7 +72,13 @@ func TestParseErrors(t *testing.T) {
 		{"doc:a b#viewer@user:anne", `character ' ' is not allowed in an id`},
 		{"doc:1#viewer@user:*#member", "a wildcard subject cannot have a relation"},
 		{"doc:1#viewer@user:anne#", "empty relation"},
-		{"a/b/c:1#viewer@user:anne", `at most one "/" prefix`},
+		{"a//c:1#viewer@user:anne", `invalid resource type "a//c": prefix "": must not be empty`},
+		{"a/b/:1#viewer@user:anne", `invalid resource type "a/b/": must not be empty`},
+		{"a/B/c:1#viewer@user:anne", `prefix "B": must start with a lowercase letter`},
+		{"a/b_/c:1#viewer@user:anne", `prefix "b_": must not end with "_"`},
+		{strings.Repeat("p", 64) + "/doc:1#viewer@user:anne", "at most 63 characters"},
+		{strings.Repeat("p/", 64) + "doc:1#viewer@user:anne", "longer than 128 characters"},
+		{"doc:1#viewer@user:anne[org//c]", `invalid caveat name "org//c"`},
 		{"doc:" + strings.Repeat("x", MaxIDLen+1) + "#viewer@user:anne", "longer than 1024"},
 		{"doc:1#viewer@user:anne[c:{bad}]", "not a JSON object"},
 		{"doc:1#viewer@user:anne[c:{\"a\":1}", "unterminated"},
@@ -92,6 +100,35 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("error = %q, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestTypeLimits pins the boundaries of SpiceDB's object_type pattern,
+// ([a-z][a-z0-9_]{1,61}[a-z0-9]/)*[a-z][a-z0-9_]{1,62}[a-z0-9] with at most
+// 128 bytes: a prefix segment of 63 and a last segment of 64 characters
+// are the longest accepted.
+func TestTypeLimits(t *testing.T) {
+	ok := []string{
+		strings.Repeat("p", 63) + "/" + strings.Repeat("d", 64),
+		"a/b/c/d/e/f/g/h",
+		strings.Repeat("ab/", 41) + "abcd", // 127 bytes
+		strings.Repeat("ab/", 41) + "abcde",
+	}
+	for _, s := range ok {
+		if err := ValidateType("t", s); err != nil {
+			t.Errorf("ValidateType(%q) = %v, want nil", s, err)
+		}
+	}
+	bad := []string{
+		strings.Repeat("p", 64) + "/d",
+		"d/" + strings.Repeat("d", 65),
+		strings.Repeat("ab/", 41) + "abcdef", // 129 bytes
+		"/doc", "doc/", "a/_b", "a/1b",
+	}
+	for _, s := range bad {
+		if err := ValidateType("t", s); err == nil {
+			t.Errorf("ValidateType(%q) = nil, want an error", s)
+		}
 	}
 }
 

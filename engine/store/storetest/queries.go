@@ -15,12 +15,15 @@ import (
 // queryData returns a deterministic set of relationships chosen to stress
 // the index order: type names that are prefixes of each other, IDs that
 // sort differently as numbers and as bytes, upper and lower case, plain
-// subjects next to usersets of the same object, and wildcards.
+// subjects next to usersets of the same object, wildcards, and types with
+// several "/" prefixes next to the types they extend ("tenant" and
+// "tenant/doc" and "tenant/doc/page").
 func queryData() []tuple.Relationship {
 	resources := []tuple.ObjectRef{
 		{Type: "doc", ID: "1"}, {Type: "doc", ID: "10"}, {Type: "doc", ID: "2"},
 		{Type: "doc", ID: "A"}, {Type: "doc", ID: "a"}, {Type: "doc", ID: "a-b"}, {Type: "doc", ID: "a.b"},
 		{Type: "docs", ID: "1"}, {Type: "doc_x", ID: "1"}, {Type: "folder", ID: "x/y"}, {Type: "tenant/doc", ID: "1"},
+		{Type: "tenant", ID: "doc"}, {Type: "tenant/doc/page", ID: "1"}, {Type: "tenant/doc_x", ID: "1"},
 	}
 	relations := []string{"editor", "owner", "viewer"}
 	subjects := []tuple.SubjectRef{
@@ -28,6 +31,7 @@ func queryData() []tuple.Relationship {
 		{Type: "users", ID: "1"},
 		{Type: "group", ID: "eng"}, {Type: "group", ID: "eng", Relation: "admin"}, {Type: "group", ID: "eng", Relation: "member"},
 		{Type: "group", ID: "eng2", Relation: "member"}, {Type: "doc", ID: "1"},
+		{Type: "org/team/user", ID: "1"}, {Type: "org/team", ID: "user"}, {Type: "org/team/group", ID: "eng", Relation: "member"},
 	}
 	var out []tuple.Relationship
 	n := 0
@@ -63,9 +67,12 @@ func forwardFilters() []tuple.Filter {
 		{Type: "group", ID: "eng", Relation: "member"},
 		{Type: "group", ID: "eng", Relation: "nope"},
 		{Type: "nope"},
+		{Type: "org/team/user"},
+		{Type: "org/team"},
+		{Type: "org/team/group", Relation: "member"},
 	}
 	var out []tuple.Filter
-	for _, rt := range []string{"", "doc", "doc_x", "nope"} {
+	for _, rt := range []string{"", "doc", "doc_x", "nope", "tenant", "tenant/doc", "tenant/doc/page"} {
 		for _, id := range []string{"", "1", "a"} {
 			for _, rel := range []string{"", "viewer"} {
 				for _, sub := range subjects {
@@ -91,10 +98,13 @@ func reverseFilters() []tuple.ReverseFilter {
 		{Type: "group", ID: "eng", Relation: "member"},
 		{Type: "doc", ID: "1"},
 		{Type: "nope"},
+		{Type: "org/team/user", ID: "1"},
+		{Type: "org/team", ID: "user"},
+		{Type: "org/team/group", Relation: "member"},
 	}
 	var out []tuple.ReverseFilter
 	for _, sub := range subjects {
-		for _, rt := range []string{"", "doc", "docs", "nope"} {
+		for _, rt := range []string{"", "doc", "docs", "nope", "tenant/doc", "tenant/doc/page"} {
 			for _, rel := range []string{"", "viewer"} {
 				out = append(out, tuple.ReverseFilter{Subject: sub, ResourceType: rt, Relation: rel})
 			}
