@@ -176,8 +176,8 @@ type RelationDecl struct {
 // expiration.
 type TypeRef struct {
 	Type       *TypeName
-	Relation   *Ident // after "#"; nil when absent
-	Wildcard   Pos    // position of "*" in "type:*"; NoPos when absent
+	Relation   *Ident    // after "#"; nil when absent
+	Wildcard   Pos       // position of "*" in "type:*"; NoPos when absent
 	Caveat     *TypeName // after "with"; nil when absent
 	Expiration *Ident    // the "expiration" word; nil when absent
 	EndPos     Pos
