@@ -79,14 +79,15 @@ func (f *File) Position(p Pos) Position { return f.lines.position(p) }
 // Source returns the text the file was parsed from.
 func (f *File) Source() string { return f.src }
 
-// Decl is a top-level declaration: *DefinitionDecl, *CaveatDecl or *UseDecl.
+// Decl is a top-level declaration: *DefinitionDecl, *CaveatDecl, *UseDecl,
+// *ImportDecl or *PartialDecl.
 type Decl interface {
 	Node
 	declNode()
 }
 
-// Member is a declaration inside a definition: *RelationDecl or
-// *PermissionDecl.
+// Member is a declaration inside a definition or partial: *RelationDecl,
+// *PermissionDecl or *PartialRef.
 type Member interface {
 	Node
 	memberNode()
@@ -94,8 +95,8 @@ type Member interface {
 	MemberName() *Ident
 }
 
-// Expr is a permission expression: *Ident, *NilExpr, *ArrowExpr,
-// *BinaryExpr, *ParenExpr or *BadExpr.
+// Expr is a permission expression: *Ident, *NilExpr, *SelfExpr,
+// *ArrowExpr, *BinaryExpr, *ParenExpr or *BadExpr.
 type Expr interface {
 	Node
 	exprNode()
@@ -152,6 +153,35 @@ type UseDecl struct {
 	Feature *Ident
 }
 
+// ImportDecl is `import "path"`: the declarations of another file, named
+// relative to this one (needs "use import").
+type ImportDecl struct {
+	Doc     *CommentGroup
+	Import  Pos
+	PathPos Pos    // position of the opening quote
+	Lit     string // the literal as written, quotes included
+	Path    string // the path, without quotes
+}
+
+// PartialDecl is "partial name { members }": members that definitions and
+// other partials copy in with "...name" (needs "use partial").
+type PartialDecl struct {
+	Doc     *CommentGroup
+	Keyword Pos
+	Name    *Ident
+	Lbrace  Pos
+	Members []Member
+	Rbrace  Pos
+}
+
+// PartialRef is "...name" inside a definition or partial: the members of
+// partial name, in place.
+type PartialRef struct {
+	Doc      *CommentGroup
+	Ellipsis Pos
+	Name     *Ident
+}
+
 // DefinitionDecl is "definition name { members }".
 type DefinitionDecl struct {
 	Doc     *CommentGroup
@@ -183,11 +213,15 @@ type TypeRef struct {
 	EndPos     Pos
 }
 
-// PermissionDecl is "permission name = expression".
+// PermissionDecl is "permission name = expression", or with a type
+// annotation (checked under "use typechecking") "permission name: user |
+// team = expression".
 type PermissionDecl struct {
 	Doc     *CommentGroup
 	Keyword Pos
 	Name    *Ident
+	Colon   Pos         // NoPos without annotation
+	Types   []*TypeName // the annotation's types
 	Assign  Pos
 	Expr    Expr
 }
@@ -195,6 +229,11 @@ type PermissionDecl struct {
 // NilExpr is the empty set, "nil".
 type NilExpr struct {
 	NilPos Pos
+}
+
+// SelfExpr is "self" (needs "use self"): the object itself, as a subject.
+type SelfExpr struct {
+	SelfPos Pos
 }
 
 // ArrowExpr is "left->target", "left.any(target)" or "left.all(target)".
@@ -288,6 +327,38 @@ func (d *UseDecl) End() Pos {
 	}
 	return d.Use + 3
 }
+
+// Pos returns the position of "import".
+func (d *ImportDecl) Pos() Pos { return d.Import }
+
+// End returns the position just past the path.
+func (d *ImportDecl) End() Pos {
+	if d.PathPos.IsValid() {
+		return d.PathPos + Pos(len(d.Lit))
+	}
+	return d.Import + 6
+}
+
+// Pos returns the position of "partial".
+func (d *PartialDecl) Pos() Pos { return d.Keyword }
+
+// End returns the position just past "}".
+func (d *PartialDecl) End() Pos { return d.Rbrace + 1 }
+
+// Pos returns the position of "...".
+func (d *PartialRef) Pos() Pos { return d.Ellipsis }
+
+// End returns the position just past the name.
+func (d *PartialRef) End() Pos { return d.Name.End() }
+
+// MemberName returns the name of the partial.
+func (d *PartialRef) MemberName() *Ident { return d.Name }
+
+// Pos returns the position of "self".
+func (x *SelfExpr) Pos() Pos { return x.SelfPos }
+
+// End returns the position just past "self".
+func (x *SelfExpr) End() Pos { return x.SelfPos + 4 }
 
 // Pos returns the position of "definition".
 func (d *DefinitionDecl) Pos() Pos { return d.Keyword }
@@ -393,12 +464,16 @@ func (t *TypeExpr) End() Pos { return t.EndPos }
 func (*UseDecl) declNode()        {}
 func (*DefinitionDecl) declNode() {}
 func (*CaveatDecl) declNode()     {}
+func (*ImportDecl) declNode()     {}
+func (*PartialDecl) declNode()    {}
 
 func (*RelationDecl) memberNode()   {}
 func (*PermissionDecl) memberNode() {}
+func (*PartialRef) memberNode()     {}
 
 func (*Ident) exprNode()      {}
 func (*NilExpr) exprNode()    {}
+func (*SelfExpr) exprNode()   {}
 func (*ArrowExpr) exprNode()  {}
 func (*BinaryExpr) exprNode() {}
 func (*ParenExpr) exprNode()  {}

@@ -62,7 +62,7 @@ func (c *checker) compileCaveats() {
 	}
 	base, err := baseEnv()
 	if err != nil {
-		c.errs.Add(Position{Filename: c.f.Name}, fmt.Sprintf("cannot build the CEL environment: %v", err))
+		c.errs.Add(Position{Filename: c.files[0].Name}, fmt.Sprintf("cannot build the CEL environment: %v", err))
 		return
 	}
 	for _, cd := range c.caveats {

@@ -24,15 +24,26 @@ func Compile(filename, src string) (*Schema, error) {
 // File that parsed without errors; on a partial tree it does not panic but
 // may report consequences of the syntax errors.
 func Check(f *File) (*Schema, error) {
+	return check([]*File{f}, f.src, false)
+}
+
+// check compiles the declarations of files (a root file and the files it
+// imports, or one file). With imports false, an import declaration is an
+// error: only LoadFiles can resolve one.
+func check(files []*File, source string, imports bool) (*Schema, error) {
 	c := &checker{
-		f:    f,
-		s:    &Schema{Definitions: map[string]*Definition{}, Caveats: map[string]*Caveat{}, Source: f.src},
-		defs: map[string]*DefinitionDecl{},
+		files:    files,
+		imports:  imports,
+		s:        &Schema{Definitions: map[string]*Definition{}, Caveats: map[string]*Caveat{}, Source: source},
+		defs:     map[string]*DefinitionDecl{},
+		partials: map[string]*PartialDecl{},
+		uses:     map[string]bool{},
 	}
 	c.collect()
 	c.resolveRelations()
 	c.resolvePermissions()
 	c.findCycles()
+	c.typecheck()
 	c.compileCaveats()
 	if len(c.errs) > 0 {
 		c.errs.Sort()
@@ -42,11 +53,14 @@ func Check(f *File) (*Schema, error) {
 }
 
 type checker struct {
-	f    *File
-	s    *Schema
-	errs ErrorList
+	files   []*File
+	imports bool // import declarations were resolved by LoadFiles
+	s       *Schema
+	errs    ErrorList
 
+	uses     map[string]bool            // features declared by any file
 	defs     map[string]*DefinitionDecl // declarations by name, first wins
+	partials map[string]*PartialDecl    // partials by name, first wins
 	caveats  []*caveatDecl              // declared caveats, in order
 	members  map[*Relation]Member       // each compiled relation's declaration
 	relDefs  []*Definition              // compiled definitions, in order
@@ -59,13 +73,27 @@ type caveatDecl struct {
 	types  []*paramType // nil entries for invalid types
 }
 
-func (c *checker) errorf(pos Pos, format string, args ...any) {
-	c.errs.Add(c.f.Position(pos), fmt.Sprintf(format, args...))
+// position expands p in whichever file it belongs to.
+func (c *checker) position(p Pos) Position {
+	for _, f := range c.files {
+		if f.lines.contains(p) {
+			return f.Position(p)
+		}
+	}
+	return c.files[0].Position(p)
 }
 
-// at renders a position as line:col for "first declared at" notes.
+func (c *checker) errorf(pos Pos, format string, args ...any) {
+	c.errs.Add(c.position(pos), fmt.Sprintf(format, args...))
+}
+
+// at renders a position as line:col for "first declared at" notes, with
+// the file name when the schema spans several files.
 func (c *checker) at(pos Pos) string {
-	p := c.f.Position(pos)
+	p := c.position(pos)
+	if len(c.files) > 1 {
+		return p.String()
+	}
 	return fmt.Sprintf("%d:%d", p.Line, p.Column)
 }
 
@@ -91,21 +119,59 @@ func (c *checker) checkTypeName(t *TypeName, what string) {
 	}
 }
 
+// knownFeatures are the words "use" accepts.
+const knownFeatures = "expiration, import, partial, self, typechecking"
+
+// decls lists the declarations of every file, imported files first (each
+// file's imports before it, as SpiceDB hoists them).
+func (c *checker) decls() []Decl {
+	var out []Decl
+	for i := len(c.files) - 1; i >= 0; i-- {
+		out = append(out, c.files[i].Decls...)
+	}
+	return out
+}
+
 // collect declares every definition, relation, permission and caveat,
 // reporting invalid and duplicate names.
 func (c *checker) collect() {
 	c.members = map[*Relation]Member{}
 	caveatsSeen := map[string]*CaveatDecl{}
-	uses := map[string]bool{}
-	for _, d := range c.f.Decls {
-		switch d := d.(type) {
-		case *UseDecl:
-			if d.Feature.Name != "expiration" {
-				c.errorf(d.Feature.Pos(), "unknown feature %q after \"use\" (known: expiration)", d.Feature.Name)
-			} else if uses[d.Feature.Name] {
-				c.errorf(d.Feature.Pos(), "duplicate \"use %s\"", d.Feature.Name)
+	decls := c.decls()
+	for _, f := range c.files {
+		seen := map[string]bool{}
+		for _, d := range f.Decls {
+			d, ok := d.(*UseDecl)
+			if !ok {
+				continue
 			}
-			uses[d.Feature.Name] = true
+			switch name := d.Feature.Name; {
+			case !strings.Contains(", "+knownFeatures+",", ", "+name+","):
+				c.errorf(d.Feature.Pos(), "unknown feature %q after \"use\" (known: %s)", name, knownFeatures)
+			case seen[name]:
+				c.errorf(d.Feature.Pos(), "duplicate \"use %s\"", name)
+			}
+			seen[d.Feature.Name] = true
+			c.uses[d.Feature.Name] = true
+		}
+	}
+	for _, d := range decls {
+		switch d := d.(type) {
+		case *ImportDecl:
+			if !c.imports {
+				c.errorf(d.Pos(), "import %s cannot be resolved in a schema given as one text: compile it from its file (pemba validate, pemba schema write FILE), which reads the imported files", d.Lit)
+			}
+		case *PartialDecl:
+			c.checkName(d.Name, "partial")
+			if first, ok := c.partials[d.Name.Name]; ok {
+				c.errorf(d.Name.Pos(), "duplicate partial %q (first declared at %s)", d.Name.Name, c.at(first.Name.Pos()))
+				continue
+			}
+			c.partials[d.Name.Name] = d
+		}
+	}
+	for _, d := range decls {
+		switch d := d.(type) {
 		case *CaveatDecl:
 			c.checkTypeName(d.Name, "caveat")
 			cname := d.Name.String()
@@ -113,8 +179,11 @@ func (c *checker) collect() {
 				c.errorf(d.Name.Pos(), "duplicate caveat %q (first declared at %s)", cname, c.at(first.Name.Pos()))
 				continue
 			}
+			if p, ok := c.partials[cname]; ok {
+				c.errorf(d.Name.Pos(), "caveat %q has the same name as the partial declared at %s", cname, c.at(p.Name.Pos()))
+			}
 			caveatsSeen[cname] = d
-			cv := &Caveat{Name: cname, Expression: strings.TrimSpace(d.Expr), Pos: c.f.Position(d.Name.Pos())}
+			cv := &Caveat{Name: cname, Expression: strings.TrimSpace(d.Expr), Pos: c.position(d.Name.Pos())}
 			cd := &caveatDecl{decl: d, caveat: cv}
 			params := map[string]*Ident{}
 			for _, p := range d.Params {
@@ -139,46 +208,126 @@ func (c *checker) collect() {
 				c.errorf(d.Name.Pos(), "duplicate definition %q (first declared at %s)", name, c.at(first.Name.Pos()))
 				continue
 			}
+			if p, ok := c.partials[name]; ok {
+				c.errorf(d.Name.Pos(), "definition %q has the same name as the partial declared at %s", name, c.at(p.Name.Pos()))
+			}
 			c.defs[name] = d
-			def := &Definition{Name: name, Relations: map[string]*Relation{}, Doc: d.Doc.Text(), Pos: c.f.Position(d.Name.Pos())}
+			def := &Definition{Name: name, Relations: map[string]*Relation{}, Doc: d.Doc.Text(), Pos: c.position(d.Name.Pos())}
 			c.s.Definitions[name] = def
 			c.relDefs = append(c.relDefs, def)
 			c.defDecls = append(c.defDecls, d)
-			for _, m := range d.Members {
-				id := m.MemberName()
-				_, isPerm := m.(*PermissionDecl)
-				kind := kindName(isPerm)
-				c.checkName(id, kind)
-				if prev, ok := def.Relations[id.Name]; ok {
-					if prev.IsPermission == isPerm {
-						c.errorf(id.Pos(), "duplicate %s %q on definition %q (first declared at %d:%d)", kind, id.Name, name, prev.Pos.Line, prev.Pos.Column)
-					} else {
-						c.errorf(id.Pos(), "%s %q has the same name as the %s declared at %d:%d on definition %q", kind, id.Name, kindName(prev.IsPermission), prev.Pos.Line, prev.Pos.Column, name)
-					}
-					continue
-				}
-				var doc *CommentGroup
-				switch m := m.(type) {
-				case *RelationDecl:
-					doc = m.Doc
-				case *PermissionDecl:
-					doc = m.Doc
-				}
-				r := &Relation{
-					Name:         id.Name,
-					Definition:   def,
-					Index:        c.s.NumRelations,
-					IsPermission: isPerm,
-					Doc:          doc.Text(),
-					Pos:          c.f.Position(id.Pos()),
-				}
-				c.s.NumRelations++
-				def.Relations[r.Name] = r
-				def.Ordered = append(def.Ordered, r)
-				c.members[r] = m
+			for _, em := range c.expandMembers(d.Members, nil, nil) {
+				c.declareMember(def, em)
 			}
 		}
 	}
+}
+
+// expandedMember is a member of a definition, with the outermost partial
+// reference it came through (nil when written in the definition).
+type expandedMember struct {
+	m   Member
+	via *PartialRef
+}
+
+// expandMembers replaces partial references by the members of their
+// partials, recursively; stack holds the partials being expanded, to
+// report cycles.
+func (c *checker) expandMembers(ms []Member, via *PartialRef, stack []*PartialDecl) []expandedMember {
+	var out []expandedMember
+	for _, m := range ms {
+		ref, ok := m.(*PartialRef)
+		if !ok {
+			out = append(out, expandedMember{m, via})
+			continue
+		}
+		p := c.partials[ref.Name.Name]
+		if p == nil {
+			what := "partial"
+			if c.defs[ref.Name.Name] != nil || c.s.Caveats[ref.Name.Name] != nil {
+				what = "partial (only a partial can be referenced with \"...\")"
+			}
+			c.errorf(ref.Name.Pos(), "unknown %s %q", what, ref.Name.Name)
+			continue
+		}
+		if i := slicesIndex(stack, p); i >= 0 {
+			names := make([]string, 0, len(stack)-i+1)
+			for _, q := range stack[i:] {
+				names = append(names, q.Name.Name)
+			}
+			names = append(names, p.Name.Name)
+			c.errorf(ref.Name.Pos(), "partial %q includes itself (%s)", p.Name.Name, strings.Join(names, " -> "))
+			continue
+		}
+		outer := via
+		if outer == nil {
+			outer = ref
+		}
+		out = append(out, c.expandMembers(p.Members, outer, append(stack, p))...)
+	}
+	return out
+}
+
+func slicesIndex(s []*PartialDecl, p *PartialDecl) int {
+	for i, q := range s {
+		if q == p {
+			return i
+		}
+	}
+	return -1
+}
+
+// declareMember adds a relation or permission to def.
+func (c *checker) declareMember(def *Definition, em expandedMember) {
+	m := em.m
+	id := m.MemberName()
+	_, isPerm := m.(*PermissionDecl)
+	kind := kindName(isPerm)
+	c.checkName(id, kind)
+	if id.Name == "self" && c.uses["self"] {
+		c.errorf(id.Pos(), "%q is a keyword after \"use self\" and cannot name a %s", id.Name, kind)
+	}
+	// An error about a member brought in by a partial is reported at the
+	// reference in the definition, which is what a reader must change.
+	at, from := id.Pos(), ""
+	if em.via != nil {
+		at, from = em.via.Name.Pos(), fmt.Sprintf(" (from partial %q)", em.via.Name.Name)
+	}
+	if prev, ok := def.Relations[id.Name]; ok {
+		if prev.IsPermission == isPerm {
+			c.errorf(at, "duplicate %s %q%s on definition %q (first declared at %s)", kind, id.Name, from, def.Name, c.atPosition(prev.Pos))
+		} else {
+			c.errorf(at, "%s %q%s has the same name as the %s declared at %s on definition %q", kind, id.Name, from, kindName(prev.IsPermission), c.atPosition(prev.Pos), def.Name)
+		}
+		return
+	}
+	var doc *CommentGroup
+	switch m := m.(type) {
+	case *RelationDecl:
+		doc = m.Doc
+	case *PermissionDecl:
+		doc = m.Doc
+	}
+	r := &Relation{
+		Name:         id.Name,
+		Definition:   def,
+		Index:        c.s.NumRelations,
+		IsPermission: isPerm,
+		Doc:          doc.Text(),
+		Pos:          c.position(id.Pos()),
+	}
+	c.s.NumRelations++
+	def.Relations[r.Name] = r
+	def.Ordered = append(def.Ordered, r)
+	c.members[r] = m
+}
+
+// atPosition renders an expanded position as at does.
+func (c *checker) atPosition(p Position) string {
+	if len(c.files) > 1 {
+		return p.String()
+	}
+	return fmt.Sprintf("%d:%d", p.Line, p.Column)
 }
 
 func kindName(isPerm bool) string {
@@ -279,6 +428,11 @@ func (c *checker) resolvePermissions() {
 				continue
 			}
 			r.Rewrite = c.rewrite(def, pd.Expr)
+			if c.uses["typechecking"] {
+				for _, t := range pd.Types {
+					r.TypeAnnotation = append(r.TypeAnnotation, t.String())
+				}
+			}
 		}
 	}
 }
@@ -288,14 +442,20 @@ func (c *checker) rewrite(def *Definition, x Expr) *Rewrite {
 	case *ParenExpr:
 		return c.rewrite(def, x.X)
 	case *NilExpr:
-		return &Rewrite{Kind: RewriteNil, Pos: c.f.Position(x.Pos())}
+		return &Rewrite{Kind: RewriteNil, Pos: c.position(x.Pos())}
+	case *SelfExpr:
+		return &Rewrite{Kind: RewriteSelf, Pos: c.position(x.Pos())}
 	case *Ident:
 		rel := def.Relations[x.Name]
 		if rel == nil {
-			c.errorf(x.Pos(), "unknown relation %q on definition %q", x.Name, def.Name)
+			hint := ""
+			if x.Name == "self" {
+				hint = " (to mean the object itself, declare \"use self\" at the top of the file)"
+			}
+			c.errorf(x.Pos(), "unknown relation %q on definition %q%s", x.Name, def.Name, hint)
 			return nil
 		}
-		return &Rewrite{Kind: RewriteComputed, Relation: rel, Pos: c.f.Position(x.Pos())}
+		return &Rewrite{Kind: RewriteComputed, Relation: rel, Pos: c.position(x.Pos())}
 	case *ArrowExpr:
 		return c.arrow(def, x)
 	case *BinaryExpr:
@@ -312,7 +472,7 @@ func (c *checker) rewrite(def *Definition, x Expr) *Rewrite {
 		if l == nil || r == nil {
 			return nil
 		}
-		n := &Rewrite{Kind: kind, Pos: c.f.Position(x.OpPos)}
+		n := &Rewrite{Kind: kind, Pos: c.position(x.OpPos)}
 		// Union and intersection are associative: flatten nested nodes of
 		// the same kind so the evaluator sees one n-ary node.
 		for _, ch := range []*Rewrite{l, r} {
@@ -347,7 +507,7 @@ func (c *checker) arrow(def *Definition, x *ArrowExpr) *Rewrite {
 		TargetName: x.Target.Name,
 		Targets:    map[string]*Relation{},
 		ArrowAll:   x.Func == "all",
-		Pos:        c.f.Position(x.Left.Pos()),
+		Pos:        c.position(x.Left.Pos()),
 	}
 	rd := c.members[rel].(*RelationDecl)
 	if len(rel.Allowed) != len(rd.Types) {
@@ -459,4 +619,87 @@ func cyclePath(start *Relation, edges map[*Relation][]*Relation) []*Relation {
 		}
 	}
 	return nil
+}
+
+// typecheck enforces, under "use typechecking", that the type annotation
+// of a permission ("permission view: user | team = ...") lists every
+// subject type the permission can reach, as SpiceDB does: the terminal
+// types of its relations, followed through subject sets and arrows. As in
+// SpiceDB, self contributes no type, and an annotation naming a type that
+// is not reachable (or not defined) is accepted. Without "use
+// typechecking", annotations are parsed and ignored.
+func (c *checker) typecheck() {
+	if !c.uses["typechecking"] || len(c.errs) > 0 {
+		return
+	}
+	for _, def := range c.relDefs {
+		for _, r := range def.Ordered {
+			if len(r.TypeAnnotation) == 0 {
+				continue
+			}
+			for _, typ := range terminalTypes(r) {
+				if !slicesContains(r.TypeAnnotation, typ) {
+					pd := c.members[r].(*PermissionDecl)
+					c.errorf(pd.Colon, "incomplete type annotation on permission %q of definition %q: subject type %q is reachable but not listed (%s)", r.Name, def.Name, typ, strings.Join(r.TypeAnnotation, " | "))
+					break
+				}
+			}
+		}
+	}
+}
+
+func slicesContains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// terminalTypes lists, in order of discovery, the object types of the
+// subjects r can hold: plain and wildcard types of relations, reached
+// through subject sets, computed references and arrows.
+func terminalTypes(r *Relation) []string {
+	var out []string
+	seenType := map[string]bool{}
+	seen := map[*Relation]bool{}
+	var rel func(r *Relation)
+	var rw func(w *Rewrite)
+	rel = func(r *Relation) {
+		if r == nil || seen[r] {
+			return
+		}
+		seen[r] = true
+		if r.Rewrite != nil {
+			rw(r.Rewrite)
+			return
+		}
+		for _, a := range r.Allowed {
+			if a.Relation != "" && !a.Wildcard {
+				rel(a.Target)
+				continue
+			}
+			if !seenType[a.Type] {
+				seenType[a.Type] = true
+				out = append(out, a.Type)
+			}
+		}
+	}
+	rw = func(w *Rewrite) {
+		switch w.Kind {
+		case RewriteComputed:
+			rel(w.Relation)
+		case RewriteArrow:
+			for _, a := range w.Relation.Allowed {
+				rel(w.Targets[a.Type])
+			}
+		case RewriteUnion, RewriteIntersection, RewriteExclusion:
+			for _, ch := range w.Children {
+				rw(ch)
+			}
+		}
+	}
+	rel(r)
+	return out
 }

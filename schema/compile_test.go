@@ -171,7 +171,7 @@ var invalidSchemas = []struct {
 	{"empty last segment", "definition a/b/ {}", `1:17: expected type name after "/", found "{"`},
 	{"bad caveat prefix", "caveat Org/c(a int) { a > 1 }", `1:8: invalid prefix "Org" of caveat name "Org/c": use lowercase letters, digits and "_", start with a letter, do not end with "_", at most 63 characters`},
 	{"unknown prefixed caveat", "definition user {}\ndefinition doc {\n\trelation v: user with org/c\n}\ncaveat org/d(a int) { a > 1 }", `3:24: unknown caveat "org/c"`},
-	{"unknown feature", "use magic", `1:5: unknown feature "magic" after "use" (known: expiration)`},
+	{"unknown feature", "use magic", `1:5: unknown feature "magic" after "use" (known: expiration, import, partial, self, typechecking)`},
 
 	// Caveats.
 	{"unknown param type", "caveat c(a integer) { a > 1 }", `1:12: unknown caveat parameter type "integer" (known: int, uint, bool, string, double, bytes, duration, timestamp, list<T>, map<T>, ipaddress, any)`},

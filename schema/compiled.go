@@ -44,8 +44,12 @@ type Relation struct {
 	// Rewrite is the userset rewrite of a permission; nil for relations,
 	// whose meaning is "the stored tuples" (Zanzibar's _this).
 	Rewrite *Rewrite
-	Doc     string
-	Pos     Position
+	// TypeAnnotation lists the types of a permission's annotation
+	// ("permission view: user | team = ..."), kept only under "use
+	// typechecking", which checks it.
+	TypeAnnotation []string
+	Doc            string
+	Pos            Position
 }
 
 // AllowedSubject is one entry of a relation's type list:
@@ -84,6 +88,10 @@ const (
 	RewriteIntersection
 	// RewriteExclusion: the first child minus the second (a - b).
 	RewriteExclusion
+	// RewriteSelf is the object itself as a plain subject ("self", under
+	// "use self"): user:tom is in the "self" of user:tom and of nothing
+	// else; a subject set (user:tom#friend) never is.
+	RewriteSelf
 )
 
 // Rewrite is a node of a permission's rewrite tree.

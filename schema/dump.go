@@ -65,6 +65,8 @@ func dumpRewrite(rw *Rewrite) string {
 	switch rw.Kind {
 	case RewriteNil:
 		return "nil"
+	case RewriteSelf:
+		return "self"
 	case RewriteComputed:
 		return rw.Relation.Name
 	case RewriteArrow:

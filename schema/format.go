@@ -128,8 +128,15 @@ func (p *printer) file() {
 			p.b.WriteString(d.Feature.Name)
 			p.lastLine = p.trailing(next, d.End(), p.line(d.End()-1))
 			p.b.WriteByte('\n')
+		case *ImportDecl:
+			p.b.WriteString("import ")
+			p.b.WriteString(d.Lit)
+			p.lastLine = p.trailing(next, d.End(), p.line(d.End()-1))
+			p.b.WriteByte('\n')
 		case *DefinitionDecl:
-			p.definition(d, next)
+			p.definition("definition "+d.Name.String(), d.Lbrace, d.Members, d.Rbrace, next)
+		case *PartialDecl:
+			p.definition("partial "+d.Name.Name, d.Lbrace, d.Members, d.Rbrace, next)
 		case *CaveatDecl:
 			p.caveat(d, next)
 		}
@@ -138,9 +145,14 @@ func (p *printer) file() {
 	p.standalone(endOfFile, "")
 }
 
-func (p *printer) definition(d *DefinitionDecl, next Pos) {
-	p.b.WriteString("definition ")
-	p.b.WriteString(d.Name.String())
+// definition prints a definition or partial: head is "definition name"
+// or "partial name".
+func (p *printer) definition(head string, lbrace Pos, members []Member, rbrace Pos, next Pos) {
+	d := struct {
+		Lbrace, Rbrace Pos
+		Members        []Member
+	}{lbrace, rbrace, members}
+	p.b.WriteString(head)
 	p.b.WriteString(" {")
 	first := d.Rbrace
 	if len(d.Members) > 0 {
@@ -190,8 +202,19 @@ func (p *printer) member(m Member) {
 	case *PermissionDecl:
 		p.b.WriteString("permission ")
 		p.b.WriteString(m.Name.Name)
+		for i, t := range m.Types {
+			if i == 0 {
+				p.b.WriteString(": ")
+			} else {
+				p.b.WriteString(" | ")
+			}
+			p.b.WriteString(t.String())
+		}
 		p.b.WriteString(" = ")
 		p.expr(m.Expr)
+	case *PartialRef:
+		p.b.WriteString("...")
+		p.b.WriteString(m.Name.Name)
 	}
 }
 
@@ -220,6 +243,8 @@ func (p *printer) expr(x Expr) {
 		p.b.WriteString(x.Name)
 	case *NilExpr:
 		p.b.WriteString("nil")
+	case *SelfExpr:
+		p.b.WriteString("self")
 	case *ArrowExpr:
 		p.b.WriteString(x.Left.Name)
 		if x.Func == "" {

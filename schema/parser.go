@@ -10,8 +10,13 @@ import (
 // (partial) tree, with an ErrorList holding every error found, sorted by
 // position.
 func Parse(filename, src string) (*File, error) {
+	return parseAt(filename, src, 0)
+}
+
+// parseAt is Parse for a file whose positions start at base+1.
+func parseAt(filename, src string, base int) (*File, error) {
 	var p parser
-	p.init(filename, src)
+	p.init(filename, src, base)
 	f := p.parseFile()
 	p.errors.Sort()
 	return f, p.errors.Err()
@@ -31,15 +36,22 @@ type parser struct {
 	leadComment *CommentGroup // comment group directly above the current token
 	depth       int           // nesting of parentheses and type arguments
 	tooDeep     bool          // maxNesting was hit in this member: skip the cascade
+
+	// uses holds the features this file has declared so far with "use".
+	// As in SpiceDB, "use self", "use import" and "use partial" turn
+	// self, import and partial into keywords for the rest of the file.
+	uses     map[string]bool
+	seenDecl bool // a definition, caveat or partial has been parsed
 }
 
 // maxNesting bounds nested parentheses and type arguments, so that hostile
 // input cannot exhaust the stack of this recursive-descent parser.
 const maxNesting = 100
 
-func (p *parser) init(filename, src string) {
+func (p *parser) init(filename, src string, base int) {
 	p.file = &File{Name: filename, src: src}
-	p.sc.Init(filename, src, func(pos Position, msg string) { p.addError(pos, msg) })
+	p.uses = map[string]bool{}
+	p.sc.initAt(filename, src, base, func(pos Position, msg string) { p.addError(pos, msg) })
 	p.file.lines = p.sc.lines
 	p.next()
 }
@@ -60,7 +72,7 @@ func (p *parser) line(pos Pos) int { return p.file.lines.line(pos) }
 // tokEnd returns the position just past the current token.
 func (p *parser) tokEnd() Pos {
 	switch p.tok {
-	case IDENT, ILLEGAL, COMMENT:
+	case IDENT, ILLEGAL, COMMENT, STRING:
 		return p.pos + Pos(len(p.lit))
 	case EOF:
 		return p.pos
@@ -123,6 +135,8 @@ func (p *parser) found() string {
 		return "end of file"
 	case IDENT, ILLEGAL:
 		return fmt.Sprintf("%q", p.lit)
+	case STRING:
+		return p.lit
 	}
 	if p.tok.IsKeyword() {
 		return fmt.Sprintf("keyword %q", p.tok.String())
@@ -156,22 +170,40 @@ func (p *parser) ident(what string) *Ident {
 	return &Ident{NamePos: p.pos, Name: "_"}
 }
 
+// atWord reports whether the current token is the contextual keyword w:
+// an identifier spelled w in a file that declared "use w".
+func (p *parser) atWord(w string) bool {
+	return p.tok == IDENT && p.lit == w && p.uses[w]
+}
+
 func (p *parser) parseFile() *File {
 	f := p.file
 	for p.tok != EOF {
 		switch p.tok {
 		case DEFINITION:
+			p.seenDecl = true
 			f.Decls = append(f.Decls, p.parseDefinition())
 		case CAVEAT:
+			p.seenDecl = true
 			f.Decls = append(f.Decls, p.parseCaveat())
 		case IDENT:
-			if p.lit != "use" {
+			switch {
+			case p.lit == "use":
+				f.Decls = append(f.Decls, p.parseUse())
+			case p.atWord("import"):
+				f.Decls = append(f.Decls, p.parseImport())
+			case p.atWord("partial"):
+				p.seenDecl = true
+				f.Decls = append(f.Decls, p.parsePartial())
+			case p.lit == "import" || p.lit == "partial":
+				p.error(p.pos, fmt.Sprintf("%q needs \"use %s\" at the top of the file", p.lit, p.lit))
+				p.next()
+				p.syncDecl()
+			default:
 				p.errorExpected(`"definition", "caveat" or "use"`)
 				p.next()
 				p.syncDecl()
-				continue
 			}
-			f.Decls = append(f.Decls, p.parseUse())
 		case SEMICOLON:
 			p.next()
 		default:
@@ -186,7 +218,8 @@ func (p *parser) parseFile() *File {
 
 // syncDecl skips to the start of the next top-level declaration.
 func (p *parser) syncDecl() {
-	for p.tok != EOF && p.tok != DEFINITION && p.tok != CAVEAT && !(p.tok == IDENT && p.lit == "use") {
+	for p.tok != EOF && p.tok != DEFINITION && p.tok != CAVEAT &&
+		!(p.tok == IDENT && (p.lit == "use" || p.atWord("import") || p.atWord("partial"))) {
 		p.next()
 	}
 }
@@ -195,10 +228,10 @@ func (p *parser) syncDecl() {
 // relation or permission.
 func (p *parser) atMemberEnd() bool {
 	switch p.tok {
-	case RELATION, PERMISSION, RBRACE, SEMICOLON, EOF, DEFINITION, CAVEAT:
+	case RELATION, PERMISSION, RBRACE, SEMICOLON, EOF, DEFINITION, CAVEAT, ELLIPSIS:
 		return true
 	}
-	return false
+	return p.atWord("partial") || p.atWord("import")
 }
 
 // syncMember skips to the next member, the end of the definition, or the
@@ -211,8 +244,44 @@ func (p *parser) syncMember() {
 
 func (p *parser) parseUse() *UseDecl {
 	d := &UseDecl{Doc: p.leadComment, Use: p.pos}
+	if p.seenDecl {
+		p.error(p.pos, "\"use\" must come before every definition, caveat and partial")
+	}
 	p.next()
 	d.Feature = p.ident("feature name after \"use\"")
+	p.uses[d.Feature.Name] = true
+	return d
+}
+
+func (p *parser) parseImport() *ImportDecl {
+	d := &ImportDecl{Doc: p.leadComment, Import: p.pos}
+	p.next()
+	if p.tok != STRING {
+		p.errorExpected(`quoted file name after "import"`)
+		p.syncDecl()
+		return d
+	}
+	d.PathPos, d.Lit, d.Path = p.pos, p.lit, p.lit[1:len(p.lit)-1]
+	p.next()
+	return d
+}
+
+func (p *parser) parsePartial() *PartialDecl {
+	d := &PartialDecl{Doc: p.leadComment, Keyword: p.pos}
+	p.next()
+	d.Name = p.ident("partial name")
+	d.Lbrace, d.Members, d.Rbrace = p.parseBody()
+	return d
+}
+
+func (p *parser) parsePartialRef() *PartialRef {
+	d := &PartialRef{Doc: p.leadComment, Ellipsis: p.pos}
+	p.next()
+	d.Name = p.ident("partial name after \"...\"")
+	if !p.atMemberEnd() {
+		p.errorExpected("the end of the partial reference")
+		p.syncMember()
+	}
 	return d
 }
 
@@ -230,39 +299,49 @@ func (p *parser) parseDefinition() *DefinitionDecl {
 	d := &DefinitionDecl{Doc: p.leadComment, Keyword: p.pos}
 	p.next()
 	d.Name = p.parseTypeName("definition name")
+	d.Lbrace, d.Members, d.Rbrace = p.parseBody()
+	return d
+}
+
+// parseBody parses "{ members }" of a definition or partial.
+func (p *parser) parseBody() (lbrace Pos, members []Member, rbrace Pos) {
 	if p.tok != LBRACE {
 		p.errorExpected(`"{"`)
 		p.syncDecl()
-		d.Lbrace, d.Rbrace = p.pos, p.pos
-		return d
+		return p.pos, nil, p.pos
 	}
-	d.Lbrace = p.pos
+	lbrace = p.pos
 	p.next()
 	for p.tok != RBRACE && p.tok != EOF {
 		switch p.tok {
 		case RELATION:
-			d.Members = append(d.Members, p.parseRelation())
+			members = append(members, p.parseRelation())
 		case PERMISSION:
-			d.Members = append(d.Members, p.parsePermission())
+			members = append(members, p.parsePermission())
+		case ELLIPSIS:
+			members = append(members, p.parsePartialRef())
 		case SEMICOLON:
 			p.next()
 		case DEFINITION, CAVEAT:
 			p.errorExpected(`"}"`)
-			d.Rbrace = p.pos
-			return d
+			return lbrace, members, p.pos
 		default:
+			if p.atWord("partial") || p.atWord("import") {
+				p.errorExpected(`"}"`)
+				return lbrace, members, p.pos
+			}
 			p.errorExpected(`"relation" or "permission"`)
 			p.next()
 			p.syncMember()
 		}
 	}
-	d.Rbrace = p.pos
+	rbrace = p.pos
 	if p.tok == EOF {
 		p.errorExpected(`"}"`)
-		return d
+		return lbrace, members, rbrace
 	}
 	p.next()
-	return d
+	return lbrace, members, rbrace
 }
 
 func (p *parser) parseRelation() *RelationDecl {
@@ -360,6 +439,23 @@ func (p *parser) parsePermission() *PermissionDecl {
 	d := &PermissionDecl{Doc: p.leadComment, Keyword: p.pos}
 	p.next()
 	d.Name = p.ident("permission name")
+	if p.tok == COLON {
+		// A type annotation: "permission view: user | team = ...".
+		d.Colon = p.pos
+		p.next()
+		for {
+			if p.tok != IDENT {
+				p.errorExpected("type name in the annotation")
+				p.syncMember()
+				return d
+			}
+			d.Types = append(d.Types, p.parseTypeName("type name in the annotation"))
+			if p.tok != PIPE {
+				break
+			}
+			p.next()
+		}
+	}
 	if p.tok != ASSIGN {
 		p.errorExpected(`"="`)
 		p.syncMember()
@@ -421,6 +517,11 @@ func (p *parser) parseOperand() Expr {
 		p.next()
 		return x
 	case IDENT:
+		if p.atWord("self") {
+			x := &SelfExpr{SelfPos: p.pos}
+			p.next()
+			return x
+		}
 		id := &Ident{NamePos: p.pos, Name: p.lit}
 		p.next()
 		switch p.tok {

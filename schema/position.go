@@ -38,11 +38,20 @@ const NoPos Pos = 0
 // IsValid reports whether p is a real position.
 func (p Pos) IsValid() bool { return p != NoPos }
 
-// lineTable maps byte offsets in one source text to Positions.
+// lineTable maps byte offsets in one source text to Positions. Pos values
+// of the text start at base+1, so that the files of a schema compiled from
+// several files (see LoadFiles) have disjoint positions, as in a
+// go/token.FileSet.
 type lineTable struct {
 	filename string
+	base     int
 	lines    []int // offsets of the first byte of each line
 	size     int
+}
+
+// contains reports whether p is a position of this text (its end included).
+func (t *lineTable) contains(p Pos) bool {
+	return int(p) > t.base && int(p) <= t.base+t.size+1
 }
 
 func newLineTable(filename, src string) *lineTable {
@@ -60,7 +69,10 @@ func (t *lineTable) position(p Pos) Position {
 	if p == NoPos {
 		return Position{Filename: t.filename}
 	}
-	off := int(p) - 1
+	off := int(p) - 1 - t.base
+	if off < 0 {
+		off = 0
+	}
 	if off > t.size {
 		off = t.size
 	}

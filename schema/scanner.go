@@ -19,13 +19,23 @@ type Scanner struct {
 // Init prepares s to scan src (named filename in positions); err, if not
 // nil, receives every lexical error.
 func (s *Scanner) Init(filename, src string, err ErrorHandler) {
-	*s = Scanner{src: src, lines: newLineTable(filename, src), err: err}
+	s.initAt(filename, src, 0, err)
 }
+
+// initAt is Init for a text whose positions start at base+1.
+func (s *Scanner) initAt(filename, src string, base int, err ErrorHandler) {
+	lt := newLineTable(filename, src)
+	lt.base = base
+	*s = Scanner{src: src, lines: lt, err: err}
+}
+
+// at converts a byte offset into a Pos.
+func (s *Scanner) at(off int) Pos { return Pos(s.lines.base + off + 1) }
 
 func (s *Scanner) error(off int, msg string) {
 	s.ErrorCount++
 	if s.err != nil {
-		s.err(s.lines.position(Pos(off+1)), msg)
+		s.err(s.lines.position(s.at(off)), msg)
 	}
 }
 
@@ -44,7 +54,7 @@ func (s *Scanner) Scan() (pos Pos, tok Token, lit string) {
 		s.off++
 	}
 	start := s.off
-	pos = Pos(start + 1)
+	pos = s.at(start)
 	if s.off >= len(s.src) {
 		return pos, EOF, ""
 	}
@@ -92,6 +102,21 @@ func (s *Scanner) Scan() (pos Pos, tok Token, lit string) {
 		tok = STAR
 	case '.':
 		tok = DOT
+		if s.off+1 < len(s.src) && s.src[s.off] == '.' && s.src[s.off+1] == '.' {
+			s.off += 2
+			tok = ELLIPSIS
+		}
+	case '"':
+		// A string literal (import paths): no escapes, no newlines.
+		for s.off < len(s.src) && s.src[s.off] != '"' && s.src[s.off] != '\n' {
+			s.off++
+		}
+		if s.off >= len(s.src) || s.src[s.off] != '"' {
+			s.error(start, "string literal not terminated")
+			return pos, ILLEGAL, s.src[start:s.off]
+		}
+		s.off++
+		return pos, STRING, s.src[start:s.off]
 	case '=':
 		tok = ASSIGN
 	case '+':
@@ -152,7 +177,7 @@ func (s *Scanner) scanComment(start int) string {
 // It returns the position of the body's first byte and its raw text.
 func (s *Scanner) ScanCEL() (pos Pos, body string, rbrace Pos, ok bool) {
 	start := s.off
-	pos = Pos(start + 1)
+	pos = s.at(start)
 	depth := 0
 	for s.off < len(s.src) {
 		c := s.src[s.off]
@@ -162,7 +187,7 @@ func (s *Scanner) ScanCEL() (pos Pos, body string, rbrace Pos, ok bool) {
 		case '}':
 			if depth == 0 {
 				body = s.src[start:s.off]
-				rbrace = Pos(s.off + 1)
+				rbrace = s.at(s.off)
 				s.off++
 				return pos, body, rbrace, true
 			}
@@ -179,14 +204,14 @@ func (s *Scanner) ScanCEL() (pos Pos, body string, rbrace Pos, ok bool) {
 			quote := s.off
 			if !s.skipCELString(raw) {
 				s.error(quote, "string literal not terminated in caveat expression")
-				return pos, s.src[start:], Pos(len(s.src) + 1), false
+				return pos, s.src[start:], s.at(len(s.src)), false
 			}
 			continue
 		}
 		s.off++
 	}
 	s.error(start, "caveat expression not terminated by \"}\"")
-	return pos, s.src[start:], Pos(len(s.src) + 1), false
+	return pos, s.src[start:], s.at(len(s.src)), false
 }
 
 // skipCELString skips a CEL string literal at s.off ('…', "…", or the

@@ -7,13 +7,16 @@ type Token int
 
 // Tokens. Words that only have meaning in one place (use, with, and,
 // expiration, any, all) are scanned as IDENT and recognised by the parser, so they stay
-// usable as names.
+// usable as names; so are self, import and partial, which the parser
+// recognises only in a file that declares "use self", "use import" or "use
+// partial" (as SpiceDB's lexer does).
 const (
 	ILLEGAL Token = iota
 	EOF
 	COMMENT
 
-	IDENT // document
+	IDENT  // document
+	STRING // "other.zed"
 
 	LBRACE    // {
 	RBRACE    // }
@@ -34,6 +37,7 @@ const (
 	AMP       // &
 	MINUS     // -
 	ARROW     // ->
+	ELLIPSIS  // ...
 
 	keywordBeg
 	DEFINITION // definition
@@ -49,6 +53,7 @@ var tokens = [...]string{
 	EOF:        "EOF",
 	COMMENT:    "COMMENT",
 	IDENT:      "IDENT",
+	STRING:     "STRING",
 	LBRACE:     "{",
 	RBRACE:     "}",
 	LPAREN:     "(",
@@ -68,6 +73,7 @@ var tokens = [...]string{
 	AMP:        "&",
 	MINUS:      "-",
 	ARROW:      "->",
+	ELLIPSIS:   "...",
 	DEFINITION: "definition",
 	CAVEAT:     "caveat",
 	RELATION:   "relation",
