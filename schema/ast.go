@@ -71,6 +71,9 @@ type File struct {
 
 	src   string
 	lines *lineTable
+	// imported lists the files this file's imports resolved to, in order
+	// (set by LoadFiles; a file imported twice appears under the first).
+	imported []*File
 }
 
 // Position expands a Pos of this file into file name, line and column.

@@ -61,6 +61,7 @@ type checker struct {
 	uses     map[string]bool            // features declared by any file
 	defs     map[string]*DefinitionDecl // declarations by name, first wins
 	partials map[string]*PartialDecl    // partials by name, first wins
+	cycles   map[*PartialRef]bool       // references closing a reported cycle
 	caveats  []*caveatDecl              // declared caveats, in order
 	members  map[*Relation]Member       // each compiled relation's declaration
 	relDefs  []*Definition              // compiled definitions, in order
@@ -122,12 +123,12 @@ func (c *checker) checkTypeName(t *TypeName, what string) {
 // knownFeatures are the words "use" accepts.
 const knownFeatures = "expiration, import, partial, self, typechecking"
 
-// decls lists the declarations of every file, imported files first (each
-// file's imports before it, as SpiceDB hoists them).
+// decls lists the declarations of every file, each file's imports before
+// it, as SpiceDB hoists them.
 func (c *checker) decls() []Decl {
 	var out []Decl
-	for i := len(c.files) - 1; i >= 0; i-- {
-		out = append(out, c.files[i].Decls...)
+	for _, f := range declOrder(c.files) {
+		out = append(out, f.Decls...)
 	}
 	return out
 }
@@ -256,7 +257,13 @@ func (c *checker) expandMembers(ms []Member, via *PartialRef, stack []*PartialDe
 				names = append(names, q.Name.Name)
 			}
 			names = append(names, p.Name.Name)
-			c.errorf(ref.Name.Pos(), "partial %q includes itself (%s)", p.Name.Name, strings.Join(names, " -> "))
+			if !c.cycles[ref] { // once, however many definitions use it
+				if c.cycles == nil {
+					c.cycles = map[*PartialRef]bool{}
+				}
+				c.cycles[ref] = true
+				c.errorf(ref.Name.Pos(), "partial %q includes itself (%s)", p.Name.Name, strings.Join(names, " -> "))
+			}
 			continue
 		}
 		outer := via
@@ -629,7 +636,7 @@ func cyclePath(start *Relation, edges map[*Relation][]*Relation) []*Relation {
 // is not reachable (or not defined) is accepted. Without "use
 // typechecking", annotations are parsed and ignored.
 func (c *checker) typecheck() {
-	if !c.uses["typechecking"] || len(c.errs) > 0 {
+	if !c.uses["typechecking"] {
 		return
 	}
 	for _, def := range c.relDefs {
