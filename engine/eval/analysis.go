@@ -59,6 +59,9 @@ type analysis struct {
 	arrowParents    [][]parentEdge // permissions reaching rel through an arrow
 	plainParents    map[string][]*schema.Relation
 	wildcardParents map[string][]*schema.Relation
+	// selfParents: by object type, the permissions of that type using
+	// self, where reaching the plain object type:id reaches them on id.
+	selfParents map[string][]parentEdge
 	// pure: no caveat can reach the relation and everything it is built
 	// from is unions, computed references and arrows (no intersection,
 	// exclusion or arrow-all), so walking up from a subject decides
@@ -89,6 +92,7 @@ func analyze(s *schema.Schema) *analysis {
 		arrowParents:    make([][]parentEdge, n),
 		plainParents:    map[string][]*schema.Relation{},
 		wildcardParents: map[string][]*schema.Relation{},
+		selfParents:     map[string][]parentEdge{},
 		relevant:        make([][]bool, n),
 		plans:           map[*schema.Rewrite]plan{},
 		reverseCheck:    make([]bool, n),
@@ -140,6 +144,9 @@ func analyze(s *schema.Schema) *analysis {
 					a.usersetParents[t] = append(a.usersetParents[t], parentEdge{parent: r, exact: true})
 				}
 			}
+		}
+		if hasSelf(r.Rewrite) {
+			a.contains[i][kind{r.Definition.Name, ""}] = true // the object itself
 		}
 		a.direct[i] = d
 		a.heavy[i] = r.Rewrite != nil || len(d.usersets) > 0
@@ -232,7 +239,7 @@ func monotone(w *schema.Rewrite) bool {
 		return true
 	}
 	switch w.Kind {
-	case schema.RewriteNil, schema.RewriteComputed:
+	case schema.RewriteNil, schema.RewriteComputed, schema.RewriteSelf:
 		return true
 	case schema.RewriteArrow:
 		return !w.ArrowAll
@@ -282,7 +289,7 @@ func (a *analysis) plan(w *schema.Rewrite) {
 // sets is one or two point reads.
 func (a *analysis) heavyRewrite(w *schema.Rewrite) bool {
 	switch w.Kind {
-	case schema.RewriteNil:
+	case schema.RewriteNil, schema.RewriteSelf:
 		return false
 	case schema.RewriteComputed:
 		return w.Relation != nil && a.heavy[w.Relation.Index]
@@ -294,6 +301,9 @@ func (a *analysis) heavyRewrite(w *schema.Rewrite) bool {
 // positive position, the edge back to r.
 func (a *analysis) reverseEdges(r *schema.Relation, w *schema.Rewrite, exact bool) {
 	switch w.Kind {
+	case schema.RewriteSelf:
+		t := r.Definition.Name
+		a.selfParents[t] = append(a.selfParents[t], parentEdge{parent: r, exact: exact})
 	case schema.RewriteComputed:
 		if w.Relation != nil {
 			t := w.Relation.Index

@@ -144,6 +144,8 @@ func (rq *request) rewrite(ctx context.Context, f *frame, w *schema.Rewrite, sub
 		return rq.check(ctx, f, w.Relation, f.id, sub)
 	case schema.RewriteArrow:
 		return rq.arrow(ctx, f, w, sub)
+	case schema.RewriteSelf:
+		return selfResult(f, sub), nil
 	case schema.RewriteUnion, schema.RewriteIntersection:
 		plan := rq.e.an.plans[w]
 		return rq.fold(ctx, w.Kind == schema.RewriteIntersection, len(w.Children), plan.parallel && f.depth <= maxParallelDepth,

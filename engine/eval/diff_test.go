@@ -51,7 +51,8 @@ var (
 // relations accepting users, wildcards, caveated and expiring users, plain
 // objects (for arrows) and subject sets of any relation or permission (so
 // the data can nest and cycle), and permissions mixing union,
-// intersection, exclusion, computed references, arrows and arrow-all.
+// intersection, exclusion, computed references, self, arrows and
+// arrow-all.
 // Schemas where an exclusion subtracts its own recursion are rejected.
 func genSchema(rng *rand.Rand, caveats map[string]*schema.Caveat, name string) *schema.Schema {
 	for {
@@ -161,8 +162,11 @@ func genRewrite(rng *rand.Rand, defs map[string]*schema.Definition, p *schema.Re
 				return w
 			}
 		}
-		if rng.IntN(25) == 0 {
+		switch rng.IntN(25) {
+		case 0:
 			return &schema.Rewrite{Kind: schema.RewriteNil}
+		case 1, 2:
+			return &schema.Rewrite{Kind: schema.RewriteSelf}
 		}
 		var cands []*schema.Relation
 		for _, r := range d.Ordered {
@@ -308,6 +312,12 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 		// Subject sets of every relation, on alternating objects.
 		subjects = append(subjects, tuple.SubjectRef{Type: r.Definition.Name, ID: diffIDs[i%2], Relation: r.Name})
 	}
+	for i, name := range sortedKeys(s.Definitions) {
+		// Plain objects of every type, for self (and arrows' subjects).
+		if name != "user" {
+			subjects = append(subjects, tuple.SubjectRef{Type: name, ID: diffIDs[i%2]})
+		}
+	}
 	loose := intersectionCycle(allRels)
 	c := NewCache(1 << 20)
 	// The first configuration decides every fan-out from the subject's
@@ -412,7 +422,8 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 					// Plain users, and subject sets of one relation
 					// (a different one for each resource).
 					k := allRels[(r.Index*len(diffIDs)+j)%len(allRels)]
-					kinds := []tuple.SubjectRef{{Type: "user"}, {Type: k.Definition.Name, Relation: k.Name}}
+					// Plain objects of the resource's own type, for self.
+					kinds := []tuple.SubjectRef{{Type: "user"}, {Type: k.Definition.Name, Relation: k.Name}, {Type: r.Definition.Name}}
 					for _, k := range kinds {
 						got, err := drain(ev.e.LookupSubjects(ctx, p, LookupSubjectsRequest{Resource: res, Permission: r.Name, SubjectType: k.Type, SubjectRelation: k.Relation}))
 						if err != nil {
@@ -569,6 +580,8 @@ func describeRewrite(w *schema.Rewrite) string {
 	switch w.Kind {
 	case schema.RewriteNil:
 		return "nil"
+	case schema.RewriteSelf:
+		return "self"
 	case schema.RewriteComputed:
 		return w.Relation.Name
 	case schema.RewriteArrow:

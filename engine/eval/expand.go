@@ -91,6 +91,8 @@ func (rq *request) expandRewrite(ctx context.Context, f *frame, w *schema.Rewrit
 	switch w.Kind {
 	case schema.RewriteComputed:
 		return rq.expandRel(ctx, f, w.Relation, f.id, next)
+	case schema.RewriteSelf:
+		return selfTree(obj, f.rel.Name), nil
 	case schema.RewriteArrow:
 		rels, err := rq.query(ctx, tuple.Filter{ResourceType: obj.Type, ResourceID: f.id, Relation: w.Relation.Name})
 		if err != nil {

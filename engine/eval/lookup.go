@@ -112,6 +112,7 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 		if sub.ID != tuple.Wildcard {
 			err = seed(tuple.SubjectFilter{Type: sub.Type, ID: sub.ID, Relation: tuple.Ellipsis}, an.plainParents[sub.Type])
 		}
+		w.selfSeeds(sub)
 		if err == nil {
 			err = seed(tuple.SubjectFilter{Type: sub.Type, ID: tuple.Wildcard, Relation: tuple.Ellipsis}, an.wildcardParents[sub.Type])
 		}
@@ -355,6 +356,8 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		switch w.Kind {
 		case schema.RewriteComputed:
 			push(w.Relation, n.id)
+		case schema.RewriteSelf:
+			selfMentions(mentioned, n.rel.Definition, n.id, subType, subRel)
 		case schema.RewriteArrow:
 			rels, err := rq.query(ctx, tuple.Filter{ResourceType: n.rel.Definition.Name, ResourceID: n.id, Relation: w.Relation.Name})
 			if err != nil {

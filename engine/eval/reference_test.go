@@ -283,6 +283,12 @@ func (re *refEval) solve(sub tuple.SubjectRef) (map[refNode]refVal, error) {
 		switch w.Kind {
 		case schema.RewriteNil:
 			return refVal{perm: NoPermission}, nil
+		case schema.RewriteSelf:
+			// The object itself, as a plain subject; nothing else.
+			if sub.Relation == "" && sub.Type == r.Definition.Name && sub.ID == id {
+				return refVal{perm: HasPermission}, nil
+			}
+			return refVal{perm: NoPermission}, nil
 		case schema.RewriteComputed:
 			return get(w.Relation, id), nil
 		case schema.RewriteArrow:
