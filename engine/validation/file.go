@@ -51,6 +51,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
 )
 
 // File is a parsed validation file.
@@ -73,12 +74,17 @@ type File struct {
 type Pos struct {
 	File string
 	Line int // from 1; 0 when unknown
+	Col  int // from 1; 0 when unknown (only schema files imported by the schema have one)
 }
 
-// String renders file:line, or just the file when the line is unknown.
+// String renders file:line[:col], or just the file when the line is
+// unknown.
 func (p Pos) String() string {
-	if p.Line == 0 {
+	switch {
+	case p.Line == 0:
 		return p.File
+	case p.Col > 0:
+		return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
 	}
 	return fmt.Sprintf("%s:%d", p.File, p.Line)
 }
@@ -210,8 +216,60 @@ func Load(path string) (*File, error) {
 		}
 		f.Schema = string(text)
 		f.SchemaPos = Pos{File: sp, Line: 1}
+		if err := f.resolveImports(filepath.Dir(sp), filepath.Base(sp)); err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+	if err := f.resolveImports(filepath.Dir(path), filepath.Base(path)); err != nil {
+		return nil, err
 	}
 	return f, nil
+}
+
+// resolveImports replaces a schema that imports other files (SpiceDB's
+// composable schemas) by the one text they compile to, reading the
+// imported files relative to dir, where the schema's root file name lives.
+// A schema without imports is left alone, for Run to report its errors. A
+// schema whose files do not compile yields their errors, each at its file,
+// line and column.
+func (f *File) resolveImports(dir, name string) error {
+	if !strings.Contains(f.Schema, "import") {
+		return nil
+	}
+	files, err := schema.LoadSource(os.DirFS(dir), name, f.Schema)
+	if err == nil && len(files) <= 1 {
+		return nil
+	}
+	var s *schema.Schema
+	if err == nil {
+		s, err = schema.CheckFiles(files)
+	}
+	var list schema.ErrorList
+	if !errors.As(err, &list) {
+		if err != nil {
+			return ErrorList{{Pos: f.SchemaPos, Msg: fmt.Sprintf("schema: %v", err)}}
+		}
+		f.Schema = s.Source
+		return nil
+	}
+	var out ErrorList
+	for _, e := range list {
+		pos := f.SchemaPos
+		msg := e.Msg
+		switch {
+		case e.Pos.Filename != name:
+			pos = Pos{File: filepath.Join(dir, filepath.FromSlash(e.Pos.Filename)), Line: e.Pos.Line, Col: e.Pos.Column}
+		case pos.Line != 1 || pos.File == f.Path:
+			// Inline schema: the column is relative to the indented block.
+			pos.Line += e.Pos.Line - 1
+			msg = fmt.Sprintf("schema line %d:%d: %s", e.Pos.Line, e.Pos.Column, e.Msg)
+		default:
+			pos.Line, pos.Col = e.Pos.Line, e.Pos.Column
+		}
+		out = append(out, &Error{Pos: pos, Msg: msg})
+	}
+	return out
 }
 
 // Parse parses a validation file. It does not read schemaFile (see Load).

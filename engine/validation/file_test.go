@@ -207,6 +207,55 @@ func TestLoadSchemaFile(t *testing.T) {
 	}
 }
 
+// TestLoadImports resolves a schema that imports other files, from a
+// schemaFile and from an inline schema, and reports errors of imported
+// files at their file, line and column.
+func TestLoadImports(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		t.Helper()
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("lib/user.zed", "definition user {}\n")
+	write("root.zed", "use import\nimport \"lib/user.zed\"\ndefinition doc { relation viewer: user }\n")
+	f, err := Load(write("file.yaml", "schemaFile: root.zed\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "definition user {}\n\ndefinition doc {\n\trelation viewer: user\n}\n"; f.Schema != want {
+		t.Errorf("schema:\n%s\nwant:\n%s", f.Schema, want)
+	}
+	f, err = Load(write("inline.yaml", "schema: |-\n  use import\n  import \"lib/user.zed\"\n  definition doc { relation viewer: user }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(f.Schema, "definition user {}") {
+		t.Errorf("inline schema not resolved:\n%s", f.Schema)
+	}
+
+	write("lib/bad.zed", "definition user {\n\trelation r: usr\n}\n")
+	write("bad.zed", "use import\nimport \"lib/bad.zed\"\nimport \"lib/cycle.zed\"\n")
+	write("lib/cycle.zed", "use import\nimport \"../bad.zed\"\n")
+	_, err = Load(write("bad.yaml", "schemaFile: bad.zed\n"))
+	// Files are checked only once they all load: the cycle is the error.
+	want := filepath.Join(dir, "lib", "cycle.zed") + `:2:8: import cycle: bad.zed imports lib/cycle.zed imports bad.zed`
+	if err == nil || err.Error() != want {
+		t.Errorf("Load = %v\nwant %s", err, want)
+	}
+	_, err = Load(write("bad2.yaml", "schema: |-\n  use import\n  import \"lib/bad.zed\"\n"))
+	want2 := filepath.Join(dir, "lib", "bad.zed") + `:2:14: unknown definition "usr" in the type list of relation "r"`
+	if err == nil || err.Error() != want2 {
+		t.Errorf("Load = %v\nwant %s", err, want2)
+	}
+}
+
 // FuzzParse checks that Parse never panics, that success and failure are
 // exclusive, that every error has a line inside the input, and that
 // parsed relationships round-trip through their text form.
