@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -114,6 +116,9 @@ func indexOf(list []string, s string) int {
 // unwrapPathError drops the operation and path that *fs.PathError adds:
 // the message already names the file.
 func unwrapPathError(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fs.ErrNotExist // the same words on every system and fs.FS
+	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
@@ -147,12 +152,46 @@ func declOrder(files []*File) []*File {
 // CheckFiles checks the files LoadFiles returned, as one schema: the
 // declarations of every file, imported ones first. Errors name the file
 // they are in. The compiled schema's Source is Flatten(files), one text
-// that compiles on its own to the same schema (what WriteSchema needs).
+// that compiles on its own to the same schema (what WriteSchema needs), or
+// the root's text unchanged when it imports nothing.
 func CheckFiles(files []*File) (*Schema, error) {
 	if len(files) == 0 {
 		return nil, errors.New("schema: no files")
 	}
-	return check(files, Flatten(files), true)
+	source := files[0].src
+	if len(files) > 1 || hasImports(files[0]) {
+		source = Flatten(files)
+	}
+	return check(files, source, true)
+}
+
+func hasImports(f *File) bool {
+	for _, d := range f.Decls {
+		if _, ok := d.(*ImportDecl); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// CompileFile compiles the schema file at path of the operating system's
+// file system, with the files it imports, which must lie in path's
+// directory or below it. Errors name files as path does (dir/sub/a.zed).
+func CompileFile(path string) (*Schema, error) {
+	dir, name := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	s, err := CompileFiles(os.DirFS(dir), name)
+	var list ErrorList
+	if errors.As(err, &list) && dir != "." {
+		for _, e := range list {
+			if e.Pos.Filename != "" {
+				e.Pos.Filename = filepath.Join(dir, filepath.FromSlash(e.Pos.Filename))
+			}
+		}
+	}
+	return s, err
 }
 
 // CompileFiles is LoadFiles followed by CheckFiles.

@@ -12,15 +12,58 @@ import (
 // maxListedChanges is the most schema changes schema write lists in text.
 const maxListedChanges = 20
 
-const schemaUsage = "pemba schema write FILE|- | read | fmt [-w] FILE... | diff OLD NEW"
+const schemaUsage = "pemba schema write FILE|- | read | fmt [-w] FILE... | compile FILE | diff OLD NEW"
 
 func schemaCommand(ctx context.Context, inv *invocation, args []string) error {
 	return inv.subcommand(ctx, args, map[string]func(context.Context, *invocation, []string) error{
-		"write": schemaWrite,
-		"read":  schemaRead,
-		"fmt":   schemaFmt,
-		"diff":  schemaDiff,
+		"write":   schemaWrite,
+		"read":    schemaRead,
+		"fmt":     schemaFmt,
+		"compile": schemaCompile,
+		"diff":    schemaDiff,
 	}, schemaUsage)
+}
+
+// compileInput compiles a schema file, with the files it imports (read
+// relative to it), or standard input ("-", which cannot import). It
+// returns the compiled schema, whose Source is the one text to send to the
+// server.
+func (inv *invocation) compileInput(name string) (*schema.Schema, error) {
+	var s *schema.Schema
+	var err error
+	if name == "-" {
+		src, rerr := inv.readInput(name)
+		if rerr != nil {
+			return nil, rerr
+		}
+		s, err = schema.Compile(displayName(name), src)
+	} else {
+		s, err = schema.CompileFile(name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("invalid schema:\n%w", err)
+	}
+	return s, nil
+}
+
+// schemaCompile prints the one schema text that a schema split over
+// files (import, partial) compiles to: what schema write sends.
+func schemaCompile(_ context.Context, inv *invocation, args []string) error {
+	const usage = "pemba schema compile FILE"
+	fs := inv.flagSet()
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef(usage, "want one schema file, got %d arguments", len(pos))
+	}
+	s, err := inv.compileInput(pos[0])
+	if err != nil {
+		return err
+	}
+	inv.printf("%s", s.Source)
+	return nil
 }
 
 // schemaWrite compiles the schema locally first, so that errors name the
@@ -40,13 +83,13 @@ func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
 	if len(pos) != 1 {
 		return usagef(usage, "want one schema file (or - for standard input), got %d arguments", len(pos))
 	}
-	src, err := inv.readInput(pos[0])
+	// Compiled here first so that errors name the user's files; a schema
+	// split over files is sent as the one text it compiles to.
+	compiled, err := inv.compileInput(pos[0])
 	if err != nil {
 		return err
 	}
-	if _, err := schema.Compile(displayName(pos[0]), src); err != nil {
-		return fmt.Errorf("invalid schema:\n%w", err)
-	}
+	src := compiled.Source
 	c, err := inv.dial(conn, usage)
 	if err != nil {
 		return err
@@ -133,7 +176,10 @@ func schemaRead(ctx context.Context, inv *invocation, args []string) error {
 
 // schemaFmt prints each file in canonical form, or with -w rewrites the
 // files that are not. It keeps going after an invalid file and fails at
-// the end, so that one run reports every file's errors.
+// the end, so that one run reports every file's errors. Each file is
+// formatted on its own: imports and partial references are kept as
+// written (schema compile resolves them), so every file of a schema split
+// over files can be formatted, imported ones included.
 func schemaFmt(_ context.Context, inv *invocation, args []string) error {
 	const usage = "pemba schema fmt [-w] FILE...|-"
 	fs := inv.flagSet()
@@ -212,12 +258,8 @@ func schemaDiff(_ context.Context, inv *invocation, args []string) error {
 	}
 	var compiled [2]*schema.Schema
 	for i, name := range pos {
-		src, err := inv.readInput(name)
-		if err != nil {
+		if compiled[i], err = inv.compileInput(name); err != nil {
 			return err
-		}
-		if compiled[i], err = schema.Compile(displayName(name), src); err != nil {
-			return fmt.Errorf("invalid schema:\n%w", err)
 		}
 	}
 	changes := schema.Diff(compiled[0], compiled[1])
