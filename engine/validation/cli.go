@@ -6,7 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
+
+	"github.com/pemba-authz/pemba/schema"
 )
 
 // Exit codes of Command.
@@ -18,7 +21,8 @@ const (
 
 // Command is `pemba validate [-now RFC3339] [-q] [-no-crosscheck] FILE...`:
 // it runs each file, prints per-file results and a summary to stdout, and
-// returns the exit code. Usage errors go to stderr.
+// returns the exit code. Usage errors go to stderr. A FILE ending in .zed
+// is a schema file, compiled with the files it imports.
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -52,6 +56,23 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var files, failedFiles, assertions, validations, failures int
 	for _, path := range fs.Args() {
 		files++
+		if strings.HasSuffix(path, ".zed") {
+			// A schema file alone (with the files it imports): compiled,
+			// nothing to assert.
+			if _, err := schema.CompileFile(path); err != nil {
+				failedFiles++
+				var list schema.ErrorList
+				if errors.As(err, &list) {
+					failures += len(list)
+				} else {
+					failures++
+				}
+				fmt.Fprintf(stdout, "FAIL %s\n%s\n", path, indent(err.Error(), "  "))
+			} else if !*quiet {
+				fmt.Fprintf(stdout, "ok   %s (schema)\n", path)
+			}
+			continue
+		}
 		f, err := Load(path)
 		if err != nil {
 			failedFiles++

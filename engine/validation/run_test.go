@@ -137,6 +137,10 @@ func TestCommand(t *testing.T) {
 	good := write("good.yaml", runSchema+"relationships: document:1#viewer@user:anne\nassertions:\n  assertTrue: [document:1#view@user:anne]\n")
 	bad := write("bad.yaml", runSchema+"assertions:\n  assertTrue: [document:1#view@user:anne]\n")
 	broken := write("broken.yaml", "schema: [\n")
+	zed := write("user.zed", "definition user {}\n")
+	zedRoot := write("root.zed", "use import\nimport \"user.zed\"\ndefinition doc { relation viewer: user }\n")
+	zedBad := write("badroot.zed", "use import\nimport \"broken.zed\"\n")
+	zedBroken := write("broken.zed", "definition user {\n\trelation r: usr\n}\n")
 	tests := []struct {
 		name string
 		args []string
@@ -148,6 +152,8 @@ func TestCommand(t *testing.T) {
 		{"fail", []string{good, bad}, ExitFailed, []string{"FAIL " + bad, bad + ":15: assertTrue", "1 failures in 1 files"}},
 		{"invalid file", []string{broken}, ExitFailed, []string{"FAIL " + broken, broken + ":1:"}},
 		{"missing file", []string{filepath.Join(dir, "nope.yaml")}, ExitFailed, []string{"no such file"}},
+		{"schema files", []string{zedRoot, zed}, ExitOK, []string{"ok   " + zedRoot + " (schema)", "2 files, 0 assertions, 0 validations: all passed"}},
+		{"schema file importing an invalid file", []string{zedBad}, ExitFailed, []string{"FAIL " + zedBad, zedBroken + `:2:14: unknown definition "usr"`}},
 		{"no files", nil, ExitUsage, nil},
 		{"bad flag", []string{"-bogus", good}, ExitUsage, nil},
 		{"bad now", []string{"-now", "yesterday", good}, ExitUsage, nil},
