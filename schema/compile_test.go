@@ -67,6 +67,7 @@ var validSchemas = []struct {
 	{"unreferenced partial ignored", "use partial\npartial a { relation x: nothing }\ndefinition user {}", []string{"relations 0"}},
 	{"partial reference without use partial", "use partial\npartial a { relation x: user }\ndefinition user { ...a }", []string{"definition user", "relation x #0"}},
 	{"import and partial words without use", "definition user { relation import: user\n relation partial: user }", []string{"relation import #0", "relation partial #1"}},
+	{"ellipsis relation is the plain type", "definition user {}\ndefinition doc { relation viewer: user#... }", []string{"[user]"}},
 	{"doc comments", "// The user.\ndefinition user {}\n/* Docs. */\ndefinition doc {\n\t// Who views.\n\trelation viewer: user\n}", []string{"definition user doc=\"The user.\"", "definition doc doc=\"Docs.\"", "relation viewer #0 doc=\"Who views.\""}},
 	{"detached comment is not doc", "// Header.\n\ndefinition user {}", []string{"definition user doc=\"\""}},
 	{"trailing comment is not doc", "definition user {} // about user\ndefinition doc {}", []string{"definition doc doc=\"\""}},

@@ -14,7 +14,7 @@ func TestCompileFiles(t *testing.T) {
 use partial
 
 import "./subjects.zed"
-import "shared/view.zed"
+import 'shared/view.zed' // single quotes, as SpiceDB allows
 
 // A resource.
 definition resource {

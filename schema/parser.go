@@ -398,6 +398,12 @@ func (p *parser) parseTypeRef() (*TypeRef, bool) {
 			continue
 		case HASH:
 			p.next()
+			if p.tok == ELLIPSIS {
+				// type#... is SpiceDB's spelling of the plain type.
+				t.EndPos = p.pos + 3
+				p.next()
+				continue
+			}
 			if t.Relation != nil {
 				p.error(p.pos, "a subject type has at most one relation")
 			}

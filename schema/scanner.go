@@ -106,12 +106,13 @@ func (s *Scanner) Scan() (pos Pos, tok Token, lit string) {
 			s.off += 2
 			tok = ELLIPSIS
 		}
-	case '"':
-		// A string literal (import paths): no escapes, no newlines.
-		for s.off < len(s.src) && s.src[s.off] != '"' && s.src[s.off] != '\n' {
+	case '"', '\'':
+		// A string literal (import paths), in double or single quotes: no
+		// escapes, no newlines.
+		for s.off < len(s.src) && s.src[s.off] != c && s.src[s.off] != '\n' {
 			s.off++
 		}
-		if s.off >= len(s.src) || s.src[s.off] != '"' {
+		if s.off >= len(s.src) || s.src[s.off] != c {
 			s.error(start, "string literal not terminated")
 			return pos, ILLEGAL, s.src[start:s.off]
 		}

@@ -201,8 +201,8 @@ func (RelationshipUpdate_Operation) EnumDescriptor() ([]byte, []int) {
 // ObjectReference names one object: document:readme.
 type ObjectReference struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// object_type is a type defined in the schema, optionally with one
-	// "prefix/" (tenant/document).
+	// object_type is a type defined in the schema, optionally with
+	// "prefix/" segments (tenant/document, org/identity_team/group).
 	ObjectType string `protobuf:"bytes,1,opt,name=object_type,json=objectType,proto3" json:"object_type,omitempty"`
 	// object_id is 1 to 1024 characters from A-Z a-z 0-9 _ - = + / | . ~;
 	// "*" (the wildcard) is allowed only in a subject.
