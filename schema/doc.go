@@ -43,8 +43,9 @@
 //	}
 //
 // Names are lowercase letters, digits and "_", start with a letter, do not
-// end with "_" and have at most 64 characters; an object type may carry one
-// prefix ("tenant/group"). A relation lists the subject types it accepts:
+// end with "_" and have at most 64 characters; object type and caveat names
+// may carry prefixes ("tenant/group", "org/identity_team/group"). Package
+// names holds these rules for every layer. A relation lists the subject types it accepts:
 // a type ("user"), a set of subjects ("group#member", where member is a
 // relation or permission of group), every object of a type ("user:*"), and
 // any of these "with" a caveat, "with expiration", or "with caveat and
@@ -76,6 +77,14 @@
 //
 // Statements end at the next keyword; newlines are not significant and
 // semicolons are optional separators.
+//
+// Current SpiceDB features are read too: "use self" makes self (the object
+// itself, as a subject) an operand; "use typechecking" checks permission
+// type annotations ("permission view: user | team = ..."); "use partial"
+// allows "partial name { members }", copied into definitions with
+// "...name"; and "use import" allows import "file.zed", resolved by
+// LoadFiles and CompileFiles (files.go), never by Compile, which reads one
+// text.
 //
 // # Errors
 //

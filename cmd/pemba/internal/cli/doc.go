@@ -1,8 +1,8 @@
 // Package cli holds the client-side subcommands of the pemba binary: the
 // ones that talk to a running server over gRPC (schema write and read,
 // relationship write, delete, read, import and export, check, expand, the
-// two lookups and watch), and the offline schema tools (schema fmt and
-// schema diff).
+// two lookups and watch), and the offline schema tools (schema fmt,
+// schema diff and schema compile).
 //
 // Each command parses its flags with package flag, connects with package
 // api/client, and writes its result to standard output: text for people,
