@@ -108,6 +108,7 @@ func (rq *request) checkAt(ctx context.Context, parent *frame, st *checkStats, r
 		if f.rel == rel && f.id == id {
 			// A cycle in the data: the least fixpoint is computed by
 			// taking the node as "no" on the way back to it.
+			f.cycled.Store(true)
 			r := resNo
 			r.cut = f.depth
 			return r, nil
@@ -172,12 +173,14 @@ func (rq *request) direct(ctx context.Context, f *frame, sub tuple.SubjectRef) (
 	rel := f.rel
 	if rq.e.an.reverseCheck[rel.Index] {
 		if m, ok := rq.reverseMembers(ctx, rel, sub); ok {
-			res := resNo
-			if m.ids[f.id] {
-				res = resYes
+			if in, known := m.member(f.id, f.depth, rq.e.opts.MaxDepth); known {
+				res := resNo
+				if in {
+					res = resYes
+				}
+				res.expires = m.expires
+				return res, nil
 			}
-			res.expires = m.expires
-			return res, nil
 		}
 	}
 	info := &rq.e.an.direct[rel.Index]
@@ -272,7 +275,7 @@ func (rq *request) direct(ctx context.Context, f *frame, sub tuple.SubjectRef) (
 		for i, b := range branches {
 			bs[i] = fanBranch(b)
 		}
-		if res, ok := rq.wide(ctx, bs, sub); ok {
+		if res, ok := rq.wide(ctx, f, bs, sub); ok {
 			return or(acc, res), nil
 		}
 	}
@@ -373,7 +376,7 @@ func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub t
 		for i, b := range branches {
 			bs[i] = fanBranch(b)
 		}
-		if res, ok := rq.wide(ctx, bs, sub); ok {
+		if res, ok := rq.wide(ctx, f, bs, sub); ok {
 			res.deps(acc)
 			return res, nil
 		}
@@ -412,10 +415,12 @@ type fanBranch struct {
 	cv     result
 }
 
-// wide decides the union of and(cv, target(id)) over the branches with one
-// reverse walk per distinct pure target. ok is false when some target is
-// not pure or a walk was over budget; the caller then evaluates top-down.
-func (rq *request) wide(ctx context.Context, branches []fanBranch, sub tuple.SubjectRef) (result, bool) {
+// wide decides the union of and(cv, target(id)) over the branches below
+// frame f with one reverse walk per distinct pure target. ok is false when
+// some target is not pure, a walk was over budget, or no branch is yes
+// within the depth limit while one is yes only beyond it; the caller then
+// evaluates top-down.
+func (rq *request) wide(ctx context.Context, f *frame, branches []fanBranch, sub tuple.SubjectRef) (result, bool) {
 	sets := map[*schema.Relation]*revSet{}
 	for _, b := range branches {
 		if _, seen := sets[b.target]; seen {
@@ -434,16 +439,21 @@ func (rq *request) wide(ctx context.Context, branches []fanBranch, sub tuple.Sub
 	for _, m := range sets {
 		acc.deps(result{expires: m.expires, cut: noCut})
 	}
+	deep := false
 	for _, b := range branches {
 		t := resNo
-		if sets[b.target].ids[b.id] {
+		// The targets are checked one frame below f.
+		if in, known := sets[b.target].member(b.id, f.depth+1, rq.e.opts.MaxDepth); in && known {
 			t = resYes
+		} else if in {
+			deep = true
+			continue
 		}
 		if acc = or(acc, and(b.cv, t)); acc.perm == HasPermission {
-			break
+			return acc, true
 		}
 	}
-	return acc, true
+	return acc, !deep
 }
 
 // fold combines n branches with Kleene and (isAnd) or or, stopping at the

@@ -3,6 +3,8 @@ package eval
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // Sentinel errors; the typed errors below match them with errors.Is.
@@ -24,19 +26,45 @@ var (
 	ErrCaveat = errors.New("eval: caveat evaluation failed")
 )
 
-// MaxDepthError reports which request exceeded the depth limit and the path
-// of relations it was following.
+// MaxDepthError reports a path of relations longer than Options.MaxDepth:
+// the evaluation had to follow it to answer, and stopped there. Depth is
+// counted in relations on one path, the requested one included (see
+// Options.MaxDepth).
 type MaxDepthError struct {
 	Depth int      // the limit
-	Path  []string // "type:id#relation" from the request down to the limit
+	Path  []string // "type:id#relation" from the request down to the first relation past the limit
+	// Cycle is set when the evaluation came back to a relation on Path
+	// (a cycle in the data; such a branch counts as "no") or Path leaves
+	// an object and later comes back to it: the data loops, not only
+	// nests.
+	Cycle bool
 }
 
+// pathHead and pathTail are how many steps of a long path the message
+// names at its start and at its end.
+const pathHead, pathTail = 3, 3
+
 func (e *MaxDepthError) Error() string {
-	at := "?"
-	if len(e.Path) > 0 {
-		at = e.Path[0]
+	var b strings.Builder
+	fmt.Fprintf(&b, "eval: max depth %d exceeded: a path of %d relations: ", e.Depth, len(e.Path))
+	for i, step := range e.Path {
+		if len(e.Path) > pathHead+pathTail+1 && i == pathHead {
+			fmt.Fprintf(&b, " -> … %d more …", len(e.Path)-pathHead-pathTail)
+		}
+		if len(e.Path) > pathHead+pathTail+1 && i >= pathHead && i < len(e.Path)-pathTail {
+			continue
+		}
+		if i > 0 {
+			b.WriteString(" -> ")
+		}
+		b.WriteString(step)
 	}
-	return fmt.Sprintf("max depth %d exceeded while checking %s (cycle or too-deep nesting)", e.Depth, at)
+	if e.Cycle {
+		b.WriteString("; a cycle in the data was seen on this path")
+	} else {
+		b.WriteString("; no cycle seen on this path: the nesting is this deep (raise the max depth if it is meant to be)")
+	}
+	return b.String()
 }
 
 // Is makes errors.Is(err, ErrMaxDepth) true.
@@ -90,13 +118,22 @@ func invalidRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidRequest, fmt.Sprintf(format, args...))
 }
 
+// maxDepthError reports the path ending at f, the first frame past limit.
 func maxDepthError(limit int, f *frame) error {
 	var path []string
+	cycle := false
+	objects := map[string]bool{}
+	last := ""
 	for ; f != nil; f = f.parent {
-		path = append(path, f.rel.Definition.Name+":"+f.id+"#"+f.rel.Name)
+		obj := f.rel.Definition.Name + ":" + f.id
+		// Consecutive steps on one object are computed references
+		// (manage -> scoped_admin); coming back to it later is a loop.
+		if (obj != last && objects[obj]) || f.cycled.Load() {
+			cycle = true
+		}
+		objects[obj], last = true, obj
+		path = append(path, obj+"#"+f.rel.Name)
 	}
-	for i, j := 0, len(path)-1; i < j; i, j = i+1, j-1 {
-		path[i], path[j] = path[j], path[i]
-	}
-	return &MaxDepthError{Depth: limit, Path: path}
+	slices.Reverse(path)
+	return &MaxDepthError{Depth: limit, Path: path, Cycle: cycle}
 }

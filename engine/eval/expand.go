@@ -41,6 +41,7 @@ func (rq *request) expandRel(ctx context.Context, path *frame, rel *schema.Relat
 	}
 	for f := path; f != nil; f = f.parent {
 		if f.rel == rel && f.id == id {
+			f.cycled.Store(true)
 			return stop, nil
 		}
 	}

@@ -17,23 +17,38 @@ import (
 // results does not check thousands of candidates.
 const confirmChunk = 128
 
-// reverseNode is a (relation, object) the reverse walk has reached.
+// reverseNode is a (relation, object) the reverse walk has reached, with
+// the height of the path that reached it (see revVal).
 type reverseNode struct {
 	rel   *schema.Relation
 	id    string
 	exact bool
+	h     int32
+}
+
+// revVal is what a reverse walk knows of one (relation, object): whether
+// the subject is in it certainly (exact: reached through unions of
+// uncaveated relationships) or only maybe (a candidate to confirm with
+// Check), and for an exact one the height of the shortest such path: the
+// number of relations a top-down check starting here visits down to the
+// relationship naming the subject (0 for a subject set in itself, 1 for a
+// relation naming the subject). A check at frame depth d answers yes from
+// it only when d-1+h is within Options.MaxDepth, as the top-down walk
+// would: a path is as deep whichever end it is walked from.
+type revVal struct {
+	exact bool
+	h     int32
 }
 
 // reverseWalk is the state of a walk from a subject up to the relations
 // that contain it, over the reverse index: LookupResources walks up to the
 // requested permission; reverse checks (see reverseCheck) walk one
-// recursive relation. vals[rel][id] is true when the subject is certainly
-// in rel of id (reached through unions of uncaveated relationships) and
-// false when it may be (a candidate to confirm with Check).
+// recursive relation. The walk is breadth first, so the first exact visit
+// of a node comes by its shortest exact path.
 type reverseWalk struct {
 	rq       *request
 	relevant []bool
-	vals     []map[string]bool
+	vals     []map[string]revVal
 	queue    []reverseNode
 	// budget, when positive, bounds the nodes reached; the walk then
 	// fails with errBudget.
@@ -48,24 +63,26 @@ type reverseWalk struct {
 var errBudget = errors.New("eval: reverse walk budget exhausted")
 
 func newReverseWalk(rq *request, goal *schema.Relation) *reverseWalk {
-	return &reverseWalk{rq: rq, relevant: rq.e.an.relevant[goal.Index], vals: make([]map[string]bool, len(rq.e.an.rels))}
+	return &reverseWalk{rq: rq, relevant: rq.e.an.relevant[goal.Index], vals: make([]map[string]revVal, len(rq.e.an.rels))}
 }
 
-func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool) {
+// reach records that rel of id may contain the subject (certainly when
+// exact) by a path of height h, and queues the node when that is news.
+func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool, h int32) {
 	if !w.relevant[rel.Index] {
 		return
 	}
 	m := w.vals[rel.Index]
 	if m == nil {
-		m = make(map[string]bool)
+		m = make(map[string]revVal)
 		w.vals[rel.Index] = m
 	}
-	if old, ok := m[id]; ok && (old || !exact) {
+	if old, ok := m[id]; ok && (old.exact || !exact) {
 		return
 	}
-	m[id] = exact
+	m[id] = revVal{exact: exact, h: h}
 	w.reached++
-	w.queue = append(w.queue, reverseNode{rel: rel, id: id, exact: exact})
+	w.queue = append(w.queue, reverseNode{rel: rel, id: id, exact: exact, h: h})
 }
 
 // reverse calls fn with each relationship on rel whose subject matches sf.
@@ -92,7 +109,7 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 	var err error
 	if sub.Relation != "" {
 		if rel, rerr := w.rq.e.resolve(sub.Type, sub.Relation); rerr == nil {
-			w.reach(rel, sub.ID, true)
+			w.reach(rel, sub.ID, true, 0)
 		}
 	} else {
 		seed := func(sf tuple.SubjectFilter, rels []*schema.Relation) error {
@@ -101,7 +118,7 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 					continue
 				}
 				err := w.reverse(ctx, sf, rel, func(r *tuple.Relationship) {
-					w.reach(rel, r.Resource.ID, r.Caveat == nil)
+					w.reach(rel, r.Resource.ID, r.Caveat == nil, 1)
 				})
 				if err != nil {
 					return err
@@ -117,15 +134,15 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 			err = seed(tuple.SubjectFilter{Type: sub.Type, ID: tuple.Wildcard, Relation: tuple.Ellipsis}, an.wildcardParents[sub.Type])
 		}
 	}
-	for err == nil && len(w.queue) > 0 {
+	for head := 0; err == nil && head < len(w.queue); head++ {
 		if err = ctx.Err(); err != nil {
 			break
 		}
-		nd := w.queue[len(w.queue)-1]
-		w.queue = w.queue[:len(w.queue)-1]
-		if !nd.exact && w.vals[nd.rel.Index][nd.id] {
+		nd := w.queue[head]
+		if !nd.exact && w.vals[nd.rel.Index][nd.id].exact {
 			continue // upgraded since; the exact visit propagates
 		}
+		h := nd.h + 1 // each step up is one more relation on the path
 		i := nd.rel.Index
 		for _, pe := range an.usersetParents[i] {
 			if err != nil || !w.relevant[pe.parent.Index] {
@@ -133,11 +150,11 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 			}
 			sf := tuple.SubjectFilter{Type: nd.rel.Definition.Name, ID: nd.id, Relation: nd.rel.Name}
 			err = w.reverse(ctx, sf, pe.parent, func(r *tuple.Relationship) {
-				w.reach(pe.parent, r.Resource.ID, nd.exact && r.Caveat == nil)
+				w.reach(pe.parent, r.Resource.ID, nd.exact && r.Caveat == nil, h)
 			})
 		}
 		for _, pe := range an.computedParents[i] {
-			w.reach(pe.parent, nd.id, nd.exact && pe.exact)
+			w.reach(pe.parent, nd.id, nd.exact && pe.exact, h)
 		}
 		for _, pe := range an.arrowParents[i] {
 			if err != nil || !w.relevant[pe.parent.Index] {
@@ -146,7 +163,7 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 			// Arrows follow the subject object whatever its relation.
 			sf := tuple.SubjectFilter{Type: nd.rel.Definition.Name, ID: nd.id}
 			err = w.reverse(ctx, sf, pe.tupleset, func(r *tuple.Relationship) {
-				w.reach(pe.parent, r.Resource.ID, nd.exact && pe.exact && r.Caveat == nil)
+				w.reach(pe.parent, r.Resource.ID, nd.exact && pe.exact && r.Caveat == nil, h)
 			})
 		}
 	}
@@ -186,7 +203,10 @@ func (rq *request) lookupResources(ctx context.Context, req LookupResourcesReque
 		results := make([]CheckResult, len(chunk))
 		var todo []int
 		for j, id := range chunk {
-			if found[id] {
+			// A resource whose shortest certain path is within the
+			// limit is an answer; one only deeper is confirmed with
+			// Check, which fails on the path as it would for the caller.
+			if v := found[id]; v.exact && int(v.h) <= rq.e.opts.MaxDepth {
 				results[j] = CheckResult{Permissionship: HasPermission}
 			} else {
 				todo = append(todo, j)

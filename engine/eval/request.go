@@ -56,6 +56,9 @@ type frame struct {
 	seq    uint64      // start order, for the wait rule of memoLayer
 	st     *checkStats // statistics of the root check; nil when none
 	local  bool        // evaluate here, never route (see remoteLayer)
+	// cycled is set when the evaluation below came back to this frame
+	// (a cycle in the data), for the message of a MaxDepthError.
+	cycled atomic.Bool
 }
 
 // checkStats counts the work of one root check. Its branches may run on
@@ -262,12 +265,25 @@ type revKey struct {
 }
 
 // revSet is every object whose relation rel contains a subject, found by
-// walking up from the subject (see analysis.reverseCheck).
+// walking up from the subject (see analysis.reverseCheck), with the height
+// of its shortest path to the subject (see revVal).
 type revSet struct {
 	done    chan struct{}
-	ids     map[string]bool
+	ids     map[string]revVal
 	expires time.Time
 	ok      bool // false: over budget or failed; use the top-down walk
+}
+
+// member answers whether object id's relation, checked at frame depth d,
+// contains the subject: known is false when the path that makes it so is
+// longer than the depth limit allows from d, and the top-down walk must
+// decide (it fails on that path as a top-down check would).
+func (rs *revSet) member(id string, d int32, limit int) (in, known bool) {
+	v, ok := rs.ids[id]
+	if !ok {
+		return false, true
+	}
+	return true, int(d)-1+int(v.h) <= limit
 }
 
 // reverseMembers returns the objects of rel's type whose rel contains sub,
@@ -298,8 +314,8 @@ func (rq *request) reverseMembers(ctx context.Context, rel *schema.Relation, sub
 	w.budget = rq.e.reverseBudget
 	if err := w.run(ctx, sub); err == nil {
 		rs.ids, rs.expires, rs.ok = w.vals[rel.Index], w.expires, true
-		for _, exact := range rs.ids {
-			if !exact {
+		for _, v := range rs.ids {
+			if !v.exact {
 				rs.ok = false // not pure after all; never guess
 			}
 		}
