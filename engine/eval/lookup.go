@@ -307,12 +307,19 @@ func (rq *request) lookupSubjects(ctx context.Context, req LookupSubjectsRequest
 		return strings.Compare(a, b)
 	})
 	results := make([]CheckResult, len(ids))
-	if rq.e.an.pure[rel.Index] {
-		// Only unions below, no caveats: every subject met is a member.
-		for k := range results {
+	var todo []int
+	for k, id := range ids {
+		if rq.e.an.pure[rel.Index] && int(mentioned[id]) <= rq.e.opts.MaxDepth {
+			// Only unions below, no caveats: a subject met within the
+			// depth limit is a member. One met only deeper is left to
+			// Check, which fails on that path as it would for the caller.
 			results[k].Permissionship = HasPermission
+		} else {
+			todo = append(todo, k)
 		}
-	} else if err := rq.confirm(ctx, len(ids), func(ctx context.Context, k int) error {
+	}
+	if err := rq.confirm(ctx, len(todo), func(ctx context.Context, i int) error {
+		k := todo[i]
 		sub := tuple.SubjectRef{Type: req.SubjectType, ID: ids[k], Relation: req.SubjectRelation}
 		res, err := rq.check(ctx, nil, rel, req.Resource.ID, sub)
 		results[k] = res.checkResult()
@@ -353,31 +360,44 @@ func boolCmp(a, b bool) int {
 // forwardWalk visits every (relation, object) reachable from rel on id,
 // through all branches of every rewrite, and returns the IDs of the
 // subjects of the requested kind it meets: every subject that can have the
-// permission, and every one an exclusion or intersection can remove.
-func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, subType, subRel string) (map[string]bool, error) {
+// permission, and every one an exclusion or intersection can remove. Each
+// ID maps to the fewest relations a top-down check from rel visits to meet
+// it (see Options.MaxDepth); the walk is breadth first, so the first visit
+// of a node is by its shortest path.
+func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, subType, subRel string) (map[string]int32, error) {
 	type node struct {
 		rel *schema.Relation
 		id  string
 	}
-	mentioned := map[string]bool{}
+	type visit struct {
+		node
+		depth int32 // relations on the path to it, itself included
+	}
+	mentioned := map[string]int32{}
+	mention := func(id string, d int32) {
+		if old, ok := mentioned[id]; !ok || d < old {
+			mentioned[id] = d
+		}
+	}
 	visited := map[node]bool{}
-	var stack []node
-	push := func(r *schema.Relation, id string) {
+	var queue []visit
+	push := func(r *schema.Relation, id string, d int32) {
 		n := node{r, id}
 		if r == nil || visited[n] || !rq.e.an.canContain(r, subType, subRel) {
 			return
 		}
 		visited[n] = true
-		stack = append(stack, n)
+		queue = append(queue, visit{n, d})
 	}
-	push(rel, id)
-	var walk func(n node, w *schema.Rewrite) error
-	walk = func(n node, w *schema.Rewrite) error {
+	push(rel, id, 1)
+	var walk func(n visit, w *schema.Rewrite) error
+	walk = func(n visit, w *schema.Rewrite) error {
 		switch w.Kind {
 		case schema.RewriteComputed:
-			push(w.Relation, n.id)
+			push(w.Relation, n.id, n.depth+1)
 		case schema.RewriteSelf:
-			selfMentions(mentioned, n.rel.Definition, n.id, subType, subRel)
+			// The object is in its own self, read at this relation.
+			selfMentions(func(id string) { mention(id, n.depth) }, n.rel.Definition, n.id, subType, subRel)
 		case schema.RewriteArrow:
 			rels, err := rq.query(ctx, tuple.Filter{ResourceType: n.rel.Definition.Name, ResourceID: n.id, Relation: w.Relation.Name})
 			if err != nil {
@@ -385,7 +405,7 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 			}
 			for _, r := range rels {
 				if r.Subject.ID != tuple.Wildcard {
-					push(w.Targets[r.Subject.Type], r.Subject.ID)
+					push(w.Targets[r.Subject.Type], r.Subject.ID, n.depth+1)
 				}
 			}
 		case schema.RewriteUnion, schema.RewriteIntersection, schema.RewriteExclusion:
@@ -397,14 +417,14 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		}
 		return nil
 	}
-	for len(stack) > 0 {
+	for head := 0; head < len(queue); head++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		n := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
+		n := queue[head]
 		if subRel != "" && n.rel.Name == subRel && n.rel.Definition.Name == subType {
-			mentioned[n.id] = true // a subject set contains itself
+			// A subject set contains itself, before any frame for it.
+			mention(n.id, n.depth-1)
 		}
 		if n.rel.Rewrite != nil {
 			if err := walk(n, n.rel.Rewrite); err != nil {
@@ -419,11 +439,11 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		for _, r := range rels {
 			s := r.Subject
 			if s.Type == subType && s.Relation == subRel {
-				mentioned[s.ID] = true
+				mention(s.ID, n.depth)
 			}
 			if s.Relation != "" {
 				if def := rq.e.s.Definitions[s.Type]; def != nil {
-					push(def.Relations[s.Relation], s.ID)
+					push(def.Relations[s.Relation], s.ID, n.depth+1)
 				}
 			}
 		}

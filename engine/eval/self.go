@@ -60,14 +60,16 @@ func (w *reverseWalk) selfSeeds(sub tuple.SubjectRef) {
 		return
 	}
 	for _, pe := range w.rq.e.an.selfParents[sub.Type] {
-		w.reach(pe.parent, sub.ID, pe.exact)
+		// Like a relationship naming the subject: one relation, the
+		// permission itself, on the path.
+		w.reach(pe.parent, sub.ID, pe.exact, 1)
 	}
 }
 
-// selfMentions records, in a forward walk of LookupSubjects for plain
-// subjects of subType, the object n of a rewrite's self.
-func selfMentions(mentioned map[string]bool, def *schema.Definition, id, subType, subRel string) {
+// selfMentions records with mention, in a forward walk of LookupSubjects
+// for plain subjects of subType, the object n of a rewrite's self.
+func selfMentions(mention func(id string), def *schema.Definition, id, subType, subRel string) {
 	if subRel == "" && subType == def.Name && id != tuple.Wildcard {
-		mentioned[id] = true
+		mention(id)
 	}
 }

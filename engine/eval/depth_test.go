@@ -1,0 +1,389 @@
+package eval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// depthSchema holds the three shapes of nesting: subject sets
+// (group#member), arrows (folder#view over parent) and a subject set
+// reached through an arrow (doc#view over folder's team).
+const depthSchema = `
+definition user {}
+definition group {
+	relation member: user | group#member
+}
+definition folder {
+	relation parent: folder
+	relation viewer: user | group#member
+	permission view = viewer + parent->view
+}
+`
+
+// depthChain is a chain of n nesting levels whose grant reaches the
+// subject after rels(n) relations on the path of a check (the requested
+// one and the one naming the subject included).
+type depthChain struct {
+	name       string
+	schema     string
+	build      func(n int) []string // relationships of a chain of n levels
+	resource   func(n int) tuple.ObjectRef
+	permission string
+	subject    string
+	rels       func(n int) int
+	// expandExtra is how many relations Expand follows past the grant:
+	// Expand has no subject to stop at, so it expands a subject set that
+	// Check finds in itself (and, like a Check that answers no, follows
+	// every path to its end).
+	expandExtra int
+}
+
+// groupChain nests group:g0 (holding user:deep) n levels deep.
+func groupChain(n int) []string {
+	out := []string{"group:g0#member@user:deep"}
+	for i := 1; i <= n; i++ {
+		out = append(out, fmt.Sprintf("group:g%d#member@group:g%d#member", i, i-1))
+	}
+	return out
+}
+
+var depthChains = []depthChain{
+	{
+		// group:gn#member ∋ group:gn-1#member ∋ … ∋ group:g0#member ∋ user:deep:
+		// gn, …, g0 are n+1 relations.
+		name:       "subject sets",
+		schema:     depthSchema,
+		build:      groupChain,
+		resource:   func(n int) tuple.ObjectRef { return tuple.ObjectRef{Type: "group", ID: fmt.Sprintf("g%d", n)} },
+		permission: "member",
+		subject:    "user:deep",
+		rels:       func(n int) int { return n + 1 },
+	},
+	{
+		// A subject set is in itself before any relation is visited:
+		// gn, …, g1 are n relations.
+		name:        "subject set as the subject",
+		schema:      depthSchema,
+		build:       groupChain,
+		resource:    func(n int) tuple.ObjectRef { return tuple.ObjectRef{Type: "group", ID: fmt.Sprintf("g%d", n)} },
+		permission:  "member",
+		subject:     "group:g0#member",
+		rels:        func(n int) int { return n },
+		expandExtra: 1,
+	},
+	{
+		// folder:fn#view -> parent -> … -> folder:f0#view -> f0#viewer:
+		// n+1 views and one viewer.
+		name:   "arrows",
+		schema: depthSchema,
+		build: func(n int) []string {
+			out := []string{"folder:f0#viewer@user:deep"}
+			for i := 1; i <= n; i++ {
+				out = append(out, fmt.Sprintf("folder:f%d#parent@folder:f%d", i, i-1))
+			}
+			return out
+		},
+		resource:   func(n int) tuple.ObjectRef { return tuple.ObjectRef{Type: "folder", ID: fmt.Sprintf("f%d", n)} },
+		permission: "view",
+		subject:    "user:deep",
+		rels:       func(n int) int { return n + 2 },
+	},
+	{
+		// Arrows, then subject sets: folder:fn#view down to f0#viewer,
+		// which holds group:gn#member, nested n deep.
+		name:   "arrows then subject sets",
+		schema: depthSchema,
+		build: func(n int) []string {
+			out := []string{"folder:f0#viewer@group:g" + fmt.Sprint(n) + "#member", "group:g0#member@user:deep"}
+			for i := 1; i <= n; i++ {
+				out = append(out, fmt.Sprintf("folder:f%d#parent@folder:f%d", i, i-1),
+					fmt.Sprintf("group:g%d#member@group:g%d#member", i, i-1))
+			}
+			return out
+		},
+		resource:   func(n int) tuple.ObjectRef { return tuple.ObjectRef{Type: "folder", ID: fmt.Sprintf("f%d", n)} },
+		permission: "view",
+		subject:    "user:deep",
+		rels:       func(n int) int { return 2*n + 3 },
+	},
+}
+
+// depthEvaluators are the configurations whose answers must agree: the
+// plain top-down walk, concurrency, subject-side fan-outs, reverse checks
+// that give up at once, and the cross-request cache.
+func depthEvaluators(t *testing.T, src string, maxDepth int) map[string]*Evaluator {
+	s := mustCompile(t, src)
+	wide := New(s, Options{MaxDepth: maxDepth, Concurrency: 1})
+	wide.wideFanout = 1
+	small := New(s, Options{MaxDepth: maxDepth, Concurrency: 4})
+	small.reverseBudget = 1
+	return map[string]*Evaluator{
+		"sequential":    New(s, Options{MaxDepth: maxDepth, Concurrency: 1}),
+		"concurrent":    New(s, Options{MaxDepth: maxDepth, Concurrency: 4}),
+		"wide":          wide,
+		"small budget":  small,
+		"cached":        New(s, Options{MaxDepth: maxDepth, Concurrency: 4, Cache: NewCache(1 << 20)}),
+		"cached+single": New(s, Options{MaxDepth: maxDepth, Concurrency: 1, Cache: NewCache(1 << 20)}),
+	}
+}
+
+// depthOutcome is what one operation answered about the grant: granted,
+// or the depth error (any other error fails the test).
+type depthOutcome struct {
+	granted bool
+	err     *MaxDepthError
+}
+
+func (o depthOutcome) String() string {
+	if o.err != nil {
+		return "max depth error: " + o.err.Error()
+	}
+	return fmt.Sprintf("granted=%v", o.granted)
+}
+
+func outcome(t *testing.T, op string, granted bool, err error) depthOutcome {
+	t.Helper()
+	if err == nil {
+		return depthOutcome{granted: granted}
+	}
+	var md *MaxDepthError
+	if !errors.As(err, &md) || !errors.Is(err, ErrMaxDepth) {
+		t.Fatalf("%s: err = %v, want nil or a *MaxDepthError", op, err)
+	}
+	return depthOutcome{err: md}
+}
+
+// allFour asks Check, Expand, LookupResources and LookupSubjects whether
+// subject has permission on resource.
+func allFour(t *testing.T, e *Evaluator, rd store.Reader, resource tuple.ObjectRef, permission, subject string) map[string]depthOutcome {
+	t.Helper()
+	ctx := context.Background()
+	p := Params{Reader: rd, Now: testNow}
+	sub := mustSubject(t, subject)
+	out := map[string]depthOutcome{}
+
+	res, err := e.Check(ctx, p, CheckRequest{Resource: resource, Permission: permission, Subject: sub})
+	out["Check"] = outcome(t, "Check", res.Permissionship == HasPermission, err)
+
+	tree, err := e.Expand(ctx, p, resource, permission, 0)
+	out["Expand"] = outcome(t, "Expand", err == nil && treeHas(tree, sub), err)
+
+	found, err := false, error(nil)
+	for r, lerr := range e.LookupResources(ctx, p, LookupResourcesRequest{ResourceType: resource.Type, Permission: permission, Subject: sub}) {
+		if lerr != nil {
+			err = lerr
+			break
+		}
+		found = found || (r.ResourceID == resource.ID && r.Permissionship == HasPermission)
+	}
+	out["LookupResources"] = outcome(t, "LookupResources", found, err)
+
+	found, err = false, nil
+	for r, lerr := range e.LookupSubjects(ctx, p, LookupSubjectsRequest{Resource: resource, Permission: permission, SubjectType: sub.Type, SubjectRelation: sub.Relation}) {
+		if lerr != nil {
+			err = lerr
+			break
+		}
+		found = found || (r.SubjectID == sub.ID && r.Permissionship == HasPermission)
+	}
+	out["LookupSubjects"] = outcome(t, "LookupSubjects", found, err)
+	return out
+}
+
+// treeHas reports whether sub appears in t: among the stored subjects, or
+// as a subject set that was expanded.
+func treeHas(t *Tree, sub tuple.SubjectRef) bool {
+	if t == nil {
+		return false
+	}
+	if sub.Relation != "" && t.Object.Type == sub.Type && t.Object.ID == sub.ID && t.Relation == sub.Relation {
+		return true
+	}
+	for _, s := range t.Subjects {
+		if s.Subject == sub {
+			return true
+		}
+	}
+	return slices.ContainsFunc(t.Children, func(c *Tree) bool { return treeHas(c, sub) })
+}
+
+// TestDepthRuleAgrees builds chains whose grant lies just within, exactly
+// at and just past MaxDepth, and demands that Check, Expand,
+// LookupResources and LookupSubjects all grant, or all fail with the same
+// depth error naming the same path, under every evaluator configuration.
+func TestDepthRuleAgrees(t *testing.T) {
+	const limit = 12
+	for _, c := range depthChains {
+		// The chain lengths whose grant needs limit-1, limit and
+		// limit+1 relations (where the shape allows: "arrows then
+		// subject sets" grows by two).
+		for n := 0; n < 2*limit; n++ {
+			need := c.rels(n)
+			if need < limit-1 || need > limit+1 {
+				continue
+			}
+			want := map[string]bool{"Check": need <= limit, "Expand": need+c.expandExtra <= limit,
+				"LookupResources": need <= limit, "LookupSubjects": need <= limit}
+			t.Run(fmt.Sprintf("%s/%d levels/%d relations", c.name, n, need), func(t *testing.T) {
+				rd := load(t, mustParse(t, c.build(n)...))
+				for name, e := range depthEvaluators(t, c.schema, limit) {
+					// Twice: the second pass meets warm caches.
+					for pass := range 2 {
+						got := allFour(t, e, rd, c.resource(n), c.permission, c.subject)
+						checkAgreement(t, fmt.Sprintf("%s pass %d", name, pass), got, want, limit, c.resource(n), c.permission)
+					}
+				}
+			})
+		}
+	}
+}
+
+// checkAgreement demands that every operation grants (want[op]) or fails
+// with the same depth error, reported for resource#permission at the given
+// limit, on the path Check followed.
+func checkAgreement(t *testing.T, config string, got map[string]depthOutcome, want map[string]bool, limit int, resource tuple.ObjectRef, permission string) {
+	t.Helper()
+	root := resource.String() + "#" + permission
+	check := got["Check"].err
+	for _, op := range []string{"Check", "Expand", "LookupResources", "LookupSubjects"} {
+		o := got[op]
+		if want[op] {
+			if !o.granted || o.err != nil {
+				t.Errorf("%s: %s = %v, want the grant", config, op, o)
+			}
+			continue
+		}
+		if o.err == nil {
+			t.Errorf("%s: %s = %v, want the max depth error", config, op, o)
+			continue
+		}
+		md := o.err
+		if md.Depth != limit || len(md.Path) != limit+1 || md.Path[0] != root || md.Cycle {
+			t.Errorf("%s: %s error = %+v, want a path of %d relations from %s, no cycle", config, op, md, limit+1, root)
+			continue
+		}
+		// The last step is the first branch tried past the limit, which
+		// may differ (Expand takes a rewrite's branches in schema order).
+		if check != nil && !slices.Equal(md.Path[:limit], check.Path[:limit]) {
+			t.Errorf("%s: %s followed %v, Check %v", config, op, md.Path, check.Path)
+		}
+		if msg := md.Error(); !strings.Contains(msg, root) || !strings.Contains(msg, "no cycle") {
+			t.Errorf("%s: %s message %q does not name %s or say that no cycle was seen", config, op, msg, root)
+		}
+	}
+}
+
+// TestDepthEnterpriseAdminChain is the case of issue 13: department:d70
+// nested 70 levels below department:d0, whose scoped admin manages it
+// through parent->manage. The path department:d70#manage, …,
+// department:d0#manage, department:d0#scoped_admin has 72 relations:
+// every operation fails at the default limit and at 71, and every one
+// grants at 72.
+func TestDepthEnterpriseAdminChain(t *testing.T) {
+	src, err := os.ReadFile("../../examples/enterprise/schema.zed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := []string{"enterprise:acme#creator@employee:ceo", "department:d0#scoped_admin@employee:boss", "department:d0#parent@enterprise:acme"}
+	for i := 1; i <= 70; i++ {
+		lines = append(lines, fmt.Sprintf("department:d%d#parent@department:d%d", i, i-1))
+	}
+	rd := load(t, mustParse(t, lines...))
+	d70 := tuple.ObjectRef{Type: "department", ID: "d70"}
+	for _, limit := range []int{0, 71, 72} {
+		want := limit >= 72
+		effective := limit
+		if limit == 0 {
+			effective = DefaultMaxDepth
+		}
+		for name, e := range depthEvaluators(t, string(src), limit) {
+			got := allFour(t, e, rd, d70, "manage", "employee:boss")
+			config := fmt.Sprintf("MaxDepth %d %s", limit, name)
+			if want {
+				checkAgreement(t, config, got, map[string]bool{"Check": true, "Expand": true, "LookupResources": true, "LookupSubjects": true}, effective, d70, "manage")
+				continue
+			}
+			for op, o := range got {
+				if o.err == nil || o.err.Depth != effective || o.err.Cycle {
+					t.Errorf("%s: %s = %v, want the max depth error at %d", config, op, o, effective)
+					continue
+				}
+				if !strings.HasPrefix(o.err.Path[0], "department:") || !strings.HasSuffix(o.err.Path[0], "#manage") {
+					t.Errorf("%s: %s error starts at %s, want a department's manage", config, op, o.err.Path[0])
+				}
+			}
+			// The resource asked about is where Check and Expand start.
+			for _, op := range []string{"Check", "Expand", "LookupSubjects"} {
+				if o := got[op]; o.err != nil && o.err.Path[0] != "department:d70#manage" {
+					t.Errorf("%s: %s error path starts at %s", config, op, o.err.Path[0])
+				}
+			}
+		}
+	}
+}
+
+// TestDepthErrorNamesACycle nests a cycle (c0 in c1 in c2 in c0) above a
+// deep chain: evaluation comes back to c0 before running out of depth
+// below c2, and every operation says so.
+func TestDepthErrorNamesACycle(t *testing.T) {
+	const limit = 10
+	lines := []string{
+		"group:c0#member@group:c1#member",
+		"group:c1#member@group:c2#member",
+		// c2 holds c0 (the cycle; "c0" sorts before "t1", so it is
+		// followed first) and the deep chain t1, …, t20.
+		"group:c2#member@group:c0#member",
+		"group:c2#member@group:t1#member",
+		"group:t20#member@user:deep",
+	}
+	for i := 1; i < 20; i++ {
+		lines = append(lines, fmt.Sprintf("group:t%d#member@group:t%d#member", i, i+1))
+	}
+	rd := load(t, mustParse(t, lines...))
+	c0 := tuple.ObjectRef{Type: "group", ID: "c0"}
+	for name, e := range depthEvaluators(t, depthSchema, limit) {
+		if e.opts.Concurrency > 1 {
+			continue // which branch is followed first is then a race
+		}
+		for op, o := range allFour(t, e, rd, c0, "member", "user:deep") {
+			if o.err == nil || !o.err.Cycle || o.err.Path[0] != "group:c0#member" {
+				t.Errorf("%s: %s = %v, want a max depth error from group:c0#member that saw a cycle", name, op, o)
+				continue
+			}
+			if msg := o.err.Error(); !strings.Contains(msg, "cycle in the data was seen") {
+				t.Errorf("%s: %s message %q does not say a cycle was seen", name, op, msg)
+			}
+		}
+	}
+}
+
+// TestMaxDepthErrorMessage pins down how a long path is shortened.
+func TestMaxDepthErrorMessage(t *testing.T) {
+	var path []string
+	for i := 10; i >= 0; i-- {
+		path = append(path, fmt.Sprintf("group:g%d#member", i))
+	}
+	tests := []struct {
+		err  MaxDepthError
+		want string
+	}{
+		{MaxDepthError{Depth: 10, Path: path},
+			"eval: max depth 10 exceeded: a path of 11 relations: group:g10#member -> group:g9#member -> group:g8#member -> … 5 more … -> " +
+				"group:g2#member -> group:g1#member -> group:g0#member; no cycle seen on this path: the nesting is this deep (raise the max depth if it is meant to be)"},
+		{MaxDepthError{Depth: 2, Path: path[:3], Cycle: true},
+			"eval: max depth 2 exceeded: a path of 3 relations: group:g10#member -> group:g9#member -> group:g8#member; a cycle in the data was seen on this path"},
+	}
+	for _, tt := range tests {
+		if got := tt.err.Error(); got != tt.want {
+			t.Errorf("Error() =\n%s\nwant\n%s", got, tt.want)
+		}
+	}
+}
