@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"strconv"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -168,7 +169,21 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 		log.Warn("datastore unavailable", "method", method, "err", err.Error())
 		return withReason(status.New(code, msgStoreUnavailable), reason)
 	}
-	return withReason(status.New(code, err.Error()), reason)
+	st := status.New(code, err.Error())
+	var md *eval.MaxDepthError
+	if errors.As(err, &md) && len(md.Path) > 0 {
+		// The message names the path; the details let a client tell a
+		// loop in its data from a deep but intended nesting without
+		// parsing it.
+		return withInfo(st, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: map[string]string{
+			"maxDepth":   strconv.Itoa(md.Depth),
+			"pathLength": strconv.Itoa(len(md.Path)),
+			"from":       md.Path[0],
+			"to":         md.Path[len(md.Path)-1],
+			"cycle":      strconv.FormatBool(md.Cycle),
+		}})
+	}
+	return withReason(st, reason)
 }
 
 // Messages of datastore faults.
@@ -179,7 +194,11 @@ const (
 )
 
 func withReason(st *status.Status, reason string) *status.Status {
-	d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain})
+	return withInfo(st, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain})
+}
+
+func withInfo(st *status.Status, info *errdetails.ErrorInfo) *status.Status {
+	d, err := st.WithDetails(info)
 	if err != nil {
 		return st
 	}

@@ -5,12 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
@@ -221,8 +224,7 @@ func TestErrorCodes(t *testing.T) {
 		}
 		return ups
 	}
-	// Arrows nest checks one level per folder (a plain group chain is
-	// answered by a reverse walk, which has no depth to exceed).
+	// Arrows nest checks one level per folder.
 	deep := []*pb.RelationshipUpdate{touch("folder:f0#viewer@user:deep")}
 	for i := 1; i <= 60; i++ {
 		deep = append(deep, touch(fmt.Sprintf("folder:f%d#parent@folder:f%d", i, i-1)))
@@ -437,4 +439,81 @@ func (f *fixture) writeSchemaText(t *testing.T, text string) *pb.Zookie {
 		t.Fatal(err)
 	}
 	return resp.GetWrittenAt()
+}
+
+// TestMaxDepthStatus: a grant nested past the engine's depth limit fails
+// every query the same way: RESOURCE_EXHAUSTED, MAX_DEPTH_EXCEEDED, a
+// message naming the path and details saying where it ran and that no
+// cycle was seen.
+func TestMaxDepthStatus(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, Config{})
+	f.writeSchema()
+	// folder:f60#view, …, folder:f0#view, folder:f0#viewer: 62 relations.
+	rels := []string{"folder:f0#viewer@user:deep"}
+	for i := 1; i <= 60; i++ {
+		rels = append(rels, fmt.Sprintf("folder:f%d#parent@folder:f%d", i, i-1))
+	}
+	zk := f.write(rels...)
+	cons := fresh(zk)
+	res, who := obj("folder", "f60"), sub("user", "deep", "")
+	drainStream := func(recv func() error) error {
+		for {
+			if err := recv(); err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+		}
+	}
+	calls := map[string]func() error{
+		"CheckPermission": func() error {
+			_, err := f.perms.CheckPermission(ctx, &pb.CheckPermissionRequest{Consistency: cons, Resource: res, Permission: "view", Subject: who})
+			return err
+		},
+		"ExpandPermissionTree": func() error {
+			_, err := f.perms.ExpandPermissionTree(ctx, &pb.ExpandPermissionTreeRequest{Consistency: cons, Resource: res, Permission: "view"})
+			return err
+		},
+		"LookupResources": func() error {
+			s, err := f.perms.LookupResources(ctx, &pb.LookupResourcesRequest{Consistency: cons, ResourceObjectType: "folder", Permission: "view", Subject: who})
+			if err != nil {
+				return err
+			}
+			return drainStream(func() error { _, err := s.Recv(); return err })
+		},
+		"LookupSubjects": func() error {
+			s, err := f.perms.LookupSubjects(ctx, &pb.LookupSubjectsRequest{Consistency: cons, Resource: res, Permission: "view", SubjectObjectType: "user"})
+			if err != nil {
+				return err
+			}
+			return drainStream(func() error { _, err := s.Recv(); return err })
+		},
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			err := call()
+			wantCode(t, err, codes.ResourceExhausted, ReasonMaxDepth)
+			var info *errdetails.ErrorInfo
+			for _, d := range status.Convert(err).Details() {
+				if ei, ok := d.(*errdetails.ErrorInfo); ok {
+					info = ei
+				}
+			}
+			md := info.GetMetadata()
+			if md["maxDepth"] != "50" || md["pathLength"] != "51" || md["cycle"] != "false" || !strings.HasPrefix(md["from"], "folder:f") {
+				t.Errorf("ErrorInfo metadata = %v", md)
+			}
+			msg := status.Convert(err).Message()
+			if !strings.Contains(msg, md["from"]+" -> ") || !strings.Contains(msg, "… 45 more …") || !strings.Contains(msg, "no cycle") {
+				t.Errorf("message %q does not name the path", msg)
+			}
+			// LookupResources meets the shallowest resource past the
+			// limit first; the others start where they were asked.
+			if name != "LookupResources" && md["from"] != "folder:f60#view" {
+				t.Errorf("path from %s, want folder:f60#view", md["from"])
+			}
+		})
+	}
 }
