@@ -62,6 +62,7 @@ const (
 	errorDomain                = "pemba.authz"
 	reasonUnavailable          = "UNAVAILABLE"
 	reasonCommitOutcomeUnknown = "COMMIT_OUTCOME_UNKNOWN"
+	reasonMaxDepth             = "MAX_DEPTH_EXCEEDED"
 )
 
 // reasonOf returns the ErrorInfo reason of a status from a Pemba server,
@@ -85,6 +86,14 @@ func reasonOf(err error) string {
 // took effect before retrying it.
 func CommitOutcomeUnknown(err error) bool {
 	return status.Code(err) == codes.Unknown && reasonOf(err) == reasonCommitOutcomeUnknown
+}
+
+// MaxDepthExceeded reports whether err says that answering needed a path
+// of relations longer than the server's depth limit (RESOURCE_EXHAUSTED,
+// MAX_DEPTH_EXCEEDED). Retrying gives the same answer; the message names
+// the path, and the limit is the server's --max-depth.
+func MaxDepthExceeded(err error) bool {
+	return status.Code(err) == codes.ResourceExhausted && reasonOf(err) == reasonMaxDepth
 }
 
 // retryable reports whether a call of method that failed with err may be

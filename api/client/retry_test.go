@@ -169,3 +169,21 @@ func TestRetryDecisions(t *testing.T) {
 		})
 	}
 }
+
+func TestMaxDepthExceeded(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{withReason(codes.ResourceExhausted, reasonMaxDepth), true},
+		{withReason(codes.ResourceExhausted, "LIMIT_EXCEEDED"), false},
+		{withReason(codes.FailedPrecondition, reasonMaxDepth), false},
+		{status.Error(codes.ResourceExhausted, "max depth"), false},
+		{nil, false},
+	}
+	for _, tt := range tests {
+		if got := MaxDepthExceeded(tt.err); got != tt.want {
+			t.Errorf("MaxDepthExceeded(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}

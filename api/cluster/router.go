@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pemba-authz/pemba/api/client"
@@ -185,7 +186,8 @@ func (r *Router) Route(typ, id, relation string) eval.Peer {
 }
 
 // DispatchCheck sends req to the peer; on failure the peer is marked down
-// and the caller evaluates req itself.
+// and the caller evaluates req itself. A max-depth answer is no failure:
+// it comes back as an error matching eval.ErrMaxDepth.
 func (p *peer) DispatchCheck(ctx context.Context, req *eval.DispatchRequest) (*eval.DispatchResponse, error) {
 	in, err := p.r.toProto(req)
 	if err != nil {
@@ -194,6 +196,12 @@ func (p *peer) DispatchCheck(ctx context.Context, req *eval.DispatchRequest) (*e
 	cctx, cancel := context.WithTimeout(ctx, p.r.timeout)
 	defer cancel()
 	out, err := p.api.DispatchCheck(cctx, in)
+	if client.MaxDepthExceeded(err) {
+		// An answer, not a fault: the path is too deep wherever it is
+		// evaluated. The caller reproduces it locally, with its path.
+		p.up()
+		return nil, fmt.Errorf("cluster: peer %s: %w: %s", p.addr, eval.ErrMaxDepth, status.Convert(err).Message())
+	}
 	if err != nil {
 		if ctx.Err() == nil { // the caller gave up: not the peer's fault
 			p.failed(err)

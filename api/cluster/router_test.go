@@ -2,7 +2,10 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +236,49 @@ func TestClusterCachesDistinctSlices(t *testing.T) {
 	t.Logf("cache entries: cluster %d, one node %d", sum, one)
 	if sum > one*5/4 {
 		t.Errorf("the cluster caches %d entries for what one node caches in %d: slices overlap", sum, one)
+	}
+}
+
+// TestClusterMaxDepth: a check whose path runs past the depth limit fails
+// on every node with the error of a single node, naming the whole path
+// though its subproblems were owned by several nodes, and no peer is taken
+// for down because it answered with that error.
+func TestClusterMaxDepth(t *testing.T) {
+	nodes, single, _, _ := startCluster(t, 3)
+	ctx := context.Background()
+	// department:deep70#manage, …, deep0#manage, deep0#scoped_admin:
+	// 72 relations.
+	zk, _, err := single.Import(ctx, "test", func(yield func(tuple.Relationship, error) bool) {
+		rels := []string{"department:deep0#scoped_admin@employee:boss"}
+		for i := 1; i <= 70; i++ {
+			rels = append(rels, fmt.Sprintf("department:deep%d#parent@department:deep%d", i, i-1))
+		}
+		for _, s := range rels {
+			if !yield(tuple.Parse(s)) {
+				return
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := engine.CheckRequest{Consistency: engine.AtExactSnapshot(zk), Resource: tuple.ObjectRef{Type: "department", ID: "deep70"},
+		Permission: "manage", Subject: tuple.SubjectRef{Type: "employee", ID: "boss"}}
+	_, err = single.Check(ctx, req)
+	var want *eval.MaxDepthError
+	if !errors.As(err, &want) {
+		t.Fatalf("single node: err = %v, want a *MaxDepthError", err)
+	}
+	for _, nd := range nodes {
+		_, err := nd.eng.Check(ctx, req)
+		var got *eval.MaxDepthError
+		if !errors.As(err, &got) || !slices.Equal(got.Path, want.Path) || got.Cycle != want.Cycle {
+			t.Errorf("on %s: err = %v, want %v", nd.addr, err, want)
+		}
+	}
+	for _, nd := range nodes {
+		if n := outcome(nodes, nd.addr, "failed"); n != 0 {
+			t.Errorf("%v dispatches to %s counted as failed", n, nd.addr)
+		}
 	}
 }

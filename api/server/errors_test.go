@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/pemba-authz/pemba/api/client"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/eval"
@@ -495,6 +496,9 @@ func TestMaxDepthStatus(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			err := call()
 			wantCode(t, err, codes.ResourceExhausted, ReasonMaxDepth)
+			if !client.MaxDepthExceeded(err) {
+				t.Errorf("client.MaxDepthExceeded(%v) = false", err)
+			}
 			var info *errdetails.ErrorInfo
 			for _, d := range status.Convert(err).Details() {
 				if ei, ok := d.(*errdetails.ErrorInfo); ok {

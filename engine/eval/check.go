@@ -114,7 +114,7 @@ func (rq *request) checkAt(ctx context.Context, parent *frame, st *checkStats, r
 			return r, nil
 		}
 	}
-	f := &frame{parent: parent, rel: rel, id: id, depth: depth, seq: rq.seq.Add(1), st: st, local: local}
+	f := &frame{parent: parent, rel: rel, id: id, depth: depth, seq: rq.seq.Add(1), st: st, local: local, pinned: parent != nil && parent.pinned}
 	if int(depth) > rq.e.opts.MaxDepth {
 		return result{}, maxDepthError(rq.e.opts.MaxDepth, f)
 	}

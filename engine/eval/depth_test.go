@@ -118,8 +118,9 @@ var depthChains = []depthChain{
 
 // depthEvaluators are the configurations whose answers must agree: the
 // plain top-down walk, concurrency, subject-side fan-outs, reverse checks
-// that give up at once, and the cross-request cache.
-func depthEvaluators(t *testing.T, src string, maxDepth int) map[string]*Evaluator {
+// that give up at once, the cross-request cache, and a node of a cluster
+// that sends subproblems, with their paths, to their owners.
+func depthEvaluators(t *testing.T, src string, maxDepth int, rd store.Reader) map[string]*Evaluator {
 	s := mustCompile(t, src)
 	wide := New(s, Options{MaxDepth: maxDepth, Concurrency: 1})
 	wide.wideFanout = 1
@@ -132,6 +133,7 @@ func depthEvaluators(t *testing.T, src string, maxDepth int) map[string]*Evaluat
 		"small budget":  small,
 		"cached":        New(s, Options{MaxDepth: maxDepth, Concurrency: 4, Cache: NewCache(1 << 20)}),
 		"cached+single": New(s, Options{MaxDepth: maxDepth, Concurrency: 1, Cache: NewCache(1 << 20)}),
+		"cluster":       newTestClusterDepth(s, 3, rd, maxDepth).nodes[1],
 	}
 }
 
@@ -234,7 +236,7 @@ func TestDepthRuleAgrees(t *testing.T) {
 				"LookupResources": need <= limit, "LookupSubjects": need <= limit}
 			t.Run(fmt.Sprintf("%s/%d levels/%d relations", c.name, n, need), func(t *testing.T) {
 				rd := load(t, mustParse(t, c.build(n)...))
-				for name, e := range depthEvaluators(t, c.schema, limit) {
+				for name, e := range depthEvaluators(t, c.schema, limit, rd) {
 					// Twice: the second pass meets warm caches.
 					for pass := range 2 {
 						got := allFour(t, e, rd, c.resource(n), c.permission, c.subject)
@@ -304,7 +306,7 @@ func TestDepthEnterpriseAdminChain(t *testing.T) {
 		if limit == 0 {
 			effective = DefaultMaxDepth
 		}
-		for name, e := range depthEvaluators(t, string(src), limit) {
+		for name, e := range depthEvaluators(t, string(src), limit, rd) {
 			got := allFour(t, e, rd, d70, "manage", "employee:boss")
 			config := fmt.Sprintf("MaxDepth %d %s", limit, name)
 			if want {
@@ -349,7 +351,7 @@ func TestDepthErrorNamesACycle(t *testing.T) {
 	}
 	rd := load(t, mustParse(t, lines...))
 	c0 := tuple.ObjectRef{Type: "group", ID: "c0"}
-	for name, e := range depthEvaluators(t, depthSchema, limit) {
+	for name, e := range depthEvaluators(t, depthSchema, limit, rd) {
 		if e.opts.Concurrency > 1 {
 			continue // which branch is followed first is then a race
 		}

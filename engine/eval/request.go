@@ -56,6 +56,11 @@ type frame struct {
 	seq    uint64      // start order, for the wait rule of memoLayer
 	st     *checkStats // statistics of the root check; nil when none
 	local  bool        // evaluate here, never route (see remoteLayer)
+	// pinned keeps this frame and everything below it on this node: a
+	// peer answered it with the depth error, which the local evaluation
+	// reproduces with its path (routing again would repeat the work on
+	// every level).
+	pinned bool
 	// cycled is set when the evaluation below came back to this frame
 	// (a cycle in the data), for the message of a MaxDepthError.
 	cycled atomic.Bool

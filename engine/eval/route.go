@@ -2,6 +2,7 @@ package eval
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -27,7 +28,10 @@ type Router interface {
 type Peer interface {
 	// DispatchCheck evaluates req on the peer. Any error makes the caller
 	// evaluate the subproblem itself: a peer that is down, slow to
-	// answer or on another revision never fails a check.
+	// answer or on another revision never fails a check. An error that
+	// matches ErrMaxDepth says the peer followed a path past the depth
+	// limit: the caller then evaluates the whole subtree itself, without
+	// routing, to report that path.
 	DispatchCheck(ctx context.Context, req *DispatchRequest) (*DispatchResponse, error)
 }
 
@@ -83,7 +87,7 @@ type remoteLayer struct {
 }
 
 func (l remoteLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
-	if f.local || f.rel.Rewrite == nil {
+	if f.local || f.pinned || f.rel.Rewrite == nil {
 		return l.next.dispatch(ctx, rq, f, sp)
 	}
 	peer := l.router.Route(f.rel.Definition.Name, f.id, f.rel.Name)
@@ -106,6 +110,15 @@ func (l remoteLayer) dispatch(ctx context.Context, rq *request, f *frame, sp sub
 	if err != nil || resp.Cut < 0 || resp.Cut >= int(f.depth) {
 		if ctx.Err() != nil {
 			return result{}, ctx.Err()
+		}
+		if errors.Is(err, ErrMaxDepth) {
+			// The owner followed a path past the limit. Evaluating the
+			// subtree here, routing nothing below, gives the error with
+			// the whole path (the peer's does not cross the wire) at
+			// the cost of one more walk, where routing the children
+			// again would double the work on every level.
+			pf := &frame{parent: f.parent, rel: f.rel, id: f.id, depth: f.depth, seq: f.seq, st: f.st, local: f.local, pinned: true}
+			return l.next.dispatch(ctx, rq, pf, sp)
 		}
 		// The owner could not answer (or answered nonsense): the
 		// subproblem is evaluated here, which reproduces any genuine

@@ -36,9 +36,14 @@ type testPeer struct {
 }
 
 func newTestCluster(s *schema.Schema, nodes int, rd store.Reader) *testCluster {
+	return newTestClusterDepth(s, nodes, rd, 0)
+}
+
+// newTestClusterDepth is newTestCluster with every node at maxDepth.
+func newTestClusterDepth(s *schema.Schema, nodes int, rd store.Reader, maxDepth int) *testCluster {
 	c := &testCluster{reader: rd}
 	for i := range nodes {
-		c.nodes = append(c.nodes, New(s, Options{Concurrency: 1 + i%2*3, Cache: NewCache(1 << 20), Router: testRouter{c: c, self: i}}))
+		c.nodes = append(c.nodes, New(s, Options{MaxDepth: maxDepth, Concurrency: 1 + i%2*3, Cache: NewCache(1 << 20), Router: testRouter{c: c, self: i}}))
 	}
 	return c
 }
