@@ -95,7 +95,7 @@ func (rq *request) checkAt(ctx context.Context, parent *frame, st *checkStats, r
 		return resNo, nil
 	}
 	if parent == nil && rq.e.cache != nil {
-		if res, hit := rq.e.cache.lookup(rq, subproblem{rel: rel.Index, id: id, sub: sub}, true); hit {
+		if res, hit := rq.e.cache.lookup(rq, subproblem{rel: rel.Index, id: id, sub: sub}, true); hit && res.fits(1, rq.e.opts.MaxDepth) {
 			st.dispatched(0)
 			return res, nil
 		}
@@ -135,6 +135,9 @@ func (rq *request) compute(ctx context.Context, f *frame, sub tuple.SubjectRef) 
 	if err == nil && res.cut >= f.depth {
 		// Only this node was assumed; its value is now exact.
 		res.cut = noCut
+	}
+	if res.perm != NoPermission {
+		res.h++ // this relation is on the path too
 	}
 	return res, err
 }
@@ -176,7 +179,10 @@ func (rq *request) direct(ctx context.Context, f *frame, sub tuple.SubjectRef) (
 			if in, known := m.member(f.id, f.depth, rq.e.opts.MaxDepth); known {
 				res := resNo
 				if in {
+					// The walk's height counts this relation, which
+					// compute adds.
 					res = resYes
+					res.h = m.ids[f.id].h - 1
 				}
 				res.expires = m.expires
 				return res, nil
@@ -445,6 +451,7 @@ func (rq *request) wide(ctx context.Context, f *frame, branches []fanBranch, sub
 		// The targets are checked one frame below f.
 		if in, known := sets[b.target].member(b.id, f.depth+1, rq.e.opts.MaxDepth); in && known {
 			t = resYes
+			t.h = sets[b.target].ids[b.id].h
 		} else if in {
 			deep = true
 			continue

@@ -389,3 +389,45 @@ func TestMaxDepthErrorMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestDepthRuleWarmCache: a grant found earlier for a relation deep in the
+// chain (within the limit from there) must not make a check from further
+// up, whose path is too long, answer yes from the cache or the memo.
+func TestDepthRuleWarmCache(t *testing.T) {
+	const limit = 12
+	for _, c := range depthChains {
+		for n := 0; n < 2*limit; n++ {
+			need := c.rels(n)
+			if need != limit+1 {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s/%d levels", c.name, n), func(t *testing.T) {
+				rd := load(t, mustParse(t, c.build(n)...))
+				for name, e := range depthEvaluators(t, c.schema, limit, rd) {
+					if e.opts.Cache == nil {
+						continue
+					}
+					p := Params{Reader: rd, Now: testNow}
+					sub := mustSubject(t, c.subject)
+					// One request: the memo shares the inner answers.
+					var reqs []CheckRequest
+					for i := range n {
+						reqs = append(reqs, CheckRequest{Resource: c.resource(i), Permission: c.permission, Subject: sub})
+					}
+					for _, r := range e.CheckBulk(context.Background(), p, reqs) {
+						if r.Err != nil {
+							t.Fatalf("%s: warming: %v", name, r.Err)
+						}
+					}
+					root := CheckRequest{Resource: c.resource(n), Permission: c.permission, Subject: sub}
+					bulk := e.CheckBulk(context.Background(), p, append(reqs, root))
+					for i, r := range [][]BulkResult{bulk[len(reqs):], e.CheckBulk(context.Background(), p, []CheckRequest{root})} {
+						if !errors.Is(r[0].Err, ErrMaxDepth) {
+							t.Errorf("%s: check %d of %s = %v, %v; want the max depth error", name, i, root.Resource, r[0].Permissionship, r[0].Err)
+						}
+					}
+				}
+			})
+		}
+	}
+}

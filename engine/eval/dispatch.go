@@ -50,11 +50,13 @@ func (m memoLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subpr
 	c, ok := rq.memo[sp]
 	if ok {
 		if c.finished {
-			if c.exact() {
+			if c.exact() && c.res.fits(f.depth, rq.e.opts.MaxDepth) {
 				rq.mu.Unlock()
 				return c.res, nil
 			}
-			ok = false // replace an inexact or failed evaluation
+			// Replace an inexact or failed evaluation, or a grant whose
+			// path is too long from this deeper frame.
+			ok = false
 		} else {
 			p := f.parent
 			if p == nil || c.depth > p.depth || (c.depth == p.depth && c.seq < p.seq) {
@@ -71,7 +73,7 @@ func (m memoLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subpr
 				rq.mu.Lock()
 				res, exact := c.res, c.exact()
 				rq.mu.Unlock()
-				if exact {
+				if exact && res.fits(f.depth, rq.e.opts.MaxDepth) {
 					return res, nil
 				}
 				return m.next.dispatch(ctx, rq, f, sp)
@@ -112,6 +114,7 @@ type cacheEntry struct {
 	missing  []string
 	computed time.Time
 	expires  time.Time
+	h        int32 // see result.h
 }
 
 // lookup returns the cached answer to sp valid at rq.now, without
@@ -141,13 +144,13 @@ func (c cacheLayer) lookupKey(key []byte, now time.Time, probe bool) (result, bo
 		return result{}, false
 	}
 	if !now.Before(ent.computed) && (ent.expires.IsZero() || now.Before(ent.expires)) {
-		return result{perm: ent.perm, missing: ent.missing, expires: ent.expires, cut: noCut}, true
+		return result{perm: ent.perm, missing: ent.missing, expires: ent.expires, cut: noCut, h: ent.h}, true
 	}
 	return result{}, false
 }
 
 func (c cacheLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
-	if res, hit := c.lookup(rq, sp, false); hit {
+	if res, hit := c.lookup(rq, sp, false); hit && res.fits(f.depth, rq.e.opts.MaxDepth) {
 		return res, nil
 	}
 	res, err := c.next.dispatch(ctx, rq, f, sp)
@@ -160,7 +163,7 @@ func (c cacheLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subp
 		for _, m := range res.missing {
 			size += int64(len(m)) + 16
 		}
-		c.cache.Set(key, cacheEntry{perm: res.perm, missing: res.missing, computed: rq.now, expires: res.expires}, size)
+		c.cache.Set(key, cacheEntry{perm: res.perm, missing: res.missing, computed: rq.now, expires: res.expires, h: res.h}, size)
 	}
 	return res, err
 }

@@ -260,7 +260,7 @@ func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (Chec
 		if rel, err := e.root(req); err == nil && e.an.canContain(rel, req.Subject.Type, req.Subject.Relation) {
 			var buf [128]byte
 			key := e.appendCacheKey(buf[:0], p.Reader.Revision(), subproblem{rel: rel.Index, id: req.Resource.ID, sub: req.Subject}, 0)
-			if res, hit := e.cache.lookupKey(key, p.Now, true); hit {
+			if res, hit := e.cache.lookupKey(key, p.Now, true); hit && res.fits(1, e.opts.MaxDepth) {
 				cr := res.checkResult()
 				cr.Dispatches = 1 // the root, a cache hit; Depth stays 0
 				return cr, nil

@@ -22,6 +22,18 @@ type result struct {
 	// data). Such a result is only right below that node, so it is
 	// neither cached nor shared; noCut means none.
 	cut int32
+	// h is, for a yes or conditional answer, the number of relations on
+	// the shortest path that proves it, counted from where the answer is
+	// used: a subproblem's answer counts its own relation. Reusing the
+	// answer at frame depth d is right only while d-1+h is within
+	// Options.MaxDepth (see fits); a no is right at any depth.
+	h int32
+}
+
+// fits reports whether r may answer a subproblem at frame depth d under
+// the depth limit: a grant counts only through a path short enough.
+func (r result) fits(d int32, limit int) bool {
+	return r.perm == NoPermission || int(d)-1+int(r.h) <= limit
 }
 
 var (
@@ -69,11 +81,24 @@ func or(a, b result) result {
 	switch {
 	case a.perm == HasPermission || b.perm == HasPermission:
 		r.perm = HasPermission
+		r.h = shortest(a, b, HasPermission)
 	case a.perm == ConditionalPermission || b.perm == ConditionalPermission:
 		r.perm = ConditionalPermission
 		r.missing = unionMissing(condMissing(a), condMissing(b))
+		r.h = shortest(a, b, ConditionalPermission)
 	}
 	return r
+}
+
+// shortest is the height of the shorter of a and b that answers perm.
+func shortest(a, b result, perm Permissionship) int32 {
+	switch {
+	case a.perm != perm:
+		return b.h
+	case b.perm != perm:
+		return a.h
+	}
+	return min(a.h, b.h)
 }
 
 // and is Kleene conjunction.
@@ -86,19 +111,22 @@ func and(a, b result) result {
 	case a.perm == ConditionalPermission || b.perm == ConditionalPermission:
 		r.perm = ConditionalPermission
 		r.missing = unionMissing(condMissing(a), condMissing(b))
+		r.h = max(a.h, b.h) // both sides are needed
 	default:
 		r.perm = HasPermission
+		r.h = max(a.h, b.h)
 	}
 	return r
 }
 
-// not is Kleene negation: conditional stays conditional.
+// not is Kleene negation: conditional stays conditional. A no proven by
+// exploring every path needs no path of its own to become a yes.
 func not(a result) result {
 	switch a.perm {
 	case HasPermission:
-		a.perm = NoPermission
+		a.perm, a.h = NoPermission, 0
 	case NoPermission:
-		a.perm = HasPermission
+		a.perm, a.h = HasPermission, 0
 	}
 	return a
 }

@@ -71,7 +71,9 @@ type DispatchResponse struct {
 	// only below that step.
 	Cut int
 	// Dispatches and Depth are the work done on the peer, as in
-	// CheckResult (Depth is absolute, counted from the original root).
+	// CheckResult (Depth is absolute, counted from the original root);
+	// for a yes or conditional answer, Depth is at least the depth of
+	// the relationship that proves it.
 	Dispatches int
 	Depth      int
 }
@@ -133,6 +135,11 @@ func (l remoteLayer) dispatch(ctx context.Context, rq *request, f *frame, sp sub
 	if res.perm == ConditionalPermission {
 		res.missing = resp.MissingContext
 	}
+	if res.perm != NoPermission {
+		// Depth reaches at least the bottom of the path that proves the
+		// answer: a bound on its height, for reusing it (see fits).
+		res.h = max(int32(resp.Depth)-f.depth+1, 1)
+	}
 	if resp.Cut > 0 {
 		res.cut = int32(resp.Cut)
 	}
@@ -182,7 +189,9 @@ func (e *Evaluator) DispatchCheck(ctx context.Context, p Params, req *DispatchRe
 		Permissionship: res.perm,
 		Expires:        res.expires,
 		Dispatches:     int(st.dispatches.Load()),
-		Depth:          int(st.depth.Load()),
+		// At least as deep as the path that proves a grant, which an
+		// answer taken from a cache did not walk this time.
+		Depth: max(int(st.depth.Load()), len(req.Path)+int(res.h)),
 	}
 	if res.perm == ConditionalPermission {
 		out.MissingContext = res.missing
