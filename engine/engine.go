@@ -67,7 +67,8 @@ const (
 
 // Options configure an Engine. The zero value is usable.
 type Options struct {
-	// MaxDepth bounds the recursion of checks (0: the evaluator's default).
+	// MaxDepth bounds the relations on one path of an answer, for every
+	// query (see eval.Options.MaxDepth; 0: eval.DefaultMaxDepth).
 	MaxDepth int
 	// Concurrency bounds the evaluator's parallel dispatch per request
 	// (0: DefaultConcurrency()).

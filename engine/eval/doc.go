@@ -43,13 +43,32 @@
 // the request asks about; so is a union over 16 or more subject sets or
 // arrow subjects whose targets are pure. The walk has a budget (512
 // objects); past it the evaluator walks down from the resource as usual.
-// Such walks are iterative: they do not count against MaxDepth.
+//
+// # Depth
+//
+// Options.MaxDepth bounds the relations on one path of an answer, counted
+// from the relation asked about (itself included) to the one whose
+// relationship names the subject: one per computed reference, arrow or
+// subject set followed. Every walk counts the same way. The top-down walk
+// counts its frames; the walks up from the subject (LookupResources,
+// reverse checks, fan-outs) and forward over the resource's graph
+// (LookupSubjects) are breadth first and record, for each relation they
+// reach, the length of the shortest path to the subject. A grant whose
+// shortest path is within the bound is an answer; one only deeper is left
+// to the top-down walk, which fails on that path exactly as Check does, so
+// every operation grants or every one fails with the same *MaxDepthError.
+// A grant carries the height of the path that proves it (result.h), and a
+// memoized, cached or remote grant is reused only at a depth where that
+// path still fits. A "no" proven by exploring every path holds at any
+// depth.
 //
 // Cycles in the data (group A in B in A) are answered by their least
 // fixpoint: coming back to a node on the current path counts as "no" there,
 // and any result that relied on that assumption is kept away from caches
 // until the node it assumed has been decided. Nesting deeper than
-// Options.MaxDepth fails with a *MaxDepthError, never with a "no".
+// Options.MaxDepth fails with a *MaxDepthError, never with a "no"; the
+// error names the path and whether the evaluation came back to a node on
+// it (a cycle beside the deep path).
 //
 // # Sharing and caching
 //

@@ -14,14 +14,24 @@ import (
 
 // Defaults for Options.
 const (
+	// DefaultMaxDepth counts as SpiceDB's default dispatch depth of 50
+	// does (one unit per relation visited, the requested one included),
+	// so data SpiceDB answers at its default is answered here too.
 	DefaultMaxDepth    = 50
 	DefaultConcurrency = 4
 )
 
 // Options configure an Evaluator. The zero value is usable.
 type Options struct {
-	// MaxDepth bounds the nesting of relations a single check follows;
-	// deeper evaluation fails with ErrMaxDepth. 0 means DefaultMaxDepth.
+	// MaxDepth bounds the relations (object and relation pairs) on one
+	// path of an answer: from the relation asked about, itself included,
+	// to the one whose relationship names the subject. Each computed
+	// reference, arrow or subject set followed adds one; a subject set is
+	// in itself without a step. A grant counts only through a path
+	// within the bound, in every operation and in either direction of
+	// walking; an answer that needs a longer path fails with a
+	// *MaxDepthError (ErrMaxDepth), never with a "no". 0 means
+	// DefaultMaxDepth.
 	MaxDepth int
 	// Concurrency is the number of goroutines one request may use to
 	// evaluate branches in parallel, the caller's included. 0 means
