@@ -136,9 +136,7 @@ func (rq *request) compute(ctx context.Context, f *frame, sub tuple.SubjectRef) 
 		// Only this node was assumed; its value is now exact.
 		res.cut = noCut
 	}
-	if res.perm != NoPermission {
-		res.h++ // this relation is on the path too
-	}
+	res.h++ // this relation is on the path too
 	return res, err
 }
 
@@ -165,7 +163,11 @@ func (rq *request) rewrite(ctx context.Context, f *frame, w *schema.Rewrite, sub
 		if err != nil {
 			return result{}, err
 		}
-		return and(base, not(minus)), nil
+		res := and(base, not(minus))
+		// Both sides were needed, whichever decided: an error in the
+		// base fails the exclusion before the subtraction can say no.
+		res.h = max(base.h, minus.h)
+		return res, nil
 	}
 	return resNo, nil
 }

@@ -57,10 +57,11 @@
 // shortest path is within the bound is an answer; one only deeper is left
 // to the top-down walk, which fails on that path exactly as Check does, so
 // every operation grants or every one fails with the same *MaxDepthError.
-// A grant carries the height of the path that proves it (result.h), and a
-// memoized, cached or remote grant is reused only at a depth where that
-// path still fits. A "no" proven by exploring every path holds at any
-// depth.
+// An answer carries the height it needed (result.h: for a grant, the path
+// that proves it; otherwise every branch it had to rule out), and a
+// memoized, cached or remote answer is reused only at a depth where a
+// fresh evaluation would also fit. A "no" that a walk up from the subject
+// proves (nothing reaches it) holds at any depth.
 //
 // Cycles in the data (group A in B in A) are answered by their least
 // fixpoint: coming back to a node on the current path counts as "no" there,

@@ -22,18 +22,23 @@ type result struct {
 	// data). Such a result is only right below that node, so it is
 	// neither cached nor shared; noCut means none.
 	cut int32
-	// h is, for a yes or conditional answer, the number of relations on
-	// the shortest path that proves it, counted from where the answer is
-	// used: a subproblem's answer counts its own relation. Reusing the
-	// answer at frame depth d is right only while d-1+h is within
-	// Options.MaxDepth (see fits); a no is right at any depth.
+	// h is the height the answer needed: the relations on the longest
+	// path it had to follow, counted from where it is used (a
+	// subproblem's answer counts its own relation). For a yes that is
+	// the shortest path that proves it; a no or a conditional answer had
+	// to rule out every branch (unless one "no" decided an
+	// intersection). Reusing the answer at frame depth d is what a fresh
+	// evaluation there would give only while d-1+h is within
+	// Options.MaxDepth (see fits): deeper, that evaluation fails on the
+	// depth, and so must the reuse, or one operation would answer where
+	// another fails.
 	h int32
 }
 
 // fits reports whether r may answer a subproblem at frame depth d under
-// the depth limit: a grant counts only through a path short enough.
+// the depth limit.
 func (r result) fits(d int32, limit int) bool {
-	return r.perm == NoPermission || int(d)-1+int(r.h) <= limit
+	return int(d)-1+int(r.h) <= limit
 }
 
 var (
@@ -75,23 +80,24 @@ func unionMissing(a, b []string) []string {
 
 // or is Kleene disjunction: yes if either is yes, else conditional if
 // either is conditional (needing the params of each conditional side).
+// A yes needs only its shorter proof; anything else needed both sides.
 func or(a, b result) result {
-	r := result{expires: a.expires, cut: a.cut}
+	r := result{expires: a.expires, cut: a.cut, h: max(a.h, b.h)}
 	r.deps(b)
 	switch {
 	case a.perm == HasPermission || b.perm == HasPermission:
 		r.perm = HasPermission
-		r.h = shortest(a, b, HasPermission)
+		r.h = deciding(a, b, HasPermission)
 	case a.perm == ConditionalPermission || b.perm == ConditionalPermission:
 		r.perm = ConditionalPermission
 		r.missing = unionMissing(condMissing(a), condMissing(b))
-		r.h = shortest(a, b, ConditionalPermission)
 	}
 	return r
 }
 
-// shortest is the height of the shorter of a and b that answers perm.
-func shortest(a, b result, perm Permissionship) int32 {
+// deciding is the height of the lower of a and b that answers perm, the
+// value that decides alone.
+func deciding(a, b result, perm Permissionship) int32 {
 	switch {
 	case a.perm != perm:
 		return b.h
@@ -101,32 +107,32 @@ func shortest(a, b result, perm Permissionship) int32 {
 	return min(a.h, b.h)
 }
 
-// and is Kleene conjunction.
+// and is Kleene conjunction. A no needs only its lower side; anything
+// else needed both.
 func and(a, b result) result {
-	r := result{expires: a.expires, cut: a.cut}
+	r := result{expires: a.expires, cut: a.cut, h: max(a.h, b.h)}
 	r.deps(b)
 	switch {
 	case a.perm == NoPermission || b.perm == NoPermission:
 		r.perm = NoPermission
+		r.h = deciding(a, b, NoPermission)
 	case a.perm == ConditionalPermission || b.perm == ConditionalPermission:
 		r.perm = ConditionalPermission
 		r.missing = unionMissing(condMissing(a), condMissing(b))
-		r.h = max(a.h, b.h) // both sides are needed
 	default:
 		r.perm = HasPermission
-		r.h = max(a.h, b.h)
 	}
 	return r
 }
 
-// not is Kleene negation: conditional stays conditional. A no proven by
-// exploring every path needs no path of its own to become a yes.
+// not is Kleene negation: conditional stays conditional; the height is
+// what deciding the negated answer took.
 func not(a result) result {
 	switch a.perm {
 	case HasPermission:
-		a.perm, a.h = NoPermission, 0
+		a.perm = NoPermission
 	case NoPermission:
-		a.perm, a.h = HasPermission, 0
+		a.perm = HasPermission
 	}
 	return a
 }

@@ -72,8 +72,8 @@ type DispatchResponse struct {
 	Cut int
 	// Dispatches and Depth are the work done on the peer, as in
 	// CheckResult (Depth is absolute, counted from the original root);
-	// for a yes or conditional answer, Depth is at least the depth of
-	// the relationship that proves it.
+	// Depth is at least as deep as what the answer needed (see
+	// result.h), also when it came from a cache.
 	Dispatches int
 	Depth      int
 }
@@ -135,11 +135,9 @@ func (l remoteLayer) dispatch(ctx context.Context, rq *request, f *frame, sp sub
 	if res.perm == ConditionalPermission {
 		res.missing = resp.MissingContext
 	}
-	if res.perm != NoPermission {
-		// Depth reaches at least the bottom of the path that proves the
-		// answer: a bound on its height, for reusing it (see fits).
-		res.h = max(int32(resp.Depth)-f.depth+1, 1)
-	}
+	// Depth reaches at least the bottom of what the answer needed: a
+	// bound on its height, for reusing it (see fits).
+	res.h = max(int32(resp.Depth)-f.depth+1, 1)
 	if resp.Cut > 0 {
 		res.cut = int32(resp.Cut)
 	}
