@@ -111,7 +111,18 @@ func tryGenSchema(rng *rand.Rand, caveats map[string]*schema.Caveat, name string
 			case 4:
 				a = schema.AllowedSubject{Type: "user", Expiration: true}
 			case 5:
+				// Plain objects, for arrows to walk; the relationships
+				// may be caveated or expire, which gates the walk.
 				a = schema.AllowedSubject{Type: defs[rng.IntN(nd)].Name}
+				switch rng.IntN(4) {
+				case 0:
+					a.Caveat = caveats["flag"]
+					if rng.IntN(2) == 0 {
+						a.Caveat = caveats["under"]
+					}
+				case 1:
+					a.Expiration = true
+				}
 			default:
 				t := all[rng.IntN(len(all))]
 				a = schema.AllowedSubject{Type: t.Definition.Name, Relation: t.Name, Target: t}
