@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -233,7 +234,9 @@ func pathsTo(t *eval.Tree, sub tuple.SubjectRef) []string {
 }
 
 func nodeLabel(t *eval.Tree) string {
-	label := t.Object.String() + "#" + t.Relation
+	// The conditions of the relationship that led here come first: the
+	// node counts only under them.
+	label := t.Object.String() + "#" + t.Relation + conditionsLabel(t.Caveat, t.Expiration)
 	switch t.Kind {
 	case eval.Intersection:
 		label += " (intersection)"
@@ -247,12 +250,17 @@ func nodeLabel(t *eval.Tree) string {
 }
 
 func subjectLabel(s eval.Subject) string {
-	l := s.Subject.String()
-	if s.Caveat != nil {
-		l += "[" + s.Caveat.Name + "]"
+	return s.Subject.String() + conditionsLabel(s.Caveat, s.Expiration)
+}
+
+// conditionsLabel formats a relationship's caveat and expiry.
+func conditionsLabel(c *tuple.Caveat, exp time.Time) string {
+	var l string
+	if c != nil {
+		l += "[" + c.Name + "]"
 	}
-	if !s.Expiration.IsZero() {
-		l += "[expires " + s.Expiration.UTC().Format("2006-01-02T15:04:05Z") + "]"
+	if !exp.IsZero() {
+		l += "[expires " + exp.UTC().Format("2006-01-02T15:04:05Z") + "]"
 	}
 	return l
 }
