@@ -181,6 +181,11 @@ func TestExpandAgreesWithCheck(t *testing.T) {
 		for k, r := range allRels {
 			subjects = append(subjects, tuple.SubjectRef{Type: r.Definition.Name, ID: diffIDs[k%len(diffIDs)], Relation: r.Name})
 		}
+		for k, name := range sortedKeys(s.Definitions) {
+			if name != "user" { // plain objects, for self
+				subjects = append(subjects, tuple.SubjectRef{Type: name, ID: diffIDs[k%len(diffIDs)]})
+			}
+		}
 		loose := looseMissing(allRels)
 		for _, now := range []time.Time{testNow, testNow.Add(2 * time.Hour)} {
 			re := newRefEval(s, nil, now, reqCtx, nil)
