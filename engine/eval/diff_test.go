@@ -23,9 +23,9 @@ var diffLong = flag.Bool("long", false, "run the differential test with many mor
 // runs the one case of that seed, to reproduce a failure (or starts there
 // when PEMBA_DIFF_CASES is set too).
 func diffCases() int {
-	n := 500
+	n := 600
 	if raceEnabled {
-		n = 50
+		n = 60
 	}
 	if v, err := strconv.Atoi(os.Getenv("PEMBA_DIFF_CASES")); err == nil && v > 0 {
 		n = v
