@@ -1111,9 +1111,18 @@ type PermissionRelationshipTree struct {
 	// truncated marks where the expansion stopped: optional_depth was
 	// reached, or the node repeats one of its ancestors (a cycle in the
 	// data). Its subjects are not expanded further.
-	Truncated     bool `protobuf:"varint,5,opt,name=truncated,proto3" json:"truncated,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Truncated bool `protobuf:"varint,5,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// optional_caveat and optional_expires_at are the conditions of the
+	// relationship through which the parent reached this node: the subject
+	// set of a leaf that this node expands, or the tupleset relationship an
+	// arrow followed to this node's object. The node's subjects count only
+	// while they hold (an arrow's .all() needs every followed node to hold,
+	// caveat included). Absent at the root, below set operations, and where
+	// that relationship is unconditional. (Not in SpiceDB.)
+	OptionalCaveat    *ContextualizedCaveat  `protobuf:"bytes,6,opt,name=optional_caveat,json=optionalCaveat,proto3" json:"optional_caveat,omitempty"`
+	OptionalExpiresAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=optional_expires_at,json=optionalExpiresAt,proto3" json:"optional_expires_at,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *PermissionRelationshipTree) Reset() {
@@ -1190,6 +1199,20 @@ func (x *PermissionRelationshipTree) GetTruncated() bool {
 		return x.Truncated
 	}
 	return false
+}
+
+func (x *PermissionRelationshipTree) GetOptionalCaveat() *ContextualizedCaveat {
+	if x != nil {
+		return x.OptionalCaveat
+	}
+	return nil
+}
+
+func (x *PermissionRelationshipTree) GetOptionalExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OptionalExpiresAt
+	}
+	return nil
 }
 
 type isPermissionRelationshipTree_TreeType interface {
@@ -2118,13 +2141,15 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x1cExpandPermissionTreeResponse\x121\n" +
 	"\vexpanded_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"expandedAt\x12A\n" +
-	"\ttree_root\x18\x02 \x01(\v2$.pemba.v1.PermissionRelationshipTreeR\btreeRoot\"\xaf\x02\n" +
+	"\ttree_root\x18\x02 \x01(\v2$.pemba.v1.PermissionRelationshipTreeR\btreeRoot\"\xc4\x03\n" +
 	"\x1aPermissionRelationshipTree\x12C\n" +
 	"\fintermediate\x18\x01 \x01(\v2\x1d.pemba.v1.AlgebraicSubjectSetH\x00R\fintermediate\x120\n" +
 	"\x04leaf\x18\x02 \x01(\v2\x1a.pemba.v1.DirectSubjectSetH\x00R\x04leaf\x12B\n" +
 	"\x0fexpanded_object\x18\x03 \x01(\v2\x19.pemba.v1.ObjectReferenceR\x0eexpandedObject\x12+\n" +
 	"\x11expanded_relation\x18\x04 \x01(\tR\x10expandedRelation\x12\x1c\n" +
-	"\ttruncated\x18\x05 \x01(\bR\ttruncatedB\v\n" +
+	"\ttruncated\x18\x05 \x01(\bR\ttruncated\x12G\n" +
+	"\x0foptional_caveat\x18\x06 \x01(\v2\x1e.pemba.v1.ContextualizedCaveatR\x0eoptionalCaveat\x12J\n" +
+	"\x13optional_expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x11optionalExpiresAtB\v\n" +
 	"\ttree_type\"\x90\x02\n" +
 	"\x13AlgebraicSubjectSet\x12E\n" +
 	"\toperation\x18\x01 \x01(\x0e2'.pemba.v1.AlgebraicSubjectSet.OperationR\toperation\x12@\n" +
@@ -2311,65 +2336,67 @@ var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	18, // 37: pemba.v1.PermissionRelationshipTree.intermediate:type_name -> pemba.v1.AlgebraicSubjectSet
 	19, // 38: pemba.v1.PermissionRelationshipTree.leaf:type_name -> pemba.v1.DirectSubjectSet
 	37, // 39: pemba.v1.PermissionRelationshipTree.expanded_object:type_name -> pemba.v1.ObjectReference
-	1,  // 40: pemba.v1.AlgebraicSubjectSet.operation:type_name -> pemba.v1.AlgebraicSubjectSet.Operation
-	17, // 41: pemba.v1.AlgebraicSubjectSet.children:type_name -> pemba.v1.PermissionRelationshipTree
-	38, // 42: pemba.v1.DirectSubjectSet.subjects:type_name -> pemba.v1.SubjectReference
-	20, // 43: pemba.v1.DirectSubjectSet.conditional_subjects:type_name -> pemba.v1.DirectSubject
-	17, // 44: pemba.v1.DirectSubjectSet.subject_set_expansions:type_name -> pemba.v1.PermissionRelationshipTree
-	38, // 45: pemba.v1.DirectSubject.subject:type_name -> pemba.v1.SubjectReference
-	43, // 46: pemba.v1.DirectSubject.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
-	44, // 47: pemba.v1.DirectSubject.optional_expires_at:type_name -> google.protobuf.Timestamp
-	30, // 48: pemba.v1.LookupResourcesRequest.consistency:type_name -> pemba.v1.Consistency
-	38, // 49: pemba.v1.LookupResourcesRequest.subject:type_name -> pemba.v1.SubjectReference
-	39, // 50: pemba.v1.LookupResourcesRequest.context:type_name -> google.protobuf.Struct
-	32, // 51: pemba.v1.LookupResourcesRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 52: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	40, // 53: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 54: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	32, // 55: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
-	30, // 56: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
-	37, // 57: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
-	39, // 58: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
-	32, // 59: pemba.v1.LookupSubjectsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 60: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	25, // 61: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
-	25, // 62: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
-	32, // 63: pemba.v1.LookupSubjectsResponse.after_result_cursor:type_name -> pemba.v1.Cursor
-	40, // 64: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 65: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	34, // 66: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
-	33, // 67: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
-	30, // 68: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
-	31, // 69: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
-	32, // 70: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 71: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
-	34, // 72: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
-	32, // 73: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
-	2,  // 74: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
-	4,  // 75: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
-	6,  // 76: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
-	8,  // 77: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
-	10, // 78: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
-	15, // 79: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
-	21, // 80: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
-	23, // 81: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
-	26, // 82: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
-	28, // 83: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
-	3,  // 84: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
-	5,  // 85: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
-	7,  // 86: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
-	9,  // 87: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
-	12, // 88: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
-	16, // 89: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
-	22, // 90: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
-	24, // 91: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
-	27, // 92: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
-	29, // 93: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
-	84, // [84:94] is the sub-list for method output_type
-	74, // [74:84] is the sub-list for method input_type
-	74, // [74:74] is the sub-list for extension type_name
-	74, // [74:74] is the sub-list for extension extendee
-	0,  // [0:74] is the sub-list for field type_name
+	43, // 40: pemba.v1.PermissionRelationshipTree.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
+	44, // 41: pemba.v1.PermissionRelationshipTree.optional_expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 42: pemba.v1.AlgebraicSubjectSet.operation:type_name -> pemba.v1.AlgebraicSubjectSet.Operation
+	17, // 43: pemba.v1.AlgebraicSubjectSet.children:type_name -> pemba.v1.PermissionRelationshipTree
+	38, // 44: pemba.v1.DirectSubjectSet.subjects:type_name -> pemba.v1.SubjectReference
+	20, // 45: pemba.v1.DirectSubjectSet.conditional_subjects:type_name -> pemba.v1.DirectSubject
+	17, // 46: pemba.v1.DirectSubjectSet.subject_set_expansions:type_name -> pemba.v1.PermissionRelationshipTree
+	38, // 47: pemba.v1.DirectSubject.subject:type_name -> pemba.v1.SubjectReference
+	43, // 48: pemba.v1.DirectSubject.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
+	44, // 49: pemba.v1.DirectSubject.optional_expires_at:type_name -> google.protobuf.Timestamp
+	30, // 50: pemba.v1.LookupResourcesRequest.consistency:type_name -> pemba.v1.Consistency
+	38, // 51: pemba.v1.LookupResourcesRequest.subject:type_name -> pemba.v1.SubjectReference
+	39, // 52: pemba.v1.LookupResourcesRequest.context:type_name -> google.protobuf.Struct
+	32, // 53: pemba.v1.LookupResourcesRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 54: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	40, // 55: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 56: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	32, // 57: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	30, // 58: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
+	37, // 59: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
+	39, // 60: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
+	32, // 61: pemba.v1.LookupSubjectsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 62: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	25, // 63: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
+	25, // 64: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
+	32, // 65: pemba.v1.LookupSubjectsResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	40, // 66: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 67: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	34, // 68: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
+	33, // 69: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
+	30, // 70: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
+	31, // 71: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
+	32, // 72: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 73: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
+	34, // 74: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
+	32, // 75: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
+	2,  // 76: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
+	4,  // 77: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
+	6,  // 78: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
+	8,  // 79: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
+	10, // 80: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
+	15, // 81: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
+	21, // 82: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
+	23, // 83: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
+	26, // 84: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
+	28, // 85: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
+	3,  // 86: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
+	5,  // 87: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
+	7,  // 88: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
+	9,  // 89: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
+	12, // 90: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
+	16, // 91: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
+	22, // 92: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
+	24, // 93: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
+	27, // 94: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
+	29, // 95: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
+	86, // [86:96] is the sub-list for method output_type
+	76, // [76:86] is the sub-list for method input_type
+	76, // [76:76] is the sub-list for extension type_name
+	76, // [76:76] is the sub-list for extension extendee
+	0,  // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_pemba_v1_permissions_proto_init() }

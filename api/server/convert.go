@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -222,22 +223,35 @@ func subjectToProto(s tuple.SubjectRef) *pb.SubjectReference {
 // relationshipToProto converts a stored relationship. It fails only when a
 // stored caveat context holds a value protobuf cannot represent.
 func relationshipToProto(r tuple.Relationship) (*pb.Relationship, error) {
-	out := &pb.Relationship{
-		Resource: objectToProto(r.Resource),
-		Relation: r.Relation,
-		Subject:  subjectToProto(r.Subject),
+	cv, exp, err := conditionsToProto(r.Caveat, r.Expiration)
+	if err != nil {
+		return nil, fmt.Errorf("%w (relationship %s)", err, r.Key())
 	}
-	if r.Caveat != nil {
-		ctx, err := contextToProto(r.Caveat.Context)
+	return &pb.Relationship{
+		Resource:          objectToProto(r.Resource),
+		Relation:          r.Relation,
+		Subject:           subjectToProto(r.Subject),
+		OptionalCaveat:    cv,
+		OptionalExpiresAt: exp,
+	}, nil
+}
+
+// conditionsToProto converts the caveat and expiry of a relationship, each
+// nil where absent.
+func conditionsToProto(c *tuple.Caveat, exp time.Time) (*pb.ContextualizedCaveat, *timestamppb.Timestamp, error) {
+	var cv *pb.ContextualizedCaveat
+	if c != nil {
+		ctx, err := contextToProto(c.Context)
 		if err != nil {
-			return nil, fmt.Errorf("%w (relationship %s)", err, r.Key())
+			return nil, nil, err
 		}
-		out.OptionalCaveat = &pb.ContextualizedCaveat{CaveatName: r.Caveat.Name, Context: ctx}
+		cv = &pb.ContextualizedCaveat{CaveatName: c.Name, Context: ctx}
 	}
-	if !r.Expiration.IsZero() {
-		out.OptionalExpiresAt = timestamppb.New(r.Expiration)
+	var ts *timestamppb.Timestamp
+	if !exp.IsZero() {
+		ts = timestamppb.New(exp)
 	}
-	return out, nil
+	return cv, ts, nil
 }
 
 // filterFromProto converts a relationship filter. needType makes

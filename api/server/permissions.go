@@ -395,6 +395,14 @@ func treeToProto(t *eval.Tree) (*pb.PermissionRelationshipTree, error) {
 		ExpandedRelation: t.Relation,
 		Truncated:        t.Truncated,
 	}
+	if t.Caveat != nil || !t.Expiration.IsZero() {
+		// The conditions of the relationship that led here.
+		cv, exp, err := conditionsToProto(t.Caveat, t.Expiration)
+		if err != nil {
+			return nil, fmt.Errorf("%w (expansion node %s#%s)", err, t.Object, t.Relation)
+		}
+		out.OptionalCaveat, out.OptionalExpiresAt = cv, exp
+	}
 	children := make([]*pb.PermissionRelationshipTree, 0, len(t.Children))
 	for _, ch := range t.Children {
 		pc, err := treeToProto(ch)
@@ -413,14 +421,12 @@ func treeToProto(t *eval.Tree) (*pb.PermissionRelationshipTree, error) {
 			if s.Caveat == nil && s.Expiration.IsZero() {
 				continue
 			}
-			// The conditions are those of a stored relationship, so the
-			// relationship conversion does the work.
-			r, err := relationshipToProto(tuple.Relationship{Subject: s.Subject, Caveat: s.Caveat, Expiration: s.Expiration})
+			cv, exp, err := conditionsToProto(s.Caveat, s.Expiration)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%w (subject %s of %s#%s)", err, s.Subject, t.Object, t.Relation)
 			}
 			leaf.ConditionalSubjects = append(leaf.ConditionalSubjects, &pb.DirectSubject{
-				Subject: ps, OptionalCaveat: r.GetOptionalCaveat(), OptionalExpiresAt: r.GetOptionalExpiresAt(),
+				Subject: ps, OptionalCaveat: cv, OptionalExpiresAt: exp,
 			})
 		}
 		out.TreeType = &pb.PermissionRelationshipTree_Leaf{Leaf: leaf}

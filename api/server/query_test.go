@@ -4,10 +4,13 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
 // queryFixture is a server with testSchema and a few relationships.
@@ -323,5 +326,40 @@ func TestLookupSubjects(t *testing.T) {
 	}
 	if want := []string{"anne", "carl"}; !slices.Equal(paged, want) {
 		t.Errorf("paged subjects = %q, want %q", paged, want)
+	}
+}
+
+// An arrow's edge keeps the caveat and expiry of the relationship it
+// followed, so that a client sees why a branch does not count.
+func TestTreeToProtoEdgeConditions(t *testing.T) {
+	exp := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	tree := &eval.Tree{
+		Kind: eval.Intersection, Object: tuple.ObjectRef{Type: "doc", ID: "1"}, Relation: "view",
+		Children: []*eval.Tree{
+			{Kind: eval.Leaf, Object: tuple.ObjectRef{Type: "team", ID: "t1"}, Relation: "member",
+				Caveat: &tuple.Caveat{Name: "teamcaveat", Context: map[string]any{"ok": false}}},
+			{Kind: eval.Leaf, Object: tuple.ObjectRef{Type: "team", ID: "t2"}, Relation: "member", Expiration: exp},
+			{Kind: eval.Leaf, Object: tuple.ObjectRef{Type: "team", ID: "t3"}, Relation: "member"},
+		},
+	}
+	pt, err := treeToProto(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt.GetOptionalCaveat() != nil || pt.GetOptionalExpiresAt() != nil {
+		t.Errorf("root has edge conditions %v %v", pt.GetOptionalCaveat(), pt.GetOptionalExpiresAt())
+	}
+	ch := pt.GetIntermediate().GetChildren()
+	if len(ch) != 3 {
+		t.Fatalf("%d children", len(ch))
+	}
+	if c := ch[0].GetOptionalCaveat(); c.GetCaveatName() != "teamcaveat" || c.GetContext().AsMap()["ok"] != false || ch[0].GetOptionalExpiresAt() != nil {
+		t.Errorf("t1 edge = %v %v", c, ch[0].GetOptionalExpiresAt())
+	}
+	if ch[1].GetOptionalCaveat() != nil || !ch[1].GetOptionalExpiresAt().AsTime().Equal(exp) {
+		t.Errorf("t2 edge = %v %v", ch[1].GetOptionalCaveat(), ch[1].GetOptionalExpiresAt())
+	}
+	if ch[2].GetOptionalCaveat() != nil || ch[2].GetOptionalExpiresAt() != nil {
+		t.Errorf("t3 edge = %v %v", ch[2].GetOptionalCaveat(), ch[2].GetOptionalExpiresAt())
 	}
 }

@@ -304,9 +304,14 @@ func (rq *request) direct(ctx context.Context, f *frame, sub tuple.SubjectRef) (
 	return or(acc, sets), nil
 }
 
-// arrow evaluates tupleset->target: the target on each subject of the
-// tupleset relation; with ArrowAll every such subject must qualify and
-// there must be at least one.
+// arrow evaluates tupleset->target: each (unexpired) relationship of the
+// tupleset relation contributes its caveat and the target on its subject.
+// tupleset->target (any) holds when one contribution does; with ArrowAll
+// there must be a relationship and every contribution must hold, so that a
+// relationship whose caveat is false, or whose subject's type lacks the
+// target, makes the answer "no" (as SpiceDB's intersection arrow).
+// Wildcard subjects, which the schema can only allow beside plain ones,
+// are not followed.
 func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub tuple.SubjectRef) (result, error) {
 	rels, err := rq.query(ctx, tuple.Filter{ResourceType: f.rel.Definition.Name, ResourceID: f.id, Relation: w.Relation.Name})
 	if err != nil {
@@ -317,11 +322,9 @@ func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub t
 		id     string
 		cv     result
 	}
+	// acc collects the dependencies of the relationships that decide
+	// nothing themselves.
 	acc := resNo
-	if w.ArrowAll {
-		acc = resYes
-	}
-	exists := resNo
 	branches := make([]branch, 0, len(rels))
 	for i := range rels {
 		r := &rels[i]
@@ -333,51 +336,37 @@ func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub t
 		if err != nil {
 			return result{}, err
 		}
-		if cv.perm == NoPermission {
+		if cv.perm == NoPermission || target == nil || !rq.e.an.canContain(target, sub.Type, sub.Relation) {
+			if w.ArrowAll {
+				// One contribution is "no" whatever its target says:
+				// so is the conjunction, until this relationship
+				// expires.
+				no := resNo
+				no.deps(cv)
+				return no, nil
+			}
 			acc.deps(cv)
 			continue
 		}
-		if !w.ArrowAll && (target == nil || !rq.e.an.canContain(target, sub.Type, sub.Relation)) {
-			acc.deps(cv)
-			continue
-		}
-		exists = or(exists, cv)
 		branches = append(branches, branch{target: target, id: r.Subject.ID, cv: cv})
 	}
 	if w.ArrowAll {
-		if exists.perm == NoPermission {
-			exists.deps(acc)
-			return exists, nil
+		if len(branches) == 0 {
+			return acc, nil
 		}
-		// parent.all(target): every existing parent qualifies, and one
-		// existing parent qualifies (the same classically, but sharper
-		// in three-valued logic: nothing that cannot qualify makes the
-		// answer conditional).
-		targets := make([]result, len(branches))
 		all, err := rq.fold(ctx, true, len(branches), len(branches) >= 2 && f.depth <= maxParallelDepth, func(ctx context.Context, i int) (result, error) {
 			b := &branches[i]
-			t := resNo
-			if b.target != nil {
-				var err error
-				if t, err = rq.check(ctx, f, b.target, b.id, sub); err != nil {
-					return result{}, err
-				}
+			t, err := rq.check(ctx, f, b.target, b.id, sub)
+			if err != nil {
+				return result{}, err
 			}
-			targets[i] = t
-			return or(not(b.cv), t), nil
+			return and(b.cv, t), nil
 		})
 		if err != nil {
 			return result{}, err
 		}
 		all.deps(acc)
-		if all.perm == NoPermission {
-			return all, nil
-		}
-		some := resNo
-		for i := range branches {
-			some = or(some, and(branches[i].cv, targets[i]))
-		}
-		return and(all, some), nil
+		return all, nil
 	}
 	if len(branches) >= rq.e.wideFanout {
 		bs := make([]fanBranch, len(branches))

@@ -18,11 +18,11 @@
 // intersection: no if any is no; exclusion: no if the base is no or the
 // subtraction yes) together with the sorted names of the missing
 // parameters. A caveat is evaluated with the request's context overlaid by
-// the context stored on the relationship. parent.all(view) holds when every
-// parent whose relationship exists has view and at least one of them does;
-// classically that is "all parents, and at least one parent", but in
-// three-valued logic it keeps a parent that cannot qualify from making the
-// answer conditional.
+// the context stored on the relationship. An arrow's relationship gates its
+// branch: parent->view is the disjunction, over the parent relationships,
+// of "the relationship's caveat holds and the parent has view";
+// parent.all(view) is their conjunction, and no when there is no parent
+// (SpiceDB's meaning: a parent whose caveat is false makes it no).
 // Relationships whose expiration has passed (at Params.Now) are invisible.
 //
 // # Evaluation
@@ -100,5 +100,8 @@
 // A wildcard is reported as "*" with the subjects an exclusion removes from
 // it in ExcludedIDs.
 //
-// Expand returns the rewrite tree with each relation's stored subjects.
+// Expand returns the rewrite tree with each relation's stored subjects;
+// each node carries the caveat and expiry of the relationship through which
+// its parent reached it, so that the tree, evaluated as Check evaluates the
+// schema, gives Check's answers.
 package eval

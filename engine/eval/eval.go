@@ -208,7 +208,18 @@ type Tree struct {
 	// subject sets and wildcards; on an arrow's node, the relationships of
 	// the tupleset relation that the arrow followed.
 	Subjects []Subject
+	// Children are the operands of a set operation, the expansions of a
+	// leaf's subject sets, or an arrow's target on each object it
+	// followed (in the order of Subjects; a wildcard is not followed, and
+	// an object whose type lacks the target relation is an empty leaf).
 	Children []*Tree
+	// Caveat and Expiration are those of the relationship through which
+	// the parent reached this node (the leaf's subject set, or the
+	// arrow's tupleset relationship): the node counts only while they
+	// hold. Nil and zero at the root, below set operations, and where
+	// that relationship is unconditional.
+	Caveat     *tuple.Caveat
+	Expiration time.Time
 	// Truncated is set where expansion stopped: the depth requested was
 	// reached, or the node repeats one of its ancestors (a cycle).
 	Truncated bool

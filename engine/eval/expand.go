@@ -72,6 +72,7 @@ func (rq *request) expandRel(ctx context.Context, path *frame, rel *schema.Relat
 			if err != nil {
 				return nil, err
 			}
+			c.Caveat, c.Expiration = r.Caveat, r.Expiration
 			t.Children = append(t.Children, c)
 		}
 		return t, nil
@@ -106,14 +107,21 @@ func (rq *request) expandRewrite(ctx context.Context, f *frame, w *schema.Rewrit
 		for _, r := range rels {
 			// The tupleset's relationships show how the arrow was followed.
 			t.Subjects = append(t.Subjects, Subject{Subject: r.Subject, Caveat: r.Caveat, Expiration: r.Expiration})
-			target := w.Targets[r.Subject.Type]
-			if target == nil || r.Subject.ID == tuple.Wildcard {
+			if r.Subject.ID == tuple.Wildcard {
 				continue
 			}
-			c, err := rq.expandRel(ctx, f, target, r.Subject.ID, next)
-			if err != nil {
-				return nil, err
+			var c *Tree
+			if target := w.Targets[r.Subject.Type]; target != nil {
+				if c, err = rq.expandRel(ctx, f, target, r.Subject.ID, next); err != nil {
+					return nil, err
+				}
+			} else {
+				// The type has no such relation: nothing to reach
+				// there, which decides an arrow-all.
+				c = &Tree{Kind: Leaf, Object: r.Subject.Object(), Relation: w.TargetName}
 			}
+			// Check gates the branch by this relationship's conditions.
+			c.Caveat, c.Expiration = r.Caveat, r.Expiration
 			t.Children = append(t.Children, c)
 		}
 		return t, nil

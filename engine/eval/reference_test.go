@@ -292,8 +292,12 @@ func (re *refEval) solve(sub tuple.SubjectRef) (map[refNode]refVal, error) {
 		case schema.RewriteComputed:
 			return get(w.Relation, id), nil
 		case schema.RewriteArrow:
-			// all: every existing subject qualifies and one does.
-			var exists, each []refVal
+			// Each subject of the tupleset relation contributes its
+			// relationship's caveat and the target on it. any: one
+			// contribution holds; all: there is a subject and every
+			// contribution holds (a subject whose type lacks the target
+			// contributes "no", as does one whose caveat is false).
+			var each []refVal
 			for _, t := range re.byRes[tuple.Key{Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: id}, Relation: w.Relation.Name}] {
 				if t.Subject.ID == tuple.Wildcard {
 					continue
@@ -302,16 +306,13 @@ func (re *refEval) solve(sub tuple.SubjectRef) (map[refNode]refVal, error) {
 				if err != nil {
 					return refVal{}, err
 				}
-				target := get(w.Targets[t.Subject.Type], t.Subject.ID)
-				exists = append(exists, refAnd(cv, target))
-				if w.ArrowAll {
-					each = append(each, refOr(refNot(cv), target))
-				} else {
-					each = append(each, refAnd(cv, target))
-				}
+				each = append(each, refAnd(cv, get(w.Targets[t.Subject.Type], t.Subject.ID)))
 			}
 			if w.ArrowAll {
-				return refAnd(refAnd(each...), refOr(exists...)), nil
+				if len(each) == 0 {
+					return refVal{perm: NoPermission}, nil
+				}
+				return refAnd(each...), nil
 			}
 			return refOr(each...), nil
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -57,7 +58,7 @@ func subjectsOf(t *eval.Tree) memberSet {
 		}
 		sets := make([]memberSet, len(t.Children))
 		for i, c := range t.Children {
-			sets[i] = subjectsOf(c)
+			sets[i] = edgeSubjects(c)
 		}
 		return intersect(sets)
 	case eval.Exclusion:
@@ -78,35 +79,25 @@ func subjectsOf(t *eval.Tree) memberSet {
 		}
 	}
 	for _, c := range t.Children {
-		// A child expands one of the node's subjects (a subject set of a
-		// leaf, or an object an arrow followed); a caveat on that
-		// relationship makes everything below it conditional.
-		viaCaveat := caveatedEdge(t, c)
-		for _, m := range subjectsOf(c) {
-			add(out, m.subject, m.caveated || viaCaveat, m.via, m.exceptions)
+		for _, m := range edgeSubjects(c) {
+			add(out, m.subject, m.caveated, m.via, m.exceptions)
 		}
 	}
 	return out
 }
 
-// caveatedEdge reports whether the relationship of t that leads to child c
-// carries a caveat.
-func caveatedEdge(t, c *eval.Tree) bool {
-	if len(t.Subjects) == 0 {
-		return false
-	}
-	conditional, unconditional := false, false
-	for _, s := range t.Subjects {
-		if s.Subject.Object() != c.Object || (t.Kind == eval.Leaf && s.Subject.Relation != c.Relation) {
-			continue
-		}
-		if s.Caveat != nil {
-			conditional = true
-		} else {
-			unconditional = true
+// edgeSubjects is subjectsOf(c) as its parent sees it: c expands one of the
+// parent's subjects (a subject set of a leaf, or an object an arrow
+// followed), and a caveat on that relationship makes everything below it
+// conditional.
+func edgeSubjects(c *eval.Tree) memberSet {
+	set := subjectsOf(c)
+	if c.Caveat != nil {
+		for _, m := range set {
+			m.caveated = true
 		}
 	}
-	return conditional && !unconditional
+	return set
 }
 
 // add merges a subject into set (a union): it is caveated only if every
@@ -243,7 +234,9 @@ func pathsTo(t *eval.Tree, sub tuple.SubjectRef) []string {
 }
 
 func nodeLabel(t *eval.Tree) string {
-	label := t.Object.String() + "#" + t.Relation
+	// The conditions of the relationship that led here come first: the
+	// node counts only under them.
+	label := t.Object.String() + "#" + t.Relation + conditionsLabel(t.Caveat, t.Expiration)
 	switch t.Kind {
 	case eval.Intersection:
 		label += " (intersection)"
@@ -257,12 +250,17 @@ func nodeLabel(t *eval.Tree) string {
 }
 
 func subjectLabel(s eval.Subject) string {
-	l := s.Subject.String()
-	if s.Caveat != nil {
-		l += "[" + s.Caveat.Name + "]"
+	return s.Subject.String() + conditionsLabel(s.Caveat, s.Expiration)
+}
+
+// conditionsLabel formats a relationship's caveat and expiry.
+func conditionsLabel(c *tuple.Caveat, exp time.Time) string {
+	var l string
+	if c != nil {
+		l += "[" + c.Name + "]"
 	}
-	if !s.Expiration.IsZero() {
-		l += "[expires " + s.Expiration.UTC().Format("2006-01-02T15:04:05Z") + "]"
+	if !exp.IsZero() {
+		l += "[expires " + exp.UTC().Format("2006-01-02T15:04:05Z") + "]"
 	}
 	return l
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
@@ -19,8 +21,9 @@ import (
 // ∪, ∩ and − are union, intersection and exclusion (the first child minus
 // the others); a leaf lists the stored subjects of a relation, with the
 // expansion of each subject set below it; → marks an arrow, followed
-// through the objects named after "via". A subject reaches the permission
-// along the path from the root to a leaf that lists it.
+// through the objects named after "via", each with the caveat or expiry of
+// the relationship that led there. A subject reaches the permission along
+// the path from the root to a leaf that lists it.
 //
 // With mark set, leaves that list mark (or the wildcard of its type) end
 // in "← mark", so that the paths of one subject stand out.
@@ -118,7 +121,9 @@ func arrowTargets(t *pb.PermissionRelationshipTree) []string {
 		if o.GetObjectType() != self.GetObjectType() || o.GetObjectId() != self.GetObjectId() {
 			arrow = true
 		}
-		via = append(via, o.GetObjectType()+":"+o.GetObjectId())
+		// The relationship followed may be caveated or expire: the
+		// branch counts only while that holds.
+		via = append(via, o.GetObjectType()+":"+o.GetObjectId()+conditionNote(c.GetOptionalCaveat(), c.GetOptionalExpiresAt()))
 	}
 	if !arrow {
 		return nil
@@ -146,18 +151,7 @@ func leafSubjects(l *pb.DirectSubjectSet) string {
 	}
 	cond := map[string]string{}
 	for _, c := range l.GetConditionalSubjects() {
-		var note string
-		if cv := c.GetOptionalCaveat(); cv != nil {
-			note += "[" + cv.GetCaveatName()
-			if ctx := cv.GetContext().AsMap(); len(ctx) > 0 {
-				note += ":" + tuple.FormatContext(ctx)
-			}
-			note += "]"
-		}
-		if e := c.GetOptionalExpiresAt(); e != nil {
-			note += "[expires " + e.AsTime().UTC().Format(time.RFC3339) + "]"
-		}
-		cond[subjectName(c.GetSubject())] = note
+		cond[subjectName(c.GetSubject())] = conditionNote(c.GetOptionalCaveat(), c.GetOptionalExpiresAt())
 	}
 	names := make([]string, len(l.GetSubjects()))
 	for i, s := range l.GetSubjects() {
@@ -165,6 +159,23 @@ func leafSubjects(l *pb.DirectSubjectSet) string {
 		names[i] = n + cond[n]
 	}
 	return strings.Join(names, ", ")
+}
+
+// conditionNote formats a relationship's caveat and expiry as
+// "[name:context][expires time]"; empty when it has neither.
+func conditionNote(cv *pb.ContextualizedCaveat, exp *timestamppb.Timestamp) string {
+	var note string
+	if cv != nil {
+		note += "[" + cv.GetCaveatName()
+		if ctx := cv.GetContext().AsMap(); len(ctx) > 0 {
+			note += ":" + tuple.FormatContext(ctx)
+		}
+		note += "]"
+	}
+	if exp != nil {
+		note += "[expires " + exp.AsTime().UTC().Format(time.RFC3339) + "]"
+	}
+	return note
 }
 
 func subjectName(s *pb.SubjectReference) string {
