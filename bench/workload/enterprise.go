@@ -76,7 +76,7 @@ const (
 	tCustDept
 	tCustFin
 	tLinkEnds
-	tLinkApproved
+	tLinkApproved // unused since links have lifecycle stages (tLinkStage); kept so later tags keep their values
 	tLinkNamed
 	tGrant
 	tGrantExp
