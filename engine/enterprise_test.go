@@ -39,11 +39,19 @@ department:sales#scoped_admin@employee:qin
 department:sales#member@employee:li
 department:sales#member@employee:qin
 department:sales#member@department:sales_east#member
+department:sales#member@department:sales_west#member
+department:sales#manager@employee:qin
 department:sales_east#enterprise@enterprise:acme
 department:sales_east#parent@department:sales
 department:sales_east#scoped_admin@employee:he
 department:sales_east#member@employee:zhao
 department:sales_east#member@employee:he
+department:sales_east#member@employee:pan
+department:sales_east#manager@employee:pan
+department:sales_west#enterprise@enterprise:acme
+department:sales_west#parent@department:sales
+department:sales_west#member@employee:yang
+department:sales_west#manager@employee:yang
 department:hr#enterprise@enterprise:acme
 department:hr#parent@enterprise:acme
 department:hr#scoped_admin@employee:sun
@@ -80,6 +88,8 @@ employee:gavin#enterprise@enterprise:hooli
 link:ag#platform@platform:p
 link:ag#from_enterprise@enterprise:acme
 link:ag#to_enterprise@enterprise:globex
+link:ag#approved_by_from@employee:*
+link:ag#approved_by_to@employee:*
 link:ag#approved@employee:*
 link:ag#granted@employee:li[expiration:2099-01-01T00:00:00Z]
 employee:li#link@link:ag[expiration:2099-01-01T00:00:00Z]
@@ -95,9 +105,29 @@ link:ag#chat@employee:wang
 link:ag#chat@employee:zhao
 link:ag#video_meeting@employee:wang[expiration:2020-06-30T00:00:00Z]
 link:ag#file_transfer@employee:li[file_size_limit:{"max_bytes":1000}]
+link:ag#video_meeting@employee:li[within_hours:{"tz":"+08:00","from_hour":9,"to_hour":18}]
+link:ag#granted@employee:deng
+employee:deng#link@link:ag
+link:ag#chat@employee:deng
+link:ag#file_transfer@employee:deng
+link:ag#file_transfer_withheld@department:fin#member
+link:ag#chat_withheld@employee:wang
+
+link:project#platform@platform:p
+link:project#from_enterprise@enterprise:acme
+link:project#to_enterprise@enterprise:globex
+link:project#approved_by_from@employee:*[expiration:2026-03-01T00:00:00Z]
+link:project#approved_by_to@employee:*[expiration:2026-03-01T00:00:00Z]
+link:project#approved@employee:*[expiration:2026-03-01T00:00:00Z]
+link:project#granted@employee:zhao
+employee:zhao#link@link:project
+link:project#granted@employee:ma
+employee:ma#link@link:project
 
 link:ai#from_enterprise@enterprise:acme
 link:ai#to_enterprise@enterprise:initech
+link:ai#approved_by_from@employee:*
+link:ai#approved_by_to@employee:*
 link:ai#approved@employee:*
 link:ai#granted@employee:li
 employee:li#link@link:ai
@@ -106,6 +136,8 @@ employee:bill#link@link:ai
 
 link:ah#from_enterprise@enterprise:acme
 link:ah#to_enterprise@enterprise:hooli
+link:ah#approved_by_from@employee:*
+link:ah#approved_by_to@employee:*
 link:ah#granted@employee:li
 employee:li#link@link:ah
 link:ah#granted@employee:gavin
@@ -114,6 +146,7 @@ employee:gavin#link@link:ah
 region:north#viewer@employee:zhang
 crm_customer:c42#enterprise@enterprise:acme
 crm_customer:c42#region@region:north
+crm_customer:c42#owner_department@department:sales_east
 crm_customer:c42#sales_rep@employee:zhao
 crm_customer:c42#viewer@employee:xu
 crm_customer:c42#viewer@employee:deng
@@ -124,6 +157,9 @@ crm_customer:c42#finance_only@employee:deng
 crm_customer:c42#finance_only@department:fin#member
 crm_customer:c7#enterprise@enterprise:acme
 crm_customer:c7#editor@employee:zhao
+crm_customer:c7#owner_department@department:sales_west
+crm_customer:c8#enterprise@enterprise:acme
+crm_customer:c8#owner_department@department:sales
 crm_customer:g1#enterprise@enterprise:globex
 crm_customer:g1#sales_rep@employee:wang
 
@@ -214,6 +250,16 @@ var enterpriseCases = []domainCase{
 	{q: "link:ag#use_chat@employee:zhao", want: no},
 	{q: "link:ag#use_chat@employee:ma", want: no},
 	{q: "link:ag#use_video_meeting@employee:wang", want: no},
+	// Video within hours (9:00-18:00 at UTC+8), decided by the caller's now.
+	{q: "link:ag#use_video_meeting@employee:li", want: cond},
+	{q: "link:ag#use_video_meeting@employee:li", ctx: `{"now": "2026-01-01T01:00:00Z"}`, want: yes},
+	{q: "link:ag#use_video_meeting@employee:li", ctx: `{"now": "2026-01-01T10:00:00Z"}`, want: no},
+	// Each enterprise narrows its own people: acme withheld file transfer
+	// from finance, globex chat from wang.
+	{q: "link:ag#use_chat@employee:deng", want: yes},
+	{q: "link:ag#use_file_transfer@employee:deng", want: no},
+	{q: "link:ag#use_chat@employee:wang", want: no},
+	{q: "link:ag#usable_by@employee:wang", want: yes},
 	{q: "link:ag#use_screen_share@employee:li", want: no},
 	{q: "link:ag#use_file_transfer@employee:li", want: cond},
 	{q: "link:ag#use_file_transfer@employee:li", ctx: `{"size": 10}`, want: yes},
@@ -221,6 +267,22 @@ var enterpriseCases = []domainCase{
 	{q: "link:ag#manage_grants@employee:gao", want: yes},
 	{q: "link:ag#manage_grants@employee:li", want: no},
 	{q: "link:ag#approve@employee:ada", want: yes},
+	// The link lifecycle: who may apply and approve each side.
+	{q: "enterprise:acme#apply_for_link@employee:zhao", want: yes},
+	{q: "enterprise:initech#apply_for_link@employee:bill", want: no},
+	{q: "link:ag#approve_as_from@employee:liu", want: yes},
+	{q: "link:ag#approve_as_from@employee:gao", want: no},
+	{q: "link:ag#approve_as_to@employee:gao", want: yes},
+	{q: "link:ag#approve_as_to@employee:ada", want: no},
+	{q: "link:ag#approve@employee:liu", want: no},
+	{q: "link:ag#active@employee:li", want: yes},
+	// ah: both enterprises approved, the platform not yet.
+	{q: "link:ah#active@employee:li", want: no},
+	// project: a link for a project that ends on 2026-03-01 (the clock is
+	// at 2026-01-01): usable until then.
+	{q: "link:project#usable_by@employee:zhao", want: yes},
+	{q: "employee:ma#can_message@employee:zhao", want: yes},
+	{q: "employee:zhao#can_message@employee:ma", want: yes},
 	// CRM: manager > editor > viewer; region arrows; admins; finance exclusion.
 	{q: "crm_customer:c42#view@employee:guo", want: yes},
 	{q: "crm_customer:c42#edit@employee:guo", want: yes},
@@ -249,6 +311,18 @@ var enterpriseCases = []domainCase{
 	{q: "crm_customer:c42#finance_view@employee:wu", want: yes},
 	{q: "crm_customer:c42#view@employee:wu", want: no},
 	{q: "crm_customer:c42#finance_view@employee:guo", want: no},
+	// Department data scope: a manager sees the records of their department
+	// and below, never a sibling's or those above.
+	{q: "crm_customer:c42#view@employee:pan", want: yes},
+	{q: "crm_customer:c42#view@employee:qin", want: yes},
+	{q: "crm_customer:c7#view@employee:qin", want: yes},
+	{q: "crm_customer:c8#view@employee:qin", want: yes},
+	{q: "crm_customer:c7#view@employee:yang", want: yes},
+	{q: "crm_customer:c42#view@employee:yang", want: no},
+	{q: "crm_customer:c7#view@employee:pan", want: no},
+	{q: "crm_customer:c8#view@employee:pan", want: no},
+	{q: "crm_customer:c8#view@employee:he", want: no}, // a scoped admin manages, does not see records
+	{q: "crm_customer:c42#edit@employee:pan", want: no},
 	// Delegation: only the chosen kinds.
 	{q: "delegation:d1#manage_orders@employee:zhao", want: yes},
 	{q: "delegation:d1#manage_payments@employee:zhao", want: no},
@@ -371,5 +445,94 @@ func (f *fixture) runCases(c engine.Consistency, cases []domainCase) {
 		if resp.Permissionship != tc.want {
 			f.t.Errorf("%s %s = %v, want %v", tc.q, tc.ctx, resp.Permissionship, tc.want)
 		}
+	}
+}
+
+// TestEnterpriseLinkLifecycle: each of the three parties to a link revokes
+// it with one write of one relationship, and every check at the returned
+// zookie sees the link unusable; restoring the approval restores it. A
+// link for a project ends with the project: once the injected clock passes
+// the end date written on its approvals, nobody can use it, whatever the
+// grants on it say.
+func TestEnterpriseLinkLifecycle(t *testing.T) {
+	schemaText, err := os.ReadFile("../examples/enterprise/schema.zed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range backends() {
+		if b.open == nil {
+			continue
+		}
+		t.Run(b.name, func(t *testing.T) {
+			clk := newClock()
+			st := b.open(t, clk.Now)
+			eng, err := engine.Open(t.Context(), st, engine.Options{Now: clk.Now, Quantum: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer eng.Close()
+			f := &fixture{t: t, ctx: t.Context(), eng: eng, clk: clk}
+			if _, _, err := eng.WriteSchema(f.ctx, "admin", string(schemaText)); err != nil {
+				t.Fatal(err)
+			}
+			var rels []string
+			for _, line := range strings.Split(enterpriseData, "\n") {
+				if line = strings.TrimSpace(line); line != "" {
+					rels = append(rels, line)
+				}
+			}
+			z := f.touch(rels...)
+			usable := []domainCase{
+				{q: "link:ag#active@employee:li", want: yes},
+				{q: "link:ag#usable_by@employee:li", want: yes},
+				{q: "employee:wang#can_message@employee:li", want: yes},
+				{q: "employee:li#can_message@employee:wang", want: yes},
+			}
+			revoked := []domainCase{
+				{q: "link:ag#active@employee:li", want: no},
+				{q: "link:ag#usable_by@employee:li", want: no},
+				{q: "link:ag#use_chat@employee:li", want: no},
+				{q: "employee:wang#can_message@employee:li", want: no},
+				{q: "employee:li#can_message@employee:wang", want: no},
+				// Colleagues are unaffected.
+				{q: "employee:li#can_message@employee:zhao", want: yes},
+			}
+			f.runCases(engine.AtLeastAsFresh(z), usable)
+			for _, approval := range []string{
+				"link:ag#approved_by_from@employee:*", // acme's admins revoke
+				"link:ag#approved_by_to@employee:*",   // globex's admins revoke
+				"link:ag#approved@employee:*",         // the platform revokes
+			} {
+				gone := f.remove(approval)
+				f.runCases(engine.AtLeastAsFresh(gone), revoked)
+				f.runCases(engine.AtExactSnapshot(z), usable)
+				z = f.touch(approval)
+				f.runCases(engine.AtLeastAsFresh(z), usable)
+			}
+
+			// The project link ends on 2026-03-01; grants on it have no end.
+			project := []string{
+				"link:project#active@employee:zhao",
+				"link:project#usable_by@employee:zhao",
+				"employee:ma#can_message@employee:zhao",
+				"employee:zhao#can_message@employee:ma",
+			}
+			for _, q := range project {
+				if got, _ := f.check(engine.FullyConsistent(), q); got != yes {
+					t.Errorf("before the project ends: %s = %v", q, got)
+				}
+			}
+			clk.Advance(59*24*time.Hour - time.Second) // 2026-02-28T23:59:59Z
+			if got, _ := f.check(engine.FullyConsistent(), project[1]); got != yes {
+				t.Errorf("a second before the end: %s = %v", project[1], got)
+			}
+			clk.Advance(time.Second)
+			for _, q := range project {
+				if got, _ := f.check(engine.FullyConsistent(), q); got != no {
+					t.Errorf("once the project ended: %s = %v", q, got)
+				}
+			}
+			f.runCases(engine.FullyConsistent(), usable) // ag has no end
+		})
 	}
 }

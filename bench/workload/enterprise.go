@@ -1,7 +1,6 @@
 package workload
 
 import (
-	_ "embed"
 	"iter"
 	"math"
 	"math/rand/v2"
@@ -10,26 +9,27 @@ import (
 	"time"
 
 	"github.com/pemba-authz/pemba/engine/tuple"
+	example "github.com/pemba-authz/pemba/examples/enterprise"
 )
-
-// enterpriseSchema is a copy of examples/enterprise/schema.zed (a test
-// keeps the two equal): embedding cannot reach outside the package.
-//
-//go:embed enterprise.zed
-var enterpriseSchema string
 
 // The enterprise workload models examples/enterprise: a platform hosting
 // enterprises of skewed sizes (bounded Pareto: most have about 20
 // employees, a few at the medium and large scales have 50,000), each with
 // a department tree up to 8 levels deep, scoped admins, modules, CRM
-// customers with regions and roles, delegations and a CRM licence; and
-// cross-enterprise links, some unapproved, between some verified and
-// some unverified enterprises, with grants of which some have expired.
+// customers with regions, roles and an owning department, department
+// managers, delegations and a CRM licence; and cross-enterprise links at
+// every stage of their life (applied, approved by one or both sides,
+// approved by the platform, revoked by one side, ended with their
+// project), between some verified and some unverified enterprises, with
+// grants of which some have expired, capabilities (chat, capped file
+// transfer, video within hours) and capabilities withheld from a
+// department by its own enterprise.
 //
 // Relationships follow examples/enterprise/schema.zed and its validation
 // file: a department tree is written as S#parent@P, S#enterprise@E and
 // P#member@S#member; top-level departments as E#member@S#member; grants
-// are mirrored on the employee (employee:X#link@link:L).
+// are mirrored on the employee (employee:X#link@link:L); a link's three
+// approvals carry the project's end date when it has one.
 
 const (
 	entMinSize = 20
@@ -38,7 +38,7 @@ const (
 	entAlpha = 1.1
 	// relsPerEmployee calibrates how many employees a scale's target
 	// relationship count buys (measured on the generator, seed 1).
-	relsPerEmployee = 5.1
+	relsPerEmployee = 5.7
 	// maxDeptDepth is the deepest department nesting.
 	maxDeptDepth = 8
 	// employeesPerDept sets how many departments an enterprise has.
@@ -76,7 +76,7 @@ const (
 	tCustDept
 	tCustFin
 	tLinkEnds
-	tLinkApproved
+	tLinkApproved // unused since links have lifecycle stages (tLinkStage); kept so later tags keep their values
 	tLinkNamed
 	tGrant
 	tGrantExp
@@ -88,6 +88,12 @@ const (
 	tDelKinds
 	tSeat
 	tTerm
+	tDeptManager
+	tCustOwner
+	tLinkStage
+	tLinkEnd
+	tFile
+	tWithheld
 )
 
 // entPlan is the shape of one enterprise; everything else about it is
@@ -191,7 +197,7 @@ func (w *enterprise) entOfEmployee(g uint64) uint64 {
 }
 
 func (w *enterprise) Name() string   { return "enterprise" }
-func (w *enterprise) Schema() string { return enterpriseSchema }
+func (w *enterprise) Schema() string { return example.Schema() }
 
 // Size counts the relationships by generating them once (a couple of
 // seconds at the large scale); the count is remembered.
@@ -320,7 +326,7 @@ func (w *enterprise) canViewCustomer(k, c, i uint64) bool {
 	cu := w.customer(k, c)
 	return cu.holder == i || (cu.hasRep && cu.rep == i) ||
 		(cu.hasViewDept && w.inSubtree(k, w.deptOf(k, i), cu.viewDept)) ||
-		w.canViewRegion(k, cu.region, i) || w.isAdmin(k, i)
+		w.canViewRegion(k, cu.region, i) || w.seesRecordsOf(k, w.custOwner(k, c), i) || w.isAdmin(k, i)
 }
 
 func (w *enterprise) canManageDept(k, d, i uint64) bool {
@@ -339,9 +345,71 @@ func (w *enterprise) canManageDept(k, d, i uint64) bool {
 	}
 }
 
+// deptManager returns the line manager of department j, if it has one.
+func (w *enterprise) deptManager(k, j uint64) (uint64, bool) {
+	h := w.h(tDeptManager, k, j)
+	return (h >> 8) % w.ents[k].n, chance(h, 60)
+}
+
+// custOwner is the department that owns customer c.
+func (w *enterprise) custOwner(k, c uint64) uint64 { return w.h(tCustOwner, k, c) % w.ents[k].depts }
+
+// seesRecordsOf reports department d#view_records for employee i: i
+// manages d or a department above it.
+func (w *enterprise) seesRecordsOf(k, d, i uint64) bool {
+	for {
+		if m, ok := w.deptManager(k, d); ok && m == i {
+			return true
+		}
+		p, ok := w.deptParent(k, d)
+		if !ok {
+			return false
+		}
+		d = p
+	}
+}
+
 // Links.
 
-func (w *enterprise) linkApproved(l uint64) bool { return chance(w.h(tLinkApproved, l, 0), 80) }
+// linkApprovals returns which of a link's three approvals are written
+// (from_enterprise's internal approval, to_enterprise's acceptance, the
+// platform's) and the expiration they share (zero: none). Stages: 5%
+// applied only, 5% approved by from only, 10% by both sides and awaiting
+// the platform, 3% revoked by from and 3% by to after the platform
+// approved, 74% approved by all three. Of those approved by the platform,
+// 10% were for a project that ended in 2020 and 20% for one that ends in
+// 2099.
+func (w *enterprise) linkApprovals(l uint64) (from, to, platform bool, exp time.Time) {
+	switch st := w.h(tLinkStage, l, 0) % 100; {
+	case st < 5:
+	case st < 10:
+		from = true
+	case st < 20:
+		from, to = true, true
+	case st < 23:
+		to, platform = true, true
+	case st < 26:
+		from, platform = true, true
+	default:
+		from, to, platform = true, true, true
+	}
+	if platform {
+		switch e := w.h(tLinkEnd, l, 0) % 100; {
+		case e < 10:
+			exp = expiredAt
+		case e < 30:
+			exp = validTill
+		}
+	}
+	return from, to, platform, exp
+}
+
+// linkApproved reports link l#active: all three approvals written and
+// their common end not passed.
+func (w *enterprise) linkApproved(l uint64) bool {
+	from, to, platform, exp := w.linkApprovals(l)
+	return from && to && platform && (exp.IsZero() || exp.After(time.Now()))
+}
 
 // linkNamed reports whether side s (0 from, 1 to) named the other a
 // partner; only partners_only enterprises do.
@@ -386,6 +454,44 @@ func (w *enterprise) grantIndex(l uint64, s int, i uint64) (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// fileTransfer returns whether grant j on side s includes file transfer,
+// and its size cap in bytes (0: none).
+func (w *enterprise) fileTransfer(l uint64, s int, j uint64) (bool, int64) {
+	h := w.h(tFile, l, uint64(s)<<32|j)
+	if !chance(h, 30) {
+		return false, 0
+	}
+	if chance(h>>16, 50) {
+		return true, 10 << 20
+	}
+	return true, 0
+}
+
+// withheldDept returns the department of side s whose file transfer its
+// own enterprise withheld on link l, if any (10% of sides): the department
+// of one of the side's grantees.
+func (w *enterprise) withheldDept(l uint64, s int) (uint64, bool) {
+	h := w.h(tWithheld, l, uint64(s))
+	k := w.links[l].ends[s]
+	return w.deptOf(k, w.grantee(l, s, (h>>8)%w.grants(l, s))), chance(h, 10)
+}
+
+// canTransfer reports link l#use_file_transfer for employee i of side s
+// sending a file of size bytes.
+func (w *enterprise) canTransfer(l uint64, s int, i uint64, size int64) bool {
+	j, ok := w.grantIndex(l, s, i)
+	if !ok || !w.usable(l, s, i) {
+		return false
+	}
+	ft, limit := w.fileTransfer(l, s, j)
+	if !ft || (limit > 0 && size > limit) {
+		return false
+	}
+	k := w.links[l].ends[s]
+	d, withheld := w.withheldDept(l, s)
+	return !withheld || !w.inSubtree(k, w.deptOf(k, i), d)
 }
 
 func (w *enterprise) grantLive(l uint64, s int, i uint64) bool {
@@ -550,6 +656,9 @@ func (w *enterprise) enterpriseRels(k uint64, y func(tuple.Relationship) bool) b
 		if a, ok := w.deptAdmin(k, j); ok {
 			rs = append(rs, rel("department", d, "scoped_admin", "employee", w.emp(k, a)))
 		}
+		if m, ok := w.deptManager(k, j); ok {
+			rs = append(rs, rel("department", d, "manager", "employee", w.emp(k, m)))
+		}
 		if !emit(y, rs) {
 			return false
 		}
@@ -602,6 +711,7 @@ func (w *enterprise) enterpriseRels(k uint64, y func(tuple.Relationship) bool) b
 		rs = append(rs[:0],
 			rel("crm_customer", name, "enterprise", "enterprise", e),
 			rel("crm_customer", name, "region", "region", w.region(k, cu.region)),
+			rel("crm_customer", name, "owner_department", "department", w.dept(k, w.custOwner(k, c))),
 			rel("crm_customer", name, roleNames[cu.role], "employee", w.emp(k, cu.holder)))
 		if cu.hasRep {
 			rs = append(rs, rel("crm_customer", name, "sales_rep", "employee", w.emp(k, cu.rep)))
@@ -644,8 +754,21 @@ func (w *enterprise) linkRels(l uint64, y func(tuple.Relationship) bool) bool {
 		rel("link", name, "from_enterprise", "enterprise", w.ent(lp.ends[0])),
 		rel("link", name, "to_enterprise", "enterprise", w.ent(lp.ends[1])),
 	}
-	if w.linkApproved(l) {
-		rs = append(rs, rel("link", name, "approved", "employee", "*"))
+	from, to, platform, exp := w.linkApprovals(l)
+	for _, a := range [...]struct {
+		ok       bool
+		relation string
+	}{{from, "approved_by_from"}, {to, "approved_by_to"}, {platform, "approved"}} {
+		if a.ok {
+			r := rel("link", name, a.relation, "employee", "*")
+			r.Expiration = exp
+			rs = append(rs, r)
+		}
+	}
+	for s := range 2 {
+		if d, ok := w.withheldDept(l, s); ok {
+			rs = append(rs, relSet("link", name, "file_transfer_withheld", "department", w.dept(lp.ends[s], d), "member"))
+		}
 	}
 	for s, by := range [2]string{"named_partner_by_from", "named_partner_by_to"} {
 		if w.linkNamed(l, s) {
@@ -669,8 +792,19 @@ func (w *enterprise) linkRels(l uint64, y func(tuple.Relationship) bool) bool {
 			if chance(hc, 60) {
 				rs = append(rs, rel("link", name, "chat", "employee", x))
 			}
-			if chance(w.h(tVideo, l, uint64(s)<<32|j), 20) {
-				rs = append(rs, rel("link", name, "video_meeting", "employee", x))
+			if hv := w.h(tVideo, l, uint64(s)<<32|j); chance(hv, 20) {
+				v := rel("link", name, "video_meeting", "employee", x)
+				if chance(hv>>16, 50) { // office hours only
+					v.Caveat = &tuple.Caveat{Name: "within_hours", Context: map[string]any{"tz": "+08:00", "from_hour": 9, "to_hour": 18}}
+				}
+				rs = append(rs, v)
+			}
+			if ft, limit := w.fileTransfer(l, s, j); ft {
+				f := rel("link", name, "file_transfer", "employee", x)
+				if limit > 0 {
+					f.Caveat = &tuple.Caveat{Name: "file_size_limit", Context: map[string]any{"max_bytes": limit}}
+				}
+				rs = append(rs, f)
 			}
 			if !emit(y, rs) {
 				return false
@@ -782,6 +916,19 @@ func (s *enterpriseSource) check() Request {
 			subj = r.Uint64N(p.admins + 1)
 		case m < 6 && cu.hasRep:
 			subj = cu.rep
+		case m < 7: // a manager of the owning department or one above it
+			for d := w.custOwner(k, c); ; {
+				if x, ok := w.deptManager(k, d); ok {
+					subj = x
+					break
+				}
+				par, ok := w.deptParent(k, d)
+				if !ok {
+					subj = i
+					break
+				}
+				d = par
+			}
 		case m < 9:
 			subj = i
 		default:
@@ -819,11 +966,20 @@ func (s *enterpriseSource) check() Request {
 			subj = x
 		}
 		return req(obj("department", w.dept(k, d)), "manage", k, subj, w.canManageDept(k, d, subj))
-	case n < 75 && len(w.links) > 0: // may a grantee use a link
+	case n < 75 && len(w.links) > 0: // may a grantee use a link, or send a file over it
 		l := r.Uint64N(uint64(len(w.links)))
 		side := r.IntN(2)
 		ks := w.links[l].ends[side]
 		is := w.grantee(l, side, r.Uint64N(w.grants(l, side)))
+		if r.IntN(4) == 0 {
+			size := int64(1 << 20)
+			if r.IntN(4) == 0 {
+				size = 50 << 20 // over the usual cap
+			}
+			q := req(obj("link", w.link(l)), "use_file_transfer", ks, is, w.canTransfer(l, side, is, size))
+			q.Context = map[string]any{"size": size}
+			return q
+		}
 		return req(obj("link", w.link(l)), "usable_by", ks, is, w.usable(l, side, is))
 	case n < 85: // internal messaging: members, and outsiders
 		if r.IntN(5) == 0 {

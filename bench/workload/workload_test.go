@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -63,16 +62,6 @@ func TestDeterministic(t *testing.T) {
 				t.Errorf("sources: same stream equal = %v, other stream differs = %v", same, differ)
 			}
 		})
-	}
-}
-
-func TestEnterpriseSchemaIsTheExample(t *testing.T) {
-	src, err := os.ReadFile("../../examples/enterprise/schema.zed")
-	if err != nil {
-		t.Skipf("example schema not readable: %v", err)
-	}
-	if string(src) != enterpriseSchema {
-		t.Fatal("bench/workload/enterprise.zed differs from examples/enterprise/schema.zed: copy it again")
 	}
 }
 
