@@ -11,28 +11,32 @@ import (
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
-// lookupAll runs one LookupResources call of document#view for user:anne
-// and returns the IDs it yields.
-func lookupAll(t *testing.T, f *fixture, limit int, after string) ([]string, error) {
+// lookupAll runs one LookupResources call of document#view for user:anne,
+// resuming after cursor, and returns the IDs it yields and the cursor of
+// the last one.
+func lookupAll(t *testing.T, f *fixture, limit int, cursor string) ([]string, string, error) {
 	t.Helper()
 	seq, _, err := f.eng.LookupResources(f.ctx, engine.LookupResourcesRequest{
 		Consistency: engine.FullyConsistent(),
 		LookupResourcesRequest: eval.LookupResourcesRequest{
 			ResourceType: "document", Permission: "view", Subject: tuple.SubjectRef{Type: "user", ID: "anne"},
-			Limit: limit, After: after,
+			Limit: limit,
 		},
+		Cursor: cursor,
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var ids []string
+	last := ""
 	for r, err := range seq {
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		ids = append(ids, r.ResourceID)
+		last = r.Cursor()
 	}
-	return ids, nil
+	return ids, last, nil
 }
 
 // importDocs gives user:anne viewer on n documents d00000, d00001, ... in
@@ -52,18 +56,19 @@ func importDocs(t *testing.T, f *fixture, n int) []string {
 }
 
 // pageAll pages through every result with pages of size, resuming after
-// the last ID of each page, and fails if a page is larger than asked.
+// the cursor of the last result of each page, and fails if a page is
+// larger than asked.
 func pageAll(t *testing.T, f *fixture, size int) []string {
 	t.Helper()
 	var all []string
-	after := ""
+	cursor := ""
 	for calls := 0; ; calls++ {
 		if calls > 100000 {
 			t.Fatal("paging does not end")
 		}
-		page, err := lookupAll(t, f, size, after)
+		page, next, err := lookupAll(t, f, size, cursor)
 		if err != nil {
-			t.Fatalf("page after %q: %v", after, err)
+			t.Fatalf("page %d: %v", calls, err)
 		}
 		if len(page) > size {
 			t.Fatalf("page of %d results, asked for %d", len(page), size)
@@ -72,7 +77,7 @@ func pageAll(t *testing.T, f *fixture, size int) []string {
 		if len(page) < size {
 			return all
 		}
-		after = page[len(page)-1]
+		cursor = next
 	}
 }
 
@@ -87,7 +92,7 @@ func TestLookupResourcesPastTheDefaultCap(t *testing.T) {
 	}
 	want := importDocs(t, f, engine.DefaultMaxLookupLimit+5)
 
-	got, err := lookupAll(t, f, 0, "")
+	got, _, err := lookupAll(t, f, 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +103,7 @@ func TestLookupResourcesPastTheDefaultCap(t *testing.T) {
 		t.Errorf("paged lookup: %d results, want each of %d once", len(got), len(want))
 	}
 
-	_, err = lookupAll(t, f, engine.DefaultMaxLookupLimit+1, "")
+	_, _, err = lookupAll(t, f, engine.DefaultMaxLookupLimit+1, "")
 	var le *engine.LimitError
 	if !errors.As(err, &le) || le.Max != engine.DefaultMaxLookupLimit || !strings.Contains(err.Error(), "limit of 10000") {
 		t.Errorf("limit above the maximum: %v, want a *LimitError naming 10000", err)
@@ -111,7 +116,7 @@ func TestLookupResourcesPaging(t *testing.T) {
 	const maxLimit = 4
 	f := newFixture(t, engine.Options{Limits: engine.Limits{MaxLookupLimit: maxLimit}})
 	want := importDocs(t, f, 3*maxLimit+1)
-	got, err := lookupAll(t, f, 0, "")
+	got, _, err := lookupAll(t, f, 0, "")
 	if err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("lookup without a limit: %v, %v; want all %d", got, err, len(want))
 	}
@@ -120,7 +125,7 @@ func TestLookupResourcesPaging(t *testing.T) {
 			t.Errorf("pages of %d: %v, want %v", size, got, want)
 		}
 	}
-	if _, err := lookupAll(t, f, maxLimit+1, ""); !errors.Is(err, engine.ErrLimitExceeded) {
+	if _, _, err := lookupAll(t, f, maxLimit+1, ""); !errors.Is(err, engine.ErrLimitExceeded) {
 		t.Errorf("limit above the maximum: %v", err)
 	}
 }

@@ -329,8 +329,13 @@ func TestErrorCodes(t *testing.T) {
 		{"lookup limit too large", lookup(func(r *pb.LookupResourcesRequest) { r.OptionalLimit = 1_000_000 }), codes.ResourceExhausted, ReasonLimitExceeded, "lookup"},
 		{"lookup cursor garbage", lookup(func(r *pb.LookupResourcesRequest) { r.OptionalCursor = &pb.Cursor{Token: "AAAA"} }), codes.InvalidArgument, ReasonInvalidCursor, "optional_cursor.token"},
 		{"lookup cursor of another lookup", lookup(func(r *pb.LookupResourcesRequest) {
-			r.OptionalCursor = &pb.Cursor{Token: encodeCursor(zk.GetToken(), requestHash("lookup", "doc", "edit", "user:anne"), "a")}
+			rev, err := token.DecodeZookie(f.eng.Fingerprint(), zk.GetToken())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.OptionalCursor = &pb.Cursor{Token: token.EncodeCursor(f.eng.Fingerprint(), token.Cursor{Revision: rev, Request: token.RequestHash("another lookup"), Position: "a"})}
 		}), codes.InvalidArgument, ReasonInvalidCursor, "different request"},
+		{"lookup cursor that is a zookie", lookup(func(r *pb.LookupResourcesRequest) { r.OptionalCursor = &pb.Cursor{Token: zk.GetToken()} }), codes.InvalidArgument, ReasonInvalidCursor, "not a cursor"},
 		{"lookup without subject", lookup(func(r *pb.LookupResourcesRequest) { r.Subject = nil }), codes.InvalidArgument, ReasonInvalidArgument, "subject"},
 		{"read cursor garbage", func() error {
 			return drain(func() (func() error, error) {
