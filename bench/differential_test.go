@@ -119,7 +119,7 @@ func TestPebbleAndPostgresAgree(t *testing.T) {
 func lookupResources(t *testing.T, e *engine.Engine, req engine.LookupResourcesRequest) string {
 	t.Helper()
 	seq, _, err := e.LookupResources(context.Background(), req)
-	return render(seq, err, func(r eval.ResourceResult) string {
+	return render(seq, err, func(r engine.ResourceResult) string {
 		return fmt.Sprintf("%s:%v%v", r.ResourceID, r.Permissionship, r.MissingContext)
 	})
 }
@@ -127,7 +127,7 @@ func lookupResources(t *testing.T, e *engine.Engine, req engine.LookupResourcesR
 func lookupSubjects(t *testing.T, e *engine.Engine, req engine.LookupSubjectsRequest) string {
 	t.Helper()
 	seq, _, err := e.LookupSubjects(context.Background(), req)
-	return render(seq, err, func(r eval.SubjectResult) string {
+	return render(seq, err, func(r engine.SubjectResult) string {
 		return fmt.Sprintf("%s-%v:%v%v", r.SubjectID, r.ExcludedIDs, r.Permissionship, r.MissingContext)
 	})
 }

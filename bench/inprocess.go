@@ -147,31 +147,35 @@ func (t *InProcess) Do(ctx context.Context, req *workload.Request) (Outcome, err
 // holds at most the engine's lookup limit.
 func (t *InProcess) lookupResources(ctx context.Context, req *workload.Request) (Outcome, error) {
 	limit := t.e.Limits().MaxLookupLimit
-	total, after := 0, ""
+	total, cursor := 0, ""
 	for {
 		seq, _, err := t.e.LookupResources(ctx, engine.LookupResourcesRequest{
 			Consistency: t.c,
 			LookupResourcesRequest: eval.LookupResourcesRequest{
 				ResourceType: req.ResourceType, Permission: req.Permission, Subject: req.Subject,
-				Limit: limit, After: after,
+				Limit: limit,
 			},
 			Context: req.Context,
+			Cursor:  cursor,
 		})
 		if err != nil {
 			return Outcome{Results: total}, err
 		}
 		n := 0
+		var last engine.ResourceResult
 		for r, err := range seq {
 			if err != nil {
 				return Outcome{Results: total + n}, err
 			}
 			n++
-			after = r.ResourceID
+			last = r
 		}
 		total += n
 		if n < limit {
 			return Outcome{Results: total}, nil
 		}
+		// Minted once a page, as a client keeps only the last cursor.
+		cursor = last.Cursor()
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/pemba-authz/pemba/engine/store"
-	"github.com/pemba-authz/pemba/engine/zookie"
+	"github.com/pemba-authz/pemba/engine/token"
 )
 
 // Mode says how fresh the data behind an answer must be. See
@@ -130,7 +130,7 @@ func (q *headQuantizer) fetch(ctx context.Context, now time.Time) (store.Revisio
 // decodeZookie returns the revision a zookie names, checking that it was
 // minted by this store.
 func (e *Engine) decodeZookie(z string) (store.Revision, error) {
-	rev, err := zookie.Decode(e.fingerprint, z)
+	rev, err := token.DecodeZookie(e.fingerprint, z)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrInvalidZookie, err)
 	}
@@ -144,7 +144,7 @@ func (e *Engine) zookieOf(rev store.Revision) string {
 	if m := e.lastZookie.Load(); m != nil && m.rev == rev {
 		return m.z
 	}
-	z := zookie.Encode(e.fingerprint, uint64(rev))
+	z := token.EncodeZookie(e.fingerprint, uint64(rev))
 	e.lastZookie.Store(&mintedZookie{rev: rev, z: z})
 	return z
 }

@@ -14,14 +14,14 @@ import (
 	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
-	"github.com/pemba-authz/pemba/engine/zookie"
+	"github.com/pemba-authz/pemba/engine/token"
 )
 
 const annView = "document:1#view@user:anne"
 
 func revisionOf(t *testing.T, f *fixture, z string) uint64 {
 	t.Helper()
-	rev, err := zookie.Decode(zookie.FingerprintOf(f.st.Kind(), f.st.ID()), z)
+	rev, err := token.DecodeZookie(token.FingerprintOf(f.st.Kind(), f.st.ID()), z)
 	if err != nil {
 		t.Fatalf("decode zookie %q: %v", z, err)
 	}
@@ -165,8 +165,8 @@ func TestBadZookiesRejected(t *testing.T) {
 
 	other := memstore.New(memstore.Options{})
 	defer other.Close()
-	otherZ := zookie.Encode(zookie.FingerprintOf(other.Kind(), other.ID()), head)
-	future := zookie.Encode(zookie.FingerprintOf(f.st.Kind(), f.st.ID()), head+3)
+	otherZ := token.EncodeZookie(token.FingerprintOf(other.Kind(), other.ID()), head)
+	future := token.EncodeZookie(token.FingerprintOf(f.st.Kind(), f.st.ID()), head+3)
 	tampered := []byte(z)
 	tampered[len(tampered)/2] ^= 1
 
@@ -177,7 +177,7 @@ func TestBadZookiesRejected(t *testing.T) {
 	}{
 		{"garbage", engine.AtLeastAsFresh("not-a-zookie"), engine.ErrInvalidZookie},
 		{"tampered", engine.AtExactSnapshot(string(tampered)), engine.ErrInvalidZookie},
-		{"other store", engine.AtLeastAsFresh(otherZ), zookie.ErrOtherStore},
+		{"other store", engine.AtLeastAsFresh(otherZ), token.ErrOtherStore},
 		{"future at_least_as_fresh", engine.AtLeastAsFresh(future), engine.ErrFutureZookie},
 		{"future exact", engine.AtExactSnapshot(future), engine.ErrFutureZookie},
 		{"missing zookie", engine.Consistency{Mode: engine.ModeAtLeastAsFresh}, engine.ErrInvalidRequest},
@@ -192,7 +192,7 @@ func TestBadZookiesRejected(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("got %v, want %v", err, tt.want)
 			}
-			if tt.want == zookie.ErrOtherStore && !errors.Is(err, engine.ErrInvalidZookie) {
+			if tt.want == token.ErrOtherStore && !errors.Is(err, engine.ErrInvalidZookie) {
 				t.Errorf("other-store error %v is not also ErrInvalidZookie", err)
 			}
 		})

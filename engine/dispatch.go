@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/pemba-authz/pemba/engine/eval"
-	"github.com/pemba-authz/pemba/engine/zookie"
+	"github.com/pemba-authz/pemba/engine/token"
 )
 
 // MaxDispatchClockSkew bounds how far the clock of a dispatched request may
@@ -21,7 +21,7 @@ const MaxDispatchClockSkew = 5 * time.Second
 // different stores share no revisions, so a mismatch is refused
 // (ErrInvalidRequest) rather than answered from unrelated data. The
 // request's revision must still be inside the GC window.
-func (e *Engine) DispatchCheck(ctx context.Context, fp zookie.Fingerprint, req *eval.DispatchRequest) (*eval.DispatchResponse, error) {
+func (e *Engine) DispatchCheck(ctx context.Context, fp token.Fingerprint, req *eval.DispatchRequest) (*eval.DispatchResponse, error) {
 	if err := e.checkOpen(); err != nil {
 		return nil, err
 	}

@@ -42,7 +42,7 @@ import (
 	"github.com/pemba-authz/pemba/engine/cache"
 	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/store"
-	"github.com/pemba-authz/pemba/engine/zookie"
+	"github.com/pemba-authz/pemba/engine/token"
 	"github.com/pemba-authz/pemba/schema"
 )
 
@@ -120,7 +120,7 @@ type Limits struct {
 // Engine answers permission questions over one store. Create it with Open.
 type Engine struct {
 	st          store.Store
-	fingerprint zookie.Fingerprint
+	fingerprint token.Fingerprint
 	now         func() time.Time
 	log         *slog.Logger
 	limits      Limits
@@ -183,7 +183,7 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	}
 	e := &Engine{
 		st:          st,
-		fingerprint: zookie.FingerprintOf(st.Kind(), st.ID()),
+		fingerprint: token.FingerprintOf(st.Kind(), st.ID()),
 		now:         opts.Now,
 		log:         opts.Logger,
 		limits:      opts.Limits.withDefaults(st),
@@ -249,7 +249,7 @@ func (e *Engine) Close() error {
 }
 
 // Fingerprint identifies the engine's store in zookies and dispatches.
-func (e *Engine) Fingerprint() zookie.Fingerprint { return e.fingerprint }
+func (e *Engine) Fingerprint() token.Fingerprint { return e.fingerprint }
 
 // Store returns the store the engine reads and writes.
 func (e *Engine) Store() store.Store { return e.st }

@@ -10,7 +10,7 @@ import (
 )
 
 // Sentinel errors. Every error the engine returns wraps one of these (or a
-// sentinel of package store, tuple, zookie or eval), so the API layer maps
+// sentinel of package store, tuple, token or eval), so the API layer maps
 // them to status codes with errors.Is alone. The comment after each says
 // which gRPC code it is meant to become.
 var (
@@ -36,8 +36,9 @@ var (
 	// has been garbage collected. Wrapped together with
 	// store.ErrRevisionCompacted. (FailedPrecondition)
 	ErrSnapshotExpired = errors.New("engine: snapshot expired")
-	// ErrInvalidCursor: a ReadRelationships cursor is garbage or does not
-	// belong to this filter. (InvalidArgument)
+	// ErrInvalidCursor: a paging cursor (ReadRelationships, LookupResources,
+	// LookupSubjects) is garbage, of an older format, or was minted for
+	// another request or datastore. (InvalidArgument)
 	ErrInvalidCursor = errors.New("engine: invalid cursor")
 	// ErrInvalidRequest: a request is malformed (a missing field, a bad
 	// consistency mode). (InvalidArgument)

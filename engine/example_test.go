@@ -132,15 +132,15 @@ func ExampleEngine_ReadRelationships() {
 
 	cursor := ""
 	for {
-		page, next, _, err := eng.ReadRelationships(ctx, engine.FullyConsistent(), tuple.Filter{ResourceType: "document"}, 2, cursor)
+		page, err := eng.ReadRelationships(ctx, engine.FullyConsistent(), tuple.Filter{ResourceType: "document"}, 2, cursor)
 		if err != nil {
 			panic(err)
 		}
-		fmt.Println(page)
-		if next == "" {
+		fmt.Println(page.Relationships)
+		if page.Next == "" {
 			break
 		}
-		cursor = next
+		cursor = page.Next
 	}
 	// Output:
 	// [document:a#viewer@user:anne document:b#viewer@user:bob]

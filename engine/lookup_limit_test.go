@@ -3,6 +3,7 @@ package engine_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,28 +12,32 @@ import (
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
-// lookupAll runs one LookupResources call of document#view for user:anne
-// and returns the IDs it yields.
-func lookupAll(t *testing.T, f *fixture, limit int, after string) ([]string, error) {
+// lookupAll runs one LookupResources call of document#view for user:anne,
+// resuming after cursor, and returns the IDs it yields and the cursor of
+// the last one.
+func lookupAll(t *testing.T, f *fixture, limit int, cursor string) ([]string, string, error) {
 	t.Helper()
 	seq, _, err := f.eng.LookupResources(f.ctx, engine.LookupResourcesRequest{
 		Consistency: engine.FullyConsistent(),
 		LookupResourcesRequest: eval.LookupResourcesRequest{
 			ResourceType: "document", Permission: "view", Subject: tuple.SubjectRef{Type: "user", ID: "anne"},
-			Limit: limit, After: after,
+			Limit: limit,
 		},
+		Cursor: cursor,
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var ids []string
+	last := ""
 	for r, err := range seq {
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		ids = append(ids, r.ResourceID)
+		last = r.Cursor()
 	}
-	return ids, nil
+	return ids, last, nil
 }
 
 // importDocs gives user:anne viewer on n documents d00000, d00001, ... in
@@ -52,18 +57,19 @@ func importDocs(t *testing.T, f *fixture, n int) []string {
 }
 
 // pageAll pages through every result with pages of size, resuming after
-// the last ID of each page, and fails if a page is larger than asked.
+// the cursor of the last result of each page, and fails if a page is
+// larger than asked.
 func pageAll(t *testing.T, f *fixture, size int) []string {
 	t.Helper()
 	var all []string
-	after := ""
+	cursor := ""
 	for calls := 0; ; calls++ {
 		if calls > 100000 {
 			t.Fatal("paging does not end")
 		}
-		page, err := lookupAll(t, f, size, after)
+		page, next, err := lookupAll(t, f, size, cursor)
 		if err != nil {
-			t.Fatalf("page after %q: %v", after, err)
+			t.Fatalf("page %d: %v", calls, err)
 		}
 		if len(page) > size {
 			t.Fatalf("page of %d results, asked for %d", len(page), size)
@@ -72,7 +78,7 @@ func pageAll(t *testing.T, f *fixture, size int) []string {
 		if len(page) < size {
 			return all
 		}
-		after = page[len(page)-1]
+		cursor = next
 	}
 }
 
@@ -87,7 +93,7 @@ func TestLookupResourcesPastTheDefaultCap(t *testing.T) {
 	}
 	want := importDocs(t, f, engine.DefaultMaxLookupLimit+5)
 
-	got, err := lookupAll(t, f, 0, "")
+	got, _, err := lookupAll(t, f, 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +104,7 @@ func TestLookupResourcesPastTheDefaultCap(t *testing.T) {
 		t.Errorf("paged lookup: %d results, want each of %d once", len(got), len(want))
 	}
 
-	_, err = lookupAll(t, f, engine.DefaultMaxLookupLimit+1, "")
+	_, _, err = lookupAll(t, f, engine.DefaultMaxLookupLimit+1, "")
 	var le *engine.LimitError
 	if !errors.As(err, &le) || le.Max != engine.DefaultMaxLookupLimit || !strings.Contains(err.Error(), "limit of 10000") {
 		t.Errorf("limit above the maximum: %v, want a *LimitError naming 10000", err)
@@ -111,7 +117,7 @@ func TestLookupResourcesPaging(t *testing.T) {
 	const maxLimit = 4
 	f := newFixture(t, engine.Options{Limits: engine.Limits{MaxLookupLimit: maxLimit}})
 	want := importDocs(t, f, 3*maxLimit+1)
-	got, err := lookupAll(t, f, 0, "")
+	got, _, err := lookupAll(t, f, 0, "")
 	if err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("lookup without a limit: %v, %v; want all %d", got, err, len(want))
 	}
@@ -120,7 +126,129 @@ func TestLookupResourcesPaging(t *testing.T) {
 			t.Errorf("pages of %d: %v, want %v", size, got, want)
 		}
 	}
-	if _, err := lookupAll(t, f, maxLimit+1, ""); !errors.Is(err, engine.ErrLimitExceeded) {
+	if _, _, err := lookupAll(t, f, maxLimit+1, ""); !errors.Is(err, engine.ErrLimitExceeded) {
 		t.Errorf("limit above the maximum: %v", err)
+	}
+}
+
+// lookupSubjectsPage runs one LookupSubjects call of document:d#view for
+// users, resuming after cursor, and returns the subject IDs it yields and
+// the cursor of the last one.
+func lookupSubjectsPage(t *testing.T, f *fixture, limit int, cursor string) ([]string, string, error) {
+	t.Helper()
+	seq, _, err := f.eng.LookupSubjects(f.ctx, engine.LookupSubjectsRequest{
+		Consistency: engine.FullyConsistent(),
+		LookupSubjectsRequest: eval.LookupSubjectsRequest{
+			Resource: tuple.ObjectRef{Type: "document", ID: "d"}, Permission: "view", SubjectType: "user",
+		},
+		Limit:  limit,
+		Cursor: cursor,
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	var ids []string
+	last := ""
+	for r, err := range seq {
+		if err != nil {
+			return nil, "", err
+		}
+		ids = append(ids, r.SubjectID)
+		last = r.Cursor()
+	}
+	return ids, last, nil
+}
+
+// LookupSubjects pages in the engine: every page size returns each subject
+// exactly once, in order, at the revision of the first page, even when a
+// write lands between pages.
+func TestLookupSubjectsPaging(t *testing.T) {
+	f := newFixture(t, engine.Options{})
+	var want []string
+	for i := range 7 {
+		id := fmt.Sprintf("u%d", i)
+		want = append(want, id)
+		f.touch("document:d#viewer@user:" + id)
+	}
+	f.touch("document:d#viewer@user:u3", "document:d#banned@user:u3")
+	want = slices.Delete(want, 3, 4)
+	all, _, err := lookupSubjectsPage(t, f, 0, "")
+	if err != nil || !slices.Equal(all, want) {
+		t.Fatalf("without a limit: %v, %v; want %v", all, err, want)
+	}
+	for size := 1; size <= len(want)+1; size++ {
+		var got []string
+		cursor := ""
+		for calls := 0; ; calls++ {
+			if calls > len(want)+1 {
+				t.Fatalf("size %d: paging does not end", size)
+			}
+			page, next, err := lookupSubjectsPage(t, f, size, cursor)
+			if err != nil {
+				t.Fatalf("size %d, page %d: %v", size, calls, err)
+			}
+			if len(page) > size {
+				t.Fatalf("size %d: a page of %d", size, len(page))
+			}
+			if calls == 0 {
+				// Written after the first page: the listing must not see it.
+				f.touch("document:d#viewer@user:u00")
+			}
+			got = append(got, page...)
+			if len(page) < size {
+				break
+			}
+			cursor = next
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("pages of %d: %v, want %v", size, got, want)
+		}
+		f.remove("document:d#viewer@user:u00")
+	}
+}
+
+// A lookup refuses a cursor that is not one of its own with
+// ErrInvalidCursor, and paging by hand (After) with ErrInvalidRequest.
+func TestLookupCursorRejects(t *testing.T) {
+	f := newFixture(t, engine.Options{})
+	z := f.touch("document:d#viewer@user:anne", "document:e#viewer@user:anne")
+	_, resourcesCursor, err := lookupAll(t, f, 1, "")
+	if err != nil || resourcesCursor == "" {
+		t.Fatalf("lookup resources: %q, %v", resourcesCursor, err)
+	}
+	_, subjectsCursor, err := lookupSubjectsPage(t, f, 1, "")
+	if err != nil || subjectsCursor == "" {
+		t.Fatalf("lookup subjects: %q, %v", subjectsCursor, err)
+	}
+	readPage, err := f.eng.ReadRelationships(f.ctx, engine.FullyConsistent(), tuple.Filter{ResourceType: "document"}, 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, cursor string }{
+		{"garbage", "garbage"},
+		{"a zookie", z},
+		{"a read cursor", readPage.Next},
+		{"trailing newline", resourcesCursor + "\n"},
+	} {
+		if _, _, err := lookupAll(t, f, 1, tt.cursor); !errors.Is(err, engine.ErrInvalidCursor) {
+			t.Errorf("lookup resources with %s: %v, want ErrInvalidCursor", tt.name, err)
+		}
+	}
+	if _, _, err := lookupAll(t, f, 1, subjectsCursor); !errors.Is(err, engine.ErrInvalidCursor) {
+		t.Errorf("lookup resources with a lookup subjects cursor: %v", err)
+	}
+	if _, _, err := lookupSubjectsPage(t, f, 1, resourcesCursor); !errors.Is(err, engine.ErrInvalidCursor) {
+		t.Errorf("lookup subjects with a lookup resources cursor: %v", err)
+	}
+	if _, _, err := lookupSubjectsPage(t, f, -1, ""); !errors.Is(err, engine.ErrInvalidRequest) {
+		t.Errorf("lookup subjects with a negative limit: %v", err)
+	}
+	_, _, err = f.eng.LookupResources(f.ctx, engine.LookupResourcesRequest{
+		LookupResourcesRequest: eval.LookupResourcesRequest{
+			ResourceType: "document", Permission: "view", Subject: tuple.SubjectRef{Type: "user", ID: "anne"}, After: "d",
+		},
+	})
+	if !errors.Is(err, engine.ErrInvalidRequest) {
+		t.Errorf("lookup resources with After: %v, want ErrInvalidRequest", err)
 	}
 }

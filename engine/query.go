@@ -95,34 +95,59 @@ func (e *Engine) Expand(ctx context.Context, req ExpandRequest) (*eval.Tree, str
 }
 
 // LookupResourcesRequest asks which resources of a type a subject has a
-// permission on.
+// permission on. Page with Limit and Cursor; the embedded request's After
+// must stay empty (a cursor carries the position).
 type LookupResourcesRequest struct {
 	Consistency Consistency
 	eval.LookupResourcesRequest
 	Context map[string]any
+	// Cursor resumes a listing after the result that minted it, at the
+	// revision of the listing's first page; Consistency is then ignored.
+	Cursor string
 }
 
+// ResourceResult is one result of LookupResources.
+type ResourceResult struct {
+	eval.ResourceResult
+	pager *pager
+}
+
+// Cursor returns a cursor that resumes the listing after this result.
+// It is minted on demand: callers that do not page pay nothing.
+func (r ResourceResult) Cursor() string { return r.pager.cursor(r.ResourceID) }
+
 // LookupResources resolves the revision, then returns the zookie and a
-// sequence of results at that revision. Limit 0 yields every result: a
-// default cap would cut the answer without the caller knowing, so
-// Limits.MaxLookupLimit bounds only a Limit the caller gives (a page size;
-// resume a page with After).
-func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest) (iter.Seq2[eval.ResourceResult, error], string, error) {
+// sequence of results at that revision, in ascending resource ID order.
+// Limit 0 yields every result: a default cap would cut the answer without
+// the caller knowing, so Limits.MaxLookupLimit bounds only a Limit the
+// caller gives (a page size; resume with the Cursor of the last result).
+func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest) (iter.Seq2[ResourceResult, error], string, error) {
 	switch {
 	case req.Limit < 0:
 		return nil, "", fmt.Errorf("%w: negative lookup limit %d", ErrInvalidRequest, req.Limit)
 	case req.Limit > e.limits.MaxLookupLimit:
 		return nil, "", &LimitError{Limit: "lookup results per page", Max: e.limits.MaxLookupLimit, Got: req.Limit,
 			Hint: "give no limit to receive every result, or page with a smaller limit and the cursor of the last result"}
+	case req.After != "":
+		return nil, "", fmt.Errorf("%w: resume a lookup with a cursor, not After", ErrInvalidRequest)
 	}
 	if err := e.checkContextSize(req.Context); err != nil {
 		return nil, "", err
 	}
-	v, err := e.needSchema(ctx, req.Consistency)
+	v, after, pg, err := e.needSchemaPage(ctx, req.Consistency, req.Cursor, lookupResourcesRequest(req))
 	if err != nil {
 		return nil, "", err
 	}
-	return v.c.eval.LookupResources(ctx, e.params(v, req.Context), req.LookupResourcesRequest), e.zookieOf(v.rev), nil
+	er := req.LookupResourcesRequest
+	er.After = after
+	seq := v.c.eval.LookupResources(ctx, e.params(v, req.Context), er)
+	return func(yield func(ResourceResult, error) bool) {
+		for r, err := range seq {
+			if !yield(ResourceResult{ResourceResult: r, pager: pg}, err) || err != nil {
+				return
+			}
+		}
+	}, e.zookieOf(v.rev), nil
 }
 
 // LookupSubjectsRequest asks which subjects of a type have a permission on
@@ -131,19 +156,60 @@ type LookupSubjectsRequest struct {
 	Consistency Consistency
 	eval.LookupSubjectsRequest
 	Context map[string]any
+	// Limit bounds the results of one call (0: all of them).
+	Limit int
+	// Cursor resumes a listing after the result that minted it, at the
+	// revision of the listing's first page; Consistency is then ignored.
+	Cursor string
 }
 
+// SubjectResult is one result of LookupSubjects.
+type SubjectResult struct {
+	eval.SubjectResult
+	pager *pager
+}
+
+// Cursor returns a cursor that resumes the listing after this result.
+func (r SubjectResult) Cursor() string { return r.pager.cursor(r.SubjectID) }
+
 // LookupSubjects resolves the revision, then returns the zookie and a
-// sequence of results at that revision.
-func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) (iter.Seq2[eval.SubjectResult, error], string, error) {
+// sequence of results at that revision, in ascending subject ID order.
+//
+// The evaluator computes the whole answer (exclusions and intersections
+// need every subject before the first is known), so a resumed page is
+// computed in full and the results up to the cursor's position are
+// skipped here.
+func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) (iter.Seq2[SubjectResult, error], string, error) {
+	if req.Limit < 0 {
+		return nil, "", fmt.Errorf("%w: negative lookup limit %d", ErrInvalidRequest, req.Limit)
+	}
 	if err := e.checkContextSize(req.Context); err != nil {
 		return nil, "", err
 	}
-	v, err := e.needSchema(ctx, req.Consistency)
+	v, after, pg, err := e.needSchemaPage(ctx, req.Consistency, req.Cursor, lookupSubjectsRequest(req))
 	if err != nil {
 		return nil, "", err
 	}
-	return v.c.eval.LookupSubjects(ctx, e.params(v, req.Context), req.LookupSubjectsRequest), e.zookieOf(v.rev), nil
+	seq := v.c.eval.LookupSubjects(ctx, e.params(v, req.Context), req.LookupSubjectsRequest)
+	return func(yield func(SubjectResult, error) bool) {
+		n := 0
+		for r, err := range seq {
+			if err != nil {
+				yield(SubjectResult{}, err)
+				return
+			}
+			if after != "" && r.SubjectID <= after {
+				continue
+			}
+			if req.Limit > 0 && n == req.Limit {
+				return
+			}
+			n++
+			if !yield(SubjectResult{SubjectResult: r, pager: pg}, nil) {
+				return
+			}
+		}
+	}, e.zookieOf(v.rev), nil
 }
 
 func (e *Engine) params(v *view, ctx map[string]any) eval.Params {

@@ -2,12 +2,8 @@ package engine
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"hash/fnv"
 	"iter"
 
 	"github.com/pemba-authz/pemba/engine/store"
@@ -25,130 +21,73 @@ func (e *Engine) ReadSchema(ctx context.Context, c Consistency) (string, string,
 	return v.c.schema.Source, e.zookieOf(v.rev), nil
 }
 
+// ReadPage is one page of ReadRelationships.
+type ReadPage struct {
+	// Relationships are the matches of the page, in index order.
+	Relationships []tuple.Relationship
+	// Next resumes the scan after the page; "" after the last page.
+	Next string
+	// Zookie names the revision of the scan.
+	Zookie string
+
+	pager *pager
+}
+
+// CursorAfter returns a cursor that resumes the scan after
+// Relationships[i], at the scan's revision.
+func (p ReadPage) CursorAfter(i int) string {
+	return p.pager.cursor(p.Relationships[i].Key().String())
+}
+
 // ReadRelationships returns one page of the relationships matching f, in
 // index order, hiding expired ones. An empty cursor starts a scan at the
 // revision c selects; a non-empty cursor (from a previous page of the same
-// filter) continues that scan at the revision it started at, and c is then
-// ignored, so the pages of one scan form one consistent snapshot. The
-// returned next cursor is "" after the last page.
-func (e *Engine) ReadRelationships(ctx context.Context, c Consistency, f tuple.Filter, pageSize int, cursor string) ([]tuple.Relationship, string, string, error) {
+// filter: its Next or a CursorAfter) continues that scan at the revision it
+// started at, and c is then ignored, so the pages of one scan form one
+// consistent snapshot. A page size of 0 means Limits.MaxReadPageSize.
+func (e *Engine) ReadRelationships(ctx context.Context, c Consistency, f tuple.Filter, pageSize int, cursor string) (ReadPage, error) {
 	if err := validateFilter(f); err != nil {
-		return nil, "", "", err
+		return ReadPage{}, err
 	}
 	switch {
 	case pageSize < 0:
-		return nil, "", "", fmt.Errorf("%w: negative page size %d", ErrInvalidRequest, pageSize)
+		return ReadPage{}, fmt.Errorf("%w: negative page size %d", ErrInvalidRequest, pageSize)
 	case pageSize == 0:
 		pageSize = e.limits.MaxReadPageSize
 	case pageSize > e.limits.MaxReadPageSize:
-		return nil, "", "", &LimitError{Limit: "relationships per page", Max: e.limits.MaxReadPageSize, Got: pageSize}
+		return ReadPage{}, &LimitError{Limit: "relationships per page", Max: e.limits.MaxReadPageSize, Got: pageSize}
 	}
-	var (
-		v     *view
-		after *tuple.Key
-		err   error
-	)
-	if cursor != "" {
-		if err := e.checkOpen(); err != nil {
-			return nil, "", "", err
+	v, pos, pg, err := e.openPage(ctx, c, cursor, readRequest(f))
+	if err != nil {
+		return ReadPage{}, err
+	}
+	var after *tuple.Key
+	if pos != "" {
+		r, err := tuple.Parse(pos)
+		if err != nil || r.Caveat != nil || !r.Expiration.IsZero() {
+			return ReadPage{}, fmt.Errorf("%w: bad position", ErrInvalidCursor)
 		}
-		rev, key, err := e.decodeCursor(cursor, f)
-		if err != nil {
-			return nil, "", "", err
-		}
-		after = &key
-		if v, err = e.openAt(ctx, rev); err != nil {
-			return nil, "", "", err
-		}
-	} else if v, err = e.open(ctx, c); err != nil {
-		return nil, "", "", err
+		k := r.Key()
+		after = &k
 	}
 	// Ask for one more than a page to know whether another page follows.
 	opts := store.QueryOptions{Limit: pageSize + 1, After: after, Now: e.now()}
-	page := make([]tuple.Relationship, 0, min(pageSize, 64))
+	page := ReadPage{Relationships: make([]tuple.Relationship, 0, min(pageSize, 64)), Zookie: e.zookieOf(v.rev), pager: pg}
 	more := false
 	for r, err := range v.reader.QueryRelationships(ctx, f, opts) {
 		if err != nil {
-			return nil, "", "", fmt.Errorf("engine: read relationships: %w", err)
+			return ReadPage{}, fmt.Errorf("engine: read relationships: %w", err)
 		}
-		if len(page) == pageSize {
+		if len(page.Relationships) == pageSize {
 			more = true
 			break
 		}
-		page = append(page, r)
+		page.Relationships = append(page.Relationships, r)
 	}
-	next := ""
 	if more {
-		next = e.encodeCursor(v.rev, f, page[len(page)-1].Key())
+		page.Next = page.CursorAfter(len(page.Relationships) - 1)
 	}
-	return page, next, e.zookieOf(v.rev), nil
-}
-
-// Cursor format, version 1 (base64url, no padding):
-//
-//	byte 0     version (1)
-//	8 bytes    store fingerprint
-//	uvarint    revision
-//	8 bytes    FNV-1a of the filter, so a cursor cannot resume another scan
-//	rest...    the last key returned, as text
-//	4 bytes    CRC-32C of everything before
-const cursorVersion = 1
-
-func filterHash(f tuple.Filter) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(formatFilter(f)))
-	return h.Sum64()
-}
-
-func (e *Engine) encodeCursor(rev store.Revision, f tuple.Filter, last tuple.Key) string {
-	buf := []byte{cursorVersion}
-	buf = append(buf, e.fingerprint[:]...)
-	buf = binary.AppendUvarint(buf, uint64(rev))
-	buf = binary.BigEndian.AppendUint64(buf, filterHash(f))
-	buf = append(buf, last.String()...)
-	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
-	return base64.RawURLEncoding.EncodeToString(buf)
-}
-
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
-func (e *Engine) decodeCursor(s string, f tuple.Filter) (store.Revision, tuple.Key, error) {
-	bad := func(why string) (store.Revision, tuple.Key, error) {
-		return 0, tuple.Key{}, fmt.Errorf("%w: %s", ErrInvalidCursor, why)
-	}
-	if len(s) > 4*tuple.MaxIDLen {
-		return bad("too long")
-	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
-	if err != nil {
-		return bad("not base64url")
-	}
-	if len(raw) < 1+8+1+8+4 {
-		return bad("too short")
-	}
-	body, sum := raw[:len(raw)-4], binary.BigEndian.Uint32(raw[len(raw)-4:])
-	if crc32.Checksum(body, crcTable) != sum {
-		return bad("checksum mismatch")
-	}
-	if body[0] != cursorVersion {
-		return bad("unknown version")
-	}
-	if [8]byte(body[1:9]) != e.fingerprint {
-		return bad("minted by another datastore")
-	}
-	rev, n := binary.Uvarint(body[9:])
-	if n <= 0 || len(body) < 9+n+8 {
-		return bad("bad revision")
-	}
-	rest := body[9+n:]
-	if binary.BigEndian.Uint64(rest[:8]) != filterHash(f) {
-		return bad("the cursor belongs to a different filter")
-	}
-	r, err := tuple.Parse(string(rest[8:]))
-	if err != nil {
-		return bad("bad position")
-	}
-	return store.Revision(rev), r.Key(), nil
+	return page, nil
 }
 
 // Export calls fn for every unexpired relationship at the revision c

@@ -132,23 +132,31 @@ func TestReadRelationshipsPaging(t *testing.T) {
 		f.touch(s)
 	}
 	filter := tuple.Filter{ResourceType: "document"}
-	page, cursor, z, err := f.eng.ReadRelationships(f.ctx, engine.FullyConsistent(), filter, 2, "")
-	if err != nil || len(page) != 2 || cursor == "" {
-		t.Fatalf("first page: %v %q %v", page, cursor, err)
+	page, err := f.eng.ReadRelationships(f.ctx, engine.FullyConsistent(), filter, 2, "")
+	if err != nil || len(page.Relationships) != 2 || page.Next == "" {
+		t.Fatalf("first page: %+v %v", page, err)
 	}
-	got := []string{page[0].String(), page[1].String()}
+	z := page.Zookie
+	got := []string{page.Relationships[0].String(), page.Relationships[1].String()}
+	// Next is the cursor after the page's last relationship.
+	if page.Next != page.CursorAfter(1) {
+		t.Errorf("Next %q differs from CursorAfter(1) %q", page.Next, page.CursorAfter(1))
+	}
 	// A write between pages does not show up: the scan stays at its revision.
 	f.touch("document:3#viewer@user:late")
-	for cursor != "" {
-		var zz string
-		page, cursor, zz, err = f.eng.ReadRelationships(f.ctx, engine.FullyConsistent(), filter, 2, cursor)
+	// Resuming after the first relationship of a page re-reads the second.
+	if p, err := f.eng.ReadRelationships(f.ctx, engine.FullyConsistent(), filter, 1, page.CursorAfter(0)); err != nil || len(p.Relationships) != 1 || p.Relationships[0].String() != want[1] {
+		t.Errorf("resumed after the first: %+v, %v; want %s", p.Relationships, err, want[1])
+	}
+	for cursor := page.Next; cursor != ""; cursor = page.Next {
+		page, err = f.eng.ReadRelationships(f.ctx, engine.FullyConsistent(), filter, 2, cursor)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if zz != z {
+		if page.Zookie != z {
 			t.Errorf("continued page answered at another revision")
 		}
-		for _, r := range page {
+		for _, r := range page.Relationships {
 			got = append(got, r.String())
 		}
 	}
@@ -156,7 +164,8 @@ func TestReadRelationshipsPaging(t *testing.T) {
 		t.Errorf("pages = %v, want %v", got, want)
 	}
 
-	_, c1, _, _ := f.eng.ReadRelationships(f.ctx, engine.FullyConsistent(), filter, 1, "")
+	first, _ := f.eng.ReadRelationships(f.ctx, engine.FullyConsistent(), filter, 1, "")
+	c1 := first.Next
 	tests := []struct {
 		name   string
 		filter tuple.Filter
@@ -167,13 +176,17 @@ func TestReadRelationshipsPaging(t *testing.T) {
 		{"garbage cursor", filter, "garbage!", 1, engine.ErrInvalidCursor},
 		{"tampered cursor", filter, c1[:len(c1)-2] + "AA", 1, engine.ErrInvalidCursor},
 		{"other filter", tuple.Filter{ResourceType: "group"}, c1, 1, engine.ErrInvalidCursor},
+		{"narrower filter", tuple.Filter{ResourceType: "document", Relation: "viewer"}, c1, 1, engine.ErrInvalidCursor},
+		{"a zookie", filter, z, 1, engine.ErrInvalidCursor},
+		{"cursor with a line break", filter, c1[:5] + "\n" + c1[5:], 1, engine.ErrInvalidCursor},
+		{"cursor of another datastore", filter, otherStore(t).Next, 1, engine.ErrInvalidCursor},
 		{"page too large", filter, "", engine.DefaultMaxReadPageSize + 1, engine.ErrLimitExceeded},
 		{"negative page", filter, "", -1, engine.ErrInvalidRequest},
 		{"bad filter", tuple.Filter{ResourceType: "Doc"}, "", 1, engine.ErrInvalidRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, _, err := f.eng.ReadRelationships(f.ctx, engine.FullyConsistent(), tt.filter, tt.size, tt.cursor)
+			_, err := f.eng.ReadRelationships(f.ctx, engine.FullyConsistent(), tt.filter, tt.size, tt.cursor)
 			if !errors.Is(err, tt.want) {
 				t.Errorf("got %v, want %v", err, tt.want)
 			}
@@ -314,4 +327,17 @@ func TestSchemaChangeCountStopsAtTheScanLimit(t *testing.T) {
 	if !strings.Contains(err.Error(), "2 or more relationships") {
 		t.Errorf("message %q does not say the count is a lower bound", err)
 	}
+}
+
+// otherStore returns the first page, of one relationship, of a scan of
+// documents in a fresh datastore; its cursors carry another fingerprint.
+func otherStore(t *testing.T) engine.ReadPage {
+	t.Helper()
+	g := newFixture(t, engine.Options{})
+	g.touch("document:0#viewer@user:u0", "document:1#viewer@user:u1")
+	page, err := g.eng.ReadRelationships(g.ctx, engine.FullyConsistent(), tuple.Filter{ResourceType: "document"}, 1, "")
+	if err != nil || page.Next == "" {
+		t.Fatalf("other store: %+v, %v", page, err)
+	}
+	return page
 }

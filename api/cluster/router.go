@@ -20,8 +20,8 @@ import (
 	"github.com/pemba-authz/pemba/api/client"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine/token"
 	"github.com/pemba-authz/pemba/engine/tuple"
-	"github.com/pemba-authz/pemba/engine/zookie"
 )
 
 // Defaults for Config fields left zero.
@@ -45,7 +45,7 @@ type Config struct {
 	Peers []string
 	// Fingerprint identifies the datastore (engine.Engine.Fingerprint):
 	// peers on another datastore refuse dispatches.
-	Fingerprint zookie.Fingerprint
+	Fingerprint token.Fingerprint
 	// DialOptions are used for every peer connection: transport
 	// credentials and the preshared key (client.KeyCredentials).
 	DialOptions []grpc.DialOption

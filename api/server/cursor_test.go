@@ -1,93 +1,96 @@
 package server
 
 import (
-	"errors"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"hash/crc32"
+	"strings"
 	"testing"
 
-	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/tuple"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/pemba-authz/pemba/api/pembav1"
 )
 
-func TestCursor(t *testing.T) {
-	h := requestHash("doc", "view", "user:anne")
-	tok := encodeCursor("zk123", h, "doc-42")
-	zk, after, err := decodeCursor(tok, h)
-	if err != nil || zk != "zk123" || after != "doc-42" {
-		t.Fatalf("decode = %q, %q, %v", zk, after, err)
-	}
-	if _, _, err := decodeCursor(encodeCursor("", h, ""), h); err != nil {
-		t.Errorf("empty fields: %v", err)
-	}
-	flipped := []byte(tok)
-	flipped[5] ^= 1
-	tests := []struct {
-		name, token string
-		hash        uint64
-	}{
-		{"other request", tok, requestHash("doc", "edit", "user:anne")},
-		{"garbage", "!!!", h},
-		{"empty", "", h},
-		{"truncated", tok[:len(tok)-3], h},
-		{"bit flip", string(flipped), h},
-		{"too long", string(make([]byte, MaxCursorLen+1)), h},
-	}
-	for _, tt := range tests {
-		if _, _, err := decodeCursor(tt.token, tt.hash); !errors.Is(err, engine.ErrInvalidCursor) {
-			t.Errorf("%s: err = %v, want ErrInvalidCursor", tt.name, err)
-		}
-	}
+// oldToken seals body as releases before token version 2 did: CRC-32C,
+// base64url without padding.
+func oldToken(body []byte) string {
+	body = binary.BigEndian.AppendUint32(body, crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)))
+	return base64.RawURLEncoding.EncodeToString(body)
 }
 
-func FuzzCursor(f *testing.F) {
-	h := requestHash("doc", "view", "user:anne")
-	f.Add(encodeCursor("zk", h, "id"))
-	f.Add("AQ")
-	f.Fuzz(func(t *testing.T, s string) {
-		zk, after, err := decodeCursor(s, h)
-		if err != nil {
-			return
-		}
-		if got := encodeCursor(zk, h, after); got != s {
-			t.Fatalf("re-encode of %q gave %q", s, got)
-		}
-	})
-}
-
-func TestReadPosition(t *testing.T) {
-	k := tuple.Key{Resource: tuple.ObjectRef{Type: "doc", ID: "1"}, Relation: "viewer", Subject: tuple.SubjectRef{Type: "group", ID: "eng", Relation: "member"}}
-	for _, tt := range []struct {
-		page string
-		last *tuple.Key
-	}{{"", nil}, {"engine-cursor", nil}, {"", &k}, {"x", &k}} {
-		page, last, err := parseReadPosition(readPosition(tt.page, tt.last))
-		if err != nil || page != tt.page || (last == nil) != (tt.last == nil) || (last != nil && *last != *tt.last) {
-			t.Errorf("round trip of %q %v = %q %v %v", tt.page, tt.last, page, last, err)
-		}
+// Cursors minted by older releases (the API's, which nested a zookie, and
+// the engine's, which ExportRelationships handed out) fail every streamed
+// call with InvalidArgument and INVALID_CURSOR, naming the field, never
+// with a panic or a wrong page.
+func TestOldCursorsRejected(t *testing.T) {
+	f, zk := queryFixture(t)
+	ctx := context.Background()
+	fp := f.eng.Fingerprint()
+	apiV1 := []byte{1}
+	apiV1 = binary.AppendUvarint(apiV1, uint64(len(zk.GetToken())))
+	apiV1 = append(apiV1, zk.GetToken()...)
+	apiV1 = binary.BigEndian.AppendUint64(apiV1, 12345)
+	apiV1 = append(apiV1, "readme"...)
+	engineV1 := append([]byte{1}, fp[:]...)
+	engineV1 = binary.AppendUvarint(engineV1, 1)
+	engineV1 = binary.BigEndian.AppendUint64(engineV1, 12345)
+	engineV1 = append(engineV1, "doc:public#viewer@user:*"...)
+	calls := map[string]func(*pb.Cursor) error{
+		"ReadRelationships": func(c *pb.Cursor) error {
+			return drain(func() (func() (*pb.ReadRelationshipsResponse, error), error) {
+				s, err := f.perms.ReadRelationships(ctx, &pb.ReadRelationshipsRequest{RelationshipFilter: &pb.RelationshipFilter{ResourceType: "doc"}, OptionalCursor: c})
+				if err != nil {
+					return nil, err
+				}
+				return s.Recv, nil
+			}())
+		},
+		"ExportRelationships": func(c *pb.Cursor) error {
+			return drain(func() (func() (*pb.ExportRelationshipsResponse, error), error) {
+				s, err := f.perms.ExportRelationships(ctx, &pb.ExportRelationshipsRequest{OptionalCursor: c})
+				if err != nil {
+					return nil, err
+				}
+				return s.Recv, nil
+			}())
+		},
+		"LookupResources": func(c *pb.Cursor) error {
+			return drain(func() (func() (*pb.LookupResourcesResponse, error), error) {
+				s, err := f.perms.LookupResources(ctx, &pb.LookupResourcesRequest{ResourceObjectType: "doc", Permission: "view", Subject: sub("user", "anne", ""), OptionalCursor: c})
+				if err != nil {
+					return nil, err
+				}
+				return s.Recv, nil
+			}())
+		},
+		"LookupSubjects": func(c *pb.Cursor) error {
+			return drain(func() (func() (*pb.LookupSubjectsResponse, error), error) {
+				s, err := f.perms.LookupSubjects(ctx, &pb.LookupSubjectsRequest{Resource: obj("doc", "readme"), Permission: "view", SubjectObjectType: "user", OptionalCursor: c})
+				if err != nil {
+					return nil, err
+				}
+				return s.Recv, nil
+			}())
+		},
 	}
-	for _, bad := range []string{"", "\x05ab", "\x00doc:1", "\x00doc:1#viewer@user:a[c]"} {
-		if _, _, err := parseReadPosition(bad); !errors.Is(err, engine.ErrInvalidCursor) {
-			t.Errorf("parseReadPosition(%q) = %v", bad, err)
-		}
-	}
-}
-
-func TestKeyAfter(t *testing.T) {
-	keys := []string{ // in index order
-		"doc:1#owner@user:b",
-		"doc:1#viewer@group:eng",
-		"doc:1#viewer@group:eng#member",
-		"doc:1#viewer@user:a",
-		"doc:10#viewer@user:a",
-		"doc:2#viewer@user:a",
-		"folder:1#viewer@user:a",
-	}
-	for i := range keys {
-		for j := range keys {
-			a, _ := tuple.Parse(keys[i])
-			b, _ := tuple.Parse(keys[j])
-			if got := keyAfter(a.Key(), b.Key()); got != (i > j) {
-				t.Errorf("keyAfter(%s, %s) = %v", keys[i], keys[j], got)
-			}
+	for name, call := range calls {
+		for _, tt := range []struct{ kind, token string }{
+			{"API version 1", oldToken(apiV1)},
+			{"engine version 1", oldToken(engineV1)},
+			{"zookie", zk.GetToken()},
+			{"with CRLF", oldToken(apiV1) + "\r\n"},
+			{"too long", strings.Repeat("A", MaxCursorLen+1)},
+		} {
+			t.Run(name+"/"+tt.kind, func(t *testing.T) {
+				err := call(&pb.Cursor{Token: tt.token})
+				wantCode(t, err, codes.InvalidArgument, ReasonInvalidCursor)
+				if msg := status.Convert(err).Message(); !strings.Contains(msg, "optional_cursor.token") {
+					t.Errorf("message %q does not name the field", msg)
+				}
+			})
 		}
 	}
 }

@@ -10,7 +10,7 @@ import (
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/store"
-	"github.com/pemba-authz/pemba/engine/zookie"
+	"github.com/pemba-authz/pemba/engine/token"
 )
 
 // dispatcher serves DispatchService: subproblems sent by the other nodes
@@ -26,7 +26,7 @@ func (d *dispatcher) DispatchCheck(ctx context.Context, req *pb.DispatchCheckReq
 	if err != nil {
 		return nil, err
 	}
-	var fp zookie.Fingerprint
+	var fp token.Fingerprint
 	if len(req.GetDatastoreFingerprint()) != len(fp) {
 		return nil, fieldf("datastore_fingerprint", "must be %d bytes", len(fp))
 	}

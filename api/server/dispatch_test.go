@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
-	"github.com/pemba-authz/pemba/engine/zookie"
+	"github.com/pemba-authz/pemba/engine/token"
 )
 
 // TestDispatchCheck: the service other cluster nodes call answers like
@@ -19,7 +19,7 @@ func TestDispatchCheck(t *testing.T) {
 	f, zk := queryFixture(t)
 	ctx := context.Background()
 	fp := f.eng.Fingerprint()
-	rev, err := zookie.Decode(fp, zk.GetToken())
+	rev, err := token.DecodeZookie(fp, zk.GetToken())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@
 // the engine, and convert the answer back. Handlers return plain Go
 // errors; errors.go is the only place where errors become gRPC status
 // codes, with errors.Is and errors.As over the typed errors of the engine,
-// store, tuple, schema and zookie packages. Unknown errors become Internal
+// store, tuple, schema and token packages. Unknown errors become Internal
 // with a public message and are logged with their cause.
 //
 // # Assembly

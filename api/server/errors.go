@@ -16,8 +16,8 @@ import (
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/token"
 	"github.com/pemba-authz/pemba/engine/tuple"
-	"github.com/pemba-authz/pemba/engine/zookie"
 	"github.com/pemba-authz/pemba/schema"
 )
 
@@ -106,7 +106,7 @@ var errorRules = []errorRule{
 	{[]error{eval.ErrUnknownCaveat}, codes.FailedPrecondition, ReasonUnknownStoredCaveat},
 	{[]error{engine.ErrInvalidSchema, schema.ErrInvalidSchema}, codes.InvalidArgument, ReasonInvalidSchema},
 	{[]error{engine.ErrFutureZookie, store.ErrRevisionFuture}, codes.InvalidArgument, ReasonFutureZookie},
-	{[]error{engine.ErrInvalidZookie, zookie.ErrInvalid, zookie.ErrOtherStore}, codes.InvalidArgument, ReasonInvalidZookie},
+	{[]error{engine.ErrInvalidZookie, token.ErrInvalid, token.ErrOtherStore}, codes.InvalidArgument, ReasonInvalidZookie},
 	{[]error{engine.ErrInvalidCursor}, codes.InvalidArgument, ReasonInvalidCursor},
 	{[]error{engine.ErrDuplicateUpdate}, codes.InvalidArgument, ReasonDuplicateUpdate},
 	// The reasons are wrapped by a *RelationshipError; listed in case one

@@ -21,8 +21,8 @@ import (
 	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
+	"github.com/pemba-authz/pemba/engine/token"
 	"github.com/pemba-authz/pemba/engine/tuple"
-	"github.com/pemba-authz/pemba/engine/zookie"
 	"github.com/pemba-authz/pemba/schema"
 )
 
@@ -61,8 +61,8 @@ func TestClassify(t *testing.T) {
 		{"schema error list", schema.ErrorList{{Msg: "x"}}, codes.InvalidArgument, ReasonInvalidSchema},
 		{"future zookie", &engine.FutureZookieError{Requested: 9, Head: 2}, codes.InvalidArgument, ReasonFutureZookie},
 		{"future revision", &store.FutureError{}, codes.InvalidArgument, ReasonFutureZookie},
-		{"invalid zookie", fmt.Errorf("%w: %w", engine.ErrInvalidZookie, zookie.ErrInvalid), codes.InvalidArgument, ReasonInvalidZookie},
-		{"other store's zookie", zookie.ErrOtherStore, codes.InvalidArgument, ReasonInvalidZookie},
+		{"invalid zookie", fmt.Errorf("%w: %w", engine.ErrInvalidZookie, token.ErrInvalid), codes.InvalidArgument, ReasonInvalidZookie},
+		{"other store's zookie", token.ErrOtherStore, codes.InvalidArgument, ReasonInvalidZookie},
 		{"cursor", fieldErr("optional_cursor.token", fmt.Errorf("%w: bad", engine.ErrInvalidCursor)), codes.InvalidArgument, ReasonInvalidCursor},
 		{"duplicate update", &engine.DuplicateUpdateError{}, codes.InvalidArgument, ReasonDuplicateUpdate},
 		{"relationship", &engine.RelationshipError{Index: 0, Reason: engine.ErrUnknownRelation}, codes.InvalidArgument, ReasonInvalidRelationship},
@@ -112,7 +112,7 @@ func TestEverySentinelHasACode(t *testing.T) {
 		eval.ErrInvalidRequest, eval.ErrCaveat,
 		store.ErrRevisionCompacted, store.ErrRevisionFuture, store.ErrAlreadyExists, store.ErrClosed, store.ErrBatchTooLarge,
 		store.ErrUnavailable, store.ErrCommitUnknown,
-		zookie.ErrInvalid, zookie.ErrOtherStore,
+		token.ErrInvalid, token.ErrOtherStore,
 		schema.ErrInvalidSchema, schema.ErrCaveatParam, schema.ErrCaveatEval,
 		tuple.ErrInvalid,
 		ErrInvalidArgument, ErrUnauthenticated, ErrNotFound, ErrTooLarge,
@@ -175,7 +175,7 @@ func TestErrorCodes(t *testing.T) {
 	bare := newFixture(t, Config{})  // another datastore
 	empty := newFixture(t, Config{}) // no schema
 	otherZk := bare.writeSchemaText(t, "definition user {}")
-	futureZk := &pb.Zookie{Token: zookie.Encode(zookie.FingerprintOf(f.eng.Store().Kind(), f.eng.Store().ID()), 1<<40)}
+	futureZk := &pb.Zookie{Token: token.EncodeZookie(token.FingerprintOf(f.eng.Store().Kind(), f.eng.Store().ID()), 1<<40)}
 
 	check := func(mod func(r *pb.CheckPermissionRequest)) func() error {
 		return func() error {
@@ -329,8 +329,13 @@ func TestErrorCodes(t *testing.T) {
 		{"lookup limit too large", lookup(func(r *pb.LookupResourcesRequest) { r.OptionalLimit = 1_000_000 }), codes.ResourceExhausted, ReasonLimitExceeded, "lookup"},
 		{"lookup cursor garbage", lookup(func(r *pb.LookupResourcesRequest) { r.OptionalCursor = &pb.Cursor{Token: "AAAA"} }), codes.InvalidArgument, ReasonInvalidCursor, "optional_cursor.token"},
 		{"lookup cursor of another lookup", lookup(func(r *pb.LookupResourcesRequest) {
-			r.OptionalCursor = &pb.Cursor{Token: encodeCursor(zk.GetToken(), requestHash("lookup", "doc", "edit", "user:anne"), "a")}
+			rev, err := token.DecodeZookie(f.eng.Fingerprint(), zk.GetToken())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.OptionalCursor = &pb.Cursor{Token: token.EncodeCursor(f.eng.Fingerprint(), token.Cursor{Revision: rev, Request: token.RequestHash("another lookup"), Position: "a"})}
 		}), codes.InvalidArgument, ReasonInvalidCursor, "different request"},
+		{"lookup cursor that is a zookie", lookup(func(r *pb.LookupResourcesRequest) { r.OptionalCursor = &pb.Cursor{Token: zk.GetToken()} }), codes.InvalidArgument, ReasonInvalidCursor, "not a cursor"},
 		{"lookup without subject", lookup(func(r *pb.LookupResourcesRequest) { r.Subject = nil }), codes.InvalidArgument, ReasonInvalidArgument, "subject"},
 		{"read cursor garbage", func() error {
 			return drain(func() (func() error, error) {

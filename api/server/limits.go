@@ -1,6 +1,10 @@
 package server
 
-import "time"
+import (
+	"time"
+
+	"github.com/pemba-authz/pemba/engine/token"
+)
 
 // Limits enforced by the API layer, on top of the engine's own
 // (engine.Limits: updates per write, preconditions, caveat context bytes,
@@ -27,8 +31,9 @@ const (
 	// MaxWatchUpdates bounds the updates of one WatchResponse; a larger
 	// transaction (a bulk import) is split over several messages.
 	MaxWatchUpdates = 1000
-	// MaxCursorLen bounds a cursor token.
-	MaxCursorLen = 8 << 10
+	// MaxCursorLen bounds a cursor token (the engine's token package
+	// enforces it when it decodes the cursor).
+	MaxCursorLen = token.MaxCursorLen
 
 	// DefaultRequestTimeout is the deadline given to unary calls that
 	// arrive without one (Config.RequestTimeout overrides it). Streams

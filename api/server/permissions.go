@@ -25,10 +25,8 @@ type permissions struct {
 func (p *permissions) eng() *engine.Engine { return p.s.eng }
 
 // ReadRelationships streams the matches of a filter, page by page, all at
-// the revision of the first page (the engine's page cursors pin it). Every
-// relationship carries a cursor: the engine cursor of its page and the
-// relationship's key, so a resumed read re-reads at most one page at the
-// pinned revision and skips what was sent.
+// the revision of the first page. Every relationship carries the engine's
+// cursor that resumes after it; the handler only passes cursors through.
 func (p *permissions) ReadRelationships(req *pb.ReadRelationshipsRequest, stream pb.PermissionsService_ReadRelationshipsServer) error {
 	ctx := stream.Context()
 	c, err := consistencyFromProto("consistency", req.GetConsistency())
@@ -39,50 +37,29 @@ func (p *permissions) ReadRelationships(req *pb.ReadRelationshipsRequest, stream
 	if err != nil {
 		return err
 	}
-	hash := requestHash("read", filterKey(f))
-	var (
-		page string
-		last *tuple.Key
-	)
-	if tok := req.GetOptionalCursor().GetToken(); tok != "" {
-		zk, pos, err := decodeCursor(tok, hash)
-		if err == nil {
-			page, last, err = parseReadPosition(pos)
-		}
-		if err != nil {
-			return fieldErr("optional_cursor.token", err)
-		}
-		c = engine.AtExactSnapshot(zk)
-	}
+	cursor := req.GetOptionalCursor().GetToken()
 	limit := int(req.GetOptionalLimit())
 	pageMax := p.eng().Limits().MaxReadPageSize
 	sent := 0
 	for {
 		size := pageMax
-		if limit > 0 && last == nil {
+		if limit > 0 {
 			size = min(pageMax, limit-sent)
 		}
-		rels, next, zk, err := p.eng().ReadRelationships(ctx, c, f, size, page)
+		page, err := p.eng().ReadRelationships(ctx, c, f, size, cursor)
 		if err != nil {
-			return err
+			return cursorErr(err)
 		}
-		for i, r := range rels {
-			k := r.Key()
-			if last != nil && !keyAfter(k, *last) {
-				continue
-			}
+		pz := zookieToProto(page.Zookie)
+		for i, r := range page.Relationships {
 			pr, err := relationshipToProto(r)
 			if err != nil {
 				return err
 			}
-			pos := readPosition(page, &k)
-			if i == len(rels)-1 && next != "" {
-				pos = readPosition(next, nil)
-			}
 			msg := &pb.ReadRelationshipsResponse{
-				ReadAt:            zookieToProto(zk),
+				ReadAt:            pz,
 				Relationship:      pr,
-				AfterResultCursor: &pb.Cursor{Token: encodeCursor(zk, hash, pos)},
+				AfterResultCursor: &pb.Cursor{Token: page.CursorAfter(i)},
 			}
 			if err := stream.Send(msg); err != nil {
 				return err
@@ -92,20 +69,19 @@ func (p *permissions) ReadRelationships(req *pb.ReadRelationshipsRequest, stream
 				return nil
 			}
 		}
-		if next == "" {
+		if page.Next == "" {
 			return nil
 		}
-		page, last = next, nil
+		cursor = page.Next
 	}
 }
 
-// filterKey renders a filter for request hashing.
-func filterKey(f tuple.Filter) string {
-	k := f.ResourceType + "\x00" + f.ResourceID + "\x00" + f.Relation
-	if s := f.Subject; s != nil {
-		k += "\x00" + s.Type + "\x00" + s.ID + "\x00" + s.Relation
+// cursorErr names the request field of an engine's cursor error.
+func cursorErr(err error) error {
+	if errors.Is(err, engine.ErrInvalidCursor) {
+		return fieldErr("optional_cursor.token", err)
 	}
-	return k
+	return err
 }
 
 // WriteRelationships applies updates atomically.
@@ -208,18 +184,18 @@ func (p *permissions) moreThan(ctx context.Context, c engine.Consistency, f tupl
 	pageMax := p.eng().Limits().MaxReadPageSize
 	seen, cursor := 0, ""
 	for {
-		rels, next, _, err := p.eng().ReadRelationships(ctx, c, f, min(pageMax, n+1-seen), cursor)
+		page, err := p.eng().ReadRelationships(ctx, c, f, min(pageMax, n+1-seen), cursor)
 		if err != nil {
 			return false, err
 		}
-		seen += len(rels)
+		seen += len(page.Relationships)
 		if seen > n {
 			return true, nil
 		}
-		if next == "" {
+		if page.Next == "" {
 			return false, nil
 		}
-		cursor = next
+		cursor = page.Next
 	}
 }
 
@@ -466,26 +442,17 @@ func (p *permissions) LookupResources(req *pb.LookupResourcesRequest, stream pb.
 	if err != nil {
 		return err
 	}
-	hash := requestHash("lookup", req.GetResourceObjectType(), req.GetPermission(), subj.String())
-	after := ""
-	if tok := req.GetOptionalCursor().GetToken(); tok != "" {
-		zk, id, err := decodeCursor(tok, hash)
-		if err != nil {
-			return fieldErr("optional_cursor.token", err)
-		}
-		// The cursor pins the revision of the first page.
-		c, after = engine.AtExactSnapshot(zk), id
-	}
 	seq, zk, err := p.eng().LookupResources(ctx, engine.LookupResourcesRequest{
 		Consistency: c,
 		LookupResourcesRequest: eval.LookupResourcesRequest{
 			ResourceType: req.GetResourceObjectType(), Permission: req.GetPermission(), Subject: subj,
-			Limit: int(req.GetOptionalLimit()), After: after,
+			Limit: int(req.GetOptionalLimit()),
 		},
 		Context: cctx,
+		Cursor:  req.GetOptionalCursor().GetToken(),
 	})
 	if err != nil {
-		return err
+		return cursorErr(err)
 	}
 	pz := zookieToProto(zk)
 	for r, err := range seq {
@@ -497,7 +464,7 @@ func (p *permissions) LookupResources(req *pb.LookupResourcesRequest, stream pb.
 			ResourceObjectId:  r.ResourceID,
 			Permissionship:    permissionshipToProto(r.Permissionship),
 			PartialCaveatInfo: partialInfo(r.Permissionship, r.MissingContext),
-			AfterResultCursor: &pb.Cursor{Token: encodeCursor(zk, hash, r.ResourceID)},
+			AfterResultCursor: &pb.Cursor{Token: r.Cursor()},
 		})
 		if err != nil {
 			return err
@@ -536,45 +503,26 @@ func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.Pe
 	if err != nil {
 		return err
 	}
-	hash := requestHash("subjects", res.String(), req.GetPermission(), req.GetSubjectObjectType(), subRel)
-	after, resumed := "", false
-	if tok := req.GetOptionalCursor().GetToken(); tok != "" {
-		zk, id, err := decodeCursor(tok, hash)
-		if err != nil {
-			return fieldErr("optional_cursor.token", err)
-		}
-		// The cursor pins the revision of the first page.
-		c, after, resumed = engine.AtExactSnapshot(zk), id, true
-	}
-	limit := int(req.GetOptionalLimit())
 	seq, zk, err := p.eng().LookupSubjects(ctx, engine.LookupSubjectsRequest{
 		Consistency: c,
 		LookupSubjectsRequest: eval.LookupSubjectsRequest{
 			Resource: res, Permission: req.GetPermission(), SubjectType: req.GetSubjectObjectType(), SubjectRelation: subRel,
 		},
 		Context: cctx,
+		Limit:   int(req.GetOptionalLimit()),
+		Cursor:  req.GetOptionalCursor().GetToken(),
 	})
 	if err != nil {
-		return err
+		return cursorErr(err)
 	}
 	pz := zookieToProto(zk)
-	sent := 0
 	for r, err := range seq {
 		if err != nil {
 			return err
 		}
-		// The engine yields subjects in ascending ID order, so a cursor
-		// is the last ID sent.
-		if resumed && r.SubjectID <= after {
-			continue
-		}
-		if limit > 0 && sent == limit {
-			return nil
-		}
-		sent++
 		msg := &pb.LookupSubjectsResponse{
 			LookedUpAt:        pz,
-			AfterResultCursor: &pb.Cursor{Token: encodeCursor(zk, hash, r.SubjectID)},
+			AfterResultCursor: &pb.Cursor{Token: r.Cursor()},
 			Subject: &pb.ResolvedSubject{
 				SubjectObjectId:   r.SubjectID,
 				Permissionship:    permissionshipToProto(r.Permissionship),
@@ -650,16 +598,13 @@ func (p *permissions) ExportRelationships(req *pb.ExportRelationshipsRequest, st
 		batch = maxBatch
 	}
 	cursor := req.GetOptionalCursor().GetToken()
-	if err := tooLarge("optional_cursor.token", len(cursor), MaxCursorLen, "bytes"); err != nil {
-		return err
-	}
 	for first := true; ; first = false {
-		rels, next, zk, err := p.eng().ReadRelationships(ctx, c, f, batch, cursor)
+		page, err := p.eng().ReadRelationships(ctx, c, f, batch, cursor)
 		if err != nil {
-			return err
+			return cursorErr(err)
 		}
-		msg := &pb.ExportRelationshipsResponse{ExportedAt: zookieToProto(zk), AfterBatchCursor: cursorToProto(next)}
-		for _, r := range rels {
+		msg := &pb.ExportRelationshipsResponse{ExportedAt: zookieToProto(page.Zookie), AfterBatchCursor: cursorToProto(page.Next)}
+		for _, r := range page.Relationships {
 			pr, err := relationshipToProto(r)
 			if err != nil {
 				return err
@@ -667,14 +612,14 @@ func (p *permissions) ExportRelationships(req *pb.ExportRelationshipsRequest, st
 			msg.Relationships = append(msg.Relationships, pr)
 		}
 		// An empty export still sends one message, to carry exported_at.
-		if len(rels) > 0 || first {
+		if len(page.Relationships) > 0 || first {
 			if err := stream.Send(msg); err != nil {
 				return err
 			}
 		}
-		if next == "" {
+		if page.Next == "" {
 			return nil
 		}
-		cursor = next
+		cursor = page.Next
 	}
 }

@@ -7,11 +7,11 @@ import (
 	"time"
 
 	"github.com/pemba-authz/pemba/api/server"
-	"github.com/pemba-authz/pemba/engine/zookie"
+	"github.com/pemba-authz/pemba/engine/token"
 )
 
 func TestDispatchFlags(t *testing.T) {
-	fp := zookie.FingerprintOf("postgres", "test")
+	fp := token.FingerprintOf("postgres", "test")
 	keys := []server.Key{{Name: "cluster", Secret: "s3cret"}}
 	tests := []struct {
 		name    string

@@ -30,7 +30,7 @@ import (
 	"github.com/pemba-authz/pemba/engine/store/memstore"
 	"github.com/pemba-authz/pemba/engine/store/pebblestore"
 	"github.com/pemba-authz/pemba/engine/store/pgstore"
-	"github.com/pemba-authz/pemba/engine/zookie"
+	"github.com/pemba-authz/pemba/engine/token"
 )
 
 // stopGrace is how long a stopping server waits for calls in flight (open
@@ -162,7 +162,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return 2
 	}
 	defer st.Close()
-	router, err := dispatch.router(*listen, *storeKind, zookie.FingerprintOf(st.Kind(), st.ID()), keys, *tlsCert != "", log)
+	router, err := dispatch.router(*listen, *storeKind, token.FingerprintOf(st.Kind(), st.ID()), keys, *tlsCert != "", log)
 	if err != nil {
 		return fail(err)
 	}
