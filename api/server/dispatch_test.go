@@ -26,7 +26,7 @@ func TestDispatchCheck(t *testing.T) {
 	api := pb.NewDispatchServiceClient(f.conn)
 	req := func(mod func(*pb.DispatchCheckRequest)) *pb.DispatchCheckRequest {
 		r := &pb.DispatchCheckRequest{
-			DatastoreFingerprint: fp[:], Revision: rev, Now: timestamppb.New(time.Now()),
+			DatastoreFingerprint: fp[:], Revision: rev, Now: timestamppb.New(f.clock.Now()),
 			Resource: obj("doc", "readme"), Relation: "view", Subject: sub("user", "anne", ""),
 		}
 		if mod != nil {
@@ -92,7 +92,7 @@ func TestDispatchCheck(t *testing.T) {
 		{"clock in the past", func(r *pb.DispatchCheckRequest) {
 			r.Resource, r.Subject, r.Now = obj("doc", "old"), sub("user", "erin", ""), timestamppb.New(time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC))
 		}, ""},
-		{"clock ahead", func(r *pb.DispatchCheckRequest) { r.Now = timestamppb.New(time.Now().Add(time.Hour)) }, ""},
+		{"clock ahead", func(r *pb.DispatchCheckRequest) { r.Now = timestamppb.New(f.clock.Now().Add(time.Hour)) }, ""},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
@@ -89,21 +90,24 @@ func TestCheckPermission(t *testing.T) {
 }
 
 // TestConsistency: a write is visible at its own zookie, and an exact
-// snapshot taken before it does not see it.
+// snapshot taken before it does not see it. MinimizeLatency reads share
+// the head revision fetched by the first read of a quantum, by the
+// engine's clock, so they see a write only once the quantum has passed.
 func TestConsistency(t *testing.T) {
 	f, before := queryFixture(t)
 	ctx := context.Background()
 	after := f.write("doc:readme#viewer@user:zoe")
-	check := func(c *pb.Consistency) pb.Permissionship {
+	checkUser := func(c *pb.Consistency, user string) pb.Permissionship {
 		t.Helper()
 		resp, err := f.perms.CheckPermission(ctx, &pb.CheckPermissionRequest{
-			Consistency: c, Resource: obj("doc", "readme"), Permission: "view", Subject: sub("user", "zoe", ""),
+			Consistency: c, Resource: obj("doc", "readme"), Permission: "view", Subject: sub("user", user, ""),
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return resp.GetPermissionship()
 	}
+	check := func(c *pb.Consistency) pb.Permissionship { t.Helper(); return checkUser(c, "zoe") }
 	if got := check(fresh(after)); got != pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION {
 		t.Errorf("at_least_as_fresh(after) = %v", got)
 	}
@@ -112,6 +116,25 @@ func TestConsistency(t *testing.T) {
 	}
 	if got := check(exact(before)); got != pb.Permissionship_PERMISSIONSHIP_NO_PERMISSION {
 		t.Errorf("at_exact_snapshot(before) = %v", got)
+	}
+
+	minimize := &pb.Consistency{Requirement: &pb.Consistency_MinimizeLatency{MinimizeLatency: true}}
+	if got := check(minimize); got != pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION {
+		t.Errorf("minimize_latency after the write = %v", got)
+	}
+	f.write("doc:readme#viewer@user:yan")
+	for _, step := range []struct {
+		advance time.Duration
+		want    pb.Permissionship
+	}{
+		{0, pb.Permissionship_PERMISSIONSHIP_NO_PERMISSION},
+		{engine.DefaultQuantum - time.Nanosecond, pb.Permissionship_PERMISSIONSHIP_NO_PERMISSION},
+		{time.Nanosecond, pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION},
+	} {
+		f.clock.Advance(step.advance)
+		if got := checkUser(minimize, "yan"); got != step.want {
+			t.Errorf("minimize_latency %v after the quantum began: yan's view = %v, want %v", f.clock.Now().Sub(newFixtureClock().Now()), got, step.want)
+		}
 	}
 }
 

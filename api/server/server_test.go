@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -19,6 +20,7 @@ import (
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
+	"github.com/pemba-authz/pemba/engine/store/storetest"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -51,13 +53,24 @@ definition folder {
 }
 `
 
+// newFixtureClock returns a fixture's clock, at a fixed time.
+func newFixtureClock() *storetest.Clock {
+	return storetest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+}
+
 // fixture is a real server over a real engine and memstore, on a
 // loopback port, with clients.
 type fixture struct {
-	t      testing.TB
-	addr   string // the server's listening address
-	srv    *Server
-	eng    *engine.Engine
+	t    testing.TB
+	addr string // the server's listening address
+	srv  *Server
+	eng  *engine.Engine
+	// clock is the engine's clock (and newFixture's memstore's). It
+	// stands still unless a test advances it, so that no answer depends
+	// on how fast the machine runs: with the real clock, a test slower
+	// than engine.DefaultQuantum saw a MinimizeLatency (or
+	// AtLeastAsFresh) read move on to a newer head revision.
+	clock  *storetest.Clock
 	reg    *prometheus.Registry
 	conn   *grpc.ClientConn
 	perms  pb.PermissionsServiceClient
@@ -67,20 +80,29 @@ type fixture struct {
 
 func newFixture(t testing.TB, cfg Config, dial ...grpc.DialOption) *fixture {
 	t.Helper()
-	return newFixtureOn(t, memstore.New(memstore.Options{}), cfg, dial...)
+	clock := newFixtureClock()
+	return serveFixture(t, memstore.New(memstore.Options{Now: clock.Now}), clock, engine.Options{}, cfg, dial...)
 }
 
-// newFixtureOn serves a given store; the fixture closes it.
+// newFixtureOn serves a given store; the fixture closes it. The store
+// keeps its own clock; the engine's is the fixture's.
 func newFixtureOn(t testing.TB, st store.Store, cfg Config, dial ...grpc.DialOption) *fixture {
 	t.Helper()
 	return newFixtureEngine(t, st, engine.Options{}, cfg, dial...)
 }
 
 // newFixtureEngine serves a given store with engine options (small
-// limits, say); the fixture closes the store.
+// limits, say); the fixture closes the store. The engine's clock is the
+// fixture's, whatever opts.Now says.
 func newFixtureEngine(t testing.TB, st store.Store, opts engine.Options, cfg Config, dial ...grpc.DialOption) *fixture {
 	t.Helper()
+	return serveFixture(t, st, newFixtureClock(), opts, cfg, dial...)
+}
+
+func serveFixture(t testing.TB, st store.Store, clock *storetest.Clock, opts engine.Options, cfg Config, dial ...grpc.DialOption) *fixture {
+	t.Helper()
 	ctx := context.Background()
+	opts.Now = clock.Now
 	eng, err := engine.Open(ctx, st, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +133,7 @@ func newFixtureEngine(t testing.TB, st store.Store, opts engine.Options, cfg Con
 		st.Close()
 	})
 	return &fixture{
-		t: t, addr: lis.Addr().String(), srv: srv, eng: eng, reg: reg, conn: conn,
+		t: t, addr: lis.Addr().String(), srv: srv, eng: eng, clock: clock, reg: reg, conn: conn,
 		perms:  pb.NewPermissionsServiceClient(conn),
 		schema: pb.NewSchemaServiceClient(conn),
 		watch:  pb.NewWatchServiceClient(conn),

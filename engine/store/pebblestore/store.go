@@ -127,7 +127,6 @@ type Store struct {
 	active   int
 	closedCh chan struct{} // closed by Close
 	gcDone   chan struct{} // closed when the background GC goroutine exits
-	cache    interface{ Unref() }
 }
 
 var (

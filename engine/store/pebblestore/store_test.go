@@ -266,6 +266,9 @@ func TestGC(t *testing.T) {
 	}
 	before := rawKeys(t, s, tagForward)
 	old, err := s.Snapshot(ctx, r2) // opened before GC moves past it
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// Commits up to the second schema (revision 6) are older than the
 	// one-hour window.

@@ -19,10 +19,6 @@ type migration struct {
 	stmts   []string
 }
 
-// liveRev is deleted_rev of a version that has not been deleted: it
-// compares greater than every revision.
-const liveRev = int64(1<<63 - 1)
-
 // migrations is the schema history. Never edit a released step; append a
 // new one.
 var migrations = []migration{

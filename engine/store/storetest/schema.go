@@ -20,9 +20,9 @@ func (s *suite) testSchema(t *testing.T) {
 		written store.Revision
 	}
 	wants := []want{{"", 0}} // by revision
-	rev := MustTouch(t, st, rel...)
+	MustTouch(t, st, rel...)
 	wants = append(wants, want{"", 0})
-	rev = writeSchema(first)
+	rev := writeSchema(first)
 	wants = append(wants, want{first, rev})
 	MustTouch(t, st, rel...)
 	wants = append(wants, wants[len(wants)-1])

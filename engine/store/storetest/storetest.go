@@ -76,7 +76,6 @@ import (
 	"cmp"
 	"context"
 	"iter"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -290,11 +289,4 @@ func Format(rels []tuple.Relationship) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
-}
-
-// sortedCopy returns rels sorted by the given key order.
-func sortedCopy(rels []tuple.Relationship, order func(a, b tuple.Key) int) []tuple.Relationship {
-	out := slices.Clone(rels)
-	slices.SortFunc(out, func(a, b tuple.Relationship) int { return order(a.Key(), b.Key()) })
-	return out
 }
