@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pemba-authz/pemba/engine/zookie"
+	"github.com/pemba-authz/pemba/engine/token"
 )
 
 const (
@@ -208,7 +208,7 @@ func maskZookies(s string) string {
 	lines := strings.SplitAfter(s, "\n")
 	for i, line := range lines {
 		text := strings.TrimSuffix(line, "\n")
-		if _, err := zookie.Decode(zookie.Fingerprint{}, text); err == nil || errors.Is(err, zookie.ErrOtherStore) {
+		if _, err := token.DecodeZookie(token.Fingerprint{}, text); err == nil || errors.Is(err, token.ErrOtherStore) {
 			lines[i] = zookieMask + line[len(text):]
 		}
 	}
@@ -216,7 +216,7 @@ func maskZookies(s string) string {
 }
 
 func TestMaskZookies(t *testing.T) {
-	z := zookie.Encode(zookie.FingerprintOf("memory", "x"), 42)
+	z := token.EncodeZookie(token.FingerprintOf("memory", "x"), 42)
 	// One character changed: CRC-32 catches every burst of up to 32 bits.
 	c := byte('A')
 	if z[5] == c {
