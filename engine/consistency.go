@@ -200,10 +200,10 @@ func (e *Engine) snapshotAt(ctx context.Context, rev store.Revision) (store.Read
 	r, err := e.st.Snapshot(ctx, rev)
 	if err != nil {
 		if errors.Is(err, store.ErrRevisionCompacted) {
-			return nil, fmt.Errorf("%w: %w", ErrSnapshotExpired, err)
+			return nil, fmt.Errorf("engine: snapshot expired: %w", err)
 		}
 		if errors.Is(err, store.ErrRevisionFuture) {
-			return nil, fmt.Errorf("%w: %w", ErrFutureZookie, err)
+			return nil, fmt.Errorf("engine: zookie is from the future: %w", err)
 		}
 		return nil, fmt.Errorf("engine: snapshot at revision %d: %w", rev, err)
 	}

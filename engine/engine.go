@@ -282,7 +282,7 @@ func (e *Engine) Stats() Stats {
 
 func (e *Engine) checkOpen() error {
 	if e.closed.Load() {
-		return ErrClosed
+		return fmt.Errorf("engine: %w", ErrClosed)
 	}
 	return nil
 }

@@ -5,68 +5,101 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
 )
 
-// Sentinel errors. Every error the engine returns wraps one of these (or a
-// sentinel of package store, tuple, token or eval), so the API layer maps
-// them to status codes with errors.Is alone. The comment after each says
-// which gRPC code it is meant to become.
+// Sentinel errors: one per concept. Every error the engine returns wraps
+// one of these (or, for a malformed name or ID, tuple.ErrInvalid), so a
+// caller tells failures apart with errors.Is alone. Where a lower package
+// already names the concept (a compacted revision is store's, a schema
+// that does not compile is schema's), the engine's name is that same
+// sentinel, not a second one: errors.Is(err, ErrSnapshotExpired) and
+// errors.Is(err, store.ErrRevisionCompacted) are one test. Callers above
+// the engine use the engine's names. How each becomes a gRPC status is
+// decided in one table, in package api/server, and nowhere else.
 var (
-	// ErrClosed: the engine was closed. (Unavailable)
-	ErrClosed = errors.New("engine: closed")
-	// ErrNoSchema: no schema has been written yet. (FailedPrecondition)
+	// ErrClosed: the engine (or its datastore) was closed.
+	ErrClosed = store.ErrClosed
+	// ErrNoSchema: no schema has been written yet.
 	ErrNoSchema = errors.New("engine: no schema has been written")
-	// ErrInvalidSchema: the schema text does not compile. (InvalidArgument)
-	ErrInvalidSchema = errors.New("engine: invalid schema")
+	// ErrInvalidSchema: the schema text does not compile; the error lists
+	// every problem with its position.
+	ErrInvalidSchema = schema.ErrInvalidSchema
 	// ErrUnsafeSchemaChange: the new schema removes a relation or an
 	// allowed subject type that stored relationships still use; see
-	// *UnsafeSchemaChangeError. (FailedPrecondition)
+	// *UnsafeSchemaChangeError.
 	ErrUnsafeSchemaChange = errors.New("engine: schema change would orphan stored relationships")
 
 	// ErrInvalidZookie: the zookie is garbage, tampered with, or was minted
-	// by another datastore. (InvalidArgument)
+	// by another datastore. It wraps the token package's reason
+	// (token.ErrInvalid or token.ErrOtherStore).
 	ErrInvalidZookie = errors.New("engine: invalid zookie")
 	// ErrFutureZookie: the zookie names a revision newer than the head of
-	// the store; see *FutureZookieError. (InvalidArgument; the engine never
-	// waits for such a revision)
-	ErrFutureZookie = errors.New("engine: zookie is from the future")
-	// ErrSnapshotExpired: an exact snapshot was asked for a revision that
-	// has been garbage collected. Wrapped together with
-	// store.ErrRevisionCompacted. (FailedPrecondition)
-	ErrSnapshotExpired = errors.New("engine: snapshot expired")
+	// the store; see *FutureZookieError. The engine never waits for such
+	// a revision.
+	ErrFutureZookie = store.ErrRevisionFuture
+	// ErrSnapshotExpired: an exact snapshot, a cursor or a watch names a
+	// revision that has been garbage collected.
+	ErrSnapshotExpired = store.ErrRevisionCompacted
 	// ErrInvalidCursor: a paging cursor (ReadRelationships, LookupResources,
 	// LookupSubjects) is garbage, of an older format, or was minted for
-	// another request or datastore. (InvalidArgument)
+	// another request or datastore.
 	ErrInvalidCursor = errors.New("engine: invalid cursor")
 	// ErrInvalidRequest: a request is malformed (a missing field, a bad
-	// consistency mode). (InvalidArgument)
-	ErrInvalidRequest = errors.New("engine: invalid request")
+	// consistency mode, an empty ID).
+	ErrInvalidRequest = eval.ErrInvalidRequest
 
 	// ErrInvalidRelationship: a relationship does not fit the schema in
 	// force; see *RelationshipError, which also wraps one of the reasons
-	// below. (InvalidArgument)
+	// below.
 	ErrInvalidRelationship = errors.New("engine: invalid relationship")
 	// ErrDuplicateUpdate: one write request names the same relationship
-	// twice; see *DuplicateUpdateError. (InvalidArgument)
+	// twice; see *DuplicateUpdateError.
 	ErrDuplicateUpdate = errors.New("engine: relationship updated twice in one request")
 	// ErrPreconditionFailed: a write precondition did not hold; see
-	// *PreconditionError. (FailedPrecondition)
+	// *PreconditionError.
 	ErrPreconditionFailed = errors.New("engine: precondition failed")
 	// ErrLimitExceeded: a request is larger than a configured limit; see
-	// *LimitError. (ResourceExhausted)
+	// *LimitError.
 	ErrLimitExceeded = errors.New("engine: request exceeds a limit")
+
+	// ErrUnknownDefinition: a request names an object type the schema
+	// lacks (see *eval.UnknownDefinitionError), or a relationship does.
+	ErrUnknownDefinition = eval.ErrUnknownDefinition
+	// ErrUnknownRelation: a request or a relationship names a relation or
+	// permission its definition lacks.
+	ErrUnknownRelation = eval.ErrUnknownRelation
+	// ErrMaxDepth: evaluation followed a path longer than the maximum
+	// depth, so the answer is unknown; see *eval.MaxDepthError.
+	ErrMaxDepth = eval.ErrMaxDepth
+	// ErrCaveat: a caveat could not be evaluated with the request's
+	// context (a value of the wrong type); see *eval.CaveatError.
+	ErrCaveat = eval.ErrCaveat
+	// ErrUnknownStoredCaveat: a stored relationship names a caveat the
+	// schema in force lacks (the data and the schema disagree; compare
+	// ErrUnknownCaveat, a write naming one).
+	ErrUnknownStoredCaveat = eval.ErrUnknownCaveat
+
+	// ErrRelationshipExists: a create found a relationship with the same
+	// key; see *store.AlreadyExistsError.
+	ErrRelationshipExists = store.ErrAlreadyExists
+	// ErrUnavailable: the datastore could not be reached; nothing was
+	// written, so the call may be retried.
+	ErrUnavailable = store.ErrUnavailable
+	// ErrCommitUnknown: a write's commit got no answer from the
+	// datastore; it may or may not have been applied. Read at the newest
+	// revision before retrying it.
+	ErrCommitUnknown = store.ErrCommitUnknown
 )
 
 // Reasons a relationship is rejected. A *RelationshipError wraps exactly one
-// (or a tuple.ErrInvalid error for a malformed name or ID, or a *LimitError
-// for a caveat context over the limit).
+// of these, ErrUnknownDefinition or ErrUnknownRelation (or a tuple.ErrInvalid
+// error for a malformed name or ID, or a *LimitError for a caveat context
+// over the limit).
 var (
-	// ErrUnknownType: the resource or subject type has no definition.
-	ErrUnknownType = errors.New("unknown object type")
-	// ErrUnknownRelation: the definition has no such relation.
-	ErrUnknownRelation = errors.New("unknown relation")
 	// ErrWriteToPermission: the relation is a permission, which is computed.
 	ErrWriteToPermission = errors.New("cannot write to a permission")
 	// ErrSubjectNotAllowed: the relation's type list does not include the
@@ -87,13 +120,23 @@ var (
 	ErrCaveatContext = errors.New("bad caveat context")
 )
 
+// Typed errors of package eval, named here for callers above the engine.
+type (
+	// MaxDepthError is the error that matches ErrMaxDepth: the path that
+	// went too deep and whether the data loops.
+	MaxDepthError = eval.MaxDepthError
+	// CaveatError is the error that matches ErrCaveat.
+	CaveatError = eval.CaveatError
+)
+
 // RelationshipError says why one relationship of a request was rejected.
 type RelationshipError struct {
 	// Index is the position of the update in the request (-1 when the
 	// relationship did not come from an indexed list, as in Import).
 	Index        int
 	Relationship tuple.Relationship
-	// Reason is one of ErrUnknownType ... ErrCaveatContext, a
+	// Reason is ErrUnknownDefinition, ErrUnknownRelation or one of
+	// ErrWriteToPermission ... ErrCaveatContext, a
 	// tuple.ErrInvalid error for a malformed name or ID, or a *LimitError
 	// for a caveat context over the limit.
 	Reason error

@@ -227,7 +227,7 @@ func (e *Engine) Watch(ctx context.Context, afterZookie string) iter.Seq2[WatchE
 		for cs, err := range e.st.Watch(ctx, after) {
 			if err != nil {
 				if errors.Is(err, store.ErrRevisionCompacted) {
-					err = fmt.Errorf("%w: %w", ErrSnapshotExpired, err)
+					err = fmt.Errorf("engine: watch: snapshot expired: %w", err)
 				}
 				yield(WatchEvent{}, err)
 				return

@@ -40,7 +40,7 @@ func validateRelationship(s *schema.Schema, index int, r tuple.Relationship, max
 	}
 	def, ok := s.Definitions[r.Resource.Type]
 	if !ok {
-		return fail(ErrUnknownType, "no definition %q in the schema", r.Resource.Type)
+		return fail(ErrUnknownDefinition, "no definition %q in the schema", r.Resource.Type)
 	}
 	rel, ok := def.Relations[r.Relation]
 	if !ok {
@@ -50,7 +50,7 @@ func validateRelationship(s *schema.Schema, index int, r tuple.Relationship, max
 		return fail(ErrWriteToPermission, "%s#%s is a permission, computed from relations", def.Name, rel.Name)
 	}
 	if _, ok := s.Definitions[r.Subject.Type]; !ok {
-		return fail(ErrUnknownType, "no definition %q in the schema for the subject", r.Subject.Type)
+		return fail(ErrUnknownDefinition, "no definition %q in the schema for the subject", r.Subject.Type)
 	}
 	var candidates []*schema.AllowedSubject
 	for _, a := range rel.Allowed {

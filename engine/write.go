@@ -57,7 +57,7 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (string, 
 	}
 	next, err := schema.Compile(schemaFilename, text)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: %w", ErrInvalidSchema, err)
+		return "", nil, fmt.Errorf("engine: invalid schema: %w", err)
 	}
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
@@ -173,7 +173,7 @@ func orphanReason(e *Engine, next *schema.Schema, r tuple.Relationship) string {
 		return ""
 	}
 	switch {
-	case errors.Is(re.Reason, ErrUnknownType) && next.Definitions[r.Resource.Type] == nil:
+	case errors.Is(re.Reason, ErrUnknownDefinition) && next.Definitions[r.Resource.Type] == nil:
 		return fmt.Sprintf("definition %s", r.Resource.Type)
 	case errors.Is(re.Reason, ErrUnknownRelation):
 		return fmt.Sprintf("relation %s#%s", r.Resource.Type, r.Relation)

@@ -31,8 +31,8 @@ func TestWriteValidation(t *testing.T) {
 		{name: "caveat without context", rel: "document:1#conditional@user:anne[ip_allowed]"},
 		{name: "expiring", rel: "document:1#viewer@user:anne[expiration:2030-01-01T00:00:00Z]"},
 
-		{name: "unknown resource type", rel: "folder:1#viewer@user:anne", want: engine.ErrUnknownType, msg: `no definition "folder"`},
-		{name: "unknown subject type", rel: "document:1#viewer@robot:r2", want: engine.ErrUnknownType, msg: `"robot"`},
+		{name: "unknown resource type", rel: "folder:1#viewer@user:anne", want: engine.ErrUnknownDefinition, msg: `no definition "folder"`},
+		{name: "unknown subject type", rel: "document:1#viewer@robot:r2", want: engine.ErrUnknownDefinition, msg: `"robot"`},
 		{name: "unknown relation", rel: "document:1#owner@user:anne", want: engine.ErrUnknownRelation, msg: `no relation "owner"`},
 		{name: "write to a permission", rel: "document:1#view@user:anne", want: engine.ErrWriteToPermission, msg: "document#view is a permission"},
 		{name: "subject type not allowed", rel: "document:1#viewer@group:eng", want: engine.ErrSubjectNotAllowed, msg: "not group"},

@@ -12,7 +12,7 @@ import (
 var (
 	// ErrInvalidSchema marks an ErrorList: the schema text has syntax or
 	// semantic errors.
-	ErrInvalidSchema = errors.New("schema: invalid schema")
+	ErrInvalidSchema = errors.New("invalid schema")
 	// ErrCaveatParam marks a caveat context value that cannot be converted to
 	// its parameter's declared type; the error is a *CaveatParamError.
 	ErrCaveatParam = errors.New("schema: caveat parameter has the wrong type")
@@ -38,6 +38,10 @@ func (e *Error) Error() string {
 	}
 	return e.Msg
 }
+
+// Is makes errors.Is(err, ErrInvalidSchema) true for one error as for
+// the ErrorList it belongs to.
+func (e *Error) Is(target error) bool { return target == ErrInvalidSchema }
 
 // ErrorList is a list of *Error, in the manner of go/scanner.ErrorList. The
 // zero value is an empty list ready to use.

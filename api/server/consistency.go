@@ -1,7 +1,6 @@
 package server
 
 import (
-	"fmt"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
@@ -104,18 +103,10 @@ func preconditionFromProto(path string, p *pb.Precondition) (engine.Precondition
 	return out, nil
 }
 
-// tooMany reports a repeated field longer than the engine allows.
+// tooMany reports a field over a limit of the engine or of the API layer.
 func tooMany(field, what string, got, limit int) error {
 	if got <= limit {
 		return nil
 	}
 	return fieldErr(field, &engine.LimitError{Limit: what, Max: limit, Got: got})
-}
-
-// tooLarge reports an API-layer limit.
-func tooLarge(field string, got, limit int, unit string) error {
-	if got <= limit {
-		return nil
-	}
-	return fieldErr(field, fmt.Errorf("%w: %d %s, at most %d", ErrTooLarge, got, unit, limit))
 }

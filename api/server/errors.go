@@ -14,7 +14,6 @@ import (
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/token"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -26,23 +25,22 @@ import (
 // error interceptor (and itemError, for the items of a bulk check) passes
 // them through statusOf.
 
-// Sentinel errors of the API layer.
+// Sentinel errors of the API layer. Malformed fields are reported as a
+// *FieldError wrapping engine.ErrInvalidRequest (or the engine's own
+// error), and API-layer limits as an *engine.LimitError, so the API adds
+// no second sentinel for a concept the engine already names.
 var (
-	// ErrInvalidArgument is matched by every *FieldError.
-	ErrInvalidArgument = errors.New("server: invalid argument")
 	// ErrUnauthenticated: no bearer token, or not a configured key.
 	ErrUnauthenticated = errors.New("server: unauthenticated")
 	// ErrNotFound: the thing asked for does not exist (ReadSchema before
 	// any schema write).
 	ErrNotFound = errors.New("server: not found")
-	// ErrTooLarge: a request exceeds a limit of the API layer.
-	ErrTooLarge = errors.New("server: request too large")
 	// errPanic marks a recovered panic.
 	errPanic = errors.New("server: panic")
 )
 
-// Is makes every *FieldError match ErrInvalidArgument.
-func (e *FieldError) Is(target error) bool { return target == ErrInvalidArgument }
+// Is makes every *FieldError match engine.ErrInvalidRequest.
+func (e *FieldError) Is(target error) bool { return target == engine.ErrInvalidRequest }
 
 // ErrorDomain is the domain of the google.rpc.ErrorInfo detail attached to
 // every status the server returns; its Reason is one of the Reason*
@@ -88,36 +86,62 @@ type errorRule struct {
 	reason  string
 }
 
+// errorRules is the one table from errors to status codes: every exported
+// sentinel of the engine's packages (and every typed error, through the
+// sentinel its Is or Unwrap method names) is either a target here or in
+// internalErrors; TestErrorTableIsComplete checks that over the source.
+// One sentinel per concept: where a row lists more than one, the others
+// are reasons a sentinel of the row wraps (a *RelationshipError wraps
+// engine.ErrInvalidRelationship and its reason), listed so that a reason
+// arriving alone maps the same.
 var errorRules = []errorRule{
 	{[]error{ErrUnauthenticated}, codes.Unauthenticated, ReasonUnauthenticated},
 	{[]error{ErrNotFound}, codes.NotFound, ReasonNotFound},
-	// Limits first: a *FieldError may wrap an engine.LimitError.
-	{[]error{engine.ErrLimitExceeded, store.ErrBatchTooLarge, ErrTooLarge}, codes.ResourceExhausted, ReasonLimitExceeded},
-	{[]error{eval.ErrMaxDepth}, codes.ResourceExhausted, ReasonMaxDepth},
+	// Limits first: a *FieldError or a *RelationshipError may wrap an
+	// *engine.LimitError. store.ErrBatchTooLarge is the datastore's own
+	// per-transaction limit; nothing was written.
+	{[]error{engine.ErrLimitExceeded, store.ErrBatchTooLarge}, codes.ResourceExhausted, ReasonLimitExceeded},
+	// The answer is unknown, never a silent "no"; the status carries the
+	// path (see statusOf).
+	{[]error{engine.ErrMaxDepth}, codes.ResourceExhausted, ReasonMaxDepth},
 	// Unavailable promises that nothing was written, so clients may retry
 	// any call; a commit of unknown outcome must not be retried blindly.
-	{[]error{engine.ErrClosed, store.ErrClosed, store.ErrUnavailable}, codes.Unavailable, ReasonUnavailable},
-	{[]error{store.ErrCommitUnknown}, codes.Unknown, ReasonCommitOutcomeUnknown},
-	{[]error{store.ErrAlreadyExists}, codes.AlreadyExists, ReasonAlreadyExists},
+	{[]error{engine.ErrClosed, engine.ErrUnavailable}, codes.Unavailable, ReasonUnavailable},
+	{[]error{engine.ErrCommitUnknown}, codes.Unknown, ReasonCommitOutcomeUnknown},
+	{[]error{engine.ErrRelationshipExists}, codes.AlreadyExists, ReasonAlreadyExists},
 	{[]error{engine.ErrPreconditionFailed}, codes.FailedPrecondition, ReasonPreconditionFailed},
-	{[]error{engine.ErrSnapshotExpired, store.ErrRevisionCompacted}, codes.FailedPrecondition, ReasonSnapshotExpired},
+	{[]error{engine.ErrSnapshotExpired}, codes.FailedPrecondition, ReasonSnapshotExpired},
 	{[]error{engine.ErrUnsafeSchemaChange}, codes.FailedPrecondition, ReasonUnsafeSchemaChange},
 	{[]error{engine.ErrNoSchema}, codes.FailedPrecondition, ReasonNoSchema},
-	{[]error{eval.ErrUnknownCaveat}, codes.FailedPrecondition, ReasonUnknownStoredCaveat},
-	{[]error{engine.ErrInvalidSchema, schema.ErrInvalidSchema}, codes.InvalidArgument, ReasonInvalidSchema},
-	{[]error{engine.ErrFutureZookie, store.ErrRevisionFuture}, codes.InvalidArgument, ReasonFutureZookie},
+	// The stored data and the schema disagree: not the request's fault.
+	{[]error{engine.ErrUnknownStoredCaveat}, codes.FailedPrecondition, ReasonUnknownStoredCaveat},
+	{[]error{engine.ErrInvalidSchema}, codes.InvalidArgument, ReasonInvalidSchema},
+	// Never waited for: a zookie from the future means a store that was
+	// reset or another store.
+	{[]error{engine.ErrFutureZookie}, codes.InvalidArgument, ReasonFutureZookie},
 	{[]error{engine.ErrInvalidZookie, token.ErrInvalid, token.ErrOtherStore}, codes.InvalidArgument, ReasonInvalidZookie},
-	{[]error{engine.ErrInvalidCursor}, codes.InvalidArgument, ReasonInvalidCursor},
+	{[]error{engine.ErrInvalidCursor, token.ErrOtherRequest}, codes.InvalidArgument, ReasonInvalidCursor},
 	{[]error{engine.ErrDuplicateUpdate}, codes.InvalidArgument, ReasonDuplicateUpdate},
-	// The reasons are wrapped by a *RelationshipError; listed in case one
-	// ever comes alone.
-	{[]error{engine.ErrInvalidRelationship, engine.ErrUnknownType, engine.ErrUnknownRelation, engine.ErrWriteToPermission,
-		engine.ErrSubjectNotAllowed, engine.ErrCaveatRequired, engine.ErrUnknownCaveat, engine.ErrCaveatNotAllowed,
+	// Before the unknown-definition and unknown-relation rows: a write
+	// naming an unknown type is an invalid relationship.
+	{[]error{engine.ErrInvalidRelationship, engine.ErrWriteToPermission, engine.ErrSubjectNotAllowed,
+		engine.ErrCaveatRequired, engine.ErrUnknownCaveat, engine.ErrCaveatNotAllowed,
 		engine.ErrExpirationNotAllowed, engine.ErrCaveatContext}, codes.InvalidArgument, ReasonInvalidRelationship},
-	{[]error{eval.ErrUnknownDefinition}, codes.InvalidArgument, ReasonUnknownDefinition},
-	{[]error{eval.ErrUnknownRelation}, codes.InvalidArgument, ReasonUnknownRelation},
-	{[]error{eval.ErrCaveat, schema.ErrCaveatParam, schema.ErrCaveatEval}, codes.InvalidArgument, ReasonCaveat},
-	{[]error{ErrInvalidArgument, engine.ErrInvalidRequest, eval.ErrInvalidRequest, tuple.ErrInvalid}, codes.InvalidArgument, ReasonInvalidArgument},
+	{[]error{engine.ErrUnknownDefinition}, codes.InvalidArgument, ReasonUnknownDefinition},
+	{[]error{engine.ErrUnknownRelation}, codes.InvalidArgument, ReasonUnknownRelation},
+	{[]error{engine.ErrCaveat, schema.ErrCaveatParam, schema.ErrCaveatEval}, codes.InvalidArgument, ReasonCaveat},
+	{[]error{engine.ErrInvalidRequest, tuple.ErrInvalid}, codes.InvalidArgument, ReasonInvalidArgument},
+}
+
+// internalErrors are the sentinels that deliberately match no rule and so
+// become Internal: each means a bug or damage, not a fault of the caller.
+var internalErrors = []struct {
+	err error
+	why string
+}{
+	{store.ErrCorrupt, "stored bytes do not decode: a bug or a damaged datastore"},
+	{schema.ErrCaveatNotCompiled, "a caveat evaluated without being compiled: a bug"},
+	{errPanic, "a handler panicked: a bug"},
 }
 
 // classify returns the code and reason for err; ok is false for errors
@@ -165,12 +189,12 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 	case reason == ReasonCommitOutcomeUnknown:
 		log.Error("write commit outcome unknown", "method", method, "err", err.Error())
 		return withReason(status.New(code, msgCommitUnknown), reason)
-	case errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, engine.ErrUnavailable):
 		log.Warn("datastore unavailable", "method", method, "err", err.Error())
 		return withReason(status.New(code, msgStoreUnavailable), reason)
 	}
 	st := status.New(code, err.Error())
-	var md *eval.MaxDepthError
+	var md *engine.MaxDepthError
 	if errors.As(err, &md) && len(md.Path) > 0 {
 		// The message names the path; the details let a client tell a
 		// loop in its data from a deep but intended nesting without

@@ -150,7 +150,7 @@ func (p *permissions) DeleteRelationships(ctx context.Context, req *pb.DeleteRel
 		return nil, err
 	}
 	limit := int(req.GetOptionalLimit())
-	if err := tooLarge("optional_limit", limit, MaxDeleteLimit, "relationships"); err != nil {
+	if err := tooMany("optional_limit", "relationships", limit, MaxDeleteLimit); err != nil {
 		return nil, err
 	}
 	if limit > 0 && !req.GetOptionalAllowPartialDeletions() {
@@ -556,7 +556,7 @@ func (p *permissions) ImportRelationships(stream pb.PermissionsService_ImportRel
 				return
 			}
 			path := "messages[" + strconv.Itoa(m) + "].relationships"
-			if err := tooLarge(path, len(msg.GetRelationships()), MaxImportBatch, "relationships in one message"); err != nil {
+			if err := tooMany(path, "relationships in one message", len(msg.GetRelationships()), MaxImportBatch); err != nil {
 				yield(tuple.Relationship{}, err)
 				return
 			}
@@ -591,7 +591,7 @@ func (p *permissions) ExportRelationships(req *pb.ExportRelationshipsRequest, st
 	}
 	maxBatch := min(MaxExportBatch, p.eng().Limits().MaxReadPageSize)
 	batch := int(req.GetOptionalBatchSize())
-	if err := tooLarge("optional_batch_size", batch, maxBatch, "relationships"); err != nil {
+	if err := tooMany("optional_batch_size", "relationships", batch, maxBatch); err != nil {
 		return err
 	}
 	if batch == 0 {

@@ -37,7 +37,7 @@ func (h *schemas) ReadSchema(ctx context.Context, req *pb.ReadSchemaRequest) (*p
 
 // WriteSchema replaces the schema and reports what changed.
 func (h *schemas) WriteSchema(ctx context.Context, req *pb.WriteSchemaRequest) (*pb.WriteSchemaResponse, error) {
-	if err := tooLarge("schema", len(req.GetSchema()), MaxSchemaBytes, "bytes"); err != nil {
+	if err := tooMany("schema", "bytes", len(req.GetSchema()), MaxSchemaBytes); err != nil {
 		return nil, err
 	}
 	zk, changes, err := h.s.eng.WriteSchema(ctx, callerOf(ctx), req.GetSchema())

@@ -15,7 +15,7 @@ type watcher struct {
 func (w *watcher) Watch(req *pb.WatchRequest, stream pb.WatchService_WatchServer) error {
 	ctx := stream.Context()
 	types := req.GetOptionalObjectTypes()
-	if err := tooLarge("optional_object_types", len(types), MaxWatchTypes, "object types"); err != nil {
+	if err := tooMany("optional_object_types", "object types", len(types), MaxWatchTypes); err != nil {
 		return err
 	}
 	keep := make(map[string]bool, len(types))

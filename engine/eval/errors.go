@@ -13,14 +13,14 @@ var (
 	// is unknown, never a silent "no".
 	ErrMaxDepth = errors.New("eval: max depth exceeded")
 	// ErrUnknownDefinition: a request names an object type the schema lacks.
-	ErrUnknownDefinition = errors.New("eval: unknown definition")
+	ErrUnknownDefinition = errors.New("unknown definition")
 	// ErrUnknownRelation: a request names a relation or permission the
 	// definition lacks.
-	ErrUnknownRelation = errors.New("eval: unknown relation")
+	ErrUnknownRelation = errors.New("unknown relation")
 	// ErrUnknownCaveat: a stored relationship names a caveat the schema lacks.
 	ErrUnknownCaveat = errors.New("eval: unknown caveat")
 	// ErrInvalidRequest: a request is malformed (empty IDs, nil reader, ...).
-	ErrInvalidRequest = errors.New("eval: invalid request")
+	ErrInvalidRequest = errors.New("invalid request")
 	// ErrCaveat: a caveat could not be evaluated, typically because the
 	// request context holds a value of the wrong type.
 	ErrCaveat = errors.New("eval: caveat evaluation failed")

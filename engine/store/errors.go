@@ -10,13 +10,13 @@ import (
 // Sentinel errors. Backends wrap them; callers test with errors.Is.
 var (
 	// ErrRevisionCompacted: the revision is older than the GC window.
-	ErrRevisionCompacted = errors.New("store: revision compacted")
+	ErrRevisionCompacted = errors.New("snapshot expired: revision compacted")
 	// ErrRevisionFuture: the revision has not been committed yet.
-	ErrRevisionFuture = errors.New("store: revision not yet committed")
+	ErrRevisionFuture = errors.New("revision not yet committed")
 	// ErrAlreadyExists: Create found a relationship with the same key.
 	ErrAlreadyExists = errors.New("store: relationship already exists")
 	// ErrClosed: the store was closed.
-	ErrClosed = errors.New("store: closed")
+	ErrClosed = errors.New("closed")
 	// ErrCorrupt: stored bytes could not be decoded.
 	ErrCorrupt = errors.New("store: corrupt data")
 	// ErrBatchTooLarge: a transaction wrote more relationships than the
