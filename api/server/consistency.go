@@ -1,7 +1,6 @@
 package server
 
 import (
-
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/eval"

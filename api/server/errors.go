@@ -141,6 +141,7 @@ var internalErrors = []struct {
 }{
 	{store.ErrCorrupt, "stored bytes do not decode: a bug or a damaged datastore"},
 	{schema.ErrCaveatNotCompiled, "a caveat evaluated without being compiled: a bug"},
+	{store.ErrTxDone, "a transaction used after its Update returned: a bug"},
 	{errPanic, "a handler panicked: a bug"},
 }
 

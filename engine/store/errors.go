@@ -33,6 +33,9 @@ var (
 	// whether the commit happened. The write may or may not be visible;
 	// read at the newest revision before deciding to retry it.
 	ErrCommitUnknown = errors.New("store: commit outcome unknown")
+	// ErrTxDone: a transaction was used after its Update returned (a bug
+	// in the caller).
+	ErrTxDone = errors.New("store: transaction already finished")
 )
 
 // DefaultMaxBatchOps is the default limit on Touch, Create and Delete calls

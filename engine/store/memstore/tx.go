@@ -43,7 +43,7 @@ func (t *tx) fail(err error) error {
 // begin checks a Touch, Create or Delete call against the batch limit.
 func (t *tx) begin() error {
 	if t.finished {
-		return errFinished
+		return store.ErrTxDone
 	}
 	t.ops++
 	if t.ops > t.s.maxBatch {
@@ -69,7 +69,7 @@ func (t *tx) current(k tuple.Key) (tuple.Relationship, bool) {
 
 func (t *tx) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
 	if t.finished {
-		return func(yield func(tuple.Relationship, error) bool) { yield(tuple.Relationship{}, errFinished) }
+		return func(yield func(tuple.Relationship, error) bool) { yield(tuple.Relationship{}, store.ErrTxDone) }
 	}
 	return t.prev.QueryRelationships(ctx, f, opts)
 }
@@ -137,7 +137,7 @@ func (t *tx) Delete(ctx context.Context, k tuple.Key) error {
 // (expired ones included: they are still stored).
 func (t *tx) DeleteMatching(ctx context.Context, f tuple.Filter, limit int) (int, error) {
 	if t.finished {
-		return 0, errFinished
+		return 0, store.ErrTxDone
 	}
 	var victims []tuple.Relationship
 	for r, err := range t.prev.QueryRelationships(ctx, f, store.QueryOptions{}) {
@@ -168,7 +168,7 @@ func (t *tx) DeleteMatching(ctx context.Context, f tuple.Filter, limit int) (int
 
 func (t *tx) WriteSchema(ctx context.Context, text string) error {
 	if t.finished {
-		return errFinished
+		return store.ErrTxDone
 	}
 	t.schema = &text
 	return nil

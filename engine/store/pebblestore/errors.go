@@ -14,8 +14,6 @@ var (
 	// ErrNotPemba: the directory holds a Pebble database that is not a
 	// Pemba store.
 	ErrNotPemba = errors.New("pebblestore: not a pemba store")
-	// ErrTxDone: a transaction was used after its Update returned.
-	ErrTxDone = errors.New("pebblestore: transaction already finished")
 )
 
 // FormatError reports a data directory whose format this binary refuses.

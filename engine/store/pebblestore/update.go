@@ -45,7 +45,7 @@ func (s *Store) apply(ctx context.Context, meta store.WriteMeta, fn func(ctx con
 	defer s.wmu.Unlock()
 	head := store.Revision(s.applied.Load())
 	t := &tx{s: s, head: head, buf: txbuf.New(txbuf.Config[store.Change]{
-		Prefix: "pebblestore", MaxOps: s.opts.MaxBatchOps, Done: ErrTxDone, View: viewChange,
+		Prefix: "pebblestore", MaxOps: s.opts.MaxBatchOps, Done: store.ErrTxDone, View: viewChange,
 	})}
 	if err := t.buf.Finish(ctx, fn(ctx, t)); err != nil {
 		return 0, err

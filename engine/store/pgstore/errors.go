@@ -16,8 +16,6 @@ var (
 	// ErrNotReplica: a read replica holds a different store than the
 	// primary.
 	ErrNotReplica = errors.New("pgstore: read replica is not a replica of this store")
-	// ErrTxDone: a transaction was used after its Update returned.
-	ErrTxDone = errors.New("pgstore: transaction already finished")
 )
 
 // VersionError reports a database whose schema version Open refuses.

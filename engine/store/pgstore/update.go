@@ -63,7 +63,7 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 		return 0, s.wrap(ctx, "begin and allocate revision", err)
 	}
 	t := &tx{s: s, prev: &reader{s: s, q: conn, rev: rev - 1}, buf: txbuf.New(txbuf.Config[change]{
-		Prefix: "pgstore", MaxOps: s.opts.MaxBatchOps, Done: ErrTxDone, View: viewChange,
+		Prefix: "pgstore", MaxOps: s.opts.MaxBatchOps, Done: store.ErrTxDone, View: viewChange,
 	})}
 	if err := t.buf.Finish(ctx, fn(ctx, t)); err != nil {
 		return 0, err
