@@ -19,6 +19,16 @@
 // Everything else is delegated: evaluation to package eval, storage to the
 // store.Store given to Open, parsing to packages tuple and schema.
 //
+// # Errors
+//
+// Every error the engine returns wraps one sentinel per concept (see
+// errors.go), tested with errors.Is. Where a lower package already names a
+// concept, the engine's name is that very sentinel (ErrSnapshotExpired is
+// store.ErrRevisionCompacted, ErrMaxDepth is eval.ErrMaxDepth), so callers
+// above the engine need only the engine's names. The engine says what went
+// wrong, never which status code that is: api/server/errors.go holds the
+// one table from sentinels to codes.
+//
 // # Concurrency
 //
 // An Engine is safe for concurrent use. Schema writes are serialised with
