@@ -12,7 +12,6 @@ import (
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/eval"
-	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -312,7 +311,7 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *pb.CheckBul
 		zk = z
 		for j, r := range results {
 			i := g.indexes[j]
-			if errors.Is(r.Err, store.ErrUnavailable) {
+			if errors.Is(r.Err, engine.ErrUnavailable) {
 				// A transient failure fails the call, so that clients
 				// retry it as a whole instead of reading item errors.
 				return nil, r.Err

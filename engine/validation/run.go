@@ -269,7 +269,7 @@ func (r *runner) lookupAgrees(ctx context.Context, a Assertion, want eval.Permis
 // isInputError reports errors caused by the file's content (an unknown
 // type or permission), which are failures rather than aborts.
 func isInputError(err error) bool {
-	for _, target := range []error{eval.ErrCaveat, eval.ErrUnknownDefinition, eval.ErrUnknownRelation, eval.ErrInvalidRequest, eval.ErrMaxDepth, tuple.ErrInvalid, engine.ErrInvalidRequest, engine.ErrLimitExceeded} {
+	for _, target := range []error{engine.ErrCaveat, engine.ErrUnknownDefinition, engine.ErrUnknownRelation, engine.ErrMaxDepth, engine.ErrInvalidRequest, engine.ErrLimitExceeded, tuple.ErrInvalid} {
 		if errors.Is(err, target) {
 			return true
 		}
