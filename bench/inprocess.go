@@ -10,9 +10,8 @@ import (
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/store"
-	"github.com/pemba-authz/pemba/engine/store/memstore"
+	"github.com/pemba-authz/pemba/engine/store/backend"
 	"github.com/pemba-authz/pemba/engine/store/pebblestore"
-	"github.com/pemba-authz/pemba/engine/store/pgstore"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -46,33 +45,12 @@ const caller = "pemba-bench"
 
 // NewInProcess opens the store and an engine over it.
 func NewInProcess(ctx context.Context, opts InProcessOptions) (*InProcess, error) {
-	var st store.Store
-	switch opts.Store {
-	case "memory":
-		st = memstore.New(memstore.Options{})
-	case "pebble":
-		if opts.Dir == "" {
-			return nil, fmt.Errorf("%w: the pebble store needs a data directory", ErrUsage)
-		}
-		ps, err := pebblestore.Open(opts.Dir, opts.Pebble)
-		if err != nil {
-			return nil, fmt.Errorf("bench: open pebble store: %w", err)
-		}
-		st = ps
-	case "postgres":
-		if opts.URI == "" {
-			return nil, fmt.Errorf("%w: the postgres store needs a connection URI (-datastore-uri)", ErrUsage)
-		}
-		if err := pgstore.Migrate(ctx, opts.URI); err != nil {
-			return nil, fmt.Errorf("bench: migrate postgres: %w", err)
-		}
-		ps, err := pgstore.Open(ctx, opts.URI, pgstore.Options{})
-		if err != nil {
-			return nil, fmt.Errorf("bench: open postgres store: %w", err)
-		}
-		st = ps
-	default:
-		return nil, fmt.Errorf("%w: store %q (want pebble, postgres or memory)", ErrUsage, opts.Store)
+	st, err := backend.Open(ctx, backend.Options{Kind: opts.Store, Dir: opts.Dir, URI: opts.URI, Migrate: true, Pebble: opts.Pebble})
+	if errors.Is(err, backend.ErrUsage) {
+		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
 	}
 	e, err := engine.Open(ctx, st, opts.Engine)
 	if err != nil {

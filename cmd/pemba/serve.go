@@ -26,9 +26,7 @@ import (
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/store"
-	"github.com/pemba-authz/pemba/engine/store/memstore"
-	"github.com/pemba-authz/pemba/engine/store/pebblestore"
+	"github.com/pemba-authz/pemba/engine/store/backend"
 	"github.com/pemba-authz/pemba/engine/store/pgstore"
 	"github.com/pemba-authz/pemba/engine/token"
 )
@@ -133,33 +131,16 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		grpcOpts = append(grpcOpts, grpc.Creds(creds))
 	}
 
-	var st store.Store
-	switch *storeKind {
-	case "pebble":
-		if *dataDir == "" {
-			fmt.Fprintln(stderr, "pemba serve: -datastore pebble needs a -data-dir")
-			return 2
-		}
-		ps, err := pebblestore.Open(*dataDir, pebblestore.Options{GCWindow: *gcWindow, Logger: log})
-		if err != nil {
-			return fail(err)
-		}
-		st = ps
-	case "postgres":
-		if *storeURI == "" {
-			fmt.Fprintln(stderr, "pemba serve: -datastore postgres needs a -datastore-uri")
-			return 2
-		}
-		ps, err := pgstore.Open(ctx, *storeURI, pgstore.Options{GCWindow: *gcWindow, ReadReplicas: replicas, Logger: log})
-		if err != nil {
-			return fail(err)
-		}
-		st = ps
-	case "memory":
-		st = memstore.New(memstore.Options{GCWindow: *gcWindow})
-	default:
-		fmt.Fprintf(stderr, "pemba serve: unknown -datastore %q (want pebble, postgres or memory)\n", *storeKind)
+	st, err := backend.Open(ctx, backend.Options{
+		Kind: *storeKind, Dir: *dataDir, URI: *storeURI, GCWindow: *gcWindow, Logger: log,
+		Postgres: pgstore.Options{ReadReplicas: replicas},
+	})
+	if errors.Is(err, backend.ErrUsage) {
+		fmt.Fprintf(stderr, "pemba serve: %v\n", err)
 		return 2
+	}
+	if err != nil {
+		return fail(err)
 	}
 	defer st.Close()
 	router, err := dispatch.router(*listen, *storeKind, token.FingerprintOf(st.Kind(), st.ID()), keys, *tlsCert != "", log)
