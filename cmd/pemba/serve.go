@@ -9,18 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"runtime/debug"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/pemba-authz/pemba/api/cluster"
 	"github.com/pemba-authz/pemba/api/server"
@@ -30,10 +24,6 @@ import (
 	"github.com/pemba-authz/pemba/engine/store/pgstore"
 	"github.com/pemba-authz/pemba/engine/token"
 )
-
-// stopGrace is how long a stopping server waits for calls in flight (open
-// Watch streams never finish by themselves) before cutting them.
-const stopGrace = 10 * time.Second
 
 // serveCommand is `pemba serve`: flags and wiring only; the server is
 // assembled by package api/server.
@@ -100,20 +90,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var keys []server.Key
 	switch {
 	case *keysFile != "":
-		f, err := os.Open(*keysFile)
-		if err != nil {
+		var err error
+		if keys, err = server.ReadKeysFile(*keysFile, log); err != nil {
 			return fail(err)
-		}
-		if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			log.Warn("the keys file is readable by other users; chmod 600 it", "file", *keysFile, "mode", fi.Mode().Perm().String())
-		}
-		keys, err = server.ParseKeys(f)
-		f.Close()
-		if err != nil {
-			return fail(err)
-		}
-		if len(keys) == 0 {
-			return fail(fmt.Errorf("%s holds no keys", *keysFile))
 		}
 	case *noAuth:
 	case cli.IsLoopback(*listen):
@@ -124,11 +103,11 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	var grpcOpts []grpc.ServerOption
 	if *tlsCert != "" || *tlsKey != "" {
-		creds, err := credentials.NewServerTLSFromFile(*tlsCert, *tlsKey)
+		opt, err := server.TLSFromFiles(*tlsCert, *tlsKey)
 		if err != nil {
 			return fail(err)
 		}
-		grpcOpts = append(grpcOpts, grpc.Creds(creds))
+		grpcOpts = append(grpcOpts, opt)
 	}
 
 	st, err := backend.Open(ctx, backend.Options{
@@ -148,8 +127,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fail(err)
 	}
 	eopts := engine.Options{Logger: log, CacheBytes: *cacheBytes, MaxDepth: *maxDepth, Quantum: *quantum}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := server.NewRegistry()
 	if router != nil {
 		defer router.Close()
 		eopts.Router = router
@@ -169,56 +147,16 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fail(err)
 	}
-	lis, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fail(err)
-	}
-	if *metricsAddr != "" {
-		mlis, err := net.Listen("tcp", *metricsAddr)
-		if err != nil {
-			lis.Close()
-			return fail(err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		probes := srv.HealthHandler()
-		mux.Handle("/healthz", probes)
-		mux.Handle("/readyz", probes)
-		if *pprofOn {
-			// No /debug/pprof/cmdline: the command line may hold a
-			// -datastore-uri with its password.
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := hs.Serve(mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server", "err", err)
+	err = srv.Run(ctx, server.RunConfig{
+		Listen: *listen, MetricsListen: *metricsAddr, Gatherer: reg, Pprof: *pprofOn,
+		Listening: func(grpcAddr, metricsAddr net.Addr) {
+			if metricsAddr != nil {
+				fmt.Fprintf(stdout, "pemba: serving metrics on http://%s/metrics\n", metricsAddr)
 			}
-		}()
-		defer hs.Close()
-		fmt.Fprintf(stdout, "pemba: serving metrics on http://%s/metrics\n", mlis.Addr())
-	}
-
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	fmt.Fprintf(stdout, "pemba: serving gRPC on %s (store %s, authentication %v)\n", lis.Addr(), st.Kind(), len(keys) > 0)
-	select {
-	case err := <-served:
-		return fail(err)
-	case <-ctx.Done():
-	}
-	stopped := make(chan struct{})
-	go func() { srv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(stopGrace):
-		srv.Stop()
-		<-stopped
-	}
-	if err := <-served; err != nil {
+			fmt.Fprintf(stdout, "pemba: serving gRPC on %s (store %s, authentication %v)\n", grpcAddr, st.Kind(), len(keys) > 0)
+		},
+	})
+	if err != nil {
 		return fail(err)
 	}
 	return 0
