@@ -16,7 +16,6 @@ import (
 	"syscall"
 
 	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
-	"github.com/pemba-authz/pemba/engine/validation"
 )
 
 // command is one subcommand. run receives the arguments after the
@@ -30,7 +29,7 @@ type command struct {
 // commands is the subcommand table, in the order usage lists them.
 func commands() []command {
 	return []command{
-		{"validate", "run validation files (schema, relationships, assertions)", validation.Command},
+		{"validate", "run validation files (schema, relationships, assertions)", validateCommand},
 		{"bench", "run benchmarks (bench run) and compare their reports (bench compare)", benchCommand},
 		{"serve", "serve the gRPC API (permissions, schema, watch; health, metrics)", serveCommand},
 		{"datastore", "prepare a PostgreSQL datastore (datastore migrate --datastore-uri URI)", datastoreCommand},

@@ -1,8 +1,6 @@
 package validation
 
 import (
-	"bytes"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -122,55 +120,6 @@ func TestRunSchemaErrorsMapToFileLines(t *testing.T) {
 	}
 	if f := res.Failures[0]; f.Pos.Line != 5 || !strings.Contains(f.Msg, "usr") {
 		t.Errorf("failure = %s, want line 5 naming usr", f)
-	}
-}
-
-func TestCommand(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, text string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	good := write("good.yaml", runSchema+"relationships: document:1#viewer@user:anne\nassertions:\n  assertTrue: [document:1#view@user:anne]\n")
-	bad := write("bad.yaml", runSchema+"assertions:\n  assertTrue: [document:1#view@user:anne]\n")
-	broken := write("broken.yaml", "schema: [\n")
-	zed := write("user.zed", "definition user {}\n")
-	zedRoot := write("root.zed", "use import\nimport \"user.zed\"\ndefinition doc { relation viewer: user }\n")
-	zedBad := write("badroot.zed", "use import\nimport \"broken.zed\"\n")
-	zedBroken := write("broken.zed", "definition user {\n\trelation r: usr\n}\n")
-	tests := []struct {
-		name string
-		args []string
-		code int
-		out  []string // substrings of stdout
-	}{
-		{"pass", []string{"-now", "2026-01-01T00:00:00Z", good}, ExitOK, []string{"ok   " + good, "1 files, 1 assertions, 0 validations: all passed"}},
-		{"no cross-checks", []string{"-q", "-no-crosscheck", good}, ExitOK, []string{"1 files, 1 assertions, 0 validations: all passed"}},
-		{"fail", []string{good, bad}, ExitFailed, []string{"FAIL " + bad, bad + ":15: assertTrue", "1 failures in 1 files"}},
-		{"invalid file", []string{broken}, ExitFailed, []string{"FAIL " + broken, broken + ":1:"}},
-		{"missing file", []string{filepath.Join(dir, "nope.yaml")}, ExitFailed, []string{"no such file"}},
-		{"schema files", []string{zedRoot, zed}, ExitOK, []string{"ok   " + zedRoot + " (schema)", "2 files, 0 assertions, 0 validations: all passed"}},
-		{"schema file importing an invalid file", []string{zedBad}, ExitFailed, []string{"FAIL " + zedBad, zedBroken + `:2:14: unknown definition "usr"`}},
-		{"no files", nil, ExitUsage, nil},
-		{"bad flag", []string{"-bogus", good}, ExitUsage, nil},
-		{"bad now", []string{"-now", "yesterday", good}, ExitUsage, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := Command(t.Context(), tt.args, &stdout, &stderr)
-			if code != tt.code {
-				t.Errorf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout.String(), stderr.String())
-			}
-			for _, s := range tt.out {
-				if !strings.Contains(stdout.String(), s) {
-					t.Errorf("stdout does not contain %q:\n%s", s, stdout.String())
-				}
-			}
-		})
 	}
 }
 

@@ -1,4 +1,4 @@
-package validation
+package main
 
 import (
 	"context"
@@ -9,21 +9,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pemba-authz/pemba/engine/validation"
 	"github.com/pemba-authz/pemba/schema"
 )
 
-// Exit codes of Command.
+// Exit codes of validateCommand.
 const (
-	ExitOK     = 0 // every file passed
-	ExitFailed = 1 // at least one expectation failed or a file is invalid
-	ExitUsage  = 2 // bad flags or no files
+	exitOK     = 0 // every file passed
+	exitFailed = 1 // at least one expectation failed or a file is invalid
+	exitUsage  = 2 // bad flags or no files
 )
 
-// Command is `pemba validate [-now RFC3339] [-q] [-no-crosscheck] FILE...`:
+// validateCommand is `pemba validate [-now RFC3339] [-q] [-no-crosscheck] FILE...`:
 // it runs each file, prints per-file results and a summary to stdout, and
 // returns the exit code. Usage errors go to stderr. A FILE ending in .zed
 // is a schema file, compiled with the files it imports.
-func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func validateCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	nowFlag := fs.String("now", "", "evaluate expirations at this RFC 3339 instant instead of the current time")
@@ -36,20 +37,20 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
+			return exitOK
 		}
-		return ExitUsage
+		return exitUsage
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return ExitUsage
+		return exitUsage
 	}
-	opts := Options{NoCrossChecks: *noCross}
+	opts := validation.Options{NoCrossChecks: *noCross}
 	if *nowFlag != "" {
 		t, err := parseTime(*nowFlag)
 		if err != nil {
 			fmt.Fprintf(stderr, "pemba validate: -now: %v\n", err)
-			return ExitUsage
+			return exitUsage
 		}
 		opts.Now = func() time.Time { return t }
 	}
@@ -73,10 +74,10 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 			continue
 		}
-		f, err := Load(path)
+		f, err := validation.Load(path)
 		if err != nil {
 			failedFiles++
-			var list ErrorList
+			var list validation.ErrorList
 			if errors.As(err, &list) {
 				failures += len(list)
 			} else {
@@ -85,7 +86,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "FAIL %s\n%s\n", path, indent(err.Error(), "  "))
 			continue
 		}
-		res, err := Run(ctx, f, opts)
+		res, err := validation.Run(ctx, f, opts)
 		if err != nil {
 			failedFiles++
 			failures++
@@ -110,10 +111,10 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%d files, %d assertions, %d validations: ", files, assertions, validations)
 	if failedFiles == 0 {
 		fmt.Fprintln(stdout, "all passed")
-		return ExitOK
+		return exitOK
 	}
 	fmt.Fprintf(stdout, "%d failures in %d files\n", failures, failedFiles)
-	return ExitFailed
+	return exitFailed
 }
 
 func parseTime(s string) (time.Time, error) {
@@ -122,4 +123,9 @@ func parseTime(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time", s)
 	}
 	return t, nil
+}
+
+// indent prefixes every line of s.
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
 }
