@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/pemba-authz/pemba/engine/store"
@@ -106,7 +107,7 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (string, 
 func (e *Engine) orphans(ctx context.Context, tx store.Tx, prev, next *schema.Schema, now time.Time) ([]SchemaUse, error) {
 	var uses []SchemaUse
 	index := map[string]int{}
-	for _, typ := range sortedKeys(prev.Definitions) {
+	for _, typ := range slices.Sorted(maps.Keys(prev.Definitions)) {
 		def := prev.Definitions[typ]
 		for _, rel := range def.Ordered {
 			if rel.IsPermission || unchanged(rel, next) {
@@ -188,15 +189,6 @@ func orphanReason(e *Engine, next *schema.Schema, r tuple.Relationship) string {
 		shape += " with expiration"
 	}
 	return fmt.Sprintf("subject type %s on %s#%s", shape, r.Resource.Type, r.Relation)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // WriteRelationships validates and applies req atomically and returns the

@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"maps"
 	"slices"
 
 	"github.com/pemba-authz/pemba/schema"
@@ -310,7 +311,7 @@ func (a *analysis) reverseEdges(r *schema.Relation, w *schema.Rewrite, exact boo
 			a.computedParents[t] = append(a.computedParents[t], parentEdge{parent: r, exact: exact})
 		}
 	case schema.RewriteArrow:
-		for _, typ := range sortedKeys(w.Targets) {
+		for _, typ := range slices.Sorted(maps.Keys(w.Targets)) {
 			t := w.Targets[typ].Index
 			a.arrowParents[t] = append(a.arrowParents[t], parentEdge{parent: r, tupleset: w.Relation, exact: exact && !w.ArrowAll})
 		}
@@ -351,7 +352,7 @@ func references(r *schema.Relation, withNegative bool) []*schema.Relation {
 			if withNegative && w.Relation != nil {
 				out = append(out, w.Relation)
 			}
-			for _, typ := range sortedKeys(w.Targets) {
+			for _, typ := range slices.Sorted(maps.Keys(w.Targets)) {
 				out = append(out, w.Targets[typ])
 			}
 		case schema.RewriteUnion:
@@ -370,15 +371,6 @@ func references(r *schema.Relation, withNegative bool) []*schema.Relation {
 	}
 	walk(r.Rewrite)
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // canContain reports whether subjects of sub's kind can be in rel at all.

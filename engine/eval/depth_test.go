@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -467,7 +468,7 @@ func TestDifferentialDepth(t *testing.T) {
 			}
 		}
 		var allRels []*schema.Relation
-		for _, name := range sortedKeys(s.Definitions) {
+		for _, name := range slices.Sorted(maps.Keys(s.Definitions)) {
 			allRels = append(allRels, s.Definitions[name].Ordered...)
 		}
 		subjects := []tuple.SubjectRef{{Type: "user", ID: tuple.Wildcard}}

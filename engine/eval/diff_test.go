@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -213,7 +214,7 @@ func genRewrite(rng *rand.Rand, defs map[string]*schema.Definition, p *schema.Re
 // genTuples writes random relationships that the schema allows.
 func genTuples(rng *rand.Rand, s *schema.Schema, now time.Time) []tuple.Relationship {
 	var rels []*schema.Relation
-	for _, name := range sortedKeys(s.Definitions) {
+	for _, name := range slices.Sorted(maps.Keys(s.Definitions)) {
 		for _, r := range s.Definitions[name].Ordered {
 			if !r.IsPermission && len(r.Allowed) > 0 {
 				rels = append(rels, r)
@@ -314,7 +315,7 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 		}
 	}
 	var allRels []*schema.Relation
-	for _, name := range sortedKeys(s.Definitions) {
+	for _, name := range slices.Sorted(maps.Keys(s.Definitions)) {
 		allRels = append(allRels, s.Definitions[name].Ordered...)
 	}
 	subjects := []tuple.SubjectRef{{Type: "user", ID: tuple.Wildcard}}
@@ -326,7 +327,7 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 		// Subject sets of every relation, on alternating objects.
 		subjects = append(subjects, tuple.SubjectRef{Type: r.Definition.Name, ID: diffIDs[i%2], Relation: r.Name})
 	}
-	for i, name := range sortedKeys(s.Definitions) {
+	for i, name := range slices.Sorted(maps.Keys(s.Definitions)) {
 		// Plain objects of every type, for self (and arrows' subjects).
 		if name != "user" {
 			subjects = append(subjects, tuple.SubjectRef{Type: name, ID: diffIDs[i%2]})
@@ -567,7 +568,7 @@ func drain[T any](seq func(func(T, error) bool)) ([]T, error) {
 
 func describeSchema(s *schema.Schema) string {
 	var b []byte
-	for _, name := range sortedKeys(s.Definitions) {
+	for _, name := range slices.Sorted(maps.Keys(s.Definitions)) {
 		d := s.Definitions[name]
 		b = fmt.Appendf(b, "definition %s {\n", name)
 		for _, r := range d.Ordered {

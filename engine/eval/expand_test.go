@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -175,13 +176,13 @@ func TestExpandAgreesWithCheck(t *testing.T) {
 			subjects = append(subjects, tuple.SubjectRef{Type: "user", ID: u})
 		}
 		var allRels []*schema.Relation
-		for _, name := range sortedKeys(s.Definitions) {
+		for _, name := range slices.Sorted(maps.Keys(s.Definitions)) {
 			allRels = append(allRels, s.Definitions[name].Ordered...)
 		}
 		for k, r := range allRels {
 			subjects = append(subjects, tuple.SubjectRef{Type: r.Definition.Name, ID: diffIDs[k%len(diffIDs)], Relation: r.Name})
 		}
-		for k, name := range sortedKeys(s.Definitions) {
+		for k, name := range slices.Sorted(maps.Keys(s.Definitions)) {
 			if name != "user" { // plain objects, for self
 				subjects = append(subjects, tuple.SubjectRef{Type: name, ID: diffIDs[k%len(diffIDs)]})
 			}

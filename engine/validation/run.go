@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -351,7 +353,7 @@ func (r *runner) validate(ctx context.Context, exp Expected) error {
 			}
 		}
 	}
-	for _, key := range sortedKeys(got) {
+	for _, key := range slices.Sorted(maps.Keys(got)) {
 		if !listed[key] {
 			m := got[key]
 			r.fail(exp.Pos, r.treeOf(tree, m.subject), "%s: subject %s is <%s> but is not listed", name, m.render(key), m.viaList())
@@ -368,7 +370,7 @@ func (r *runner) validate(ctx context.Context, exp Expected) error {
 // subject sets are left out (Check asks about one subject).
 func (r *runner) crossCheck(ctx context.Context, exp Expected, got memberSet) error {
 	name := exp.Resource.String() + "#" + exp.Permission
-	for _, key := range sortedKeys(got) {
+	for _, key := range slices.Sorted(maps.Keys(got)) {
 		m := got[key]
 		// A caveated subject may hold, not hold, or need context: the
 		// expansion does not evaluate caveats (as in SpiceDB), so there is
@@ -406,7 +408,7 @@ func (r *runner) crossLookup(ctx context.Context, exp Expected, got memberSet) e
 			types[m.subject.Type] = true
 		}
 	}
-	for _, typ := range sortedKeys(types) {
+	for _, typ := range slices.Sorted(maps.Keys(types)) {
 		seq, _, err := r.eng.LookupSubjects(ctx, engine.LookupSubjectsRequest{
 			Consistency:           engine.FullyConsistent(),
 			LookupSubjectsRequest: eval.LookupSubjectsRequest{Resource: exp.Resource, Permission: exp.Permission, SubjectType: typ},
@@ -432,7 +434,7 @@ func (r *runner) crossLookup(ctx context.Context, exp Expected, got memberSet) e
 				r.fail(exp.Pos, "", "%s: LookupSubjects reports %s, which the expansion does not list", name, key)
 			}
 		}
-		for _, key := range sortedKeys(got) {
+		for _, key := range slices.Sorted(maps.Keys(got)) {
 			m := got[key]
 			if m.subject.Type == typ && m.subject.Relation == "" && !m.subject.IsWildcard() && !m.caveated && !found[key] {
 				r.fail(exp.Pos, "", "%s: the expansion lists %s but LookupSubjects does not report it", name, m.render(key))
@@ -476,15 +478,6 @@ func compactStrings(s []string) []string {
 		}
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func indent(s, prefix string) string {

@@ -2,6 +2,8 @@ package validation
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -21,11 +23,11 @@ type member struct {
 }
 
 func (m *member) viaList() string {
-	return strings.Join(sortedKeys(m.via), ">/<")
+	return strings.Join(slices.Sorted(maps.Keys(m.via)), ">/<")
 }
 
 func (m *member) exceptionList() string {
-	return strings.Join(sortedKeys(m.exceptions), ", ")
+	return strings.Join(slices.Sorted(maps.Keys(m.exceptions)), ", ")
 }
 
 // render formats the subject as an expected-subject line would.
@@ -147,7 +149,7 @@ func intersect(sets []memberSet) memberSet {
 			candidates[k] = m.subject
 		}
 	}
-	for _, key := range sortedKeys(candidates) {
+	for _, key := range slices.Sorted(maps.Keys(candidates)) {
 		s := candidates[key]
 		var found []*member
 		for _, set := range sets {
