@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pemba-authz/pemba/api/client"
 	"github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/bench/workload"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -162,8 +162,8 @@ func (t *GRPC) Do(ctx context.Context, req *workload.Request) (Outcome, error) {
 	switch req.Op {
 	case workload.OpCheck:
 		resp, err := perms.CheckPermission(ctx, &pembav1.CheckPermissionRequest{
-			Consistency: t.c, Resource: objectToProto(req.Resource), Permission: req.Permission,
-			Subject: subjectToProto(req.Subject), Context: reqCtx,
+			Consistency: t.c, Resource: client.Object(req.Resource), Permission: req.Permission,
+			Subject: client.Subject(req.Subject), Context: reqCtx,
 		})
 		if err != nil {
 			return Outcome{}, err
@@ -173,7 +173,7 @@ func (t *GRPC) Do(ctx context.Context, req *workload.Request) (Outcome, error) {
 		return t.lookupResources(ctx, req, reqCtx)
 	case workload.OpLookupSubjects:
 		stream, err := perms.LookupSubjects(ctx, &pembav1.LookupSubjectsRequest{
-			Consistency: t.c, Resource: objectToProto(req.Resource), Permission: req.Permission,
+			Consistency: t.c, Resource: client.Object(req.Resource), Permission: req.Permission,
 			SubjectObjectType: req.SubjectType, Context: reqCtx,
 		})
 		if err != nil {
@@ -210,7 +210,7 @@ func (t *GRPC) lookupResources(ctx context.Context, req *workload.Request, reqCt
 	for {
 		stream, err := t.perms.LookupResources(ctx, &pembav1.LookupResourcesRequest{
 			Consistency: t.c, ResourceObjectType: req.ResourceType, Permission: req.Permission,
-			Subject: subjectToProto(req.Subject), Context: reqCtx,
+			Subject: client.Subject(req.Subject), Context: reqCtx,
 			OptionalLimit: lookupLimit, OptionalCursor: cursor,
 		})
 		if err != nil {
@@ -267,34 +267,12 @@ func (t *GRPC) pick() pembav1.PermissionsServiceClient {
 	return t.pool[int(t.next.Add(1))%len(t.pool)]
 }
 
-func objectToProto(o tuple.ObjectRef) *pembav1.ObjectReference {
-	return &pembav1.ObjectReference{ObjectType: o.Type, ObjectId: o.ID}
-}
-
-func subjectToProto(s tuple.SubjectRef) *pembav1.SubjectReference {
-	return &pembav1.SubjectReference{
-		Object:           &pembav1.ObjectReference{ObjectType: s.Type, ObjectId: s.ID},
-		OptionalRelation: s.Relation,
-	}
-}
-
+// relationshipToProto converts r for a request; a caveat context protobuf
+// cannot hold is the workload's fault, hence a usage error.
 func relationshipToProto(r tuple.Relationship) (*pembav1.Relationship, error) {
-	pr := &pembav1.Relationship{
-		Resource: objectToProto(r.Resource), Relation: r.Relation, Subject: subjectToProto(r.Subject),
-	}
-	if r.Caveat != nil {
-		c := &pembav1.ContextualizedCaveat{CaveatName: r.Caveat.Name}
-		if r.Caveat.Context != nil {
-			s, err := structpb.NewStruct(r.Caveat.Context)
-			if err != nil {
-				return nil, fmt.Errorf("%w: caveat context of %s: %w", ErrUsage, r, err)
-			}
-			c.Context = s
-		}
-		pr.OptionalCaveat = c
-	}
-	if !r.Expiration.IsZero() {
-		pr.OptionalExpiresAt = timestamppb.New(r.Expiration)
+	pr, err := client.Relationship(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	return pr, nil
 }

@@ -3,42 +3,25 @@ package client
 import (
 	"fmt"
 
-	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
+	"github.com/pemba-authz/pemba/api/internal/convert"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
 // Object converts an object reference.
-func Object(o tuple.ObjectRef) *pb.ObjectReference {
-	return &pb.ObjectReference{ObjectType: o.Type, ObjectId: o.ID}
-}
+func Object(o tuple.ObjectRef) *pb.ObjectReference { return convert.Object(o) }
 
 // Subject converts a subject reference.
-func Subject(s tuple.SubjectRef) *pb.SubjectReference {
-	return &pb.SubjectReference{Object: &pb.ObjectReference{ObjectType: s.Type, ObjectId: s.ID}, OptionalRelation: s.Relation}
-}
+func Subject(s tuple.SubjectRef) *pb.SubjectReference { return convert.Subject(s) }
 
 // Relationship converts a relationship. It fails only for a caveat context
 // value that protobuf's Struct cannot hold.
 func Relationship(r tuple.Relationship) (*pb.Relationship, error) {
-	out := &pb.Relationship{Resource: Object(r.Resource), Relation: r.Relation, Subject: Subject(r.Subject)}
-	if r.Caveat != nil {
-		cc := &pb.ContextualizedCaveat{CaveatName: r.Caveat.Name}
-		if len(r.Caveat.Context) > 0 {
-			s, err := structpb.NewStruct(r.Caveat.Context)
-			if err != nil {
-				return nil, fmt.Errorf("client: caveat context of %s: %w", r.Key(), err)
-			}
-			cc.Context = s
-		}
-		out.OptionalCaveat = cc
+	p, err := convert.Relationship(r)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
 	}
-	if !r.Expiration.IsZero() {
-		out.OptionalExpiresAt = timestamppb.New(r.Expiration)
-	}
-	return out, nil
+	return p, nil
 }
 
 // FromRelationship converts a relationship received from the server and

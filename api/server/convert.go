@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine/store"
@@ -195,63 +193,6 @@ func contextFromProto(path string, s *structpb.Struct) (map[string]any, error) {
 		}
 	}
 	return s.AsMap(), nil
-}
-
-// contextToProto converts a stored caveat context; nil stays nil.
-func contextToProto(ctx map[string]any) (*structpb.Struct, error) {
-	if len(ctx) == 0 {
-		return nil, nil
-	}
-	s, err := structpb.NewStruct(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("server: caveat context: %w", err)
-	}
-	return s, nil
-}
-
-func objectToProto(o tuple.ObjectRef) *pb.ObjectReference {
-	return &pb.ObjectReference{ObjectType: o.Type, ObjectId: o.ID}
-}
-
-func subjectToProto(s tuple.SubjectRef) *pb.SubjectReference {
-	return &pb.SubjectReference{
-		Object:           &pb.ObjectReference{ObjectType: s.Type, ObjectId: s.ID},
-		OptionalRelation: s.Relation,
-	}
-}
-
-// relationshipToProto converts a stored relationship. It fails only when a
-// stored caveat context holds a value protobuf cannot represent.
-func relationshipToProto(r tuple.Relationship) (*pb.Relationship, error) {
-	cv, exp, err := conditionsToProto(r.Caveat, r.Expiration)
-	if err != nil {
-		return nil, fmt.Errorf("%w (relationship %s)", err, r.Key())
-	}
-	return &pb.Relationship{
-		Resource:          objectToProto(r.Resource),
-		Relation:          r.Relation,
-		Subject:           subjectToProto(r.Subject),
-		OptionalCaveat:    cv,
-		OptionalExpiresAt: exp,
-	}, nil
-}
-
-// conditionsToProto converts the caveat and expiry of a relationship, each
-// nil where absent.
-func conditionsToProto(c *tuple.Caveat, exp time.Time) (*pb.ContextualizedCaveat, *timestamppb.Timestamp, error) {
-	var cv *pb.ContextualizedCaveat
-	if c != nil {
-		ctx, err := contextToProto(c.Context)
-		if err != nil {
-			return nil, nil, err
-		}
-		cv = &pb.ContextualizedCaveat{CaveatName: c.Name, Context: ctx}
-	}
-	var ts *timestamppb.Timestamp
-	if !exp.IsZero() {
-		ts = timestamppb.New(exp)
-	}
-	return cv, ts, nil
 }
 
 // filterFromProto converts a relationship filter. needType makes

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pemba-authz/pemba/api/internal/convert"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -55,7 +56,7 @@ func TestRelationshipRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := relationshipToProto(r)
+			p, err := convert.Relationship(r)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -234,7 +235,7 @@ func FuzzRelationshipFromProto(f *testing.F) {
 		`doc:1#viewer@user:*[c:{"a":[1,"x"]}][expiration:2030-01-01T00:00:00Z]`,
 	} {
 		r, _ := tuple.Parse(s)
-		p, _ := relationshipToProto(r)
+		p, _ := convert.Relationship(r)
 		b, _ := proto.Marshal(p)
 		f.Add(b)
 	}
@@ -254,7 +255,7 @@ func FuzzRelationshipFromProto(f *testing.F) {
 		if err := r.Validate(); err != nil {
 			t.Fatalf("accepted an invalid relationship %s: %v", r, err)
 		}
-		back, err := relationshipToProto(r)
+		back, err := convert.Relationship(r)
 		if err != nil {
 			t.Fatalf("accepted %s but cannot send it back: %v", r, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"iter"
 	"strconv"
 
+	"github.com/pemba-authz/pemba/api/internal/convert"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/eval"
@@ -51,7 +52,7 @@ func (p *permissions) ReadRelationships(req *pb.ReadRelationshipsRequest, stream
 		}
 		pz := zookieToProto(page.Zookie)
 		for i, r := range page.Relationships {
-			pr, err := relationshipToProto(r)
+			pr, err := convert.Relationship(r)
 			if err != nil {
 				return err
 			}
@@ -366,13 +367,13 @@ func treeToProto(t *eval.Tree) (*pb.PermissionRelationshipTree, error) {
 		return nil, nil
 	}
 	out := &pb.PermissionRelationshipTree{
-		ExpandedObject:   objectToProto(t.Object),
+		ExpandedObject:   convert.Object(t.Object),
 		ExpandedRelation: t.Relation,
 		Truncated:        t.Truncated,
 	}
 	if t.Caveat != nil || !t.Expiration.IsZero() {
 		// The conditions of the relationship that led here.
-		cv, exp, err := conditionsToProto(t.Caveat, t.Expiration)
+		cv, exp, err := convert.Conditions(t.Caveat, t.Expiration)
 		if err != nil {
 			return nil, fmt.Errorf("%w (expansion node %s#%s)", err, t.Object, t.Relation)
 		}
@@ -391,12 +392,12 @@ func treeToProto(t *eval.Tree) (*pb.PermissionRelationshipTree, error) {
 	case eval.Leaf:
 		leaf := &pb.DirectSubjectSet{SubjectSetExpansions: children}
 		for _, s := range t.Subjects {
-			ps := subjectToProto(s.Subject)
+			ps := convert.Subject(s.Subject)
 			leaf.Subjects = append(leaf.Subjects, ps)
 			if s.Caveat == nil && s.Expiration.IsZero() {
 				continue
 			}
-			cv, exp, err := conditionsToProto(s.Caveat, s.Expiration)
+			cv, exp, err := convert.Conditions(s.Caveat, s.Expiration)
 			if err != nil {
 				return nil, fmt.Errorf("%w (subject %s of %s#%s)", err, s.Subject, t.Object, t.Relation)
 			}
@@ -604,7 +605,7 @@ func (p *permissions) ExportRelationships(req *pb.ExportRelationshipsRequest, st
 		}
 		msg := &pb.ExportRelationshipsResponse{ExportedAt: zookieToProto(page.Zookie), AfterBatchCursor: cursorToProto(page.Next)}
 		for _, r := range page.Relationships {
-			pr, err := relationshipToProto(r)
+			pr, err := convert.Relationship(r)
 			if err != nil {
 				return err
 			}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/pemba-authz/pemba/api/internal/convert"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/store"
@@ -170,7 +171,7 @@ func mustRel(t testing.TB, s string) *pb.Relationship {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := relationshipToProto(r)
+	p, err := convert.Relationship(r)
 	if err != nil {
 		t.Fatal(err)
 	}

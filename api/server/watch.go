@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/pemba-authz/pemba/api/internal/convert"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -42,7 +43,7 @@ func (w *watcher) Watch(req *pb.WatchRequest, stream pb.WatchService_WatchServer
 			if len(keep) > 0 && !keep[c.Relationship.Resource.Type] {
 				continue
 			}
-			r, err := relationshipToProto(c.Relationship)
+			r, err := convert.Relationship(c.Relationship)
 			if err != nil {
 				return err
 			}
