@@ -25,10 +25,11 @@ import (
 // line and tests, never by the server.)
 var errorPackages = []string{
 	"engine", "engine/store", "engine/eval", "engine/token", "engine/tuple", "schema", "api/server",
-	"engine/store/memstore", "engine/store/pebblestore", "engine/store/pgstore", "engine/cache",
+	"engine/store/memstore", "engine/store/pebblestore", "engine/store/pgstore", "engine/store/backend", "engine/cache",
 }
 
-// openErrors are the sentinels that only a backend's Open returns: the
+// openErrors are the sentinels that only a backend's Open (or
+// backend.Open, which chooses one) returns: the
 // server is not running yet, so no request meets them, and api/server
 // does not import the backends to name them.
 var openErrors = map[string]string{
@@ -37,6 +38,7 @@ var openErrors = map[string]string{
 	"pgstore.ErrNotMigrated":      "a database without (current) Pemba tables",
 	"pgstore.ErrSchemaTooNew":     "a database migrated by a newer Pemba",
 	"pgstore.ErrNotReplica":       "a read replica of another store",
+	"backend.ErrUsage":            "options naming no known datastore, or without its directory or URI",
 }
 
 // errorSource is what the source of errorPackages declares.
