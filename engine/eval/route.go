@@ -179,7 +179,7 @@ func (e *Evaluator) DispatchCheck(ctx context.Context, p Params, req *DispatchRe
 		}
 		parent = &frame{parent: parent, rel: r, id: s.ResourceID, depth: int32(i + 1), seq: rq.seq.Add(1), st: st}
 	}
-	res, err := rq.checkAt(ctx, parent, st, rel, req.Resource.ID, req.Subject, true)
+	res, err := rq.start(ctx, checkCall{parent: parent, stats: st, local: true, rel: rel, id: req.Resource.ID, sub: req.Subject})
 	if err != nil {
 		return nil, err
 	}
