@@ -7,11 +7,17 @@ import (
 	"github.com/pemba-authz/pemba/schema"
 )
 
+// checkRoot answers req as a root check.
 func (rq *request) checkRoot(ctx context.Context, req CheckRequest) (CheckResult, error) {
 	rel, err := rq.e.root(req)
 	if err != nil {
 		return CheckResult{}, err
 	}
+	return rq.checkRel(ctx, rel, req)
+}
+
+// checkRel is checkRoot for req, validated, about rel.
+func (rq *request) checkRel(ctx context.Context, rel *schema.Relation, req CheckRequest) (CheckResult, error) {
 	st := new(checkStats)
 	res, err := rq.start(ctx, checkCall{stats: st, rel: rel, id: req.Resource.ID, sub: req.Subject})
 	if err != nil {
@@ -102,8 +108,9 @@ func (rq *request) start(ctx context.Context, c checkCall) (result, error) {
 	if res, ok := rq.trivial(c); ok {
 		return res, nil
 	}
-	if c.parent == nil && rq.e.cache != nil {
-		if res, hit := rq.e.cache.lookup(rq, subproblem{rel: c.rel.Index, id: c.id, sub: c.sub}, true); hit && res.fits(1, rq.e.opts.MaxDepth) {
+	sp := subproblem{rel: c.rel.Index, id: c.id, sub: c.sub}
+	if c.parent == nil {
+		if res, ok := rq.e.dispatch.settled(rootQuery{rev: rq.rev, now: rq.now, sp: sp, rq: rq}); ok {
 			c.stats.dispatched(0)
 			return res, nil
 		}
@@ -116,7 +123,7 @@ func (rq *request) start(ctx context.Context, c checkCall) (result, error) {
 		return result{}, maxDepthError(rq.e.opts.MaxDepth, f)
 	}
 	c.stats.dispatched(f.depth)
-	return rq.e.dispatch.dispatch(ctx, rq, f, subproblem{rel: c.rel.Index, id: c.id, sub: c.sub})
+	return rq.e.dispatch.dispatch(ctx, rq, f, sp)
 }
 
 // trivial answers c without reading: a subject set contains itself, and

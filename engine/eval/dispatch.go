@@ -3,17 +3,50 @@ package eval
 import (
 	"context"
 	"time"
+
+	"github.com/pemba-authz/pemba/engine/store"
 )
 
 // dispatcher evaluates one subproblem on the path frame f. The evaluator
-// chains implementations as decorators: memoLayer (in-request sharing) ->
-// cacheLayer (cross-request, optional) -> computeLayer.
+// chains implementations as decorators (see newChain): memoLayer
+// (in-request sharing) -> remoteLayer (cluster, optional) -> cacheLayer
+// (cross-request, optional) -> computeLayer.
 type dispatcher interface {
+	// settled returns the answer to a root subproblem that is known
+	// without evaluating it (a cached one), before the chain allocates
+	// anything for it; layers that cannot tell pass q on.
+	settled(q rootQuery) (result, bool)
 	dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error)
+}
+
+// rootQuery asks the chain for a settled answer to the root subproblem sp
+// at revision rev and clock now.
+type rootQuery struct {
+	rev store.Revision
+	now time.Time
+	sp  subproblem
+	// rq is the request, for its caveat context; nil before one exists,
+	// when the context is empty.
+	rq *request
+}
+
+// newChain builds the dispatch chain of e for opts; ac is the
+// cross-request cache (nil: none).
+func newChain(e *Evaluator, opts Options, ac answerCache) dispatcher {
+	var d dispatcher = computeLayer{}
+	if ac != nil {
+		d = &cacheLayer{cache: ac, next: d, schemaID: e.schemaID, caveated: e.an.caveated, maxDepth: opts.MaxDepth}
+	}
+	if opts.Router != nil {
+		d = remoteLayer{router: opts.Router, next: d}
+	}
+	return memoLayer{next: d}
 }
 
 // computeLayer evaluates the subproblem from the schema.
 type computeLayer struct{}
+
+func (computeLayer) settled(rootQuery) (result, bool) { return result{}, false }
 
 func (computeLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
 	return rq.compute(ctx, f, sp.sub)
@@ -44,6 +77,9 @@ func (c *call) exact() bool { return c.err == nil && c.res.cut == noCut }
 type memoLayer struct {
 	next dispatcher
 }
+
+// settled passes q on: a root that the memo answers counts as dispatched.
+func (m memoLayer) settled(q rootQuery) (result, bool) { return m.next.settled(q) }
 
 func (m memoLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
 	rq.mu.Lock()
@@ -95,75 +131,5 @@ func (m memoLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subpr
 		close(c.done)
 	}
 	rq.mu.Unlock()
-	return res, err
-}
-
-// cacheLayer keeps exact answers across requests in a cache.Cache, keyed by
-// revision, schema, relation, object, subject and (for relations a caveat
-// can reach) the request's caveat context.
-type cacheLayer struct {
-	cache *Cache
-	next  dispatcher
-}
-
-// cacheEntry is a cached answer and the interval of clock values for which
-// it holds: relationships expired before computed were invisible then (but
-// visible to an earlier clock), and expires is when one that was read ends.
-type cacheEntry struct {
-	perm     Permissionship
-	missing  []string
-	computed time.Time
-	expires  time.Time
-	h        int32 // see result.h
-}
-
-// lookup returns the cached answer to sp valid at rq.now, without
-// allocating. The root of a check probes it before the memo layer, so a
-// warm check allocates no memo table.
-// probe is lookup for the root, whose miss is followed by dispatch's own
-// lookup: only its hits count in the cache's statistics.
-func (c cacheLayer) lookup(rq *request, sp subproblem, probe bool) (result, bool) {
-	var buf [128]byte
-	key, ok := rq.appendCacheKey(buf[:0], sp)
-	if !ok {
-		return result{}, false
-	}
-	return c.lookupKey(key, rq.now, probe)
-}
-
-// lookupKey is lookup by key, for an answer valid at now.
-func (c cacheLayer) lookupKey(key []byte, now time.Time, probe bool) (result, bool) {
-	var ent cacheEntry
-	var hit bool
-	if probe {
-		ent, hit = c.cache.Probe(key)
-	} else {
-		ent, hit = c.cache.GetBytes(key)
-	}
-	if !hit {
-		return result{}, false
-	}
-	if !now.Before(ent.computed) && (ent.expires.IsZero() || now.Before(ent.expires)) {
-		return result{perm: ent.perm, missing: ent.missing, expires: ent.expires, cut: noCut, h: ent.h}, true
-	}
-	return result{}, false
-}
-
-func (c cacheLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
-	if res, hit := c.lookup(rq, sp, false); hit && res.fits(f.depth, rq.e.opts.MaxDepth) {
-		return res, nil
-	}
-	res, err := c.next.dispatch(ctx, rq, f, sp)
-	if err == nil && res.cut == noCut {
-		key, ok := rq.cacheKey(sp)
-		if !ok {
-			return res, err
-		}
-		size := int64(64)
-		for _, m := range res.missing {
-			size += int64(len(m)) + 16
-		}
-		c.cache.Set(key, cacheEntry{perm: res.perm, missing: res.missing, computed: rq.now, expires: res.expires, h: res.h}, size)
-	}
 	return res, err
 }

@@ -77,13 +77,18 @@
 // dispatchers. The first shares work within a request: a finished answer is
 // reused, and an identical evaluation in flight is waited for when the wait
 // cannot deadlock (see memoLayer); the items of CheckBulk share this table.
-// The second, when Options.Cache is set, keeps answers across requests in a
-// cache.Cache, keyed by revision, schema, relation index, object, subject and
-// — only for relations a caveat can reach — a hash of the request context.
-// An entry records the clock interval in which it holds: from the Now it
-// was computed at until the earliest expiration among the relationships it
-// read. An answer is never served for another revision or outside that
-// interval.
+// With Options.Router set, the next sends permissions owned by other nodes
+// of a cluster to them (see remoteLayer). The last before evaluation, when
+// Options.Cache is set, keeps answers across requests (cacheLayer, the only
+// reader and writer of the cache), keyed by revision, schema, relation
+// index, object, subject and — only for relations a caveat can reach — a
+// hash of the request context. An entry records the clock interval in
+// which it holds: from the Now it was computed at until the earliest
+// expiration among the relationships it read. An answer is never served for
+// another revision or outside that interval. The root of a check asks the
+// chain first for a settled answer (dispatcher.settled), which the cache
+// layer gives without any request state being allocated: a warm Check
+// allocates nothing.
 //
 // # Lookups
 //

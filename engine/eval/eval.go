@@ -6,7 +6,6 @@ import (
 	"iter"
 	"time"
 
-	"github.com/pemba-authz/pemba/engine/cache"
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
@@ -47,13 +46,6 @@ type Options struct {
 	Router Router
 }
 
-// Cache is the cross-request result cache of evaluators: subproblem
-// answers by revision, schema, relation, object, subject and context.
-type Cache = cache.Cache[cacheEntry]
-
-// NewCache returns a result cache of about maxBytes bytes.
-func NewCache(maxBytes int64) *Cache { return cache.New[cacheEntry](maxBytes) }
-
 // Evaluator answers permission questions over one compiled schema. It is
 // safe for concurrent use; each call reads through the store.Reader it is
 // given, so all of a call's answers come from one revision.
@@ -69,13 +61,20 @@ type Evaluator struct {
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64
-	// cache is the cross-request layer, probed first at the root of a
-	// check; nil when no cache is configured.
-	cache *cacheLayer
 }
 
 // New returns an evaluator for s.
 func New(s *schema.Schema, opts Options) *Evaluator {
+	var ac answerCache
+	if opts.Cache != nil {
+		ac = sharedCache{opts.Cache}
+	}
+	return newEvaluator(s, opts, ac)
+}
+
+// newEvaluator is New with the cross-request cache ac (nil: none) in
+// place of opts.Cache.
+func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 	if opts.MaxDepth <= 0 {
 		opts.MaxDepth = DefaultMaxDepth
 	}
@@ -86,16 +85,7 @@ func New(s *schema.Schema, opts Options) *Evaluator {
 	h.Write([]byte(s.Source))
 	e := &Evaluator{s: s, opts: opts, an: analyze(s), schemaID: h.Sum64(),
 		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget}
-	var d dispatcher = computeLayer{}
-	if opts.Cache != nil {
-		cl := cacheLayer{cache: opts.Cache, next: d}
-		e.cache = &cl
-		d = cl
-	}
-	if opts.Router != nil {
-		d = remoteLayer{router: opts.Router, next: d}
-	}
-	e.dispatch = memoLayer{next: d}
+	e.dispatch = newChain(e, opts, ac)
 	return e
 }
 
@@ -275,18 +265,26 @@ type SubjectResult struct {
 // Check reports whether req.Subject has req.Permission on req.Resource at
 // the revision of p.Reader.
 func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (CheckResult, error) {
-	if e.cache != nil && p.Reader != nil && len(p.Context) == 0 && !p.Now.IsZero() {
-		// A warm check is answered from the cache before any request
-		// state is allocated (with no caveat context, its hash is 0).
-		if rel, err := e.root(req); err == nil && e.an.canContain(rel, req.Subject.Type, req.Subject.Relation) {
-			var buf [128]byte
-			key := e.appendCacheKey(buf[:0], p.Reader.Revision(), subproblem{rel: rel.Index, id: req.Resource.ID, sub: req.Subject}, 0)
-			if res, hit := e.cache.lookupKey(key, p.Now, true); hit && res.fits(1, e.opts.MaxDepth) {
+	if p.Reader != nil && len(p.Context) == 0 && !p.Now.IsZero() {
+		// A warm check is answered from the dispatch chain's cache
+		// before any request state is allocated.
+		rel, err := e.root(req)
+		if err != nil {
+			return CheckResult{}, err
+		}
+		if e.an.canContain(rel, req.Subject.Type, req.Subject.Relation) {
+			sp := subproblem{rel: rel.Index, id: req.Resource.ID, sub: req.Subject}
+			if res, ok := e.dispatch.settled(rootQuery{rev: p.Reader.Revision(), now: p.Now, sp: sp}); ok {
 				cr := res.checkResult()
 				cr.Dispatches = 1 // the root, a cache hit; Depth stays 0
 				return cr, nil
 			}
 		}
+		rq, err := e.newRequest(p)
+		if err != nil {
+			return CheckResult{}, err
+		}
+		return rq.checkRel(ctx, rel, req)
 	}
 	rq, err := e.newRequest(p)
 	if err != nil {

@@ -2,7 +2,6 @@ package eval
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"hash/fnv"
@@ -127,46 +126,6 @@ func (rq *request) contextHash() (uint64, bool) {
 		rq.ctxHash, rq.ctxOK = h.Sum64(), true
 	})
 	return rq.ctxHash, rq.ctxOK
-}
-
-// cacheKey encodes a subproblem for the cross-request cache: revision and
-// schema first, so that no answer crosses revisions or schemas, and the
-// context hash when a caveat can influence the relation.
-func (rq *request) cacheKey(sp subproblem) (string, bool) {
-	var buf [128]byte
-	b, ok := rq.appendCacheKey(buf[:0], sp)
-	return string(b), ok
-}
-
-// appendCacheKey appends the cache key of sp to b.
-func (rq *request) appendCacheKey(b []byte, sp subproblem) ([]byte, bool) {
-	var h uint64
-	if rq.e.an.caveated[sp.rel] {
-		var ok bool
-		if h, ok = rq.contextHash(); !ok {
-			return b, false
-		}
-	}
-	return rq.e.appendCacheKey(b, rq.rev, sp, h), true
-}
-
-// appendCacheKey appends the key of sp at rev to b; ctxHash is the hash of
-// the caveat context, used only if a caveat can reach sp's relation.
-func (e *Evaluator) appendCacheKey(b []byte, rev store.Revision, sp subproblem, ctxHash uint64) []byte {
-	b = binary.LittleEndian.AppendUint64(b, uint64(rev))
-	b = binary.LittleEndian.AppendUint64(b, e.schemaID)
-	b = binary.LittleEndian.AppendUint32(b, uint32(sp.rel))
-	if e.an.caveated[sp.rel] {
-		b = binary.LittleEndian.AppendUint64(b, ctxHash)
-	}
-	b = append(b, sp.id...)
-	b = append(b, 0)
-	b = append(b, sp.sub.Type...)
-	b = append(b, 0)
-	b = append(b, sp.sub.ID...)
-	b = append(b, 0)
-	b = append(b, sp.sub.Relation...)
-	return b
 }
 
 // query collects the relationships matching f, visible at rq.now. It reads
