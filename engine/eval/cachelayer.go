@@ -72,24 +72,26 @@ func (k *cacheKey) append(b []byte) []byte {
 }
 
 // answerCache stores exact subproblem answers across requests. probe is
-// a lookup whose miss is followed by a plain one for the same key: only
+// get for a lookup whose miss is followed by a get of the same key: only
 // its hits count in the statistics. size is the entry's weight, beyond
 // its key.
 type answerCache interface {
-	get(k cacheKey, probe bool) (cacheEntry, bool)
+	get(k cacheKey) (cacheEntry, bool)
+	probe(k cacheKey) (cacheEntry, bool)
 	set(k cacheKey, ent cacheEntry, size int64)
 }
 
 // sharedCache is the answerCache of Options.Cache.
 type sharedCache struct{ c *Cache }
 
-func (s sharedCache) get(k cacheKey, probe bool) (cacheEntry, bool) {
+func (s sharedCache) get(k cacheKey) (cacheEntry, bool) {
 	var buf [128]byte
-	key := k.append(buf[:0])
-	if probe {
-		return s.c.Probe(key)
-	}
-	return s.c.GetBytes(key)
+	return s.c.GetBytes(k.append(buf[:0]))
+}
+
+func (s sharedCache) probe(k cacheKey) (cacheEntry, bool) {
+	var buf [128]byte
+	return s.c.Probe(k.append(buf[:0]))
 }
 
 func (s sharedCache) set(k cacheKey, ent cacheEntry, size int64) {
@@ -100,7 +102,7 @@ func (s sharedCache) set(k cacheKey, ent cacheEntry, size int64) {
 // cacheLayer keeps exact answers across requests in an answerCache. It
 // sits below the remote layer, so a node of a cluster caches the
 // subproblems it owns; a root subproblem is also looked up before the
-// chain allocates anything for it (settled).
+// chain allocates anything for it (dispatchChain.settled).
 type cacheLayer struct {
 	cache    answerCache
 	next     dispatcher
@@ -109,11 +111,11 @@ type cacheLayer struct {
 	maxDepth int
 }
 
-// key is the cache key of sp at revision rev; hash gives the caveat
+// key is the cache key of sp at revision rev; rq gives the caveat
 // context's hash, asked only when a caveat can reach sp's relation (nil:
 // the context is empty). ok is false when the context cannot be hashed.
-func (c *cacheLayer) key(rev store.Revision, sp subproblem, rq *request) (cacheKey, bool) {
-	k := cacheKey{rev: rev, schema: c.schemaID, sp: sp, hashed: c.caveated[sp.rel]}
+func (c *cacheLayer) key(rev store.Revision, sp *subproblem, rq *request) (cacheKey, bool) {
+	k := cacheKey{rev: rev, schema: c.schemaID, sp: *sp, hashed: c.caveated[sp.rel]}
 	if k.hashed && rq != nil {
 		var ok bool
 		if k.ctxHash, ok = rq.contextHash(); !ok {
@@ -123,26 +125,28 @@ func (c *cacheLayer) key(rev store.Revision, sp subproblem, rq *request) (cacheK
 	return k, true
 }
 
-func (c *cacheLayer) settled(q rootQuery) (result, bool) {
-	k, ok := c.key(q.rev, q.sp, q.rq)
+// settled is dispatchChain.settled: the cached answer to a root, if it holds at
+// now and fits the depth limit.
+func (c *cacheLayer) settled(rev store.Revision, now time.Time, sp *subproblem, rq *request) (result, bool) {
+	k, ok := c.key(rev, sp, rq)
 	if !ok {
 		return result{}, false
 	}
-	ent, hit := c.cache.get(k, true)
+	ent, hit := c.cache.probe(k)
 	if !hit {
 		return result{}, false
 	}
-	res, ok := ent.at(q.now)
+	res, ok := ent.at(now)
 	return res, ok && res.fits(1, c.maxDepth)
 }
 
 func (c *cacheLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
-	k, ok := c.key(rq.rev, sp, rq)
+	k, ok := c.key(rq.rev, &sp, rq)
 	if !ok {
 		// The context cannot be hashed: nothing caveated is cached.
 		return c.next.dispatch(ctx, rq, f, sp)
 	}
-	if ent, hit := c.cache.get(k, false); hit {
+	if ent, hit := c.cache.get(k); hit {
 		if res, ok := ent.at(rq.now); ok && res.fits(f.depth, c.maxDepth) {
 			return res, nil
 		}

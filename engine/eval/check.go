@@ -110,7 +110,7 @@ func (rq *request) start(ctx context.Context, c checkCall) (result, error) {
 	}
 	sp := subproblem{rel: c.rel.Index, id: c.id, sub: c.sub}
 	if c.parent == nil {
-		if res, ok := rq.e.dispatch.settled(rootQuery{rev: rq.rev, now: rq.now, sp: sp, rq: rq}); ok {
+		if res, ok := rq.e.chain.settled(rq.rev, rq.now, &sp, rq); ok {
 			c.stats.dispatched(0)
 			return res, nil
 		}
@@ -123,7 +123,7 @@ func (rq *request) start(ctx context.Context, c checkCall) (result, error) {
 		return result{}, maxDepthError(rq.e.opts.MaxDepth, f)
 	}
 	c.stats.dispatched(f.depth)
-	return rq.e.dispatch.dispatch(ctx, rq, f, sp)
+	return rq.e.chain.dispatch(ctx, rq, f, sp)
 }
 
 // trivial answers c without reading: a subject set contains itself, and

@@ -12,41 +12,52 @@ import (
 // (in-request sharing) -> remoteLayer (cluster, optional) -> cacheLayer
 // (cross-request, optional) -> computeLayer.
 type dispatcher interface {
-	// settled returns the answer to a root subproblem that is known
-	// without evaluating it (a cached one), before the chain allocates
-	// anything for it; layers that cannot tell pass q on.
-	settled(q rootQuery) (result, bool)
 	dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error)
 }
 
-// rootQuery asks the chain for a settled answer to the root subproblem sp
-// at revision rev and clock now.
-type rootQuery struct {
-	rev store.Revision
-	now time.Time
-	sp  subproblem
-	// rq is the request, for its caveat context; nil before one exists,
-	// when the context is empty.
-	rq *request
+// dispatchChain is the evaluator's dispatch chain: its first layer, and its cache
+// layer (nil when there is none), which may settle a root subproblem
+// before the chain allocates anything for it.
+type dispatchChain struct {
+	first dispatcher
+	cache *cacheLayer
 }
 
 // newChain builds the dispatch chain of e for opts; ac is the
 // cross-request cache (nil: none).
-func newChain(e *Evaluator, opts Options, ac answerCache) dispatcher {
+func newChain(e *Evaluator, opts Options, ac answerCache) dispatchChain {
+	var c dispatchChain
 	var d dispatcher = computeLayer{}
 	if ac != nil {
-		d = &cacheLayer{cache: ac, next: d, schemaID: e.schemaID, caveated: e.an.caveated, maxDepth: opts.MaxDepth}
+		c.cache = &cacheLayer{cache: ac, next: d, schemaID: e.schemaID, caveated: e.an.caveated, maxDepth: opts.MaxDepth}
+		d = c.cache
 	}
 	if opts.Router != nil {
 		d = remoteLayer{router: opts.Router, next: d}
 	}
-	return memoLayer{next: d}
+	c.first = memoLayer{next: d}
+	return c
+}
+
+// dispatch evaluates sp on the path frame f through the whole chain.
+func (c *dispatchChain) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
+	return c.first.dispatch(ctx, rq, f, sp)
+}
+
+// settled returns the answer to the root subproblem sp at revision rev and
+// clock now that is known without evaluating it: a cached one. rq is the
+// request, for its caveat context; nil before one exists, when the context
+// is empty. It is asked before the memo and remote layers, so that a warm
+// check allocates nothing (and a root this node has cached is not sent).
+func (c *dispatchChain) settled(rev store.Revision, now time.Time, sp *subproblem, rq *request) (result, bool) {
+	if c.cache == nil {
+		return result{}, false
+	}
+	return c.cache.settled(rev, now, sp, rq)
 }
 
 // computeLayer evaluates the subproblem from the schema.
 type computeLayer struct{}
-
-func (computeLayer) settled(rootQuery) (result, bool) { return result{}, false }
 
 func (computeLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
 	return rq.compute(ctx, f, sp.sub)
@@ -77,9 +88,6 @@ func (c *call) exact() bool { return c.err == nil && c.res.cut == noCut }
 type memoLayer struct {
 	next dispatcher
 }
-
-// settled passes q on: a root that the memo answers counts as dispatched.
-func (m memoLayer) settled(q rootQuery) (result, bool) { return m.next.settled(q) }
 
 func (m memoLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
 	rq.mu.Lock()

@@ -86,7 +86,7 @@
 // which it holds: from the Now it was computed at until the earliest
 // expiration among the relationships it read. An answer is never served for
 // another revision or outside that interval. The root of a check asks the
-// chain first for a settled answer (dispatcher.settled), which the cache
+// chain first for a settled answer (dispatchChain.settled), which the cache
 // layer gives without any request state being allocated: a warm Check
 // allocates nothing.
 //

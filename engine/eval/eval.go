@@ -50,10 +50,10 @@ type Options struct {
 // safe for concurrent use; each call reads through the store.Reader it is
 // given, so all of a call's answers come from one revision.
 type Evaluator struct {
-	s        *schema.Schema
-	opts     Options
-	an       *analysis
-	dispatch dispatcher
+	s     *schema.Schema
+	opts  Options
+	an    *analysis
+	chain dispatchChain
 	// Thresholds of the subject-side strategies (tests lower them to
 	// exercise both paths on small data).
 	wideFanout    int
@@ -85,7 +85,7 @@ func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 	h.Write([]byte(s.Source))
 	e := &Evaluator{s: s, opts: opts, an: analyze(s), schemaID: h.Sum64(),
 		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget}
-	e.dispatch = newChain(e, opts, ac)
+	e.chain = newChain(e, opts, ac)
 	return e
 }
 
@@ -274,7 +274,7 @@ func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (Chec
 		}
 		if e.an.canContain(rel, req.Subject.Type, req.Subject.Relation) {
 			sp := subproblem{rel: rel.Index, id: req.Resource.ID, sub: req.Subject}
-			if res, ok := e.dispatch.settled(rootQuery{rev: p.Reader.Revision(), now: p.Now, sp: sp}); ok {
+			if res, ok := e.chain.settled(p.Reader.Revision(), p.Now, &sp, nil); ok {
 				cr := res.checkResult()
 				cr.Dispatches = 1 // the root, a cache hit; Depth stays 0
 				return cr, nil

@@ -88,9 +88,6 @@ type remoteLayer struct {
 	next   dispatcher
 }
 
-// settled passes q on: a root answered by this node's cache is not sent.
-func (l remoteLayer) settled(q rootQuery) (result, bool) { return l.next.settled(q) }
-
 func (l remoteLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
 	if f.local || f.pinned || f.rel.Rewrite == nil {
 		return l.next.dispatch(ctx, rq, f, sp)
