@@ -125,8 +125,8 @@ func (c *cacheLayer) key(rev store.Revision, sp *subproblem, rq *request) (cache
 	return k, true
 }
 
-// settled is dispatchChain.settled: the cached answer to a root, if it holds at
-// now and fits the depth limit.
+// settled is dispatchChain.settled: the cached answer to a root, if it
+// holds at now and fits the depth limit.
 func (c *cacheLayer) settled(rev store.Revision, now time.Time, sp *subproblem, rq *request) (result, bool) {
 	k, ok := c.key(rev, sp, rq)
 	if !ok {

@@ -15,9 +15,9 @@ type dispatcher interface {
 	dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error)
 }
 
-// dispatchChain is the evaluator's dispatch chain: its first layer, and its cache
-// layer (nil when there is none), which may settle a root subproblem
-// before the chain allocates anything for it.
+// dispatchChain is the evaluator's dispatch chain: its first layer, and
+// its cache layer (nil when there is none), which may settle a root
+// subproblem before the chain allocates anything for it.
 type dispatchChain struct {
 	first dispatcher
 	cache *cacheLayer
