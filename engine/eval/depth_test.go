@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -461,16 +460,7 @@ func TestDifferentialDepth(t *testing.T) {
 		rels := genTuples(rng, s, testNow)
 		reqCtx := diffContexts[rng.IntN(len(diffContexts))]
 		rd := load(t, rels)
-		universe := map[string][]string{"user": diffUsers}
-		for name := range s.Definitions {
-			if name != "user" {
-				universe[name] = diffIDs
-			}
-		}
-		var allRels []*schema.Relation
-		for _, name := range slices.Sorted(maps.Keys(s.Definitions)) {
-			allRels = append(allRels, s.Definitions[name].Ordered...)
-		}
+		universe, allRels := diffWorld(s)
 		subjects := []tuple.SubjectRef{{Type: "user", ID: tuple.Wildcard}}
 		for _, u := range diffUsers {
 			subjects = append(subjects, tuple.SubjectRef{Type: "user", ID: u})

@@ -301,13 +301,9 @@ func TestDifferential(t *testing.T) {
 	}
 }
 
-// runDiffCase compares every evaluator configuration with the reference on
-// one schema and data set, at two clock values (the second after the
-// expiring relationships have expired, to exercise cache expiry).
-func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any) bool {
-	t.Helper()
-	ctx := context.Background()
-	rd := load(t, rels)
+// diffWorld returns the objects of every type of s that the random tests
+// ask about, and every relation of s in a stable order.
+func diffWorld(s *schema.Schema) (map[string][]string, []*schema.Relation) {
 	universe := map[string][]string{"user": diffUsers}
 	for name := range s.Definitions {
 		if name != "user" {
@@ -318,6 +314,17 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	for _, name := range slices.Sorted(maps.Keys(s.Definitions)) {
 		allRels = append(allRels, s.Definitions[name].Ordered...)
 	}
+	return universe, allRels
+}
+
+// runDiffCase compares every evaluator configuration with the reference on
+// one schema and data set, at two clock values (the second after the
+// expiring relationships have expired, to exercise cache expiry).
+func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any) bool {
+	t.Helper()
+	ctx := context.Background()
+	rd := load(t, rels)
+	universe, allRels := diffWorld(s)
 	subjects := []tuple.SubjectRef{{Type: "user", ID: tuple.Wildcard}}
 	for _, u := range diffUsers {
 		subjects = append(subjects, tuple.SubjectRef{Type: "user", ID: u})
