@@ -97,17 +97,7 @@ func TestEnterpriseStory(t *testing.T) {
 			continue
 		}
 		t.Run(b.name, func(t *testing.T) {
-			clk := newClock()
-			st := b.open(t, clk.Now)
-			eng, err := engine.Open(t.Context(), st, engine.Options{Now: clk.Now, Quantum: time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer eng.Close()
-			f := &fixture{t: t, ctx: t.Context(), eng: eng, clk: clk}
-			if _, _, err := eng.WriteSchema(f.ctx, "admin", string(schemaText)); err != nil {
-				t.Fatal(err)
-			}
+			f := b.enterpriseFixture(t, schemaText)
 			var sample []string
 			for _, line := range strings.Split(string(data), "\n") {
 				if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "//") {

@@ -368,6 +368,23 @@ type backend struct {
 	open func(t *testing.T, now func() time.Time) store.Store
 }
 
+// enterpriseFixture opens an engine over a fresh store of b, on the
+// fixture's clock with a long quantum, and writes schemaText.
+func (b backend) enterpriseFixture(t *testing.T, schemaText []byte) *fixture {
+	t.Helper()
+	clk := newClock()
+	eng, err := engine.Open(t.Context(), b.open(t, clk.Now), engine.Options{Now: clk.Now, Quantum: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	f := &fixture{t: t, ctx: t.Context(), eng: eng, clk: clk}
+	if _, _, err := eng.WriteSchema(f.ctx, "admin", string(schemaText)); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func backends() []backend {
 	return []backend{
 		{"memstore", func(t *testing.T, now func() time.Time) store.Store {
@@ -392,17 +409,7 @@ func TestEnterpriseDomain(t *testing.T) {
 			continue
 		}
 		t.Run(b.name, func(t *testing.T) {
-			clk := newClock()
-			st := b.open(t, clk.Now)
-			eng, err := engine.Open(t.Context(), st, engine.Options{Now: clk.Now, Quantum: time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer eng.Close()
-			f := &fixture{t: t, ctx: t.Context(), eng: eng, clk: clk}
-			if _, _, err := eng.WriteSchema(f.ctx, "admin", string(schemaText)); err != nil {
-				t.Fatal(err)
-			}
+			f := b.enterpriseFixture(t, schemaText)
 			var rels []string
 			for _, line := range strings.Split(enterpriseData, "\n") {
 				if line = strings.TrimSpace(line); line != "" {
@@ -464,17 +471,7 @@ func TestEnterpriseLinkLifecycle(t *testing.T) {
 			continue
 		}
 		t.Run(b.name, func(t *testing.T) {
-			clk := newClock()
-			st := b.open(t, clk.Now)
-			eng, err := engine.Open(t.Context(), st, engine.Options{Now: clk.Now, Quantum: time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer eng.Close()
-			f := &fixture{t: t, ctx: t.Context(), eng: eng, clk: clk}
-			if _, _, err := eng.WriteSchema(f.ctx, "admin", string(schemaText)); err != nil {
-				t.Fatal(err)
-			}
+			f := b.enterpriseFixture(t, schemaText)
 			var rels []string
 			for _, line := range strings.Split(enterpriseData, "\n") {
 				if line = strings.TrimSpace(line); line != "" {
@@ -522,11 +519,11 @@ func TestEnterpriseLinkLifecycle(t *testing.T) {
 					t.Errorf("before the project ends: %s = %v", q, got)
 				}
 			}
-			clk.Advance(59*24*time.Hour - time.Second) // 2026-02-28T23:59:59Z
+			f.clk.Advance(59*24*time.Hour - time.Second) // 2026-02-28T23:59:59Z
 			if got, _ := f.check(engine.FullyConsistent(), project[1]); got != yes {
 				t.Errorf("a second before the end: %s = %v", project[1], got)
 			}
-			clk.Advance(time.Second)
+			f.clk.Advance(time.Second)
 			for _, q := range project {
 				if got, _ := f.check(engine.FullyConsistent(), q); got != no {
 					t.Errorf("once the project ended: %s = %v", q, got)
