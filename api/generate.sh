@@ -1,19 +1,36 @@
 #!/bin/sh
-# Regenerates the Go code in api/pembav1 from api/proto/pemba/v1/*.proto.
+# Regenerates the Go code in api/pembav1 from api/proto/pemba/v1/*.proto,
+# the HTTP/JSON gateway beside it (*.pb.gw.go) and the OpenAPI document
+# api/openapi/pemba.swagger.json. The generated files are committed; CI
+# does not regenerate them.
 #
 # Needs protoc (3.21 or newer; Debian: apt-get install protobuf-compiler)
-# and the two plugins at the versions the committed code was made with:
+# and the plugins at the versions the committed code was made with:
 #
 #   go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 #   go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+#   go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@v2.34.0
+#   go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@v2.34.0
+#
+# api/proto/google/api holds googleapis' annotations.proto and http.proto
+# (the google.api.http option), copied unchanged from
+# github.com/googleapis/googleapis.
 #
 # Run from anywhere: ./api/generate.sh (or go generate ./api/...).
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="$(go env GOPATH)/bin:$PATH"
-rm -f api/pembav1/*.pb.go # doc.go is hand-written and stays
+rm -f api/pembav1/*.pb.go api/pembav1/*.pb.gw.go # doc.go is hand-written and stays
 protoc \
 	--proto_path=api/proto \
 	--go_out=. --go_opt=module=github.com/pemba-authz/pemba \
 	--go-grpc_out=. --go-grpc_opt=module=github.com/pemba-authz/pemba \
 	api/proto/pemba/v1/*.proto
+# The gateway and the OpenAPI document cover the public services only:
+# DispatchService is the cluster's node-to-node call.
+protoc \
+	--proto_path=api/proto \
+	--grpc-gateway_out=. --grpc-gateway_opt=module=github.com/pemba-authz/pemba \
+	--openapiv2_out=api/openapi \
+	--openapiv2_opt=allow_merge=true,merge_file_name=pemba,disable_default_errors=false \
+	api/proto/pemba/v1/permissions.proto api/proto/pemba/v1/schema.proto api/proto/pemba/v1/watch.proto

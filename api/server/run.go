@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,6 +56,16 @@ func TLSFromFiles(certFile, keyFile string) (grpc.ServerOption, error) {
 	return grpc.Creds(creds), nil
 }
 
+// TLSConfigFromFiles returns the TLS configuration (for Config.TLS) that
+// serves the certificate and private key in the given PEM files.
+func TLSConfigFromFiles(certFile, keyFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("server: TLS key pair: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
 // NewRegistry returns a metrics registry holding the Go runtime's and the
 // process's collectors, for Config.Registerer and RunConfig.Gatherer.
 func NewRegistry() *prometheus.Registry {
@@ -79,6 +90,20 @@ type RunConfig struct {
 	// Listening, if set, is told the addresses once listening (metrics is
 	// nil when MetricsListen is empty), before any call is served.
 	Listening func(grpcAddr, metricsAddr net.Addr)
+
+	// HTTPListen, when set, serves the HTTP/JSON API of pemba.v1 (under
+	// /v1/, through an in-process gRPC-gateway) and its OpenAPI document
+	// (/openapi.json) on this address, over TLS when Config.TLS is set.
+	HTTPListen string
+	// HTTPHandlers are mounted on the HTTP listener beside the API, keyed
+	// by http.ServeMux pattern ("/access/v1/", "GET /playground/", ...).
+	// They get the listener's request ids and per-route metrics; they
+	// authenticate for themselves (Server.RequireKey does it with the
+	// server's keys). A pattern that conflicts with another fails Run.
+	HTTPHandlers map[string]http.Handler
+	// HTTPListening, if set, is told the HTTP address once listening,
+	// before Listening.
+	HTTPListening func(httpAddr net.Addr)
 }
 
 // Run listens as rc says and serves until ctx is done, then stops
@@ -88,9 +113,20 @@ func (s *Server) Run(ctx context.Context, rc RunConfig) error {
 	if rc.Pprof && rc.MetricsListen == "" {
 		return fmt.Errorf("server: pprof needs a metrics address")
 	}
+	if len(rc.HTTPHandlers) > 0 && rc.HTTPListen == "" {
+		return fmt.Errorf("server: HTTP handlers need an HTTP address")
+	}
 	lis, err := net.Listen("tcp", rc.Listen)
 	if err != nil {
 		return err
+	}
+	var hs *httpSide
+	if rc.HTTPListen != "" {
+		if hs, err = s.listenHTTP(ctx, rc); err != nil {
+			lis.Close()
+			return err
+		}
+		defer hs.close()
 	}
 	var maddr net.Addr
 	if rc.MetricsListen != "" {
@@ -107,6 +143,12 @@ func (s *Server) Run(ctx context.Context, rc RunConfig) error {
 			}
 		}()
 		defer hs.Close()
+	}
+	if hs != nil {
+		if rc.HTTPListening != nil {
+			rc.HTTPListening(hs.lis.Addr())
+		}
+		hs.serve(s.log)
 	}
 	if rc.Listening != nil {
 		rc.Listening(lis.Addr(), maddr)
@@ -125,6 +167,11 @@ func (s *Server) Run(ctx context.Context, rc RunConfig) error {
 	}
 	stopped := make(chan struct{})
 	go func() { s.GracefulStop(); close(stopped) }()
+	if hs != nil {
+		// Stop taking HTTP requests; those in flight end with their gRPC
+		// calls (cut below after the grace at the latest).
+		go hs.shutdown(grace)
+	}
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	select {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -45,9 +47,13 @@ type Config struct {
 	// MaxRecvMsgBytes (the constant); larger messages fail with
 	// ResourceExhausted.
 	MaxRecvMsgBytes int
-	// GRPCOptions are appended to the server's options, e.g.
-	// grpc.Creds for TLS.
+	// GRPCOptions are appended to the server's options.
 	GRPCOptions []grpc.ServerOption
+	// TLS, when set, serves gRPC and the HTTP listener (RunConfig.HTTPListen)
+	// over TLS with this configuration (see TLSConfigFromFiles). Give TLS
+	// here rather than as a grpc.Creds in GRPCOptions: the HTTP gateway's
+	// in-process connection to the gRPC server must know to speak it.
+	TLS *tls.Config
 }
 
 // Server is the gRPC server of one engine.
@@ -59,7 +65,10 @@ type Server struct {
 	exempt  []string // method prefixes that skip authentication
 	timeout time.Duration
 	metrics *metrics
+	httpm   *httpMetrics
 	log     *slog.Logger
+	tls     *tls.Config // nil: plaintext
+	maxRecv int         // bytes of one request message
 	// stopping is set when GracefulStop or Stop begins (/readyz turns 503).
 	stopping atomic.Bool
 }
@@ -88,6 +97,10 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	hm, err := newHTTPMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	if err := reg.Register(newEngineCollector(e.Stats)); err != nil {
 		return nil, fmt.Errorf("server: register engine metrics: %w", err)
 	}
@@ -99,7 +112,9 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 		auth:    auth,
 		timeout: cfg.RequestTimeout,
 		metrics: m,
+		httpm:   hm,
 		log:     cfg.Logger,
+		tls:     cfg.TLS,
 		health:  health.NewServer(),
 	}
 	if s.timeout == 0 {
@@ -118,6 +133,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if maxRecv <= 0 {
 		maxRecv = MaxRecvMsgBytes
 	}
+	s.maxRecv = maxRecv
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(MaxSendMsgBytes),
@@ -127,6 +143,9 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptors()...),
 		grpc.ChainStreamInterceptor(s.streamInterceptors()...),
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	s.grpc = grpc.NewServer(append(opts, cfg.GRPCOptions...)...)
 	pb.RegisterPermissionsServiceServer(s.grpc, &permissions{s: s})

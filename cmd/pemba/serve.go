@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,8 +14,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
-
-	"google.golang.org/grpc"
 
 	"github.com/pemba-authz/pemba/api/cluster"
 	"github.com/pemba-authz/pemba/api/server"
@@ -44,6 +43,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		timeout     = fs.Duration("request-timeout", server.DefaultRequestTimeout, "deadline of unary calls that come without one (negative: none)")
 		tlsCert     = fs.String("tls-cert", "", "TLS certificate file (with -tls-key)")
 		tlsKey      = fs.String("tls-key", "", "TLS private key file")
+		httpAddr    = fs.String("http-listen", "", "serve the HTTP/JSON API at http://ADDR/v1/... and its OpenAPI document at /openapi.json, with the same keys, TLS and limits as gRPC (empty: off)")
 		metricsAddr = fs.String("metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics and probes at /healthz and /readyz (empty: off)")
 		maxRecv     = fs.Int("max-request-bytes", server.MaxRecvMsgBytes, "largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED")
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
@@ -95,19 +95,22 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fail(err)
 		}
 	case *noAuth:
-	case cli.IsLoopback(*listen):
+	case cli.IsLoopback(*listen) && (*httpAddr == "" || cli.IsLoopback(*httpAddr)):
 		log.Warn("serving without authentication on a loopback address; give -keys-file to require keys", "listen", *listen)
 	default:
-		fmt.Fprintf(stderr, "pemba serve: %s is reachable from other hosts: give -keys-file, or -insecure-no-auth to serve without authentication\n", *listen)
+		addr := *listen
+		if cli.IsLoopback(addr) {
+			addr = *httpAddr
+		}
+		fmt.Fprintf(stderr, "pemba serve: %s is reachable from other hosts: give -keys-file, or -insecure-no-auth to serve without authentication\n", addr)
 		return 2
 	}
-	var grpcOpts []grpc.ServerOption
+	var tlsConf *tls.Config
 	if *tlsCert != "" || *tlsKey != "" {
-		opt, err := server.TLSFromFiles(*tlsCert, *tlsKey)
-		if err != nil {
+		var err error
+		if tlsConf, err = server.TLSConfigFromFiles(*tlsCert, *tlsKey); err != nil {
 			return fail(err)
 		}
-		grpcOpts = append(grpcOpts, opt)
 	}
 
 	st, err := backend.Open(ctx, backend.Options{
@@ -142,13 +145,21 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	srv, err := server.New(eng, server.Config{
 		Keys: keys, HealthWithoutAuth: *healthOpen, Reflection: *reflect, RequestTimeout: *timeout,
-		Registerer: reg, Logger: log, GRPCOptions: grpcOpts, MaxRecvMsgBytes: *maxRecv,
+		Registerer: reg, Logger: log, TLS: tlsConf, MaxRecvMsgBytes: *maxRecv,
 	})
 	if err != nil {
 		return fail(err)
 	}
 	err = srv.Run(ctx, server.RunConfig{
 		Listen: *listen, MetricsListen: *metricsAddr, Gatherer: reg, Pprof: *pprofOn,
+		HTTPListen: *httpAddr,
+		HTTPListening: func(addr net.Addr) {
+			scheme := "http"
+			if tlsConf != nil {
+				scheme = "https"
+			}
+			fmt.Fprintf(stdout, "pemba: serving HTTP/JSON on %s://%s/v1/ (OpenAPI at /openapi.json)\n", scheme, addr)
+		},
 		Listening: func(grpcAddr, metricsAddr net.Addr) {
 			if metricsAddr != nil {
 				fmt.Fprintf(stdout, "pemba: serving metrics on http://%s/metrics\n", metricsAddr)
