@@ -32,5 +32,5 @@ protoc \
 	--proto_path=api/proto \
 	--grpc-gateway_out=. --grpc-gateway_opt=module=github.com/pemba-authz/pemba \
 	--openapiv2_out=api/openapi \
-	--openapiv2_opt=allow_merge=true,merge_file_name=pemba,disable_default_errors=false \
+	--openapiv2_opt=allow_merge=true,merge_file_name=pemba,openapi_configuration=api/openapi/config.yaml \
 	api/proto/pemba/v1/permissions.proto api/proto/pemba/v1/schema.proto api/proto/pemba/v1/watch.proto

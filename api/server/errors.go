@@ -195,6 +195,16 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 		return withReason(status.New(code, msgStoreUnavailable), reason)
 	}
 	st := status.New(code, err.Error())
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		// The field's path as data too (HTTP callers see it in the JSON
+		// body), beside the reason.
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}, &errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: fe.Field, Description: fe.Err.Error()}},
+		}); derr == nil {
+			return d
+		}
+	}
 	var md *engine.MaxDepthError
 	if errors.As(err, &md) && len(md.Path) > 0 {
 		// The message names the path; the details let a client tell a

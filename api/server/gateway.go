@@ -73,6 +73,7 @@ func (s *Server) newGateway(ctx context.Context) (*gateway, error) {
 		// gateway would echo the gRPC content type as a header.
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithErrorHandler(gatewayError),
+		runtime.WithRoutingErrorHandler(gatewayRoutingError),
 		runtime.WithStreamErrorHandler(gatewayStreamError),
 	)
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
@@ -113,6 +114,21 @@ func gatewayError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		rec.st = status.Convert(err)
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// gatewayRoutingError answers a request that matches no route. A known
+// path asked with another method than POST gets 405 (the gateway's own
+// handler answers 501, as for an unimplemented method).
+func gatewayRoutingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if httpStatus == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", http.MethodPost)
+		gatewayError(ctx, mux, m, w, r, &runtime.HTTPStatusError{
+			HTTPStatus: httpStatus,
+			Err:        status.Errorf(codes.Unimplemented, "%s %s: the HTTP/JSON API takes POST only", r.Method, r.URL.Path),
+		})
+		return
+	}
+	runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
 }
 
 // gatewayStreamError is gatewayError for streams: the status of an error

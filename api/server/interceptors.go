@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -108,8 +109,17 @@ func (s *Server) observe(ctx context.Context, mm *methodMetrics, method string, 
 	code := status.Code(err)
 	s.metrics.observe(mm, code, d.Seconds())
 	if s.log.Enabled(ctx, slog.LevelDebug) {
-		s.log.DebugContext(ctx, "call", "method", method, "code", code.String(), "duration", d)
+		s.log.DebugContext(ctx, "call", "method", method, "code", code.String(), "duration", d, "request_id", requestIDOf(ctx))
 	}
+}
+
+// requestIDOf returns the call's "x-request-id" metadata (the HTTP
+// listener's request id, or a gRPC caller's own), or "".
+func requestIDOf(ctx context.Context) string {
+	if v := metadata.ValueFromIncomingContext(ctx, "x-request-id"); len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // recovered turns a recovered panic into an error carrying the stack for
