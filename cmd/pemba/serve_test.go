@@ -4,13 +4,23 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -35,6 +45,13 @@ func startServe(t *testing.T, args ...string) string {
 // (empty without -metrics-listen).
 func startServeAddrs(t *testing.T, args ...string) (grpcAddr, metricsAddr string) {
 	t.Helper()
+	a := startServeAll(t, args...)
+	return a.grpc, a.metrics
+}
+
+// startServeAll is startServe returning every address printed.
+func startServeAll(t *testing.T, args ...string) serveAddrs {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer
@@ -44,7 +61,7 @@ func startServeAddrs(t *testing.T, args ...string) (grpcAddr, metricsAddr string
 		pw.Close()
 	}()
 	br := bufio.NewReader(pr)
-	grpcAddr, metricsAddr, err := readAddrs(br)
+	addrs, err := readServeAddrs(br)
 	if err != nil {
 		cancel()
 		t.Fatalf("%v (exit %d, stderr %s)", err, <-done, stderr.String())
@@ -56,28 +73,42 @@ func startServeAddrs(t *testing.T, args ...string) (grpcAddr, metricsAddr string
 			t.Errorf("serve exited with %d; stderr:\n%s", code, stderr.String())
 		}
 	})
-	return grpcAddr, metricsAddr
+	return addrs
 }
 
-// readAddrs reads what `pemba serve` prints when it starts, up to its
-// gRPC address: "pemba: serving metrics on http://ADDR/metrics" (with
-// -metrics-listen), then "pemba: serving gRPC on ADDR (store ...)".
+// serveAddrs are the addresses `pemba serve` prints: gRPC's, and the
+// metrics' and the HTTP API's base URL ("http://ADDR") when asked for.
+type serveAddrs struct{ grpc, metrics, http string }
+
+// readAddrs is readServeAddrs for the gRPC and metrics addresses.
 func readAddrs(br *bufio.Reader) (grpcAddr, metricsAddr string, err error) {
-	for grpcAddr == "" {
+	a, err := readServeAddrs(br)
+	return a.grpc, a.metrics, err
+}
+
+// readServeAddrs reads what `pemba serve` prints when it starts, up to
+// its gRPC address: "pemba: serving HTTP/JSON on http://ADDR/v1/ ..."
+// (with -http-listen), "pemba: serving metrics on http://ADDR/metrics"
+// (with -metrics-listen), then "pemba: serving gRPC on ADDR (store ...)".
+func readServeAddrs(br *bufio.Reader) (serveAddrs, error) {
+	var a serveAddrs
+	for a.grpc == "" {
 		line, err := br.ReadString('\n')
 		if err != nil {
-			return "", "", fmt.Errorf("no address printed: %w", err)
+			return a, fmt.Errorf("no address printed: %w", err)
 		}
 		switch fields := strings.Fields(line); {
+		case strings.HasPrefix(line, "pemba: serving HTTP/JSON on ") && len(fields) >= 5:
+			a.http = strings.TrimSuffix(fields[4], "/v1/")
 		case strings.HasPrefix(line, "pemba: serving metrics on ") && len(fields) == 5:
-			metricsAddr = strings.TrimSuffix(strings.TrimPrefix(fields[4], "http://"), "/metrics")
+			a.metrics = strings.TrimSuffix(strings.TrimPrefix(fields[4], "http://"), "/metrics")
 		case strings.HasPrefix(line, "pemba: serving gRPC on ") && len(fields) >= 5:
-			grpcAddr = fields[4]
+			a.grpc = fields[4]
 		default:
-			return "", "", fmt.Errorf("unexpected line %q", line)
+			return a, fmt.Errorf("unexpected line %q", line)
 		}
 	}
-	return grpcAddr, metricsAddr, nil
+	return a, nil
 }
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
@@ -128,6 +159,7 @@ func TestServeUsage(t *testing.T) {
 		stderr string
 	}{
 		{"no auth choice off loopback", []string{"-store", "memory", "-listen", "0.0.0.0:0"}, "-insecure-no-auth"},
+		{"no auth choice, HTTP off loopback", []string{"-store", "memory", "-http-listen", "0.0.0.0:0"}, "0.0.0.0:0 is reachable from other hosts"},
 		{"pebble without dir", []string{"-insecure-no-auth", "-data-dir", ""}, "-data-dir"},
 		{"unknown store", []string{"-insecure-no-auth", "-store", "mysql"}, "unknown -datastore"},
 		{"unknown datastore", []string{"-datastore", "mysql"}, "unknown -datastore"},
@@ -270,4 +302,80 @@ func TestServeMetricsAndProbes(t *testing.T) {
 			t.Errorf("%s = %d %q, want 200 ok", path, code, body)
 		}
 	}
+}
+
+// TestServeHTTPTLS: with -tls-cert and -tls-key the HTTP/JSON listener
+// serves HTTPS (the gateway reaching gRPC, also TLS, in-process), and the
+// key file's keys are required there too.
+func TestServeHTTPTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := writeTestCert(t, dir)
+	keys := filepath.Join(dir, "keys")
+	if err := os.WriteFile(keys, []byte("ops serve-test-key-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startServeAll(t, "-store", "memory", "-keys-file", keys, "-tls-cert", certFile, "-tls-key", keyFile, "-http-listen", "127.0.0.1:0")
+	if !strings.HasPrefix(a.http, "https://") {
+		t.Fatalf("HTTP base %q, want https://", a.http)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for _, c := range []struct {
+		key  string
+		want int
+	}{{"", http.StatusUnauthorized}, {"serve-test-key-0123456789", http.StatusOK}} {
+		req, _ := http.NewRequest(http.MethodPost, a.http+"/v1/schema/write", strings.NewReader(`{"schema":"definition user {}"}`))
+		if c.key != "" {
+			req.Header.Set("Authorization", "Bearer "+c.key)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("key %q: %d %s, want %d", c.key, resp.StatusCode, body, c.want)
+		}
+	}
+}
+
+// writeTestCert writes a self-signed certificate for 127.0.0.1 and its
+// key as PEM files in dir, and returns their paths and a pool trusting it.
+func writeTestCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "pemba-serve-test"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
 }
