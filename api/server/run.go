@@ -15,8 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 )
 
 // DefaultStopGrace is how long Run waits, once stopping, for calls in
@@ -44,16 +42,6 @@ func ReadKeysFile(path string, log *slog.Logger) ([]Key, error) {
 		return nil, fmt.Errorf("%s holds no keys", path)
 	}
 	return keys, nil
-}
-
-// TLSFromFiles returns the server option that serves TLS with the
-// certificate and private key in the given PEM files.
-func TLSFromFiles(certFile, keyFile string) (grpc.ServerOption, error) {
-	creds, err := credentials.NewServerTLSFromFile(certFile, keyFile)
-	if err != nil {
-		return nil, err
-	}
-	return grpc.Creds(creds), nil
 }
 
 // TLSConfigFromFiles returns the TLS configuration (for Config.TLS) that

@@ -104,6 +104,8 @@ func readServeAddrs(br *bufio.Reader) (serveAddrs, error) {
 			a.metrics = strings.TrimSuffix(strings.TrimPrefix(fields[4], "http://"), "/metrics")
 		case strings.HasPrefix(line, "pemba: serving gRPC on ") && len(fields) >= 5:
 			a.grpc = fields[4]
+		case strings.HasPrefix(line, "pemba: serving "):
+			// Something else on a listener above (a mounted handler).
 		default:
 			return a, fmt.Errorf("unexpected line %q", line)
 		}
