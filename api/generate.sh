@@ -1,6 +1,6 @@
 #!/bin/sh
 # Regenerates the Go code in api/pembav1 from api/proto/pemba/v1/*.proto,
-# the HTTP/JSON gateway beside it (*.pb.gw.go) and the OpenAPI document
+# the HTTP/JSON gateway in api/internal/gateway and the OpenAPI document
 # api/openapi/pemba.swagger.json. The generated files are committed; CI
 # does not regenerate them.
 #
@@ -20,17 +20,28 @@
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="$(go env GOPATH)/bin:$PATH"
-rm -f api/pembav1/*.pb.go api/pembav1/*.pb.gw.go # doc.go is hand-written and stays
+rm -f api/pembav1/*.pb.go # doc.go is hand-written and stays
 protoc \
 	--proto_path=api/proto \
 	--go_out=. --go_opt=module=github.com/pemba-authz/pemba \
 	--go-grpc_out=. --go-grpc_opt=module=github.com/pemba-authz/pemba \
 	api/proto/pemba/v1/*.proto
 # The gateway and the OpenAPI document cover the public services only:
-# DispatchService is the cluster's node-to-node call.
+# DispatchService is the cluster's node-to-node call. The gateway goes to
+# its own package, api/internal/gateway (standalone: it imports pembav1),
+# so that importers of pembav1 (the Go client) do not link grpc-gateway.
+public="api/proto/pemba/v1/permissions.proto api/proto/pemba/v1/schema.proto api/proto/pemba/v1/watch.proto"
+gw=$(mktemp -d)
+trap 'rm -rf "$gw"' EXIT
 protoc \
 	--proto_path=api/proto \
-	--grpc-gateway_out=. --grpc-gateway_opt=module=github.com/pemba-authz/pemba \
+	--grpc-gateway_out="$gw" --grpc-gateway_opt=paths=source_relative,standalone=true \
 	--openapiv2_out=api/openapi \
 	--openapiv2_opt=allow_merge=true,merge_file_name=pemba,openapi_configuration=api/openapi/config.yaml \
-	api/proto/pemba/v1/permissions.proto api/proto/pemba/v1/schema.proto api/proto/pemba/v1/watch.proto
+	$public
+rm -f api/internal/gateway/*.pb.gw.go # doc.go is hand-written and stays
+for f in "$gw"/pemba/v1/*.pb.gw.go; do
+	# The package clause and its comment name the protos' package; the
+	# doc comment is doc.go's.
+	sed -e '/^\/\*$/,/^\*\/$/d' -e 's/^package pembav1$/package gateway/' "$f" >"api/internal/gateway/$(basename "$f")"
+done

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	pb "github.com/pemba-authz/pemba/api/pembav1"
+	gw "github.com/pemba-authz/pemba/api/internal/gateway"
 )
 
 // The HTTP/JSON API is grpc-gateway's translation of the google.api.http
@@ -77,9 +77,9 @@ func (s *Server) newGateway(ctx context.Context) (*gateway, error) {
 		runtime.WithStreamErrorHandler(gatewayStreamError),
 	)
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-		pb.RegisterPermissionsServiceHandler,
-		pb.RegisterSchemaServiceHandler,
-		pb.RegisterWatchServiceHandler,
+		gw.RegisterPermissionsServiceHandler,
+		gw.RegisterSchemaServiceHandler,
+		gw.RegisterWatchServiceHandler,
 	} {
 		if err := register(ctx, mux, conn); err != nil {
 			conn.Close()
