@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -34,7 +35,8 @@ type httpServer struct {
 	base   string // "http://127.0.0.1:port"
 	client *http.Client
 	reg    *prometheus.Registry
-	key    string // sent as a bearer key when set
+	key    string       // sent as a bearer key when set
+	stop   func() error // ends Run and returns its error (once; the test's cleanup calls it too)
 }
 
 // startHTTP runs a server over a fresh memstore engine with rc's HTTP
@@ -67,13 +69,18 @@ func startHTTP(t *testing.T, cfg Config, rc RunConfig, mount ...func(*Server) ma
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx, rc) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	hs := &httpServer{client: &http.Client{}, reg: reg}
+	hs := &httpServer{client: &http.Client{}, reg: reg, stop: stop}
 	if len(cfg.Keys) > 0 {
 		hs.key = cfg.Keys[0].Secret
 	}
@@ -698,4 +705,30 @@ func methodNames(methods []grpc.MethodDesc, streams []grpc.StreamDesc) []string 
 		out = append(out, s.StreamName)
 	}
 	return out
+}
+
+// TestHTTPStopCutsOpenWatch: stopping the server ends an open HTTP watch
+// stream after the grace period (as it ends a gRPC one), and Run returns.
+func TestHTTPStopCutsOpenWatch(t *testing.T) {
+	h := startHTTP(t, Config{}, RunConfig{StopGrace: 50 * time.Millisecond})
+	at := field(h.post(t, "/v1/schema/write", schemaJSON(httpSchema)).object(t), "writtenAt.token")
+	h.post(t, "/v1/relationships/write", writeJSON(t, "OPERATION_TOUCH", "doc:1#viewer@user:tom"))
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, h.base+"/v1/watch", strings.NewReader(`{"optionalStartCursor":{"token":"`+fmt.Sprint(at)+`"}}`))
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadBytes('\n'); err != nil { // the stream is open
+		t.Fatal(err)
+	}
+	if err := h.stop(); err != nil {
+		t.Errorf("Run = %v, want nil", err)
+	}
+	// The stream ends: with a last error line, or cut.
+	rest, _ := io.ReadAll(br)
+	if len(rest) > 0 && !bytes.Contains(rest, []byte(`"error"`)) {
+		t.Errorf("after stop the stream sent %q", rest)
+	}
 }
