@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/pemba-authz/pemba/api/openapi"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
@@ -512,8 +514,12 @@ func TestHTTPErrors(t *testing.T) {
 		{http.MethodGet, "/v1/permissions/check", http.StatusMethodNotAllowed},
 		{http.MethodPost, "/nope", http.StatusNotFound},
 	} {
-		if r := h.do(t, c.method, c.path, `{}`); r.code != c.code {
+		r := h.do(t, c.method, c.path, `{}`)
+		if r.code != c.code {
 			t.Errorf("%s %s = %d, want %d", c.method, c.path, r.code, c.code)
+		}
+		if allow := r.header.Get("Allow"); c.code == http.StatusMethodNotAllowed && allow != http.MethodPost {
+			t.Errorf("%s %s: Allow %q, want POST", c.method, c.path, allow)
 		}
 	}
 }
@@ -730,5 +736,42 @@ func TestHTTPStopCutsOpenWatch(t *testing.T) {
 	rest, _ := io.ReadAll(br)
 	if len(rest) > 0 && !bytes.Contains(rest, []byte(`"error"`)) {
 		t.Errorf("after stop the stream sent %q", rest)
+	}
+}
+
+// TestHTTPStatusOf: the HTTP status of every code, and of the reasons
+// that override grpc-gateway's mapping.
+func TestHTTPStatusOf(t *testing.T) {
+	for _, c := range []struct {
+		code   codes.Code
+		reason string
+		want   int
+	}{
+		{codes.InvalidArgument, ReasonInvalidArgument, 400},
+		{codes.FailedPrecondition, ReasonNoSchema, 400},
+		{codes.FailedPrecondition, ReasonSnapshotExpired, 400},
+		{codes.FailedPrecondition, ReasonPreconditionFailed, 412},
+		{codes.Unauthenticated, ReasonUnauthenticated, 401},
+		{codes.PermissionDenied, "", 403},
+		{codes.NotFound, ReasonNotFound, 404},
+		{codes.AlreadyExists, ReasonAlreadyExists, 409},
+		{codes.Aborted, "", 409},
+		{codes.ResourceExhausted, ReasonLimitExceeded, 413},
+		{codes.ResourceExhausted, "", 413}, // gRPC's own message-size limit
+		{codes.ResourceExhausted, ReasonMaxDepth, 422},
+		{codes.Canceled, ReasonCanceled, 499},
+		{codes.Unknown, ReasonCommitOutcomeUnknown, 500},
+		{codes.Internal, ReasonInternal, 500},
+		{codes.Unimplemented, "", 501},
+		{codes.Unavailable, ReasonUnavailable, 503},
+		{codes.DeadlineExceeded, ReasonDeadlineExceeded, 504},
+	} {
+		st := status.New(c.code, "x")
+		if c.reason != "" {
+			st = withReason(st, c.reason)
+		}
+		if got := httpStatusOf(st); got != c.want {
+			t.Errorf("%v %s: %d, want %d", c.code, c.reason, got, c.want)
+		}
 	}
 }
