@@ -111,6 +111,12 @@ func forwardHeader(key string) (string, bool) {
 func gatewayError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	var he *runtime.HTTPStatusError
 	if rec := recorderOf(ctx); rec != nil && !errors.As(err, &he) {
+		if rec.bodyOver > 0 {
+			// The gateway reports a body it could not read as
+			// INVALID_ARGUMENT; it was too long.
+			err = withReason(status.New(codes.ResourceExhausted, fmt.Sprintf(
+				"a request message's JSON is over the limit of %d bytes", rec.bodyOver)), ReasonLimitExceeded).Err()
+		}
 		rec.st = status.Convert(err)
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -144,18 +145,19 @@ func (f *httpFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(RequestIDHeader, id)
 	rec := &httpRecorder{ResponseWriter: w}
 	r = r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec))
-	if f.routes[r.URL.Path] && r.URL.Path != importPath {
-		// The gateway buffers a request's JSON whole before converting it:
-		// bound it as gRPC bounds a message. (An import is a stream of
-		// messages, each bounded by the gRPC server's limit.)
+	if f.routes[r.URL.Path] {
+		// The gateway buffers a request message's JSON whole before
+		// converting it: bound it as gRPC bounds a message. An import's
+		// body is a stream of messages, each bounded alone.
 		limit := int64(f.s.maxRecv)
-		if r.ContentLength > limit {
+		stream := r.URL.Path == importPath
+		if r.ContentLength > limit && !stream {
 			f.s.writeHTTPError(rec, status.New(codes.ResourceExhausted, fmt.Sprintf(
 				"request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit)), ReasonLimitExceeded)
 			f.observe(r, rec, id, start)
 			return
 		}
-		r.Body = http.MaxBytesReader(rec, r.Body, limit)
+		r.Body = &boundedBody{ReadCloser: r.Body, limit: limit, perValue: stream, rec: rec}
 	}
 	f.next.ServeHTTP(rec, r)
 	f.observe(r, rec, id, start)
@@ -163,6 +165,64 @@ func (f *httpFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // importPath is the route of ImportRelationships, a client stream.
 const importPath = "/v1/relationships/import"
+
+// boundedBody fails a body, or with perValue each top-level JSON value of
+// it, longer than limit bytes, and marks the request's recorder so that
+// the error answers 413 rather than the gateway's 400 for a body it could
+// not decode.
+type boundedBody struct {
+	io.ReadCloser
+	limit    int64
+	perValue bool
+	rec      *httpRecorder
+
+	n       int64 // bytes of the body, or of the current value
+	depth   int   // of {} and [] in the current value
+	inStr   bool  // inside a JSON string
+	escaped bool  // after a backslash in a string
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	for _, c := range p[:n] {
+		b.n++
+		if b.perValue {
+			b.scan(c)
+		}
+		if b.n > b.limit {
+			b.rec.bodyOver = b.limit
+			return 0, errBodyTooLarge
+		}
+	}
+	return n, err
+}
+
+// scan follows the JSON structure to restart the count after each
+// top-level value.
+func (b *boundedBody) scan(c byte) {
+	switch {
+	case b.inStr:
+		switch {
+		case b.escaped:
+			b.escaped = false
+		case c == '\\':
+			b.escaped = true
+		case c == '"':
+			b.inStr = false
+		}
+	case c == '"':
+		b.inStr = true
+	case c == '{' || c == '[':
+		b.depth++
+	case c == '}' || c == ']':
+		if b.depth--; b.depth == 0 {
+			b.n = 0
+		}
+	}
+}
+
+// errBodyTooLarge fails the read of a body over its limit.
+var errBodyTooLarge = errors.New("request body over the limit")
 
 // observe records a finished request.
 func (f *httpFront) observe(r *http.Request, rec *httpRecorder, id string, start time.Time) {
@@ -213,6 +273,9 @@ type httpRecorder struct {
 	http.ResponseWriter
 	code int
 	st   *status.Status // the error being answered, if any
+	// bodyOver is the limit that the request's body (or one of its
+	// messages) went over, if it did.
+	bodyOver int64
 }
 
 // WriteHeader writes the status, mapped from st when set.

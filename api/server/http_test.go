@@ -775,3 +775,82 @@ func TestHTTPStatusOf(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPBodyLimits: a request message's JSON is bounded by
+// MaxRecvMsgBytes whether the body's length is announced or not (413);
+// an import's body is bounded per message, not as a whole.
+func TestHTTPBodyLimits(t *testing.T) {
+	const limit = 16 << 10
+	h := startHTTP(t, Config{MaxRecvMsgBytes: limit}, RunConfig{})
+	if r := h.post(t, "/v1/schema/write", schemaJSON(httpSchema)); r.code != http.StatusOK {
+		t.Fatalf("WriteSchema = %d %s", r.code, r.body)
+	}
+	// A message of under limit/2 bytes of JSON: 50 relationships.
+	var rels []string
+	for i := range 50 {
+		rels = append(rels, relJSON(t, fmt.Sprintf("doc:%d#viewer@user:u%d", i, i)))
+	}
+	half := `{"relationships":[` + strings.Join(rels, ",") + `]}`
+	if len(half) < limit/3 || len(half) > limit/2 {
+		t.Fatalf("message of %d bytes, want about %d", len(half), limit/2)
+	}
+	big := `{"relationships":[` + strings.Join(append(append(rels, rels...), rels...), ",") + `]}` // 3 halves
+	chunked := func(path, body string) httpResult {
+		t.Helper()
+		// An io.MultiReader has no known length: the body goes chunked.
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, h.base+path, io.MultiReader(strings.NewReader(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := h.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return httpResult{code: resp.StatusCode, header: resp.Header, body: b}
+	}
+	for _, c := range []struct {
+		name, path, body string
+		chunked          bool
+		code             int
+	}{
+		{"import: messages under the limit, body over it", importPath, strings.Repeat(half+"\n", 4), true, 200},
+		{"import: one message over the limit", importPath, half + "\n" + big + "\n", true, 413},
+		{"unary, chunked, over the limit", "/v1/schema/write", schemaJSON(strings.Repeat("x", limit)), true, 413},
+		{"unary, with a length, over the limit", "/v1/schema/write", schemaJSON(strings.Repeat("x", limit)), false, 413},
+		{"unary, chunked, under the limit", "/v1/schema/read", `{"consistency":{"fullyConsistent":true}}`, true, 200},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var r httpResult
+			if c.chunked {
+				r = chunked(c.path, c.body)
+			} else {
+				r = h.post(t, c.path, c.body)
+			}
+			if r.code != c.code {
+				t.Fatalf("= %d %s, want %d", r.code, r.body, c.code)
+			}
+			if c.code == 413 && field(r.object(t), "details.0.reason") != ReasonLimitExceeded {
+				t.Errorf("body %s, want reason %s", r.body, ReasonLimitExceeded)
+			}
+		})
+	}
+	// Strings may hold braces: a message is bounded as a whole, not cut
+	// at a brace inside a string.
+	var b boundedBody
+	b.perValue = true
+	for _, c := range []byte(`{"a":"}{\"}"}`) {
+		b.scan(c)
+	}
+	if b.depth != 0 || b.inStr || b.n != 0 {
+		t.Errorf("after one value: depth %d, in string %v, count %d", b.depth, b.inStr, b.n)
+	}
+	for _, c := range []byte(`{"a":"}`) {
+		b.n++
+		b.scan(c)
+	}
+	if b.depth != 1 || !b.inStr || b.n != 7 {
+		t.Errorf("inside a string: depth %d, in string %v, count %d; want 1, true, 7", b.depth, b.inStr, b.n)
+	}
+}
