@@ -109,16 +109,16 @@ func (s *Server) httpHandler(gw http.Handler, extra map[string]http.Handler) (ht
 	mux.Handle("/v1/", gw)
 	mux.Handle("GET /openapi.json", openapi.Handler())
 	for pattern, h := range extra {
-		if err := handle(mux, pattern, h); err != nil {
+		if err := mount(mux, pattern, h); err != nil {
 			return nil, err
 		}
 	}
 	return &httpFront{s: s, next: mux, routes: routes}, nil
 }
 
-// handle is mux.Handle with the panic of a bad or conflicting pattern
+// mount is mux.Handle with the panic of a bad or conflicting pattern
 // turned into an error.
-func handle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+func mount(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("server: HTTP handler %q: %v", pattern, p)
