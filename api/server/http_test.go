@@ -44,7 +44,7 @@ type httpServer struct {
 // startHTTP runs a server over a fresh memstore engine with rc's HTTP
 // side (HTTPListen defaults to a free loopback port) until the test ends.
 // mount, if given, returns the server's RunConfig.HTTPHandlers.
-func startHTTP(t *testing.T, cfg Config, rc RunConfig, mount ...func(*Server) map[string]http.Handler) *httpServer {
+func startHTTP(t testing.TB, cfg Config, rc RunConfig, mount ...func(*Server) map[string]http.Handler) *httpServer {
 	t.Helper()
 	st := memstore.New(memstore.Options{})
 	t.Cleanup(func() { st.Close() })
@@ -108,7 +108,7 @@ type httpResult struct {
 
 // do sends body (JSON) to path with the server's key, if any, and extra
 // headers (name, value pairs).
-func (h *httpServer) do(t *testing.T, method, path, body string, headers ...string) httpResult {
+func (h *httpServer) do(t testing.TB, method, path, body string, headers ...string) httpResult {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, h.base+path, strings.NewReader(body))
 	if err != nil {
@@ -132,13 +132,13 @@ func (h *httpServer) do(t *testing.T, method, path, body string, headers ...stri
 	return httpResult{code: resp.StatusCode, header: resp.Header, body: b}
 }
 
-func (h *httpServer) post(t *testing.T, path, body string, headers ...string) httpResult {
+func (h *httpServer) post(t testing.TB, path, body string, headers ...string) httpResult {
 	t.Helper()
 	return h.do(t, http.MethodPost, path, body, headers...)
 }
 
 // object decodes a unary answer.
-func (r httpResult) object(t *testing.T) map[string]any {
+func (r httpResult) object(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {
@@ -208,7 +208,7 @@ definition doc {
 }`
 
 // relJSON is the JSON of relationship "type:id#relation@type:id[#relation]".
-func relJSON(t *testing.T, s string) string {
+func relJSON(t testing.TB, s string) string {
 	t.Helper()
 	res, subj, ok := strings.Cut(s, "@")
 	obj, rel, ok2 := strings.Cut(res, "#")
@@ -223,7 +223,7 @@ func relJSON(t *testing.T, s string) string {
 }
 
 // writeJSON is a WriteRelationships body touching rels.
-func writeJSON(t *testing.T, op string, rels ...string) string {
+func writeJSON(t testing.TB, op string, rels ...string) string {
 	t.Helper()
 	ups := make([]string, len(rels))
 	for i, r := range rels {
@@ -852,5 +852,23 @@ func TestHTTPBodyLimits(t *testing.T) {
 	}
 	if b.depth != 1 || !b.inStr || b.n != 7 {
 		t.Errorf("inside a string: depth %d, in string %v, count %d; want 1, true, 7", b.depth, b.inStr, b.n)
+	}
+}
+
+// BenchmarkHTTPCheck is BenchmarkCheck's "grpc" case over HTTP/JSON: one
+// client, keep-alive, the gateway translating to the in-process gRPC
+// server.
+func BenchmarkHTTPCheck(b *testing.B) {
+	h := startHTTP(b, Config{}, RunConfig{})
+	if r := h.post(b, "/v1/schema/write", schemaJSON(httpSchema)); r.code != http.StatusOK {
+		b.Fatal(r.code)
+	}
+	at := field(h.post(b, "/v1/relationships/write", writeJSON(b, "OPERATION_TOUCH", "doc:readme#viewer@user:anne")).object(b), "writtenAt.token")
+	body := `{"consistency":{"atLeastAsFresh":{"token":"` + fmt.Sprint(at) + `"}},"resource":{"objectType":"doc","objectId":"readme"},"permission":"view","subject":{"object":{"objectType":"user","objectId":"anne"}}}`
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := h.post(b, "/v1/permissions/check", body); r.code != http.StatusOK {
+			b.Fatal(r.code)
+		}
 	}
 }
