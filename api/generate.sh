@@ -1,8 +1,9 @@
 #!/bin/sh
 # Regenerates the Go code in api/pembav1 from api/proto/pemba/v1/*.proto,
-# the HTTP/JSON gateway in api/internal/gateway and the OpenAPI document
-# api/openapi/pemba.swagger.json. The generated files are committed; CI
-# does not regenerate them.
+# and from them and the HTTP rules in api/proto/pemba/v1/http.yaml the
+# HTTP/JSON gateway in api/gateway and the OpenAPI document
+# api/internal/openapi/pemba.swagger.json. The generated files are
+# committed; CI does not regenerate them.
 #
 # Needs protoc (3.21 or newer; Debian: apt-get install protobuf-compiler)
 # and the plugins at the versions the committed code was made with:
@@ -11,10 +12,6 @@
 #   go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 #   go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@v2.34.0
 #   go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@v2.34.0
-#
-# api/proto/google/api holds googleapis' annotations.proto and http.proto
-# (the google.api.http option), copied unchanged from
-# github.com/googleapis/googleapis.
 #
 # Run from anywhere: ./api/generate.sh (or go generate ./api/...).
 set -eu
@@ -28,20 +25,22 @@ protoc \
 	api/proto/pemba/v1/*.proto
 # The gateway and the OpenAPI document cover the public services only:
 # DispatchService is the cluster's node-to-node call. The gateway goes to
-# its own package, api/internal/gateway (standalone: it imports pembav1),
-# so that importers of pembav1 (the Go client) do not link grpc-gateway.
+# its own package, api/gateway (standalone: it imports pembav1), so that
+# importers of pembav1 (the Go client) do not link grpc-gateway.
 public="api/proto/pemba/v1/permissions.proto api/proto/pemba/v1/schema.proto api/proto/pemba/v1/watch.proto"
 gw=$(mktemp -d)
 trap 'rm -rf "$gw"' EXIT
 protoc \
 	--proto_path=api/proto \
-	--grpc-gateway_out="$gw" --grpc-gateway_opt=paths=source_relative,standalone=true \
-	--openapiv2_out=api/openapi \
-	--openapiv2_opt=allow_merge=true,merge_file_name=pemba,openapi_configuration=api/openapi/config.yaml \
+	--grpc-gateway_out="$gw" \
+	--grpc-gateway_opt=paths=source_relative,standalone=true,grpc_api_configuration=api/proto/pemba/v1/http.yaml \
+	--openapiv2_out=api/internal/openapi \
+	--openapiv2_opt=allow_merge=true,merge_file_name=pemba,grpc_api_configuration=api/proto/pemba/v1/http.yaml \
+	--openapiv2_opt=openapi_configuration=api/internal/openapi/config.yaml \
 	$public
-rm -f api/internal/gateway/*.pb.gw.go # doc.go is hand-written and stays
+rm -f api/gateway/*.pb.gw.go # doc.go is hand-written and stays
 for f in "$gw"/pemba/v1/*.pb.gw.go; do
 	# The package clause and its comment name the protos' package; the
 	# doc comment is doc.go's.
-	sed -e '/^\/\*$/,/^\*\/$/d' -e 's/^package pembav1$/package gateway/' "$f" >"api/internal/gateway/$(basename "$f")"
+	sed -e '/^\/\*$/,/^\*\/$/d' -e 's/^package pembav1$/package gateway/' "$f" >"api/gateway/$(basename "$f")"
 done

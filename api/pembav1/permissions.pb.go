@@ -10,7 +10,6 @@
 package pembav1
 
 import (
-	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	structpb "google.golang.org/protobuf/types/known/structpb"
@@ -2065,7 +2064,7 @@ var File_pemba_v1_permissions_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\n" +
-	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\"\x84\x02\n" +
+	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\"\x84\x02\n" +
 	"\x18ReadRelationshipsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x12M\n" +
 	"\x13relationship_filter\x18\x02 \x01(\v2\x1c.pemba.v1.RelationshipFilterR\x12relationshipFilter\x12%\n" +
@@ -2222,19 +2221,18 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\vexported_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"exportedAt\x12<\n" +
 	"\rrelationships\x18\x02 \x03(\v2\x16.pemba.v1.RelationshipR\rrelationships\x12>\n" +
-	"\x12after_batch_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x10afterBatchCursor2\xcf\n" +
-	"\n" +
-	"\x12PermissionsService\x12\x81\x01\n" +
-	"\x11ReadRelationships\x12\".pemba.v1.ReadRelationshipsRequest\x1a#.pemba.v1.ReadRelationshipsResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/relationships/read0\x01\x12\x83\x01\n" +
-	"\x12WriteRelationships\x12#.pemba.v1.WriteRelationshipsRequest\x1a$.pemba.v1.WriteRelationshipsResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/relationships/write\x12\x87\x01\n" +
-	"\x13DeleteRelationships\x12$.pemba.v1.DeleteRelationshipsRequest\x1a%.pemba.v1.DeleteRelationshipsResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/relationships/delete\x12x\n" +
-	"\x0fCheckPermission\x12 .pemba.v1.CheckPermissionRequest\x1a!.pemba.v1.CheckPermissionResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/permissions/check\x12\x8b\x01\n" +
-	"\x14CheckBulkPermissions\x12%.pemba.v1.CheckBulkPermissionsRequest\x1a&.pemba.v1.CheckBulkPermissionsResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/permissions/checkbulk\x12\x88\x01\n" +
-	"\x14ExpandPermissionTree\x12%.pemba.v1.ExpandPermissionTreeRequest\x1a&.pemba.v1.ExpandPermissionTreeResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/permissions/expand\x12~\n" +
-	"\x0fLookupResources\x12 .pemba.v1.LookupResourcesRequest\x1a!.pemba.v1.LookupResourcesResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/permissions/resources0\x01\x12z\n" +
-	"\x0eLookupSubjects\x12\x1f.pemba.v1.LookupSubjectsRequest\x1a .pemba.v1.LookupSubjectsResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/permissions/subjects0\x01\x12\x89\x01\n" +
-	"\x13ImportRelationships\x12$.pemba.v1.ImportRelationshipsRequest\x1a%.pemba.v1.ImportRelationshipsResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/relationships/import(\x01\x12\x89\x01\n" +
-	"\x13ExportRelationships\x12$.pemba.v1.ExportRelationshipsRequest\x1a%.pemba.v1.ExportRelationshipsResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/relationships/export0\x01B2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
+	"\x12after_batch_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x10afterBatchCursor2\xdc\a\n" +
+	"\x12PermissionsService\x12^\n" +
+	"\x11ReadRelationships\x12\".pemba.v1.ReadRelationshipsRequest\x1a#.pemba.v1.ReadRelationshipsResponse0\x01\x12_\n" +
+	"\x12WriteRelationships\x12#.pemba.v1.WriteRelationshipsRequest\x1a$.pemba.v1.WriteRelationshipsResponse\x12b\n" +
+	"\x13DeleteRelationships\x12$.pemba.v1.DeleteRelationshipsRequest\x1a%.pemba.v1.DeleteRelationshipsResponse\x12V\n" +
+	"\x0fCheckPermission\x12 .pemba.v1.CheckPermissionRequest\x1a!.pemba.v1.CheckPermissionResponse\x12e\n" +
+	"\x14CheckBulkPermissions\x12%.pemba.v1.CheckBulkPermissionsRequest\x1a&.pemba.v1.CheckBulkPermissionsResponse\x12e\n" +
+	"\x14ExpandPermissionTree\x12%.pemba.v1.ExpandPermissionTreeRequest\x1a&.pemba.v1.ExpandPermissionTreeResponse\x12X\n" +
+	"\x0fLookupResources\x12 .pemba.v1.LookupResourcesRequest\x1a!.pemba.v1.LookupResourcesResponse0\x01\x12U\n" +
+	"\x0eLookupSubjects\x12\x1f.pemba.v1.LookupSubjectsRequest\x1a .pemba.v1.LookupSubjectsResponse0\x01\x12d\n" +
+	"\x13ImportRelationships\x12$.pemba.v1.ImportRelationshipsRequest\x1a%.pemba.v1.ImportRelationshipsResponse(\x01\x12d\n" +
+	"\x13ExportRelationships\x12$.pemba.v1.ExportRelationshipsRequest\x1a%.pemba.v1.ExportRelationshipsResponse0\x01B2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
 
 var (
 	file_pemba_v1_permissions_proto_rawDescOnce sync.Once

@@ -9,7 +9,6 @@
 package pembav1
 
 import (
-	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -392,7 +391,7 @@ var File_pemba_v1_schema_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_schema_proto_rawDesc = "" +
 	"\n" +
-	"\x15pemba/v1/schema.proto\x12\bpemba.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x13pemba/v1/core.proto\"L\n" +
+	"\x15pemba/v1/schema.proto\x12\bpemba.v1\x1a\x13pemba/v1/core.proto\"L\n" +
 	"\x11ReadSchemaRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\"`\n" +
 	"\x12ReadSchemaResponse\x12\x1f\n" +
@@ -427,11 +426,11 @@ const file_pemba_v1_schema_proto_rawDesc = "" +
 	"\x11KIND_CAVEAT_ADDED\x10\n" +
 	"\x12\x17\n" +
 	"\x13KIND_CAVEAT_REMOVED\x10\v\x12\x17\n" +
-	"\x13KIND_CAVEAT_CHANGED\x10\f2\xdd\x01\n" +
-	"\rSchemaService\x12c\n" +
+	"\x13KIND_CAVEAT_CHANGED\x10\f2\xa4\x01\n" +
+	"\rSchemaService\x12G\n" +
 	"\n" +
-	"ReadSchema\x12\x1b.pemba.v1.ReadSchemaRequest\x1a\x1c.pemba.v1.ReadSchemaResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/schema/read\x12g\n" +
-	"\vWriteSchema\x12\x1c.pemba.v1.WriteSchemaRequest\x1a\x1d.pemba.v1.WriteSchemaResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/schema/writeB2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
+	"ReadSchema\x12\x1b.pemba.v1.ReadSchemaRequest\x1a\x1c.pemba.v1.ReadSchemaResponse\x12J\n" +
+	"\vWriteSchema\x12\x1c.pemba.v1.WriteSchemaRequest\x1a\x1d.pemba.v1.WriteSchemaResponseB2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
 
 var (
 	file_pemba_v1_schema_proto_rawDescOnce sync.Once

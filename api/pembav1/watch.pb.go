@@ -10,7 +10,6 @@
 package pembav1
 
 import (
-	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -197,7 +196,7 @@ var File_pemba_v1_watch_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_watch_proto_rawDesc = "" +
 	"\n" +
-	"\x14pemba/v1/watch.proto\x12\bpemba.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\"\xca\x01\n" +
+	"\x14pemba/v1/watch.proto\x12\bpemba.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\"\xca\x01\n" +
 	"\fWatchRequest\x122\n" +
 	"\x15optional_object_types\x18\x01 \x03(\tR\x13optionalObjectTypes\x12D\n" +
 	"\x15optional_start_cursor\x18\x02 \x01(\v2\x10.pemba.v1.ZookieR\x13optionalStartCursor\x12@\n" +
@@ -208,9 +207,9 @@ const file_pemba_v1_watch_proto_rawDesc = "" +
 	"\x06caller\x18\x03 \x01(\tR\x06caller\x12=\n" +
 	"\fcommitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x12%\n" +
 	"\x0eschema_changed\x18\x05 \x01(\bR\rschemaChanged\x12.\n" +
-	"\x13more_in_transaction\x18\x06 \x01(\bR\x11moreInTransaction2`\n" +
-	"\fWatchService\x12P\n" +
-	"\x05Watch\x12\x16.pemba.v1.WatchRequest\x1a\x17.pemba.v1.WatchResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/watch0\x01B2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
+	"\x13more_in_transaction\x18\x06 \x01(\bR\x11moreInTransaction2J\n" +
+	"\fWatchService\x12:\n" +
+	"\x05Watch\x12\x16.pemba.v1.WatchRequest\x1a\x17.pemba.v1.WatchResponse0\x01B2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
 
 var (
 	file_pemba_v1_watch_proto_rawDescOnce sync.Once

@@ -18,11 +18,12 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	gw "github.com/pemba-authz/pemba/api/internal/gateway"
+	gw "github.com/pemba-authz/pemba/api/gateway"
 )
 
-// The HTTP/JSON API is grpc-gateway's translation of the google.api.http
-// annotations in api/proto into calls on this server's own gRPC services,
+// The HTTP/JSON API is grpc-gateway's translation (package api/gateway)
+// of the HTTP rules in api/proto/pemba/v1/http.yaml into calls on this
+// server's own gRPC services,
 // made over an in-memory connection (not RegisterXHandlerServer, which
 // cannot stream). Every HTTP call is therefore a gRPC call: the same
 // interceptors authenticate it (the gateway forwards "Authorization" as

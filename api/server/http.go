@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/pemba-authz/pemba/api/openapi"
+	"github.com/pemba-authz/pemba/api/internal/openapi"
 )
 
 // The HTTP listener (RunConfig.HTTPListen) serves the HTTP/JSON API

@@ -23,7 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/pemba-authz/pemba/api/openapi"
+	"github.com/pemba-authz/pemba/api/internal/openapi"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
@@ -362,8 +362,8 @@ func TestHTTPRoutes(t *testing.T) {
 }
 
 // TestHTTPEveryMethodRouted: every method of the public pemba.v1 services
-// has an HTTP route in the OpenAPI document (the google.api.http
-// annotation is not forgotten on a new method).
+// has an HTTP route in the OpenAPI document (a new method's rule in
+// api/proto/pemba/v1/http.yaml is not forgotten).
 func TestHTTPEveryMethodRouted(t *testing.T) {
 	var doc struct {
 		Paths map[string]map[string]struct {
