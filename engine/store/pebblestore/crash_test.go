@@ -224,7 +224,7 @@ func TestCrashImport(t *testing.T) {
 	cmd.Wait()
 
 	// Partial import data is on disk, or this test proves nothing.
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebbleFormat, Logger: pebbleLogger{quietLogger()}})
+	db, err := pebble.Open(dir, &pebble.Options{Comparer: comparer, FormatMajorVersion: pebbleFormat, Logger: pebbleLogger{quietLogger()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,7 +131,15 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 		n     int    // relationships yielded
 		seen  int
 	)
-	for ok := it.SeekGE(start); ok; {
+	var ok bool
+	if point && len(start) == len(prefix)+revLen {
+		// Prefix mode: Pebble consults the bloom filters over tuple keys
+		// (comparer.go) and skips the sstables without this tuple.
+		ok = it.SeekPrefixGE(start)
+	} else {
+		ok = it.SeekGE(start)
+	}
+	for ok {
 		if seen++; seen%256 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/pemba-authz/pemba/engine/store"
@@ -25,7 +26,10 @@ import (
 //
 //	1  the first format
 //	2  adds the expiry index ('x' keys); Open upgrades a format 1 store
-const formatVersion = 2
+//	3  the same keys under Pemba's own comparer (comparer.go), whose Split
+//	   lets Pebble keep bloom filters over tuple keys; Open copies a format
+//	   1 or 2 directory into a new one (upgrade.go)
+const formatVersion = 3
 
 // pebbleFormat pins Pebble's own on-disk format, so that upgrading the
 // Pebble module never silently upgrades a data directory.
@@ -35,6 +39,15 @@ const pebbleFormat = pebble.FormatColumnarBlocks
 // batches go through the memtable instead of becoming flushable batches
 // that must be sorted first.
 const memTableSize = 32 << 20
+
+// DefaultCacheSize is the block cache of a store opened without
+// Options.CacheSize: small data sets fit whole, and on large ones it holds
+// the index and filter blocks and the hot data blocks.
+const DefaultCacheSize = 64 << 20
+
+// bloomBitsPerKey sizes the bloom filters over tuple keys: 10 bits per key
+// give about 1% false positives.
+const bloomBitsPerKey = 10
 
 // Options configure Open. The zero value is usable.
 type Options struct {
@@ -54,7 +67,7 @@ type Options struct {
 	NoSync bool
 	// FS is the filesystem; default the operating system's. Tests use vfs.NewMem().
 	FS vfs.FS
-	// CacheSize is the block cache size in bytes. Default 64 MiB. The
+	// CacheSize is the block cache size in bytes. Default DefaultCacheSize. The
 	// cache Pebble gets is 64 MiB larger, for the memtables (32 MiB
 	// each) that Pebble accounts inside it.
 	CacheSize int64
@@ -79,7 +92,7 @@ func (o Options) withDefaults() Options {
 		o.FS = vfs.Default
 	}
 	if o.CacheSize <= 0 {
-		o.CacheSize = 64 << 20
+		o.CacheSize = DefaultCacheSize
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -141,20 +154,12 @@ var (
 // crash interrupted is rolled back here.
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
-	// Pebble reserves the memory of its memtables (up to two in normal
-	// operation) inside the block cache; without room for them a busy
-	// store caches no blocks at all. Size the cache so that CacheSize
-	// stays usable for blocks.
-	cache := pebble.NewCache(opts.CacheSize + 2*memTableSize)
-	defer cache.Unref() // the DB holds its own reference
-	popts := &pebble.Options{
-		FS:                 opts.FS,
-		Cache:              cache,
-		FormatMajorVersion: pebbleFormat,
-		Logger:             pebbleLogger{opts.Logger},
-		MemTableSize:       memTableSize,
+	if err := upgradeComparer(dir, opts); err != nil {
+		return nil, err
 	}
+	popts := pebbleOptions(opts, comparer)
 	db, err := pebble.Open(dir, popts)
+	popts.Cache.Unref()
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
 	}
@@ -180,6 +185,35 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// pebbleOptions are the Pebble options of a store with comparer cmp. The
+// caller releases its reference to the block cache (Options.Cache.Unref)
+// once the database is open: the database holds its own.
+func pebbleOptions(opts Options, cmp *pebble.Comparer) *pebble.Options {
+	// Pebble reserves the memory of its memtables (up to two in normal
+	// operation) inside the block cache; without room for them a busy
+	// store caches no blocks at all. Size the cache so that CacheSize
+	// stays usable for blocks.
+	cache := pebble.NewCache(opts.CacheSize + 2*memTableSize)
+	popts := &pebble.Options{
+		FS:                 opts.FS,
+		Cache:              cache,
+		Comparer:           cmp,
+		FormatMajorVersion: pebbleFormat,
+		Logger:             pebbleLogger{opts.Logger},
+		MemTableSize:       memTableSize,
+	}
+	if cmp == comparer {
+		// Filters over tuple keys (comparer's Split), on every level:
+		// most point reads of a check find nothing, and a filter says so
+		// without a block read. L0 too, where small stores keep
+		// everything.
+		for i := range popts.Levels {
+			popts.Levels[i].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
+		}
+	}
+	return popts
+}
+
 // load checks the format version, creates the metadata of a new store and
 // reads it back, and rolls back an interrupted import.
 func (s *Store) load() error {
@@ -195,6 +229,11 @@ func (s *Store) load() error {
 	}
 	if format > formatVersion {
 		return &FormatError{Found: format, Supported: formatVersion}
+	}
+	if format == 2 {
+		// Format 2 lives only under Pebble's default comparer, which
+		// upgradeComparer replaces before this point.
+		return fmt.Errorf("pebblestore: format 2 under the format 3 comparer: %w", store.ErrCorrupt)
 	}
 	if format == 1 {
 		if err := s.buildExpiryIndex(); err != nil {
@@ -248,11 +287,11 @@ func (s *Store) buildExpiryIndex() error {
 	for ok := it.First(); ok; ok = it.Next() {
 		val, err := it.ValueAndErr()
 		if err != nil {
-			return fmt.Errorf("pebblestore: upgrade to format 2: %w", err)
+			return fmt.Errorf("pebblestore: build the expiry index: %w", err)
 		}
 		exp, err := valueExpiration(val)
 		if err != nil {
-			return fmt.Errorf("pebblestore: upgrade to format 2: key %q: %w", it.Key(), err)
+			return fmt.Errorf("pebblestore: build the expiry index: key %q: %w", it.Key(), err)
 		}
 		if exp.IsZero() {
 			continue
@@ -261,20 +300,20 @@ func (s *Store) buildExpiryIndex() error {
 		n++
 		if b.Len() >= importBatchBytes {
 			if err := b.Commit(pebble.NoSync); err != nil {
-				return fmt.Errorf("pebblestore: upgrade to format 2: %w", err)
+				return fmt.Errorf("pebblestore: build the expiry index: %w", err)
 			}
 			b.Reset()
 		}
 	}
 	if err := it.Error(); err != nil {
-		return fmt.Errorf("pebblestore: upgrade to format 2: %w", err)
+		return fmt.Errorf("pebblestore: build the expiry index: %w", err)
 	}
 	// The synced commit makes the earlier batches durable too.
 	_ = b.Set(keyFormat, binary.AppendUvarint(nil, formatVersion), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("pebblestore: upgrade to format 2: %w", err)
+		return fmt.Errorf("pebblestore: build the expiry index: %w", err)
 	}
-	s.opts.Logger.Info("pebblestore: upgraded the data format to version 2 (expiry index)", "entries", n)
+	s.opts.Logger.Info("pebblestore: built the expiry index (format 1 to 3)", "entries", n)
 	return nil
 }
 

@@ -170,7 +170,7 @@ func TestReopen(t *testing.T) {
 // writeRaw opens the directory with Pebble alone and applies fn.
 func writeRaw(t *testing.T, fs vfs.FS, fn func(db *pebble.DB)) {
 	t.Helper()
-	db, err := pebble.Open("db", &pebble.Options{FS: fs, FormatMajorVersion: pebbleFormat, Logger: pebbleLogger{quietLogger()}})
+	db, err := pebble.Open("db", &pebble.Options{FS: fs, Comparer: comparer, FormatMajorVersion: pebbleFormat, Logger: pebbleLogger{quietLogger()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,6 +195,21 @@ func TestOpenRefuses(t *testing.T) {
 		{"foreign database", func(t *testing.T, e *env) {
 			writeRaw(t, e.fs, func(db *pebble.DB) { _ = db.Set([]byte("hello"), []byte("world"), pebble.Sync) })
 		}, ErrNotPemba},
+		{"foreign database, Pebble's comparer", func(t *testing.T, e *env) {
+			db, err := pebble.Open("db", &pebble.Options{FS: e.fs, FormatMajorVersion: pebbleFormat, Logger: pebbleLogger{quietLogger()}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = db.Set([]byte("hello"), []byte("world"), pebble.Sync)
+			db.Close()
+		}, ErrNotPemba},
+		{"format 3 under Pebble's comparer", func(t *testing.T, e *env) {
+			e.open(t).Close()
+			writeLegacy(t, e.fs, nil)
+			writeLegacyRaw(t, e.fs, func(db *pebble.DB) {
+				_ = db.Set(keyFormat, binary.AppendUvarint(nil, 3), pebble.Sync)
+			})
+		}, store.ErrCorrupt},
 		{"corrupt head", func(t *testing.T, e *env) {
 			e.open(t).Close()
 			writeRaw(t, e.fs, func(db *pebble.DB) { _ = db.Set(keyHead, []byte{1}, pebble.Sync) })
@@ -622,8 +637,9 @@ func TestUpgradeFormat1(t *testing.T) {
 		t.Fatalf("%d expiry index entries, want 3", n)
 	}
 	s.Close()
-	// Format 1: the same keys without the expiry index.
-	writeRaw(t, e.fs, func(db *pebble.DB) {
+	// Format 1: the same keys without the expiry index, under Pebble's
+	// default comparer.
+	writeLegacy(t, e.fs, func(db *pebble.DB) {
 		_ = db.DeleteRange([]byte{tagExpiry}, []byte{tagExpiry + 1}, nil)
 		_ = db.Set(keyFormat, binary.AppendUvarint(nil, 1), pebble.Sync)
 	})
