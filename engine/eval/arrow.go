@@ -2,6 +2,8 @@ package eval
 
 import (
 	"context"
+	"maps"
+	"slices"
 
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
@@ -15,8 +17,34 @@ import (
 // target, makes the answer "no" (as SpiceDB's intersection arrow).
 // Wildcard subjects, which the schema can only allow beside plain ones,
 // are not followed.
+//
+// Which side the walk starts from is planned per object: the tupleset
+// relationships are read up to the evaluator's probe; when there are more
+// (the resource side is wide, as for a document in thousands of folders),
+// a plain arrow whose targets are pure is decided from the subject's side
+// instead (arrowFromSubject).
 func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub tuple.SubjectRef) (result, error) {
-	branches, acc, decided, err := rq.arrowBranches(ctx, f, w, sub)
+	fl := tuple.Filter{ResourceType: f.rel.Definition.Name, ResourceID: f.id, Relation: w.Relation.Name}
+	var rels []tuple.Relationship
+	var err error
+	if probe := rq.e.arrowProbe; probe > 0 && !w.ArrowAll && rq.arrowTargetsPure(w, sub) {
+		rels, err = rq.queryLimit(ctx, fl, probe+1)
+		if err != nil {
+			return result{}, err
+		}
+		if len(rels) > probe {
+			if res, ok, err := rq.arrowFromSubject(ctx, f, w, sub); err != nil || ok {
+				return res, err
+			}
+			rels = nil // read them all below
+		}
+	}
+	if rels == nil {
+		if rels, err = rq.query(ctx, fl); err != nil {
+			return result{}, err
+		}
+	}
+	branches, acc, decided, err := rq.arrowBranches(w, sub, rels)
 	if err != nil || decided {
 		return acc, err
 	}
@@ -36,16 +64,12 @@ func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub t
 	return res, nil
 }
 
-// arrowBranches reads the tupleset relationships of w on f's object: one
+// arrowBranches turns the tupleset relationships rels of w into one
 // branch per relationship that can contribute. acc collects the
 // dependencies of the relationships that decide nothing themselves; for
 // ArrowAll, one of those decides the arrow ("no", returned as acc with
 // decided set).
-func (rq *request) arrowBranches(ctx context.Context, f *frame, w *schema.Rewrite, sub tuple.SubjectRef) (branches []fanBranch, acc result, decided bool, err error) {
-	rels, err := rq.query(ctx, tuple.Filter{ResourceType: f.rel.Definition.Name, ResourceID: f.id, Relation: w.Relation.Name})
-	if err != nil {
-		return nil, result{}, false, err
-	}
+func (rq *request) arrowBranches(w *schema.Rewrite, sub tuple.SubjectRef, rels []tuple.Relationship) (branches []fanBranch, acc result, decided bool, err error) {
 	acc = resNo
 	branches = make([]fanBranch, 0, len(rels))
 	for i := range rels {
@@ -73,4 +97,73 @@ func (rq *request) arrowBranches(ctx context.Context, f *frame, w *schema.Rewrit
 		branches = append(branches, fanBranch{target: target, id: r.Subject.ID, cv: cv})
 	}
 	return branches, acc, false, nil
+}
+
+// arrowTargetsPure reports whether every target of w that can contain sub
+// is pure, so that a walk up from sub decides it exactly; false when none
+// can (the arrow is "no" without reading much either way).
+func (rq *request) arrowTargetsPure(w *schema.Rewrite, sub tuple.SubjectRef) bool {
+	some := false
+	for _, target := range w.Targets {
+		if !rq.e.an.canContain(target, sub.Type, sub.Relation) {
+			continue
+		}
+		if !rq.e.an.pure[target.Index] {
+			return false
+		}
+		some = true
+	}
+	return some
+}
+
+// arrowFromSubject decides the plain arrow w on f's object from the
+// subject's side: the objects whose target contains sub, found by one walk
+// up from sub per target (reverseMembers), each followed by a point read
+// of the tupleset relationship from f's object to it. The cost grows with
+// what the subject can reach, not with the tupleset. ok is false when a
+// walk gave up (over budget) or a grant lies beyond the depth limit; the
+// caller then evaluates top-down.
+func (rq *request) arrowFromSubject(ctx context.Context, f *frame, w *schema.Rewrite, sub tuple.SubjectRef) (res result, ok bool, err error) {
+	acc := resNo
+	for _, typ := range slices.Sorted(maps.Keys(w.Targets)) {
+		target := w.Targets[typ]
+		if !rq.e.an.canContain(target, sub.Type, sub.Relation) {
+			continue
+		}
+		m, ok := rq.reverseMembers(ctx, target, sub)
+		if !ok {
+			return result{}, false, nil
+		}
+		acc.deps(result{expires: m.expires, cut: noCut})
+		for _, id := range slices.Sorted(maps.Keys(m.ids)) {
+			// The target is checked one frame below f.
+			in, known := m.member(id, f.depth+1, rq.e.opts.MaxDepth)
+			if !in || id == tuple.Wildcard {
+				continue // arrows do not follow wildcard subjects
+			}
+			// Arrows follow the subject object whatever its relation.
+			rels, err := rq.query(ctx, tuple.Filter{ResourceType: f.rel.Definition.Name, ResourceID: f.id, Relation: w.Relation.Name,
+				Subject: &tuple.SubjectFilter{Type: typ, ID: id}})
+			if err != nil {
+				return result{}, false, err
+			}
+			if len(rels) > 0 && !known {
+				return result{}, false, nil
+			}
+			t := resYes
+			t.h = m.ids[id].h
+			for i := range rels {
+				cv, err := rq.caveat(&rels[i])
+				if err != nil {
+					return result{}, false, err
+				}
+				if acc = or(acc, and(cv, t)); acc.perm == HasPermission {
+					rq.planned(f)
+					return acc, true, nil
+				}
+			}
+		}
+	}
+	rq.planned(f)
+	return acc, true, nil
 }

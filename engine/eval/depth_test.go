@@ -129,7 +129,14 @@ func depthEvaluators(t *testing.T, src string, maxDepth int, rd store.Reader) ma
 	wide.wideFanout = 1
 	small := New(s, Options{MaxDepth: maxDepth, Concurrency: 4})
 	small.reverseBudget = 1
+	small.arrowProbe = 1
+	planner := New(s, Options{MaxDepth: maxDepth, Concurrency: 1})
+	planner.arrowProbe = 1
+	topDown := New(s, Options{MaxDepth: maxDepth, Concurrency: 1})
+	topDown.arrowProbe = 0
 	return map[string]*Evaluator{
+		"planner":       planner,
+		"top-down":      topDown,
 		"sequential":    New(s, Options{MaxDepth: maxDepth, Concurrency: 1}),
 		"concurrent":    New(s, Options{MaxDepth: maxDepth, Concurrency: 4}),
 		"wide":          wide,
@@ -489,8 +496,10 @@ func TestDifferentialDepth(t *testing.T) {
 		for _, limit := range []int{2, 4} {
 			seq := New(s, Options{MaxDepth: limit, Concurrency: 1})
 			seq.wideFanout = 1
+			seq.arrowProbe = 1
 			conc := New(s, Options{MaxDepth: limit, Concurrency: 4, Cache: NewCache(1 << 20)})
 			conc.reverseBudget = 3
+			conc.arrowProbe = 1
 			for _, ev := range []struct {
 				name string
 				e    *Evaluator

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -342,19 +343,27 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	}
 	loose := looseMissing(allRels)
 	c := NewCache(1 << 20)
-	// The first configuration decides every fan-out from the subject's
-	// side where it can; the second gives reverse walks so small a budget
-	// that they often fall back to the top-down walk.
+	// The first configuration decides every fan-out and every arrow with
+	// more than one relationship from the subject's side where it can;
+	// the second gives reverse walks (the planner's included) so small a
+	// budget that they often fall back to the top-down walk; the third
+	// has the planner and the subject-side fan-outs off.
 	seq := New(s, Options{Concurrency: 1})
 	seq.wideFanout = 1
+	seq.arrowProbe = 1
 	conc := New(s, Options{Concurrency: 4, Cache: c})
 	conc.reverseBudget = 3
+	conc.arrowProbe = 1
+	off := New(s, Options{Concurrency: 1})
+	off.wideFanout = math.MaxInt
+	off.arrowProbe = 0
 	evals := []struct {
 		name string
 		e    *Evaluator
 	}{
-		{"sequential+wide", seq},
-		{"concurrent+cache+small-budget", conc},
+		{"sequential+wide+planner", seq},
+		{"concurrent+cache+small-budget+planner", conc},
+		{"top-down", off},
 		// Three nodes routing permissions to their owners, some of them
 		// "down"; node 1 mixes concurrency settings with the others.
 		{"cluster", newTestCluster(s, 3, rd).nodes[1]},

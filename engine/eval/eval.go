@@ -58,6 +58,10 @@ type Evaluator struct {
 	// exercise both paths on small data).
 	wideFanout    int
 	reverseBudget int
+	// arrowProbe is how many tupleset relationships an arrow reads before
+	// the planner decides it from the subject's side; 0 turns the
+	// planner off (every arrow walks from the resource).
+	arrowProbe int
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64
@@ -84,7 +88,7 @@ func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 	h := fnv.New64a()
 	h.Write([]byte(s.Source))
 	e := &Evaluator{s: s, opts: opts, an: analyze(s), schemaID: h.Sum64(),
-		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget}
+		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe}
 	e.chain = newChain(e, opts, ac)
 	return e
 }
@@ -151,6 +155,10 @@ type CheckResult struct {
 	// 0 when the root was answered from the cache (or trivially, without
 	// dispatching anything).
 	Depth int
+	// SubjectSideArrows is how many arrows the planner decided from the
+	// subject's side (a walk up from the subject and point reads) because
+	// the resource side was wide; the rest were walked from the resource.
+	SubjectSideArrows int
 }
 
 // BulkResult is one item of CheckBulk: a result or an error.

@@ -18,6 +18,12 @@ const maxParallelDepth = 2
 // up from the subject instead of one subproblem per branch.
 const defaultWideFanout = 16
 
+// defaultArrowProbe is how many relationships of an arrow's tupleset are
+// read before the arrow is decided from the subject's side: reading them
+// all costs about a microsecond each, a walk up from a subject that
+// reaches few objects a few reads.
+const defaultArrowProbe = 64
+
 // fanBranch is one branch of a fan-out (a subject set of a relation, or a
 // subject an arrow follows): target of object id, under the condition of
 // the relationship that led there.

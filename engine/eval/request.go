@@ -70,6 +70,9 @@ type frame struct {
 type checkStats struct {
 	dispatches atomic.Int64 // subproblems dispatched, memo and cache hits included
 	depth      atomic.Int32 // deepest frame dispatched (root = 1)
+	// subjectSide counts arrows the planner decided from the subject's
+	// side (see arrow).
+	subjectSide atomic.Int64
 }
 
 // dispatched records a dispatch at depth d (0: a root answered from the
@@ -140,6 +143,26 @@ func (rq *request) query(ctx context.Context, f tuple.Filter) ([]tuple.Relations
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// queryLimit is query stopped after limit relationships.
+func (rq *request) queryLimit(ctx context.Context, f tuple.Filter, limit int) ([]tuple.Relationship, error) {
+	var out []tuple.Relationship
+	for r, err := range rq.reader.QueryRelationships(ctx, f, store.QueryOptions{Now: rq.now, Limit: limit}) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// planned counts, for the root check of f, an arrow decided from the
+// subject's side.
+func (rq *request) planned(f *frame) {
+	if f.st != nil {
+		f.st.subjectSide.Add(1)
+	}
 }
 
 // caveat evaluates the condition of r: yes when r has no caveat. The

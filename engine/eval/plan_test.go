@@ -1,0 +1,157 @@
+package eval
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"sync/atomic"
+	"testing"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+)
+
+// planSchema is the wide-arrow shape: a document in many folders, each
+// folder's view reached through a nested group.
+const planSchema = `
+caveat small(n int) { n < 10 }
+
+definition user {}
+
+definition group {
+	relation member: user | group#member
+}
+
+definition folder {
+	relation viewer: user | group#member
+	permission view = viewer
+}
+
+definition doc {
+	relation parent: folder | folder with small
+	relation viewer: user
+	permission view = viewer + parent->view
+}
+`
+
+// TestArrowPlanner checks that an arrow over a wide tupleset is decided
+// from the subject's side (CheckResult.SubjectSideArrows) and answers as
+// the top-down walk does: grants through a folder, through a nested
+// group, through a caveated or expiring parent, and denials.
+func TestArrowPlanner(t *testing.T) {
+	s := mustCompile(t, planSchema)
+	var lines []string
+	for i := range 40 { // doc:wide is in 40 folders
+		lines = append(lines, fmt.Sprintf("doc:wide#parent@folder:f%d", i))
+	}
+	lines = append(lines,
+		"doc:wide#parent@folder:fc[small]",
+		"doc:wide#parent@folder:fx[expiration:2020-01-01T00:00:00Z]",
+		"doc:narrow#parent@folder:f7",
+		"folder:f7#viewer@user:ann",
+		"folder:f9#viewer@group:g#member",
+		"group:g#member@group:h#member",
+		"group:h#member@user:bob",
+		"folder:fc#viewer@user:cat",
+		"folder:fx#viewer@user:dan",
+		"folder:elsewhere#viewer@user:eve",
+	)
+	rd := load(t, mustParse(t, lines...))
+	planned := New(s, Options{Concurrency: 1})
+	planned.arrowProbe = 8
+	topDown := New(s, Options{Concurrency: 1})
+	topDown.arrowProbe = 0
+	tests := []struct {
+		check   string
+		ctx     map[string]any
+		want    Permissionship
+		subject bool // decided from the subject's side
+	}{
+		{"doc:wide#view@user:ann", nil, HasPermission, true},
+		{"doc:wide#view@user:bob", nil, HasPermission, true}, // folder f9 through nested groups
+		{"doc:wide#view@user:cat", nil, ConditionalPermission, true},
+		{"doc:wide#view@user:cat", map[string]any{"n": 3}, HasPermission, true},
+		{"doc:wide#view@user:cat", map[string]any{"n": 30}, NoPermission, true},
+		{"doc:wide#view@user:dan", nil, NoPermission, true}, // the parent expired
+		{"doc:wide#view@user:eve", nil, NoPermission, true}, // a folder the doc is not in
+		{"doc:wide#view@user:nobody", nil, NoPermission, true},
+		{"doc:narrow#view@user:ann", nil, HasPermission, false}, // one parent: from the resource
+		{"doc:narrow#view@user:bob", nil, NoPermission, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.check, func(t *testing.T) {
+			p := Params{Reader: rd, Now: testNow, Context: tt.ctx}
+			got, err := planned.Check(context.Background(), p, parseCheck(t, tt.check))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, err := topDown.Check(context.Background(), p, parseCheck(t, tt.check))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Permissionship != tt.want || ref.Permissionship != tt.want {
+				t.Errorf("planned %v, top-down %v, want %v", got.Permissionship, ref.Permissionship, tt.want)
+			}
+			if (got.SubjectSideArrows > 0) != tt.subject {
+				t.Errorf("%d arrows from the subject's side, want subject side %v", got.SubjectSideArrows, tt.subject)
+			}
+			if ref.SubjectSideArrows != 0 {
+				t.Errorf("planner off: %d arrows from the subject's side", ref.SubjectSideArrows)
+			}
+			// The plan reads the probe, a few reverse rows and point
+			// reads; the top-down walk every parent.
+			pr, tr := &countingReader{Reader: rd}, &countingReader{Reader: rd}
+			if _, err := planned.Check(context.Background(), Params{Reader: pr, Now: testNow, Context: tt.ctx}, parseCheck(t, tt.check)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := topDown.Check(context.Background(), Params{Reader: tr, Now: testNow, Context: tt.ctx}, parseCheck(t, tt.check)); err != nil {
+				t.Fatal(err)
+			}
+			if tt.subject && (pr.n.Load() > 20 || tr.n.Load() < 40) {
+				t.Errorf("planned read %d relationships, top-down %d", pr.n.Load(), tr.n.Load())
+			}
+		})
+	}
+}
+
+// TestArrowPlannerFallsBack checks the subject-side plan gives way to the
+// top-down walk when the walk up from the subject is over budget, with the
+// same answer.
+func TestArrowPlannerFallsBack(t *testing.T) {
+	s := mustCompile(t, planSchema)
+	var lines []string
+	for i := range 20 {
+		lines = append(lines, fmt.Sprintf("doc:wide#parent@folder:f%d", i),
+			fmt.Sprintf("folder:f%d#viewer@group:g%d#member", i+10, i), fmt.Sprintf("group:g%d#member@user:ann", i))
+	}
+	rd := load(t, mustParse(t, lines...))
+	e := New(s, Options{Concurrency: 1})
+	e.arrowProbe = 4
+	e.reverseBudget = 3 // ann is in 20 groups: over budget
+	got, err := e.Check(context.Background(), Params{Reader: rd, Now: testNow}, CheckRequest{
+		Resource: tuple.ObjectRef{Type: "doc", ID: "wide"}, Permission: "view", Subject: tuple.SubjectRef{Type: "user", ID: "ann"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Permissionship != HasPermission || got.SubjectSideArrows != 0 {
+		t.Errorf("got %v with %d subject-side arrows, want a grant from the top-down walk", got.Permissionship, got.SubjectSideArrows)
+	}
+}
+
+// countingReader counts the relationships a reader yields to forward
+// queries.
+type countingReader struct {
+	store.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	return func(yield func(tuple.Relationship, error) bool) {
+		for r, err := range c.Reader.QueryRelationships(ctx, f, opts) {
+			c.n.Add(1)
+			if !yield(r, err) {
+				return
+			}
+		}
+	}
+}
