@@ -170,8 +170,10 @@ func prefixEnd(p []byte) []byte {
 
 // forwardPrefix returns the longest key prefix that every forward-index key
 // matching f shares. Components after the first unset one are checked by
-// f.Matches instead. The result has spare capacity for a revision suffix.
-func forwardPrefix(f tuple.Filter) []byte {
+// f.Matches instead; exact reports that there are none, so that every key
+// under the prefix matches. The result has spare capacity for a revision
+// suffix and for its prefixEnd (see upperBound).
+func forwardPrefix(f tuple.Filter) (prefix []byte, exact bool) {
 	var parts [6]string
 	parts[0], parts[1], parts[2] = f.ResourceType, f.ResourceID, f.Relation
 	n := 3
@@ -191,7 +193,7 @@ func forwardPrefix(f tuple.Filter) []byte {
 }
 
 // reversePrefix is forwardPrefix for the reverse index.
-func reversePrefix(f tuple.ReverseFilter) []byte {
+func reversePrefix(f tuple.ReverseFilter) (prefix []byte, exact bool) {
 	parts := [5]string{f.Subject.Type, f.Subject.ID}
 	n := 2
 	switch f.Subject.Relation {
@@ -203,26 +205,48 @@ func reversePrefix(f tuple.ReverseFilter) []byte {
 		parts[2], parts[3], parts[4] = f.Subject.Relation, f.ResourceType, f.Relation
 		n = 5
 	}
-	return prefixOf(tagReverse, parts[:n])
+	prefix, exact = prefixOf(tagReverse, parts[:n])
+	// Without a subject relation, the resource type and relation are
+	// not in the prefix.
+	return prefix, exact && (n == 5 || f.ResourceType == "" && f.Relation == "")
 }
 
 // prefixOf encodes the leading components of parts up to the first empty
 // one, except that an empty subject relation slot (a plain subject) is
-// encoded, not treated as unset.
-func prefixOf(tag byte, parts []string) []byte {
+// encoded, not treated as unset; complete reports that it encoded them
+// all. One allocation holds the prefix, room for a revision suffix after
+// it, and room for its upperBound.
+func prefixOf(tag byte, parts []string) (b []byte, complete bool) {
 	size := 1 + revLen
 	for _, p := range parts {
 		size += len(p) + 1
 	}
-	b := make([]byte, 1, size)
+	b = make([]byte, 1, 2*size)
 	b[0] = tag
 	for i, p := range parts {
 		if p == "" && !subjectRelationSlot(tag, i, len(parts)) {
-			return b
+			return b, false
 		}
 		b = appendComponent(b, p)
 	}
-	return b
+	return b, true
+}
+
+// upperBound returns prefixEnd(p), written after p's revision suffix room
+// when p has the spare capacity prefixOf gives it.
+func upperBound(p []byte) []byte {
+	at := len(p) + revLen
+	if cap(p) < at+len(p) {
+		return prefixEnd(p)
+	}
+	end := append(p[at:at], p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
 }
 
 // subjectRelationSlot reports whether component i of a prefix with n

@@ -118,33 +118,35 @@ func TestDecodeKeyCorrupt(t *testing.T) {
 
 func TestPrefixes(t *testing.T) {
 	for _, tc := range []struct {
-		f    tuple.Filter
-		want string
+		f     tuple.Filter
+		want  string
+		exact bool
 	}{
-		{tuple.Filter{}, "f"},
-		{tuple.Filter{ResourceType: "doc"}, "fdoc\x00"},
-		{tuple.Filter{ResourceType: "doc", Relation: "viewer"}, "fdoc\x00"},
-		{tuple.Filter{ResourceType: "doc", ResourceID: "1", Relation: "viewer"}, "fdoc\x001\x00viewer\x00"},
-		{tuple.Filter{ResourceType: "doc", ResourceID: "1", Relation: "viewer", Subject: &tuple.SubjectFilter{Type: "user"}}, "fdoc\x001\x00viewer\x00user\x00"},
-		{tuple.Filter{ResourceType: "doc", ResourceID: "1", Relation: "viewer", Subject: &tuple.SubjectFilter{Type: "user", ID: "a"}}, "fdoc\x001\x00viewer\x00user\x00a\x00"},
-		{tuple.Filter{ResourceType: "doc", ResourceID: "1", Relation: "viewer", Subject: &tuple.SubjectFilter{Type: "user", ID: "a", Relation: tuple.Ellipsis}}, "fdoc\x001\x00viewer\x00user\x00a\x00\x00"},
-		{tuple.Filter{ResourceType: "doc", ResourceID: "1", Relation: "viewer", Subject: &tuple.SubjectFilter{Type: "g", ID: "a", Relation: "member"}}, "fdoc\x001\x00viewer\x00g\x00a\x00member\x00"},
+		{tuple.Filter{}, "f", false},
+		{tuple.Filter{ResourceType: "doc"}, "fdoc\x00", false},
+		{tuple.Filter{ResourceType: "doc", Relation: "viewer"}, "fdoc\x00", false},
+		{tuple.Filter{ResourceType: "doc", ResourceID: "1", Relation: "viewer"}, "fdoc\x001\x00viewer\x00", true},
+		{tuple.Filter{ResourceType: "doc", ResourceID: "1", Relation: "viewer", Subject: &tuple.SubjectFilter{Type: "user"}}, "fdoc\x001\x00viewer\x00user\x00", false},
+		{tuple.Filter{ResourceType: "doc", ResourceID: "1", Relation: "viewer", Subject: &tuple.SubjectFilter{Type: "user", ID: "a"}}, "fdoc\x001\x00viewer\x00user\x00a\x00", true},
+		{tuple.Filter{ResourceType: "doc", ResourceID: "1", Relation: "viewer", Subject: &tuple.SubjectFilter{Type: "user", ID: "a", Relation: tuple.Ellipsis}}, "fdoc\x001\x00viewer\x00user\x00a\x00\x00", true},
+		{tuple.Filter{ResourceType: "doc", ResourceID: "1", Relation: "viewer", Subject: &tuple.SubjectFilter{Type: "g", ID: "a", Relation: "member"}}, "fdoc\x001\x00viewer\x00g\x00a\x00member\x00", true},
 	} {
-		if got := string(forwardPrefix(tc.f)); got != tc.want {
-			t.Errorf("forwardPrefix(%+v) = %q, want %q", tc.f, got, tc.want)
+		if got, exact := forwardPrefix(tc.f); string(got) != tc.want || exact != tc.exact {
+			t.Errorf("forwardPrefix(%+v) = %q, %v, want %q, %v", tc.f, got, exact, tc.want, tc.exact)
 		}
 	}
 	for _, tc := range []struct {
-		f    tuple.ReverseFilter
-		want string
+		f     tuple.ReverseFilter
+		want  string
+		exact bool
 	}{
-		{tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: "user"}}, "ruser\x00"},
-		{tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: "user", ID: "a"}, ResourceType: "doc"}, "ruser\x00a\x00"},
-		{tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: "user", ID: "a", Relation: tuple.Ellipsis}, ResourceType: "doc"}, "ruser\x00a\x00\x00doc\x00"},
-		{tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: "g", ID: "a", Relation: "member"}, ResourceType: "doc", Relation: "viewer"}, "rg\x00a\x00member\x00doc\x00viewer\x00"},
+		{tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: "user"}}, "ruser\x00", false},
+		{tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: "user", ID: "a"}, ResourceType: "doc"}, "ruser\x00a\x00", false},
+		{tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: "user", ID: "a", Relation: tuple.Ellipsis}, ResourceType: "doc"}, "ruser\x00a\x00\x00doc\x00", false},
+		{tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: "g", ID: "a", Relation: "member"}, ResourceType: "doc", Relation: "viewer"}, "rg\x00a\x00member\x00doc\x00viewer\x00", true},
 	} {
-		if got := string(reversePrefix(tc.f)); got != tc.want {
-			t.Errorf("reversePrefix(%+v) = %q, want %q", tc.f, got, tc.want)
+		if got, exact := reversePrefix(tc.f); string(got) != tc.want || exact != tc.exact {
+			t.Errorf("reversePrefix(%+v) = %q, %v, want %q, %v", tc.f, got, exact, tc.want, tc.exact)
 		}
 	}
 }

@@ -28,7 +28,12 @@ func (r *reader) QueryRelationships(ctx context.Context, f tuple.Filter, opts st
 	if opts.After != nil {
 		after = forwardTupleKey(nil, *opts.After)
 	}
-	return r.s.scan(ctx, r.rev, forwardPrefix(f), after, f.Matches, opts)
+	prefix, exact := forwardPrefix(f)
+	match := f.Matches
+	if exact {
+		match = nil // every key under the prefix matches
+	}
+	return r.s.scan(ctx, r.rev, prefix, after, match, opts)
 }
 
 func (r *reader) ReverseQueryRelationships(ctx context.Context, f tuple.ReverseFilter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
@@ -36,7 +41,12 @@ func (r *reader) ReverseQueryRelationships(ctx context.Context, f tuple.ReverseF
 	if opts.After != nil {
 		after = reverseTupleKey(nil, *opts.After)
 	}
-	return r.s.scan(ctx, r.rev, reversePrefix(f), after, f.Matches, opts)
+	prefix, exact := reversePrefix(f)
+	match := f.Matches
+	if exact {
+		match = nil
+	}
+	return r.s.scan(ctx, r.rev, prefix, after, match, opts)
 }
 
 func (r *reader) ReadSchema(ctx context.Context) (string, store.Revision, error) {
@@ -88,8 +98,8 @@ func (s *Store) newIter(rev store.Revision, lower, upper []byte) (*pebble.Iterat
 const maxNexts = 3
 
 // scan yields the relationships visible at rev under prefix, in key order,
-// starting strictly after the tuple key after (if any), that match and
-// have not expired at opts.Now.
+// starting strictly after the tuple key after (if any), that match (every
+// one when match is nil) and have not expired at opts.Now.
 func (s *Store) scan(ctx context.Context, rev store.Revision, prefix, after []byte, match func(tuple.Relationship) bool, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
 	return func(yield func(tuple.Relationship, error) bool) {
 		if err := s.acquire(); err != nil {
@@ -104,7 +114,7 @@ func (s *Store) scan(ctx context.Context, rev store.Revision, prefix, after []by
 }
 
 func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, after []byte, match func(tuple.Relationship) bool, opts store.QueryOptions, yield func(tuple.Relationship, error) bool) error {
-	pi, err := s.iter(rev, prefix, prefixEnd(prefix))
+	pi, err := s.iter(rev, prefix, upperBound(prefix))
 	if err != nil {
 		return err
 	}
@@ -126,7 +136,11 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 		}
 	}
 	var (
-		done  []byte // tuple key whose visible version was handled
+		// done is the tuple key whose visible version was handled, when
+		// hasDone; on the stack unless a key is longer than doneBuf.
+		doneBuf [128]byte
+		done    = doneBuf[:0]
+		hasDone bool
 		steps int    // Next calls spent skipping versions
 		n     int    // relationships yielded
 		seen  int
@@ -150,7 +164,7 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 			return corruptKey(key, "too short")
 		}
 		tk := key[:len(key)-revLen]
-		if done != nil && bytes.Equal(tk, done) {
+		if hasDone && bytes.Equal(tk, done) {
 			// An older version of a tuple already decided.
 			if steps++; steps > maxNexts {
 				ok, steps = it.SeekGE(prefixEnd(done)), 0
@@ -168,7 +182,7 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 			}
 			continue
 		}
-		done, steps = append(done[:0], tk...), 0
+		done, steps, hasDone = append(done[:0], tk...), 0, true
 		val, err := it.ValueAndErr()
 		if err != nil {
 			return fmt.Errorf("pebblestore: read value: %w", err)
@@ -190,7 +204,7 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 			return err
 		}
 		rel := v.relationship(k)
-		if !match(rel) {
+		if match != nil && !match(rel) {
 			ok = ok && it.Next()
 			continue
 		}
