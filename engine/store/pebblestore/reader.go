@@ -141,9 +141,9 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 		doneBuf [128]byte
 		done    = doneBuf[:0]
 		hasDone bool
-		steps int    // Next calls spent skipping versions
-		n     int    // relationships yielded
-		seen  int
+		steps   int // Next calls spent skipping versions
+		n       int // relationships yielded
+		seen    int
 	)
 	var ok bool
 	if point && len(start) == len(prefix)+revLen {

@@ -292,7 +292,6 @@ func TestSplitKey(t *testing.T) {
 	}
 }
 
-
 func splitCompare(a, b []byte) int {
 	na, nb := splitKey(a), splitKey(b)
 	if c := strings.Compare(string(a[:na]), string(b[:nb])); c != 0 {
