@@ -20,6 +20,7 @@ import (
 	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/store/backend"
+	"github.com/pemba-authz/pemba/engine/store/pebblestore"
 	"github.com/pemba-authz/pemba/engine/store/pgstore"
 	"github.com/pemba-authz/pemba/engine/token"
 )
@@ -47,6 +48,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		metricsAddr = fs.String("metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics and probes at /healthz and /readyz (empty: off)")
 		maxRecv     = fs.Int("max-request-bytes", server.MaxRecvMsgBytes, "largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED")
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
+		blockCache  = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size in bytes (0: 64 MiB)")
 		maxDepth    = fs.Int("max-depth", 0, "most relations on one path of an answer, the one asked about included (0: the engine's default, 50); longer paths fail with MAX_DEPTH_EXCEEDED")
 		quantum     = fs.Duration("quantum", 0, "how long minimize_latency reads share a revision (0: the engine's default, negative: never)")
 		pprofOn     = fs.Bool("pprof", false, "also serve Go's profiles at http://ADDR/debug/pprof/ on -metrics-listen (CPU, heap, allocations, goroutines; unauthenticated, like the metrics)")
@@ -116,6 +118,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	st, err := backend.Open(ctx, backend.Options{
 		Kind: *storeKind, Dir: *dataDir, URI: *storeURI, GCWindow: *gcWindow, Logger: log,
 		Postgres: pgstore.Options{ReadReplicas: replicas},
+		Pebble:   pebblestore.Options{CacheSize: *blockCache},
 	})
 	if errors.Is(err, backend.ErrUsage) {
 		fmt.Fprintf(stderr, "pemba serve: %v\n", err)
