@@ -114,12 +114,6 @@ func (s *Store) scan(ctx context.Context, rev store.Revision, prefix, after []by
 }
 
 func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, after []byte, match func(tuple.Relationship) bool, opts store.QueryOptions, yield func(tuple.Relationship, error) bool) error {
-	pi, err := s.iter(rev, prefix, upperBound(prefix))
-	if err != nil {
-		return err
-	}
-	defer s.putIter(pi)
-	it := pi.it
 	// A prefix of all six components names one tuple (the Check hot
 	// path): seek straight to its newest version at or below rev, and stop
 	// after it.
@@ -135,6 +129,20 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 			start = a
 		}
 	}
+	// Prefix mode: Pebble consults the bloom filters over tuple keys
+	// (comparer.go), skips the sstables without this tuple, and stays
+	// within it without bounds.
+	prefixMode := point && len(start) == len(prefix)+revLen
+	lower, upper := prefix, upperBound(prefix)
+	if prefixMode {
+		lower, upper = nil, nil
+	}
+	pi, err := s.iter(rev, lower, upper)
+	if err != nil {
+		return err
+	}
+	defer s.putIter(pi)
+	it := pi.it
 	var (
 		// done is the tuple key whose visible version was handled, when
 		// hasDone; on the stack unless a key is longer than doneBuf.
@@ -146,9 +154,7 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 		seen    int
 	)
 	var ok bool
-	if point && len(start) == len(prefix)+revLen {
-		// Prefix mode: Pebble consults the bloom filters over tuple keys
-		// (comparer.go) and skips the sstables without this tuple.
+	if prefixMode {
 		ok = it.SeekPrefixGE(start)
 	} else {
 		ok = it.SeekGE(start)
