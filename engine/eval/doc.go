@@ -44,6 +44,14 @@
 // arrow subjects whose targets are pure. The walk has a budget (512
 // objects); past it the evaluator walks down from the resource as usual.
 //
+// The direction of an arrow's walk is planned per object: its tupleset
+// relationships are read up to that same threshold, and when there are
+// more (a document in thousands of folders) a plain arrow over pure
+// targets is decided by the walk up from the subject followed by one point
+// read of the tupleset relationship per object the walk found, without
+// reading the rest. CheckResult.SubjectSideArrows counts the arrows so
+// decided.
+//
 // # Depth
 //
 // Options.MaxDepth bounds the relations on one path of an answer, counted
