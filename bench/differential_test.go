@@ -31,6 +31,8 @@ func TestPebbleAndPostgresAgree(t *testing.T) {
 		{"enterprise", 1500, 60, 150},
 		{"deep-chain", 300, 20, 40},
 		{"wide-group", 200, 10, 10},
+		// Documents in 10,000 folders: the arrow planner's shape.
+		{"wide-arrow", 300, 3, 3},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
