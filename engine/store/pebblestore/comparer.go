@@ -44,11 +44,12 @@ var comparer = func() *pebble.Comparer {
 }()
 
 // splitKey returns the length of key's prefix: len(key)-revLen for an
-// index version key (a tag 'f' or 'r', six 0x00-terminated components,
-// then a revision), len(key) for any other key.
+// index version key (a tag 'f', 'r' or the reserved 'n', six
+// 0x00-terminated components, then a revision), len(key) for any other
+// key.
 func splitKey(key []byte) int {
 	n := len(key) - revLen
-	if n < 1+6 || (key[0] != tagForward && key[0] != tagReverse) || key[n-1] != 0 {
+	if n < 1+6 || (key[0] != tagForward && key[0] != tagReverse && key[0] != tagNested) || key[n-1] != 0 {
 		return len(key)
 	}
 	if bytes.Count(key[1:n], []byte{0}) != 6 {

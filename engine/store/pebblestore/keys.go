@@ -40,6 +40,12 @@ const (
 	tagChangelog byte = 'c'
 	tagMeta      byte = 'm'
 	tagExpiry    byte = 'x'
+	// tagNested is reserved for a nested-group (transitive membership)
+	// index whose keys have the shape of the forward index (six
+	// 0x00-terminated components, then ^rev): the format 3 comparer
+	// already splits such keys before ^rev (comparer.go), so adding the
+	// index needs no new comparer and no copy of the data directory.
+	tagNested byte = 'n'
 )
 
 // revLen is the length of a version suffix.

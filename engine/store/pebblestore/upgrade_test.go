@@ -257,6 +257,7 @@ func TestSplitKey(t *testing.T) {
 		{appendRev(slices.Clone(rev), 1<<40), len(rev)},
 		{appendRev(slices.Clone(fwd), 0), len(fwd)}, // ^0: suffix of 0xff
 		{fwd, len(fwd)},
+		{appendRev(append([]byte{tagNested}, fwd[1:]...), 9), len(fwd)},
 		{prefixOnly(forwardPrefix(tuple.Filter{ResourceType: "doc", ResourceID: "1"})), -1},
 		{prefixEnd(fwd), -1},
 		{keyHead, -1},
