@@ -26,7 +26,7 @@ func (rq *request) checkRel(ctx context.Context, rel *schema.Relation, req Check
 	cr := res.checkResult()
 	cr.Dispatches = int(st.dispatches.Load())
 	cr.Depth = int(st.depth.Load())
-	cr.SubjectSideArrows = int(st.subjectSide.Load())
+	cr.SubjectSidePlans = int(st.subjectSide.Load())
 	return cr, nil
 }
 

@@ -2,6 +2,8 @@ package eval
 
 import (
 	"context"
+	"maps"
+	"slices"
 
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
@@ -23,7 +25,7 @@ func (rq *request) direct(ctx context.Context, f *frame, sub tuple.SubjectRef) (
 	if err != nil {
 		return result{}, err
 	}
-	if len(branches) == 0 {
+	if len(branches) == 0 || acc.perm == HasPermission {
 		return acc, nil
 	}
 	sets, err := rq.anyBranch(ctx, f, branches, sub)
@@ -113,7 +115,10 @@ func (rq *request) pointRead(ctx context.Context, f *frame, sub tuple.SubjectRef
 
 // subjectSetBranches reads the subject sets of f's relation that can
 // contain sub: one branch per relationship whose caveat is not false. The
-// dependencies of the others are merged into acc.
+// dependencies of the others are merged into acc. Subject sets of one kind
+// are read up to the planner's probe; past it, when their target is pure,
+// they are decided from the subject's side instead (usersetFromSubject),
+// into acc.
 func (rq *request) subjectSetBranches(ctx context.Context, f *frame, sub tuple.SubjectRef, acc *result) ([]fanBranch, error) {
 	rel := f.rel
 	var branches []fanBranch
@@ -123,9 +128,28 @@ func (rq *request) subjectSetBranches(ctx context.Context, f *frame, sub tuple.S
 		}
 		fl := tuple.Filter{ResourceType: rel.Definition.Name, ResourceID: f.id, Relation: rel.Name,
 			Subject: &tuple.SubjectFilter{Type: us.typ, Relation: us.rel}}
-		rels, err := rq.query(ctx, fl)
-		if err != nil {
-			return nil, err
+		var rels []tuple.Relationship
+		var err error
+		if probe := rq.e.arrowProbe; probe > 0 && rq.e.an.pure[us.target.Index] {
+			if rels, err = rq.queryLimit(ctx, fl, probe+1); err != nil {
+				return nil, err
+			}
+			if len(rels) > probe {
+				res, ok, err := rq.usersetFromSubject(ctx, f, us, sub)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					*acc = or(*acc, res)
+					continue
+				}
+				rels = nil // read them all below
+			}
+		}
+		if rels == nil {
+			if rels, err = rq.query(ctx, fl); err != nil {
+				return nil, err
+			}
 		}
 		for i := range rels {
 			r := &rels[i]
@@ -144,4 +168,52 @@ func (rq *request) subjectSetBranches(ctx context.Context, f *frame, sub tuple.S
 		}
 	}
 	return branches, nil
+}
+
+// usersetFromSubject decides the subject sets us.typ:X#us.rel of f's
+// relation from the subject's side, as arrowFromSubject does for an arrow:
+// one walk up from sub over us's target, then a point read of f's
+// relationship to each subject set the walk found. The subject set sub
+// itself and wildcards are left to directPoints. ok is false when the
+// walk gave up or a grant lies beyond the depth limit.
+func (rq *request) usersetFromSubject(ctx context.Context, f *frame, us userset, sub tuple.SubjectRef) (res result, ok bool, err error) {
+	m, ok := rq.reverseMembers(ctx, us.target, sub)
+	if !ok {
+		return result{}, false, nil
+	}
+	acc := resNo
+	acc.deps(result{expires: m.expires, cut: noCut})
+	for _, id := range slices.Sorted(maps.Keys(m.ids)) {
+		set := tuple.SubjectRef{Type: us.typ, ID: id, Relation: us.rel}
+		if id == tuple.Wildcard || set == sub {
+			continue // counted by the point reads
+		}
+		// The target is checked one frame below f.
+		in, known := m.member(id, f.depth+1, rq.e.opts.MaxDepth)
+		if !in {
+			continue
+		}
+		rels, err := rq.query(ctx, tuple.Filter{ResourceType: f.rel.Definition.Name, ResourceID: f.id, Relation: f.rel.Name,
+			Subject: &tuple.SubjectFilter{Type: us.typ, ID: id, Relation: us.rel}})
+		if err != nil {
+			return result{}, false, err
+		}
+		if len(rels) > 0 && !known {
+			return result{}, false, nil
+		}
+		t := resYes
+		t.h = m.ids[id].h
+		for i := range rels {
+			cv, err := rq.caveat(&rels[i])
+			if err != nil {
+				return result{}, false, err
+			}
+			if acc = or(acc, and(cv, t)); acc.perm == HasPermission {
+				rq.planned(f)
+				return acc, true, nil
+			}
+		}
+	}
+	rq.planned(f)
+	return acc, true, nil
 }

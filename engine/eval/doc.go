@@ -49,8 +49,9 @@
 // more (a document in thousands of folders) a plain arrow over pure
 // targets is decided by the walk up from the subject followed by one point
 // read of the tupleset relationship per object the walk found, without
-// reading the rest. CheckResult.SubjectSideArrows counts the arrows so
-// decided.
+// reading the rest; so are a relation's subject sets of one kind
+// (doc#viewer holding thousands of group#member).
+// CheckResult.SubjectSidePlans counts the decisions so made.
 //
 // # Depth
 //

@@ -155,10 +155,11 @@ type CheckResult struct {
 	// 0 when the root was answered from the cache (or trivially, without
 	// dispatching anything).
 	Depth int
-	// SubjectSideArrows is how many arrows the planner decided from the
-	// subject's side (a walk up from the subject and point reads) because
-	// the resource side was wide; the rest were walked from the resource.
-	SubjectSideArrows int
+	// SubjectSidePlans is how many arrows and sets of subject sets the
+	// planner decided from the subject's side (a walk up from the subject
+	// and point reads) because the resource side was wide; the rest were
+	// walked from the resource.
+	SubjectSidePlans int
 }
 
 // BulkResult is one item of CheckBulk: a result or an error.

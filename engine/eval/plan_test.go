@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"math"
 	"sync/atomic"
 	"testing"
 
@@ -30,12 +31,13 @@ definition folder {
 definition doc {
 	relation parent: folder | folder with small
 	relation viewer: user
+	relation reader: user | group#member | group#member with small
 	permission view = viewer + parent->view
 }
 `
 
 // TestArrowPlanner checks that an arrow over a wide tupleset is decided
-// from the subject's side (CheckResult.SubjectSideArrows) and answers as
+// from the subject's side (CheckResult.SubjectSidePlans) and answers as
 // the top-down walk does: grants through a folder, through a nested
 // group, through a caveated or expiring parent, and denials.
 func TestArrowPlanner(t *testing.T) {
@@ -92,11 +94,11 @@ func TestArrowPlanner(t *testing.T) {
 			if got.Permissionship != tt.want || ref.Permissionship != tt.want {
 				t.Errorf("planned %v, top-down %v, want %v", got.Permissionship, ref.Permissionship, tt.want)
 			}
-			if (got.SubjectSideArrows > 0) != tt.subject {
-				t.Errorf("%d arrows from the subject's side, want subject side %v", got.SubjectSideArrows, tt.subject)
+			if (got.SubjectSidePlans > 0) != tt.subject {
+				t.Errorf("%d arrows from the subject's side, want subject side %v", got.SubjectSidePlans, tt.subject)
 			}
-			if ref.SubjectSideArrows != 0 {
-				t.Errorf("planner off: %d arrows from the subject's side", ref.SubjectSideArrows)
+			if ref.SubjectSidePlans != 0 {
+				t.Errorf("planner off: %d arrows from the subject's side", ref.SubjectSidePlans)
 			}
 			// The plan reads the probe, a few reverse rows and point
 			// reads; the top-down walk every parent.
@@ -133,8 +135,8 @@ func TestArrowPlannerFallsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Permissionship != HasPermission || got.SubjectSideArrows != 0 {
-		t.Errorf("got %v with %d subject-side arrows, want a grant from the top-down walk", got.Permissionship, got.SubjectSideArrows)
+	if got.Permissionship != HasPermission || got.SubjectSidePlans != 0 {
+		t.Errorf("got %v with %d subject-side arrows, want a grant from the top-down walk", got.Permissionship, got.SubjectSidePlans)
 	}
 }
 
@@ -153,5 +155,70 @@ func (c *countingReader) QueryRelationships(ctx context.Context, f tuple.Filter,
 				return
 			}
 		}
+	}
+}
+
+// TestSubjectSetPlanner is TestArrowPlanner for a relation holding many
+// subject sets: doc:wide#reader names 40 groups' members.
+func TestSubjectSetPlanner(t *testing.T) {
+	s := mustCompile(t, planSchema)
+	var lines []string
+	for i := range 40 {
+		lines = append(lines, fmt.Sprintf("doc:wide#reader@group:g%d#member", i))
+	}
+	lines = append(lines,
+		"doc:wide#reader@group:gc#member[small]",
+		"doc:wide#reader@group:gx#member[expiration:2020-01-01T00:00:00Z]",
+		"doc:wide#reader@user:zed",
+		"doc:narrow#reader@group:g7#member",
+		"group:g7#member@user:ann",
+		"group:g9#member@group:h#member",
+		"group:h#member@user:bob",
+		"group:gc#member@user:cat",
+		"group:gx#member@user:dan",
+		"group:elsewhere#member@user:eve",
+	)
+	rd := load(t, mustParse(t, lines...))
+	planned := New(s, Options{Concurrency: 1})
+	planned.arrowProbe = 8
+	topDown := New(s, Options{Concurrency: 1})
+	topDown.arrowProbe = 0
+	topDown.wideFanout = math.MaxInt
+	tests := []struct {
+		check   string
+		ctx     map[string]any
+		want    Permissionship
+		subject bool
+	}{
+		{"doc:wide#reader@user:ann", nil, HasPermission, true},
+		{"doc:wide#reader@user:bob", nil, HasPermission, true}, // g9 through h
+		{"doc:wide#reader@user:cat", nil, ConditionalPermission, true},
+		{"doc:wide#reader@user:cat", map[string]any{"n": 3}, HasPermission, true},
+		{"doc:wide#reader@user:cat", map[string]any{"n": 30}, NoPermission, true},
+		{"doc:wide#reader@user:dan", nil, NoPermission, true},
+		{"doc:wide#reader@user:eve", nil, NoPermission, true},
+		{"doc:wide#reader@user:zed", nil, HasPermission, false},        // a point read decides
+		{"doc:wide#reader@group:g7#member", nil, HasPermission, false}, // the subject set itself
+		{"doc:wide#reader@group:h#member", nil, HasPermission, true},   // inside g9
+		{"doc:narrow#reader@user:ann", nil, HasPermission, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.check, func(t *testing.T) {
+			p := Params{Reader: rd, Now: testNow, Context: tt.ctx}
+			got, err := planned.Check(context.Background(), p, parseCheck(t, tt.check))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, err := topDown.Check(context.Background(), p, parseCheck(t, tt.check))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Permissionship != tt.want || ref.Permissionship != tt.want {
+				t.Errorf("planned %v, top-down %v, want %v", got.Permissionship, ref.Permissionship, tt.want)
+			}
+			if (got.SubjectSidePlans > 0) != tt.subject || ref.SubjectSidePlans != 0 {
+				t.Errorf("subject-side plans: planned %d, top-down %d; want planned > 0: %v", got.SubjectSidePlans, ref.SubjectSidePlans, tt.subject)
+			}
+		})
 	}
 }

@@ -70,8 +70,8 @@ type frame struct {
 type checkStats struct {
 	dispatches atomic.Int64 // subproblems dispatched, memo and cache hits included
 	depth      atomic.Int32 // deepest frame dispatched (root = 1)
-	// subjectSide counts arrows the planner decided from the subject's
-	// side (see arrow).
+	// subjectSide counts arrows and sets of subject sets the planner
+	// decided from the subject's side (see arrow, subjectSetBranches).
 	subjectSide atomic.Int64
 }
 
@@ -157,8 +157,8 @@ func (rq *request) queryLimit(ctx context.Context, f tuple.Filter, limit int) ([
 	return out, nil
 }
 
-// planned counts, for the root check of f, an arrow decided from the
-// subject's side.
+// planned counts, for the root check of f, an arrow or a set of subject
+// sets decided from the subject's side.
 func (rq *request) planned(f *frame) {
 	if f.st != nil {
 		f.st.subjectSide.Add(1)
