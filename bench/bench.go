@@ -12,7 +12,6 @@ import (
 
 	"github.com/pemba-authz/pemba/bench/workload"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/store/pebblestore"
 )
 
 // Options configure a whole benchmark: data set, target and run.
@@ -44,7 +43,7 @@ type Options struct {
 	Consistency Consistency
 	// Engine and Pebble configure the in-process engine and store.
 	Engine engine.Options
-	Pebble pebblestore.Options
+	Pebble engine.PebbleOptions
 	Run    RunConfig
 }
 

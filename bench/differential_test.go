@@ -11,7 +11,6 @@ import (
 
 	"github.com/pemba-authz/pemba/bench/workload"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/store/pgstore/pgtest"
 )
 
@@ -60,7 +59,7 @@ func TestPebbleAndPostgresAgree(t *testing.T) {
 			peb, pg := engines[0], engines[1]
 			full := engine.FullyConsistent()
 			src := wl.Source(99)
-			var bulk []eval.CheckRequest
+			var bulk []engine.BulkCheckItem
 			for range tc.checks {
 				q := src.Next(workload.OpCheck)
 				req := engine.CheckRequest{Consistency: full, Resource: q.Resource, Permission: q.Permission, Subject: q.Subject, Context: q.Context}
@@ -69,17 +68,16 @@ func TestPebbleAndPostgresAgree(t *testing.T) {
 				if fmt.Sprint(aerr) != fmt.Sprint(berr) || a.Permissionship != b.Permissionship || !slices.Equal(a.MissingContext, b.MissingContext) {
 					t.Fatalf("%s: Pebble %v %v (%v), PostgreSQL %v %v (%v)", q, a.Permissionship, a.MissingContext, aerr, b.Permissionship, b.MissingContext, berr)
 				}
-				if len(q.Context) == 0 {
-					bulk = append(bulk, eval.CheckRequest{Resource: q.Resource, Permission: q.Permission, Subject: q.Subject})
-				}
+				bulk = append(bulk, engine.BulkCheckItem{Resource: q.Resource, Permission: q.Permission, Subject: q.Subject, Context: q.Context})
 			}
 			for start := 0; start < len(bulk); start += 50 {
 				items := bulk[start:min(start+50, len(bulk))]
-				a, _, aerr := peb.CheckBulk(ctx, engine.CheckBulkRequest{Consistency: full, Items: items})
-				b, _, berr := pg.CheckBulk(ctx, engine.CheckBulkRequest{Consistency: full, Items: items})
+				ar, aerr := peb.CheckBulk(ctx, engine.BulkCheckRequest{Consistency: full, Items: items})
+				br, berr := pg.CheckBulk(ctx, engine.BulkCheckRequest{Consistency: full, Items: items})
 				if aerr != nil || berr != nil {
 					t.Fatalf("CheckBulk: Pebble %v, PostgreSQL %v", aerr, berr)
 				}
+				a, b := ar.Results, br.Results
 				for i := range items {
 					if a[i].Permissionship != b[i].Permissionship || fmt.Sprint(a[i].Err) != fmt.Sprint(b[i].Err) {
 						t.Fatalf("CheckBulk item %v: Pebble %v (%v), PostgreSQL %v (%v)", items[i], a[i].Permissionship, a[i].Err, b[i].Permissionship, b[i].Err)
@@ -88,7 +86,7 @@ func TestPebbleAndPostgresAgree(t *testing.T) {
 			}
 			for range tc.lookups {
 				q := src.Next(workload.OpLookupResources)
-				req := engine.LookupResourcesRequest{Consistency: full, LookupResourcesRequest: eval.LookupResourcesRequest{ResourceType: q.ResourceType, Permission: q.Permission, Subject: q.Subject}}
+				req := engine.LookupResourcesRequest{Consistency: full, LookupResourcesRequest: engine.LookupResourcesQuery{ResourceType: q.ResourceType, Permission: q.Permission, Subject: q.Subject}}
 				a, b := lookupResources(t, peb, req), lookupResources(t, pg, req)
 				if a != b {
 					t.Fatalf("%s:\nPebble     %s\nPostgreSQL %s", q, a, b)
@@ -96,7 +94,7 @@ func TestPebbleAndPostgresAgree(t *testing.T) {
 			}
 			for range tc.lookups {
 				q := src.Next(workload.OpLookupSubjects)
-				req := engine.LookupSubjectsRequest{Consistency: full, LookupSubjectsRequest: eval.LookupSubjectsRequest{Resource: q.Resource, Permission: q.Permission, SubjectType: q.SubjectType}}
+				req := engine.LookupSubjectsRequest{Consistency: full, LookupSubjectsRequest: engine.LookupSubjectsQuery{Resource: q.Resource, Permission: q.Permission, SubjectType: q.SubjectType}}
 				a, b := lookupSubjects(t, peb, req), lookupSubjects(t, pg, req)
 				if a != b {
 					t.Fatalf("%s:\nPebble     %s\nPostgreSQL %s", q, a, b)
@@ -152,10 +150,10 @@ func render[T any](seq iter.Seq2[T, error], err error, show func(T) string) stri
 
 // treeString renders an expansion with each node's subjects sorted, so
 // that trees equal up to the order of stored subjects render alike.
-func treeString(t *eval.Tree) string {
+func treeString(t *engine.Tree) string {
 	var b strings.Builder
-	var walk func(t *eval.Tree, indent string)
-	walk = func(t *eval.Tree, indent string) {
+	var walk func(t *engine.Tree, indent string)
+	walk = func(t *engine.Tree, indent string) {
 		subs := make([]string, len(t.Subjects))
 		for i, s := range t.Subjects {
 			subs[i] = fmt.Sprintf("%s[%v %v]", s.Subject, s.Caveat, s.Expiration.UnixNano())

@@ -8,10 +8,6 @@ import (
 
 	"github.com/pemba-authz/pemba/bench/workload"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
-	"github.com/pemba-authz/pemba/engine/store"
-	"github.com/pemba-authz/pemba/engine/store/backend"
-	"github.com/pemba-authz/pemba/engine/store/pebblestore"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -29,13 +25,13 @@ type InProcessOptions struct {
 	Consistency Consistency
 	// Engine is passed to engine.Open.
 	Engine engine.Options
-	// Pebble is passed to pebblestore.Open.
-	Pebble pebblestore.Options
+	// Pebble configures a Pebble store.
+	Pebble engine.PebbleOptions
 }
 
 // InProcess is a Target that calls an engine in this process.
 type InProcess struct {
-	st store.Store
+	st engine.Store
 	e  *engine.Engine
 	c  engine.Consistency
 }
@@ -45,8 +41,8 @@ const caller = "pemba-bench"
 
 // NewInProcess opens the store and an engine over it.
 func NewInProcess(ctx context.Context, opts InProcessOptions) (*InProcess, error) {
-	st, err := backend.Open(ctx, backend.Options{Kind: opts.Store, Dir: opts.Dir, URI: opts.URI, Migrate: true, Pebble: opts.Pebble})
-	if errors.Is(err, backend.ErrUsage) {
+	st, err := engine.OpenStore(ctx, engine.StoreOptions{Kind: opts.Store, Dir: opts.Dir, URI: opts.URI, Migrate: true, Pebble: opts.Pebble})
+	if errors.Is(err, engine.ErrStoreUsage) {
 		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if err != nil {
@@ -64,8 +60,8 @@ func NewInProcess(ctx context.Context, opts InProcessOptions) (*InProcess, error
 }
 
 // Head returns the newest revision of the store (0: nothing written).
-func (t *InProcess) Head(ctx context.Context) (store.Revision, error) {
-	return t.st.HeadRevision(ctx)
+func (t *InProcess) Head(ctx context.Context) (engine.Revision, error) {
+	return t.e.Head(ctx)
 }
 
 // Load writes the schema and imports rels in one bulk import.
@@ -91,13 +87,13 @@ func (t *InProcess) Do(ctx context.Context, req *workload.Request) (Outcome, err
 		if err != nil {
 			return Outcome{}, err
 		}
-		return Outcome{Allowed: res.Permissionship == eval.HasPermission}, nil
+		return Outcome{Allowed: res.Permissionship == engine.HasPermission}, nil
 	case workload.OpLookupResources:
 		return t.lookupResources(ctx, req)
 	case workload.OpLookupSubjects:
 		seq, _, err := t.e.LookupSubjects(ctx, engine.LookupSubjectsRequest{
 			Consistency: t.c,
-			LookupSubjectsRequest: eval.LookupSubjectsRequest{
+			LookupSubjectsRequest: engine.LookupSubjectsQuery{
 				Resource: req.Resource, Permission: req.Permission, SubjectType: req.SubjectType,
 			},
 			Context: req.Context,
@@ -109,9 +105,9 @@ func (t *InProcess) Do(ctx context.Context, req *workload.Request) (Outcome, err
 	case workload.OpWrite:
 		w := engine.WriteRequest{Caller: caller, Updates: make([]engine.Update, len(req.Updates))}
 		for i, u := range req.Updates {
-			op := store.OpTouch
+			op := engine.OpTouch
 			if u.Delete {
-				op = store.OpDelete
+				op = engine.OpDelete
 			}
 			w.Updates[i] = engine.Update{Op: op, Relationship: u.Relationship}
 		}
@@ -129,7 +125,7 @@ func (t *InProcess) lookupResources(ctx context.Context, req *workload.Request) 
 	for {
 		seq, _, err := t.e.LookupResources(ctx, engine.LookupResourcesRequest{
 			Consistency: t.c,
-			LookupResourcesRequest: eval.LookupResourcesRequest{
+			LookupResourcesRequest: engine.LookupResourcesQuery{
 				ResourceType: req.ResourceType, Permission: req.Permission, Subject: req.Subject,
 				Limit: limit,
 			},

@@ -261,9 +261,6 @@ func (e *Engine) Close() error {
 // Fingerprint identifies the engine's store in zookies and dispatches.
 func (e *Engine) Fingerprint() token.Fingerprint { return e.fingerprint }
 
-// Store returns the store the engine reads and writes.
-func (e *Engine) Store() store.Store { return e.st }
-
 // Limits returns the limits in force, defaults filled in.
 func (e *Engine) Limits() Limits { return e.limits }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/token"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
 )
@@ -118,6 +119,30 @@ var (
 	// ErrCaveatContext: the stored caveat context names an undeclared
 	// parameter or has a value of the wrong type.
 	ErrCaveatContext = errors.New("bad caveat context")
+)
+
+// Reasons a token is refused: ErrInvalidZookie or ErrInvalidCursor wraps
+// one of these (named here so that callers above the engine can map a
+// reason that arrives alone).
+var (
+	// ErrTokenMalformed: the text is not a token of the expected kind.
+	ErrTokenMalformed = token.ErrInvalid
+	// ErrTokenOtherStore: the token was minted by another datastore.
+	ErrTokenOtherStore = token.ErrOtherStore
+	// ErrTokenOtherRequest: the cursor was minted for another request.
+	ErrTokenOtherRequest = token.ErrOtherRequest
+)
+
+// Datastore failures the engine passes through unchanged.
+var (
+	// ErrBatchTooLarge: a transaction exceeds the datastore's own
+	// per-transaction limit; nothing was written.
+	ErrBatchTooLarge = store.ErrBatchTooLarge
+	// ErrCorrupt: stored bytes do not decode (a bug or a damaged
+	// datastore).
+	ErrCorrupt = store.ErrCorrupt
+	// ErrTxDone: a transaction was used after its update returned (a bug).
+	ErrTxDone = store.ErrTxDone
 )
 
 // Typed errors of package eval, named here for callers above the engine.

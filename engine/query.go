@@ -43,30 +43,6 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (CheckResponse, er
 	return CheckResponse{CheckResult: res, Zookie: e.zookieOf(v.rev)}, nil
 }
 
-// CheckBulkRequest asks several checks at one revision with one context.
-type CheckBulkRequest struct {
-	Consistency Consistency
-	Items       []eval.CheckRequest
-	Context     map[string]any
-}
-
-// CheckBulk answers every item at one revision; per-item failures are
-// reported in the item's Err, and the error result is for the request as
-// a whole.
-func (e *Engine) CheckBulk(ctx context.Context, req CheckBulkRequest) ([]eval.BulkResult, string, error) {
-	if n := len(req.Items); n > e.limits.MaxBulkCheckItems {
-		return nil, "", &LimitError{Limit: "items per bulk check", Max: e.limits.MaxBulkCheckItems, Got: n}
-	}
-	if err := e.checkContextSize(req.Context); err != nil {
-		return nil, "", err
-	}
-	v, err := e.needSchema(ctx, req.Consistency)
-	if err != nil {
-		return nil, "", err
-	}
-	return v.c.eval.CheckBulk(ctx, e.params(v, req.Context), req.Items), e.zookieOf(v.rev), nil
-}
-
 // ExpandRequest asks for the tree of subjects behind a permission.
 type ExpandRequest struct {
 	Consistency Consistency

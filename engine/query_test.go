@@ -18,19 +18,19 @@ func TestQueriesAnswerAtTheResolvedRevision(t *testing.T) {
 	doc := func(id string) tuple.ObjectRef { return tuple.ObjectRef{Type: "document", ID: id} }
 
 	// CheckBulk: one revision for every item.
-	items := []eval.CheckRequest{
+	items := []engine.BulkCheckItem{
 		{Resource: doc("1"), Permission: "view", Subject: anne},
 		{Resource: doc("2"), Permission: "view", Subject: anne},
 	}
-	res, z, err := f.eng.CheckBulk(f.ctx, engine.CheckBulkRequest{Consistency: engine.AtExactSnapshot(z1), Items: items})
-	if err != nil || z != z1 || res[0].Permissionship != eval.HasPermission || res[1].Permissionship != eval.HasPermission {
+	res, err := f.eng.CheckBulk(f.ctx, engine.BulkCheckRequest{Consistency: engine.AtExactSnapshot(z1), Items: items})
+	if err != nil || res.Zookie != z1 || res.Results[0].Permissionship != eval.HasPermission || res.Results[1].Permissionship != eval.HasPermission {
 		t.Errorf("bulk at z1: %+v %v", res, err)
 	}
-	res, _, err = f.eng.CheckBulk(f.ctx, engine.CheckBulkRequest{Consistency: engine.AtExactSnapshot(z2), Items: items})
-	if err != nil || res[1].Permissionship != eval.NoPermission {
+	res, err = f.eng.CheckBulk(f.ctx, engine.BulkCheckRequest{Consistency: engine.AtExactSnapshot(z2), Items: items})
+	if err != nil || res.Results[1].Permissionship != eval.NoPermission {
 		t.Errorf("bulk at z2: %+v %v", res, err)
 	}
-	if _, _, err := f.eng.CheckBulk(f.ctx, engine.CheckBulkRequest{Items: append(items, items[0])}); !errors.Is(err, engine.ErrLimitExceeded) {
+	if _, err := f.eng.CheckBulk(f.ctx, engine.BulkCheckRequest{Items: append(items, items[0])}); !errors.Is(err, engine.ErrLimitExceeded) {
 		t.Errorf("bulk over the limit: %v", err)
 	}
 

@@ -8,15 +8,23 @@ import (
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
+// ReadSchemaResponse is the schema in force at a revision.
+type ReadSchemaResponse struct {
+	// Text is the schema as written.
+	Text string
+	// Zookie names the revision it was read at.
+	Zookie string
+}
+
 // ReadSchema returns the schema text in force at the revision c selects,
 // and that revision's zookie. It fails with ErrNoSchema before the first
 // schema write.
-func (e *Engine) ReadSchema(ctx context.Context, c Consistency) (string, string, error) {
+func (e *Engine) ReadSchema(ctx context.Context, c Consistency) (ReadSchemaResponse, error) {
 	v, err := e.needSchema(ctx, c)
 	if err != nil {
-		return "", "", err
+		return ReadSchemaResponse{}, err
 	}
-	return v.c.schema.Source, e.zookieOf(v.rev), nil
+	return ReadSchemaResponse{Text: v.c.schema.Source, Zookie: e.zookieOf(v.rev)}, nil
 }
 
 // ReadPage is one page of ReadRelationships.

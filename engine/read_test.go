@@ -79,9 +79,9 @@ func TestSchemaChangeSafety(t *testing.T) {
 	if !slices.ContainsFunc(kinds, func(s string) bool { return strings.HasPrefix(s, "relation removed: document#banned") }) {
 		t.Errorf("changes %q do not report the removed relation", kinds)
 	}
-	text, at, err := f.eng.ReadSchema(f.ctx, engine.AtLeastAsFresh(z))
-	if err != nil || text != withoutBanned || at != z {
-		t.Errorf("ReadSchema = %q at %q, %v", text, at, err)
+	rs, err := f.eng.ReadSchema(f.ctx, engine.AtLeastAsFresh(z))
+	if err != nil || rs.Text != withoutBanned || rs.Zookie != z {
+		t.Errorf("ReadSchema = %q at %q, %v", rs.Text, rs.Zookie, err)
 	}
 	// Relationships are validated against the new schema.
 	_, err = f.eng.WriteRelationships(f.ctx, engine.WriteRequest{Updates: []engine.Update{

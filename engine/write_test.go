@@ -192,7 +192,7 @@ func TestNoSchemaYet(t *testing.T) {
 	if !errors.Is(err, engine.ErrNoSchema) {
 		t.Errorf("write before a schema: %v", err)
 	}
-	if _, _, err := eng.ReadSchema(t.Context(), engine.FullyConsistent()); !errors.Is(err, engine.ErrNoSchema) {
+	if _, err := eng.ReadSchema(t.Context(), engine.FullyConsistent()); !errors.Is(err, engine.ErrNoSchema) {
 		t.Errorf("read schema before one is written: %v", err)
 	}
 	r := mustParse(t, annView)

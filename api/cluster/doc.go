@@ -13,5 +13,5 @@
 // Every node must be started with the same peer list (--dispatch-peers).
 // A dispatched subproblem carries its revision, the caller's clock, the
 // caveat context and the path above it, so the owner's answer is exactly
-// the one the sender would have computed (see eval.Router).
+// the one the sender would have computed (see engine.Router).
 package cluster

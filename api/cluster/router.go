@@ -19,8 +19,7 @@ import (
 
 	"github.com/pemba-authz/pemba/api/client"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
-	"github.com/pemba-authz/pemba/engine/eval"
-	"github.com/pemba-authz/pemba/engine/token"
+	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -43,9 +42,9 @@ type Config struct {
 	// this one included. Every node must be given the same list, so that
 	// all agree on who owns what.
 	Peers []string
-	// Fingerprint identifies the datastore (engine.Engine.Fingerprint):
+	// Fingerprint identifies the datastore (Engine.Fingerprint, or engine.FingerprintOf before the engine is opened):
 	// peers on another datastore refuse dispatches.
-	Fingerprint token.Fingerprint
+	Fingerprint engine.Fingerprint
 	// DialOptions are used for every peer connection: transport
 	// credentials and the preshared key (client.KeyCredentials).
 	DialOptions []grpc.DialOption
@@ -61,7 +60,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Router is an eval.Router that sends each permission subproblem to its
+// Router is an engine.Router that sends each permission subproblem to its
 // owner among the cluster's nodes over gRPC (pemba.v1.DispatchService).
 // A peer that cannot be reached, errs or times out is skipped for a
 // while: its subproblems are evaluated locally, so a node going down
@@ -171,8 +170,8 @@ func (r *Router) Owner(typ, id, relation string) string {
 	return r.ring.Owner(appendKey(buf[:0], typ, id, relation))
 }
 
-// Route implements eval.Router.
-func (r *Router) Route(typ, id, relation string) eval.Peer {
+// Route implements engine.Router.
+func (r *Router) Route(typ, id, relation string) engine.Peer {
 	owner := r.Owner(typ, id, relation)
 	if owner == r.self {
 		return nil
@@ -187,8 +186,8 @@ func (r *Router) Route(typ, id, relation string) eval.Peer {
 
 // DispatchCheck sends req to the peer; on failure the peer is marked down
 // and the caller evaluates req itself. A max-depth answer is no failure:
-// it comes back as an error matching eval.ErrMaxDepth.
-func (p *peer) DispatchCheck(ctx context.Context, req *eval.DispatchRequest) (*eval.DispatchResponse, error) {
+// it comes back as an error matching engine.ErrMaxDepth.
+func (p *peer) DispatchCheck(ctx context.Context, req *engine.DispatchRequest) (*engine.DispatchResponse, error) {
 	in, err := p.r.toProto(req)
 	if err != nil {
 		return nil, err // a context that cannot be encoded: evaluate here
@@ -200,7 +199,7 @@ func (p *peer) DispatchCheck(ctx context.Context, req *eval.DispatchRequest) (*e
 		// An answer, not a fault: the path is too deep wherever it is
 		// evaluated. The caller reproduces it locally, with its path.
 		p.up()
-		return nil, fmt.Errorf("cluster: peer %s: %w: %s", p.addr, eval.ErrMaxDepth, status.Convert(err).Message())
+		return nil, fmt.Errorf("cluster: peer %s: %w: %s", p.addr, engine.ErrMaxDepth, status.Convert(err).Message())
 	}
 	if err != nil {
 		if ctx.Err() == nil { // the caller gave up: not the peer's fault
@@ -237,7 +236,7 @@ func (p *peer) up() {
 	}
 }
 
-func (r *Router) toProto(req *eval.DispatchRequest) (*pb.DispatchCheckRequest, error) {
+func (r *Router) toProto(req *engine.DispatchRequest) (*pb.DispatchCheckRequest, error) {
 	out := &pb.DispatchCheckRequest{
 		DatastoreFingerprint: r.fp,
 		Revision:             uint64(req.Revision),
@@ -260,8 +259,8 @@ func (r *Router) toProto(req *eval.DispatchRequest) (*pb.DispatchCheckRequest, e
 	return out, nil
 }
 
-func fromProto(in *pb.DispatchCheckResponse) (*eval.DispatchResponse, error) {
-	out := &eval.DispatchResponse{
+func fromProto(in *pb.DispatchCheckResponse) (*engine.DispatchResponse, error) {
+	out := &engine.DispatchResponse{
 		MissingContext: in.GetMissingContext(),
 		Cut:            int(in.GetCut()),
 		Dispatches:     int(in.GetDispatches()),
@@ -269,11 +268,11 @@ func fromProto(in *pb.DispatchCheckResponse) (*eval.DispatchResponse, error) {
 	}
 	switch in.GetPermissionship() {
 	case pb.Permissionship_PERMISSIONSHIP_NO_PERMISSION:
-		out.Permissionship = eval.NoPermission
+		out.Permissionship = engine.NoPermission
 	case pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION:
-		out.Permissionship = eval.HasPermission
+		out.Permissionship = engine.HasPermission
 	case pb.Permissionship_PERMISSIONSHIP_CONDITIONAL_PERMISSION:
-		out.Permissionship = eval.ConditionalPermission
+		out.Permissionship = engine.ConditionalPermission
 	default:
 		return nil, fmt.Errorf("cluster: peer answered permissionship %v", in.GetPermissionship())
 	}

@@ -3,7 +3,6 @@ package server
 import (
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
 )
 
 // consistencyFromProto converts a consistency requirement; unset means
@@ -59,21 +58,21 @@ func cursorToProto(tok string) *pb.Cursor {
 	return &pb.Cursor{Token: tok}
 }
 
-func permissionshipToProto(p eval.Permissionship) pb.Permissionship {
+func permissionshipToProto(p engine.Permissionship) pb.Permissionship {
 	switch p {
-	case eval.NoPermission:
+	case engine.NoPermission:
 		return pb.Permissionship_PERMISSIONSHIP_NO_PERMISSION
-	case eval.HasPermission:
+	case engine.HasPermission:
 		return pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION
-	case eval.ConditionalPermission:
+	case engine.ConditionalPermission:
 		return pb.Permissionship_PERMISSIONSHIP_CONDITIONAL_PERMISSION
 	}
 	return pb.Permissionship_PERMISSIONSHIP_UNSPECIFIED
 }
 
 // partialInfo is set for conditional answers only.
-func partialInfo(p eval.Permissionship, missing []string) *pb.PartialCaveatInfo {
-	if p != eval.ConditionalPermission {
+func partialInfo(p engine.Permissionship, missing []string) *pb.PartialCaveatInfo {
+	if p != engine.ConditionalPermission {
 		return nil
 	}
 	return &pb.PartialCaveatInfo{MissingRequiredContext: missing}

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
-	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -253,14 +253,14 @@ func filterFromProto(path string, f *pb.RelationshipFilter, needType bool) (tupl
 }
 
 // opFromProto converts the operation of a relationship update.
-func opFromProto(path string, op pb.RelationshipUpdate_Operation) (store.Op, error) {
+func opFromProto(path string, op pb.RelationshipUpdate_Operation) (engine.Op, error) {
 	switch op {
 	case pb.RelationshipUpdate_OPERATION_CREATE:
-		return store.OpCreate, nil
+		return engine.OpCreate, nil
 	case pb.RelationshipUpdate_OPERATION_TOUCH:
-		return store.OpTouch, nil
+		return engine.OpTouch, nil
 	case pb.RelationshipUpdate_OPERATION_DELETE:
-		return store.OpDelete, nil
+		return engine.OpDelete, nil
 	case pb.RelationshipUpdate_OPERATION_UNSPECIFIED:
 		return 0, missing(path)
 	}
@@ -268,13 +268,13 @@ func opFromProto(path string, op pb.RelationshipUpdate_Operation) (store.Op, err
 }
 
 // opToProto converts the operation of a change.
-func opToProto(op store.Op) pb.RelationshipUpdate_Operation {
+func opToProto(op engine.Op) pb.RelationshipUpdate_Operation {
 	switch op {
-	case store.OpCreate:
+	case engine.OpCreate:
 		return pb.RelationshipUpdate_OPERATION_CREATE
-	case store.OpTouch:
+	case engine.OpTouch:
 		return pb.RelationshipUpdate_OPERATION_TOUCH
-	case store.OpDelete:
+	case engine.OpDelete:
 		return pb.RelationshipUpdate_OPERATION_DELETE
 	}
 	return pb.RelationshipUpdate_OPERATION_UNSPECIFIED

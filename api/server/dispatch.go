@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/pemba-authz/pemba/engine"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
-	"github.com/pemba-authz/pemba/engine/eval"
-	"github.com/pemba-authz/pemba/engine/store"
-	"github.com/pemba-authz/pemba/engine/token"
 )
 
 // dispatcher serves DispatchService: subproblems sent by the other nodes
@@ -26,7 +24,7 @@ func (d *dispatcher) DispatchCheck(ctx context.Context, req *pb.DispatchCheckReq
 	if err != nil {
 		return nil, err
 	}
-	var fp token.Fingerprint
+	var fp engine.Fingerprint
 	if len(req.GetDatastoreFingerprint()) != len(fp) {
 		return nil, fieldf("datastore_fingerprint", "must be %d bytes", len(fp))
 	}
@@ -50,7 +48,7 @@ func (d *dispatcher) DispatchCheck(ctx context.Context, req *pb.DispatchCheckReq
 
 // dispatchFromProto converts and validates the names of a dispatched
 // subproblem (the engine resolves them against the schema).
-func dispatchFromProto(req *pb.DispatchCheckRequest) (*eval.DispatchRequest, error) {
+func dispatchFromProto(req *pb.DispatchCheckRequest) (*engine.DispatchRequest, error) {
 	if req.GetNow() == nil {
 		return nil, missing("now")
 	}
@@ -68,13 +66,13 @@ func dispatchFromProto(req *pb.DispatchCheckRequest) (*eval.DispatchRequest, err
 	if err != nil {
 		return nil, err
 	}
-	out := &eval.DispatchRequest{
-		Revision: store.Revision(req.GetRevision()),
+	out := &engine.DispatchRequest{
+		Revision: engine.Revision(req.GetRevision()),
 		Now:      req.GetNow().AsTime(),
 		Resource: res,
 		Relation: req.GetRelation(),
 		Subject:  sub,
-		Path:     make([]eval.PathStep, len(req.GetPath())),
+		Path:     make([]engine.PathStep, len(req.GetPath())),
 	}
 	for i, p := range req.GetPath() {
 		at := index("path", i)
@@ -85,7 +83,7 @@ func dispatchFromProto(req *pb.DispatchCheckRequest) (*eval.DispatchRequest, err
 		if err := checkRelation(join(at, "relation"), p.GetRelation()); err != nil {
 			return nil, err
 		}
-		out.Path[i] = eval.PathStep{ResourceType: o.Type, ResourceID: o.ID, Relation: p.GetRelation()}
+		out.Path[i] = engine.PathStep{ResourceType: o.Type, ResourceID: o.ID, Relation: p.GetRelation()}
 	}
 	if b := req.GetContextJson(); len(b) > 0 {
 		dec := json.NewDecoder(bytes.NewReader(b))

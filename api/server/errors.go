@@ -14,8 +14,6 @@ import (
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/store"
-	"github.com/pemba-authz/pemba/engine/token"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
 )
@@ -98,9 +96,9 @@ var errorRules = []errorRule{
 	{[]error{ErrUnauthenticated}, codes.Unauthenticated, ReasonUnauthenticated},
 	{[]error{ErrNotFound}, codes.NotFound, ReasonNotFound},
 	// Limits first: a *FieldError or a *RelationshipError may wrap an
-	// *engine.LimitError. store.ErrBatchTooLarge is the datastore's own
+	// *engine.LimitError. engine.ErrBatchTooLarge is the datastore's own
 	// per-transaction limit; nothing was written.
-	{[]error{engine.ErrLimitExceeded, store.ErrBatchTooLarge}, codes.ResourceExhausted, ReasonLimitExceeded},
+	{[]error{engine.ErrLimitExceeded, engine.ErrBatchTooLarge}, codes.ResourceExhausted, ReasonLimitExceeded},
 	// The answer is unknown, never a silent "no"; the status carries the
 	// path (see statusOf).
 	{[]error{engine.ErrMaxDepth}, codes.ResourceExhausted, ReasonMaxDepth},
@@ -119,8 +117,8 @@ var errorRules = []errorRule{
 	// Never waited for: a zookie from the future means a store that was
 	// reset or another store.
 	{[]error{engine.ErrFutureZookie}, codes.InvalidArgument, ReasonFutureZookie},
-	{[]error{engine.ErrInvalidZookie, token.ErrInvalid, token.ErrOtherStore}, codes.InvalidArgument, ReasonInvalidZookie},
-	{[]error{engine.ErrInvalidCursor, token.ErrOtherRequest}, codes.InvalidArgument, ReasonInvalidCursor},
+	{[]error{engine.ErrInvalidZookie, engine.ErrTokenMalformed, engine.ErrTokenOtherStore}, codes.InvalidArgument, ReasonInvalidZookie},
+	{[]error{engine.ErrInvalidCursor, engine.ErrTokenOtherRequest}, codes.InvalidArgument, ReasonInvalidCursor},
 	{[]error{engine.ErrDuplicateUpdate}, codes.InvalidArgument, ReasonDuplicateUpdate},
 	// Before the unknown-definition and unknown-relation rows: a write
 	// naming an unknown type is an invalid relationship.
@@ -139,9 +137,9 @@ var internalErrors = []struct {
 	err error
 	why string
 }{
-	{store.ErrCorrupt, "stored bytes do not decode: a bug or a damaged datastore"},
+	{engine.ErrCorrupt, "stored bytes do not decode: a bug or a damaged datastore"},
 	{schema.ErrCaveatNotCompiled, "a caveat evaluated without being compiled: a bug"},
-	{store.ErrTxDone, "a transaction used after its Update returned: a bug"},
+	{engine.ErrTxDone, "a transaction used after its Update returned: a bug"},
 	{errPanic, "a handler panicked: a bug"},
 }
 

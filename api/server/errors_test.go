@@ -143,7 +143,7 @@ func TestErrorCodes(t *testing.T) {
 	bare := newFixture(t, Config{})  // another datastore
 	empty := newFixture(t, Config{}) // no schema
 	otherZk := bare.writeSchemaText(t, "definition user {}")
-	futureZk := &pb.Zookie{Token: token.EncodeZookie(token.FingerprintOf(f.eng.Store().Kind(), f.eng.Store().ID()), 1<<40)}
+	futureZk := &pb.Zookie{Token: token.EncodeZookie(f.eng.Fingerprint(), 1<<40)}
 
 	check := func(mod func(r *pb.CheckPermissionRequest)) func() error {
 		return func() error {

@@ -1,9 +1,8 @@
 package server
 
 import (
+	"github.com/pemba-authz/pemba/engine"
 	"time"
-
-	"github.com/pemba-authz/pemba/engine/token"
 )
 
 // Limits enforced by the API layer, on top of the engine's own
@@ -33,7 +32,7 @@ const (
 	MaxWatchUpdates = 1000
 	// MaxCursorLen bounds a cursor token (the engine's token package
 	// enforces it when it decodes the cursor).
-	MaxCursorLen = token.MaxCursorLen
+	MaxCursorLen = engine.MaxCursorLen
 
 	// DefaultRequestTimeout is the deadline given to unary calls that
 	// arrive without one (Config.RequestTimeout overrides it). Streams

@@ -258,7 +258,7 @@ func (g *gen) call(ctx context.Context, f *fixture) (string, error) {
 // snapshot returns the head revision and every stored relationship.
 func snapshot(t *testing.T, f *fixture) (uint64, []string) {
 	t.Helper()
-	head, err := f.eng.Store().HeadRevision(context.Background())
+	head, err := f.eng.Head(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"github.com/pemba-authz/pemba/api/internal/convert"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -200,8 +198,8 @@ func (p *permissions) moreThan(ctx context.Context, c engine.Consistency, f tupl
 }
 
 // checkInput converts the part of a check shared by single and bulk checks.
-func checkInput(path string, resource *pb.ObjectReference, permission string, subject *pb.SubjectReference) (eval.CheckRequest, error) {
-	var out eval.CheckRequest
+func checkInput(path string, resource *pb.ObjectReference, permission string, subject *pb.SubjectReference) (engine.BulkCheckItem, error) {
+	var out engine.BulkCheckItem
 	var err error
 	if out.Resource, err = objectFromProto(join(path, "resource"), resource); err != nil {
 		return out, err
@@ -243,10 +241,9 @@ func (p *permissions) CheckPermission(ctx context.Context, req *pb.CheckPermissi
 	}, nil
 }
 
-// CheckBulkPermissions answers every item at one revision. The engine
-// takes one caveat context per call, so items are grouped by context: the
-// first group resolves the revision, the others read at exactly that
-// revision. An item that is malformed gets its own error.
+// CheckBulkPermissions answers every item at one revision (the engine
+// groups the items by caveat context). An item that is malformed gets its
+// own error and is not sent to the engine.
 func (p *permissions) CheckBulkPermissions(ctx context.Context, req *pb.CheckBulkPermissionsRequest) (*pb.CheckBulkPermissionsResponse, error) {
 	c, err := consistencyFromProto("consistency", req.GetConsistency())
 	if err != nil {
@@ -256,80 +253,42 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *pb.CheckBul
 	if err := tooMany("items", "items per bulk check", len(items), p.eng().Limits().MaxBulkCheckItems); err != nil {
 		return nil, err
 	}
-	type group struct {
-		ctx     map[string]any
-		indexes []int
-		reqs    []eval.CheckRequest
-	}
-	var groups []*group
-	byKey := map[string]*group{}
 	pairs := make([]*pb.CheckBulkPermissionsPair, len(items))
 	const method = "/pemba.v1.PermissionsService/CheckBulkPermissions"
+	bulk := engine.BulkCheckRequest{Consistency: c}
+	var sent []int // the index in items of each item sent
 	for i, it := range items {
 		pairs[i] = &pb.CheckBulkPermissionsPair{Request: it}
 		path := index("items", i)
 		in, err := checkInput(path, it.GetResource(), it.GetPermission(), it.GetSubject())
-		var cctx map[string]any
 		if err == nil {
-			cctx, err = contextFromProto(join(path, "context"), it.GetContext())
-		}
-		var key []byte
-		if err == nil {
-			// encoding/json sorts map keys: equal contexts, equal keys.
-			key, err = json.Marshal(cctx)
-			if err != nil {
-				err = fieldErr(join(path, "context"), err)
-			}
+			in.Context, err = contextFromProto(join(path, "context"), it.GetContext())
 		}
 		if err != nil {
 			pairs[i].Response = &pb.CheckBulkPermissionsPair_Error{Error: itemError(p.s.log, method, err)}
 			continue
 		}
-		g := byKey[string(key)]
-		if g == nil {
-			g = &group{ctx: cctx}
-			byKey[string(key)] = g
-			groups = append(groups, g)
-		}
-		g.indexes = append(g.indexes, i)
-		g.reqs = append(g.reqs, in)
+		bulk.Items = append(bulk.Items, in)
+		sent = append(sent, i)
 	}
-	if len(groups) == 0 {
-		// Nothing valid to check; still resolve the revision, so the
-		// consistency is validated and the answer carries a zookie.
-		groups = append(groups, &group{})
+	res, err := p.eng().CheckBulk(ctx, bulk)
+	if err != nil {
+		return nil, err
 	}
-	zk := ""
-	for gi, g := range groups {
-		gc := c
-		if gi > 0 {
-			gc = engine.AtExactSnapshot(zk)
+	for j, r := range res.Results {
+		i := sent[j]
+		if r.Err != nil {
+			pairs[i].Response = &pb.CheckBulkPermissionsPair_Error{Error: itemError(p.s.log, method, r.Err)}
+			continue
 		}
-		results, z, err := p.eng().CheckBulk(ctx, engine.CheckBulkRequest{Consistency: gc, Items: g.reqs, Context: g.ctx})
-		if err != nil {
-			return nil, err
-		}
-		zk = z
-		for j, r := range results {
-			i := g.indexes[j]
-			if errors.Is(r.Err, engine.ErrUnavailable) {
-				// A transient failure fails the call, so that clients
-				// retry it as a whole instead of reading item errors.
-				return nil, r.Err
-			}
-			if r.Err != nil {
-				pairs[i].Response = &pb.CheckBulkPermissionsPair_Error{Error: itemError(p.s.log, method, r.Err)}
-				continue
-			}
-			perm := permissionshipToProto(r.Permissionship)
-			p.s.metrics.checked(perm, r.Dispatches, r.Depth)
-			pairs[i].Response = &pb.CheckBulkPermissionsPair_Item{Item: &pb.CheckBulkPermissionsResponseItem{
-				Permissionship:    perm,
-				PartialCaveatInfo: partialInfo(r.Permissionship, r.MissingContext),
-			}}
-		}
+		perm := permissionshipToProto(r.Permissionship)
+		p.s.metrics.checked(perm, r.Dispatches, r.Depth)
+		pairs[i].Response = &pb.CheckBulkPermissionsPair_Item{Item: &pb.CheckBulkPermissionsResponseItem{
+			Permissionship:    perm,
+			PartialCaveatInfo: partialInfo(r.Permissionship, r.MissingContext),
+		}}
 	}
-	return &pb.CheckBulkPermissionsResponse{CheckedAt: zookieToProto(zk), Pairs: pairs}, nil
+	return &pb.CheckBulkPermissionsResponse{CheckedAt: zookieToProto(res.Zookie), Pairs: pairs}, nil
 }
 
 // ExpandPermissionTree returns the expansion tree of a permission.
@@ -362,7 +321,7 @@ func (p *permissions) ExpandPermissionTree(ctx context.Context, req *pb.ExpandPe
 	return &pb.ExpandPermissionTreeResponse{ExpandedAt: zookieToProto(zk), TreeRoot: root}, nil
 }
 
-func treeToProto(t *eval.Tree) (*pb.PermissionRelationshipTree, error) {
+func treeToProto(t *engine.Tree) (*pb.PermissionRelationshipTree, error) {
 	if t == nil {
 		return nil, nil
 	}
@@ -389,7 +348,7 @@ func treeToProto(t *eval.Tree) (*pb.PermissionRelationshipTree, error) {
 	}
 	var op pb.AlgebraicSubjectSet_Operation
 	switch t.Kind {
-	case eval.Leaf:
+	case engine.Leaf:
 		leaf := &pb.DirectSubjectSet{SubjectSetExpansions: children}
 		for _, s := range t.Subjects {
 			ps := convert.Subject(s.Subject)
@@ -407,11 +366,11 @@ func treeToProto(t *eval.Tree) (*pb.PermissionRelationshipTree, error) {
 		}
 		out.TreeType = &pb.PermissionRelationshipTree_Leaf{Leaf: leaf}
 		return out, nil
-	case eval.Union:
+	case engine.Union:
 		op = pb.AlgebraicSubjectSet_OPERATION_UNION
-	case eval.Intersection:
+	case engine.Intersection:
 		op = pb.AlgebraicSubjectSet_OPERATION_INTERSECTION
-	case eval.Exclusion:
+	case engine.Exclusion:
 		op = pb.AlgebraicSubjectSet_OPERATION_EXCLUSION
 	default:
 		return nil, fmt.Errorf("server: expansion node of unknown kind %v", t.Kind)
@@ -444,7 +403,7 @@ func (p *permissions) LookupResources(req *pb.LookupResourcesRequest, stream pb.
 	}
 	seq, zk, err := p.eng().LookupResources(ctx, engine.LookupResourcesRequest{
 		Consistency: c,
-		LookupResourcesRequest: eval.LookupResourcesRequest{
+		LookupResourcesRequest: engine.LookupResourcesQuery{
 			ResourceType: req.GetResourceObjectType(), Permission: req.GetPermission(), Subject: subj,
 			Limit: int(req.GetOptionalLimit()),
 		},
@@ -505,7 +464,7 @@ func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.Pe
 	}
 	seq, zk, err := p.eng().LookupSubjects(ctx, engine.LookupSubjectsRequest{
 		Consistency: c,
-		LookupSubjectsRequest: eval.LookupSubjectsRequest{
+		LookupSubjectsRequest: engine.LookupSubjectsQuery{
 			Resource: res, Permission: req.GetPermission(), SubjectType: req.GetSubjectObjectType(), SubjectRelation: subRel,
 		},
 		Context: cctx,

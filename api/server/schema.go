@@ -23,7 +23,7 @@ func (h *schemas) ReadSchema(ctx context.Context, req *pb.ReadSchemaRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	text, zk, err := h.s.eng.ReadSchema(ctx, c)
+	rs, err := h.s.eng.ReadSchema(ctx, c)
 	if errors.Is(err, engine.ErrNoSchema) {
 		// Nothing to read is NotFound here; elsewhere it is a failed
 		// precondition of the request.
@@ -32,7 +32,7 @@ func (h *schemas) ReadSchema(ctx context.Context, req *pb.ReadSchemaRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	return &pb.ReadSchemaResponse{SchemaText: text, ReadAt: zookieToProto(zk)}, nil
+	return &pb.ReadSchemaResponse{SchemaText: rs.Text, ReadAt: zookieToProto(rs.Zookie)}, nil
 }
 
 // WriteSchema replaces the schema and reports what changed.

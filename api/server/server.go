@@ -104,7 +104,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if err := reg.Register(newEngineCollector(e.Stats)); err != nil {
 		return nil, fmt.Errorf("server: register engine metrics: %w", err)
 	}
-	if err := registerStoreMetrics(reg, e.Store()); err != nil {
+	if err := registerStoreMetrics(reg, e); err != nil {
 		return nil, fmt.Errorf("server: register store metrics: %w", err)
 	}
 	s := &Server{

@@ -66,6 +66,7 @@ type fixture struct {
 	addr string // the server's listening address
 	srv  *Server
 	eng  *engine.Engine
+	st   store.Store // the engine's store, for tests that inspect it
 	// clock is the engine's clock (and newFixture's memstore's). It
 	// stands still unless a test advances it, so that no answer depends
 	// on how fast the machine runs: with the real clock, a test slower
@@ -134,7 +135,7 @@ func serveFixture(t testing.TB, st store.Store, clock *storetest.Clock, opts eng
 		st.Close()
 	})
 	return &fixture{
-		t: t, addr: lis.Addr().String(), srv: srv, eng: eng, clock: clock, reg: reg, conn: conn,
+		t: t, addr: lis.Addr().String(), srv: srv, eng: eng, st: st, clock: clock, reg: reg, conn: conn,
 		perms:  pb.NewPermissionsServiceClient(conn),
 		schema: pb.NewSchemaServiceClient(conn),
 		watch:  pb.NewWatchServiceClient(conn),

@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine"
 )
 
 // storeScrapeTimeout bounds the store calls of one scrape, so a stuck
@@ -14,25 +14,17 @@ import (
 const storeScrapeTimeout = 2 * time.Second
 
 // storeCollector exports what every store can tell: its head revision
-// and, for stores that report it, the GC horizon. Values are read at
-// scrape time.
+// and, for stores that report it, the GC horizon and GC counts. Values
+// are read from the engine at scrape time.
 type storeCollector struct {
-	st                                                    store.Store
+	e                                                     *engine.Engine
 	head, horizon, gcRuns, gcFailed, gcRemoved, gcExpired *prometheus.Desc
 }
 
-// horizoner is implemented by stores that report their GC horizon.
-type horizoner interface{ Horizon() store.Revision }
-
-// storeCollectorSource is implemented by stores that export their own
-// metrics (pebblestore: Pebble's compactions, caches, disk usage). The
-// server finds it by type assertion so that it needs no backend import.
-type storeCollectorSource interface{ Collector() prometheus.Collector }
-
-func newStoreCollector(st store.Store) *storeCollector {
-	labels := prometheus.Labels{"store": st.Kind()}
+func newStoreCollector(e *engine.Engine) *storeCollector {
+	labels := prometheus.Labels{"store": e.StoreKind()}
 	return &storeCollector{
-		st:        st,
+		e:         e,
 		head:      prometheus.NewDesc("pemba_store_head_revision", "Newest committed revision of the store.", nil, labels),
 		horizon:   prometheus.NewDesc("pemba_store_gc_horizon_revision", "Oldest revision still readable (advanced by GC runs).", nil, labels),
 		gcRuns:    prometheus.NewDesc("pemba_store_gc_runs_total", "GC runs since the store was opened.", nil, labels),
@@ -57,14 +49,15 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeScrapeTimeout)
 	defer cancel()
-	if rev, err := c.st.HeadRevision(ctx); err == nil {
+	if rev, err := c.e.Head(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.head, prometheus.GaugeValue, float64(rev))
 	}
-	if h, ok := c.st.(horizoner); ok {
-		ch <- prometheus.MustNewConstMetric(c.horizon, prometheus.GaugeValue, float64(h.Horizon()))
+	gc := c.e.GCStatus()
+	if gc.HasHorizon {
+		ch <- prometheus.MustNewConstMetric(c.horizon, prometheus.GaugeValue, float64(gc.Horizon))
 	}
-	if r, ok := c.st.(store.GCReporter); ok {
-		t := r.GCTotals()
+	if gc.HasTotals {
+		t := gc.Totals
 		ch <- prometheus.MustNewConstMetric(c.gcRuns, prometheus.CounterValue, float64(t.Runs))
 		ch <- prometheus.MustNewConstMetric(c.gcFailed, prometheus.CounterValue, float64(t.Failures))
 		ch <- prometheus.MustNewConstMetric(c.gcRemoved, prometheus.CounterValue, float64(t.Removed))
@@ -72,13 +65,17 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// registerStoreMetrics registers the store's collectors on reg.
-func registerStoreMetrics(reg prometheus.Registerer, st store.Store) error {
-	if err := reg.Register(newStoreCollector(st)); err != nil {
+// registerStoreMetrics registers the collectors of e's store on reg: the
+// one above, and the backend's own when it exports one (Pebble's
+// compactions, caches, disk usage).
+func registerStoreMetrics(reg prometheus.Registerer, e *engine.Engine) error {
+	if err := reg.Register(newStoreCollector(e)); err != nil {
 		return err
 	}
-	if src, ok := st.(storeCollectorSource); ok {
-		return reg.Register(src.Collector())
+	if src, ok := e.StoreCollector(); ok {
+		if c, ok := src.(prometheus.Collector); ok {
+			return reg.Register(c)
+		}
 	}
 	return nil
 }

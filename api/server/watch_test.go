@@ -278,7 +278,7 @@ func TestWatchSplitsBigTransactions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, oneTransaction := f.eng.Store().(store.BulkLoader)
+	_, oneTransaction := f.st.(store.BulkLoader)
 	total, parts := 0, 0
 	for part := 0; ; part++ {
 		msg, err := stream.Recv()

@@ -16,7 +16,7 @@ import (
 	"github.com/pemba-authz/pemba/api/client"
 	"github.com/pemba-authz/pemba/api/cluster"
 	"github.com/pemba-authz/pemba/api/server"
-	"github.com/pemba-authz/pemba/engine/token"
+	"github.com/pemba-authz/pemba/engine"
 )
 
 // dispatchFlags configure the cluster role of `pemba serve`.
@@ -29,7 +29,7 @@ type dispatchFlags struct {
 
 // router builds the cluster router of a node serving on listen with the
 // given keys and TLS setting; nil when no peers are configured.
-func (d dispatchFlags) router(listen string, storeKind string, fp token.Fingerprint, keys []server.Key, useTLS bool, log *slog.Logger) (*cluster.Router, error) {
+func (d dispatchFlags) router(listen string, storeKind string, fp engine.Fingerprint, keys []server.Key, useTLS bool, log *slog.Logger) (*cluster.Router, error) {
 	if d.peers == "" {
 		return nil, nil
 	}

@@ -4,10 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/pemba-authz/pemba/engine"
 	"io"
 	"os"
-
-	"github.com/pemba-authz/pemba/engine/store/pgstore"
 )
 
 // datastoreCommand is `pemba datastore migrate`: it creates or upgrades
@@ -31,10 +30,11 @@ func datastoreCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "pemba datastore migrate: give --datastore-uri (or PEMBA_DATASTORE_URI)")
 		return 2
 	}
-	if err := pgstore.Migrate(ctx, *uri); err != nil {
+	version, err := engine.MigrateStore(ctx, engine.StoreOptions{Kind: engine.StorePostgres, URI: *uri})
+	if err != nil {
 		fmt.Fprintf(stderr, "pemba datastore migrate: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "pemba: datastore migrated to schema version %d\n", pgstore.SchemaVersion())
+	fmt.Fprintf(stdout, "pemba: datastore migrated to schema version %d\n", version)
 	return 0
 }

@@ -19,10 +19,6 @@ import (
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/store/backend"
-	"github.com/pemba-authz/pemba/engine/store/pebblestore"
-	"github.com/pemba-authz/pemba/engine/store/pgstore"
-	"github.com/pemba-authz/pemba/engine/token"
 )
 
 // serveCommand is `pemba serve`: flags and wiring only; the server is
@@ -115,12 +111,12 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 
-	st, err := backend.Open(ctx, backend.Options{
+	st, err := engine.OpenStore(ctx, engine.StoreOptions{
 		Kind: *storeKind, Dir: *dataDir, URI: *storeURI, GCWindow: *gcWindow, Logger: log,
-		Postgres: pgstore.Options{ReadReplicas: replicas},
-		Pebble:   pebblestore.Options{CacheSize: *blockCache},
+		Postgres: engine.PostgresOptions{ReadReplicas: replicas},
+		Pebble:   engine.PebbleOptions{CacheSize: *blockCache},
 	})
-	if errors.Is(err, backend.ErrUsage) {
+	if errors.Is(err, engine.ErrStoreUsage) {
 		fmt.Fprintf(stderr, "pemba serve: %v\n", err)
 		return 2
 	}
@@ -128,7 +124,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fail(err)
 	}
 	defer st.Close()
-	router, err := dispatch.router(*listen, *storeKind, token.FingerprintOf(st.Kind(), st.ID()), keys, *tlsCert != "", log)
+	router, err := dispatch.router(*listen, *storeKind, engine.FingerprintOf(st), keys, *tlsCert != "", log)
 	if err != nil {
 		return fail(err)
 	}

@@ -11,9 +11,6 @@ import (
 	"time"
 
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
-	"github.com/pemba-authz/pemba/engine/store"
-	"github.com/pemba-authz/pemba/engine/store/memstore"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
 )
@@ -29,7 +26,7 @@ type Options struct {
 	NoCrossChecks bool
 	// NewStore opens the empty store to load the file into; Run closes it.
 	// nil means a fresh in-memory store.
-	NewStore func() (store.Store, error)
+	NewStore func() (engine.Store, error)
 	// CacheBytes sizes the engine's result cache; 0 runs without one, so
 	// that every answer is computed afresh.
 	CacheBytes int64
@@ -75,12 +72,15 @@ func Run(ctx context.Context, f *File, opts Options) (*Result, error) {
 	if now == nil {
 		now = time.Now
 	}
-	var st store.Store = memstore.New(memstore.Options{Now: now})
-	if opts.NewStore != nil {
-		var err error
-		if st, err = opts.NewStore(); err != nil {
-			return nil, fmt.Errorf("validation: open store: %w", err)
+	newStore := opts.NewStore
+	if newStore == nil {
+		newStore = func() (engine.Store, error) {
+			return engine.OpenStore(ctx, engine.StoreOptions{Kind: engine.StoreMemory, Now: now})
 		}
+	}
+	st, err := newStore()
+	if err != nil {
+		return nil, fmt.Errorf("validation: open store: %w", err)
 	}
 	defer st.Close()
 	cacheBytes := opts.CacheBytes
@@ -175,7 +175,7 @@ func (r *runner) loadRelationships(ctx context.Context) error {
 		chunk := pending[:n]
 		ups := make([]engine.Update, len(chunk))
 		for i, rel := range chunk {
-			ups[i] = engine.Update{Op: store.OpTouch, Relationship: rel.Relationship}
+			ups[i] = engine.Update{Op: engine.OpTouch, Relationship: rel.Relationship}
 		}
 		_, err := r.eng.WriteRelationships(ctx, engine.WriteRequest{Caller: "validation", Updates: ups})
 		var re *engine.RelationshipError
@@ -207,8 +207,8 @@ func (r *runner) assert(ctx context.Context, a Assertion) error {
 		}
 		return err
 	}
-	want := map[AssertionKind]eval.Permissionship{
-		AssertTrue: eval.HasPermission, AssertFalse: eval.NoPermission, AssertCaveated: eval.ConditionalPermission,
+	want := map[AssertionKind]engine.Permissionship{
+		AssertTrue: engine.HasPermission, AssertFalse: engine.NoPermission, AssertCaveated: engine.ConditionalPermission,
 	}[a.Kind]
 	if resp.Permissionship == want {
 		if !r.cross {
@@ -228,13 +228,13 @@ func (r *runner) assert(ctx context.Context, a Assertion) error {
 // lookupAgrees checks that LookupResources, asked which resources of the
 // type the subject has the permission on, gives the same answer for the
 // assertion's resource as Check did. Wildcard subjects are not looked up.
-func (r *runner) lookupAgrees(ctx context.Context, a Assertion, want eval.Permissionship) error {
+func (r *runner) lookupAgrees(ctx context.Context, a Assertion, want engine.Permissionship) error {
 	if a.Subject.IsWildcard() {
 		return nil
 	}
 	seq, _, err := r.eng.LookupResources(ctx, engine.LookupResourcesRequest{
 		Consistency: engine.FullyConsistent(),
-		LookupResourcesRequest: eval.LookupResourcesRequest{
+		LookupResourcesRequest: engine.LookupResourcesQuery{
 			ResourceType: a.Resource.Type, Permission: a.Permission, Subject: a.Subject,
 		},
 		Context: a.Context,
@@ -244,7 +244,7 @@ func (r *runner) lookupAgrees(ctx context.Context, a Assertion, want eval.Permis
 	}
 	// Without a limit the lookup yields every result, so reaching the
 	// end without meeting the ID means no permission.
-	got := eval.NoPermission
+	got := engine.NoPermission
 	for res, err := range seq {
 		if err != nil {
 			if isInputError(err) {
@@ -279,11 +279,11 @@ func isInputError(err error) bool {
 	return false
 }
 
-func describePermissionship(p eval.Permissionship) string {
+func describePermissionship(p engine.Permissionship) string {
 	switch p {
-	case eval.HasPermission:
+	case engine.HasPermission:
 		return "permission"
-	case eval.ConditionalPermission:
+	case engine.ConditionalPermission:
 		return "conditional permission"
 	}
 	return "no permission"
@@ -306,7 +306,7 @@ func (r *runner) explain(ctx context.Context, res tuple.ObjectRef, perm string, 
 
 // treeOf explains, from an expansion already made, how sub is reached, or
 // shows the top of the tree when it is not.
-func (r *runner) treeOf(tree *eval.Tree, sub tuple.SubjectRef) string {
+func (r *runner) treeOf(tree *engine.Tree, sub tuple.SubjectRef) string {
 	paths := pathsTo(tree, sub)
 	if len(paths) == 0 {
 		return strings.TrimRight(renderTree(tree, 4), "\n")
@@ -388,7 +388,7 @@ func (r *runner) crossCheck(ctx context.Context, exp Expected, got memberSet) er
 			}
 			return err
 		}
-		if resp.Permissionship != eval.HasPermission {
+		if resp.Permissionship != engine.HasPermission {
 			r.fail(exp.Pos, r.explain(ctx, exp.Resource, exp.Permission, m.subject, nil),
 				"%s: the expansion lists %s but Check answers %s for it", name, m.render(key), describePermissionship(resp.Permissionship))
 		}
@@ -411,7 +411,7 @@ func (r *runner) crossLookup(ctx context.Context, exp Expected, got memberSet) e
 	for _, typ := range slices.Sorted(maps.Keys(types)) {
 		seq, _, err := r.eng.LookupSubjects(ctx, engine.LookupSubjectsRequest{
 			Consistency:           engine.FullyConsistent(),
-			LookupSubjectsRequest: eval.LookupSubjectsRequest{Resource: exp.Resource, Permission: exp.Permission, SubjectType: typ},
+			LookupSubjectsRequest: engine.LookupSubjectsQuery{Resource: exp.Resource, Permission: exp.Permission, SubjectType: typ},
 		})
 		if err != nil {
 			return err
@@ -425,7 +425,7 @@ func (r *runner) crossLookup(ctx context.Context, exp Expected, got memberSet) e
 				}
 				return err
 			}
-			if res.SubjectID == tuple.Wildcard || res.Permissionship != eval.HasPermission {
+			if res.SubjectID == tuple.Wildcard || res.Permissionship != engine.HasPermission {
 				continue
 			}
 			key := typ + ":" + res.SubjectID

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -49,12 +49,12 @@ type memberSet map[string]*member
 // (group:eng#member) as well as the subjects they expand to, combined with
 // set operations at intersection and exclusion nodes. Each subject
 // remembers the leaves that list it.
-func subjectsOf(t *eval.Tree) memberSet {
+func subjectsOf(t *engine.Tree) memberSet {
 	if t == nil {
 		return memberSet{}
 	}
 	switch t.Kind {
-	case eval.Intersection:
+	case engine.Intersection:
 		if len(t.Children) == 0 {
 			return memberSet{}
 		}
@@ -63,7 +63,7 @@ func subjectsOf(t *eval.Tree) memberSet {
 			sets[i] = edgeSubjects(c)
 		}
 		return intersect(sets)
-	case eval.Exclusion:
+	case engine.Exclusion:
 		if len(t.Children) == 0 {
 			return memberSet{}
 		}
@@ -74,7 +74,7 @@ func subjectsOf(t *eval.Tree) memberSet {
 		return base
 	}
 	out := memberSet{}
-	if t.Kind == eval.Leaf {
+	if t.Kind == engine.Leaf {
 		onr := t.Object.String() + "#" + t.Relation
 		for _, s := range t.Subjects {
 			add(out, s.Subject, s.Caveat != nil, map[string]bool{onr: true}, nil)
@@ -92,7 +92,7 @@ func subjectsOf(t *eval.Tree) memberSet {
 // parent's subjects (a subject set of a leaf, or an object an arrow
 // followed), and a caveat on that relationship makes everything below it
 // conditional.
-func edgeSubjects(c *eval.Tree) memberSet {
+func edgeSubjects(c *engine.Tree) memberSet {
 	set := subjectsOf(c)
 	if c.Caveat != nil {
 		for _, m := range set {
@@ -214,10 +214,10 @@ func exclude(base, minus memberSet) memberSet {
 
 // pathsTo lists, as "a -> b -> c", the paths from the root of t to every
 // leaf that lists sub (or its type's wildcard).
-func pathsTo(t *eval.Tree, sub tuple.SubjectRef) []string {
+func pathsTo(t *engine.Tree, sub tuple.SubjectRef) []string {
 	var out []string
-	var walk func(t *eval.Tree, trail []string)
-	walk = func(t *eval.Tree, trail []string) {
+	var walk func(t *engine.Tree, trail []string)
+	walk = func(t *engine.Tree, trail []string) {
 		if t == nil {
 			return
 		}
@@ -235,14 +235,14 @@ func pathsTo(t *eval.Tree, sub tuple.SubjectRef) []string {
 	return out
 }
 
-func nodeLabel(t *eval.Tree) string {
+func nodeLabel(t *engine.Tree) string {
 	// The conditions of the relationship that led here come first: the
 	// node counts only under them.
 	label := t.Object.String() + "#" + t.Relation + conditionsLabel(t.Caveat, t.Expiration)
 	switch t.Kind {
-	case eval.Intersection:
+	case engine.Intersection:
 		label += " (intersection)"
-	case eval.Exclusion:
+	case engine.Exclusion:
 		label += " (exclusion)"
 	}
 	if t.Truncated {
@@ -251,7 +251,7 @@ func nodeLabel(t *eval.Tree) string {
 	return label
 }
 
-func subjectLabel(s eval.Subject) string {
+func subjectLabel(s engine.TreeSubject) string {
 	return s.Subject.String() + conditionsLabel(s.Caveat, s.Expiration)
 }
 
@@ -268,10 +268,10 @@ func conditionsLabel(c *tuple.Caveat, exp time.Time) string {
 }
 
 // renderTree prints t as an indented outline, at most depth levels deep.
-func renderTree(t *eval.Tree, depth int) string {
+func renderTree(t *engine.Tree, depth int) string {
 	var b strings.Builder
-	var walk func(t *eval.Tree, level int)
-	walk = func(t *eval.Tree, level int) {
+	var walk func(t *engine.Tree, level int)
+	walk = func(t *engine.Tree, level int) {
 		if t == nil {
 			return
 		}

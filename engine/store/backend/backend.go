@@ -1,8 +1,8 @@
 // Package backend opens the datastore a command asks for by name: the one
-// switch over memory, pebble and postgres that both `pemba serve` and the
-// benchmark harness use. It lives beside the backends, not in package
-// engine, so that the engine itself never links Pebble or pgx; only the
-// programs that choose a backend at run time import it.
+// switch over memory, pebble and postgres. Callers above the engine reach
+// it through engine.OpenStore and engine.MigrateStore (the engine is their
+// one door); it stays a package of its own so that the switch, and the
+// knowledge of every backend's options, sits beside the backends.
 package backend
 
 import (
@@ -44,16 +44,25 @@ type Options struct {
 	// (memory has no logger), overriding the per-backend options below.
 	GCWindow time.Duration
 	Logger   *slog.Logger
+	// Now, when set, is the clock of a memory or Pebble store (commit
+	// times, expiration checks); PostgreSQL uses the database's clock.
+	Now func() time.Time
 	// Pebble and Postgres are the rest of each backend's options.
-	Pebble   pebblestore.Options
-	Postgres pgstore.Options
+	Pebble   PebbleOptions
+	Postgres PostgresOptions
 }
+
+// PebbleOptions are the options of a Pebble datastore.
+type PebbleOptions = pebblestore.Options
+
+// PostgresOptions are the options of a PostgreSQL datastore.
+type PostgresOptions = pgstore.Options
 
 // Open opens the datastore o names. Errors in o wrap ErrUsage.
 func Open(ctx context.Context, o Options) (store.Store, error) {
 	switch o.Kind {
 	case Memory:
-		return memstore.New(memstore.Options{GCWindow: o.GCWindow}), nil
+		return memstore.New(memstore.Options{GCWindow: o.GCWindow, Now: o.Now}), nil
 	case Pebble:
 		if o.Dir == "" {
 			return nil, fmt.Errorf("%w: -datastore pebble needs a -data-dir", ErrUsage)
@@ -64,6 +73,9 @@ func Open(ctx context.Context, o Options) (store.Store, error) {
 		}
 		if o.Logger != nil {
 			po.Logger = o.Logger
+		}
+		if o.Now != nil {
+			po.Now = o.Now
 		}
 		st, err := pebblestore.Open(o.Dir, po)
 		if err != nil {
@@ -93,4 +105,30 @@ func Open(ctx context.Context, o Options) (store.Store, error) {
 		return st, nil
 	}
 	return nil, fmt.Errorf("%w: unknown -datastore %q (want pebble, postgres or memory)", ErrUsage, o.Kind)
+}
+
+// Migrate creates or upgrades the tables of the datastore o names and
+// returns the schema version it is now at. Only Postgres has tables to
+// migrate; other kinds wrap ErrUsage.
+func Migrate(ctx context.Context, o Options) (int, error) {
+	if o.Kind != Postgres {
+		return 0, fmt.Errorf("%w: datastore %q needs no migration (only postgres does)", ErrUsage, o.Kind)
+	}
+	if o.URI == "" {
+		return 0, fmt.Errorf("%w: migrating postgres needs a -datastore-uri", ErrUsage)
+	}
+	if err := pgstore.Migrate(ctx, o.URI); err != nil {
+		return 0, err
+	}
+	return pgstore.SchemaVersion(), nil
+}
+
+// Collector returns the metrics collector of a backend that exports its
+// own (Pebble: a prometheus.Collector), typed any so that callers that do
+// not export metrics need not know the metrics library.
+func Collector(st store.Store) (any, bool) {
+	if s, ok := st.(*pebblestore.Store); ok {
+		return s.Collector(), true
+	}
+	return nil, false
 }
