@@ -65,7 +65,7 @@ func TestSchemaChangeSafety(t *testing.T) {
 	}
 
 	// Once the relationships are gone, the change goes through.
-	if _, _, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: tuple.Filter{ResourceType: "document", Relation: "banned"}}); err != nil {
+	if _, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: tuple.Filter{ResourceType: "document", Relation: "banned"}}); err != nil {
 		t.Fatal(err)
 	}
 	z, changes, err := f.eng.WriteSchema(f.ctx, "test", withoutBanned)

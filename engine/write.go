@@ -42,9 +42,24 @@ type DeleteRequest struct {
 	Caller string
 	// Filter selects what to delete; ResourceType is required.
 	Filter tuple.Filter
-	// Limit, when positive, deletes at most that many.
+	// Limit, when positive, bounds how many are deleted. When more match,
+	// the delete is refused (ErrPreconditionFailed, nothing deleted)
+	// unless AllowPartial is set; then Limit of them are deleted and the
+	// response says the delete was partial.
 	Limit         int
+	AllowPartial  bool
 	Preconditions []Precondition
+}
+
+// DeleteResponse reports a delete.
+type DeleteResponse struct {
+	// Zookie names the revision of the delete.
+	Zookie string
+	// Deleted counts the relationships deleted.
+	Deleted int
+	// Partial is set when the delete stopped at its Limit and more
+	// relationships still match at the delete's revision.
+	Partial bool
 }
 
 // WriteSchema compiles text and stores it as the schema in force from the
@@ -273,25 +288,58 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (stri
 	return e.zookieOf(rev), nil
 }
 
-// DeleteRelationships deletes what req.Filter matches (at most req.Limit
-// when positive) atomically, returning the new revision's zookie and how
+// DeleteRelationships deletes what req.Filter matches (see DeleteRequest
+// for its Limit) atomically, returning the new revision's zookie and how
 // many relationships were deleted.
-func (e *Engine) DeleteRelationships(ctx context.Context, req DeleteRequest) (string, int, error) {
+//
+// The datastore deletes at most a limit but cannot refuse when more
+// match, so a limited delete without AllowPartial counts the matches
+// first, at the head revision, outside the delete's transaction: a
+// concurrent write can still make the delete partial, which the response
+// then reports.
+func (e *Engine) DeleteRelationships(ctx context.Context, req DeleteRequest) (DeleteResponse, error) {
 	if err := e.checkOpen(); err != nil {
-		return "", 0, err
+		return DeleteResponse{}, err
 	}
 	if req.Filter.ResourceType == "" {
-		return "", 0, fmt.Errorf("%w: a delete filter needs a resource type", ErrInvalidRequest)
+		return DeleteResponse{}, fmt.Errorf("%w: a delete filter needs a resource type", ErrInvalidRequest)
 	}
 	if err := validateFilter(req.Filter); err != nil {
-		return "", 0, err
+		return DeleteResponse{}, err
 	}
 	if req.Limit < 0 {
-		return "", 0, fmt.Errorf("%w: negative delete limit %d", ErrInvalidRequest, req.Limit)
+		return DeleteResponse{}, fmt.Errorf("%w: negative delete limit %d", ErrInvalidRequest, req.Limit)
 	}
 	if err := e.checkPreconditions(req.Preconditions); err != nil {
-		return "", 0, err
+		return DeleteResponse{}, err
 	}
+	if req.Limit > 0 && !req.AllowPartial {
+		more, err := e.matchMoreThan(ctx, FullyConsistent(), req.Filter, req.Limit)
+		if err != nil {
+			return DeleteResponse{}, err
+		}
+		if more {
+			return DeleteResponse{}, fmt.Errorf("%w: more than the limit of %d relationships match the filter; allow a partial delete to delete that many",
+				ErrPreconditionFailed, req.Limit)
+		}
+	}
+	rev, deleted, err := e.deleteMatching(ctx, req)
+	if err != nil {
+		return DeleteResponse{}, err
+	}
+	resp := DeleteResponse{Zookie: e.zookieOf(rev), Deleted: deleted}
+	if req.Limit > 0 && deleted == req.Limit {
+		if resp.Partial, err = e.matchMoreThan(ctx, AtExactSnapshot(resp.Zookie), req.Filter, 0); err != nil {
+			return DeleteResponse{}, err
+		}
+	}
+	return resp, nil
+}
+
+// deleteMatching deletes, in one transaction after req's preconditions
+// hold, at most req.Limit (0: all) of the relationships matching its
+// filter.
+func (e *Engine) deleteMatching(ctx context.Context, req DeleteRequest) (store.Revision, int, error) {
 	e.writeMu.RLock()
 	defer e.writeMu.RUnlock()
 	now := e.now()
@@ -308,9 +356,26 @@ func (e *Engine) DeleteRelationships(ctx context.Context, req DeleteRequest) (st
 		return nil
 	})
 	if err != nil {
-		return "", 0, e.wrapWrite(err)
+		return 0, 0, e.wrapWrite(err)
 	}
-	return e.zookieOf(rev), deleted, nil
+	return rev, deleted, nil
+}
+
+// matchMoreThan reports whether more than n unexpired relationships match
+// f at the revision c selects.
+func (e *Engine) matchMoreThan(ctx context.Context, c Consistency, f tuple.Filter, n int) (bool, error) {
+	v, err := e.open(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	seen := 0
+	for _, err := range v.reader.QueryRelationships(ctx, f, store.QueryOptions{Limit: n + 1, Now: e.now()}) {
+		if err != nil {
+			return false, fmt.Errorf("engine: count relationships to delete: %w", err)
+		}
+		seen++
+	}
+	return seen > n, nil
 }
 
 func (e *Engine) checkPreconditions(ps []Precondition) error {

@@ -216,27 +216,37 @@ func TestNoSchemaYet(t *testing.T) {
 func TestDeleteRelationships(t *testing.T) {
 	f := newFixture(t, engine.Options{})
 	f.touch("document:1#viewer@user:a", "document:1#viewer@user:b", "document:1#viewer@user:c", "document:2#viewer@user:a")
-	if _, _, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: tuple.Filter{ResourceID: "1"}}); !errors.Is(err, engine.ErrInvalidRequest) {
+	if _, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: tuple.Filter{ResourceID: "1"}}); !errors.Is(err, engine.ErrInvalidRequest) {
 		t.Errorf("delete without a resource type: %v", err)
 	}
-	if _, _, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: tuple.Filter{ResourceType: "Bad Type"}}); !errors.Is(err, engine.ErrInvalidRequest) {
+	if _, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: tuple.Filter{ResourceType: "Bad Type"}}); !errors.Is(err, engine.ErrInvalidRequest) {
 		t.Errorf("delete with a malformed type: %v", err)
 	}
-	_, n, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: tuple.Filter{ResourceType: "document", ResourceID: "1"}, Limit: 2})
-	if err != nil || n != 2 {
-		t.Fatalf("limited delete: %d, %v", n, err)
+	doc1 := tuple.Filter{ResourceType: "document", ResourceID: "1"}
+	// Three match: a limit of 2 is refused unless partial deletes are
+	// allowed, and then the response says more remain.
+	if _, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: doc1, Limit: 2}); !errors.Is(err, engine.ErrPreconditionFailed) {
+		t.Fatalf("delete of 2 where 3 match: %v, want ErrPreconditionFailed", err)
 	}
-	z, n, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{
+	res, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: doc1, Limit: 2, AllowPartial: true})
+	if err != nil || res.Deleted != 2 || !res.Partial {
+		t.Fatalf("partial delete: %+v, %v; want 2 deleted, partial", res, err)
+	}
+	// One is left: a limit of 1 deletes it, completely.
+	if res, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: doc1, Limit: 1}); err != nil || res.Deleted != 1 || res.Partial {
+		t.Fatalf("delete of the last one: %+v, %v; want 1 deleted, not partial", res, err)
+	}
+	res, err = f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{
 		Filter:        tuple.Filter{ResourceType: "document", Subject: &tuple.SubjectFilter{Type: "user", ID: "a"}},
 		Preconditions: []engine.Precondition{{Filter: tuple.Filter{ResourceType: "document", ResourceID: "2"}, MustExist: true}},
 	})
-	if err != nil || n != 1 {
-		t.Fatalf("delete by subject: %d, %v", n, err)
+	if err != nil || res.Deleted != 1 || res.Partial {
+		t.Fatalf("delete by subject: %+v, %v", res, err)
 	}
-	if got, _ := f.check(engine.AtLeastAsFresh(z), "document:2#view@user:a"); got != eval.NoPermission {
+	if got, _ := f.check(engine.AtLeastAsFresh(res.Zookie), "document:2#view@user:a"); got != eval.NoPermission {
 		t.Errorf("after delete: %v", got)
 	}
-	_, _, err = f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{
+	_, err = f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{
 		Filter:        tuple.Filter{ResourceType: "document"},
 		Preconditions: []engine.Precondition{{Filter: tuple.Filter{ResourceType: "document", ResourceID: "2"}, MustExist: true}},
 	})

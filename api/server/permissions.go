@@ -133,11 +133,9 @@ func preconditionsFromProto(path string, ps []*pb.Precondition, limit int) ([]en
 	return out, nil
 }
 
-// DeleteRelationships deletes by filter. The engine deletes at most a
-// limit but cannot refuse when more match, so without
-// optional_allow_partial_deletions the matches are counted first (at the
-// head revision, outside the delete's transaction: a concurrent write can
-// still make the delete partial, which the response then reports).
+// DeleteRelationships deletes by filter; a limited delete without
+// optional_allow_partial_deletions is refused when more match (the engine
+// decides, see engine.DeleteRequest).
 func (p *permissions) DeleteRelationships(ctx context.Context, req *pb.DeleteRelationshipsRequest) (*pb.DeleteRelationshipsResponse, error) {
 	f, err := filterFromProto("relationship_filter", req.GetRelationshipFilter(), true)
 	if err != nil {
@@ -151,50 +149,17 @@ func (p *permissions) DeleteRelationships(ctx context.Context, req *pb.DeleteRel
 	if err := tooMany("optional_limit", "relationships", limit, MaxDeleteLimit); err != nil {
 		return nil, err
 	}
-	if limit > 0 && !req.GetOptionalAllowPartialDeletions() {
-		more, err := p.moreThan(ctx, engine.FullyConsistent(), f, limit)
-		if err != nil {
-			return nil, err
-		}
-		if more {
-			return nil, fmt.Errorf("%w: more than optional_limit (%d) relationships match the filter; set optional_allow_partial_deletions to delete that many", engine.ErrPreconditionFailed, limit)
-		}
-	}
-	zk, n, err := p.eng().DeleteRelationships(ctx, engine.DeleteRequest{Caller: callerOf(ctx), Filter: f, Limit: limit, Preconditions: pres})
+	res, err := p.eng().DeleteRelationships(ctx, engine.DeleteRequest{
+		Caller: callerOf(ctx), Filter: f, Limit: limit, AllowPartial: req.GetOptionalAllowPartialDeletions(), Preconditions: pres,
+	})
 	if err != nil {
 		return nil, err
 	}
 	progress := pb.DeleteRelationshipsResponse_DELETION_PROGRESS_COMPLETE
-	if limit > 0 && n == limit {
-		more, err := p.moreThan(ctx, engine.AtExactSnapshot(zk), f, 0)
-		if err != nil {
-			return nil, err
-		}
-		if more {
-			progress = pb.DeleteRelationshipsResponse_DELETION_PROGRESS_PARTIAL
-		}
+	if res.Partial {
+		progress = pb.DeleteRelationshipsResponse_DELETION_PROGRESS_PARTIAL
 	}
-	return &pb.DeleteRelationshipsResponse{DeletedAt: zookieToProto(zk), DeletionProgress: progress, RelationshipsDeletedCount: uint64(n)}, nil
-}
-
-// moreThan reports whether more than n relationships match f.
-func (p *permissions) moreThan(ctx context.Context, c engine.Consistency, f tuple.Filter, n int) (bool, error) {
-	pageMax := p.eng().Limits().MaxReadPageSize
-	seen, cursor := 0, ""
-	for {
-		page, err := p.eng().ReadRelationships(ctx, c, f, min(pageMax, n+1-seen), cursor)
-		if err != nil {
-			return false, err
-		}
-		seen += len(page.Relationships)
-		if seen > n {
-			return true, nil
-		}
-		if page.Next == "" {
-			return false, nil
-		}
-		cursor = page.Next
-	}
+	return &pb.DeleteRelationshipsResponse{DeletedAt: zookieToProto(res.Zookie), DeletionProgress: progress, RelationshipsDeletedCount: uint64(res.Deleted)}, nil
 }
 
 // checkInput converts the part of a check shared by single and bulk checks.
