@@ -68,7 +68,7 @@ func TestPebbleAndPostgresAgree(t *testing.T) {
 				if fmt.Sprint(aerr) != fmt.Sprint(berr) || a.Permissionship != b.Permissionship || !slices.Equal(a.MissingContext, b.MissingContext) {
 					t.Fatalf("%s: Pebble %v %v (%v), PostgreSQL %v %v (%v)", q, a.Permissionship, a.MissingContext, aerr, b.Permissionship, b.MissingContext, berr)
 				}
-				bulk = append(bulk, engine.BulkCheckItem{Resource: q.Resource, Permission: q.Permission, Subject: q.Subject, Context: q.Context})
+				bulk = append(bulk, engine.BulkCheckItem{CheckRequest: engine.CheckQuery{Resource: q.Resource, Permission: q.Permission, Subject: q.Subject}, Context: q.Context})
 			}
 			for start := 0; start < len(bulk); start += 50 {
 				items := bulk[start:min(start+50, len(bulk))]

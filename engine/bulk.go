@@ -7,14 +7,12 @@ import (
 	"fmt"
 
 	"github.com/pemba-authz/pemba/engine/eval"
-	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
-// BulkCheckItem is one check of a bulk check, with its own caveat context.
+// BulkCheckItem is one check of a bulk check: the evaluator's question
+// (CheckQuery) with its own caveat context.
 type BulkCheckItem struct {
-	Resource   tuple.ObjectRef
-	Permission string
-	Subject    tuple.SubjectRef
+	eval.CheckRequest
 	// Context supplies caveat parameters not fixed on relationships.
 	Context map[string]any
 }
@@ -106,7 +104,7 @@ func (e *Engine) groupByContext(items []BulkCheckItem, results []BulkCheckResult
 			groups = append(groups, g)
 		}
 		g.indexes = append(g.indexes, i)
-		g.reqs = append(g.reqs, eval.CheckRequest{Resource: it.Resource, Permission: it.Permission, Subject: it.Subject})
+		g.reqs = append(g.reqs, it.CheckRequest)
 	}
 	return groups, nil
 }

@@ -22,7 +22,7 @@ func TestCheckBulkGroupsByContext(t *testing.T) {
 	)
 	anne := tuple.SubjectRef{Type: "user", ID: "anne"}
 	item := func(doc, perm, ip string) engine.BulkCheckItem {
-		it := engine.BulkCheckItem{Resource: tuple.ObjectRef{Type: "document", ID: doc}, Permission: perm, Subject: anne}
+		it := engine.BulkCheckItem{CheckRequest: engine.CheckQuery{Resource: tuple.ObjectRef{Type: "document", ID: doc}, Permission: perm, Subject: anne}}
 		if ip != "" {
 			it.Context = map[string]any{"ip": ip}
 		}
@@ -75,7 +75,7 @@ func TestCheckBulkGroupsByContext(t *testing.T) {
 func TestCheckBulkRefusals(t *testing.T) {
 	f := newFixture(t, engine.Options{Limits: engine.Limits{MaxBulkCheckItems: 2, MaxContextBytes: 30}})
 	z := f.touch("document:1#viewer@user:anne")
-	it := engine.BulkCheckItem{Resource: tuple.ObjectRef{Type: "document", ID: "1"}, Permission: "view", Subject: tuple.SubjectRef{Type: "user", ID: "anne"}}
+	it := engine.BulkCheckItem{CheckRequest: engine.CheckQuery{Resource: tuple.ObjectRef{Type: "document", ID: "1"}, Permission: "view", Subject: tuple.SubjectRef{Type: "user", ID: "anne"}}}
 	big, nan := it, it
 	big.Context = map[string]any{"ip": strings.Repeat("x", 40)}
 	nan.Context = map[string]any{"n": math.NaN()}

@@ -93,11 +93,13 @@ const MaxCursorLen = token.MaxCursorLen
 // reports (Engine.Fingerprint): a router built before the engine needs it.
 func FingerprintOf(st Store) Fingerprint { return token.FingerprintOf(st.Kind(), st.ID()) }
 
-// The queries of LookupResourcesRequest and LookupSubjectsRequest, which
-// embed them (the embedded field keeps the evaluator's type name:
-// engine.LookupResourcesRequest{LookupResourcesRequest:
-// engine.LookupResourcesQuery{...}}).
+// The evaluator's questions, which the engine's requests embed with the
+// consistency and caveat context they need (the embedded field keeps the
+// evaluator's type name: engine.LookupResourcesRequest{
+// LookupResourcesRequest: engine.LookupResourcesQuery{...}}).
 type (
+	// CheckQuery asks whether a subject has a permission on a resource.
+	CheckQuery = eval.CheckRequest
 	// LookupResourcesQuery asks which resources of a type a subject has a
 	// permission on.
 	LookupResourcesQuery = eval.LookupResourcesRequest

@@ -19,8 +19,8 @@ func TestQueriesAnswerAtTheResolvedRevision(t *testing.T) {
 
 	// CheckBulk: one revision for every item.
 	items := []engine.BulkCheckItem{
-		{Resource: doc("1"), Permission: "view", Subject: anne},
-		{Resource: doc("2"), Permission: "view", Subject: anne},
+		{CheckRequest: engine.CheckQuery{Resource: doc("1"), Permission: "view", Subject: anne}},
+		{CheckRequest: engine.CheckQuery{Resource: doc("2"), Permission: "view", Subject: anne}},
 	}
 	res, err := f.eng.CheckBulk(f.ctx, engine.BulkCheckRequest{Consistency: engine.AtExactSnapshot(z1), Items: items})
 	if err != nil || res.Zookie != z1 || res.Results[0].Permissionship != eval.HasPermission || res.Results[1].Permissionship != eval.HasPermission {

@@ -163,8 +163,8 @@ func (p *permissions) DeleteRelationships(ctx context.Context, req *pb.DeleteRel
 }
 
 // checkInput converts the part of a check shared by single and bulk checks.
-func checkInput(path string, resource *pb.ObjectReference, permission string, subject *pb.SubjectReference) (engine.BulkCheckItem, error) {
-	var out engine.BulkCheckItem
+func checkInput(path string, resource *pb.ObjectReference, permission string, subject *pb.SubjectReference) (engine.CheckQuery, error) {
+	var out engine.CheckQuery
 	var err error
 	if out.Resource, err = objectFromProto(join(path, "resource"), resource); err != nil {
 		return out, err
@@ -226,14 +226,15 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *pb.CheckBul
 		pairs[i] = &pb.CheckBulkPermissionsPair{Request: it}
 		path := index("items", i)
 		in, err := checkInput(path, it.GetResource(), it.GetPermission(), it.GetSubject())
+		var cctx map[string]any
 		if err == nil {
-			in.Context, err = contextFromProto(join(path, "context"), it.GetContext())
+			cctx, err = contextFromProto(join(path, "context"), it.GetContext())
 		}
 		if err != nil {
 			pairs[i].Response = &pb.CheckBulkPermissionsPair_Error{Error: itemError(p.s.log, method, err)}
 			continue
 		}
-		bulk.Items = append(bulk.Items, in)
+		bulk.Items = append(bulk.Items, engine.BulkCheckItem{CheckRequest: in, Context: cctx})
 		sent = append(sent, i)
 	}
 	res, err := p.eng().CheckBulk(ctx, bulk)
