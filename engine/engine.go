@@ -19,6 +19,15 @@
 // Everything else is delegated: evaluation to package eval, storage to the
 // store.Store given to Open, parsing to packages tuple and schema.
 //
+// # The one door
+//
+// Packages above the engine (the APIs, the benchmark, the command line,
+// validation runs) import engine, engine/tuple and schema, nothing else of
+// Pemba (layout_test.go checks it). What they need of the layers below is
+// named here: the vocabulary of answers, writes and cluster dispatch in
+// facade.go (aliases of the types eval and store own), and opening and
+// inspecting a datastore in datastore.go.
+//
 // # Errors
 //
 // Every error the engine returns wraps one sentinel per concept (see
