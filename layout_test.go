@@ -60,10 +60,12 @@ var door = []string{"engine", "engine/tuple", "schema", "schema/names", generate
 
 // deniedModules are not matched by anyModule: the storage engines belong
 // to their backend (whose layer names them), and Pemba never depends on a
-// peer authorization engine.
+// peer authorization engine. (SpiceDB's published API definitions and
+// client, authzed-go with its grpcutil, are api/authzed's wire format, not
+// an engine: only github.com/authzed/spicedb is denied.)
 var deniedModules = []string{
 	"github.com/cockroachdb/pebble/...", "github.com/jackc/pgx/...",
-	"github.com/authzed/...", "github.com/openfga/...", "github.com/ory/keto/...", "github.com/Permify/...",
+	"github.com/authzed/spicedb/...", "github.com/openfga/...", "github.com/ory/keto/...", "github.com/Permify/...",
 }
 
 // layer is the allow-list of the packages matching pkgs: what their
