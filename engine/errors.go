@@ -219,6 +219,19 @@ func (e *PreconditionError) Error() string {
 // Is makes errors.Is(err, ErrPreconditionFailed) true.
 func (e *PreconditionError) Is(target error) bool { return target == ErrPreconditionFailed }
 
+// DeleteLimitError refuses a limited delete without AllowPartial when more
+// relationships match than its Limit; nothing was deleted.
+type DeleteLimitError struct {
+	Limit int
+}
+
+func (e *DeleteLimitError) Error() string {
+	return fmt.Sprintf("engine: precondition failed: more than the limit of %d relationships match the delete's filter; allow a partial delete to delete that many", e.Limit)
+}
+
+// Is makes a *DeleteLimitError match ErrPreconditionFailed.
+func (e *DeleteLimitError) Is(target error) bool { return target == ErrPreconditionFailed }
+
 // LimitError reports a request larger than a limit.
 type LimitError struct {
 	Limit string // which limit, e.g. "updates per write"

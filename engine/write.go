@@ -43,8 +43,8 @@ type DeleteRequest struct {
 	// Filter selects what to delete; ResourceType is required.
 	Filter tuple.Filter
 	// Limit, when positive, bounds how many are deleted. When more match,
-	// the delete is refused (ErrPreconditionFailed, nothing deleted)
-	// unless AllowPartial is set; then Limit of them are deleted and the
+	// the delete is refused (a *DeleteLimitError, nothing deleted) unless
+	// AllowPartial is set; then Limit of them are deleted and the
 	// response says the delete was partial.
 	Limit         int
 	AllowPartial  bool
@@ -319,8 +319,7 @@ func (e *Engine) DeleteRelationships(ctx context.Context, req DeleteRequest) (De
 			return DeleteResponse{}, err
 		}
 		if more {
-			return DeleteResponse{}, fmt.Errorf("%w: more than the limit of %d relationships match the filter; allow a partial delete to delete that many",
-				ErrPreconditionFailed, req.Limit)
+			return DeleteResponse{}, &DeleteLimitError{Limit: req.Limit}
 		}
 	}
 	rev, deleted, err := e.deleteMatching(ctx, req)

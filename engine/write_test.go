@@ -225,8 +225,10 @@ func TestDeleteRelationships(t *testing.T) {
 	doc1 := tuple.Filter{ResourceType: "document", ResourceID: "1"}
 	// Three match: a limit of 2 is refused unless partial deletes are
 	// allowed, and then the response says more remain.
-	if _, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: doc1, Limit: 2}); !errors.Is(err, engine.ErrPreconditionFailed) {
-		t.Fatalf("delete of 2 where 3 match: %v, want ErrPreconditionFailed", err)
+	_, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: doc1, Limit: 2})
+	var dl *engine.DeleteLimitError
+	if !errors.As(err, &dl) || dl.Limit != 2 || !errors.Is(err, engine.ErrPreconditionFailed) {
+		t.Fatalf("delete of 2 where 3 match: %v, want a *DeleteLimitError matching ErrPreconditionFailed", err)
 	}
 	res, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Filter: doc1, Limit: 2, AllowPartial: true})
 	if err != nil || res.Deleted != 2 || !res.Partial {

@@ -152,6 +152,10 @@ func (p *permissions) DeleteRelationships(ctx context.Context, req *pb.DeleteRel
 	res, err := p.eng().DeleteRelationships(ctx, engine.DeleteRequest{
 		Caller: callerOf(ctx), Filter: f, Limit: limit, AllowPartial: req.GetOptionalAllowPartialDeletions(), Preconditions: pres,
 	})
+	var dl *engine.DeleteLimitError
+	if errors.As(err, &dl) {
+		return nil, fmt.Errorf("%w: more than optional_limit (%d) relationships match the filter; set optional_allow_partial_deletions to delete that many", engine.ErrPreconditionFailed, limit)
+	}
 	if err != nil {
 		return nil, err
 	}
