@@ -12,7 +12,7 @@ import (
 
 	"github.com/pemba-authz/pemba/api/internal/convert"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
-	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -209,7 +209,7 @@ func TestFilterFromProto(t *testing.T) {
 }
 
 func TestOpConversion(t *testing.T) {
-	for _, op := range []store.Op{store.OpCreate, store.OpTouch, store.OpDelete} {
+	for _, op := range []engine.Op{engine.OpCreate, engine.OpTouch, engine.OpDelete} {
 		back, err := opFromProto("op", opToProto(op))
 		if err != nil || back != op {
 			t.Errorf("%v: round trip gave %v, %v", op, back, err)
@@ -220,7 +220,7 @@ func TestOpConversion(t *testing.T) {
 			t.Errorf("opFromProto(%v) succeeded", op)
 		}
 	}
-	if opToProto(store.Op(99)) != pb.RelationshipUpdate_OPERATION_UNSPECIFIED {
+	if opToProto(engine.Op(99)) != pb.RelationshipUpdate_OPERATION_UNSPECIFIED {
 		t.Error("unknown store op should convert to UNSPECIFIED")
 	}
 }

@@ -10,7 +10,6 @@ import (
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -356,13 +355,13 @@ func TestLookupSubjects(t *testing.T) {
 // followed, so that a client sees why a branch does not count.
 func TestTreeToProtoEdgeConditions(t *testing.T) {
 	exp := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	tree := &eval.Tree{
-		Kind: eval.Intersection, Object: tuple.ObjectRef{Type: "doc", ID: "1"}, Relation: "view",
-		Children: []*eval.Tree{
-			{Kind: eval.Leaf, Object: tuple.ObjectRef{Type: "team", ID: "t1"}, Relation: "member",
+	tree := &engine.Tree{
+		Kind: engine.Intersection, Object: tuple.ObjectRef{Type: "doc", ID: "1"}, Relation: "view",
+		Children: []*engine.Tree{
+			{Kind: engine.Leaf, Object: tuple.ObjectRef{Type: "team", ID: "t1"}, Relation: "member",
 				Caveat: &tuple.Caveat{Name: "teamcaveat", Context: map[string]any{"ok": false}}},
-			{Kind: eval.Leaf, Object: tuple.ObjectRef{Type: "team", ID: "t2"}, Relation: "member", Expiration: exp},
-			{Kind: eval.Leaf, Object: tuple.ObjectRef{Type: "team", ID: "t3"}, Relation: "member"},
+			{Kind: engine.Leaf, Object: tuple.ObjectRef{Type: "team", ID: "t2"}, Relation: "member", Expiration: exp},
+			{Kind: engine.Leaf, Object: tuple.ObjectRef{Type: "team", ID: "t3"}, Relation: "member"},
 		},
 	}
 	pt, err := treeToProto(tree)
