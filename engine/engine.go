@@ -202,7 +202,7 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	}
 	e := &Engine{
 		st:          st,
-		fingerprint: token.FingerprintOf(st.Kind(), st.ID()),
+		fingerprint: FingerprintOf(st),
 		now:         opts.Now,
 		log:         opts.Logger,
 		limits:      opts.Limits.withDefaults(st),
