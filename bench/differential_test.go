@@ -62,7 +62,7 @@ func TestPebbleAndPostgresAgree(t *testing.T) {
 			var bulk []engine.BulkCheckItem
 			for range tc.checks {
 				q := src.Next(workload.OpCheck)
-				req := engine.CheckRequest{Consistency: full, Resource: q.Resource, Permission: q.Permission, Subject: q.Subject, Context: q.Context}
+				req := engine.CheckRequest{Consistency: full, CheckRequest: engine.CheckQuery{Resource: q.Resource, Permission: q.Permission, Subject: q.Subject}, Context: q.Context}
 				a, aerr := peb.Check(ctx, req)
 				b, berr := pg.Check(ctx, req)
 				if fmt.Sprint(aerr) != fmt.Sprint(berr) || a.Permissionship != b.Permissionship || !slices.Equal(a.MissingContext, b.MissingContext) {
@@ -102,7 +102,7 @@ func TestPebbleAndPostgresAgree(t *testing.T) {
 			}
 			for range tc.exp {
 				q := src.Next(workload.OpCheck)
-				req := engine.ExpandRequest{Consistency: full, Resource: q.Resource, Permission: q.Permission}
+				req := engine.ExpandRequest{Consistency: full, ExpandRequest: engine.ExpandQuery{Resource: q.Resource, Permission: q.Permission}}
 				a, _, aerr := peb.Expand(ctx, req)
 				b, _, berr := pg.Expand(ctx, req)
 				if aerr != nil || berr != nil {

@@ -81,8 +81,9 @@ func (t *InProcess) Do(ctx context.Context, req *workload.Request) (Outcome, err
 	switch req.Op {
 	case workload.OpCheck:
 		res, err := t.e.Check(ctx, engine.CheckRequest{
-			Consistency: t.c, Resource: req.Resource, Permission: req.Permission,
-			Subject: req.Subject, Context: req.Context,
+			Consistency:  t.c,
+			CheckRequest: engine.CheckQuery{Resource: req.Resource, Permission: req.Permission, Subject: req.Subject},
+			Context:      req.Context,
 		})
 		if err != nil {
 			return Outcome{}, err

@@ -24,7 +24,7 @@ func BenchmarkCheck(b *testing.B) {
 				"fully_consistent":  engine.FullyConsistent(),
 			}[mode]
 			r := mustParse(f.t, "document:7#view@user:u7")
-			req := engine.CheckRequest{Consistency: c, Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}
+			req := engine.CheckRequest{Consistency: c, CheckRequest: engine.CheckQuery{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}}
 			b.ResetTimer()
 			for b.Loop() {
 				if _, err := f.eng.Check(f.ctx, req); err != nil {
@@ -50,7 +50,7 @@ func BenchmarkCheckWarmParallel(b *testing.B) {
 	reqs := make([]engine.CheckRequest, n)
 	for i := range reqs {
 		r := mustParse(f.t, fmt.Sprintf("document:%d#view@user:u%d", i, (i*7)%n))
-		reqs[i] = engine.CheckRequest{Consistency: engine.MinimizeLatency(), Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}
+		reqs[i] = engine.CheckRequest{Consistency: engine.MinimizeLatency(), CheckRequest: engine.CheckQuery{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}}
 	}
 	for _, req := range reqs { // warm the cache
 		if _, err := f.eng.Check(f.ctx, req); err != nil {

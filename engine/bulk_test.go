@@ -55,7 +55,7 @@ func TestCheckBulkGroupsByContext(t *testing.T) {
 	for i, it := range items {
 		r := res.Results[i]
 		single, serr := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtExactSnapshot(z),
-			Resource: it.Resource, Permission: it.Permission, Subject: it.Subject, Context: it.Context})
+			CheckRequest: it.CheckRequest, Context: it.Context})
 		switch {
 		case it.Permission == "nosuch":
 			if !errors.Is(r.Err, engine.ErrUnknownRelation) || !errors.Is(serr, engine.ErrUnknownRelation) {

@@ -188,7 +188,7 @@ func TestBadZookiesRejected(t *testing.T) {
 	r := mustParse(t, annView)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: tt.c, Resource: r.Resource, Permission: r.Relation, Subject: r.Subject})
+			_, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: tt.c, CheckRequest: engine.CheckQuery{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}})
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("got %v, want %v", err, tt.want)
 			}
@@ -198,7 +198,7 @@ func TestBadZookiesRejected(t *testing.T) {
 		})
 	}
 	// A future zookie names both revisions in its message.
-	_, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtLeastAsFresh(future), Resource: r.Resource, Permission: r.Relation, Subject: r.Subject})
+	_, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtLeastAsFresh(future), CheckRequest: engine.CheckQuery{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}})
 	var fe *engine.FutureZookieError
 	if !errors.As(err, &fe) || uint64(fe.Requested) != head+3 || uint64(fe.Head) != head {
 		t.Errorf("future zookie error = %v", err)
@@ -215,7 +215,7 @@ func TestExactSnapshotCompacted(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := mustParse(t, annView)
-	_, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtExactSnapshot(z1), Resource: r.Resource, Permission: r.Relation, Subject: r.Subject})
+	_, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtExactSnapshot(z1), CheckRequest: engine.CheckQuery{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}})
 	if !errors.Is(err, engine.ErrSnapshotExpired) || !errors.Is(err, store.ErrRevisionCompacted) {
 		t.Fatalf("got %v, want ErrSnapshotExpired wrapping store.ErrRevisionCompacted", err)
 	}
@@ -287,7 +287,7 @@ func TestConcurrentReadYourWrites(t *testing.T) {
 					errs <- err
 					return
 				}
-				resp, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtLeastAsFresh(z), Resource: rel.Resource, Permission: "view", Subject: rel.Subject})
+				resp, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtLeastAsFresh(z), CheckRequest: engine.CheckQuery{Resource: rel.Resource, Permission: "view", Subject: rel.Subject}})
 				if err != nil {
 					errs <- err
 					return
@@ -295,7 +295,7 @@ func TestConcurrentReadYourWrites(t *testing.T) {
 				if resp.Permissionship != eval.HasPermission {
 					errs <- fmt.Errorf("%s not visible at its own zookie", rel)
 				}
-				if _, err := f.eng.Check(f.ctx, engine.CheckRequest{Resource: rel.Resource, Permission: "view", Subject: rel.Subject}); err != nil {
+				if _, err := f.eng.Check(f.ctx, engine.CheckRequest{CheckRequest: engine.CheckQuery{Resource: rel.Resource, Permission: "view", Subject: rel.Subject}}); err != nil {
 					errs <- err
 				}
 			}

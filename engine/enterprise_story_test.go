@@ -189,7 +189,7 @@ func runStory(t *testing.T, f *fixture, steps []storyStep, zookie string) {
 			if err != nil {
 				t.Fatalf("README.md:%d: %v", s.line, err)
 			}
-			cr := engine.CheckRequest{Consistency: engine.AtLeastAsFresh(zookie), Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}
+			cr := engine.CheckRequest{Consistency: engine.AtLeastAsFresh(zookie), CheckRequest: engine.CheckQuery{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}}
 			if ctxText != "" {
 				if cr.Context, err = tuple.ParseContext(ctxText); err != nil {
 					t.Fatalf("README.md:%d: %v", s.line, err)

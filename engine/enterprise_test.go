@@ -436,7 +436,7 @@ func (f *fixture) runCases(c engine.Consistency, cases []domainCase) {
 	f.t.Helper()
 	for _, tc := range cases {
 		r := mustParse(f.t, tc.q)
-		req := engine.CheckRequest{Consistency: c, Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}
+		req := engine.CheckRequest{Consistency: c, CheckRequest: engine.CheckQuery{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}}
 		if tc.ctx != "" {
 			m, err := tuple.ParseContext(tc.ctx)
 			if err != nil {

@@ -47,9 +47,11 @@ func Example() {
 	}
 	resp, err := eng.Check(ctx, engine.CheckRequest{
 		Consistency: engine.AtLeastAsFresh(z),
-		Resource:    tuple.ObjectRef{Type: "document", ID: "readme"},
-		Permission:  "view",
-		Subject:     tuple.SubjectRef{Type: "user", ID: "anne"},
+		CheckRequest: engine.CheckQuery{
+			Resource:   tuple.ObjectRef{Type: "document", ID: "readme"},
+			Permission: "view",
+			Subject:    tuple.SubjectRef{Type: "user", ID: "anne"},
+		},
 	})
 	if err != nil {
 		panic(err)

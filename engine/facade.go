@@ -100,6 +100,8 @@ func FingerprintOf(st Store) Fingerprint { return token.FingerprintOf(st.Kind(),
 type (
 	// CheckQuery asks whether a subject has a permission on a resource.
 	CheckQuery = eval.CheckRequest
+	// ExpandQuery asks for the tree of subjects behind a permission.
+	ExpandQuery = eval.ExpandRequest
 	// LookupResourcesQuery asks which resources of a type a subject has a
 	// permission on.
 	LookupResourcesQuery = eval.LookupResourcesRequest

@@ -125,7 +125,7 @@ func (f *fixture) write(op store.Op, rels ...string) string {
 func (f *fixture) check(c engine.Consistency, q string) (eval.Permissionship, string) {
 	f.t.Helper()
 	r := mustParse(f.t, q)
-	resp, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: c, Resource: r.Resource, Permission: r.Relation, Subject: r.Subject})
+	resp, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: c, CheckRequest: engine.CheckQuery{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}})
 	if err != nil {
 		f.t.Fatalf("check %s: %v", q, err)
 	}

@@ -6,15 +6,14 @@ import (
 	"iter"
 
 	"github.com/pemba-authz/pemba/engine/eval"
-	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
-// CheckRequest asks whether Subject has Permission on Resource.
+// CheckRequest asks whether Subject has Permission on Resource: the
+// evaluator's question (one type at both levels, so nothing is copied
+// field by field), with the freshness it needs and its caveat context.
 type CheckRequest struct {
 	Consistency Consistency
-	Resource    tuple.ObjectRef
-	Permission  string
-	Subject     tuple.SubjectRef
+	eval.CheckRequest
 	// Context supplies caveat parameters not fixed on relationships.
 	Context map[string]any
 }
@@ -34,22 +33,18 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (CheckResponse, er
 	if err != nil {
 		return CheckResponse{}, err
 	}
-	res, err := v.c.eval.Check(ctx, e.params(v, req.Context), eval.CheckRequest{
-		Resource: req.Resource, Permission: req.Permission, Subject: req.Subject,
-	})
+	res, err := v.c.eval.Check(ctx, e.params(v, req.Context), req.CheckRequest)
 	if err != nil {
 		return CheckResponse{}, fmt.Errorf("engine: check %s#%s@%s: %w", req.Resource, req.Permission, req.Subject, err)
 	}
 	return CheckResponse{CheckResult: res, Zookie: e.zookieOf(v.rev)}, nil
 }
 
-// ExpandRequest asks for the tree of subjects behind a permission.
+// ExpandRequest asks for the tree of subjects behind a permission: the
+// evaluator's question with the freshness it needs and its caveat context.
 type ExpandRequest struct {
 	Consistency Consistency
-	Resource    tuple.ObjectRef
-	Permission  string
-	// Depth bounds the tree (0: the evaluator's default).
-	Depth   int
+	eval.ExpandRequest
 	Context map[string]any
 }
 
@@ -63,7 +58,7 @@ func (e *Engine) Expand(ctx context.Context, req ExpandRequest) (*eval.Tree, str
 	if err != nil {
 		return nil, "", err
 	}
-	t, err := v.c.eval.Expand(ctx, e.params(v, req.Context), req.Resource, req.Permission, req.Depth)
+	t, err := v.c.eval.Expand(ctx, e.params(v, req.Context), req.ExpandRequest)
 	if err != nil {
 		return nil, "", fmt.Errorf("engine: expand %s#%s: %w", req.Resource, req.Permission, err)
 	}

@@ -82,22 +82,22 @@ func TestQueriesAnswerAtTheResolvedRevision(t *testing.T) {
 	}
 
 	// Expand.
-	tree, z, err := f.eng.Expand(f.ctx, engine.ExpandRequest{Consistency: engine.AtExactSnapshot(z1), Resource: doc("3"), Permission: "view"})
+	tree, z, err := f.eng.Expand(f.ctx, engine.ExpandRequest{Consistency: engine.AtExactSnapshot(z1), ExpandRequest: engine.ExpandQuery{Resource: doc("3"), Permission: "view"}})
 	if err != nil || z != z1 || tree == nil || tree.Kind != eval.Exclusion {
 		t.Errorf("expand: %+v %v", tree, err)
 	}
 
 	// Caveat context size is bounded everywhere.
 	big := map[string]any{"ip": strings.Repeat("x", 40)}
-	if _, err := f.eng.Check(f.ctx, engine.CheckRequest{Resource: doc("1"), Permission: "view", Subject: anne, Context: big}); !errors.Is(err, engine.ErrLimitExceeded) {
+	if _, err := f.eng.Check(f.ctx, engine.CheckRequest{CheckRequest: engine.CheckQuery{Resource: doc("1"), Permission: "view", Subject: anne}, Context: big}); !errors.Is(err, engine.ErrLimitExceeded) {
 		t.Errorf("check with a large context: %v", err)
 	}
-	if _, _, err := f.eng.Expand(f.ctx, engine.ExpandRequest{Resource: doc("1"), Permission: "view", Context: big}); !errors.Is(err, engine.ErrLimitExceeded) {
+	if _, _, err := f.eng.Expand(f.ctx, engine.ExpandRequest{ExpandRequest: engine.ExpandQuery{Resource: doc("1"), Permission: "view"}, Context: big}); !errors.Is(err, engine.ErrLimitExceeded) {
 		t.Errorf("expand with a large context: %v", err)
 	}
 
 	// Evaluator errors keep their sentinels.
-	if _, err := f.eng.Check(f.ctx, engine.CheckRequest{Resource: doc("1"), Permission: "nope", Subject: anne}); !errors.Is(err, eval.ErrUnknownRelation) {
+	if _, err := f.eng.Check(f.ctx, engine.CheckRequest{CheckRequest: engine.CheckQuery{Resource: doc("1"), Permission: "nope", Subject: anne}}); !errors.Is(err, eval.ErrUnknownRelation) {
 		t.Errorf("unknown permission: %v", err)
 	}
 }

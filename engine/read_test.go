@@ -103,7 +103,7 @@ func TestSchemaInForceAtRevision(t *testing.T) {
 	}
 	r := mustParse(t, annView)
 	ask := func(z, perm string) error {
-		_, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtExactSnapshot(z), Resource: r.Resource, Permission: perm, Subject: r.Subject})
+		_, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtExactSnapshot(z), CheckRequest: engine.CheckQuery{Resource: r.Resource, Permission: perm, Subject: r.Subject}})
 		return err
 	}
 	if err := ask(z1, "view"); err != nil {
@@ -301,7 +301,7 @@ func TestSchemaCacheEviction(t *testing.T) {
 	}
 	r := mustParse(t, "document:1#extra0@user:anne")
 	ask := func(z string) error {
-		_, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtExactSnapshot(z), Resource: r.Resource, Permission: r.Relation, Subject: r.Subject})
+		_, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtExactSnapshot(z), CheckRequest: engine.CheckQuery{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}})
 		return err
 	}
 	if err := ask(first); err == nil {

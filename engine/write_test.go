@@ -196,7 +196,7 @@ func TestNoSchemaYet(t *testing.T) {
 		t.Errorf("read schema before one is written: %v", err)
 	}
 	r := mustParse(t, annView)
-	if _, err := eng.Check(t.Context(), engine.CheckRequest{Consistency: engine.FullyConsistent(), Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}); !errors.Is(err, engine.ErrNoSchema) {
+	if _, err := eng.Check(t.Context(), engine.CheckRequest{Consistency: engine.FullyConsistent(), CheckRequest: engine.CheckQuery{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}}); !errors.Is(err, engine.ErrNoSchema) {
 		t.Errorf("check before a schema: %v", err)
 	}
 	if _, _, err := eng.WriteSchema(t.Context(), "t", "definition user {"); !errors.Is(err, engine.ErrInvalidSchema) {

@@ -112,7 +112,7 @@ func checkAll(t *testing.T, on []*node, single *engine.Engine, f *validation.Fil
 		validation.AssertTrue: eval.HasPermission, validation.AssertFalse: eval.NoPermission, validation.AssertCaveated: eval.ConditionalPermission,
 	}
 	for _, a := range f.Assertions {
-		req := engine.CheckRequest{Consistency: engine.AtExactSnapshot(zk), Resource: a.Resource, Permission: a.Permission, Subject: a.Subject, Context: a.Context}
+		req := engine.CheckRequest{Consistency: engine.AtExactSnapshot(zk), CheckRequest: engine.CheckQuery{Resource: a.Resource, Permission: a.Permission, Subject: a.Subject}, Context: a.Context}
 		ref, err := single.Check(ctx, req)
 		if err != nil {
 			t.Fatalf("%s: single node: %v", a.Text, err)
@@ -179,9 +179,9 @@ func TestClusterAgreesWithOneNodeAndSurvivesAPeer(t *testing.T) {
 func BenchmarkDispatch(b *testing.B) {
 	nodes, _, _, zk := startCluster(b, 2)
 	ctx := context.Background()
-	req := engine.CheckRequest{Consistency: engine.AtExactSnapshot(zk),
+	req := engine.CheckRequest{Consistency: engine.AtExactSnapshot(zk), CheckRequest: engine.CheckQuery{
 		Resource: tuple.ObjectRef{Type: "employee", ID: "li"}, Permission: "can_message",
-		Subject: tuple.SubjectRef{Type: "employee", ID: "zhao"}}
+		Subject: tuple.SubjectRef{Type: "employee", ID: "zhao"}}}
 	owner := nodes[0].router.Owner(req.Resource.Type, req.Resource.ID, req.Permission)
 	var local, remote *node
 	for _, nd := range nodes {
@@ -216,7 +216,7 @@ func TestClusterCachesDistinctSlices(t *testing.T) {
 	nodes, single, f, zk := startCluster(t, 3)
 	ctx := context.Background()
 	for _, a := range f.Assertions {
-		req := engine.CheckRequest{Consistency: engine.AtExactSnapshot(zk), Resource: a.Resource, Permission: a.Permission, Subject: a.Subject, Context: a.Context}
+		req := engine.CheckRequest{Consistency: engine.AtExactSnapshot(zk), CheckRequest: engine.CheckQuery{Resource: a.Resource, Permission: a.Permission, Subject: a.Subject}, Context: a.Context}
 		if _, err := single.Check(ctx, req); err != nil {
 			t.Fatal(err)
 		}
@@ -262,8 +262,8 @@ func TestClusterMaxDepth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := engine.CheckRequest{Consistency: engine.AtExactSnapshot(zk), Resource: tuple.ObjectRef{Type: "department", ID: "deep70"},
-		Permission: "manage", Subject: tuple.SubjectRef{Type: "employee", ID: "boss"}}
+	req := engine.CheckRequest{Consistency: engine.AtExactSnapshot(zk), CheckRequest: engine.CheckQuery{Resource: tuple.ObjectRef{Type: "department", ID: "deep70"},
+		Permission: "manage", Subject: tuple.SubjectRef{Type: "employee", ID: "boss"}}}
 	_, err = single.Check(ctx, req)
 	var want *eval.MaxDepthError
 	if !errors.As(err, &want) {

@@ -26,8 +26,8 @@ func BenchmarkCheck(b *testing.B) {
 	b.Run("engine", func(b *testing.B) {
 		req := engine.CheckRequest{
 			Consistency: engine.AtLeastAsFresh(zk.GetToken()),
-			Resource:    tuple.ObjectRef{Type: "doc", ID: "readme"}, Permission: "view",
-			Subject: tuple.SubjectRef{Type: "user", ID: "anne"},
+			CheckRequest: engine.CheckQuery{Resource: tuple.ObjectRef{Type: "doc", ID: "readme"}, Permission: "view",
+				Subject: tuple.SubjectRef{Type: "user", ID: "anne"}},
 		}
 		for b.Loop() {
 			if _, err := f.eng.Check(ctx, req); err != nil {

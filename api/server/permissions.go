@@ -197,7 +197,7 @@ func (p *permissions) CheckPermission(ctx context.Context, req *pb.CheckPermissi
 	if err != nil {
 		return nil, err
 	}
-	res, err := p.eng().Check(ctx, engine.CheckRequest{Consistency: c, Resource: in.Resource, Permission: in.Permission, Subject: in.Subject, Context: cctx})
+	res, err := p.eng().Check(ctx, engine.CheckRequest{Consistency: c, CheckRequest: in, Context: cctx})
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +279,9 @@ func (p *permissions) ExpandPermissionTree(ctx context.Context, req *pb.ExpandPe
 		return nil, err
 	}
 	t, zk, err := p.eng().Expand(ctx, engine.ExpandRequest{
-		Consistency: c, Resource: res, Permission: req.GetPermission(), Depth: int(req.GetOptionalDepth()), Context: cctx,
+		Consistency:   c,
+		ExpandRequest: engine.ExpandQuery{Resource: res, Permission: req.GetPermission(), Depth: int(req.GetOptionalDepth())},
+		Context:       cctx,
 	})
 	if err != nil {
 		return nil, err

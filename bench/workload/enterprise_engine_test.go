@@ -41,7 +41,7 @@ func TestEnterpriseFactsMatchEngine(t *testing.T) {
 		check := func(typ, id, perm string, k, i uint64, c map[string]any, want bool) {
 			t.Helper()
 			resp, err := eng.Check(ctx, engine.CheckRequest{Consistency: engine.FullyConsistent(),
-				Resource: tuple.ObjectRef{Type: typ, ID: id}, Permission: perm, Subject: w.empRef(k, i), Context: c})
+				CheckRequest: engine.CheckQuery{Resource: tuple.ObjectRef{Type: typ, ID: id}, Permission: perm, Subject: w.empRef(k, i)}, Context: c})
 			if err != nil {
 				t.Fatal(err)
 			}

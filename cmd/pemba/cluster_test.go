@@ -174,7 +174,7 @@ func TestClusterOfThreeNodes(t *testing.T) {
 	}
 	want := make([]pb.Permissionship, len(f.Assertions))
 	for i, a := range f.Assertions {
-		res, err := single.Check(ctx, engine.CheckRequest{Consistency: engine.AtExactSnapshot(zk.GetToken()), Resource: a.Resource, Permission: a.Permission, Subject: a.Subject, Context: a.Context})
+		res, err := single.Check(ctx, engine.CheckRequest{Consistency: engine.AtExactSnapshot(zk.GetToken()), CheckRequest: engine.CheckQuery{Resource: a.Resource, Permission: a.Permission, Subject: a.Subject}, Context: a.Context})
 		if err != nil {
 			t.Fatalf("%s: single engine: %v", a.Text, err)
 		}

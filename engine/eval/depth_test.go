@@ -185,7 +185,7 @@ func allFour(t *testing.T, e *Evaluator, rd store.Reader, resource tuple.ObjectR
 	res, err := e.Check(ctx, p, CheckRequest{Resource: resource, Permission: permission, Subject: sub})
 	out["Check"] = outcome(t, "Check", res.Permissionship == HasPermission, err)
 
-	tree, err := e.Expand(ctx, p, resource, permission, 0)
+	tree, err := e.Expand(ctx, p, ExpandRequest{Resource: resource, Permission: permission})
 	out["Expand"] = outcome(t, "Expand", err == nil && treeHas(tree, sub), err)
 
 	found, err := false, error(nil)

@@ -346,13 +346,22 @@ func (e *Evaluator) LookupSubjects(ctx context.Context, p Params, req LookupSubj
 	}
 }
 
+// ExpandRequest asks for the tree of subjects behind Permission on
+// Resource.
+type ExpandRequest struct {
+	Resource   tuple.ObjectRef
+	Permission string
+	// Depth bounds the tree: 0 expands fully (stopping at cycles); n
+	// stops n relations below the root, marking the cut nodes Truncated.
+	Depth int
+}
+
 // Expand returns the tree of relationships and rewrites that make up
-// permission on resource. depth 0 expands fully (stopping at cycles); depth
-// n stops n relations below the root, marking the cut nodes Truncated.
-func (e *Evaluator) Expand(ctx context.Context, p Params, resource tuple.ObjectRef, permission string, depth int) (*Tree, error) {
+// req.Permission on req.Resource.
+func (e *Evaluator) Expand(ctx context.Context, p Params, req ExpandRequest) (*Tree, error) {
 	rq, err := e.newRequest(p)
 	if err != nil {
 		return nil, err
 	}
-	return rq.expand(ctx, resource, permission, depth)
+	return rq.expand(ctx, req)
 }

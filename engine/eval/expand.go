@@ -7,8 +7,9 @@ import (
 	"github.com/pemba-authz/pemba/schema"
 )
 
-func (rq *request) expand(ctx context.Context, resource tuple.ObjectRef, permission string, depth int) (*Tree, error) {
-	rel, err := rq.e.resolve(resource.Type, permission)
+func (rq *request) expand(ctx context.Context, req ExpandRequest) (*Tree, error) {
+	resource, depth := req.Resource, req.Depth
+	rel, err := rq.e.resolve(resource.Type, req.Permission)
 	if err != nil {
 		return nil, err
 	}

@@ -83,7 +83,7 @@ func TestExpand(t *testing.T) {
 	e := New(s, Options{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tree, err := e.Expand(context.Background(), Params{Reader: rd, Now: testNow}, mustObject(t, tt.obj), tt.perm, tt.depth)
+			tree, err := e.Expand(context.Background(), Params{Reader: rd, Now: testNow}, ExpandRequest{Resource: mustObject(t, tt.obj), Permission: tt.perm, Depth: tt.depth})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -201,7 +201,7 @@ func TestExpandAgreesWithCheck(t *testing.T) {
 					// exponentially; those over budget are left out.
 					bp := p
 					bp.Reader = &budgetReader{Reader: rd, left: expandBudget}
-					tree, err := e.Expand(ctx, bp, obj, r.Name, 0)
+					tree, err := e.Expand(ctx, bp, ExpandRequest{Resource: obj, Permission: r.Name})
 					if errors.Is(err, errExpandBudget) {
 						skipped++
 						continue

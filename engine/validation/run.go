@@ -197,8 +197,9 @@ func (r *runner) loadRelationships(ctx context.Context) error {
 func (r *runner) assert(ctx context.Context, a Assertion) error {
 	r.res.Assertions++
 	resp, err := r.eng.Check(ctx, engine.CheckRequest{
-		Consistency: engine.FullyConsistent(),
-		Resource:    a.Resource, Permission: a.Permission, Subject: a.Subject, Context: a.Context,
+		Consistency:  engine.FullyConsistent(),
+		CheckRequest: engine.CheckQuery{Resource: a.Resource, Permission: a.Permission, Subject: a.Subject},
+		Context:      a.Context,
 	})
 	if err != nil {
 		if isInputError(err) {
@@ -293,7 +294,9 @@ func describePermissionship(p engine.Permissionship) string {
 // reach subject, or the tree's top levels when none does.
 func (r *runner) explain(ctx context.Context, res tuple.ObjectRef, perm string, sub tuple.SubjectRef, cctx map[string]any) string {
 	tree, _, err := r.eng.Expand(ctx, engine.ExpandRequest{
-		Consistency: engine.FullyConsistent(), Resource: res, Permission: perm, Context: cctx,
+		Consistency:   engine.FullyConsistent(),
+		ExpandRequest: engine.ExpandQuery{Resource: res, Permission: perm},
+		Context:       cctx,
 	})
 	if err != nil {
 		return "expand failed: " + err.Error()
@@ -321,7 +324,8 @@ func (r *runner) treeOf(tree *engine.Tree, sub tuple.SubjectRef) string {
 func (r *runner) validate(ctx context.Context, exp Expected) error {
 	r.res.Validations++
 	tree, _, err := r.eng.Expand(ctx, engine.ExpandRequest{
-		Consistency: engine.FullyConsistent(), Resource: exp.Resource, Permission: exp.Permission,
+		Consistency:   engine.FullyConsistent(),
+		ExpandRequest: engine.ExpandQuery{Resource: exp.Resource, Permission: exp.Permission},
 	})
 	if err != nil {
 		if isInputError(err) {
@@ -379,7 +383,8 @@ func (r *runner) crossCheck(ctx context.Context, exp Expected, got memberSet) er
 			continue
 		}
 		resp, err := r.eng.Check(ctx, engine.CheckRequest{
-			Consistency: engine.FullyConsistent(), Resource: exp.Resource, Permission: exp.Permission, Subject: m.subject,
+			Consistency:  engine.FullyConsistent(),
+			CheckRequest: engine.CheckQuery{Resource: exp.Resource, Permission: exp.Permission, Subject: m.subject},
 		})
 		if err != nil {
 			if isInputError(err) {
