@@ -163,7 +163,7 @@ func analyze(s *schema.Schema) *analysis {
 			if r == nil {
 				continue
 			}
-			for _, ref := range references(r, false) {
+			for _, ref := range positiveReferences(r) {
 				for k := range a.contains[ref.Index] {
 					if !a.contains[i][k] {
 						a.contains[i][k] = true
@@ -172,7 +172,7 @@ func analyze(s *schema.Schema) *analysis {
 				}
 			}
 			if !a.caveated[i] {
-				for _, ref := range references(r, true) {
+				for _, ref := range allReferences(r) {
 					if a.caveated[ref.Index] {
 						a.caveated[i] = true
 						changed = true
@@ -199,7 +199,7 @@ func analyze(s *schema.Schema) *analysis {
 		for len(stack) > 0 {
 			x := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
-			for _, ref := range references(x, false) {
+			for _, ref := range positiveReferences(x) {
 				if !rel[ref.Index] {
 					rel[ref.Index] = true
 					stack = append(stack, ref)
@@ -328,16 +328,12 @@ func (a *analysis) reverseEdges(r *schema.Relation, w *schema.Rewrite, exact boo
 	}
 }
 
-// references lists the relations whose value r's value is built from:
-// subject-set targets, and for permissions the relations of the rewrite in
-// positive positions (all when withNegative, which also adds tuplesets).
-func references(r *schema.Relation, withNegative bool) []*schema.Relation {
-	var out []*schema.Relation
-	for _, as := range r.Allowed {
-		if as.Target != nil {
-			out = append(out, as.Target)
-		}
-	}
+// positiveReferences lists the relations that can add members to r's
+// value: subject-set targets, and for permissions the relations in
+// positive positions of the rewrite (a union's children, the first child
+// of an intersection, the base of an exclusion, an arrow's targets).
+func positiveReferences(r *schema.Relation) []*schema.Relation {
+	out := subjectSetTargets(r)
 	var walk func(w *schema.Rewrite)
 	walk = func(w *schema.Rewrite) {
 		if w == nil {
@@ -349,27 +345,68 @@ func references(r *schema.Relation, withNegative bool) []*schema.Relation {
 				out = append(out, w.Relation)
 			}
 		case schema.RewriteArrow:
-			if withNegative && w.Relation != nil {
-				out = append(out, w.Relation)
-			}
-			for _, typ := range slices.Sorted(maps.Keys(w.Targets)) {
-				out = append(out, w.Targets[typ])
-			}
+			out = appendArrowTargets(out, w)
 		case schema.RewriteUnion:
 			for _, c := range w.Children {
 				walk(c)
 			}
 		case schema.RewriteIntersection, schema.RewriteExclusion:
-			if withNegative {
-				for _, c := range w.Children {
-					walk(c)
-				}
-			} else if len(w.Children) > 0 {
+			if len(w.Children) > 0 {
 				walk(w.Children[0])
 			}
 		}
 	}
 	walk(r.Rewrite)
+	return out
+}
+
+// allReferences lists every relation r's value is computed from: those of
+// positiveReferences, the operands in negative positions, and the
+// tupleset relations arrows read.
+func allReferences(r *schema.Relation) []*schema.Relation {
+	out := subjectSetTargets(r)
+	var walk func(w *schema.Rewrite)
+	walk = func(w *schema.Rewrite) {
+		if w == nil {
+			return
+		}
+		switch w.Kind {
+		case schema.RewriteComputed:
+			if w.Relation != nil {
+				out = append(out, w.Relation)
+			}
+		case schema.RewriteArrow:
+			if w.Relation != nil {
+				out = append(out, w.Relation)
+			}
+			out = appendArrowTargets(out, w)
+		case schema.RewriteUnion, schema.RewriteIntersection, schema.RewriteExclusion:
+			for _, c := range w.Children {
+				walk(c)
+			}
+		}
+	}
+	walk(r.Rewrite)
+	return out
+}
+
+// subjectSetTargets lists the relations of r's allowed subject sets.
+func subjectSetTargets(r *schema.Relation) []*schema.Relation {
+	var out []*schema.Relation
+	for _, as := range r.Allowed {
+		if as.Target != nil {
+			out = append(out, as.Target)
+		}
+	}
+	return out
+}
+
+// appendArrowTargets appends the arrow's target relation on each type its
+// tupleset names, in type order.
+func appendArrowTargets(out []*schema.Relation, w *schema.Rewrite) []*schema.Relation {
+	for _, typ := range slices.Sorted(maps.Keys(w.Targets)) {
+		out = append(out, w.Targets[typ])
+	}
 	return out
 }
 
