@@ -3,9 +3,12 @@ package engine_test
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/eval"
@@ -140,8 +143,8 @@ func lookupSubjectsPage(t *testing.T, f *fixture, limit int, cursor string) ([]s
 		Consistency: engine.FullyConsistent(),
 		LookupSubjectsRequest: eval.LookupSubjectsRequest{
 			Resource: tuple.ObjectRef{Type: "document", ID: "d"}, Permission: "view", SubjectType: "user",
+			Limit: limit,
 		},
-		Limit:  limit,
 		Cursor: cursor,
 	})
 	if err != nil {
@@ -207,6 +210,128 @@ func TestLookupSubjectsPaging(t *testing.T) {
 	}
 }
 
+// subjectPages lists document:doc#view for users with pages of size (0: one
+// call without a limit), resuming from the cursor of each page's last
+// result, and returns every result of the listing and the cursor after
+// the first page.
+func subjectPages(t *testing.T, f *fixture, doc string, cctx map[string]any, size int) ([]eval.SubjectResult, string) {
+	t.Helper()
+	var all []eval.SubjectResult
+	cursor, first := "", ""
+	for calls := 0; ; calls++ {
+		if calls > 1000 {
+			t.Fatal("paging does not end")
+		}
+		seq, _, err := f.eng.LookupSubjects(f.ctx, engine.LookupSubjectsRequest{
+			Consistency: engine.FullyConsistent(),
+			LookupSubjectsRequest: eval.LookupSubjectsRequest{
+				Resource: tuple.ObjectRef{Type: "document", ID: doc}, Permission: "view", SubjectType: "user",
+				Limit: size,
+			},
+			Context: cctx,
+			Cursor:  cursor,
+		})
+		if err != nil {
+			t.Fatalf("size %d, page %d: %v", size, calls, err)
+		}
+		n := 0
+		for r, err := range seq {
+			if err != nil {
+				t.Fatalf("size %d, page %d: %v", size, calls, err)
+			}
+			all = append(all, r.SubjectResult)
+			cursor = r.Cursor()
+			n++
+		}
+		if calls == 0 {
+			first = cursor
+		}
+		if size == 0 || n < size {
+			return all, first
+		}
+	}
+}
+
+// Paging LookupSubjects with every page size gives exactly the unpaged
+// answer (wildcards and their exclusions, caveated and expiring subjects,
+// nested groups, bans) on random data; a cursor keeps its revision, and
+// once that revision is compacted it is refused.
+func TestLookupSubjectsPagingRandom(t *testing.T) {
+	users := []string{"u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7"}
+	for seed := range uint64(12) {
+		f := newFixture(t, engine.Options{})
+		rng := rand.New(rand.NewPCG(seed, 7))
+		pick := func() string { return users[rng.IntN(len(users))] }
+		var rels []string
+		for range 4 + rng.IntN(8) {
+			switch rng.IntN(6) {
+			case 0:
+				rels = append(rels, "document:d#viewer@user:"+pick())
+			case 1:
+				rels = append(rels, "document:d#viewer@user:*")
+			case 2:
+				g := fmt.Sprintf("g%d", rng.IntN(3))
+				rels = append(rels, "document:d#viewer@group:"+g+"#member", "group:"+g+"#member@user:"+pick())
+			case 3:
+				rels = append(rels, fmt.Sprintf("group:g%d#member@group:g%d#member", rng.IntN(3), rng.IntN(3)))
+			case 4:
+				rels = append(rels, `document:d#viewer@user:`+pick()+`[ip_allowed:{"allowed":["10.0.0.1"]}]`)
+			case 5:
+				rels = append(rels, "document:d#banned@user:"+pick())
+			}
+		}
+		// One write may change a relationship once: keep the first.
+		seen := map[string]bool{}
+		rels = slices.DeleteFunc(rels, func(r string) bool {
+			key, _, _ := strings.Cut(r, "[")
+			defer func() { seen[key] = true }()
+			return seen[key]
+		})
+		f.touch(rels...)
+		for _, cctx := range []map[string]any{nil, {"ip": "10.0.0.1"}} {
+			want, _ := subjectPages(t, f, "d", cctx, 0)
+			for size := 1; size <= len(want)+1; size++ {
+				if got, _ := subjectPages(t, f, "d", cctx, size); !reflect.DeepEqual(got, want) {
+					t.Fatalf("seed %d, data %q, context %v: pages of %d = %+v, unpaged %+v", seed, rels, cctx, size, got, want)
+				}
+			}
+		}
+	}
+
+	f := newFixture(t, engine.Options{})
+	f.touch("document:d#viewer@user:u1", "document:d#viewer@user:u2", "document:d#viewer@user:u3")
+	_, cursor := subjectPages(t, f, "d", nil, 1)
+	f.remove("document:d#viewer@user:u2")
+	f.clk.Advance(time.Hour)
+	seq, _, err := f.eng.LookupSubjects(f.ctx, engine.LookupSubjectsRequest{
+		LookupSubjectsRequest: eval.LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "document", ID: "d"}, Permission: "view", SubjectType: "user"},
+		Cursor:                cursor,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for r, err := range seq {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.SubjectID)
+	}
+	if !slices.Equal(ids, []string{"u2", "u3"}) {
+		t.Errorf("resumed at the cursor's revision: %v, want [u2 u3]", ids)
+	}
+	if _, err := f.st.GC(f.ctx, f.clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = f.eng.LookupSubjects(f.ctx, engine.LookupSubjectsRequest{
+		LookupSubjectsRequest: eval.LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "document", ID: "d"}, Permission: "view", SubjectType: "user"},
+		Cursor:                cursor,
+	})
+	if !errors.Is(err, engine.ErrSnapshotExpired) {
+		t.Errorf("cursor of a compacted revision: %v, want ErrSnapshotExpired", err)
+	}
+}
+
 // A lookup refuses a cursor that is not one of its own with
 // ErrInvalidCursor, and paging by hand (After) with ErrInvalidRequest.
 func TestLookupCursorRejects(t *testing.T) {
@@ -250,5 +375,13 @@ func TestLookupCursorRejects(t *testing.T) {
 	})
 	if !errors.Is(err, engine.ErrInvalidRequest) {
 		t.Errorf("lookup resources with After: %v, want ErrInvalidRequest", err)
+	}
+	_, _, err = f.eng.LookupSubjects(f.ctx, engine.LookupSubjectsRequest{
+		LookupSubjectsRequest: eval.LookupSubjectsRequest{
+			Resource: tuple.ObjectRef{Type: "document", ID: "d"}, Permission: "view", SubjectType: "user", After: "anne",
+		},
+	})
+	if !errors.Is(err, engine.ErrInvalidRequest) {
+		t.Errorf("lookup subjects with After: %v, want ErrInvalidRequest", err)
 	}
 }

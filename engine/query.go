@@ -122,13 +122,12 @@ func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest
 }
 
 // LookupSubjectsRequest asks which subjects of a type have a permission on
-// a resource.
+// a resource. Page with Limit and Cursor; the embedded request's After
+// must stay empty (a cursor carries the position).
 type LookupSubjectsRequest struct {
 	Consistency Consistency
 	eval.LookupSubjectsRequest
 	Context map[string]any
-	// Limit bounds the results of one call (0: all of them).
-	Limit int
 	// Cursor resumes a listing after the result that minted it, at the
 	// revision of the listing's first page; Consistency is then ignored.
 	Cursor string
@@ -144,15 +143,16 @@ type SubjectResult struct {
 func (r SubjectResult) Cursor() string { return r.pager.cursor(r.SubjectID) }
 
 // LookupSubjects resolves the revision, then returns the zookie and a
-// sequence of results at that revision, in ascending subject ID order.
-//
-// The evaluator computes the whole answer (exclusions and intersections
-// need every subject before the first is known), so a resumed page is
-// computed in full and the results up to the cursor's position are
-// skipped here.
+// sequence of results at that revision, in ascending subject ID order
+// ("*" first). A resumed page starts after the cursor's subject in the
+// evaluator, which confirms only the subjects the page needs (see
+// eval.Evaluator.LookupSubjects).
 func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) (iter.Seq2[SubjectResult, error], string, error) {
-	if req.Limit < 0 {
+	switch {
+	case req.Limit < 0:
 		return nil, "", fmt.Errorf("%w: negative lookup limit %d", ErrInvalidRequest, req.Limit)
+	case req.After != "":
+		return nil, "", fmt.Errorf("%w: resume a lookup with a cursor, not After", ErrInvalidRequest)
 	}
 	if err := e.checkContextSize(req.Context); err != nil {
 		return nil, "", err
@@ -161,22 +161,12 @@ func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) 
 	if err != nil {
 		return nil, "", err
 	}
-	seq := v.c.eval.LookupSubjects(ctx, e.params(v, req.Context), req.LookupSubjectsRequest)
+	er := req.LookupSubjectsRequest
+	er.After = after
+	seq := v.c.eval.LookupSubjects(ctx, e.params(v, req.Context), er)
 	return func(yield func(SubjectResult, error) bool) {
-		n := 0
 		for r, err := range seq {
-			if err != nil {
-				yield(SubjectResult{}, err)
-				return
-			}
-			if after != "" && r.SubjectID <= after {
-				continue
-			}
-			if req.Limit > 0 && n == req.Limit {
-				return
-			}
-			n++
-			if !yield(SubjectResult{SubjectResult: r, pager: pg}, nil) {
+			if !yield(SubjectResult{SubjectResult: r, pager: pg}, err) || err != nil {
 				return
 			}
 		}

@@ -438,9 +438,9 @@ func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.Pe
 		Consistency: c,
 		LookupSubjectsRequest: engine.LookupSubjectsQuery{
 			Resource: res, Permission: req.GetPermission(), SubjectType: req.GetSubjectObjectType(), SubjectRelation: subRel,
+			Limit: int(req.GetOptionalLimit()),
 		},
 		Context: cctx,
-		Limit:   int(req.GetOptionalLimit()),
 		Cursor:  req.GetOptionalCursor().GetToken(),
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"testing"
@@ -456,10 +457,20 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 					// Plain objects of the resource's own type, for self.
 					kinds := []tuple.SubjectRef{{Type: "user"}, {Type: k.Definition.Name, Relation: k.Name}, {Type: r.Definition.Name}}
 					for _, k := range kinds {
-						got, err := drain(ev.e.LookupSubjects(ctx, p, LookupSubjectsRequest{Resource: res, Permission: r.Name, SubjectType: k.Type, SubjectRelation: k.Relation}))
+						lreq := LookupSubjectsRequest{Resource: res, Permission: r.Name, SubjectType: k.Type, SubjectRelation: k.Relation}
+						got, err := drain(ev.e.LookupSubjects(ctx, p, lreq))
 						if err != nil {
 							t.Errorf("seed %d: LookupSubjects: %v", seed, err)
 							return false
+						}
+						// Paging (with one and with four workers) gives the
+						// unpaged answer.
+						if ev.name != "cluster" && now.Equal(testNow) {
+							if paged, size, ok := pageSubjects(ctx, ev.e, p, lreq, got); !ok {
+								t.Errorf("seed %d %s ctx %v: LookupSubjects(%s#%s, %s#%s) in pages of %d = %+v, unpaged %+v",
+									seed, ev.name, reqCtx, res, r.Name, k.Type, k.Relation, size, paged, got)
+								return false
+							}
 						}
 						ids := slices.Clone(universe[k.Type])
 						if k.Relation == "" {
@@ -481,6 +492,32 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 		}
 	}
 	return true
+}
+
+// pageSubjects pages through req with every page size from 1 to
+// len(want), resuming after the last subject of each page, and reports the
+// first size whose concatenated pages differ from want (the unpaged
+// answer), or ok.
+func pageSubjects(ctx context.Context, e *Evaluator, p Params, req LookupSubjectsRequest, want []SubjectResult) (paged []SubjectResult, size int, ok bool) {
+	for size = 1; size <= len(want); size++ {
+		paged = nil
+		req.Limit, req.After = size, ""
+		for calls := 0; calls <= len(want); calls++ {
+			page, err := drain(e.LookupSubjects(ctx, p, req))
+			if err != nil || len(page) > size {
+				return append(paged, page...), size, false
+			}
+			paged = append(paged, page...)
+			if len(page) < size {
+				break
+			}
+			req.After = page[len(page)-1].SubjectID
+		}
+		if !reflect.DeepEqual(paged, want) {
+			return paged, size, false
+		}
+	}
+	return nil, 0, true
 }
 
 // subjectAnswer reads LookupSubjects' answer for one subject ID: its own

@@ -258,6 +258,11 @@ type LookupSubjectsRequest struct {
 	Permission      string
 	SubjectType     string
 	SubjectRelation string // "" for plain subjects
+	// Limit stops after this many results; 0 means no limit.
+	Limit int
+	// After resumes strictly after this subject ID (a cursor), in the
+	// order of the results: "*" before every ID.
+	After string
 }
 
 // SubjectResult is one subject found by LookupSubjects.
@@ -335,6 +340,8 @@ func (e *Evaluator) LookupResources(ctx context.Context, p Params, req LookupRes
 // LookupSubjects yields the subjects of req.SubjectType that have
 // req.Permission on req.Resource, in ascending ID order ("*" first), each
 // with the permissionship Check would give. An error ends the sequence.
+// A page (Limit, After) confirms only the subjects it needs; the walk that
+// finds the candidates is done in full each time.
 func (e *Evaluator) LookupSubjects(ctx context.Context, p Params, req LookupSubjectsRequest) iter.Seq2[SubjectResult, error] {
 	return func(yield func(SubjectResult, error) bool) {
 		rq, err := e.newRequest(p)

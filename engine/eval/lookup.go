@@ -286,10 +286,16 @@ func (rq *request) lookupSubjects(ctx context.Context, req LookupSubjectsRequest
 			err = &UnknownRelationError{Definition: req.SubjectType, Relation: req.SubjectRelation}
 		}
 	}
+	if err == nil && req.Limit < 0 {
+		err = invalidRequest("negative limit %d", req.Limit)
+	}
 	if err != nil {
 		yield(SubjectResult{}, err)
 		return
 	}
+	// Every subject that can be an answer is met by the walk, so the
+	// walk is done in full on every page; only the Checks that confirm
+	// subjects are limited to the page's.
 	mentioned, err := rq.forwardWalk(ctx, rel, req.Resource.ID, req.SubjectType, req.SubjectRelation)
 	if err != nil {
 		yield(SubjectResult{}, err)
@@ -297,54 +303,85 @@ func (rq *request) lookupSubjects(ctx context.Context, req LookupSubjectsRequest
 	}
 	ids := make([]string, 0, len(mentioned))
 	for id := range mentioned {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b string) int {
-		// "*" first whatever the byte order of IDs.
-		if a == tuple.Wildcard || b == tuple.Wildcard {
-			return boolCmp(b == tuple.Wildcard, a == tuple.Wildcard)
-		}
-		return strings.Compare(a, b)
-	})
-	results := make([]CheckResult, len(ids))
-	var todo []int
-	for k, id := range ids {
-		if rq.e.an.pure[rel.Index] && int(mentioned[id]) <= rq.e.opts.MaxDepth {
-			// Only unions below, no caveats: a subject met within the
-			// depth limit is a member. One met only deeper is left to
-			// Check, which fails on that path as it would for the caller.
-			results[k].Permissionship = HasPermission
-		} else {
-			todo = append(todo, k)
+		if req.After == "" || subjectOrder(id, req.After) > 0 {
+			ids = append(ids, id)
 		}
 	}
-	if err := rq.confirm(ctx, len(todo), func(ctx context.Context, i int) error {
-		k := todo[i]
-		sub := tuple.SubjectRef{Type: req.SubjectType, ID: ids[k], Relation: req.SubjectRelation}
-		res, err := rq.check(ctx, nil, rel, req.Resource.ID, sub)
-		results[k] = res.checkResult()
-		return err
-	}); err != nil {
-		yield(SubjectResult{}, err)
-		return
+	slices.SortFunc(ids, subjectOrder)
+	sure := func(id string) bool {
+		// Only unions below, no caveats: a subject met within the depth
+		// limit is a member. One met only deeper is left to Check, which
+		// fails on that path as it would for the caller.
+		return rq.e.an.pure[rel.Index] && int(mentioned[id]) <= rq.e.opts.MaxDepth
 	}
-	for k, id := range ids {
-		cr := results[k]
-		if cr.Permissionship == NoPermission {
-			continue
-		}
-		sr := SubjectResult{SubjectID: id, Permissionship: cr.Permissionship, MissingContext: cr.MissingContext}
-		if id == tuple.Wildcard {
-			for k2, other := range ids {
-				if other != tuple.Wildcard && results[k2].Permissionship == NoPermission {
-					sr.ExcludedIDs = append(sr.ExcludedIDs, other)
-				}
+	confirm := func(chunk []string, results []CheckResult) error {
+		var todo []int
+		for k, id := range chunk {
+			if sure(id) {
+				results[k] = CheckResult{Permissionship: HasPermission}
+			} else {
+				todo = append(todo, k)
 			}
 		}
-		if !yield(sr, nil) {
+		return rq.confirm(ctx, len(todo), func(ctx context.Context, i int) error {
+			k := todo[i]
+			sub := tuple.SubjectRef{Type: req.SubjectType, ID: chunk[k], Relation: req.SubjectRelation}
+			res, err := rq.check(ctx, nil, rel, req.Resource.ID, sub)
+			results[k] = res.checkResult()
+			return err
+		})
+	}
+	// The wildcard comes first and lists the subjects it excludes, so a
+	// page that has it decides every subject. Other pages decide theirs
+	// a chunk at a time, a chunk the size of what the page still lacks
+	// (at least one per worker), so a page costs the Checks of its own
+	// subjects and those rejected among them. Without a limit all is
+	// decided before the first result, as it always was.
+	whole := req.Limit == 0 || (len(ids) > 0 && ids[0] == tuple.Wildcard)
+	emitted := 0
+	for start := 0; start < len(ids); {
+		end := len(ids)
+		if !whole {
+			end = min(end, start+min(confirmChunk, max(req.Limit-emitted, rq.e.opts.Concurrency)))
+		}
+		chunk := ids[start:end]
+		start = end
+		results := make([]CheckResult, len(chunk))
+		if err := confirm(chunk, results); err != nil {
+			yield(SubjectResult{}, err)
 			return
 		}
+		for k, id := range chunk {
+			cr := results[k]
+			if cr.Permissionship == NoPermission {
+				continue
+			}
+			sr := SubjectResult{SubjectID: id, Permissionship: cr.Permissionship, MissingContext: cr.MissingContext}
+			if id == tuple.Wildcard {
+				for k2, other := range chunk {
+					if other != tuple.Wildcard && results[k2].Permissionship == NoPermission {
+						sr.ExcludedIDs = append(sr.ExcludedIDs, other)
+					}
+				}
+			}
+			if !yield(sr, nil) {
+				return
+			}
+			emitted++
+			if req.Limit > 0 && emitted >= req.Limit {
+				return
+			}
+		}
 	}
+}
+
+// subjectOrder is the order of LookupSubjects' results: the wildcard
+// first, whatever the byte order of IDs, then IDs in byte order.
+func subjectOrder(a, b string) int {
+	if a == tuple.Wildcard || b == tuple.Wildcard {
+		return boolCmp(b == tuple.Wildcard, a == tuple.Wildcard)
+	}
+	return strings.Compare(a, b)
 }
 
 func boolCmp(a, b bool) int {

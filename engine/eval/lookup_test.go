@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pemba-authz/pemba/engine/store"
+	"iter"
+	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,6 +162,10 @@ func TestLookupErrors(t *testing.T) {
 			_, err := drain(e.LookupSubjects(context.Background(), p, LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "doc", ID: "1"}, Permission: "view", SubjectType: "x"}))
 			return err
 		}, ErrUnknownDefinition},
+		{"subjects negative limit", func() error {
+			_, err := drain(e.LookupSubjects(context.Background(), p, LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "doc", ID: "1"}, Permission: "view", SubjectType: "user", Limit: -1}))
+			return err
+		}, ErrInvalidRequest},
 		{"subjects unknown subject relation", func() error {
 			_, err := drain(e.LookupSubjects(context.Background(), p, LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "doc", ID: "1"}, Permission: "view", SubjectType: "group", SubjectRelation: "x"}))
 			return err
@@ -274,5 +282,79 @@ func TestConcurrentChecks(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// countingReader counts the forward queries made through it.
+type countingReader struct {
+	store.Reader
+	queries atomic.Int64
+}
+
+func (r *countingReader) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	r.queries.Add(1)
+	return r.Reader.QueryRelationships(ctx, f, opts)
+}
+
+// A page of LookupSubjects below an exclusion confirms only the subjects
+// it needs: the store reads of a page of one do not grow with the number
+// of subjects before or after it, and the pages give the unpaged answer.
+func TestLookupSubjectsPageCost(t *testing.T) {
+	s := mustCompile(t, `
+definition user {}
+definition doc {
+	relation viewer: user
+	relation banned: user
+	permission view = viewer - banned
+}`)
+	e := New(s, Options{Concurrency: 1})
+	req := LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "doc", ID: "1"}, Permission: "view", SubjectType: "user"}
+	ctx := context.Background()
+	reads := func(rd store.Reader, req LookupSubjectsRequest) ([]SubjectResult, int64) {
+		t.Helper()
+		cr := &countingReader{Reader: rd}
+		got, err := drain(e.LookupSubjects(ctx, Params{Reader: cr, Now: testNow}, req))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got, cr.queries.Load()
+	}
+	var pageReads []int64
+	for _, n := range []int{10, 200} {
+		var rels []string
+		for i := range n {
+			rels = append(rels, fmt.Sprintf("doc:1#viewer@user:u%03d", i))
+			if i%3 == 0 {
+				rels = append(rels, fmt.Sprintf("doc:1#banned@user:u%03d", i))
+			}
+		}
+		rd := load(t, mustParse(t, rels...))
+		all, allReads := reads(rd, req)
+		if len(all) != n-(n+2)/3 {
+			t.Fatalf("%d viewers: %d results", n, len(all))
+		}
+		var paged []SubjectResult
+		var most int64
+		page := req
+		page.Limit = 1
+		for {
+			got, r := reads(rd, page)
+			most = max(most, r)
+			if len(got) == 0 {
+				break
+			}
+			paged = append(paged, got...)
+			page.After = got[0].SubjectID
+		}
+		if !reflect.DeepEqual(paged, all) {
+			t.Fatalf("%d viewers: pages of one = %v, want %v", n, paged, all)
+		}
+		if n == 200 && most*10 > allReads {
+			t.Errorf("%d viewers: a page of one made %d reads, the whole answer %d", n, most, allReads)
+		}
+		pageReads = append(pageReads, most)
+	}
+	if pageReads[0] != pageReads[1] {
+		t.Errorf("reads of a page of one: %d with 10 viewers, %d with 200; want the same", pageReads[0], pageReads[1])
 	}
 }
