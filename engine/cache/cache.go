@@ -38,8 +38,13 @@ type Cache[V any] struct {
 }
 
 type shard[V any] struct {
-	mu    sync.Mutex
-	items map[string]int32 // key -> index into slots
+	mu sync.Mutex
+	// items maps the hash of a key to its slot, whose key is compared
+	// on every lookup: a key is hashed once, for the shard and the
+	// index together, and the index holds no pointers for the garbage
+	// collector to scan. Two keys of one hash share a place: the later
+	// one set evicts the other, which then misses (a cache may forget).
+	items map[uint64]int32
 	// slots[0] is the sentinel of a circular list linked by index;
 	// slots[0].next is the most recent entry.
 	slots    []slot[V]
@@ -54,6 +59,7 @@ type shard[V any] struct {
 
 type slot[V any] struct {
 	key        string
+	hash       uint64
 	value      V
 	cost       int64
 	prev, next int32
@@ -66,15 +72,16 @@ func New[V any](maxBytes int64) *Cache[V] {
 	per := maxBytes / numShards
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.items = make(map[string]int32)
+		s.items = make(map[uint64]int32)
 		s.slots = make([]slot[V], 1, 16)
 		s.maxBytes = per
 	}
 	return c
 }
 
-func (c *Cache[V]) shard(key string) *shard[V] {
-	return &c.shards[maphash.String(c.seed, key)&(numShards-1)]
+// shard returns the shard of a key of hash h.
+func (c *Cache[V]) shard(h uint64) *shard[V] {
+	return &c.shards[h&(numShards-1)]
 }
 
 // Get returns the value stored under key and marks it recently used.
@@ -83,58 +90,82 @@ func (c *Cache[V]) Get(key string) (V, bool) {
 		var zero V
 		return zero, false
 	}
-	return c.shard(key).get(key, true)
+	h := maphash.String(c.seed, key)
+	s := c.shard(h)
+	s.mu.Lock()
+	i, ok := s.find(h, key)
+	if !ok {
+		s.misses++
+	}
+	v := s.hit(i, ok)
+	s.mu.Unlock()
+	return v, ok
 }
 
 // GetBytes is Get for a key held in a byte slice; it does not allocate,
 // so callers can build lookup keys in a reused buffer and convert to a
 // string only to Set.
-func (c *Cache[V]) GetBytes(key []byte) (V, bool) { return c.getBytes(key, true) }
-
-// Probe is GetBytes for a lookup that, when it misses, is followed by a
-// Get of the same key: only its hits are counted, so a miss is not counted
-// twice.
-func (c *Cache[V]) Probe(key []byte) (V, bool) { return c.getBytes(key, false) }
-
-func (c *Cache[V]) getBytes(key []byte, countMiss bool) (V, bool) {
+func (c *Cache[V]) GetBytes(key []byte) (V, bool) {
 	if c == nil {
 		var zero V
 		return zero, false
 	}
-	s := &c.shards[maphash.Bytes(c.seed, key)&(numShards-1)]
+	h := maphash.Bytes(c.seed, key)
+	s := c.shard(h)
 	s.mu.Lock()
-	// string(key) directly in the map index does not allocate; passed
-	// to a function it would.
-	i, ok := s.items[string(key)]
-	v, ok := s.found(i, ok, countMiss)
-	s.mu.Unlock()
-	return v, ok
-}
-
-func (s *shard[V]) get(key string, countMiss bool) (V, bool) {
-	s.mu.Lock()
-	i, ok := s.items[key]
-	v, ok := s.found(i, ok, countMiss)
-	s.mu.Unlock()
-	return v, ok
-}
-
-// found counts a lookup of slot i (ok: present) and, on a hit, marks the
-// slot most recent and returns its value. s.mu is held.
-func (s *shard[V]) found(i int32, ok, countMiss bool) (V, bool) {
+	i, ok := s.findBytes(h, key)
 	if !ok {
-		if countMiss {
-			s.misses++
-		}
+		s.misses++
+	}
+	v := s.hit(i, ok)
+	s.mu.Unlock()
+	return v, ok
+}
+
+// Probe is GetBytes for a lookup that, when it misses, is followed by a
+// Get of the same key: only its hits are counted, so a miss is not counted
+// twice.
+func (c *Cache[V]) Probe(key []byte) (V, bool) {
+	if c == nil {
 		var zero V
 		return zero, false
+	}
+	h := maphash.Bytes(c.seed, key)
+	s := c.shard(h)
+	s.mu.Lock()
+	i, ok := s.findBytes(h, key)
+	v := s.hit(i, ok)
+	s.mu.Unlock()
+	return v, ok
+}
+
+// find returns the slot of key, of hash h. s.mu is held.
+func (s *shard[V]) find(h uint64, key string) (int32, bool) {
+	i, ok := s.items[h]
+	return i, ok && s.slots[i].key == key
+}
+
+// findBytes is find for a key held in a byte slice. The comparison
+// converts without allocating; a conversion passed as an argument would
+// allocate for keys longer than 32 bytes.
+func (s *shard[V]) findBytes(h uint64, key []byte) (int32, bool) {
+	i, ok := s.items[h]
+	return i, ok && s.slots[i].key == string(key)
+}
+
+// hit counts a hit of slot i when found, marks the slot most recent and
+// returns its value (the zero value when not found). s.mu is held.
+func (s *shard[V]) hit(i int32, found bool) V {
+	if !found {
+		var zero V
+		return zero
 	}
 	s.hits++
 	if s.slots[0].next != i {
 		s.unlink(i)
 		s.pushFront(i)
 	}
-	return s.slots[i].value, true
+	return s.slots[i].value
 }
 
 // Set stores value under key, charging size bytes for the value. It
@@ -144,12 +175,18 @@ func (c *Cache[V]) Set(key string, value V, size int64) {
 	if c == nil {
 		return
 	}
+	c.set(maphash.String(c.seed, key), key, value, size)
+}
+
+// set is Set for a key of hash h.
+func (c *Cache[V]) set(h uint64, key string, value V, size int64) {
 	cost := int64(len(key)) + size + EntryOverhead
-	s := c.shard(key)
+	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.items[key]; ok {
-		// Replaced, or too large to ever fit: drop the stale version.
+	if old, ok := s.items[h]; ok {
+		// Replaced, too large to ever fit, or another key of the same
+		// hash: drop the stale entry.
 		s.remove(old)
 	}
 	if cost > s.maxBytes {
@@ -163,8 +200,8 @@ func (c *Cache[V]) Set(key string, value V, size int64) {
 		s.slots = append(s.slots, slot[V]{})
 		i = int32(len(s.slots) - 1)
 	}
-	s.slots[i] = slot[V]{key: key, value: value, cost: cost}
-	s.items[key] = i
+	s.slots[i] = slot[V]{key: key, hash: h, value: value, cost: cost}
+	s.items[h] = i
 	s.pushFront(i)
 	s.bytes += cost
 	var evicted uint64
@@ -182,9 +219,10 @@ func (c *Cache[V]) Delete(key string) {
 	if c == nil {
 		return
 	}
-	s := c.shard(key)
+	h := maphash.String(c.seed, key)
+	s := c.shard(h)
 	s.mu.Lock()
-	if i, ok := s.items[key]; ok {
+	if i, ok := s.find(h, key); ok {
 		s.remove(i)
 	}
 	s.mu.Unlock()
@@ -226,7 +264,7 @@ func (s *shard[V]) pushFront(i int32) {
 // collector does not keep its key and value alive.
 func (s *shard[V]) remove(i int32) {
 	s.unlink(i)
-	delete(s.items, s.slots[i].key)
+	delete(s.items, s.slots[i].hash)
 	s.bytes -= s.slots[i].cost
 	s.slots[i] = slot[V]{}
 	s.free = append(s.free, i)

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"testing"
 )
@@ -77,11 +78,12 @@ func TestLRUOrder(t *testing.T) {
 	// One shard's share holds exactly two entries of this size; keys in
 	// the same shard are found by probing.
 	c := New[int](numShards * (2*(EntryOverhead+10+100) + 10))
-	s0 := c.shard("probe")
+	shardOf := func(k string) *shard[int] { return c.shard(maphash.String(c.seed, k)) }
+	s0 := shardOf("probe")
 	var keys []string
 	for i := 0; len(keys) < 3; i++ {
 		k := fmt.Sprintf("k%09d", i)
-		if c.shard(k) == s0 {
+		if shardOf(k) == s0 {
 			keys = append(keys, k)
 		}
 	}
@@ -94,6 +96,30 @@ func TestLRUOrder(t *testing.T) {
 	}
 	if _, ok := c.Get(keys[0]); !ok {
 		t.Error("recently used entry was evicted")
+	}
+}
+
+// Two keys of one hash share a place: the later one set evicts the other,
+// which then misses, and deleting the evicted key leaves the other alone.
+func TestHashCollision(t *testing.T) {
+	c := New[int](1 << 20)
+	const h = 42
+	c.set(h, "a", 1, 8)
+	c.set(h, "b", 2, 8)
+	s := c.shard(h)
+	if i, ok := s.find(h, "a"); ok {
+		t.Fatalf("a found at %d after b took its place", i)
+	}
+	i, ok := s.find(h, "b")
+	if !ok || s.slots[i].value != 2 {
+		t.Fatalf("b = %v, %v; want 2", s.slots[i].value, ok)
+	}
+	if st := c.Stats(); st.Entries != 1 || st.Evictions != 0 {
+		t.Fatalf("Stats = %+v, want one entry (a replaced, not evicted for space)", st)
+	}
+	c.Delete("a") // a is not stored under its real hash either
+	if _, ok := s.find(h, "b"); !ok {
+		t.Fatal("deleting a removed b")
 	}
 }
 
@@ -123,10 +149,14 @@ func TestStatsCounters(t *testing.T) {
 	c.Get("a")
 	c.Get("a")
 	c.Get("b")
+	c.GetBytes([]byte("a"))
+	c.GetBytes([]byte("b"))
+	c.Probe([]byte("a"))
+	c.Probe([]byte("b")) // a probe's miss is not counted
 	c.Delete("a")
 	st := c.Stats()
-	if st.Hits != 2 || st.Misses != 1 || st.Entries != 0 || st.Bytes != 0 {
-		t.Fatalf("Stats = %+v, want 2 hits, 1 miss, empty", st)
+	if st.Hits != 4 || st.Misses != 2 || st.Entries != 0 || st.Bytes != 0 {
+		t.Fatalf("Stats = %+v, want 4 hits, 2 misses, empty", st)
 	}
 }
 
@@ -168,4 +198,18 @@ func BenchmarkGetParallel(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// Lookups by a byte-slice key allocate nothing, whatever its length (a
+// string conversion passed as an argument allocates past 32 bytes).
+func TestGetBytesAllocs(t *testing.T) {
+	c := New[int](1 << 20)
+	key := []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789")
+	c.Set(string(key), 1, 8)
+	if n := testing.AllocsPerRun(100, func() {
+		c.GetBytes(key)
+		c.Probe(key)
+	}); n != 0 {
+		t.Errorf("GetBytes and Probe: %v allocations per lookup pair, want 0", n)
+	}
 }

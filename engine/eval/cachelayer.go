@@ -11,7 +11,7 @@ import (
 
 // This file is the cross-request result cache of the evaluator: the
 // cacheLayer of the dispatch chain is the only code that reads or writes
-// it, through the answerCache interface (tests swap in a double).
+// it (tests swap in a double through the answerCache interface).
 
 // Cache is the cross-request result cache of evaluators: subproblem
 // answers by revision, schema, relation, object, subject and context.
@@ -41,8 +41,10 @@ func (ent cacheEntry) at(now time.Time) (result, bool) {
 
 // cacheKey identifies a subproblem's answer across requests: revision and
 // schema first, so that no answer crosses revisions or schemas, and the
-// hash of the caveat context when a caveat can influence the relation. It
-// is a value so that looking it up through answerCache allocates nothing.
+// hash of the caveat context when a caveat can influence the relation. The
+// shared cache gets its encoding (appendKey), built in place from the
+// subproblem; an answerCache gets it as a value, so that nothing of it
+// escapes to the heap.
 type cacheKey struct {
 	rev    store.Revision
 	schema uint64
@@ -53,86 +55,114 @@ type cacheKey struct {
 	ctxHash uint64
 }
 
-// append appends the encoding of k to b.
-func (k *cacheKey) append(b []byte) []byte {
-	b = binary.LittleEndian.AppendUint64(b, uint64(k.rev))
-	b = binary.LittleEndian.AppendUint64(b, k.schema)
-	b = binary.LittleEndian.AppendUint32(b, uint32(k.sp.rel))
-	if k.hashed {
-		b = binary.LittleEndian.AppendUint64(b, k.ctxHash)
-	}
-	b = append(b, k.sp.id...)
-	b = append(b, 0)
-	b = append(b, k.sp.sub.Type...)
-	b = append(b, 0)
-	b = append(b, k.sp.sub.ID...)
-	b = append(b, 0)
-	b = append(b, k.sp.sub.Relation...)
-	return b
-}
-
-// answerCache stores exact subproblem answers across requests. probe is
-// get for a lookup whose miss is followed by a get of the same key: only
-// its hits count in the statistics. size is the entry's weight, beyond
-// its key.
+// answerCache is what the cache layer needs of a store of exact
+// subproblem answers, for tests to swap in a double (newEvaluator). probe
+// is get for a lookup whose miss is followed by a get of the same key:
+// only its hits count in the statistics. size is the entry's weight,
+// beyond its key.
 type answerCache interface {
 	get(k cacheKey) (cacheEntry, bool)
 	probe(k cacheKey) (cacheEntry, bool)
 	set(k cacheKey, ent cacheEntry, size int64)
 }
 
-// sharedCache is the answerCache of Options.Cache.
-type sharedCache struct{ c *Cache }
-
-func (s sharedCache) get(k cacheKey) (cacheEntry, bool) {
-	var buf [128]byte
-	return s.c.GetBytes(k.append(buf[:0]))
-}
-
-func (s sharedCache) probe(k cacheKey) (cacheEntry, bool) {
-	var buf [128]byte
-	return s.c.Probe(k.append(buf[:0]))
-}
-
-func (s sharedCache) set(k cacheKey, ent cacheEntry, size int64) {
-	var buf [128]byte
-	s.c.Set(string(k.append(buf[:0])), ent, size)
-}
-
-// cacheLayer keeps exact answers across requests in an answerCache. It
-// sits below the remote layer, so a node of a cluster caches the
-// subproblems it owns; a root subproblem is also looked up before the
-// chain allocates anything for it (dispatchChain.settled).
+// cacheLayer keeps exact answers across requests: in the evaluator's
+// shared *Cache, or in the answerCache a test gave instead. It sits below
+// the remote layer, so a node of a cluster caches the subproblems it owns;
+// a root subproblem is also looked up before the chain allocates anything
+// for it (dispatchChain.settled).
 type cacheLayer struct {
-	cache    answerCache
+	// shared is Options.Cache, called directly: a key is encoded once,
+	// from the subproblem, in a buffer on the stack, and nothing is
+	// copied through an interface (a warm check is little more than this
+	// lookup). nil when a test swapped in other.
+	shared   *Cache
+	other    answerCache
 	next     dispatcher
 	schemaID uint64
 	caveated []bool // by relation index: a caveat can reach the relation
 	maxDepth int
 }
 
-// key is the cache key of sp at revision rev; rq gives the caveat
-// context's hash, asked only when a caveat can reach sp's relation (nil:
-// the context is empty). ok is false when the context cannot be hashed.
-func (c *cacheLayer) key(rev store.Revision, sp *subproblem, rq *request) (cacheKey, bool) {
-	k := cacheKey{rev: rev, schema: c.schemaID, sp: *sp, hashed: c.caveated[sp.rel]}
-	if k.hashed && rq != nil {
-		var ok bool
-		if k.ctxHash, ok = rq.contextHash(); !ok {
-			return cacheKey{}, false
-		}
+// keyLen is the size of the stack buffers keys are encoded in; longer
+// keys (long IDs) spill to the heap.
+const keyLen = 128
+
+// appendKey appends the encoding of the cache key of sp at revision rev,
+// under a context of hash ctxHash, to b.
+func (c *cacheLayer) appendKey(b []byte, rev store.Revision, sp *subproblem, ctxHash uint64) []byte {
+	b = binary.LittleEndian.AppendUint64(b, uint64(rev))
+	b = binary.LittleEndian.AppendUint64(b, c.schemaID)
+	b = binary.LittleEndian.AppendUint32(b, uint32(sp.rel))
+	if c.caveated[sp.rel] {
+		b = binary.LittleEndian.AppendUint64(b, ctxHash)
 	}
-	return k, true
+	b = append(b, sp.id...)
+	b = append(b, 0)
+	b = append(b, sp.sub.Type...)
+	b = append(b, 0)
+	b = append(b, sp.sub.ID...)
+	b = append(b, 0)
+	b = append(b, sp.sub.Relation...)
+	return b
+}
+
+// key is the cache key of sp at revision rev under a context of hash
+// ctxHash, as an answerCache receives it.
+func (c *cacheLayer) key(rev store.Revision, sp *subproblem, ctxHash uint64) cacheKey {
+	k := cacheKey{rev: rev, schema: c.schemaID, sp: *sp, hashed: c.caveated[sp.rel]}
+	if k.hashed {
+		k.ctxHash = ctxHash
+	}
+	return k
+}
+
+// contextHash is the hash of rq's caveat context where a caveat can reach
+// sp's relation, else 0 (rq nil: the context is empty). It reports false
+// when the context cannot be hashed.
+func (c *cacheLayer) contextHash(rq *request, sp *subproblem) (uint64, bool) {
+	if rq == nil || !c.caveated[sp.rel] {
+		return 0, true
+	}
+	return rq.contextHash()
+}
+
+func (c *cacheLayer) get(rev store.Revision, sp *subproblem, ctxHash uint64) (cacheEntry, bool) {
+	if c.shared == nil {
+		return c.other.get(c.key(rev, sp, ctxHash))
+	}
+	var buf [keyLen]byte
+	return c.shared.GetBytes(c.appendKey(buf[:0], rev, sp, ctxHash))
+}
+
+func (c *cacheLayer) probe(rev store.Revision, sp *subproblem, ctxHash uint64) (cacheEntry, bool) {
+	if c.shared == nil {
+		return c.other.probe(c.key(rev, sp, ctxHash))
+	}
+	var buf [keyLen]byte
+	return c.shared.Probe(c.appendKey(buf[:0], rev, sp, ctxHash))
+}
+
+func (c *cacheLayer) set(rev store.Revision, sp *subproblem, ctxHash uint64, ent cacheEntry, size int64) {
+	if c.shared == nil {
+		c.other.set(c.key(rev, sp, ctxHash), ent, size)
+		return
+	}
+	var buf [keyLen]byte
+	c.shared.Set(string(c.appendKey(buf[:0], rev, sp, ctxHash)), ent, size)
 }
 
 // settled is dispatchChain.settled: the cached answer to a root, if it
-// holds at now and fits the depth limit.
+// holds at now and fits the depth limit. A nil layer (no cache) has none.
 func (c *cacheLayer) settled(rev store.Revision, now time.Time, sp *subproblem, rq *request) (result, bool) {
-	k, ok := c.key(rev, sp, rq)
+	if c == nil {
+		return result{}, false
+	}
+	h, ok := c.contextHash(rq, sp)
 	if !ok {
 		return result{}, false
 	}
-	ent, hit := c.cache.probe(k)
+	ent, hit := c.probe(rev, sp, h)
 	if !hit {
 		return result{}, false
 	}
@@ -141,12 +171,12 @@ func (c *cacheLayer) settled(rev store.Revision, now time.Time, sp *subproblem, 
 }
 
 func (c *cacheLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
-	k, ok := c.key(rq.rev, &sp, rq)
+	h, ok := c.contextHash(rq, &sp)
 	if !ok {
 		// The context cannot be hashed: nothing caveated is cached.
 		return c.next.dispatch(ctx, rq, f, sp)
 	}
-	if ent, hit := c.cache.get(k); hit {
+	if ent, hit := c.get(rq.rev, &sp, h); hit {
 		if res, ok := ent.at(rq.now); ok && res.fits(f.depth, c.maxDepth) {
 			return res, nil
 		}
@@ -157,7 +187,7 @@ func (c *cacheLayer) dispatch(ctx context.Context, rq *request, f *frame, sp sub
 		for _, m := range res.missing {
 			size += int64(len(m)) + 16
 		}
-		c.cache.set(k, cacheEntry{perm: res.perm, missing: res.missing, computed: rq.now, expires: res.expires, h: res.h}, size)
+		c.set(rq.rev, &sp, h, cacheEntry{perm: res.perm, missing: res.missing, computed: rq.now, expires: res.expires, h: res.h}, size)
 	}
 	return res, err
 }

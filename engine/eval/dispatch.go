@@ -23,13 +23,18 @@ type dispatchChain struct {
 	cache *cacheLayer
 }
 
-// newChain builds the dispatch chain of e for opts; ac is the
-// cross-request cache (nil: none).
+// newChain builds the dispatch chain of e for opts; ac, when not nil,
+// replaces opts.Cache as the cross-request cache.
 func newChain(e *Evaluator, opts Options, ac answerCache) dispatchChain {
 	var c dispatchChain
 	var d dispatcher = computeLayer{}
-	if ac != nil {
-		c.cache = &cacheLayer{cache: ac, next: d, schemaID: e.schemaID, caveated: e.an.caveated, maxDepth: opts.MaxDepth}
+	if opts.Cache != nil || ac != nil {
+		c.cache = &cacheLayer{next: d, schemaID: e.schemaID, caveated: e.an.caveated, maxDepth: opts.MaxDepth}
+		if ac != nil {
+			c.cache.other = ac
+		} else {
+			c.cache.shared = opts.Cache
+		}
 		d = c.cache
 	}
 	if opts.Router != nil {
@@ -50,9 +55,6 @@ func (c *dispatchChain) dispatch(ctx context.Context, rq *request, f *frame, sp 
 // is empty. It is asked before the memo and remote layers, so that a warm
 // check allocates nothing (and a root this node has cached is not sent).
 func (c *dispatchChain) settled(rev store.Revision, now time.Time, sp *subproblem, rq *request) (result, bool) {
-	if c.cache == nil {
-		return result{}, false
-	}
 	return c.cache.settled(rev, now, sp, rq)
 }
 

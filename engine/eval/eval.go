@@ -69,14 +69,10 @@ type Evaluator struct {
 
 // New returns an evaluator for s.
 func New(s *schema.Schema, opts Options) *Evaluator {
-	var ac answerCache
-	if opts.Cache != nil {
-		ac = sharedCache{opts.Cache}
-	}
-	return newEvaluator(s, opts, ac)
+	return newEvaluator(s, opts, nil)
 }
 
-// newEvaluator is New with the cross-request cache ac (nil: none) in
+// newEvaluator is New with the cross-request cache ac, when not nil, in
 // place of opts.Cache.
 func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 	if opts.MaxDepth <= 0 {
