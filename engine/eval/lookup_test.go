@@ -285,13 +285,13 @@ func TestConcurrentChecks(t *testing.T) {
 	}
 }
 
-// countingReader counts the forward queries made through it.
-type countingReader struct {
+// queryCounter counts the forward queries made through it.
+type queryCounter struct {
 	store.Reader
 	queries atomic.Int64
 }
 
-func (r *countingReader) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+func (r *queryCounter) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
 	r.queries.Add(1)
 	return r.Reader.QueryRelationships(ctx, f, opts)
 }
@@ -312,7 +312,7 @@ definition doc {
 	ctx := context.Background()
 	reads := func(rd store.Reader, req LookupSubjectsRequest) ([]SubjectResult, int64) {
 		t.Helper()
-		cr := &countingReader{Reader: rd}
+		cr := &queryCounter{Reader: rd}
 		got, err := drain(e.LookupSubjects(ctx, Params{Reader: cr, Now: testNow}, req))
 		if err != nil {
 			t.Fatal(err)
