@@ -134,34 +134,19 @@ func (rq *request) arrowFromSubject(ctx context.Context, f *frame, w *schema.Rew
 		if !ok {
 			return result{}, false, nil
 		}
-		acc.deps(result{expires: m.expires, cut: noCut})
-		for _, id := range slices.Sorted(maps.Keys(m.ids)) {
-			// The target is checked one frame below f.
-			in, known := m.member(id, f.depth+1, rq.e.opts.MaxDepth)
-			if !in || id == tuple.Wildcard {
-				continue // arrows do not follow wildcard subjects
-			}
-			// Arrows follow the subject object whatever its relation.
-			rels, err := rq.query(ctx, tuple.Filter{ResourceType: f.rel.Definition.Name, ResourceID: f.id, Relation: w.Relation.Name,
-				Subject: &tuple.SubjectFilter{Type: typ, ID: id}})
-			if err != nil {
-				return result{}, false, err
-			}
-			if len(rels) > 0 && !known {
-				return result{}, false, nil
-			}
-			t := resYes
-			t.h = m.ids[id].h
-			for i := range rels {
-				cv, err := rq.caveat(&rels[i])
-				if err != nil {
-					return result{}, false, err
-				}
-				if acc = or(acc, and(cv, t)); acc.perm == HasPermission {
-					rq.planned(f)
-					return acc, true, nil
-				}
-			}
+		var done bool
+		rel := w.Relation.Name
+		// Arrows follow the subject object whatever its relation, and
+		// never a wildcard subject.
+		acc, done, ok, err = rq.grantsVia(ctx, f, m, acc, func(id string) (tuple.Filter, bool) {
+			return tuple.Filter{ResourceType: f.rel.Definition.Name, ResourceID: f.id, Relation: rel,
+				Subject: &tuple.SubjectFilter{Type: typ, ID: id}}, id != tuple.Wildcard
+		})
+		if err != nil || !ok {
+			return result{}, false, err
+		}
+		if done {
+			break
 		}
 	}
 	rq.planned(f)

@@ -181,39 +181,55 @@ func (rq *request) usersetFromSubject(ctx context.Context, f *frame, us userset,
 	if !ok {
 		return result{}, false, nil
 	}
-	acc := resNo
+	res, _, ok, err = rq.grantsVia(ctx, f, m, resNo, func(id string) (tuple.Filter, bool) {
+		set := tuple.SubjectRef{Type: us.typ, ID: id, Relation: us.rel}
+		// The subject set sub itself and wildcards are counted by the
+		// point reads.
+		return tuple.Filter{ResourceType: f.rel.Definition.Name, ResourceID: f.id, Relation: f.rel.Name,
+			Subject: &tuple.SubjectFilter{Type: us.typ, ID: id, Relation: us.rel}}, id != tuple.Wildcard && set != sub
+	})
+	if ok {
+		rq.planned(f)
+	}
+	return res, ok, err
+}
+
+// grantsVia folds into acc what the objects a walk up from the subject
+// found (m) grant on f's object: for each member id that read(id) admits,
+// one point read of f's relationship to it, the member checked one frame
+// below f. It is the shared tail of arrowFromSubject and
+// usersetFromSubject. done is true once acc is a plain yes; ok is false
+// when a grant lies beyond the depth limit (the caller then evaluates
+// top-down).
+func (rq *request) grantsVia(ctx context.Context, f *frame, m *revSet, acc result, read func(id string) (tuple.Filter, bool)) (res result, done, ok bool, err error) {
 	acc.deps(result{expires: m.expires, cut: noCut})
 	for _, id := range slices.Sorted(maps.Keys(m.ids)) {
-		set := tuple.SubjectRef{Type: us.typ, ID: id, Relation: us.rel}
-		if id == tuple.Wildcard || set == sub {
-			continue // counted by the point reads
+		fl, admit := read(id)
+		if !admit {
+			continue
 		}
-		// The target is checked one frame below f.
 		in, known := m.member(id, f.depth+1, rq.e.opts.MaxDepth)
 		if !in {
 			continue
 		}
-		rels, err := rq.query(ctx, tuple.Filter{ResourceType: f.rel.Definition.Name, ResourceID: f.id, Relation: f.rel.Name,
-			Subject: &tuple.SubjectFilter{Type: us.typ, ID: id, Relation: us.rel}})
+		rels, err := rq.query(ctx, fl)
 		if err != nil {
-			return result{}, false, err
+			return result{}, false, false, err
 		}
 		if len(rels) > 0 && !known {
-			return result{}, false, nil
+			return result{}, false, false, nil
 		}
 		t := resYes
 		t.h = m.ids[id].h
 		for i := range rels {
 			cv, err := rq.caveat(&rels[i])
 			if err != nil {
-				return result{}, false, err
+				return result{}, false, false, err
 			}
 			if acc = or(acc, and(cv, t)); acc.perm == HasPermission {
-				rq.planned(f)
-				return acc, true, nil
+				return acc, true, true, nil
 			}
 		}
 	}
-	rq.planned(f)
-	return acc, true, nil
+	return acc, false, true, nil
 }
