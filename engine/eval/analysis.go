@@ -334,29 +334,15 @@ func (a *analysis) reverseEdges(r *schema.Relation, w *schema.Rewrite, exact boo
 // of an intersection, the base of an exclusion, an arrow's targets).
 func positiveReferences(r *schema.Relation) []*schema.Relation {
 	out := subjectSetTargets(r)
-	var walk func(w *schema.Rewrite)
-	walk = func(w *schema.Rewrite) {
-		if w == nil {
-			return
-		}
-		switch w.Kind {
-		case schema.RewriteComputed:
-			if w.Relation != nil {
-				out = append(out, w.Relation)
-			}
-		case schema.RewriteArrow:
+	eachOperand(r.Rewrite, func(w *schema.Rewrite, adds bool) {
+		switch {
+		case !adds:
+		case w.Kind == schema.RewriteArrow:
 			out = appendArrowTargets(out, w)
-		case schema.RewriteUnion:
-			for _, c := range w.Children {
-				walk(c)
-			}
-		case schema.RewriteIntersection, schema.RewriteExclusion:
-			if len(w.Children) > 0 {
-				walk(w.Children[0])
-			}
+		case w.Relation != nil:
+			out = append(out, w.Relation)
 		}
-	}
-	walk(r.Rewrite)
+	})
 	return out
 }
 
@@ -365,29 +351,40 @@ func positiveReferences(r *schema.Relation) []*schema.Relation {
 // tupleset relations arrows read.
 func allReferences(r *schema.Relation) []*schema.Relation {
 	out := subjectSetTargets(r)
-	var walk func(w *schema.Rewrite)
-	walk = func(w *schema.Rewrite) {
+	eachOperand(r.Rewrite, func(w *schema.Rewrite, _ bool) {
+		if w.Relation != nil {
+			out = append(out, w.Relation)
+		}
+		if w.Kind == schema.RewriteArrow {
+			out = appendArrowTargets(out, w)
+		}
+	})
+	return out
+}
+
+// eachOperand calls visit for each computed relation and arrow in w, with
+// whether it stands where it can add members to w's value: not below an
+// intersection's later children or an exclusion's subtracted ones.
+func eachOperand(w *schema.Rewrite, visit func(op *schema.Rewrite, adds bool)) {
+	var walk func(w *schema.Rewrite, adds bool)
+	walk = func(w *schema.Rewrite, adds bool) {
 		if w == nil {
 			return
 		}
 		switch w.Kind {
-		case schema.RewriteComputed:
-			if w.Relation != nil {
-				out = append(out, w.Relation)
-			}
-		case schema.RewriteArrow:
-			if w.Relation != nil {
-				out = append(out, w.Relation)
-			}
-			out = appendArrowTargets(out, w)
-		case schema.RewriteUnion, schema.RewriteIntersection, schema.RewriteExclusion:
+		case schema.RewriteComputed, schema.RewriteArrow:
+			visit(w, adds)
+		case schema.RewriteUnion:
 			for _, c := range w.Children {
-				walk(c)
+				walk(c, adds)
+			}
+		case schema.RewriteIntersection, schema.RewriteExclusion:
+			for i, c := range w.Children {
+				walk(c, adds && i == 0)
 			}
 		}
 	}
-	walk(r.Rewrite)
-	return out
+	walk(w, true)
 }
 
 // subjectSetTargets lists the relations of r's allowed subject sets.
