@@ -1,0 +1,77 @@
+package authzed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/pemba-authz/pemba/api/server"
+	"github.com/pemba-authz/pemba/engine"
+)
+
+// schemas implements v1.SchemaServiceServer.
+type schemas struct {
+	v1.UnimplementedSchemaServiceServer
+	*api
+}
+
+// ReadSchema returns the schema text in force at the head revision
+// (authzed.api.v1's request has no consistency). With no schema written
+// yet it fails with NOT_FOUND, as SpiceDB does.
+func (h *schemas) ReadSchema(ctx context.Context, _ *v1.ReadSchemaRequest) (*v1.ReadSchemaResponse, error) {
+	text, zk, err := h.eng.ReadSchema(ctx, engine.FullyConsistent())
+	if errors.Is(err, engine.ErrNoSchema) {
+		return nil, fmt.Errorf("%w: %w", server.ErrNotFound, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &v1.ReadSchemaResponse{SchemaText: text, ReadAt: toZedToken(zk)}, nil
+}
+
+// WriteSchema replaces the schema. A change that would orphan stored
+// relationships fails with FAILED_PRECONDITION, as in SpiceDB.
+func (h *schemas) WriteSchema(ctx context.Context, req *v1.WriteSchemaRequest) (*v1.WriteSchemaResponse, error) {
+	if err := tooMany("schema", "bytes", len(req.GetSchema()), server.MaxSchemaBytes); err != nil {
+		return nil, err
+	}
+	if req.GetSchema() == "" {
+		return nil, missing("schema")
+	}
+	zk, _, err := h.eng.WriteSchema(ctx, server.CallerOf(ctx), req.GetSchema())
+	if err != nil {
+		return nil, err
+	}
+	return &v1.WriteSchemaResponse{WrittenAt: toZedToken(zk)}, nil
+}
+
+// The reflection calls are refused by name: Pemba serves the schema text
+// (ReadSchema) and pemba.v1's WriteSchema reports what a write changed.
+
+// ReflectSchema is not served.
+func (h *schemas) ReflectSchema(context.Context, *v1.ReflectSchemaRequest) (*v1.ReflectSchemaResponse, error) {
+	return nil, unimplementedCall("ReflectSchema", "read the schema text with ReadSchema")
+}
+
+// ComputablePermissions is not served.
+func (h *schemas) ComputablePermissions(context.Context, *v1.ComputablePermissionsRequest) (*v1.ComputablePermissionsResponse, error) {
+	return nil, unimplementedCall("ComputablePermissions", "read the schema text with ReadSchema")
+}
+
+// DependentRelations is not served.
+func (h *schemas) DependentRelations(context.Context, *v1.DependentRelationsRequest) (*v1.DependentRelationsResponse, error) {
+	return nil, unimplementedCall("DependentRelations", "read the schema text with ReadSchema")
+}
+
+// DiffSchema is not served.
+func (h *schemas) DiffSchema(context.Context, *v1.DiffSchemaRequest) (*v1.DiffSchemaResponse, error) {
+	return nil, unimplementedCall("DiffSchema", "pemba.v1's WriteSchema returns the changes a schema write made")
+}
+
+func unimplementedCall(call, instead string) error {
+	return status.Errorf(codes.Unimplemented, "authzed.api.v1.SchemaService/%s is not supported by Pemba; %s (docs/compat.md)", call, instead)
+}
