@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/pemba-authz/pemba/api/internal/convert"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/engine"
@@ -288,4 +289,22 @@ func fullyConsistent() *v1.Consistency {
 
 func exact(zt *v1.ZedToken) *v1.Consistency {
 	return &v1.Consistency{Requirement: &v1.Consistency_AtExactSnapshot{AtExactSnapshot: zt}}
+}
+
+// pembaTouch is a pemba.v1 write touching relationships given as text.
+func pembaTouch(t testing.TB, rels ...string) *pb.WriteRelationshipsRequest {
+	t.Helper()
+	req := &pb.WriteRelationshipsRequest{}
+	for _, s := range rels {
+		r, err := tuple.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := convert.Relationship(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Updates = append(req.Updates, &pb.RelationshipUpdate{Operation: pb.RelationshipUpdate_OPERATION_TOUCH, Relationship: p})
+	}
+	return req
 }

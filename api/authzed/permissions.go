@@ -496,19 +496,27 @@ func (p *permissions) LookupSubjects(req *v1.LookupSubjectsRequest, stream grpc.
 	if err != nil {
 		return err
 	}
+	// Without wildcards the limit counts here: the engine would count a
+	// wildcard that is then dropped, and a short page reads as the last.
+	limit := int(req.GetOptionalConcreteLimit())
+	engineLimit := limit
+	if !wildcards {
+		engineLimit = 0
+	}
 	seq, zk, err := p.eng.LookupSubjects(ctx, engine.LookupSubjectsRequest{
 		Consistency: c,
 		LookupSubjectsRequest: eval.LookupSubjectsRequest{
 			Resource: res, Permission: req.GetPermission(), SubjectType: req.GetSubjectObjectType(), SubjectRelation: subRel,
 		},
 		Context: cctx,
-		Limit:   int(req.GetOptionalConcreteLimit()),
+		Limit:   engineLimit,
 		Cursor:  req.GetOptionalCursor().GetToken(),
 	})
 	if err != nil {
 		return cursorErr(err)
 	}
 	zt := toZedToken(zk)
+	sent := 0
 	for r, err := range seq {
 		if err != nil {
 			return err
@@ -516,6 +524,10 @@ func (p *permissions) LookupSubjects(req *v1.LookupSubjectsRequest, stream grpc.
 		if !wildcards && r.SubjectID == tuple.Wildcard {
 			continue
 		}
+		if limit > 0 && sent == limit {
+			return nil
+		}
+		sent++
 		perm := toLookupPermissionship(r.Permissionship)
 		info := partialInfo(r.Permissionship, r.MissingContext)
 		msg := &v1.LookupSubjectsResponse{
