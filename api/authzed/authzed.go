@@ -12,9 +12,9 @@ import (
 // behind the same interceptors.
 func Register(srv *server.Server, e *engine.Engine) {
 	a := &api{srv: srv, eng: e}
-	srv.RegisterService(&v1.PermissionsService_ServiceDesc, &permissions{api: a})
-	srv.RegisterService(&v1.SchemaService_ServiceDesc, &schemas{api: a})
-	srv.RegisterService(&v1.WatchService_ServiceDesc, &watcher{api: a})
+	srv.RegisterService(a.rewritten(&v1.PermissionsService_ServiceDesc), &permissions{api: a})
+	srv.RegisterService(a.rewritten(&v1.SchemaService_ServiceDesc), &schemas{api: a})
+	srv.RegisterService(a.rewritten(&v1.WatchService_ServiceDesc), &watcher{api: a})
 }
 
 // api is what the three services share.

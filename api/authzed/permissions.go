@@ -281,7 +281,7 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *v1.CheckBul
 			}
 		}
 		if err != nil {
-			pairs[i].Response = &v1.CheckBulkPermissionsPair_Error{Error: p.srv.Status(bulkMethod, err).Proto()}
+			pairs[i].Response = &v1.CheckBulkPermissionsPair_Error{Error: p.spicedbStatus(bulkMethod, err).Proto()}
 			continue
 		}
 		g := byKey[string(key)]
@@ -317,7 +317,7 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *v1.CheckBul
 				return nil, r.Err
 			}
 			if r.Err != nil {
-				pairs[i].Response = &v1.CheckBulkPermissionsPair_Error{Error: p.srv.Status(bulkMethod, r.Err).Proto()}
+				pairs[i].Response = &v1.CheckBulkPermissionsPair_Error{Error: p.spicedbStatus(bulkMethod, r.Err).Proto()}
 				continue
 			}
 			pairs[i].Response = &v1.CheckBulkPermissionsPair_Item{Item: &v1.CheckBulkPermissionsResponseItem{

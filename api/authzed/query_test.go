@@ -56,8 +56,11 @@ func TestCheckBulkPermissions(t *testing.T) {
 			want, ierr = f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtExactSnapshot(zt.GetToken()), Resource: in.Resource, Permission: in.Permission, Subject: in.Subject, Context: c})
 		}
 		if ierr != nil {
-			if p.GetError() == nil || codes.Code(p.GetError().GetCode()) != codes.InvalidArgument {
-				t.Errorf("item %d: %v, want the error %v as INVALID_ARGUMENT", i, p.GetResponse(), ierr)
+			// SpiceDB's codes: an unknown permission is a failed
+			// precondition, a malformed id an invalid argument.
+			want := map[int]codes.Code{6: codes.FailedPrecondition, 7: codes.InvalidArgument}[i]
+			if p.GetError() == nil || codes.Code(p.GetError().GetCode()) != want {
+				t.Errorf("item %d: %v, want the error %v as %v", i, p.GetResponse(), ierr, want)
 			}
 			continue
 		}
