@@ -95,6 +95,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"create existing", func() error {
 			return write(v1.RelationshipUpdate_OPERATION_CREATE, rel("doc:9", "viewer", "user:z"), rel("doc:1", "viewer", "user:anne"))
 		}, codes.AlreadyExists, v1.ErrorReason_ERROR_REASON_ATTEMPT_TO_RECREATE_RELATIONSHIP, ""},
+		{"oversized caveat context", func() error {
+			big, _ := structpb.NewStruct(map[string]any{"required": 1, "pad": strings.Repeat("x", 70<<10)})
+			r := rel("doc:1", "leveled", "user:a")
+			r.OptionalCaveat = &v1.ContextualizedCaveat{CaveatName: "min_level", Context: big}
+			return touch(r)
+		}, codes.InvalidArgument, v1.ErrorReason_ERROR_REASON_MAX_RELATIONSHIP_CONTEXT_SIZE, ""},
 		{"no operation", func() error {
 			return write(v1.RelationshipUpdate_OPERATION_UNSPECIFIED, rel("doc:9", "viewer", "user:a"))
 		}, codes.InvalidArgument, 0, "updates[0].operation"},
@@ -141,7 +147,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"delete over the limit", func() error {
 			_, err := az.DeleteRelationships(ctx, &v1.DeleteRelationshipsRequest{RelationshipFilter: &v1.RelationshipFilter{ResourceType: "doc"}, OptionalLimit: 1})
 			return err
-		}, codes.FailedPrecondition, v1.ErrorReason_ERROR_REASON_WRITE_OR_DELETE_PRECONDITION_FAILURE, ""},
+		}, codes.FailedPrecondition, v1.ErrorReason_ERROR_REASON_TOO_MANY_RELATIONSHIPS_FOR_TRANSACTIONAL_DELETE, "optional_limit"},
 		{"invalid ZedToken", func() error { return check(atLeast("not-a-token"), "doc:1", "view", "user:anne") }, codes.InvalidArgument, 0, ""},
 		{"empty ZedToken", func() error { return check(atLeast(""), "doc:1", "view", "user:anne") }, codes.InvalidArgument, 0, "consistency.at_least_as_fresh.token"},
 		{"exact snapshot of a bad token", func() error {

@@ -3,6 +3,7 @@ package authzed
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -27,7 +28,12 @@ type spicedbRule struct {
 	reason v1.ErrorReason
 }
 
+// errTooManyToDelete: a delete with optional_limit and without
+// optional_allow_partial_deletions matches more than the limit.
+var errTooManyToDelete = fmt.Errorf("authzed: too many relationships for a transactional delete: %w", engine.ErrPreconditionFailed)
+
 var spicedbRules = []spicedbRule{
+	{errTooManyToDelete, codes.FailedPrecondition, v1.ErrorReason_ERROR_REASON_TOO_MANY_RELATIONSHIPS_FOR_TRANSACTIONAL_DELETE},
 	// SpiceDB answers a reference to a type or relation its schema lacks
 	// with FAILED_PRECONDITION (the request may be right for another
 	// schema); pemba.v1 says INVALID_ARGUMENT.
@@ -51,6 +57,7 @@ var limitReasons = map[string]v1.ErrorReason{
 	"updates per write":       v1.ErrorReason_ERROR_REASON_TOO_MANY_UPDATES_IN_REQUEST,
 	"preconditions per write": v1.ErrorReason_ERROR_REASON_TOO_MANY_PRECONDITIONS_IN_REQUEST,
 	"items per bulk check":    v1.ErrorReason_ERROR_REASON_TOO_MANY_CHECKS_IN_REQUEST,
+	"bytes of caveat context": v1.ErrorReason_ERROR_REASON_MAX_RELATIONSHIP_CONTEXT_SIZE,
 }
 
 // spicedbStatus converts err into the status a SpiceDB client expects:

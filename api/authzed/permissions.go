@@ -152,7 +152,7 @@ func (p *permissions) DeleteRelationships(ctx context.Context, req *v1.DeleteRel
 			return nil, err
 		}
 		if more {
-			return nil, fmt.Errorf("%w: more than optional_limit (%d) relationships match the filter; set optional_allow_partial_deletions to delete that many", engine.ErrPreconditionFailed, limit)
+			return nil, fmt.Errorf("%w: more than optional_limit (%d) relationships match the filter; set optional_allow_partial_deletions to delete that many", errTooManyToDelete, limit)
 		}
 	}
 	zk, n, err := p.eng.DeleteRelationships(ctx, engine.DeleteRequest{Caller: server.CallerOf(ctx), Filter: f, Limit: limit, Preconditions: pres})
