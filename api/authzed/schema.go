@@ -49,27 +49,17 @@ func (h *schemas) WriteSchema(ctx context.Context, req *v1.WriteSchemaRequest) (
 	return &v1.WriteSchemaResponse{WrittenAt: toZedToken(zk)}, nil
 }
 
-// The reflection calls are refused by name: Pemba serves the schema text
-// (ReadSchema) and pemba.v1's WriteSchema reports what a write changed.
-
-// ReflectSchema is not served.
-func (h *schemas) ReflectSchema(context.Context, *v1.ReflectSchemaRequest) (*v1.ReflectSchemaResponse, error) {
-	return nil, unimplementedCall("ReflectSchema", "read the schema text with ReadSchema")
-}
+// ComputablePermissions and DependentRelations are refused by name;
+// ReflectSchema and DiffSchema are in reflect.go.
 
 // ComputablePermissions is not served.
 func (h *schemas) ComputablePermissions(context.Context, *v1.ComputablePermissionsRequest) (*v1.ComputablePermissionsResponse, error) {
-	return nil, unimplementedCall("ComputablePermissions", "read the schema text with ReadSchema")
+	return nil, unimplementedCall("ComputablePermissions", "ReflectSchema describes the schema")
 }
 
 // DependentRelations is not served.
 func (h *schemas) DependentRelations(context.Context, *v1.DependentRelationsRequest) (*v1.DependentRelationsResponse, error) {
-	return nil, unimplementedCall("DependentRelations", "read the schema text with ReadSchema")
-}
-
-// DiffSchema is not served.
-func (h *schemas) DiffSchema(context.Context, *v1.DiffSchemaRequest) (*v1.DiffSchemaResponse, error) {
-	return nil, unimplementedCall("DiffSchema", "pemba.v1's WriteSchema returns the changes a schema write made")
+	return nil, unimplementedCall("DependentRelations", "ReflectSchema describes the schema")
 }
 
 func unimplementedCall(call, instead string) error {
