@@ -534,12 +534,8 @@ func (p *permissions) LookupSubjects(req *v1.LookupSubjectsRequest, stream grpc.
 			LookedUpAt:        zt,
 			AfterResultCursor: &v1.Cursor{Token: r.Cursor()},
 			Subject:           &v1.ResolvedSubject{SubjectObjectId: r.SubjectID, Permissionship: perm, PartialCaveatInfo: info},
-			// The deprecated fields, for older clients.
-			SubjectObjectId:    r.SubjectID,
-			Permissionship:     perm,
-			PartialCaveatInfo:  info,
-			ExcludedSubjectIds: r.ExcludedIDs,
 		}
+		fillDeprecated(msg, r.ExcludedIDs)
 		for _, id := range r.ExcludedIDs {
 			msg.ExcludedSubjects = append(msg.ExcludedSubjects, &v1.ResolvedSubject{
 				SubjectObjectId: id, Permissionship: v1.LookupPermissionship_LOOKUP_PERMISSIONSHIP_HAS_PERMISSION,

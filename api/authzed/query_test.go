@@ -262,8 +262,9 @@ func TestLookupsWithCursorsAndLimits(t *testing.T) {
 					page := recvAll(t, stream.Recv)
 					for _, m := range page {
 						s := m.GetSubject().GetSubjectObjectId()
-						if s != m.GetSubjectObjectId() {
-							t.Fatalf("deprecated subject_object_id %q, subject %q", m.GetSubjectObjectId(), s)
+						//lint:ignore SA1019 older clients read the deprecated field: it must agree
+						if old := m.GetSubjectObjectId(); s != old {
+							t.Fatalf("deprecated subject_object_id %q, subject %q", old, s)
 						}
 						for _, ex := range m.GetExcludedSubjects() {
 							s += " -" + ex.GetSubjectObjectId()
