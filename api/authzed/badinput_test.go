@@ -291,3 +291,34 @@ func TestBearerKeys(t *testing.T) {
 		break
 	}
 }
+
+// TestMetrics: authzed.api.v1 calls are counted by the server's metrics,
+// under their own method labels and with SpiceDB's codes, and their
+// checks in the check metrics.
+func TestMetrics(t *testing.T) {
+	f := newFixture(t)
+	f.writeSchema(testSchema)
+	f.touch("doc:1#viewer@user:anne")
+	for _, sub := range []string{"user:anne", "user:anne", "user:bob"} {
+		if _, err := f.az.CheckPermission(f.ctx, &v1.CheckPermissionRequest{Consistency: fullyConsistent(), Resource: obj("doc:1"), Permission: "view", Subject: subj(sub)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := f.az.CheckPermission(f.ctx, &v1.CheckPermissionRequest{Resource: obj("nosuch:1"), Permission: "view", Subject: subj("user:anne")})
+	wantCode(t, err, codes.FailedPrecondition)
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"pemba_grpc_requests_total", map[string]string{"method": "authzed.PermissionsService/CheckPermission", "code": "OK"}, 3},
+		{"pemba_grpc_requests_total", map[string]string{"method": "authzed.PermissionsService/CheckPermission", "code": "FailedPrecondition"}, 1},
+		{"pemba_grpc_requests_total", map[string]string{"method": "PermissionsService/CheckPermission"}, 0},
+		{"pemba_check_results_total", map[string]string{"outcome": "has_permission"}, 2},
+		{"pemba_check_results_total", map[string]string{"outcome": "no_permission"}, 1},
+	} {
+		if got := f.counter(tc.name, tc.labels); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+}

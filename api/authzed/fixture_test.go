@@ -12,6 +12,7 @@ import (
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 	authzedclient "github.com/authzed/authzed-go/v1"
 	"github.com/authzed/grpcutil"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -68,6 +69,7 @@ type fixture struct {
 	addr  string
 	eng   *engine.Engine
 	clock *storetest.Clock
+	reg   *prometheus.Registry // the server's metrics
 	az    *authzedclient.Client
 	// pemba.v1, on its own connection.
 	perms  pb.PermissionsServiceClient
@@ -89,7 +91,8 @@ func newFixtureOpts(t testing.TB, opts engine.Options) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(eng, server.Config{Keys: []server.Key{{Name: "ci", Secret: testKey}}})
+	reg := prometheus.NewRegistry()
+	srv, err := server.New(eng, server.Config{Keys: []server.Key{{Name: "ci", Secret: testKey}}, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +123,7 @@ func newFixtureOpts(t testing.TB, opts engine.Options) *fixture {
 		st.Close()
 	})
 	return &fixture{
-		t: t, ctx: ctx, addr: addr, eng: eng, clock: clock, az: az,
+		t: t, ctx: ctx, addr: addr, eng: eng, clock: clock, reg: reg, az: az,
 		perms: pb.NewPermissionsServiceClient(conn), schema: pb.NewSchemaServiceClient(conn),
 	}
 }
@@ -307,4 +310,29 @@ func pembaTouch(t testing.TB, rels ...string) *pb.WriteRelationshipsRequest {
 		req.Updates = append(req.Updates, &pb.RelationshipUpdate{Operation: pb.RelationshipUpdate_OPERATION_TOUCH, Relationship: p})
 	}
 	return req
+}
+
+// counter returns the value of a counter of the server's metrics with the
+// given labels (0 when absent).
+func (f *fixture) counter(name string, labels map[string]string) float64 {
+	f.t.Helper()
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }

@@ -232,6 +232,7 @@ func (p *permissions) CheckPermission(ctx context.Context, req *v1.CheckPermissi
 	if err != nil {
 		return nil, err
 	}
+	p.srv.ObserveCheck(res.CheckResult)
 	return &v1.CheckPermissionResponse{
 		CheckedAt:         toZedToken(res.Zookie),
 		Permissionship:    toCheckPermissionship(res.Permissionship),
@@ -320,6 +321,7 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *v1.CheckBul
 				pairs[i].Response = &v1.CheckBulkPermissionsPair_Error{Error: p.spicedbStatus(bulkMethod, r.Err).Proto()}
 				continue
 			}
+			p.srv.ObserveCheck(r.CheckResult)
 			pairs[i].Response = &v1.CheckBulkPermissionsPair_Item{Item: &v1.CheckBulkPermissionsResponseItem{
 				Permissionship:    toCheckPermissionship(r.Permissionship),
 				PartialCaveatInfo: partialInfo(r.Permissionship, r.MissingContext),

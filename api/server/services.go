@@ -6,6 +6,8 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+
+	"github.com/pemba-authz/pemba/engine/eval"
 )
 
 // This file lets other API packages (api/authzed: SpiceDB's
@@ -31,3 +33,9 @@ func (s *Server) Status(method string, err error) *status.Status {
 // CallerOf returns the name of the key that authenticated the call of
 // ctx, or AnonymousCaller.
 func CallerOf(ctx context.Context) string { return callerOf(ctx) }
+
+// ObserveCheck counts one answered check in the check metrics (outcome,
+// dispatches, depth), whichever API asked it.
+func (s *Server) ObserveCheck(r eval.CheckResult) {
+	s.metrics.checked(permissionshipToProto(r.Permissionship), r.Dispatches, r.Depth)
+}
