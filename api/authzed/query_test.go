@@ -492,3 +492,57 @@ func TestWatchResumesFromZedToken(t *testing.T) {
 		t.Fatalf("schema event %v, %v", m, err)
 	}
 }
+
+// TestWatchSplitsBigTransactions: a transaction of more than
+// server.MaxWatchUpdates updates arrives in parts; only the last carries
+// its ZedToken, the others the previous transaction's, so a client that
+// resumes from any part sees the whole transaction again.
+func TestWatchSplitsBigTransactions(t *testing.T) {
+	f := newFixture(t)
+	f.writeSchema(testSchema)
+	z0 := f.touch("folder:f#viewer@user:a")
+	in, err := f.az.ImportBulkRelationships(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2500
+	for start := 0; start < n; start += 500 {
+		msg := &v1.ImportBulkRelationshipsRequest{}
+		for i := start; i < start+500; i++ {
+			msg.Relationships = append(msg.Relationships, mustRel(t, fmt.Sprintf("doc:d%05d#viewer@user:u", i)))
+		}
+		if err := in.Send(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := in.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+	head, err := f.eng.ReadRelationships(f.ctx, engine.FullyConsistent(), tuple.Filter{ResourceType: "folder"}, 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	stream, err := f.az.Watch(ctx, &v1.WatchRequest{OptionalStartCursor: z0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int
+	var tokens []string
+	for total := 0; total < n; {
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(m.GetUpdates()))
+		tokens = append(tokens, m.GetChangesThrough().GetToken())
+		total += len(m.GetUpdates())
+	}
+	if !slices.Equal(sizes, []int{1000, 1000, 500}) {
+		t.Fatalf("parts of %v updates", sizes)
+	}
+	if want := []string{z0.GetToken(), z0.GetToken(), head.Zookie}; !slices.Equal(tokens, want) {
+		t.Fatalf("changes_through %v, want %v", tokens, want)
+	}
+}
