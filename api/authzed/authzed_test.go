@@ -50,15 +50,6 @@ func TestSchemaWriteRead(t *testing.T) {
 	}
 	_, err = f.az.WriteSchema(f.ctx, &v1.WriteSchemaRequest{Schema: "definition user {\n  relation x: nothing\n}"})
 	wantCode(t, err, codes.InvalidArgument)
-	for _, call := range []func() error{
-		func() error {
-			_, err := f.az.ComputablePermissions(f.ctx, &v1.ComputablePermissionsRequest{})
-			return err
-		},
-		func() error { _, err := f.az.DependentRelations(f.ctx, &v1.DependentRelationsRequest{}); return err },
-	} {
-		wantCode(t, call(), codes.Unimplemented)
-	}
 }
 
 func TestWriteRelationshipsPreconditions(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 
@@ -236,4 +237,142 @@ func caveatDiffs(old, next *schema.Caveat) []*v1.ReflectionSchemaDiff {
 		}
 	}
 	return out
+}
+
+// relationsOf returns the relations and permissions that r is computed
+// from directly: for a permission, those its rewrite names (an arrow
+// names its tupleset relation and its target on each subject type); for
+// a relation, the subject sets its types allow (group#member).
+func relationsOf(r *schema.Relation) []*schema.Relation {
+	var out []*schema.Relation
+	if !r.IsPermission {
+		for _, a := range r.Allowed {
+			if a.Target != nil {
+				out = append(out, a.Target)
+			}
+		}
+		return out
+	}
+	var walk func(rw *schema.Rewrite)
+	walk = func(rw *schema.Rewrite) {
+		if rw == nil {
+			return
+		}
+		switch rw.Kind {
+		case schema.RewriteComputed:
+			out = append(out, rw.Relation)
+		case schema.RewriteArrow:
+			out = append(out, rw.Relation)
+			for _, t := range inSourceOrder(rw.Targets, func(r *schema.Relation) schema.Position { return r.Pos }) {
+				out = append(out, t)
+			}
+		}
+		for _, c := range rw.Children {
+			walk(c)
+		}
+	}
+	walk(r.Rewrite)
+	return out
+}
+
+// dependencies returns every relation and permission that p is computed
+// from, recursively, without p itself.
+func dependencies(p *schema.Relation) map[*schema.Relation]bool {
+	seen := map[*schema.Relation]bool{}
+	var visit func(r *schema.Relation)
+	visit = func(r *schema.Relation) {
+		for _, d := range relationsOf(r) {
+			if d != nil && !seen[d] {
+				seen[d] = true
+				visit(d)
+			}
+		}
+	}
+	visit(p)
+	delete(seen, p)
+	return seen
+}
+
+// references converts a set of relations, sorted by definition and name.
+func references(set map[*schema.Relation]bool) []*v1.ReflectionRelationReference {
+	out := make([]*v1.ReflectionRelationReference, 0, len(set))
+	for r := range set {
+		out = append(out, &v1.ReflectionRelationReference{DefinitionName: r.Definition.Name, RelationName: r.Name, IsPermission: r.IsPermission})
+	}
+	slices.SortFunc(out, func(a, b *v1.ReflectionRelationReference) int {
+		return cmp.Or(cmp.Compare(a.GetDefinitionName(), b.GetDefinitionName()), cmp.Compare(a.GetRelationName(), b.GetRelationName()))
+	})
+	return out
+}
+
+// member finds definition#name in s, failing as the engine does for
+// unknown names (FAILED_PRECONDITION through authzed.api.v1).
+func member(s *schema.Schema, definition, name string) (*schema.Relation, error) {
+	d := s.Definitions[definition]
+	if d == nil {
+		return nil, fmt.Errorf("%w: %q", engine.ErrUnknownDefinition, definition)
+	}
+	r := d.Relations[name]
+	if r == nil {
+		return nil, fmt.Errorf("%w: %q on definition %q", engine.ErrUnknownRelation, name, definition)
+	}
+	return r, nil
+}
+
+// DependentRelations lists the relations and permissions a permission is
+// computed from, recursively: those its rewrite names, an arrow's tupleset
+// relation and its target on each subject type, and the subject sets the
+// relations reached allow.
+func (h *schemas) DependentRelations(ctx context.Context, req *v1.DependentRelationsRequest) (*v1.DependentRelationsResponse, error) {
+	if err := checkType("definition_name", req.GetDefinitionName()); err != nil {
+		return nil, err
+	}
+	if err := checkRelation("permission_name", req.GetPermissionName()); err != nil {
+		return nil, err
+	}
+	s, zk, err := h.schemaAt(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	p, err := member(s, req.GetDefinitionName(), req.GetPermissionName())
+	if err != nil {
+		return nil, err
+	}
+	if !p.IsPermission {
+		return nil, fieldf("permission_name", "%s#%s is a relation, not a permission", p.Definition.Name, p.Name)
+	}
+	return &v1.DependentRelationsResponse{Relations: references(dependencies(p)), ReadAt: toZedToken(zk)}, nil
+}
+
+// ComputablePermissions lists the permissions computed from a relation
+// (or permission), recursively: the inverse of DependentRelations,
+// optionally only those of definitions whose name starts with
+// optional_definition_name_filter.
+func (h *schemas) ComputablePermissions(ctx context.Context, req *v1.ComputablePermissionsRequest) (*v1.ComputablePermissionsResponse, error) {
+	if err := checkType("definition_name", req.GetDefinitionName()); err != nil {
+		return nil, err
+	}
+	if err := checkRelation("relation_name", req.GetRelationName()); err != nil {
+		return nil, err
+	}
+	s, zk, err := h.schemaAt(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	target, err := member(s, req.GetDefinitionName(), req.GetRelationName())
+	if err != nil {
+		return nil, err
+	}
+	found := map[*schema.Relation]bool{}
+	for _, d := range s.Definitions {
+		if !strings.HasPrefix(d.Name, req.GetOptionalDefinitionNameFilter()) {
+			continue
+		}
+		for _, p := range d.Ordered {
+			if p.IsPermission && p != target && dependencies(p)[target] {
+				found[p] = true
+			}
+		}
+	}
+	return &v1.ComputablePermissionsResponse{Permissions: references(found), ReadAt: toZedToken(zk)}, nil
 }

@@ -184,3 +184,62 @@ func diffText(d *v1.ReflectionSchemaDiff) string {
 	}
 	return fmt.Sprintf("unknown %T", d.GetDiff())
 }
+
+func TestDependentRelationsAndComputablePermissions(t *testing.T) {
+	f := newFixture(t)
+	zt := f.writeSchema(testSchema)
+	refs := func(rs []*v1.ReflectionRelationReference) []string {
+		var out []string
+		for _, r := range rs {
+			s := r.GetDefinitionName() + "#" + r.GetRelationName()
+			if r.GetIsPermission() {
+				s += " (permission)"
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		def, perm string
+		want      []string
+	}{
+		// view excludes banned from a union; viewer allows group#member,
+		// which allows itself.
+		{"doc", "view", []string{"doc#banned", "doc#leveled", "doc#owner", "doc#temp", "doc#viewer", "group#member"}},
+		{"doc", "edit", []string{"doc#owner"}},
+		// The arrow's target is folder#view itself.
+		{"folder", "view", []string{"folder#parent", "folder#viewer"}},
+	} {
+		resp, err := f.az.DependentRelations(f.ctx, &v1.DependentRelationsRequest{Consistency: exact(zt), DefinitionName: tc.def, PermissionName: tc.perm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := refs(resp.GetRelations()); !slices.Equal(got, tc.want) || resp.GetReadAt().GetToken() != zt.GetToken() {
+			t.Errorf("DependentRelations %s#%s = %v at %v, want %v", tc.def, tc.perm, got, resp.GetReadAt(), tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		def, rel, filter string
+		want             []string
+	}{
+		{"doc", "owner", "", []string{"doc#edit (permission)", "doc#view (permission)"}},
+		{"group", "member", "", []string{"doc#view (permission)"}},
+		{"group", "member", "fold", nil},
+		{"folder", "viewer", "", []string{"folder#view (permission)"}},
+		{"doc", "edit", "", nil},
+	} {
+		resp, err := f.az.ComputablePermissions(f.ctx, &v1.ComputablePermissionsRequest{DefinitionName: tc.def, RelationName: tc.rel, OptionalDefinitionNameFilter: tc.filter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := refs(resp.GetPermissions()); !slices.Equal(got, tc.want) {
+			t.Errorf("ComputablePermissions %s#%s (%q) = %v, want %v", tc.def, tc.rel, tc.filter, got, tc.want)
+		}
+	}
+	_, err := f.az.DependentRelations(f.ctx, &v1.DependentRelationsRequest{DefinitionName: "doc", PermissionName: "viewer"})
+	wantCode(t, err, codes.InvalidArgument)
+	_, err = f.az.DependentRelations(f.ctx, &v1.DependentRelationsRequest{DefinitionName: "nosuch", PermissionName: "view"})
+	wantCode(t, err, codes.FailedPrecondition)
+	_, err = f.az.ComputablePermissions(f.ctx, &v1.ComputablePermissionsRequest{DefinitionName: "doc", RelationName: "nosuch"})
+	wantCode(t, err, codes.FailedPrecondition)
+}

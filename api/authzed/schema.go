@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/engine"
@@ -47,21 +45,4 @@ func (h *schemas) WriteSchema(ctx context.Context, req *v1.WriteSchemaRequest) (
 		return nil, err
 	}
 	return &v1.WriteSchemaResponse{WrittenAt: toZedToken(zk)}, nil
-}
-
-// ComputablePermissions and DependentRelations are refused by name;
-// ReflectSchema and DiffSchema are in reflect.go.
-
-// ComputablePermissions is not served.
-func (h *schemas) ComputablePermissions(context.Context, *v1.ComputablePermissionsRequest) (*v1.ComputablePermissionsResponse, error) {
-	return nil, unimplementedCall("ComputablePermissions", "ReflectSchema describes the schema")
-}
-
-// DependentRelations is not served.
-func (h *schemas) DependentRelations(context.Context, *v1.DependentRelationsRequest) (*v1.DependentRelationsResponse, error) {
-	return nil, unimplementedCall("DependentRelations", "ReflectSchema describes the schema")
-}
-
-func unimplementedCall(call, instead string) error {
-	return status.Errorf(codes.Unimplemented, "authzed.api.v1.SchemaService/%s is not supported by Pemba; %s (docs/compat.md)", call, instead)
 }
