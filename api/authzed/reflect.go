@@ -263,9 +263,7 @@ func relationsOf(r *schema.Relation) []*schema.Relation {
 			out = append(out, rw.Relation)
 		case schema.RewriteArrow:
 			out = append(out, rw.Relation)
-			for _, t := range inSourceOrder(rw.Targets, func(r *schema.Relation) schema.Position { return r.Pos }) {
-				out = append(out, t)
-			}
+			out = append(out, inSourceOrder(rw.Targets, func(r *schema.Relation) schema.Position { return r.Pos })...)
 		}
 		for _, c := range rw.Children {
 			walk(c)
