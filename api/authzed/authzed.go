@@ -9,10 +9,13 @@ import (
 
 // Register serves authzed.api.v1's PermissionsService, SchemaService and
 // WatchService over e on srv (before srv serves), beside pemba.v1 and
-// behind the same interceptors.
+// behind the same interceptors, and of ExperimentalService the bulk calls
+// that PermissionsService took over.
 func Register(srv *server.Server, e *engine.Engine) {
 	a := &api{srv: srv, eng: e}
-	srv.RegisterService(a.rewritten(&v1.PermissionsService_ServiceDesc), &permissions{api: a})
+	p := &permissions{api: a}
+	srv.RegisterService(a.rewritten(&v1.PermissionsService_ServiceDesc), p)
+	srv.RegisterService(a.rewritten(&v1.ExperimentalService_ServiceDesc), &experimental{p: p})
 	srv.RegisterService(a.rewritten(&v1.SchemaService_ServiceDesc), &schemas{api: a})
 	srv.RegisterService(a.rewritten(&v1.WatchService_ServiceDesc), &watcher{api: a})
 }
