@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 this file serves the deprecated experimental calls on purpose: older zed and clients still send them.
+
 package authzed
 
 import (
