@@ -13,8 +13,6 @@ import (
 
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
-	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -344,57 +342,57 @@ func preconditions(path string, ps []*v1.Precondition, limit int) ([]engine.Prec
 }
 
 // operation converts the operation of a relationship update.
-func operation(path string, op v1.RelationshipUpdate_Operation) (store.Op, error) {
+func operation(path string, op v1.RelationshipUpdate_Operation) (engine.Op, error) {
 	switch op {
 	case v1.RelationshipUpdate_OPERATION_CREATE:
-		return store.OpCreate, nil
+		return engine.OpCreate, nil
 	case v1.RelationshipUpdate_OPERATION_TOUCH:
-		return store.OpTouch, nil
+		return engine.OpTouch, nil
 	case v1.RelationshipUpdate_OPERATION_DELETE:
-		return store.OpDelete, nil
+		return engine.OpDelete, nil
 	case v1.RelationshipUpdate_OPERATION_UNSPECIFIED:
 		return 0, missing(path)
 	}
 	return 0, fieldf(path, "unknown operation %d", int32(op))
 }
 
-func toOperation(op store.Op) v1.RelationshipUpdate_Operation {
+func toOperation(op engine.Op) v1.RelationshipUpdate_Operation {
 	switch op {
-	case store.OpCreate:
+	case engine.OpCreate:
 		return v1.RelationshipUpdate_OPERATION_CREATE
-	case store.OpTouch:
+	case engine.OpTouch:
 		return v1.RelationshipUpdate_OPERATION_TOUCH
-	case store.OpDelete:
+	case engine.OpDelete:
 		return v1.RelationshipUpdate_OPERATION_DELETE
 	}
 	return v1.RelationshipUpdate_OPERATION_UNSPECIFIED
 }
 
-func toCheckPermissionship(p eval.Permissionship) v1.CheckPermissionResponse_Permissionship {
+func toCheckPermissionship(p engine.Permissionship) v1.CheckPermissionResponse_Permissionship {
 	switch p {
-	case eval.NoPermission:
+	case engine.NoPermission:
 		return v1.CheckPermissionResponse_PERMISSIONSHIP_NO_PERMISSION
-	case eval.HasPermission:
+	case engine.HasPermission:
 		return v1.CheckPermissionResponse_PERMISSIONSHIP_HAS_PERMISSION
-	case eval.ConditionalPermission:
+	case engine.ConditionalPermission:
 		return v1.CheckPermissionResponse_PERMISSIONSHIP_CONDITIONAL_PERMISSION
 	}
 	return v1.CheckPermissionResponse_PERMISSIONSHIP_UNSPECIFIED
 }
 
-func toLookupPermissionship(p eval.Permissionship) v1.LookupPermissionship {
+func toLookupPermissionship(p engine.Permissionship) v1.LookupPermissionship {
 	switch p {
-	case eval.HasPermission:
+	case engine.HasPermission:
 		return v1.LookupPermissionship_LOOKUP_PERMISSIONSHIP_HAS_PERMISSION
-	case eval.ConditionalPermission:
+	case engine.ConditionalPermission:
 		return v1.LookupPermissionship_LOOKUP_PERMISSIONSHIP_CONDITIONAL_PERMISSION
 	}
 	return v1.LookupPermissionship_LOOKUP_PERMISSIONSHIP_UNSPECIFIED
 }
 
 // partialInfo is set for conditional answers only.
-func partialInfo(p eval.Permissionship, missing []string) *v1.PartialCaveatInfo {
-	if p != eval.ConditionalPermission {
+func partialInfo(p engine.Permissionship, missing []string) *v1.PartialCaveatInfo {
+	if p != engine.ConditionalPermission {
 		return nil
 	}
 	return &v1.PartialCaveatInfo{MissingRequiredContext: missing}

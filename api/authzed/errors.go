@@ -3,7 +3,6 @@ package authzed
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -28,12 +27,7 @@ type spicedbRule struct {
 	reason v1.ErrorReason
 }
 
-// errTooManyToDelete: a delete with optional_limit and without
-// optional_allow_partial_deletions matches more than the limit.
-var errTooManyToDelete = fmt.Errorf("authzed: too many relationships for a transactional delete: %w", engine.ErrPreconditionFailed)
-
 var spicedbRules = []spicedbRule{
-	{errTooManyToDelete, codes.FailedPrecondition, v1.ErrorReason_ERROR_REASON_TOO_MANY_RELATIONSHIPS_FOR_TRANSACTIONAL_DELETE},
 	// SpiceDB answers a reference to a type or relation its schema lacks
 	// with FAILED_PRECONDITION (the request may be right for another
 	// schema); pemba.v1 says INVALID_ARGUMENT.
@@ -78,7 +72,10 @@ func (a *api) spicedbStatus(method string, err error) *status.Status {
 	}
 	code, reason := st.Code(), v1.ErrorReason_ERROR_REASON_UNSPECIFIED
 	var le *engine.LimitError
-	if errors.As(err, &le) {
+	var dle *engine.DeleteLimitError
+	if errors.As(err, &dle) {
+		code, reason = codes.FailedPrecondition, v1.ErrorReason_ERROR_REASON_TOO_MANY_RELATIONSHIPS_FOR_TRANSACTIONAL_DELETE
+	} else if errors.As(err, &le) {
 		code, reason = codes.InvalidArgument, v1.ErrorReason_ERROR_REASON_EXCEEDS_MAXIMUM_ALLOWABLE_LIMIT
 		if r, ok := limitReasons[le.Limit]; ok {
 			reason = r

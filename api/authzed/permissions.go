@@ -2,7 +2,6 @@ package authzed
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -121,9 +119,7 @@ func (p *permissions) WriteRelationships(ctx context.Context, req *v1.WriteRelat
 // DeleteRelationships deletes what a filter matches. With optional_limit
 // and without optional_allow_partial_deletions, more matches than the
 // limit fail the call with FAILED_PRECONDITION and delete nothing, as in
-// SpiceDB. The count is taken at the head revision before the delete's
-// transaction, so a concurrent write can still make the delete partial,
-// which the response then reports.
+// SpiceDB (the engine's DeleteRequest.AllowPartial).
 func (p *permissions) DeleteRelationships(ctx context.Context, req *v1.DeleteRelationshipsRequest) (*v1.DeleteRelationshipsResponse, error) {
 	if req.GetOptionalTransactionMetadata() != nil {
 		return nil, unimplemented("optional_transaction_metadata", "Pemba records the calling key's name with each write, not metadata")
@@ -146,55 +142,26 @@ func (p *permissions) DeleteRelationships(ctx context.Context, req *v1.DeleteRel
 	if req.GetOptionalAllowPartialDeletions() && limit == 0 {
 		return nil, fieldf("optional_allow_partial_deletions", "needs optional_limit")
 	}
-	if limit > 0 && !req.GetOptionalAllowPartialDeletions() {
-		more, err := p.moreThan(ctx, engine.FullyConsistent(), f, limit)
-		if err != nil {
-			return nil, err
-		}
-		if more {
-			return nil, fmt.Errorf("%w: more than optional_limit (%d) relationships match the filter; set optional_allow_partial_deletions to delete that many", errTooManyToDelete, limit)
-		}
+	resp, err := p.eng.DeleteRelationships(ctx, engine.DeleteRequest{
+		Caller: server.CallerOf(ctx), Filter: f, Limit: limit, AllowPartial: req.GetOptionalAllowPartialDeletions(), Preconditions: pres,
+	})
+	var dle *engine.DeleteLimitError
+	if errors.As(err, &dle) {
+		return nil, fmt.Errorf("optional_limit: %w", err)
 	}
-	zk, n, err := p.eng.DeleteRelationships(ctx, engine.DeleteRequest{Caller: server.CallerOf(ctx), Filter: f, Limit: limit, Preconditions: pres})
 	if err != nil {
 		return nil, err
 	}
 	progress := v1.DeleteRelationshipsResponse_DELETION_PROGRESS_COMPLETE
-	if limit > 0 && n == limit {
-		more, err := p.moreThan(ctx, engine.AtExactSnapshot(zk), f, 0)
-		if err != nil {
-			return nil, err
-		}
-		if more {
-			progress = v1.DeleteRelationshipsResponse_DELETION_PROGRESS_PARTIAL
-		}
+	if resp.Partial {
+		progress = v1.DeleteRelationshipsResponse_DELETION_PROGRESS_PARTIAL
 	}
-	return &v1.DeleteRelationshipsResponse{DeletedAt: toZedToken(zk), DeletionProgress: progress, RelationshipsDeletedCount: uint64(n)}, nil
-}
-
-// moreThan reports whether more than n relationships match f.
-func (p *permissions) moreThan(ctx context.Context, c engine.Consistency, f tuple.Filter, n int) (bool, error) {
-	pageMax := p.eng.Limits().MaxReadPageSize
-	seen, cursor := 0, ""
-	for {
-		page, err := p.eng.ReadRelationships(ctx, c, f, min(pageMax, n+1-seen), cursor)
-		if err != nil {
-			return false, err
-		}
-		seen += len(page.Relationships)
-		if seen > n {
-			return true, nil
-		}
-		if page.Next == "" {
-			return false, nil
-		}
-		cursor = page.Next
-	}
+	return &v1.DeleteRelationshipsResponse{DeletedAt: toZedToken(resp.Zookie), DeletionProgress: progress, RelationshipsDeletedCount: uint64(resp.Deleted)}, nil
 }
 
 // checkInput converts the part of a check shared by single and bulk checks.
-func checkInput(path string, resource *v1.ObjectReference, permission string, subj *v1.SubjectReference) (eval.CheckRequest, error) {
-	var out eval.CheckRequest
+func checkInput(path string, resource *v1.ObjectReference, permission string, subj *v1.SubjectReference) (engine.CheckQuery, error) {
+	var out engine.CheckQuery
 	var err error
 	if out.Resource, err = object(join(path, "resource"), resource); err != nil {
 		return out, err
@@ -228,7 +195,7 @@ func (p *permissions) CheckPermission(ctx context.Context, req *v1.CheckPermissi
 	if err != nil {
 		return nil, err
 	}
-	res, err := p.eng.Check(ctx, engine.CheckRequest{Consistency: c, Resource: in.Resource, Permission: in.Permission, Subject: in.Subject, Context: cctx})
+	res, err := p.eng.Check(ctx, engine.CheckRequest{Consistency: c, CheckRequest: in, Context: cctx})
 	if err != nil {
 		return nil, err
 	}
@@ -242,10 +209,9 @@ func (p *permissions) CheckPermission(ctx context.Context, req *v1.CheckPermissi
 
 const bulkMethod = "/authzed.api.v1.PermissionsService/CheckBulkPermissions"
 
-// CheckBulkPermissions answers every item at one revision. The engine
-// takes one caveat context per call, so items are grouped by context:
-// the first group resolves the revision, the others read at exactly that
-// revision. A malformed item gets its own error, as in SpiceDB.
+// CheckBulkPermissions answers every item at one revision (the engine
+// groups items by caveat context). A malformed item gets its own error,
+// as in SpiceDB.
 func (p *permissions) CheckBulkPermissions(ctx context.Context, req *v1.CheckBulkPermissionsRequest) (*v1.CheckBulkPermissionsResponse, error) {
 	if req.GetWithTracing() {
 		return nil, unimplemented("with_tracing", withTracingWhy)
@@ -258,14 +224,9 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *v1.CheckBul
 	if err := tooMany("items", "items per bulk check", len(items), p.eng.Limits().MaxBulkCheckItems); err != nil {
 		return nil, err
 	}
-	type group struct {
-		ctx     map[string]any
-		indexes []int
-		reqs    []eval.CheckRequest
-	}
-	var groups []*group
-	byKey := map[string]*group{}
 	pairs := make([]*v1.CheckBulkPermissionsPair, len(items))
+	var valid []engine.BulkCheckItem
+	var indexes []int // of valid's items in the request
 	for i, it := range items {
 		pairs[i] = &v1.CheckBulkPermissionsPair{Request: it}
 		path := index("items", i)
@@ -274,61 +235,32 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *v1.CheckBul
 		if err == nil {
 			cctx, err = caveatContext(join(path, "context"), it.GetContext())
 		}
-		var key []byte
-		if err == nil {
-			// encoding/json sorts map keys: equal contexts, equal keys.
-			if key, err = json.Marshal(cctx); err != nil {
-				err = fieldErr(join(path, "context"), err)
-			}
-		}
 		if err != nil {
 			pairs[i].Response = &v1.CheckBulkPermissionsPair_Error{Error: p.spicedbStatus(bulkMethod, err).Proto()}
 			continue
 		}
-		g := byKey[string(key)]
-		if g == nil {
-			g = &group{ctx: cctx}
-			byKey[string(key)] = g
-			groups = append(groups, g)
-		}
-		g.indexes = append(g.indexes, i)
-		g.reqs = append(g.reqs, in)
+		valid = append(valid, engine.BulkCheckItem{CheckRequest: in, Context: cctx})
+		indexes = append(indexes, i)
 	}
-	if len(groups) == 0 {
-		// Still resolve the revision: the consistency is validated and
-		// the answer carries a ZedToken.
-		groups = append(groups, &group{})
+	// With no valid item the revision is still resolved: the consistency
+	// is validated and the answer carries a ZedToken.
+	resp, err := p.eng.CheckBulk(ctx, engine.BulkCheckRequest{Consistency: c, Items: valid})
+	if err != nil {
+		return nil, err
 	}
-	zk := ""
-	for gi, g := range groups {
-		gc := c
-		if gi > 0 {
-			gc = engine.AtExactSnapshot(zk)
+	for j, r := range resp.Results {
+		i := indexes[j]
+		if r.Err != nil {
+			pairs[i].Response = &v1.CheckBulkPermissionsPair_Error{Error: p.spicedbStatus(bulkMethod, r.Err).Proto()}
+			continue
 		}
-		results, z, err := p.eng.CheckBulk(ctx, engine.CheckBulkRequest{Consistency: gc, Items: g.reqs, Context: g.ctx})
-		if err != nil {
-			return nil, err
-		}
-		zk = z
-		for j, r := range results {
-			i := g.indexes[j]
-			if errors.Is(r.Err, engine.ErrUnavailable) {
-				// A transient failure fails the call, so that clients
-				// retry it as a whole.
-				return nil, r.Err
-			}
-			if r.Err != nil {
-				pairs[i].Response = &v1.CheckBulkPermissionsPair_Error{Error: p.spicedbStatus(bulkMethod, r.Err).Proto()}
-				continue
-			}
-			p.srv.ObserveCheck(r.CheckResult)
-			pairs[i].Response = &v1.CheckBulkPermissionsPair_Item{Item: &v1.CheckBulkPermissionsResponseItem{
-				Permissionship:    toCheckPermissionship(r.Permissionship),
-				PartialCaveatInfo: partialInfo(r.Permissionship, r.MissingContext),
-			}}
-		}
+		p.srv.ObserveCheck(r.CheckResult)
+		pairs[i].Response = &v1.CheckBulkPermissionsPair_Item{Item: &v1.CheckBulkPermissionsResponseItem{
+			Permissionship:    toCheckPermissionship(r.Permissionship),
+			PartialCaveatInfo: partialInfo(r.Permissionship, r.MissingContext),
+		}}
 	}
-	return &v1.CheckBulkPermissionsResponse{CheckedAt: toZedToken(zk), Pairs: pairs}, nil
+	return &v1.CheckBulkPermissionsResponse{CheckedAt: toZedToken(resp.Zookie), Pairs: pairs}, nil
 }
 
 // ExpandPermissionTree returns the expansion tree of a permission.
@@ -344,7 +276,7 @@ func (p *permissions) ExpandPermissionTree(ctx context.Context, req *v1.ExpandPe
 	if err := checkRelation("permission", req.GetPermission()); err != nil {
 		return nil, err
 	}
-	t, zk, err := p.eng.Expand(ctx, engine.ExpandRequest{Consistency: c, Resource: res, Permission: req.GetPermission()})
+	t, zk, err := p.eng.Expand(ctx, engine.ExpandRequest{Consistency: c, ExpandRequest: engine.ExpandQuery{Resource: res, Permission: req.GetPermission()}})
 	if err != nil {
 		return nil, err
 	}
@@ -359,7 +291,7 @@ func (p *permissions) ExpandPermissionTree(ctx context.Context, req *v1.ExpandPe
 // and no conditions: a Pemba leaf whose subject sets were expanded
 // becomes the union of the leaf and those expansions, and the caveats and
 // expirations of subjects are not carried (docs/compat.md).
-func toTree(t *eval.Tree) (*v1.PermissionRelationshipTree, error) {
+func toTree(t *engine.Tree) (*v1.PermissionRelationshipTree, error) {
 	if t == nil {
 		return nil, nil
 	}
@@ -374,7 +306,7 @@ func toTree(t *eval.Tree) (*v1.PermissionRelationshipTree, error) {
 	}
 	var op v1.AlgebraicSubjectSet_Operation
 	switch t.Kind {
-	case eval.Leaf:
+	case engine.Leaf:
 		leaf := &v1.DirectSubjectSet{}
 		for _, s := range t.Subjects {
 			leaf.Subjects = append(leaf.Subjects, toSubject(s.Subject))
@@ -389,11 +321,11 @@ func toTree(t *eval.Tree) (*v1.PermissionRelationshipTree, error) {
 		}
 		children = append([]*v1.PermissionRelationshipTree{direct}, children...)
 		op = v1.AlgebraicSubjectSet_OPERATION_UNION
-	case eval.Union:
+	case engine.Union:
 		op = v1.AlgebraicSubjectSet_OPERATION_UNION
-	case eval.Intersection:
+	case engine.Intersection:
 		op = v1.AlgebraicSubjectSet_OPERATION_INTERSECTION
-	case eval.Exclusion:
+	case engine.Exclusion:
 		op = v1.AlgebraicSubjectSet_OPERATION_EXCLUSION
 	default:
 		return nil, fmt.Errorf("authzed: expansion node of unknown kind %v", t.Kind)
@@ -429,7 +361,7 @@ func (p *permissions) LookupResources(req *v1.LookupResourcesRequest, stream grp
 	}
 	seq, zk, err := p.eng.LookupResources(ctx, engine.LookupResourcesRequest{
 		Consistency: c,
-		LookupResourcesRequest: eval.LookupResourcesRequest{
+		LookupResourcesRequest: engine.LookupResourcesQuery{
 			ResourceType: req.GetResourceObjectType(), Permission: req.GetPermission(), Subject: subj,
 			Limit: int(req.GetOptionalLimit()),
 		},
@@ -507,11 +439,11 @@ func (p *permissions) LookupSubjects(req *v1.LookupSubjectsRequest, stream grpc.
 	}
 	seq, zk, err := p.eng.LookupSubjects(ctx, engine.LookupSubjectsRequest{
 		Consistency: c,
-		LookupSubjectsRequest: eval.LookupSubjectsRequest{
+		LookupSubjectsRequest: engine.LookupSubjectsQuery{
 			Resource: res, Permission: req.GetPermission(), SubjectType: req.GetSubjectObjectType(), SubjectRelation: subRel,
+			Limit: engineLimit,
 		},
 		Context: cctx,
-		Limit:   engineLimit,
 		Cursor:  req.GetOptionalCursor().GetToken(),
 	})
 	if err != nil {

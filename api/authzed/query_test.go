@@ -12,7 +12,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -53,7 +52,7 @@ func TestCheckBulkPermissions(t *testing.T) {
 		var want engine.CheckResponse
 		if ierr == nil {
 			c, _ := caveatContext("", items[i].GetContext())
-			want, ierr = f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtExactSnapshot(zt.GetToken()), Resource: in.Resource, Permission: in.Permission, Subject: in.Subject, Context: c})
+			want, ierr = f.eng.Check(f.ctx, engine.CheckRequest{Consistency: engine.AtExactSnapshot(zt.GetToken()), CheckRequest: in, Context: c})
 		}
 		if ierr != nil {
 			// SpiceDB's codes: an unknown permission is a failed
@@ -93,7 +92,7 @@ func TestExpandPermissionTree(t *testing.T) {
 	if resp.GetExpandedAt().GetToken() != zt.GetToken() {
 		t.Fatalf("expanded at %v", resp.GetExpandedAt())
 	}
-	tree, _, err := f.eng.Expand(f.ctx, engine.ExpandRequest{Consistency: engine.AtExactSnapshot(zt.GetToken()), Resource: tuple.ObjectRef{Type: "doc", ID: "1"}, Permission: "view"})
+	tree, _, err := f.eng.Expand(f.ctx, engine.ExpandRequest{Consistency: engine.AtExactSnapshot(zt.GetToken()), ExpandRequest: engine.ExpandQuery{Resource: tuple.ObjectRef{Type: "doc", ID: "1"}, Permission: "view"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,20 +138,20 @@ func renderTree(t *v1.PermissionRelationshipTree) string {
 // renderEngineTree renders the engine's tree the way renderTree renders
 // the wire's: a leaf with expanded subject sets is the union of itself
 // and them.
-func renderEngineTree(t *eval.Tree) string {
+func renderEngineTree(t *engine.Tree) string {
 	var b strings.Builder
-	ops := map[eval.TreeKind]string{eval.Union: "OPERATION_UNION", eval.Intersection: "OPERATION_INTERSECTION", eval.Exclusion: "OPERATION_EXCLUSION"}
-	var walk func(t *eval.Tree, depth int)
-	walk = func(t *eval.Tree, depth int) {
+	ops := map[engine.TreeKind]string{engine.Union: "OPERATION_UNION", engine.Intersection: "OPERATION_INTERSECTION", engine.Exclusion: "OPERATION_EXCLUSION"}
+	var walk func(t *engine.Tree, depth int)
+	walk = func(t *engine.Tree, depth int) {
 		head := fmt.Sprintf("%s%s#%s", strings.Repeat("  ", depth), t.Object, t.Relation)
 		var subs []string
 		for _, s := range t.Subjects {
 			subs = append(subs, s.Subject.String())
 		}
 		switch {
-		case t.Kind == eval.Leaf && len(t.Children) == 0:
+		case t.Kind == engine.Leaf && len(t.Children) == 0:
 			fmt.Fprintf(&b, "%s leaf %v\n", head, subs)
-		case t.Kind == eval.Leaf:
+		case t.Kind == engine.Leaf:
 			fmt.Fprintf(&b, "%s OPERATION_UNION\n", head)
 			fmt.Fprintf(&b, "%s%s#%s leaf %v\n", strings.Repeat("  ", depth+1), t.Object, t.Relation, subs)
 			for _, c := range t.Children {
@@ -286,7 +285,7 @@ func TestLookupsWithCursorsAndLimits(t *testing.T) {
 
 func (f *fixture) engineResources(c engine.Consistency, user string) []string {
 	f.t.Helper()
-	seq, _, err := f.eng.LookupResources(f.ctx, engine.LookupResourcesRequest{Consistency: c, LookupResourcesRequest: eval.LookupResourcesRequest{
+	seq, _, err := f.eng.LookupResources(f.ctx, engine.LookupResourcesRequest{Consistency: c, LookupResourcesRequest: engine.LookupResourcesQuery{
 		ResourceType: "doc", Permission: "view", Subject: tuple.SubjectRef{Type: "user", ID: user},
 	}})
 	if err != nil {
@@ -304,7 +303,7 @@ func (f *fixture) engineResources(c engine.Consistency, user string) []string {
 
 func (f *fixture) engineSubjects(c engine.Consistency, doc string) []string {
 	f.t.Helper()
-	seq, _, err := f.eng.LookupSubjects(f.ctx, engine.LookupSubjectsRequest{Consistency: c, LookupSubjectsRequest: eval.LookupSubjectsRequest{
+	seq, _, err := f.eng.LookupSubjects(f.ctx, engine.LookupSubjectsRequest{Consistency: c, LookupSubjectsRequest: engine.LookupSubjectsQuery{
 		Resource: tuple.ObjectRef{Type: "doc", ID: doc}, Permission: "view", SubjectType: "user",
 	}})
 	if err != nil {

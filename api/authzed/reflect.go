@@ -26,19 +26,19 @@ func (h *schemas) schemaAt(ctx context.Context, c *v1.Consistency) (*schema.Sche
 	if err != nil {
 		return nil, "", err
 	}
-	text, zk, err := h.eng.ReadSchema(ctx, cons)
+	rs, err := h.eng.ReadSchema(ctx, cons)
 	if errors.Is(err, engine.ErrNoSchema) {
 		return nil, "", fmt.Errorf("%w: %w", server.ErrNotFound, err)
 	}
 	if err != nil {
 		return nil, "", err
 	}
-	s, err := schema.Compile("schema", text)
+	s, err := schema.Compile("schema", rs.Text)
 	if err != nil {
 		// The engine compiled this text when it was written.
 		return nil, "", fmt.Errorf("authzed: the stored schema does not compile: %w", err)
 	}
-	return s, zk, nil
+	return s, rs.Zookie, nil
 }
 
 // ReflectSchema describes the schema in force: definitions with their

@@ -21,14 +21,14 @@ type schemas struct {
 // (authzed.api.v1's request has no consistency). With no schema written
 // yet it fails with NOT_FOUND, as SpiceDB does.
 func (h *schemas) ReadSchema(ctx context.Context, _ *v1.ReadSchemaRequest) (*v1.ReadSchemaResponse, error) {
-	text, zk, err := h.eng.ReadSchema(ctx, engine.FullyConsistent())
+	rs, err := h.eng.ReadSchema(ctx, engine.FullyConsistent())
 	if errors.Is(err, engine.ErrNoSchema) {
 		return nil, fmt.Errorf("%w: %w", server.ErrNotFound, err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &v1.ReadSchemaResponse{SchemaText: text, ReadAt: toZedToken(zk)}, nil
+	return &v1.ReadSchemaResponse{SchemaText: rs.Text, ReadAt: toZedToken(rs.Zookie)}, nil
 }
 
 // WriteSchema replaces the schema. A change that would orphan stored

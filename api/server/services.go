@@ -7,7 +7,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine"
 )
 
 // This file lets other API packages (api/authzed: SpiceDB's
@@ -36,6 +36,6 @@ func CallerOf(ctx context.Context) string { return callerOf(ctx) }
 
 // ObserveCheck counts one answered check in the check metrics (outcome,
 // dispatches, depth), whichever API asked it.
-func (s *Server) ObserveCheck(r eval.CheckResult) {
+func (s *Server) ObserveCheck(r engine.CheckResult) {
 	s.metrics.checked(permissionshipToProto(r.Permissionship), r.Dispatches, r.Depth)
 }
