@@ -177,9 +177,10 @@ func TestMetrics(t *testing.T) {
 
 func TestShortMethod(t *testing.T) {
 	for in, want := range map[string]string{
-		"/pemba.v1.PermissionsService/CheckPermission": "PermissionsService/CheckPermission",
-		"/grpc.health.v1.Health/Check":                 "Health/Check",
-		"odd":                                          "odd",
+		"/pemba.v1.PermissionsService/CheckPermission":       "PermissionsService/CheckPermission",
+		"/grpc.health.v1.Health/Check":                       "Health/Check",
+		"/authzed.api.v1.PermissionsService/CheckPermission": "authzed.PermissionsService/CheckPermission",
+		"odd": "odd",
 	} {
 		if got := shortMethod(in); got != want {
 			t.Errorf("shortMethod(%q) = %q, want %q", in, got, want)

@@ -156,9 +156,14 @@ func outcomeLabel(p pb.Permissionship) string {
 }
 
 // shortMethod turns "/pemba.v1.PermissionsService/CheckPermission" into
-// "PermissionsService/CheckPermission" to keep labels short.
+// "PermissionsService/CheckPermission" to keep labels short. SpiceDB's
+// services (package api/authzed) have the same names, so theirs keep the
+// prefix "authzed.": "authzed.PermissionsService/CheckPermission".
 func shortMethod(full string) string {
 	full = strings.TrimPrefix(full, "/")
+	if rest, ok := strings.CutPrefix(full, "authzed.api.v1."); ok {
+		return "authzed." + rest
+	}
 	if i := strings.LastIndexByte(full, '/'); i >= 0 {
 		svc := full[:i]
 		if j := strings.LastIndexByte(svc, '.'); j >= 0 {

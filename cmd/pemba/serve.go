@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pemba-authz/pemba/api/authzed"
 	"github.com/pemba-authz/pemba/api/cluster"
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
@@ -149,6 +150,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fail(err)
 	}
+	// SpiceDB's authzed.api.v1 on the same listener (docs/compat.md).
+	authzed.Register(srv, eng)
 	err = srv.Run(ctx, server.RunConfig{
 		Listen: *listen, MetricsListen: *metricsAddr, Gatherer: reg, Pprof: *pprofOn,
 		HTTPListen: *httpAddr,
