@@ -5,14 +5,15 @@ import (
 	"net"
 	"testing"
 
+	"github.com/pemba-authz/pemba/api/authzed"
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/bench/workload"
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
 )
 
-// serve starts a gRPC server over a fresh in-memory engine and returns
-// its address.
+// serve starts a gRPC server over a fresh in-memory engine, serving
+// pemba.v1 and authzed.api.v1 as pemba serve does, and returns its address.
 func serve(t *testing.T, keys []server.Key) string {
 	t.Helper()
 	st := memstore.New(memstore.Options{})
@@ -24,6 +25,7 @@ func serve(t *testing.T, keys []server.Key) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	authzed.Register(srv, e)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"context"
+	"testing"
+
+	"github.com/pemba-authz/pemba/api/server"
+	"github.com/pemba-authz/pemba/bench/workload"
+)
+
+// TestSpiceDBMode runs the workloads through authzed.api.v1 against a real
+// Pemba server (pemba.v1 and authzed.api.v1 on one listener): loaded with
+// ImportBulkRelationships, every operation, no errors and no unexpected
+// answers, then again on the loaded data at fully_consistent.
+func TestSpiceDBMode(t *testing.T) {
+	ops := map[string]int64{"enterprise": 300, "deep-chain": 100, "wide-group": 200, "wide-arrow": 6}
+	for _, name := range workload.Names() {
+		t.Run(name, func(t *testing.T) {
+			n, ok := ops[name]
+			if !ok {
+				t.Fatalf("no operation count for workload %q: add one", name)
+			}
+			addr := serve(t, nil)
+			o := Options{
+				Workload: name, Scale: workload.Small, Seed: 1, Mode: "grpc", API: "spicedb", Addr: addr,
+				Run: RunConfig{Concurrency: 2, Ops: n, Mix: allOps},
+			}
+			ctx := context.Background()
+			rep, err := Execute(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wl, _ := workload.New(name, workload.Small, 1)
+			if rep.Load.Relationships != wl.Size() || rep.Target != "grpc-spicedb/"+addr {
+				t.Errorf("load %+v, target %s; want %d relationships", rep.Load, rep.Target, wl.Size())
+			}
+			checkReport(t, rep, n)
+			if rep.Total.Errors != 0 || rep.Total.Unexpected != 0 {
+				t.Errorf("%d errors, %d unexpected answers; samples %q", rep.Total.Errors, rep.Total.Unexpected, rep.Samples)
+			}
+			o.SkipLoad, o.Consistency = true, FullyConsistent
+			if rep, err = Execute(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+			if !rep.Load.Reused || rep.Total.Errors != 0 || rep.Total.Unexpected != 0 {
+				t.Errorf("second run: load %+v, %d errors, %d unexpected; samples %q", rep.Load, rep.Total.Errors, rep.Total.Unexpected, rep.Samples)
+			}
+		})
+	}
+}
+
+func TestSpiceDBKey(t *testing.T) {
+	addr := serve(t, []server.Key{{Name: "bench", Secret: "s3cret-s3cret-s3cret"}})
+	tests := []struct {
+		key     string
+		wantErr bool
+	}{
+		{"s3cret-s3cret-s3cret", false},
+		{"wrong", true},
+		{"", true},
+	}
+	for _, tc := range tests {
+		o := Options{
+			Workload: "deep-chain", Scale: workload.Small, Seed: 1, Mode: "grpc", API: "spicedb", Addr: addr, Key: tc.key,
+			Run: RunConfig{Concurrency: 1, Ops: 20},
+		}
+		_, err := Execute(context.Background(), o)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("key %q: error %v, want error %v", tc.key, err, tc.wantErr)
+		}
+	}
+}
+
+// TestAPIsAgree loads a data set through one API and asks the same
+// questions through both: every check, lookup-resources and
+// lookup-subjects answer must be the same.
+func TestAPIsAgree(t *testing.T) {
+	for _, name := range []string{"enterprise", "deep-chain", "wide-group"} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			addr := serve(t, nil)
+			wl, err := workload.New(name, workload.Small, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sp, err := NewSpiceDB(GRPCOptions{Addr: addr, Consistency: FullyConsistent})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sp.Close()
+			pb, err := NewGRPC(GRPCOptions{Addr: addr, Consistency: FullyConsistent})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pb.Close()
+			if _, err := Load(ctx, sp, wl, nil, 0); err != nil {
+				t.Fatal(err)
+			}
+			src := wl.Source(5)
+			allowed, results := 0, 0
+			for _, tc := range []struct {
+				op workload.Op
+				n  int
+			}{{workload.OpCheck, 300}, {workload.OpLookupResources, 20}, {workload.OpLookupSubjects, 20}} {
+				for range tc.n {
+					q := src.Next(tc.op)
+					a, aerr := pb.Do(ctx, &q)
+					b, berr := sp.Do(ctx, &q)
+					if aerr != nil || berr != nil || a != b {
+						t.Fatalf("%s: pemba.v1 %+v (%v), authzed.api.v1 %+v (%v)", q, a, aerr, b, berr)
+					}
+					if a.Allowed {
+						allowed++
+					}
+					results += a.Results
+				}
+			}
+			// Answers of both kinds, so that agreement means something.
+			if allowed == 0 || allowed == 300 || results == 0 {
+				t.Errorf("%d of 300 checks allowed, %d lookup results: the questions do not tell the APIs apart", allowed, results)
+			}
+		})
+	}
+}
