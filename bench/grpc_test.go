@@ -14,7 +14,7 @@ import (
 
 // serve starts a gRPC server over a fresh in-memory engine, serving
 // pemba.v1 and authzed.api.v1 as pemba serve does, and returns its address.
-func serve(t *testing.T, keys []server.Key) string {
+func serve(t testing.TB, keys []server.Key) string {
 	t.Helper()
 	st := memstore.New(memstore.Options{})
 	e, err := engine.Open(context.Background(), st, engine.Options{})
