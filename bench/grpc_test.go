@@ -16,12 +16,18 @@ import (
 // pemba.v1 and authzed.api.v1 as pemba serve does, and returns its address.
 func serve(t testing.TB, keys []server.Key) string {
 	t.Helper()
+	return serveConfig(t, server.Config{Keys: keys})
+}
+
+// serveConfig is serve with a whole server configuration.
+func serveConfig(t testing.TB, cfg server.Config) string {
+	t.Helper()
 	st := memstore.New(memstore.Options{})
 	e, err := engine.Open(context.Background(), st, engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(e, server.Config{Keys: keys})
+	srv, err := server.New(e, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

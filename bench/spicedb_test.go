@@ -2,7 +2,19 @@ package bench
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/bench/workload"
@@ -47,6 +59,73 @@ func TestSpiceDBMode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTLS runs both APIs over TLS with a key: verified against the
+// server's CA the run succeeds; against the system's roots, or over
+// plaintext, it fails before anything is loaded.
+func TestTLS(t *testing.T) {
+	cert, pool := selfSigned(t)
+	addr := serveConfig(t, server.Config{
+		Keys:        []server.Key{{Name: "bench", Secret: "tls-secret-tls-secret"}},
+		GRPCOptions: []grpc.ServerOption{grpc.Creds(credentials.NewServerTLSFromCert(&cert))},
+	})
+	tests := []struct {
+		api, name string
+		tls       *tls.Config
+		wantErr   bool
+	}{
+		{"spicedb", "server's CA", &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, false},
+		{"pemba", "server's CA", &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, false},
+		{"spicedb", "system roots", &tls.Config{MinVersion: tls.VersionTLS12}, true},
+		{"spicedb", "plaintext", nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.api+", "+tc.name, func(t *testing.T) {
+			rep, err := Execute(context.Background(), Options{
+				Workload: "deep-chain", Scale: workload.Small, Seed: 1, Mode: "grpc", API: tc.api, Addr: addr,
+				Key: "tls-secret-tls-secret", TLS: tc.tls, SkipLoad: tc.api == "pemba", // spicedb's run loads
+				Run: RunConfig{Concurrency: 1, Ops: 20},
+			})
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error %v, want error %v", err, tc.wantErr)
+			}
+			if err == nil && (rep.Total.Errors != 0 || rep.Total.Unexpected != 0) {
+				t.Errorf("%d errors, %d unexpected answers; samples %q", rep.Total.Errors, rep.Total.Unexpected, rep.Samples)
+			}
+		})
+	}
+}
+
+// selfSigned returns a TLS certificate for 127.0.0.1 and a pool holding it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "pemba bench test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(c)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
 }
 
 func TestSpiceDBKey(t *testing.T) {
