@@ -10,6 +10,8 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,23 +235,32 @@ func BenchmarkCheckAPIs(b *testing.B) {
 	for i := range reqs {
 		reqs[i] = src.Next(workload.OpCheck)
 	}
+	// A target warmed up (connections, the server's cache) on every request.
+	open := func(b *testing.B, api string, conns int) Target {
+		tg, err := targets[api](GRPCOptions{Addr: addr, Conns: conns})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { tg.Close() })
+		for i := range reqs {
+			if _, err := tg.Do(ctx, &reqs[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return tg
+	}
+	cpu := func(b *testing.B) time.Duration {
+		u, err := readUsage()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return u.user + u.sys
+	}
 	for _, api := range []string{"pemba", "spicedb"} {
 		b.Run(api, func(b *testing.B) {
-			tg, err := targets[api](GRPCOptions{Addr: addr, Conns: 1})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer tg.Close()
-			for i := range reqs { // warm the connection and the cache
-				if _, err := tg.Do(ctx, &reqs[i]); err != nil {
-					b.Fatal(err)
-				}
-			}
+			tg := open(b, api, 1)
 			b.ReportAllocs()
-			u0, err := readUsage()
-			if err != nil {
-				b.Fatal(err)
-			}
+			cpu0 := cpu(b)
 			i := 0
 			for b.Loop() {
 				if _, err := tg.Do(ctx, &reqs[i%len(reqs)]); err != nil {
@@ -257,11 +268,29 @@ func BenchmarkCheckAPIs(b *testing.B) {
 				}
 				i++
 			}
-			u1, err := readUsage()
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(u1.user+u1.sys-u0.user-u0.sys)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(cpu(b)-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+		// The shape of a load run: 64 callers over the default 4
+		// connections, so calls share HTTP/2 frames and wake-ups.
+		b.Run(api+"/parallel", func(b *testing.B) {
+			tg := open(b, api, DefaultGRPCConns)
+			var next atomic.Uint32
+			b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+			b.ReportAllocs()
+			cpu0 := cpu(b)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(next.Add(1))
+				for pb.Next() {
+					if _, err := tg.Do(ctx, &reqs[i%len(reqs)]); err != nil {
+						b.Error(err)
+						return
+					}
+					i++
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(cpu(b)-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
