@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,9 +22,15 @@ type Options struct {
 	Seed     uint64
 	// Mode is "inprocess" (default) or "grpc".
 	Mode string
+	// API is the gRPC API grpc mode speaks: "pemba" (default, pemba.v1)
+	// or "spicedb" (authzed.api.v1, through authzed-go's client: SpiceDB
+	// itself, or pemba serve's compatible API).
+	API string
 	// Addr and Key locate and authenticate to the server in grpc mode.
 	Addr string
 	Key  string
+	// TLS, when set, secures grpc mode's connections (nil: plaintext).
+	TLS *tls.Config
 	// SkipLoad, in grpc mode and for the postgres store, uses the data
 	// the server or database already holds (loaded by an earlier run with
 	// the same workload, scale and seed).
@@ -68,6 +75,9 @@ func Execute(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	switch o.Mode {
 	case "", "inprocess":
+		if o.API != "" && o.API != "pemba" {
+			return nil, fmt.Errorf("%w: -api %s needs -mode grpc", ErrUsage, o.API)
+		}
 	case "grpc":
 		return executeGRPC(ctx, o, wl)
 	default:
@@ -158,7 +168,18 @@ func Execute(ctx context.Context, o Options) (rep *Report, err error) {
 // executeGRPC runs the benchmark against a server; the server owns the
 // data directory, so there is no disk size and no reuse record.
 func executeGRPC(ctx context.Context, o Options, wl workload.Workload) (rep *Report, err error) {
-	t, err := NewGRPC(GRPCOptions{Addr: o.Addr, Key: o.Key, Consistency: o.Consistency})
+	gopts := GRPCOptions{Addr: o.Addr, Key: o.Key, Consistency: o.Consistency, TLS: o.TLS}
+	var t Target
+	target := "grpc/"
+	switch o.API {
+	case "", "pemba":
+		t, err = NewGRPC(gopts)
+	case "spicedb":
+		t, err = NewSpiceDB(gopts)
+		target = "grpc-spicedb/"
+	default:
+		err = fmt.Errorf("%w: api %q (want pemba or spicedb)", ErrUsage, o.API)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +195,7 @@ func executeGRPC(ctx context.Context, o Options, wl workload.Workload) (rep *Rep
 	}
 	rep, err = Measure(ctx, t, wl, o.Run)
 	if rep != nil {
-		rep.Target = "grpc/" + o.Addr
+		rep.Target = target + o.Addr
 		rep.Consistency = o.Consistency.String()
 		rep.Load = info
 	}

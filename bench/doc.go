@@ -10,7 +10,10 @@
 // A Target is what requests are sent to: four methods (Load, Do, Stats,
 // Close), one file per kind. The in-process target (inprocess.go) opens an
 // engine over memstore or pebblestore in this process; the gRPC target
-// (grpc.go) calls a running server through the generated stubs.
+// (grpc.go) calls a running server through the generated pemba.v1 stubs;
+// the SpiceDB target (spicedb.go) calls any server speaking SpiceDB's
+// authzed.api.v1 (SpiceDB, or pemba serve) through the authzed-go client,
+// so the same workload compares the two.
 //
 // # Measurement
 //

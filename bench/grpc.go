@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,6 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -30,7 +30,9 @@ type GRPCOptions struct {
 	Key string
 	// Consistency is asked for by every read.
 	Consistency Consistency
-	// DialOptions replace the default (plaintext) transport options.
+	// TLS, when set, secures the connections (nil: plaintext).
+	TLS *tls.Config
+	// DialOptions replace the transport options TLS chooses.
 	DialOptions []grpc.DialOption
 	// Conns is how many connections the workers' calls are spread over,
 	// round robin (0: DefaultGRPCConns). One HTTP/2 connection serializes
@@ -65,7 +67,7 @@ func NewGRPC(opts GRPCOptions) (*GRPC, error) {
 	}
 	dial := opts.DialOptions
 	if dial == nil {
-		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		dial = transport(opts)
 	}
 	addrs := strings.Split(opts.Addr, ",")
 	n := opts.Conns

@@ -5,25 +5,33 @@ import (
 	"net"
 	"testing"
 
+	"github.com/pemba-authz/pemba/api/authzed"
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/bench/workload"
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
 )
 
-// serve starts a gRPC server over a fresh in-memory engine and returns
-// its address.
-func serve(t *testing.T, keys []server.Key) string {
+// serve starts a gRPC server over a fresh in-memory engine, serving
+// pemba.v1 and authzed.api.v1 as pemba serve does, and returns its address.
+func serve(t testing.TB, keys []server.Key) string {
+	t.Helper()
+	return serveConfig(t, server.Config{Keys: keys})
+}
+
+// serveConfig is serve with a whole server configuration.
+func serveConfig(t testing.TB, cfg server.Config) string {
 	t.Helper()
 	st := memstore.New(memstore.Options{})
 	e, err := engine.Open(context.Background(), st, engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(e, server.Config{Keys: keys})
+	srv, err := server.New(e, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	authzed.Register(srv, e)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/pemba-authz/pemba/bench"
 	"github.com/pemba-authz/pemba/bench/workload"
+	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
 )
 
 // benchCommand is `pemba bench run|compare`: flags only; the work is done
@@ -41,7 +43,10 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		seed        = fs.Uint64("seed", 1, "seed of the data set and requests")
 		mode        = fs.String("mode", "inprocess", "target: inprocess, or grpc (a running pemba serve)")
 		addr        = fs.String("addr", "127.0.0.1:50051", "grpc mode: server address, or the nodes of a cluster separated by commas (connections go to each in turn)")
+		api         = fs.String("api", "pemba", "grpc mode: the API to drive: pemba (pemba.v1) or spicedb (authzed.api.v1 through authzed-go's client: SpiceDB, or pemba serve's SpiceDB-compatible API)")
 		keyFile     = fs.String("key-file", "", "grpc mode: file holding a preshared key (sent as a bearer token)")
+		useTLS      = fs.Bool("tls", false, "grpc mode: connect with TLS, the server verified with the system's roots (default: plaintext)")
+		tlsCA       = fs.String("tls-ca", "", "grpc mode: connect with TLS, the server verified with the CA certificates in this PEM `file`")
 		skipLoad    = fs.Bool("skip-load", false, "grpc mode, or -datastore postgres: the server or database already holds this data set")
 		storeKind   = fs.String("datastore", "pebble", "in-process datastore: pebble (in -data-dir), postgres (at -datastore-uri) or memory")
 		storeURI    = fs.String("datastore-uri", os.Getenv("PEMBA_DATASTORE_URI"), "postgres: connection URI of an empty database, migrated if needed (default: $PEMBA_DATASTORE_URI)")
@@ -91,9 +96,16 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		key = strings.TrimSpace(string(b))
 	}
+	var tlsConf *tls.Config
+	if *useTLS || *tlsCA != "" {
+		if tlsConf, err = cli.ClientTLS("-tls-ca", *tlsCA); err != nil {
+			fmt.Fprintln(stderr, "pemba bench:", err)
+			return 2
+		}
+	}
 	o := bench.Options{
 		Workload: *name, Scale: sc, Seed: *seed, Mode: *mode, Store: *storeKind, DataDir: *dataDir, DatastoreURI: *storeURI,
-		Addr: *addr, Key: key, SkipLoad: *skipLoad,
+		API: *api, Addr: *addr, Key: key, TLS: tlsConf, SkipLoad: *skipLoad,
 		Consistency: c,
 		Run: bench.RunConfig{
 			Concurrency: *concurrency, Duration: *duration, Ops: *ops, WarmupDuration: *warmup,

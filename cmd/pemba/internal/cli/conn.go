@@ -52,29 +52,40 @@ func (inv *invocation) dial(c *connFlags, usage string) (*client.Client, error) 
 		c.token = inv.env.Getenv("PEMBA_TOKEN")
 	}
 	opts := client.Options{Key: c.token}
-	switch {
-	case c.tlsCA != "":
-		pem, err := os.ReadFile(c.tlsCA)
+	if c.tlsCA != "" || c.useTLS || !(c.insecure || IsLoopback(c.address)) {
+		cfg, err := ClientTLS("--tls-ca", c.tlsCA)
 		if err != nil {
-			return nil, fmt.Errorf("read --tls-ca: %w", err)
+			return nil, err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-ca %s: no PEM certificates", c.tlsCA)
-		}
-		opts.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	case c.useTLS:
-		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
-	case c.insecure || IsLoopback(c.address):
+		opts.TLS = cfg
+	} else {
 		opts.Insecure = true
-	default:
-		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	cl, err := client.New(c.address, opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", c.address, err)
 	}
 	return cl, nil
+}
+
+// ClientTLS is the TLS configuration of a connection to a server: its
+// certificate verified with the CA certificates in the PEM file caFile,
+// or with the system's roots when caFile is empty. flag names caFile's
+// flag in errors.
+func ClientTLS(flag, caFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return cfg, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", flag, err)
+	}
+	cfg.RootCAs = x509.NewCertPool()
+	if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s %s: no PEM certificates", flag, caFile)
+	}
+	return cfg, nil
 }
 
 // IsLoopback reports whether addr is host:port with a loopback host.
