@@ -1,12 +1,20 @@
-// Package enterprise gives Go code the showcase example's schema, so that
-// the benchmark workload and tests load this one file instead of keeping
-// copies of it.
+// Package enterprise gives Go code the showcase example's files, so that
+// the benchmark workload, tests and the playground load these files instead
+// of keeping copies of them.
 package enterprise
 
 import _ "embed"
 
-//go:embed schema.zed
-var schema string
+var (
+	//go:embed schema.zed
+	schema string
+	//go:embed enterprise.yaml
+	validationFile string
+)
 
 // Schema returns the text of schema.zed.
 func Schema() string { return schema }
+
+// ValidationFile returns the text of enterprise.yaml, the validation file
+// whose schemaFile is schema.zed.
+func ValidationFile() string { return validationFile }
