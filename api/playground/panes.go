@@ -135,8 +135,17 @@ func Split(file, schemaFileText string) (Panes, error) {
 			end := len(lines)
 			if i+2 < len(root.Content) {
 				end = root.Content[i+2].Line - 1
+				for end > 0 && strings.HasPrefix(lines[end-1], "#") {
+					end-- // the next key's comments
+				}
 			}
-			rest = append(rest, strings.TrimRight(strings.Join(lines[key.Line-1:end], "\n"), "\n"))
+			// Comments at the margin just above the key belong to it (a
+			// line at the margin cannot be inside an indented block).
+			start := key.Line - 1
+			for start > 0 && strings.HasPrefix(lines[start-1], "#") {
+				start--
+			}
+			rest = append(rest, strings.TrimRight(strings.Join(lines[start:end], "\n"), "\n"))
 		}
 	}
 	p.Assertions = strings.Join(rest, "\n")

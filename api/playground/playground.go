@@ -103,9 +103,6 @@ func New(opts Options) *Handler {
 	h.mux.HandleFunc("POST "+Path+"/api/run", h.run)
 	h.mux.HandleFunc("POST "+Path+"/api/check", h.check)
 	h.mux.HandleFunc("POST "+Path+"/api/download", h.download)
-	h.mux.HandleFunc(Path+"/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no playground resource %s %s", r.Method, r.URL.Path))
-	})
 	return h
 }
 
