@@ -219,7 +219,10 @@ validation:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got RunResult
-			post(t, h, "/playground/api/run", tt.panes, &got)
+			rec := post(t, h, "/playground/api/run", tt.panes, &got)
+			if strings.Contains(rec.Body.String(), "null") {
+				t.Errorf("the answer has a null list: %s", rec.Body)
+			}
 			// The YAML parser's column is not part of the answer.
 			for i := range tt.problems {
 				if tt.problems[i].Line == 0 {

@@ -166,7 +166,8 @@ func parseFile(p Panes) (*validation.File, layout, []Problem) {
 
 // run compiles the schema and runs the file the panes make.
 func run(ctx context.Context, p Panes, now func() time.Time) (*RunResult, error) {
-	res := &RunResult{Problems: compileSchema(p.Schema), Assertions: []AssertionResult{}, Validations: []ValidationResult{}}
+	// Empty lists, not null: the page iterates over them.
+	res := &RunResult{Problems: append([]Problem{}, compileSchema(p.Schema)...), Assertions: []AssertionResult{}, Validations: []ValidationResult{}}
 	f, lay, problems := parseFile(p)
 	res.Problems = append(res.Problems, problems...)
 	if f == nil || len(res.Problems) > 0 {

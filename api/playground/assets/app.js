@@ -221,8 +221,11 @@ async function run() {
 async function check() {
   const text = $("#check").value.trim();
   const answer = $("#answer");
-  if (!text) { answer.textContent = ""; drawTree(null); return; }
+  // data-check names the check the answer is for.
+  answer.dataset.check = text;
+  if (!text) { answer.className = ""; answer.textContent = ""; drawTree(null); return; }
   let res;
+  answer.className = "pending";
   try {
     res = await post("check", { ...panes(), check: text, context: $("#context").value });
   } catch (e) {

@@ -1,0 +1,218 @@
+package playground
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// findBrowser returns the path of a Chromium or Chrome binary, or "".
+// PEMBA_CHROMIUM names one explicitly.
+func findBrowser() string {
+	if p := os.Getenv("PEMBA_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// TestBrowser drives the page in a real, headless Chromium: a schema
+// error is marked on its line, fixing it clears the mark, an assertion
+// passes, a check draws its Expand tree with the granting path
+// highlighted, and the enterprise example loads and passes. It saves a
+// screenshot under the test's temp dir, and also at
+// $PEMBA_PLAYGROUND_SCREENSHOT when set (the README's image:
+// PEMBA_PLAYGROUND_SCREENSHOT=$PWD/docs/img/playground.png go test ./api/playground -run TestBrowser).
+func TestBrowser(t *testing.T) {
+	browser := findBrowser()
+	if browser == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no Chromium found (apt-get install chromium, or set PEMBA_CHROMIUM); the browser test must run in CI")
+		}
+		t.Skip("no Chromium found (apt-get install chromium, or set PEMBA_CHROMIUM)")
+	}
+	srv := httptest.NewServer(New(Options{Now: fixedNow}))
+	defer srv.Close()
+
+	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox refuses to start
+		chromedp.WindowSize(1600, 1200),
+		chromedp.Flag("disable-dev-shm-usage", true),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	bctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	// Any script exception or console error (a CSP violation, say) fails
+	// the test. Subscribing starts the browser, whose life is bctx's: the
+	// time limit goes on a context derived from it.
+	var mu sync.Mutex
+	var pageErrors []string
+	messages := chromedp.Console(bctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleException {
+				mu.Lock()
+				pageErrors = append(pageErrors, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range pageErrors {
+			t.Errorf("page error: %s", e)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	defer cancel()
+
+	const (
+		schemaTA = "#pane-schema textarea"
+		relsTA   = "#pane-relationships textarea"
+		assertTA = "#pane-assertions textarea"
+	)
+	do := func(step string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+	// eval runs a script and returns its value.
+	eval := func(script string) any {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](script))
+		if err != nil {
+			t.Fatalf("%s: %v", script, err)
+		}
+		return v
+	}
+	strs := func(script string) []string {
+		t.Helper()
+		var out []string
+		for _, v := range eval(script).([]any) {
+			out = append(out, fmt.Sprint(v))
+		}
+		return out
+	}
+	count := func(sel string) int {
+		t.Helper()
+		return int(eval(fmt.Sprintf("document.querySelectorAll(%q).length", sel)).(float64))
+	}
+
+	do("load the page",
+		chromedp.Navigate(srv.URL+"/playground/"),
+		// The starter example runs when the page loads.
+		chromedp.WaitVisible(`#assertion-results li.pass`),
+		chromedp.WaitVisible(`#answer.has`),
+	)
+
+	// The schema, typed with a mistake on line 5: "viewr".
+	badSchema := "definition user {}\n\ndefinition document {\n  relation viewer: user\n  permission view = viewr + owner\n  relation owner: user\n}"
+	// Empty the panes and the check box (no input event: nothing runs
+	// until the typing below).
+	eval(`document.querySelectorAll("textarea, #check").forEach(e => { e.value = ""; })`)
+	do("type a schema with an error",
+		chromedp.SendKeys(schemaTA, badSchema),
+		chromedp.WaitVisible(`#pane-schema .gutter div.err[data-line="5"]`),
+	)
+	problem, err := chromedp.Run(ctx, chromedp.Text(`#pane-schema .problems li[data-line="5"]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if marks := count("#pane-schema .mark.err"); !strings.HasPrefix(problem, "5:21: ") || !strings.Contains(problem, `"viewr"`) || marks != 1 {
+		t.Errorf("the error on line 5: problem %q, %d marked lines", problem, marks)
+	}
+
+	// Select "viewr" and type over it, as an author would.
+	eval(`(() => { const ta = document.querySelector("#pane-schema textarea");
+		const i = ta.value.indexOf("viewr"); ta.focus(); ta.setSelectionRange(i, i + 5); })()`)
+	do("fix it",
+		chromedp.KeyEvent("viewer"),
+		chromedp.WaitNotPresent(`#pane-schema .gutter div.err`),
+	)
+
+	do("run an assertion",
+		chromedp.SendKeys(relsTA, "document:readme#viewer@user:anne\ndocument:readme#owner@user:bob"),
+		chromedp.SendKeys(assertTA, "assertions:\n  assertTrue:\n    - document:readme#view@user:anne\n  assertFalse:\n    - document:readme#owner@user:anne\n"),
+		chromedp.WaitVisible(`#assertion-results li.pass[data-line="5"]`),
+		chromedp.WaitVisible(`#pane-assertions .gutter div.pass[data-line="3"]`),
+	)
+	results := strs(`[...document.querySelectorAll("#assertion-results li")].map(li => li.className + " " + li.textContent)`)
+	if want := []string{"pass assertTrue document:readme#view@user:anne", "pass assertFalse document:readme#owner@user:anne"}; !slices.Equal(results, want) {
+		t.Errorf("assertion results = %q, want %q", results, want)
+	}
+
+	do("check a permission",
+		chromedp.SendKeys("#check", "document:readme#view@user:anne\n"),
+		chromedp.WaitVisible(`#answer.has[data-check="document:readme#view@user:anne"]`),
+		chromedp.WaitVisible(`#graph .node.grants`),
+	)
+	granting := strs(`[...document.querySelectorAll("#graph .node.grants")].map(g => g.dataset.name)`)
+	all := strs(`[...document.querySelectorAll("#graph .node")].map(g => g.dataset.name)`)
+	matched := strs(`[...document.querySelectorAll("#graph .node.grants text.match")].map(t => t.textContent.trim())`)
+	if want := []string{"document:readme#view", "document:readme#viewer"}; !slices.Equal(granting, want) {
+		t.Errorf("highlighted nodes = %q, want %q (all nodes %q)", granting, want, all)
+	}
+	if grantEdges, edges := count("#graph path.edge.grants"), count("#graph path.edge"); !slices.Contains(all, "document:readme#owner") ||
+		!slices.Equal(matched, []string{"user:anne"}) || grantEdges != 1 || edges != 2 {
+		t.Errorf("graph: nodes %q, matched %q, %d highlighted edges of %d", all, matched, grantEdges, edges)
+	}
+	shot(t, ctx, "check")
+
+	do("load the enterprise example",
+		chromedp.Click("#load-example"),
+		chromedp.WaitVisible(`#pane-relationships .gutter div[data-line="200"]`),
+		chromedp.WaitVisible(`#answer.has[data-check="crm_customer:c42#view@employee:zhang"]`),
+		chromedp.WaitVisible(`#graph .node.grants text.match`),
+	)
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector("#summary").textContent.includes("170/170 assertions, 10/10 validations pass")`,
+		chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+		summary, _ := chromedp.Run(ctx, chromedp.Text("#summary"))
+		t.Fatalf("the enterprise example: %v (summary %q)", err, summary)
+	}
+	if fails := count("#assertion-results li.fail, #validation-results li.fail, .problems li"); fails != 0 {
+		t.Errorf("the enterprise example: %d failures or problems", fails)
+	}
+	png := shot(t, ctx, "example")
+	if dst := os.Getenv("PEMBA_PLAYGROUND_SCREENSHOT"); dst != "" {
+		if err := os.WriteFile(dst, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", dst)
+	}
+}
+
+// shot saves a screenshot of the page under the test's temp dir.
+func shot(t *testing.T, ctx context.Context, name string) []byte {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), fmt.Sprintf("playground-%s.png", name))
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+	return png
+}
