@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/pemba-authz/pemba/api/authzed"
 	"github.com/pemba-authz/pemba/api/cluster"
+	"github.com/pemba-authz/pemba/api/playground"
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
 	"github.com/pemba-authz/pemba/engine"
@@ -58,6 +60,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&dispatch.caFile, "dispatch-ca", "", "cluster: CA certificates (PEM) of the peers' TLS certificates (default: system roots; used with -tls-cert)")
 	fs.StringVar(storeKind, "store", "pebble", "the same as -datastore")
 	fs.Var(&replicas, "datastore-read-replica-uri", "postgres: a hot standby to read from when it has replayed the revision asked for (repeatable)")
+	playgroundOn := fs.Bool("playground", false, "serve the schema playground at /playground/ on -http-listen (a loopback address, unless -playground-public); it evaluates against a throwaway in-memory store per request, never the server's data")
+	playgroundPublic := fs.Bool("playground-public", false, "allow -playground on an -http-listen address that other hosts can reach (the playground asks for no key)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -75,6 +79,14 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if *pprofOn && *metricsAddr == "" {
 		fmt.Fprintln(stderr, "pemba serve: -pprof needs -metrics-listen")
+		return 2
+	}
+	if *playgroundOn && *httpAddr == "" {
+		fmt.Fprintln(stderr, "pemba serve: -playground needs -http-listen")
+		return 2
+	}
+	if *playgroundOn && !*playgroundPublic && !cli.IsLoopback(*httpAddr) {
+		fmt.Fprintf(stderr, "pemba serve: -playground: %s is reachable from other hosts; give -playground-public to serve the playground there\n", *httpAddr)
 		return 2
 	}
 	if setGCPercent(fs, os.Getenv("GOGC")) {
@@ -152,15 +164,23 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	// SpiceDB's authzed.api.v1 on the same listener (docs/compat.md).
 	authzed.Register(srv, eng)
+	var httpHandlers map[string]http.Handler
+	if *playgroundOn {
+		pg := playground.New(playground.Options{})
+		httpHandlers = map[string]http.Handler{playground.Path: pg, playground.Path + "/": pg}
+	}
 	err = srv.Run(ctx, server.RunConfig{
 		Listen: *listen, MetricsListen: *metricsAddr, Gatherer: reg, Pprof: *pprofOn,
-		HTTPListen: *httpAddr,
+		HTTPListen: *httpAddr, HTTPHandlers: httpHandlers,
 		HTTPListening: func(addr net.Addr) {
 			scheme := "http"
 			if tlsConf != nil {
 				scheme = "https"
 			}
 			fmt.Fprintf(stdout, "pemba: serving HTTP/JSON on %s://%s/v1/ (OpenAPI at /openapi.json)\n", scheme, addr)
+			if *playgroundOn {
+				fmt.Fprintf(stdout, "pemba: serving the playground on %s://%s%s/\n", scheme, addr, playground.Path)
+			}
 		},
 		Listening: func(grpcAddr, metricsAddr net.Addr) {
 			if metricsAddr != nil {
