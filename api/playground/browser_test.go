@@ -35,8 +35,9 @@ func findBrowser() string {
 // passes, a check draws its Expand tree with the granting path
 // highlighted, and the enterprise example loads and passes. It saves a
 // screenshot under the test's temp dir, and also at
-// $PEMBA_PLAYGROUND_SCREENSHOT when set (the README's image:
-// PEMBA_PLAYGROUND_SCREENSHOT=$PWD/docs/img/playground.png go test ./api/playground -run TestBrowser).
+// $PEMBA_PLAYGROUND_SCREENSHOT when set, a path relative to the module's
+// root (the README's image, made from the repository's root with
+// PEMBA_PLAYGROUND_SCREENSHOT=docs/img/playground.png go test ./api/playground -run TestBrowser).
 func TestBrowser(t *testing.T) {
 	browser := findBrowser()
 	if browser == "" {
@@ -195,6 +196,9 @@ func TestBrowser(t *testing.T) {
 	}
 	png := shot(t, ctx, "example")
 	if dst := os.Getenv("PEMBA_PLAYGROUND_SCREENSHOT"); dst != "" {
+		if !filepath.IsAbs(dst) {
+			dst = filepath.Join("..", "..", dst) // relative to the module's root, not this package's directory
+		}
 		if err := os.WriteFile(dst, png, 0o644); err != nil {
 			t.Fatal(err)
 		}

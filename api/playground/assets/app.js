@@ -341,6 +341,15 @@ function drawTree(tree) {
     }
   };
   walk(tree);
+  // Bring the end of the highlighted path into view.
+  let deepest = null;
+  const find = (n) => { if (n.grants && (!deepest || n.depth > deepest.depth)) deepest = n; (n.children || []).forEach(find); };
+  find(tree);
+  if (deepest) {
+    const wrap = $("#graph-wrap");
+    wrap.scrollTop = Math.max(0, deepest.y + deepest.h / 2 - wrap.clientHeight / 2);
+    wrap.scrollLeft = Math.max(0, deepest.x + deepest.w - wrap.clientWidth + gapX);
+  }
 }
 
 // ---- Wiring ----
