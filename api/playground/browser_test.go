@@ -46,7 +46,7 @@ func TestBrowser(t *testing.T) {
 		}
 		t.Skip("no Chromium found (apt-get install chromium, or set PEMBA_CHROMIUM)")
 	}
-	srv := httptest.NewServer(New(Options{Now: fixedNow}))
+	srv := httptest.NewServer(newTestHandler())
 	defer srv.Close()
 
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
@@ -84,7 +84,7 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("page error: %s", e)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	ctx, cancel := context.WithTimeout(bctx, 3*time.Minute)
 	defer cancel()
 
 	const (
@@ -187,7 +187,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(`#graph .node.grants text.match`),
 	)
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector("#summary").textContent.includes("170/170 assertions, 10/10 validations pass")`,
-		chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+		chromedp.WithPollingTimeout(2*time.Minute))); err != nil {
 		summary, _ := chromedp.Run(ctx, chromedp.Text("#summary"))
 		t.Fatalf("the enterprise example: %v (summary %q)", err, summary)
 	}

@@ -46,7 +46,11 @@ document:readme#viewer@user:dan`
 // fixedNow is the clock of every test: answers never depend on today.
 func fixedNow() time.Time { return time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC) }
 
-func newTestHandler() *Handler { return New(Options{Now: fixedNow}) }
+// testTimeout bounds evaluations in tests that do not test the limit:
+// the enterprise example under -race on a loaded machine takes seconds.
+const testTimeout = 2 * time.Minute
+
+func newTestHandler() *Handler { return New(Options{Now: fixedNow, Timeout: testTimeout}) }
 
 // post sends body as JSON and decodes the answer into out (when not nil).
 func post(t *testing.T, h http.Handler, path string, body any, out any) *httptest.ResponseRecorder {

@@ -51,6 +51,14 @@ class Editor {
     this.state = new Map(); // line -> {cls, title}
     this.ta.addEventListener("scroll", () => this.scroll());
     this.ta.addEventListener("input", () => this.renderGutter());
+    // Tab indents (two spaces, which YAML accepts) instead of leaving the
+    // pane; insertText keeps the browser's undo history.
+    this.ta.addEventListener("keydown", (e) => {
+      if (e.key === "Tab" && !e.shiftKey && !e.ctrlKey && !e.altKey && !e.metaKey) {
+        e.preventDefault();
+        document.execCommand("insertText", false, "  ");
+      }
+    });
   }
   get value() { return this.ta.value; }
   set value(v) { this.ta.value = v; this.renderGutter(); }
