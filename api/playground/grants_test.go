@@ -90,4 +90,3 @@ func hasCaveat(t *eval.Tree) bool {
 	}
 	return slices.ContainsFunc(t.Children, hasCaveat)
 }
-
