@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/pemba-authz/pemba/engine/validation"
 )
 
 // findBrowser returns the path of a Chromium or Chrome binary, or "".
@@ -33,7 +35,8 @@ func findBrowser() string {
 // TestBrowser drives the page in a real, headless Chromium: a schema
 // error is marked on its line, fixing it clears the mark, an assertion
 // passes, a check draws its Expand tree with the granting path
-// highlighted, and the enterprise example loads and passes. It saves a
+// highlighted, the download is a validation file that runs, and the
+// enterprise example loads and passes. It saves a
 // screenshot under the test's temp dir, and also at
 // $PEMBA_PLAYGROUND_SCREENSHOT when set, a path relative to the module's
 // root (the README's image, made from the repository's root with
@@ -179,6 +182,25 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("graph: nodes %q, matched %q, %d highlighted edges of %d", all, matched, grantEdges, edges)
 	}
 	shot(t, ctx, "check")
+
+	// The download: the blob the page saves, caught before it leaves.
+	eval(`window.saved = null;
+		URL.createObjectURL = (blob) => { blob.text().then((text) => { window.saved = text; }); return "blob:caught"; };
+		URL.revokeObjectURL = () => {};
+		HTMLAnchorElement.prototype.click = function () { window.savedAs = this.download; };`)
+	do("download", chromedp.Click("#download"))
+	saved, err := chromedp.Run(ctx, chromedp.Poll[string](`window.saved`))
+	if err != nil {
+		t.Fatalf("download: %v", err)
+	}
+	f, err := validation.Parse("playground.yaml", []byte(saved))
+	if err != nil {
+		t.Fatalf("the downloaded file: %v\n%s", err, saved)
+	}
+	res, err := validation.Run(ctx, f, validation.Options{Now: fixedNow})
+	if err != nil || !res.OK() || res.Assertions != 2 || !strings.Contains(f.Schema, "permission view = viewer + owner") || eval(`window.savedAs`) != "playground.yaml" {
+		t.Errorf("the downloaded file runs: %v %+v\n%s", err, res, saved)
+	}
 
 	do("load the enterprise example",
 		chromedp.Click("#load-example"),
