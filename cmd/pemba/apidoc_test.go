@@ -21,10 +21,13 @@ type docExample struct {
 }
 
 // httpDocExamples extracts the examples of the "## HTTP/JSON" section.
-func httpDocExamples(doc string) ([]docExample, error) {
-	start := strings.Index(doc, "\n## HTTP/JSON\n")
+func httpDocExamples(doc string) ([]docExample, error) { return docExamples(doc, "HTTP/JSON") }
+
+// docExamples extracts the examples of the "## heading" section.
+func docExamples(doc, heading string) ([]docExample, error) {
+	start := strings.Index(doc, "\n## "+heading+"\n")
 	if start < 0 {
-		return nil, fmt.Errorf("no ## HTTP/JSON heading")
+		return nil, fmt.Errorf("no ## %s heading", heading)
 	}
 	first := strings.Count(doc[:start], "\n") + 2
 	section := doc[start+1:]

@@ -1,69 +1,19 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// startServeHTTP runs `pemba serve -http-listen 127.0.0.1:0 args...` until
-// the test ends and returns the lines it printed up to its gRPC address.
-func startServeHTTP(t *testing.T, args ...string) []string {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	var stderr bytes.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, append([]string{"serve", "-listen", "127.0.0.1:0", "-store", "memory", "-http-listen", "127.0.0.1:0"}, args...), pw, &stderr)
-		pw.Close()
-	}()
-	br := bufio.NewReader(pr)
-	var lines []string
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			cancel()
-			t.Fatalf("serve printed %q, then %v (exit %d, stderr %s)", lines, err, <-done, stderr.String())
-		}
-		lines = append(lines, strings.TrimSpace(line))
-		if strings.HasPrefix(line, "pemba: serving gRPC on ") {
-			break
-		}
-	}
-	go io.Copy(io.Discard, br)
-	t.Cleanup(func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("serve exited with %d; stderr:\n%s", code, stderr.String())
-		}
-	})
-	return lines
-}
-
-// printedURL returns the URL in the printed line that starts with prefix.
-func printedURL(t *testing.T, lines []string, prefix string) string {
-	t.Helper()
-	for _, l := range lines {
-		if rest, ok := strings.CutPrefix(l, prefix); ok {
-			return strings.Fields(rest)[0]
-		}
-	}
-	t.Fatalf("no line %q... in %q", prefix, lines)
-	return ""
-}
-
 func TestServePlayground(t *testing.T) {
-	lines := startServeHTTP(t, "-playground")
-	url := printedURL(t, lines, "pemba: serving the playground on ")
-	if !strings.HasSuffix(url, "/playground/") {
-		t.Fatalf("playground URL %q", url)
-	}
+	url := startServeAll(t, "-store", "memory", "-http-listen", "127.0.0.1:0", "-playground").http + "/playground/"
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
@@ -88,8 +38,7 @@ func TestServePlayground(t *testing.T) {
 }
 
 func TestServePlaygroundOff(t *testing.T) {
-	lines := startServeHTTP(t)
-	base := strings.TrimSuffix(printedURL(t, lines, "pemba: serving HTTP/JSON on "), "/v1/")
+	base := startServeAll(t, "-store", "memory", "-http-listen", "127.0.0.1:0").http
 	resp, err := http.Get(base + "/playground/")
 	if err != nil {
 		t.Fatal(err)
@@ -119,5 +68,35 @@ func TestServePlaygroundUsage(t *testing.T) {
 				t.Errorf("stderr %q lacks %q", stderr.String(), tt.stderr)
 			}
 		})
+	}
+}
+
+func TestPlaygroundDocExamples(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatalf("the examples need curl: %v", err) // never skipped: CI installs it
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "cli.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	examples, err := docExamples(string(doc), "The playground")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(examples) != 2 {
+		t.Fatalf("%d examples, want the schema and the check ones", len(examples))
+	}
+	a := startServeAll(t, "-store", "memory", "-http-listen", "127.0.0.1:0", "-playground")
+	for _, ex := range examples {
+		cmd := exec.CommandContext(t.Context(), "sh", "-e", "-c", ex.script)
+		cmd.Env = append(os.Environ(), "PEMBA_HTTP="+a.http)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("docs/cli.md:%d: %v\nstdout:\n%s\nstderr:\n%s", ex.line, err, stdout.String(), stderr.String())
+		}
+		if ex.want == "" || !sameOutput(stdout.String(), ex.want) {
+			t.Errorf("docs/cli.md:%d printed\n%s\nwant\n%s", ex.line, stdout.String(), ex.want)
+		}
 	}
 }
