@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
-	"github.com/pemba-authz/pemba/engine/store/memstore"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -27,7 +25,10 @@ func TestGrantsAgreeWithCheck(t *testing.T) {
 		t.Fatal(problems)
 	}
 	ctx := context.Background()
-	st := memstore.New(memstore.Options{Now: fixedNow})
+	st, err := engine.OpenStore(ctx, engine.StoreOptions{Kind: engine.StoreMemory, Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer st.Close()
 	eng, err := engine.Open(ctx, st, engine.Options{Now: fixedNow, CacheBytes: -1})
 	if err != nil {
@@ -49,12 +50,14 @@ func TestGrantsAgreeWithCheck(t *testing.T) {
 	}
 	compared, caveated, granted := 0, 0, 0
 	for _, exp := range f.Expected {
-		tree, _, err := eng.Expand(ctx, engine.ExpandRequest{Consistency: engine.FullyConsistent(), Resource: exp.Resource, Permission: exp.Permission})
+		tree, _, err := eng.Expand(ctx, engine.ExpandRequest{Consistency: engine.FullyConsistent(),
+			ExpandRequest: engine.ExpandQuery{Resource: exp.Resource, Permission: exp.Permission}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, sub := range employees {
-			ans, err := eng.Check(ctx, engine.CheckRequest{Consistency: engine.FullyConsistent(), Resource: exp.Resource, Permission: exp.Permission, Subject: sub})
+			ans, err := eng.Check(ctx, engine.CheckRequest{Consistency: engine.FullyConsistent(),
+				CheckRequest: engine.CheckQuery{Resource: exp.Resource, Permission: exp.Permission, Subject: sub}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,7 +82,7 @@ func TestGrantsAgreeWithCheck(t *testing.T) {
 }
 
 // hasCaveat reports whether any relationship in t carries a caveat.
-func hasCaveat(t *eval.Tree) bool {
+func hasCaveat(t *engine.Tree) bool {
 	if t.Caveat != nil {
 		return true
 	}

@@ -9,9 +9,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
-	"github.com/pemba-authz/pemba/engine/store"
-	"github.com/pemba-authz/pemba/engine/store/memstore"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/engine/validation"
 	"github.com/pemba-authz/pemba/schema"
@@ -268,7 +265,10 @@ func check(ctx context.Context, req CheckRequest, now func() time.Time) (*CheckR
 	if f == nil {
 		return res, nil
 	}
-	st := memstore.New(memstore.Options{Now: now})
+	st, err := engine.OpenStore(ctx, engine.StoreOptions{Kind: engine.StoreMemory, Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("playground: open store: %w", err)
+	}
 	defer st.Close()
 	eng, err := engine.Open(ctx, st, engine.Options{Now: now, CacheBytes: -1})
 	if err != nil {
@@ -282,7 +282,8 @@ func check(ctx context.Context, req CheckRequest, now func() time.Time) (*CheckR
 		return nil, err
 	}
 	cons := engine.FullyConsistent()
-	ans, err := eng.Check(ctx, engine.CheckRequest{Consistency: cons, Resource: a.Resource, Permission: a.Permission, Subject: a.Subject, Context: a.Context})
+	ans, err := eng.Check(ctx, engine.CheckRequest{Consistency: cons, Context: a.Context,
+		CheckRequest: engine.CheckQuery{Resource: a.Resource, Permission: a.Permission, Subject: a.Subject}})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -292,7 +293,8 @@ func check(ctx context.Context, req CheckRequest, now func() time.Time) (*CheckR
 	}
 	res.Permissionship = ans.Permissionship.String()
 	res.MissingContext = ans.MissingContext
-	tree, _, err := eng.Expand(ctx, engine.ExpandRequest{Consistency: cons, Resource: a.Resource, Permission: a.Permission, Context: a.Context})
+	tree, _, err := eng.Expand(ctx, engine.ExpandRequest{Consistency: cons, Context: a.Context,
+		ExpandRequest: engine.ExpandQuery{Resource: a.Resource, Permission: a.Permission}})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -301,7 +303,7 @@ func check(ctx context.Context, req CheckRequest, now func() time.Time) (*CheckR
 		return res, nil
 	}
 	budget := maxTreeNodes
-	res.Tree = drawTree(tree, a.Subject, grantsOf(tree, a.Subject), ans.Permissionship != eval.NoPermission, &budget)
+	res.Tree = drawTree(tree, a.Subject, grantsOf(tree, a.Subject), ans.Permissionship != engine.NoPermission, &budget)
 	return res, nil
 }
 
@@ -320,7 +322,7 @@ func load(ctx context.Context, eng *engine.Engine, f *validation.File, lay layou
 		chunk := pending[:min(len(pending), eng.Limits().MaxUpdatesPerWrite)]
 		ups := make([]engine.Update, len(chunk))
 		for i, r := range chunk {
-			ups[i] = engine.Update{Op: store.OpTouch, Relationship: r.Relationship}
+			ups[i] = engine.Update{Op: engine.OpTouch, Relationship: r.Relationship}
 		}
 		_, err := eng.WriteRelationships(ctx, engine.WriteRequest{Caller: "playground", Updates: ups})
 		var re *engine.RelationshipError
@@ -349,10 +351,10 @@ func matches(s, sub tuple.SubjectRef) bool {
 // grantsOf finds the nodes of t on a path that gives sub the permission
 // (see Node.Grants). Caveats are not evaluated: the check's answer says
 // whether they hold.
-func grantsOf(t *eval.Tree, sub tuple.SubjectRef) map[*eval.Tree]bool {
-	g := map[*eval.Tree]bool{}
-	var walk func(t *eval.Tree) bool
-	walk = func(t *eval.Tree) bool {
+func grantsOf(t *engine.Tree, sub tuple.SubjectRef) map[*engine.Tree]bool {
+	g := map[*engine.Tree]bool{}
+	var walk func(t *engine.Tree) bool
+	walk = func(t *engine.Tree) bool {
 		if t == nil {
 			return false
 		}
@@ -362,23 +364,23 @@ func grantsOf(t *eval.Tree, sub tuple.SubjectRef) map[*eval.Tree]bool {
 		}
 		var ok bool
 		switch t.Kind {
-		case eval.Leaf:
+		case engine.Leaf:
 			for _, s := range t.Subjects {
 				ok = ok || matches(s.Subject, sub)
 			}
 			for _, k := range kids {
 				ok = ok || k
 			}
-		case eval.Union:
+		case engine.Union:
 			for _, k := range kids {
 				ok = ok || k
 			}
-		case eval.Intersection:
+		case engine.Intersection:
 			ok = len(kids) > 0
 			for _, k := range kids {
 				ok = ok && k
 			}
-		case eval.Exclusion:
+		case engine.Exclusion:
 			ok = len(kids) > 0 && kids[0]
 			for _, k := range kids[min(1, len(kids)):] {
 				ok = ok && !k
@@ -394,11 +396,11 @@ func grantsOf(t *eval.Tree, sub tuple.SubjectRef) map[*eval.Tree]bool {
 // drawTree converts t for the page, within budget nodes (the nodes that
 // grant are drawn beyond it, so the highlighted path is whole). mark says
 // whether granting nodes are marked: not when the check denies.
-func drawTree(t *eval.Tree, sub tuple.SubjectRef, grants map[*eval.Tree]bool, mark bool, budget *int) *Node {
+func drawTree(t *engine.Tree, sub tuple.SubjectRef, grants map[*engine.Tree]bool, mark bool, budget *int) *Node {
 	*budget--
 	n := &Node{
 		Kind:       t.Kind.String(),
-		Arrow:      t.Kind != eval.Leaf && len(t.Subjects) > 0,
+		Arrow:      t.Kind != engine.Leaf && len(t.Subjects) > 0,
 		Object:     t.Object.String(),
 		Relation:   t.Relation,
 		Conditions: conditions(t.Caveat, t.Expiration),
