@@ -85,8 +85,16 @@ func newWorld(t testing.TB, schema, relationships string) *engine.Engine {
 	if _, _, err := eng.WriteSchema(ctx, "test", schema); err != nil {
 		t.Fatalf("schema: %v", err)
 	}
+	importRels(t, eng, relationships)
+	return eng
+}
+
+// importRels imports relationships, one per line in tuple.Parse syntax
+// ("//" starts a comment line).
+func importRels(t testing.TB, eng *engine.Engine, text string) {
+	t.Helper()
 	var rels []tuple.Relationship
-	for _, line := range strings.Split(relationships, "\n") {
+	for _, line := range strings.Split(text, "\n") {
 		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "//") {
 			continue
 		}
@@ -97,7 +105,7 @@ func newWorld(t testing.TB, schema, relationships string) *engine.Engine {
 		rels = append(rels, r)
 	}
 	if len(rels) > 0 {
-		_, _, err := eng.Import(ctx, "test", func(yield func(tuple.Relationship, error) bool) {
+		_, _, err := eng.Import(context.Background(), "test", func(yield func(tuple.Relationship, error) bool) {
 			for _, r := range rels {
 				if !yield(r, nil) {
 					return
@@ -108,7 +116,6 @@ func newWorld(t testing.TB, schema, relationships string) *engine.Engine {
 			t.Fatalf("relationships: %v", err)
 		}
 	}
-	return eng
 }
 
 func TestConformance(t *testing.T) {
