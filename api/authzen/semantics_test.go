@@ -39,7 +39,7 @@ doc:c#viewer@user:u[gold]
 		'M': {"resource": obj{"type": "doc"}},
 	}
 	table := []struct {
-		batch                                   string
+		batch                                  string
 		executeAll, denyOnFirst, permitOnFirst string
 	}{
 		{"P", "P", "P", "P"},
