@@ -76,8 +76,16 @@ var conformanceClock = func() time.Time { return time.Date(2026, 12, 4, 12, 0, 0
 // relationships (one per line, tuple.Parse syntax).
 func newWorld(t testing.TB, schema, relationships string) *engine.Engine {
 	t.Helper()
+	return newWorldWith(t, engine.Options{}, schema, relationships)
+}
+
+// newWorldWith is newWorld with engine options (the clock is always
+// conformanceClock).
+func newWorldWith(t testing.TB, opts engine.Options, schema, relationships string) *engine.Engine {
+	t.Helper()
 	ctx := context.Background()
-	eng, err := engine.Open(ctx, memstore.New(memstore.Options{Now: conformanceClock}), engine.Options{Now: conformanceClock})
+	opts.Now = conformanceClock
+	eng, err := engine.Open(ctx, memstore.New(memstore.Options{Now: conformanceClock}), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

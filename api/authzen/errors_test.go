@@ -2,7 +2,6 @@ package authzen_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/pemba-authz/pemba/api/authzen"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/store/memstore"
 )
 
 // Requests the API refuses as a whole get the status of §10.1.2's table
@@ -55,16 +53,7 @@ func TestOversizedBody(t *testing.T) {
 // limit) is a 500 for a single evaluation and the item's error in a
 // batch; it is never a deny.
 func TestInternalError(t *testing.T) {
-	ctx := context.Background()
-	clock := conformanceClock
-	eng, err := engine.Open(ctx, memstore.New(memstore.Options{Now: clock}), engine.Options{Now: clock, MaxDepth: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	if _, _, err := eng.WriteSchema(ctx, "test", errorsSchema); err != nil {
-		t.Fatal(err)
-	}
+	eng := newWorldWith(t, engine.Options{MaxDepth: 3}, errorsSchema, "")
 	importRels(t, eng, `
 doc:deep#viewer@group:g1#member
 group:g1#member@group:g2#member
