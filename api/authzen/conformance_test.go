@@ -183,7 +183,7 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-func readConformance(t *testing.T, path string) *conformanceFile {
+func readConformance(t testing.TB, path string) *conformanceFile {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -297,7 +297,7 @@ func runCase(t *testing.T, srv *httptest.Server, c conformanceCase, nextToken st
 
 // normalize round-trips YAML values through JSON, so that numbers and
 // maps have the types encoding/json gives.
-func normalize(t *testing.T, v any) any {
+func normalize(t testing.TB, v any) any {
 	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
