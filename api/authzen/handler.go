@@ -156,7 +156,9 @@ func (h *Handler) authenticate(r *http.Request) error {
 		return fmt.Errorf("%w: the Authorization header is not \"Bearer <key>\"", ErrUnauthenticated)
 	}
 	if _, err := h.auth(key); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+		// The checker's reason stays here: a caller learns only that the
+		// key was refused.
+		return fmt.Errorf("%w: the key is not valid", ErrUnauthenticated)
 	}
 	return nil
 }

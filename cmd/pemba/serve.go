@@ -43,7 +43,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		timeout     = fs.Duration("request-timeout", server.DefaultRequestTimeout, "deadline of unary calls that come without one (negative: none)")
 		tlsCert     = fs.String("tls-cert", "", "TLS certificate file (with -tls-key)")
 		tlsKey      = fs.String("tls-key", "", "TLS private key file")
-		httpAddr    = fs.String("http-listen", "", "serve the HTTP/JSON API at http://ADDR/v1/... and its OpenAPI document at /openapi.json, with the same keys, TLS and limits as gRPC (empty: off)")
+		httpAddr    = fs.String("http-listen", "", "serve the HTTP/JSON API at http://ADDR/v1/..., its OpenAPI document at /openapi.json and the AuthZEN Authorization API at /access/v1/..., with the same keys, TLS and limits as gRPC (empty: off)")
 		metricsAddr = fs.String("metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics and probes at /healthz and /readyz (empty: off)")
 		maxRecv     = fs.Int("max-request-bytes", server.MaxRecvMsgBytes, "largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED")
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
@@ -165,9 +165,15 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	// SpiceDB's authzed.api.v1 on the same listener (docs/compat.md).
 	authzed.Register(srv, eng)
 	var httpHandlers map[string]http.Handler
+	if *httpAddr != "" {
+		if httpHandlers, err = authzenHandlers(eng, srv, *maxRecv, log); err != nil {
+			return fail(err)
+		}
+	}
 	if *playgroundOn {
 		pg := playground.New(playground.Options{})
-		httpHandlers = map[string]http.Handler{playground.Path: pg, playground.Path + "/": pg}
+		httpHandlers[playground.Path] = pg
+		httpHandlers[playground.Path+"/"] = pg
 	}
 	err = srv.Run(ctx, server.RunConfig{
 		Listen: *listen, MetricsListen: *metricsAddr, Gatherer: reg, Pprof: *pprofOn,
@@ -178,6 +184,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				scheme = "https"
 			}
 			fmt.Fprintf(stdout, "pemba: serving HTTP/JSON on %s://%s/v1/ (OpenAPI at /openapi.json)\n", scheme, addr)
+			fmt.Fprintf(stdout, "pemba: serving AuthZEN on %s://%s/access/v1/ (metadata at /.well-known/authzen-configuration)\n", scheme, addr)
 			if *playgroundOn {
 				fmt.Fprintf(stdout, "pemba: serving the playground on %s://%s%s/\n", scheme, addr, playground.Path)
 			}
