@@ -273,6 +273,11 @@ func runCase(t *testing.T, srv *httptest.Server, c conformanceCase, nextToken st
 		if c.Error != "" && !strings.Contains(string(got), c.Error) {
 			t.Errorf("%s: error %q does not contain %q", c.Name, got, c.Error)
 		}
+		// §C-5: a successful answer is application/json; an error is
+		// a message string (§10.1.2).
+		if ct := resp.Header.Get("Content-Type"); c.Status == http.StatusOK && ct != "application/json" {
+			t.Errorf("%s: a 200 with Content-Type %q", c.Name, ct)
+		}
 		if c.Status >= 400 && resp.Header.Get("Content-Type") == "application/json" {
 			t.Errorf("%s: an error answered as JSON: %s", c.Name, got)
 		}
