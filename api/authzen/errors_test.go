@@ -135,3 +135,27 @@ func TestErrorShape(t *testing.T) {
 		t.Errorf("body %q is JSON, want a message string", w.Body.Bytes())
 	}
 }
+
+// A panic below the handler (here in the key checker) is answered with a
+// 500 and a reference, not a dropped connection, and the handler goes on
+// serving.
+func TestPanicIsA500(t *testing.T) {
+	eng := newWorld(t, errorsSchema, "doc:1#viewer@user:u")
+	h := newHandler(t, eng, authzen.Options{Authenticate: func(key string) (string, error) {
+		if key == "boom" {
+			panic("key checker failed")
+		}
+		return "pep", nil
+	}})
+	req := obj{"subject": subj("user", "u"), "action": act("read"), "resource": res("doc", "1")}
+	status, body := call(t, h, authzen.EvaluationPath, req, http.Header{"Authorization": {"Bearer boom"}})
+	if status != http.StatusInternalServerError || !strings.Contains(string(body), "internal error (reference ") {
+		t.Errorf("status %d, body %q; want 500 with a reference", status, body)
+	}
+	if strings.Contains(string(body), "key checker failed") {
+		t.Errorf("the panic's value reached the caller: %q", body)
+	}
+	if status, body := call(t, h, authzen.EvaluationPath, req, http.Header{"Authorization": {"Bearer fine"}}); status != http.StatusOK {
+		t.Errorf("after the panic: status %d: %s", status, body)
+	}
+}

@@ -123,7 +123,9 @@ func jsonType(kind string) string {
 		return "object"
 	case "slice":
 		return "array"
-	case "int", "int64", "float64":
+	case "int", "int64":
+		return "integer"
+	case "float64":
 		return "number"
 	case "bool":
 		return "boolean"
