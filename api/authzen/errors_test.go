@@ -3,6 +3,7 @@ package authzen_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -157,5 +158,33 @@ func TestPanicIsA500(t *testing.T) {
 	}
 	if status, body := call(t, h, authzen.EvaluationPath, req, http.Header{"Authorization": {"Bearer fine"}}); status != http.StatusOK {
 		t.Errorf("after the panic: status %d: %s", status, body)
+	}
+}
+
+// A batch over the engine's bulk check limit is refused whole (400), not
+// cut short; one at the limit is answered.
+func TestBatchLimit(t *testing.T) {
+	eng := newWorld(t, errorsSchema, "doc:1#viewer@user:u")
+	h := newHandler(t, eng, authzen.Options{})
+	max := eng.Limits().MaxBulkCheckItems
+	batch := func(n int) obj {
+		items := make([]any, n)
+		for i := range items {
+			items[i] = obj{}
+		}
+		return obj{"subject": subj("user", "u"), "action": act("read"), "resource": res("doc", "1"), "evaluations": items}
+	}
+	status, body := call(t, h, authzen.EvaluationsPath, batch(max+1), nil)
+	if status != http.StatusBadRequest || !strings.Contains(string(body), fmt.Sprintf("at most %d are allowed", max)) {
+		t.Errorf("%d items: status %d: %s", max+1, status, body)
+	}
+	var resp struct {
+		Evaluations []struct {
+			Decision bool `json:"decision"`
+		} `json:"evaluations"`
+	}
+	callJSON(t, h, authzen.EvaluationsPath, batch(max), &resp)
+	if len(resp.Evaluations) != max || !resp.Evaluations[max-1].Decision {
+		t.Errorf("%d items: %d answers", max, len(resp.Evaluations))
 	}
 }
