@@ -64,6 +64,13 @@ func newCheck(prefix string, subj *entity, act *action, res *entity, ctx map[str
 	return c
 }
 
+// request is the engine's request for c at consistency cons.
+func (c check) request(cons engine.Consistency) engine.CheckRequest {
+	req := engine.CheckRequest{Consistency: cons, Context: c.ctx}
+	req.Resource, req.Permission, req.Subject = c.req.Resource, c.req.Permission, c.req.Subject
+	return req
+}
+
 // answer turns a check result into a decision. Only HasPermission is a
 // permit. A conditional answer (the caveat needs context the request did
 // not supply) is a deny whose context names the missing parameters:
@@ -104,9 +111,7 @@ func (h *Handler) single(w http.ResponseWriter, r *http.Request, req *evaluation
 	c := newCheck("", req.Subject, req.Action, req.Resource, req.Context)
 	if c.err == nil {
 		var res engine.CheckResponse
-		res, c.err = h.eng.Check(r.Context(), engine.CheckRequest{
-			Resource: c.req.Resource, Permission: c.req.Permission, Subject: c.req.Subject, Context: c.ctx,
-		})
+		res, c.err = h.eng.Check(r.Context(), c.request(engine.MinimizeLatency()))
 		if c.err == nil {
 			h.reply(w, answer(res.CheckResult))
 			return
@@ -245,9 +250,7 @@ func (h *Handler) shortCircuit(ctx context.Context, route string, checks []check
 		if c.err != nil {
 			d = itemError(classify(h.log, route, c.err))
 		} else {
-			res, err := h.eng.Check(ctx, engine.CheckRequest{
-				Consistency: cons, Resource: c.req.Resource, Permission: c.req.Permission, Subject: c.req.Subject, Context: c.ctx,
-			})
+			res, err := h.eng.Check(ctx, c.request(cons))
 			if err == nil {
 				cons = engine.AtExactSnapshot(res.Zookie)
 			}
