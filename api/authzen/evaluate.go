@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
 )
 
 // decision is a Decision (§5.5).
@@ -33,7 +32,7 @@ const (
 // check is one evaluation mapped onto Pemba, or the error that kept it
 // from being asked.
 type check struct {
-	req eval.CheckRequest
+	req engine.CheckQuery
 	ctx map[string]any
 	err error
 }
@@ -77,11 +76,11 @@ func (c check) request(cons engine.Consistency) engine.CheckRequest {
 //
 //	{"decision": false, "context": {"reason": "missing caveat context: subject_role",
 //	  "missing_context": ["subject_role"]}}
-func answer(r eval.CheckResult) decision {
+func answer(r engine.CheckResult) decision {
 	switch r.Permissionship {
-	case eval.HasPermission:
+	case engine.HasPermission:
 		return decision{Decision: true}
-	case eval.ConditionalPermission:
+	case engine.ConditionalPermission:
 		missing := make([]any, len(r.MissingContext))
 		for i, m := range r.MissingContext {
 			missing[i] = m
@@ -190,48 +189,30 @@ func (h *Handler) evaluations(w http.ResponseWriter, r *http.Request) {
 	h.reply(w, evaluationsResponse{Evaluations: out})
 }
 
-// executeAll answers every item at one revision. Items that share a
-// caveat context go to the engine as one bulk check; the first bulk
-// check's zookie pins the others to its revision.
+// executeAll answers every item with one bulk check, at one revision.
 func (h *Handler) executeAll(ctx context.Context, route string, checks []check) ([]decision, error) {
 	out := make([]decision, len(checks))
-	type group struct {
-		ctx   map[string]any
-		items []int
-	}
-	var groups []*group
-	byCtx := map[string]*group{}
+	var items []engine.BulkCheckItem
+	var index []int // of the items, in checks
 	for i, c := range checks {
 		if c.err != nil {
-			f := classify(h.log, route, c.err)
-			out[i] = itemError(f)
+			out[i] = itemError(classify(h.log, route, c.err))
 			continue
 		}
-		key := jsonText(c.ctx) // map keys marshal sorted: equal contexts, equal keys
-		g := byCtx[key]
-		if g == nil {
-			g = &group{ctx: c.ctx}
-			byCtx[key] = g
-			groups = append(groups, g)
-		}
-		g.items = append(g.items, i)
+		items = append(items, engine.BulkCheckItem{CheckRequest: c.req, Context: c.ctx})
+		index = append(index, i)
 	}
-	cons := engine.MinimizeLatency()
-	for _, g := range groups {
-		items := make([]eval.CheckRequest, len(g.items))
-		for j, i := range g.items {
-			items[j] = checks[i].req
-		}
-		res, zookie, err := h.eng.CheckBulk(ctx, engine.CheckBulkRequest{Consistency: cons, Items: items, Context: g.ctx})
-		if err != nil {
+	if len(items) == 0 {
+		return out, nil
+	}
+	resp, err := h.eng.CheckBulk(ctx, engine.BulkCheckRequest{Consistency: engine.MinimizeLatency(), Items: items})
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range index {
+		r := resp.Results[j]
+		if out[i], err = h.itemDecision(route, r.CheckResult, r.Err); err != nil {
 			return nil, err
-		}
-		cons = engine.AtExactSnapshot(zookie)
-		for j, i := range g.items {
-			out[i], err = h.itemDecision(route, res[j].CheckResult, res[j].Err)
-			if err != nil {
-				return nil, err
-			}
 		}
 	}
 	return out, nil
@@ -276,7 +257,7 @@ func (h *Handler) shortCircuit(ctx context.Context, route string, checks []check
 
 // itemDecision is the decision of one item of a batch, or the error that
 // fails the whole batch (the datastore is down: no item can be answered).
-func (h *Handler) itemDecision(route string, res eval.CheckResult, err error) (decision, error) {
+func (h *Handler) itemDecision(route string, res engine.CheckResult, err error) (decision, error) {
 	if err == nil {
 		return answer(res), nil
 	}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/schema"
 )
 
@@ -206,7 +205,7 @@ func (s *search) subjects(ctx context.Context) (searchStep, error) {
 		return nil, err
 	}
 	seq, _, err := s.h.eng.LookupSubjects(ctx, engine.LookupSubjectsRequest{
-		LookupSubjectsRequest: eval.LookupSubjectsRequest{
+		LookupSubjectsRequest: engine.LookupSubjectsQuery{
 			Resource: obj, Permission: perm, SubjectType: subj.Type, SubjectRelation: subj.Relation,
 		},
 		Context: s.caveatContext(),
@@ -220,7 +219,7 @@ func (s *search) subjects(ctx context.Context) (searchStep, error) {
 			if err != nil {
 				return err
 			}
-			if res.Permissionship != eval.HasPermission {
+			if res.Permissionship != engine.HasPermission {
 				continue
 			}
 			e := entity{Type: subj.Type, ID: publicID(res.SubjectID)}
@@ -278,7 +277,7 @@ func (s *search) resources(ctx context.Context) (searchStep, error) {
 		return nil, err
 	}
 	seq, _, err := s.h.eng.LookupResources(ctx, engine.LookupResourcesRequest{
-		LookupResourcesRequest: eval.LookupResourcesRequest{ResourceType: obj.Type, Permission: perm, Subject: subj},
+		LookupResourcesRequest: engine.LookupResourcesQuery{ResourceType: obj.Type, Permission: perm, Subject: subj},
 		Context:                s.caveatContext(),
 		Cursor:                 s.token.Cursor,
 	})
@@ -290,7 +289,7 @@ func (s *search) resources(ctx context.Context) (searchStep, error) {
 			if err != nil {
 				return err
 			}
-			if res.Permissionship != eval.HasPermission {
+			if res.Permissionship != engine.HasPermission {
 				continue
 			}
 			if !yield(entity{Type: obj.Type, ID: publicID(res.ResourceID)}, func() pageToken { return pageToken{Cursor: res.Cursor()} }) {
@@ -332,11 +331,12 @@ func (s *search) actions(ctx context.Context) (searchStep, error) {
 	if s.token.Zookie != "" {
 		cons = engine.AtExactSnapshot(s.token.Zookie)
 	}
-	text, zookie, err := s.h.eng.ReadSchema(ctx, cons)
+	read, err := s.h.eng.ReadSchema(ctx, cons)
 	if err != nil {
 		return nil, err
 	}
-	sch, err := s.h.compiled(text)
+	zookie := read.Zookie
+	sch, err := s.h.compiled(read.Text)
 	if err != nil {
 		return nil, err
 	}
@@ -365,19 +365,20 @@ func (s *search) actions(ctx context.Context) (searchStep, error) {
 		chunk := s.h.eng.Limits().MaxBulkCheckItems
 		for len(perms) > 0 {
 			n := min(chunk, len(perms))
-			items := make([]eval.CheckRequest, n)
+			items := make([]engine.BulkCheckItem, n)
 			for i, p := range perms[:n] {
-				items[i] = eval.CheckRequest{Resource: obj, Permission: p, Subject: subj}
+				items[i] = engine.BulkCheckItem{CheckRequest: engine.CheckQuery{Resource: obj, Permission: p, Subject: subj}, Context: cctx}
 			}
-			res, _, err := s.h.eng.CheckBulk(ctx, engine.CheckBulkRequest{Consistency: engine.AtExactSnapshot(zookie), Items: items, Context: cctx})
+			resp, err := s.h.eng.CheckBulk(ctx, engine.BulkCheckRequest{Consistency: engine.AtExactSnapshot(zookie), Items: items})
 			if err != nil {
 				return err
 			}
 			for i, p := range perms[:n] {
-				if res[i].Err != nil {
-					return res[i].Err
+				r := resp.Results[i]
+				if r.Err != nil {
+					return r.Err
 				}
-				if res[i].Permissionship != eval.HasPermission {
+				if r.Permissionship != engine.HasPermission {
 					continue
 				}
 				if !yield(action{Name: p}, func() pageToken { return pageToken{Zookie: zookie, After: p} }) {
