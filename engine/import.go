@@ -17,7 +17,7 @@ import (
 // revision. It returns the zookie of the last revision and how many
 // relationships were written. A validation error stops the import; with
 // batches, the batches before it stay written.
-func (e *Engine) Import(ctx context.Context, caller string, rels iter.Seq2[tuple.Relationship, error]) (string, int, error) {
+func (e *Engine) Import(ctx context.Context, caller string, rels iter.Seq2[tuple.Relationship, error]) (zookie string, imported int, err error) {
 	if err := e.checkOpen(); err != nil {
 		return "", 0, err
 	}

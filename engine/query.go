@@ -50,7 +50,7 @@ type ExpandRequest struct {
 
 // Expand returns the subject tree of Resource#Permission: the path that
 // explains an answer.
-func (e *Engine) Expand(ctx context.Context, req ExpandRequest) (*eval.Tree, string, error) {
+func (e *Engine) Expand(ctx context.Context, req ExpandRequest) (tree *eval.Tree, zookie string, err error) {
 	if err := e.checkContextSize(req.Context); err != nil {
 		return nil, "", err
 	}
@@ -92,7 +92,7 @@ func (r ResourceResult) Cursor() string { return r.pager.cursor(r.ResourceID) }
 // Limit 0 yields every result: a default cap would cut the answer without
 // the caller knowing, so Limits.MaxLookupLimit bounds only a Limit the
 // caller gives (a page size; resume with the Cursor of the last result).
-func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest) (iter.Seq2[ResourceResult, error], string, error) {
+func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest) (results iter.Seq2[ResourceResult, error], zookie string, err error) {
 	switch {
 	case req.Limit < 0:
 		return nil, "", fmt.Errorf("%w: negative lookup limit %d", ErrInvalidRequest, req.Limit)
@@ -147,7 +147,7 @@ func (r SubjectResult) Cursor() string { return r.pager.cursor(r.SubjectID) }
 // ("*" first). A resumed page starts after the cursor's subject in the
 // evaluator, which confirms only the subjects the page needs (see
 // eval.Evaluator.LookupSubjects).
-func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) (iter.Seq2[SubjectResult, error], string, error) {
+func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) (results iter.Seq2[SubjectResult, error], zookie string, err error) {
 	switch {
 	case req.Limit < 0:
 		return nil, "", fmt.Errorf("%w: negative lookup limit %d", ErrInvalidRequest, req.Limit)

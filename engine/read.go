@@ -99,7 +99,7 @@ func (e *Engine) ReadRelationships(ctx context.Context, c Consistency, f tuple.F
 // Export calls fn for every unexpired relationship at the revision c
 // selects, in index order, and returns that revision's zookie. It stops at
 // the first error fn returns and returns that error.
-func (e *Engine) Export(ctx context.Context, c Consistency, fn func(tuple.Relationship) error) (string, error) {
+func (e *Engine) Export(ctx context.Context, c Consistency, fn func(tuple.Relationship) error) (zookie string, err error) {
 	v, err := e.open(ctx, c)
 	if err != nil {
 		return "", err

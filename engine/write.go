@@ -67,7 +67,7 @@ type DeleteResponse struct {
 // schema that removes a relation or an allowed subject type that stored
 // relationships still use. The returned changes list what differs from
 // the previous schema (for the first schema: everything, as added).
-func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (string, []schema.Change, error) {
+func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie string, changes []schema.Change, err error) {
 	if err := e.checkOpen(); err != nil {
 		return "", nil, err
 	}
@@ -90,7 +90,7 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (string, 
 	if cur.c != nil {
 		prev = cur.c.schema
 	}
-	changes := schema.Diff(prev, next)
+	changes = schema.Diff(prev, next)
 	now := e.now()
 	rev, err := e.st.Update(ctx, store.WriteMeta{Caller: caller}, func(ctx context.Context, tx store.Tx) error {
 		if cur.c != nil {
@@ -208,7 +208,7 @@ func orphanReason(e *Engine, next *schema.Schema, r tuple.Relationship) string {
 
 // WriteRelationships validates and applies req atomically and returns the
 // zookie of the new revision.
-func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (string, error) {
+func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zookie string, err error) {
 	if err := e.checkOpen(); err != nil {
 		return "", err
 	}
