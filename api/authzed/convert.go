@@ -45,19 +45,42 @@ func unimplemented(field, why string) error {
 
 func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
 
+// join names a field by its path; either part may be empty.
 func join(path, field string) string {
-	if path == "" {
+	switch {
+	case path == "":
 		return field
+	case field == "":
+		return path
 	}
 	return path + "." + field
 }
 
-func checkType(field, s string) error { return fieldErr(field, tuple.ValidateType(field, s)) }
+// checkType, checkRelation and checkID validate the field join(path,
+// leaf), naming it only when it is invalid: a valid request builds no
+// field paths.
+func checkType(path, leaf, s string) error {
+	if tuple.ValidateType("", s) == nil {
+		return nil
+	}
+	f := join(path, leaf)
+	return fieldErr(f, tuple.ValidateType(f, s))
+}
 
-func checkRelation(field, s string) error { return fieldErr(field, tuple.ValidateRelation(field, s)) }
+func checkRelation(path, leaf, s string) error {
+	if tuple.ValidateRelation("", s) == nil {
+		return nil
+	}
+	f := join(path, leaf)
+	return fieldErr(f, tuple.ValidateRelation(f, s))
+}
 
-func checkID(field, s string, wildcard bool) error {
-	return fieldErr(field, tuple.ValidateID(field, s, wildcard))
+func checkID(path, leaf, s string, wildcard bool) error {
+	if tuple.ValidateID("", s, wildcard) == nil {
+		return nil
+	}
+	f := join(path, leaf)
+	return fieldErr(f, tuple.ValidateID(f, s, wildcard))
 }
 
 // tooMany reports a field over a limit.
@@ -127,10 +150,10 @@ func object(path string, o *v1.ObjectReference) (tuple.ObjectRef, error) {
 	if o == nil {
 		return tuple.ObjectRef{}, missing(path)
 	}
-	if err := checkType(join(path, "object_type"), o.GetObjectType()); err != nil {
+	if err := checkType(path, "object_type", o.GetObjectType()); err != nil {
 		return tuple.ObjectRef{}, err
 	}
-	if err := checkID(join(path, "object_id"), o.GetObjectId(), false); err != nil {
+	if err := checkID(path, "object_id", o.GetObjectId(), false); err != nil {
 		return tuple.ObjectRef{}, err
 	}
 	return tuple.ObjectRef{Type: o.GetObjectType(), ID: o.GetObjectId()}, nil
@@ -143,14 +166,13 @@ func subject(path string, s *v1.SubjectReference) (tuple.SubjectRef, error) {
 		return tuple.SubjectRef{}, missing(path)
 	}
 	o := s.GetObject()
-	op := join(path, "object")
 	if o == nil {
-		return tuple.SubjectRef{}, missing(op)
+		return tuple.SubjectRef{}, missing(join(path, "object"))
 	}
-	if err := checkType(join(op, "object_type"), o.GetObjectType()); err != nil {
+	if err := checkType(path, "object.object_type", o.GetObjectType()); err != nil {
 		return tuple.SubjectRef{}, err
 	}
-	if err := checkID(join(op, "object_id"), o.GetObjectId(), true); err != nil {
+	if err := checkID(path, "object.object_id", o.GetObjectId(), true); err != nil {
 		return tuple.SubjectRef{}, err
 	}
 	sub := tuple.SubjectRef{Type: o.GetObjectType(), ID: o.GetObjectId()}
@@ -158,7 +180,7 @@ func subject(path string, s *v1.SubjectReference) (tuple.SubjectRef, error) {
 		if sub.IsWildcard() {
 			return sub, fieldf(join(path, "optional_relation"), "a wildcard subject cannot have a relation")
 		}
-		if err := checkRelation(join(path, "optional_relation"), rel); err != nil {
+		if err := checkRelation(path, "optional_relation", rel); err != nil {
 			return sub, err
 		}
 		sub.Relation = rel
@@ -192,7 +214,7 @@ func relationship(path string, r *v1.Relationship) (tuple.Relationship, error) {
 	if out.Resource, err = object(join(path, "resource"), r.GetResource()); err != nil {
 		return out, err
 	}
-	if err := checkRelation(join(path, "relation"), r.GetRelation()); err != nil {
+	if err := checkRelation(path, "relation", r.GetRelation()); err != nil {
 		return out, err
 	}
 	out.Relation = r.GetRelation()
@@ -264,31 +286,31 @@ func filter(path string, f *v1.RelationshipFilter, needType bool) (tuple.Filter,
 		return out, unimplemented(join(path, "optional_resource_id_prefix"), "filter by exact optional_resource_id instead")
 	}
 	if t := f.GetResourceType(); t != "" || needType {
-		if err := checkType(join(path, "resource_type"), t); err != nil {
+		if err := checkType(path, "resource_type", t); err != nil {
 			return out, err
 		}
 		out.ResourceType = t
 	}
 	if id := f.GetOptionalResourceId(); id != "" {
-		if err := checkID(join(path, "optional_resource_id"), id, false); err != nil {
+		if err := checkID(path, "optional_resource_id", id, false); err != nil {
 			return out, err
 		}
 		out.ResourceID = id
 	}
 	if rel := f.GetOptionalRelation(); rel != "" {
-		if err := checkRelation(join(path, "optional_relation"), rel); err != nil {
+		if err := checkRelation(path, "optional_relation", rel); err != nil {
 			return out, err
 		}
 		out.Relation = rel
 	}
 	if sf := f.GetOptionalSubjectFilter(); sf != nil {
 		sp := join(path, "optional_subject_filter")
-		if err := checkType(join(sp, "subject_type"), sf.GetSubjectType()); err != nil {
+		if err := checkType(sp, "subject_type", sf.GetSubjectType()); err != nil {
 			return out, err
 		}
 		sub := &tuple.SubjectFilter{Type: sf.GetSubjectType()}
 		if id := sf.GetOptionalSubjectId(); id != "" {
-			if err := checkID(join(sp, "optional_subject_id"), id, true); err != nil {
+			if err := checkID(sp, "optional_subject_id", id, true); err != nil {
 				return out, err
 			}
 			sub.ID = id
@@ -299,7 +321,7 @@ func filter(path string, f *v1.RelationshipFilter, needType bool) (tuple.Filter,
 				// Present but empty: plain objects only, as in SpiceDB.
 				sub.Relation = tuple.Ellipsis
 			default:
-				if err := checkRelation(join(sp, "optional_relation.relation"), rel); err != nil {
+				if err := checkRelation(sp, "optional_relation.relation", rel); err != nil {
 					return out, err
 				}
 				sub.Relation = rel

@@ -166,7 +166,7 @@ func checkInput(path string, resource *v1.ObjectReference, permission string, su
 	if out.Resource, err = object(join(path, "resource"), resource); err != nil {
 		return out, err
 	}
-	if err := checkRelation(join(path, "permission"), permission); err != nil {
+	if err := checkRelation(path, "permission", permission); err != nil {
 		return out, err
 	}
 	out.Permission = permission
@@ -273,7 +273,7 @@ func (p *permissions) ExpandPermissionTree(ctx context.Context, req *v1.ExpandPe
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRelation("permission", req.GetPermission()); err != nil {
+	if err := checkRelation("", "permission", req.GetPermission()); err != nil {
 		return nil, err
 	}
 	t, zk, err := p.eng.Expand(ctx, engine.ExpandRequest{Consistency: c, ExpandRequest: engine.ExpandQuery{Resource: res, Permission: req.GetPermission()}})
@@ -345,10 +345,10 @@ func (p *permissions) LookupResources(req *v1.LookupResourcesRequest, stream grp
 	if err != nil {
 		return err
 	}
-	if err := checkType("resource_object_type", req.GetResourceObjectType()); err != nil {
+	if err := checkType("", "resource_object_type", req.GetResourceObjectType()); err != nil {
 		return err
 	}
-	if err := checkRelation("permission", req.GetPermission()); err != nil {
+	if err := checkRelation("", "permission", req.GetPermission()); err != nil {
 		return err
 	}
 	subj, err := subject("subject", req.GetSubject())
@@ -403,10 +403,10 @@ func (p *permissions) LookupSubjects(req *v1.LookupSubjectsRequest, stream grpc.
 	if err != nil {
 		return err
 	}
-	if err := checkRelation("permission", req.GetPermission()); err != nil {
+	if err := checkRelation("", "permission", req.GetPermission()); err != nil {
 		return err
 	}
-	if err := checkType("subject_object_type", req.GetSubjectObjectType()); err != nil {
+	if err := checkType("", "subject_object_type", req.GetSubjectObjectType()); err != nil {
 		return err
 	}
 	subRel := req.GetOptionalSubjectRelation()
@@ -414,7 +414,7 @@ func (p *permissions) LookupSubjects(req *v1.LookupSubjectsRequest, stream grpc.
 		subRel = ""
 	}
 	if subRel != "" {
-		if err := checkRelation("optional_subject_relation", subRel); err != nil {
+		if err := checkRelation("", "optional_subject_relation", subRel); err != nil {
 			return err
 		}
 	}

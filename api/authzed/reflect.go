@@ -322,10 +322,10 @@ func member(s *schema.Schema, definition, name string) (*schema.Relation, error)
 // relation and its target on each subject type, and the subject sets the
 // relations reached allow.
 func (h *schemas) DependentRelations(ctx context.Context, req *v1.DependentRelationsRequest) (*v1.DependentRelationsResponse, error) {
-	if err := checkType("definition_name", req.GetDefinitionName()); err != nil {
+	if err := checkType("", "definition_name", req.GetDefinitionName()); err != nil {
 		return nil, err
 	}
-	if err := checkRelation("permission_name", req.GetPermissionName()); err != nil {
+	if err := checkRelation("", "permission_name", req.GetPermissionName()); err != nil {
 		return nil, err
 	}
 	s, zk, err := h.schemaAt(ctx, req.GetConsistency())
@@ -347,10 +347,10 @@ func (h *schemas) DependentRelations(ctx context.Context, req *v1.DependentRelat
 // optionally only those of definitions whose name starts with
 // optional_definition_name_filter.
 func (h *schemas) ComputablePermissions(ctx context.Context, req *v1.ComputablePermissionsRequest) (*v1.ComputablePermissionsResponse, error) {
-	if err := checkType("definition_name", req.GetDefinitionName()); err != nil {
+	if err := checkType("", "definition_name", req.GetDefinitionName()); err != nil {
 		return nil, err
 	}
-	if err := checkRelation("relation_name", req.GetRelationName()); err != nil {
+	if err := checkRelation("", "relation_name", req.GetRelationName()); err != nil {
 		return nil, err
 	}
 	s, zk, err := h.schemaAt(ctx, req.GetConsistency())

@@ -36,7 +36,7 @@ func (w *watcher) Watch(req *v1.WatchRequest, stream grpc.ServerStreamingServer[
 	}
 	keep := make(map[string]bool, len(types))
 	for i, t := range types {
-		if err := checkType(index("optional_object_types", i), t); err != nil {
+		if err := checkType(index("optional_object_types", i), "", t); err != nil {
 			return err
 		}
 		keep[t] = true
