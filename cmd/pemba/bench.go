@@ -20,9 +20,14 @@ import (
 // benchCommand is `pemba bench run|compare`: flags only; the work is done
 // by package bench.
 func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	const usage = "usage: pemba bench run [flags] | pemba bench compare a.json b.json"
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: pemba bench run [flags] | pemba bench compare a.json b.json")
+		fmt.Fprintln(stderr, usage)
 		return 2
+	}
+	if isHelp(args[0]) {
+		fmt.Fprintln(stdout, usage)
+		return 0
 	}
 	switch args[0] {
 	case "run":
@@ -65,8 +70,8 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		quiet       = fs.Bool("quiet", false, "no progress lines on stderr")
 	)
 	fs.StringVar(storeKind, "store", "pebble", "the same as -datastore")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
 	}
 	sc, err := workload.ParseScale(*scale)
 	if err != nil {
@@ -150,8 +155,13 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 func benchCompare(args []string, stdout, stderr io.Writer) int {
+	const usage = "usage: pemba bench compare a.json b.json"
+	if len(args) > 0 && isHelp(args[len(args)-1]) {
+		fmt.Fprintln(stdout, usage)
+		return 0
+	}
 	if len(args) != 2 {
-		fmt.Fprintln(stderr, "usage: pemba bench compare a.json b.json")
+		fmt.Fprintln(stderr, usage)
 		return 2
 	}
 	a, err := bench.ReadReport(args[0])

@@ -12,15 +12,20 @@ import (
 // datastoreCommand is `pemba datastore migrate`: it creates or upgrades
 // the tables of a PostgreSQL datastore (Pebble needs no migration).
 func datastoreCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	const usage = "usage: pemba datastore migrate --datastore-uri postgres://..."
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprintln(stdout, usage)
+		return 0
+	}
 	if len(args) == 0 || args[0] != "migrate" {
-		fmt.Fprintln(stderr, "usage: pemba datastore migrate --datastore-uri postgres://...")
+		fmt.Fprintln(stderr, usage)
 		return 2
 	}
 	fs := flag.NewFlagSet("pemba datastore migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	uri := fs.String("datastore-uri", os.Getenv("PEMBA_DATASTORE_URI"), "PostgreSQL connection URI (env PEMBA_DATASTORE_URI)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	if code := parseFlags(fs, args[1:]); code >= 0 {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pemba datastore migrate: unexpected arguments %q\n", fs.Args())

@@ -9,6 +9,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -56,7 +58,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+	if args[0] == "help" && len(args) > 1 {
+		// pemba help CMD [SUB] is CMD [SUB] -h.
+		return run(ctx, append(append([]string(nil), args[1:]...), "-h"), stdout, stderr)
+	}
+	if isHelp(args[0]) {
 		usage(stdout)
 		return 0
 	}
@@ -76,4 +82,27 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-17s %s\n", c.name, c.summary)
 	}
+}
+
+// isHelp reports whether arg asks for help instead of naming a subcommand.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// parseFlags parses args with fs, which prints its usage on -h and on a
+// bad flag. It returns the exit code to stop with, or -1 to go on: 0 after
+// -h (asking for help is not an error), 2 after a bad flag.
+func parseFlags(fs *flag.FlagSet, args []string) int {
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return -1
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	}
+	return 2
 }

@@ -62,8 +62,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.Var(&replicas, "datastore-read-replica-uri", "postgres: a hot standby to read from when it has replayed the revision asked for (repeatable)")
 	playgroundOn := fs.Bool("playground", false, "serve the schema playground at /playground/ on -http-listen (a loopback address, unless -playground-public); it evaluates against a throwaway in-memory store per request, never the server's data")
 	playgroundPublic := fs.Bool("playground-public", false, "allow -playground on an -http-listen address that other hosts can reach (the playground asks for no key)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
 	}
 	if err := flagsFromEnv(fs); err != nil {
 		fmt.Fprintf(stderr, "pemba serve: %v\n", err)
