@@ -82,3 +82,8 @@ func (e *Engine) GCStatus() GCStatus {
 // true, when the backend exports one. It is typed any so that the engine
 // does not depend on the metrics library; the caller asserts the type.
 func (e *Engine) StoreCollector() (any, bool) { return backend.Collector(e.st) }
+
+// StorageFormats names the storage format each persistent backend writes
+// ("pebble": its on-disk format, "postgres": its schema version), as
+// `pemba version` reports them.
+func StorageFormats() map[string]int { return backend.Formats() }

@@ -42,6 +42,7 @@ func commands() []command {
 		{"lookup-resources", "list the resources a subject has a permission on", cli.Main("lookup-resources")},
 		{"lookup-subjects", "list the subjects that have a permission on a resource", cli.Main("lookup-subjects")},
 		{"watch", "stream relationship changes until interrupted", cli.Main("watch")},
+		{"version", "print the version, commit, Go version and storage formats", versionCommand},
 	}
 }
 
@@ -65,6 +66,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if isHelp(args[0]) {
 		usage(stdout)
 		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		return versionCommand(ctx, args[1:], stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {

@@ -132,3 +132,9 @@ func Collector(st store.Store) (any, bool) {
 	}
 	return nil, false
 }
+
+// Formats names the storage format each persistent backend writes: the
+// Pebble on-disk format and the PostgreSQL schema version.
+func Formats() map[string]int {
+	return map[string]int{"pebble": pebblestore.FormatVersion, "postgres": pgstore.SchemaVersion()}
+}

@@ -31,6 +31,10 @@ import (
 //	   1 or 2 directory into a new one (upgrade.go)
 const formatVersion = 3
 
+// FormatVersion is the on-disk format this package writes (see
+// formatVersion), for `pemba version`.
+const FormatVersion = formatVersion
+
 // pebbleFormat pins Pebble's own on-disk format, so that upgrading the
 // Pebble module never silently upgrades a data directory.
 const pebbleFormat = pebble.FormatColumnarBlocks
