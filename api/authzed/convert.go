@@ -60,27 +60,25 @@ func join(path, field string) string {
 // leaf), naming it only when it is invalid: a valid request builds no
 // field paths.
 func checkType(path, leaf, s string) error {
-	if tuple.ValidateType("", s) == nil {
-		return nil
-	}
-	f := join(path, leaf)
-	return fieldErr(f, tuple.ValidateType(f, s))
+	return checkField(path, leaf, func(f string) error { return tuple.ValidateType(f, s) })
 }
 
 func checkRelation(path, leaf, s string) error {
-	if tuple.ValidateRelation("", s) == nil {
-		return nil
-	}
-	f := join(path, leaf)
-	return fieldErr(f, tuple.ValidateRelation(f, s))
+	return checkField(path, leaf, func(f string) error { return tuple.ValidateRelation(f, s) })
 }
 
 func checkID(path, leaf, s string, wildcard bool) error {
-	if tuple.ValidateID("", s, wildcard) == nil {
+	return checkField(path, leaf, func(f string) error { return tuple.ValidateID(f, s, wildcard) })
+}
+
+// checkField runs validate without a field name, and again with the
+// joined one only when it fails.
+func checkField(path, leaf string, validate func(field string) error) error {
+	if validate("") == nil {
 		return nil
 	}
 	f := join(path, leaf)
-	return fieldErr(f, tuple.ValidateID(f, s, wildcard))
+	return fieldErr(f, validate(f))
 }
 
 // tooMany reports a field over a limit.
