@@ -27,7 +27,9 @@ protoc \
 # DispatchService is the cluster's node-to-node call. The gateway goes to
 # its own package, api/gateway (standalone: it imports pembav1), so that
 # importers of pembav1 (the Go client) do not link grpc-gateway.
-public="api/proto/pemba/v1/permissions.proto api/proto/pemba/v1/schema.proto api/proto/pemba/v1/watch.proto"
+# Every file but dispatch.proto: a new public service in a new file joins
+# the gateway without editing this script.
+public=$(ls api/proto/pemba/v1/*.proto | grep -v /dispatch.proto)
 gw=$(mktemp -d)
 trap 'rm -rf "$gw"' EXIT
 protoc \
