@@ -124,10 +124,20 @@ type Tx interface {
 	WriteSchema(ctx context.Context, text string) error
 }
 
-// WriteMeta describes who writes, for the changelog (the audit trail).
+// WriteMeta describes who writes and why, for the changelog and the audit
+// log (see AuditLog). Stores record it verbatim.
 type WriteMeta struct {
-	// Caller identifies the principal that made the write.
+	// Caller identifies the principal that made the write: the name of
+	// the key that authenticated the call, never a name from the request.
 	Caller string
+	// RequestID is the id of the request that made the write (the
+	// x-request-id of the call), for correlating with logs.
+	RequestID string
+	// Reason is the caller's free-text reason for the write, if given.
+	Reason string
+	// Operation names the kind of write: "WriteRelationships",
+	// "DeleteRelationships", "ImportRelationships", "WriteSchema".
+	Operation string
 }
 
 // Op is the kind of a change.
@@ -198,6 +208,10 @@ type GCStats struct {
 	// Expired counts relationships removed because they had expired
 	// before the window (see GarbageCollector).
 	Expired int
+	// AuditPruned counts audit entries removed because they were older
+	// than the store's audit retention (see AuditLog.PruneAudit); GC
+	// removes none when the retention is unlimited.
+	AuditPruned int
 }
 
 // BulkLoader is implemented by stores that can import many relationships

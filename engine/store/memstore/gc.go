@@ -48,6 +48,9 @@ func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 	moved := h > s.horizon
 	s.horizon = h
 	stats := store.GCStats{Horizon: h}
+	if s.auditRetention > 0 {
+		stats.AuditPruned = s.pruneAudit(now.Add(-s.auditRetention))
+	}
 	emptied := 0
 	for k, rec := range s.records {
 		drop := 0

@@ -45,6 +45,10 @@ type Options struct {
 	// MaxBatchOps limits Touch, Create and Delete calls per transaction;
 	// zero means store.DefaultMaxBatchOps.
 	MaxBatchOps int
+	// AuditRetention is how long audit entries are kept: GC prunes
+	// entries committed before now minus AuditRetention. Zero keeps
+	// them forever.
+	AuditRetention time.Duration
 }
 
 // Store is an in-memory store.Store. It also implements
@@ -55,6 +59,8 @@ type Store struct {
 	window   time.Duration
 	now      func() time.Time
 	maxBatch int
+	// auditRetention is Options.AuditRetention.
+	auditRetention time.Duration
 
 	// writeMu serialises write transactions (Update, Import). It is held
 	// while the transaction's closure runs; mu is taken only to read and
@@ -71,7 +77,11 @@ type Store struct {
 	schemas  []schemaVersion   // ascending by revision
 	changes  []store.ChangeSet // ascending by revision, every revision in (horizon, head]
 	lastTime time.Time         // commit time of head; commit times never go backwards
-	notify   chan struct{}     // closed and replaced on every commit and on Close
+	// audit holds the audit log (audit.go) in revision order after
+	// auditAnchor; GC leaves it alone, PruneAudit shortens it.
+	audit       []auditRecord
+	auditAnchor store.AuditAnchor
+	notify      chan struct{} // closed and replaced on every commit and on Close
 }
 
 // record holds every retained version of one relationship key.
@@ -116,10 +126,12 @@ func New(opts Options) *Store {
 		window:   opts.GCWindow,
 		now:      opts.Now,
 		maxBatch: opts.MaxBatchOps,
-		records:  make(map[tuple.Key]*record),
-		forward:  index{order: forwardFields},
-		reverse:  index{order: reverseFields},
-		notify:   make(chan struct{}),
+
+		auditRetention: opts.AuditRetention,
+		records:        make(map[tuple.Key]*record),
+		forward:        index{order: forwardFields},
+		reverse:        index{order: reverseFields},
+		notify:         make(chan struct{}),
 	}
 	if s.window <= 0 {
 		s.window = DefaultGCWindow
@@ -258,6 +270,7 @@ func (s *Store) commit(meta store.WriteMeta, changes []store.Change, pending map
 		Changes:       changes,
 		SchemaChanged: schema != nil,
 	})
+	s.appendAudit(rev, t, meta, changes, schema)
 	s.head = rev
 	s.lastTime = t
 	s.checkInvariants()
@@ -339,6 +352,7 @@ func (s *Store) Close() error {
 	s.reverse.chunks = nil
 	s.changes = nil
 	s.schemas = nil
+	s.audit = nil
 	return nil
 }
 

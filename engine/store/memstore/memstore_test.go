@@ -16,7 +16,7 @@ import (
 )
 
 func newStore(t testing.TB, cfg storetest.Config) store.Store {
-	st := memstore.New(memstore.Options{GCWindow: cfg.GCWindow, Now: cfg.Now, MaxBatchOps: cfg.MaxBatchOps})
+	st := memstore.New(memstore.Options{GCWindow: cfg.GCWindow, Now: cfg.Now, MaxBatchOps: cfg.MaxBatchOps, AuditRetention: cfg.AuditRetention})
 	t.Cleanup(func() { _ = st.Close() })
 	return st
 }
@@ -218,4 +218,26 @@ func BenchmarkImport(b *testing.B) {
 	for b.Loop() {
 		benchStore(b, 100, 1000)
 	}
+}
+
+func TestAuditTamper(t *testing.T) {
+	storetest.RunAuditTamper(t, newStore, func(t testing.TB, st store.Store, rev store.Revision, edit func([]byte) []byte) {
+		s := st.(*memstore.Store)
+		var enc []byte
+		_, _, recs, err := s.AuditChain(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r, err := range recs {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Revision == rev {
+				enc = r.Encoding
+			}
+		}
+		if !s.TamperAudit(rev, edit(enc)) {
+			t.Fatalf("no audit entry at revision %d", rev)
+		}
+	})
 }

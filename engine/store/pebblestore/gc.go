@@ -82,6 +82,13 @@ func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 	if err != nil {
 		return stats, err
 	}
+	if s.opts.AuditRetention > 0 {
+		n, err := s.pruneAudit(now.Add(-s.opts.AuditRetention))
+		stats.AuditPruned = n
+		if err != nil {
+			return stats, err
+		}
+	}
 	if done < horizon || stats.Expired > 0 {
 		s.opts.Logger.Debug("pebblestore: gc", "horizon", uint64(horizon), "removed", stats.Removed, "expired", stats.Expired)
 	}

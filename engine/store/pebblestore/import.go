@@ -23,12 +23,18 @@ const importBatchBytes = 4 << 20
 // would otherwise see the partial import.
 //
 // Crash safety: the revision is first recorded as reserved (fsynced); the
-// batches then write index entries and changelog chunks 1..n (the
-// changelog doubles as the undo list); the last batch writes changelog
-// chunk 0 (the header), the new head, and clears the reservation. Until
-// that batch commits no reader can see revision rev. A failed import, or
-// Open after a crash, deletes every entry listed in the chunks of the
-// reserved revision, so the revision can be reused without stale data.
+// batches then write index entries, changelog chunks 1..n (the changelog
+// doubles as the undo list) and audit chunks 1..n; the last batch writes
+// changelog and audit chunk 0 (the headers), the new head, and clears the
+// reservation. Until that batch commits no reader can see revision rev.
+// A failed import, or Open after a crash, deletes every entry listed in
+// the chunks of the reserved revision and the revision's audit chunks, so
+// the revision can be reused without stale data.
+//
+// The commit time (of the change set and the audit entry) is taken when
+// the import starts, because the audit entry's hash covers its header,
+// which comes before its streamed changes; no other commit can come
+// between, as the import holds the writer lock.
 func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2[tuple.Relationship, error]) (store.Revision, int, error) {
 	if err := s.acquire(); err != nil {
 		return 0, 0, err
@@ -74,6 +80,11 @@ func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.Wri
 		seq      = uint32(1) // chunk 0 is the header, written last
 		n        int
 	)
+	now := s.opts.Now().UTC()
+	if now.Before(s.lastCommit) {
+		now = s.lastCommit
+	}
+	audit := newAuditStream(s.auditHead, auditMeta(rev, now, meta, nil))
 	flushChunk := func() error {
 		if inChunk == 0 {
 			return nil
@@ -102,6 +113,7 @@ func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.Wri
 		chunk = appendBytes(chunk, key)
 		chunk = appendBytes(chunk, val)
 		inChunk++
+		audit.add(store.Change{Op: store.OpTouch, Relationship: r})
 		key = appendRev(key, rev)
 		_ = b.Set(key, val, nil)
 		if !r.Expiration.IsZero() {
@@ -114,6 +126,11 @@ func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.Wri
 		if inChunk == maxChunkChanges {
 			if err := flushChunk(); err != nil {
 				return n, err
+			}
+			if len(audit.chunk) >= auditChunkBytes {
+				if err := audit.flush(b); err != nil {
+					return n, err
+				}
 			}
 			// Batches end at chunk boundaries, so every committed index
 			// entry is listed in a committed chunk (the undo list).
@@ -134,9 +151,9 @@ func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.Wri
 	if err := ctx.Err(); err != nil {
 		return n, err
 	}
-	now := s.opts.Now().UTC()
-	if now.Before(s.lastCommit) {
-		now = s.lastCommit
+	auditHash, err := audit.finish(b)
+	if err != nil {
+		return n, err
 	}
 	hdr := appendChanges(appendChangeHeader(nil, changeHeader{time: now, caller: meta.Caller}), nil)
 	_ = b.Set(changelogKey(rev, 0), hdr, nil)
@@ -148,6 +165,7 @@ func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.Wri
 		return n, fmt.Errorf("pebblestore: import commit: %w", err)
 	}
 	s.lastCommit = now
+	s.auditHead = auditHash
 	s.applied.Store(uint64(rev))
 	return n, nil
 }
@@ -210,6 +228,7 @@ func (s *Store) rollbackImport() error {
 			return fmt.Errorf("pebblestore: %w", err)
 		}
 		_ = b.DeleteRange(changelogKey(rev, 0), changelogKey(rev+1, 0), nil)
+		_ = b.DeleteRange(auditKey(rev, 0), auditKey(rev+1, 0), nil)
 		s.opts.Logger.Warn("pebblestore: rolled back an unfinished import", "revision", uint64(rev))
 	}
 	_ = b.Delete(keyReserved, nil)

@@ -11,7 +11,7 @@ import (
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
-// Key layout, format version 2. Every key starts with a one-byte keyspace
+// Key layout, format version 4. Every key starts with a one-byte keyspace
 // tag, so each keyspace is one contiguous, prefix-iterable range:
 //
 //	'f' resType 0 resID 0 relation 0 subjType 0 subjID 0 subjRel 0 ^rev   forward index
@@ -20,6 +20,7 @@ import (
 //	's' ^rev                                                             schema text
 //	'c' rev seq                                                          changelog chunk
 //	'm' name                                                             metadata
+//	'a' rev seq                                                          audit entry chunk (format 4, audit.go)
 //
 // rev is a big-endian uint64; ^rev is its bitwise complement, so the newest
 // version of a tuple sorts first. seq is a big-endian uint32 chunk number.
@@ -40,6 +41,7 @@ const (
 	tagChangelog byte = 'c'
 	tagMeta      byte = 'm'
 	tagExpiry    byte = 'x'
+	tagAudit     byte = 'a'
 	// tagNested is reserved for a nested-group (transitive membership)
 	// index whose keys have the shape of the forward index (six
 	// 0x00-terminated components, then ^rev): the format 3 comparer

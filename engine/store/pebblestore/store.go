@@ -29,7 +29,11 @@ import (
 //	3  the same keys under Pemba's own comparer (comparer.go), whose Split
 //	   lets Pebble keep bloom filters over tuple keys; Open copies a format
 //	   1 or 2 directory into a new one (upgrade.go)
-const formatVersion = 3
+//	4  adds the audit log ('a' keys and the audit anchor, audit.go); Open
+//	   starts the log of an older store after its head revision. Format 3
+//	   binaries refuse it, so that none writes a revision without its
+//	   audit entry.
+const formatVersion = 4
 
 // FormatVersion is the on-disk format this package writes (see
 // formatVersion), for `pemba version`.
@@ -77,6 +81,10 @@ type Options struct {
 	CacheSize int64
 	// Logger receives GC reports and Pebble's messages. Default slog.Default().
 	Logger *slog.Logger
+	// AuditRetention is how long audit entries are kept, independent of
+	// GCWindow: each GC run prunes entries committed before now minus
+	// AuditRetention (PruneAudit). Zero keeps them forever.
+	AuditRetention time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -119,7 +127,8 @@ type Store struct {
 
 	// wmu serialises writers (Update, Import) and guards lastCommit.
 	wmu        sync.Mutex
-	lastCommit time.Time // commit times never go backwards
+	lastCommit time.Time       // commit times never go backwards
+	auditHead  store.AuditHash // hash of the newest audit entry, guarded by wmu
 	// applied is the newest revision written to Pebble, perhaps not yet
 	// fsynced: writers build on it; readers see only head. Written
 	// under wmu.
@@ -272,7 +281,7 @@ func (s *Store) load() error {
 		}
 		s.lastCommit = hdr.time
 	}
-	return nil
+	return s.loadAudit()
 }
 
 // buildExpiryIndex upgrades a format 1 store to format 2: it adds the
@@ -345,6 +354,7 @@ func (s *Store) initialize() error {
 	_ = b.Set(keyHead, revBytes(0), nil)
 	_ = b.Set(keyHorizon, revBytes(0), nil)
 	_ = b.Set(keyGCDone, revBytes(0), nil)
+	_ = b.Set(keyAuditAnchor, anchorBytes(store.AuditAnchor{}), nil)
 	// The format key goes last in the same batch: a store is either fully
 	// initialised or empty.
 	_ = b.Set(keyFormat, binary.AppendUvarint(nil, formatVersion), nil)

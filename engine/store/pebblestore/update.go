@@ -17,8 +17,8 @@ import (
 const maxChunkChanges = 1024
 
 // Update runs fn in a write transaction and commits it at the next
-// revision: index entries, changelog, schema and the new head go into one
-// Pebble batch. The batch is applied under the writer lock; the fsync
+// revision: index entries, changelog, audit entry, schema and the new head
+// go into one Pebble batch. The batch is applied under the writer lock; the fsync
 // happens after the lock is released and is shared by every writer
 // waiting for one (group commit), so concurrent writers do not queue
 // behind each other's fsyncs. Update returns, and readers see the
@@ -98,6 +98,12 @@ func (s *Store) commit(rev store.Revision, meta store.WriteMeta, changes []store
 	if err := writeChangelog(b, rev, hdr, changes); err != nil {
 		return err
 	}
+	e := auditMeta(rev, now, meta, schema)
+	e.Changes = changes
+	auditHash, err := s.writeAudit(b, rev, store.AppendAuditEncoding(nil, e))
+	if err != nil {
+		return err
+	}
 	if err := b.Set(keyHead, revBytes(rev), nil); err != nil {
 		return fmt.Errorf("pebblestore: batch: %w", err)
 	}
@@ -105,6 +111,7 @@ func (s *Store) commit(rev store.Revision, meta store.WriteMeta, changes []store
 		return fmt.Errorf("pebblestore: commit revision %d: %w", rev, err)
 	}
 	s.lastCommit = now
+	s.auditHead = auditHash
 	s.applied.Store(uint64(rev))
 	return nil
 }

@@ -85,6 +85,13 @@ func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 		WHERE revision < (SELECT max(revision) FROM pemba_schemas WHERE revision <= $1)`, h); err != nil {
 		return stats, s.wrap(ctx, "gc: delete schemas", err)
 	}
+	if s.opts.AuditRetention > 0 {
+		n, err := s.pruneAudit(ctx, now.Add(-s.opts.AuditRetention))
+		stats.AuditPruned = n
+		if err != nil {
+			return stats, err
+		}
+	}
 	if stats.Removed > 0 {
 		s.opts.Logger.Debug("pgstore: gc", "horizon", h, "removed", stats.Removed)
 	}

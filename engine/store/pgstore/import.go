@@ -42,7 +42,7 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 		return 0, 0, s.wrap(ctx, "begin import", err)
 	}
 	defer pg.Rollback(context.Background())
-	rev, last, id, err := allocate(ctx, pg)
+	rev, last, prevHash, id, err := allocate(ctx, pg)
 	if err != nil {
 		return 0, 0, s.wrap(ctx, "allocate revision", err)
 	}
@@ -61,6 +61,7 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 		n      int64
 		srcErr error // the input's own error, returned as is
 		vals   = make([]any, len(importCols))
+		audit  auditBody
 	)
 	src := pgx.CopyFromFunc(func() ([]any, error) {
 		r, err, ok := next()
@@ -73,6 +74,7 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 				vals[0], vals[1], vals[2], vals[3] = n, r.Resource.Type, r.Resource.ID, r.Relation
 				vals[4], vals[5], vals[6] = r.Subject.Type, r.Subject.ID, r.Subject.Relation
 				vals[7], vals[8], vals[9] = enc.caveatName, enc.caveatCtx, enc.expires
+				audit.add(store.Change{Op: store.OpTouch, Relationship: r})
 				n++
 				return vals, nil
 			}
@@ -102,7 +104,7 @@ SELECT DISTINCT ON (resource_type, resource_id, relation, subject_type, subject_
 FROM pemba_import
 ORDER BY resource_type, resource_id, relation, subject_type, subject_id, subject_relation, seq DESC`,
 		int64(rev), int16(store.OpTouch))
-	s.queueCommit(b, rev, last, meta, nil)
+	s.queueCommit(b, rev, last, prevHash, meta, nil, audit)
 	if err := pg.SendBatch(ctx, b).Close(); err != nil {
 		return 0, 0, s.wrap(ctx, fmt.Sprintf("import revision %d", rev), err)
 	}

@@ -93,7 +93,38 @@ var migrations = []migration{
 		`CREATE INDEX IF NOT EXISTS pemba_relationships_expires ON pemba_relationships (expires_ns)
 			WHERE expires_ns IS NOT NULL AND deleted_rev = 9223372036854775807`,
 	}},
+	{version: 3, stmts: []string{
+		// The audit log (audit.go): one row per revision, kept apart from
+		// the changelog so that GC never removes it. entry is the canonical
+		// encoding (the source of truth, covered by hash); committed_ns
+		// and caller repeat it for indexed queries.
+		`CREATE TABLE pemba_audit (
+			revision bigint PRIMARY KEY,
+			committed_ns bigint NOT NULL,
+			caller text NOT NULL,
+			entry bytea NOT NULL,
+			hash bytea NOT NULL
+		)`,
+		`CREATE INDEX pemba_audit_committed ON pemba_audit (committed_ns)`,
+		`CREATE INDEX pemba_audit_caller ON pemba_audit (caller, revision)`,
+		// The chain's anchor: the entry before the oldest row kept. A
+		// database migrated with revisions already written starts its log
+		// after them.
+		`CREATE TABLE pemba_audit_anchor (
+			singleton bool PRIMARY KEY DEFAULT true CHECK (singleton),
+			revision bigint NOT NULL,
+			hash bytea NOT NULL
+		)`,
+		`INSERT INTO pemba_audit_anchor (revision, hash) SELECT head, '\x` + zeroHashHex + `'::bytea FROM pemba_revision`,
+		// The hash of the newest entry, beside the revision counter whose
+		// row lock every writer holds: a writer reads it when it allocates
+		// its revision and sets it with its entry.
+		`ALTER TABLE pemba_revision ADD COLUMN audit_hash bytea NOT NULL DEFAULT '\x` + zeroHashHex + `'::bytea`,
+	}},
 }
+
+// zeroHashHex is the all-zero hash of an anchor that starts a chain.
+var zeroHashHex = strings.Repeat("00", 32)
 
 // SchemaVersion is the database schema version this binary writes and reads.
 func SchemaVersion() int { return migrations[len(migrations)-1].version }

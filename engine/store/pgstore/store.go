@@ -46,6 +46,10 @@ type Options struct {
 	// committed before failing with store.ErrCommitUnknown. Default
 	// DefaultCommitOutcomeTimeout.
 	CommitOutcomeTimeout time.Duration
+	// AuditRetention is how long audit entries are kept, independent of
+	// GCWindow: each GC run prunes entries committed before now minus
+	// AuditRetention (PruneAudit). Zero keeps them forever.
+	AuditRetention time.Duration
 }
 
 func (o Options) withDefaults() Options {

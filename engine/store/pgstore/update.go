@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -57,7 +58,7 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 			_, _ = conn.Exec(context.Background(), "ROLLBACK")
 		}
 	}()
-	rev, last, id, err := begin(ctx, conn)
+	rev, last, prevHash, id, err := begin(ctx, conn)
 	if err != nil {
 		// COMMIT was not sent: whatever failed, nothing is written.
 		return 0, s.wrap(ctx, "begin and allocate revision", err)
@@ -68,9 +69,14 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 	if err := t.buf.Finish(ctx, fn(ctx, t)); err != nil {
 		return 0, err
 	}
+	changes := t.buf.Changes()
+	audit, err := s.auditChanges(ctx, conn, changes)
+	if err != nil {
+		return 0, s.wrap(ctx, fmt.Sprintf("read the deleted keys of revision %d", rev), err)
+	}
 	b := &pgx.Batch{}
-	queueChanges(b, rev, t.buf.Changes())
-	s.queueCommit(b, rev, last, meta, t.buf.Schema())
+	queueChanges(b, rev, changes)
+	s.queueCommit(b, rev, last, prevHash, meta, t.buf.Schema(), audit)
 	b.Queue("COMMIT")
 	if s.hooks != nil && s.hooks.beforeCommit != nil {
 		s.hooks.beforeCommit(ctx, id)
@@ -97,41 +103,53 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 // backend, for resolving a commit whose answer is lost (faults.go). The
 // UPDATE assigns the transaction id anyway, so reading it costs nothing.
 const allocateSQL = `UPDATE pemba_revision SET head = head + 1
-RETURNING head, last_commit_ns, pg_current_xact_id()::text, pg_backend_pid()`
+RETURNING head, last_commit_ns, audit_hash, pg_current_xact_id()::text, pg_backend_pid()`
 
 // begin opens a transaction on conn and allocates the next revision, in
 // one round trip.
-func begin(ctx context.Context, conn *pgxpool.Conn) (store.Revision, int64, txnID, error) {
+func begin(ctx context.Context, conn *pgxpool.Conn) (store.Revision, int64, store.AuditHash, txnID, error) {
 	var (
 		head, last int64
+		prev       []byte
 		id         txnID
 	)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(allocateSQL).QueryRow(func(r pgx.Row) error { return r.Scan(&head, &last, &id.xid, &id.pid) })
+	b.Queue(allocateSQL).QueryRow(func(r pgx.Row) error { return r.Scan(&head, &last, &prev, &id.xid, &id.pid) })
 	err := conn.SendBatch(ctx, b).Close()
-	return store.Revision(head), last, id, err
+	h, herr := auditHashOf(prev)
+	if err == nil {
+		err = herr
+	}
+	return store.Revision(head), last, h, id, err
 }
 
 // allocate is begin for a pgx.Tx (Import, which needs CopyFrom).
-func allocate(ctx context.Context, pg pgx.Tx) (store.Revision, int64, txnID, error) {
+func allocate(ctx context.Context, pg pgx.Tx) (store.Revision, int64, store.AuditHash, txnID, error) {
 	var (
 		head, last int64
+		prev       []byte
 		id         txnID
 	)
-	err := pg.QueryRow(ctx, allocateSQL).Scan(&head, &last, &id.xid, &id.pid)
-	return store.Revision(head), last, id, err
+	err := pg.QueryRow(ctx, allocateSQL).Scan(&head, &last, &prev, &id.xid, &id.pid)
+	h, herr := auditHashOf(prev)
+	if err == nil {
+		err = herr
+	}
+	return store.Revision(head), last, h, id, err
 }
 
-// queueCommit adds the changelog row, the schema, the commit time and the
-// notification of revision rev to b. Commit times never go backwards.
-func (s *Store) queueCommit(b *pgx.Batch, rev store.Revision, last int64, meta store.WriteMeta, schema *string) {
+// queueCommit adds the changelog row, the audit entry (whose changes are
+// encoded in audit), the schema, the commit time and the notification of
+// revision rev to b. Commit times never go backwards.
+func (s *Store) queueCommit(b *pgx.Batch, rev store.Revision, last int64, prev store.AuditHash, meta store.WriteMeta, schema *string, audit auditBody) {
 	now := s.opts.Now().UnixNano()
 	if now < last {
 		now = last
 	}
 	b.Queue(`INSERT INTO pemba_changelog (revision, committed_ns, caller, schema_changed) VALUES ($1, $2, $3, $4)`,
 		int64(rev), now, meta.Caller, schema != nil)
+	queueAudit(b, rev, time.Unix(0, now).UTC(), prev, meta, schema, audit)
 	if schema != nil {
 		b.Queue(`INSERT INTO pemba_schemas (revision, text) VALUES ($1, $2)`, int64(rev), *schema)
 	}
@@ -205,6 +223,9 @@ type change struct {
 	key tuple.Key
 	rel tuple.Relationship // for DeleteMatching's view of pending writes
 	row row
+	// audit is the change's audit log encoding, made when it is
+	// recorded (store.AppendAuditChange).
+	audit []byte
 }
 
 // tx is a write transaction. Writes are buffered in buf, one change per
@@ -258,7 +279,8 @@ func (t *tx) write(ctx context.Context, op store.Op, r tuple.Relationship) error
 	}
 	// The caller's context map is encoded now, so later changes to it
 	// cannot change what is stored.
-	t.record(change{op: op, key: k, rel: tuple.Relationship{Resource: r.Resource, Relation: r.Relation, Subject: r.Subject}, row: enc})
+	t.record(change{op: op, key: k, rel: tuple.Relationship{Resource: r.Resource, Relation: r.Relation, Subject: r.Subject}, row: enc,
+		audit: store.AppendAuditChange(nil, store.Change{Op: op, Relationship: r})})
 	return nil
 }
 
@@ -274,8 +296,14 @@ func (t *tx) Delete(ctx context.Context, k tuple.Key) error {
 	}
 	// Deleting an absent key is recorded too: at commit it closes no
 	// version and so leaves no change behind.
-	t.record(change{op: store.OpDelete, key: k})
+	t.record(deleteChange(k))
 	return nil
+}
+
+// deleteChange is the change that deletes k.
+func deleteChange(k tuple.Key) change {
+	rel := tuple.Relationship{Resource: k.Resource, Relation: k.Relation, Subject: k.Subject}
+	return change{op: store.OpDelete, key: k, audit: store.AppendAuditChange(nil, store.Change{Op: store.OpDelete, Relationship: rel})}
 }
 
 func (t *tx) DeleteMatching(ctx context.Context, f tuple.Filter, limit int) (int, error) {
@@ -295,7 +323,7 @@ func (t *tx) deleteMatching(ctx context.Context, f tuple.Filter, limit int) (int
 		return 0, err
 	}
 	for _, k := range keys {
-		t.record(change{op: store.OpDelete, key: k})
+		t.record(deleteChange(k))
 	}
 	return len(keys), nil
 }

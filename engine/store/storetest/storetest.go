@@ -21,7 +21,7 @@
 //	}
 //
 // The suite runs subtests named by concern (revisions, mvcc, queries,
-// writes, schema, watch, gc, gc-expired, bulk, random, concurrency, close), so one
+// writes, schema, watch, gc, gc-expired, bulk, audit, random, concurrency, close), so one
 // failing area can be rerun with -run 'TestConformance/queries'. Optional powers
 // (store.GarbageCollector, store.BulkLoader) are tested when the store
 // implements them and skipped otherwise. The store's Close may be called
@@ -95,6 +95,9 @@ type Config struct {
 	// MaxBatchOps is the per-transaction limit on Touch, Create and
 	// Delete calls; zero means store.DefaultMaxBatchOps.
 	MaxBatchOps int
+	// AuditRetention is the store's audit retention (GC prunes audit
+	// entries older than it); zero means forever.
+	AuditRetention time.Duration
 }
 
 // Factory opens a fresh, empty store configured by cfg and registers its
@@ -113,6 +116,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("gc", s.testGC)
 	t.Run("gc-expired", s.testGCExpired)
 	t.Run("bulk", s.testBulk)
+	t.Run("audit", s.testAudit)
 	t.Run("random", s.testRandom)
 	t.Run("concurrency", s.testConcurrency)
 	t.Run("close", s.testClose)
