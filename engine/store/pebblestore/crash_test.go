@@ -37,7 +37,8 @@ func TestCrashChild(t *testing.T) {
 	}
 	ctx := context.Background()
 	for g := 0; ; g++ {
-		rev, err := s.Update(ctx, store.WriteMeta{Caller: "crash"}, func(ctx context.Context, tx store.Tx) error {
+		meta := store.WriteMeta{Caller: "crash", RequestID: fmt.Sprintf("req-%d", g), Reason: fmt.Sprintf("group g%d", g)}
+		rev, err := s.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
 			for m := range groupSize {
 				r := tuple.Relationship{
 					Resource: tuple.ObjectRef{Type: "group", ID: fmt.Sprintf("g%d", g)},
@@ -60,7 +61,9 @@ func TestCrashChild(t *testing.T) {
 }
 
 // TestCrash kills a writing child with SIGKILL and checks that every
-// acknowledged transaction survived, whole.
+// acknowledged transaction survived, whole, and that the audit log holds
+// exactly one entry per committed transaction, with its changes, and
+// verifies: no write without its entry, no entry without its write.
 func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns a child process")
@@ -128,6 +131,32 @@ func TestCrash(t *testing.T) {
 	// there is one per revision.
 	if len(members) != int(head) {
 		t.Errorf("%d groups at head %d", len(members), head)
+	}
+	rep, err := store.VerifyAudit(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Mismatch != nil || rep.Head != head || rep.Entries != int(head) {
+		t.Fatalf("audit after the crash: %+v (mismatch %+v), want %d verified entries", rep, rep.Mismatch, head)
+	}
+	n := 0
+	for e, err := range s.AuditEntries(context.Background(), store.AuditFilter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := fmt.Sprintf("g%d", e.Revision-1)
+		if e.Reason != "group "+g || len(e.Changes) != groupSize {
+			t.Errorf("audit entry %d: reason %q, %d changes; want the write of group %s", e.Revision, e.Reason, len(e.Changes), g)
+		}
+		for _, c := range e.Changes {
+			if c.Relationship.Resource.ID != g || members[g] != groupSize {
+				t.Errorf("audit entry %d lists %s, which is not a committed write of group %s", e.Revision, c.Relationship, g)
+			}
+		}
+		n++
+	}
+	if n != int(head) {
+		t.Errorf("%d audit entries at head %d", n, head)
 	}
 }
 
@@ -237,9 +266,21 @@ func TestCrashImport(t *testing.T) {
 		partial++
 	}
 	it.Close()
+	it, err = db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagAudit}, UpperBound: []byte{tagAudit + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	partialAudit := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		partialAudit++
+	}
+	it.Close()
 	db.Close()
 	if partial <= 1 {
 		t.Fatalf("only %d forward entries after the crash: no partial import to roll back", partial)
+	}
+	if partialAudit <= 1 {
+		t.Fatalf("only %d audit chunks after the crash: no partial audit entry to roll back", partialAudit)
 	}
 
 	s, err := Open(dir, Options{GCInterval: -1, Logger: quietLogger()})
@@ -255,6 +296,9 @@ func TestCrashImport(t *testing.T) {
 	}
 	if n := rawKeys(t, s, tagChangelog); n != 1 {
 		t.Errorf("%d changelog entries after recovery, want 1", n)
+	}
+	if n := rawKeys(t, s, tagAudit); n != 1 {
+		t.Errorf("%d audit chunks after recovery, want 1 (the import's entry was not rolled back)", n)
 	}
 	rev, err := s.Update(context.Background(), store.WriteMeta{}, func(ctx context.Context, tx store.Tx) error {
 		return tx.Touch(ctx, tuple.Relationship{
@@ -278,5 +322,8 @@ func TestCrashImport(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("%d relationships at %d, want 2", n, rev)
+	}
+	if rep, err := store.VerifyAudit(context.Background(), s); err != nil || rep.Mismatch != nil || rep.Entries != 2 {
+		t.Errorf("audit after recovery: %+v, %v; want 2 verified entries", rep, err)
 	}
 }
