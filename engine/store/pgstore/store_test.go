@@ -67,6 +67,7 @@ func TestMigrate(t *testing.T) {
 	if _, err := conn.Exec(ctx, `DROP INDEX pemba_relationships_expires`); err != nil {
 		t.Fatal(err)
 	}
+	dropVersion3(t, conn)
 	if _, err := conn.Exec(ctx, `UPDATE pemba_schema_version SET version = 1`); err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +82,7 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("Open after Migrate from version 1: %v", err)
 	}
 	// An index built beforehand (CONCURRENTLY, by an operator) is kept.
+	dropVersion3(t, conn)
 	if _, err := conn.Exec(ctx, `UPDATE pemba_schema_version SET version = 1`); err != nil {
 		t.Fatal(err)
 	}
@@ -444,5 +446,50 @@ func TestInvalidInput(t *testing.T) {
 	}
 	if h := storetest.MustHead(t, st); h != 0 {
 		t.Errorf("head = %d after failed writes, want 0", h)
+	}
+}
+
+// dropVersion3 removes what schema version 3 added (the audit log), so
+// that a test can pose as an older database.
+func dropVersion3(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	if _, err := conn.Exec(context.Background(), `DROP TABLE pemba_audit, pemba_audit_anchor;
+		ALTER TABLE pemba_revision DROP COLUMN audit_hash`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMigrateAuditLog: a version 2 database that holds revisions gains an
+// audit log that starts after its head, and verifies from there.
+func TestMigrateAuditLog(t *testing.T) {
+	ctx := context.Background()
+	st, uri := openTest(t, Options{})
+	storetest.MustTouch(t, st, storetest.MustParse(t, "doc:1#viewer@user:a")[0])
+	storetest.MustTouch(t, st, storetest.MustParse(t, "doc:2#viewer@user:a")[0])
+	st.Close()
+	conn, err := pgx.Connect(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	dropVersion3(t, conn)
+	if _, err := conn.Exec(ctx, `UPDATE pemba_schema_version SET version = 2`); err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(ctx, uri); err != nil {
+		t.Fatalf("Migrate from version 2: %v", err)
+	}
+	st, err = Open(ctx, uri, Options{GCInterval: -1, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rep, err := store.VerifyAudit(ctx, st)
+	if err != nil || rep.Mismatch != nil || rep.Anchor != (store.AuditAnchor{Revision: 2}) || rep.Entries != 0 {
+		t.Fatalf("after Migrate: %+v, %v; want an empty log anchored at revision 2", rep, err)
+	}
+	rev := storetest.MustTouch(t, st, storetest.MustParse(t, "doc:3#viewer@user:a")[0])
+	if rep, err := store.VerifyAudit(ctx, st); err != nil || rep.Mismatch != nil || rep.Entries != 1 || rep.Head != rev {
+		t.Fatalf("after a write: %+v, %v; want one verified entry", rep, err)
 	}
 }
