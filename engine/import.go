@@ -47,7 +47,10 @@ func (e *Engine) Import(ctx context.Context, caller string, rels iter.Seq2[tuple
 			}
 		}
 	}
-	meta := store.WriteMeta{Caller: caller}
+	meta, err := writeMeta(ctx, caller, OpNameImportRelationships)
+	if err != nil {
+		return "", 0, err
+	}
 	if bl, ok := e.st.(store.BulkLoader); ok {
 		rev, n, err := bl.Import(ctx, meta, validated)
 		if err != nil {

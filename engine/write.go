@@ -91,8 +91,12 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie s
 		prev = cur.c.schema
 	}
 	changes = schema.Diff(prev, next)
+	meta, err := writeMeta(ctx, caller, OpNameWriteSchema)
+	if err != nil {
+		return "", nil, err
+	}
 	now := e.now()
-	rev, err := e.st.Update(ctx, store.WriteMeta{Caller: caller}, func(ctx context.Context, tx store.Tx) error {
+	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
 		if cur.c != nil {
 			uses, err := e.orphans(ctx, tx, cur.c.schema, next, now)
 			if err != nil {
@@ -261,8 +265,12 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 			return "", err
 		}
 	}
+	meta, err := writeMeta(ctx, req.Caller, OpNameWriteRelationships)
+	if err != nil {
+		return "", err
+	}
 	now := e.now()
-	rev, err := e.st.Update(ctx, store.WriteMeta{Caller: req.Caller}, func(ctx context.Context, tx store.Tx) error {
+	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
 		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
 			return err
 		}
@@ -341,9 +349,13 @@ func (e *Engine) DeleteRelationships(ctx context.Context, req DeleteRequest) (De
 func (e *Engine) deleteMatching(ctx context.Context, req DeleteRequest) (store.Revision, int, error) {
 	e.writeMu.RLock()
 	defer e.writeMu.RUnlock()
+	meta, err := writeMeta(ctx, req.Caller, OpNameDeleteRelationships)
+	if err != nil {
+		return 0, 0, err
+	}
 	now := e.now()
 	deleted := 0
-	rev, err := e.st.Update(ctx, store.WriteMeta{Caller: req.Caller}, func(ctx context.Context, tx store.Tx) error {
+	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
 		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
 			return err
 		}

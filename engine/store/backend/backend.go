@@ -44,6 +44,10 @@ type Options struct {
 	// (memory has no logger), overriding the per-backend options below.
 	GCWindow time.Duration
 	Logger   *slog.Logger
+	// AuditRetention, when set, is how long any backend keeps audit
+	// entries (pruned by GC, independent of GCWindow); zero keeps them
+	// forever, unless the per-backend options below set one.
+	AuditRetention time.Duration
 	// Now, when set, is the clock of a memory or Pebble store (commit
 	// times, expiration checks); PostgreSQL uses the database's clock.
 	Now func() time.Time
@@ -62,7 +66,7 @@ type PostgresOptions = pgstore.Options
 func Open(ctx context.Context, o Options) (store.Store, error) {
 	switch o.Kind {
 	case Memory:
-		return memstore.New(memstore.Options{GCWindow: o.GCWindow, Now: o.Now}), nil
+		return memstore.New(memstore.Options{GCWindow: o.GCWindow, Now: o.Now, AuditRetention: o.AuditRetention}), nil
 	case Pebble:
 		if o.Dir == "" {
 			return nil, fmt.Errorf("%w: -datastore pebble needs a -data-dir", ErrUsage)
@@ -76,6 +80,9 @@ func Open(ctx context.Context, o Options) (store.Store, error) {
 		}
 		if o.Now != nil {
 			po.Now = o.Now
+		}
+		if o.AuditRetention != 0 {
+			po.AuditRetention = o.AuditRetention
 		}
 		st, err := pebblestore.Open(o.Dir, po)
 		if err != nil {
@@ -97,6 +104,9 @@ func Open(ctx context.Context, o Options) (store.Store, error) {
 		}
 		if o.Logger != nil {
 			po.Logger = o.Logger
+		}
+		if o.AuditRetention != 0 {
+			po.AuditRetention = o.AuditRetention
 		}
 		st, err := pgstore.Open(ctx, o.URI, po)
 		if err != nil {
