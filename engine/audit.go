@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/token"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -198,11 +199,13 @@ func (e *Engine) auditFilter(q AuditQuery) (store.AuditFilter, error) {
 		f.Changes = &tuple.Filter{ResourceType: q.ResourceType, ResourceID: q.ResourceID, Relation: q.Relation, Subject: q.Subject}
 	}
 	if q.Cursor != "" {
-		rev, err := e.decodeZookie(q.Cursor)
+		// The cursor is the zookie of the last entry seen, refused as a
+		// cursor (not as a zookie) when it is not one of this store's.
+		rev, err := token.DecodeZookie(e.fingerprint, q.Cursor)
 		if err != nil {
-			return f, fmt.Errorf("%w: %w", ErrInvalidCursor, err)
+			return f, fmt.Errorf("%w: %v", ErrInvalidCursor, err)
 		}
-		f.After = rev
+		f.After = store.Revision(rev)
 	}
 	return f, nil
 }

@@ -274,8 +274,11 @@ type WriteRelationshipsRequest struct {
 	state                 protoimpl.MessageState `protogen:"open.v1"`
 	Updates               []*RelationshipUpdate  `protobuf:"bytes,1,rep,name=updates,proto3" json:"updates,omitempty"`
 	OptionalPreconditions []*Precondition        `protobuf:"bytes,2,rep,name=optional_preconditions,json=optionalPreconditions,proto3" json:"optional_preconditions,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// optional_reason is recorded in the audit log with the write (at most
+	// 1024 bytes of UTF-8).
+	OptionalReason string `protobuf:"bytes,3,opt,name=optional_reason,json=optionalReason,proto3" json:"optional_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WriteRelationshipsRequest) Reset() {
@@ -320,6 +323,13 @@ func (x *WriteRelationshipsRequest) GetOptionalPreconditions() []*Precondition {
 		return x.OptionalPreconditions
 	}
 	return nil
+}
+
+func (x *WriteRelationshipsRequest) GetOptionalReason() string {
+	if x != nil {
+		return x.OptionalReason
+	}
+	return ""
 }
 
 // WriteRelationshipsResponse names the revision the write committed.
@@ -378,8 +388,11 @@ type DeleteRelationshipsRequest struct {
 	// optional_allow_partial_deletions lets a limited delete succeed when
 	// more relationships match than the limit.
 	OptionalAllowPartialDeletions bool `protobuf:"varint,4,opt,name=optional_allow_partial_deletions,json=optionalAllowPartialDeletions,proto3" json:"optional_allow_partial_deletions,omitempty"`
-	unknownFields                 protoimpl.UnknownFields
-	sizeCache                     protoimpl.SizeCache
+	// optional_reason is recorded in the audit log with the delete (at most
+	// 1024 bytes of UTF-8).
+	OptionalReason string `protobuf:"bytes,5,opt,name=optional_reason,json=optionalReason,proto3" json:"optional_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DeleteRelationshipsRequest) Reset() {
@@ -438,6 +451,13 @@ func (x *DeleteRelationshipsRequest) GetOptionalAllowPartialDeletions() bool {
 		return x.OptionalAllowPartialDeletions
 	}
 	return false
+}
+
+func (x *DeleteRelationshipsRequest) GetOptionalReason() string {
+	if x != nil {
+		return x.OptionalReason
+	}
+	return ""
 }
 
 // DeleteRelationshipsResponse reports a deletion.
@@ -1831,8 +1851,12 @@ func (x *ResolvedSubject) GetPartialCaveatInfo() *PartialCaveatInfo {
 type ImportRelationshipsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Relationships []*Relationship        `protobuf:"bytes,1,rep,name=relationships,proto3" json:"relationships,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// optional_reason is recorded in the audit log with the import; the
+	// first message's reason counts, later messages must repeat it or leave
+	// it empty (at most 1024 bytes of UTF-8).
+	OptionalReason string `protobuf:"bytes,2,opt,name=optional_reason,json=optionalReason,proto3" json:"optional_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ImportRelationshipsRequest) Reset() {
@@ -1870,6 +1894,13 @@ func (x *ImportRelationshipsRequest) GetRelationships() []*Relationship {
 		return x.Relationships
 	}
 	return nil
+}
+
+func (x *ImportRelationshipsRequest) GetOptionalReason() string {
+	if x != nil {
+		return x.OptionalReason
+	}
+	return ""
 }
 
 // ImportRelationshipsResponse reports a finished import.
@@ -2073,18 +2104,20 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x19ReadRelationshipsResponse\x12)\n" +
 	"\aread_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\x06readAt\x12:\n" +
 	"\frelationship\x18\x02 \x01(\v2\x16.pemba.v1.RelationshipR\frelationship\x12@\n" +
-	"\x13after_result_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x11afterResultCursor\"\xa2\x01\n" +
+	"\x13after_result_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x11afterResultCursor\"\xcb\x01\n" +
 	"\x19WriteRelationshipsRequest\x126\n" +
 	"\aupdates\x18\x01 \x03(\v2\x1c.pemba.v1.RelationshipUpdateR\aupdates\x12M\n" +
-	"\x16optional_preconditions\x18\x02 \x03(\v2\x16.pemba.v1.PreconditionR\x15optionalPreconditions\"M\n" +
+	"\x16optional_preconditions\x18\x02 \x03(\v2\x16.pemba.v1.PreconditionR\x15optionalPreconditions\x12'\n" +
+	"\x0foptional_reason\x18\x03 \x01(\tR\x0eoptionalReason\"M\n" +
 	"\x1aWriteRelationshipsResponse\x12/\n" +
 	"\n" +
-	"written_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\twrittenAt\"\xaa\x02\n" +
+	"written_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\twrittenAt\"\xd3\x02\n" +
 	"\x1aDeleteRelationshipsRequest\x12M\n" +
 	"\x13relationship_filter\x18\x01 \x01(\v2\x1c.pemba.v1.RelationshipFilterR\x12relationshipFilter\x12M\n" +
 	"\x16optional_preconditions\x18\x02 \x03(\v2\x16.pemba.v1.PreconditionR\x15optionalPreconditions\x12%\n" +
 	"\x0eoptional_limit\x18\x03 \x01(\rR\roptionalLimit\x12G\n" +
-	" optional_allow_partial_deletions\x18\x04 \x01(\bR\x1doptionalAllowPartialDeletions\"\xe9\x02\n" +
+	" optional_allow_partial_deletions\x18\x04 \x01(\bR\x1doptionalAllowPartialDeletions\x12'\n" +
+	"\x0foptional_reason\x18\x05 \x01(\tR\x0eoptionalReason\"\xe9\x02\n" +
 	"\x1bDeleteRelationshipsResponse\x12/\n" +
 	"\n" +
 	"deleted_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\tdeletedAt\x12c\n" +
@@ -2204,9 +2237,10 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x0fResolvedSubject\x12*\n" +
 	"\x11subject_object_id\x18\x01 \x01(\tR\x0fsubjectObjectId\x12@\n" +
 	"\x0epermissionship\x18\x02 \x01(\x0e2\x18.pemba.v1.PermissionshipR\x0epermissionship\x12K\n" +
-	"\x13partial_caveat_info\x18\x03 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\"Z\n" +
+	"\x13partial_caveat_info\x18\x03 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\"\x83\x01\n" +
 	"\x1aImportRelationshipsRequest\x12<\n" +
-	"\rrelationships\x18\x01 \x03(\v2\x16.pemba.v1.RelationshipR\rrelationships\"m\n" +
+	"\rrelationships\x18\x01 \x03(\v2\x16.pemba.v1.RelationshipR\rrelationships\x12'\n" +
+	"\x0foptional_reason\x18\x02 \x01(\tR\x0eoptionalReason\"m\n" +
 	"\x1bImportRelationshipsResponse\x12\x1d\n" +
 	"\n" +
 	"num_loaded\x18\x01 \x01(\x04R\tnumLoaded\x12/\n" +

@@ -205,10 +205,13 @@ func (x *ReadSchemaResponse) GetReadAt() *Zookie {
 
 // WriteSchemaRequest replaces the schema.
 type WriteSchemaRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Schema        string                 `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Schema string                 `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
+	// optional_reason is recorded in the audit log with the schema write
+	// (at most 1024 bytes of UTF-8).
+	OptionalReason string `protobuf:"bytes,2,opt,name=optional_reason,json=optionalReason,proto3" json:"optional_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WriteSchemaRequest) Reset() {
@@ -244,6 +247,13 @@ func (*WriteSchemaRequest) Descriptor() ([]byte, []int) {
 func (x *WriteSchemaRequest) GetSchema() string {
 	if x != nil {
 		return x.Schema
+	}
+	return ""
+}
+
+func (x *WriteSchemaRequest) GetOptionalReason() string {
+	if x != nil {
+		return x.OptionalReason
 	}
 	return ""
 }
@@ -397,9 +407,10 @@ const file_pemba_v1_schema_proto_rawDesc = "" +
 	"\x12ReadSchemaResponse\x12\x1f\n" +
 	"\vschema_text\x18\x01 \x01(\tR\n" +
 	"schemaText\x12)\n" +
-	"\aread_at\x18\x02 \x01(\v2\x10.pemba.v1.ZookieR\x06readAt\",\n" +
+	"\aread_at\x18\x02 \x01(\v2\x10.pemba.v1.ZookieR\x06readAt\"U\n" +
 	"\x12WriteSchemaRequest\x12\x16\n" +
-	"\x06schema\x18\x01 \x01(\tR\x06schema\"x\n" +
+	"\x06schema\x18\x01 \x01(\tR\x06schema\x12'\n" +
+	"\x0foptional_reason\x18\x02 \x01(\tR\x0eoptionalReason\"x\n" +
 	"\x13WriteSchemaResponse\x12/\n" +
 	"\n" +
 	"written_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\twrittenAt\x120\n" +

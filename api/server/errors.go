@@ -74,6 +74,9 @@ const (
 	ReasonCanceled             = "CANCELED"
 	ReasonDeadlineExceeded     = "DEADLINE_EXCEEDED"
 	ReasonInternal             = "INTERNAL"
+	// ReasonNoAuditLog: the datastore keeps no audit log (a custom
+	// store; every built-in one keeps it).
+	ReasonNoAuditLog = "NO_AUDIT_LOG"
 )
 
 // errorRule maps every error matching one of targets (errors.Is) to a code.
@@ -106,6 +109,7 @@ var errorRules = []errorRule{
 	// any call; a commit of unknown outcome must not be retried blindly.
 	{[]error{engine.ErrClosed, engine.ErrUnavailable}, codes.Unavailable, ReasonUnavailable},
 	{[]error{engine.ErrCommitUnknown}, codes.Unknown, ReasonCommitOutcomeUnknown},
+	{[]error{engine.ErrNoAuditLog}, codes.Unimplemented, ReasonNoAuditLog},
 	{[]error{engine.ErrRelationshipExists}, codes.AlreadyExists, ReasonAlreadyExists},
 	{[]error{engine.ErrPreconditionFailed}, codes.FailedPrecondition, ReasonPreconditionFailed},
 	{[]error{engine.ErrSnapshotExpired}, codes.FailedPrecondition, ReasonSnapshotExpired},

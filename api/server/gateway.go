@@ -81,6 +81,7 @@ func (s *Server) newGateway(ctx context.Context) (*gateway, error) {
 		gw.RegisterPermissionsServiceHandler,
 		gw.RegisterSchemaServiceHandler,
 		gw.RegisterWatchServiceHandler,
+		gw.RegisterAuditServiceHandler,
 	} {
 		if err := register(ctx, mux, conn); err != nil {
 			conn.Close()

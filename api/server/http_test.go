@@ -350,6 +350,21 @@ func TestHTTPRoutes(t *testing.T) {
 		t.Errorf("Watch: first line %s, want the 4 written relationships", line)
 	}
 
+	// The audit log: the import and the delete of doc:6, by alice, each
+	// with the request id the HTTP listener gave it.
+	audit := call("/v1/audit/query", `{"optionalResourceType":"doc","optionalResourceId":"6"}`)
+	if got := results(t, audit, "entry.operation"); !slices.Equal(got, []string{"ImportRelationships", "DeleteRelationships"}) {
+		t.Errorf("QueryAudit: operations %v", got)
+	}
+	for _, l := range audit.lines(t) {
+		if field(l, "result.entry.caller") != "alice" || field(l, "result.entry.requestId") == "" {
+			t.Errorf("QueryAudit: entry without its caller or request id: %v", l)
+		}
+	}
+	if got := field(call("/v1/audit/verify", `{}`).object(t), "ok"); got != true {
+		t.Errorf("VerifyAudit: ok = %v", got)
+	}
+
 	paths, err := openapi.Paths()
 	if err != nil {
 		t.Fatal(err)
@@ -387,6 +402,7 @@ func TestHTTPEveryMethodRouted(t *testing.T) {
 		{"PermissionsService", methodNames(pb.PermissionsService_ServiceDesc.Methods, pb.PermissionsService_ServiceDesc.Streams)},
 		{"SchemaService", methodNames(pb.SchemaService_ServiceDesc.Methods, pb.SchemaService_ServiceDesc.Streams)},
 		{"WatchService", methodNames(pb.WatchService_ServiceDesc.Methods, pb.WatchService_ServiceDesc.Streams)},
+		{"AuditService", methodNames(pb.AuditService_ServiceDesc.Methods, pb.AuditService_ServiceDesc.Streams)},
 	} {
 		for _, m := range sd.methods {
 			n++
@@ -395,8 +411,8 @@ func TestHTTPEveryMethodRouted(t *testing.T) {
 			}
 		}
 	}
-	if n != len(ops) || n != 13 {
-		t.Errorf("%d methods, %d routes; want 13 of each", n, len(ops))
+	if n != len(ops) || n != 15 {
+		t.Errorf("%d methods, %d routes; want 15 of each", n, len(ops))
 	}
 }
 

@@ -111,7 +111,7 @@ func (p *permissions) WriteRelationships(ctx context.Context, req *pb.WriteRelat
 		}
 		w.Updates[i] = engine.Update{Op: op, Relationship: r}
 	}
-	zk, err := p.eng().WriteRelationships(ctx, w)
+	zk, err := p.eng().WriteRelationships(withAuditNote(ctx, req.GetOptionalReason()), w)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (p *permissions) DeleteRelationships(ctx context.Context, req *pb.DeleteRel
 	if err := tooMany("optional_limit", "relationships", limit, MaxDeleteLimit); err != nil {
 		return nil, err
 	}
-	res, err := p.eng().DeleteRelationships(ctx, engine.DeleteRequest{
+	res, err := p.eng().DeleteRelationships(withAuditNote(ctx, req.GetOptionalReason()), engine.DeleteRequest{
 		Caller: callerOf(ctx), Filter: f, Limit: limit, AllowPartial: req.GetOptionalAllowPartialDeletions(), Preconditions: pres,
 	})
 	var dl *engine.DeleteLimitError
@@ -473,17 +473,29 @@ func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.Pe
 }
 
 // ImportRelationships feeds the client stream to the engine's import as
-// one sequence, converting message by message.
+// one sequence, converting message by message. The first message is read
+// before the import starts: its optional_reason is the import's, for the
+// audit log.
 func (p *permissions) ImportRelationships(stream pb.PermissionsService_ImportRelationshipsServer) error {
 	ctx := stream.Context()
+	first, firstErr := stream.Recv()
+	reason := first.GetOptionalReason()
 	seq := func(yield func(tuple.Relationship, error) bool) {
 		for m := 0; ; m++ {
-			msg, err := stream.Recv()
+			msg, err := first, firstErr
+			if m > 0 {
+				msg, err = stream.Recv()
+			}
 			if errors.Is(err, io.EOF) {
 				return
 			}
 			if err != nil {
 				yield(tuple.Relationship{}, err)
+				return
+			}
+			if r := msg.GetOptionalReason(); r != "" && r != reason {
+				yield(tuple.Relationship{}, fieldf("messages["+strconv.Itoa(m)+"].optional_reason",
+					"%w: differs from the first message's reason", engine.ErrInvalidRequest))
 				return
 			}
 			path := "messages[" + strconv.Itoa(m) + "].relationships"
@@ -499,7 +511,7 @@ func (p *permissions) ImportRelationships(stream pb.PermissionsService_ImportRel
 			}
 		}
 	}
-	zk, n, err := p.eng().Import(ctx, callerOf(ctx), iter.Seq2[tuple.Relationship, error](seq))
+	zk, n, err := p.eng().Import(withAuditNote(ctx, reason), callerOf(ctx), iter.Seq2[tuple.Relationship, error](seq))
 	if err != nil {
 		if n > 0 {
 			return fmt.Errorf("%w (%d relationships were imported before the error, through zookie %s)", err, n, zk)

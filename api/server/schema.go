@@ -40,7 +40,7 @@ func (h *schemas) WriteSchema(ctx context.Context, req *pb.WriteSchemaRequest) (
 	if err := tooMany("schema", "bytes", len(req.GetSchema()), MaxSchemaBytes); err != nil {
 		return nil, err
 	}
-	zk, changes, err := h.s.eng.WriteSchema(ctx, callerOf(ctx), req.GetSchema())
+	zk, changes, err := h.s.eng.WriteSchema(withAuditNote(ctx, req.GetOptionalReason()), callerOf(ctx), req.GetSchema())
 	if err != nil {
 		return nil, err
 	}

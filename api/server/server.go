@@ -78,6 +78,7 @@ var serviceNames = []string{
 	pb.PermissionsService_ServiceDesc.ServiceName,
 	pb.SchemaService_ServiceDesc.ServiceName,
 	pb.WatchService_ServiceDesc.ServiceName,
+	pb.AuditService_ServiceDesc.ServiceName,
 }
 
 // New assembles a server over e. It does not listen; call Serve.
@@ -151,6 +152,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	pb.RegisterPermissionsServiceServer(s.grpc, &permissions{s: s})
 	pb.RegisterSchemaServiceServer(s.grpc, &schemas{s: s})
 	pb.RegisterWatchServiceServer(s.grpc, &watcher{s: s})
+	pb.RegisterAuditServiceServer(s.grpc, &auditor{s: s})
 	pb.RegisterDispatchServiceServer(s.grpc, &dispatcher{s: s})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	if cfg.Reflection {
