@@ -67,6 +67,8 @@ type Client struct {
 	Permissions pb.PermissionsServiceClient
 	Schema      pb.SchemaServiceClient
 	Watch       pb.WatchServiceClient
+	// Audit reads and verifies the audit log.
+	Audit pb.AuditServiceClient
 
 	zk *zookies // nil unless Options.ReadYourWrites
 }
@@ -106,6 +108,7 @@ func New(target string, opts Options) (*Client, error) {
 		Permissions: pb.NewPermissionsServiceClient(conn),
 		Schema:      pb.NewSchemaServiceClient(conn),
 		Watch:       pb.NewWatchServiceClient(conn),
+		Audit:       pb.NewAuditServiceClient(conn),
 		zk:          zk,
 	}, nil
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/pemba-authz/pemba/api/internal/convert"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -24,9 +26,19 @@ type auditor struct {
 }
 
 // withAuditNote returns ctx annotated for the audit log of a write: the
-// call's request id and the reason the request gives.
+// call's request id and the reason the request gives. A write without an
+// acceptable x-request-id (as the HTTP listener accepts them) gets a new
+// one, sent back in the response header x-request-id, so that every entry
+// can be matched with its call.
 func withAuditNote(ctx context.Context, reason string) context.Context {
-	return engine.WithAuditNote(ctx, requestIDOf(ctx), reason)
+	given := requestIDOf(ctx)
+	id := requestID(given)
+	if id != given {
+		// Best effort: a header that cannot be set (the call is over)
+		// changes nothing about the write.
+		_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
+	}
+	return engine.WithAuditNote(ctx, id, reason)
 }
 
 // authorizeAuditRead decides whether the caller of ctx may read the

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -219,5 +220,35 @@ func TestAuditReasons(t *testing.T) {
 	}
 	if head, _ := f.eng.Head(ctx); head != 1 {
 		t.Errorf("head %d after refused writes, want 1 (the schema)", head)
+	}
+}
+
+// TestAuditRequestIDGenerated: a write without an acceptable request id
+// gets one, returned in the x-request-id response header and recorded.
+func TestAuditRequestIDGenerated(t *testing.T) {
+	f := newFixture(t, Config{})
+	audit := pb.NewAuditServiceClient(f.conn)
+	for _, given := range []string{"", "bad id with spaces"} {
+		ctx := context.Background()
+		if given != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "x-request-id", given)
+		}
+		var hdr metadata.MD
+		resp, err := f.schema.WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: testSchema}, grpc.Header(&hdr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := hdr.Get("x-request-id")
+		if len(ids) != 1 || len(ids[0]) != 32 {
+			t.Fatalf("given %q: response header x-request-id = %q, want a new id", given, ids)
+		}
+		all, err := queryAudit(t, audit, context.Background(), &pb.QueryAuditRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := all[len(all)-1].GetEntry()
+		if last.GetWrittenAt().GetToken() != resp.GetWrittenAt().GetToken() || last.GetRequestId() != ids[0] {
+			t.Errorf("given %q: entry %d has request id %q, want %q", given, last.GetRevision(), last.GetRequestId(), ids[0])
+		}
 	}
 }

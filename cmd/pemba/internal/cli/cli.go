@@ -52,6 +52,7 @@ func commands() []command {
 		{"lookup-resources", "list the resources of a type a subject has a permission on", lookupResourcesCommand},
 		{"lookup-subjects", "list the subjects of a type that have a permission on a resource", lookupSubjectsCommand},
 		{"watch", "stream relationship changes until interrupted", watchCommand},
+		{"audit", "query and verify the audit log of every write", auditCommand},
 	}
 }
 

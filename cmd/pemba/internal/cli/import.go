@@ -30,6 +30,7 @@ func relationshipImport(ctx context.Context, inv *invocation, args []string) err
 	const usage = "pemba relationship import [flags] FILE|-"
 	fs := inv.flagSet()
 	conn := inv.connFlags(fs)
+	reason := reasonFlag(fs)
 	out := outputFlag(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
@@ -52,7 +53,7 @@ func relationshipImport(ctx context.Context, inv *invocation, args []string) err
 	}
 	defer c.Close()
 
-	im := &importer{ctx: ctx, c: c, from: &origins{name: displayName(pos[0])}, check: newSchemaCheck(ctx, c)}
+	im := &importer{ctx: ctx, c: c, from: &origins{name: displayName(pos[0])}, check: newSchemaCheck(ctx, c), reason: *reason}
 	if err := readTuples(in, displayName(pos[0]), im.add); err != nil {
 		im.abort()
 		if _, isStatus := status.FromError(err); !isStatus {
@@ -126,6 +127,7 @@ type importer struct {
 	// written counts relationships committed by fallback writes.
 	written uint64
 	lastZK  string
+	reason  string // for the audit log, on every message and write
 }
 
 func (im *importer) add(r tuple.Relationship, line int) error {
@@ -188,7 +190,7 @@ func (im *importer) flush() error {
 		}
 	}
 	im.starts = append(im.starts, b.start)
-	if err := im.stream.Send(&pb.ImportRelationshipsRequest{Relationships: b.rels}); err != nil {
+	if err := im.stream.Send(&pb.ImportRelationshipsRequest{Relationships: b.rels, OptionalReason: im.reason}); err != nil {
 		if !errors.Is(err, io.EOF) {
 			return err
 		}
@@ -220,7 +222,7 @@ func (im *importer) fallBack(err error) error {
 }
 
 func (im *importer) write(b batch) error {
-	req := &pb.WriteRelationshipsRequest{Updates: make([]*pb.RelationshipUpdate, len(b.rels))}
+	req := &pb.WriteRelationshipsRequest{Updates: make([]*pb.RelationshipUpdate, len(b.rels)), OptionalReason: im.reason}
 	for i, r := range b.rels {
 		req.Updates[i] = &pb.RelationshipUpdate{Operation: pb.RelationshipUpdate_OPERATION_TOUCH, Relationship: r}
 	}

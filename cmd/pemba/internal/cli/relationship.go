@@ -57,6 +57,7 @@ func relationshipWrite(ctx context.Context, inv *invocation, args []string) erro
 	conn := inv.connFlags(fs)
 	opName := fs.String("op", "touch", "operation: touch (create or replace), create (fail if it exists) or delete")
 	file := fs.String("file", "", "read tuples from `FILE` (- for standard input), one per line; // comments")
+	reason := reasonFlag(fs)
 	out := outputFlag(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
@@ -72,7 +73,7 @@ func relationshipWrite(ctx context.Context, inv *invocation, args []string) erro
 	if len(pos) == 0 && *file == "" {
 		return usagef(usage, "no tuples: give them as arguments or with --file")
 	}
-	w := &batchWrite{op: op, from: &origins{name: displayName(*file)}, keys: map[string]int{}}
+	w := &batchWrite{op: op, from: &origins{name: displayName(*file)}, keys: map[string]int{}, reason: *reason}
 	for i, s := range pos {
 		r, err := tuple.Parse(s)
 		if err != nil {
@@ -139,6 +140,7 @@ type batchWrite struct {
 	rels    []tuple.Relationship
 	updates []*pb.RelationshipUpdate
 	keys    map[string]int // relationship key -> position
+	reason  string         // for the audit log
 }
 
 // add appends the relationship whose origin was just recorded. One write
@@ -167,7 +169,7 @@ func (w *batchWrite) send(ctx context.Context, c *client.Client) (string, error)
 	if touch && len(w.updates) > maxBatch {
 		return w.importAll(ctx, c, nil)
 	}
-	resp, err := c.Permissions.WriteRelationships(ctx, &pb.WriteRelationshipsRequest{Updates: w.updates})
+	resp, err := c.Permissions.WriteRelationships(ctx, &pb.WriteRelationshipsRequest{Updates: w.updates, OptionalReason: w.reason})
 	if err == nil {
 		return resp.GetWrittenAt().GetToken(), nil
 	}
@@ -242,7 +244,7 @@ func (w *batchWrite) importAll(ctx context.Context, c *client.Client, writeErr e
 	var sendErr error
 	for _, b := range importBatches(rels) {
 		loc.msgStarts = append(loc.msgStarts, b.start)
-		if sendErr = stream.Send(&pb.ImportRelationshipsRequest{Relationships: b.rels}); sendErr != nil {
+		if sendErr = stream.Send(&pb.ImportRelationshipsRequest{Relationships: b.rels, OptionalReason: w.reason}); sendErr != nil {
 			break
 		}
 	}
@@ -267,6 +269,7 @@ func relationshipDelete(ctx context.Context, inv *invocation, args []string) err
 	ff := registerFilterFlags(fs)
 	limit := fs.Uint("limit", 0, "delete at most N; if more match, fail unless --allow-partial (0: no limit)")
 	partial := fs.Bool("allow-partial", false, "with --limit, delete N and report that more remain")
+	reason := reasonFlag(fs)
 	out := outputFlag(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
@@ -297,7 +300,7 @@ func relationshipDelete(ctx context.Context, inv *invocation, args []string) err
 	}
 	defer c.Close()
 	resp, err := c.Permissions.DeleteRelationships(ctx, &pb.DeleteRelationshipsRequest{
-		RelationshipFilter: filter, OptionalLimit: uint32(*limit), OptionalAllowPartialDeletions: *partial,
+		RelationshipFilter: filter, OptionalLimit: uint32(*limit), OptionalAllowPartialDeletions: *partial, OptionalReason: *reason,
 	})
 	if err != nil {
 		return err

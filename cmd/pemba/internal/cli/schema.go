@@ -72,6 +72,7 @@ func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
 	const usage = "pemba schema write [flags] FILE|-"
 	fs := inv.flagSet()
 	conn := inv.connFlags(fs)
+	reason := reasonFlag(fs)
 	out := outputFlag(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
@@ -95,7 +96,7 @@ func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
 		return err
 	}
 	defer c.Close()
-	resp, err := c.Schema.WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: src})
+	resp, err := c.Schema.WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: src, OptionalReason: *reason})
 	if err != nil {
 		return err
 	}

@@ -120,3 +120,23 @@ func WithDatabase(uri, name string) string {
 	u.Path = "/" + name
 	return u.String()
 }
+
+// Exec runs one SQL statement on the database named by uri and returns
+// the number of rows it affected, failing the test on an error: for tests
+// that change a database behind the back of the store that uses it (a
+// tampered audit entry, say).
+func Exec(t testing.TB, uri, sql string, args ...any) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, uri)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", uri, err)
+	}
+	defer conn.Close(context.Background())
+	tag, err := conn.Exec(ctx, sql, args...)
+	if err != nil {
+		t.Fatalf("exec %q: %v", sql, err)
+	}
+	return tag.RowsAffected()
+}
