@@ -36,6 +36,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		replicas    listFlag
 		dataDir     = fs.String("data-dir", "./data", "pebble data directory")
 		gcWindow    = fs.Duration("gc-window", 24*time.Hour, "how long old revisions stay readable (at_exact_snapshot, Watch resumption)")
+		auditKeep   = fs.Duration("audit-retention", 0, "how long audit log entries are kept, independent of -gc-window (0: forever); GC prunes older ones and keeps the chain verifiable")
 		keysFile    = fs.String("keys-file", "", "preshared keys, one \"name secret\" per line; the name is recorded as the caller of writes")
 		noAuth      = fs.Bool("insecure-no-auth", false, "serve without authentication on a non-loopback address (on loopback it is the default when no -keys-file is given)")
 		healthOpen  = fs.Bool("health-without-auth", true, "answer gRPC health checks without a key")
@@ -71,6 +72,10 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if *maxRecv <= 0 {
 		fmt.Fprintf(stderr, "pemba serve: -max-request-bytes must be positive, not %d\n", *maxRecv)
+		return 2
+	}
+	if *auditKeep < 0 {
+		fmt.Fprintf(stderr, "pemba serve: -audit-retention must not be negative, not %v\n", *auditKeep)
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -125,7 +130,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 
 	st, err := engine.OpenStore(ctx, engine.StoreOptions{
-		Kind: *storeKind, Dir: *dataDir, URI: *storeURI, GCWindow: *gcWindow, Logger: log,
+		Kind: *storeKind, Dir: *dataDir, URI: *storeURI, GCWindow: *gcWindow, Logger: log, AuditRetention: *auditKeep,
 		Postgres: engine.PostgresOptions{ReadReplicas: replicas},
 		Pebble:   engine.PebbleOptions{CacheSize: *blockCache},
 	})

@@ -167,6 +167,7 @@ func TestServeUsage(t *testing.T) {
 		{"unknown datastore", []string{"-datastore", "mysql"}, "unknown -datastore"},
 		{"postgres without uri", []string{"-datastore", "postgres"}, "-datastore-uri"},
 		{"stray argument", []string{"extra"}, "unexpected arguments"},
+		{"negative audit retention", []string{"-store", "memory", "-audit-retention", "-1h"}, "-audit-retention"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
