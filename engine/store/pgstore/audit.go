@@ -93,8 +93,9 @@ func (s *Store) auditChanges(ctx context.Context, conn *pgxpool.Conn, changes []
 	return body, nil
 }
 
-// queueAudit adds the audit row of revision rev and the new chain head to b.
-func queueAudit(b *pgx.Batch, rev store.Revision, t time.Time, prev store.AuditHash, meta store.WriteMeta, schema *string, body auditBody) {
+// queueAudit adds the audit row of revision rev to b and returns its hash,
+// the new head of the chain (queueCommit stores it in pemba_revision).
+func queueAudit(b *pgx.Batch, rev store.Revision, t time.Time, prev store.AuditHash, meta store.WriteMeta, schema *string, body auditBody) store.AuditHash {
 	e := &store.AuditEntry{
 		Revision: rev, Time: t, Caller: meta.Caller, RequestID: meta.RequestID, Reason: meta.Reason,
 		Operation: meta.Operation, SchemaChanged: schema != nil,
@@ -108,7 +109,7 @@ func queueAudit(b *pgx.Batch, rev store.Revision, t time.Time, prev store.AuditH
 	h := store.ChainAuditHash(prev, enc)
 	b.Queue(`INSERT INTO pemba_audit (revision, committed_ns, caller, entry, hash) VALUES ($1, $2, $3, $4, $5)`,
 		int64(rev), t.UnixNano(), meta.Caller, enc, h[:])
-	b.Queue(`UPDATE pemba_revision SET audit_hash = $1`, h[:])
+	return h
 }
 
 // readAnchor reads the audit anchor and the committed head in one

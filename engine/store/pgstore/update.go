@@ -149,11 +149,11 @@ func (s *Store) queueCommit(b *pgx.Batch, rev store.Revision, last int64, prev s
 	}
 	b.Queue(`INSERT INTO pemba_changelog (revision, committed_ns, caller, schema_changed) VALUES ($1, $2, $3, $4)`,
 		int64(rev), now, meta.Caller, schema != nil)
-	queueAudit(b, rev, time.Unix(0, now).UTC(), prev, meta, schema, audit)
+	h := queueAudit(b, rev, time.Unix(0, now).UTC(), prev, meta, schema, audit)
 	if schema != nil {
 		b.Queue(`INSERT INTO pemba_schemas (revision, text) VALUES ($1, $2)`, int64(rev), *schema)
 	}
-	b.Queue(`UPDATE pemba_revision SET last_commit_ns = $1`, now)
+	b.Queue(`UPDATE pemba_revision SET last_commit_ns = $1, audit_hash = $2`, now, h[:])
 	// Delivered at commit; it only wakes watchers of other processes.
 	b.Queue(`SELECT pg_notify('`+notifyChannel+`', $1)`, strconv.FormatUint(uint64(rev), 10))
 }
