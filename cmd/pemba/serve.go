@@ -77,6 +77,10 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "pemba serve: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		fmt.Fprintln(stderr, "pemba serve: -tls-cert and -tls-key go together: give both the certificate (PEM, with its chain) and its private key (PEM)")
+		return 2
+	}
 	if *pprofOn && *metricsAddr == "" {
 		fmt.Fprintln(stderr, "pemba serve: -pprof needs -metrics-listen")
 		return 2
@@ -120,7 +124,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *tlsCert != "" || *tlsKey != "" {
 		var err error
 		if tlsConf, err = server.TLSConfigFromFiles(*tlsCert, *tlsKey); err != nil {
-			return fail(err)
+			return fail(fmt.Errorf("-tls-cert %s, -tls-key %s: %w", *tlsCert, *tlsKey, err))
 		}
 	}
 
@@ -230,11 +234,37 @@ func flagsFromEnv(fs *flag.FlagSet) error {
 		name := "PEMBA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(name); ok {
 			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("environment variable %s: %w", name, e)
+				err = fmt.Errorf("environment variable %s=%q is not a valid -%s: %s", name, v, f.Name, flagFormat(f, e))
 			}
 		}
 	})
 	return err
+}
+
+// flagFormat says what a flag's value must look like, for an error about
+// a value that did not parse: the flag package's own errors for its basic
+// types say only "parse error".
+func flagFormat(f *flag.Flag, err error) string {
+	var want string
+	if g, ok := f.Value.(flag.Getter); ok {
+		switch g.Get().(type) {
+		case time.Duration:
+			want = "want a duration such as 30s, 5m or 1h30m"
+		case bool:
+			want = "want true or false"
+		case int, int64, uint, uint64:
+			want = "want a whole number"
+		case float64:
+			want = "want a number"
+		}
+	}
+	switch {
+	case want == "":
+		return err.Error()
+	case strings.Contains(err.Error(), "out of range"):
+		return want + " (this one is out of range)"
+	}
+	return want
 }
 
 // listFlag is a repeatable string flag.

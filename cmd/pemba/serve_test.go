@@ -167,6 +167,8 @@ func TestServeUsage(t *testing.T) {
 		{"unknown datastore", []string{"-datastore", "mysql"}, "unknown -datastore"},
 		{"postgres without uri", []string{"-datastore", "postgres"}, "-datastore-uri"},
 		{"stray argument", []string{"extra"}, "unexpected arguments"},
+		{"tls cert without key", []string{"-store", "memory", "-tls-cert", "cert.pem"}, "-tls-cert and -tls-key go together"},
+		{"tls key without cert", []string{"-store", "memory", "-tls-key", "key.pem"}, "-tls-cert and -tls-key go together"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,7 +192,23 @@ func TestServeFlagsFromEnv(t *testing.T) {
 	if !strings.Contains(stderr.String(), `unknown -datastore "mysql"`) {
 		t.Errorf("stderr %q does not show PEMBA_STORE was read", stderr.String())
 	}
+	// A value that does not parse is named, with its variable, its flag
+	// and the format wanted.
+	t.Setenv("PEMBA_STORE", "memory")
+	for _, tt := range []struct{ env, value, want string }{
+		{"PEMBA_QUANTUM", "5 minutes", `environment variable PEMBA_QUANTUM="5 minutes" is not a valid -quantum: want a duration such as 30s, 5m or 1h30m`},
+		{"PEMBA_INSECURE_NO_AUTH", "yes please", `PEMBA_INSECURE_NO_AUTH="yes please" is not a valid -insecure-no-auth: want true or false`},
+		{"PEMBA_MAX_REQUEST_BYTES", "4MiB", `PEMBA_MAX_REQUEST_BYTES="4MiB" is not a valid -max-request-bytes: want a whole number`},
+	} {
+		t.Setenv(tt.env, tt.value)
+		stderr.Reset()
+		if code := run(t.Context(), []string{"serve", "-listen", "127.0.0.1:0"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("%s=%q: exit %d, stderr %q; want 2 and %q", tt.env, tt.value, code, stderr.String(), tt.want)
+		}
+		os.Unsetenv(tt.env)
+	}
 	// A flag on the command line wins over the environment.
+	t.Setenv("PEMBA_STORE", "mysql")
 	t.Setenv("PEMBA_QUANTUM", "not-a-duration")
 	stderr.Reset()
 	if code := run(t.Context(), []string{"serve", "-quantum", "1s", "-store", "mysql", "-listen", "127.0.0.1:0"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "unknown -datastore") {
