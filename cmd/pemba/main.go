@@ -15,6 +15,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
@@ -70,6 +72,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if args[0] == "--version" || args[0] == "-version" {
 		return versionCommand(ctx, args[1:], stdout, stderr)
 	}
+	if strings.HasPrefix(args[0], "-") {
+		return runGlobal(ctx, args, stdout, stderr)
+	}
 	for _, c := range commands() {
 		if c.name == args[0] {
 			return c.run(ctx, args[1:], stdout, stderr)
@@ -80,8 +85,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// runGlobal runs a command preceded by connection flags (pemba --address X
+// check ...), which only the commands that talk to a server take.
+func runGlobal(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	global, rest, err := cli.Env{}.ParseGlobal(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "pemba: %v\n", err)
+		usage(stderr)
+		return 2
+	}
+	if len(global) == 0 { // only "--"
+		return run(ctx, rest, stdout, stderr)
+	}
+	if len(rest) == 0 {
+		fmt.Fprintln(stderr, "pemba: no command after the connection flags")
+		usage(stderr)
+		return 2
+	}
+	if !slices.ContainsFunc(commands(), func(c command) bool { return c.name == rest[0] }) {
+		fmt.Fprintf(stderr, "pemba: unknown command %q\n", rest[0])
+		usage(stderr)
+		return 2
+	}
+	if !cli.IsCommand(rest[0]) {
+		fmt.Fprintf(stderr, "pemba: %q takes no connection flags before its name (--%s ...); give its own flags after it\n", rest[0], global[0].Name)
+		return 2
+	}
+	return cli.MainGlobal(rest[0], global)(ctx, rest[1:], stdout, stderr)
+}
+
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: pemba <command> [arguments]")
+	fmt.Fprintln(w, "usage: pemba [--address HOST:PORT] [--token KEY] [--insecure|--tls|--tls-ca FILE] <command> [arguments]")
 	fmt.Fprintln(w, "\ncommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-17s %s\n", c.name, c.summary)
