@@ -23,8 +23,8 @@ func datastoreCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	fs := flag.NewFlagSet("pemba datastore migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	uri := fs.String("datastore-uri", os.Getenv("PEMBA_DATASTORE_URI"), "PostgreSQL connection URI (env PEMBA_DATASTORE_URI)")
-	if code := parseFlags(fs, args[1:]); code >= 0 {
+	uri := fs.String("datastore-uri", os.Getenv("PEMBA_DATASTORE_URI"), "PostgreSQL connection `URI` (env PEMBA_DATASTORE_URI)")
+	if code := parseFlags(fs, "pemba datastore migrate --datastore-uri URI", args[1:], stdout, stderr); code >= 0 {
 		return code
 	}
 	if fs.NArg() > 0 {

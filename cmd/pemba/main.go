@@ -131,16 +131,21 @@ func isHelp(arg string) bool {
 	return false
 }
 
-// parseFlags parses args with fs, which prints its usage on -h and on a
-// bad flag. It returns the exit code to stop with, or -1 to go on: 0 after
-// -h (asking for help is not an error), 2 after a bad flag.
-func parseFlags(fs *flag.FlagSet, args []string) int {
+// parseFlags parses args with fs and returns the exit code to stop with,
+// or -1 to go on: 0 after -h, which prints the usage line and the flags
+// to stdout in the format every command shares (cli.PrintUsage; asking for
+// help is not an error), 2 after a bad flag, reported on stderr.
+func parseFlags(fs *flag.FlagSet, usage string, args []string, stdout, stderr io.Writer) int {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	err := fs.Parse(args)
 	switch {
 	case err == nil:
 		return -1
 	case errors.Is(err, flag.ErrHelp):
+		cli.PrintUsage(stdout, usage, fs)
 		return 0
 	}
+	fmt.Fprintf(stderr, "%s: %v\nusage: %s (pemba help %s lists the flags)\n", fs.Name(), err, usage, strings.TrimPrefix(fs.Name(), "pemba "))
 	return 2
 }

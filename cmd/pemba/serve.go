@@ -32,7 +32,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var (
 		listen      = fs.String("listen", "127.0.0.1:50051", "gRPC address")
 		storeKind   = fs.String("datastore", "pebble", "datastore: pebble (embedded, in -data-dir), postgres (at -datastore-uri) or memory (nothing persisted)")
-		storeURI    = fs.String("datastore-uri", "", "postgres: connection URI (run `pemba datastore migrate` on it first)")
+		storeURI    = fs.String("datastore-uri", "", "postgres: connection `URI` (run 'pemba datastore migrate' on it first)")
 		replicas    listFlag
 		dataDir     = fs.String("data-dir", "./data", "pebble data directory")
 		gcWindow    = fs.Duration("gc-window", 24*time.Hour, "how long old revisions stay readable (at_exact_snapshot, Watch resumption)")
@@ -58,11 +58,11 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&dispatch.self, "dispatch-self", "", "cluster: this node's entry in -dispatch-peers (default: the -listen address)")
 	fs.DurationVar(&dispatch.timeout, "dispatch-timeout", cluster.DefaultTimeout, "cluster: how long to wait for a peer before evaluating its subproblem here")
 	fs.StringVar(&dispatch.caFile, "dispatch-ca", "", "cluster: CA certificates (PEM) of the peers' TLS certificates (default: system roots; used with -tls-cert)")
-	fs.StringVar(storeKind, "store", "pebble", "the same as -datastore")
+	cli.Alias(fs, "store", "datastore")
 	fs.Var(&replicas, "datastore-read-replica-uri", "postgres: a hot standby to read from when it has replayed the revision asked for (repeatable)")
 	playgroundOn := fs.Bool("playground", false, "serve the schema playground at /playground/ on -http-listen (a loopback address, unless -playground-public); it evaluates against a throwaway in-memory store per request, never the server's data")
 	playgroundPublic := fs.Bool("playground-public", false, "allow -playground on an -http-listen address that other hosts can reach (the playground asks for no key)")
-	if code := parseFlags(fs, args); code >= 0 {
+	if code := parseFlags(fs, "pemba serve [flags]", args, stdout, stderr); code >= 0 {
 		return code
 	}
 	if err := flagsFromEnv(fs); err != nil {
@@ -224,11 +224,13 @@ func setGCPercent(fs *flag.FlagSet, gogc string) bool {
 // environment variable, if set: -data-dir from PEMBA_DATA_DIR, -listen from
 // PEMBA_LISTEN, and so on (upper case, "-" becomes "_").
 func flagsFromEnv(fs *flag.FlagSet) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	// By value, not name: an alias (-store) and its flag (-datastore) share
+	// one, so either on the command line hides both variables.
+	given := map[flag.Value]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Value] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil {
+		if given[f.Value] || err != nil {
 			return
 		}
 		name := "PEMBA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))

@@ -124,7 +124,7 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 }
 
 func TestServeMemoryNoAuth(t *testing.T) {
-	conn := dial(t, startServe(t, "-store", "memory", "-insecure-no-auth", "-cache-bytes", "-1", "-quantum", "-1s", "-max-depth", "20"))
+	conn := dial(t, startServe(t, "-datastore", "memory", "-insecure-no-auth", "-cache-bytes", "-1", "-quantum", "-1s", "-max-depth", "20"))
 	ctx := context.Background()
 	hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
@@ -160,15 +160,15 @@ func TestServeUsage(t *testing.T) {
 		args   []string
 		stderr string
 	}{
-		{"no auth choice off loopback", []string{"-store", "memory", "-listen", "0.0.0.0:0"}, "-insecure-no-auth"},
-		{"no auth choice, HTTP off loopback", []string{"-store", "memory", "-http-listen", "0.0.0.0:0"}, "0.0.0.0:0 is reachable from other hosts"},
+		{"no auth choice off loopback", []string{"-datastore", "memory", "-listen", "0.0.0.0:0"}, "-insecure-no-auth"},
+		{"no auth choice, HTTP off loopback", []string{"-datastore", "memory", "-http-listen", "0.0.0.0:0"}, "0.0.0.0:0 is reachable from other hosts"},
 		{"pebble without dir", []string{"-insecure-no-auth", "-data-dir", ""}, "-data-dir"},
 		{"unknown store", []string{"-insecure-no-auth", "-store", "mysql"}, "unknown -datastore"},
 		{"unknown datastore", []string{"-datastore", "mysql"}, "unknown -datastore"},
 		{"postgres without uri", []string{"-datastore", "postgres"}, "-datastore-uri"},
 		{"stray argument", []string{"extra"}, "unexpected arguments"},
-		{"tls cert without key", []string{"-store", "memory", "-tls-cert", "cert.pem"}, "-tls-cert and -tls-key go together"},
-		{"tls key without cert", []string{"-store", "memory", "-tls-key", "key.pem"}, "-tls-cert and -tls-key go together"},
+		{"tls cert without key", []string{"-datastore", "memory", "-tls-cert", "cert.pem"}, "-tls-cert and -tls-key go together"},
+		{"tls key without cert", []string{"-datastore", "memory", "-tls-key", "key.pem"}, "-tls-cert and -tls-key go together"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -334,7 +334,7 @@ func TestServeHTTPTLS(t *testing.T) {
 	if err := os.WriteFile(keys, []byte("ops serve-test-key-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := startServeAll(t, "-store", "memory", "-keys-file", keys, "-tls-cert", certFile, "-tls-key", keyFile, "-http-listen", "127.0.0.1:0")
+	a := startServeAll(t, "-datastore", "memory", "-keys-file", keys, "-tls-cert", certFile, "-tls-key", keyFile, "-http-listen", "127.0.0.1:0")
 	if !strings.HasPrefix(a.http, "https://") {
 		t.Fatalf("HTTP base %q, want https://", a.http)
 	}

@@ -219,9 +219,7 @@ func (inv *invocation) parse(fs *flag.FlagSet, usage string, args []string) ([]s
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintf(inv.env.Stdout, "usage: %s\n\nflags:\n", usage)
-				fs.SetOutput(inv.env.Stdout)
-				fs.PrintDefaults()
+				PrintUsage(inv.env.Stdout, usage, fs)
 				return nil, errHelp
 			}
 			return nil, usagef(usage, "%v", err)
