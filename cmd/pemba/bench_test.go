@@ -39,7 +39,7 @@ func TestBenchAPIs(t *testing.T) {
 		{"spicedb API, fully consistent", append(run1, "-api", "spicedb", "-skip-load", "-consistency", "fully_consistent"), 0, "grpc-spicedb/" + addr, ""},
 		{"unknown API", append(run1, "-api", "zanzibar"), 2, "", `api "zanzibar" (want pemba or spicedb)`},
 		{"-token instead of -key-file", []string{"bench", "run", "-mode", "grpc", "-address", addr, "-token", secret, "-workload", "deep-chain",
-			"-ops", "10", "-warmup", "0s", "-concurrency", "1", "-quiet", "-output", "json", "-mix", "check=100", "-skip-load"}, 0, "grpc/" + addr, ""},
+			"-ops", "40", "-warmup", "0s", "-concurrency", "1", "-quiet", "-output", "json", "-mix", "check=100", "-skip-load"}, 0, "grpc/" + addr, ""},
 		{"-token and -key-file", append(run1, "-token", secret), 2, "", "give -token or -key-file, not both"},
 		{"api without grpc mode", []string{"bench", "run", "-api", "spicedb", "-datastore", "memory"}, 2, "", "-api spicedb needs -mode grpc"},
 		{"missing CA file", append(run1, "-tls-ca", filepath.Join(dir, "none.pem")), 2, "", "read -tls-ca"},
