@@ -42,7 +42,7 @@ func TestAccessLog(t *testing.T) {
 
 		type line struct {
 			Level, Msg, Method, Caller, Code, RequestID string
-			Duration                                   float64
+			Duration                                    float64
 		}
 		var calls []line
 		for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
