@@ -109,7 +109,7 @@ func (p *permissions) WriteRelationships(ctx context.Context, req *v1.WriteRelat
 		}
 		w.Updates[i] = engine.Update{Op: op, Relationship: r}
 	}
-	zk, err := p.eng.WriteRelationships(ctx, w)
+	zk, err := p.eng.WriteRelationships(server.WithAuditNote(ctx, ""), w)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +142,7 @@ func (p *permissions) DeleteRelationships(ctx context.Context, req *v1.DeleteRel
 	if req.GetOptionalAllowPartialDeletions() && limit == 0 {
 		return nil, fieldf("optional_allow_partial_deletions", "needs optional_limit")
 	}
-	resp, err := p.eng.DeleteRelationships(ctx, engine.DeleteRequest{
+	resp, err := p.eng.DeleteRelationships(server.WithAuditNote(ctx, ""), engine.DeleteRequest{
 		Caller: server.CallerOf(ctx), Filter: f, Limit: limit, AllowPartial: req.GetOptionalAllowPartialDeletions(), Preconditions: pres,
 	})
 	var dle *engine.DeleteLimitError
@@ -509,7 +509,7 @@ func (p *permissions) ImportBulkRelationships(stream grpc.ClientStreamingServer[
 			}
 		}
 	}
-	zk, n, err := p.eng.Import(ctx, server.CallerOf(ctx), iter.Seq2[tuple.Relationship, error](seq))
+	zk, n, err := p.eng.Import(server.WithAuditNote(ctx, ""), server.CallerOf(ctx), iter.Seq2[tuple.Relationship, error](seq))
 	if err != nil {
 		if n > 0 {
 			return fmt.Errorf("%w (%d relationships were imported before the error, through ZedToken %s)", err, n, zk)

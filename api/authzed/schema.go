@@ -40,7 +40,7 @@ func (h *schemas) WriteSchema(ctx context.Context, req *v1.WriteSchemaRequest) (
 	if req.GetSchema() == "" {
 		return nil, missing("schema")
 	}
-	zk, _, err := h.eng.WriteSchema(ctx, server.CallerOf(ctx), req.GetSchema())
+	zk, _, err := h.eng.WriteSchema(server.WithAuditNote(ctx, ""), server.CallerOf(ctx), req.GetSchema())
 	if err != nil {
 		return nil, err
 	}

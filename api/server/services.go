@@ -34,6 +34,12 @@ func (s *Server) Status(method string, err error) *status.Status {
 // ctx, or AnonymousCaller.
 func CallerOf(ctx context.Context) string { return callerOf(ctx) }
 
+// WithAuditNote returns ctx annotated for the audit log of a write made
+// under it: the call's request id (a new one, sent back in the response
+// header x-request-id, when the call has no acceptable one) and reason,
+// as the pemba.v1 writes record them.
+func WithAuditNote(ctx context.Context, reason string) context.Context { return withAuditNote(ctx, reason) }
+
 // ObserveCheck counts one answered check in the check metrics (outcome,
 // dispatches, depth), whichever API asked it.
 func (s *Server) ObserveCheck(r engine.CheckResult) {
