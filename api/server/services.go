@@ -38,7 +38,9 @@ func CallerOf(ctx context.Context) string { return callerOf(ctx) }
 // under it: the call's request id (a new one, sent back in the response
 // header x-request-id, when the call has no acceptable one) and reason,
 // as the pemba.v1 writes record them.
-func WithAuditNote(ctx context.Context, reason string) context.Context { return withAuditNote(ctx, reason) }
+func WithAuditNote(ctx context.Context, reason string) context.Context {
+	return withAuditNote(ctx, reason)
+}
 
 // ObserveCheck counts one answered check in the check metrics (outcome,
 // dispatches, depth), whichever API asked it.
