@@ -45,6 +45,9 @@ func TestComplete(t *testing.T) {
 		{[]string{"datastore", ""}, []string{"migrate"}, true},
 		{[]string{"completion", ""}, []string{"bash", "fish", "zsh"}, true},
 		{[]string{"help", "wat"}, []string{"watch"}, true},
+		{[]string{"au"}, []string{"audit"}, true},
+		{[]string{"audit", ""}, []string{"query", "verify"}, true},
+		{[]string{"audit", "query", "--re"}, []string{"--relation"}, true},
 		{[]string{"check", "doc:1#view@user:a"}, nil, true}, // an argument: files, from the shell
 	}
 	for _, tt := range tests {

@@ -44,6 +44,7 @@ func commands() []command {
 		{"lookup-resources", "list the resources a subject has a permission on", cli.Main("lookup-resources")},
 		{"lookup-subjects", "list the subjects that have a permission on a resource", cli.Main("lookup-subjects")},
 		{"watch", "stream relationship changes until interrupted", cli.Main("watch")},
+		{"audit", "query the audit log of every write, verify its hash chain", cli.Main("audit")},
 		{"version", "print the version, commit, Go version and storage formats", versionCommand},
 		{"completion", "print a shell completion script: completion bash|zsh|fish", completionCommand},
 	}
