@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/pebblestore"
 	"github.com/pemba-authz/pemba/engine/store/pgstore"
 	"github.com/pemba-authz/pemba/engine/store/pgstore/pgtest"
 )
@@ -140,48 +142,81 @@ func TestAuditCommands(t *testing.T) {
 	}
 }
 
-// TestAuditVerifyTampered edits one audit entry in PostgreSQL, behind the
-// server's back, and `pemba audit verify` names exactly that entry.
+// TestAuditVerifyTampered edits one audit entry in the datastore, behind
+// the server's back (Pebble: through the data directory's keys;
+// PostgreSQL: with SQL), and `pemba audit verify` names exactly that
+// entry.
 func TestAuditVerifyTampered(t *testing.T) {
-	uri, _ := pgtest.NewDatabase(t)
-	ctx := context.Background()
-	if err := pgstore.Migrate(ctx, uri); err != nil {
-		t.Fatal(err)
-	}
-	st, err := pgstore.Open(ctx, uri, pgstore.Options{GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := serveStore(t, st)
-	env := map[string]string{"PEMBA_ADDRESS": addr}
-	auditWrites(t, env)
-	if r := pembaEnv(t, env, "", "audit", "verify"); r.code != 0 {
-		t.Fatalf("audit verify before tampering: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
 	// Revision 2's reason becomes "ticket 43": same length, so only the
 	// hash can tell.
-	if n := pgtest.Exec(t, uri, `UPDATE pemba_audit SET entry = overlay(entry placing 'ticket 43'::bytea from position('ticket 42'::bytea in entry))
-		WHERE revision = 2`); n != 1 {
-		t.Fatalf("tampered with %d rows", n)
+	forge := func(enc []byte) []byte {
+		return bytes.Replace(enc, []byte("ticket 42"), []byte("ticket 43"), 1)
 	}
-	r := pembaEnv(t, env, "", "audit", "verify")
-	if r.code != ExitFailed || !strings.HasPrefix(r.stdout, "MISMATCH at revision 2: hash mismatch\n") ||
-		!strings.Contains(r.stdout, "1 entries before it verified (revisions 1 to 1)") {
-		t.Errorf("audit verify after tampering with revision 2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	tests := []struct {
+		name string
+		// open returns the store and the edit of revision 2's entry.
+		open func(t *testing.T) (store.Store, func(t *testing.T))
+	}{
+		{"pebble", func(t *testing.T) (store.Store, func(t *testing.T)) {
+			st, err := pebblestore.Open(t.TempDir(), pebblestore.Options{GCInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st, func(t *testing.T) {
+				if err := st.TamperAudit(2, forge); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{"postgres", func(t *testing.T) (store.Store, func(t *testing.T)) {
+			uri, _ := pgtest.NewDatabase(t)
+			ctx := context.Background()
+			if err := pgstore.Migrate(ctx, uri); err != nil {
+				t.Fatal(err)
+			}
+			st, err := pgstore.Open(ctx, uri, pgstore.Options{GCInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st, func(t *testing.T) {
+				if n := pgtest.Exec(t, uri, `UPDATE pemba_audit SET entry = overlay(entry placing 'ticket 43'::bytea from position('ticket 42'::bytea in entry))
+					WHERE revision = 2`); n != 1 {
+					t.Fatalf("tampered with %d rows", n)
+				}
+			}
+		}},
 	}
-	r = pembaEnv(t, env, "", "audit", "verify", "--output", "json")
-	var rep struct {
-		OK            bool `json:"ok"`
-		FirstMismatch struct {
-			Revision uint64 `json:"revision"`
-		} `json:"first_mismatch"`
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.OK || rep.FirstMismatch.Revision != 2 || r.code != ExitFailed {
-		t.Errorf("audit verify --output json: exit %d %s (%v)", r.code, r.stdout, err)
-	}
-	// The query shows the edited text: the log is evidence, not a vault.
-	if out := pembaEnv(t, env, "", "audit", "query", "--object", "doc:2").stdout; !strings.Contains(out, `reason "ticket 43"`) {
-		t.Errorf("query after tampering:\n%s", out)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, tamper := tt.open(t)
+			addr := serveStore(t, st)
+			env := map[string]string{"PEMBA_ADDRESS": addr}
+			auditWrites(t, env)
+			if r := pembaEnv(t, env, "", "audit", "verify"); r.code != 0 {
+				t.Fatalf("audit verify before tampering: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+			}
+			tamper(t)
+			r := pembaEnv(t, env, "", "audit", "verify")
+			if r.code != ExitFailed || !strings.HasPrefix(r.stdout, "MISMATCH at revision 2: hash mismatch\n") ||
+				!strings.Contains(r.stdout, "1 entries before it verified (revisions 1 to 1)") {
+				t.Errorf("audit verify after tampering with revision 2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+			}
+			t.Logf("pemba audit verify:\n%s", r.stdout)
+			r = pembaEnv(t, env, "", "audit", "verify", "--output", "json")
+			var rep struct {
+				OK            bool `json:"ok"`
+				FirstMismatch struct {
+					Revision uint64 `json:"revision"`
+				} `json:"first_mismatch"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.OK || rep.FirstMismatch.Revision != 2 || r.code != ExitFailed {
+				t.Errorf("audit verify --output json: exit %d %s (%v)", r.code, r.stdout, err)
+			}
+			// The query shows the edited text: the log is evidence, not a vault.
+			if out := pembaEnv(t, env, "", "audit", "query", "--object", "doc:2").stdout; !strings.Contains(out, `reason "ticket 43"`) {
+				t.Errorf("query after tampering:\n%s", out)
+			}
+		})
 	}
 }
 
