@@ -244,6 +244,13 @@ func TestCommitFaults(t *testing.T) {
 			if wantRev := before + store.Revision(want); next != wantRev {
 				t.Errorf("next write at revision %d, want %d", next, wantRev)
 			}
+			// The audit log has exactly one entry per committed write: the
+			// fault left no write without its entry, nor an entry without
+			// its write.
+			rep, err := store.VerifyAudit(ctx, st)
+			if err != nil || rep.Mismatch != nil || rep.Entries != want+1 || rep.Head != next {
+				t.Errorf("audit after the fault: %+v (mismatch %+v), %v; want %d verified entries up to revision %d", rep, rep.Mismatch, err, want+1, next)
+			}
 		})
 	}
 }
