@@ -135,8 +135,15 @@ func TestRestart(t *testing.T) {
 	if err != nil || storetest.Format(got) != storetest.Format(rels) {
 		t.Errorf("after reopen: %v %v, want %v", got, err, rels)
 	}
-	if next := storetest.MustTouch(t, st2, rels[0]); next != rev+1 {
+	next := storetest.MustTouch(t, st2, rels[0])
+	if next != rev+1 {
 		t.Errorf("first write after reopen committed %d, want %d", next, rev+1)
+	}
+	// The audit log survived the GC (the first write is below the
+	// horizon) and the restart, and the next write extended its chain.
+	rep, err := store.VerifyAudit(ctx, st2)
+	if err != nil || rep.Mismatch != nil || rep.Anchor != (store.AuditAnchor{}) || rep.Entries != int(next) || rep.Head != next {
+		t.Errorf("audit after GC and reopen: %+v (mismatch %+v), %v; want %d entries from revision 1", rep, rep.Mismatch, err, next)
 	}
 }
 
