@@ -102,6 +102,14 @@ type Params struct {
 	// Context is the caveat context of the request. Values stored on a
 	// relationship take precedence over these.
 	Context map[string]any
+	// Contextual are relationships that hold for this call only, as if
+	// touched on top of Reader's revision (see store.Overlay): they may
+	// carry caveats and expirations and must fit the schema (the caller
+	// validates them, as a write would) with no key twice. Subproblems
+	// whose relation can reach a relation they name bypass the
+	// cross-request cache and are never routed to another node; every
+	// other subproblem is cached as usual (see contextual.go).
+	Contextual []tuple.Relationship
 }
 
 // CheckRequest asks whether Subject has Permission on Resource.
@@ -275,7 +283,7 @@ type SubjectResult struct {
 // Check reports whether req.Subject has req.Permission on req.Resource at
 // the revision of p.Reader.
 func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (CheckResult, error) {
-	if p.Reader != nil && len(p.Context) == 0 && !p.Now.IsZero() {
+	if p.Reader != nil && len(p.Context) == 0 && len(p.Contextual) == 0 && !p.Now.IsZero() {
 		// A warm check is answered from the dispatch chain's cache
 		// before any request state is allocated.
 		rel, err := e.root(req)
