@@ -35,7 +35,7 @@ func Overlay(r Reader, rels []tuple.Relationship) Reader {
 
 // overlay is a Reader with relationships added on top (see Overlay).
 type overlay struct {
-	Reader          // the snapshot underneath; Revision and ReadSchema are its own
+	Reader                      // the snapshot underneath; Revision and ReadSchema are its own
 	fwd    []tuple.Relationship // sorted in forward index order
 	rev    []tuple.Relationship // sorted in reverse index order
 }
