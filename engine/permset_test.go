@@ -71,7 +71,7 @@ func randomRelationships(rng *rand.Rand, s *schema.Schema, n int, now time.Time)
 
 // openWith returns an engine over a fresh memstore holding text and rels,
 // on clock clk.
-func openWith(t *testing.T, text string, rels []tuple.Relationship, clk *clock, cacheBytes int64) *engine.Engine {
+func openWith(t testing.TB, text string, rels []tuple.Relationship, clk *clock, cacheBytes int64) *engine.Engine {
 	t.Helper()
 	ctx := t.Context()
 	st := memstore.New(memstore.Options{Now: clk.Now})
