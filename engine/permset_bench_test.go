@@ -68,3 +68,41 @@ func BenchmarkPermissionSet(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkContextualCheck measures a warm check of crm_customer:c42#view
+// with contextual relationships: none; one the permission cannot reach (a
+// platform reviewer: the answer still comes from the cache); one it can
+// reach (a region viewer: the permission and what it reaches through
+// region are evaluated, what it does not reach is still cached).
+func BenchmarkContextualCheck(b *testing.B) {
+	f, err := validation.Parse("enterprise.yaml", []byte(enterprise.ValidationFile()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rels := make([]tuple.Relationship, len(f.Relationships))
+	for i, r := range f.Relationships {
+		rels[i] = r.Relationship
+	}
+	eng := openWith(b, enterprise.Schema(), rels, newClock(), 64<<20)
+	q := engine.CheckQuery{Resource: tuple.ObjectRef{Type: "crm_customer", ID: "c42"}, Permission: "view", Subject: tuple.SubjectRef{Type: "employee", ID: "li"}}
+	for _, c := range []struct {
+		name string
+		rel  string
+	}{{"none", ""}, {"unreachable", "platform:p#reviewer@employee:x"}, {"reachable", "region:north#viewer@employee:x"}} {
+		req := engine.CheckRequest{CheckRequest: q}
+		if c.rel != "" {
+			req.Contextual = []tuple.Relationship{mustParse(b, c.rel)}
+		}
+		if _, err := eng.Check(b.Context(), req); err != nil { // warm
+			b.Fatal(err)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := eng.Check(b.Context(), req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -283,14 +283,19 @@ type SubjectResult struct {
 // Check reports whether req.Subject has req.Permission on req.Resource at
 // the revision of p.Reader.
 func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (CheckResult, error) {
-	if p.Reader != nil && len(p.Context) == 0 && len(p.Contextual) == 0 && !p.Now.IsZero() {
+	if p.Reader != nil && len(p.Context) == 0 && !p.Now.IsZero() {
 		// A warm check is answered from the dispatch chain's cache
-		// before any request state is allocated.
+		// before any request state is allocated, also with contextual
+		// relationships the permission cannot reach.
 		rel, err := e.root(req)
 		if err != nil {
 			return CheckResult{}, err
 		}
-		if e.an.canContain(rel, req.Subject.Type, req.Subject.Relation) {
+		var uncached []bool
+		if len(p.Contextual) > 0 {
+			uncached = e.an.reaching(p.Contextual)
+		}
+		if e.an.canContain(rel, req.Subject.Type, req.Subject.Relation) && (uncached == nil || !uncached[rel.Index]) {
 			sp := subproblem{rel: rel.Index, id: req.Resource.ID, sub: req.Subject}
 			if res, ok := e.chain.settled(p.Reader.Revision(), p.Now, &sp, nil); ok {
 				cr := res.checkResult()
@@ -298,7 +303,7 @@ func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (Chec
 				return cr, nil
 			}
 		}
-		rq, err := e.newRequest(p)
+		rq, err := e.newRequestReaching(p, uncached)
 		if err != nil {
 			return CheckResult{}, err
 		}

@@ -96,6 +96,12 @@ func (st *checkStats) dispatched(d int32) {
 }
 
 func (e *Evaluator) newRequest(p Params) (*request, error) {
+	return e.newRequestReaching(p, nil)
+}
+
+// newRequestReaching is newRequest with the relations p.Contextual reaches
+// (see analysis.reaching) already computed, or nil to compute them.
+func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, error) {
 	if p.Reader == nil {
 		return nil, invalidRequest("no store reader")
 	}
@@ -112,7 +118,10 @@ func (e *Evaluator) newRequest(p Params) (*request, error) {
 	}
 	if len(p.Contextual) > 0 {
 		rq.reader = store.Overlay(p.Reader, p.Contextual)
-		rq.uncached = e.an.reaching(p.Contextual)
+		rq.uncached = uncached
+		if rq.uncached == nil {
+			rq.uncached = e.an.reaching(p.Contextual)
+		}
 	}
 	if e.opts.Concurrency > 1 {
 		rq.tokens = make(chan struct{}, e.opts.Concurrency-1)
