@@ -2,7 +2,9 @@ package engine_test
 
 import (
 	"fmt"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -30,7 +32,7 @@ func BenchmarkPermissionSet(b *testing.B) {
 		name  string
 		bytes int64
 	}{{"cold", -1}, {"warm", 64 << 20}} {
-		eng := openWith(b, enterprise.Schema(), rels, newClock(), cache.bytes)
+		eng, st := openCounting(b, enterprise.Schema(), rels, newClock(), cache.bytes)
 		for _, rows := range []int{1, 4} {
 			var res []tuple.ObjectRef
 			for _, id := range customers[:rows] {
@@ -48,22 +50,20 @@ func BenchmarkPermissionSet(b *testing.B) {
 				}
 			}
 			b.Run(fmt.Sprintf("%s/cells=%d/set", cache.name, len(checks)), func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
+				measure(b, st, func() {
 					if _, err := eng.CheckPermissionSet(b.Context(), set); err != nil {
 						b.Fatal(err)
 					}
-				}
+				})
 			})
 			b.Run(fmt.Sprintf("%s/cells=%d/checks", cache.name, len(checks)), func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
+				measure(b, st, func() {
 					for _, c := range checks {
 						if _, err := eng.Check(b.Context(), c); err != nil {
 							b.Fatal(err)
 						}
 					}
-				}
+				})
 			})
 		}
 	}
@@ -83,7 +83,7 @@ func BenchmarkContextualCheck(b *testing.B) {
 	for i, r := range f.Relationships {
 		rels[i] = r.Relationship
 	}
-	eng := openWith(b, enterprise.Schema(), rels, newClock(), 64<<20)
+	eng, st := openCounting(b, enterprise.Schema(), rels, newClock(), 64<<20)
 	q := engine.CheckQuery{Resource: tuple.ObjectRef{Type: "crm_customer", ID: "c42"}, Permission: "view", Subject: tuple.SubjectRef{Type: "employee", ID: "li"}}
 	for _, c := range []struct {
 		name string
@@ -97,12 +97,35 @@ func BenchmarkContextualCheck(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
+			measure(b, st, func() {
 				if _, err := eng.Check(b.Context(), req); err != nil {
 					b.Fatal(err)
 				}
-			}
+			})
 		})
 	}
+}
+
+// measure runs op in b's loop and reports, besides time and allocations,
+// the store reads (queries of st's readers) and the process CPU time (user
+// + system, GC included, from getrusage) per op: on a shared machine CPU
+// time is far steadier than wall time.
+func measure(b *testing.B, st *countingStore, op func()) {
+	b.ReportAllocs()
+	st.queries.Store(0)
+	cpu0 := processCPU(b)
+	for b.Loop() {
+		op()
+	}
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(st.queries.Load())/float64(b.N), "reads/op")
+}
+
+// processCPU returns the CPU time the process has used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

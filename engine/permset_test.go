@@ -73,8 +73,16 @@ func randomRelationships(rng *rand.Rand, s *schema.Schema, n int, now time.Time)
 // on clock clk.
 func openWith(t testing.TB, text string, rels []tuple.Relationship, clk *clock, cacheBytes int64) *engine.Engine {
 	t.Helper()
+	eng, _ := openCounting(t, text, rels, clk, cacheBytes)
+	return eng
+}
+
+// openCounting is openWith over a store that counts the queries of its
+// readers.
+func openCounting(t testing.TB, text string, rels []tuple.Relationship, clk *clock, cacheBytes int64) (*engine.Engine, *countingStore) {
+	t.Helper()
 	ctx := t.Context()
-	st := memstore.New(memstore.Options{Now: clk.Now})
+	st := &countingStore{Store: memstore.New(memstore.Options{Now: clk.Now})}
 	t.Cleanup(func() { st.Close() })
 	eng, err := engine.Open(ctx, st, engine.Options{Now: clk.Now, CacheBytes: cacheBytes})
 	if err != nil {
@@ -93,7 +101,7 @@ func openWith(t testing.TB, text string, rels []tuple.Relationship, clk *clock, 
 			t.Fatal(err)
 		}
 	}
-	return eng
+	return eng, st
 }
 
 // TestPermissionSetDifferential compares permission sets (matrices of
@@ -355,4 +363,89 @@ definition doc {
 		t.Fatalf("a set of %v read the store %d times, separate checks %d: not shared", set.Permissions, setReads, separate)
 	}
 	t.Logf("set: %d reads; %d separate checks: %d reads", setReads, len(set.Permissions), separate)
+}
+
+// TestPermissionSetWarm: cells whose answer is in the result cache are
+// answered from it without reading the store, in their own places among
+// cells that are not (some cells warmed by single checks first), and a
+// cell that a contextual relationship reaches is never answered from it.
+func TestPermissionSetWarm(t *testing.T) {
+	clk := newClock()
+	text := `
+definition user {}
+definition group {
+	relation member: user | group#member
+}
+definition doc {
+	relation viewer: group#member | user
+	relation editor: group#member
+	relation owner: user
+	permission view = viewer + edit
+	permission edit = editor + owner
+	permission admin = owner
+}`
+	var rels []tuple.Relationship
+	for _, s := range []string{"group:g1#member@user:u", "group:g0#member@group:g1#member", "doc:d1#viewer@group:g0#member", "doc:d2#editor@group:g0#member", "doc:d3#owner@user:v"} {
+		rels = append(rels, mustParse(t, s))
+	}
+	ctx := t.Context()
+	ref := openWith(t, text, rels, clk, -1)
+	eng, st := openCounting(t, text, rels, clk, 1<<20)
+	sub := tuple.SubjectRef{Type: "user", ID: "u"}
+	docs := []tuple.ObjectRef{{Type: "doc", ID: "d1"}, {Type: "doc", ID: "d2"}, {Type: "doc", ID: "d3"}}
+	check := func(t *testing.T, eng *engine.Engine, res tuple.ObjectRef, perm string, contextual []tuple.Relationship) engine.CheckResponse {
+		t.Helper()
+		got, err := eng.Check(ctx, engine.CheckRequest{Consistency: engine.FullyConsistent(), Contextual: contextual, CheckRequest: engine.CheckQuery{Resource: res, Permission: perm, Subject: sub}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	// set asks for every permission on docs and compares each cell with
+	// an uncached Check on ref (which holds extra as stored data); it
+	// returns the store reads and the cells answered by a cache hit.
+	set := func(t *testing.T, contextual []tuple.Relationship, ref *engine.Engine) (reads int64, hits int) {
+		t.Helper()
+		st.queries.Store(0)
+		got, err := eng.CheckPermissionSet(ctx, engine.PermissionSetRequest{Consistency: engine.FullyConsistent(), Resources: docs, Subject: sub, Contextual: contextual})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reads = st.queries.Load()
+		for i, res := range docs {
+			for j, perm := range got.Permissions {
+				cell := got.Results[i][j]
+				if want := check(t, ref, res, perm, nil); cell.Err != nil || cell.Permissionship != want.Permissionship {
+					t.Errorf("%s#%s: set says %v (err %v), Check says %v", res, perm, cell.Permissionship, cell.Err, want.Permissionship)
+				}
+				if cell.Dispatches == 1 && cell.Depth == 0 {
+					hits++
+				}
+			}
+		}
+		return reads, hits
+	}
+	// Warm two cells in the middle of the matrix (d1#edit, d2#view):
+	// the set answers them from the cache and evaluates the rest.
+	check(t, eng, docs[0], "edit", nil)
+	check(t, eng, docs[1], "view", nil)
+	if _, hits := set(t, nil, ref); hits < 2 {
+		t.Errorf("partly warm: %d cells from the cache, want at least the 2 warmed", hits)
+	}
+	// Now every cell is warm: no store read at all.
+	if reads, hits := set(t, nil, ref); reads != 0 || hits != 9 {
+		t.Errorf("warm: %d store reads and %d cells from the cache, want 0 and 9", reads, hits)
+	}
+	// A contextual owner of d3 reaches every permission: no cell is
+	// answered from the cache, and the answers are those of a store
+	// holding it.
+	extra := []tuple.Relationship{mustParse(t, "doc:d3#owner@user:u")}
+	withExtra := openWith(t, text, append(slices.Clone(rels), extra...), clk, -1)
+	if reads, hits := set(t, extra, withExtra); reads == 0 || hits != 0 {
+		t.Errorf("contextual owner: %d store reads and %d cells from the cache, want some and 0", reads, hits)
+	}
+	// And nothing of it stayed behind for a request without it.
+	if reads, hits := set(t, nil, ref); reads != 0 || hits != 9 {
+		t.Errorf("warm again: %d store reads and %d cells from the cache, want 0 and 9", reads, hits)
+	}
 }

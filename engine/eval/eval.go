@@ -321,15 +321,76 @@ func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (Chec
 // index i answers reqs[i]; a failure of one item does not fail the others.
 func (e *Evaluator) CheckBulk(ctx context.Context, p Params, reqs []CheckRequest) []BulkResult {
 	out := make([]BulkResult, len(reqs))
-	rq, err := e.newRequest(p)
+	var uncached []bool
+	if len(p.Contextual) > 0 {
+		uncached = e.an.reaching(p.Contextual)
+	}
+	pending, index := reqs, []int(nil)
+	if p.Reader != nil && len(p.Context) == 0 && !p.Now.IsZero() {
+		// Warm items (a permission set drawn again) are answered from
+		// the cache, as a warm Check is, before a request exists.
+		pending, index = e.settleBulk(p.Reader.Revision(), p.Now, reqs, uncached, out)
+		if len(pending) == 0 {
+			return out
+		}
+	}
+	rq, err := e.newRequestReaching(p, uncached)
 	if err != nil {
-		for i := range out {
+		if index == nil {
+			for i := range out {
+				out[i].Err = err
+			}
+		}
+		for _, i := range index {
 			out[i].Err = err
 		}
 		return out
 	}
-	rq.bulk(ctx, reqs, out)
+	if index == nil {
+		rq.bulk(ctx, reqs, out)
+		return out
+	}
+	res := make([]BulkResult, len(pending))
+	rq.bulk(ctx, pending, res)
+	for j, r := range res {
+		out[index[j]] = r
+	}
 	return out
+}
+
+// settleBulk answers into out the items of reqs whose root is cached at
+// revision rev and clock now (and that no contextual relationship reaches:
+// uncached), and returns the others with their indexes in reqs; index is
+// nil when no item was answered (pending is then reqs).
+func (e *Evaluator) settleBulk(rev store.Revision, now time.Time, reqs []CheckRequest, uncached []bool, out []BulkResult) (pending []CheckRequest, index []int) {
+	for i, req := range reqs {
+		rel, err := e.root(req)
+		settled := false
+		if err == nil && e.an.canContain(rel, req.Subject.Type, req.Subject.Relation) && (uncached == nil || !uncached[rel.Index]) {
+			sp := subproblem{rel: rel.Index, id: req.Resource.ID, sub: req.Subject}
+			var res result
+			if res, settled = e.chain.settled(rev, now, &sp, nil); settled {
+				out[i].CheckResult = res.checkResult()
+				out[i].Dispatches = 1 // the root, a cache hit; Depth stays 0
+			}
+		}
+		switch {
+		case settled && index == nil:
+			// The first answered item: the ones before it are pending.
+			index = make([]int, 0, len(reqs)-1)
+			for j := range i {
+				index = append(index, j)
+			}
+			pending = append(make([]CheckRequest, 0, len(reqs)-1), reqs[:i]...)
+		case !settled && index != nil:
+			index = append(index, i)
+			pending = append(pending, req)
+		}
+	}
+	if index == nil {
+		return reqs, nil
+	}
+	return pending, index
 }
 
 // LookupResources yields the resources of req.ResourceType on which
