@@ -92,8 +92,9 @@ func (e *Engine) CheckPermissionSet(ctx context.Context, req PermissionSetReques
 	// One evaluator call is one request: one memo for every cell.
 	cells := v.c.eval.CheckBulk(ctx, e.params(v, req.Context, req.Contextual), reqs)
 	out := PermissionSetResponse{Permissions: perms, Results: make([][]BulkCheckResult, len(req.Resources)), Zookie: e.zookieOf(v.rev)}
+	all := make([]BulkCheckResult, len(cells)) // the rows' one backing array
 	for i := range req.Resources {
-		row := make([]BulkCheckResult, len(perms))
+		row := all[i*len(perms) : (i+1)*len(perms) : (i+1)*len(perms)]
 		for j := range perms {
 			c := cells[i*len(perms)+j]
 			if c.Err != nil {

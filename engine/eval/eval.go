@@ -325,24 +325,28 @@ func (e *Evaluator) CheckBulk(ctx context.Context, p Params, reqs []CheckRequest
 	if len(p.Contextual) > 0 {
 		uncached = e.an.reaching(p.Contextual)
 	}
-	pending, index := reqs, []int(nil)
+	pending := reqs
+	var index []int // pending[j] is reqs[index[j]]; nil: pending is reqs
 	if p.Reader != nil && len(p.Context) == 0 && !p.Now.IsZero() {
 		// Warm items (a permission set drawn again) are answered from
 		// the cache, as a warm Check is, before a request exists.
-		pending, index = e.settleBulk(p.Reader.Revision(), p.Now, reqs, uncached, out)
-		if len(pending) == 0 {
-			return out
+		var settled bool
+		if index, settled = e.settleBulk(p.Reader.Revision(), p.Now, reqs, uncached, out); settled {
+			if len(index) == 0 {
+				return out
+			}
+			pending = make([]CheckRequest, len(index))
+			for j, i := range index {
+				pending[j] = reqs[i]
+			}
+		} else {
+			index = nil
 		}
 	}
 	rq, err := e.newRequestReaching(p, uncached)
 	if err != nil {
-		if index == nil {
-			for i := range out {
-				out[i].Err = err
-			}
-		}
-		for _, i := range index {
-			out[i].Err = err
+		for j := range pending {
+			out[at(index, j)].Err = err
 		}
 		return out
 	}
@@ -358,39 +362,33 @@ func (e *Evaluator) CheckBulk(ctx context.Context, p Params, reqs []CheckRequest
 	return out
 }
 
+// at returns index[j], or j when index is nil.
+func at(index []int, j int) int {
+	if index == nil {
+		return j
+	}
+	return index[j]
+}
+
 // settleBulk answers into out the items of reqs whose root is cached at
 // revision rev and clock now (and that no contextual relationship reaches:
-// uncached), and returns the others with their indexes in reqs; index is
-// nil when no item was answered (pending is then reqs).
-func (e *Evaluator) settleBulk(rev store.Revision, now time.Time, reqs []CheckRequest, uncached []bool, out []BulkResult) (pending []CheckRequest, index []int) {
+// uncached), reports whether it answered any, and returns the indexes in
+// reqs of the others. Nothing is allocated when every item is answered.
+func (e *Evaluator) settleBulk(rev store.Revision, now time.Time, reqs []CheckRequest, uncached []bool, out []BulkResult) (unsettled []int, some bool) {
 	for i, req := range reqs {
 		rel, err := e.root(req)
-		settled := false
 		if err == nil && e.an.canContain(rel, req.Subject.Type, req.Subject.Relation) && (uncached == nil || !uncached[rel.Index]) {
 			sp := subproblem{rel: rel.Index, id: req.Resource.ID, sub: req.Subject}
-			var res result
-			if res, settled = e.chain.settled(rev, now, &sp, nil); settled {
+			if res, ok := e.chain.settled(rev, now, &sp, nil); ok {
 				out[i].CheckResult = res.checkResult()
 				out[i].Dispatches = 1 // the root, a cache hit; Depth stays 0
+				some = true
+				continue
 			}
 		}
-		switch {
-		case settled && index == nil:
-			// The first answered item: the ones before it are pending.
-			index = make([]int, 0, len(reqs)-1)
-			for j := range i {
-				index = append(index, j)
-			}
-			pending = append(make([]CheckRequest, 0, len(reqs)-1), reqs[:i]...)
-		case !settled && index != nil:
-			index = append(index, i)
-			pending = append(pending, req)
-		}
+		unsettled = append(unsettled, i)
 	}
-	if index == nil {
-		return reqs, nil
-	}
-	return pending, index
+	return unsettled, some
 }
 
 // LookupResources yields the resources of req.ResourceType on which
