@@ -45,6 +45,7 @@ func commands() []command {
 		{"lookup-subjects", "list the subjects that have a permission on a resource", cli.Main("lookup-subjects")},
 		{"watch", "stream relationship changes until interrupted", cli.Main("watch")},
 		{"version", "print the version, commit, Go version and storage formats", versionCommand},
+		{"completion", "print a shell completion script: completion bash|zsh|fish", completionCommand},
 	}
 }
 
@@ -67,6 +68,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if isHelp(args[0]) {
 		usage(stdout)
+		return 0
+	}
+	if args[0] == completeCommand { // hidden: the completion scripts' callback
+		for _, c := range complete(ctx, args[1:]) {
+			fmt.Fprintln(stdout, c)
+		}
 		return 0
 	}
 	if args[0] == "--version" || args[0] == "-version" {
@@ -131,16 +138,21 @@ func isHelp(arg string) bool {
 	return false
 }
 
-// parseFlags parses args with fs, which prints its usage on -h and on a
-// bad flag. It returns the exit code to stop with, or -1 to go on: 0 after
-// -h (asking for help is not an error), 2 after a bad flag.
-func parseFlags(fs *flag.FlagSet, args []string) int {
+// parseFlags parses args with fs and returns the exit code to stop with,
+// or -1 to go on: 0 after -h, which prints the usage line and the flags
+// to stdout in the format every command shares (cli.PrintUsage; asking for
+// help is not an error), 2 after a bad flag, reported on stderr.
+func parseFlags(fs *flag.FlagSet, usage string, args []string, stdout, stderr io.Writer) int {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	err := fs.Parse(args)
 	switch {
 	case err == nil:
 		return -1
 	case errors.Is(err, flag.ErrHelp):
+		cli.PrintUsage(stdout, usage, fs)
 		return 0
 	}
+	fmt.Fprintf(stderr, "%s: %v\nusage: %s (pemba help %s lists the flags)\n", fs.Name(), err, usage, strings.TrimPrefix(fs.Name(), "pemba "))
 	return 2
 }
