@@ -175,7 +175,11 @@ func diffDefinition(out []Change, od, nd *Definition) []Change {
 	}
 	for _, nr := range nd.Ordered {
 		if od.Relations[nr.Name] == nil {
-			out = append(out, memberChange(nr, true))
+			c := memberChange(nr, true)
+			if old := od.Relations[nr.RenamedFrom]; nr.RenamedFrom != "" && old != nil && !old.IsPermission {
+				c.Detail = "renamed from " + nr.RenamedFrom + " (its stored relationships are read as " + nr.Name + ")"
+			}
+			out = append(out, c)
 		}
 	}
 	return out

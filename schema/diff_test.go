@@ -39,6 +39,10 @@ caveat c(a int) { a > 1 }`
 			"relation removed: doc#editor",
 			"relation added: doc#writer",
 		}},
+		{"relation renamed through an alias", "definition user {}\ndefinition doc { relation admin: user }", "definition user {}\ndefinition doc {\n @renamed_from(admin)\n relation owner: user }", []string{
+			"relation removed: doc#admin",
+			"relation added: doc#owner: renamed from admin (its stored relationships are read as owner)",
+		}},
 		{"subject type removed", base, strings.Replace(base, "relation viewer: user | group#member", "relation viewer: user", 1), []string{
 			"subject type removed: doc#viewer: group#member",
 		}},
