@@ -201,9 +201,9 @@ type RelationDecl struct {
 	Doc         *CommentGroup
 	Annotations []*Annotation
 	Keyword     Pos
-	Name    *Ident
-	Colon   Pos
-	Types   []*TypeRef
+	Name        *Ident
+	Colon       Pos
+	Types       []*TypeRef
 }
 
 // TypeRef is one entry of a relation's type list: user, group#member,
@@ -225,11 +225,11 @@ type PermissionDecl struct {
 	Doc         *CommentGroup
 	Annotations []*Annotation
 	Keyword     Pos
-	Name    *Ident
-	Colon   Pos         // NoPos without annotation
-	Types   []*TypeName // the annotation's types
-	Assign  Pos
-	Expr    Expr
+	Name        *Ident
+	Colon       Pos         // NoPos without annotation
+	Types       []*TypeName // the annotation's types
+	Assign      Pos
+	Expr        Expr
 }
 
 // Annotation is "@name" or "@name(arg, ...)" on the line(s) before a
@@ -252,7 +252,9 @@ type AnnotationArg struct {
 }
 
 // IsString reports whether the argument is a quoted string.
-func (a *AnnotationArg) IsString() bool { return strings.HasPrefix(a.Lit, "\"") || strings.HasPrefix(a.Lit, "'") }
+func (a *AnnotationArg) IsString() bool {
+	return strings.HasPrefix(a.Lit, "\"") || strings.HasPrefix(a.Lit, "'")
+}
 
 // Value returns the argument without quotes.
 func (a *AnnotationArg) Value() string {
