@@ -87,7 +87,7 @@ func TestValidateStdinAndJSON(t *testing.T) {
 	}{
 		{"validation file on stdin", []string{"-"}, good, exitOK, "ok   <stdin> (2 assertions, 0 validations)\n1 files, 2 assertions, 0 validations: all passed\n"},
 		{"failing validation file on stdin", []string{"-q", "-"}, bad, exitFailed,
-			"FAIL <stdin> (1 assertions, 0 validations, 1 failures)\n  <stdin>:15: assertTrue document:1#view@user:anne: got no permission\n      user:anne is not among the subjects of document:1#view:\n      document:1#view (exclusion)\n        document:1#viewer\n        document:1#banned\n1 files, 1 assertions, 0 validations: 1 failures in 1 files\n"},
+			"FAIL <stdin> (1 assertions, 0 validations, 1 failures)\n  <stdin>:15: assertTrue document:1#view@user:anne: got no permission\n...\n1 files, 1 assertions, 0 validations: 1 failures in 1 files\n"},
 		{"schema on stdin", []string{"-"}, "definition user {}\ndefinition doc { relation v: user }\n", exitOK, "ok   <stdin> (schema)\n1 files, 0 assertions, 0 validations: all passed\n"},
 		{"bad schema on stdin", []string{"-"}, "definition doc { relation v: usr }\n", exitFailed,
 			"FAIL <stdin>\n  <stdin>:1:30: unknown definition \"usr\" in the type list of relation \"v\"\n1 files, 0 assertions, 0 validations: 1 failures in 1 files\n"},
@@ -102,7 +102,13 @@ func TestValidateStdinAndJSON(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			code := validateWith(t.Context(), tt.args, strings.NewReader(tt.stdin), &stdout, &stderr)
-			if code != tt.code || stdout.String() != tt.out {
+			// "..." stands for the explanation lines of a failure, which
+			// belong to package validation.
+			got := stdout.String()
+			if before, after, ok := strings.Cut(tt.out, "...\n"); ok && strings.HasPrefix(got, before) && strings.HasSuffix(got, after) {
+				got = tt.out
+			}
+			if code != tt.code || got != tt.out {
 				t.Errorf("exit %d, stdout:\n%s\nwant exit %d, stdout:\n%s\nstderr: %s", code, stdout.String(), tt.code, tt.out, stderr.String())
 			}
 		})
