@@ -33,6 +33,9 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (CheckResponse, er
 	if err != nil {
 		return CheckResponse{}, err
 	}
+	if err := e.noteDeprecated(ctx, v.c.schema, "check", use{req.Resource.Type, req.Permission}); err != nil {
+		return CheckResponse{}, err
+	}
 	res, err := v.c.eval.Check(ctx, e.params(v, req.Context), req.CheckRequest)
 	if err != nil {
 		return CheckResponse{}, fmt.Errorf("engine: check %s#%s@%s: %w", req.Resource, req.Permission, req.Subject, err)
@@ -56,6 +59,9 @@ func (e *Engine) Expand(ctx context.Context, req ExpandRequest) (tree *eval.Tree
 	}
 	v, err := e.needSchema(ctx, req.Consistency)
 	if err != nil {
+		return nil, "", err
+	}
+	if err := e.noteDeprecated(ctx, v.c.schema, "expand", use{req.Resource.Type, req.Permission}); err != nil {
 		return nil, "", err
 	}
 	t, err := v.c.eval.Expand(ctx, e.params(v, req.Context), req.ExpandRequest)
@@ -107,6 +113,9 @@ func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest
 	}
 	v, after, pg, err := e.needSchemaPage(ctx, req.Consistency, req.Cursor, lookupResourcesRequest(req))
 	if err != nil {
+		return nil, "", err
+	}
+	if err := e.noteDeprecated(ctx, v.c.schema, "look up", use{req.ResourceType, req.Permission}); err != nil {
 		return nil, "", err
 	}
 	er := req.LookupResourcesRequest
@@ -161,6 +170,9 @@ func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) 
 	if err != nil {
 		return nil, "", err
 	}
+	if err := e.noteDeprecated(ctx, v.c.schema, "look up", use{req.Resource.Type, req.Permission}); err != nil {
+		return nil, "", err
+	}
 	er := req.LookupSubjectsRequest
 	er.After = after
 	seq := v.c.eval.LookupSubjects(ctx, e.params(v, req.Context), er)
@@ -174,5 +186,5 @@ func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) 
 }
 
 func (e *Engine) params(v *view, ctx map[string]any) eval.Params {
-	return eval.Params{Reader: v.reader, Now: e.now(), Context: ctx}
+	return eval.Params{Reader: v.evalReader(), Now: e.now(), Context: ctx}
 }
