@@ -316,4 +316,3 @@ func dedupe(list []string) []string {
 	}
 	return out
 }
-
