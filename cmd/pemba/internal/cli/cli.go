@@ -81,7 +81,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"schema", "write, read, format (offline) and diff (offline) schemas", schemaCommand},
+		{"schema", "write and read schemas; format, check, lint and diff schema files (offline)", schemaCommand},
 		{"relationship", "write, delete, read, import and export relationships", relationshipCommand},
 		{"check", "check whether a subject has a permission on a resource", checkCommand},
 		{"expand", "show the tree of subjects a permission is computed from", expandCommand},
