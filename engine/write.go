@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"time"
@@ -120,7 +121,7 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie s
 // accept, grouped by the schema item whose removal rejects them. Only
 // relations whose definition changed are scanned, and the old names of
 // renamed relations (@renamed_from) whose alias next drops or changes.
-func (e *Engine) orphans(ctx context.Context, tx store.Tx, prev, next *schema.Schema, now time.Time) ([]SchemaUse, error) {
+func (e *Engine) orphans(ctx context.Context, tx relationshipQuerier, prev, next *schema.Schema, now time.Time) ([]SchemaUse, error) {
 	var uses []SchemaUse
 	index := map[string]int{}
 	for _, typ := range slices.Sorted(maps.Keys(prev.Definitions)) {
@@ -163,6 +164,12 @@ func (e *Engine) orphans(ctx context.Context, tx store.Tx, prev, next *schema.Sc
 		}
 	}
 	return uses, nil
+}
+
+// relationshipQuerier is what orphans reads: a write transaction, or a
+// snapshot for a dry run.
+type relationshipQuerier interface {
+	QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error]
 }
 
 // aliasKept reports whether next still reads relationships stored under
