@@ -74,6 +74,7 @@ func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
 	fs := inv.flagSet()
 	conn := inv.connFlags(fs)
 	out := outputFlag(fs)
+	dryRun := fs.Bool("dry-run", false, "write nothing: report the changes and which (resource, permission, subject) results the schema would flip on the current data")
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
@@ -96,9 +97,12 @@ func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
 		return err
 	}
 	defer c.Close()
-	resp, err := c.Schema.WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: src})
+	resp, err := c.Schema.WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: src, DryRun: *dryRun})
 	if err != nil {
 		return err
+	}
+	if *dryRun {
+		return inv.printImpact(resp)
 	}
 	if inv.json {
 		type change struct {

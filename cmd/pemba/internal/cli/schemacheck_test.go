@@ -2,6 +2,8 @@ package cli
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -119,5 +121,47 @@ relation added: doc#owner: renamed from admin (its stored relationships are read
 		if r.code != tc.code || r.stdout != tc.stdout {
 			t.Errorf("schema diff %s: exit %d, stdout:\n%s\nwant exit %d, stdout:\n%s", strings.Join(tc.args, " "), r.code, r.stdout, tc.code, tc.stdout)
 		}
+	}
+}
+
+// TestSchemaWriteDryRun: --dry-run prints the flips on the server's data
+// and writes nothing; --output json reports them as data.
+func TestSchemaWriteDryRun(t *testing.T) {
+	addr := startServer(t)
+	dir := t.TempDir()
+	v1 := filepath.Join(dir, "v1.zed")
+	v2 := filepath.Join(dir, "v2.zed")
+	if err := os.WriteFile(v1, []byte("definition user {}\ndefinition doc {\n\trelation viewer: user\n\trelation editor: user\n\tpermission view = viewer + editor\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(v2, []byte("definition user {}\ndefinition doc {\n\trelation viewer: user\n\trelation editor: user\n\tpermission view = viewer\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, addr, "schema", "write", v1)
+	must(t, addr, "relationship", "write", "doc:1#editor@user:anne", "doc:2#viewer@user:bob", "doc:3#editor@user:carl")
+	r := pemba(t, addr, "", "schema", "write", "--dry-run", v2)
+	const want = "doc#view: 0 granted, 2 revoked\n  doc:1#view@user:anne: has_permission -> no_permission\n  doc:3#view@user:carl: has_permission -> no_permission\n"
+	if r.code != 0 || r.stdout != want || !strings.Contains(r.stderr, "permission changed: doc#view: viewer + editor => viewer") || !strings.Contains(r.stderr, "dry run: nothing written") {
+		t.Errorf("dry run: exit %d\nstdout:\n%s\nwant:\n%s\nstderr:\n%s", r.code, r.stdout, want, r.stderr)
+	}
+	r = pemba(t, addr, "", "schema", "write", "--dry-run", "--output", "json", v2)
+	var out struct {
+		DryRun      bool `json:"dry_run"`
+		Permissions []struct {
+			Permission string `json:"permission"`
+			Revoked    int    `json:"revoked"`
+		} `json:"permissions"`
+		Samples []struct {
+			Relationship string `json:"relationship"`
+		} `json:"samples"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || !out.DryRun || len(out.Permissions) != 1 || out.Permissions[0].Revoked != 2 || len(out.Samples) != 2 || out.Samples[1].Relationship != "doc:3#view@user:carl" {
+		t.Errorf("dry run json: %s (%v)", r.stdout, err)
+	}
+	if got := must(t, addr, "check", "doc:1#view@user:anne"); !strings.HasPrefix(got, "true") {
+		t.Errorf("after the dry runs doc:1#view@user:anne = %q: the schema was written", got)
+	}
+	if r := pemba(t, addr, "", "schema", "write", "--dry-run", v1); r.code != 0 || r.stdout != "no result changes\n" {
+		t.Errorf("dry run of the schema in force: %+v", r)
 	}
 }
