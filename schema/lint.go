@@ -29,7 +29,8 @@ var LintChecks = []string{LintUnreachablePermission, LintUnusedRelation, LintWil
 // ignoreDirective starts a comment that silences checks on one member:
 // "// pemba:ignore unused-relation" in the member's doc comment or at the
 // end of its line; several checks are separated by commas, and "all"
-// silences every check. Text after the check names is a free reason.
+// silences every check. Text after the check names (which a colon may
+// end) is a free reason.
 const ignoreDirective = "pemba:ignore"
 
 // Warning is one lint finding.
@@ -113,17 +114,13 @@ func ignoredLines(files []*File) map[lineKey][]string {
 		for _, g := range f.Comments {
 			for _, c := range g.List {
 				text := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(c.Text, "//"), "/*"), "*/"))
-				rest, ok := strings.CutPrefix(text, ignoreDirective)
-				if !ok {
-					continue
-				}
-				fields := strings.Fields(rest)
-				if len(fields) == 0 {
+				checks := directiveChecks(text)
+				if len(checks) == 0 {
 					continue
 				}
 				pos := f.Position(c.Pos())
 				k := lineKey{pos.Filename, pos.Line}
-				m[k] = append(m[k], strings.Split(fields[0], ",")...)
+				m[k] = append(m[k], checks...)
 			}
 		}
 	}
@@ -146,13 +143,27 @@ func (l *linter) silenced(r *Relation, check string) bool {
 		return true
 	}
 	for _, line := range strings.Split(r.Doc, "\n") {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), ignoreDirective); ok {
-			if f := strings.Fields(rest); len(f) > 0 && match(strings.Split(f[0], ",")) {
-				return true
-			}
+		if match(directiveChecks(strings.TrimSpace(line))) {
+			return true
 		}
 	}
 	return false
+}
+
+// directiveChecks returns the checks a "pemba:ignore" comment text names:
+// the comma-separated word after the directive, which may end in a colon
+// before the reason ("pemba:ignore unused-relation: read directly"); nil
+// for other text.
+func directiveChecks(text string) []string {
+	rest, ok := strings.CutPrefix(text, ignoreDirective)
+	if !ok {
+		return nil
+	}
+	fields := strings.Fields(rest)
+	if len(fields) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(fields[0], ":"), ",")
 }
 
 func (l *linter) warn(r *Relation, pos Position, check, format string, args ...any) {

@@ -78,6 +78,8 @@ definition doc {
 	// pemba:ignore wildcard-arrow,unreachable-permission public folders are fine
 	relation parent: folder | folder:*
 	relation unused: user // pemba:ignore unused-relation kept for direct checks
+	// pemba:ignore unused-relation: a colon may end the names
+	relation unused2: user
 	// pemba:ignore wildcard-arrow
 	permission view = parent->viewer
 	/* pemba:ignore all */
@@ -86,7 +88,7 @@ definition doc {
 	// pemba:ignore unused-relation (the wrong check: still warns)
 	permission never2 = nil
 }`, nil, []string{
-			`t.zed:14:13: warning: permission "never2" of definition "doc" can never be granted: no relationships make nil hold (unreachable-permission)`,
+			`t.zed:16:13: warning: permission "never2" of definition "doc" can never be granted: no relationships make nil hold (unreachable-permission)`,
 		}},
 	}
 	for _, tc := range tests {
