@@ -10,7 +10,7 @@ import (
 // WarningHeader is the response header (gRPC metadata key) that carries
 // the engine's warnings for the caller, one value per warning, such as
 // "relation document#admin is deprecated: use owner". Over HTTP/JSON the
-// gateway returns it as the Grpc-Metadata-Pemba-Warning header.
+// gateway returns it as the Pemba-Warning header (HTTPWarningHeader).
 const WarningHeader = "pemba-warning"
 
 // Warn adds msg to the response headers of the call whose context is

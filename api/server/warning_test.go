@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -67,4 +69,41 @@ func TestDeprecationOverGRPC(t *testing.T) {
 		}
 	}
 	Warn(ctx, "outside a call: ignored") // must not panic
+}
+
+// TestDeprecationOverHTTP: an HTTP/JSON call naming a deprecated relation
+// is answered with the notice in the Pemba-Warning header, unary or
+// streamed; one naming nothing deprecated has none, and no other gRPC
+// metadata leaks into the HTTP headers.
+func TestDeprecationOverHTTP(t *testing.T) {
+	h := startHTTP(t, Config{}, RunConfig{})
+	if r := h.post(t, "/v1/schema/write", schemaJSON(deprecatedSchema)); r.code != http.StatusOK {
+		t.Fatalf("WriteSchema = %d %s", r.code, r.body)
+	}
+	const notice = "relation doc#admin is deprecated: use owner"
+	if r := h.post(t, "/v1/relationships/write", writeJSON(t, "OPERATION_TOUCH", "doc:1#owner@user:anne")); r.code != http.StatusOK || r.header.Get(HTTPWarningHeader) != "" {
+		t.Fatalf("WriteRelationships = %d %s, warning %q", r.code, r.body, r.header.Get(HTTPWarningHeader))
+	}
+	for _, tc := range []struct {
+		path, body string
+		want       []string
+	}{
+		{"/v1/permissions/check", `{"consistency":{"fullyConsistent":true},"resource":{"objectType":"doc","objectId":"1"},"permission":"admin","subject":{"object":{"objectType":"user","objectId":"anne"}}}`, []string{notice}},
+		{"/v1/permissions/check", `{"consistency":{"fullyConsistent":true},"resource":{"objectType":"doc","objectId":"1"},"permission":"view","subject":{"object":{"objectType":"user","objectId":"anne"}}}`, nil},
+		{"/v1/permissions/resources", `{"consistency":{"fullyConsistent":true},"resourceObjectType":"doc","permission":"admin","subject":{"object":{"objectType":"user","objectId":"anne"}}}`, []string{notice}},
+		{"/v1/relationships/write", writeJSON(t, "OPERATION_TOUCH", "doc:2#admin@user:bob"), []string{notice}},
+	} {
+		r := h.post(t, tc.path, tc.body)
+		if r.code != http.StatusOK {
+			t.Fatalf("POST %s = %d %s", tc.path, r.code, r.body)
+		}
+		if got := r.header.Values(HTTPWarningHeader); !slices.Equal(got, tc.want) {
+			t.Errorf("POST %s: %s %q, want %q", tc.path, HTTPWarningHeader, got, tc.want)
+		}
+		for k := range r.header {
+			if strings.HasPrefix(strings.ToLower(k), "grpc-") {
+				t.Errorf("POST %s: gRPC header %s reached the HTTP caller", tc.path, k)
+			}
+		}
+	}
 }
