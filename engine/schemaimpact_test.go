@@ -12,11 +12,16 @@ import (
 	"github.com/pemba-authz/pemba/engine/store"
 )
 
-// impactSchema builds a schema with relations r1, r2, parent on doc and
-// the given permissions (name = expression, in order).
-func impactSchema(perms []string) string {
+// impactSchema builds a schema with relations r1 (which allows the user
+// wildcard), r2 (which also does when wideR2), parent on doc and the
+// given permissions (name = expression, in order).
+func impactSchema(perms []string, wideR2 bool) string {
 	var b strings.Builder
-	b.WriteString("definition user {}\ndefinition group { relation member: user | group#member }\ndefinition doc {\n\trelation r1: user | group#member\n\trelation r2: user\n\trelation parent: doc\n")
+	r2 := "user"
+	if wideR2 {
+		r2 = "user | user:*"
+	}
+	fmt.Fprintf(&b, "definition user {}\ndefinition group { relation member: user | group#member }\ndefinition doc {\n\trelation r1: user | user:* | group#member\n\trelation r2: %s\n\trelation parent: doc\n", r2)
 	for i, p := range perms {
 		fmt.Fprintf(&b, "\tpermission p%d = %s\n", i, p)
 	}
@@ -39,13 +44,16 @@ func randomExpr(rng *rand.Rand, i, n, depth int) string {
 }
 
 // TestDryRunSchemaMatchesBruteForce is differential: for random schema
-// changes on random data, the flips the dry run reports are exactly the
-// (resource, permission, subject) checks whose answers differ between an
-// engine under the old schema and one under the new, over every
-// resource, permission and user.
+// changes on random data (wildcards included), the flips the dry run
+// reports are exactly the (resource, permission, subject) checks whose
+// answers differ between an engine under the old schema and one under
+// the new, over every resource, permission and user, plus a user the data
+// never names (whom only wildcards reach). A wildcard flip stands for
+// every user but its excluded ones.
 func TestDryRunSchemaMatchesBruteForce(t *testing.T) {
 	const nPerms, nDocs, nUsers = 3, 6, 4
-	for seed := int64(1); seed <= 12; seed++ {
+	wildcardFlips := 0
+	for seed := int64(1); seed <= 16; seed++ {
 		rng := rand.New(rand.NewSource(seed))
 		oldPerms := make([]string, nPerms)
 		newPerms := make([]string, nPerms)
@@ -56,13 +64,16 @@ func TestDryRunSchemaMatchesBruteForce(t *testing.T) {
 				newPerms[i] = randomExpr(rng, i, nPerms, 2)
 			}
 		}
-		oldText, newText := impactSchema(oldPerms), impactSchema(newPerms)
+		// Adding a subject type changes r2's meaning and flips nothing.
+		oldText, newText := impactSchema(oldPerms, false), impactSchema(newPerms, rng.Intn(2) == 0)
 		var rels []string
 		seen := map[string]bool{}
 		for len(rels) < 25 {
 			var s string
 			d := rng.Intn(nDocs)
-			switch rng.Intn(5) {
+			switch rng.Intn(6) {
+			case 5:
+				s = fmt.Sprintf("doc:d%d#r1@user:*", d)
 			case 0:
 				s = fmt.Sprintf("doc:d%d#parent@doc:d%d", d, rng.Intn(nDocs))
 			case 1:
@@ -95,36 +106,54 @@ func TestDryRunSchemaMatchesBruteForce(t *testing.T) {
 		}
 		// Brute force: every check, under both schemas.
 		var want []string
-		counts := map[string][3]int{}
+		flipped := map[string]bool{}
 		names := []string{"parent", "r1", "r2"}
 		for i := 0; i < nPerms; i++ {
 			names = append(names, fmt.Sprintf("p%d", i))
 		}
+		users := []string{"unnamed"}
+		for u := 0; u < nUsers; u++ {
+			users = append(users, fmt.Sprintf("u%d", u))
+		}
 		for _, perm := range names {
 			for d := 0; d < nDocs; d++ {
-				for u := 0; u < nUsers; u++ {
-					q := fmt.Sprintf("doc:d%d#%s@user:u%d", d, perm, u)
+				for _, u := range users {
+					q := fmt.Sprintf("doc:d%d#%s@user:%s", d, perm, u)
 					a, b := checkOf(t, before, q), checkOf(t, after, q)
 					if a == b {
 						continue
 					}
 					want = append(want, q)
-					c := counts[perm]
-					if a == engine.NoPermission {
-						c[0]++
-					} else {
-						c[1]++
-					}
-					counts[perm] = c
+					flipped[perm] = true
 				}
 			}
 		}
+		// The samples hold every flip (MaxSamples is above their number):
+		// expand each wildcard flip to the users it stands for, and count
+		// flips as the dry run does, a wildcard once.
 		var got []string
+		counts := map[string][3]int{}
 		for _, f := range dry.Impact.Samples {
-			if f.Subject.ID == "*" {
-				t.Fatalf("seed %d: wildcard flip %+v without wildcards in the data", seed, f)
+			c := counts[f.Permission]
+			switch {
+			case f.Before == engine.NoPermission:
+				c[0]++
+			case f.After == engine.NoPermission:
+				c[1]++
+			default:
+				c[2]++
 			}
-			got = append(got, fmt.Sprintf("%s#%s@%s", f.Resource, f.Permission, f.Subject))
+			counts[f.Permission] = c
+			if f.Subject.ID != "*" {
+				got = append(got, fmt.Sprintf("%s#%s@%s", f.Resource, f.Permission, f.Subject))
+				continue
+			}
+			wildcardFlips++
+			for _, u := range users {
+				if !slices.Contains(f.ExcludedIDs, u) {
+					got = append(got, fmt.Sprintf("%s#%s@user:%s", f.Resource, f.Permission, u))
+				}
+			}
 		}
 		slices.Sort(got)
 		slices.Sort(want)
@@ -133,17 +162,20 @@ func TestDryRunSchemaMatchesBruteForce(t *testing.T) {
 		}
 		for _, pi := range dry.Impact.Permissions {
 			c := counts[pi.Permission]
-			if pi.Granted != c[0] || pi.Revoked != c[1] || pi.Truncated {
-				t.Errorf("seed %d: %s#%s granted %d revoked %d (truncated %t), brute force %d %d", seed, pi.ResourceType, pi.Permission, pi.Granted, pi.Revoked, pi.Truncated, c[0], c[1])
+			if pi.Granted != c[0] || pi.Revoked != c[1] || pi.Conditional != c[2] || pi.Truncated {
+				t.Errorf("seed %d: %s#%s granted %d revoked %d conditional %d (truncated %t), its samples %v", seed, pi.ResourceType, pi.Permission, pi.Granted, pi.Revoked, pi.Conditional, pi.Truncated, c)
 			}
-			delete(counts, pi.Permission)
+			delete(flipped, pi.Permission)
 		}
-		for perm, c := range counts {
-			t.Errorf("seed %d: %s flips %v but the dry run did not evaluate it", seed, perm, c)
+		for perm := range flipped {
+			t.Errorf("seed %d: %s flips but the dry run did not evaluate it", seed, perm)
 		}
 		if dry.Impact.Truncated {
 			t.Errorf("seed %d: truncated", seed)
 		}
+	}
+	if wildcardFlips == 0 {
+		t.Fatal("no wildcard flip in any seed: the wildcard half checked nothing")
 	}
 }
 
