@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -257,12 +258,15 @@ func (inv *invocation) setOutput(usage, v string) error {
 
 // emitJSON writes v as one line of JSON.
 func (inv *invocation) emitJSON(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
+	// Not HTML-escaped: messages keep "->", "=>" and "&" as written
+	// (parent->viewer, not parent-\u003eviewer).
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil { // Encode ends the line
 		return fmt.Errorf("encode output: %w", err)
 	}
-	b = append(b, '\n')
-	if _, err := inv.env.Stdout.Write(b); err != nil {
+	if _, err := inv.env.Stdout.Write(b.Bytes()); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil

@@ -70,6 +70,9 @@ func TestSchemaCheckJSON(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("exit %d: %+v", r.code, r)
 	}
+	if !strings.Contains(r.stdout, "parent->view") || !strings.Contains(r.stdout, "viewer & nil") {
+		t.Errorf("JSON output escapes the schema syntax of its messages (want parent->view and viewer & nil as written):\n%s", r.stdout)
+	}
 	var reports []struct {
 		File   string `json:"file"`
 		Errors []struct {
