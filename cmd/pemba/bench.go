@@ -29,11 +29,16 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stdout, usage)
 		return 0
 	}
-	switch args[0] {
-	case "run":
-		return benchRun(ctx, args[1:], stdout, stderr)
-	case "compare":
-		return benchCompare(args[1:], stdout, stderr)
+	subs := map[string]func() int{
+		"run":     func() int { return benchRun(ctx, args[1:], stdout, stderr) },
+		"compare": func() int { return benchCompare(args[1:], stdout, stderr) },
+	}
+	if args[0] == cli.ListSubcommands {
+		listSubcommands(stdout, subs)
+		return 0
+	}
+	if sub, ok := subs[args[0]]; ok {
+		return sub()
 	}
 	fmt.Fprintf(stderr, "pemba bench: unknown subcommand %q (want run or compare)\n", args[0])
 	return 2

@@ -61,6 +61,10 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	cli.Alias(fs, "store", "datastore")
 	fs.Var(&replicas, "datastore-read-replica-uri", "postgres: a hot standby to read from when it has replayed the revision asked for (repeatable)")
 	deprecated := fs.String("deprecated", "warn", "what a request that writes, checks or looks up a @deprecated relation or permission gets: warn (answered, with a pemba-warning response header, a log line and the pemba_engine_deprecated_uses_total metric) or refuse (FAILED_PRECONDITION)")
+	logFormat := fs.String("log-format", "text", "log format: text (key=value lines) or json (one object per line); logs go to stderr")
+	logLevel := fs.String("log-level", "info", "least severe level logged: debug, info, warn or error")
+	accessLog := fs.Bool("access-log", false, "log every call at info level: method, caller, code, duration, request id (at debug level without it)")
+	shutdownGrace := fs.Duration("shutdown-grace", server.DefaultStopGrace, "on SIGTERM or SIGINT, how long calls in flight may finish before they are cut (Watch streams end at once, resumable)")
 	playgroundOn := fs.Bool("playground", false, "serve the schema playground at /playground/ on -http-listen (a loopback address, unless -playground-public); it evaluates against a throwaway in-memory store per request, never the server's data")
 	playgroundPublic := fs.Bool("playground-public", false, "allow -playground on an -http-listen address that other hosts can reach (the playground asks for no key)")
 	if code := parseFlags(fs, "pemba serve [flags]", args, stdout, stderr); code >= 0 {
@@ -102,7 +106,20 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if setGCPercent(fs, os.Getenv("GOGC")) {
 		debug.SetGCPercent(*gcPercent)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "pemba serve: %v\n", err)
+		return 2
+	}
+	if *shutdownGrace <= 0 {
+		fmt.Fprintf(stderr, "pemba serve: -shutdown-grace must be positive, not %v\n", *shutdownGrace)
+		return 2
+	}
+	{
+		info, _ := debug.ReadBuildInfo()
+		v, commit, goVersion := buildVersion(version, info)
+		log.Info("pemba starting", "version", v, "commit", commit, "go", goVersion)
+	}
 	fail := func(err error) int {
 		log.Error("pemba serve", "err", err)
 		return 1
@@ -167,7 +184,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	srv, err := server.New(eng, server.Config{
 		Keys: keys, HealthWithoutAuth: *healthOpen, Reflection: *reflect, RequestTimeout: *timeout,
-		Registerer: reg, Logger: log, TLS: tlsConf, MaxRecvMsgBytes: *maxRecv,
+		Registerer: reg, Logger: log, TLS: tlsConf, MaxRecvMsgBytes: *maxRecv, AccessLog: *accessLog,
 	})
 	if err != nil {
 		return fail(err)
@@ -185,31 +202,50 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		httpHandlers[playground.Path] = pg
 		httpHandlers[playground.Path+"/"] = pg
 	}
+	scheme := "http"
+	if tlsConf != nil {
+		scheme = "https"
+	}
+	stopHook := context.AfterFunc(ctx, func() { log.Info("shutting down", "grace", *shutdownGrace) })
+	defer stopHook()
 	err = srv.Run(ctx, server.RunConfig{
 		Listen: *listen, MetricsListen: *metricsAddr, Gatherer: reg, Pprof: *pprofOn,
-		HTTPListen: *httpAddr, HTTPHandlers: httpHandlers,
+		HTTPListen: *httpAddr, HTTPHandlers: httpHandlers, StopGrace: *shutdownGrace,
 		HTTPListening: func(addr net.Addr) {
-			scheme := "http"
-			if tlsConf != nil {
-				scheme = "https"
-			}
-			fmt.Fprintf(stdout, "pemba: serving HTTP/JSON on %s://%s/v1/ (OpenAPI at /openapi.json)\n", scheme, addr)
-			fmt.Fprintf(stdout, "pemba: serving AuthZEN on %s://%s/access/v1/ (metadata at /.well-known/authzen-configuration)\n", scheme, addr)
+			log.Info("serving HTTP/JSON", "url", fmt.Sprintf("%s://%s/v1/", scheme, addr), "openapi", fmt.Sprintf("%s://%s/openapi.json", scheme, addr), "tls", tlsConf != nil)
+			log.Info("serving AuthZEN", "url", fmt.Sprintf("%s://%s/access/v1/", scheme, addr), "metadata", fmt.Sprintf("%s://%s/.well-known/authzen-configuration", scheme, addr))
 			if *playgroundOn {
-				fmt.Fprintf(stdout, "pemba: serving the playground on %s://%s%s/\n", scheme, addr, playground.Path)
+				log.Info("serving the playground", "url", fmt.Sprintf("%s://%s%s/", scheme, addr, playground.Path))
 			}
 		},
 		Listening: func(grpcAddr, metricsAddr net.Addr) {
 			if metricsAddr != nil {
-				fmt.Fprintf(stdout, "pemba: serving metrics on http://%s/metrics\n", metricsAddr)
+				log.Info("serving metrics", "url", fmt.Sprintf("http://%s/metrics", metricsAddr))
 			}
-			fmt.Fprintf(stdout, "pemba: serving gRPC on %s (store %s, authentication %v)\n", grpcAddr, st.Kind(), len(keys) > 0)
+			log.Info("serving gRPC", "addr", grpcAddr.String(), "datastore", st.Kind(), "authentication", len(keys) > 0, "tls", tlsConf != nil)
 		},
 	})
 	if err != nil {
 		return fail(err)
 	}
+	log.Info("stopped")
 	return 0
+}
+
+// newLogger is serve's logger: slog to w, as text or JSON, from level up.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
 }
 
 // serveGCPercent is serve's default GC target: with Go's 100, collections

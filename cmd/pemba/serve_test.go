@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,29 +55,34 @@ func startServeAll(t *testing.T, args ...string) serveAddrs {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	var stderr bytes.Buffer
+	var stdout, stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...), pw, &stderr)
+		done <- run(ctx, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...), &stdout, pw)
 		pw.Close()
 	}()
-	br := bufio.NewReader(pr)
+	// The log goes to stderr: read the addresses from it, keeping a copy.
+	br := bufio.NewReader(io.TeeReader(pr, &stderr))
 	addrs, err := readServeAddrs(br)
 	if err != nil {
 		cancel()
-		t.Fatalf("%v (exit %d, stderr %s)", err, <-done, stderr.String())
+		code := <-done
+		t.Fatalf("%v (exit %d, stderr %s)", err, code, stderr.String())
 	}
-	go io.Copy(io.Discard, br)
+	drained := make(chan struct{})
+	go func() { io.Copy(io.Discard, br); close(drained) }()
 	t.Cleanup(func() {
 		cancel()
-		if code := <-done; code != 0 {
+		code := <-done
+		<-drained
+		if code != 0 {
 			t.Errorf("serve exited with %d; stderr:\n%s", code, stderr.String())
 		}
 	})
 	return addrs
 }
 
-// serveAddrs are the addresses `pemba serve` prints: gRPC's, and the
+// serveAddrs are the addresses `pemba serve` logs: gRPC's, and the
 // metrics' and the HTTP API's base URL ("http://ADDR") when asked for.
 type serveAddrs struct{ grpc, metrics, http string }
 
@@ -86,31 +92,59 @@ func readAddrs(br *bufio.Reader) (grpcAddr, metricsAddr string, err error) {
 	return a.grpc, a.metrics, err
 }
 
-// readServeAddrs reads what `pemba serve` prints when it starts, up to
-// its gRPC address: "pemba: serving HTTP/JSON on http://ADDR/v1/ ..."
-// (with -http-listen), "pemba: serving metrics on http://ADDR/metrics"
-// (with -metrics-listen), then "pemba: serving gRPC on ADDR (store ...)".
+// readServeAddrs reads the log (text format) of `pemba serve` up to the
+// line that says it serves gRPC: msg="serving HTTP/JSON" url=http://ADDR/v1/
+// (with -http-listen), msg="serving metrics" url=http://ADDR/metrics (with
+// -metrics-listen), then msg="serving gRPC" addr=ADDR.
 func readServeAddrs(br *bufio.Reader) (serveAddrs, error) {
 	var a serveAddrs
 	for a.grpc == "" {
 		line, err := br.ReadString('\n')
 		if err != nil {
-			return a, fmt.Errorf("no address printed: %w", err)
+			return a, fmt.Errorf("no address logged: %w", err)
 		}
-		switch fields := strings.Fields(line); {
-		case strings.HasPrefix(line, "pemba: serving HTTP/JSON on ") && len(fields) >= 5:
-			a.http = strings.TrimSuffix(fields[4], "/v1/")
-		case strings.HasPrefix(line, "pemba: serving metrics on ") && len(fields) == 5:
-			a.metrics = strings.TrimSuffix(strings.TrimPrefix(fields[4], "http://"), "/metrics")
-		case strings.HasPrefix(line, "pemba: serving gRPC on ") && len(fields) >= 5:
-			a.grpc = fields[4]
-		case strings.HasPrefix(line, "pemba: serving "):
-			// Something else on a listener above (a mounted handler).
-		default:
-			return a, fmt.Errorf("unexpected line %q", line)
+		f, err := logFields(line)
+		if err != nil {
+			return a, err
+		}
+		switch f["msg"] {
+		case "serving HTTP/JSON":
+			a.http = strings.TrimSuffix(f["url"], "/v1/")
+		case "serving metrics":
+			a.metrics = strings.TrimSuffix(strings.TrimPrefix(f["url"], "http://"), "/metrics")
+		case "serving gRPC":
+			a.grpc = f["addr"]
 		}
 	}
 	return a, nil
+}
+
+// logFields parses one line of slog's text format: key=value pairs, a
+// value quoted when it holds spaces or quotes.
+func logFields(line string) (map[string]string, error) {
+	fields := map[string]string{}
+	rest := strings.TrimSpace(line)
+	for rest != "" {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok || strings.ContainsAny(key, " \"") {
+			return nil, fmt.Errorf("not a slog text line: %q", line)
+		}
+		var value string
+		if strings.HasPrefix(after, `"`) {
+			v, err := strconv.QuotedPrefix(after)
+			if err != nil {
+				return nil, fmt.Errorf("log line %q: %w", line, err)
+			}
+			value, _ = strconv.Unquote(v)
+			after = after[len(v):]
+		} else {
+			value, after, _ = strings.Cut(after, " ")
+			after = " " + after
+		}
+		fields[key] = value
+		rest = strings.TrimLeft(after, " ")
+	}
+	return fields, nil
 }
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
