@@ -33,6 +33,10 @@ var (
 	// allowed subject type that stored relationships still use; see
 	// *UnsafeSchemaChangeError.
 	ErrUnsafeSchemaChange = errors.New("engine: schema change would orphan stored relationships")
+	// ErrDeprecated: the request writes, checks or looks up a relation or
+	// permission marked @deprecated, and the engine refuses such requests
+	// (Options.Deprecation is DeprecationRefuse).
+	ErrDeprecated = errors.New("engine: deprecated relation or permission")
 
 	// ErrInvalidZookie: the zookie is garbage, tampered with, or was minted
 	// by another datastore. It wraps the token package's reason
