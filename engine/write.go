@@ -318,7 +318,7 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 				err = tx.Delete(ctx, u.Relationship.Key())
 			}
 			if err != nil {
-				return fmt.Errorf("engine: update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
+				return fmt.Errorf("update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
 			}
 		}
 		return nil
