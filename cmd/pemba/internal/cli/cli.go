@@ -380,3 +380,12 @@ func (inv *invocation) subcommand(ctx context.Context, args []string, subs map[s
 	inv.name += " " + args[0]
 	return run(ctx, inv, args[1:])
 }
+
+// counted says n things in English: "1 relationship", "2 relationships",
+// "0 relationships".
+func counted[N int | int32 | int64 | uint32 | uint64](n N, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

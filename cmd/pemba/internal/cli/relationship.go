@@ -126,7 +126,13 @@ func relationshipWrite(ctx context.Context, inv *invocation, args []string) erro
 			Written int    `json:"written"`
 		}{zk, len(w.updates)})
 	}
-	inv.infof("%d relationships written (%s)\n", len(w.updates), *opName)
+	if op == pb.RelationshipUpdate_OPERATION_DELETE {
+		// A delete of an absent relationship commits and changes nothing:
+		// the server does not say which were there.
+		inv.infof("%s deleted or already absent\n", counted(len(w.updates), "relationship"))
+	} else {
+		inv.infof("%s written (%s)\n", counted(len(w.updates), "relationship"), *opName)
+	}
 	inv.printf("%s\n", zk)
 	return nil
 }
@@ -311,9 +317,9 @@ func relationshipDelete(ctx context.Context, inv *invocation, args []string) err
 		}{resp.GetDeletedAt().GetToken(), resp.GetRelationshipsDeletedCount(), complete})
 	}
 	if complete {
-		inv.infof("%d relationships deleted\n", resp.GetRelationshipsDeletedCount())
+		inv.infof("%s deleted\n", counted(resp.GetRelationshipsDeletedCount(), "relationship"))
 	} else {
-		inv.infof("%d relationships deleted; more match (run again to continue)\n", resp.GetRelationshipsDeletedCount())
+		inv.infof("%s deleted; more match (run again to continue)\n", counted(resp.GetRelationshipsDeletedCount(), "relationship"))
 	}
 	inv.printf("%s\n", resp.GetDeletedAt().GetToken())
 	return nil
@@ -396,7 +402,7 @@ func relationshipRead(ctx context.Context, inv *invocation, args []string) error
 		}
 	}
 	if zk != "" {
-		inv.infof("%d relationships read at %s\n", lim.n, zk)
+		inv.infof("%s read at %s\n", counted(lim.n, "relationship"), zk)
 	} else {
 		inv.infof("0 relationships\n")
 	}
@@ -473,7 +479,7 @@ func relationshipExport(ctx context.Context, inv *invocation, args []string) err
 	if err != nil {
 		return err
 	}
-	inv.infof("%d relationships exported%s\n", n, atSuffix(zk))
+	inv.infof("%s exported%s\n", counted(n, "relationship"), atSuffix(zk))
 	return nil
 }
 
