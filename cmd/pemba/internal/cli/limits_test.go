@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -171,4 +173,21 @@ func mustDetails(t *testing.T, st *status.Status) error {
 		t.Fatal(err)
 	}
 	return st.Err()
+}
+
+// TestWriteExpiredWarns: writing a relationship whose expiration has
+// passed (by the injected clock) warns, naming it and when it expired;
+// it is still written.
+func TestWriteExpiredWarns(t *testing.T) {
+	addr := startServer(t)
+	must(t, addr, "schema", "write", writeFile(t, "schema.zed", "use expiration\n\ndefinition user {}\n\ndefinition doc {\n  relation viewer: user with expiration\n}\n"))
+	now := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	var out, errb bytes.Buffer
+	e := Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return map[string]string{"PEMBA_ADDRESS": addr}[k] }, Now: func() time.Time { return now }}
+	code := e.Run(t.Context(), []string{"relationship", "write",
+		"doc:1#viewer@user:anne[expiration:2026-12-04T00:00:00Z]", "doc:2#viewer@user:anne[expiration:2026-12-06T00:00:00Z]"})
+	if code != 0 || !strings.Contains(errb.String(), "relationship doc:1#viewer@user:anne[expiration:2026-12-04T00:00:00Z] expired at 2026-12-04T00:00:00Z") ||
+		strings.Contains(errb.String(), "doc:2") || !strings.Contains(errb.String(), "2 relationships written") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
 }

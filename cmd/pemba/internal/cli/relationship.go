@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strconv"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -110,9 +111,14 @@ func relationshipWrite(ctx context.Context, inv *invocation, args []string) erro
 	defer c.Close()
 	if op != pb.RelationshipUpdate_OPERATION_DELETE {
 		sc := newSchemaCheck(ctx, c)
+		now := inv.env.now()
 		for i, r := range w.rels {
 			if err := sc.check(r); err != nil {
 				return badInput(w.from.must(i), err, "nothing was written")
+			}
+			if r.ExpiredAt(now) {
+				inv.warnf("warning: %s: relationship %s expired at %s: it is written but grants nothing\n",
+					w.from.must(i), r, r.Expiration.UTC().Format(time.RFC3339))
 			}
 		}
 	}
