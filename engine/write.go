@@ -72,6 +72,12 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie s
 	if err := e.checkOpen(); err != nil {
 		return "", nil, err
 	}
+	// The audit note is checked first: a reason that is too long is
+	// refused even when the schema is unchanged and nothing is committed.
+	meta, err := writeMeta(ctx, caller, OpNameWriteSchema)
+	if err != nil {
+		return "", nil, err
+	}
 	next, err := schema.Compile(schemaFilename, text)
 	if err != nil {
 		return "", nil, fmt.Errorf("engine: invalid schema: %w", err)
@@ -102,10 +108,6 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie s
 		}
 	}
 	changes = schema.Diff(prev, next)
-	meta, err := writeMeta(ctx, caller, OpNameWriteSchema)
-	if err != nil {
-		return "", nil, err
-	}
 	now := e.now()
 	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
 		if cur.c != nil {
