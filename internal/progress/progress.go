@@ -117,14 +117,15 @@ func (r *Reporter) status(now time.Time) string {
 		rate := float64(r.done) / secs
 		s += fmt.Sprintf(", %.0f/s", rate)
 		if r.total > r.done && rate > 0 {
-			s += fmt.Sprintf(", %s left", (time.Duration(float64(r.total-r.done)/rate*float64(time.Second))).Round(time.Second))
+			s += fmt.Sprintf(", %s left", (time.Duration(float64(r.total-r.done) / rate * float64(time.Second))).Round(time.Second))
 		}
 	}
 	return s + fmt.Sprintf(", %s elapsed", elapsed.Round(time.Millisecond))
 }
 
-// Finish ends the report: the bar is completed, or a last plain line says
-// how much was done in how long.
+// Finish ends the report: the bar is completed, or, when plain lines were
+// printed, a last one says how much was done in how long (work too short
+// for a line stays silent: the caller's own summary says enough).
 func (r *Reporter) Finish() {
 	if r == nil {
 		return
@@ -135,5 +136,7 @@ func (r *Reporter) Finish() {
 		r.bar.Finish()
 		return
 	}
-	fmt.Fprintf(r.w, "%s: %s, done\n", r.what, r.status(r.now()))
+	if r.last.After(r.start) {
+		fmt.Fprintf(r.w, "%s: %s, done\n", r.what, r.status(r.now()))
+	}
 }

@@ -25,6 +25,13 @@ func TestPlainLines(t *testing.T) {
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
+	var quiet strings.Builder
+	q := New(&quiet, "importing", Options{Now: func() time.Time { return clock }})
+	q.Add(5)
+	q.Finish()
+	if quiet.String() != "" {
+		t.Errorf("short work printed %q", quiet.String())
+	}
 	var nilR *Reporter
 	nilR.Add(3) // a nil Reporter does nothing
 	nilR.Finish()

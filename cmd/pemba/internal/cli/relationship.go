@@ -15,6 +15,7 @@ import (
 	"github.com/pemba-authz/pemba/api/client"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/internal/progress"
 )
 
 const relationshipUsage = "pemba relationship write|delete|read|import|export [flags] ..."
@@ -472,6 +473,7 @@ func relationshipExport(ctx context.Context, inv *invocation, args []string) err
 	}
 	var zk string
 	n := 0
+	rep := progress.New(inv.env.Stderr, "exporting", progress.Options{Unit: "relationships"})
 	err = recvEach(stream, func(msg *pb.ExportRelationshipsResponse) error {
 		zk = msg.GetExportedAt().GetToken()
 		for _, r := range msg.GetRelationships() {
@@ -480,8 +482,10 @@ func relationshipExport(ctx context.Context, inv *invocation, args []string) err
 			}
 			n++
 		}
+		rep.Add(len(msg.GetRelationships()))
 		return nil
 	})
+	rep.Finish()
 	if err != nil {
 		return err
 	}
