@@ -327,8 +327,15 @@ func (e *Engine) diffRevisions(ctx context.Context, from, to store.Revision, now
 	if err != nil {
 		return nil, err
 	}
-	side := permSide{v: b, now: nowTo, ctx: cctx}
-	cands, err := b.c.eval.AffectedResources(ctx, side.params(), eval.AffectedRequest{ResourceType: scope.ResourceType, Permission: scope.Permission, Changed: changed})
+	return e.diffViews(ctx, permSide{v: a, now: nowFrom, ctx: cctx}, permSide{v: b, now: nowTo, ctx: cctx}, scope, changed, n)
+}
+
+// diffViews finds the candidates that the changed (object, relation)
+// pairs reach, walking at the later side, and prepares their comparison.
+// Both sides must evaluate under one schema.
+func (e *Engine) diffViews(ctx context.Context, before, after permSide, scope PermissionScope, changed []tuple.SubjectRef, n int) (*Diff, error) {
+	ev := after.v.c.eval
+	cands, err := ev.AffectedResources(ctx, after.params(), eval.AffectedRequest{ResourceType: scope.ResourceType, Permission: scope.Permission, Changed: changed})
 	if err != nil {
 		return nil, fmt.Errorf("engine: diff %s#%s: %w", scope.ResourceType, scope.Permission, err)
 	}
@@ -340,15 +347,14 @@ func (e *Engine) diffRevisions(ctx context.Context, from, to store.Revision, now
 		}
 	}
 	if scope.SubjectType != "" {
-		if err := b.c.eval.ValidateSubjectKind(scope.SubjectType, scope.SubjectRelation); err != nil {
+		if err := ev.ValidateSubjectKind(scope.SubjectType, scope.SubjectRelation); err != nil {
 			return nil, fmt.Errorf("engine: diff subject: %w", err)
 		}
 	}
-	before := permSide{v: a, now: nowFrom, ctx: cctx}
-	d := &Diff{FromZookie: e.zookieOf(from), ToZookie: e.zookieOf(to), Relationships: n, Candidates: len(cands)}
+	d := &Diff{FromZookie: e.zookieOf(before.v.rev), ToZookie: e.zookieOf(after.v.rev), Relationships: n, Candidates: len(cands)}
 	d.Changes = func(yield func(PermissionChange, error) bool) {
 		stopped := false
-		err := e.comparePermissions(ctx, before, side, scope, cands, func(c PermissionChange) bool {
+		err := e.comparePermissions(ctx, before, after, scope, cands, func(c PermissionChange) bool {
 			stopped = !yield(c, nil)
 			return !stopped
 		})

@@ -68,6 +68,10 @@ func (w *diffWorld) rel(now time.Time) string {
 	f := r.IntN(w.dirs)
 	switch r.IntN(12) {
 	case 0:
+		if r.IntN(2) == 0 {
+			exp := now.Add(time.Duration(1+r.IntN(4)) * time.Minute)
+			return fmt.Sprintf("group:g%d#member@user:%s[expiration:%s]", g, w.user(), exp.Format(time.RFC3339))
+		}
 		return fmt.Sprintf("group:g%d#member@user:%s", g, w.user())
 	case 1:
 		if g == 0 {

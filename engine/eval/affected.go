@@ -105,3 +105,30 @@ func (e *Evaluator) ValidateSubjectKind(typ, rel string) error {
 	}
 	return nil
 }
+
+// ExpiringRelations lists, sorted, the relations that can alter
+// permission on resourceType and whose relationships may carry an
+// expiration: where time alone can change the permission.
+func (e *Evaluator) ExpiringRelations(resourceType, permission string) []SubjectKind {
+	goal, err := e.resolve(resourceType, permission)
+	if err != nil {
+		return nil
+	}
+	var out []SubjectKind
+	for i, in := range e.an.influenced[goal.Index] {
+		r := e.an.rels[i]
+		if !in || r == nil {
+			continue
+		}
+		for _, as := range r.Allowed {
+			if as.Expiration {
+				out = append(out, SubjectKind{Type: r.Definition.Name, Relation: r.Name})
+				break
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b SubjectKind) int {
+		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Relation, b.Relation))
+	})
+	return out
+}
