@@ -59,6 +59,7 @@ const (
 	ReasonPreconditionFailed   = "PRECONDITION_FAILED"
 	ReasonSnapshotExpired      = "SNAPSHOT_EXPIRED"
 	ReasonUnsafeSchemaChange   = "UNSAFE_SCHEMA_CHANGE"
+	ReasonSchemaChanged        = "SCHEMA_CHANGED"
 	ReasonNoSchema             = "NO_SCHEMA"
 	ReasonUnknownStoredCaveat  = "UNKNOWN_STORED_CAVEAT"
 	ReasonInvalidSchema        = "INVALID_SCHEMA"
@@ -110,6 +111,7 @@ var errorRules = []errorRule{
 	{[]error{engine.ErrPreconditionFailed}, codes.FailedPrecondition, ReasonPreconditionFailed},
 	{[]error{engine.ErrSnapshotExpired}, codes.FailedPrecondition, ReasonSnapshotExpired},
 	{[]error{engine.ErrUnsafeSchemaChange}, codes.FailedPrecondition, ReasonUnsafeSchemaChange},
+	{[]error{engine.ErrSchemaChanged}, codes.FailedPrecondition, ReasonSchemaChanged},
 	{[]error{engine.ErrNoSchema}, codes.FailedPrecondition, ReasonNoSchema},
 	// The stored data and the schema disagree: not the request's fault.
 	{[]error{engine.ErrUnknownStoredCaveat}, codes.FailedPrecondition, ReasonUnknownStoredCaveat},
