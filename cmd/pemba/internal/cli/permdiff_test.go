@@ -33,8 +33,8 @@ func TestDiffAndWatchPermissions(t *testing.T) {
 		t.Errorf("diff --subject --output json printed %s, want %s", one, want)
 	}
 	for _, bad := range [][]string{
-		{"diff", "--to", z1, "employee#can_message"},                        // no --from
-		{"diff", "--from", z0, "--to", z1, "employee"},                      // no permission
+		{"diff", "--to", z1, "employee#can_message"},   // no --from
+		{"diff", "--from", z0, "--to", z1, "employee"}, // no permission
 		{"diff", "--from", z0, "--to", z1, "--subject", "employee:li", "--subject-type", "employee", "employee#can_message"},
 	} {
 		if r := pemba(t, addr, "", bad...); r.code != 2 {
