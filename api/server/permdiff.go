@@ -1,9 +1,14 @@
 package server
 
 import (
+	"context"
+	"errors"
+
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
 	"github.com/pemba-authz/pemba/engine/tuple"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -137,8 +142,14 @@ func (w *watcher) WatchPermissions(req *pb.WatchPermissionsRequest, stream pb.Wa
 	if ereq.Context, err = contextFromProto("context", req.GetContext()); err != nil {
 		return err
 	}
+	// Under StreamContext: a stopping server ends the stream at once.
+	ctx, cancel := w.s.StreamContext(ctx)
+	defer cancel()
 	for ev, err := range w.s.eng.WatchPermissions(ctx, ereq) {
 		if err != nil {
+			if errors.Is(context.Cause(ctx), ErrShuttingDown) {
+				return status.Error(codes.Unavailable, "server shutting down: reconnect and resume with optional_start_cursor and optional_start_time set to the last checkpoint's changes_through and evaluated_at")
+			}
 			return err
 		}
 		msg := &pb.WatchPermissionsResponse{ChangesThrough: zookieToProto(ev.Zookie), EvaluatedAt: timestamppb.New(ev.Time), Checkpoint: ev.Checkpoint}
