@@ -213,6 +213,10 @@ func watchPermissionsCommand(ctx context.Context, inv *invocation, args []string
 	defer c.Close()
 	delay := minResumeDelay
 	connected := false
+	// The server checkpoints every time it reads the clock; a line is
+	// printed only for a checkpoint that ends a step with changes or
+	// moves to a new zookie, not once a second for nothing.
+	lastZookie, pending := "", true
 	for {
 		err := func() error {
 			stream, err := c.Watch.WatchPermissions(ctx, req)
@@ -225,10 +229,14 @@ func watchPermissionsCommand(ctx context.Context, inv *invocation, args []string
 					return err
 				}
 				connected = true
-				if err := inv.emitPermissionEvent(msg); err != nil {
-					return err
+				if !msg.GetCheckpoint() || pending || msg.GetChangesThrough().GetToken() != lastZookie {
+					if err := inv.emitPermissionEvent(msg); err != nil {
+						return err
+					}
 				}
+				pending = !msg.GetCheckpoint()
 				if msg.GetCheckpoint() {
+					lastZookie = msg.GetChangesThrough().GetToken()
 					// Resume after the state the consumer has seen whole.
 					req.OptionalStartCursor, req.OptionalStartTime = msg.GetChangesThrough(), msg.GetEvaluatedAt()
 					delay = minResumeDelay
