@@ -115,10 +115,17 @@ type diffFixture struct {
 }
 
 func newDiffFixture(t testing.TB, seed uint64) *diffFixture {
+	return newDiffFixtureWith(t, seed, engine.Options{})
+}
+
+// newDiffFixtureWith is newDiffFixture with engine options (the clock is
+// the fixture's).
+func newDiffFixtureWith(t testing.TB, seed uint64, opts engine.Options) *diffFixture {
 	clk := newClock()
 	st := memstore.New(memstore.Options{Now: clk.Now, GCWindow: time.Hour})
 	t.Cleanup(func() { st.Close() })
-	eng, err := engine.Open(t.Context(), st, engine.Options{Now: clk.Now})
+	opts.Now = clk.Now
+	eng, err := engine.Open(t.Context(), st, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
