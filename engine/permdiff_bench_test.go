@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,17 +32,6 @@ func benchWorld(b *testing.B) *diffFixture {
 		f.batch(1000)
 	}
 	return f
-}
-
-// processCPU returns the CPU time this process has used (user + system,
-// every goroutine). On a shared machine CPU time per operation is
-// steadier than wall time.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // batch writes n random touches (and deletions of earlier ones) in one

@@ -61,6 +61,7 @@ const (
 	ReasonUnsafeSchemaChange   = "UNSAFE_SCHEMA_CHANGE"
 	ReasonSchemaChanged        = "SCHEMA_CHANGED"
 	ReasonNoSchema             = "NO_SCHEMA"
+	ReasonDeprecated           = "DEPRECATED"
 	ReasonUnknownStoredCaveat  = "UNKNOWN_STORED_CAVEAT"
 	ReasonInvalidSchema        = "INVALID_SCHEMA"
 	ReasonFutureZookie         = "FUTURE_ZOOKIE"
@@ -114,6 +115,8 @@ var errorRules = []errorRule{
 	{[]error{engine.ErrUnsafeSchemaChange}, codes.FailedPrecondition, ReasonUnsafeSchemaChange},
 	{[]error{engine.ErrSchemaChanged}, codes.FailedPrecondition, ReasonSchemaChanged},
 	{[]error{engine.ErrNoSchema}, codes.FailedPrecondition, ReasonNoSchema},
+	// Refused by the server's policy (-deprecated refuse), not malformed.
+	{[]error{engine.ErrDeprecated}, codes.FailedPrecondition, ReasonDeprecated},
 	// The stored data and the schema disagree: not the request's fault.
 	{[]error{engine.ErrUnknownStoredCaveat}, codes.FailedPrecondition, ReasonUnknownStoredCaveat},
 	{[]error{engine.ErrInvalidSchema}, codes.InvalidArgument, ReasonInvalidSchema},

@@ -91,6 +91,9 @@ type analysis struct {
 	// influenced[g] marks the relations whose relationships can alter g
 	// (the forward closure of g over allReferences).
 	influenced [][]bool
+	// dependents[r] lists the relations whose value is computed directly
+	// from r's (see allReferences), for reaching.
+	dependents [][]int
 }
 
 // reverseGraph is the edges a reverse walk follows, indexed by the child
@@ -207,6 +210,7 @@ func analyze(s *schema.Schema) *analysis {
 			a.plan(r.Rewrite)
 		}
 	}
+	a.dependents = dependentsOf(a.rels)
 
 	for i, r := range a.rels {
 		if r == nil {
