@@ -33,6 +33,9 @@ var (
 	// allowed subject type that stored relationships still use; see
 	// *UnsafeSchemaChangeError.
 	ErrUnsafeSchemaChange = errors.New("engine: schema change would orphan stored relationships")
+	// ErrSchemaChanged: a permission diff or watch spans a schema write;
+	// see *SchemaChangedError.
+	ErrSchemaChanged = errors.New("engine: schema changed between the revisions")
 	// ErrDeprecated: the request writes, checks or looks up a relation or
 	// permission marked @deprecated, and the engine refuses such requests
 	// (Options.Deprecation is DeprecationRefuse).

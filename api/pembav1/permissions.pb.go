@@ -2120,7 +2120,7 @@ var File_pemba_v1_permissions_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\n" +
-	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\x1a\x16pemba/v1/permset.proto\"\x84\x02\n" +
+	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\x1a\x17pemba/v1/permdiff.proto\x1a\x16pemba/v1/permset.proto\"\x84\x02\n" +
 	"\x18ReadRelationshipsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x12M\n" +
 	"\x13relationship_filter\x18\x02 \x01(\v2\x1c.pemba.v1.RelationshipFilterR\x12relationshipFilter\x12%\n" +
@@ -2282,7 +2282,7 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\vexported_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"exportedAt\x12<\n" +
 	"\rrelationships\x18\x02 \x03(\v2\x16.pemba.v1.RelationshipR\rrelationships\x12>\n" +
-	"\x12after_batch_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x10afterBatchCursor2\xbd\b\n" +
+	"\x12after_batch_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x10afterBatchCursor2\x97\t\n" +
 	"\x12PermissionsService\x12^\n" +
 	"\x11ReadRelationships\x12\".pemba.v1.ReadRelationshipsRequest\x1a#.pemba.v1.ReadRelationshipsResponse0\x01\x12_\n" +
 	"\x12WriteRelationships\x12#.pemba.v1.WriteRelationshipsRequest\x1a$.pemba.v1.WriteRelationshipsResponse\x12b\n" +
@@ -2294,7 +2294,8 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x0fLookupResources\x12 .pemba.v1.LookupResourcesRequest\x1a!.pemba.v1.LookupResourcesResponse0\x01\x12U\n" +
 	"\x0eLookupSubjects\x12\x1f.pemba.v1.LookupSubjectsRequest\x1a .pemba.v1.LookupSubjectsResponse0\x01\x12d\n" +
 	"\x13ImportRelationships\x12$.pemba.v1.ImportRelationshipsRequest\x1a%.pemba.v1.ImportRelationshipsResponse(\x01\x12d\n" +
-	"\x13ExportRelationships\x12$.pemba.v1.ExportRelationshipsRequest\x1a%.pemba.v1.ExportRelationshipsResponse0\x01B2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
+	"\x13ExportRelationships\x12$.pemba.v1.ExportRelationshipsRequest\x1a%.pemba.v1.ExportRelationshipsResponse0\x01\x12X\n" +
+	"\x0fDiffPermissions\x12 .pemba.v1.DiffPermissionsRequest\x1a!.pemba.v1.DiffPermissionsResponse0\x01B2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
 
 var (
 	file_pemba_v1_permissions_proto_rawDescOnce sync.Once
@@ -2357,7 +2358,9 @@ var file_pemba_v1_permissions_proto_goTypes = []any{
 	(*ContextualizedCaveat)(nil),                      // 43: pemba.v1.ContextualizedCaveat
 	(*timestamppb.Timestamp)(nil),                     // 44: google.protobuf.Timestamp
 	(*CheckPermissionSetRequest)(nil),                 // 45: pemba.v1.CheckPermissionSetRequest
-	(*CheckPermissionSetResponse)(nil),                // 46: pemba.v1.CheckPermissionSetResponse
+	(*DiffPermissionsRequest)(nil),                    // 46: pemba.v1.DiffPermissionsRequest
+	(*CheckPermissionSetResponse)(nil),                // 47: pemba.v1.CheckPermissionSetResponse
+	(*DiffPermissionsResponse)(nil),                   // 48: pemba.v1.DiffPermissionsResponse
 }
 var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	30, // 0: pemba.v1.ReadRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
@@ -2452,19 +2455,21 @@ var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	23, // 89: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
 	26, // 90: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
 	28, // 91: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
-	3,  // 92: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
-	5,  // 93: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
-	7,  // 94: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
-	9,  // 95: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
-	12, // 96: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
-	46, // 97: pemba.v1.PermissionsService.CheckPermissionSet:output_type -> pemba.v1.CheckPermissionSetResponse
-	16, // 98: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
-	22, // 99: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
-	24, // 100: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
-	27, // 101: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
-	29, // 102: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
-	92, // [92:103] is the sub-list for method output_type
-	81, // [81:92] is the sub-list for method input_type
+	46, // 92: pemba.v1.PermissionsService.DiffPermissions:input_type -> pemba.v1.DiffPermissionsRequest
+	3,  // 93: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
+	5,  // 94: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
+	7,  // 95: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
+	9,  // 96: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
+	12, // 97: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
+	47, // 98: pemba.v1.PermissionsService.CheckPermissionSet:output_type -> pemba.v1.CheckPermissionSetResponse
+	16, // 99: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
+	22, // 100: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
+	24, // 101: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
+	27, // 102: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
+	29, // 103: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
+	48, // 104: pemba.v1.PermissionsService.DiffPermissions:output_type -> pemba.v1.DiffPermissionsResponse
+	93, // [93:105] is the sub-list for method output_type
+	81, // [81:93] is the sub-list for method input_type
 	81, // [81:81] is the sub-list for extension type_name
 	81, // [81:81] is the sub-list for extension extendee
 	0,  // [0:81] is the sub-list for field type_name
@@ -2476,6 +2481,7 @@ func file_pemba_v1_permissions_proto_init() {
 		return
 	}
 	file_pemba_v1_core_proto_init()
+	file_pemba_v1_permdiff_proto_init()
 	file_pemba_v1_permset_proto_init()
 	file_pemba_v1_permissions_proto_msgTypes[11].OneofWrappers = []any{
 		(*CheckBulkPermissionsPair_Item)(nil),

@@ -33,6 +33,7 @@ const (
 	PermissionsService_LookupSubjects_FullMethodName       = "/pemba.v1.PermissionsService/LookupSubjects"
 	PermissionsService_ImportRelationships_FullMethodName  = "/pemba.v1.PermissionsService/ImportRelationships"
 	PermissionsService_ExportRelationships_FullMethodName  = "/pemba.v1.PermissionsService/ExportRelationships"
+	PermissionsService_DiffPermissions_FullMethodName      = "/pemba.v1.PermissionsService/DiffPermissions"
 )
 
 // PermissionsServiceClient is the client API for PermissionsService service.
@@ -96,6 +97,12 @@ type PermissionsServiceClient interface {
 	// batches. Resume an interrupted export with its last cursor, which
 	// pins the revision.
 	ExportRelationships(ctx context.Context, in *ExportRelationshipsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportRelationshipsResponse], error)
+	// DiffPermissions streams which results of a permission changed between
+	// two zookies (grants, revocations, conditional changes), computed from
+	// the relationship changes between them: a summary, then one message
+	// per change. A schema write between the zookies fails with
+	// FAILED_PRECONDITION, as does a zookie outside the GC window.
+	DiffPermissions(ctx context.Context, in *DiffPermissionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DiffPermissionsResponse], error)
 }
 
 type permissionsServiceClient struct {
@@ -255,6 +262,25 @@ func (c *permissionsServiceClient) ExportRelationships(ctx context.Context, in *
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PermissionsService_ExportRelationshipsClient = grpc.ServerStreamingClient[ExportRelationshipsResponse]
 
+func (c *permissionsServiceClient) DiffPermissions(ctx context.Context, in *DiffPermissionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DiffPermissionsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &PermissionsService_ServiceDesc.Streams[5], PermissionsService_DiffPermissions_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DiffPermissionsRequest, DiffPermissionsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PermissionsService_DiffPermissionsClient = grpc.ServerStreamingClient[DiffPermissionsResponse]
+
 // PermissionsServiceServer is the server API for PermissionsService service.
 // All implementations must embed UnimplementedPermissionsServiceServer
 // for forward compatibility.
@@ -316,6 +342,12 @@ type PermissionsServiceServer interface {
 	// batches. Resume an interrupted export with its last cursor, which
 	// pins the revision.
 	ExportRelationships(*ExportRelationshipsRequest, grpc.ServerStreamingServer[ExportRelationshipsResponse]) error
+	// DiffPermissions streams which results of a permission changed between
+	// two zookies (grants, revocations, conditional changes), computed from
+	// the relationship changes between them: a summary, then one message
+	// per change. A schema write between the zookies fails with
+	// FAILED_PRECONDITION, as does a zookie outside the GC window.
+	DiffPermissions(*DiffPermissionsRequest, grpc.ServerStreamingServer[DiffPermissionsResponse]) error
 	mustEmbedUnimplementedPermissionsServiceServer()
 }
 
@@ -358,6 +390,9 @@ func (UnimplementedPermissionsServiceServer) ImportRelationships(grpc.ClientStre
 }
 func (UnimplementedPermissionsServiceServer) ExportRelationships(*ExportRelationshipsRequest, grpc.ServerStreamingServer[ExportRelationshipsResponse]) error {
 	return status.Error(codes.Unimplemented, "method ExportRelationships not implemented")
+}
+func (UnimplementedPermissionsServiceServer) DiffPermissions(*DiffPermissionsRequest, grpc.ServerStreamingServer[DiffPermissionsResponse]) error {
+	return status.Error(codes.Unimplemented, "method DiffPermissions not implemented")
 }
 func (UnimplementedPermissionsServiceServer) mustEmbedUnimplementedPermissionsServiceServer() {}
 func (UnimplementedPermissionsServiceServer) testEmbeddedByValue()                            {}
@@ -539,6 +574,17 @@ func _PermissionsService_ExportRelationships_Handler(srv interface{}, stream grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PermissionsService_ExportRelationshipsServer = grpc.ServerStreamingServer[ExportRelationshipsResponse]
 
+func _PermissionsService_DiffPermissions_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DiffPermissionsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PermissionsServiceServer).DiffPermissions(m, &grpc.GenericServerStream[DiffPermissionsRequest, DiffPermissionsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PermissionsService_DiffPermissionsServer = grpc.ServerStreamingServer[DiffPermissionsResponse]
+
 // PermissionsService_ServiceDesc is the grpc.ServiceDesc for PermissionsService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -595,6 +641,11 @@ var PermissionsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ExportRelationships",
 			Handler:       _PermissionsService_ExportRelationships_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "DiffPermissions",
+			Handler:       _PermissionsService_DiffPermissions_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -59,6 +59,7 @@ const (
 	ReasonPreconditionFailed   = "PRECONDITION_FAILED"
 	ReasonSnapshotExpired      = "SNAPSHOT_EXPIRED"
 	ReasonUnsafeSchemaChange   = "UNSAFE_SCHEMA_CHANGE"
+	ReasonSchemaChanged        = "SCHEMA_CHANGED"
 	ReasonNoSchema             = "NO_SCHEMA"
 	ReasonDeprecated           = "DEPRECATED"
 	ReasonUnknownStoredCaveat  = "UNKNOWN_STORED_CAVEAT"
@@ -112,6 +113,7 @@ var errorRules = []errorRule{
 	{[]error{engine.ErrPreconditionFailed}, codes.FailedPrecondition, ReasonPreconditionFailed},
 	{[]error{engine.ErrSnapshotExpired}, codes.FailedPrecondition, ReasonSnapshotExpired},
 	{[]error{engine.ErrUnsafeSchemaChange}, codes.FailedPrecondition, ReasonUnsafeSchemaChange},
+	{[]error{engine.ErrSchemaChanged}, codes.FailedPrecondition, ReasonSchemaChanged},
 	{[]error{engine.ErrNoSchema}, codes.FailedPrecondition, ReasonNoSchema},
 	// Refused by the server's policy (-deprecated refuse), not malformed.
 	{[]error{engine.ErrDeprecated}, codes.FailedPrecondition, ReasonDeprecated},

@@ -47,6 +47,7 @@ type revVal struct {
 // of a node comes by its shortest exact path.
 type reverseWalk struct {
 	rq       *request
+	g        *reverseGraph
 	relevant []bool
 	vals     []map[string]revVal
 	queue    []reverseNode
@@ -63,7 +64,8 @@ type reverseWalk struct {
 var errBudget = errors.New("eval: reverse walk budget exhausted")
 
 func newReverseWalk(rq *request, goal *schema.Relation) *reverseWalk {
-	return &reverseWalk{rq: rq, relevant: rq.e.an.relevant[goal.Index], vals: make([]map[string]revVal, len(rq.e.an.rels))}
+	an := rq.e.an
+	return &reverseWalk{rq: rq, g: &an.positive, relevant: an.relevant[goal.Index], vals: make([]map[string]revVal, len(an.rels))}
 }
 
 // reach records that rel of id may contain the subject (certainly when
@@ -134,6 +136,15 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 			err = seed(tuple.SubjectFilter{Type: sub.Type, ID: tuple.Wildcard, Relation: tuple.Ellipsis}, an.wildcardParents[sub.Type])
 		}
 	}
+	if err != nil {
+		return err
+	}
+	return w.propagate(ctx)
+}
+
+// propagate walks up from every queued node through the walk's graph.
+func (w *reverseWalk) propagate(ctx context.Context) error {
+	var err error
 	for head := 0; err == nil && head < len(w.queue); head++ {
 		if err = ctx.Err(); err != nil {
 			break
@@ -144,7 +155,7 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 		}
 		h := nd.h + 1 // each step up is one more relation on the path
 		i := nd.rel.Index
-		for _, pe := range an.usersetParents[i] {
+		for _, pe := range w.g.userset[i] {
 			if err != nil || !w.relevant[pe.parent.Index] {
 				continue
 			}
@@ -153,10 +164,10 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 				w.reach(pe.parent, r.Resource.ID, nd.exact && r.Caveat == nil, h)
 			})
 		}
-		for _, pe := range an.computedParents[i] {
+		for _, pe := range w.g.computed[i] {
 			w.reach(pe.parent, nd.id, nd.exact && pe.exact, h)
 		}
-		for _, pe := range an.arrowParents[i] {
+		for _, pe := range w.g.arrow[i] {
 			if err != nil || !w.relevant[pe.parent.Index] {
 				continue
 			}

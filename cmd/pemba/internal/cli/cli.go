@@ -108,6 +108,8 @@ func commands() []command {
 		{"lookup-resources", "list the resources of a type a subject has a permission on", lookupResourcesCommand},
 		{"lookup-subjects", "list the subjects of a type that have a permission on a resource", lookupSubjectsCommand},
 		{"watch", "stream relationship changes until interrupted", watchCommand},
+		{"diff", "list which results of a permission changed between two zookies", diffCommand},
+		{"watch-permissions", "stream the changes of a permission's results until interrupted", watchPermissionsCommand},
 	}
 }
 
