@@ -33,6 +33,13 @@ var (
 	// ErrNotFound: the thing asked for does not exist (ReadSchema before
 	// any schema write).
 	ErrNotFound = errors.New("server: not found")
+	// ErrPermissionDenied: the caller is authenticated but its scopes or
+	// its tenant do not allow the call (a *ScopeError names the missing
+	// scope).
+	ErrPermissionDenied = errors.New("server: permission denied")
+	// ErrKeyLimit: the call is over one of its key's own limits
+	// (requests per second, concurrent requests).
+	ErrKeyLimit = errors.New("server: key limit exceeded")
 	// errPanic marks a recovered panic.
 	errPanic = errors.New("server: panic")
 )
@@ -48,10 +55,15 @@ const ErrorDomain = "pemba.authz"
 // Reasons, in the ErrorInfo detail of a status.
 const (
 	ReasonUnauthenticated = "UNAUTHENTICATED"
-	ReasonNotFound        = "NOT_FOUND"
-	ReasonLimitExceeded   = "LIMIT_EXCEEDED"
-	ReasonMaxDepth        = "MAX_DEPTH_EXCEEDED"
-	ReasonUnavailable     = "UNAVAILABLE"
+	// ReasonPermissionDenied: a scope or tenant refusal (codes.PermissionDenied).
+	ReasonPermissionDenied = "PERMISSION_DENIED"
+	// ReasonKeyLimit: over the calling key's own rate or concurrency
+	// limit (codes.ResourceExhausted); retry later.
+	ReasonKeyLimit      = "KEY_LIMIT_EXCEEDED"
+	ReasonNotFound      = "NOT_FOUND"
+	ReasonLimitExceeded = "LIMIT_EXCEEDED"
+	ReasonMaxDepth      = "MAX_DEPTH_EXCEEDED"
+	ReasonUnavailable   = "UNAVAILABLE"
 	// ReasonCommitOutcomeUnknown: a write's commit got no answer from the
 	// datastore; it may or may not have been applied (codes.Unknown).
 	ReasonCommitOutcomeUnknown = "COMMIT_OUTCOME_UNKNOWN"
@@ -95,6 +107,8 @@ type errorRule struct {
 var errorRules = []errorRule{
 	{[]error{ErrUnauthenticated}, codes.Unauthenticated, ReasonUnauthenticated},
 	{[]error{ErrNotFound}, codes.NotFound, ReasonNotFound},
+	{[]error{ErrPermissionDenied}, codes.PermissionDenied, ReasonPermissionDenied},
+	{[]error{ErrKeyLimit}, codes.ResourceExhausted, ReasonKeyLimit},
 	// Limits first: a *FieldError or a *RelationshipError may wrap an
 	// *engine.LimitError. engine.ErrBatchTooLarge is the datastore's own
 	// per-transaction limit; nothing was written.
