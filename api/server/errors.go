@@ -107,7 +107,9 @@ type errorRule struct {
 var errorRules = []errorRule{
 	{[]error{ErrUnauthenticated}, codes.Unauthenticated, ReasonUnauthenticated},
 	{[]error{ErrNotFound}, codes.NotFound, ReasonNotFound},
-	{[]error{ErrPermissionDenied}, codes.PermissionDenied, ReasonPermissionDenied},
+	// Before ErrInvalidSchema: a tenant's schema that declares another's
+	// names is refused for its caller, not malformed.
+	{[]error{ErrPermissionDenied, schema.ErrOutsideTenant}, codes.PermissionDenied, ReasonPermissionDenied},
 	{[]error{ErrKeyLimit}, codes.ResourceExhausted, ReasonKeyLimit},
 	// Limits first: a *FieldError or a *RelationshipError may wrap an
 	// *engine.LimitError. engine.ErrBatchTooLarge is the datastore's own

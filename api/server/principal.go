@@ -113,6 +113,20 @@ func (p *Principal) DeleteFilter(field string, f tuple.Filter) error {
 	return p.FilterErr(field, f)
 }
 
+// PreconditionsErr checks the filters of a write's preconditions, which
+// reveal whether relationships exist: as DeleteFilter.
+func (p *Principal) PreconditionsErr(field string, ps []engine.Precondition) error {
+	if p.Tenant == "" {
+		return nil
+	}
+	for i, pc := range ps {
+		if err := p.DeleteFilter(fmt.Sprintf("%s[%d].filter", field, i), pc.Filter); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Sees reports whether a stored relationship may be shown to the caller:
 // both of its types are the tenant's.
 func (p *Principal) Sees(r tuple.Relationship) bool {
@@ -145,6 +159,26 @@ func (p *Principal) Tree(t *engine.Tree) *engine.Tree {
 		}
 	}
 	return &out
+}
+
+// CheckErr checks the types of a check: its resource and its subject.
+func (p *Principal) CheckErr(path string, q engine.CheckQuery) error {
+	if err := p.TypeErr(join(path, "resource.object_type"), q.Resource.Type); err != nil {
+		return err
+	}
+	return p.TypeErr(join(path, "subject.object.object_type"), q.Subject.Type)
+}
+
+// LookupErr checks the resource and subject types of a lookup and its
+// limit (LookupLimitErr); the fields name them in errors.
+func (p *Principal) LookupErr(resourceField, resourceType, subjectField, subjectType, limitField string, limit int) error {
+	if err := p.TypeErr(resourceField, resourceType); err != nil {
+		return err
+	}
+	if err := p.TypeErr(subjectField, subjectType); err != nil {
+		return err
+	}
+	return p.LookupLimitErr(limitField, limit)
 }
 
 // LookupLimitErr checks the limit of a lookup against the caller's
