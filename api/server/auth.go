@@ -91,7 +91,7 @@ func newAuthenticator(keys []Key, tokens *TokenVerifier, prev *authenticator, no
 		if scopes&^allScopes != 0 {
 			return nil, fmt.Errorf("server: key %q: unknown scope bits %#x", k.Name, uint16(scopes&^allScopes))
 		}
-		p := &Principal{Name: k.Name, Scopes: scopes, Tenant: k.Tenant, MaxLookupLimit: k.Limits.MaxLookupLimit}
+		p := &Principal{Name: k.Name, Scopes: scopes, Tenant: k.Tenant, MaxLookupLimit: k.Limits.MaxLookupLimit, counts: new(callerCounts)}
 		if old := prev.principal(k.Name); old != nil && old.limiter != nil && old.limiter.limits == k.Limits {
 			p.limiter = old.limiter
 		} else {

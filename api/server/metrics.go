@@ -130,7 +130,7 @@ func (m *metrics) count(mm *methodMetrics, code codes.Code) prometheus.Counter {
 
 // callerDone counts one authenticated call of p that ended with code.
 func (m *metrics) callerDone(p *Principal, code codes.Code) {
-	if int(code) >= numCodes {
+	if int(code) >= numCodes || p.counts == nil {
 		m.callers.WithLabelValues(p.metricsLabel(), p.Tenant, code.String()).Inc()
 		return
 	}

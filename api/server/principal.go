@@ -35,10 +35,13 @@ type Principal struct {
 	// label is the caller's metrics label: the key name, or "jwt" for
 	// tokens (subjects are unbounded).
 	label string
-	// counts caches the principal's caller_requests_total children by
-	// code (a key's principal lives until the keys are reloaded).
-	counts [numCodes]atomic.Pointer[prometheus.Counter]
+	// counts caches a key's caller_requests_total children by code (a
+	// key's principal lives until the keys are reloaded); nil for tokens.
+	counts *callerCounts
 }
+
+// callerCounts are one caller's request counters, by code.
+type callerCounts [numCodes]atomic.Pointer[prometheus.Counter]
 
 // metricsLabel is the caller label of the principal's metrics.
 func (p *Principal) metricsLabel() string {
