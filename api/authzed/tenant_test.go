@@ -622,3 +622,22 @@ func (f *tenantFixture) post(path, key, body string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// TestEveryAuthzedMethodHasAScope: every method of the authzed.api.v1
+// services Register serves is in api/server's scope table.
+func TestEveryAuthzedMethodHasAScope(t *testing.T) {
+	for _, d := range []*grpc.ServiceDesc{&v1.PermissionsService_ServiceDesc, &v1.ExperimentalService_ServiceDesc, &v1.SchemaService_ServiceDesc, &v1.WatchService_ServiceDesc} {
+		var names []string
+		for _, m := range d.Methods {
+			names = append(names, m.MethodName)
+		}
+		for _, s := range d.Streams {
+			names = append(names, s.StreamName)
+		}
+		for _, n := range names {
+			if _, _, known := server.MethodScope("/" + d.ServiceName + "/" + n); !known {
+				t.Errorf("/%s/%s is in no scope group (api/server/scope.go)", d.ServiceName, n)
+			}
+		}
+	}
+}

@@ -188,3 +188,11 @@ func (e *ScopeError) Error() string {
 
 // Is makes a *ScopeError match ErrPermissionDenied.
 func (e *ScopeError) Is(target error) bool { return target == ErrPermissionDenied }
+
+// MethodScope returns the scope a full method name needs (0: any
+// authenticated caller) and whether tenant keys may call it; known is
+// false for a method in no group (served to admin keys only).
+func MethodScope(fullMethod string) (scope Scope, tenantSafe, known bool) {
+	r, ok := methodRules[fullMethod]
+	return r.scope, r.tenantSafe, ok
+}
