@@ -133,14 +133,18 @@ func (f *tenantFixture) authzed(key string) (v1.PermissionsServiceClient, v1.Sch
 	return v1.NewPermissionsServiceClient(c), v1.NewSchemaServiceClient(c), v1.NewWatchServiceClient(c), v1.NewExperimentalServiceClient(c)
 }
 
-func pObj(typ, id string) *pb.ObjectReference { return &pb.ObjectReference{ObjectType: typ, ObjectId: id} }
+func pObj(typ, id string) *pb.ObjectReference {
+	return &pb.ObjectReference{ObjectType: typ, ObjectId: id}
+}
 func pSub(typ, id string) *pb.SubjectReference {
 	return &pb.SubjectReference{Object: pObj(typ, id)}
 }
 func pFull() *pb.Consistency {
 	return &pb.Consistency{Requirement: &pb.Consistency_FullyConsistent{FullyConsistent: true}}
 }
-func aObj(typ, id string) *v1.ObjectReference { return &v1.ObjectReference{ObjectType: typ, ObjectId: id} }
+func aObj(typ, id string) *v1.ObjectReference {
+	return &v1.ObjectReference{ObjectType: typ, ObjectId: id}
+}
 func aSub(typ, id string) *v1.SubjectReference {
 	return &v1.SubjectReference{Object: aObj(typ, id)}
 }
@@ -353,7 +357,7 @@ func TestTenantBoundary(t *testing.T) {
 		{name: "pemba WriteRelationships globex precondition", denied: true, run: func() (string, error) {
 			return unary(pp.WriteRelationships(ctx, &pb.WriteRelationshipsRequest{
 				OptionalPreconditions: []*pb.Precondition{{Operation: pb.Precondition_OPERATION_MUST_EXIST, Filter: &pb.RelationshipFilter{ResourceType: "globex/doc"}}},
-				Updates: []*pb.RelationshipUpdate{{Operation: pb.RelationshipUpdate_OPERATION_TOUCH, Relationship: &pb.Relationship{Resource: pObj("acme/doc", "a3"), Relation: "viewer", Subject: pSub("acme/user", "carol")}}}}))
+				Updates:               []*pb.RelationshipUpdate{{Operation: pb.RelationshipUpdate_OPERATION_TOUCH, Relationship: &pb.Relationship{Resource: pObj("acme/doc", "a3"), Relation: "viewer", Subject: pSub("acme/user", "carol")}}}}))
 		}},
 		{name: "pemba DeleteRelationships globex", denied: true, run: func() (string, error) {
 			return unary(pp.DeleteRelationships(ctx, &pb.DeleteRelationshipsRequest{RelationshipFilter: &pb.RelationshipFilter{ResourceType: "globex/doc"}}))

@@ -197,4 +197,3 @@ func (p *Principal) LookupLimitErr(field string, limit int) error {
 	return fmt.Errorf("%w: %s %s; caller %q may look up at most %d results per call: set it to at most %d and page with the cursor",
 		ErrKeyLimit, field, what, p.Name, p.MaxLookupLimit, p.MaxLookupLimit)
 }
-

@@ -179,7 +179,9 @@ func TestTokenVerify(t *testing.T) {
 			return is.sign("k2", is.claims(map[string]any{"scope": []any{"pemba:write_relationships", "pemba:nonsense", "write_schema"}}))
 		}, want: &Principal{Name: "jwt:svc-1", Scopes: ScopeWriteRelationships, Tenant: "acme/"}},
 		{name: "expired", token: func() string { return is.sign("k1", is.claims(nil)) }, advance: time.Hour + time.Second, wantErr: "expired"},
-		{name: "not yet valid", token: func() string { return is.sign("k1", is.claims(map[string]any{"nbf": tokenEpoch.Add(time.Minute).Unix()})) }, wantErr: "not valid yet"},
+		{name: "not yet valid", token: func() string {
+			return is.sign("k1", is.claims(map[string]any{"nbf": tokenEpoch.Add(time.Minute).Unix()}))
+		}, wantErr: "not valid yet"},
 		{name: "no exp", token: func() string { return is.sign("k1", is.claims(map[string]any{"exp": nil})) }, wantErr: "exp"},
 		{name: "wrong audience", token: func() string { return is.sign("k1", is.claims(map[string]any{"aud": "someone-else"})) }, wantErr: "audience"},
 		{name: "wrong issuer", token: func() string { return is.sign("k1", is.claims(map[string]any{"iss": "https://evil.example"})) }, wantErr: "issuer"},

@@ -29,11 +29,16 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stdout, usage)
 		return 0
 	}
-	switch args[0] {
-	case "run":
-		return benchRun(ctx, args[1:], stdout, stderr)
-	case "compare":
-		return benchCompare(args[1:], stdout, stderr)
+	subs := map[string]func() int{
+		"run":     func() int { return benchRun(ctx, args[1:], stdout, stderr) },
+		"compare": func() int { return benchCompare(args[1:], stdout, stderr) },
+	}
+	if args[0] == cli.ListSubcommands {
+		listSubcommands(stdout, subs)
+		return 0
+	}
+	if sub, ok := subs[args[0]]; ok {
+		return sub()
 	}
 	fmt.Fprintf(stderr, "pemba bench: unknown subcommand %q (want run or compare)\n", args[0])
 	return 2
@@ -47,9 +52,10 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		scale       = fs.String("scale", "small", "data set scale: small (~10k), medium (~1M), large (~10M relationships)")
 		seed        = fs.Uint64("seed", 1, "seed of the data set and requests")
 		mode        = fs.String("mode", "inprocess", "target: inprocess, or grpc (a running pemba serve)")
-		addr        = fs.String("addr", "127.0.0.1:50051", "grpc mode: server address, or the nodes of a cluster separated by commas (connections go to each in turn)")
+		addr        = fs.String("address", "127.0.0.1:50051", "grpc mode: server address, or the nodes of a cluster separated by commas (connections go to each in turn)")
 		api         = fs.String("api", "pemba", "grpc mode: the API to drive: pemba (pemba.v1) or spicedb (authzed.api.v1 through authzed-go's client: SpiceDB, or pemba serve's SpiceDB-compatible API)")
-		keyFile     = fs.String("key-file", "", "grpc mode: file holding a preshared key (sent as a bearer token)")
+		token       = fs.String("token", "", "grpc mode: preshared key, sent as a bearer token (env PEMBA_TOKEN)")
+		keyFile     = fs.String("key-file", "", "grpc mode: file holding the preshared key (instead of -token)")
 		useTLS      = fs.Bool("tls", false, "grpc mode: connect with TLS, the server verified with the system's roots (default: plaintext)")
 		tlsCA       = fs.String("tls-ca", "", "grpc mode: connect with TLS, the server verified with the CA certificates in this PEM `file`")
 		skipLoad    = fs.Bool("skip-load", false, "grpc mode, or -datastore postgres: the server or database already holds this data set")
@@ -69,8 +75,10 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		quiet       = fs.Bool("quiet", false, "no progress lines on stderr")
 	)
-	fs.StringVar(storeKind, "store", "pebble", "the same as -datastore")
-	if code := parseFlags(fs, args); code >= 0 {
+	cli.Alias(fs, "store", "datastore")
+	cli.Alias(fs, "addr", "address")
+	cli.Hide(fs, "key-file")
+	if code := parseFlags(fs, "pemba bench run [flags]", args, stdout, stderr); code >= 0 {
 		return code
 	}
 	sc, err := workload.ParseScale(*scale)
@@ -92,8 +100,15 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "pemba bench: -output %q (want table or json)\n", *output)
 		return 2
 	}
-	var key string
+	key := *token
+	if key == "" {
+		key = os.Getenv("PEMBA_TOKEN")
+	}
 	if *keyFile != "" {
+		if *token != "" {
+			fmt.Fprintln(stderr, "pemba bench: give -token or -key-file, not both")
+			return 2
+		}
 		b, err := os.ReadFile(*keyFile)
 		if err != nil {
 			fmt.Fprintln(stderr, "pemba bench:", err)

@@ -24,8 +24,8 @@ func TestBenchAPIs(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := startServe(t, "-store", "memory", "-keys-file", keys)
-	run1 := []string{"bench", "run", "-mode", "grpc", "-addr", addr, "-key-file", keyFile, "-workload", "deep-chain",
+	addr := startServe(t, "-datastore", "memory", "-keys-file", keys)
+	run1 := []string{"bench", "run", "-mode", "grpc", "-address", addr, "-key-file", keyFile, "-workload", "deep-chain",
 		"-ops", "40", "-warmup", "0s", "-concurrency", "2", "-quiet", "-output", "json", "-mix", "check=80,lookup-resources=10,write=10"}
 	tests := []struct {
 		name   string
@@ -38,7 +38,10 @@ func TestBenchAPIs(t *testing.T) {
 		{"pemba API, on the same data", append(run1, "-api", "pemba", "-skip-load"), 0, "grpc/" + addr, ""},
 		{"spicedb API, fully consistent", append(run1, "-api", "spicedb", "-skip-load", "-consistency", "fully_consistent"), 0, "grpc-spicedb/" + addr, ""},
 		{"unknown API", append(run1, "-api", "zanzibar"), 2, "", `api "zanzibar" (want pemba or spicedb)`},
-		{"api without grpc mode", []string{"bench", "run", "-api", "spicedb", "-store", "memory"}, 2, "", "-api spicedb needs -mode grpc"},
+		{"-token instead of -key-file", []string{"bench", "run", "-mode", "grpc", "-address", addr, "-token", secret, "-workload", "deep-chain",
+			"-ops", "40", "-warmup", "0s", "-concurrency", "1", "-quiet", "-output", "json", "-mix", "check=100", "-skip-load"}, 0, "grpc/" + addr, ""},
+		{"-token and -key-file", append(run1, "-token", secret), 2, "", "give -token or -key-file, not both"},
+		{"api without grpc mode", []string{"bench", "run", "-api", "spicedb", "-datastore", "memory"}, 2, "", "-api spicedb needs -mode grpc"},
 		{"missing CA file", append(run1, "-tls-ca", filepath.Join(dir, "none.pem")), 2, "", "read -tls-ca"},
 		{"TLS to a plaintext server", append(run1, "-api", "spicedb", "-tls"), 1, "", "Unavailable"},
 	}
