@@ -11,6 +11,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
@@ -216,6 +217,16 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 		// body), beside the reason.
 		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}, &errdetails.BadRequest{
 			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: fe.Field, Description: fe.Err.Error()}},
+		}); derr == nil {
+			return d
+		}
+	}
+	var kl *KeyLimitError
+	if errors.As(err, &kl) && kl.RetryAfter > 0 {
+		// When a call would be admitted, as data (the Go client and
+		// gRPC's retry policies read google.rpc.RetryInfo).
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}, &errdetails.RetryInfo{
+			RetryDelay: durationpb.New(kl.RetryAfter),
 		}); derr == nil {
 			return d
 		}

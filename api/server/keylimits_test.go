@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -52,6 +53,13 @@ func TestKeyRateLimit(t *testing.T) {
 		}
 		if status.Code(err) != codes.ResourceExhausted || reasonOf(err) != ReasonKeyLimit || !strings.Contains(err.Error(), `caller "slow"`) || !strings.Contains(err.Error(), s.retry) {
 			t.Fatalf("step %d: err = %v (reason %s), want RESOURCE_EXHAUSTED KEY_LIMIT_EXCEEDED saying %q", i, err, reasonOf(err), s.retry)
+		}
+		if s.retry != "" {
+			// The same delay as data.
+			want, _ := time.ParseDuration(strings.TrimPrefix(s.retry, "retry after "))
+			if got := retryDelayOf(err); got != want {
+				t.Errorf("step %d: RetryInfo delay %v, want %v", i, got, want)
+			}
 		}
 	}
 	// Other keys are not limited by it.
@@ -141,7 +149,7 @@ func TestKeyMaxLookupLimit(t *testing.T) {
 		if err == nil {
 			err = drainErr(func() error { _, err := s.Recv(); return err })
 		}
-		if tt.ok != (err == nil) || (!tt.ok && (status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "optional_limit"))) {
+		if tt.ok != (err == nil) || (!tt.ok && (status.Code(err) != codes.ResourceExhausted || reasonOf(err) != ReasonLimitExceeded || !strings.Contains(err.Error(), "optional_limit"))) {
 			t.Errorf("LookupResources limit %d: %v", tt.limit, err)
 		}
 		ls, err := f.perms.LookupSubjects(bearer(secretB), &pb.LookupSubjectsRequest{Consistency: full(), Resource: obj("doc", "1"), Permission: "view", SubjectObjectType: "user", OptionalLimit: tt.limit})
@@ -208,4 +216,14 @@ func TestSetKeys(t *testing.T) {
 	if err := read(secretB); err != nil {
 		t.Errorf("a key with new limits: %v", err)
 	}
+}
+
+// retryDelayOf is the google.rpc.RetryInfo delay of err's status (0: none).
+func retryDelayOf(err error) time.Duration {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
 }

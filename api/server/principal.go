@@ -194,6 +194,8 @@ func (p *Principal) LookupLimitErr(field string, limit int) error {
 	if limit <= 0 {
 		what = "is not set"
 	}
+	// A request over a limit (LIMIT_EXCEEDED, HTTP 413), not a caller to
+	// slow down: retrying it unchanged never helps.
 	return fmt.Errorf("%w: %s %s; caller %q may look up at most %d results per call: set it to at most %d and page with the cursor",
-		ErrKeyLimit, field, what, p.Name, p.MaxLookupLimit, p.MaxLookupLimit)
+		engine.ErrLimitExceeded, field, what, p.Name, p.MaxLookupLimit, p.MaxLookupLimit)
 }
