@@ -180,3 +180,45 @@ func TestScopes(t *testing.T) {
 		}
 	}
 }
+
+// TestCallerMetrics: pemba_grpc_caller_requests_total counts each
+// caller's calls by tenant and code, refusals by scope and tenant
+// included.
+func TestCallerMetrics(t *testing.T) {
+	const secretT = "secret-of-tenant-acme-0123456789"
+	f := newFixture(t, Config{Keys: []Key{
+		{Name: "admin", Secret: secretA},
+		{Name: "acme", Secret: secretT, Scopes: ScopeReadSchema | ScopeWriteSchema, Tenant: "acme/"},
+	}})
+	if _, err := f.schema.WriteSchema(bearer(secretA), &pb.WriteSchemaRequest{Schema: testSchema}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.schema.WriteSchema(bearer(secretT), &pb.WriteSchemaRequest{Schema: "definition acme/user {}"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := f.schema.ReadSchema(bearer(secretT), &pb.ReadSchemaRequest{Consistency: full()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No check scope; a definition outside the tenant.
+	if _, err := f.perms.CheckPermission(bearer(secretT), &pb.CheckPermissionRequest{Consistency: full(), Resource: obj("acme/doc", "1"), Permission: "view", Subject: sub("acme/user", "a", "")}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("check without the scope: %v", err)
+	}
+	if _, err := f.schema.WriteSchema(bearer(secretT), &pb.WriteSchemaRequest{Schema: "definition globex/user {}"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a schema outside the tenant: %v", err)
+	}
+	for _, c := range []struct {
+		caller, tenant, code string
+		want               float64
+	}{
+		{"admin", "", "OK", 1},
+		{"acme", "acme/", "OK", 3},
+		{"acme", "acme/", "PermissionDenied", 2},
+		{"acme", "", "OK", 0},
+	} {
+		if got := counterValue(t, f.srv.metrics.callers, c.caller, c.tenant, c.code); got != c.want {
+			t.Errorf("caller_requests_total{caller=%q,tenant=%q,code=%q} = %v, want %v", c.caller, c.tenant, c.code, got, c.want)
+		}
+	}
+}
