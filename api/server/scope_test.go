@@ -210,7 +210,7 @@ func TestCallerMetrics(t *testing.T) {
 	}
 	for _, c := range []struct {
 		caller, tenant, code string
-		want               float64
+		want                 float64
 	}{
 		{"admin", "", "OK", 1},
 		{"acme", "acme/", "OK", 3},
