@@ -33,6 +33,10 @@ var (
 	// allowed subject type that stored relationships still use; see
 	// *UnsafeSchemaChangeError.
 	ErrUnsafeSchemaChange = errors.New("engine: schema change would orphan stored relationships")
+	// ErrDeprecated: the request writes, checks or looks up a relation or
+	// permission marked @deprecated, and the engine refuses such requests
+	// (Options.Deprecation is DeprecationRefuse).
+	ErrDeprecated = errors.New("engine: deprecated relation or permission")
 
 	// ErrInvalidZookie: the zookie is garbage, tampered with, or was minted
 	// by another datastore. It wraps the token package's reason
@@ -167,6 +171,9 @@ type RelationshipError struct {
 	Reason error
 	// Detail is one sentence for humans.
 	Detail string
+	// List names what Index counts in the message ("" means "update";
+	// "contextual relationship" for a read's contextual relationships).
+	List string
 }
 
 // Error implements error.
@@ -174,7 +181,11 @@ func (e *RelationshipError) Error() string {
 	var b strings.Builder
 	b.WriteString("engine: ")
 	if e.Index >= 0 {
-		fmt.Fprintf(&b, "update %d: ", e.Index)
+		list := e.List
+		if list == "" {
+			list = "update"
+		}
+		fmt.Fprintf(&b, "%s %d: ", list, e.Index)
 	}
 	fmt.Fprintf(&b, "relationship %s: %v", e.Relationship, e.Reason)
 	if e.Detail != "" {

@@ -363,6 +363,13 @@ func TestTenantBoundary(t *testing.T) {
 		{name: "pemba DeleteRelationships globex", denied: true, run: func() (string, error) {
 			return unary(pp.DeleteRelationships(ctx, &pb.DeleteRelationshipsRequest{RelationshipFilter: &pb.RelationshipFilter{ResourceType: "globex/doc"}}))
 		}},
+		{name: "pemba CheckPermissionSet globex resource", denied: true, run: func() (string, error) {
+			return unary(pp.CheckPermissionSet(ctx, &pb.CheckPermissionSetRequest{Consistency: pFull(), Resources: []*pb.ObjectReference{pObj("acme/doc", "a1"), g("g1")}, Subject: pSub("acme/user", "alice")}))
+		}},
+		{name: "pemba CheckPermission globex contextual relationship", denied: true, run: func() (string, error) {
+			return unary(pp.CheckPermission(ctx, &pb.CheckPermissionRequest{Consistency: pFull(), Resource: pObj("acme/doc", "a1"), Permission: "view", Subject: pSub("acme/user", "alice"),
+				ContextualRelationships: []*pb.Relationship{{Resource: g("g1"), Relation: "viewer", Subject: pSub("globex/user", "bob")}}}))
+		}},
 		{name: "pemba CheckPermission globex resource", denied: true, run: func() (string, error) {
 			return unary(pp.CheckPermission(ctx, &pb.CheckPermissionRequest{Consistency: pFull(), Resource: g("g1"), Permission: "view", Subject: pSub("globex/user", "bob")}))
 		}},

@@ -112,6 +112,7 @@ var methodRules = func() map[string]methodRule {
 	for _, name := range []string{"CheckPermission", "CheckBulkPermissions", "ExpandPermissionTree", "LookupResources", "LookupSubjects"} {
 		both("PermissionsService/"+name, guarded(ScopeCheck))
 	}
+	m["/pemba.v1.PermissionsService/CheckPermissionSet"] = guarded(ScopeCheck)
 	both("PermissionsService/ReadRelationships", guarded(ScopeReadRelationships))
 	both("PermissionsService/WriteRelationships", guarded(ScopeWriteRelationships))
 	both("PermissionsService/DeleteRelationships", guarded(ScopeWriteRelationships))

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/pemba-authz/pemba/engine"
@@ -41,4 +42,27 @@ func WriteSchemaAs(ctx context.Context, e *engine.Engine, p *Principal, text str
 		}
 		return merged, nil
 	})
+}
+
+// DryRunSchemaAs is WriteSchemaAs without the write: the changes and
+// impact of writing text as p's schema (for a tenant, the stored schema
+// with the tenant's part replaced, so the other tenants' definitions
+// show no change).
+func DryRunSchemaAs(ctx context.Context, e *engine.Engine, p *Principal, text string) (engine.SchemaDryRun, error) {
+	if p.Tenant == "" {
+		return e.DryRunSchema(ctx, text, engine.SchemaImpactOptions{})
+	}
+	current := ""
+	rs, err := e.ReadSchema(ctx, engine.FullyConsistent())
+	switch {
+	case err == nil:
+		current = rs.Text
+	case !errors.Is(err, engine.ErrNoSchema):
+		return engine.SchemaDryRun{}, err
+	}
+	merged, err := schema.ReplaceTenantPart(current, p.Tenant, text)
+	if err != nil {
+		return engine.SchemaDryRun{}, fmt.Errorf("%w: caller %q of tenant %q: %w", engine.ErrInvalidSchema, p.Name, p.Tenant, err)
+	}
+	return e.DryRunSchema(ctx, merged, engine.SchemaImpactOptions{})
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,7 +89,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"schema", "write, read, format (offline) and diff (offline) schemas", schemaCommand},
+		{"schema", "write and read schemas; format, check, lint and diff schema files (offline)", schemaCommand},
 		{"relationship", "write, delete, read, import and export relationships", relationshipCommand},
 		{"check", "check whether a subject has a permission on a resource", checkCommand},
 		{"expand", "show the tree of subjects a permission is computed from", expandCommand},
@@ -264,12 +265,15 @@ func (inv *invocation) setOutput(usage, v string) error {
 
 // emitJSON writes v as one line of JSON.
 func (inv *invocation) emitJSON(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
+	// Not HTML-escaped: messages keep "->", "=>" and "&" as written
+	// (parent->viewer, not parent-\u003eviewer).
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil { // Encode ends the line
 		return fmt.Errorf("encode output: %w", err)
 	}
-	b = append(b, '\n')
-	if _, err := inv.env.Stdout.Write(b); err != nil {
+	if _, err := inv.env.Stdout.Write(b.Bytes()); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
