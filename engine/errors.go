@@ -137,6 +137,30 @@ var (
 	ErrTokenOtherRequest = token.ErrOtherRequest
 )
 
+// tokenReason is why package token refused a token, without its
+// package's prefix, for an error that already says which token it was:
+// "engine: invalid zookie: not base64url", not "engine: invalid zookie:
+// token: invalid: not base64url".
+func tokenReason(err error) string {
+	msg := err.Error()
+	for _, sentinel := range []error{token.ErrInvalid, token.ErrOtherStore, token.ErrOtherRequest} {
+		if errors.Is(err, sentinel) {
+			if rest, ok := strings.CutPrefix(msg, sentinel.Error()+": "); ok {
+				return rest
+			}
+			return strings.TrimPrefix(msg, "token: ")
+		}
+	}
+	return msg
+}
+
+// tokenError wraps a token's refusal under outer (ErrInvalidZookie),
+// keeping both for errors.Is but saying the reason once.
+type tokenError struct{ outer, reason error }
+
+func (e *tokenError) Error() string   { return e.outer.Error() + ": " + tokenReason(e.reason) }
+func (e *tokenError) Unwrap() []error { return []error{e.outer, e.reason} }
+
 // Datastore failures the engine passes through unchanged.
 var (
 	// ErrBatchTooLarge: a transaction exceeds the datastore's own

@@ -100,11 +100,21 @@ func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(curr
 	current := ""
 	if cur.c != nil {
 		prev = cur.c.schema
-		current = prev.Source
+		stored, _, err := cur.reader.ReadSchema(ctx)
+		if err != nil {
+			return "", nil, fmt.Errorf("engine: read schema: %w", err)
+		}
+		current = stored
 	}
 	text, err := edit(current)
 	if err != nil {
 		return "", nil, err
+	}
+	if cur.c != nil && text == current {
+		// Writing the text already stored commits nothing: the answer is
+		// the head's zookie, and no revision, change or audit entry is
+		// made for it.
+		return e.zookieOf(head), nil, nil
 	}
 	next, err := schema.Compile(schemaFilename, text)
 	if err != nil {
@@ -337,7 +347,7 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 				err = tx.Delete(ctx, u.Relationship.Key())
 			}
 			if err != nil {
-				return fmt.Errorf("engine: update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
+				return fmt.Errorf("update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
 			}
 		}
 		return nil

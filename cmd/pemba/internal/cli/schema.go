@@ -127,9 +127,9 @@ func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
 		for _, ch := range resp.GetChanges() {
 			inv.infof("%s\n", ch.GetDescription())
 		}
-		inv.infof("schema written (%d changes)\n", n)
+		inv.infof("schema written (%s)\n", counted(n, "change"))
 	} else {
-		inv.infof("schema written (%d changes; --output json lists them)\n", n)
+		inv.infof("schema written (%s; --output json lists them)\n", counted(n, "change"))
 	}
 	inv.printf("%s\n", resp.GetWrittenAt().GetToken())
 	return nil
