@@ -11,6 +11,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
@@ -33,6 +34,13 @@ var (
 	// ErrNotFound: the thing asked for does not exist (ReadSchema before
 	// any schema write).
 	ErrNotFound = errors.New("server: not found")
+	// ErrPermissionDenied: the caller is authenticated but its scopes or
+	// its tenant do not allow the call (a *ScopeError names the missing
+	// scope).
+	ErrPermissionDenied = errors.New("server: permission denied")
+	// ErrKeyLimit: the call is over one of its key's own limits
+	// (requests per second, concurrent requests).
+	ErrKeyLimit = errors.New("server: key limit exceeded")
 	// errPanic marks a recovered panic.
 	errPanic = errors.New("server: panic")
 )
@@ -48,10 +56,15 @@ const ErrorDomain = "pemba.authz"
 // Reasons, in the ErrorInfo detail of a status.
 const (
 	ReasonUnauthenticated = "UNAUTHENTICATED"
-	ReasonNotFound        = "NOT_FOUND"
-	ReasonLimitExceeded   = "LIMIT_EXCEEDED"
-	ReasonMaxDepth        = "MAX_DEPTH_EXCEEDED"
-	ReasonUnavailable     = "UNAVAILABLE"
+	// ReasonPermissionDenied: a scope or tenant refusal (codes.PermissionDenied).
+	ReasonPermissionDenied = "PERMISSION_DENIED"
+	// ReasonKeyLimit: over the calling key's own rate or concurrency
+	// limit (codes.ResourceExhausted); retry later.
+	ReasonKeyLimit      = "KEY_LIMIT_EXCEEDED"
+	ReasonNotFound      = "NOT_FOUND"
+	ReasonLimitExceeded = "LIMIT_EXCEEDED"
+	ReasonMaxDepth      = "MAX_DEPTH_EXCEEDED"
+	ReasonUnavailable   = "UNAVAILABLE"
 	// ReasonCommitOutcomeUnknown: a write's commit got no answer from the
 	// datastore; it may or may not have been applied (codes.Unknown).
 	ReasonCommitOutcomeUnknown = "COMMIT_OUTCOME_UNKNOWN"
@@ -97,6 +110,10 @@ type errorRule struct {
 var errorRules = []errorRule{
 	{[]error{ErrUnauthenticated}, codes.Unauthenticated, ReasonUnauthenticated},
 	{[]error{ErrNotFound}, codes.NotFound, ReasonNotFound},
+	// Before ErrInvalidSchema: a tenant's schema that declares another's
+	// names is refused for its caller, not malformed.
+	{[]error{ErrPermissionDenied, schema.ErrOutsideTenant}, codes.PermissionDenied, ReasonPermissionDenied},
+	{[]error{ErrKeyLimit}, codes.ResourceExhausted, ReasonKeyLimit},
 	// Limits first: a *FieldError or a *RelationshipError may wrap an
 	// *engine.LimitError. engine.ErrBatchTooLarge is the datastore's own
 	// per-transaction limit; nothing was written.
@@ -205,6 +222,16 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 		// body), beside the reason.
 		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}, &errdetails.BadRequest{
 			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: fe.Field, Description: fe.Err.Error()}},
+		}); derr == nil {
+			return d
+		}
+	}
+	var kl *KeyLimitError
+	if errors.As(err, &kl) && kl.RetryAfter > 0 {
+		// When a call would be admitted, as data (the Go client and
+		// gRPC's retry policies read google.rpc.RetryInfo).
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}, &errdetails.RetryInfo{
+			RetryDelay: durationpb.New(kl.RetryAfter),
 		}); derr == nil {
 			return d
 		}

@@ -812,6 +812,8 @@ func TestHTTPStatusOf(t *testing.T) {
 		{codes.ResourceExhausted, ReasonLimitExceeded, 413},
 		{codes.ResourceExhausted, "", 413}, // gRPC's own message-size limit
 		{codes.ResourceExhausted, ReasonMaxDepth, 422},
+		{codes.ResourceExhausted, ReasonKeyLimit, 429},
+		{codes.PermissionDenied, ReasonPermissionDenied, 403},
 		{codes.Canceled, ReasonCanceled, 499},
 		{codes.Unknown, ReasonCommitOutcomeUnknown, 500},
 		{codes.Internal, ReasonInternal, 500},
