@@ -510,7 +510,11 @@ type CheckPermissionRequest struct {
 	Permission string            `protobuf:"bytes,3,opt,name=permission,proto3" json:"permission,omitempty"`
 	Subject    *SubjectReference `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
 	// context supplies caveat parameters not fixed in relationships.
-	Context       *structpb.Struct `protobuf:"bytes,5,opt,name=context,proto3" json:"context,omitempty"`
+	Context *structpb.Struct `protobuf:"bytes,5,opt,name=context,proto3" json:"context,omitempty"`
+	// explain asks for the explanation of the answer (the response's
+	// explanation): off by default, and a check without it costs nothing
+	// more.
+	Explain       bool `protobuf:"varint,6,opt,name=explain,proto3" json:"explain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -580,6 +584,13 @@ func (x *CheckPermissionRequest) GetContext() *structpb.Struct {
 	return nil
 }
 
+func (x *CheckPermissionRequest) GetExplain() bool {
+	if x != nil {
+		return x.Explain
+	}
+	return false
+}
+
 // CheckPermissionResponse is the answer of a check.
 type CheckPermissionResponse struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -588,8 +599,10 @@ type CheckPermissionResponse struct {
 	// partial_caveat_info is set when permissionship is
 	// CONDITIONAL_PERMISSION.
 	PartialCaveatInfo *PartialCaveatInfo `protobuf:"bytes,3,opt,name=partial_caveat_info,json=partialCaveatInfo,proto3" json:"partial_caveat_info,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// explanation is set when the request asked for it.
+	Explanation   *CheckExplanation `protobuf:"bytes,4,opt,name=explanation,proto3" json:"explanation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckPermissionResponse) Reset() {
@@ -639,6 +652,13 @@ func (x *CheckPermissionResponse) GetPermissionship() Permissionship {
 func (x *CheckPermissionResponse) GetPartialCaveatInfo() *PartialCaveatInfo {
 	if x != nil {
 		return x.PartialCaveatInfo
+	}
+	return nil
+}
+
+func (x *CheckPermissionResponse) GetExplanation() *CheckExplanation {
+	if x != nil {
+		return x.Explanation
 	}
 	return nil
 }
@@ -2064,7 +2084,7 @@ var File_pemba_v1_permissions_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\n" +
-	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\"\x84\x02\n" +
+	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\x1a\x16pemba/v1/explain.proto\"\x84\x02\n" +
 	"\x18ReadRelationshipsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x12M\n" +
 	"\x13relationship_filter\x18\x02 \x01(\v2\x1c.pemba.v1.RelationshipFilterR\x12relationshipFilter\x12%\n" +
@@ -2093,7 +2113,7 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x10DeletionProgress\x12!\n" +
 	"\x1dDELETION_PROGRESS_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aDELETION_PROGRESS_COMPLETE\x10\x01\x12\x1d\n" +
-	"\x19DELETION_PROGRESS_PARTIAL\x10\x02\"\x91\x02\n" +
+	"\x19DELETION_PROGRESS_PARTIAL\x10\x02\"\xab\x02\n" +
 	"\x16CheckPermissionRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x125\n" +
 	"\bresource\x18\x02 \x01(\v2\x19.pemba.v1.ObjectReferenceR\bresource\x12\x1e\n" +
@@ -2101,12 +2121,14 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"permission\x18\x03 \x01(\tR\n" +
 	"permission\x124\n" +
 	"\asubject\x18\x04 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x121\n" +
-	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\"\xd9\x01\n" +
+	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\x12\x18\n" +
+	"\aexplain\x18\x06 \x01(\bR\aexplain\"\x97\x02\n" +
 	"\x17CheckPermissionResponse\x12/\n" +
 	"\n" +
 	"checked_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\tcheckedAt\x12@\n" +
 	"\x0epermissionship\x18\x02 \x01(\x0e2\x18.pemba.v1.PermissionshipR\x0epermissionship\x12K\n" +
-	"\x13partial_caveat_info\x18\x03 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\"\x97\x01\n" +
+	"\x13partial_caveat_info\x18\x03 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\x12<\n" +
+	"\vexplanation\x18\x04 \x01(\v2\x1a.pemba.v1.CheckExplanationR\vexplanation\"\x97\x01\n" +
 	"\x1bCheckBulkPermissionsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x12?\n" +
 	"\x05items\x18\x02 \x03(\v2).pemba.v1.CheckBulkPermissionsRequestItemR\x05items\"\xe1\x01\n" +
@@ -2291,9 +2313,10 @@ var file_pemba_v1_permissions_proto_goTypes = []any{
 	(*structpb.Struct)(nil),                           // 39: google.protobuf.Struct
 	(Permissionship)(0),                               // 40: pemba.v1.Permissionship
 	(*PartialCaveatInfo)(nil),                         // 41: pemba.v1.PartialCaveatInfo
-	(*ItemError)(nil),                                 // 42: pemba.v1.ItemError
-	(*ContextualizedCaveat)(nil),                      // 43: pemba.v1.ContextualizedCaveat
-	(*timestamppb.Timestamp)(nil),                     // 44: google.protobuf.Timestamp
+	(*CheckExplanation)(nil),                          // 42: pemba.v1.CheckExplanation
+	(*ItemError)(nil),                                 // 43: pemba.v1.ItemError
+	(*ContextualizedCaveat)(nil),                      // 44: pemba.v1.ContextualizedCaveat
+	(*timestamppb.Timestamp)(nil),                     // 45: google.protobuf.Timestamp
 }
 var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	30, // 0: pemba.v1.ReadRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
@@ -2316,87 +2339,88 @@ var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	33, // 17: pemba.v1.CheckPermissionResponse.checked_at:type_name -> pemba.v1.Zookie
 	40, // 18: pemba.v1.CheckPermissionResponse.permissionship:type_name -> pemba.v1.Permissionship
 	41, // 19: pemba.v1.CheckPermissionResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	30, // 20: pemba.v1.CheckBulkPermissionsRequest.consistency:type_name -> pemba.v1.Consistency
-	11, // 21: pemba.v1.CheckBulkPermissionsRequest.items:type_name -> pemba.v1.CheckBulkPermissionsRequestItem
-	37, // 22: pemba.v1.CheckBulkPermissionsRequestItem.resource:type_name -> pemba.v1.ObjectReference
-	38, // 23: pemba.v1.CheckBulkPermissionsRequestItem.subject:type_name -> pemba.v1.SubjectReference
-	39, // 24: pemba.v1.CheckBulkPermissionsRequestItem.context:type_name -> google.protobuf.Struct
-	33, // 25: pemba.v1.CheckBulkPermissionsResponse.checked_at:type_name -> pemba.v1.Zookie
-	13, // 26: pemba.v1.CheckBulkPermissionsResponse.pairs:type_name -> pemba.v1.CheckBulkPermissionsPair
-	11, // 27: pemba.v1.CheckBulkPermissionsPair.request:type_name -> pemba.v1.CheckBulkPermissionsRequestItem
-	14, // 28: pemba.v1.CheckBulkPermissionsPair.item:type_name -> pemba.v1.CheckBulkPermissionsResponseItem
-	42, // 29: pemba.v1.CheckBulkPermissionsPair.error:type_name -> pemba.v1.ItemError
-	40, // 30: pemba.v1.CheckBulkPermissionsResponseItem.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 31: pemba.v1.CheckBulkPermissionsResponseItem.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	30, // 32: pemba.v1.ExpandPermissionTreeRequest.consistency:type_name -> pemba.v1.Consistency
-	37, // 33: pemba.v1.ExpandPermissionTreeRequest.resource:type_name -> pemba.v1.ObjectReference
-	39, // 34: pemba.v1.ExpandPermissionTreeRequest.context:type_name -> google.protobuf.Struct
-	33, // 35: pemba.v1.ExpandPermissionTreeResponse.expanded_at:type_name -> pemba.v1.Zookie
-	17, // 36: pemba.v1.ExpandPermissionTreeResponse.tree_root:type_name -> pemba.v1.PermissionRelationshipTree
-	18, // 37: pemba.v1.PermissionRelationshipTree.intermediate:type_name -> pemba.v1.AlgebraicSubjectSet
-	19, // 38: pemba.v1.PermissionRelationshipTree.leaf:type_name -> pemba.v1.DirectSubjectSet
-	37, // 39: pemba.v1.PermissionRelationshipTree.expanded_object:type_name -> pemba.v1.ObjectReference
-	43, // 40: pemba.v1.PermissionRelationshipTree.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
-	44, // 41: pemba.v1.PermissionRelationshipTree.optional_expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 42: pemba.v1.AlgebraicSubjectSet.operation:type_name -> pemba.v1.AlgebraicSubjectSet.Operation
-	17, // 43: pemba.v1.AlgebraicSubjectSet.children:type_name -> pemba.v1.PermissionRelationshipTree
-	38, // 44: pemba.v1.DirectSubjectSet.subjects:type_name -> pemba.v1.SubjectReference
-	20, // 45: pemba.v1.DirectSubjectSet.conditional_subjects:type_name -> pemba.v1.DirectSubject
-	17, // 46: pemba.v1.DirectSubjectSet.subject_set_expansions:type_name -> pemba.v1.PermissionRelationshipTree
-	38, // 47: pemba.v1.DirectSubject.subject:type_name -> pemba.v1.SubjectReference
-	43, // 48: pemba.v1.DirectSubject.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
-	44, // 49: pemba.v1.DirectSubject.optional_expires_at:type_name -> google.protobuf.Timestamp
-	30, // 50: pemba.v1.LookupResourcesRequest.consistency:type_name -> pemba.v1.Consistency
-	38, // 51: pemba.v1.LookupResourcesRequest.subject:type_name -> pemba.v1.SubjectReference
-	39, // 52: pemba.v1.LookupResourcesRequest.context:type_name -> google.protobuf.Struct
-	32, // 53: pemba.v1.LookupResourcesRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 54: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	40, // 55: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 56: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	32, // 57: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
-	30, // 58: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
-	37, // 59: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
-	39, // 60: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
-	32, // 61: pemba.v1.LookupSubjectsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 62: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	25, // 63: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
-	25, // 64: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
-	32, // 65: pemba.v1.LookupSubjectsResponse.after_result_cursor:type_name -> pemba.v1.Cursor
-	40, // 66: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 67: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	34, // 68: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
-	33, // 69: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
-	30, // 70: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
-	31, // 71: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
-	32, // 72: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 73: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
-	34, // 74: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
-	32, // 75: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
-	2,  // 76: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
-	4,  // 77: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
-	6,  // 78: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
-	8,  // 79: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
-	10, // 80: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
-	15, // 81: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
-	21, // 82: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
-	23, // 83: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
-	26, // 84: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
-	28, // 85: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
-	3,  // 86: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
-	5,  // 87: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
-	7,  // 88: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
-	9,  // 89: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
-	12, // 90: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
-	16, // 91: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
-	22, // 92: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
-	24, // 93: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
-	27, // 94: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
-	29, // 95: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
-	86, // [86:96] is the sub-list for method output_type
-	76, // [76:86] is the sub-list for method input_type
-	76, // [76:76] is the sub-list for extension type_name
-	76, // [76:76] is the sub-list for extension extendee
-	0,  // [0:76] is the sub-list for field type_name
+	42, // 20: pemba.v1.CheckPermissionResponse.explanation:type_name -> pemba.v1.CheckExplanation
+	30, // 21: pemba.v1.CheckBulkPermissionsRequest.consistency:type_name -> pemba.v1.Consistency
+	11, // 22: pemba.v1.CheckBulkPermissionsRequest.items:type_name -> pemba.v1.CheckBulkPermissionsRequestItem
+	37, // 23: pemba.v1.CheckBulkPermissionsRequestItem.resource:type_name -> pemba.v1.ObjectReference
+	38, // 24: pemba.v1.CheckBulkPermissionsRequestItem.subject:type_name -> pemba.v1.SubjectReference
+	39, // 25: pemba.v1.CheckBulkPermissionsRequestItem.context:type_name -> google.protobuf.Struct
+	33, // 26: pemba.v1.CheckBulkPermissionsResponse.checked_at:type_name -> pemba.v1.Zookie
+	13, // 27: pemba.v1.CheckBulkPermissionsResponse.pairs:type_name -> pemba.v1.CheckBulkPermissionsPair
+	11, // 28: pemba.v1.CheckBulkPermissionsPair.request:type_name -> pemba.v1.CheckBulkPermissionsRequestItem
+	14, // 29: pemba.v1.CheckBulkPermissionsPair.item:type_name -> pemba.v1.CheckBulkPermissionsResponseItem
+	43, // 30: pemba.v1.CheckBulkPermissionsPair.error:type_name -> pemba.v1.ItemError
+	40, // 31: pemba.v1.CheckBulkPermissionsResponseItem.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 32: pemba.v1.CheckBulkPermissionsResponseItem.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	30, // 33: pemba.v1.ExpandPermissionTreeRequest.consistency:type_name -> pemba.v1.Consistency
+	37, // 34: pemba.v1.ExpandPermissionTreeRequest.resource:type_name -> pemba.v1.ObjectReference
+	39, // 35: pemba.v1.ExpandPermissionTreeRequest.context:type_name -> google.protobuf.Struct
+	33, // 36: pemba.v1.ExpandPermissionTreeResponse.expanded_at:type_name -> pemba.v1.Zookie
+	17, // 37: pemba.v1.ExpandPermissionTreeResponse.tree_root:type_name -> pemba.v1.PermissionRelationshipTree
+	18, // 38: pemba.v1.PermissionRelationshipTree.intermediate:type_name -> pemba.v1.AlgebraicSubjectSet
+	19, // 39: pemba.v1.PermissionRelationshipTree.leaf:type_name -> pemba.v1.DirectSubjectSet
+	37, // 40: pemba.v1.PermissionRelationshipTree.expanded_object:type_name -> pemba.v1.ObjectReference
+	44, // 41: pemba.v1.PermissionRelationshipTree.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
+	45, // 42: pemba.v1.PermissionRelationshipTree.optional_expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 43: pemba.v1.AlgebraicSubjectSet.operation:type_name -> pemba.v1.AlgebraicSubjectSet.Operation
+	17, // 44: pemba.v1.AlgebraicSubjectSet.children:type_name -> pemba.v1.PermissionRelationshipTree
+	38, // 45: pemba.v1.DirectSubjectSet.subjects:type_name -> pemba.v1.SubjectReference
+	20, // 46: pemba.v1.DirectSubjectSet.conditional_subjects:type_name -> pemba.v1.DirectSubject
+	17, // 47: pemba.v1.DirectSubjectSet.subject_set_expansions:type_name -> pemba.v1.PermissionRelationshipTree
+	38, // 48: pemba.v1.DirectSubject.subject:type_name -> pemba.v1.SubjectReference
+	44, // 49: pemba.v1.DirectSubject.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
+	45, // 50: pemba.v1.DirectSubject.optional_expires_at:type_name -> google.protobuf.Timestamp
+	30, // 51: pemba.v1.LookupResourcesRequest.consistency:type_name -> pemba.v1.Consistency
+	38, // 52: pemba.v1.LookupResourcesRequest.subject:type_name -> pemba.v1.SubjectReference
+	39, // 53: pemba.v1.LookupResourcesRequest.context:type_name -> google.protobuf.Struct
+	32, // 54: pemba.v1.LookupResourcesRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 55: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	40, // 56: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 57: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	32, // 58: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	30, // 59: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
+	37, // 60: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
+	39, // 61: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
+	32, // 62: pemba.v1.LookupSubjectsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 63: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	25, // 64: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
+	25, // 65: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
+	32, // 66: pemba.v1.LookupSubjectsResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	40, // 67: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 68: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	34, // 69: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
+	33, // 70: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
+	30, // 71: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
+	31, // 72: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
+	32, // 73: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 74: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
+	34, // 75: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
+	32, // 76: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
+	2,  // 77: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
+	4,  // 78: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
+	6,  // 79: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
+	8,  // 80: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
+	10, // 81: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
+	15, // 82: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
+	21, // 83: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
+	23, // 84: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
+	26, // 85: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
+	28, // 86: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
+	3,  // 87: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
+	5,  // 88: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
+	7,  // 89: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
+	9,  // 90: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
+	12, // 91: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
+	16, // 92: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
+	22, // 93: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
+	24, // 94: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
+	27, // 95: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
+	29, // 96: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
+	87, // [87:97] is the sub-list for method output_type
+	77, // [77:87] is the sub-list for method input_type
+	77, // [77:77] is the sub-list for extension type_name
+	77, // [77:77] is the sub-list for extension extendee
+	0,  // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_pemba_v1_permissions_proto_init() }
@@ -2405,6 +2429,7 @@ func file_pemba_v1_permissions_proto_init() {
 		return
 	}
 	file_pemba_v1_core_proto_init()
+	file_pemba_v1_explain_proto_init()
 	file_pemba_v1_permissions_proto_msgTypes[11].OneofWrappers = []any{
 		(*CheckBulkPermissionsPair_Item)(nil),
 		(*CheckBulkPermissionsPair_Error)(nil),

@@ -197,6 +197,9 @@ func (p *permissions) CheckPermission(ctx context.Context, req *pb.CheckPermissi
 	if err != nil {
 		return nil, err
 	}
+	if req.GetExplain() {
+		return p.explainPermission(ctx, engine.CheckRequest{Consistency: c, CheckRequest: in, Context: cctx})
+	}
 	res, err := p.eng().Check(ctx, engine.CheckRequest{Consistency: c, CheckRequest: in, Context: cctx})
 	if err != nil {
 		return nil, err
