@@ -203,8 +203,9 @@ func (ExplainNode_Reason) EnumDescriptor() ([]byte, []int) {
 type CheckExplanation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Root  *ExplainNode           `protobuf:"bytes,1,opt,name=root,proto3" json:"root,omitempty"`
-	// witness lists the stored (unexpired) relationships the explanation
-	// rests on, each once.
+	// witness lists, for HAS_PERMISSION, the stored relationships of root,
+	// each once: written alone into an empty store with the same schema,
+	// they grant again (with the same caveat context).
 	Witness []*Relationship `protobuf:"bytes,2,rep,name=witness,proto3" json:"witness,omitempty"`
 	// error is set when the check failed (the depth limit): the
 	// explanation then shows the paths that went too deep.

@@ -83,7 +83,8 @@ func explanationToProto(x *engine.Explanation, failure error) (*pb.CheckExplanat
 	out := &pb.CheckExplanation{Root: root}
 	if failure != nil {
 		out.Error = failure.Error()
-	} else {
+	} else if x.Permissionship == engine.HasPermission {
+		// A grant's witness: these relationships alone grant.
 		for _, r := range x.Relationships() {
 			pr, err := convert.Relationship(r)
 			if err != nil {

@@ -153,10 +153,11 @@ func missingSuffix(p pb.Permissionship, info *pb.PartialCaveatInfo) string {
 }
 
 func checkCommand(ctx context.Context, inv *invocation, args []string) error {
-	const usage = "pemba check [--context JSON] [--exit-code] [flags] RESOURCE#PERMISSION@SUBJECT"
+	const usage = "pemba check [--context JSON] [--exit-code] [--explain] [flags] RESOURCE#PERMISSION@SUBJECT"
 	fs := inv.flagSet()
 	qf := inv.queryFlags(fs)
 	exitCode := fs.Bool("exit-code", false, "exit 3 when denied and 4 when conditional, instead of 0")
+	explain := fs.Bool("explain", false, "explain the answer: the path that grants, or each branch tried and why it failed")
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
@@ -176,8 +177,13 @@ func checkCommand(ctx context.Context, inv *invocation, args []string) error {
 	cons, st, c := q.cons, q.ctx, q.c
 	resp, err := c.Permissions.CheckPermission(ctx, &pb.CheckPermissionRequest{
 		Consistency: cons, Resource: client.Object(res), Permission: perm, Subject: client.Subject(sub), Context: st,
+		Explain: *explain,
 	})
 	if err != nil {
+		if x := explanationOf(err); x != nil && !inv.json {
+			// The depth limit: the explanation shows the paths.
+			inv.printf("%s", renderExplanation(x))
+		}
 		return err
 	}
 	p := resp.GetPermissionship()
@@ -186,16 +192,27 @@ func checkCommand(ctx context.Context, inv *invocation, args []string) error {
 		if missing == nil {
 			missing = []string{}
 		}
+		var x json.RawMessage
+		if *explain {
+			m := protojson.MarshalOptions{UseProtoNames: true}
+			if x, err = m.Marshal(resp.GetExplanation()); err != nil {
+				return fmt.Errorf("encode explanation: %w", err)
+			}
+		}
 		if err := inv.emitJSON(struct {
-			Permissionship string   `json:"permissionship"`
-			Allowed        bool     `json:"allowed"`
-			Missing        []string `json:"missing_context"`
-			Zookie         string   `json:"zookie"`
-		}{permissionshipName(p), p == pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION, missing, resp.GetCheckedAt().GetToken()}); err != nil {
+			Permissionship string          `json:"permissionship"`
+			Allowed        bool            `json:"allowed"`
+			Missing        []string        `json:"missing_context"`
+			Zookie         string          `json:"zookie"`
+			Explanation    json.RawMessage `json:"explanation,omitempty"`
+		}{permissionshipName(p), p == pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION, missing, resp.GetCheckedAt().GetToken(), x}); err != nil {
 			return err
 		}
 	} else {
 		inv.printf("%s%s\n", permissionshipWord(p), missingSuffix(p, resp.GetPartialCaveatInfo()))
+		if *explain {
+			inv.printf("%s", renderExplanation(resp.GetExplanation()))
+		}
 		inv.infof("checked at %s\n", resp.GetCheckedAt().GetToken())
 	}
 	if *exitCode {
