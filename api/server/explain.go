@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/api/internal/convert"
+	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
 )
 

@@ -3,9 +3,11 @@ package eval
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,4 +181,215 @@ func dumpExplain(n *ExplainNode, indent string) string {
 		s += dumpExplain(c, indent+"  ")
 	}
 	return s
+}
+
+// explainSchema has one of every rewrite, a caveat, an expiring relation,
+// an arrow whose subjects may lack the target, and self.
+const explainSchema = `
+use expiration
+use self
+caveat under(n int, limit int) { n < limit }
+definition user {
+	permission me = self
+}
+definition group {
+	relation member: user | user with under | user with expiration | group#member
+}
+definition folder {
+	relation parent: folder | group
+	relation viewer: user
+	permission view = viewer + parent->view
+}
+definition doc {
+	relation folder: folder
+	relation viewer: user | user:* | group#member
+	relation banned: user | group#member
+	relation approved: user
+	permission view = (viewer + folder->view) - banned
+	permission approved_view = view & approved
+	permission nothing = nil
+}
+`
+
+// TestExplainReasons: each way an answer is decided shows in the
+// explanation with its reason and the facts behind it.
+func TestExplainReasons(t *testing.T) {
+	ctx := context.Background()
+	s := mustCompile(t, explainSchema)
+	rels := mustParse(t,
+		"doc:d1#viewer@group:eng#member",
+		"group:eng#member@user:ann",
+		"group:eng#member@user:bob",
+		"group:eng#member@user:cat[under:{\"limit\":10}]",
+		"group:eng#member@user:old[expiration:2026-06-01T11:00:00Z]",
+		"doc:d1#banned@user:bob",
+		"doc:d1#approved@user:ann",
+		"doc:d2#folder@folder:f1",
+		"folder:f1#parent@folder:f0",
+		"folder:f1#parent@group:eng",
+		"folder:f0#viewer@user:dan",
+		"folder:loop#parent@folder:loop",
+		"doc:d3#folder@folder:loop",
+		"folder:x0#viewer@user:deep",
+		"folder:x1#parent@folder:x0",
+		"folder:x2#parent@folder:x1",
+		"folder:x3#parent@folder:x2",
+	)
+	rd := load(t, rels)
+	type want struct {
+		reason ExplainReason
+		// check inspects a step with reason: some step must pass it.
+		check func(n *ExplainNode) string // "" when n is right
+	}
+	cases := []struct {
+		name     string
+		q        string
+		ctx      map[string]any
+		maxDepth int
+		perm     Permissionship
+		wantErr  bool
+		want     []want
+	}{
+		{name: "grant through a subject set", q: "doc:d1#view@user:ann", perm: HasPermission},
+		{name: "missing, with the relationship that would grant", q: "doc:d1#view@user:eve", perm: NoPermission,
+			want: []want{{ReasonMissing, func(n *ExplainNode) string {
+				if n.Wanted == nil || n.Wanted.String() != "doc:d1#viewer@user:eve" {
+					return "wanted " + fmt.Sprint(n.Wanted)
+				}
+				return ""
+			}}}},
+		{name: "excluded, with the excluding path", q: "doc:d1#view@user:bob", perm: NoPermission,
+			want: []want{{ReasonExcluded, func(n *ExplainNode) string {
+				if len(n.Children) != 2 || n.Children[1].Permissionship != HasPermission || !hasRelationship(n.Children[1], "doc:d1#banned@user:bob") {
+					return "no excluding path:\n" + dumpExplain(n, "")
+				}
+				return ""
+			}}}},
+		{name: "caveat false, with the values used", q: "doc:d1#view@user:cat", ctx: map[string]any{"n": 12, "other": 1}, perm: NoPermission,
+			want: []want{{ReasonCaveatFalse, func(n *ExplainNode) string {
+				c := n.Caveat
+				if c == nil || c.Name != "under" || c.Expression != "n < limit" || c.Result != NoPermission ||
+					fmt.Sprint(c.Context) != "map[limit:10 n:12]" {
+					return fmt.Sprintf("caveat %+v", c)
+				}
+				return ""
+			}}}},
+		{name: "conditional, with the missing context", q: "doc:d1#view@user:cat", perm: ConditionalPermission,
+			want: []want{{ReasonCaveatMissing, func(n *ExplainNode) string {
+				if fmt.Sprint(n.MissingContext) != "[n]" || n.Caveat == nil || fmt.Sprint(n.Caveat.Missing) != "[n]" {
+					return fmt.Sprintf("missing %v, caveat %+v", n.MissingContext, n.Caveat)
+				}
+				return ""
+			}}}},
+		{name: "expired, with when", q: "doc:d1#view@user:old", perm: NoPermission,
+			want: []want{{ReasonExpired, func(n *ExplainNode) string {
+				if n.Relationship == nil || !n.Relationship.Expiration.Equal(testNow.Add(-time.Hour)) {
+					return fmt.Sprint("relationship ", n.Relationship)
+				}
+				return ""
+			}}}},
+		{name: "arrow to a subject without the target", q: "doc:d2#view@user:eve", perm: NoPermission,
+			want: []want{{ReasonNoTarget, func(n *ExplainNode) string {
+				if n.Relationship == nil || n.Relationship.String() != "folder:f1#parent@group:eng" {
+					return fmt.Sprint("relationship ", n.Relationship)
+				}
+				return ""
+			}}}},
+		{name: "grant through an arrow", q: "doc:d2#view@user:dan", perm: HasPermission},
+		{name: "cycle", q: "doc:d3#view@user:eve", perm: NoPermission, want: []want{{ReasonCycle, nil}}},
+		{name: "intersection denied by one side", q: "doc:d1#approved_view@user:cat", ctx: map[string]any{"n": 1}, perm: NoPermission,
+			want: []want{{ReasonMissing, func(n *ExplainNode) string {
+				if n.Wanted == nil || n.Wanted.String() != "doc:d1#approved@user:cat" {
+					return "wanted " + fmt.Sprint(n.Wanted)
+				}
+				return ""
+			}}}},
+		{name: "subject type not allowed", q: "doc:d1#view@folder:f0", perm: NoPermission, want: []want{{ReasonNotAllowed, nil}}},
+		{name: "nil", q: "doc:d1#nothing@user:ann", perm: NoPermission},
+		{name: "self", q: "user:ann#me@user:ann", perm: HasPermission},
+		{name: "not self", q: "user:ann#me@user:bob", perm: NoPermission, want: []want{{ReasonNotSelf, nil}}},
+		{name: "the subject set itself", q: "group:eng#member@group:eng#member", perm: HasPermission, want: []want{{ReasonSubjectItself, nil}}},
+		{name: "depth limit, with the path", q: "folder:x3#view@user:deep", maxDepth: 4, wantErr: true,
+			want: []want{{ReasonDepthLimit, func(n *ExplainNode) string {
+				if got := strings.Join(n.Path, " "); got != "folder:x3#view folder:x2#view folder:x1#view folder:x0#view folder:x0#viewer" {
+					return "path " + got
+				}
+				return ""
+			}}}},
+		{name: "within the depth limit", q: "folder:x3#view@user:deep", maxDepth: 5, perm: HasPermission},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := mustParse(t, c.q)[0]
+			req := CheckRequest{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}
+			p := Params{Reader: rd, Now: testNow, Context: c.ctx}
+			e := New(s, Options{MaxDepth: c.maxDepth})
+			x, err := e.Explain(ctx, p, req)
+			if c.wantErr {
+				if !errors.Is(err, ErrMaxDepth) || x == nil {
+					t.Fatalf("Explain = %v, %v; want a depth failure with its explanation", x, err)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			} else if x.Permissionship != c.perm {
+				t.Fatalf("answer %v, want %v:\n%s", x.Permissionship, c.perm, dumpExplain(x.Root, ""))
+			}
+			for _, w := range c.want {
+				// Some step with the reason must pass the check.
+				var msgs []string
+				for _, n := range findReasons(x.Root, w.reason) {
+					msg := ""
+					if w.check != nil {
+						msg = w.check(n)
+					}
+					if msg == "" {
+						msgs = nil
+						break
+					}
+					msgs = append(msgs, msg)
+				}
+				if msgs != nil || findReason(x.Root, w.reason) == nil {
+					t.Errorf("no right %q step (%v) in\n%s", w.reason, msgs, dumpExplain(x.Root, ""))
+				}
+			}
+			if msg := checkExplanation(ctx, t, s, x, p, req, c.maxDepth); !c.wantErr && msg != "" {
+				t.Error(msg)
+			}
+		})
+	}
+}
+
+func findReason(n *ExplainNode, r ExplainReason) *ExplainNode {
+	if n.Reason == r {
+		return n
+	}
+	for _, c := range n.Children {
+		if f := findReason(c, r); f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
+func findReasons(n *ExplainNode, r ExplainReason) []*ExplainNode {
+	var out []*ExplainNode
+	if n.Reason == r {
+		out = append(out, n)
+	}
+	for _, c := range n.Children {
+		out = append(out, findReasons(c, r)...)
+	}
+	return out
+}
+
+func hasRelationship(n *ExplainNode, rel string) bool {
+	if n.Relationship != nil && n.Relationship.String() == rel {
+		return true
+	}
+	for _, c := range n.Children {
+		if hasRelationship(c, rel) {
+			return true
+		}
+	}
+	return false
 }
