@@ -298,8 +298,12 @@ type ExplainNode struct {
 	Path []string `protobuf:"bytes,13,rep,name=path,proto3" json:"path,omitempty"`
 	// repeat marks a step answered earlier in the same explanation; its
 	// children are shown there.
-	Repeat        bool           `protobuf:"varint,14,opt,name=repeat,proto3" json:"repeat,omitempty"`
-	Children      []*ExplainNode `protobuf:"bytes,15,rep,name=children,proto3" json:"children,omitempty"`
+	Repeat   bool           `protobuf:"varint,14,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	Children []*ExplainNode `protobuf:"bytes,15,rep,name=children,proto3" json:"children,omitempty"`
+	// truncated marks a step shown without all its children: the
+	// explanation reached its size limit (5000 steps outside a grant's
+	// witness, which is always whole). Its answer stands.
+	Truncated     bool `protobuf:"varint,16,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -439,6 +443,13 @@ func (x *ExplainNode) GetChildren() []*ExplainNode {
 	return nil
 }
 
+func (x *ExplainNode) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
 // CaveatEvaluation is one evaluation of a relationship's caveat.
 type CaveatEvaluation struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -529,7 +540,7 @@ const file_pemba_v1_explain_proto_rawDesc = "" +
 	"\x10CheckExplanation\x12)\n" +
 	"\x04root\x18\x01 \x01(\v2\x15.pemba.v1.ExplainNodeR\x04root\x120\n" +
 	"\awitness\x18\x02 \x03(\v2\x16.pemba.v1.RelationshipR\awitness\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\xe1\b\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xff\b\n" +
 	"\vExplainNode\x12.\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1a.pemba.v1.ExplainNode.KindR\x04kind\x121\n" +
 	"\x06object\x18\x02 \x01(\v2\x19.pemba.v1.ObjectReferenceR\x06object\x12\x1a\n" +
@@ -546,7 +557,8 @@ const file_pemba_v1_explain_proto_rawDesc = "" +
 	"\x06wanted\x18\f \x01(\v2\x16.pemba.v1.RelationshipR\x06wanted\x12\x12\n" +
 	"\x04path\x18\r \x03(\tR\x04path\x12\x16\n" +
 	"\x06repeat\x18\x0e \x01(\bR\x06repeat\x121\n" +
-	"\bchildren\x18\x0f \x03(\v2\x15.pemba.v1.ExplainNodeR\bchildren\"\xae\x01\n" +
+	"\bchildren\x18\x0f \x03(\v2\x15.pemba.v1.ExplainNodeR\bchildren\x12\x1c\n" +
+	"\ttruncated\x18\x10 \x01(\bR\ttruncated\"\xae\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rKIND_RELATION\x10\x01\x12\x0e\n" +

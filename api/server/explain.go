@@ -114,6 +114,8 @@ func explainNodeToProto(n *engine.ExplainNode) (*pb.ExplainNode, error) {
 		Reason:   reason,
 		Path:     n.Path,
 		Repeat:   n.Repeat,
+		// Truncated: children left out at the size limit.
+		Truncated: n.Truncated,
 	}
 	if n.Err != nil {
 		out.Error = n.Err.Error()

@@ -163,6 +163,9 @@ type ExplainNode struct {
 	// Repeat marks a subproblem answered earlier in the same
 	// explanation: its children are those of the first occurrence.
 	Repeat bool
+	// Truncated marks a step shown without its children: the explanation
+	// reached its size limit (see defaultExplainNodes). Its answer stands.
+	Truncated bool
 
 	Children []*ExplainNode
 
@@ -211,7 +214,7 @@ func (e *Evaluator) Explain(ctx context.Context, p Params, req CheckRequest) (*E
 	}
 	n, err := x.relation(ctx, nil, rel, req.Resource.ID)
 	if cerr != nil {
-		return &Explanation{Root: prune(n, map[*ExplainNode]bool{})}, cerr
+		return &Explanation{Root: newPruner(e.explainNodes).prune(n, false)}, cerr
 	}
 	if err != nil {
 		return nil, err
@@ -219,7 +222,7 @@ func (e *Evaluator) Explain(ctx context.Context, p Params, req CheckRequest) (*E
 	if n.Permissionship != want.Permissionship {
 		return nil, &ExplainMismatchError{Check: want.Permissionship, Explain: n.Permissionship}
 	}
-	return &Explanation{CheckResult: want, Root: prune(n, map[*ExplainNode]bool{})}, nil
+	return &Explanation{CheckResult: want, Root: newPruner(e.explainNodes).prune(n, false)}, nil
 }
 
 // unboundedDepth is the depth limit of an explaining walk whose answer
@@ -729,31 +732,55 @@ func (x *explainer) arrow(ctx context.Context, f *xframe, w *schema.Rewrite) (*E
 	return n, nil
 }
 
+// defaultExplainNodes bounds the steps an explanation shows outside a
+// grant's witness: past it, a denied branch is shown without its children
+// (Truncated), so that a denial over thousands of branches stays a
+// readable, sendable message. A witness is always shown whole, or it
+// would not prove its grant; so is every step on a failed path.
+const defaultExplainNodes = 5000
+
+// pruner shapes the walked tree into the explanation.
+type pruner struct {
+	emitted map[*ExplainNode]bool // the nodes kept so far
+	shown   int                   // nodes emitted
+	limit   int                   // see defaultExplainNodes
+}
+
+func newPruner(limit int) *pruner {
+	return &pruner{emitted: map[*ExplainNode]bool{}, limit: limit}
+}
+
 // prune keeps, below a grant, one granting child of each union, relation
-// and arrow (any): the witness; elsewhere every child. A Repeat whose
-// first occurrence was pruned away takes its place. emitted records the
-// nodes kept so far.
-func prune(n *ExplainNode, emitted map[*ExplainNode]bool) *ExplainNode {
-	if n.Repeat && !emitted[n.orig] {
+// and arrow (any): the witness; elsewhere every child, up to the limit. A
+// Repeat whose first occurrence was pruned away takes its place.
+// inWitness is set below a grant.
+func (p *pruner) prune(n *ExplainNode, inWitness bool) *ExplainNode {
+	if n.Repeat && !p.emitted[n.orig] {
 		// The first occurrence was left out: show it here.
-		m := *prune(n.orig, emitted)
+		m := *p.prune(n.orig, inWitness)
 		m.Relationship, m.Caveat = n.Relationship, n.Caveat
 		m.res, m.Permissionship, m.MissingContext, m.Reason = n.res, n.Permissionship, n.MissingContext, n.Reason
 		return &m
 	}
-	emitted[n] = true
+	p.emitted[n] = true
+	p.shown++
 	out := *n
 	out.Children = nil
-	pick := n.Err == nil && n.res.perm == HasPermission &&
-		(n.Kind == ExplainUnion || n.Kind == ExplainRelation || (n.Kind == ExplainArrow && !n.ArrowAll))
-	if pick {
+	grant := n.Err == nil && n.res.perm == HasPermission
+	inWitness = inWitness || grant
+	if grant && (n.Kind == ExplainUnion || n.Kind == ExplainRelation || (n.Kind == ExplainArrow && !n.ArrowAll)) {
 		if c := witness(n.Children); c != nil {
-			out.Children = []*ExplainNode{prune(c, emitted)}
+			out.Children = []*ExplainNode{p.prune(c, inWitness)}
 			return &out
 		}
 	}
+	cut := !inWitness && n.Err == nil
 	for _, c := range n.Children {
-		out.Children = append(out.Children, prune(c, emitted))
+		if cut && p.shown >= p.limit {
+			out.Truncated = true
+			break
+		}
+		out.Children = append(out.Children, p.prune(c, inWitness))
 	}
 	return &out
 }

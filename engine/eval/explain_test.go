@@ -393,3 +393,52 @@ func hasRelationship(n *ExplainNode, rel string) bool {
 	}
 	return false
 }
+
+// TestExplainTruncated: past the size limit, denied branches are shown
+// without their children (Truncated), while a witness stays whole and
+// still proves its grant.
+func TestExplainTruncated(t *testing.T) {
+	ctx := context.Background()
+	s := mustCompile(t, explainSchema)
+	var lines []string
+	for i := range 40 {
+		lines = append(lines, fmt.Sprintf("doc:wide#viewer@group:g%02d#member", i), fmt.Sprintf("group:g%02d#member@user:u%02d", i, i))
+	}
+	lines = append(lines, "doc:wide#banned@group:g39#member")
+	rd := load(t, mustParse(t, lines...))
+	e := New(s, Options{})
+	e.explainNodes = 10
+	for _, c := range []struct {
+		who       string
+		perm      Permissionship
+		truncated bool
+	}{
+		{"user:nobody", NoPermission, true},
+		{"user:u05", HasPermission, false}, // the subtraction's denial stays whole inside the witness
+	} {
+		r := mustParse(t, "doc:wide#view@"+c.who)[0]
+		req := CheckRequest{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}
+		p := Params{Reader: rd, Now: testNow}
+		x, err := e.Explain(ctx, p, req)
+		if err != nil || x.Permissionship != c.perm {
+			t.Fatalf("%s: %v, %v", c.who, x, err)
+		}
+		nodes, truncated := countNodes(x.Root)
+		if truncated != c.truncated || (c.truncated && nodes > 2*e.explainNodes) {
+			t.Errorf("%s: %d nodes, truncated %v; want truncated %v:\n%s", c.who, nodes, truncated, c.truncated, dumpExplain(x.Root, ""))
+		}
+		if msg := checkExplanation(ctx, t, s, x, p, req, 0); msg != "" {
+			t.Errorf("%s: %s", c.who, msg)
+		}
+	}
+}
+
+func countNodes(n *ExplainNode) (int, bool) {
+	count, truncated := 1, n.Truncated
+	for _, c := range n.Children {
+		k, tr := countNodes(c)
+		count += k
+		truncated = truncated || tr
+	}
+	return count, truncated
+}

@@ -137,6 +137,9 @@ func explainLabel(n *pb.ExplainNode) string {
 	if n.GetRepeat() {
 		s += " (answered above)"
 	}
+	if n.GetTruncated() {
+		s += " … (more branches not shown: size limit)"
+	}
 	return s
 }
 
