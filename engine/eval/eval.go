@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"iter"
+	"sync/atomic"
 	"time"
 
 	"github.com/pemba-authz/pemba/engine/store"
@@ -65,6 +66,9 @@ type Evaluator struct {
 	// explainNodes bounds the steps of an explanation outside a witness
 	// (see defaultExplainNodes).
 	explainNodes int
+	// plain is the evaluator without cache and router that tries the
+	// candidates of Explanation.Nearest (see uncached), built once.
+	plain atomic.Pointer[Evaluator]
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64

@@ -182,6 +182,12 @@ type ExplainNode struct {
 type Explanation struct {
 	CheckResult
 	Root *ExplainNode
+	// Nearest, for NoPermission, is the missing relationship nearest the
+	// checked permission that, written alone (without caveat or
+	// expiration), would grant: tried by a check with it added, among
+	// the first 16 missing relationships of the tree, nearest first. Nil
+	// when none of them would.
+	Nearest *tuple.Relationship
 }
 
 // Explain answers req as Check does and explains the answer. Check
@@ -222,7 +228,13 @@ func (e *Evaluator) Explain(ctx context.Context, p Params, req CheckRequest) (*E
 	if n.Permissionship != want.Permissionship {
 		return nil, &ExplainMismatchError{Check: want.Permissionship, Explain: n.Permissionship}
 	}
-	return &Explanation{CheckResult: want, Root: newPruner(e.explainNodes).prune(n, false)}, nil
+	out := &Explanation{CheckResult: want, Root: newPruner(e.explainNodes).prune(n, false)}
+	if want.Permissionship == NoPermission {
+		if out.Nearest, err = e.nearest(ctx, p, req, n); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // unboundedDepth is the depth limit of an explaining walk whose answer

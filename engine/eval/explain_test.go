@@ -89,7 +89,7 @@ func explainDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.R
 							t.Errorf("%s: Explain %v %v, Check %v %v", where(), x.Permissionship, x.MissingContext, want.Permissionship, want.MissingContext)
 							return false
 						}
-						if msg := checkExplanation(ctx, t, s, x, p, req, maxDepth); msg != "" {
+						if msg := checkExplanation(ctx, t, s, rels, x, p, req, maxDepth); msg != "" {
 							t.Errorf("%s: %s", where(), msg)
 							return false
 						}
@@ -105,7 +105,7 @@ func explainDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.R
 // replays from its relationships alone; a denial names a failing branch;
 // a conditional answer a caveat missing context. It returns what is wrong,
 // or "".
-func checkExplanation(ctx context.Context, t *testing.T, s *schema.Schema, x *Explanation, p Params, req CheckRequest, maxDepth int) string {
+func checkExplanation(ctx context.Context, t *testing.T, s *schema.Schema, rels []tuple.Relationship, x *Explanation, p Params, req CheckRequest, maxDepth int) string {
 	switch x.Permissionship {
 	case HasPermission:
 		rd := load(t, x.Relationships())
@@ -116,6 +116,20 @@ func checkExplanation(ctx context.Context, t *testing.T, s *schema.Schema, x *Ex
 	case NoPermission:
 		if !failing(x.Root) {
 			return "a denial that names no failing branch"
+		}
+		if w := x.Nearest; w != nil {
+			// The nearest relationship that would grant does, once
+			// written beside the data.
+			with := []tuple.Relationship{*w}
+			for _, r := range rels {
+				if r.Key() != w.Key() {
+					with = append(with, r)
+				}
+			}
+			got, err := New(s, Options{Concurrency: 1, MaxDepth: maxDepth}).Check(ctx, Params{Reader: load(t, with), Now: p.Now, Context: p.Context}, req)
+			if err != nil || got.Permissionship != HasPermission {
+				return "the nearest grant " + w.String() + " written gives " + got.Permissionship.String() + " (err " + errString(err) + ")"
+			}
 		}
 	case ConditionalPermission:
 		if !hasReason(x.Root, ReasonCaveatMissing) {
@@ -249,9 +263,12 @@ func TestExplainReasons(t *testing.T) {
 		perm     Permissionship
 		wantErr  bool
 		want     []want
+		// nearest is the relationship that would grant a denial ("" for
+		// none).
+		nearest string
 	}{
 		{name: "grant through a subject set", q: "doc:d1#view@user:ann", perm: HasPermission},
-		{name: "missing, with the relationship that would grant", q: "doc:d1#view@user:eve", perm: NoPermission,
+		{name: "missing, with the relationship that would grant", q: "doc:d1#view@user:eve", perm: NoPermission, nearest: "doc:d1#viewer@user:eve",
 			want: []want{{ReasonMissing, func(n *ExplainNode) string {
 				if n.Wanted == nil || n.Wanted.String() != "doc:d1#viewer@user:eve" {
 					return "wanted " + fmt.Sprint(n.Wanted)
@@ -265,7 +282,7 @@ func TestExplainReasons(t *testing.T) {
 				}
 				return ""
 			}}}},
-		{name: "caveat false, with the values used", q: "doc:d1#view@user:cat", ctx: map[string]any{"n": 12, "other": 1}, perm: NoPermission,
+		{name: "caveat false, with the values used", q: "doc:d1#view@user:cat", ctx: map[string]any{"n": 12, "other": 1}, perm: NoPermission, nearest: "doc:d1#viewer@user:cat",
 			want: []want{{ReasonCaveatFalse, func(n *ExplainNode) string {
 				c := n.Caveat
 				if c == nil || c.Name != "under" || c.Expression != "n < limit" || c.Result != NoPermission ||
@@ -281,14 +298,14 @@ func TestExplainReasons(t *testing.T) {
 				}
 				return ""
 			}}}},
-		{name: "expired, with when", q: "doc:d1#view@user:old", perm: NoPermission,
+		{name: "expired, with when", q: "doc:d1#view@user:old", perm: NoPermission, nearest: "doc:d1#viewer@user:old",
 			want: []want{{ReasonExpired, func(n *ExplainNode) string {
 				if n.Relationship == nil || !n.Relationship.Expiration.Equal(testNow.Add(-time.Hour)) {
 					return fmt.Sprint("relationship ", n.Relationship)
 				}
 				return ""
 			}}}},
-		{name: "arrow to a subject without the target", q: "doc:d2#view@user:eve", perm: NoPermission,
+		{name: "arrow to a subject without the target", q: "doc:d2#view@user:eve", perm: NoPermission, nearest: "doc:d2#viewer@user:eve",
 			want: []want{{ReasonNoTarget, func(n *ExplainNode) string {
 				if n.Relationship == nil || n.Relationship.String() != "folder:f1#parent@group:eng" {
 					return fmt.Sprint("relationship ", n.Relationship)
@@ -296,14 +313,16 @@ func TestExplainReasons(t *testing.T) {
 				return ""
 			}}}},
 		{name: "grant through an arrow", q: "doc:d2#view@user:dan", perm: HasPermission},
-		{name: "cycle", q: "doc:d3#view@user:eve", perm: NoPermission, want: []want{{ReasonCycle, nil}}},
-		{name: "intersection denied by one side", q: "doc:d1#approved_view@user:cat", ctx: map[string]any{"n": 1}, perm: NoPermission,
+		{name: "cycle", q: "doc:d3#view@user:eve", perm: NoPermission, nearest: "doc:d3#viewer@user:eve", want: []want{{ReasonCycle, nil}}},
+		{name: "intersection denied by one side", q: "doc:d1#approved_view@user:cat", ctx: map[string]any{"n": 1}, perm: NoPermission, nearest: "doc:d1#approved@user:cat",
 			want: []want{{ReasonMissing, func(n *ExplainNode) string {
 				if n.Wanted == nil || n.Wanted.String() != "doc:d1#approved@user:cat" {
 					return "wanted " + fmt.Sprint(n.Wanted)
 				}
 				return ""
 			}}}},
+		{name: "no one relationship grants an intersection missing two", q: "doc:d1#approved_view@user:eve", perm: NoPermission,
+			want: []want{{ReasonMissing, nil}}},
 		{name: "subject type not allowed", q: "doc:d1#view@folder:f0", perm: NoPermission, want: []want{{ReasonNotAllowed, nil}}},
 		{name: "nil", q: "doc:d1#nothing@user:ann", perm: NoPermission},
 		{name: "self", q: "user:ann#me@user:ann", perm: HasPermission},
@@ -352,7 +371,18 @@ func TestExplainReasons(t *testing.T) {
 					t.Errorf("no right %q step (%v) in\n%s", w.reason, msgs, dumpExplain(x.Root, ""))
 				}
 			}
-			if msg := checkExplanation(ctx, t, s, x, p, req, c.maxDepth); !c.wantErr && msg != "" {
+			if !c.wantErr && c.perm == NoPermission {
+				got := ""
+				if x.Nearest != nil {
+					got = x.Nearest.String()
+				}
+				if got != c.nearest {
+					t.Errorf("nearest grant %q, want %q", got, c.nearest)
+				}
+			} else if x.Nearest != nil {
+				t.Errorf("nearest grant %v on %v", x.Nearest, x.Permissionship)
+			}
+			if msg := checkExplanation(ctx, t, s, rels, x, p, req, c.maxDepth); !c.wantErr && msg != "" {
 				t.Error(msg)
 			}
 		})
@@ -405,7 +435,8 @@ func TestExplainTruncated(t *testing.T) {
 		lines = append(lines, fmt.Sprintf("doc:wide#viewer@group:g%02d#member", i), fmt.Sprintf("group:g%02d#member@user:u%02d", i, i))
 	}
 	lines = append(lines, "doc:wide#banned@group:g39#member")
-	rd := load(t, mustParse(t, lines...))
+	rels := mustParse(t, lines...)
+	rd := load(t, rels)
 	e := New(s, Options{})
 	e.explainNodes = 10
 	for _, c := range []struct {
@@ -427,7 +458,7 @@ func TestExplainTruncated(t *testing.T) {
 		if truncated != c.truncated || (c.truncated && nodes > 2*e.explainNodes) {
 			t.Errorf("%s: %d nodes, truncated %v; want truncated %v:\n%s", c.who, nodes, truncated, c.truncated, dumpExplain(x.Root, ""))
 		}
-		if msg := checkExplanation(ctx, t, s, x, p, req, 0); msg != "" {
+		if msg := checkExplanation(ctx, t, s, rels, x, p, req, 0); msg != "" {
 			t.Errorf("%s: %s", c.who, msg)
 		}
 	}
