@@ -209,7 +209,13 @@ type CheckExplanation struct {
 	Witness []*Relationship `protobuf:"bytes,2,rep,name=witness,proto3" json:"witness,omitempty"`
 	// error is set when the check failed (the depth limit): the
 	// explanation then shows the paths that went too deep.
-	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// nearest, for NO_PERMISSION, is the missing relationship nearest the
+	// checked permission that, written alone (without caveat or
+	// expiration), would grant: the server tried it by a check with it
+	// added, among the first 16 missing relationships of root, nearest
+	// first. Unset when none of them would.
+	Nearest       *Relationship `protobuf:"bytes,4,opt,name=nearest,proto3" json:"nearest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -265,6 +271,13 @@ func (x *CheckExplanation) GetError() string {
 	return ""
 }
 
+func (x *CheckExplanation) GetNearest() *Relationship {
+	if x != nil {
+		return x.Nearest
+	}
+	return nil
+}
+
 // ExplainNode is one step of an explanation with its answer.
 type ExplainNode struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -274,7 +287,8 @@ type ExplainNode struct {
 	// (KIND_ARROW), or the object and permission a set operation belongs to.
 	Object   *ObjectReference `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
 	Relation string           `protobuf:"bytes,3,opt,name=relation,proto3" json:"relation,omitempty"`
-	// target and arrow_all describe an arrow.
+	// target and arrow_all describe an arrow; a REASON_NO_TARGET step names
+	// in target the relation its subject's type lacks.
 	Target   string `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
 	ArrowAll bool   `protobuf:"varint,5,opt,name=arrow_all,json=arrowAll,proto3" json:"arrow_all,omitempty"`
 	// permissionship is the step's answer (unset when error is).
@@ -536,11 +550,12 @@ var File_pemba_v1_explain_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_explain_proto_rawDesc = "" +
 	"\n" +
-	"\x16pemba/v1/explain.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13pemba/v1/core.proto\"\x85\x01\n" +
+	"\x16pemba/v1/explain.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13pemba/v1/core.proto\"\xb7\x01\n" +
 	"\x10CheckExplanation\x12)\n" +
 	"\x04root\x18\x01 \x01(\v2\x15.pemba.v1.ExplainNodeR\x04root\x120\n" +
 	"\awitness\x18\x02 \x03(\v2\x16.pemba.v1.RelationshipR\awitness\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\xff\b\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x120\n" +
+	"\anearest\x18\x04 \x01(\v2\x16.pemba.v1.RelationshipR\anearest\"\xff\b\n" +
 	"\vExplainNode\x12.\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1a.pemba.v1.ExplainNode.KindR\x04kind\x121\n" +
 	"\x06object\x18\x02 \x01(\v2\x19.pemba.v1.ObjectReferenceR\x06object\x12\x1a\n" +
@@ -622,21 +637,22 @@ var file_pemba_v1_explain_proto_goTypes = []any{
 var file_pemba_v1_explain_proto_depIdxs = []int32{
 	3,  // 0: pemba.v1.CheckExplanation.root:type_name -> pemba.v1.ExplainNode
 	5,  // 1: pemba.v1.CheckExplanation.witness:type_name -> pemba.v1.Relationship
-	0,  // 2: pemba.v1.ExplainNode.kind:type_name -> pemba.v1.ExplainNode.Kind
-	6,  // 3: pemba.v1.ExplainNode.object:type_name -> pemba.v1.ObjectReference
-	7,  // 4: pemba.v1.ExplainNode.permissionship:type_name -> pemba.v1.Permissionship
-	1,  // 5: pemba.v1.ExplainNode.reason:type_name -> pemba.v1.ExplainNode.Reason
-	5,  // 6: pemba.v1.ExplainNode.relationship:type_name -> pemba.v1.Relationship
-	4,  // 7: pemba.v1.ExplainNode.caveat:type_name -> pemba.v1.CaveatEvaluation
-	5,  // 8: pemba.v1.ExplainNode.wanted:type_name -> pemba.v1.Relationship
-	3,  // 9: pemba.v1.ExplainNode.children:type_name -> pemba.v1.ExplainNode
-	8,  // 10: pemba.v1.CaveatEvaluation.context:type_name -> google.protobuf.Struct
-	7,  // 11: pemba.v1.CaveatEvaluation.result:type_name -> pemba.v1.Permissionship
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	5,  // 2: pemba.v1.CheckExplanation.nearest:type_name -> pemba.v1.Relationship
+	0,  // 3: pemba.v1.ExplainNode.kind:type_name -> pemba.v1.ExplainNode.Kind
+	6,  // 4: pemba.v1.ExplainNode.object:type_name -> pemba.v1.ObjectReference
+	7,  // 5: pemba.v1.ExplainNode.permissionship:type_name -> pemba.v1.Permissionship
+	1,  // 6: pemba.v1.ExplainNode.reason:type_name -> pemba.v1.ExplainNode.Reason
+	5,  // 7: pemba.v1.ExplainNode.relationship:type_name -> pemba.v1.Relationship
+	4,  // 8: pemba.v1.ExplainNode.caveat:type_name -> pemba.v1.CaveatEvaluation
+	5,  // 9: pemba.v1.ExplainNode.wanted:type_name -> pemba.v1.Relationship
+	3,  // 10: pemba.v1.ExplainNode.children:type_name -> pemba.v1.ExplainNode
+	8,  // 11: pemba.v1.CaveatEvaluation.context:type_name -> google.protobuf.Struct
+	7,  // 12: pemba.v1.CaveatEvaluation.result:type_name -> pemba.v1.Permissionship
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_pemba_v1_explain_proto_init() }

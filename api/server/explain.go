@@ -93,6 +93,11 @@ func explanationToProto(x *engine.Explanation, failure error) (*pb.CheckExplanat
 			out.Witness = append(out.Witness, pr)
 		}
 	}
+	if x.Nearest != nil {
+		if out.Nearest, err = convert.Relationship(*x.Nearest); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 

@@ -70,6 +70,12 @@ func TestCheckExplain(t *testing.T) {
 	if m == nil || m.GetWanted().GetRelation() == "" || m.GetWanted().GetSubject().GetObject().GetObjectId() != "cy" {
 		t.Errorf("cy: no missing relationship naming the one that would grant in %v", cy)
 	}
+	if n := cy.GetNearest(); n.GetRelation() != "viewer" || n.GetSubject().GetObject().GetObjectId() != "cy" {
+		t.Errorf("cy: nearest grant %v, want doc:d1#viewer@user:cy", n)
+	}
+	if n := bob.GetNearest(); n != nil {
+		t.Errorf("bob: nearest grant %v, but nothing written grants past the ban", n)
+	}
 }
 
 // TestCheckExplainDepth: a check past the depth limit fails with explain

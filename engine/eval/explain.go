@@ -137,7 +137,8 @@ type ExplainNode struct {
 	Object   tuple.ObjectRef
 	Relation string
 	// Target and ArrowAll describe an arrow: Relation->Target, or
-	// Relation.all(Target).
+	// Relation.all(Target). A ReasonNoTarget step names in Target the
+	// relation its subject's type lacks.
 	Target   string
 	ArrowAll bool
 
@@ -690,7 +691,7 @@ func (x *explainer) arrow(ctx context.Context, f *xframe, w *schema.Rewrite) (*E
 		}
 		target := w.Targets[r.Subject.Type]
 		if target == nil {
-			c := &ExplainNode{Kind: ExplainRelationship, Object: r.Resource, Relation: r.Relation, Relationship: &r}
+			c := &ExplainNode{Kind: ExplainRelationship, Object: r.Resource, Relation: r.Relation, Target: w.TargetName, Relationship: &r}
 			cv, ce, err := x.caveat(&r)
 			if err != nil {
 				return n.fail(err), err

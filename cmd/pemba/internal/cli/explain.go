@@ -63,6 +63,9 @@ func renderExplanation(x *pb.CheckExplanation) string {
 			b.WriteString("  " + relationshipText(r) + "\n")
 		}
 	}
+	if r := x.GetNearest(); r != nil {
+		b.WriteString("nearest grant (this relationship, written, would grant): " + relationshipText(r) + "\n")
+	}
 	return b.String()
 }
 
@@ -176,7 +179,7 @@ func explainWhy(n *pb.ExplainNode) string {
 	case pb.ExplainNode_REASON_SUBJECT_NOT_ALLOWED:
 		return "the schema allows no such subject here"
 	case pb.ExplainNode_REASON_NO_TARGET:
-		return "the subject's type has no " + n.GetRelation() + " target"
+		return "type " + n.GetRelationship().GetSubject().GetObject().GetObjectType() + " has no " + n.GetTarget() + " to follow"
 	case pb.ExplainNode_REASON_SUBJECT_ITSELF:
 		return "the subject itself"
 	case pb.ExplainNode_REASON_NOT_SELF:

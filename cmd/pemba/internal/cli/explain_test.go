@@ -90,6 +90,23 @@ func TestCheckExplainJSON(t *testing.T) {
 		got.Explanation.Root.Permissionship != "PERMISSIONSHIP_HAS_PERMISSION" || len(got.Explanation.Witness) == 0 {
 		t.Errorf("check --explain --output json = %s", out)
 	}
+	// A denial names the nearest relationship that would grant.
+	var deny struct {
+		Permissionship string `json:"permissionship"`
+		Explanation    struct {
+			Nearest struct {
+				Resource struct {
+					ObjectID string `json:"object_id"`
+				} `json:"resource"`
+				Relation string `json:"relation"`
+			} `json:"nearest"`
+		} `json:"explanation"`
+	}
+	out = must(t, addr, "check", "--explain", "--output", "json", "employee:wang#can_message@employee:zhao")
+	if err := json.Unmarshal([]byte(out), &deny); err != nil || deny.Permissionship != "no_permission" ||
+		deny.Explanation.Nearest.Resource.ObjectID != "globex" || deny.Explanation.Nearest.Relation != "member" {
+		t.Errorf("check --explain --output json of a denial = %s (%v)", out, err)
+	}
 	got.Explanation = nil
 	out = must(t, addr, "check", "--output", "json", "crm_customer:c42#view@employee:zhang")
 	if err := json.Unmarshal([]byte(out), &got); err != nil || got.Explanation != nil {
