@@ -80,7 +80,7 @@ func TestExplainValidationFiles(t *testing.T) {
 	if len(files) < 5 {
 		t.Fatalf("found %d validation files; the walk is broken", len(files))
 	}
-	total := 0
+	total, nearest := 0, 0
 	for _, f := range files {
 		t.Run(f.Path, func(t *testing.T) {
 			rels := make([]tuple.Relationship, len(f.Relationships))
@@ -114,6 +114,20 @@ func TestExplainValidationFiles(t *testing.T) {
 					if !failingBranch(x.Root) {
 						t.Errorf("%s: %s: a denial that names no failing branch", a.Pos, a.Text)
 					}
+					if w := x.Nearest; w != nil {
+						// The nearest grant, written beside the data, grants.
+						with := []tuple.Relationship{*w}
+						for _, r := range rels {
+							if r.Key() != w.Key() {
+								with = append(with, r)
+							}
+						}
+						got, err := explainEngine(t, f.Schema, with).Check(t.Context(), req)
+						if err != nil || got.Permissionship != engine.HasPermission {
+							t.Errorf("%s: %s: the nearest grant %v, written, gives %v (%v)", a.Pos, a.Text, w, got.Permissionship, err)
+						}
+						nearest++
+					}
 				case engine.ConditionalPermission:
 					if len(resp.MissingContext) == 0 || !hasReason(x.Root, engine.ReasonCaveatMissing) {
 						t.Errorf("%s: %s: a conditional answer without the context it needs", a.Pos, a.Text)
@@ -125,7 +139,7 @@ func TestExplainValidationFiles(t *testing.T) {
 	if total < 50 {
 		t.Fatalf("explained %d assertions; the repository holds more", total)
 	}
-	t.Logf("explained %d assertions of %d files", total, len(files))
+	t.Logf("explained %d assertions of %d files; %d denials named a nearest grant, each tried", total, len(files), nearest)
 }
 
 func hasReason(n *engine.ExplainNode, r engine.ExplainReason) bool {
