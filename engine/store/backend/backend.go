@@ -78,6 +78,9 @@ func Open(ctx context.Context, o Options) (store.Store, error) {
 			po.Now = o.Now
 		}
 		st, err := pebblestore.Open(o.Dir, po)
+		if errors.Is(err, pebblestore.ErrLocked) {
+			return nil, fmt.Errorf("open pebble datastore: -data-dir %s is in use by another process (another pemba serve?): stop it, or give another -data-dir: %w", o.Dir, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open pebble datastore: %w", err)
 		}

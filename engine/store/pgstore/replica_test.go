@@ -24,7 +24,7 @@ func replicaURI(t *testing.T) string {
 		return uri
 	}
 	const how = testReplicaEnv + " is not set: it names a hot standby of " + testServerEnv +
-		" (pg_basebackup -R from it, started on another port); bash .ci/run starts one"
+		" (pg_basebackup -R from it, started on another port); scripts/with-postgres.sh go test ./... starts one, as .ci/run does"
 	if os.Getenv("CI") == "true" {
 		t.Fatal(how)
 	}
