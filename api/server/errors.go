@@ -142,6 +142,7 @@ var internalErrors = []struct {
 	{schema.ErrCaveatNotCompiled, "a caveat evaluated without being compiled: a bug"},
 	{engine.ErrTxDone, "a transaction used after its Update returned: a bug"},
 	{errPanic, "a handler panicked: a bug"},
+	{engine.ErrExplainMismatch, "an explanation that disagrees with its check: a bug; no explanation is sent"},
 }
 
 // classify returns the code and reason for err; ok is false for errors
