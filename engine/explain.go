@@ -73,11 +73,14 @@ func (e *Engine) Explain(ctx context.Context, req CheckRequest) (ExplainResponse
 	if err := e.checkContextSize(req.Context); err != nil {
 		return ExplainResponse{}, err
 	}
-	v, err := e.needSchema(ctx, req.Consistency)
+	v, err := e.needSchemaWith(ctx, req.Consistency, req.Contextual)
 	if err != nil {
 		return ExplainResponse{}, err
 	}
-	x, err := v.c.eval.Explain(ctx, e.params(v, req.Context), req.CheckRequest)
+	if err := e.noteDeprecated(ctx, v.c.schema, "check", use{req.Resource.Type, req.Permission}); err != nil {
+		return ExplainResponse{}, err
+	}
+	x, err := v.c.eval.Explain(ctx, e.params(v, req.Context, req.Contextual), req.CheckRequest)
 	if err != nil {
 		err = fmt.Errorf("engine: explain %s#%s@%s: %w", req.Resource, req.Permission, req.Subject, err)
 		if x != nil && errors.Is(err, ErrMaxDepth) {
