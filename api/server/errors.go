@@ -164,6 +164,7 @@ var internalErrors = []struct {
 	{schema.ErrCaveatNotCompiled, "a caveat evaluated without being compiled: a bug"},
 	{engine.ErrTxDone, "a transaction used after its Update returned: a bug"},
 	{errPanic, "a handler panicked: a bug"},
+	{engine.ErrExplainMismatch, "an explanation that disagrees with its check: a bug; no explanation is sent"},
 }
 
 // classify returns the code and reason for err; ok is false for errors
@@ -241,13 +242,21 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 		// The message names the path; the details let a client tell a
 		// loop in its data from a deep but intended nesting without
 		// parsing it.
-		return withInfo(st, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: map[string]string{
+		st = withInfo(st, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: map[string]string{
 			"maxDepth":   strconv.Itoa(md.Depth),
 			"pathLength": strconv.Itoa(len(md.Path)),
 			"from":       md.Path[0],
 			"to":         md.Path[len(md.Path)-1],
 			"cycle":      strconv.FormatBool(md.Cycle),
 		}})
+		var xe *explainedError
+		if errors.As(err, &xe) {
+			// A check asked to explain: the paths that went too deep.
+			if d, derr := st.WithDetails(xe.explanation); derr == nil {
+				st = d
+			}
+		}
+		return st
 	}
 	return withReason(st, reason)
 }

@@ -225,6 +225,9 @@ func (p *permissions) CheckPermission(ctx context.Context, req *pb.CheckPermissi
 	if err != nil {
 		return nil, err
 	}
+	if req.GetExplain() {
+		return p.explainPermission(ctx, engine.CheckRequest{Consistency: c, CheckRequest: in, Context: cctx, Contextual: crels})
+	}
 	res, err := p.eng().Check(ctx, engine.CheckRequest{Consistency: c, CheckRequest: in, Context: cctx, Contextual: crels})
 	if err != nil {
 		return nil, err

@@ -62,6 +62,9 @@ type Evaluator struct {
 	// the planner decides it from the subject's side; 0 turns the
 	// planner off (every arrow walks from the resource).
 	arrowProbe int
+	// explainNodes bounds the steps of an explanation outside a witness
+	// (see defaultExplainNodes).
+	explainNodes int
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64
@@ -84,7 +87,8 @@ func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 	h := fnv.New64a()
 	h.Write([]byte(s.Source))
 	e := &Evaluator{s: s, opts: opts, an: analyze(s), schemaID: h.Sum64(),
-		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe}
+		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe,
+		explainNodes: defaultExplainNodes}
 	e.chain = newChain(e, opts, ac)
 	return e
 }
