@@ -133,10 +133,10 @@ func TestScopedLookupDifferential(t *testing.T) {
 }
 
 type scopeStats struct {
-	resources, cutResources     int // answers in scope; answers the scope removed
-	subjects, cutSubjects       int
-	wildSubjects, badScopes     int // "*" answers in scope; scopes the schema cannot satisfy
-	depthSkips                  int
+	resources, cutResources int // answers in scope; answers the scope removed
+	subjects, cutSubjects   int
+	wildSubjects, badScopes int // "*" answers in scope; scopes the schema cannot satisfy
+	depthSkips              int
 }
 
 func runScopeCase(t *testing.T, rng *rand.Rand, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any, st *scopeStats) bool {
@@ -398,4 +398,3 @@ func compareSubjects(got []SubjectResult, want map[string]Permissionship) string
 func sameResource(a, b ResourceResult) bool {
 	return a.ResourceID == b.ResourceID && a.Permissionship == b.Permissionship
 }
-
