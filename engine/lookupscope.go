@@ -81,4 +81,3 @@ func (e *Engine) CountRelationships(ctx context.Context, c Consistency, f tuple.
 	}
 	return count, e.zookieOf(v.rev), nil
 }
-
