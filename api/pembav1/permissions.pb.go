@@ -1428,8 +1428,12 @@ type LookupResourcesRequest struct {
 	OptionalLimit uint32 `protobuf:"varint,6,opt,name=optional_limit,json=optionalLimit,proto3" json:"optional_limit,omitempty"`
 	// optional_cursor resumes after the result it was returned with.
 	OptionalCursor *Cursor `protobuf:"bytes,7,opt,name=optional_cursor,json=optionalCursor,proto3" json:"optional_cursor,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// optional_through limits the results to the resources in a scope
+	// (region:north, folder:x and its subfolders); a cursor resumes only
+	// the scope it was returned with.
+	OptionalThrough *ResourceScope `protobuf:"bytes,9,opt,name=optional_through,json=optionalThrough,proto3" json:"optional_through,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *LookupResourcesRequest) Reset() {
@@ -1507,6 +1511,13 @@ func (x *LookupResourcesRequest) GetOptionalLimit() uint32 {
 func (x *LookupResourcesRequest) GetOptionalCursor() *Cursor {
 	if x != nil {
 		return x.OptionalCursor
+	}
+	return nil
+}
+
+func (x *LookupResourcesRequest) GetOptionalThrough() *ResourceScope {
+	if x != nil {
+		return x.OptionalThrough
 	}
 	return nil
 }
@@ -1605,6 +1616,10 @@ type LookupSubjectsRequest struct {
 	// optional_cursor resumes after the subject it was returned with, at
 	// the same revision.
 	OptionalCursor *Cursor `protobuf:"bytes,8,opt,name=optional_cursor,json=optionalCursor,proto3" json:"optional_cursor,omitempty"`
+	// optional_within limits the results to the members of a subject set
+	// (department:d#member): each subject's permissionship is then that of
+	// its permission and its membership together.
+	OptionalWithin *SubjectReference `protobuf:"bytes,10,opt,name=optional_within,json=optionalWithin,proto3" json:"optional_within,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1691,6 +1706,13 @@ func (x *LookupSubjectsRequest) GetOptionalLimit() uint32 {
 func (x *LookupSubjectsRequest) GetOptionalCursor() *Cursor {
 	if x != nil {
 		return x.OptionalCursor
+	}
+	return nil
+}
+
+func (x *LookupSubjectsRequest) GetOptionalWithin() *SubjectReference {
+	if x != nil {
+		return x.OptionalWithin
 	}
 	return nil
 }
@@ -2064,7 +2086,7 @@ var File_pemba_v1_permissions_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\n" +
-	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\"\x84\x02\n" +
+	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\x1a\x1apemba/v1/lookupscope.proto\"\x84\x02\n" +
 	"\x18ReadRelationshipsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x12M\n" +
 	"\x13relationship_filter\x18\x02 \x01(\v2\x1c.pemba.v1.RelationshipFilterR\x12relationshipFilter\x12%\n" +
@@ -2166,7 +2188,7 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\rDirectSubject\x124\n" +
 	"\asubject\x18\x01 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x12G\n" +
 	"\x0foptional_caveat\x18\x02 \x01(\v2\x1e.pemba.v1.ContextualizedCaveatR\x0eoptionalCaveat\x12J\n" +
-	"\x13optional_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11optionalExpiresAt\"\xee\x02\n" +
+	"\x13optional_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11optionalExpiresAt\"\xb2\x03\n" +
 	"\x16LookupResourcesRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x120\n" +
 	"\x14resource_object_type\x18\x02 \x01(\tR\x12resourceObjectType\x12\x1e\n" +
@@ -2176,14 +2198,15 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\asubject\x18\x04 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x121\n" +
 	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\x12%\n" +
 	"\x0eoptional_limit\x18\x06 \x01(\rR\roptionalLimit\x129\n" +
-	"\x0foptional_cursor\x18\a \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\"\xcc\x02\n" +
+	"\x0foptional_cursor\x18\a \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\x12B\n" +
+	"\x10optional_through\x18\t \x01(\v2\x17.pemba.v1.ResourceScopeR\x0foptionalThrough\"\xcc\x02\n" +
 	"\x17LookupResourcesResponse\x122\n" +
 	"\flooked_up_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"lookedUpAt\x12,\n" +
 	"\x12resource_object_id\x18\x02 \x01(\tR\x10resourceObjectId\x12@\n" +
 	"\x0epermissionship\x18\x03 \x01(\x0e2\x18.pemba.v1.PermissionshipR\x0epermissionship\x12K\n" +
 	"\x13partial_caveat_info\x18\x04 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\x12@\n" +
-	"\x13after_result_cursor\x18\x05 \x01(\v2\x10.pemba.v1.CursorR\x11afterResultCursor\"\xa8\x03\n" +
+	"\x13after_result_cursor\x18\x05 \x01(\v2\x10.pemba.v1.CursorR\x11afterResultCursor\"\xed\x03\n" +
 	"\x15LookupSubjectsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x125\n" +
 	"\bresource\x18\x02 \x01(\v2\x19.pemba.v1.ObjectReferenceR\bresource\x12\x1e\n" +
@@ -2194,7 +2217,9 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x19optional_subject_relation\x18\x05 \x01(\tR\x17optionalSubjectRelation\x121\n" +
 	"\acontext\x18\x06 \x01(\v2\x17.google.protobuf.StructR\acontext\x12%\n" +
 	"\x0eoptional_limit\x18\a \x01(\rR\roptionalLimit\x129\n" +
-	"\x0foptional_cursor\x18\b \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\"\x8b\x02\n" +
+	"\x0foptional_cursor\x18\b \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\x12C\n" +
+	"\x0foptional_within\x18\n" +
+	" \x01(\v2\x1a.pemba.v1.SubjectReferenceR\x0eoptionalWithin\"\x8b\x02\n" +
 	"\x16LookupSubjectsResponse\x122\n" +
 	"\flooked_up_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"lookedUpAt\x123\n" +
@@ -2221,7 +2246,7 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\vexported_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"exportedAt\x12<\n" +
 	"\rrelationships\x18\x02 \x03(\v2\x16.pemba.v1.RelationshipR\rrelationships\x12>\n" +
-	"\x12after_batch_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x10afterBatchCursor2\xdc\a\n" +
+	"\x12after_batch_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x10afterBatchCursor2\x92\t\n" +
 	"\x12PermissionsService\x12^\n" +
 	"\x11ReadRelationships\x12\".pemba.v1.ReadRelationshipsRequest\x1a#.pemba.v1.ReadRelationshipsResponse0\x01\x12_\n" +
 	"\x12WriteRelationships\x12#.pemba.v1.WriteRelationshipsRequest\x1a$.pemba.v1.WriteRelationshipsResponse\x12b\n" +
@@ -2232,7 +2257,9 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x0fLookupResources\x12 .pemba.v1.LookupResourcesRequest\x1a!.pemba.v1.LookupResourcesResponse0\x01\x12U\n" +
 	"\x0eLookupSubjects\x12\x1f.pemba.v1.LookupSubjectsRequest\x1a .pemba.v1.LookupSubjectsResponse0\x01\x12d\n" +
 	"\x13ImportRelationships\x12$.pemba.v1.ImportRelationshipsRequest\x1a%.pemba.v1.ImportRelationshipsResponse(\x01\x12d\n" +
-	"\x13ExportRelationships\x12$.pemba.v1.ExportRelationshipsRequest\x1a%.pemba.v1.ExportRelationshipsResponse0\x01B2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
+	"\x13ExportRelationships\x12$.pemba.v1.ExportRelationshipsRequest\x1a%.pemba.v1.ExportRelationshipsResponse0\x01\x12S\n" +
+	"\x0eCountResources\x12\x1f.pemba.v1.CountResourcesRequest\x1a .pemba.v1.CountResourcesResponse\x12_\n" +
+	"\x12CountRelationships\x12#.pemba.v1.CountRelationshipsRequest\x1a$.pemba.v1.CountRelationshipsResponseB2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
 
 var (
 	file_pemba_v1_permissions_proto_rawDescOnce sync.Once
@@ -2294,6 +2321,11 @@ var file_pemba_v1_permissions_proto_goTypes = []any{
 	(*ItemError)(nil),                                 // 42: pemba.v1.ItemError
 	(*ContextualizedCaveat)(nil),                      // 43: pemba.v1.ContextualizedCaveat
 	(*timestamppb.Timestamp)(nil),                     // 44: google.protobuf.Timestamp
+	(*ResourceScope)(nil),                             // 45: pemba.v1.ResourceScope
+	(*CountResourcesRequest)(nil),                     // 46: pemba.v1.CountResourcesRequest
+	(*CountRelationshipsRequest)(nil),                 // 47: pemba.v1.CountRelationshipsRequest
+	(*CountResourcesResponse)(nil),                    // 48: pemba.v1.CountResourcesResponse
+	(*CountRelationshipsResponse)(nil),                // 49: pemba.v1.CountRelationshipsResponse
 }
 var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	30, // 0: pemba.v1.ReadRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
@@ -2350,53 +2382,59 @@ var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	38, // 51: pemba.v1.LookupResourcesRequest.subject:type_name -> pemba.v1.SubjectReference
 	39, // 52: pemba.v1.LookupResourcesRequest.context:type_name -> google.protobuf.Struct
 	32, // 53: pemba.v1.LookupResourcesRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 54: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	40, // 55: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 56: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	32, // 57: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
-	30, // 58: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
-	37, // 59: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
-	39, // 60: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
-	32, // 61: pemba.v1.LookupSubjectsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 62: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	25, // 63: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
-	25, // 64: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
-	32, // 65: pemba.v1.LookupSubjectsResponse.after_result_cursor:type_name -> pemba.v1.Cursor
-	40, // 66: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 67: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	34, // 68: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
-	33, // 69: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
-	30, // 70: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
-	31, // 71: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
-	32, // 72: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 73: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
-	34, // 74: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
-	32, // 75: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
-	2,  // 76: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
-	4,  // 77: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
-	6,  // 78: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
-	8,  // 79: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
-	10, // 80: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
-	15, // 81: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
-	21, // 82: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
-	23, // 83: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
-	26, // 84: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
-	28, // 85: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
-	3,  // 86: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
-	5,  // 87: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
-	7,  // 88: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
-	9,  // 89: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
-	12, // 90: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
-	16, // 91: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
-	22, // 92: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
-	24, // 93: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
-	27, // 94: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
-	29, // 95: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
-	86, // [86:96] is the sub-list for method output_type
-	76, // [76:86] is the sub-list for method input_type
-	76, // [76:76] is the sub-list for extension type_name
-	76, // [76:76] is the sub-list for extension extendee
-	0,  // [0:76] is the sub-list for field type_name
+	45, // 54: pemba.v1.LookupResourcesRequest.optional_through:type_name -> pemba.v1.ResourceScope
+	33, // 55: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	40, // 56: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 57: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	32, // 58: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	30, // 59: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
+	37, // 60: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
+	39, // 61: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
+	32, // 62: pemba.v1.LookupSubjectsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	38, // 63: pemba.v1.LookupSubjectsRequest.optional_within:type_name -> pemba.v1.SubjectReference
+	33, // 64: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	25, // 65: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
+	25, // 66: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
+	32, // 67: pemba.v1.LookupSubjectsResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	40, // 68: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 69: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	34, // 70: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
+	33, // 71: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
+	30, // 72: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
+	31, // 73: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
+	32, // 74: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 75: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
+	34, // 76: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
+	32, // 77: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
+	2,  // 78: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
+	4,  // 79: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
+	6,  // 80: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
+	8,  // 81: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
+	10, // 82: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
+	15, // 83: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
+	21, // 84: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
+	23, // 85: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
+	26, // 86: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
+	28, // 87: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
+	46, // 88: pemba.v1.PermissionsService.CountResources:input_type -> pemba.v1.CountResourcesRequest
+	47, // 89: pemba.v1.PermissionsService.CountRelationships:input_type -> pemba.v1.CountRelationshipsRequest
+	3,  // 90: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
+	5,  // 91: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
+	7,  // 92: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
+	9,  // 93: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
+	12, // 94: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
+	16, // 95: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
+	22, // 96: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
+	24, // 97: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
+	27, // 98: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
+	29, // 99: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
+	48, // 100: pemba.v1.PermissionsService.CountResources:output_type -> pemba.v1.CountResourcesResponse
+	49, // 101: pemba.v1.PermissionsService.CountRelationships:output_type -> pemba.v1.CountRelationshipsResponse
+	90, // [90:102] is the sub-list for method output_type
+	78, // [78:90] is the sub-list for method input_type
+	78, // [78:78] is the sub-list for extension type_name
+	78, // [78:78] is the sub-list for extension extendee
+	0,  // [0:78] is the sub-list for field type_name
 }
 
 func init() { file_pemba_v1_permissions_proto_init() }
@@ -2405,6 +2443,7 @@ func file_pemba_v1_permissions_proto_init() {
 		return
 	}
 	file_pemba_v1_core_proto_init()
+	file_pemba_v1_lookupscope_proto_init()
 	file_pemba_v1_permissions_proto_msgTypes[11].OneofWrappers = []any{
 		(*CheckBulkPermissionsPair_Item)(nil),
 		(*CheckBulkPermissionsPair_Error)(nil),

@@ -395,8 +395,10 @@ func TestHTTPEveryMethodRouted(t *testing.T) {
 			}
 		}
 	}
-	if n != len(ops) || n != 13 {
-		t.Errorf("%d methods, %d routes; want 13 of each", n, len(ops))
+	// At least the 13 methods of the first release; helpers adding RPCs
+	// in parallel do not fight over the exact number.
+	if n != len(ops) || n < 13 {
+		t.Errorf("%d methods, %d routes; want as many routes as methods, at least 13", n, len(ops))
 	}
 }
 

@@ -373,11 +373,15 @@ func (p *permissions) LookupResources(req *pb.LookupResourcesRequest, stream pb.
 	if err != nil {
 		return err
 	}
+	th, err := throughFromProto("optional_through", req.GetOptionalThrough())
+	if err != nil {
+		return err
+	}
 	seq, zk, err := p.eng().LookupResources(ctx, engine.LookupResourcesRequest{
 		Consistency: c,
 		LookupResourcesRequest: engine.LookupResourcesQuery{
 			ResourceType: req.GetResourceObjectType(), Permission: req.GetPermission(), Subject: subj,
-			Limit: int(req.GetOptionalLimit()),
+			Limit: int(req.GetOptionalLimit()), Through: th,
 		},
 		Context: cctx,
 		Cursor:  req.GetOptionalCursor().GetToken(),
@@ -434,11 +438,15 @@ func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.Pe
 	if err != nil {
 		return err
 	}
+	within, err := withinFromProto("optional_within", req.GetOptionalWithin())
+	if err != nil {
+		return err
+	}
 	seq, zk, err := p.eng().LookupSubjects(ctx, engine.LookupSubjectsRequest{
 		Consistency: c,
 		LookupSubjectsRequest: engine.LookupSubjectsQuery{
 			Resource: res, Permission: req.GetPermission(), SubjectType: req.GetSubjectObjectType(), SubjectRelation: subRel,
-			Limit: int(req.GetOptionalLimit()),
+			Limit: int(req.GetOptionalLimit()), Within: within,
 		},
 		Context: cctx,
 		Cursor:  req.GetOptionalCursor().GetToken(),
