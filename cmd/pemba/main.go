@@ -38,12 +38,13 @@ func commands() []command {
 		{"serve", "serve the gRPC API (permissions, schema, watch; health, metrics)", serveCommand},
 		{"datastore", "prepare a PostgreSQL datastore (datastore migrate --datastore-uri URI)", datastoreCommand},
 		{"schema", "write and read the server's schema; fmt and diff schema files", cli.Main("schema")},
-		{"relationship", "write, delete, read, import and export relationships", cli.Main("relationship")},
+		{"relationship", "write, delete, read, count, import and export relationships", cli.Main("relationship")},
 		{"check", "check a permission: RESOURCE#PERMISSION@SUBJECT", cli.Main("check")},
 		{"expand", "show the subject tree behind a permission: RESOURCE#PERMISSION", cli.Main("expand")},
 		{"lookup-resources", "list the resources a subject has a permission on", cli.Main("lookup-resources")},
 		{"lookup-subjects", "list the subjects that have a permission on a resource", cli.Main("lookup-subjects")},
 		{"watch", "stream relationship changes until interrupted", cli.Main("watch")},
+		{"count", "count resources (count resources TYPE#PERMISSION@SUBJECT) or relationships", cli.Main("count")},
 		{"version", "print the version, commit, Go version and storage formats", versionCommand},
 	}
 }

@@ -82,12 +82,13 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"schema", "write, read, format (offline) and diff (offline) schemas", schemaCommand},
-		{"relationship", "write, delete, read, import and export relationships", relationshipCommand},
+		{"relationship", "write, delete, read, count, import and export relationships", relationshipCommand},
 		{"check", "check whether a subject has a permission on a resource", checkCommand},
 		{"expand", "show the tree of subjects a permission is computed from", expandCommand},
 		{"lookup-resources", "list the resources of a type a subject has a permission on", lookupResourcesCommand},
 		{"lookup-subjects", "list the subjects of a type that have a permission on a resource", lookupSubjectsCommand},
 		{"watch", "stream relationship changes until interrupted", watchCommand},
+		{"count", "count the resources a subject has a permission on, or relationships", countCommand},
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
-const relationshipUsage = "pemba relationship write|delete|read|import|export [flags] ..."
+const relationshipUsage = "pemba relationship write|delete|read|count|import|export [flags] ..."
 
 // maxBatch is the most updates per WriteRelationships call and
 // relationships per ImportRelationships message the server accepts by
@@ -34,6 +34,7 @@ func relationshipCommand(ctx context.Context, inv *invocation, args []string) er
 		"read":   relationshipRead,
 		"import": relationshipImport,
 		"export": relationshipExport,
+		"count":  relationshipCount,
 	}, relationshipUsage)
 }
 
