@@ -62,10 +62,11 @@ type Evaluator struct {
 	// the planner decides it from the subject's side; 0 turns the
 	// planner off (every arrow walks from the resource).
 	arrowProbe int
-	// scopeBudget and scopeChecks steer the scoped lookups' planner (see
-	// lookupThrough, subjectCandidates).
-	scopeBudget int
-	scopeChecks int
+	// scopeBudget, scopeChecks and scopeCheckCost steer the scoped
+	// lookups' planner (see lookupThrough, subjectCandidates).
+	scopeBudget    int
+	scopeChecks    int
+	scopeCheckCost int
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64
@@ -89,7 +90,7 @@ func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 	h.Write([]byte(s.Source))
 	e := &Evaluator{s: s, opts: opts, an: analyze(s), schemaID: h.Sum64(),
 		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe,
-		scopeBudget: defaultScopeBudget, scopeChecks: defaultScopeChecks}
+		scopeBudget: defaultScopeBudget, scopeChecks: defaultScopeChecks, scopeCheckCost: defaultScopeCheckCost}
 	e.chain = newChain(e, opts, ac)
 	return e
 }

@@ -58,6 +58,12 @@ const (
 	// it, the other side is walked (within its own budget) and the two
 	// are intersected.
 	defaultScopeChecks = 64
+	// defaultScopeCheckCost is about how many objects a reverse walk
+	// reaches in the time of one uncached Check of a candidate (measured
+	// on the enterprise data set: ~200 µs against ~12 µs per object).
+	// The subject's walk may reach that many objects per candidate
+	// before checking the candidates is deemed cheaper.
+	defaultScopeCheckCost = 16
 )
 
 // throughPlan is a Through compiled against the schema: which relations a
@@ -313,8 +319,10 @@ func (s *scopeTest) in(ctx context.Context, o tuple.ObjectRef) (bool, error) {
 // lookupThrough is LookupResources limited to req.Through. The planner
 // enumerates the scope first, within a budget: when it is small its
 // resources are checked one by one; when it is larger, the walk up from
-// the subject is tried within its budget and the two sides intersected
-// (only resources in both are decided); when the scope is over budget the
+// the subject is tried within a budget that grows with the candidates
+// (what checking them would cost) and the two sides intersected (only
+// resources in both are decided; past the budget the candidates are
+// checked one by one); when the scope is over budget the
 // subject's side is walked in full and each of its resources tested for
 // the scope by a walk up from the resource, before any Check.
 func (rq *request) lookupThrough(ctx context.Context, req LookupResourcesRequest, goal *schema.Relation, yield func(ResourceResult, error) bool) {
@@ -329,7 +337,7 @@ func (rq *request) lookupThrough(ctx context.Context, req LookupResourcesRequest
 		ids := afterSorted(members, req.After)
 		if len(ids) > rq.e.scopeChecks {
 			w := newReverseWalk(rq, goal)
-			w.budget = rq.e.reverseBudget
+			w.budget = max(rq.e.reverseBudget, rq.e.scopeCheckCost*len(ids))
 			switch err := w.run(ctx, req.Subject); {
 			case err == nil:
 				found := w.vals[goal.Index]

@@ -36,6 +36,7 @@ func scopeConfigs(s *schema.Schema) []struct {
 	noRev := New(s, Options{Concurrency: 1})
 	noRev.scopeChecks = 0
 	noRev.reverseBudget = 1
+	noRev.scopeCheckCost = 0
 	return []struct {
 		name string
 		e    *Evaluator
