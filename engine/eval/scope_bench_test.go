@@ -91,19 +91,27 @@ func BenchmarkScopedLookup(b *testing.B) {
 		th := &Through{Object: tuple.ObjectRef{Type: "region", ID: tc.region}}
 		want := resources(b, tc.sub, nil, func(id string) bool { return inRegion(id, tc.region) })
 		b.Run(tc.name+"/scoped", func(b *testing.B) {
+			cpu, ops := cpuStart(), 0
 			for b.Loop() {
+				ops++
 				if n := resources(b, tc.sub, th, nil); n != want {
 					b.Fatalf("%d results, lookup-then-filter %d", n, want)
 				}
 			}
+			reportCPU(b, cpu, ops)
+			reportCPU(b, cpu, ops)
 			b.ReportMetric(float64(want), "results")
 		})
 		b.Run(tc.name+"/lookup-then-filter", func(b *testing.B) {
+			cpu, ops := cpuStart(), 0
 			for b.Loop() {
+				ops++
 				if n := resources(b, tc.sub, nil, func(id string) bool { return inRegion(id, tc.region) }); n != want {
 					b.Fatalf("%d results, want %d", n, want)
 				}
 			}
+			reportCPU(b, cpu, ops)
+			reportCPU(b, cpu, ops)
 			b.ReportMetric(float64(want), "results")
 		})
 	}
@@ -151,11 +159,14 @@ func BenchmarkScopedLookup(b *testing.B) {
 	}
 	want := subjects(b, nil, true)
 	b.Run("within-department/scoped", func(b *testing.B) {
+		cpu, ops := cpuStart(), 0
 		for b.Loop() {
+			ops++
 			if n := subjects(b, dept, false); n != want {
 				b.Fatalf("%d results, lookup-then-filter %d", n, want)
 			}
 		}
+		reportCPU(b, cpu, ops)
 		b.ReportMetric(float64(want), "results")
 	})
 	// What a client can do without scopes at best: both lookups, intersected.
@@ -179,19 +190,25 @@ func BenchmarkScopedLookup(b *testing.B) {
 		return n
 	}
 	b.Run("within-department/two-lookups-intersected", func(b *testing.B) {
+		cpu, ops := cpuStart(), 0
 		for b.Loop() {
+			ops++
 			if n := twoLookups(b); n != want {
 				b.Fatalf("%d results, want %d", n, want)
 			}
 		}
+		reportCPU(b, cpu, ops)
 		b.ReportMetric(float64(want), "results")
 	})
 	b.Run("within-department/lookup-then-filter", func(b *testing.B) {
+		cpu, ops := cpuStart(), 0
 		for b.Loop() {
+			ops++
 			if n := subjects(b, nil, true); n != want {
 				b.Fatalf("%d results, want %d", n, want)
 			}
 		}
+		reportCPU(b, cpu, ops)
 		b.ReportMetric(float64(want), "results")
 	})
 }
