@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
 )
@@ -485,5 +488,106 @@ definition doc {
 				t.Errorf("%s, %s: doc#view@user:a through folder:root = %q (%v), want %q", tc.name, cfg.name, strings.Join(parts, " "), err, tc.want)
 			}
 		}
+	}
+}
+
+// relCounter counts the relationships read through it, both directions.
+type relCounter struct {
+	store.Reader
+	n atomic.Int64
+}
+
+func (r *relCounter) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	return r.count(r.Reader.QueryRelationships(ctx, f, opts))
+}
+
+func (r *relCounter) ReverseQueryRelationships(ctx context.Context, f tuple.ReverseFilter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	return r.count(r.Reader.ReverseQueryRelationships(ctx, f, opts))
+}
+
+func (r *relCounter) count(seq iter.Seq2[tuple.Relationship, error]) iter.Seq2[tuple.Relationship, error] {
+	return func(yield func(tuple.Relationship, error) bool) {
+		for x, err := range seq {
+			r.n.Add(1)
+			if !yield(x, err) {
+				return
+			}
+		}
+	}
+}
+
+// TestScopedLookupCost: the scope is pushed into the evaluation, not
+// applied afterwards: with a small scope, the relationships a scoped
+// lookup reads do not grow with what the subject (or the resource) can
+// reach outside it, while the unscoped lookup's do.
+func TestScopedLookupCost(t *testing.T) {
+	s := mustCompile(t, `
+definition user {}
+definition group {
+  relation member: user | group#member
+}
+definition folder {
+  relation parent: folder
+  relation viewer: user
+  permission view = viewer + parent->view
+}
+definition doc {
+  relation folder: folder
+  relation viewer: user | group#member
+  permission view = viewer + folder->view
+}`)
+	ctx := context.Background()
+	e := New(s, Options{Concurrency: 1})
+	type reads struct{ scoped, unscoped int64 }
+	measure := func(n int) reads {
+		// a views folder:root, which holds n documents and folder:small
+		// with 3; group:big has n members, group:small 3 of them.
+		rels := []string{"folder:root#viewer@user:a", "folder:small#parent@folder:root", "doc:d#viewer@group:big#member"}
+		for i := range n {
+			rels = append(rels, fmt.Sprintf("doc:r%04d#folder@folder:root", i), fmt.Sprintf("group:big#member@user:u%04d", i))
+		}
+		for i := range 3 {
+			rels = append(rels, fmt.Sprintf("doc:s%d#folder@folder:small", i), fmt.Sprintf("group:small#member@user:u%04d", i))
+		}
+		rd := load(t, mustParse(t, rels...))
+		var out reads
+		for _, scoped := range []bool{true, false} {
+			rc := &relCounter{Reader: rd}
+			p := Params{Reader: rc, Now: testNow}
+			lr := LookupResourcesRequest{ResourceType: "doc", Permission: "view", Subject: tuple.SubjectRef{Type: "user", ID: "a"}}
+			ls := LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "doc", ID: "d"}, Permission: "view", SubjectType: "user"}
+			if scoped {
+				lr.Through = &Through{Object: tuple.ObjectRef{Type: "folder", ID: "small"}}
+				ls.Within = &tuple.SubjectRef{Type: "group", ID: "small", Relation: "member"}
+			}
+			docs, err := drain(e.LookupResources(ctx, p, lr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			users, err := drain(e.LookupSubjects(ctx, p, ls))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := 3 + n; scoped {
+				if len(docs) != 3 || len(users) != 3 {
+					t.Fatalf("n=%d: scoped lookups found %d documents and %d users, want 3 and 3", n, len(docs), len(users))
+				}
+				out.scoped = rc.n.Load()
+			} else {
+				if len(docs) != want || len(users) != n {
+					t.Fatalf("n=%d: lookups found %d documents and %d users, want %d and %d", n, len(docs), len(users), want, n)
+				}
+				out.unscoped = rc.n.Load()
+			}
+		}
+		return out
+	}
+	small, large := measure(20), measure(400)
+	t.Logf("relationships read: n=20 %+v, n=400 %+v", small, large)
+	if large.scoped != small.scoped {
+		t.Errorf("scoped lookups read %d relationships with 20 outside the scope, %d with 400", small.scoped, large.scoped)
+	}
+	if large.unscoped < small.unscoped+2*380 {
+		t.Errorf("unscoped lookups read %d then %d relationships: the data does not measure what it should", small.unscoped, large.unscoped)
 	}
 }
