@@ -105,6 +105,9 @@ func TestScopedLookups(t *testing.T) {
 				// The default relations are the schema's arrows: owner_department and parent among them.
 				{"boss", &engine.Through{Object: tuple.ObjectRef{Type: "department", ID: "east"}}, []string{"c7"}},
 				{"boss", &engine.Through{Object: tuple.ObjectRef{Type: "enterprise", ID: "acme"}}, []string{"c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8"}},
+				// A chain follows a subject set's object: c1#viewer@department:sales#member.
+				{"boss", &engine.Through{Object: tuple.ObjectRef{Type: "department", ID: "sales"}, Relations: []string{"crm_customer#viewer"}}, []string{"c1"}},
+				{"ann", &engine.Through{Object: tuple.ObjectRef{Type: "department", ID: "east"}, Relations: []string{"crm_customer#viewer"}}, nil},
 			} {
 				got, _, err := resources(tc.sub, tc.th, 0, "")
 				if err != nil || !slices.Equal(got, tc.want) {
