@@ -566,7 +566,7 @@ func TestHTTPRequestID(t *testing.T) {
 	if r.code != http.StatusOK || r.header.Get(RequestIDHeader) != "trace-42.a_b:c" {
 		t.Fatalf("= %d, %s %q; want 200 and the id echoed", r.code, RequestIDHeader, r.header.Get(RequestIDHeader))
 	}
-	if !strings.Contains(logs.String(), "method=/pemba.v1.SchemaService/WriteSchema code=OK") ||
+	if !strings.Contains(logs.String(), "method=/pemba.v1.SchemaService/WriteSchema caller=anonymous code=OK") ||
 		!strings.Contains(logs.String(), "request_id=trace-42.a_b:c") {
 		t.Errorf("the gRPC call's log line does not name the request id:\n%s", logs.String())
 	}

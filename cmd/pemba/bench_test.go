@@ -65,3 +65,63 @@ func TestBenchAPIs(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchCharts runs a short benchmark with -html and -png-dir, then
+// overlays its report with itself through bench compare, and checks the
+// usage errors of compare's new forms. The report's command redacts the
+// token.
+func TestBenchCharts(t *testing.T) {
+	dir := t.TempDir()
+	one, html, pngs := filepath.Join(dir, "one.json"), filepath.Join(dir, "one.html"), filepath.Join(dir, "png")
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "run", "-datastore", "memory", "-workload", "deep-chain", "-ops", "200", "-warmup", "0s",
+		"-quiet", "-output", "json", "-token", "s3cret", "-html", html, "-png-dir", pngs}
+	if code := run(t.Context(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("bench run: exit %d: %s", code, stderr.String())
+	}
+	if err := os.WriteFile(one, stdout.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := bench.ReadReport(one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(rep.Command, "pemba bench run -datastore memory") || strings.Contains(rep.Command, "s3cret") || !strings.Contains(rep.Command, "-token REDACTED") {
+		t.Errorf("report command %q", rep.Command)
+	}
+	if len(rep.Timeline) == 0 || len(rep.Total.CDF) == 0 {
+		t.Errorf("report without timeline (%d) or CDF (%d)", len(rep.Timeline), len(rep.Total.CDF))
+	}
+	for _, f := range []string{html, filepath.Join(pngs, "throughput.png"), filepath.Join(pngs, "latency.png"), filepath.Join(pngs, "cdf.png")} {
+		if st, err := os.Stat(f); err != nil || st.Size() < 1000 {
+			t.Errorf("%s: %v (size %d)", f, err, st.Size())
+		}
+	}
+	overlay := filepath.Join(dir, "overlay.html")
+	tests := []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"bench", "compare", "-html", overlay, "-labels", "a,b,c", one, one, one}, 0, "HTML report written to " + overlay},
+		{[]string{"bench", "compare", "-html", overlay, one}, 0, "HTML report written"},
+		{[]string{"bench", "compare", one, one, one}, 2, "give two reports"},
+		{[]string{"bench", "compare", "-html", overlay}, 2, "give two reports"},
+		{[]string{"bench", "compare", "-html", overlay, "-labels", "a", one, one}, 2, "-labels gives 1 names for 2 reports"},
+		{[]string{"bench", "compare", "-html", overlay, filepath.Join(dir, "none.json")}, 1, "none.json"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		code := run(t.Context(), tt.args, &stdout, &stderr)
+		if code != tt.code || !strings.Contains(stderr.String(), tt.stderr) {
+			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tt.args, code, stderr.String(), tt.code, tt.stderr)
+		}
+		if strings.Contains(stderr.String(), "bench: bench:") {
+			t.Errorf("%q: repeated prefix: %q", tt.args, stderr.String())
+		}
+	}
+	page, err := os.ReadFile(overlay)
+	if err != nil || !strings.Contains(string(page), "<svg") {
+		t.Errorf("overlay page: %v", err)
+	}
+}

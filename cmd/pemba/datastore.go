@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
 	"github.com/pemba-authz/pemba/engine"
 	"io"
 	"os"
@@ -15,6 +16,10 @@ func datastoreCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	const usage = "usage: pemba datastore migrate --datastore-uri postgres://..."
 	if len(args) > 0 && isHelp(args[0]) {
 		fmt.Fprintln(stdout, usage)
+		return 0
+	}
+	if len(args) > 0 && args[0] == cli.ListSubcommands {
+		fmt.Fprintln(stdout, "migrate") // the one subcommand, checked below
 		return 0
 	}
 	if len(args) == 0 || args[0] != "migrate" {

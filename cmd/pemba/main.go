@@ -46,6 +46,7 @@ func commands() []command {
 		{"watch", "stream relationship changes until interrupted", cli.Main("watch")},
 		{"count", "count resources (count resources TYPE#PERMISSION@SUBJECT) or relationships", cli.Main("count")},
 		{"version", "print the version, commit, Go version and storage formats", versionCommand},
+		{"completion", "print a shell completion script: completion bash|zsh|fish", completionCommand},
 	}
 }
 
@@ -68,6 +69,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if isHelp(args[0]) {
 		usage(stdout)
+		return 0
+	}
+	if args[0] == completeCommand { // hidden: the completion scripts' callback
+		for _, c := range complete(ctx, args[1:]) {
+			fmt.Fprintln(stdout, c)
+		}
 		return 0
 	}
 	if args[0] == "--version" || args[0] == "-version" {

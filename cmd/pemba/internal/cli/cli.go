@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -38,6 +40,11 @@ type Env struct {
 	// command that talks to a server; the same flag after the command wins.
 	Global []GlobalFlag
 }
+
+// ListSubcommands, given as a command's first argument, makes a command
+// with subcommands list their names, one per line, and exit 0 (shell
+// completion asks this way, so the names are defined once).
+const ListSubcommands = "__subcommands"
 
 // GlobalFlag is one connection flag given before the command.
 type GlobalFlag struct{ Name, Value string }
@@ -328,6 +335,12 @@ func (inv *invocation) subcommand(ctx context.Context, args []string, subs map[s
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
 		fmt.Fprintf(inv.env.Stdout, "usage: %s\n", usage)
+		return errHelp
+	}
+	if args[0] == ListSubcommands {
+		for _, name := range slices.Sorted(maps.Keys(subs)) {
+			fmt.Fprintln(inv.env.Stdout, name)
+		}
 		return errHelp
 	}
 	run, ok := subs[args[0]]
