@@ -130,8 +130,12 @@ func TestScopedLookupDifferential(t *testing.T) {
 	}
 	// The random data must exercise what the test claims: non-empty
 	// scoped answers, answers the scope removes, and wildcards.
+	// The thresholds scale with the number of cases (fewer under the race
+	// detector).
 	t.Logf("%+v", stats)
-	if stats.resources < 100 || stats.cutResources < 100 || stats.subjects < 100 || stats.cutSubjects < 100 || stats.wildSubjects < 5 || stats.badScopes < 5 {
+	least := func(n int) int { return max(1, n*cases/200) }
+	if stats.resources < least(100) || stats.cutResources < least(100) || stats.subjects < least(100) || stats.cutSubjects < least(100) ||
+		stats.wildSubjects < least(5) || stats.badScopes < least(5) {
 		t.Errorf("the random cases exercise too little: %+v", stats)
 	}
 }
@@ -186,10 +190,6 @@ func runScopeCase(t *testing.T, rng *rand.Rand, seed uint64, s *schema.Schema, r
 
 	// LookupResources through an object.
 	for range 6 {
-		goal := allRels[rng.IntN(len(allRels))]
-		if goal.Definition.Name == "user" {
-			continue
-		}
 		sub := subjects[rng.IntN(len(subjects))]
 		th := &Through{Object: tuple.ObjectRef{Type: defs[rng.IntN(len(defs))], ID: diffIDs[rng.IntN(len(diffIDs))]}}
 		follow := testArrowTuplesets(s)
@@ -201,17 +201,49 @@ func runScopeCase(t *testing.T, rng *rand.Rand, seed uint64, s *schema.Schema, r
 				th.Relations = append(th.Relations, f)
 			}
 		}
-		// Mostly an object of a type the followed relations point at.
+		// Mostly a scope object of a type that the followed relations lead
+		// to from the goal's type (a scope the schema can satisfy),
+		// sometimes of any type they point at, or of any type at all.
+		next := map[string][]string{}
 		var targets []string
 		for f := range follow {
 			typ, name, _ := strings.Cut(f, "#")
 			for _, a := range s.Definitions[typ].Relations[name].Allowed {
 				if a.Type != "user" && !a.Wildcard {
 					targets = append(targets, a.Type)
+					next[typ] = append(next[typ], a.Type)
 				}
 			}
 		}
-		if slices.Sort(targets); len(targets) > 0 && rng.IntN(4) != 0 {
+		// Mostly a goal on a type the followed relations leave from.
+		goals := allRels
+		if rng.IntN(8) > 0 {
+			goals = slices.DeleteFunc(slices.Clone(allRels), func(r *schema.Relation) bool { return len(next[r.Definition.Name]) == 0 })
+		}
+		if len(goals) == 0 {
+			goals = allRels
+		}
+		goal := goals[rng.IntN(len(goals))]
+		if goal.Definition.Name == "user" {
+			continue
+		}
+		var reachable []string
+		seen := map[string]bool{}
+		for queue := []string{goal.Definition.Name}; len(queue) > 0; queue = queue[1:] {
+			for _, n := range next[queue[0]] {
+				if !seen[n] {
+					seen[n] = true
+					reachable = append(reachable, n)
+					queue = append(queue, n)
+				}
+			}
+		}
+		slices.Sort(targets)
+		slices.Sort(reachable)
+		switch k := rng.IntN(8); {
+		case len(reachable) > 0 && k < 6:
+			th.Object.Type = reachable[rng.IntN(len(reachable))]
+		case len(targets) > 0 && k < 7:
 			th.Object.Type = targets[rng.IntN(len(targets))]
 		}
 		in := bruteScope(rels, follow, th.Object, now)
