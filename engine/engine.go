@@ -74,6 +74,14 @@ const (
 	DefaultMaxBulkCheckItems = 1_000
 	DefaultMaxPreconditions  = 100
 	DefaultMaxReadPageSize   = 1_000
+	// DefaultMaxContextualRelationships and DefaultMaxContextualBytes
+	// bound the contextual relationships of one read (see
+	// Limits.MaxContextualRelationships).
+	DefaultMaxContextualRelationships = 1_000
+	DefaultMaxContextualBytes         = 256 << 10
+	// DefaultMaxPermissionSetResources bounds the resources of one
+	// permission set (see Limits.MaxPermissionSetResources).
+	DefaultMaxPermissionSetResources = 100
 	// DefaultSchemaScanLimit bounds the relationships counted per removed
 	// item when a schema change is checked.
 	DefaultSchemaScanLimit = 100_000
@@ -109,6 +117,14 @@ type Options struct {
 	// shared store: permissions owned by other nodes are evaluated there
 	// (see eval.Router and DispatchCheck).
 	Router eval.Router
+	// Deprecation says what a request naming a @deprecated relation or
+	// permission gets: a warning (the default) or a refusal.
+	Deprecation DeprecationPolicy
+	// Warn, when set, receives each warning meant for the caller of a
+	// request (a deprecated relation used), with the request's context,
+	// so that the API layer can return it (a response header). Warnings
+	// are logged either way.
+	Warn func(ctx context.Context, msg string)
 }
 
 // Limits bound the size of requests. Exceeding one fails with a *LimitError.
@@ -130,6 +146,18 @@ type Limits struct {
 	MaxBulkCheckItems int
 	// MaxReadPageSize bounds the page size of ReadRelationships.
 	MaxReadPageSize int
+	// MaxContextualRelationships bounds the contextual relationships of
+	// one read request, and MaxContextualBytes their size: the bytes of
+	// their keys (resource, relation, subject as text) plus their caveat
+	// contexts as JSON. Each caveat context is also bounded by
+	// MaxContextBytes, as in a write. Exceeding either fails with
+	// ErrInvalidRequest.
+	MaxContextualRelationships int
+	MaxContextualBytes         int
+	// MaxPermissionSetResources bounds the resources of one
+	// CheckPermissionSet (the rows of its matrix); more fail with
+	// ErrInvalidRequest.
+	MaxPermissionSetResources int
 	// SchemaScanLimit bounds how many orphaned relationships WriteSchema
 	// counts per changed relation before it stops (the refusal then says
 	// "or more").
@@ -146,6 +174,7 @@ type Engine struct {
 	evalOpts    eval.Options
 	cache       *eval.Cache // nil when disabled
 	heads       *headQuantizer
+	deprecation deprecation
 
 	// writeMu serialises schema writes against relationship writes (read
 	// lock) so that validation and commit see the same schema.
@@ -171,6 +200,9 @@ type Engine struct {
 type compiled struct {
 	schema *schema.Schema
 	eval   *eval.Evaluator
+	// renames is set when the schema renames a relation
+	// (@renamed_from): evaluation then reads through an aliasReader.
+	renames bool
 }
 
 // DefaultConcurrency is the branch concurrency of a request when
@@ -231,6 +263,7 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	}
 	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router}
 	e.heads = &headQuantizer{st: st, now: e.now, quantum: quantum}
+	e.deprecation = deprecation{policy: opts.Deprecation, warn: opts.Warn}
 	// Fail early on a store that cannot even report its head. The head is
 	// not remembered: the first quantum starts with the first read.
 	if _, err := st.HeadRevision(ctx); err != nil {
@@ -257,6 +290,9 @@ func (l Limits) withDefaults(st store.Store) Limits {
 	def(&l.MaxBulkCheckItems, DefaultMaxBulkCheckItems)
 	def(&l.MaxReadPageSize, DefaultMaxReadPageSize)
 	def(&l.SchemaScanLimit, DefaultSchemaScanLimit)
+	def(&l.MaxContextualRelationships, DefaultMaxContextualRelationships)
+	def(&l.MaxContextualBytes, DefaultMaxContextualBytes)
+	def(&l.MaxPermissionSetResources, DefaultMaxPermissionSetResources)
 	return l
 }
 
@@ -281,6 +317,9 @@ type Stats struct {
 	Cache        cache.Stats
 	// CompiledSchemas is how many compiled schemas are cached.
 	CompiledSchemas int
+	// DeprecatedUses counts requests that named a @deprecated relation
+	// or permission (warned or refused).
+	DeprecatedUses int64
 }
 
 // Stats returns current counters.
@@ -293,6 +332,7 @@ func (e *Engine) Stats() Stats {
 	e.schemaMu.Lock()
 	s.CompiledSchemas = len(e.schemas)
 	e.schemaMu.Unlock()
+	s.DeprecatedUses = e.deprecation.uses.Load()
 	return s
 }
 
@@ -403,7 +443,7 @@ type schemaInForce struct {
 }
 
 func (e *Engine) newCompiled(s *schema.Schema) *compiled {
-	return &compiled{schema: s, eval: eval.New(s, e.evalOpts)}
+	return &compiled{schema: s, eval: eval.New(s, e.evalOpts), renames: hasRenames(s)}
 }
 
 // remember caches c as the schema written at revision written and returns

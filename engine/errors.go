@@ -33,6 +33,10 @@ var (
 	// allowed subject type that stored relationships still use; see
 	// *UnsafeSchemaChangeError.
 	ErrUnsafeSchemaChange = errors.New("engine: schema change would orphan stored relationships")
+	// ErrDeprecated: the request writes, checks or looks up a relation or
+	// permission marked @deprecated, and the engine refuses such requests
+	// (Options.Deprecation is DeprecationRefuse).
+	ErrDeprecated = errors.New("engine: deprecated relation or permission")
 
 	// ErrInvalidZookie: the zookie is garbage, tampered with, or was minted
 	// by another datastore. It wraps the token package's reason
@@ -133,6 +137,30 @@ var (
 	ErrTokenOtherRequest = token.ErrOtherRequest
 )
 
+// tokenReason is why package token refused a token, without its
+// package's prefix, for an error that already says which token it was:
+// "engine: invalid zookie: not base64url", not "engine: invalid zookie:
+// token: invalid: not base64url".
+func tokenReason(err error) string {
+	msg := err.Error()
+	for _, sentinel := range []error{token.ErrInvalid, token.ErrOtherStore, token.ErrOtherRequest} {
+		if errors.Is(err, sentinel) {
+			if rest, ok := strings.CutPrefix(msg, sentinel.Error()+": "); ok {
+				return rest
+			}
+			return strings.TrimPrefix(msg, "token: ")
+		}
+	}
+	return msg
+}
+
+// tokenError wraps a token's refusal under outer (ErrInvalidZookie),
+// keeping both for errors.Is but saying the reason once.
+type tokenError struct{ outer, reason error }
+
+func (e *tokenError) Error() string   { return e.outer.Error() + ": " + tokenReason(e.reason) }
+func (e *tokenError) Unwrap() []error { return []error{e.outer, e.reason} }
+
 // Datastore failures the engine passes through unchanged.
 var (
 	// ErrBatchTooLarge: a transaction exceeds the datastore's own
@@ -167,6 +195,9 @@ type RelationshipError struct {
 	Reason error
 	// Detail is one sentence for humans.
 	Detail string
+	// List names what Index counts in the message ("" means "update";
+	// "contextual relationship" for a read's contextual relationships).
+	List string
 }
 
 // Error implements error.
@@ -174,7 +205,11 @@ func (e *RelationshipError) Error() string {
 	var b strings.Builder
 	b.WriteString("engine: ")
 	if e.Index >= 0 {
-		fmt.Fprintf(&b, "update %d: ", e.Index)
+		list := e.List
+		if list == "" {
+			list = "update"
+		}
+		fmt.Fprintf(&b, "%s %d: ", list, e.Index)
 	}
 	fmt.Fprintf(&b, "relationship %s: %v", e.Relationship, e.Reason)
 	if e.Detail != "" {

@@ -25,6 +25,9 @@ type CountResourcesRequest struct {
 	Consistency Consistency
 	eval.LookupResourcesRequest
 	Context map[string]any
+	// Contextual are relationships that hold for this request only, as in
+	// LookupResourcesRequest.
+	Contextual []tuple.Relationship
 }
 
 // CountResourcesResponse is the size of a LookupResources answer.
@@ -45,7 +48,7 @@ func (e *Engine) CountResources(ctx context.Context, req CountResourcesRequest) 
 	if req.Limit != 0 || req.After != "" {
 		return CountResourcesResponse{}, fmt.Errorf("%w: a count takes no limit or position", ErrInvalidRequest)
 	}
-	seq, zk, err := e.LookupResources(ctx, LookupResourcesRequest{Consistency: req.Consistency, LookupResourcesRequest: req.LookupResourcesRequest, Context: req.Context})
+	seq, zk, err := e.LookupResources(ctx, LookupResourcesRequest{Consistency: req.Consistency, LookupResourcesRequest: req.LookupResourcesRequest, Context: req.Context, Contextual: req.Contextual})
 	if err != nil {
 		return CountResourcesResponse{}, err
 	}

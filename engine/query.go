@@ -6,6 +6,7 @@ import (
 	"iter"
 
 	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
 // CheckRequest asks whether Subject has Permission on Resource: the
@@ -16,6 +17,9 @@ type CheckRequest struct {
 	eval.CheckRequest
 	// Context supplies caveat parameters not fixed on relationships.
 	Context map[string]any
+	// Contextual are relationships that hold for this request only (see
+	// Engine.checkContextual).
+	Contextual []tuple.Relationship
 }
 
 // CheckResponse is the answer to a check and the revision it was answered at.
@@ -29,11 +33,14 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (CheckResponse, er
 	if err := e.checkContextSize(req.Context); err != nil {
 		return CheckResponse{}, err
 	}
-	v, err := e.needSchema(ctx, req.Consistency)
+	v, err := e.needSchemaWith(ctx, req.Consistency, req.Contextual)
 	if err != nil {
 		return CheckResponse{}, err
 	}
-	res, err := v.c.eval.Check(ctx, e.params(v, req.Context), req.CheckRequest)
+	if err := e.noteDeprecated(ctx, v.c.schema, "check", use{req.Resource.Type, req.Permission}); err != nil {
+		return CheckResponse{}, err
+	}
+	res, err := v.c.eval.Check(ctx, e.params(v, req.Context, req.Contextual), req.CheckRequest)
 	if err != nil {
 		return CheckResponse{}, fmt.Errorf("engine: check %s#%s@%s: %w", req.Resource, req.Permission, req.Subject, err)
 	}
@@ -45,7 +52,8 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (CheckResponse, er
 type ExpandRequest struct {
 	Consistency Consistency
 	eval.ExpandRequest
-	Context map[string]any
+	Context    map[string]any
+	Contextual []tuple.Relationship
 }
 
 // Expand returns the subject tree of Resource#Permission: the path that
@@ -54,11 +62,14 @@ func (e *Engine) Expand(ctx context.Context, req ExpandRequest) (tree *eval.Tree
 	if err := e.checkContextSize(req.Context); err != nil {
 		return nil, "", err
 	}
-	v, err := e.needSchema(ctx, req.Consistency)
+	v, err := e.needSchemaWith(ctx, req.Consistency, req.Contextual)
 	if err != nil {
 		return nil, "", err
 	}
-	t, err := v.c.eval.Expand(ctx, e.params(v, req.Context), req.ExpandRequest)
+	if err := e.noteDeprecated(ctx, v.c.schema, "expand", use{req.Resource.Type, req.Permission}); err != nil {
+		return nil, "", err
+	}
+	t, err := v.c.eval.Expand(ctx, e.params(v, req.Context, req.Contextual), req.ExpandRequest)
 	if err != nil {
 		return nil, "", fmt.Errorf("engine: expand %s#%s: %w", req.Resource, req.Permission, err)
 	}
@@ -71,7 +82,8 @@ func (e *Engine) Expand(ctx context.Context, req ExpandRequest) (tree *eval.Tree
 type LookupResourcesRequest struct {
 	Consistency Consistency
 	eval.LookupResourcesRequest
-	Context map[string]any
+	Context    map[string]any
+	Contextual []tuple.Relationship
 	// Cursor resumes a listing after the result that minted it, at the
 	// revision of the listing's first page; Consistency is then ignored.
 	Cursor string
@@ -109,9 +121,15 @@ func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest
 	if err != nil {
 		return nil, "", err
 	}
+	if err := e.checkContextual(v, req.Contextual); err != nil {
+		return nil, "", err
+	}
+	if err := e.noteDeprecated(ctx, v.c.schema, "look up", use{req.ResourceType, req.Permission}); err != nil {
+		return nil, "", err
+	}
 	er := req.LookupResourcesRequest
 	er.After = after
-	seq := v.c.eval.LookupResources(ctx, e.params(v, req.Context), er)
+	seq := v.c.eval.LookupResources(ctx, e.params(v, req.Context, req.Contextual), er)
 	return func(yield func(ResourceResult, error) bool) {
 		for r, err := range seq {
 			if !yield(ResourceResult{ResourceResult: r, pager: pg}, err) || err != nil {
@@ -127,7 +145,8 @@ func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest
 type LookupSubjectsRequest struct {
 	Consistency Consistency
 	eval.LookupSubjectsRequest
-	Context map[string]any
+	Context    map[string]any
+	Contextual []tuple.Relationship
 	// Cursor resumes a listing after the result that minted it, at the
 	// revision of the listing's first page; Consistency is then ignored.
 	Cursor string
@@ -161,9 +180,15 @@ func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) 
 	if err != nil {
 		return nil, "", err
 	}
+	if err := e.checkContextual(v, req.Contextual); err != nil {
+		return nil, "", err
+	}
+	if err := e.noteDeprecated(ctx, v.c.schema, "look up", use{req.Resource.Type, req.Permission}); err != nil {
+		return nil, "", err
+	}
 	er := req.LookupSubjectsRequest
 	er.After = after
-	seq := v.c.eval.LookupSubjects(ctx, e.params(v, req.Context), er)
+	seq := v.c.eval.LookupSubjects(ctx, e.params(v, req.Context, req.Contextual), er)
 	return func(yield func(SubjectResult, error) bool) {
 		for r, err := range seq {
 			if !yield(SubjectResult{SubjectResult: r, pager: pg}, err) || err != nil {
@@ -173,6 +198,6 @@ func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) 
 	}, e.zookieOf(v.rev), nil
 }
 
-func (e *Engine) params(v *view, ctx map[string]any) eval.Params {
-	return eval.Params{Reader: v.reader, Now: e.now(), Context: ctx}
+func (e *Engine) params(v *view, ctx map[string]any, contextual []tuple.Relationship) eval.Params {
+	return eval.Params{Reader: v.evalReader(), Now: e.now(), Context: ctx, Contextual: contextual}
 }

@@ -101,8 +101,11 @@ type CountResourcesRequest struct {
 	Context            *structpb.Struct       `protobuf:"bytes,5,opt,name=context,proto3" json:"context,omitempty"`
 	// optional_through counts only the resources in this scope.
 	OptionalThrough *ResourceScope `protobuf:"bytes,6,opt,name=optional_through,json=optionalThrough,proto3" json:"optional_through,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// contextual_relationships hold for this request only, as in
+	// LookupResourcesRequest.contextual_relationships.
+	ContextualRelationships []*Relationship `protobuf:"bytes,7,rep,name=contextual_relationships,json=contextualRelationships,proto3" json:"contextual_relationships,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *CountResourcesRequest) Reset() {
@@ -173,6 +176,13 @@ func (x *CountResourcesRequest) GetContext() *structpb.Struct {
 func (x *CountResourcesRequest) GetOptionalThrough() *ResourceScope {
 	if x != nil {
 		return x.OptionalThrough
+	}
+	return nil
+}
+
+func (x *CountResourcesRequest) GetContextualRelationships() []*Relationship {
+	if x != nil {
+		return x.ContextualRelationships
 	}
 	return nil
 }
@@ -356,7 +366,7 @@ const file_pemba_v1_lookupscope_proto_rawDesc = "" +
 	"\x1apemba/v1/lookupscope.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13pemba/v1/core.proto\"`\n" +
 	"\rResourceScope\x121\n" +
 	"\x06object\x18\x01 \x01(\v2\x19.pemba.v1.ObjectReferenceR\x06object\x12\x1c\n" +
-	"\trelations\x18\x02 \x03(\tR\trelations\"\xcf\x02\n" +
+	"\trelations\x18\x02 \x03(\tR\trelations\"\xa2\x03\n" +
 	"\x15CountResourcesRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x120\n" +
 	"\x14resource_object_type\x18\x02 \x01(\tR\x12resourceObjectType\x12\x1e\n" +
@@ -365,7 +375,8 @@ const file_pemba_v1_lookupscope_proto_rawDesc = "" +
 	"permission\x124\n" +
 	"\asubject\x18\x04 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x121\n" +
 	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\x12B\n" +
-	"\x10optional_through\x18\x06 \x01(\v2\x17.pemba.v1.ResourceScopeR\x0foptionalThrough\"\x8c\x01\n" +
+	"\x10optional_through\x18\x06 \x01(\v2\x17.pemba.v1.ResourceScopeR\x0foptionalThrough\x12Q\n" +
+	"\x18contextual_relationships\x18\a \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\"\x8c\x01\n" +
 	"\x16CountResourcesResponse\x12/\n" +
 	"\n" +
 	"counted_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\tcountedAt\x12\x14\n" +
@@ -402,8 +413,9 @@ var file_pemba_v1_lookupscope_proto_goTypes = []any{
 	(*Consistency)(nil),                // 6: pemba.v1.Consistency
 	(*SubjectReference)(nil),           // 7: pemba.v1.SubjectReference
 	(*structpb.Struct)(nil),            // 8: google.protobuf.Struct
-	(*Zookie)(nil),                     // 9: pemba.v1.Zookie
-	(*RelationshipFilter)(nil),         // 10: pemba.v1.RelationshipFilter
+	(*Relationship)(nil),               // 9: pemba.v1.Relationship
+	(*Zookie)(nil),                     // 10: pemba.v1.Zookie
+	(*RelationshipFilter)(nil),         // 11: pemba.v1.RelationshipFilter
 }
 var file_pemba_v1_lookupscope_proto_depIdxs = []int32{
 	5,  // 0: pemba.v1.ResourceScope.object:type_name -> pemba.v1.ObjectReference
@@ -411,15 +423,16 @@ var file_pemba_v1_lookupscope_proto_depIdxs = []int32{
 	7,  // 2: pemba.v1.CountResourcesRequest.subject:type_name -> pemba.v1.SubjectReference
 	8,  // 3: pemba.v1.CountResourcesRequest.context:type_name -> google.protobuf.Struct
 	0,  // 4: pemba.v1.CountResourcesRequest.optional_through:type_name -> pemba.v1.ResourceScope
-	9,  // 5: pemba.v1.CountResourcesResponse.counted_at:type_name -> pemba.v1.Zookie
-	6,  // 6: pemba.v1.CountRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
-	10, // 7: pemba.v1.CountRelationshipsRequest.relationship_filter:type_name -> pemba.v1.RelationshipFilter
-	9,  // 8: pemba.v1.CountRelationshipsResponse.counted_at:type_name -> pemba.v1.Zookie
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	9,  // 5: pemba.v1.CountResourcesRequest.contextual_relationships:type_name -> pemba.v1.Relationship
+	10, // 6: pemba.v1.CountResourcesResponse.counted_at:type_name -> pemba.v1.Zookie
+	6,  // 7: pemba.v1.CountRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
+	11, // 8: pemba.v1.CountRelationshipsRequest.relationship_filter:type_name -> pemba.v1.RelationshipFilter
+	10, // 9: pemba.v1.CountRelationshipsResponse.counted_at:type_name -> pemba.v1.Zookie
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_pemba_v1_lookupscope_proto_init() }

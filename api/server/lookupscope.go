@@ -84,12 +84,17 @@ func (p *permissions) CountResources(ctx context.Context, req *pb.CountResources
 	if err != nil {
 		return nil, err
 	}
+	crels, err := p.contextualFromProto("contextual_relationships", req.GetContextualRelationships())
+	if err != nil {
+		return nil, err
+	}
 	res, err := p.eng().CountResources(ctx, engine.CountResourcesRequest{
 		Consistency: c,
 		LookupResourcesRequest: engine.LookupResourcesQuery{
 			ResourceType: req.GetResourceObjectType(), Permission: req.GetPermission(), Subject: subj, Through: th,
 		},
-		Context: cctx,
+		Context:    cctx,
+		Contextual: crels,
 	})
 	if err != nil {
 		return nil, err

@@ -74,7 +74,7 @@ func countCommand(ctx context.Context, inv *invocation, args []string) error {
 
 // countResources prints how many resources lookup-resources would list.
 func countResources(ctx context.Context, inv *invocation, args []string) error {
-	const usage = "pemba count resources [--through OBJECT [--via RELS]] [--context JSON] [flags] TYPE#PERMISSION@SUBJECT"
+	const usage = "pemba count resources [--through OBJECT [--via RELS]] [--context JSON] [--with REL]... [flags] TYPE#PERMISSION@SUBJECT"
 	fs := inv.flagSet()
 	qf := inv.queryFlags(fs)
 	sf := registerScopeFlags(fs)
@@ -108,7 +108,7 @@ func countResources(ctx context.Context, inv *invocation, args []string) error {
 	defer q.c.Close()
 	resp, err := q.c.Permissions.CountResources(ctx, &pb.CountResourcesRequest{
 		Consistency: q.cons, ResourceObjectType: typ, Permission: perm, Subject: client.Subject(sub),
-		Context: q.ctx, OptionalThrough: scope,
+		Context: q.ctx, OptionalThrough: scope, ContextualRelationships: q.with,
 	})
 	if err != nil {
 		return err

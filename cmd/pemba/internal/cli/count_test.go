@@ -27,6 +27,8 @@ func TestScopedLookupCommands(t *testing.T) {
 		{[]string{"lookup-subjects", "crm_customer:c42#view", "employee", "--within", "department:acme_sales#member"}, []string{"employee:pan", "employee:qin", "employee:zhao", "employee:zhou"}},
 		{[]string{"count", "resources", "crm_customer#view@employee:liu"}, []string{"4"}},
 		{[]string{"count", "resources", "crm_customer#view@employee:liu", "--through", "region:north"}, []string{"2"}},
+		// A contextual relationship counts as the lookup would see it.
+		{[]string{"count", "resources", "crm_customer#view@employee:nobody", "--with", "crm_customer:c1#viewer@employee:nobody"}, []string{"1"}},
 		{[]string{"relationship", "count", "--resource-type", "crm_customer", "--relation", "region"}, []string{"4"}},
 		{[]string{"count", "relationships", "--subject", "region:north"}, []string{"2"}},
 	} {

@@ -6,6 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 const limitsSchema = `definition user {}
@@ -126,4 +130,45 @@ func TestRelationshipReadPages(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestErrorsInCLIWords: the server's errors reach the user with the
+// CLI's flag for the API field it names and without the server's package
+// prefixes, and the connection hint only when no server answered.
+func TestErrorsInCLIWords(t *testing.T) {
+	addr := limitsServer(t)
+	r := pemba(t, addr, "", "relationship", "delete", "--resource-type", "doc", "--limit", "99999")
+	if r.code == 0 || !strings.Contains(r.stderr, "--limit: 99999 relationships exceeds the limit of") ||
+		strings.Contains(r.stderr, "optional_limit") || strings.Contains(r.stderr, "engine:") {
+		t.Errorf("delete --limit 99999: %+v", r)
+	}
+	r = pemba(t, addr, "", "check", "doc:1#view@user:anne", "--zookie", "garbage!")
+	if r.code == 0 || !strings.Contains(r.stderr, "invalid zookie") || strings.Count(r.stderr, "invalid") != 1 {
+		t.Errorf("check --zookie garbage!: %+v", r)
+	}
+	for _, tt := range []struct {
+		err  error
+		want string
+		hint bool
+	}{
+		{status.Error(codes.InvalidArgument, "optional_limit: engine: 99999 relationships exceeds the limit of 1000"), "InvalidArgument: --limit: 99999 relationships exceeds the limit of 1000", false},
+		{status.Error(codes.InvalidArgument, "eval: unknown relation or permission \"view\" on definition \"enterprise\""), `InvalidArgument: unknown relation or permission "view" on definition "enterprise"`, false},
+		{status.Error(codes.Unavailable, "connection error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused\""), "Unavailable: connection error", true},
+		{mustDetails(t, status.New(codes.Unavailable, "engine: datastore unavailable: pgstore: connection refused")), "Unavailable: datastore unavailable: pgstore: connection refused", false},
+	} {
+		got := describe(tt.err)
+		if !strings.HasPrefix(got, tt.want) || strings.Contains(got, "is the server running") != tt.hint {
+			t.Errorf("describe(%v) = %q; want prefix %q, hint %v", tt.err, got, tt.want, tt.hint)
+		}
+	}
+}
+
+// mustDetails attaches an ErrorInfo, as the server does to its errors.
+func mustDetails(t *testing.T, st *status.Status) error {
+	t.Helper()
+	st, err := st.WithDetails(&errdetails.ErrorInfo{Reason: "DATASTORE_UNAVAILABLE", Domain: "pemba"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Err()
 }

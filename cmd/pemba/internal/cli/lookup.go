@@ -76,6 +76,7 @@ func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string)
 			stream, err := c.Permissions.LookupResources(ctx, &pb.LookupResourcesRequest{
 				Consistency: cons, ResourceObjectType: typ, Permission: perm, Subject: client.Subject(sub),
 				Context: st, OptionalLimit: uint32(size), OptionalCursor: cursor, OptionalThrough: scope,
+				ContextualRelationships: q.with,
 			})
 			if err != nil {
 				return 0, err
@@ -166,6 +167,7 @@ func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) 
 	stream, err := c.Permissions.LookupSubjects(ctx, &pb.LookupSubjectsRequest{
 		Consistency: cons, Resource: client.Object(res), Permission: perm,
 		SubjectObjectType: subType, OptionalSubjectRelation: subRel, Context: st, OptionalWithin: within,
+		ContextualRelationships: q.with,
 	})
 	if err != nil {
 		return err
