@@ -90,6 +90,16 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie s
 	var prev *schema.Schema
 	if cur.c != nil {
 		prev = cur.c.schema
+		// Writing the text already stored commits nothing: the answer is
+		// the head's zookie, and no revision, change or audit entry is
+		// made for it.
+		stored, _, err := cur.reader.ReadSchema(ctx)
+		if err != nil {
+			return "", nil, fmt.Errorf("engine: read schema: %w", err)
+		}
+		if stored == text {
+			return e.zookieOf(head), nil, nil
+		}
 	}
 	changes = schema.Diff(prev, next)
 	now := e.now()

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -41,6 +42,16 @@ type Env struct {
 	// (pemba --address X check ...; see ParseGlobal). They apply to every
 	// command that talks to a server; the same flag after the command wins.
 	Global []GlobalFlag
+	// Now is the clock that decides what has expired (nil: time.Now).
+	Now func() time.Time
+}
+
+// now reads the environment's clock.
+func (e Env) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
 }
 
 // ListSubcommands, given as a command's first argument, makes a command
@@ -380,4 +391,13 @@ func (inv *invocation) subcommand(ctx context.Context, args []string, subs map[s
 	}
 	inv.name += " " + args[0]
 	return run(ctx, inv, args[1:])
+}
+
+// counted says n things in English: "1 relationship", "2 relationships",
+// "0 relationships".
+func counted[N int | int32 | int64 | uint32 | uint64](n N, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -171,4 +173,52 @@ func mustDetails(t *testing.T, st *status.Status) error {
 		t.Fatal(err)
 	}
 	return st.Err()
+}
+
+// TestWriteExpiredWarns: writing a relationship whose expiration has
+// passed (by the injected clock) warns, naming it and when it expired;
+// it is still written.
+func TestWriteExpiredWarns(t *testing.T) {
+	addr := startServer(t)
+	must(t, addr, "schema", "write", writeFile(t, "schema.zed", "use expiration\n\ndefinition user {}\n\ndefinition doc {\n  relation viewer: user with expiration\n}\n"))
+	now := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	var out, errb bytes.Buffer
+	e := Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return map[string]string{"PEMBA_ADDRESS": addr}[k] }, Now: func() time.Time { return now }}
+	code := e.Run(t.Context(), []string{"relationship", "write",
+		"doc:1#viewer@user:anne[expiration:2026-12-04T00:00:00Z]", "doc:2#viewer@user:anne[expiration:2026-12-06T00:00:00Z]"})
+	if code != 0 || !strings.Contains(errb.String(), "relationship doc:1#viewer@user:anne[expiration:2026-12-04T00:00:00Z] expired at 2026-12-04T00:00:00Z") ||
+		strings.Contains(errb.String(), "doc:2") || !strings.Contains(errb.String(), "2 relationships written") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// TestSchemaEmptyAndReadFile: an empty schema file is refused unless
+// --allow-empty; schema read --file writes the schema atomically and
+// leaves the file as it was when the read fails.
+func TestSchemaEmptyAndReadFile(t *testing.T) {
+	addr := limitsServer(t)
+	empty := writeFile(t, "empty.zed", "// nothing yet\n")
+	r := pemba(t, addr, "", "schema", "write", empty)
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "defines nothing") || !strings.Contains(r.stderr, "--allow-empty") {
+		t.Errorf("empty schema without --allow-empty: %+v", r)
+	}
+	if got := must(t, addr, "schema", "read"); !strings.Contains(got, "definition doc") {
+		t.Errorf("schema after the refused write: %q", got)
+	}
+	out := filepath.Join(t.TempDir(), "schema.zed")
+	must(t, addr, "schema", "read", "--file", out)
+	if b, err := os.ReadFile(out); err != nil || !strings.Contains(string(b), "definition doc") {
+		t.Errorf("schema read --file wrote %q (%v)", b, err)
+	}
+	// A read that fails (no server there) leaves the file as it was.
+	r = pemba(t, "127.0.0.1:1", "", "schema", "read", "--file", out)
+	if b, _ := os.ReadFile(out); r.code == 0 || !strings.Contains(string(b), "definition doc") {
+		t.Errorf("failed read: exit %d, file now %q", r.code, b)
+	}
+	if r := pemba(t, addr, "", "schema", "write", "--allow-empty", empty); r.code != 0 {
+		t.Errorf("--allow-empty: %+v", r)
+	}
+	if got := must(t, addr, "schema", "read"); strings.Contains(got, "definition") {
+		t.Errorf("schema after --allow-empty: %q", got)
+	}
 }
