@@ -1482,6 +1482,10 @@ type LookupResourcesRequest struct {
 	OptionalLimit uint32 `protobuf:"varint,6,opt,name=optional_limit,json=optionalLimit,proto3" json:"optional_limit,omitempty"`
 	// optional_cursor resumes after the result it was returned with.
 	OptionalCursor *Cursor `protobuf:"bytes,7,opt,name=optional_cursor,json=optionalCursor,proto3" json:"optional_cursor,omitempty"`
+	// optional_through limits the results to the resources in a scope
+	// (region:north, folder:x and its subfolders); a cursor resumes only
+	// the scope it was returned with.
+	OptionalThrough *ResourceScope `protobuf:"bytes,9,opt,name=optional_through,json=optionalThrough,proto3" json:"optional_through,omitempty"`
 	// contextual_relationships hold for this request only (see
 	// CheckPermissionRequest.contextual_relationships); pass the same ones
 	// with every page.
@@ -1565,6 +1569,13 @@ func (x *LookupResourcesRequest) GetOptionalLimit() uint32 {
 func (x *LookupResourcesRequest) GetOptionalCursor() *Cursor {
 	if x != nil {
 		return x.OptionalCursor
+	}
+	return nil
+}
+
+func (x *LookupResourcesRequest) GetOptionalThrough() *ResourceScope {
+	if x != nil {
+		return x.OptionalThrough
 	}
 	return nil
 }
@@ -1670,6 +1681,10 @@ type LookupSubjectsRequest struct {
 	// optional_cursor resumes after the subject it was returned with, at
 	// the same revision.
 	OptionalCursor *Cursor `protobuf:"bytes,8,opt,name=optional_cursor,json=optionalCursor,proto3" json:"optional_cursor,omitempty"`
+	// optional_within limits the results to the members of a subject set
+	// (department:d#member): each subject's permissionship is then that of
+	// its permission and its membership together.
+	OptionalWithin *SubjectReference `protobuf:"bytes,10,opt,name=optional_within,json=optionalWithin,proto3" json:"optional_within,omitempty"`
 	// contextual_relationships hold for this request only (see
 	// CheckPermissionRequest.contextual_relationships); pass the same ones
 	// with every page.
@@ -1760,6 +1775,13 @@ func (x *LookupSubjectsRequest) GetOptionalLimit() uint32 {
 func (x *LookupSubjectsRequest) GetOptionalCursor() *Cursor {
 	if x != nil {
 		return x.OptionalCursor
+	}
+	return nil
+}
+
+func (x *LookupSubjectsRequest) GetOptionalWithin() *SubjectReference {
+	if x != nil {
+		return x.OptionalWithin
 	}
 	return nil
 }
@@ -2140,7 +2162,7 @@ var File_pemba_v1_permissions_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\n" +
-	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\x1a\x17pemba/v1/permdiff.proto\x1a\x16pemba/v1/explain.proto\x1a\x16pemba/v1/permset.proto\"\x84\x02\n" +
+	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\x1a\x17pemba/v1/permdiff.proto\x1a\x16pemba/v1/explain.proto\x1a\x1apemba/v1/lookupscope.proto\x1a\x16pemba/v1/permset.proto\"\x84\x02\n" +
 	"\x18ReadRelationshipsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x12M\n" +
 	"\x13relationship_filter\x18\x02 \x01(\v2\x1c.pemba.v1.RelationshipFilterR\x12relationshipFilter\x12%\n" +
@@ -2247,7 +2269,7 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\rDirectSubject\x124\n" +
 	"\asubject\x18\x01 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x12G\n" +
 	"\x0foptional_caveat\x18\x02 \x01(\v2\x1e.pemba.v1.ContextualizedCaveatR\x0eoptionalCaveat\x12J\n" +
-	"\x13optional_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11optionalExpiresAt\"\xc1\x03\n" +
+	"\x13optional_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11optionalExpiresAt\"\x85\x04\n" +
 	"\x16LookupResourcesRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x120\n" +
 	"\x14resource_object_type\x18\x02 \x01(\tR\x12resourceObjectType\x12\x1e\n" +
@@ -2257,7 +2279,8 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\asubject\x18\x04 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x121\n" +
 	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\x12%\n" +
 	"\x0eoptional_limit\x18\x06 \x01(\rR\roptionalLimit\x129\n" +
-	"\x0foptional_cursor\x18\a \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\x12Q\n" +
+	"\x0foptional_cursor\x18\a \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\x12B\n" +
+	"\x10optional_through\x18\t \x01(\v2\x17.pemba.v1.ResourceScopeR\x0foptionalThrough\x12Q\n" +
 	"\x18contextual_relationships\x18\b \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\"\xcc\x02\n" +
 	"\x17LookupResourcesResponse\x122\n" +
 	"\flooked_up_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
@@ -2265,7 +2288,7 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x12resource_object_id\x18\x02 \x01(\tR\x10resourceObjectId\x12@\n" +
 	"\x0epermissionship\x18\x03 \x01(\x0e2\x18.pemba.v1.PermissionshipR\x0epermissionship\x12K\n" +
 	"\x13partial_caveat_info\x18\x04 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\x12@\n" +
-	"\x13after_result_cursor\x18\x05 \x01(\v2\x10.pemba.v1.CursorR\x11afterResultCursor\"\xfb\x03\n" +
+	"\x13after_result_cursor\x18\x05 \x01(\v2\x10.pemba.v1.CursorR\x11afterResultCursor\"\xc0\x04\n" +
 	"\x15LookupSubjectsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x125\n" +
 	"\bresource\x18\x02 \x01(\v2\x19.pemba.v1.ObjectReferenceR\bresource\x12\x1e\n" +
@@ -2276,7 +2299,9 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x19optional_subject_relation\x18\x05 \x01(\tR\x17optionalSubjectRelation\x121\n" +
 	"\acontext\x18\x06 \x01(\v2\x17.google.protobuf.StructR\acontext\x12%\n" +
 	"\x0eoptional_limit\x18\a \x01(\rR\roptionalLimit\x129\n" +
-	"\x0foptional_cursor\x18\b \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\x12Q\n" +
+	"\x0foptional_cursor\x18\b \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\x12C\n" +
+	"\x0foptional_within\x18\n" +
+	" \x01(\v2\x1a.pemba.v1.SubjectReferenceR\x0eoptionalWithin\x12Q\n" +
 	"\x18contextual_relationships\x18\t \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\"\x8b\x02\n" +
 	"\x16LookupSubjectsResponse\x122\n" +
 	"\flooked_up_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
@@ -2304,7 +2329,8 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\vexported_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"exportedAt\x12<\n" +
 	"\rrelationships\x18\x02 \x03(\v2\x16.pemba.v1.RelationshipR\rrelationships\x12>\n" +
-	"\x12after_batch_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x10afterBatchCursor2\x97\t\n" +
+	"\x12after_batch_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x10afterBatchCursor2\xcd\n" +
+	"\n" +
 	"\x12PermissionsService\x12^\n" +
 	"\x11ReadRelationships\x12\".pemba.v1.ReadRelationshipsRequest\x1a#.pemba.v1.ReadRelationshipsResponse0\x01\x12_\n" +
 	"\x12WriteRelationships\x12#.pemba.v1.WriteRelationshipsRequest\x1a$.pemba.v1.WriteRelationshipsResponse\x12b\n" +
@@ -2317,7 +2343,9 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x0eLookupSubjects\x12\x1f.pemba.v1.LookupSubjectsRequest\x1a .pemba.v1.LookupSubjectsResponse0\x01\x12d\n" +
 	"\x13ImportRelationships\x12$.pemba.v1.ImportRelationshipsRequest\x1a%.pemba.v1.ImportRelationshipsResponse(\x01\x12d\n" +
 	"\x13ExportRelationships\x12$.pemba.v1.ExportRelationshipsRequest\x1a%.pemba.v1.ExportRelationshipsResponse0\x01\x12X\n" +
-	"\x0fDiffPermissions\x12 .pemba.v1.DiffPermissionsRequest\x1a!.pemba.v1.DiffPermissionsResponse0\x01B2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
+	"\x0fDiffPermissions\x12 .pemba.v1.DiffPermissionsRequest\x1a!.pemba.v1.DiffPermissionsResponse0\x01\x12S\n" +
+	"\x0eCountResources\x12\x1f.pemba.v1.CountResourcesRequest\x1a .pemba.v1.CountResourcesResponse\x12_\n" +
+	"\x12CountRelationships\x12#.pemba.v1.CountRelationshipsRequest\x1a$.pemba.v1.CountRelationshipsResponseB2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
 
 var (
 	file_pemba_v1_permissions_proto_rawDescOnce sync.Once
@@ -2380,10 +2408,15 @@ var file_pemba_v1_permissions_proto_goTypes = []any{
 	(*ItemError)(nil),                                 // 43: pemba.v1.ItemError
 	(*ContextualizedCaveat)(nil),                      // 44: pemba.v1.ContextualizedCaveat
 	(*timestamppb.Timestamp)(nil),                     // 45: google.protobuf.Timestamp
-	(*CheckPermissionSetRequest)(nil),                 // 46: pemba.v1.CheckPermissionSetRequest
-	(*DiffPermissionsRequest)(nil),                    // 47: pemba.v1.DiffPermissionsRequest
-	(*CheckPermissionSetResponse)(nil),                // 48: pemba.v1.CheckPermissionSetResponse
-	(*DiffPermissionsResponse)(nil),                   // 49: pemba.v1.DiffPermissionsResponse
+	(*ResourceScope)(nil),                             // 46: pemba.v1.ResourceScope
+	(*CheckPermissionSetRequest)(nil),                 // 47: pemba.v1.CheckPermissionSetRequest
+	(*DiffPermissionsRequest)(nil),                    // 48: pemba.v1.DiffPermissionsRequest
+	(*CountResourcesRequest)(nil),                     // 49: pemba.v1.CountResourcesRequest
+	(*CountRelationshipsRequest)(nil),                 // 50: pemba.v1.CountRelationshipsRequest
+	(*CheckPermissionSetResponse)(nil),                // 51: pemba.v1.CheckPermissionSetResponse
+	(*DiffPermissionsResponse)(nil),                   // 52: pemba.v1.DiffPermissionsResponse
+	(*CountResourcesResponse)(nil),                    // 53: pemba.v1.CountResourcesResponse
+	(*CountRelationshipsResponse)(nil),                // 54: pemba.v1.CountRelationshipsResponse
 }
 var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	30, // 0: pemba.v1.ReadRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
@@ -2444,59 +2477,65 @@ var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	38, // 55: pemba.v1.LookupResourcesRequest.subject:type_name -> pemba.v1.SubjectReference
 	39, // 56: pemba.v1.LookupResourcesRequest.context:type_name -> google.protobuf.Struct
 	32, // 57: pemba.v1.LookupResourcesRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	34, // 58: pemba.v1.LookupResourcesRequest.contextual_relationships:type_name -> pemba.v1.Relationship
-	33, // 59: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	40, // 60: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 61: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	32, // 62: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
-	30, // 63: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
-	37, // 64: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
-	39, // 65: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
-	32, // 66: pemba.v1.LookupSubjectsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	34, // 67: pemba.v1.LookupSubjectsRequest.contextual_relationships:type_name -> pemba.v1.Relationship
-	33, // 68: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	25, // 69: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
-	25, // 70: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
-	32, // 71: pemba.v1.LookupSubjectsResponse.after_result_cursor:type_name -> pemba.v1.Cursor
-	40, // 72: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 73: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	34, // 74: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
-	33, // 75: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
-	30, // 76: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
-	31, // 77: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
-	32, // 78: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 79: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
-	34, // 80: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
-	32, // 81: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
-	2,  // 82: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
-	4,  // 83: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
-	6,  // 84: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
-	8,  // 85: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
-	10, // 86: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
-	46, // 87: pemba.v1.PermissionsService.CheckPermissionSet:input_type -> pemba.v1.CheckPermissionSetRequest
-	15, // 88: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
-	21, // 89: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
-	23, // 90: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
-	26, // 91: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
-	28, // 92: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
-	47, // 93: pemba.v1.PermissionsService.DiffPermissions:input_type -> pemba.v1.DiffPermissionsRequest
-	3,  // 94: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
-	5,  // 95: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
-	7,  // 96: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
-	9,  // 97: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
-	12, // 98: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
-	48, // 99: pemba.v1.PermissionsService.CheckPermissionSet:output_type -> pemba.v1.CheckPermissionSetResponse
-	16, // 100: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
-	22, // 101: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
-	24, // 102: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
-	27, // 103: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
-	29, // 104: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
-	49, // 105: pemba.v1.PermissionsService.DiffPermissions:output_type -> pemba.v1.DiffPermissionsResponse
-	94, // [94:106] is the sub-list for method output_type
-	82, // [82:94] is the sub-list for method input_type
-	82, // [82:82] is the sub-list for extension type_name
-	82, // [82:82] is the sub-list for extension extendee
-	0,  // [0:82] is the sub-list for field type_name
+	46, // 58: pemba.v1.LookupResourcesRequest.optional_through:type_name -> pemba.v1.ResourceScope
+	34, // 59: pemba.v1.LookupResourcesRequest.contextual_relationships:type_name -> pemba.v1.Relationship
+	33, // 60: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	40, // 61: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 62: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	32, // 63: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	30, // 64: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
+	37, // 65: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
+	39, // 66: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
+	32, // 67: pemba.v1.LookupSubjectsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	38, // 68: pemba.v1.LookupSubjectsRequest.optional_within:type_name -> pemba.v1.SubjectReference
+	34, // 69: pemba.v1.LookupSubjectsRequest.contextual_relationships:type_name -> pemba.v1.Relationship
+	33, // 70: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	25, // 71: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
+	25, // 72: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
+	32, // 73: pemba.v1.LookupSubjectsResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	40, // 74: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 75: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	34, // 76: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
+	33, // 77: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
+	30, // 78: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
+	31, // 79: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
+	32, // 80: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 81: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
+	34, // 82: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
+	32, // 83: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
+	2,  // 84: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
+	4,  // 85: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
+	6,  // 86: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
+	8,  // 87: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
+	10, // 88: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
+	47, // 89: pemba.v1.PermissionsService.CheckPermissionSet:input_type -> pemba.v1.CheckPermissionSetRequest
+	15, // 90: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
+	21, // 91: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
+	23, // 92: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
+	26, // 93: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
+	28, // 94: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
+	48, // 95: pemba.v1.PermissionsService.DiffPermissions:input_type -> pemba.v1.DiffPermissionsRequest
+	49, // 96: pemba.v1.PermissionsService.CountResources:input_type -> pemba.v1.CountResourcesRequest
+	50, // 97: pemba.v1.PermissionsService.CountRelationships:input_type -> pemba.v1.CountRelationshipsRequest
+	3,  // 98: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
+	5,  // 99: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
+	7,  // 100: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
+	9,  // 101: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
+	12, // 102: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
+	51, // 103: pemba.v1.PermissionsService.CheckPermissionSet:output_type -> pemba.v1.CheckPermissionSetResponse
+	16, // 104: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
+	22, // 105: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
+	24, // 106: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
+	27, // 107: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
+	29, // 108: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
+	52, // 109: pemba.v1.PermissionsService.DiffPermissions:output_type -> pemba.v1.DiffPermissionsResponse
+	53, // 110: pemba.v1.PermissionsService.CountResources:output_type -> pemba.v1.CountResourcesResponse
+	54, // 111: pemba.v1.PermissionsService.CountRelationships:output_type -> pemba.v1.CountRelationshipsResponse
+	98, // [98:112] is the sub-list for method output_type
+	84, // [84:98] is the sub-list for method input_type
+	84, // [84:84] is the sub-list for extension type_name
+	84, // [84:84] is the sub-list for extension extendee
+	0,  // [0:84] is the sub-list for field type_name
 }
 
 func init() { file_pemba_v1_permissions_proto_init() }
@@ -2507,6 +2546,7 @@ func file_pemba_v1_permissions_proto_init() {
 	file_pemba_v1_core_proto_init()
 	file_pemba_v1_permdiff_proto_init()
 	file_pemba_v1_explain_proto_init()
+	file_pemba_v1_lookupscope_proto_init()
 	file_pemba_v1_permset_proto_init()
 	file_pemba_v1_permissions_proto_msgTypes[11].OneofWrappers = []any{
 		(*CheckBulkPermissionsPair_Item)(nil),

@@ -315,6 +315,13 @@ func TestHTTPRoutes(t *testing.T) {
 	if got := results(t, read, "relationship.resource.objectId"); !slices.Equal(got, []string{"1", "2", "3"}) {
 		t.Errorf("ReadRelationships: %v, want [1 2 3]", got)
 	}
+	count := call("/v1/permissions/resources/count", `{`+fc+`,"resourceObjectType":"doc","permission":"view","subject":{"object":{"objectType":"user","objectId":"tom"}}}`).object(t)
+	if got, at := field(count, "count"), field(count, "countedAt.token"); got != "2" || at == nil { // uint64 is a JSON string
+		t.Errorf("CountResources: count %v at %v, want \"2\" and a zookie", got, at)
+	}
+	if got := field(call("/v1/relationships/count", `{`+fc+`,"relationshipFilter":{"resourceType":"doc"}}`).object(t), "count"); got != "3" {
+		t.Errorf("CountRelationships: count %v, want \"3\"", got)
+	}
 	// Import is a client stream: one request message per line.
 	imp := call("/v1/relationships/import",
 		`{"relationships":[`+relJSON(t, "doc:4#viewer@user:tom")+`,`+relJSON(t, "doc:5#viewer@user:tom")+"]}\n"+

@@ -425,6 +425,10 @@ func (p *permissions) LookupResources(req *pb.LookupResourcesRequest, stream pb.
 	if err != nil {
 		return err
 	}
+	th, err := throughFromProto("optional_through", req.GetOptionalThrough())
+	if err != nil {
+		return err
+	}
 	crels, err := p.contextualFromProto(ctx, "contextual_relationships", req.GetContextualRelationships())
 	if err != nil {
 		return err
@@ -433,7 +437,7 @@ func (p *permissions) LookupResources(req *pb.LookupResourcesRequest, stream pb.
 		Consistency: c,
 		LookupResourcesRequest: engine.LookupResourcesQuery{
 			ResourceType: req.GetResourceObjectType(), Permission: req.GetPermission(), Subject: subj,
-			Limit: int(req.GetOptionalLimit()),
+			Limit: int(req.GetOptionalLimit()), Through: th,
 		},
 		Context:    cctx,
 		Contextual: crels,
@@ -494,6 +498,10 @@ func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.Pe
 	if err != nil {
 		return err
 	}
+	within, err := withinFromProto("optional_within", req.GetOptionalWithin())
+	if err != nil {
+		return err
+	}
 	crels, err := p.contextualFromProto(ctx, "contextual_relationships", req.GetContextualRelationships())
 	if err != nil {
 		return err
@@ -502,7 +510,7 @@ func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.Pe
 		Consistency: c,
 		LookupSubjectsRequest: engine.LookupSubjectsQuery{
 			Resource: res, Permission: req.GetPermission(), SubjectType: req.GetSubjectObjectType(), SubjectRelation: subRel,
-			Limit: int(req.GetOptionalLimit()),
+			Limit: int(req.GetOptionalLimit()), Within: within,
 		},
 		Context:    cctx,
 		Contextual: crels,

@@ -65,6 +65,11 @@ type Evaluator struct {
 	// explainNodes bounds the steps of an explanation outside a witness
 	// (see defaultExplainNodes).
 	explainNodes int
+	// scopeBudget, scopeChecks and scopeCheckCost steer the scoped
+	// lookups' planner (see lookupThrough, subjectCandidates).
+	scopeBudget    int
+	scopeChecks    int
+	scopeCheckCost int
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64
@@ -88,7 +93,7 @@ func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 	h.Write([]byte(s.Source))
 	e := &Evaluator{s: s, opts: opts, an: analyze(s), schemaID: h.Sum64(),
 		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe,
-		explainNodes: defaultExplainNodes}
+		explainNodes: defaultExplainNodes, scopeBudget: defaultScopeBudget, scopeChecks: defaultScopeChecks, scopeCheckCost: defaultScopeCheckCost}
 	e.chain = newChain(e, opts, ac)
 	return e
 }
@@ -250,6 +255,9 @@ type LookupResourcesRequest struct {
 	Limit int
 	// After resumes strictly after this resource ID (a cursor).
 	After string
+	// Through, when set, limits the answer to the resources that reach
+	// an object by stored relationships (see Through).
+	Through *Through
 }
 
 // ResourceResult is one resource found by LookupResources.
@@ -271,6 +279,11 @@ type LookupSubjectsRequest struct {
 	// After resumes strictly after this subject ID (a cursor), in the
 	// order of the results: "*" before every ID.
 	After string
+	// Within, when set, limits the answer to the members of this subject
+	// set (TYPE:ID#RELATION, a relation or a permission): each subject's
+	// permissionship is then the conjunction of its permission and its
+	// membership, as two Checks would give.
+	Within *tuple.SubjectRef
 }
 
 // SubjectResult is one subject found by LookupSubjects.

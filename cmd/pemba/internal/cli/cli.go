@@ -102,7 +102,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"schema", "write and read schemas; format, check, lint and diff schema files (offline)", schemaCommand},
-		{"relationship", "write, delete, read, import and export relationships", relationshipCommand},
+		{"relationship", "write, delete, read, count, import and export relationships", relationshipCommand},
 		{"check", "check whether a subject has a permission on a resource", checkCommand},
 		{"expand", "show the tree of subjects a permission is computed from", expandCommand},
 		{"lookup-resources", "list the resources of a type a subject has a permission on", lookupResourcesCommand},
@@ -110,6 +110,7 @@ func commands() []command {
 		{"watch", "stream relationship changes until interrupted", watchCommand},
 		{"diff", "list which results of a permission changed between two zookies", diffCommand},
 		{"watch-permissions", "stream the changes of a permission's results until interrupted", watchPermissionsCommand},
+		{"count", "count the resources a subject has a permission on, or relationships", countCommand},
 	}
 }
 

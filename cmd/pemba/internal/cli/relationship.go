@@ -18,7 +18,7 @@ import (
 	"github.com/pemba-authz/pemba/internal/progress"
 )
 
-const relationshipUsage = "pemba relationship write|delete|read|import|export [flags] ..."
+const relationshipUsage = "pemba relationship write|delete|read|count|import|export [flags] ..."
 
 // maxBatch is the most updates per WriteRelationships call and
 // relationships per ImportRelationships message the server accepts by
@@ -36,6 +36,7 @@ func relationshipCommand(ctx context.Context, inv *invocation, args []string) er
 		"read":   relationshipRead,
 		"import": relationshipImport,
 		"export": relationshipExport,
+		"count":  relationshipCount,
 	}, relationshipUsage)
 }
 
