@@ -29,6 +29,9 @@ type Definition struct {
 	Ordered []*Relation
 	Doc     string   // doc comment, if any
 	Pos     Position // of the definition's name
+	// Invariants are the write-time invariants declared in the
+	// definition, in source order (see invariant.go).
+	Invariants []*Invariant
 }
 
 // Relation is a relation (stored tuples) or a permission (computed).
