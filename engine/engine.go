@@ -171,6 +171,9 @@ type Engine struct {
 type compiled struct {
 	schema *schema.Schema
 	eval   *eval.Evaluator
+	// invariants indexes the schema's write-time invariants; nil when it
+	// declares none.
+	invariants *invariantIndex
 }
 
 // DefaultConcurrency is the branch concurrency of a request when
@@ -403,7 +406,7 @@ type schemaInForce struct {
 }
 
 func (e *Engine) newCompiled(s *schema.Schema) *compiled {
-	return &compiled{schema: s, eval: eval.New(s, e.evalOpts)}
+	return &compiled{schema: s, eval: eval.New(s, e.evalOpts), invariants: newInvariantIndex(s, e.evalOpts)}
 }
 
 // remember caches c as the schema written at revision written and returns

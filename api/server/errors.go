@@ -57,23 +57,26 @@ const (
 	ReasonCommitOutcomeUnknown = "COMMIT_OUTCOME_UNKNOWN"
 	ReasonAlreadyExists        = "RELATIONSHIP_EXISTS"
 	ReasonPreconditionFailed   = "PRECONDITION_FAILED"
-	ReasonSnapshotExpired      = "SNAPSHOT_EXPIRED"
-	ReasonUnsafeSchemaChange   = "UNSAFE_SCHEMA_CHANGE"
-	ReasonNoSchema             = "NO_SCHEMA"
-	ReasonUnknownStoredCaveat  = "UNKNOWN_STORED_CAVEAT"
-	ReasonInvalidSchema        = "INVALID_SCHEMA"
-	ReasonFutureZookie         = "FUTURE_ZOOKIE"
-	ReasonInvalidZookie        = "INVALID_ZOOKIE"
-	ReasonInvalidCursor        = "INVALID_CURSOR"
-	ReasonDuplicateUpdate      = "DUPLICATE_UPDATE"
-	ReasonInvalidRelationship  = "INVALID_RELATIONSHIP"
-	ReasonUnknownDefinition    = "UNKNOWN_DEFINITION"
-	ReasonUnknownRelation      = "UNKNOWN_RELATION"
-	ReasonCaveat               = "CAVEAT_ERROR"
-	ReasonInvalidArgument      = "INVALID_ARGUMENT"
-	ReasonCanceled             = "CANCELED"
-	ReasonDeadlineExceeded     = "DEADLINE_EXCEEDED"
-	ReasonInternal             = "INTERNAL"
+	// ReasonInvariantViolated: the write would break an invariant of the
+	// schema; the message names it, the object and the update.
+	ReasonInvariantViolated   = "INVARIANT_VIOLATED"
+	ReasonSnapshotExpired     = "SNAPSHOT_EXPIRED"
+	ReasonUnsafeSchemaChange  = "UNSAFE_SCHEMA_CHANGE"
+	ReasonNoSchema            = "NO_SCHEMA"
+	ReasonUnknownStoredCaveat = "UNKNOWN_STORED_CAVEAT"
+	ReasonInvalidSchema       = "INVALID_SCHEMA"
+	ReasonFutureZookie        = "FUTURE_ZOOKIE"
+	ReasonInvalidZookie       = "INVALID_ZOOKIE"
+	ReasonInvalidCursor       = "INVALID_CURSOR"
+	ReasonDuplicateUpdate     = "DUPLICATE_UPDATE"
+	ReasonInvalidRelationship = "INVALID_RELATIONSHIP"
+	ReasonUnknownDefinition   = "UNKNOWN_DEFINITION"
+	ReasonUnknownRelation     = "UNKNOWN_RELATION"
+	ReasonCaveat              = "CAVEAT_ERROR"
+	ReasonInvalidArgument     = "INVALID_ARGUMENT"
+	ReasonCanceled            = "CANCELED"
+	ReasonDeadlineExceeded    = "DEADLINE_EXCEEDED"
+	ReasonInternal            = "INTERNAL"
 )
 
 // errorRule maps every error matching one of targets (errors.Is) to a code.
@@ -108,6 +111,7 @@ var errorRules = []errorRule{
 	{[]error{engine.ErrCommitUnknown}, codes.Unknown, ReasonCommitOutcomeUnknown},
 	{[]error{engine.ErrRelationshipExists}, codes.AlreadyExists, ReasonAlreadyExists},
 	{[]error{engine.ErrPreconditionFailed}, codes.FailedPrecondition, ReasonPreconditionFailed},
+	{[]error{engine.ErrInvariantViolated}, codes.FailedPrecondition, ReasonInvariantViolated},
 	{[]error{engine.ErrSnapshotExpired}, codes.FailedPrecondition, ReasonSnapshotExpired},
 	{[]error{engine.ErrUnsafeSchemaChange}, codes.FailedPrecondition, ReasonUnsafeSchemaChange},
 	{[]error{engine.ErrNoSchema}, codes.FailedPrecondition, ReasonNoSchema},

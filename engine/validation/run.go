@@ -178,7 +178,10 @@ func (r *runner) loadRelationships(ctx context.Context) error {
 			ups[i] = engine.Update{Op: engine.OpTouch, Relationship: rel.Relationship}
 		}
 		_, err := r.eng.WriteRelationships(ctx, engine.WriteRequest{Caller: "validation", Updates: ups})
-		var re *engine.RelationshipError
+		var (
+			re *engine.RelationshipError
+			ie *engine.InvariantError
+		)
 		switch {
 		case err == nil:
 			pending = pending[n:]
@@ -187,6 +190,10 @@ func (r *runner) loadRelationships(ctx context.Context) error {
 			r.fail(bad.Pos, "", "relationship %s: %v: %s", bad.Relationship, re.Reason, re.Detail)
 			// Drop the bad one and retry the rest of the chunk.
 			pending = append(pending[:re.Index:re.Index], pending[re.Index+1:]...)
+		case errors.As(err, &ie) && ie.Index >= 0 && ie.Index < n:
+			bad := chunk[ie.Index]
+			r.fail(bad.Pos, "", "relationship %s breaks invariant %s (%s) on %s: %s", bad.Relationship, ie.Invariant, ie.Condition, ie.Object, ie.Detail)
+			pending = append(pending[:ie.Index:ie.Index], pending[ie.Index+1:]...)
 		default:
 			return fmt.Errorf("validation: loading relationships: %w", err)
 		}
