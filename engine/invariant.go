@@ -164,12 +164,15 @@ func (ix *invariantIndex) checkInvariants(ctx context.Context, tx store.Tx, chan
 	}
 	for _, c := range changes {
 		typ := c.key.Resource.Type
+		// A relationship written already expired replaces a live one with
+		// nothing: for the invariants, it is a delete.
+		adds := c.rel != nil && !c.rel.ExpiredAt(now)
 		for _, t := range ix.byRelation[typ][c.key.Relation] {
-			if (c.rel != nil && t.onTouch) || (c.rel == nil && t.onDelete) {
+			if (adds && t.onTouch) || (!adds && t.onDelete) {
 				add(t.inv, c.key.Resource.ID, c)
 			}
 		}
-		if c.rel != nil {
+		if adds {
 			for _, inv := range ix.onAnyTouch[typ] {
 				add(inv, c.key.Resource.ID, c)
 			}
