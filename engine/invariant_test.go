@@ -124,7 +124,7 @@ func TestInvariantWrites(t *testing.T) {
 		{"+lic:l#seat@user:y", "", ""},
 		{"+lic:l#seat@user:z", "lic.seats", "lic:l has more than 2 seat relationships, want <= 2"},
 		{"+lic:l#seat@user:z[expiration:2020-01-01T00:00:00Z]", "", ""}, // expired at the write: no seat
-		{"-lic:l#seat@user:y +lic:l#seat@user:z", "", ""},                 // the same write frees and takes a seat
+		{"-lic:l#seat@user:y +lic:l#seat@user:z", "", ""},               // the same write frees and takes a seat
 		{"-lic:l#seat_limit@num:2 +lic:l#seat_limit@num:1", "lic.seats", "want <= 1"},
 		{"+lic:l#seat_limit@num:1", "lic.seats", "want <= 1"}, // two limits: the smallest counts
 		{"+lic:l#seat_limit@num:many", "lic.seats", `value(seat_limit) of lic:l is "many", not a number`},
