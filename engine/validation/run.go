@@ -35,9 +35,10 @@ type Options struct {
 // Result is the outcome of running one file.
 type Result struct {
 	Path string
-	// Assertions and Validations count what was run.
+	// Assertions, Validations and Writes count what was run.
 	Assertions  int
 	Validations int
+	Writes      int
 	Failures    []Failure
 }
 
@@ -108,6 +109,11 @@ func Run(ctx context.Context, f *File, opts Options) (*Result, error) {
 		if err := r.validate(ctx, exp); err != nil {
 			return nil, err
 		}
+	}
+	// Writes come last: those that commit change what the checks above
+	// would see.
+	for _, w := range f.Writes {
+		r.write(ctx, w)
 	}
 	sort.SliceStable(res.Failures, func(i, j int) bool {
 		a, b := res.Failures[i].Pos, res.Failures[j].Pos
