@@ -11,6 +11,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
@@ -50,8 +51,11 @@ const (
 	ReasonUnauthenticated = "UNAUTHENTICATED"
 	ReasonNotFound        = "NOT_FOUND"
 	ReasonLimitExceeded   = "LIMIT_EXCEEDED"
-	ReasonMaxDepth        = "MAX_DEPTH_EXCEEDED"
-	ReasonUnavailable     = "UNAVAILABLE"
+	// ReasonOverloaded: the server shed the call (RESOURCE_EXHAUSTED,
+	// with a google.rpc.RetryInfo); nothing of it was done.
+	ReasonOverloaded  = "OVERLOADED"
+	ReasonMaxDepth    = "MAX_DEPTH_EXCEEDED"
+	ReasonUnavailable = "UNAVAILABLE"
 	// ReasonCommitOutcomeUnknown: a write's commit got no answer from the
 	// datastore; it may or may not have been applied (codes.Unknown).
 	ReasonCommitOutcomeUnknown = "COMMIT_OUTCOME_UNKNOWN"
@@ -98,6 +102,7 @@ type errorRule struct {
 var errorRules = []errorRule{
 	{[]error{ErrUnauthenticated}, codes.Unauthenticated, ReasonUnauthenticated},
 	{[]error{ErrNotFound}, codes.NotFound, ReasonNotFound},
+	{[]error{ErrOverloaded}, codes.ResourceExhausted, ReasonOverloaded},
 	// Limits first: a *FieldError or a *RelationshipError may wrap an
 	// *engine.LimitError. engine.ErrBatchTooLarge is the datastore's own
 	// per-transaction limit; nothing was written.
@@ -204,6 +209,15 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}, &errdetails.BadRequest{
 			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: fe.Field, Description: fe.Err.Error()}},
 		}); derr == nil {
+			return d
+		}
+	}
+	var oe *OverloadError
+	if errors.As(err, &oe) {
+		// RetryInfo says when to come back; clients that honour it
+		// (api/client does) spread their retries over the overload.
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(oe.RetryAfter)}); derr == nil {
 			return d
 		}
 	}
