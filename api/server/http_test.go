@@ -759,6 +759,7 @@ func TestHTTPStatusOf(t *testing.T) {
 		{codes.ResourceExhausted, ReasonLimitExceeded, 413},
 		{codes.ResourceExhausted, "", 413}, // gRPC's own message-size limit
 		{codes.ResourceExhausted, ReasonMaxDepth, 422},
+		{codes.ResourceExhausted, ReasonOverloaded, 429},
 		{codes.Canceled, ReasonCanceled, 499},
 		{codes.Unknown, ReasonCommitOutcomeUnknown, 500},
 		{codes.Internal, ReasonInternal, 500},

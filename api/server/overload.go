@@ -47,6 +47,12 @@ type Overload struct {
 	MaxStreams int
 }
 
+// DefaultMaxStreams is pemba serve's default -max-concurrent-streams: high
+// enough not to be met by a healthy deployment's clients, low enough that
+// the pages those streams hold (about MaxExportBatch relationships each)
+// fit in memory.
+const DefaultMaxStreams = 256
+
 // ErrOverloaded marks a call the server shed because it is overloaded; see
 // *OverloadError. Nothing of the call was done.
 var ErrOverloaded = errors.New("server: overloaded")
