@@ -282,9 +282,9 @@ func methodOf(fullMethod string) string {
 	return fullMethod[strings.LastIndexByte(fullMethod, '/')+1:]
 }
 
-// admit admits a unary call, or sheds it.
+// admit admits a unary call, or sheds it. A nil overload admits all.
 func (o *overload) admit(ctx context.Context, fullMethod string) (func(), error) {
-	if o.calls == nil || unlimited(fullMethod) {
+	if o == nil || o.calls == nil || unlimited(fullMethod) {
 		return func() {}, nil
 	}
 	release, err := o.calls.acquire(ctx)
@@ -298,7 +298,7 @@ func (o *overload) admit(ctx context.Context, fullMethod string) (func(), error)
 // admitStream admits a stream: watches and the unlimited services pass,
 // the rest take a stream slot or are shed at once.
 func (o *overload) admitStream(fullMethod string) (func(), error) {
-	if o.streams == nil || unlimited(fullMethod) {
+	if o == nil || o.streams == nil || unlimited(fullMethod) {
 		return func() {}, nil
 	}
 	release, ok := o.streams.tryAcquire()
