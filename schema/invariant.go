@@ -423,3 +423,37 @@ func (p *printer) invariant(d *InvariantDecl) {
 		p.b.WriteString(d.Body)
 	}
 }
+
+// diffInvariants appends the invariants added, removed and changed from od
+// to nd (either may be nil), in source order.
+func diffInvariants(out []Change, od, nd *Definition) []Change {
+	find := func(d *Definition, name string) *Invariant {
+		if d == nil {
+			return nil
+		}
+		for _, inv := range d.Invariants {
+			if inv.Name == name {
+				return inv
+			}
+		}
+		return nil
+	}
+	if od != nil {
+		for _, o := range od.Invariants {
+			switch n := find(nd, o.Name); {
+			case n == nil:
+				out = append(out, Change{Kind: InvariantRemoved, Definition: od.Name, Name: o.Name, Detail: o.Text})
+			case n.Text != o.Text:
+				out = append(out, Change{Kind: InvariantChanged, Definition: od.Name, Name: o.Name, Detail: o.Text + " => " + n.Text})
+			}
+		}
+	}
+	if nd != nil {
+		for _, n := range nd.Invariants {
+			if find(od, n.Name) == nil {
+				out = append(out, Change{Kind: InvariantAdded, Definition: nd.Name, Name: n.Name, Detail: n.Text})
+			}
+		}
+	}
+	return out
+}
