@@ -77,6 +77,10 @@ const (
 	// DefaultSchemaScanLimit bounds the relationships counted per removed
 	// item when a schema change is checked.
 	DefaultSchemaScanLimit = 100_000
+	// DefaultMaxLookupNodes bounds the memory of one lookup: some 300
+	// bytes a node reached (a lookup over 100,000 documents, 200,000
+	// nodes, allocates 64 MB), so about 300 MB.
+	DefaultMaxLookupNodes = 1_000_000
 	// schemaCacheSize is how many compiled schemas are kept; schema writes
 	// are rare and requests cluster around the newest revisions.
 	schemaCacheSize = 8
@@ -130,6 +134,12 @@ type Limits struct {
 	MaxBulkCheckItems int
 	// MaxReadPageSize bounds the page size of ReadRelationships.
 	MaxReadPageSize int
+	// MaxLookupNodes bounds the (object, relation) nodes one
+	// LookupResources or LookupSubjects reaches and holds in memory
+	// (whatever its page size: results come out sorted, so the walk is
+	// complete before the first); past it the lookup fails with a
+	// *LimitError (RESOURCE_EXHAUSTED at the API).
+	MaxLookupNodes int
 	// SchemaScanLimit bounds how many orphaned relationships WriteSchema
 	// counts per changed relation before it stops (the refusal then says
 	// "or more").
@@ -232,7 +242,7 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	if conc <= 0 {
 		conc = DefaultConcurrency()
 	}
-	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router}
+	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router, MaxLookupNodes: e.limits.MaxLookupNodes}
 	e.heads = &headQuantizer{st: st, now: e.now, quantum: quantum}
 	// Fail early on a store that cannot even report its head. The head is
 	// not remembered: the first quantum starts with the first read.
@@ -260,6 +270,7 @@ func (l Limits) withDefaults(st store.Store) Limits {
 	def(&l.MaxBulkCheckItems, DefaultMaxBulkCheckItems)
 	def(&l.MaxReadPageSize, DefaultMaxReadPageSize)
 	def(&l.SchemaScanLimit, DefaultSchemaScanLimit)
+	def(&l.MaxLookupNodes, DefaultMaxLookupNodes)
 	return l
 }
 

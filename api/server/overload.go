@@ -27,8 +27,10 @@ import (
 //
 // A limited stream takes a stream slot or is shed at once: streams run
 // long, so a queue would only hold their callers. What one stream holds
-// in memory is bounded by its page sizes (MaxExportBatch, the lookup
-// limits), so the limit bounds the memory of all of them.
+// in memory is bounded: a read or export by its page size
+// (MaxExportBatch), a lookup by engine.Limits.MaxLookupNodes (its walk
+// is complete before its first result, whatever its page size), so the
+// limit bounds the memory of all of them.
 //
 // Health checks, reflection, cluster dispatch (a peer waiting on a peer
 // that waits on it would deadlock) and watches (open for hours) are not
