@@ -86,6 +86,10 @@ var (
 	// schema in force lacks (the data and the schema disagree; compare
 	// ErrUnknownCaveat, a write naming one).
 	ErrUnknownStoredCaveat = eval.ErrUnknownCaveat
+	// ErrLookupTooLarge: a lookup reached more objects than
+	// Limits.MaxLookupNodes. The engine reports it as a *LimitError
+	// (ErrLimitExceeded); the sentinel is the evaluator's.
+	ErrLookupTooLarge = eval.ErrLookupTooLarge
 
 	// ErrRelationshipExists: a create found a relationship with the same
 	// key; see *store.AlreadyExistsError.

@@ -106,7 +106,7 @@ var errorRules = []errorRule{
 	// Limits first: a *FieldError or a *RelationshipError may wrap an
 	// *engine.LimitError. engine.ErrBatchTooLarge is the datastore's own
 	// per-transaction limit; nothing was written.
-	{[]error{engine.ErrLimitExceeded, engine.ErrBatchTooLarge}, codes.ResourceExhausted, ReasonLimitExceeded},
+	{[]error{engine.ErrLimitExceeded, engine.ErrBatchTooLarge, engine.ErrLookupTooLarge}, codes.ResourceExhausted, ReasonLimitExceeded},
 	// The answer is unknown, never a silent "no"; the status carries the
 	// path (see statusOf).
 	{[]error{engine.ErrMaxDepth}, codes.ResourceExhausted, ReasonMaxDepth},
@@ -232,6 +232,18 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 			"from":       md.Path[0],
 			"to":         md.Path[len(md.Path)-1],
 			"cycle":      strconv.FormatBool(md.Cycle),
+		}})
+	}
+	var ie *engine.InvariantError
+	if errors.As(err, &ie) {
+		// The message names them too; the details let a client tell
+		// which rule refused which update without parsing it.
+		return withInfo(st, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: map[string]string{
+			"invariant":    ie.Invariant,
+			"condition":    ie.Condition,
+			"object":       ie.Object.String(),
+			"updateIndex":  strconv.Itoa(ie.Index),
+			"relationship": ie.Relationship.String(),
 		}})
 	}
 	return withReason(st, reason)

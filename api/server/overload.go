@@ -161,9 +161,10 @@ func (l *limiter) acquire(ctx context.Context) (release func(), err error) {
 	}
 	l.mu.Lock()
 	if w.given {
-		// The slot arrived as the context ended: pass it on.
+		// The slot arrived as the context ended: pass it on, without
+		// counting an instant of service in the average.
+		l.handOn()
 		l.mu.Unlock()
-		l.releaser()()
 	} else {
 		for i, q := range l.queue {
 			if q == w {
@@ -189,18 +190,23 @@ func (l *limiter) releaser() func() {
 			} else {
 				l.service += (d - l.service) / 8
 			}
-			if len(l.queue) > 0 {
-				// Hand the slot to the first waiter: running stays.
-				w := l.queue[0]
-				l.queue = l.queue[1:]
-				w.given = true
-				close(w.ready)
-			} else {
-				l.running--
-			}
+			l.handOn()
 			l.mu.Unlock()
 		})
 	}
+}
+
+// handOn gives a freed slot to the first waiter (running stays), or
+// frees it. l.mu is held.
+func (l *limiter) handOn() {
+	if len(l.queue) > 0 {
+		w := l.queue[0]
+		l.queue = l.queue[1:]
+		w.given = true
+		close(w.ready)
+		return
+	}
+	l.running--
 }
 
 // tryAcquire takes a slot without waiting.

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -76,10 +77,12 @@ func wantShed(t *testing.T, err error) time.Duration {
 // calls, then sends a burst: every call beyond them is shed at once, a
 // call whose deadline the queue cannot meet is shed at once although the
 // queue has room, the admitted calls all finish within their deadlines,
-// and the server then answers as before. Calls are held inside the
-// handler by a hook, released by closing a channel: no sleeps.
+// and the server then answers as before, its heap no larger than before
+// the burst by more than a bound (shed calls hold nothing). Calls are held
+// inside the handler by a hook, released by closing a channel: no sleeps.
 func TestOverloadBurst(t *testing.T) {
-	const running, queued, burst = 2, 3, 40
+	const running, queued, burst = 2, 3, 200
+	const heapBound = 16 << 20 // generous: a shed call holds nothing
 	h := newHold(checkMethod)
 	f := newFixture(t, Config{Overload: Overload{MaxConcurrent: running, MaxQueue: queued}, GRPCOptions: h.options()})
 	f.writeSchema()
@@ -138,6 +141,7 @@ func TestOverloadBurst(t *testing.T) {
 
 	// The burst: the queue is full, so every call is shed at once (the
 	// held calls are still held, so none of these could run).
+	heapBefore := heapAfterGC()
 	var wg sync.WaitGroup
 	errs := make([]error, burst)
 	for i := range burst {
@@ -151,6 +155,11 @@ func TestOverloadBurst(t *testing.T) {
 	}
 	if r, q := lim.state(); r != running || q != queued {
 		t.Fatalf("during the burst: %d running, %d queued", r, q)
+	}
+	grew := int64(heapAfterGC()) - int64(heapBefore)
+	t.Logf("heap growth over the burst: %d bytes", grew)
+	if grew > heapBound {
+		t.Fatalf("the heap grew by %d bytes over a burst of %d shed calls, more than %d", grew, burst, heapBound)
 	}
 
 	// Release: the held and the queued calls finish, within their
@@ -179,6 +188,14 @@ func TestOverloadBurst(t *testing.T) {
 	if got := shedCount(t, f, "PermissionsService/CheckPermission", "deadline"); got != 1 {
 		t.Fatalf("shed_total{why=deadline} = %v, want 1", got)
 	}
+}
+
+// heapAfterGC returns the live heap after a collection.
+func heapAfterGC() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
 
 // TestOverloadStreams: with one stream slot, a second lookup (or export)
