@@ -7,6 +7,7 @@ import (
 	"iter"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -267,7 +268,7 @@ func TestReportOutputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(back.Ops, rep.Ops) || back.Total != rep.Total {
+	if !reflect.DeepEqual(back.Ops, rep.Ops) || !reflect.DeepEqual(back.Total, rep.Total) || !reflect.DeepEqual(back.Timeline, rep.Timeline) {
 		t.Errorf("JSON round trip changed the report")
 	}
 	var cmp bytes.Buffer

@@ -48,6 +48,12 @@ type Report struct {
 	Samples []string `json:"samples,omitempty"`
 	// Slowest are the slowest requests of the measured phase, slowest first.
 	Slowest []Slow `json:"slowest,omitempty"`
+	// Timeline is the measured phase interval by interval (the HTML
+	// report plots it).
+	Timeline []Interval `json:"timeline,omitempty"`
+	// Command is the command line that ran the benchmark, when the CLI
+	// ran it.
+	Command string `json:"command,omitempty"`
 }
 
 // Machine describes where the run happened.
@@ -90,7 +96,13 @@ type OpReport struct {
 	// MeanResults is the mean number of results of a lookup.
 	MeanResults float64           `json:"mean_results,omitempty"`
 	Latency     histogram.Summary `json:"latency"`
+	// CDF is the latency distribution, about cdfPoints points spaced on
+	// a log scale (the HTML report plots it).
+	CDF []histogram.CDFPoint `json:"cdf,omitempty"`
 }
+
+// cdfPoints is about how many points an OpReport's CDF keeps.
+const cdfPoints = 120
 
 // CacheInfo is the target's result cache during the measured phase.
 type CacheInfo struct {
@@ -131,8 +143,9 @@ func newReport(wl workload.Workload, cfg RunConfig, ph *phase) *Report {
 			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 			LoadAverage: loadAverage(),
 		},
-		Samples: ph.samples,
-		Slowest: ph.slowest,
+		Samples:  ph.samples,
+		Slowest:  ph.slowest,
+		Timeline: ph.timeline,
 	}
 	var all histogram.Histogram
 	r.Total.Op = "total"
@@ -148,6 +161,7 @@ func newReport(wl workload.Workload, cfg RunConfig, ph *phase) *Report {
 			Unexpected: o.unexpected,
 			Throughput: float64(o.hist.Count()) / ph.elapsed.Seconds(),
 			Latency:    o.hist.Summarize(),
+			CDF:        o.hist.CDF(cdfPoints),
 		}
 		if o.hist.Count() > 0 && (op == int(workload.OpLookupResources) || op == int(workload.OpLookupSubjects)) {
 			rep.MeanResults = float64(o.results) / float64(o.hist.Count())
@@ -160,6 +174,7 @@ func newReport(wl workload.Workload, cfg RunConfig, ph *phase) *Report {
 	r.Total.Count = all.Count()
 	r.Total.Throughput = float64(all.Count()) / ph.elapsed.Seconds()
 	r.Total.Latency = all.Summarize()
+	r.Total.CDF = all.CDF(cdfPoints)
 	return r
 }
 

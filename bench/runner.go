@@ -40,6 +40,9 @@ type RunConfig struct {
 	// Progress receives a status line every ProgressEvery (nil: none).
 	Progress      io.Writer
 	ProgressEvery time.Duration
+	// TimelineEvery is the length of the report's timeline intervals
+	// (0: one second).
+	TimelineEvery time.Duration
 }
 
 // opResult accumulates one operation's measurements.
@@ -52,13 +55,19 @@ type opResult struct {
 
 // worker holds everything one goroutine records: no sharing, no locks.
 type worker struct {
-	src     workload.Source
-	rng     *rand.Rand
-	ops     [workload.NumOps]opResult
-	done    atomic.Int64 // read by the progress line
-	missed  int64        // open loop: requests the schedule had no time for
-	samples []string     // first errors and unexpected answers
-	slowest []Slow       // the slowest requests, unordered, at most maxSlow
+	src  workload.Source
+	rng  *rand.Rand
+	ops  [workload.NumOps]opResult
+	done atomic.Int64 // read by the progress line
+	// live, errs and opDone are read by the timeline while the worker
+	// records: atomics on the worker's own cache lines, read once an
+	// interval.
+	live    histogram.Live
+	errs    atomic.Uint64
+	opDone  [workload.NumOps]atomic.Uint64
+	missed  int64    // open loop: requests the schedule had no time for
+	samples []string // first errors and unexpected answers
+	slowest []Slow   // the slowest requests, unordered, at most maxSlow
 }
 
 const (
@@ -104,6 +113,8 @@ type phase struct {
 	elapsed time.Duration
 	samples []string
 	slowest []Slow
+	// timeline is the phase interval by interval.
+	timeline []Interval
 }
 
 // run drives one phase. Worker i draws requests from wl.Source(streamBase+i).
@@ -132,6 +143,7 @@ func run(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig, str
 		interval = time.Duration(float64(time.Second) / cfg.Rate)
 	}
 	stopProgress := progress(cfg, label, start, workers)
+	stopTimeline := timeline(cfg.TimelineEvery, start, workers)
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Go(func() {
@@ -168,7 +180,7 @@ func run(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig, str
 	}
 	wg.Wait()
 	stopProgress()
-	ph := &phase{elapsed: time.Since(start)}
+	ph := &phase{elapsed: time.Since(start), timeline: stopTimeline()}
 	for _, w := range workers {
 		for op := range ph.ops {
 			a, b := &ph.ops[op], &w.ops[op]
@@ -201,9 +213,12 @@ func (w *worker) do(ctx context.Context, t Target, op workload.Op, sent time.Tim
 	lat := time.Since(sent)
 	r := &w.ops[op]
 	r.hist.RecordDuration(lat)
+	w.live.Record(int64(lat))
+	w.opDone[op].Add(1)
 	switch {
 	case err != nil:
 		r.errors++
+		w.errs.Add(1)
 		w.note("%s: %v", req.String(), err)
 	case req.Expect != workload.ExpectUnknown && out.Allowed != (req.Expect == workload.ExpectAllowed):
 		r.unexpected++
@@ -248,6 +263,139 @@ func progress(cfg RunConfig, label string, start time.Time, workers []*worker) f
 		}
 	})
 	return func() { close(done); wg.Wait() }
+}
+
+// Interval is one step of a run's timeline: what completed in it.
+type Interval struct {
+	// At is the end of the interval, in seconds from the phase's start;
+	// Seconds is its length (the last one may be short).
+	At      float64 `json:"at_seconds"`
+	Seconds float64 `json:"seconds"`
+	Count   uint64  `json:"count"`
+	Errors  uint64  `json:"errors,omitempty"`
+	// Throughput is Count per second; OpThroughput splits it by
+	// operation (operations with none are left out).
+	Throughput   float64            `json:"throughput_per_second"`
+	OpThroughput map[string]float64 `json:"op_throughput,omitempty"`
+	// Latency percentiles of the requests completed in the interval, in
+	// nanoseconds, each the upper bound of a bucket 12.5% wide.
+	P50 int64 `json:"p50_ns"`
+	P90 int64 `json:"p90_ns"`
+	P99 int64 `json:"p99_ns"`
+	Max int64 `json:"max_ns"`
+}
+
+// maxIntervals bounds a timeline: past it, intervals double in length.
+const maxIntervals = 1200
+
+// timeline samples the workers every interval until the returned
+// function is called, which returns the intervals (the last one ends
+// then; one shorter than half an interval is folded into the one before,
+// whose few stragglers would otherwise draw a spike).
+func timeline(every time.Duration, start time.Time, workers []*worker) func() []Interval {
+	if every <= 0 {
+		every = time.Second
+	}
+	type snapshot struct {
+		at     time.Time
+		counts histogram.LiveCounts
+		errs   uint64
+		ops    [workload.NumOps]uint64
+	}
+	take := func(now time.Time) *snapshot {
+		s := &snapshot{at: now}
+		for _, w := range workers {
+			w.live.AddTo(&s.counts)
+			s.errs += w.errs.Load()
+			for op := range s.ops {
+				s.ops[op] += w.opDone[op].Load()
+			}
+		}
+		return s
+	}
+	between := func(a, b *snapshot) Interval {
+		d := b.counts
+		d.Sub(&a.counts)
+		secs := b.at.Sub(a.at).Seconds()
+		iv := Interval{
+			At: b.at.Sub(start).Seconds(), Seconds: secs, Count: d.Count(), Errors: b.errs - a.errs,
+			P50: d.Quantile(0.5), P90: d.Quantile(0.9), P99: d.Quantile(0.99), Max: d.Quantile(1),
+		}
+		if secs > 0 {
+			iv.Throughput = float64(iv.Count) / secs
+			for op, n := range b.ops {
+				if n > a.ops[op] {
+					if iv.OpThroughput == nil {
+						iv.OpThroughput = map[string]float64{}
+					}
+					iv.OpThroughput[workload.Op(op).String()] = float64(n-a.ops[op]) / secs
+				}
+			}
+		}
+		return iv
+	}
+	var (
+		out    []Interval
+		before *snapshot // the start of out's last interval (nil: unknown)
+		prev   = &snapshot{at: start}
+	)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-tick.C:
+				cur := take(now)
+				out = append(out, between(prev, cur))
+				before, prev = prev, cur
+				if len(out) == maxIntervals {
+					out = mergePairs(out)
+					before = nil
+					every *= 2
+					tick.Reset(every)
+				}
+			}
+		}
+	})
+	return func() []Interval {
+		close(done)
+		wg.Wait()
+		cur := take(time.Now())
+		if before != nil && cur.at.Sub(prev.at) < every/2 {
+			out[len(out)-1] = between(before, cur)
+		} else {
+			out = append(out, between(prev, cur))
+		}
+		return out
+	}
+}
+
+// mergePairs halves a timeline by joining neighbouring intervals; the
+// joined percentiles are the larger of the two (an upper bound).
+func mergePairs(ivs []Interval) []Interval {
+	out := ivs[:0]
+	for i := 0; i+1 < len(ivs); i += 2 {
+		a, b := ivs[i], ivs[i+1]
+		m := Interval{
+			At: b.At, Seconds: a.Seconds + b.Seconds, Count: a.Count + b.Count, Errors: a.Errors + b.Errors,
+			P50: max(a.P50, b.P50), P90: max(a.P90, b.P90), P99: max(a.P99, b.P99), Max: max(a.Max, b.Max),
+		}
+		m.Throughput = float64(m.Count) / m.Seconds
+		for _, x := range []Interval{a, b} {
+			for op, r := range x.OpThroughput {
+				if m.OpThroughput == nil {
+					m.OpThroughput = map[string]float64{}
+				}
+				m.OpThroughput[op] += r * x.Seconds / m.Seconds
+			}
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // LoadResult describes a data set load.

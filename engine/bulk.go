@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
 // BulkCheckItem is one check of a bulk check: the evaluator's question
@@ -21,6 +22,9 @@ type BulkCheckItem struct {
 type BulkCheckRequest struct {
 	Consistency Consistency
 	Items       []BulkCheckItem
+	// Contextual are relationships that hold for this request only, for
+	// every item (see Engine.checkContextual).
+	Contextual []tuple.Relationship
 }
 
 // BulkCheckResult is the answer to one item: a result, or the item's own
@@ -58,13 +62,13 @@ func (e *Engine) CheckBulk(ctx context.Context, req BulkCheckRequest) (BulkCheck
 	if err != nil {
 		return BulkCheckResponse{}, err
 	}
-	v, err := e.needSchema(ctx, req.Consistency)
+	v, err := e.needSchemaWith(ctx, req.Consistency, req.Contextual)
 	if err != nil {
 		return BulkCheckResponse{}, err
 	}
 	out := BulkCheckResponse{Results: results, Zookie: e.zookieOf(v.rev)}
 	for _, g := range groups {
-		for j, r := range v.c.eval.CheckBulk(ctx, e.params(v, g.ctx), g.reqs) {
+		for j, r := range v.c.eval.CheckBulk(ctx, e.params(v, g.ctx, req.Contextual), g.reqs) {
 			if errors.Is(r.Err, ErrUnavailable) {
 				return BulkCheckResponse{}, r.Err
 			}

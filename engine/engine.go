@@ -74,6 +74,14 @@ const (
 	DefaultMaxBulkCheckItems = 1_000
 	DefaultMaxPreconditions  = 100
 	DefaultMaxReadPageSize   = 1_000
+	// DefaultMaxContextualRelationships and DefaultMaxContextualBytes
+	// bound the contextual relationships of one read (see
+	// Limits.MaxContextualRelationships).
+	DefaultMaxContextualRelationships = 1_000
+	DefaultMaxContextualBytes         = 256 << 10
+	// DefaultMaxPermissionSetResources bounds the resources of one
+	// permission set (see Limits.MaxPermissionSetResources).
+	DefaultMaxPermissionSetResources = 100
 	// DefaultSchemaScanLimit bounds the relationships counted per removed
 	// item when a schema change is checked.
 	DefaultSchemaScanLimit = 100_000
@@ -140,6 +148,18 @@ type Limits struct {
 	// complete before the first); past it the lookup fails with a
 	// *LimitError (RESOURCE_EXHAUSTED at the API).
 	MaxLookupNodes int
+	// MaxContextualRelationships bounds the contextual relationships of
+	// one read request, and MaxContextualBytes their size: the bytes of
+	// their keys (resource, relation, subject as text) plus their caveat
+	// contexts as JSON. Each caveat context is also bounded by
+	// MaxContextBytes, as in a write. Exceeding either fails with
+	// ErrInvalidRequest.
+	MaxContextualRelationships int
+	MaxContextualBytes         int
+	// MaxPermissionSetResources bounds the resources of one
+	// CheckPermissionSet (the rows of its matrix); more fail with
+	// ErrInvalidRequest.
+	MaxPermissionSetResources int
 	// SchemaScanLimit bounds how many orphaned relationships WriteSchema
 	// counts per changed relation before it stops (the refusal then says
 	// "or more").
@@ -271,6 +291,9 @@ func (l Limits) withDefaults(st store.Store) Limits {
 	def(&l.MaxReadPageSize, DefaultMaxReadPageSize)
 	def(&l.SchemaScanLimit, DefaultSchemaScanLimit)
 	def(&l.MaxLookupNodes, DefaultMaxLookupNodes)
+	def(&l.MaxContextualRelationships, DefaultMaxContextualRelationships)
+	def(&l.MaxContextualBytes, DefaultMaxContextualBytes)
+	def(&l.MaxPermissionSetResources, DefaultMaxPermissionSetResources)
 	return l
 }
 

@@ -174,6 +174,9 @@ type RelationshipError struct {
 	Reason error
 	// Detail is one sentence for humans.
 	Detail string
+	// List names what Index counts in the message ("" means "update";
+	// "contextual relationship" for a read's contextual relationships).
+	List string
 }
 
 // Error implements error.
@@ -181,7 +184,11 @@ func (e *RelationshipError) Error() string {
 	var b strings.Builder
 	b.WriteString("engine: ")
 	if e.Index >= 0 {
-		fmt.Fprintf(&b, "update %d: ", e.Index)
+		list := e.List
+		if list == "" {
+			list = "update"
+		}
+		fmt.Fprintf(&b, "%s %d: ", list, e.Index)
 	}
 	fmt.Fprintf(&b, "relationship %s: %v", e.Relationship, e.Reason)
 	if e.Detail != "" {

@@ -7,6 +7,7 @@ import (
 	"iter"
 
 	"github.com/pemba-authz/pemba/engine/eval"
+	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
 // CheckRequest asks whether Subject has Permission on Resource: the
@@ -17,6 +18,9 @@ type CheckRequest struct {
 	eval.CheckRequest
 	// Context supplies caveat parameters not fixed on relationships.
 	Context map[string]any
+	// Contextual are relationships that hold for this request only (see
+	// Engine.checkContextual).
+	Contextual []tuple.Relationship
 }
 
 // CheckResponse is the answer to a check and the revision it was answered at.
@@ -30,11 +34,11 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (CheckResponse, er
 	if err := e.checkContextSize(req.Context); err != nil {
 		return CheckResponse{}, err
 	}
-	v, err := e.needSchema(ctx, req.Consistency)
+	v, err := e.needSchemaWith(ctx, req.Consistency, req.Contextual)
 	if err != nil {
 		return CheckResponse{}, err
 	}
-	res, err := v.c.eval.Check(ctx, e.params(v, req.Context), req.CheckRequest)
+	res, err := v.c.eval.Check(ctx, e.params(v, req.Context, req.Contextual), req.CheckRequest)
 	if err != nil {
 		return CheckResponse{}, fmt.Errorf("engine: check %s#%s@%s: %w", req.Resource, req.Permission, req.Subject, err)
 	}
@@ -46,7 +50,8 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (CheckResponse, er
 type ExpandRequest struct {
 	Consistency Consistency
 	eval.ExpandRequest
-	Context map[string]any
+	Context    map[string]any
+	Contextual []tuple.Relationship
 }
 
 // Expand returns the subject tree of Resource#Permission: the path that
@@ -55,11 +60,11 @@ func (e *Engine) Expand(ctx context.Context, req ExpandRequest) (tree *eval.Tree
 	if err := e.checkContextSize(req.Context); err != nil {
 		return nil, "", err
 	}
-	v, err := e.needSchema(ctx, req.Consistency)
+	v, err := e.needSchemaWith(ctx, req.Consistency, req.Contextual)
 	if err != nil {
 		return nil, "", err
 	}
-	t, err := v.c.eval.Expand(ctx, e.params(v, req.Context), req.ExpandRequest)
+	t, err := v.c.eval.Expand(ctx, e.params(v, req.Context, req.Contextual), req.ExpandRequest)
 	if err != nil {
 		return nil, "", fmt.Errorf("engine: expand %s#%s: %w", req.Resource, req.Permission, err)
 	}
@@ -72,7 +77,8 @@ func (e *Engine) Expand(ctx context.Context, req ExpandRequest) (tree *eval.Tree
 type LookupResourcesRequest struct {
 	Consistency Consistency
 	eval.LookupResourcesRequest
-	Context map[string]any
+	Context    map[string]any
+	Contextual []tuple.Relationship
 	// Cursor resumes a listing after the result that minted it, at the
 	// revision of the listing's first page; Consistency is then ignored.
 	Cursor string
@@ -110,9 +116,12 @@ func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest
 	if err != nil {
 		return nil, "", err
 	}
+	if err := e.checkContextual(v, req.Contextual); err != nil {
+		return nil, "", err
+	}
 	er := req.LookupResourcesRequest
 	er.After = after
-	seq := v.c.eval.LookupResources(ctx, e.params(v, req.Context), er)
+	seq := v.c.eval.LookupResources(ctx, e.params(v, req.Context, req.Contextual), er)
 	return func(yield func(ResourceResult, error) bool) {
 		for r, err := range seq {
 			if !yield(ResourceResult{ResourceResult: r, pager: pg}, lookupError(err)) || err != nil {
@@ -128,7 +137,8 @@ func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest
 type LookupSubjectsRequest struct {
 	Consistency Consistency
 	eval.LookupSubjectsRequest
-	Context map[string]any
+	Context    map[string]any
+	Contextual []tuple.Relationship
 	// Cursor resumes a listing after the result that minted it, at the
 	// revision of the listing's first page; Consistency is then ignored.
 	Cursor string
@@ -162,9 +172,12 @@ func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) 
 	if err != nil {
 		return nil, "", err
 	}
+	if err := e.checkContextual(v, req.Contextual); err != nil {
+		return nil, "", err
+	}
 	er := req.LookupSubjectsRequest
 	er.After = after
-	seq := v.c.eval.LookupSubjects(ctx, e.params(v, req.Context), er)
+	seq := v.c.eval.LookupSubjects(ctx, e.params(v, req.Context, req.Contextual), er)
 	return func(yield func(SubjectResult, error) bool) {
 		for r, err := range seq {
 			if !yield(SubjectResult{SubjectResult: r, pager: pg}, lookupError(err)) || err != nil {
@@ -185,6 +198,6 @@ func lookupError(err error) error {
 		Hint: "a lookup holds every object it reaches until it ends, whatever its page size; narrow it, or raise Limits.MaxLookupNodes"}
 }
 
-func (e *Engine) params(v *view, ctx map[string]any) eval.Params {
-	return eval.Params{Reader: v.reader, Now: e.now(), Context: ctx}
+func (e *Engine) params(v *view, ctx map[string]any, contextual []tuple.Relationship) eval.Params {
+	return eval.Params{Reader: v.reader, Now: e.now(), Context: ctx, Contextual: contextual}
 }

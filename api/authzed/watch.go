@@ -1,6 +1,12 @@
 package authzed
 
 import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 	"google.golang.org/grpc"
 
@@ -91,8 +97,14 @@ func (w *watcher) Watch(req *v1.WatchRequest, stream grpc.ServerStreamingServer[
 	if start != "" {
 		last = toZedToken(start)
 	}
+	// Under StreamContext: a stopping server ends the stream at once.
+	ctx, cancel := w.srv.StreamContext(ctx)
+	defer cancel()
 	for ev, err := range w.eng.Watch(ctx, start) {
 		if err != nil {
+			if errors.Is(context.Cause(ctx), server.ErrShuttingDown) {
+				return status.Error(codes.Unavailable, "server shutting down: reconnect and resume with optional_start_cursor set to the last changes_through received")
+			}
 			return err
 		}
 		var updates []*v1.RelationshipUpdate

@@ -510,9 +510,16 @@ type CheckPermissionRequest struct {
 	Permission string            `protobuf:"bytes,3,opt,name=permission,proto3" json:"permission,omitempty"`
 	Subject    *SubjectReference `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
 	// context supplies caveat parameters not fixed in relationships.
-	Context       *structpb.Struct `protobuf:"bytes,5,opt,name=context,proto3" json:"context,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Context *structpb.Struct `protobuf:"bytes,5,opt,name=context,proto3" json:"context,omitempty"`
+	// contextual_relationships hold for this request only: as if touched
+	// on top of the revision read (one with the key of a stored
+	// relationship replaces it), never written. They are validated against
+	// the schema as a write is (same errors), may carry caveats and
+	// expirations; at most 1000 of them and 256 KiB (keys plus caveat
+	// contexts), no key twice: more fail with INVALID_ARGUMENT.
+	ContextualRelationships []*Relationship `protobuf:"bytes,7,rep,name=contextual_relationships,json=contextualRelationships,proto3" json:"contextual_relationships,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *CheckPermissionRequest) Reset() {
@@ -576,6 +583,13 @@ func (x *CheckPermissionRequest) GetSubject() *SubjectReference {
 func (x *CheckPermissionRequest) GetContext() *structpb.Struct {
 	if x != nil {
 		return x.Context
+	}
+	return nil
+}
+
+func (x *CheckPermissionRequest) GetContextualRelationships() []*Relationship {
+	if x != nil {
+		return x.ContextualRelationships
 	}
 	return nil
 }
@@ -645,11 +659,14 @@ func (x *CheckPermissionResponse) GetPartialCaveatInfo() *PartialCaveatInfo {
 
 // CheckBulkPermissionsRequest holds many checks, answered at one revision.
 type CheckBulkPermissionsRequest struct {
-	state         protoimpl.MessageState             `protogen:"open.v1"`
-	Consistency   *Consistency                       `protobuf:"bytes,1,opt,name=consistency,proto3" json:"consistency,omitempty"`
-	Items         []*CheckBulkPermissionsRequestItem `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState             `protogen:"open.v1"`
+	Consistency *Consistency                       `protobuf:"bytes,1,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	Items       []*CheckBulkPermissionsRequestItem `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	// contextual_relationships hold for every item of this request only
+	// (see CheckPermissionRequest.contextual_relationships).
+	ContextualRelationships []*Relationship `protobuf:"bytes,3,rep,name=contextual_relationships,json=contextualRelationships,proto3" json:"contextual_relationships,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *CheckBulkPermissionsRequest) Reset() {
@@ -692,6 +709,13 @@ func (x *CheckBulkPermissionsRequest) GetConsistency() *Consistency {
 func (x *CheckBulkPermissionsRequest) GetItems() []*CheckBulkPermissionsRequestItem {
 	if x != nil {
 		return x.Items
+	}
+	return nil
+}
+
+func (x *CheckBulkPermissionsRequest) GetContextualRelationships() []*Relationship {
+	if x != nil {
+		return x.ContextualRelationships
 	}
 	return nil
 }
@@ -973,9 +997,12 @@ type ExpandPermissionTreeRequest struct {
 	// cycles).
 	OptionalDepth uint32 `protobuf:"varint,4,opt,name=optional_depth,json=optionalDepth,proto3" json:"optional_depth,omitempty"`
 	// context supplies caveat parameters.
-	Context       *structpb.Struct `protobuf:"bytes,5,opt,name=context,proto3" json:"context,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Context *structpb.Struct `protobuf:"bytes,5,opt,name=context,proto3" json:"context,omitempty"`
+	// contextual_relationships hold for this request only (see
+	// CheckPermissionRequest.contextual_relationships).
+	ContextualRelationships []*Relationship `protobuf:"bytes,6,rep,name=contextual_relationships,json=contextualRelationships,proto3" json:"contextual_relationships,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *ExpandPermissionTreeRequest) Reset() {
@@ -1039,6 +1066,13 @@ func (x *ExpandPermissionTreeRequest) GetOptionalDepth() uint32 {
 func (x *ExpandPermissionTreeRequest) GetContext() *structpb.Struct {
 	if x != nil {
 		return x.Context
+	}
+	return nil
+}
+
+func (x *ExpandPermissionTreeRequest) GetContextualRelationships() []*Relationship {
+	if x != nil {
+		return x.ContextualRelationships
 	}
 	return nil
 }
@@ -1428,8 +1462,12 @@ type LookupResourcesRequest struct {
 	OptionalLimit uint32 `protobuf:"varint,6,opt,name=optional_limit,json=optionalLimit,proto3" json:"optional_limit,omitempty"`
 	// optional_cursor resumes after the result it was returned with.
 	OptionalCursor *Cursor `protobuf:"bytes,7,opt,name=optional_cursor,json=optionalCursor,proto3" json:"optional_cursor,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// contextual_relationships hold for this request only (see
+	// CheckPermissionRequest.contextual_relationships); pass the same ones
+	// with every page.
+	ContextualRelationships []*Relationship `protobuf:"bytes,8,rep,name=contextual_relationships,json=contextualRelationships,proto3" json:"contextual_relationships,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *LookupResourcesRequest) Reset() {
@@ -1507,6 +1545,13 @@ func (x *LookupResourcesRequest) GetOptionalLimit() uint32 {
 func (x *LookupResourcesRequest) GetOptionalCursor() *Cursor {
 	if x != nil {
 		return x.OptionalCursor
+	}
+	return nil
+}
+
+func (x *LookupResourcesRequest) GetContextualRelationships() []*Relationship {
+	if x != nil {
+		return x.ContextualRelationships
 	}
 	return nil
 }
@@ -1605,8 +1650,12 @@ type LookupSubjectsRequest struct {
 	// optional_cursor resumes after the subject it was returned with, at
 	// the same revision.
 	OptionalCursor *Cursor `protobuf:"bytes,8,opt,name=optional_cursor,json=optionalCursor,proto3" json:"optional_cursor,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// contextual_relationships hold for this request only (see
+	// CheckPermissionRequest.contextual_relationships); pass the same ones
+	// with every page.
+	ContextualRelationships []*Relationship `protobuf:"bytes,9,rep,name=contextual_relationships,json=contextualRelationships,proto3" json:"contextual_relationships,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *LookupSubjectsRequest) Reset() {
@@ -1691,6 +1740,13 @@ func (x *LookupSubjectsRequest) GetOptionalLimit() uint32 {
 func (x *LookupSubjectsRequest) GetOptionalCursor() *Cursor {
 	if x != nil {
 		return x.OptionalCursor
+	}
+	return nil
+}
+
+func (x *LookupSubjectsRequest) GetContextualRelationships() []*Relationship {
+	if x != nil {
+		return x.ContextualRelationships
 	}
 	return nil
 }
@@ -2064,7 +2120,7 @@ var File_pemba_v1_permissions_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\n" +
-	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\"\x84\x02\n" +
+	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\x1a\x16pemba/v1/permset.proto\"\x84\x02\n" +
 	"\x18ReadRelationshipsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x12M\n" +
 	"\x13relationship_filter\x18\x02 \x01(\v2\x1c.pemba.v1.RelationshipFilterR\x12relationshipFilter\x12%\n" +
@@ -2093,7 +2149,7 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x10DeletionProgress\x12!\n" +
 	"\x1dDELETION_PROGRESS_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aDELETION_PROGRESS_COMPLETE\x10\x01\x12\x1d\n" +
-	"\x19DELETION_PROGRESS_PARTIAL\x10\x02\"\x91\x02\n" +
+	"\x19DELETION_PROGRESS_PARTIAL\x10\x02\"\xe4\x02\n" +
 	"\x16CheckPermissionRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x125\n" +
 	"\bresource\x18\x02 \x01(\v2\x19.pemba.v1.ObjectReferenceR\bresource\x12\x1e\n" +
@@ -2101,15 +2157,17 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"permission\x18\x03 \x01(\tR\n" +
 	"permission\x124\n" +
 	"\asubject\x18\x04 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x121\n" +
-	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\"\xd9\x01\n" +
+	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\x12Q\n" +
+	"\x18contextual_relationships\x18\a \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\"\xd9\x01\n" +
 	"\x17CheckPermissionResponse\x12/\n" +
 	"\n" +
 	"checked_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\tcheckedAt\x12@\n" +
 	"\x0epermissionship\x18\x02 \x01(\x0e2\x18.pemba.v1.PermissionshipR\x0epermissionship\x12K\n" +
-	"\x13partial_caveat_info\x18\x03 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\"\x97\x01\n" +
+	"\x13partial_caveat_info\x18\x03 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\"\xea\x01\n" +
 	"\x1bCheckBulkPermissionsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x12?\n" +
-	"\x05items\x18\x02 \x03(\v2).pemba.v1.CheckBulkPermissionsRequestItemR\x05items\"\xe1\x01\n" +
+	"\x05items\x18\x02 \x03(\v2).pemba.v1.CheckBulkPermissionsRequestItemR\x05items\x12Q\n" +
+	"\x18contextual_relationships\x18\x03 \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\"\xe1\x01\n" +
 	"\x1fCheckBulkPermissionsRequestItem\x125\n" +
 	"\bresource\x18\x01 \x01(\v2\x19.pemba.v1.ObjectReferenceR\bresource\x12\x1e\n" +
 	"\n" +
@@ -2129,7 +2187,7 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\bresponse\"\xb1\x01\n" +
 	" CheckBulkPermissionsResponseItem\x12@\n" +
 	"\x0epermissionship\x18\x01 \x01(\x0e2\x18.pemba.v1.PermissionshipR\x0epermissionship\x12K\n" +
-	"\x13partial_caveat_info\x18\x02 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\"\x87\x02\n" +
+	"\x13partial_caveat_info\x18\x02 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\"\xda\x02\n" +
 	"\x1bExpandPermissionTreeRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x125\n" +
 	"\bresource\x18\x02 \x01(\v2\x19.pemba.v1.ObjectReferenceR\bresource\x12\x1e\n" +
@@ -2137,7 +2195,8 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"permission\x18\x03 \x01(\tR\n" +
 	"permission\x12%\n" +
 	"\x0eoptional_depth\x18\x04 \x01(\rR\roptionalDepth\x121\n" +
-	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\"\x94\x01\n" +
+	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\x12Q\n" +
+	"\x18contextual_relationships\x18\x06 \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\"\x94\x01\n" +
 	"\x1cExpandPermissionTreeResponse\x121\n" +
 	"\vexpanded_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"expandedAt\x12A\n" +
@@ -2166,7 +2225,7 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\rDirectSubject\x124\n" +
 	"\asubject\x18\x01 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x12G\n" +
 	"\x0foptional_caveat\x18\x02 \x01(\v2\x1e.pemba.v1.ContextualizedCaveatR\x0eoptionalCaveat\x12J\n" +
-	"\x13optional_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11optionalExpiresAt\"\xee\x02\n" +
+	"\x13optional_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11optionalExpiresAt\"\xc1\x03\n" +
 	"\x16LookupResourcesRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x120\n" +
 	"\x14resource_object_type\x18\x02 \x01(\tR\x12resourceObjectType\x12\x1e\n" +
@@ -2176,14 +2235,15 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\asubject\x18\x04 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x121\n" +
 	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\x12%\n" +
 	"\x0eoptional_limit\x18\x06 \x01(\rR\roptionalLimit\x129\n" +
-	"\x0foptional_cursor\x18\a \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\"\xcc\x02\n" +
+	"\x0foptional_cursor\x18\a \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\x12Q\n" +
+	"\x18contextual_relationships\x18\b \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\"\xcc\x02\n" +
 	"\x17LookupResourcesResponse\x122\n" +
 	"\flooked_up_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"lookedUpAt\x12,\n" +
 	"\x12resource_object_id\x18\x02 \x01(\tR\x10resourceObjectId\x12@\n" +
 	"\x0epermissionship\x18\x03 \x01(\x0e2\x18.pemba.v1.PermissionshipR\x0epermissionship\x12K\n" +
 	"\x13partial_caveat_info\x18\x04 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\x12@\n" +
-	"\x13after_result_cursor\x18\x05 \x01(\v2\x10.pemba.v1.CursorR\x11afterResultCursor\"\xa8\x03\n" +
+	"\x13after_result_cursor\x18\x05 \x01(\v2\x10.pemba.v1.CursorR\x11afterResultCursor\"\xfb\x03\n" +
 	"\x15LookupSubjectsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x125\n" +
 	"\bresource\x18\x02 \x01(\v2\x19.pemba.v1.ObjectReferenceR\bresource\x12\x1e\n" +
@@ -2194,7 +2254,8 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x19optional_subject_relation\x18\x05 \x01(\tR\x17optionalSubjectRelation\x121\n" +
 	"\acontext\x18\x06 \x01(\v2\x17.google.protobuf.StructR\acontext\x12%\n" +
 	"\x0eoptional_limit\x18\a \x01(\rR\roptionalLimit\x129\n" +
-	"\x0foptional_cursor\x18\b \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\"\x8b\x02\n" +
+	"\x0foptional_cursor\x18\b \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\x12Q\n" +
+	"\x18contextual_relationships\x18\t \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\"\x8b\x02\n" +
 	"\x16LookupSubjectsResponse\x122\n" +
 	"\flooked_up_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"lookedUpAt\x123\n" +
@@ -2221,13 +2282,14 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\vexported_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"exportedAt\x12<\n" +
 	"\rrelationships\x18\x02 \x03(\v2\x16.pemba.v1.RelationshipR\rrelationships\x12>\n" +
-	"\x12after_batch_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x10afterBatchCursor2\xdc\a\n" +
+	"\x12after_batch_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x10afterBatchCursor2\xbd\b\n" +
 	"\x12PermissionsService\x12^\n" +
 	"\x11ReadRelationships\x12\".pemba.v1.ReadRelationshipsRequest\x1a#.pemba.v1.ReadRelationshipsResponse0\x01\x12_\n" +
 	"\x12WriteRelationships\x12#.pemba.v1.WriteRelationshipsRequest\x1a$.pemba.v1.WriteRelationshipsResponse\x12b\n" +
 	"\x13DeleteRelationships\x12$.pemba.v1.DeleteRelationshipsRequest\x1a%.pemba.v1.DeleteRelationshipsResponse\x12V\n" +
 	"\x0fCheckPermission\x12 .pemba.v1.CheckPermissionRequest\x1a!.pemba.v1.CheckPermissionResponse\x12e\n" +
-	"\x14CheckBulkPermissions\x12%.pemba.v1.CheckBulkPermissionsRequest\x1a&.pemba.v1.CheckBulkPermissionsResponse\x12e\n" +
+	"\x14CheckBulkPermissions\x12%.pemba.v1.CheckBulkPermissionsRequest\x1a&.pemba.v1.CheckBulkPermissionsResponse\x12_\n" +
+	"\x12CheckPermissionSet\x12#.pemba.v1.CheckPermissionSetRequest\x1a$.pemba.v1.CheckPermissionSetResponse\x12e\n" +
 	"\x14ExpandPermissionTree\x12%.pemba.v1.ExpandPermissionTreeRequest\x1a&.pemba.v1.ExpandPermissionTreeResponse\x12X\n" +
 	"\x0fLookupResources\x12 .pemba.v1.LookupResourcesRequest\x1a!.pemba.v1.LookupResourcesResponse0\x01\x12U\n" +
 	"\x0eLookupSubjects\x12\x1f.pemba.v1.LookupSubjectsRequest\x1a .pemba.v1.LookupSubjectsResponse0\x01\x12d\n" +
@@ -2294,6 +2356,8 @@ var file_pemba_v1_permissions_proto_goTypes = []any{
 	(*ItemError)(nil),                                 // 42: pemba.v1.ItemError
 	(*ContextualizedCaveat)(nil),                      // 43: pemba.v1.ContextualizedCaveat
 	(*timestamppb.Timestamp)(nil),                     // 44: google.protobuf.Timestamp
+	(*CheckPermissionSetRequest)(nil),                 // 45: pemba.v1.CheckPermissionSetRequest
+	(*CheckPermissionSetResponse)(nil),                // 46: pemba.v1.CheckPermissionSetResponse
 }
 var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	30, // 0: pemba.v1.ReadRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
@@ -2313,90 +2377,97 @@ var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	37, // 14: pemba.v1.CheckPermissionRequest.resource:type_name -> pemba.v1.ObjectReference
 	38, // 15: pemba.v1.CheckPermissionRequest.subject:type_name -> pemba.v1.SubjectReference
 	39, // 16: pemba.v1.CheckPermissionRequest.context:type_name -> google.protobuf.Struct
-	33, // 17: pemba.v1.CheckPermissionResponse.checked_at:type_name -> pemba.v1.Zookie
-	40, // 18: pemba.v1.CheckPermissionResponse.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 19: pemba.v1.CheckPermissionResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	30, // 20: pemba.v1.CheckBulkPermissionsRequest.consistency:type_name -> pemba.v1.Consistency
-	11, // 21: pemba.v1.CheckBulkPermissionsRequest.items:type_name -> pemba.v1.CheckBulkPermissionsRequestItem
-	37, // 22: pemba.v1.CheckBulkPermissionsRequestItem.resource:type_name -> pemba.v1.ObjectReference
-	38, // 23: pemba.v1.CheckBulkPermissionsRequestItem.subject:type_name -> pemba.v1.SubjectReference
-	39, // 24: pemba.v1.CheckBulkPermissionsRequestItem.context:type_name -> google.protobuf.Struct
-	33, // 25: pemba.v1.CheckBulkPermissionsResponse.checked_at:type_name -> pemba.v1.Zookie
-	13, // 26: pemba.v1.CheckBulkPermissionsResponse.pairs:type_name -> pemba.v1.CheckBulkPermissionsPair
-	11, // 27: pemba.v1.CheckBulkPermissionsPair.request:type_name -> pemba.v1.CheckBulkPermissionsRequestItem
-	14, // 28: pemba.v1.CheckBulkPermissionsPair.item:type_name -> pemba.v1.CheckBulkPermissionsResponseItem
-	42, // 29: pemba.v1.CheckBulkPermissionsPair.error:type_name -> pemba.v1.ItemError
-	40, // 30: pemba.v1.CheckBulkPermissionsResponseItem.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 31: pemba.v1.CheckBulkPermissionsResponseItem.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	30, // 32: pemba.v1.ExpandPermissionTreeRequest.consistency:type_name -> pemba.v1.Consistency
-	37, // 33: pemba.v1.ExpandPermissionTreeRequest.resource:type_name -> pemba.v1.ObjectReference
-	39, // 34: pemba.v1.ExpandPermissionTreeRequest.context:type_name -> google.protobuf.Struct
-	33, // 35: pemba.v1.ExpandPermissionTreeResponse.expanded_at:type_name -> pemba.v1.Zookie
-	17, // 36: pemba.v1.ExpandPermissionTreeResponse.tree_root:type_name -> pemba.v1.PermissionRelationshipTree
-	18, // 37: pemba.v1.PermissionRelationshipTree.intermediate:type_name -> pemba.v1.AlgebraicSubjectSet
-	19, // 38: pemba.v1.PermissionRelationshipTree.leaf:type_name -> pemba.v1.DirectSubjectSet
-	37, // 39: pemba.v1.PermissionRelationshipTree.expanded_object:type_name -> pemba.v1.ObjectReference
-	43, // 40: pemba.v1.PermissionRelationshipTree.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
-	44, // 41: pemba.v1.PermissionRelationshipTree.optional_expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 42: pemba.v1.AlgebraicSubjectSet.operation:type_name -> pemba.v1.AlgebraicSubjectSet.Operation
-	17, // 43: pemba.v1.AlgebraicSubjectSet.children:type_name -> pemba.v1.PermissionRelationshipTree
-	38, // 44: pemba.v1.DirectSubjectSet.subjects:type_name -> pemba.v1.SubjectReference
-	20, // 45: pemba.v1.DirectSubjectSet.conditional_subjects:type_name -> pemba.v1.DirectSubject
-	17, // 46: pemba.v1.DirectSubjectSet.subject_set_expansions:type_name -> pemba.v1.PermissionRelationshipTree
-	38, // 47: pemba.v1.DirectSubject.subject:type_name -> pemba.v1.SubjectReference
-	43, // 48: pemba.v1.DirectSubject.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
-	44, // 49: pemba.v1.DirectSubject.optional_expires_at:type_name -> google.protobuf.Timestamp
-	30, // 50: pemba.v1.LookupResourcesRequest.consistency:type_name -> pemba.v1.Consistency
-	38, // 51: pemba.v1.LookupResourcesRequest.subject:type_name -> pemba.v1.SubjectReference
-	39, // 52: pemba.v1.LookupResourcesRequest.context:type_name -> google.protobuf.Struct
-	32, // 53: pemba.v1.LookupResourcesRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 54: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	40, // 55: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 56: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	32, // 57: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
-	30, // 58: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
-	37, // 59: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
-	39, // 60: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
-	32, // 61: pemba.v1.LookupSubjectsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 62: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	25, // 63: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
-	25, // 64: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
-	32, // 65: pemba.v1.LookupSubjectsResponse.after_result_cursor:type_name -> pemba.v1.Cursor
-	40, // 66: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 67: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	34, // 68: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
-	33, // 69: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
-	30, // 70: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
-	31, // 71: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
-	32, // 72: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 73: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
-	34, // 74: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
-	32, // 75: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
-	2,  // 76: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
-	4,  // 77: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
-	6,  // 78: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
-	8,  // 79: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
-	10, // 80: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
-	15, // 81: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
-	21, // 82: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
-	23, // 83: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
-	26, // 84: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
-	28, // 85: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
-	3,  // 86: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
-	5,  // 87: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
-	7,  // 88: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
-	9,  // 89: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
-	12, // 90: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
-	16, // 91: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
-	22, // 92: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
-	24, // 93: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
-	27, // 94: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
-	29, // 95: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
-	86, // [86:96] is the sub-list for method output_type
-	76, // [76:86] is the sub-list for method input_type
-	76, // [76:76] is the sub-list for extension type_name
-	76, // [76:76] is the sub-list for extension extendee
-	0,  // [0:76] is the sub-list for field type_name
+	34, // 17: pemba.v1.CheckPermissionRequest.contextual_relationships:type_name -> pemba.v1.Relationship
+	33, // 18: pemba.v1.CheckPermissionResponse.checked_at:type_name -> pemba.v1.Zookie
+	40, // 19: pemba.v1.CheckPermissionResponse.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 20: pemba.v1.CheckPermissionResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	30, // 21: pemba.v1.CheckBulkPermissionsRequest.consistency:type_name -> pemba.v1.Consistency
+	11, // 22: pemba.v1.CheckBulkPermissionsRequest.items:type_name -> pemba.v1.CheckBulkPermissionsRequestItem
+	34, // 23: pemba.v1.CheckBulkPermissionsRequest.contextual_relationships:type_name -> pemba.v1.Relationship
+	37, // 24: pemba.v1.CheckBulkPermissionsRequestItem.resource:type_name -> pemba.v1.ObjectReference
+	38, // 25: pemba.v1.CheckBulkPermissionsRequestItem.subject:type_name -> pemba.v1.SubjectReference
+	39, // 26: pemba.v1.CheckBulkPermissionsRequestItem.context:type_name -> google.protobuf.Struct
+	33, // 27: pemba.v1.CheckBulkPermissionsResponse.checked_at:type_name -> pemba.v1.Zookie
+	13, // 28: pemba.v1.CheckBulkPermissionsResponse.pairs:type_name -> pemba.v1.CheckBulkPermissionsPair
+	11, // 29: pemba.v1.CheckBulkPermissionsPair.request:type_name -> pemba.v1.CheckBulkPermissionsRequestItem
+	14, // 30: pemba.v1.CheckBulkPermissionsPair.item:type_name -> pemba.v1.CheckBulkPermissionsResponseItem
+	42, // 31: pemba.v1.CheckBulkPermissionsPair.error:type_name -> pemba.v1.ItemError
+	40, // 32: pemba.v1.CheckBulkPermissionsResponseItem.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 33: pemba.v1.CheckBulkPermissionsResponseItem.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	30, // 34: pemba.v1.ExpandPermissionTreeRequest.consistency:type_name -> pemba.v1.Consistency
+	37, // 35: pemba.v1.ExpandPermissionTreeRequest.resource:type_name -> pemba.v1.ObjectReference
+	39, // 36: pemba.v1.ExpandPermissionTreeRequest.context:type_name -> google.protobuf.Struct
+	34, // 37: pemba.v1.ExpandPermissionTreeRequest.contextual_relationships:type_name -> pemba.v1.Relationship
+	33, // 38: pemba.v1.ExpandPermissionTreeResponse.expanded_at:type_name -> pemba.v1.Zookie
+	17, // 39: pemba.v1.ExpandPermissionTreeResponse.tree_root:type_name -> pemba.v1.PermissionRelationshipTree
+	18, // 40: pemba.v1.PermissionRelationshipTree.intermediate:type_name -> pemba.v1.AlgebraicSubjectSet
+	19, // 41: pemba.v1.PermissionRelationshipTree.leaf:type_name -> pemba.v1.DirectSubjectSet
+	37, // 42: pemba.v1.PermissionRelationshipTree.expanded_object:type_name -> pemba.v1.ObjectReference
+	43, // 43: pemba.v1.PermissionRelationshipTree.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
+	44, // 44: pemba.v1.PermissionRelationshipTree.optional_expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 45: pemba.v1.AlgebraicSubjectSet.operation:type_name -> pemba.v1.AlgebraicSubjectSet.Operation
+	17, // 46: pemba.v1.AlgebraicSubjectSet.children:type_name -> pemba.v1.PermissionRelationshipTree
+	38, // 47: pemba.v1.DirectSubjectSet.subjects:type_name -> pemba.v1.SubjectReference
+	20, // 48: pemba.v1.DirectSubjectSet.conditional_subjects:type_name -> pemba.v1.DirectSubject
+	17, // 49: pemba.v1.DirectSubjectSet.subject_set_expansions:type_name -> pemba.v1.PermissionRelationshipTree
+	38, // 50: pemba.v1.DirectSubject.subject:type_name -> pemba.v1.SubjectReference
+	43, // 51: pemba.v1.DirectSubject.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
+	44, // 52: pemba.v1.DirectSubject.optional_expires_at:type_name -> google.protobuf.Timestamp
+	30, // 53: pemba.v1.LookupResourcesRequest.consistency:type_name -> pemba.v1.Consistency
+	38, // 54: pemba.v1.LookupResourcesRequest.subject:type_name -> pemba.v1.SubjectReference
+	39, // 55: pemba.v1.LookupResourcesRequest.context:type_name -> google.protobuf.Struct
+	32, // 56: pemba.v1.LookupResourcesRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	34, // 57: pemba.v1.LookupResourcesRequest.contextual_relationships:type_name -> pemba.v1.Relationship
+	33, // 58: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	40, // 59: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 60: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	32, // 61: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	30, // 62: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
+	37, // 63: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
+	39, // 64: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
+	32, // 65: pemba.v1.LookupSubjectsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	34, // 66: pemba.v1.LookupSubjectsRequest.contextual_relationships:type_name -> pemba.v1.Relationship
+	33, // 67: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	25, // 68: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
+	25, // 69: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
+	32, // 70: pemba.v1.LookupSubjectsResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	40, // 71: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 72: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	34, // 73: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
+	33, // 74: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
+	30, // 75: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
+	31, // 76: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
+	32, // 77: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 78: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
+	34, // 79: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
+	32, // 80: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
+	2,  // 81: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
+	4,  // 82: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
+	6,  // 83: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
+	8,  // 84: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
+	10, // 85: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
+	45, // 86: pemba.v1.PermissionsService.CheckPermissionSet:input_type -> pemba.v1.CheckPermissionSetRequest
+	15, // 87: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
+	21, // 88: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
+	23, // 89: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
+	26, // 90: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
+	28, // 91: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
+	3,  // 92: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
+	5,  // 93: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
+	7,  // 94: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
+	9,  // 95: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
+	12, // 96: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
+	46, // 97: pemba.v1.PermissionsService.CheckPermissionSet:output_type -> pemba.v1.CheckPermissionSetResponse
+	16, // 98: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
+	22, // 99: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
+	24, // 100: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
+	27, // 101: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
+	29, // 102: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
+	92, // [92:103] is the sub-list for method output_type
+	81, // [81:92] is the sub-list for method input_type
+	81, // [81:81] is the sub-list for extension type_name
+	81, // [81:81] is the sub-list for extension extendee
+	0,  // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_pemba_v1_permissions_proto_init() }
@@ -2405,6 +2476,7 @@ func file_pemba_v1_permissions_proto_init() {
 		return
 	}
 	file_pemba_v1_core_proto_init()
+	file_pemba_v1_permset_proto_init()
 	file_pemba_v1_permissions_proto_msgTypes[11].OneofWrappers = []any{
 		(*CheckBulkPermissionsPair_Item)(nil),
 		(*CheckBulkPermissionsPair_Error)(nil),

@@ -27,6 +27,7 @@ const (
 	PermissionsService_DeleteRelationships_FullMethodName  = "/pemba.v1.PermissionsService/DeleteRelationships"
 	PermissionsService_CheckPermission_FullMethodName      = "/pemba.v1.PermissionsService/CheckPermission"
 	PermissionsService_CheckBulkPermissions_FullMethodName = "/pemba.v1.PermissionsService/CheckBulkPermissions"
+	PermissionsService_CheckPermissionSet_FullMethodName   = "/pemba.v1.PermissionsService/CheckPermissionSet"
 	PermissionsService_ExpandPermissionTree_FullMethodName = "/pemba.v1.PermissionsService/ExpandPermissionTree"
 	PermissionsService_LookupResources_FullMethodName      = "/pemba.v1.PermissionsService/LookupResources"
 	PermissionsService_LookupSubjects_FullMethodName       = "/pemba.v1.PermissionsService/LookupSubjects"
@@ -67,6 +68,11 @@ type PermissionsServiceClient interface {
 	// call fails only when the request as a whole is invalid. At most 1000
 	// items.
 	CheckBulkPermissions(ctx context.Context, in *CheckBulkPermissionsRequest, opts ...grpc.CallOption) (*CheckBulkPermissionsResponse, error)
+	// CheckPermissionSet answers every permission of a resource's type (or
+	// a listed subset, or the relations too) for one subject, on one
+	// resource or on up to 100 resources of one type, at one revision and
+	// in one evaluation that shares subproblems across the cells.
+	CheckPermissionSet(ctx context.Context, in *CheckPermissionSetRequest, opts ...grpc.CallOption) (*CheckPermissionSetResponse, error)
 	// ExpandPermissionTree returns the tree of rewrites and relationships
 	// that a permission is computed from, with subject sets expanded down
 	// to optional_depth: the "why" of an answer.
@@ -153,6 +159,16 @@ func (c *permissionsServiceClient) CheckBulkPermissions(ctx context.Context, in 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckBulkPermissionsResponse)
 	err := c.cc.Invoke(ctx, PermissionsService_CheckBulkPermissions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *permissionsServiceClient) CheckPermissionSet(ctx context.Context, in *CheckPermissionSetRequest, opts ...grpc.CallOption) (*CheckPermissionSetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckPermissionSetResponse)
+	err := c.cc.Invoke(ctx, PermissionsService_CheckPermissionSet_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -272,6 +288,11 @@ type PermissionsServiceServer interface {
 	// call fails only when the request as a whole is invalid. At most 1000
 	// items.
 	CheckBulkPermissions(context.Context, *CheckBulkPermissionsRequest) (*CheckBulkPermissionsResponse, error)
+	// CheckPermissionSet answers every permission of a resource's type (or
+	// a listed subset, or the relations too) for one subject, on one
+	// resource or on up to 100 resources of one type, at one revision and
+	// in one evaluation that shares subproblems across the cells.
+	CheckPermissionSet(context.Context, *CheckPermissionSetRequest) (*CheckPermissionSetResponse, error)
 	// ExpandPermissionTree returns the tree of rewrites and relationships
 	// that a permission is computed from, with subject sets expanded down
 	// to optional_depth: the "why" of an answer.
@@ -319,6 +340,9 @@ func (UnimplementedPermissionsServiceServer) CheckPermission(context.Context, *C
 }
 func (UnimplementedPermissionsServiceServer) CheckBulkPermissions(context.Context, *CheckBulkPermissionsRequest) (*CheckBulkPermissionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckBulkPermissions not implemented")
+}
+func (UnimplementedPermissionsServiceServer) CheckPermissionSet(context.Context, *CheckPermissionSetRequest) (*CheckPermissionSetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckPermissionSet not implemented")
 }
 func (UnimplementedPermissionsServiceServer) ExpandPermissionTree(context.Context, *ExpandPermissionTreeRequest) (*ExpandPermissionTreeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExpandPermissionTree not implemented")
@@ -439,6 +463,24 @@ func _PermissionsService_CheckBulkPermissions_Handler(srv interface{}, ctx conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PermissionsService_CheckPermissionSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckPermissionSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PermissionsServiceServer).CheckPermissionSet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PermissionsService_CheckPermissionSet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PermissionsServiceServer).CheckPermissionSet(ctx, req.(*CheckPermissionSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _PermissionsService_ExpandPermissionTree_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ExpandPermissionTreeRequest)
 	if err := dec(in); err != nil {
@@ -519,6 +561,10 @@ var PermissionsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckBulkPermissions",
 			Handler:    _PermissionsService_CheckBulkPermissions_Handler,
+		},
+		{
+			MethodName: "CheckPermissionSet",
+			Handler:    _PermissionsService_CheckPermissionSet_Handler,
 		},
 		{
 			MethodName: "ExpandPermissionTree",

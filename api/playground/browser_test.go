@@ -5,32 +5,17 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/pemba-authz/pemba/engine/validation"
+	"github.com/pemba-authz/pemba/internal/browsertest"
 )
-
-// findBrowser returns the path of a Chromium or Chrome binary, or "".
-// PEMBA_CHROMIUM names one explicitly.
-func findBrowser() string {
-	if p := os.Getenv("PEMBA_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
 
 // TestBrowser drives the page in a real, headless Chromium: a schema
 // error is marked on its line, fixing it clears the mark, an assertion
@@ -42,51 +27,11 @@ func findBrowser() string {
 // root (the README's image, made from the repository's root with
 // PEMBA_PLAYGROUND_SCREENSHOT=docs/img/playground.png go test ./api/playground -run TestBrowser).
 func TestBrowser(t *testing.T) {
-	browser := findBrowser()
-	if browser == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("no Chromium found (apt-get install chromium, or set PEMBA_CHROMIUM); the browser test must run in CI")
-		}
-		t.Skip("no Chromium found (apt-get install chromium, or set PEMBA_CHROMIUM)")
-	}
 	srv := httptest.NewServer(newTestHandler())
 	defer srv.Close()
-
-	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
-		chromedp.ExecPath(browser),
-		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox refuses to start
-		chromedp.WindowSize(1600, 1200),
-		chromedp.Flag("disable-dev-shm-usage", true),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	bctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
 	// Any script exception or console error (a CSP violation, say) fails
-	// the test. Subscribing starts the browser, whose life is bctx's: the
-	// time limit goes on a context derived from it.
-	var mu sync.Mutex
-	var pageErrors []string
-	messages := chromedp.Console(bctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleException {
-				mu.Lock()
-				pageErrors = append(pageErrors, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, e := range pageErrors {
-			t.Errorf("page error: %s", e)
-		}
-	}()
+	// the test.
+	bctx := browsertest.Start(t, 1600, 1200)
 	ctx, cancel := context.WithTimeout(bctx, 3*time.Minute)
 	defer cancel()
 

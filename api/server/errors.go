@@ -112,7 +112,8 @@ var errorRules = []errorRule{
 	{[]error{engine.ErrMaxDepth}, codes.ResourceExhausted, ReasonMaxDepth},
 	// Unavailable promises that nothing was written, so clients may retry
 	// any call; a commit of unknown outcome must not be retried blindly.
-	{[]error{engine.ErrClosed, engine.ErrUnavailable}, codes.Unavailable, ReasonUnavailable},
+	// ErrShuttingDown ends endless streams when the server stops.
+	{[]error{engine.ErrClosed, engine.ErrUnavailable, ErrShuttingDown}, codes.Unavailable, ReasonUnavailable},
 	{[]error{engine.ErrCommitUnknown}, codes.Unknown, ReasonCommitOutcomeUnknown},
 	{[]error{engine.ErrRelationshipExists}, codes.AlreadyExists, ReasonAlreadyExists},
 	{[]error{engine.ErrPreconditionFailed}, codes.FailedPrecondition, ReasonPreconditionFailed},

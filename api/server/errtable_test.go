@@ -35,6 +35,7 @@ var errorPackages = []string{
 var openErrors = map[string]string{
 	"pebblestore.ErrFormatTooNew": "a data directory of a newer format",
 	"pebblestore.ErrNotPemba":     "a Pebble directory that is not a Pemba store",
+	"pebblestore.ErrLocked":       "a data directory another process holds open",
 	"pgstore.ErrNotMigrated":      "a database without (current) Pemba tables",
 	"pgstore.ErrSchemaTooNew":     "a database migrated by a newer Pemba",
 	"pgstore.ErrNotReplica":       "a read replica of another store",

@@ -52,6 +52,7 @@ var fuzzMethods = []struct {
 }{
 	{"/pemba.v1.PermissionsService/CheckPermission", false, &pb.CheckPermissionRequest{Consistency: full(), Resource: obj("doc", "readme"), Permission: "view", Subject: sub("user", "anne", "")}},
 	{"/pemba.v1.PermissionsService/CheckBulkPermissions", false, &pb.CheckBulkPermissionsRequest{Items: []*pb.CheckBulkPermissionsRequestItem{{Resource: obj("doc", "readme"), Permission: "view", Subject: sub("user", "anne", "")}}}},
+	{"/pemba.v1.PermissionsService/CheckPermissionSet", false, &pb.CheckPermissionSetRequest{Consistency: full(), Resources: []*pb.ObjectReference{obj("doc", "readme")}, Subject: sub("user", "anne", ""), ContextualRelationships: []*pb.Relationship{{Resource: obj("doc", "readme"), Relation: "viewer", Subject: sub("user", "bob", "")}}}},
 	{"/pemba.v1.PermissionsService/ExpandPermissionTree", false, &pb.ExpandPermissionTreeRequest{Resource: obj("doc", "readme"), Permission: "view"}},
 	{"/pemba.v1.PermissionsService/WriteRelationships", false, &pb.WriteRelationshipsRequest{Updates: []*pb.RelationshipUpdate{{Operation: pb.RelationshipUpdate_OPERATION_TOUCH, Relationship: poison}}}},
 	{"/pemba.v1.PermissionsService/DeleteRelationships", false, &pb.DeleteRelationshipsRequest{RelationshipFilter: &pb.RelationshipFilter{ResourceType: "doc", OptionalResourceId: "gone"}}},

@@ -240,8 +240,8 @@ func (f *httpFront) observe(r *http.Request, rec *httpRecorder, id string, start
 	d := time.Since(start)
 	f.s.httpm.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 	f.s.httpm.latency.WithLabelValues(route).Observe(d.Seconds())
-	if f.s.log.Enabled(r.Context(), slog.LevelDebug) {
-		f.s.log.DebugContext(r.Context(), "http request", "route", route, "method", r.Method, "status", code, "duration", d, "request_id", id)
+	if f.s.log.Enabled(r.Context(), f.s.callLevel) {
+		f.s.log.Log(r.Context(), f.s.callLevel, "http request", "route", route, "method", r.Method, "status", code, "duration", d, "request_id", id)
 	}
 }
 

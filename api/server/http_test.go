@@ -284,6 +284,19 @@ func TestHTTPRoutes(t *testing.T) {
 	if got := field(bulk, "pairs.2.error.code"); got != float64(3) {
 		t.Errorf("CheckBulkPermissions item 2: error code %v, want 3 (INVALID_ARGUMENT)", got)
 	}
+	// A permission set over two documents, with a contextual group
+	// membership that makes tom a viewer of doc 3 for this request only.
+	set := call("/v1/permissions/checkset", `{`+fc+`,"resources":[{"objectType":"doc","objectId":"1"},{"objectType":"doc","objectId":"3"}],"includeRelations":true,"subject":{"object":{"objectType":"user","objectId":"tom"}},
+		"contextualRelationships":[`+relJSON(t, "group:eng#member@user:tom")+`]}`).object(t)
+	if got := fmt.Sprint(field(set, "permissions")); got != "[owner viewer view]" {
+		t.Errorf("CheckPermissionSet: columns %s", got)
+	}
+	for i, want := range []string{"NO", "HAS", "HAS", "NO", "HAS", "HAS"} {
+		row, col := i/3, i%3
+		if got := fmt.Sprint(field(set, fmt.Sprintf("rows.%d.cells.%d.answer.permissionship", row, col))); got != "PERMISSIONSHIP_"+want+"_PERMISSION" {
+			t.Errorf("CheckPermissionSet row %d column %d: %s, want %s", row, col, got, want)
+		}
+	}
 	expand := call("/v1/permissions/expand", `{`+fc+`,"resource":{"objectType":"doc","objectId":"3"},"permission":"view"}`)
 	if !bytes.Contains(expand.body, []byte(`"ann"`)) {
 		t.Errorf("ExpandPermissionTree: no ann in %s", expand.body)
@@ -395,8 +408,8 @@ func TestHTTPEveryMethodRouted(t *testing.T) {
 			}
 		}
 	}
-	if n != len(ops) || n != 13 {
-		t.Errorf("%d methods, %d routes; want 13 of each", n, len(ops))
+	if n != len(ops) || n != 14 {
+		t.Errorf("%d methods, %d routes; want 14 of each", n, len(ops))
 	}
 }
 
@@ -564,7 +577,7 @@ func TestHTTPRequestID(t *testing.T) {
 	if r.code != http.StatusOK || r.header.Get(RequestIDHeader) != "trace-42.a_b:c" {
 		t.Fatalf("= %d, %s %q; want 200 and the id echoed", r.code, RequestIDHeader, r.header.Get(RequestIDHeader))
 	}
-	if !strings.Contains(logs.String(), "method=/pemba.v1.SchemaService/WriteSchema code=OK") ||
+	if !strings.Contains(logs.String(), "method=/pemba.v1.SchemaService/WriteSchema caller=anonymous code=OK") ||
 		!strings.Contains(logs.String(), "request_id=trace-42.a_b:c") {
 		t.Errorf("the gRPC call's log line does not name the request id:\n%s", logs.String())
 	}

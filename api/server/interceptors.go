@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -34,8 +33,17 @@ func (s *Server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 	mm := s.metrics.started(info.FullMethod)
 	defer mm.inFlight.Dec()
 	start := time.Now()
+	caller := ""
+	if s.log.Enabled(ctx, s.callLevel) {
+		// The handler gets the authenticated context; this one does not.
+		inner := h
+		h = func(ctx context.Context, req any) (any, error) {
+			caller = callerOf(ctx)
+			return inner(ctx, req)
+		}
+	}
 	resp, err := s.unaryStatus(ctx, req, info, h)
-	s.observe(ctx, mm, info.FullMethod, err, time.Since(start))
+	s.observe(ctx, mm, info.FullMethod, caller, err, time.Since(start))
 	return resp, err
 }
 
@@ -78,8 +86,16 @@ func (s *Server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 	mm := s.metrics.started(info.FullMethod)
 	defer mm.inFlight.Dec()
 	start := time.Now()
+	caller := ""
+	if s.log.Enabled(ss.Context(), s.callLevel) {
+		inner := h
+		h = func(srv any, ss grpc.ServerStream) error {
+			caller = callerOf(ss.Context())
+			return inner(srv, ss)
+		}
+	}
 	err := s.streamStatus(srv, ss, info, h)
-	s.observe(ss.Context(), mm, info.FullMethod, err, time.Since(start))
+	s.observe(ss.Context(), mm, info.FullMethod, caller, err, time.Since(start))
 	return err
 }
 
@@ -113,13 +129,14 @@ func (s *Server) streamGuarded(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	return h(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 }
 
-// observe records a finished call in the metrics and, at debug level, the
-// log.
-func (s *Server) observe(ctx context.Context, mm *methodMetrics, method string, err error, d time.Duration) {
+// observe records a finished call in the metrics and the log (at info
+// level with Config.AccessLog, else at debug level). caller is "" when the
+// call was refused before its handler (not authenticated).
+func (s *Server) observe(ctx context.Context, mm *methodMetrics, method, caller string, err error, d time.Duration) {
 	code := status.Code(err)
 	s.metrics.observe(mm, code, d.Seconds())
-	if s.log.Enabled(ctx, slog.LevelDebug) {
-		s.log.DebugContext(ctx, "call", "method", method, "code", code.String(), "duration", d, "request_id", requestIDOf(ctx))
+	if s.log.Enabled(ctx, s.callLevel) {
+		s.log.Log(ctx, s.callLevel, "call", "method", method, "caller", caller, "code", code.String(), "duration", d, "request_id", requestIDOf(ctx))
 	}
 }
 

@@ -166,6 +166,20 @@ func (g *gen) rel() *pb.Relationship {
 	return r
 }
 
+// contextual returns the contextual relationships of a read: mostly none,
+// else a few random ones (which the server must refuse or use, never
+// store).
+func (g *gen) contextual() []*pb.Relationship {
+	if g.r.IntN(3) != 0 {
+		return nil
+	}
+	var out []*pb.Relationship
+	for range 1 + g.r.IntN(3) {
+		out = append(out, g.rel())
+	}
+	return out
+}
+
 // poison is a relationship no schema accepts, so that every write that
 // carries it must be rejected as a whole.
 var poison = &pb.Relationship{
@@ -190,10 +204,24 @@ func drain[T any](recv func() (T, error), err error) error {
 
 // call sends one random request and returns what the server answered.
 func (g *gen) call(ctx context.Context, f *fixture) (string, error) {
-	switch g.r.IntN(11) {
+	switch g.r.IntN(12) {
 	case 0:
-		_, err := f.perms.CheckPermission(ctx, &pb.CheckPermissionRequest{Consistency: g.consistency(), Resource: g.obj(), Permission: g.str(), Subject: g.sub(), Context: g.context(4)})
+		_, err := f.perms.CheckPermission(ctx, &pb.CheckPermissionRequest{Consistency: g.consistency(), Resource: g.obj(), Permission: g.str(), Subject: g.sub(), Context: g.context(4), ContextualRelationships: g.contextual()})
 		return "CheckPermission", err
+	case 10:
+		req := &pb.CheckPermissionSetRequest{Consistency: g.consistency(), Subject: g.sub(), Context: g.context(2), IncludeRelations: g.r.IntN(2) == 0, ContextualRelationships: g.contextual()}
+		n := g.r.IntN(4)
+		if g.r.IntN(10) == 0 {
+			n = 101 // over the engine's default limit
+		}
+		for range n {
+			req.Resources = append(req.Resources, g.obj())
+		}
+		for range g.r.IntN(3) {
+			req.OptionalPermissions = append(req.OptionalPermissions, g.str())
+		}
+		_, err := f.perms.CheckPermissionSet(ctx, req)
+		return "CheckPermissionSet", err
 	case 1:
 		req := &pb.CheckBulkPermissionsRequest{Consistency: g.consistency()}
 		n := g.r.IntN(20)
@@ -206,13 +234,13 @@ func (g *gen) call(ctx context.Context, f *fixture) (string, error) {
 		_, err := f.perms.CheckBulkPermissions(ctx, req)
 		return "CheckBulkPermissions", err
 	case 2:
-		_, err := f.perms.ExpandPermissionTree(ctx, &pb.ExpandPermissionTreeRequest{Consistency: g.consistency(), Resource: g.obj(), Permission: g.str(), OptionalDepth: g.r.Uint32(), Context: g.context(3)})
+		_, err := f.perms.ExpandPermissionTree(ctx, &pb.ExpandPermissionTreeRequest{Consistency: g.consistency(), Resource: g.obj(), Permission: g.str(), OptionalDepth: g.r.Uint32(), Context: g.context(3), ContextualRelationships: g.contextual()})
 		return "ExpandPermissionTree", err
 	case 3:
-		s, err := f.perms.LookupResources(ctx, &pb.LookupResourcesRequest{Consistency: g.consistency(), ResourceObjectType: g.str(), Permission: g.str(), Subject: g.sub(), Context: g.context(3), OptionalLimit: g.r.Uint32(), OptionalCursor: g.cursor()})
+		s, err := f.perms.LookupResources(ctx, &pb.LookupResourcesRequest{Consistency: g.consistency(), ResourceObjectType: g.str(), Permission: g.str(), Subject: g.sub(), Context: g.context(3), OptionalLimit: g.r.Uint32(), OptionalCursor: g.cursor(), ContextualRelationships: g.contextual()})
 		return "LookupResources", drain(func() (*pb.LookupResourcesResponse, error) { return s.Recv() }, err)
 	case 4:
-		s, err := f.perms.LookupSubjects(ctx, &pb.LookupSubjectsRequest{Consistency: g.consistency(), Resource: g.obj(), Permission: g.str(), SubjectObjectType: g.str(), OptionalSubjectRelation: g.str(), Context: g.context(3), OptionalLimit: g.r.Uint32(), OptionalCursor: g.cursor()})
+		s, err := f.perms.LookupSubjects(ctx, &pb.LookupSubjectsRequest{Consistency: g.consistency(), Resource: g.obj(), Permission: g.str(), SubjectObjectType: g.str(), OptionalSubjectRelation: g.str(), Context: g.context(3), OptionalLimit: g.r.Uint32(), OptionalCursor: g.cursor(), ContextualRelationships: g.contextual()})
 		return "LookupSubjects", drain(func() (*pb.LookupSubjectsResponse, error) { return s.Recv() }, err)
 	case 5:
 		s, err := f.perms.ReadRelationships(ctx, &pb.ReadRelationshipsRequest{Consistency: g.consistency(), RelationshipFilter: g.filter(), OptionalLimit: g.r.Uint32(), OptionalCursor: g.cursor()})

@@ -197,7 +197,11 @@ func (p *permissions) CheckPermission(ctx context.Context, req *pb.CheckPermissi
 	if err != nil {
 		return nil, err
 	}
-	res, err := p.eng().Check(ctx, engine.CheckRequest{Consistency: c, CheckRequest: in, Context: cctx})
+	crels, err := p.contextualFromProto("contextual_relationships", req.GetContextualRelationships())
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.eng().Check(ctx, engine.CheckRequest{Consistency: c, CheckRequest: in, Context: cctx, Contextual: crels})
 	if err != nil {
 		return nil, err
 	}
@@ -222,9 +226,13 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *pb.CheckBul
 	if err := tooMany("items", "items per bulk check", len(items), p.eng().Limits().MaxBulkCheckItems); err != nil {
 		return nil, err
 	}
+	crels, err := p.contextualFromProto("contextual_relationships", req.GetContextualRelationships())
+	if err != nil {
+		return nil, err
+	}
 	pairs := make([]*pb.CheckBulkPermissionsPair, len(items))
 	const method = "/pemba.v1.PermissionsService/CheckBulkPermissions"
-	bulk := engine.BulkCheckRequest{Consistency: c}
+	bulk := engine.BulkCheckRequest{Consistency: c, Contextual: crels}
 	var sent []int // the index in items of each item sent
 	for i, it := range items {
 		pairs[i] = &pb.CheckBulkPermissionsPair{Request: it}
@@ -278,10 +286,15 @@ func (p *permissions) ExpandPermissionTree(ctx context.Context, req *pb.ExpandPe
 	if err != nil {
 		return nil, err
 	}
+	crels, err := p.contextualFromProto("contextual_relationships", req.GetContextualRelationships())
+	if err != nil {
+		return nil, err
+	}
 	t, zk, err := p.eng().Expand(ctx, engine.ExpandRequest{
 		Consistency:   c,
 		ExpandRequest: engine.ExpandQuery{Resource: res, Permission: req.GetPermission(), Depth: int(req.GetOptionalDepth())},
 		Context:       cctx,
+		Contextual:    crels,
 	})
 	if err != nil {
 		return nil, err
@@ -373,14 +386,19 @@ func (p *permissions) LookupResources(req *pb.LookupResourcesRequest, stream pb.
 	if err != nil {
 		return err
 	}
+	crels, err := p.contextualFromProto("contextual_relationships", req.GetContextualRelationships())
+	if err != nil {
+		return err
+	}
 	seq, zk, err := p.eng().LookupResources(ctx, engine.LookupResourcesRequest{
 		Consistency: c,
 		LookupResourcesRequest: engine.LookupResourcesQuery{
 			ResourceType: req.GetResourceObjectType(), Permission: req.GetPermission(), Subject: subj,
 			Limit: int(req.GetOptionalLimit()),
 		},
-		Context: cctx,
-		Cursor:  req.GetOptionalCursor().GetToken(),
+		Context:    cctx,
+		Contextual: crels,
+		Cursor:     req.GetOptionalCursor().GetToken(),
 	})
 	if err != nil {
 		return cursorErr(err)
@@ -434,14 +452,19 @@ func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.Pe
 	if err != nil {
 		return err
 	}
+	crels, err := p.contextualFromProto("contextual_relationships", req.GetContextualRelationships())
+	if err != nil {
+		return err
+	}
 	seq, zk, err := p.eng().LookupSubjects(ctx, engine.LookupSubjectsRequest{
 		Consistency: c,
 		LookupSubjectsRequest: engine.LookupSubjectsQuery{
 			Resource: res, Permission: req.GetPermission(), SubjectType: req.GetSubjectObjectType(), SubjectRelation: subRel,
 			Limit: int(req.GetOptionalLimit()),
 		},
-		Context: cctx,
-		Cursor:  req.GetOptionalCursor().GetToken(),
+		Context:    cctx,
+		Contextual: crels,
+		Cursor:     req.GetOptionalCursor().GetToken(),
 	})
 	if err != nil {
 		return cursorErr(err)

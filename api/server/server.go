@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -43,6 +45,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger receives errors and their causes (nil: discard).
 	Logger *slog.Logger
+	// AccessLog logs every call at info level (method, caller, code,
+	// duration, request id); without it those lines are at debug level.
+	AccessLog bool
 	// MaxRecvMsgBytes bounds one request message: 0 means
 	// MaxRecvMsgBytes (the constant); larger messages fail with
 	// ResourceExhausted.
@@ -73,8 +78,32 @@ type Server struct {
 	tls      *tls.Config // nil: plaintext
 	maxRecv  int         // bytes of one request message
 	overload *overload
+	// callLevel is the level of the line logged per call.
+	callLevel slog.Level
 	// stopping is set when GracefulStop or Stop begins (/readyz turns 503).
 	stopping atomic.Bool
+	// stopped is cancelled when stopping begins: endless streams (Watch)
+	// end then instead of holding the graceful stop for its whole grace.
+	stopped   context.Context
+	beginStop func()
+}
+
+// ErrShuttingDown is the cause of a StreamContext cancelled because the
+// server began to stop.
+var ErrShuttingDown = errors.New("server: shutting down")
+
+// StreamContext returns ctx, cancelled with cause ErrShuttingDown as soon
+// as the server begins to stop. An endless stream (Watch, or another API's
+// watch on this server) runs under it so that it ends at once, with a
+// status that tells the client to resume, instead of holding a graceful
+// stop for its whole grace. Call cancel when the stream ends.
+func (s *Server) StreamContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	unhook := context.AfterFunc(s.stopped, func() { cancel(ErrShuttingDown) })
+	return ctx, func() {
+		unhook()
+		cancel(context.Canceled)
+	}
 }
 
 // Service names, as health checks know them.
@@ -126,11 +155,22 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 		health:   health.NewServer(),
 		overload: ov,
 	}
+	var stop context.CancelFunc
+	s.stopped, stop = context.WithCancel(context.Background())
+	s.beginStop = func() {
+		s.stopping.Store(true)
+		stop()
+		s.health.Shutdown()
+	}
 	if s.timeout == 0 {
 		s.timeout = DefaultRequestTimeout
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.callLevel = slog.LevelDebug
+	if cfg.AccessLog {
+		s.callLevel = slog.LevelInfo
 	}
 	if cfg.HealthWithoutAuth {
 		s.exempt = append(s.exempt, "/grpc.health.v1.Health/")
@@ -184,14 +224,12 @@ func (s *Server) Serve(lis net.Listener) error {
 // connections and waits for calls in flight. Open streams (Watch) keep it
 // waiting until they end; use Stop to cut them.
 func (s *Server) GracefulStop() {
-	s.stopping.Store(true)
-	s.health.Shutdown()
+	s.beginStop()
 	s.grpc.GracefulStop()
 }
 
 // Stop closes every connection and cancels calls in flight.
 func (s *Server) Stop() {
-	s.stopping.Store(true)
-	s.health.Shutdown()
+	s.beginStop()
 	s.grpc.Stop()
 }

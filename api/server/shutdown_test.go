@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -211,5 +213,34 @@ func TestHealthHTTP(t *testing.T) {
 		if got := get("/readyz"); got != s.readyz {
 			t.Errorf("%s: /readyz = %d, want %d", s.name, got, s.readyz)
 		}
+	}
+}
+
+// TestGracefulStopEndsWatch: an open Watch does not hold a graceful stop
+// for its grace: the stream ends at once with UNAVAILABLE and a hint to
+// resume from the last zookie, and GracefulStop returns.
+func TestGracefulStopEndsWatch(t *testing.T) {
+	f := newFixture(t, Config{})
+	zk := f.writeSchema()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := f.watch.Watch(ctx, &pb.WatchRequest{OptionalStartCursor: zk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.write("doc:first#viewer@user:anne")
+	if _, err := stream.Recv(); err != nil {
+		t.Fatalf("first message: %v", err)
+	}
+	stopped := make(chan struct{})
+	go func() { f.srv.GracefulStop(); close(stopped) }()
+	_, err = stream.Recv()
+	if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), "resume with optional_start_cursor") {
+		t.Fatalf("Recv after GracefulStop began: %v; want UNAVAILABLE with a resume hint", err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(time.Minute): // a failure bound, not a timing assertion
+		t.Fatal("GracefulStop still waits for the Watch stream")
 	}
 }

@@ -17,14 +17,15 @@ const storeScrapeTimeout = 2 * time.Second
 // and, for stores that report it, the GC horizon and GC counts. Values
 // are read from the engine at scrape time.
 type storeCollector struct {
-	e                                                     *engine.Engine
-	head, horizon, gcRuns, gcFailed, gcRemoved, gcExpired *prometheus.Desc
+	e                                                         *engine.Engine
+	up, head, horizon, gcRuns, gcFailed, gcRemoved, gcExpired *prometheus.Desc
 }
 
 func newStoreCollector(e *engine.Engine) *storeCollector {
 	labels := prometheus.Labels{"store": e.StoreKind()}
 	return &storeCollector{
 		e:         e,
+		up:        prometheus.NewDesc("pemba_store_up", "1 when the store answered this scrape (it read its head revision), else 0.", nil, labels),
 		head:      prometheus.NewDesc("pemba_store_head_revision", "Newest committed revision of the store.", nil, labels),
 		horizon:   prometheus.NewDesc("pemba_store_gc_horizon_revision", "Oldest revision still readable (advanced by GC runs).", nil, labels),
 		gcRuns:    prometheus.NewDesc("pemba_store_gc_runs_total", "GC runs since the store was opened.", nil, labels),
@@ -36,6 +37,7 @@ func newStoreCollector(e *engine.Engine) *storeCollector {
 
 // Describe implements prometheus.Collector.
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.up
 	ch <- c.head
 	ch <- c.horizon
 	ch <- c.gcRuns
@@ -49,9 +51,12 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeScrapeTimeout)
 	defer cancel()
+	up := 0.0
 	if rev, err := c.e.Head(ctx); err == nil {
+		up = 1
 		ch <- prometheus.MustNewConstMetric(c.head, prometheus.GaugeValue, float64(rev))
 	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up)
 	gc := c.e.GCStatus()
 	if gc.HasHorizon {
 		ch <- prometheus.MustNewConstMetric(c.horizon, prometheus.GaugeValue, float64(gc.Horizon))

@@ -45,6 +45,7 @@ func TestStoreMetrics(t *testing.T) {
 		}
 	}
 	want := map[string]float64{
+		"pemba_store_up/memory":                       1,
 		"pemba_store_head_revision/memory":            3,
 		"pemba_store_gc_runs_total/memory":            1,
 		"pemba_store_gc_failures_total/memory":        0,

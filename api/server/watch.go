@@ -1,8 +1,13 @@
 package server
 
 import (
+	"context"
+	"errors"
+
 	"github.com/pemba-authz/pemba/api/internal/convert"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -34,8 +39,14 @@ func (w *watcher) Watch(req *pb.WatchRequest, stream pb.WatchService_WatchServer
 		}
 		start = tok
 	}
+	// Under StreamContext: a stopping server ends the stream at once.
+	ctx, cancel := w.s.StreamContext(ctx)
+	defer cancel()
 	for ev, err := range w.s.eng.Watch(ctx, start) {
 		if err != nil {
+			if errors.Is(context.Cause(ctx), ErrShuttingDown) {
+				return status.Error(codes.Unavailable, "server shutting down: reconnect and resume with optional_start_cursor set to the last changes_through received")
+			}
 			return err
 		}
 		var updates []*pb.RelationshipUpdate

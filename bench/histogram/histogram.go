@@ -11,6 +11,7 @@ package histogram
 import (
 	"math"
 	"math/bits"
+	"sync/atomic"
 	"time"
 )
 
@@ -173,4 +174,112 @@ func (h *Histogram) Summarize() Summary {
 		P999:  h.Quantile(0.999),
 		Max:   h.max,
 	}
+}
+
+// CDFPoint is one point of a cumulative distribution: the share of the
+// recorded values at or below Value (nanoseconds).
+type CDFPoint struct {
+	Value    int64   `json:"ns"`
+	Fraction float64 `json:"fraction"`
+}
+
+// CDF returns h's cumulative distribution at the upper bound of each
+// non-empty bucket (clamped to Max), thinned to about n points spaced
+// evenly on a log scale of the value; the last point (Max, 1) is always
+// kept. It returns nil when h is empty.
+func (h *Histogram) CDF(n int) []CDFPoint {
+	if h.total == 0 {
+		return nil
+	}
+	n = max(n, 2)
+	lo := math.Log(float64(max(h.min, 1)))
+	step := (math.Log(float64(max(h.max, 1))) - lo) / float64(n-1)
+	var (
+		out  []CDFPoint
+		seen uint64
+		next = math.Inf(-1) // the log-value the next kept point must reach
+	)
+	for i, c := range h.counts {
+		if c == 0 {
+			continue
+		}
+		seen += c
+		_, hi := bounds(i)
+		v := min(hi, h.max)
+		if seen == h.total {
+			return append(out, CDFPoint{v, 1})
+		}
+		if lv := math.Log(float64(max(v, 1))); lv >= next {
+			out = append(out, CDFPoint{v, float64(seen) / float64(h.total)})
+			next = lv + step
+		}
+	}
+	return out
+}
+
+// liveShift folds a Histogram's buckets into Live's: 16 sub-buckets to
+// one, which leaves 8 per power of two (a value is known to 12.5%).
+const liveShift = 4
+
+// LiveBuckets is the number of buckets of a Live histogram.
+const LiveBuckets = numBuckets >> liveShift
+
+// Live is a coarse histogram that one goroutine records into while
+// another reads it: a run's timeline samples its workers' Live
+// histograms every interval and subtracts the previous sample. Its
+// counts are atomic, so a sample needs no lock on the recording path.
+type Live struct {
+	counts [LiveBuckets]atomic.Uint64
+}
+
+// Record adds one value. Negative values are recorded as 0.
+func (l *Live) Record(v int64) {
+	l.counts[bucketOf(max(v, 0))>>liveShift].Add(1)
+}
+
+// AddTo adds l's counts so far to c.
+func (l *Live) AddTo(c *LiveCounts) {
+	for i := range l.counts {
+		c[i] += l.counts[i].Load()
+	}
+}
+
+// LiveCounts is a snapshot of one or more Live histograms.
+type LiveCounts [LiveBuckets]uint64
+
+// Sub subtracts an earlier snapshot of the same histograms: what was
+// recorded between the two.
+func (c *LiveCounts) Sub(earlier *LiveCounts) {
+	for i := range c {
+		c[i] -= earlier[i]
+	}
+}
+
+// Count returns the number of values counted.
+func (c *LiveCounts) Count() uint64 {
+	var n uint64
+	for _, v := range c {
+		n += v
+	}
+	return n
+}
+
+// Quantile returns an estimate of the q-quantile (0 < q <= 1): the
+// upper bound of the bucket holding the value of that rank, so within
+// 12.5% above a value recorded at that rank. It returns 0 when c is empty.
+func (c *LiveCounts) Quantile(q float64) int64 {
+	total := c.Count()
+	if total == 0 {
+		return 0
+	}
+	rank := max(uint64(math.Ceil(q*float64(total))), 1)
+	var seen uint64
+	for i, v := range c {
+		seen += v
+		if seen >= rank {
+			_, hi := bounds(i<<liveShift | (1<<liveShift - 1))
+			return hi
+		}
+	}
+	return 0
 }

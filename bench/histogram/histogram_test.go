@@ -140,3 +140,74 @@ func BenchmarkRecord(b *testing.B) {
 		h.Record(int64(i) * 7919)
 	}
 }
+
+// TestCDF compares the thinned CDF with the exact share of recorded values
+// at or below each point, on random log-uniform data.
+func TestCDF(t *testing.T) {
+	for _, n := range []int{1, 2, 7, 1000, 100000} {
+		rng := rand.New(rand.NewPCG(uint64(n), 1))
+		var h Histogram
+		vals := make([]int64, n)
+		for i := range vals {
+			vals[i] = int64(math.Exp(rng.Float64() * 20))
+			h.Record(vals[i])
+		}
+		slices.Sort(vals)
+		cdf := h.CDF(50)
+		if len(cdf) == 0 || len(cdf) > 60 {
+			t.Fatalf("n=%d: %d points, want 1..60", n, len(cdf))
+		}
+		if last := cdf[len(cdf)-1]; last != (CDFPoint{h.Max(), 1}) {
+			t.Errorf("n=%d: last point %+v, want {%d 1}", n, last, h.Max())
+		}
+		for i, p := range cdf {
+			if i > 0 && (p.Value <= cdf[i-1].Value || p.Fraction < cdf[i-1].Fraction) {
+				t.Fatalf("n=%d: point %d %+v does not follow %+v", n, i, p, cdf[i-1])
+			}
+			// Exact: the values at or below p.Value (a bucket's upper bound).
+			at, _ := slices.BinarySearch(vals, p.Value+1)
+			if want := float64(at) / float64(n); math.Abs(p.Fraction-want) > 1e-9 {
+				t.Errorf("n=%d: at %d ns fraction %v, want %v", n, p.Value, p.Fraction, want)
+			}
+		}
+	}
+	var empty Histogram
+	if got := empty.CDF(10); got != nil {
+		t.Errorf("empty CDF = %v, want nil", got)
+	}
+}
+
+// TestLive checks the coarse histogram's counts and quantiles against
+// the exact values, and that Sub leaves what was recorded in between.
+func TestLive(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var l Live
+	var before LiveCounts
+	for range 500 {
+		l.Record(rng.Int64N(1000))
+	}
+	l.AddTo(&before)
+	vals := make([]int64, 5000)
+	for i := range vals {
+		vals[i] = int64(math.Exp(rng.Float64() * 25))
+		l.Record(vals[i])
+	}
+	var now LiveCounts
+	l.AddTo(&now)
+	now.Sub(&before)
+	if now.Count() != uint64(len(vals)) {
+		t.Fatalf("count %d, want %d", now.Count(), len(vals))
+	}
+	slices.Sort(vals)
+	for _, q := range []float64{0.01, 0.5, 0.9, 0.99, 1} {
+		exact := vals[int(math.Ceil(q*float64(len(vals))))-1]
+		got := now.Quantile(q)
+		if got < exact || float64(got) > float64(exact)*1.125+16 {
+			t.Errorf("q=%v: %d, want within [%d, %d*1.125]", q, got, exact, exact)
+		}
+	}
+	var empty LiveCounts
+	if empty.Quantile(0.5) != 0 {
+		t.Error("empty quantile not 0")
+	}
+}

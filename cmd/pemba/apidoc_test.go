@@ -156,7 +156,7 @@ func TestAPIDocCurlExamples(t *testing.T) {
 	if err := os.WriteFile(keys, []byte("docs "+key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := startServeAll(t, "-store", "memory", "-keys-file", keys, "-http-listen", "127.0.0.1:0")
+	a := startServeAll(t, "-datastore", "memory", "-keys-file", keys, "-http-listen", "127.0.0.1:0")
 	if a.http == "" {
 		t.Fatal("no HTTP address printed")
 	}

@@ -33,7 +33,7 @@ func TestAuthzedNode(t *testing.T) {
 	if err := os.WriteFile(keys, []byte("node "+secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := startServe(t, "-store", "memory", "-keys-file", keys)
+	addr := startServe(t, "-datastore", "memory", "-keys-file", keys)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()

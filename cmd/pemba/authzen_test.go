@@ -19,7 +19,7 @@ func TestServeAuthZEN(t *testing.T) {
 	if err := os.WriteFile(keys, []byte("pep "+key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := startServeAll(t, "-store", "memory", "-keys-file", keys, "-http-listen", "127.0.0.1:0", "-quantum", "-1s")
+	a := startServeAll(t, "-datastore", "memory", "-keys-file", keys, "-http-listen", "127.0.0.1:0", "-quantum", "-1s")
 	if a.http == "" {
 		t.Fatal("no HTTP address printed")
 	}

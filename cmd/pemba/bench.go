@@ -29,11 +29,16 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stdout, usage)
 		return 0
 	}
-	switch args[0] {
-	case "run":
-		return benchRun(ctx, args[1:], stdout, stderr)
-	case "compare":
-		return benchCompare(args[1:], stdout, stderr)
+	subs := map[string]func() int{
+		"run":     func() int { return benchRun(ctx, args[1:], stdout, stderr) },
+		"compare": func() int { return benchCompare(args[1:], stdout, stderr) },
+	}
+	if args[0] == cli.ListSubcommands {
+		listSubcommands(stdout, subs)
+		return 0
+	}
+	if sub, ok := subs[args[0]]; ok {
+		return sub()
 	}
 	fmt.Fprintf(stderr, "pemba bench: unknown subcommand %q (want run or compare)\n", args[0])
 	return 2
@@ -47,9 +52,10 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		scale       = fs.String("scale", "small", "data set scale: small (~10k), medium (~1M), large (~10M relationships)")
 		seed        = fs.Uint64("seed", 1, "seed of the data set and requests")
 		mode        = fs.String("mode", "inprocess", "target: inprocess, or grpc (a running pemba serve)")
-		addr        = fs.String("addr", "127.0.0.1:50051", "grpc mode: server address, or the nodes of a cluster separated by commas (connections go to each in turn)")
+		addr        = fs.String("address", "127.0.0.1:50051", "grpc mode: server address, or the nodes of a cluster separated by commas (connections go to each in turn)")
 		api         = fs.String("api", "pemba", "grpc mode: the API to drive: pemba (pemba.v1) or spicedb (authzed.api.v1 through authzed-go's client: SpiceDB, or pemba serve's SpiceDB-compatible API)")
-		keyFile     = fs.String("key-file", "", "grpc mode: file holding a preshared key (sent as a bearer token)")
+		token       = fs.String("token", "", "grpc mode: preshared key, sent as a bearer token (env PEMBA_TOKEN)")
+		keyFile     = fs.String("key-file", "", "grpc mode: file holding the preshared key (instead of -token)")
 		useTLS      = fs.Bool("tls", false, "grpc mode: connect with TLS, the server verified with the system's roots (default: plaintext)")
 		tlsCA       = fs.String("tls-ca", "", "grpc mode: connect with TLS, the server verified with the CA certificates in this PEM `file`")
 		skipLoad    = fs.Bool("skip-load", false, "grpc mode, or -datastore postgres: the server or database already holds this data set")
@@ -68,35 +74,46 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		output      = fs.String("output", "table", "table or json")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		quiet       = fs.Bool("quiet", false, "no progress lines on stderr")
+		htmlFile    = fs.String("html", "", "also write a self-contained HTML report (charts over time, latency distribution, tables) to this `file`")
+		pngDir      = fs.String("png-dir", "", "also save the report's charts as PNG files in this `directory` (throughput.png, latency.png, cdf.png)")
 	)
-	fs.StringVar(storeKind, "store", "pebble", "the same as -datastore")
-	if code := parseFlags(fs, args); code >= 0 {
+	cli.Alias(fs, "store", "datastore")
+	cli.Alias(fs, "addr", "address")
+	cli.Hide(fs, "key-file")
+	if code := parseFlags(fs, "pemba bench run [flags]", args, stdout, stderr); code >= 0 {
 		return code
 	}
 	sc, err := workload.ParseScale(*scale)
 	if err != nil {
-		fmt.Fprintln(stderr, "pemba bench:", err)
+		benchError(stderr, err)
 		return 2
 	}
 	m, err := bench.ParseMix(*mix)
 	if err != nil {
-		fmt.Fprintln(stderr, "pemba bench:", err)
+		benchError(stderr, err)
 		return 2
 	}
 	c, err := bench.ParseConsistency(*consistency)
 	if err != nil {
-		fmt.Fprintln(stderr, "pemba bench:", err)
+		benchError(stderr, err)
 		return 2
 	}
 	if *output != "table" && *output != "json" {
 		fmt.Fprintf(stderr, "pemba bench: -output %q (want table or json)\n", *output)
 		return 2
 	}
-	var key string
+	key := *token
+	if key == "" {
+		key = os.Getenv("PEMBA_TOKEN")
+	}
 	if *keyFile != "" {
+		if *token != "" {
+			fmt.Fprintln(stderr, "pemba bench: give -token or -key-file, not both")
+			return 2
+		}
 		b, err := os.ReadFile(*keyFile)
 		if err != nil {
-			fmt.Fprintln(stderr, "pemba bench:", err)
+			benchError(stderr, err)
 			return 2
 		}
 		key = strings.TrimSpace(string(b))
@@ -104,7 +121,7 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var tlsConf *tls.Config
 	if *useTLS || *tlsCA != "" {
 		if tlsConf, err = cli.ClientTLS("-tls-ca", *tlsCA); err != nil {
-			fmt.Fprintln(stderr, "pemba bench:", err)
+			benchError(stderr, err)
 			return 2
 		}
 	}
@@ -128,24 +145,26 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
-			fmt.Fprintln(stderr, "pemba bench:", err)
+			benchError(stderr, err)
 			return 1
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(stderr, "pemba bench:", err)
+			benchError(stderr, err)
 			return 1
 		}
 		defer pprof.StopCPUProfile()
 	}
 	rep, err := bench.Execute(ctx, o)
 	if rep != nil {
+		rep.Command = commandLine("pemba bench run", args)
 		if perr := bench.Print(stdout, rep, *output == "json"); perr != nil {
 			err = errors.Join(err, perr)
 		}
+		err = errors.Join(err, writeCharts(*htmlFile, *pngDir, []*bench.Report{rep}, nil, stderr))
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "pemba bench:", err)
+		benchError(stderr, err)
 		if errors.Is(err, bench.ErrUsage) {
 			return 2
 		}
@@ -155,28 +174,106 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 func benchCompare(args []string, stdout, stderr io.Writer) int {
-	const usage = "usage: pemba bench compare a.json b.json"
-	if len(args) > 0 && isHelp(args[len(args)-1]) {
-		fmt.Fprintln(stdout, usage)
-		return 0
+	const usage = "pemba bench compare [-html FILE] [-png-dir DIR] [-labels A,B,...] a.json b.json [more.json ...]"
+	fs := flag.NewFlagSet("pemba bench compare", flag.ContinueOnError)
+	var (
+		htmlFile = fs.String("html", "", "write a self-contained HTML report overlaying the runs to this `file` (then one or more reports may be given)")
+		pngDir   = fs.String("png-dir", "", "save the overlaid charts as PNG files in this `directory`")
+		labels   = fs.String("labels", "", "comma-separated names of the runs in the charts (default: target and start time)")
+	)
+	if code := parseFlags(fs, usage, args, stdout, stderr); code >= 0 {
+		return code
 	}
-	if len(args) != 2 {
-		fmt.Fprintln(stderr, usage)
+	files := fs.Args()
+	charts := *htmlFile != "" || *pngDir != ""
+	if len(files) == 0 || (!charts && len(files) != 2) {
+		fmt.Fprintf(stderr, "pemba bench compare: give two reports (or, with -html or -png-dir, one or more)\nusage: %s\n", usage)
 		return 2
 	}
-	a, err := bench.ReadReport(args[0])
-	if err != nil {
-		fmt.Fprintln(stderr, "pemba bench:", err)
-		return 1
+	runs := make([]*bench.Report, len(files))
+	for i, f := range files {
+		r, err := bench.ReadReport(f)
+		if err != nil {
+			benchError(stderr, err)
+			return 1
+		}
+		runs[i] = r
 	}
-	b, err := bench.ReadReport(args[1])
-	if err != nil {
-		fmt.Fprintln(stderr, "pemba bench:", err)
-		return 1
+	var names []string
+	if *labels != "" {
+		names = strings.Split(*labels, ",")
+		if len(names) != len(runs) {
+			fmt.Fprintf(stderr, "pemba bench compare: -labels gives %d names for %d reports\n", len(names), len(runs))
+			return 2
+		}
 	}
-	if err := bench.Compare(stdout, a, b); err != nil {
-		fmt.Fprintln(stderr, "pemba bench:", err)
+	if len(runs) == 2 {
+		if err := bench.Compare(stdout, runs[0], runs[1]); err != nil {
+			benchError(stderr, err)
+			return 1
+		}
+	}
+	if err := writeCharts(*htmlFile, *pngDir, runs, names, stderr); err != nil {
+		benchError(stderr, err)
 		return 1
 	}
 	return 0
+}
+
+// writeCharts writes the HTML report and the PNG charts asked for, saying
+// where on stderr.
+func writeCharts(htmlFile, pngDir string, runs []*bench.Report, labels []string, stderr io.Writer) error {
+	if htmlFile != "" {
+		if err := bench.WriteHTMLFile(htmlFile, runs, labels); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "HTML report written to %s\n", htmlFile)
+	}
+	if pngDir != "" {
+		if err := os.MkdirAll(pngDir, 0o755); err != nil {
+			return err
+		}
+		paths, err := bench.WritePNGs(pngDir, "", runs, labels)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "charts written: %s\n", strings.Join(paths, " "))
+	}
+	return nil
+}
+
+// commandLine is the command as a shell would take it back: name, then
+// each argument, quoted where it holds anything but plain characters.
+// The values of secret flags (a token, a datastore URI with its
+// password) are replaced by "REDACTED": reports are shared.
+func commandLine(name string, args []string) string {
+	parts := []string{name}
+	secret := false
+	for _, a := range args {
+		flagName, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case secret:
+			a, secret = "REDACTED", false
+		case strings.HasPrefix(a, "-") && (flagName == "token" || flagName == "datastore-uri"):
+			if hasValue {
+				a = a[:strings.Index(a, "=")+1] + "REDACTED"
+			} else {
+				secret = true
+			}
+		}
+		if a == "" || strings.ContainsFunc(a, func(r rune) bool {
+			return !(r == '-' || r == '_' || r == '.' || r == '/' || r == ':' || r == ',' || r == '=' ||
+				r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		}) {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
+// benchError prints err once prefixed "pemba bench:" (package bench's
+// errors already start with "bench:").
+func benchError(stderr io.Writer, err error) {
+	fmt.Fprintln(stderr, "pemba bench:", strings.TrimPrefix(err.Error(), "bench: "))
 }

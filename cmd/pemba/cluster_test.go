@@ -60,8 +60,7 @@ func startNode(t *testing.T, bin string, args ...string) *clusterNode {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
+	errPipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +72,8 @@ func startNode(t *testing.T, bin string, args ...string) *clusterNode {
 		cmd.Wait()
 	})
 	nd := &clusterNode{cmd: cmd}
-	br := bufio.NewReader(out)
+	// The log goes to stderr: read the addresses from it, keeping a copy.
+	br := bufio.NewReader(io.TeeReader(errPipe, &stderr))
 	nd.addr, nd.metrics, err = readAddrs(br)
 	if err != nil {
 		t.Fatalf("node %q: %v; stderr:\n%s", args, err, stderr.String())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
 	"github.com/pemba-authz/pemba/engine"
 	"io"
 	"os"
@@ -17,14 +18,18 @@ func datastoreCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintln(stdout, usage)
 		return 0
 	}
+	if len(args) > 0 && args[0] == cli.ListSubcommands {
+		fmt.Fprintln(stdout, "migrate") // the one subcommand, checked below
+		return 0
+	}
 	if len(args) == 0 || args[0] != "migrate" {
 		fmt.Fprintln(stderr, usage)
 		return 2
 	}
 	fs := flag.NewFlagSet("pemba datastore migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	uri := fs.String("datastore-uri", os.Getenv("PEMBA_DATASTORE_URI"), "PostgreSQL connection URI (env PEMBA_DATASTORE_URI)")
-	if code := parseFlags(fs, args[1:]); code >= 0 {
+	uri := fs.String("datastore-uri", os.Getenv("PEMBA_DATASTORE_URI"), "PostgreSQL connection `URI` (env PEMBA_DATASTORE_URI)")
+	if code := parseFlags(fs, "pemba datastore migrate --datastore-uri URI", args[1:], stdout, stderr); code >= 0 {
 		return code
 	}
 	if fs.NArg() > 0 {

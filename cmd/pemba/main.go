@@ -15,6 +15,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
@@ -43,6 +45,7 @@ func commands() []command {
 		{"lookup-subjects", "list the subjects that have a permission on a resource", cli.Main("lookup-subjects")},
 		{"watch", "stream relationship changes until interrupted", cli.Main("watch")},
 		{"version", "print the version, commit, Go version and storage formats", versionCommand},
+		{"completion", "print a shell completion script: completion bash|zsh|fish", completionCommand},
 	}
 }
 
@@ -67,8 +70,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return 0
 	}
+	if args[0] == completeCommand { // hidden: the completion scripts' callback
+		for _, c := range complete(ctx, args[1:]) {
+			fmt.Fprintln(stdout, c)
+		}
+		return 0
+	}
 	if args[0] == "--version" || args[0] == "-version" {
 		return versionCommand(ctx, args[1:], stdout, stderr)
+	}
+	if strings.HasPrefix(args[0], "-") {
+		return runGlobal(ctx, args, stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
@@ -80,8 +92,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// runGlobal runs a command preceded by connection flags (pemba --address X
+// check ...), which only the commands that talk to a server take.
+func runGlobal(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	global, rest, err := cli.Env{}.ParseGlobal(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "pemba: %v\n", err)
+		usage(stderr)
+		return 2
+	}
+	if len(global) == 0 { // only "--"
+		return run(ctx, rest, stdout, stderr)
+	}
+	if len(rest) == 0 {
+		fmt.Fprintln(stderr, "pemba: no command after the connection flags")
+		usage(stderr)
+		return 2
+	}
+	if !slices.ContainsFunc(commands(), func(c command) bool { return c.name == rest[0] }) {
+		fmt.Fprintf(stderr, "pemba: unknown command %q\n", rest[0])
+		usage(stderr)
+		return 2
+	}
+	if !cli.IsCommand(rest[0]) {
+		fmt.Fprintf(stderr, "pemba: %q takes no connection flags before its name (--%s ...); give its own flags after it\n", rest[0], global[0].Name)
+		return 2
+	}
+	return cli.MainGlobal(rest[0], global)(ctx, rest[1:], stdout, stderr)
+}
+
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: pemba <command> [arguments]")
+	fmt.Fprintln(w, "usage: pemba [--address HOST:PORT] [--token KEY] [--insecure|--tls|--tls-ca FILE] <command> [arguments]")
 	fmt.Fprintln(w, "\ncommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-17s %s\n", c.name, c.summary)
@@ -97,16 +138,21 @@ func isHelp(arg string) bool {
 	return false
 }
 
-// parseFlags parses args with fs, which prints its usage on -h and on a
-// bad flag. It returns the exit code to stop with, or -1 to go on: 0 after
-// -h (asking for help is not an error), 2 after a bad flag.
-func parseFlags(fs *flag.FlagSet, args []string) int {
+// parseFlags parses args with fs and returns the exit code to stop with,
+// or -1 to go on: 0 after -h, which prints the usage line and the flags
+// to stdout in the format every command shares (cli.PrintUsage; asking for
+// help is not an error), 2 after a bad flag, reported on stderr.
+func parseFlags(fs *flag.FlagSet, usage string, args []string, stdout, stderr io.Writer) int {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	err := fs.Parse(args)
 	switch {
 	case err == nil:
 		return -1
 	case errors.Is(err, flag.ErrHelp):
+		cli.PrintUsage(stdout, usage, fs)
 		return 0
 	}
+	fmt.Fprintf(stderr, "%s: %v\nusage: %s (pemba help %s lists the flags)\n", fs.Name(), err, usage, strings.TrimPrefix(fs.Name(), "pemba "))
 	return 2
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -274,8 +275,7 @@ func startReadmeServer(t *testing.T, ctx context.Context, bin, line string) stri
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 15 * time.Second
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
+	errPipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,12 +286,14 @@ func startReadmeServer(t *testing.T, ctx context.Context, bin, line string) stri
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()
 	}
-	// The address is printed once the listener is open.
-	addr, _, err := readAddrs(bufio.NewReader(out))
+	// The address is logged (on stderr) once the listener is open.
+	br := bufio.NewReader(io.TeeReader(errPipe, &stderr))
+	addr, _, err := readAddrs(br)
 	if err != nil {
 		stop()
 		t.Fatalf("serve %q: %v; stderr:\n%s", args, err, stderr.String())
 	}
+	go io.Copy(io.Discard, br)
 	t.Cleanup(stop)
 	return addr
 }

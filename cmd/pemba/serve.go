@@ -32,7 +32,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var (
 		listen      = fs.String("listen", "127.0.0.1:50051", "gRPC address")
 		storeKind   = fs.String("datastore", "pebble", "datastore: pebble (embedded, in -data-dir), postgres (at -datastore-uri) or memory (nothing persisted)")
-		storeURI    = fs.String("datastore-uri", "", "postgres: connection URI (run `pemba datastore migrate` on it first)")
+		storeURI    = fs.String("datastore-uri", "", "postgres: connection `URI` (run 'pemba datastore migrate' on it first)")
 		replicas    listFlag
 		dataDir     = fs.String("data-dir", "./data", "pebble data directory")
 		gcWindow    = fs.Duration("gc-window", 24*time.Hour, "how long old revisions stay readable (at_exact_snapshot, Watch resumption)")
@@ -61,11 +61,15 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&dispatch.self, "dispatch-self", "", "cluster: this node's entry in -dispatch-peers (default: the -listen address)")
 	fs.DurationVar(&dispatch.timeout, "dispatch-timeout", cluster.DefaultTimeout, "cluster: how long to wait for a peer before evaluating its subproblem here")
 	fs.StringVar(&dispatch.caFile, "dispatch-ca", "", "cluster: CA certificates (PEM) of the peers' TLS certificates (default: system roots; used with -tls-cert)")
-	fs.StringVar(storeKind, "store", "pebble", "the same as -datastore")
+	cli.Alias(fs, "store", "datastore")
 	fs.Var(&replicas, "datastore-read-replica-uri", "postgres: a hot standby to read from when it has replayed the revision asked for (repeatable)")
+	logFormat := fs.String("log-format", "text", "log format: text (key=value lines) or json (one object per line); logs go to stderr")
+	logLevel := fs.String("log-level", "info", "least severe level logged: debug, info, warn or error")
+	accessLog := fs.Bool("access-log", false, "log every call at info level: method, caller, code, duration, request id (at debug level without it)")
+	shutdownGrace := fs.Duration("shutdown-grace", server.DefaultStopGrace, "on SIGTERM or SIGINT, how long calls in flight may finish before they are cut (Watch streams end at once, resumable)")
 	playgroundOn := fs.Bool("playground", false, "serve the schema playground at /playground/ on -http-listen (a loopback address, unless -playground-public); it evaluates against a throwaway in-memory store per request, never the server's data")
 	playgroundPublic := fs.Bool("playground-public", false, "allow -playground on an -http-listen address that other hosts can reach (the playground asks for no key)")
-	if code := parseFlags(fs, args); code >= 0 {
+	if code := parseFlags(fs, "pemba serve [flags]", args, stdout, stderr); code >= 0 {
 		return code
 	}
 	if err := flagsFromEnv(fs); err != nil {
@@ -78,6 +82,10 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pemba serve: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		fmt.Fprintln(stderr, "pemba serve: -tls-cert and -tls-key go together: give both the certificate (PEM, with its chain) and its private key (PEM)")
 		return 2
 	}
 	if *pprofOn && *metricsAddr == "" {
@@ -95,7 +103,20 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if setGCPercent(fs, os.Getenv("GOGC")) {
 		debug.SetGCPercent(*gcPercent)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "pemba serve: %v\n", err)
+		return 2
+	}
+	if *shutdownGrace <= 0 {
+		fmt.Fprintf(stderr, "pemba serve: -shutdown-grace must be positive, not %v\n", *shutdownGrace)
+		return 2
+	}
+	{
+		info, _ := debug.ReadBuildInfo()
+		v, commit, goVersion := buildVersion(version, info)
+		log.Info("pemba starting", "version", v, "commit", commit, "go", goVersion)
+	}
 	fail := func(err error) int {
 		log.Error("pemba serve", "err", err)
 		return 1
@@ -123,7 +144,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *tlsCert != "" || *tlsKey != "" {
 		var err error
 		if tlsConf, err = server.TLSConfigFromFiles(*tlsCert, *tlsKey); err != nil {
-			return fail(err)
+			return fail(fmt.Errorf("-tls-cert %s, -tls-key %s: %w", *tlsCert, *tlsKey, err))
 		}
 	}
 
@@ -160,7 +181,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	srv, err := server.New(eng, server.Config{
 		Keys: keys, HealthWithoutAuth: *healthOpen, Reflection: *reflect, RequestTimeout: *timeout,
-		Registerer: reg, Logger: log, TLS: tlsConf, MaxRecvMsgBytes: *maxRecv,
+		Registerer: reg, Logger: log, TLS: tlsConf, MaxRecvMsgBytes: *maxRecv, AccessLog: *accessLog,
 		Overload: server.Overload{MaxConcurrent: *maxCalls, MaxQueue: *maxQueued, MaxStreams: *maxStreams},
 	})
 	if err != nil {
@@ -179,31 +200,50 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		httpHandlers[playground.Path] = pg
 		httpHandlers[playground.Path+"/"] = pg
 	}
+	scheme := "http"
+	if tlsConf != nil {
+		scheme = "https"
+	}
+	stopHook := context.AfterFunc(ctx, func() { log.Info("shutting down", "grace", *shutdownGrace) })
+	defer stopHook()
 	err = srv.Run(ctx, server.RunConfig{
 		Listen: *listen, MetricsListen: *metricsAddr, Gatherer: reg, Pprof: *pprofOn,
-		HTTPListen: *httpAddr, HTTPHandlers: httpHandlers,
+		HTTPListen: *httpAddr, HTTPHandlers: httpHandlers, StopGrace: *shutdownGrace,
 		HTTPListening: func(addr net.Addr) {
-			scheme := "http"
-			if tlsConf != nil {
-				scheme = "https"
-			}
-			fmt.Fprintf(stdout, "pemba: serving HTTP/JSON on %s://%s/v1/ (OpenAPI at /openapi.json)\n", scheme, addr)
-			fmt.Fprintf(stdout, "pemba: serving AuthZEN on %s://%s/access/v1/ (metadata at /.well-known/authzen-configuration)\n", scheme, addr)
+			log.Info("serving HTTP/JSON", "url", fmt.Sprintf("%s://%s/v1/", scheme, addr), "openapi", fmt.Sprintf("%s://%s/openapi.json", scheme, addr), "tls", tlsConf != nil)
+			log.Info("serving AuthZEN", "url", fmt.Sprintf("%s://%s/access/v1/", scheme, addr), "metadata", fmt.Sprintf("%s://%s/.well-known/authzen-configuration", scheme, addr))
 			if *playgroundOn {
-				fmt.Fprintf(stdout, "pemba: serving the playground on %s://%s%s/\n", scheme, addr, playground.Path)
+				log.Info("serving the playground", "url", fmt.Sprintf("%s://%s%s/", scheme, addr, playground.Path))
 			}
 		},
 		Listening: func(grpcAddr, metricsAddr net.Addr) {
 			if metricsAddr != nil {
-				fmt.Fprintf(stdout, "pemba: serving metrics on http://%s/metrics\n", metricsAddr)
+				log.Info("serving metrics", "url", fmt.Sprintf("http://%s/metrics", metricsAddr))
 			}
-			fmt.Fprintf(stdout, "pemba: serving gRPC on %s (store %s, authentication %v)\n", grpcAddr, st.Kind(), len(keys) > 0)
+			log.Info("serving gRPC", "addr", grpcAddr.String(), "datastore", st.Kind(), "authentication", len(keys) > 0, "tls", tlsConf != nil)
 		},
 	})
 	if err != nil {
 		return fail(err)
 	}
+	log.Info("stopped")
 	return 0
+}
+
+// newLogger is serve's logger: slog to w, as text or JSON, from level up.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
 }
 
 // serveGCPercent is serve's default GC target: with Go's 100, collections
@@ -224,21 +264,49 @@ func setGCPercent(fs *flag.FlagSet, gogc string) bool {
 // environment variable, if set: -data-dir from PEMBA_DATA_DIR, -listen from
 // PEMBA_LISTEN, and so on (upper case, "-" becomes "_").
 func flagsFromEnv(fs *flag.FlagSet) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	// By value, not name: an alias (-store) and its flag (-datastore) share
+	// one, so either on the command line hides both variables.
+	given := map[flag.Value]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Value] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil {
+		if given[f.Value] || err != nil {
 			return
 		}
 		name := "PEMBA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(name); ok {
 			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("environment variable %s: %w", name, e)
+				err = fmt.Errorf("environment variable %s=%q is not a valid -%s: %s", name, v, f.Name, flagFormat(f, e))
 			}
 		}
 	})
 	return err
+}
+
+// flagFormat says what a flag's value must look like, for an error about
+// a value that did not parse: the flag package's own errors for its basic
+// types say only "parse error".
+func flagFormat(f *flag.Flag, err error) string {
+	var want string
+	if g, ok := f.Value.(flag.Getter); ok {
+		switch g.Get().(type) {
+		case time.Duration:
+			want = "want a duration such as 30s, 5m or 1h30m"
+		case bool:
+			want = "want true or false"
+		case int, int64, uint, uint64:
+			want = "want a whole number"
+		case float64:
+			want = "want a number"
+		}
+	}
+	switch {
+	case want == "":
+		return err.Error()
+	case strings.Contains(err.Error(), "out of range"):
+		return want + " (this one is out of range)"
+	}
+	return want
 }
 
 // listFlag is a repeatable string flag.

@@ -28,7 +28,7 @@ func TestServeSpiceDBAPI(t *testing.T) {
 	if err := os.WriteFile(keys, []byte("ci "+secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := startServe(t, "-store", "memory", "-keys-file", keys)
+	addr := startServe(t, "-datastore", "memory", "-keys-file", keys)
 	ctx := context.Background()
 	anon, err := authzed.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 )
 
 func TestServePlayground(t *testing.T) {
-	url := startServeAll(t, "-store", "memory", "-http-listen", "127.0.0.1:0", "-playground").http + "/playground/"
+	url := startServeAll(t, "-datastore", "memory", "-http-listen", "127.0.0.1:0", "-playground").http + "/playground/"
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +38,7 @@ func TestServePlayground(t *testing.T) {
 }
 
 func TestServePlaygroundOff(t *testing.T) {
-	base := startServeAll(t, "-store", "memory", "-http-listen", "127.0.0.1:0").http
+	base := startServeAll(t, "-datastore", "memory", "-http-listen", "127.0.0.1:0").http
 	resp, err := http.Get(base + "/playground/")
 	if err != nil {
 		t.Fatal(err)
@@ -55,8 +55,8 @@ func TestServePlaygroundUsage(t *testing.T) {
 		args   []string
 		stderr string
 	}{
-		{"without an HTTP listener", []string{"-store", "memory", "-playground"}, "-playground needs -http-listen"},
-		{"off loopback", []string{"-store", "memory", "-insecure-no-auth", "-http-listen", "0.0.0.0:0", "-playground"}, "-playground-public"},
+		{"without an HTTP listener", []string{"-datastore", "memory", "-playground"}, "-playground needs -http-listen"},
+		{"off loopback", []string{"-datastore", "memory", "-insecure-no-auth", "-http-listen", "0.0.0.0:0", "-playground"}, "-playground-public"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,7 +86,7 @@ func TestPlaygroundDocExamples(t *testing.T) {
 	if len(examples) != 2 {
 		t.Fatalf("%d examples, want the schema and the check ones", len(examples))
 	}
-	a := startServeAll(t, "-store", "memory", "-http-listen", "127.0.0.1:0", "-playground")
+	a := startServeAll(t, "-datastore", "memory", "-http-listen", "127.0.0.1:0", "-playground")
 	for _, ex := range examples {
 		cmd := exec.CommandContext(t.Context(), "sh", "-e", "-c", ex.script)
 		cmd.Env = append(os.Environ(), "PEMBA_HTTP="+a.http)

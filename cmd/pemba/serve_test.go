@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,29 +55,34 @@ func startServeAll(t *testing.T, args ...string) serveAddrs {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	var stderr bytes.Buffer
+	var stdout, stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...), pw, &stderr)
+		done <- run(ctx, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...), &stdout, pw)
 		pw.Close()
 	}()
-	br := bufio.NewReader(pr)
+	// The log goes to stderr: read the addresses from it, keeping a copy.
+	br := bufio.NewReader(io.TeeReader(pr, &stderr))
 	addrs, err := readServeAddrs(br)
 	if err != nil {
 		cancel()
-		t.Fatalf("%v (exit %d, stderr %s)", err, <-done, stderr.String())
+		code := <-done
+		t.Fatalf("%v (exit %d, stderr %s)", err, code, stderr.String())
 	}
-	go io.Copy(io.Discard, br)
+	drained := make(chan struct{})
+	go func() { io.Copy(io.Discard, br); close(drained) }()
 	t.Cleanup(func() {
 		cancel()
-		if code := <-done; code != 0 {
+		code := <-done
+		<-drained
+		if code != 0 {
 			t.Errorf("serve exited with %d; stderr:\n%s", code, stderr.String())
 		}
 	})
 	return addrs
 }
 
-// serveAddrs are the addresses `pemba serve` prints: gRPC's, and the
+// serveAddrs are the addresses `pemba serve` logs: gRPC's, and the
 // metrics' and the HTTP API's base URL ("http://ADDR") when asked for.
 type serveAddrs struct{ grpc, metrics, http string }
 
@@ -86,31 +92,59 @@ func readAddrs(br *bufio.Reader) (grpcAddr, metricsAddr string, err error) {
 	return a.grpc, a.metrics, err
 }
 
-// readServeAddrs reads what `pemba serve` prints when it starts, up to
-// its gRPC address: "pemba: serving HTTP/JSON on http://ADDR/v1/ ..."
-// (with -http-listen), "pemba: serving metrics on http://ADDR/metrics"
-// (with -metrics-listen), then "pemba: serving gRPC on ADDR (store ...)".
+// readServeAddrs reads the log (text format) of `pemba serve` up to the
+// line that says it serves gRPC: msg="serving HTTP/JSON" url=http://ADDR/v1/
+// (with -http-listen), msg="serving metrics" url=http://ADDR/metrics (with
+// -metrics-listen), then msg="serving gRPC" addr=ADDR.
 func readServeAddrs(br *bufio.Reader) (serveAddrs, error) {
 	var a serveAddrs
 	for a.grpc == "" {
 		line, err := br.ReadString('\n')
 		if err != nil {
-			return a, fmt.Errorf("no address printed: %w", err)
+			return a, fmt.Errorf("no address logged: %w", err)
 		}
-		switch fields := strings.Fields(line); {
-		case strings.HasPrefix(line, "pemba: serving HTTP/JSON on ") && len(fields) >= 5:
-			a.http = strings.TrimSuffix(fields[4], "/v1/")
-		case strings.HasPrefix(line, "pemba: serving metrics on ") && len(fields) == 5:
-			a.metrics = strings.TrimSuffix(strings.TrimPrefix(fields[4], "http://"), "/metrics")
-		case strings.HasPrefix(line, "pemba: serving gRPC on ") && len(fields) >= 5:
-			a.grpc = fields[4]
-		case strings.HasPrefix(line, "pemba: serving "):
-			// Something else on a listener above (a mounted handler).
-		default:
-			return a, fmt.Errorf("unexpected line %q", line)
+		f, err := logFields(line)
+		if err != nil {
+			return a, err
+		}
+		switch f["msg"] {
+		case "serving HTTP/JSON":
+			a.http = strings.TrimSuffix(f["url"], "/v1/")
+		case "serving metrics":
+			a.metrics = strings.TrimSuffix(strings.TrimPrefix(f["url"], "http://"), "/metrics")
+		case "serving gRPC":
+			a.grpc = f["addr"]
 		}
 	}
 	return a, nil
+}
+
+// logFields parses one line of slog's text format: key=value pairs, a
+// value quoted when it holds spaces or quotes.
+func logFields(line string) (map[string]string, error) {
+	fields := map[string]string{}
+	rest := strings.TrimSpace(line)
+	for rest != "" {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok || strings.ContainsAny(key, " \"") {
+			return nil, fmt.Errorf("not a slog text line: %q", line)
+		}
+		var value string
+		if strings.HasPrefix(after, `"`) {
+			v, err := strconv.QuotedPrefix(after)
+			if err != nil {
+				return nil, fmt.Errorf("log line %q: %w", line, err)
+			}
+			value, _ = strconv.Unquote(v)
+			after = after[len(v):]
+		} else {
+			value, after, _ = strings.Cut(after, " ")
+			after = " " + after
+		}
+		fields[key] = value
+		rest = strings.TrimLeft(after, " ")
+	}
+	return fields, nil
 }
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
@@ -124,7 +158,7 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 }
 
 func TestServeMemoryNoAuth(t *testing.T) {
-	conn := dial(t, startServe(t, "-store", "memory", "-insecure-no-auth", "-cache-bytes", "-1", "-quantum", "-1s", "-max-depth", "20"))
+	conn := dial(t, startServe(t, "-datastore", "memory", "-insecure-no-auth", "-cache-bytes", "-1", "-quantum", "-1s", "-max-depth", "20"))
 	ctx := context.Background()
 	hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
@@ -160,13 +194,15 @@ func TestServeUsage(t *testing.T) {
 		args   []string
 		stderr string
 	}{
-		{"no auth choice off loopback", []string{"-store", "memory", "-listen", "0.0.0.0:0"}, "-insecure-no-auth"},
-		{"no auth choice, HTTP off loopback", []string{"-store", "memory", "-http-listen", "0.0.0.0:0"}, "0.0.0.0:0 is reachable from other hosts"},
+		{"no auth choice off loopback", []string{"-datastore", "memory", "-listen", "0.0.0.0:0"}, "-insecure-no-auth"},
+		{"no auth choice, HTTP off loopback", []string{"-datastore", "memory", "-http-listen", "0.0.0.0:0"}, "0.0.0.0:0 is reachable from other hosts"},
 		{"pebble without dir", []string{"-insecure-no-auth", "-data-dir", ""}, "-data-dir"},
 		{"unknown store", []string{"-insecure-no-auth", "-store", "mysql"}, "unknown -datastore"},
 		{"unknown datastore", []string{"-datastore", "mysql"}, "unknown -datastore"},
 		{"postgres without uri", []string{"-datastore", "postgres"}, "-datastore-uri"},
 		{"stray argument", []string{"extra"}, "unexpected arguments"},
+		{"tls cert without key", []string{"-datastore", "memory", "-tls-cert", "cert.pem"}, "-tls-cert and -tls-key go together"},
+		{"tls key without cert", []string{"-datastore", "memory", "-tls-key", "key.pem"}, "-tls-cert and -tls-key go together"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,7 +226,23 @@ func TestServeFlagsFromEnv(t *testing.T) {
 	if !strings.Contains(stderr.String(), `unknown -datastore "mysql"`) {
 		t.Errorf("stderr %q does not show PEMBA_STORE was read", stderr.String())
 	}
+	// A value that does not parse is named, with its variable, its flag
+	// and the format wanted.
+	t.Setenv("PEMBA_STORE", "memory")
+	for _, tt := range []struct{ env, value, want string }{
+		{"PEMBA_QUANTUM", "5 minutes", `environment variable PEMBA_QUANTUM="5 minutes" is not a valid -quantum: want a duration such as 30s, 5m or 1h30m`},
+		{"PEMBA_INSECURE_NO_AUTH", "yes please", `PEMBA_INSECURE_NO_AUTH="yes please" is not a valid -insecure-no-auth: want true or false`},
+		{"PEMBA_MAX_REQUEST_BYTES", "4MiB", `PEMBA_MAX_REQUEST_BYTES="4MiB" is not a valid -max-request-bytes: want a whole number`},
+	} {
+		t.Setenv(tt.env, tt.value)
+		stderr.Reset()
+		if code := run(t.Context(), []string{"serve", "-listen", "127.0.0.1:0"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("%s=%q: exit %d, stderr %q; want 2 and %q", tt.env, tt.value, code, stderr.String(), tt.want)
+		}
+		os.Unsetenv(tt.env)
+	}
 	// A flag on the command line wins over the environment.
+	t.Setenv("PEMBA_STORE", "mysql")
 	t.Setenv("PEMBA_QUANTUM", "not-a-duration")
 	stderr.Reset()
 	if code := run(t.Context(), []string{"serve", "-quantum", "1s", "-store", "mysql", "-listen", "127.0.0.1:0"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "unknown -datastore") {
@@ -316,7 +368,7 @@ func TestServeHTTPTLS(t *testing.T) {
 	if err := os.WriteFile(keys, []byte("ops serve-test-key-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := startServeAll(t, "-store", "memory", "-keys-file", keys, "-tls-cert", certFile, "-tls-key", keyFile, "-http-listen", "127.0.0.1:0")
+	a := startServeAll(t, "-datastore", "memory", "-keys-file", keys, "-tls-cert", certFile, "-tls-key", keyFile, "-http-listen", "127.0.0.1:0")
 	if !strings.HasPrefix(a.http, "https://") {
 		t.Fatalf("HTTP base %q, want https://", a.http)
 	}

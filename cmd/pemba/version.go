@@ -36,7 +36,19 @@ func versionCommand(_ context.Context, args []string, stdout, stderr io.Writer) 
 
 // versionText formats what versionCommand prints; info may be nil.
 func versionText(stamped string, info *debug.BuildInfo, formats map[string]int) string {
-	v, commit, goVersion := stamped, "unknown", "unknown"
+	v, commit, goVersion := buildVersion(stamped, info)
+	var fs []string
+	for _, name := range slices.Sorted(maps.Keys(formats)) {
+		fs = append(fs, fmt.Sprintf("%s %d", name, formats[name]))
+	}
+	return fmt.Sprintf("pemba %s\ncommit: %s\ngo: %s\nstorage formats: %s\n", v, commit, goVersion, strings.Join(fs, ", "))
+}
+
+// buildVersion returns the version (stamped, else the module's), the
+// commit (with its time, and ", modified" for a dirty tree) and the Go
+// version of this binary; info may be nil.
+func buildVersion(stamped string, info *debug.BuildInfo) (v, commit, goVersion string) {
+	v, commit, goVersion = stamped, "unknown", "unknown"
 	if info != nil {
 		goVersion = info.GoVersion
 		if v == "" {
@@ -59,9 +71,5 @@ func versionText(stamped string, info *debug.BuildInfo, formats map[string]int) 
 	if v == "" {
 		v = "unknown"
 	}
-	var fs []string
-	for _, name := range slices.Sorted(maps.Keys(formats)) {
-		fs = append(fs, fmt.Sprintf("%s %d", name, formats[name]))
-	}
-	return fmt.Sprintf("pemba %s\ncommit: %s\ngo: %s\nstorage formats: %s\n", v, commit, goVersion, strings.Join(fs, ", "))
+	return v, commit, goVersion
 }

@@ -78,6 +78,9 @@ type analysis struct {
 	// relevant[g] marks the relations from which g can be reached by the
 	// reverse walk (the forward closure of g over positive positions).
 	relevant [][]bool
+	// dependents[r] lists the relations whose value is computed directly
+	// from r's (see allReferences), for reaching.
+	dependents [][]int
 }
 
 func analyze(s *schema.Schema) *analysis {
@@ -188,6 +191,7 @@ func analyze(s *schema.Schema) *analysis {
 			a.plan(r.Rewrite)
 		}
 	}
+	a.dependents = dependentsOf(a.rels)
 
 	for i, r := range a.rels {
 		if r == nil {

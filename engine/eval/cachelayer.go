@@ -155,7 +155,7 @@ func (c *cacheLayer) set(rev store.Revision, sp *subproblem, ctxHash uint64, ent
 // settled is dispatchChain.settled: the cached answer to a root, if it
 // holds at now and fits the depth limit. A nil layer (no cache) has none.
 func (c *cacheLayer) settled(rev store.Revision, now time.Time, sp *subproblem, rq *request) (result, bool) {
-	if c == nil {
+	if c == nil || rq.touches(sp.rel) {
 		return result{}, false
 	}
 	h, ok := c.contextHash(rq, sp)
@@ -172,8 +172,10 @@ func (c *cacheLayer) settled(rev store.Revision, now time.Time, sp *subproblem, 
 
 func (c *cacheLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
 	h, ok := c.contextHash(rq, &sp)
-	if !ok {
-		// The context cannot be hashed: nothing caveated is cached.
+	if !ok || rq.touches(sp.rel) {
+		// The context cannot be hashed: nothing caveated is cached. Or
+		// the answer may depend on the call's contextual relationships:
+		// it is neither served from nor written to the cache.
 		return c.next.dispatch(ctx, rq, f, sp)
 	}
 	if ent, hit := c.get(rq.rev, &sp, h); hit {

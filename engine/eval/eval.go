@@ -107,6 +107,14 @@ type Params struct {
 	// Context is the caveat context of the request. Values stored on a
 	// relationship take precedence over these.
 	Context map[string]any
+	// Contextual are relationships that hold for this call only, as if
+	// touched on top of Reader's revision (see store.Overlay): they may
+	// carry caveats and expirations and must fit the schema (the caller
+	// validates them, as a write would) with no key twice. Subproblems
+	// whose relation can reach a relation they name bypass the
+	// cross-request cache and are never routed to another node; every
+	// other subproblem is cached as usual (see contextual.go).
+	Contextual []tuple.Relationship
 }
 
 // CheckRequest asks whether Subject has Permission on Resource.
@@ -282,12 +290,17 @@ type SubjectResult struct {
 func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (CheckResult, error) {
 	if p.Reader != nil && len(p.Context) == 0 && !p.Now.IsZero() {
 		// A warm check is answered from the dispatch chain's cache
-		// before any request state is allocated.
+		// before any request state is allocated, also with contextual
+		// relationships the permission cannot reach.
 		rel, err := e.root(req)
 		if err != nil {
 			return CheckResult{}, err
 		}
-		if e.an.canContain(rel, req.Subject.Type, req.Subject.Relation) {
+		var uncached []bool
+		if len(p.Contextual) > 0 {
+			uncached = e.an.reaching(p.Contextual)
+		}
+		if e.an.canContain(rel, req.Subject.Type, req.Subject.Relation) && (uncached == nil || !uncached[rel.Index]) {
 			sp := subproblem{rel: rel.Index, id: req.Resource.ID, sub: req.Subject}
 			if res, ok := e.chain.settled(p.Reader.Revision(), p.Now, &sp, nil); ok {
 				cr := res.checkResult()
@@ -295,7 +308,7 @@ func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (Chec
 				return cr, nil
 			}
 		}
-		rq, err := e.newRequest(p)
+		rq, err := e.newRequestReaching(p, uncached)
 		if err != nil {
 			return CheckResult{}, err
 		}
@@ -313,15 +326,74 @@ func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (Chec
 // index i answers reqs[i]; a failure of one item does not fail the others.
 func (e *Evaluator) CheckBulk(ctx context.Context, p Params, reqs []CheckRequest) []BulkResult {
 	out := make([]BulkResult, len(reqs))
-	rq, err := e.newRequest(p)
+	var uncached []bool
+	if len(p.Contextual) > 0 {
+		uncached = e.an.reaching(p.Contextual)
+	}
+	pending := reqs
+	var index []int // pending[j] is reqs[index[j]]; nil: pending is reqs
+	if p.Reader != nil && len(p.Context) == 0 && !p.Now.IsZero() {
+		// Warm items (a permission set drawn again) are answered from
+		// the cache, as a warm Check is, before a request exists.
+		var settled bool
+		if index, settled = e.settleBulk(p.Reader.Revision(), p.Now, reqs, uncached, out); settled {
+			if len(index) == 0 {
+				return out
+			}
+			pending = make([]CheckRequest, len(index))
+			for j, i := range index {
+				pending[j] = reqs[i]
+			}
+		} else {
+			index = nil
+		}
+	}
+	rq, err := e.newRequestReaching(p, uncached)
 	if err != nil {
-		for i := range out {
-			out[i].Err = err
+		for j := range pending {
+			out[at(index, j)].Err = err
 		}
 		return out
 	}
-	rq.bulk(ctx, reqs, out)
+	if index == nil {
+		rq.bulk(ctx, reqs, out)
+		return out
+	}
+	res := make([]BulkResult, len(pending))
+	rq.bulk(ctx, pending, res)
+	for j, r := range res {
+		out[index[j]] = r
+	}
 	return out
+}
+
+// at returns index[j], or j when index is nil.
+func at(index []int, j int) int {
+	if index == nil {
+		return j
+	}
+	return index[j]
+}
+
+// settleBulk answers into out the items of reqs whose root is cached at
+// revision rev and clock now (and that no contextual relationship reaches:
+// uncached), reports whether it answered any, and returns the indexes in
+// reqs of the others. Nothing is allocated when every item is answered.
+func (e *Evaluator) settleBulk(rev store.Revision, now time.Time, reqs []CheckRequest, uncached []bool, out []BulkResult) (unsettled []int, some bool) {
+	for i, req := range reqs {
+		rel, err := e.root(req)
+		if err == nil && e.an.canContain(rel, req.Subject.Type, req.Subject.Relation) && (uncached == nil || !uncached[rel.Index]) {
+			sp := subproblem{rel: rel.Index, id: req.Resource.ID, sub: req.Subject}
+			if res, ok := e.chain.settled(rev, now, &sp, nil); ok {
+				out[i].CheckResult = res.checkResult()
+				out[i].Dispatches = 1 // the root, a cache hit; Depth stays 0
+				some = true
+				continue
+			}
+		}
+		unsettled = append(unsettled, i)
+	}
+	return unsettled, some
 }
 
 // LookupResources yields the resources of req.ResourceType on which

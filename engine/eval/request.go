@@ -32,6 +32,11 @@ type request struct {
 	memo map[subproblem]*call
 	revs map[revKey]*revSet
 
+	// uncached marks, by relation index, the relations whose subproblems
+	// can read a contextual relationship: they bypass the cross-request
+	// cache and stay on this node. nil when the call has none.
+	uncached []bool
+
 	ctxOnce sync.Once
 	ctxHash uint64
 	ctxOK   bool // the context could be hashed; else caveated results are not cached
@@ -91,6 +96,12 @@ func (st *checkStats) dispatched(d int32) {
 }
 
 func (e *Evaluator) newRequest(p Params) (*request, error) {
+	return e.newRequestReaching(p, nil)
+}
+
+// newRequestReaching is newRequest with the relations p.Contextual reaches
+// (see analysis.reaching) already computed, or nil to compute them.
+func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, error) {
 	if p.Reader == nil {
 		return nil, invalidRequest("no store reader")
 	}
@@ -104,6 +115,13 @@ func (e *Evaluator) newRequest(p Params) (*request, error) {
 		rev:     p.Reader.Revision(),
 		now:     now,
 		context: p.Context,
+	}
+	if len(p.Contextual) > 0 {
+		rq.reader = store.Overlay(p.Reader, p.Contextual)
+		rq.uncached = uncached
+		if rq.uncached == nil {
+			rq.uncached = e.an.reaching(p.Contextual)
+		}
 	}
 	if e.opts.Concurrency > 1 {
 		rq.tokens = make(chan struct{}, e.opts.Concurrency-1)

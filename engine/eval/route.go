@@ -89,7 +89,9 @@ type remoteLayer struct {
 }
 
 func (l remoteLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
-	if f.local || f.pinned || f.rel.Rewrite == nil {
+	if f.local || f.pinned || f.rel.Rewrite == nil || rq.touches(sp.rel) {
+		// A contextual relationship reachable from here exists on this
+		// node only.
 		return l.next.dispatch(ctx, rq, f, sp)
 	}
 	peer := l.router.Route(f.rel.Definition.Name, f.id, f.rel.Name)

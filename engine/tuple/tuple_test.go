@@ -69,7 +69,7 @@ func TestParseErrors(t *testing.T) {
 		{"doc:1#viewer_@user:anne", `must not end with "_"`},
 		{"doc:#viewer@user:anne", `invalid resource id "": must not be empty`},
 		{"doc:*#viewer@user:anne", "a wildcard is allowed only as a subject"},
-		{"doc:a b#viewer@user:anne", `character ' ' is not allowed in an id`},
+		{"doc:a b#viewer@user:anne", `character ' ' at position 2 is not allowed in an id`},
 		{"doc:1#viewer@user:*#member", "a wildcard subject cannot have a relation"},
 		{"doc:1#viewer@user:anne#", "empty relation"},
 		{"a//c:1#viewer@user:anne", `invalid resource type "a//c": prefix "": must not be empty`},

@@ -30,6 +30,11 @@ type Options struct {
 	// CacheBytes sizes the engine's result cache; 0 runs without one, so
 	// that every answer is computed afresh.
 	CacheBytes int64
+	// Contextual, when set, picks relationships of the file (i counts
+	// them in file order) that are not written to the store but passed
+	// as contextual relationships to every read instead: the file's
+	// expectations must hold all the same.
+	Contextual func(i int, r tuple.Relationship) bool
 }
 
 // Result is the outcome of running one file.
@@ -93,7 +98,7 @@ func Run(ctx context.Context, f *File, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer eng.Close()
-	r := &runner{f: f, eng: eng, res: res, cross: !opts.NoCrossChecks}
+	r := &runner{f: f, eng: eng, res: res, cross: !opts.NoCrossChecks, pick: opts.Contextual}
 	if !r.loadSchema(ctx) {
 		return res, nil
 	}
@@ -130,6 +135,9 @@ type runner struct {
 	eng   *engine.Engine
 	res   *Result
 	cross bool // compare the query APIs with each other
+	// pick and contextual: see Options.Contextual.
+	pick       func(int, tuple.Relationship) bool
+	contextual []tuple.Relationship
 }
 
 func (r *runner) fail(pos Pos, explain, format string, args ...any) {
@@ -167,12 +175,16 @@ func (r *runner) loadSchema(ctx context.Context) bool {
 func (r *runner) loadRelationships(ctx context.Context) error {
 	seen := map[tuple.Key]Pos{}
 	var pending []Relationship
-	for _, rel := range r.f.Relationships {
+	for i, rel := range r.f.Relationships {
 		if first, dup := seen[rel.Key()]; dup {
 			r.fail(rel.Pos, "", "relationship %s repeats the one at line %d", rel.Key(), first.Line)
 			continue
 		}
 		seen[rel.Key()] = rel.Pos
+		if r.pick != nil && r.pick(i, rel.Relationship) {
+			r.contextual = append(r.contextual, rel.Relationship)
+			continue
+		}
 		pending = append(pending, rel)
 	}
 	batch := r.eng.Limits().MaxUpdatesPerWrite
@@ -213,6 +225,7 @@ func (r *runner) assert(ctx context.Context, a Assertion) error {
 		Consistency:  engine.FullyConsistent(),
 		CheckRequest: engine.CheckQuery{Resource: a.Resource, Permission: a.Permission, Subject: a.Subject},
 		Context:      a.Context,
+		Contextual:   r.contextual,
 	})
 	if err != nil {
 		if isInputError(err) {
@@ -251,7 +264,8 @@ func (r *runner) lookupAgrees(ctx context.Context, a Assertion, want engine.Perm
 		LookupResourcesRequest: engine.LookupResourcesQuery{
 			ResourceType: a.Resource.Type, Permission: a.Permission, Subject: a.Subject,
 		},
-		Context: a.Context,
+		Context:    a.Context,
+		Contextual: r.contextual,
 	})
 	if err != nil {
 		return err
@@ -310,6 +324,7 @@ func (r *runner) explain(ctx context.Context, res tuple.ObjectRef, perm string, 
 		Consistency:   engine.FullyConsistent(),
 		ExpandRequest: engine.ExpandQuery{Resource: res, Permission: perm},
 		Context:       cctx,
+		Contextual:    r.contextual,
 	})
 	if err != nil {
 		return "expand failed: " + err.Error()
@@ -339,6 +354,7 @@ func (r *runner) validate(ctx context.Context, exp Expected) error {
 	tree, _, err := r.eng.Expand(ctx, engine.ExpandRequest{
 		Consistency:   engine.FullyConsistent(),
 		ExpandRequest: engine.ExpandQuery{Resource: exp.Resource, Permission: exp.Permission},
+		Contextual:    r.contextual,
 	})
 	if err != nil {
 		if isInputError(err) {
@@ -398,6 +414,7 @@ func (r *runner) crossCheck(ctx context.Context, exp Expected, got memberSet) er
 		resp, err := r.eng.Check(ctx, engine.CheckRequest{
 			Consistency:  engine.FullyConsistent(),
 			CheckRequest: engine.CheckQuery{Resource: exp.Resource, Permission: exp.Permission, Subject: m.subject},
+			Contextual:   r.contextual,
 		})
 		if err != nil {
 			if isInputError(err) {
@@ -430,6 +447,7 @@ func (r *runner) crossLookup(ctx context.Context, exp Expected, got memberSet) e
 		seq, _, err := r.eng.LookupSubjects(ctx, engine.LookupSubjectsRequest{
 			Consistency:           engine.FullyConsistent(),
 			LookupSubjectsRequest: engine.LookupSubjectsQuery{Resource: exp.Resource, Permission: exp.Permission, SubjectType: typ},
+			Contextual:            r.contextual,
 		})
 		if err != nil {
 			return err

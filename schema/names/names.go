@@ -21,6 +21,7 @@ package names
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Limits. They are part of the storage format: raising them is compatible,
@@ -100,10 +101,25 @@ func checkSegment(seg string, limit int) error {
 	for i := 0; i < len(seg); i++ {
 		c := seg[i]
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return fmt.Errorf("character %q is not allowed (use a-z, 0-9, _)", c)
+			return fmt.Errorf("%s is not allowed (use a-z, 0-9, _)", describeChar(seg, i))
 		}
 	}
 	return nil
+}
+
+// describeChar names the character at byte offset i of s for an error: the
+// whole character (not one byte of its UTF-8 encoding), its code point
+// when it is not ASCII, and its position counted in characters from 1.
+func describeChar(s string, i int) string {
+	pos := utf8.RuneCountInString(s[:i]) + 1
+	r, size := utf8.DecodeRuneInString(s[i:])
+	switch {
+	case r == utf8.RuneError && size <= 1:
+		return fmt.Sprintf("byte 0x%02x (not UTF-8) at position %d", s[i], pos)
+	case r >= utf8.RuneSelf:
+		return fmt.Sprintf("character %q (%U) at position %d", r, r, pos)
+	}
+	return fmt.Sprintf("character %q at position %d", r, pos)
 }
 
 // CheckID reports why s is not a valid object ID, or nil: 1 to MaxIDLen
@@ -124,7 +140,7 @@ func CheckID(s string, allowWildcard bool) error {
 	}
 	for i := 0; i < len(s); i++ {
 		if !IDChar(s[i]) {
-			return fmt.Errorf("character %q is not allowed in an id", s[i])
+			return fmt.Errorf("%s is not allowed in an id (use A-Z a-z 0-9 and _ - = + / | . ~)", describeChar(s, i))
 		}
 	}
 	return nil

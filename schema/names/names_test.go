@@ -46,3 +46,30 @@ func TestRules(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorNamesTheCharacter: an error names the whole offending character
+// (a non-ASCII one is not reported as one byte of its encoding), its code
+// point, and its position counted in characters.
+func TestErrorNamesTheCharacter(t *testing.T) {
+	tests := []struct {
+		name  string
+		check func() error
+		want  string
+	}{
+		{"id, accented first", func() error { return CheckID("ánne", false) }, `character 'á' (U+00E1) at position 1 is not allowed in an id`},
+		{"id, after multibyte", func() error { return CheckID("xé!", false) }, `character 'é' (U+00E9) at position 2 is not allowed in an id`},
+		{"id, space", func() error { return CheckID("a b", false) }, `character ' ' at position 2 is not allowed in an id`},
+		{"id, emoji", func() error { return CheckID("ab😀", false) }, `character '😀' (U+1F600) at position 3`},
+		{"id, invalid UTF-8", func() error { return CheckID("ab\xc3", false) }, `byte 0xc3 (not UTF-8) at position 3`},
+		{"type", func() error { return CheckType("doçument") }, `character 'ç' (U+00E7) at position 3 is not allowed (use a-z, 0-9, _)`},
+		{"relation", func() error { return CheckName("view-er") }, `character '-' at position 5 is not allowed`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.check()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -78,6 +78,9 @@ func Open(ctx context.Context, o Options) (store.Store, error) {
 			po.Now = o.Now
 		}
 		st, err := pebblestore.Open(o.Dir, po)
+		if errors.Is(err, pebblestore.ErrLocked) {
+			return nil, fmt.Errorf("open pebble datastore: -data-dir %s is in use by another process (another pemba serve?): stop it, or give another -data-dir: %w", o.Dir, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open pebble datastore: %w", err)
 		}
@@ -124,10 +127,13 @@ func Migrate(ctx context.Context, o Options) (int, error) {
 }
 
 // Collector returns the metrics collector of a backend that exports its
-// own (Pebble: a prometheus.Collector), typed any so that callers that do
+// own (Pebble and PostgreSQL: a prometheus.Collector), typed any so that callers that do
 // not export metrics need not know the metrics library.
 func Collector(st store.Store) (any, bool) {
-	if s, ok := st.(*pebblestore.Store); ok {
+	switch s := st.(type) {
+	case *pebblestore.Store:
+		return s.Collector(), true
+	case *pgstore.Store:
 		return s.Collector(), true
 	}
 	return nil, false

@@ -159,13 +159,13 @@ var (
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	if err := upgradeComparer(dir, opts); err != nil {
-		return nil, err
+		return nil, lockedError(dir, err)
 	}
 	popts := pebbleOptions(opts, comparer)
 	db, err := pebble.Open(dir, popts)
 	popts.Cache.Unref()
 	if err != nil {
-		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
+		return nil, lockedError(dir, fmt.Errorf("pebblestore: open %s: %w", dir, err))
 	}
 	s := &Store{
 		db:       db,

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"github.com/prometheus/client_golang/prometheus"
 	"os"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func replicaURI(t *testing.T) string {
 		return uri
 	}
 	const how = testReplicaEnv + " is not set: it names a hot standby of " + testServerEnv +
-		" (pg_basebackup -R from it, started on another port); bash .ci/run starts one"
+		" (pg_basebackup -R from it, started on another port); scripts/with-postgres.sh go test ./... starts one, as .ci/run does"
 	if os.Getenv("CI") == "true" {
 		t.Fatal(how)
 	}
@@ -123,10 +124,12 @@ func TestReadReplica(t *testing.T) {
 	defer resume()
 	rev2 := storetest.MustTouch(t, st, rels[1])
 	check("replica behind", rev2, false, rels)
+	checkReplicaMetrics(t, st, 1, 1)
 	check("old revision while behind", rev1, true, rels[:1])
 	resume()
 	waitReplay(t, primary, admin)
 	check("caught up", rev2, true, rels)
+	checkReplicaMetrics(t, st, 1, 0)
 
 	// A failing replica: the same reader's next query runs on the primary.
 	r := storetest.MustSnapshot(t, st, rev2)
@@ -146,5 +149,40 @@ func TestReadReplica(t *testing.T) {
 	}
 	if _, err := Open(ctx, uri, Options{GCInterval: -1, Logger: quietLogger(), ReadReplicas: []string{other}}); !errors.Is(err, ErrNotReplica) {
 		t.Errorf("Open with another store as replica: %v, want ErrNotReplica", err)
+	}
+}
+
+// checkReplicaMetrics scrapes st's collector and checks replica 0's up
+// gauge and lag, and that the pools are reported.
+func checkReplicaMetrics(t *testing.T, st *Store, up, lag float64) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(st.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "/" + l.GetValue()
+			}
+			got[key] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	want := map[string]float64{"pemba_postgres_replica_up/0": up, "pemba_postgres_replica_lag_revisions/0": lag}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+	for _, k := range []string{"pemba_postgres_pool_max_connections/primary", "pemba_postgres_pool_max_connections/replica0"} {
+		if got[k] <= 0 {
+			t.Errorf("%s = %v, want > 0", k, got[k])
+		}
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -33,6 +35,47 @@ type Env struct {
 	// Getenv reads an environment variable (PEMBA_ADDRESS, PEMBA_TOKEN);
 	// nil reads none.
 	Getenv func(string) string
+	// Global holds the connection flags given before the command
+	// (pemba --address X check ...; see ParseGlobal). They apply to every
+	// command that talks to a server; the same flag after the command wins.
+	Global []GlobalFlag
+}
+
+// ListSubcommands, given as a command's first argument, makes a command
+// with subcommands list their names, one per line, and exit 0 (shell
+// completion asks this way, so the names are defined once).
+const ListSubcommands = "__subcommands"
+
+// GlobalFlag is one connection flag given before the command.
+type GlobalFlag struct{ Name, Value string }
+
+// ParseGlobal splits the connection flags (--address, --token, --insecure,
+// --tls, --tls-ca) that come before the command name off args, as zed
+// allows them there, and returns them with the rest of args. The flags are
+// the ones every server command defines (connFlags), so they are defined
+// once.
+func (e Env) ParseGlobal(args []string) ([]GlobalFlag, []string, error) {
+	fs := flag.NewFlagSet("pemba", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	inv := &invocation{env: Env{Getenv: func(string) string { return "" }}}
+	inv.connFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, fmt.Errorf("before the command only the connection flags --address, --token, --insecure, --tls and --tls-ca may come: %w", err)
+	}
+	var global []GlobalFlag
+	fs.Visit(func(f *flag.Flag) { global = append(global, GlobalFlag{f.Name, f.Value.String()}) })
+	return global, fs.Args(), nil
+}
+
+// IsCommand reports whether name is one of this package's commands (those
+// that take the connection flags).
+func IsCommand(name string) bool {
+	for _, c := range commands() {
+		if c.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // command is one top-level command. run returns an error to report, or
@@ -59,8 +102,13 @@ func commands() []command {
 // main's command table wants, reading the process's standard input and
 // environment.
 func Main(name string) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return MainGlobal(name, nil)
+}
+
+// MainGlobal is Main with connection flags given before the command.
+func MainGlobal(name string, global []GlobalFlag) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-		e := Env{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv}
+		e := Env{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv, Global: global}
 		return e.Run(ctx, append([]string{name}, args...))
 	}
 }
@@ -178,9 +226,7 @@ func (inv *invocation) parse(fs *flag.FlagSet, usage string, args []string) ([]s
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintf(inv.env.Stdout, "usage: %s\n\nflags:\n", usage)
-				fs.SetOutput(inv.env.Stdout)
-				fs.PrintDefaults()
+				PrintUsage(inv.env.Stdout, usage, fs)
 				return nil, errHelp
 			}
 			return nil, usagef(usage, "%v", err)
@@ -288,6 +334,12 @@ func (inv *invocation) subcommand(ctx context.Context, args []string, subs map[s
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
 		fmt.Fprintf(inv.env.Stdout, "usage: %s\n", usage)
+		return errHelp
+	}
+	if args[0] == ListSubcommands {
+		for _, name := range slices.Sorted(maps.Keys(subs)) {
+			fmt.Fprintln(inv.env.Stdout, name)
+		}
 		return errHelp
 	}
 	run, ok := subs[args[0]]

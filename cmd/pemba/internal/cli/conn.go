@@ -39,6 +39,11 @@ func (inv *invocation) connFlags(fs *flag.FlagSet) *connFlags {
 	fs.BoolVar(&c.insecure, "insecure", false, "plaintext, no TLS (the default for loopback addresses)")
 	fs.BoolVar(&c.useTLS, "tls", false, "TLS verified with the system's roots (the default for other addresses)")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "TLS verified with the CA certificates in this PEM `file`")
+	for _, g := range inv.env.Global {
+		// Values ParseGlobal accepted with these same definitions; the
+		// command's own flags, parsed later, override them.
+		_ = fs.Set(g.Name, g.Value)
+	}
 	return c
 }
 

@@ -70,7 +70,7 @@ func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string)
 			defer cancel()
 			stream, err := c.Permissions.LookupResources(ctx, &pb.LookupResourcesRequest{
 				Consistency: cons, ResourceObjectType: typ, Permission: perm, Subject: client.Subject(sub),
-				Context: st, OptionalLimit: uint32(size), OptionalCursor: cursor,
+				Context: st, OptionalLimit: uint32(size), OptionalCursor: cursor, ContextualRelationships: q.with,
 			})
 			if err != nil {
 				return 0, err
@@ -155,7 +155,7 @@ func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) 
 	cons, st, c := q.cons, q.ctx, q.c
 	stream, err := c.Permissions.LookupSubjects(ctx, &pb.LookupSubjectsRequest{
 		Consistency: cons, Resource: client.Object(res), Permission: perm,
-		SubjectObjectType: subType, OptionalSubjectRelation: subRel, Context: st,
+		SubjectObjectType: subType, OptionalSubjectRelation: subRel, Context: st, ContextualRelationships: q.with,
 	})
 	if err != nil {
 		return err

@@ -41,25 +41,49 @@ func parseContext(usage, s string) (*structpb.Struct, error) {
 }
 
 // queryFlags are the flags every query command shares: connection,
-// consistency, caveat context and output format.
+// consistency, caveat context, contextual relationships and output format.
 type queryFlags struct {
 	conn *connFlags
 	read *readFlags
 	cctx *string
+	with *relationshipList
 	out  *string
 }
 
 // queryFlags registers the shared query flags on fs.
 func (inv *invocation) queryFlags(fs *flag.FlagSet) *queryFlags {
-	return &queryFlags{conn: inv.connFlags(fs), read: consistencyFlags(fs), cctx: contextFlag(fs), out: outputFlag(fs)}
+	with := &relationshipList{}
+	fs.Var(with, "with", "a contextual relationship that holds for this request only, never written (repeatable): RESOURCE#RELATION@SUBJECT, with [CAVEAT:{...}] or [expiration:RFC3339] as in a write")
+	return &queryFlags{conn: inv.connFlags(fs), read: consistencyFlags(fs), cctx: contextFlag(fs), with: with, out: outputFlag(fs)}
+}
+
+// relationshipList is a repeatable flag of relationships.
+type relationshipList struct {
+	rels []*pb.Relationship
+}
+
+func (l *relationshipList) String() string { return "" }
+
+func (l *relationshipList) Set(s string) error {
+	r, err := tuple.Parse(s)
+	if err != nil {
+		return err
+	}
+	pr, err := client.Relationship(r)
+	if err != nil {
+		return err
+	}
+	l.rels = append(l.rels, pr)
+	return nil
 }
 
 // query is what a query command needs once its arguments are valid: the
-// consistency and caveat context of the request, and a connected client
-// (the caller closes it).
+// consistency, caveat context and contextual relationships of the
+// request, and a connected client (the caller closes it).
 type query struct {
 	cons *pb.Consistency
 	ctx  *structpb.Struct
+	with []*pb.Relationship
 	c    *client.Client
 }
 
@@ -77,7 +101,7 @@ func (q *queryFlags) open(inv *invocation, usage string) (*query, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &query{cons: cons, ctx: st, c: c}, nil
+	return &query{cons: cons, ctx: st, with: q.with.rels, c: c}, nil
 }
 
 // splitPermission reads RESOURCE#PERMISSION (doc:1#view).
@@ -153,10 +177,13 @@ func missingSuffix(p pb.Permissionship, info *pb.PartialCaveatInfo) string {
 }
 
 func checkCommand(ctx context.Context, inv *invocation, args []string) error {
-	const usage = "pemba check [--context JSON] [--exit-code] [flags] RESOURCE#PERMISSION@SUBJECT"
+	const usage = "pemba check [--context JSON] [--with REL]... [--exit-code] [flags] RESOURCE#PERMISSION@SUBJECT\n" +
+		"       pemba check [--relations] [--resource RESOURCE]... [flags] RESOURCE#*@SUBJECT (every permission)\n" +
+		"       pemba check [--resource RESOURCE]... [flags] RESOURCE#PERM1,PERM2@SUBJECT (a permission set)"
 	fs := inv.flagSet()
 	qf := inv.queryFlags(fs)
-	exitCode := fs.Bool("exit-code", false, "exit 3 when denied and 4 when conditional, instead of 0")
+	exitCode := fs.Bool("exit-code", false, "exit 3 when denied and 4 when conditional, instead of 0 (one permission only)")
+	sf := permissionSetFlags(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
@@ -168,6 +195,12 @@ func checkCommand(ctx context.Context, inv *invocation, args []string) error {
 	if err != nil {
 		return err
 	}
+	if sf.isSet(perm) {
+		if *exitCode {
+			return usagef(usage, "--exit-code takes one permission, not a permission set")
+		}
+		return checkSet(ctx, inv, usage, qf, sf, res, perm, sub)
+	}
 	q, err := qf.open(inv, usage)
 	if err != nil {
 		return err
@@ -176,6 +209,7 @@ func checkCommand(ctx context.Context, inv *invocation, args []string) error {
 	cons, st, c := q.cons, q.ctx, q.c
 	resp, err := c.Permissions.CheckPermission(ctx, &pb.CheckPermissionRequest{
 		Consistency: cons, Resource: client.Object(res), Permission: perm, Subject: client.Subject(sub), Context: st,
+		ContextualRelationships: q.with,
 	})
 	if err != nil {
 		return err
@@ -255,6 +289,7 @@ func expandCommand(ctx context.Context, inv *invocation, args []string) error {
 	cons, st, c := q.cons, q.ctx, q.c
 	resp, err := c.Permissions.ExpandPermissionTree(ctx, &pb.ExpandPermissionTreeRequest{
 		Consistency: cons, Resource: client.Object(res), Permission: perm, OptionalDepth: uint32(*depth), Context: st,
+		ContextualRelationships: q.with,
 	})
 	if err != nil {
 		return err

@@ -26,11 +26,9 @@ func ServerURI(t testing.TB) string {
 	if uri := os.Getenv(ServerEnv); uri != "" {
 		return uri
 	}
-	const how = ServerEnv + " is not set; start a throwaway server, e.g.\n" +
-		"\td=$(mktemp -d) && chown postgres $d && runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -D $d -A trust -U postgres &&\n" +
-		"\trunuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D $d -o '-p 5433 -k $d' -w start\n" +
-		"\texport " + ServerEnv + "='postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable'\n" +
-		"(bash .ci/run does this by itself)"
+	const how = ServerEnv + " is not set: run the tests with throwaway PostgreSQL clusters, started the way .ci/run starts them:\n" +
+		"\tscripts/with-postgres.sh go test ./...\n" +
+		"or export it (a superuser URI) to use a server of your own"
 	if os.Getenv("CI") == "true" {
 		t.Fatal(how)
 	}
@@ -57,12 +55,9 @@ func RestartableServer(t testing.TB) (uri, restartCmd string) {
 	if uri != "" && restartCmd != "" {
 		return uri, restartCmd
 	}
-	const how = RestartServerEnv + " and " + RestartCmdEnv + " are not both set; start a throwaway cluster that nothing else uses, e.g.\n" +
-		"\td=$(mktemp -d) && chown postgres $d && runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -D $d/data -A trust -U postgres &&\n" +
-		"\trunuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D $d/data -o \"-c listen_addresses='' -k $d -p 5435\" -w start\n" +
-		"\texport " + RestartServerEnv + "=\"postgres://postgres@/postgres?host=$d&port=5435&sslmode=disable\"\n" +
-		"\texport " + RestartCmdEnv + "=\"runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D $d/data -m fast -w -t 60 restart\"\n" +
-		"(bash .ci/run does this by itself)"
+	const how = RestartServerEnv + " and " + RestartCmdEnv + " are not both set: run the tests with throwaway PostgreSQL clusters, started the way .ci/run starts them:\n" +
+		"\tscripts/with-postgres.sh go test ./...\n" +
+		"or export them: a superuser URI of a cluster nothing else uses, and a shell command that restarts it and waits until it accepts connections"
 	if os.Getenv("CI") == "true" {
 		t.Fatal(how)
 	}
