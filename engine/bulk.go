@@ -66,6 +66,13 @@ func (e *Engine) CheckBulk(ctx context.Context, req BulkCheckRequest) (BulkCheck
 	if err != nil {
 		return BulkCheckResponse{}, err
 	}
+	uses := make([]use, len(req.Items))
+	for i, it := range req.Items {
+		uses[i] = use{it.Resource.Type, it.Permission}
+	}
+	if err := e.noteDeprecated(ctx, v.c.schema, "check", uses...); err != nil {
+		return BulkCheckResponse{}, err
+	}
 	out := BulkCheckResponse{Results: results, Zookie: e.zookieOf(v.rev)}
 	for _, g := range groups {
 		for j, r := range v.c.eval.CheckBulk(ctx, e.params(v, g.ctx, req.Contextual), g.reqs) {

@@ -42,7 +42,7 @@ func (e *Engine) DispatchCheck(ctx context.Context, fp token.Fingerprint, req *e
 	if v.c == nil {
 		return nil, fmt.Errorf("%w (at revision %d)", ErrNoSchema, v.rev)
 	}
-	resp, err := v.c.eval.DispatchCheck(ctx, eval.Params{Reader: v.reader}, req)
+	resp, err := v.c.eval.DispatchCheck(ctx, eval.Params{Reader: v.evalReader()}, req)
 	if err != nil {
 		return nil, fmt.Errorf("engine: dispatched check %s#%s@%s: %w", req.Resource, req.Relation, req.Subject, err)
 	}

@@ -121,6 +121,14 @@ type Options struct {
 	// shared store: permissions owned by other nodes are evaluated there
 	// (see eval.Router and DispatchCheck).
 	Router eval.Router
+	// Deprecation says what a request naming a @deprecated relation or
+	// permission gets: a warning (the default) or a refusal.
+	Deprecation DeprecationPolicy
+	// Warn, when set, receives each warning meant for the caller of a
+	// request (a deprecated relation used), with the request's context,
+	// so that the API layer can return it (a response header). Warnings
+	// are logged either way.
+	Warn func(ctx context.Context, msg string)
 }
 
 // Limits bound the size of requests. Exceeding one fails with a *LimitError.
@@ -176,6 +184,7 @@ type Engine struct {
 	evalOpts    eval.Options
 	cache       *eval.Cache // nil when disabled
 	heads       *headQuantizer
+	deprecation deprecation
 
 	// writeMu serialises schema writes against relationship writes (read
 	// lock) so that validation and commit see the same schema.
@@ -204,6 +213,9 @@ type compiled struct {
 	// invariants indexes the schema's write-time invariants; nil when it
 	// declares none.
 	invariants *invariantIndex
+	// renames is set when the schema renames a relation
+	// (@renamed_from): evaluation then reads through an aliasReader.
+	renames bool
 }
 
 // DefaultConcurrency is the branch concurrency of a request when
@@ -264,6 +276,7 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	}
 	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router, MaxLookupNodes: e.limits.MaxLookupNodes}
 	e.heads = &headQuantizer{st: st, now: e.now, quantum: quantum}
+	e.deprecation = deprecation{policy: opts.Deprecation, warn: opts.Warn}
 	// Fail early on a store that cannot even report its head. The head is
 	// not remembered: the first quantum starts with the first read.
 	if _, err := st.HeadRevision(ctx); err != nil {
@@ -318,6 +331,9 @@ type Stats struct {
 	Cache        cache.Stats
 	// CompiledSchemas is how many compiled schemas are cached.
 	CompiledSchemas int
+	// DeprecatedUses counts requests that named a @deprecated relation
+	// or permission (warned or refused).
+	DeprecatedUses int64
 }
 
 // Stats returns current counters.
@@ -330,6 +346,7 @@ func (e *Engine) Stats() Stats {
 	e.schemaMu.Lock()
 	s.CompiledSchemas = len(e.schemas)
 	e.schemaMu.Unlock()
+	s.DeprecatedUses = e.deprecation.uses.Load()
 	return s
 }
 
@@ -440,7 +457,7 @@ type schemaInForce struct {
 }
 
 func (e *Engine) newCompiled(s *schema.Schema) *compiled {
-	return &compiled{schema: s, eval: eval.New(s, e.evalOpts), invariants: newInvariantIndex(s, e.evalOpts)}
+	return &compiled{schema: s, eval: eval.New(s, e.evalOpts), renames: hasRenames(s), invariants: newInvariantIndex(s, e.evalOpts)}
 }
 
 // remember caches c as the schema written at revision written and returns

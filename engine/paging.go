@@ -50,7 +50,7 @@ func (e *Engine) openPage(ctx context.Context, c Consistency, cursor string, req
 		if derr != nil {
 			// %v, not %w: the token's sentinels also describe zookies,
 			// and the caller must see a cursor error.
-			return nil, "", nil, fmt.Errorf("%w: %v", ErrInvalidCursor, derr)
+			return nil, "", nil, fmt.Errorf("%w: %s", ErrInvalidCursor, tokenReason(derr))
 		}
 		if tc.Position == "" {
 			return nil, "", nil, fmt.Errorf("%w: no position", ErrInvalidCursor)

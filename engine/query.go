@@ -38,6 +38,9 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (CheckResponse, er
 	if err != nil {
 		return CheckResponse{}, err
 	}
+	if err := e.noteDeprecated(ctx, v.c.schema, "check", use{req.Resource.Type, req.Permission}); err != nil {
+		return CheckResponse{}, err
+	}
 	res, err := v.c.eval.Check(ctx, e.params(v, req.Context, req.Contextual), req.CheckRequest)
 	if err != nil {
 		return CheckResponse{}, fmt.Errorf("engine: check %s#%s@%s: %w", req.Resource, req.Permission, req.Subject, err)
@@ -62,6 +65,9 @@ func (e *Engine) Expand(ctx context.Context, req ExpandRequest) (tree *eval.Tree
 	}
 	v, err := e.needSchemaWith(ctx, req.Consistency, req.Contextual)
 	if err != nil {
+		return nil, "", err
+	}
+	if err := e.noteDeprecated(ctx, v.c.schema, "expand", use{req.Resource.Type, req.Permission}); err != nil {
 		return nil, "", err
 	}
 	t, err := v.c.eval.Expand(ctx, e.params(v, req.Context, req.Contextual), req.ExpandRequest)
@@ -117,6 +123,9 @@ func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest
 		return nil, "", err
 	}
 	if err := e.checkContextual(v, req.Contextual); err != nil {
+		return nil, "", err
+	}
+	if err := e.noteDeprecated(ctx, v.c.schema, "look up", use{req.ResourceType, req.Permission}); err != nil {
 		return nil, "", err
 	}
 	er := req.LookupResourcesRequest
@@ -175,6 +184,9 @@ func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) 
 	if err := e.checkContextual(v, req.Contextual); err != nil {
 		return nil, "", err
 	}
+	if err := e.noteDeprecated(ctx, v.c.schema, "look up", use{req.Resource.Type, req.Permission}); err != nil {
+		return nil, "", err
+	}
 	er := req.LookupSubjectsRequest
 	er.After = after
 	seq := v.c.eval.LookupSubjects(ctx, e.params(v, req.Context, req.Contextual), er)
@@ -199,5 +211,5 @@ func lookupError(err error) error {
 }
 
 func (e *Engine) params(v *view, ctx map[string]any, contextual []tuple.Relationship) eval.Params {
-	return eval.Params{Reader: v.reader, Now: e.now(), Context: ctx, Contextual: contextual}
+	return eval.Params{Reader: v.evalReader(), Now: e.now(), Context: ctx, Contextual: contextual}
 }

@@ -44,6 +44,9 @@ func validateRelationship(s *schema.Schema, index int, r tuple.Relationship, max
 	}
 	rel, ok := def.Relations[r.Relation]
 	if !ok {
+		if to := def.RenamedFrom[r.Relation]; to != nil {
+			return fail(ErrUnknownRelation, "relation %s#%s was renamed to %s (@renamed_from(%s)): write %s; the old name is only read, and deleted", def.Name, r.Relation, to.Name, r.Relation, to.Name)
+		}
 		return fail(ErrUnknownRelation, "definition %q has no relation %q", def.Name, r.Relation)
 	}
 	if rel.IsPermission {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"time"
@@ -89,6 +90,16 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie s
 	var prev *schema.Schema
 	if cur.c != nil {
 		prev = cur.c.schema
+		// Writing the text already stored commits nothing: the answer is
+		// the head's zookie, and no revision, change or audit entry is
+		// made for it.
+		stored, _, err := cur.reader.ReadSchema(ctx)
+		if err != nil {
+			return "", nil, fmt.Errorf("engine: read schema: %w", err)
+		}
+		if stored == text {
+			return e.zookieOf(head), nil, nil
+		}
 	}
 	changes = schema.Diff(prev, next)
 	now := e.now()
@@ -118,21 +129,30 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie s
 
 // orphans counts the stored relationships that next would no longer
 // accept, grouped by the schema item whose removal rejects them. Only
-// relations whose definition changed are scanned.
-func (e *Engine) orphans(ctx context.Context, tx store.Tx, prev, next *schema.Schema, now time.Time) ([]SchemaUse, error) {
+// relations whose definition changed are scanned, and the old names of
+// renamed relations (@renamed_from) whose alias next drops or changes.
+func (e *Engine) orphans(ctx context.Context, tx relationshipQuerier, prev, next *schema.Schema, now time.Time) ([]SchemaUse, error) {
 	var uses []SchemaUse
 	index := map[string]int{}
 	for _, typ := range slices.Sorted(maps.Keys(prev.Definitions)) {
 		def := prev.Definitions[typ]
+		var scan []string
 		for _, rel := range def.Ordered {
-			if rel.IsPermission || unchanged(rel, next) {
-				continue
+			if !rel.IsPermission && !unchanged(rel, next) {
+				scan = append(scan, rel.Name)
 			}
+		}
+		for _, old := range slices.Sorted(maps.Keys(def.RenamedFrom)) {
+			if !aliasKept(def, old, next) {
+				scan = append(scan, old)
+			}
+		}
+		for _, name := range scan {
 			scanned := 0
-			f := tuple.Filter{ResourceType: def.Name, Relation: rel.Name}
+			f := tuple.Filter{ResourceType: def.Name, Relation: name}
 			for r, err := range tx.QueryRelationships(ctx, f, store.QueryOptions{Now: now}) {
 				if err != nil {
-					return nil, fmt.Errorf("engine: scan %s#%s: %w", def.Name, rel.Name, err)
+					return nil, fmt.Errorf("engine: scan %s#%s: %w", def.Name, name, err)
 				}
 				what := orphanReason(e, next, r)
 				if what == "" {
@@ -154,6 +174,23 @@ func (e *Engine) orphans(ctx context.Context, tx store.Tx, prev, next *schema.Sc
 		}
 	}
 	return uses, nil
+}
+
+// relationshipQuerier is what orphans reads: a write transaction, or a
+// snapshot for a dry run.
+type relationshipQuerier interface {
+	QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error]
+}
+
+// aliasKept reports whether next still reads relationships stored under
+// the old name old of def the same way: the same relation renames it,
+// with the same allowed subject types.
+func aliasKept(def *schema.Definition, old string, next *schema.Schema) bool {
+	nd := next.Definitions[def.Name]
+	if nd == nil || nd.RenamedFrom[old] == nil || nd.RenamedFrom[old].Name != def.RenamedFrom[old].Name {
+		return false
+	}
+	return unchanged(def.RenamedFrom[old], next)
 }
 
 // unchanged reports whether next has rel with the same allowed subject
@@ -183,6 +220,11 @@ func unchanged(rel *schema.Relation, next *schema.Schema) bool {
 // accepts r. Caveat context types are not rechecked: a stored context was
 // valid when written and is re-typed at evaluation.
 func orphanReason(e *Engine, next *schema.Schema, r tuple.Relationship) string {
+	if to := renamedRelation(next, r); to != nil {
+		// Read as the renamed relation's: an orphan only if that one
+		// refuses it.
+		r.Relation = to.Name
+	}
 	err := e.validateRelationship(next, -1, r)
 	var re *RelationshipError
 	if err == nil || !errors.As(err, &re) || errors.Is(re.Reason, ErrCaveatContext) || errors.Is(err, ErrLimitExceeded) {
@@ -261,6 +303,15 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 			return "", err
 		}
 	}
+	uses := make([]use, 0, len(req.Updates))
+	for _, u := range req.Updates {
+		if u.Op != store.OpDelete { // deleting is how data leaves a deprecated relation
+			uses = append(uses, use{u.Relationship.Resource.Type, u.Relationship.Relation})
+		}
+	}
+	if err := e.noteDeprecated(ctx, v.c.schema, "write", uses...); err != nil {
+		return "", err
+	}
 	now := e.now()
 	changes := v.c.invariants.updateChanges(req.Updates)
 	rev, err := e.st.Update(ctx, store.WriteMeta{Caller: req.Caller}, func(ctx context.Context, tx store.Tx) error {
@@ -283,7 +334,7 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 				err = tx.Delete(ctx, u.Relationship.Key())
 			}
 			if err != nil {
-				return fmt.Errorf("engine: update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
+				return fmt.Errorf("update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
 			}
 		}
 		return nil

@@ -195,13 +195,15 @@ type DefinitionDecl struct {
 	Rbrace  Pos
 }
 
-// RelationDecl is "relation name: type | type ...".
+// RelationDecl is "relation name: type | type ...", optionally after
+// annotations (@deprecated, @renamed_from(old)).
 type RelationDecl struct {
-	Doc     *CommentGroup
-	Keyword Pos
-	Name    *Ident
-	Colon   Pos
-	Types   []*TypeRef
+	Doc         *CommentGroup
+	Annotations []*Annotation
+	Keyword     Pos
+	Name        *Ident
+	Colon       Pos
+	Types       []*TypeRef
 }
 
 // TypeRef is one entry of a relation's type list: user, group#member,
@@ -220,13 +222,70 @@ type TypeRef struct {
 // annotation (checked under "use typechecking") "permission name: user |
 // team = expression".
 type PermissionDecl struct {
-	Doc     *CommentGroup
-	Keyword Pos
-	Name    *Ident
-	Colon   Pos         // NoPos without annotation
-	Types   []*TypeName // the annotation's types
-	Assign  Pos
-	Expr    Expr
+	Doc         *CommentGroup
+	Annotations []*Annotation
+	Keyword     Pos
+	Name        *Ident
+	Colon       Pos         // NoPos without annotation
+	Types       []*TypeName // the annotation's types
+	Assign      Pos
+	Expr        Expr
+}
+
+// Annotation is "@name" or "@name(arg, ...)" on the line(s) before a
+// relation or permission: @deprecated, @deprecated("use owner"),
+// @renamed_from(admin). The checker decides which names and arguments
+// mean something.
+type Annotation struct {
+	At     Pos
+	Name   *Ident
+	Lparen Pos // NoPos without arguments
+	Args   []*AnnotationArg
+	Rparen Pos
+}
+
+// AnnotationArg is one argument of an annotation: a name or a quoted
+// string.
+type AnnotationArg struct {
+	ValuePos Pos
+	Lit      string // as written, quotes included for a string
+}
+
+// IsString reports whether the argument is a quoted string.
+func (a *AnnotationArg) IsString() bool {
+	return strings.HasPrefix(a.Lit, "\"") || strings.HasPrefix(a.Lit, "'")
+}
+
+// Value returns the argument without quotes.
+func (a *AnnotationArg) Value() string {
+	if a.IsString() {
+		return a.Lit[1 : len(a.Lit)-1]
+	}
+	return a.Lit
+}
+
+// String renders the annotation canonically: @deprecated("use owner").
+func (a *Annotation) String() string {
+	s := "@" + a.Name.Name
+	if a.Lparen.IsValid() {
+		args := make([]string, len(a.Args))
+		for i, x := range a.Args {
+			args[i] = x.Lit
+		}
+		s += "(" + strings.Join(args, ", ") + ")"
+	}
+	return s
+}
+
+// Pos returns the position of "@".
+func (a *Annotation) Pos() Pos { return a.At }
+
+// End returns the position just past the annotation.
+func (a *Annotation) End() Pos {
+	if a.Rparen.IsValid() {
+		return a.Rparen + 1
+	}
+	return a.Name.End()
 }
 
 // NilExpr is the empty set, "nil".
@@ -369,8 +428,13 @@ func (d *DefinitionDecl) Pos() Pos { return d.Keyword }
 // End returns the position just past "}".
 func (d *DefinitionDecl) End() Pos { return d.Rbrace + 1 }
 
-// Pos returns the position of "relation".
-func (d *RelationDecl) Pos() Pos { return d.Keyword }
+// Pos returns the position of the first annotation, or of "relation".
+func (d *RelationDecl) Pos() Pos {
+	if len(d.Annotations) > 0 {
+		return d.Annotations[0].Pos()
+	}
+	return d.Keyword
+}
 
 // End returns the position just past the last type.
 func (d *RelationDecl) End() Pos {
@@ -392,8 +456,13 @@ func (t *TypeRef) Pos() Pos { return t.Type.Pos() }
 // End returns the position just past the entry.
 func (t *TypeRef) End() Pos { return t.EndPos }
 
-// Pos returns the position of "permission".
-func (d *PermissionDecl) Pos() Pos { return d.Keyword }
+// Pos returns the position of the first annotation, or of "permission".
+func (d *PermissionDecl) Pos() Pos {
+	if len(d.Annotations) > 0 {
+		return d.Annotations[0].Pos()
+	}
+	return d.Keyword
+}
 
 // End returns the position just past the expression.
 func (d *PermissionDecl) End() Pos {

@@ -41,6 +41,7 @@ func check(files []*File, source string, imports bool) (*Schema, error) {
 	}
 	c.collect()
 	c.resolveRelations()
+	c.resolveAnnotations()
 	c.resolvePermissions()
 	c.resolveInvariants()
 	c.findCycles()

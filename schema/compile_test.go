@@ -336,3 +336,45 @@ func TestDocExampleCompiles(t *testing.T) {
 		t.Fatalf("doc example does not compile: %v\n%s", err, src.String())
 	}
 }
+
+func TestCompileAnnotations(t *testing.T) {
+	s, err := Compile("t.zed", `definition user {}
+definition doc {
+	@renamed_from(admin)
+	@deprecated("use editor")
+	relation owner: user
+	relation editor: user
+	@deprecated
+	permission edit = owner + editor
+	permission view = edit
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := s.Definitions["doc"]
+	tests := []struct {
+		name        string
+		deprecated  bool
+		msg, rename string
+	}{
+		{"owner", true, "use editor", "admin"},
+		{"editor", false, "", ""},
+		{"edit", true, "", ""},
+		{"view", false, "", ""},
+	}
+	for _, tc := range tests {
+		r := d.Relations[tc.name]
+		if r.Deprecated != tc.deprecated || r.DeprecationMessage != tc.msg || r.RenamedFrom != tc.rename {
+			t.Errorf("%s: deprecated=%t %q renamed_from=%q, want %t %q %q", tc.name, r.Deprecated, r.DeprecationMessage, r.RenamedFrom, tc.deprecated, tc.msg, tc.rename)
+		}
+	}
+	if d.RenamedFrom["admin"] != d.Relations["owner"] || len(d.RenamedFrom) != 1 {
+		t.Errorf("RenamedFrom = %v, want admin -> owner", d.RenamedFrom)
+	}
+	if got, want := d.Relations["owner"].DeprecationNotice(), "relation doc#owner is deprecated: use editor"; got != want {
+		t.Errorf("notice %q, want %q", got, want)
+	}
+	if got, want := d.Relations["edit"].DeprecationNotice(), "permission doc#edit is deprecated"; got != want {
+		t.Errorf("notice %q, want %q", got, want)
+	}
+}

@@ -32,6 +32,10 @@ type Definition struct {
 	// Invariants are the write-time invariants declared in the
 	// definition, in source order (see invariant.go).
 	Invariants []*Invariant
+	// RenamedFrom maps an old relation name to the relation that
+	// declares "@renamed_from(old)": stored relationships under the old
+	// name are read as the new relation's. Nil when there are none.
+	RenamedFrom map[string]*Relation
 }
 
 // Relation is a relation (stored tuples) or a permission (computed).
@@ -53,6 +57,16 @@ type Relation struct {
 	TypeAnnotation []string
 	Doc            string
 	Pos            Position
+
+	// Deprecated is set by "@deprecated" (with an optional message in
+	// DeprecationMessage): writing the relation, or checking or looking
+	// up the relation or permission, warns or is refused, as the server
+	// is configured.
+	Deprecated         bool
+	DeprecationMessage string
+	// RenamedFrom is the old name given by "@renamed_from(old)" on a
+	// relation; "" when none.
+	RenamedFrom string
 }
 
 // AllowedSubject is one entry of a relation's type list:

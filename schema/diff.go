@@ -176,8 +176,8 @@ func diffDefinition(out []Change, od, nd *Definition) []Change {
 			out = append(out, c)
 			out = append(out, memberChange(nr, true))
 		case or.IsPermission:
-			if o, n := dumpRewrite(or.Rewrite), dumpRewrite(nr.Rewrite); o != n {
-				out = append(out, Change{Kind: PermissionChanged, Definition: od.Name, Name: or.Name, Detail: o + " => " + n})
+			if dumpRewrite(or.Rewrite) != dumpRewrite(nr.Rewrite) {
+				out = append(out, Change{Kind: PermissionChanged, Definition: od.Name, Name: or.Name, Detail: permissionDetail(or.Rewrite, nr.Rewrite)})
 			}
 		default:
 			out = diffAllowed(out, or, nr)
@@ -185,7 +185,42 @@ func diffDefinition(out []Change, od, nd *Definition) []Change {
 	}
 	for _, nr := range nd.Ordered {
 		if od.Relations[nr.Name] == nil {
-			out = append(out, memberChange(nr, true))
+			c := memberChange(nr, true)
+			if old := od.Relations[nr.RenamedFrom]; nr.RenamedFrom != "" && old != nil && !old.IsPermission {
+				c.Detail = "renamed from " + nr.RenamedFrom + " (its stored relationships are read as " + nr.Name + ")"
+			}
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// permissionDetail describes a changed rewrite in schema syntax, "viewer +
+// editor => viewer - banned". When the text is the same, what changed is
+// where its arrows lead (a type on the arrow's relation gained or lost
+// the target), and the detail says so.
+func permissionDetail(o, n *Rewrite) string {
+	os, ns := RewriteString(o), RewriteString(n)
+	if os != ns {
+		return os + " => " + ns
+	}
+	ot, nt := arrowTargets(o, nil), arrowTargets(n, nil)
+	var parts []string
+	if rm := minus(ot, nt); len(rm) > 0 {
+		parts = append(parts, "no longer reaches "+strings.Join(rm, ", "))
+	}
+	if add := minus(nt, ot); len(add) > 0 {
+		parts = append(parts, "now reaches "+strings.Join(add, ", "))
+	}
+	return ns + " (" + strings.Join(parts, "; ") + ")"
+}
+
+// minus lists the elements of a that b lacks.
+func minus(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slicesContains(b, x) {
+			out = append(out, x)
 		}
 	}
 	return out

@@ -47,6 +47,10 @@ definition team {
 			"relation removed: doc#editor",
 			"relation added: doc#writer",
 		}},
+		{"relation renamed through an alias", "definition user {}\ndefinition doc { relation admin: user }", "definition user {}\ndefinition doc {\n @renamed_from(admin)\n relation owner: user }", []string{
+			"relation removed: doc#admin",
+			"relation added: doc#owner: renamed from admin (its stored relationships are read as owner)",
+		}},
 		{"subject type removed", base, strings.Replace(base, "relation viewer: user | group#member", "relation viewer: user", 1), []string{
 			"subject type removed: doc#viewer: group#member",
 		}},
@@ -61,7 +65,7 @@ definition team {
 			"subject type added: doc#editor: user with expiration",
 		}},
 		{"permission changed", base, strings.Replace(base, "permission view = viewer + editor", "permission view = viewer - editor", 1), []string{
-			"permission changed: doc#view: (+ viewer editor) => (- viewer editor)",
+			"permission changed: doc#view: viewer + editor => viewer - editor",
 		}},
 		{"relation becomes permission", "definition user {}\ndefinition doc { relation a: user\n relation b: user }", "definition user {}\ndefinition doc { relation a: user\n permission b = a }", []string{
 			"relation removed: doc#b: now a permission",
@@ -76,12 +80,21 @@ definition team {
 		{"caveat param changed", base, strings.Replace(base, "c(a int)", "c(a int, b string)", 1), []string{
 			"caveat changed: c: (a int) { a > 1 } => (a int, b string) { a > 1 }",
 		}},
+		{"arrow loses a target", "definition user {}\ndefinition f { relation v: user }\ndefinition g { relation v: user }\ndefinition doc { relation p: f | g\n permission view = p.all(v) }",
+			"definition user {}\ndefinition f { relation v: user }\ndefinition g { relation w: user }\ndefinition doc { relation p: f | g\n permission view = p.all(v) }", []string{
+				"permission changed: doc#view: p.all(v) (no longer reaches p->g#v)",
+				"relation removed: g#v",
+				"relation added: g#w",
+			}},
+		{"parentheses only where needed", base, strings.Replace(base, "permission view = viewer + editor", "permission view = ((viewer - editor) & (viewer + editor)) - (editor - viewer)", 1), []string{
+			"permission changed: doc#view: viewer + editor => (viewer - editor) & viewer + editor - (editor - viewer)",
+		}},
 		{"caveat removed", base, strings.Replace(base, "caveat c(a int) { a > 1 }", "", 1), []string{
 			"caveat removed: c",
 		}},
 		{"arrow target gains a type", "definition user {}\ndefinition f { relation v: user }\ndefinition g {}\ndefinition doc { relation p: f | g\n permission view = p->v }",
 			"definition user {}\ndefinition f { relation v: user }\ndefinition g { relation v: user }\ndefinition doc { relation p: f | g\n permission view = p->v }", []string{
-				"permission changed: doc#view: p.any(v)[f#v] => p.any(v)[f#v g#v]",
+				"permission changed: doc#view: p->v (now reaches p->g#v)",
 				"relation added: g#v",
 			}},
 		{"invariant added", inv, strings.Replace(inv, "relation owner: user", "relation owner: user\n invariant one_owner = count(owner) == 1", 1), []string{

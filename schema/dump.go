@@ -24,11 +24,21 @@ func dump(s *Schema) string {
 			if d.Relations[r.Name] != r || r.Definition != d {
 				fmt.Fprintf(&b, "  INCONSISTENT %s\n", r.Name)
 			}
+			var ann string
+			if r.Deprecated {
+				ann += fmt.Sprintf(" deprecated=%q", r.DeprecationMessage)
+			}
+			if r.RenamedFrom != "" {
+				ann += " renamed_from=" + r.RenamedFrom
+				if d.RenamedFrom[r.RenamedFrom] != r {
+					ann += " INCONSISTENT"
+				}
+			}
 			if r.IsPermission {
-				fmt.Fprintf(&b, "  permission %s #%d doc=%q = %s\n", r.Name, r.Index, r.Doc, dumpRewrite(r.Rewrite))
+				fmt.Fprintf(&b, "  permission %s #%d doc=%q%s = %s\n", r.Name, r.Index, r.Doc, ann, dumpRewrite(r.Rewrite))
 				continue
 			}
-			fmt.Fprintf(&b, "  relation %s #%d doc=%q:", r.Name, r.Index, r.Doc)
+			fmt.Fprintf(&b, "  relation %s #%d doc=%q%s:", r.Name, r.Index, r.Doc, ann)
 			for _, a := range r.Allowed {
 				b.WriteString(" [" + subjectKey(a))
 				if a.Target != nil {

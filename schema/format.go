@@ -186,9 +186,19 @@ func (p *printer) definition(head string, lbrace Pos, members []Member, rbrace P
 	p.b.WriteByte('\n')
 }
 
+// annotations prints each annotation on a line of its own, above the
+// member, at the member's indentation.
+func (p *printer) annotations(list []*Annotation) {
+	for _, a := range list {
+		p.b.WriteString(a.String())
+		p.b.WriteString("\n\t")
+	}
+}
+
 func (p *printer) member(m Member) {
 	switch m := m.(type) {
 	case *RelationDecl:
+		p.annotations(m.Annotations)
 		p.b.WriteString("relation ")
 		p.b.WriteString(m.Name.Name)
 		p.b.WriteString(":")
@@ -200,6 +210,7 @@ func (p *printer) member(m Member) {
 			p.typeRef(t)
 		}
 	case *PermissionDecl:
+		p.annotations(m.Annotations)
 		p.b.WriteString("permission ")
 		p.b.WriteString(m.Name.Name)
 		for i, t := range m.Types {

@@ -228,7 +228,7 @@ func (p *parser) syncDecl() {
 // relation or permission.
 func (p *parser) atMemberEnd() bool {
 	switch p.tok {
-	case RELATION, PERMISSION, RBRACE, SEMICOLON, EOF, DEFINITION, CAVEAT, ELLIPSIS:
+	case RELATION, PERMISSION, RBRACE, SEMICOLON, EOF, DEFINITION, CAVEAT, ELLIPSIS, AT:
 		return true
 	}
 	return p.atWord("partial") || p.atWord("import") || (p.tok == IDENT && p.lit == "invariant")
@@ -320,6 +320,10 @@ func (p *parser) parseBody() (lbrace Pos, members []Member, rbrace Pos) {
 			members = append(members, p.parsePermission())
 		case ELLIPSIS:
 			members = append(members, p.parsePartialRef())
+		case AT:
+			if m := p.parseAnnotated(); m != nil {
+				members = append(members, m)
+			}
 		case SEMICOLON:
 			p.next()
 		case DEFINITION, CAVEAT:
@@ -352,6 +356,60 @@ func (p *parser) parseBody() (lbrace Pos, members []Member, rbrace Pos) {
 	}
 	p.next()
 	return lbrace, members, rbrace
+}
+
+// parseAnnotated parses annotations and the relation or permission they
+// annotate; nil when no member follows them.
+func (p *parser) parseAnnotated() Member {
+	doc := p.leadComment
+	var list []*Annotation
+	for p.tok == AT {
+		list = append(list, p.parseAnnotation())
+	}
+	switch p.tok {
+	case RELATION:
+		d := p.parseRelation()
+		d.Doc, d.Annotations = doc, list
+		return d
+	case PERMISSION:
+		d := p.parsePermission()
+		d.Doc, d.Annotations = doc, list
+		return d
+	}
+	p.errorExpected(`"relation" or "permission" after an annotation`)
+	if p.tok != RBRACE && p.tok != EOF {
+		p.next()
+	}
+	p.syncMember()
+	return nil
+}
+
+// parseAnnotation parses "@name" or "@name(arg, ...)", each argument a
+// name or a quoted string.
+func (p *parser) parseAnnotation() *Annotation {
+	a := &Annotation{At: p.pos}
+	p.next()
+	a.Name = p.ident("annotation name after \"@\"")
+	if p.tok != LPAREN {
+		return a
+	}
+	a.Lparen = p.pos
+	p.next()
+	for p.tok == IDENT || p.tok == STRING {
+		a.Args = append(a.Args, &AnnotationArg{ValuePos: p.pos, Lit: p.lit})
+		p.next()
+		if p.tok != COMMA {
+			break
+		}
+		p.next()
+	}
+	a.Rparen = p.pos
+	if p.tok != RPAREN {
+		p.errorExpected(`name, quoted string or ")" in the annotation`)
+		return a
+	}
+	p.next()
+	return a
 }
 
 func (p *parser) parseRelation() *RelationDecl {

@@ -118,6 +118,8 @@ func (s *Scanner) Scan() (pos Pos, tok Token, lit string) {
 		}
 		s.off++
 		return pos, STRING, s.src[start:s.off]
+	case '@':
+		tok = AT
 	case '=':
 		tok = ASSIGN
 	case '+':

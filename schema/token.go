@@ -38,6 +38,7 @@ const (
 	MINUS     // -
 	ARROW     // ->
 	ELLIPSIS  // ...
+	AT        // @
 
 	keywordBeg
 	DEFINITION // definition
@@ -74,6 +75,7 @@ var tokens = [...]string{
 	MINUS:      "-",
 	ARROW:      "->",
 	ELLIPSIS:   "...",
+	AT:         "@",
 	DEFINITION: "definition",
 	CAVEAT:     "caveat",
 	RELATION:   "relation",

@@ -216,8 +216,11 @@ func (x *ReadSchemaResponse) GetReadAt() *Zookie {
 
 // WriteSchemaRequest replaces the schema.
 type WriteSchemaRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Schema        string                 `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Schema string                 `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
+	// dry_run checks the schema and computes its impact without writing
+	// it: the response has changes and impact, and no written_at.
+	DryRun        bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -259,13 +262,22 @@ func (x *WriteSchemaRequest) GetSchema() string {
 	return ""
 }
 
+func (x *WriteSchemaRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
 // WriteSchemaResponse reports the new revision and what changed.
 type WriteSchemaResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	WrittenAt *Zookie                `protobuf:"bytes,1,opt,name=written_at,json=writtenAt,proto3" json:"written_at,omitempty"`
 	// changes lists the differences from the previous schema; empty when
 	// the schema did not change meaningfully.
-	Changes       []*SchemaChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	Changes []*SchemaChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	// impact is set for a dry run only.
+	Impact        *SchemaImpact `protobuf:"bytes,3,opt,name=impact,proto3" json:"impact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -310,6 +322,13 @@ func (x *WriteSchemaResponse) GetWrittenAt() *Zookie {
 func (x *WriteSchemaResponse) GetChanges() []*SchemaChange {
 	if x != nil {
 		return x.Changes
+	}
+	return nil
+}
+
+func (x *WriteSchemaResponse) GetImpact() *SchemaImpact {
+	if x != nil {
+		return x.Impact
 	}
 	return nil
 }
@@ -402,19 +421,21 @@ var File_pemba_v1_schema_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_schema_proto_rawDesc = "" +
 	"\n" +
-	"\x15pemba/v1/schema.proto\x12\bpemba.v1\x1a\x13pemba/v1/core.proto\"L\n" +
+	"\x15pemba/v1/schema.proto\x12\bpemba.v1\x1a\x13pemba/v1/core.proto\x1a\x1bpemba/v1/schemaimpact.proto\"L\n" +
 	"\x11ReadSchemaRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\"`\n" +
 	"\x12ReadSchemaResponse\x12\x1f\n" +
 	"\vschema_text\x18\x01 \x01(\tR\n" +
 	"schemaText\x12)\n" +
-	"\aread_at\x18\x02 \x01(\v2\x10.pemba.v1.ZookieR\x06readAt\",\n" +
+	"\aread_at\x18\x02 \x01(\v2\x10.pemba.v1.ZookieR\x06readAt\"E\n" +
 	"\x12WriteSchemaRequest\x12\x16\n" +
-	"\x06schema\x18\x01 \x01(\tR\x06schema\"x\n" +
+	"\x06schema\x18\x01 \x01(\tR\x06schema\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"\xa8\x01\n" +
 	"\x13WriteSchemaResponse\x12/\n" +
 	"\n" +
 	"written_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\twrittenAt\x120\n" +
-	"\achanges\x18\x02 \x03(\v2\x16.pemba.v1.SchemaChangeR\achanges\"\xef\x04\n" +
+	"\achanges\x18\x02 \x03(\v2\x16.pemba.v1.SchemaChangeR\achanges\x12.\n" +
+	"\x06impact\x18\x03 \x01(\v2\x16.pemba.v1.SchemaImpactR\x06impact\"\xef\x04\n" +
 	"\fSchemaChange\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.pemba.v1.SchemaChange.KindR\x04kind\x12\x1e\n" +
 	"\n" +
@@ -469,22 +490,24 @@ var file_pemba_v1_schema_proto_goTypes = []any{
 	(*SchemaChange)(nil),        // 5: pemba.v1.SchemaChange
 	(*Consistency)(nil),         // 6: pemba.v1.Consistency
 	(*Zookie)(nil),              // 7: pemba.v1.Zookie
+	(*SchemaImpact)(nil),        // 8: pemba.v1.SchemaImpact
 }
 var file_pemba_v1_schema_proto_depIdxs = []int32{
 	6, // 0: pemba.v1.ReadSchemaRequest.consistency:type_name -> pemba.v1.Consistency
 	7, // 1: pemba.v1.ReadSchemaResponse.read_at:type_name -> pemba.v1.Zookie
 	7, // 2: pemba.v1.WriteSchemaResponse.written_at:type_name -> pemba.v1.Zookie
 	5, // 3: pemba.v1.WriteSchemaResponse.changes:type_name -> pemba.v1.SchemaChange
-	0, // 4: pemba.v1.SchemaChange.kind:type_name -> pemba.v1.SchemaChange.Kind
-	1, // 5: pemba.v1.SchemaService.ReadSchema:input_type -> pemba.v1.ReadSchemaRequest
-	3, // 6: pemba.v1.SchemaService.WriteSchema:input_type -> pemba.v1.WriteSchemaRequest
-	2, // 7: pemba.v1.SchemaService.ReadSchema:output_type -> pemba.v1.ReadSchemaResponse
-	4, // 8: pemba.v1.SchemaService.WriteSchema:output_type -> pemba.v1.WriteSchemaResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	8, // 4: pemba.v1.WriteSchemaResponse.impact:type_name -> pemba.v1.SchemaImpact
+	0, // 5: pemba.v1.SchemaChange.kind:type_name -> pemba.v1.SchemaChange.Kind
+	1, // 6: pemba.v1.SchemaService.ReadSchema:input_type -> pemba.v1.ReadSchemaRequest
+	3, // 7: pemba.v1.SchemaService.WriteSchema:input_type -> pemba.v1.WriteSchemaRequest
+	2, // 8: pemba.v1.SchemaService.ReadSchema:output_type -> pemba.v1.ReadSchemaResponse
+	4, // 9: pemba.v1.SchemaService.WriteSchema:output_type -> pemba.v1.WriteSchemaResponse
+	8, // [8:10] is the sub-list for method output_type
+	6, // [6:8] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_pemba_v1_schema_proto_init() }
@@ -493,6 +516,7 @@ func file_pemba_v1_schema_proto_init() {
 		return
 	}
 	file_pemba_v1_core_proto_init()
+	file_pemba_v1_schemaimpact_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

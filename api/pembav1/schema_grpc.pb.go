@@ -39,7 +39,9 @@ type SchemaServiceClient interface {
 	// the text does not compile (the message lists every error with its
 	// line and column), and with FAILED_PRECONDITION when the new schema
 	// removes a relation or allowed subject type that stored relationships
-	// still use. At most 4 MiB of text.
+	// still use. At most 4 MiB of text. With dry_run it writes nothing and
+	// reports, besides the changes, the results the schema would flip on
+	// the current data (impact); it fails as the write would.
 	WriteSchema(ctx context.Context, in *WriteSchemaRequest, opts ...grpc.CallOption) (*WriteSchemaResponse, error)
 }
 
@@ -85,7 +87,9 @@ type SchemaServiceServer interface {
 	// the text does not compile (the message lists every error with its
 	// line and column), and with FAILED_PRECONDITION when the new schema
 	// removes a relation or allowed subject type that stored relationships
-	// still use. At most 4 MiB of text.
+	// still use. At most 4 MiB of text. With dry_run it writes nothing and
+	// reports, besides the changes, the results the schema would flip on
+	// the current data (impact); it fails as the write would.
 	WriteSchema(context.Context, *WriteSchemaRequest) (*WriteSchemaResponse, error)
 	mustEmbedUnimplementedSchemaServiceServer()
 }

@@ -67,6 +67,7 @@ const (
 	ReasonSnapshotExpired     = "SNAPSHOT_EXPIRED"
 	ReasonUnsafeSchemaChange  = "UNSAFE_SCHEMA_CHANGE"
 	ReasonNoSchema            = "NO_SCHEMA"
+	ReasonDeprecated          = "DEPRECATED"
 	ReasonUnknownStoredCaveat = "UNKNOWN_STORED_CAVEAT"
 	ReasonInvalidSchema       = "INVALID_SCHEMA"
 	ReasonFutureZookie        = "FUTURE_ZOOKIE"
@@ -121,6 +122,8 @@ var errorRules = []errorRule{
 	{[]error{engine.ErrSnapshotExpired}, codes.FailedPrecondition, ReasonSnapshotExpired},
 	{[]error{engine.ErrUnsafeSchemaChange}, codes.FailedPrecondition, ReasonUnsafeSchemaChange},
 	{[]error{engine.ErrNoSchema}, codes.FailedPrecondition, ReasonNoSchema},
+	// Refused by the server's policy (-deprecated refuse), not malformed.
+	{[]error{engine.ErrDeprecated}, codes.FailedPrecondition, ReasonDeprecated},
 	// The stored data and the schema disagree: not the request's fault.
 	{[]error{engine.ErrUnknownStoredCaveat}, codes.FailedPrecondition, ReasonUnknownStoredCaveat},
 	{[]error{engine.ErrInvalidSchema}, codes.InvalidArgument, ReasonInvalidSchema},

@@ -73,9 +73,10 @@ func (s *Server) newGateway(ctx context.Context) (*gateway, error) {
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
 		runtime.WithIncomingHeaderMatcher(forwardHeader),
-		// The server sends no header metadata meant for HTTP callers; the
-		// gateway would echo the gRPC content type as a header.
-		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		// Of the header metadata, only the engine's warnings are meant
+		// for HTTP callers (as Pemba-Warning); the gateway would echo the
+		// gRPC content type as a header.
+		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithErrorHandler(gatewayError),
 		runtime.WithRoutingErrorHandler(gatewayRoutingError),
 		runtime.WithStreamErrorHandler(gatewayStreamError),
@@ -215,4 +216,16 @@ func retryAfter(st *status.Status) (time.Duration, bool) {
 		}
 	}
 	return 0, false
+}
+
+// HTTPWarningHeader is the HTTP response header that carries the engine's
+// warnings (WarningHeader) to HTTP/JSON callers, one per warning.
+const HTTPWarningHeader = "Pemba-Warning"
+
+// outgoingHeader maps the gRPC header metadata that HTTP callers see.
+func outgoingHeader(key string) (string, bool) {
+	if key == WarningHeader {
+		return HTTPWarningHeader, true
+	}
+	return "", false
 }

@@ -48,7 +48,7 @@ func startHTTP(t testing.TB, cfg Config, rc RunConfig, mount ...func(*Server) ma
 	t.Helper()
 	st := memstore.New(memstore.Options{})
 	t.Cleanup(func() { st.Close() })
-	eng, err := engine.Open(t.Context(), st, engine.Options{})
+	eng, err := engine.Open(t.Context(), st, engine.Options{Warn: Warn})
 	if err != nil {
 		t.Fatal(err)
 	}

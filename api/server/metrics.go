@@ -179,6 +179,7 @@ func shortMethod(full string) string {
 type engineCollector struct {
 	stats                                      func() engine.Stats
 	hits, misses, evictions, bytes, entries, n *prometheus.Desc
+	deprecated                                 *prometheus.Desc
 }
 
 func newEngineCollector(stats func() engine.Stats) *engineCollector {
@@ -186,19 +187,20 @@ func newEngineCollector(stats func() engine.Stats) *engineCollector {
 		return prometheus.NewDesc("pemba_engine_"+name, help, nil, nil)
 	}
 	return &engineCollector{
-		stats:     stats,
-		hits:      d("cache_hits_total", "Result cache hits."),
-		misses:    d("cache_misses_total", "Result cache misses."),
-		evictions: d("cache_evictions_total", "Result cache evictions."),
-		bytes:     d("cache_bytes", "Bytes held by the result cache."),
-		entries:   d("cache_entries", "Entries held by the result cache."),
-		n:         d("compiled_schemas", "Compiled schemas kept by the engine."),
+		stats:      stats,
+		hits:       d("cache_hits_total", "Result cache hits."),
+		misses:     d("cache_misses_total", "Result cache misses."),
+		evictions:  d("cache_evictions_total", "Result cache evictions."),
+		bytes:      d("cache_bytes", "Bytes held by the result cache."),
+		entries:    d("cache_entries", "Entries held by the result cache."),
+		n:          d("compiled_schemas", "Compiled schemas kept by the engine."),
+		deprecated: d("deprecated_uses_total", "Requests that named a @deprecated relation or permission (warned or refused)."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n} {
+	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n, c.deprecated} {
 		ch <- d
 	}
 }
@@ -207,6 +209,7 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats()
 	ch <- prometheus.MustNewConstMetric(c.n, prometheus.GaugeValue, float64(s.CompiledSchemas))
+	ch <- prometheus.MustNewConstMetric(c.deprecated, prometheus.CounterValue, float64(s.DeprecatedUses))
 	if !s.CacheEnabled {
 		return
 	}

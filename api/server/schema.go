@@ -40,6 +40,13 @@ func (h *schemas) WriteSchema(ctx context.Context, req *pb.WriteSchemaRequest) (
 	if err := tooMany("schema", "bytes", len(req.GetSchema()), MaxSchemaBytes); err != nil {
 		return nil, err
 	}
+	if req.GetDryRun() {
+		dry, err := h.s.eng.DryRunSchema(ctx, req.GetSchema(), engine.SchemaImpactOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return &pb.WriteSchemaResponse{Changes: changesToProto(dry.Changes), Impact: impactToProto(dry.Zookie, dry.Impact)}, nil
+	}
 	zk, changes, err := h.s.eng.WriteSchema(ctx, callerOf(ctx), req.GetSchema())
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 
 	"github.com/pemba-authz/pemba/api/internal/convert"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -30,6 +31,12 @@ func (w *watcher) Watch(req *pb.WatchRequest, stream pb.WatchService_WatchServer
 			return err
 		}
 		keep[t] = true
+	}
+	if err := w.s.eng.CheckDefinitions(ctx, types); err != nil {
+		if errors.Is(err, engine.ErrUnknownDefinition) {
+			return fieldErr("optional_object_types", err)
+		}
+		return err
 	}
 	start := ""
 	if z := req.GetOptionalStartCursor(); z != nil {

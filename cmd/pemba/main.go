@@ -37,7 +37,7 @@ func commands() []command {
 		{"bench", "run benchmarks (bench run) and compare their reports (bench compare)", benchCommand},
 		{"serve", "serve the gRPC API (permissions, schema, watch; health, metrics)", serveCommand},
 		{"datastore", "prepare a PostgreSQL datastore (datastore migrate --datastore-uri URI)", datastoreCommand},
-		{"schema", "write and read the server's schema; fmt and diff schema files", cli.Main("schema")},
+		{"schema", "write and read the server's schema; fmt, check (with lint) and diff schema files", cli.Main("schema")},
 		{"relationship", "write, delete, read, import and export relationships", cli.Main("relationship")},
 		{"check", "check a permission: RESOURCE#PERMISSION@SUBJECT", cli.Main("check")},
 		{"expand", "show the subject tree behind a permission: RESOURCE#PERMISSION", cli.Main("expand")},

@@ -63,6 +63,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&dispatch.caFile, "dispatch-ca", "", "cluster: CA certificates (PEM) of the peers' TLS certificates (default: system roots; used with -tls-cert)")
 	cli.Alias(fs, "store", "datastore")
 	fs.Var(&replicas, "datastore-read-replica-uri", "postgres: a hot standby to read from when it has replayed the revision asked for (repeatable)")
+	deprecated := fs.String("deprecated", "warn", "what a request that writes, checks or looks up a @deprecated relation or permission gets: warn (answered, with a pemba-warning response header, a log line and the pemba_engine_deprecated_uses_total metric) or refuse (FAILED_PRECONDITION)")
 	logFormat := fs.String("log-format", "text", "log format: text (key=value lines) or json (one object per line); logs go to stderr")
 	logLevel := fs.String("log-level", "info", "least severe level logged: debug, info, warn or error")
 	accessLog := fs.Bool("access-log", false, "log every call at info level: method, caller, code, duration, request id (at debug level without it)")
@@ -86,6 +87,11 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		fmt.Fprintln(stderr, "pemba serve: -tls-cert and -tls-key go together: give both the certificate (PEM, with its chain) and its private key (PEM)")
+		return 2
+	}
+	deprecation, err := engine.ParseDeprecationPolicy(*deprecated)
+	if err != nil {
+		fmt.Fprintf(stderr, "pemba serve: -deprecated: want warn or refuse, not %q\n", *deprecated)
 		return 2
 	}
 	if *pprofOn && *metricsAddr == "" {
@@ -165,7 +171,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fail(err)
 	}
-	eopts := engine.Options{Logger: log, CacheBytes: *cacheBytes, MaxDepth: *maxDepth, Quantum: *quantum}
+	eopts := engine.Options{Logger: log, CacheBytes: *cacheBytes, MaxDepth: *maxDepth, Quantum: *quantum, Warn: server.Warn, Deprecation: deprecation}
 	reg := server.NewRegistry()
 	if router != nil {
 		defer router.Close()

@@ -72,3 +72,45 @@ func TestValidateCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateStdinAndJSON: "-" reads a validation file or a bare schema
+// from standard input, and -output json reports every file as data.
+func TestValidateStdinAndJSON(t *testing.T) {
+	good := validateSchema + "relationships: document:1#viewer@user:anne\nassertions:\n  assertTrue: [document:1#view@user:anne]\n  assertFalse: [document:1#view@user:bob]\n"
+	bad := validateSchema + "assertions:\n  assertTrue: [document:1#view@user:anne]\n"
+	tests := []struct {
+		name  string
+		args  []string
+		stdin string
+		code  int
+		out   string // exact stdout
+	}{
+		{"validation file on stdin", []string{"-"}, good, exitOK, "ok   <stdin> (2 assertions, 0 validations)\n1 files, 2 assertions, 0 validations: all passed\n"},
+		{"failing validation file on stdin", []string{"-q", "-"}, bad, exitFailed,
+			"FAIL <stdin> (1 assertions, 0 validations, 1 failures)\n  <stdin>:15: assertTrue document:1#view@user:anne: got no permission\n...\n1 files, 1 assertions, 0 validations: 1 failures in 1 files\n"},
+		{"schema on stdin", []string{"-"}, "definition user {}\ndefinition doc { relation v: user }\n", exitOK, "ok   <stdin> (schema)\n1 files, 0 assertions, 0 validations: all passed\n"},
+		{"bad schema on stdin", []string{"-"}, "definition doc { relation v: usr }\n", exitFailed,
+			"FAIL <stdin>\n  <stdin>:1:30: unknown definition \"usr\" in the type list of relation \"v\"\n1 files, 0 assertions, 0 validations: 1 failures in 1 files\n"},
+		{"json", []string{"-output", "json", "-"}, "definition doc { relation v: usr }\n", exitFailed,
+			`{"files":[{"file":"<stdin>","kind":"schema","ok":false,"assertions":0,"validations":0,"failures":[{"file":"<stdin>","line":1,"column":30,"message":"unknown definition \"usr\" in the type list of relation \"v\""}]}],"assertions":0,"validations":0,"failures":1,"failed_files":1,"ok":false}` + "\n"},
+		{"json pass", []string{"-output", "json", "-"}, good, exitOK,
+			`{"files":[{"file":"<stdin>","kind":"validation","ok":true,"assertions":2,"validations":0,"failures":[]}],"assertions":2,"validations":0,"failures":0,"failed_files":0,"ok":true}` + "\n"},
+		{"stdin twice", []string{"-", "-"}, good, exitUsage, ""},
+		{"bad output", []string{"-output", "yaml", "-"}, good, exitUsage, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := validateWith(t.Context(), tt.args, strings.NewReader(tt.stdin), &stdout, &stderr)
+			// "..." stands for the explanation lines of a failure, which
+			// belong to package validation.
+			got := stdout.String()
+			if before, after, ok := strings.Cut(tt.out, "...\n"); ok && strings.HasPrefix(got, before) && strings.HasSuffix(got, after) {
+				got = tt.out
+			}
+			if code != tt.code || got != tt.out {
+				t.Errorf("exit %d, stdout:\n%s\nwant exit %d, stdout:\n%s\nstderr: %s", code, stdout.String(), tt.code, tt.out, stderr.String())
+			}
+		})
+	}
+}

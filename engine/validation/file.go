@@ -203,6 +203,13 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("validation: %w", err)
 	}
+	return LoadData(path, filepath.Dir(path), data)
+}
+
+// LoadData is Load for a file already read (standard input, say), named
+// path in messages, whose schemaFile and imports are read relative to
+// dir.
+func LoadData(path, dir string, data []byte) (*File, error) {
 	f, err := Parse(path, data)
 	if err != nil {
 		return nil, err
@@ -210,7 +217,7 @@ func Load(path string) (*File, error) {
 	if f.SchemaFile != "" {
 		sp := f.SchemaFile
 		if !filepath.IsAbs(sp) {
-			sp = filepath.Join(filepath.Dir(path), sp)
+			sp = filepath.Join(dir, sp)
 		}
 		text, err := os.ReadFile(sp)
 		if err != nil {
@@ -223,7 +230,7 @@ func Load(path string) (*File, error) {
 		}
 		return f, nil
 	}
-	if err := f.resolveImports(filepath.Dir(path), filepath.Base(path)); err != nil {
+	if err := f.resolveImports(dir, filepath.Base(path)); err != nil {
 		return nil, err
 	}
 	return f, nil

@@ -56,7 +56,8 @@ func (inv *invocation) dial(c *connFlags, usage string) (*client.Client, error) 
 	if c.token == "" {
 		c.token = inv.env.Getenv("PEMBA_TOKEN")
 	}
-	opts := client.Options{Key: c.token}
+	warnings := &serverWarnings{inv: inv}
+	opts := client.Options{Key: c.token, DialOptions: warnings.dialOptions()}
 	if c.tlsCA != "" || c.useTLS || !(c.insecure || IsLoopback(c.address)) {
 		cfg, err := ClientTLS("--tls-ca", c.tlsCA)
 		if err != nil {

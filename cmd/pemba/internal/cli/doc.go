@@ -2,7 +2,7 @@
 // ones that talk to a running server over gRPC (schema write and read,
 // relationship write, delete, read, import and export, check, expand, the
 // two lookups and watch), and the offline schema tools (schema fmt,
-// schema diff and schema compile).
+// schema diff, schema compile and schema check).
 //
 // Each command parses its flags with package flag, connects with package
 // api/client, and writes its result to standard output: text for people,

@@ -70,7 +70,7 @@ func relationshipImport(ctx context.Context, inv *invocation, args []string) err
 			Imported uint64 `json:"imported"`
 		}{zk, loaded})
 	}
-	inv.infof("%d relationships imported\n", loaded)
+	inv.infof("%s imported\n", counted(loaded, "relationship"))
 	inv.printf("%s\n", zk)
 	return nil
 }

@@ -112,7 +112,7 @@ func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string)
 			break
 		}
 	}
-	inv.infof("%d resources%s\n", lim.n, atSuffix(zk))
+	inv.infof("%s%s\n", counted(lim.n, "resource"), atSuffix(zk))
 	inv.warnf("%s", lim.notice("resources"))
 	return nil
 }
@@ -204,6 +204,6 @@ func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) 
 	if err != nil {
 		return err
 	}
-	inv.infof("%d subjects%s\n", n, atSuffix(zk))
+	inv.infof("%s%s\n", counted(n, "subject"), atSuffix(zk))
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strconv"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -110,9 +111,14 @@ func relationshipWrite(ctx context.Context, inv *invocation, args []string) erro
 	defer c.Close()
 	if op != pb.RelationshipUpdate_OPERATION_DELETE {
 		sc := newSchemaCheck(ctx, c)
+		now := inv.env.now()
 		for i, r := range w.rels {
 			if err := sc.check(r); err != nil {
 				return badInput(w.from.must(i), err, "nothing was written")
+			}
+			if r.ExpiredAt(now) {
+				inv.warnf("warning: %s: relationship %s expired at %s: it is written but grants nothing\n",
+					w.from.must(i), r, r.Expiration.UTC().Format(time.RFC3339))
 			}
 		}
 	}
@@ -126,7 +132,13 @@ func relationshipWrite(ctx context.Context, inv *invocation, args []string) erro
 			Written int    `json:"written"`
 		}{zk, len(w.updates)})
 	}
-	inv.infof("%d relationships written (%s)\n", len(w.updates), *opName)
+	if op == pb.RelationshipUpdate_OPERATION_DELETE {
+		// A delete of an absent relationship commits and changes nothing:
+		// the server does not say which were there.
+		inv.infof("%s deleted or already absent\n", counted(len(w.updates), "relationship"))
+	} else {
+		inv.infof("%s written (%s)\n", counted(len(w.updates), "relationship"), *opName)
+	}
 	inv.printf("%s\n", zk)
 	return nil
 }
@@ -311,9 +323,9 @@ func relationshipDelete(ctx context.Context, inv *invocation, args []string) err
 		}{resp.GetDeletedAt().GetToken(), resp.GetRelationshipsDeletedCount(), complete})
 	}
 	if complete {
-		inv.infof("%d relationships deleted\n", resp.GetRelationshipsDeletedCount())
+		inv.infof("%s deleted\n", counted(resp.GetRelationshipsDeletedCount(), "relationship"))
 	} else {
-		inv.infof("%d relationships deleted; more match (run again to continue)\n", resp.GetRelationshipsDeletedCount())
+		inv.infof("%s deleted; more match (run again to continue)\n", counted(resp.GetRelationshipsDeletedCount(), "relationship"))
 	}
 	inv.printf("%s\n", resp.GetDeletedAt().GetToken())
 	return nil
@@ -396,7 +408,7 @@ func relationshipRead(ctx context.Context, inv *invocation, args []string) error
 		}
 	}
 	if zk != "" {
-		inv.infof("%d relationships read at %s\n", lim.n, zk)
+		inv.infof("%s read at %s\n", counted(lim.n, "relationship"), zk)
 	} else {
 		inv.infof("0 relationships\n")
 	}
@@ -473,7 +485,7 @@ func relationshipExport(ctx context.Context, inv *invocation, args []string) err
 	if err != nil {
 		return err
 	}
-	inv.infof("%d relationships exported%s\n", n, atSuffix(zk))
+	inv.infof("%s exported%s\n", counted(n, "relationship"), atSuffix(zk))
 	return nil
 }
 

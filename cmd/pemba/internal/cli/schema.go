@@ -12,7 +12,7 @@ import (
 // maxListedChanges is the most schema changes schema write lists in text.
 const maxListedChanges = 20
 
-const schemaUsage = "pemba schema write FILE|- | read | fmt [-w] FILE... | compile FILE | diff OLD NEW"
+const schemaUsage = "pemba schema write FILE|- | read | fmt [-w] FILE... | compile FILE | check FILE... | diff OLD NEW"
 
 func schemaCommand(ctx context.Context, inv *invocation, args []string) error {
 	return inv.subcommand(ctx, args, map[string]func(context.Context, *invocation, []string) error{
@@ -21,6 +21,7 @@ func schemaCommand(ctx context.Context, inv *invocation, args []string) error {
 		"fmt":     schemaFmt,
 		"compile": schemaCompile,
 		"diff":    schemaDiff,
+		"check":   schemaCheckCommand,
 	}, schemaUsage)
 }
 
@@ -73,6 +74,7 @@ func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
 	fs := inv.flagSet()
 	conn := inv.connFlags(fs)
 	out := outputFlag(fs)
+	dryRun := fs.Bool("dry-run", false, "write nothing: report the changes and which (resource, permission, subject) results the schema would flip on the current data")
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
@@ -95,9 +97,12 @@ func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
 		return err
 	}
 	defer c.Close()
-	resp, err := c.Schema.WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: src})
+	resp, err := c.Schema.WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: src, DryRun: *dryRun})
 	if err != nil {
 		return err
+	}
+	if *dryRun {
+		return inv.printImpact(resp)
 	}
 	if inv.json {
 		type change struct {
@@ -122,9 +127,9 @@ func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
 		for _, ch := range resp.GetChanges() {
 			inv.infof("%s\n", ch.GetDescription())
 		}
-		inv.infof("schema written (%d changes)\n", n)
+		inv.infof("schema written (%s)\n", counted(n, "change"))
 	} else {
-		inv.infof("schema written (%d changes; --output json lists them)\n", n)
+		inv.infof("schema written (%s; --output json lists them)\n", counted(n, "change"))
 	}
 	inv.printf("%s\n", resp.GetWrittenAt().GetToken())
 	return nil
@@ -241,11 +246,12 @@ func writeFileKeepMode(name, content string) error {
 }
 
 // schemaDiff compiles two schema files and lists what changed from the
-// first to the second.
+// first to the second; with --exit-code it exits 1 when anything did.
 func schemaDiff(_ context.Context, inv *invocation, args []string) error {
-	const usage = "pemba schema diff [--output text|json] OLD NEW"
+	const usage = "pemba schema diff [--exit-code] [--output text|json] OLD NEW"
 	fs := inv.flagSet()
 	out := outputFlag(fs)
+	exitCode := fs.Bool("exit-code", false, "exit 1 when the schemas differ, 0 when they do not (as git diff --exit-code)")
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
@@ -275,13 +281,19 @@ func schemaDiff(_ context.Context, inv *invocation, args []string) error {
 		for _, ch := range changes {
 			list = append(list, change{ch.Kind.String(), ch.Definition, ch.Name, ch.Detail, ch.String()})
 		}
-		return inv.emitJSON(list)
+		if err := inv.emitJSON(list); err != nil {
+			return err
+		}
+	} else {
+		for _, ch := range changes {
+			inv.printf("%s\n", ch)
+		}
+		if len(changes) == 0 {
+			inv.infof("no changes\n")
+		}
 	}
-	for _, ch := range changes {
-		inv.printf("%s\n", ch)
-	}
-	if len(changes) == 0 {
-		inv.infof("no changes\n")
+	if *exitCode && len(changes) > 0 {
+		return &exitError{code: ExitFailed}
 	}
 	return nil
 }
