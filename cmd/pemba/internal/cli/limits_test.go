@@ -191,3 +191,34 @@ func TestWriteExpiredWarns(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errb.String())
 	}
 }
+
+// TestSchemaEmptyAndReadFile: an empty schema file is refused unless
+// --allow-empty; schema read --file writes the schema atomically and
+// leaves the file as it was when the read fails.
+func TestSchemaEmptyAndReadFile(t *testing.T) {
+	addr := limitsServer(t)
+	empty := writeFile(t, "empty.zed", "// nothing yet\n")
+	r := pemba(t, addr, "", "schema", "write", empty)
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "defines nothing") || !strings.Contains(r.stderr, "--allow-empty") {
+		t.Errorf("empty schema without --allow-empty: %+v", r)
+	}
+	if got := must(t, addr, "schema", "read"); !strings.Contains(got, "definition doc") {
+		t.Errorf("schema after the refused write: %q", got)
+	}
+	out := filepath.Join(t.TempDir(), "schema.zed")
+	must(t, addr, "schema", "read", "--file", out)
+	if b, err := os.ReadFile(out); err != nil || !strings.Contains(string(b), "definition doc") {
+		t.Errorf("schema read --file wrote %q (%v)", b, err)
+	}
+	// A read that fails (no server there) leaves the file as it was.
+	r = pemba(t, "127.0.0.1:1", "", "schema", "read", "--file", out)
+	if b, _ := os.ReadFile(out); r.code == 0 || !strings.Contains(string(b), "definition doc") {
+		t.Errorf("failed read: exit %d, file now %q", r.code, b)
+	}
+	if r := pemba(t, addr, "", "schema", "write", "--allow-empty", empty); r.code != 0 {
+		t.Errorf("--allow-empty: %+v", r)
+	}
+	if got := must(t, addr, "schema", "read"); strings.Contains(got, "definition") {
+		t.Errorf("schema after --allow-empty: %q", got)
+	}
+}
