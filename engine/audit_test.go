@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -170,5 +171,83 @@ func TestAuditBadRequests(t *testing.T) {
 	}
 	if revs, _ := auditRevisions(t, f.eng, engine.AuditQuery{}); !slices.Equal(revs, []engine.Revision{1, 2}) {
 		t.Errorf("entries %v, want the schema and the one accepted write", revs)
+	}
+}
+
+// TestAuditOnlyCommits: a write an invariant refuses (a write, a delete
+// by filter, an import batch) and a schema write that changes nothing
+// (by WriteSchema or UpdateSchema) commit nothing and leave no audit
+// entry; the writes that commit have one each, with their callers.
+func TestAuditOnlyCommits(t *testing.T) {
+	f := newFixture(t, engine.Options{}) // revision 1: testSchema, by "test"
+	if _, _, err := f.eng.WriteSchema(f.ctx, "admin", invSchema); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.eng.WriteRelationships(f.ctx, engine.WriteRequest{Caller: "alice", Updates: parseUpdates(t, "+team:a#creator@user:c +team:a#member@user:x")}); err != nil {
+		t.Fatal(err)
+	}
+	entries := func() []string {
+		t.Helper()
+		_, all := auditRevisions(t, f.eng, engine.AuditQuery{})
+		var out []string
+		for _, r := range all {
+			out = append(out, fmt.Sprintf("%d %s %s", r.Entry.Revision, r.Entry.Caller, r.Entry.Operation))
+		}
+		return out
+	}
+	want := []string{"1 test WriteSchema", "2 admin WriteSchema", "3 alice WriteRelationships"}
+	if got := entries(); !slices.Equal(got, want) {
+		t.Fatalf("entries %q, want %q", got, want)
+	}
+	head, err := f.eng.Head(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	refused := []struct {
+		name string
+		run  func() error
+	}{
+		{"write breaking one_creator", func() error {
+			_, err := f.eng.WriteRelationships(f.ctx, engine.WriteRequest{Caller: "mallory", Updates: parseUpdates(t, "+team:a#creator@user:d")})
+			return err
+		}},
+		{"delete by filter breaking one_creator", func() error {
+			_, err := f.eng.DeleteRelationships(f.ctx, engine.DeleteRequest{Caller: "mallory", Filter: tuple.Filter{ResourceType: "team", ResourceID: "a", Relation: "creator"}})
+			return err
+		}},
+		{"import breaking one_creator", func() error {
+			rels := func(yield func(tuple.Relationship, error) bool) {
+				yield(mustParse(t, "team:b#member@user:y"), nil)
+			}
+			_, _, err := f.eng.Import(f.ctx, "mallory", rels)
+			return err
+		}},
+	}
+	for _, r := range refused {
+		if err := r.run(); !errors.Is(err, engine.ErrInvariantViolated) {
+			t.Errorf("%s: err = %v, want ErrInvariantViolated", r.name, err)
+		}
+	}
+	// The schema in force, written again: no revision, no entry; the
+	// zookie answered is the head's.
+	zk, changes, err := f.eng.WriteSchema(f.ctx, "admin", invSchema)
+	if err != nil || len(changes) != 0 {
+		t.Fatalf("unchanged WriteSchema: %v changes, %v", changes, err)
+	}
+	if _, all := auditRevisions(t, f.eng, engine.AuditQuery{}); zk != all[len(all)-1].Zookie {
+		t.Errorf("unchanged WriteSchema answered %s, want the head's zookie %s", zk, all[len(all)-1].Zookie)
+	}
+	if _, _, err := f.eng.UpdateSchema(f.ctx, "admin", func(cur string) (string, error) { return cur, nil }); err != nil {
+		t.Fatalf("unchanged UpdateSchema: %v", err)
+	}
+	if got := entries(); !slices.Equal(got, want) {
+		t.Errorf("after refused and unchanged writes: entries %q, want %q", got, want)
+	}
+	if h, _ := f.eng.Head(f.ctx); h != head {
+		t.Errorf("head %d, want %d", h, head)
+	}
+	if rep, err := f.eng.VerifyAudit(f.ctx); err != nil || rep.Mismatch != nil || rep.Entries != 3 {
+		t.Errorf("VerifyAudit = %+v, %v", rep, err)
 	}
 }

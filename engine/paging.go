@@ -82,9 +82,17 @@ func readRequest(f tuple.Filter) uint64 {
 }
 
 func lookupResourcesRequest(req LookupResourcesRequest) uint64 {
-	return token.RequestHash("lookup-resources", req.ResourceType, req.Permission, req.Subject.String())
+	parts := []string{"lookup-resources", req.ResourceType, req.Permission, req.Subject.String()}
+	if req.Through != nil {
+		parts = append(parts, "through", req.Through.String())
+	}
+	return token.RequestHash(parts...)
 }
 
 func lookupSubjectsRequest(req LookupSubjectsRequest) uint64 {
-	return token.RequestHash("lookup-subjects", req.Resource.String(), req.Permission, req.SubjectType, req.SubjectRelation)
+	parts := []string{"lookup-subjects", req.Resource.String(), req.Permission, req.SubjectType, req.SubjectRelation}
+	if req.Within != nil {
+		parts = append(parts, "within", req.Within.String())
+	}
+	return token.RequestHash(parts...)
 }

@@ -41,14 +41,25 @@ func withAuditNote(ctx context.Context, reason string) context.Context {
 	return engine.WithAuditNote(ctx, id, reason)
 }
 
-// authorizeAuditRead decides whether the caller of ctx may read the
-// audit log: the one place to extend when keys gain scopes. Today every
-// authenticated key may; the check refuses an anonymous caller when
-// authentication is on, so that exempting a method prefix by mistake
-// cannot expose the log.
-func (s *Server) authorizeAuditRead(ctx context.Context) error {
-	if s.auth.enabled() && callerOf(ctx) == AnonymousCaller {
+// authorizeAuditRead is the audit handlers' own check, behind the
+// interceptor's (the method table of scope.go, which gives AuditService
+// the read_audit scope and refuses it to tenant keys): it refuses a
+// caller without read_audit, a tenant key (the log holds every tenant's
+// writes, callers, reasons and whole schemas, and its chain cannot be
+// verified in parts) and, when authentication is on, an anonymous
+// caller, so that exempting a method prefix by mistake cannot expose the
+// log.
+func (s *Server) authorizeAuditRead(ctx context.Context, fullMethod string) error {
+	p := PrincipalOf(ctx)
+	if s.auth.Load().enabled() && p == anonymous {
 		return fmt.Errorf("%w: reading the audit log needs a key", ErrUnauthenticated)
+	}
+	if !p.Scopes.Has(ScopeReadAudit) {
+		return &ScopeError{Caller: p.Name, Method: shortMethod(fullMethod), Missing: ScopeReadAudit}
+	}
+	if p.Tenant != "" {
+		return fmt.Errorf("%w: %s is not served to tenant keys (caller %q is bound to tenant %q)",
+			ErrPermissionDenied, shortMethod(fullMethod), p.Name, p.Tenant)
 	}
 	return nil
 }
@@ -56,7 +67,7 @@ func (s *Server) authorizeAuditRead(ctx context.Context) error {
 // QueryAudit streams the matching audit entries.
 func (a *auditor) QueryAudit(req *pb.QueryAuditRequest, stream pb.AuditService_QueryAuditServer) error {
 	ctx := stream.Context()
-	if err := a.s.authorizeAuditRead(ctx); err != nil {
+	if err := a.s.authorizeAuditRead(ctx, pb.AuditService_QueryAudit_FullMethodName); err != nil {
 		return err
 	}
 	q, err := auditQueryFromProto(req)
@@ -163,7 +174,7 @@ func timeFromProto(field string, ts *timestamppb.Timestamp) (time.Time, error) {
 
 // VerifyAudit recomputes the chain and reports the first mismatch.
 func (a *auditor) VerifyAudit(ctx context.Context, req *pb.VerifyAuditRequest) (*pb.VerifyAuditResponse, error) {
-	if err := a.s.authorizeAuditRead(ctx); err != nil {
+	if err := a.s.authorizeAuditRead(ctx, pb.AuditService_VerifyAudit_FullMethodName); err != nil {
 		return nil, err
 	}
 	rep, err := a.s.eng.VerifyAudit(ctx)

@@ -255,3 +255,36 @@ func TestAuditRequestIDGenerated(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthorizeAuditRead: the audit handlers' own check, behind the
+// interceptor's, refuses what the method table refuses (a key without
+// read_audit, a tenant key whatever its scopes, an anonymous caller when
+// keys are configured), so that a method exempted from authentication by
+// mistake, or a table edited wrongly, cannot expose the log.
+func TestAuthorizeAuditRead(t *testing.T) {
+	withKeys := newFixture(t, Config{Keys: []Key{{Name: "svc-a", Secret: secretA}}})
+	noKeys := newFixture(t, Config{})
+	for _, tc := range []struct {
+		name string
+		srv  *Server
+		p    *Principal // nil: no principal in the context
+		code codes.Code
+	}{
+		{"read_audit key", withKeys.srv, &Principal{Name: "auditor", Scopes: ScopeReadAudit}, codes.OK},
+		{"admin key", withKeys.srv, &Principal{Name: "admin", Scopes: ScopeAdmin}, codes.OK},
+		{"key without read_audit", withKeys.srv, &Principal{Name: "app", Scopes: ScopeCheck | ScopeWriteRelationships}, codes.PermissionDenied},
+		{"tenant key with read_audit", withKeys.srv, &Principal{Name: "acme-app", Scopes: ScopeReadAudit, Tenant: "acme/"}, codes.PermissionDenied},
+		{"tenant admin key", withKeys.srv, &Principal{Name: "acme-admin", Scopes: ScopeAdmin, Tenant: "acme/"}, codes.PermissionDenied},
+		{"anonymous with keys configured", withKeys.srv, nil, codes.Unauthenticated},
+		{"anonymous without keys", noKeys.srv, nil, codes.OK},
+	} {
+		ctx := context.Background()
+		if tc.p != nil {
+			ctx = withPrincipal(ctx, tc.p)
+		}
+		err := tc.srv.authorizeAuditRead(ctx, pb.AuditService_QueryAudit_FullMethodName)
+		if code, _, _ := classify(err); err == nil && tc.code != codes.OK || err != nil && code != tc.code {
+			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.code)
+		}
+	}
+}

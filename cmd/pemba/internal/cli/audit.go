@@ -237,17 +237,31 @@ func auditVerify(ctx context.Context, inv *invocation, args []string) error {
 			return err
 		}
 	} else if m == nil {
-		inv.printf("ok: %d entries verified, revisions %d to %d\n", r.GetEntriesVerified(), r.GetAnchorRevision()+1, r.GetHeadRevision())
+		inv.printf("ok: %s verified%s\n", counted(r.GetEntriesVerified(), "entry"), verifiedSpan(r))
 		inv.printf("head hash %s\n", r.GetHeadHash())
 	} else {
 		inv.printf("MISMATCH at revision %d: %s\n", m.GetRevision(), m.GetReason())
 		if m.GetStoredHash() != "" {
 			inv.printf("stored hash   %s\ncomputed hash %s\n", m.GetStoredHash(), m.GetComputedHash())
 		}
-		inv.printf("%d entries before it verified (revisions %d to %d)\n", r.GetEntriesVerified(), r.GetAnchorRevision()+1, r.GetHeadRevision())
+		inv.printf("%s before it verified%s\n", counted(r.GetEntriesVerified(), "entry"), verifiedSpan(r))
 	}
 	if m != nil {
 		return &exitError{code: ExitFailed}
 	}
 	return nil
+}
+
+// verifiedSpan names the revisions of the entries a verification
+// checked (from the anchor's next to the head, the last one checked):
+// ", revision 3", ", revisions 1 to 4", or "" for none.
+func verifiedSpan(r *pb.VerifyAuditResponse) string {
+	first, last := r.GetAnchorRevision()+1, r.GetHeadRevision()
+	switch {
+	case r.GetEntriesVerified() == 0:
+		return ""
+	case first == last:
+		return fmt.Sprintf(", revision %d", first)
+	}
+	return fmt.Sprintf(", revisions %d to %d", first, last)
 }

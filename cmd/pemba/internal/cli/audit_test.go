@@ -198,7 +198,7 @@ func TestAuditVerifyTampered(t *testing.T) {
 			tamper(t)
 			r := pembaEnv(t, env, "", "audit", "verify")
 			if r.code != ExitFailed || !strings.HasPrefix(r.stdout, "MISMATCH at revision 2: hash mismatch\n") ||
-				!strings.Contains(r.stdout, "1 entries before it verified (revisions 1 to 1)") {
+				!strings.Contains(r.stdout, "1 entry before it verified, revision 1\n") {
 				t.Errorf("audit verify after tampering with revision 2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 			}
 			t.Logf("pemba audit verify:\n%s", r.stdout)
@@ -247,4 +247,25 @@ func serveStore(t *testing.T, st store.Store) string {
 		st.Close()
 	})
 	return lis.Addr().String()
+}
+
+// TestCounted: the plurals the CLI prints, "entry" included.
+func TestCounted(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		noun string
+		want string
+	}{
+		{0, "relationship", "0 relationships"},
+		{1, "relationship", "1 relationship"},
+		{2, "relationship", "2 relationships"},
+		{1, "entry", "1 entry"},
+		{4, "entry", "4 entries"},
+		{0, "entry", "0 entries"},
+		{2, "key", "2 keys"},
+	} {
+		if got := counted(tc.n, tc.noun); got != tc.want {
+			t.Errorf("counted(%d, %q) = %q, want %q", tc.n, tc.noun, got, tc.want)
+		}
+	}
 }

@@ -102,12 +102,15 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"schema", "write and read schemas; format, check, lint and diff schema files (offline)", schemaCommand},
-		{"relationship", "write, delete, read, import and export relationships", relationshipCommand},
+		{"relationship", "write, delete, read, count, import and export relationships", relationshipCommand},
 		{"check", "check whether a subject has a permission on a resource", checkCommand},
 		{"expand", "show the tree of subjects a permission is computed from", expandCommand},
 		{"lookup-resources", "list the resources of a type a subject has a permission on", lookupResourcesCommand},
 		{"lookup-subjects", "list the subjects of a type that have a permission on a resource", lookupSubjectsCommand},
 		{"watch", "stream relationship changes until interrupted", watchCommand},
+		{"diff", "list which results of a permission changed between two zookies", diffCommand},
+		{"watch-permissions", "stream the changes of a permission's results until interrupted", watchPermissionsCommand},
+		{"count", "count the resources a subject has a permission on, or relationships", countCommand},
 		{"audit", "query and verify the audit log of every write", auditCommand},
 	}
 }
@@ -394,10 +397,14 @@ func (inv *invocation) subcommand(ctx context.Context, args []string, subs map[s
 }
 
 // counted says n things in English: "1 relationship", "2 relationships",
-// "0 relationships".
+// "0 relationships"; a noun ending in a consonant and "y" takes "ies"
+// ("1 entry", "2 entries").
 func counted[N int | int32 | int64 | uint32 | uint64](n N, noun string) string {
 	if n == 1 {
 		return "1 " + noun
+	}
+	if stem, ok := strings.CutSuffix(noun, "y"); ok && stem != "" && !strings.ContainsRune("aeiou", rune(stem[len(stem)-1])) {
+		return fmt.Sprintf("%d %sies", n, stem)
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -15,9 +15,10 @@ import (
 	"github.com/pemba-authz/pemba/api/client"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/internal/progress"
 )
 
-const relationshipUsage = "pemba relationship write|delete|read|import|export [flags] ..."
+const relationshipUsage = "pemba relationship write|delete|read|count|import|export [flags] ..."
 
 // maxBatch is the most updates per WriteRelationships call and
 // relationships per ImportRelationships message the server accepts by
@@ -35,6 +36,7 @@ func relationshipCommand(ctx context.Context, inv *invocation, args []string) er
 		"read":   relationshipRead,
 		"import": relationshipImport,
 		"export": relationshipExport,
+		"count":  relationshipCount,
 	}, relationshipUsage)
 }
 
@@ -475,6 +477,7 @@ func relationshipExport(ctx context.Context, inv *invocation, args []string) err
 	}
 	var zk string
 	n := 0
+	rep := progress.New(inv.env.Stderr, "exporting", progress.Options{Unit: "relationships"})
 	err = recvEach(stream, func(msg *pb.ExportRelationshipsResponse) error {
 		zk = msg.GetExportedAt().GetToken()
 		for _, r := range msg.GetRelationships() {
@@ -483,8 +486,10 @@ func relationshipExport(ctx context.Context, inv *invocation, args []string) err
 			}
 			n++
 		}
+		rep.Add(len(msg.GetRelationships()))
 		return nil
 	})
+	rep.Finish()
 	if err != nil {
 		return err
 	}
