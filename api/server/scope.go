@@ -120,6 +120,13 @@ var methodRules = func() map[string]methodRule {
 	both("SchemaService/WriteSchema", guarded(ScopeWriteSchema))
 	both("WatchService/Watch", guarded(ScopeWatch))
 
+	// Not yet kept inside a tenant's types by their handlers: refused to
+	// tenant keys (methodRule without tenantSafe).
+	m["/pemba.v1.PermissionsService/CountResources"] = methodRule{scope: ScopeCheck}
+	m["/pemba.v1.PermissionsService/CountRelationships"] = methodRule{scope: ScopeReadRelationships}
+	m["/pemba.v1.PermissionsService/DiffPermissions"] = methodRule{scope: ScopeCheck}
+	m["/pemba.v1.WatchService/WatchPermissions"] = methodRule{scope: ScopeWatch}
+
 	// The audit log holds every tenant's writes (callers, reasons, whole
 	// schemas) in one hash chain: refused to tenant keys.
 	m["/pemba.v1.AuditService/QueryAudit"] = methodRule{scope: ScopeReadAudit}
