@@ -333,4 +333,3 @@ func TestBackupUnsupported(t *testing.T) {
 		t.Errorf("backup of a memory datastore: %v", err)
 	}
 }
-
