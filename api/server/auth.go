@@ -16,6 +16,9 @@ import (
 type Key struct {
 	Name   string
 	Secret string
+	// Admin lets the key call the admin services (BackupService) as
+	// well as the others.
+	Admin bool
 }
 
 // AnonymousCaller is the caller recorded when authentication is off.
@@ -27,11 +30,13 @@ type authenticator struct {
 	// comparison constant-time in the secret's length too.
 	digests [][sha256.Size]byte
 	names   []string
+	admins  map[string]bool // names of admin keys
 }
 
 func newAuthenticator(keys []Key) (*authenticator, error) {
-	a := &authenticator{}
+	a := &authenticator{admins: map[string]bool{}}
 	seen := map[string]bool{}
+	adminOf := map[string]bool{}
 	for i, k := range keys {
 		if k.Name == "" {
 			return nil, fmt.Errorf("server: key %d has no name", i)
@@ -43,8 +48,15 @@ func newAuthenticator(keys []Key) (*authenticator, error) {
 			return nil, fmt.Errorf("server: key %q repeats another key's secret", k.Name)
 		}
 		seen[k.Secret] = true
+		if admin, ok := adminOf[k.Name]; ok && admin != k.Admin {
+			return nil, fmt.Errorf("server: key name %q is both an admin key and not: give the admin key its own name", k.Name)
+		}
+		adminOf[k.Name] = k.Admin
 		a.digests = append(a.digests, sha256.Sum256([]byte(k.Secret)))
 		a.names = append(a.names, k.Name)
+		if k.Admin {
+			a.admins[k.Name] = true
+		}
 	}
 	return a, nil
 }
@@ -93,4 +105,17 @@ func callerOf(ctx context.Context) string {
 		return s
 	}
 	return AnonymousCaller
+}
+
+// requireAdmin lets an admin call through: with authentication off
+// anyone may make it (as anyone may write), with it on only the holder
+// of an admin key.
+func (a *authenticator) requireAdmin(ctx context.Context, what string) error {
+	if !a.enabled() {
+		return nil
+	}
+	if name := callerOf(ctx); !a.admins[name] {
+		return fmt.Errorf("%w: %s needs an admin key (a keys-file line \"name secret admin\"); key %q is not one", ErrPermissionDenied, what, name)
+	}
+	return nil
 }

@@ -33,6 +33,9 @@ var (
 	// ErrNotFound: the thing asked for does not exist (ReadSchema before
 	// any schema write).
 	ErrNotFound = errors.New("server: not found")
+	// ErrPermissionDenied: a valid key that may not make the call (an
+	// admin call with a key not marked admin).
+	ErrPermissionDenied = errors.New("server: permission denied")
 	// errPanic marks a recovered panic.
 	errPanic = errors.New("server: panic")
 )
@@ -75,6 +78,12 @@ const (
 	ReasonCanceled             = "CANCELED"
 	ReasonDeadlineExceeded     = "DEADLINE_EXCEEDED"
 	ReasonInternal             = "INTERNAL"
+	// ReasonPermissionDenied: the key is valid but may not make the call
+	// (BackupService needs an admin key).
+	ReasonPermissionDenied = "PERMISSION_DENIED"
+	// ReasonBackupUnsupported: the datastore cannot be backed up online
+	// by the server (PostgreSQL: use pg_dump).
+	ReasonBackupUnsupported = "BACKUP_UNSUPPORTED"
 )
 
 // errorRule maps every error matching one of targets (errors.Is) to a code.
@@ -95,6 +104,7 @@ type errorRule struct {
 // arriving alone maps the same.
 var errorRules = []errorRule{
 	{[]error{ErrUnauthenticated}, codes.Unauthenticated, ReasonUnauthenticated},
+	{[]error{ErrPermissionDenied}, codes.PermissionDenied, ReasonPermissionDenied},
 	{[]error{ErrNotFound}, codes.NotFound, ReasonNotFound},
 	// Limits first: a *FieldError or a *RelationshipError may wrap an
 	// *engine.LimitError. engine.ErrBatchTooLarge is the datastore's own
@@ -113,6 +123,7 @@ var errorRules = []errorRule{
 	{[]error{engine.ErrSnapshotExpired}, codes.FailedPrecondition, ReasonSnapshotExpired},
 	{[]error{engine.ErrUnsafeSchemaChange}, codes.FailedPrecondition, ReasonUnsafeSchemaChange},
 	{[]error{engine.ErrNoSchema}, codes.FailedPrecondition, ReasonNoSchema},
+	{[]error{engine.ErrBackupUnsupported}, codes.FailedPrecondition, ReasonBackupUnsupported},
 	// Refused by the server's policy (-deprecated refuse), not malformed.
 	{[]error{engine.ErrDeprecated}, codes.FailedPrecondition, ReasonDeprecated},
 	// The stored data and the schema disagree: not the request's fault.
@@ -145,6 +156,9 @@ var internalErrors = []struct {
 	{schema.ErrCaveatNotCompiled, "a caveat evaluated without being compiled: a bug"},
 	{engine.ErrTxDone, "a transaction used after its Update returned: a bug"},
 	{errPanic, "a handler panicked: a bug"},
+	{engine.ErrBackupInvalid, "a damaged backup: only the offline restore and backup writer read one"},
+	{engine.ErrBackupFormat, "a backup of another format: only the offline restore reads one"},
+	{engine.ErrBackupTargetNotEmpty, "a backup or restore directory in use: only the command line writes one"},
 }
 
 // classify returns the code and reason for err; ok is false for errors

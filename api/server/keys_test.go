@@ -6,14 +6,15 @@ import (
 )
 
 func TestParseKeys(t *testing.T) {
-	keys, err := ParseKeys(strings.NewReader("# services\n\nhr-service  " + secretA + "\n  crm " + secretB + "  \n"))
+	keys, err := ParseKeys(strings.NewReader("# services\n\nhr-service  " + secretA + "\n  crm " + secretB + "  \nops " + secretC + " admin\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 2 || keys[0] != (Key{"hr-service", secretA}) || keys[1] != (Key{"crm", secretB}) {
+	if len(keys) != 3 || keys[0] != (Key{Name: "hr-service", Secret: secretA}) || keys[1] != (Key{Name: "crm", Secret: secretB}) ||
+		keys[2] != (Key{Name: "ops", Secret: secretC, Admin: true}) {
 		t.Errorf("keys = %v", keys)
 	}
-	for _, bad := range []string{"only-a-name\n", "name s3cr3t-value extra\n"} {
+	for _, bad := range []string{"only-a-name\n", "name s3cr3t-value extra\n", "name s3cr3t-value admin extra\n"} {
 		_, err := ParseKeys(strings.NewReader(bad))
 		if err == nil || !strings.Contains(err.Error(), "line 1") {
 			t.Errorf("ParseKeys(%q) = %v, want an error naming line 1", bad, err)
