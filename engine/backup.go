@@ -231,6 +231,10 @@ func (w *BackupWriter) Finish() error {
 	return writeFileSync(filepath.Join(w.dir, BackupManifestFile), append(data, '\n'))
 }
 
+// Abort closes the files of a backup that will not be finished; the
+// caller removes the directory.
+func (w *BackupWriter) Abort() error { return w.closeAll() }
+
 func (w *BackupWriter) closeAll() error {
 	var errs []error
 	for name, f := range w.files {

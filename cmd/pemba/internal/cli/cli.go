@@ -96,6 +96,7 @@ func commands() []command {
 		{"lookup-resources", "list the resources of a type a subject has a permission on", lookupResourcesCommand},
 		{"lookup-subjects", "list the subjects of a type that have a permission on a resource", lookupSubjectsCommand},
 		{"watch", "stream relationship changes until interrupted", watchCommand},
+		{"backup", "back up the server's datastore into a directory (an admin key)", backupCommand},
 	}
 }
 
