@@ -36,7 +36,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		replicas    listFlag
 		dataDir     = fs.String("data-dir", "./data", "pebble data directory")
 		gcWindow    = fs.Duration("gc-window", 24*time.Hour, "how long old revisions stay readable (at_exact_snapshot, Watch resumption)")
-		keysFile    = fs.String("keys-file", "", "preshared keys, one \"name secret\" per line; the name is recorded as the caller of writes")
+		keysFile    = fs.String("keys-file", "", "preshared keys, one \"name secret\" per line (\"name secret admin\" for a key that may also take backups); the name is recorded as the caller of writes")
 		noAuth      = fs.Bool("insecure-no-auth", false, "serve without authentication on a non-loopback address (on loopback it is the default when no -keys-file is given)")
 		healthOpen  = fs.Bool("health-without-auth", true, "answer gRPC health checks without a key")
 		reflect     = fs.Bool("reflection", false, "register gRPC reflection (for grpcurl)")
