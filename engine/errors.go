@@ -33,6 +33,9 @@ var (
 	// allowed subject type that stored relationships still use; see
 	// *UnsafeSchemaChangeError.
 	ErrUnsafeSchemaChange = errors.New("engine: schema change would orphan stored relationships")
+	// ErrSchemaChanged: a permission diff or watch spans a schema write;
+	// see *SchemaChangedError.
+	ErrSchemaChanged = errors.New("engine: schema changed between the revisions")
 	// ErrDeprecated: the request writes, checks or looks up a relation or
 	// permission marked @deprecated, and the engine refuses such requests
 	// (Options.Deprecation is DeprecationRefuse).
@@ -150,6 +153,30 @@ var (
 	// ErrTokenOtherRequest: the cursor was minted for another request.
 	ErrTokenOtherRequest = token.ErrOtherRequest
 )
+
+// tokenReason is why package token refused a token, without its
+// package's prefix, for an error that already says which token it was:
+// "engine: invalid zookie: not base64url", not "engine: invalid zookie:
+// token: invalid: not base64url".
+func tokenReason(err error) string {
+	msg := err.Error()
+	for _, sentinel := range []error{token.ErrInvalid, token.ErrOtherStore, token.ErrOtherRequest} {
+		if errors.Is(err, sentinel) {
+			if rest, ok := strings.CutPrefix(msg, sentinel.Error()+": "); ok {
+				return rest
+			}
+			return strings.TrimPrefix(msg, "token: ")
+		}
+	}
+	return msg
+}
+
+// tokenError wraps a token's refusal under outer (ErrInvalidZookie),
+// keeping both for errors.Is but saying the reason once.
+type tokenError struct{ outer, reason error }
+
+func (e *tokenError) Error() string   { return e.outer.Error() + ": " + tokenReason(e.reason) }
+func (e *tokenError) Unwrap() []error { return []error{e.outer, e.reason} }
 
 // Datastore failures the engine passes through unchanged.
 var (

@@ -69,12 +69,21 @@ type DeleteResponse struct {
 // relationships still use. The returned changes list what differs from
 // the previous schema (for the first schema: everything, as added).
 func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie string, changes []schema.Change, err error) {
+	if _, err := schema.Compile(schemaFilename, text); err != nil {
+		// Refused before taking the write lock.
+		return "", nil, fmt.Errorf("engine: invalid schema: %w", err)
+	}
+	return e.UpdateSchema(ctx, caller, func(string) (string, error) { return text, nil })
+}
+
+// UpdateSchema is WriteSchema of the text that edit makes of the schema
+// text in force ("" before the first schema), read and written under the
+// write lock so that no other schema write comes between: a tenant's
+// schema write replaces its own definitions and keeps the others'. An
+// error of edit is returned as it is.
+func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(current string) (string, error)) (zookie string, changes []schema.Change, err error) {
 	if err := e.checkOpen(); err != nil {
 		return "", nil, err
-	}
-	next, err := schema.Compile(schemaFilename, text)
-	if err != nil {
-		return "", nil, fmt.Errorf("engine: invalid schema: %w", err)
 	}
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
@@ -88,8 +97,28 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie s
 		return "", nil, err
 	}
 	var prev *schema.Schema
+	current := ""
 	if cur.c != nil {
 		prev = cur.c.schema
+		stored, _, err := cur.reader.ReadSchema(ctx)
+		if err != nil {
+			return "", nil, fmt.Errorf("engine: read schema: %w", err)
+		}
+		current = stored
+	}
+	text, err := edit(current)
+	if err != nil {
+		return "", nil, err
+	}
+	if cur.c != nil && text == current {
+		// Writing the text already stored commits nothing: the answer is
+		// the head's zookie, and no revision, change or audit entry is
+		// made for it.
+		return e.zookieOf(head), nil, nil
+	}
+	next, err := schema.Compile(schemaFilename, text)
+	if err != nil {
+		return "", nil, fmt.Errorf("engine: invalid schema: %w", err)
 	}
 	changes = schema.Diff(prev, next)
 	now := e.now()
@@ -318,7 +347,7 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 				err = tx.Delete(ctx, u.Relationship.Key())
 			}
 			if err != nil {
-				return fmt.Errorf("engine: update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
+				return fmt.Errorf("update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
 			}
 		}
 		return nil

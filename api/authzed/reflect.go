@@ -33,7 +33,11 @@ func (h *schemas) schemaAt(ctx context.Context, c *v1.Consistency) (*schema.Sche
 	if err != nil {
 		return nil, "", err
 	}
-	s, err := schema.Compile("schema", rs.Text)
+	text, err := server.PrincipalOf(ctx).SchemaFor(rs.Text)
+	if err != nil {
+		return nil, "", err
+	}
+	s, err := schema.Compile("schema", text)
 	if err != nil {
 		// The engine compiled this text when it was written.
 		return nil, "", fmt.Errorf("authzed: the stored schema does not compile: %w", err)

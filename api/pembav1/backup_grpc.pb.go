@@ -30,9 +30,8 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // BackupService copies the datastore while the server keeps serving
-// (Pebble: a checkpoint). When the server has keys, only an admin key
-// (a keys-file line "name secret admin") may call it; others get
-// PERMISSION_DENIED.
+// (Pebble: a checkpoint). When the server has keys, only a key with the
+// admin scope and no tenant may call it; others get PERMISSION_DENIED.
 type BackupServiceClient interface {
 	// Backup streams one backup: first a message with the manifest, then
 	// the files' bytes in chunks, each file's chunks in order, files in
@@ -73,9 +72,8 @@ type BackupService_BackupClient = grpc.ServerStreamingClient[BackupResponse]
 // for forward compatibility.
 //
 // BackupService copies the datastore while the server keeps serving
-// (Pebble: a checkpoint). When the server has keys, only an admin key
-// (a keys-file line "name secret admin") may call it; others get
-// PERMISSION_DENIED.
+// (Pebble: a checkpoint). When the server has keys, only a key with the
+// admin scope and no tenant may call it; others get PERMISSION_DENIED.
 type BackupServiceServer interface {
 	// Backup streams one backup: first a message with the manifest, then
 	// the files' bytes in chunks, each file's chunks in order, files in

@@ -102,9 +102,16 @@ func TestNewAuthenticatorRejects(t *testing.T) {
 		{"no name", []Key{{Secret: secretA}}},
 		{"short secret", []Key{{Name: "a", Secret: "short"}}},
 		{"repeated secret", []Key{{Name: "a", Secret: secretA}, {Name: "b", Secret: secretA}}},
+		{"repeated name", []Key{{Name: "a", Secret: secretA}, {Name: "a", Secret: secretB}}},
+		{"tenant without slash", []Key{{Name: "a", Secret: secretA, Tenant: "acme"}}},
+		{"tenant not a prefix", []Key{{Name: "a", Secret: secretA, Tenant: "ac me/"}}},
+		{"negative rate", []Key{{Name: "a", Secret: secretA, Limits: KeyLimits{RequestsPerSecond: -1}}}},
+		{"burst without rate", []Key{{Name: "a", Secret: secretA, Limits: KeyLimits{Burst: 3}}}},
+		{"negative lookup limit", []Key{{Name: "a", Secret: secretA, Limits: KeyLimits{MaxLookupLimit: -1}}}},
+		{"unknown scope bits", []Key{{Name: "a", Secret: secretA, Scopes: 1 << 15}}},
 	}
 	for _, tt := range tests {
-		_, err := newAuthenticator(tt.keys)
+		_, err := newAuthenticator(tt.keys, nil, nil, nil)
 		if err == nil {
 			t.Errorf("%s: accepted", tt.name)
 			continue

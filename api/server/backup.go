@@ -23,10 +23,9 @@ type backups struct {
 // Backup takes a backup of the datastore (engine.Backup) and streams its
 // manifest and then its files.
 func (b *backups) Backup(_ *pb.BackupRequest, stream pb.BackupService_BackupServer) (err error) {
+	// The interceptors let only admin keys without a tenant through
+	// (scope.go).
 	ctx := stream.Context()
-	if err := b.s.auth.requireAdmin(ctx, "Backup"); err != nil {
-		return err
-	}
 	bk, err := b.s.eng.Backup(ctx)
 	if err != nil {
 		return err

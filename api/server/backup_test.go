@@ -44,19 +44,25 @@ func TestBackupService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newFixtureOn(t, st, Config{Keys: []Key{{Name: "svc-a", Secret: secretA}, {Name: "ops", Secret: secretC, Admin: true}}})
-	if _, err := f.schema.WriteSchema(bearer(secretA), &pb.WriteSchemaRequest{Schema: testSchema}); err != nil {
+	f := newFixtureOn(t, st, Config{Keys: []Key{
+		{Name: "svc-a", Secret: secretA, Scopes: ScopeCheck | ScopeReadRelationships | ScopeWriteRelationships | ScopeReadSchema | ScopeWriteSchema | ScopeWatch},
+		{Name: "acme-ops", Secret: secretB, Scopes: ScopeAdmin, Tenant: "acme/"},
+		{Name: "ops", Secret: secretC, Scopes: ScopeAdmin},
+	}})
+	if _, err := f.schema.WriteSchema(bearer(secretC), &pb.WriteSchemaRequest{Schema: testSchema}); err != nil {
 		t.Fatal(err)
 	}
 	client := pb.NewBackupServiceClient(f.conn)
 
-	t.Run("not an admin key", func(t *testing.T) {
-		s, err := client.Backup(bearer(secretA), &pb.BackupRequest{})
-		if err == nil {
-			_, _, _, err = receiveBackup(s)
-		}
-		wantCode(t, err, codes.PermissionDenied, ReasonPermissionDenied)
-	})
+	for name, secret := range map[string]string{"not an admin key": secretA, "a tenant's admin key": secretB} {
+		t.Run(name, func(t *testing.T) {
+			s, err := client.Backup(bearer(secret), &pb.BackupRequest{})
+			if err == nil {
+				_, _, _, err = receiveBackup(s)
+			}
+			wantCode(t, err, codes.PermissionDenied, ReasonPermissionDenied)
+		})
+	}
 	t.Run("admin key", func(t *testing.T) {
 		s, err := client.Backup(bearer(secretC), &pb.BackupRequest{})
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
@@ -33,9 +34,13 @@ var (
 	// ErrNotFound: the thing asked for does not exist (ReadSchema before
 	// any schema write).
 	ErrNotFound = errors.New("server: not found")
-	// ErrPermissionDenied: a valid key that may not make the call (an
-	// admin call with a key not marked admin).
+	// ErrPermissionDenied: the caller is authenticated but its scopes or
+	// its tenant do not allow the call (a *ScopeError names the missing
+	// scope).
 	ErrPermissionDenied = errors.New("server: permission denied")
+	// ErrKeyLimit: the call is over one of its key's own limits
+	// (requests per second, concurrent requests).
+	ErrKeyLimit = errors.New("server: key limit exceeded")
 	// errPanic marks a recovered panic.
 	errPanic = errors.New("server: panic")
 )
@@ -51,10 +56,15 @@ const ErrorDomain = "pemba.authz"
 // Reasons, in the ErrorInfo detail of a status.
 const (
 	ReasonUnauthenticated = "UNAUTHENTICATED"
-	ReasonNotFound        = "NOT_FOUND"
-	ReasonLimitExceeded   = "LIMIT_EXCEEDED"
-	ReasonMaxDepth        = "MAX_DEPTH_EXCEEDED"
-	ReasonUnavailable     = "UNAVAILABLE"
+	// ReasonPermissionDenied: a scope or tenant refusal (codes.PermissionDenied).
+	ReasonPermissionDenied = "PERMISSION_DENIED"
+	// ReasonKeyLimit: over the calling key's own rate or concurrency
+	// limit (codes.ResourceExhausted); retry later.
+	ReasonKeyLimit      = "KEY_LIMIT_EXCEEDED"
+	ReasonNotFound      = "NOT_FOUND"
+	ReasonLimitExceeded = "LIMIT_EXCEEDED"
+	ReasonMaxDepth      = "MAX_DEPTH_EXCEEDED"
+	ReasonUnavailable   = "UNAVAILABLE"
 	// ReasonCommitOutcomeUnknown: a write's commit got no answer from the
 	// datastore; it may or may not have been applied (codes.Unknown).
 	ReasonCommitOutcomeUnknown = "COMMIT_OUTCOME_UNKNOWN"
@@ -62,6 +72,7 @@ const (
 	ReasonPreconditionFailed   = "PRECONDITION_FAILED"
 	ReasonSnapshotExpired      = "SNAPSHOT_EXPIRED"
 	ReasonUnsafeSchemaChange   = "UNSAFE_SCHEMA_CHANGE"
+	ReasonSchemaChanged        = "SCHEMA_CHANGED"
 	ReasonNoSchema             = "NO_SCHEMA"
 	ReasonDeprecated           = "DEPRECATED"
 	ReasonUnknownStoredCaveat  = "UNKNOWN_STORED_CAVEAT"
@@ -78,9 +89,6 @@ const (
 	ReasonCanceled             = "CANCELED"
 	ReasonDeadlineExceeded     = "DEADLINE_EXCEEDED"
 	ReasonInternal             = "INTERNAL"
-	// ReasonPermissionDenied: the key is valid but may not make the call
-	// (BackupService needs an admin key).
-	ReasonPermissionDenied = "PERMISSION_DENIED"
 	// ReasonBackupUnsupported: the datastore cannot be backed up online
 	// by the server (PostgreSQL: use pg_dump).
 	ReasonBackupUnsupported = "BACKUP_UNSUPPORTED"
@@ -104,8 +112,11 @@ type errorRule struct {
 // arriving alone maps the same.
 var errorRules = []errorRule{
 	{[]error{ErrUnauthenticated}, codes.Unauthenticated, ReasonUnauthenticated},
-	{[]error{ErrPermissionDenied}, codes.PermissionDenied, ReasonPermissionDenied},
 	{[]error{ErrNotFound}, codes.NotFound, ReasonNotFound},
+	// Before ErrInvalidSchema: a tenant's schema that declares another's
+	// names is refused for its caller, not malformed.
+	{[]error{ErrPermissionDenied, schema.ErrOutsideTenant}, codes.PermissionDenied, ReasonPermissionDenied},
+	{[]error{ErrKeyLimit}, codes.ResourceExhausted, ReasonKeyLimit},
 	// Limits first: a *FieldError or a *RelationshipError may wrap an
 	// *engine.LimitError. engine.ErrBatchTooLarge is the datastore's own
 	// per-transaction limit; nothing was written.
@@ -122,6 +133,7 @@ var errorRules = []errorRule{
 	{[]error{engine.ErrPreconditionFailed}, codes.FailedPrecondition, ReasonPreconditionFailed},
 	{[]error{engine.ErrSnapshotExpired}, codes.FailedPrecondition, ReasonSnapshotExpired},
 	{[]error{engine.ErrUnsafeSchemaChange}, codes.FailedPrecondition, ReasonUnsafeSchemaChange},
+	{[]error{engine.ErrSchemaChanged}, codes.FailedPrecondition, ReasonSchemaChanged},
 	{[]error{engine.ErrNoSchema}, codes.FailedPrecondition, ReasonNoSchema},
 	{[]error{engine.ErrBackupUnsupported}, codes.FailedPrecondition, ReasonBackupUnsupported},
 	// Refused by the server's policy (-deprecated refuse), not malformed.
@@ -159,6 +171,7 @@ var internalErrors = []struct {
 	{engine.ErrBackupInvalid, "a damaged backup: only the offline restore and backup writer read one"},
 	{engine.ErrBackupFormat, "a backup of another format: only the offline restore reads one"},
 	{engine.ErrBackupTargetNotEmpty, "a backup or restore directory in use: only the command line writes one"},
+	{engine.ErrExplainMismatch, "an explanation that disagrees with its check: a bug; no explanation is sent"},
 }
 
 // classify returns the code and reason for err; ok is false for errors
@@ -221,18 +234,36 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 			return d
 		}
 	}
+	var kl *KeyLimitError
+	if errors.As(err, &kl) && kl.RetryAfter > 0 {
+		// When a call would be admitted, as data (the Go client and
+		// gRPC's retry policies read google.rpc.RetryInfo).
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}, &errdetails.RetryInfo{
+			RetryDelay: durationpb.New(kl.RetryAfter),
+		}); derr == nil {
+			return d
+		}
+	}
 	var md *engine.MaxDepthError
 	if errors.As(err, &md) && len(md.Path) > 0 {
 		// The message names the path; the details let a client tell a
 		// loop in its data from a deep but intended nesting without
 		// parsing it.
-		return withInfo(st, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: map[string]string{
+		st = withInfo(st, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: map[string]string{
 			"maxDepth":   strconv.Itoa(md.Depth),
 			"pathLength": strconv.Itoa(len(md.Path)),
 			"from":       md.Path[0],
 			"to":         md.Path[len(md.Path)-1],
 			"cycle":      strconv.FormatBool(md.Cycle),
 		}})
+		var xe *explainedError
+		if errors.As(err, &xe) {
+			// A check asked to explain: the paths that went too deep.
+			if d, derr := st.WithDetails(xe.explanation); derr == nil {
+				st = d
+			}
+		}
+		return st
 	}
 	return withReason(st, reason)
 }

@@ -152,14 +152,18 @@ func gatewayStreamError(ctx context.Context, err error) *status.Status {
 
 // httpStatusOf maps a status to an HTTP status: grpc-gateway's mapping
 // (runtime.HTTPStatusFromCode), except where Pemba's reason says more.
-// RESOURCE_EXHAUSTED never means "slow down" in Pemba (429), but a
-// request over a limit (413) or a path deeper than the depth limit (422);
-// a write's failed precondition is HTTP's own 412.
+// RESOURCE_EXHAUSTED means "slow down" (429) only for a caller over its
+// key's own limits; otherwise it is a request over a limit (413) or a
+// path deeper than the depth limit (422). A write's failed precondition
+// is HTTP's own 412.
 func httpStatusOf(st *status.Status) int {
 	switch st.Code() {
 	case codes.ResourceExhausted:
-		if statusReason(st) == ReasonMaxDepth {
+		switch statusReason(st) {
+		case ReasonMaxDepth:
 			return http.StatusUnprocessableEntity
+		case ReasonKeyLimit:
+			return http.StatusTooManyRequests
 		}
 		return http.StatusRequestEntityTooLarge
 	case codes.FailedPrecondition:

@@ -32,7 +32,11 @@ func (h *schemas) ReadSchema(ctx context.Context, req *pb.ReadSchemaRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	return &pb.ReadSchemaResponse{SchemaText: rs.Text, ReadAt: zookieToProto(rs.Zookie)}, nil
+	text, err := PrincipalOf(ctx).SchemaFor(rs.Text)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ReadSchemaResponse{SchemaText: text, ReadAt: zookieToProto(rs.Zookie)}, nil
 }
 
 // WriteSchema replaces the schema and reports what changed.
@@ -41,13 +45,13 @@ func (h *schemas) WriteSchema(ctx context.Context, req *pb.WriteSchemaRequest) (
 		return nil, err
 	}
 	if req.GetDryRun() {
-		dry, err := h.s.eng.DryRunSchema(ctx, req.GetSchema(), engine.SchemaImpactOptions{})
+		dry, err := DryRunSchemaAs(ctx, h.s.eng, PrincipalOf(ctx), req.GetSchema())
 		if err != nil {
 			return nil, err
 		}
 		return &pb.WriteSchemaResponse{Changes: changesToProto(dry.Changes), Impact: impactToProto(dry.Zookie, dry.Impact)}, nil
 	}
-	zk, changes, err := h.s.eng.WriteSchema(ctx, callerOf(ctx), req.GetSchema())
+	zk, changes, err := WriteSchemaAs(ctx, h.s.eng, PrincipalOf(ctx), req.GetSchema())
 	if err != nil {
 		return nil, err
 	}

@@ -26,9 +26,15 @@ import (
 // authentication, without reflection, with DefaultRequestTimeout, and
 // with metrics on a private registry.
 type Config struct {
-	// Keys are the accepted preshared keys. With none, authentication is
-	// off and every write is recorded as AnonymousCaller.
+	// Keys are the accepted preshared keys. With none (and no Tokens),
+	// authentication is off and every write is recorded as
+	// AnonymousCaller. SetKeys replaces them while serving.
 	Keys []Key
+	// Tokens, when set, also accepts identity tokens (JWTs) that it
+	// verifies, beside the keys.
+	Tokens *TokenVerifier
+	// Clock is the time of the keys' rate limits (nil: time.Now).
+	Clock func() time.Time
 	// HealthWithoutAuth lets health checks through without a key (for
 	// load balancers and orchestrators).
 	HealthWithoutAuth bool
@@ -66,7 +72,8 @@ type Server struct {
 	eng     *engine.Engine
 	grpc    *grpc.Server
 	health  *health.Server
-	auth    *authenticator
+	auth    atomic.Pointer[authenticator]
+	clock   func() time.Time
 	exempt  []string // method prefixes that skip authentication
 	timeout time.Duration
 	metrics *metrics
@@ -115,7 +122,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if e == nil {
 		return nil, fmt.Errorf("server: nil engine")
 	}
-	auth, err := newAuthenticator(cfg.Keys)
+	auth, err := newAuthenticator(cfg.Keys, cfg.Tokens, nil, cfg.Clock)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +146,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		eng:     e,
-		auth:    auth,
+		clock:   cfg.Clock,
 		timeout: cfg.RequestTimeout,
 		metrics: m,
 		httpm:   hm,
@@ -147,6 +154,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 		tls:     cfg.TLS,
 		health:  health.NewServer(),
 	}
+	s.auth.Store(auth)
 	var stop context.CancelFunc
 	s.stopped, stop = context.WithCancel(context.Background())
 	s.beginStop = func() {
@@ -203,6 +211,26 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	return s, nil
+}
+
+// SetKeys replaces the server's preshared keys, for calls that start
+// from now on (pemba serve calls it on SIGHUP with the keys file read
+// again). Keys whose name and limits are unchanged keep their rate and
+// concurrency state. It refuses, leaving the keys in force, keys that
+// New would refuse, and an empty set on a server that authenticates
+// (authentication cannot be turned off, nor on, while serving).
+func (s *Server) SetKeys(keys []Key) error {
+	old := s.auth.Load()
+	next, err := newAuthenticator(keys, old.tokens, old, s.clock)
+	if err != nil {
+		return err
+	}
+	if next.enabled() != old.enabled() {
+		return fmt.Errorf("server: reloading keys cannot turn authentication on or off (%d keys now, %d given)", len(old.digests), len(keys))
+	}
+	s.auth.Store(next)
+	s.log.Info("keys reloaded", "keys", len(keys))
+	return nil
 }
 
 // Serve accepts connections on lis until Stop or GracefulStop.

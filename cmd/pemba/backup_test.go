@@ -38,7 +38,7 @@ func TestBackupRestoreCommands(t *testing.T) {
 	dir := t.TempDir()
 	keys := filepath.Join(dir, "keys")
 	const appSecret, opsSecret = "secret-of-the-app-0123456789", "secret-of-the-operator-0123456789"
-	if err := os.WriteFile(keys, []byte("app "+appSecret+"\nops "+opsSecret+" admin\n"), 0o600); err != nil {
+	if err := os.WriteFile(keys, []byte("keys:\n  - name: app\n    secret: "+appSecret+"\n    scopes: [check, read_relationships, write_relationships, read_schema, write_schema]\n  - name: ops\n    secret: "+opsSecret+"\n    scopes: [admin]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := startServe(t, "-datastore", "pebble", "-data-dir", filepath.Join(dir, "data"), "-keys-file", keys)
@@ -72,7 +72,7 @@ func TestBackupRestoreCommands(t *testing.T) {
 		return code, stdout.String() + stderr.String()
 	}
 	denied := filepath.Join(dir, "denied")
-	if code, out := backup(appSecret, denied); code != 1 || !strings.Contains(out, "admin key") {
+	if code, out := backup(appSecret, denied); code != 1 || !strings.Contains(out, "PermissionDenied") {
 		t.Errorf("backup with a key that is not admin: exit %d, %s", code, out)
 	}
 	if _, err := os.Stat(denied); !os.IsNotExist(err) {

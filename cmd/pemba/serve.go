@@ -36,7 +36,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		replicas    listFlag
 		dataDir     = fs.String("data-dir", "./data", "pebble data directory")
 		gcWindow    = fs.Duration("gc-window", 24*time.Hour, "how long old revisions stay readable (at_exact_snapshot, Watch resumption)")
-		keysFile    = fs.String("keys-file", "", "preshared keys, one \"name secret\" per line (\"name secret admin\" for a key that may also take backups); the name is recorded as the caller of writes")
+		keysFile    = fs.String("keys-file", "", "preshared keys: YAML with each key's scopes, tenant and limits, or one \"name secret\" per line (every scope); the name is the caller in logs, metrics and writes; read again on SIGHUP")
 		noAuth      = fs.Bool("insecure-no-auth", false, "serve without authentication on a non-loopback address (on loopback it is the default when no -keys-file is given)")
 		healthOpen  = fs.Bool("health-without-auth", true, "answer gRPC health checks without a key")
 		reflect     = fs.Bool("reflection", false, "register gRPC reflection (for grpcurl)")
@@ -53,6 +53,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		pprofOn     = fs.Bool("pprof", false, "also serve Go's profiles at http://ADDR/debug/pprof/ on -metrics-listen (CPU, heap, allocations, goroutines; unauthenticated, like the metrics)")
 		gcPercent   = fs.Int("gc-percent", serveGCPercent, "Go GC target percentage (GOGC): the heap may grow this many percent over the live heap before a collection; the default trades memory for less GC CPU per request (when neither this flag nor its variable is given, a GOGC environment variable wins)")
 	)
+	var tokens tokenFlags
+	tokens.register(fs)
 	var dispatch dispatchFlags
 	fs.StringVar(&dispatch.peers, "dispatch-peers", "", "cluster: comma-separated host:port of every node (this one included, the same list on each), all on one -datastore postgres; each permission is evaluated and cached by its owner node")
 	fs.StringVar(&dispatch.self, "dispatch-self", "", "cluster: this node's entry in -dispatch-peers (default: the -listen address)")
@@ -125,13 +127,19 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return 1
 	}
 
+	verifier, err := tokens.verifier(log)
+	if err != nil {
+		fmt.Fprintf(stderr, "pemba serve: %v\n", err)
+		return 2
+	}
 	var keys []server.Key
-	switch {
-	case *keysFile != "":
-		var err error
+	if *keysFile != "" {
 		if keys, err = server.ReadKeysFile(*keysFile, log); err != nil {
 			return fail(err)
 		}
+	}
+	switch {
+	case *keysFile != "" || verifier != nil:
 	case *noAuth:
 	case cli.IsLoopback(*listen) && (*httpAddr == "" || cli.IsLoopback(*httpAddr)):
 		log.Warn("serving without authentication on a loopback address; give -keys-file to require keys", "listen", *listen)
@@ -140,7 +148,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if cli.IsLoopback(addr) {
 			addr = *httpAddr
 		}
-		fmt.Fprintf(stderr, "pemba serve: %s is reachable from other hosts: give -keys-file, or -insecure-no-auth to serve without authentication\n", addr)
+		fmt.Fprintf(stderr, "pemba serve: %s is reachable from other hosts: give -keys-file or -token-issuer, or -insecure-no-auth to serve without authentication\n", addr)
 		return 2
 	}
 	var tlsConf *tls.Config
@@ -183,7 +191,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer eng.Close()
 
 	srv, err := server.New(eng, server.Config{
-		Keys: keys, HealthWithoutAuth: *healthOpen, Reflection: *reflect, RequestTimeout: *timeout,
+		Keys: keys, Tokens: verifier, HealthWithoutAuth: *healthOpen, Reflection: *reflect, RequestTimeout: *timeout,
 		Registerer: reg, Logger: log, TLS: tlsConf, MaxRecvMsgBytes: *maxRecv, AccessLog: *accessLog,
 	})
 	if err != nil {
@@ -206,6 +214,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if tlsConf != nil {
 		scheme = "https"
 	}
+	stopReload := reloadKeysOnHUP(ctx, srv, *keysFile, log)
+	defer stopReload()
 	stopHook := context.AfterFunc(ctx, func() { log.Info("shutting down", "grace", *shutdownGrace) })
 	defer stopHook()
 	err = srv.Run(ctx, server.RunConfig{
@@ -222,7 +232,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			if metricsAddr != nil {
 				log.Info("serving metrics", "url", fmt.Sprintf("http://%s/metrics", metricsAddr))
 			}
-			log.Info("serving gRPC", "addr", grpcAddr.String(), "datastore", st.Kind(), "authentication", len(keys) > 0, "tls", tlsConf != nil)
+			log.Info("serving gRPC", "addr", grpcAddr.String(), "datastore", st.Kind(), "authentication", len(keys) > 0 || verifier != nil, "keys", len(keys), "identity_tokens", verifier != nil, "tls", tlsConf != nil)
 		},
 	})
 	if err != nil {

@@ -24,6 +24,9 @@ var (
 	// ErrCaveat: a caveat could not be evaluated, typically because the
 	// request context holds a value of the wrong type.
 	ErrCaveat = errors.New("eval: caveat evaluation failed")
+	// ErrExplainMismatch: the explaining walk reached another answer than
+	// Check (a bug; the explanation is withheld).
+	ErrExplainMismatch = errors.New("eval: explanation disagrees with check")
 )
 
 // MaxDepthError reports a path of relations longer than Options.MaxDepth:
@@ -137,3 +140,15 @@ func maxDepthError(limit int, f *frame) error {
 	slices.Reverse(path)
 	return &MaxDepthError{Depth: limit, Path: path, Cycle: cycle}
 }
+
+// ExplainMismatchError reports an explanation whose answer is not Check's.
+type ExplainMismatchError struct {
+	Check, Explain Permissionship
+}
+
+func (e *ExplainMismatchError) Error() string {
+	return fmt.Sprintf("eval: explanation disagrees with check: check %v, explanation %v", e.Check, e.Explain)
+}
+
+// Is makes errors.Is(err, ErrExplainMismatch) true.
+func (e *ExplainMismatchError) Is(target error) bool { return target == ErrExplainMismatch }

@@ -226,7 +226,7 @@ func TestEnterpriseScenario(t *testing.T) {
 		t.Errorf("create twice: exit %d, stderr %q", r.code, r.stderr)
 	}
 	del := pemba(t, addr, "", "relationship", "delete", "--resource-type", "crm_customer", "--subject", "employee:tom")
-	if del.code != 0 || !strings.Contains(del.stderr, "1 relationships deleted") {
+	if del.code != 0 || !strings.Contains(del.stderr, "1 relationship deleted") {
 		t.Fatalf("delete: %+v", del)
 	}
 	left := pemba(t, addr, "// tom leaves acme\n\nenterprise:acme#member@employee:tom\n", "relationship", "write", "--op", "delete", "--file", "-")
