@@ -70,6 +70,9 @@ var (
 	// ErrPreconditionFailed: a write precondition did not hold; see
 	// *PreconditionError.
 	ErrPreconditionFailed = errors.New("engine: precondition failed")
+	// ErrInvariantViolated: a write would break an invariant of the
+	// schema; nothing was written. See *InvariantError.
+	ErrInvariantViolated = errors.New("engine: invariant violated")
 	// ErrLimitExceeded: a request is larger than a configured limit; see
 	// *LimitError.
 	ErrLimitExceeded = errors.New("engine: request exceeds a limit")
@@ -90,6 +93,10 @@ var (
 	// schema in force lacks (the data and the schema disagree; compare
 	// ErrUnknownCaveat, a write naming one).
 	ErrUnknownStoredCaveat = eval.ErrUnknownCaveat
+	// ErrLookupTooLarge: a lookup reached more objects than
+	// Limits.MaxLookupNodes. The engine reports it as a *LimitError
+	// (ErrLimitExceeded); the sentinel is the evaluator's.
+	ErrLookupTooLarge = eval.ErrLookupTooLarge
 
 	// ErrRelationshipExists: a create found a relationship with the same
 	// key; see *store.AlreadyExistsError.
@@ -270,6 +277,34 @@ func (e *PreconditionError) Error() string {
 
 // Is makes errors.Is(err, ErrPreconditionFailed) true.
 func (e *PreconditionError) Is(target error) bool { return target == ErrPreconditionFailed }
+
+// InvariantError names the schema invariant a write would break, the
+// object it would break it on, and the change of the write that asked for
+// the check. Nothing was written.
+type InvariantError struct {
+	// Invariant is "definition.name"; Condition its condition.
+	Invariant, Condition string
+	Object               tuple.ObjectRef
+	// Index is the update's index in the write request; -1 for a
+	// relationship deleted by a filter.
+	Index        int
+	Op           store.Op
+	Relationship tuple.Key
+	// Detail says what is wrong after the write.
+	Detail string
+}
+
+// Error implements error.
+func (e *InvariantError) Error() string {
+	by := fmt.Sprintf("update %d (%s %s)", e.Index, e.Op, e.Relationship)
+	if e.Index < 0 {
+		by = fmt.Sprintf("deleting %s", e.Relationship)
+	}
+	return fmt.Sprintf("engine: invariant %s (%s) violated on %s by %s: %s", e.Invariant, e.Condition, e.Object, by, e.Detail)
+}
+
+// Is makes errors.Is(err, ErrInvariantViolated) true.
+func (e *InvariantError) Is(target error) bool { return target == ErrInvariantViolated }
 
 // DeleteLimitError refuses a limited delete without AllowPartial when more
 // relationships match than its Limit; nothing was deleted.

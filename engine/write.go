@@ -332,8 +332,14 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 		return "", err
 	}
 	now := e.now()
+	changes := v.c.invariants.updateChanges(req.Updates)
 	rev, err := e.st.Update(ctx, store.WriteMeta{Caller: req.Caller}, func(ctx context.Context, tx store.Tx) error {
 		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
+			return err
+		}
+		// Judged before the updates are applied: tx reads the state the
+		// write builds on, and the check lays the updates over it.
+		if err := v.c.invariants.checkInvariants(ctx, tx, changes, now); err != nil {
 			return err
 		}
 		for i, u := range req.Updates {
@@ -411,10 +417,19 @@ func (e *Engine) DeleteRelationships(ctx context.Context, req DeleteRequest) (De
 func (e *Engine) deleteMatching(ctx context.Context, req DeleteRequest) (store.Revision, int, error) {
 	e.writeMu.RLock()
 	defer e.writeMu.RUnlock()
+	ix, err := e.headInvariants(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
 	now := e.now()
 	deleted := 0
 	rev, err := e.st.Update(ctx, store.WriteMeta{Caller: req.Caller}, func(ctx context.Context, tx store.Tx) error {
 		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
+			return err
+		}
+		if ix.affects(req.Filter.ResourceType, req.Filter.Relation) {
+			n, err := deleteChecked(ctx, tx, ix, req.Filter, req.Limit, now)
+			deleted = n
 			return err
 		}
 		n, err := tx.DeleteMatching(ctx, req.Filter, req.Limit)
@@ -523,8 +538,9 @@ func (e *Engine) wrapWrite(err error) error {
 		re *RelationshipError
 		pe *PreconditionError
 		ue *UnsafeSchemaChangeError
+		ie *InvariantError
 	)
-	if errors.As(err, &re) || errors.As(err, &pe) || errors.As(err, &ue) {
+	if errors.As(err, &re) || errors.As(err, &pe) || errors.As(err, &ue) || errors.As(err, &ie) {
 		return err
 	}
 	if errors.Is(err, store.ErrBatchTooLarge) {

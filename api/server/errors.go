@@ -65,30 +65,36 @@ const (
 	ReasonLimitExceeded = "LIMIT_EXCEEDED"
 	ReasonMaxDepth      = "MAX_DEPTH_EXCEEDED"
 	ReasonUnavailable   = "UNAVAILABLE"
+	// ReasonOverloaded: the server shed the call (RESOURCE_EXHAUSTED,
+	// with a google.rpc.RetryInfo); nothing of it was done.
+	ReasonOverloaded = "OVERLOADED"
 	// ReasonCommitOutcomeUnknown: a write's commit got no answer from the
 	// datastore; it may or may not have been applied (codes.Unknown).
 	ReasonCommitOutcomeUnknown = "COMMIT_OUTCOME_UNKNOWN"
 	ReasonAlreadyExists        = "RELATIONSHIP_EXISTS"
 	ReasonPreconditionFailed   = "PRECONDITION_FAILED"
-	ReasonSnapshotExpired      = "SNAPSHOT_EXPIRED"
-	ReasonUnsafeSchemaChange   = "UNSAFE_SCHEMA_CHANGE"
-	ReasonSchemaChanged        = "SCHEMA_CHANGED"
-	ReasonNoSchema             = "NO_SCHEMA"
-	ReasonDeprecated           = "DEPRECATED"
-	ReasonUnknownStoredCaveat  = "UNKNOWN_STORED_CAVEAT"
-	ReasonInvalidSchema        = "INVALID_SCHEMA"
-	ReasonFutureZookie         = "FUTURE_ZOOKIE"
-	ReasonInvalidZookie        = "INVALID_ZOOKIE"
-	ReasonInvalidCursor        = "INVALID_CURSOR"
-	ReasonDuplicateUpdate      = "DUPLICATE_UPDATE"
-	ReasonInvalidRelationship  = "INVALID_RELATIONSHIP"
-	ReasonUnknownDefinition    = "UNKNOWN_DEFINITION"
-	ReasonUnknownRelation      = "UNKNOWN_RELATION"
-	ReasonCaveat               = "CAVEAT_ERROR"
-	ReasonInvalidArgument      = "INVALID_ARGUMENT"
-	ReasonCanceled             = "CANCELED"
-	ReasonDeadlineExceeded     = "DEADLINE_EXCEEDED"
-	ReasonInternal             = "INTERNAL"
+	// ReasonInvariantViolated: the write would break an invariant of the
+	// schema; the message names it, the object and the update.
+	ReasonInvariantViolated   = "INVARIANT_VIOLATED"
+	ReasonSnapshotExpired     = "SNAPSHOT_EXPIRED"
+	ReasonUnsafeSchemaChange  = "UNSAFE_SCHEMA_CHANGE"
+	ReasonSchemaChanged       = "SCHEMA_CHANGED"
+	ReasonNoSchema            = "NO_SCHEMA"
+	ReasonDeprecated          = "DEPRECATED"
+	ReasonUnknownStoredCaveat = "UNKNOWN_STORED_CAVEAT"
+	ReasonInvalidSchema       = "INVALID_SCHEMA"
+	ReasonFutureZookie        = "FUTURE_ZOOKIE"
+	ReasonInvalidZookie       = "INVALID_ZOOKIE"
+	ReasonInvalidCursor       = "INVALID_CURSOR"
+	ReasonDuplicateUpdate     = "DUPLICATE_UPDATE"
+	ReasonInvalidRelationship = "INVALID_RELATIONSHIP"
+	ReasonUnknownDefinition   = "UNKNOWN_DEFINITION"
+	ReasonUnknownRelation     = "UNKNOWN_RELATION"
+	ReasonCaveat              = "CAVEAT_ERROR"
+	ReasonInvalidArgument     = "INVALID_ARGUMENT"
+	ReasonCanceled            = "CANCELED"
+	ReasonDeadlineExceeded    = "DEADLINE_EXCEEDED"
+	ReasonInternal            = "INTERNAL"
 	// ReasonBackupUnsupported: the datastore cannot be backed up online
 	// by the server (PostgreSQL: use pg_dump).
 	ReasonBackupUnsupported = "BACKUP_UNSUPPORTED"
@@ -117,10 +123,11 @@ var errorRules = []errorRule{
 	// names is refused for its caller, not malformed.
 	{[]error{ErrPermissionDenied, schema.ErrOutsideTenant}, codes.PermissionDenied, ReasonPermissionDenied},
 	{[]error{ErrKeyLimit}, codes.ResourceExhausted, ReasonKeyLimit},
+	{[]error{ErrOverloaded}, codes.ResourceExhausted, ReasonOverloaded},
 	// Limits first: a *FieldError or a *RelationshipError may wrap an
 	// *engine.LimitError. engine.ErrBatchTooLarge is the datastore's own
 	// per-transaction limit; nothing was written.
-	{[]error{engine.ErrLimitExceeded, engine.ErrBatchTooLarge}, codes.ResourceExhausted, ReasonLimitExceeded},
+	{[]error{engine.ErrLimitExceeded, engine.ErrBatchTooLarge, engine.ErrLookupTooLarge}, codes.ResourceExhausted, ReasonLimitExceeded},
 	// The answer is unknown, never a silent "no"; the status carries the
 	// path (see statusOf).
 	{[]error{engine.ErrMaxDepth}, codes.ResourceExhausted, ReasonMaxDepth},
@@ -131,6 +138,7 @@ var errorRules = []errorRule{
 	{[]error{engine.ErrCommitUnknown}, codes.Unknown, ReasonCommitOutcomeUnknown},
 	{[]error{engine.ErrRelationshipExists}, codes.AlreadyExists, ReasonAlreadyExists},
 	{[]error{engine.ErrPreconditionFailed}, codes.FailedPrecondition, ReasonPreconditionFailed},
+	{[]error{engine.ErrInvariantViolated}, codes.FailedPrecondition, ReasonInvariantViolated},
 	{[]error{engine.ErrSnapshotExpired}, codes.FailedPrecondition, ReasonSnapshotExpired},
 	{[]error{engine.ErrUnsafeSchemaChange}, codes.FailedPrecondition, ReasonUnsafeSchemaChange},
 	{[]error{engine.ErrSchemaChanged}, codes.FailedPrecondition, ReasonSchemaChanged},
@@ -244,6 +252,15 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 			return d
 		}
 	}
+	var oe *OverloadError
+	if errors.As(err, &oe) {
+		// RetryInfo says when to come back; clients that honour it
+		// (api/client does) spread their retries over the overload.
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(oe.RetryAfter)}); derr == nil {
+			return d
+		}
+	}
 	var md *engine.MaxDepthError
 	if errors.As(err, &md) && len(md.Path) > 0 {
 		// The message names the path; the details let a client tell a
@@ -264,6 +281,18 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 			}
 		}
 		return st
+	}
+	var ie *engine.InvariantError
+	if errors.As(err, &ie) {
+		// The message names them too; the details let a client tell
+		// which rule refused which update without parsing it.
+		return withInfo(st, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: map[string]string{
+			"invariant":    ie.Invariant,
+			"condition":    ie.Condition,
+			"object":       ie.Object.String(),
+			"updateIndex":  strconv.Itoa(ie.Index),
+			"relationship": ie.Relationship.String(),
+		}})
 	}
 	return withReason(st, reason)
 }

@@ -821,6 +821,7 @@ func TestHTTPStatusOf(t *testing.T) {
 		{codes.ResourceExhausted, ReasonMaxDepth, 422},
 		{codes.ResourceExhausted, ReasonKeyLimit, 429},
 		{codes.PermissionDenied, ReasonPermissionDenied, 403},
+		{codes.ResourceExhausted, ReasonOverloaded, 429},
 		{codes.Canceled, ReasonCanceled, 499},
 		{codes.Unknown, ReasonCommitOutcomeUnknown, 500},
 		{codes.Internal, ReasonInternal, 500},

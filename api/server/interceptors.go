@@ -15,8 +15,8 @@ import (
 
 // The interceptors run these steps, outermost first: metrics (sees the
 // final code of every call), status conversion (statusOf, the only place
-// an error becomes a code), panic recovery, authentication, and for unary
-// calls the default deadline. Handlers below them return plain errors.
+// an error becomes a code), panic recovery, authentication, for unary
+// calls the default deadline, and overload admission (overload.go). Handlers below them return plain errors.
 // Each kind is one interceptor calling the steps in turn: gRPC allocates a
 // closure per link of a chain on every call (4 per call with the five
 // steps as separate interceptors).
@@ -77,6 +77,11 @@ func (s *Server) unaryGuarded(ctx context.Context, req any, info *grpc.UnaryServ
 		ctx, cancel = context.WithTimeout(ctx, s.timeout)
 		defer cancel()
 	}
+	release, err := s.overload.admit(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	return h(ctx, req)
 }
 
@@ -120,6 +125,11 @@ func (s *Server) streamGuarded(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	if err != nil {
 		return err
 	}
+	release, err := s.overload.admitStream(info.FullMethod)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if ctx == ss.Context() {
 		return h(srv, ss)
 	}

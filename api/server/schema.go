@@ -79,6 +79,9 @@ var changeKinds = map[schema.ChangeKind]pb.SchemaChange_Kind{
 	schema.CaveatAdded:        pb.SchemaChange_KIND_CAVEAT_ADDED,
 	schema.CaveatRemoved:      pb.SchemaChange_KIND_CAVEAT_REMOVED,
 	schema.CaveatChanged:      pb.SchemaChange_KIND_CAVEAT_CHANGED,
+	schema.InvariantAdded:     pb.SchemaChange_KIND_INVARIANT_ADDED,
+	schema.InvariantRemoved:   pb.SchemaChange_KIND_INVARIANT_REMOVED,
+	schema.InvariantChanged:   pb.SchemaChange_KIND_INVARIANT_CHANGED,
 }
 
 func changeToProto(c schema.Change) *pb.SchemaChange {

@@ -120,6 +120,13 @@ var methodRules = func() map[string]methodRule {
 	both("SchemaService/WriteSchema", guarded(ScopeWriteSchema))
 	both("WatchService/Watch", guarded(ScopeWatch))
 
+	// Not yet kept inside a tenant's types by their handlers: refused to
+	// tenant keys (methodRule without tenantSafe).
+	m["/pemba.v1.PermissionsService/CountResources"] = methodRule{scope: ScopeCheck}
+	m["/pemba.v1.PermissionsService/CountRelationships"] = methodRule{scope: ScopeReadRelationships}
+	m["/pemba.v1.PermissionsService/DiffPermissions"] = methodRule{scope: ScopeCheck}
+	m["/pemba.v1.WatchService/WatchPermissions"] = methodRule{scope: ScopeWatch}
+
 	m["/pemba.v1.PermissionsService/ImportRelationships"] = guarded(ScopeWriteRelationships)
 	m["/pemba.v1.PermissionsService/ExportRelationships"] = guarded(ScopeReadRelationships)
 	// A copy of the whole datastore: admin keys without a tenant only.

@@ -58,6 +58,9 @@ type Config struct {
 	// MaxRecvMsgBytes (the constant); larger messages fail with
 	// ResourceExhausted.
 	MaxRecvMsgBytes int
+	// Overload configures the server-wide limits on concurrent calls and
+	// streams (see Overload); the zero value sets none.
+	Overload Overload
 	// GRPCOptions are appended to the server's options.
 	GRPCOptions []grpc.ServerOption
 	// TLS, when set, serves gRPC and the HTTP listener (RunConfig.HTTPListen)
@@ -69,18 +72,19 @@ type Config struct {
 
 // Server is the gRPC server of one engine.
 type Server struct {
-	eng     *engine.Engine
-	grpc    *grpc.Server
-	health  *health.Server
-	auth    atomic.Pointer[authenticator]
-	clock   func() time.Time
-	exempt  []string // method prefixes that skip authentication
-	timeout time.Duration
-	metrics *metrics
-	httpm   *httpMetrics
-	log     *slog.Logger
-	tls     *tls.Config // nil: plaintext
-	maxRecv int         // bytes of one request message
+	eng      *engine.Engine
+	grpc     *grpc.Server
+	health   *health.Server
+	auth     atomic.Pointer[authenticator]
+	clock    func() time.Time
+	exempt   []string // method prefixes that skip authentication
+	timeout  time.Duration
+	metrics  *metrics
+	httpm    *httpMetrics
+	log      *slog.Logger
+	tls      *tls.Config // nil: plaintext
+	maxRecv  int         // bytes of one request message
+	overload *overload
 	// callLevel is the level of the line logged per call.
 	callLevel slog.Level
 	// stopping is set when GracefulStop or Stop begins (/readyz turns 503).
@@ -144,15 +148,20 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if err := registerStoreMetrics(reg, e); err != nil {
 		return nil, fmt.Errorf("server: register store metrics: %w", err)
 	}
+	ov, err := newOverload(cfg.Overload, reg)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
-		eng:     e,
-		clock:   cfg.Clock,
-		timeout: cfg.RequestTimeout,
-		metrics: m,
-		httpm:   hm,
-		log:     cfg.Logger,
-		tls:     cfg.TLS,
-		health:  health.NewServer(),
+		eng:      e,
+		clock:    cfg.Clock,
+		timeout:  cfg.RequestTimeout,
+		metrics:  m,
+		httpm:    hm,
+		log:      cfg.Logger,
+		tls:      cfg.TLS,
+		health:   health.NewServer(),
+		overload: ov,
 	}
 	s.auth.Store(auth)
 	var stop context.CancelFunc

@@ -44,6 +44,11 @@ type Options struct {
 	// Router, when set, sends permissions owned by other nodes of a
 	// cluster to them (see Router); nil evaluates everything here.
 	Router Router
+	// MaxLookupNodes bounds the (object, relation) nodes the walk of one
+	// LookupResources or LookupSubjects reaches and holds in memory;
+	// past it the lookup fails with a *LookupTooLargeError. 0 means no
+	// bound.
+	MaxLookupNodes int
 }
 
 // Evaluator answers permission questions over one compiled schema. It is

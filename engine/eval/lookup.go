@@ -56,6 +56,8 @@ type reverseWalk struct {
 	// fails with errBudget.
 	budget  int
 	reached int
+	// over is set when a node was left out for the budget.
+	over bool
 	// expires is the earliest expiration among the relationships read.
 	expires time.Time
 }
@@ -81,7 +83,12 @@ func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool, h int32
 		m = make(map[string]revVal)
 		w.vals[rel.Index] = m
 	}
-	if old, ok := m[id]; ok && (old.exact || !exact) {
+	old, ok := m[id]
+	if ok && (old.exact || !exact) {
+		return
+	}
+	if !ok && w.budget > 0 && w.reached >= w.budget {
+		w.over = true // run fails with errBudget: nothing more is held
 		return
 	}
 	m[id] = revVal{exact: exact, h: h}
@@ -91,7 +98,7 @@ func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool, h int32
 
 // reverse calls fn with each relationship on rel whose subject matches sf.
 func (w *reverseWalk) reverse(ctx context.Context, sf tuple.SubjectFilter, rel *schema.Relation, fn func(r *tuple.Relationship)) error {
-	if w.budget > 0 && w.reached > w.budget {
+	if w.over || (w.budget > 0 && w.reached > w.budget) {
 		return errBudget
 	}
 	f := tuple.ReverseFilter{Subject: sf, ResourceType: rel.Definition.Name, Relation: rel.Name}
@@ -180,6 +187,9 @@ func (w *reverseWalk) propagate(ctx context.Context) error {
 			})
 		}
 	}
+	if err == nil && w.over {
+		err = errBudget
+	}
 	return err
 }
 
@@ -200,7 +210,11 @@ func (rq *request) lookupResources(ctx context.Context, req LookupResourcesReque
 		return
 	}
 	w := newReverseWalk(rq, goal)
+	w.budget = rq.e.opts.MaxLookupNodes
 	if err := w.run(ctx, req.Subject); err != nil {
+		if errors.Is(err, errBudget) {
+			err = &LookupTooLargeError{Max: w.budget}
+		}
 		yield(ResourceResult{}, err)
 		return
 	}
@@ -435,6 +449,7 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 	visited := map[node]bool{}
 	overBudget := false
 	var queue []visit
+	maxNodes := rq.e.opts.MaxLookupNodes
 	push := func(r *schema.Relation, id string, d int32) {
 		n := node{r, id}
 		if r == nil || visited[n] || !rq.e.an.canContain(r, subType, subRel) {
@@ -480,6 +495,9 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		}
 		if overBudget || (budget > 0 && len(mentioned) > budget) {
 			return nil, errBudget
+		}
+		if maxNodes > 0 && len(visited)+len(mentioned) > maxNodes {
+			return nil, &LookupTooLargeError{Max: maxNodes}
 		}
 		n := queue[head]
 		if subRel != "" && n.rel.Name == subRel && n.rel.Definition.Name == subType {
