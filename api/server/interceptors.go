@@ -180,6 +180,7 @@ func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.C
 	}
 	p, err := a.authenticate(ctx)
 	if err != nil {
+		s.authFailures.note(ctx, fullMethod, err)
 		return nil, nil, err
 	}
 	adm := &admission{p: p}

@@ -85,6 +85,8 @@ type Server struct {
 	tls      *tls.Config // nil: plaintext
 	maxRecv  int         // bytes of one request message
 	overload *overload
+	// authFailures logs failed authentications (rate-limited).
+	authFailures *authFailures
 	// callLevel is the level of the line logged per call.
 	callLevel slog.Level
 	// stopping is set when GracefulStop or Stop begins (/readyz turns 503).
@@ -177,6 +179,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.authFailures = newAuthFailures(s.log, cfg.Clock)
 	s.callLevel = slog.LevelDebug
 	if cfg.AccessLog {
 		s.callLevel = slog.LevelInfo

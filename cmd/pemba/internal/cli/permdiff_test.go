@@ -81,7 +81,7 @@ func TestDiffAndWatchPermissions(t *testing.T) {
 	step(z1,
 		"- employee:li#can_message@employee:wang (write at "+z1+")",
 		"- employee:wang#can_message@employee:li (write at "+z1+")")
-	z2 := strings.TrimSpace(must(t, addr, "relationship", "write", "--op", "delete", "link:acme_globex#approved@employee:*"))
+	z2 := strings.TrimSpace(must(t, addr, "relationship", "write", "--op", "delete", "link:acme_globex#approved@employee:*", "link:acme_globex#granted@employee:wang", "link:acme_globex#granted@employee:zhao", "link:acme_globex#granted@employee:bill", "link:acme_globex#granted@employee:deng"))
 	step(z2,
 		"- employee:deng#can_message@employee:wang (write at "+z2+")",
 		"- employee:wang#can_message@employee:deng (write at "+z2+")")
