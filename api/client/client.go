@@ -64,12 +64,13 @@ var ErrNoTransport = errors.New("client: set Options.TLS, or Options.Insecure fo
 // Client is a connection to a Pemba server. It is safe for concurrent use.
 type Client struct {
 	conn *grpc.ClientConn
-	// Permissions, Schema and Watch are the generated clients.
+	// Permissions, Schema, Watch and Backup are the generated clients.
 	Permissions pb.PermissionsServiceClient
 	Schema      pb.SchemaServiceClient
 	Watch       pb.WatchServiceClient
 	// Audit reads and verifies the audit log.
-	Audit pb.AuditServiceClient
+	Audit  pb.AuditServiceClient
+	Backup pb.BackupServiceClient
 
 	zk *zookies // nil unless Options.ReadYourWrites
 }
@@ -110,6 +111,7 @@ func New(target string, opts Options) (*Client, error) {
 		Schema:      pb.NewSchemaServiceClient(conn),
 		Watch:       pb.NewWatchServiceClient(conn),
 		Audit:       pb.NewAuditServiceClient(conn),
+		Backup:      pb.NewBackupServiceClient(conn),
 		zk:          zk,
 	}, nil
 }

@@ -98,6 +98,9 @@ const (
 	// ReasonNoAuditLog: the datastore keeps no audit log (a custom
 	// store; every built-in one keeps it).
 	ReasonNoAuditLog = "NO_AUDIT_LOG"
+	// ReasonBackupUnsupported: the datastore cannot be backed up online
+	// by the server (PostgreSQL: use pg_dump).
+	ReasonBackupUnsupported = "BACKUP_UNSUPPORTED"
 )
 
 // errorRule maps every error matching one of targets (errors.Is) to a code.
@@ -144,6 +147,7 @@ var errorRules = []errorRule{
 	{[]error{engine.ErrUnsafeSchemaChange}, codes.FailedPrecondition, ReasonUnsafeSchemaChange},
 	{[]error{engine.ErrSchemaChanged}, codes.FailedPrecondition, ReasonSchemaChanged},
 	{[]error{engine.ErrNoSchema}, codes.FailedPrecondition, ReasonNoSchema},
+	{[]error{engine.ErrBackupUnsupported}, codes.FailedPrecondition, ReasonBackupUnsupported},
 	// Refused by the server's policy (-deprecated refuse), not malformed.
 	{[]error{engine.ErrDeprecated}, codes.FailedPrecondition, ReasonDeprecated},
 	// The stored data and the schema disagree: not the request's fault.
@@ -176,6 +180,9 @@ var internalErrors = []struct {
 	{schema.ErrCaveatNotCompiled, "a caveat evaluated without being compiled: a bug"},
 	{engine.ErrTxDone, "a transaction used after its Update returned: a bug"},
 	{errPanic, "a handler panicked: a bug"},
+	{engine.ErrBackupInvalid, "a damaged backup: only the offline restore and backup writer read one"},
+	{engine.ErrBackupFormat, "a backup of another format: only the offline restore reads one"},
+	{engine.ErrBackupTargetNotEmpty, "a backup or restore directory in use: only the command line writes one"},
 	{engine.ErrExplainMismatch, "an explanation that disagrees with its check: a bug; no explanation is sent"},
 }
 

@@ -121,6 +121,7 @@ var serviceNames = []string{
 	pb.SchemaService_ServiceDesc.ServiceName,
 	pb.WatchService_ServiceDesc.ServiceName,
 	pb.AuditService_ServiceDesc.ServiceName,
+	pb.BackupService_ServiceDesc.ServiceName,
 }
 
 // New assembles a server over e. It does not listen; call Serve.
@@ -214,6 +215,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	pb.RegisterWatchServiceServer(s.grpc, &watcher{s: s})
 	pb.RegisterAuditServiceServer(s.grpc, &auditor{s: s})
 	pb.RegisterDispatchServiceServer(s.grpc, &dispatcher{s: s})
+	pb.RegisterBackupServiceServer(s.grpc, &backups{s: s})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	if cfg.Reflection {
 		reflection.Register(s.grpc)

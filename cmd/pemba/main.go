@@ -46,6 +46,8 @@ func commands() []command {
 		{"watch", "stream relationship changes until interrupted", cli.Main("watch")},
 		{"audit", "query the audit log of every write, verify its hash chain", cli.Main("audit")},
 		{"count", "count resources (count resources TYPE#PERMISSION@SUBJECT) or relationships", cli.Main("count")},
+		{"backup", "back up a running Pebble server into a directory: backup --to DIR", cli.Main("backup")},
+		{"restore", "restore a backup into a new data directory: restore --from DIR -data-dir NEW", restoreCommand},
 		{"version", "print the version, commit, Go version and storage formats", versionCommand},
 		{"completion", "print a shell completion script: completion bash|zsh|fish", completionCommand},
 	}

@@ -112,6 +112,7 @@ func commands() []command {
 		{"watch-permissions", "stream the changes of a permission's results until interrupted", watchPermissionsCommand},
 		{"count", "count the resources a subject has a permission on, or relationships", countCommand},
 		{"audit", "query and verify the audit log of every write", auditCommand},
+		{"backup", "back up the server's datastore into a directory (an admin key)", backupCommand},
 	}
 }
 
