@@ -29,6 +29,11 @@ type PermissionSetRequest struct {
 	// Contextual are relationships that hold for this request only (see
 	// contextual.go).
 	Contextual []tuple.Relationship
+	// Explain asks for every cell's explanation as well: the one Explain
+	// gives for that cell's check (see PermissionSetResponse.Explanations).
+	// It costs an explaining walk per cell on top of the set; without it
+	// the set pays nothing for explanations.
+	Explain bool
 }
 
 // PermissionSetResponse answers a permission set at one revision.
@@ -40,7 +45,14 @@ type PermissionSetResponse struct {
 	// that cell's own error in Err (a caveat that fails to evaluate,
 	// the depth limit).
 	Results [][]BulkCheckResult
-	Zookie  string
+	// Explanations[i][j] explains Results[i][j] when the request asked
+	// (Explain; nil otherwise): what Explain answers for that single
+	// check at Zookie, with the same context and contextual
+	// relationships. A cell that failed on the depth limit has the
+	// explanation of the paths that went too deep; one that failed
+	// otherwise has none (nil).
+	Explanations [][]*Explanation
+	Zookie       string
 }
 
 // CheckPermissionSet answers every permission of req on every resource at
@@ -89,8 +101,10 @@ func (e *Engine) CheckPermissionSet(ctx context.Context, req PermissionSetReques
 			reqs = append(reqs, eval.CheckRequest{Resource: res, Permission: p, Subject: req.Subject})
 		}
 	}
-	// One evaluator call is one request: one memo for every cell.
-	cells := v.c.eval.CheckBulk(ctx, e.params(v, req.Context, req.Contextual), reqs)
+	// One evaluator call is one request: one memo for every cell. The
+	// explanations, if asked, read the same snapshot at the same clock.
+	p := e.params(v, req.Context, req.Contextual)
+	cells := v.c.eval.CheckBulk(ctx, p, reqs)
 	out := PermissionSetResponse{Permissions: perms, Results: make([][]BulkCheckResult, len(req.Resources)), Zookie: e.zookieOf(v.rev)}
 	all := make([]BulkCheckResult, len(cells)) // the rows' one backing array
 	for i := range req.Resources {
@@ -107,6 +121,46 @@ func (e *Engine) CheckPermissionSet(ctx context.Context, req PermissionSetReques
 			row[j] = BulkCheckResult{CheckResult: c.CheckResult, Err: c.Err}
 		}
 		out.Results[i] = row
+	}
+	if req.Explain {
+		if out.Explanations, err = explainCells(ctx, v.c.eval, p, reqs, out.Results); err != nil {
+			return PermissionSetResponse{}, err
+		}
+	}
+	return out, nil
+}
+
+// explainCells explains every cell of a permission set, answered in
+// results, by running Explain's walk per cell with the set's parameters
+// (snapshot, clock, context, contextual relationships): each explanation
+// is the one Explain gives for that cell alone. reqs are the cells row by
+// row. An explanation that reaches another answer than its cell is a bug
+// (ErrExplainMismatch), as is one that fails where the cell did not.
+func explainCells(ctx context.Context, ev *eval.Evaluator, p eval.Params, reqs []eval.CheckRequest, results [][]BulkCheckResult) ([][]*Explanation, error) {
+	cols := len(reqs) / len(results)
+	all := make([]*Explanation, len(reqs)) // the rows' one backing array
+	out := make([][]*Explanation, len(results))
+	for i, row := range results {
+		out[i] = all[i*cols : (i+1)*cols : (i+1)*cols]
+		for j, cell := range row {
+			q := reqs[i*cols+j]
+			x, err := ev.Explain(ctx, p, q)
+			switch {
+			case cell.Err != nil:
+				// The cell's failure is its answer; the depth limit comes
+				// with the paths that went too deep.
+				if errors.Is(err, ErrMaxDepth) {
+					out[i][j] = x
+				}
+				continue
+			case err != nil:
+				return nil, fmt.Errorf("engine: explain %s#%s@%s: %w", q.Resource, q.Permission, q.Subject, err)
+			case x.Permissionship != cell.Permissionship:
+				return nil, fmt.Errorf("engine: explain %s#%s@%s: %w", q.Resource, q.Permission, q.Subject,
+					&eval.ExplainMismatchError{Check: cell.Permissionship, Explain: x.Permissionship})
+			}
+			out[i][j] = x
+		}
 	}
 	return out, nil
 }

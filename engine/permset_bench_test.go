@@ -16,7 +16,8 @@ import (
 // crm_customer for one employee, on 1 and on 4 customers) with the same
 // cells asked as separate checks, on the enterprise example's data: cold
 // (no result cache, every call computes) and warm (the cache holds every
-// answer after the first round).
+// answer after the first round); and the set with Explain with the same
+// cells asked as separate Explains.
 func BenchmarkPermissionSet(b *testing.B) {
 	f, err := validation.Parse("enterprise.yaml", []byte(enterprise.ValidationFile()))
 	if err != nil {
@@ -60,6 +61,26 @@ func BenchmarkPermissionSet(b *testing.B) {
 				measure(b, st, func() {
 					for _, c := range checks {
 						if _, err := eng.Check(b.Context(), c); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			})
+			// Explained: the set with every cell's explanation, against
+			// N separate Explains.
+			explained := set
+			explained.Explain = true
+			b.Run(fmt.Sprintf("%s/cells=%d/set_explain", cache.name, len(checks)), func(b *testing.B) {
+				measure(b, st, func() {
+					if _, err := eng.CheckPermissionSet(b.Context(), explained); err != nil {
+						b.Fatal(err)
+					}
+				})
+			})
+			b.Run(fmt.Sprintf("%s/cells=%d/explains", cache.name, len(checks)), func(b *testing.B) {
+				measure(b, st, func() {
+					for _, c := range checks {
+						if _, err := eng.Explain(b.Context(), c); err != nil {
 							b.Fatal(err)
 						}
 					}

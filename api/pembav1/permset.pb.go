@@ -48,8 +48,14 @@ type CheckPermissionSetRequest struct {
 	// contextual_relationships hold for this request only (see
 	// CheckPermissionRequest.contextual_relationships).
 	ContextualRelationships []*Relationship `protobuf:"bytes,7,rep,name=contextual_relationships,json=contextualRelationships,proto3" json:"contextual_relationships,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// explain asks for every cell's explanation (PermissionSetCell's
+	// explanation): the one CheckPermission with explain gives for that
+	// cell's check at checked_at, with the same context and contextual
+	// relationships. Off by default; it costs an explaining walk per cell,
+	// and a set without it costs nothing more.
+	Explain       bool `protobuf:"varint,8,opt,name=explain,proto3" json:"explain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckPermissionSetRequest) Reset() {
@@ -129,6 +135,13 @@ func (x *CheckPermissionSetRequest) GetContextualRelationships() []*Relationship
 		return x.ContextualRelationships
 	}
 	return nil
+}
+
+func (x *CheckPermissionSetRequest) GetExplain() bool {
+	if x != nil {
+		return x.Explain
+	}
+	return false
 }
 
 // CheckPermissionSetResponse answers every cell at one revision.
@@ -258,7 +271,12 @@ type PermissionSetCell struct {
 	//
 	//	*PermissionSetCell_Answer
 	//	*PermissionSetCell_Error
-	Response      isPermissionSetCell_Response `protobuf_oneof:"response"`
+	Response isPermissionSetCell_Response `protobuf_oneof:"response"`
+	// explanation, when the request asked (explain), explains the answer
+	// as CheckPermission with explain would. A cell whose error is the
+	// depth limit has one too, with its error set and the paths that went
+	// too deep; a cell that failed otherwise has none.
+	Explanation   *CheckExplanation `protobuf:"bytes,4,opt,name=explanation,proto3" json:"explanation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -321,6 +339,13 @@ func (x *PermissionSetCell) GetError() *ItemError {
 		if x, ok := x.Response.(*PermissionSetCell_Error); ok {
 			return x.Error
 		}
+	}
+	return nil
+}
+
+func (x *PermissionSetCell) GetExplanation() *CheckExplanation {
+	if x != nil {
+		return x.Explanation
 	}
 	return nil
 }
@@ -400,7 +425,7 @@ var File_pemba_v1_permset_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_permset_proto_rawDesc = "" +
 	"\n" +
-	"\x16pemba/v1/permset.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13pemba/v1/core.proto\"\xa9\x03\n" +
+	"\x16pemba/v1/permset.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13pemba/v1/core.proto\x1a\x16pemba/v1/explain.proto\"\xc3\x03\n" +
 	"\x19CheckPermissionSetRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x127\n" +
 	"\tresources\x18\x02 \x03(\v2\x19.pemba.v1.ObjectReferenceR\tresources\x121\n" +
@@ -408,7 +433,8 @@ const file_pemba_v1_permset_proto_rawDesc = "" +
 	"\x11include_relations\x18\x04 \x01(\bR\x10includeRelations\x124\n" +
 	"\asubject\x18\x05 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x121\n" +
 	"\acontext\x18\x06 \x01(\v2\x17.google.protobuf.StructR\acontext\x12Q\n" +
-	"\x18contextual_relationships\x18\a \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\"\x9f\x01\n" +
+	"\x18contextual_relationships\x18\a \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\x12\x18\n" +
+	"\aexplain\x18\b \x01(\bR\aexplain\"\x9f\x01\n" +
 	"\x1aCheckPermissionSetResponse\x12/\n" +
 	"\n" +
 	"checked_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\tcheckedAt\x12 \n" +
@@ -416,13 +442,14 @@ const file_pemba_v1_permset_proto_rawDesc = "" +
 	"\x04rows\x18\x03 \x03(\v2\x1a.pemba.v1.PermissionSetRowR\x04rows\"|\n" +
 	"\x10PermissionSetRow\x125\n" +
 	"\bresource\x18\x01 \x01(\v2\x19.pemba.v1.ObjectReferenceR\bresource\x121\n" +
-	"\x05cells\x18\x02 \x03(\v2\x1b.pemba.v1.PermissionSetCellR\x05cells\"\xa5\x01\n" +
+	"\x05cells\x18\x02 \x03(\v2\x1b.pemba.v1.PermissionSetCellR\x05cells\"\xe3\x01\n" +
 	"\x11PermissionSetCell\x12\x1e\n" +
 	"\n" +
 	"permission\x18\x01 \x01(\tR\n" +
 	"permission\x127\n" +
 	"\x06answer\x18\x02 \x01(\v2\x1d.pemba.v1.PermissionSetAnswerH\x00R\x06answer\x12+\n" +
-	"\x05error\x18\x03 \x01(\v2\x13.pemba.v1.ItemErrorH\x00R\x05errorB\n" +
+	"\x05error\x18\x03 \x01(\v2\x13.pemba.v1.ItemErrorH\x00R\x05error\x12<\n" +
+	"\vexplanation\x18\x04 \x01(\v2\x1a.pemba.v1.CheckExplanationR\vexplanationB\n" +
 	"\n" +
 	"\bresponse\"\xa4\x01\n" +
 	"\x13PermissionSetAnswer\x12@\n" +
@@ -455,8 +482,9 @@ var file_pemba_v1_permset_proto_goTypes = []any{
 	(*Relationship)(nil),               // 9: pemba.v1.Relationship
 	(*Zookie)(nil),                     // 10: pemba.v1.Zookie
 	(*ItemError)(nil),                  // 11: pemba.v1.ItemError
-	(Permissionship)(0),                // 12: pemba.v1.Permissionship
-	(*PartialCaveatInfo)(nil),          // 13: pemba.v1.PartialCaveatInfo
+	(*CheckExplanation)(nil),           // 12: pemba.v1.CheckExplanation
+	(Permissionship)(0),                // 13: pemba.v1.Permissionship
+	(*PartialCaveatInfo)(nil),          // 14: pemba.v1.PartialCaveatInfo
 }
 var file_pemba_v1_permset_proto_depIdxs = []int32{
 	5,  // 0: pemba.v1.CheckPermissionSetRequest.consistency:type_name -> pemba.v1.Consistency
@@ -470,13 +498,14 @@ var file_pemba_v1_permset_proto_depIdxs = []int32{
 	3,  // 8: pemba.v1.PermissionSetRow.cells:type_name -> pemba.v1.PermissionSetCell
 	4,  // 9: pemba.v1.PermissionSetCell.answer:type_name -> pemba.v1.PermissionSetAnswer
 	11, // 10: pemba.v1.PermissionSetCell.error:type_name -> pemba.v1.ItemError
-	12, // 11: pemba.v1.PermissionSetAnswer.permissionship:type_name -> pemba.v1.Permissionship
-	13, // 12: pemba.v1.PermissionSetAnswer.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	12, // 11: pemba.v1.PermissionSetCell.explanation:type_name -> pemba.v1.CheckExplanation
+	13, // 12: pemba.v1.PermissionSetAnswer.permissionship:type_name -> pemba.v1.Permissionship
+	14, // 13: pemba.v1.PermissionSetAnswer.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_pemba_v1_permset_proto_init() }
@@ -485,6 +514,7 @@ func file_pemba_v1_permset_proto_init() {
 		return
 	}
 	file_pemba_v1_core_proto_init()
+	file_pemba_v1_explain_proto_init()
 	file_pemba_v1_permset_proto_msgTypes[3].OneofWrappers = []any{
 		(*PermissionSetCell_Answer)(nil),
 		(*PermissionSetCell_Error)(nil),

@@ -209,7 +209,7 @@ func (g *gen) call(ctx context.Context, f *fixture) (string, error) {
 		_, err := f.perms.CheckPermission(ctx, &pb.CheckPermissionRequest{Consistency: g.consistency(), Resource: g.obj(), Permission: g.str(), Subject: g.sub(), Context: g.context(4), ContextualRelationships: g.contextual()})
 		return "CheckPermission", err
 	case 10:
-		req := &pb.CheckPermissionSetRequest{Consistency: g.consistency(), Subject: g.sub(), Context: g.context(2), IncludeRelations: g.r.IntN(2) == 0, ContextualRelationships: g.contextual()}
+		req := &pb.CheckPermissionSetRequest{Consistency: g.consistency(), Subject: g.sub(), Context: g.context(2), IncludeRelations: g.r.IntN(2) == 0, ContextualRelationships: g.contextual(), Explain: g.r.IntN(3) == 0}
 		n := g.r.IntN(4)
 		if g.r.IntN(10) == 0 {
 			n = 101 // over the engine's default limit

@@ -38,12 +38,14 @@ func (p *permissions) contextualFromProto(ctx context.Context, path string, rels
 
 // CheckPermissionSet answers a set of permissions on one or more resources
 // of one type for one subject, at one revision and in one evaluation.
+// With explain, every cell also carries the explanation CheckPermission
+// with explain would give for it (the tenant checks are the same).
 func (p *permissions) CheckPermissionSet(ctx context.Context, req *pb.CheckPermissionSetRequest) (*pb.CheckPermissionSetResponse, error) {
 	c, err := consistencyFromProto("consistency", req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	in := engine.PermissionSetRequest{Consistency: c, IncludeRelations: req.GetIncludeRelations()}
+	in := engine.PermissionSetRequest{Consistency: c, IncludeRelations: req.GetIncludeRelations(), Explain: req.GetExplain()}
 	if n, max := len(req.GetResources()), p.eng().Limits().MaxPermissionSetResources; n == 0 || n > max {
 		return nil, fieldErr("resources", fmt.Errorf("%w: a permission set takes 1 to %d resources, not %d", engine.ErrInvalidRequest, max, n))
 	}
@@ -88,6 +90,13 @@ func (p *permissions) CheckPermissionSet(ctx context.Context, req *pb.CheckPermi
 		pr := &pb.PermissionSetRow{Resource: convert.Object(in.Resources[i]), Cells: make([]*pb.PermissionSetCell, len(row))}
 		for j, r := range row {
 			cell := &pb.PermissionSetCell{Permission: res.Permissions[j]}
+			if res.Explanations != nil {
+				if x := res.Explanations[i][j]; x != nil {
+					if cell.Explanation, err = explanationToProto(x, r.Err); err != nil {
+						return nil, err
+					}
+				}
+			}
 			if r.Err != nil {
 				cell.Response = &pb.PermissionSetCell_Error{Error: itemError(p.s.log, method, r.Err)}
 			} else {

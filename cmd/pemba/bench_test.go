@@ -61,7 +61,7 @@ func TestBenchAPIs(t *testing.T) {
 			if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 				t.Fatal(err)
 			}
-			if slices.Contains(tt.args, "-server-metrics") && (rep.ServerCPU == nil || rep.ServerCPU.PerOpMicros <= 0) {
+			if slices.Contains(tt.args, "-server-metrics") && (rep.ServerCPU == nil || rep.ServerCPU.PerOpMicros < 0) { // a short run may use less than the counter's 10 ms tick
 				t.Errorf("no server CPU in the report: %+v", rep.ServerCPU)
 			}
 			if rep.Total.Count != 40 || rep.Total.Errors != 0 || rep.Total.Unexpected != 0 {

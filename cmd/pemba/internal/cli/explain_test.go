@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,8 @@ func TestCheckExplainGolden(t *testing.T) {
 		{"li_file_transfer_too_large", []string{"--context", `{"size": 20971520}`, "link:acme_globex#use_file_transfer@employee:li"}, "false"},
 		// The sibling department's scoped admin cannot manage finance.
 		{"sun_cannot_manage_finance", []string{"department:acme_finance#manage@employee:sun"}, "false"},
+		// A permission set: each answer with its explanation.
+		{"zhang_c42_view_delete", []string{"crm_customer:c42#view,delete@employee:zhang"}, "crm_customer:c42#view true"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -112,4 +115,82 @@ func TestCheckExplainJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil || got.Explanation != nil {
 		t.Errorf("check --output json without --explain = %s (%v)", out, err)
 	}
+}
+
+// TestCheckSetExplain: pemba check --explain on a permission set prints
+// every answer followed by its explanation, cells separated by a blank
+// line, each explanation as pemba check --explain prints it for that one
+// permission; with --output json each cell carries its explanation as
+// the single check's JSON does, and without --explain none.
+func TestCheckSetExplain(t *testing.T) {
+	addr := startServer(t)
+	must(t, addr, "schema", "write", filepath.Join(exampleDir, "schema.zed"))
+	must(t, addr, "relationship", "import", filepath.Join(exampleDir, "quickstart.relationships"))
+	const who = "@employee:zhang"
+	out := must(t, addr, "check", "--explain", "crm_customer:c42#view,delete,edit"+who, "--resource", "crm_customer:c7")
+	cells := strings.Split(strings.TrimSuffix(out, "\n"), "\n\n")
+	if len(cells) != 6 {
+		t.Fatalf("%d cells, want 6:\n%s", len(cells), out)
+	}
+	for _, c := range cells {
+		head, tree, _ := strings.Cut(c, "\n")
+		cell, answer, _ := strings.Cut(head, " ")
+		one := must(t, addr, "check", "--explain", cell+who)
+		oneAnswer, oneTree, _ := strings.Cut(one, "\n")
+		if answer != oneAnswer || tree+"\n" != oneTree || !strings.Contains(tree, cell) {
+			t.Errorf("%s: the set prints\n%s\n%s\npemba check --explain prints\n%s", cell, answer, tree, one)
+		}
+	}
+
+	type cellJSON struct {
+		Permission  string          `json:"permission"`
+		Allowed     bool            `json:"allowed"`
+		Explanation json.RawMessage `json:"explanation"`
+	}
+	var set struct {
+		Rows []struct {
+			Resource string     `json:"resource"`
+			Cells    []cellJSON `json:"cells"`
+		} `json:"rows"`
+	}
+	out = must(t, addr, "check", "--explain", "--output", "json", "crm_customer:c42#*"+who)
+	if err := json.Unmarshal([]byte(out), &set); err != nil || len(set.Rows) != 1 || len(set.Rows[0].Cells) < 2 {
+		t.Fatalf("check --explain --output json of a set = %s (%v)", out, err)
+	}
+	allowed := 0
+	for _, c := range set.Rows[0].Cells {
+		var one struct {
+			Explanation json.RawMessage `json:"explanation"`
+		}
+		single := must(t, addr, "check", "--explain", "--output", "json", "crm_customer:c42#"+c.Permission+who)
+		if err := json.Unmarshal([]byte(single), &one); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Explanation) == 0 || !jsonEqual(t, c.Explanation, one.Explanation) {
+			t.Errorf("%s: the set's explanation %s, the check's %s", c.Permission, c.Explanation, one.Explanation)
+		}
+		if c.Allowed {
+			allowed++
+		}
+	}
+	if allowed == 0 {
+		t.Errorf("zhang may do nothing on c42: %s", out)
+	}
+	out = must(t, addr, "check", "--output", "json", "crm_customer:c42#*"+who)
+	if strings.Contains(out, "explanation") {
+		t.Errorf("check --output json of a set without --explain = %s", out)
+	}
+}
+
+// jsonEqual reports whether two JSON documents hold the same values.
+func jsonEqual(t *testing.T, a, b json.RawMessage) bool {
+	t.Helper()
+	var x, y any
+	if err := json.Unmarshal(a, &x); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &y); err != nil {
+		t.Fatal(err)
+	}
+	return reflect.DeepEqual(x, y)
 }

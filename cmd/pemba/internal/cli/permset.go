@@ -2,9 +2,13 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"slices"
 	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/pemba-authz/pemba/api/client"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
@@ -47,8 +51,11 @@ func (l *objectList) Set(s string) error {
 }
 
 // checkSet asks CheckPermissionSet and prints one line per cell:
-// RESOURCE#PERMISSION ANSWER.
-func checkSet(ctx context.Context, inv *invocation, usage string, qf *queryFlags, sf *setFlags, res tuple.ObjectRef, perm string, sub tuple.SubjectRef) error {
+// RESOURCE#PERMISSION ANSWER. With explain, each line is followed by the
+// cell's explanation as pemba check --explain draws it, and a blank line
+// separates the cells; in JSON each cell has the API's CheckExplanation
+// in "explanation".
+func checkSet(ctx context.Context, inv *invocation, usage string, qf *queryFlags, sf *setFlags, res tuple.ObjectRef, perm string, sub tuple.SubjectRef, explain bool) error {
 	var perms []string
 	if perm != "*" {
 		perms = strings.Split(perm, ",")
@@ -59,7 +66,7 @@ func checkSet(ctx context.Context, inv *invocation, usage string, qf *queryFlags
 			return usagef(usage, "--relations goes with RESOURCE#*, not with a list of permissions")
 		}
 	}
-	req := &pb.CheckPermissionSetRequest{OptionalPermissions: perms, IncludeRelations: *sf.relations, Subject: client.Subject(sub)}
+	req := &pb.CheckPermissionSetRequest{OptionalPermissions: perms, IncludeRelations: *sf.relations, Subject: client.Subject(sub), Explain: explain}
 	for _, o := range append([]tuple.ObjectRef{res}, sf.resources.objs...) {
 		req.Resources = append(req.Resources, client.Object(o))
 	}
@@ -74,22 +81,29 @@ func checkSet(ctx context.Context, inv *invocation, usage string, qf *queryFlags
 		return err
 	}
 	type cellJSON struct {
-		Permission     string   `json:"permission"`
-		Permissionship string   `json:"permissionship,omitempty"`
-		Allowed        bool     `json:"allowed"`
-		Missing        []string `json:"missing_context,omitempty"`
-		Error          string   `json:"error,omitempty"`
+		Permission     string          `json:"permission"`
+		Permissionship string          `json:"permissionship,omitempty"`
+		Allowed        bool            `json:"allowed"`
+		Missing        []string        `json:"missing_context,omitempty"`
+		Error          string          `json:"error,omitempty"`
+		Explanation    json.RawMessage `json:"explanation,omitempty"`
 	}
 	type rowJSON struct {
 		Resource string     `json:"resource"`
 		Cells    []cellJSON `json:"cells"`
 	}
 	var rows []rowJSON
+	m := protojson.MarshalOptions{UseProtoNames: true}
+	first := true
 	for _, row := range resp.GetRows() {
 		name := row.GetResource().GetObjectType() + ":" + row.GetResource().GetObjectId()
 		rj := rowJSON{Resource: name}
 		for _, c := range row.GetCells() {
 			cj := cellJSON{Permission: c.GetPermission()}
+			if explain && !inv.json && !first {
+				inv.printf("\n")
+			}
+			first = false
 			if e := c.GetError(); e != nil {
 				cj.Error = e.GetMessage()
 				if !inv.json {
@@ -101,6 +115,15 @@ func checkSet(ctx context.Context, inv *invocation, usage string, qf *queryFlags
 				cj.Missing = c.GetAnswer().GetPartialCaveatInfo().GetMissingRequiredContext()
 				if !inv.json {
 					inv.printf("%s#%s %s%s\n", name, c.GetPermission(), permissionshipWord(p), missingSuffix(p, c.GetAnswer().GetPartialCaveatInfo()))
+				}
+			}
+			if x := c.GetExplanation(); x != nil {
+				if inv.json {
+					if cj.Explanation, err = m.Marshal(x); err != nil {
+						return fmt.Errorf("encode the explanation of %s#%s: %w", name, c.GetPermission(), err)
+					}
+				} else {
+					inv.printf("%s", renderExplanation(x))
 				}
 			}
 			rj.Cells = append(rj.Cells, cj)

@@ -178,12 +178,12 @@ func missingSuffix(p pb.Permissionship, info *pb.PartialCaveatInfo) string {
 
 func checkCommand(ctx context.Context, inv *invocation, args []string) error {
 	const usage = "pemba check [--context JSON] [--with REL]... [--exit-code] [--explain] [flags] RESOURCE#PERMISSION@SUBJECT\n" +
-		"       pemba check [--relations] [--resource RESOURCE]... [flags] RESOURCE#*@SUBJECT (every permission)\n" +
-		"       pemba check [--resource RESOURCE]... [flags] RESOURCE#PERM1,PERM2@SUBJECT (a permission set)"
+		"       pemba check [--relations] [--resource RESOURCE]... [--explain] [flags] RESOURCE#*@SUBJECT (every permission)\n" +
+		"       pemba check [--resource RESOURCE]... [--explain] [flags] RESOURCE#PERM1,PERM2@SUBJECT (a permission set)"
 	fs := inv.flagSet()
 	qf := inv.queryFlags(fs)
 	exitCode := fs.Bool("exit-code", false, "exit 3 when denied and 4 when conditional, instead of 0 (one permission only)")
-	explain := fs.Bool("explain", false, "explain the answer: the path that grants, or each branch tried and why it failed (one permission only)")
+	explain := fs.Bool("explain", false, "explain the answer: the path that grants, or each branch tried and why it failed (of a permission set: every answer)")
 	sf := permissionSetFlags(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
@@ -200,10 +200,7 @@ func checkCommand(ctx context.Context, inv *invocation, args []string) error {
 		if *exitCode {
 			return usagef(usage, "--exit-code takes one permission, not a permission set")
 		}
-		if *explain {
-			return usagef(usage, "--explain takes one permission, not a permission set")
-		}
-		return checkSet(ctx, inv, usage, qf, sf, res, perm, sub)
+		return checkSet(ctx, inv, usage, qf, sf, res, perm, sub, *explain)
 	}
 	q, err := qf.open(inv, usage)
 	if err != nil {
