@@ -28,8 +28,8 @@ type CheckResponse struct {
 	Zookie string
 }
 
-// Check answers one permission check.
-func (e *Engine) Check(ctx context.Context, req CheckRequest) (CheckResponse, error) {
+// check is Check, untraced.
+func (e *Engine) check(ctx context.Context, req CheckRequest) (CheckResponse, error) {
 	if err := e.checkContextSize(req.Context); err != nil {
 		return CheckResponse{}, err
 	}
