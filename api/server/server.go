@@ -76,8 +76,8 @@ type Server struct {
 	httpm   *httpMetrics
 	log     *slog.Logger
 	tls     *tls.Config // nil: plaintext
-	tracing Tracing
-	maxRecv int // bytes of one request message
+	tracing Tracing     // off unless its TracerProvider is set
+	maxRecv int         // bytes of one request message
 	// callLevel is the level of the line logged per call.
 	callLevel slog.Level
 	// stopping is set when GracefulStop or Stop begins (/readyz turns 503).
