@@ -51,6 +51,10 @@ func (e *Engine) tracing(ctx context.Context) bool {
 	return e.tracer != nil && trace.SpanFromContext(ctx).IsRecording()
 }
 
+// The engine's spans get their attributes after they start, when they
+// record: an unsampled request then pays for no attribute. (A sampler
+// therefore cannot decide on them.)
+
 // endSpan records err (if any) on span and ends it.
 func endSpan(span trace.Span, err error) {
 	if err != nil {
@@ -65,13 +69,16 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (CheckResponse, er
 	if e.tracer == nil {
 		return e.check(ctx, req)
 	}
-	ctx, span := e.tracer.Start(ctx, SpanCheck, trace.WithAttributes(
-		eval.AttrResourceType.String(req.Resource.Type),
-		eval.AttrResourceID.String(req.Resource.ID),
-		eval.AttrPermission.String(req.Permission),
-		eval.AttrSubjectType.String(req.Subject.Type),
-		AttrConsistency.String(req.Consistency.Mode.String()),
-	))
+	ctx, span := e.tracer.Start(ctx, SpanCheck)
+	if span.IsRecording() {
+		span.SetAttributes(
+			eval.AttrResourceType.String(req.Resource.Type),
+			eval.AttrResourceID.String(req.Resource.ID),
+			eval.AttrPermission.String(req.Permission),
+			eval.AttrSubjectType.String(req.Subject.Type),
+			AttrConsistency.String(req.Consistency.Mode.String()),
+		)
+	}
 	resp, err := e.check(ctx, req)
 	if err == nil && span.IsRecording() {
 		span.SetAttributes(
@@ -95,18 +102,17 @@ func (e *Engine) CheckBulk(ctx context.Context, req BulkCheckRequest) (BulkCheck
 	if e.tracer == nil {
 		return e.checkBulk(ctx, req)
 	}
-	attrs := []attribute.KeyValue{
-		AttrConsistency.String(req.Consistency.Mode.String()),
-		AttrItems.Int(len(req.Items)),
+	ctx, span := e.tracer.Start(ctx, SpanCheckBulk)
+	if span.IsRecording() {
+		span.SetAttributes(AttrConsistency.String(req.Consistency.Mode.String()), AttrItems.Int(len(req.Items)))
+		if len(req.Items) > 0 {
+			// The first item's, to filter on: bulk checks usually ask
+			// one permission of many resources.
+			span.SetAttributes(
+				eval.AttrResourceType.String(req.Items[0].Resource.Type),
+				eval.AttrPermission.String(req.Items[0].Permission))
+		}
 	}
-	if len(req.Items) > 0 {
-		// The first item's, to filter on: bulk checks usually ask one
-		// permission of many resources.
-		attrs = append(attrs,
-			eval.AttrResourceType.String(req.Items[0].Resource.Type),
-			eval.AttrPermission.String(req.Items[0].Permission))
-	}
-	ctx, span := e.tracer.Start(ctx, SpanCheckBulk, trace.WithAttributes(attrs...))
 	resp, err := e.checkBulk(ctx, req)
 	endSpan(span, err)
 	return resp, err
@@ -120,16 +126,19 @@ func (e *Engine) DispatchCheck(ctx context.Context, fp token.Fingerprint, req *e
 	if e.tracer == nil {
 		return e.dispatchCheck(ctx, fp, req)
 	}
-	ctx, span := e.tracer.Start(ctx, SpanDispatchCheck, trace.WithAttributes(
-		eval.AttrResourceType.String(req.Resource.Type),
-		eval.AttrResourceID.String(req.Resource.ID),
-		eval.AttrPermission.String(req.Relation),
-		eval.AttrSubjectType.String(req.Subject.Type),
-		eval.AttrDepth.Int(len(req.Path)+1),
-		eval.AttrRevision.Int64(int64(req.Revision)),
-	))
+	ctx, span := e.tracer.Start(ctx, SpanDispatchCheck)
+	if span.IsRecording() {
+		span.SetAttributes(
+			eval.AttrResourceType.String(req.Resource.Type),
+			eval.AttrResourceID.String(req.Resource.ID),
+			eval.AttrPermission.String(req.Relation),
+			eval.AttrSubjectType.String(req.Subject.Type),
+			eval.AttrDepth.Int(len(req.Path)+1),
+			eval.AttrRevision.Int64(int64(req.Revision)),
+		)
+	}
 	resp, err := e.dispatchCheck(ctx, fp, req)
-	if err == nil {
+	if err == nil && span.IsRecording() {
 		span.SetAttributes(eval.AttrResult.String(resp.Permissionship.String()), eval.AttrDispatches.Int(resp.Dispatches))
 	}
 	endSpan(span, err)
