@@ -10,8 +10,8 @@ import (
 // BenchmarkCheckCPU measures the CPU time of one check, all of the
 // process's threads (GC included), as cpu-ns/op beside the wall time: on a
 // shared machine CPU per check moves less with the load than ns/op does.
-// "warm" is answered from the result cache; "uncached" evaluates three
-// subproblems (view, viewer, a group's members) and reads the store.
+// "warm" is answered from the result cache; "uncached" evaluates four
+// subproblems (view, viewer, banned, a group's members) and reads the store.
 // docs/benchmarks.md (Tracing) compares it with tracing off against the
 // tree before tracing, and with tracing on (BenchmarkCheckTraced).
 func BenchmarkCheckCPU(b *testing.B) {
