@@ -4,12 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 )
 
 // This file is the server's OpenTelemetry tracing: a span per gRPC call
@@ -46,13 +48,19 @@ func (t Tracing) propagator() propagation.TextMapPropagator {
 
 // serverOptions are the gRPC server options of t: a stats handler that
 // starts a span per call, a child of the caller's when it sent one.
+// Health checks are not traced: probes every few seconds would bury the
+// calls worth looking at.
 func (t Tracing) serverOptions() []grpc.ServerOption {
 	if !t.on() {
 		return nil
 	}
 	return []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(
-		otelgrpc.WithTracerProvider(t.TracerProvider), otelgrpc.WithPropagators(t.propagator())))}
+		otelgrpc.WithTracerProvider(t.TracerProvider), otelgrpc.WithPropagators(t.propagator()),
+		otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool { return !strings.HasPrefix(info.FullMethodName, healthPrefix) })))}
 }
+
+// healthPrefix is the method prefix of the gRPC health service.
+const healthPrefix = "/grpc.health.v1.Health/"
 
 // DialOptions are the gRPC client options of t: a span per call, its
 // context sent to the server. Peers of a cluster use them, so that the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 )
@@ -92,5 +96,27 @@ func TestTraceHTTP(t *testing.T) {
 		if !found {
 			t.Errorf("no %s line with trace_id=%s in the log:\n%s", msg, traceID, logs.String())
 		}
+	}
+}
+
+// TestTraceGRPCSkipsHealth checks that gRPC calls are traced, a failed
+// one with its code, and health checks are not.
+func TestTraceGRPCSkipsHealth(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	f := newFixture(t, Config{Tracing: Tracing{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))}})
+	if _, err := healthpb.NewHealthClient(f.conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	// No schema yet: FAILED_PRECONDITION.
+	_, err := f.perms.CheckPermission(t.Context(), &pb.CheckPermissionRequest{Consistency: full(), Resource: obj("doc", "1"), Permission: "view", Subject: sub("user", "a", "")})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("check without a schema: %v, want FailedPrecondition", err)
+	}
+	var names []string
+	for _, s := range exp.GetSpans() {
+		names = append(names, s.Name)
+	}
+	if want := []string{strings.TrimPrefix(pb.PermissionsService_CheckPermission_FullMethodName, "/")}; !slices.Equal(names, want) {
+		t.Errorf("spans %q, want %q", names, want)
 	}
 }
