@@ -95,7 +95,7 @@ func spanLine(s tracetest.SpanStub) string {
 	for _, k := range shown {
 		for _, kv := range s.Attributes {
 			if kv.Key == k {
-				parts = append(parts, fmt.Sprintf("%s=%s", strings.TrimPrefix(string(k), "pemba."), kv.Value.Emit()))
+				parts = append(parts, fmt.Sprintf("%s=%s", strings.TrimPrefix(string(k), "pemba."), kv.Value.String()))
 			}
 		}
 	}
