@@ -5,7 +5,8 @@ import (
 	"iter"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
+	// Span status codes, not gRPC codes (api/server/errors.go owns those).
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pemba-authz/pemba/engine/eval"
@@ -59,7 +60,7 @@ func (e *Engine) tracing(ctx context.Context) bool {
 func endSpan(span trace.Span, err error) {
 	if err != nil {
 		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
+		span.SetStatus(otelcodes.Error, err.Error())
 	}
 	span.End()
 }

@@ -4,7 +4,8 @@ import (
 	"context"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
+	// Span status codes, not gRPC codes (api/server/errors.go owns those).
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pemba-authz/pemba/schema"
@@ -79,7 +80,7 @@ func (l traceLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subp
 func endSpan(span trace.Span, perm Permissionship, err error) {
 	if err != nil {
 		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
+		span.SetStatus(otelcodes.Error, err.Error())
 	} else {
 		span.SetAttributes(AttrResult.String(perm.String()))
 	}
