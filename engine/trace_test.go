@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"cmp"
+	"errors"
 	"context"
 	"fmt"
 	"slices"
@@ -221,5 +222,45 @@ func TestTraceOffRecordsNothing(t *testing.T) {
 	}
 	if spans := exp.GetSpans(); len(spans) != 0 {
 		t.Errorf("unsampled check recorded %d spans:\n%s", len(spans), spanTree(spans))
+	}
+}
+
+// TestTraceDepthError checks the spans of a check that fails below the
+// root: every span on the failing path carries the error.
+func TestTraceDepthError(t *testing.T) {
+	clk := newClock()
+	st := memstore.New(memstore.Options{Now: clk.Now})
+	t.Cleanup(func() { st.Close() })
+	exp := tracetest.NewInMemoryExporter()
+	e := tracedNode(t, st, exp, engine.Options{Now: clk.Now, MaxDepth: 2, CacheBytes: -1})
+	ctx := t.Context()
+	if _, _, err := e.WriteSchema(ctx, "test", traceSchema); err != nil {
+		t.Fatal(err)
+	}
+	var ups []engine.Update
+	for _, s := range []string{"document:readme#parent@folder:docs", "folder:docs#viewer@user:tom"} {
+		ups = append(ups, engine.Update{Op: engine.OpTouch, Relationship: mustParse(t, s)})
+	}
+	if _, err := e.WriteRelationships(ctx, engine.WriteRequest{Caller: "test", Updates: ups}); err != nil {
+		t.Fatal(err)
+	}
+	exp.Reset()
+	r := mustParse(t, "document:readme#view@user:tom")
+	_, err := e.Check(ctx, engine.CheckRequest{Consistency: engine.FullyConsistent(), CheckRequest: engine.CheckQuery{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}})
+	if !errors.Is(err, engine.ErrMaxDepth) {
+		t.Fatalf("check: %v, want ErrMaxDepth", err)
+	}
+	// The folder's view is at depth 2; its viewer, at 3, is past the
+	// limit and never dispatched. (No cache: no cache_hit attribute.)
+	want := `pemba.Check resource_type=document resource_id=readme permission=view consistency=fully_consistent ERROR
+  pemba.datastore.ReadSchema
+  pemba.dispatch resource_type=document resource_id=readme permission=view depth=1 ERROR
+    pemba.datastore.QueryRelationships resource_type=document relation=parent rows=1
+    pemba.dispatch resource_type=document resource_id=readme permission=viewer depth=2 result=NO_PERMISSION
+      pemba.datastore.QueryRelationships resource_type=document relation=viewer rows=0
+    pemba.dispatch resource_type=folder resource_id=docs permission=view depth=2 ERROR
+`
+	if got := spanTree(exp.GetSpans()); got != want {
+		t.Errorf("span tree:\n%s\nwant:\n%s", got, want)
 	}
 }
