@@ -47,6 +47,57 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// spanSink is an in-memory exporter that signals each export: a server
+// ends a call's span after the caller has its answer, so a test waits for
+// the spans it expects rather than reading them at once.
+type spanSink struct {
+	*tracetest.InMemoryExporter
+	exported chan struct{}
+}
+
+func newSpanSink() *spanSink {
+	return &spanSink{InMemoryExporter: tracetest.NewInMemoryExporter(), exported: make(chan struct{}, 1)}
+}
+
+func (s *spanSink) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	err := s.InMemoryExporter.ExportSpans(ctx, spans)
+	select {
+	case s.exported <- struct{}{}:
+	default:
+	}
+	return err
+}
+
+// wait returns the spans exported once they include one of each name,
+// failing the test after 10 seconds.
+func (s *spanSink) wait(t *testing.T, names ...string) tracetest.SpanStubs {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		spans := s.GetSpans()
+		have := map[string]int{}
+		for _, sp := range spans {
+			have[sp.Name]++
+		}
+		want := map[string]int{}
+		for _, n := range names {
+			want[n]++
+		}
+		done := true
+		for n, k := range want {
+			done = done && have[n] >= k
+		}
+		if done {
+			return spans
+		}
+		select {
+		case <-s.exported:
+		case <-deadline:
+			t.Fatalf("spans %q not all exported within 10s; have %v", names, have)
+		}
+	}
+}
+
 const traceSchema = `
 definition user {}
 definition folder {
@@ -68,7 +119,7 @@ func TestTracePropagates(t *testing.T) {
 	ctx := t.Context()
 	st := memstore.New(memstore.Options{})
 	t.Cleanup(func() { st.Close() })
-	exp := tracetest.NewInMemoryExporter()
+	exp := newSpanSink()
 	logs := &syncBuffer{}
 	var addrs []string
 	var lis []net.Listener
@@ -176,7 +227,9 @@ func TestTracePropagates(t *testing.T) {
 		if err := tt.call(cctx); err != nil {
 			t.Fatalf("%s: %v", tt.api, err)
 		}
-		spans := exp.GetSpans()
+		rpc := strings.TrimPrefix(tt.method, "/")
+		// The dispatch RPC twice: the client's span and the server's.
+		spans := exp.wait(t, rpc, engine.SpanCheck, dispatchRPC, dispatchRPC, engine.SpanDispatchCheck)
 		byID := map[trace.SpanID]tracetest.SpanStub{}
 		for _, s := range spans {
 			byID[s.SpanContext.SpanID()] = s

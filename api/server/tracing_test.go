@@ -2,12 +2,14 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -37,12 +39,63 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// spanSink is an in-memory exporter that signals each export: a server
+// ends a call's span after the caller has its answer, so a test waits for
+// the spans it expects rather than reading them at once.
+type spanSink struct {
+	*tracetest.InMemoryExporter
+	exported chan struct{}
+}
+
+func newSpanSink() *spanSink {
+	return &spanSink{InMemoryExporter: tracetest.NewInMemoryExporter(), exported: make(chan struct{}, 1)}
+}
+
+func (s *spanSink) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	err := s.InMemoryExporter.ExportSpans(ctx, spans)
+	select {
+	case s.exported <- struct{}{}:
+	default:
+	}
+	return err
+}
+
+// wait returns the spans exported once they include one of each name,
+// failing the test after 10 seconds.
+func (s *spanSink) wait(t *testing.T, names ...string) tracetest.SpanStubs {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		spans := s.GetSpans()
+		have := map[string]int{}
+		for _, sp := range spans {
+			have[sp.Name]++
+		}
+		want := map[string]int{}
+		for _, n := range names {
+			want[n]++
+		}
+		done := true
+		for n, k := range want {
+			done = done && have[n] >= k
+		}
+		if done {
+			return spans
+		}
+		select {
+		case <-s.exported:
+		case <-deadline:
+			t.Fatalf("spans %q not all exported within 10s; have %v", names, have)
+		}
+	}
+}
+
 // TestTraceHTTP checks that a request on the HTTP listener that carries a
 // traceparent is traced as a child of the caller's span, through the
 // gateway's loopback call into gRPC, and that its log lines carry the
 // trace id.
 func TestTraceHTTP(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
+	exp := newSpanSink()
 	logs := &lockedBuffer{}
 	hs := startHTTP(t, Config{
 		Tracing:   Tracing{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))},
@@ -56,11 +109,14 @@ func TestTraceHTTP(t *testing.T) {
 	if r := hs.post(t, "/v1/schema/write", `{"schema": "definition user {}"}`); r.code != http.StatusOK {
 		t.Fatalf("write schema: status %d: %s", r.code, r.body)
 	}
+	write := strings.TrimPrefix(pb.SchemaService_WriteSchema_FullMethodName, "/")
+	exp.wait(t, "POST /v1/schema/write", write, write)
 	exp.Reset()
 	if r := hs.post(t, "/v1/schema/read", `{}`, "traceparent", "00-"+traceID+"-"+callerID+"-01"); r.code != http.StatusOK {
 		t.Fatalf("status %d: %s", r.code, r.body)
 	}
-	spans := exp.GetSpans()
+	rpc := strings.TrimPrefix(pb.SchemaService_ReadSchema_FullMethodName, "/")
+	spans := exp.wait(t, "POST /v1/schema/read", rpc, rpc)
 	names := map[trace.SpanID]string{}
 	for _, s := range spans {
 		names[s.SpanContext.SpanID()] = s.Name
@@ -68,7 +124,6 @@ func TestTraceHTTP(t *testing.T) {
 			t.Errorf("span %s on trace %s, want the caller's %s", s.Name, got, traceID)
 		}
 	}
-	rpc := strings.TrimPrefix(pb.SchemaService_ReadSchema_FullMethodName, "/")
 	// name and kind -> parent's name ("caller": the caller's span).
 	want := map[string]string{
 		"POST /v1/schema/read " + trace.SpanKindServer.String(): "caller",
@@ -102,7 +157,7 @@ func TestTraceHTTP(t *testing.T) {
 // TestTraceGRPCSkipsHealth checks that gRPC calls are traced, a failed
 // one with its code, and health checks are not.
 func TestTraceGRPCSkipsHealth(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
+	exp := newSpanSink()
 	f := newFixture(t, Config{Tracing: Tracing{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))}})
 	if _, err := healthpb.NewHealthClient(f.conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatal(err)
@@ -112,11 +167,12 @@ func TestTraceGRPCSkipsHealth(t *testing.T) {
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("check without a schema: %v, want FailedPrecondition", err)
 	}
+	rpc := strings.TrimPrefix(pb.PermissionsService_CheckPermission_FullMethodName, "/")
 	var names []string
-	for _, s := range exp.GetSpans() {
+	for _, s := range exp.wait(t, rpc) {
 		names = append(names, s.Name)
 	}
-	if want := []string{strings.TrimPrefix(pb.PermissionsService_CheckPermission_FullMethodName, "/")}; !slices.Equal(names, want) {
+	if want := []string{rpc}; !slices.Equal(names, want) {
 		t.Errorf("spans %q, want %q", names, want)
 	}
 }
