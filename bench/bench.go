@@ -128,7 +128,7 @@ func Execute(ctx context.Context, o Options) (rep *Report, err error) {
 	if prev != nil {
 		info.Relationships, info.Seconds, info.DiskBytes = prev.Relationships, prev.LoadSeconds, prev.DiskBytes
 	} else {
-		lr, err := Load(ctx, t, wl, o.Run.Progress, o.Run.ProgressEvery)
+		lr, err := Load(ctx, t, wl, o.Run.Progress)
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +186,7 @@ func executeGRPC(ctx context.Context, o Options, wl workload.Workload) (rep *Rep
 	defer func() { err = errors.Join(err, t.Close()) }()
 	info := LoadInfo{Reused: o.SkipLoad}
 	if !o.SkipLoad {
-		lr, err := Load(ctx, t, wl, o.Run.Progress, o.Run.ProgressEvery)
+		lr, err := Load(ctx, t, wl, o.Run.Progress)
 		if err != nil {
 			return nil, err
 		}

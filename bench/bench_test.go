@@ -65,7 +65,7 @@ func TestEveryWorkloadInProcess(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer tg.Close()
-			lr, err := Load(ctx, tg, wl, nil, 0)
+			lr, err := Load(ctx, tg, wl, nil)
 			if err != nil {
 				t.Fatalf("load (relationships must fit the schema): %v", err)
 			}
@@ -352,7 +352,7 @@ func TestLookupResourcesPages(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { tg.Close() })
-		if _, err := Load(ctx, tg, wl, nil, 0); err != nil {
+		if _, err := Load(ctx, tg, wl, nil); err != nil {
 			t.Fatal(err)
 		}
 		return tg

@@ -51,7 +51,7 @@ func TestPebbleAndPostgresAgree(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { tg.Close() })
-				if _, err := Load(ctx, tg, wl, nil, 0); err != nil {
+				if _, err := Load(ctx, tg, wl, nil); err != nil {
 					t.Fatalf("load into %s: %v", o.Store, err)
 				}
 				engines[i] = tg.e

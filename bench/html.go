@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"html/template"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -14,6 +13,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/pemba-authz/pemba/internal/atomicfile"
 )
 
 // A chart is one plot of a report, drawn by gonum/plot as SVG for the
@@ -356,32 +357,7 @@ dt { font-weight: 600; } dd { margin: 0; } code { font-size: 0.9em; }
 </html>
 `))
 
-// writeFileAtomic writes data produced by write to path through a
-// temporary file renamed into place, so a failure leaves no partial file.
-func writeFileAtomic(path string, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("bench: %w", err)
-	}
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	return nil
-}
-
 // WriteHTMLFile is WriteHTML into a file at path, written atomically.
 func WriteHTMLFile(path string, runs []*Report, labels []string) error {
-	return writeFileAtomic(path, func(w io.Writer) error { return WriteHTML(w, runs, labels) })
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return WriteHTML(w, runs, labels) })
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/pemba-authz/pemba/bench/histogram"
 	"github.com/pemba-authz/pemba/bench/workload"
 	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/internal/progress"
 )
 
 // RunConfig configures the measured phase of a run.
@@ -142,7 +143,7 @@ func run(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig, str
 	if cfg.Rate > 0 {
 		interval = time.Duration(float64(time.Second) / cfg.Rate)
 	}
-	stopProgress := progress(cfg, label, start, workers)
+	stopProgress := showProgress(cfg, label, start, workers)
 	stopTimeline := timeline(cfg.TimelineEvery, start, workers)
 	var wg sync.WaitGroup
 	for _, w := range workers {
@@ -229,9 +230,9 @@ func (w *worker) do(ctx context.Context, t Target, op workload.Op, sent time.Tim
 	w.done.Add(1)
 }
 
-// progress prints a status line every cfg.ProgressEvery until the returned
+// showProgress prints a status line every cfg.ProgressEvery until the returned
 // function is called.
-func progress(cfg RunConfig, label string, start time.Time, workers []*worker) func() {
+func showProgress(cfg RunConfig, label string, start time.Time, workers []*worker) func() {
 	if cfg.Progress == nil {
 		return func() {}
 	}
@@ -404,35 +405,17 @@ type LoadResult struct {
 	Elapsed       time.Duration
 }
 
-// Load writes wl's schema and relationships into t, printing progress.
-func Load(ctx context.Context, t Target, wl workload.Workload, out io.Writer, every time.Duration) (LoadResult, error) {
-	var count atomic.Int64
-	rels := counted(wl.Relationships(), &count)
-	start := time.Now()
-	stop := func() {}
+// Load writes wl's schema and relationships into t, showing progress on
+// out (nil: none): a bar on a terminal, a line every
+// progress.PlainEvery elsewhere.
+func Load(ctx context.Context, t Target, wl workload.Workload, out io.Writer) (LoadResult, error) {
+	var rep *progress.Reporter
 	if out != nil {
-		done := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			if every <= 0 {
-				every = time.Second
-			}
-			tick := time.NewTicker(every)
-			defer tick.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case now := <-tick.C:
-					n := count.Load()
-					fmt.Fprintf(out, "\rload %6.1fs  %10d relationships  %9.0f/s ", now.Sub(start).Seconds(), n, float64(n)/now.Sub(start).Seconds())
-				}
-			}
-		})
-		stop = func() { close(done); wg.Wait(); fmt.Fprintln(out) }
+		rep = progress.New(out, "load", progress.Options{Unit: "relationships"})
 	}
-	n, err := t.Load(ctx, wl.Schema(), rels)
-	stop()
+	start := time.Now()
+	n, err := t.Load(ctx, wl.Schema(), counted(wl.Relationships(), rep))
+	rep.Finish()
 	res := LoadResult{Relationships: n, Elapsed: time.Since(start)}
 	if err != nil {
 		return res, err
@@ -444,10 +427,10 @@ func Load(ctx context.Context, t Target, wl workload.Workload, out io.Writer, ev
 }
 
 // counted passes seq through, counting the relationships taken.
-func counted(seq iter.Seq2[tuple.Relationship, error], n *atomic.Int64) iter.Seq2[tuple.Relationship, error] {
+func counted(seq iter.Seq2[tuple.Relationship, error], rep *progress.Reporter) iter.Seq2[tuple.Relationship, error] {
 	return func(yield func(tuple.Relationship, error) bool) {
 		for r, err := range seq {
-			n.Add(1)
+			rep.Add(1)
 			if !yield(r, err) {
 				return
 			}

@@ -174,7 +174,7 @@ func TestAPIsAgree(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer pb.Close()
-			if _, err := Load(ctx, sp, wl, nil, 0); err != nil {
+			if _, err := Load(ctx, sp, wl, nil); err != nil {
 				t.Fatal(err)
 			}
 			src := wl.Source(5)
@@ -227,7 +227,7 @@ func BenchmarkCheckAPIs(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer loader.Close()
-	if _, err := Load(ctx, loader, wl, nil, 0); err != nil {
+	if _, err := Load(ctx, loader, wl, nil); err != nil {
 		b.Fatal(err)
 	}
 	src := wl.Source(1)

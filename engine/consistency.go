@@ -132,7 +132,7 @@ func (q *headQuantizer) fetch(ctx context.Context, now time.Time) (store.Revisio
 func (e *Engine) decodeZookie(z string) (store.Revision, error) {
 	rev, err := token.DecodeZookie(e.fingerprint, z)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrInvalidZookie, err)
+		return 0, &tokenError{ErrInvalidZookie, err}
 	}
 	return store.Revision(rev), nil
 }

@@ -174,16 +174,18 @@ func TestBadZookiesRejected(t *testing.T) {
 		name string
 		c    engine.Consistency
 		want error
+		msg  string // the whole message, when the test pins it: each cause said once
 	}{
-		{"garbage", engine.AtLeastAsFresh("not-a-zookie"), engine.ErrInvalidZookie},
-		{"tampered", engine.AtExactSnapshot(string(tampered)), engine.ErrInvalidZookie},
-		{"other store", engine.AtLeastAsFresh(otherZ), token.ErrOtherStore},
-		{"future at_least_as_fresh", engine.AtLeastAsFresh(future), engine.ErrFutureZookie},
-		{"future exact", engine.AtExactSnapshot(future), engine.ErrFutureZookie},
-		{"missing zookie", engine.Consistency{Mode: engine.ModeAtLeastAsFresh}, engine.ErrInvalidRequest},
-		{"zookie on minimize_latency", engine.Consistency{Zookie: z}, engine.ErrInvalidRequest},
-		{"zookie on fully_consistent", engine.Consistency{Mode: engine.ModeFullyConsistent, Zookie: z}, engine.ErrInvalidRequest},
-		{"unknown mode", engine.Consistency{Mode: 9}, engine.ErrInvalidRequest},
+		{"garbage", engine.AtLeastAsFresh("not-a-zookie"), engine.ErrInvalidZookie, "engine: invalid zookie: too short"},
+		{"not base64url", engine.AtLeastAsFresh("not-a-zookie-but-long-enough!"), engine.ErrInvalidZookie, ""},
+		{"tampered", engine.AtExactSnapshot(string(tampered)), engine.ErrInvalidZookie, ""},
+		{"other store", engine.AtLeastAsFresh(otherZ), token.ErrOtherStore, "engine: invalid zookie: minted by another datastore"},
+		{"future at_least_as_fresh", engine.AtLeastAsFresh(future), engine.ErrFutureZookie, ""},
+		{"future exact", engine.AtExactSnapshot(future), engine.ErrFutureZookie, ""},
+		{"missing zookie", engine.Consistency{Mode: engine.ModeAtLeastAsFresh}, engine.ErrInvalidRequest, ""},
+		{"zookie on minimize_latency", engine.Consistency{Zookie: z}, engine.ErrInvalidRequest, ""},
+		{"zookie on fully_consistent", engine.Consistency{Mode: engine.ModeFullyConsistent, Zookie: z}, engine.ErrInvalidRequest, ""},
+		{"unknown mode", engine.Consistency{Mode: 9}, engine.ErrInvalidRequest, ""},
 	}
 	r := mustParse(t, annView)
 	for _, tt := range tests {
@@ -191,6 +193,12 @@ func TestBadZookiesRejected(t *testing.T) {
 			_, err := f.eng.Check(f.ctx, engine.CheckRequest{Consistency: tt.c, CheckRequest: engine.CheckQuery{Resource: r.Resource, Permission: r.Relation, Subject: r.Subject}})
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			if tt.msg != "" && err.Error() != tt.msg {
+				t.Errorf("message %q, want %q", err.Error(), tt.msg)
+			}
+			if strings.Count(err.Error(), "invalid") > 1 || strings.Contains(err.Error(), "token:") {
+				t.Errorf("message repeats itself: %q", err.Error())
 			}
 			if tt.want == token.ErrOtherStore && !errors.Is(err, engine.ErrInvalidZookie) {
 				t.Errorf("other-store error %v is not also ErrInvalidZookie", err)

@@ -86,6 +86,10 @@ const (
 	// DefaultSchemaScanLimit bounds the relationships counted per removed
 	// item when a schema change is checked.
 	DefaultSchemaScanLimit = 100_000
+	// DefaultMaxLookupNodes bounds the memory of one lookup: some 300
+	// bytes a node reached (a lookup over 100,000 documents, 200,000
+	// nodes, allocates 64 MB), so about 300 MB.
+	DefaultMaxLookupNodes = 1_000_000
 	// schemaCacheSize is how many compiled schemas are kept; schema writes
 	// are rare and requests cluster around the newest revisions.
 	schemaCacheSize = 8
@@ -154,6 +158,12 @@ type Limits struct {
 	MaxBulkCheckItems int
 	// MaxReadPageSize bounds the page size of ReadRelationships.
 	MaxReadPageSize int
+	// MaxLookupNodes bounds the (object, relation) nodes one
+	// LookupResources or LookupSubjects reaches and holds in memory
+	// (whatever its page size: results come out sorted, so the walk is
+	// complete before the first); past it the lookup fails with a
+	// *LimitError (RESOURCE_EXHAUSTED at the API).
+	MaxLookupNodes int
 	// MaxContextualRelationships bounds the contextual relationships of
 	// one read request, and MaxContextualBytes their size: the bytes of
 	// their keys (resource, relation, subject as text) plus their caveat
@@ -209,6 +219,9 @@ type Engine struct {
 type compiled struct {
 	schema *schema.Schema
 	eval   *eval.Evaluator
+	// invariants indexes the schema's write-time invariants; nil when it
+	// declares none.
+	invariants *invariantIndex
 	// renames is set when the schema renames a relation
 	// (@renamed_from): evaluation then reads through an aliasReader.
 	renames bool
@@ -270,7 +283,7 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	if conc <= 0 {
 		conc = DefaultConcurrency()
 	}
-	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router}
+	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router, MaxLookupNodes: e.limits.MaxLookupNodes}
 	if opts.TracerProvider != nil {
 		e.tracer = opts.TracerProvider.Tracer(TracerName)
 		e.evalOpts.Tracer = e.tracer
@@ -303,6 +316,7 @@ func (l Limits) withDefaults(st store.Store) Limits {
 	def(&l.MaxBulkCheckItems, DefaultMaxBulkCheckItems)
 	def(&l.MaxReadPageSize, DefaultMaxReadPageSize)
 	def(&l.SchemaScanLimit, DefaultSchemaScanLimit)
+	def(&l.MaxLookupNodes, DefaultMaxLookupNodes)
 	def(&l.MaxContextualRelationships, DefaultMaxContextualRelationships)
 	def(&l.MaxContextualBytes, DefaultMaxContextualBytes)
 	def(&l.MaxPermissionSetResources, DefaultMaxPermissionSetResources)
@@ -456,7 +470,7 @@ type schemaInForce struct {
 }
 
 func (e *Engine) newCompiled(s *schema.Schema) *compiled {
-	return &compiled{schema: s, eval: eval.New(s, e.evalOpts), renames: hasRenames(s)}
+	return &compiled{schema: s, eval: eval.New(s, e.evalOpts), renames: hasRenames(s), invariants: newInvariantIndex(s, e.evalOpts)}
 }
 
 // remember caches c as the schema written at revision written and returns

@@ -33,6 +33,9 @@ var (
 	// allowed subject type that stored relationships still use; see
 	// *UnsafeSchemaChangeError.
 	ErrUnsafeSchemaChange = errors.New("engine: schema change would orphan stored relationships")
+	// ErrSchemaChanged: a permission diff or watch spans a schema write;
+	// see *SchemaChangedError.
+	ErrSchemaChanged = errors.New("engine: schema changed between the revisions")
 	// ErrDeprecated: the request writes, checks or looks up a relation or
 	// permission marked @deprecated, and the engine refuses such requests
 	// (Options.Deprecation is DeprecationRefuse).
@@ -67,6 +70,9 @@ var (
 	// ErrPreconditionFailed: a write precondition did not hold; see
 	// *PreconditionError.
 	ErrPreconditionFailed = errors.New("engine: precondition failed")
+	// ErrInvariantViolated: a write would break an invariant of the
+	// schema; nothing was written. See *InvariantError.
+	ErrInvariantViolated = errors.New("engine: invariant violated")
 	// ErrLimitExceeded: a request is larger than a configured limit; see
 	// *LimitError.
 	ErrLimitExceeded = errors.New("engine: request exceeds a limit")
@@ -87,6 +93,10 @@ var (
 	// schema in force lacks (the data and the schema disagree; compare
 	// ErrUnknownCaveat, a write naming one).
 	ErrUnknownStoredCaveat = eval.ErrUnknownCaveat
+	// ErrLookupTooLarge: a lookup reached more objects than
+	// Limits.MaxLookupNodes. The engine reports it as a *LimitError
+	// (ErrLimitExceeded); the sentinel is the evaluator's.
+	ErrLookupTooLarge = eval.ErrLookupTooLarge
 
 	// ErrRelationshipExists: a create found a relationship with the same
 	// key; see *store.AlreadyExistsError.
@@ -136,6 +146,30 @@ var (
 	// ErrTokenOtherRequest: the cursor was minted for another request.
 	ErrTokenOtherRequest = token.ErrOtherRequest
 )
+
+// tokenReason is why package token refused a token, without its
+// package's prefix, for an error that already says which token it was:
+// "engine: invalid zookie: not base64url", not "engine: invalid zookie:
+// token: invalid: not base64url".
+func tokenReason(err error) string {
+	msg := err.Error()
+	for _, sentinel := range []error{token.ErrInvalid, token.ErrOtherStore, token.ErrOtherRequest} {
+		if errors.Is(err, sentinel) {
+			if rest, ok := strings.CutPrefix(msg, sentinel.Error()+": "); ok {
+				return rest
+			}
+			return strings.TrimPrefix(msg, "token: ")
+		}
+	}
+	return msg
+}
+
+// tokenError wraps a token's refusal under outer (ErrInvalidZookie),
+// keeping both for errors.Is but saying the reason once.
+type tokenError struct{ outer, reason error }
+
+func (e *tokenError) Error() string   { return e.outer.Error() + ": " + tokenReason(e.reason) }
+func (e *tokenError) Unwrap() []error { return []error{e.outer, e.reason} }
 
 // Datastore failures the engine passes through unchanged.
 var (
@@ -229,6 +263,34 @@ func (e *PreconditionError) Error() string {
 
 // Is makes errors.Is(err, ErrPreconditionFailed) true.
 func (e *PreconditionError) Is(target error) bool { return target == ErrPreconditionFailed }
+
+// InvariantError names the schema invariant a write would break, the
+// object it would break it on, and the change of the write that asked for
+// the check. Nothing was written.
+type InvariantError struct {
+	// Invariant is "definition.name"; Condition its condition.
+	Invariant, Condition string
+	Object               tuple.ObjectRef
+	// Index is the update's index in the write request; -1 for a
+	// relationship deleted by a filter.
+	Index        int
+	Op           store.Op
+	Relationship tuple.Key
+	// Detail says what is wrong after the write.
+	Detail string
+}
+
+// Error implements error.
+func (e *InvariantError) Error() string {
+	by := fmt.Sprintf("update %d (%s %s)", e.Index, e.Op, e.Relationship)
+	if e.Index < 0 {
+		by = fmt.Sprintf("deleting %s", e.Relationship)
+	}
+	return fmt.Sprintf("engine: invariant %s (%s) violated on %s by %s: %s", e.Invariant, e.Condition, e.Object, by, e.Detail)
+}
+
+// Is makes errors.Is(err, ErrInvariantViolated) true.
+func (e *InvariantError) Is(target error) bool { return target == ErrInvariantViolated }
 
 // DeleteLimitError refuses a limited delete without AllowPartial when more
 // relationships match than its Limit; nothing was deleted.

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,4 +131,18 @@ func (f *fixture) check(c engine.Consistency, q string) (eval.Permissionship, st
 		f.t.Fatalf("check %s: %v", q, err)
 	}
 	return resp.Permissionship, resp.Zookie
+}
+
+// withoutInvariants drops the invariants of a schema ("use invariants" and
+// each one-line "invariant" declaration), for tests that write data (a
+// proof's relationships, a scope's sample) that does not keep them.
+func withoutInvariants(text string) string {
+	var b strings.Builder
+	for line := range strings.Lines(text) {
+		if t := strings.TrimSpace(line); t == "use invariants" || strings.HasPrefix(t, "invariant ") {
+			continue
+		}
+		b.WriteString(line)
+	}
+	return b.String()
 }

@@ -17,6 +17,12 @@ import (
 // revision. It returns the zookie of the last revision and how many
 // relationships were written. A validation error stops the import; with
 // batches, the batches before it stay written.
+//
+// When the schema declares invariants, the bulk loader (which runs no
+// checks) is not used: every batch is a write of its own, and must keep
+// the invariants like any other write (so order the relationships that a
+// batch's invariants need before, or in the same batch as, those that
+// need them).
 func (e *Engine) Import(ctx context.Context, caller string, rels iter.Seq2[tuple.Relationship, error]) (zookie string, imported int, err error) {
 	if err := e.checkOpen(); err != nil {
 		return "", 0, err
@@ -48,7 +54,8 @@ func (e *Engine) Import(ctx context.Context, caller string, rels iter.Seq2[tuple
 		}
 	}
 	meta := store.WriteMeta{Caller: caller}
-	if bl, ok := e.st.(store.BulkLoader); ok {
+	ix := v.c.invariants
+	if bl, ok := e.st.(store.BulkLoader); ok && ix == nil {
 		rev, n, err := bl.Import(ctx, meta, validated)
 		if err != nil {
 			return "", 0, e.wrapWrite(err)
@@ -62,7 +69,17 @@ func (e *Engine) Import(ctx context.Context, caller string, rels iter.Seq2[tuple
 		if len(batch) == 0 {
 			return nil
 		}
+		now := e.now()
 		rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+			if ix != nil {
+				changes := make([]invChange, len(batch))
+				for i := range batch {
+					changes[i] = invChange{index: total + i, op: store.OpTouch, key: batch[i].Key(), rel: &batch[i]}
+				}
+				if err := ix.checkInvariants(ctx, tx, changes, now); err != nil {
+					return err
+				}
+			}
 			for _, r := range batch {
 				if err := tx.Touch(ctx, r); err != nil {
 					return fmt.Errorf("engine: import %s: %w", r.Key(), err)

@@ -385,3 +385,46 @@ func TestLookupCursorRejects(t *testing.T) {
 		t.Errorf("lookup subjects with After: %v, want ErrInvalidRequest", err)
 	}
 }
+
+// A lookup holds every object it reaches until it ends, whatever its page
+// size, so Limits.MaxLookupNodes bounds its memory: a lookup that reaches
+// more fails with a *LimitError (RESOURCE_EXHAUSTED at the API), even for
+// a page of one, and a smaller one is unaffected. Both lookups.
+func TestLookupNodesBounded(t *testing.T) {
+	const maxNodes = 40
+	f := newFixture(t, engine.Options{Limits: engine.Limits{MaxLookupNodes: maxNodes}})
+	want := importDocs(t, f, 10)
+	for i := range 10 {
+		f.touch(fmt.Sprintf("document:d#viewer@user:u%d", i))
+	}
+	if got, _, err := lookupAll(t, f, 0, ""); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("a lookup within the bound: %v, %v", got, err)
+	}
+	if got, _, err := lookupSubjectsPage(t, f, 0, ""); err != nil || len(got) != 10 {
+		t.Fatalf("a subject lookup within the bound: %v, %v", got, err)
+	}
+	importMore := make([]tuple.Relationship, 0, maxNodes)
+	for i := range maxNodes {
+		importMore = append(importMore, mustParse(t, fmt.Sprintf("document:e%05d#viewer@user:anne", i)), mustParse(t, fmt.Sprintf("document:d#viewer@user:v%d", i)))
+	}
+	if _, _, err := f.eng.Import(f.ctx, "test", seqOf(importMore...)); err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{0, 1} {
+		_, _, err := lookupAll(t, f, limit, "")
+		var le *engine.LimitError
+		if !errors.As(err, &le) || le.Max != maxNodes || !strings.Contains(err.Error(), "reached by one lookup") {
+			t.Errorf("LookupResources (limit %d) past the bound: %v", limit, err)
+		}
+		_, _, err = lookupSubjectsPage(t, f, limit, "")
+		if !errors.As(err, &le) || le.Max != maxNodes {
+			t.Errorf("LookupSubjects (limit %d) past the bound: %v", limit, err)
+		}
+	}
+	if got := f.eng.Limits().MaxLookupNodes; got != maxNodes {
+		t.Errorf("Limits().MaxLookupNodes = %d", got)
+	}
+	if got := newFixture(t, engine.Options{}).eng.Limits().MaxLookupNodes; got != engine.DefaultMaxLookupNodes {
+		t.Errorf("default MaxLookupNodes = %d, want %d", got, engine.DefaultMaxLookupNodes)
+	}
+}

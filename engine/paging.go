@@ -50,7 +50,7 @@ func (e *Engine) openPage(ctx context.Context, c Consistency, cursor string, req
 		if derr != nil {
 			// %v, not %w: the token's sentinels also describe zookies,
 			// and the caller must see a cursor error.
-			return nil, "", nil, fmt.Errorf("%w: %v", ErrInvalidCursor, derr)
+			return nil, "", nil, fmt.Errorf("%w: %s", ErrInvalidCursor, tokenReason(derr))
 		}
 		if tc.Position == "" {
 			return nil, "", nil, fmt.Errorf("%w: no position", ErrInvalidCursor)
@@ -82,9 +82,17 @@ func readRequest(f tuple.Filter) uint64 {
 }
 
 func lookupResourcesRequest(req LookupResourcesRequest) uint64 {
-	return token.RequestHash("lookup-resources", req.ResourceType, req.Permission, req.Subject.String())
+	parts := []string{"lookup-resources", req.ResourceType, req.Permission, req.Subject.String()}
+	if req.Through != nil {
+		parts = append(parts, "through", req.Through.String())
+	}
+	return token.RequestHash(parts...)
 }
 
 func lookupSubjectsRequest(req LookupSubjectsRequest) uint64 {
-	return token.RequestHash("lookup-subjects", req.Resource.String(), req.Permission, req.SubjectType, req.SubjectRelation)
+	parts := []string{"lookup-subjects", req.Resource.String(), req.Permission, req.SubjectType, req.SubjectRelation}
+	if req.Within != nil {
+		parts = append(parts, "within", req.Within.String())
+	}
+	return token.RequestHash(parts...)
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 
@@ -132,7 +133,7 @@ func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest
 	seq := v.c.eval.LookupResources(ctx, e.params(v, req.Context, req.Contextual), er)
 	return func(yield func(ResourceResult, error) bool) {
 		for r, err := range seq {
-			if !yield(ResourceResult{ResourceResult: r, pager: pg}, err) || err != nil {
+			if !yield(ResourceResult{ResourceResult: r, pager: pg}, lookupError(err)) || err != nil {
 				return
 			}
 		}
@@ -191,11 +192,22 @@ func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) 
 	seq := v.c.eval.LookupSubjects(ctx, e.params(v, req.Context, req.Contextual), er)
 	return func(yield func(SubjectResult, error) bool) {
 		for r, err := range seq {
-			if !yield(SubjectResult{SubjectResult: r, pager: pg}, err) || err != nil {
+			if !yield(SubjectResult{SubjectResult: r, pager: pg}, lookupError(err)) || err != nil {
 				return
 			}
 		}
 	}, e.zookieOf(v.rev), nil
+}
+
+// lookupError turns the evaluator's refusal of a lookup too large to hold
+// in memory into a *LimitError; other errors pass unchanged.
+func lookupError(err error) error {
+	var le *eval.LookupTooLargeError
+	if !errors.As(err, &le) {
+		return err
+	}
+	return &LimitError{Limit: "objects and relations reached by one lookup", Max: le.Max, Got: le.Max + 1,
+		Hint: "a lookup holds every object it reaches until it ends, whatever its page size; narrow it, or raise Limits.MaxLookupNodes"}
 }
 
 func (e *Engine) params(v *view, ctx map[string]any, contextual []tuple.Relationship) eval.Params {

@@ -49,3 +49,22 @@ func (e *Engine) Watch(ctx context.Context, afterZookie string) iter.Seq2[WatchE
 		}
 	}
 }
+
+// CheckDefinitions reports, as ErrUnknownDefinition naming the first,
+// whether any of types is not a definition of the head's schema: a Watch
+// filtered to a type that does not exist would wait forever for nothing.
+func (e *Engine) CheckDefinitions(ctx context.Context, types []string) error {
+	if len(types) == 0 {
+		return nil
+	}
+	v, err := e.open(ctx, FullyConsistent())
+	if err != nil {
+		return err
+	}
+	for _, t := range types {
+		if v.c == nil || v.c.schema.Definitions[t] == nil {
+			return fmt.Errorf("%w %q (the schema defines no such type)", ErrUnknownDefinition, t)
+		}
+	}
+	return nil
+}

@@ -69,12 +69,21 @@ type DeleteResponse struct {
 // relationships still use. The returned changes list what differs from
 // the previous schema (for the first schema: everything, as added).
 func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie string, changes []schema.Change, err error) {
+	if _, err := schema.Compile(schemaFilename, text); err != nil {
+		// Refused before taking the write lock.
+		return "", nil, fmt.Errorf("engine: invalid schema: %w", err)
+	}
+	return e.UpdateSchema(ctx, caller, func(string) (string, error) { return text, nil })
+}
+
+// UpdateSchema is WriteSchema of the text that edit makes of the schema
+// text in force ("" before the first schema), read and written under the
+// write lock so that no other schema write comes between: a tenant's
+// schema write replaces its own definitions and keeps the others'. An
+// error of edit is returned as it is.
+func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(current string) (string, error)) (zookie string, changes []schema.Change, err error) {
 	if err := e.checkOpen(); err != nil {
 		return "", nil, err
-	}
-	next, err := schema.Compile(schemaFilename, text)
-	if err != nil {
-		return "", nil, fmt.Errorf("engine: invalid schema: %w", err)
 	}
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
@@ -88,8 +97,28 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie s
 		return "", nil, err
 	}
 	var prev *schema.Schema
+	current := ""
 	if cur.c != nil {
 		prev = cur.c.schema
+		stored, _, err := cur.reader.ReadSchema(ctx)
+		if err != nil {
+			return "", nil, fmt.Errorf("engine: read schema: %w", err)
+		}
+		current = stored
+	}
+	text, err := edit(current)
+	if err != nil {
+		return "", nil, err
+	}
+	if cur.c != nil && text == current {
+		// Writing the text already stored commits nothing: the answer is
+		// the head's zookie, and no revision, change or audit entry is
+		// made for it.
+		return e.zookieOf(head), nil, nil
+	}
+	next, err := schema.Compile(schemaFilename, text)
+	if err != nil {
+		return "", nil, fmt.Errorf("engine: invalid schema: %w", err)
 	}
 	changes = schema.Diff(prev, next)
 	now := e.now()
@@ -303,8 +332,14 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 		return "", err
 	}
 	now := e.now()
+	changes := v.c.invariants.updateChanges(req.Updates)
 	rev, err := e.st.Update(ctx, store.WriteMeta{Caller: req.Caller}, func(ctx context.Context, tx store.Tx) error {
 		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
+			return err
+		}
+		// Judged before the updates are applied: tx reads the state the
+		// write builds on, and the check lays the updates over it.
+		if err := v.c.invariants.checkInvariants(ctx, tx, changes, now); err != nil {
 			return err
 		}
 		for i, u := range req.Updates {
@@ -318,7 +353,7 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 				err = tx.Delete(ctx, u.Relationship.Key())
 			}
 			if err != nil {
-				return fmt.Errorf("engine: update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
+				return fmt.Errorf("update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
 			}
 		}
 		return nil
@@ -382,10 +417,19 @@ func (e *Engine) DeleteRelationships(ctx context.Context, req DeleteRequest) (De
 func (e *Engine) deleteMatching(ctx context.Context, req DeleteRequest) (store.Revision, int, error) {
 	e.writeMu.RLock()
 	defer e.writeMu.RUnlock()
+	ix, err := e.headInvariants(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
 	now := e.now()
 	deleted := 0
 	rev, err := e.st.Update(ctx, store.WriteMeta{Caller: req.Caller}, func(ctx context.Context, tx store.Tx) error {
 		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
+			return err
+		}
+		if ix.affects(req.Filter.ResourceType, req.Filter.Relation) {
+			n, err := deleteChecked(ctx, tx, ix, req.Filter, req.Limit, now)
+			deleted = n
 			return err
 		}
 		n, err := tx.DeleteMatching(ctx, req.Filter, req.Limit)
@@ -494,8 +538,9 @@ func (e *Engine) wrapWrite(err error) error {
 		re *RelationshipError
 		pe *PreconditionError
 		ue *UnsafeSchemaChangeError
+		ie *InvariantError
 	)
-	if errors.As(err, &re) || errors.As(err, &pe) || errors.As(err, &ue) {
+	if errors.As(err, &re) || errors.As(err, &pe) || errors.As(err, &ue) || errors.As(err, &ie) {
 		return err
 	}
 	if errors.Is(err, store.ErrBatchTooLarge) {

@@ -303,3 +303,19 @@ func TestStoreBatchLimit(t *testing.T) {
 		t.Errorf("2 updates within the limit: %v", err)
 	}
 }
+
+// TestIdenticalSchemaWriteIsNoOp: writing the schema text already stored
+// commits nothing (the head's zookie, no changes); the same schema with
+// one more comment is a new revision with no changes.
+func TestIdenticalSchemaWriteIsNoOp(t *testing.T) {
+	f := newFixture(t, engine.Options{})
+	z1 := f.touch("document:1#viewer@user:anne")
+	z2, changes, err := f.eng.WriteSchema(f.ctx, "test", testSchema)
+	if err != nil || len(changes) != 0 || revisionOf(t, f, z2) != revisionOf(t, f, z1) {
+		t.Fatalf("identical schema: zookie at %d (head %d), changes %v, err %v", revisionOf(t, f, z2), revisionOf(t, f, z1), changes, err)
+	}
+	z3, changes, err := f.eng.WriteSchema(f.ctx, "test", testSchema+"// a comment\n")
+	if err != nil || len(changes) != 0 || revisionOf(t, f, z3) != revisionOf(t, f, z1)+1 {
+		t.Fatalf("schema with a new comment: zookie at %d (head was %d), changes %v, err %v", revisionOf(t, f, z3), revisionOf(t, f, z1), changes, err)
+	}
+}

@@ -43,6 +43,7 @@ func check(files []*File, source string, imports bool) (*Schema, error) {
 	c.resolveRelations()
 	c.resolveAnnotations()
 	c.resolvePermissions()
+	c.resolveInvariants()
 	c.findCycles()
 	c.typecheck()
 	c.compileCaveats()
@@ -67,6 +68,7 @@ type checker struct {
 	members  map[*Relation]Member       // each compiled relation's declaration
 	relDefs  []*Definition              // compiled definitions, in order
 	defDecls []*DefinitionDecl          // their declarations, parallel to relDefs
+	invDecls map[*Invariant]*InvariantDecl
 }
 
 type caveatDecl struct {
@@ -122,7 +124,7 @@ func (c *checker) checkTypeName(t *TypeName, what string) {
 }
 
 // knownFeatures are the words "use" accepts.
-const knownFeatures = "expiration, import, partial, self, typechecking"
+const knownFeatures = "expiration, import, invariants, partial, self, typechecking"
 
 // decls lists the declarations of every file, each file's imports before
 // it, as SpiceDB hoists them.
@@ -219,6 +221,10 @@ func (c *checker) collect() {
 			c.relDefs = append(c.relDefs, def)
 			c.defDecls = append(c.defDecls, d)
 			for _, em := range c.expandMembers(d.Members, nil, nil) {
+				if inv, ok := em.m.(*InvariantDecl); ok {
+					c.declareInvariant(def, inv, em.via)
+					continue
+				}
 				c.declareMember(def, em)
 			}
 		}

@@ -203,7 +203,7 @@ var invalidSchemas = []struct {
 	{"partial used twice", "use partial\npartial p { relation v: user }\ndefinition user {}\ndefinition doc {\n\t...p\n\t...p\n}", `6:5: duplicate relation "v" (from partial "p") on definition "doc" (first declared at 2:22)`},
 	{"duplicate partial", "use partial\npartial p {}\npartial p {}", `3:9: duplicate partial "p" (first declared at 2:9)`},
 	{"definition named like partial", "use partial\npartial user {}\ndefinition user {}", `3:12: definition "user" has the same name as the partial declared at 2:9`},
-	{"unknown feature", "use magic", `1:5: unknown feature "magic" after "use" (known: expiration, import, partial, self, typechecking)`},
+	{"unknown feature", "use magic", `1:5: unknown feature "magic" after "use" (known: expiration, import, invariants, partial, self, typechecking)`},
 
 	// Caveats.
 	{"unknown param type", "caveat c(a integer) { a > 1 }", `1:12: unknown caveat parameter type "integer" (known: int, uint, bool, string, double, bytes, duration, timestamp, list<T>, map<T>, ipaddress, any)`},

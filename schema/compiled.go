@@ -29,6 +29,9 @@ type Definition struct {
 	Ordered []*Relation
 	Doc     string   // doc comment, if any
 	Pos     Position // of the definition's name
+	// Invariants are the write-time invariants declared in the
+	// definition, in source order (see invariant.go).
+	Invariants []*Invariant
 	// RenamedFrom maps an old relation name to the relation that
 	// declares "@renamed_from(old)": stored relationships under the old
 	// name are read as the new relation's. Nil when there are none.

@@ -24,6 +24,9 @@ const (
 	CaveatAdded
 	CaveatRemoved
 	CaveatChanged // parameters or expression changed
+	InvariantAdded
+	InvariantRemoved
+	InvariantChanged // the condition changed
 )
 
 var changeKindNames = [...]string{
@@ -39,6 +42,9 @@ var changeKindNames = [...]string{
 	CaveatAdded:        "caveat added",
 	CaveatRemoved:      "caveat removed",
 	CaveatChanged:      "caveat changed",
+	InvariantAdded:     "invariant added",
+	InvariantRemoved:   "invariant removed",
+	InvariantChanged:   "invariant changed",
 }
 
 // String names the kind: "relation removed".
@@ -55,8 +61,8 @@ type Change struct {
 	// Definition is the object type; empty for caveat changes.
 	Definition string
 	// Name is the relation or permission (for Relation*, Permission* and
-	// SubjectType* kinds) or the caveat (Caveat* kinds); empty for
-	// Definition* kinds.
+	// SubjectType* kinds), the invariant (Invariant* kinds) or the caveat
+	// (Caveat* kinds); empty for Definition* kinds.
 	Name string
 	// Subject is the allowed subject type added or removed (SubjectType*
 	// kinds only), taken from the schema that has it. Its Type, Relation,
@@ -86,7 +92,8 @@ func (c Change) String() string {
 }
 
 // Diff lists the differences from old to new: definitions, relations,
-// permissions, allowed subject types and caveats added, removed or changed.
+// permissions, allowed subject types, invariants and caveats added, removed
+// or changed (an invariant changes when its canonical condition does).
 // Either schema may be nil (empty); Diff(nil, s) lists everything in s as
 // added. Removing a definition also lists each of its relations and
 // permissions as removed, and turning a relation into a permission (or the
@@ -96,7 +103,7 @@ func (c Change) String() string {
 // removal of the old entry plus an addition of the new.
 //
 // The order is deterministic: definitions by name (each followed by its
-// members in source order), then caveats by name.
+// members in source order, then its invariants), then caveats by name.
 func Diff(old, new *Schema) []Change {
 	if old == nil {
 		old = &Schema{}
@@ -113,13 +120,16 @@ func Diff(old, new *Schema) []Change {
 			for _, r := range od.Ordered {
 				out = append(out, memberChange(r, false))
 			}
+			out = diffInvariants(out, od, nil)
 		case od == nil:
 			out = append(out, Change{Kind: DefinitionAdded, Definition: name})
 			for _, r := range nd.Ordered {
 				out = append(out, memberChange(r, true))
 			}
+			out = diffInvariants(out, nil, nd)
 		default:
 			out = diffDefinition(out, od, nd)
+			out = diffInvariants(out, od, nd)
 		}
 	}
 	for _, name := range unionKeys(old.Caveats, new.Caveats) {

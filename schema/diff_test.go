@@ -14,6 +14,14 @@ definition doc {
 	permission view = viewer + editor
 }
 caveat c(a int) { a > 1 }`
+	const inv = `use invariants
+definition user {}
+definition team {
+	relation owner: user
+	relation member: user
+	invariant cap = count(member) <= 10
+	invariant members_need_owner = member requires owner
+}`
 	tests := []struct {
 		name     string
 		old, new string // "" means a nil schema
@@ -89,6 +97,30 @@ caveat c(a int) { a > 1 }`
 				"permission changed: doc#view: p->v (now reaches p->g#v)",
 				"relation added: g#v",
 			}},
+		{"invariant added", inv, strings.Replace(inv, "relation owner: user", "relation owner: user\n invariant one_owner = count(owner) == 1", 1), []string{
+			"invariant added: team#one_owner: count(owner) == 1",
+		}},
+		{"invariant removed", inv, strings.Replace(inv, "invariant cap = count(member) <= 10", "", 1), []string{
+			"invariant removed: team#cap: count(member) <= 10",
+		}},
+		{"invariant changed", inv, strings.Replace(inv, "<= 10", "<= 20", 1), []string{
+			"invariant changed: team#cap: count(member) <= 10 => count(member) <= 20",
+		}},
+		{"invariant reformatted is unchanged", inv, strings.Replace(inv, "count(member) <= 10", "count( member )<=10", 1), nil},
+		{"invariants of a removed definition", inv, "use invariants\ndefinition user {}", []string{
+			"definition removed: team",
+			"relation removed: team#owner",
+			"relation removed: team#member",
+			"invariant removed: team#cap: count(member) <= 10",
+			"invariant removed: team#members_need_owner: member requires owner",
+		}},
+		{"invariants of an added definition", "use invariants\ndefinition user {}", inv, []string{
+			"definition added: team",
+			"relation added: team#owner",
+			"relation added: team#member",
+			"invariant added: team#cap: count(member) <= 10",
+			"invariant added: team#members_need_owner: member requires owner",
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

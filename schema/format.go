@@ -226,6 +226,8 @@ func (p *printer) member(m Member) {
 	case *PartialRef:
 		p.b.WriteString("...")
 		p.b.WriteString(m.Name.Name)
+	case *InvariantDecl:
+		p.invariant(m)
 	}
 }
 

@@ -231,7 +231,7 @@ func (p *parser) atMemberEnd() bool {
 	case RELATION, PERMISSION, RBRACE, SEMICOLON, EOF, DEFINITION, CAVEAT, ELLIPSIS, AT:
 		return true
 	}
-	return p.atWord("partial") || p.atWord("import")
+	return p.atWord("partial") || p.atWord("import") || (p.tok == IDENT && p.lit == "invariant")
 }
 
 // syncMember skips to the next member, the end of the definition, or the
@@ -333,6 +333,16 @@ func (p *parser) parseBody() (lbrace Pos, members []Member, rbrace Pos) {
 			if p.atWord("partial") || p.atWord("import") {
 				p.errorExpected(`"}"`)
 				return lbrace, members, p.pos
+			}
+			if p.atInvariant() {
+				members = append(members, p.parseInvariant())
+				continue
+			}
+			if p.tok == IDENT && p.lit == "invariant" {
+				p.error(p.pos, `"invariant" needs "use invariants" at the top of the file`)
+				p.next()
+				p.syncMember()
+				continue
 			}
 			p.errorExpected(`"relation" or "permission"`)
 			p.next()

@@ -41,6 +41,10 @@ func (p *permissions) ReadRelationships(req *v1.ReadRelationshipsRequest, stream
 	if err != nil {
 		return err
 	}
+	who := server.PrincipalOf(ctx)
+	if err := who.FilterErr("relationship_filter", f); err != nil {
+		return err
+	}
 	cursor := req.GetOptionalCursor().GetToken()
 	limit := int(req.GetOptionalLimit())
 	pageMax := p.eng.Limits().MaxReadPageSize
@@ -56,6 +60,9 @@ func (p *permissions) ReadRelationships(req *v1.ReadRelationshipsRequest, stream
 		}
 		zt := toZedToken(page.Zookie)
 		for i, r := range page.Relationships {
+			if !who.Sees(r) {
+				continue
+			}
 			pr, err := toRelationship(r)
 			if err != nil {
 				return err
@@ -93,6 +100,10 @@ func (p *permissions) WriteRelationships(ctx context.Context, req *v1.WriteRelat
 	if len(req.GetUpdates()) == 0 {
 		return nil, missing("updates")
 	}
+	who := server.PrincipalOf(ctx)
+	if err := who.PreconditionsErr("optional_preconditions", pres); err != nil {
+		return nil, err
+	}
 	w := engine.WriteRequest{Caller: server.CallerOf(ctx), Preconditions: pres, Updates: make([]engine.Update, len(req.GetUpdates()))}
 	for i, u := range req.GetUpdates() {
 		path := index("updates", i)
@@ -105,6 +116,9 @@ func (p *permissions) WriteRelationships(ctx context.Context, req *v1.WriteRelat
 		}
 		r, err := relationship(join(path, "relationship"), u.GetRelationship())
 		if err != nil {
+			return nil, err
+		}
+		if err := who.RelationshipErr(join(path, "relationship"), r); err != nil {
 			return nil, err
 		}
 		w.Updates[i] = engine.Update{Op: op, Relationship: r}
@@ -133,6 +147,13 @@ func (p *permissions) DeleteRelationships(ctx context.Context, req *v1.DeleteRel
 	}
 	pres, err := preconditions("optional_preconditions", req.GetOptionalPreconditions(), p.eng.Limits().MaxPreconditions)
 	if err != nil {
+		return nil, err
+	}
+	who := server.PrincipalOf(ctx)
+	if err := who.DeleteFilter("relationship_filter", f); err != nil {
+		return nil, err
+	}
+	if err := who.PreconditionsErr("optional_preconditions", pres); err != nil {
 		return nil, err
 	}
 	limit := int(req.GetOptionalLimit())
@@ -191,6 +212,9 @@ func (p *permissions) CheckPermission(ctx context.Context, req *v1.CheckPermissi
 	if err != nil {
 		return nil, err
 	}
+	if err := server.PrincipalOf(ctx).CheckErr("", in); err != nil {
+		return nil, err
+	}
 	cctx, err := caveatContext("context", req.GetContext())
 	if err != nil {
 		return nil, err
@@ -227,10 +251,14 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *v1.CheckBul
 	pairs := make([]*v1.CheckBulkPermissionsPair, len(items))
 	var valid []engine.BulkCheckItem
 	var indexes []int // of valid's items in the request
+	who := server.PrincipalOf(ctx)
 	for i, it := range items {
 		pairs[i] = &v1.CheckBulkPermissionsPair{Request: it}
 		path := index("items", i)
 		in, err := checkInput(path, it.GetResource(), it.GetPermission(), it.GetSubject())
+		if err == nil {
+			err = who.CheckErr(path, in)
+		}
 		var cctx map[string]any
 		if err == nil {
 			cctx, err = caveatContext(join(path, "context"), it.GetContext())
@@ -273,6 +301,10 @@ func (p *permissions) ExpandPermissionTree(ctx context.Context, req *v1.ExpandPe
 	if err != nil {
 		return nil, err
 	}
+	who := server.PrincipalOf(ctx)
+	if err := who.TypeErr("resource.object_type", res.Type); err != nil {
+		return nil, err
+	}
 	if err := checkRelation("", "permission", req.GetPermission()); err != nil {
 		return nil, err
 	}
@@ -280,7 +312,7 @@ func (p *permissions) ExpandPermissionTree(ctx context.Context, req *v1.ExpandPe
 	if err != nil {
 		return nil, err
 	}
-	root, err := toTree(t)
+	root, err := toTree(who.Tree(t))
 	if err != nil {
 		return nil, err
 	}
@@ -355,6 +387,9 @@ func (p *permissions) LookupResources(req *v1.LookupResourcesRequest, stream grp
 	if err != nil {
 		return err
 	}
+	if err := server.PrincipalOf(ctx).LookupErr("resource_object_type", req.GetResourceObjectType(), "subject.object.object_type", subj.Type, "optional_limit", int(req.GetOptionalLimit())); err != nil {
+		return err
+	}
 	cctx, err := caveatContext("context", req.GetContext())
 	if err != nil {
 		return err
@@ -426,6 +461,9 @@ func (p *permissions) LookupSubjects(req *v1.LookupSubjectsRequest, stream grpc.
 	default:
 		return fieldf("wildcard_option", "unknown option %d", int32(w))
 	}
+	if err := server.PrincipalOf(ctx).LookupErr("resource.object_type", res.Type, "subject_object_type", req.GetSubjectObjectType(), "optional_concrete_limit", int(req.GetOptionalConcreteLimit())); err != nil {
+		return err
+	}
 	cctx, err := caveatContext("context", req.GetContext())
 	if err != nil {
 		return err
@@ -486,6 +524,7 @@ func (p *permissions) LookupSubjects(req *v1.LookupSubjectsRequest, stream grpc.
 // as one sequence, converting message by message.
 func (p *permissions) ImportBulkRelationships(stream grpc.ClientStreamingServer[v1.ImportBulkRelationshipsRequest, v1.ImportBulkRelationshipsResponse]) error {
 	ctx := stream.Context()
+	who := server.PrincipalOf(ctx)
 	seq := func(yield func(tuple.Relationship, error) bool) {
 		for m := 0; ; m++ {
 			msg, err := stream.Recv()
@@ -503,6 +542,9 @@ func (p *permissions) ImportBulkRelationships(stream grpc.ClientStreamingServer[
 			}
 			for i, r := range msg.GetRelationships() {
 				t, err := relationship(index(path, i), r)
+				if err == nil {
+					err = who.RelationshipErr(index(path, i), t)
+				}
 				if !yield(t, err) || err != nil {
 					return
 				}
@@ -531,6 +573,10 @@ func (p *permissions) ExportBulkRelationships(req *v1.ExportBulkRelationshipsReq
 	if err != nil {
 		return err
 	}
+	who := server.PrincipalOf(ctx)
+	if err := who.FilterErr("optional_relationship_filter", f); err != nil {
+		return err
+	}
 	maxBatch := min(server.MaxExportBatch, p.eng.Limits().MaxReadPageSize)
 	batch := int(req.GetOptionalLimit())
 	if err := tooMany("optional_limit", "relationships per batch", batch, maxBatch); err != nil {
@@ -548,14 +594,19 @@ func (p *permissions) ExportBulkRelationships(req *v1.ExportBulkRelationshipsReq
 		if len(page.Relationships) > 0 {
 			msg := &v1.ExportBulkRelationshipsResponse{AfterResultCursor: toCursor(page.CursorAfter(len(page.Relationships) - 1))}
 			for _, r := range page.Relationships {
+				if !who.Sees(r) {
+					continue
+				}
 				pr, err := toRelationship(r)
 				if err != nil {
 					return err
 				}
 				msg.Relationships = append(msg.Relationships, pr)
 			}
-			if err := stream.Send(msg); err != nil {
-				return err
+			if len(msg.Relationships) > 0 {
+				if err := stream.Send(msg); err != nil {
+					return err
+				}
 			}
 		}
 		if page.Next == "" {

@@ -33,7 +33,11 @@ func (h *schemas) schemaAt(ctx context.Context, c *v1.Consistency) (*schema.Sche
 	if err != nil {
 		return nil, "", err
 	}
-	s, err := schema.Compile("schema", rs.Text)
+	text, err := server.PrincipalOf(ctx).SchemaFor(rs.Text)
+	if err != nil {
+		return nil, "", err
+	}
+	s, err := schema.Compile("schema", text)
 	if err != nil {
 		// The engine compiled this text when it was written.
 		return nil, "", fmt.Errorf("authzed: the stored schema does not compile: %w", err)
@@ -159,7 +163,8 @@ func (h *schemas) DiffSchema(ctx context.Context, req *v1.DiffSchemaRequest) (*v
 }
 
 // diffOf converts one change; nil for the members of an added or removed
-// definition (authzed.api.v1 reports the definition alone).
+// definition (authzed.api.v1 reports the definition alone) and for
+// invariants, which it cannot express.
 func diffOf(cur, next *schema.Schema, c schema.Change) (*v1.ReflectionSchemaDiff, error) {
 	member := func(s *schema.Schema) *schema.Relation {
 		if d := s.Definitions[c.Definition]; d != nil {
@@ -178,6 +183,9 @@ func diffOf(cur, next *schema.Schema, c schema.Change) (*v1.ReflectionSchemaDiff
 		if gone || fresh {
 			return nil, nil
 		}
+	case schema.InvariantAdded, schema.InvariantRemoved, schema.InvariantChanged:
+		// A Pemba extension: authzed.api.v1 has no diff for it.
+		return nil, nil
 	}
 	switch c.Kind {
 	case schema.RelationAdded:

@@ -142,6 +142,14 @@ definition folder {
 	}
 	_, err = f.az.DiffSchema(f.ctx, &v1.DiffSchemaRequest{ComparisonSchema: "definition x { relation y: nosuch }"})
 	wantCode(t, err, codes.InvalidArgument)
+
+	// An invariant is a Pemba extension authzed.api.v1 has no diff for:
+	// adding one is no difference there, and no error.
+	withInvariant := strings.Replace("use invariants\n"+testSchema, "relation owner: user", "relation owner: user\n  invariant one_owner = count(owner) <= 1", 1)
+	resp, err = f.az.DiffSchema(f.ctx, &v1.DiffSchemaRequest{Consistency: exact(zt), ComparisonSchema: withInvariant})
+	if err != nil || len(resp.GetDiffs()) != 0 {
+		t.Fatalf("DiffSchema with an invariant added: %v %v", resp.GetDiffs(), err)
+	}
 }
 
 func diffText(d *v1.ReflectionSchemaDiff) string {

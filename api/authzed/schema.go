@@ -28,7 +28,11 @@ func (h *schemas) ReadSchema(ctx context.Context, _ *v1.ReadSchemaRequest) (*v1.
 	if err != nil {
 		return nil, err
 	}
-	return &v1.ReadSchemaResponse{SchemaText: rs.Text, ReadAt: toZedToken(rs.Zookie)}, nil
+	text, err := server.PrincipalOf(ctx).SchemaFor(rs.Text)
+	if err != nil {
+		return nil, err
+	}
+	return &v1.ReadSchemaResponse{SchemaText: text, ReadAt: toZedToken(rs.Zookie)}, nil
 }
 
 // WriteSchema replaces the schema. A change that would orphan stored
@@ -40,7 +44,7 @@ func (h *schemas) WriteSchema(ctx context.Context, req *v1.WriteSchemaRequest) (
 	if req.GetSchema() == "" {
 		return nil, missing("schema")
 	}
-	zk, _, err := h.eng.WriteSchema(ctx, server.CallerOf(ctx), req.GetSchema())
+	zk, _, err := server.WriteSchemaAs(ctx, h.eng, server.PrincipalOf(ctx), req.GetSchema())
 	if err != nil {
 		return nil, err
 	}

@@ -40,9 +40,13 @@ func (w *watcher) Watch(req *v1.WatchRequest, stream grpc.ServerStreamingServer[
 	if err := tooMany("optional_relationship_filters", "filters", len(filters), server.MaxWatchTypes); err != nil {
 		return err
 	}
+	who := server.PrincipalOf(ctx)
 	keep := make(map[string]bool, len(types))
 	for i, t := range types {
 		if err := checkType(index("optional_object_types", i), "", t); err != nil {
+			return err
+		}
+		if err := who.TypeErr(index("optional_object_types", i), t); err != nil {
 			return err
 		}
 		keep[t] = true
@@ -51,6 +55,9 @@ func (w *watcher) Watch(req *v1.WatchRequest, stream grpc.ServerStreamingServer[
 	for i, f := range filters {
 		tf, err := filter(index("optional_relationship_filters", i), f, false)
 		if err != nil {
+			return err
+		}
+		if err := who.FilterErr(index("optional_relationship_filters", i), tf); err != nil {
 			return err
 		}
 		fs = append(fs, tf)
@@ -72,6 +79,9 @@ func (w *watcher) Watch(req *v1.WatchRequest, stream grpc.ServerStreamingServer[
 		relationships = true
 	}
 	matches := func(r tuple.Relationship) bool {
+		if !who.Sees(r) {
+			return false
+		}
 		switch {
 		case len(keep) > 0:
 			return keep[r.Resource.Type]
@@ -120,7 +130,8 @@ func (w *watcher) Watch(req *v1.WatchRequest, stream grpc.ServerStreamingServer[
 				updates = append(updates, &v1.RelationshipUpdate{Operation: toOperation(c.Op), Relationship: r})
 			}
 		}
-		schema := schemaUpdates && ev.SchemaChanged
+		// A tenant cannot tell its own schema writes from the others'.
+		schema := schemaUpdates && ev.SchemaChanged && who.Tenant == ""
 		zt := toZedToken(ev.Zookie)
 		if len(updates) == 0 && !schema {
 			if checkpoints {

@@ -14,7 +14,8 @@
 //
 // Calls that fail with UNAVAILABLE are retried with backoff
 // (Options.Retry: reads, and writes the server says were not applied;
-// see Retry), and with
+// see Retry), calls an overloaded server shed are retried after the delay
+// its RetryInfo asks for, and with
 // Options.ReadYourWrites the client sends the zookie of its newest write
 // on reads that name no consistency.
 //

@@ -38,6 +38,13 @@ const (
 // (the connection broke mid-call) and UNKNOWN with reason
 // "COMMIT_OUTCOME_UNKNOWN" (see CommitOutcomeUnknown) do not say whether
 // the write was applied, and are not retried unless Writes is set.
+//
+// Calls the server shed under overload (RESOURCE_EXHAUSTED with a
+// google.rpc.RetryInfo: the server did not start them) are retried too,
+// writes included, after at least the delay the RetryInfo asks for (plus
+// up to a quarter more, so that shed clients do not return in lockstep).
+// A retry that could not start before the call's deadline is not waited
+// for: the call fails at once with the server's answer.
 type Retry struct {
 	// MaxAttempts bounds the tries of one call, the first included:
 	// 0 means DefaultMaxAttempts, 1 turns retries off.
@@ -96,9 +103,35 @@ func MaxDepthExceeded(err error) bool {
 	return status.Code(err) == codes.ResourceExhausted && reasonOf(err) == reasonMaxDepth
 }
 
+// Overloaded reports whether err says that the server shed the call
+// under overload (RESOURCE_EXHAUSTED with a RetryInfo): nothing of it was
+// done, and it may be sent again after RetryDelay(err).
+func Overloaded(err error) bool {
+	_, ok := RetryDelay(err)
+	return ok && status.Code(err) == codes.ResourceExhausted
+}
+
+// RetryDelay returns the delay of the google.rpc.RetryInfo of err's
+// status, if it has one.
+func RetryDelay(err error) (time.Duration, bool) {
+	st, ok := status.FromError(err)
+	if !ok {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
+}
+
 // retryable reports whether a call of method that failed with err may be
 // tried again.
 func (r Retry) retryable(method string, err error) bool {
+	if Overloaded(err) {
+		return true
+	}
 	if status.Code(err) != codes.Unavailable {
 		return false
 	}
@@ -148,9 +181,18 @@ func (r Retry) backoff() func(int) time.Duration {
 	return r.Backoff
 }
 
-// wait sleeps before retry n; false when ctx ended first.
-func wait(ctx context.Context, backoff func(int) time.Duration, n int) bool {
-	t := time.NewTimer(backoff(n))
+// wait sleeps before retry n after err: the backoff, or longer when the
+// server's RetryInfo asks for more. It returns false, without waiting,
+// when ctx ended or would end before the wait does.
+func wait(ctx context.Context, backoff func(int) time.Duration, n int, err error) bool {
+	d := backoff(n)
+	if ri, ok := RetryDelay(err); ok && ri > d {
+		d = ri + rand.N(ri/4+1)
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return false
+	}
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -169,7 +211,7 @@ func (r Retry) interceptor() grpc.UnaryClientInterceptor {
 			if err == nil || n >= attempts || !r.retryable(method, err) {
 				return err
 			}
-			if !wait(ctx, backoff, n) {
+			if !wait(ctx, backoff, n, err) {
 				return err // the last answer says more than "context canceled"
 			}
 		}
@@ -191,7 +233,7 @@ func (r Retry) streamInterceptor() grpc.StreamClientInterceptor {
 			if err == nil {
 				return &retryStream{ClientStream: cs, ctx: ctx, open: open, attempts: attempts, tries: n, backoff: backoff, r: r, method: method}, nil
 			}
-			if n >= attempts || !r.retryable(method, err) || !wait(ctx, backoff, n) {
+			if n >= attempts || !r.retryable(method, err) || !wait(ctx, backoff, n, err) {
 				return nil, err
 			}
 		}
@@ -233,7 +275,7 @@ func (s *retryStream) RecvMsg(m any) error {
 			s.received = true
 			return nil
 		}
-		if s.received || s.req == nil || s.tries >= s.attempts || !s.r.retryable(s.method, err) || !wait(s.ctx, s.backoff, s.tries) {
+		if s.received || s.req == nil || s.tries >= s.attempts || !s.r.retryable(s.method, err) || !wait(s.ctx, s.backoff, s.tries, err) {
 			return err
 		}
 		s.tries++

@@ -117,6 +117,11 @@ func TestRetryDecisions(t *testing.T) {
 		{"stream retried before its first answer", "read", 2, serverUnavailable, 0, false, codes.OK, 3, 3},
 		{"stream not retried after an answer", "read", 1, serverUnavailable, 1, false, codes.Unavailable, 1, 1},
 		{"stream gives up", "read", 9, transportUnavailable, 0, false, codes.Unavailable, 4, 0},
+		{"shed check retried", "check", 2, shed(time.Millisecond), 0, false, codes.OK, 3, 0},
+		{"shed write retried: the server did not start it", "write", 3, shed(time.Millisecond), 0, false, codes.OK, 4, 0},
+		{"shed stream retried", "read", 1, shed(time.Millisecond), 0, false, codes.OK, 2, 3},
+		{"shed gives up", "check", 9, shed(time.Millisecond), 0, false, codes.ResourceExhausted, 4, 0},
+		{"a limit is not retried", "check", 1, withReason(codes.ResourceExhausted, "LIMIT_EXCEEDED"), 0, false, codes.ResourceExhausted, 1, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

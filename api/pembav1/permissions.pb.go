@@ -511,6 +511,10 @@ type CheckPermissionRequest struct {
 	Subject    *SubjectReference `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
 	// context supplies caveat parameters not fixed in relationships.
 	Context *structpb.Struct `protobuf:"bytes,5,opt,name=context,proto3" json:"context,omitempty"`
+	// explain asks for the explanation of the answer (the response's
+	// explanation): off by default, and a check without it costs nothing
+	// more.
+	Explain bool `protobuf:"varint,6,opt,name=explain,proto3" json:"explain,omitempty"`
 	// contextual_relationships hold for this request only: as if touched
 	// on top of the revision read (one with the key of a stored
 	// relationship replaces it), never written. They are validated against
@@ -587,6 +591,13 @@ func (x *CheckPermissionRequest) GetContext() *structpb.Struct {
 	return nil
 }
 
+func (x *CheckPermissionRequest) GetExplain() bool {
+	if x != nil {
+		return x.Explain
+	}
+	return false
+}
+
 func (x *CheckPermissionRequest) GetContextualRelationships() []*Relationship {
 	if x != nil {
 		return x.ContextualRelationships
@@ -602,8 +613,10 @@ type CheckPermissionResponse struct {
 	// partial_caveat_info is set when permissionship is
 	// CONDITIONAL_PERMISSION.
 	PartialCaveatInfo *PartialCaveatInfo `protobuf:"bytes,3,opt,name=partial_caveat_info,json=partialCaveatInfo,proto3" json:"partial_caveat_info,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// explanation is set when the request asked for it.
+	Explanation   *CheckExplanation `protobuf:"bytes,4,opt,name=explanation,proto3" json:"explanation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckPermissionResponse) Reset() {
@@ -653,6 +666,13 @@ func (x *CheckPermissionResponse) GetPermissionship() Permissionship {
 func (x *CheckPermissionResponse) GetPartialCaveatInfo() *PartialCaveatInfo {
 	if x != nil {
 		return x.PartialCaveatInfo
+	}
+	return nil
+}
+
+func (x *CheckPermissionResponse) GetExplanation() *CheckExplanation {
+	if x != nil {
+		return x.Explanation
 	}
 	return nil
 }
@@ -1462,6 +1482,10 @@ type LookupResourcesRequest struct {
 	OptionalLimit uint32 `protobuf:"varint,6,opt,name=optional_limit,json=optionalLimit,proto3" json:"optional_limit,omitempty"`
 	// optional_cursor resumes after the result it was returned with.
 	OptionalCursor *Cursor `protobuf:"bytes,7,opt,name=optional_cursor,json=optionalCursor,proto3" json:"optional_cursor,omitempty"`
+	// optional_through limits the results to the resources in a scope
+	// (region:north, folder:x and its subfolders); a cursor resumes only
+	// the scope it was returned with.
+	OptionalThrough *ResourceScope `protobuf:"bytes,9,opt,name=optional_through,json=optionalThrough,proto3" json:"optional_through,omitempty"`
 	// contextual_relationships hold for this request only (see
 	// CheckPermissionRequest.contextual_relationships); pass the same ones
 	// with every page.
@@ -1545,6 +1569,13 @@ func (x *LookupResourcesRequest) GetOptionalLimit() uint32 {
 func (x *LookupResourcesRequest) GetOptionalCursor() *Cursor {
 	if x != nil {
 		return x.OptionalCursor
+	}
+	return nil
+}
+
+func (x *LookupResourcesRequest) GetOptionalThrough() *ResourceScope {
+	if x != nil {
+		return x.OptionalThrough
 	}
 	return nil
 }
@@ -1650,6 +1681,10 @@ type LookupSubjectsRequest struct {
 	// optional_cursor resumes after the subject it was returned with, at
 	// the same revision.
 	OptionalCursor *Cursor `protobuf:"bytes,8,opt,name=optional_cursor,json=optionalCursor,proto3" json:"optional_cursor,omitempty"`
+	// optional_within limits the results to the members of a subject set
+	// (department:d#member): each subject's permissionship is then that of
+	// its permission and its membership together.
+	OptionalWithin *SubjectReference `protobuf:"bytes,10,opt,name=optional_within,json=optionalWithin,proto3" json:"optional_within,omitempty"`
 	// contextual_relationships hold for this request only (see
 	// CheckPermissionRequest.contextual_relationships); pass the same ones
 	// with every page.
@@ -1740,6 +1775,13 @@ func (x *LookupSubjectsRequest) GetOptionalLimit() uint32 {
 func (x *LookupSubjectsRequest) GetOptionalCursor() *Cursor {
 	if x != nil {
 		return x.OptionalCursor
+	}
+	return nil
+}
+
+func (x *LookupSubjectsRequest) GetOptionalWithin() *SubjectReference {
+	if x != nil {
+		return x.OptionalWithin
 	}
 	return nil
 }
@@ -2120,7 +2162,7 @@ var File_pemba_v1_permissions_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\n" +
-	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\x1a\x16pemba/v1/permset.proto\"\x84\x02\n" +
+	"\x1apemba/v1/permissions.proto\x12\bpemba.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\x1a\x17pemba/v1/permdiff.proto\x1a\x16pemba/v1/explain.proto\x1a\x1apemba/v1/lookupscope.proto\x1a\x16pemba/v1/permset.proto\"\x84\x02\n" +
 	"\x18ReadRelationshipsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x12M\n" +
 	"\x13relationship_filter\x18\x02 \x01(\v2\x1c.pemba.v1.RelationshipFilterR\x12relationshipFilter\x12%\n" +
@@ -2149,7 +2191,7 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x10DeletionProgress\x12!\n" +
 	"\x1dDELETION_PROGRESS_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aDELETION_PROGRESS_COMPLETE\x10\x01\x12\x1d\n" +
-	"\x19DELETION_PROGRESS_PARTIAL\x10\x02\"\xe4\x02\n" +
+	"\x19DELETION_PROGRESS_PARTIAL\x10\x02\"\xfe\x02\n" +
 	"\x16CheckPermissionRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x125\n" +
 	"\bresource\x18\x02 \x01(\v2\x19.pemba.v1.ObjectReferenceR\bresource\x12\x1e\n" +
@@ -2157,13 +2199,15 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"permission\x18\x03 \x01(\tR\n" +
 	"permission\x124\n" +
 	"\asubject\x18\x04 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x121\n" +
-	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\x12Q\n" +
-	"\x18contextual_relationships\x18\a \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\"\xd9\x01\n" +
+	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\x12\x18\n" +
+	"\aexplain\x18\x06 \x01(\bR\aexplain\x12Q\n" +
+	"\x18contextual_relationships\x18\a \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\"\x97\x02\n" +
 	"\x17CheckPermissionResponse\x12/\n" +
 	"\n" +
 	"checked_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\tcheckedAt\x12@\n" +
 	"\x0epermissionship\x18\x02 \x01(\x0e2\x18.pemba.v1.PermissionshipR\x0epermissionship\x12K\n" +
-	"\x13partial_caveat_info\x18\x03 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\"\xea\x01\n" +
+	"\x13partial_caveat_info\x18\x03 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\x12<\n" +
+	"\vexplanation\x18\x04 \x01(\v2\x1a.pemba.v1.CheckExplanationR\vexplanation\"\xea\x01\n" +
 	"\x1bCheckBulkPermissionsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x12?\n" +
 	"\x05items\x18\x02 \x03(\v2).pemba.v1.CheckBulkPermissionsRequestItemR\x05items\x12Q\n" +
@@ -2225,7 +2269,7 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\rDirectSubject\x124\n" +
 	"\asubject\x18\x01 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x12G\n" +
 	"\x0foptional_caveat\x18\x02 \x01(\v2\x1e.pemba.v1.ContextualizedCaveatR\x0eoptionalCaveat\x12J\n" +
-	"\x13optional_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11optionalExpiresAt\"\xc1\x03\n" +
+	"\x13optional_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11optionalExpiresAt\"\x85\x04\n" +
 	"\x16LookupResourcesRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x120\n" +
 	"\x14resource_object_type\x18\x02 \x01(\tR\x12resourceObjectType\x12\x1e\n" +
@@ -2235,7 +2279,8 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\asubject\x18\x04 \x01(\v2\x1a.pemba.v1.SubjectReferenceR\asubject\x121\n" +
 	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\x12%\n" +
 	"\x0eoptional_limit\x18\x06 \x01(\rR\roptionalLimit\x129\n" +
-	"\x0foptional_cursor\x18\a \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\x12Q\n" +
+	"\x0foptional_cursor\x18\a \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\x12B\n" +
+	"\x10optional_through\x18\t \x01(\v2\x17.pemba.v1.ResourceScopeR\x0foptionalThrough\x12Q\n" +
 	"\x18contextual_relationships\x18\b \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\"\xcc\x02\n" +
 	"\x17LookupResourcesResponse\x122\n" +
 	"\flooked_up_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
@@ -2243,7 +2288,7 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x12resource_object_id\x18\x02 \x01(\tR\x10resourceObjectId\x12@\n" +
 	"\x0epermissionship\x18\x03 \x01(\x0e2\x18.pemba.v1.PermissionshipR\x0epermissionship\x12K\n" +
 	"\x13partial_caveat_info\x18\x04 \x01(\v2\x1b.pemba.v1.PartialCaveatInfoR\x11partialCaveatInfo\x12@\n" +
-	"\x13after_result_cursor\x18\x05 \x01(\v2\x10.pemba.v1.CursorR\x11afterResultCursor\"\xfb\x03\n" +
+	"\x13after_result_cursor\x18\x05 \x01(\v2\x10.pemba.v1.CursorR\x11afterResultCursor\"\xc0\x04\n" +
 	"\x15LookupSubjectsRequest\x127\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x15.pemba.v1.ConsistencyR\vconsistency\x125\n" +
 	"\bresource\x18\x02 \x01(\v2\x19.pemba.v1.ObjectReferenceR\bresource\x12\x1e\n" +
@@ -2254,7 +2299,9 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x19optional_subject_relation\x18\x05 \x01(\tR\x17optionalSubjectRelation\x121\n" +
 	"\acontext\x18\x06 \x01(\v2\x17.google.protobuf.StructR\acontext\x12%\n" +
 	"\x0eoptional_limit\x18\a \x01(\rR\roptionalLimit\x129\n" +
-	"\x0foptional_cursor\x18\b \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\x12Q\n" +
+	"\x0foptional_cursor\x18\b \x01(\v2\x10.pemba.v1.CursorR\x0eoptionalCursor\x12C\n" +
+	"\x0foptional_within\x18\n" +
+	" \x01(\v2\x1a.pemba.v1.SubjectReferenceR\x0eoptionalWithin\x12Q\n" +
 	"\x18contextual_relationships\x18\t \x03(\v2\x16.pemba.v1.RelationshipR\x17contextualRelationships\"\x8b\x02\n" +
 	"\x16LookupSubjectsResponse\x122\n" +
 	"\flooked_up_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
@@ -2282,7 +2329,8 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\vexported_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\n" +
 	"exportedAt\x12<\n" +
 	"\rrelationships\x18\x02 \x03(\v2\x16.pemba.v1.RelationshipR\rrelationships\x12>\n" +
-	"\x12after_batch_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x10afterBatchCursor2\xbd\b\n" +
+	"\x12after_batch_cursor\x18\x03 \x01(\v2\x10.pemba.v1.CursorR\x10afterBatchCursor2\xcd\n" +
+	"\n" +
 	"\x12PermissionsService\x12^\n" +
 	"\x11ReadRelationships\x12\".pemba.v1.ReadRelationshipsRequest\x1a#.pemba.v1.ReadRelationshipsResponse0\x01\x12_\n" +
 	"\x12WriteRelationships\x12#.pemba.v1.WriteRelationshipsRequest\x1a$.pemba.v1.WriteRelationshipsResponse\x12b\n" +
@@ -2294,7 +2342,10 @@ const file_pemba_v1_permissions_proto_rawDesc = "" +
 	"\x0fLookupResources\x12 .pemba.v1.LookupResourcesRequest\x1a!.pemba.v1.LookupResourcesResponse0\x01\x12U\n" +
 	"\x0eLookupSubjects\x12\x1f.pemba.v1.LookupSubjectsRequest\x1a .pemba.v1.LookupSubjectsResponse0\x01\x12d\n" +
 	"\x13ImportRelationships\x12$.pemba.v1.ImportRelationshipsRequest\x1a%.pemba.v1.ImportRelationshipsResponse(\x01\x12d\n" +
-	"\x13ExportRelationships\x12$.pemba.v1.ExportRelationshipsRequest\x1a%.pemba.v1.ExportRelationshipsResponse0\x01B2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
+	"\x13ExportRelationships\x12$.pemba.v1.ExportRelationshipsRequest\x1a%.pemba.v1.ExportRelationshipsResponse0\x01\x12X\n" +
+	"\x0fDiffPermissions\x12 .pemba.v1.DiffPermissionsRequest\x1a!.pemba.v1.DiffPermissionsResponse0\x01\x12S\n" +
+	"\x0eCountResources\x12\x1f.pemba.v1.CountResourcesRequest\x1a .pemba.v1.CountResourcesResponse\x12_\n" +
+	"\x12CountRelationships\x12#.pemba.v1.CountRelationshipsRequest\x1a$.pemba.v1.CountRelationshipsResponseB2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
 
 var (
 	file_pemba_v1_permissions_proto_rawDescOnce sync.Once
@@ -2353,11 +2404,19 @@ var file_pemba_v1_permissions_proto_goTypes = []any{
 	(*structpb.Struct)(nil),                           // 39: google.protobuf.Struct
 	(Permissionship)(0),                               // 40: pemba.v1.Permissionship
 	(*PartialCaveatInfo)(nil),                         // 41: pemba.v1.PartialCaveatInfo
-	(*ItemError)(nil),                                 // 42: pemba.v1.ItemError
-	(*ContextualizedCaveat)(nil),                      // 43: pemba.v1.ContextualizedCaveat
-	(*timestamppb.Timestamp)(nil),                     // 44: google.protobuf.Timestamp
-	(*CheckPermissionSetRequest)(nil),                 // 45: pemba.v1.CheckPermissionSetRequest
-	(*CheckPermissionSetResponse)(nil),                // 46: pemba.v1.CheckPermissionSetResponse
+	(*CheckExplanation)(nil),                          // 42: pemba.v1.CheckExplanation
+	(*ItemError)(nil),                                 // 43: pemba.v1.ItemError
+	(*ContextualizedCaveat)(nil),                      // 44: pemba.v1.ContextualizedCaveat
+	(*timestamppb.Timestamp)(nil),                     // 45: google.protobuf.Timestamp
+	(*ResourceScope)(nil),                             // 46: pemba.v1.ResourceScope
+	(*CheckPermissionSetRequest)(nil),                 // 47: pemba.v1.CheckPermissionSetRequest
+	(*DiffPermissionsRequest)(nil),                    // 48: pemba.v1.DiffPermissionsRequest
+	(*CountResourcesRequest)(nil),                     // 49: pemba.v1.CountResourcesRequest
+	(*CountRelationshipsRequest)(nil),                 // 50: pemba.v1.CountRelationshipsRequest
+	(*CheckPermissionSetResponse)(nil),                // 51: pemba.v1.CheckPermissionSetResponse
+	(*DiffPermissionsResponse)(nil),                   // 52: pemba.v1.DiffPermissionsResponse
+	(*CountResourcesResponse)(nil),                    // 53: pemba.v1.CountResourcesResponse
+	(*CountRelationshipsResponse)(nil),                // 54: pemba.v1.CountRelationshipsResponse
 }
 var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	30, // 0: pemba.v1.ReadRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
@@ -2381,93 +2440,102 @@ var file_pemba_v1_permissions_proto_depIdxs = []int32{
 	33, // 18: pemba.v1.CheckPermissionResponse.checked_at:type_name -> pemba.v1.Zookie
 	40, // 19: pemba.v1.CheckPermissionResponse.permissionship:type_name -> pemba.v1.Permissionship
 	41, // 20: pemba.v1.CheckPermissionResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	30, // 21: pemba.v1.CheckBulkPermissionsRequest.consistency:type_name -> pemba.v1.Consistency
-	11, // 22: pemba.v1.CheckBulkPermissionsRequest.items:type_name -> pemba.v1.CheckBulkPermissionsRequestItem
-	34, // 23: pemba.v1.CheckBulkPermissionsRequest.contextual_relationships:type_name -> pemba.v1.Relationship
-	37, // 24: pemba.v1.CheckBulkPermissionsRequestItem.resource:type_name -> pemba.v1.ObjectReference
-	38, // 25: pemba.v1.CheckBulkPermissionsRequestItem.subject:type_name -> pemba.v1.SubjectReference
-	39, // 26: pemba.v1.CheckBulkPermissionsRequestItem.context:type_name -> google.protobuf.Struct
-	33, // 27: pemba.v1.CheckBulkPermissionsResponse.checked_at:type_name -> pemba.v1.Zookie
-	13, // 28: pemba.v1.CheckBulkPermissionsResponse.pairs:type_name -> pemba.v1.CheckBulkPermissionsPair
-	11, // 29: pemba.v1.CheckBulkPermissionsPair.request:type_name -> pemba.v1.CheckBulkPermissionsRequestItem
-	14, // 30: pemba.v1.CheckBulkPermissionsPair.item:type_name -> pemba.v1.CheckBulkPermissionsResponseItem
-	42, // 31: pemba.v1.CheckBulkPermissionsPair.error:type_name -> pemba.v1.ItemError
-	40, // 32: pemba.v1.CheckBulkPermissionsResponseItem.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 33: pemba.v1.CheckBulkPermissionsResponseItem.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	30, // 34: pemba.v1.ExpandPermissionTreeRequest.consistency:type_name -> pemba.v1.Consistency
-	37, // 35: pemba.v1.ExpandPermissionTreeRequest.resource:type_name -> pemba.v1.ObjectReference
-	39, // 36: pemba.v1.ExpandPermissionTreeRequest.context:type_name -> google.protobuf.Struct
-	34, // 37: pemba.v1.ExpandPermissionTreeRequest.contextual_relationships:type_name -> pemba.v1.Relationship
-	33, // 38: pemba.v1.ExpandPermissionTreeResponse.expanded_at:type_name -> pemba.v1.Zookie
-	17, // 39: pemba.v1.ExpandPermissionTreeResponse.tree_root:type_name -> pemba.v1.PermissionRelationshipTree
-	18, // 40: pemba.v1.PermissionRelationshipTree.intermediate:type_name -> pemba.v1.AlgebraicSubjectSet
-	19, // 41: pemba.v1.PermissionRelationshipTree.leaf:type_name -> pemba.v1.DirectSubjectSet
-	37, // 42: pemba.v1.PermissionRelationshipTree.expanded_object:type_name -> pemba.v1.ObjectReference
-	43, // 43: pemba.v1.PermissionRelationshipTree.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
-	44, // 44: pemba.v1.PermissionRelationshipTree.optional_expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 45: pemba.v1.AlgebraicSubjectSet.operation:type_name -> pemba.v1.AlgebraicSubjectSet.Operation
-	17, // 46: pemba.v1.AlgebraicSubjectSet.children:type_name -> pemba.v1.PermissionRelationshipTree
-	38, // 47: pemba.v1.DirectSubjectSet.subjects:type_name -> pemba.v1.SubjectReference
-	20, // 48: pemba.v1.DirectSubjectSet.conditional_subjects:type_name -> pemba.v1.DirectSubject
-	17, // 49: pemba.v1.DirectSubjectSet.subject_set_expansions:type_name -> pemba.v1.PermissionRelationshipTree
-	38, // 50: pemba.v1.DirectSubject.subject:type_name -> pemba.v1.SubjectReference
-	43, // 51: pemba.v1.DirectSubject.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
-	44, // 52: pemba.v1.DirectSubject.optional_expires_at:type_name -> google.protobuf.Timestamp
-	30, // 53: pemba.v1.LookupResourcesRequest.consistency:type_name -> pemba.v1.Consistency
-	38, // 54: pemba.v1.LookupResourcesRequest.subject:type_name -> pemba.v1.SubjectReference
-	39, // 55: pemba.v1.LookupResourcesRequest.context:type_name -> google.protobuf.Struct
-	32, // 56: pemba.v1.LookupResourcesRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	34, // 57: pemba.v1.LookupResourcesRequest.contextual_relationships:type_name -> pemba.v1.Relationship
-	33, // 58: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	40, // 59: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 60: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	32, // 61: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
-	30, // 62: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
-	37, // 63: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
-	39, // 64: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
-	32, // 65: pemba.v1.LookupSubjectsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	34, // 66: pemba.v1.LookupSubjectsRequest.contextual_relationships:type_name -> pemba.v1.Relationship
-	33, // 67: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
-	25, // 68: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
-	25, // 69: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
-	32, // 70: pemba.v1.LookupSubjectsResponse.after_result_cursor:type_name -> pemba.v1.Cursor
-	40, // 71: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
-	41, // 72: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
-	34, // 73: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
-	33, // 74: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
-	30, // 75: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
-	31, // 76: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
-	32, // 77: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
-	33, // 78: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
-	34, // 79: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
-	32, // 80: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
-	2,  // 81: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
-	4,  // 82: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
-	6,  // 83: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
-	8,  // 84: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
-	10, // 85: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
-	45, // 86: pemba.v1.PermissionsService.CheckPermissionSet:input_type -> pemba.v1.CheckPermissionSetRequest
-	15, // 87: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
-	21, // 88: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
-	23, // 89: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
-	26, // 90: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
-	28, // 91: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
-	3,  // 92: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
-	5,  // 93: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
-	7,  // 94: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
-	9,  // 95: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
-	12, // 96: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
-	46, // 97: pemba.v1.PermissionsService.CheckPermissionSet:output_type -> pemba.v1.CheckPermissionSetResponse
-	16, // 98: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
-	22, // 99: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
-	24, // 100: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
-	27, // 101: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
-	29, // 102: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
-	92, // [92:103] is the sub-list for method output_type
-	81, // [81:92] is the sub-list for method input_type
-	81, // [81:81] is the sub-list for extension type_name
-	81, // [81:81] is the sub-list for extension extendee
-	0,  // [0:81] is the sub-list for field type_name
+	42, // 21: pemba.v1.CheckPermissionResponse.explanation:type_name -> pemba.v1.CheckExplanation
+	30, // 22: pemba.v1.CheckBulkPermissionsRequest.consistency:type_name -> pemba.v1.Consistency
+	11, // 23: pemba.v1.CheckBulkPermissionsRequest.items:type_name -> pemba.v1.CheckBulkPermissionsRequestItem
+	34, // 24: pemba.v1.CheckBulkPermissionsRequest.contextual_relationships:type_name -> pemba.v1.Relationship
+	37, // 25: pemba.v1.CheckBulkPermissionsRequestItem.resource:type_name -> pemba.v1.ObjectReference
+	38, // 26: pemba.v1.CheckBulkPermissionsRequestItem.subject:type_name -> pemba.v1.SubjectReference
+	39, // 27: pemba.v1.CheckBulkPermissionsRequestItem.context:type_name -> google.protobuf.Struct
+	33, // 28: pemba.v1.CheckBulkPermissionsResponse.checked_at:type_name -> pemba.v1.Zookie
+	13, // 29: pemba.v1.CheckBulkPermissionsResponse.pairs:type_name -> pemba.v1.CheckBulkPermissionsPair
+	11, // 30: pemba.v1.CheckBulkPermissionsPair.request:type_name -> pemba.v1.CheckBulkPermissionsRequestItem
+	14, // 31: pemba.v1.CheckBulkPermissionsPair.item:type_name -> pemba.v1.CheckBulkPermissionsResponseItem
+	43, // 32: pemba.v1.CheckBulkPermissionsPair.error:type_name -> pemba.v1.ItemError
+	40, // 33: pemba.v1.CheckBulkPermissionsResponseItem.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 34: pemba.v1.CheckBulkPermissionsResponseItem.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	30, // 35: pemba.v1.ExpandPermissionTreeRequest.consistency:type_name -> pemba.v1.Consistency
+	37, // 36: pemba.v1.ExpandPermissionTreeRequest.resource:type_name -> pemba.v1.ObjectReference
+	39, // 37: pemba.v1.ExpandPermissionTreeRequest.context:type_name -> google.protobuf.Struct
+	34, // 38: pemba.v1.ExpandPermissionTreeRequest.contextual_relationships:type_name -> pemba.v1.Relationship
+	33, // 39: pemba.v1.ExpandPermissionTreeResponse.expanded_at:type_name -> pemba.v1.Zookie
+	17, // 40: pemba.v1.ExpandPermissionTreeResponse.tree_root:type_name -> pemba.v1.PermissionRelationshipTree
+	18, // 41: pemba.v1.PermissionRelationshipTree.intermediate:type_name -> pemba.v1.AlgebraicSubjectSet
+	19, // 42: pemba.v1.PermissionRelationshipTree.leaf:type_name -> pemba.v1.DirectSubjectSet
+	37, // 43: pemba.v1.PermissionRelationshipTree.expanded_object:type_name -> pemba.v1.ObjectReference
+	44, // 44: pemba.v1.PermissionRelationshipTree.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
+	45, // 45: pemba.v1.PermissionRelationshipTree.optional_expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 46: pemba.v1.AlgebraicSubjectSet.operation:type_name -> pemba.v1.AlgebraicSubjectSet.Operation
+	17, // 47: pemba.v1.AlgebraicSubjectSet.children:type_name -> pemba.v1.PermissionRelationshipTree
+	38, // 48: pemba.v1.DirectSubjectSet.subjects:type_name -> pemba.v1.SubjectReference
+	20, // 49: pemba.v1.DirectSubjectSet.conditional_subjects:type_name -> pemba.v1.DirectSubject
+	17, // 50: pemba.v1.DirectSubjectSet.subject_set_expansions:type_name -> pemba.v1.PermissionRelationshipTree
+	38, // 51: pemba.v1.DirectSubject.subject:type_name -> pemba.v1.SubjectReference
+	44, // 52: pemba.v1.DirectSubject.optional_caveat:type_name -> pemba.v1.ContextualizedCaveat
+	45, // 53: pemba.v1.DirectSubject.optional_expires_at:type_name -> google.protobuf.Timestamp
+	30, // 54: pemba.v1.LookupResourcesRequest.consistency:type_name -> pemba.v1.Consistency
+	38, // 55: pemba.v1.LookupResourcesRequest.subject:type_name -> pemba.v1.SubjectReference
+	39, // 56: pemba.v1.LookupResourcesRequest.context:type_name -> google.protobuf.Struct
+	32, // 57: pemba.v1.LookupResourcesRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	46, // 58: pemba.v1.LookupResourcesRequest.optional_through:type_name -> pemba.v1.ResourceScope
+	34, // 59: pemba.v1.LookupResourcesRequest.contextual_relationships:type_name -> pemba.v1.Relationship
+	33, // 60: pemba.v1.LookupResourcesResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	40, // 61: pemba.v1.LookupResourcesResponse.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 62: pemba.v1.LookupResourcesResponse.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	32, // 63: pemba.v1.LookupResourcesResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	30, // 64: pemba.v1.LookupSubjectsRequest.consistency:type_name -> pemba.v1.Consistency
+	37, // 65: pemba.v1.LookupSubjectsRequest.resource:type_name -> pemba.v1.ObjectReference
+	39, // 66: pemba.v1.LookupSubjectsRequest.context:type_name -> google.protobuf.Struct
+	32, // 67: pemba.v1.LookupSubjectsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	38, // 68: pemba.v1.LookupSubjectsRequest.optional_within:type_name -> pemba.v1.SubjectReference
+	34, // 69: pemba.v1.LookupSubjectsRequest.contextual_relationships:type_name -> pemba.v1.Relationship
+	33, // 70: pemba.v1.LookupSubjectsResponse.looked_up_at:type_name -> pemba.v1.Zookie
+	25, // 71: pemba.v1.LookupSubjectsResponse.subject:type_name -> pemba.v1.ResolvedSubject
+	25, // 72: pemba.v1.LookupSubjectsResponse.excluded_subjects:type_name -> pemba.v1.ResolvedSubject
+	32, // 73: pemba.v1.LookupSubjectsResponse.after_result_cursor:type_name -> pemba.v1.Cursor
+	40, // 74: pemba.v1.ResolvedSubject.permissionship:type_name -> pemba.v1.Permissionship
+	41, // 75: pemba.v1.ResolvedSubject.partial_caveat_info:type_name -> pemba.v1.PartialCaveatInfo
+	34, // 76: pemba.v1.ImportRelationshipsRequest.relationships:type_name -> pemba.v1.Relationship
+	33, // 77: pemba.v1.ImportRelationshipsResponse.written_at:type_name -> pemba.v1.Zookie
+	30, // 78: pemba.v1.ExportRelationshipsRequest.consistency:type_name -> pemba.v1.Consistency
+	31, // 79: pemba.v1.ExportRelationshipsRequest.optional_relationship_filter:type_name -> pemba.v1.RelationshipFilter
+	32, // 80: pemba.v1.ExportRelationshipsRequest.optional_cursor:type_name -> pemba.v1.Cursor
+	33, // 81: pemba.v1.ExportRelationshipsResponse.exported_at:type_name -> pemba.v1.Zookie
+	34, // 82: pemba.v1.ExportRelationshipsResponse.relationships:type_name -> pemba.v1.Relationship
+	32, // 83: pemba.v1.ExportRelationshipsResponse.after_batch_cursor:type_name -> pemba.v1.Cursor
+	2,  // 84: pemba.v1.PermissionsService.ReadRelationships:input_type -> pemba.v1.ReadRelationshipsRequest
+	4,  // 85: pemba.v1.PermissionsService.WriteRelationships:input_type -> pemba.v1.WriteRelationshipsRequest
+	6,  // 86: pemba.v1.PermissionsService.DeleteRelationships:input_type -> pemba.v1.DeleteRelationshipsRequest
+	8,  // 87: pemba.v1.PermissionsService.CheckPermission:input_type -> pemba.v1.CheckPermissionRequest
+	10, // 88: pemba.v1.PermissionsService.CheckBulkPermissions:input_type -> pemba.v1.CheckBulkPermissionsRequest
+	47, // 89: pemba.v1.PermissionsService.CheckPermissionSet:input_type -> pemba.v1.CheckPermissionSetRequest
+	15, // 90: pemba.v1.PermissionsService.ExpandPermissionTree:input_type -> pemba.v1.ExpandPermissionTreeRequest
+	21, // 91: pemba.v1.PermissionsService.LookupResources:input_type -> pemba.v1.LookupResourcesRequest
+	23, // 92: pemba.v1.PermissionsService.LookupSubjects:input_type -> pemba.v1.LookupSubjectsRequest
+	26, // 93: pemba.v1.PermissionsService.ImportRelationships:input_type -> pemba.v1.ImportRelationshipsRequest
+	28, // 94: pemba.v1.PermissionsService.ExportRelationships:input_type -> pemba.v1.ExportRelationshipsRequest
+	48, // 95: pemba.v1.PermissionsService.DiffPermissions:input_type -> pemba.v1.DiffPermissionsRequest
+	49, // 96: pemba.v1.PermissionsService.CountResources:input_type -> pemba.v1.CountResourcesRequest
+	50, // 97: pemba.v1.PermissionsService.CountRelationships:input_type -> pemba.v1.CountRelationshipsRequest
+	3,  // 98: pemba.v1.PermissionsService.ReadRelationships:output_type -> pemba.v1.ReadRelationshipsResponse
+	5,  // 99: pemba.v1.PermissionsService.WriteRelationships:output_type -> pemba.v1.WriteRelationshipsResponse
+	7,  // 100: pemba.v1.PermissionsService.DeleteRelationships:output_type -> pemba.v1.DeleteRelationshipsResponse
+	9,  // 101: pemba.v1.PermissionsService.CheckPermission:output_type -> pemba.v1.CheckPermissionResponse
+	12, // 102: pemba.v1.PermissionsService.CheckBulkPermissions:output_type -> pemba.v1.CheckBulkPermissionsResponse
+	51, // 103: pemba.v1.PermissionsService.CheckPermissionSet:output_type -> pemba.v1.CheckPermissionSetResponse
+	16, // 104: pemba.v1.PermissionsService.ExpandPermissionTree:output_type -> pemba.v1.ExpandPermissionTreeResponse
+	22, // 105: pemba.v1.PermissionsService.LookupResources:output_type -> pemba.v1.LookupResourcesResponse
+	24, // 106: pemba.v1.PermissionsService.LookupSubjects:output_type -> pemba.v1.LookupSubjectsResponse
+	27, // 107: pemba.v1.PermissionsService.ImportRelationships:output_type -> pemba.v1.ImportRelationshipsResponse
+	29, // 108: pemba.v1.PermissionsService.ExportRelationships:output_type -> pemba.v1.ExportRelationshipsResponse
+	52, // 109: pemba.v1.PermissionsService.DiffPermissions:output_type -> pemba.v1.DiffPermissionsResponse
+	53, // 110: pemba.v1.PermissionsService.CountResources:output_type -> pemba.v1.CountResourcesResponse
+	54, // 111: pemba.v1.PermissionsService.CountRelationships:output_type -> pemba.v1.CountRelationshipsResponse
+	98, // [98:112] is the sub-list for method output_type
+	84, // [84:98] is the sub-list for method input_type
+	84, // [84:84] is the sub-list for extension type_name
+	84, // [84:84] is the sub-list for extension extendee
+	0,  // [0:84] is the sub-list for field type_name
 }
 
 func init() { file_pemba_v1_permissions_proto_init() }
@@ -2476,6 +2544,9 @@ func file_pemba_v1_permissions_proto_init() {
 		return
 	}
 	file_pemba_v1_core_proto_init()
+	file_pemba_v1_permdiff_proto_init()
+	file_pemba_v1_explain_proto_init()
+	file_pemba_v1_lookupscope_proto_init()
 	file_pemba_v1_permset_proto_init()
 	file_pemba_v1_permissions_proto_msgTypes[11].OneofWrappers = []any{
 		(*CheckBulkPermissionsPair_Item)(nil),

@@ -33,6 +33,9 @@ const (
 	PermissionsService_LookupSubjects_FullMethodName       = "/pemba.v1.PermissionsService/LookupSubjects"
 	PermissionsService_ImportRelationships_FullMethodName  = "/pemba.v1.PermissionsService/ImportRelationships"
 	PermissionsService_ExportRelationships_FullMethodName  = "/pemba.v1.PermissionsService/ExportRelationships"
+	PermissionsService_DiffPermissions_FullMethodName      = "/pemba.v1.PermissionsService/DiffPermissions"
+	PermissionsService_CountResources_FullMethodName       = "/pemba.v1.PermissionsService/CountResources"
+	PermissionsService_CountRelationships_FullMethodName   = "/pemba.v1.PermissionsService/CountRelationships"
 )
 
 // PermissionsServiceClient is the client API for PermissionsService service.
@@ -96,6 +99,18 @@ type PermissionsServiceClient interface {
 	// batches. Resume an interrupted export with its last cursor, which
 	// pins the revision.
 	ExportRelationships(ctx context.Context, in *ExportRelationshipsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportRelationshipsResponse], error)
+	// DiffPermissions streams which results of a permission changed between
+	// two zookies (grants, revocations, conditional changes), computed from
+	// the relationship changes between them: a summary, then one message
+	// per change. A schema write between the zookies fails with
+	// FAILED_PRECONDITION, as does a zookie outside the GC window.
+	DiffPermissions(ctx context.Context, in *DiffPermissionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DiffPermissionsResponse], error)
+	// CountResources counts the resources LookupResources would stream
+	// (optionally within a scope), for pagers; it costs what the lookup
+	// costs.
+	CountResources(ctx context.Context, in *CountResourcesRequest, opts ...grpc.CallOption) (*CountResourcesResponse, error)
+	// CountRelationships counts the relationships matching a filter.
+	CountRelationships(ctx context.Context, in *CountRelationshipsRequest, opts ...grpc.CallOption) (*CountRelationshipsResponse, error)
 }
 
 type permissionsServiceClient struct {
@@ -255,6 +270,45 @@ func (c *permissionsServiceClient) ExportRelationships(ctx context.Context, in *
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PermissionsService_ExportRelationshipsClient = grpc.ServerStreamingClient[ExportRelationshipsResponse]
 
+func (c *permissionsServiceClient) DiffPermissions(ctx context.Context, in *DiffPermissionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DiffPermissionsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &PermissionsService_ServiceDesc.Streams[5], PermissionsService_DiffPermissions_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DiffPermissionsRequest, DiffPermissionsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PermissionsService_DiffPermissionsClient = grpc.ServerStreamingClient[DiffPermissionsResponse]
+
+func (c *permissionsServiceClient) CountResources(ctx context.Context, in *CountResourcesRequest, opts ...grpc.CallOption) (*CountResourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountResourcesResponse)
+	err := c.cc.Invoke(ctx, PermissionsService_CountResources_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *permissionsServiceClient) CountRelationships(ctx context.Context, in *CountRelationshipsRequest, opts ...grpc.CallOption) (*CountRelationshipsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountRelationshipsResponse)
+	err := c.cc.Invoke(ctx, PermissionsService_CountRelationships_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PermissionsServiceServer is the server API for PermissionsService service.
 // All implementations must embed UnimplementedPermissionsServiceServer
 // for forward compatibility.
@@ -316,6 +370,18 @@ type PermissionsServiceServer interface {
 	// batches. Resume an interrupted export with its last cursor, which
 	// pins the revision.
 	ExportRelationships(*ExportRelationshipsRequest, grpc.ServerStreamingServer[ExportRelationshipsResponse]) error
+	// DiffPermissions streams which results of a permission changed between
+	// two zookies (grants, revocations, conditional changes), computed from
+	// the relationship changes between them: a summary, then one message
+	// per change. A schema write between the zookies fails with
+	// FAILED_PRECONDITION, as does a zookie outside the GC window.
+	DiffPermissions(*DiffPermissionsRequest, grpc.ServerStreamingServer[DiffPermissionsResponse]) error
+	// CountResources counts the resources LookupResources would stream
+	// (optionally within a scope), for pagers; it costs what the lookup
+	// costs.
+	CountResources(context.Context, *CountResourcesRequest) (*CountResourcesResponse, error)
+	// CountRelationships counts the relationships matching a filter.
+	CountRelationships(context.Context, *CountRelationshipsRequest) (*CountRelationshipsResponse, error)
 	mustEmbedUnimplementedPermissionsServiceServer()
 }
 
@@ -358,6 +424,15 @@ func (UnimplementedPermissionsServiceServer) ImportRelationships(grpc.ClientStre
 }
 func (UnimplementedPermissionsServiceServer) ExportRelationships(*ExportRelationshipsRequest, grpc.ServerStreamingServer[ExportRelationshipsResponse]) error {
 	return status.Error(codes.Unimplemented, "method ExportRelationships not implemented")
+}
+func (UnimplementedPermissionsServiceServer) DiffPermissions(*DiffPermissionsRequest, grpc.ServerStreamingServer[DiffPermissionsResponse]) error {
+	return status.Error(codes.Unimplemented, "method DiffPermissions not implemented")
+}
+func (UnimplementedPermissionsServiceServer) CountResources(context.Context, *CountResourcesRequest) (*CountResourcesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CountResources not implemented")
+}
+func (UnimplementedPermissionsServiceServer) CountRelationships(context.Context, *CountRelationshipsRequest) (*CountRelationshipsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CountRelationships not implemented")
 }
 func (UnimplementedPermissionsServiceServer) mustEmbedUnimplementedPermissionsServiceServer() {}
 func (UnimplementedPermissionsServiceServer) testEmbeddedByValue()                            {}
@@ -539,6 +614,53 @@ func _PermissionsService_ExportRelationships_Handler(srv interface{}, stream grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PermissionsService_ExportRelationshipsServer = grpc.ServerStreamingServer[ExportRelationshipsResponse]
 
+func _PermissionsService_DiffPermissions_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DiffPermissionsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PermissionsServiceServer).DiffPermissions(m, &grpc.GenericServerStream[DiffPermissionsRequest, DiffPermissionsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PermissionsService_DiffPermissionsServer = grpc.ServerStreamingServer[DiffPermissionsResponse]
+
+func _PermissionsService_CountResources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CountResourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PermissionsServiceServer).CountResources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PermissionsService_CountResources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PermissionsServiceServer).CountResources(ctx, req.(*CountResourcesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PermissionsService_CountRelationships_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CountRelationshipsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PermissionsServiceServer).CountRelationships(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PermissionsService_CountRelationships_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PermissionsServiceServer).CountRelationships(ctx, req.(*CountRelationshipsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PermissionsService_ServiceDesc is the grpc.ServiceDesc for PermissionsService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -570,6 +692,14 @@ var PermissionsService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ExpandPermissionTree",
 			Handler:    _PermissionsService_ExpandPermissionTree_Handler,
 		},
+		{
+			MethodName: "CountResources",
+			Handler:    _PermissionsService_CountResources_Handler,
+		},
+		{
+			MethodName: "CountRelationships",
+			Handler:    _PermissionsService_CountRelationships_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -595,6 +725,11 @@ var PermissionsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ExportRelationships",
 			Handler:       _PermissionsService_ExportRelationships_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "DiffPermissions",
+			Handler:       _PermissionsService_DiffPermissions_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -41,6 +41,11 @@ const (
 	SchemaChange_KIND_CAVEAT_REMOVED       SchemaChange_Kind = 11
 	// The parameters or expression of a caveat changed.
 	SchemaChange_KIND_CAVEAT_CHANGED SchemaChange_Kind = 12
+	// A write-time invariant ("invariant name = condition") was added,
+	// removed, or its condition changed; name is the invariant.
+	SchemaChange_KIND_INVARIANT_ADDED   SchemaChange_Kind = 13
+	SchemaChange_KIND_INVARIANT_REMOVED SchemaChange_Kind = 14
+	SchemaChange_KIND_INVARIANT_CHANGED SchemaChange_Kind = 15
 )
 
 // Enum value maps for SchemaChange_Kind.
@@ -59,6 +64,9 @@ var (
 		10: "KIND_CAVEAT_ADDED",
 		11: "KIND_CAVEAT_REMOVED",
 		12: "KIND_CAVEAT_CHANGED",
+		13: "KIND_INVARIANT_ADDED",
+		14: "KIND_INVARIANT_REMOVED",
+		15: "KIND_INVARIANT_CHANGED",
 	}
 	SchemaChange_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED":          0,
@@ -74,6 +82,9 @@ var (
 		"KIND_CAVEAT_ADDED":         10,
 		"KIND_CAVEAT_REMOVED":       11,
 		"KIND_CAVEAT_CHANGED":       12,
+		"KIND_INVARIANT_ADDED":      13,
+		"KIND_INVARIANT_REMOVED":    14,
+		"KIND_INVARIANT_CHANGED":    15,
 	}
 )
 
@@ -328,8 +339,8 @@ type SchemaChange struct {
 	Kind  SchemaChange_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=pemba.v1.SchemaChange_Kind" json:"kind,omitempty"`
 	// definition is the object type; empty for caveat changes.
 	Definition string `protobuf:"bytes,2,opt,name=definition,proto3" json:"definition,omitempty"`
-	// name is the relation, permission or caveat changed; empty for
-	// definition changes.
+	// name is the relation, permission, invariant or caveat changed; empty
+	// for definition changes.
 	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	// subject_type is the allowed subject type added or removed, as written
 	// in the schema ("user", "user:*", "group#member", "user with
@@ -424,7 +435,7 @@ const file_pemba_v1_schema_proto_rawDesc = "" +
 	"\n" +
 	"written_at\x18\x01 \x01(\v2\x10.pemba.v1.ZookieR\twrittenAt\x120\n" +
 	"\achanges\x18\x02 \x03(\v2\x16.pemba.v1.SchemaChangeR\achanges\x12.\n" +
-	"\x06impact\x18\x03 \x01(\v2\x16.pemba.v1.SchemaImpactR\x06impact\"\x9d\x04\n" +
+	"\x06impact\x18\x03 \x01(\v2\x16.pemba.v1.SchemaImpactR\x06impact\"\xef\x04\n" +
 	"\fSchemaChange\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.pemba.v1.SchemaChange.KindR\x04kind\x12\x1e\n" +
 	"\n" +
@@ -432,7 +443,7 @@ const file_pemba_v1_schema_proto_rawDesc = "" +
 	"definition\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12!\n" +
 	"\fsubject_type\x18\x04 \x01(\tR\vsubjectType\x12 \n" +
-	"\vdescription\x18\x05 \x01(\tR\vdescription\"\xe2\x02\n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\"\xb4\x03\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15KIND_DEFINITION_ADDED\x10\x01\x12\x1b\n" +
@@ -447,7 +458,10 @@ const file_pemba_v1_schema_proto_rawDesc = "" +
 	"\x11KIND_CAVEAT_ADDED\x10\n" +
 	"\x12\x17\n" +
 	"\x13KIND_CAVEAT_REMOVED\x10\v\x12\x17\n" +
-	"\x13KIND_CAVEAT_CHANGED\x10\f2\xa4\x01\n" +
+	"\x13KIND_CAVEAT_CHANGED\x10\f\x12\x18\n" +
+	"\x14KIND_INVARIANT_ADDED\x10\r\x12\x1a\n" +
+	"\x16KIND_INVARIANT_REMOVED\x10\x0e\x12\x1a\n" +
+	"\x16KIND_INVARIANT_CHANGED\x10\x0f2\xa4\x01\n" +
 	"\rSchemaService\x12G\n" +
 	"\n" +
 	"ReadSchema\x12\x1b.pemba.v1.ReadSchemaRequest\x1a\x1c.pemba.v1.ReadSchemaResponse\x12J\n" +

@@ -196,7 +196,7 @@ var File_pemba_v1_watch_proto protoreflect.FileDescriptor
 
 const file_pemba_v1_watch_proto_rawDesc = "" +
 	"\n" +
-	"\x14pemba/v1/watch.proto\x12\bpemba.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\"\xca\x01\n" +
+	"\x14pemba/v1/watch.proto\x12\bpemba.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13pemba/v1/core.proto\x1a\x17pemba/v1/permdiff.proto\"\xca\x01\n" +
 	"\fWatchRequest\x122\n" +
 	"\x15optional_object_types\x18\x01 \x03(\tR\x13optionalObjectTypes\x12D\n" +
 	"\x15optional_start_cursor\x18\x02 \x01(\v2\x10.pemba.v1.ZookieR\x13optionalStartCursor\x12@\n" +
@@ -207,9 +207,10 @@ const file_pemba_v1_watch_proto_rawDesc = "" +
 	"\x06caller\x18\x03 \x01(\tR\x06caller\x12=\n" +
 	"\fcommitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x12%\n" +
 	"\x0eschema_changed\x18\x05 \x01(\bR\rschemaChanged\x12.\n" +
-	"\x13more_in_transaction\x18\x06 \x01(\bR\x11moreInTransaction2J\n" +
+	"\x13more_in_transaction\x18\x06 \x01(\bR\x11moreInTransaction2\xa7\x01\n" +
 	"\fWatchService\x12:\n" +
-	"\x05Watch\x12\x16.pemba.v1.WatchRequest\x1a\x17.pemba.v1.WatchResponse0\x01B2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
+	"\x05Watch\x12\x16.pemba.v1.WatchRequest\x1a\x17.pemba.v1.WatchResponse0\x01\x12[\n" +
+	"\x10WatchPermissions\x12!.pemba.v1.WatchPermissionsRequest\x1a\".pemba.v1.WatchPermissionsResponse0\x01B2Z0github.com/pemba-authz/pemba/api/pembav1;pembav1b\x06proto3"
 
 var (
 	file_pemba_v1_watch_proto_rawDescOnce sync.Once
@@ -225,11 +226,13 @@ func file_pemba_v1_watch_proto_rawDescGZIP() []byte {
 
 var file_pemba_v1_watch_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_pemba_v1_watch_proto_goTypes = []any{
-	(*WatchRequest)(nil),          // 0: pemba.v1.WatchRequest
-	(*WatchResponse)(nil),         // 1: pemba.v1.WatchResponse
-	(*Zookie)(nil),                // 2: pemba.v1.Zookie
-	(*RelationshipUpdate)(nil),    // 3: pemba.v1.RelationshipUpdate
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*WatchRequest)(nil),             // 0: pemba.v1.WatchRequest
+	(*WatchResponse)(nil),            // 1: pemba.v1.WatchResponse
+	(*Zookie)(nil),                   // 2: pemba.v1.Zookie
+	(*RelationshipUpdate)(nil),       // 3: pemba.v1.RelationshipUpdate
+	(*timestamppb.Timestamp)(nil),    // 4: google.protobuf.Timestamp
+	(*WatchPermissionsRequest)(nil),  // 5: pemba.v1.WatchPermissionsRequest
+	(*WatchPermissionsResponse)(nil), // 6: pemba.v1.WatchPermissionsResponse
 }
 var file_pemba_v1_watch_proto_depIdxs = []int32{
 	2, // 0: pemba.v1.WatchRequest.optional_start_cursor:type_name -> pemba.v1.Zookie
@@ -237,9 +240,11 @@ var file_pemba_v1_watch_proto_depIdxs = []int32{
 	2, // 2: pemba.v1.WatchResponse.changes_through:type_name -> pemba.v1.Zookie
 	4, // 3: pemba.v1.WatchResponse.committed_at:type_name -> google.protobuf.Timestamp
 	0, // 4: pemba.v1.WatchService.Watch:input_type -> pemba.v1.WatchRequest
-	1, // 5: pemba.v1.WatchService.Watch:output_type -> pemba.v1.WatchResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
+	5, // 5: pemba.v1.WatchService.WatchPermissions:input_type -> pemba.v1.WatchPermissionsRequest
+	1, // 6: pemba.v1.WatchService.Watch:output_type -> pemba.v1.WatchResponse
+	6, // 7: pemba.v1.WatchService.WatchPermissions:output_type -> pemba.v1.WatchPermissionsResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
 	4, // [4:4] is the sub-list for extension extendee
 	0, // [0:4] is the sub-list for field type_name
@@ -251,6 +256,7 @@ func file_pemba_v1_watch_proto_init() {
 		return
 	}
 	file_pemba_v1_core_proto_init()
+	file_pemba_v1_permdiff_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -22,7 +22,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	WatchService_Watch_FullMethodName = "/pemba.v1.WatchService/Watch"
+	WatchService_Watch_FullMethodName            = "/pemba.v1.WatchService/Watch"
+	WatchService_WatchPermissions_FullMethodName = "/pemba.v1.WatchService/WatchPermissions"
 )
 
 // WatchServiceClient is the client API for WatchService service.
@@ -36,6 +37,13 @@ type WatchServiceClient interface {
 	// in revision order, until the client cancels. Starting from a revision
 	// that has been garbage collected fails with FAILED_PRECONDITION.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// WatchPermissions streams the changes of one permission's results as
+	// writes (however far away: a department moved, a link revoked) and
+	// the clock (an expiring grant) change them, each step ended by a
+	// checkpoint. Resume from a checkpoint's changes_through and
+	// evaluated_at; events may repeat (at least once). A consumer that
+	// falls behind the GC window gets FAILED_PRECONDITION and must resync.
+	WatchPermissions(ctx context.Context, in *WatchPermissionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchPermissionsResponse], error)
 }
 
 type watchServiceClient struct {
@@ -65,6 +73,25 @@ func (c *watchServiceClient) Watch(ctx context.Context, in *WatchRequest, opts .
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type WatchService_WatchClient = grpc.ServerStreamingClient[WatchResponse]
 
+func (c *watchServiceClient) WatchPermissions(ctx context.Context, in *WatchPermissionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchPermissionsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &WatchService_ServiceDesc.Streams[1], WatchService_WatchPermissions_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchPermissionsRequest, WatchPermissionsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WatchService_WatchPermissionsClient = grpc.ServerStreamingClient[WatchPermissionsResponse]
+
 // WatchServiceServer is the server API for WatchService service.
 // All implementations must embed UnimplementedWatchServiceServer
 // for forward compatibility.
@@ -76,6 +103,13 @@ type WatchServiceServer interface {
 	// in revision order, until the client cancels. Starting from a revision
 	// that has been garbage collected fails with FAILED_PRECONDITION.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// WatchPermissions streams the changes of one permission's results as
+	// writes (however far away: a department moved, a link revoked) and
+	// the clock (an expiring grant) change them, each step ended by a
+	// checkpoint. Resume from a checkpoint's changes_through and
+	// evaluated_at; events may repeat (at least once). A consumer that
+	// falls behind the GC window gets FAILED_PRECONDITION and must resync.
+	WatchPermissions(*WatchPermissionsRequest, grpc.ServerStreamingServer[WatchPermissionsResponse]) error
 	mustEmbedUnimplementedWatchServiceServer()
 }
 
@@ -88,6 +122,9 @@ type UnimplementedWatchServiceServer struct{}
 
 func (UnimplementedWatchServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedWatchServiceServer) WatchPermissions(*WatchPermissionsRequest, grpc.ServerStreamingServer[WatchPermissionsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchPermissions not implemented")
 }
 func (UnimplementedWatchServiceServer) mustEmbedUnimplementedWatchServiceServer() {}
 func (UnimplementedWatchServiceServer) testEmbeddedByValue()                      {}
@@ -121,6 +158,17 @@ func _WatchService_Watch_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type WatchService_WatchServer = grpc.ServerStreamingServer[WatchResponse]
 
+func _WatchService_WatchPermissions_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchPermissionsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(WatchServiceServer).WatchPermissions(m, &grpc.GenericServerStream[WatchPermissionsRequest, WatchPermissionsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WatchService_WatchPermissionsServer = grpc.ServerStreamingServer[WatchPermissionsResponse]
+
 // WatchService_ServiceDesc is the grpc.ServiceDesc for WatchService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -132,6 +180,11 @@ var WatchService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Watch",
 			Handler:       _WatchService_Watch_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchPermissions",
+			Handler:       _WatchService_WatchPermissions_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 )
@@ -101,9 +103,16 @@ func TestNewAuthenticatorRejects(t *testing.T) {
 		{"no name", []Key{{Secret: secretA}}},
 		{"short secret", []Key{{Name: "a", Secret: "short"}}},
 		{"repeated secret", []Key{{Name: "a", Secret: secretA}, {Name: "b", Secret: secretA}}},
+		{"repeated name", []Key{{Name: "a", Secret: secretA}, {Name: "a", Secret: secretB}}},
+		{"tenant without slash", []Key{{Name: "a", Secret: secretA, Tenant: "acme"}}},
+		{"tenant not a prefix", []Key{{Name: "a", Secret: secretA, Tenant: "ac me/"}}},
+		{"negative rate", []Key{{Name: "a", Secret: secretA, Limits: KeyLimits{RequestsPerSecond: -1}}}},
+		{"burst without rate", []Key{{Name: "a", Secret: secretA, Limits: KeyLimits{Burst: 3}}}},
+		{"negative lookup limit", []Key{{Name: "a", Secret: secretA, Limits: KeyLimits{MaxLookupLimit: -1}}}},
+		{"unknown scope bits", []Key{{Name: "a", Secret: secretA, Scopes: 1 << 15}}},
 	}
 	for _, tt := range tests {
-		_, err := newAuthenticator(tt.keys)
+		_, err := newAuthenticator(tt.keys, nil, nil, nil)
 		if err == nil {
 			t.Errorf("%s: accepted", tt.name)
 			continue
@@ -111,5 +120,33 @@ func TestNewAuthenticatorRejects(t *testing.T) {
 		if strings.Contains(err.Error(), secretA) {
 			t.Errorf("%s: the error repeats the key: %v", tt.name, err)
 		}
+	}
+}
+
+// TestAuthFailuresLogged: a failed authentication is logged with the
+// method and the peer's address, at most authLogBurst lines a minute (by
+// the injected clock); the next window first says how many were left out.
+func TestAuthFailuresLogged(t *testing.T) {
+	var buf syncBuffer
+	clock := newFixtureClock()
+	f := newFixture(t, Config{Keys: []Key{{Name: "hr-service", Secret: secretA}}, Logger: slog.New(slog.NewTextHandler(&buf, nil)), Clock: clock.Now})
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer wrong-key-0123456789abcdef")
+	for range authLogBurst + 2 {
+		if _, err := f.schema.ReadSchema(ctx, &pb.ReadSchemaRequest{}); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("wrong key: %v", err)
+		}
+	}
+	log := buf.String()
+	if n := strings.Count(log, `msg="authentication failed"`); n != authLogBurst {
+		t.Errorf("%d lines logged, want %d:\n%s", n, authLogBurst, log)
+	}
+	if !strings.Contains(log, "method=/pemba.v1.SchemaService/ReadSchema peer=127.0.0.1:") || strings.Contains(log, "wrong-key") {
+		t.Errorf("a line lacks the method or the peer, or shows the key:\n%s", log)
+	}
+	clock.Advance(authLogEvery)
+	f.schema.ReadSchema(ctx, &pb.ReadSchemaRequest{})
+	log = buf.String()
+	if !strings.Contains(log, `msg="authentication failures not logged" count=2`) || strings.Count(log, `msg="authentication failed"`) != authLogBurst+1 {
+		t.Errorf("after a minute:\n%s", log)
 	}
 }

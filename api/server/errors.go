@@ -11,6 +11,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
@@ -33,6 +34,13 @@ var (
 	// ErrNotFound: the thing asked for does not exist (ReadSchema before
 	// any schema write).
 	ErrNotFound = errors.New("server: not found")
+	// ErrPermissionDenied: the caller is authenticated but its scopes or
+	// its tenant do not allow the call (a *ScopeError names the missing
+	// scope).
+	ErrPermissionDenied = errors.New("server: permission denied")
+	// ErrKeyLimit: the call is over one of its key's own limits
+	// (requests per second, concurrent requests).
+	ErrKeyLimit = errors.New("server: key limit exceeded")
 	// errPanic marks a recovered panic.
 	errPanic = errors.New("server: panic")
 )
@@ -48,33 +56,45 @@ const ErrorDomain = "pemba.authz"
 // Reasons, in the ErrorInfo detail of a status.
 const (
 	ReasonUnauthenticated = "UNAUTHENTICATED"
-	ReasonNotFound        = "NOT_FOUND"
-	ReasonLimitExceeded   = "LIMIT_EXCEEDED"
-	ReasonMaxDepth        = "MAX_DEPTH_EXCEEDED"
-	ReasonUnavailable     = "UNAVAILABLE"
+	// ReasonPermissionDenied: a scope or tenant refusal (codes.PermissionDenied).
+	ReasonPermissionDenied = "PERMISSION_DENIED"
+	// ReasonKeyLimit: over the calling key's own rate or concurrency
+	// limit (codes.ResourceExhausted); retry later.
+	ReasonKeyLimit      = "KEY_LIMIT_EXCEEDED"
+	ReasonNotFound      = "NOT_FOUND"
+	ReasonLimitExceeded = "LIMIT_EXCEEDED"
+	ReasonMaxDepth      = "MAX_DEPTH_EXCEEDED"
+	ReasonUnavailable   = "UNAVAILABLE"
+	// ReasonOverloaded: the server shed the call (RESOURCE_EXHAUSTED,
+	// with a google.rpc.RetryInfo); nothing of it was done.
+	ReasonOverloaded = "OVERLOADED"
 	// ReasonCommitOutcomeUnknown: a write's commit got no answer from the
 	// datastore; it may or may not have been applied (codes.Unknown).
 	ReasonCommitOutcomeUnknown = "COMMIT_OUTCOME_UNKNOWN"
 	ReasonAlreadyExists        = "RELATIONSHIP_EXISTS"
 	ReasonPreconditionFailed   = "PRECONDITION_FAILED"
-	ReasonSnapshotExpired      = "SNAPSHOT_EXPIRED"
-	ReasonUnsafeSchemaChange   = "UNSAFE_SCHEMA_CHANGE"
-	ReasonNoSchema             = "NO_SCHEMA"
-	ReasonDeprecated           = "DEPRECATED"
-	ReasonUnknownStoredCaveat  = "UNKNOWN_STORED_CAVEAT"
-	ReasonInvalidSchema        = "INVALID_SCHEMA"
-	ReasonFutureZookie         = "FUTURE_ZOOKIE"
-	ReasonInvalidZookie        = "INVALID_ZOOKIE"
-	ReasonInvalidCursor        = "INVALID_CURSOR"
-	ReasonDuplicateUpdate      = "DUPLICATE_UPDATE"
-	ReasonInvalidRelationship  = "INVALID_RELATIONSHIP"
-	ReasonUnknownDefinition    = "UNKNOWN_DEFINITION"
-	ReasonUnknownRelation      = "UNKNOWN_RELATION"
-	ReasonCaveat               = "CAVEAT_ERROR"
-	ReasonInvalidArgument      = "INVALID_ARGUMENT"
-	ReasonCanceled             = "CANCELED"
-	ReasonDeadlineExceeded     = "DEADLINE_EXCEEDED"
-	ReasonInternal             = "INTERNAL"
+	// ReasonInvariantViolated: the write would break an invariant of the
+	// schema; the message names it, the object and the update.
+	ReasonInvariantViolated   = "INVARIANT_VIOLATED"
+	ReasonSnapshotExpired     = "SNAPSHOT_EXPIRED"
+	ReasonUnsafeSchemaChange  = "UNSAFE_SCHEMA_CHANGE"
+	ReasonSchemaChanged       = "SCHEMA_CHANGED"
+	ReasonNoSchema            = "NO_SCHEMA"
+	ReasonDeprecated          = "DEPRECATED"
+	ReasonUnknownStoredCaveat = "UNKNOWN_STORED_CAVEAT"
+	ReasonInvalidSchema       = "INVALID_SCHEMA"
+	ReasonFutureZookie        = "FUTURE_ZOOKIE"
+	ReasonInvalidZookie       = "INVALID_ZOOKIE"
+	ReasonInvalidCursor       = "INVALID_CURSOR"
+	ReasonDuplicateUpdate     = "DUPLICATE_UPDATE"
+	ReasonInvalidRelationship = "INVALID_RELATIONSHIP"
+	ReasonUnknownDefinition   = "UNKNOWN_DEFINITION"
+	ReasonUnknownRelation     = "UNKNOWN_RELATION"
+	ReasonCaveat              = "CAVEAT_ERROR"
+	ReasonInvalidArgument     = "INVALID_ARGUMENT"
+	ReasonCanceled            = "CANCELED"
+	ReasonDeadlineExceeded    = "DEADLINE_EXCEEDED"
+	ReasonInternal            = "INTERNAL"
 )
 
 // errorRule maps every error matching one of targets (errors.Is) to a code.
@@ -96,10 +116,15 @@ type errorRule struct {
 var errorRules = []errorRule{
 	{[]error{ErrUnauthenticated}, codes.Unauthenticated, ReasonUnauthenticated},
 	{[]error{ErrNotFound}, codes.NotFound, ReasonNotFound},
+	// Before ErrInvalidSchema: a tenant's schema that declares another's
+	// names is refused for its caller, not malformed.
+	{[]error{ErrPermissionDenied, schema.ErrOutsideTenant}, codes.PermissionDenied, ReasonPermissionDenied},
+	{[]error{ErrKeyLimit}, codes.ResourceExhausted, ReasonKeyLimit},
+	{[]error{ErrOverloaded}, codes.ResourceExhausted, ReasonOverloaded},
 	// Limits first: a *FieldError or a *RelationshipError may wrap an
 	// *engine.LimitError. engine.ErrBatchTooLarge is the datastore's own
 	// per-transaction limit; nothing was written.
-	{[]error{engine.ErrLimitExceeded, engine.ErrBatchTooLarge}, codes.ResourceExhausted, ReasonLimitExceeded},
+	{[]error{engine.ErrLimitExceeded, engine.ErrBatchTooLarge, engine.ErrLookupTooLarge}, codes.ResourceExhausted, ReasonLimitExceeded},
 	// The answer is unknown, never a silent "no"; the status carries the
 	// path (see statusOf).
 	{[]error{engine.ErrMaxDepth}, codes.ResourceExhausted, ReasonMaxDepth},
@@ -110,8 +135,10 @@ var errorRules = []errorRule{
 	{[]error{engine.ErrCommitUnknown}, codes.Unknown, ReasonCommitOutcomeUnknown},
 	{[]error{engine.ErrRelationshipExists}, codes.AlreadyExists, ReasonAlreadyExists},
 	{[]error{engine.ErrPreconditionFailed}, codes.FailedPrecondition, ReasonPreconditionFailed},
+	{[]error{engine.ErrInvariantViolated}, codes.FailedPrecondition, ReasonInvariantViolated},
 	{[]error{engine.ErrSnapshotExpired}, codes.FailedPrecondition, ReasonSnapshotExpired},
 	{[]error{engine.ErrUnsafeSchemaChange}, codes.FailedPrecondition, ReasonUnsafeSchemaChange},
+	{[]error{engine.ErrSchemaChanged}, codes.FailedPrecondition, ReasonSchemaChanged},
 	{[]error{engine.ErrNoSchema}, codes.FailedPrecondition, ReasonNoSchema},
 	// Refused by the server's policy (-deprecated refuse), not malformed.
 	{[]error{engine.ErrDeprecated}, codes.FailedPrecondition, ReasonDeprecated},
@@ -145,6 +172,7 @@ var internalErrors = []struct {
 	{schema.ErrCaveatNotCompiled, "a caveat evaluated without being compiled: a bug"},
 	{engine.ErrTxDone, "a transaction used after its Update returned: a bug"},
 	{errPanic, "a handler panicked: a bug"},
+	{engine.ErrExplainMismatch, "an explanation that disagrees with its check: a bug; no explanation is sent"},
 }
 
 // classify returns the code and reason for err; ok is false for errors
@@ -208,17 +236,56 @@ func statusOf(ctx context.Context, log *slog.Logger, method string, err error) *
 			return d
 		}
 	}
+	var kl *KeyLimitError
+	if errors.As(err, &kl) && kl.RetryAfter > 0 {
+		// When a call would be admitted, as data (the Go client and
+		// gRPC's retry policies read google.rpc.RetryInfo).
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}, &errdetails.RetryInfo{
+			RetryDelay: durationpb.New(kl.RetryAfter),
+		}); derr == nil {
+			return d
+		}
+	}
+	var oe *OverloadError
+	if errors.As(err, &oe) {
+		// RetryInfo says when to come back; clients that honour it
+		// (api/client does) spread their retries over the overload.
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(oe.RetryAfter)}); derr == nil {
+			return d
+		}
+	}
 	var md *engine.MaxDepthError
 	if errors.As(err, &md) && len(md.Path) > 0 {
 		// The message names the path; the details let a client tell a
 		// loop in its data from a deep but intended nesting without
 		// parsing it.
-		return withInfo(st, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: map[string]string{
+		st = withInfo(st, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: map[string]string{
 			"maxDepth":   strconv.Itoa(md.Depth),
 			"pathLength": strconv.Itoa(len(md.Path)),
 			"from":       md.Path[0],
 			"to":         md.Path[len(md.Path)-1],
 			"cycle":      strconv.FormatBool(md.Cycle),
+		}})
+		var xe *explainedError
+		if errors.As(err, &xe) {
+			// A check asked to explain: the paths that went too deep.
+			if d, derr := st.WithDetails(xe.explanation); derr == nil {
+				st = d
+			}
+		}
+		return st
+	}
+	var ie *engine.InvariantError
+	if errors.As(err, &ie) {
+		// The message names them too; the details let a client tell
+		// which rule refused which update without parsing it.
+		return withInfo(st, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: map[string]string{
+			"invariant":    ie.Invariant,
+			"condition":    ie.Condition,
+			"object":       ie.Object.String(),
+			"updateIndex":  strconv.Itoa(ie.Index),
+			"relationship": ie.Relationship.String(),
 		}})
 	}
 	return withReason(st, reason)

@@ -5,8 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -121,6 +124,10 @@ func gatewayError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		}
 		rec.st = status.Convert(err)
 	}
+	if d, ok := retryAfter(status.Convert(err)); ok {
+		// A shed call: HTTP's own way to say when to come back.
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }
 
@@ -152,14 +159,18 @@ func gatewayStreamError(ctx context.Context, err error) *status.Status {
 
 // httpStatusOf maps a status to an HTTP status: grpc-gateway's mapping
 // (runtime.HTTPStatusFromCode), except where Pemba's reason says more.
-// RESOURCE_EXHAUSTED never means "slow down" in Pemba (429), but a
-// request over a limit (413) or a path deeper than the depth limit (422);
-// a write's failed precondition is HTTP's own 412.
+// RESOURCE_EXHAUSTED means "slow down" (429) only for a caller over its
+// key's own limits or a call shed under overload; otherwise it is a
+// request over a limit (413) or a path deeper than the depth limit (422).
+// A write's failed precondition is HTTP's own 412.
 func httpStatusOf(st *status.Status) int {
 	switch st.Code() {
 	case codes.ResourceExhausted:
-		if statusReason(st) == ReasonMaxDepth {
+		switch statusReason(st) {
+		case ReasonMaxDepth:
 			return http.StatusUnprocessableEntity
+		case ReasonKeyLimit, ReasonOverloaded:
+			return http.StatusTooManyRequests
 		}
 		return http.StatusRequestEntityTooLarge
 	case codes.FailedPrecondition:
@@ -196,6 +207,16 @@ func (s *Server) writeHTTPError(w http.ResponseWriter, st *status.Status, reason
 	}
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
+}
+
+// retryAfter returns the delay of a status's RetryInfo, if it has one.
+func retryAfter(st *status.Status) (time.Duration, bool) {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
 }
 
 // HTTPWarningHeader is the HTTP response header that carries the engine's

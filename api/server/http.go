@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/pemba-authz/pemba/api/internal/openapi"
@@ -344,16 +343,15 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 // must; others get 401 with a JSON status body. With authentication off
 // it returns h. Meant for handlers mounted with RunConfig.HTTPHandlers.
 func (s *Server) RequireKey(h http.Handler) http.Handler {
-	if !s.auth.enabled() {
+	if !s.auth.Load().enabled() {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		md := metadata.MD{"authorization": r.Header.Values("Authorization")}
-		name, err := s.auth.authenticate(metadata.NewIncomingContext(r.Context(), md))
+		p, err := s.auth.Load().authenticateHeader(r.Context(), r.Header.Values("Authorization"))
 		if err != nil {
 			s.writeHTTPError(w, status.New(codes.Unauthenticated, err.Error()), ReasonUnauthenticated)
 			return
 		}
-		h.ServeHTTP(w, r.WithContext(withCaller(r.Context(), name)))
+		h.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
 	})
 }

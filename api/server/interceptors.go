@@ -8,14 +8,15 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
 // The interceptors run these steps, outermost first: metrics (sees the
 // final code of every call), status conversion (statusOf, the only place
-// an error becomes a code), panic recovery, authentication, and for unary
-// calls the default deadline. Handlers below them return plain errors.
+// an error becomes a code), panic recovery, authentication, for unary
+// calls the default deadline, and overload admission (overload.go). Handlers below them return plain errors.
 // Each kind is one interceptor calling the steps in turn: gRPC allocates a
 // closure per link of a chain on every call (4 per call with the five
 // steps as separate interceptors).
@@ -64,7 +65,10 @@ func (s *Server) unaryGuarded(ctx context.Context, req any, info *grpc.UnaryServ
 			err = recovered(p)
 		}
 	}()
-	ctx, err = s.authenticate(ctx, info.FullMethod)
+	ctx, adm, err := s.authenticate(ctx, info.FullMethod)
+	if adm != nil {
+		defer func() { s.finish(adm, err) }()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -73,6 +77,11 @@ func (s *Server) unaryGuarded(ctx context.Context, req any, info *grpc.UnaryServ
 		ctx, cancel = context.WithTimeout(ctx, s.timeout)
 		defer cancel()
 	}
+	release, err := s.overload.admit(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	return h(ctx, req)
 }
 
@@ -109,10 +118,18 @@ func (s *Server) streamGuarded(srv any, ss grpc.ServerStream, info *grpc.StreamS
 			err = recovered(p)
 		}
 	}()
-	ctx, err := s.authenticate(ss.Context(), info.FullMethod)
+	ctx, adm, err := s.authenticate(ss.Context(), info.FullMethod)
+	if adm != nil {
+		defer func() { s.finish(adm, err) }()
+	}
 	if err != nil {
 		return err
 	}
+	release, err := s.overload.admitStream(info.FullMethod)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if ctx == ss.Context() {
 		return h(srv, ss)
 	}
@@ -145,23 +162,58 @@ func recovered(p any) error {
 	return fmt.Errorf("%w: %v\n%s", errPanic, p, debug.Stack())
 }
 
-// authenticate checks the caller of a method and records its name.
-func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.Context, error) {
-	if !s.auth.enabled() {
-		// callerOf answers AnonymousCaller for a context without a
-		// caller: no context.WithValue allocation per call.
-		return ctx, nil
+// authenticate checks the caller of a method, authorizes the method for
+// it (scope.go) and admits the call under the caller's own limits
+// (keylimits.go). The admission is nil when authentication is off or the
+// method is exempt; otherwise the call's end must be passed to finish.
+func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.Context, *admission, error) {
+	a := s.auth.Load()
+	if !a.enabled() {
+		// PrincipalOf answers the anonymous principal for a context
+		// without one: no context.WithValue allocation per call.
+		return ctx, nil, nil
 	}
 	for _, prefix := range s.exempt {
 		if strings.HasPrefix(fullMethod, prefix) {
-			return ctx, nil
+			return ctx, nil, nil
 		}
 	}
-	name, err := s.auth.authenticate(ctx)
+	p, err := a.authenticate(ctx)
 	if err != nil {
-		return nil, err
+		s.authFailures.note(ctx, fullMethod, err)
+		return nil, nil, err
 	}
-	return withCaller(ctx, name), nil
+	adm := &admission{p: p}
+	if err := authorize(p, fullMethod); err != nil {
+		s.log.InfoContext(ctx, "call refused", "method", fullMethod, "caller", p.Name, "tenant", p.Tenant, "err", err.Error())
+		return nil, adm, err
+	}
+	if adm.held, err = p.limiter.acquire(p.Name); err != nil {
+		return nil, adm, err
+	}
+	return withPrincipal(ctx, p), adm, nil
+}
+
+// admission is an authenticated call: its principal, and whether it
+// holds one of the principal's concurrency slots.
+type admission struct {
+	p    *Principal
+	held bool
+}
+
+// finish ends an admitted call: it frees its concurrency slot and counts
+// it in the per-caller metrics.
+func (s *Server) finish(a *admission, err error) {
+	if a.held {
+		a.p.limiter.release()
+	}
+	code, _, ok := classify(err)
+	if err == nil {
+		code = codes.OK
+	} else if !ok {
+		code = status.Code(err)
+	}
+	s.metrics.callerDone(a.p, code)
 }
 
 // ctxStream replaces the context of a server stream.

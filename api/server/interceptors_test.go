@@ -28,10 +28,11 @@ func chainUnary(ics []grpc.UnaryServerInterceptor, info *grpc.UnaryServerInfo, h
 func testServer(t *testing.T, cfg Config) *Server {
 	t.Helper()
 	s := &Server{log: slog.New(slog.DiscardHandler), timeout: cfg.RequestTimeout}
-	var err error
-	if s.auth, err = newAuthenticator(cfg.Keys); err != nil {
+	a, err := newAuthenticator(cfg.Keys, cfg.Tokens, nil, cfg.Clock)
+	if err != nil {
 		t.Fatal(err)
 	}
+	s.auth.Store(a)
 	if s.metrics, err = newMetrics(prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)
 	}

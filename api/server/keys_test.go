@@ -10,7 +10,7 @@ func TestParseKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 2 || keys[0] != (Key{"hr-service", secretA}) || keys[1] != (Key{"crm", secretB}) {
+	if len(keys) != 2 || keys[0] != (Key{Name: "hr-service", Secret: secretA}) || keys[1] != (Key{Name: "crm", Secret: secretB}) {
 		t.Errorf("keys = %v", keys)
 	}
 	for _, bad := range []string{"only-a-name\n", "name s3cr3t-value extra\n"} {

@@ -22,6 +22,7 @@ type metrics struct {
 	checks   *prometheus.CounterVec   // outcome
 	dispatch prometheus.Histogram     // subproblems dispatched per check
 	depth    prometheus.Histogram     // deepest nesting per check
+	callers  *prometheus.CounterVec   // caller, tenant, code
 
 	// The label children used on every call, looked up once: a
 	// WithLabelValues call hashes the labels under a lock, and the short
@@ -73,8 +74,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Deepest relation nesting reached per permission check (single and bulk items); 0 for a root answered from the cache.",
 			Buckets: []float64{0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 50},
 		}),
+		callers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "pemba", Subsystem: "grpc", Name: "caller_requests_total",
+			Help: "Authenticated gRPC calls (HTTP API calls included), by caller (the key's name; \"jwt\" for identity tokens), tenant (\"\" for none) and status code.",
+		}, []string{"caller", "tenant", "code"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inFlight, m.checks, m.dispatch, m.depth} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inFlight, m.checks, m.dispatch, m.depth, m.callers} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server: register metrics: %w", err)
 		}
@@ -121,6 +126,21 @@ func (m *metrics) count(mm *methodMetrics, code codes.Code) prometheus.Counter {
 	c := m.requests.WithLabelValues(mm.name, code.String())
 	mm.codes[code].Store(&c)
 	return c
+}
+
+// callerDone counts one authenticated call of p that ended with code.
+func (m *metrics) callerDone(p *Principal, code codes.Code) {
+	if int(code) >= numCodes || p.counts == nil {
+		m.callers.WithLabelValues(p.metricsLabel(), p.Tenant, code.String()).Inc()
+		return
+	}
+	if c := p.counts[code].Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	c := m.callers.WithLabelValues(p.metricsLabel(), p.Tenant, code.String())
+	p.counts[code].Store(&c)
+	c.Inc()
 }
 
 // checked records the outcome, dispatch count and depth of one check.

@@ -35,6 +35,10 @@ func (p *permissions) ReadRelationships(req *pb.ReadRelationshipsRequest, stream
 	if err != nil {
 		return err
 	}
+	who := PrincipalOf(ctx)
+	if err := who.FilterErr("relationship_filter", f); err != nil {
+		return err
+	}
 	cursor := req.GetOptionalCursor().GetToken()
 	limit := int(req.GetOptionalLimit())
 	pageMax := p.eng().Limits().MaxReadPageSize
@@ -50,6 +54,9 @@ func (p *permissions) ReadRelationships(req *pb.ReadRelationshipsRequest, stream
 		}
 		pz := zookieToProto(page.Zookie)
 		for i, r := range page.Relationships {
+			if !who.Sees(r) {
+				continue
+			}
 			pr, err := convert.Relationship(r)
 			if err != nil {
 				return err
@@ -95,6 +102,10 @@ func (p *permissions) WriteRelationships(ctx context.Context, req *pb.WriteRelat
 	if err != nil {
 		return nil, err
 	}
+	who := PrincipalOf(ctx)
+	if err := who.PreconditionsErr("optional_preconditions", pres); err != nil {
+		return nil, err
+	}
 	w := engine.WriteRequest{Caller: callerOf(ctx), Preconditions: pres, Updates: make([]engine.Update, len(req.GetUpdates()))}
 	for i, u := range req.GetUpdates() {
 		path := index("updates", i)
@@ -107,6 +118,9 @@ func (p *permissions) WriteRelationships(ctx context.Context, req *pb.WriteRelat
 		}
 		r, err := relationshipFromProto(join(path, "relationship"), u.GetRelationship())
 		if err != nil {
+			return nil, err
+		}
+		if err := who.RelationshipErr(join(path, "relationship"), r); err != nil {
 			return nil, err
 		}
 		w.Updates[i] = engine.Update{Op: op, Relationship: r}
@@ -143,6 +157,13 @@ func (p *permissions) DeleteRelationships(ctx context.Context, req *pb.DeleteRel
 	}
 	pres, err := preconditionsFromProto("optional_preconditions", req.GetOptionalPreconditions(), p.eng().Limits().MaxPreconditions)
 	if err != nil {
+		return nil, err
+	}
+	who := PrincipalOf(ctx)
+	if err := who.DeleteFilter("relationship_filter", f); err != nil {
+		return nil, err
+	}
+	if err := who.PreconditionsErr("optional_preconditions", pres); err != nil {
 		return nil, err
 	}
 	limit := int(req.GetOptionalLimit())
@@ -193,13 +214,19 @@ func (p *permissions) CheckPermission(ctx context.Context, req *pb.CheckPermissi
 	if err != nil {
 		return nil, err
 	}
+	if err := PrincipalOf(ctx).CheckErr("", in); err != nil {
+		return nil, err
+	}
 	cctx, err := contextFromProto("context", req.GetContext())
 	if err != nil {
 		return nil, err
 	}
-	crels, err := p.contextualFromProto("contextual_relationships", req.GetContextualRelationships())
+	crels, err := p.contextualFromProto(ctx, "contextual_relationships", req.GetContextualRelationships())
 	if err != nil {
 		return nil, err
+	}
+	if req.GetExplain() {
+		return p.explainPermission(ctx, engine.CheckRequest{Consistency: c, CheckRequest: in, Context: cctx, Contextual: crels})
 	}
 	res, err := p.eng().Check(ctx, engine.CheckRequest{Consistency: c, CheckRequest: in, Context: cctx, Contextual: crels})
 	if err != nil {
@@ -226,7 +253,7 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *pb.CheckBul
 	if err := tooMany("items", "items per bulk check", len(items), p.eng().Limits().MaxBulkCheckItems); err != nil {
 		return nil, err
 	}
-	crels, err := p.contextualFromProto("contextual_relationships", req.GetContextualRelationships())
+	crels, err := p.contextualFromProto(ctx, "contextual_relationships", req.GetContextualRelationships())
 	if err != nil {
 		return nil, err
 	}
@@ -234,10 +261,14 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *pb.CheckBul
 	const method = "/pemba.v1.PermissionsService/CheckBulkPermissions"
 	bulk := engine.BulkCheckRequest{Consistency: c, Contextual: crels}
 	var sent []int // the index in items of each item sent
+	who := PrincipalOf(ctx)
 	for i, it := range items {
 		pairs[i] = &pb.CheckBulkPermissionsPair{Request: it}
 		path := index("items", i)
 		in, err := checkInput(path, it.GetResource(), it.GetPermission(), it.GetSubject())
+		if err == nil {
+			err = who.CheckErr(path, in)
+		}
 		var cctx map[string]any
 		if err == nil {
 			cctx, err = contextFromProto(join(path, "context"), it.GetContext())
@@ -279,6 +310,10 @@ func (p *permissions) ExpandPermissionTree(ctx context.Context, req *pb.ExpandPe
 	if err != nil {
 		return nil, err
 	}
+	who := PrincipalOf(ctx)
+	if err := who.TypeErr("resource.object_type", res.Type); err != nil {
+		return nil, err
+	}
 	if err := checkRelation("permission", req.GetPermission()); err != nil {
 		return nil, err
 	}
@@ -286,7 +321,7 @@ func (p *permissions) ExpandPermissionTree(ctx context.Context, req *pb.ExpandPe
 	if err != nil {
 		return nil, err
 	}
-	crels, err := p.contextualFromProto("contextual_relationships", req.GetContextualRelationships())
+	crels, err := p.contextualFromProto(ctx, "contextual_relationships", req.GetContextualRelationships())
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +334,7 @@ func (p *permissions) ExpandPermissionTree(ctx context.Context, req *pb.ExpandPe
 	if err != nil {
 		return nil, err
 	}
-	root, err := treeToProto(t)
+	root, err := treeToProto(who.Tree(t))
 	if err != nil {
 		return nil, err
 	}
@@ -382,11 +417,19 @@ func (p *permissions) LookupResources(req *pb.LookupResourcesRequest, stream pb.
 	if err != nil {
 		return err
 	}
+	who := PrincipalOf(ctx)
+	if err := who.LookupErr("resource_object_type", req.GetResourceObjectType(), "subject.object.object_type", subj.Type, "optional_limit", int(req.GetOptionalLimit())); err != nil {
+		return err
+	}
 	cctx, err := contextFromProto("context", req.GetContext())
 	if err != nil {
 		return err
 	}
-	crels, err := p.contextualFromProto("contextual_relationships", req.GetContextualRelationships())
+	th, err := throughFromProto("optional_through", req.GetOptionalThrough())
+	if err != nil {
+		return err
+	}
+	crels, err := p.contextualFromProto(ctx, "contextual_relationships", req.GetContextualRelationships())
 	if err != nil {
 		return err
 	}
@@ -394,7 +437,7 @@ func (p *permissions) LookupResources(req *pb.LookupResourcesRequest, stream pb.
 		Consistency: c,
 		LookupResourcesRequest: engine.LookupResourcesQuery{
 			ResourceType: req.GetResourceObjectType(), Permission: req.GetPermission(), Subject: subj,
-			Limit: int(req.GetOptionalLimit()),
+			Limit: int(req.GetOptionalLimit()), Through: th,
 		},
 		Context:    cctx,
 		Contextual: crels,
@@ -448,11 +491,18 @@ func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.Pe
 			return err
 		}
 	}
+	if err := PrincipalOf(ctx).LookupErr("resource.object_type", res.Type, "subject_object_type", req.GetSubjectObjectType(), "optional_limit", int(req.GetOptionalLimit())); err != nil {
+		return err
+	}
 	cctx, err := contextFromProto("context", req.GetContext())
 	if err != nil {
 		return err
 	}
-	crels, err := p.contextualFromProto("contextual_relationships", req.GetContextualRelationships())
+	within, err := withinFromProto("optional_within", req.GetOptionalWithin())
+	if err != nil {
+		return err
+	}
+	crels, err := p.contextualFromProto(ctx, "contextual_relationships", req.GetContextualRelationships())
 	if err != nil {
 		return err
 	}
@@ -460,7 +510,7 @@ func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.Pe
 		Consistency: c,
 		LookupSubjectsRequest: engine.LookupSubjectsQuery{
 			Resource: res, Permission: req.GetPermission(), SubjectType: req.GetSubjectObjectType(), SubjectRelation: subRel,
-			Limit: int(req.GetOptionalLimit()),
+			Limit: int(req.GetOptionalLimit()), Within: within,
 		},
 		Context:    cctx,
 		Contextual: crels,
@@ -499,6 +549,7 @@ func (p *permissions) LookupSubjects(req *pb.LookupSubjectsRequest, stream pb.Pe
 // one sequence, converting message by message.
 func (p *permissions) ImportRelationships(stream pb.PermissionsService_ImportRelationshipsServer) error {
 	ctx := stream.Context()
+	who := PrincipalOf(ctx)
 	seq := func(yield func(tuple.Relationship, error) bool) {
 		for m := 0; ; m++ {
 			msg, err := stream.Recv()
@@ -516,6 +567,9 @@ func (p *permissions) ImportRelationships(stream pb.PermissionsService_ImportRel
 			}
 			for i, r := range msg.GetRelationships() {
 				t, err := relationshipFromProto(index(path, i), r)
+				if err == nil {
+					err = who.RelationshipErr(index(path, i), t)
+				}
 				if !yield(t, err) || err != nil {
 					return
 				}
@@ -543,6 +597,10 @@ func (p *permissions) ExportRelationships(req *pb.ExportRelationshipsRequest, st
 	if err != nil {
 		return err
 	}
+	who := PrincipalOf(ctx)
+	if err := who.FilterErr("optional_relationship_filter", f); err != nil {
+		return err
+	}
 	maxBatch := min(MaxExportBatch, p.eng().Limits().MaxReadPageSize)
 	batch := int(req.GetOptionalBatchSize())
 	if err := tooMany("optional_batch_size", "relationships", batch, maxBatch); err != nil {
@@ -559,6 +617,9 @@ func (p *permissions) ExportRelationships(req *pb.ExportRelationshipsRequest, st
 		}
 		msg := &pb.ExportRelationshipsResponse{ExportedAt: zookieToProto(page.Zookie), AfterBatchCursor: cursorToProto(page.Next)}
 		for _, r := range page.Relationships {
+			if !who.Sees(r) {
+				continue
+			}
 			pr, err := convert.Relationship(r)
 			if err != nil {
 				return err
@@ -566,7 +627,7 @@ func (p *permissions) ExportRelationships(req *pb.ExportRelationshipsRequest, st
 			msg.Relationships = append(msg.Relationships, pr)
 		}
 		// An empty export still sends one message, to carry exported_at.
-		if len(page.Relationships) > 0 || first {
+		if len(msg.Relationships) > 0 || first {
 			if err := stream.Send(msg); err != nil {
 				return err
 			}

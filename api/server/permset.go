@@ -14,7 +14,7 @@ import (
 // request (names and shapes only; the engine validates them against the
 // schema and enforces its limits). A list longer than the engine's limit
 // is refused before it is converted.
-func (p *permissions) contextualFromProto(path string, rels []*pb.Relationship) ([]tuple.Relationship, error) {
+func (p *permissions) contextualFromProto(ctx context.Context, path string, rels []*pb.Relationship) ([]tuple.Relationship, error) {
 	if len(rels) == 0 {
 		return nil, nil
 	}
@@ -25,6 +25,11 @@ func (p *permissions) contextualFromProto(path string, rels []*pb.Relationship) 
 	for i, r := range rels {
 		var err error
 		if out[i], err = relationshipFromProto(index(path, i), r); err != nil {
+			return nil, err
+		}
+		// A tenant's contextual relationships are its own, as its
+		// writes are.
+		if err := PrincipalOf(ctx).RelationshipErr(index(path, i), out[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -58,10 +63,19 @@ func (p *permissions) CheckPermissionSet(ctx context.Context, req *pb.CheckPermi
 	if in.Subject, err = subjectFromProto("subject", req.GetSubject()); err != nil {
 		return nil, err
 	}
+	who := PrincipalOf(ctx)
+	for i, r := range in.Resources {
+		if err := who.TypeErr(join(index("resources", i), "object_type"), r.Type); err != nil {
+			return nil, err
+		}
+	}
+	if err := who.TypeErr("subject.object.object_type", in.Subject.Type); err != nil {
+		return nil, err
+	}
 	if in.Context, err = contextFromProto("context", req.GetContext()); err != nil {
 		return nil, err
 	}
-	if in.Contextual, err = p.contextualFromProto("contextual_relationships", req.GetContextualRelationships()); err != nil {
+	if in.Contextual, err = p.contextualFromProto(ctx, "contextual_relationships", req.GetContextualRelationships()); err != nil {
 		return nil, err
 	}
 	res, err := p.eng().CheckPermissionSet(ctx, in)

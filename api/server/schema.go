@@ -32,7 +32,11 @@ func (h *schemas) ReadSchema(ctx context.Context, req *pb.ReadSchemaRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	return &pb.ReadSchemaResponse{SchemaText: rs.Text, ReadAt: zookieToProto(rs.Zookie)}, nil
+	text, err := PrincipalOf(ctx).SchemaFor(rs.Text)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ReadSchemaResponse{SchemaText: text, ReadAt: zookieToProto(rs.Zookie)}, nil
 }
 
 // WriteSchema replaces the schema and reports what changed.
@@ -41,13 +45,13 @@ func (h *schemas) WriteSchema(ctx context.Context, req *pb.WriteSchemaRequest) (
 		return nil, err
 	}
 	if req.GetDryRun() {
-		dry, err := h.s.eng.DryRunSchema(ctx, req.GetSchema(), engine.SchemaImpactOptions{})
+		dry, err := DryRunSchemaAs(ctx, h.s.eng, PrincipalOf(ctx), req.GetSchema())
 		if err != nil {
 			return nil, err
 		}
 		return &pb.WriteSchemaResponse{Changes: changesToProto(dry.Changes), Impact: impactToProto(dry.Zookie, dry.Impact)}, nil
 	}
-	zk, changes, err := h.s.eng.WriteSchema(ctx, callerOf(ctx), req.GetSchema())
+	zk, changes, err := WriteSchemaAs(ctx, h.s.eng, PrincipalOf(ctx), req.GetSchema())
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +79,9 @@ var changeKinds = map[schema.ChangeKind]pb.SchemaChange_Kind{
 	schema.CaveatAdded:        pb.SchemaChange_KIND_CAVEAT_ADDED,
 	schema.CaveatRemoved:      pb.SchemaChange_KIND_CAVEAT_REMOVED,
 	schema.CaveatChanged:      pb.SchemaChange_KIND_CAVEAT_CHANGED,
+	schema.InvariantAdded:     pb.SchemaChange_KIND_INVARIANT_ADDED,
+	schema.InvariantRemoved:   pb.SchemaChange_KIND_INVARIANT_REMOVED,
+	schema.InvariantChanged:   pb.SchemaChange_KIND_INVARIANT_CHANGED,
 }
 
 func changeToProto(c schema.Change) *pb.SchemaChange {

@@ -26,9 +26,15 @@ import (
 // authentication, without reflection, with DefaultRequestTimeout, and
 // with metrics on a private registry.
 type Config struct {
-	// Keys are the accepted preshared keys. With none, authentication is
-	// off and every write is recorded as AnonymousCaller.
+	// Keys are the accepted preshared keys. With none (and no Tokens),
+	// authentication is off and every write is recorded as
+	// AnonymousCaller. SetKeys replaces them while serving.
 	Keys []Key
+	// Tokens, when set, also accepts identity tokens (JWTs) that it
+	// verifies, beside the keys.
+	Tokens *TokenVerifier
+	// Clock is the time of the keys' rate limits (nil: time.Now).
+	Clock func() time.Time
 	// HealthWithoutAuth lets health checks through without a key (for
 	// load balancers and orchestrators).
 	HealthWithoutAuth bool
@@ -52,6 +58,9 @@ type Config struct {
 	// MaxRecvMsgBytes (the constant); larger messages fail with
 	// ResourceExhausted.
 	MaxRecvMsgBytes int
+	// Overload configures the server-wide limits on concurrent calls and
+	// streams (see Overload); the zero value sets none.
+	Overload Overload
 	// GRPCOptions are appended to the server's options.
 	GRPCOptions []grpc.ServerOption
 	// TLS, when set, serves gRPC and the HTTP listener (RunConfig.HTTPListen)
@@ -66,18 +75,22 @@ type Config struct {
 
 // Server is the gRPC server of one engine.
 type Server struct {
-	eng     *engine.Engine
-	grpc    *grpc.Server
-	health  *health.Server
-	auth    *authenticator
-	exempt  []string // method prefixes that skip authentication
-	timeout time.Duration
-	metrics *metrics
-	httpm   *httpMetrics
-	log     *slog.Logger
-	tls     *tls.Config // nil: plaintext
-	tracing Tracing     // off unless its TracerProvider is set
-	maxRecv int         // bytes of one request message
+	eng      *engine.Engine
+	grpc     *grpc.Server
+	health   *health.Server
+	auth     atomic.Pointer[authenticator]
+	clock    func() time.Time
+	exempt   []string // method prefixes that skip authentication
+	timeout  time.Duration
+	metrics  *metrics
+	httpm    *httpMetrics
+	log      *slog.Logger
+	tls      *tls.Config // nil: plaintext
+	tracing  Tracing     // off unless its TracerProvider is set
+	maxRecv  int         // bytes of one request message
+	overload *overload
+	// authFailures logs failed authentications (rate-limited).
+	authFailures *authFailures
 	// callLevel is the level of the line logged per call.
 	callLevel slog.Level
 	// stopping is set when GracefulStop or Stop begins (/readyz turns 503).
@@ -118,7 +131,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if e == nil {
 		return nil, fmt.Errorf("server: nil engine")
 	}
-	auth, err := newAuthenticator(cfg.Keys)
+	auth, err := newAuthenticator(cfg.Keys, cfg.Tokens, nil, cfg.Clock)
 	if err != nil {
 		return nil, err
 	}
@@ -140,17 +153,23 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if err := registerStoreMetrics(reg, e); err != nil {
 		return nil, fmt.Errorf("server: register store metrics: %w", err)
 	}
-	s := &Server{
-		eng:     e,
-		auth:    auth,
-		timeout: cfg.RequestTimeout,
-		metrics: m,
-		httpm:   hm,
-		log:     cfg.Logger,
-		tls:     cfg.TLS,
-		tracing: cfg.Tracing,
-		health:  health.NewServer(),
+	ov, err := newOverload(cfg.Overload, reg)
+	if err != nil {
+		return nil, err
 	}
+	s := &Server{
+		eng:      e,
+		clock:    cfg.Clock,
+		timeout:  cfg.RequestTimeout,
+		metrics:  m,
+		httpm:    hm,
+		log:      cfg.Logger,
+		tls:      cfg.TLS,
+		tracing:  cfg.Tracing,
+		health:   health.NewServer(),
+		overload: ov,
+	}
+	s.auth.Store(auth)
 	var stop context.CancelFunc
 	s.stopped, stop = context.WithCancel(context.Background())
 	s.beginStop = func() {
@@ -164,6 +183,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.authFailures = newAuthFailures(s.log, cfg.Clock)
 	s.callLevel = slog.LevelDebug
 	if cfg.AccessLog {
 		s.callLevel = slog.LevelInfo
@@ -207,6 +227,26 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	return s, nil
+}
+
+// SetKeys replaces the server's preshared keys, for calls that start
+// from now on (pemba serve calls it on SIGHUP with the keys file read
+// again). Keys whose name and limits are unchanged keep their rate and
+// concurrency state. It refuses, leaving the keys in force, keys that
+// New would refuse, and an empty set on a server that authenticates
+// (authentication cannot be turned off, nor on, while serving).
+func (s *Server) SetKeys(keys []Key) error {
+	old := s.auth.Load()
+	next, err := newAuthenticator(keys, old.tokens, old, s.clock)
+	if err != nil {
+		return err
+	}
+	if next.enabled() != old.enabled() {
+		return fmt.Errorf("server: reloading keys cannot turn authentication on or off (%d keys now, %d given)", len(old.digests), len(keys))
+	}
+	s.auth.Store(next)
+	s.log.Info("keys reloaded", "keys", len(keys))
+	return nil
 }
 
 // Serve accepts connections on lis until Stop or GracefulStop.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/pemba-authz/pemba/engine/store/memstore"
 	"github.com/pemba-authz/pemba/engine/store/storetest"
 	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
 )
 
 const testSchema = `use expiration
@@ -260,6 +262,16 @@ func TestSchemaWriteRead(t *testing.T) {
 
 	_, err = f.schema.WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: "definition doc { relation viewer: nosuch }"})
 	wantCode(t, err, codes.InvalidArgument, ReasonInvalidSchema)
+}
+
+// TestChangeKindsAreComplete: every kind of schema change has its own
+// SchemaChange kind (an unmapped one would reach clients as UNSPECIFIED).
+func TestChangeKindsAreComplete(t *testing.T) {
+	for k := schema.DefinitionAdded; !strings.HasPrefix(k.String(), "ChangeKind("); k++ {
+		if changeKinds[k] == pb.SchemaChange_KIND_UNSPECIFIED {
+			t.Errorf("schema change kind %q has no SchemaChange kind", k)
+		}
+	}
 }
 
 func relStrings(t *testing.T, msgs []*pb.ReadRelationshipsResponse) []string {

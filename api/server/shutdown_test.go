@@ -216,31 +216,57 @@ func TestHealthHTTP(t *testing.T) {
 	}
 }
 
-// TestGracefulStopEndsWatch: an open Watch does not hold a graceful stop
-// for its grace: the stream ends at once with UNAVAILABLE and a hint to
-// resume from the last zookie, and GracefulStop returns.
+// TestGracefulStopEndsWatch: an open Watch or WatchPermissions stream
+// does not hold a graceful stop for its grace: the stream ends at once
+// with UNAVAILABLE and a hint to resume from the last zookie, and
+// GracefulStop returns.
 func TestGracefulStopEndsWatch(t *testing.T) {
-	f := newFixture(t, Config{})
-	zk := f.writeSchema()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stream, err := f.watch.Watch(ctx, &pb.WatchRequest{OptionalStartCursor: zk})
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		open func(f *fixture, ctx context.Context, start *pb.Zookie) (func() error, error)
+	}{
+		{"Watch", func(f *fixture, ctx context.Context, start *pb.Zookie) (func() error, error) {
+			s, err := f.watch.Watch(ctx, &pb.WatchRequest{OptionalStartCursor: start})
+			if err != nil {
+				return nil, err
+			}
+			f.write("doc:first#viewer@user:anne")
+			return func() error { _, err := s.Recv(); return err }, nil
+		}},
+		{"WatchPermissions", func(f *fixture, ctx context.Context, start *pb.Zookie) (func() error, error) {
+			s, err := f.watch.WatchPermissions(ctx, &pb.WatchPermissionsRequest{OptionalStartCursor: start,
+				Scope: &pb.PermissionScope{ResourceObjectType: "doc", Permission: "view", OptionalSubjectObjectType: "user"}})
+			if err != nil {
+				return nil, err
+			}
+			// The first message is the checkpoint of the start.
+			return func() error { _, err := s.Recv(); return err }, nil
+		}},
 	}
-	f.write("doc:first#viewer@user:anne")
-	if _, err := stream.Recv(); err != nil {
-		t.Fatalf("first message: %v", err)
-	}
-	stopped := make(chan struct{})
-	go func() { f.srv.GracefulStop(); close(stopped) }()
-	_, err = stream.Recv()
-	if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), "resume with optional_start_cursor") {
-		t.Fatalf("Recv after GracefulStop began: %v; want UNAVAILABLE with a resume hint", err)
-	}
-	select {
-	case <-stopped:
-	case <-time.After(time.Minute): // a failure bound, not a timing assertion
-		t.Fatal("GracefulStop still waits for the Watch stream")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, Config{})
+			zk := f.writeSchema()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			recv, err := tt.open(f, ctx, zk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := recv(); err != nil {
+				t.Fatalf("first message: %v", err)
+			}
+			stopped := make(chan struct{})
+			go func() { f.srv.GracefulStop(); close(stopped) }()
+			err = recv()
+			if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), "resume with optional_start_cursor") {
+				t.Fatalf("Recv after GracefulStop began: %v; want UNAVAILABLE with a resume hint", err)
+			}
+			select {
+			case <-stopped:
+			case <-time.After(time.Minute): // a failure bound, not a timing assertion
+				t.Fatal("GracefulStop still waits for the stream")
+			}
+		})
 	}
 }

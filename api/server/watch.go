@@ -6,6 +6,7 @@ import (
 
 	"github.com/pemba-authz/pemba/api/internal/convert"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/engine"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -24,12 +25,22 @@ func (w *watcher) Watch(req *pb.WatchRequest, stream pb.WatchService_WatchServer
 	if err := tooMany("optional_object_types", "object types", len(types), MaxWatchTypes); err != nil {
 		return err
 	}
+	who := PrincipalOf(ctx)
 	keep := make(map[string]bool, len(types))
 	for i, t := range types {
 		if err := checkType(index("optional_object_types", i), t); err != nil {
 			return err
 		}
+		if err := who.TypeErr(index("optional_object_types", i), t); err != nil {
+			return err
+		}
 		keep[t] = true
+	}
+	if err := w.s.eng.CheckDefinitions(ctx, types); err != nil {
+		if errors.Is(err, engine.ErrUnknownDefinition) {
+			return fieldErr("optional_object_types", err)
+		}
+		return err
 	}
 	start := ""
 	if z := req.GetOptionalStartCursor(); z != nil {
@@ -51,7 +62,7 @@ func (w *watcher) Watch(req *pb.WatchRequest, stream pb.WatchService_WatchServer
 		}
 		var updates []*pb.RelationshipUpdate
 		for _, c := range ev.Changes {
-			if len(keep) > 0 && !keep[c.Relationship.Resource.Type] {
+			if len(keep) > 0 && !keep[c.Relationship.Resource.Type] || !who.Sees(c.Relationship) {
 				continue
 			}
 			r, err := convert.Relationship(c.Relationship)
@@ -64,15 +75,25 @@ func (w *watcher) Watch(req *pb.WatchRequest, stream pb.WatchService_WatchServer
 			// Every change was filtered out.
 			continue
 		}
+		caller, schemaChanged := ev.Caller, ev.SchemaChanged
+		if who.Tenant != "" && len(updates) == 0 {
+			// Another tenant's transaction (or a schema write, which a
+			// tenant cannot tell its own from): at most a checkpoint,
+			// without the other caller's name.
+			if !req.GetOptionalIncludeCheckpoints() {
+				continue
+			}
+			caller, schemaChanged = "", false
+		}
 		// Split big transactions so no message nears the size limit;
 		// only the last part says the transaction is through.
 		for {
 			n := min(len(updates), MaxWatchUpdates)
 			msg := &pb.WatchResponse{
 				Updates:           updates[:n],
-				Caller:            ev.Caller,
+				Caller:            caller,
 				CommittedAt:       timestamppb.New(ev.Time),
-				SchemaChanged:     ev.SchemaChanged,
+				SchemaChanged:     schemaChanged,
 				MoreInTransaction: n < len(updates),
 			}
 			updates = updates[n:]

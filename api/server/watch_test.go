@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine/store"
@@ -307,5 +311,22 @@ func TestWatchSplitsBigTransactions(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// TestWatchUnknownType: a Watch filtered to a type the schema does not
+// define is refused at once, naming the type, instead of waiting forever.
+func TestWatchUnknownType(t *testing.T) {
+	f := newFixture(t, Config{Keys: []Key{{Name: "hr-service", Secret: secretA}}})
+	ctx := bearer(secretA)
+	if _, err := f.schema.WriteSchema(ctx, &pb.WriteSchemaRequest{Schema: testSchema}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := f.watch.Watch(ctx, &pb.WatchRequest{OptionalObjectTypes: []string{"doc", "nosuch"}})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `optional_object_types: unknown definition "nosuch"`) {
+		t.Errorf("watch of an unknown type: %v, want InvalidArgument naming it", err)
 	}
 }

@@ -11,7 +11,7 @@ import (
 // and as `pemba help CMD`: asking for help is not a usage error, so each
 // exits 0 and prints a usage line.
 func TestHelpExitsZero(t *testing.T) {
-	cmds := [][]string{{"bench", "run"}, {"bench", "compare"}, {"datastore", "migrate"}, {"schema", "write"}, {"relationship", "read"}}
+	cmds := [][]string{{"bench", "run"}, {"bench", "compare"}, {"datastore", "migrate"}, {"schema", "write"}, {"relationship", "read"}, {"relationship", "count"}, {"count", "resources"}}
 	for _, c := range commands() {
 		cmds = append(cmds, []string{c.name})
 	}

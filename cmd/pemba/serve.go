@@ -36,7 +36,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		replicas    listFlag
 		dataDir     = fs.String("data-dir", "./data", "pebble data directory")
 		gcWindow    = fs.Duration("gc-window", 24*time.Hour, "how long old revisions stay readable (at_exact_snapshot, Watch resumption)")
-		keysFile    = fs.String("keys-file", "", "preshared keys, one \"name secret\" per line; the name is recorded as the caller of writes")
+		keysFile    = fs.String("keys-file", "", "preshared keys: YAML with each key's scopes, tenant and limits, or one \"name secret\" per line (every scope); the name is the caller in logs, metrics and writes; read again on SIGHUP")
 		noAuth      = fs.Bool("insecure-no-auth", false, "serve without authentication on a non-loopback address (on loopback it is the default when no -keys-file is given)")
 		healthOpen  = fs.Bool("health-without-auth", true, "answer gRPC health checks without a key")
 		reflect     = fs.Bool("reflection", false, "register gRPC reflection (for grpcurl)")
@@ -46,6 +46,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		httpAddr    = fs.String("http-listen", "", "serve the HTTP/JSON API at http://ADDR/v1/..., its OpenAPI document at /openapi.json and the AuthZEN Authorization API at /access/v1/..., with the same keys, TLS and limits as gRPC (empty: off)")
 		metricsAddr = fs.String("metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics and probes at /healthz and /readyz (empty: off)")
 		maxRecv     = fs.Int("max-request-bytes", server.MaxRecvMsgBytes, "largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED")
+		maxCalls    = fs.Int("max-concurrent-requests", 0, "overload: unary calls running at once, server-wide (0: no limit); the rest wait in a queue or are shed with RESOURCE_EXHAUSTED and a RetryInfo")
+		maxQueued   = fs.Int("max-queued-requests", 0, "overload: calls that may wait for one of -max-concurrent-requests (0: none wait); a call whose deadline the queue cannot meet is shed at once")
+		maxStreams  = fs.Int("max-concurrent-streams", server.DefaultMaxStreams, "overload: lookups, relationship reads, exports and imports running at once (0: no limit); the rest are shed with RESOURCE_EXHAUSTED")
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
 		blockCache  = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size in bytes (0: 64 MiB)")
 		maxDepth    = fs.Int("max-depth", 0, "most relations on one path of an answer, the one asked about included (0: the engine's default, 50); longer paths fail with MAX_DEPTH_EXCEEDED")
@@ -53,6 +56,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		pprofOn     = fs.Bool("pprof", false, "also serve Go's profiles at http://ADDR/debug/pprof/ on -metrics-listen (CPU, heap, allocations, goroutines; unauthenticated, like the metrics)")
 		gcPercent   = fs.Int("gc-percent", serveGCPercent, "Go GC target percentage (GOGC): the heap may grow this many percent over the live heap before a collection; the default trades memory for less GC CPU per request (when neither this flag nor its variable is given, a GOGC environment variable wins)")
 	)
+	var tokens tokenFlags
+	tokens.register(fs)
 	var dispatch dispatchFlags
 	fs.StringVar(&dispatch.peers, "dispatch-peers", "", "cluster: comma-separated host:port of every node (this one included, the same list on each), all on one -datastore postgres; each permission is evaluated and cached by its owner node")
 	fs.StringVar(&dispatch.self, "dispatch-self", "", "cluster: this node's entry in -dispatch-peers (default: the -listen address)")
@@ -139,13 +144,19 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		log.Info("tracing on", "exporter", *otelTraces)
 	}
 
+	verifier, err := tokens.verifier(log)
+	if err != nil {
+		fmt.Fprintf(stderr, "pemba serve: %v\n", err)
+		return 2
+	}
 	var keys []server.Key
-	switch {
-	case *keysFile != "":
-		var err error
+	if *keysFile != "" {
 		if keys, err = server.ReadKeysFile(*keysFile, log); err != nil {
 			return fail(err)
 		}
+	}
+	switch {
+	case *keysFile != "" || verifier != nil:
 	case *noAuth:
 	case cli.IsLoopback(*listen) && (*httpAddr == "" || cli.IsLoopback(*httpAddr)):
 		log.Warn("serving without authentication on a loopback address; give -keys-file to require keys", "listen", *listen)
@@ -154,7 +165,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if cli.IsLoopback(addr) {
 			addr = *httpAddr
 		}
-		fmt.Fprintf(stderr, "pemba serve: %s is reachable from other hosts: give -keys-file, or -insecure-no-auth to serve without authentication\n", addr)
+		fmt.Fprintf(stderr, "pemba serve: %s is reachable from other hosts: give -keys-file or -token-issuer, or -insecure-no-auth to serve without authentication\n", addr)
 		return 2
 	}
 	var tlsConf *tls.Config
@@ -198,9 +209,10 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer eng.Close()
 
 	srv, err := server.New(eng, server.Config{
-		Keys: keys, HealthWithoutAuth: *healthOpen, Reflection: *reflect, RequestTimeout: *timeout,
+		Keys: keys, Tokens: verifier, HealthWithoutAuth: *healthOpen, Reflection: *reflect, RequestTimeout: *timeout,
 		Registerer: reg, Logger: log, TLS: tlsConf, MaxRecvMsgBytes: *maxRecv, AccessLog: *accessLog,
 		Tracing: tracing,
+		Overload: server.Overload{MaxConcurrent: *maxCalls, MaxQueue: *maxQueued, MaxStreams: *maxStreams},
 	})
 	if err != nil {
 		return fail(err)
@@ -222,6 +234,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if tlsConf != nil {
 		scheme = "https"
 	}
+	stopReload := reloadKeysOnHUP(ctx, srv, *keysFile, log)
+	defer stopReload()
 	stopHook := context.AfterFunc(ctx, func() { log.Info("shutting down", "grace", *shutdownGrace) })
 	defer stopHook()
 	err = srv.Run(ctx, server.RunConfig{
@@ -238,7 +252,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			if metricsAddr != nil {
 				log.Info("serving metrics", "url", fmt.Sprintf("http://%s/metrics", metricsAddr))
 			}
-			log.Info("serving gRPC", "addr", grpcAddr.String(), "datastore", st.Kind(), "authentication", len(keys) > 0, "tls", tlsConf != nil)
+			log.Info("serving gRPC", "addr", grpcAddr.String(), "datastore", st.Kind(), "authentication", len(keys) > 0 || verifier != nil, "keys", len(keys), "identity_tokens", verifier != nil, "tls", tlsConf != nil)
 		},
 	})
 	if err != nil {

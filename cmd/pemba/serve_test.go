@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +54,47 @@ func startServeAddrs(t *testing.T, args ...string) (grpcAddr, metricsAddr string
 // startServeAll is startServe returning every address printed.
 func startServeAll(t *testing.T, args ...string) serveAddrs {
 	t.Helper()
+	a, _ := startServeLog(t, args...)
+	return a
+}
+
+// serveLog holds the log lines `pemba serve` writes after its addresses.
+type serveLog struct {
+	mu    sync.Mutex
+	lines []string
+	next  int           // lines before it were returned by waitFor
+	more  chan struct{} // signalled when lines are added
+}
+
+// waitFor returns the fields of the first line not returned before whose
+// msg is msg, waiting for the server to log it (failing the test after
+// 20 s; the server logs it or the test is broken).
+func (l *serveLog) waitFor(t *testing.T, msg string) map[string]string {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		l.mu.Lock()
+		for ; l.next < len(l.lines); l.next++ {
+			f, err := logFields(l.lines[l.next])
+			if err == nil && f["msg"] == msg {
+				l.next++
+				l.mu.Unlock()
+				return f
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.more:
+		case <-timeout:
+			t.Fatalf("the server did not log %q; it logged:\n%s", msg, strings.Join(l.lines, ""))
+		}
+	}
+}
+
+// startServeLog is startServeAll that also returns the log lines that
+// follow the addresses.
+func startServeLog(t *testing.T, args ...string) (serveAddrs, *serveLog) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	var stdout, stderr bytes.Buffer
@@ -70,7 +112,25 @@ func startServeAll(t *testing.T, args ...string) serveAddrs {
 		t.Fatalf("%v (exit %d, stderr %s)", err, code, stderr.String())
 	}
 	drained := make(chan struct{})
-	go func() { io.Copy(io.Discard, br); close(drained) }()
+	log := &serveLog{more: make(chan struct{}, 1)}
+	go func() {
+		defer close(drained)
+		for {
+			line, err := br.ReadString('\n')
+			if line != "" {
+				log.mu.Lock()
+				log.lines = append(log.lines, line)
+				log.mu.Unlock()
+				select {
+				case log.more <- struct{}{}:
+				default:
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	t.Cleanup(func() {
 		cancel()
 		code := <-done
@@ -79,7 +139,7 @@ func startServeAll(t *testing.T, args ...string) serveAddrs {
 			t.Errorf("serve exited with %d; stderr:\n%s", code, stderr.String())
 		}
 	})
-	return addrs
+	return addrs, log
 }
 
 // serveAddrs are the addresses `pemba serve` logs: gRPC's, and the

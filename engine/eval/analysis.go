@@ -78,9 +78,28 @@ type analysis struct {
 	// relevant[g] marks the relations from which g can be reached by the
 	// reverse walk (the forward closure of g over positive positions).
 	relevant [][]bool
+
+	// positive is the reverse graph above (usersetParents,
+	// computedParents, arrowParents), walked by LookupResources.
+	positive reverseGraph
+	// influence is the reverse graph of every reference: positive ones,
+	// operands in negative positions (an intersection's later children,
+	// an exclusion's subtracted one) and arrows' tuplesets, so that a
+	// walk up from a changed relation reaches every permission whose
+	// value it can alter (see AffectedResources).
+	influence reverseGraph
+	// influenced[g] marks the relations whose relationships can alter g
+	// (the forward closure of g over allReferences).
+	influenced [][]bool
 	// dependents[r] lists the relations whose value is computed directly
 	// from r's (see allReferences), for reaching.
 	dependents [][]int
+}
+
+// reverseGraph is the edges a reverse walk follows, indexed by the child
+// relation's Index.
+type reverseGraph struct {
+	userset, computed, arrow [][]parentEdge
 }
 
 func analyze(s *schema.Schema) *analysis {
@@ -212,6 +231,8 @@ func analyze(s *schema.Schema) *analysis {
 		}
 		a.relevant[i] = rel
 	}
+	a.positive = reverseGraph{userset: a.usersetParents, computed: a.computedParents, arrow: a.arrowParents}
+	a.influenceGraph()
 	for i, r := range a.rels {
 		if r == nil || a.caveated[i] {
 			continue
@@ -330,6 +351,58 @@ func (a *analysis) reverseEdges(r *schema.Relation, w *schema.Rewrite, exact boo
 			a.reverseEdges(r, w.Children[0], false)
 		}
 	}
+}
+
+// influenceGraph derives influence and influenced. Subject sets count
+// wherever they stand, so the userset edges are the positive graph's.
+func (a *analysis) influenceGraph() {
+	n := len(a.rels)
+	g := reverseGraph{userset: a.usersetParents, computed: make([][]parentEdge, n), arrow: make([][]parentEdge, n)}
+	var walk func(r *schema.Relation, w *schema.Rewrite)
+	walk = func(r *schema.Relation, w *schema.Rewrite) {
+		switch w.Kind {
+		case schema.RewriteComputed:
+			if w.Relation != nil {
+				g.computed[w.Relation.Index] = append(g.computed[w.Relation.Index], parentEdge{parent: r})
+			}
+		case schema.RewriteArrow:
+			// A tupleset relationship added or removed on an object
+			// changes the arrow on that same object.
+			g.computed[w.Relation.Index] = append(g.computed[w.Relation.Index], parentEdge{parent: r})
+			for _, typ := range slices.Sorted(maps.Keys(w.Targets)) {
+				t := w.Targets[typ].Index
+				g.arrow[t] = append(g.arrow[t], parentEdge{parent: r, tupleset: w.Relation})
+			}
+		case schema.RewriteUnion, schema.RewriteIntersection, schema.RewriteExclusion:
+			for _, c := range w.Children {
+				walk(r, c)
+			}
+		}
+	}
+	a.influenced = make([][]bool, n)
+	for i, r := range a.rels {
+		if r == nil {
+			continue
+		}
+		if r.Rewrite != nil {
+			walk(r, r.Rewrite)
+		}
+		in := make([]bool, n)
+		in[i] = true
+		stack := []*schema.Relation{r}
+		for len(stack) > 0 {
+			x := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			for _, ref := range allReferences(x) {
+				if !in[ref.Index] {
+					in[ref.Index] = true
+					stack = append(stack, ref)
+				}
+			}
+		}
+		a.influenced[i] = in
+	}
+	a.influence = g
 }
 
 // positiveReferences lists the relations that can add members to r's

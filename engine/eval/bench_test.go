@@ -228,6 +228,52 @@ func runEnterpriseChecks(b *testing.B, s *schema.Schema, p Params, emps [][]stri
 	}
 }
 
+// BenchmarkExplainEnterprise measures Explain on the questions of
+// BenchmarkCheckEnterprise (uncached-sequential is the check alone): the
+// price of asking why, paid only by a check that asks.
+func BenchmarkExplainEnterprise(b *testing.B) {
+	var emps [][]string
+	env := loadBench(b, "enterprise", func() []tuple.Relationship {
+		rels, e := enterpriseData(rand.New(rand.NewPCG(1, 2)), benchCustomers)
+		emps = e
+		return rels
+	})
+	if emps != nil {
+		env.emps = emps
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	reqs := make([]CheckRequest, 1000)
+	for i := range reqs {
+		c := rng.IntN(benchCustomers)
+		e := c % benchEnterprises
+		emp := env.emps[e][rng.IntN(len(env.emps[e]))]
+		if i%2 == 1 {
+			emp = env.emps[benchEnterprises][c]
+		}
+		reqs[i] = CheckRequest{Resource: tuple.ObjectRef{Type: "crm_customer", ID: fmt.Sprintf("c%d", c)}, Permission: "view",
+			Subject: tuple.SubjectRef{Type: "employee", ID: emp}}
+	}
+	ev := New(env.s, Options{Concurrency: 1})
+	p := Params{Reader: env.rd, Now: testNow}
+	i, nearest := 0, 0
+	var cpu time.Duration
+	for b.Loop() {
+		if i == 0 {
+			cpu = cpuStart()
+		}
+		x, err := ev.Explain(context.Background(), p, reqs[i%len(reqs)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if x.Nearest != nil {
+			nearest++
+		}
+		i++
+	}
+	reportCPU(b, cpu, i)
+	b.ReportMetric(float64(nearest)/float64(i), "nearest/op")
+}
+
 func BenchmarkCheckDeep(b *testing.B) {
 	for _, depth := range []int{10, 30} {
 		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {

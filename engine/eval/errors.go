@@ -24,7 +24,27 @@ var (
 	// ErrCaveat: a caveat could not be evaluated, typically because the
 	// request context holds a value of the wrong type.
 	ErrCaveat = errors.New("eval: caveat evaluation failed")
+	// ErrExplainMismatch: the explaining walk reached another answer than
+	// Check (a bug; the explanation is withheld).
+	ErrExplainMismatch = errors.New("eval: explanation disagrees with check")
+	// ErrLookupTooLarge: a lookup's walk reached more (object, relation)
+	// nodes than Options.MaxLookupNodes; see *LookupTooLargeError.
+	ErrLookupTooLarge = errors.New("eval: lookup too large")
 )
+
+// LookupTooLargeError reports a LookupResources or LookupSubjects whose
+// walk reached more than Max (object, relation) nodes, each held in memory
+// until the walk ends (whatever the page size: results come out sorted).
+type LookupTooLargeError struct {
+	Max int
+}
+
+func (e *LookupTooLargeError) Error() string {
+	return fmt.Sprintf("eval: the lookup reached more than %d objects and relations, the most one lookup may hold in memory", e.Max)
+}
+
+// Is makes errors.Is(err, ErrLookupTooLarge) true.
+func (e *LookupTooLargeError) Is(target error) bool { return target == ErrLookupTooLarge }
 
 // MaxDepthError reports a path of relations longer than Options.MaxDepth:
 // the evaluation had to follow it to answer, and stopped there. Depth is
@@ -137,3 +157,15 @@ func maxDepthError(limit int, f *frame) error {
 	slices.Reverse(path)
 	return &MaxDepthError{Depth: limit, Path: path, Cycle: cycle}
 }
+
+// ExplainMismatchError reports an explanation whose answer is not Check's.
+type ExplainMismatchError struct {
+	Check, Explain Permissionship
+}
+
+func (e *ExplainMismatchError) Error() string {
+	return fmt.Sprintf("eval: explanation disagrees with check: check %v, explanation %v", e.Check, e.Explain)
+}
+
+// Is makes errors.Is(err, ErrExplainMismatch) true.
+func (e *ExplainMismatchError) Is(target error) bool { return target == ErrExplainMismatch }

@@ -50,6 +50,11 @@ type Options struct {
 	// dispatch and cache hit below the caller's span, when that span is
 	// recording (see trace.go); nil records nothing and costs nothing.
 	Tracer trace.Tracer
+	// MaxLookupNodes bounds the (object, relation) nodes the walk of one
+	// LookupResources or LookupSubjects reaches and holds in memory;
+	// past it the lookup fails with a *LookupTooLargeError. 0 means no
+	// bound.
+	MaxLookupNodes int
 }
 
 // Evaluator answers permission questions over one compiled schema. It is
@@ -68,6 +73,14 @@ type Evaluator struct {
 	// the planner decides it from the subject's side; 0 turns the
 	// planner off (every arrow walks from the resource).
 	arrowProbe int
+	// explainNodes bounds the steps of an explanation outside a witness
+	// (see defaultExplainNodes).
+	explainNodes int
+	// scopeBudget, scopeChecks and scopeCheckCost steer the scoped
+	// lookups' planner (see lookupThrough, subjectCandidates).
+	scopeBudget    int
+	scopeChecks    int
+	scopeCheckCost int
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64
@@ -90,7 +103,8 @@ func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 	h := fnv.New64a()
 	h.Write([]byte(s.Source))
 	e := &Evaluator{s: s, opts: opts, an: analyze(s), schemaID: h.Sum64(),
-		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe}
+		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe,
+		explainNodes: defaultExplainNodes, scopeBudget: defaultScopeBudget, scopeChecks: defaultScopeChecks, scopeCheckCost: defaultScopeCheckCost}
 	e.chain = newChain(e, opts, ac)
 	return e
 }
@@ -252,6 +266,9 @@ type LookupResourcesRequest struct {
 	Limit int
 	// After resumes strictly after this resource ID (a cursor).
 	After string
+	// Through, when set, limits the answer to the resources that reach
+	// an object by stored relationships (see Through).
+	Through *Through
 }
 
 // ResourceResult is one resource found by LookupResources.
@@ -273,6 +290,11 @@ type LookupSubjectsRequest struct {
 	// After resumes strictly after this subject ID (a cursor), in the
 	// order of the results: "*" before every ID.
 	After string
+	// Within, when set, limits the answer to the members of this subject
+	// set (TYPE:ID#RELATION, a relation or a permission): each subject's
+	// permissionship is then the conjunction of its permission and its
+	// membership, as two Checks would give.
+	Within *tuple.SubjectRef
 }
 
 // SubjectResult is one subject found by LookupSubjects.

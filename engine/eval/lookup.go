@@ -3,6 +3,7 @@ package eval
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -47,6 +48,7 @@ type revVal struct {
 // of a node comes by its shortest exact path.
 type reverseWalk struct {
 	rq       *request
+	g        *reverseGraph
 	relevant []bool
 	vals     []map[string]revVal
 	queue    []reverseNode
@@ -54,16 +56,20 @@ type reverseWalk struct {
 	// fails with errBudget.
 	budget  int
 	reached int
+	// over is set when a node was left out for the budget.
+	over bool
 	// expires is the earliest expiration among the relationships read.
 	expires time.Time
 }
 
-// errBudget stops a reverse check that grew too large; the caller falls
-// back to the top-down evaluation. It never leaves the package.
-var errBudget = errors.New("eval: reverse walk budget exhausted")
+// errBudget stops a walk that grew too large: a reverse check, whose
+// caller falls back to the top-down evaluation, or one side of a scoped
+// lookup, whose planner takes the other side. It never leaves the package.
+var errBudget = errors.New("eval: walk budget exhausted")
 
 func newReverseWalk(rq *request, goal *schema.Relation) *reverseWalk {
-	return &reverseWalk{rq: rq, relevant: rq.e.an.relevant[goal.Index], vals: make([]map[string]revVal, len(rq.e.an.rels))}
+	an := rq.e.an
+	return &reverseWalk{rq: rq, g: &an.positive, relevant: an.relevant[goal.Index], vals: make([]map[string]revVal, len(an.rels))}
 }
 
 // reach records that rel of id may contain the subject (certainly when
@@ -77,7 +83,12 @@ func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool, h int32
 		m = make(map[string]revVal)
 		w.vals[rel.Index] = m
 	}
-	if old, ok := m[id]; ok && (old.exact || !exact) {
+	old, ok := m[id]
+	if ok && (old.exact || !exact) {
+		return
+	}
+	if !ok && w.budget > 0 && w.reached >= w.budget {
+		w.over = true // run fails with errBudget: nothing more is held
 		return
 	}
 	m[id] = revVal{exact: exact, h: h}
@@ -87,7 +98,7 @@ func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool, h int32
 
 // reverse calls fn with each relationship on rel whose subject matches sf.
 func (w *reverseWalk) reverse(ctx context.Context, sf tuple.SubjectFilter, rel *schema.Relation, fn func(r *tuple.Relationship)) error {
-	if w.budget > 0 && w.reached > w.budget {
+	if w.over || (w.budget > 0 && w.reached > w.budget) {
 		return errBudget
 	}
 	f := tuple.ReverseFilter{Subject: sf, ResourceType: rel.Definition.Name, Relation: rel.Name}
@@ -134,6 +145,15 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 			err = seed(tuple.SubjectFilter{Type: sub.Type, ID: tuple.Wildcard, Relation: tuple.Ellipsis}, an.wildcardParents[sub.Type])
 		}
 	}
+	if err != nil {
+		return err
+	}
+	return w.propagate(ctx)
+}
+
+// propagate walks up from every queued node through the walk's graph.
+func (w *reverseWalk) propagate(ctx context.Context) error {
+	var err error
 	for head := 0; err == nil && head < len(w.queue); head++ {
 		if err = ctx.Err(); err != nil {
 			break
@@ -144,7 +164,7 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 		}
 		h := nd.h + 1 // each step up is one more relation on the path
 		i := nd.rel.Index
-		for _, pe := range an.usersetParents[i] {
+		for _, pe := range w.g.userset[i] {
 			if err != nil || !w.relevant[pe.parent.Index] {
 				continue
 			}
@@ -153,10 +173,10 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 				w.reach(pe.parent, r.Resource.ID, nd.exact && r.Caveat == nil, h)
 			})
 		}
-		for _, pe := range an.computedParents[i] {
+		for _, pe := range w.g.computed[i] {
 			w.reach(pe.parent, nd.id, nd.exact && pe.exact, h)
 		}
-		for _, pe := range an.arrowParents[i] {
+		for _, pe := range w.g.arrow[i] {
 			if err != nil || !w.relevant[pe.parent.Index] {
 				continue
 			}
@@ -166,6 +186,9 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 				w.reach(pe.parent, r.Resource.ID, nd.exact && pe.exact && r.Caveat == nil, h)
 			})
 		}
+	}
+	if err == nil && w.over {
+		err = errBudget
 	}
 	return err
 }
@@ -182,31 +205,53 @@ func (rq *request) lookupResources(ctx context.Context, req LookupResourcesReque
 		yield(ResourceResult{}, err)
 		return
 	}
-	sub := req.Subject
+	if req.Through != nil {
+		rq.lookupThrough(ctx, req, goal, yield)
+		return
+	}
 	w := newReverseWalk(rq, goal)
-	if err := w.run(ctx, sub); err != nil {
+	w.budget = rq.e.opts.MaxLookupNodes
+	if err := w.run(ctx, req.Subject); err != nil {
+		if errors.Is(err, errBudget) {
+			err = &LookupTooLargeError{Max: w.budget}
+		}
 		yield(ResourceResult{}, err)
 		return
 	}
-
 	found := w.vals[goal.Index]
-	ids := make([]string, 0, len(found))
-	for id := range found {
-		if req.After == "" || id > req.After {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
+	rq.confirmResources(ctx, req, goal, afterSorted(slices.Collect(maps.Keys(found)), req.After), found, nil, yield)
+}
+
+// confirmResources decides the candidates ids (sorted, after req.After) a
+// chunk at a time and yields those with the permission, up to req.Limit.
+// found, when not nil, is the reverse walk's knowledge of them: a
+// candidate it certainly reached within the depth limit needs no Check.
+// keep, when not nil, drops candidates before they are decided.
+func (rq *request) confirmResources(ctx context.Context, req LookupResourcesRequest, goal *schema.Relation, ids []string, found map[string]revVal, keep func(context.Context, string) (bool, error), yield func(ResourceResult, error) bool) {
 	emitted := 0
 	for start := 0; start < len(ids); start += confirmChunk {
 		chunk := ids[start:min(start+confirmChunk, len(ids))]
+		if keep != nil {
+			kept := make([]string, 0, len(chunk))
+			for _, id := range chunk {
+				ok, err := keep(ctx, id)
+				if err != nil {
+					yield(ResourceResult{}, err)
+					return
+				}
+				if ok {
+					kept = append(kept, id)
+				}
+			}
+			chunk = kept
+		}
 		results := make([]CheckResult, len(chunk))
 		var todo []int
 		for j, id := range chunk {
 			// A resource whose shortest certain path is within the
 			// limit is an answer; one only deeper is confirmed with
 			// Check, which fails on the path as it would for the caller.
-			if v := found[id]; v.exact && int(v.h) <= rq.e.opts.MaxDepth {
+			if v, ok := found[id]; ok && v.exact && int(v.h) <= rq.e.opts.MaxDepth {
 				results[j] = CheckResult{Permissionship: HasPermission}
 			} else {
 				todo = append(todo, j)
@@ -214,7 +259,7 @@ func (rq *request) lookupResources(ctx context.Context, req LookupResourcesReque
 		}
 		if err := rq.confirm(ctx, len(todo), func(ctx context.Context, k int) error {
 			j := todo[k]
-			res, err := rq.check(ctx, nil, goal, chunk[j], sub)
+			res, err := rq.check(ctx, nil, goal, chunk[j], req.Subject)
 			results[j] = res.checkResult()
 			return err
 		}); err != nil {
@@ -296,40 +341,23 @@ func (rq *request) lookupSubjects(ctx context.Context, req LookupSubjectsRequest
 	// Every subject that can be an answer is met by the walk, so the
 	// walk is done in full on every page; only the Checks that confirm
 	// subjects are limited to the page's.
-	mentioned, err := rq.forwardWalk(ctx, rel, req.Resource.ID, req.SubjectType, req.SubjectRelation)
+	perm, within, cands, err := rq.subjectCandidates(ctx, req, rel)
 	if err != nil {
 		yield(SubjectResult{}, err)
 		return
 	}
-	ids := make([]string, 0, len(mentioned))
-	for id := range mentioned {
+	ids := make([]string, 0, len(cands))
+	for _, id := range cands {
 		if req.After == "" || subjectOrder(id, req.After) > 0 {
 			ids = append(ids, id)
 		}
 	}
 	slices.SortFunc(ids, subjectOrder)
-	sure := func(id string) bool {
-		// Only unions below, no caveats: a subject met within the depth
-		// limit is a member. One met only deeper is left to Check, which
-		// fails on that path as it would for the caller.
-		return rq.e.an.pure[rel.Index] && int(mentioned[id]) <= rq.e.opts.MaxDepth
-	}
+	// Only unions below, no caveats: a subject met within the depth
+	// limit is a member (subjectSide.sure). One met only deeper is left
+	// to Check, which fails on that path as it would for the caller.
 	confirm := func(chunk []string, results []CheckResult) error {
-		var todo []int
-		for k, id := range chunk {
-			if sure(id) {
-				results[k] = CheckResult{Permissionship: HasPermission}
-			} else {
-				todo = append(todo, k)
-			}
-		}
-		return rq.confirm(ctx, len(todo), func(ctx context.Context, i int) error {
-			k := todo[i]
-			sub := tuple.SubjectRef{Type: req.SubjectType, ID: chunk[k], Relation: req.SubjectRelation}
-			res, err := rq.check(ctx, nil, rel, req.Resource.ID, sub)
-			results[k] = res.checkResult()
-			return err
-		})
+		return rq.decideSubjects(ctx, req, perm, within, chunk, results)
 	}
 	// The wildcard comes first and lists the subjects it excludes, so a
 	// page that has it decides every subject. Other pages decide theirs
@@ -400,8 +428,10 @@ func boolCmp(a, b bool) int {
 // permission, and every one an exclusion or intersection can remove. Each
 // ID maps to the fewest relations a top-down check from rel visits to meet
 // it (see Options.MaxDepth); the walk is breadth first, so the first visit
-// of a node is by its shortest path.
-func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, subType, subRel string) (map[string]int32, error) {
+// of a node is by its shortest path. budget, when positive, bounds the
+// nodes visited and the subjects met: past it the walk fails with
+// errBudget (the scope planner then takes the other side).
+func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, subType, subRel string, budget int) (map[string]int32, error) {
 	type node struct {
 		rel *schema.Relation
 		id  string
@@ -417,13 +447,18 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		}
 	}
 	visited := map[node]bool{}
+	overBudget := false
 	var queue []visit
+	maxNodes := rq.e.opts.MaxLookupNodes
 	push := func(r *schema.Relation, id string, d int32) {
 		n := node{r, id}
 		if r == nil || visited[n] || !rq.e.an.canContain(r, subType, subRel) {
 			return
 		}
 		visited[n] = true
+		if budget > 0 && len(visited) > budget {
+			overBudget = true
+		}
 		queue = append(queue, visit{n, d})
 	}
 	push(rel, id, 1)
@@ -457,6 +492,12 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 	for head := 0; head < len(queue); head++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if overBudget || (budget > 0 && len(mentioned) > budget) {
+			return nil, errBudget
+		}
+		if maxNodes > 0 && len(visited)+len(mentioned) > maxNodes {
+			return nil, &LookupTooLargeError{Max: maxNodes}
 		}
 		n := queue[head]
 		if subRel != "" && n.rel.Name == subRel && n.rel.Definition.Name == subType {

@@ -68,6 +68,8 @@ type File struct {
 	Relationships []Relationship
 	Assertions    []Assertion
 	Expected      []Expected
+	// Writes is the writes section (a Pemba extension; see writes.go).
+	Writes []Write
 }
 
 // Pos is a place in a file.
@@ -356,8 +358,10 @@ func (p *parser) parse(data []byte) {
 			p.assertions(val)
 		case "validation":
 			p.validation(val)
+		case "writes":
+			p.writes(val)
 		default:
-			p.errorf(key.Line, "unknown key %q (want schema, schemaFile, relationships, assertions or validation)", key.Value)
+			p.errorf(key.Line, "unknown key %q (want schema, schemaFile, relationships, assertions, validation or writes)", key.Value)
 		}
 	}
 	if _, a := seen["schema"]; a {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -33,16 +34,18 @@ type Options struct {
 	// Contextual, when set, picks relationships of the file (i counts
 	// them in file order) that are not written to the store but passed
 	// as contextual relationships to every read instead: the file's
-	// expectations must hold all the same.
+	// expectations must hold all the same. The writes section is not run
+	// then: a write judges invariants on stored relationships only.
 	Contextual func(i int, r tuple.Relationship) bool
 }
 
 // Result is the outcome of running one file.
 type Result struct {
 	Path string
-	// Assertions and Validations count what was run.
+	// Assertions, Validations and Writes count what was run.
 	Assertions  int
 	Validations int
+	Writes      int
 	Failures    []Failure
 }
 
@@ -114,6 +117,15 @@ func Run(ctx context.Context, f *File, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
+	// Writes come last: those that commit change what the checks above
+	// would see. With contextual relationships they are not run: writes
+	// (and the invariants they are judged by) see only what is stored.
+	for _, w := range f.Writes {
+		if opts.Contextual != nil {
+			break
+		}
+		r.write(ctx, w)
+	}
 	sort.SliceStable(res.Failures, func(i, j int) bool {
 		a, b := res.Failures[i].Pos, res.Failures[j].Pos
 		if a.File != b.File {
@@ -138,9 +150,20 @@ func (r *runner) fail(pos Pos, explain, format string, args ...any) {
 	r.res.Failures = append(r.res.Failures, Failure{Pos: pos, Msg: fmt.Sprintf(format, args...), Explain: explain})
 }
 
-// loadSchema writes the schema, mapping compile errors to file lines.
+// invariantLine matches an invariant declaration, which is one line.
+var invariantLine = regexp.MustCompile(`(?m)^[ \t]*invariant[ \t]+[A-Za-z_][A-Za-z0-9_]*[ \t]*=[^\n]*$`)
+
+// loadSchema writes the schema, mapping compile errors to file lines
+// (without its invariants when relationships are contextual).
 func (r *runner) loadSchema(ctx context.Context) bool {
-	_, _, err := r.eng.WriteSchema(ctx, "validation", r.f.Schema)
+	text := r.f.Schema
+	if r.pick != nil {
+		// Invariants are judged on stored relationships, and the stored
+		// part of a split is no state a write made: with contextual
+		// relationships the file's reads are tested, without them.
+		text = invariantLine.ReplaceAllString(text, "")
+	}
+	_, _, err := r.eng.WriteSchema(ctx, "validation", text)
 	if err == nil {
 		return true
 	}
@@ -190,7 +213,10 @@ func (r *runner) loadRelationships(ctx context.Context) error {
 			ups[i] = engine.Update{Op: engine.OpTouch, Relationship: rel.Relationship}
 		}
 		_, err := r.eng.WriteRelationships(ctx, engine.WriteRequest{Caller: "validation", Updates: ups})
-		var re *engine.RelationshipError
+		var (
+			re *engine.RelationshipError
+			ie *engine.InvariantError
+		)
 		switch {
 		case err == nil:
 			pending = pending[n:]
@@ -199,6 +225,10 @@ func (r *runner) loadRelationships(ctx context.Context) error {
 			r.fail(bad.Pos, "", "relationship %s: %v: %s", bad.Relationship, re.Reason, re.Detail)
 			// Drop the bad one and retry the rest of the chunk.
 			pending = append(pending[:re.Index:re.Index], pending[re.Index+1:]...)
+		case errors.As(err, &ie) && ie.Index >= 0 && ie.Index < n:
+			bad := chunk[ie.Index]
+			r.fail(bad.Pos, "", "relationship %s breaks invariant %s (%s) on %s: %s", bad.Relationship, ie.Invariant, ie.Condition, ie.Object, ie.Detail)
+			pending = append(pending[:ie.Index:ie.Index], pending[ie.Index+1:]...)
 		default:
 			return fmt.Errorf("validation: loading relationships: %w", err)
 		}

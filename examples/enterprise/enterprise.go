@@ -3,7 +3,10 @@
 // of keeping copies of them.
 package enterprise
 
-import _ "embed"
+import (
+	_ "embed"
+	"strings"
+)
 
 var (
 	//go:embed schema.zed
@@ -18,3 +21,20 @@ func Schema() string { return schema }
 // ValidationFile returns the text of enterprise.yaml, the validation file
 // whose schemaFile is schema.zed.
 func ValidationFile() string { return validationFile }
+
+// SchemaWithoutInvariants returns schema.zed without its invariants and
+// without "use invariants": the same permission model, for SpiceDB (which
+// does not parse invariants) and for generated data that does not keep
+// them (the benchmark's). An invariant is one line, so dropping the lines
+// that declare one drops it whole.
+func SchemaWithoutInvariants() string {
+	var b strings.Builder
+	for line := range strings.Lines(schema) {
+		t := strings.TrimSpace(line)
+		if t == "use invariants" || strings.HasPrefix(t, "invariant ") {
+			continue
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}

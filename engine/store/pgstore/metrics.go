@@ -37,7 +37,7 @@ func (s *Store) Collector() prometheus.Collector {
 }
 
 type collector struct {
-	s                                                                    *Store
+	s                                                                   *Store
 	acquired, idle, max, emptyWaits, waitSeconds, replicaUp, replicaLag *prometheus.Desc
 }
 

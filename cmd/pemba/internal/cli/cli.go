@@ -10,8 +10,10 @@ import (
 	"io"
 	"maps"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -40,6 +42,16 @@ type Env struct {
 	// (pemba --address X check ...; see ParseGlobal). They apply to every
 	// command that talks to a server; the same flag after the command wins.
 	Global []GlobalFlag
+	// Now is the clock that decides what has expired (nil: time.Now).
+	Now func() time.Time
+}
+
+// now reads the environment's clock.
+func (e Env) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
 }
 
 // ListSubcommands, given as a command's first argument, makes a command
@@ -90,12 +102,15 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"schema", "write and read schemas; format, check, lint and diff schema files (offline)", schemaCommand},
-		{"relationship", "write, delete, read, import and export relationships", relationshipCommand},
+		{"relationship", "write, delete, read, count, import and export relationships", relationshipCommand},
 		{"check", "check whether a subject has a permission on a resource", checkCommand},
 		{"expand", "show the tree of subjects a permission is computed from", expandCommand},
 		{"lookup-resources", "list the resources of a type a subject has a permission on", lookupResourcesCommand},
 		{"lookup-subjects", "list the subjects of a type that have a permission on a resource", lookupSubjectsCommand},
 		{"watch", "stream relationship changes until interrupted", watchCommand},
+		{"diff", "list which results of a permission changed between two zookies", diffCommand},
+		{"watch-permissions", "stream the changes of a permission's results until interrupted", watchPermissionsCommand},
+		{"count", "count the resources a subject has a permission on, or relationships", countCommand},
 	}
 }
 
@@ -190,7 +205,7 @@ func (inv *invocation) exit(err error) int {
 }
 
 // describe renders an error for people: a gRPC status as its code and
-// message, anything else as it is.
+// message in the CLI's words, anything else as it is.
 func describe(err error) string {
 	// FromError also finds a status wrapped with context ("after writing
 	// 1000 of 2500 updates: ..."), keeping the whole text as the message.
@@ -198,11 +213,37 @@ func describe(err error) string {
 	if !ok {
 		return err.Error()
 	}
-	msg := fmt.Sprintf("%s: %s", st.Code(), st.Message())
-	if st.Code() == codes.Unavailable {
+	msg := fmt.Sprintf("%s: %s", st.Code(), cliWords(st.Message()))
+	// A server that answered (its datastore is down, it is shutting down)
+	// says why in the status's details; only a call that reached no
+	// server gets the connection hint.
+	if st.Code() == codes.Unavailable && len(st.Details()) == 0 {
 		msg += " (is the server running, and are --address and --insecure/--tls-ca right?)"
 	}
 	return msg
+}
+
+var (
+	// apiFields are the request fields the server names in its errors
+	// that a CLI flag sets, with the flag.
+	apiFields = strings.NewReplacer(
+		"optional_limit", "--limit",
+		"optional_allow_partial_deletions", "--allow-partial",
+		"optional_cursor.token", "the cursor",
+		"optional_expires_at", "the expiration",
+		"optional_caveat", "caveat",
+		"context_json", "--context",
+	)
+	// rePackagePrefix finds the server's package prefixes inside a
+	// message ("optional_limit: engine: 99999 relationships ..."): the
+	// server's layers, not something a CLI user acts on.
+	rePackagePrefix = regexp.MustCompile(`(^|: )(?:engine|eval|token): `)
+)
+
+// cliWords rewrites a server message for the CLI: flags for API fields,
+// without the server's package prefixes.
+func cliWords(msg string) string {
+	return rePackagePrefix.ReplaceAllString(apiFields.Replace(msg), "$1")
 }
 
 // usagef builds a usage error for the invocation's usage line.
@@ -352,4 +393,13 @@ func (inv *invocation) subcommand(ctx context.Context, args []string, subs map[s
 	}
 	inv.name += " " + args[0]
 	return run(ctx, inv, args[1:])
+}
+
+// counted says n things in English: "1 relationship", "2 relationships",
+// "0 relationships".
+func counted[N int | int32 | int64 | uint32 | uint64](n N, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

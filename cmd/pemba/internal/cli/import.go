@@ -13,6 +13,7 @@ import (
 	"github.com/pemba-authz/pemba/api/client"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/internal/progress"
 )
 
 // maxReplay bounds the batches an import keeps to replay as writes if the
@@ -53,7 +54,13 @@ func relationshipImport(ctx context.Context, inv *invocation, args []string) err
 	defer c.Close()
 
 	im := &importer{ctx: ctx, c: c, from: &origins{name: displayName(pos[0])}, check: newSchemaCheck(ctx, c)}
-	if err := readTuples(in, displayName(pos[0]), im.add); err != nil {
+	rep := progress.New(inv.env.Stderr, "importing", progress.Options{Unit: "relationships"})
+	err = readTuples(in, displayName(pos[0]), func(r tuple.Relationship, line int) error {
+		rep.Add(1)
+		return im.add(r, line)
+	})
+	rep.Finish()
+	if err != nil {
 		im.abort()
 		if _, isStatus := status.FromError(err); !isStatus {
 			err = fmt.Errorf("%w (%s)", err, im.outcome())
@@ -70,7 +77,7 @@ func relationshipImport(ctx context.Context, inv *invocation, args []string) err
 			Imported uint64 `json:"imported"`
 		}{zk, loaded})
 	}
-	inv.infof("%d relationships imported\n", loaded)
+	inv.infof("%s imported\n", counted(loaded, "relationship"))
 	inv.printf("%s\n", zk)
 	return nil
 }

@@ -11,10 +11,11 @@ import (
 )
 
 func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string) error {
-	const usage = "pemba lookup-resources [--limit N] [--context JSON] [flags] TYPE#PERMISSION@SUBJECT"
+	const usage = "pemba lookup-resources [--limit N] [--through OBJECT [--via RELS]] [--context JSON] [flags] TYPE#PERMISSION@SUBJECT"
 	fs := inv.flagSet()
 	qf := inv.queryFlags(fs)
 	limit := fs.Int("limit", 0, "print at most N resources, and say so when more match (0: all)")
+	sf := registerThroughFlags(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
@@ -45,6 +46,10 @@ func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string)
 	if *limit < 0 {
 		return usagef(usage, "negative --limit")
 	}
+	scope, err := sf.scope(usage)
+	if err != nil {
+		return err
+	}
 	q, err := qf.open(inv, usage)
 	if err != nil {
 		return err
@@ -70,7 +75,8 @@ func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string)
 			defer cancel()
 			stream, err := c.Permissions.LookupResources(ctx, &pb.LookupResourcesRequest{
 				Consistency: cons, ResourceObjectType: typ, Permission: perm, Subject: client.Subject(sub),
-				Context: st, OptionalLimit: uint32(size), OptionalCursor: cursor, ContextualRelationships: q.with,
+				Context: st, OptionalLimit: uint32(size), OptionalCursor: cursor, OptionalThrough: scope,
+				ContextualRelationships: q.with,
 			})
 			if err != nil {
 				return 0, err
@@ -112,7 +118,7 @@ func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string)
 			break
 		}
 	}
-	inv.infof("%d resources%s\n", lim.n, atSuffix(zk))
+	inv.infof("%s%s\n", counted(lim.n, "resource"), atSuffix(zk))
 	inv.warnf("%s", lim.notice("resources"))
 	return nil
 }
@@ -126,9 +132,10 @@ func atSuffix(zk string) string {
 }
 
 func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) error {
-	const usage = "pemba lookup-subjects [--context JSON] [flags] RESOURCE#PERMISSION SUBJECT_TYPE[#RELATION]"
+	const usage = "pemba lookup-subjects [--within TYPE:ID#RELATION] [--context JSON] [flags] RESOURCE#PERMISSION SUBJECT_TYPE[#RELATION]"
 	fs := inv.flagSet()
 	qf := inv.queryFlags(fs)
+	withinFlag := fs.String("within", "", "only subjects that are also members of this subject set (department:d#member)")
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
@@ -147,6 +154,10 @@ func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) 
 	if subType == "" || strings.Contains(subType, ":") {
 		return usagef(usage, "%q: want SUBJECT_TYPE or SUBJECT_TYPE#RELATION", pos[1])
 	}
+	within, err := parseWithin(usage, *withinFlag)
+	if err != nil {
+		return err
+	}
 	q, err := qf.open(inv, usage)
 	if err != nil {
 		return err
@@ -155,7 +166,8 @@ func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) 
 	cons, st, c := q.cons, q.ctx, q.c
 	stream, err := c.Permissions.LookupSubjects(ctx, &pb.LookupSubjectsRequest{
 		Consistency: cons, Resource: client.Object(res), Permission: perm,
-		SubjectObjectType: subType, OptionalSubjectRelation: subRel, Context: st, ContextualRelationships: q.with,
+		SubjectObjectType: subType, OptionalSubjectRelation: subRel, Context: st, OptionalWithin: within,
+		ContextualRelationships: q.with,
 	})
 	if err != nil {
 		return err
@@ -204,6 +216,6 @@ func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) 
 	if err != nil {
 		return err
 	}
-	inv.infof("%d subjects%s\n", n, atSuffix(zk))
+	inv.infof("%s%s\n", counted(n, "subject"), atSuffix(zk))
 	return nil
 }

@@ -177,12 +177,13 @@ func missingSuffix(p pb.Permissionship, info *pb.PartialCaveatInfo) string {
 }
 
 func checkCommand(ctx context.Context, inv *invocation, args []string) error {
-	const usage = "pemba check [--context JSON] [--with REL]... [--exit-code] [flags] RESOURCE#PERMISSION@SUBJECT\n" +
+	const usage = "pemba check [--context JSON] [--with REL]... [--exit-code] [--explain] [flags] RESOURCE#PERMISSION@SUBJECT\n" +
 		"       pemba check [--relations] [--resource RESOURCE]... [flags] RESOURCE#*@SUBJECT (every permission)\n" +
 		"       pemba check [--resource RESOURCE]... [flags] RESOURCE#PERM1,PERM2@SUBJECT (a permission set)"
 	fs := inv.flagSet()
 	qf := inv.queryFlags(fs)
 	exitCode := fs.Bool("exit-code", false, "exit 3 when denied and 4 when conditional, instead of 0 (one permission only)")
+	explain := fs.Bool("explain", false, "explain the answer: the path that grants, or each branch tried and why it failed (one permission only)")
 	sf := permissionSetFlags(fs)
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
@@ -199,6 +200,9 @@ func checkCommand(ctx context.Context, inv *invocation, args []string) error {
 		if *exitCode {
 			return usagef(usage, "--exit-code takes one permission, not a permission set")
 		}
+		if *explain {
+			return usagef(usage, "--explain takes one permission, not a permission set")
+		}
 		return checkSet(ctx, inv, usage, qf, sf, res, perm, sub)
 	}
 	q, err := qf.open(inv, usage)
@@ -209,9 +213,13 @@ func checkCommand(ctx context.Context, inv *invocation, args []string) error {
 	cons, st, c := q.cons, q.ctx, q.c
 	resp, err := c.Permissions.CheckPermission(ctx, &pb.CheckPermissionRequest{
 		Consistency: cons, Resource: client.Object(res), Permission: perm, Subject: client.Subject(sub), Context: st,
-		ContextualRelationships: q.with,
+		ContextualRelationships: q.with, Explain: *explain,
 	})
 	if err != nil {
+		if x := explanationOf(err); x != nil && !inv.json {
+			// The depth limit: the explanation shows the paths.
+			inv.printf("%s", renderExplanation(x))
+		}
 		return err
 	}
 	p := resp.GetPermissionship()
@@ -220,16 +228,27 @@ func checkCommand(ctx context.Context, inv *invocation, args []string) error {
 		if missing == nil {
 			missing = []string{}
 		}
+		var x json.RawMessage
+		if *explain {
+			m := protojson.MarshalOptions{UseProtoNames: true}
+			if x, err = m.Marshal(resp.GetExplanation()); err != nil {
+				return fmt.Errorf("encode explanation: %w", err)
+			}
+		}
 		if err := inv.emitJSON(struct {
-			Permissionship string   `json:"permissionship"`
-			Allowed        bool     `json:"allowed"`
-			Missing        []string `json:"missing_context"`
-			Zookie         string   `json:"zookie"`
-		}{permissionshipName(p), p == pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION, missing, resp.GetCheckedAt().GetToken()}); err != nil {
+			Permissionship string          `json:"permissionship"`
+			Allowed        bool            `json:"allowed"`
+			Missing        []string        `json:"missing_context"`
+			Zookie         string          `json:"zookie"`
+			Explanation    json.RawMessage `json:"explanation,omitempty"`
+		}{permissionshipName(p), p == pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION, missing, resp.GetCheckedAt().GetToken(), x}); err != nil {
 			return err
 		}
 	} else {
 		inv.printf("%s%s\n", permissionshipWord(p), missingSuffix(p, resp.GetPartialCaveatInfo()))
+		if *explain {
+			inv.printf("%s", renderExplanation(resp.GetExplanation()))
+		}
 		inv.infof("checked at %s\n", resp.GetCheckedAt().GetToken())
 	}
 	if *exitCode {

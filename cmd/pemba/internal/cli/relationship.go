@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strconv"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -14,9 +15,10 @@ import (
 	"github.com/pemba-authz/pemba/api/client"
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/internal/progress"
 )
 
-const relationshipUsage = "pemba relationship write|delete|read|import|export [flags] ..."
+const relationshipUsage = "pemba relationship write|delete|read|count|import|export [flags] ..."
 
 // maxBatch is the most updates per WriteRelationships call and
 // relationships per ImportRelationships message the server accepts by
@@ -34,6 +36,7 @@ func relationshipCommand(ctx context.Context, inv *invocation, args []string) er
 		"read":   relationshipRead,
 		"import": relationshipImport,
 		"export": relationshipExport,
+		"count":  relationshipCount,
 	}, relationshipUsage)
 }
 
@@ -110,9 +113,14 @@ func relationshipWrite(ctx context.Context, inv *invocation, args []string) erro
 	defer c.Close()
 	if op != pb.RelationshipUpdate_OPERATION_DELETE {
 		sc := newSchemaCheck(ctx, c)
+		now := inv.env.now()
 		for i, r := range w.rels {
 			if err := sc.check(r); err != nil {
 				return badInput(w.from.must(i), err, "nothing was written")
+			}
+			if r.ExpiredAt(now) {
+				inv.warnf("warning: %s: relationship %s expired at %s: it is written but grants nothing\n",
+					w.from.must(i), r, r.Expiration.UTC().Format(time.RFC3339))
 			}
 		}
 	}
@@ -126,7 +134,13 @@ func relationshipWrite(ctx context.Context, inv *invocation, args []string) erro
 			Written int    `json:"written"`
 		}{zk, len(w.updates)})
 	}
-	inv.infof("%d relationships written (%s)\n", len(w.updates), *opName)
+	if op == pb.RelationshipUpdate_OPERATION_DELETE {
+		// A delete of an absent relationship commits and changes nothing:
+		// the server does not say which were there.
+		inv.infof("%s deleted or already absent\n", counted(len(w.updates), "relationship"))
+	} else {
+		inv.infof("%s written (%s)\n", counted(len(w.updates), "relationship"), *opName)
+	}
 	inv.printf("%s\n", zk)
 	return nil
 }
@@ -311,9 +325,9 @@ func relationshipDelete(ctx context.Context, inv *invocation, args []string) err
 		}{resp.GetDeletedAt().GetToken(), resp.GetRelationshipsDeletedCount(), complete})
 	}
 	if complete {
-		inv.infof("%d relationships deleted\n", resp.GetRelationshipsDeletedCount())
+		inv.infof("%s deleted\n", counted(resp.GetRelationshipsDeletedCount(), "relationship"))
 	} else {
-		inv.infof("%d relationships deleted; more match (run again to continue)\n", resp.GetRelationshipsDeletedCount())
+		inv.infof("%s deleted; more match (run again to continue)\n", counted(resp.GetRelationshipsDeletedCount(), "relationship"))
 	}
 	inv.printf("%s\n", resp.GetDeletedAt().GetToken())
 	return nil
@@ -396,7 +410,7 @@ func relationshipRead(ctx context.Context, inv *invocation, args []string) error
 		}
 	}
 	if zk != "" {
-		inv.infof("%d relationships read at %s\n", lim.n, zk)
+		inv.infof("%s read at %s\n", counted(lim.n, "relationship"), zk)
 	} else {
 		inv.infof("0 relationships\n")
 	}
@@ -460,6 +474,7 @@ func relationshipExport(ctx context.Context, inv *invocation, args []string) err
 	}
 	var zk string
 	n := 0
+	rep := progress.New(inv.env.Stderr, "exporting", progress.Options{Unit: "relationships"})
 	err = recvEach(stream, func(msg *pb.ExportRelationshipsResponse) error {
 		zk = msg.GetExportedAt().GetToken()
 		for _, r := range msg.GetRelationships() {
@@ -468,12 +483,14 @@ func relationshipExport(ctx context.Context, inv *invocation, args []string) err
 			}
 			n++
 		}
+		rep.Add(len(msg.GetRelationships()))
 		return nil
 	})
+	rep.Finish()
 	if err != nil {
 		return err
 	}
-	inv.infof("%d relationships exported%s\n", n, atSuffix(zk))
+	inv.infof("%s exported%s\n", counted(n, "relationship"), atSuffix(zk))
 	return nil
 }
 

@@ -3,9 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
+	"github.com/pemba-authz/pemba/internal/atomicfile"
 	"github.com/pemba-authz/pemba/schema"
 )
 
@@ -75,6 +77,7 @@ func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
 	conn := inv.connFlags(fs)
 	out := outputFlag(fs)
 	dryRun := fs.Bool("dry-run", false, "write nothing: report the changes and which (resource, permission, subject) results the schema would flip on the current data")
+	allowEmpty := fs.Bool("allow-empty", false, "write a schema with no definitions, removing every definition (refused without it)")
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
@@ -92,6 +95,9 @@ func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
 		return err
 	}
 	src := compiled.Source
+	if len(compiled.Definitions) == 0 && len(compiled.Caveats) == 0 && !*allowEmpty && !*dryRun {
+		return usagef(usage, "%s defines nothing: writing it would remove every definition from the server's schema (give --allow-empty to do that)", displayName(pos[0]))
+	}
 	c, err := inv.dial(conn, usage)
 	if err != nil {
 		return err
@@ -127,9 +133,9 @@ func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
 		for _, ch := range resp.GetChanges() {
 			inv.infof("%s\n", ch.GetDescription())
 		}
-		inv.infof("schema written (%d changes)\n", n)
+		inv.infof("schema written (%s)\n", counted(n, "change"))
 	} else {
-		inv.infof("schema written (%d changes; --output json lists them)\n", n)
+		inv.infof("schema written (%s; --output json lists them)\n", counted(n, "change"))
 	}
 	inv.printf("%s\n", resp.GetWrittenAt().GetToken())
 	return nil
@@ -141,6 +147,7 @@ func schemaRead(ctx context.Context, inv *invocation, args []string) error {
 	conn := inv.connFlags(fs)
 	rf := consistencyFlags(fs)
 	out := outputFlag(fs)
+	file := fs.String("file", "", "write the schema to this `file` instead of standard output, atomically: a failed read leaves the file as it was (a shell's > empties it before pemba runs)")
 	pos, err := inv.parse(fs, usage, args)
 	if err != nil {
 		return err
@@ -151,6 +158,19 @@ func schemaRead(ctx context.Context, inv *invocation, args []string) error {
 	if len(pos) != 0 {
 		return usagef(usage, "unexpected arguments %q", pos)
 	}
+	if *file != "" {
+		return atomicfile.Write(*file, 0o644, func(w io.Writer) error {
+			sub := *inv
+			sub.env.Stdout = w
+			return sub.readSchemaTo(ctx, conn, rf, usage)
+		})
+	}
+	return inv.readSchemaTo(ctx, conn, rf, usage)
+}
+
+// readSchemaTo reads the server's schema and prints it to the
+// invocation's standard output.
+func (inv *invocation) readSchemaTo(ctx context.Context, conn *connFlags, rf *readFlags, usage string) error {
 	cons, err := rf.consistency(usage)
 	if err != nil {
 		return err
@@ -233,16 +253,17 @@ func schemaFmt(_ context.Context, inv *invocation, args []string) error {
 	return nil
 }
 
-// writeFileKeepMode replaces name's content, keeping its permissions.
+// writeFileKeepMode replaces name's content atomically, keeping its
+// permissions.
 func writeFileKeepMode(name, content string) error {
 	fi, err := os.Stat(name)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	if err := os.WriteFile(name, []byte(content), fi.Mode().Perm()); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
+	return atomicfile.Write(name, fi.Mode().Perm(), func(w io.Writer) error {
+		_, err := io.WriteString(w, content)
+		return err
+	})
 }
 
 // schemaDiff compiles two schema files and lists what changed from the
