@@ -2,8 +2,8 @@ package engine_test
 
 import (
 	"cmp"
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"

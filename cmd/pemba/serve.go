@@ -211,7 +211,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	srv, err := server.New(eng, server.Config{
 		Keys: keys, Tokens: verifier, HealthWithoutAuth: *healthOpen, Reflection: *reflect, RequestTimeout: *timeout,
 		Registerer: reg, Logger: log, TLS: tlsConf, MaxRecvMsgBytes: *maxRecv, AccessLog: *accessLog,
-		Tracing: tracing,
+		Tracing:  tracing,
 		Overload: server.Overload{MaxConcurrent: *maxCalls, MaxQueue: *maxQueued, MaxStreams: *maxStreams},
 	})
 	if err != nil {
