@@ -15,8 +15,8 @@ import (
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
-// This file is the engine's tracing: a span per Check, CheckBulk and
-// cluster DispatchCheck, and a span per datastore query of a traced
+// This file is the engine's tracing: a span per Check, CheckBulk,
+// Expand, LookupResources, LookupSubjects and cluster DispatchCheck, and a span per datastore query of a traced
 // request. The engine uses only the OpenTelemetry trace API, with the
 // TracerProvider given in Options (cmd/pemba configures the SDK and its
 // exporter). With no TracerProvider, tracing is off and costs one nil
@@ -27,9 +27,12 @@ const TracerName = "github.com/pemba-authz/pemba/engine"
 
 // Span names of the engine.
 const (
-	SpanCheck         = "pemba.Check"
-	SpanCheckBulk     = "pemba.CheckBulk"
-	SpanDispatchCheck = "pemba.DispatchCheck"
+	SpanCheck           = "pemba.Check"
+	SpanCheckBulk       = "pemba.CheckBulk"
+	SpanDispatchCheck   = "pemba.DispatchCheck"
+	SpanExpand          = "pemba.Expand"
+	SpanLookupResources = "pemba.LookupResources"
+	SpanLookupSubjects  = "pemba.LookupSubjects"
 	// SpanQuery, SpanReverseQuery and SpanReadSchema are datastore reads.
 	SpanQuery        = "pemba.datastore.QueryRelationships"
 	SpanReverseQuery = "pemba.datastore.ReverseQueryRelationships"
@@ -44,6 +47,7 @@ const (
 	AttrDatastore   = attribute.Key("pemba.datastore")
 	AttrRelation    = attribute.Key("pemba.relation")
 	AttrRows        = attribute.Key("pemba.rows")
+	AttrResults     = attribute.Key("pemba.results")
 )
 
 // tracing reports whether the engine records spans below ctx: tracing is
@@ -144,6 +148,104 @@ func (e *Engine) DispatchCheck(ctx context.Context, fp token.Fingerprint, req *e
 	}
 	endSpan(span, err)
 	return resp, err
+}
+
+// Expand returns the subject tree of Resource#Permission: the path that
+// explains an answer.
+func (e *Engine) Expand(ctx context.Context, req ExpandRequest) (*eval.Tree, string, error) {
+	if e.tracer == nil {
+		return e.expand(ctx, req)
+	}
+	ctx, span := e.tracer.Start(ctx, SpanExpand)
+	if span.IsRecording() {
+		span.SetAttributes(
+			eval.AttrResourceType.String(req.Resource.Type),
+			eval.AttrResourceID.String(req.Resource.ID),
+			eval.AttrPermission.String(req.Permission),
+			AttrConsistency.String(req.Consistency.Mode.String()),
+		)
+	}
+	tree, zookie, err := e.expand(ctx, req)
+	endSpan(span, err)
+	return tree, zookie, err
+}
+
+// LookupResources resolves the revision, then returns the zookie and a
+// sequence of results at that revision, in ascending resource ID order.
+// Limit 0 yields every result: a default cap would cut the answer without
+// the caller knowing, so Limits.MaxLookupLimit bounds only a Limit the
+// caller gives (a page size; resume with the Cursor of the last result).
+// Traced, its span ends when the iteration of the results does.
+func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest) (iter.Seq2[ResourceResult, error], string, error) {
+	if e.tracer == nil {
+		return e.lookupResources(ctx, req)
+	}
+	ctx, span := e.tracer.Start(ctx, SpanLookupResources)
+	if span.IsRecording() {
+		span.SetAttributes(
+			eval.AttrResourceType.String(req.ResourceType),
+			eval.AttrPermission.String(req.Permission),
+			eval.AttrSubjectType.String(req.Subject.Type),
+			AttrConsistency.String(req.Consistency.Mode.String()),
+		)
+	}
+	seq, zookie, err := e.lookupResources(ctx, req)
+	if err != nil {
+		endSpan(span, err)
+		return nil, "", err
+	}
+	return traceResults(span, seq), zookie, nil
+}
+
+// LookupSubjects resolves the revision, then returns the zookie and a
+// sequence of results at that revision, in ascending subject ID order
+// ("*" first). A resumed page starts after the cursor's subject in the
+// evaluator, which confirms only the subjects the page needs (see
+// eval.Evaluator.LookupSubjects). Traced, its span ends when the
+// iteration of the results does.
+func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) (iter.Seq2[SubjectResult, error], string, error) {
+	if e.tracer == nil {
+		return e.lookupSubjects(ctx, req)
+	}
+	ctx, span := e.tracer.Start(ctx, SpanLookupSubjects)
+	if span.IsRecording() {
+		span.SetAttributes(
+			eval.AttrResourceType.String(req.Resource.Type),
+			eval.AttrResourceID.String(req.Resource.ID),
+			eval.AttrPermission.String(req.Permission),
+			eval.AttrSubjectType.String(req.SubjectType),
+			AttrConsistency.String(req.Consistency.Mode.String()),
+		)
+	}
+	seq, zookie, err := e.lookupSubjects(ctx, req)
+	if err != nil {
+		endSpan(span, err)
+		return nil, "", err
+	}
+	return traceResults(span, seq), zookie, nil
+}
+
+// traceResults passes on seq's results, counting them on span, and ends
+// span when the iteration does.
+func traceResults[T any](span trace.Span, seq iter.Seq2[T, error]) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		n := 0
+		var err error
+		defer func() {
+			span.SetAttributes(AttrResults.Int(n))
+			endSpan(span, err)
+		}()
+		for v, e := range seq {
+			if e != nil {
+				err = e
+			} else {
+				n++
+			}
+			if !yield(v, e) {
+				return
+			}
+		}
+	}
 }
 
 // tracedReader records a span per datastore query of a traced request. The

@@ -89,7 +89,7 @@ func spanTree(spans tracetest.SpanStubs) string {
 
 // shown are the attributes spanTree prints.
 var shown = []attribute.Key{"pemba.resource_type", "pemba.resource_id", "pemba.permission", "pemba.relation",
-	"pemba.consistency", "pemba.depth", "pemba.cache_hit", "pemba.result", "pemba.rows"}
+	"pemba.consistency", "pemba.depth", "pemba.cache_hit", "pemba.result", "pemba.rows", "pemba.results"}
 
 func spanLine(s tracetest.SpanStub) string {
 	parts := []string{s.Name}
@@ -262,5 +262,61 @@ func TestTraceDepthError(t *testing.T) {
 `
 	if got := spanTree(exp.GetSpans()); got != want {
 		t.Errorf("span tree:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestTraceLookup checks that a lookup's span covers the iteration of its
+// results: the evaluator's and the datastore's spans are its descendants,
+// and it counts the results.
+func TestTraceLookup(t *testing.T) {
+	clk := newClock()
+	st := memstore.New(memstore.Options{Now: clk.Now})
+	t.Cleanup(func() { st.Close() })
+	exp := tracetest.NewInMemoryExporter()
+	e := tracedNode(t, st, exp, engine.Options{Now: clk.Now, CacheBytes: -1})
+	ctx := t.Context()
+	if _, _, err := e.WriteSchema(ctx, "test", traceSchema); err != nil {
+		t.Fatal(err)
+	}
+	var ups []engine.Update
+	for _, s := range []string{"document:readme#parent@folder:docs", "folder:docs#viewer@user:tom", "document:notes#viewer@user:tom"} {
+		ups = append(ups, engine.Update{Op: engine.OpTouch, Relationship: mustParse(t, s)})
+	}
+	if _, err := e.WriteRelationships(ctx, engine.WriteRequest{Caller: "test", Updates: ups}); err != nil {
+		t.Fatal(err)
+	}
+	exp.Reset()
+	seq, _, err := e.LookupResources(ctx, engine.LookupResourcesRequest{Consistency: engine.FullyConsistent(),
+		LookupResourcesRequest: engine.LookupResourcesQuery{ResourceType: "document", Permission: "view", Subject: mustParse(t, "document:x#viewer@user:tom").Subject}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, err := range seq {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	spans := exp.GetSpans()
+	var root *tracetest.SpanStub
+	for i, s := range spans {
+		if !s.Parent.IsValid() {
+			root = &spans[i]
+		}
+	}
+	if root == nil || root.Name != engine.SpanLookupResources {
+		t.Fatalf("no root span %s:\n%s", engine.SpanLookupResources, spanTree(spans))
+	}
+	if line := spanLine(*root); !strings.Contains(line, fmt.Sprintf("results=%d", n)) || n != 2 {
+		t.Errorf("root span %q, want results=2 (%d results)", line, n)
+	}
+	for _, s := range spans {
+		if s.SpanContext.TraceID() != root.SpanContext.TraceID() {
+			t.Errorf("span %s is on another trace", s.Name)
+		}
+	}
+	if len(spans) < 3 {
+		t.Errorf("the lookup recorded no datastore or dispatch spans:\n%s", spanTree(spans))
 	}
 }
