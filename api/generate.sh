@@ -24,12 +24,14 @@ protoc \
 	--go-grpc_out=. --go-grpc_opt=module=github.com/pemba-authz/pemba \
 	api/proto/pemba/v1/*.proto
 # The gateway and the OpenAPI document cover the public services only:
-# DispatchService is the cluster's node-to-node call. The gateway goes to
+# DispatchService is the cluster's node-to-node call, and BackupService
+# streams a datastore's files to `pemba backup` (gRPC only: bytes in
+# chunks are no JSON resource). The gateway goes to
 # its own package, api/gateway (standalone: it imports pembav1), so that
 # importers of pembav1 (the Go client) do not link grpc-gateway.
-# Every file but dispatch.proto: a new public service in a new file joins
+# Every file but dispatch.proto and backup.proto: a new public service in a new file joins
 # the gateway without editing this script.
-public=$(ls api/proto/pemba/v1/*.proto | grep -v /dispatch.proto)
+public=$(ls api/proto/pemba/v1/*.proto | grep -v -e /dispatch.proto -e /backup.proto)
 gw=$(mktemp -d)
 trap 'rm -rf "$gw"' EXIT
 protoc \

@@ -108,6 +108,20 @@ var (
 	// datastore; it may or may not have been applied. Read at the newest
 	// revision before retrying it.
 	ErrCommitUnknown = store.ErrCommitUnknown
+
+	// ErrBackupUnsupported: the datastore cannot copy itself online
+	// (memory; PostgreSQL, which pg_dump backs up).
+	ErrBackupUnsupported = errors.New("engine: this datastore cannot be backed up by pemba")
+	// ErrBackupInvalid: a backup is incomplete or damaged (a file missing,
+	// of the wrong size or checksum, or not in the manifest); the error
+	// names the file.
+	ErrBackupInvalid = errors.New("engine: invalid backup")
+	// ErrBackupFormat: a backup's manifest version, datastore kind or
+	// storage format is not one this binary restores.
+	ErrBackupFormat = errors.New("engine: backup format not supported")
+	// ErrBackupTargetNotEmpty: a backup or restore was pointed at a
+	// directory that already holds files.
+	ErrBackupTargetNotEmpty = errors.New("engine: target directory not empty")
 )
 
 // Reasons a relationship is rejected. A *RelationshipError wraps exactly one

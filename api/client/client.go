@@ -64,10 +64,11 @@ var ErrNoTransport = errors.New("client: set Options.TLS, or Options.Insecure fo
 // Client is a connection to a Pemba server. It is safe for concurrent use.
 type Client struct {
 	conn *grpc.ClientConn
-	// Permissions, Schema and Watch are the generated clients.
+	// Permissions, Schema, Watch and Backup are the generated clients.
 	Permissions pb.PermissionsServiceClient
 	Schema      pb.SchemaServiceClient
 	Watch       pb.WatchServiceClient
+	Backup      pb.BackupServiceClient
 
 	zk *zookies // nil unless Options.ReadYourWrites
 }
@@ -107,6 +108,7 @@ func New(target string, opts Options) (*Client, error) {
 		Permissions: pb.NewPermissionsServiceClient(conn),
 		Schema:      pb.NewSchemaServiceClient(conn),
 		Watch:       pb.NewWatchServiceClient(conn),
+		Backup:      pb.NewBackupServiceClient(conn),
 		zk:          zk,
 	}, nil
 }

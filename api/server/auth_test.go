@@ -17,6 +17,7 @@ import (
 const (
 	secretA = "secret-of-service-a-0123456789"
 	secretB = "secret-of-service-b-0123456789"
+	secretC = "secret-of-service-c-0123456789"
 )
 
 func bearer(secret string) context.Context {

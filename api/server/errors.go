@@ -95,6 +95,9 @@ const (
 	ReasonCanceled            = "CANCELED"
 	ReasonDeadlineExceeded    = "DEADLINE_EXCEEDED"
 	ReasonInternal            = "INTERNAL"
+	// ReasonBackupUnsupported: the datastore cannot be backed up online
+	// by the server (PostgreSQL: use pg_dump).
+	ReasonBackupUnsupported = "BACKUP_UNSUPPORTED"
 )
 
 // errorRule maps every error matching one of targets (errors.Is) to a code.
@@ -140,6 +143,7 @@ var errorRules = []errorRule{
 	{[]error{engine.ErrUnsafeSchemaChange}, codes.FailedPrecondition, ReasonUnsafeSchemaChange},
 	{[]error{engine.ErrSchemaChanged}, codes.FailedPrecondition, ReasonSchemaChanged},
 	{[]error{engine.ErrNoSchema}, codes.FailedPrecondition, ReasonNoSchema},
+	{[]error{engine.ErrBackupUnsupported}, codes.FailedPrecondition, ReasonBackupUnsupported},
 	// Refused by the server's policy (-deprecated refuse), not malformed.
 	{[]error{engine.ErrDeprecated}, codes.FailedPrecondition, ReasonDeprecated},
 	// The stored data and the schema disagree: not the request's fault.
@@ -172,6 +176,9 @@ var internalErrors = []struct {
 	{schema.ErrCaveatNotCompiled, "a caveat evaluated without being compiled: a bug"},
 	{engine.ErrTxDone, "a transaction used after its Update returned: a bug"},
 	{errPanic, "a handler panicked: a bug"},
+	{engine.ErrBackupInvalid, "a damaged backup: only the offline restore and backup writer read one"},
+	{engine.ErrBackupFormat, "a backup of another format: only the offline restore reads one"},
+	{engine.ErrBackupTargetNotEmpty, "a backup or restore directory in use: only the command line writes one"},
 	{engine.ErrExplainMismatch, "an explanation that disagrees with its check: a bug; no explanation is sent"},
 }
 

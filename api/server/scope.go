@@ -129,6 +129,8 @@ var methodRules = func() map[string]methodRule {
 
 	m["/pemba.v1.PermissionsService/ImportRelationships"] = guarded(ScopeWriteRelationships)
 	m["/pemba.v1.PermissionsService/ExportRelationships"] = guarded(ScopeReadRelationships)
+	// A copy of the whole datastore: admin keys without a tenant only.
+	m["/pemba.v1.BackupService/Backup"] = methodRule{scope: ScopeAdmin}
 	// Cluster-internal: evaluates any subproblem, so never a tenant's.
 	m["/pemba.v1.DispatchService/DispatchCheck"] = methodRule{scope: ScopeDispatch}
 

@@ -124,6 +124,7 @@ var serviceNames = []string{
 	pb.PermissionsService_ServiceDesc.ServiceName,
 	pb.SchemaService_ServiceDesc.ServiceName,
 	pb.WatchService_ServiceDesc.ServiceName,
+	pb.BackupService_ServiceDesc.ServiceName,
 }
 
 // New assembles a server over e. It does not listen; call Serve.
@@ -218,6 +219,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	pb.RegisterSchemaServiceServer(s.grpc, &schemas{s: s})
 	pb.RegisterWatchServiceServer(s.grpc, &watcher{s: s})
 	pb.RegisterDispatchServiceServer(s.grpc, &dispatcher{s: s})
+	pb.RegisterBackupServiceServer(s.grpc, &backups{s: s})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	if cfg.Reflection {
 		reflection.Register(s.grpc)

@@ -45,6 +45,8 @@ func commands() []command {
 		{"lookup-subjects", "list the subjects that have a permission on a resource", cli.Main("lookup-subjects")},
 		{"watch", "stream relationship changes until interrupted", cli.Main("watch")},
 		{"count", "count resources (count resources TYPE#PERMISSION@SUBJECT) or relationships", cli.Main("count")},
+		{"backup", "back up a running Pebble server into a directory: backup --to DIR", cli.Main("backup")},
+		{"restore", "restore a backup into a new data directory: restore --from DIR -data-dir NEW", restoreCommand},
 		{"version", "print the version, commit, Go version and storage formats", versionCommand},
 		{"completion", "print a shell completion script: completion bash|zsh|fish", completionCommand},
 	}

@@ -21,6 +21,7 @@ package store
 
 import (
 	"context"
+	"io"
 	"iter"
 	"sync/atomic"
 	"time"
@@ -251,4 +252,32 @@ func (c *GCCounter) Observe(stats GCStats, err error) {
 // GCTotals returns the counts so far.
 func (c *GCCounter) GCTotals() GCTotals {
 	return GCTotals{Runs: c.runs.Load(), Failures: c.failures.Load(), Removed: c.removed.Load(), Expired: c.expired.Load()}
+}
+
+// Checkpointer is implemented by stores that can copy themselves, while
+// serving, into a consistent set of files (Pebble: a checkpoint). Writes
+// committed before Checkpoint is called are in the copy; writes that run
+// concurrently are in it or not, whole transactions at a time.
+type Checkpointer interface {
+	Checkpoint(ctx context.Context) (*Checkpoint, error)
+}
+
+// Checkpoint is a consistent copy of a store, held in files until Close.
+type Checkpoint struct {
+	// Format is the storage format of the files (for Pebble, its
+	// FormatVersion).
+	Format int
+	// ID is the store's ID, the same as the original's.
+	ID string
+	// Revision is the head revision of the copy.
+	Revision Revision
+	// Schema is the schema text in force at Revision ("" when none).
+	Schema string
+	// Files are the names of the copy's files, relative to its directory
+	// and without subdirectories, sorted.
+	Files []string
+	// OpenFile opens one of Files for reading.
+	OpenFile func(name string) (io.ReadCloser, error)
+	// Close removes the copy.
+	Close func() error
 }

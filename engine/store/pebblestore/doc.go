@@ -44,6 +44,15 @@
 // first and using the changelog chunks as an undo list, so that a crash or
 // error mid-import never leaves visible partial data.
 //
+// # Checkpoints
+//
+// Checkpoint (store.Checkpointer, for online backups) makes a Pebble
+// checkpoint in a "pemba-checkpoint-*" directory inside the data
+// directory: hard links to the table files, the write-ahead log flushed
+// and copied. It reopens the copy as a store, which rolls back an import
+// caught half-written, to report its head, ID and schema. Open removes
+// checkpoint directories a dead process left.
+//
 // # Format
 //
 // The key and value format is versioned (meta key "mformat"); Open refuses

@@ -110,6 +110,7 @@ func (o Options) withDefaults() Options {
 type Store struct {
 	gcCount store.GCCounter // GC runs, for metrics
 	db      *pebble.DB
+	dir     string
 	opts    Options
 	id      string
 	wopt    *pebble.WriteOptions
@@ -167,8 +168,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, lockedError(dir, fmt.Errorf("pebblestore: open %s: %w", dir, err))
 	}
+	if err := removeCheckpoints(dir, opts); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
 	s := &Store{
 		db:       db,
+		dir:      dir,
 		opts:     opts,
 		wopt:     pebble.Sync,
 		closedCh: make(chan struct{}),

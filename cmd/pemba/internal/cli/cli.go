@@ -111,6 +111,7 @@ func commands() []command {
 		{"diff", "list which results of a permission changed between two zookies", diffCommand},
 		{"watch-permissions", "stream the changes of a permission's results until interrupted", watchPermissionsCommand},
 		{"count", "count the resources a subject has a permission on, or relationships", countCommand},
+		{"backup", "back up the server's datastore into a directory (an admin key)", backupCommand},
 	}
 }
 
