@@ -28,7 +28,10 @@ type Options struct {
 	API string
 	// Addr and Key locate and authenticate to the server in grpc mode.
 	Addr string
-	Key  string
+	// Conns is how many connections grpc mode spreads its calls over
+	// (0: DefaultGRPCConns).
+	Conns int
+	Key   string
 	// TLS, when set, secures grpc mode's connections (nil: plaintext).
 	TLS *tls.Config
 	// SkipLoad, in grpc mode and for the postgres store, uses the data
@@ -168,7 +171,7 @@ func Execute(ctx context.Context, o Options) (rep *Report, err error) {
 // executeGRPC runs the benchmark against a server; the server owns the
 // data directory, so there is no disk size and no reuse record.
 func executeGRPC(ctx context.Context, o Options, wl workload.Workload) (rep *Report, err error) {
-	gopts := GRPCOptions{Addr: o.Addr, Key: o.Key, Consistency: o.Consistency, TLS: o.TLS}
+	gopts := GRPCOptions{Addr: o.Addr, Key: o.Key, Consistency: o.Consistency, TLS: o.TLS, Conns: o.Conns}
 	var t Target
 	target := "grpc/"
 	switch o.API {

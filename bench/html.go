@@ -348,7 +348,7 @@ dt { font-weight: 600; } dd { margin: 0; } code { font-size: 0.9em; }
 {{end}}<dt>data set</dt><dd>workload {{.R.Workload}}, scale {{.R.Scale}}, seed {{.R.Seed}}: {{.R.Load.Relationships}} relationships{{if .R.Load.PerSecond}}, loaded at {{f0 .R.Load.PerSecond}}/s{{end}}</dd>
 <dt>target</dt><dd>{{.R.Target}}, consistency {{.R.Consistency}}, cache {{if .R.Cache.Enabled}}on (hit rate {{pct .R.Cache.HitRate}}){{else}}off{{end}}</dd>
 <dt>load</dt><dd>{{.R.Concurrency}} workers, {{if .R.Rate}}open loop at {{f0 .R.Rate}}/s{{else}}closed loop{{end}}, mix {{.R.Mix}}, {{f1 .R.ElapsedSeconds}} s measured from {{.R.Started.UTC.Format "2006-01-02 15:04:05"}} UTC</dd>
-<dt>CPU</dt><dd>{{f1 .R.CPU.PerOpMicros}} µs per operation, {{f1 .R.CPU.Cores}} cores busy, peak RSS {{mib .R.PeakRSSBytes}}</dd>
+<dt>CPU</dt><dd>{{f1 .R.CPU.PerOpMicros}} µs per operation, {{f1 .R.CPU.Cores}} cores busy, peak RSS {{mib .R.PeakRSSBytes}}{{with .R.ServerCPU}}; server: {{f1 .PerOpMicros}} µs per operation, {{f1 .Cores}} cores busy{{end}}</dd>
 <dt>machine</dt><dd>{{.R.Machine.GoVersion}} {{.R.Machine.OS}}/{{.R.Machine.Arch}}, {{.R.Machine.NumCPU}} CPUs (GOMAXPROCS {{.R.Machine.GOMAXPROCS}}){{with .R.Machine.LoadAverage}}, load average {{.}}{{end}}</dd>
 </dl>
 </section>

@@ -43,7 +43,11 @@ type Report struct {
 	Total          OpReport   `json:"total"`
 	Cache          CacheInfo  `json:"cache"`
 	CPU            CPUInfo    `json:"cpu"`
-	PeakRSSBytes   int64      `json:"peak_rss_bytes"`
+	// ServerCPU is the target server's CPU time during the measured phase
+	// (with RunConfig.ServerMetrics; user and system together, as
+	// process_cpu_seconds_total counts them, in UserSeconds).
+	ServerCPU    *CPUInfo `json:"server_cpu,omitempty"`
+	PeakRSSBytes int64    `json:"peak_rss_bytes"`
 	// Samples are the first errors and unexpected answers, for diagnosis.
 	Samples []string `json:"samples,omitempty"`
 	// Slowest are the slowest requests of the measured phase, slowest first.
@@ -187,6 +191,13 @@ func (r *Report) setResources(a, b usage, ph *phase) {
 	r.PeakRSSBytes = b.maxRSS
 }
 
+func (r *Report) setServerCPU(seconds float64, ph *phase) {
+	r.ServerCPU = &CPUInfo{UserSeconds: seconds, Cores: seconds / ph.elapsed.Seconds()}
+	if ph.count > 0 {
+		r.ServerCPU.PerOpMicros = seconds * 1e6 / float64(ph.count)
+	}
+}
+
 func (r *Report) setCache(a, b TargetStats) {
 	r.Cache = CacheInfo{Enabled: b.CacheEnabled, Hits: b.CacheHits - a.CacheHits, Misses: b.CacheMisses - a.CacheMisses}
 	if n := r.Cache.Hits + r.Cache.Misses; n > 0 {
@@ -285,6 +296,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "cpu      %.1fs user + %.1fs system over %.1fs (%.2f cores), %.1fµs per op; peak RSS %.0f MiB\n",
 		r.CPU.UserSeconds, r.CPU.SystemSeconds, r.ElapsedSeconds, r.CPU.Cores, r.CPU.PerOpMicros, float64(r.PeakRSSBytes)/(1<<20))
+	if s := r.ServerCPU; s != nil {
+		fmt.Fprintf(&b, "server   %.1fs CPU over %.1fs (%.2f cores), %.1fµs per op\n", s.UserSeconds, r.ElapsedSeconds, s.Cores, s.PerOpMicros)
+	}
 	for _, s := range r.Slowest {
 		fmt.Fprintf(&b, "slow     %8s  %s\n", dur(s.LatencyNs), s.Request)
 	}

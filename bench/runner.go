@@ -44,6 +44,10 @@ type RunConfig struct {
 	// TimelineEvery is the length of the report's timeline intervals
 	// (0: one second).
 	TimelineEvery time.Duration
+	// ServerMetrics, when set, is the URL of the target server's
+	// Prometheus metrics: its process_cpu_seconds_total is read before
+	// and after the measured phase, for the server's CPU per operation.
+	ServerMetrics string
 }
 
 // opResult accumulates one operation's measurements.
@@ -453,6 +457,13 @@ func Measure(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig)
 		}
 	}
 	before := t.Stats()
+	var server0 float64
+	if cfg.ServerMetrics != "" {
+		var err error
+		if server0, err = serverCPU(ctx, cfg.ServerMetrics); err != nil {
+			return nil, err
+		}
+	}
 	usage0, err := readUsage()
 	if err != nil {
 		return nil, err
@@ -466,6 +477,13 @@ func Measure(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig)
 	after := t.Stats()
 	rep := newReport(wl, cfg, ph)
 	rep.setResources(usage0, usage1, ph)
+	if cfg.ServerMetrics != "" {
+		server1, err := serverCPU(ctx, cfg.ServerMetrics)
+		if err != nil {
+			return rep, errors.Join(runErr, err)
+		}
+		rep.setServerCPU(server1-server0, ph)
+	}
 	rep.setCache(before, after)
 	if runErr != nil {
 		return rep, runErr

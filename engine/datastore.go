@@ -42,6 +42,10 @@ func OpenStore(ctx context.Context, o StoreOptions) (Store, error) { return back
 // returns the schema version it is now at.
 func MigrateStore(ctx context.Context, o StoreOptions) (int, error) { return backend.Migrate(ctx, o) }
 
+// StoreVersion returns the schema version of the datastore o names (0:
+// not migrated yet), changing nothing: PostgreSQL only.
+func StoreVersion(ctx context.Context, o StoreOptions) (int, error) { return backend.Version(ctx, o) }
+
 // StoreKind names the engine's datastore ("memory", "pebble", "postgres").
 func (e *Engine) StoreKind() string { return e.st.Kind() }
 

@@ -74,6 +74,8 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		output      = fs.String("output", "table", "table or json")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		quiet       = fs.Bool("quiet", false, "no progress lines on stderr")
+		conns       = fs.Int("conns", bench.DefaultGRPCConns, "grpc mode: connections the calls are spread over, round robin (one HTTP/2 connection serializes every frame through one reader and one writer)")
+		serverMet   = fs.String("server-metrics", "", "grpc mode: the server's Prometheus metrics `URL` (pemba serve -metrics-listen: http://HOST:PORT/metrics); its CPU per operation is reported beside the client's")
 		htmlFile    = fs.String("html", "", "also write a self-contained HTML report (charts over time, latency distribution, tables) to this `file`")
 		pngDir      = fs.String("png-dir", "", "also save the report's charts as PNG files in this `directory` (throughput.png, latency.png, cdf.png)")
 	)
@@ -127,11 +129,11 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	o := bench.Options{
 		Workload: *name, Scale: sc, Seed: *seed, Mode: *mode, Store: *storeKind, DataDir: *dataDir, DatastoreURI: *storeURI,
-		API: *api, Addr: *addr, Key: key, TLS: tlsConf, SkipLoad: *skipLoad,
+		API: *api, Addr: *addr, Conns: *conns, Key: key, TLS: tlsConf, SkipLoad: *skipLoad,
 		Consistency: c,
 		Run: bench.RunConfig{
 			Concurrency: *concurrency, Duration: *duration, Ops: *ops, WarmupDuration: *warmup,
-			Rate: *rate, Mix: m, Progress: stderr,
+			Rate: *rate, Mix: m, Progress: stderr, ServerMetrics: *serverMet,
 		},
 	}
 	if *ops > 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -24,9 +25,9 @@ func TestBenchAPIs(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := startServe(t, "-datastore", "memory", "-keys-file", keys)
+	addr, maddr := startServeAddrs(t, "-datastore", "memory", "-keys-file", keys, "-metrics-listen", "127.0.0.1:0")
 	run1 := []string{"bench", "run", "-mode", "grpc", "-address", addr, "-key-file", keyFile, "-workload", "deep-chain",
-		"-ops", "40", "-warmup", "0s", "-concurrency", "2", "-quiet", "-output", "json", "-mix", "check=80,lookup-resources=10,write=10"}
+		"-ops", "40", "-warmup", "0s", "-concurrency", "2", "-conns", "3", "-quiet", "-output", "json", "-mix", "check=80,lookup-resources=10,write=10"}
 	tests := []struct {
 		name   string
 		args   []string
@@ -35,7 +36,8 @@ func TestBenchAPIs(t *testing.T) {
 		stderr string
 	}{
 		{"spicedb API, loads", append(run1, "-api", "spicedb"), 0, "grpc-spicedb/" + addr, ""},
-		{"pemba API, on the same data", append(run1, "-api", "pemba", "-skip-load"), 0, "grpc/" + addr, ""},
+		{"pemba API, on the same data", append(run1, "-api", "pemba", "-skip-load", "-server-metrics", "http://"+maddr+"/metrics"), 0, "grpc/" + addr, ""},
+		{"server metrics not there", append(run1, "-api", "pemba", "-skip-load", "-server-metrics", "http://"+maddr+"/nothing"), 1, "", "HTTP 404"},
 		{"spicedb API, fully consistent", append(run1, "-api", "spicedb", "-skip-load", "-consistency", "fully_consistent"), 0, "grpc-spicedb/" + addr, ""},
 		{"unknown API", append(run1, "-api", "zanzibar"), 2, "", `api "zanzibar" (want pemba or spicedb)`},
 		{"-token instead of -key-file", []string{"bench", "run", "-mode", "grpc", "-address", addr, "-token", secret, "-workload", "deep-chain",
@@ -58,6 +60,9 @@ func TestBenchAPIs(t *testing.T) {
 			var rep bench.Report
 			if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 				t.Fatal(err)
+			}
+			if slices.Contains(tt.args, "-server-metrics") && (rep.ServerCPU == nil || rep.ServerCPU.PerOpMicros <= 0) {
+				t.Errorf("no server CPU in the report: %+v", rep.ServerCPU)
 			}
 			if rep.Total.Count != 40 || rep.Total.Errors != 0 || rep.Total.Unexpected != 0 {
 				t.Errorf("%d operations, %d errors, %d unexpected answers; samples %q", rep.Total.Count, rep.Total.Errors, rep.Total.Unexpected, rep.Samples)

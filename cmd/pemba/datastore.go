@@ -40,11 +40,24 @@ func datastoreCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "pemba datastore migrate: give --datastore-uri (or PEMBA_DATASTORE_URI)")
 		return 2
 	}
-	version, err := engine.MigrateStore(ctx, engine.StoreOptions{Kind: engine.StorePostgres, URI: *uri})
+	o := engine.StoreOptions{Kind: engine.StorePostgres, URI: *uri}
+	before, err := engine.StoreVersion(ctx, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "pemba datastore migrate: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "pemba: datastore migrated to schema version %d\n", version)
+	version, err := engine.MigrateStore(ctx, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "pemba datastore migrate: %v\n", err)
+		return 1
+	}
+	switch {
+	case before == version:
+		fmt.Fprintf(stdout, "pemba: datastore already at schema version %d; nothing to do\n", version)
+	case before == 0:
+		fmt.Fprintf(stdout, "pemba: datastore created at schema version %d\n", version)
+	default:
+		fmt.Fprintf(stdout, "pemba: datastore migrated from schema version %d to %d\n", before, version)
+	}
 	return 0
 }

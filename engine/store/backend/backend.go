@@ -110,6 +110,18 @@ func Open(ctx context.Context, o Options) (store.Store, error) {
 	return nil, fmt.Errorf("%w: unknown -datastore %q (want pebble, postgres or memory)", ErrUsage, o.Kind)
 }
 
+// Version returns the schema version the datastore o names is at (0: not
+// migrated yet). Only Postgres has one; other kinds wrap ErrUsage.
+func Version(ctx context.Context, o Options) (int, error) {
+	if o.Kind != Postgres {
+		return 0, fmt.Errorf("%w: datastore %q has no schema version (only postgres does)", ErrUsage, o.Kind)
+	}
+	if o.URI == "" {
+		return 0, fmt.Errorf("%w: reading a postgres schema version needs a -datastore-uri", ErrUsage)
+	}
+	return pgstore.CurrentVersion(ctx, o.URI)
+}
+
 // Migrate creates or upgrades the tables of the datastore o names and
 // returns the schema version it is now at. Only Postgres has tables to
 // migrate; other kinds wrap ErrUsage.

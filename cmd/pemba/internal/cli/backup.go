@@ -9,6 +9,7 @@ import (
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/internal/progress"
 )
 
 // backupCommand is `pemba backup --to DIR`: it asks the server for a
@@ -38,7 +39,7 @@ func backupCommand(ctx context.Context, inv *invocation, args []string) error {
 		return err
 	}
 	defer c.Close()
-	m, err := receiveBackup(ctx, c.Backup, *to)
+	m, err := receiveBackup(ctx, c.Backup, *to, inv.env.Stderr)
 	if err != nil && !errors.Is(err, engine.ErrBackupTargetNotEmpty) {
 		return errors.Join(err, removeEmptied(*to))
 	}
@@ -54,8 +55,9 @@ func backupCommand(ctx context.Context, inv *invocation, args []string) error {
 	return nil
 }
 
-// receiveBackup streams a backup from the server into dir.
-func receiveBackup(ctx context.Context, bc pb.BackupServiceClient, dir string) (engine.BackupManifest, error) {
+// receiveBackup streams a backup from the server into dir, showing its
+// progress in bytes on progressTo.
+func receiveBackup(ctx context.Context, bc pb.BackupServiceClient, dir string, progressTo io.Writer) (engine.BackupManifest, error) {
 	var m engine.BackupManifest
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -76,6 +78,12 @@ func receiveBackup(ctx context.Context, bc pb.BackupServiceClient, dir string) (
 	if err != nil {
 		return m, err
 	}
+	var total int64
+	for _, f := range m.Files {
+		total += f.Size
+	}
+	rep := progress.New(progressTo, "backing up", progress.Options{Total: total, Unit: "bytes"})
+	defer rep.Finish()
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -91,6 +99,7 @@ func receiveBackup(ctx context.Context, bc pb.BackupServiceClient, dir string) (
 		if _, err := w.File(ch.GetFile()).Write(ch.GetData()); err != nil {
 			return m, errors.Join(err, w.Abort())
 		}
+		rep.Add(len(ch.GetData()))
 	}
 	return m, w.Finish()
 }
