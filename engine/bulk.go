@@ -41,7 +41,7 @@ type BulkCheckResponse struct {
 	Zookie  string
 }
 
-// CheckBulk answers every item at one revision. The evaluator takes one
+// checkBulk answers every item at one revision. The evaluator takes one
 // caveat context per call, so items are grouped by equal contexts and each
 // group is evaluated once, all groups on the same snapshot.
 //
@@ -53,7 +53,7 @@ type BulkCheckResponse struct {
 // instead of reading item errors. A request without items still resolves
 // the revision, so its consistency is validated and the answer carries a
 // zookie.
-func (e *Engine) CheckBulk(ctx context.Context, req BulkCheckRequest) (BulkCheckResponse, error) {
+func (e *Engine) checkBulk(ctx context.Context, req BulkCheckRequest) (BulkCheckResponse, error) {
 	if n := len(req.Items); n > e.limits.MaxBulkCheckItems {
 		return BulkCheckResponse{}, &LimitError{Limit: "items per bulk check", Max: e.limits.MaxBulkCheckItems, Got: n}
 	}

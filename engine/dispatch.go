@@ -16,12 +16,12 @@ import (
 // refused (the sender then evaluates the subproblem itself).
 const MaxDispatchClockSkew = 5 * time.Second
 
-// DispatchCheck answers a subproblem another node of the cluster sent to
+// dispatchCheck answers a subproblem another node of the cluster sent to
 // this one, its owner. fp is the sender's store fingerprint: nodes on
 // different stores share no revisions, so a mismatch is refused
 // (ErrInvalidRequest) rather than answered from unrelated data. The
 // request's revision must still be inside the GC window.
-func (e *Engine) DispatchCheck(ctx context.Context, fp token.Fingerprint, req *eval.DispatchRequest) (*eval.DispatchResponse, error) {
+func (e *Engine) dispatchCheck(ctx context.Context, fp token.Fingerprint, req *eval.DispatchRequest) (*eval.DispatchResponse, error) {
 	if err := e.checkOpen(); err != nil {
 		return nil, err
 	}

@@ -56,6 +56,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/pemba-authz/pemba/engine/cache"
@@ -129,6 +130,13 @@ type Options struct {
 	// so that the API layer can return it (a response header). Warnings
 	// are logged either way.
 	Warn func(ctx context.Context, msg string)
+	// TracerProvider, when set, records spans (OpenTelemetry): one per
+	// Check, CheckBulk and cluster dispatch answered, with child spans for
+	// the evaluator's subproblems, cache hits, cluster dispatches and
+	// datastore queries (see trace.go). nil records nothing and costs
+	// nothing. The engine uses only the trace API: the caller configures
+	// the SDK, its sampler and exporter.
+	TracerProvider trace.TracerProvider
 }
 
 // Limits bound the size of requests. Exceeding one fails with a *LimitError.
@@ -185,6 +193,7 @@ type Engine struct {
 	cache       *eval.Cache // nil when disabled
 	heads       *headQuantizer
 	deprecation deprecation
+	tracer      trace.Tracer // nil: tracing off
 
 	// writeMu serialises schema writes against relationship writes (read
 	// lock) so that validation and commit see the same schema.
@@ -275,6 +284,10 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 		conc = DefaultConcurrency()
 	}
 	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router, MaxLookupNodes: e.limits.MaxLookupNodes}
+	if opts.TracerProvider != nil {
+		e.tracer = opts.TracerProvider.Tracer(TracerName)
+		e.evalOpts.Tracer = e.tracer
+	}
 	e.heads = &headQuantizer{st: st, now: e.now, quantum: quantum}
 	e.deprecation = deprecation{policy: opts.Deprecation, warn: opts.Warn}
 	// Fail early on a store that cannot even report its head. The head is

@@ -29,8 +29,8 @@ type CheckResponse struct {
 	Zookie string
 }
 
-// Check answers one permission check.
-func (e *Engine) Check(ctx context.Context, req CheckRequest) (CheckResponse, error) {
+// check is Check, untraced.
+func (e *Engine) check(ctx context.Context, req CheckRequest) (CheckResponse, error) {
 	if err := e.checkContextSize(req.Context); err != nil {
 		return CheckResponse{}, err
 	}
@@ -57,9 +57,8 @@ type ExpandRequest struct {
 	Contextual []tuple.Relationship
 }
 
-// Expand returns the subject tree of Resource#Permission: the path that
-// explains an answer.
-func (e *Engine) Expand(ctx context.Context, req ExpandRequest) (tree *eval.Tree, zookie string, err error) {
+// expand is Expand, untraced.
+func (e *Engine) expand(ctx context.Context, req ExpandRequest) (tree *eval.Tree, zookie string, err error) {
 	if err := e.checkContextSize(req.Context); err != nil {
 		return nil, "", err
 	}
@@ -100,12 +99,8 @@ type ResourceResult struct {
 // It is minted on demand: callers that do not page pay nothing.
 func (r ResourceResult) Cursor() string { return r.pager.cursor(r.ResourceID) }
 
-// LookupResources resolves the revision, then returns the zookie and a
-// sequence of results at that revision, in ascending resource ID order.
-// Limit 0 yields every result: a default cap would cut the answer without
-// the caller knowing, so Limits.MaxLookupLimit bounds only a Limit the
-// caller gives (a page size; resume with the Cursor of the last result).
-func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest) (results iter.Seq2[ResourceResult, error], zookie string, err error) {
+// lookupResources is LookupResources, untraced.
+func (e *Engine) lookupResources(ctx context.Context, req LookupResourcesRequest) (results iter.Seq2[ResourceResult, error], zookie string, err error) {
 	switch {
 	case req.Limit < 0:
 		return nil, "", fmt.Errorf("%w: negative lookup limit %d", ErrInvalidRequest, req.Limit)
@@ -162,12 +157,8 @@ type SubjectResult struct {
 // Cursor returns a cursor that resumes the listing after this result.
 func (r SubjectResult) Cursor() string { return r.pager.cursor(r.SubjectID) }
 
-// LookupSubjects resolves the revision, then returns the zookie and a
-// sequence of results at that revision, in ascending subject ID order
-// ("*" first). A resumed page starts after the cursor's subject in the
-// evaluator, which confirms only the subjects the page needs (see
-// eval.Evaluator.LookupSubjects).
-func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest) (results iter.Seq2[SubjectResult, error], zookie string, err error) {
+// lookupSubjects is LookupSubjects, untraced.
+func (e *Engine) lookupSubjects(ctx context.Context, req LookupSubjectsRequest) (results iter.Seq2[SubjectResult, error], zookie string, err error) {
 	switch {
 	case req.Limit < 0:
 		return nil, "", fmt.Errorf("%w: negative lookup limit %d", ErrInvalidRequest, req.Limit)

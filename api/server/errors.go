@@ -209,8 +209,9 @@ func classify(err error) (code codes.Code, reason string, ok bool) {
 // statusOf converts err (non-nil) to a status. Errors that already are
 // statuses (from the gRPC library itself, say a failed Recv) pass
 // through. Unknown errors become Internal with a public message and a
-// reference that the log line of the cause carries too.
-func statusOf(log *slog.Logger, method string, err error) *status.Status {
+// reference that the log line of the cause carries too. ctx is the call's,
+// for the log lines (its trace id).
+func statusOf(ctx context.Context, log *slog.Logger, method string, err error) *status.Status {
 	code, reason, ok := classify(err)
 	if !ok {
 		var gs interface{ GRPCStatus() *status.Status }
@@ -219,9 +220,9 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 		}
 		ref := newRef()
 		if errors.Is(err, errPanic) {
-			log.Error("panic in handler", "method", method, "ref", ref, "panic", err.Error())
+			log.ErrorContext(ctx, "panic in handler", "method", method, "ref", ref, "panic", err.Error())
 		} else {
-			log.Error("internal error", "method", method, "ref", ref, "err", err.Error())
+			log.ErrorContext(ctx, "internal error", "method", method, "ref", ref, "err", err.Error())
 		}
 		return withReason(status.New(codes.Internal, "internal error (reference "+ref+"; the server log has the cause)"), reason)
 	}
@@ -229,10 +230,10 @@ func statusOf(log *slog.Logger, method string, err error) *status.Status {
 	// socket paths): log it, and tell the caller only what to do.
 	switch {
 	case reason == ReasonCommitOutcomeUnknown:
-		log.Error("write commit outcome unknown", "method", method, "err", err.Error())
+		log.ErrorContext(ctx, "write commit outcome unknown", "method", method, "err", err.Error())
 		return withReason(status.New(code, msgCommitUnknown), reason)
 	case errors.Is(err, engine.ErrUnavailable):
-		log.Warn("datastore unavailable", "method", method, "err", err.Error())
+		log.WarnContext(ctx, "datastore unavailable", "method", method, "err", err.Error())
 		return withReason(status.New(code, msgStoreUnavailable), reason)
 	}
 	st := status.New(code, err.Error())
@@ -321,8 +322,8 @@ func withInfo(st *status.Status, info *errdetails.ErrorInfo) *status.Status {
 }
 
 // itemError converts the failure of one item of a bulk request.
-func itemError(log *slog.Logger, method string, err error) *pb.ItemError {
-	st := statusOf(log, method, err)
+func itemError(ctx context.Context, log *slog.Logger, method string, err error) *pb.ItemError {
+	st := statusOf(ctx, log, method, err)
 	return &pb.ItemError{Code: int32(st.Code()), Message: st.Message()}
 }
 

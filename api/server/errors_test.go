@@ -83,7 +83,7 @@ func TestClassify(t *testing.T) {
 			if code != tt.code || reason != tt.reason {
 				t.Errorf("classify(%v) = %v %s, want %v %s", tt.err, code, reason, tt.code, tt.reason)
 			}
-			st := statusOf(slog.New(slog.DiscardHandler), "/m", tt.err)
+			st := statusOf(t.Context(), slog.New(slog.DiscardHandler), "/m", tt.err)
 			if st.Code() != tt.code || reasonOf(st.Err()) != tt.reason {
 				t.Errorf("statusOf = %v %q, want %v %s", st.Code(), reasonOf(st.Err()), tt.code, tt.reason)
 			}
@@ -107,7 +107,7 @@ func TestDatastoreFaultMessages(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			st := statusOf(slog.New(slog.NewTextHandler(&buf, nil)), "/m", tt.err)
+			st := statusOf(t.Context(), slog.New(slog.NewTextHandler(&buf, nil)), "/m", tt.err)
 			if st.Code() != tt.code || !strings.Contains(st.Message(), tt.want) || strings.Contains(st.Message(), "secret") {
 				t.Errorf("status = %v %q, want %v mentioning %q and not the cause", st.Code(), st.Message(), tt.code, tt.want)
 			}
@@ -123,7 +123,7 @@ func TestDatastoreFaultMessages(t *testing.T) {
 func TestInternalErrorsAreLoggedNotLeaked(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
-	st := statusOf(log, "/pemba.v1.PermissionsService/CheckPermission", errors.New("disk on fire at /var/secret"))
+	st := statusOf(t.Context(), log, "/pemba.v1.PermissionsService/CheckPermission", errors.New("disk on fire at /var/secret"))
 	if st.Code() != codes.Internal || strings.Contains(st.Message(), "secret") {
 		t.Fatalf("status = %v %q", st.Code(), st.Message())
 	}
@@ -131,7 +131,7 @@ func TestInternalErrorsAreLoggedNotLeaked(t *testing.T) {
 	if !strings.Contains(buf.String(), "disk on fire") || !strings.Contains(buf.String(), ref) {
 		t.Errorf("log %q lacks the cause or the reference %q", buf.String(), ref)
 	}
-	if ie := itemError(log, "/m", errors.New("x")); ie.GetCode() != int32(codes.Internal) {
+	if ie := itemError(t.Context(), log, "/m", errors.New("x")); ie.GetCode() != int32(codes.Internal) {
 		t.Errorf("itemError code = %d", ie.GetCode())
 	}
 }

@@ -55,11 +55,11 @@ func (s *Server) newGateway(ctx context.Context) (*gateway, error) {
 		// certificate against.
 		creds = credentials.NewTLS(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
 	}
-	conn, err := grpc.NewClient("passthrough:///pemba-loopback",
+	conn, err := grpc.NewClient("passthrough:///pemba-loopback", append([]grpc.DialOption{
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxSendMsgBytes)),
-	)
+	}, s.tracing.DialOptions()...)...)
 	if err != nil {
 		lis.Close()
 		return nil, fmt.Errorf("server: gateway connection: %w", err)

@@ -56,7 +56,7 @@ func (s *Server) listenHTTP(ctx context.Context, rc RunConfig) (*httpSide, error
 		gw.close()
 		return nil, err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: s.tracing.httpHandler(h), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	if s.tls != nil {
 		srv.TLSConfig = s.tls.Clone()
 	}

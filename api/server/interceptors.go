@@ -52,7 +52,7 @@ func (s *Server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 func (s *Server) unaryStatus(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	resp, err := s.unaryGuarded(ctx, req, info, h)
 	if err != nil {
-		return nil, statusOf(s.log, info.FullMethod, err).Err()
+		return nil, statusOf(ctx, s.log, info.FullMethod, err).Err()
 	}
 	return resp, nil
 }
@@ -106,7 +106,7 @@ func (s *Server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 // streamStatus converts the error of a stream into a status.
 func (s *Server) streamStatus(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	if err := s.streamGuarded(srv, ss, info, h); err != nil {
-		return statusOf(s.log, info.FullMethod, err).Err()
+		return statusOf(ss.Context(), s.log, info.FullMethod, err).Err()
 	}
 	return nil
 }

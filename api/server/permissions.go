@@ -274,7 +274,7 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *pb.CheckBul
 			cctx, err = contextFromProto(join(path, "context"), it.GetContext())
 		}
 		if err != nil {
-			pairs[i].Response = &pb.CheckBulkPermissionsPair_Error{Error: itemError(p.s.log, method, err)}
+			pairs[i].Response = &pb.CheckBulkPermissionsPair_Error{Error: itemError(ctx, p.s.log, method, err)}
 			continue
 		}
 		bulk.Items = append(bulk.Items, engine.BulkCheckItem{CheckRequest: in, Context: cctx})
@@ -287,7 +287,7 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *pb.CheckBul
 	for j, r := range res.Results {
 		i := sent[j]
 		if r.Err != nil {
-			pairs[i].Response = &pb.CheckBulkPermissionsPair_Error{Error: itemError(p.s.log, method, r.Err)}
+			pairs[i].Response = &pb.CheckBulkPermissionsPair_Error{Error: itemError(ctx, p.s.log, method, r.Err)}
 			continue
 		}
 		perm := permissionshipToProto(r.Permissionship)

@@ -98,7 +98,7 @@ func (p *permissions) CheckPermissionSet(ctx context.Context, req *pb.CheckPermi
 				}
 			}
 			if r.Err != nil {
-				cell.Response = &pb.PermissionSetCell_Error{Error: itemError(p.s.log, method, r.Err)}
+				cell.Response = &pb.PermissionSetCell_Error{Error: itemError(ctx, p.s.log, method, r.Err)}
 			} else {
 				perm := permissionshipToProto(r.Permissionship)
 				p.s.metrics.checked(perm, r.Dispatches, r.Depth)

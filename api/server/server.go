@@ -68,6 +68,9 @@ type Config struct {
 	// here rather than as a grpc.Creds in GRPCOptions: the HTTP gateway's
 	// in-process connection to the gRPC server must know to speak it.
 	TLS *tls.Config
+	// Tracing, when its TracerProvider is set, records a span per call
+	// and HTTP request (see tracing.go); off by default.
+	Tracing Tracing
 }
 
 // Server is the gRPC server of one engine.
@@ -83,6 +86,7 @@ type Server struct {
 	httpm    *httpMetrics
 	log      *slog.Logger
 	tls      *tls.Config // nil: plaintext
+	tracing  Tracing     // off unless its TracerProvider is set
 	maxRecv  int         // bytes of one request message
 	overload *overload
 	// authFailures logs failed authentications (rate-limited).
@@ -163,6 +167,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 		httpm:    hm,
 		log:      cfg.Logger,
 		tls:      cfg.TLS,
+		tracing:  cfg.Tracing,
 		health:   health.NewServer(),
 		overload: ov,
 	}
@@ -209,6 +214,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
+	opts = append(opts, cfg.Tracing.serverOptions()...)
 	s.grpc = grpc.NewServer(append(opts, cfg.GRPCOptions...)...)
 	pb.RegisterPermissionsServiceServer(s.grpc, &permissions{s: s})
 	pb.RegisterSchemaServiceServer(s.grpc, &schemas{s: s})

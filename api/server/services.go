@@ -27,7 +27,7 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 // return for it, for errors that travel inside a response (the items of a
 // bulk check). method names the call in the log.
 func (s *Server) Status(method string, err error) *status.Status {
-	return statusOf(s.log, method, err)
+	return statusOf(context.Background(), s.log, method, err)
 }
 
 // CallerOf returns the name of the key that authenticated the call of

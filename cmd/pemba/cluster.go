@@ -25,6 +25,9 @@ type dispatchFlags struct {
 	self    string        // this node's entry in peers ("" : -listen)
 	timeout time.Duration // one dispatch
 	caFile  string        // CA of the peers' TLS certificates ("" : system roots)
+	// dialOptions are added to the peer connections (tracing's, which
+	// send the trace context to the peers).
+	dialOptions []grpc.DialOption
 }
 
 // router builds the cluster router of a node serving on listen with the
@@ -67,6 +70,7 @@ func (d dispatchFlags) router(listen string, storeKind string, fp engine.Fingerp
 		// Nodes share one keys file; a node presents its first key.
 		opts = append(opts, grpc.WithPerRPCCredentials(client.KeyCredentials(keys[0].Secret, useTLS)))
 	}
+	opts = append(opts, d.dialOptions...)
 	r, err := cluster.New(cluster.Config{
 		Self: self, Peers: peers, Fingerprint: fp, DialOptions: opts, Timeout: d.timeout, Logger: log,
 	})

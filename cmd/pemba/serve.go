@@ -69,6 +69,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	deprecated := fs.String("deprecated", "warn", "what a request that writes, checks or looks up a @deprecated relation or permission gets: warn (answered, with a pemba-warning response header, a log line and the pemba_engine_deprecated_uses_total metric) or refuse (FAILED_PRECONDITION)")
 	logFormat := fs.String("log-format", "text", "log format: text (key=value lines) or json (one object per line); logs go to stderr")
 	logLevel := fs.String("log-level", "info", "least severe level logged: debug, info, warn or error")
+	otelTraces := fs.String("otel-traces", tracesOff, "OpenTelemetry tracing: off, otlp-grpc or otlp-http (an OTLP exporter configured by the standard OTEL_* environment variables: OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME...); W3C trace context is taken from callers and sent to cluster peers, and log lines of traced calls carry trace_id and span_id")
 	accessLog := fs.Bool("access-log", false, "log every call at info level: method, caller, code, duration, request id (at debug level without it)")
 	shutdownGrace := fs.Duration("shutdown-grace", server.DefaultStopGrace, "on SIGTERM or SIGINT, how long calls in flight may finish before they are cut (Watch streams end at once, resumable)")
 	playgroundOn := fs.Bool("playground", false, "serve the schema playground at /playground/ on -http-listen (a loopback address, unless -playground-public); it evaluates against a throwaway in-memory store per request, never the server's data")
@@ -99,6 +100,10 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	deprecation, err := engine.ParseDeprecationPolicy(*deprecated)
 	if err != nil {
 		fmt.Fprintf(stderr, "pemba serve: -deprecated: want warn or refuse, not %q\n", *deprecated)
+		return 2
+	}
+	if !validTraces(*otelTraces) {
+		fmt.Fprintf(stderr, "pemba serve: -otel-traces: want off, otlp-grpc or otlp-http, not %q\n", *otelTraces)
 		return 2
 	}
 	if *pprofOn && *metricsAddr == "" {
@@ -133,6 +138,15 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fail := func(err error) int {
 		log.Error("pemba serve", "err", err)
 		return 1
+	}
+	var tracing server.Tracing
+	if tp, err := newTracerProvider(ctx, *otelTraces, version); err != nil {
+		return fail(err)
+	} else if tp != nil {
+		defer shutdownTracing(tp, log)
+		tracing.TracerProvider = tp
+		dispatch.dialOptions = tracing.DialOptions()
+		log.Info("tracing on", "exporter", *otelTraces)
 	}
 
 	verifier, err := tokens.verifier(log)
@@ -184,7 +198,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fail(err)
 	}
-	eopts := engine.Options{Logger: log, CacheBytes: *cacheBytes, MaxDepth: *maxDepth, Quantum: *quantum, Warn: server.Warn, Deprecation: deprecation}
+	eopts := engine.Options{Logger: log, CacheBytes: *cacheBytes, MaxDepth: *maxDepth, Quantum: *quantum, Warn: server.Warn, Deprecation: deprecation,
+		TracerProvider: tracing.TracerProvider}
 	reg := server.NewRegistry()
 	if router != nil {
 		defer router.Close()
@@ -201,6 +216,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	srv, err := server.New(eng, server.Config{
 		Keys: keys, Tokens: verifier, HealthWithoutAuth: *healthOpen, Reflection: *reflect, RequestTimeout: *timeout,
 		Registerer: reg, Logger: log, TLS: tlsConf, MaxRecvMsgBytes: *maxRecv, AccessLog: *accessLog,
+		Tracing:  tracing,
 		Overload: server.Overload{MaxConcurrent: *maxCalls, MaxQueue: *maxQueued, MaxStreams: *maxStreams},
 	})
 	if err != nil {
@@ -260,9 +276,9 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(server.LogHandler(slog.NewTextHandler(w, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(server.LogHandler(slog.NewJSONHandler(w, opts))), nil
 	}
 	return nil, fmt.Errorf("-log-format %q: want text or json", format)
 }

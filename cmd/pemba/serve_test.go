@@ -264,6 +264,7 @@ func TestServeUsage(t *testing.T) {
 		{"negative audit retention", []string{"-datastore", "memory", "-audit-retention", "-1h"}, "-audit-retention"},
 		{"tls cert without key", []string{"-datastore", "memory", "-tls-cert", "cert.pem"}, "-tls-cert and -tls-key go together"},
 		{"tls key without cert", []string{"-datastore", "memory", "-tls-key", "key.pem"}, "-tls-cert and -tls-key go together"},
+		{"unknown trace exporter", []string{"-datastore", "memory", "-otel-traces", "zipkin"}, "-otel-traces: want off, otlp-grpc or otlp-http"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

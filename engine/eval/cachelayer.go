@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/pemba-authz/pemba/engine/cache"
 	"github.com/pemba-authz/pemba/engine/store"
 )
@@ -82,6 +84,7 @@ type cacheLayer struct {
 	schemaID uint64
 	caveated []bool // by relation index: a caveat can reach the relation
 	maxDepth int
+	tracer   trace.Tracer // nil: no tracing
 }
 
 // keyLen is the size of the stack buffers keys are encoded in; longer
@@ -180,9 +183,11 @@ func (c *cacheLayer) dispatch(ctx context.Context, rq *request, f *frame, sp sub
 	}
 	if ent, hit := c.get(rq.rev, &sp, h); hit {
 		if res, ok := ent.at(rq.now); ok && res.fits(f.depth, c.maxDepth) {
+			traceCacheHit(ctx, c.tracer, f.rel, f.id, f.depth, res.perm)
 			return res, nil
 		}
 	}
+	traceMiss(ctx, c.tracer)
 	res, err := c.next.dispatch(ctx, rq, f, sp)
 	if err == nil && res.cut == noCut {
 		size := int64(64)

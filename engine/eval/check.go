@@ -112,6 +112,7 @@ func (rq *request) start(ctx context.Context, c checkCall) (result, error) {
 	sp := subproblem{rel: c.rel.Index, id: c.id, sub: c.sub}
 	if c.parent == nil {
 		if res, ok := rq.e.chain.settled(rq.rev, rq.now, &sp, rq); ok {
+			traceCacheHit(ctx, rq.e.opts.Tracer, c.rel, c.id, 1, res.perm)
 			c.stats.dispatched(0)
 			return res, nil
 		}

@@ -9,8 +9,9 @@ import (
 
 // dispatcher evaluates one subproblem on the path frame f. The evaluator
 // chains implementations as decorators (see newChain): memoLayer
-// (in-request sharing) -> remoteLayer (cluster, optional) -> cacheLayer
-// (cross-request, optional) -> computeLayer.
+// (in-request sharing) -> traceLayer (spans, optional) -> remoteLayer
+// (cluster, optional) -> cacheLayer (cross-request, optional) ->
+// computeLayer.
 type dispatcher interface {
 	dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error)
 }
@@ -29,7 +30,7 @@ func newChain(e *Evaluator, opts Options, ac answerCache) dispatchChain {
 	var c dispatchChain
 	var d dispatcher = computeLayer{}
 	if opts.Cache != nil || ac != nil {
-		c.cache = &cacheLayer{next: d, schemaID: e.schemaID, caveated: e.an.caveated, maxDepth: opts.MaxDepth}
+		c.cache = &cacheLayer{next: d, schemaID: e.schemaID, caveated: e.an.caveated, maxDepth: opts.MaxDepth, tracer: opts.Tracer}
 		if ac != nil {
 			c.cache.other = ac
 		} else {
@@ -38,7 +39,10 @@ func newChain(e *Evaluator, opts Options, ac answerCache) dispatchChain {
 		d = c.cache
 	}
 	if opts.Router != nil {
-		d = remoteLayer{router: opts.Router, next: d}
+		d = remoteLayer{router: opts.Router, next: d, tracer: opts.Tracer}
+	}
+	if opts.Tracer != nil {
+		d = traceLayer{tracer: opts.Tracer, next: d}
 	}
 	c.first = memoLayer{next: d}
 	return c

@@ -86,7 +86,10 @@
 // dispatchers. The first shares work within a request: a finished answer is
 // reused, and an identical evaluation in flight is waited for when the wait
 // cannot deadlock (see memoLayer); the items of CheckBulk share this table.
-// With Options.Router set, the next sends permissions owned by other nodes
+// With Options.Tracer set, the next records a span per subproblem below a
+// recording span of the caller's (traceLayer; cache hits and cluster
+// dispatches get spans too; without a tracer the layer is absent and
+// tracing costs nothing). With Options.Router set, the next sends permissions owned by other nodes
 // of a cluster to them (see remoteLayer). The last before evaluation, when
 // Options.Cache is set, keeps answers across requests (cacheLayer, the only
 // reader and writer of the cache), keyed by revision, schema, relation

@@ -6,6 +6,8 @@ import (
 	"iter"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
@@ -44,6 +46,10 @@ type Options struct {
 	// Router, when set, sends permissions owned by other nodes of a
 	// cluster to them (see Router); nil evaluates everything here.
 	Router Router
+	// Tracer, when set, records a span per subproblem evaluated, cluster
+	// dispatch and cache hit below the caller's span, when that span is
+	// recording (see trace.go); nil records nothing and costs nothing.
+	Tracer trace.Tracer
 	// MaxLookupNodes bounds the (object, relation) nodes the walk of one
 	// LookupResources or LookupSubjects reaches and holds in memory;
 	// past it the lookup fails with a *LookupTooLargeError. 0 means no
@@ -320,6 +326,7 @@ func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (Chec
 		if e.an.canContain(rel, req.Subject.Type, req.Subject.Relation) && (uncached == nil || !uncached[rel.Index]) {
 			sp := subproblem{rel: rel.Index, id: req.Resource.ID, sub: req.Subject}
 			if res, ok := e.chain.settled(p.Reader.Revision(), p.Now, &sp, nil); ok {
+				traceCacheHit(ctx, e.opts.Tracer, rel, req.Resource.ID, 1, res.perm)
 				cr := res.checkResult()
 				cr.Dispatches = 1 // the root, a cache hit; Depth stays 0
 				return cr, nil

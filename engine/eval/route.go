@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
@@ -86,6 +88,7 @@ type DispatchResponse struct {
 type remoteLayer struct {
 	router Router
 	next   dispatcher
+	tracer trace.Tracer // nil: no tracing
 }
 
 func (l remoteLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subproblem) (result, error) {
@@ -110,7 +113,7 @@ func (l remoteLayer) dispatch(ctx context.Context, rq *request, f *frame, sp sub
 	for p := f.parent; p != nil; p = p.parent {
 		req.Path[p.depth-1] = PathStep{ResourceType: p.rel.Definition.Name, ResourceID: p.id, Relation: p.rel.Name}
 	}
-	resp, err := peer.DispatchCheck(ctx, req)
+	resp, err := l.send(ctx, peer, req)
 	if err != nil || resp.Cut < 0 || resp.Cut >= int(f.depth) {
 		if ctx.Err() != nil {
 			return result{}, ctx.Err()
@@ -144,6 +147,32 @@ func (l remoteLayer) dispatch(ctx context.Context, rq *request, f *frame, sp sub
 		res.cut = int32(resp.Cut)
 	}
 	return res, nil
+}
+
+// send sends req to peer, in a span of its own when tracing: the peer
+// client propagates that span's context, so the peer's spans are its
+// children.
+func (l remoteLayer) send(ctx context.Context, peer Peer, req *DispatchRequest) (*DispatchResponse, error) {
+	if l.tracer == nil || !recording(ctx) {
+		return peer.DispatchCheck(ctx, req)
+	}
+	ctx, span := l.tracer.Start(ctx, SpanRemote, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		AttrResourceType.String(req.Resource.Type),
+		AttrResourceID.String(req.Resource.ID),
+		AttrPermission.String(req.Relation),
+		AttrDepth.Int(len(req.Path)+1),
+		AttrRemote.Bool(true),
+	))
+	resp, err := peer.DispatchCheck(ctx, req)
+	if err == nil {
+		span.SetAttributes(AttrDispatches.Int(resp.Dispatches))
+		endSpan(span, resp.Permissionship, nil)
+	} else {
+		// The subproblem is then evaluated here: the error is the
+		// peer's, not the check's.
+		endSpan(span, 0, err)
+	}
+	return resp, err
 }
 
 // DispatchCheck answers a subproblem dispatched by another node, at the
