@@ -150,6 +150,7 @@ var invalidSchemas = []struct {
 	{"caveat unterminated string", "caveat c(a string) { a == \"x }", "1:27: string literal not terminated in caveat expression"},
 	{"keyword as name", "definition nil {}", `1:12: expected definition name, found keyword "nil"`},
 	{"too deeply nested", "definition doc {\n\tpermission p = " + strings.Repeat("(", 101) + "nil" + strings.Repeat(")", 101) + "\n}", `2:117: expression nested more than 100 levels deep`},
+	{"too many operators", "definition doc {\n\trelation a: doc\n\tpermission p = a" + strings.Repeat(" + a", MaxOperators+1) + "\n\tpermission q = a\n}", `3:40019: permission has more than 10000 operators: split it into several permissions`},
 	{"type too deeply nested", "caveat c(a " + strings.Repeat("list<", 101) + "int" + strings.Repeat(">", 101) + ") { true }", `1:516: type nested more than 100 levels deep`},
 	{"several syntax errors", "definition a {\n\trelation x user\n}\ndefinition b {\n\tpermission y = (x\n}", "2:13: expected \":\", found \"user\"\n6:1: expected \")\", found \"}\""},
 
@@ -376,5 +377,28 @@ definition doc {
 	}
 	if got, want := d.Relations["edit"].DeprecationNotice(), "permission doc#edit is deprecated"; got != want {
 		t.Errorf("notice %q, want %q", got, want)
+	}
+}
+
+// TestLongOperatorChains: a permission of MaxOperators operators compiles,
+// and a chain of 1.4M (about 5.6 MB, once a stack overflow that took the
+// server down) is refused with a positioned error, without recursing
+// through it.
+func TestLongOperatorChains(t *testing.T) {
+	chain := func(n int) string {
+		var b strings.Builder
+		b.WriteString("definition user {}\ndefinition doc {\n\trelation a: user\n\trelation b: user\n\tpermission p = a")
+		for i := range n {
+			b.WriteString([]string{" - b", " + a"}[i%2])
+		}
+		b.WriteString("\n}\n")
+		return b.String()
+	}
+	if _, err := Compile("ok.zed", chain(MaxOperators)); err != nil {
+		t.Errorf("%d operators: %v", MaxOperators, err)
+	}
+	_, err := Compile("long.zed", chain(1_400_000))
+	if err == nil || !strings.Contains(err.Error(), "long.zed:5:") || !strings.Contains(err.Error(), "more than 10000 operators") {
+		t.Errorf("1.4M operators: %v", err)
 	}
 }

@@ -35,7 +35,8 @@ type parser struct {
 	prevEnd     Pos           // just past the previous non-comment token
 	leadComment *CommentGroup // comment group directly above the current token
 	depth       int           // nesting of parentheses and type arguments
-	tooDeep     bool          // maxNesting was hit in this member: skip the cascade
+	tooDeep     bool          // maxNesting or maxOperators was hit in this member: skip the cascade
+	operators   int           // binary operators in the current permission
 
 	// uses holds the features this file has declared so far with "use".
 	// As in SpiceDB, "use self", "use import" and "use partial" turn
@@ -47,6 +48,15 @@ type parser struct {
 // maxNesting bounds nested parentheses and type arguments, so that hostile
 // input cannot exhaust the stack of this recursive-descent parser.
 const maxNesting = 100
+
+// MaxOperators bounds the binary operators (+, &, -) of one permission.
+// An operator chain is a tree as deep as it is long (a - b - c is
+// (a - b) - c), and every pass over a permission (checker, compiler,
+// formatter, lint, evaluator set-up) walks it recursively: without a bound
+// one schema write of a 1.4M-operand chain overflowed the goroutine stack,
+// which Go cannot recover from. Real permissions have tens of operands;
+// one that needs more can be split into several permissions.
+const MaxOperators = 10000
 
 func (p *parser) init(filename, src string, base int) {
 	p.file = &File{Name: filename, src: src}
@@ -538,6 +548,7 @@ func (p *parser) parsePermission() *PermissionDecl {
 	d.Assign = p.pos
 	p.next()
 	p.tooDeep = false
+	p.operators = 0
 	d.Expr = p.parseBinary(1)
 	if !p.atMemberEnd() {
 		p.errorExpected(`"+", "&", "-" or the end of the permission`)
@@ -557,6 +568,12 @@ func (p *parser) parseBinary(prec1 int) Expr {
 			return x
 		}
 		opPos := p.pos
+		if p.operators++; p.operators > MaxOperators {
+			p.error(opPos, fmt.Sprintf("permission has more than %d operators: split it into several permissions", MaxOperators))
+			p.tooDeep = true
+			p.syncMember()
+			return &BadExpr{From: x.Pos(), To: p.pos}
+		}
 		p.next()
 		y := p.parseBinary(prec + 1)
 		x = &BinaryExpr{X: x, OpPos: opPos, Op: op, Y: y}
