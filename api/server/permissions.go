@@ -284,6 +284,13 @@ func (p *permissions) CheckBulkPermissions(ctx context.Context, req *pb.CheckBul
 	if err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		// The deadline passed (or the caller went away) while items were
+		// evaluated: the call fails as a whole, so that clients retry it
+		// and metrics count it, instead of an OK whose items carry
+		// DEADLINE_EXCEEDED.
+		return nil, err
+	}
 	for j, r := range res.Results {
 		i := sent[j]
 		if r.Err != nil {

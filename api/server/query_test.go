@@ -2,10 +2,15 @@ package server
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
@@ -385,3 +390,62 @@ func TestTreeToProtoEdgeConditions(t *testing.T) {
 		t.Errorf("t3 edge = %v %v", ch[2].GetOptionalCaveat(), ch[2].GetOptionalExpiresAt())
 	}
 }
+
+// TestCheckBulkPastDeadline: a bulk check whose deadline passes while its
+// items are evaluated fails as a whole with DEADLINE_EXCEEDED, never OK
+// with items carrying it. The deadline is simulated by a context whose Err
+// turns to DeadlineExceeded after its k-th call, for every k up to past the
+// whole evaluation, so that it passes at every point of the handler's work
+// (deterministically: the same calls each run).
+func TestCheckBulkPastDeadline(t *testing.T) {
+	f, zk := queryFixture(t)
+	req := &pb.CheckBulkPermissionsRequest{Consistency: fresh(zk)}
+	for _, res := range []string{"readme", "secret"} {
+		for _, subj := range []string{"anne", "bob", "carl", "dana"} {
+			req.Items = append(req.Items, &pb.CheckBulkPermissionsRequestItem{Resource: obj("doc", res), Permission: "view", Subject: sub("user", subj, "")})
+		}
+	}
+	failed := 0
+	for k := int64(0); k < 400; k++ {
+		ctx := &expiringContext{Context: context.Background(), after: k, done: make(chan struct{})}
+		resp, err := (&permissions{s: f.srv}).CheckBulkPermissions(ctx, req)
+		if err != nil {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("k=%d: %v, want a deadline error", k, err)
+			}
+			if st := statusOf(ctx, slog.New(slog.DiscardHandler), "/pemba.v1.PermissionsService/CheckBulkPermissions", err); st.Code() != codes.DeadlineExceeded {
+				t.Fatalf("k=%d: status %v, want DeadlineExceeded", k, st.Code())
+			}
+			failed++
+			continue
+		}
+		for i, p := range resp.GetPairs() {
+			if p.GetError() != nil {
+				t.Fatalf("k=%d: OK with item %d failing: %v", k, i, p.GetError())
+			}
+		}
+	}
+	if failed == 0 || failed == 400 {
+		t.Errorf("%d of 400 calls failed: the deadline never passed mid-call, or always before it", failed)
+	}
+}
+
+// expiringContext reports DeadlineExceeded from its after-th call to Err
+// on (and closes Done then).
+type expiringContext struct {
+	context.Context
+	after int64
+	calls atomic.Int64
+	once  sync.Once
+	done  chan struct{}
+}
+
+func (c *expiringContext) Err() error {
+	if c.calls.Add(1) > c.after {
+		c.once.Do(func() { close(c.done) })
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func (c *expiringContext) Done() <-chan struct{} { return c.done }
