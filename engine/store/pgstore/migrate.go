@@ -192,6 +192,13 @@ func Migrate(ctx context.Context, uri string) error {
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("pgstore: migrate: commit: %w", err)
 	}
+	// The one-row tables are read by every query but never grow enough
+	// for autovacuum to analyse them: without statistics the planner
+	// guesses them far larger than they are, and plans (and, with JIT on,
+	// compiles) for that.
+	if _, err := conn.Exec(ctx, `ANALYZE pemba_metadata, pemba_revision, pemba_horizon, pemba_schema_version`); err != nil {
+		return fmt.Errorf("pgstore: migrate: analyze: %w", err)
+	}
 	return nil
 }
 

@@ -36,6 +36,7 @@ func (s *Store) openReplicas(ctx context.Context, uris []string) error {
 			return fmt.Errorf("pgstore: parse read replica uri: %w", err)
 		}
 		cfg.MaxConns = poolSize(uri, cfg.MaxConns, s.opts.MaxConns)
+		sessionDefaults(cfg.ConnConfig)
 		pool, err := pgxpool.NewWithConfig(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("pgstore: connect to read replica: %w", err)

@@ -500,3 +500,58 @@ func TestMigrateAuditLog(t *testing.T) {
 		t.Fatalf("after a write: %+v, %v; want one verified entry", rep, err)
 	}
 }
+
+// TestSessionsRunWithoutJIT: the store's sessions run with jit off (JIT
+// compiled each export page for seconds), unless the URI asks otherwise.
+func TestSessionsRunWithoutJIT(t *testing.T) {
+	ctx := context.Background()
+	uri := newDatabase(t)
+	if err := Migrate(ctx, uri); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ uri, want string }{
+		{uri, "off"},
+		{withParam(uri, "jit", "on"), "on"},
+	} {
+		st, err := Open(ctx, tc.uri, Options{GCInterval: -1, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var jit string
+		if err := st.pool.QueryRow(ctx, `SHOW jit`).Scan(&jit); err != nil || jit != tc.want {
+			t.Errorf("%s: jit = %q (%v), want %q", tc.uri, jit, err, tc.want)
+		}
+		st.Close()
+	}
+}
+
+// withParam adds a query parameter to a URI.
+func withParam(uri, key, value string) string {
+	sep := "?"
+	if strings.Contains(uri, "?") {
+		sep = "&"
+	}
+	return uri + sep + key + "=" + value
+}
+
+// TestMigrateAnalyzes: after Migrate the one-row tables have statistics
+// (the planner then knows they hold a row, not a default guess).
+func TestMigrateAnalyzes(t *testing.T) {
+	ctx := context.Background()
+	uri := newDatabase(t)
+	if err := Migrate(ctx, uri); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Open(ctx, uri, Options{GCInterval: -1, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, table := range []string{"pemba_metadata", "pemba_revision", "pemba_horizon"} {
+		// reltuples is -1 until a table is first analysed (PostgreSQL 14+).
+		var tuples float64
+		if err := st.pool.QueryRow(ctx, `SELECT reltuples FROM pg_class WHERE relname = $1`, table).Scan(&tuples); err != nil || tuples < 0 {
+			t.Errorf("%s: reltuples %v (%v): never analysed", table, tuples, err)
+		}
+	}
+}
