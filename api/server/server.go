@@ -61,6 +61,10 @@ type Config struct {
 	// Overload configures the server-wide limits on concurrent calls and
 	// streams (see Overload); the zero value sets none.
 	Overload Overload
+	// Connections bounds client connections: how many, how many calls
+	// each, how long idle (the zero value: DefaultMaxStreamsPerConnection
+	// calls per connection, nothing else).
+	Connections Connections
 	// GRPCOptions are appended to the server's options.
 	GRPCOptions []grpc.ServerOption
 	// TLS, when set, serves gRPC and the HTTP listener (RunConfig.HTTPListen)
@@ -91,6 +95,9 @@ type Server struct {
 	overload *overload
 	// authFailures logs failed authentications (rate-limited).
 	authFailures *authFailures
+	// maxConns and connm limit and count client connections.
+	maxConns int
+	connm    *connMetrics
 	// callLevel is the level of the line logged per call.
 	callLevel slog.Level
 	// stopping is set when GracefulStop or Stop begins (/readyz turns 503).
@@ -159,7 +166,13 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	connm, err := newConnMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("server: register connection metrics: %w", err)
+	}
 	s := &Server{
+		maxConns: cfg.Connections.Max,
+		connm:    connm,
 		eng:      e,
 		clock:    cfg.Clock,
 		timeout:  cfg.RequestTimeout,
@@ -201,6 +214,10 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 		maxRecv = MaxRecvMsgBytes
 	}
 	s.maxRecv = maxRecv
+	maxStreams := cfg.Connections.MaxStreams
+	if maxStreams == 0 {
+		maxStreams = DefaultMaxStreamsPerConnection
+	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(MaxSendMsgBytes),
@@ -208,11 +225,15 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 		// connections alive with pings without being told to go away.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.NumStreamWorkers(streamWorkers),
+		grpc.MaxConcurrentStreams(maxStreams),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptors()...),
 		grpc.ChainStreamInterceptor(s.streamInterceptors()...),
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	if cfg.Connections.IdleTimeout > 0 {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.Connections.IdleTimeout}))
 	}
 	opts = append(opts, cfg.Tracing.serverOptions()...)
 	s.grpc = grpc.NewServer(append(opts, cfg.GRPCOptions...)...)
@@ -255,7 +276,7 @@ func (s *Server) SetKeys(keys []Key) error {
 
 // Serve accepts connections on lis until Stop or GracefulStop.
 func (s *Server) Serve(lis net.Listener) error {
-	if err := s.grpc.Serve(lis); err != nil {
+	if err := s.grpc.Serve(&limitListener{Listener: lis, max: int64(s.maxConns), m: s.connm}); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -47,6 +48,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		httpAddr    = fs.String("http-listen", "", "serve the HTTP/JSON API at http://ADDR/v1/..., its OpenAPI document at /openapi.json and the AuthZEN Authorization API at /access/v1/..., with the same keys, TLS and limits as gRPC (empty: off)")
 		metricsAddr = fs.String("metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics and probes at /healthz and /readyz (empty: off)")
 		maxRecv     = fs.Int("max-request-bytes", server.MaxRecvMsgBytes, "largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED")
+		maxConns    = fs.Int("max-connections", 0, "client connections open at once on the gRPC listener; more are closed on accept (0: no limit)")
+		connStreams = fs.Uint("max-streams-per-connection", server.DefaultMaxStreamsPerConnection, "concurrent calls and streams of one connection; more wait in the client")
+		idleTimeout = fs.Duration("idle-connection-timeout", 0, "close a client connection that has had no call for this long (0: never)")
 		maxCalls    = fs.Int("max-concurrent-requests", 0, "overload: unary calls running at once, server-wide (0: no limit); the rest wait in a queue or are shed with RESOURCE_EXHAUSTED and a RetryInfo")
 		maxQueued   = fs.Int("max-queued-requests", 0, "overload: calls that may wait for one of -max-concurrent-requests (0: none wait); a call whose deadline the queue cannot meet is shed at once")
 		maxStreams  = fs.Int("max-concurrent-streams", server.DefaultMaxStreams, "overload: lookups, relationship reads, exports and imports running at once (0: no limit); the rest are shed with RESOURCE_EXHAUSTED")
@@ -216,8 +220,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	srv, err := server.New(eng, server.Config{
 		Keys: keys, Tokens: verifier, HealthWithoutAuth: *healthOpen, Reflection: *reflect, RequestTimeout: *timeout,
 		Registerer: reg, Logger: log, TLS: tlsConf, MaxRecvMsgBytes: *maxRecv, AccessLog: *accessLog,
-		Tracing:  tracing,
-		Overload: server.Overload{MaxConcurrent: *maxCalls, MaxQueue: *maxQueued, MaxStreams: *maxStreams},
+		Connections: server.Connections{Max: *maxConns, MaxStreams: uint32(min(*connStreams, math.MaxUint32)), IdleTimeout: *idleTimeout},
+		Tracing:     tracing,
+		Overload:    server.Overload{MaxConcurrent: *maxCalls, MaxQueue: *maxQueued, MaxStreams: *maxStreams},
 	})
 	if err != nil {
 		return fail(err)
