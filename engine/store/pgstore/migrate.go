@@ -157,10 +157,9 @@ func Migrate(ctx context.Context, uri string) error {
 	)`); err != nil {
 		return fmt.Errorf("pgstore: migrate: %w", err)
 	}
-	version := 0
-	err = tx.QueryRow(ctx, `SELECT version FROM pemba_schema_version`).Scan(&version)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("pgstore: migrate: read version: %w", err)
+	version, err := readVersion(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("pgstore: migrate: %w", err)
 	}
 	if version > SchemaVersion() {
 		return &VersionError{Found: version, Supported: SchemaVersion()}
@@ -204,20 +203,35 @@ func Migrate(ctx context.Context, uri string) error {
 
 // checkVersion returns a *VersionError unless the database is at exactly
 // this binary's schema version.
-func checkVersion(ctx context.Context, q interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}) error {
-	version := 0
-	err := q.QueryRow(ctx, `SELECT version FROM pemba_schema_version`).Scan(&version)
-	var pgErr *pgconn.PgError
-	switch {
-	case errors.As(err, &pgErr) && pgErr.Code == "42P01": // undefined_table
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
-		return fmt.Errorf("pgstore: read schema version: %w", err)
+func checkVersion(ctx context.Context, q rowQuerier) error {
+	version, err := readVersion(ctx, q)
+	if err != nil {
+		return fmt.Errorf("pgstore: %w", err)
 	}
 	if version != SchemaVersion() {
 		return &VersionError{Found: version, Supported: SchemaVersion()}
 	}
 	return nil
+}
+
+// rowQuerier is a pool, connection or transaction that reads one row.
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// readVersion returns the database's schema version: 0 when Migrate never
+// ran there (no version table, or no row in it).
+func readVersion(ctx context.Context, q rowQuerier) (int, error) {
+	version := 0
+	err := q.QueryRow(ctx, `SELECT version FROM pemba_schema_version`).Scan(&version)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "42P01": // undefined_table
+		return 0, nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return version, nil
 }
