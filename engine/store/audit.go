@@ -105,6 +105,21 @@ func (f AuditFilter) Matches(e *AuditEntry) bool {
 	return false
 }
 
+// Take passes e to yield when it matches f, counting it in taken, and
+// reports whether a backend's query should go on: false once yield stops
+// or f.Limit entries were passed. Every backend's QueryAudit ends its loop
+// with it, so the filter and the limit mean the same on each.
+func (f AuditFilter) Take(e AuditEntry, taken *int, yield func(AuditEntry, error) bool) bool {
+	if !f.Matches(&e) {
+		return true
+	}
+	if !yield(e, nil) {
+		return false
+	}
+	*taken++
+	return f.Limit <= 0 || *taken < f.Limit
+}
+
 // MatchesHeader reports whether an entry committed at t by caller passes
 // f's time and caller conditions, so that a backend can skip an entry
 // before decoding its changes.

@@ -345,13 +345,7 @@ func (s *Store) AuditEntries(ctx context.Context, f store.AuditFilter) iter.Seq2
 				return
 			}
 			e.Hash = rec.Hash
-			if !f.Matches(&e) {
-				continue
-			}
-			if !yield(e, nil) {
-				return
-			}
-			if n++; f.Limit > 0 && n >= f.Limit {
+			if !f.Take(e, &n, yield) {
 				return
 			}
 		}

@@ -191,13 +191,7 @@ func (s *Store) AuditEntries(ctx context.Context, f store.AuditFilter) iter.Seq2
 					return
 				}
 				// The indexed columns are copies: the entry decides.
-				if !f.Matches(&e) {
-					continue
-				}
-				if !yield(e, nil) {
-					return
-				}
-				if n++; f.Limit > 0 && n >= f.Limit {
+				if !f.Take(e, &n, yield) {
 					return
 				}
 			}
