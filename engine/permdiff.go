@@ -193,17 +193,23 @@ func (e *Engine) sideResults(ctx context.Context, side permSide, scope Permissio
 		if err != nil {
 			return out, fmt.Errorf("engine: lookup subjects of %s#%s at revision %d: %w", res, scope.Permission, side.v.rev, err)
 		}
-		if r.SubjectID == tuple.Wildcard {
-			out.wildcard = r.Permissionship
-			out.excluded = make(map[string]bool, len(r.ExcludedIDs))
-			for _, x := range r.ExcludedIDs {
-				out.excluded[x] = true
-			}
-			continue
-		}
-		out.byID[r.SubjectID] = r.Permissionship
+		out.add(r)
 	}
 	return out, nil
+}
+
+// add records one result of a LookupSubjects walk: the wildcard's (with
+// the subjects it excludes) or one subject's.
+func (s *subjectAnswers) add(r eval.SubjectResult) {
+	if r.SubjectID == tuple.Wildcard {
+		s.wildcard = r.Permissionship
+		s.excluded = make(map[string]bool, len(r.ExcludedIDs))
+		for _, x := range r.ExcludedIDs {
+			s.excluded[x] = true
+		}
+		return
+	}
+	s.byID[r.SubjectID] = r.Permissionship
 }
 
 // hasPermission reports whether the schema of ev defines typ#perm.

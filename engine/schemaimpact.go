@@ -79,17 +79,11 @@ type PermissionImpact struct {
 }
 
 // ResultFlip is one (resource, permission, subject) result that differs
-// between two evaluations. Subject.ID may be "*": the change holds
-// for every subject of the type but ExcludedIDs, whose own changes are
-// listed separately.
-type ResultFlip struct {
-	Resource    tuple.ObjectRef
-	Permission  string
-	Subject     tuple.SubjectRef
-	ExcludedIDs []string
-	Before      Permissionship
-	After       Permissionship
-}
+// between the current schema and the one a dry run tries: the same record
+// as a PermissionChange between two revisions. Subject.ID may be "*": the
+// change holds for every subject of the type but ExcludedIDs, whose own
+// changes are listed separately.
+type ResultFlip = PermissionChange
 
 // DryRunSchema compiles text and reports, at the head revision, what
 // WriteSchema would do with it: the refusal it would return (an invalid
@@ -370,7 +364,7 @@ func (e *Engine) compareSchemas(ctx context.Context, before, after impactSide, t
 			if err != nil {
 				return err
 			}
-			for _, c := range a.diff(b) {
+			for _, c := range diffSubjects(a, b) {
 				c.Resource, c.Permission, c.Subject.Type = res, perm, st
 				if !yield(c) {
 					return nil
@@ -381,65 +375,14 @@ func (e *Engine) compareSchemas(ctx context.Context, before, after impactSide, t
 	return nil
 }
 
-// subjectAnswerSet is one side's answer for one resource and subject
-// type: each listed subject's permissionship, and the wildcard's.
-type subjectAnswerSet struct {
-	byID     map[string]Permissionship
-	wildcard Permissionship // NoPermission: no wildcard result
-	excluded map[string]bool
-}
-
-func (s subjectAnswerSet) of(id string) Permissionship {
-	if p, ok := s.byID[id]; ok {
-		return p
-	}
-	if s.excluded[id] {
-		return NoPermission
-	}
-	return s.wildcard
-}
-
-func impactAnswers(ctx context.Context, side impactSide, res tuple.ObjectRef, perm, subjectType string) (subjectAnswerSet, error) {
-	out := subjectAnswerSet{byID: map[string]Permissionship{}}
+func impactAnswers(ctx context.Context, side impactSide, res tuple.ObjectRef, perm, subjectType string) (subjectAnswers, error) {
+	out := subjectAnswers{byID: map[string]Permissionship{}}
 	req := eval.LookupSubjectsRequest{Resource: res, Permission: perm, SubjectType: subjectType}
 	for r, err := range side.v.c.eval.LookupSubjects(ctx, side.params(), req) {
 		if err != nil {
 			return out, fmt.Errorf("engine: lookup subjects of %s#%s: %w", res, perm, err)
 		}
-		if r.SubjectID == tuple.Wildcard {
-			out.wildcard = r.Permissionship
-			out.excluded = make(map[string]bool, len(r.ExcludedIDs))
-			for _, x := range r.ExcludedIDs {
-				out.excluded[x] = true
-			}
-			continue
-		}
-		out.byID[r.SubjectID] = r.Permissionship
+		out.add(r)
 	}
 	return out, nil
-}
-
-// diff compares a (before) with b (after): the wildcard first, then every
-// subject either side names.
-func (a subjectAnswerSet) diff(b subjectAnswerSet) []ResultFlip {
-	named := map[string]bool{}
-	for _, s := range []subjectAnswerSet{a, b} {
-		for id := range s.byID {
-			named[id] = true
-		}
-		for id := range s.excluded {
-			named[id] = true
-		}
-	}
-	ids := slices.Sorted(maps.Keys(named))
-	var out []ResultFlip
-	if a.wildcard != b.wildcard {
-		out = append(out, ResultFlip{Subject: tuple.SubjectRef{ID: tuple.Wildcard}, ExcludedIDs: ids, Before: a.wildcard, After: b.wildcard})
-	}
-	for _, id := range ids {
-		if pa, pb := a.of(id), b.of(id); pa != pb {
-			out = append(out, ResultFlip{Subject: tuple.SubjectRef{ID: id}, Before: pa, After: pb})
-		}
-	}
-	return out
 }
