@@ -69,6 +69,21 @@ type checker struct {
 	relDefs  []*Definition              // compiled definitions, in order
 	defDecls []*DefinitionDecl          // their declarations, parallel to relDefs
 	invDecls map[*Invariant]*InvariantDecl
+	// arrows memoizes where an arrow over a relation leads, by target
+	// name: arrows that repeat one (r->member in many permissions) share
+	// one Targets map, so checking them is linear in the schema's size,
+	// not in arrows times the relation's types.
+	arrows map[arrowKey]*arrowTargetsOf
+}
+
+type arrowKey struct {
+	rel    *Relation
+	target string
+}
+
+type arrowTargetsOf struct {
+	targets map[string]*Relation
+	types   []string // the object types followed, for the error
 }
 
 type caveatDecl struct {
@@ -515,41 +530,48 @@ func (c *checker) arrow(def *Definition, x *ArrowExpr) *Rewrite {
 		c.errorf(x.Left.Pos(), "the left side of arrow %s must be a relation, not permission %q", spelled, rel.Name)
 		return nil
 	}
-	n := &Rewrite{
-		Kind:       RewriteArrow,
-		Relation:   rel,
-		TargetName: x.Target.Name,
-		Targets:    map[string]*Relation{},
-		ArrowAll:   x.Func == "all",
-		Pos:        c.position(x.Left.Pos()),
-	}
 	rd := c.members[rel].(*RelationDecl)
 	if len(rel.Allowed) != len(rd.Types) {
 		return nil // a type of the relation did not resolve; already reported
 	}
-	var types []string
-	for _, a := range rel.Allowed {
-		if a.Wildcard {
-			continue // a wildcard names no object to follow
+	key := arrowKey{rel, x.Target.Name}
+	at := c.arrows[key]
+	if at == nil {
+		at = &arrowTargetsOf{targets: map[string]*Relation{}}
+		for _, a := range rel.Allowed {
+			if a.Wildcard {
+				continue // a wildcard names no object to follow
+			}
+			sub := c.s.Definitions[a.Type]
+			if _, done := at.targets[a.Type]; done || sub == nil {
+				continue
+			}
+			at.types = append(at.types, a.Type)
+			if t := sub.Relations[x.Target.Name]; t != nil {
+				at.targets[a.Type] = t
+			}
 		}
-		sub := c.s.Definitions[a.Type]
-		if _, done := n.Targets[a.Type]; done || sub == nil {
-			continue
+		if c.arrows == nil {
+			c.arrows = map[arrowKey]*arrowTargetsOf{}
 		}
-		types = append(types, a.Type)
-		if t := sub.Relations[x.Target.Name]; t != nil {
-			n.Targets[a.Type] = t
-		}
+		c.arrows[key] = at
 	}
-	if len(n.Targets) == 0 {
-		if len(types) == 0 {
+	if len(at.targets) == 0 {
+		if len(at.types) == 0 {
 			c.errorf(x.Left.Pos(), "arrow %s follows relation %q, which allows only wildcard subjects", spelled, rel.Name)
 		} else {
-			c.errorf(x.Target.Pos(), "%q is not a relation or permission on any subject type of %q (%s)", x.Target.Name, rel.Name, strings.Join(types, ", "))
+			c.errorf(x.Target.Pos(), "%q is not a relation or permission on any subject type of %q (%s)", x.Target.Name, rel.Name, strings.Join(at.types, ", "))
 		}
 		return nil
 	}
-	return n
+	return &Rewrite{
+		Kind:       RewriteArrow,
+		Relation:   rel,
+		TargetName: x.Target.Name,
+		Targets:    at.targets, // shared with every arrow of key: read only
+		ArrowAll:   x.Func == "all",
+		Pos:        c.position(x.Left.Pos()),
+	}
 }
 
 // findCycles rejects permissions that depend on themselves through

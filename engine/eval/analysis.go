@@ -207,7 +207,7 @@ func analyze(s *schema.Schema) *analysis {
 		a.direct[i] = d
 		a.heavy[i] = r.Rewrite != nil || len(d.usersets) > 0
 		if r.Rewrite != nil {
-			a.reverseEdges(r, r.Rewrite, true)
+			a.reverseEdges(r, r.Rewrite, true, arrowsSeen{})
 		}
 		a.positiveRefs[i] = indices(positiveReferences(r))
 		a.allRefs[i] = indices(allReferences(r))
@@ -335,7 +335,7 @@ func (a *analysis) heavyRewrite(w *schema.Rewrite) bool {
 
 // reverseEdges records, for every relation that r's rewrite reaches in a
 // positive position, the edge back to r.
-func (a *analysis) reverseEdges(r *schema.Relation, w *schema.Rewrite, exact bool) {
+func (a *analysis) reverseEdges(r *schema.Relation, w *schema.Rewrite, exact bool, seen arrowsSeen) {
 	switch w.Kind {
 	case schema.RewriteSelf:
 		t := r.Definition.Name
@@ -346,19 +346,22 @@ func (a *analysis) reverseEdges(r *schema.Relation, w *schema.Rewrite, exact boo
 			a.computedParents[t] = append(a.computedParents[t], parentEdge{parent: r, exact: exact})
 		}
 	case schema.RewriteArrow:
+		if !seen.first(w, exact && !w.ArrowAll) {
+			return
+		}
 		for _, typ := range slices.Sorted(maps.Keys(w.Targets)) {
 			t := w.Targets[typ].Index
 			a.arrowParents[t] = append(a.arrowParents[t], parentEdge{parent: r, tupleset: w.Relation, exact: exact && !w.ArrowAll})
 		}
 	case schema.RewriteUnion:
 		for _, c := range w.Children {
-			a.reverseEdges(r, c, exact)
+			a.reverseEdges(r, c, exact, seen)
 		}
 	case schema.RewriteIntersection, schema.RewriteExclusion:
 		// Every result of an intersection is in its first child, and of
 		// an exclusion in its base: candidates come from there.
 		if len(w.Children) > 0 {
-			a.reverseEdges(r, w.Children[0], false)
+			a.reverseEdges(r, w.Children[0], false, seen)
 		}
 	}
 }
@@ -368,6 +371,7 @@ func (a *analysis) reverseEdges(r *schema.Relation, w *schema.Rewrite, exact boo
 func (a *analysis) influenceGraph() {
 	n := len(a.rels)
 	g := reverseGraph{userset: a.usersetParents, computed: make([][]parentEdge, n), arrow: make([][]parentEdge, n)}
+	var seen arrowsSeen
 	var walk func(r *schema.Relation, w *schema.Rewrite)
 	walk = func(r *schema.Relation, w *schema.Rewrite) {
 		switch w.Kind {
@@ -376,6 +380,9 @@ func (a *analysis) influenceGraph() {
 				g.computed[w.Relation.Index] = append(g.computed[w.Relation.Index], parentEdge{parent: r})
 			}
 		case schema.RewriteArrow:
+			if !seen.first(w, true) {
+				return
+			}
 			// A tupleset relationship added or removed on an object
 			// changes the arrow on that same object.
 			g.computed[w.Relation.Index] = append(g.computed[w.Relation.Index], parentEdge{parent: r})
@@ -391,6 +398,7 @@ func (a *analysis) influenceGraph() {
 	}
 	for _, r := range a.rels {
 		if r != nil && r.Rewrite != nil {
+			seen = arrowsSeen{}
 			walk(r, r.Rewrite)
 		}
 	}
@@ -403,16 +411,19 @@ func (a *analysis) influenceGraph() {
 // of an intersection, the base of an exclusion, an arrow's targets).
 func positiveReferences(r *schema.Relation) []*schema.Relation {
 	out := subjectSetTargets(r)
+	seen := arrowsSeen{}
 	eachOperand(r.Rewrite, func(w *schema.Rewrite, adds bool) {
 		switch {
 		case !adds:
 		case w.Kind == schema.RewriteArrow:
-			out = appendArrowTargets(out, w)
+			if seen.first(w, true) {
+				out = appendArrowTargets(out, w)
+			}
 		case w.Relation != nil:
 			out = append(out, w.Relation)
 		}
 	})
-	return out
+	return dedupe(out)
 }
 
 // allReferences lists every relation r's value is computed from: those of
@@ -420,14 +431,54 @@ func positiveReferences(r *schema.Relation) []*schema.Relation {
 // tupleset relations arrows read.
 func allReferences(r *schema.Relation) []*schema.Relation {
 	out := subjectSetTargets(r)
+	seen := arrowsSeen{}
 	eachOperand(r.Rewrite, func(w *schema.Rewrite, _ bool) {
 		if w.Relation != nil {
 			out = append(out, w.Relation)
 		}
-		if w.Kind == schema.RewriteArrow {
+		if w.Kind == schema.RewriteArrow && seen.first(w, true) {
 			out = appendArrowTargets(out, w)
 		}
 	})
+	return dedupe(out)
+}
+
+// arrowsSeen records the arrows of one relation's rewrite already
+// followed: an arrow repeated in a permission (r->member + r->member + ...)
+// leads to the same targets, so it is followed once, and the analysis
+// stays linear in the schema's size instead of in arrows times types.
+type arrowsSeen map[arrowUse]bool
+
+type arrowUse struct {
+	tupleset *schema.Relation
+	target   string
+	exact    bool
+}
+
+// first reports whether w (in a position of the given exactness) is seen
+// for the first time, and marks it.
+func (s arrowsSeen) first(w *schema.Rewrite, exact bool) bool {
+	k := arrowUse{w.Relation, w.TargetName, exact}
+	if s[k] {
+		return false
+	}
+	s[k] = true
+	return true
+}
+
+// dedupe drops repeated relations, keeping the first of each.
+func dedupe(rels []*schema.Relation) []*schema.Relation {
+	if len(rels) < 2 {
+		return rels
+	}
+	seen := make(map[*schema.Relation]bool, len(rels))
+	out := rels[:0]
+	for _, r := range rels {
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
 	return out
 }
 
