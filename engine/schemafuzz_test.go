@@ -15,14 +15,14 @@ import (
 // Shapes of hostile schema that genSchema builds (issue 18): each is what
 // a recursive or quadratic front end, analysis or set-up would choke on.
 const (
-	shapeOperatorChain = iota // permission p = a - b - a - b ...
-	shapeParens               // permission p = ((((a))))
-	shapeArrowChain           // definitions each with an arrow to the one before
-	shapeHub                  // one relation accepting many types, a permission over all
-	shapeCaveatDeep           // a caveat expression nested n deep
-	shapeCaveatLong           // a caveat expression of n operators
-	shapeManyDefinitions      // n unrelated definitions
-	shapeMixed                // an arrow chain whose permissions are operator chains
+	shapeOperatorChain   = iota // permission p = a - b - a - b ...
+	shapeParens                 // permission p = ((((a))))
+	shapeArrowChain             // definitions each with an arrow to the one before
+	shapeHub                    // one relation accepting many types, a permission over all
+	shapeCaveatDeep             // a caveat expression nested n deep
+	shapeCaveatLong             // a caveat expression of n operators
+	shapeManyDefinitions        // n unrelated definitions
+	shapeMixed                  // an arrow chain whose permissions are operator chains
 	numShapes
 )
 
