@@ -8,8 +8,9 @@
 //
 //   - consistency: turning a Consistency (and its zookie) into the revision
 //     a request is answered at, and minting the zookie of every answer;
-//   - the schema in force at a revision, compiled once per schema write and
-//     cached by the revision that wrote it;
+//   - the schema in force at a revision, compiled and set up once per
+//     schema write (outside the write lock) and cached by the revision
+//     that wrote it;
 //   - write validation: every relationship is checked against the schema in
 //     force, preconditions are evaluated in the write's own transaction;
 //   - schema-change safety: a schema that removes a relation or allowed
@@ -176,6 +177,18 @@ type Limits struct {
 	// CheckPermissionSet (the rows of its matrix); more fail with
 	// ErrInvalidRequest.
 	MaxPermissionSetResources int
+	// MaxSchemaDefinitions bounds the definitions of a schema written
+	// (DefaultMaxSchemaDefinitions).
+	MaxSchemaDefinitions int
+	// MaxPermissionOperators bounds the operators (+, &, -) of each
+	// permission of a schema written (DefaultMaxPermissionOperators;
+	// the parser refuses more than schema.MaxOperators whatever this
+	// says).
+	MaxPermissionOperators int
+	// MaxSchemaAnalysisWork bounds the work of setting a schema up for
+	// evaluation, as eval.AnalysisWork counts it
+	// (DefaultMaxSchemaAnalysisWork).
+	MaxSchemaAnalysisWork int
 	// SchemaScanLimit bounds how many orphaned relationships WriteSchema
 	// counts per changed relation before it stops (the refusal then says
 	// "or more").
@@ -211,6 +224,12 @@ type Engine struct {
 	// requests within a quantum share one revision.
 	lastInForce atomic.Pointer[schemaInForce]
 	lastZookie  atomic.Pointer[mintedZookie]
+	// pending is the schema a schema write is committing, compiled and
+	// set up outside the lock: a request that reads its text at the new
+	// revision before the write has remembered it takes it from here.
+	pending atomic.Pointer[pendingSchema]
+	// compilesOnRead counts stored schemas compiled by schemaOf.
+	compilesOnRead atomic.Int64
 
 	closed atomic.Bool
 }
@@ -316,6 +335,9 @@ func (l Limits) withDefaults(st store.Store) Limits {
 	def(&l.MaxBulkCheckItems, DefaultMaxBulkCheckItems)
 	def(&l.MaxReadPageSize, DefaultMaxReadPageSize)
 	def(&l.SchemaScanLimit, DefaultSchemaScanLimit)
+	def(&l.MaxSchemaDefinitions, DefaultMaxSchemaDefinitions)
+	def(&l.MaxPermissionOperators, DefaultMaxPermissionOperators)
+	def(&l.MaxSchemaAnalysisWork, DefaultMaxSchemaAnalysisWork)
 	def(&l.MaxLookupNodes, DefaultMaxLookupNodes)
 	def(&l.MaxContextualRelationships, DefaultMaxContextualRelationships)
 	def(&l.MaxContextualBytes, DefaultMaxContextualBytes)
@@ -347,6 +369,10 @@ type Stats struct {
 	// DeprecatedUses counts requests that named a @deprecated relation
 	// or permission (warned or refused).
 	DeprecatedUses int64
+	// SchemaCompilesOnRead counts stored schemas compiled by a request
+	// rather than by the schema write that stored them: after a restart,
+	// a cache eviction, or a write by another process.
+	SchemaCompilesOnRead int64
 }
 
 // Stats returns current counters.
@@ -360,6 +386,7 @@ func (e *Engine) Stats() Stats {
 	s.CompiledSchemas = len(e.schemas)
 	e.schemaMu.Unlock()
 	s.DeprecatedUses = e.deprecation.uses.Load()
+	s.SchemaCompilesOnRead = e.compilesOnRead.Load()
 	return s
 }
 
@@ -439,6 +466,10 @@ func (e *Engine) schemaOf(ctx context.Context, r store.Reader) (*compiled, error
 			// Concurrent first requests compile once: compiling caveats
 			// costs milliseconds.
 			v, err, _ := e.compiles.Do(strconv.FormatUint(uint64(written), 10), func() (any, error) {
+				if p := e.pending.Load(); p != nil && p.text == text {
+					return e.remember(written, p.c), nil
+				}
+				e.compilesOnRead.Add(1)
 				s, err := schema.Compile(schemaFilename, text)
 				if err != nil {
 					// The engine compiled this text before storing it; failing now
@@ -462,6 +493,11 @@ func (e *Engine) schemaOf(ctx context.Context, r store.Reader) (*compiled, error
 	e.schemaMu.Unlock()
 	e.lastInForce.Store(&schemaInForce{rev: rev, c: c})
 	return c, nil
+}
+
+type pendingSchema struct {
+	text string
+	c    *compiled
 }
 
 type schemaInForce struct {

@@ -531,3 +531,33 @@ func appendArrowTargets(out []*schema.Relation, w *schema.Rewrite) []*schema.Rel
 func (a *analysis) canContain(rel *schema.Relation, typ, srel string) bool {
 	return a.contains.has(a, kind{typ, srel}, rel.Index)
 }
+
+// AnalysisWork counts what New's analysis of s walks and keeps: one unit
+// per relation, allowed subject type and rewrite node, and one per target
+// of each distinct arrow of a relation (an arrow leads to its target on
+// every object type its tupleset allows: this is where a schema's size
+// can multiply). The analysis's time and memory grow linearly with it;
+// callers bound it before calling New.
+func AnalysisWork(s *schema.Schema) int {
+	n := 0
+	for _, def := range s.Definitions {
+		for _, r := range def.Ordered {
+			n += 1 + len(r.Allowed)
+			seen := arrowsSeen{}
+			stack := []*schema.Rewrite{r.Rewrite}
+			for len(stack) > 0 {
+				w := stack[len(stack)-1]
+				stack = stack[:len(stack)-1]
+				if w == nil {
+					continue
+				}
+				n++
+				if w.Kind == schema.RewriteArrow && seen.first(w, true) {
+					n += len(w.Targets)
+				}
+				stack = append(stack, w.Children...)
+			}
+		}
+	}
+	return n
+}
