@@ -22,12 +22,14 @@ import (
 // So the server's codec (decodeCodec, a server option, not grpc-go's
 // global codec registry) never fails to decode a request that comes
 // wrapped in a *decoding: it records the failure there and returns nil.
-// decodeErrors wraps every request of every service registered on the
-// server (the dec function of a unary method, called before any
-// interceptor, and the RecvMsg of a stream) and turns the recorded
-// failure into INVALID_ARGUMENT. A message that reaches the codec
-// unwrapped decodes as usual. Payloads that do not decompress still fail
-// inside grpc-go, with INTERNAL.
+// Every request is wrapped so, and the recorded failure turned into
+// INVALID_ARGUMENT: a unary method's by the dec function that
+// decodeErrors gives its handler in every service registered (it runs
+// before any interceptor), a stream's by decodeStreams, the first stream
+// interceptor, so that the interceptors after it (metrics, logging, and
+// any in Config.GRPCOptions) see the request message itself. A message
+// that reaches the codec unwrapped decodes as usual. Payloads that do
+// not decompress still fail inside grpc-go, with INTERNAL.
 
 // decoding carries a request message through the codec, and the codec's
 // failure back.
@@ -58,8 +60,8 @@ func (c decodeCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return c.CodecV2.Unmarshal(data, v)
 }
 
-// decodeErrors returns desc with every method's requests decoded through
-// a *decoding, so that one that does not decode fails with
+// decodeErrors returns desc with every unary method's request decoded
+// through a *decoding, so that one that does not decode fails with
 // INVALID_ARGUMENT.
 func decodeErrors(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 	d := *desc
@@ -76,15 +78,13 @@ func decodeErrors(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 			}, ic)
 		}}
 	}
-	d.Streams = make([]grpc.StreamDesc, len(desc.Streams))
-	for i, s := range desc.Streams {
-		h := s.Handler
-		d.Streams[i] = s
-		d.Streams[i].Handler = func(srv any, stream grpc.ServerStream) error {
-			return h(srv, decodingStream{stream})
-		}
-	}
 	return &d
+}
+
+// decodeStreams is the first stream interceptor: it decodes the messages
+// a stream receives through a *decoding.
+func decodeStreams(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	return h(srv, decodingStream{ss})
 }
 
 // decodingStream is a server stream whose RecvMsg fails with
@@ -92,6 +92,9 @@ func decodeErrors(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 type decodingStream struct{ grpc.ServerStream }
 
 func (s decodingStream) RecvMsg(m any) error {
+	if _, ok := m.(*decoding); ok {
+		return s.ServerStream.RecvMsg(m) // already wrapped
+	}
 	d := &decoding{msg: m}
 	if err := s.ServerStream.RecvMsg(d); err != nil {
 		return err
