@@ -23,6 +23,7 @@ const (
 	shapeCaveatLong             // a caveat expression of n operators
 	shapeManyDefinitions        // n unrelated definitions
 	shapeMixed                  // an arrow chain whose permissions are operator chains
+	shapeComputedChain          // one definition of n permissions, each naming the one before
 	numShapes
 )
 
@@ -88,6 +89,12 @@ func genHostileSchema(shape uint8, n int, ops []byte, text string) string {
 		}
 		b.WriteString(" > 1" + text + "\n}\n")
 		b.WriteString("definition doc {\n  relation a: user with c\n  permission p = a\n}\n")
+	case shapeComputedChain:
+		b.WriteString("definition doc {\n  relation r: user\n  permission p0 = r\n")
+		for k := 1; k < n; k++ {
+			fmt.Fprintf(&b, "  permission p%d = p%d%s\n", k, k-1, op(k)+"r")
+		}
+		b.WriteString(text + "}\n")
 	case shapeManyDefinitions:
 		for k := range n {
 			fmt.Fprintf(&b, "definition d%d { relation r: user\n permission p = r }\n", k)
@@ -140,7 +147,7 @@ func FuzzWriteSchema(f *testing.F) {
 	f.Fuzz(func(t *testing.T, shape uint8, n uint16, ops []byte, text string) {
 		size := int(n)
 		switch shape % numShapes {
-		case shapeArrowChain, shapeHub, shapeManyDefinitions, shapeMixed:
+		case shapeArrowChain, shapeHub, shapeManyDefinitions, shapeMixed, shapeComputedChain:
 			size %= 1500 // each is a definition or more: keep an execution quick
 		}
 		_ = writeHostile(t, genHostileSchema(shape, size, ops, text))
@@ -167,6 +174,7 @@ func TestHostileSchemas(t *testing.T) {
 		{"caveat of 20,000 operators", shapeCaveatLong, 20_000, false},
 		{"caveat of 100,000 operators", shapeCaveatLong, 100_000, false},
 		{"3,000 definitions", shapeManyDefinitions, 3_000, true},
+		{"one definition of 20,000 chained permissions", shapeComputedChain, 20_000, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := writeHostile(t, genHostileSchema(tc.shape, tc.n, []byte{0, 2, 1}, ""))

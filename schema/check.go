@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pemba-authz/pemba/schema/names"
@@ -586,12 +587,22 @@ func (c *checker) findCycles() {
 				edges[r] = computedPermissions(r.Rewrite, nil)
 			}
 		}
+		// Only a permission in a strongly connected component of two or
+		// more, or naming itself, lies on a cycle; the search for its
+		// shortest cycle stays inside its component. A chain of 20,000
+		// permissions (p1 = p0, p2 = p1, ...) searched from each one took
+		// minutes.
+		comp, size := components(def.Ordered, edges)
 		reported := map[*Relation]bool{}
+		n := 0
 		for _, r := range def.Ordered {
-			if !r.IsPermission || reported[r] {
+			if !r.IsPermission || reported[r] || (size[comp[r]] < 2 && !slices.Contains(edges[r], r)) {
 				continue
 			}
-			path := cyclePath(r, edges)
+			if n++; n > maxCycleReports {
+				break
+			}
+			path := cyclePath(r, edges, comp)
 			if path == nil {
 				continue
 			}
@@ -606,6 +617,77 @@ func (c *checker) findCycles() {
 			c.errs.Add(r.Pos, fmt.Sprintf("permission %q refers to itself (%s); a permission cannot be defined in terms of itself", r.Name, strings.Join(names, " -> ")))
 		}
 	}
+}
+
+// maxCycleReports bounds the self-referring permissions reported per
+// definition: each report searches the permission's component.
+const maxCycleReports = 100
+
+// components numbers the strongly connected components of the graph of
+// nodes and edges (Tarjan's algorithm with an explicit stack: a chain of
+// many permissions must not recurse once per permission), and returns
+// each component's size.
+func components(nodes []*Relation, edges map[*Relation][]*Relation) (map[*Relation]int, []int) {
+	index := make(map[*Relation]int, len(nodes)) // visit order + 1
+	low := make(map[*Relation]int, len(nodes))
+	comp := make(map[*Relation]int, len(nodes))
+	onStack := map[*Relation]bool{}
+	var stack []*Relation
+	var size []int
+	type frame struct {
+		v    *Relation
+		next int
+	}
+	counter := 0
+	for _, root := range nodes {
+		if index[root] != 0 {
+			continue
+		}
+		counter++
+		index[root], low[root] = counter, counter
+		stack = append(stack, root)
+		onStack[root] = true
+		calls := []frame{{v: root}}
+		for len(calls) > 0 {
+			f := &calls[len(calls)-1]
+			v := f.v
+			if f.next < len(edges[v]) {
+				w := edges[v][f.next]
+				f.next++
+				switch {
+				case index[w] == 0:
+					counter++
+					index[w], low[w] = counter, counter
+					stack = append(stack, w)
+					onStack[w] = true
+					calls = append(calls, frame{v: w})
+				case onStack[w]:
+					low[v] = min(low[v], index[w])
+				}
+				continue
+			}
+			if low[v] == index[v] {
+				id, n := len(size), 0
+				for {
+					w := stack[len(stack)-1]
+					stack = stack[:len(stack)-1]
+					onStack[w] = false
+					comp[w] = id
+					n++
+					if w == v {
+						break
+					}
+				}
+				size = append(size, n)
+			}
+			calls = calls[:len(calls)-1]
+			if len(calls) > 0 {
+				p := calls[len(calls)-1].v
+				low[p] = min(low[p], low[v])
+			}
+		}
+	}
+	return comp, size
 }
 
 // computedPermissions appends the permissions of the same object that rw
@@ -625,8 +707,9 @@ func computedPermissions(rw *Rewrite, out []*Relation) []*Relation {
 }
 
 // cyclePath returns a shortest path start -> ... -> start (without the
-// final start), or nil when start does not reach itself.
-func cyclePath(start *Relation, edges map[*Relation][]*Relation) []*Relation {
+// final start), or nil when start does not reach itself. The path lies in
+// start's strongly connected component (comp), so the search stays there.
+func cyclePath(start *Relation, edges map[*Relation][]*Relation, comp map[*Relation]int) []*Relation {
 	prev := map[*Relation]*Relation{}
 	queue := []*Relation{start}
 	seen := map[*Relation]bool{}
@@ -647,7 +730,7 @@ func cyclePath(start *Relation, edges map[*Relation][]*Relation) []*Relation {
 				}
 				return path
 			}
-			if !seen[m] {
+			if !seen[m] && comp[m] == comp[start] {
 				seen[m] = true
 				prev[m] = n
 				queue = append(queue, m)
