@@ -751,12 +751,19 @@ func (c *checker) typecheck() {
 	if !c.uses["typechecking"] {
 		return
 	}
+	budget := typecheckSteps
 	for _, def := range c.relDefs {
 		for _, r := range def.Ordered {
 			if len(r.TypeAnnotation) == 0 {
 				continue
 			}
-			for _, typ := range terminalTypes(r) {
+			types, ok := terminalTypes(r, &budget)
+			if !ok {
+				pd := c.members[r].(*PermissionDecl)
+				c.errorf(pd.Colon, "type annotations take more than %d steps to check (at permission %q of definition %q): annotate fewer permissions, or drop \"use typechecking\"", typecheckSteps, r.Name, def.Name)
+				return
+			}
+			for _, typ := range types {
 				if !slicesContains(r.TypeAnnotation, typ) {
 					pd := c.members[r].(*PermissionDecl)
 					c.errorf(pd.Colon, "incomplete type annotation on permission %q of definition %q: subject type %q is reachable but not listed (%s)", r.Name, def.Name, typ, strings.Join(r.TypeAnnotation, " | "))
@@ -766,6 +773,15 @@ func (c *checker) typecheck() {
 		}
 	}
 }
+
+// maxTypecheckSteps bounds the relations and rewrite nodes that checking
+// a schema's type annotations visits, all annotated permissions together:
+// each annotation is checked by a walk over what its permission reaches,
+// so many annotated permissions over a long chain multiply.
+const maxTypecheckSteps = 30_000_000
+
+// typecheckSteps is maxTypecheckSteps; tests lower it.
+var typecheckSteps = maxTypecheckSteps
 
 func slicesContains(list []string, s string) bool {
 	for _, x := range list {
@@ -778,47 +794,68 @@ func slicesContains(list []string, s string) bool {
 
 // terminalTypes lists, in order of discovery, the object types of the
 // subjects r can hold: plain and wildcard types of relations, reached
-// through subject sets, computed references and arrows.
-func terminalTypes(r *Relation) []string {
+// through subject sets, computed references and arrows. The walk keeps
+// its own stack (a chain of definitions must not recurse once per
+// definition) in the order a recursive walk would take, and spends one of
+// *budget per step; it stops, returning false, when the budget is spent.
+func terminalTypes(r *Relation, budget *int) ([]string, bool) {
+	type item struct {
+		rel *Relation
+		rw  *Rewrite
+		typ string
+	}
 	var out []string
 	seenType := map[string]bool{}
 	seen := map[*Relation]bool{}
-	var rel func(r *Relation)
-	var rw func(w *Rewrite)
-	rel = func(r *Relation) {
-		if r == nil || seen[r] {
-			return
+	stack := []item{{rel: r}}
+	for len(stack) > 0 {
+		if *budget--; *budget < 0 {
+			return nil, false
 		}
-		seen[r] = true
-		if r.Rewrite != nil {
-			rw(r.Rewrite)
-			return
-		}
-		for _, a := range r.Allowed {
-			if a.Relation != "" && !a.Wildcard {
-				rel(a.Target)
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		switch {
+		case it.rw != nil:
+			switch w := it.rw; w.Kind {
+			case RewriteComputed:
+				stack = append(stack, item{rel: w.Relation})
+			case RewriteArrow:
+				for i := len(w.Relation.Allowed) - 1; i >= 0; i-- {
+					if t := w.Targets[w.Relation.Allowed[i].Type]; t != nil {
+						stack = append(stack, item{rel: t})
+					}
+				}
+			case RewriteUnion, RewriteIntersection, RewriteExclusion:
+				for i := len(w.Children) - 1; i >= 0; i-- {
+					stack = append(stack, item{rw: w.Children[i]})
+				}
+			}
+		case it.rel != nil:
+			x := it.rel
+			if seen[x] {
 				continue
 			}
-			if !seenType[a.Type] {
-				seenType[a.Type] = true
-				out = append(out, a.Type)
+			seen[x] = true
+			if x.Rewrite != nil {
+				stack = append(stack, item{rw: x.Rewrite})
+				continue
+			}
+			for i := len(x.Allowed) - 1; i >= 0; i-- {
+				a := x.Allowed[i]
+				if a.Relation != "" && !a.Wildcard {
+					if a.Target != nil {
+						stack = append(stack, item{rel: a.Target})
+					}
+					continue
+				}
+				stack = append(stack, item{typ: a.Type})
+			}
+		default:
+			if !seenType[it.typ] {
+				seenType[it.typ] = true
+				out = append(out, it.typ)
 			}
 		}
 	}
-	rw = func(w *Rewrite) {
-		switch w.Kind {
-		case RewriteComputed:
-			rel(w.Relation)
-		case RewriteArrow:
-			for _, a := range w.Relation.Allowed {
-				rel(w.Targets[a.Type])
-			}
-		case RewriteUnion, RewriteIntersection, RewriteExclusion:
-			for _, ch := range w.Children {
-				rw(ch)
-			}
-		}
-	}
-	rel(r)
-	return out
+	return out, true
 }

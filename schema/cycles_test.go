@@ -105,3 +105,30 @@ func parseAndCheckIgnoringCycles(t *testing.T, src string) *Schema {
 	c.resolvePermissions()
 	return c.s
 }
+
+// typedChain is a chain of n definitions under "use typechecking", each
+// permission annotated: every annotation is checked by a walk down the
+// chain.
+func typedChain(n int) string {
+	var b strings.Builder
+	b.WriteString("use typechecking\ndefinition user {}\ndefinition d0 {\n  relation viewer: user\n  permission view: user = viewer\n}\n")
+	for k := 1; k < n; k++ {
+		fmt.Fprintf(&b, "definition d%d {\n  relation prev: d%d\n  relation viewer: user | d%d#view\n  permission view: user = viewer + prev->view\n}\n", k, k-1, k-1)
+	}
+	return b.String()
+}
+
+// TestTypecheckChain: checking the annotations of a long chain walks
+// without recursion, and a schema whose annotations would take more than
+// maxTypecheckSteps to check is refused with an error that says so.
+func TestTypecheckChain(t *testing.T) {
+	defer func(n int) { typecheckSteps = n }(typecheckSteps)
+	typecheckSteps = 1_000_000 // a chain of n costs about 3.5 n² steps
+	if _, err := Compile("chain", typedChain(300)); err != nil {
+		t.Fatalf("300 annotated definitions: %v", err)
+	}
+	_, err := Compile("chain", typedChain(1_000))
+	if err == nil || !strings.Contains(err.Error(), "type annotations take more than") {
+		t.Fatalf("1,000 annotated definitions: %v, want the step limit", err)
+	}
+}
