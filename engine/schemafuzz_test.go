@@ -24,6 +24,7 @@ const (
 	shapeManyDefinitions        // n unrelated definitions
 	shapeMixed                  // an arrow chain whose permissions are operator chains
 	shapeComputedChain          // one definition of n permissions, each naming the one before
+	shapePartials               // n partials, each including the one before len(ops) times
 	numShapes
 )
 
@@ -95,6 +96,13 @@ func genHostileSchema(shape uint8, n int, ops []byte, text string) string {
 			fmt.Fprintf(&b, "  permission p%d = p%d%s\n", k, k-1, op(k)+"r")
 		}
 		b.WriteString(text + "}\n")
+	case shapePartials:
+		b.WriteString("use partial\npartial p0 { relation r: user }\n")
+		copies := min(max(len(ops), 1), 4)
+		for k := 1; k <= n; k++ {
+			fmt.Fprintf(&b, "partial p%d {%s }\n", k, strings.Repeat(fmt.Sprintf(" ...p%d", k-1), copies))
+		}
+		fmt.Fprintf(&b, "definition doc {\n ...p%d\n permission p = r%s }\n", n, text)
 	case shapeManyDefinitions:
 		for k := range n {
 			fmt.Fprintf(&b, "definition d%d { relation r: user\n permission p = r }\n", k)
@@ -147,7 +155,7 @@ func FuzzWriteSchema(f *testing.F) {
 	f.Fuzz(func(t *testing.T, shape uint8, n uint16, ops []byte, text string) {
 		size := int(n)
 		switch shape % numShapes {
-		case shapeArrowChain, shapeHub, shapeManyDefinitions, shapeMixed, shapeComputedChain:
+		case shapeArrowChain, shapeHub, shapeManyDefinitions, shapeMixed, shapeComputedChain, shapePartials:
 			size %= 1500 // each is a definition or more: keep an execution quick
 		}
 		_ = writeHostile(t, genHostileSchema(shape, size, ops, text))
@@ -175,6 +183,7 @@ func TestHostileSchemas(t *testing.T) {
 		{"caveat of 100,000 operators", shapeCaveatLong, 100_000, false},
 		{"3,000 definitions", shapeManyDefinitions, 3_000, true},
 		{"one definition of 20,000 chained permissions", shapeComputedChain, 20_000, true},
+		{"partials doubling 40 times", shapePartials, 40, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := writeHostile(t, genHostileSchema(tc.shape, tc.n, []byte{0, 2, 1}, ""))

@@ -75,6 +75,10 @@ type checker struct {
 	// one Targets map, so checking them is linear in the schema's size,
 	// not in arrows times the relation's types.
 	arrows map[arrowKey]*arrowTargetsOf
+	// expanded counts the members expandMembers produced, against
+	// maxExpandedMembers; tooManyMembers is set once that is reported.
+	expanded       int
+	tooManyMembers bool
 }
 
 type arrowKey struct {
@@ -104,8 +108,20 @@ func (c *checker) position(p Pos) Position {
 }
 
 func (c *checker) errorf(pos Pos, format string, args ...any) {
+	switch n := len(c.errs); {
+	case n > maxCheckErrors:
+		return
+	case n == maxCheckErrors:
+		c.errs.Add(c.position(pos), fmt.Sprintf("more than %d errors; the rest are not reported", maxCheckErrors))
+		return
+	}
 	c.errs.Add(c.position(pos), fmt.Sprintf(format, args...))
 }
+
+// maxCheckErrors bounds the errors the checker reports: a schema with
+// more is not worth listing further, and a hostile one could make the
+// list larger than the schema.
+const maxCheckErrors = 1000
 
 // at renders a position as line:col for "first declared at" notes, with
 // the file name when the schema spans several files.
@@ -236,7 +252,7 @@ func (c *checker) collect() {
 			c.s.Definitions[name] = def
 			c.relDefs = append(c.relDefs, def)
 			c.defDecls = append(c.defDecls, d)
-			for _, em := range c.expandMembers(d.Members, nil, nil) {
+			for _, em := range c.expandMembers(nil, d.Members, nil, nil) {
 				if inv, ok := em.m.(*InvariantDecl); ok {
 					c.declareInvariant(def, inv, em.via)
 					continue
@@ -254,15 +270,35 @@ type expandedMember struct {
 	via *PartialRef
 }
 
-// expandMembers replaces partial references by the members of their
-// partials, recursively; stack holds the partials being expanded, to
+// Bounds of partial expansion: a partial that includes another twice, and
+// so on n times over, expands to 2^n members from a few hundred bytes.
+const (
+	maxExpandedMembers = 500_000 // members of all definitions, expanded
+	maxPartialNesting  = 100
+)
+
+// expandMembers appends to out the members ms, partial references
+// replaced by the members of their partials, recursively (at most
+// maxPartialNesting deep); stack holds the partials being expanded, to
 // report cycles.
-func (c *checker) expandMembers(ms []Member, via *PartialRef, stack []*PartialDecl) []expandedMember {
-	var out []expandedMember
+func (c *checker) expandMembers(out []expandedMember, ms []Member, via *PartialRef, stack []*PartialDecl) []expandedMember {
 	for _, m := range ms {
+		// Members and references both count: partials that only include
+		// others can multiply too.
+		if c.expanded++; c.expanded > maxExpandedMembers {
+			if !c.tooManyMembers {
+				c.tooManyMembers = true
+				c.errorf(m.Pos(), "the schema has more than %d members once partials are expanded: a partial included many times over, directly or through others, multiplies", maxExpandedMembers)
+			}
+			return out
+		}
 		ref, ok := m.(*PartialRef)
 		if !ok {
 			out = append(out, expandedMember{m, via})
+			continue
+		}
+		if len(stack) >= maxPartialNesting {
+			c.errorf(ref.Name.Pos(), "partials nested more than %d deep", maxPartialNesting)
 			continue
 		}
 		p := c.partials[ref.Name.Name]
@@ -293,7 +329,7 @@ func (c *checker) expandMembers(ms []Member, via *PartialRef, stack []*PartialDe
 		if outer == nil {
 			outer = ref
 		}
-		out = append(out, c.expandMembers(p.Members, outer, append(stack, p))...)
+		out = c.expandMembers(out, p.Members, outer, append(stack, p))
 	}
 	return out
 }

@@ -132,3 +132,45 @@ func TestTypecheckChain(t *testing.T) {
 		t.Fatalf("1,000 annotated definitions: %v, want the step limit", err)
 	}
 }
+
+// partialChain is n partials, each including the one before `copies`
+// times, and a definition including the last: copies 2 expands to 2^n
+// members from a few hundred bytes.
+func partialChain(n, copies int) string {
+	var b strings.Builder
+	b.WriteString("use partial\ndefinition user {}\npartial p0 { relation r: user }\n")
+	for k := 1; k <= n; k++ {
+		fmt.Fprintf(&b, "partial p%d {%s }\n", k, strings.Repeat(fmt.Sprintf(" ...p%d", k-1), copies))
+	}
+	fmt.Fprintf(&b, "definition doc { ...p%d }\n", n)
+	return b.String()
+}
+
+// TestPartialExpansionBounded: partials that multiply, or nest too deep,
+// are refused with an error instead of expanding without bound.
+func TestPartialExpansionBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		n, copies    int
+		want         string
+		wantMaxErrs int
+	}{
+		{"doubling 40 times", 40, 2, "members once partials are expanded", maxCheckErrors + 1},
+		{"nested 150 deep", 150, 1, "partials nested more than 100 deep", 1},
+		{"nested 50 deep", 50, 1, "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Compile("partials", partialChain(tc.n, tc.copies))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var el ErrorList
+			if !errors.As(err, &el) || !strings.Contains(err.Error(), tc.want) || len(el) > tc.wantMaxErrs {
+				t.Fatalf("Compile: %d errors, %.300v; want at most %d with %q", len(el), err, tc.wantMaxErrs, tc.want)
+			}
+		})
+	}
+}
