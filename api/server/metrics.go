@@ -199,7 +199,7 @@ func shortMethod(full string) string {
 type engineCollector struct {
 	stats                                      func() engine.Stats
 	hits, misses, evictions, bytes, entries, n *prometheus.Desc
-	deprecated                                 *prometheus.Desc
+	deprecated, compilesOnRead                 *prometheus.Desc
 }
 
 func newEngineCollector(stats func() engine.Stats) *engineCollector {
@@ -215,12 +215,14 @@ func newEngineCollector(stats func() engine.Stats) *engineCollector {
 		entries:    d("cache_entries", "Entries held by the result cache."),
 		n:          d("compiled_schemas", "Compiled schemas kept by the engine."),
 		deprecated: d("deprecated_uses_total", "Requests that named a @deprecated relation or permission (warned or refused)."),
+		compilesOnRead: d("schema_compiles_on_read_total",
+			"Stored schemas compiled by a request rather than by the schema write that stored them (after a restart, a cache eviction, or a write by another process)."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n, c.deprecated} {
+	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n, c.deprecated, c.compilesOnRead} {
 		ch <- d
 	}
 }
@@ -230,6 +232,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats()
 	ch <- prometheus.MustNewConstMetric(c.n, prometheus.GaugeValue, float64(s.CompiledSchemas))
 	ch <- prometheus.MustNewConstMetric(c.deprecated, prometheus.CounterValue, float64(s.DeprecatedUses))
+	ch <- prometheus.MustNewConstMetric(c.compilesOnRead, prometheus.CounterValue, float64(s.SchemaCompilesOnRead))
 	if !s.CacheEnabled {
 		return
 	}
