@@ -2,9 +2,11 @@ package eval
 
 import (
 	"math/rand/v2"
+	"fmt"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/pemba-authz/pemba/schema"
@@ -215,5 +217,40 @@ func TestComponents(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestKindSetsBeyondCopiedKinds asks about more subject kinds than the
+// lock-free map holds, so that the later ones are kept in the overflow
+// map: answers are the same either way.
+func TestKindSetsBeyondCopiedKinds(t *testing.T) {
+	n := maxCopiedKinds + 200
+	var b strings.Builder
+	b.WriteString("definition user {}\ndefinition d0 { relation m: user }\n")
+	for k := 1; k < n; k++ {
+		fmt.Fprintf(&b, "definition d%d { relation m: user | d%d#m }\n", k, k-1)
+	}
+	s, err := schema.Compile("kinds", b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := analyze(s)
+	m := func(k int) *schema.Relation { return s.Definitions["d"+strconv.Itoa(k)].Relations["m"] }
+	for round := range 2 { // the second round reads what the first kept
+		for k := 0; k < n-1; k++ {
+			typ := "d" + strconv.Itoa(k)
+			if !a.canContain(m(k+1), typ, "m") || !a.canContain(m(n-1), typ, "m") {
+				t.Fatalf("round %d: d%d#m is not found in the relations above it", round, k)
+			}
+			if k > 0 && a.canContain(m(0), typ, "m") {
+				t.Fatalf("round %d: d%d#m found in d0#m", round, k)
+			}
+		}
+	}
+	if got := len(*a.contains.m.Load()); got != maxCopiedKinds {
+		t.Fatalf("lock-free map holds %d kinds, want %d", got, maxCopiedKinds)
+	}
+	if len(a.contains.more) == 0 {
+		t.Fatal("no kind reached the overflow map")
 	}
 }

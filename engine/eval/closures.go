@@ -24,7 +24,14 @@ func (b bitset) set(i int) { b[i/64] |= 1 << (uint(i) % 64) }
 type closures struct {
 	edges [][]int32
 	memo  []atomic.Pointer[bitset]
+	// kept counts the bytes of memo; past maxClosureBytes a closure is
+	// computed for its caller and not kept (a lookup on every goal of a
+	// schema of n relations would otherwise keep n²/8 bytes).
+	kept atomic.Int64
 }
+
+// maxClosureBytes bounds the closures kept per closures value.
+const maxClosureBytes = 32 << 20
 
 func newClosures(edges [][]int32) *closures {
 	return &closures{edges: edges, memo: make([]atomic.Pointer[bitset], len(edges))}
@@ -49,23 +56,38 @@ func (c *closures) of(i int) bitset {
 			}
 		}
 	}
-	c.memo[i].CompareAndSwap(nil, &b)
+	if c.kept.Add(int64(len(b))*8) > maxClosureBytes {
+		c.kept.Add(-int64(len(b)) * 8)
+		return b
+	}
+	if !c.memo[i].CompareAndSwap(nil, &b) {
+		c.kept.Add(-int64(len(b)) * 8) // another caller kept its own
+	}
 	return *c.memo[i].Load()
 }
 
 // kindSets memoizes, by subject kind, the relations that can contain
 // subjects of that kind: those reaching an owner of the kind through
-// positive references. The map is replaced, never changed, so readers
-// need no lock; kinds are few (the subject types requests use), so
-// copying it on a miss is cheap.
+// positive references. The first maxCopiedKinds kinds live in a map that
+// is replaced, never changed, so the check path reads it without a lock;
+// kinds are few in practice (the subject types requests use). Further
+// kinds go to a map under a mutex, and past maxClosureBytes in all a
+// kind's set is computed for its caller and not kept.
 type kindSets struct {
-	m  atomic.Pointer[map[kind]bitset]
-	mu sync.Mutex // serialises writers
+	m        atomic.Pointer[map[kind]bitset]
+	mu       sync.Mutex // serialises writers; guards more and kept
+	more     map[kind]bitset
+	kept     int
 }
+
+// maxCopiedKinds bounds the lock-free map, which is copied once per kind
+// added.
+const maxCopiedKinds = 1024
 
 // has reports whether relation rel can contain subjects of kind k.
 func (ks *kindSets) has(a *analysis, k kind, rel int) bool {
-	if m := ks.m.Load(); m != nil {
+	m := ks.m.Load()
+	if m != nil {
 		if b, ok := (*m)[k]; ok {
 			return b.has(rel)
 		}
@@ -82,11 +104,25 @@ func (ks *kindSets) has(a *analysis, k kind, rel int) bool {
 			return b.has(rel)
 		}
 	}
+	if b, ok := ks.more[k]; ok {
+		return b.has(rel)
+	}
 	seeds := newBitset(len(a.rels))
 	for _, o := range owners {
 		seeds.set(int(o))
 	}
 	b := reachedBackwardBits(a.positiveRefs, seeds, a.reversePositive())
+	if ks.kept+len(b)*8 > maxClosureBytes {
+		return b.has(rel)
+	}
+	ks.kept += len(b) * 8
+	if lenMap(old) >= maxCopiedKinds {
+		if ks.more == nil {
+			ks.more = map[kind]bitset{}
+		}
+		ks.more[k] = b
+		return b.has(rel)
+	}
 	next := make(map[kind]bitset, 1+lenMap(old))
 	if old != nil {
 		for kk, v := range *old {
