@@ -1,8 +1,8 @@
 package eval
 
 import (
-	"math/rand/v2"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"

@@ -74,10 +74,10 @@ func (c *closures) of(i int) bitset {
 // kinds go to a map under a mutex, and past maxClosureBytes in all a
 // kind's set is computed for its caller and not kept.
 type kindSets struct {
-	m        atomic.Pointer[map[kind]bitset]
-	mu       sync.Mutex // serialises writers; guards more and kept
-	more     map[kind]bitset
-	kept     int
+	m    atomic.Pointer[map[kind]bitset]
+	mu   sync.Mutex // serialises writers; guards more and kept
+	more map[kind]bitset
+	kept int
 }
 
 // maxCopiedKinds bounds the lock-free map, which is copied once per kind
