@@ -64,7 +64,7 @@ func (s *Store) importLocked(ctx context.Context, meta store.WriteMeta, rels ite
 	if err := s.db.Set(keyReserved, revBytes(rev), pebble.Sync); err != nil {
 		return 0, 0, fmt.Errorf("pebblestore: reserve revision %d: %w", rev, err)
 	}
-	n, err := s.importAt(ctx, rev, meta, rels, importBatchBytes)
+	n, err := s.importAt(ctx, rev, meta, rels, s.opts.importBatch)
 	if err != nil {
 		if rerr := s.rollbackImport(); rerr != nil {
 			err = errors.Join(err, rerr)

@@ -85,6 +85,10 @@ type Options struct {
 	// GCWindow: each GC run prunes entries committed before now minus
 	// AuditRetention (PruneAudit). Zero keeps them forever.
 	AuditRetention time.Duration
+
+	// importBatch overrides importBatchBytes, so that tests (crashfs_test.go)
+	// get imports of many batches from few relationships.
+	importBatch int
 }
 
 func (o Options) withDefaults() Options {
@@ -108,6 +112,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.importBatch <= 0 {
+		o.importBatch = importBatchBytes
 	}
 	return o
 }
