@@ -37,7 +37,7 @@ import (
 // goroutines make the exact filesystem interleaving vary between runs.
 
 var (
-	crashFSRounds = flag.Int("crashfs.rounds", 0, "rounds of TestCrashFS (0: 40, or PEMBA_CRASHFS_ROUNDS)")
+	crashFSRounds = flag.Int("crashfs.rounds", 0, "rounds of TestCrashFS (0: 40, 6 under -race, or PEMBA_CRASHFS_ROUNDS)")
 	crashFSSeed   = flag.Uint64("crashfs.seed", 0, "first seed of TestCrashFS (rounds use seed, seed+1, ...)")
 )
 
@@ -50,7 +50,11 @@ type crashFSStats struct {
 func TestCrashFS(t *testing.T) {
 	rounds := *crashFSRounds
 	if rounds == 0 {
-		rounds = envInt(t, "PEMBA_CRASHFS_ROUNDS", 40)
+		def := 40
+		if raceEnabled {
+			def = 6
+		}
+		rounds = envInt(t, "PEMBA_CRASHFS_ROUNDS", def)
 	}
 	st := crashFSStats{byStep: map[string]int{}}
 	for i := range rounds {
