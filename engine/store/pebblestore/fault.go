@@ -53,6 +53,10 @@ func (s *Store) writable() error {
 	return nil
 }
 
+// Failure returns why the store failed (wrapping store.ErrUnavailable),
+// or nil (store.Failer).
+func (s *Store) Failure() error { return s.writable() }
+
 // catchFatal, deferred by a method that writes to Pebble, turns a
 // fatalError panic into *err wrapping outcome (store.ErrUnavailable or
 // store.ErrCommitUnknown) and marks the store failed. Other panics go on.

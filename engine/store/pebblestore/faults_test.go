@@ -100,6 +100,9 @@ func TestDiskFaults(t *testing.T) {
 				acked = append(acked, fmt.Sprintf("g%d", i))
 			}
 			head, _ := s.HeadRevision(ctx)
+			if err := s.Failure(); err != nil {
+				t.Fatalf("Failure before the fault: %v", err)
+			}
 
 			fault.on.Store(true)
 			_, err = write(20)
@@ -115,6 +118,10 @@ func TestDiskFaults(t *testing.T) {
 			t.Logf("write under %s: %v", tc.errno, err)
 			if fault.hits.Load() == 0 {
 				t.Fatal("no fault injected")
+			}
+			// Health probes see it (engine.Ping).
+			if err := s.Failure(); !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), tc.errno.Error()) {
+				t.Errorf("Failure after the fault: %v, want store.ErrUnavailable naming %q", err, tc.errno.Error())
 			}
 			// Later writes fail fast and promise nothing was written.
 			fault.on.Store(false)

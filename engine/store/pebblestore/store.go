@@ -170,6 +170,7 @@ var (
 	_ store.Store            = (*Store)(nil)
 	_ store.GarbageCollector = (*Store)(nil)
 	_ store.BulkLoader       = (*Store)(nil)
+	_ store.Failer           = (*Store)(nil)
 )
 
 // Open opens the store in dir, creating it if needed. It refuses a
