@@ -25,13 +25,17 @@ type diskFault struct {
 	errno syscall.Errno
 	match func(op errorfs.Op) bool
 	hits  atomic.Int64
+	// hit, when set, is closed at the tenth injected error.
+	hit chan struct{}
 }
 
 func (f *diskFault) MaybeError(op errorfs.Op) error {
 	if !f.on.Load() || !f.match(op) {
 		return nil
 	}
-	f.hits.Add(1)
+	if f.hits.Add(1) == 10 && f.hit != nil {
+		close(f.hit)
+	}
 	return &os.PathError{Op: fmt.Sprint(op.Kind), Path: op.Path, Err: f.errno}
 }
 
@@ -179,5 +183,57 @@ func TestDiskFaults(t *testing.T) {
 				t.Errorf("write after reopening: revision %d, %v; want %d", rev, err, h+1)
 			}
 		})
+	}
+}
+
+// TestDiskFullTables fills the disk under Pebble's table files while a
+// flush runs: Pebble retries the flush (a background error, not a fatal
+// one), writes go on through the write-ahead log and are acknowledged and
+// readable, the store does not fail, and once there is room the flush
+// finishes and the reopened store holds everything.
+func TestDiskFullTables(t *testing.T) {
+	ctx := context.Background()
+	mem := vfs.NewCrashableMem()
+	fault := &diskFault{errno: syscall.ENOSPC, hit: make(chan struct{}), match: func(op errorfs.Op) bool {
+		return strings.HasSuffix(op.Path, ".sst") && op.Kind.ReadOrWrite() == errorfs.OpIsWrite
+	}}
+	opts := Options{FS: errorfs.Wrap(mem, fault), GCInterval: -1, CacheSize: 1 << 20, Logger: quietLogger()}
+	s, err := Open("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		touch(t, s, fmt.Sprintf("group:g%d#member@user:u", i))
+	}
+	fault.on.Store(true)
+	flushed := make(chan error, 1)
+	go func() { flushed <- s.db.Flush() }()
+	<-fault.hit // the flush has failed ten times and is being retried
+	rev := touch(t, s, "group:during#member@user:u")
+	if err := s.Failure(); err != nil {
+		t.Fatalf("the store failed on a table write: %v", err)
+	}
+	if got := len(mustAll(t, s, rev)); got != 21 {
+		t.Fatalf("%d relationships at %d during the fault, want 21", got, rev)
+	}
+	fault.on.Store(false)
+	if err := <-flushed; err != nil {
+		t.Fatalf("flush once the disk has room: %v", err)
+	}
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	opts.FS = crashed
+	r, err := Open("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if h, _ := r.HeadRevision(ctx); h != rev {
+		t.Fatalf("head %d after reopening, want %d", h, rev)
+	}
+	if got := len(mustAll(t, r, rev)); got != 21 {
+		t.Fatalf("%d relationships after reopening, want 21", got)
 	}
 }
