@@ -296,6 +296,9 @@ func (s *histStats) count(in histInput) {
 	}
 }
 
+// TestHistory records and checks a history as the comment at the top of
+// this file describes: rounds of four concurrent clients, each round ended
+// by a crash or a clean restart, checked as one history by porcupine.
 func TestHistory(t *testing.T) {
 	rounds := *historyRounds
 	long := os.Getenv("PEMBA_HISTORY_LONG") == "1"

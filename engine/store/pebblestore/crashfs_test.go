@@ -47,6 +47,8 @@ type crashFSStats struct {
 	byStep                                          map[string]int
 }
 
+// TestCrashFS runs the crash-FS suite described above, one subtest per
+// seed, and logs its figures.
 func TestCrashFS(t *testing.T) {
 	rounds := *crashFSRounds
 	if rounds == 0 {
