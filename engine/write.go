@@ -82,25 +82,33 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie s
 // schema write replaces its own definitions and keeps the others'. An
 // error of edit is returned as it is.
 func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(current string) (string, error)) (zookie string, changes []schema.Change, err error) {
+	zookie, changes, stale, err := e.updateSchema(ctx, caller, edit)
+	e.rebuildStale(ctx, stale)
+	return zookie, changes, err
+}
+
+// updateSchema is UpdateSchema, returning also the relations whose
+// nested-group index the schema write left to a rebuild.
+func (e *Engine) updateSchema(ctx context.Context, caller string, edit func(current string) (string, error)) (zookie string, changes []schema.Change, stale []*schema.Relation, err error) {
 	if err := e.checkOpen(); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	// The audit note is checked first: a reason that is too long is
 	// refused even when the schema is unchanged and nothing is committed.
 	meta, err := writeMeta(ctx, caller, OpNameWriteSchema)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
 
 	head, err := e.heads.head(ctx)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	cur, err := e.openAt(ctx, head)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	var prev *schema.Schema
 	current := ""
@@ -108,27 +116,32 @@ func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(curr
 		prev = cur.c.schema
 		stored, _, err := cur.reader.ReadSchema(ctx)
 		if err != nil {
-			return "", nil, fmt.Errorf("engine: read schema: %w", err)
+			return "", nil, nil, fmt.Errorf("engine: read schema: %w", err)
 		}
 		current = stored
 	}
 	text, err := edit(current)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	if cur.c != nil && text == current {
 		// Writing the text already stored commits nothing: the answer is
 		// the head's zookie, and no revision, change or audit entry is
 		// made for it.
-		return e.zookieOf(head), nil, nil
+		return e.zookieOf(head), nil, nil, nil
 	}
 	next, err := schema.Compile(schemaFilename, text)
 	if err != nil {
-		return "", nil, fmt.Errorf("engine: invalid schema: %w", err)
+		return "", nil, nil, fmt.Errorf("engine: invalid schema: %w", err)
 	}
 	changes = schema.Diff(prev, next)
 	now := e.now()
-	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+	var prevNested map[relKey]*nestedRel
+	if cur.c != nil {
+		prevNested = cur.c.nested
+	}
+	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, raw store.Tx) error {
+		tx := hiddenTx{raw}
 		if cur.c != nil {
 			uses, err := e.orphans(ctx, tx, cur.c.schema, next, now)
 			if err != nil {
@@ -138,18 +151,22 @@ func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(curr
 				return &UnsafeSchemaChangeError{Uses: uses}
 			}
 		}
-		return tx.WriteSchema(ctx, text)
+		if err := tx.WriteSchema(ctx, text); err != nil {
+			return err
+		}
+		stale, err = e.schemaNested(ctx, tx, prevNested, nestedIndexOf(next))
+		return err
 	})
 	if err != nil {
 		var ue *UnsafeSchemaChangeError
 		if errors.As(err, &ue) {
 			e.log.WarnContext(ctx, "schema change refused", "caller", caller, "uses", len(ue.Uses), "error", err)
 		}
-		return "", nil, e.wrapWrite(err)
+		return "", nil, nil, e.wrapWrite(err)
 	}
 	e.log.InfoContext(ctx, "schema written", "caller", caller, "revision", uint64(rev), "changes", len(changes))
 	e.remember(rev, e.newCompiled(next))
-	return e.zookieOf(rev), changes, nil
+	return e.zookieOf(rev), changes, stale, nil
 }
 
 // orphans counts the stored relationships that next would no longer
@@ -276,29 +293,37 @@ func orphanReason(e *Engine, next *schema.Schema, r tuple.Relationship) string {
 // WriteRelationships validates and applies req atomically and returns the
 // zookie of the new revision.
 func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zookie string, err error) {
+	zookie, stale, err := e.writeRelationships(ctx, req)
+	e.rebuildStale(ctx, stale)
+	return zookie, err
+}
+
+// writeRelationships is WriteRelationships, returning also the relations
+// whose nested-group index the write left stale.
+func (e *Engine) writeRelationships(ctx context.Context, req WriteRequest) (zookie string, stale []*schema.Relation, err error) {
 	if err := e.checkOpen(); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if len(req.Updates) == 0 {
-		return "", fmt.Errorf("%w: a write needs at least one update", ErrInvalidRequest)
+		return "", nil, fmt.Errorf("%w: a write needs at least one update", ErrInvalidRequest)
 	}
 	if n := len(req.Updates); n > e.limits.MaxUpdatesPerWrite {
-		return "", &LimitError{Limit: "updates per write", Max: e.limits.MaxUpdatesPerWrite, Got: n}
+		return "", nil, &LimitError{Limit: "updates per write", Max: e.limits.MaxUpdatesPerWrite, Got: n}
 	}
 	if err := e.checkPreconditions(req.Preconditions); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	seen := make(map[tuple.Key]int, len(req.Updates))
 	for i, u := range req.Updates {
 		k := u.Relationship.Key()
 		if j, dup := seen[k]; dup {
-			return "", &DuplicateUpdateError{Key: k, First: j, Second: i}
+			return "", nil, &DuplicateUpdateError{Key: k, First: j, Second: i}
 		}
 		seen[k] = i
 		switch u.Op {
 		case store.OpTouch, store.OpCreate, store.OpDelete:
 		default:
-			return "", fmt.Errorf("%w: update %d: unknown operation %v", ErrInvalidRequest, i, u.Op)
+			return "", nil, fmt.Errorf("%w: update %d: unknown operation %v", ErrInvalidRequest, i, u.Op)
 		}
 	}
 
@@ -306,26 +331,29 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 	defer e.writeMu.RUnlock()
 	head, err := e.heads.head(ctx)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	v, err := e.openAt(ctx, head)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if v.c == nil {
-		return "", fmt.Errorf("%w: write a schema before relationships", ErrNoSchema)
+		return "", nil, fmt.Errorf("%w: write a schema before relationships", ErrNoSchema)
 	}
 	for i, u := range req.Updates {
 		if u.Op == store.OpDelete {
 			// Deletes need only a well-formed key: relationships that a
 			// schema change orphaned must stay deletable.
 			if err := u.Relationship.Validate(); err != nil {
-				return "", &RelationshipError{Index: i, Relationship: u.Relationship, Reason: err}
+				return "", nil, &RelationshipError{Index: i, Relationship: u.Relationship, Reason: err}
+			}
+			if reservedKey(u.Relationship.Key()) {
+				return "", nil, &RelationshipError{Index: i, Relationship: u.Relationship, Reason: ErrUnknownRelation}
 			}
 			continue
 		}
 		if err := e.validateRelationship(v.c.schema, i, u.Relationship); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	uses := make([]use, 0, len(req.Updates))
@@ -335,15 +363,16 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 		}
 	}
 	if err := e.noteDeprecated(ctx, v.c.schema, "write", uses...); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	meta, err := writeMeta(ctx, req.Caller, OpNameWriteRelationships)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	now := e.now()
 	changes := v.c.invariants.updateChanges(req.Updates)
-	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, raw store.Tx) error {
+		tx := hiddenTx{raw}
 		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
 			return err
 		}
@@ -352,7 +381,9 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 		if err := v.c.invariants.checkInvariants(ctx, tx, changes, now); err != nil {
 			return err
 		}
+		nb := nestedBatch{ix: v.c.nested}
 		for i, u := range req.Updates {
+			nb.note(u.Relationship.Key(), u.Op != store.OpDelete)
 			var err error
 			switch u.Op {
 			case store.OpTouch:
@@ -366,12 +397,13 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 				return fmt.Errorf("update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
 			}
 		}
-		return nil
+		stale, err = nb.apply(ctx, e, tx, e.batchOps()-len(req.Updates))
+		return err
 	})
 	if err != nil {
-		return "", e.wrapWrite(err)
+		return "", nil, e.wrapWrite(err)
 	}
-	return e.zookieOf(rev), nil
+	return e.zookieOf(rev), stale, nil
 }
 
 // DeleteRelationships deletes what req.Filter matches (see DeleteRequest
@@ -425,25 +457,40 @@ func (e *Engine) DeleteRelationships(ctx context.Context, req DeleteRequest) (De
 // hold, at most req.Limit (0: all) of the relationships matching its
 // filter.
 func (e *Engine) deleteMatching(ctx context.Context, req DeleteRequest) (store.Revision, int, error) {
+	rev, deleted, stale, err := e.deleteMatchingLocked(ctx, req)
+	e.rebuildStale(ctx, stale)
+	return rev, deleted, err
+}
+
+// deleteMatchingLocked is deleteMatching under the write lock, returning
+// also the relations whose nested-group index the delete left stale.
+func (e *Engine) deleteMatchingLocked(ctx context.Context, req DeleteRequest) (_ store.Revision, deleted int, stale []*schema.Relation, err error) {
 	e.writeMu.RLock()
 	defer e.writeMu.RUnlock()
 	meta, err := writeMeta(ctx, req.Caller, OpNameDeleteRelationships)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
-	ix, err := e.headInvariants(ctx)
+	ix, nested, err := e.headIndexes(ctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	now := e.now()
-	deleted := 0
-	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, raw store.Tx) error {
+		tx := hiddenTx{raw}
 		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
 			return err
 		}
-		if ix.affects(req.Filter.ResourceType, req.Filter.Relation) {
-			n, err := deleteChecked(ctx, tx, ix, req.Filter, req.Limit, now)
-			deleted = n
+		if nb := (nestedBatch{ix: nested}); ix.affects(req.Filter.ResourceType, req.Filter.Relation) || nb.mayMatch(req.Filter) {
+			keys, err := deleteChecked(ctx, tx, ix, req.Filter, req.Limit, now)
+			deleted = len(keys)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				nb.note(k, false)
+			}
+			stale, err = nb.apply(ctx, e, tx, e.batchOps()-len(keys))
 			return err
 		}
 		n, err := tx.DeleteMatching(ctx, req.Filter, req.Limit)
@@ -454,9 +501,9 @@ func (e *Engine) deleteMatching(ctx context.Context, req DeleteRequest) (store.R
 		return nil
 	})
 	if err != nil {
-		return 0, 0, e.wrapWrite(err)
+		return 0, 0, nil, e.wrapWrite(err)
 	}
-	return rev, deleted, nil
+	return rev, deleted, stale, nil
 }
 
 // matchMoreThan reports whether more than n unexpired relationships match
