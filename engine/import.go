@@ -74,17 +74,18 @@ func (e *Engine) importLocked(ctx context.Context, caller string, rels iter.Seq2
 	ix := v.c.invariants
 	nested := v.c.nested
 	if bl, ok := e.st.(store.BulkLoader); ok && ix == nil {
-		// The loader writes only what it is given: the index is marked
-		// stale before it and rebuilt after it.
-		stale, err := e.markStale(ctx, meta, nested)
-		if err != nil {
-			return "", 0, nil, err
+		// The loader writes only what it is given: the index of the
+		// relations whose edges it loads is marked stale by the load
+		// and rebuilt after it.
+		seen := map[*nestedRel]bool{}
+		rev, n, err := bl.Import(ctx, meta, staleOnLoad(nested, validated, seen))
+		for r := range seen {
+			stale = append(stale, r.rel)
 		}
-		rev, n, err := bl.Import(ctx, meta, validated)
 		if err != nil {
 			return "", 0, stale, e.wrapWrite(err)
 		}
-		return e.zookieOf(rev), n, stale, nil
+		return e.zookieOf(rev), n - len(seen), stale, nil
 	}
 	total := 0
 	last := head

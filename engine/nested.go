@@ -136,16 +136,11 @@ func (b *nestedBatch) apply(ctx context.Context, e *Engine, tx store.Tx, budget 
 
 // markerPresent reports whether rel's index is complete at r's state.
 func markerPresent(ctx context.Context, r relationshipQuerier, rel *schema.Relation) (bool, error) {
-	k := eval.NestedMarker(rel).Key()
-	f := tuple.Filter{ResourceType: k.Resource.Type, ResourceID: k.Resource.ID, Relation: k.Relation,
-		Subject: &tuple.SubjectFilter{Type: k.Subject.Type, ID: k.Subject.ID, Relation: tuple.Ellipsis}}
-	for _, err := range r.QueryRelationships(ctx, f, store.QueryOptions{Limit: 1}) {
-		if err != nil {
-			return false, fmt.Errorf("engine: nested index marker: %w", err)
-		}
-		return true, nil
+	ok, err := eval.NestedReady(ctx, r, rel)
+	if err != nil {
+		return false, fmt.Errorf("engine: nested index marker: %w", err)
 	}
-	return false, nil
+	return ok, nil
 }
 
 // rowOp is one write of closure rows: a Touch of r, or a Delete of its key.
@@ -559,6 +554,9 @@ func (e *Engine) rebuildLocked(ctx context.Context) ([]NestedIndexReport, error)
 					return err
 				}
 				if last {
+					if err := tx.Delete(ctx, eval.NestedStale(n.rel).Key()); err != nil {
+						return err
+					}
 					return tx.Touch(ctx, marker)
 				}
 				return nil
@@ -847,45 +845,29 @@ func (e *Engine) schemaNested(ctx context.Context, tx store.Tx, prev, next map[r
 	return stale, nil
 }
 
-// markStale deletes, in a write of its own, the markers of the indexed
-// relations of ix that have one, before a write that does not maintain
-// the index (a bulk load). It returns the relations to rebuild after it.
-func (e *Engine) markStale(ctx context.Context, meta store.WriteMeta, ix map[relKey]*nestedRel) ([]*schema.Relation, error) {
+// staleOnLoad wraps the relationships of a bulk load: after the last one
+// it appends the stale row of every indexed relation whose edges it
+// loaded, so that the load's revision reads the index as stale. seen
+// collects those relations for the rebuild after the load.
+func staleOnLoad(ix map[relKey]*nestedRel, rels iter.Seq2[tuple.Relationship, error], seen map[*nestedRel]bool) iter.Seq2[tuple.Relationship, error] {
 	if len(ix) == 0 {
-		return nil, nil
+		return rels
 	}
-	head, err := e.heads.head(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r, err := e.snapshotAt(ctx, head)
-	if err != nil {
-		return nil, err
-	}
-	var all, present []*schema.Relation
-	for _, n := range sortedNested(ix) {
-		all = append(all, n.rel)
-		ok, err := markerPresent(ctx, r, n.rel)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			present = append(present, n.rel)
-		}
-	}
-	if len(present) == 0 {
-		return all, nil
-	}
-	_, err = e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
-		for _, rel := range present {
-			if err := tx.Delete(ctx, eval.NestedMarker(rel).Key()); err != nil {
-				return err
+	return func(yield func(tuple.Relationship, error) bool) {
+		for r, err := range rels {
+			if err == nil {
+				if n := nestedEdge(ix, r.Key()); n != nil {
+					seen[n] = true
+				}
+			}
+			if !yield(r, err) || err != nil {
+				return
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("engine: mark the nested index stale: %w", err)
+		for _, n := range sortedNested(ix) {
+			if seen[n] && !yield(eval.NestedStale(n.rel), nil) {
+				return
+			}
+		}
 	}
-	return all, nil
 }

@@ -2,6 +2,7 @@ package eval
 
 import (
 	"context"
+	"iter"
 	"maps"
 	"slices"
 	"strconv"
@@ -27,10 +28,11 @@ import (
 //
 //	T:~#~~r@T:~
 //
-// says that the rows of T#r are complete at the revisions that see it:
+// says that the rows of T#r are complete at the revisions that see it
+// (and not the stale row T:~#~~r@T:~#~stale, which a bulk import adds):
 // the engine deletes it in the same transaction as any change it cannot
-// follow (an index turned off, an import, an oversized change) and writes
-// it back with a rebuild. The names are reserved (tuple.Reserved): no
+// follow (an index turned off, an oversized change) and writes it back
+// with a rebuild. The names are reserved (tuple.Reserved): no
 // schema can declare them and the engine hides them from every read.
 //
 // The evaluator reads the rows only at revisions that see the marker, so
@@ -129,25 +131,54 @@ type nestedState struct {
 }
 
 // nestedReady reports whether the index of rel is complete at rq's
-// revision (its marker row is there).
+// revision (see NestedReady).
 func (rq *request) nestedReady(ctx context.Context, rel *schema.Relation) bool {
 	p := &rq.e.nestedState[rel.Index]
 	if st := p.Load(); st != nil && st.rev == rq.rev {
 		return st.ok
 	}
-	m := NestedMarker(rel)
-	k := m.Key()
-	f := tuple.Filter{ResourceType: k.Resource.Type, ResourceID: k.Resource.ID, Relation: k.Relation,
-		Subject: &tuple.SubjectFilter{Type: k.Subject.Type, ID: k.Subject.ID, Relation: tuple.Ellipsis}}
-	ok := false
-	for _, err := range rq.reader.QueryRelationships(ctx, f, store.QueryOptions{Limit: 1}) {
-		if err != nil {
-			return false
-		}
-		ok = true
+	ok, err := NestedReady(ctx, rq.reader, rel)
+	if err != nil {
+		return false
 	}
 	p.Store(&nestedState{rev: rq.rev, ok: ok})
 	return ok
+}
+
+// NestedReady reports whether the index of rel is complete at r's state:
+// its marker row is there and its stale row (NestedStale) is not.
+func NestedReady(ctx context.Context, r interface {
+	QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error]
+}, rel *schema.Relation) (bool, error) {
+	m := NestedMarker(rel)
+	f := tuple.Filter{ResourceType: m.Resource.Type, ResourceID: m.Resource.ID, Relation: m.Relation,
+		Subject: &tuple.SubjectFilter{Type: m.Subject.Type, ID: m.Subject.ID}}
+	ready := false
+	for row, err := range r.QueryRelationships(ctx, f, store.QueryOptions{}) {
+		if err != nil {
+			return false, err
+		}
+		switch row.Subject.Relation {
+		case "":
+			ready = true
+		case nestedStaleRelation:
+			return false, nil
+		}
+	}
+	return ready, nil
+}
+
+// nestedStaleRelation is the subject relation of stale rows.
+const nestedStaleRelation = tuple.ReservedPrefix + "stale"
+
+// NestedStale returns the stale row of rel: while it is there the index is
+// not read, whether the marker is there or not. A bulk import, which
+// writes only relationships, appends it when it loads edges of rel, so
+// that the import's own revision already reads as stale.
+func NestedStale(rel *schema.Relation) tuple.Relationship {
+	r := NestedMarker(rel)
+	r.Subject.Relation = nestedStaleRelation
+	return r
 }
 
 // nestedPointReads is how many member sets of the subject a nested check
