@@ -89,7 +89,11 @@ func (e *Engine) importLocked(ctx context.Context, caller string, rels iter.Seq2
 	}
 	total := 0
 	last := head
-	batch := make([]tuple.Relationship, 0, e.limits.MaxUpdatesPerWrite)
+	size := e.limits.MaxUpdatesPerWrite
+	if len(nested) > 0 && size >= e.batchOps() {
+		size = max(1, e.batchOps()-1) // room to mark the nested index stale
+	}
+	batch := make([]tuple.Relationship, 0, size)
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil

@@ -452,9 +452,9 @@ func (ix *invariantIndex) updateChanges(ups []Update) []invChange {
 // deleteChecked is tx.DeleteMatching for a filter that may break an
 // invariant: it lists the victims first (the ones DeleteMatching would
 // take: index order, expired ones included, at most limit), judges the
-// invariants without them (none when ix is nil), deletes them one by one
-// and returns their keys.
-func deleteChecked(ctx context.Context, tx store.Tx, ix *invariantIndex, f tuple.Filter, limit int, now time.Time) ([]tuple.Key, error) {
+// invariants without them (none when ix is nil), deletes them and
+// returns their keys.
+func deleteChecked(ctx context.Context, tx hiddenTx, ix *invariantIndex, f tuple.Filter, limit int, now time.Time) ([]tuple.Key, error) {
 	var changes []invChange
 	for r, err := range tx.QueryRelationships(ctx, f, store.QueryOptions{Limit: limit}) {
 		if err != nil {
@@ -467,14 +467,12 @@ func deleteChecked(ctx context.Context, tx store.Tx, ix *invariantIndex, f tuple
 			return nil, err
 		}
 	}
-	for _, c := range changes {
-		if err := tx.Delete(ctx, c.key); err != nil {
-			return nil, fmt.Errorf("engine: delete %s: %w", c.key, err)
-		}
-	}
 	keys := make([]tuple.Key, len(changes))
 	for i, c := range changes {
 		keys[i] = c.key
+	}
+	if err := tx.deleteKeys(ctx, f, keys); err != nil {
+		return nil, fmt.Errorf("engine: delete %s: %w", formatFilter(f), err)
 	}
 	return keys, nil
 }

@@ -119,6 +119,9 @@ func (b *nestedBatch) apply(ctx context.Context, e *Engine, tx store.Tx, budget 
 			return nil, err
 		}
 		if len(ops) >= budget {
+			if budget < 1 {
+				return nil, fmt.Errorf("%w: the write fills the transaction and leaves no room to mark the nested index of %s#%s stale", store.ErrBatchTooLarge, n.rel.Definition.Name, n.rel.Name)
+			}
 			if err := tx.Delete(ctx, eval.NestedMarker(n.rel).Key()); err != nil {
 				return nil, fmt.Errorf("engine: nested index of %s#%s: %w", n.rel.Definition.Name, n.rel.Name, err)
 			}
@@ -538,7 +541,7 @@ func (e *Engine) rebuildLocked(ctx context.Context) ([]NestedIndexReport, error)
 			continue
 		}
 		marker := eval.NestedMarker(n.rel)
-		chunk := max(1, e.limits.MaxUpdatesPerWrite-1)
+		chunk := max(1, e.batchOps()-3) // room for the marker, the stale row and the first delete
 		for first := true; first || len(ops) > 0; first = false {
 			part := ops[:min(chunk, len(ops))]
 			ops = ops[len(part):]
@@ -655,8 +658,9 @@ func (h hiddenTx) QueryRelationships(ctx context.Context, f tuple.Filter, opts s
 	return limitSeq(hideReserved(h.Tx.QueryRelationships(ctx, f, noLimit(opts))), opts.Limit)
 }
 
-// DeleteMatching implements store.Tx: a filter without a relation is a
-// read and deletes, so that it keeps off the reserved rows.
+// DeleteMatching implements store.Tx: a filter without a relation
+// lists its victims (relationships only) and deletes them by filters
+// that name their relations.
 func (h hiddenTx) DeleteMatching(ctx context.Context, f tuple.Filter, limit int) (int, error) {
 	if f.Relation != "" {
 		return h.Tx.DeleteMatching(ctx, f, limit)
@@ -668,12 +672,30 @@ func (h hiddenTx) DeleteMatching(ctx context.Context, f tuple.Filter, limit int)
 		}
 		keys = append(keys, r.Key())
 	}
-	for _, k := range keys {
-		if err := h.Tx.Delete(ctx, k); err != nil {
-			return 0, err
+	return len(keys), h.deleteKeys(ctx, f, keys)
+}
+
+// deleteKeys deletes keys, the first matches of f in index order, with
+// one store DeleteMatching per run of keys of one object and relation
+// (a delete by filter is not charged against the store's batch limit,
+// as one Delete per key would be).
+func (h hiddenTx) deleteKeys(ctx context.Context, f tuple.Filter, keys []tuple.Key) error {
+	for i := 0; i < len(keys); {
+		j := i + 1
+		for j < len(keys) && keys[j].Resource == keys[i].Resource && keys[j].Relation == keys[i].Relation {
+			j++
 		}
+		g := tuple.Filter{ResourceType: keys[i].Resource.Type, ResourceID: keys[i].Resource.ID, Relation: keys[i].Relation, Subject: f.Subject}
+		n, err := h.Tx.DeleteMatching(ctx, g, j-i)
+		if err != nil {
+			return err
+		}
+		if n != j-i {
+			return fmt.Errorf("engine: delete %s: %d deleted, %d listed", formatFilter(g), n, j-i)
+		}
+		i = j
 	}
-	return len(keys), nil
+	return nil
 }
 
 // ReverseQueryRelationships implements store.ReverseTx when the store's
@@ -870,4 +892,39 @@ func staleOnLoad(ix map[relKey]*nestedRel, rels iter.Seq2[tuple.Relationship, er
 			}
 		}
 	}
+}
+
+// markStaleFirst marks the index of the indexed relations that updates
+// edit stale in a write of its own, before a write too large to take the
+// marker's change (one that fills the store's batch limit), and returns
+// them for the rebuild after it.
+func (e *Engine) markStaleFirst(ctx context.Context, meta store.WriteMeta, ix map[relKey]*nestedRel, updates []Update) ([]*schema.Relation, error) {
+	if len(ix) == 0 || len(updates) < e.batchOps() {
+		return nil, nil
+	}
+	seen := map[*nestedRel]bool{}
+	for _, u := range updates {
+		if n := nestedEdge(ix, u.Relationship.Key()); n != nil {
+			seen[n] = true
+		}
+	}
+	if len(seen) == 0 {
+		return nil, nil
+	}
+	var rels []*schema.Relation
+	_, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+		for _, n := range sortedNested(ix) {
+			if seen[n] {
+				rels = append(rels, n.rel)
+				if err := tx.Touch(ctx, eval.NestedStale(n.rel)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("engine: mark the nested index stale: %w", err)
+	}
+	return rels, nil
 }

@@ -369,6 +369,9 @@ func (e *Engine) writeRelationships(ctx context.Context, req WriteRequest) (zook
 	if err != nil {
 		return "", nil, err
 	}
+	if stale, err = e.markStaleFirst(ctx, meta, v.c.nested, req.Updates); err != nil {
+		return "", nil, err
+	}
 	now := e.now()
 	changes := v.c.invariants.updateChanges(req.Updates)
 	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, raw store.Tx) error {
@@ -397,7 +400,8 @@ func (e *Engine) writeRelationships(ctx context.Context, req WriteRequest) (zook
 				return fmt.Errorf("update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
 			}
 		}
-		stale, err = nb.apply(ctx, e, tx, e.batchOps()-len(req.Updates))
+		s, err := nb.apply(ctx, e, tx, e.batchOps()-len(req.Updates))
+		stale = append(stale, s...)
 		return err
 	})
 	if err != nil {
@@ -490,7 +494,7 @@ func (e *Engine) deleteMatchingLocked(ctx context.Context, req DeleteRequest) (_
 			for _, k := range keys {
 				nb.note(k, false)
 			}
-			stale, err = nb.apply(ctx, e, tx, e.batchOps()-len(keys))
+			stale, err = nb.apply(ctx, e, tx, e.batchOps())
 			return err
 		}
 		n, err := tx.DeleteMatching(ctx, req.Filter, req.Limit)

@@ -82,7 +82,9 @@ func NestedClosureRelation(rel string) string { return tuple.ReservedPrefix + re
 
 // NestedMarkerRelation is the reserved relation of the marker row of
 // relation rel.
-func NestedMarkerRelation(rel string) string { return tuple.ReservedPrefix + tuple.ReservedPrefix + rel }
+func NestedMarkerRelation(rel string) string {
+	return tuple.ReservedPrefix + tuple.ReservedPrefix + rel
+}
 
 // NestedMarkerID is the object ID of marker rows.
 const NestedMarkerID = tuple.ReservedPrefix
