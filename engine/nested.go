@@ -540,16 +540,45 @@ func (e *Engine) rebuildLocked(ctx context.Context) ([]NestedIndexReport, error)
 			out = append(out, rep)
 			continue
 		}
-		marker := eval.NestedMarker(n.rel)
-		chunk := max(1, e.batchOps()-3) // room for the marker, the stale row and the first delete
+		marker, stale := eval.NestedMarker(n.rel), eval.NestedStale(n.rel)
+		chunk := max(1, e.batchOps()-3) // room for the marker and the stale row
+		marked := !rep.Ready            // the index already reads as stale
+		if bl, ok := e.st.(store.BulkLoader); ok && len(ops) > chunk {
+			// Rows to add go in one bulk load (one revision, however
+			// many), led by the stale row: checks read none of them
+			// before the marker's write below.
+			var touches, deletes []rowOp
+			for _, op := range ops {
+				if op.touch {
+					touches = append(touches, op)
+				} else {
+					deletes = append(deletes, op)
+				}
+			}
+			_, _, err := bl.Import(ctx, meta, func(yield func(tuple.Relationship, error) bool) {
+				if !yield(stale, nil) {
+					return
+				}
+				for _, op := range touches {
+					if !yield(op.r, nil) {
+						return
+					}
+				}
+			})
+			if err != nil {
+				return nil, fmt.Errorf("engine: rebuild nested index of %s: %w", rep.Relation, err)
+			}
+			rep.Written += len(touches)
+			ops, marked = deletes, true
+		}
 		for first := true; first || len(ops) > 0; first = false {
 			part := ops[:min(chunk, len(ops))]
 			ops = ops[len(part):]
 			last := len(ops) == 0
 			_, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
-				if first && rep.Ready && !last {
+				if !marked && !last {
 					// Checks must not read a half-written index.
-					if err := tx.Delete(ctx, marker.Key()); err != nil {
+					if err := tx.Touch(ctx, stale); err != nil {
 						return err
 					}
 				}
@@ -557,7 +586,7 @@ func (e *Engine) rebuildLocked(ctx context.Context) ([]NestedIndexReport, error)
 					return err
 				}
 				if last {
-					if err := tx.Delete(ctx, eval.NestedStale(n.rel).Key()); err != nil {
+					if err := tx.Delete(ctx, stale.Key()); err != nil {
 						return err
 					}
 					return tx.Touch(ctx, marker)
@@ -567,6 +596,7 @@ func (e *Engine) rebuildLocked(ctx context.Context) ([]NestedIndexReport, error)
 			if err != nil {
 				return nil, fmt.Errorf("engine: rebuild nested index of %s: %w", rep.Relation, err)
 			}
+			marked = true
 			rep.Written += len(part)
 		}
 		e.log.InfoContext(ctx, "nested index rebuilt", "relation", rep.Relation, "rows", rep.Rows, "written", rep.Written)
