@@ -87,6 +87,13 @@ func indexCommand(ctx context.Context, sub string, args []string, stdout, stderr
 		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", name, fs.Args())
 		return 2
 	}
+	if *kind == engine.StorePebble {
+		// Opening creates a store where there is none: refuse instead.
+		if entries, err := os.ReadDir(*dir); err != nil || len(entries) == 0 {
+			fmt.Fprintf(stderr, "%s: no Pebble datastore in %s\n", name, *dir)
+			return 1
+		}
+	}
 	st, err := engine.OpenStore(ctx, engine.StoreOptions{Kind: *kind, Dir: *dir, URI: *uri})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
