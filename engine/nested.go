@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"iter"
@@ -114,9 +115,14 @@ func (b *nestedBatch) apply(ctx context.Context, e *Engine, tx store.Tx, budget 
 			}
 			continue
 		}
-		ops, err := nestedDiff(ctx, tx, n, b.edits[n])
+		ops, ok, err := nestedAdditions(ctx, tx, n, b.edits[n], budget)
 		if err != nil {
 			return nil, err
+		}
+		if !ok {
+			if ops, err = nestedDiff(ctx, tx, n, b.edits[n]); err != nil {
+				return nil, err
+			}
 		}
 		if len(ops) >= budget {
 			if budget < 1 {
@@ -312,6 +318,125 @@ func nestedDiff(ctx context.Context, tx store.Tx, n *nestedRel, edits []nestedEd
 		ops = appendDiff(ops, n, s, old[s], dist[s])
 	}
 	return ops, nil
+}
+
+// nestedAdditions computes the closure row writes of edits that only add
+// edges, in time proportional to the pairs they connect rather than to
+// the closures of the ancestors (nestedDiff): an added edge a -> b can
+// only shorten the distances from a and its ancestors u to b and its
+// member sets v, to d(u,a) + 1 + d(b,v), distances that do not use the
+// edge; each pair is compared with its stored row (one read) or with an
+// earlier edge of the same write. ok is false when edits delete, or when
+// the pairs are too many to read one by one (past budget): then nestedDiff
+// decides.
+func nestedAdditions(ctx context.Context, tx store.Tx, n *nestedRel, edits []nestedEdit, budget int) ([]rowOp, bool, error) {
+	for _, ed := range edits {
+		if !ed.add {
+			return nil, false, nil
+		}
+	}
+	type pair struct{ u, v string }
+	typ := n.rel.Definition.Name
+	stored := map[pair]int{} // rows read, 0 when absent
+	set := map[pair]int{}    // new distances of this write
+	dist := func(p pair) (int, error) {
+		if d, ok := set[p]; ok {
+			return d, nil
+		}
+		if d, ok := stored[p]; ok {
+			return d, nil
+		}
+		d := 0
+		f := tuple.Filter{ResourceType: typ, ResourceID: p.u, Relation: n.closure, Subject: &tuple.SubjectFilter{Type: typ, ID: p.v}}
+		for row, err := range tx.QueryRelationships(ctx, f, store.QueryOptions{}) {
+			if err != nil {
+				return 0, fmt.Errorf("engine: nested index of %s:%s: %w", typ, p.u, err)
+			}
+			if k, ok := eval.NestedDistance(&row); ok {
+				d = k
+			}
+		}
+		stored[p] = d
+		return d, nil
+	}
+	for _, ed := range edits {
+		if ed.from == ed.to {
+			continue // a loop shortens nothing
+		}
+		// The ancestors of a with their distances to it, and the member
+		// sets of b with theirs, as this write left them so far.
+		up := map[string]int{ed.from: 0}
+		anc, err := ancestorsWithDist(ctx, tx, n, ed.from)
+		if err != nil {
+			return nil, false, err
+		}
+		for u, k := range anc {
+			up[u] = k
+		}
+		down := map[string]int{ed.to: 0}
+		desc, err := closureOf(ctx, tx, n, ed.to)
+		if err != nil {
+			return nil, false, err
+		}
+		for v, k := range desc {
+			down[v] = k
+		}
+		for p, k := range set {
+			if old, ok := up[p.u]; p.v == ed.from && (!ok || k < old) {
+				up[p.u] = k
+			}
+			if old, ok := down[p.v]; p.u == ed.to && (!ok || k < old) {
+				down[p.v] = k
+			}
+		}
+		if len(up)*len(down) > 4*budget {
+			return nil, false, nil
+		}
+		for _, u := range slices.Sorted(maps.Keys(up)) {
+			for _, v := range slices.Sorted(maps.Keys(down)) {
+				if u == v {
+					continue
+				}
+				p := pair{u, v}
+				cur, err := dist(p)
+				if err != nil {
+					return nil, false, err
+				}
+				if k := up[u] + 1 + down[v]; cur == 0 || k < cur {
+					set[p] = k
+				}
+			}
+		}
+	}
+	var ops []rowOp
+	for _, p := range slices.SortedFunc(maps.Keys(set), func(a, b pair) int { return cmp.Or(cmp.Compare(a.u, b.u), cmp.Compare(a.v, b.v)) }) {
+		if old := stored[p]; old != 0 {
+			ops = append(ops, rowOp{r: eval.NestedRow(n.rel, p.u, p.v, old)})
+		}
+		ops = append(ops, rowOp{r: eval.NestedRow(n.rel, p.u, p.v, set[p]), touch: true})
+	}
+	return ops, true, nil
+}
+
+// ancestorsWithDist reads the objects whose closure holds id, with their
+// distances to it.
+func ancestorsWithDist(ctx context.Context, tx store.Tx, n *nestedRel, id string) (distances, error) {
+	rr, ok := tx.(store.ReverseTx)
+	if !ok {
+		return nil, fmt.Errorf("engine: nested index: the %T transaction cannot read by subject", tx)
+	}
+	typ := n.rel.Definition.Name
+	out := distances{}
+	f := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: typ, ID: id}, ResourceType: typ, Relation: n.closure}
+	for row, err := range rr.ReverseQueryRelationships(ctx, f, store.QueryOptions{}) {
+		if err != nil {
+			return nil, fmt.Errorf("engine: nested index of %s:%s: %w", typ, id, err)
+		}
+		if d, ok := eval.NestedDistance(&row); ok {
+			out[row.Resource.ID] = d
+		}
+	}
+	return out, nil
 }
 
 // relax lowers d[y] to k and reports whether it did.

@@ -412,3 +412,45 @@ func TestNestedIndexOffAndOn(t *testing.T) {
 		t.Errorf("rows left after the relation stopped being indexed: %v", rows)
 	}
 }
+
+// BenchmarkNestedEdgeWrite is the cost of one write of a nested edge with
+// the index on and off: a chain of 30 groups, each op adding an edge from
+// its deepest group to a new group, so that the index adds 30 rows
+// (Pebble, without fsync, so that the CPU of the write is what counts).
+//
+//	go test ./engine -run '^$' -bench NestedEdgeWrite -benchmem
+func BenchmarkNestedEdgeWrite(b *testing.B) {
+	for _, on := range []bool{true, false} {
+		b.Run(fmt.Sprintf("index=%v", on), func(b *testing.B) {
+			ctx := b.Context()
+			st, err := engine.OpenStore(ctx, engine.StoreOptions{Kind: engine.StorePebble, Dir: b.TempDir(), Pebble: engine.PebbleOptions{NoSync: true}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { st.Close() })
+			eng, err := engine.Open(ctx, st, engine.Options{NoNestedIndex: !on, CacheBytes: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, _, err := eng.WriteSchema(ctx, "test", nestedSchema); err != nil {
+				b.Fatal(err)
+			}
+			var rels []tuple.Relationship
+			for l := 1; l < 30; l++ {
+				rels = append(rels, mustParse(b, fmt.Sprintf("group:g%d#member@group:g%d#member", l-1, l)))
+			}
+			if _, _, err := eng.Import(ctx, "test", seqOf(rels...)); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			cpu0 := processCPU(b)
+			for i := range b.N {
+				edge := mustParse(b, fmt.Sprintf("group:g29#member@group:h%d#member", i))
+				if _, err := eng.WriteRelationships(ctx, engine.WriteRequest{Caller: "bench", Updates: []engine.Update{{Op: store.OpTouch, Relationship: edge}}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
