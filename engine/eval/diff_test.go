@@ -360,8 +360,10 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	off.wideFanout = math.MaxInt
 	off.arrowProbe = 0
 	// The last configuration reads the nested-group index (its rows
-	// computed by brute force).
+	// computed by brute force), in checks and in the planner's walks up.
 	nested := New(s, Options{Concurrency: 1, NestedIndex: true})
+	nested.wideFanout = 1 // the planners' walks up read the index too
+	nested.arrowProbe = 1
 	evals := []struct {
 		name string
 		e    *Evaluator

@@ -202,34 +202,9 @@ func (rq *request) nestedCheck(ctx context.Context, f *frame, sub tuple.SubjectR
 		return result{}, false
 	}
 	typ := rel.Definition.Name
-	var seeds []string // objects whose rel holds sub at height h0
-	h0 := int32(1)
-	var expires time.Time
-	if sub.Relation != "" {
-		if sub.Type != typ || sub.Relation != rel.Name {
-			return result{}, false
-		}
-		seeds, h0 = []string{sub.ID}, 0
-	} else {
-		info := &rq.e.an.direct[rel.Index]
-		read := func(id string) bool {
-			rf := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: sub.Type, ID: id, Relation: tuple.Ellipsis},
-				ResourceType: typ, Relation: rel.Name}
-			for r, err := range rq.reader.ReverseQueryRelationships(ctx, rf, store.QueryOptions{Now: rq.now}) {
-				if err != nil || r.Caveat != nil {
-					return false
-				}
-				expires = minTime(expires, r.Expiration)
-				seeds = append(seeds, r.Resource.ID)
-			}
-			return true
-		}
-		if sub.ID != tuple.Wildcard && info.plain[sub.Type] && !read(sub.ID) {
-			return result{}, false
-		}
-		if info.wildcard[sub.Type] && !read(tuple.Wildcard) {
-			return result{}, false
-		}
+	seeds, h0, expires, ok := rq.nestedSeeds(ctx, rel, sub)
+	if !ok {
+		return result{}, false
 	}
 	if !rq.nestedReady(ctx, rel) {
 		return result{}, false
@@ -299,4 +274,80 @@ func newNested(s *schema.Schema, on bool) ([]bool, []atomic.Pointer[nestedState]
 		}
 	}
 	return marks, make([]atomic.Pointer[nestedState], n)
+}
+
+// nestedSeeds returns the objects whose rel holds sub directly (at height
+// h0: 1 for a plain subject, read from its relationships and its type's
+// wildcard; 0 for the subject set rel of an object itself), and the
+// earliest expiration read. ok is false when the index cannot answer for
+// sub: a caveated relationship, another subject set, a store error.
+func (rq *request) nestedSeeds(ctx context.Context, rel *schema.Relation, sub tuple.SubjectRef) (seeds []string, h0 int32, expires time.Time, ok bool) {
+	typ := rel.Definition.Name
+	if sub.Relation != "" {
+		if sub.Type != typ || sub.Relation != rel.Name {
+			return nil, 0, time.Time{}, false
+		}
+		return []string{sub.ID}, 0, time.Time{}, true
+	}
+	info := &rq.e.an.direct[rel.Index]
+	read := func(id string) bool {
+		rf := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: sub.Type, ID: id, Relation: tuple.Ellipsis},
+			ResourceType: typ, Relation: rel.Name}
+		for r, err := range rq.reader.ReverseQueryRelationships(ctx, rf, store.QueryOptions{Now: rq.now}) {
+			if err != nil || r.Caveat != nil {
+				return false
+			}
+			expires = minTime(expires, r.Expiration)
+			seeds = append(seeds, r.Resource.ID)
+		}
+		return true
+	}
+	if sub.ID != tuple.Wildcard && info.plain[sub.Type] && !read(sub.ID) {
+		return nil, 0, time.Time{}, false
+	}
+	if info.wildcard[sub.Type] && !read(tuple.Wildcard) {
+		return nil, 0, time.Time{}, false
+	}
+	return seeds, 1, expires, true
+}
+
+// nestedMembers is the walk up from sub over rel (reverseMembers) read
+// from the index: the seeds, and the objects whose closure holds a seed,
+// each at its shortest height. ok is false where nestedCheck's is, and
+// when the objects are more than the walk's budget (the walk would give up
+// too).
+func (rq *request) nestedMembers(ctx context.Context, rel *schema.Relation, sub tuple.SubjectRef) (ids map[string]revVal, expires time.Time, ok bool) {
+	if !rq.e.nested[rel.Index] || (rq.uncached != nil && rq.uncached[rel.Index]) {
+		return nil, time.Time{}, false
+	}
+	seeds, h0, expires, ok := rq.nestedSeeds(ctx, rel, sub)
+	if !ok || !rq.nestedReady(ctx, rel) {
+		return nil, time.Time{}, false
+	}
+	typ := rel.Definition.Name
+	ids = make(map[string]revVal, len(seeds))
+	at := func(id string, h int32) {
+		if v, ok := ids[id]; !ok || h < v.h {
+			ids[id] = revVal{exact: true, h: h}
+		}
+	}
+	for _, y := range seeds {
+		at(y, h0)
+	}
+	closure := NestedClosureRelation(rel.Name)
+	for _, y := range seeds {
+		rf := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: typ, ID: y}, ResourceType: typ, Relation: closure}
+		for r, err := range rq.reader.ReverseQueryRelationships(ctx, rf, store.QueryOptions{}) {
+			if err != nil {
+				return nil, time.Time{}, false
+			}
+			if d, ok := NestedDistance(&r); ok {
+				at(r.Resource.ID, h0+int32(d))
+			}
+		}
+		if b := rq.e.reverseBudget; b > 0 && len(ids) > b {
+			return nil, time.Time{}, false
+		}
+	}
+	return ids, expires, true
 }
