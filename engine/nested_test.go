@@ -106,18 +106,34 @@ func TestNestedIndexHistory(t *testing.T) {
 	for _, batch := range []int{0, 7} {
 		for seed := range uint64(6) {
 			t.Run(fmt.Sprintf("batch=%d/seed=%d", batch, seed), func(t *testing.T) {
-				runNestedHistory(t, seed, batch)
+				clk := newClock()
+				st := memstore.New(memstore.Options{Now: clk.Now, MaxBatchOps: batch})
+				t.Cleanup(func() { st.Close() })
+				runNestedHistory(t, seed, st, clk)
+			})
+		}
+	}
+	// The same histories over the other backends' transactions (their
+	// reads by subject, their deletes by filter).
+	for _, b := range append(backends()[1:], postgresBackend()) {
+		for seed := range uint64(2) {
+			t.Run(fmt.Sprintf("%s/seed=%d", b.name, seed), func(t *testing.T) {
+				clk := newClock()
+				runNestedHistory(t, seed, b.open(t, clk.Now), clk)
 			})
 		}
 	}
 }
 
-func runNestedHistory(t *testing.T, seed uint64, batch int) {
+// batchLimited is a store that reports its per-transaction limit.
+type batchLimited interface {
+	store.Store
+	store.BatchLimiter
+}
+
+func runNestedHistory(t *testing.T, seed uint64, st store.Store, clk *clock) {
 	ctx := t.Context()
 	rng := rand.New(rand.NewPCG(seed, 17))
-	clk := newClock()
-	st := memstore.New(memstore.Options{Now: clk.Now, MaxBatchOps: batch})
-	t.Cleanup(func() { st.Close() })
 	eng, err := engine.Open(ctx, st, engine.Options{Now: clk.Now, CacheBytes: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +141,11 @@ func runNestedHistory(t *testing.T, seed uint64, batch int) {
 	if _, _, err := eng.WriteSchema(ctx, "test", nestedSchema); err != nil {
 		t.Fatal(err)
 	}
-	batched, err := engine.Open(ctx, noBulkLimited{noBulk{st}, st}, engine.Options{Now: clk.Now, CacheBytes: -1})
+	var nb store.Store = noBulk{st}
+	if bl, ok := st.(batchLimited); ok {
+		nb = noBulkLimited{noBulk{st}, bl}
+	}
+	batched, err := engine.Open(ctx, nb, engine.Options{Now: clk.Now, CacheBytes: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
