@@ -28,7 +28,7 @@ import (
 //
 // The rows are ordinary relationships with reserved relation names
 // (tuple.Reserved), so every backend stores, versions and collects them
-// like relationships. They never leave the engine: hideReserved filters
+// like relationships. They never leave the engine: hiddenReader filters
 // them out of every read made with an open relation (reads naming a
 // relation cannot match them), hideChanges out of change sets and audit
 // entries, and hiddenTx keeps deletes by filter off them.
@@ -742,21 +742,6 @@ func (e *Engine) rebuildStale(ctx context.Context, stale []*schema.Relation) {
 	}
 }
 
-// hideReserved filters the reserved rows out of a read whose filter
-// names no relation (one that names a relation sees only its own rows).
-func hideReserved(seq iter.Seq2[tuple.Relationship, error]) iter.Seq2[tuple.Relationship, error] {
-	return func(yield func(tuple.Relationship, error) bool) {
-		for r, err := range seq {
-			if err == nil && tuple.Reserved(r.Relation) {
-				continue
-			}
-			if !yield(r, err) {
-				return
-			}
-		}
-	}
-}
-
 // hiddenReader is a store.Reader without the reserved rows, except for
 // reads that name a reserved relation (the evaluator's and the index's).
 type hiddenReader struct{ store.Reader }
@@ -766,7 +751,9 @@ func (h hiddenReader) QueryRelationships(ctx context.Context, f tuple.Filter, op
 	if f.Relation != "" {
 		return h.Reader.QueryRelationships(ctx, f, opts)
 	}
-	return limitSeq(hideReserved(h.Reader.QueryRelationships(ctx, f, noLimit(opts))), opts.Limit)
+	return visible(func(o store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+		return h.Reader.QueryRelationships(ctx, f, o)
+	}, opts)
 }
 
 // ReverseQueryRelationships implements store.Reader.
@@ -774,29 +761,40 @@ func (h hiddenReader) ReverseQueryRelationships(ctx context.Context, f tuple.Rev
 	if f.Relation != "" {
 		return h.Reader.ReverseQueryRelationships(ctx, f, opts)
 	}
-	return limitSeq(hideReserved(h.Reader.ReverseQueryRelationships(ctx, f, noLimit(opts))), opts.Limit)
+	return visible(func(o store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+		return h.Reader.ReverseQueryRelationships(ctx, f, o)
+	}, opts)
 }
 
-// noLimit drops the limit of a read whose rows are filtered after it.
-func noLimit(o store.QueryOptions) store.QueryOptions {
-	o.Limit = 0
-	return o
-}
-
-// limitSeq stops seq after limit relationships (0: none).
-func limitSeq(seq iter.Seq2[tuple.Relationship, error], limit int) iter.Seq2[tuple.Relationship, error] {
-	if limit <= 0 {
-		return seq
-	}
+// visible runs query with opts without the reserved rows. A limited read
+// that met reserved rows reads on after the last row it saw, so that it
+// still returns up to its limit and the store still applies a limit.
+func visible(query func(store.QueryOptions) iter.Seq2[tuple.Relationship, error], opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
 	return func(yield func(tuple.Relationship, error) bool) {
-		n := 0
-		for r, err := range seq {
-			if !yield(r, err) || err != nil {
-				return
+		want := opts.Limit
+		for {
+			read, hidden := 0, 0
+			var last tuple.Key
+			for r, err := range query(opts) {
+				if err != nil {
+					yield(r, err)
+					return
+				}
+				read++
+				last = r.Key()
+				if tuple.Reserved(r.Relation) {
+					hidden++
+					continue
+				}
+				if !yield(r, nil) {
+					return
+				}
 			}
-			if n++; n >= limit {
-				return
+			if want <= 0 || hidden == 0 || read < opts.Limit {
+				return // unlimited, or the store had no more
 			}
+			opts.Limit -= read - hidden
+			opts.After = &last
 		}
 	}
 }
@@ -810,7 +808,9 @@ func (h hiddenTx) QueryRelationships(ctx context.Context, f tuple.Filter, opts s
 	if f.Relation != "" {
 		return h.Tx.QueryRelationships(ctx, f, opts)
 	}
-	return limitSeq(hideReserved(h.Tx.QueryRelationships(ctx, f, noLimit(opts))), opts.Limit)
+	return visible(func(o store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+		return h.Tx.QueryRelationships(ctx, f, o)
+	}, opts)
 }
 
 // DeleteMatching implements store.Tx: a filter without a relation
