@@ -55,6 +55,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		maxQueued   = fs.Int("max-queued-requests", 0, "overload: calls that may wait for one of -max-concurrent-requests (0: none wait); a call whose deadline the queue cannot meet is shed at once")
 		maxStreams  = fs.Int("max-concurrent-streams", server.DefaultMaxStreams, "overload: lookups, relationship reads, exports and imports running at once (0: no limit); the rest are shed with RESOURCE_EXHAUSTED")
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
+		nestedIndex = fs.Bool("nested-index", true, "keep and read the nested-group index (transitive closure of self-nesting relations such as group#member); false walks them")
 		blockCache  = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size in bytes (0: 64 MiB)")
 		maxDepth    = fs.Int("max-depth", 0, "most relations on one path of an answer, the one asked about included (0: the engine's default, 50); longer paths fail with MAX_DEPTH_EXCEEDED")
 		quantum     = fs.Duration("quantum", 0, "how long minimize_latency reads share a revision (0: the engine's default, negative: never)")
@@ -216,7 +217,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	eopts := engine.Options{Logger: log, CacheBytes: *cacheBytes, MaxDepth: *maxDepth, Quantum: *quantum, Warn: server.Warn, Deprecation: deprecation,
 		TracerProvider: tracing.TracerProvider,
-		Limits:         engine.Limits{MaxSchemaDefinitions: *maxSchemaDefs, MaxPermissionOperators: *maxPermOps, MaxSchemaAnalysisWork: *maxSchemaWork}}
+		Limits:         engine.Limits{MaxSchemaDefinitions: *maxSchemaDefs, MaxPermissionOperators: *maxPermOps, MaxSchemaAnalysisWork: *maxSchemaWork},
+		NoNestedIndex:  !*nestedIndex}
 	reg := server.NewRegistry()
 	if router != nil {
 		defer router.Close()
