@@ -119,6 +119,14 @@ var errStatusLost = errors.New("pgstore: transaction status no longer kept by th
 // errInProgress: the transaction has not finished yet.
 var errInProgress = errors.New("pgstore: transaction still in progress")
 
+// xactStatusSQL asks what became of transaction $1 (an xid8 as text);
+// terminateSQL ends backend $1 if it still runs transaction $2.
+const (
+	xactStatusSQL = `SELECT pg_xact_status($1::text::xid8)`
+	terminateSQL  = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+WHERE pid = $1 AND backend_xid = $2::text::xid8::xid`
+)
+
 // commitStatusOnce asks once, on a new connection (the pool's idle
 // connections may be as dead as the one that failed).
 func commitStatusOnce(ctx context.Context, cfg *pgx.ConnConfig, id txnID) (commitStatus, error) {
@@ -128,7 +136,7 @@ func commitStatusOnce(ctx context.Context, cfg *pgx.ConnConfig, id txnID) (commi
 	}
 	defer conn.Close(context.Background())
 	var st *string
-	if err := conn.QueryRow(ctx, `SELECT pg_xact_status($1::text::xid8)`, id.xid).Scan(&st); err != nil {
+	if err := conn.QueryRow(ctx, xactStatusSQL, id.xid).Scan(&st); err != nil {
 		return 0, err
 	}
 	switch {
@@ -141,8 +149,7 @@ func commitStatusOnce(ctx context.Context, cfg *pgx.ConnConfig, id txnID) (commi
 	}
 	// In progress. Only the backend with this pid running this very
 	// transaction is terminated, so a reused pid is safe.
-	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE pid = $1 AND backend_xid = $2::text::xid8::xid`, int64(id.pid), id.xid); err != nil {
+	if _, err := conn.Exec(ctx, terminateSQL, int64(id.pid), id.xid); err != nil {
 		return 0, fmt.Errorf("%w (terminate its backend: %v)", errInProgress, err)
 	}
 	return 0, errInProgress

@@ -147,16 +147,23 @@ func (s *Store) queueCommit(b *pgx.Batch, rev store.Revision, last int64, prev s
 	if now < last {
 		now = last
 	}
-	b.Queue(`INSERT INTO pemba_changelog (revision, committed_ns, caller, schema_changed) VALUES ($1, $2, $3, $4)`,
-		int64(rev), now, meta.Caller, schema != nil)
+	b.Queue(insertChangelog, int64(rev), now, meta.Caller, schema != nil)
 	h := queueAudit(b, rev, time.Unix(0, now).UTC(), prev, meta, schema, audit)
 	if schema != nil {
-		b.Queue(`INSERT INTO pemba_schemas (revision, text) VALUES ($1, $2)`, int64(rev), *schema)
+		b.Queue(insertSchema, int64(rev), *schema)
 	}
-	b.Queue(`UPDATE pemba_revision SET last_commit_ns = $1, audit_hash = $2`, now, h[:])
+	b.Queue(updateCommitted, now, h[:])
 	// Delivered at commit; it only wakes watchers of other processes.
-	b.Queue(`SELECT pg_notify('`+notifyChannel+`', $1)`, strconv.FormatUint(uint64(rev), 10))
+	b.Queue(notifySQL, strconv.FormatUint(uint64(rev), 10))
 }
+
+// The statements of a commit after the relationships' (queueCommit).
+const (
+	insertChangelog = `INSERT INTO pemba_changelog (revision, committed_ns, caller, schema_changed) VALUES ($1, $2, $3, $4)`
+	insertSchema    = `INSERT INTO pemba_schemas (revision, text) VALUES ($1, $2)`
+	updateCommitted = `UPDATE pemba_revision SET last_commit_ns = $1, audit_hash = $2`
+	notifySQL       = `SELECT pg_notify('` + notifyChannel + `', $1)`
+)
 
 // keyArrays holds keys column-wise, for unnest.
 type keyArrays struct {
