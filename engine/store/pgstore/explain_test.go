@@ -157,7 +157,7 @@ var statementArgs = map[string]func(p planEnv) []string{
 	"changelogQuery":   func(p planEnv) []string { return ints(p.head-100, watchBatch) },
 	"changesQuery":     func(p planEnv) []string { return ints(p.head-watchBatch, p.head) },
 	"readSchemaQuery":  func(p planEnv) []string { return ints(p.head) },
-	"xactStatusSQL":    func(p planEnv) []string { return []string{lit(p.xid)} },
+	"xactStatusSQL":    func(p planEnv) []string { return []string{lit(p.xid), fmt.Sprint(p.head), hash32} },
 	"terminateSQL":     func(p planEnv) []string { return []string{"0", lit(p.xid)} }, // pid 0 matches nothing
 	"insertChangelog": func(p planEnv) []string {
 		return []string{fmt.Sprint(p.head + 1000), fmt.Sprint(p.now), lit("svc"), "false"}

@@ -114,7 +114,7 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 	// cost a tenth of the import.
 	b.Queue(closeImported, int64(rev))
 	b.Queue(insertImported, int64(rev), int16(store.OpTouch))
-	s.queueCommit(b, rev, last, prevHash, meta, nil, audit)
+	id.audit = s.queueCommit(b, rev, last, prevHash, meta, nil, audit)
 	if err := pg.SendBatch(ctx, b).Close(); err != nil {
 		return 0, 0, s.wrap(ctx, fmt.Sprintf("import revision %d", rev), err)
 	}

@@ -76,7 +76,7 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 	}
 	b := &pgx.Batch{}
 	queueChanges(b, rev, changes)
-	s.queueCommit(b, rev, last, prevHash, meta, t.buf.Schema(), audit)
+	id.audit = s.queueCommit(b, rev, last, prevHash, meta, t.buf.Schema(), audit)
 	b.Queue("COMMIT")
 	if s.hooks != nil && s.hooks.beforeCommit != nil {
 		s.hooks.beforeCommit(ctx, id)
@@ -117,6 +117,7 @@ func begin(ctx context.Context, conn *pgxpool.Conn) (store.Revision, int64, stor
 	b.Queue("BEGIN")
 	b.Queue(allocateSQL).QueryRow(func(r pgx.Row) error { return r.Scan(&head, &last, &prev, &id.xid, &id.pid) })
 	err := conn.SendBatch(ctx, b).Close()
+	id.rev = store.Revision(head)
 	h, herr := auditHashOf(prev)
 	if err == nil {
 		err = herr
@@ -132,6 +133,7 @@ func allocate(ctx context.Context, pg pgx.Tx) (store.Revision, int64, store.Audi
 		id         txnID
 	)
 	err := pg.QueryRow(ctx, allocateSQL).Scan(&head, &last, &prev, &id.xid, &id.pid)
+	id.rev = store.Revision(head)
 	h, herr := auditHashOf(prev)
 	if err == nil {
 		err = herr
@@ -141,8 +143,9 @@ func allocate(ctx context.Context, pg pgx.Tx) (store.Revision, int64, store.Audi
 
 // queueCommit adds the changelog row, the audit entry (whose changes are
 // encoded in audit), the schema, the commit time and the notification of
-// revision rev to b. Commit times never go backwards.
-func (s *Store) queueCommit(b *pgx.Batch, rev store.Revision, last int64, prev store.AuditHash, meta store.WriteMeta, schema *string, audit auditBody) {
+// revision rev to b, and returns the audit entry's hash. Commit times
+// never go backwards.
+func (s *Store) queueCommit(b *pgx.Batch, rev store.Revision, last int64, prev store.AuditHash, meta store.WriteMeta, schema *string, audit auditBody) store.AuditHash {
 	now := s.opts.Now().UnixNano()
 	if now < last {
 		now = last
@@ -155,6 +158,7 @@ func (s *Store) queueCommit(b *pgx.Batch, rev store.Revision, last int64, prev s
 	b.Queue(updateCommitted, now, h[:])
 	// Delivered at commit; it only wakes watchers of other processes.
 	b.Queue(notifySQL, strconv.FormatUint(uint64(rev), 10))
+	return h
 }
 
 // The statements of a commit after the relationships' (queueCommit).
