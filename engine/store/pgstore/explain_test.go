@@ -154,6 +154,7 @@ var statementArgs = map[string]func(p planEnv) []string{
 	"auditBoundsQuery": none,
 	"lockAuditAnchor":  none,
 	"allocateSQL":      none,
+	"syncBarrier":      none,
 	"changelogQuery":   func(p planEnv) []string { return ints(p.head-100, watchBatch) },
 	"changesQuery":     func(p planEnv) []string { return ints(p.head-watchBatch, p.head) },
 	"readSchemaQuery":  func(p planEnv) []string { return ints(p.head) },

@@ -135,6 +135,11 @@ const (
 		OR (SELECT revision FROM pemba_audit_anchor) >= $2`
 	terminateSQL = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 WHERE pid = $1 AND backend_xid = $2::text::xid8::xid`
+	// syncBarrier commits a transaction that writes WAL (a transaction
+	// that writes none, even with an id, does not wait for standbys), so
+	// its commit waits for synchronous standbys as configured. It
+	// rewrites the one-row metadata table, which nothing else writes.
+	syncBarrier = `UPDATE pemba_metadata SET store_id = store_id`
 )
 
 // commitStatusOnce asks once, on a new connection (the pool's idle
@@ -168,6 +173,15 @@ func commitStatusOnce(ctx context.Context, cfg *pgx.ConnConfig, id txnID) (commi
 	case st == nil:
 		return 0, errStatusLost
 	case *st == "committed" && ours:
+		// Terminating a backend that waits for a synchronous standby
+		// (below, on an earlier try), or its server's crash restart,
+		// commits its transaction without the standby. A commit of this
+		// session waits for the standby like any other, and its WAL
+		// follows the transaction's: once it returns, the transaction is
+		// as durable as an acknowledged one.
+		if _, err := conn.Exec(ctx, syncBarrier); err != nil {
+			return 0, fmt.Errorf("wait until the commit is replicated: %w", err)
+		}
 		return statusCommitted, nil
 	case *st == "committed", *st == "aborted": // committed: the id was given out again
 		return statusAborted, nil
