@@ -322,8 +322,16 @@ func timeline(every time.Duration, start time.Time, workers []*worker) func() []
 		d := b.counts
 		d.Sub(&a.counts)
 		secs := b.at.Sub(a.at).Seconds()
+		// The count is the operations' counters, not the histogram's: a
+		// worker records its latency and then counts its operation, so a
+		// sample taken between the two sees one and not the other, and
+		// only one source can make the interval's parts add up to it.
+		var count uint64
+		for op, n := range b.ops {
+			count += n - a.ops[op]
+		}
 		iv := Interval{
-			At: b.at.Sub(start).Seconds(), Seconds: secs, Count: d.Count(), Errors: b.errs - a.errs,
+			At: b.at.Sub(start).Seconds(), Seconds: secs, Count: count, Errors: b.errs - a.errs,
 			P50: d.Quantile(0.5), P90: d.Quantile(0.9), P99: d.Quantile(0.99), Max: d.Quantile(1),
 		}
 		if secs > 0 {
