@@ -82,6 +82,8 @@ type Store struct {
 	audit       []auditRecord
 	auditAnchor store.AuditAnchor
 	notify      chan struct{} // closed and replaced on every commit and on Close
+
+	statsCache statsCache // counts for the planner (stats.go)
 }
 
 // record holds every retained version of one relationship key.

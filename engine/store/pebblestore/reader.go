@@ -23,6 +23,9 @@ type reader struct {
 
 func (r *reader) Revision() store.Revision { return r.rev }
 
+// Statistics returns the store's counts (store.StatsReader).
+func (r *reader) Statistics() *store.Statistics { return r.s.stats.Statistics() }
+
 func (r *reader) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
 	var after []byte
 	if opts.After != nil {

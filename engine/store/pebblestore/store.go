@@ -143,6 +143,9 @@ type Store struct {
 
 	iters iterPool
 
+	// stats keeps the planner's counts (store.StatsKeeper).
+	stats store.StatsCounter
+
 	// commits wakes watchers on every commit.
 	commits changefeed.Signal
 
@@ -160,6 +163,8 @@ var (
 	_ store.Store            = (*Store)(nil)
 	_ store.GarbageCollector = (*Store)(nil)
 	_ store.BulkLoader       = (*Store)(nil)
+	_ store.StatsKeeper      = (*Store)(nil)
+	_ store.StatsReader      = (*reader)(nil)
 )
 
 // Open opens the store in dir, creating it if needed. It refuses a
@@ -195,6 +200,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.load(); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
+	s.stats.Count = func(ctx context.Context) (*store.Statistics, error) {
+		r, err := s.Snapshot(ctx, store.Revision(s.head.Load()))
+		if err != nil {
+			return nil, fmt.Errorf("pebblestore: count statistics: %w", err)
+		}
+		return store.CountStatistics(ctx, r, s.opts.Now())
+	}
+	s.stats.Start()
 	if opts.GCInterval > 0 {
 		go s.gcLoop()
 	} else {
@@ -436,6 +449,9 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	close(s.closedCh)
+	s.lifeMu.Unlock()
+	s.stats.Stop() // its scan holds an operation
+	s.lifeMu.Lock()
 	for s.active > 0 {
 		s.lifeCond.Wait()
 	}
@@ -506,6 +522,15 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.l.Error(msg, "component", "pebble", "fatal", true)
 	panic("pebble: " + msg)
+}
+
+// Statistics returns the latest counts of relationships (store.StatsKeeper):
+// counted when the store opens and again after enough writes.
+func (s *Store) Statistics() *store.Statistics { return s.stats.Statistics() }
+
+// RefreshStatistics counts the relationships at the head revision now.
+func (s *Store) RefreshStatistics(ctx context.Context) (*store.Statistics, error) {
+	return s.stats.Refresh(ctx)
 }
 
 // MaxBatchOps reports the per-transaction limit (store.BatchLimiter).

@@ -120,5 +120,6 @@ ORDER BY resource_type, resource_id, relation, subject_type, subject_id, subject
 	}
 	s.advanceHead(rev)
 	s.wake()
+	s.stats.Observe(int(n))
 	return rev, int(n), nil
 }
