@@ -23,6 +23,9 @@ type request struct {
 	rev     store.Revision
 	now     time.Time
 	context map[string]any
+	// stats are the store's statistics for the planner; nil when the
+	// store keeps none.
+	stats *store.Statistics
 
 	// tokens bounds the extra goroutines of this request.
 	tokens chan struct{}
@@ -116,6 +119,9 @@ func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, err
 		now:     now,
 		context: p.Context,
 	}
+	if sr, ok := p.Reader.(store.StatsReader); ok && e.statsFanout > 0 && e.arrowProbe > 0 {
+		rq.stats = sr.Statistics()
+	}
 	if len(p.Contextual) > 0 {
 		rq.reader = store.Overlay(p.Reader, p.Contextual)
 		rq.uncached = uncached
@@ -175,12 +181,14 @@ func (rq *request) queryLimit(ctx context.Context, f tuple.Filter, limit int) ([
 	return out, nil
 }
 
-// planned counts, for the root check of f, an arrow or a set of subject
-// sets decided from the subject's side.
-func (rq *request) planned(f *frame) {
+// planned counts, for the root check of f and the evaluator's plan
+// counters, an arrow or a set of subject sets decided from the subject's
+// side (plan p).
+func (rq *request) planned(f *frame, p Plan) {
 	if f.st != nil {
 		f.st.subjectSide.Add(1)
 	}
+	rq.count(p)
 }
 
 // caveat evaluates the condition of r: yes when r has no caveat. The
