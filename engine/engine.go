@@ -283,7 +283,8 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	if conc <= 0 {
 		conc = DefaultConcurrency()
 	}
-	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router, MaxLookupNodes: e.limits.MaxLookupNodes}
+	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router, MaxLookupNodes: e.limits.MaxLookupNodes,
+		Plans: new(eval.PlanCounters)}
 	if opts.TracerProvider != nil {
 		e.tracer = opts.TracerProvider.Tracer(TracerName)
 		e.evalOpts.Tracer = e.tracer
@@ -347,6 +348,9 @@ type Stats struct {
 	// DeprecatedUses counts requests that named a @deprecated relation
 	// or permission (warned or refused).
 	DeprecatedUses int64
+	// Plans counts the planner's decisions that departed from the
+	// top-down walk, by plan (see eval.Plan), since the engine opened.
+	Plans map[string]uint64
 }
 
 // Stats returns current counters.
@@ -360,6 +364,7 @@ func (e *Engine) Stats() Stats {
 	s.CompiledSchemas = len(e.schemas)
 	e.schemaMu.Unlock()
 	s.DeprecatedUses = e.deprecation.uses.Load()
+	s.Plans = e.evalOpts.Plans.Counts()
 	return s
 }
 

@@ -395,6 +395,7 @@ func TestServeMetricsAndProbes(t *testing.T) {
 		"pemba_engine_cache_bytes",
 		"pemba_engine_cache_entries",
 		"pemba_engine_compiled_schemas",
+		`pemba_engine_check_plans_total{plan="arrow_subject_statistics"}`,
 		`pemba_store_head_revision{store="pebble"} 2`,
 		`pemba_store_gc_horizon_revision{store="pebble"}`,
 		"pemba_pebble_compactions_total",
