@@ -91,8 +91,23 @@ func (rq *request) directPoints(ctx context.Context, f *frame, sub tuple.Subject
 }
 
 // pointRead adds to acc the relationships of f's relation naming subject
-// id of sub's type and relation.
+// id of sub's type and relation: at most one, read by key when the reader
+// can (store.PointReader).
 func (rq *request) pointRead(ctx context.Context, f *frame, sub tuple.SubjectRef, id string, acc *result) error {
+	if rq.points != nil {
+		k := tuple.Key{Resource: tuple.ObjectRef{Type: f.rel.Definition.Name, ID: f.id}, Relation: f.rel.Name,
+			Subject: tuple.SubjectRef{Type: sub.Type, ID: id, Relation: sub.Relation}}
+		r, found, err := rq.points.ReadRelationship(ctx, k, rq.now)
+		if err != nil || !found {
+			return err
+		}
+		cv, err := rq.caveat(&r)
+		if err != nil {
+			return err
+		}
+		*acc = or(*acc, cv)
+		return nil
+	}
 	srel := sub.Relation
 	if srel == "" {
 		srel = tuple.Ellipsis

@@ -26,6 +26,9 @@ type request struct {
 	// stats are the store's statistics for the planner; nil when the
 	// store keeps none.
 	stats *store.Statistics
+	// points is reader's point reads, when it has them (not through an
+	// overlay of contextual relationships).
+	points store.PointReader
 
 	// tokens bounds the extra goroutines of this request.
 	tokens chan struct{}
@@ -122,7 +125,9 @@ func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, err
 	if sr, ok := p.Reader.(store.StatsReader); ok && e.statsFanout > 0 && e.arrowProbe > 0 {
 		rq.stats = sr.Statistics()
 	}
+	rq.points, _ = p.Reader.(store.PointReader)
 	if len(p.Contextual) > 0 {
+		rq.points = nil
 		rq.reader = store.Overlay(p.Reader, p.Contextual)
 		rq.uncached = uncached
 		if rq.uncached == nil {

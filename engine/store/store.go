@@ -87,6 +87,18 @@ type Reader interface {
 	ReadSchema(ctx context.Context) (text string, written Revision, err error)
 }
 
+// PointReader is implemented by readers that can read one relationship by
+// its key more cheaply than QueryRelationships with a filter naming all of
+// it (no iterator closure, no decoding of the key, which the caller
+// already has): the evaluator's hot path. ReadRelationship returns the
+// relationship with key k visible at the reader's revision and, when now
+// is not zero, unexpired at now; found is false when there is none. Its
+// answer must equal the one QueryRelationships gives for the filter of k's
+// six components (with tuple.Ellipsis for a plain subject) and Now: now.
+type PointReader interface {
+	ReadRelationship(ctx context.Context, k tuple.Key, now time.Time) (r tuple.Relationship, found bool, err error)
+}
+
 // QueryOptions shape a query. The zero value returns every match.
 type QueryOptions struct {
 	// Limit stops after this many relationships; 0 means no limit.

@@ -194,3 +194,27 @@ func samePrefix(a, b fields, n int) bool {
 	}
 	return true
 }
+
+var _ store.PointReader = (*reader)(nil)
+
+// ReadRelationship reads the relationship with key k (store.PointReader).
+func (r *reader) ReadRelationship(ctx context.Context, k tuple.Key, now time.Time) (tuple.Relationship, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return tuple.Relationship{}, false, err
+	}
+	s := r.s
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.checkReadable(r.rev); err != nil {
+		return tuple.Relationship{}, false, err
+	}
+	rec := s.records[k]
+	if rec == nil {
+		return tuple.Relationship{}, false, nil
+	}
+	rel, ok := rec.visible(r.rev)
+	if !ok || !now.IsZero() && rel.ExpiredAt(now) {
+		return tuple.Relationship{}, false, nil
+	}
+	return copyRel(rel), true, nil
+}

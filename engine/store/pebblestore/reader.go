@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"iter"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -243,4 +244,53 @@ func (s *Store) readChangeHeader(rev store.Revision) (changeHeader, error) {
 		return changeHeader{}, fmt.Errorf("revision %d: %w", rev, err)
 	}
 	return h, nil
+}
+
+var _ store.PointReader = (*reader)(nil)
+
+// ReadRelationship reads the relationship with key k (store.PointReader):
+// one SeekPrefixGE to the newest version of k's tuple key at or below the
+// reader's revision, as scanLocked's point reads, but with the key built
+// on the stack and never decoded (k already holds its strings).
+func (r *reader) ReadRelationship(ctx context.Context, k tuple.Key, now time.Time) (tuple.Relationship, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return tuple.Relationship{}, false, err
+	}
+	s := r.s
+	if err := s.acquire(); err != nil {
+		return tuple.Relationship{}, false, err
+	}
+	defer s.release()
+	var buf [128]byte
+	tk := forwardTupleKey(buf[:0], k)
+	seek := appendRev(tk, r.rev)
+	tk = seek[:len(seek)-revLen]
+	pi, err := s.iter(r.rev, nil, nil)
+	if err != nil {
+		return tuple.Relationship{}, false, err
+	}
+	defer s.putIter(pi)
+	it := pi.it
+	if !it.SeekPrefixGE(seek) {
+		if err := it.Error(); err != nil {
+			return tuple.Relationship{}, false, fmt.Errorf("pebblestore: read: %w", err)
+		}
+		return tuple.Relationship{}, false, nil
+	}
+	key := it.Key()
+	if len(key) != len(seek) || !bytes.Equal(key[:len(tk)], tk) {
+		return tuple.Relationship{}, false, nil
+	}
+	val, err := it.ValueAndErr()
+	if err != nil {
+		return tuple.Relationship{}, false, fmt.Errorf("pebblestore: read value: %w", err)
+	}
+	v, err := decodeValue(val)
+	if err != nil {
+		return tuple.Relationship{}, false, fmt.Errorf("%w (key %q)", err, key)
+	}
+	if v.tombstone || !now.IsZero() && !v.expiration.IsZero() && !now.Before(v.expiration) {
+		return tuple.Relationship{}, false, nil
+	}
+	return v.relationship(k), true, nil
 }

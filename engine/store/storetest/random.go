@@ -321,6 +321,19 @@ func (s *suite) randomRun(t *testing.T, seed uint64) {
 			opts = g.opts(CompareReverse)
 			got, err = Collect(r.ReverseQueryRelationships(ctx, rf, opts))
 			checkRels(t, fmt.Sprintf("%s: %+v %+v", what, rf, opts), got, err, models[rev].reverse(rf, opts))
+			if pr, ok := r.(store.PointReader); ok {
+				// A point read answers as the query naming the whole key.
+				k, now := g.rel().Key(), g.opts(CompareForward).Now
+				rel, found, err := pr.ReadRelationship(ctx, k, now)
+				var got, want []tuple.Relationship
+				if found {
+					got = append(got, rel)
+				}
+				if m, ok := models[rev][k]; ok && (now.IsZero() || !m.ExpiredAt(now)) {
+					want = append(want, m)
+				}
+				checkRels(t, fmt.Sprintf("%s: ReadRelationship(%s, now %v)", what, k, now), got, err, want)
+			}
 			if t.Failed() {
 				t.FailNow()
 			}
