@@ -149,12 +149,16 @@ type Store struct {
 	// commits wakes watchers on every commit.
 	commits changefeed.Signal
 
-	// lifeMu guards closed and active: Close waits until no operation
-	// uses the Pebble database.
+	// active counts the operations using the Pebble database and closed
+	// is set when Close begins; Close then waits on lifeCond (under
+	// lifeMu) until active is 0. They are atomics, not fields under
+	// lifeMu, because every query takes and releases an operation: a
+	// mutex there was the second contention point of concurrent checks
+	// after the iterator pool's (docs/benchmarks.md, issue #17).
+	active   atomic.Int64
+	closed   atomic.Bool
 	lifeMu   sync.Mutex
 	lifeCond *sync.Cond
-	closed   bool
-	active   int
 	closedCh chan struct{} // closed by Close
 	gcDone   chan struct{} // closed when the background GC goroutine exits
 }
@@ -192,6 +196,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		wopt:     pebble.Sync,
 		closedCh: make(chan struct{}),
 		gcDone:   make(chan struct{}),
+		iters:    newIterPool(),
 	}
 	if opts.NoSync {
 		s.wopt = pebble.NoSync
@@ -420,39 +425,36 @@ func (s *Store) getUvarint(key []byte) (uint64, error) {
 // acquire registers an operation that uses the database; it fails once
 // Close has begun.
 func (s *Store) acquire() error {
-	s.lifeMu.Lock()
-	defer s.lifeMu.Unlock()
-	if s.closed {
+	s.active.Add(1)
+	if s.closed.Load() {
+		// Close may be waiting for active to drop: release wakes it.
+		s.release()
 		return store.ErrClosed
 	}
-	s.active++
 	return nil
 }
 
 func (s *Store) release() {
-	s.lifeMu.Lock()
-	s.active--
-	if s.active == 0 {
+	if s.active.Add(-1) == 0 && s.closed.Load() {
+		// Broadcast under lifeMu, so that a Close between its check of
+		// active and its Wait cannot miss it.
+		s.lifeMu.Lock()
 		s.lifeCond.Broadcast()
+		s.lifeMu.Unlock()
 	}
-	s.lifeMu.Unlock()
 }
 
 // Close stops the background GC, waits for running operations (open
 // query loops included) to finish and closes the database. Watch loops end
 // with store.ErrClosed.
 func (s *Store) Close() error {
-	s.lifeMu.Lock()
-	if s.closed {
-		s.lifeMu.Unlock()
+	if !s.closed.CompareAndSwap(false, true) {
 		return store.ErrClosed
 	}
-	s.closed = true
 	close(s.closedCh)
-	s.lifeMu.Unlock()
 	s.stats.Stop() // its scan holds an operation
 	s.lifeMu.Lock()
-	for s.active > 0 {
+	for s.active.Load() > 0 {
 		s.lifeCond.Wait()
 	}
 	s.lifeMu.Unlock()

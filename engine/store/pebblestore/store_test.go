@@ -603,7 +603,7 @@ func TestIterPool(t *testing.T) {
 	if got := mustAll(t, s, r1); len(got) != 1 {
 		t.Fatalf("at %d: %q", r1, got)
 	}
-	if n := len(s.iters.free); n != 1 {
+	if n := len(s.iters.pooled()); n != 1 {
 		t.Fatalf("%d pooled iterators after a query, want 1", n)
 	}
 	r2 := touch(t, s, "doc:2#viewer@user:a")
@@ -615,7 +615,7 @@ func TestIterPool(t *testing.T) {
 	if got := mustAll(t, s, r1); len(got) != 1 {
 		t.Errorf("at %d: %q, want one relationship", r1, got)
 	}
-	for _, pi := range s.iters.free {
+	for _, pi := range s.iters.pooled() {
 		if pi.head != r2 {
 			t.Errorf("pooled iterator from head %d after a commit of %d", pi.head, r2)
 		}
