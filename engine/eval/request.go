@@ -29,6 +29,9 @@ type request struct {
 	// points is reader's point reads, when it has them (not through an
 	// overlay of contextual relationships).
 	points store.PointReader
+	// batch is reader's closure-free queries, when it has them (not
+	// through an overlay).
+	batch store.BatchReader
 
 	// tokens bounds the extra goroutines of this request.
 	tokens chan struct{}
@@ -126,8 +129,9 @@ func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, err
 		rq.stats = sr.Statistics()
 	}
 	rq.points, _ = p.Reader.(store.PointReader)
+	rq.batch, _ = p.Reader.(store.BatchReader)
 	if len(p.Contextual) > 0 {
-		rq.points = nil
+		rq.points, rq.batch = nil, nil
 		rq.reader = store.Overlay(p.Reader, p.Contextual)
 		rq.uncached = uncached
 		if rq.uncached == nil {
@@ -164,6 +168,9 @@ func (rq *request) contextHash() (uint64, bool) {
 // them all before returning so that no store iterator stays open while the
 // evaluator recurses.
 func (rq *request) query(ctx context.Context, f tuple.Filter) ([]tuple.Relationship, error) {
+	if rq.batch != nil {
+		return rq.batch.AppendRelationships(ctx, nil, f, store.QueryOptions{Now: rq.now})
+	}
 	var out []tuple.Relationship
 	for r, err := range rq.reader.QueryRelationships(ctx, f, store.QueryOptions{Now: rq.now}) {
 		if err != nil {
@@ -176,6 +183,9 @@ func (rq *request) query(ctx context.Context, f tuple.Filter) ([]tuple.Relations
 
 // queryLimit is query stopped after limit relationships.
 func (rq *request) queryLimit(ctx context.Context, f tuple.Filter, limit int) ([]tuple.Relationship, error) {
+	if rq.batch != nil {
+		return rq.batch.AppendRelationships(ctx, nil, f, store.QueryOptions{Now: rq.now, Limit: limit})
+	}
 	var out []tuple.Relationship
 	for r, err := range rq.reader.QueryRelationships(ctx, f, store.QueryOptions{Now: rq.now, Limit: limit}) {
 		if err != nil {

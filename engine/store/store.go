@@ -99,6 +99,17 @@ type PointReader interface {
 	ReadRelationship(ctx context.Context, k tuple.Key, now time.Time) (r tuple.Relationship, found bool, err error)
 }
 
+// BatchReader is implemented by readers that can append the answer of a
+// query to the caller's slice in one call, without the iterator closures
+// of QueryRelationships (several allocations per query): the evaluator's
+// hot path, which reads every answer before it recurses anyway. The
+// answers must equal QueryRelationships' and ReverseQueryRelationships'
+// for the same filter and options, in the same order.
+type BatchReader interface {
+	AppendRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.Filter, opts QueryOptions) ([]tuple.Relationship, error)
+	AppendReverseRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.ReverseFilter, opts QueryOptions) ([]tuple.Relationship, error)
+}
+
 // QueryOptions shape a query. The zero value returns every match.
 type QueryOptions struct {
 	// Limit stops after this many relationships; 0 means no limit.

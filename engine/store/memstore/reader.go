@@ -218,3 +218,27 @@ func (r *reader) ReadRelationship(ctx context.Context, k tuple.Key, now time.Tim
 	}
 	return copyRel(rel), true, nil
 }
+
+var _ store.BatchReader = (*reader)(nil)
+
+// AppendRelationships appends the answer of QueryRelationships to dst
+// (store.BatchReader).
+func (r *reader) AppendRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.Filter, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	return appendAll(dst, r.QueryRelationships(ctx, f, opts))
+}
+
+// AppendReverseRelationships appends the answer of
+// ReverseQueryRelationships to dst (store.BatchReader).
+func (r *reader) AppendReverseRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.ReverseFilter, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	return appendAll(dst, r.ReverseQueryRelationships(ctx, f, opts))
+}
+
+func appendAll(dst []tuple.Relationship, seq iter.Seq2[tuple.Relationship, error]) ([]tuple.Relationship, error) {
+	for rel, err := range seq {
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, rel)
+	}
+	return dst, nil
+}

@@ -294,3 +294,46 @@ func (r *reader) ReadRelationship(ctx context.Context, k tuple.Key, now time.Tim
 	}
 	return v.relationship(k), true, nil
 }
+
+var _ store.BatchReader = (*reader)(nil)
+
+// AppendRelationships appends the answer of QueryRelationships to dst
+// (store.BatchReader), calling scanLocked directly so that neither the
+// filter's match nor the append escapes to the heap.
+func (r *reader) AppendRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.Filter, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	var after []byte
+	if opts.After != nil {
+		after = forwardTupleKey(nil, *opts.After)
+	}
+	prefix, exact := forwardPrefix(f)
+	if exact {
+		return r.appendScan(ctx, dst, prefix, after, nil, opts)
+	}
+	return r.appendScan(ctx, dst, prefix, after, f.Matches, opts)
+}
+
+// AppendReverseRelationships appends the answer of
+// ReverseQueryRelationships to dst (store.BatchReader).
+func (r *reader) AppendReverseRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.ReverseFilter, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	var after []byte
+	if opts.After != nil {
+		after = reverseTupleKey(nil, *opts.After)
+	}
+	prefix, exact := reversePrefix(f)
+	if exact {
+		return r.appendScan(ctx, dst, prefix, after, nil, opts)
+	}
+	return r.appendScan(ctx, dst, prefix, after, f.Matches, opts)
+}
+
+func (r *reader) appendScan(ctx context.Context, dst []tuple.Relationship, prefix, after []byte, match func(tuple.Relationship) bool, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	if err := r.s.acquire(); err != nil {
+		return dst, err
+	}
+	defer r.s.release()
+	err := r.s.scanLocked(ctx, r.rev, prefix, after, match, opts, func(rel tuple.Relationship, _ error) bool {
+		dst = append(dst, rel)
+		return true
+	})
+	return dst, err
+}

@@ -23,7 +23,7 @@
 // The suite runs subtests named by concern (revisions, mvcc, queries,
 // writes, schema, watch, gc, gc-expired, bulk, audit, stats, random, concurrency, close), so one
 // failing area can be rerun with -run 'TestConformance/queries'. Optional powers
-// (store.GarbageCollector, store.BulkLoader, store.StatsKeeper, store.PointReader) are tested when the store
+// (store.GarbageCollector, store.BulkLoader, store.StatsKeeper, store.PointReader, store.BatchReader) are tested when the store
 // implements them and skipped otherwise. The store's Close may be called
 // twice (by the close subtest and by the cleanup); the second call must
 // not panic.
