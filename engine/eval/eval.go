@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"iter"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -79,6 +80,8 @@ type Evaluator struct {
 	// decide a walk from the subject's side without a probe (see
 	// planstats.go); 0 ignores the statistics.
 	statsFanout float64
+	// orders caches childOrder's orders for the latest statistics seen.
+	orders atomic.Pointer[statsOrders]
 	// explainNodes bounds the steps of an explanation outside a witness
 	// (see defaultExplainNodes).
 	explainNodes int
