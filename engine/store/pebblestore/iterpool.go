@@ -62,6 +62,11 @@ type pooledIter struct {
 	// bounds on a reused iterator resets every level's iterator, a few
 	// percent of a check's CPU.
 	unbounded bool
+	// key is the buffer for the seek keys of point reads
+	// (ReadRelationship): a buffer on the stack would escape, since the
+	// key goes to Pebble. Reusing it is safe: Iterator.SeekPrefixGE copies
+	// the prefix it keeps for its next seek (TestPointReadsInTurn).
+	key []byte
 }
 
 // iter returns an iterator over [lower, upper) that sees every version a

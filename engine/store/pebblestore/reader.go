@@ -251,7 +251,8 @@ var _ store.PointReader = (*reader)(nil)
 // ReadRelationship reads the relationship with key k (store.PointReader):
 // one SeekPrefixGE to the newest version of k's tuple key at or below the
 // reader's revision, as scanLocked's point reads, but with the key built
-// on the stack and never decoded (k already holds its strings).
+// in the pooled iterator's buffer and never decoded (k already holds its
+// strings).
 func (r *reader) ReadRelationship(ctx context.Context, k tuple.Key, now time.Time) (tuple.Relationship, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return tuple.Relationship{}, false, err
@@ -261,15 +262,14 @@ func (r *reader) ReadRelationship(ctx context.Context, k tuple.Key, now time.Tim
 		return tuple.Relationship{}, false, err
 	}
 	defer s.release()
-	var buf [128]byte
-	tk := forwardTupleKey(buf[:0], k)
-	seek := appendRev(tk, r.rev)
-	tk = seek[:len(seek)-revLen]
 	pi, err := s.iter(r.rev, nil, nil)
 	if err != nil {
 		return tuple.Relationship{}, false, err
 	}
 	defer s.putIter(pi)
+	seek := appendRev(forwardTupleKey(pi.key[:0], k), r.rev)
+	pi.key = seek
+	tk := seek[:len(seek)-revLen]
 	it := pi.it
 	if !it.SeekPrefixGE(seek) {
 		if err := it.Error(); err != nil {

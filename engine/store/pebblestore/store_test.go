@@ -733,3 +733,42 @@ func TestExpiryIndexTidy(t *testing.T) {
 		t.Errorf("%d forward index entries after GC, want 1 (doc:b)", n)
 	}
 }
+
+// TestPointReadsInTurn: ReadRelationship's seek keys are written into one
+// buffer of the pooled iterator, and Pebble compares each SeekPrefixGE
+// with the prefix of the one before (a later one may step instead of
+// seeking): point reads in turn on one pooled iterator, found and absent,
+// in and out of order, must each see their own key.
+func TestPointReadsInTurn(t *testing.T) {
+	e := newEnv()
+	s := e.open(t)
+	defer s.Close()
+	rev := touch(t, s, "doc:1#viewer@user:b", "doc:1#viewer@user:d")
+	r, err := s.Snapshot(context.Background(), rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := r.(store.PointReader)
+	for i, tt := range []struct {
+		key   string
+		found bool
+	}{
+		{"doc:1#viewer@user:c", false}, {"doc:1#viewer@user:b", true}, {"doc:1#viewer@user:z", false},
+		{"doc:1#viewer@user:d", true}, {"doc:1#viewer@user:d", true}, {"doc:1#viewer@user:a", false},
+		{"doc:1#viewer@user:b", true}, {"doc:1#viewer@user:b", true}, {"doc:1#viewer@user:e", false},
+		{"doc:1#viewer@user:e", false}, {"doc:1#viewer@user:d", true},
+	} {
+		parsed, err := tuple.Parse(tt.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := parsed.Key()
+		rel, found, err := pr.ReadRelationship(context.Background(), k, time.Time{})
+		if err != nil || found != tt.found || found && rel.Key() != k {
+			t.Errorf("read %d of %s: %v, found %v, %v; want found %v", i, tt.key, rel, found, err, tt.found)
+		}
+	}
+	if n := len(s.iters.pooled()); n != 1 {
+		t.Errorf("%d pooled iterators, want the one reused", n)
+	}
+}
