@@ -1,7 +1,9 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -217,11 +219,18 @@ type StatsCounter struct {
 	wg     sync.WaitGroup
 }
 
-// Start counts in the background; Statistics returns nil until it ends.
-func (c *StatsCounter) Start() {
+// Start begins keeping counts. With saved counts (a backend's copy of an
+// earlier count, nil when it has none or they are older than the head) it
+// serves them until enough changes accumulate; without, it counts in the
+// background, and Statistics returns nil until that ends.
+func (c *StatsCounter) Start(saved *Statistics) {
 	c.lmu.Lock()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.lmu.Unlock()
+	if saved != nil {
+		c.cur.Store(saved)
+		return
+	}
 	c.recount()
 }
 
@@ -280,5 +289,58 @@ func (c *StatsCounter) Refresh(ctx context.Context) (*Statistics, error) {
 		return nil, err
 	}
 	c.cur.Store(st)
+	return st, nil
+}
+
+// statsFile is the encoding of Statistics (EncodeStatistics).
+type statsFile struct {
+	Revision  uint64      `json:"revision"`
+	Total     int64       `json:"total"`
+	Resources []kindCount `json:"resources"`
+	Subjects  []kindCount `json:"subjects"`
+}
+
+type kindCount struct {
+	Type          string `json:"type"`
+	Relation      string `json:"relation"`
+	Relationships int64  `json:"relationships"`
+	Objects       int64  `json:"objects"`
+}
+
+func kindCounts(m map[RelationKind]Count) []kindCount {
+	out := make([]kindCount, 0, len(m))
+	for k, c := range m {
+		out = append(out, kindCount{k.Type, k.Relation, c.Relationships, c.Objects})
+	}
+	slices.SortFunc(out, func(a, b kindCount) int {
+		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Relation, b.Relation))
+	})
+	return out
+}
+
+// EncodeStatistics encodes st (as JSON, kinds sorted), for backends that
+// keep their last count across restarts.
+func EncodeStatistics(st *Statistics) []byte {
+	b, err := json.Marshal(statsFile{uint64(st.Revision), st.Total, kindCounts(st.Resources), kindCounts(st.Subjects)})
+	if err != nil {
+		panic(fmt.Sprintf("store: encode statistics: %v", err)) // plain strings and integers
+	}
+	return b
+}
+
+// DecodeStatistics decodes what EncodeStatistics encoded.
+func DecodeStatistics(b []byte) (*Statistics, error) {
+	var f statsFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("store: decode statistics: %w", err)
+	}
+	st := &Statistics{Revision: Revision(f.Revision), Total: f.Total,
+		Resources: make(map[RelationKind]Count, len(f.Resources)), Subjects: make(map[RelationKind]Count, len(f.Subjects))}
+	for _, k := range f.Resources {
+		st.Resources[RelationKind{k.Type, k.Relation}] = Count{k.Relationships, k.Objects}
+	}
+	for _, k := range f.Subjects {
+		st.Subjects[RelationKind{k.Type, k.Relation}] = Count{k.Relationships, k.Objects}
+	}
 	return st, nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"reflect"
 	"testing"
 )
 
@@ -27,5 +28,22 @@ func TestKMVEstimate(t *testing.T) {
 		if err := float64(got-int64(n)) / float64(n); err < -0.15 || err > 0.15 {
 			t.Errorf("n=%d: estimate %d, off by %.0f%%", n, got, 100*err)
 		}
+	}
+}
+
+// TestStatisticsEncoding round-trips Statistics through its encoding.
+func TestStatisticsEncoding(t *testing.T) {
+	st := &Statistics{Revision: 42, Total: 7,
+		Resources: map[RelationKind]Count{{"doc", "viewer"}: {5, 2}, {"group", "member"}: {2, 1}},
+		Subjects:  map[RelationKind]Count{{"user", "..."}: {6, 4}, {"group", "member"}: {1, 1}}}
+	got, err := DecodeStatistics(EncodeStatistics(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, st) {
+		t.Errorf("decoded %+v, want %+v", got, st)
+	}
+	if _, err := DecodeStatistics([]byte("{")); err == nil {
+		t.Error("decoding garbage: no error")
 	}
 }

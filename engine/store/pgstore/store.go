@@ -164,7 +164,7 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 		go s.gcLoop(bgCtx)
 	}
 	s.stats.Count = s.countStatistics
-	s.stats.Start()
+	s.stats.Start(nil)
 	return s, nil
 }
 
