@@ -234,6 +234,7 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 // when non-nil) at the next revision and records changes in the
 // changelog. s.writeMu is held.
 func (s *Store) commit(meta store.WriteMeta, changes []store.Change, pending map[tuple.Key]pendingWrite, schema *string) (store.Revision, error) {
+	s.statsCache.changes.Add(int64(len(changes)))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

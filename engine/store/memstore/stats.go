@@ -3,16 +3,21 @@ package memstore
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pemba-authz/pemba/engine/store"
 )
 
-// statsCache holds the counts of the head revision, taken on demand: the
-// reference backend keeps them exact (at head, unexpired at the store's
-// clock) so that tests of the planner are deterministic.
+// statsCache holds the last count, taken on demand and synchronously, so
+// that tests of the planner are deterministic: the first Statistics call
+// after a load counts exactly. Later ones count again only once the changes
+// committed since exceed a tenth of the relationships counted (at least
+// 1,000), as the other backends do, so that a large store under writes
+// does not scan itself for every request.
 type statsCache struct {
-	mu sync.Mutex
-	st *store.Statistics
+	mu      sync.Mutex // held by a count
+	st      atomic.Pointer[store.Statistics]
+	changes atomic.Int64 // committed since the last count began
 }
 
 var (
@@ -20,10 +25,14 @@ var (
 	_ store.StatsReader = (*reader)(nil)
 )
 
-// Statistics returns the counts of relationships at the head revision
-// (store.StatsKeeper), counting them when the head moved since the last
-// count; nil when the store is closed.
+// Statistics returns the counts of relationships (store.StatsKeeper):
+// the last count, or a new one at the head when there is none or enough
+// changed since (see statsCache); nil when the store is closed.
 func (s *Store) Statistics() *store.Statistics {
+	st := s.statsCache.st.Load()
+	if st != nil && s.statsCache.changes.Load() <= max(1000, st.Total/10) {
+		return st
+	}
 	st, err := s.RefreshStatistics(context.Background())
 	if err != nil {
 		return nil
@@ -40,9 +49,10 @@ func (s *Store) RefreshStatistics(ctx context.Context) (*store.Statistics, error
 	}
 	s.statsCache.mu.Lock()
 	defer s.statsCache.mu.Unlock()
-	if st := s.statsCache.st; st != nil && st.Revision == head {
+	if st := s.statsCache.st.Load(); st != nil && st.Revision == head {
 		return st, nil
 	}
+	s.statsCache.changes.Store(0)
 	r, err := s.Snapshot(ctx, head)
 	if err != nil {
 		return nil, err
@@ -51,7 +61,7 @@ func (s *Store) RefreshStatistics(ctx context.Context) (*store.Statistics, error
 	if err != nil {
 		return nil, err
 	}
-	s.statsCache.st = st
+	s.statsCache.st.Store(st)
 	return st, nil
 }
 
