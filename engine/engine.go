@@ -8,8 +8,9 @@
 //
 //   - consistency: turning a Consistency (and its zookie) into the revision
 //     a request is answered at, and minting the zookie of every answer;
-//   - the schema in force at a revision, compiled once per schema write and
-//     cached by the revision that wrote it;
+//   - the schema in force at a revision, compiled and set up once per
+//     schema write (outside the write lock) and cached by the revision
+//     that wrote it;
 //   - write validation: every relationship is checked against the schema in
 //     force, preconditions are evaluated in the write's own transaction;
 //   - schema-change safety: a schema that removes a relation or allowed
@@ -137,6 +138,11 @@ type Options struct {
 	// nothing. The engine uses only the trace API: the caller configures
 	// the SDK, its sampler and exporter.
 	TracerProvider trace.TracerProvider
+	// NoNestedIndex turns the nested-group index off (see nested.go):
+	// checks of nested relations walk the relationships, and writes
+	// maintain no closure rows (they mark the index stale instead, so
+	// that an engine opened later with the index on rebuilds it).
+	NoNestedIndex bool
 }
 
 // Limits bound the size of requests. Exceeding one fails with a *LimitError.
@@ -176,6 +182,18 @@ type Limits struct {
 	// CheckPermissionSet (the rows of its matrix); more fail with
 	// ErrInvalidRequest.
 	MaxPermissionSetResources int
+	// MaxSchemaDefinitions bounds the definitions of a schema written
+	// (DefaultMaxSchemaDefinitions).
+	MaxSchemaDefinitions int
+	// MaxPermissionOperators bounds the operators (+, &, -) of each
+	// permission of a schema written (DefaultMaxPermissionOperators;
+	// the parser refuses more than schema.MaxOperators whatever this
+	// says).
+	MaxPermissionOperators int
+	// MaxSchemaAnalysisWork bounds the work of setting a schema up for
+	// evaluation, as eval.AnalysisWork counts it
+	// (DefaultMaxSchemaAnalysisWork).
+	MaxSchemaAnalysisWork int
 	// SchemaScanLimit bounds how many orphaned relationships WriteSchema
 	// counts per changed relation before it stops (the refusal then says
 	// "or more").
@@ -211,6 +229,12 @@ type Engine struct {
 	// requests within a quantum share one revision.
 	lastInForce atomic.Pointer[schemaInForce]
 	lastZookie  atomic.Pointer[mintedZookie]
+	// pending is the schema a schema write is committing, compiled and
+	// set up outside the lock: a request that reads its text at the new
+	// revision before the write has remembered it takes it from here.
+	pending atomic.Pointer[pendingSchema]
+	// compilesOnRead counts stored schemas compiled by schemaOf.
+	compilesOnRead atomic.Int64
 
 	closed atomic.Bool
 }
@@ -225,6 +249,9 @@ type compiled struct {
 	// renames is set when the schema renames a relation
 	// (@renamed_from): evaluation then reads through an aliasReader.
 	renames bool
+	// nested are the relations of the nested-group index; nil when the
+	// schema has none.
+	nested map[relKey]*nestedRel
 }
 
 // DefaultConcurrency is the branch concurrency of a request when
@@ -284,7 +311,7 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 		conc = DefaultConcurrency()
 	}
 	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router, MaxLookupNodes: e.limits.MaxLookupNodes,
-		Plans: new(eval.PlanCounters)}
+		Plans: new(eval.PlanCounters), NestedIndex: !opts.NoNestedIndex}
 	if opts.TracerProvider != nil {
 		e.tracer = opts.TracerProvider.Tracer(TracerName)
 		e.evalOpts.Tracer = e.tracer
@@ -295,6 +322,9 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	// not remembered: the first quantum starts with the first read.
 	if _, err := st.HeadRevision(ctx); err != nil {
 		return nil, fmt.Errorf("engine: head revision: %w", err)
+	}
+	if err := e.ensureNested(ctx); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -317,6 +347,9 @@ func (l Limits) withDefaults(st store.Store) Limits {
 	def(&l.MaxBulkCheckItems, DefaultMaxBulkCheckItems)
 	def(&l.MaxReadPageSize, DefaultMaxReadPageSize)
 	def(&l.SchemaScanLimit, DefaultSchemaScanLimit)
+	def(&l.MaxSchemaDefinitions, DefaultMaxSchemaDefinitions)
+	def(&l.MaxPermissionOperators, DefaultMaxPermissionOperators)
+	def(&l.MaxSchemaAnalysisWork, DefaultMaxSchemaAnalysisWork)
 	def(&l.MaxLookupNodes, DefaultMaxLookupNodes)
 	def(&l.MaxContextualRelationships, DefaultMaxContextualRelationships)
 	def(&l.MaxContextualBytes, DefaultMaxContextualBytes)
@@ -351,6 +384,10 @@ type Stats struct {
 	// Plans counts the planner's decisions that departed from the
 	// top-down walk, by plan (see eval.Plan), since the engine opened.
 	Plans map[string]uint64
+	// SchemaCompilesOnRead counts stored schemas compiled by a request
+	// rather than by the schema write that stored them: after a restart,
+	// a cache eviction, or a write by another process.
+	SchemaCompilesOnRead int64
 }
 
 // Stats returns current counters.
@@ -365,6 +402,7 @@ func (e *Engine) Stats() Stats {
 	e.schemaMu.Unlock()
 	s.DeprecatedUses = e.deprecation.uses.Load()
 	s.Plans = e.evalOpts.Plans.Counts()
+	s.SchemaCompilesOnRead = e.compilesOnRead.Load()
 	return s
 }
 
@@ -444,6 +482,10 @@ func (e *Engine) schemaOf(ctx context.Context, r store.Reader) (*compiled, error
 			// Concurrent first requests compile once: compiling caveats
 			// costs milliseconds.
 			v, err, _ := e.compiles.Do(strconv.FormatUint(uint64(written), 10), func() (any, error) {
+				if p := e.pending.Load(); p != nil && p.text == text {
+					return e.remember(written, p.c), nil
+				}
+				e.compilesOnRead.Add(1)
 				s, err := schema.Compile(schemaFilename, text)
 				if err != nil {
 					// The engine compiled this text before storing it; failing now
@@ -469,13 +511,19 @@ func (e *Engine) schemaOf(ctx context.Context, r store.Reader) (*compiled, error
 	return c, nil
 }
 
+type pendingSchema struct {
+	text string
+	c    *compiled
+}
+
 type schemaInForce struct {
 	rev store.Revision
 	c   *compiled
 }
 
 func (e *Engine) newCompiled(s *schema.Schema) *compiled {
-	return &compiled{schema: s, eval: eval.New(s, e.evalOpts), renames: hasRenames(s), invariants: newInvariantIndex(s, e.evalOpts)}
+	return &compiled{schema: s, eval: eval.New(s, e.evalOpts), renames: hasRenames(s), invariants: newInvariantIndex(s, e.evalOpts),
+		nested: nestedIndexOf(s)}
 }
 
 // remember caches c as the schema written at revision written and returns

@@ -69,31 +69,161 @@ type DeleteResponse struct {
 // relationships still use. The returned changes list what differs from
 // the previous schema (for the first schema: everything, as added).
 func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie string, changes []schema.Change, err error) {
-	if _, err := schema.Compile(schemaFilename, text); err != nil {
-		// Refused before taking the write lock.
-		return "", nil, fmt.Errorf("engine: invalid schema: %w", err)
-	}
 	return e.UpdateSchema(ctx, caller, func(string) (string, error) { return text, nil })
 }
 
 // UpdateSchema is WriteSchema of the text that edit makes of the schema
-// text in force ("" before the first schema), read and written under the
-// write lock so that no other schema write comes between: a tenant's
-// schema write replaces its own definitions and keeps the others'. An
-// error of edit is returned as it is.
+// text in force ("" before the first schema), so that no other schema
+// write comes between: a tenant's schema write replaces its own
+// definitions and keeps the others'. An error of edit is returned as it
+// is.
+//
+// The new schema is compiled, compared with the old one and set up for
+// evaluation before the write lock is taken, so checks and relationship
+// writes on the old schema go on meanwhile, and the work stops when ctx
+// is done. Under the lock the engine only verifies that the schema in
+// force is still the one edited (else it prepares again: edit may be
+// called more than once), scans for relationships the change would
+// orphan and commits. Every reader then shares the evaluator set up here:
+// the first check after the write compiles nothing.
 func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(current string) (string, error)) (zookie string, changes []schema.Change, err error) {
+	zookie, changes, stale, err := e.updateSchema(ctx, caller, edit)
+	e.rebuildStale(ctx, stale)
+	return zookie, changes, err
+}
+
+// updateSchema is UpdateSchema, returning also the relations whose
+// nested-group index the schema write left to a rebuild.
+func (e *Engine) updateSchema(ctx context.Context, caller string, edit func(current string) (string, error)) (zookie string, changes []schema.Change, stale []*schema.Relation, err error) {
 	if err := e.checkOpen(); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	// The audit note is checked first: a reason that is too long is
 	// refused even when the schema is unchanged and nothing is committed.
 	meta, err := writeMeta(ctx, caller, OpNameWriteSchema)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	e.writeMu.Lock()
-	defer e.writeMu.Unlock()
+	for attempt := 0; ; attempt++ {
+		// After schemaWriteAttempts races with other schema writes, the
+		// schema is prepared under the lock: slower for everyone, but
+		// this write cannot starve.
+		locked := attempt >= schemaWriteAttempts
+		if locked {
+			e.writeMu.Lock()
+		}
+		p, err := e.prepareSchema(ctx, edit)
+		if err != nil || p.next == nil {
+			if locked {
+				e.writeMu.Unlock()
+			}
+			if err != nil {
+				return "", nil, nil, err
+			}
+			// Writing the text already stored commits nothing: the answer
+			// is the head's zookie, and no revision, change or audit entry
+			// is made for it.
+			return e.zookieOf(p.head), nil, nil, nil
+		}
+		if !locked {
+			e.writeMu.Lock()
+		}
+		zookie, stale, err := e.commitSchema(ctx, caller, meta, p)
+		e.writeMu.Unlock()
+		if errors.Is(err, errSchemaMoved) {
+			continue
+		}
+		if err != nil {
+			return "", nil, nil, err
+		}
+		return zookie, p.changes, stale, nil
+	}
+}
 
+// schemaWriteAttempts is how many times a schema write prepares its schema
+// outside the write lock before it prepares it under the lock.
+const schemaWriteAttempts = 3
+
+// errSchemaMoved: another schema write committed while this one prepared.
+var errSchemaMoved = errors.New("engine: the schema in force changed while the new one was prepared")
+
+// preparedSchema is a schema write made ready outside the write lock.
+type preparedSchema struct {
+	head store.Revision
+	base *compiled // the schema in force at head; nil before the first
+	text string
+	// next is the compiled new schema with its evaluator; nil when text is
+	// the schema already in force.
+	next    *compiled
+	changes []schema.Change
+}
+
+// prepareSchema reads the schema in force at the head, applies edit,
+// compiles the result, checks it against the schema limits, diffs it and
+// sets up its evaluator, stopping early when ctx is done.
+func (e *Engine) prepareSchema(ctx context.Context, edit func(current string) (string, error)) (*preparedSchema, error) {
+	head, err := e.heads.head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := e.openAt(ctx, head)
+	if err != nil {
+		return nil, err
+	}
+	p := &preparedSchema{head: head, base: cur.c}
+	current := ""
+	if cur.c != nil {
+		stored, _, err := cur.reader.ReadSchema(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("engine: read schema: %w", err)
+		}
+		current = stored
+	}
+	if p.text, err = edit(current); err != nil {
+		return nil, err
+	}
+	if cur.c != nil && p.text == current {
+		return p, nil
+	}
+	next, err := e.compileSchema(ctx, p.text)
+	if err != nil {
+		return nil, err
+	}
+	var prev *schema.Schema
+	if cur.c != nil {
+		prev = cur.c.schema
+	}
+	p.changes = schema.Diff(prev, next)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("engine: schema write: %w", err)
+	}
+	p.next = e.newCompiled(next)
+	return p, ctx.Err()
+}
+
+// compileSchema compiles text and checks it against the schema limits.
+func (e *Engine) compileSchema(ctx context.Context, text string) (*schema.Schema, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("engine: schema write: %w", err)
+	}
+	next, err := schema.Compile(schemaFilename, text)
+	if err != nil {
+		return nil, fmt.Errorf("engine: invalid schema: %w", err)
+	}
+	if err := e.checkSchemaLimits(next); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("engine: schema write: %w", err)
+	}
+	return next, nil
+}
+
+// commitSchema stores the prepared schema; the caller holds writeMu.
+// It fails with errSchemaMoved when the schema in force is no longer the
+// one p was prepared from. It returns also the relations whose
+// nested-group index the write left to a rebuild.
+func (e *Engine) commitSchema(ctx context.Context, caller string, meta store.WriteMeta, p *preparedSchema) (zookie string, stale []*schema.Relation, err error) {
 	head, err := e.heads.head(ctx)
 	if err != nil {
 		return "", nil, err
@@ -102,35 +232,24 @@ func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(curr
 	if err != nil {
 		return "", nil, err
 	}
-	var prev *schema.Schema
-	current := ""
-	if cur.c != nil {
-		prev = cur.c.schema
-		stored, _, err := cur.reader.ReadSchema(ctx)
-		if err != nil {
-			return "", nil, fmt.Errorf("engine: read schema: %w", err)
-		}
-		current = stored
+	if cur.c != p.base {
+		// A schema written since (or the compiled base evicted from the
+		// cache, which costs one more preparation).
+		return "", nil, errSchemaMoved
 	}
-	text, err := edit(current)
-	if err != nil {
-		return "", nil, err
-	}
-	if cur.c != nil && text == current {
-		// Writing the text already stored commits nothing: the answer is
-		// the head's zookie, and no revision, change or audit entry is
-		// made for it.
-		return e.zookieOf(head), nil, nil
-	}
-	next, err := schema.Compile(schemaFilename, text)
-	if err != nil {
-		return "", nil, fmt.Errorf("engine: invalid schema: %w", err)
-	}
-	changes = schema.Diff(prev, next)
 	now := e.now()
-	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
-		if cur.c != nil {
-			uses, err := e.orphans(ctx, tx, cur.c.schema, next, now)
+	// A request at the new revision finds the new schema's evaluator
+	// here until remember below, instead of compiling the schema again.
+	e.pending.Store(&pendingSchema{text: p.text, c: p.next})
+	defer e.pending.Store(nil)
+	var prevNested map[relKey]*nestedRel
+	if p.base != nil {
+		prevNested = p.base.nested
+	}
+	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, raw store.Tx) error {
+		tx := hiddenTx{raw}
+		if p.base != nil {
+			uses, err := e.orphans(ctx, tx, p.base.schema, p.next.schema, now)
 			if err != nil {
 				return err
 			}
@@ -138,7 +257,11 @@ func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(curr
 				return &UnsafeSchemaChangeError{Uses: uses}
 			}
 		}
-		return tx.WriteSchema(ctx, text)
+		if err := tx.WriteSchema(ctx, p.text); err != nil {
+			return err
+		}
+		stale, err = e.schemaNested(ctx, tx, prevNested, p.next.nested)
+		return err
 	})
 	if err != nil {
 		var ue *UnsafeSchemaChangeError
@@ -147,9 +270,9 @@ func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(curr
 		}
 		return "", nil, e.wrapWrite(err)
 	}
-	e.log.InfoContext(ctx, "schema written", "caller", caller, "revision", uint64(rev), "changes", len(changes))
-	e.remember(rev, e.newCompiled(next))
-	return e.zookieOf(rev), changes, nil
+	e.log.InfoContext(ctx, "schema written", "caller", caller, "revision", uint64(rev), "changes", len(p.changes))
+	e.remember(rev, p.next)
+	return e.zookieOf(rev), stale, nil
 }
 
 // orphans counts the stored relationships that next would no longer
@@ -276,29 +399,37 @@ func orphanReason(e *Engine, next *schema.Schema, r tuple.Relationship) string {
 // WriteRelationships validates and applies req atomically and returns the
 // zookie of the new revision.
 func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zookie string, err error) {
+	zookie, stale, err := e.writeRelationships(ctx, req)
+	e.rebuildStale(ctx, stale)
+	return zookie, err
+}
+
+// writeRelationships is WriteRelationships, returning also the relations
+// whose nested-group index the write left stale.
+func (e *Engine) writeRelationships(ctx context.Context, req WriteRequest) (zookie string, stale []*schema.Relation, err error) {
 	if err := e.checkOpen(); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if len(req.Updates) == 0 {
-		return "", fmt.Errorf("%w: a write needs at least one update", ErrInvalidRequest)
+		return "", nil, fmt.Errorf("%w: a write needs at least one update", ErrInvalidRequest)
 	}
 	if n := len(req.Updates); n > e.limits.MaxUpdatesPerWrite {
-		return "", &LimitError{Limit: "updates per write", Max: e.limits.MaxUpdatesPerWrite, Got: n}
+		return "", nil, &LimitError{Limit: "updates per write", Max: e.limits.MaxUpdatesPerWrite, Got: n}
 	}
 	if err := e.checkPreconditions(req.Preconditions); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	seen := make(map[tuple.Key]int, len(req.Updates))
 	for i, u := range req.Updates {
 		k := u.Relationship.Key()
 		if j, dup := seen[k]; dup {
-			return "", &DuplicateUpdateError{Key: k, First: j, Second: i}
+			return "", nil, &DuplicateUpdateError{Key: k, First: j, Second: i}
 		}
 		seen[k] = i
 		switch u.Op {
 		case store.OpTouch, store.OpCreate, store.OpDelete:
 		default:
-			return "", fmt.Errorf("%w: update %d: unknown operation %v", ErrInvalidRequest, i, u.Op)
+			return "", nil, fmt.Errorf("%w: update %d: unknown operation %v", ErrInvalidRequest, i, u.Op)
 		}
 	}
 
@@ -306,26 +437,29 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 	defer e.writeMu.RUnlock()
 	head, err := e.heads.head(ctx)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	v, err := e.openAt(ctx, head)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if v.c == nil {
-		return "", fmt.Errorf("%w: write a schema before relationships", ErrNoSchema)
+		return "", nil, fmt.Errorf("%w: write a schema before relationships", ErrNoSchema)
 	}
 	for i, u := range req.Updates {
 		if u.Op == store.OpDelete {
 			// Deletes need only a well-formed key: relationships that a
 			// schema change orphaned must stay deletable.
 			if err := u.Relationship.Validate(); err != nil {
-				return "", &RelationshipError{Index: i, Relationship: u.Relationship, Reason: err}
+				return "", nil, &RelationshipError{Index: i, Relationship: u.Relationship, Reason: err}
+			}
+			if reservedKey(u.Relationship.Key()) {
+				return "", nil, &RelationshipError{Index: i, Relationship: u.Relationship, Reason: ErrUnknownRelation}
 			}
 			continue
 		}
 		if err := e.validateRelationship(v.c.schema, i, u.Relationship); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	uses := make([]use, 0, len(req.Updates))
@@ -335,15 +469,19 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 		}
 	}
 	if err := e.noteDeprecated(ctx, v.c.schema, "write", uses...); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	meta, err := writeMeta(ctx, req.Caller, OpNameWriteRelationships)
 	if err != nil {
-		return "", err
+		return "", nil, err
+	}
+	if stale, err = e.markStaleFirst(ctx, meta, v.c.nested, req.Updates); err != nil {
+		return "", nil, err
 	}
 	now := e.now()
 	changes := v.c.invariants.updateChanges(req.Updates)
-	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, raw store.Tx) error {
+		tx := hiddenTx{raw}
 		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
 			return err
 		}
@@ -352,7 +490,9 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 		if err := v.c.invariants.checkInvariants(ctx, tx, changes, now); err != nil {
 			return err
 		}
+		nb := nestedBatch{ix: v.c.nested}
 		for i, u := range req.Updates {
+			nb.note(u.Relationship.Key(), u.Op != store.OpDelete)
 			var err error
 			switch u.Op {
 			case store.OpTouch:
@@ -366,12 +506,14 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 				return fmt.Errorf("update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
 			}
 		}
-		return nil
+		s, err := nb.apply(ctx, e, tx, e.batchOps()-len(req.Updates))
+		stale = append(stale, s...)
+		return err
 	})
 	if err != nil {
-		return "", e.wrapWrite(err)
+		return "", nil, e.wrapWrite(err)
 	}
-	return e.zookieOf(rev), nil
+	return e.zookieOf(rev), stale, nil
 }
 
 // DeleteRelationships deletes what req.Filter matches (see DeleteRequest
@@ -425,25 +567,40 @@ func (e *Engine) DeleteRelationships(ctx context.Context, req DeleteRequest) (De
 // hold, at most req.Limit (0: all) of the relationships matching its
 // filter.
 func (e *Engine) deleteMatching(ctx context.Context, req DeleteRequest) (store.Revision, int, error) {
+	rev, deleted, stale, err := e.deleteMatchingLocked(ctx, req)
+	e.rebuildStale(ctx, stale)
+	return rev, deleted, err
+}
+
+// deleteMatchingLocked is deleteMatching under the write lock, returning
+// also the relations whose nested-group index the delete left stale.
+func (e *Engine) deleteMatchingLocked(ctx context.Context, req DeleteRequest) (_ store.Revision, deleted int, stale []*schema.Relation, err error) {
 	e.writeMu.RLock()
 	defer e.writeMu.RUnlock()
 	meta, err := writeMeta(ctx, req.Caller, OpNameDeleteRelationships)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
-	ix, err := e.headInvariants(ctx)
+	ix, nested, err := e.headIndexes(ctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	now := e.now()
-	deleted := 0
-	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, raw store.Tx) error {
+		tx := hiddenTx{raw}
 		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
 			return err
 		}
-		if ix.affects(req.Filter.ResourceType, req.Filter.Relation) {
-			n, err := deleteChecked(ctx, tx, ix, req.Filter, req.Limit, now)
-			deleted = n
+		if nb := (nestedBatch{ix: nested}); ix.affects(req.Filter.ResourceType, req.Filter.Relation) || nb.mayMatch(req.Filter) {
+			keys, err := deleteChecked(ctx, tx, ix, req.Filter, req.Limit, now)
+			deleted = len(keys)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				nb.note(k, false)
+			}
+			stale, err = nb.apply(ctx, e, tx, e.batchOps())
 			return err
 		}
 		n, err := tx.DeleteMatching(ctx, req.Filter, req.Limit)
@@ -454,9 +611,9 @@ func (e *Engine) deleteMatching(ctx context.Context, req DeleteRequest) (store.R
 		return nil
 	})
 	if err != nil {
-		return 0, 0, e.wrapWrite(err)
+		return 0, 0, nil, e.wrapWrite(err)
 	}
-	return rev, deleted, nil
+	return rev, deleted, stale, nil
 }
 
 // matchMoreThan reports whether more than n unexpired relationships match
