@@ -12,6 +12,19 @@ var (
 	_ store.StatsReader = (*reader)(nil)
 )
 
+// countResourcesSQL and countSubjectsSQL count the relationships live at
+// revision $1 and unexpired at $2 (Unix nanoseconds) by resource kind and
+// by subject kind, with their distinct objects: whole-table scans, run by
+// the background count only (see store.StatsCounter).
+const (
+	countResourcesSQL = `SELECT resource_type, relation, count(*), count(DISTINCT resource_id)
+FROM pemba_relationships WHERE created_rev <= $1 AND deleted_rev > $1 AND (expires_ns IS NULL OR expires_ns > $2)
+GROUP BY 1, 2`
+	countSubjectsSQL = `SELECT subject_type, subject_relation, count(*), count(DISTINCT subject_id)
+FROM pemba_relationships WHERE created_rev <= $1 AND deleted_rev > $1 AND (expires_ns IS NULL OR expires_ns > $2)
+GROUP BY 1, 2`
+)
+
 // countStatistics counts the relationships live at the head revision
 // (unexpired at the store's clock) with two GROUP BY queries: the
 // database does the scan and sends one row per kind, and both counts of
@@ -20,14 +33,13 @@ func (s *Store) countStatistics(ctx context.Context) (*store.Statistics, error) 
 	head := store.Revision(s.head.Load())
 	now := nowNanos(s.opts.Now())
 	st := &store.Statistics{Revision: head, Resources: map[store.RelationKind]store.Count{}, Subjects: map[store.RelationKind]store.Count{}}
-	const live = ` FROM pemba_relationships WHERE created_rev <= $1 AND deleted_rev > $1 AND (expires_ns IS NULL OR expires_ns > $2) GROUP BY 1, 2`
 	for _, q := range []struct {
 		sql   string
 		into  map[store.RelationKind]store.Count
 		total bool
 	}{
-		{`SELECT resource_type, relation, count(*), count(DISTINCT resource_id)` + live, st.Resources, true},
-		{`SELECT subject_type, subject_relation, count(*), count(DISTINCT subject_id)` + live, st.Subjects, false},
+		{countResourcesSQL, st.Resources, true},
+		{countSubjectsSQL, st.Subjects, false},
 	} {
 		rows, err := s.pool.Query(ctx, q.sql, int64(head), now)
 		if err != nil {
