@@ -169,7 +169,7 @@ func drain[T any](seq iter.Seq2[T, error]) (Outcome, error) {
 // Stats returns the engine's cache counters.
 func (t *InProcess) Stats() TargetStats {
 	s := t.e.Stats()
-	return TargetStats{CacheEnabled: s.CacheEnabled, CacheHits: s.Cache.Hits, CacheMisses: s.Cache.Misses}
+	return TargetStats{CacheEnabled: s.CacheEnabled, CacheHits: s.Cache.Hits, CacheMisses: s.Cache.Misses, Plans: s.Plans}
 }
 
 // Close closes the engine and then the store.

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,7 +44,11 @@ type Report struct {
 	Ops            []OpReport `json:"ops"`
 	Total          OpReport   `json:"total"`
 	Cache          CacheInfo  `json:"cache"`
-	CPU            CPUInfo    `json:"cpu"`
+	// Plans counts, by plan, the planner's decisions that departed from
+	// the top-down walk during the measured phase (in-process targets;
+	// see pemba_engine_check_plans_total); absent when none did.
+	Plans map[string]uint64 `json:"plans,omitempty"`
+	CPU   CPUInfo           `json:"cpu"`
 	// ServerCPU is the target server's CPU time during the measured phase
 	// (with RunConfig.ServerMetrics; user and system together, as
 	// process_cpu_seconds_total counts them, in UserSeconds).
@@ -203,6 +209,14 @@ func (r *Report) setCache(a, b TargetStats) {
 	if n := r.Cache.Hits + r.Cache.Misses; n > 0 {
 		r.Cache.HitRate = float64(r.Cache.Hits) / float64(n)
 	}
+	for plan, n := range b.Plans {
+		if d := n - a.Plans[plan]; d > 0 {
+			if r.Plans == nil {
+				r.Plans = map[string]uint64{}
+			}
+			r.Plans[plan] = d
+		}
+	}
 }
 
 // WriteJSON writes r as indented JSON.
@@ -293,6 +307,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "cache    hit rate %.1f%% (%d hits, %d misses)\n", 100*r.Cache.HitRate, r.Cache.Hits, r.Cache.Misses)
 	} else {
 		b.WriteString("cache    disabled\n")
+	}
+	if len(r.Plans) > 0 {
+		b.WriteString("plans   ")
+		for _, plan := range slices.Sorted(maps.Keys(r.Plans)) {
+			fmt.Fprintf(&b, " %s %d", plan, r.Plans[plan])
+		}
+		b.WriteByte('\n')
 	}
 	fmt.Fprintf(&b, "cpu      %.1fs user + %.1fs system over %.1fs (%.2f cores), %.1fµs per op; peak RSS %.0f MiB\n",
 		r.CPU.UserSeconds, r.CPU.SystemSeconds, r.ElapsedSeconds, r.CPU.Cores, r.CPU.PerOpMicros, float64(r.PeakRSSBytes)/(1<<20))

@@ -36,6 +36,9 @@ type TargetStats struct {
 	CacheEnabled bool
 	CacheHits    uint64
 	CacheMisses  uint64
+	// Plans counts the planner's decisions by plan (in-process targets;
+	// see engine.Stats.Plans).
+	Plans map[string]uint64
 }
 
 // Consistency is the freshness a run asks for on every read.

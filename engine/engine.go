@@ -311,7 +311,7 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 		conc = DefaultConcurrency()
 	}
 	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router, MaxLookupNodes: e.limits.MaxLookupNodes,
-		NestedIndex: !opts.NoNestedIndex}
+		Plans: new(eval.PlanCounters), NestedIndex: !opts.NoNestedIndex}
 	if opts.TracerProvider != nil {
 		e.tracer = opts.TracerProvider.Tracer(TracerName)
 		e.evalOpts.Tracer = e.tracer
@@ -381,6 +381,9 @@ type Stats struct {
 	// DeprecatedUses counts requests that named a @deprecated relation
 	// or permission (warned or refused).
 	DeprecatedUses int64
+	// Plans counts the planner's decisions that departed from the
+	// top-down walk, by plan (see eval.Plan), since the engine opened.
+	Plans map[string]uint64
 	// SchemaCompilesOnRead counts stored schemas compiled by a request
 	// rather than by the schema write that stored them: after a restart,
 	// a cache eviction, or a write by another process.
@@ -398,6 +401,7 @@ func (e *Engine) Stats() Stats {
 	s.CompiledSchemas = len(e.schemas)
 	e.schemaMu.Unlock()
 	s.DeprecatedUses = e.deprecation.uses.Load()
+	s.Plans = e.evalOpts.Plans.Counts()
 	s.SchemaCompilesOnRead = e.compilesOnRead.Load()
 	return s
 }

@@ -2,6 +2,8 @@ package server
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,6 +202,7 @@ type engineCollector struct {
 	stats                                      func() engine.Stats
 	hits, misses, evictions, bytes, entries, n *prometheus.Desc
 	deprecated, compilesOnRead                 *prometheus.Desc
+	plans                                      *prometheus.Desc
 }
 
 func newEngineCollector(stats func() engine.Stats) *engineCollector {
@@ -217,12 +220,15 @@ func newEngineCollector(stats func() engine.Stats) *engineCollector {
 		deprecated: d("deprecated_uses_total", "Requests that named a @deprecated relation or permission (warned or refused)."),
 		compilesOnRead: d("schema_compiles_on_read_total",
 			"Stored schemas compiled by a request rather than by the schema write that stored them (after a restart, a cache eviction, or a write by another process)."),
+		plans: prometheus.NewDesc("pemba_engine_check_plans_total",
+			"Walks the planner decided otherwise than top-down from the resource, by plan: arrow_subject_probe, arrow_subject_statistics, subject_sets_subject_probe, subject_sets_subject_statistics (from the subject's side, after a probe or by the store's statistics), resource_statistics (top-down without a probe: the subject's side is wide), union_subject (a wide union decided by one walk up from the subject).",
+			[]string{"plan"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n, c.deprecated, c.compilesOnRead} {
+	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n, c.deprecated, c.compilesOnRead, c.plans} {
 		ch <- d
 	}
 }
@@ -233,6 +239,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.n, prometheus.GaugeValue, float64(s.CompiledSchemas))
 	ch <- prometheus.MustNewConstMetric(c.deprecated, prometheus.CounterValue, float64(s.DeprecatedUses))
 	ch <- prometheus.MustNewConstMetric(c.compilesOnRead, prometheus.CounterValue, float64(s.SchemaCompilesOnRead))
+	for _, plan := range slices.Sorted(maps.Keys(s.Plans)) {
+		ch <- prometheus.MustNewConstMetric(c.plans, prometheus.CounterValue, float64(s.Plans[plan]), plan)
+	}
 	if !s.CacheEnabled {
 		return
 	}

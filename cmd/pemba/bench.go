@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -74,6 +75,8 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		blockCache  = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size (0: the store's default)")
 		output      = fs.String("output", "table", "table or json")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		mutexProf   = fs.String("mutexprofile", "", "write a profile of lock contention (sync.Mutex and RWMutex holders that made others wait; one event in 10 sampled) over the whole run to this file")
+		blockProf   = fs.String("blockprofile", "", "write a profile of goroutine blocking (locks, channels, select; events over 10µs sampled) over the whole run to this file")
 		quiet       = fs.Bool("quiet", false, "no progress lines on stderr")
 		conns       = fs.Int("conns", bench.DefaultGRPCConns, "grpc mode: connections the calls are spread over, round robin (one HTTP/2 connection serializes every frame through one reader and one writer)")
 		serverMet   = fs.String("server-metrics", "", "grpc mode: the server's Prometheus metrics `URL` (pemba serve -metrics-listen: http://HOST:PORT/metrics); its CPU per operation is reported beside the client's")
@@ -158,6 +161,14 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return 1
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *mutexProf != "" {
+		runtime.SetMutexProfileFraction(10)
+		defer writeProfile("mutex", *mutexProf, stderr)
+	}
+	if *blockProf != "" {
+		runtime.SetBlockProfileRate(10_000)
+		defer writeProfile("block", *blockProf, stderr)
 	}
 	rep, err := bench.Execute(ctx, o)
 	if rep != nil {
@@ -280,4 +291,17 @@ func commandLine(name string, args []string) string {
 // errors already start with "bench:").
 func benchError(stderr io.Writer, err error) {
 	fmt.Fprintln(stderr, "pemba bench:", strings.TrimPrefix(err.Error(), "bench: "))
+}
+
+// writeProfile writes the runtime profile name (mutex, block) to path,
+// reporting a failure on stderr.
+func writeProfile(name, path string, stderr io.Writer) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup(name).WriteTo(f, 0)
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
+		benchError(stderr, fmt.Errorf("%s profile: %w", name, err))
+	}
 }

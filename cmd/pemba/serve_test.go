@@ -395,6 +395,7 @@ func TestServeMetricsAndProbes(t *testing.T) {
 		"pemba_engine_cache_bytes",
 		"pemba_engine_cache_entries",
 		"pemba_engine_compiled_schemas",
+		`pemba_engine_check_plans_total{plan="arrow_subject_statistics"}`,
 		// The checks after the schema write use the evaluator the write
 		// prepared: nothing compiled the schema again.
 		"pemba_engine_schema_compiles_on_read_total 0",

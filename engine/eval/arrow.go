@@ -22,21 +22,31 @@ import (
 // relationships are read up to the evaluator's probe; when there are more
 // (the resource side is wide, as for a document in thousands of folders),
 // a plain arrow whose targets are pure is decided from the subject's side
-// instead (arrowFromSubject).
+// instead (arrowFromSubject). The store's statistics, when it keeps them,
+// can decide either way without the probe (see planstats.go).
 func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub tuple.SubjectRef) (result, error) {
 	fl := tuple.Filter{ResourceType: f.rel.Definition.Name, ResourceID: f.id, Relation: w.Relation.Name}
 	var rels []tuple.Relationship
 	var err error
 	if probe := rq.e.arrowProbe; probe > 0 && !w.ArrowAll && rq.arrowTargetsPure(w, sub) {
-		rels, err = rq.queryLimit(ctx, fl, probe+1)
-		if err != nil {
-			return result{}, err
-		}
-		if len(rels) > probe {
-			if res, ok, err := rq.arrowFromSubject(ctx, f, w, sub); err != nil || ok {
+		switch rq.statsPlan(fl.ResourceType, fl.Relation, sub) {
+		case statsSubject:
+			if res, ok, err := rq.arrowFromSubject(ctx, f, w, sub, PlanArrowSubjectStats); err != nil || ok {
 				return res, err
 			}
-			rels = nil // read them all below
+		case statsResource:
+			rq.count(PlanResourceStats)
+		default:
+			rels, err = rq.queryLimit(ctx, fl, probe+1)
+			if err != nil {
+				return result{}, err
+			}
+			if len(rels) > probe {
+				if res, ok, err := rq.arrowFromSubject(ctx, f, w, sub, PlanArrowSubjectProbe); err != nil || ok {
+					return res, err
+				}
+				rels = nil // read them all below
+			}
 		}
 	}
 	if rels == nil {
@@ -123,7 +133,7 @@ func (rq *request) arrowTargetsPure(w *schema.Rewrite, sub tuple.SubjectRef) boo
 // what the subject can reach, not with the tupleset. ok is false when a
 // walk gave up (over budget) or a grant lies beyond the depth limit; the
 // caller then evaluates top-down.
-func (rq *request) arrowFromSubject(ctx context.Context, f *frame, w *schema.Rewrite, sub tuple.SubjectRef) (res result, ok bool, err error) {
+func (rq *request) arrowFromSubject(ctx context.Context, f *frame, w *schema.Rewrite, sub tuple.SubjectRef, p Plan) (res result, ok bool, err error) {
 	acc := resNo
 	for _, typ := range slices.Sorted(maps.Keys(w.Targets)) {
 		target := w.Targets[typ]
@@ -149,6 +159,6 @@ func (rq *request) arrowFromSubject(ctx context.Context, f *frame, w *schema.Rew
 			break
 		}
 	}
-	rq.planned(f)
+	rq.planned(f, p)
 	return acc, true, nil
 }

@@ -198,9 +198,10 @@ func (rq *request) rewrite(ctx context.Context, f *frame, w *schema.Rewrite, sub
 		if w.Kind == schema.RewriteIntersection {
 			op = conjunction
 		}
+		order := rq.childOrder(w, plan)
 		return rq.fold(ctx, fold{op: op, n: len(w.Children), parallel: plan.parallel && f.depth <= maxParallelDepth,
 			branch: func(ctx context.Context, i int) (result, error) {
-				return rq.rewrite(ctx, f, w.Children[plan.order[i]], sub)
+				return rq.rewrite(ctx, f, w.Children[order[i]], sub)
 			}})
 	case schema.RewriteExclusion:
 		return rq.exclusion(ctx, f, w, sub)

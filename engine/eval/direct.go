@@ -94,8 +94,23 @@ func (rq *request) directPoints(ctx context.Context, f *frame, sub tuple.Subject
 }
 
 // pointRead adds to acc the relationships of f's relation naming subject
-// id of sub's type and relation.
+// id of sub's type and relation: at most one, read by key when the reader
+// can (store.PointReader).
 func (rq *request) pointRead(ctx context.Context, f *frame, sub tuple.SubjectRef, id string, acc *result) error {
+	if rq.points != nil {
+		k := tuple.Key{Resource: tuple.ObjectRef{Type: f.rel.Definition.Name, ID: f.id}, Relation: f.rel.Name,
+			Subject: tuple.SubjectRef{Type: sub.Type, ID: id, Relation: sub.Relation}}
+		r, found, err := rq.points.ReadRelationship(ctx, k, rq.now)
+		if err != nil || !found {
+			return err
+		}
+		cv, err := rq.caveat(&r)
+		if err != nil {
+			return err
+		}
+		*acc = or(*acc, cv)
+		return nil
+	}
 	srel := sub.Relation
 	if srel == "" {
 		srel = tuple.Ellipsis
@@ -134,11 +149,9 @@ func (rq *request) subjectSetBranches(ctx context.Context, f *frame, sub tuple.S
 		var rels []tuple.Relationship
 		var err error
 		if probe := rq.e.arrowProbe; probe > 0 && rq.e.an.pure[us.target.Index] {
-			if rels, err = rq.queryLimit(ctx, fl, probe+1); err != nil {
-				return nil, err
-			}
-			if len(rels) > probe {
-				res, ok, err := rq.usersetFromSubject(ctx, f, us, sub)
+			switch rq.statsPlan(fl.ResourceType, fl.Relation, sub) {
+			case statsSubject:
+				res, ok, err := rq.usersetFromSubject(ctx, f, us, sub, PlanSubjectSetsSubjectStats)
 				if err != nil {
 					return nil, err
 				}
@@ -146,7 +159,23 @@ func (rq *request) subjectSetBranches(ctx context.Context, f *frame, sub tuple.S
 					*acc = or(*acc, res)
 					continue
 				}
-				rels = nil // read them all below
+			case statsResource:
+				rq.count(PlanResourceStats)
+			default:
+				if rels, err = rq.queryLimit(ctx, fl, probe+1); err != nil {
+					return nil, err
+				}
+				if len(rels) > probe {
+					res, ok, err := rq.usersetFromSubject(ctx, f, us, sub, PlanSubjectSetsSubjectProbe)
+					if err != nil {
+						return nil, err
+					}
+					if ok {
+						*acc = or(*acc, res)
+						continue
+					}
+					rels = nil // read them all below
+				}
 			}
 		}
 		if rels == nil {
@@ -179,7 +208,7 @@ func (rq *request) subjectSetBranches(ctx context.Context, f *frame, sub tuple.S
 // relationship to each subject set the walk found. The subject set sub
 // itself and wildcards are left to directPoints. ok is false when the
 // walk gave up or a grant lies beyond the depth limit.
-func (rq *request) usersetFromSubject(ctx context.Context, f *frame, us userset, sub tuple.SubjectRef) (res result, ok bool, err error) {
+func (rq *request) usersetFromSubject(ctx context.Context, f *frame, us userset, sub tuple.SubjectRef, p Plan) (res result, ok bool, err error) {
 	m, ok := rq.reverseMembers(ctx, us.target, sub)
 	if !ok {
 		return result{}, false, nil
@@ -192,7 +221,7 @@ func (rq *request) usersetFromSubject(ctx context.Context, f *frame, us userset,
 			Subject: &tuple.SubjectFilter{Type: us.typ, ID: id, Relation: us.rel}}, id != tuple.Wildcard && set != sub
 	})
 	if ok {
-		rq.planned(f)
+		rq.planned(f, p)
 	}
 	return res, ok, err
 }

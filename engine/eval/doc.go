@@ -53,6 +53,16 @@
 // (doc#viewer holding thousands of group#member).
 // CheckResult.SubjectSidePlans counts the decisions so made.
 //
+// When the store keeps statistics (store.StatsReader: relationships and
+// distinct objects per resource relation and subject relation), they decide
+// without the probe where the averages are clear: a tupleset or subject-set
+// relation with 64 or more relationships per object goes up from the
+// subject at once; a subject kind named by more relationships per subject
+// than the walk's budget is walked top-down without trying. They also
+// order the fan-outs of unions and intersections cheapest first. Every
+// such choice is between plans with the same answer; Options.Plans counts
+// them (pemba_engine_check_plans_total). See planstats.go.
+//
 // # Depth
 //
 // Options.MaxDepth bounds the relations on one path of an answer, counted

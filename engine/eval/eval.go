@@ -56,6 +56,8 @@ type Options struct {
 	// past it the lookup fails with a *LookupTooLargeError. 0 means no
 	// bound.
 	MaxLookupNodes int
+	// Plans, when set, counts the planner's decisions (see PlanCounters).
+	Plans *PlanCounters
 	// NestedIndex lets checks of the relations NestedRelations names read
 	// the nested-group index (see nested.go) at revisions where it is
 	// complete; the engine maintains it. false evaluates them by walking.
@@ -78,6 +80,12 @@ type Evaluator struct {
 	// the planner decides it from the subject's side; 0 turns the
 	// planner off (every arrow walks from the resource).
 	arrowProbe int
+	// statsFanout is the mean fan-out from which the store's statistics
+	// decide a walk from the subject's side without a probe (see
+	// planstats.go); 0 ignores the statistics.
+	statsFanout float64
+	// orders caches childOrder's orders for the latest statistics seen.
+	orders atomic.Pointer[statsOrders]
 	// explainNodes bounds the steps of an explanation outside a witness
 	// (see defaultExplainNodes).
 	explainNodes int
@@ -113,7 +121,7 @@ func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 	h := fnv.New64a()
 	h.Write([]byte(s.Source))
 	e := &Evaluator{s: s, opts: opts, an: analyze(s), schemaID: h.Sum64(),
-		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe,
+		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe, statsFanout: defaultStatsFanout,
 		explainNodes: defaultExplainNodes, scopeBudget: defaultScopeBudget, scopeChecks: defaultScopeChecks, scopeCheckCost: defaultScopeCheckCost}
 	e.nested, e.nestedState = newNested(s, opts.NestedIndex)
 	e.chain = newChain(e, opts, ac)

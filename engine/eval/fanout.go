@@ -40,6 +40,7 @@ type fanBranch struct {
 func (rq *request) anyBranch(ctx context.Context, f *frame, branches []fanBranch, sub tuple.SubjectRef) (result, error) {
 	if len(branches) >= rq.e.wideFanout {
 		if res, ok := rq.wide(ctx, f, branches, sub); ok {
+			rq.count(PlanUnionSubject)
 			return res, nil
 		}
 	}

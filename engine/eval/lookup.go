@@ -60,6 +60,8 @@ type reverseWalk struct {
 	over bool
 	// expires is the earliest expiration among the relationships read.
 	expires time.Time
+	// buf is reused by reverse's batch reads.
+	buf []tuple.Relationship
 }
 
 // errBudget stops a walk that grew too large: a reverse check, whose
@@ -102,6 +104,22 @@ func (w *reverseWalk) reverse(ctx context.Context, sf tuple.SubjectFilter, rel *
 		return errBudget
 	}
 	f := tuple.ReverseFilter{Subject: sf, ResourceType: rel.Definition.Name, Relation: rel.Name}
+	if b := w.rq.batch; b != nil {
+		// fn only queues; take the buffer anyway, so that a call of
+		// reverse inside fn could not overwrite what is being read.
+		rels, err := b.AppendReverseRelationships(ctx, w.buf[:0], f, store.QueryOptions{Now: w.rq.now})
+		w.buf = nil
+		if err != nil {
+			return err
+		}
+		for i := range rels {
+			w.expires = minTime(w.expires, rels[i].Expiration)
+			fn(&rels[i])
+		}
+		clear(rels) // drop the strings for the GC
+		w.buf = rels[:0]
+		return nil
+	}
 	for r, err := range w.rq.reader.ReverseQueryRelationships(ctx, f, store.QueryOptions{Now: w.rq.now}) {
 		if err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -220,5 +221,123 @@ func TestSubjectSetPlanner(t *testing.T) {
 				t.Errorf("subject-side plans: planned %d, top-down %d; want planned > 0: %v", got.SubjectSidePlans, ref.SubjectSidePlans, tt.subject)
 			}
 		})
+	}
+}
+
+// TestStatsPlanner checks the planner's use of the store's statistics
+// (memstore keeps them exactly): documents whose mean fan-out of parents
+// reaches statsFanout are decided from the subject's side without a probe
+// (PlanArrowSubjectStats), and subjects named by more relationships on
+// average than the reverse walk's budget are walked top-down without one
+// (PlanResourceStats); either way the answer is the top-down walk's.
+func TestStatsPlanner(t *testing.T) {
+	s := mustCompile(t, planSchema)
+	var wide []string
+	for i := range 40 { // two documents in 40 folders each
+		wide = append(wide, fmt.Sprintf("doc:wide#parent@folder:f%d", i), fmt.Sprintf("doc:other#parent@folder:f%d", i+20))
+	}
+	wide = append(wide, "folder:f7#viewer@user:ann", "folder:f9#viewer@group:g#member", "group:g#member@user:bob",
+		"folder:elsewhere#viewer@user:eve")
+	var busy []string
+	for i := range 30 { // busy is in 30 groups, each a folder's viewer
+		busy = append(busy, "doc:wide#parent@folder:f1", fmt.Sprintf("folder:f%d#viewer@group:g%d#member", i, i),
+			fmt.Sprintf("group:g%d#member@user:busy", i))
+	}
+	tests := []struct {
+		data  []string
+		check string
+		want  Permissionship
+		plan  Plan
+	}{
+		{wide, "doc:wide#view@user:ann", HasPermission, PlanArrowSubjectStats},
+		{wide, "doc:wide#view@user:bob", HasPermission, PlanArrowSubjectStats},
+		{wide, "doc:wide#view@user:eve", NoPermission, PlanArrowSubjectStats},
+		{wide, "doc:other#view@user:ann", NoPermission, PlanArrowSubjectStats},
+		{busy, "doc:wide#view@user:busy", HasPermission, PlanResourceStats},
+	}
+	for _, tt := range tests {
+		t.Run(tt.check, func(t *testing.T) {
+			rd := load(t, mustParse(t, tt.data...))
+			if _, ok := rd.(store.StatsReader); !ok {
+				t.Fatal("memstore's reader keeps no statistics")
+			}
+			plans := new(PlanCounters)
+			planned := New(s, Options{Concurrency: 1, Plans: plans})
+			planned.statsFanout = 20
+			planned.reverseBudget = 10
+			topDown := New(s, Options{Concurrency: 1})
+			topDown.arrowProbe = 0
+			topDown.wideFanout = math.MaxInt
+			p := Params{Reader: rd, Now: testNow}
+			got, err := planned.Check(context.Background(), p, parseCheck(t, tt.check))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, err := topDown.Check(context.Background(), p, parseCheck(t, tt.check))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Permissionship != tt.want || ref.Permissionship != tt.want {
+				t.Errorf("planned %v, top-down %v, want %v", got.Permissionship, ref.Permissionship, tt.want)
+			}
+			counts := plans.Counts()
+			if counts[tt.plan.String()] == 0 {
+				t.Errorf("plan counts %v, want a %s", counts, tt.plan)
+			}
+			if tt.plan == PlanResourceStats && counts[PlanArrowSubjectProbe.String()]+counts[PlanArrowSubjectStats.String()] != 0 {
+				t.Errorf("plan counts %v: a walk from the subject after the statistics vetoed it", counts)
+			}
+		})
+	}
+}
+
+// TestStatsChildOrder checks that the statistics put an intersection's
+// cheaper fan-out first (doc#narrow names one group, doc#wide thirty) and
+// that the answers stay the top-down walk's.
+func TestStatsChildOrder(t *testing.T) {
+	s := mustCompile(t, `
+definition user {}
+
+definition group {
+	relation member: user | group#member
+}
+
+definition doc {
+	relation wide: group#member
+	relation narrow: group#member
+	permission both = wide & narrow
+}
+`)
+	var lines []string
+	for i := range 30 {
+		lines = append(lines, fmt.Sprintf("doc:1#wide@group:g%d#member", i), fmt.Sprintf("group:g%d#member@user:u%d", i, i))
+	}
+	lines = append(lines, "doc:1#narrow@group:n#member", "group:n#member@user:u3", "group:n#member@user:zed")
+	rd := load(t, mustParse(t, lines...))
+	st := rd.(store.StatsReader).Statistics()
+	e := New(s, Options{Concurrency: 1})
+	both := s.Definitions["doc"].Relations["both"].Rewrite
+	if got := e.an.orderByStats(st)[both]; !slices.Equal(got, []int{1, 0}) {
+		t.Errorf("order of doc#both's children = %v, want [1 0] (narrow first)", got)
+	}
+	topDown := New(s, Options{Concurrency: 1})
+	topDown.arrowProbe = 0 // no statistics either
+	for _, c := range []string{"doc:1#both@user:u3", "doc:1#both@user:u4", "doc:1#both@user:zed", "doc:1#both@user:nobody"} {
+		p := Params{Reader: rd, Now: testNow}
+		got, err := e.Check(context.Background(), p, parseCheck(t, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := topDown.Check(context.Background(), p, parseCheck(t, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := NoPermission
+		if c == "doc:1#both@user:u3" {
+			want = HasPermission
+		}
+		if got.Permissionship != want || ref.Permissionship != want {
+			t.Errorf("%s: ordered %v, top-down %v, want %v", c, got.Permissionship, ref.Permissionship, want)
+		}
 	}
 }

@@ -23,6 +23,15 @@ type request struct {
 	rev     store.Revision
 	now     time.Time
 	context map[string]any
+	// stats are the store's statistics for the planner; nil when the
+	// store keeps none.
+	stats *store.Statistics
+	// points is reader's point reads, when it has them (not through an
+	// overlay of contextual relationships).
+	points store.PointReader
+	// batch is reader's closure-free queries, when it has them (not
+	// through an overlay).
+	batch store.BatchReader
 
 	// tokens bounds the extra goroutines of this request.
 	tokens chan struct{}
@@ -116,7 +125,13 @@ func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, err
 		now:     now,
 		context: p.Context,
 	}
+	if sr, ok := p.Reader.(store.StatsReader); ok && e.statsFanout > 0 && e.arrowProbe > 0 {
+		rq.stats = sr.Statistics()
+	}
+	rq.points, _ = p.Reader.(store.PointReader)
+	rq.batch, _ = p.Reader.(store.BatchReader)
 	if len(p.Contextual) > 0 {
+		rq.points, rq.batch = nil, nil
 		rq.reader = store.Overlay(p.Reader, p.Contextual)
 		rq.uncached = uncached
 		if rq.uncached == nil {
@@ -153,6 +168,9 @@ func (rq *request) contextHash() (uint64, bool) {
 // them all before returning so that no store iterator stays open while the
 // evaluator recurses.
 func (rq *request) query(ctx context.Context, f tuple.Filter) ([]tuple.Relationship, error) {
+	if rq.batch != nil {
+		return rq.batch.AppendRelationships(ctx, nil, f, store.QueryOptions{Now: rq.now})
+	}
 	var out []tuple.Relationship
 	for r, err := range rq.reader.QueryRelationships(ctx, f, store.QueryOptions{Now: rq.now}) {
 		if err != nil {
@@ -165,6 +183,9 @@ func (rq *request) query(ctx context.Context, f tuple.Filter) ([]tuple.Relations
 
 // queryLimit is query stopped after limit relationships.
 func (rq *request) queryLimit(ctx context.Context, f tuple.Filter, limit int) ([]tuple.Relationship, error) {
+	if rq.batch != nil {
+		return rq.batch.AppendRelationships(ctx, nil, f, store.QueryOptions{Now: rq.now, Limit: limit})
+	}
 	var out []tuple.Relationship
 	for r, err := range rq.reader.QueryRelationships(ctx, f, store.QueryOptions{Now: rq.now, Limit: limit}) {
 		if err != nil {
@@ -175,12 +196,14 @@ func (rq *request) queryLimit(ctx context.Context, f tuple.Filter, limit int) ([
 	return out, nil
 }
 
-// planned counts, for the root check of f, an arrow or a set of subject
-// sets decided from the subject's side.
-func (rq *request) planned(f *frame) {
+// planned counts, for the root check of f and the evaluator's plan
+// counters, an arrow or a set of subject sets decided from the subject's
+// side (plan p).
+func (rq *request) planned(f *frame, p Plan) {
 	if f.st != nil {
 		f.st.subjectSide.Add(1)
 	}
+	rq.count(p)
 }
 
 // caveat evaluates the condition of r: yes when r has no caveat. The

@@ -87,6 +87,29 @@ type Reader interface {
 	ReadSchema(ctx context.Context) (text string, written Revision, err error)
 }
 
+// PointReader is implemented by readers that can read one relationship by
+// its key more cheaply than QueryRelationships with a filter naming all of
+// it (no iterator closure, no decoding of the key, which the caller
+// already has): the evaluator's hot path. ReadRelationship returns the
+// relationship with key k visible at the reader's revision and, when now
+// is not zero, unexpired at now; found is false when there is none. Its
+// answer must equal the one QueryRelationships gives for the filter of k's
+// six components (with tuple.Ellipsis for a plain subject) and Now: now.
+type PointReader interface {
+	ReadRelationship(ctx context.Context, k tuple.Key, now time.Time) (r tuple.Relationship, found bool, err error)
+}
+
+// BatchReader is implemented by readers that can append the answer of a
+// query to the caller's slice in one call, without the iterator closures
+// of QueryRelationships (several allocations per query): the evaluator's
+// hot path, which reads every answer before it recurses anyway. The
+// answers must equal QueryRelationships' and ReverseQueryRelationships'
+// for the same filter and options, in the same order.
+type BatchReader interface {
+	AppendRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.Filter, opts QueryOptions) ([]tuple.Relationship, error)
+	AppendReverseRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.ReverseFilter, opts QueryOptions) ([]tuple.Relationship, error)
+}
+
 // QueryOptions shape a query. The zero value returns every match.
 type QueryOptions struct {
 	// Limit stops after this many relationships; 0 means no limit.

@@ -82,6 +82,8 @@ type Store struct {
 	audit       []auditRecord
 	auditAnchor store.AuditAnchor
 	notify      chan struct{} // closed and replaced on every commit and on Close
+
+	statsCache statsCache // counts for the planner (stats.go)
 }
 
 // record holds every retained version of one relationship key.
@@ -232,6 +234,7 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 // when non-nil) at the next revision and records changes in the
 // changelog. s.writeMu is held.
 func (s *Store) commit(meta store.WriteMeta, changes []store.Change, pending map[tuple.Key]pendingWrite, schema *string) (store.Revision, error) {
+	s.statsCache.changes.Add(int64(len(changes)))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

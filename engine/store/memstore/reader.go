@@ -194,3 +194,51 @@ func samePrefix(a, b fields, n int) bool {
 	}
 	return true
 }
+
+var _ store.PointReader = (*reader)(nil)
+
+// ReadRelationship reads the relationship with key k (store.PointReader).
+func (r *reader) ReadRelationship(ctx context.Context, k tuple.Key, now time.Time) (tuple.Relationship, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return tuple.Relationship{}, false, err
+	}
+	s := r.s
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.checkReadable(r.rev); err != nil {
+		return tuple.Relationship{}, false, err
+	}
+	rec := s.records[k]
+	if rec == nil {
+		return tuple.Relationship{}, false, nil
+	}
+	rel, ok := rec.visible(r.rev)
+	if !ok || !now.IsZero() && rel.ExpiredAt(now) {
+		return tuple.Relationship{}, false, nil
+	}
+	return copyRel(rel), true, nil
+}
+
+var _ store.BatchReader = (*reader)(nil)
+
+// AppendRelationships appends the answer of QueryRelationships to dst
+// (store.BatchReader).
+func (r *reader) AppendRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.Filter, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	return appendAll(dst, r.QueryRelationships(ctx, f, opts))
+}
+
+// AppendReverseRelationships appends the answer of
+// ReverseQueryRelationships to dst (store.BatchReader).
+func (r *reader) AppendReverseRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.ReverseFilter, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	return appendAll(dst, r.ReverseQueryRelationships(ctx, f, opts))
+}
+
+func appendAll(dst []tuple.Relationship, seq iter.Seq2[tuple.Relationship, error]) ([]tuple.Relationship, error) {
+	for rel, err := range seq {
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, rel)
+	}
+	return dst, nil
+}

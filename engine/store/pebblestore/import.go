@@ -47,6 +47,7 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 	if err := s.publish(rev); err != nil {
 		return 0, 0, err
 	}
+	s.stats.Observe(n)
 	return rev, n, nil
 }
 

@@ -61,6 +61,7 @@ var (
 	keyHorizon  = []byte("mhorizon")  // 8-byte GC horizon: oldest readable revision
 	keyGCDone   = []byte("mgcdone")   // 8-byte horizon up to which GC finished deleting
 	keyReserved = []byte("mreserved") // 8-byte revision of an import in progress
+	keyStats    = []byte("mstats")    // the last count of store.Statistics (store.EncodeStatistics)
 )
 
 // appendComponent appends s and its 0x00 terminator.

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"iter"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -22,6 +23,9 @@ type reader struct {
 }
 
 func (r *reader) Revision() store.Revision { return r.rev }
+
+// Statistics returns the store's counts (store.StatsReader).
+func (r *reader) Statistics() *store.Statistics { return r.s.stats.Statistics() }
 
 func (r *reader) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
 	var after []byte
@@ -240,4 +244,96 @@ func (s *Store) readChangeHeader(rev store.Revision) (changeHeader, error) {
 		return changeHeader{}, fmt.Errorf("revision %d: %w", rev, err)
 	}
 	return h, nil
+}
+
+var _ store.PointReader = (*reader)(nil)
+
+// ReadRelationship reads the relationship with key k (store.PointReader):
+// one SeekPrefixGE to the newest version of k's tuple key at or below the
+// reader's revision, as scanLocked's point reads, but with the key built
+// in the pooled iterator's buffer and never decoded (k already holds its
+// strings).
+func (r *reader) ReadRelationship(ctx context.Context, k tuple.Key, now time.Time) (tuple.Relationship, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return tuple.Relationship{}, false, err
+	}
+	s := r.s
+	if err := s.acquire(); err != nil {
+		return tuple.Relationship{}, false, err
+	}
+	defer s.release()
+	pi, err := s.iter(r.rev, nil, nil)
+	if err != nil {
+		return tuple.Relationship{}, false, err
+	}
+	defer s.putIter(pi)
+	seek := appendRev(forwardTupleKey(pi.key[:0], k), r.rev)
+	pi.key = seek
+	tk := seek[:len(seek)-revLen]
+	it := pi.it
+	if !it.SeekPrefixGE(seek) {
+		if err := it.Error(); err != nil {
+			return tuple.Relationship{}, false, fmt.Errorf("pebblestore: read: %w", err)
+		}
+		return tuple.Relationship{}, false, nil
+	}
+	key := it.Key()
+	if len(key) != len(seek) || !bytes.Equal(key[:len(tk)], tk) {
+		return tuple.Relationship{}, false, nil
+	}
+	val, err := it.ValueAndErr()
+	if err != nil {
+		return tuple.Relationship{}, false, fmt.Errorf("pebblestore: read value: %w", err)
+	}
+	v, err := decodeValue(val)
+	if err != nil {
+		return tuple.Relationship{}, false, fmt.Errorf("%w (key %q)", err, key)
+	}
+	if v.tombstone || !now.IsZero() && !v.expiration.IsZero() && !now.Before(v.expiration) {
+		return tuple.Relationship{}, false, nil
+	}
+	return v.relationship(k), true, nil
+}
+
+var _ store.BatchReader = (*reader)(nil)
+
+// AppendRelationships appends the answer of QueryRelationships to dst
+// (store.BatchReader), calling scanLocked directly so that neither the
+// filter's match nor the append escapes to the heap.
+func (r *reader) AppendRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.Filter, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	var after []byte
+	if opts.After != nil {
+		after = forwardTupleKey(nil, *opts.After)
+	}
+	prefix, exact := forwardPrefix(f)
+	if exact {
+		return r.appendScan(ctx, dst, prefix, after, nil, opts)
+	}
+	return r.appendScan(ctx, dst, prefix, after, f.Matches, opts)
+}
+
+// AppendReverseRelationships appends the answer of
+// ReverseQueryRelationships to dst (store.BatchReader).
+func (r *reader) AppendReverseRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.ReverseFilter, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	var after []byte
+	if opts.After != nil {
+		after = reverseTupleKey(nil, *opts.After)
+	}
+	prefix, exact := reversePrefix(f)
+	if exact {
+		return r.appendScan(ctx, dst, prefix, after, nil, opts)
+	}
+	return r.appendScan(ctx, dst, prefix, after, f.Matches, opts)
+}
+
+func (r *reader) appendScan(ctx context.Context, dst []tuple.Relationship, prefix, after []byte, match func(tuple.Relationship) bool, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	if err := r.s.acquire(); err != nil {
+		return dst, err
+	}
+	defer r.s.release()
+	err := r.s.scanLocked(ctx, r.rev, prefix, after, match, opts, func(rel tuple.Relationship, _ error) bool {
+		dst = append(dst, rel)
+		return true
+	})
+	return dst, err
 }

@@ -153,15 +153,22 @@ type Store struct {
 
 	iters iterPool
 
+	// stats keeps the planner's counts (store.StatsKeeper).
+	stats store.StatsCounter
+
 	// commits wakes watchers on every commit.
 	commits changefeed.Signal
 
-	// lifeMu guards closed and active: Close waits until no operation
-	// uses the Pebble database.
+	// active counts the operations using the Pebble database and closed
+	// is set when Close begins; Close then waits on lifeCond (under
+	// lifeMu) until active is 0. They are atomics, not fields under
+	// lifeMu, because every query takes and releases an operation: a
+	// mutex there was the second contention point of concurrent checks
+	// after the iterator pool's (docs/benchmarks.md, issue #17).
+	active   atomic.Int64
+	closed   atomic.Bool
 	lifeMu   sync.Mutex
 	lifeCond *sync.Cond
-	closed   bool
-	active   int
 	closedCh chan struct{} // closed by Close
 	gcDone   chan struct{} // closed when the background GC goroutine exits
 }
@@ -170,6 +177,8 @@ var (
 	_ store.Store            = (*Store)(nil)
 	_ store.GarbageCollector = (*Store)(nil)
 	_ store.BulkLoader       = (*Store)(nil)
+	_ store.StatsKeeper      = (*Store)(nil)
+	_ store.StatsReader      = (*reader)(nil)
 	_ store.Failer           = (*Store)(nil)
 )
 
@@ -197,6 +206,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts:     opts,
 		closedCh: make(chan struct{}),
 		gcDone:   make(chan struct{}),
+		iters:    newIterPool(),
 	}
 	s.lifeCond = sync.NewCond(&s.lifeMu)
 	if err := s.loadCatching(); err != nil {
@@ -206,6 +216,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return nil, errors.Join(err, db.Close())
 	}
+	s.stats.Count = s.countStatistics
+	s.stats.Start(s.savedStatistics())
 	if opts.GCInterval > 0 {
 		go s.gcLoop()
 	} else {
@@ -425,36 +437,36 @@ func (s *Store) getUvarint(key []byte) (uint64, error) {
 // acquire registers an operation that uses the database; it fails once
 // Close has begun.
 func (s *Store) acquire() error {
-	s.lifeMu.Lock()
-	defer s.lifeMu.Unlock()
-	if s.closed {
+	s.active.Add(1)
+	if s.closed.Load() {
+		// Close may be waiting for active to drop: release wakes it.
+		s.release()
 		return store.ErrClosed
 	}
-	s.active++
 	return nil
 }
 
 func (s *Store) release() {
-	s.lifeMu.Lock()
-	s.active--
-	if s.active == 0 {
+	if s.active.Add(-1) == 0 && s.closed.Load() {
+		// Broadcast under lifeMu, so that a Close between its check of
+		// active and its Wait cannot miss it.
+		s.lifeMu.Lock()
 		s.lifeCond.Broadcast()
+		s.lifeMu.Unlock()
 	}
-	s.lifeMu.Unlock()
 }
 
 // Close stops the background GC, waits for running operations (open
 // query loops included) to finish and closes the database. Watch loops end
 // with store.ErrClosed.
 func (s *Store) Close() error {
-	s.lifeMu.Lock()
-	if s.closed {
-		s.lifeMu.Unlock()
+	if !s.closed.CompareAndSwap(false, true) {
 		return store.ErrClosed
 	}
-	s.closed = true
 	close(s.closedCh)
-	for s.active > 0 {
+	s.stats.Stop() // its scan holds an operation
+	s.lifeMu.Lock()
+	for s.active.Load() > 0 {
 		s.lifeCond.Wait()
 	}
 	s.lifeMu.Unlock()
@@ -525,6 +537,69 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.l.Error(msg, "component", "pebble", "fatal", true)
 	panic(fatalError{msg: msg})
+}
+
+// countStatistics counts the relationships at the head and saves the
+// count under keyStats, so that a reopened store at the same head need not
+// count again (a scan of the whole forward index: about a second of CPU
+// per million relationships).
+func (s *Store) countStatistics(ctx context.Context) (*store.Statistics, error) {
+	r, err := s.Snapshot(ctx, store.Revision(s.head.Load()))
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: count statistics: %w", err)
+	}
+	st, err := store.CountStatistics(ctx, r, s.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.saveStatistics(st); err != nil {
+		// Counted but not saved: serve the count; the next open counts.
+		s.opts.Logger.Warn("pebblestore: save statistics", "err", err)
+	}
+	return st, nil
+}
+
+// saveStatistics writes st under keyStats (unsynced: a lost copy only
+// costs a count at the next open), unless the store failed; a fatal Pebble
+// error during the write fails the store as a write's would (fault.go).
+func (s *Store) saveStatistics(st *store.Statistics) (err error) {
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.release()
+	if err := s.writable(); err != nil {
+		return err
+	}
+	defer s.catchFatal(&err, store.ErrUnavailable)
+	if err := s.db.Set(keyStats, store.EncodeStatistics(st), pebble.NoSync); err != nil {
+		return fmt.Errorf("pebblestore: save statistics: %w", err)
+	}
+	return nil
+}
+
+// savedStatistics returns the saved count when it was taken at the head
+// revision; nil when there is none, it is older, or it does not decode
+// (the background count then replaces it).
+func (s *Store) savedStatistics() *store.Statistics {
+	v, closer, err := s.db.Get(keyStats)
+	if err != nil {
+		return nil
+	}
+	defer closer.Close()
+	st, err := store.DecodeStatistics(v)
+	if err != nil || st.Revision != store.Revision(s.head.Load()) {
+		return nil
+	}
+	return st
+}
+
+// Statistics returns the latest counts of relationships (store.StatsKeeper):
+// counted when the store opens and again after enough writes.
+func (s *Store) Statistics() *store.Statistics { return s.stats.Statistics() }
+
+// RefreshStatistics counts the relationships at the head revision now.
+func (s *Store) RefreshStatistics(ctx context.Context) (*store.Statistics, error) {
+	return s.stats.Refresh(ctx)
 }
 
 // MaxBatchOps reports the per-transaction limit (store.BatchLimiter).

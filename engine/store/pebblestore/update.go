@@ -29,37 +29,39 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 		return 0, err
 	}
 	defer s.release()
-	rev, err := s.apply(ctx, meta, fn)
+	rev, n, err := s.apply(ctx, meta, fn)
 	if err != nil {
 		return 0, err
 	}
 	if err := s.publish(rev); err != nil {
 		return 0, err
 	}
+	s.stats.Observe(n)
 	return rev, nil
 }
 
 // apply runs the transaction and writes it to Pebble under the writer lock.
-func (s *Store) apply(ctx context.Context, meta store.WriteMeta, fn func(ctx context.Context, tx store.Tx) error) (_ store.Revision, err error) {
+func (s *Store) apply(ctx context.Context, meta store.WriteMeta, fn func(ctx context.Context, tx store.Tx) error) (_ store.Revision, n int, err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	// A failed batch commit wrote nothing (fault.go).
 	defer s.catchFatal(&err, store.ErrUnavailable)
 	if err := s.writable(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	head := store.Revision(s.applied.Load())
 	t := &tx{s: s, head: head, buf: txbuf.New(txbuf.Config[store.Change]{
 		Prefix: "pebblestore", MaxOps: s.opts.MaxBatchOps, Done: store.ErrTxDone, View: viewChange,
 	})}
 	if err := t.buf.Finish(ctx, fn(ctx, t)); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	rev := head + 1
-	if err := s.commit(rev, meta, t.buf.Changes(), t.buf.Schema()); err != nil {
-		return 0, err
+	changes := t.buf.Changes()
+	if err := s.commit(rev, meta, changes, t.buf.Schema()); err != nil {
+		return 0, 0, err
 	}
-	return rev, nil
+	return rev, len(changes), nil
 }
 
 // commit writes one transaction at rev in one batch, without waiting for

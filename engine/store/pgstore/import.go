@@ -130,5 +130,6 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 	}
 	s.advanceHead(rev)
 	s.wake()
+	s.stats.Observe(int(n))
 	return rev, int(n), nil
 }

@@ -93,7 +93,8 @@ const (
 // store.Store, store.GarbageCollector and store.BulkLoader, and is safe
 // for concurrent use, also by several processes sharing one database.
 type Store struct {
-	gcCount  store.GCCounter // GC runs, for metrics
+	gcCount  store.GCCounter    // GC runs, for metrics
+	stats    store.StatsCounter // the planner's counts (stats.go)
 	pool     *pgxpool.Pool
 	connCfg  *pgx.ConnConfig // for connections outside the pool (commit resolution)
 	replicas []*replica
@@ -170,6 +171,8 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 		s.bg.Add(1)
 		go s.gcLoop(bgCtx)
 	}
+	s.stats.Count = s.countStatistics
+	s.stats.Start(nil)
 	return s, nil
 }
 
@@ -243,6 +246,7 @@ func (s *Store) Close() error {
 	s.closed.Store(true)
 	close(s.closedCh)
 	s.cancel()
+	s.stats.Stop()
 	s.bg.Wait()
 	s.closeReplicas()
 	s.pool.Close()

@@ -95,6 +95,7 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 	done = true
 	s.advanceHead(rev)
 	s.wake()
+	s.stats.Observe(len(changes))
 	return rev, nil
 }
 

@@ -317,10 +317,34 @@ func (s *suite) randomRun(t *testing.T, seed uint64) {
 			opts := g.opts(CompareForward)
 			got, err := Collect(r.QueryRelationships(ctx, f, opts))
 			checkRels(t, fmt.Sprintf("%s: %s %+v", what, describeFilter(f), opts), got, err, models[rev].forward(f, opts))
+			br, batch := r.(store.BatchReader)
+			if batch {
+				// Appended after what the slice holds, the same answer.
+				pre := MustParse(t, "doc:pre#viewer@user:pre")
+				got, err := br.AppendRelationships(ctx, pre, f, opts)
+				checkRels(t, fmt.Sprintf("%s: AppendRelationships %s %+v", what, describeFilter(f), opts), got, err, append(pre[:1:1], models[rev].forward(f, opts)...))
+			}
 			rf := g.reverseFilter()
 			opts = g.opts(CompareReverse)
 			got, err = Collect(r.ReverseQueryRelationships(ctx, rf, opts))
 			checkRels(t, fmt.Sprintf("%s: %+v %+v", what, rf, opts), got, err, models[rev].reverse(rf, opts))
+			if batch {
+				got, err := br.AppendReverseRelationships(ctx, nil, rf, opts)
+				checkRels(t, fmt.Sprintf("%s: AppendReverseRelationships %+v %+v", what, rf, opts), got, err, models[rev].reverse(rf, opts))
+			}
+			if pr, ok := r.(store.PointReader); ok {
+				// A point read answers as the query naming the whole key.
+				k, now := g.rel().Key(), g.opts(CompareForward).Now
+				rel, found, err := pr.ReadRelationship(ctx, k, now)
+				var got, want []tuple.Relationship
+				if found {
+					got = append(got, rel)
+				}
+				if m, ok := models[rev][k]; ok && (now.IsZero() || !m.ExpiredAt(now)) {
+					want = append(want, m)
+				}
+				checkRels(t, fmt.Sprintf("%s: ReadRelationship(%s, now %v)", what, k, now), got, err, want)
+			}
 			if t.Failed() {
 				t.FailNow()
 			}
