@@ -289,18 +289,24 @@ func TestDifferential(t *testing.T) {
 			cases = 1
 		}
 	}
+	var streamed uint64
 	for i := first; i < first+cases; i++ {
 		seed := uint64(i)
 		rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 		s := genSchema(rng, cs.Caveats, "diff-"+strconv.Itoa(i))
 		rels := genTuples(rng, s, testNow)
 		reqCtx := diffContexts[rng.IntN(len(diffContexts))]
-		if !runDiffCase(t, seed, s, rels, reqCtx) {
+		if !runDiffCase(t, seed, s, rels, reqCtx, &streamed) {
 			t.Logf("schema of seed %d:\n%s", seed, describeSchema(s))
 			t.Logf("relationships:\n%s", describeTuples(rels))
 			return
 		}
 	}
+	// The streamed plan is taken often enough to be compared.
+	if cases >= 60 && streamed < uint64(cases) {
+		t.Errorf("%d streamed lookups in %d cases: the random schemas no longer exercise stream.go", streamed, cases)
+	}
+	t.Logf("%d lookups streamed in %d cases", streamed, cases)
 }
 
 // diffWorld returns the objects of every type of s that the random tests
@@ -322,7 +328,7 @@ func diffWorld(s *schema.Schema) (map[string][]string, []*schema.Relation) {
 // runDiffCase compares every evaluator configuration with the reference on
 // one schema and data set, at two clock values (the second after the
 // expiring relationships have expired, to exercise cache expiry).
-func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any) bool {
+func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any, streamed *uint64) bool {
 	t.Helper()
 	ctx := context.Background()
 	rd := load(t, rels)
@@ -358,6 +364,7 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	off := New(s, Options{Concurrency: 1})
 	off.wideFanout = math.MaxInt
 	off.arrowProbe = 0
+	off.walkOnly = true // the others stream the lookups they can (stream.go)
 	evals := []struct {
 		name string
 		e    *Evaluator
@@ -369,6 +376,11 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 		// "down"; node 1 mixes concurrency settings with the others.
 		{"cluster", newTestCluster(s, 3, rd).nodes[1]},
 	}
+	defer func() {
+		for _, ev := range evals {
+			*streamed += ev.e.streamed.Load()
+		}
+	}()
 	for _, now := range []time.Time{testNow, testNow.Add(2 * time.Hour)} {
 		ref := newRefEval(s, rels, now, reqCtx, universe)
 		want := map[tuple.SubjectRef]map[refNode]refVal{}

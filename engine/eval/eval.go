@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"iter"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -81,6 +82,12 @@ type Evaluator struct {
 	scopeBudget    int
 	scopeChecks    int
 	scopeCheckCost int
+	// walkOnly turns the streamed lookups (stream.go) off, for tests
+	// that compare them with the walks.
+	walkOnly bool
+	// streamed counts the lookups that took the streamed plan, for the
+	// tests that must exercise it.
+	streamed atomic.Uint64
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64

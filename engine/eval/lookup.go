@@ -209,6 +209,9 @@ func (rq *request) lookupResources(ctx context.Context, req LookupResourcesReque
 		rq.lookupThrough(ctx, req, goal, yield)
 		return
 	}
+	if rq.streamResources(ctx, req, goal, yield) {
+		return
+	}
 	w := newReverseWalk(rq, goal)
 	w.budget = rq.e.opts.MaxLookupNodes
 	if err := w.run(ctx, req.Subject); err != nil {
@@ -336,6 +339,9 @@ func (rq *request) lookupSubjects(ctx context.Context, req LookupSubjectsRequest
 	}
 	if err != nil {
 		yield(SubjectResult{}, err)
+		return
+	}
+	if rq.streamSubjects(ctx, req, rel, yield) {
 		return
 	}
 	// Every subject that can be an answer is met by the walk, so the
