@@ -68,6 +68,10 @@ const (
 	// ReasonOverloaded: the server shed the call (RESOURCE_EXHAUSTED,
 	// with a google.rpc.RetryInfo); nothing of it was done.
 	ReasonOverloaded = "OVERLOADED"
+	// ReasonStreamStalled: a stream cut off because its client accepted
+	// no message for the server's -stream-stall-timeout
+	// (codes.DeadlineExceeded); resume with the last cursor received.
+	ReasonStreamStalled = "STREAM_STALLED"
 	// ReasonCommitOutcomeUnknown: a write's commit got no answer from the
 	// datastore; it may or may not have been applied (codes.Unknown).
 	ReasonCommitOutcomeUnknown = "COMMIT_OUTCOME_UNKNOWN"
@@ -127,6 +131,7 @@ var errorRules = []errorRule{
 	{[]error{ErrPermissionDenied, schema.ErrOutsideTenant}, codes.PermissionDenied, ReasonPermissionDenied},
 	{[]error{ErrKeyLimit}, codes.ResourceExhausted, ReasonKeyLimit},
 	{[]error{ErrOverloaded}, codes.ResourceExhausted, ReasonOverloaded},
+	{[]error{ErrStreamStalled}, codes.DeadlineExceeded, ReasonStreamStalled},
 	// Limits first: a *FieldError or a *RelationshipError may wrap an
 	// *engine.LimitError. engine.ErrBatchTooLarge is the datastore's own
 	// per-transaction limit; nothing was written.

@@ -54,6 +54,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		maxCalls    = fs.Int("max-concurrent-requests", 0, "overload: unary calls running at once, server-wide (0: no limit); the rest wait in a queue or are shed with RESOURCE_EXHAUSTED and a RetryInfo")
 		maxQueued   = fs.Int("max-queued-requests", 0, "overload: calls that may wait for one of -max-concurrent-requests (0: none wait); a call whose deadline the queue cannot meet is shed at once")
 		maxStreams  = fs.Int("max-concurrent-streams", server.DefaultMaxStreams, "overload: lookups, relationship reads, exports and imports running at once (0: no limit); the rest are shed with RESOURCE_EXHAUSTED")
+		keyStreams  = fs.Int("max-streams-per-key", server.DefaultMaxStreamsPerKey, "overload: lookups, reads, exports and imports one key (or token subject) runs at once (0: no limit); more are refused with RESOURCE_EXHAUSTED")
+		stallAfter  = fs.Duration("stream-stall-timeout", server.DefaultStreamStallTimeout, "end a lookup, read or export whose client has accepted no result for this long, with DEADLINE_EXCEEDED (0: never)")
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
 		blockCache  = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size in bytes (0: 64 MiB)")
 		maxDepth    = fs.Int("max-depth", 0, "most relations on one path of an answer, the one asked about included (0: the engine's default, 50); longer paths fail with MAX_DEPTH_EXCEEDED")
@@ -222,7 +224,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		Registerer: reg, Logger: log, TLS: tlsConf, MaxRecvMsgBytes: *maxRecv, AccessLog: *accessLog,
 		Connections: server.Connections{Max: *maxConns, MaxStreams: uint32(min(*connStreams, math.MaxUint32)), IdleTimeout: *idleTimeout},
 		Tracing:     tracing,
-		Overload:    server.Overload{MaxConcurrent: *maxCalls, MaxQueue: *maxQueued, MaxStreams: *maxStreams},
+		Overload: server.Overload{MaxConcurrent: *maxCalls, MaxQueue: *maxQueued, MaxStreams: *maxStreams,
+			MaxStreamsPerKey: *keyStreams, StreamStallTimeout: *stallAfter},
 	})
 	if err != nil {
 		return fail(err)
