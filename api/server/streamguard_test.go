@@ -141,7 +141,7 @@ func TestMaxStreamsPerKey(t *testing.T) {
 	if v := testutil.ToFloat64(f.srv.guards.refused.WithLabelValues("a")); v != 1 {
 		t.Errorf("key_streams_refused_total{caller=a} = %v, want 1", v)
 	}
-	cancel() // the held stream ends; the server gives its slot back
+	cancel()              // the held stream ends; the server gives its slot back
 	for c := range idle { // "b" came first, when b's stream ended
 		if c == "a" {
 			break
