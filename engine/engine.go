@@ -90,6 +90,11 @@ const (
 	// bytes a node reached (a lookup over 100,000 documents, 200,000
 	// nodes, allocates 64 MB), so about 300 MB.
 	DefaultMaxLookupNodes = 1_000_000
+	// DefaultServeMemoryBudget is pemba serve's -memory-budget (the
+	// engine's own default is none): room for three walks of
+	// DefaultMaxLookupNodes at once, far below the memory of a machine
+	// that serves them.
+	DefaultServeMemoryBudget = 1 << 30
 	// schemaCacheSize is how many compiled schemas are kept; schema writes
 	// are rare and requests cluster around the newest revisions.
 	schemaCacheSize = 8
@@ -164,6 +169,11 @@ type Limits struct {
 	// complete before the first); past it the lookup fails with a
 	// *LimitError (RESOURCE_EXHAUSTED at the API).
 	MaxLookupNodes int
+	// MemoryBudget bounds the bytes that the checks, expands and lookups
+	// in flight hold together (an estimate: relationships read, nodes
+	// of walks, memoized subproblems; see eval.Memory); a request that
+	// would take them past it fails with ErrMemoryBudget. 0: unbounded.
+	MemoryBudget int64
 	// MaxContextualRelationships bounds the contextual relationships of
 	// one read request, and MaxContextualBytes their size: the bytes of
 	// their keys (resource, relation, subject as text) plus their caveat
@@ -191,6 +201,7 @@ type Engine struct {
 	limits      Limits
 	evalOpts    eval.Options
 	cache       *eval.Cache // nil when disabled
+	memory      *eval.Memory
 	heads       *headQuantizer
 	deprecation deprecation
 	tracer      trace.Tracer // nil: tracing off
@@ -283,7 +294,8 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	if conc <= 0 {
 		conc = DefaultConcurrency()
 	}
-	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router, MaxLookupNodes: e.limits.MaxLookupNodes}
+	e.memory = eval.NewMemory(e.limits.MemoryBudget)
+	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router, MaxLookupNodes: e.limits.MaxLookupNodes, Memory: e.memory}
 	if opts.TracerProvider != nil {
 		e.tracer = opts.TracerProvider.Tracer(TracerName)
 		e.evalOpts.Tracer = e.tracer
@@ -347,6 +359,11 @@ type Stats struct {
 	// DeprecatedUses counts requests that named a @deprecated relation
 	// or permission (warned or refused).
 	DeprecatedUses int64
+	// MemoryInUse is the bytes charged to requests in flight,
+	// MemoryBudget the budget (0: unbounded) and MemoryRefused the
+	// requests it refused (Limits.MemoryBudget).
+	MemoryInUse, MemoryBudget int64
+	MemoryRefused             uint64
 }
 
 // Stats returns current counters.
@@ -360,6 +377,7 @@ func (e *Engine) Stats() Stats {
 	s.CompiledSchemas = len(e.schemas)
 	e.schemaMu.Unlock()
 	s.DeprecatedUses = e.deprecation.uses.Load()
+	s.MemoryInUse, s.MemoryBudget, s.MemoryRefused = e.memory.InUse(), e.memory.Limit(), e.memory.Refused()
 	return s
 }
 

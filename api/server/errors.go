@@ -72,6 +72,10 @@ const (
 	// no message for the server's -stream-stall-timeout
 	// (codes.DeadlineExceeded); resume with the last cursor received.
 	ReasonStreamStalled = "STREAM_STALLED"
+	// ReasonMemoryBudget: the request would have held more memory than
+	// the server's -memory-budget leaves beside the requests in flight
+	// (codes.ResourceExhausted); nothing was written, retry later.
+	ReasonMemoryBudget = "MEMORY_BUDGET_EXCEEDED"
 	// ReasonCommitOutcomeUnknown: a write's commit got no answer from the
 	// datastore; it may or may not have been applied (codes.Unknown).
 	ReasonCommitOutcomeUnknown = "COMMIT_OUTCOME_UNKNOWN"
@@ -132,6 +136,7 @@ var errorRules = []errorRule{
 	{[]error{ErrKeyLimit}, codes.ResourceExhausted, ReasonKeyLimit},
 	{[]error{ErrOverloaded}, codes.ResourceExhausted, ReasonOverloaded},
 	{[]error{ErrStreamStalled}, codes.DeadlineExceeded, ReasonStreamStalled},
+	{[]error{engine.ErrMemoryBudget}, codes.ResourceExhausted, ReasonMemoryBudget},
 	// Limits first: a *FieldError or a *RelationshipError may wrap an
 	// *engine.LimitError. engine.ErrBatchTooLarge is the datastore's own
 	// per-transaction limit; nothing was written.

@@ -200,6 +200,7 @@ type engineCollector struct {
 	stats                                      func() engine.Stats
 	hits, misses, evictions, bytes, entries, n *prometheus.Desc
 	deprecated                                 *prometheus.Desc
+	memInUse, memBudget, memRefused            *prometheus.Desc
 }
 
 func newEngineCollector(stats func() engine.Stats) *engineCollector {
@@ -215,12 +216,15 @@ func newEngineCollector(stats func() engine.Stats) *engineCollector {
 		entries:    d("cache_entries", "Entries held by the result cache."),
 		n:          d("compiled_schemas", "Compiled schemas kept by the engine."),
 		deprecated: d("deprecated_uses_total", "Requests that named a @deprecated relation or permission (warned or refused)."),
+		memInUse:   d("memory_in_use_bytes", "Bytes charged to the checks, expands and lookups in flight (an estimate; see -memory-budget)."),
+		memBudget:  d("memory_budget_bytes", "The -memory-budget (0: unbounded)."),
+		memRefused: d("memory_refused_total", "Requests refused by -memory-budget (RESOURCE_EXHAUSTED, reason MEMORY_BUDGET_EXCEEDED)."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n, c.deprecated} {
+	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n, c.deprecated, c.memInUse, c.memBudget, c.memRefused} {
 		ch <- d
 	}
 }
@@ -230,6 +234,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats()
 	ch <- prometheus.MustNewConstMetric(c.n, prometheus.GaugeValue, float64(s.CompiledSchemas))
 	ch <- prometheus.MustNewConstMetric(c.deprecated, prometheus.CounterValue, float64(s.DeprecatedUses))
+	ch <- prometheus.MustNewConstMetric(c.memInUse, prometheus.GaugeValue, float64(s.MemoryInUse))
+	ch <- prometheus.MustNewConstMetric(c.memBudget, prometheus.GaugeValue, float64(s.MemoryBudget))
+	ch <- prometheus.MustNewConstMetric(c.memRefused, prometheus.CounterValue, float64(s.MemoryRefused))
 	if !s.CacheEnabled {
 		return
 	}

@@ -56,6 +56,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		maxStreams  = fs.Int("max-concurrent-streams", server.DefaultMaxStreams, "overload: lookups, relationship reads, exports and imports running at once (0: no limit); the rest are shed with RESOURCE_EXHAUSTED")
 		keyStreams  = fs.Int("max-streams-per-key", server.DefaultMaxStreamsPerKey, "overload: lookups, reads, exports and imports one key (or token subject) runs at once (0: no limit); more are refused with RESOURCE_EXHAUSTED")
 		stallAfter  = fs.Duration("stream-stall-timeout", server.DefaultStreamStallTimeout, "end a lookup, read or export whose client has accepted no result for this long, with DEADLINE_EXCEEDED (0: never)")
+		memBudget   = fs.Int64("memory-budget", engine.DefaultServeMemoryBudget, "bytes that the checks, expands and lookups in flight may hold together (an estimate); a request that would go past it is refused with RESOURCE_EXHAUSTED (0: no budget)")
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
 		blockCache  = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size in bytes (0: 64 MiB)")
 		maxDepth    = fs.Int("max-depth", 0, "most relations on one path of an answer, the one asked about included (0: the engine's default, 50); longer paths fail with MAX_DEPTH_EXCEEDED")
@@ -205,7 +206,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fail(err)
 	}
 	eopts := engine.Options{Logger: log, CacheBytes: *cacheBytes, MaxDepth: *maxDepth, Quantum: *quantum, Warn: server.Warn, Deprecation: deprecation,
-		TracerProvider: tracing.TracerProvider}
+		TracerProvider: tracing.TracerProvider, Limits: engine.Limits{MemoryBudget: *memBudget}}
 	reg := server.NewRegistry()
 	if router != nil {
 		defer router.Close()

@@ -355,13 +355,16 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	// the second gives reverse walks (the planner's included) so small a
 	// budget that they often fall back to the top-down walk; the third
 	// has the planner and the subject-side fan-outs off.
-	seq := New(s, Options{Concurrency: 1})
+	// Every evaluator charges one unbounded budget: each request gives
+	// back all it charged (checked at the end).
+	mem := NewMemory(0)
+	seq := New(s, Options{Concurrency: 1, Memory: mem})
 	seq.wideFanout = 1
 	seq.arrowProbe = 1
-	conc := New(s, Options{Concurrency: 4, Cache: c})
+	conc := New(s, Options{Concurrency: 4, Cache: c, Memory: mem})
 	conc.reverseBudget = 3
 	conc.arrowProbe = 1
-	off := New(s, Options{Concurrency: 1})
+	off := New(s, Options{Concurrency: 1, Memory: mem})
 	off.wideFanout = math.MaxInt
 	off.arrowProbe = 0
 	off.walkOnly = true // the others stream the lookups they can (stream.go)
@@ -379,6 +382,9 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	defer func() {
 		for _, ev := range evals {
 			*streamed += ev.e.streamed.Load()
+		}
+		if n := mem.InUse(); n != 0 {
+			t.Errorf("seed %d: %d bytes still charged to the memory budget after every request ended", seed, n)
 		}
 	}()
 	for _, now := range []time.Time{testNow, testNow.Add(2 * time.Hour)} {

@@ -51,6 +51,10 @@ type Options struct {
 	// dispatch and cache hit below the caller's span, when that span is
 	// recording (see trace.go); nil records nothing and costs nothing.
 	Tracer trace.Tracer
+	// Memory, when set, is the budget of bytes that requests in flight
+	// hold, shared with every evaluator given the same one (memory.go);
+	// nil: unbounded.
+	Memory *Memory
 	// MaxLookupNodes bounds the (object, relation) nodes the walk of one
 	// LookupResources or LookupSubjects reaches and holds in memory;
 	// past it the lookup fails with a *LookupTooLargeError. 0 means no
@@ -343,12 +347,14 @@ func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (Chec
 		if err != nil {
 			return CheckResult{}, err
 		}
+		defer rq.done()
 		return rq.checkRel(ctx, rel, req)
 	}
 	rq, err := e.newRequest(p)
 	if err != nil {
 		return CheckResult{}, err
 	}
+	defer rq.done()
 	return rq.checkRoot(ctx, req)
 }
 
@@ -386,6 +392,7 @@ func (e *Evaluator) CheckBulk(ctx context.Context, p Params, reqs []CheckRequest
 		}
 		return out
 	}
+	defer rq.done()
 	if index == nil {
 		rq.bulk(ctx, reqs, out)
 		return out
@@ -437,6 +444,7 @@ func (e *Evaluator) LookupResources(ctx context.Context, p Params, req LookupRes
 			yield(ResourceResult{}, err)
 			return
 		}
+		defer rq.done()
 		rq.lookupResources(ctx, req, yield)
 	}
 }
@@ -453,6 +461,7 @@ func (e *Evaluator) LookupSubjects(ctx context.Context, p Params, req LookupSubj
 			yield(SubjectResult{}, err)
 			return
 		}
+		defer rq.done()
 		rq.lookupSubjects(ctx, req, yield)
 	}
 }
@@ -474,5 +483,6 @@ func (e *Evaluator) Expand(ctx context.Context, p Params, req ExpandRequest) (*T
 	if err != nil {
 		return nil, err
 	}
+	defer rq.done()
 	return rq.expand(ctx, req)
 }

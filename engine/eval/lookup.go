@@ -58,6 +58,9 @@ type reverseWalk struct {
 	reached int
 	// over is set when a node was left out for the budget.
 	over bool
+	// memErr is set when a node did not fit in the memory budget; the
+	// walk then fails with it.
+	memErr error
 	// expires is the earliest expiration among the relationships read.
 	expires time.Time
 }
@@ -91,6 +94,12 @@ func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool, h int32
 		w.over = true // run fails with errBudget: nothing more is held
 		return
 	}
+	if !ok && w.memErr == nil {
+		w.memErr = w.rq.mem.charge(walkNodeBytes)
+	}
+	if w.memErr != nil {
+		return
+	}
 	m[id] = revVal{exact: exact, h: h}
 	w.reached++
 	w.queue = append(w.queue, reverseNode{rel: rel, id: id, exact: exact, h: h})
@@ -98,6 +107,9 @@ func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool, h int32
 
 // reverse calls fn with each relationship on rel whose subject matches sf.
 func (w *reverseWalk) reverse(ctx context.Context, sf tuple.SubjectFilter, rel *schema.Relation, fn func(r *tuple.Relationship)) error {
+	if w.memErr != nil {
+		return w.memErr
+	}
 	if w.over || (w.budget > 0 && w.reached > w.budget) {
 		return errBudget
 	}
@@ -187,7 +199,10 @@ func (w *reverseWalk) propagate(ctx context.Context) error {
 			})
 		}
 	}
-	if err == nil && w.over {
+	switch {
+	case w.memErr != nil:
+		err = w.memErr
+	case err == nil && w.over:
 		err = errBudget
 	}
 	return err
@@ -447,8 +462,13 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		depth int32 // relations on the path to it, itself included
 	}
 	mentioned := map[string]int32{}
+	var memErr error // a node or subject past the memory budget
 	mention := func(id string, d int32) {
-		if old, ok := mentioned[id]; !ok || d < old {
+		old, ok := mentioned[id]
+		if !ok && memErr == nil {
+			memErr = rq.mem.charge(walkNodeBytes)
+		}
+		if memErr == nil && (!ok || d < old) {
 			mentioned[id] = d
 		}
 	}
@@ -458,7 +478,10 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 	maxNodes := rq.e.opts.MaxLookupNodes
 	push := func(r *schema.Relation, id string, d int32) {
 		n := node{r, id}
-		if r == nil || visited[n] || !rq.e.an.canContain(r, subType, subRel) {
+		if r == nil || visited[n] || !rq.e.an.canContain(r, subType, subRel) || memErr != nil {
+			return
+		}
+		if memErr = rq.mem.charge(walkNodeBytes); memErr != nil {
 			return
 		}
 		visited[n] = true
@@ -495,7 +518,13 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		}
 		return nil
 	}
-	for head := 0; head < len(queue); head++ {
+	for head := 0; head <= len(queue); head++ {
+		if memErr != nil {
+			return nil, memErr
+		}
+		if head == len(queue) {
+			break
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

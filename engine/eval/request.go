@@ -37,6 +37,10 @@ type request struct {
 	// cache and stay on this node. nil when the call has none.
 	uncached []bool
 
+	// mem is the request's share of Options.Memory (memory.go); done
+	// gives it back.
+	mem account
+
 	ctxOnce sync.Once
 	ctxHash uint64
 	ctxOK   bool // the context could be hashed; else caveated results are not cached
@@ -116,6 +120,7 @@ func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, err
 		now:     now,
 		context: p.Context,
 	}
+	rq.mem.m = e.opts.Memory
 	if len(p.Contextual) > 0 {
 		rq.reader = store.Overlay(p.Reader, p.Contextual)
 		rq.uncached = uncached
@@ -153,15 +158,16 @@ func (rq *request) contextHash() (uint64, bool) {
 // them all before returning so that no store iterator stays open while the
 // evaluator recurses.
 func (rq *request) query(ctx context.Context, f tuple.Filter) ([]tuple.Relationship, error) {
-	var out []tuple.Relationship
-	for r, err := range rq.reader.QueryRelationships(ctx, f, store.QueryOptions{Now: rq.now}) {
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return rq.queryLimit(ctx, f, 0)
 }
+
+// done ends the request: what it charged to the memory budget is given
+// back. Every evaluator entry point that makes a request defers it.
+func (rq *request) done() { rq.mem.close() }
+
+// chargeRels is how many relationships a query reads between two charges
+// to the memory budget.
+const chargeRels = 1024
 
 // queryLimit is query stopped after limit relationships.
 func (rq *request) queryLimit(ctx context.Context, f tuple.Filter, limit int) ([]tuple.Relationship, error) {
@@ -169,6 +175,11 @@ func (rq *request) queryLimit(ctx context.Context, f tuple.Filter, limit int) ([
 	for r, err := range rq.reader.QueryRelationships(ctx, f, store.QueryOptions{Now: rq.now, Limit: limit}) {
 		if err != nil {
 			return nil, err
+		}
+		if len(out)%chargeRels == 0 {
+			if err := rq.mem.charge(chargeRels * relationshipBytes); err != nil {
+				return nil, err
+			}
 		}
 		out = append(out, r)
 	}
