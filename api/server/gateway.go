@@ -161,7 +161,8 @@ func gatewayStreamError(ctx context.Context, err error) *status.Status {
 // httpStatusOf maps a status to an HTTP status: grpc-gateway's mapping
 // (runtime.HTTPStatusFromCode), except where Pemba's reason says more.
 // RESOURCE_EXHAUSTED means "slow down" (429) only for a caller over its
-// key's own limits or a call shed under overload; otherwise it is a
+// key's own limits, a call shed under overload or refused by the memory
+// budget; otherwise it is a
 // request over a limit (413) or a path deeper than the depth limit (422).
 // A write's failed precondition is HTTP's own 412.
 func httpStatusOf(st *status.Status) int {
@@ -170,7 +171,7 @@ func httpStatusOf(st *status.Status) int {
 		switch statusReason(st) {
 		case ReasonMaxDepth:
 			return http.StatusUnprocessableEntity
-		case ReasonKeyLimit, ReasonOverloaded:
+		case ReasonKeyLimit, ReasonOverloaded, ReasonMemoryBudget:
 			return http.StatusTooManyRequests
 		}
 		return http.StatusRequestEntityTooLarge
