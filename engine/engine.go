@@ -166,7 +166,8 @@ type Limits struct {
 	// MaxLookupNodes bounds the (object, relation) nodes one
 	// LookupResources or LookupSubjects reaches and holds in memory
 	// (whatever its page size: results come out sorted, so the walk is
-	// complete before the first); past it the lookup fails with a
+	// complete before the first; a lookup the evaluator streams, over a
+	// union of relations naming its subjects directly, holds none); past it the lookup fails with a
 	// *LimitError (RESOURCE_EXHAUSTED at the API).
 	MaxLookupNodes int
 	// MemoryBudget bounds the bytes that the checks, expands and lookups

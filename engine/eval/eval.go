@@ -436,7 +436,10 @@ func (e *Evaluator) settleBulk(rev store.Revision, now time.Time, reqs []CheckRe
 
 // LookupResources yields the resources of req.ResourceType on which
 // req.Subject has req.Permission, in ascending ID order, each with the
-// permissionship Check would give. An error ends the sequence.
+// permissionship Check would give. An error ends the sequence. A
+// permission that is a union of relations naming such subjects directly
+// is streamed from the store as the sequence is read (stream.go); any
+// other is walked in full before the first result.
 func (e *Evaluator) LookupResources(ctx context.Context, p Params, req LookupResourcesRequest) iter.Seq2[ResourceResult, error] {
 	return func(yield func(ResourceResult, error) bool) {
 		rq, err := e.newRequest(p)
@@ -453,7 +456,9 @@ func (e *Evaluator) LookupResources(ctx context.Context, p Params, req LookupRes
 // req.Permission on req.Resource, in ascending ID order ("*" first), each
 // with the permissionship Check would give. An error ends the sequence.
 // A page (Limit, After) confirms only the subjects it needs; the walk that
-// finds the candidates is done in full each time.
+// finds the candidates is done in full each time, unless the permission is
+// streamed (stream.go: a union of relations naming the subjects directly),
+// when a page reads only its own results.
 func (e *Evaluator) LookupSubjects(ctx context.Context, p Params, req LookupSubjectsRequest) iter.Seq2[SubjectResult, error] {
 	return func(yield func(SubjectResult, error) bool) {
 		rq, err := e.newRequest(p)
