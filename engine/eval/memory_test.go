@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"testing"
 
@@ -24,21 +25,23 @@ definition doc {
 }
 `
 
-// memoryData is 20,000 users in group:big, which views doc:1, and owns
-// doc:2 directly.
+// memoryData is n users in group:big, which views doc:1; the n users own
+// doc:2; n empty groups view doc:3.
 func memoryData(n int) []tuple.Relationship {
 	rels := []tuple.Relationship{{Resource: tuple.ObjectRef{Type: "doc", ID: "1"}, Relation: "viewer", Subject: tuple.SubjectRef{Type: "group", ID: "big", Relation: "member"}}}
 	for i := range n {
 		u := tuple.SubjectRef{Type: "user", ID: fmt.Sprintf("u%06d", i)}
 		rels = append(rels,
 			tuple.Relationship{Resource: tuple.ObjectRef{Type: "group", ID: "big"}, Relation: "member", Subject: u},
-			tuple.Relationship{Resource: tuple.ObjectRef{Type: "doc", ID: "2"}, Relation: "owner", Subject: u})
+			tuple.Relationship{Resource: tuple.ObjectRef{Type: "doc", ID: "2"}, Relation: "owner", Subject: u},
+			tuple.Relationship{Resource: tuple.ObjectRef{Type: "doc", ID: "3"}, Relation: "viewer", Subject: tuple.SubjectRef{Type: "group", ID: fmt.Sprintf("g%06d", i), Relation: "member"}})
 	}
 	return rels
 }
 
 // TestMemoryBudget: requests that would hold more than the budget fail
-// with a *MemoryBudgetError (a walk's lookup, an expand), are counted, and give back what they charged; small requests and
+// with a *MemoryBudgetError (a walk's lookup, a check reading a wide
+// relation, an expand), are counted, and give back what they charged; small requests and
 // streamed lookups of any size pass.
 func TestMemoryBudget(t *testing.T) {
 	const n = 20_000
@@ -53,6 +56,14 @@ func TestMemoryBudget(t *testing.T) {
 	}{
 		{"lookup subjects by the walk", func() error {
 			_, err := drain(e.LookupSubjects(ctx, p, LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "doc", ID: "1"}, Permission: "view", SubjectType: "user"}))
+			return err
+		}},
+		{"check reading a wide relation top-down", func() error {
+			// The subject-side strategies off: the check reads the n
+			// groups that view doc:3.
+			off := New(e.s, Options{Concurrency: 1, Memory: mem})
+			off.wideFanout, off.arrowProbe, off.reverseBudget = math.MaxInt, 0, 0
+			_, err := off.Check(ctx, p, CheckRequest{Resource: tuple.ObjectRef{Type: "doc", ID: "3"}, Permission: "view", Subject: tuple.SubjectRef{Type: "user", ID: "nobody"}})
 			return err
 		}},
 		{"expand", func() error {
