@@ -28,8 +28,9 @@ import (
 //     freeing its stream slot. The Send itself runs on a goroutine of the
 //     stream so that the handler can return while it is blocked; gRPC
 //     unblocks it when the stream is finished.
-//   - Overload.MaxStreamsPerKey bounds the limited streams one caller (a
-//     key, or a token's subject) holds at once, so that one caller cannot
+//   - Overload.MaxStreamsPerKey (or a key's own KeyLimits.Streams) bounds
+//     the limited streams one caller (a key, or a token's subject) holds
+//     at once, so that one caller cannot
 //     take every -max-concurrent-streams slot; over it a stream is refused
 //     with RESOURCE_EXHAUSTED (reason KEY_LIMIT_EXCEEDED). Calls without
 //     authentication are not counted per key.
@@ -135,7 +136,7 @@ func (s *stallStream) close() {
 
 // keyStreams counts the limited streams of each caller.
 type keyStreams struct {
-	max int
+	max int // the default limit (0: none)
 	mu  sync.Mutex
 	n   map[string]int
 	// idle, when set (tests), is called with a caller whose last stream
@@ -143,13 +144,13 @@ type keyStreams struct {
 	idle func(caller string)
 }
 
-// acquire takes one of caller's stream slots, or refuses it with a
+// acquire takes one of caller's max stream slots, or refuses it with a
 // *KeyLimitError; release gives it back.
-func (k *keyStreams) acquire(caller string) (release func(), err error) {
+func (k *keyStreams) acquire(caller string, max int) (release func(), err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.n[caller] >= k.max {
-		return nil, &KeyLimitError{Caller: caller, Limit: "concurrent streams", Value: float64(k.max)}
+	if k.n[caller] >= max {
+		return nil, &KeyLimitError{Caller: caller, Limit: "concurrent streams", Value: float64(max)}
 	}
 	k.n[caller]++
 	var once sync.Once
@@ -171,7 +172,7 @@ func (k *keyStreams) acquire(caller string) (release func(), err error) {
 type streamGuards struct {
 	stall    time.Duration // 0: no cut-off
 	newTimer func(time.Duration) stallTimer
-	perKey   *keyStreams // nil: no per-key limit
+	perKey   *keyStreams
 	stalled  *prometheus.CounterVec
 	refused  *prometheus.CounterVec
 }
@@ -180,10 +181,7 @@ func newStreamGuards(cfg Overload, reg prometheus.Registerer) (*streamGuards, er
 	if cfg.StreamStallTimeout < 0 || cfg.MaxStreamsPerKey < 0 {
 		return nil, fmt.Errorf("server: negative stream limit (stall timeout %s, streams per key %d)", cfg.StreamStallTimeout, cfg.MaxStreamsPerKey)
 	}
-	g := &streamGuards{stall: cfg.StreamStallTimeout, newTimer: newRealTimer}
-	if cfg.MaxStreamsPerKey > 0 {
-		g.perKey = &keyStreams{max: cfg.MaxStreamsPerKey, n: map[string]int{}}
-	}
+	g := &streamGuards{stall: cfg.StreamStallTimeout, newTimer: newRealTimer, perKey: &keyStreams{max: cfg.MaxStreamsPerKey, n: map[string]int{}}}
 	g.stalled = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "pemba", Subsystem: "grpc", Name: "streams_stalled_total",
 		Help: "Streams cut off because their client accepted no message for -stream-stall-timeout (DEADLINE_EXCEEDED, reason STREAM_STALLED), by method.",
@@ -206,8 +204,12 @@ func newStreamGuards(cfg Overload, reg prometheus.Registerer) (*streamGuards, er
 // p is the authenticated caller, nil when authentication is off.
 func (g *streamGuards) guard(ctx context.Context, ss grpc.ServerStream, p *Principal, fullMethod string) (grpc.ServerStream, func(), error) {
 	release := func() {}
-	if p != nil && g.perKey != nil {
-		r, err := g.perKey.acquire(p.Name)
+	limit := g.perKey.max
+	if p != nil && p.maxStreams > 0 {
+		limit = p.maxStreams
+	}
+	if p != nil && limit > 0 {
+		r, err := g.perKey.acquire(p.Name, limit)
 		if err != nil {
 			g.refused.WithLabelValues(p.metricsLabel()).Inc()
 			return nil, nil, err

@@ -109,14 +109,31 @@ func lookupSubjects(t *testing.T, f *fixture, ctx context.Context, req *pb.Looku
 // TestMaxStreamsPerKey: a key holding its one stream is refused a second
 // (RESOURCE_EXHAUSTED, KEY_LIMIT_EXCEEDED, counted under its name) while
 // another key's stream runs; once the first ends, the key streams again.
+// The limit of one is the server's (-max-streams-per-key), or the key's
+// own (streams in the keys file) on a server without one.
 func TestMaxStreamsPerKey(t *testing.T) {
-	f := newFixture(t, Config{
-		Keys: []Key{
-			{Name: "a", Secret: secretA, Scopes: ScopeAdmin},
-			{Name: "b", Secret: secretB, Scopes: ScopeAdmin},
-		},
-		Overload: Overload{MaxStreamsPerKey: 1},
-	}, smallWindow...)
+	for _, c := range []struct {
+		name   string
+		server int
+		key    KeyLimits
+	}{
+		{"server's", 1, KeyLimits{}},
+		{"key's own", 0, KeyLimits{Streams: 1}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			maxStreamsPerKey(t, Config{
+				Keys: []Key{
+					{Name: "a", Secret: secretA, Scopes: ScopeAdmin, Limits: c.key},
+					{Name: "b", Secret: secretB, Scopes: ScopeAdmin},
+				},
+				Overload: Overload{MaxStreamsPerKey: c.server},
+			})
+		})
+	}
+}
+
+func maxStreamsPerKey(t *testing.T, cfg Config) {
+	f := newFixture(t, cfg, smallWindow...)
 	idle := make(chan string, 10)
 	f.srv.guards.perKey.idle = func(caller string) { idle <- caller }
 	if _, err := f.schema.WriteSchema(bearer(secretA), &pb.WriteSchemaRequest{Schema: testSchema}); err != nil {
