@@ -36,6 +36,8 @@ type request struct {
 	// can read a contextual relationship: they bypass the cross-request
 	// cache and stay on this node. nil when the call has none.
 	uncached []bool
+	// overlay is set when the reader overlays contextual relationships.
+	overlay bool
 
 	// mem is the request's share of Options.Memory (memory.go); done
 	// gives it back.
@@ -122,6 +124,7 @@ func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, err
 	}
 	rq.mem.m = e.opts.Memory
 	if len(p.Contextual) > 0 {
+		rq.overlay = true
 		rq.reader = store.Overlay(p.Reader, p.Contextual)
 		rq.uncached = uncached
 		if rq.uncached == nil {

@@ -39,10 +39,10 @@ type directLeaf struct {
 // directLeaves returns the stored relations whose relationships naming
 // subjects of kind (typ, srel) are exactly rel's answers on any object,
 // and whether rel has that shape: computed references and unions on the
-// object itself, down to stored relations within the depth limit, none of
-// which accepts a subject set or an arrow could bring such subjects in by.
-// Nil and self-free shapes only: self, arrows, intersections and
-// exclusions need the walk.
+// object itself, down to stored relations within the depth limit, none
+// of which accepts a subject set that can contain such subjects. Arrows,
+// intersections, exclusions and self need the walk, as does a subject
+// set asked for that contains itself.
 func (e *Evaluator) directLeaves(rel *schema.Relation, typ, srel string) ([]directLeaf, bool) {
 	var leaves []directLeaf
 	seen := map[*schema.Relation]bool{}
@@ -114,7 +114,7 @@ func (e *Evaluator) directLeaves(rel *schema.Relation, typ, srel string) ([]dire
 // streamed plan: the request carries no contextual relationships (whose
 // overlay the plan does not merge) and the tests have not turned it off.
 func (rq *request) streams() bool {
-	return rq.uncached == nil && !rq.e.walkOnly
+	return !rq.overlay && !rq.e.walkOnly
 }
 
 // scan is one ordered store scan of a streamed lookup: the IDs it
