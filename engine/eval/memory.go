@@ -18,7 +18,8 @@ import (
 // it grows with the data rather than with the request: relationships read
 // into memory (every query of a check, an expand or a walk;
 // relationshipBytes each), nodes a lookup's walk reaches (walkNodeBytes
-// each) and subproblems a request memoizes (memoBytes each). They are kept
+// each), subproblems a request memoizes (memoBytes each) and the nodes of
+// an Expand's tree (treeNodeBytes each). They are kept
 // until the request ends, as the memo and the walks keep what they
 // reference; a relationship read and dropped is counted too, which errs
 // on the side of refusing. Streamed lookups (stream.go) charge nothing
@@ -34,6 +35,10 @@ const (
 	relationshipBytes = 192
 	walkNodeBytes     = 64
 	memoBytes         = 256
+	// treeNodeBytes is a node of an Expand's tree and its frame (the
+	// structs' allocation size classes: 144 and 80 bytes); the subjects
+	// it lists are charged as the relationships read.
+	treeNodeBytes = 224
 	// chargeChunk is how much a request reserves from the shared budget
 	// at a time, so that requests do not contend on it per item.
 	chargeChunk = 256 << 10
