@@ -117,7 +117,10 @@ var layers = []layer{
 	{pkgs: []string{"engine"}, why: "the door: it ties store, schema and evaluator together",
 		allow: append([]string{"engine/cache", "engine/eval", "engine/store", "engine/store/backend", "engine/token", "engine/tuple",
 			"schema", "golang.org/x/sync/..."}, otelAPI...),
-		tests: []string{"engine/...", "examples/...", otelSDK}},
+		// The history checker (history_test.go) crashes the store under
+		// the engine on Pebble's crash-simulating filesystem and checks
+		// the histories with porcupine.
+		tests: []string{"engine/...", "examples/...", otelSDK, "github.com/cockroachdb/pebble/v2/vfs", "github.com/anishathalye/porcupine"}},
 	{pkgs: []string{"engine/validation"}, why: "validation files run through the door, like any client",
 		allow: append(slices.Clone(door), "gopkg.in/yaml.v3"),
 		tests: []string{"engine/..."}},

@@ -523,14 +523,20 @@ func (e *Engine) remember(written store.Revision, c *compiled) *compiled {
 // schemaFilename names stored schema text in compile errors.
 const schemaFilename = "schema"
 
-// Ping reports whether the engine can answer: it is open and its store
-// returns a head revision. Health checks call it.
+// Ping reports whether the engine can answer: it is open, its store
+// returns a head revision and has not failed (store.Failer, a Pebble store
+// after a disk fault). Health checks call it.
 func (e *Engine) Ping(ctx context.Context) error {
 	if err := e.checkOpen(); err != nil {
 		return err
 	}
 	if _, err := e.st.HeadRevision(ctx); err != nil {
 		return fmt.Errorf("engine: ping: %w", err)
+	}
+	if f, ok := e.st.(store.Failer); ok {
+		if err := f.Failure(); err != nil {
+			return fmt.Errorf("engine: ping: %w", err)
+		}
 	}
 	return nil
 }

@@ -315,7 +315,7 @@ func statusOf(ctx context.Context, log *slog.Logger, method string, err error) *
 // Messages of datastore faults.
 const (
 	msgStoreUnavailable = "datastore unavailable (nothing was written); retry with backoff"
-	msgCommitUnknown    = "commit outcome unknown: the datastore connection failed during the write's commit, so it may or may not " +
+	msgCommitUnknown    = "commit outcome unknown: the datastore failed during the write's commit (a lost connection, a failed disk write), so it may or may not " +
 		"have been applied; read at fully_consistent to see whether it took effect before retrying it"
 )
 

@@ -50,6 +50,10 @@ func TestClassify(t *testing.T) {
 		{"store closed", wrap(store.ErrClosed), codes.Unavailable, ReasonUnavailable},
 		{"store unavailable", fmt.Errorf("engine: write: pgstore: query: %w: dial unix /run/pg: connection refused", store.ErrUnavailable), codes.Unavailable, ReasonUnavailable},
 		{"commit outcome unknown", fmt.Errorf("engine: write: pgstore: commit: %w: transaction 7", store.ErrCommitUnknown), codes.Unknown, ReasonCommitOutcomeUnknown},
+		// pebblestore after a disk fault (TestDiskFaults): the write being
+		// synced, then every later write until the store is reopened.
+		{"pebble disk full while syncing", fmt.Errorf("engine: write: pebblestore: %w: pebble: fatal commit error: db/000002.log: no space left on device", store.ErrCommitUnknown), codes.Unknown, ReasonCommitOutcomeUnknown},
+		{"pebble failed store", fmt.Errorf("engine: write: pebblestore: %w: the store failed earlier and must be reopened: db/000002.log: input/output error", store.ErrUnavailable), codes.Unavailable, ReasonUnavailable},
 		{"already exists", fmt.Errorf("engine: update 0: %w", &store.AlreadyExistsError{}), codes.AlreadyExists, ReasonAlreadyExists},
 		{"precondition", &engine.PreconditionError{Index: 1}, codes.FailedPrecondition, ReasonPreconditionFailed},
 		{"compacted", fmt.Errorf("%w: %w", engine.ErrSnapshotExpired, &store.CompactedError{Requested: 1, Horizon: 5}), codes.FailedPrecondition, ReasonSnapshotExpired},

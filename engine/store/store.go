@@ -229,6 +229,14 @@ type BatchLimiter interface {
 	MaxBatchOps() int
 }
 
+// Failer is implemented by stores that can fail as a whole while reads go
+// on (pebblestore after a disk fault): Failure returns why, wrapping
+// ErrUnavailable, or nil. Health probes report it, so that the process is
+// restarted and the store reopened.
+type Failer interface {
+	Failure() error
+}
+
 // GCReporter is implemented by stores that count their GC runs, for
 // metrics.
 type GCReporter interface {

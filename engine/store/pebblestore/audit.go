@@ -397,7 +397,7 @@ func (s *Store) AuditChain(ctx context.Context) (store.AuditAnchor, store.Revisi
 
 // PruneAudit removes the entries committed before cutoff, except the
 // newest, and moves the anchor to the last one removed, in one batch.
-func (s *Store) PruneAudit(ctx context.Context, cutoff time.Time) (int, error) {
+func (s *Store) PruneAudit(ctx context.Context, cutoff time.Time) (_ int, err error) {
 	if err := s.acquire(); err != nil {
 		return 0, err
 	}
@@ -407,6 +407,10 @@ func (s *Store) PruneAudit(ctx context.Context, cutoff time.Time) (int, error) {
 	// (or a prune and GC's own) apart.
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
+	defer s.catchFatal(&err, store.ErrUnavailable)
+	if err := s.writable(); err != nil {
+		return 0, err
+	}
 	return s.pruneAudit(cutoff)
 }
 

@@ -30,11 +30,12 @@ var _ store.Checkpointer = (*Store)(nil)
 // those of a cleanly closed store whose head, ID and schema the result
 // reports. Writers wait only for the write-ahead log flush; readers not
 // at all. Call Close on the result to remove the copy.
-func (s *Store) Checkpoint(ctx context.Context) (*store.Checkpoint, error) {
+func (s *Store) Checkpoint(ctx context.Context) (_ *store.Checkpoint, err error) {
 	if err := s.acquire(); err != nil {
 		return nil, err
 	}
 	defer s.release()
+	defer s.catchFatal(&err, store.ErrUnavailable)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

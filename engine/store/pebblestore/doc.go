@@ -44,6 +44,15 @@
 // first and using the changelog chunks as an undo list, so that a crash or
 // error mid-import never leaves visible partial data.
 //
+// # Disk faults
+//
+// A failed write or fsync of the write-ahead log (a full disk, an I/O
+// error) fails the store, not the process (fault.go): the write being
+// synced returns store.ErrCommitUnknown, later writes store.ErrUnavailable
+// until the store is reopened; reads at published revisions go on.
+// crashfs_test.go crashes the store at seeded points on Pebble's
+// crash-simulating filesystem and checks what reopening recovers.
+//
 // # Checkpoints
 //
 // Checkpoint (store.Checkpointer, for online backups) makes a Pebble

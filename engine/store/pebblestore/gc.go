@@ -35,13 +35,18 @@ func (s *Store) GC(ctx context.Context, now time.Time) (store.GCStats, error) {
 }
 
 // gc is GC without the counting.
-func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
+func (s *Store) gc(ctx context.Context, now time.Time) (_ store.GCStats, err error) {
 	if err := s.acquire(); err != nil {
 		return store.GCStats{}, err
 	}
 	defer s.release()
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
+	// GC changes no visible state: a failed batch leaves work to redo.
+	defer s.catchFatal(&err, store.ErrUnavailable)
+	if err := s.writable(); err != nil {
+		return store.GCStats{}, err
+	}
 
 	old := store.Revision(s.horizon.Load())
 	horizon, err := s.findHorizon(old, now.Add(-s.opts.GCWindow))

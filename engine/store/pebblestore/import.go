@@ -50,14 +50,21 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 	return rev, n, nil
 }
 
-func (s *Store) importLocked(ctx context.Context, meta store.WriteMeta, rels iter.Seq2[tuple.Relationship, error]) (store.Revision, int, error) {
+func (s *Store) importLocked(ctx context.Context, meta store.WriteMeta, rels iter.Seq2[tuple.Relationship, error]) (_ store.Revision, _ int, err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	// Nothing is visible before the final batch, which publish syncs: a
+	// failed commit here leaves the reservation for the next Open to roll
+	// back (fault.go).
+	defer s.catchFatal(&err, store.ErrUnavailable)
+	if err := s.writable(); err != nil {
+		return 0, 0, err
+	}
 	rev := store.Revision(s.applied.Load()) + 1
 	if err := s.db.Set(keyReserved, revBytes(rev), pebble.Sync); err != nil {
 		return 0, 0, fmt.Errorf("pebblestore: reserve revision %d: %w", rev, err)
 	}
-	n, err := s.importAt(ctx, rev, meta, rels, importBatchBytes)
+	n, err := s.importAt(ctx, rev, meta, rels, s.opts.importBatch)
 	if err != nil {
 		if rerr := s.rollbackImport(); rerr != nil {
 			err = errors.Join(err, rerr)
@@ -159,9 +166,9 @@ func (s *Store) importAt(ctx context.Context, rev store.Revision, meta store.Wri
 	_ = b.Set(changelogKey(rev, 0), hdr, nil)
 	_ = b.Set(keyHead, revBytes(rev), nil)
 	_ = b.Delete(keyReserved, nil)
-	// A synced commit also makes the earlier unsynced batches durable:
-	// they precede it in the write-ahead log.
-	if err := b.Commit(s.wopt); err != nil {
+	// Import's publish syncs the log, which makes this batch and the
+	// earlier ones durable: they precede the sync record.
+	if err := b.Commit(pebble.NoSync); err != nil {
 		return n, fmt.Errorf("pebblestore: import commit: %w", err)
 	}
 	s.lastCommit = now

@@ -85,6 +85,10 @@ type Options struct {
 	// GCWindow: each GC run prunes entries committed before now minus
 	// AuditRetention (PruneAudit). Zero keeps them forever.
 	AuditRetention time.Duration
+
+	// importBatch overrides importBatchBytes, so that tests (crashfs_test.go)
+	// get imports of many batches from few relationships.
+	importBatch int
 }
 
 func (o Options) withDefaults() Options {
@@ -109,6 +113,9 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.importBatch <= 0 {
+		o.importBatch = importBatchBytes
+	}
 	return o
 }
 
@@ -121,7 +128,6 @@ type Store struct {
 	dir     string
 	opts    Options
 	id      string
-	wopt    *pebble.WriteOptions
 
 	head    atomic.Uint64 // newest committed (durable, published) revision
 	horizon atomic.Uint64 // oldest readable revision
@@ -140,6 +146,10 @@ type Store struct {
 	durable atomic.Uint64
 
 	gcMu sync.Mutex // one GC at a time
+
+	// failed is set when a write to Pebble failed fatally (fault.go):
+	// writes fail from then on, reads go on.
+	failed atomic.Pointer[error]
 
 	iters iterPool
 
@@ -160,6 +170,7 @@ var (
 	_ store.Store            = (*Store)(nil)
 	_ store.GarbageCollector = (*Store)(nil)
 	_ store.BulkLoader       = (*Store)(nil)
+	_ store.Failer           = (*Store)(nil)
 )
 
 // Open opens the store in dir, creating it if needed. It refuses a
@@ -184,15 +195,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		db:       db,
 		dir:      dir,
 		opts:     opts,
-		wopt:     pebble.Sync,
 		closedCh: make(chan struct{}),
 		gcDone:   make(chan struct{}),
 	}
-	if opts.NoSync {
-		s.wopt = pebble.NoSync
-	}
 	s.lifeCond = sync.NewCond(&s.lifeMu)
-	if err := s.load(); err != nil {
+	if err := s.loadCatching(); err != nil {
+		if s.failure() != nil {
+			// Pebble cannot be closed cleanly after a fatal error.
+			return nil, err
+		}
 		return nil, errors.Join(err, db.Close())
 	}
 	if opts.GCInterval > 0 {
@@ -230,6 +241,13 @@ func pebbleOptions(opts Options, cmp *pebble.Comparer) *pebble.Options {
 		}
 	}
 	return popts
+}
+
+// loadCatching is load, with a fatal Pebble error (a disk fault while
+// initialising, upgrading or rolling back an import) returned.
+func (s *Store) loadCatching() (err error) {
+	defer s.catchFatal(&err, store.ErrUnavailable)
+	return s.load()
 }
 
 // load checks the format version, creates the metadata of a new store and
@@ -499,13 +517,14 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
-// Fatalf is called by Pebble on an unrecoverable internal failure, after
-// which Pebble must not continue; it logs and panics as Pebble's own
-// default logger would exit.
+// Fatalf is called by Pebble on an unrecoverable failure, after which
+// Pebble must not continue (a failed write-ahead log write or sync among
+// them); it logs and panics with a fatalError, which the store's write
+// methods recover when it happens in their goroutine (fault.go).
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.l.Error(msg, "component", "pebble", "fatal", true)
-	panic("pebble: " + msg)
+	panic(fatalError{msg: msg})
 }
 
 // MaxBatchOps reports the per-transaction limit (store.BatchLimiter).

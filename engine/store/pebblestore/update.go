@@ -40,9 +40,14 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 }
 
 // apply runs the transaction and writes it to Pebble under the writer lock.
-func (s *Store) apply(ctx context.Context, meta store.WriteMeta, fn func(ctx context.Context, tx store.Tx) error) (store.Revision, error) {
+func (s *Store) apply(ctx context.Context, meta store.WriteMeta, fn func(ctx context.Context, tx store.Tx) error) (_ store.Revision, err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	// A failed batch commit wrote nothing (fault.go).
+	defer s.catchFatal(&err, store.ErrUnavailable)
+	if err := s.writable(); err != nil {
+		return 0, err
+	}
 	head := store.Revision(s.applied.Load())
 	t := &tx{s: s, head: head, buf: txbuf.New(txbuf.Config[store.Change]{
 		Prefix: "pebblestore", MaxOps: s.opts.MaxBatchOps, Done: store.ErrTxDone, View: viewChange,
@@ -121,19 +126,11 @@ func (s *Store) commit(rev store.Revision, meta store.WriteMeta, changes []store
 // revision before it) visible to readers and wakes watchers.
 func (s *Store) publish(rev store.Revision) error {
 	if !s.opts.NoSync {
-		s.syncMu.Lock()
-		if store.Revision(s.durable.Load()) < rev {
-			// Everything applied so far precedes the sync record in the
-			// log, so one fsync makes all of it durable.
-			target := s.applied.Load()
-			if err := s.db.LogData(nil, pebble.Sync); err != nil {
-				s.syncMu.Unlock()
-				return fmt.Errorf("pebblestore: sync revision %d: %w", rev, err)
-			}
-			s.durable.Store(target)
+		durable, err := s.sync(rev)
+		if err != nil {
+			return err
 		}
-		rev = max(rev, store.Revision(s.durable.Load()))
-		s.syncMu.Unlock()
+		rev = max(rev, durable)
 	}
 	for {
 		h := s.head.Load()
@@ -143,6 +140,31 @@ func (s *Store) publish(rev store.Revision) error {
 	}
 	s.wake()
 	return nil
+}
+
+// sync makes every revision up to rev durable, fsyncing the write-ahead
+// log unless another writer already has, and returns the newest durable
+// revision. A failed fsync leaves rev applied but perhaps not on disk: its
+// outcome is unknown (store.ErrCommitUnknown), as is that of every applied
+// revision after a failure (fault.go).
+func (s *Store) sync(rev store.Revision) (_ store.Revision, err error) {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	defer s.catchFatal(&err, store.ErrCommitUnknown)
+	if d := store.Revision(s.durable.Load()); d >= rev {
+		return d, nil
+	}
+	if f := s.failure(); f != nil {
+		return 0, fmt.Errorf("pebblestore: revision %d: %w: the store failed before it was synced: %v", rev, store.ErrCommitUnknown, f)
+	}
+	// Everything applied so far precedes the sync record in the log, so
+	// one fsync makes all of it durable.
+	target := s.applied.Load()
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		return 0, fmt.Errorf("pebblestore: sync revision %d: %w: %v", rev, store.ErrCommitUnknown, err)
+	}
+	s.durable.Store(target)
+	return store.Revision(target), nil
 }
 
 // writeChangelog adds the change set of rev to b in chunks.
