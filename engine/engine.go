@@ -8,8 +8,9 @@
 //
 //   - consistency: turning a Consistency (and its zookie) into the revision
 //     a request is answered at, and minting the zookie of every answer;
-//   - the schema in force at a revision, compiled once per schema write and
-//     cached by the revision that wrote it;
+//   - the schema in force at a revision, compiled and set up once per
+//     schema write (outside the write lock) and cached by the revision
+//     that wrote it;
 //   - write validation: every relationship is checked against the schema in
 //     force, preconditions are evaluated in the write's own transaction;
 //   - schema-change safety: a schema that removes a relation or allowed
@@ -187,6 +188,18 @@ type Limits struct {
 	// CheckPermissionSet (the rows of its matrix); more fail with
 	// ErrInvalidRequest.
 	MaxPermissionSetResources int
+	// MaxSchemaDefinitions bounds the definitions of a schema written
+	// (DefaultMaxSchemaDefinitions).
+	MaxSchemaDefinitions int
+	// MaxPermissionOperators bounds the operators (+, &, -) of each
+	// permission of a schema written (DefaultMaxPermissionOperators;
+	// the parser refuses more than schema.MaxOperators whatever this
+	// says).
+	MaxPermissionOperators int
+	// MaxSchemaAnalysisWork bounds the work of setting a schema up for
+	// evaluation, as eval.AnalysisWork counts it
+	// (DefaultMaxSchemaAnalysisWork).
+	MaxSchemaAnalysisWork int
 	// SchemaScanLimit bounds how many orphaned relationships WriteSchema
 	// counts per changed relation before it stops (the refusal then says
 	// "or more").
@@ -223,6 +236,12 @@ type Engine struct {
 	// requests within a quantum share one revision.
 	lastInForce atomic.Pointer[schemaInForce]
 	lastZookie  atomic.Pointer[mintedZookie]
+	// pending is the schema a schema write is committing, compiled and
+	// set up outside the lock: a request that reads its text at the new
+	// revision before the write has remembered it takes it from here.
+	pending atomic.Pointer[pendingSchema]
+	// compilesOnRead counts stored schemas compiled by schemaOf.
+	compilesOnRead atomic.Int64
 
 	closed atomic.Bool
 }
@@ -329,6 +348,9 @@ func (l Limits) withDefaults(st store.Store) Limits {
 	def(&l.MaxBulkCheckItems, DefaultMaxBulkCheckItems)
 	def(&l.MaxReadPageSize, DefaultMaxReadPageSize)
 	def(&l.SchemaScanLimit, DefaultSchemaScanLimit)
+	def(&l.MaxSchemaDefinitions, DefaultMaxSchemaDefinitions)
+	def(&l.MaxPermissionOperators, DefaultMaxPermissionOperators)
+	def(&l.MaxSchemaAnalysisWork, DefaultMaxSchemaAnalysisWork)
 	def(&l.MaxLookupNodes, DefaultMaxLookupNodes)
 	def(&l.MaxContextualRelationships, DefaultMaxContextualRelationships)
 	def(&l.MaxContextualBytes, DefaultMaxContextualBytes)
@@ -365,6 +387,10 @@ type Stats struct {
 	// requests it refused (Limits.MemoryBudget).
 	MemoryInUse, MemoryBudget int64
 	MemoryRefused             uint64
+	// SchemaCompilesOnRead counts stored schemas compiled by a request
+	// rather than by the schema write that stored them: after a restart,
+	// a cache eviction, or a write by another process.
+	SchemaCompilesOnRead int64
 }
 
 // Stats returns current counters.
@@ -379,6 +405,7 @@ func (e *Engine) Stats() Stats {
 	e.schemaMu.Unlock()
 	s.DeprecatedUses = e.deprecation.uses.Load()
 	s.MemoryInUse, s.MemoryBudget, s.MemoryRefused = e.memory.InUse(), e.memory.Limit(), e.memory.Refused()
+	s.SchemaCompilesOnRead = e.compilesOnRead.Load()
 	return s
 }
 
@@ -458,6 +485,10 @@ func (e *Engine) schemaOf(ctx context.Context, r store.Reader) (*compiled, error
 			// Concurrent first requests compile once: compiling caveats
 			// costs milliseconds.
 			v, err, _ := e.compiles.Do(strconv.FormatUint(uint64(written), 10), func() (any, error) {
+				if p := e.pending.Load(); p != nil && p.text == text {
+					return e.remember(written, p.c), nil
+				}
+				e.compilesOnRead.Add(1)
 				s, err := schema.Compile(schemaFilename, text)
 				if err != nil {
 					// The engine compiled this text before storing it; failing now
@@ -481,6 +512,11 @@ func (e *Engine) schemaOf(ctx context.Context, r store.Reader) (*compiled, error
 	e.schemaMu.Unlock()
 	e.lastInForce.Store(&schemaInForce{rev: rev, c: c})
 	return c, nil
+}
+
+type pendingSchema struct {
+	text string
+	c    *compiled
 }
 
 type schemaInForce struct {

@@ -99,9 +99,10 @@ func (e *Engine) DryRunSchema(ctx context.Context, text string, opts SchemaImpac
 	if opts.MaxSamples <= 0 {
 		opts.MaxSamples = DefaultImpactMaxSamples
 	}
-	next, err := schema.Compile(schemaFilename, text)
+	// Compiled and held to the schema limits as a write would be.
+	next, err := e.compileSchema(ctx, text)
 	if err != nil {
-		return SchemaDryRun{}, fmt.Errorf("engine: invalid schema: %w", err)
+		return SchemaDryRun{}, err
 	}
 	head, err := e.heads.head(ctx)
 	if err != nil {

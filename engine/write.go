@@ -69,18 +69,23 @@ type DeleteResponse struct {
 // relationships still use. The returned changes list what differs from
 // the previous schema (for the first schema: everything, as added).
 func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie string, changes []schema.Change, err error) {
-	if _, err := schema.Compile(schemaFilename, text); err != nil {
-		// Refused before taking the write lock.
-		return "", nil, fmt.Errorf("engine: invalid schema: %w", err)
-	}
 	return e.UpdateSchema(ctx, caller, func(string) (string, error) { return text, nil })
 }
 
 // UpdateSchema is WriteSchema of the text that edit makes of the schema
-// text in force ("" before the first schema), read and written under the
-// write lock so that no other schema write comes between: a tenant's
-// schema write replaces its own definitions and keeps the others'. An
-// error of edit is returned as it is.
+// text in force ("" before the first schema), so that no other schema
+// write comes between: a tenant's schema write replaces its own
+// definitions and keeps the others'. An error of edit is returned as it
+// is.
+//
+// The new schema is compiled, compared with the old one and set up for
+// evaluation before the write lock is taken, so checks and relationship
+// writes on the old schema go on meanwhile, and the work stops when ctx
+// is done. Under the lock the engine only verifies that the schema in
+// force is still the one edited (else it prepares again: edit may be
+// called more than once), scans for relationships the change would
+// orphan and commits. Every reader then shares the evaluator set up here:
+// the first check after the write compiles nothing.
 func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(current string) (string, error)) (zookie string, changes []schema.Change, err error) {
 	if err := e.checkOpen(); err != nil {
 		return "", nil, err
@@ -91,46 +96,146 @@ func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(curr
 	if err != nil {
 		return "", nil, err
 	}
-	e.writeMu.Lock()
-	defer e.writeMu.Unlock()
+	for attempt := 0; ; attempt++ {
+		// After schemaWriteAttempts races with other schema writes, the
+		// schema is prepared under the lock: slower for everyone, but
+		// this write cannot starve.
+		locked := attempt >= schemaWriteAttempts
+		if locked {
+			e.writeMu.Lock()
+		}
+		p, err := e.prepareSchema(ctx, edit)
+		if err != nil || p.next == nil {
+			if locked {
+				e.writeMu.Unlock()
+			}
+			if err != nil {
+				return "", nil, err
+			}
+			// Writing the text already stored commits nothing: the answer
+			// is the head's zookie, and no revision, change or audit entry
+			// is made for it.
+			return e.zookieOf(p.head), nil, nil
+		}
+		if !locked {
+			e.writeMu.Lock()
+		}
+		zookie, err := e.commitSchema(ctx, caller, meta, p)
+		e.writeMu.Unlock()
+		if errors.Is(err, errSchemaMoved) {
+			continue
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		return zookie, p.changes, nil
+	}
+}
 
+// schemaWriteAttempts is how many times a schema write prepares its schema
+// outside the write lock before it prepares it under the lock.
+const schemaWriteAttempts = 3
+
+// errSchemaMoved: another schema write committed while this one prepared.
+var errSchemaMoved = errors.New("engine: the schema in force changed while the new one was prepared")
+
+// preparedSchema is a schema write made ready outside the write lock.
+type preparedSchema struct {
+	head store.Revision
+	base *compiled // the schema in force at head; nil before the first
+	text string
+	// next is the compiled new schema with its evaluator; nil when text is
+	// the schema already in force.
+	next    *compiled
+	changes []schema.Change
+}
+
+// prepareSchema reads the schema in force at the head, applies edit,
+// compiles the result, checks it against the schema limits, diffs it and
+// sets up its evaluator, stopping early when ctx is done.
+func (e *Engine) prepareSchema(ctx context.Context, edit func(current string) (string, error)) (*preparedSchema, error) {
 	head, err := e.heads.head(ctx)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	cur, err := e.openAt(ctx, head)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	var prev *schema.Schema
+	p := &preparedSchema{head: head, base: cur.c}
 	current := ""
 	if cur.c != nil {
-		prev = cur.c.schema
 		stored, _, err := cur.reader.ReadSchema(ctx)
 		if err != nil {
-			return "", nil, fmt.Errorf("engine: read schema: %w", err)
+			return nil, fmt.Errorf("engine: read schema: %w", err)
 		}
 		current = stored
 	}
-	text, err := edit(current)
-	if err != nil {
-		return "", nil, err
+	if p.text, err = edit(current); err != nil {
+		return nil, err
 	}
-	if cur.c != nil && text == current {
-		// Writing the text already stored commits nothing: the answer is
-		// the head's zookie, and no revision, change or audit entry is
-		// made for it.
-		return e.zookieOf(head), nil, nil
+	if cur.c != nil && p.text == current {
+		return p, nil
+	}
+	next, err := e.compileSchema(ctx, p.text)
+	if err != nil {
+		return nil, err
+	}
+	var prev *schema.Schema
+	if cur.c != nil {
+		prev = cur.c.schema
+	}
+	p.changes = schema.Diff(prev, next)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("engine: schema write: %w", err)
+	}
+	p.next = e.newCompiled(next)
+	return p, ctx.Err()
+}
+
+// compileSchema compiles text and checks it against the schema limits.
+func (e *Engine) compileSchema(ctx context.Context, text string) (*schema.Schema, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("engine: schema write: %w", err)
 	}
 	next, err := schema.Compile(schemaFilename, text)
 	if err != nil {
-		return "", nil, fmt.Errorf("engine: invalid schema: %w", err)
+		return nil, fmt.Errorf("engine: invalid schema: %w", err)
 	}
-	changes = schema.Diff(prev, next)
+	if err := e.checkSchemaLimits(next); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("engine: schema write: %w", err)
+	}
+	return next, nil
+}
+
+// commitSchema stores the prepared schema; the caller holds writeMu.
+// It fails with errSchemaMoved when the schema in force is no longer the
+// one p was prepared from.
+func (e *Engine) commitSchema(ctx context.Context, caller string, meta store.WriteMeta, p *preparedSchema) (string, error) {
+	head, err := e.heads.head(ctx)
+	if err != nil {
+		return "", err
+	}
+	cur, err := e.openAt(ctx, head)
+	if err != nil {
+		return "", err
+	}
+	if cur.c != p.base {
+		// A schema written since (or the compiled base evicted from the
+		// cache, which costs one more preparation).
+		return "", errSchemaMoved
+	}
 	now := e.now()
+	// A request at the new revision finds the new schema's evaluator
+	// here until remember below, instead of compiling the schema again.
+	e.pending.Store(&pendingSchema{text: p.text, c: p.next})
+	defer e.pending.Store(nil)
 	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
-		if cur.c != nil {
-			uses, err := e.orphans(ctx, tx, cur.c.schema, next, now)
+		if p.base != nil {
+			uses, err := e.orphans(ctx, tx, p.base.schema, p.next.schema, now)
 			if err != nil {
 				return err
 			}
@@ -138,18 +243,18 @@ func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(curr
 				return &UnsafeSchemaChangeError{Uses: uses}
 			}
 		}
-		return tx.WriteSchema(ctx, text)
+		return tx.WriteSchema(ctx, p.text)
 	})
 	if err != nil {
 		var ue *UnsafeSchemaChangeError
 		if errors.As(err, &ue) {
 			e.log.WarnContext(ctx, "schema change refused", "caller", caller, "uses", len(ue.Uses), "error", err)
 		}
-		return "", nil, e.wrapWrite(err)
+		return "", e.wrapWrite(err)
 	}
-	e.log.InfoContext(ctx, "schema written", "caller", caller, "revision", uint64(rev), "changes", len(changes))
-	e.remember(rev, e.newCompiled(next))
-	return e.zookieOf(rev), changes, nil
+	e.log.InfoContext(ctx, "schema written", "caller", caller, "revision", uint64(rev), "changes", len(p.changes))
+	e.remember(rev, p.next)
+	return e.zookieOf(rev), nil
 }
 
 // orphans counts the stored relationships that next would no longer

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pemba-authz/pemba/schema/names"
@@ -69,6 +70,25 @@ type checker struct {
 	relDefs  []*Definition              // compiled definitions, in order
 	defDecls []*DefinitionDecl          // their declarations, parallel to relDefs
 	invDecls map[*Invariant]*InvariantDecl
+	// arrows memoizes where an arrow over a relation leads, by target
+	// name: arrows that repeat one (r->member in many permissions) share
+	// one Targets map, so checking them is linear in the schema's size,
+	// not in arrows times the relation's types.
+	arrows map[arrowKey]*arrowTargetsOf
+	// expanded counts the members expandMembers produced, against
+	// maxExpandedMembers; tooManyMembers is set once that is reported.
+	expanded       int
+	tooManyMembers bool
+}
+
+type arrowKey struct {
+	rel    *Relation
+	target string
+}
+
+type arrowTargetsOf struct {
+	targets map[string]*Relation
+	types   []string // the object types followed, for the error
 }
 
 type caveatDecl struct {
@@ -88,8 +108,20 @@ func (c *checker) position(p Pos) Position {
 }
 
 func (c *checker) errorf(pos Pos, format string, args ...any) {
+	switch n := len(c.errs); {
+	case n > maxCheckErrors:
+		return
+	case n == maxCheckErrors:
+		c.errs.Add(c.position(pos), fmt.Sprintf("more than %d errors; the rest are not reported", maxCheckErrors))
+		return
+	}
 	c.errs.Add(c.position(pos), fmt.Sprintf(format, args...))
 }
+
+// maxCheckErrors bounds the errors the checker reports: a schema with
+// more is not worth listing further, and a hostile one could make the
+// list larger than the schema.
+const maxCheckErrors = 1000
 
 // at renders a position as line:col for "first declared at" notes, with
 // the file name when the schema spans several files.
@@ -220,7 +252,7 @@ func (c *checker) collect() {
 			c.s.Definitions[name] = def
 			c.relDefs = append(c.relDefs, def)
 			c.defDecls = append(c.defDecls, d)
-			for _, em := range c.expandMembers(d.Members, nil, nil) {
+			for _, em := range c.expandMembers(nil, d.Members, nil, nil) {
 				if inv, ok := em.m.(*InvariantDecl); ok {
 					c.declareInvariant(def, inv, em.via)
 					continue
@@ -238,15 +270,35 @@ type expandedMember struct {
 	via *PartialRef
 }
 
-// expandMembers replaces partial references by the members of their
-// partials, recursively; stack holds the partials being expanded, to
+// Bounds of partial expansion: a partial that includes another twice, and
+// so on n times over, expands to 2^n members from a few hundred bytes.
+const (
+	maxExpandedMembers = 500_000 // members of all definitions, expanded
+	maxPartialNesting  = 100
+)
+
+// expandMembers appends to out the members ms, partial references
+// replaced by the members of their partials, recursively (at most
+// maxPartialNesting deep); stack holds the partials being expanded, to
 // report cycles.
-func (c *checker) expandMembers(ms []Member, via *PartialRef, stack []*PartialDecl) []expandedMember {
-	var out []expandedMember
+func (c *checker) expandMembers(out []expandedMember, ms []Member, via *PartialRef, stack []*PartialDecl) []expandedMember {
 	for _, m := range ms {
+		// Members and references both count: partials that only include
+		// others can multiply too.
+		if c.expanded++; c.expanded > maxExpandedMembers {
+			if !c.tooManyMembers {
+				c.tooManyMembers = true
+				c.errorf(m.Pos(), "the schema has more than %d members once partials are expanded: a partial included many times over, directly or through others, multiplies", maxExpandedMembers)
+			}
+			return out
+		}
 		ref, ok := m.(*PartialRef)
 		if !ok {
 			out = append(out, expandedMember{m, via})
+			continue
+		}
+		if len(stack) >= maxPartialNesting {
+			c.errorf(ref.Name.Pos(), "partials nested more than %d deep", maxPartialNesting)
 			continue
 		}
 		p := c.partials[ref.Name.Name]
@@ -277,7 +329,7 @@ func (c *checker) expandMembers(ms []Member, via *PartialRef, stack []*PartialDe
 		if outer == nil {
 			outer = ref
 		}
-		out = append(out, c.expandMembers(p.Members, outer, append(stack, p))...)
+		out = c.expandMembers(out, p.Members, outer, append(stack, p))
 	}
 	return out
 }
@@ -515,41 +567,48 @@ func (c *checker) arrow(def *Definition, x *ArrowExpr) *Rewrite {
 		c.errorf(x.Left.Pos(), "the left side of arrow %s must be a relation, not permission %q", spelled, rel.Name)
 		return nil
 	}
-	n := &Rewrite{
-		Kind:       RewriteArrow,
-		Relation:   rel,
-		TargetName: x.Target.Name,
-		Targets:    map[string]*Relation{},
-		ArrowAll:   x.Func == "all",
-		Pos:        c.position(x.Left.Pos()),
-	}
 	rd := c.members[rel].(*RelationDecl)
 	if len(rel.Allowed) != len(rd.Types) {
 		return nil // a type of the relation did not resolve; already reported
 	}
-	var types []string
-	for _, a := range rel.Allowed {
-		if a.Wildcard {
-			continue // a wildcard names no object to follow
+	key := arrowKey{rel, x.Target.Name}
+	at := c.arrows[key]
+	if at == nil {
+		at = &arrowTargetsOf{targets: map[string]*Relation{}}
+		for _, a := range rel.Allowed {
+			if a.Wildcard {
+				continue // a wildcard names no object to follow
+			}
+			sub := c.s.Definitions[a.Type]
+			if _, done := at.targets[a.Type]; done || sub == nil {
+				continue
+			}
+			at.types = append(at.types, a.Type)
+			if t := sub.Relations[x.Target.Name]; t != nil {
+				at.targets[a.Type] = t
+			}
 		}
-		sub := c.s.Definitions[a.Type]
-		if _, done := n.Targets[a.Type]; done || sub == nil {
-			continue
+		if c.arrows == nil {
+			c.arrows = map[arrowKey]*arrowTargetsOf{}
 		}
-		types = append(types, a.Type)
-		if t := sub.Relations[x.Target.Name]; t != nil {
-			n.Targets[a.Type] = t
-		}
+		c.arrows[key] = at
 	}
-	if len(n.Targets) == 0 {
-		if len(types) == 0 {
+	if len(at.targets) == 0 {
+		if len(at.types) == 0 {
 			c.errorf(x.Left.Pos(), "arrow %s follows relation %q, which allows only wildcard subjects", spelled, rel.Name)
 		} else {
-			c.errorf(x.Target.Pos(), "%q is not a relation or permission on any subject type of %q (%s)", x.Target.Name, rel.Name, strings.Join(types, ", "))
+			c.errorf(x.Target.Pos(), "%q is not a relation or permission on any subject type of %q (%s)", x.Target.Name, rel.Name, strings.Join(at.types, ", "))
 		}
 		return nil
 	}
-	return n
+	return &Rewrite{
+		Kind:       RewriteArrow,
+		Relation:   rel,
+		TargetName: x.Target.Name,
+		Targets:    at.targets, // shared with every arrow of key: read only
+		ArrowAll:   x.Func == "all",
+		Pos:        c.position(x.Left.Pos()),
+	}
 }
 
 // findCycles rejects permissions that depend on themselves through
@@ -564,12 +623,22 @@ func (c *checker) findCycles() {
 				edges[r] = computedPermissions(r.Rewrite, nil)
 			}
 		}
+		// Only a permission in a strongly connected component of two or
+		// more, or naming itself, lies on a cycle; the search for its
+		// shortest cycle stays inside its component. A chain of 20,000
+		// permissions (p1 = p0, p2 = p1, ...) searched from each one took
+		// minutes.
+		comp, size := components(def.Ordered, edges)
 		reported := map[*Relation]bool{}
+		n := 0
 		for _, r := range def.Ordered {
-			if !r.IsPermission || reported[r] {
+			if !r.IsPermission || reported[r] || (size[comp[r]] < 2 && !slices.Contains(edges[r], r)) {
 				continue
 			}
-			path := cyclePath(r, edges)
+			if n++; n > maxCycleReports {
+				break
+			}
+			path := cyclePath(r, edges, comp)
 			if path == nil {
 				continue
 			}
@@ -584,6 +653,77 @@ func (c *checker) findCycles() {
 			c.errs.Add(r.Pos, fmt.Sprintf("permission %q refers to itself (%s); a permission cannot be defined in terms of itself", r.Name, strings.Join(names, " -> ")))
 		}
 	}
+}
+
+// maxCycleReports bounds the self-referring permissions reported per
+// definition: each report searches the permission's component.
+const maxCycleReports = 100
+
+// components numbers the strongly connected components of the graph of
+// nodes and edges (Tarjan's algorithm with an explicit stack: a chain of
+// many permissions must not recurse once per permission), and returns
+// each component's size.
+func components(nodes []*Relation, edges map[*Relation][]*Relation) (map[*Relation]int, []int) {
+	index := make(map[*Relation]int, len(nodes)) // visit order + 1
+	low := make(map[*Relation]int, len(nodes))
+	comp := make(map[*Relation]int, len(nodes))
+	onStack := map[*Relation]bool{}
+	var stack []*Relation
+	var size []int
+	type frame struct {
+		v    *Relation
+		next int
+	}
+	counter := 0
+	for _, root := range nodes {
+		if index[root] != 0 {
+			continue
+		}
+		counter++
+		index[root], low[root] = counter, counter
+		stack = append(stack, root)
+		onStack[root] = true
+		calls := []frame{{v: root}}
+		for len(calls) > 0 {
+			f := &calls[len(calls)-1]
+			v := f.v
+			if f.next < len(edges[v]) {
+				w := edges[v][f.next]
+				f.next++
+				switch {
+				case index[w] == 0:
+					counter++
+					index[w], low[w] = counter, counter
+					stack = append(stack, w)
+					onStack[w] = true
+					calls = append(calls, frame{v: w})
+				case onStack[w]:
+					low[v] = min(low[v], index[w])
+				}
+				continue
+			}
+			if low[v] == index[v] {
+				id, n := len(size), 0
+				for {
+					w := stack[len(stack)-1]
+					stack = stack[:len(stack)-1]
+					onStack[w] = false
+					comp[w] = id
+					n++
+					if w == v {
+						break
+					}
+				}
+				size = append(size, n)
+			}
+			calls = calls[:len(calls)-1]
+			if len(calls) > 0 {
+				p := calls[len(calls)-1].v
+				low[p] = min(low[p], low[v])
+			}
+		}
+	}
+	return comp, size
 }
 
 // computedPermissions appends the permissions of the same object that rw
@@ -603,8 +743,9 @@ func computedPermissions(rw *Rewrite, out []*Relation) []*Relation {
 }
 
 // cyclePath returns a shortest path start -> ... -> start (without the
-// final start), or nil when start does not reach itself.
-func cyclePath(start *Relation, edges map[*Relation][]*Relation) []*Relation {
+// final start), or nil when start does not reach itself. The path lies in
+// start's strongly connected component (comp), so the search stays there.
+func cyclePath(start *Relation, edges map[*Relation][]*Relation, comp map[*Relation]int) []*Relation {
 	prev := map[*Relation]*Relation{}
 	queue := []*Relation{start}
 	seen := map[*Relation]bool{}
@@ -625,7 +766,7 @@ func cyclePath(start *Relation, edges map[*Relation][]*Relation) []*Relation {
 				}
 				return path
 			}
-			if !seen[m] {
+			if !seen[m] && comp[m] == comp[start] {
 				seen[m] = true
 				prev[m] = n
 				queue = append(queue, m)
@@ -646,12 +787,19 @@ func (c *checker) typecheck() {
 	if !c.uses["typechecking"] {
 		return
 	}
+	budget := typecheckSteps
 	for _, def := range c.relDefs {
 		for _, r := range def.Ordered {
 			if len(r.TypeAnnotation) == 0 {
 				continue
 			}
-			for _, typ := range terminalTypes(r) {
+			types, ok := terminalTypes(r, &budget)
+			if !ok {
+				pd := c.members[r].(*PermissionDecl)
+				c.errorf(pd.Colon, "type annotations take more than %d steps to check (at permission %q of definition %q): annotate fewer permissions, or drop \"use typechecking\"", typecheckSteps, r.Name, def.Name)
+				return
+			}
+			for _, typ := range types {
 				if !slicesContains(r.TypeAnnotation, typ) {
 					pd := c.members[r].(*PermissionDecl)
 					c.errorf(pd.Colon, "incomplete type annotation on permission %q of definition %q: subject type %q is reachable but not listed (%s)", r.Name, def.Name, typ, strings.Join(r.TypeAnnotation, " | "))
@@ -661,6 +809,15 @@ func (c *checker) typecheck() {
 		}
 	}
 }
+
+// maxTypecheckSteps bounds the relations and rewrite nodes that checking
+// a schema's type annotations visits, all annotated permissions together:
+// each annotation is checked by a walk over what its permission reaches,
+// so many annotated permissions over a long chain multiply.
+const maxTypecheckSteps = 30_000_000
+
+// typecheckSteps is maxTypecheckSteps; tests lower it.
+var typecheckSteps = maxTypecheckSteps
 
 func slicesContains(list []string, s string) bool {
 	for _, x := range list {
@@ -673,47 +830,68 @@ func slicesContains(list []string, s string) bool {
 
 // terminalTypes lists, in order of discovery, the object types of the
 // subjects r can hold: plain and wildcard types of relations, reached
-// through subject sets, computed references and arrows.
-func terminalTypes(r *Relation) []string {
+// through subject sets, computed references and arrows. The walk keeps
+// its own stack (a chain of definitions must not recurse once per
+// definition) in the order a recursive walk would take, and spends one of
+// *budget per step; it stops, returning false, when the budget is spent.
+func terminalTypes(r *Relation, budget *int) ([]string, bool) {
+	type item struct {
+		rel *Relation
+		rw  *Rewrite
+		typ string
+	}
 	var out []string
 	seenType := map[string]bool{}
 	seen := map[*Relation]bool{}
-	var rel func(r *Relation)
-	var rw func(w *Rewrite)
-	rel = func(r *Relation) {
-		if r == nil || seen[r] {
-			return
+	stack := []item{{rel: r}}
+	for len(stack) > 0 {
+		if *budget--; *budget < 0 {
+			return nil, false
 		}
-		seen[r] = true
-		if r.Rewrite != nil {
-			rw(r.Rewrite)
-			return
-		}
-		for _, a := range r.Allowed {
-			if a.Relation != "" && !a.Wildcard {
-				rel(a.Target)
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		switch {
+		case it.rw != nil:
+			switch w := it.rw; w.Kind {
+			case RewriteComputed:
+				stack = append(stack, item{rel: w.Relation})
+			case RewriteArrow:
+				for i := len(w.Relation.Allowed) - 1; i >= 0; i-- {
+					if t := w.Targets[w.Relation.Allowed[i].Type]; t != nil {
+						stack = append(stack, item{rel: t})
+					}
+				}
+			case RewriteUnion, RewriteIntersection, RewriteExclusion:
+				for i := len(w.Children) - 1; i >= 0; i-- {
+					stack = append(stack, item{rw: w.Children[i]})
+				}
+			}
+		case it.rel != nil:
+			x := it.rel
+			if seen[x] {
 				continue
 			}
-			if !seenType[a.Type] {
-				seenType[a.Type] = true
-				out = append(out, a.Type)
+			seen[x] = true
+			if x.Rewrite != nil {
+				stack = append(stack, item{rw: x.Rewrite})
+				continue
+			}
+			for i := len(x.Allowed) - 1; i >= 0; i-- {
+				a := x.Allowed[i]
+				if a.Relation != "" && !a.Wildcard {
+					if a.Target != nil {
+						stack = append(stack, item{rel: a.Target})
+					}
+					continue
+				}
+				stack = append(stack, item{typ: a.Type})
+			}
+		default:
+			if !seenType[it.typ] {
+				seenType[it.typ] = true
+				out = append(out, it.typ)
 			}
 		}
 	}
-	rw = func(w *Rewrite) {
-		switch w.Kind {
-		case RewriteComputed:
-			rel(w.Relation)
-		case RewriteArrow:
-			for _, a := range w.Relation.Allowed {
-				rel(w.Targets[a.Type])
-			}
-		case RewriteUnion, RewriteIntersection, RewriteExclusion:
-			for _, ch := range w.Children {
-				rw(ch)
-			}
-		}
-	}
-	rel(r)
-	return out
+	return out, true
 }

@@ -125,8 +125,10 @@ type Rewrite struct {
 	// resolution per subject type (a type on which TargetName does not
 	// exist is absent and contributes nothing).
 	TargetName string
-	Targets    map[string]*Relation
-	ArrowAll   bool
+	// Targets is shared by every arrow over the same relation to the
+	// same TargetName: read only.
+	Targets  map[string]*Relation
+	ArrowAll bool
 
 	Pos Position
 }

@@ -199,7 +199,7 @@ func shortMethod(full string) string {
 type engineCollector struct {
 	stats                                      func() engine.Stats
 	hits, misses, evictions, bytes, entries, n *prometheus.Desc
-	deprecated                                 *prometheus.Desc
+	deprecated, compilesOnRead                 *prometheus.Desc
 	memInUse, memBudget, memRefused            *prometheus.Desc
 }
 
@@ -219,12 +219,14 @@ func newEngineCollector(stats func() engine.Stats) *engineCollector {
 		memInUse:   d("memory_in_use_bytes", "Bytes charged to the checks, expands and lookups in flight (an estimate; see -memory-budget)."),
 		memBudget:  d("memory_budget_bytes", "The -memory-budget (0: unbounded)."),
 		memRefused: d("memory_refused_total", "Requests refused by -memory-budget (RESOURCE_EXHAUSTED, reason MEMORY_BUDGET_EXCEEDED)."),
+		compilesOnRead: d("schema_compiles_on_read_total",
+			"Stored schemas compiled by a request rather than by the schema write that stored them (after a restart, a cache eviction, or a write by another process)."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n, c.deprecated, c.memInUse, c.memBudget, c.memRefused} {
+	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n, c.deprecated, c.compilesOnRead, c.memInUse, c.memBudget, c.memRefused} {
 		ch <- d
 	}
 }
@@ -237,6 +239,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.memInUse, prometheus.GaugeValue, float64(s.MemoryInUse))
 	ch <- prometheus.MustNewConstMetric(c.memBudget, prometheus.GaugeValue, float64(s.MemoryBudget))
 	ch <- prometheus.MustNewConstMetric(c.memRefused, prometheus.CounterValue, float64(s.MemoryRefused))
+	ch <- prometheus.MustNewConstMetric(c.compilesOnRead, prometheus.CounterValue, float64(s.SchemaCompilesOnRead))
 	if !s.CacheEnabled {
 		return
 	}

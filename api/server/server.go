@@ -227,6 +227,8 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(MaxSendMsgBytes),
+		// Requests that do not decode: INVALID_ARGUMENT (decode.go).
+		grpc.ForceServerCodecV2(newDecodeCodec()),
 		// Watch streams can stay quiet for hours; let clients keep their
 		// connections alive with pings without being told to go away.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -243,15 +245,16 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	}
 	opts = append(opts, cfg.Tracing.serverOptions()...)
 	s.grpc = grpc.NewServer(append(opts, cfg.GRPCOptions...)...)
-	pb.RegisterPermissionsServiceServer(s.grpc, &permissions{s: s})
-	pb.RegisterSchemaServiceServer(s.grpc, &schemas{s: s})
-	pb.RegisterWatchServiceServer(s.grpc, &watcher{s: s})
-	pb.RegisterAuditServiceServer(s.grpc, &auditor{s: s})
-	pb.RegisterDispatchServiceServer(s.grpc, &dispatcher{s: s})
-	pb.RegisterBackupServiceServer(s.grpc, &backups{s: s})
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	services := decodingServer{s.grpc} // undecodable requests: INVALID_ARGUMENT (decode.go)
+	pb.RegisterPermissionsServiceServer(services, &permissions{s: s})
+	pb.RegisterSchemaServiceServer(services, &schemas{s: s})
+	pb.RegisterWatchServiceServer(services, &watcher{s: s})
+	pb.RegisterAuditServiceServer(services, &auditor{s: s})
+	pb.RegisterDispatchServiceServer(services, &dispatcher{s: s})
+	pb.RegisterBackupServiceServer(services, &backups{s: s})
+	healthpb.RegisterHealthServer(services, s.health)
 	if cfg.Reflection {
-		reflection.Register(s.grpc)
+		reflection.Register(services)
 	}
 	for _, name := range serviceNames {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)

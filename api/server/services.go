@@ -17,9 +17,10 @@ import (
 
 // RegisterService registers a further gRPC service, before Serve, behind
 // the server's interceptors, and reports it SERVING to health checks.
-// With it, *Server is a grpc.ServiceRegistrar.
+// Its requests that do not decode fail with INVALID_ARGUMENT, as
+// pemba.v1's do. With it, *Server is a grpc.ServiceRegistrar.
 func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
-	s.grpc.RegisterService(desc, impl)
+	s.grpc.RegisterService(decodeErrors(desc), impl)
 	s.health.SetServingStatus(desc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 }
 

@@ -73,6 +73,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&dispatch.caFile, "dispatch-ca", "", "cluster: CA certificates (PEM) of the peers' TLS certificates (default: system roots; used with -tls-cert)")
 	cli.Alias(fs, "store", "datastore")
 	fs.Var(&replicas, "datastore-read-replica-uri", "postgres: a hot standby to read from when it has replayed the revision asked for (repeatable)")
+	maxSchemaDefs := fs.Int("max-schema-definitions", engine.DefaultMaxSchemaDefinitions, "a schema write with more definitions is refused (RESOURCE_EXHAUSTED)")
+	maxPermOps := fs.Int("max-permission-operators", engine.DefaultMaxPermissionOperators, "a schema write with a permission of more operators (+, &, -) is refused (RESOURCE_EXHAUSTED); at most "+fmt.Sprint(engine.DefaultMaxPermissionOperators)+", the parser's own limit")
+	maxSchemaWork := fs.Int("max-schema-analysis-work", engine.DefaultMaxSchemaAnalysisWork, "a schema write whose evaluator set-up would take more units of work (one per relation, allowed type, expression node and arrow target; about 500 bytes each) is refused (RESOURCE_EXHAUSTED)")
 	deprecated := fs.String("deprecated", "warn", "what a request that writes, checks or looks up a @deprecated relation or permission gets: warn (answered, with a pemba-warning response header, a log line and the pemba_engine_deprecated_uses_total metric) or refuse (FAILED_PRECONDITION)")
 	logFormat := fs.String("log-format", "text", "log format: text (key=value lines) or json (one object per line); logs go to stderr")
 	logLevel := fs.String("log-level", "info", "least severe level logged: debug, info, warn or error")
@@ -91,6 +94,15 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *maxRecv <= 0 {
 		fmt.Fprintf(stderr, "pemba serve: -max-request-bytes must be positive, not %d\n", *maxRecv)
 		return 2
+	}
+	for _, l := range []struct {
+		name string
+		v    int
+	}{{"max-schema-definitions", *maxSchemaDefs}, {"max-permission-operators", *maxPermOps}, {"max-schema-analysis-work", *maxSchemaWork}} {
+		if l.v <= 0 {
+			fmt.Fprintf(stderr, "pemba serve: -%s must be positive, not %d\n", l.name, l.v)
+			return 2
+		}
 	}
 	if *auditKeep < 0 {
 		fmt.Fprintf(stderr, "pemba serve: -audit-retention must not be negative, not %v\n", *auditKeep)
@@ -206,7 +218,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fail(err)
 	}
 	eopts := engine.Options{Logger: log, CacheBytes: *cacheBytes, MaxDepth: *maxDepth, Quantum: *quantum, Warn: server.Warn, Deprecation: deprecation,
-		TracerProvider: tracing.TracerProvider, Limits: engine.Limits{MemoryBudget: *memBudget}}
+		TracerProvider: tracing.TracerProvider,
+		Limits: engine.Limits{MaxSchemaDefinitions: *maxSchemaDefs, MaxPermissionOperators: *maxPermOps, MaxSchemaAnalysisWork: *maxSchemaWork,
+			MemoryBudget: *memBudget}}
 	reg := server.NewRegistry()
 	if router != nil {
 		defer router.Close()

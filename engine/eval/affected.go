@@ -46,7 +46,7 @@ func (e *Evaluator) AffectedResources(ctx context.Context, p Params, req Affecte
 	}
 	defer rq.done()
 	an := e.an
-	w := &reverseWalk{rq: rq, g: &an.influence, relevant: an.influenced[goal.Index], vals: make([]map[string]revVal, len(an.rels))}
+	w := &reverseWalk{rq: rq, g: &an.influence, relevant: an.influenced.of(goal.Index), vals: make([]map[string]revVal, len(an.rels))}
 	for _, c := range req.Changed {
 		def := e.s.Definitions[c.Type]
 		if def == nil {
@@ -84,9 +84,21 @@ func (e *Evaluator) SubjectKinds(resourceType, permission string) []SubjectKind 
 	if err != nil {
 		return nil
 	}
-	out := make([]SubjectKind, 0, len(e.an.contains[rel.Index]))
-	for k := range e.an.contains[rel.Index] {
-		out = append(out, SubjectKind{Type: k.typ, Relation: k.rel})
+	// The kinds owned by every relation rel reaches through positive
+	// references.
+	seen := map[kind]bool{}
+	var out []SubjectKind
+	reach := e.an.relevant.of(rel.Index)
+	for i, owned := range e.an.owned {
+		if !reach.has(i) {
+			continue
+		}
+		for _, k := range owned {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, SubjectKind{Type: k.typ, Relation: k.rel})
+			}
+		}
 	}
 	slices.SortFunc(out, func(a, b SubjectKind) int {
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Relation, b.Relation))
@@ -116,9 +128,9 @@ func (e *Evaluator) ExpiringRelations(resourceType, permission string) []Subject
 		return nil
 	}
 	var out []SubjectKind
-	for i, in := range e.an.influenced[goal.Index] {
-		r := e.an.rels[i]
-		if !in || r == nil {
+	influenced := e.an.influenced.of(goal.Index)
+	for i, r := range e.an.rels {
+		if !influenced.has(i) || r == nil {
 			continue
 		}
 		for _, as := range r.Allowed {

@@ -3,6 +3,7 @@ package eval
 import (
 	"maps"
 	"slices"
+	"sync"
 
 	"github.com/pemba-authz/pemba/schema"
 )
@@ -42,11 +43,24 @@ type parentEdge struct {
 
 // analysis is what the evaluator derives from a schema once, in New.
 // Slices are indexed by schema.Relation.Index.
+//
+// Building it is linear in the schema's size (relations, allowed subject
+// types and rewrite nodes): every fixpoint is a walk over a graph of the
+// relations' references, and nothing is an n-by-n table. What is
+// quadratic in the worst case (which subject kinds a relation can
+// contain, which relations a lookup's goal can be reached from) is
+// computed on first use, one kind or one goal at a time, and kept
+// (closures.go): a chain of 10,000 definitions costs its walk only for
+// the goals and subject kinds that requests ask about.
 type analysis struct {
 	rels []*schema.Relation
-	// contains: the subject kinds that can be members of a relation; a
-	// check for any other kind is answered "no" without reading.
-	contains []map[kind]bool
+	// owned lists, by relation, the subject kinds its own type list and
+	// rewrite admit (its own subject set, allowed types, self); a
+	// relation contains a kind when it reaches an owner of it through
+	// positive references (see canContain).
+	owned [][]kind
+	// owners is owned inverted: the relations owning each kind.
+	owners map[kind][]int32
 	// caveated: a caveat can influence the relation's value, so cached
 	// results must be keyed by the request context.
 	caveated []bool
@@ -75,9 +89,21 @@ type analysis struct {
 	// plans orders the children of unions and intersections cheapest
 	// first and says whether to evaluate them in parallel.
 	plans map[*schema.Rewrite]plan
-	// relevant[g] marks the relations from which g can be reached by the
-	// reverse walk (the forward closure of g over positive positions).
-	relevant [][]bool
+
+	// positiveRefs[r] lists the relations that can add members to r
+	// (positiveReferences, as indices), allRefs[r] every relation r's
+	// value is computed from (allReferences).
+	positiveRefs, allRefs [][]int32
+	// relevant(g) marks the relations from which g can be reached by the
+	// reverse walk (the forward closure of g over positiveRefs), and
+	// influenced(g) the relations whose relationships can alter g (the
+	// forward closure over allRefs); both computed on first use.
+	relevant, influenced *closures
+	// contains memoizes canContain by subject kind, walking revPositive
+	// (positiveRefs reversed, built on first use).
+	contains    kindSets
+	revOnce     sync.Once
+	revPositive [][]int32
 
 	// positive is the reverse graph above (usersetParents,
 	// computedParents, arrowParents), walked by LookupResources.
@@ -88,9 +114,6 @@ type analysis struct {
 	// walk up from a changed relation reaches every permission whose
 	// value it can alter (see AffectedResources).
 	influence reverseGraph
-	// influenced[g] marks the relations whose relationships can alter g
-	// (the forward closure of g over allReferences).
-	influenced [][]bool
 	// dependents[r] lists the relations whose value is computed directly
 	// from r's (see allReferences), for reaching.
 	dependents [][]int
@@ -106,7 +129,8 @@ func analyze(s *schema.Schema) *analysis {
 	n := s.NumRelations
 	a := &analysis{
 		rels:            make([]*schema.Relation, n),
-		contains:        make([]map[kind]bool, n),
+		owned:           make([][]kind, n),
+		owners:          map[kind][]int32{},
 		caveated:        make([]bool, n),
 		direct:          make([]directInfo, n),
 		heavy:           make([]bool, n),
@@ -116,10 +140,11 @@ func analyze(s *schema.Schema) *analysis {
 		plainParents:    map[string][]*schema.Relation{},
 		wildcardParents: map[string][]*schema.Relation{},
 		selfParents:     map[string][]parentEdge{},
-		relevant:        make([][]bool, n),
 		plans:           map[*schema.Rewrite]plan{},
 		reverseCheck:    make([]bool, n),
 		pure:            make([]bool, n),
+		positiveRefs:    make([][]int32, n),
+		allRefs:         make([][]int32, n),
 	}
 	// Sorted definition names keep every derived list deterministic.
 	names := make([]string, 0, len(s.Definitions))
@@ -134,11 +159,19 @@ func analyze(s *schema.Schema) *analysis {
 			}
 		}
 	}
+	// Relations are visited in index order, so a kind's owners end with
+	// i when i already owns it: constant-time deduplication.
+	own := func(i int, k kind) {
+		if o := a.owners[k]; len(o) == 0 || o[len(o)-1] != int32(i) {
+			a.owned[i] = append(a.owned[i], k)
+			a.owners[k] = append(a.owners[k], int32(i))
+		}
+	}
 	for i, r := range a.rels {
 		if r == nil {
 			continue
 		}
-		a.contains[i] = map[kind]bool{{r.Definition.Name, r.Name}: true}
+		own(i, kind{r.Definition.Name, r.Name})
 		d := directInfo{plain: map[string]bool{}, wildcard: map[string]bool{}, sets: map[kind]bool{}}
 		for _, as := range r.Allowed {
 			if as.Caveat != nil {
@@ -147,19 +180,19 @@ func analyze(s *schema.Schema) *analysis {
 			switch {
 			case as.Wildcard:
 				d.wildcard[as.Type] = true
-				a.contains[i][kind{as.Type, ""}] = true
-				if !slices.Contains(a.wildcardParents[as.Type], r) {
+				own(i, kind{as.Type, ""})
+				if ps := a.wildcardParents[as.Type]; len(ps) == 0 || ps[len(ps)-1] != r {
 					a.wildcardParents[as.Type] = append(a.wildcardParents[as.Type], r)
 				}
 			case as.Relation == "":
 				d.plain[as.Type] = true
-				a.contains[i][kind{as.Type, ""}] = true
-				if !slices.Contains(a.plainParents[as.Type], r) {
+				own(i, kind{as.Type, ""})
+				if ps := a.plainParents[as.Type]; len(ps) == 0 || ps[len(ps)-1] != r {
 					a.plainParents[as.Type] = append(a.plainParents[as.Type], r)
 				}
 			default:
 				k := kind{as.Type, as.Relation}
-				a.contains[i][k] = true
+				own(i, k)
 				if !d.sets[k] && as.Target != nil {
 					d.sets[k] = true
 					d.usersets = append(d.usersets, userset{typ: as.Type, rel: as.Relation, target: as.Target})
@@ -169,40 +202,29 @@ func analyze(s *schema.Schema) *analysis {
 			}
 		}
 		if hasSelf(r.Rewrite) {
-			a.contains[i][kind{r.Definition.Name, ""}] = true // the object itself
+			own(i, kind{r.Definition.Name, ""}) // the object itself
 		}
 		a.direct[i] = d
 		a.heavy[i] = r.Rewrite != nil || len(d.usersets) > 0
 		if r.Rewrite != nil {
-			a.reverseEdges(r, r.Rewrite, true)
+			a.reverseEdges(r, r.Rewrite, true, arrowsSeen{})
 		}
+		a.positiveRefs[i] = indices(positiveReferences(r))
+		a.allRefs[i] = indices(allReferences(r))
 	}
 
-	// Fixpoints: contains and caveated flow from referenced relations.
-	for changed := true; changed; {
-		changed = false
-		for i, r := range a.rels {
-			if r == nil {
-				continue
-			}
-			for _, ref := range positiveReferences(r) {
-				for k := range a.contains[ref.Index] {
-					if !a.contains[i][k] {
-						a.contains[i][k] = true
-						changed = true
-					}
-				}
-			}
-			if !a.caveated[i] {
-				for _, ref := range allReferences(r) {
-					if a.caveated[ref.Index] {
-						a.caveated[i] = true
-						changed = true
-						break
-					}
-				}
-			}
-		}
+	// caveated flows from every referenced relation: a walk up the
+	// reversed references from the relations whose types name a caveat.
+	a.caveated = reachedBackward(a.allRefs, a.caveated)
+	// Impure: reaches, through positive references, a rewrite that is not
+	// monotone.
+	nonMonotone := make([]bool, n)
+	for i, r := range a.rels {
+		nonMonotone[i] = r != nil && !monotone(r.Rewrite)
+	}
+	impure := reachedBackward(a.positiveRefs, nonMonotone)
+	for i, r := range a.rels {
+		a.pure[i] = r != nil && !a.caveated[i] && !impure[i]
 	}
 
 	for _, r := range a.rels {
@@ -212,50 +234,38 @@ func analyze(s *schema.Schema) *analysis {
 	}
 	a.dependents = dependentsOf(a.rels)
 
-	for i, r := range a.rels {
-		if r == nil {
-			continue
-		}
-		rel := make([]bool, n)
-		stack := []*schema.Relation{r}
-		rel[i] = true
-		for len(stack) > 0 {
-			x := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			for _, ref := range positiveReferences(x) {
-				if !rel[ref.Index] {
-					rel[ref.Index] = true
-					stack = append(stack, ref)
-				}
-			}
-		}
-		a.relevant[i] = rel
-	}
-	a.positive = reverseGraph{userset: a.usersetParents, computed: a.computedParents, arrow: a.arrowParents}
-	a.influenceGraph()
-	for i, r := range a.rels {
-		if r == nil || a.caveated[i] {
-			continue
-		}
-		pure := true
-		for j, in := range a.relevant[i] {
-			if in && !monotone(a.rels[j].Rewrite) {
-				pure = false
-			}
-		}
-		a.pure[i] = pure
-	}
+	// A pure relation without a rewrite is recursive through a subject
+	// set when the set's relation reaches it again: the relation reaches
+	// the set's relation directly, so both lie in one strongly connected
+	// component of the positive references.
+	comp := components(a.positiveRefs)
 	for i, r := range a.rels {
 		if r == nil || !a.pure[i] || r.Rewrite != nil {
 			continue
 		}
 		for _, us := range a.direct[i].usersets {
-			if a.relevant[us.target.Index][i] {
+			if comp[us.target.Index] == comp[i] {
 				a.reverseCheck[i] = true
 			}
 		}
 	}
+	a.relevant = newClosures(a.positiveRefs)
+	a.influenced = newClosures(a.allRefs)
+	a.positive = reverseGraph{userset: a.usersetParents, computed: a.computedParents, arrow: a.arrowParents}
+	a.influenceGraph()
 	return a
+}
+
+// indices lists the relations' indices.
+func indices(rels []*schema.Relation) []int32 {
+	if len(rels) == 0 {
+		return nil
+	}
+	out := make([]int32, len(rels))
+	for i, r := range rels {
+		out[i] = int32(r.Index)
+	}
+	return out
 }
 
 // monotone reports whether a rewrite uses only unions, computed references
@@ -325,7 +335,7 @@ func (a *analysis) heavyRewrite(w *schema.Rewrite) bool {
 
 // reverseEdges records, for every relation that r's rewrite reaches in a
 // positive position, the edge back to r.
-func (a *analysis) reverseEdges(r *schema.Relation, w *schema.Rewrite, exact bool) {
+func (a *analysis) reverseEdges(r *schema.Relation, w *schema.Rewrite, exact bool, seen arrowsSeen) {
 	switch w.Kind {
 	case schema.RewriteSelf:
 		t := r.Definition.Name
@@ -336,28 +346,32 @@ func (a *analysis) reverseEdges(r *schema.Relation, w *schema.Rewrite, exact boo
 			a.computedParents[t] = append(a.computedParents[t], parentEdge{parent: r, exact: exact})
 		}
 	case schema.RewriteArrow:
+		if !seen.first(w, exact && !w.ArrowAll) {
+			return
+		}
 		for _, typ := range slices.Sorted(maps.Keys(w.Targets)) {
 			t := w.Targets[typ].Index
 			a.arrowParents[t] = append(a.arrowParents[t], parentEdge{parent: r, tupleset: w.Relation, exact: exact && !w.ArrowAll})
 		}
 	case schema.RewriteUnion:
 		for _, c := range w.Children {
-			a.reverseEdges(r, c, exact)
+			a.reverseEdges(r, c, exact, seen)
 		}
 	case schema.RewriteIntersection, schema.RewriteExclusion:
 		// Every result of an intersection is in its first child, and of
 		// an exclusion in its base: candidates come from there.
 		if len(w.Children) > 0 {
-			a.reverseEdges(r, w.Children[0], false)
+			a.reverseEdges(r, w.Children[0], false, seen)
 		}
 	}
 }
 
-// influenceGraph derives influence and influenced. Subject sets count
+// influenceGraph derives influence. Subject sets count
 // wherever they stand, so the userset edges are the positive graph's.
 func (a *analysis) influenceGraph() {
 	n := len(a.rels)
 	g := reverseGraph{userset: a.usersetParents, computed: make([][]parentEdge, n), arrow: make([][]parentEdge, n)}
+	var seen arrowsSeen
 	var walk func(r *schema.Relation, w *schema.Rewrite)
 	walk = func(r *schema.Relation, w *schema.Rewrite) {
 		switch w.Kind {
@@ -366,6 +380,9 @@ func (a *analysis) influenceGraph() {
 				g.computed[w.Relation.Index] = append(g.computed[w.Relation.Index], parentEdge{parent: r})
 			}
 		case schema.RewriteArrow:
+			if !seen.first(w, true) {
+				return
+			}
 			// A tupleset relationship added or removed on an object
 			// changes the arrow on that same object.
 			g.computed[w.Relation.Index] = append(g.computed[w.Relation.Index], parentEdge{parent: r})
@@ -379,28 +396,11 @@ func (a *analysis) influenceGraph() {
 			}
 		}
 	}
-	a.influenced = make([][]bool, n)
-	for i, r := range a.rels {
-		if r == nil {
-			continue
-		}
-		if r.Rewrite != nil {
+	for _, r := range a.rels {
+		if r != nil && r.Rewrite != nil {
+			seen = arrowsSeen{}
 			walk(r, r.Rewrite)
 		}
-		in := make([]bool, n)
-		in[i] = true
-		stack := []*schema.Relation{r}
-		for len(stack) > 0 {
-			x := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			for _, ref := range allReferences(x) {
-				if !in[ref.Index] {
-					in[ref.Index] = true
-					stack = append(stack, ref)
-				}
-			}
-		}
-		a.influenced[i] = in
 	}
 	a.influence = g
 }
@@ -411,16 +411,19 @@ func (a *analysis) influenceGraph() {
 // of an intersection, the base of an exclusion, an arrow's targets).
 func positiveReferences(r *schema.Relation) []*schema.Relation {
 	out := subjectSetTargets(r)
+	seen := arrowsSeen{}
 	eachOperand(r.Rewrite, func(w *schema.Rewrite, adds bool) {
 		switch {
 		case !adds:
 		case w.Kind == schema.RewriteArrow:
-			out = appendArrowTargets(out, w)
+			if seen.first(w, true) {
+				out = appendArrowTargets(out, w)
+			}
 		case w.Relation != nil:
 			out = append(out, w.Relation)
 		}
 	})
-	return out
+	return dedupe(out)
 }
 
 // allReferences lists every relation r's value is computed from: those of
@@ -428,14 +431,54 @@ func positiveReferences(r *schema.Relation) []*schema.Relation {
 // tupleset relations arrows read.
 func allReferences(r *schema.Relation) []*schema.Relation {
 	out := subjectSetTargets(r)
+	seen := arrowsSeen{}
 	eachOperand(r.Rewrite, func(w *schema.Rewrite, _ bool) {
 		if w.Relation != nil {
 			out = append(out, w.Relation)
 		}
-		if w.Kind == schema.RewriteArrow {
+		if w.Kind == schema.RewriteArrow && seen.first(w, true) {
 			out = appendArrowTargets(out, w)
 		}
 	})
+	return dedupe(out)
+}
+
+// arrowsSeen records the arrows of one relation's rewrite already
+// followed: an arrow repeated in a permission (r->member + r->member + ...)
+// leads to the same targets, so it is followed once, and the analysis
+// stays linear in the schema's size instead of in arrows times types.
+type arrowsSeen map[arrowUse]bool
+
+type arrowUse struct {
+	tupleset *schema.Relation
+	target   string
+	exact    bool
+}
+
+// first reports whether w (in a position of the given exactness) is seen
+// for the first time, and marks it.
+func (s arrowsSeen) first(w *schema.Rewrite, exact bool) bool {
+	k := arrowUse{w.Relation, w.TargetName, exact}
+	if s[k] {
+		return false
+	}
+	s[k] = true
+	return true
+}
+
+// dedupe drops repeated relations, keeping the first of each.
+func dedupe(rels []*schema.Relation) []*schema.Relation {
+	if len(rels) < 2 {
+		return rels
+	}
+	seen := make(map[*schema.Relation]bool, len(rels))
+	out := rels[:0]
+	for _, r := range rels {
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
 	return out
 }
 
@@ -486,5 +529,35 @@ func appendArrowTargets(out []*schema.Relation, w *schema.Rewrite) []*schema.Rel
 
 // canContain reports whether subjects of sub's kind can be in rel at all.
 func (a *analysis) canContain(rel *schema.Relation, typ, srel string) bool {
-	return a.contains[rel.Index][kind{typ, srel}]
+	return a.contains.has(a, kind{typ, srel}, rel.Index)
+}
+
+// AnalysisWork counts what New's analysis of s walks and keeps: one unit
+// per relation, allowed subject type and rewrite node, and one per target
+// of each distinct arrow of a relation (an arrow leads to its target on
+// every object type its tupleset allows: this is where a schema's size
+// can multiply). The analysis's time and memory grow linearly with it;
+// callers bound it before calling New.
+func AnalysisWork(s *schema.Schema) int {
+	n := 0
+	for _, def := range s.Definitions {
+		for _, r := range def.Ordered {
+			n += 1 + len(r.Allowed)
+			seen := arrowsSeen{}
+			stack := []*schema.Rewrite{r.Rewrite}
+			for len(stack) > 0 {
+				w := stack[len(stack)-1]
+				stack = stack[:len(stack)-1]
+				if w == nil {
+					continue
+				}
+				n++
+				if w.Kind == schema.RewriteArrow && seen.first(w, true) {
+					n += len(w.Targets)
+				}
+				stack = append(stack, w.Children...)
+			}
+		}
+	}
+	return n
 }

@@ -49,7 +49,7 @@ type revVal struct {
 type reverseWalk struct {
 	rq       *request
 	g        *reverseGraph
-	relevant []bool
+	relevant bitset
 	vals     []map[string]revVal
 	queue    []reverseNode
 	// budget, when positive, bounds the nodes reached; the walk then
@@ -72,13 +72,13 @@ var errBudget = errors.New("eval: walk budget exhausted")
 
 func newReverseWalk(rq *request, goal *schema.Relation) *reverseWalk {
 	an := rq.e.an
-	return &reverseWalk{rq: rq, g: &an.positive, relevant: an.relevant[goal.Index], vals: make([]map[string]revVal, len(an.rels))}
+	return &reverseWalk{rq: rq, g: &an.positive, relevant: an.relevant.of(goal.Index), vals: make([]map[string]revVal, len(an.rels))}
 }
 
 // reach records that rel of id may contain the subject (certainly when
 // exact) by a path of height h, and queues the node when that is news.
 func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool, h int32) {
-	if !w.relevant[rel.Index] {
+	if !w.relevant.has(rel.Index) {
 		return
 	}
 	m := w.vals[rel.Index]
@@ -137,7 +137,7 @@ func (w *reverseWalk) run(ctx context.Context, sub tuple.SubjectRef) error {
 	} else {
 		seed := func(sf tuple.SubjectFilter, rels []*schema.Relation) error {
 			for _, rel := range rels {
-				if !w.relevant[rel.Index] {
+				if !w.relevant.has(rel.Index) {
 					continue
 				}
 				err := w.reverse(ctx, sf, rel, func(r *tuple.Relationship) {
@@ -177,7 +177,7 @@ func (w *reverseWalk) propagate(ctx context.Context) error {
 		h := nd.h + 1 // each step up is one more relation on the path
 		i := nd.rel.Index
 		for _, pe := range w.g.userset[i] {
-			if err != nil || !w.relevant[pe.parent.Index] {
+			if err != nil || !w.relevant.has(pe.parent.Index) {
 				continue
 			}
 			sf := tuple.SubjectFilter{Type: nd.rel.Definition.Name, ID: nd.id, Relation: nd.rel.Name}
@@ -189,7 +189,7 @@ func (w *reverseWalk) propagate(ctx context.Context) error {
 			w.reach(pe.parent, nd.id, nd.exact && pe.exact, h)
 		}
 		for _, pe := range w.g.arrow[i] {
-			if err != nil || !w.relevant[pe.parent.Index] {
+			if err != nil || !w.relevant.has(pe.parent.Index) {
 				continue
 			}
 			// Arrows follow the subject object whatever its relation.

@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	pb "github.com/pemba-authz/pemba/api/pembav1"
+)
+
+// nestedContext is a caveat context nested depth levels deep, past
+// protobuf's recursion limit (10,000 messages; a Struct level is three).
+func nestedContext(depth int) *structpb.Struct {
+	s := &structpb.Struct{Fields: map[string]*structpb.Value{"x": structpb.NewNumberValue(1)}}
+	for range depth {
+		s = &structpb.Struct{Fields: map[string]*structpb.Value{"n": structpb.NewStructValue(s)}}
+	}
+	return s
+}
+
+// TestUndecodableRequests sends, over a real connection, requests that do
+// not decode to every method the fuzzer reaches (unary and streaming):
+// each fails with INVALID_ARGUMENT, not INTERNAL, and the server goes on
+// answering.
+func TestUndecodableRequests(t *testing.T) {
+	fx, _ := queryFixture(t)
+	deep, err := proto.Marshal(&pb.CheckPermissionRequest{Consistency: full(), Resource: obj("doc", "readme"), Permission: "view", Subject: sub("user", "anne", ""), Context: nestedContext(5_000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies := []struct {
+		name string
+		data []byte
+	}{
+		{"garbage", []byte{0xff, 0xff, 0xff}},
+		{"truncated field", []byte{0x0a, 0x10, 'x'}},
+		{"invalid wire type", []byte{0x0f, 0x00}},
+	}
+	for _, m := range fuzzMethods {
+		for _, b := range bodies {
+			t.Run(m.name+"/"+b.name, func(t *testing.T) {
+				ctx := t.Context()
+				var err error
+				if m.stream {
+					err = rawStream(ctx, fx.conn, m.name, b.data)
+				} else {
+					var out []byte
+					err = fx.conn.Invoke(ctx, m.name, &b.data, &out, grpc.ForceCodec(rawCodec{}))
+				}
+				if c := status.Code(err); c != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "request does not decode") {
+					t.Fatalf("code %v (%v), want InvalidArgument: request does not decode", c, err)
+				}
+			})
+		}
+	}
+	t.Run("schema not UTF-8", func(t *testing.T) {
+		data, out := []byte{0x0a, 0x02, 0xff, 0xfe}, []byte(nil) // field 1, schema
+		err := fx.conn.Invoke(t.Context(), "/pemba.v1.SchemaService/WriteSchema", &data, &out, grpc.ForceCodec(rawCodec{}))
+		if c := status.Code(err); c != codes.InvalidArgument {
+			t.Fatalf("code %v (%v), want InvalidArgument", c, err)
+		}
+	})
+	t.Run("deeply nested context", func(t *testing.T) {
+		var out []byte
+		err := fx.conn.Invoke(t.Context(), "/pemba.v1.PermissionsService/CheckPermission", &deep, &out, grpc.ForceCodec(rawCodec{}))
+		if c := status.Code(err); c != codes.InvalidArgument {
+			t.Fatalf("code %v (%v), want InvalidArgument", c, err)
+		}
+		t.Logf("%d bytes: %v", len(deep), err)
+	})
+	if _, err := fx.schema.ReadSchema(context.Background(), &pb.ReadSchemaRequest{Consistency: full()}); err != nil {
+		t.Fatalf("the server stopped answering: %v", err)
+	}
+}
+
+// TestHTTPUndecodableBodies: over the HTTP/JSON API, a body that is not
+// the request's JSON (malformed, of the wrong shape, or a caveat context
+// nested past protobuf's recursion limit) is 400 Bad Request, unary or
+// streamed.
+func TestHTTPUndecodableBodies(t *testing.T) {
+	h := startHTTP(t, Config{Keys: []Key{{Name: "alice", Secret: httpTestKey}}}, RunConfig{})
+	deep := `{"resource":{"objectType":"doc","objectId":"1"},"permission":"view","subject":{"object":{"objectType":"user","objectId":"tom"}},"context":` +
+		strings.Repeat(`{"n":`, 20_000) + `1` + strings.Repeat(`}`, 20_000) + `}`
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/permissions/check", `{not json`},
+		{"/v1/permissions/check", `{"permission":17}`},
+		{"/v1/permissions/check", deep},
+		{"/v1/schema/write", `{"schema":`},
+		{"/v1/permissions/resources", `[1,2`},
+		{"/v1/relationships/read", `{"relationshipFilter":"doc"}`},
+	} {
+		if r := h.post(t, tc.path, tc.body, "Authorization", "Bearer "+httpTestKey); r.code != http.StatusBadRequest {
+			t.Errorf("POST %s %.40q = %d %.200s, want 400", tc.path, tc.body, r.code, r.body)
+		}
+	}
+}
