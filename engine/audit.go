@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -49,6 +50,9 @@ const (
 	OpNameDeleteRelationships = "DeleteRelationships"
 	OpNameImportRelationships = "ImportRelationships"
 	OpNameWriteSchema         = "WriteSchema"
+	// OpNameRebuildNestedIndex names the writes of RebuildNestedIndex,
+	// whose changes (reserved rows) the audit log does not show.
+	OpNameRebuildNestedIndex = "RebuildNestedIndex"
 )
 
 // auditNote is what WithAuditNote attaches to a context.
@@ -144,6 +148,10 @@ func (e *Engine) QueryAudit(ctx context.Context, q AuditQuery) (iter.Seq2[AuditR
 			if err != nil {
 				yield(AuditResult{}, err)
 				return
+			}
+			entry.Changes, _ = hideChanges(entry.Changes)
+			if f.Changes != nil && !slices.ContainsFunc(entry.Changes, func(c store.Change) bool { return f.Changes.Matches(c.Relationship) }) {
+				continue // it matched through reserved rows only
 			}
 			z := e.zookieOf(entry.Revision)
 			if !yield(AuditResult{Entry: entry, Zookie: z, Cursor: z}, nil) {

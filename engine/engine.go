@@ -143,6 +143,11 @@ type Options struct {
 	// nothing. The engine uses only the trace API: the caller configures
 	// the SDK, its sampler and exporter.
 	TracerProvider trace.TracerProvider
+	// NoNestedIndex turns the nested-group index off (see nested.go):
+	// checks of nested relations walk the relationships, and writes
+	// maintain no closure rows (they mark the index stale instead, so
+	// that an engine opened later with the index on rebuilds it).
+	NoNestedIndex bool
 }
 
 // Limits bound the size of requests. Exceeding one fails with a *LimitError.
@@ -256,6 +261,9 @@ type compiled struct {
 	// renames is set when the schema renames a relation
 	// (@renamed_from): evaluation then reads through an aliasReader.
 	renames bool
+	// nested are the relations of the nested-group index; nil when the
+	// schema has none.
+	nested map[relKey]*nestedRel
 }
 
 // DefaultConcurrency is the branch concurrency of a request when
@@ -315,7 +323,8 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 		conc = DefaultConcurrency()
 	}
 	e.memory = eval.NewMemory(e.limits.MemoryBudget)
-	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router, MaxLookupNodes: e.limits.MaxLookupNodes, Memory: e.memory}
+	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router, MaxLookupNodes: e.limits.MaxLookupNodes,
+		NestedIndex: !opts.NoNestedIndex, Memory: e.memory}
 	if opts.TracerProvider != nil {
 		e.tracer = opts.TracerProvider.Tracer(TracerName)
 		e.evalOpts.Tracer = e.tracer
@@ -326,6 +335,9 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	// not remembered: the first quantum starts with the first read.
 	if _, err := st.HeadRevision(ctx); err != nil {
 		return nil, fmt.Errorf("engine: head revision: %w", err)
+	}
+	if err := e.ensureNested(ctx); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -525,7 +537,8 @@ type schemaInForce struct {
 }
 
 func (e *Engine) newCompiled(s *schema.Schema) *compiled {
-	return &compiled{schema: s, eval: eval.New(s, e.evalOpts), renames: hasRenames(s), invariants: newInvariantIndex(s, e.evalOpts)}
+	return &compiled{schema: s, eval: eval.New(s, e.evalOpts), renames: hasRenames(s), invariants: newInvariantIndex(s, e.evalOpts),
+		nested: nestedIndexOf(s)}
 }
 
 // remember caches c as the schema written at revision written and returns

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
 )
 
 // Import writes every relationship of rels with Touch semantics, after
@@ -23,22 +24,35 @@ import (
 // the invariants like any other write (so order the relationships that a
 // batch's invariants need before, or in the same batch as, those that
 // need them).
+//
+// Relationships of the nested-group index's relations make the import
+// leave the index stale (a bulk load: the index is marked stale first)
+// or maintain it batch by batch; a stale index is rebuilt once the
+// import is done.
 func (e *Engine) Import(ctx context.Context, caller string, rels iter.Seq2[tuple.Relationship, error]) (zookie string, imported int, err error) {
+	zookie, imported, stale, err := e.importLocked(ctx, caller, rels)
+	e.rebuildStale(ctx, stale)
+	return zookie, imported, err
+}
+
+// importLocked is Import under the write lock, returning also the
+// relations whose nested-group index the import left stale.
+func (e *Engine) importLocked(ctx context.Context, caller string, rels iter.Seq2[tuple.Relationship, error]) (zookie string, imported int, stale []*schema.Relation, err error) {
 	if err := e.checkOpen(); err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	e.writeMu.RLock()
 	defer e.writeMu.RUnlock()
 	head, err := e.heads.head(ctx)
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	v, err := e.openAt(ctx, head)
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	if v.c == nil {
-		return "", 0, fmt.Errorf("%w: write a schema before importing relationships", ErrNoSchema)
+		return "", 0, nil, fmt.Errorf("%w: write a schema before importing relationships", ErrNoSchema)
 	}
 	s := v.c.schema
 	validated := func(yield func(tuple.Relationship, error) bool) {
@@ -55,25 +69,38 @@ func (e *Engine) Import(ctx context.Context, caller string, rels iter.Seq2[tuple
 	}
 	meta, err := writeMeta(ctx, caller, OpNameImportRelationships)
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	ix := v.c.invariants
+	nested := v.c.nested
 	if bl, ok := e.st.(store.BulkLoader); ok && ix == nil {
-		rev, n, err := bl.Import(ctx, meta, validated)
-		if err != nil {
-			return "", 0, e.wrapWrite(err)
+		// The loader writes only what it is given: the index of the
+		// relations whose edges it loads is marked stale by the load
+		// and rebuilt after it.
+		seen := map[*nestedRel]bool{}
+		rev, n, err := bl.Import(ctx, meta, staleOnLoad(nested, validated, seen))
+		for r := range seen {
+			stale = append(stale, r.rel)
 		}
-		return e.zookieOf(rev), n, nil
+		if err != nil {
+			return "", 0, stale, e.wrapWrite(err)
+		}
+		return e.zookieOf(rev), n - len(seen), stale, nil
 	}
 	total := 0
 	last := head
-	batch := make([]tuple.Relationship, 0, e.limits.MaxUpdatesPerWrite)
+	size := e.limits.MaxUpdatesPerWrite
+	if len(nested) > 0 && size >= e.batchOps() {
+		size = max(1, e.batchOps()-1) // room to mark the nested index stale
+	}
+	batch := make([]tuple.Relationship, 0, size)
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
 		now := e.now()
-		rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+		rev, err := e.st.Update(ctx, meta, func(ctx context.Context, raw store.Tx) error {
+			tx := hiddenTx{raw}
 			if ix != nil {
 				changes := make([]invChange, len(batch))
 				for i := range batch {
@@ -83,12 +110,16 @@ func (e *Engine) Import(ctx context.Context, caller string, rels iter.Seq2[tuple
 					return err
 				}
 			}
+			nb := nestedBatch{ix: nested}
 			for _, r := range batch {
+				nb.note(r.Key(), true)
 				if err := tx.Touch(ctx, r); err != nil {
 					return fmt.Errorf("engine: import %s: %w", r.Key(), err)
 				}
 			}
-			return nil
+			s, err := nb.apply(ctx, e, tx, e.batchOps()-len(batch))
+			stale = append(stale, s...)
+			return err
 		})
 		if err != nil {
 			return e.wrapWrite(err)
@@ -104,17 +135,17 @@ func (e *Engine) Import(ctx context.Context, caller string, rels iter.Seq2[tuple
 			if !errors.As(err, &re) {
 				err = fmt.Errorf("engine: import source: %w", err)
 			}
-			return e.zookieOf(last), total, err
+			return e.zookieOf(last), total, stale, err
 		}
 		batch = append(batch, r)
 		if len(batch) == cap(batch) {
 			if err := flush(); err != nil {
-				return e.zookieOf(last), total, err
+				return e.zookieOf(last), total, stale, err
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		return e.zookieOf(last), total, err
+		return e.zookieOf(last), total, stale, err
 	}
-	return e.zookieOf(last), total, nil
+	return e.zookieOf(last), total, stale, nil
 }

@@ -449,43 +449,30 @@ func (ix *invariantIndex) updateChanges(ups []Update) []invChange {
 	return out
 }
 
-// headInvariants returns the invariants of the schema in force at the head
-// (nil when there are none, or no schema). Callers hold writeMu, so the
-// schema cannot change before their write commits.
-func (e *Engine) headInvariants(ctx context.Context) (*invariantIndex, error) {
-	head, err := e.heads.head(ctx)
-	if err != nil {
-		return nil, err
-	}
-	v, err := e.openAt(ctx, head)
-	if err != nil {
-		return nil, err
-	}
-	if v.c == nil {
-		return nil, nil
-	}
-	return v.c.invariants, nil
-}
-
 // deleteChecked is tx.DeleteMatching for a filter that may break an
 // invariant: it lists the victims first (the ones DeleteMatching would
 // take: index order, expired ones included, at most limit), judges the
-// invariants without them, and deletes them one by one.
-func deleteChecked(ctx context.Context, tx store.Tx, ix *invariantIndex, f tuple.Filter, limit int, now time.Time) (int, error) {
+// invariants without them (none when ix is nil), deletes them and
+// returns their keys.
+func deleteChecked(ctx context.Context, tx hiddenTx, ix *invariantIndex, f tuple.Filter, limit int, now time.Time) ([]tuple.Key, error) {
 	var changes []invChange
 	for r, err := range tx.QueryRelationships(ctx, f, store.QueryOptions{Limit: limit}) {
 		if err != nil {
-			return 0, fmt.Errorf("engine: delete %s: %w", formatFilter(f), err)
+			return nil, fmt.Errorf("engine: delete %s: %w", formatFilter(f), err)
 		}
 		changes = append(changes, invChange{index: -1, op: store.OpDelete, key: r.Key()})
 	}
-	if err := ix.checkInvariants(ctx, tx, changes, now); err != nil {
-		return 0, err
-	}
-	for _, c := range changes {
-		if err := tx.Delete(ctx, c.key); err != nil {
-			return 0, fmt.Errorf("engine: delete %s: %w", c.key, err)
+	if ix != nil {
+		if err := ix.checkInvariants(ctx, tx, changes, now); err != nil {
+			return nil, err
 		}
 	}
-	return len(changes), nil
+	keys := make([]tuple.Key, len(changes))
+	for i, c := range changes {
+		keys[i] = c.key
+	}
+	if err := tx.deleteKeys(ctx, f, keys); err != nil {
+		return nil, fmt.Errorf("engine: delete %s: %w", formatFilter(f), err)
+	}
+	return keys, nil
 }

@@ -396,7 +396,7 @@ func (e *Engine) changedBetween(ctx context.Context, from, to store.Revision) ([
 	seen := map[tuple.SubjectRef]bool{}
 	var out []tuple.SubjectRef
 	n := 0
-	for cs, err := range e.st.Watch(wctx, from) {
+	for cs, err := range e.watchStore(wctx, from) {
 		if err != nil {
 			if errors.Is(err, store.ErrRevisionCompacted) {
 				return nil, 0, fmt.Errorf("engine: diff: changes after revision %d: snapshot expired: %w", from, err)

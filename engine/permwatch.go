@@ -175,7 +175,7 @@ func (w *permWatch) run(ctx context.Context, yield func(PermissionEvent, error) 
 	// The store's watch runs ahead by at most one change set.
 	changes := make(chan change)
 	go func() {
-		for cs, err := range w.e.st.Watch(ctx, w.pos) {
+		for cs, err := range w.e.watchStore(ctx, w.pos) {
 			select {
 			case changes <- change{cs, err}:
 			case <-ctx.Done():

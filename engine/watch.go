@@ -35,7 +35,7 @@ func (e *Engine) Watch(ctx context.Context, afterZookie string) iter.Seq2[WatchE
 			yield(WatchEvent{}, err)
 			return
 		}
-		for cs, err := range e.st.Watch(ctx, after) {
+		for cs, err := range e.watchStore(ctx, after) {
 			if err != nil {
 				if errors.Is(err, store.ErrRevisionCompacted) {
 					err = fmt.Errorf("engine: watch: snapshot expired: %w", err)

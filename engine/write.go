@@ -87,14 +87,22 @@ func (e *Engine) WriteSchema(ctx context.Context, caller, text string) (zookie s
 // orphan and commits. Every reader then shares the evaluator set up here:
 // the first check after the write compiles nothing.
 func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(current string) (string, error)) (zookie string, changes []schema.Change, err error) {
+	zookie, changes, stale, err := e.updateSchema(ctx, caller, edit)
+	e.rebuildStale(ctx, stale)
+	return zookie, changes, err
+}
+
+// updateSchema is UpdateSchema, returning also the relations whose
+// nested-group index the schema write left to a rebuild.
+func (e *Engine) updateSchema(ctx context.Context, caller string, edit func(current string) (string, error)) (zookie string, changes []schema.Change, stale []*schema.Relation, err error) {
 	if err := e.checkOpen(); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	// The audit note is checked first: a reason that is too long is
 	// refused even when the schema is unchanged and nothing is committed.
 	meta, err := writeMeta(ctx, caller, OpNameWriteSchema)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	for attempt := 0; ; attempt++ {
 		// After schemaWriteAttempts races with other schema writes, the
@@ -110,25 +118,25 @@ func (e *Engine) UpdateSchema(ctx context.Context, caller string, edit func(curr
 				e.writeMu.Unlock()
 			}
 			if err != nil {
-				return "", nil, err
+				return "", nil, nil, err
 			}
 			// Writing the text already stored commits nothing: the answer
 			// is the head's zookie, and no revision, change or audit entry
 			// is made for it.
-			return e.zookieOf(p.head), nil, nil
+			return e.zookieOf(p.head), nil, nil, nil
 		}
 		if !locked {
 			e.writeMu.Lock()
 		}
-		zookie, err := e.commitSchema(ctx, caller, meta, p)
+		zookie, stale, err := e.commitSchema(ctx, caller, meta, p)
 		e.writeMu.Unlock()
 		if errors.Is(err, errSchemaMoved) {
 			continue
 		}
 		if err != nil {
-			return "", nil, err
+			return "", nil, nil, err
 		}
-		return zookie, p.changes, nil
+		return zookie, p.changes, stale, nil
 	}
 }
 
@@ -213,27 +221,33 @@ func (e *Engine) compileSchema(ctx context.Context, text string) (*schema.Schema
 
 // commitSchema stores the prepared schema; the caller holds writeMu.
 // It fails with errSchemaMoved when the schema in force is no longer the
-// one p was prepared from.
-func (e *Engine) commitSchema(ctx context.Context, caller string, meta store.WriteMeta, p *preparedSchema) (string, error) {
+// one p was prepared from. It returns also the relations whose
+// nested-group index the write left to a rebuild.
+func (e *Engine) commitSchema(ctx context.Context, caller string, meta store.WriteMeta, p *preparedSchema) (zookie string, stale []*schema.Relation, err error) {
 	head, err := e.heads.head(ctx)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	cur, err := e.openAt(ctx, head)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if cur.c != p.base {
 		// A schema written since (or the compiled base evicted from the
 		// cache, which costs one more preparation).
-		return "", errSchemaMoved
+		return "", nil, errSchemaMoved
 	}
 	now := e.now()
 	// A request at the new revision finds the new schema's evaluator
 	// here until remember below, instead of compiling the schema again.
 	e.pending.Store(&pendingSchema{text: p.text, c: p.next})
 	defer e.pending.Store(nil)
-	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+	var prevNested map[relKey]*nestedRel
+	if p.base != nil {
+		prevNested = p.base.nested
+	}
+	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, raw store.Tx) error {
+		tx := hiddenTx{raw}
 		if p.base != nil {
 			uses, err := e.orphans(ctx, tx, p.base.schema, p.next.schema, now)
 			if err != nil {
@@ -243,18 +257,22 @@ func (e *Engine) commitSchema(ctx context.Context, caller string, meta store.Wri
 				return &UnsafeSchemaChangeError{Uses: uses}
 			}
 		}
-		return tx.WriteSchema(ctx, p.text)
+		if err := tx.WriteSchema(ctx, p.text); err != nil {
+			return err
+		}
+		stale, err = e.schemaNested(ctx, tx, prevNested, p.next.nested)
+		return err
 	})
 	if err != nil {
 		var ue *UnsafeSchemaChangeError
 		if errors.As(err, &ue) {
 			e.log.WarnContext(ctx, "schema change refused", "caller", caller, "uses", len(ue.Uses), "error", err)
 		}
-		return "", e.wrapWrite(err)
+		return "", nil, e.wrapWrite(err)
 	}
 	e.log.InfoContext(ctx, "schema written", "caller", caller, "revision", uint64(rev), "changes", len(p.changes))
 	e.remember(rev, p.next)
-	return e.zookieOf(rev), nil
+	return e.zookieOf(rev), stale, nil
 }
 
 // orphans counts the stored relationships that next would no longer
@@ -381,29 +399,37 @@ func orphanReason(e *Engine, next *schema.Schema, r tuple.Relationship) string {
 // WriteRelationships validates and applies req atomically and returns the
 // zookie of the new revision.
 func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zookie string, err error) {
+	zookie, stale, err := e.writeRelationships(ctx, req)
+	e.rebuildStale(ctx, stale)
+	return zookie, err
+}
+
+// writeRelationships is WriteRelationships, returning also the relations
+// whose nested-group index the write left stale.
+func (e *Engine) writeRelationships(ctx context.Context, req WriteRequest) (zookie string, stale []*schema.Relation, err error) {
 	if err := e.checkOpen(); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if len(req.Updates) == 0 {
-		return "", fmt.Errorf("%w: a write needs at least one update", ErrInvalidRequest)
+		return "", nil, fmt.Errorf("%w: a write needs at least one update", ErrInvalidRequest)
 	}
 	if n := len(req.Updates); n > e.limits.MaxUpdatesPerWrite {
-		return "", &LimitError{Limit: "updates per write", Max: e.limits.MaxUpdatesPerWrite, Got: n}
+		return "", nil, &LimitError{Limit: "updates per write", Max: e.limits.MaxUpdatesPerWrite, Got: n}
 	}
 	if err := e.checkPreconditions(req.Preconditions); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	seen := make(map[tuple.Key]int, len(req.Updates))
 	for i, u := range req.Updates {
 		k := u.Relationship.Key()
 		if j, dup := seen[k]; dup {
-			return "", &DuplicateUpdateError{Key: k, First: j, Second: i}
+			return "", nil, &DuplicateUpdateError{Key: k, First: j, Second: i}
 		}
 		seen[k] = i
 		switch u.Op {
 		case store.OpTouch, store.OpCreate, store.OpDelete:
 		default:
-			return "", fmt.Errorf("%w: update %d: unknown operation %v", ErrInvalidRequest, i, u.Op)
+			return "", nil, fmt.Errorf("%w: update %d: unknown operation %v", ErrInvalidRequest, i, u.Op)
 		}
 	}
 
@@ -411,26 +437,29 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 	defer e.writeMu.RUnlock()
 	head, err := e.heads.head(ctx)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	v, err := e.openAt(ctx, head)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if v.c == nil {
-		return "", fmt.Errorf("%w: write a schema before relationships", ErrNoSchema)
+		return "", nil, fmt.Errorf("%w: write a schema before relationships", ErrNoSchema)
 	}
 	for i, u := range req.Updates {
 		if u.Op == store.OpDelete {
 			// Deletes need only a well-formed key: relationships that a
 			// schema change orphaned must stay deletable.
 			if err := u.Relationship.Validate(); err != nil {
-				return "", &RelationshipError{Index: i, Relationship: u.Relationship, Reason: err}
+				return "", nil, &RelationshipError{Index: i, Relationship: u.Relationship, Reason: err}
+			}
+			if reservedKey(u.Relationship.Key()) {
+				return "", nil, &RelationshipError{Index: i, Relationship: u.Relationship, Reason: ErrUnknownRelation}
 			}
 			continue
 		}
 		if err := e.validateRelationship(v.c.schema, i, u.Relationship); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	uses := make([]use, 0, len(req.Updates))
@@ -440,15 +469,19 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 		}
 	}
 	if err := e.noteDeprecated(ctx, v.c.schema, "write", uses...); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	meta, err := writeMeta(ctx, req.Caller, OpNameWriteRelationships)
 	if err != nil {
-		return "", err
+		return "", nil, err
+	}
+	if stale, err = e.markStaleFirst(ctx, meta, v.c.nested, req.Updates); err != nil {
+		return "", nil, err
 	}
 	now := e.now()
 	changes := v.c.invariants.updateChanges(req.Updates)
-	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, raw store.Tx) error {
+		tx := hiddenTx{raw}
 		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
 			return err
 		}
@@ -457,7 +490,9 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 		if err := v.c.invariants.checkInvariants(ctx, tx, changes, now); err != nil {
 			return err
 		}
+		nb := nestedBatch{ix: v.c.nested}
 		for i, u := range req.Updates {
+			nb.note(u.Relationship.Key(), u.Op != store.OpDelete)
 			var err error
 			switch u.Op {
 			case store.OpTouch:
@@ -471,12 +506,14 @@ func (e *Engine) WriteRelationships(ctx context.Context, req WriteRequest) (zook
 				return fmt.Errorf("update %d (%s %s): %w", i, u.Op, u.Relationship.Key(), err)
 			}
 		}
-		return nil
+		s, err := nb.apply(ctx, e, tx, e.batchOps()-len(req.Updates))
+		stale = append(stale, s...)
+		return err
 	})
 	if err != nil {
-		return "", e.wrapWrite(err)
+		return "", nil, e.wrapWrite(err)
 	}
-	return e.zookieOf(rev), nil
+	return e.zookieOf(rev), stale, nil
 }
 
 // DeleteRelationships deletes what req.Filter matches (see DeleteRequest
@@ -530,25 +567,40 @@ func (e *Engine) DeleteRelationships(ctx context.Context, req DeleteRequest) (De
 // hold, at most req.Limit (0: all) of the relationships matching its
 // filter.
 func (e *Engine) deleteMatching(ctx context.Context, req DeleteRequest) (store.Revision, int, error) {
+	rev, deleted, stale, err := e.deleteMatchingLocked(ctx, req)
+	e.rebuildStale(ctx, stale)
+	return rev, deleted, err
+}
+
+// deleteMatchingLocked is deleteMatching under the write lock, returning
+// also the relations whose nested-group index the delete left stale.
+func (e *Engine) deleteMatchingLocked(ctx context.Context, req DeleteRequest) (_ store.Revision, deleted int, stale []*schema.Relation, err error) {
 	e.writeMu.RLock()
 	defer e.writeMu.RUnlock()
 	meta, err := writeMeta(ctx, req.Caller, OpNameDeleteRelationships)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
-	ix, err := e.headInvariants(ctx)
+	ix, nested, err := e.headIndexes(ctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	now := e.now()
-	deleted := 0
-	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+	rev, err := e.st.Update(ctx, meta, func(ctx context.Context, raw store.Tx) error {
+		tx := hiddenTx{raw}
 		if err := evalPreconditions(ctx, tx, req.Preconditions, now); err != nil {
 			return err
 		}
-		if ix.affects(req.Filter.ResourceType, req.Filter.Relation) {
-			n, err := deleteChecked(ctx, tx, ix, req.Filter, req.Limit, now)
-			deleted = n
+		if nb := (nestedBatch{ix: nested}); ix.affects(req.Filter.ResourceType, req.Filter.Relation) || nb.mayMatch(req.Filter) {
+			keys, err := deleteChecked(ctx, tx, ix, req.Filter, req.Limit, now)
+			deleted = len(keys)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				nb.note(k, false)
+			}
+			stale, err = nb.apply(ctx, e, tx, e.batchOps())
 			return err
 		}
 		n, err := tx.DeleteMatching(ctx, req.Filter, req.Limit)
@@ -559,9 +611,9 @@ func (e *Engine) deleteMatching(ctx context.Context, req DeleteRequest) (store.R
 		return nil
 	})
 	if err != nil {
-		return 0, 0, e.wrapWrite(err)
+		return 0, 0, nil, e.wrapWrite(err)
 	}
-	return rev, deleted, nil
+	return rev, deleted, stale, nil
 }
 
 // matchMoreThan reports whether more than n unexpired relationships match

@@ -660,68 +660,31 @@ func (c *checker) findCycles() {
 const maxCycleReports = 100
 
 // components numbers the strongly connected components of the graph of
-// nodes and edges (Tarjan's algorithm with an explicit stack: a chain of
-// many permissions must not recurse once per permission), and returns
-// each component's size.
+// nodes and edges (Components over the nodes' indexes), and returns each
+// component's size.
 func components(nodes []*Relation, edges map[*Relation][]*Relation) (map[*Relation]int, []int) {
-	index := make(map[*Relation]int, len(nodes)) // visit order + 1
-	low := make(map[*Relation]int, len(nodes))
-	comp := make(map[*Relation]int, len(nodes))
-	onStack := map[*Relation]bool{}
-	var stack []*Relation
-	var size []int
-	type frame struct {
-		v    *Relation
-		next int
+	at := make(map[*Relation]int32, len(nodes))
+	for i, r := range nodes {
+		at[r] = int32(i)
 	}
-	counter := 0
-	for _, root := range nodes {
-		if index[root] != 0 {
-			continue
-		}
-		counter++
-		index[root], low[root] = counter, counter
-		stack = append(stack, root)
-		onStack[root] = true
-		calls := []frame{{v: root}}
-		for len(calls) > 0 {
-			f := &calls[len(calls)-1]
-			v := f.v
-			if f.next < len(edges[v]) {
-				w := edges[v][f.next]
-				f.next++
-				switch {
-				case index[w] == 0:
-					counter++
-					index[w], low[w] = counter, counter
-					stack = append(stack, w)
-					onStack[w] = true
-					calls = append(calls, frame{v: w})
-				case onStack[w]:
-					low[v] = min(low[v], index[w])
-				}
-				continue
-			}
-			if low[v] == index[v] {
-				id, n := len(size), 0
-				for {
-					w := stack[len(stack)-1]
-					stack = stack[:len(stack)-1]
-					onStack[w] = false
-					comp[w] = id
-					n++
-					if w == v {
-						break
-					}
-				}
-				size = append(size, n)
-			}
-			calls = calls[:len(calls)-1]
-			if len(calls) > 0 {
-				p := calls[len(calls)-1].v
-				low[p] = min(low[p], low[v])
+	out := make([][]int32, len(nodes))
+	for i, r := range nodes {
+		for _, w := range edges[r] {
+			if j, ok := at[w]; ok {
+				out[i] = append(out[i], j)
 			}
 		}
+	}
+	ids := Components(out)
+	comp := make(map[*Relation]int, len(nodes))
+	var size []int
+	for i, r := range nodes {
+		id := int(ids[i])
+		comp[r] = id
+		for len(size) <= id {
+			size = append(size, 0)
+		}
+		size[id]++
 	}
 	return comp, size
 }

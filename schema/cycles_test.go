@@ -150,9 +150,9 @@ func partialChain(n, copies int) string {
 // are refused with an error instead of expanding without bound.
 func TestPartialExpansionBounded(t *testing.T) {
 	for _, tc := range []struct {
-		name         string
-		n, copies    int
-		want         string
+		name        string
+		n, copies   int
+		want        string
 		wantMaxErrs int
 	}{
 		{"doubling 40 times", 40, 2, "members once partials are expanded", maxCheckErrors + 1},

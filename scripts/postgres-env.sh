@@ -15,14 +15,19 @@
 # Where the PostgreSQL 15 binaries are missing it installs Debian's
 # postgresql-15 (as root). Run as root, the clusters run as the postgres
 # user.
+#
+# The failover tests start clusters of their own (initdb, pg_basebackup,
+# pg_ctl from PEMBA_TEST_POSTGRES_BIN, default the directory below), so
+# the binaries are installed even when PEMBA_TEST_POSTGRES_URI is given.
+pgbin=${PEMBA_TEST_POSTGRES_BIN:-/usr/lib/postgresql/15/bin}
+if [ ! -x "$pgbin/initdb" ] && [ -z "${PEMBA_TEST_POSTGRES_BIN:-}" ]; then
+	echo "== install postgresql-15"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+fi
 if [ -z "${PEMBA_TEST_POSTGRES_URI:-}" ]; then
 	unset PEMBA_TEST_POSTGRES_REPLICA_URI # it must stream from the server started here
 	echo "== postgresql"
-	pgbin=/usr/lib/postgresql/15/bin
-	if [ ! -x "$pgbin/initdb" ]; then
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
-	fi
 	pgdir=$(mktemp -d /tmp/pemba-ci-pg.XXXXXX)
 	as_pg=()
 	if [ "$(id -u)" = 0 ]; then

@@ -70,6 +70,7 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		mix         = fs.String("mix", "check=90,lookup-resources=5,write=5", "operation weights")
 		consistency = fs.String("consistency", "minimize_latency", "minimize_latency or fully_consistent")
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
+		nestedIndex = fs.Bool("nested-index", true, "in-process engine: keep and read the nested-group index (false: walk nested groups)")
 		blockCache  = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size (0: the store's default)")
 		output      = fs.String("output", "table", "table or json")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -143,6 +144,7 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		o.Run.Progress = nil
 	}
 	o.Engine.CacheBytes = *cacheBytes
+	o.Engine.NoNestedIndex = !*nestedIndex
 	o.Pebble.CacheSize = *blockCache
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -42,7 +42,7 @@ func TestComplete(t *testing.T) {
 		{[]string{"bench", "run", "--addr"}, []string{"--address"}, true}, // -addr is a hidden alias
 		{[]string{"serve", "--sto"}, nil, true},                           // so is -store
 		{[]string{"serve", "--log-"}, []string{"--log-format", "--log-level"}, true},
-		{[]string{"datastore", ""}, []string{"migrate"}, true},
+		{[]string{"datastore", ""}, []string{"migrate", "rebuild-index", "verify-index"}, true},
 		{[]string{"completion", ""}, []string{"bash", "fish", "zsh"}, true},
 		{[]string{"help", "wat"}, []string{"watch"}, true},
 		{[]string{"au"}, []string{"audit"}, true},

@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/store/pgstore/pgtest"
+	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
 func TestDatastoreUsage(t *testing.T) {
@@ -49,6 +51,56 @@ func TestDatastoreMigrate(t *testing.T) {
 		}
 		if stdout.String() != want {
 			t.Errorf("run %d: stdout %q, want %q", i, stdout.String(), want)
+		}
+	}
+}
+
+// TestDatastoreIndex writes nested groups into a Pebble directory with the
+// index off (so that it is stale), verifies (stale: exit 1), rebuilds and
+// verifies again (complete, with the rows of the closure).
+func TestDatastoreIndex(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	st, err := engine.OpenStore(ctx, engine.StoreOptions{Kind: engine.StorePebble, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.Open(ctx, st, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := eng.WriteSchema(ctx, "test", "definition user {}\ndefinition group {\n\trelation member: user | group#member\n}\n"); err != nil {
+		t.Fatal(err)
+	}
+	off, err := engine.Open(ctx, st, engine.Options{NoNestedIndex: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ups []engine.Update
+	for _, r := range []string{"group:a#member@group:b#member", "group:b#member@group:c#member"} {
+		rel, err := tuple.Parse(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ups = append(ups, engine.Update{Op: store.OpTouch, Relationship: rel})
+	}
+	if _, err := off.WriteRelationships(ctx, engine.WriteRequest{Caller: "test", Updates: ups}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		sub, out string
+		code     int
+	}{
+		{"verify-index", "group#member at revision 2: stale, 0 rows; 3 missing, 0 extra, 0 with a wrong distance\n", 1},
+		{"rebuild-index", "group#member at revision 3: complete, 3 rows; 0 missing, 0 extra, 0 with a wrong distance\n", 0},
+		{"verify-index", "group#member at revision 3: complete, 3 rows; 0 missing, 0 extra, 0 with a wrong distance\n", 0},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(ctx, []string{"datastore", c.sub, "-data-dir", dir}, &stdout, &stderr); code != c.code || stdout.String() != c.out {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want %d, %q", c.sub, code, stdout.String(), stderr.String(), c.code, c.out)
 		}
 	}
 }

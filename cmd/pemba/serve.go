@@ -58,6 +58,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		stallAfter  = fs.Duration("stream-stall-timeout", server.DefaultStreamStallTimeout, "end a lookup, read, export or other stream but Watch whose client has accepted no message for this long, with DEADLINE_EXCEEDED (0: never)")
 		memBudget   = fs.Int64("memory-budget", engine.DefaultServeMemoryBudget, "bytes that the checks, expands and lookups in flight may hold together (an estimate); a request that would go past it is refused with RESOURCE_EXHAUSTED (0: no budget)")
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
+		nestedIndex = fs.Bool("nested-index", true, "keep and read the nested-group index (transitive closure of self-nesting relations such as group#member); false walks them")
 		blockCache  = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size in bytes (0: 64 MiB)")
 		maxDepth    = fs.Int("max-depth", 0, "most relations on one path of an answer, the one asked about included (0: the engine's default, 50); longer paths fail with MAX_DEPTH_EXCEEDED")
 		quantum     = fs.Duration("quantum", 0, "how long minimize_latency reads share a revision (0: the engine's default, negative: never)")
@@ -220,7 +221,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	eopts := engine.Options{Logger: log, CacheBytes: *cacheBytes, MaxDepth: *maxDepth, Quantum: *quantum, Warn: server.Warn, Deprecation: deprecation,
 		TracerProvider: tracing.TracerProvider,
 		Limits: engine.Limits{MaxSchemaDefinitions: *maxSchemaDefs, MaxPermissionOperators: *maxPermOps, MaxSchemaAnalysisWork: *maxSchemaWork,
-			MemoryBudget: *memBudget}}
+			MemoryBudget: *memBudget},
+		NoNestedIndex: !*nestedIndex}
 	reg := server.NewRegistry()
 	if router != nil {
 		defer router.Close()

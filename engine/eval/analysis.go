@@ -238,7 +238,7 @@ func analyze(s *schema.Schema) *analysis {
 	// set when the set's relation reaches it again: the relation reaches
 	// the set's relation directly, so both lie in one strongly connected
 	// component of the positive references.
-	comp := components(a.positiveRefs)
+	comp := schema.Components(a.positiveRefs)
 	for i, r := range a.rels {
 		if r == nil || !a.pure[i] || r.Rewrite != nil {
 			continue

@@ -207,7 +207,7 @@ func TestComponents(t *testing.T) {
 			x, y := rng.IntN(n), rng.IntN(n)
 			edges[x] = append(edges[x], int32(y))
 		}
-		comp := components(edges)
+		comp := schema.Components(edges)
 		c := newClosures(edges)
 		for x := range n {
 			for y := range n {

@@ -467,6 +467,7 @@ func TestDifferentialDepth(t *testing.T) {
 		rels := genTuples(rng, s, testNow)
 		reqCtx := diffContexts[rng.IntN(len(diffContexts))]
 		rd := load(t, rels)
+		rdNested := loadNested(t, s, rels)
 		universe, allRels := diffWorld(s)
 		subjects := []tuple.SubjectRef{{Type: "user", ID: tuple.Wildcard}}
 		for _, u := range diffUsers {
@@ -494,6 +495,27 @@ func TestDifferentialDepth(t *testing.T) {
 			t.Logf("schema:\n%s\nrelationships:\n%s", describeSchema(s), describeTuples(rels))
 		}
 		for _, limit := range []int{2, 4} {
+			// The index changes no answer and adds no error: what the
+			// same evaluator answers without it, it answers with it; it
+			// may answer "no" where the walk down fails on a deep path
+			// to nothing, as the walk up from the subject (reverseCheck)
+			// does (the configurations below hold it to the reference).
+			plain, nested := New(s, Options{MaxDepth: limit, Concurrency: 1}), New(s, Options{MaxDepth: limit, Concurrency: 1, NestedIndex: true})
+			for _, sub := range subjects {
+				for _, r := range allRels {
+					for _, id := range universe[r.Definition.Name] {
+						req := CheckRequest{Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: id}, Permission: r.Name, Subject: sub}
+						a, errA := plain.Check(ctx, p, req)
+						pn := p
+						pn.Reader = rdNested
+						b, errB := nested.Check(ctx, pn, req)
+						if errB != nil && errA == nil || errA == nil && a.Permissionship != b.Permissionship {
+							fail("limit %d: Check %s:%s#%s@%s: walk %v (%v), index %v (%v)", limit, r.Definition.Name, id, r.Name, sub, a.Permissionship, errA, b.Permissionship, errB)
+							return
+						}
+					}
+				}
+			}
 			seq := New(s, Options{MaxDepth: limit, Concurrency: 1})
 			seq.wideFanout = 1
 			seq.arrowProbe = 1
@@ -503,7 +525,13 @@ func TestDifferentialDepth(t *testing.T) {
 			for _, ev := range []struct {
 				name string
 				e    *Evaluator
-			}{{"sequential+wide", seq}, {"concurrent+cache+small-budget", conc}, {"cluster", newTestClusterDepth(s, 3, rd, limit).nodes[1]}} {
+				rd   store.Reader // nil: the case's reader
+			}{{"sequential+wide", seq, nil}, {"concurrent+cache+small-budget", conc, nil}, {"cluster", newTestClusterDepth(s, 3, rd, limit).nodes[1], nil},
+				{"nested-index", New(s, Options{MaxDepth: limit, Concurrency: 1, NestedIndex: true}), rdNested}} {
+				p := p
+				if ev.rd != nil {
+					p.Reader = ev.rd
+				}
 				// depthErr tells a max depth error from any other; the
 				// latter fails the test.
 				depthErr := func(op string, err error) bool {

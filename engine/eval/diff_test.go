@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
 )
@@ -368,16 +369,23 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	off.wideFanout = math.MaxInt
 	off.arrowProbe = 0
 	off.walkOnly = true // the others stream the lookups they can (stream.go)
+	// The last configuration reads the nested-group index (its rows
+	// computed by brute force), in checks and in the planner's walks up.
+	nested := New(s, Options{Concurrency: 1, NestedIndex: true, Memory: mem})
+	nested.wideFanout = 1 // the planners' walks up read the index too
+	nested.arrowProbe = 1
 	evals := []struct {
 		name string
 		e    *Evaluator
+		rd   store.Reader // nil: rd
 	}{
-		{"sequential+wide+planner", seq},
-		{"concurrent+cache+small-budget+planner", conc},
-		{"top-down", off},
+		{"sequential+wide+planner", seq, nil},
+		{"concurrent+cache+small-budget+planner", conc, nil},
+		{"top-down", off, nil},
 		// Three nodes routing permissions to their owners, some of them
 		// "down"; node 1 mixes concurrency settings with the others.
-		{"cluster", newTestCluster(s, 3, rd).nodes[1]},
+		{"cluster", newTestCluster(s, 3, rd).nodes[1], nil},
+		{"nested-index", nested, loadNested(t, s, rels)},
 	}
 	defer func() {
 		for _, ev := range evals {
@@ -411,6 +419,10 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 		}
 		p := Params{Reader: rd, Now: now, Context: reqCtx}
 		for k, ev := range evals {
+			p := p
+			if ev.rd != nil {
+				p.Reader = ev.rd
+			}
 			// The cached evaluators check everything twice: the second
 			// pass is served from the cache.
 			for pass := range min(k+1, 2) {

@@ -39,6 +39,9 @@ func (rq *request) direct(ctx context.Context, f *frame, sub tuple.SubjectRef) (
 // analysis chose a walk up from sub for it (reverseCheck) and the walk
 // decides within the depth limit.
 func (rq *request) directFromSubject(ctx context.Context, f *frame, sub tuple.SubjectRef) (result, bool) {
+	if res, ok := rq.nestedCheck(ctx, f, sub); ok {
+		return res, true
+	}
 	if !rq.e.an.reverseCheck[f.rel.Index] {
 		return result{}, false
 	}

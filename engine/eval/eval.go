@@ -60,6 +60,10 @@ type Options struct {
 	// past it the lookup fails with a *LookupTooLargeError. 0 means no
 	// bound.
 	MaxLookupNodes int
+	// NestedIndex lets checks of the relations NestedRelations names read
+	// the nested-group index (see nested.go) at revisions where it is
+	// complete; the engine maintains it. false evaluates them by walking.
+	NestedIndex bool
 }
 
 // Evaluator answers permission questions over one compiled schema. It is
@@ -95,6 +99,11 @@ type Evaluator struct {
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64
+	// nested marks, by relation index, the relations checked through the
+	// nested-group index; nestedState caches whether the index is
+	// complete at the last revision read.
+	nested      []bool
+	nestedState []atomic.Pointer[nestedState]
 }
 
 // New returns an evaluator for s.
@@ -116,6 +125,7 @@ func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 	e := &Evaluator{s: s, opts: opts, an: analyze(s), schemaID: h.Sum64(),
 		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe,
 		explainNodes: defaultExplainNodes, scopeBudget: defaultScopeBudget, scopeChecks: defaultScopeChecks, scopeCheckCost: defaultScopeCheckCost}
+	e.nested, e.nestedState = newNested(s, opts.NestedIndex)
 	e.chain = newChain(e, opts, ac)
 	return e
 }

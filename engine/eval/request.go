@@ -329,6 +329,11 @@ func (rq *request) reverseMembers(ctx context.Context, rel *schema.Relation, sub
 	rs = &revSet{done: make(chan struct{})}
 	rq.revs[k] = rs
 	rq.mu.Unlock()
+	if ids, expires, ok := rq.nestedMembers(ctx, rel, sub); ok {
+		rs.ids, rs.expires, rs.ok = ids, expires, true
+		close(rs.done)
+		return rs, true
+	}
 	w := newReverseWalk(rq, rel)
 	w.budget = rq.e.reverseBudget
 	if err := w.run(ctx, sub); err == nil {

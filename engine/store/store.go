@@ -125,6 +125,15 @@ type Tx interface {
 	WriteSchema(ctx context.Context, text string) error
 }
 
+// ReverseTx is implemented by transactions that also read by subject:
+// ReverseQueryRelationships of the state at the previous revision, like
+// Tx.QueryRelationships (the engine's nested-group index finds the
+// objects whose closure holds an edited one this way). Every backend
+// implements it.
+type ReverseTx interface {
+	ReverseQueryRelationships(ctx context.Context, f tuple.ReverseFilter, opts QueryOptions) iter.Seq2[tuple.Relationship, error]
+}
+
 // WriteMeta describes who writes and why, for the changelog and the audit
 // log (see AuditLog). Stores record it verbatim.
 type WriteMeta struct {

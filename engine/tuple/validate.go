@@ -50,8 +50,10 @@ func (r Relationship) Validate() error {
 	if err := ValidateID("resource id", r.Resource.ID, false); err != nil {
 		return err
 	}
-	if err := ValidateRelation("relation", r.Relation); err != nil {
-		return err
+	if !Reserved(r.Relation) {
+		if err := ValidateRelation("relation", r.Relation); err != nil {
+			return err
+		}
 	}
 	if err := r.Subject.Validate(); err != nil {
 		return err
@@ -76,9 +78,34 @@ func (s SubjectRef) Validate() error {
 		if s.ID == Wildcard {
 			return invalid("subject", s.String(), "a wildcard subject cannot have a relation")
 		}
-		if err := ValidateRelation("subject relation", s.Relation); err != nil {
-			return err
+		if !Reserved(s.Relation) {
+			if err := ValidateRelation("subject relation", s.Relation); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// ReservedPrefix starts the relation names that Pemba keeps for its own
+// rows beside the relationships (the nested-group index). No schema can
+// declare such a name (a relation starts with a letter), so a reserved
+// row never collides with a relationship; Validate accepts them so that
+// every store keeps them like relationships, and the engine refuses them
+// from callers and hides them from every read.
+const ReservedPrefix = "~"
+
+// Reserved reports whether name is a reserved relation name: the prefix,
+// then one to 130 characters of lowercase letters, digits, "_" and "~".
+func Reserved(name string) bool {
+	if len(name) < 2 || len(name) > 131 || name[0] != ReservedPrefix[0] {
+		return false
+	}
+	for i := 1; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	return true
 }

@@ -74,6 +74,14 @@ func (t *tx) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.
 	return t.prev.QueryRelationships(ctx, f, opts)
 }
 
+// ReverseQueryRelationships implements store.ReverseTx.
+func (t *tx) ReverseQueryRelationships(ctx context.Context, f tuple.ReverseFilter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	if t.finished {
+		return func(yield func(tuple.Relationship, error) bool) { yield(tuple.Relationship{}, store.ErrTxDone) }
+	}
+	return t.prev.ReverseQueryRelationships(ctx, f, opts)
+}
+
 // normalize validates r and returns a private copy with its expiration in UTC.
 func normalize(r tuple.Relationship) (tuple.Relationship, error) {
 	if err := r.Validate(); err != nil {

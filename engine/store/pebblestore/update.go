@@ -219,6 +219,14 @@ func (t *tx) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.
 	return t.prev().QueryRelationships(ctx, f, opts)
 }
 
+// ReverseQueryRelationships implements store.ReverseTx.
+func (t *tx) ReverseQueryRelationships(ctx context.Context, f tuple.ReverseFilter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	if err := t.buf.Check(); err != nil {
+		return func(yield func(tuple.Relationship, error) bool) { yield(tuple.Relationship{}, err) }
+	}
+	return t.prev().ReverseQueryRelationships(ctx, f, opts)
+}
+
 func (t *tx) Touch(ctx context.Context, r tuple.Relationship) error { return t.fail(t.touch(ctx, r)) }
 
 func (t *tx) touch(ctx context.Context, r tuple.Relationship) error {

@@ -107,8 +107,7 @@ func queueAudit(b *pgx.Batch, rev store.Revision, t time.Time, prev store.AuditH
 	enc = append(enc, body.changes...)
 	enc = store.AppendAuditTrailer(enc, body.n)
 	h := store.ChainAuditHash(prev, enc)
-	b.Queue(`INSERT INTO pemba_audit (revision, committed_ns, caller, entry, hash) VALUES ($1, $2, $3, $4, $5)`,
-		int64(rev), t.UnixNano(), meta.Caller, enc, h[:])
+	b.Queue(insertAudit, int64(rev), t.UnixNano(), meta.Caller, enc, h[:])
 	return h
 }
 
@@ -121,7 +120,7 @@ func (s *Store) auditBounds(ctx context.Context) (store.AuditAnchor, store.Revis
 		hash []byte
 		head int64
 	)
-	err := s.pool.QueryRow(ctx, `SELECT a.revision, a.hash, r.head FROM pemba_audit_anchor a, pemba_revision r`).Scan(&rev, &hash, &head)
+	err := s.pool.QueryRow(ctx, auditBoundsQuery).Scan(&rev, &hash, &head)
 	if err != nil {
 		return a, 0, s.wrap(ctx, "read the audit anchor", err)
 	}
@@ -132,8 +131,33 @@ func (s *Store) auditBounds(ctx context.Context) (store.AuditAnchor, store.Revis
 	return a, store.Revision(head), nil
 }
 
-// auditPage is how many rows one audit query reads.
+// auditPage is how many rows one audit query reads: the LIMIT of
+// auditEntriesQuery and auditChainQuery.
 const auditPage = 256
+
+// The audit log's statements. insertAudit appends revision $1's entry;
+// auditBoundsQuery reads the anchor and the head in one snapshot;
+// auditEntriesQuery and auditChainQuery read a page after revision $1 up
+// to $2 (the first filtered by commit time [$3, $4) and caller $5);
+// lockAuditAnchor, lastPrunable (the newest entry after anchor $1 older
+// than $2, never the newest of all), deleteAudit and moveAuditAnchor
+// prune.
+const (
+	insertAudit       = `INSERT INTO pemba_audit (revision, committed_ns, caller, entry, hash) VALUES ($1, $2, $3, $4, $5)`
+	auditBoundsQuery  = `SELECT a.revision, a.hash, r.head FROM pemba_audit_anchor a, pemba_revision r`
+	auditEntriesQuery = `SELECT revision, entry, hash FROM pemba_audit
+WHERE revision > $1 AND revision <= $2 AND committed_ns >= $3 AND committed_ns < $4
+	AND ($5 = '' OR caller = $5)
+ORDER BY revision LIMIT 256`
+	auditChainQuery = `SELECT revision, entry, hash FROM pemba_audit
+WHERE revision > $1 AND revision <= $2 ORDER BY revision LIMIT 256`
+	lockAuditAnchor = `SELECT revision FROM pemba_audit_anchor FOR UPDATE`
+	lastPrunable    = `SELECT revision, hash FROM pemba_audit
+WHERE revision > $1 AND committed_ns < $2 AND revision < (SELECT max(revision) FROM pemba_audit)
+ORDER BY revision DESC LIMIT 1`
+	deleteAudit     = `DELETE FROM pemba_audit WHERE revision <= $1`
+	moveAuditAnchor = `UPDATE pemba_audit_anchor SET revision = $1, hash = $2`
+)
 
 // AuditEntries yields the committed entries matching f in revision order.
 // Time and caller are conditions of the query (indexed); the changes are
@@ -159,10 +183,7 @@ func (s *Store) AuditEntries(ctx context.Context, f store.AuditFilter) iter.Seq2
 		}
 		n := 0
 		for {
-			rows, err := s.pool.Query(ctx, `SELECT revision, entry, hash FROM pemba_audit
-				WHERE revision > $1 AND revision <= $2 AND committed_ns >= $3 AND committed_ns < $4
-					AND ($5 = '' OR caller = $5)
-				ORDER BY revision LIMIT `+fmt.Sprint(auditPage), int64(after), int64(head), since, until, f.Caller)
+			rows, err := s.pool.Query(ctx, auditEntriesQuery, int64(after), int64(head), since, until, f.Caller)
 			if err != nil {
 				yield(store.AuditEntry{}, s.wrap(ctx, "read the audit log", err))
 				return
@@ -214,8 +235,7 @@ func (s *Store) AuditChain(ctx context.Context) (store.AuditAnchor, store.Revisi
 	seq := func(yield func(store.AuditRecord, error) bool) {
 		after := int64(-1)
 		for {
-			rows, err := s.pool.Query(ctx, `SELECT revision, entry, hash FROM pemba_audit
-				WHERE revision > $1 AND revision <= $2 ORDER BY revision LIMIT `+fmt.Sprint(auditPage), after, int64(head))
+			rows, err := s.pool.Query(ctx, auditChainQuery, after, int64(head))
 			if err != nil {
 				yield(store.AuditRecord{}, s.wrap(ctx, "read the audit log", err))
 				return
@@ -271,25 +291,23 @@ func (s *Store) pruneAudit(ctx context.Context, cutoff time.Time) (int, error) {
 	}
 	defer tx.Rollback(context.Background())
 	var anchorRev int64
-	if err := tx.QueryRow(ctx, `SELECT revision FROM pemba_audit_anchor FOR UPDATE`).Scan(&anchorRev); err != nil {
+	if err := tx.QueryRow(ctx, lockAuditAnchor).Scan(&anchorRev); err != nil {
 		return 0, s.wrap(ctx, "prune the audit log", err)
 	}
 	var last *int64
 	var hash []byte
-	err = tx.QueryRow(ctx, `SELECT revision, hash FROM pemba_audit
-		WHERE revision > $1 AND committed_ns < $2 AND revision < (SELECT max(revision) FROM pemba_audit)
-		ORDER BY revision DESC LIMIT 1`, anchorRev, cutoff.UnixNano()).Scan(&last, &hash)
+	err = tx.QueryRow(ctx, lastPrunable, anchorRev, cutoff.UnixNano()).Scan(&last, &hash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, s.wrap(ctx, "prune the audit log", err)
 	}
-	tag, err := tx.Exec(ctx, `DELETE FROM pemba_audit WHERE revision <= $1`, *last)
+	tag, err := tx.Exec(ctx, deleteAudit, *last)
 	if err != nil {
 		return 0, s.wrap(ctx, "prune the audit log", err)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE pemba_audit_anchor SET revision = $1, hash = $2`, *last, hash); err != nil {
+	if _, err := tx.Exec(ctx, moveAuditAnchor, *last, hash); err != nil {
 		return 0, s.wrap(ctx, "prune the audit log", err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -59,11 +59,15 @@ func connectionSQLState(code string) bool {
 
 // txnID identifies a write transaction on the server, so that a commit
 // whose answer was lost can be looked up: its transaction id (xid8, as
-// text) and the process id of its backend. Both come back from the
-// revision counter's UPDATE, which assigns the transaction id anyway.
+// text) and the process id of its backend, which come back from the
+// revision counter's UPDATE (it assigns the transaction id anyway), and
+// the revision and audit entry it writes, which tell it from a later
+// transaction given the same id (commitStatusOnce).
 type txnID struct {
-	xid string
-	pid uint32
+	xid   string
+	pid   uint32
+	rev   store.Revision
+	audit store.AuditHash // known once the commit is queued
 }
 
 // commitStatus is what the server says became of a transaction.
@@ -80,8 +84,9 @@ const (
 const DefaultCommitOutcomeTimeout = 5 * time.Second
 
 // resolveCommit asks the server, on fresh connections made from cfg,
-// what became of transaction id: committed or aborted (a transaction the
-// server crashed in counts as aborted). While the answer is "in progress"
+// what became of transaction id: committed or
+// aborted (a transaction the server crashed in counts as aborted, and so
+// does one the server never saw: see commitStatusOnce). While the answer is "in progress"
 // it terminates the transaction's backend, which can only be waiting for
 // a client that is gone or finishing the commit it was sent, and asks
 // again. It keeps trying, with backoff, for bound or until ctx ends, and
@@ -119,30 +124,71 @@ var errStatusLost = errors.New("pgstore: transaction status no longer kept by th
 // errInProgress: the transaction has not finished yet.
 var errInProgress = errors.New("pgstore: transaction still in progress")
 
+// xactStatusSQL asks what became of transaction $1 (an xid8 as text),
+// and whether revision $2 is the one it wrote: the revision's audit entry
+// has its hash $3 (which covers the entry's time, caller and changes and
+// the previous entry's hash), or the entry has been pruned. terminateSQL
+// ends backend $1 if it still runs transaction $2.
+const (
+	xactStatusSQL = `SELECT pg_xact_status($1::text::xid8),
+	EXISTS (SELECT 1 FROM pemba_audit WHERE revision = $2 AND hash = $3)
+		OR (SELECT revision FROM pemba_audit_anchor) >= $2`
+	terminateSQL = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+WHERE pid = $1 AND backend_xid = $2::text::xid8::xid`
+	// syncBarrier commits a transaction that writes WAL (a transaction
+	// that writes none, even with an id, does not wait for standbys), so
+	// its commit waits for synchronous standbys as configured. It
+	// rewrites the one-row metadata table, which nothing else writes.
+	syncBarrier = `UPDATE pemba_metadata SET store_id = store_id`
+)
+
 // commitStatusOnce asks once, on a new connection (the pool's idle
 // connections may be as dead as the one that failed).
+//
+// After a failover (or a crash that lost the end of the WAL) the server
+// may not know the transaction: its id is then "in the future", and the
+// server gives it out again, usually to the next write, which then takes
+// the same revision too. Neither means that the lost transaction
+// committed on this server, whose WAL would otherwise hold its commit
+// record (and so its id), so both count as aborted: a committed id must
+// also have written the transaction's own audit entry.
 func commitStatusOnce(ctx context.Context, cfg *pgx.ConnConfig, id txnID) (commitStatus, error) {
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close(context.Background())
-	var st *string
-	if err := conn.QueryRow(ctx, `SELECT pg_xact_status($1::text::xid8)`, id.xid).Scan(&st); err != nil {
+	var (
+		st   *string
+		ours bool
+	)
+	if err := conn.QueryRow(ctx, xactStatusSQL, id.xid, int64(id.rev), id.audit[:]).Scan(&st, &ours); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "22023" { // invalid_parameter_value: "transaction ID ... is in the future"
+			return statusAborted, nil // never assigned here
+		}
 		return 0, err
 	}
 	switch {
 	case st == nil:
 		return 0, errStatusLost
-	case *st == "committed":
+	case *st == "committed" && ours:
+		// Terminating a backend that waits for a synchronous standby
+		// (below, on an earlier try), or its server's crash restart,
+		// commits its transaction without the standby. A commit of this
+		// session waits for the standby like any other, and its WAL
+		// follows the transaction's: once it returns, the transaction is
+		// as durable as an acknowledged one.
+		if _, err := conn.Exec(ctx, syncBarrier); err != nil {
+			return 0, fmt.Errorf("wait until the commit is replicated: %w", err)
+		}
 		return statusCommitted, nil
-	case *st == "aborted":
+	case *st == "committed", *st == "aborted": // committed: the id was given out again
 		return statusAborted, nil
 	}
 	// In progress. Only the backend with this pid running this very
 	// transaction is terminated, so a reused pid is safe.
-	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE pid = $1 AND backend_xid = $2::text::xid8::xid`, int64(id.pid), id.xid); err != nil {
+	if _, err := conn.Exec(ctx, terminateSQL, int64(id.pid), id.xid); err != nil {
 		return 0, fmt.Errorf("%w (terminate its backend: %v)", errInProgress, err)
 	}
 	return 0, errInProgress

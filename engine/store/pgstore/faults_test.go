@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -66,8 +67,10 @@ func closedPortConfig(t *testing.T) *pgx.ConnConfig {
 }
 
 // openTxn begins a transaction on a new connection and returns its id;
-// end finishes it ("COMMIT", "ROLLBACK") or leaves it open ("").
-func openTxn(t *testing.T, uri, end string) txnID {
+// the transaction writes an audit entry of revision rev with hash h
+// unless rev is 0; end finishes it ("COMMIT", "ROLLBACK") or leaves it
+// open ("").
+func openTxn(t *testing.T, uri, end string, rev store.Revision, h store.AuditHash) txnID {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, uri)
@@ -82,6 +85,11 @@ func openTxn(t *testing.T, uri, end string) txnID {
 	if err := conn.QueryRow(ctx, `SELECT pg_current_xact_id()::text, pg_backend_pid()`).Scan(&id.xid, &id.pid); err != nil {
 		t.Fatal(err)
 	}
+	if rev != 0 {
+		if _, err := conn.Exec(ctx, insertAudit, int64(rev), int64(0), "", []byte{0}, h[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if end != "" {
 		if _, err := conn.Exec(ctx, end); err != nil {
 			t.Fatal(err)
@@ -92,28 +100,48 @@ func openTxn(t *testing.T, uri, end string) txnID {
 
 // TestResolveCommit asks the real server about transactions in each
 // state. A transaction left open is one whose client vanished: its
-// backend is terminated and it resolves as aborted.
+// backend is terminated and it resolves as aborted. After a failover the
+// server may not know the transaction's id (in the future) or may have
+// given it to another transaction: neither is the write's commit.
 func TestResolveCommit(t *testing.T) {
-	uri := newDatabase(t)
+	_, uri := openTest(t, Options{})
 	cfg, err := pgx.ParseConfig(uri)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name string
-		end  string
-		cfg  *pgx.ConnConfig
-		want commitStatus
-		err  error
+		name    string
+		end     string
+		cfg     *pgx.ConnConfig
+		writes  bool // the transaction writes the revision's audit entry, as Update's does
+		xidPlus int  // ask about this many ids after the transaction's (an id the server has not given out)
+		want    commitStatus
+		err     error
 	}{
-		{"committed", "COMMIT", cfg, statusCommitted, nil},
-		{"rolled back", "ROLLBACK", cfg, statusAborted, nil},
-		{"in progress, client gone", "", cfg, statusAborted, nil},
-		{"database unreachable", "COMMIT", closedPortConfig(t), 0, store.ErrCommitUnknown},
+		{"committed", "COMMIT", cfg, true, 0, statusCommitted, nil},
+		{"committed, but not the revision's transaction (its id given out again)", "COMMIT", cfg, false, 0, statusAborted, nil},
+		{"rolled back", "ROLLBACK", cfg, true, 0, statusAborted, nil},
+		{"in progress, client gone", "", cfg, true, 0, statusAborted, nil},
+		{"unknown to the server (in the future)", "COMMIT", cfg, true, 1_000_000, statusAborted, nil},
+		{"database unreachable", "COMMIT", closedPortConfig(t), true, 0, 0, store.ErrCommitUnknown},
 	}
-	for _, tt := range tests {
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			id := openTxn(t, uri, tt.end)
+			rev, h := store.Revision(1000+i), store.AuditHash{byte(i), 1}
+			id := openTxn(t, uri, tt.end, rev, h)
+			id.rev, id.audit = rev, h
+			if !tt.writes {
+				// The transaction with this id wrote another entry
+				// of the revision: a later write given the same id.
+				id.audit[1] = 2
+			}
+			if tt.xidPlus != 0 {
+				x, err := strconv.ParseUint(id.xid, 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				id.xid = strconv.FormatUint(x+uint64(tt.xidPlus), 10)
+			}
 			bound := 30 * time.Second
 			if tt.err != nil {
 				bound = 300 * time.Millisecond

@@ -2,7 +2,6 @@ package pgstore
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -10,7 +9,8 @@ import (
 	"github.com/pemba-authz/pemba/engine/store"
 )
 
-// gcBatch bounds the rows one GC statement deletes, so that no statement
+// gcBatch (the LIMIT of deleteDead, deleteChangelog and deleteExpired)
+// bounds the rows one GC statement deletes, so that no statement
 // runs (or holds row locks) for long.
 const gcBatch = 1000
 
@@ -46,12 +46,11 @@ func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 	defer s.gcMu.Unlock()
 	cutoff := nowNanos(now.Add(-s.opts.GCWindow))
 	var found pgtype.Int8
-	if err := s.pool.QueryRow(ctx, `SELECT max(revision) FROM pemba_changelog WHERE committed_ns <= $1`, cutoff).Scan(&found); err != nil {
+	if err := s.pool.QueryRow(ctx, gcFindHorizon, cutoff).Scan(&found); err != nil {
 		return store.GCStats{}, s.wrap(ctx, "gc: find horizon", err)
 	}
 	var h int64
-	if err := s.pool.QueryRow(ctx, `UPDATE pemba_horizon SET horizon = GREATEST(horizon, $1) RETURNING horizon`,
-		found.Int64).Scan(&h); err != nil {
+	if err := s.pool.QueryRow(ctx, gcRaiseHorizon, found.Int64).Scan(&h); err != nil {
 		return store.GCStats{}, s.wrap(ctx, "gc: persist horizon", err)
 	}
 	horizon := store.Revision(h)
@@ -81,8 +80,7 @@ func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 			}
 		}
 	}
-	if _, err := s.pool.Exec(ctx, `DELETE FROM pemba_schemas
-		WHERE revision < (SELECT max(revision) FROM pemba_schemas WHERE revision <= $1)`, h); err != nil {
+	if _, err := s.pool.Exec(ctx, deleteOldSchemas, h); err != nil {
 		return stats, s.wrap(ctx, "gc: delete schemas", err)
 	}
 	if s.opts.AuditRetention > 0 {
@@ -101,21 +99,23 @@ func (s *Store) gc(ctx context.Context, now time.Time) (store.GCStats, error) {
 // The GC deletions, each of at most gcBatch rows, repeated until a batch
 // falls short. $1 is the horizon; $2 the cutoff in Unix nanoseconds. The
 // literal liveRev lets the planner match the partial indexes.
-var (
+const (
 	deleteDead = `DELETE FROM pemba_relationships WHERE ctid = ANY(ARRAY(
-		SELECT ctid FROM pemba_relationships
-		WHERE deleted_rev <= $1 AND deleted_rev <> 9223372036854775807 LIMIT ` + fmt.Sprint(gcBatch) + `))`
+	SELECT ctid FROM pemba_relationships
+	WHERE deleted_rev <= $1 AND deleted_rev <> 9223372036854775807 LIMIT 1000))`
 	deleteChangelog = `DELETE FROM pemba_changelog WHERE revision IN (
-		SELECT revision FROM pemba_changelog WHERE revision < $1 ORDER BY revision LIMIT ` + fmt.Sprint(gcBatch) + `)`
-	// ORDER BY expires_ns makes the expiry index the plan: without it a
-	// generic plan may walk pemba_relationships_created, through every
-	// version that never expires. A writer that closes a selected version
-	// concurrently gives it a new ctid, so the DELETE skips it (READ
-	// COMMITTED rechecks the row).
+	SELECT revision FROM pemba_changelog WHERE revision < $1 ORDER BY revision LIMIT 1000)`
 	deleteExpired = `DELETE FROM pemba_relationships WHERE ctid = ANY(ARRAY(
-		SELECT ctid FROM pemba_relationships
-		WHERE expires_ns <= $2 AND deleted_rev = 9223372036854775807 AND created_rev <= $1
-		ORDER BY expires_ns LIMIT ` + fmt.Sprint(gcBatch) + `))`
+	SELECT ctid FROM pemba_relationships
+	WHERE expires_ns <= $2 AND deleted_rev = 9223372036854775807 AND created_rev <= $1
+	ORDER BY expires_ns LIMIT 1000))`
+	// gcFindHorizon finds the newest revision committed at or before
+	// $1; gcRaiseHorizon raises the horizon to it; deleteOldSchemas
+	// drops the schemas that no revision at or above horizon $1 reads.
+	gcFindHorizon    = `SELECT max(revision) FROM pemba_changelog WHERE committed_ns <= $1`
+	gcRaiseHorizon   = `UPDATE pemba_horizon SET horizon = GREATEST(horizon, $1) RETURNING horizon`
+	deleteOldSchemas = `DELETE FROM pemba_schemas
+WHERE revision < (SELECT max(revision) FROM pemba_schemas WHERE revision <= $1)`
 )
 
 // gcLoop runs GC every GCInterval until ctx ends.

@@ -16,6 +16,29 @@ var importCols = []string{"seq", "resource_type", "resource_id", "relation", "su
 	"subject_relation", "caveat_name", "caveat_context", "expires_ns"}
 
 // closeImported ends the live versions of the staged keys at revision $1.
+// createImportTable is an import's staging table, dropped at commit;
+// importWorkMem lets the final INSERT sort it in memory.
+const (
+	createImportTable = `CREATE TEMPORARY TABLE pemba_import (
+	seq bigint NOT NULL,
+	resource_type text COLLATE "C" NOT NULL, resource_id text COLLATE "C" NOT NULL,
+	relation text COLLATE "C" NOT NULL, subject_type text COLLATE "C" NOT NULL,
+	subject_id text COLLATE "C" NOT NULL, subject_relation text COLLATE "C" NOT NULL,
+	caveat_name text, caveat_context text, expires_ns bigint
+) ON COMMIT DROP`
+	importWorkMem = `SET LOCAL work_mem = '256MB'`
+)
+
+// insertImported inserts the staged relationships as live versions
+// created at revision $1 by operation $2, the last of each key.
+const insertImported = `INSERT INTO pemba_relationships (resource_type, resource_id, relation, subject_type, subject_id,
+	subject_relation, created_rev, created_op, caveat_name, caveat_context, expires_ns)
+SELECT DISTINCT ON (resource_type, resource_id, relation, subject_type, subject_id, subject_relation)
+	resource_type, resource_id, relation, subject_type, subject_id, subject_relation,
+	$1, $2, caveat_name, caveat_context::json, expires_ns
+FROM pemba_import
+ORDER BY resource_type, resource_id, relation, subject_type, subject_id, subject_relation, seq DESC`
+
 const closeImported = `UPDATE pemba_relationships r SET deleted_rev = $1
 FROM pemba_import k
 WHERE r.resource_type = k.resource_type AND r.resource_id = k.resource_id AND r.relation = k.relation
@@ -46,13 +69,7 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 	if err != nil {
 		return 0, 0, s.wrap(ctx, "allocate revision", err)
 	}
-	if _, err := pg.Exec(ctx, `CREATE TEMPORARY TABLE pemba_import (
-		seq bigint NOT NULL,
-		resource_type text COLLATE "C" NOT NULL, resource_id text COLLATE "C" NOT NULL,
-		relation text COLLATE "C" NOT NULL, subject_type text COLLATE "C" NOT NULL,
-		subject_id text COLLATE "C" NOT NULL, subject_relation text COLLATE "C" NOT NULL,
-		caveat_name text, caveat_context text, expires_ns bigint
-	) ON COMMIT DROP`); err != nil {
+	if _, err := pg.Exec(ctx, createImportTable); err != nil {
 		return 0, 0, s.wrap(ctx, "import: staging table", err)
 	}
 	next, stop := iter.Pull2(rels)
@@ -90,21 +107,14 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 	}
 	b := &pgx.Batch{}
 	// Room to sort the staging table in memory for DISTINCT ON.
-	b.Queue(`SET LOCAL work_mem = '256MB'`)
+	b.Queue(importWorkMem)
 	// No ANALYZE: without statistics the planner sizes a temporary table
 	// by its pages, which is enough to choose between an index join (a
 	// small import into a large store) and a hash join, and ANALYZE would
 	// cost a tenth of the import.
 	b.Queue(closeImported, int64(rev))
-	b.Queue(`INSERT INTO pemba_relationships (resource_type, resource_id, relation, subject_type, subject_id,
-	subject_relation, created_rev, created_op, caveat_name, caveat_context, expires_ns)
-SELECT DISTINCT ON (resource_type, resource_id, relation, subject_type, subject_id, subject_relation)
-	resource_type, resource_id, relation, subject_type, subject_id, subject_relation,
-	$1, $2, caveat_name, caveat_context::json, expires_ns
-FROM pemba_import
-ORDER BY resource_type, resource_id, relation, subject_type, subject_id, subject_relation, seq DESC`,
-		int64(rev), int16(store.OpTouch))
-	s.queueCommit(b, rev, last, prevHash, meta, nil, audit)
+	b.Queue(insertImported, int64(rev), int16(store.OpTouch))
+	id.audit = s.queueCommit(b, rev, last, prevHash, meta, nil, audit)
 	if err := pg.SendBatch(ctx, b).Close(); err != nil {
 		return 0, 0, s.wrap(ctx, fmt.Sprintf("import revision %d", rev), err)
 	}

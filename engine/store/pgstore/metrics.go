@@ -55,13 +55,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	var head int64
-	headErr := c.s.pool.QueryRow(ctx, `SELECT head FROM pemba_revision`).Scan(&head)
+	headErr := c.s.pool.QueryRow(ctx, selectHead).Scan(&head)
 	for i, r := range c.s.replicas {
 		name := strconv.Itoa(i)
 		c.pool(ch, "replica"+name, r.pool)
 		var rh int64
 		up := 0.0
-		if err := r.pool.QueryRow(ctx, `SELECT head FROM pemba_revision`).Scan(&rh); err == nil {
+		if err := r.pool.QueryRow(ctx, selectHead).Scan(&rh); err == nil {
 			up = 1
 			advance(&r.head, store.Revision(rh))
 			if headErr == nil {

@@ -133,6 +133,23 @@ func SchemaVersion() int { return migrations[len(migrations)-1].version }
 // Migrate calls ("pemba" in ASCII).
 const migrateLockKey = 0x70656d6261
 
+// The statements of Migrate around the migrations' steps.
+const (
+	migrateLock        = `SELECT pg_advisory_xact_lock($1)`
+	createVersionTable = `CREATE TABLE IF NOT EXISTS pemba_schema_version (
+	singleton bool PRIMARY KEY DEFAULT true CHECK (singleton),
+	version integer NOT NULL
+)`
+	recordVersion = `INSERT INTO pemba_schema_version (version) VALUES ($1)
+ON CONFLICT (singleton) DO UPDATE SET version = excluded.version`
+	// The one-row tables are read by every query but never grow enough
+	// for autovacuum to analyse them: without statistics the planner
+	// guesses them far larger than they are, and plans (and, with JIT on,
+	// compiles) for that.
+	analyzeOneRowTables = `ANALYZE pemba_metadata, pemba_revision, pemba_horizon, pemba_audit_anchor, pemba_schema_version`
+	selectVersion       = `SELECT version FROM pemba_schema_version`
+)
+
 // Migrate creates Pemba's tables in the database named by uri, or upgrades
 // them to this binary's SchemaVersion. It is idempotent, safe to run while
 // old servers still serve (steps only add), and refuses a database
@@ -148,13 +165,10 @@ func Migrate(ctx context.Context, uri string) error {
 		return fmt.Errorf("pgstore: migrate: %w", err)
 	}
 	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLockKey)); err != nil {
+	if _, err := tx.Exec(ctx, migrateLock, int64(migrateLockKey)); err != nil {
 		return fmt.Errorf("pgstore: migrate: lock: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS pemba_schema_version (
-		singleton bool PRIMARY KEY DEFAULT true CHECK (singleton),
-		version integer NOT NULL
-	)`); err != nil {
+	if _, err := tx.Exec(ctx, createVersionTable); err != nil {
 		return fmt.Errorf("pgstore: migrate: %w", err)
 	}
 	version, err := readVersion(ctx, tx)
@@ -184,18 +198,13 @@ func Migrate(ctx context.Context, uri string) error {
 		}
 		version = m.version
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO pemba_schema_version (version) VALUES ($1)
-		ON CONFLICT (singleton) DO UPDATE SET version = excluded.version`, version); err != nil {
+	if _, err := tx.Exec(ctx, recordVersion, version); err != nil {
 		return fmt.Errorf("pgstore: migrate: record version: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("pgstore: migrate: commit: %w", err)
 	}
-	// The one-row tables are read by every query but never grow enough
-	// for autovacuum to analyse them: without statistics the planner
-	// guesses them far larger than they are, and plans (and, with JIT on,
-	// compiles) for that.
-	if _, err := conn.Exec(ctx, `ANALYZE pemba_metadata, pemba_revision, pemba_horizon, pemba_schema_version`); err != nil {
+	if _, err := conn.Exec(ctx, analyzeOneRowTables); err != nil {
 		return fmt.Errorf("pgstore: migrate: analyze: %w", err)
 	}
 	return nil
@@ -223,7 +232,7 @@ type rowQuerier interface {
 // ran there (no version table, or no row in it).
 func readVersion(ctx context.Context, q rowQuerier) (int, error) {
 	version := 0
-	err := q.QueryRow(ctx, `SELECT version FROM pemba_schema_version`).Scan(&version)
+	err := q.QueryRow(ctx, selectVersion).Scan(&version)
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "42P01": // undefined_table

@@ -294,16 +294,20 @@ func (r *reader) ReadSchema(ctx context.Context) (string, store.Revision, error)
 	return text, rev, err
 }
 
-func (r *reader) readSchemaOn(ctx context.Context, q querier) (string, store.Revision, error) {
-	if err := r.s.checkOpen(); err != nil {
-		return "", 0, err
-	}
-	rows, err := q.Query(ctx, `SELECT h.horizon, s.revision, s.text
+// readSchemaQuery reads the newest schema at or before revision $1 and
+// the horizon, in one snapshot (as buildQuery's scans).
+const readSchemaQuery = `SELECT h.horizon, s.revision, s.text
 FROM pemba_horizon h LEFT JOIN LATERAL (
 	SELECT revision, text FROM pemba_schemas
 	WHERE h.horizon <= $1 AND revision <= $1
 	ORDER BY revision DESC LIMIT 1
-) s ON true`, int64(r.rev))
+) s ON true`
+
+func (r *reader) readSchemaOn(ctx context.Context, q querier) (string, store.Revision, error) {
+	if err := r.s.checkOpen(); err != nil {
+		return "", 0, err
+	}
+	rows, err := q.Query(ctx, readSchemaQuery, int64(r.rev))
 	if err != nil {
 		return "", 0, r.s.wrap(ctx, "read schema", err)
 	}

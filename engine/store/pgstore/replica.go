@@ -47,7 +47,7 @@ func (s *Store) openReplicas(ctx context.Context, uris []string) error {
 			return fmt.Errorf("read replica: %w", err)
 		}
 		var id string
-		if err := pool.QueryRow(ctx, `SELECT store_id FROM pemba_metadata`).Scan(&id); err != nil {
+		if err := pool.QueryRow(ctx, selectStoreID).Scan(&id); err != nil {
 			return fmt.Errorf("pgstore: read replica: read store id: %w", err)
 		}
 		if id != s.id {
@@ -74,7 +74,7 @@ func (s *Store) readPool(ctx context.Context, rev store.Revision) (querier, bool
 	}
 	for _, r := range s.replicas {
 		var head int64
-		if err := r.pool.QueryRow(ctx, `SELECT head FROM pemba_revision`).Scan(&head); err != nil {
+		if err := r.pool.QueryRow(ctx, selectHead).Scan(&head); err != nil {
 			s.opts.Logger.Debug("pgstore: read replica unavailable; using the primary", "err", err)
 			continue
 		}

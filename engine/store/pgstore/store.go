@@ -81,6 +81,14 @@ const pollInterval = time.Second
 // notifyChannel is the LISTEN/NOTIFY channel that commits signal on.
 const notifyChannel = "pemba_changes"
 
+// The one-row reads: the store's identity, the GC horizon and the head.
+const (
+	selectStoreID = `SELECT store_id FROM pemba_metadata`
+	selectHorizon = `SELECT horizon FROM pemba_horizon`
+	selectHead    = `SELECT head FROM pemba_revision`
+	listenSQL     = `LISTEN ` + notifyChannel
+)
+
 // Store is a relationship store in a PostgreSQL database. It implements
 // store.Store, store.GarbageCollector and store.BulkLoader, and is safe
 // for concurrent use, also by several processes sharing one database.
@@ -182,11 +190,11 @@ func (s *Store) load(ctx context.Context) error {
 	if err := checkVersion(ctx, s.pool); err != nil {
 		return err
 	}
-	if err := s.pool.QueryRow(ctx, `SELECT store_id FROM pemba_metadata`).Scan(&s.id); err != nil {
+	if err := s.pool.QueryRow(ctx, selectStoreID).Scan(&s.id); err != nil {
 		return fmt.Errorf("pgstore: read store id: %w", err)
 	}
 	var horizon int64
-	if err := s.pool.QueryRow(ctx, `SELECT horizon FROM pemba_horizon`).Scan(&horizon); err != nil {
+	if err := s.pool.QueryRow(ctx, selectHorizon).Scan(&horizon); err != nil {
 		return fmt.Errorf("pgstore: read gc horizon: %w", err)
 	}
 	s.advanceHorizon(store.Revision(horizon))
@@ -197,7 +205,7 @@ func (s *Store) load(ctx context.Context) error {
 // refreshHead reads the committed head from the database and caches it.
 func (s *Store) refreshHead(ctx context.Context) (store.Revision, error) {
 	var head int64
-	if err := s.pool.QueryRow(ctx, `SELECT head FROM pemba_revision`).Scan(&head); err != nil {
+	if err := s.pool.QueryRow(ctx, selectHead).Scan(&head); err != nil {
 		return 0, s.wrap(ctx, "read head revision", err)
 	}
 	s.advanceHead(store.Revision(head))
@@ -345,7 +353,7 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig) error {
 		return err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+	if _, err := conn.Exec(ctx, listenSQL); err != nil {
 		return err
 	}
 	// Commits made while no listener was connected woke nobody.

@@ -76,7 +76,7 @@ func (s *Store) Update(ctx context.Context, meta store.WriteMeta, fn func(ctx co
 	}
 	b := &pgx.Batch{}
 	queueChanges(b, rev, changes)
-	s.queueCommit(b, rev, last, prevHash, meta, t.buf.Schema(), audit)
+	id.audit = s.queueCommit(b, rev, last, prevHash, meta, t.buf.Schema(), audit)
 	b.Queue("COMMIT")
 	if s.hooks != nil && s.hooks.beforeCommit != nil {
 		s.hooks.beforeCommit(ctx, id)
@@ -117,6 +117,7 @@ func begin(ctx context.Context, conn *pgxpool.Conn) (store.Revision, int64, stor
 	b.Queue("BEGIN")
 	b.Queue(allocateSQL).QueryRow(func(r pgx.Row) error { return r.Scan(&head, &last, &prev, &id.xid, &id.pid) })
 	err := conn.SendBatch(ctx, b).Close()
+	id.rev = store.Revision(head)
 	h, herr := auditHashOf(prev)
 	if err == nil {
 		err = herr
@@ -132,6 +133,7 @@ func allocate(ctx context.Context, pg pgx.Tx) (store.Revision, int64, store.Audi
 		id         txnID
 	)
 	err := pg.QueryRow(ctx, allocateSQL).Scan(&head, &last, &prev, &id.xid, &id.pid)
+	id.rev = store.Revision(head)
 	h, herr := auditHashOf(prev)
 	if err == nil {
 		err = herr
@@ -141,22 +143,31 @@ func allocate(ctx context.Context, pg pgx.Tx) (store.Revision, int64, store.Audi
 
 // queueCommit adds the changelog row, the audit entry (whose changes are
 // encoded in audit), the schema, the commit time and the notification of
-// revision rev to b. Commit times never go backwards.
-func (s *Store) queueCommit(b *pgx.Batch, rev store.Revision, last int64, prev store.AuditHash, meta store.WriteMeta, schema *string, audit auditBody) {
+// revision rev to b, and returns the audit entry's hash. Commit times
+// never go backwards.
+func (s *Store) queueCommit(b *pgx.Batch, rev store.Revision, last int64, prev store.AuditHash, meta store.WriteMeta, schema *string, audit auditBody) store.AuditHash {
 	now := s.opts.Now().UnixNano()
 	if now < last {
 		now = last
 	}
-	b.Queue(`INSERT INTO pemba_changelog (revision, committed_ns, caller, schema_changed) VALUES ($1, $2, $3, $4)`,
-		int64(rev), now, meta.Caller, schema != nil)
+	b.Queue(insertChangelog, int64(rev), now, meta.Caller, schema != nil)
 	h := queueAudit(b, rev, time.Unix(0, now).UTC(), prev, meta, schema, audit)
 	if schema != nil {
-		b.Queue(`INSERT INTO pemba_schemas (revision, text) VALUES ($1, $2)`, int64(rev), *schema)
+		b.Queue(insertSchema, int64(rev), *schema)
 	}
-	b.Queue(`UPDATE pemba_revision SET last_commit_ns = $1, audit_hash = $2`, now, h[:])
+	b.Queue(updateCommitted, now, h[:])
 	// Delivered at commit; it only wakes watchers of other processes.
-	b.Queue(`SELECT pg_notify('`+notifyChannel+`', $1)`, strconv.FormatUint(uint64(rev), 10))
+	b.Queue(notifySQL, strconv.FormatUint(uint64(rev), 10))
+	return h
 }
+
+// The statements of a commit after the relationships' (queueCommit).
+const (
+	insertChangelog = `INSERT INTO pemba_changelog (revision, committed_ns, caller, schema_changed) VALUES ($1, $2, $3, $4)`
+	insertSchema    = `INSERT INTO pemba_schemas (revision, text) VALUES ($1, $2)`
+	updateCommitted = `UPDATE pemba_revision SET last_commit_ns = $1, audit_hash = $2`
+	notifySQL       = `SELECT pg_notify('` + notifyChannel + `', $1)`
+)
 
 // keyArrays holds keys column-wise, for unnest.
 type keyArrays struct {
@@ -246,6 +257,14 @@ func (t *tx) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.
 		return func(yield func(tuple.Relationship, error) bool) { yield(tuple.Relationship{}, err) }
 	}
 	return t.prev.QueryRelationships(ctx, f, opts)
+}
+
+// ReverseQueryRelationships implements store.ReverseTx.
+func (t *tx) ReverseQueryRelationships(ctx context.Context, f tuple.ReverseFilter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	if err := t.buf.Check(); err != nil {
+		return func(yield func(tuple.Relationship, error) bool) { yield(tuple.Relationship{}, err) }
+	}
+	return t.prev.ReverseQueryRelationships(ctx, f, opts)
 }
 
 func (t *tx) Touch(ctx context.Context, r tuple.Relationship) error {

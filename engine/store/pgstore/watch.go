@@ -36,6 +36,10 @@ func (s *Store) Watch(ctx context.Context, after store.Revision) iter.Seq2[store
 // changesQuery lists the changes of revisions ($1, $2]: versions created
 // there (touches and creates) and versions deleted there that no version
 // of the same revision replaced (deletions).
+// changelogQuery reads up to $2 changelog rows after revision $1.
+const changelogQuery = `SELECT revision, committed_ns, caller, schema_changed FROM pemba_changelog
+WHERE revision > $1 ORDER BY revision LIMIT $2`
+
 const changesQuery = `SELECT created_rev, created_op, resource_type, resource_id, relation, subject_type, subject_id,
 	subject_relation, caveat_name, caveat_context, expires_ns
 FROM pemba_relationships
@@ -63,14 +67,13 @@ func (s *Store) readChanges(ctx context.Context, after store.Revision, max int) 
 	}
 	defer pg.Rollback(context.Background())
 	var horizon int64
-	if err := pg.QueryRow(ctx, `SELECT horizon FROM pemba_horizon`).Scan(&horizon); err != nil {
+	if err := pg.QueryRow(ctx, selectHorizon).Scan(&horizon); err != nil {
 		return nil, s.wrap(ctx, "watch: read horizon", err)
 	}
 	if after < store.Revision(horizon) {
 		return nil, &store.CompactedError{Requested: after, Horizon: store.Revision(horizon)}
 	}
-	rows, err := pg.Query(ctx, `SELECT revision, committed_ns, caller, schema_changed FROM pemba_changelog
-		WHERE revision > $1 ORDER BY revision LIMIT $2`, int64(after), max)
+	rows, err := pg.Query(ctx, changelogQuery, int64(after), max)
 	if err != nil {
 		return nil, s.wrap(ctx, "watch: read changelog", err)
 	}

@@ -277,6 +277,22 @@ func (s *suite) testTxReads(t *testing.T) {
 	})
 	checkRels(t, fmt.Sprintf("transaction read (previous revision %d)", prev), inside, insideErr, m.all())
 
+	// Reads by subject (store.ReverseTx) see the previous revision too.
+	MustUpdate(t, st, func(ctx context.Context, tx store.Tx) error {
+		rt, ok := tx.(store.ReverseTx)
+		if !ok {
+			t.Errorf("%T does not implement store.ReverseTx", tx)
+			return nil
+		}
+		if err := tx.Touch(ctx, rels[0]); err != nil {
+			return err
+		}
+		got, err := Collect(rt.ReverseQueryRelationships(ctx, tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: "user"}, ResourceType: "doc"}, store.QueryOptions{}))
+		checkRels(t, "transaction read by subject", got, err, rels[1:3])
+		return nil
+	})
+	m.touch(rels[0])
+
 	// Limit and After work inside transactions too.
 	after := rels[0].Key()
 	MustUpdate(t, st, func(ctx context.Context, tx store.Tx) error {

@@ -1,0 +1,353 @@
+package eval
+
+import (
+	"context"
+	"iter"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// The nested-group index (Leopard-style) keeps, for each relation that
+// nests only in itself (NestedRelations: "group#member: user |
+// group#member"), the transitive closure of its subject-set edges as
+// rows beside the relationships, written by the engine in the same
+// transaction as the edges they follow (engine/nested.go). A closure row
+//
+//	T:x#~r@T:y#~k
+//
+// says that T:y#r is a member set of T:x#r at shortest distance k >= 1
+// (k edges x -> ... -> y; no row for x itself). A marker row
+//
+//	T:~#~~r@T:~
+//
+// says that the rows of T#r are complete at the revisions that see it
+// (and not the stale row T:~#~~r@T:~#~stale, which a bulk import adds):
+// the engine deletes it in the same transaction as any change it cannot
+// follow (an index turned off, an oversized change) and writes it back
+// with a rebuild. The names are reserved (tuple.Reserved): no
+// schema can declare them and the engine hides them from every read.
+//
+// The evaluator reads the rows only at revisions that see the marker, so
+// every answer is that of the walk over the relationships at the same
+// revision, with the same heights (the depth limit fails the same
+// requests).
+
+// NestedRelations returns the relations of s that the nested-group index
+// covers: relations (not permissions) whose allowed subjects are plain
+// objects or wildcards (with or without caveats and expirations) and
+// their own subject set T#r without a caveat or expiration, which they
+// allow; not renamed (@renamed_from), which would merge another name's
+// rows into theirs.
+func NestedRelations(s *schema.Schema) []*schema.Relation {
+	var out []*schema.Relation
+	for _, typ := range slices.Sorted(maps.Keys(s.Definitions)) {
+		for _, rel := range s.Definitions[typ].Ordered {
+			if nestable(rel) {
+				out = append(out, rel)
+			}
+		}
+	}
+	return out
+}
+
+// nestable reports whether rel qualifies for the nested-group index.
+func nestable(rel *schema.Relation) bool {
+	if rel.IsPermission || rel.RenamedFrom != "" {
+		return false
+	}
+	self := false
+	for _, a := range rel.Allowed {
+		if a.Relation == "" {
+			continue // a plain object or a wildcard: a terminal subject
+		}
+		if a.Type != rel.Definition.Name || a.Relation != rel.Name || a.Caveat != nil || a.Expiration {
+			return false
+		}
+		self = true
+	}
+	return self
+}
+
+// NestedClosureRelation is the reserved relation of the closure rows of
+// relation rel.
+func NestedClosureRelation(rel string) string { return tuple.ReservedPrefix + rel }
+
+// NestedMarkerRelation is the reserved relation of the marker row of
+// relation rel.
+func NestedMarkerRelation(rel string) string {
+	return tuple.ReservedPrefix + tuple.ReservedPrefix + rel
+}
+
+// NestedMarkerID is the object ID of marker rows.
+const NestedMarkerID = tuple.ReservedPrefix
+
+// NestedMarker returns the marker row of rel.
+func NestedMarker(rel *schema.Relation) tuple.Relationship {
+	typ := rel.Definition.Name
+	return tuple.Relationship{
+		Resource: tuple.ObjectRef{Type: typ, ID: NestedMarkerID},
+		Relation: NestedMarkerRelation(rel.Name),
+		Subject:  tuple.SubjectRef{Type: typ, ID: NestedMarkerID},
+	}
+}
+
+// NestedRow returns the closure row saying that rel of object to is a
+// member set of rel of object from at distance d.
+func NestedRow(rel *schema.Relation, from, to string, d int) tuple.Relationship {
+	typ := rel.Definition.Name
+	return tuple.Relationship{
+		Resource: tuple.ObjectRef{Type: typ, ID: from},
+		Relation: NestedClosureRelation(rel.Name),
+		Subject:  tuple.SubjectRef{Type: typ, ID: to, Relation: tuple.ReservedPrefix + strconv.Itoa(d)},
+	}
+}
+
+// NestedDistance returns the distance a closure row records, or false
+// when r is not a closure row.
+func NestedDistance(r *tuple.Relationship) (int, bool) {
+	s, ok := strings.CutPrefix(r.Subject.Relation, tuple.ReservedPrefix)
+	if !ok || r.Resource.ID == r.Subject.ID {
+		return 0, false
+	}
+	d, err := strconv.Atoi(s)
+	if err != nil || d < 1 {
+		return 0, false
+	}
+	return d, true
+}
+
+// nestedState caches, per indexed relation, whether the marker is present
+// at the last revision asked about: revisions never change, so the answer
+// is exact for that revision.
+type nestedState struct {
+	rev store.Revision
+	ok  bool
+}
+
+// nestedReady reports whether the index of rel is complete at rq's
+// revision (see NestedReady).
+func (rq *request) nestedReady(ctx context.Context, rel *schema.Relation) bool {
+	p := &rq.e.nestedState[rel.Index]
+	if st := p.Load(); st != nil && st.rev == rq.rev {
+		return st.ok
+	}
+	ok, err := NestedReady(ctx, rq.reader, rel)
+	if err != nil {
+		return false
+	}
+	p.Store(&nestedState{rev: rq.rev, ok: ok})
+	return ok
+}
+
+// NestedReady reports whether the index of rel is complete at r's state:
+// its marker row is there and its stale row (NestedStale) is not.
+func NestedReady(ctx context.Context, r interface {
+	QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error]
+}, rel *schema.Relation) (bool, error) {
+	m := NestedMarker(rel)
+	f := tuple.Filter{ResourceType: m.Resource.Type, ResourceID: m.Resource.ID, Relation: m.Relation,
+		Subject: &tuple.SubjectFilter{Type: m.Subject.Type, ID: m.Subject.ID}}
+	ready := false
+	for row, err := range r.QueryRelationships(ctx, f, store.QueryOptions{}) {
+		if err != nil {
+			return false, err
+		}
+		switch row.Subject.Relation {
+		case "":
+			ready = true
+		case nestedStaleRelation:
+			return false, nil
+		}
+	}
+	return ready, nil
+}
+
+// nestedStaleRelation is the subject relation of stale rows.
+const nestedStaleRelation = tuple.ReservedPrefix + "stale"
+
+// NestedStale returns the stale row of rel: while it is there the index is
+// not read, whether the marker is there or not. A bulk import, which
+// writes only relationships, appends it when it loads edges of rel, so
+// that the import's own revision already reads as stale.
+func NestedStale(rel *schema.Relation) tuple.Relationship {
+	r := NestedMarker(rel)
+	r.Subject.Relation = nestedStaleRelation
+	return r
+}
+
+// nestedPointReads is how many member sets of the subject a nested check
+// point-reads in the closure of the object; past it, it scans the closure
+// of the object once instead.
+const nestedPointReads = 16
+
+// nestedCheck answers f's relation, when the nested-group index covers it
+// and is complete at the request's revision, with the walk up from sub's
+// answer and height (see directFromSubject): the direct relationships
+// naming sub (or its wildcard) give the objects y whose rel holds sub at
+// height 1, and one closure row (f's object, y) each gives the distance
+// from f's object to y. ok is false when the index does not apply (then
+// the walk decides): caveated relationships, contextual relationships,
+// a store error, or a grant beyond the depth limit.
+func (rq *request) nestedCheck(ctx context.Context, f *frame, sub tuple.SubjectRef) (result, bool) {
+	rel := f.rel
+	if !rq.e.nested[rel.Index] || (rq.uncached != nil && rq.uncached[rel.Index]) {
+		return result{}, false
+	}
+	typ := rel.Definition.Name
+	seeds, h0, expires, ok := rq.nestedSeeds(ctx, rel, sub)
+	if !ok {
+		return result{}, false
+	}
+	if !rq.nestedReady(ctx, rel) {
+		return result{}, false
+	}
+	h := int32(-1)
+	better := func(v int32) {
+		if h < 0 || v < h {
+			h = v
+		}
+	}
+	closure := NestedClosureRelation(rel.Name)
+	if len(seeds) <= nestedPointReads {
+		for _, y := range seeds {
+			if y == f.id {
+				better(h0)
+				continue
+			}
+			fl := tuple.Filter{ResourceType: typ, ResourceID: f.id, Relation: closure,
+				Subject: &tuple.SubjectFilter{Type: typ, ID: y}}
+			for r, err := range rq.reader.QueryRelationships(ctx, fl, store.QueryOptions{}) {
+				if err != nil {
+					return result{}, false
+				}
+				if d, ok := NestedDistance(&r); ok {
+					better(h0 + int32(d))
+				}
+			}
+		}
+	} else {
+		at := make(map[string]bool, len(seeds))
+		for _, y := range seeds {
+			at[y] = true
+		}
+		if at[f.id] {
+			better(h0)
+		}
+		fl := tuple.Filter{ResourceType: typ, ResourceID: f.id, Relation: closure, Subject: &tuple.SubjectFilter{Type: typ}}
+		for r, err := range rq.reader.QueryRelationships(ctx, fl, store.QueryOptions{}) {
+			if err != nil {
+				return result{}, false
+			}
+			if d, ok := NestedDistance(&r); ok && at[r.Subject.ID] {
+				better(h0 + int32(d))
+			}
+		}
+	}
+	res := resNo
+	if h >= 0 {
+		// As revSet.member: the path of height h from this frame must fit.
+		if int(f.depth)-1+int(h) > rq.e.opts.MaxDepth {
+			return result{}, false
+		}
+		res = resYes
+		res.h = h - 1
+	}
+	res.expires = expires
+	return res, true
+}
+
+// newNested marks the relations a check answers from the index.
+func newNested(s *schema.Schema, on bool) ([]bool, []atomic.Pointer[nestedState]) {
+	n := s.NumRelations
+	marks := make([]bool, n)
+	if on {
+		for _, rel := range NestedRelations(s) {
+			marks[rel.Index] = true
+		}
+	}
+	return marks, make([]atomic.Pointer[nestedState], n)
+}
+
+// nestedSeeds returns the objects whose rel holds sub directly (at height
+// h0: 1 for a plain subject, read from its relationships and its type's
+// wildcard; 0 for the subject set rel of an object itself), and the
+// earliest expiration read. ok is false when the index cannot answer for
+// sub: a caveated relationship, another subject set, a store error.
+func (rq *request) nestedSeeds(ctx context.Context, rel *schema.Relation, sub tuple.SubjectRef) (seeds []string, h0 int32, expires time.Time, ok bool) {
+	typ := rel.Definition.Name
+	if sub.Relation != "" {
+		if sub.Type != typ || sub.Relation != rel.Name {
+			return nil, 0, time.Time{}, false
+		}
+		return []string{sub.ID}, 0, time.Time{}, true
+	}
+	info := &rq.e.an.direct[rel.Index]
+	read := func(id string) bool {
+		rf := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: sub.Type, ID: id, Relation: tuple.Ellipsis},
+			ResourceType: typ, Relation: rel.Name}
+		for r, err := range rq.reader.ReverseQueryRelationships(ctx, rf, store.QueryOptions{Now: rq.now}) {
+			if err != nil || r.Caveat != nil {
+				return false
+			}
+			expires = minTime(expires, r.Expiration)
+			seeds = append(seeds, r.Resource.ID)
+		}
+		return true
+	}
+	if sub.ID != tuple.Wildcard && info.plain[sub.Type] && !read(sub.ID) {
+		return nil, 0, time.Time{}, false
+	}
+	if info.wildcard[sub.Type] && !read(tuple.Wildcard) {
+		return nil, 0, time.Time{}, false
+	}
+	return seeds, 1, expires, true
+}
+
+// nestedMembers is the walk up from sub over rel (reverseMembers) read
+// from the index: the seeds, and the objects whose closure holds a seed,
+// each at its shortest height. ok is false where nestedCheck's is, and
+// when the objects are more than the walk's budget (the walk would give up
+// too).
+func (rq *request) nestedMembers(ctx context.Context, rel *schema.Relation, sub tuple.SubjectRef) (ids map[string]revVal, expires time.Time, ok bool) {
+	if !rq.e.nested[rel.Index] || (rq.uncached != nil && rq.uncached[rel.Index]) {
+		return nil, time.Time{}, false
+	}
+	seeds, h0, expires, ok := rq.nestedSeeds(ctx, rel, sub)
+	if !ok || !rq.nestedReady(ctx, rel) {
+		return nil, time.Time{}, false
+	}
+	typ := rel.Definition.Name
+	ids = make(map[string]revVal, len(seeds))
+	at := func(id string, h int32) {
+		if v, ok := ids[id]; !ok || h < v.h {
+			ids[id] = revVal{exact: true, h: h}
+		}
+	}
+	for _, y := range seeds {
+		at(y, h0)
+	}
+	closure := NestedClosureRelation(rel.Name)
+	for _, y := range seeds {
+		rf := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: typ, ID: y}, ResourceType: typ, Relation: closure}
+		for r, err := range rq.reader.ReverseQueryRelationships(ctx, rf, store.QueryOptions{}) {
+			if err != nil {
+				return nil, time.Time{}, false
+			}
+			if d, ok := NestedDistance(&r); ok {
+				at(r.Resource.ID, h0+int32(d))
+			}
+		}
+		if b := rq.e.reverseBudget; b > 0 && len(ids) > b {
+			return nil, time.Time{}, false
+		}
+	}
+	return ids, expires, true
+}
