@@ -91,6 +91,11 @@ const (
 	// bytes a node reached (a lookup over 100,000 documents, 200,000
 	// nodes, allocates 64 MB), so about 300 MB.
 	DefaultMaxLookupNodes = 1_000_000
+	// DefaultServeMemoryBudget is pemba serve's -memory-budget (the
+	// engine's own default is none): room for three walks of
+	// DefaultMaxLookupNodes at once, far below the memory of a machine
+	// that serves them.
+	DefaultServeMemoryBudget = 1 << 30
 	// schemaCacheSize is how many compiled schemas are kept; schema writes
 	// are rare and requests cluster around the newest revisions.
 	schemaCacheSize = 8
@@ -167,9 +172,15 @@ type Limits struct {
 	// MaxLookupNodes bounds the (object, relation) nodes one
 	// LookupResources or LookupSubjects reaches and holds in memory
 	// (whatever its page size: results come out sorted, so the walk is
-	// complete before the first); past it the lookup fails with a
+	// complete before the first; a lookup the evaluator streams, over a
+	// union of relations naming its subjects directly, holds none); past it the lookup fails with a
 	// *LimitError (RESOURCE_EXHAUSTED at the API).
 	MaxLookupNodes int
+	// MemoryBudget bounds the bytes that the checks, expands and lookups
+	// in flight hold together (an estimate: relationships read, nodes
+	// of walks, memoized subproblems; see eval.Memory); a request that
+	// would take them past it fails with ErrMemoryBudget. 0: unbounded.
+	MemoryBudget int64
 	// MaxContextualRelationships bounds the contextual relationships of
 	// one read request, and MaxContextualBytes their size: the bytes of
 	// their keys (resource, relation, subject as text) plus their caveat
@@ -209,6 +220,7 @@ type Engine struct {
 	limits      Limits
 	evalOpts    eval.Options
 	cache       *eval.Cache // nil when disabled
+	memory      *eval.Memory
 	heads       *headQuantizer
 	deprecation deprecation
 	tracer      trace.Tracer // nil: tracing off
@@ -310,8 +322,9 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	if conc <= 0 {
 		conc = DefaultConcurrency()
 	}
+	e.memory = eval.NewMemory(e.limits.MemoryBudget)
 	e.evalOpts = eval.Options{MaxDepth: opts.MaxDepth, Concurrency: conc, Cache: e.cache, Router: opts.Router, MaxLookupNodes: e.limits.MaxLookupNodes,
-		Plans: new(eval.PlanCounters), NestedIndex: !opts.NoNestedIndex}
+		Plans: new(eval.PlanCounters), NestedIndex: !opts.NoNestedIndex, Memory: e.memory}
 	if opts.TracerProvider != nil {
 		e.tracer = opts.TracerProvider.Tracer(TracerName)
 		e.evalOpts.Tracer = e.tracer
@@ -384,6 +397,11 @@ type Stats struct {
 	// Plans counts the planner's decisions that departed from the
 	// top-down walk, by plan (see eval.Plan), since the engine opened.
 	Plans map[string]uint64
+	// MemoryInUse is the bytes charged to requests in flight,
+	// MemoryBudget the budget (0: unbounded) and MemoryRefused the
+	// requests it refused (Limits.MemoryBudget).
+	MemoryInUse, MemoryBudget int64
+	MemoryRefused             uint64
 	// SchemaCompilesOnRead counts stored schemas compiled by a request
 	// rather than by the schema write that stored them: after a restart,
 	// a cache eviction, or a write by another process.
@@ -402,6 +420,7 @@ func (e *Engine) Stats() Stats {
 	e.schemaMu.Unlock()
 	s.DeprecatedUses = e.deprecation.uses.Load()
 	s.Plans = e.evalOpts.Plans.Counts()
+	s.MemoryInUse, s.MemoryBudget, s.MemoryRefused = e.memory.InUse(), e.memory.Limit(), e.memory.Refused()
 	s.SchemaCompilesOnRead = e.compilesOnRead.Load()
 	return s
 }

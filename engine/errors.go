@@ -97,6 +97,10 @@ var (
 	// Limits.MaxLookupNodes. The engine reports it as a *LimitError
 	// (ErrLimitExceeded); the sentinel is the evaluator's.
 	ErrLookupTooLarge = eval.ErrLookupTooLarge
+	// ErrMemoryBudget: the request would have held more memory than
+	// Limits.MemoryBudget leaves to it beside the requests in flight; see
+	// *eval.MemoryBudgetError. Nothing was written; retry later.
+	ErrMemoryBudget = eval.ErrMemoryBudget
 
 	// ErrRelationshipExists: a create found a relationship with the same
 	// key; see *store.AlreadyExistsError.

@@ -40,6 +40,10 @@ type KeyLimits struct {
 	// or LookupSubjects call; with it set, a lookup must give a limit
 	// (and page with cursors).
 	MaxLookupLimit int
+	// Streams bounds the key's lookups, reads, exports and other
+	// limited streams at once (see streamguard.go); 0 takes the server's
+	// Overload.MaxStreamsPerKey.
+	Streams int
 }
 
 // AnonymousCaller is the caller recorded when authentication is off.
@@ -91,7 +95,7 @@ func newAuthenticator(keys []Key, tokens *TokenVerifier, prev *authenticator, no
 		if scopes&^allScopes != 0 {
 			return nil, fmt.Errorf("server: key %q: unknown scope bits %#x", k.Name, uint16(scopes&^allScopes))
 		}
-		p := &Principal{Name: k.Name, Scopes: scopes, Tenant: k.Tenant, MaxLookupLimit: k.Limits.MaxLookupLimit, counts: new(callerCounts)}
+		p := &Principal{Name: k.Name, Scopes: scopes, Tenant: k.Tenant, MaxLookupLimit: k.Limits.MaxLookupLimit, maxStreams: k.Limits.Streams, counts: new(callerCounts)}
 		if old := prev.principal(k.Name); old != nil && old.limiter != nil && old.limiter.limits == k.Limits {
 			p.limiter = old.limiter
 		} else {

@@ -68,6 +68,14 @@ const (
 	// ReasonOverloaded: the server shed the call (RESOURCE_EXHAUSTED,
 	// with a google.rpc.RetryInfo); nothing of it was done.
 	ReasonOverloaded = "OVERLOADED"
+	// ReasonStreamStalled: a stream cut off because its client accepted
+	// no message for the server's -stream-stall-timeout
+	// (codes.DeadlineExceeded); resume with the last cursor received.
+	ReasonStreamStalled = "STREAM_STALLED"
+	// ReasonMemoryBudget: the request would have held more memory than
+	// the server's -memory-budget leaves beside the requests in flight
+	// (codes.ResourceExhausted); nothing was written, retry later.
+	ReasonMemoryBudget = "MEMORY_BUDGET_EXCEEDED"
 	// ReasonCommitOutcomeUnknown: a write's commit got no answer from the
 	// datastore; it may or may not have been applied (codes.Unknown).
 	ReasonCommitOutcomeUnknown = "COMMIT_OUTCOME_UNKNOWN"
@@ -127,6 +135,8 @@ var errorRules = []errorRule{
 	{[]error{ErrPermissionDenied, schema.ErrOutsideTenant}, codes.PermissionDenied, ReasonPermissionDenied},
 	{[]error{ErrKeyLimit}, codes.ResourceExhausted, ReasonKeyLimit},
 	{[]error{ErrOverloaded}, codes.ResourceExhausted, ReasonOverloaded},
+	{[]error{ErrStreamStalled}, codes.DeadlineExceeded, ReasonStreamStalled},
+	{[]error{engine.ErrMemoryBudget}, codes.ResourceExhausted, ReasonMemoryBudget},
 	// Limits first: a *FieldError or a *RelationshipError may wrap an
 	// *engine.LimitError. engine.ErrBatchTooLarge is the datastore's own
 	// per-transaction limit; nothing was written.

@@ -43,6 +43,17 @@ type gateway struct {
 // loopbackBuffer is the in-memory connection's buffer in bytes.
 const loopbackBuffer = 1 << 20
 
+// gatewayStreamWindow is the gateway's HTTP/2 window per stream: what the
+// gateway's side of the loopback connection buffers of a stream its HTTP
+// client does not read (the default, BDP estimation, may grow it to 16
+// MiB). Past it the server's Send blocks, as for a gRPC client that does
+// not read (streamguard.go). The connection's window is only credit: the
+// transport returns it as data arrives, whoever reads.
+const (
+	gatewayStreamWindow = 1 << 20
+	gatewayConnWindow   = 16 << 20
+)
+
 // newGateway serves the gRPC server on an in-memory listener and returns
 // the gateway calling it; ctx bounds the gateway's registrations.
 func (s *Server) newGateway(ctx context.Context) (*gateway, error) {
@@ -59,6 +70,8 @@ func (s *Server) newGateway(ctx context.Context) (*gateway, error) {
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxSendMsgBytes)),
+		grpc.WithInitialWindowSize(gatewayStreamWindow),
+		grpc.WithInitialConnWindowSize(gatewayConnWindow),
 	}, s.tracing.DialOptions()...)...)
 	if err != nil {
 		lis.Close()
@@ -161,7 +174,8 @@ func gatewayStreamError(ctx context.Context, err error) *status.Status {
 // httpStatusOf maps a status to an HTTP status: grpc-gateway's mapping
 // (runtime.HTTPStatusFromCode), except where Pemba's reason says more.
 // RESOURCE_EXHAUSTED means "slow down" (429) only for a caller over its
-// key's own limits or a call shed under overload; otherwise it is a
+// key's own limits, a call shed under overload or refused by the memory
+// budget; otherwise it is a
 // request over a limit (413) or a path deeper than the depth limit (422).
 // A write's failed precondition is HTTP's own 412.
 func httpStatusOf(st *status.Status) int {
@@ -170,7 +184,7 @@ func httpStatusOf(st *status.Status) int {
 		switch statusReason(st) {
 		case ReasonMaxDepth:
 			return http.StatusUnprocessableEntity
-		case ReasonKeyLimit, ReasonOverloaded:
+		case ReasonKeyLimit, ReasonOverloaded, ReasonMemoryBudget:
 			return http.StatusTooManyRequests
 		}
 		return http.StatusRequestEntityTooLarge

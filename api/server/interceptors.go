@@ -130,6 +130,18 @@ func (s *Server) streamGuarded(srv any, ss grpc.ServerStream, info *grpc.StreamS
 		return err
 	}
 	defer release()
+	if !unlimited(info.FullMethod) {
+		var p *Principal
+		if adm != nil {
+			p = adm.p
+		}
+		gs, done, err := s.guards.guard(ctx, ss, p, info.FullMethod)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return h(srv, gs)
+	}
 	if ctx == ss.Context() {
 		return h(srv, ss)
 	}

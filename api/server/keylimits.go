@@ -18,6 +18,8 @@ func (l KeyLimits) check() error {
 		return fmt.Errorf("burst needs requests_per_second")
 	case l.Concurrent < 0:
 		return fmt.Errorf("concurrent must not be negative, not %d", l.Concurrent)
+	case l.Streams < 0:
+		return fmt.Errorf("streams must not be negative, not %d", l.Streams)
 	case l.MaxLookupLimit < 0:
 		return fmt.Errorf("max_lookup_limit must not be negative, not %d", l.MaxLookupLimit)
 	}

@@ -25,7 +25,7 @@ import (
 //	    secret: "..."
 //	    scopes: [check, read_relationships, write_relationships]
 //	    tenant: acme/
-//	    limits: {requests_per_second: 100, burst: 200, concurrent: 16, max_lookup_limit: 1000}
+//	    limits: {requests_per_second: 100, burst: 200, concurrent: 16, max_lookup_limit: 1000, streams: 8}
 //
 // Errors name the line (and the key), never the secret.
 func ParseKeys(r io.Reader) ([]Key, error) {
@@ -92,6 +92,7 @@ type yamlLimits struct {
 	Burst             int     `yaml:"burst"`
 	Concurrent        int     `yaml:"concurrent"`
 	MaxLookupLimit    int     `yaml:"max_lookup_limit"`
+	Streams           int     `yaml:"streams"`
 }
 
 func parseYAMLKeys(data []byte) ([]Key, error) {

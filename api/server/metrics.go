@@ -203,6 +203,7 @@ type engineCollector struct {
 	hits, misses, evictions, bytes, entries, n *prometheus.Desc
 	deprecated, compilesOnRead                 *prometheus.Desc
 	plans                                      *prometheus.Desc
+	memInUse, memBudget, memRefused            *prometheus.Desc
 }
 
 func newEngineCollector(stats func() engine.Stats) *engineCollector {
@@ -218,6 +219,9 @@ func newEngineCollector(stats func() engine.Stats) *engineCollector {
 		entries:    d("cache_entries", "Entries held by the result cache."),
 		n:          d("compiled_schemas", "Compiled schemas kept by the engine."),
 		deprecated: d("deprecated_uses_total", "Requests that named a @deprecated relation or permission (warned or refused)."),
+		memInUse:   d("memory_in_use_bytes", "Bytes charged to the checks, expands and lookups in flight (an estimate; see -memory-budget)."),
+		memBudget:  d("memory_budget_bytes", "The -memory-budget (0: unbounded)."),
+		memRefused: d("memory_refused_total", "Requests refused by -memory-budget (RESOURCE_EXHAUSTED, reason MEMORY_BUDGET_EXCEEDED)."),
 		compilesOnRead: d("schema_compiles_on_read_total",
 			"Stored schemas compiled by a request rather than by the schema write that stored them (after a restart, a cache eviction, or a write by another process)."),
 		plans: prometheus.NewDesc("pemba_engine_check_plans_total",
@@ -228,7 +232,7 @@ func newEngineCollector(stats func() engine.Stats) *engineCollector {
 
 // Describe implements prometheus.Collector.
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n, c.deprecated, c.compilesOnRead, c.plans} {
+	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n, c.deprecated, c.compilesOnRead, c.plans, c.memInUse, c.memBudget, c.memRefused} {
 		ch <- d
 	}
 }
@@ -238,6 +242,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats()
 	ch <- prometheus.MustNewConstMetric(c.n, prometheus.GaugeValue, float64(s.CompiledSchemas))
 	ch <- prometheus.MustNewConstMetric(c.deprecated, prometheus.CounterValue, float64(s.DeprecatedUses))
+	ch <- prometheus.MustNewConstMetric(c.memInUse, prometheus.GaugeValue, float64(s.MemoryInUse))
+	ch <- prometheus.MustNewConstMetric(c.memBudget, prometheus.GaugeValue, float64(s.MemoryBudget))
+	ch <- prometheus.MustNewConstMetric(c.memRefused, prometheus.CounterValue, float64(s.MemoryRefused))
 	ch <- prometheus.MustNewConstMetric(c.compilesOnRead, prometheus.CounterValue, float64(s.SchemaCompilesOnRead))
 	for _, plan := range slices.Sorted(maps.Keys(s.Plans)) {
 		ch <- prometheus.MustNewConstMetric(c.plans, prometheus.CounterValue, float64(s.Plans[plan]), plan)

@@ -47,7 +47,22 @@ type Overload struct {
 	// MaxStreams is the number of lookups, relationship reads, exports
 	// and imports running at once; 0 turns the limit off.
 	MaxStreams int
+	// MaxStreamsPerKey bounds the limited streams one authenticated
+	// caller holds at once; 0 turns the limit off (see streamguard.go).
+	MaxStreamsPerKey int
+	// StreamStallTimeout ends a limited stream whose client has accepted
+	// no message for that long (DEADLINE_EXCEEDED, reason
+	// STREAM_STALLED); 0 turns the cut-off off.
+	StreamStallTimeout time.Duration
 }
+
+// DefaultStreamStallTimeout is pemba serve's default -stream-stall-timeout:
+// far longer than any client that reads takes between two messages.
+const DefaultStreamStallTimeout = time.Minute
+
+// DefaultMaxStreamsPerKey is pemba serve's default -max-streams-per-key:
+// half of DefaultMaxStreams, so one key leaves room for the others.
+const DefaultMaxStreamsPerKey = DefaultMaxStreams / 2
 
 // DefaultMaxStreams is pemba serve's default -max-concurrent-streams: high
 // enough not to be met by a healthy deployment's clients, low enough that

@@ -30,6 +30,8 @@ type Principal struct {
 	Tenant string
 	// MaxLookupLimit is the largest lookup limit (0: none).
 	MaxLookupLimit int
+	// maxStreams is the key's own limit on its streams (0: the server's).
+	maxStreams int
 
 	limiter *keyLimiter // nil for tokens
 	// label is the caller's metrics label: the key name, or "jwt" for

@@ -93,6 +93,7 @@ type Server struct {
 	tracing  Tracing     // off unless its TracerProvider is set
 	maxRecv  int         // bytes of one request message
 	overload *overload
+	guards   *streamGuards
 	// authFailures logs failed authentications (rate-limited).
 	authFailures *authFailures
 	// maxConns and connm limit and count client connections.
@@ -166,6 +167,10 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	guards, err := newStreamGuards(cfg.Overload, reg)
+	if err != nil {
+		return nil, err
+	}
 	connm, err := newConnMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("server: register connection metrics: %w", err)
@@ -183,6 +188,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 		tracing:  cfg.Tracing,
 		health:   health.NewServer(),
 		overload: ov,
+		guards:   guards,
 	}
 	s.auth.Store(auth)
 	var stop context.CancelFunc

@@ -54,6 +54,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		maxCalls    = fs.Int("max-concurrent-requests", 0, "overload: unary calls running at once, server-wide (0: no limit); the rest wait in a queue or are shed with RESOURCE_EXHAUSTED and a RetryInfo")
 		maxQueued   = fs.Int("max-queued-requests", 0, "overload: calls that may wait for one of -max-concurrent-requests (0: none wait); a call whose deadline the queue cannot meet is shed at once")
 		maxStreams  = fs.Int("max-concurrent-streams", server.DefaultMaxStreams, "overload: lookups, relationship reads, exports and imports running at once (0: no limit); the rest are shed with RESOURCE_EXHAUSTED")
+		keyStreams  = fs.Int("max-streams-per-key", server.DefaultMaxStreamsPerKey, "overload: lookups, reads, exports and imports one key (or token subject) runs at once (0: no limit); more are refused with RESOURCE_EXHAUSTED")
+		stallAfter  = fs.Duration("stream-stall-timeout", server.DefaultStreamStallTimeout, "end a lookup, read, export or other stream but Watch whose client has accepted no message for this long, with DEADLINE_EXCEEDED (0: never)")
+		memBudget   = fs.Int64("memory-budget", engine.DefaultServeMemoryBudget, "bytes that the checks, expands and lookups in flight may hold together (an estimate); a request that would go past it is refused with RESOURCE_EXHAUSTED (0: no budget)")
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
 		nestedIndex = fs.Bool("nested-index", true, "keep and read the nested-group index (transitive closure of self-nesting relations such as group#member); false walks them")
 		blockCache  = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size in bytes (0: 64 MiB)")
@@ -217,8 +220,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	eopts := engine.Options{Logger: log, CacheBytes: *cacheBytes, MaxDepth: *maxDepth, Quantum: *quantum, Warn: server.Warn, Deprecation: deprecation,
 		TracerProvider: tracing.TracerProvider,
-		Limits:         engine.Limits{MaxSchemaDefinitions: *maxSchemaDefs, MaxPermissionOperators: *maxPermOps, MaxSchemaAnalysisWork: *maxSchemaWork},
-		NoNestedIndex:  !*nestedIndex}
+		Limits: engine.Limits{MaxSchemaDefinitions: *maxSchemaDefs, MaxPermissionOperators: *maxPermOps, MaxSchemaAnalysisWork: *maxSchemaWork,
+			MemoryBudget: *memBudget},
+		NoNestedIndex: !*nestedIndex}
 	reg := server.NewRegistry()
 	if router != nil {
 		defer router.Close()
@@ -237,7 +241,8 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		Registerer: reg, Logger: log, TLS: tlsConf, MaxRecvMsgBytes: *maxRecv, AccessLog: *accessLog,
 		Connections: server.Connections{Max: *maxConns, MaxStreams: uint32(min(*connStreams, math.MaxUint32)), IdleTimeout: *idleTimeout},
 		Tracing:     tracing,
-		Overload:    server.Overload{MaxConcurrent: *maxCalls, MaxQueue: *maxQueued, MaxStreams: *maxStreams},
+		Overload: server.Overload{MaxConcurrent: *maxCalls, MaxQueue: *maxQueued, MaxStreams: *maxStreams,
+			MaxStreamsPerKey: *keyStreams, StreamStallTimeout: *stallAfter},
 	})
 	if err != nil {
 		return fail(err)

@@ -44,6 +44,7 @@ func (e *Evaluator) AffectedResources(ctx context.Context, p Params, req Affecte
 	if err != nil {
 		return nil, err
 	}
+	defer rq.done()
 	an := e.an
 	w := &reverseWalk{rq: rq, g: &an.influence, relevant: an.influenced.of(goal.Index), vals: make([]map[string]revVal, len(an.rels))}
 	for _, c := range req.Changed {

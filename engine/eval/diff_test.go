@@ -290,18 +290,24 @@ func TestDifferential(t *testing.T) {
 			cases = 1
 		}
 	}
+	var streamed uint64
 	for i := first; i < first+cases; i++ {
 		seed := uint64(i)
 		rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 		s := genSchema(rng, cs.Caveats, "diff-"+strconv.Itoa(i))
 		rels := genTuples(rng, s, testNow)
 		reqCtx := diffContexts[rng.IntN(len(diffContexts))]
-		if !runDiffCase(t, seed, s, rels, reqCtx) {
+		if !runDiffCase(t, seed, s, rels, reqCtx, &streamed) {
 			t.Logf("schema of seed %d:\n%s", seed, describeSchema(s))
 			t.Logf("relationships:\n%s", describeTuples(rels))
 			return
 		}
 	}
+	// The streamed plan is taken often enough to be compared.
+	if cases >= 60 && streamed < uint64(cases) {
+		t.Errorf("%d streamed lookups in %d cases: the random schemas no longer exercise stream.go", streamed, cases)
+	}
+	t.Logf("%d lookups streamed in %d cases", streamed, cases)
 }
 
 // diffWorld returns the objects of every type of s that the random tests
@@ -323,7 +329,7 @@ func diffWorld(s *schema.Schema) (map[string][]string, []*schema.Relation) {
 // runDiffCase compares every evaluator configuration with the reference on
 // one schema and data set, at two clock values (the second after the
 // expiring relationships have expired, to exercise cache expiry).
-func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any) bool {
+func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any, streamed *uint64) bool {
 	t.Helper()
 	ctx := context.Background()
 	rd := load(t, rels)
@@ -352,19 +358,23 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	// statistics often veto them: subjects named more than 3 times on
 	// average); the third
 	// has the planner and the subject-side fan-outs off.
-	seq := New(s, Options{Concurrency: 1})
+	// Every evaluator charges one unbounded budget: each request gives
+	// back all it charged (checked at the end).
+	mem := NewMemory(0)
+	seq := New(s, Options{Concurrency: 1, Memory: mem})
 	seq.wideFanout = 1
 	seq.arrowProbe = 1
 	seq.statsFanout = 0.5 // the statistics send every arrow and subject set up from the subject
-	conc := New(s, Options{Concurrency: 4, Cache: c})
+	conc := New(s, Options{Concurrency: 4, Cache: c, Memory: mem})
 	conc.reverseBudget = 3
 	conc.arrowProbe = 1
-	off := New(s, Options{Concurrency: 1})
+	off := New(s, Options{Concurrency: 1, Memory: mem})
 	off.wideFanout = math.MaxInt
 	off.arrowProbe = 0
+	off.walkOnly = true // the others stream the lookups they can (stream.go)
 	// The last configuration reads the nested-group index (its rows
 	// computed by brute force), in checks and in the planner's walks up.
-	nested := New(s, Options{Concurrency: 1, NestedIndex: true})
+	nested := New(s, Options{Concurrency: 1, NestedIndex: true, Memory: mem})
 	nested.wideFanout = 1 // the planners' walks up read the index too
 	nested.arrowProbe = 1
 	evals := []struct {
@@ -380,6 +390,14 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 		{"cluster", newTestCluster(s, 3, rd).nodes[1], nil},
 		{"nested-index", nested, loadNested(t, s, rels)},
 	}
+	defer func() {
+		for _, ev := range evals {
+			*streamed += ev.e.streamed.Load()
+		}
+		if n := mem.InUse(); n != 0 {
+			t.Errorf("seed %d: %d bytes still charged to the memory budget after every request ended", seed, n)
+		}
+	}()
 	for _, now := range []time.Time{testNow, testNow.Add(2 * time.Hour)} {
 		ref := newRefEval(s, rels, now, reqCtx, universe)
 		want := map[tuple.SubjectRef]map[refNode]refVal{}

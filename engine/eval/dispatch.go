@@ -132,6 +132,12 @@ func (m memoLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subpr
 			return m.next.dispatch(ctx, rq, f, sp)
 		}
 	}
+	if !ok && rq.memo[sp] == nil {
+		if err := rq.mem.charge(memoBytes); err != nil {
+			rq.mu.Unlock()
+			return result{}, err
+		}
+	}
 	c = &call{depth: f.depth, seq: f.seq}
 	if rq.memo == nil {
 		rq.memo = make(map[subproblem]*call)

@@ -51,6 +51,10 @@ type Options struct {
 	// dispatch and cache hit below the caller's span, when that span is
 	// recording (see trace.go); nil records nothing and costs nothing.
 	Tracer trace.Tracer
+	// Memory, when set, is the budget of bytes that requests in flight
+	// hold, shared with every evaluator given the same one (memory.go);
+	// nil: unbounded.
+	Memory *Memory
 	// MaxLookupNodes bounds the (object, relation) nodes the walk of one
 	// LookupResources or LookupSubjects reaches and holds in memory;
 	// past it the lookup fails with a *LookupTooLargeError. 0 means no
@@ -94,6 +98,12 @@ type Evaluator struct {
 	scopeBudget    int
 	scopeChecks    int
 	scopeCheckCost int
+	// walkOnly turns the streamed lookups (stream.go) off, for tests
+	// that compare them with the walks.
+	walkOnly bool
+	// streamed counts the lookups that took the streamed plan, for the
+	// tests that must exercise it.
+	streamed atomic.Uint64
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64
@@ -355,12 +365,14 @@ func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (Chec
 		if err != nil {
 			return CheckResult{}, err
 		}
+		defer rq.done()
 		return rq.checkRel(ctx, rel, req)
 	}
 	rq, err := e.newRequest(p)
 	if err != nil {
 		return CheckResult{}, err
 	}
+	defer rq.done()
 	return rq.checkRoot(ctx, req)
 }
 
@@ -398,6 +410,7 @@ func (e *Evaluator) CheckBulk(ctx context.Context, p Params, reqs []CheckRequest
 		}
 		return out
 	}
+	defer rq.done()
 	if index == nil {
 		rq.bulk(ctx, reqs, out)
 		return out
@@ -441,7 +454,10 @@ func (e *Evaluator) settleBulk(rev store.Revision, now time.Time, reqs []CheckRe
 
 // LookupResources yields the resources of req.ResourceType on which
 // req.Subject has req.Permission, in ascending ID order, each with the
-// permissionship Check would give. An error ends the sequence.
+// permissionship Check would give. An error ends the sequence. A
+// permission that is a union of relations naming such subjects directly
+// is streamed from the store as the sequence is read (stream.go); any
+// other is walked in full before the first result.
 func (e *Evaluator) LookupResources(ctx context.Context, p Params, req LookupResourcesRequest) iter.Seq2[ResourceResult, error] {
 	return func(yield func(ResourceResult, error) bool) {
 		rq, err := e.newRequest(p)
@@ -449,6 +465,7 @@ func (e *Evaluator) LookupResources(ctx context.Context, p Params, req LookupRes
 			yield(ResourceResult{}, err)
 			return
 		}
+		defer rq.done()
 		rq.lookupResources(ctx, req, yield)
 	}
 }
@@ -457,7 +474,9 @@ func (e *Evaluator) LookupResources(ctx context.Context, p Params, req LookupRes
 // req.Permission on req.Resource, in ascending ID order ("*" first), each
 // with the permissionship Check would give. An error ends the sequence.
 // A page (Limit, After) confirms only the subjects it needs; the walk that
-// finds the candidates is done in full each time.
+// finds the candidates is done in full each time, unless the permission is
+// streamed (stream.go: a union of relations naming the subjects directly),
+// when a page reads only its own results.
 func (e *Evaluator) LookupSubjects(ctx context.Context, p Params, req LookupSubjectsRequest) iter.Seq2[SubjectResult, error] {
 	return func(yield func(SubjectResult, error) bool) {
 		rq, err := e.newRequest(p)
@@ -465,6 +484,7 @@ func (e *Evaluator) LookupSubjects(ctx context.Context, p Params, req LookupSubj
 			yield(SubjectResult{}, err)
 			return
 		}
+		defer rq.done()
 		rq.lookupSubjects(ctx, req, yield)
 	}
 }
@@ -486,5 +506,6 @@ func (e *Evaluator) Expand(ctx context.Context, p Params, req ExpandRequest) (*T
 	if err != nil {
 		return nil, err
 	}
+	defer rq.done()
 	return rq.expand(ctx, req)
 }

@@ -50,6 +50,9 @@ func (rq *request) expandRel(ctx context.Context, path *frame, rel *schema.Relat
 	if int(depth) > rq.e.opts.MaxDepth {
 		return nil, maxDepthError(rq.e.opts.MaxDepth, f)
 	}
+	if err := rq.mem.charge(treeNodeBytes); err != nil {
+		return nil, err
+	}
 	next := remaining - 1
 	if remaining < 0 {
 		next = -1

@@ -215,6 +215,7 @@ func (e *Evaluator) Explain(ctx context.Context, p Params, req CheckRequest) (*E
 	if err != nil {
 		return nil, err
 	}
+	defer rq.done()
 	x := &explainer{rq: rq, sub: req.Subject, memo: map[explainKey]*ExplainNode{}, limit: unboundedDepth}
 	if cerr != nil {
 		x.limit = e.opts.MaxDepth

@@ -58,6 +58,9 @@ type reverseWalk struct {
 	reached int
 	// over is set when a node was left out for the budget.
 	over bool
+	// memErr is set when a node did not fit in the memory budget; the
+	// walk then fails with it.
+	memErr error
 	// expires is the earliest expiration among the relationships read.
 	expires time.Time
 	// buf is reused by reverse's batch reads.
@@ -93,6 +96,12 @@ func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool, h int32
 		w.over = true // run fails with errBudget: nothing more is held
 		return
 	}
+	if !ok && w.memErr == nil {
+		w.memErr = w.rq.mem.charge(walkNodeBytes)
+	}
+	if w.memErr != nil {
+		return
+	}
 	m[id] = revVal{exact: exact, h: h}
 	w.reached++
 	w.queue = append(w.queue, reverseNode{rel: rel, id: id, exact: exact, h: h})
@@ -100,6 +109,9 @@ func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool, h int32
 
 // reverse calls fn with each relationship on rel whose subject matches sf.
 func (w *reverseWalk) reverse(ctx context.Context, sf tuple.SubjectFilter, rel *schema.Relation, fn func(r *tuple.Relationship)) error {
+	if w.memErr != nil {
+		return w.memErr
+	}
 	if w.over || (w.budget > 0 && w.reached > w.budget) {
 		return errBudget
 	}
@@ -205,7 +217,10 @@ func (w *reverseWalk) propagate(ctx context.Context) error {
 			})
 		}
 	}
-	if err == nil && w.over {
+	switch {
+	case w.memErr != nil:
+		err = w.memErr
+	case err == nil && w.over:
 		err = errBudget
 	}
 	return err
@@ -225,6 +240,9 @@ func (rq *request) lookupResources(ctx context.Context, req LookupResourcesReque
 	}
 	if req.Through != nil {
 		rq.lookupThrough(ctx, req, goal, yield)
+		return
+	}
+	if rq.streamResources(ctx, req, goal, yield) {
 		return
 	}
 	w := newReverseWalk(rq, goal)
@@ -356,6 +374,9 @@ func (rq *request) lookupSubjects(ctx context.Context, req LookupSubjectsRequest
 		yield(SubjectResult{}, err)
 		return
 	}
+	if rq.streamSubjects(ctx, req, rel, yield) {
+		return
+	}
 	// Every subject that can be an answer is met by the walk, so the
 	// walk is done in full on every page; only the Checks that confirm
 	// subjects are limited to the page's.
@@ -459,8 +480,13 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		depth int32 // relations on the path to it, itself included
 	}
 	mentioned := map[string]int32{}
+	var memErr error // a node or subject past the memory budget
 	mention := func(id string, d int32) {
-		if old, ok := mentioned[id]; !ok || d < old {
+		old, ok := mentioned[id]
+		if !ok && memErr == nil {
+			memErr = rq.mem.charge(walkNodeBytes)
+		}
+		if memErr == nil && (!ok || d < old) {
 			mentioned[id] = d
 		}
 	}
@@ -470,7 +496,10 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 	maxNodes := rq.e.opts.MaxLookupNodes
 	push := func(r *schema.Relation, id string, d int32) {
 		n := node{r, id}
-		if r == nil || visited[n] || !rq.e.an.canContain(r, subType, subRel) {
+		if r == nil || visited[n] || !rq.e.an.canContain(r, subType, subRel) || memErr != nil {
+			return
+		}
+		if memErr = rq.mem.charge(walkNodeBytes); memErr != nil {
 			return
 		}
 		visited[n] = true
@@ -507,7 +536,13 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		}
 		return nil
 	}
-	for head := 0; head < len(queue); head++ {
+	for head := 0; head <= len(queue); head++ {
+		if memErr != nil {
+			return nil, memErr
+		}
+		if head == len(queue) {
+			break
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

@@ -45,6 +45,12 @@ type request struct {
 	// can read a contextual relationship: they bypass the cross-request
 	// cache and stay on this node. nil when the call has none.
 	uncached []bool
+	// overlay is set when the reader overlays contextual relationships.
+	overlay bool
+
+	// mem is the request's share of Options.Memory (memory.go); done
+	// gives it back.
+	mem account
 
 	ctxOnce sync.Once
 	ctxHash uint64
@@ -128,10 +134,12 @@ func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, err
 	if sr, ok := p.Reader.(store.StatsReader); ok && e.statsFanout > 0 && e.arrowProbe > 0 {
 		rq.stats = sr.Statistics()
 	}
+	rq.mem.m = e.opts.Memory
 	rq.points, _ = p.Reader.(store.PointReader)
 	rq.batch, _ = p.Reader.(store.BatchReader)
 	if len(p.Contextual) > 0 {
 		rq.points, rq.batch = nil, nil
+		rq.overlay = true
 		rq.reader = store.Overlay(p.Reader, p.Contextual)
 		rq.uncached = uncached
 		if rq.uncached == nil {
@@ -168,28 +176,41 @@ func (rq *request) contextHash() (uint64, bool) {
 // them all before returning so that no store iterator stays open while the
 // evaluator recurses.
 func (rq *request) query(ctx context.Context, f tuple.Filter) ([]tuple.Relationship, error) {
-	if rq.batch != nil {
-		return rq.batch.AppendRelationships(ctx, nil, f, store.QueryOptions{Now: rq.now})
-	}
-	var out []tuple.Relationship
-	for r, err := range rq.reader.QueryRelationships(ctx, f, store.QueryOptions{Now: rq.now}) {
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return rq.queryLimit(ctx, f, 0)
 }
+
+// done ends the request: what it charged to the memory budget is given
+// back. Every evaluator entry point that makes a request defers it.
+func (rq *request) done() { rq.mem.close() }
+
+// chargeRels is how many relationships a query reads between two charges
+// to the memory budget.
+const chargeRels = 1024
 
 // queryLimit is query stopped after limit relationships.
 func (rq *request) queryLimit(ctx context.Context, f tuple.Filter, limit int) ([]tuple.Relationship, error) {
 	if rq.batch != nil {
-		return rq.batch.AppendRelationships(ctx, nil, f, store.QueryOptions{Now: rq.now, Limit: limit})
+		out, err := rq.batch.AppendRelationships(ctx, nil, f, store.QueryOptions{Now: rq.now, Limit: limit})
+		if err != nil {
+			return nil, err
+		}
+		// Charged as the loop below charges: by blocks of chargeRels.
+		if blocks := (len(out) + chargeRels - 1) / chargeRels; blocks > 0 {
+			if err := rq.mem.charge(int64(blocks) * chargeRels * relationshipBytes); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
 	}
 	var out []tuple.Relationship
 	for r, err := range rq.reader.QueryRelationships(ctx, f, store.QueryOptions{Now: rq.now, Limit: limit}) {
 		if err != nil {
 			return nil, err
+		}
+		if len(out)%chargeRels == 0 {
+			if err := rq.mem.charge(chargeRels * relationshipBytes); err != nil {
+				return nil, err
+			}
 		}
 		out = append(out, r)
 	}

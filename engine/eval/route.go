@@ -201,6 +201,7 @@ func (e *Evaluator) DispatchCheck(ctx context.Context, p Params, req *DispatchRe
 	if err != nil {
 		return nil, err
 	}
+	defer rq.done()
 	st := new(checkStats)
 	var parent *frame
 	for i, s := range req.Path {

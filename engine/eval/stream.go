@@ -1,0 +1,346 @@
+package eval
+
+import (
+	"context"
+	"iter"
+	"strings"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// Streamed lookups. The walks of lookup.go hold every object they reach
+// until they end, so a lookup's memory grows with its answer, and a page
+// costs the whole walk. The commonest large lookups need no walk: when a
+// permission is, on the object itself, a union of stored relations whose
+// relationships name the requested subjects directly (view = reader +
+// writer, each accepting users and nothing through which users could
+// come in: no subject set that can contain them, no arrow), its answers
+// are exactly those relationships. The store yields them in ID order, so
+// the lookup merges one store scan per relation and yields each answer as
+// it reads it: its memory is one relationship per scan, whatever the size
+// of the answer, it stops reading when its consumer stops (a stream whose
+// client does not read blocks the scan under flow control), and a page
+// resumes the scans strictly after the cursor's ID instead of redoing the
+// walk. An answer held only by caveated relationships is decided by Check,
+// as the walk does; an uncaveated one is certain (it is within the depth
+// limit, or the plan is not taken).
+
+// directLeaf is a stored relation whose relationships are answers of a
+// streamed lookup.
+type directLeaf struct {
+	rel *schema.Relation
+	// wildcard is whether the relation accepts the subject type's
+	// wildcard.
+	wildcard bool
+}
+
+// directLeaves returns the stored relations whose relationships naming
+// subjects of kind (typ, srel) are exactly rel's answers on any object,
+// and whether rel has that shape: computed references and unions on the
+// object itself, down to stored relations within the depth limit, none
+// of which accepts a subject set that can contain such subjects. Arrows,
+// intersections, exclusions and self need the walk, as does a subject
+// set asked for that contains itself.
+func (e *Evaluator) directLeaves(rel *schema.Relation, typ, srel string) ([]directLeaf, bool) {
+	var leaves []directLeaf
+	seen := map[*schema.Relation]bool{}
+	ok := true
+	var visit func(r *schema.Relation, h int)
+	var rewrite func(w *schema.Rewrite, h int)
+	visit = func(r *schema.Relation, h int) {
+		if !ok || seen[r] {
+			return
+		}
+		seen[r] = true
+		if h > e.opts.MaxDepth || (srel != "" && r.Name == srel && r.Definition.Name == typ) {
+			// Too deep, or a subject set that contains itself.
+			ok = false
+			return
+		}
+		if r.Rewrite != nil {
+			rewrite(r.Rewrite, h)
+			return
+		}
+		leaf := directLeaf{rel: r}
+		direct := false
+		for _, a := range r.Allowed {
+			switch {
+			case a.Relation != "":
+				// A subject set of the kind asked for is an answer
+				// itself, but one that can contain subjects of that
+				// kind (itself nested) needs the walk.
+				if a.Target == nil || e.an.canContain(a.Target, typ, srel) {
+					ok = false
+					return
+				}
+				if a.Type == typ && a.Relation == srel {
+					direct = true
+				}
+			case a.Type == typ && srel == "":
+				direct = true
+				leaf.wildcard = leaf.wildcard || a.Wildcard
+			}
+		}
+		if direct {
+			leaves = append(leaves, leaf)
+		}
+	}
+	rewrite = func(w *schema.Rewrite, h int) {
+		if !ok {
+			return
+		}
+		switch w.Kind {
+		case schema.RewriteNil:
+		case schema.RewriteComputed:
+			visit(w.Relation, h+1)
+		case schema.RewriteUnion:
+			for _, c := range w.Children {
+				rewrite(c, h)
+			}
+		default:
+			ok = false
+		}
+	}
+	visit(rel, 1)
+	if !ok {
+		return nil, false
+	}
+	return leaves, true
+}
+
+// streams reports whether the lookups of this request may take the
+// streamed plan: the request carries no contextual relationships (whose
+// overlay the plan does not merge) and the tests have not turned it off.
+func (rq *request) streams() bool {
+	return !rq.overlay && !rq.e.walkOnly
+}
+
+// scan is one ordered store scan of a streamed lookup: the IDs it
+// yields (resource IDs for LookupResources, subject IDs for
+// LookupSubjects), pulled one at a time.
+type scan struct {
+	next func() (tuple.Relationship, error, bool)
+	stop func()
+	id   func(*tuple.Relationship) string
+	cur  tuple.Relationship
+	ok   bool
+}
+
+func newScan(seq iter.Seq2[tuple.Relationship, error], id func(*tuple.Relationship) string) *scan {
+	next, stop := iter.Pull2(seq)
+	return &scan{next: next, stop: stop, id: id}
+}
+
+// advance reads the scan's next relationship.
+func (s *scan) advance() error {
+	r, err, ok := s.next()
+	if err != nil {
+		s.ok = false
+		return err
+	}
+	s.cur, s.ok = r, ok
+	return nil
+}
+
+// merge yields, in ascending ID order, each ID the scans yield with
+// whether any of its relationships is uncaveated, skipping skip (the
+// wildcard, emitted apart). It reads one relationship ahead per scan.
+func merge(scans []*scan, skip string, yield func(id string, certain bool) bool) error {
+	defer func() {
+		for _, s := range scans {
+			s.stop()
+		}
+	}()
+	for _, s := range scans {
+		if err := s.advance(); err != nil {
+			return err
+		}
+	}
+	for {
+		low := ""
+		found := false
+		for _, s := range scans {
+			if s.ok && (!found || strings.Compare(s.id(&s.cur), low) < 0) {
+				low, found = s.id(&s.cur), true
+			}
+		}
+		if !found {
+			return nil
+		}
+		certain := false
+		for _, s := range scans {
+			for s.ok && s.id(&s.cur) == low {
+				certain = certain || s.cur.Caveat == nil
+				if err := s.advance(); err != nil {
+					return err
+				}
+			}
+		}
+		if low != skip && !yield(low, certain) {
+			return nil
+		}
+	}
+}
+
+// streamResources is LookupResources by the streamed plan: reverse scans
+// of each leaf for the subject and, where accepted, its type's wildcard.
+// It reports false, having yielded nothing, when the plan does not apply.
+func (rq *request) streamResources(ctx context.Context, req LookupResourcesRequest, goal *schema.Relation, yield func(ResourceResult, error) bool) bool {
+	sub := req.Subject
+	if !rq.streams() || sub.Relation != "" || sub.ID == tuple.Wildcard {
+		return false
+	}
+	leaves, ok := rq.e.directLeaves(goal, sub.Type, "")
+	if !ok {
+		return false
+	}
+	rq.e.streamed.Add(1)
+	var scans []*scan
+	resID := func(r *tuple.Relationship) string { return r.Resource.ID }
+	for _, l := range leaves {
+		ids := []string{sub.ID}
+		if l.wildcard {
+			ids = append(ids, tuple.Wildcard)
+		}
+		for _, id := range ids {
+			sf := tuple.SubjectFilter{Type: sub.Type, ID: id, Relation: tuple.Ellipsis}
+			opts := store.QueryOptions{Now: rq.now}
+			if req.After != "" {
+				opts.After = &tuple.Key{Resource: tuple.ObjectRef{Type: req.ResourceType, ID: req.After}, Relation: l.rel.Name, Subject: tuple.SubjectRef{Type: sub.Type, ID: id}}
+			}
+			f := tuple.ReverseFilter{Subject: sf, ResourceType: req.ResourceType, Relation: l.rel.Name}
+			scans = append(scans, newScan(rq.reader.ReverseQueryRelationships(ctx, f, opts), resID))
+		}
+	}
+	emitted := 0
+	var yieldErr error
+	err := merge(scans, "", func(id string, certain bool) bool {
+		if req.After != "" && id <= req.After {
+			return true
+		}
+		res := CheckResult{Permissionship: HasPermission}
+		if !certain {
+			r, err := rq.check(ctx, nil, goal, id, sub)
+			if err != nil {
+				yieldErr = err
+				return false
+			}
+			res = r.checkResult()
+		}
+		if res.Permissionship == NoPermission {
+			return true
+		}
+		if !yield(ResourceResult{ResourceID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}, nil) {
+			return false
+		}
+		emitted++
+		return req.Limit == 0 || emitted < req.Limit
+	})
+	if err == nil {
+		err = yieldErr
+	}
+	if err != nil {
+		yield(ResourceResult{}, err)
+	}
+	return true
+}
+
+// streamSubjects is LookupSubjects by the streamed plan: a scan of each
+// leaf on the resource. The wildcard comes first, as in the walk's
+// order; a caveated wildcard, which would list the subjects it
+// excludes, is left to the walk. It reports false, having yielded
+// nothing, when the plan does not apply.
+func (rq *request) streamSubjects(ctx context.Context, req LookupSubjectsRequest, rel *schema.Relation, yield func(SubjectResult, error) bool) bool {
+	if !rq.streams() || req.Within != nil {
+		return false
+	}
+	leaves, ok := rq.e.directLeaves(rel, req.SubjectType, req.SubjectRelation)
+	if !ok {
+		return false
+	}
+	srel := req.SubjectRelation
+	if srel == "" {
+		srel = tuple.Ellipsis
+	}
+	filter := func(l directLeaf, id string) tuple.Filter {
+		return tuple.Filter{ResourceType: req.Resource.Type, ResourceID: req.Resource.ID, Relation: l.rel.Name,
+			Subject: &tuple.SubjectFilter{Type: req.SubjectType, ID: id, Relation: srel}}
+	}
+	// The wildcard: certain, caveated (the walk's case) or absent.
+	wild, wildCertain := false, false
+	for _, l := range leaves {
+		if !l.wildcard {
+			continue
+		}
+		rels, err := rq.query(ctx, filter(l, tuple.Wildcard))
+		if err != nil {
+			yield(SubjectResult{}, err)
+			return true
+		}
+		for _, r := range rels {
+			wild = true
+			wildCertain = wildCertain || r.Caveat == nil
+		}
+	}
+	if wild && !wildCertain {
+		return false
+	}
+	rq.e.streamed.Add(1)
+	emitted := 0
+	if wild && req.After == "" {
+		if !yield(SubjectResult{SubjectID: tuple.Wildcard, Permissionship: HasPermission}, nil) {
+			return true
+		}
+		emitted++
+		if req.Limit > 0 && emitted >= req.Limit {
+			return true
+		}
+	}
+	after := req.After
+	if after == tuple.Wildcard {
+		after = ""
+	}
+	var scans []*scan
+	subID := func(r *tuple.Relationship) string { return r.Subject.ID }
+	for _, l := range leaves {
+		opts := store.QueryOptions{Now: rq.now}
+		if after != "" {
+			opts.After = &tuple.Key{Resource: req.Resource, Relation: l.rel.Name, Subject: tuple.SubjectRef{Type: req.SubjectType, ID: after, Relation: req.SubjectRelation}}
+		}
+		scans = append(scans, newScan(rq.reader.QueryRelationships(ctx, filter(l, ""), opts), subID))
+	}
+	sub := tuple.SubjectRef{Type: req.SubjectType, Relation: req.SubjectRelation}
+	var yieldErr error
+	err := merge(scans, tuple.Wildcard, func(id string, certain bool) bool {
+		if after != "" && id <= after {
+			return true
+		}
+		res := CheckResult{Permissionship: HasPermission}
+		if !certain && !wild {
+			sub.ID = id
+			r, err := rq.check(ctx, nil, rel, req.Resource.ID, sub)
+			if err != nil {
+				yieldErr = err
+				return false
+			}
+			res = r.checkResult()
+		}
+		if res.Permissionship == NoPermission {
+			return true
+		}
+		if !yield(SubjectResult{SubjectID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}, nil) {
+			return false
+		}
+		emitted++
+		return req.Limit == 0 || emitted < req.Limit
+	})
+	if err == nil {
+		err = yieldErr
+	}
+	if err != nil {
+		yield(SubjectResult{}, err)
+	}
+	return true
+}
