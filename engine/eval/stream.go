@@ -184,6 +184,44 @@ func merge(scans []*scan, skip string, yield func(id string, certain bool) bool)
 	}
 }
 
+// answers yields, in order, the ids that merge makes of scans (without
+// skip) after the cursor after: each one the scans found uncaveated is
+// granted, any other is decided by decide. It stops after limit answers
+// (0: no limit) counting the emitted ones yielded before, or at the first
+// error, which it yields.
+func answers[R any](scans []*scan, skip, after string, limit, emitted int, decide func(id string) (CheckResult, error), answer func(id string, res CheckResult) R, yield func(R, error) bool) {
+	var decideErr error
+	err := merge(scans, skip, func(id string, certain bool) bool {
+		if after != "" && id <= after {
+			return true
+		}
+		res := CheckResult{Permissionship: HasPermission}
+		if !certain {
+			r, err := decide(id)
+			if err != nil {
+				decideErr = err
+				return false
+			}
+			res = r
+		}
+		if res.Permissionship == NoPermission {
+			return true
+		}
+		if !yield(answer(id, res), nil) {
+			return false
+		}
+		emitted++
+		return limit == 0 || emitted < limit
+	})
+	if err == nil {
+		err = decideErr
+	}
+	if err != nil {
+		var zero R
+		yield(zero, err)
+	}
+}
+
 // streamResources is LookupResources by the streamed plan: reverse scans
 // of each leaf for the subject and, where accepted, its type's wildcard.
 // It reports false, having yielded nothing, when the plan does not apply.
@@ -214,36 +252,12 @@ func (rq *request) streamResources(ctx context.Context, req LookupResourcesReque
 			scans = append(scans, newScan(rq.reader.ReverseQueryRelationships(ctx, f, opts), resID))
 		}
 	}
-	emitted := 0
-	var yieldErr error
-	err := merge(scans, "", func(id string, certain bool) bool {
-		if req.After != "" && id <= req.After {
-			return true
-		}
-		res := CheckResult{Permissionship: HasPermission}
-		if !certain {
-			r, err := rq.check(ctx, nil, goal, id, sub)
-			if err != nil {
-				yieldErr = err
-				return false
-			}
-			res = r.checkResult()
-		}
-		if res.Permissionship == NoPermission {
-			return true
-		}
-		if !yield(ResourceResult{ResourceID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}, nil) {
-			return false
-		}
-		emitted++
-		return req.Limit == 0 || emitted < req.Limit
-	})
-	if err == nil {
-		err = yieldErr
-	}
-	if err != nil {
-		yield(ResourceResult{}, err)
-	}
+	answers(scans, "", req.After, req.Limit, 0, func(id string) (CheckResult, error) {
+		r, err := rq.check(ctx, nil, goal, id, sub)
+		return r.checkResult(), err
+	}, func(id string, res CheckResult) ResourceResult {
+		return ResourceResult{ResourceID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
+	}, yield)
 	return true
 }
 
@@ -312,35 +326,16 @@ func (rq *request) streamSubjects(ctx context.Context, req LookupSubjectsRequest
 		scans = append(scans, newScan(rq.reader.QueryRelationships(ctx, filter(l, ""), opts), subID))
 	}
 	sub := tuple.SubjectRef{Type: req.SubjectType, Relation: req.SubjectRelation}
-	var yieldErr error
-	err := merge(scans, tuple.Wildcard, func(id string, certain bool) bool {
-		if after != "" && id <= after {
-			return true
+	answers(scans, tuple.Wildcard, after, req.Limit, emitted, func(id string) (CheckResult, error) {
+		if wild {
+			// Every subject of the type has the permission.
+			return CheckResult{Permissionship: HasPermission}, nil
 		}
-		res := CheckResult{Permissionship: HasPermission}
-		if !certain && !wild {
-			sub.ID = id
-			r, err := rq.check(ctx, nil, rel, req.Resource.ID, sub)
-			if err != nil {
-				yieldErr = err
-				return false
-			}
-			res = r.checkResult()
-		}
-		if res.Permissionship == NoPermission {
-			return true
-		}
-		if !yield(SubjectResult{SubjectID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}, nil) {
-			return false
-		}
-		emitted++
-		return req.Limit == 0 || emitted < req.Limit
-	})
-	if err == nil {
-		err = yieldErr
-	}
-	if err != nil {
-		yield(SubjectResult{}, err)
-	}
+		sub.ID = id
+		r, err := rq.check(ctx, nil, rel, req.Resource.ID, sub)
+		return r.checkResult(), err
+	}, func(id string, res CheckResult) SubjectResult {
+		return SubjectResult{SubjectID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
+	}, yield)
 	return true
 }
