@@ -794,7 +794,7 @@ func pooledAt(s *Store, rev store.Revision) []*pooledIter {
 
 // TestSavedStatistics: a count is saved and served again by a store
 // reopened at the same head, without counting; at a newer head the saved
-// count is not served.
+// count is not served (a count of the newer head may be).
 func TestSavedStatistics(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv()
@@ -821,7 +821,9 @@ func TestSavedStatistics(t *testing.T) {
 	}
 	s = e.open(t)
 	defer s.Close()
-	if saved := s.savedStatistics(); saved != nil {
-		t.Errorf("saved statistics of revision %d served at head %d", saved.Revision, s.head.Load())
+	// The count at open may already have finished and saved a count of
+	// the new head (4 relationships); the old count must never be served.
+	if saved := s.savedStatistics(); saved != nil && (saved.Revision == want.Revision || saved.Total != 4) {
+		t.Errorf("saved statistics of revision %d (%d relationships) served at head %d", saved.Revision, saved.Total, s.head.Load())
 	}
 }
