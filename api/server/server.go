@@ -285,7 +285,10 @@ func (s *Server) SetKeys(keys []Key) error {
 
 // Serve accepts connections on lis until Stop or GracefulStop.
 func (s *Server) Serve(lis net.Listener) error {
-	if err := s.grpc.Serve(&limitListener{Listener: lis, max: int64(s.maxConns), m: s.connm}); err != nil {
+	err := s.grpc.Serve(&limitListener{Listener: lis, max: int64(s.maxConns), m: s.connm})
+	if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		// ErrServerStopped: Stop came before Serve, which is a stop like
+		// one during Serve (that returns nil), not a failure.
 		return fmt.Errorf("server: %w", err)
 	}
 	return nil
