@@ -9,6 +9,7 @@ import (
 	"iter"
 	"time"
 
+	"github.com/pemba-authz/pemba/engine/store/internal/wire"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -274,153 +275,91 @@ type AuditHeader struct {
 // DecodeAuditHeader decodes the header of an encoding without its
 // changes (a backend filters on it before decoding the rest).
 func DecodeAuditHeader(enc []byte) (AuditHeader, error) {
-	d := auditDecoder{b: enc}
+	d := newAuditDecoder(enc)
 	h := d.header()
-	return h, d.err
+	return h, d.Err
 }
 
 // DecodeAuditEntry decodes a whole canonical encoding. It fails with
 // ErrCorrupt on anything but exactly one well-formed version 1 encoding.
 // The Hash of the result is zero.
 func DecodeAuditEntry(enc []byte) (AuditEntry, error) {
-	d := auditDecoder{b: enc}
+	d := newAuditDecoder(enc)
 	h := d.header()
 	e := AuditEntry{
 		Revision: h.Revision, Time: h.Time, Caller: h.Caller, RequestID: h.RequestID, Reason: h.Reason,
 		Operation: h.Operation, SchemaChanged: h.SchemaChanged, Schema: h.Schema,
 	}
-	for d.err == nil {
-		op := Op(d.byte())
-		if op == 0 || d.err != nil {
+	for d.Err == nil {
+		op := Op(d.Byte())
+		if op == 0 || d.Err != nil {
 			break
 		}
 		if op != OpTouch && op != OpCreate && op != OpDelete {
-			d.fail(fmt.Sprintf("unknown op %d", op))
+			d.Fail(fmt.Sprintf("unknown op %d", op))
 			break
 		}
 		var r tuple.Relationship
-		r.Resource.Type, r.Resource.ID, r.Relation = d.string(), d.string(), d.string()
-		r.Subject.Type, r.Subject.ID, r.Subject.Relation = d.string(), d.string(), d.string()
-		flags := d.byte()
+		r.Resource.Type, r.Resource.ID, r.Relation = d.String(), d.String(), d.String()
+		r.Subject.Type, r.Subject.ID, r.Subject.Relation = d.String(), d.String(), d.String()
+		flags := d.Byte()
 		if flags&^3 != 0 || op == OpDelete && flags != 0 {
-			d.fail(fmt.Sprintf("bad change flags %#x", flags))
+			d.Fail(fmt.Sprintf("bad change flags %#x", flags))
 			break
 		}
 		if flags&1 != 0 {
-			r.Caveat = &tuple.Caveat{Name: d.string()}
-			if ctx := d.string(); ctx != "" && d.err == nil {
+			r.Caveat = &tuple.Caveat{Name: d.String()}
+			if ctx := d.String(); ctx != "" && d.Err == nil {
 				m, err := tuple.ParseContext(ctx)
 				if err != nil {
-					d.fail("caveat context: " + err.Error())
+					d.Fail("caveat context: " + err.Error())
 					break
 				}
 				r.Caveat.Context = m
 			}
 		}
 		if flags&2 != 0 {
-			r.Expiration = d.time()
+			r.Expiration = d.Time()
 		}
 		e.Changes = append(e.Changes, Change{Op: op, Relationship: r})
 	}
-	if n := d.uvarint(); d.err == nil && n != uint64(len(e.Changes)) {
-		d.fail(fmt.Sprintf("trailer counts %d changes, found %d", n, len(e.Changes)))
+	if n := d.Uvarint(); d.Err == nil && n != uint64(len(e.Changes)) {
+		d.Fail(fmt.Sprintf("trailer counts %d changes, found %d", n, len(e.Changes)))
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("trailing bytes")
-	}
-	if d.err != nil {
-		return AuditEntry{}, d.err
+	d.End()
+	if d.Err != nil {
+		return AuditEntry{}, d.Err
 	}
 	return e, nil
 }
 
-// auditDecoder reads an encoding; the first error sticks.
-type auditDecoder struct {
-	b   []byte
-	err error
+// auditDecoder reads an audit entry's encoding; the first error sticks.
+type auditDecoder struct{ wire.Decoder }
+
+func newAuditDecoder(enc []byte) *auditDecoder {
+	return &auditDecoder{wire.Decoder{B: enc, Corrupt: corruptAudit}}
 }
 
-func (d *auditDecoder) fail(why string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("store: audit entry: %s: %w", why, ErrCorrupt)
-	}
-}
-
-func (d *auditDecoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.fail("truncated")
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *auditDecoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *auditDecoder) string() string {
-	n := d.uvarint()
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(len(d.b)) {
-		d.fail("length past the end")
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
-
-func (d *auditDecoder) time() time.Time {
-	if d.err != nil {
-		return time.Time{}
-	}
-	sec, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return time.Time{}
-	}
-	d.b = d.b[n:]
-	nsec := d.uvarint()
-	if d.err == nil && nsec >= 1e9 {
-		d.fail("nanoseconds out of range")
-	}
-	if d.err != nil {
-		return time.Time{}
-	}
-	return time.Unix(sec, int64(nsec)).UTC()
+// corruptAudit is the error of an audit entry's encoding refused for why.
+func corruptAudit(why string) error {
+	return fmt.Errorf("store: audit entry: %s: %w", why, ErrCorrupt)
 }
 
 func (d *auditDecoder) header() AuditHeader {
 	var h AuditHeader
-	if v := d.byte(); d.err == nil && v != auditVersion1 {
-		d.fail(fmt.Sprintf("unknown encoding version %d", v))
+	if v := d.Byte(); d.Err == nil && v != auditVersion1 {
+		d.Fail(fmt.Sprintf("unknown encoding version %d", v))
 	}
-	h.Revision = Revision(d.uvarint())
-	h.Time = d.time()
-	h.Caller, h.RequestID, h.Reason, h.Operation = d.string(), d.string(), d.string(), d.string()
-	switch d.byte() {
+	h.Revision = Revision(d.Uvarint())
+	h.Time = d.Time()
+	h.Caller, h.RequestID, h.Reason, h.Operation = d.String(), d.String(), d.String(), d.String()
+	switch d.Byte() {
 	case 0:
 	case 1:
 		h.SchemaChanged = true
-		h.Schema = d.string()
+		h.Schema = d.String()
 	default:
-		d.fail("bad schema flag")
+		d.Fail("bad schema flag")
 	}
 	return h
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/store/internal/wire"
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
@@ -80,130 +81,61 @@ func appendTime(b []byte, t time.Time) []byte {
 }
 
 // decoder reads the fields of a value; the first error sticks.
-type decoder struct {
-	b   []byte
-	err error
+type decoder struct{ wire.Decoder }
+
+func newDecoder(b []byte) *decoder {
+	return &decoder{wire.Decoder{B: b, Corrupt: corruptValue}}
 }
 
-func (d *decoder) fail(why string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("pebblestore: value: %s: %w", why, store.ErrCorrupt)
-	}
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil || len(d.b) == 0 {
-		d.fail("truncated")
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.fail("length past the end")
-		return nil
-	}
-	s := d.b[:n]
-	d.b = d.b[n:]
-	return s
-}
-
-func (d *decoder) time() time.Time {
-	sec := d.varint()
-	nsec := d.uvarint()
-	if d.err != nil {
-		return time.Time{}
-	}
-	if nsec >= 1e9 {
-		d.fail("nanoseconds out of range")
-		return time.Time{}
-	}
-	return time.Unix(sec, int64(nsec)).UTC()
-}
-
-func (d *decoder) end() {
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("trailing bytes")
-	}
+// corruptValue is the error of a value refused for why.
+func corruptValue(why string) error {
+	return fmt.Errorf("pebblestore: value: %s: %w", why, store.ErrCorrupt)
 }
 
 // decodeValue decodes an index value.
 func decodeValue(b []byte) (version, error) {
-	d := decoder{b: b}
+	d := newDecoder(b)
 	v := d.readValue()
-	d.end()
-	return v, d.err
+	d.End()
+	return v, d.Err
 }
 
 func (d *decoder) readValue() version {
 	var v version
-	if ver := d.byte(); d.err == nil && ver != valueVersion1 {
-		d.fail(fmt.Sprintf("unknown value version %d", ver))
+	if ver := d.Byte(); d.Err == nil && ver != valueVersion1 {
+		d.Fail(fmt.Sprintf("unknown value version %d", ver))
 	}
-	flags := d.byte()
-	if d.err != nil {
+	flags := d.Byte()
+	if d.Err != nil {
 		return v
 	}
 	if flags&^flagsKnown != 0 || flags&flagTombstone != 0 && flags != flagTombstone {
-		d.fail(fmt.Sprintf("bad flags %#x", flags))
+		d.Fail(fmt.Sprintf("bad flags %#x", flags))
 		return v
 	}
 	v.tombstone = flags&flagTombstone != 0
 	if flags&flagCaveat != 0 {
-		name := d.bytes()
-		ctxJSON := d.bytes()
-		if d.err != nil {
+		name := d.Bytes()
+		ctxJSON := d.Bytes()
+		if d.Err != nil {
 			return v
 		}
 		if len(name) == 0 {
-			d.fail("empty caveat name")
+			d.Fail("empty caveat name")
 			return v
 		}
 		v.caveat = &tuple.Caveat{Name: string(name)}
 		if len(ctxJSON) > 0 {
 			ctx, err := decodeContext(ctxJSON)
 			if err != nil {
-				d.fail(err.Error())
+				d.Fail(err.Error())
 				return v
 			}
 			v.caveat.Context = ctx
 		}
 	}
 	if flags&flagExpiration != 0 {
-		v.expiration = d.time()
+		v.expiration = d.Time()
 	}
 	return v
 }
@@ -212,21 +144,21 @@ func (d *decoder) readValue() version {
 // for a tombstone or a relationship that never expires, without decoding
 // the caveat context (GC reads many values and needs only this).
 func valueExpiration(b []byte) (time.Time, error) {
-	d := decoder{b: b}
-	if ver := d.byte(); d.err == nil && ver != valueVersion1 {
-		d.fail(fmt.Sprintf("unknown value version %d", ver))
+	d := newDecoder(b)
+	if ver := d.Byte(); d.Err == nil && ver != valueVersion1 {
+		d.Fail(fmt.Sprintf("unknown value version %d", ver))
 	}
-	flags := d.byte()
-	if d.err != nil || flags&flagExpiration == 0 {
-		return time.Time{}, d.err
+	flags := d.Byte()
+	if d.Err != nil || flags&flagExpiration == 0 {
+		return time.Time{}, d.Err
 	}
 	if flags&flagCaveat != 0 {
-		d.bytes()
-		d.bytes()
+		d.Bytes()
+		d.Bytes()
 	}
-	exp := d.time()
-	d.end()
-	return exp, d.err
+	exp := d.Time()
+	d.End()
+	return exp, d.Err
 }
 
 // decodeContext decodes caveat context JSON, keeping numbers as
@@ -307,80 +239,80 @@ func appendChanges(b []byte, changes []store.Change) []byte {
 
 // decodeChangeHeader decodes only the header of chunk 0.
 func decodeChangeHeader(b []byte) (changeHeader, error) {
-	d := decoder{b: b}
-	if ver := d.byte(); d.err == nil && ver != changelogVersion1 {
-		d.fail(fmt.Sprintf("unknown changelog version %d", ver))
+	d := newDecoder(b)
+	if ver := d.Byte(); d.Err == nil && ver != changelogVersion1 {
+		d.Fail(fmt.Sprintf("unknown changelog version %d", ver))
 	}
 	h := d.readHeader()
-	return h, d.err
+	return h, d.Err
 }
 
 func (d *decoder) readHeader() changeHeader {
 	var h changeHeader
-	h.time = d.time()
-	h.caller = string(d.bytes())
-	switch d.byte() {
+	h.time = d.Time()
+	h.caller = string(d.Bytes())
+	switch d.Byte() {
 	case 0:
 	case 1:
 		h.schemaChanged = true
 	default:
-		d.fail("bad schema flag")
+		d.Fail("bad schema flag")
 	}
 	return h
 }
 
 // decodeChangeChunk decodes one chunk. The header is returned for chunk 0.
 func decodeChangeChunk(b []byte, seq uint32) (changeHeader, []store.Change, error) {
-	d := decoder{b: b}
+	d := newDecoder(b)
 	var h changeHeader
-	if ver := d.byte(); d.err == nil && ver != changelogVersion1 {
-		d.fail(fmt.Sprintf("unknown changelog version %d", ver))
+	if ver := d.Byte(); d.Err == nil && ver != changelogVersion1 {
+		d.Fail(fmt.Sprintf("unknown changelog version %d", ver))
 	}
 	if seq == 0 {
 		h = d.readHeader()
 	}
-	n := d.uvarint()
-	if d.err == nil && n > uint64(len(d.b)) {
-		d.fail("change count past the end")
+	n := d.Uvarint()
+	if d.Err == nil && n > uint64(len(d.B)) {
+		d.Fail("change count past the end")
 	}
 	var changes []store.Change
-	if d.err == nil && n > 0 {
+	if d.Err == nil && n > 0 {
 		changes = make([]store.Change, 0, n)
 	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		op := store.Op(d.byte())
-		tk := d.bytes()
-		val := d.bytes()
-		if d.err != nil {
+	for i := uint64(0); i < n && d.Err == nil; i++ {
+		op := store.Op(d.Byte())
+		tk := d.Bytes()
+		val := d.Bytes()
+		if d.Err != nil {
 			break
 		}
 		if op != store.OpTouch && op != store.OpCreate && op != store.OpDelete {
-			d.fail(fmt.Sprintf("unknown op %d", op))
+			d.Fail(fmt.Sprintf("unknown op %d", op))
 			break
 		}
 		if len(tk) == 0 || tk[0] != tagForward {
-			d.fail("change key is not a forward tuple key")
+			d.Fail("change key is not a forward tuple key")
 			break
 		}
 		k, err := decodeTupleKey(tk)
 		if err != nil {
-			d.err = err
+			d.Err = err
 			break
 		}
 		v, err := decodeValue(val)
 		if err != nil {
-			d.err = err
+			d.Err = err
 			break
 		}
 		if v.tombstone != (op == store.OpDelete) {
-			d.fail("change op disagrees with its value")
+			d.Fail("change op disagrees with its value")
 			break
 		}
 		changes = append(changes, store.Change{Op: op, Relationship: v.relationship(k)})
 	}
-	d.end()
-	if d.err != nil {
-		return changeHeader{}, nil, d.err
+	d.End()
+	if d.Err != nil {
+		return changeHeader{}, nil, d.Err
 	}
 	return h, changes, nil
 }
