@@ -60,11 +60,8 @@ func auditQuery(ctx context.Context, inv *invocation, args []string) error {
 	limit := fs.Uint("limit", 0, "at most N entries (0: all)")
 	cursor := fs.String("cursor", "", "resume after the entry this cursor names (the last one's \"cursor\" in --output json)")
 	out := outputFlag(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) != 0 {
@@ -194,11 +191,8 @@ func auditVerify(ctx context.Context, inv *invocation, args []string) error {
 	fs := inv.flagSet()
 	conn := inv.connFlags(fs)
 	out := outputFlag(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) != 0 {

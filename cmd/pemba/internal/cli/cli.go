@@ -289,9 +289,22 @@ func (inv *invocation) parse(fs *flag.FlagSet, usage string, args []string) ([]s
 	return pos, nil
 }
 
-// outputFlag registers --output; call setOutput after parsing.
+// outputFlag registers --output; parse with parseOutput, which sets it.
 func outputFlag(fs *flag.FlagSet) *string {
 	return fs.String("output", "text", "output format: text or json")
+}
+
+// parseOutput is parse followed by setOutput of the --output flag out
+// registered on fs (outputFlag).
+func (inv *invocation) parseOutput(fs *flag.FlagSet, usage string, args []string, out *string) ([]string, error) {
+	pos, err := inv.parse(fs, usage, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := inv.setOutput(usage, *out); err != nil {
+		return nil, err
+	}
+	return pos, nil
 }
 
 func (inv *invocation) setOutput(usage, v string) error {

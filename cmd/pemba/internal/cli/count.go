@@ -78,11 +78,8 @@ func countResources(ctx context.Context, inv *invocation, args []string) error {
 	fs := inv.flagSet()
 	qf := inv.queryFlags(fs)
 	sf := registerThroughFlags(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, qf.out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *qf.out); err != nil {
 		return err
 	}
 	if len(pos) != 1 {
@@ -138,11 +135,8 @@ func relationshipCount(ctx context.Context, inv *invocation, args []string) erro
 	rf := consistencyFlags(fs)
 	ff := registerFilterFlags(fs)
 	out := outputFlag(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) != 0 {

@@ -33,11 +33,8 @@ func relationshipImport(ctx context.Context, inv *invocation, args []string) err
 	conn := inv.connFlags(fs)
 	reason := reasonFlag(fs)
 	out := outputFlag(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) != 1 {

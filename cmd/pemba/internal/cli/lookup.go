@@ -16,11 +16,8 @@ func lookupResourcesCommand(ctx context.Context, inv *invocation, args []string)
 	qf := inv.queryFlags(fs)
 	limit := fs.Int("limit", 0, "print at most N resources, and say so when more match (0: all)")
 	sf := registerThroughFlags(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, qf.out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *qf.out); err != nil {
 		return err
 	}
 	var typPerm, subText string
@@ -136,11 +133,8 @@ func lookupSubjectsCommand(ctx context.Context, inv *invocation, args []string) 
 	fs := inv.flagSet()
 	qf := inv.queryFlags(fs)
 	withinFlag := fs.String("within", "", "only subjects that are also members of this subject set (department:d#member)")
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, qf.out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *qf.out); err != nil {
 		return err
 	}
 	if len(pos) != 2 {

@@ -102,11 +102,8 @@ func diffCommand(ctx context.Context, inv *invocation, args []string) error {
 	sf := newScopeFlags(fs)
 	cctx := contextFlag(fs)
 	out := outputFlag(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) != 1 {
@@ -174,11 +171,8 @@ func watchPermissionsCommand(ctx context.Context, inv *invocation, args []string
 	cctx := contextFlag(fs)
 	noResume := fs.Bool("no-resume", false, "exit 1 when the connection breaks instead of resuming after the last checkpoint")
 	out := outputFlag(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) != 1 {

@@ -185,11 +185,8 @@ func checkCommand(ctx context.Context, inv *invocation, args []string) error {
 	exitCode := fs.Bool("exit-code", false, "exit 3 when denied and 4 when conditional, instead of 0 (one permission only)")
 	explain := fs.Bool("explain", false, "explain the answer: the path that grants, or each branch tried and why it failed (of a permission set: every answer)")
 	sf := permissionSetFlags(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, qf.out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *qf.out); err != nil {
 		return err
 	}
 	res, perm, sub, err := checkArgs(usage, pos)
@@ -266,11 +263,8 @@ func expandCommand(ctx context.Context, inv *invocation, args []string) error {
 	qf := inv.queryFlags(fs)
 	depth := fs.Uint("depth", 0, "expand at most N relations deep (0: fully, stopping at cycles)")
 	markFlag := fs.String("subject", "", "mark the leaves that list this subject (TYPE:ID or TYPE:ID#REL), to follow its paths")
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, qf.out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *qf.out); err != nil {
 		return err
 	}
 	var resPerm string

@@ -62,11 +62,8 @@ func relationshipWrite(ctx context.Context, inv *invocation, args []string) erro
 	file := fs.String("file", "", "read tuples from `FILE` (- for standard input), one per line; // comments")
 	reason := reasonFlag(fs)
 	out := outputFlag(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	op, ok := operations[*opName]
@@ -285,11 +282,8 @@ func relationshipDelete(ctx context.Context, inv *invocation, args []string) err
 	partial := fs.Bool("allow-partial", false, "with --limit, delete N and report that more remain")
 	reason := reasonFlag(fs)
 	out := outputFlag(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) != 0 {
@@ -347,11 +341,8 @@ func relationshipRead(ctx context.Context, inv *invocation, args []string) error
 	limit := fs.Int("limit", 0, "print at most N relationships, and say so when more match (0: all)")
 	pageSize := fs.Int("page-size", maxBatch, "relationships per request")
 	out := outputFlag(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) != 0 {
@@ -445,11 +436,8 @@ func relationshipExport(ctx context.Context, inv *invocation, args []string) err
 	rf := consistencyFlags(fs)
 	ff := registerFilterFlags(fs)
 	out := outputFlag(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) != 0 {

@@ -79,11 +79,8 @@ func schemaWrite(ctx context.Context, inv *invocation, args []string) error {
 	out := outputFlag(fs)
 	dryRun := fs.Bool("dry-run", false, "write nothing: report the changes and which (resource, permission, subject) results the schema would flip on the current data")
 	allowEmpty := fs.Bool("allow-empty", false, "write a schema with no definitions, removing every definition (refused without it)")
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) != 1 {
@@ -149,11 +146,8 @@ func schemaRead(ctx context.Context, inv *invocation, args []string) error {
 	rf := consistencyFlags(fs)
 	out := outputFlag(fs)
 	file := fs.String("file", "", "write the schema to this `file` instead of standard output, atomically: a failed read leaves the file as it was (a shell's > empties it before pemba runs)")
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) != 0 {
@@ -274,11 +268,8 @@ func schemaDiff(_ context.Context, inv *invocation, args []string) error {
 	fs := inv.flagSet()
 	out := outputFlag(fs)
 	exitCode := fs.Bool("exit-code", false, "exit 1 when the schemas differ, 0 when they do not (as git diff --exit-code)")
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) != 2 {

@@ -21,11 +21,8 @@ func schemaCheckCommand(_ context.Context, inv *invocation, args []string) error
 	disable := fs.String("disable", "", "comma-separated lint checks not to run: "+strings.Join(schema.LintChecks, ", "))
 	strict := fs.Bool("strict", false, "exit 1 on lint warnings too")
 	out := outputFlag(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) == 0 {

@@ -36,11 +36,8 @@ func watchCommand(ctx context.Context, inv *invocation, args []string) error {
 	fs.Var(&types, "object-type", "only changes to resources of this `type` (repeatable)")
 	noResume := fs.Bool("no-resume", false, "exit 1 when the connection breaks instead of resuming after the last change printed")
 	out := outputFlag(fs)
-	pos, err := inv.parse(fs, usage, args)
+	pos, err := inv.parseOutput(fs, usage, args, out)
 	if err != nil {
-		return err
-	}
-	if err := inv.setOutput(usage, *out); err != nil {
 		return err
 	}
 	if len(pos) != 0 {
