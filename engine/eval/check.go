@@ -18,7 +18,11 @@ func (rq *request) checkRoot(ctx context.Context, req CheckRequest) (CheckResult
 
 // checkRel is checkRoot for req, validated, about rel.
 func (rq *request) checkRel(ctx context.Context, rel *schema.Relation, req CheckRequest) (CheckResult, error) {
-	st := new(checkStats)
+	st := &rq.rootStats
+	if !rq.pooled {
+		// A bulk request checks several roots.
+		st = new(checkStats)
+	}
 	res, err := rq.start(ctx, checkCall{stats: st, rel: rel, id: req.Resource.ID, sub: req.Subject})
 	if err != nil {
 		return CheckResult{}, err
@@ -157,7 +161,18 @@ func (c checkCall) cycle() (result, bool) {
 
 // newFrame is the path node of c, one below its parent.
 func (rq *request) newFrame(c checkCall) *frame {
-	f := &frame{parent: c.parent, rel: c.rel, id: c.id, depth: 1, seq: rq.seq.Add(1), st: c.stats, local: c.local}
+	var f *frame
+	if rq.pooled && rq.tokens == nil {
+		// One goroutine: cut the frame from the request's slab.
+		if len(rq.frames) == cap(rq.frames) {
+			rq.frames = make([]frame, 0, max(minSlab, 2*cap(rq.frames)))
+		}
+		rq.frames = rq.frames[:len(rq.frames)+1]
+		f = &rq.frames[len(rq.frames)-1]
+	} else {
+		f = new(frame)
+	}
+	f.parent, f.rel, f.id, f.depth, f.seq, f.st, f.local = c.parent, c.rel, c.id, 1, rq.seq.Add(1), c.stats, c.local
 	if p := c.parent; p != nil {
 		f.depth = p.depth + 1
 		f.pinned = p.pinned

@@ -138,7 +138,8 @@ func (m memoLayer) dispatch(ctx context.Context, rq *request, f *frame, sp subpr
 			return result{}, err
 		}
 	}
-	c = &call{depth: f.depth, seq: f.seq}
+	c = rq.newCall()
+	c.depth, c.seq = f.depth, f.seq
 	if rq.memo == nil {
 		rq.memo = make(map[subproblem]*call)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"iter"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -112,6 +113,8 @@ type Evaluator struct {
 	// complete at the last revision read.
 	nested      []bool
 	nestedState []atomic.Pointer[nestedState]
+	// requests recycles the requests of single checks (takeRequest).
+	requests sync.Pool
 }
 
 // New returns an evaluator for s.
@@ -361,19 +364,21 @@ func (e *Evaluator) Check(ctx context.Context, p Params, req CheckRequest) (Chec
 				return cr, nil
 			}
 		}
-		rq, err := e.newRequestReaching(p, uncached)
+		rq, err := e.takeRequest(p, uncached)
 		if err != nil {
 			return CheckResult{}, err
 		}
-		defer rq.done()
-		return rq.checkRel(ctx, rel, req)
+		res, err := rq.checkRel(ctx, rel, req)
+		e.releaseRequest(rq)
+		return res, err
 	}
-	rq, err := e.newRequest(p)
+	rq, err := e.takeRequest(p, nil)
 	if err != nil {
 		return CheckResult{}, err
 	}
-	defer rq.done()
-	return rq.checkRoot(ctx, req)
+	res, err := rq.checkRoot(ctx, req)
+	e.releaseRequest(rq)
+	return res, err
 }
 
 // CheckBulk runs many checks at one revision. Items share subproblems: a

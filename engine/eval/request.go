@@ -55,7 +55,29 @@ type request struct {
 	ctxOnce sync.Once
 	ctxHash uint64
 	ctxOK   bool // the context could be hashed; else caveated results are not cached
+
+	// pooled marks a request of one Check, taken from and given back to
+	// the evaluator's pool (takeRequest): its memo's map, its slabs of
+	// calls and frames and its root statistics are reused by the next
+	// check, so that an uncached check allocates none of them.
+	pooled bool
+	// calls is the slab the memo's calls are cut from (under mu).
+	calls []call
+	// frames is the slab of path frames of a pooled request that runs on
+	// one goroutine (no goroutine tokens); nil otherwise.
+	frames []frame
+	// rootStats is the statistics of a pooled request's one root check.
+	rootStats checkStats
 }
+
+// Bounds on what a pooled request keeps for the next check: a check that
+// grew its memo or slabs beyond them leaves them to the collector, so that
+// one large check does not make every later one clear a large map.
+const (
+	poolMemoMax = 256
+	poolSlabMax = 256
+	minSlab     = 16
+)
 
 // subproblem is "is sub in relation rel of object id?"; rel is the dense
 // Relation.Index (the object type is the relation's definition).
@@ -120,17 +142,83 @@ func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, err
 	if p.Reader == nil {
 		return nil, invalidRequest("no store reader")
 	}
+	rq := new(request)
+	e.initRequest(rq, p, uncached)
+	return rq, nil
+}
+
+// takeRequest is newRequestReaching for one Check: the request comes from
+// the evaluator's pool and must be given back with releaseRequest (which
+// ends it, as done does) once nothing the check returns refers to it.
+// Results never do: they hold their own strings and slices.
+func (e *Evaluator) takeRequest(p Params, uncached []bool) (*request, error) {
+	if p.Reader == nil {
+		return nil, invalidRequest("no store reader")
+	}
+	rq, _ := e.requests.Get().(*request)
+	if rq == nil {
+		rq = new(request)
+	}
+	e.initRequest(rq, p, uncached)
+	rq.pooled = true
+	if rq.tokens != nil {
+		rq.frames = nil // several goroutines: frames from the heap
+	}
+	return rq, nil
+}
+
+// releaseRequest ends a request of takeRequest and gives it back to the
+// pool, keeping its memo's map and slabs (emptied) when they are small.
+// Every goroutine of the request has returned by then: folds wait for
+// the branches they start.
+func (e *Evaluator) releaseRequest(rq *request) {
+	rq.done()
+	memo, calls, frames, tokens := rq.memo, rq.calls, rq.frames, rq.tokens
+	if len(memo) > poolMemoMax {
+		memo = nil
+	}
+	clear(memo)
+	if cap(calls) > poolSlabMax {
+		calls = nil
+	}
+	clear(calls) // the rest of the slab was never handed out: still zero
+	if cap(frames) > poolSlabMax {
+		frames = nil
+	}
+	clear(frames)
+	if len(tokens) != 0 {
+		tokens = nil
+	}
+	*rq = request{memo: memo, calls: calls[:0], frames: frames[:0], tokens: tokens}
+	e.requests.Put(rq)
+}
+
+// newCall returns a zero call for the memo, from the request's slab when
+// it is pooled. Called under rq.mu. A full slab is replaced by one twice
+// its size (the calls already handed out stay where they are).
+func (rq *request) newCall() *call {
+	if !rq.pooled {
+		return new(call)
+	}
+	if len(rq.calls) == cap(rq.calls) {
+		rq.calls = make([]call, 0, max(minSlab, 2*cap(rq.calls)))
+	}
+	rq.calls = rq.calls[:len(rq.calls)+1]
+	return &rq.calls[len(rq.calls)-1]
+}
+
+// initRequest sets rq up for p. rq is zero but for what releaseRequest
+// keeps.
+func (e *Evaluator) initRequest(rq *request, p Params, uncached []bool) {
 	now := p.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	rq := &request{
-		e:       e,
-		reader:  p.Reader,
-		rev:     p.Reader.Revision(),
-		now:     now,
-		context: p.Context,
-	}
+	rq.e = e
+	rq.reader = p.Reader
+	rq.rev = p.Reader.Revision()
+	rq.now = now
+	rq.context = p.Context
 	if sr, ok := p.Reader.(store.StatsReader); ok && e.statsFanout > 0 && e.arrowProbe > 0 {
 		rq.stats = sr.Statistics()
 	}
@@ -146,10 +234,9 @@ func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, err
 			rq.uncached = e.an.reaching(p.Contextual)
 		}
 	}
-	if e.opts.Concurrency > 1 {
+	if e.opts.Concurrency > 1 && rq.tokens == nil {
 		rq.tokens = make(chan struct{}, e.opts.Concurrency-1)
 	}
-	return rq, nil
 }
 
 // contextHash returns a hash of the request's caveat context; ok is false
