@@ -140,6 +140,67 @@ func BenchmarkPointRead(b *testing.B) {
 	}
 }
 
+// BenchmarkReadRelationship is BenchmarkPointRead through the evaluator's
+// point reads (store.PointReader), and BenchmarkAppendScan its queries of
+// a document's viewers of one subject type (store.BatchReader), the two
+// store calls an uncached check makes most.
+func BenchmarkReadRelationship(b *testing.B) {
+	ctx := context.Background()
+	s := benchStore(b)
+	head, _ := s.HeadRevision(ctx)
+	rd, _ := s.Snapshot(ctx, head)
+	pr := rd.(store.PointReader)
+	var keys []tuple.Key
+	for d := 0; d < 10000; d += 97 {
+		for u := range 10 {
+			keys = append(keys, tuple.Key{
+				Resource: tuple.ObjectRef{Type: "document", ID: fmt.Sprintf("doc%08d", d)}, Relation: "viewer",
+				Subject: tuple.SubjectRef{Type: "user", ID: fmt.Sprintf("user%08d", (d*7+u*13+u%2)%1000003)},
+			})
+		}
+	}
+	found := 0
+	cpu := processCPU(b)
+	for i := 0; b.Loop(); i++ {
+		_, ok, err := pr.ReadRelationship(ctx, keys[i%len(keys)], time.Time{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ok {
+			found++
+		}
+	}
+	reportCPU(b, cpu, b.N)
+	if found == 0 || found == b.N {
+		b.Fatalf("found %d of %d; want some", found, b.N)
+	}
+}
+
+func BenchmarkAppendScan(b *testing.B) {
+	ctx := context.Background()
+	s := benchStore(b)
+	head, _ := s.HeadRevision(ctx)
+	rd, _ := s.Snapshot(ctx, head)
+	br := rd.(store.BatchReader)
+	var filters []tuple.Filter
+	for d := 0; d < 10000; d += 97 {
+		filters = append(filters, tuple.Filter{ResourceType: "document", ResourceID: fmt.Sprintf("doc%08d", d), Relation: "viewer",
+			Subject: &tuple.SubjectFilter{Type: "user"}})
+	}
+	var buf []tuple.Relationship
+	cpu := processCPU(b)
+	for i := 0; b.Loop(); i++ {
+		var err error
+		if buf, err = br.AppendRelationships(ctx, buf[:0], filters[i%len(filters)], store.QueryOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		if len(buf) == 0 {
+			b.Fatal("found nothing")
+		}
+	}
+	reportCPU(b, cpu, b.N)
+}
+
 func BenchmarkScan(b *testing.B) {
 	ctx := context.Background()
 	s := benchStore(b)

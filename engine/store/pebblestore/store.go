@@ -57,6 +57,10 @@ const DefaultCacheSize = 64 << 20
 // give about 1% false positives.
 const bloomBitsPerKey = 10
 
+// indexBlockSize is the size of an sstable's index blocks: large enough
+// that a table of the sizes this store writes has a single-level index.
+const indexBlockSize = 256 << 10
+
 // Options configure Open. The zero value is usable.
 type Options struct {
 	// GCWindow is how long old revisions stay readable. Default 24h.
@@ -250,6 +254,7 @@ func pebbleOptions(opts Options, cmp *pebble.Comparer) *pebble.Options {
 		// everything.
 		for i := range popts.Levels {
 			popts.Levels[i].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
+			popts.Levels[i].IndexBlockSize = indexBlockSize
 		}
 	}
 	return popts
