@@ -113,6 +113,8 @@ type Evaluator struct {
 	// complete at the last revision read.
 	nested      []bool
 	nestedState []atomic.Pointer[nestedState]
+	// nestedClosure is the closure relation of each indexed relation.
+	nestedClosure []string
 	// requests recycles the requests of single checks (takeRequest).
 	requests sync.Pool
 }
@@ -137,6 +139,7 @@ func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe, statsFanout: defaultStatsFanout,
 		explainNodes: defaultExplainNodes, scopeBudget: defaultScopeBudget, scopeChecks: defaultScopeChecks, scopeCheckCost: defaultScopeCheckCost}
 	e.nested, e.nestedState = newNested(s, opts.NestedIndex)
+	e.nestedClosure = nestedClosureNames(s, e.nested)
 	e.chain = newChain(e, opts, ac)
 	return e
 }

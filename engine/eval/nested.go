@@ -209,29 +209,26 @@ func (rq *request) nestedCheck(ctx context.Context, f *frame, sub tuple.SubjectR
 	if !rq.nestedReady(ctx, rel) {
 		return result{}, false
 	}
-	h := int32(-1)
-	better := func(v int32) {
-		if h < 0 || v < h {
-			h = v
-		}
-	}
-	closure := NestedClosureRelation(rel.Name)
+	h := int32(-1) // the shortest height found; -1: none
+	closure := rq.e.nestedClosure[rel.Index]
 	if len(seeds) <= nestedPointReads {
 		for _, y := range seeds {
 			if y == f.id {
-				better(h0)
+				h = shorter(h, h0)
 				continue
 			}
 			fl := tuple.Filter{ResourceType: typ, ResourceID: f.id, Relation: closure,
 				Subject: &tuple.SubjectFilter{Type: typ, ID: y}}
-			for r, err := range rq.reader.QueryRelationships(ctx, fl, store.QueryOptions{}) {
-				if err != nil {
-					return result{}, false
-				}
-				if d, ok := NestedDistance(&r); ok {
-					better(h0 + int32(d))
+			rows, err := rq.appendQuery(ctx, rq.scratchRels(), fl, store.QueryOptions{})
+			if err != nil {
+				return result{}, false
+			}
+			for i := range rows {
+				if d, ok := NestedDistance(&rows[i]); ok {
+					h = shorter(h, h0+int32(d))
 				}
 			}
+			rq.keepScratch(rows)
 		}
 	} else {
 		at := make(map[string]bool, len(seeds))
@@ -239,17 +236,19 @@ func (rq *request) nestedCheck(ctx context.Context, f *frame, sub tuple.SubjectR
 			at[y] = true
 		}
 		if at[f.id] {
-			better(h0)
+			h = shorter(h, h0)
 		}
 		fl := tuple.Filter{ResourceType: typ, ResourceID: f.id, Relation: closure, Subject: &tuple.SubjectFilter{Type: typ}}
-		for r, err := range rq.reader.QueryRelationships(ctx, fl, store.QueryOptions{}) {
-			if err != nil {
-				return result{}, false
-			}
-			if d, ok := NestedDistance(&r); ok && at[r.Subject.ID] {
-				better(h0 + int32(d))
+		rows, err := rq.appendQuery(ctx, rq.scratchRels(), fl, store.QueryOptions{})
+		if err != nil {
+			return result{}, false
+		}
+		for i := range rows {
+			if d, ok := NestedDistance(&rows[i]); ok && at[rows[i].Subject.ID] {
+				h = shorter(h, h0+int32(d))
 			}
 		}
+		rq.keepScratch(rows)
 	}
 	res := resNo
 	if h >= 0 {
@@ -262,6 +261,29 @@ func (rq *request) nestedCheck(ctx context.Context, f *frame, sub tuple.SubjectR
 	}
 	res.expires = expires
 	return res, true
+}
+
+// shorter returns the shorter of the heights h (-1: none yet) and v.
+func shorter(h, v int32) int32 {
+	if h < 0 || v < h {
+		return v
+	}
+	return h
+}
+
+// nestedClosureNames returns NestedClosureRelation of every relation that
+// nested marks, by relation index ("" for the others), so that a check
+// does not build the name.
+func nestedClosureNames(s *schema.Schema, nested []bool) []string {
+	names := make([]string, len(nested))
+	for _, d := range s.Definitions {
+		for _, r := range d.Relations {
+			if r.Index < len(nested) && nested[r.Index] {
+				names[r.Index] = NestedClosureRelation(r.Name)
+			}
+		}
+	}
+	return names
 }
 
 // newNested marks the relations a check answers from the index.
@@ -293,8 +315,14 @@ func (rq *request) nestedSeeds(ctx context.Context, rel *schema.Relation, sub tu
 	read := func(id string) bool {
 		rf := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: sub.Type, ID: id, Relation: tuple.Ellipsis},
 			ResourceType: typ, Relation: rel.Name}
-		for r, err := range rq.reader.ReverseQueryRelationships(ctx, rf, store.QueryOptions{Now: rq.now}) {
-			if err != nil || r.Caveat != nil {
+		rels, err := rq.appendReverseQuery(ctx, rq.scratchRels(), rf, store.QueryOptions{Now: rq.now})
+		if err != nil {
+			return false
+		}
+		defer rq.keepScratch(rels)
+		for i := range rels {
+			r := &rels[i]
+			if r.Caveat != nil {
 				return false
 			}
 			expires = minTime(expires, r.Expiration)

@@ -68,6 +68,8 @@ type request struct {
 	frames []frame
 	// rootStats is the statistics of a pooled request's one root check.
 	rootStats checkStats
+	// scratch is the buffer of scratchRels.
+	scratch []tuple.Relationship
 }
 
 // Bounds on what a pooled request keeps for the next check: a check that
@@ -189,7 +191,9 @@ func (e *Evaluator) releaseRequest(rq *request) {
 	if len(tokens) != 0 {
 		tokens = nil
 	}
-	*rq = request{memo: memo, calls: calls[:0], frames: frames[:0], tokens: tokens}
+	scratch := rq.scratch
+	clear(scratch[:cap(scratch)]) // the strings of the last queries
+	*rq = request{memo: memo, calls: calls[:0], frames: frames[:0], tokens: tokens, scratch: scratch[:0]}
 	e.requests.Put(rq)
 }
 
@@ -302,6 +306,56 @@ func (rq *request) queryLimit(ctx context.Context, f tuple.Filter, limit int) ([
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// appendQuery appends the relationships matching f to dst: one batch
+// query when the reader has them, else through its iterator. Unlike
+// queryLimit it charges nothing to the memory budget: its callers read
+// rows they use at once (the nested-group index's).
+func (rq *request) appendQuery(ctx context.Context, dst []tuple.Relationship, f tuple.Filter, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	if rq.batch != nil {
+		return rq.batch.AppendRelationships(ctx, dst, f, opts)
+	}
+	for r, err := range rq.reader.QueryRelationships(ctx, f, opts) {
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, r)
+	}
+	return dst, nil
+}
+
+// appendReverseQuery is appendQuery for a reverse filter.
+func (rq *request) appendReverseQuery(ctx context.Context, dst []tuple.Relationship, f tuple.ReverseFilter, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	if rq.batch != nil {
+		return rq.batch.AppendReverseRelationships(ctx, dst, f, opts)
+	}
+	for r, err := range rq.reader.ReverseQueryRelationships(ctx, f, opts) {
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, r)
+	}
+	return dst, nil
+}
+
+// scratchRels returns an empty buffer for the answer of a query that is
+// used up before the next query is made (no dispatch in between): the
+// request's own buffer when the request is pooled and runs on one
+// goroutine, else nil (a fresh slice). Give it back with keepScratch.
+func (rq *request) scratchRels() []tuple.Relationship {
+	if rq.pooled && rq.tokens == nil {
+		return rq.scratch[:0]
+	}
+	return nil
+}
+
+// keepScratch keeps buf, a buffer of scratchRels grown by a query, for the
+// next one.
+func (rq *request) keepScratch(buf []tuple.Relationship) {
+	if rq.pooled && rq.tokens == nil && cap(buf) <= poolSlabMax {
+		rq.scratch = buf[:0]
+	}
 }
 
 // planned counts, for the root check of f and the evaluator's plan
