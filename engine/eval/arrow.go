@@ -37,7 +37,8 @@ func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub t
 		case statsResource:
 			rq.count(PlanResourceStats)
 		default:
-			rels, err = rq.queryLimit(ctx, fl, probe+1)
+			// Scratch: used up by arrowBranches or dropped below.
+			rels, err = rq.queryScratch(ctx, fl, probe+1)
 			if err != nil {
 				return result{}, err
 			}
@@ -50,7 +51,7 @@ func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub t
 		}
 	}
 	if rels == nil {
-		if rels, err = rq.query(ctx, fl); err != nil {
+		if rels, err = rq.queryScratch(ctx, fl, 0); err != nil {
 			return result{}, err
 		}
 	}
@@ -81,7 +82,7 @@ func (rq *request) arrow(ctx context.Context, f *frame, w *schema.Rewrite, sub t
 // decided set).
 func (rq *request) arrowBranches(w *schema.Rewrite, sub tuple.SubjectRef, rels []tuple.Relationship) (branches []fanBranch, acc result, decided bool, err error) {
 	acc = resNo
-	branches = make([]fanBranch, 0, len(rels))
+	branches = rq.takeBranches(len(rels))
 	for i := range rels {
 		r := &rels[i]
 		if r.Subject.ID == tuple.Wildcard {

@@ -215,9 +215,7 @@ func (rq *request) rewrite(ctx context.Context, f *frame, w *schema.Rewrite, sub
 		}
 		order := rq.childOrder(w, plan)
 		return rq.fold(ctx, fold{op: op, n: len(w.Children), parallel: plan.parallel && f.depth <= maxParallelDepth,
-			branch: func(ctx context.Context, i int) (result, error) {
-				return rq.rewrite(ctx, f, w.Children[order[i]], sub)
-			}})
+			f: f, sub: sub, w: w, order: order})
 	case schema.RewriteExclusion:
 		return rq.exclusion(ctx, f, w, sub)
 	}

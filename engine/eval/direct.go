@@ -117,7 +117,7 @@ func (rq *request) pointRead(ctx context.Context, f *frame, sub tuple.SubjectRef
 	}
 	fl := tuple.Filter{ResourceType: f.rel.Definition.Name, ResourceID: f.id, Relation: f.rel.Name,
 		Subject: &tuple.SubjectFilter{Type: sub.Type, ID: id, Relation: srel}}
-	rels, err := rq.query(ctx, fl)
+	rels, err := rq.queryScratch(ctx, fl, 0)
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,8 @@ func (rq *request) subjectSetBranches(ctx context.Context, f *frame, sub tuple.S
 			case statsResource:
 				rq.count(PlanResourceStats)
 			default:
-				if rels, err = rq.queryLimit(ctx, fl, probe+1); err != nil {
+				// Scratch: used up below or dropped.
+				if rels, err = rq.queryScratch(ctx, fl, probe+1); err != nil {
 					return nil, err
 				}
 				if len(rels) > probe {
@@ -179,9 +180,12 @@ func (rq *request) subjectSetBranches(ctx context.Context, f *frame, sub tuple.S
 			}
 		}
 		if rels == nil {
-			if rels, err = rq.query(ctx, fl); err != nil {
+			if rels, err = rq.queryScratch(ctx, fl, 0); err != nil {
 				return nil, err
 			}
+		}
+		if branches == nil {
+			branches = rq.takeBranches(len(rels))
 		}
 		for i := range rels {
 			r := &rels[i]
@@ -244,7 +248,7 @@ func (rq *request) grantsVia(ctx context.Context, f *frame, m *revSet, acc resul
 		if !in {
 			continue
 		}
-		rels, err := rq.query(ctx, fl)
+		rels, err := rq.queryScratch(ctx, fl, 0)
 		if err != nil {
 			return result{}, false, false, err
 		}

@@ -56,14 +56,7 @@ func (rq *request) allBranches(ctx context.Context, f *frame, branches []fanBran
 // target(id)), checked top-down.
 func (rq *request) foldBranches(ctx context.Context, op connective, f *frame, branches []fanBranch, sub tuple.SubjectRef) (result, error) {
 	return rq.fold(ctx, fold{op: op, n: len(branches), parallel: len(branches) >= 2 && f.depth <= maxParallelDepth,
-		branch: func(ctx context.Context, i int) (result, error) {
-			b := &branches[i]
-			t, err := rq.check(ctx, f, b.target, b.id, sub)
-			if err != nil {
-				return result{}, err
-			}
-			return and(b.cv, t), nil
-		}})
+		f: f, sub: sub, fan: branches})
 }
 
 // wide decides the union of and(cv, target(id)) over the branches below

@@ -1,6 +1,11 @@
 package eval
 
-import "context"
+import (
+	"context"
+
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
+)
 
 // connective is the Kleene operator of a fold.
 type connective uint8
@@ -39,11 +44,37 @@ func (op connective) combine(a, b result) result {
 // With parallel set, up to the request's goroutine budget of branches run
 // concurrently. An error in a branch fails the fold unless another branch
 // decided it; of several errors, the lowest branch's wins.
+//
+// The branches are described by data, not by a closure: a closure would
+// escape to the heap on every fold (the concurrent path hands it to
+// goroutines), while a fold value stays on the stack unless it runs
+// concurrently (see branch).
 type fold struct {
 	op       connective
 	n        int
 	parallel bool
-	branch   func(context.Context, int) (result, error)
+	// The branches are below frame f, for subject sub: with w set, its
+	// children in order (branch i is w.Children[order[i]]); else the
+	// fan-out branches fan (branch i is and(fan[i].cv,
+	// fan[i].target(fan[i].id))).
+	f     *frame
+	sub   tuple.SubjectRef
+	w     *schema.Rewrite
+	order []int
+	fan   []fanBranch
+}
+
+// branch evaluates branch i of fd.
+func (rq *request) branch(ctx context.Context, fd *fold, i int) (result, error) {
+	if fd.w != nil {
+		return rq.rewrite(ctx, fd.f, fd.w.Children[fd.order[i]], fd.sub)
+	}
+	b := &fd.fan[i]
+	t, err := rq.check(ctx, fd.f, b.target, b.id, fd.sub)
+	if err != nil {
+		return result{}, err
+	}
+	return and(b.cv, t), nil
 }
 
 // foldState accumulates the branches of a fold.
@@ -84,14 +115,14 @@ func (rq *request) fold(ctx context.Context, fd fold) (result, error) {
 	// decides alone), and then only one is left.
 	if !fd.parallel || rq.tokens == nil || fd.n <= 2 {
 		for i := range fd.n {
-			r, err := fd.branch(ctx, i)
+			r, err := rq.branch(ctx, &fd, i)
 			if s.add(i, r, err) {
 				break
 			}
 		}
 		return s.result()
 	}
-	if r, err := fd.branch(ctx, 0); s.add(0, r, err) {
+	if r, err := rq.branch(ctx, &fd, 0); s.add(0, r, err) {
 		return s.result()
 	}
 	rq.foldConcurrent(ctx, fd, &s)
@@ -120,7 +151,7 @@ func (rq *request) foldConcurrent(ctx context.Context, fd fold, s *foldState) {
 		case rq.tokens <- struct{}{}:
 			spawned++
 			go func() {
-				r, err := fd.branch(cctx, i)
+				r, err := rq.branch(cctx, &fd, i)
 				<-rq.tokens
 				ch <- foldOut{i, r, err}
 			}()
@@ -129,7 +160,7 @@ func (rq *request) foldConcurrent(ctx context.Context, fd fold, s *foldState) {
 		}
 	}
 	for _, i := range inline {
-		r, err := fd.branch(cctx, i)
+		r, err := rq.branch(cctx, &fd, i)
 		if s.add(i, r, err) {
 			cancel()
 			break

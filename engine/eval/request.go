@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/fnv"
+	"iter"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,8 @@ type request struct {
 	rootStats checkStats
 	// scratch is the buffer of scratchRels.
 	scratch []tuple.Relationship
+	// fans is the slab of takeBranches.
+	fans []fanBranch
 }
 
 // Bounds on what a pooled request keeps for the next check: a check that
@@ -193,7 +196,12 @@ func (e *Evaluator) releaseRequest(rq *request) {
 	}
 	scratch := rq.scratch
 	clear(scratch[:cap(scratch)]) // the strings of the last queries
-	*rq = request{memo: memo, calls: calls[:0], frames: frames[:0], tokens: tokens, scratch: scratch[:0]}
+	fans := rq.fans
+	if cap(fans) > poolSlabMax {
+		fans = nil
+	}
+	clear(fans)
+	*rq = request{memo: memo, calls: calls[:0], frames: frames[:0], tokens: tokens, scratch: scratch[:0], fans: fans[:0]}
 	e.requests.Put(rq)
 }
 
@@ -280,8 +288,23 @@ const chargeRels = 1024
 
 // queryLimit is query stopped after limit relationships.
 func (rq *request) queryLimit(ctx context.Context, f tuple.Filter, limit int) ([]tuple.Relationship, error) {
+	return rq.queryInto(ctx, nil, f, limit)
+}
+
+// queryScratch is queryLimit into the request's scratch buffer (see
+// scratchRels): its answer is valid only until the next query made
+// through the scratch buffer, so the caller must use it up first (turn it
+// into branches, say) without dispatching.
+func (rq *request) queryScratch(ctx context.Context, f tuple.Filter, limit int) ([]tuple.Relationship, error) {
+	out, err := rq.queryInto(ctx, rq.scratchRels(), f, limit)
+	rq.keepScratch(out)
+	return out, err
+}
+
+// queryInto is queryLimit appending to dst (empty).
+func (rq *request) queryInto(ctx context.Context, dst []tuple.Relationship, f tuple.Filter, limit int) ([]tuple.Relationship, error) {
 	if rq.batch != nil {
-		out, err := rq.batch.AppendRelationships(ctx, nil, f, store.QueryOptions{Now: rq.now, Limit: limit})
+		out, err := rq.batch.AppendRelationships(ctx, dst, f, store.QueryOptions{Now: rq.now, Limit: limit})
 		if err != nil {
 			return nil, err
 		}
@@ -293,6 +316,13 @@ func (rq *request) queryLimit(ctx context.Context, f tuple.Filter, limit int) ([
 		}
 		return out, nil
 	}
+	return rq.queryIter(ctx, f, limit)
+}
+
+// queryIter is queryLimit through the reader's iterator (a reader without
+// batch queries). Apart from queryInto so that the iterator's closure
+// does not move queryInto's variables to the heap.
+func (rq *request) queryIter(ctx context.Context, f tuple.Filter, limit int) ([]tuple.Relationship, error) {
 	var out []tuple.Relationship
 	for r, err := range rq.reader.QueryRelationships(ctx, f, store.QueryOptions{Now: rq.now, Limit: limit}) {
 		if err != nil {
@@ -316,7 +346,24 @@ func (rq *request) appendQuery(ctx context.Context, dst []tuple.Relationship, f 
 	if rq.batch != nil {
 		return rq.batch.AppendRelationships(ctx, dst, f, opts)
 	}
-	for r, err := range rq.reader.QueryRelationships(ctx, f, opts) {
+	return appendSeq(dst, rq.reader.QueryRelationships(ctx, f, opts))
+}
+
+// appendReverseQuery is appendQuery for a reverse filter.
+func (rq *request) appendReverseQuery(ctx context.Context, dst []tuple.Relationship, f tuple.ReverseFilter, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	if rq.batch != nil {
+		return rq.batch.AppendReverseRelationships(ctx, dst, f, opts)
+	}
+	return appendSeq(dst, rq.reader.ReverseQueryRelationships(ctx, f, opts))
+}
+
+// appendSeq appends what seq yields to dst, up to its first error. Not
+// inlined: the range over seq would move its callers' variables to the
+// heap on their batch path too.
+//
+//go:noinline
+func appendSeq(dst []tuple.Relationship, seq iter.Seq2[tuple.Relationship, error]) ([]tuple.Relationship, error) {
+	for r, err := range seq {
 		if err != nil {
 			return dst, err
 		}
@@ -325,18 +372,19 @@ func (rq *request) appendQuery(ctx context.Context, dst []tuple.Relationship, f 
 	return dst, nil
 }
 
-// appendReverseQuery is appendQuery for a reverse filter.
-func (rq *request) appendReverseQuery(ctx context.Context, dst []tuple.Relationship, f tuple.ReverseFilter, opts store.QueryOptions) ([]tuple.Relationship, error) {
-	if rq.batch != nil {
-		return rq.batch.AppendReverseRelationships(ctx, dst, f, opts)
+// takeBranches returns an empty slice of fan-out branches with room for
+// n: cut from the request's slab when the request is pooled and runs on
+// one goroutine (the branches live until the request ends), else made.
+func (rq *request) takeBranches(n int) []fanBranch {
+	if !rq.pooled || rq.tokens != nil || n == 0 {
+		return make([]fanBranch, 0, n)
 	}
-	for r, err := range rq.reader.ReverseQueryRelationships(ctx, f, opts) {
-		if err != nil {
-			return dst, err
-		}
-		dst = append(dst, r)
+	if cap(rq.fans)-len(rq.fans) < n {
+		rq.fans = make([]fanBranch, 0, max(minSlab, n, 2*cap(rq.fans)))
 	}
-	return dst, nil
+	l := len(rq.fans)
+	rq.fans = rq.fans[:l+n]
+	return rq.fans[l : l : l+n]
 }
 
 // scratchRels returns an empty buffer for the answer of a query that is
