@@ -183,6 +183,12 @@ func prefixEnd(p []byte) []byte {
 // under the prefix matches. The result has spare capacity for a revision
 // suffix and for its prefixEnd (see upperBound).
 func forwardPrefix(f tuple.Filter) (prefix []byte, exact bool) {
+	return forwardPrefixInto(nil, f)
+}
+
+// forwardPrefixInto is forwardPrefix built in dst's storage when it has
+// room for prefixOf's three parts (else in a new slice).
+func forwardPrefixInto(dst []byte, f tuple.Filter) (prefix []byte, exact bool) {
 	var parts [6]string
 	parts[0], parts[1], parts[2] = f.ResourceType, f.ResourceID, f.Relation
 	n := 3
@@ -198,11 +204,17 @@ func forwardPrefix(f tuple.Filter) (prefix []byte, exact bool) {
 			n = 6
 		}
 	}
-	return prefixOf(tagForward, parts[:n])
+	return prefixInto(dst, tagForward, parts[:n])
 }
 
 // reversePrefix is forwardPrefix for the reverse index.
 func reversePrefix(f tuple.ReverseFilter) (prefix []byte, exact bool) {
+	return reversePrefixInto(nil, f)
+}
+
+// reversePrefixInto is reversePrefix built in dst's storage, as
+// forwardPrefixInto.
+func reversePrefixInto(dst []byte, f tuple.ReverseFilter) (prefix []byte, exact bool) {
 	parts := [5]string{f.Subject.Type, f.Subject.ID}
 	n := 2
 	switch f.Subject.Relation {
@@ -214,7 +226,7 @@ func reversePrefix(f tuple.ReverseFilter) (prefix []byte, exact bool) {
 		parts[2], parts[3], parts[4] = f.Subject.Relation, f.ResourceType, f.Relation
 		n = 5
 	}
-	prefix, exact = prefixOf(tagReverse, parts[:n])
+	prefix, exact = prefixInto(dst, tagReverse, parts[:n])
 	// Without a subject relation, the resource type and relation are
 	// not in the prefix.
 	return prefix, exact && (n == 5 || f.ResourceType == "" && f.Relation == "")
@@ -226,11 +238,21 @@ func reversePrefix(f tuple.ReverseFilter) (prefix []byte, exact bool) {
 // all. One allocation holds the prefix, room for a revision suffix after
 // it, and room for its upperBound.
 func prefixOf(tag byte, parts []string) (b []byte, complete bool) {
+	return prefixInto(nil, tag, parts)
+}
+
+// prefixInto is prefixOf built in dst's storage when its capacity holds
+// the three parts, else in a new slice.
+func prefixInto(dst []byte, tag byte, parts []string) (b []byte, complete bool) {
 	size := 1 + revLen
 	for _, p := range parts {
 		size += len(p) + 1
 	}
-	b = make([]byte, 1, 2*size)
+	if cap(dst) >= 2*size {
+		b = dst[:1]
+	} else {
+		b = make([]byte, 1, 2*size)
+	}
 	b[0] = tag
 	for i, p := range parts {
 		if p == "" && !subjectRelationSlot(tag, i, len(parts)) {

@@ -305,11 +305,15 @@ func (r *reader) AppendRelationships(ctx context.Context, dst []tuple.Relationsh
 	if opts.After != nil {
 		after = forwardTupleKey(nil, *opts.After)
 	}
-	prefix, exact := forwardPrefix(f)
+	buf := r.s.takeKeyBuf()
+	defer r.s.putKeyBuf(buf)
+	prefix, exact := forwardPrefixInto(buf.b, f)
+	buf.b = prefix
 	if exact {
 		return r.appendScan(ctx, dst, prefix, after, nil, opts)
 	}
-	return r.appendScan(ctx, dst, prefix, after, f.Matches, opts)
+	fc := f // only a filter that decides escapes, into the closure
+	return r.appendScan(ctx, dst, prefix, after, fc.Matches, opts)
 }
 
 // AppendReverseRelationships appends the answer of
@@ -319,11 +323,36 @@ func (r *reader) AppendReverseRelationships(ctx context.Context, dst []tuple.Rel
 	if opts.After != nil {
 		after = reverseTupleKey(nil, *opts.After)
 	}
-	prefix, exact := reversePrefix(f)
+	buf := r.s.takeKeyBuf()
+	defer r.s.putKeyBuf(buf)
+	prefix, exact := reversePrefixInto(buf.b, f)
+	buf.b = prefix
 	if exact {
 		return r.appendScan(ctx, dst, prefix, after, nil, opts)
 	}
-	return r.appendScan(ctx, dst, prefix, after, f.Matches, opts)
+	fc := f
+	return r.appendScan(ctx, dst, prefix, after, fc.Matches, opts)
+}
+
+// keyBuf is a reusable buffer for the keys of a batch query: Pebble
+// copies its bounds and seek keys, so the buffer is free again once the
+// query returns.
+type keyBuf struct{ b []byte }
+
+// maxKeyBuf bounds the buffers kept for reuse.
+const maxKeyBuf = 4 << 10
+
+func (s *Store) takeKeyBuf() *keyBuf {
+	if b, ok := s.keyBufs.Get().(*keyBuf); ok {
+		return b
+	}
+	return &keyBuf{b: make([]byte, 0, 256)}
+}
+
+func (s *Store) putKeyBuf(b *keyBuf) {
+	if cap(b.b) <= maxKeyBuf {
+		s.keyBufs.Put(b)
+	}
 }
 
 func (r *reader) appendScan(ctx context.Context, dst []tuple.Relationship, prefix, after []byte, match func(tuple.Relationship) bool, opts store.QueryOptions) ([]tuple.Relationship, error) {

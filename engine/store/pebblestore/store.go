@@ -129,6 +129,8 @@ func (o Options) withDefaults() Options {
 type Store struct {
 	gcCount store.GCCounter // GC runs, for metrics
 	db      *pebble.DB
+	// keyBufs holds the key buffers of batch queries (takeKeyBuf).
+	keyBufs sync.Pool
 	dir     string
 	opts    Options
 	id      string
