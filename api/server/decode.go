@@ -1,7 +1,13 @@
 package server
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -28,8 +34,17 @@ import (
 // before any interceptor), a stream's by decodeStreams, the first stream
 // interceptor, so that the interceptors after it (metrics, logging, and
 // any in Config.GRPCOptions) see the request message itself. A message
-// that reaches the codec unwrapped decodes as usual. Payloads that do
-// not decompress still fail inside grpc-go, with INTERNAL.
+// that reaches the codec unwrapped decodes as usual.
+//
+// A gzip payload that does not decompress is the caller's fault too, and
+// grpc-go fails it with INTERNAL before any codec runs. So the server
+// decompresses gzip itself (gunzip, a server option that takes precedence
+// over the registered compressor): a payload that does not decompress
+// comes out as undecompressed followed by the error's text, which is never
+// a message (protobuf's field number 0 is invalid), and the codec reports
+// it as the request's decoding failure. The output is bounded at one byte
+// past the receive limit, as grpc-go's own gzip decompressor bounds it, so
+// that grpc-go's size check refuses a zip bomb with RESOURCE_EXHAUSTED.
 
 // decoding carries a request message through the codec, and the codec's
 // failure back.
@@ -53,11 +68,69 @@ type decodeCodec struct{ encoding.CodecV2 }
 func newDecodeCodec() decodeCodec { return decodeCodec{encoding.GetCodecV2(encproto.Name)} }
 
 func (c decodeCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	if d, ok := v.(*decoding); ok {
-		d.err = c.CodecV2.Unmarshal(data, d.msg)
+	d, wrapped := v.(*decoding)
+	if wrapped {
+		v = d.msg
+	}
+	err := decompressFailure(data)
+	if err == nil {
+		err = c.CodecV2.Unmarshal(data, v)
+	}
+	if wrapped {
+		d.err = err
 		return nil
 	}
-	return c.CodecV2.Unmarshal(data, v)
+	return err
+}
+
+// undecompressed leads gunzip's output for a payload that does not
+// decompress.
+var undecompressed = []byte("\x00pemba: undecompressed: ")
+
+// decompressFailure returns the failure gunzip recorded in data, or nil.
+// gunzip's output is one buffer, so only the first is looked at.
+func decompressFailure(data mem.BufferSlice) error {
+	if len(data) == 0 {
+		return nil
+	}
+	b := data[0].ReadOnlyData()
+	if !bytes.HasPrefix(b, undecompressed) {
+		return nil
+	}
+	return fmt.Errorf("gzip payload does not decompress: %s", b[len(undecompressed):])
+}
+
+// gunzip is the server's gzip decompressor (see above).
+type gunzip struct {
+	max  int64 // the receive limit
+	pool sync.Pool
+}
+
+// Type implements grpc.Decompressor.
+func (g *gunzip) Type() string { return "gzip" }
+
+// Do implements grpc.Decompressor.
+func (g *gunzip) Do(r io.Reader) ([]byte, error) {
+	out, err := g.read(r)
+	if err != nil {
+		return append(slices.Clip(undecompressed), err.Error()...), nil
+	}
+	return out, nil
+}
+
+func (g *gunzip) read(r io.Reader) ([]byte, error) {
+	z, _ := g.pool.Get().(*gzip.Reader)
+	var err error
+	if z == nil {
+		z, err = gzip.NewReader(r)
+	} else {
+		err = z.Reset(r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer g.pool.Put(z)
+	return io.ReadAll(io.LimitReader(z, g.max+1))
 }
 
 // decodeErrors returns desc with every unary method's request decoded

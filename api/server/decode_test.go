@@ -1,13 +1,17 @@
 package server
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -99,5 +103,90 @@ func TestHTTPUndecodableBodies(t *testing.T) {
 		if r := h.post(t, tc.path, tc.body, "Authorization", "Bearer "+httpTestKey); r.code != http.StatusBadRequest {
 			t.Errorf("POST %s %.40q = %d %.200s, want 400", tc.path, tc.body, r.code, r.body)
 		}
+	}
+}
+
+// badGzip is a client compressor that labels its output gzip but writes
+// the given bytes, or the message gzipped and cut short.
+type badGzip struct {
+	out      []byte
+	truncate bool
+}
+
+func (b badGzip) Type() string { return "gzip" }
+
+func (b badGzip) Do(w io.Writer, p []byte) error {
+	if !b.truncate {
+		_, err := w.Write(b.out)
+		return err
+	}
+	var buf bytes.Buffer
+	z := gzip.NewWriter(&buf)
+	z.Write(p)
+	z.Close()
+	_, err := w.Write(buf.Bytes()[:buf.Len()/2])
+	return err
+}
+
+// TestCompressedRequests: gzip requests that decompress are answered; a
+// payload labelled gzip that does not decompress (not gzip, or cut short)
+// is INVALID_ARGUMENT like any request that does not decode, unary or
+// streamed; one that decompresses past the receive limit (a zip bomb) is
+// RESOURCE_EXHAUSTED; and the server goes on answering.
+func TestCompressedRequests(t *testing.T) {
+	fx, _ := queryFixture(t)
+	check := &pb.CheckPermissionRequest{Consistency: full(), Resource: obj("doc", "readme"), Permission: "view", Subject: sub("user", "anne", "")}
+	lookup := &pb.LookupResourcesRequest{Consistency: full(), ResourceObjectType: "doc", Permission: "view", Subject: sub("user", "anne", "")}
+	dial := func(t *testing.T, opt grpc.DialOption) pb.PermissionsServiceClient {
+		conn, err := grpc.NewClient(fx.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return pb.NewPermissionsServiceClient(conn)
+	}
+	// corrupt sends what badGzip writes: grpc.WithCompressor is the one
+	// per-connection way to label a payload gzip.
+	corrupt := func(b badGzip) grpc.DialOption {
+		//lint:ignore SA1019 see above
+		return grpc.WithCompressor(b)
+	}
+	var bomb bytes.Buffer
+	z := gzip.NewWriter(&bomb)
+	z.Write(bytes.Repeat([]byte{0x0a, 0x00}, MaxRecvMsgBytes)) // empty field 1, over and over: twice the limit
+	z.Close()
+	for _, tc := range []struct {
+		name string
+		opt  grpc.DialOption
+		want codes.Code
+		msg  string
+	}{
+		{"gzip", grpc.WithDefaultCallOptions(grpc.UseCompressor("gzip")), codes.OK, ""},
+		{"not gzip", corrupt(badGzip{out: []byte("not gzip at all")}), codes.InvalidArgument, "gzip payload does not decompress"},
+		{"cut short", corrupt(badGzip{truncate: true}), codes.InvalidArgument, "gzip payload does not decompress"},
+		{"zip bomb", corrupt(badGzip{out: bomb.Bytes()}), codes.ResourceExhausted, "larger than max"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, tc.opt)
+			_, err := c.CheckPermission(t.Context(), check)
+			if status.Code(err) != tc.want || !strings.Contains(status.Convert(err).Message(), tc.msg) {
+				t.Fatalf("CheckPermission: %v, want %v %q", err, tc.want, tc.msg)
+			}
+			s, err := c.LookupResources(t.Context(), lookup)
+			if err == nil {
+				for err == nil {
+					_, err = s.Recv()
+				}
+				if err == io.EOF {
+					err = nil
+				}
+			}
+			if status.Code(err) != tc.want || !strings.Contains(status.Convert(err).Message(), tc.msg) {
+				t.Fatalf("LookupResources: %v, want %v %q", err, tc.want, tc.msg)
+			}
+		})
+	}
+	if _, err := fx.perms.CheckPermission(t.Context(), check); err != nil {
+		t.Fatalf("the server stopped answering: %v", err)
 	}
 }
