@@ -250,7 +250,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	}
 	opts = append(opts, cfg.Tracing.serverOptions()...)
 	s.grpc = grpc.NewServer(append(opts, cfg.GRPCOptions...)...)
-	services := decodingServer{s.grpc} // undecodable requests: INVALID_ARGUMENT (decode.go)
+	services := decodingServer{s.grpc, s.eng.HoldMemory} // undecodable requests: INVALID_ARGUMENT (decode.go)
 	pb.RegisterPermissionsServiceServer(services, &permissions{s: s})
 	pb.RegisterSchemaServiceServer(services, &schemas{s: s})
 	pb.RegisterWatchServiceServer(services, &watcher{s: s})
