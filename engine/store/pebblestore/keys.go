@@ -187,7 +187,7 @@ func forwardPrefix(f tuple.Filter) (prefix []byte, exact bool) {
 }
 
 // forwardPrefixInto is forwardPrefix built in dst's storage when it has
-// room for prefixOf's three parts (else in a new slice).
+// room (see prefixInto), else in a new slice.
 func forwardPrefixInto(dst []byte, f tuple.Filter) (prefix []byte, exact bool) {
 	var parts [6]string
 	parts[0], parts[1], parts[2] = f.ResourceType, f.ResourceID, f.Relation
@@ -232,17 +232,12 @@ func reversePrefixInto(dst []byte, f tuple.ReverseFilter) (prefix []byte, exact 
 	return prefix, exact && (n == 5 || f.ResourceType == "" && f.Relation == "")
 }
 
-// prefixOf encodes the leading components of parts up to the first empty
-// one, except that an empty subject relation slot (a plain subject) is
-// encoded, not treated as unset; complete reports that it encoded them
-// all. One allocation holds the prefix, room for a revision suffix after
-// it, and room for its upperBound.
-func prefixOf(tag byte, parts []string) (b []byte, complete bool) {
-	return prefixInto(nil, tag, parts)
-}
-
-// prefixInto is prefixOf built in dst's storage when its capacity holds
-// the three parts, else in a new slice.
+// prefixInto encodes the leading components of parts up to the first
+// empty one, except that an empty subject relation slot (a plain subject)
+// is encoded, not treated as unset; complete reports that it encoded them
+// all. One buffer holds the prefix, room for a revision suffix after it,
+// and room for its upperBound: dst's storage when its capacity is enough,
+// else a new slice.
 func prefixInto(dst []byte, tag byte, parts []string) (b []byte, complete bool) {
 	size := 1 + revLen
 	for _, p := range parts {
@@ -264,7 +259,7 @@ func prefixInto(dst []byte, tag byte, parts []string) (b []byte, complete bool) 
 }
 
 // upperBound returns prefixEnd(p), written after p's revision suffix room
-// when p has the spare capacity prefixOf gives it.
+// when p has the spare capacity prefixInto gives it.
 func upperBound(p []byte) []byte {
 	at := len(p) + revLen
 	if cap(p) < at+len(p) {
