@@ -104,6 +104,9 @@ type Evaluator struct {
 	// streamed counts the lookups that took the streamed plan, for the
 	// tests that must exercise it.
 	streamed atomic.Uint64
+	// streamedWalks counts the streamed lookups that walked up to an
+	// intermediate set first (streamplan.go), for the same tests.
+	streamedWalks atomic.Uint64
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64

@@ -3,7 +3,6 @@ package eval
 import (
 	"context"
 	"iter"
-	"strings"
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -119,69 +118,119 @@ func (rq *request) streams() bool {
 
 // scan is one ordered store scan of a streamed lookup: the IDs it
 // yields (resource IDs for LookupResources, subject IDs for
-// LookupSubjects), pulled one at a time.
+// LookupSubjects), pulled one at a time; or, with fixed set, the one ID
+// fixed.
 type scan struct {
 	next func() (tuple.Relationship, error, bool)
 	stop func()
 	id   func(*tuple.Relationship) string
 	cur  tuple.Relationship
 	ok   bool
+	// key is the current relationship's ID.
+	key string
+	// certain: an uncaveated relationship of the scan is an answer.
+	certain bool
+	fixed   string
+	done    bool
 }
 
 func newScan(seq iter.Seq2[tuple.Relationship, error], id func(*tuple.Relationship) string) *scan {
 	next, stop := iter.Pull2(seq)
-	return &scan{next: next, stop: stop, id: id}
+	return &scan{next: next, stop: stop, id: id, certain: true}
 }
 
 // advance reads the scan's next relationship.
 func (s *scan) advance() error {
+	if s.next == nil { // fixed: one ID, then done
+		s.key, s.ok = s.fixed, !s.done
+		s.done = true
+		return nil
+	}
 	r, err, ok := s.next()
 	if err != nil {
 		s.ok = false
 		return err
 	}
 	s.cur, s.ok = r, ok
+	if ok {
+		s.key = s.id(&s.cur)
+	}
 	return nil
 }
 
+// close stops the scan's store iterator.
+func (s *scan) close() {
+	if s.stop != nil {
+		s.stop()
+	}
+}
+
+// scanHeap is a min-heap of scans by their current ID.
+type scanHeap []*scan
+
+func (h scanHeap) less(i, j int) bool { return h[i].key < h[j].key }
+
+func (h scanHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r].key < h[l].key {
+			m = r
+		}
+		if !h.less(m, i) {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
 // merge yields, in ascending ID order, each ID the scans yield with
-// whether any of its relationships is uncaveated, skipping skip (the
-// wildcard, emitted apart). It reads one relationship ahead per scan.
+// whether it is certain (a relationship of a certain scan naming it is
+// uncaveated), skipping skip (the wildcard, emitted apart). It reads one
+// relationship ahead per scan, and keeps the scans in a heap by ID, so an
+// ID costs O(log scans) comparisons.
 func merge(scans []*scan, skip string, yield func(id string, certain bool) bool) error {
 	defer func() {
 		for _, s := range scans {
-			s.stop()
+			s.close()
 		}
 	}()
+	h := make(scanHeap, 0, len(scans))
 	for _, s := range scans {
 		if err := s.advance(); err != nil {
 			return err
 		}
+		if s.ok {
+			h = append(h, s)
+		}
 	}
-	for {
-		low := ""
-		found := false
-		for _, s := range scans {
-			if s.ok && (!found || strings.Compare(s.id(&s.cur), low) < 0) {
-				low, found = s.id(&s.cur), true
-			}
-		}
-		if !found {
-			return nil
-		}
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+	for len(h) > 0 {
+		low := h[0].key
 		certain := false
-		for _, s := range scans {
-			for s.ok && s.id(&s.cur) == low {
-				certain = certain || s.cur.Caveat == nil
-				if err := s.advance(); err != nil {
-					return err
-				}
+		for len(h) > 0 && h[0].key == low {
+			s := h[0]
+			certain = certain || (s.certain && (s.next == nil || s.cur.Caveat == nil))
+			if err := s.advance(); err != nil {
+				return err
 			}
+			if !s.ok {
+				h[0] = h[len(h)-1]
+				h = h[:len(h)-1]
+			}
+			h.down(0)
 		}
 		if low != skip && !yield(low, certain) {
 			return nil
 		}
 	}
+	return nil
 }
 
 // answers yields, in order, the ids that merge makes of scans (without
@@ -220,45 +269,6 @@ func answers[R any](scans []*scan, skip, after string, limit, emitted int, decid
 		var zero R
 		yield(zero, err)
 	}
-}
-
-// streamResources is LookupResources by the streamed plan: reverse scans
-// of each leaf for the subject and, where accepted, its type's wildcard.
-// It reports false, having yielded nothing, when the plan does not apply.
-func (rq *request) streamResources(ctx context.Context, req LookupResourcesRequest, goal *schema.Relation, yield func(ResourceResult, error) bool) bool {
-	sub := req.Subject
-	if !rq.streams() || sub.Relation != "" || sub.ID == tuple.Wildcard {
-		return false
-	}
-	leaves, ok := rq.e.directLeaves(goal, sub.Type, "")
-	if !ok {
-		return false
-	}
-	rq.e.streamed.Add(1)
-	var scans []*scan
-	resID := func(r *tuple.Relationship) string { return r.Resource.ID }
-	for _, l := range leaves {
-		ids := []string{sub.ID}
-		if l.wildcard {
-			ids = append(ids, tuple.Wildcard)
-		}
-		for _, id := range ids {
-			sf := tuple.SubjectFilter{Type: sub.Type, ID: id, Relation: tuple.Ellipsis}
-			opts := store.QueryOptions{Now: rq.now}
-			if req.After != "" {
-				opts.After = &tuple.Key{Resource: tuple.ObjectRef{Type: req.ResourceType, ID: req.After}, Relation: l.rel.Name, Subject: tuple.SubjectRef{Type: sub.Type, ID: id}}
-			}
-			f := tuple.ReverseFilter{Subject: sf, ResourceType: req.ResourceType, Relation: l.rel.Name}
-			scans = append(scans, newScan(rq.reader.ReverseQueryRelationships(ctx, f, opts), resID))
-		}
-	}
-	answers(scans, "", req.After, req.Limit, 0, func(id string) (CheckResult, error) {
-		r, err := rq.check(ctx, nil, goal, id, sub)
-		return r.checkResult(), err
-	}, func(id string, res CheckResult) ResourceResult {
-		return ResourceResult{ResourceID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
-	}, yield)
-	return true
 }
 
 // streamSubjects is LookupSubjects by the streamed plan: a scan of each
