@@ -110,10 +110,11 @@ func (e *Evaluator) directLeaves(rel *schema.Relation, typ, srel string) ([]dire
 }
 
 // streams reports whether the lookups of this request may take the
-// streamed plan: the request carries no contextual relationships (whose
-// overlay the plan does not merge) and the tests have not turned it off.
+// streamed plan: the tests have not turned it off. Contextual
+// relationships stream too: store.Overlay merges them into each scan in
+// index order, after the cursor.
 func (rq *request) streams() bool {
-	return !rq.overlay && !rq.e.walkOnly
+	return !rq.e.walkOnly
 }
 
 // scan is one ordered store scan of a streamed lookup: the IDs it
@@ -277,7 +278,9 @@ func answers[R any](scans []*scan, skip, after string, limit, emitted int, decid
 // excludes, is left to the walk. It reports false, having yielded
 // nothing, when the plan does not apply.
 func (rq *request) streamSubjects(ctx context.Context, req LookupSubjectsRequest, rel *schema.Relation, yield func(SubjectResult, error) bool) bool {
-	if !rq.streams() || req.Within != nil {
+	if !rq.streams() || rq.overlay || req.Within != nil {
+		// (Contextual relationships: left to the walk, which the
+		// contextual tests compare with the reference.)
 		return false
 	}
 	leaves, ok := rq.e.directLeaves(rel, req.SubjectType, req.SubjectRelation)
