@@ -235,34 +235,83 @@ func merge(scans []*scan, skip string, yield func(id string, certain bool) bool)
 }
 
 // answers yields, in order, the ids that merge makes of scans (without
-// skip) after the cursor after: each one the scans found uncaveated is
+// skip) after the cursor after: each one the scans found certain is
 // granted, any other is decided by decide. It stops after limit answers
 // (0: no limit) counting the emitted ones yielded before, or at the first
-// error, which it yields.
-func answers[R any](scans []*scan, skip, after string, limit, emitted int, decide func(id string) (CheckResult, error), answer func(id string, res CheckResult) R, yield func(R, error) bool) {
-	var decideErr error
+// error, which it yields. The undecided ones are decided together, up to
+// confirmChunk at a time (fewer when the page lacks fewer, at least one
+// per worker), on rq's workers (rq.confirm): what it holds is that chunk.
+func answers[R any](ctx context.Context, rq *request, scans []*scan, skip, after string, limit, emitted int, decide func(ctx context.Context, id string) (CheckResult, error), answer func(id string, res CheckResult) R, yield func(R, error) bool) {
+	type candidate struct {
+		id  string
+		res CheckResult
+	}
+	var (
+		pending []candidate
+		todo    []int
+		// decideErr is the first error of decide, which stops the merge.
+		decideErr error
+	)
+	// flush decides and yields pending, and reports whether to go on.
+	flush := func() bool {
+		if len(todo) > 0 {
+			decideErr = rq.confirm(ctx, len(todo), func(ctx context.Context, k int) error {
+				c := &pending[todo[k]]
+				var derr error
+				c.res, derr = decide(ctx, c.id)
+				return derr
+			})
+			if decideErr != nil {
+				return false
+			}
+		}
+		for _, c := range pending {
+			if c.res.Permissionship == NoPermission {
+				continue
+			}
+			if !yield(answer(c.id, c.res), nil) {
+				return false
+			}
+			emitted++
+			if limit > 0 && emitted >= limit {
+				return false
+			}
+		}
+		pending, todo = pending[:0], todo[:0]
+		return true
+	}
+	granted := CheckResult{Permissionship: HasPermission}
+	stopped := false
 	err := merge(scans, skip, func(id string, certain bool) bool {
 		if after != "" && id <= after {
 			return true
 		}
-		res := CheckResult{Permissionship: HasPermission}
-		if !certain {
-			r, err := decide(id)
-			if err != nil {
-				decideErr = err
+		if certain && len(pending) == 0 {
+			if !yield(answer(id, granted), nil) {
+				stopped = true
 				return false
 			}
-			res = r
+			emitted++
+			stopped = limit > 0 && emitted >= limit
+			return !stopped
 		}
-		if res.Permissionship == NoPermission {
-			return true
+		pending = append(pending, candidate{id: id, res: granted})
+		if !certain {
+			todo = append(todo, len(pending)-1)
 		}
-		if !yield(answer(id, res), nil) {
-			return false
+		size := confirmChunk
+		if limit > 0 {
+			size = min(size, max(limit-emitted, rq.e.opts.Concurrency))
 		}
-		emitted++
-		return limit == 0 || emitted < limit
+		if len(todo) >= size || len(pending) >= confirmChunk {
+			stopped = !flush()
+			return !stopped
+		}
+		return true
 	})
+	if err == nil && !stopped {
+		flush()
+	}
 	if err == nil {
 		err = decideErr
 	}
@@ -339,11 +388,12 @@ func (rq *request) streamSubjects(ctx context.Context, req LookupSubjectsRequest
 		scans = append(scans, newScan(rq.reader.QueryRelationships(ctx, filter(l, ""), opts), subID))
 	}
 	sub := tuple.SubjectRef{Type: req.SubjectType, Relation: req.SubjectRelation}
-	answers(scans, tuple.Wildcard, after, req.Limit, emitted, func(id string) (CheckResult, error) {
+	answers(ctx, rq, scans, tuple.Wildcard, after, req.Limit, emitted, func(ctx context.Context, id string) (CheckResult, error) {
 		if wild {
 			// Every subject of the type has the permission.
 			return CheckResult{Permissionship: HasPermission}, nil
 		}
+		sub := sub
 		sub.ID = id
 		r, err := rq.check(ctx, nil, rel, req.Resource.ID, sub)
 		return r.checkResult(), err
