@@ -240,8 +240,10 @@ func merge(scans []*scan, skip string, yield func(id string, certain bool) bool)
 // (0: no limit) counting the emitted ones yielded before, or at the first
 // error, which it yields. The undecided ones are decided together, up to
 // confirmChunk at a time (fewer when the page lacks fewer, at least one
-// per worker), on rq's workers (rq.confirm): what it holds is that chunk.
-func answers[R any](ctx context.Context, rq *request, scans []*scan, skip, after string, limit, emitted int, decide func(ctx context.Context, id string) (CheckResult, error), answer func(id string, res CheckResult) R, yield func(R, error) bool) {
+// per worker), on rq's workers (rq.confirm), each chunk by a request of
+// its own (chunkRequest) that decide is given: what it holds is that
+// chunk and its Checks' subproblems.
+func answers[R any](ctx context.Context, rq *request, scans []*scan, skip, after string, limit, emitted int, decide func(ctx context.Context, rq *request, id string) (CheckResult, error), answer func(id string, res CheckResult) R, yield func(R, error) bool) {
 	type candidate struct {
 		id  string
 		res CheckResult
@@ -255,12 +257,17 @@ func answers[R any](ctx context.Context, rq *request, scans []*scan, skip, after
 	// flush decides and yields pending, and reports whether to go on.
 	flush := func() bool {
 		if len(todo) > 0 {
-			decideErr = rq.confirm(ctx, len(todo), func(ctx context.Context, k int) error {
+			// A request of its own per chunk: the subproblems its Checks
+			// memoize, and what they charge to the memory budget, are
+			// dropped with the chunk.
+			crq := rq.chunkRequest()
+			decideErr = crq.confirm(ctx, len(todo), func(ctx context.Context, k int) error {
 				c := &pending[todo[k]]
 				var derr error
-				c.res, derr = decide(ctx, c.id)
+				c.res, derr = decide(ctx, crq, c.id)
 				return derr
 			})
+			crq.done()
 			if decideErr != nil {
 				return false
 			}
@@ -388,7 +395,7 @@ func (rq *request) streamSubjects(ctx context.Context, req LookupSubjectsRequest
 		scans = append(scans, newScan(rq.reader.QueryRelationships(ctx, filter(l, ""), opts), subID))
 	}
 	sub := tuple.SubjectRef{Type: req.SubjectType, Relation: req.SubjectRelation}
-	answers(ctx, rq, scans, tuple.Wildcard, after, req.Limit, emitted, func(ctx context.Context, id string) (CheckResult, error) {
+	answers(ctx, rq, scans, tuple.Wildcard, after, req.Limit, emitted, func(ctx context.Context, rq *request, id string) (CheckResult, error) {
 		if wild {
 			// Every subject of the type has the permission.
 			return CheckResult{Permissionship: HasPermission}, nil
@@ -401,4 +408,18 @@ func (rq *request) streamSubjects(ctx context.Context, req LookupSubjectsRequest
 		return SubjectResult{SubjectID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
 	}, yield)
 	return true
+}
+
+// chunkRequest returns a request for deciding one chunk of a streamed
+// lookup's candidates: rq's snapshot, clock, caveat context, contextual
+// relationships and goroutines, with a memo and a memory account of its
+// own, which the caller ends (done) once the chunk is decided. A lookup
+// deciding a million candidates thus holds one chunk's subproblems at a
+// time, not a million; the cross-request cache still shares their
+// answers.
+func (rq *request) chunkRequest() *request {
+	c := &request{e: rq.e, reader: rq.reader, rev: rq.rev, now: rq.now, context: rq.context, stats: rq.stats,
+		points: rq.points, batch: rq.batch, tokens: rq.tokens, uncached: rq.uncached, overlay: rq.overlay}
+	c.mem.m = rq.mem.m
+	return c
 }

@@ -303,7 +303,7 @@ func (rq *request) streamResources(ctx context.Context, req LookupResourcesReque
 			}
 		}
 	}
-	answers(ctx, rq, scans, "", req.After, req.Limit, 0, func(ctx context.Context, id string) (CheckResult, error) {
+	answers(ctx, rq, scans, "", req.After, req.Limit, 0, func(ctx context.Context, rq *request, id string) (CheckResult, error) {
 		r, err := rq.check(ctx, nil, goal, id, sub)
 		return r.checkResult(), err
 	}, func(id string, res CheckResult) ResourceResult {
