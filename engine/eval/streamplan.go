@@ -155,12 +155,12 @@ func (e *Evaluator) streamLeaves(goal *schema.Relation, sub tuple.SubjectRef) ([
 					continue
 				}
 				var subRels []string
-				for _, a := range w.Relation.Allowed {
-					if a.Type == typ && !a.Wildcard && !slices.Contains(subRels, a.Relation) {
-						subRels = append(subRels, a.Relation)
+				eachArrowSubjectRel(w.Relation, typ, func(srel string) {
+					if srel == tuple.Ellipsis {
+						srel = ""
 					}
-				}
-				slices.Sort(subRels)
+					subRels = append(subRels, srel)
+				})
 				leaves = append(leaves, streamLeaf{kind: leafArrow, rel: w.Relation, target: t, subRels: subRels, depth: d, exact: exact && !w.ArrowAll})
 			}
 		case schema.RewriteUnion:
@@ -310,4 +310,28 @@ func (rq *request) streamResources(ctx context.Context, req LookupResourcesReque
 		return ResourceResult{ResourceID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
 	}, yield)
 	return true
+}
+
+// eachArrowSubjectRel calls fn with each subject relation (tuple.Ellipsis
+// for plain objects) that tupleset accepts on objects of typ, once each:
+// an arrow over tupleset follows those relationships naming an object of
+// typ. The schema accepts nothing else (a write naming another is
+// refused, and so is a schema change orphaning stored ones), so reading
+// these is reading all, each with a seek in the reverse index, which
+// orders a subject's relationships by subject relation before resource
+// type: a read naming none would scan every relationship naming the
+// object, of every resource type.
+func eachArrowSubjectRel(tupleset *schema.Relation, typ string, fn func(srel string)) {
+	for i, a := range tupleset.Allowed {
+		if a.Type != typ || a.Wildcard || slices.ContainsFunc(tupleset.Allowed[:i], func(b *schema.AllowedSubject) bool {
+			return b.Type == typ && !b.Wildcard && b.Relation == a.Relation
+		}) {
+			continue
+		}
+		if a.Relation == "" {
+			fn(tuple.Ellipsis)
+		} else {
+			fn(a.Relation)
+		}
+	}
 }
