@@ -104,13 +104,13 @@ func TestStreamedShapes(t *testing.T) {
 		sub       tuple.SubjectRef
 		want      int
 	}{
-		{"doc", "view", tom, n},               // arrow over a recursive arrow and a subject set
-		{"doc", "view", ann, n},               // ... through a nested group
-		{"doc", "view", eng, n},               // a subject set as the subject
-		{"doc", "audit", tom, n},              // intersection: each candidate checked
-		{"doc", "audit", ann, 0},              // ... none holds
-		{"sheet", "view", tom, n - (n+2)/3},   // exclusion
-		{"sheet", "view", ann, n},             // exclusion, nobody banned
+		{"doc", "view", tom, n},             // arrow over a recursive arrow and a subject set
+		{"doc", "view", ann, n},             // ... through a nested group
+		{"doc", "view", eng, n},             // a subject set as the subject
+		{"doc", "audit", tom, n},            // intersection: each candidate checked
+		{"doc", "audit", ann, 0},            // ... none holds
+		{"sheet", "view", tom, n - (n+2)/3}, // exclusion
+		{"sheet", "view", ann, n},           // exclusion, nobody banned
 		{"doc", "view", tuple.SubjectRef{Type: "user", ID: "nobody"}, 0},
 	}
 	for _, tt := range tests {
