@@ -265,11 +265,11 @@ func (rq *request) streamResources(ctx context.Context, req LookupResourcesReque
 	maxDepth := int32(rq.e.opts.MaxDepth)
 	resID := func(r *tuple.Relationship) string { return r.Resource.ID }
 	scans := make([]*scan, 0, n)
-	// open adds a reverse scan of rel for the subject s (subject
-	// relation srel, "" plain), whose relationships are certain when
-	// certain and uncaveated.
+	// open adds a reverse scan of rel for the subject s (its relation
+	// "" when plain), whose relationships are certain when certain and
+	// uncaveated.
 	open := func(rel *schema.Relation, s tuple.SubjectRef, certain bool) {
-		sf := tuple.SubjectFilter{Type: s.Type, ID: s.ID, Relation: s.Relation}
+		sf := tuple.SubjectFilter(s)
 		if sf.Relation == "" {
 			sf.Relation = tuple.Ellipsis
 		}
