@@ -116,6 +116,7 @@ func (e *Evaluator) newRequest(p Params) (*request, error) {
 
 // newRequestReaching is newRequest with the relations p.Contextual reaches
 // (see analysis.reaching) already computed, or nil to compute them.
+// chunkRequest (stream.go) copies what it sets: keep the two together.
 func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, error) {
 	if p.Reader == nil {
 		return nil, invalidRequest("no store reader")
