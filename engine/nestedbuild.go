@@ -64,11 +64,15 @@ var nestedLoadRows = 100_000
 // the lock, stopping earlier once the objects changed since the last one
 // are at most nestedLockedSources; more changed objects than
 // nestedRestartSources (or a tenth of the relation's objects, if more)
-// restart the rebuild instead.
+// restart the rebuild instead. Variables, so that tests can make them
+// small.
+var (
+	nestedLockedSources  = 256
+	nestedRestartSources = 4096
+)
+
 const (
 	nestedCatchUpRounds   = 4
-	nestedLockedSources   = 256
-	nestedRestartSources  = 4096
 	nestedRebuildAttempts = 4
 )
 
@@ -92,6 +96,11 @@ type nestedBuilder struct {
 	idle    chan struct{} // closed when no background rebuild runs
 	err     error         // the last background rebuild's
 
+	// hook, when set (tests), is called by rebuilds at their stages
+	// without the lock: "loaded" after the rows of the snapshot are
+	// written, "caught-up" after each catch-up round.
+	hook func(ctx context.Context, stage string)
+
 	building              atomic.Bool // a rebuild is running
 	rebuilds, failures    atomic.Uint64
 	totalNanos, lastNanos atomic.Int64
@@ -109,6 +118,13 @@ func (b *nestedBuilder) close() {
 	b.cancel()
 	b.mu.Unlock()
 	b.wg.Wait()
+}
+
+// stage calls the hook, if any.
+func (b *nestedBuilder) stage(ctx context.Context, name string) {
+	if b.hook != nil {
+		b.hook(ctx, name)
+	}
 }
 
 // rebuildStale starts a background rebuild after a write left relations
@@ -292,6 +308,7 @@ func (e *Engine) rebuildRelation(ctx context.Context, n *nestedRel, written stor
 	if err != nil {
 		return NestedIndexReport{}, err
 	}
+	b := &e.builder
 	var first *NestedIndexReport // what the first comparison found
 	for attempt := 1; ; attempt++ {
 		r, rev, err := e.rebuildSnapshot(ctx, written)
@@ -343,6 +360,7 @@ func (e *Engine) rebuildRelation(ctx context.Context, n *nestedRel, written stor
 			rep.Ready, rep.Rows, rep.Missing, rep.Extra, rep.Wrong = first.Ready, first.Rows, first.Missing, first.Extra, first.Wrong
 		}
 		rep.Written = w.written
+		b.stage(ctx, "loaded")
 		k, err := e.catchUpNested(ctx, n, meta, g, rev, written, attempt < nestedRebuildAttempts)
 		rep.Written += k
 		if errors.Is(err, errNestedRestart) && attempt < nestedRebuildAttempts {
@@ -426,6 +444,7 @@ func (e *Engine) catchUpNested(ctx context.Context, n *nestedRel, meta store.Wri
 		}
 		total += w.written
 		cur = h
+		e.builder.stage(ctx, "caught-up")
 	}
 	k, err := e.finishNested(ctx, n, meta, cur, written)
 	return total + k, err
