@@ -23,8 +23,9 @@ import (
 // whose rows do not fit the transaction (the store's batch limit), an
 // import, or a write made with the index off deletes the relation's
 // marker row instead; the evaluator then walks at those revisions, and a
-// rebuild (RebuildNestedIndex, run after such a write and when an engine
-// opens) writes the rows and the marker back.
+// rebuild (nestedbuild.go: in the background after such a write and when
+// an engine opens on a stale index; RebuildNestedIndex on demand) writes
+// the rows and the marker back.
 //
 // The rows are ordinary relationships with reserved relation names
 // (tuple.Reserved), so every backend stores, versions and collects them
