@@ -83,8 +83,10 @@ var errNestedRestart = errors.New("engine: nested index rebuild: restart")
 // engine.
 type nestedBuilder struct {
 	// run is held by the rebuild that runs (in the background, or
-	// RebuildNestedIndex's).
-	run sync.Mutex
+	// RebuildNestedIndex's); worked, under it, is set once that rebuild
+	// finds an index to compute.
+	run    sync.Mutex
+	worked bool
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -253,12 +255,16 @@ func (e *Engine) rebuildNested(ctx context.Context, all bool) (reps []NestedInde
 	b.run.Lock()
 	defer b.run.Unlock()
 	b.building.Store(true)
+	b.worked = false
 	start := time.Now()
 	defer func() {
-		d := time.Since(start).Nanoseconds()
-		b.totalNanos.Add(d)
-		b.lastNanos.Store(d)
-		b.rebuilds.Add(1)
+		// A run that found every index complete is not a rebuild.
+		if b.worked || err != nil {
+			d := time.Since(start).Nanoseconds()
+			b.totalNanos.Add(d)
+			b.lastNanos.Store(d)
+			b.rebuilds.Add(1)
+		}
 		if err != nil {
 			b.failures.Add(1)
 		}
@@ -322,6 +328,7 @@ func (e *Engine) rebuildRelation(ctx context.Context, n *nestedRel, written stor
 		if ready && !all {
 			return NestedIndexReport{Relation: n.rel.Definition.Name + "#" + n.rel.Name, Ready: true}, nil
 		}
+		b.worked = true
 		g, err := loadNestedGraph(ctx, r, n)
 		if err != nil {
 			return NestedIndexReport{}, err
