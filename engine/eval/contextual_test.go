@@ -27,6 +27,7 @@ func TestContextualDifferential(t *testing.T) {
 		cases = 20
 	}
 	ctx := context.Background()
+	var streamed uint64
 	for i := range cases {
 		seed := uint64(i)
 		rng := rand.New(rand.NewPCG(seed, 0x21))
@@ -99,9 +100,32 @@ func TestContextualDifferential(t *testing.T) {
 					if err != nil || !slices.EqualFunc(got, expRes, eqResource(loose)) {
 						t.Fatalf("seed %d with=%v: LookupResources(%s#%s@%s) = %v (err %v), reference %v", seed, with, r.Definition.Name, r.Name, sub, got, err, expRes)
 					}
+					// Pages of one, resuming after the cursor, list the
+					// same (the streamed plan merges the contextual
+					// relationships into each scan after the cursor).
+					var paged []ResourceResult
+					for after := ""; ; {
+						page, err := drain(e.LookupResources(ctx, p, LookupResourcesRequest{ResourceType: r.Definition.Name, Permission: r.Name, Subject: sub, Limit: 1, After: after}))
+						if err != nil || len(page) > 1 {
+							t.Fatalf("seed %d with=%v: paged LookupResources(%s#%s@%s): %v %v", seed, with, r.Definition.Name, r.Name, sub, page, err)
+						}
+						if len(page) == 0 {
+							break
+						}
+						paged = append(paged, page...)
+						after = page[0].ResourceID
+					}
+					if !slices.EqualFunc(paged, expRes, eqResource(loose)) {
+						t.Fatalf("seed %d with=%v: paged LookupResources(%s#%s@%s) = %v, reference %v", seed, with, r.Definition.Name, r.Name, sub, paged, expRes)
+					}
 				}
 			}
 		}
+		streamed += e.streamed.Load()
+	}
+	// Lookups with contextual relationships take the streamed plan.
+	if streamed == 0 {
+		t.Errorf("no lookup streamed in %d cases", cases)
 	}
 }
 

@@ -290,14 +290,14 @@ func TestDifferential(t *testing.T) {
 			cases = 1
 		}
 	}
-	var streamed uint64
+	var streamed, walked uint64
 	for i := first; i < first+cases; i++ {
 		seed := uint64(i)
 		rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 		s := genSchema(rng, cs.Caveats, "diff-"+strconv.Itoa(i))
 		rels := genTuples(rng, s, testNow)
 		reqCtx := diffContexts[rng.IntN(len(diffContexts))]
-		if !runDiffCase(t, seed, s, rels, reqCtx, &streamed) {
+		if !runDiffCase(t, seed, s, rels, reqCtx, &streamed, &walked) {
 			t.Logf("schema of seed %d:\n%s", seed, describeSchema(s))
 			t.Logf("relationships:\n%s", describeTuples(rels))
 			return
@@ -307,7 +307,11 @@ func TestDifferential(t *testing.T) {
 	if cases >= 60 && streamed < uint64(cases) {
 		t.Errorf("%d streamed lookups in %d cases: the random schemas no longer exercise stream.go", streamed, cases)
 	}
-	t.Logf("%d lookups streamed in %d cases", streamed, cases)
+	// So is the plan through intermediate sets (streamplan.go).
+	if cases >= 60 && walked < uint64(cases) {
+		t.Errorf("%d lookups streamed through intermediate sets in %d cases: the random schemas no longer exercise streamplan.go", walked, cases)
+	}
+	t.Logf("%d lookups streamed in %d cases, %d of them through intermediate sets", streamed, cases, walked)
 }
 
 // diffWorld returns the objects of every type of s that the random tests
@@ -329,7 +333,7 @@ func diffWorld(s *schema.Schema) (map[string][]string, []*schema.Relation) {
 // runDiffCase compares every evaluator configuration with the reference on
 // one schema and data set, at two clock values (the second after the
 // expiring relationships have expired, to exercise cache expiry).
-func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any, streamed *uint64) bool {
+func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any, streamed, walked *uint64) bool {
 	t.Helper()
 	ctx := context.Background()
 	rd := load(t, rels)
@@ -393,6 +397,7 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	defer func() {
 		for _, ev := range evals {
 			*streamed += ev.e.streamed.Load()
+			*walked += ev.e.streamedWalks.Load()
 		}
 		if n := mem.InUse(); n != 0 {
 			t.Errorf("seed %d: %d bytes still charged to the memory budget after every request ended", seed, n)

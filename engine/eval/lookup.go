@@ -210,10 +210,18 @@ func (w *reverseWalk) propagate(ctx context.Context) error {
 			if err != nil || !w.relevant.has(pe.parent.Index) {
 				continue
 			}
-			// Arrows follow the subject object whatever its relation.
-			sf := tuple.SubjectFilter{Type: nd.rel.Definition.Name, ID: nd.id}
-			err = w.reverse(ctx, sf, pe.tupleset, func(r *tuple.Relationship) {
-				w.reach(pe.parent, r.Resource.ID, nd.exact && pe.exact && r.Caveat == nil, h)
+			// Arrows follow the subject object whatever its relation:
+			// one read per relation the tupleset accepts on the object's
+			// type, each a seek to that subject relation and the
+			// tupleset (streamplan.go).
+			eachArrowSubjectRel(pe.tupleset, nd.rel.Definition.Name, func(srel string) {
+				if err != nil {
+					return
+				}
+				sf := tuple.SubjectFilter{Type: nd.rel.Definition.Name, ID: nd.id, Relation: srel}
+				err = w.reverse(ctx, sf, pe.tupleset, func(r *tuple.Relationship) {
+					w.reach(pe.parent, r.Resource.ID, nd.exact && pe.exact && r.Caveat == nil, h)
+				})
 			})
 		}
 	}
