@@ -143,7 +143,6 @@ func (e *Evaluator) newRequest(p Params) (*request, error) {
 
 // newRequestReaching is newRequest with the relations p.Contextual reaches
 // (see analysis.reaching) already computed, or nil to compute them.
-// chunkRequest (stream.go) copies what it sets: keep the two together.
 func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, error) {
 	if p.Reader == nil {
 		return nil, invalidRequest("no store reader")
@@ -221,7 +220,8 @@ func (rq *request) newCall() *call {
 }
 
 // initRequest sets rq up for p. rq is zero but for what releaseRequest
-// keeps.
+// keeps. chunkRequest (stream.go) copies what it sets: keep the two
+// together.
 func (e *Evaluator) initRequest(rq *request, p Params, uncached []bool) {
 	now := p.Now
 	if now.IsZero() {
