@@ -104,6 +104,9 @@ type Evaluator struct {
 	// streamed counts the lookups that took the streamed plan, for the
 	// tests that must exercise it.
 	streamed atomic.Uint64
+	// nestedLookups counts the closure reads of the lookups' walks
+	// (nestedlookup.go), for the tests that must exercise them.
+	nestedLookups atomic.Uint64
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64

@@ -1,0 +1,214 @@
+package eval
+
+import (
+	"context"
+
+	"github.com/pemba-authz/pemba/engine/store"
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// The lookups' walks read the nested-group index (nested.go) wherever
+// they meet an indexed relation at a revision where its rows are
+// complete, instead of following its subject-set edges one level at a
+// time:
+//
+//   - LookupSubjects' forward walk (forwardWalk), reading T:x#r at depth
+//     d, reads the closure rows of x (one range read): every member set
+//     T:y#r at distance k is a node of the walk at depth d+k, whose own
+//     relationships (the subjects it names directly) it reads as if it
+//     had walked there, without the levels in between.
+//   - The reverse walk up from a subject (LookupResources, and the
+//     planner's walks up), reaching T:y#r at height h, reads the closure
+//     rows naming y (one reverse range read): every T:x#r holding T:y#r
+//     at distance k is reached at height h+k, exact when T:y#r was (the
+//     indexed edges carry no caveat), instead of a reverse read per
+//     level.
+//
+// Depths and heights are those of the shortest path, as the walks'
+// breadth-first order gives them, so the depth limit decides the same
+// requests (a subject met only deeper than the limit is left to Check).
+// The index jumps ahead of that order, so the walks allow a node to be
+// reached again by a shorter path (forwardWalk's push, reverseWalk's
+// reach). Neither walk reads the index of a relation that the call's
+// contextual relationships name (they could add edges the rows do not
+// have), nor at a revision without the marker.
+
+// nestedUsable reports whether walks of this request read the index of
+// rel: it is indexed, complete at the request's revision, and no
+// contextual relationship of the call names it.
+func (rq *request) nestedUsable(ctx context.Context, rel *schema.Relation) bool {
+	return rq.e.nested[rel.Index] && !rq.touches(rel.Index) && rq.nestedReady(ctx, rel)
+}
+
+// nestedNode is a node of a walk on an indexed relation.
+type nestedNode struct {
+	rel int
+	id  string
+}
+
+// nestedForward is forwardWalk's use of the index: for every node of an
+// indexed relation it has queued or covered, the smallest depth at which
+// its relationships were (or will be) read.
+type nestedForward struct {
+	rq     *request
+	usable map[int]bool
+	best   map[nestedNode]int32
+	used   bool
+}
+
+func newNestedForward(rq *request) *nestedForward {
+	return &nestedForward{rq: rq, usable: map[int]bool{}, best: map[nestedNode]int32{}}
+}
+
+// on reports, once per walk and relation, whether rel's index is read.
+func (nf *nestedForward) on(ctx context.Context, rel *schema.Relation) bool {
+	if !nf.rq.e.nested[rel.Index] {
+		return false
+	}
+	ok, seen := nf.usable[rel.Index]
+	if !seen {
+		ok = nf.rq.nestedUsable(ctx, rel)
+		nf.usable[rel.Index] = ok
+	}
+	return ok
+}
+
+// queue reports whether the walk queues rel of id at depth d: always for
+// a node not seen yet (first is true), and again for one of an indexed
+// relation that a closure covered only at a greater depth.
+func (nf *nestedForward) queue(ctx context.Context, rel *schema.Relation, id string, d int32, first bool) bool {
+	if !nf.on(ctx, rel) {
+		return first
+	}
+	k := nestedNode{rel.Index, id}
+	if old, ok := nf.best[k]; ok && old <= d {
+		return false
+	}
+	nf.best[k] = d
+	return true
+}
+
+// cover reads the closure rows of rel on id, a node the walk reads at
+// depth d, and calls visit for each member set T:y#r whose depth d+k is
+// smaller than any the walk has queued or covered it at. It reports
+// false, having read nothing, when rel's index is not read.
+func (nf *nestedForward) cover(ctx context.Context, rel *schema.Relation, id string, d int32, visit func(id string, d int32) error) (bool, error) {
+	if !nf.on(ctx, rel) {
+		return false, nil
+	}
+	typ := rel.Definition.Name
+	rows, err := nf.rq.query(ctx, tuple.Filter{ResourceType: typ, ResourceID: id, Relation: NestedClosureRelation(rel.Name), Subject: &tuple.SubjectFilter{Type: typ}})
+	if err != nil {
+		return true, err
+	}
+	if !nf.used {
+		nf.used = true
+		nf.rq.e.nestedLookups.Add(1)
+	}
+	for i := range rows {
+		k, ok := NestedDistance(&rows[i])
+		if !ok {
+			continue
+		}
+		y, dy := rows[i].Subject.ID, d+int32(k)
+		n := nestedNode{rel.Index, y}
+		if old, ok := nf.best[n]; ok && old <= dy {
+			continue
+		}
+		nf.best[n] = dy
+		if err := visit(y, dy); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// nestedReverse is the reverse walk's use of the index: for every node of
+// an indexed relation that a closure read reached, the best value
+// (exact first, then the smallest height) it was reached with, so that
+// a node whose ancestors a closure read already reached as well is not
+// read again.
+type nestedReverse struct {
+	usable  map[int]bool
+	covered map[nestedNode]revVal
+}
+
+// better reports whether a is a better value than b for the same node:
+// exact beats inexact, and among exact ones the smaller height.
+func better(a, b revVal) bool {
+	if a.exact != b.exact {
+		return a.exact
+	}
+	return a.exact && a.h < b.h
+}
+
+// nestedUp reads, for nd (a node of the walk on an indexed relation), the
+// closure rows naming it and reaches every object whose relation holds
+// it, at nd's height plus the distance. It reports whether it did (or a
+// closure read already reached them as well): then the walk does not
+// follow nd's relation's edges into itself.
+func (w *reverseWalk) nestedUp(ctx context.Context, nd reverseNode) (bool, error) {
+	rel := nd.rel
+	if !w.rq.e.nested[rel.Index] {
+		return false, nil
+	}
+	nr := w.nested
+	if nr == nil {
+		nr = &nestedReverse{usable: map[int]bool{}, covered: map[nestedNode]revVal{}}
+		w.nested = nr
+	}
+	ok, seen := nr.usable[rel.Index]
+	if !seen {
+		ok = w.rq.nestedUsable(ctx, rel)
+		nr.usable[rel.Index] = ok
+	}
+	if !ok {
+		return false, nil
+	}
+	here := revVal{exact: nd.exact, h: nd.h}
+	if c, ok := nr.covered[nestedNode{rel.Index, nd.id}]; ok && !better(here, c) {
+		return true, nil // a closure read reached its ancestors at least as well
+	}
+	if w.memErr != nil {
+		return true, w.memErr
+	}
+	if w.over || (w.budget > 0 && w.reached > w.budget) {
+		return true, errBudget
+	}
+	typ := rel.Definition.Name
+	f := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: typ, ID: nd.id}, ResourceType: typ, Relation: NestedClosureRelation(rel.Name)}
+	var rows []tuple.Relationship
+	if b := w.rq.batch; b != nil {
+		var err error
+		if rows, err = b.AppendReverseRelationships(ctx, w.buf[:0], f, store.QueryOptions{}); err != nil {
+			return true, err
+		}
+		w.buf = nil // reach below may not call reverse, but keep the rule of reverse
+	} else {
+		for r, err := range w.rq.reader.ReverseQueryRelationships(ctx, f, store.QueryOptions{}) {
+			if err != nil {
+				return true, err
+			}
+			rows = append(rows, r)
+		}
+	}
+	w.rq.e.nestedLookups.Add(1)
+	for i := range rows {
+		k, ok := NestedDistance(&rows[i])
+		if !ok {
+			continue
+		}
+		v := revVal{exact: nd.exact, h: nd.h + int32(k)}
+		n := nestedNode{rel.Index, rows[i].Resource.ID}
+		if c, ok := nr.covered[n]; !ok || better(v, c) {
+			nr.covered[n] = v
+		}
+		w.reach(rel, n.id, v.exact, v.h)
+	}
+	if w.rq.batch != nil {
+		clear(rows)
+		w.buf = rows[:0]
+	}
+	return true, nil
+}
