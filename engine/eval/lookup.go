@@ -530,9 +530,10 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		queue = append(queue, visit{n, d})
 	}
 	// read reads the relationships of stored relation r on id, a node at
-	// depth d, and meets their subjects.
-	read := func(r *schema.Relation, id string, d int32) error {
-		rels, err := rq.query(ctx, tuple.Filter{ResourceType: r.Definition.Name, ResourceID: id, Relation: r.Name})
+	// depth d, naming subjects sf selects (nil: any), and meets their
+	// subjects.
+	read := func(r *schema.Relation, id string, d int32, sf *tuple.SubjectFilter) error {
+		rels, err := rq.query(ctx, tuple.Filter{ResourceType: r.Definition.Name, ResourceID: id, Relation: r.Name, Subject: sf})
 		if err != nil {
 			return err
 		}
@@ -616,11 +617,12 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 			}
 			continue
 		}
-		if err := read(n.rel, n.id, n.depth); err != nil {
-			return nil, err
-		}
 		// The nested-group index: the member sets of n, at any depth,
-		// read as the walk would reach them (nestedlookup.go).
+		// read as the walk would reach them (nestedlookup.go), before
+		// n's own relationships, which name some of them. Their subject
+		// sets are all member sets of n: only the subjects asked for
+		// are read, none when those are the member sets themselves.
+		sf := nestedLeafFilter(n.rel, subType, subRel)
 		if _, err := nf.cover(ctx, n.rel, n.id, n.depth, func(id string, d int32) error {
 			if err := limits(); err != nil {
 				return err
@@ -630,8 +632,14 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 				return memErr
 			}
 			selfSet(n.rel, id, d)
-			return read(n.rel, id, d)
+			if sf == nil {
+				return nil
+			}
+			return read(n.rel, id, d, sf)
 		}); err != nil {
+			return nil, err
+		}
+		if err := read(n.rel, n.id, n.depth, nil); err != nil {
 			return nil, err
 		}
 	}

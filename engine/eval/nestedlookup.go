@@ -106,22 +106,47 @@ func (nf *nestedForward) cover(ctx context.Context, rel *schema.Relation, id str
 		nf.used = true
 		nf.rq.e.nestedLookups.Add(1)
 	}
+	// Every depth is recorded before any member set is read, so that
+	// the subject sets read (the edges between member sets) are known
+	// to be covered and are not queued.
+	type member struct {
+		id string
+		d  int32
+	}
+	todo := make([]member, 0, len(rows))
 	for i := range rows {
 		k, ok := NestedDistance(&rows[i])
 		if !ok {
 			continue
 		}
 		y, dy := rows[i].Subject.ID, d+int32(k)
-		n := nestedNode{rel.Index, y}
-		if old, ok := nf.best[n]; ok && old <= dy {
+		if old, ok := nf.best[nestedNode{rel.Index, y}]; ok && old <= dy {
 			continue
 		}
-		nf.best[n] = dy
-		if err := visit(y, dy); err != nil {
+		nf.best[nestedNode{rel.Index, y}] = dy
+		todo = append(todo, member{y, dy})
+	}
+	for _, m := range todo {
+		if err := visit(m.id, m.d); err != nil {
 			return true, err
 		}
 	}
 	return true, nil
+}
+
+// nestedLeafFilter returns the subjects a forward walk for subjects
+// (subType, subRel) reads on a member set of indexed relation rel that a
+// closure covered: those of the kind asked for, or none (nil) when they
+// are rel's own subject sets, the member sets themselves (each is in
+// itself one step shallower than any edge naming it).
+func nestedLeafFilter(rel *schema.Relation, subType, subRel string) *tuple.SubjectFilter {
+	if subRel == rel.Name && subType == rel.Definition.Name {
+		return nil
+	}
+	if subRel == "" {
+		subRel = tuple.Ellipsis
+	}
+	return &tuple.SubjectFilter{Type: subType, Relation: subRel}
 }
 
 // nestedReverse is the reverse walk's use of the index: for every node of
