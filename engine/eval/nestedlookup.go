@@ -149,6 +149,17 @@ func nestedLeafFilter(rel *schema.Relation, subType, subRel string) *tuple.Subje
 	return &tuple.SubjectFilter{Type: subType, Relation: subRel}
 }
 
+// nestedRowsAfter is the cursor from which a reverse read of the closure
+// rows naming T:y starts: the subject's distance (its relation, "~k") is
+// not known, so the filter cannot name it, and a scan from the subject
+// alone would first pass every relationship naming T:y or T:y#r (the
+// documents a group views, say). Every subject relation below "~" sorts
+// before this key in the reverse order (subject type, ID, relation, then
+// the resource), and every "~k" after it.
+func nestedRowsAfter(typ, id string) *tuple.Key {
+	return &tuple.Key{Subject: tuple.SubjectRef{Type: typ, ID: id, Relation: tuple.ReservedPrefix}}
+}
+
 // nestedReverse is the reverse walk's use of the index: for every node of
 // an indexed relation that a closure read reached, the best value
 // (exact first, then the smallest height) it was reached with, so that
@@ -203,15 +214,16 @@ func (w *reverseWalk) nestedUp(ctx context.Context, nd reverseNode) (bool, error
 	}
 	typ := rel.Definition.Name
 	f := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: typ, ID: nd.id}, ResourceType: typ, Relation: NestedClosureRelation(rel.Name)}
+	opts := store.QueryOptions{After: nestedRowsAfter(typ, nd.id)}
 	var rows []tuple.Relationship
 	if b := w.rq.batch; b != nil {
 		var err error
-		if rows, err = b.AppendReverseRelationships(ctx, w.buf[:0], f, store.QueryOptions{}); err != nil {
+		if rows, err = b.AppendReverseRelationships(ctx, w.buf[:0], f, opts); err != nil {
 			return true, err
 		}
 		w.buf = nil // reach below may not call reverse, but keep the rule of reverse
 	} else {
-		for r, err := range w.rq.reader.ReverseQueryRelationships(ctx, f, store.QueryOptions{}) {
+		for r, err := range w.rq.reader.ReverseQueryRelationships(ctx, f, opts) {
 			if err != nil {
 				return true, err
 			}
