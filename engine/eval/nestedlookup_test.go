@@ -92,8 +92,12 @@ func nestedWalkCases(t *testing.T) []nestedWalkCase {
 	if err != nil {
 		t.Fatal(err)
 	}
+	schemas, graphs := 120, 20
+	if raceEnabled {
+		schemas, graphs = 20, 4
+	}
 	var out []nestedWalkCase
-	for i := range 120 {
+	for i := range schemas {
 		rng := rand.New(rand.NewPCG(uint64(i), 0x6e57))
 		s := genSchema(rng, cs.Caveats, "nwalk-"+strconv.Itoa(i))
 		if len(NestedRelations(s)) == 0 {
@@ -103,7 +107,7 @@ func nestedWalkCases(t *testing.T) []nestedWalkCase {
 		out = append(out, nestedWalkCase{"random schema " + strconv.Itoa(i), s, genTuples(rng, s, testNow), universe})
 	}
 	s := mustCompile(t, nestedLookupSchema)
-	for i := range 20 {
+	for i := range graphs {
 		rng := rand.New(rand.NewPCG(uint64(i), 0x6e58))
 		n := 5 + rng.IntN(40)
 		var groups []string
