@@ -108,7 +108,9 @@ func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool, h int32
 		return
 	}
 	m[id] = revVal{exact: exact, h: h}
-	if !ok || !old.exact {
+	if !ok {
+		// Distinct nodes, whatever the order of the visits (an upgrade
+		// to exact holds nothing more).
 		w.reached++
 	}
 	w.queue = append(w.queue, reverseNode{rel: rel, id: id, exact: exact, h: h})
@@ -603,11 +605,14 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		if memErr != nil {
 			return nil, memErr
 		}
-		if head == len(queue) {
-			break
-		}
+		// Checked once more after the last node: whether the walk fails
+		// depends on what it reached, not on the order it read it in
+		// (the nested-group index reads it in another).
 		if err := limits(); err != nil {
 			return nil, err
+		}
+		if head == len(queue) {
+			break
 		}
 		n := queue[head]
 		selfSet(n.rel, n.id, n.depth)

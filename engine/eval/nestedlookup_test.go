@@ -130,7 +130,7 @@ func nestedWalkCases(t *testing.T) []nestedWalkCase {
 // limits small enough to be hit.
 func TestNestedWalksDifferential(t *testing.T) {
 	ctx := context.Background()
-	reads := uint64(0)
+	reads, tooLarge := uint64(0), 0
 	for _, c := range nestedWalkCases(t) {
 		rd := loadNested(t, c.s, c.rels)
 		_, allRels := diffWorld(c.s)
@@ -193,18 +193,22 @@ func TestNestedWalksDifferential(t *testing.T) {
 			rqOn.done()
 			reads += on.nestedLookups.Load()
 		}
-		// The lookups, at depth limits that cut the nesting.
-		for _, limit := range []int{2, 5, 50} {
-			off := New(c.s, Options{Concurrency: 1, MaxDepth: limit})
-			on := New(c.s, Options{Concurrency: 1, MaxDepth: limit, NestedIndex: true})
+		// The lookups, at depth limits that cut the nesting, and with a
+		// bound on the nodes of a walk that some lookups pass.
+		for _, limit := range []struct{ depth, nodes int }{{2, 0}, {5, 0}, {50, 0}, {50, 12}} {
+			off := New(c.s, Options{Concurrency: 1, MaxDepth: limit.depth, MaxLookupNodes: limit.nodes})
+			on := New(c.s, Options{Concurrency: 1, MaxDepth: limit.depth, MaxLookupNodes: limit.nodes, NestedIndex: true})
 			p := Params{Reader: rd, Now: testNow, Context: map[string]any{"on": true}}
 			for _, r := range allRels {
 				for _, sub := range subjects(c) {
 					req := LookupResourcesRequest{ResourceType: r.Definition.Name, Permission: r.Name, Subject: sub}
 					a, errA := drain(off.LookupResources(ctx, p, req))
 					b, errB := drain(on.LookupResources(ctx, p, req))
+					if errors.Is(errA, ErrLookupTooLarge) {
+						tooLarge++
+					}
 					if !sameLookup(a, b, errA, errB) {
-						t.Fatalf("%s limit %d: LookupResources(%s#%s@%s): walk %v (%v), index %v (%v)\n%s\n%s", c.name, limit, r.Definition.Name, r.Name, sub, a, errA, b, errB, describeSchema(c.s), describeTuples(c.rels))
+						t.Fatalf("%s limit %v: LookupResources(%s#%s@%s): walk %v (%v), index %v (%v)\n%s\n%s", c.name, limit, r.Definition.Name, r.Name, sub, a, errA, b, errB, describeSchema(c.s), describeTuples(c.rels))
 					}
 				}
 				for _, id := range c.universe[r.Definition.Name] {
@@ -212,16 +216,19 @@ func TestNestedWalksDifferential(t *testing.T) {
 						req := LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: id}, Permission: r.Name, SubjectType: k.Type, SubjectRelation: k.Relation}
 						a, errA := drain(off.LookupSubjects(ctx, p, req))
 						b, errB := drain(on.LookupSubjects(ctx, p, req))
+						if errors.Is(errA, ErrLookupTooLarge) {
+							tooLarge++
+						}
 						if !sameLookup(a, b, errA, errB) {
-							t.Fatalf("%s limit %d: LookupSubjects(%s:%s#%s, %s#%s): walk %v (%v), index %v (%v)\n%s\n%s", c.name, limit, r.Definition.Name, id, r.Name, k.Type, k.Relation, a, errA, b, errB, describeSchema(c.s), describeTuples(c.rels))
+							t.Fatalf("%s limit %v: LookupSubjects(%s:%s#%s, %s#%s): walk %v (%v), index %v (%v)\n%s\n%s", c.name, limit, r.Definition.Name, id, r.Name, k.Type, k.Relation, a, errA, b, errB, describeSchema(c.s), describeTuples(c.rels))
 						}
 					}
 				}
 			}
 		}
 	}
-	if reads == 0 {
-		t.Error("no walk read the nested-group index")
+	if reads == 0 || tooLarge == 0 {
+		t.Errorf("%d walks read the nested-group index, %d lookups were too large: the cases exercise too little", reads, tooLarge)
 	}
 }
 
@@ -241,10 +248,11 @@ func subjects(c nestedWalkCase) []tuple.SubjectRef {
 }
 
 // sameLookup reports whether two lookups answered alike: the same
-// results, or both the max depth error.
+// results, or both the max depth error, or both the lookup-too-large one.
 func sameLookup[T any](a, b []T, errA, errB error) bool {
 	if errA != nil || errB != nil {
-		return errors.Is(errA, ErrMaxDepth) && errors.Is(errB, ErrMaxDepth)
+		return errors.Is(errA, ErrMaxDepth) && errors.Is(errB, ErrMaxDepth) ||
+			errors.Is(errA, ErrLookupTooLarge) && errors.Is(errB, ErrLookupTooLarge)
 	}
 	return reflect.DeepEqual(a, b)
 }
