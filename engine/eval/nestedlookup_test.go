@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"math/rand/v2"
 	"reflect"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
 )
@@ -310,9 +313,12 @@ definition group {
 			t.Errorf("limit %d: LookupSubjects read %d relationships", limit, n)
 		}
 		resReq := LookupResourcesRequest{ResourceType: "group", Permission: "member", Subject: tuple.SubjectRef{Type: "user", ID: "deep"}}
-		a2, errA := drain(walk.LookupResources(ctx, Params{Reader: rd, Now: testNow}, resReq))
+		calls := &callCounter{Reader: rd, reverse: new(atomic.Int64)}
+		a2, errA := drain(walk.LookupResources(ctx, Params{Reader: calls, Now: testNow}, resReq))
+		walkCalls := calls.reverse.Load()
+		calls.reverse.Store(0)
 		counted.n.Store(0)
-		b2, errB := drain(index.LookupResources(ctx, Params{Reader: counted, Now: testNow}, resReq))
+		b2, errB := drain(index.LookupResources(ctx, Params{Reader: &callCounter{Reader: counted, reverse: calls.reverse}, Now: testNow}, resReq))
 		if !sameLookup(a2, b2, errA, errB) || (limit == 50 && (errB != nil || len(b2) != 41)) {
 			t.Errorf("limit %d: LookupResources(group#member@user:deep): walk %d (%v), index %d (%v)", limit, len(a2), errA, len(b2), errB)
 		}
@@ -322,7 +328,24 @@ definition group {
 		if n := counted.n.Load(); limit == 50 && n > 1+40+1 {
 			t.Errorf("limit %d: LookupResources read %d relationships", limit, n)
 		}
+		// In two reverse reads (the user's groups, the closure rows
+		// naming g0), where the walk reads one per level.
+		t.Logf("limit %d: LookupResources made %d reverse reads, the walk %d", limit, calls.reverse.Load(), walkCalls)
+		if n := calls.reverse.Load(); limit == 50 && (n != 2 || walkCalls < 40) {
+			t.Errorf("limit %d: LookupResources made %d reverse reads, the walk %d", limit, n, walkCalls)
+		}
 	}
+}
+
+// callCounter counts the reverse reads made through it.
+type callCounter struct {
+	store.Reader
+	reverse *atomic.Int64
+}
+
+func (c *callCounter) ReverseQueryRelationships(ctx context.Context, f tuple.ReverseFilter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	c.reverse.Add(1)
+	return c.Reader.ReverseQueryRelationships(ctx, f, opts)
 }
 
 // TestNestedLookupShortcut: a closure read that reaches a group by a
