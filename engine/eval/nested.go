@@ -337,7 +337,7 @@ func (rq *request) nestedMembers(ctx context.Context, rel *schema.Relation, sub 
 	closure := NestedClosureRelation(rel.Name)
 	for _, y := range seeds {
 		rf := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: typ, ID: y}, ResourceType: typ, Relation: closure}
-		for r, err := range rq.reader.ReverseQueryRelationships(ctx, rf, store.QueryOptions{}) {
+		for r, err := range rq.reader.ReverseQueryRelationships(ctx, rf, store.QueryOptions{After: nestedRowsAfter(typ, y)}) {
 			if err != nil {
 				return nil, time.Time{}, false
 			}
