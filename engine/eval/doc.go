@@ -129,7 +129,7 @@
 //
 // Both walks read the nested-group index (nested.go) of the relations it
 // covers, at revisions where it is complete and for calls whose contextual
-// relationships do not name the relation (nestedlookup.go): the walk up
+// relationships add no edge of the relation (nestedlookup.go): the walk up
 // reaches every object above T:y#r from one reverse read of y's closure
 // rows, the forward walk reads the member sets of T:x#r at every depth in
 // one read, each at the depth and height the breadth-first walk would give

@@ -30,15 +30,38 @@ import (
 // requests (a subject met only deeper than the limit is left to Check).
 // The index jumps ahead of that order, so the walks allow a node to be
 // reached again by a shorter path (forwardWalk's push, reverseWalk's
-// reach). Neither walk reads the index of a relation that the call's
-// contextual relationships name (they could add edges the rows do not
-// have), nor at a revision without the marker.
+// reach). No walk (nor Check) reads the index of a relation that the
+// call's contextual relationships add edges to (the rows do not have
+// them), nor at a revision without the marker.
 
-// nestedUsable reports whether walks of this request read the index of
-// rel: it is indexed, complete at the request's revision, and no
-// contextual relationship of the call names it.
+// nestedUsable reports whether this request reads the index of rel: it
+// is indexed, complete at the request's revision, and no contextual
+// relationship of the call is an edge of it (T:x#r@T:y#r, which the rows
+// do not follow; other contextual relationships of rel, plain members,
+// are read through the overlay like stored ones).
 func (rq *request) nestedUsable(ctx context.Context, rel *schema.Relation) bool {
-	return rq.e.nested[rel.Index] && !rq.touches(rel.Index) && rq.nestedReady(ctx, rel)
+	return rq.e.nested[rel.Index] && (rq.nestedEdges == nil || !rq.nestedEdges[rel.Index]) && rq.nestedReady(ctx, rel)
+}
+
+// contextualEdges marks, by relation index, the indexed relations that
+// rels holds edges of; nil when none.
+func (e *Evaluator) contextualEdges(rels []tuple.Relationship) []bool {
+	var out []bool
+	for i := range rels {
+		r := &rels[i]
+		if r.Subject.Type != r.Resource.Type || r.Subject.Relation != r.Relation {
+			continue
+		}
+		rel, err := e.resolve(r.Resource.Type, r.Relation)
+		if err != nil || !e.nested[rel.Index] {
+			continue
+		}
+		if out == nil {
+			out = make([]bool, len(e.nested))
+		}
+		out[rel.Index] = true
+	}
+	return out
 }
 
 // nestedNode is a node of a walk on an indexed relation.
