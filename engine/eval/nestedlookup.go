@@ -80,14 +80,19 @@ type nestedForward struct {
 	used   bool
 }
 
-func newNestedForward(rq *request) *nestedForward {
-	return &nestedForward{rq: rq, usable: map[int]bool{}, best: map[nestedNode]int32{}}
+// newNestedForward returns forwardWalk's use of the index; it allocates
+// nothing until the walk meets an indexed relation.
+func newNestedForward(rq *request) nestedForward {
+	return nestedForward{rq: rq}
 }
 
 // on reports, once per walk and relation, whether rel's index is read.
 func (nf *nestedForward) on(ctx context.Context, rel *schema.Relation) bool {
 	if !nf.rq.e.nested[rel.Index] {
 		return false
+	}
+	if nf.usable == nil {
+		nf.usable, nf.best = map[int]bool{}, map[nestedNode]int32{}
 	}
 	ok, seen := nf.usable[rel.Index]
 	if !seen {
