@@ -62,9 +62,10 @@ type Options struct {
 	MaxLookupNodes int
 	// Plans, when set, counts the planner's decisions (see PlanCounters).
 	Plans *PlanCounters
-	// NestedIndex lets checks of the relations NestedRelations names read
-	// the nested-group index (see nested.go) at revisions where it is
-	// complete; the engine maintains it. false evaluates them by walking.
+	// NestedIndex lets checks and lookups of the relations NestedRelations
+	// names read the nested-group index (see nested.go, nestedlookup.go)
+	// at revisions where it is complete; the engine maintains it. false
+	// evaluates them by walking.
 	NestedIndex bool
 }
 
