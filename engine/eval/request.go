@@ -47,6 +47,10 @@ type request struct {
 	uncached []bool
 	// overlay is set when the reader overlays contextual relationships.
 	overlay bool
+	// nestedEdges marks, by relation index, the relations that the
+	// call's contextual relationships add nested-group edges to (see
+	// nestedUsable); nil when they add none.
+	nestedEdges []bool
 
 	// mem is the request's share of Options.Memory (memory.go); done
 	// gives it back.
@@ -146,6 +150,7 @@ func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, err
 		if rq.uncached == nil {
 			rq.uncached = e.an.reaching(p.Contextual)
 		}
+		rq.nestedEdges = e.contextualEdges(p.Contextual)
 	}
 	if e.opts.Concurrency > 1 {
 		rq.tokens = make(chan struct{}, e.opts.Concurrency-1)
