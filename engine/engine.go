@@ -144,7 +144,7 @@ type Options struct {
 	// the SDK, its sampler and exporter.
 	TracerProvider trace.TracerProvider
 	// NoNestedIndex turns the nested-group index off (see nested.go):
-	// checks of nested relations walk the relationships, and writes
+	// checks and lookups of nested relations walk the relationships, and writes
 	// maintain no closure rows (they mark the index stale instead, so
 	// that an engine opened later with the index on rebuilds it).
 	NoNestedIndex bool

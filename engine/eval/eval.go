@@ -63,9 +63,10 @@ type Options struct {
 	MaxLookupNodes int
 	// Plans, when set, counts the planner's decisions (see PlanCounters).
 	Plans *PlanCounters
-	// NestedIndex lets checks of the relations NestedRelations names read
-	// the nested-group index (see nested.go) at revisions where it is
-	// complete; the engine maintains it. false evaluates them by walking.
+	// NestedIndex lets checks and lookups of the relations NestedRelations
+	// names read the nested-group index (see nested.go, nestedlookup.go)
+	// at revisions where it is complete; the engine maintains it. false
+	// evaluates them by walking.
 	NestedIndex bool
 }
 
@@ -108,6 +109,9 @@ type Evaluator struct {
 	// streamedWalks counts the streamed lookups that walked up to an
 	// intermediate set first (streamplan.go), for the same tests.
 	streamedWalks atomic.Uint64
+	// nestedLookups counts the closure reads of the lookups' walks
+	// (nestedlookup.go), for the tests that must exercise them.
+	nestedLookups atomic.Uint64
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64

@@ -48,6 +48,10 @@ type request struct {
 	uncached []bool
 	// overlay is set when the reader overlays contextual relationships.
 	overlay bool
+	// nestedEdges marks, by relation index, the relations that the
+	// call's contextual relationships add nested-group edges to (see
+	// nestedUsable); nil when they add none.
+	nestedEdges []bool
 
 	// mem is the request's share of Options.Memory (memory.go); done
 	// gives it back.
@@ -246,6 +250,7 @@ func (e *Evaluator) initRequest(rq *request, p Params, uncached []bool) {
 		if rq.uncached == nil {
 			rq.uncached = e.an.reaching(p.Contextual)
 		}
+		rq.nestedEdges = e.contextualEdges(p.Contextual)
 	}
 	if e.opts.Concurrency > 1 && rq.tokens == nil {
 		rq.tokens = make(chan struct{}, e.opts.Concurrency-1)
