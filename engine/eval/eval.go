@@ -62,9 +62,11 @@ type Options struct {
 	MaxLookupNodes int
 	// Plans, when set, counts the planner's decisions (see PlanCounters).
 	Plans *PlanCounters
-	// NestedIndex lets checks of the relations NestedRelations names read
-	// the nested-group index (see nested.go) at revisions where it is
-	// complete; the engine maintains it. false evaluates them by walking.
+	// NestedIndex lets checks of the relations NestedRelations names, and
+	// of the recursive permissions NestedArrows names, read the
+	// nested-group index (see nested.go and nestedarrow.go) at revisions
+	// where it is complete; the engine maintains it. false evaluates them
+	// by walking.
 	NestedIndex bool
 }
 
@@ -112,6 +114,10 @@ type Evaluator struct {
 	// complete at the last revision read.
 	nested      []bool
 	nestedState []atomic.Pointer[nestedState]
+	// nestedArrows holds, by relation index, the permissions whose
+	// recursion checks read from the index (nestedarrow.go); nil when
+	// the index is off.
+	nestedArrows []*NestedArrow
 }
 
 // New returns an evaluator for s.
@@ -134,6 +140,7 @@ func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe, statsFanout: defaultStatsFanout,
 		explainNodes: defaultExplainNodes, scopeBudget: defaultScopeBudget, scopeChecks: defaultScopeChecks, scopeCheckCost: defaultScopeCheckCost}
 	e.nested, e.nestedState = newNested(s, opts.NestedIndex)
+	e.nestedArrows = newNestedArrows(s, opts.NestedIndex)
 	e.chain = newChain(e, opts, ac)
 	return e
 }

@@ -1,0 +1,253 @@
+package eval
+
+import (
+	"cmp"
+	"context"
+	"maps"
+	"slices"
+
+	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
+)
+
+// Recursive arrows read the nested-group index too. A permission
+//
+//	permission manage = admin + parent->manage + enterprise->administer
+//
+// on definition T, whose tupleset parent names plain objects of T (no
+// caveats, expirations or wildcards), holds on x exactly when its other
+// branches (its base: admin + enterprise->administer) hold on x or on an
+// object y above x by parent edges. The index keeps the closure of the
+// parent edges as it keeps a self-nesting relation's (nested.go): rows
+//
+//	T:x#~parent@T:y#~k
+//
+// for every ancestor y of x at shortest distance k, with the same marker
+// and stale rows, written by the same code (engine/nested.go: the edges
+// T:x#parent@T:y are those of one relation, as T:x#member@T:y#member
+// are). A check of manage on x then reads x's ancestors with one range
+// read and evaluates the base on x and on each ancestor, nearest first,
+// instead of dispatching manage once per level.
+//
+// The answer is the walk's: the base of y is evaluated in a frame as
+// deep as the walk's shortest path to y puts it, so a grant counts within
+// the depth limit exactly when the walk finds it; a "no" (or a
+// conditional answer) is given only when every path the walk could take,
+// at most one level per ancestor, fits the limit with the deepest base
+// below it, and otherwise, as on any error, the walk decides.
+
+// NestedArrow is a permission whose recursion over a tupleset the index
+// answers (see NestedArrows).
+type NestedArrow struct {
+	// Permission is p, a union holding Parent->p.
+	Permission *schema.Relation
+	// Parent is the tupleset relation; its closure is indexed.
+	Parent *schema.Relation
+	// Base are the union's other operands (nested unions flattened),
+	// none of which can reach Permission.
+	Base []*schema.Rewrite
+}
+
+// NestedArrows returns the permissions of s whose recursion the index
+// answers: a permission p on T whose rewrite is a union (possibly nested)
+// of operands among which the only ones that can reach p are arrows
+// parent->p (any, not all), where parent is a relation of T, not renamed,
+// whose allowed subjects are all plain objects without caveats or
+// expirations, T among them, and p exists on no other type parent allows.
+func NestedArrows(s *schema.Schema) []NestedArrow {
+	var out []NestedArrow
+	for _, typ := range slices.Sorted(maps.Keys(s.Definitions)) {
+		for _, p := range s.Definitions[typ].Ordered {
+			if na, ok := nestedArrowOf(p); ok {
+				out = append(out, na)
+			}
+		}
+	}
+	return out
+}
+
+// nestedArrowOf returns p's NestedArrow when p has the shape.
+func nestedArrowOf(p *schema.Relation) (NestedArrow, bool) {
+	if !p.IsPermission || p.Rewrite == nil || p.Rewrite.Kind != schema.RewriteUnion {
+		return NestedArrow{}, false
+	}
+	var ops []*schema.Rewrite
+	var flatten func(w *schema.Rewrite)
+	flatten = func(w *schema.Rewrite) {
+		if w.Kind == schema.RewriteUnion {
+			for _, c := range w.Children {
+				flatten(c)
+			}
+			return
+		}
+		ops = append(ops, w)
+	}
+	flatten(p.Rewrite)
+	na := NestedArrow{Permission: p}
+	for _, w := range ops {
+		if w.Kind == schema.RewriteArrow && !w.ArrowAll && w.TargetName == p.Name && w.Targets[p.Definition.Name] == p {
+			if na.Parent != nil && na.Parent != w.Relation {
+				return NestedArrow{}, false // two tuplesets: no one closure
+			}
+			na.Parent = w.Relation
+			continue
+		}
+		na.Base = append(na.Base, w)
+	}
+	if na.Parent == nil || !indexedTupleset(na.Parent, p) {
+		return NestedArrow{}, false
+	}
+	for _, w := range na.Base {
+		if reaches(w, p) {
+			return NestedArrow{}, false
+		}
+	}
+	return na, true
+}
+
+// indexedTupleset reports whether rel's edges can be indexed for the
+// recursion of p: plain objects only, unconditional, its own type among
+// them, and no other of them with p (whose recursion would leave T).
+func indexedTupleset(rel, p *schema.Relation) bool {
+	if rel.IsPermission || rel.RenamedFrom != "" || rel.Definition != p.Definition {
+		return false
+	}
+	own := false
+	for _, a := range rel.Allowed {
+		if a.Relation != "" || a.Wildcard || a.Caveat != nil || a.Expiration {
+			return false
+		}
+		if a.Type == rel.Definition.Name {
+			own = true
+		}
+	}
+	return own
+}
+
+// reaches reports whether evaluating w can evaluate p.
+func reaches(w *schema.Rewrite, p *schema.Relation) bool {
+	var start []*schema.Relation
+	var walk func(w *schema.Rewrite)
+	walk = func(w *schema.Rewrite) {
+		if w == nil {
+			return
+		}
+		if w.Relation != nil {
+			start = append(start, w.Relation)
+		}
+		if w.Kind == schema.RewriteArrow {
+			start = appendArrowTargets(start, w)
+		}
+		for _, c := range w.Children {
+			walk(c)
+		}
+	}
+	walk(w)
+	seen := map[*schema.Relation]bool{}
+	for len(start) > 0 {
+		r := start[len(start)-1]
+		start = start[:len(start)-1]
+		if r == p {
+			return true
+		}
+		if seen[r] {
+			continue
+		}
+		seen[r] = true
+		start = append(start, allReferences(r)...)
+	}
+	return false
+}
+
+// newNestedArrows returns, by relation index, the permissions a check
+// answers from the index (nil entries: walked).
+func newNestedArrows(s *schema.Schema, on bool) []*NestedArrow {
+	if !on {
+		return nil
+	}
+	out := make([]*NestedArrow, s.NumRelations)
+	for _, na := range NestedArrows(s) {
+		out[na.Permission.Index] = &na
+	}
+	return out
+}
+
+// nestedArrowCheck answers f's permission, when it is a NestedArrow and
+// the index of its tupleset is complete at the request's revision, with
+// the base evaluated on f's object and on each of its ancestors. The
+// result is the rewrite's (compute adds this relation's height). ok is
+// false when the walk must decide: contextual relationships that could
+// add parent edges, a subject set of the permission itself (in itself
+// without a step, which the base does not see), a store error, an error
+// of the base, an ancestor too deep to evaluate without a grant found, or
+// a "no" that the walk could not give within the depth limit.
+func (rq *request) nestedArrowCheck(ctx context.Context, f *frame, sub tuple.SubjectRef) (result, bool) {
+	if rq.e.nestedArrows == nil {
+		return result{}, false
+	}
+	na := rq.e.nestedArrows[f.rel.Index]
+	if na == nil || (rq.uncached != nil && rq.uncached[na.Parent.Index]) {
+		return result{}, false
+	}
+	typ := f.rel.Definition.Name
+	if sub.Type == typ && sub.Relation == f.rel.Name {
+		return result{}, false
+	}
+	if !rq.nestedReady(ctx, na.Parent) {
+		return result{}, false
+	}
+	rows, err := rq.query(ctx, tuple.Filter{ResourceType: typ, ResourceID: f.id, Relation: NestedClosureRelation(na.Parent.Name),
+		Subject: &tuple.SubjectFilter{Type: typ}})
+	if err != nil {
+		return result{}, false
+	}
+	type ancestor struct {
+		id string
+		k  int
+	}
+	anc := make([]ancestor, 0, len(rows)+1)
+	anc = append(anc, ancestor{id: f.id})
+	for i := range rows {
+		if k, ok := NestedDistance(&rows[i]); ok {
+			anc = append(anc, ancestor{id: rows[i].Subject.ID, k: k})
+		}
+	}
+	slices.SortFunc(anc[1:], func(a, b ancestor) int { return cmp.Or(cmp.Compare(a.k, b.k), cmp.Compare(a.id, b.id)) })
+	limit := rq.e.opts.MaxDepth
+	acc := resNo
+	var hBase int32 // the highest base evaluated
+	for _, a := range anc {
+		depth := f.depth + int32(a.k)
+		if int(depth) > limit {
+			// The walk's frame of p on a.id fails on the depth: no
+			// grant from here on counts, and a "no" is the walk's to
+			// give (or fail).
+			return result{}, false
+		}
+		fy := f
+		if a.k > 0 {
+			fy = &frame{parent: f, rel: f.rel, id: a.id, depth: depth, seq: rq.seq.Add(1), st: f.st, local: f.local, pinned: f.pinned}
+		}
+		r, err := rq.fold(ctx, fold{op: disjunction, n: len(na.Base), branch: func(ctx context.Context, i int) (result, error) {
+			return rq.rewrite(ctx, fy, na.Base[i], sub)
+		}})
+		if err != nil {
+			// The error names fy's path, which lacks the levels
+			// between f and fy: the walk fails with its own.
+			return result{}, false
+		}
+		hBase = max(hBase, r.h)
+		r.h += int32(a.k)
+		if acc = or(acc, r); acc.perm == HasPermission {
+			return acc, true
+		}
+	}
+	// Every base was ruled out (or is conditional): the walk would have
+	// followed paths of up to one level per ancestor, each ending in a
+	// base at most hBase high.
+	acc.h = int32(len(anc)-1) + hBase
+	if !acc.fits(f.depth, limit-1) {
+		return result{}, false
+	}
+	return acc, true
+}
