@@ -393,6 +393,7 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	defer func() {
 		for _, ev := range evals {
 			*streamed += ev.e.streamed.Load()
+			nestedArrowAnswers.Add(ev.e.nestedArrowAnswers.Load())
 		}
 		if n := mem.InUse(); n != 0 {
 			t.Errorf("seed %d: %d bytes still charged to the memory budget after every request ended", seed, n)

@@ -118,6 +118,9 @@ type Evaluator struct {
 	// recursion checks read from the index (nestedarrow.go); nil when
 	// the index is off.
 	nestedArrows []*NestedArrow
+	// nestedArrowAnswers counts the checks nestedArrowCheck answered, for
+	// the tests that must exercise it.
+	nestedArrowAnswers atomic.Uint64
 }
 
 // New returns an evaluator for s.

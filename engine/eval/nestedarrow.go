@@ -86,8 +86,10 @@ func nestedArrowOf(p *schema.Relation) (NestedArrow, bool) {
 	na := NestedArrow{Permission: p}
 	for _, w := range ops {
 		if w.Kind == schema.RewriteArrow && !w.ArrowAll && w.TargetName == p.Name && w.Targets[p.Definition.Name] == p {
-			if na.Parent != nil && na.Parent != w.Relation {
-				return NestedArrow{}, false // two tuplesets: no one closure
+			if len(w.Targets) != 1 || (na.Parent != nil && na.Parent != w.Relation) {
+				// p on another type the tupleset names (the recursion
+				// leaves T), or two tuplesets: no one closure.
+				return NestedArrow{}, false
 			}
 			na.Parent = w.Relation
 			continue
@@ -239,6 +241,7 @@ func (rq *request) nestedArrowCheck(ctx context.Context, f *frame, sub tuple.Sub
 		hBase = max(hBase, r.h)
 		r.h += int32(a.k)
 		if acc = or(acc, r); acc.perm == HasPermission {
+			rq.e.nestedArrowAnswers.Add(1)
 			return acc, true
 		}
 	}
@@ -249,5 +252,6 @@ func (rq *request) nestedArrowCheck(ctx context.Context, f *frame, sub tuple.Sub
 	if !acc.fits(f.depth, limit-1) {
 		return result{}, false
 	}
+	rq.e.nestedArrowAnswers.Add(1)
 	return acc, true
 }
