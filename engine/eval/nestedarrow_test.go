@@ -259,6 +259,25 @@ func genArrowSchema(rng *rand.Rand, caveats map[string]*schema.Caveat, name stri
 	}
 }
 
+// genArrowTuples is genTuples for a schema of genArrowSchema, with
+// chains and cycles of its tupleset t0#up added.
+func genArrowTuples(rng *rand.Rand, s *schema.Schema) []tuple.Relationship {
+	rels := genTuples(rng, s, testNow)
+	seen := map[tuple.Key]bool{}
+	for _, r := range rels {
+		seen[r.Key()] = true
+	}
+	for range 2 + rng.IntN(4) {
+		r := tuple.Relationship{Resource: tuple.ObjectRef{Type: "t0", ID: diffIDs[rng.IntN(len(diffIDs))]}, Relation: "up",
+			Subject: tuple.SubjectRef{Type: "t0", ID: diffIDs[rng.IntN(len(diffIDs))]}}
+		if !seen[r.Key()] {
+			seen[r.Key()] = true
+			rels = append(rels, r)
+		}
+	}
+	return rels
+}
+
 // TestDifferentialNestedArrows is TestDifferential over schemas with a
 // recursive arrow and data with chains and cycles of its tupleset: every
 // configuration, the nested-index one included, agrees with the
@@ -281,20 +300,7 @@ func TestDifferentialNestedArrows(t *testing.T) {
 		}
 		rng := rand.New(rand.NewPCG(seed, 0x1d0c))
 		s := genArrowSchema(rng, cs.Caveats, "arrows-"+strconv.Itoa(int(seed)))
-		rels := genTuples(rng, s, testNow)
-		// Chains and cycles of the tupleset.
-		seen := map[tuple.Key]bool{}
-		for _, r := range rels {
-			seen[r.Key()] = true
-		}
-		for range 2 + rng.IntN(4) {
-			r := tuple.Relationship{Resource: tuple.ObjectRef{Type: "t0", ID: diffIDs[rng.IntN(len(diffIDs))]}, Relation: "up",
-				Subject: tuple.SubjectRef{Type: "t0", ID: diffIDs[rng.IntN(len(diffIDs))]}}
-			if !seen[r.Key()] {
-				seen[r.Key()] = true
-				rels = append(rels, r)
-			}
-		}
+		rels := genArrowTuples(rng, s)
 		reqCtx := diffContexts[rng.IntN(len(diffContexts))]
 		if !runDiffCase(t, seed, s, rels, reqCtx, &streamed) {
 			t.Logf("schema of seed %d:\n%s", seed, describeSchema(s))
