@@ -19,6 +19,11 @@ import (
 // against the same brute force).
 func loadNested(t testing.TB, s *schema.Schema, rels []tuple.Relationship) store.Reader {
 	t.Helper()
+	return load(t, loadNestedRels(s, rels))
+}
+
+// loadNestedRels returns rels with the rows of loadNested.
+func loadNestedRels(s *schema.Schema, rels []tuple.Relationship) []tuple.Relationship {
 	out := slices.Clone(rels)
 	for _, rel := range NestedRelations(s) {
 		typ := rel.Definition.Name
@@ -50,7 +55,7 @@ func loadNested(t testing.TB, s *schema.Schema, rels []tuple.Relationship) store
 		}
 		out = append(out, NestedMarker(rel))
 	}
-	return load(t, out)
+	return out
 }
 
 func TestNestedRelations(t *testing.T) {

@@ -176,7 +176,7 @@ func newNestedArrows(s *schema.Schema, on bool) []*NestedArrow {
 
 // nestedArrowCheck answers f's permission, when it is a NestedArrow and
 // the index of its tupleset is complete at the request's revision, with
-// the base evaluated on f's object and on each of its ancestors. The
+// the base evaluated on f's object and then on each of its ancestors. The
 // result is the rewrite's (compute adds this relation's height). ok is
 // false when the walk must decide: contextual relationships that could
 // add parent edges, a subject set of the permission itself (in itself
@@ -198,6 +198,18 @@ func (rq *request) nestedArrowCheck(ctx context.Context, f *frame, sub tuple.Sub
 	if !rq.nestedReady(ctx, na.Parent) {
 		return result{}, false
 	}
+	limit := rq.e.opts.MaxDepth
+	// The base on f's object first, as the walk would: a grant there
+	// needs no ancestor.
+	acc, err := rq.nestedBase(ctx, f, na, sub)
+	if err != nil {
+		return result{}, false
+	}
+	if acc.perm == HasPermission {
+		rq.e.nestedArrowAnswers.Add(1)
+		return acc, true
+	}
+	hBase := acc.h // the highest base evaluated
 	rows, err := rq.query(ctx, tuple.Filter{ResourceType: typ, ResourceID: f.id, Relation: NestedClosureRelation(na.Parent.Name),
 		Subject: &tuple.SubjectFilter{Type: typ}})
 	if err != nil {
@@ -207,17 +219,14 @@ func (rq *request) nestedArrowCheck(ctx context.Context, f *frame, sub tuple.Sub
 		id string
 		k  int
 	}
-	anc := make([]ancestor, 0, len(rows)+1)
-	anc = append(anc, ancestor{id: f.id})
+	anc := make([]ancestor, 0, len(rows))
 	for i := range rows {
 		if k, ok := NestedDistance(&rows[i]); ok {
 			anc = append(anc, ancestor{id: rows[i].Subject.ID, k: k})
 		}
 	}
-	slices.SortFunc(anc[1:], func(a, b ancestor) int { return cmp.Or(cmp.Compare(a.k, b.k), cmp.Compare(a.id, b.id)) })
-	limit := rq.e.opts.MaxDepth
-	acc := resNo
-	var hBase int32 // the highest base evaluated
+	slices.SortFunc(anc, func(a, b ancestor) int { return cmp.Or(cmp.Compare(a.k, b.k), cmp.Compare(a.id, b.id)) })
+	sides := rq.baseSides(ctx, na, sub)
 	for _, a := range anc {
 		depth := f.depth + int32(a.k)
 		if int(depth) > limit {
@@ -226,16 +235,10 @@ func (rq *request) nestedArrowCheck(ctx context.Context, f *frame, sub tuple.Sub
 			// give (or fail).
 			return result{}, false
 		}
-		fy := f
-		if a.k > 0 {
-			fy = &frame{parent: f, rel: f.rel, id: a.id, depth: depth, seq: rq.seq.Add(1), st: f.st, local: f.local, pinned: f.pinned}
-		}
-		r, err := rq.fold(ctx, fold{op: disjunction, n: len(na.Base), branch: func(ctx context.Context, i int) (result, error) {
-			return rq.rewrite(ctx, fy, na.Base[i], sub)
-		}})
+		r, err := rq.ancestorBase(ctx, f, na, sides, a.id, depth, sub)
 		if err != nil {
-			// The error names fy's path, which lacks the levels
-			// between f and fy: the walk fails with its own.
+			// The error names a path that lacks the levels between f
+			// and the ancestor: the walk fails with its own.
 			return result{}, false
 		}
 		hBase = max(hBase, r.h)
@@ -248,10 +251,187 @@ func (rq *request) nestedArrowCheck(ctx context.Context, f *frame, sub tuple.Sub
 	// Every base was ruled out (or is conditional): the walk would have
 	// followed paths of up to one level per ancestor, each ending in a
 	// base at most hBase high.
-	acc.h = int32(len(anc)-1) + hBase
+	acc.h = int32(len(anc)) + hBase
 	if !acc.fits(f.depth, limit-1) {
 		return result{}, false
 	}
 	rq.e.nestedArrowAnswers.Add(1)
 	return acc, true
+}
+
+// nestedBase evaluates the base of na on f's object, stopping at the
+// first grant.
+func (rq *request) nestedBase(ctx context.Context, f *frame, na *NestedArrow, sub tuple.SubjectRef) (result, error) {
+	return rq.fold(ctx, fold{op: disjunction, n: len(na.Base), branch: func(ctx context.Context, i int) (result, error) {
+		return rq.rewrite(ctx, f, na.Base[i], sub)
+	}})
+}
+
+// baseSide is how an operand of a base is decided on the ancestors:
+// from the walk up from the subject, shared by every ancestor, or (nil)
+// by evaluating the operand on each.
+type baseSide struct {
+	// none: the operand cannot contain the subject at all.
+	none bool
+	// m is the walk up over a pure computed relation.
+	m *revSet
+	// arrows are the walks up over a plain arrow's pure targets.
+	arrows []arrowSide
+}
+
+// arrowSide is the walk up from the subject over an arrow's target on
+// one type, with the objects it found in order.
+type arrowSide struct {
+	typ string
+	m   *revSet
+	ids []string
+}
+
+// baseSides plans na's base operands for sub once per check: an operand
+// that the walk up from sub decides (a pure computed relation, or a plain
+// arrow to pure targets, as the planner's arrowFromSubject) reads that
+// walk, which the request keeps (reverseMembers), on every ancestor,
+// instead of dispatching a check per ancestor.
+func (rq *request) baseSides(ctx context.Context, na *NestedArrow, sub tuple.SubjectRef) []*baseSide {
+	out := make([]*baseSide, len(na.Base))
+	for i, w := range na.Base {
+		switch {
+		case w.Kind == schema.RewriteComputed && rq.e.an.pure[w.Relation.Index]:
+			if !rq.e.an.canContain(w.Relation, sub.Type, sub.Relation) {
+				out[i] = &baseSide{none: true}
+				continue
+			}
+			if m, ok := rq.reverseMembers(ctx, w.Relation, sub); ok {
+				out[i] = &baseSide{m: m}
+			}
+		case w.Kind == schema.RewriteArrow && !w.ArrowAll && rq.arrowTargetsPure(w, sub):
+			side := &baseSide{}
+			for _, typ := range slices.Sorted(maps.Keys(w.Targets)) {
+				target := w.Targets[typ]
+				if !rq.e.an.canContain(target, sub.Type, sub.Relation) {
+					continue
+				}
+				m, ok := rq.reverseMembers(ctx, target, sub)
+				if !ok {
+					side = nil
+					break
+				}
+				side.arrows = append(side.arrows, arrowSide{typ: typ, m: m, ids: slices.Sorted(maps.Keys(m.ids))})
+			}
+			if side != nil {
+				out[i] = side
+			}
+		}
+	}
+	return out
+}
+
+// ancestorBase evaluates the base of na on ancestor id, whose frame of
+// the permission would lie at depth, below f, stopping at the first
+// grant: the operands sides decides read their walks up (and, for an
+// arrow, the tupleset relationship to each object found); the others are
+// evaluated in a frame at that depth.
+func (rq *request) ancestorBase(ctx context.Context, f *frame, na *NestedArrow, sides []*baseSide, id string, depth int32, sub tuple.SubjectRef) (result, error) {
+	var fy *frame
+	limit := rq.e.opts.MaxDepth
+	acc := resNo
+	for i, w := range na.Base {
+		res, ok, err := rq.sideResult(ctx, sides[i], f.rel.Definition.Name, w, id, depth, limit)
+		if err != nil {
+			return result{}, err
+		}
+		if !ok {
+			if fy == nil {
+				fy = &frame{parent: f, rel: f.rel, id: id, depth: depth, seq: rq.seq.Add(1), st: f.st, local: f.local, pinned: f.pinned}
+			}
+			if res, err = rq.rewrite(ctx, fy, w, sub); err != nil {
+				return result{}, err
+			}
+		}
+		if acc = or(acc, res); acc.perm == HasPermission {
+			break
+		}
+	}
+	return acc, nil
+}
+
+// sideResult decides operand w on object id of type typ, whose
+// permission frame lies at depth, from side; ok is false when side is
+// nil or a grant lies beyond the depth limit (the operand is then
+// evaluated in a frame).
+func (rq *request) sideResult(ctx context.Context, side *baseSide, typ string, w *schema.Rewrite, id string, depth int32, limit int) (result, bool, error) {
+	switch {
+	case side == nil:
+		return result{}, false, nil
+	case side.none:
+		return resNo, true, nil
+	case side.m != nil:
+		// As directFromSubject, for the computed relation's frame.
+		in, known := side.m.member(id, depth+1, limit)
+		if !known {
+			return result{}, false, nil
+		}
+		res := resNo
+		res.h = 1
+		if in {
+			res = resYes
+			res.h = side.m.ids[id].h
+		}
+		res.expires = side.m.expires
+		return res, true, nil
+	}
+	// As grantsVia: a point read of the tupleset relationship to each
+	// object whose target holds the subject.
+	acc := resNo
+	for _, as := range side.arrows {
+		acc.deps(result{expires: as.m.expires, cut: noCut})
+		for _, x := range as.ids {
+			if x == tuple.Wildcard {
+				continue
+			}
+			in, known := as.m.member(x, depth+1, limit)
+			if !in {
+				continue
+			}
+			k := tuple.Key{Resource: tuple.ObjectRef{Type: typ, ID: id}, Relation: w.Relation.Name, Subject: tuple.SubjectRef{Type: as.typ, ID: x}}
+			r, found, err := rq.readKey(ctx, k)
+			if err != nil {
+				return result{}, false, err
+			}
+			if !found {
+				continue
+			}
+			if !known {
+				return result{}, false, nil
+			}
+			t := resYes
+			t.h = as.m.ids[x].h
+			cv, err := rq.caveat(&r)
+			if err != nil {
+				return result{}, false, err
+			}
+			if acc = or(acc, and(cv, t)); acc.perm == HasPermission {
+				return acc, true, nil
+			}
+		}
+	}
+	return acc, true, nil
+}
+
+// readKey reads the relationship with key k, unexpired at the request's
+// time, by key when the reader can (store.PointReader).
+func (rq *request) readKey(ctx context.Context, k tuple.Key) (tuple.Relationship, bool, error) {
+	if rq.points != nil {
+		return rq.points.ReadRelationship(ctx, k, rq.now)
+	}
+	srel := k.Subject.Relation
+	if srel == "" {
+		srel = tuple.Ellipsis
+	}
+	rels, err := rq.query(ctx, tuple.Filter{ResourceType: k.Resource.Type, ResourceID: k.Resource.ID, Relation: k.Relation,
+		Subject: &tuple.SubjectFilter{Type: k.Subject.Type, ID: k.Subject.ID, Relation: srel}})
+	if err != nil || len(rels) == 0 {
+		return tuple.Relationship{}, false, err
+	}
+	return rels[0], true, nil
 }
