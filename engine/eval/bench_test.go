@@ -313,6 +313,12 @@ func BenchmarkCheckDeep(b *testing.B) {
 // up), the enterprise's creator (the base of the bottom itself) and an
 // employee with no right (every level ruled out).
 func BenchmarkCheckDeepFolder(b *testing.B) {
+	benchDeepFolder(b, func(rels []tuple.Relationship) store.Reader { return loadShared(b, rels) })
+}
+
+// benchDeepFolder runs BenchmarkCheckDeepFolder over the readers load
+// makes.
+func benchDeepFolder(b *testing.B, load func([]tuple.Relationship) store.Reader) {
 	const depth = 30
 	var rels []tuple.Relationship
 	rels = append(rels, rel("enterprise:e", "creator", "employee:ceo"), rel("department:d0", "scoped_admin", "employee:boss"))
@@ -324,7 +330,7 @@ func BenchmarkCheckDeepFolder(b *testing.B) {
 		}
 	}
 	s := mustCompile(b, mustReadFile(b, "testdata/enterprise.zed"))
-	readers := map[bool]store.Reader{false: loadShared(b, rels), true: loadShared(b, loadNestedRels(s, rels))}
+	readers := map[bool]store.Reader{false: load(rels), true: load(loadNestedRels(s, rels))}
 	for _, tc := range []struct {
 		subject string
 		want    Permissionship
