@@ -123,7 +123,8 @@ func TestRunSchemaErrorsMapToFileLines(t *testing.T) {
 	}
 }
 
-// The showcase validation file must pass in full, on both backends.
+// The showcase validation file must pass in full, on both backends, and
+// without the nested-group index.
 func TestEnterpriseExample(t *testing.T) {
 	path := filepath.Join("..", "..", "examples", "enterprise", "enterprise.yaml")
 	f, err := Load(path)
@@ -131,14 +132,15 @@ func TestEnterpriseExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	stores := map[string]func() (store.Store, error){
-		"memstore": nil,
+		"memstore":                 nil,
+		"memstore+no-nested-index": nil,
 		"pebblestore": func() (store.Store, error) {
 			return pebblestore.Open(t.TempDir(), pebblestore.Options{GCInterval: -1, NoSync: true})
 		},
 	}
-	for _, name := range []string{"memstore", "pebblestore"} {
+	for _, name := range []string{"memstore", "memstore+no-nested-index", "pebblestore"} {
 		t.Run(name, func(t *testing.T) {
-			res, err := Run(t.Context(), f, Options{NewStore: stores[name]})
+			res, err := Run(t.Context(), f, Options{NewStore: stores[name], NoNestedIndex: strings.HasSuffix(name, "no-nested-index")})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -307,7 +309,8 @@ assertions:
 }
 
 // The files in testdata pin down semantics (wildcards, cycles, caveats,
-// expiration); each must pass on both backends, with and without a cache.
+// expiration, recursive arrows); each must pass on both backends, with and
+// without a cache, with and without the nested-group index.
 func TestTestdataFiles(t *testing.T) {
 	paths, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
 	if err != nil || len(paths) == 0 {
@@ -318,6 +321,7 @@ func TestTestdataFiles(t *testing.T) {
 		opts func(t *testing.T) Options
 	}{
 		{"memstore", func(*testing.T) Options { return Options{} }},
+		{"memstore+no-nested-index", func(*testing.T) Options { return Options{NoNestedIndex: true} }},
 		{"memstore+cache", func(*testing.T) Options { return Options{CacheBytes: 1 << 20} }},
 		{"pebblestore+cache", func(t *testing.T) Options {
 			return Options{CacheBytes: 1 << 20, NewStore: func() (store.Store, error) {
