@@ -599,3 +599,95 @@ func benchEdgeWrite(b *testing.B, sh nestedShape, on bool) {
 	}
 	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }
+
+// TestNestedIndexKindChange: a schema change that turns an indexed
+// relation from self-nesting (edges folder:x#parent@folder:y#parent) into
+// the tupleset of a recursive arrow (edges folder:x#parent@folder:y), and
+// back, leaves the index of the new kind's edges, complete, and a
+// schema without the recursive permission drops it.
+func TestNestedIndexKindChange(t *testing.T) {
+	ctx := t.Context()
+	clk := newClock()
+	st := memstore.New(memstore.Options{Now: clk.Now})
+	t.Cleanup(func() { st.Close() })
+	eng, err := engine.Open(ctx, st, engine.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const nesting = `
+definition user {}
+definition folder {
+	relation parent: folder | folder#parent
+	relation admin: user
+	permission manage = admin + parent->manage
+}`
+	tupleset := strings.Replace(nesting, "folder | folder#parent", "folder", 1)
+	plain := strings.Replace(tupleset, "parent->manage", "parent->admin", 1)
+	sh := nestedShape{typ: "folder", rel: "parent"}
+	verify := func(step string, want []string) {
+		t.Helper()
+		head, err := eng.Head(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sh.closureRows(t, st, head); !slices.Equal(got, want) {
+			t.Errorf("%s: rows %v, want %v", step, got, want)
+		}
+		_, reps, err := eng.VerifyNestedIndex(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range reps {
+			if !r.Ready || r.Missing+r.Extra+r.Wrong != 0 || r.Rows != len(want) {
+				t.Errorf("%s: verify %+v, want ready with %d rows", step, r, len(want))
+			}
+		}
+		if len(want) > 0 && len(reps) != 1 {
+			t.Errorf("%s: verify %+v, want one indexed relation", step, reps)
+		}
+	}
+	write := func(op store.Op, rels ...string) {
+		t.Helper()
+		var ups []engine.Update
+		for _, r := range rels {
+			ups = append(ups, engine.Update{Op: op, Relationship: mustParse(t, r)})
+		}
+		if _, err := eng.WriteRelationships(ctx, engine.WriteRequest{Caller: "test", Updates: ups}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := eng.WriteSchema(ctx, "test", nesting); err != nil {
+		t.Fatal(err)
+	}
+	write(store.OpTouch, "folder:a#parent@folder:b", "folder:b#parent@folder:c#parent", "folder:c#parent@folder:d#parent")
+	verify("self-nesting", []string{"b>c:1", "b>d:2", "c>d:1"})
+	write(store.OpDelete, "folder:b#parent@folder:c#parent", "folder:c#parent@folder:d#parent")
+	write(store.OpTouch, "folder:b#parent@folder:c", "folder:c#parent@folder:d")
+	verify("self-nesting, plain edges", nil)
+	if _, _, err := eng.WriteSchema(ctx, "test", tupleset); err != nil {
+		t.Fatal(err)
+	}
+	verify("tupleset", []string{"a>b:1", "a>c:2", "a>d:3", "b>c:1", "b>d:2", "c>d:1"})
+	resp, err := eng.Check(ctx, engine.CheckRequest{Consistency: engine.FullyConsistent(), CheckRequest: engine.CheckQuery{
+		Resource: tuple.ObjectRef{Type: "folder", ID: "a"}, Permission: "manage", Subject: tuple.SubjectRef{Type: "user", ID: "ann"}}})
+	if err != nil || resp.Permissionship != eval.NoPermission {
+		t.Errorf("check: %v, %v", resp.Permissionship, err)
+	}
+	write(store.OpTouch, "folder:d#admin@user:ann")
+	resp, err = eng.Check(ctx, engine.CheckRequest{Consistency: engine.FullyConsistent(), CheckRequest: engine.CheckQuery{
+		Resource: tuple.ObjectRef{Type: "folder", ID: "a"}, Permission: "manage", Subject: tuple.SubjectRef{Type: "user", ID: "ann"}}})
+	if err != nil || resp.Permissionship != eval.HasPermission {
+		t.Errorf("check: %v, %v", resp.Permissionship, err)
+	}
+	if _, _, err := eng.WriteSchema(ctx, "test", nesting); err != nil {
+		t.Fatal(err)
+	}
+	verify("self-nesting again", nil)
+	if _, _, err := eng.WriteSchema(ctx, "test", tupleset); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := eng.WriteSchema(ctx, "test", plain); err != nil {
+		t.Fatal(err)
+	}
+	verify("no recursive permission", nil)
+}
