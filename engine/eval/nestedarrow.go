@@ -380,8 +380,8 @@ func (rq *request) sideResult(ctx context.Context, side *baseSide, typ string, w
 		res.expires = side.m.expires
 		return res, true, nil
 	}
-	// As grantsVia: a point read of the tupleset relationship to each
-	// object whose target holds the subject.
+	// As grantsVia: a read of the tupleset relationships to each object
+	// whose target holds the subject.
 	acc := resNo
 	for _, as := range side.arrows {
 		acc.deps(result{expires: as.m.expires, cut: noCut})
@@ -393,45 +393,27 @@ func (rq *request) sideResult(ctx context.Context, side *baseSide, typ string, w
 			if !in {
 				continue
 			}
-			k := tuple.Key{Resource: tuple.ObjectRef{Type: typ, ID: id}, Relation: w.Relation.Name, Subject: tuple.SubjectRef{Type: as.typ, ID: x}}
-			r, found, err := rq.readKey(ctx, k)
+			// Arrows follow the subject object whatever its relation.
+			rels, err := rq.query(ctx, tuple.Filter{ResourceType: typ, ResourceID: id, Relation: w.Relation.Name,
+				Subject: &tuple.SubjectFilter{Type: as.typ, ID: x}})
 			if err != nil {
 				return result{}, false, err
 			}
-			if !found {
-				continue
-			}
-			if !known {
+			if len(rels) > 0 && !known {
 				return result{}, false, nil
 			}
 			t := resYes
 			t.h = as.m.ids[x].h
-			cv, err := rq.caveat(&r)
-			if err != nil {
-				return result{}, false, err
-			}
-			if acc = or(acc, and(cv, t)); acc.perm == HasPermission {
-				return acc, true, nil
+			for i := range rels {
+				cv, err := rq.caveat(&rels[i])
+				if err != nil {
+					return result{}, false, err
+				}
+				if acc = or(acc, and(cv, t)); acc.perm == HasPermission {
+					return acc, true, nil
+				}
 			}
 		}
 	}
 	return acc, true, nil
-}
-
-// readKey reads the relationship with key k, unexpired at the request's
-// time, by key when the reader can (store.PointReader).
-func (rq *request) readKey(ctx context.Context, k tuple.Key) (tuple.Relationship, bool, error) {
-	if rq.points != nil {
-		return rq.points.ReadRelationship(ctx, k, rq.now)
-	}
-	srel := k.Subject.Relation
-	if srel == "" {
-		srel = tuple.Ellipsis
-	}
-	rels, err := rq.query(ctx, tuple.Filter{ResourceType: k.Resource.Type, ResourceID: k.Resource.ID, Relation: k.Relation,
-		Subject: &tuple.SubjectFilter{Type: k.Subject.Type, ID: k.Subject.ID, Relation: srel}})
-	if err != nil || len(rels) == 0 {
-		return tuple.Relationship{}, false, err
-	}
-	return rels[0], true, nil
 }
