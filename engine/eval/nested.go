@@ -24,7 +24,10 @@ import (
 //	T:x#~r@T:y#~k
 //
 // says that T:y#r is a member set of T:x#r at shortest distance k >= 1
-// (k edges x -> ... -> y; no row for x itself). A marker row
+// (k edges x -> ... -> y; no row for x itself). The tupleset of a
+// recursive arrow (parent of "manage = admin + parent->manage",
+// NestedArrows) gets the same rows for its edges T:x#parent@T:y: y is an
+// ancestor of x at distance k (nestedarrow.go reads them). A marker row
 //
 //	T:~#~~r@T:~
 //
@@ -117,7 +120,8 @@ func NestedMarker(rel *schema.Relation) tuple.Relationship {
 }
 
 // NestedRow returns the closure row saying that rel of object to is a
-// member set of rel of object from at distance d.
+// member set of rel of object from at distance d (for a tupleset: that
+// to is an ancestor of from).
 func NestedRow(rel *schema.Relation, from, to string, d int) tuple.Relationship {
 	typ := rel.Definition.Name
 	return tuple.Relationship{
