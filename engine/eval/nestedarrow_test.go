@@ -291,14 +291,14 @@ func TestDifferentialNestedArrows(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("PEMBA_DIFF_SEED")); err == nil {
 		first, cases = v, 1 // reproduce one case
 	}
-	var streamed uint64
+	var counts diffCounts
 	for i := first; i < first+cases; i++ {
 		seed := uint64(i)
 		rng := rand.New(rand.NewPCG(seed, 0x1d0c))
 		s := genArrowSchema(rng, cs.Caveats, "arrows-"+strconv.Itoa(int(seed)))
 		rels := genArrowTuples(rng, s)
 		reqCtx := diffContexts[rng.IntN(len(diffContexts))]
-		if !runDiffCase(t, seed, s, rels, reqCtx, &streamed) {
+		if !runDiffCase(t, seed, s, rels, reqCtx, &counts) {
 			t.Logf("schema of seed %d:\n%s", seed, describeSchema(s))
 			t.Logf("relationships:\n%s", describeTuples(rels))
 			return
