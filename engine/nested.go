@@ -16,8 +16,12 @@ import (
 
 // This file maintains the nested-group index (see engine/eval/nested.go
 // for its rows): the transitive closure, with shortest distances, of the
-// subject-set edges T:x#r@T:y#r of each relation eval.NestedRelations
-// names. Every write that changes such edges rewrites the closure rows
+// edges of each relation eval.NestedRelations names: the subject-set
+// edges T:x#r@T:y#r of a self-nesting relation, and the edges
+// T:x#parent@T:y of the tupleset of a recursive arrow
+// (engine/eval/nestedarrow.go). Both are edges between objects of one
+// type by one relation (nestedRel.sub tells their subject relation), and
+// one code path maintains, rebuilds and verifies them. Every write that changes such edges rewrites the closure rows
 // that change, in the same store transaction, so that a reader at any
 // revision sees the closure of exactly that revision's edges. A change
 // whose rows do not fit the transaction (the store's batch limit), an
@@ -34,10 +38,23 @@ import (
 // relation cannot match them), hideChanges out of change sets and audit
 // entries, and hiddenTx keeps deletes by filter off them.
 
-// nestedRel is an indexed relation of a compiled schema.
+// nestedRel is an indexed relation of a compiled schema, whose edges are
+// T:x#rel@T:y#sub: a self-nesting relation (sub is rel's name) or the
+// tupleset of a recursive arrow (sub is "": plain objects).
 type nestedRel struct {
 	rel     *schema.Relation
+	sub     string // eval.NestedSubjectRelation(rel)
 	closure string // eval.NestedClosureRelation(rel.Name)
+}
+
+// edgeFilter is the subject filter of n's edges from object id ("": from
+// every object).
+func (n *nestedRel) edgeFilter() *tuple.SubjectFilter {
+	sub := n.sub
+	if sub == "" {
+		sub = tuple.Ellipsis
+	}
+	return &tuple.SubjectFilter{Type: n.rel.Definition.Name, Relation: sub}
 }
 
 // nestedIndexOf returns the indexed relations of s by (type, relation).
@@ -48,7 +65,7 @@ func nestedIndexOf(s *schema.Schema) map[relKey]*nestedRel {
 	}
 	m := make(map[relKey]*nestedRel, len(rels))
 	for _, r := range rels {
-		m[relKey{r.Definition.Name, r.Name}] = &nestedRel{rel: r, closure: eval.NestedClosureRelation(r.Name)}
+		m[relKey{r.Definition.Name, r.Name}] = &nestedRel{rel: r, sub: eval.NestedSubjectRelation(r), closure: eval.NestedClosureRelation(r.Name)}
 	}
 	return m
 }
@@ -69,7 +86,7 @@ func nestedEdge(ix map[relKey]*nestedRel, r tuple.Key) *nestedRel {
 		return nil
 	}
 	n := ix[relKey{r.Resource.Type, r.Relation}]
-	if n == nil || r.Subject.Type != r.Resource.Type || r.Subject.Relation != r.Relation {
+	if n == nil || r.Subject.Type != r.Resource.Type || r.Subject.Relation != n.sub {
 		return nil
 	}
 	return n
@@ -201,7 +218,7 @@ func closureOf(ctx context.Context, r relationshipQuerier, n *nestedRel, id stri
 func childrenOf(ctx context.Context, r relationshipQuerier, n *nestedRel, id string) ([]string, error) {
 	typ := n.rel.Definition.Name
 	var out []string
-	f := tuple.Filter{ResourceType: typ, ResourceID: id, Relation: n.rel.Name, Subject: &tuple.SubjectFilter{Type: typ, Relation: n.rel.Name}}
+	f := tuple.Filter{ResourceType: typ, ResourceID: id, Relation: n.rel.Name, Subject: n.edgeFilter()}
 	for row, err := range r.QueryRelationships(ctx, f, store.QueryOptions{}) {
 		if err != nil {
 			return nil, fmt.Errorf("engine: edges of %s:%s: %w", typ, id, err)
@@ -725,11 +742,11 @@ func (e *Engine) headIndexes(ctx context.Context) (*invariantIndex, map[relKey]*
 
 // mayMatch reports whether f can match an indexed edge of b's schema.
 func (b *nestedBatch) mayMatch(f tuple.Filter) bool {
-	for k := range b.ix {
+	for k, n := range b.ix {
 		if f.ResourceType != k.typ || (f.Relation != "" && f.Relation != k.rel) {
 			continue
 		}
-		if s := f.Subject; s != nil && (s.Type != k.typ || (s.Relation != "" && s.Relation != k.rel)) {
+		if s := f.Subject; s != nil && (s.Type != k.typ || (s.Relation != "" && s.Relation != n.edgeFilter().Relation)) {
 			continue
 		}
 		return true
@@ -752,13 +769,14 @@ func reservedKey(k tuple.Key) bool {
 }
 
 // schemaNested updates the index inside a schema write's transaction: a
-// relation the new schema no longer indexes loses its marker and rows; a
+// relation the new schema no longer indexes (or indexes with edges of the
+// other kind) loses its marker and rows; a
 // relation it starts indexing gets its rows and marker when they fit the
 // transaction, else it is returned for a rebuild after the commit.
 func (e *Engine) schemaNested(ctx context.Context, tx store.Tx, prev, next map[relKey]*nestedRel) ([]*schema.Relation, error) {
 	budget := e.batchOps() - 2
 	for _, n := range sortedNested(prev) {
-		if next[relKey{n.rel.Definition.Name, n.rel.Name}] != nil {
+		if m := next[relKey{n.rel.Definition.Name, n.rel.Name}]; m != nil && m.sub == n.sub {
 			continue
 		}
 		if err := tx.Delete(ctx, eval.NestedMarker(n.rel).Key()); err != nil {
@@ -775,7 +793,16 @@ func (e *Engine) schemaNested(ctx context.Context, tx store.Tx, prev, next map[r
 	}
 	var stale []*schema.Relation
 	for _, n := range sortedNested(next) {
-		if prev[relKey{n.rel.Definition.Name, n.rel.Name}] != nil || !e.nestedOn() {
+		m := prev[relKey{n.rel.Definition.Name, n.rel.Name}]
+		if (m != nil && m.sub == n.sub) || !e.nestedOn() {
+			continue
+		}
+		if m != nil {
+			// Indexed before with the other kind of edges (a
+			// self-nesting relation turned tupleset, or back): this
+			// transaction still reads the old rows, so the rebuild
+			// after the commit diffs them.
+			stale = append(stale, n.rel)
 			continue
 		}
 		if e.builder.building.Load() {

@@ -541,7 +541,7 @@ func (e *Engine) edgeSources(ctx context.Context, n *nestedRel, after, to store.
 		}
 		for _, c := range cs.Changes {
 			k := &c.Relationship
-			if k.Resource.Type == typ && k.Relation == rel && k.Subject.Type == typ && k.Subject.Relation == rel && !seen[k.Resource.ID] {
+			if k.Resource.Type == typ && k.Relation == rel && k.Subject.Type == typ && k.Subject.Relation == n.sub && !seen[k.Resource.ID] {
 				seen[k.Resource.ID] = true
 				out = append(out, k.Resource.ID)
 			}

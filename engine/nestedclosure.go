@@ -46,7 +46,7 @@ func loadNestedGraph(ctx context.Context, r relationshipQuerier, n *nestedRel) (
 		ids = append(ids, id)
 		return i
 	}
-	f := tuple.Filter{ResourceType: typ, Relation: n.rel.Name, Subject: &tuple.SubjectFilter{Type: typ, Relation: n.rel.Name}}
+	f := tuple.Filter{ResourceType: typ, Relation: n.rel.Name, Subject: n.edgeFilter()}
 	for row, err := range r.QueryRelationships(ctx, f, store.QueryOptions{}) {
 		if err != nil {
 			return nil, fmt.Errorf("engine: edges of %s#%s: %w", typ, n.rel.Name, err)

@@ -30,7 +30,7 @@ func TestDiffClosureMatchesBruteForce(t *testing.T) {
 		t.Fatal(err)
 	}
 	rel := s.Definitions["group"].Relations["member"]
-	n := &nestedRel{rel: rel, closure: eval.NestedClosureRelation("member")}
+	n := &nestedRel{rel: rel, sub: eval.NestedSubjectRelation(rel), closure: eval.NestedClosureRelation("member")}
 	for seed := range uint64(40) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 3))

@@ -71,7 +71,7 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		mix         = fs.String("mix", "check=90,lookup-resources=5,write=5", "operation weights")
 		consistency = fs.String("consistency", "minimize_latency", "minimize_latency or fully_consistent")
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
-		nestedIndex = fs.Bool("nested-index", true, "in-process engine: keep and read the nested-group index (false: walk nested groups)")
+		nestedIndex = fs.Bool("nested-index", true, "in-process engine: keep and read the nested-group index (false: walk nested groups and recursive arrows)")
 		blockCache  = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size (0: the store's default)")
 		output      = fs.String("output", "table", "table or json")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")

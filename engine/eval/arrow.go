@@ -135,6 +135,16 @@ func (rq *request) arrowTargetsPure(w *schema.Rewrite, sub tuple.SubjectRef) boo
 // walk gave up (over budget) or a grant lies beyond the depth limit; the
 // caller then evaluates top-down.
 func (rq *request) arrowFromSubject(ctx context.Context, f *frame, w *schema.Rewrite, sub tuple.SubjectRef, p Plan) (res result, ok bool, err error) {
+	if res, ok, err = rq.arrowVia(ctx, f, w, sub); ok {
+		rq.planned(f, p)
+	}
+	return res, ok, err
+}
+
+// arrowVia is arrowFromSubject without counting the plan: the walks up
+// from sub are shared by the request (reverseMembers), so deciding the
+// arrow on many objects costs one walk and point reads per object.
+func (rq *request) arrowVia(ctx context.Context, f *frame, w *schema.Rewrite, sub tuple.SubjectRef) (res result, ok bool, err error) {
 	acc := resNo
 	for _, typ := range slices.Sorted(maps.Keys(w.Targets)) {
 		target := w.Targets[typ]
@@ -160,6 +170,5 @@ func (rq *request) arrowFromSubject(ctx context.Context, f *frame, w *schema.Rew
 			break
 		}
 	}
-	rq.planned(f, p)
 	return acc, true, nil
 }

@@ -42,3 +42,30 @@ func BenchmarkCheckEnterprisePebble1M(b *testing.B) {
 	src := mustReadFile(b, "testdata/enterprise.zed")
 	runEnterpriseChecks(b, mustCompile(b, src), Params{Reader: rd, Now: testNow}, emps, customers)
 }
+
+// BenchmarkCheckDeepFolderPebble is BenchmarkCheckDeepFolder over
+// pebblestore (point reads by key, its block cache warm).
+func BenchmarkCheckDeepFolderPebble(b *testing.B) {
+	benchDeepFolder(b, func(rels []tuple.Relationship) store.Reader {
+		st, err := pebblestore.Open(b.TempDir(), pebblestore.Options{NoSync: true, GCInterval: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { st.Close() })
+		rev, _, err := st.Import(context.Background(), store.WriteMeta{Caller: "bench"}, func(yield func(tuple.Relationship, error) bool) {
+			for _, r := range rels {
+				if !yield(r, nil) {
+					return
+				}
+			}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rd, err := st.Snapshot(context.Background(), rev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return rd
+	})
+}

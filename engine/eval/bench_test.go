@@ -306,6 +306,55 @@ func BenchmarkCheckDeep(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckDeepFolder checks department#manage (scoped_admin +
+// parent->manage + enterprise->administer) on the bottom of a chain of
+// 30 departments, with the nested index of department#parent
+// (nestedarrow.go) and without it: a scoped admin of the top (29 levels
+// up), the enterprise's creator (the base of the bottom itself) and an
+// employee with no right (every level ruled out).
+func BenchmarkCheckDeepFolder(b *testing.B) {
+	benchDeepFolder(b, func(rels []tuple.Relationship) store.Reader { return loadShared(b, rels) })
+}
+
+// benchDeepFolder runs BenchmarkCheckDeepFolder over the readers load
+// makes.
+func benchDeepFolder(b *testing.B, load func([]tuple.Relationship) store.Reader) {
+	const depth = 30
+	var rels []tuple.Relationship
+	rels = append(rels, rel("enterprise:e", "creator", "employee:ceo"), rel("department:d0", "scoped_admin", "employee:boss"))
+	for i := range depth {
+		d := fmt.Sprintf("department:d%d", i)
+		rels = append(rels, rel(d, "enterprise", "enterprise:e"))
+		if i > 0 {
+			rels = append(rels, rel(d, "parent", fmt.Sprintf("department:d%d", i-1)))
+		}
+	}
+	s := mustCompile(b, mustReadFile(b, "testdata/enterprise.zed"))
+	readers := map[bool]store.Reader{false: load(rels), true: load(loadNestedRels(s, rels))}
+	for _, tc := range []struct {
+		subject string
+		want    Permissionship
+	}{{"boss", HasPermission}, {"ceo", HasPermission}, {"nobody", NoPermission}} {
+		for _, on := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/index=%v", tc.subject, on), func(b *testing.B) {
+				e := New(s, Options{NestedIndex: on})
+				req := CheckRequest{Resource: tuple.ObjectRef{Type: "department", ID: fmt.Sprintf("d%d", depth-1)}, Permission: "manage", Subject: tuple.SubjectRef{Type: "employee", ID: tc.subject}}
+				p := Params{Reader: readers[on], Now: testNow}
+				b.ReportAllocs()
+				cpu, n := cpuStart(), 0
+				for b.Loop() {
+					res, err := e.Check(context.Background(), p, req)
+					if err != nil || res.Permissionship != tc.want {
+						b.Fatal(res, err)
+					}
+					n++
+				}
+				reportCPU(b, cpu, n)
+			})
+		}
+	}
+}
+
 // wideGroupData is one group with 10,000 direct members and 100 nested
 // groups of 100, viewing doc:1.
 func wideGroupData() []tuple.Relationship {

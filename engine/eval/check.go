@@ -186,7 +186,10 @@ func (rq *request) compute(ctx context.Context, f *frame, sub tuple.SubjectRef) 
 	var res result
 	var err error
 	if f.rel.Rewrite != nil {
-		res, err = rq.rewrite(ctx, f, f.rel.Rewrite, sub)
+		var ok bool
+		if res, ok = rq.nestedArrowCheck(ctx, f, sub); !ok {
+			res, err = rq.rewrite(ctx, f, f.rel.Rewrite, sub)
+		}
 	} else {
 		res, err = rq.direct(ctx, f, sub)
 	}

@@ -460,157 +460,170 @@ func TestDifferentialDepth(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("PEMBA_DIFF_SEED")); err == nil {
 		first, cases = v, 1 // reproduce one case
 	}
-	for i := first; i < first+cases; i++ {
-		seed := uint64(i)
-		rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
-		s := genSchema(rng, cs.Caveats, "depth-"+strconv.Itoa(i))
-		rels := genTuples(rng, s, testNow)
-		reqCtx := diffContexts[rng.IntN(len(diffContexts))]
-		rd := load(t, rels)
-		rdNested := loadNested(t, s, rels)
-		universe, allRels := diffWorld(s)
-		subjects := []tuple.SubjectRef{{Type: "user", ID: tuple.Wildcard}}
-		for _, u := range diffUsers {
-			subjects = append(subjects, tuple.SubjectRef{Type: "user", ID: u})
-		}
-		for j, r := range allRels {
-			subjects = append(subjects, tuple.SubjectRef{Type: r.Definition.Name, ID: diffIDs[j%2], Relation: r.Name})
-		}
-		loose := looseMissing(allRels)
-		ref := newRefEval(s, rels, testNow, reqCtx, universe)
-		want := map[tuple.SubjectRef]map[refNode]refVal{}
-		refOf := func(sub tuple.SubjectRef, r *schema.Relation, id string) refVal {
-			v, ok := want[sub]
-			if !ok {
-				if v, err = ref.solve(sub); err != nil {
-					t.Fatalf("seed %d: reference: %v", seed, err)
-				}
-				want[sub] = v
+	// Then schemas with a recursive arrow, which the index answers
+	// (nestedarrow.go), with their tupleset chained and cycled.
+	for _, arrows := range []bool{false, true} {
+		for i := first; i < first+cases; i++ {
+			seed := uint64(i)
+			rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+			var s *schema.Schema
+			var rels []tuple.Relationship
+			if !arrows {
+				s = genSchema(rng, cs.Caveats, "depth-"+strconv.Itoa(i))
+				rels = genTuples(rng, s, testNow)
+			} else if i%3 == 0 {
+				s = genArrowSchema(rng, cs.Caveats, "depth-arrows-"+strconv.Itoa(i))
+				rels = genArrowTuples(rng, s)
+			} else {
+				continue
 			}
-			return v[refNode{r.Index, id}]
-		}
-		p := Params{Reader: rd, Now: testNow, Context: reqCtx}
-		fail := func(format string, args ...any) {
-			t.Errorf("seed %d: "+format, append([]any{seed}, args...)...)
-			t.Logf("schema:\n%s\nrelationships:\n%s", describeSchema(s), describeTuples(rels))
-		}
-		for _, limit := range []int{2, 4} {
-			// The index changes no answer and adds no error: what the
-			// same evaluator answers without it, it answers with it; it
-			// may answer "no" where the walk down fails on a deep path
-			// to nothing, as the walk up from the subject (reverseCheck)
-			// does (the configurations below hold it to the reference).
-			plain, nested := New(s, Options{MaxDepth: limit, Concurrency: 1}), New(s, Options{MaxDepth: limit, Concurrency: 1, NestedIndex: true})
-			for _, sub := range subjects {
-				for _, r := range allRels {
-					for _, id := range universe[r.Definition.Name] {
-						req := CheckRequest{Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: id}, Permission: r.Name, Subject: sub}
-						a, errA := plain.Check(ctx, p, req)
-						pn := p
-						pn.Reader = rdNested
-						b, errB := nested.Check(ctx, pn, req)
-						if errB != nil && errA == nil || errA == nil && a.Permissionship != b.Permissionship {
-							fail("limit %d: Check %s:%s#%s@%s: walk %v (%v), index %v (%v)", limit, r.Definition.Name, id, r.Name, sub, a.Permissionship, errA, b.Permissionship, errB)
-							return
-						}
-					}
-				}
+			reqCtx := diffContexts[rng.IntN(len(diffContexts))]
+			rd := load(t, rels)
+			rdNested := loadNested(t, s, rels)
+			universe, allRels := diffWorld(s)
+			subjects := []tuple.SubjectRef{{Type: "user", ID: tuple.Wildcard}}
+			for _, u := range diffUsers {
+				subjects = append(subjects, tuple.SubjectRef{Type: "user", ID: u})
 			}
-			seq := New(s, Options{MaxDepth: limit, Concurrency: 1})
-			seq.wideFanout = 1
-			seq.arrowProbe = 1
-			conc := New(s, Options{MaxDepth: limit, Concurrency: 4, Cache: NewCache(1 << 20)})
-			conc.reverseBudget = 3
-			conc.arrowProbe = 1
-			for _, ev := range []struct {
-				name string
-				e    *Evaluator
-				rd   store.Reader // nil: the case's reader
-			}{{"sequential+wide", seq, nil}, {"concurrent+cache+small-budget", conc, nil}, {"cluster", newTestClusterDepth(s, 3, rd, limit).nodes[1], nil},
-				{"nested-index", New(s, Options{MaxDepth: limit, Concurrency: 1, NestedIndex: true}), rdNested}} {
-				p := p
-				if ev.rd != nil {
-					p.Reader = ev.rd
-				}
-				// depthErr tells a max depth error from any other; the
-				// latter fails the test.
-				depthErr := func(op string, err error) bool {
-					if err == nil {
-						return false
+			for j, r := range allRels {
+				subjects = append(subjects, tuple.SubjectRef{Type: r.Definition.Name, ID: diffIDs[j%2], Relation: r.Name})
+			}
+			loose := looseMissing(allRels)
+			ref := newRefEval(s, rels, testNow, reqCtx, universe)
+			want := map[tuple.SubjectRef]map[refNode]refVal{}
+			refOf := func(sub tuple.SubjectRef, r *schema.Relation, id string) refVal {
+				v, ok := want[sub]
+				if !ok {
+					if v, err = ref.solve(sub); err != nil {
+						t.Fatalf("seed %d: reference: %v", seed, err)
 					}
-					var md *MaxDepthError
-					if !errors.As(err, &md) || md.Depth != limit || len(md.Path) != limit+1 {
-						fail("%s limit %d: %s: %v", ev.name, limit, op, err)
-					}
-					return true
+					want[sub] = v
 				}
-				checkErr := map[string]bool{}
-				key := func(sub tuple.SubjectRef, r *schema.Relation, id string) string {
-					return sub.String() + " " + r.Definition.Name + ":" + id + "#" + r.Name
-				}
+				return v[refNode{r.Index, id}]
+			}
+			p := Params{Reader: rd, Now: testNow, Context: reqCtx}
+			fail := func(format string, args ...any) {
+				t.Errorf("seed %d: "+format, append([]any{seed}, args...)...)
+				t.Logf("schema:\n%s\nrelationships:\n%s", describeSchema(s), describeTuples(rels))
+			}
+			for _, limit := range []int{2, 4} {
+				// The index changes no answer and adds no error: what the
+				// same evaluator answers without it, it answers with it; it
+				// may answer "no" where the walk down fails on a deep path
+				// to nothing, as the walk up from the subject (reverseCheck)
+				// does (the configurations below hold it to the reference).
+				plain, nested := New(s, Options{MaxDepth: limit, Concurrency: 1}), New(s, Options{MaxDepth: limit, Concurrency: 1, NestedIndex: true})
 				for _, sub := range subjects {
 					for _, r := range allRels {
 						for _, id := range universe[r.Definition.Name] {
-							got, err := ev.e.Check(ctx, p, CheckRequest{Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: id}, Permission: r.Name, Subject: sub})
-							if depthErr("Check "+key(sub, r, id), err) {
-								checkErr[key(sub, r, id)] = true
-								continue
-							}
-							if exp := refOf(sub, r, id); got.Permissionship != exp.perm || !sameMissing(got.MissingContext, exp.missing, loose) {
-								fail("%s limit %d: Check %s = %v %v, reference %v %v", ev.name, limit, key(sub, r, id), got.Permissionship, got.MissingContext, exp.perm, exp.missing)
+							req := CheckRequest{Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: id}, Permission: r.Name, Subject: sub}
+							a, errA := plain.Check(ctx, p, req)
+							pn := p
+							pn.Reader = rdNested
+							b, errB := nested.Check(ctx, pn, req)
+							if errB != nil && errA == nil || errA == nil && a.Permissionship != b.Permissionship {
+								fail("limit %d: Check %s:%s#%s@%s: walk %v (%v), index %v (%v)", limit, r.Definition.Name, id, r.Name, sub, a.Permissionship, errA, b.Permissionship, errB)
 								return
 							}
 						}
 					}
 				}
-				for _, sub := range subjects {
-					for _, r := range allRels {
-						got, err := drain(ev.e.LookupResources(ctx, p, LookupResourcesRequest{ResourceType: r.Definition.Name, Permission: r.Name, Subject: sub}))
-						if depthErr("LookupResources", err) {
-							continue
-						}
-						var exp []ResourceResult
-						for _, id := range universe[r.Definition.Name] {
-							if v := refOf(sub, r, id); v.perm != NoPermission {
-								exp = append(exp, ResourceResult{ResourceID: id, Permissionship: v.perm, MissingContext: v.missing})
-							}
-						}
-						if !slices.EqualFunc(got, exp, eqResource(loose)) {
-							fail("%s limit %d: LookupResources(%s#%s@%s) = %v, reference %v", ev.name, limit, r.Definition.Name, r.Name, sub, got, exp)
-							return
-						}
-						for _, g := range got {
-							if checkErr[key(sub, r, g.ResourceID)] {
-								fail("%s limit %d: LookupResources grants %s, Check fails on its depth", ev.name, limit, key(sub, r, g.ResourceID))
-								return
-							}
-						}
+				seq := New(s, Options{MaxDepth: limit, Concurrency: 1})
+				seq.wideFanout = 1
+				seq.arrowProbe = 1
+				conc := New(s, Options{MaxDepth: limit, Concurrency: 4, Cache: NewCache(1 << 20)})
+				conc.reverseBudget = 3
+				conc.arrowProbe = 1
+				for _, ev := range []struct {
+					name string
+					e    *Evaluator
+					rd   store.Reader // nil: the case's reader
+				}{{"sequential+wide", seq, nil}, {"concurrent+cache+small-budget", conc, nil}, {"cluster", newTestClusterDepth(s, 3, rd, limit).nodes[1], nil},
+					{"nested-index", New(s, Options{MaxDepth: limit, Concurrency: 1, NestedIndex: true}), rdNested}} {
+					p := p
+					if ev.rd != nil {
+						p.Reader = ev.rd
 					}
-				}
-				for _, r := range allRels {
-					for j, id := range universe[r.Definition.Name] {
-						res := tuple.ObjectRef{Type: r.Definition.Name, ID: id}
-						k := allRels[(r.Index*len(diffIDs)+j)%len(allRels)]
-						for _, kind := range []tuple.SubjectRef{{Type: "user"}, {Type: k.Definition.Name, Relation: k.Name}} {
-							got, err := drain(ev.e.LookupSubjects(ctx, p, LookupSubjectsRequest{Resource: res, Permission: r.Name, SubjectType: kind.Type, SubjectRelation: kind.Relation}))
-							if depthErr("LookupSubjects", err) {
-								continue
-							}
-							ids := slices.Clone(universe[kind.Type])
-							if kind.Relation == "" {
-								ids = append(ids, tuple.Wildcard)
-							}
-							for _, sid := range ids {
-								sub := tuple.SubjectRef{Type: kind.Type, ID: sid, Relation: kind.Relation}
-								exp := refOf(sub, r, id)
-								gp, gm := subjectAnswer(got, sid)
-								if gp != exp.perm || !sameMissing(gm, exp.missing, loose) {
-									fail("%s limit %d: LookupSubjects(%s#%s, %s#%s): %s is %v %v, reference %v %v", ev.name, limit, res, r.Name, kind.Type, kind.Relation, sid, gp, gm, exp.perm, exp.missing)
+					// depthErr tells a max depth error from any other; the
+					// latter fails the test.
+					depthErr := func(op string, err error) bool {
+						if err == nil {
+							return false
+						}
+						var md *MaxDepthError
+						if !errors.As(err, &md) || md.Depth != limit || len(md.Path) != limit+1 {
+							fail("%s limit %d: %s: %v", ev.name, limit, op, err)
+						}
+						return true
+					}
+					checkErr := map[string]bool{}
+					key := func(sub tuple.SubjectRef, r *schema.Relation, id string) string {
+						return sub.String() + " " + r.Definition.Name + ":" + id + "#" + r.Name
+					}
+					for _, sub := range subjects {
+						for _, r := range allRels {
+							for _, id := range universe[r.Definition.Name] {
+								got, err := ev.e.Check(ctx, p, CheckRequest{Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: id}, Permission: r.Name, Subject: sub})
+								if depthErr("Check "+key(sub, r, id), err) {
+									checkErr[key(sub, r, id)] = true
+									continue
+								}
+								if exp := refOf(sub, r, id); got.Permissionship != exp.perm || !sameMissing(got.MissingContext, exp.missing, loose) {
+									fail("%s limit %d: Check %s = %v %v, reference %v %v", ev.name, limit, key(sub, r, id), got.Permissionship, got.MissingContext, exp.perm, exp.missing)
 									return
 								}
-								if gp != NoPermission && checkErr[key(sub, r, id)] {
-									fail("%s limit %d: LookupSubjects grants %s, Check fails on its depth", ev.name, limit, key(sub, r, id))
+							}
+						}
+					}
+					for _, sub := range subjects {
+						for _, r := range allRels {
+							got, err := drain(ev.e.LookupResources(ctx, p, LookupResourcesRequest{ResourceType: r.Definition.Name, Permission: r.Name, Subject: sub}))
+							if depthErr("LookupResources", err) {
+								continue
+							}
+							var exp []ResourceResult
+							for _, id := range universe[r.Definition.Name] {
+								if v := refOf(sub, r, id); v.perm != NoPermission {
+									exp = append(exp, ResourceResult{ResourceID: id, Permissionship: v.perm, MissingContext: v.missing})
+								}
+							}
+							if !slices.EqualFunc(got, exp, eqResource(loose)) {
+								fail("%s limit %d: LookupResources(%s#%s@%s) = %v, reference %v", ev.name, limit, r.Definition.Name, r.Name, sub, got, exp)
+								return
+							}
+							for _, g := range got {
+								if checkErr[key(sub, r, g.ResourceID)] {
+									fail("%s limit %d: LookupResources grants %s, Check fails on its depth", ev.name, limit, key(sub, r, g.ResourceID))
 									return
+								}
+							}
+						}
+					}
+					for _, r := range allRels {
+						for j, id := range universe[r.Definition.Name] {
+							res := tuple.ObjectRef{Type: r.Definition.Name, ID: id}
+							k := allRels[(r.Index*len(diffIDs)+j)%len(allRels)]
+							for _, kind := range []tuple.SubjectRef{{Type: "user"}, {Type: k.Definition.Name, Relation: k.Name}} {
+								got, err := drain(ev.e.LookupSubjects(ctx, p, LookupSubjectsRequest{Resource: res, Permission: r.Name, SubjectType: kind.Type, SubjectRelation: kind.Relation}))
+								if depthErr("LookupSubjects", err) {
+									continue
+								}
+								ids := slices.Clone(universe[kind.Type])
+								if kind.Relation == "" {
+									ids = append(ids, tuple.Wildcard)
+								}
+								for _, sid := range ids {
+									sub := tuple.SubjectRef{Type: kind.Type, ID: sid, Relation: kind.Relation}
+									exp := refOf(sub, r, id)
+									gp, gm := subjectAnswer(got, sid)
+									if gp != exp.perm || !sameMissing(gm, exp.missing, loose) {
+										fail("%s limit %d: LookupSubjects(%s#%s, %s#%s): %s is %v %v, reference %v %v", ev.name, limit, res, r.Name, kind.Type, kind.Relation, sid, gp, gm, exp.perm, exp.missing)
+										return
+									}
+									if gp != NoPermission && checkErr[key(sub, r, id)] {
+										fail("%s limit %d: LookupSubjects grants %s, Check fails on its depth", ev.name, limit, key(sub, r, id))
+										return
+									}
 								}
 							}
 						}

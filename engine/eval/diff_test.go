@@ -408,6 +408,7 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 			counts.streamed += ev.e.streamed.Load()
 			counts.walked += ev.e.streamedWalks.Load()
 			counts.nested += ev.e.nestedLookups.Load()
+			nestedArrowAnswers.Add(ev.e.nestedArrowAnswers.Load())
 		}
 		if n := mem.InUse(); n != 0 {
 			t.Errorf("seed %d: %d bytes still charged to the memory budget after every request ended", seed, n)

@@ -64,9 +64,10 @@ type Options struct {
 	// Plans, when set, counts the planner's decisions (see PlanCounters).
 	Plans *PlanCounters
 	// NestedIndex lets checks and lookups of the relations NestedRelations
-	// names read the nested-group index (see nested.go, nestedlookup.go)
-	// at revisions where it is complete; the engine maintains it. false
-	// evaluates them by walking.
+	// names, and checks of the recursive permissions NestedArrows names,
+	// read the nested-group index (see nested.go, nestedlookup.go,
+	// nestedarrow.go) at revisions where it is complete; the engine
+	// maintains it. false evaluates them by walking.
 	NestedIndex bool
 }
 
@@ -124,6 +125,13 @@ type Evaluator struct {
 	nestedClosure []string
 	// requests recycles the requests of single checks (takeRequest).
 	requests sync.Pool
+	// nestedArrows holds, by relation index, the permissions whose
+	// recursion checks read from the index (nestedarrow.go); nil when
+	// the index is off.
+	nestedArrows []*NestedArrow
+	// nestedArrowAnswers counts the checks nestedArrowCheck answered, for
+	// the tests that must exercise it.
+	nestedArrowAnswers atomic.Uint64
 }
 
 // New returns an evaluator for s.
@@ -147,6 +155,7 @@ func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 		explainNodes: defaultExplainNodes, scopeBudget: defaultScopeBudget, scopeChecks: defaultScopeChecks, scopeCheckCost: defaultScopeCheckCost}
 	e.nested, e.nestedState = newNested(s, opts.NestedIndex)
 	e.nestedClosure = nestedClosureNames(s, e.nested)
+	e.nestedArrows = newNestedArrows(s, opts.NestedIndex)
 	e.chain = newChain(e, opts, ac)
 	return e
 }

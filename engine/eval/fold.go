@@ -62,12 +62,18 @@ type fold struct {
 	w     *schema.Rewrite
 	order []int
 	fan   []fanBranch
+	// rewrites, when set, are the branches themselves (branch i is
+	// rewrites[i] on f's object).
+	rewrites []*schema.Rewrite
 }
 
 // branch evaluates branch i of fd.
 func (rq *request) branch(ctx context.Context, fd *fold, i int) (result, error) {
 	if fd.w != nil {
 		return rq.rewrite(ctx, fd.f, fd.w.Children[fd.order[i]], fd.sub)
+	}
+	if fd.rewrites != nil {
+		return rq.rewrite(ctx, fd.f, fd.rewrites[i], fd.sub)
 	}
 	b := &fd.fan[i]
 	t, err := rq.check(ctx, fd.f, b.target, b.id, fd.sub)

@@ -24,7 +24,10 @@ import (
 //	T:x#~r@T:y#~k
 //
 // says that T:y#r is a member set of T:x#r at shortest distance k >= 1
-// (k edges x -> ... -> y; no row for x itself). A marker row
+// (k edges x -> ... -> y; no row for x itself). The tupleset of a
+// recursive arrow (parent of "manage = admin + parent->manage",
+// NestedArrows) gets the same rows for its edges T:x#parent@T:y: y is an
+// ancestor of x at distance k (nestedarrow.go reads them). A marker row
 //
 //	T:~#~~r@T:~
 //
@@ -40,22 +43,39 @@ import (
 // revision, with the same heights (the depth limit fails the same
 // requests).
 
-// NestedRelations returns the relations of s that the nested-group index
-// covers: relations (not permissions) whose allowed subjects are plain
-// objects or wildcards (with or without caveats and expirations) and
-// their own subject set T#r without a caveat or expiration, which they
-// allow; not renamed (@renamed_from), which would merge another name's
-// rows into theirs.
+// NestedRelations returns the relations of s whose edges the
+// nested-group index keeps the closure of: the self-nesting relations
+// (not permissions) whose allowed subjects are plain objects or
+// wildcards (with or without caveats and expirations) and their own
+// subject set T#r without a caveat or expiration, which they allow, with
+// edges T:x#r@T:y#r; and the tuplesets of the recursive permissions
+// NestedArrows names (parent: T), with edges T:x#parent@T:y. Neither is
+// renamed (@renamed_from), which would merge another name's rows into
+// theirs. NestedSubjectRelation tells the two apart.
 func NestedRelations(s *schema.Schema) []*schema.Relation {
+	tuplesets := map[*schema.Relation]bool{}
+	for _, na := range NestedArrows(s) {
+		tuplesets[na.Parent] = true
+	}
 	var out []*schema.Relation
 	for _, typ := range slices.Sorted(maps.Keys(s.Definitions)) {
 		for _, rel := range s.Definitions[typ].Ordered {
-			if nestable(rel) {
+			if nestable(rel) || tuplesets[rel] {
 				out = append(out, rel)
 			}
 		}
 	}
 	return out
+}
+
+// NestedSubjectRelation returns the subject relation of the edges of
+// rel, one of NestedRelations: rel's own name for a self-nesting
+// relation (T:x#r@T:y#r), "" for a tupleset (T:x#parent@T:y).
+func NestedSubjectRelation(rel *schema.Relation) string {
+	if nestable(rel) {
+		return rel.Name
+	}
+	return ""
 }
 
 // nestable reports whether rel qualifies for the nested-group index.
@@ -100,7 +120,8 @@ func NestedMarker(rel *schema.Relation) tuple.Relationship {
 }
 
 // NestedRow returns the closure row saying that rel of object to is a
-// member set of rel of object from at distance d.
+// member set of rel of object from at distance d (for a tupleset: that
+// to is an ancestor of from).
 func NestedRow(rel *schema.Relation, from, to string, d int) tuple.Relationship {
 	typ := rel.Definition.Name
 	return tuple.Relationship{
@@ -292,7 +313,9 @@ func newNested(s *schema.Schema, on bool) ([]bool, []atomic.Pointer[nestedState]
 	marks := make([]bool, n)
 	if on {
 		for _, rel := range NestedRelations(s) {
-			marks[rel.Index] = true
+			// A tupleset's closure answers its recursive permissions
+			// (nestedArrowCheck), not checks of the tupleset.
+			marks[rel.Index] = nestable(rel)
 		}
 	}
 	return marks, make([]atomic.Pointer[nestedState], n)

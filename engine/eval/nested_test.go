@@ -13,17 +13,24 @@ import (
 )
 
 // loadNested loads rels with the nested-group index of s's relations
-// computed by brute force (breadth-first from every object) and marked
+// (self-nesting relations and recursive arrows' tuplesets) computed by
+// brute force (breadth-first from every object) and marked
 // complete: the rows the engine maintains (engine/nested.go, tested there
 // against the same brute force).
 func loadNested(t testing.TB, s *schema.Schema, rels []tuple.Relationship) store.Reader {
 	t.Helper()
+	return load(t, loadNestedRels(s, rels))
+}
+
+// loadNestedRels returns rels with the rows of loadNested.
+func loadNestedRels(s *schema.Schema, rels []tuple.Relationship) []tuple.Relationship {
 	out := slices.Clone(rels)
 	for _, rel := range NestedRelations(s) {
 		typ := rel.Definition.Name
+		sub := NestedSubjectRelation(rel)
 		adj := map[string][]string{}
 		for _, r := range rels {
-			if r.Resource.Type == typ && r.Relation == rel.Name && r.Subject.Type == typ && r.Subject.Relation == rel.Name {
+			if r.Resource.Type == typ && r.Relation == rel.Name && r.Subject.Type == typ && r.Subject.Relation == sub {
 				adj[r.Resource.ID] = append(adj[r.Resource.ID], r.Subject.ID)
 			}
 		}
@@ -48,7 +55,7 @@ func loadNested(t testing.TB, s *schema.Schema, rels []tuple.Relationship) store
 		}
 		out = append(out, NestedMarker(rel))
 	}
-	return load(t, out)
+	return out
 }
 
 func TestNestedRelations(t *testing.T) {

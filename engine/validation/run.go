@@ -38,7 +38,7 @@ type Options struct {
 	// then: a write judges invariants on stored relationships only.
 	Contextual func(i int, r tuple.Relationship) bool
 	// NoNestedIndex runs the engine without the nested-group index
-	// (engine.Options.NoNestedIndex): every answer is walked.
+	// (engine.Options.NoNestedIndex): every answer must be the same.
 	NoNestedIndex bool
 }
 

@@ -132,7 +132,8 @@ func TestEnterpriseExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	stores := map[string]func() (store.Store, error){
-		"memstore": nil,
+		"memstore":                 nil,
+		"memstore+no-nested-index": nil,
 		"pebblestore": func() (store.Store, error) {
 			return pebblestore.Open(t.TempDir(), pebblestore.Options{GCInterval: -1, NoSync: true})
 		},
