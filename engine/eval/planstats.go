@@ -27,6 +27,9 @@ import (
 //     evaluated cheapest first by the relationships they are estimated to
 //     read (childOrder), after the point reads as before, so that an
 //     intersection's cheap "no" or a union's cheap "yes" comes first.
+//   - An exclusion whose subtraction is estimated to read at most half
+//     what its base reads evaluates the subtraction first, where the
+//     base cannot fail (exclusion.go).
 //
 // Statistics are approximate and may be older than the snapshot; they
 // only choose between plans that give the same answer.
