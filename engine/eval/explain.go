@@ -508,9 +508,6 @@ func excludedReason(minus result) ExplainReason {
 func (x *explainer) subtractionFirst(ctx context.Context, f *xframe, w *schema.Rewrite, n *ExplainNode, p exclusionPlan) (*ExplainNode, error) {
 	n.Plan = PlanExclusionSubtractionFirst.String()
 	minus, merr := x.rewrite(ctx, f, w.Children[1])
-	if minus == nil {
-		return n.fail(merr), merr
-	}
 	if merr == nil && minus.res.perm == HasPermission {
 		n.Plan = PlanExclusionBaseSkipped.String()
 		n.Children = []*ExplainNode{minus}
@@ -530,7 +527,9 @@ func (x *explainer) subtractionFirst(ctx context.Context, f *xframe, w *schema.R
 		}
 		return n.set(base.res, ReasonNone), nil
 	}
-	n.Children = append(n.Children, minus)
+	if minus != nil {
+		n.Children = append(n.Children, minus)
+	}
 	if merr != nil {
 		return n.fail(merr), merr
 	}
