@@ -408,6 +408,18 @@ type Stats struct {
 	SchemaCompilesOnRead int64
 }
 
+// HoldMemory charges n bytes that the caller holds for a request outside
+// the engine (the server's large request messages) to the memory budget
+// until it calls release, so that requests in flight are bounded together;
+// it fails with ErrMemoryBudget when they do not fit.
+func (e *Engine) HoldMemory(n int64) (release func(), err error) {
+	release, err = e.memory.Hold(n)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	return release, nil
+}
+
 // Stats returns current counters.
 func (e *Engine) Stats() Stats {
 	var s Stats

@@ -26,7 +26,7 @@ func (s *Server) unaryInterceptors() []grpc.UnaryServerInterceptor {
 }
 
 func (s *Server) streamInterceptors() []grpc.StreamServerInterceptor {
-	return []grpc.StreamServerInterceptor{decodeStreams, s.stream}
+	return []grpc.StreamServerInterceptor{decodeStreams(s.eng.HoldMemory), s.stream}
 }
 
 // unary is the metrics step of unary calls.

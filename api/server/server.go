@@ -13,6 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	// gzip responses to gzip requests (requests are decompressed by
+	// gunzip, decode.go), whatever else the binary links.
+	_ "google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -229,6 +232,8 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 		grpc.MaxSendMsgSize(MaxSendMsgBytes),
 		// Requests that do not decode: INVALID_ARGUMENT (decode.go).
 		grpc.ForceServerCodecV2(newDecodeCodec()),
+		//lint:ignore SA1019 the only per-server way to decompress gzip requests ourselves (decode.go)
+		grpc.RPCDecompressor(&gunzip{max: int64(maxRecv)}),
 		// Watch streams can stay quiet for hours; let clients keep their
 		// connections alive with pings without being told to go away.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -245,7 +250,7 @@ func New(e *engine.Engine, cfg Config) (*Server, error) {
 	}
 	opts = append(opts, cfg.Tracing.serverOptions()...)
 	s.grpc = grpc.NewServer(append(opts, cfg.GRPCOptions...)...)
-	services := decodingServer{s.grpc} // undecodable requests: INVALID_ARGUMENT (decode.go)
+	services := decodingServer{s.grpc, s.eng.HoldMemory} // undecodable requests: INVALID_ARGUMENT (decode.go)
 	pb.RegisterPermissionsServiceServer(services, &permissions{s: s})
 	pb.RegisterSchemaServiceServer(services, &schemas{s: s})
 	pb.RegisterWatchServiceServer(services, &watcher{s: s})

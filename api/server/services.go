@@ -20,7 +20,7 @@ import (
 // Its requests that do not decode fail with INVALID_ARGUMENT, as
 // pemba.v1's do. With it, *Server is a grpc.ServiceRegistrar.
 func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
-	s.grpc.RegisterService(decodeErrors(desc), impl)
+	s.grpc.RegisterService(decodeErrors(desc, s.eng.HoldMemory), impl)
 	s.health.SetServingStatus(desc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 }
 

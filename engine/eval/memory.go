@@ -101,6 +101,20 @@ func (m *Memory) Refused() uint64 {
 	return m.refused.Load()
 }
 
+// Hold charges n bytes that the caller holds outside any evaluation (a
+// large request message) until it calls release (once), or fails with a
+// *MemoryBudgetError, charging nothing, when they do not fit.
+func (m *Memory) Hold(n int64) (release func(), err error) {
+	if m == nil {
+		return func() {}, nil
+	}
+	if !m.reserve(n) {
+		m.refused.Add(1)
+		return nil, &MemoryBudgetError{Budget: m.limit, InUse: m.used.Load(), Held: n}
+	}
+	return sync.OnceFunc(func() { m.used.Add(-n) }), nil
+}
+
 // reserve takes n bytes, or none when they do not fit.
 func (m *Memory) reserve(n int64) bool {
 	v := m.used.Add(n)
