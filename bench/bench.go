@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/pemba-authz/pemba/bench/workload"
 	"github.com/pemba-authz/pemba/engine"
@@ -65,6 +66,11 @@ type dataset struct {
 	Relationships int     `json:"relationships"`
 	LoadSeconds   float64 `json:"load_seconds"`
 	DiskBytes     int64   `json:"disk_bytes"`
+	// The load's CPU and the nested-group index's rebuild after it (see
+	// LoadInfo).
+	CPUSeconds      float64 `json:"cpu_seconds,omitempty"`
+	IndexSeconds    float64 `json:"index_seconds,omitempty"`
+	IndexCPUSeconds float64 `json:"index_cpu_seconds,omitempty"`
 }
 
 const datasetFile = "bench.json"
@@ -130,12 +136,38 @@ func Execute(ctx context.Context, o Options) (rep *Report, err error) {
 	info := LoadInfo{Reused: prev != nil}
 	if prev != nil {
 		info.Relationships, info.Seconds, info.DiskBytes = prev.Relationships, prev.LoadSeconds, prev.DiskBytes
+		info.CPUSeconds, info.IndexSeconds, info.IndexCPUSeconds = prev.CPUSeconds, prev.IndexSeconds, prev.IndexCPUSeconds
 	} else {
+		u0, err := readUsage()
+		if err != nil {
+			return nil, err
+		}
 		lr, err := Load(ctx, t, wl, o.Run.Progress)
 		if err != nil {
 			return nil, err
 		}
 		info.Relationships, info.Seconds = lr.Relationships, lr.Elapsed.Seconds()
+		// The import returns before the nested-group index is rebuilt:
+		// wait for it, so that the run measures the index, and report
+		// how long it took.
+		u1, err := readUsage()
+		if err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		if err := t.e.WaitNestedIndex(ctx); err != nil {
+			return nil, fmt.Errorf("bench: nested-group index: %w", err)
+		}
+		wait := time.Since(start)
+		u2, err := readUsage()
+		if err != nil {
+			return nil, err
+		}
+		info.CPUSeconds = (u1.user + u1.sys - u0.user - u0.sys).Seconds()
+		if t.e.Stats().NestedIndexRebuilds > 0 {
+			info.IndexSeconds = wait.Seconds()
+			info.IndexCPUSeconds = (u2.user + u2.sys - u1.user - u1.sys).Seconds()
+		}
 		if storeDir != "" {
 			if info.DiskBytes, err = dirSize(storeDir); err != nil {
 				return nil, err
@@ -143,6 +175,7 @@ func Execute(ctx context.Context, o Options) (rep *Report, err error) {
 			if err := writeDataset(dir, dataset{
 				Workload: wl.Name(), Scale: wl.Scale().String(), Seed: wl.Seed(),
 				Relationships: info.Relationships, LoadSeconds: info.Seconds, DiskBytes: info.DiskBytes,
+				CPUSeconds: info.CPUSeconds, IndexSeconds: info.IndexSeconds, IndexCPUSeconds: info.IndexCPUSeconds,
 			}); err != nil {
 				return nil, err
 			}

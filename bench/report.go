@@ -94,6 +94,16 @@ type LoadInfo struct {
 	// store may not have flushed or compacted the import when DiskBytes
 	// was taken.
 	DiskBytesAfterRun int64 `json:"disk_bytes_after_run,omitempty"`
+	// CPUSeconds is the process's CPU time during the load (in process:
+	// the generator's, the import's and the store's background work).
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	// IndexSeconds is how long the engine's nested-group index took to
+	// be ready after the import returned (its rebuild runs in the
+	// background; the run starts once it is ready), and IndexCPUSeconds
+	// the process's CPU time meanwhile; 0 when there was no rebuild or
+	// over gRPC.
+	IndexSeconds    float64 `json:"index_seconds,omitempty"`
+	IndexCPUSeconds float64 `json:"index_cpu_seconds,omitempty"`
 }
 
 // OpReport is the measurement of one operation (or of all, in Total).
@@ -281,6 +291,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		reused = " (data directory reused; figures from its load)"
 	}
 	fmt.Fprintf(&b, "load     %d relationships in %.1fs (%.0f/s)%s", r.Load.Relationships, r.Load.Seconds, r.Load.PerSecond, reused)
+	if r.Load.CPUSeconds > 0 && r.Load.Relationships > 0 {
+		fmt.Fprintf(&b, ", %.1f µs of CPU per relationship", r.Load.CPUSeconds/float64(r.Load.Relationships)*1e6)
+	}
+	if r.Load.IndexSeconds > 0 {
+		fmt.Fprintf(&b, "; nested-group index ready %.1fs later (%.1fs of CPU)", r.Load.IndexSeconds, r.Load.IndexCPUSeconds)
+	}
 	if r.Load.DiskBytes > 0 {
 		fmt.Fprintf(&b, ", %.1f MiB on disk (%.1f MiB per million)", float64(r.Load.DiskBytes)/(1<<20), r.Load.DiskBytesPerMillion/(1<<20))
 		if r.Load.DiskBytesAfterRun > 0 {

@@ -144,7 +144,7 @@ type Options struct {
 	// the SDK, its sampler and exporter.
 	TracerProvider trace.TracerProvider
 	// NoNestedIndex turns the nested-group index off (see nested.go):
-	// checks of nested relations walk the relationships, and writes
+	// checks and lookups of nested relations walk the relationships, and writes
 	// maintain no closure rows (they mark the index stale instead, so
 	// that an engine opened later with the index on rebuilds it).
 	NoNestedIndex bool
@@ -248,6 +248,9 @@ type Engine struct {
 	// compilesOnRead counts stored schemas compiled by schemaOf.
 	compilesOnRead atomic.Int64
 
+	// builder runs the nested-group index's rebuilds (nestedbuild.go).
+	builder nestedBuilder
+
 	closed atomic.Bool
 }
 
@@ -330,6 +333,7 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 		e.evalOpts.Tracer = e.tracer
 	}
 	e.heads = &headQuantizer{st: st, now: e.now, quantum: quantum}
+	e.builder.init()
 	e.deprecation = deprecation{policy: opts.Deprecation, warn: opts.Warn}
 	// Fail early on a store that cannot even report its head. The head is
 	// not remembered: the first quantum starts with the first read.
@@ -370,10 +374,13 @@ func (l Limits) withDefaults(st store.Store) Limits {
 	return l
 }
 
-// Close stops the engine: later calls fail with ErrClosed. It does not
-// close the store, which belongs to the caller.
+// Close stops the engine: later calls fail with ErrClosed, and a
+// background rebuild of the nested-group index is cancelled (the index
+// stays stale; the next engine opened on the store rebuilds it) and
+// waited for. It does not close the store, which belongs to the caller.
 func (e *Engine) Close() error {
 	e.closed.Store(true)
+	e.builder.close()
 	return nil
 }
 
@@ -406,6 +413,15 @@ type Stats struct {
 	// rather than by the schema write that stored them: after a restart,
 	// a cache eviction, or a write by another process.
 	SchemaCompilesOnRead int64
+	// NestedIndexBuilding is set while a rebuild of the nested-group
+	// index runs (checks of the relations it rebuilds walk meanwhile).
+	NestedIndexBuilding bool
+	// NestedIndexRebuilds counts the rebuilds run since the engine opened
+	// (background and RebuildNestedIndex), NestedIndexRebuildFailures
+	// those that failed; NestedIndexRebuildTime is their total duration,
+	// NestedIndexLastRebuild the last one's.
+	NestedIndexRebuilds, NestedIndexRebuildFailures uint64
+	NestedIndexRebuildTime, NestedIndexLastRebuild  time.Duration
 }
 
 // HoldMemory charges n bytes that the caller holds for a request outside
@@ -434,6 +450,10 @@ func (e *Engine) Stats() Stats {
 	s.Plans = e.evalOpts.Plans.Counts()
 	s.MemoryInUse, s.MemoryBudget, s.MemoryRefused = e.memory.InUse(), e.memory.Limit(), e.memory.Refused()
 	s.SchemaCompilesOnRead = e.compilesOnRead.Load()
+	b := &e.builder
+	s.NestedIndexBuilding = b.building.Load()
+	s.NestedIndexRebuilds, s.NestedIndexRebuildFailures = b.rebuilds.Load(), b.failures.Load()
+	s.NestedIndexRebuildTime, s.NestedIndexLastRebuild = time.Duration(b.totalNanos.Load()), time.Duration(b.lastNanos.Load())
 	return s
 }
 

@@ -26,9 +26,11 @@ import (
 // need them).
 //
 // Relationships of the nested-group index's relations make the import
-// leave the index stale (a bulk load: the index is marked stale first)
-// or maintain it batch by batch; a stale index is rebuilt once the
-// import is done.
+// leave the index stale (a bulk load: its own revision reads as stale)
+// or maintain it batch by batch. Import returns once the relationships
+// are committed; a stale index is rebuilt in the background
+// (nestedbuild.go; WaitNestedIndex waits for it), and checks walk those
+// relations meanwhile, with the same answers.
 func (e *Engine) Import(ctx context.Context, caller string, rels iter.Seq2[tuple.Relationship, error]) (zookie string, imported int, err error) {
 	zookie, imported, stale, err := e.importLocked(ctx, caller, rels)
 	e.rebuildStale(ctx, stale)

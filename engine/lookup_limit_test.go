@@ -386,10 +386,14 @@ func TestLookupCursorRejects(t *testing.T) {
 	}
 }
 
-// A lookup holds every object it reaches until it ends, whatever its page
-// size, so Limits.MaxLookupNodes bounds its memory: a lookup that reaches
-// more fails with a *LimitError (RESOURCE_EXHAUSTED at the API), even for
-// a page of one, and a smaller one is unaffected. Both lookups.
+// A lookup's walk holds every object it reaches until it ends, whatever
+// its page size, so Limits.MaxLookupNodes bounds its memory: a walk that
+// reaches more fails with a *LimitError (RESOURCE_EXHAUSTED at the API),
+// even for a page of one, and a smaller one is unaffected. Both lookups;
+// a LookupResources that streams (document#view, an exclusion: nothing
+// walked but the subject's groups, here none) lists all its results past
+// the bound, and one that walks (group#member, recursive on its own type,
+// for bob in 41 groups) fails.
 func TestLookupNodesBounded(t *testing.T) {
 	const maxNodes = 40
 	f := newFixture(t, engine.Options{Limits: engine.Limits{MaxLookupNodes: maxNodes}})
@@ -405,16 +409,34 @@ func TestLookupNodesBounded(t *testing.T) {
 	}
 	importMore := make([]tuple.Relationship, 0, maxNodes)
 	for i := range maxNodes {
-		importMore = append(importMore, mustParse(t, fmt.Sprintf("document:e%05d#viewer@user:anne", i)), mustParse(t, fmt.Sprintf("document:d#viewer@user:v%d", i)))
+		importMore = append(importMore, mustParse(t, fmt.Sprintf("document:e%05d#viewer@user:anne", i)), mustParse(t, fmt.Sprintf("document:d#viewer@user:v%d", i)),
+			mustParse(t, fmt.Sprintf("group:g%05d#member@user:bob", i)))
 	}
+	importMore = append(importMore, mustParse(t, "group:g99999#member@user:bob")) // past the bound
 	if _, _, err := f.eng.Import(f.ctx, "test", seqOf(importMore...)); err != nil {
 		t.Fatal(err)
 	}
 	for _, limit := range []int{0, 1} {
-		_, _, err := lookupAll(t, f, limit, "")
+		got, _, err := lookupAll(t, f, limit, "")
+		if err != nil || (limit == 0 && len(got) != 10+maxNodes) || (limit == 1 && len(got) != 1) {
+			t.Errorf("streamed LookupResources (limit %d) past the bound: %d results, %v", limit, len(got), err)
+		}
+		seq, _, err := f.eng.LookupResources(f.ctx, engine.LookupResourcesRequest{
+			Consistency: engine.FullyConsistent(),
+			LookupResourcesRequest: eval.LookupResourcesRequest{
+				ResourceType: "group", Permission: "member", Subject: tuple.SubjectRef{Type: "user", ID: "bob"}, Limit: limit,
+			},
+		})
+		if err == nil {
+			for _, err = range seq {
+				if err != nil {
+					break
+				}
+			}
+		}
 		var le *engine.LimitError
 		if !errors.As(err, &le) || le.Max != maxNodes || !strings.Contains(err.Error(), "reached by one lookup") {
-			t.Errorf("LookupResources (limit %d) past the bound: %v", limit, err)
+			t.Errorf("walked LookupResources (limit %d) past the bound: %v", limit, err)
 		}
 		_, _, err = lookupSubjectsPage(t, f, limit, "")
 		if !errors.As(err, &le) || le.Max != maxNodes {

@@ -23,8 +23,9 @@ import (
 // whose rows do not fit the transaction (the store's batch limit), an
 // import, or a write made with the index off deletes the relation's
 // marker row instead; the evaluator then walks at those revisions, and a
-// rebuild (RebuildNestedIndex, run after such a write and when an engine
-// opens) writes the rows and the marker back.
+// rebuild (nestedbuild.go: in the background after such a write and when
+// an engine opens on a stale index; RebuildNestedIndex on demand) writes
+// the rows and the marker back.
 //
 // The rows are ordinary relationships with reserved relation names
 // (tuple.Reserved), so every backend stores, versions and collects them
@@ -107,7 +108,10 @@ func (b *nestedBatch) apply(ctx context.Context, e *Engine, tx store.Tx, budget 
 			return nil, err
 		}
 		if !ready {
-			continue // already stale: the next rebuild catches up
+			// Already stale: the rebuild running catches up, or, after
+			// one that failed, this write starts the next.
+			stale = append(stale, n.rel)
+			continue
 		}
 		if !e.nestedOn() {
 			if err := tx.Delete(ctx, eval.NestedMarker(n.rel).Key()); err != nil {
@@ -208,7 +212,7 @@ func childrenOf(ctx context.Context, r relationshipQuerier, n *nestedRel, id str
 }
 
 // ancestorsOf reads the objects whose closure holds id.
-func ancestorsOf(ctx context.Context, r store.Tx, n *nestedRel, id string) ([]string, error) {
+func ancestorsOf(ctx context.Context, r relationshipQuerier, n *nestedRel, id string) ([]string, error) {
 	typ := n.rel.Definition.Name
 	var out []string
 	rr, ok := r.(store.ReverseTx)
@@ -229,21 +233,43 @@ func ancestorsOf(ctx context.Context, r store.Tx, n *nestedRel, id string) ([]st
 
 // nestedDiff computes the closure row writes that edits make, reading
 // the state before them from tx.
-//
-// The closure of an object changes only if it reaches the source of an
-// edited edge in the old graph (a path to an edit starts with unchanged
-// edges), so the objects to recompute, S, are the sources and their old
-// ancestors. For an object outside S the old closure is the new one; the
-// new distances of S follow by relaxation (Bellman-Ford) over its new
-// edges, from the closures of its children outside S.
 func nestedDiff(ctx context.Context, tx store.Tx, n *nestedRel, edits []nestedEdit) ([]rowOp, error) {
-	inS := map[string]bool{}
+	sources := make([]string, 0, len(edits))
 	for _, ed := range edits {
-		if inS[ed.from] {
+		sources = append(sources, ed.from)
+	}
+	return recomputeClosures(ctx, tx, n, sources, func(children map[string][]string) {
+		for _, ed := range edits { // the write, laid over the old edges in order
+			kids := children[ed.from]
+			kids = slices.DeleteFunc(kids, func(c string) bool { return c == ed.to })
+			if ed.add {
+				kids = append(kids, ed.to)
+			}
+			children[ed.from] = kids
+		}
+	})
+}
+
+// recomputeClosures computes the closure row writes that follow a change
+// of the children of the objects sources, reading the closure rows before
+// the change from r, and the edges from r with overlay applied to the
+// children of the objects it recomputes (nil: r's edges are those after
+// the change).
+//
+// The closure of an object changes only if it reaches a source in the
+// old graph (a path to a changed edge starts with unchanged edges), so
+// the objects to recompute, S, are the sources and their old ancestors.
+// For an object outside S the old closure is the new one; the new
+// distances of S follow by relaxation (Bellman-Ford) over its new edges,
+// from the closures of its children outside S.
+func recomputeClosures(ctx context.Context, r relationshipQuerier, n *nestedRel, sources []string, overlay func(children map[string][]string)) ([]rowOp, error) {
+	inS := map[string]bool{}
+	for _, src := range sources {
+		if inS[src] {
 			continue
 		}
-		inS[ed.from] = true
-		anc, err := ancestorsOf(ctx, tx, n, ed.from)
+		inS[src] = true
+		anc, err := ancestorsOf(ctx, r, n, src)
 		if err != nil {
 			return nil, err
 		}
@@ -254,25 +280,20 @@ func nestedDiff(ctx context.Context, tx store.Tx, n *nestedRel, edits []nestedEd
 	S := slices.Sorted(maps.Keys(inS))
 	children := make(map[string][]string, len(S))
 	for _, s := range S {
-		kids, err := childrenOf(ctx, tx, n, s)
+		kids, err := childrenOf(ctx, r, n, s)
 		if err != nil {
 			return nil, err
 		}
 		children[s] = kids
 	}
-	for _, ed := range edits { // the write, laid over the old edges in order
-		kids := children[ed.from]
-		kids = slices.DeleteFunc(kids, func(c string) bool { return c == ed.to })
-		if ed.add {
-			kids = append(kids, ed.to)
-		}
-		children[ed.from] = kids
+	if overlay != nil {
+		overlay(children)
 	}
 	old := make(map[string]distances, len(S))
 	outside := map[string]distances{}
 	dist := make(map[string]distances, len(S))
 	for _, s := range S {
-		o, err := closureOf(ctx, tx, n, s)
+		o, err := closureOf(ctx, r, n, s)
 		if err != nil {
 			return nil, err
 		}
@@ -285,7 +306,7 @@ func nestedDiff(ctx context.Context, tx store.Tx, n *nestedRel, edits []nestedEd
 			}
 			oc, ok := outside[c]
 			if !ok {
-				if oc, err = closureOf(ctx, tx, n, c); err != nil {
+				if oc, err = closureOf(ctx, r, n, c); err != nil {
 					return nil, err
 				}
 				outside[c] = oc
@@ -464,81 +485,6 @@ func appendDiff(ops []rowOp, n *nestedRel, s string, old, want distances) []rowO
 	return ops
 }
 
-// fullClosure computes, from the edges r holds, the closure of every
-// object of n's relation (the brute-force reference and the rebuild).
-func fullClosure(ctx context.Context, r relationshipQuerier, n *nestedRel) (map[string]distances, error) {
-	typ := n.rel.Definition.Name
-	adj := map[string][]string{}
-	f := tuple.Filter{ResourceType: typ, Relation: n.rel.Name, Subject: &tuple.SubjectFilter{Type: typ, Relation: n.rel.Name}}
-	for row, err := range r.QueryRelationships(ctx, f, store.QueryOptions{}) {
-		if err != nil {
-			return nil, fmt.Errorf("engine: edges of %s#%s: %w", typ, n.rel.Name, err)
-		}
-		adj[row.Resource.ID] = append(adj[row.Resource.ID], row.Subject.ID)
-	}
-	out := make(map[string]distances, len(adj))
-	for _, x := range slices.Sorted(maps.Keys(adj)) {
-		d := distances{}
-		frontier := []string{x}
-		for k := 1; len(frontier) > 0; k++ {
-			var next []string
-			for _, u := range frontier {
-				for _, v := range adj[u] {
-					if _, seen := d[v]; seen || v == x {
-						continue
-					}
-					d[v] = k
-					next = append(next, v)
-				}
-			}
-			frontier = next
-		}
-		if len(d) > 0 {
-			out[x] = d
-		}
-	}
-	return out, nil
-}
-
-// storedClosure reads every closure row of n's relation.
-func storedClosure(ctx context.Context, r relationshipQuerier, n *nestedRel) (map[string]distances, error) {
-	typ := n.rel.Definition.Name
-	out := map[string]distances{}
-	f := tuple.Filter{ResourceType: typ, Relation: n.closure}
-	for row, err := range r.QueryRelationships(ctx, f, store.QueryOptions{}) {
-		if err != nil {
-			return nil, fmt.Errorf("engine: nested index of %s#%s: %w", typ, n.rel.Name, err)
-		}
-		d, ok := eval.NestedDistance(&row)
-		if !ok {
-			continue
-		}
-		m := out[row.Resource.ID]
-		if m == nil {
-			m = distances{}
-			out[row.Resource.ID] = m
-		}
-		m[row.Subject.ID] = d
-	}
-	return out, nil
-}
-
-// closureDiff returns the writes that turn have into want.
-func closureDiff(n *nestedRel, have, want map[string]distances) []rowOp {
-	ids := map[string]bool{}
-	for id := range have {
-		ids[id] = true
-	}
-	for id := range want {
-		ids[id] = true
-	}
-	var ops []rowOp
-	for _, id := range slices.Sorted(maps.Keys(ids)) {
-		ops = appendDiff(ops, n, id, have[id], want[id])
-	}
-	return ops
-}
-
 // NestedIndexReport describes the nested-group index of one relation.
 type NestedIndexReport struct {
 	// Relation is "type#relation".
@@ -569,7 +515,7 @@ func (e *Engine) VerifyNestedIndex(ctx context.Context) (Revision, []NestedIndex
 	}
 	var out []NestedIndexReport
 	for _, n := range sortedNested(v.c.nested) {
-		rep, _, err := nestedReport(ctx, v.reader, n)
+		rep, err := nestedReport(ctx, v.reader, n)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -579,167 +525,23 @@ func (e *Engine) VerifyNestedIndex(ctx context.Context) (Revision, []NestedIndex
 }
 
 // nestedReport compares the stored rows of n with the closure of the
-// edges r holds, and returns the writes that would fix them.
-func nestedReport(ctx context.Context, r relationshipQuerier, n *nestedRel) (NestedIndexReport, []rowOp, error) {
-	rep := NestedIndexReport{Relation: n.rel.Definition.Name + "#" + n.rel.Name}
+// edges r holds.
+func nestedReport(ctx context.Context, r relationshipQuerier, n *nestedRel) (NestedIndexReport, error) {
 	ready, err := markerPresent(ctx, r, n.rel)
 	if err != nil {
-		return rep, nil, err
+		return NestedIndexReport{}, err
 	}
+	g, err := loadNestedGraph(ctx, r, n)
+	if err != nil {
+		return NestedIndexReport{}, err
+	}
+	rep, err := diffClosure(ctx, r, n, g, nil)
 	rep.Ready = ready
-	have, err := storedClosure(ctx, r, n)
-	if err != nil {
-		return rep, nil, err
-	}
-	want, err := fullClosure(ctx, r, n)
-	if err != nil {
-		return rep, nil, err
-	}
-	for id, m := range have {
-		rep.Rows += len(m)
-		for y, k := range m {
-			if w, ok := want[id][y]; !ok {
-				rep.Extra++
-			} else if w != k {
-				rep.Wrong++
-			}
-		}
-	}
-	for id, m := range want {
-		for y := range m {
-			if _, ok := have[id][y]; !ok {
-				rep.Missing++
-			}
-		}
-	}
-	return rep, closureDiff(n, have, want), nil
+	return rep, err
 }
 
 func sortedNested(ix map[relKey]*nestedRel) []*nestedRel {
 	return slices.SortedFunc(maps.Values(ix), func(a, b *nestedRel) int { return a.rel.Index - b.rel.Index })
-}
-
-// RebuildNestedIndex recomputes the index of every indexed relation of
-// the head's schema from the relationships and writes what differs, then
-// the marker, so that checks read it again. It holds the schema write
-// lock, so no write of this engine comes between its transactions; the
-// rows it writes go in transactions of at most the store's batch size,
-// and checks use none of them before the last (the marker) commits.
-// With the index off it does nothing.
-func (e *Engine) RebuildNestedIndex(ctx context.Context) ([]NestedIndexReport, error) {
-	if err := e.checkOpen(); err != nil {
-		return nil, err
-	}
-	if !e.nestedOn() {
-		return nil, nil
-	}
-	e.writeMu.Lock()
-	defer e.writeMu.Unlock()
-	return e.rebuildLocked(ctx)
-}
-
-// rebuildLocked is RebuildNestedIndex with e.writeMu held.
-func (e *Engine) rebuildLocked(ctx context.Context) ([]NestedIndexReport, error) {
-	head, err := e.heads.head(ctx)
-	if err != nil {
-		return nil, err
-	}
-	v, err := e.openAt(ctx, head)
-	if err != nil {
-		return nil, err
-	}
-	if v.c == nil {
-		return nil, nil
-	}
-	meta, err := writeMeta(ctx, "", OpNameRebuildNestedIndex)
-	if err != nil {
-		return nil, err
-	}
-	var out []NestedIndexReport
-	for _, n := range sortedNested(v.c.nested) {
-		rep, ops, err := nestedReport(ctx, v.reader, n)
-		if err != nil {
-			return nil, err
-		}
-		if rep.Ready && len(ops) == 0 {
-			out = append(out, rep)
-			continue
-		}
-		marker, stale := eval.NestedMarker(n.rel), eval.NestedStale(n.rel)
-		chunk := max(1, e.batchOps()-3) // room for the marker and the stale row
-		marked := !rep.Ready            // the index already reads as stale
-		if bl, ok := e.st.(store.BulkLoader); ok && len(ops) > chunk {
-			// Rows to add go in one bulk load (one revision, however
-			// many), led by the stale row: checks read none of them
-			// before the marker's write below.
-			var touches, deletes []rowOp
-			for _, op := range ops {
-				if op.touch {
-					touches = append(touches, op)
-				} else {
-					deletes = append(deletes, op)
-				}
-			}
-			_, _, err := bl.Import(ctx, meta, func(yield func(tuple.Relationship, error) bool) {
-				if !yield(stale, nil) {
-					return
-				}
-				for _, op := range touches {
-					if !yield(op.r, nil) {
-						return
-					}
-				}
-			})
-			if err != nil {
-				return nil, fmt.Errorf("engine: rebuild nested index of %s: %w", rep.Relation, err)
-			}
-			rep.Written += len(touches)
-			ops, marked = deletes, true
-		}
-		for first := true; first || len(ops) > 0; first = false {
-			part := ops[:min(chunk, len(ops))]
-			ops = ops[len(part):]
-			last := len(ops) == 0
-			_, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
-				if !marked && !last {
-					// Checks must not read a half-written index.
-					if err := tx.Touch(ctx, stale); err != nil {
-						return err
-					}
-				}
-				if err := writeOps(ctx, tx, part); err != nil {
-					return err
-				}
-				if last {
-					if err := tx.Delete(ctx, stale.Key()); err != nil {
-						return err
-					}
-					return tx.Touch(ctx, marker)
-				}
-				return nil
-			})
-			if err != nil {
-				return nil, fmt.Errorf("engine: rebuild nested index of %s: %w", rep.Relation, err)
-			}
-			marked = true
-			rep.Written += len(part)
-		}
-		e.log.InfoContext(ctx, "nested index rebuilt", "relation", rep.Relation, "rows", rep.Rows, "written", rep.Written)
-		out = append(out, rep)
-	}
-	return out, nil
-}
-
-// rebuildStale rebuilds the index after a write left relations stale.
-// The write is committed either way: a failed rebuild is logged, and the
-// evaluator walks those relations until a rebuild succeeds.
-func (e *Engine) rebuildStale(ctx context.Context, stale []*schema.Relation) {
-	if len(stale) == 0 || !e.nestedOn() {
-		return
-	}
-	if _, err := e.RebuildNestedIndex(context.WithoutCancel(ctx)); err != nil {
-		e.log.ErrorContext(ctx, "nested index rebuild failed; checks walk until the next rebuild", "error", err)
-	}
 }
 
 // hiddenReader is a store.Reader without the reserved rows, except for
@@ -949,33 +751,6 @@ func reservedKey(k tuple.Key) bool {
 	return tuple.Reserved(k.Relation) || tuple.Reserved(k.Subject.Relation)
 }
 
-// ensureNested rebuilds, when the engine opens with the index on, the
-// index of every indexed relation of the head's schema whose marker is
-// missing (written with the index off, or by an older version).
-func (e *Engine) ensureNested(ctx context.Context) error {
-	if !e.nestedOn() {
-		return nil
-	}
-	v, err := e.open(ctx, FullyConsistent())
-	if err != nil {
-		return err
-	}
-	if v.c == nil {
-		return nil
-	}
-	for _, n := range sortedNested(v.c.nested) {
-		ok, err := markerPresent(ctx, v.reader, n.rel)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			_, err := e.RebuildNestedIndex(ctx)
-			return err
-		}
-	}
-	return nil
-}
-
 // schemaNested updates the index inside a schema write's transaction: a
 // relation the new schema no longer indexes loses its marker and rows; a
 // relation it starts indexing gets its rows and marker when they fit the
@@ -1003,11 +778,17 @@ func (e *Engine) schemaNested(ctx context.Context, tx store.Tx, prev, next map[r
 		if prev[relKey{n.rel.Definition.Name, n.rel.Name}] != nil || !e.nestedOn() {
 			continue
 		}
-		_, ops, err := nestedReport(ctx, tx, n)
+		if e.builder.building.Load() {
+			// A rebuild writes rows that assume the index stale until it
+			// marks it: it builds this one too, once it sees the schema.
+			stale = append(stale, n.rel)
+			continue
+		}
+		ops, fits, err := nestedBuildOps(ctx, tx, n, budget-1)
 		if err != nil {
 			return nil, err
 		}
-		if len(ops) >= budget {
+		if !fits {
 			stale = append(stale, n.rel)
 			continue
 		}

@@ -213,6 +213,12 @@ func runNestedHistory(t *testing.T, seed uint64, st store.Store, clk *clock) {
 		if err != nil {
 			t.Fatalf("step %d: %v", step, err)
 		}
+		// The index left stale is rebuilt in the background.
+		for _, e := range []*engine.Engine{eng, batched} {
+			if err := e.WaitNestedIndex(ctx); err != nil {
+				t.Fatalf("step %d: rebuild: %v", step, err)
+			}
+		}
 		head, err := eng.Head(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -429,6 +435,9 @@ func TestNestedIndexOffAndOn(t *testing.T) {
 	write(on, "group:c#member@user:ann") // not an edge: nothing to maintain
 	reopened, err := engine.Open(ctx, st, engine.Options{Now: clk.Now})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reopened.WaitNestedIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if r := ready(reopened); !r.Ready || r.Rows != 3 || r.Missing+r.Extra+r.Wrong != 0 {

@@ -91,67 +91,166 @@ func vmRSS() int64 {
 // run, without waiting for the streams to block: the bound holds at any
 // moment, blocked or not.
 func TestStuckLookups(t *testing.T) {
-	n := 20_000
-	if v, err := strconv.Atoi(os.Getenv("PEMBA_STUCK_LOOKUPS")); err == nil && v > 0 {
-		n = v
-	}
+	n := stuckN()
 	cfg := Config{Overload: Overload{StreamStallTimeout: time.Hour}}
 	t.Run("memstore", func(t *testing.T) {
-		stuckLookups(t, newFixture(t, cfg, smallWindow...), n)
+		stuckLookups(t, newFixture(t, cfg, smallWindow...), n, directStuck)
 	})
 	t.Run("pebble", func(t *testing.T) {
 		st, err := pebblestore.Open(t.TempDir(), pebblestore.Options{GCInterval: -1, NoSync: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		stuckLookups(t, newFixtureOn(t, st, cfg, smallWindow...), n)
+		stuckLookups(t, newFixtureOn(t, st, cfg, smallWindow...), n, directStuck)
 	})
 }
 
-func stuckLookups(t *testing.T, f *fixture, n int) {
+// TestStuckShapedLookups is TestStuckLookups through the shapes that
+// stream through an intermediate set (engine/eval/streamplan.go): three
+// LookupResources of doc#view = parent->view, whose n documents lie in a
+// folder the user views through a parent folder and a group, and two of
+// doc#audit = parent->view & parent->auditor, an intersection whose every
+// candidate is decided by Check as the stream is read. Same bound, same
+// probes, same n (PEMBA_STUCK_LOOKUPS).
+func TestStuckShapedLookups(t *testing.T) {
+	n := stuckN()
+	cfg := Config{Overload: Overload{StreamStallTimeout: time.Hour}}
+	t.Run("memstore", func(t *testing.T) {
+		stuckLookups(t, newFixture(t, cfg, smallWindow...), n, shapedStuck)
+	})
+	t.Run("pebble", func(t *testing.T) {
+		st, err := pebblestore.Open(t.TempDir(), pebblestore.Options{GCInterval: -1, NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stuckLookups(t, newFixtureOn(t, st, cfg, smallWindow...), n, shapedStuck)
+	})
+}
+
+// stuckN is the results of each stuck lookup: 20,000 in CI, or
+// PEMBA_STUCK_LOOKUPS.
+func stuckN() int {
+	if v, err := strconv.Atoi(os.Getenv("PEMBA_STUCK_LOOKUPS")); err == nil && v > 0 {
+		return v
+	}
+	return 20_000
+}
+
+// stuckWorkload is what a stuck-lookups test loads, and asks: load writes
+// the schema and the relationships (n results per lookup), open starts
+// lookup i of five, and probe is a check that must keep answering yes.
+type stuckWorkload struct {
+	load  func(t *testing.T, f *fixture, n int)
+	open  func(ctx context.Context, f *fixture, i int) (func() (int, error), error)
+	probe *pb.CheckPermissionRequest
+}
+
+// directStuck: three LookupSubjects over one document's n owners, two
+// LookupResources over the n documents one user owns (a direct relation).
+var directStuck = stuckWorkload{
+	load: func(t *testing.T, f *fixture, n int) {
+		f.writeSchema()
+		for _, rels := range []iter.Seq2[tuple.Relationship, error]{owners("big", n), owned(n)} {
+			if _, _, err := f.eng.Import(context.Background(), "test", rels); err != nil {
+				t.Fatal(err)
+			}
+		}
+	},
+	open: func(ctx context.Context, f *fixture, i int) (func() (int, error), error) {
+		if i < 3 {
+			s, err := f.perms.LookupSubjects(ctx, &pb.LookupSubjectsRequest{Resource: &pb.ObjectReference{ObjectType: "doc", ObjectId: "big"}, Permission: "edit", SubjectObjectType: "user"})
+			return func() (int, error) { return count(s.Recv) }, err
+		}
+		s, err := f.perms.LookupResources(ctx, &pb.LookupResourcesRequest{ResourceObjectType: "doc", Permission: "edit", Subject: &pb.SubjectReference{Object: &pb.ObjectReference{ObjectType: "user", ObjectId: "tom"}}})
+		return func() (int, error) { return count(s.Recv) }, err
+	},
+	probe: &pb.CheckPermissionRequest{
+		Resource: &pb.ObjectReference{ObjectType: "doc", ObjectId: "big"}, Permission: "edit",
+		Subject: &pb.SubjectReference{Object: &pb.ObjectReference{ObjectType: "user", ObjectId: "u0000007"}},
+	},
+}
+
+// shapedSchema has an arrow over a recursive arrow and a subject set, and
+// an intersection of two arrows.
+const shapedSchema = `definition user {}
+
+definition group {
+  relation member: user | group#member
+}
+
+definition folder {
+  relation parent: folder
+  relation viewer: user | group#member
+  relation auditor: user
+  permission view = viewer + parent->view
+}
+
+definition doc {
+  relation parent: folder
+  permission view = parent->view
+  permission audit = parent->view & parent->auditor
+}
+`
+
+// shapedStuck: n documents in folder:f, in folder:top, viewed by
+// group:eng, of which tom is a member; tom audits folder:f.
+var shapedStuck = stuckWorkload{
+	load: func(t *testing.T, f *fixture, n int) {
+		f.writeSchemaText(t, shapedSchema)
+		f.write("group:eng#member@user:tom", "folder:top#viewer@group:eng#member", "folder:f#parent@folder:top", "folder:f#auditor@user:tom")
+		docs := func(yield func(tuple.Relationship, error) bool) {
+			for i := range n {
+				r := tuple.Relationship{
+					Resource: tuple.ObjectRef{Type: "doc", ID: fmt.Sprintf("d%07d", i)}, Relation: "parent",
+					Subject: tuple.SubjectRef{Type: "folder", ID: "f"},
+				}
+				if !yield(r, nil) {
+					return
+				}
+			}
+		}
+		if _, _, err := f.eng.Import(context.Background(), "test", docs); err != nil {
+			t.Fatal(err)
+		}
+	},
+	open: func(ctx context.Context, f *fixture, i int) (func() (int, error), error) {
+		perm := "view"
+		if i >= 3 {
+			perm = "audit"
+		}
+		s, err := f.perms.LookupResources(ctx, &pb.LookupResourcesRequest{ResourceObjectType: "doc", Permission: perm, Subject: &pb.SubjectReference{Object: &pb.ObjectReference{ObjectType: "user", ObjectId: "tom"}}})
+		return func() (int, error) { return count(s.Recv) }, err
+	},
+	probe: &pb.CheckPermissionRequest{
+		Resource: &pb.ObjectReference{ObjectType: "doc", ObjectId: "d0000007"}, Permission: "audit",
+		Subject: &pb.SubjectReference{Object: &pb.ObjectReference{ObjectType: "user", ObjectId: "tom"}},
+	},
+}
+
+func stuckLookups(t *testing.T, f *fixture, n int, w stuckWorkload) {
 	var sends atomic.Int64
 	f.srv.guards.newTimer = func(time.Duration) stallTimer { return countingTimer{&sends} }
-	f.writeSchema()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := time.Now()
-	if _, _, err := f.eng.Import(ctx, "test", owners("big", n)); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := f.eng.Import(ctx, "test", owned(n)); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("imported %d relationships in %s", 2*n, time.Since(start).Round(time.Millisecond))
+	w.load(t, f, n)
+	t.Logf("loaded in %s", time.Since(start).Round(time.Millisecond))
 	idleHeap, idleRSS := liveHeap(), vmRSS()
 
-	subjects := &pb.LookupSubjectsRequest{Resource: &pb.ObjectReference{ObjectType: "doc", ObjectId: "big"}, Permission: "edit", SubjectObjectType: "user"}
-	resources := &pb.LookupResourcesRequest{ResourceObjectType: "doc", Permission: "edit", Subject: &pb.SubjectReference{Object: &pb.ObjectReference{ObjectType: "user", ObjectId: "tom"}}}
 	var drains []func() (int, error)
 	for i := range 5 {
-		if i < 3 {
-			s, err := f.perms.LookupSubjects(ctx, subjects)
-			if err != nil {
-				t.Fatal(err)
-			}
-			drains = append(drains, func() (int, error) { return count(s.Recv) })
-		} else {
-			s, err := f.perms.LookupResources(ctx, resources)
-			if err != nil {
-				t.Fatal(err)
-			}
-			drains = append(drains, func() (int, error) { return count(s.Recv) })
+		d, err := w.open(ctx, f, i)
+		if err != nil {
+			t.Fatal(err)
 		}
+		drains = append(drains, d)
 	}
 	health := healthpb.NewHealthClient(f.conn)
-	probe := &pb.CheckPermissionRequest{
-		Resource: &pb.ObjectReference{ObjectType: "doc", ObjectId: "big"}, Permission: "edit",
-		Subject: &pb.SubjectReference{Object: &pb.ObjectReference{ObjectType: "user", ObjectId: "u0000007"}},
-	}
 	var peakHeap, peakRSS int64
 	for round := range 20 {
 		for range 10 {
 			pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
-			resp, err := f.perms.CheckPermission(pctx, probe)
+			resp, err := f.perms.CheckPermission(pctx, w.probe)
 			if err != nil || resp.GetPermissionship() != pb.Permissionship_PERMISSIONSHIP_HAS_PERMISSION {
 				t.Fatalf("probe check in round %d: %v, %v", round, resp.GetPermissionship(), err)
 			}

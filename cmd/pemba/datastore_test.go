@@ -95,8 +95,8 @@ func TestDatastoreIndex(t *testing.T) {
 		code     int
 	}{
 		{"verify-index", "group#member at revision 2: stale, 0 rows; 3 missing, 0 extra, 0 with a wrong distance\n", 1},
-		{"rebuild-index", "group#member at revision 3: complete, 3 rows; 0 missing, 0 extra, 0 with a wrong distance\n", 0},
-		{"verify-index", "group#member at revision 3: complete, 3 rows; 0 missing, 0 extra, 0 with a wrong distance\n", 0},
+		{"rebuild-index", "group#member at revision 4: complete, 3 rows; 0 missing, 0 extra, 0 with a wrong distance\n", 0},
+		{"verify-index", "group#member at revision 4: complete, 3 rows; 0 missing, 0 extra, 0 with a wrong distance\n", 0},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(ctx, []string{"datastore", c.sub, "-data-dir", dir}, &stdout, &stderr); code != c.code || stdout.String() != c.out {

@@ -399,6 +399,10 @@ func TestServeMetricsAndProbes(t *testing.T) {
 		// The checks after the schema write use the evaluator the write
 		// prepared: nothing compiled the schema again.
 		"pemba_engine_schema_compiles_on_read_total 0",
+		"pemba_engine_nested_index_building 0",
+		"pemba_engine_nested_index_rebuilds_total",
+		"pemba_engine_nested_index_rebuild_failures_total 0",
+		"pemba_engine_nested_index_last_rebuild_seconds",
 		`pemba_store_head_revision{store="pebble"} 2`,
 		`pemba_store_gc_horizon_revision{store="pebble"}`,
 		"pemba_pebble_compactions_total",

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
 )
@@ -27,6 +28,7 @@ func TestContextualDifferential(t *testing.T) {
 		cases = 20
 	}
 	ctx := context.Background()
+	var streamed uint64
 	for i := range cases {
 		seed := uint64(i)
 		rng := rand.New(rand.NewPCG(seed, 0x21))
@@ -58,50 +60,105 @@ func TestContextualDifferential(t *testing.T) {
 		}
 		loose := looseMissing(allRels)
 		c := NewCache(1 << 20)
-		e := New(s, Options{Concurrency: 1, Cache: c})
-		refs := map[bool]*refEval{
-			false: newRefEval(s, stored, testNow, nil, universe),
-			true:  newRefEval(s, all, testNow, nil, universe),
-		}
-		want := map[bool]map[tuple.SubjectRef]map[refNode]refVal{false: {}, true: {}}
-		for _, with := range []bool{true, false, true} {
-			p := Params{Reader: rd, Now: testNow}
-			if with {
-				p.Contextual = contextual
+		// The second evaluator reads the nested-group index of the
+		// stored relationships: not for relations the contextual ones
+		// name (they may add edges the rows lack).
+		evals := []struct {
+			e  *Evaluator
+			rd store.Reader
+		}{{New(s, Options{Concurrency: 1, Cache: c}), rd}, {New(s, Options{Concurrency: 1, NestedIndex: true}), loadNested(t, s, stored)}}
+		for _, ev := range evals {
+			e, rd := ev.e, ev.rd
+			refs := map[bool]*refEval{
+				false: newRefEval(s, stored, testNow, nil, universe),
+				true:  newRefEval(s, all, testNow, nil, universe),
 			}
-			for _, sub := range subjects {
-				if want[with][sub] == nil {
-					v, err := refs[with].solve(sub)
-					if err != nil {
-						t.Fatalf("seed %d: reference: %v", seed, err)
-					}
-					want[with][sub] = v
+			want := map[bool]map[tuple.SubjectRef]map[refNode]refVal{false: {}, true: {}}
+			for _, with := range []bool{true, false, true} {
+				p := Params{Reader: rd, Now: testNow}
+				if with {
+					p.Contextual = contextual
 				}
+				for _, sub := range subjects {
+					if want[with][sub] == nil {
+						v, err := refs[with].solve(sub)
+						if err != nil {
+							t.Fatalf("seed %d: reference: %v", seed, err)
+						}
+						want[with][sub] = v
+					}
+					for _, r := range allRels {
+						var expRes []ResourceResult
+						for _, id := range universe[r.Definition.Name] {
+							exp := want[with][sub][refNode{r.Index, id}]
+							if exp.perm != NoPermission {
+								expRes = append(expRes, ResourceResult{ResourceID: id, Permissionship: exp.perm, MissingContext: exp.missing})
+							}
+							req := CheckRequest{Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: id}, Permission: r.Name, Subject: sub}
+							got, err := e.Check(ctx, p, req)
+							if err != nil || got.Permissionship != exp.perm || !sameMissing(got.MissingContext, exp.missing, loose) {
+								t.Fatalf("seed %d (%d of %d relationships contextual) with=%v: Check(%s#%s@%s) = %v %v (err %v), reference %v %v\nschema:\n%s\nstored:\n%s\ncontextual:\n%s",
+									seed, len(contextual), len(all), with, req.Resource, r.Name, sub, got.Permissionship, got.MissingContext, err, exp.perm, exp.missing,
+									describeSchema(s), describeTuples(stored), describeTuples(contextual))
+							}
+						}
+						if sub.ID == tuple.Wildcard {
+							continue // LookupResources takes no wildcard subject
+						}
+						got, err := drain(e.LookupResources(ctx, p, LookupResourcesRequest{ResourceType: r.Definition.Name, Permission: r.Name, Subject: sub}))
+						if err != nil || !slices.EqualFunc(got, expRes, eqResource(loose)) {
+							t.Fatalf("seed %d with=%v: LookupResources(%s#%s@%s) = %v (err %v), reference %v", seed, with, r.Definition.Name, r.Name, sub, got, err, expRes)
+						}
+						// Pages of one, resuming after the cursor, list the
+						// same (the streamed plan merges the contextual
+						// relationships into each scan after the cursor).
+						var paged []ResourceResult
+						for after := ""; ; {
+							page, err := drain(e.LookupResources(ctx, p, LookupResourcesRequest{ResourceType: r.Definition.Name, Permission: r.Name, Subject: sub, Limit: 1, After: after}))
+							if err != nil || len(page) > 1 {
+								t.Fatalf("seed %d with=%v: paged LookupResources(%s#%s@%s): %v %v", seed, with, r.Definition.Name, r.Name, sub, page, err)
+							}
+							if len(page) == 0 {
+								break
+							}
+							paged = append(paged, page...)
+							after = page[0].ResourceID
+						}
+						if !slices.EqualFunc(paged, expRes, eqResource(loose)) {
+							t.Fatalf("seed %d with=%v: paged LookupResources(%s#%s@%s) = %v, reference %v", seed, with, r.Definition.Name, r.Name, sub, paged, expRes)
+						}
+					}
+				}
+				// LookupSubjects of users agrees with the reference.
 				for _, r := range allRels {
-					var expRes []ResourceResult
 					for _, id := range universe[r.Definition.Name] {
-						exp := want[with][sub][refNode{r.Index, id}]
-						if exp.perm != NoPermission {
-							expRes = append(expRes, ResourceResult{ResourceID: id, Permissionship: exp.perm, MissingContext: exp.missing})
+						got, err := drain(e.LookupSubjects(ctx, p, LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: id}, Permission: r.Name, SubjectType: "user"}))
+						if err != nil {
+							t.Fatalf("seed %d with=%v: LookupSubjects(%s:%s#%s): %v", seed, with, r.Definition.Name, id, r.Name, err)
 						}
-						req := CheckRequest{Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: id}, Permission: r.Name, Subject: sub}
-						got, err := e.Check(ctx, p, req)
-						if err != nil || got.Permissionship != exp.perm || !sameMissing(got.MissingContext, exp.missing, loose) {
-							t.Fatalf("seed %d (%d of %d relationships contextual) with=%v: Check(%s#%s@%s) = %v %v (err %v), reference %v %v\nschema:\n%s\nstored:\n%s\ncontextual:\n%s",
-								seed, len(contextual), len(all), with, req.Resource, r.Name, sub, got.Permissionship, got.MissingContext, err, exp.perm, exp.missing,
-								describeSchema(s), describeTuples(stored), describeTuples(contextual))
+						for _, u := range append(slices.Clone(diffUsers), tuple.Wildcard) {
+							sub := tuple.SubjectRef{Type: "user", ID: u}
+							if want[with][sub] == nil {
+								v, err := refs[with].solve(sub)
+								if err != nil {
+									t.Fatalf("seed %d: reference: %v", seed, err)
+								}
+								want[with][sub] = v
+							}
+							exp := want[with][sub][refNode{r.Index, id}]
+							if gp, gm := subjectAnswer(got, u); gp != exp.perm || !sameMissing(gm, exp.missing, loose) {
+								t.Fatalf("seed %d with=%v: LookupSubjects(%s:%s#%s) = %+v: %s is %v %v, reference %v %v", seed, with, r.Definition.Name, id, r.Name, got, u, gp, gm, exp.perm, exp.missing)
+							}
 						}
-					}
-					if sub.ID == tuple.Wildcard {
-						continue // LookupResources takes no wildcard subject
-					}
-					got, err := drain(e.LookupResources(ctx, p, LookupResourcesRequest{ResourceType: r.Definition.Name, Permission: r.Name, Subject: sub}))
-					if err != nil || !slices.EqualFunc(got, expRes, eqResource(loose)) {
-						t.Fatalf("seed %d with=%v: LookupResources(%s#%s@%s) = %v (err %v), reference %v", seed, with, r.Definition.Name, r.Name, sub, got, err, expRes)
 					}
 				}
 			}
+			streamed += e.streamed.Load()
 		}
+	}
+	// Lookups with contextual relationships take the streamed plan.
+	if streamed == 0 {
+		t.Errorf("no lookup streamed in %d cases", cases)
 	}
 }
 

@@ -290,25 +290,38 @@ func TestDifferential(t *testing.T) {
 			cases = 1
 		}
 	}
-	var streamed uint64
+	var counts diffCounts
 	for i := first; i < first+cases; i++ {
 		seed := uint64(i)
 		rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 		s := genSchema(rng, cs.Caveats, "diff-"+strconv.Itoa(i))
 		rels := genTuples(rng, s, testNow)
 		reqCtx := diffContexts[rng.IntN(len(diffContexts))]
-		if !runDiffCase(t, seed, s, rels, reqCtx, &streamed) {
+		if !runDiffCase(t, seed, s, rels, reqCtx, &counts) {
 			t.Logf("schema of seed %d:\n%s", seed, describeSchema(s))
 			t.Logf("relationships:\n%s", describeTuples(rels))
 			return
 		}
 	}
 	// The streamed plan is taken often enough to be compared.
-	if cases >= 60 && streamed < uint64(cases) {
-		t.Errorf("%d streamed lookups in %d cases: the random schemas no longer exercise stream.go", streamed, cases)
+	if cases >= 60 && counts.streamed < uint64(cases) {
+		t.Errorf("%d streamed lookups in %d cases: the random schemas no longer exercise stream.go", counts.streamed, cases)
 	}
-	t.Logf("%d lookups streamed in %d cases", streamed, cases)
+	// So is the plan through intermediate sets (streamplan.go).
+	if cases >= 60 && counts.walked < uint64(cases) {
+		t.Errorf("%d lookups streamed through intermediate sets in %d cases: the random schemas no longer exercise streamplan.go", counts.walked, cases)
+	}
+	// So are the lookups' reads of the nested-group index.
+	if cases >= 60 && counts.nested < uint64(cases) {
+		t.Errorf("%d closure reads by lookups in %d cases: the random schemas no longer exercise nestedlookup.go", counts.nested, cases)
+	}
+	t.Logf("%d lookups streamed (%d through intermediate sets), %d closure reads by lookups in %d cases", counts.streamed, counts.walked, counts.nested, cases)
 }
+
+// diffCounts counts, over the cases of TestDifferential, the plans that
+// must be exercised: streamed lookups, those streamed through
+// intermediate sets, and lookups' closure reads.
+type diffCounts struct{ streamed, walked, nested uint64 }
 
 // diffWorld returns the objects of every type of s that the random tests
 // ask about, and every relation of s in a stable order.
@@ -329,7 +342,7 @@ func diffWorld(s *schema.Schema) (map[string][]string, []*schema.Relation) {
 // runDiffCase compares every evaluator configuration with the reference on
 // one schema and data set, at two clock values (the second after the
 // expiring relationships have expired, to exercise cache expiry).
-func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any, streamed *uint64) bool {
+func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any, counts *diffCounts) bool {
 	t.Helper()
 	ctx := context.Background()
 	rd := load(t, rels)
@@ -392,7 +405,9 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	}
 	defer func() {
 		for _, ev := range evals {
-			*streamed += ev.e.streamed.Load()
+			counts.streamed += ev.e.streamed.Load()
+			counts.walked += ev.e.streamedWalks.Load()
+			counts.nested += ev.e.nestedLookups.Load()
 		}
 		if n := mem.InUse(); n != 0 {
 			t.Errorf("seed %d: %d bytes still charged to the memory budget after every request ended", seed, n)

@@ -134,6 +134,14 @@
 // A wildcard is reported as "*" with the subjects an exclusion removes from
 // it in ExcludedIDs.
 //
+// Both walks read the nested-group index (nested.go) of the relations it
+// covers, at revisions where it is complete and for calls whose contextual
+// relationships add no edge of the relation (nestedlookup.go): the walk up
+// reaches every object above T:y#r from one reverse read of y's closure
+// rows, the forward walk reads the member sets of T:x#r at every depth in
+// one read, each at the depth and height the breadth-first walk would give
+// it, so the depth limit decides the same requests.
+//
 // Expand returns the rewrite tree with each relation's stored subjects;
 // each node carries the caveat and expiry of the relationship through which
 // its parent reached it, so that the tree, evaluated as Check evaluates the

@@ -62,9 +62,10 @@ type Options struct {
 	MaxLookupNodes int
 	// Plans, when set, counts the planner's decisions (see PlanCounters).
 	Plans *PlanCounters
-	// NestedIndex lets checks of the relations NestedRelations names read
-	// the nested-group index (see nested.go) at revisions where it is
-	// complete; the engine maintains it. false evaluates them by walking.
+	// NestedIndex lets checks and lookups of the relations NestedRelations
+	// names read the nested-group index (see nested.go, nestedlookup.go)
+	// at revisions where it is complete; the engine maintains it. false
+	// evaluates them by walking.
 	NestedIndex bool
 }
 
@@ -109,6 +110,12 @@ type Evaluator struct {
 	// streamed counts the lookups that took the streamed plan, for the
 	// tests that must exercise it.
 	streamed atomic.Uint64
+	// streamedWalks counts the streamed lookups that walked up to an
+	// intermediate set first (streamplan.go), for the same tests.
+	streamedWalks atomic.Uint64
+	// nestedLookups counts the closure reads of the lookups' walks
+	// (nestedlookup.go), for the tests that must exercise them.
+	nestedLookups atomic.Uint64
 	// schemaID distinguishes cache entries of different schemas that
 	// share a cache and a revision numbering.
 	schemaID uint64
@@ -459,10 +466,13 @@ func (e *Evaluator) settleBulk(rev store.Revision, now time.Time, reqs []CheckRe
 
 // LookupResources yields the resources of req.ResourceType on which
 // req.Subject has req.Permission, in ascending ID order, each with the
-// permissionship Check would give. An error ends the sequence. A
-// permission that is a union of relations naming such subjects directly
-// is streamed from the store as the sequence is read (stream.go); any
-// other is walked in full before the first result.
+// permissionship Check would give. An error ends the sequence. The
+// lookup streams (streamplan.go): it walks up from the subject to the
+// intermediate objects only (the groups holding it, the parents on which
+// an arrow's target holds), then merges ordered store scans of the
+// resources as the sequence is read, and a page (Limit, After) resumes
+// them after the cursor. A shape recursive on the resource type, or one
+// needing too many scans, is walked in full before the first result.
 func (e *Evaluator) LookupResources(ctx context.Context, p Params, req LookupResourcesRequest) iter.Seq2[ResourceResult, error] {
 	return func(yield func(ResourceResult, error) bool) {
 		rq, err := e.newRequest(p)

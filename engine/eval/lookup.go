@@ -65,6 +65,8 @@ type reverseWalk struct {
 	expires time.Time
 	// buf is reused by reverse's batch reads.
 	buf []tuple.Relationship
+	// nested is the walk's use of the nested-group index (nestedUp).
+	nested *nestedReverse
 }
 
 // errBudget stops a walk that grew too large: a reverse check, whose
@@ -89,7 +91,10 @@ func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool, h int32
 		w.vals[rel.Index] = m
 	}
 	old, ok := m[id]
-	if ok && (old.exact || !exact) {
+	if ok && (old.exact || !exact) && !(exact && h < old.h) {
+		// Known as well. (A shorter exact path comes after a longer
+		// one only where the nested-group index jumped ahead of the
+		// breadth-first order: see nestedUp.)
 		return
 	}
 	if !ok && w.budget > 0 && w.reached >= w.budget {
@@ -103,7 +108,11 @@ func (w *reverseWalk) reach(rel *schema.Relation, id string, exact bool, h int32
 		return
 	}
 	m[id] = revVal{exact: exact, h: h}
-	w.reached++
+	if !ok {
+		// Distinct nodes, whatever the order of the visits (an upgrade
+		// to exact holds nothing more).
+		w.reached++
+	}
 	w.queue = append(w.queue, reverseNode{rel: rel, id: id, exact: exact, h: h})
 }
 
@@ -189,13 +198,19 @@ func (w *reverseWalk) propagate(ctx context.Context) error {
 			break
 		}
 		nd := w.queue[head]
-		if !nd.exact && w.vals[nd.rel.Index][nd.id].exact {
-			continue // upgraded since; the exact visit propagates
+		if v := w.vals[nd.rel.Index][nd.id]; v.exact != nd.exact || (nd.exact && v.h != nd.h) {
+			continue // upgraded since; the better visit propagates
 		}
 		h := nd.h + 1 // each step up is one more relation on the path
 		i := nd.rel.Index
+		// The index reaches the relation's own ancestors at once.
+		indexed, err1 := w.nestedUp(ctx, nd)
+		if err1 != nil {
+			err = err1
+			break
+		}
 		for _, pe := range w.g.userset[i] {
-			if err != nil || !w.relevant.has(pe.parent.Index) {
+			if err != nil || !w.relevant.has(pe.parent.Index) || (indexed && pe.parent == nd.rel) {
 				continue
 			}
 			sf := tuple.SubjectFilter{Type: nd.rel.Definition.Name, ID: nd.id, Relation: nd.rel.Name}
@@ -210,10 +225,18 @@ func (w *reverseWalk) propagate(ctx context.Context) error {
 			if err != nil || !w.relevant.has(pe.parent.Index) {
 				continue
 			}
-			// Arrows follow the subject object whatever its relation.
-			sf := tuple.SubjectFilter{Type: nd.rel.Definition.Name, ID: nd.id}
-			err = w.reverse(ctx, sf, pe.tupleset, func(r *tuple.Relationship) {
-				w.reach(pe.parent, r.Resource.ID, nd.exact && pe.exact && r.Caveat == nil, h)
+			// Arrows follow the subject object whatever its relation:
+			// one read per relation the tupleset accepts on the object's
+			// type, each a seek to that subject relation and the
+			// tupleset (streamplan.go).
+			eachArrowSubjectRel(pe.tupleset, nd.rel.Definition.Name, func(srel string) {
+				if err != nil {
+					return
+				}
+				sf := tuple.SubjectFilter{Type: nd.rel.Definition.Name, ID: nd.id, Relation: srel}
+				err = w.reverse(ctx, sf, pe.tupleset, func(r *tuple.Relationship) {
+					w.reach(pe.parent, r.Resource.ID, nd.exact && pe.exact && r.Caveat == nil, h)
+				})
 			})
 		}
 	}
@@ -494,19 +517,55 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 	overBudget := false
 	var queue []visit
 	maxNodes := rq.e.opts.MaxLookupNodes
-	push := func(r *schema.Relation, id string, d int32) {
-		n := node{r, id}
-		if r == nil || visited[n] || !rq.e.an.canContain(r, subType, subRel) || memErr != nil {
-			return
-		}
+	nf := newNestedForward(rq)
+	// see marks n visited, charged and counted as the walk's nodes are.
+	see := func(n node) bool {
 		if memErr = rq.mem.charge(walkNodeBytes); memErr != nil {
-			return
+			return false
 		}
 		visited[n] = true
 		if budget > 0 && len(visited) > budget {
 			overBudget = true
 		}
+		return true
+	}
+	push := func(r *schema.Relation, id string, d int32) {
+		n := node{r, id}
+		if r == nil || memErr != nil || !rq.e.an.canContain(r, subType, subRel) || !nf.queue(ctx, r, id, d, !visited[n]) {
+			return
+		}
+		if !visited[n] && !see(n) {
+			return
+		}
 		queue = append(queue, visit{n, d})
+	}
+	// read reads the relationships of stored relation r on id, a node at
+	// depth d, naming subjects sf selects (nil: any), and meets their
+	// subjects.
+	read := func(r *schema.Relation, id string, d int32, sf *tuple.SubjectFilter) error {
+		rels, err := rq.query(ctx, tuple.Filter{ResourceType: r.Definition.Name, ResourceID: id, Relation: r.Name, Subject: sf})
+		if err != nil {
+			return err
+		}
+		for _, r := range rels {
+			s := r.Subject
+			if s.Type == subType && s.Relation == subRel {
+				mention(s.ID, d)
+			}
+			if s.Relation != "" {
+				if def := rq.e.s.Definitions[s.Type]; def != nil {
+					push(def.Relations[s.Relation], s.ID, d+1)
+				}
+			}
+		}
+		return nil
+	}
+	// selfSet records that a subject set is in itself, before any frame
+	// for it (n at depth d).
+	selfSet := func(r *schema.Relation, id string, d int32) {
+		if subRel != "" && r.Name == subRel && r.Definition.Name == subType {
+			mention(id, d-1)
+		}
 	}
 	push(rel, id, 1)
 	var walk func(n visit, w *schema.Rewrite) error
@@ -536,47 +595,65 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		}
 		return nil
 	}
+	// limits fails the walk when it has grown too large, before each
+	// node it reads.
+	limits := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if overBudget || (budget > 0 && len(mentioned) > budget) {
+			return errBudget
+		}
+		if maxNodes > 0 && len(visited)+len(mentioned) > maxNodes {
+			return &LookupTooLargeError{Max: maxNodes}
+		}
+		return nil
+	}
 	for head := 0; head <= len(queue); head++ {
 		if memErr != nil {
 			return nil, memErr
 		}
+		// Checked once more after the last node: whether the walk fails
+		// depends on what it reached, not on the order it read it in
+		// (the nested-group index reads it in another).
+		if err := limits(); err != nil {
+			return nil, err
+		}
 		if head == len(queue) {
 			break
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if overBudget || (budget > 0 && len(mentioned) > budget) {
-			return nil, errBudget
-		}
-		if maxNodes > 0 && len(visited)+len(mentioned) > maxNodes {
-			return nil, &LookupTooLargeError{Max: maxNodes}
-		}
 		n := queue[head]
-		if subRel != "" && n.rel.Name == subRel && n.rel.Definition.Name == subType {
-			// A subject set contains itself, before any frame for it.
-			mention(n.id, n.depth-1)
-		}
+		selfSet(n.rel, n.id, n.depth)
 		if n.rel.Rewrite != nil {
 			if err := walk(n, n.rel.Rewrite); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		rels, err := rq.query(ctx, tuple.Filter{ResourceType: n.rel.Definition.Name, ResourceID: n.id, Relation: n.rel.Name})
-		if err != nil {
+		// The nested-group index: the member sets of n, at any depth,
+		// read as the walk would reach them (nestedlookup.go), before
+		// n's own relationships, which name some of them. Their subject
+		// sets are all member sets of n: only the subjects asked for
+		// are read, none when those are the member sets themselves.
+		sf := nestedLeafFilter(n.rel, subType, subRel)
+		if _, err := nf.cover(ctx, n.rel, n.id, n.depth, func(id string, d int32) error {
+			if err := limits(); err != nil {
+				return err
+			}
+			m := node{n.rel, id}
+			if !visited[m] && !see(m) {
+				return memErr
+			}
+			selfSet(n.rel, id, d)
+			if sf == nil {
+				return nil
+			}
+			return read(n.rel, id, d, sf)
+		}); err != nil {
 			return nil, err
 		}
-		for _, r := range rels {
-			s := r.Subject
-			if s.Type == subType && s.Relation == subRel {
-				mention(s.ID, n.depth)
-			}
-			if s.Relation != "" {
-				if def := rq.e.s.Definitions[s.Type]; def != nil {
-					push(def.Relations[s.Relation], s.ID, n.depth+1)
-				}
-			}
+		if err := read(n.rel, n.id, n.depth, nil); err != nil {
+			return nil, err
 		}
 	}
 	return mentioned, nil

@@ -194,11 +194,11 @@ const nestedPointReads = 16
 // naming sub (or its wildcard) give the objects y whose rel holds sub at
 // height 1, and one closure row (f's object, y) each gives the distance
 // from f's object to y. ok is false when the index does not apply (then
-// the walk decides): caveated relationships, contextual relationships,
+// the walk decides): caveated relationships, contextual edges of rel (nestedUsable),
 // a store error, or a grant beyond the depth limit.
 func (rq *request) nestedCheck(ctx context.Context, f *frame, sub tuple.SubjectRef) (result, bool) {
 	rel := f.rel
-	if !rq.e.nested[rel.Index] || (rq.uncached != nil && rq.uncached[rel.Index]) {
+	if !rq.e.nested[rel.Index] || (rq.nestedEdges != nil && rq.nestedEdges[rel.Index]) {
 		return result{}, false
 	}
 	typ := rel.Definition.Name
@@ -317,7 +317,7 @@ func (rq *request) nestedSeeds(ctx context.Context, rel *schema.Relation, sub tu
 // when the objects are more than the walk's budget (the walk would give up
 // too).
 func (rq *request) nestedMembers(ctx context.Context, rel *schema.Relation, sub tuple.SubjectRef) (ids map[string]revVal, expires time.Time, ok bool) {
-	if !rq.e.nested[rel.Index] || (rq.uncached != nil && rq.uncached[rel.Index]) {
+	if !rq.e.nested[rel.Index] || (rq.nestedEdges != nil && rq.nestedEdges[rel.Index]) {
 		return nil, time.Time{}, false
 	}
 	seeds, h0, expires, ok := rq.nestedSeeds(ctx, rel, sub)
@@ -337,7 +337,7 @@ func (rq *request) nestedMembers(ctx context.Context, rel *schema.Relation, sub 
 	closure := NestedClosureRelation(rel.Name)
 	for _, y := range seeds {
 		rf := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: typ, ID: y}, ResourceType: typ, Relation: closure}
-		for r, err := range rq.reader.ReverseQueryRelationships(ctx, rf, store.QueryOptions{}) {
+		for r, err := range rq.reader.ReverseQueryRelationships(ctx, rf, store.QueryOptions{After: nestedRowsAfter(typ, y)}) {
 			if err != nil {
 				return nil, time.Time{}, false
 			}

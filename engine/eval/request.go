@@ -47,6 +47,10 @@ type request struct {
 	uncached []bool
 	// overlay is set when the reader overlays contextual relationships.
 	overlay bool
+	// nestedEdges marks, by relation index, the relations that the
+	// call's contextual relationships add nested-group edges to (see
+	// nestedUsable); nil when they add none.
+	nestedEdges []bool
 
 	// mem is the request's share of Options.Memory (memory.go); done
 	// gives it back.
@@ -116,6 +120,7 @@ func (e *Evaluator) newRequest(p Params) (*request, error) {
 
 // newRequestReaching is newRequest with the relations p.Contextual reaches
 // (see analysis.reaching) already computed, or nil to compute them.
+// chunkRequest (stream.go) copies what it sets: keep the two together.
 func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, error) {
 	if p.Reader == nil {
 		return nil, invalidRequest("no store reader")
@@ -145,6 +150,7 @@ func (e *Evaluator) newRequestReaching(p Params, uncached []bool) (*request, err
 		if rq.uncached == nil {
 			rq.uncached = e.an.reaching(p.Contextual)
 		}
+		rq.nestedEdges = e.contextualEdges(p.Contextual)
 	}
 	if e.opts.Concurrency > 1 {
 		rq.tokens = make(chan struct{}, e.opts.Concurrency-1)
@@ -183,7 +189,7 @@ func (rq *request) query(ctx context.Context, f tuple.Filter) ([]tuple.Relations
 // back. Every evaluator entry point that makes a request defers it.
 func (rq *request) done() { rq.mem.close() }
 
-// chargeRels is how many relationships a query reads between two charges
+// chargeRels is the most relationships a query reads between two charges
 // to the memory budget.
 const chargeRels = 1024
 
@@ -194,23 +200,31 @@ func (rq *request) queryLimit(ctx context.Context, f tuple.Filter, limit int) ([
 		if err != nil {
 			return nil, err
 		}
-		// Charged as the loop below charges: by blocks of chargeRels.
-		if blocks := (len(out) + chargeRels - 1) / chargeRels; blocks > 0 {
-			if err := rq.mem.charge(int64(blocks) * chargeRels * relationshipBytes); err != nil {
+		// Charged for what it read (the loop below charges ahead).
+		if len(out) > 0 {
+			if err := rq.mem.charge(int64(len(out)) * relationshipBytes); err != nil {
 				return nil, err
 			}
 		}
 		return out, nil
 	}
 	var out []tuple.Relationship
+	charged := 0
 	for r, err := range rq.reader.QueryRelationships(ctx, f, store.QueryOptions{Now: rq.now, Limit: limit}) {
 		if err != nil {
 			return nil, err
 		}
-		if len(out)%chargeRels == 0 {
-			if err := rq.mem.charge(chargeRels * relationshipBytes); err != nil {
+		if len(out) == charged {
+			// Ahead of the slice's growth, by as much as it holds (one
+			// at first, chargeRels at most): a query of a few
+			// relationships is charged a few, not a block of
+			// chargeRels (a streamed lookup's chunk of 128 Checks was
+			// charged 25 MB that way).
+			step := min(max(charged, 1), chargeRels)
+			if err := rq.mem.charge(int64(step) * relationshipBytes); err != nil {
 				return nil, err
 			}
+			charged += step
 		}
 		out = append(out, r)
 	}

@@ -25,11 +25,10 @@ import (
 // one), a scope budget of one object (the scope is "large": walk the other
 // side and test each candidate), no direct checks (intersect with the
 // other side's walk), and no direct checks with a reverse budget too small
-// for the subject's walk (intersection gives up: check the scope).
-func scopeConfigs(s *schema.Schema) []struct {
-	name string
-	e    *Evaluator
-} {
+// for the subject's walk (intersection gives up: check the scope); and the
+// first and third again reading the nested-group index of rels (its rows
+// computed by brute force), in every walk.
+func scopeConfigs(t testing.TB, s *schema.Schema, rels []tuple.Relationship) []scopeConfig {
 	def := New(s, Options{Concurrency: 1})
 	tiny := New(s, Options{Concurrency: 4})
 	tiny.scopeBudget = 1
@@ -40,10 +39,28 @@ func scopeConfigs(s *schema.Schema) []struct {
 	noRev.scopeChecks = 0
 	noRev.reverseBudget = 1
 	noRev.scopeCheckCost = 0
-	return []struct {
-		name string
-		e    *Evaluator
-	}{{"default", def}, {"scope-over-budget", tiny}, {"intersect", inter}, {"intersect-over-budget", noRev}}
+	rdNested := loadNested(t, s, rels)
+	nested := New(s, Options{Concurrency: 1, NestedIndex: true})
+	nestedInter := New(s, Options{Concurrency: 1, NestedIndex: true})
+	nestedInter.scopeChecks = 0
+	nestedInter.reverseBudget = math.MaxInt
+	return []scopeConfig{{"default", def, nil}, {"scope-over-budget", tiny, nil}, {"intersect", inter, nil}, {"intersect-over-budget", noRev, nil},
+		{"nested-index", nested, rdNested}, {"nested-index+intersect", nestedInter, rdNested}}
+}
+
+// scopeConfig is one evaluator of scopeConfigs.
+type scopeConfig struct {
+	name string
+	e    *Evaluator
+	rd   store.Reader // nil: the case's reader
+}
+
+// params returns p reading through the configuration's reader.
+func (c scopeConfig) params(p Params) Params {
+	if c.rd != nil {
+		p.Reader = c.rd
+	}
+	return p
 }
 
 // bruteScope returns the objects that reach obj by one or more of rels'
@@ -135,7 +152,7 @@ func TestScopedLookupDifferential(t *testing.T) {
 	t.Logf("%+v", stats)
 	least := func(n int) int { return max(1, n*cases/200) }
 	if stats.resources < least(100) || stats.cutResources < least(100) || stats.subjects < least(100) || stats.cutSubjects < least(100) ||
-		stats.wildSubjects < least(5) || stats.badScopes < least(5) {
+		stats.wildSubjects < least(5) || stats.badScopes < least(5) || (!raceEnabled && stats.nestedReads < 100) {
 		t.Errorf("the random cases exercise too little: %+v", stats)
 	}
 }
@@ -145,6 +162,7 @@ type scopeStats struct {
 	subjects, cutSubjects   int
 	wildSubjects, badScopes int // "*" answers in scope; scopes the schema cannot satisfy
 	depthSkips              int
+	nestedReads             int // closure reads of the lookups' walks (none in the race detector's first 30 cases)
 }
 
 func runScopeCase(t *testing.T, rng *rand.Rand, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any, st *scopeStats) bool {
@@ -155,7 +173,12 @@ func runScopeCase(t *testing.T, rng *rand.Rand, seed uint64, s *schema.Schema, r
 	oracle := New(s, Options{Concurrency: 1})
 	oracle.wideFanout = math.MaxInt
 	oracle.arrowProbe = 0
-	configs := scopeConfigs(s)
+	configs := scopeConfigs(t, s, rels)
+	defer func() {
+		for _, cfg := range configs {
+			st.nestedReads += int(cfg.e.nestedLookups.Load())
+		}
+	}()
 	var defs []string
 	for _, name := range slices.Sorted(maps.Keys(s.Definitions)) {
 		if name != "user" {
@@ -270,7 +293,7 @@ func runScopeCase(t *testing.T, rng *rand.Rand, seed uint64, s *schema.Schema, r
 		}
 		req := LookupResourcesRequest{ResourceType: goal.Definition.Name, Permission: goal.Name, Subject: sub, Through: th}
 		for _, cfg := range configs {
-			got, err := drain(cfg.e.LookupResources(ctx, p, req))
+			got, err := drain(cfg.e.LookupResources(ctx, cfg.params(p), req))
 			if errors.Is(err, ErrInvalidRequest) && !slices.ContainsFunc(slices.Collect(maps.Keys(in)), func(o tuple.ObjectRef) bool { return o.Type == goal.Definition.Name }) {
 				// The schema's types cannot satisfy this scope; the data
 				// (which obeys the schema) agrees.
@@ -289,7 +312,7 @@ func runScopeCase(t *testing.T, rng *rand.Rand, seed uint64, s *schema.Schema, r
 				for range len(want) + 2 {
 					r := req
 					r.Limit, r.After = size, after
-					page, err := drain(cfg.e.LookupResources(ctx, p, r))
+					page, err := drain(cfg.e.LookupResources(ctx, cfg.params(p), r))
 					if err != nil {
 						t.Fatalf("seed %d %s: page: %v", seed, cfg.name, err)
 					}
@@ -345,7 +368,7 @@ func runScopeCase(t *testing.T, rng *rand.Rand, seed uint64, s *schema.Schema, r
 		}
 		req := LookupSubjectsRequest{Resource: res, Permission: goal.Name, SubjectType: subType, SubjectRelation: subRel, Within: within}
 		for _, cfg := range configs {
-			got, err := drain(cfg.e.LookupSubjects(ctx, p, req))
+			got, err := drain(cfg.e.LookupSubjects(ctx, cfg.params(p), req))
 			if err != nil {
 				t.Errorf("seed %d %s: LookupSubjects(%s#%s %s#%s within %s): %v", seed, cfg.name, res, goal.Name, subType, subRel, within, err)
 				return false
@@ -360,7 +383,7 @@ func runScopeCase(t *testing.T, rng *rand.Rand, seed uint64, s *schema.Schema, r
 			for range len(got) + 2 {
 				r := req
 				r.Limit, r.After = 1, after
-				page, err := drain(cfg.e.LookupSubjects(ctx, p, r))
+				page, err := drain(cfg.e.LookupSubjects(ctx, cfg.params(p), r))
 				if err != nil {
 					t.Fatalf("seed %d %s: page: %v", seed, cfg.name, err)
 				}
@@ -457,7 +480,7 @@ definition doc {
   relation viewer: user | user with flag | group#member
   permission view = viewer + folder->view
 }`)
-	rd := load(t, mustParse(t,
+	rels := mustParse(t,
 		"group:g#member@user:a[level]",
 		"group:g#member@user:b",
 		"group:g#member@user:e",
@@ -470,7 +493,8 @@ definition doc {
 		"doc:x#folder@folder:sub",
 		"doc:y#folder@folder:root",
 		"doc:z#viewer@user:a",
-	))
+	)
+	rd := load(t, rels)
 	ctx := context.Background()
 	within := &tuple.SubjectRef{Type: "group", ID: "g", Relation: "member"}
 	for _, tc := range []struct {
@@ -483,8 +507,8 @@ definition doc {
 		{"flag off, level high", map[string]any{"on": false, "n": 5}, "e:HAS_PERMISSION[]"},
 		{"flag on, level low", map[string]any{"on": true, "n": 1}, "b:HAS_PERMISSION[] e:HAS_PERMISSION[]"},
 	} {
-		for _, cfg := range scopeConfigs(s) {
-			got, err := drain(cfg.e.LookupSubjects(ctx, Params{Reader: rd, Now: testNow, Context: tc.cctx},
+		for _, cfg := range scopeConfigs(t, s, rels) {
+			got, err := drain(cfg.e.LookupSubjects(ctx, cfg.params(Params{Reader: rd, Now: testNow, Context: tc.cctx}),
 				LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "doc", ID: "d"}, Permission: "view", SubjectType: "user", Within: within}))
 			var parts []string
 			for _, r := range got {
@@ -509,8 +533,8 @@ definition doc {
 		{"flag on", map[string]any{"on": true}, "x:HAS_PERMISSION y:HAS_PERMISSION"},
 		{"flag off", map[string]any{"on": false}, "y:HAS_PERMISSION"},
 	} {
-		for _, cfg := range scopeConfigs(s) {
-			got, err := drain(cfg.e.LookupResources(ctx, Params{Reader: rd, Now: testNow, Context: tc.cctx},
+		for _, cfg := range scopeConfigs(t, s, rels) {
+			got, err := drain(cfg.e.LookupResources(ctx, cfg.params(Params{Reader: rd, Now: testNow, Context: tc.cctx}),
 				LookupResourcesRequest{ResourceType: "doc", Permission: "view", Subject: tuple.SubjectRef{Type: "user", ID: "a"}, Through: root}))
 			var parts []string
 			for _, r := range got {

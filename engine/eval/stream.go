@@ -3,7 +3,6 @@ package eval
 import (
 	"context"
 	"iter"
-	"strings"
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -111,108 +110,215 @@ func (e *Evaluator) directLeaves(rel *schema.Relation, typ, srel string) ([]dire
 }
 
 // streams reports whether the lookups of this request may take the
-// streamed plan: the request carries no contextual relationships (whose
-// overlay the plan does not merge) and the tests have not turned it off.
+// streamed plan: the tests have not turned it off. Contextual
+// relationships stream too: store.Overlay merges them into each scan in
+// index order, after the cursor.
 func (rq *request) streams() bool {
-	return !rq.overlay && !rq.e.walkOnly
+	return !rq.e.walkOnly
 }
 
 // scan is one ordered store scan of a streamed lookup: the IDs it
 // yields (resource IDs for LookupResources, subject IDs for
-// LookupSubjects), pulled one at a time.
+// LookupSubjects), pulled one at a time; or, with fixed set, the one ID
+// fixed.
 type scan struct {
 	next func() (tuple.Relationship, error, bool)
 	stop func()
 	id   func(*tuple.Relationship) string
 	cur  tuple.Relationship
 	ok   bool
+	// key is the current relationship's ID.
+	key string
+	// certain: an uncaveated relationship of the scan is an answer.
+	certain bool
+	fixed   string
+	done    bool
 }
 
 func newScan(seq iter.Seq2[tuple.Relationship, error], id func(*tuple.Relationship) string) *scan {
 	next, stop := iter.Pull2(seq)
-	return &scan{next: next, stop: stop, id: id}
+	return &scan{next: next, stop: stop, id: id, certain: true}
 }
 
 // advance reads the scan's next relationship.
 func (s *scan) advance() error {
+	if s.next == nil { // fixed: one ID, then done
+		s.key, s.ok = s.fixed, !s.done
+		s.done = true
+		return nil
+	}
 	r, err, ok := s.next()
 	if err != nil {
 		s.ok = false
 		return err
 	}
 	s.cur, s.ok = r, ok
+	if ok {
+		s.key = s.id(&s.cur)
+	}
 	return nil
 }
 
+// close stops the scan's store iterator.
+func (s *scan) close() {
+	if s.stop != nil {
+		s.stop()
+	}
+}
+
+// scanHeap is a min-heap of scans by their current ID.
+type scanHeap []*scan
+
+func (h scanHeap) less(i, j int) bool { return h[i].key < h[j].key }
+
+func (h scanHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r].key < h[l].key {
+			m = r
+		}
+		if !h.less(m, i) {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
 // merge yields, in ascending ID order, each ID the scans yield with
-// whether any of its relationships is uncaveated, skipping skip (the
-// wildcard, emitted apart). It reads one relationship ahead per scan.
+// whether it is certain (a relationship of a certain scan naming it is
+// uncaveated), skipping skip (the wildcard, emitted apart). It reads one
+// relationship ahead per scan, and keeps the scans in a heap by ID, so an
+// ID costs O(log scans) comparisons.
 func merge(scans []*scan, skip string, yield func(id string, certain bool) bool) error {
 	defer func() {
 		for _, s := range scans {
-			s.stop()
+			s.close()
 		}
 	}()
+	h := make(scanHeap, 0, len(scans))
 	for _, s := range scans {
 		if err := s.advance(); err != nil {
 			return err
 		}
+		if s.ok {
+			h = append(h, s)
+		}
 	}
-	for {
-		low := ""
-		found := false
-		for _, s := range scans {
-			if s.ok && (!found || strings.Compare(s.id(&s.cur), low) < 0) {
-				low, found = s.id(&s.cur), true
-			}
-		}
-		if !found {
-			return nil
-		}
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+	for len(h) > 0 {
+		low := h[0].key
 		certain := false
-		for _, s := range scans {
-			for s.ok && s.id(&s.cur) == low {
-				certain = certain || s.cur.Caveat == nil
-				if err := s.advance(); err != nil {
-					return err
-				}
+		for len(h) > 0 && h[0].key == low {
+			s := h[0]
+			certain = certain || (s.certain && (s.next == nil || s.cur.Caveat == nil))
+			if err := s.advance(); err != nil {
+				return err
 			}
+			if !s.ok {
+				h[0] = h[len(h)-1]
+				h = h[:len(h)-1]
+			}
+			h.down(0)
 		}
 		if low != skip && !yield(low, certain) {
 			return nil
 		}
 	}
+	return nil
 }
 
 // answers yields, in order, the ids that merge makes of scans (without
-// skip) after the cursor after: each one the scans found uncaveated is
+// skip) after the cursor after: each one the scans found certain is
 // granted, any other is decided by decide. It stops after limit answers
 // (0: no limit) counting the emitted ones yielded before, or at the first
-// error, which it yields.
-func answers[R any](scans []*scan, skip, after string, limit, emitted int, decide func(id string) (CheckResult, error), answer func(id string, res CheckResult) R, yield func(R, error) bool) {
-	var decideErr error
+// error, which it yields. The undecided ones are decided together, up to
+// confirmChunk at a time (fewer when the page lacks fewer, at least one
+// per worker), on rq's workers (rq.confirm), each chunk by a request of
+// its own (chunkRequest) that decide is given: what it holds is that
+// chunk and its Checks' subproblems.
+func answers[R any](ctx context.Context, rq *request, scans []*scan, skip, after string, limit, emitted int, decide func(ctx context.Context, rq *request, id string) (CheckResult, error), answer func(id string, res CheckResult) R, yield func(R, error) bool) {
+	type candidate struct {
+		id  string
+		res CheckResult
+	}
+	var (
+		pending []candidate
+		todo    []int
+		// decideErr is the first error of decide, which stops the merge.
+		decideErr error
+	)
+	// flush decides and yields pending, and reports whether to go on.
+	flush := func() bool {
+		if len(todo) > 0 {
+			// A request of its own per chunk: the subproblems its Checks
+			// memoize, and what they charge to the memory budget, are
+			// dropped with the chunk.
+			crq := rq.chunkRequest()
+			decideErr = crq.confirm(ctx, len(todo), func(ctx context.Context, k int) error {
+				c := &pending[todo[k]]
+				var derr error
+				c.res, derr = decide(ctx, crq, c.id)
+				return derr
+			})
+			crq.done()
+			if decideErr != nil {
+				return false
+			}
+		}
+		for _, c := range pending {
+			if c.res.Permissionship == NoPermission {
+				continue
+			}
+			if !yield(answer(c.id, c.res), nil) {
+				return false
+			}
+			emitted++
+			if limit > 0 && emitted >= limit {
+				return false
+			}
+		}
+		pending, todo = pending[:0], todo[:0]
+		return true
+	}
+	granted := CheckResult{Permissionship: HasPermission}
+	stopped := false
 	err := merge(scans, skip, func(id string, certain bool) bool {
 		if after != "" && id <= after {
 			return true
 		}
-		res := CheckResult{Permissionship: HasPermission}
-		if !certain {
-			r, err := decide(id)
-			if err != nil {
-				decideErr = err
+		if certain && len(pending) == 0 {
+			if !yield(answer(id, granted), nil) {
+				stopped = true
 				return false
 			}
-			res = r
+			emitted++
+			stopped = limit > 0 && emitted >= limit
+			return !stopped
 		}
-		if res.Permissionship == NoPermission {
-			return true
+		pending = append(pending, candidate{id: id, res: granted})
+		if !certain {
+			todo = append(todo, len(pending)-1)
 		}
-		if !yield(answer(id, res), nil) {
-			return false
+		size := confirmChunk
+		if limit > 0 {
+			size = min(size, max(limit-emitted, rq.e.opts.Concurrency))
 		}
-		emitted++
-		return limit == 0 || emitted < limit
+		if len(todo) >= size || len(pending) >= confirmChunk {
+			stopped = !flush()
+			return !stopped
+		}
+		return true
 	})
+	if err == nil && !stopped {
+		flush()
+	}
 	if err == nil {
 		err = decideErr
 	}
@@ -222,52 +328,15 @@ func answers[R any](scans []*scan, skip, after string, limit, emitted int, decid
 	}
 }
 
-// streamResources is LookupResources by the streamed plan: reverse scans
-// of each leaf for the subject and, where accepted, its type's wildcard.
-// It reports false, having yielded nothing, when the plan does not apply.
-func (rq *request) streamResources(ctx context.Context, req LookupResourcesRequest, goal *schema.Relation, yield func(ResourceResult, error) bool) bool {
-	sub := req.Subject
-	if !rq.streams() || sub.Relation != "" || sub.ID == tuple.Wildcard {
-		return false
-	}
-	leaves, ok := rq.e.directLeaves(goal, sub.Type, "")
-	if !ok {
-		return false
-	}
-	rq.e.streamed.Add(1)
-	var scans []*scan
-	resID := func(r *tuple.Relationship) string { return r.Resource.ID }
-	for _, l := range leaves {
-		ids := []string{sub.ID}
-		if l.wildcard {
-			ids = append(ids, tuple.Wildcard)
-		}
-		for _, id := range ids {
-			sf := tuple.SubjectFilter{Type: sub.Type, ID: id, Relation: tuple.Ellipsis}
-			opts := store.QueryOptions{Now: rq.now}
-			if req.After != "" {
-				opts.After = &tuple.Key{Resource: tuple.ObjectRef{Type: req.ResourceType, ID: req.After}, Relation: l.rel.Name, Subject: tuple.SubjectRef{Type: sub.Type, ID: id}}
-			}
-			f := tuple.ReverseFilter{Subject: sf, ResourceType: req.ResourceType, Relation: l.rel.Name}
-			scans = append(scans, newScan(rq.reader.ReverseQueryRelationships(ctx, f, opts), resID))
-		}
-	}
-	answers(scans, "", req.After, req.Limit, 0, func(id string) (CheckResult, error) {
-		r, err := rq.check(ctx, nil, goal, id, sub)
-		return r.checkResult(), err
-	}, func(id string, res CheckResult) ResourceResult {
-		return ResourceResult{ResourceID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
-	}, yield)
-	return true
-}
-
 // streamSubjects is LookupSubjects by the streamed plan: a scan of each
 // leaf on the resource. The wildcard comes first, as in the walk's
 // order; a caveated wildcard, which would list the subjects it
 // excludes, is left to the walk. It reports false, having yielded
 // nothing, when the plan does not apply.
 func (rq *request) streamSubjects(ctx context.Context, req LookupSubjectsRequest, rel *schema.Relation, yield func(SubjectResult, error) bool) bool {
-	if !rq.streams() || req.Within != nil {
+	if !rq.streams() || rq.overlay || req.Within != nil {
+		// (Contextual relationships: left to the walk, which the
+		// contextual tests compare with the reference.)
 		return false
 	}
 	leaves, ok := rq.e.directLeaves(rel, req.SubjectType, req.SubjectRelation)
@@ -326,11 +395,12 @@ func (rq *request) streamSubjects(ctx context.Context, req LookupSubjectsRequest
 		scans = append(scans, newScan(rq.reader.QueryRelationships(ctx, filter(l, ""), opts), subID))
 	}
 	sub := tuple.SubjectRef{Type: req.SubjectType, Relation: req.SubjectRelation}
-	answers(scans, tuple.Wildcard, after, req.Limit, emitted, func(id string) (CheckResult, error) {
+	answers(ctx, rq, scans, tuple.Wildcard, after, req.Limit, emitted, func(ctx context.Context, rq *request, id string) (CheckResult, error) {
 		if wild {
 			// Every subject of the type has the permission.
 			return CheckResult{Permissionship: HasPermission}, nil
 		}
+		sub := sub
 		sub.ID = id
 		r, err := rq.check(ctx, nil, rel, req.Resource.ID, sub)
 		return r.checkResult(), err
@@ -338,4 +408,18 @@ func (rq *request) streamSubjects(ctx context.Context, req LookupSubjectsRequest
 		return SubjectResult{SubjectID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
 	}, yield)
 	return true
+}
+
+// chunkRequest returns a request for deciding one chunk of a streamed
+// lookup's candidates: rq's snapshot, clock, caveat context, contextual
+// relationships and goroutines, with a memo and a memory account of its
+// own, which the caller ends (done) once the chunk is decided. A lookup
+// deciding a million candidates thus holds one chunk's subproblems at a
+// time, not a million; the cross-request cache still shares their
+// answers.
+func (rq *request) chunkRequest() *request {
+	c := &request{e: rq.e, reader: rq.reader, rev: rq.rev, now: rq.now, context: rq.context, stats: rq.stats,
+		points: rq.points, batch: rq.batch, tokens: rq.tokens, uncached: rq.uncached, overlay: rq.overlay}
+	c.mem.m = rq.mem.m
+	return c
 }

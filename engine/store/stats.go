@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"math"
 	"slices"
 	"sync"
@@ -258,6 +259,24 @@ func (c *StatsCounter) Observe(n int) {
 	}
 	if total > max(1000, counted/10) {
 		c.recount()
+	}
+}
+
+// ObservedImport passes rels through, counting in *n those that are not
+// reserved rows (tuple.Reserved): what a bulk load tells Observe. The
+// nested-group index's rebuild loads millions of reserved rows, which
+// the statistics do not need to follow, in many loads; counted, they
+// would start a recount of the whole store after every few of them.
+func ObservedImport(rels iter.Seq2[tuple.Relationship, error], n *int) iter.Seq2[tuple.Relationship, error] {
+	return func(yield func(tuple.Relationship, error) bool) {
+		for r, err := range rels {
+			if err == nil && !tuple.Reserved(r.Relation) {
+				*n++
+			}
+			if !yield(r, err) {
+				return
+			}
+		}
 	}
 }
 

@@ -37,6 +37,9 @@ type Options struct {
 	// expectations must hold all the same. The writes section is not run
 	// then: a write judges invariants on stored relationships only.
 	Contextual func(i int, r tuple.Relationship) bool
+	// NoNestedIndex runs the engine without the nested-group index
+	// (engine.Options.NoNestedIndex): every answer is walked.
+	NoNestedIndex bool
 }
 
 // Result is the outcome of running one file.
@@ -95,7 +98,7 @@ func Run(ctx context.Context, f *File, opts Options) (*Result, error) {
 	if cacheBytes <= 0 {
 		cacheBytes = -1 // engine.Options: negative disables
 	}
-	eng, err := engine.Open(ctx, st, engine.Options{Now: now, CacheBytes: cacheBytes})
+	eng, err := engine.Open(ctx, st, engine.Options{Now: now, CacheBytes: cacheBytes, NoNestedIndex: opts.NoNestedIndex})
 	if err != nil {
 		return nil, err
 	}

@@ -123,7 +123,8 @@ func TestRunSchemaErrorsMapToFileLines(t *testing.T) {
 	}
 }
 
-// The showcase validation file must pass in full, on both backends.
+// The showcase validation file must pass in full, on both backends, and
+// with the nested-group index off.
 func TestEnterpriseExample(t *testing.T) {
 	path := filepath.Join("..", "..", "examples", "enterprise", "enterprise.yaml")
 	f, err := Load(path)
@@ -136,9 +137,9 @@ func TestEnterpriseExample(t *testing.T) {
 			return pebblestore.Open(t.TempDir(), pebblestore.Options{GCInterval: -1, NoSync: true})
 		},
 	}
-	for _, name := range []string{"memstore", "pebblestore"} {
+	for _, name := range []string{"memstore", "pebblestore", "memstore+no-nested-index"} {
 		t.Run(name, func(t *testing.T) {
-			res, err := Run(t.Context(), f, Options{NewStore: stores[name]})
+			res, err := Run(t.Context(), f, Options{NewStore: stores[name], NoNestedIndex: name == "memstore+no-nested-index"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -307,7 +308,8 @@ assertions:
 }
 
 // The files in testdata pin down semantics (wildcards, cycles, caveats,
-// expiration); each must pass on both backends, with and without a cache.
+// expiration); each must pass on both backends, with and without a cache,
+// and with the nested-group index off.
 func TestTestdataFiles(t *testing.T) {
 	paths, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
 	if err != nil || len(paths) == 0 {
@@ -319,6 +321,7 @@ func TestTestdataFiles(t *testing.T) {
 	}{
 		{"memstore", func(*testing.T) Options { return Options{} }},
 		{"memstore+cache", func(*testing.T) Options { return Options{CacheBytes: 1 << 20} }},
+		{"memstore+no-nested-index", func(*testing.T) Options { return Options{NoNestedIndex: true} }},
 		{"pebblestore+cache", func(t *testing.T) Options {
 			return Options{CacheBytes: 1 << 20, NewStore: func() (store.Store, error) {
 				return pebblestore.Open(t.TempDir(), pebblestore.Options{GCInterval: -1, NoSync: true})

@@ -40,14 +40,15 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 		return 0, 0, err
 	}
 	defer s.release()
-	rev, n, err := s.importLocked(ctx, meta, rels)
+	observed := 0
+	rev, n, err := s.importLocked(ctx, meta, store.ObservedImport(rels, &observed))
 	if err != nil {
 		return 0, 0, err
 	}
 	if err := s.publish(rev); err != nil {
 		return 0, 0, err
 	}
-	s.stats.Observe(n)
+	s.stats.Observe(observed)
 	return rev, n, nil
 }
 

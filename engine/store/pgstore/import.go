@@ -72,7 +72,8 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 	if _, err := pg.Exec(ctx, createImportTable); err != nil {
 		return 0, 0, s.wrap(ctx, "import: staging table", err)
 	}
-	next, stop := iter.Pull2(rels)
+	observed := 0
+	next, stop := iter.Pull2(store.ObservedImport(rels, &observed))
 	defer stop()
 	var (
 		n      int64
@@ -130,6 +131,6 @@ func (s *Store) Import(ctx context.Context, meta store.WriteMeta, rels iter.Seq2
 	}
 	s.advanceHead(rev)
 	s.wake()
-	s.stats.Observe(int(n))
+	s.stats.Observe(observed)
 	return rev, int(n), nil
 }
