@@ -419,7 +419,7 @@ func (rq *request) streamSubjects(ctx context.Context, req LookupSubjectsRequest
 // answers.
 func (rq *request) chunkRequest() *request {
 	c := &request{e: rq.e, reader: rq.reader, rev: rq.rev, now: rq.now, context: rq.context, stats: rq.stats,
-		points: rq.points, batch: rq.batch, tokens: rq.tokens, uncached: rq.uncached, overlay: rq.overlay}
+		points: rq.points, batch: rq.batch, tokens: rq.tokens, uncached: rq.uncached, overlay: rq.overlay, nestedEdges: rq.nestedEdges}
 	c.mem.m = rq.mem.m
 	return c
 }
