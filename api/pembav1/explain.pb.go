@@ -317,7 +317,19 @@ type ExplainNode struct {
 	// truncated marks a step shown without all its children: the
 	// explanation reached its size limit (5000 steps outside a grant's
 	// witness, which is always whole). Its answer stands.
-	Truncated     bool `protobuf:"varint,16,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	Truncated bool `protobuf:"varint,16,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// plan names the planner's choice at this step where the check departs
+	// from the written order: "children_statistics" (a union or
+	// intersection whose children the check evaluates in order, cheapest
+	// first by the datastore's statistics), "exclusion_subtraction_first"
+	// (an exclusion whose subtraction the check evaluates before its
+	// base) and "exclusion_base_skipped" (of those, one whose subtraction
+	// holds: the base is not evaluated, and children holds the subtraction
+	// only). Empty for the written order.
+	Plan string `protobuf:"bytes,17,opt,name=plan,proto3" json:"plan,omitempty"`
+	// order lists, with plan "children_statistics", the indexes of
+	// children in the order the check evaluates them.
+	Order         []int32 `protobuf:"varint,18,rep,packed,name=order,proto3" json:"order,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -464,6 +476,20 @@ func (x *ExplainNode) GetTruncated() bool {
 	return false
 }
 
+func (x *ExplainNode) GetPlan() string {
+	if x != nil {
+		return x.Plan
+	}
+	return ""
+}
+
+func (x *ExplainNode) GetOrder() []int32 {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
 // CaveatEvaluation is one evaluation of a relationship's caveat.
 type CaveatEvaluation struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -555,7 +581,7 @@ const file_pemba_v1_explain_proto_rawDesc = "" +
 	"\x04root\x18\x01 \x01(\v2\x15.pemba.v1.ExplainNodeR\x04root\x120\n" +
 	"\awitness\x18\x02 \x03(\v2\x16.pemba.v1.RelationshipR\awitness\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x120\n" +
-	"\anearest\x18\x04 \x01(\v2\x16.pemba.v1.RelationshipR\anearest\"\xff\b\n" +
+	"\anearest\x18\x04 \x01(\v2\x16.pemba.v1.RelationshipR\anearest\"\xa9\t\n" +
 	"\vExplainNode\x12.\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1a.pemba.v1.ExplainNode.KindR\x04kind\x121\n" +
 	"\x06object\x18\x02 \x01(\v2\x19.pemba.v1.ObjectReferenceR\x06object\x12\x1a\n" +
@@ -573,7 +599,9 @@ const file_pemba_v1_explain_proto_rawDesc = "" +
 	"\x04path\x18\r \x03(\tR\x04path\x12\x16\n" +
 	"\x06repeat\x18\x0e \x01(\bR\x06repeat\x121\n" +
 	"\bchildren\x18\x0f \x03(\v2\x15.pemba.v1.ExplainNodeR\bchildren\x12\x1c\n" +
-	"\ttruncated\x18\x10 \x01(\bR\ttruncated\"\xae\x01\n" +
+	"\ttruncated\x18\x10 \x01(\bR\ttruncated\x12\x12\n" +
+	"\x04plan\x18\x11 \x01(\tR\x04plan\x12\x14\n" +
+	"\x05order\x18\x12 \x03(\x05R\x05order\"\xae\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rKIND_RELATION\x10\x01\x12\x0e\n" +

@@ -121,6 +121,10 @@ func explainNodeToProto(n *engine.ExplainNode) (*pb.ExplainNode, error) {
 		Repeat:   n.Repeat,
 		// Truncated: children left out at the size limit.
 		Truncated: n.Truncated,
+		Plan:      n.Plan,
+	}
+	for _, i := range n.Order {
+		out.Order = append(out.Order, int32(i))
 	}
 	if n.Err != nil {
 		out.Error = n.Err.Error()

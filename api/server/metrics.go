@@ -232,7 +232,7 @@ func newEngineCollector(stats func() engine.Stats) *engineCollector {
 		compilesOnRead: d("schema_compiles_on_read_total",
 			"Stored schemas compiled by a request rather than by the schema write that stored them (after a restart, a cache eviction, or a write by another process)."),
 		plans: prometheus.NewDesc("pemba_engine_check_plans_total",
-			"Walks the planner decided otherwise than top-down from the resource, by plan: arrow_subject_probe, arrow_subject_statistics, subject_sets_subject_probe, subject_sets_subject_statistics (from the subject's side, after a probe or by the store's statistics), resource_statistics (top-down without a probe: the subject's side is wide), union_subject (a wide union decided by one walk up from the subject).",
+			"Walks the planner decided otherwise than top-down from the resource, by plan: arrow_subject_probe, arrow_subject_statistics, subject_sets_subject_probe, subject_sets_subject_statistics (from the subject's side, after a probe or by the store's statistics), resource_statistics (top-down without a probe: the subject's side is wide), union_subject (a wide union decided by one walk up from the subject), children_statistics (a union or intersection evaluated cheapest child first by the statistics), exclusion_subtraction_first (an exclusion whose subtraction was evaluated first), exclusion_base_skipped (of those, one whose subtraction held: the base was not evaluated).",
 			[]string{"plan"}, nil),
 	}
 }

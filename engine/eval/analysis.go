@@ -89,6 +89,9 @@ type analysis struct {
 	// plans orders the children of unions and intersections cheapest
 	// first and says whether to evaluate them in parallel.
 	plans map[*schema.Rewrite]plan
+	// exclusions says, for each exclusion node, whether and how its
+	// subtraction may be evaluated first (see exclusion.go).
+	exclusions map[*schema.Rewrite]exclusionPlan
 
 	// positiveRefs[r] lists the relations that can add members to r
 	// (positiveReferences, as indices), allRefs[r] every relation r's
@@ -233,6 +236,7 @@ func analyze(s *schema.Schema) *analysis {
 		}
 	}
 	a.dependents = dependentsOf(a.rels)
+	a.exclusions = a.exclusionPlans()
 
 	// A pure relation without a rewrite is recursive through a subject
 	// set when the set's relation reaches it again: the relation reaches

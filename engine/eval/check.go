@@ -224,21 +224,3 @@ func (rq *request) rewrite(ctx context.Context, f *frame, w *schema.Rewrite, sub
 	}
 	return resNo, nil
 }
-
-// exclusion evaluates base - minus: the subtraction is read only when the
-// base is not "no".
-func (rq *request) exclusion(ctx context.Context, f *frame, w *schema.Rewrite, sub tuple.SubjectRef) (result, error) {
-	base, err := rq.rewrite(ctx, f, w.Children[0], sub)
-	if err != nil || base.perm == NoPermission {
-		return base, err
-	}
-	minus, err := rq.rewrite(ctx, f, w.Children[1], sub)
-	if err != nil {
-		return result{}, err
-	}
-	res := and(base, not(minus))
-	// Both sides were needed, whichever decided: an error in the base
-	// fails the exclusion before the subtraction can say no.
-	res.h = max(base.h, minus.h)
-	return res, nil
-}

@@ -59,9 +59,16 @@
 // relation with 64 or more relationships per object goes up from the
 // subject at once; a subject kind named by more relationships per subject
 // than the walk's budget is walked top-down without trying. They also
-// order the fan-outs of unions and intersections cheapest first. Every
-// such choice is between plans with the same answer; Options.Plans counts
-// them (pemba_engine_check_plans_total). See planstats.go.
+// order the fan-outs of unions and intersections cheapest first, and
+// put an exclusion's subtraction before its base where it is estimated to
+// read at most half as much (without statistics: where it is point reads
+// and the base fans out) and the base cannot fail (no caveat reaches it,
+// its paths are bounded within the depth limit): a subtraction that
+// holds then answers "no" without the base. Every such choice is between
+// plans with the same answer, the same conditional answers and the same
+// failures on the depth limit; Options.Plans counts them
+// (pemba_engine_check_plans_total) and Explain shows them
+// (ExplainNode.Plan). See planstats.go and exclusion.go.
 //
 // # Depth
 //

@@ -104,6 +104,11 @@ type Evaluator struct {
 	// walkOnly turns the streamed lookups (stream.go) off, for tests
 	// that compare them with the walks.
 	walkOnly bool
+	// subtractMode steers the exclusions' planner (exclusion.go), for
+	// tests: subtractPlanned (the zero value) decides by cost,
+	// subtractNever evaluates every base first (the walk),
+	// subtractAlways every subtraction first where the base cannot fail.
+	subtractMode subtractMode
 	// streamed counts the lookups that took the streamed plan, for the
 	// tests that must exercise it.
 	streamed atomic.Uint64

@@ -167,6 +167,18 @@ type ExplainNode struct {
 	// Truncated marks a step shown without its children: the explanation
 	// reached its size limit (see defaultExplainNodes). Its answer stands.
 	Truncated bool
+	// Plan names the planner's choice at this step where Check departs
+	// from the written order (Plan.String): children_statistics (a union
+	// or intersection whose children Check evaluates in Order, cheapest
+	// first by the store's statistics), exclusion_subtraction_first (an
+	// exclusion whose subtraction Check evaluates before its base) and
+	// exclusion_base_skipped (of those, one whose subtraction holds: the
+	// base is not evaluated, and Children holds the subtraction only).
+	// Empty for the written order.
+	Plan string
+	// Order lists, with Plan children_statistics, the indexes of
+	// Children in the order Check evaluates them.
+	Order []int
 
 	Children []*ExplainNode
 
@@ -439,6 +451,11 @@ func (x *explainer) rewrite(ctx context.Context, f *xframe, w *schema.Rewrite) (
 		if w.Kind == schema.RewriteIntersection {
 			n.Kind, op = ExplainIntersection, conjunction
 		}
+		if x.rq.stats != nil {
+			if order, ok := x.rq.statsOrders().orders[w]; ok {
+				n.Plan, n.Order = PlanChildrenStatistics.String(), slices.Clone(order)
+			}
+		}
 		for _, cw := range w.Children {
 			c, err := x.rewrite(ctx, f, cw)
 			if c == nil {
@@ -453,6 +470,9 @@ func (x *explainer) rewrite(ctx context.Context, f *xframe, w *schema.Rewrite) (
 		return n.set(res, ReasonNone), nil
 	case schema.RewriteExclusion:
 		n := &ExplainNode{Kind: ExplainExclusion, Object: obj, Relation: f.rel.Name}
+		if p, ok := x.rq.subtractFirst(w, f.depth); ok {
+			return x.subtractionFirst(ctx, f, w, n, p)
+		}
 		base, err := x.rewrite(ctx, f, w.Children[0])
 		n.Children = append(n.Children, base)
 		if err != nil {
@@ -466,15 +486,54 @@ func (x *explainer) rewrite(ctx context.Context, f *xframe, w *schema.Rewrite) (
 		if err != nil {
 			return n.fail(err), err
 		}
-		res := and(base.res, not(minus.res))
-		res.h = max(base.res.h, minus.res.h)
-		reason := ReasonNone
-		if minus.res.perm == HasPermission {
-			reason = ReasonExcluded
-		}
-		return n.set(res, reason), nil
+		return n.set(exclude(base.res, minus.res), excludedReason(minus.res)), nil
 	}
 	return (&ExplainNode{Kind: ExplainNil, Object: obj, Relation: f.rel.Name}).set(resNo, ReasonNone), nil
+}
+
+// excludedReason is the reason of an exclusion whose base is not "no",
+// by its subtraction's answer.
+func excludedReason(minus result) ExplainReason {
+	if minus.perm == HasPermission {
+		return ReasonExcluded
+	}
+	return ReasonNone
+}
+
+// subtractionFirst explains exclusion w on f's object (node n) as
+// request.subtractionFirst evaluates it: the subtraction first, and the
+// base only when the subtraction does not hold. Children keep the
+// written order, base first; a failed subtraction is left out when the
+// base's "no" decides, as the walk never reads it then.
+func (x *explainer) subtractionFirst(ctx context.Context, f *xframe, w *schema.Rewrite, n *ExplainNode, p exclusionPlan) (*ExplainNode, error) {
+	n.Plan = PlanExclusionSubtractionFirst.String()
+	minus, merr := x.rewrite(ctx, f, w.Children[1])
+	if merr == nil && minus.res.perm == HasPermission {
+		n.Plan = PlanExclusionBaseSkipped.String()
+		n.Children = []*ExplainNode{minus}
+		return n.set(subtracted(minus.res, p), ReasonExcluded), nil
+	}
+	base, err := x.rewrite(ctx, f, w.Children[0])
+	if base == nil {
+		return n.fail(err), err
+	}
+	n.Children = append(n.Children, base)
+	if err != nil {
+		return n.fail(err), err
+	}
+	if base.res.perm == NoPermission {
+		if merr == nil {
+			n.Children = append(n.Children, minus)
+		}
+		return n.set(base.res, ReasonNone), nil
+	}
+	if minus != nil {
+		n.Children = append(n.Children, minus)
+	}
+	if merr != nil {
+		return n.fail(merr), merr
+	}
+	return n.set(exclude(base.res, minus.res), excludedReason(minus.res)), nil
 }
 
 // reads returns the relationships matching fl visible at the check's

@@ -27,6 +27,9 @@ import (
 //     evaluated cheapest first by the relationships they are estimated to
 //     read (childOrder), after the point reads as before, so that an
 //     intersection's cheap "no" or a union's cheap "yes" comes first.
+//   - An exclusion whose subtraction is estimated to read at most half
+//     what its base reads evaluates the subtraction first, where the
+//     base cannot fail (exclusion.go).
 //
 // Statistics are approximate and may be older than the snapshot; they
 // only choose between plans that give the same answer.
@@ -84,11 +87,22 @@ const (
 	// PlanUnionSubject: a union of many branches (subject sets, arrow
 	// subjects) decided by one walk up from the subject.
 	PlanUnionSubject
+	// PlanChildrenStatistics: a union or intersection whose children
+	// were evaluated in the order the statistics gave (cheapest first),
+	// not the schema's.
+	PlanChildrenStatistics
+	// PlanExclusionSubtractionFirst: an exclusion whose subtraction was
+	// evaluated before its base (see exclusion.go).
+	PlanExclusionSubtractionFirst
+	// PlanExclusionBaseSkipped: of those, one whose subtraction held,
+	// so that the base was not evaluated.
+	PlanExclusionBaseSkipped
 	numPlans
 )
 
 var planNames = [numPlans]string{"arrow_subject_probe", "arrow_subject_statistics",
-	"subject_sets_subject_probe", "subject_sets_subject_statistics", "resource_statistics", "union_subject"}
+	"subject_sets_subject_probe", "subject_sets_subject_statistics", "resource_statistics", "union_subject",
+	"children_statistics", "exclusion_subtraction_first", "exclusion_base_skipped"}
 
 func (p Plan) String() string {
 	if p < numPlans {
@@ -127,6 +141,9 @@ func (rq *request) count(p Plan) {
 type statsOrders struct {
 	st     *store.Statistics
 	orders map[*schema.Rewrite][]int
+	// subtract marks the exclusions to evaluate subtraction first
+	// (subtractByStats).
+	subtract map[*schema.Rewrite]bool
 }
 
 // childOrder returns the order in which to evaluate w's children: the
@@ -138,15 +155,22 @@ func (rq *request) childOrder(w *schema.Rewrite, p plan) []int {
 	if rq.stats == nil {
 		return p.order
 	}
-	so := rq.e.orders.Load()
-	if so == nil || so.st != rq.stats {
-		so = &statsOrders{st: rq.stats, orders: rq.e.an.orderByStats(rq.stats)}
-		rq.e.orders.Store(so)
-	}
-	if o, ok := so.orders[w]; ok {
+	if o, ok := rq.statsOrders().orders[w]; ok {
+		rq.count(PlanChildrenStatistics)
 		return o
 	}
 	return p.order
+}
+
+// statsOrders returns the orders that the request's statistics (not
+// nil) give, computed once per Statistics value the evaluator sees.
+func (rq *request) statsOrders() *statsOrders {
+	so := rq.e.orders.Load()
+	if so == nil || so.st != rq.stats {
+		so = &statsOrders{st: rq.stats, orders: rq.e.an.orderByStats(rq.stats), subtract: rq.e.an.subtractByStats(rq.stats)}
+		rq.e.orders.Store(so)
+	}
+	return so
 }
 
 // orderByStats sorts, in every plan, the children that may fan out by

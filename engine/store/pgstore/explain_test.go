@@ -196,6 +196,18 @@ var statementArgs = map[string]func(p planEnv) []string{
 	"insertImported":    func(p planEnv) []string { return ints(p.head+1000, int64(store.OpTouch)) },
 	"countResourcesSQL": func(p planEnv) []string { return ints(p.head, p.now) },
 	"countSubjectsSQL":  func(p planEnv) []string { return ints(p.head, p.now) },
+	"readRelationshipSQL": func(p planEnv) []string {
+		return append(append(ints(p.head), keyLiterals(p.key)...), fmt.Sprint(p.now))
+	},
+}
+
+// keyLiterals is a key's six values in forward order, as literals.
+func keyLiterals(k tuple.Key) []string {
+	var out []string
+	for _, v := range forwardValues(k) {
+		out = append(out, literal(v))
+	}
+	return out
 }
 
 // notPlanned are the SQL constants that the planner does not plan:
@@ -386,7 +398,8 @@ func (r recorder) Query(ctx context.Context, sql string, args ...any) (pgx.Rows,
 // scanShapes runs one page of every kind of scan the reader can send
 // (each filter field set or not, each subject filter form, with and
 // without an expiration instant and a cursor, forward and reverse) and
-// returns the distinct statements with the arguments of their first use.
+// returns the distinct statements with the arguments of their first use;
+// the same with the reader's unpaged appends (store.BatchReader).
 func scanShapes(t *testing.T, st *Store, rev store.Revision, k tuple.Key) []recorded {
 	t.Helper()
 	ctx := context.Background()
@@ -418,6 +431,9 @@ func scanShapes(t *testing.T, st *Store, rev store.Revision, k tuple.Key) []reco
 					f.Relation = k.Relation
 				}
 				drain(r.QueryRelationships(ctx, f, opts))
+				if _, err := r.AppendRelationships(ctx, nil, f, opts); err != nil { // unpaged: LIMIT NULL
+					t.Fatal(err)
+				}
 				if sf == nil || mask&2 != 0 {
 					continue
 				}
@@ -429,14 +445,20 @@ func scanShapes(t *testing.T, st *Store, rev store.Revision, k tuple.Key) []reco
 					rf.Relation = k.Relation
 				}
 				drain(r.ReverseQueryRelationships(ctx, rf, opts))
+				if _, err := r.AppendReverseRelationships(ctx, nil, rf, opts); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 	}
 	var out []recorded
 	seen := map[string]bool{}
 	for _, g := range got {
-		if !seen[g.sql] {
-			seen[g.sql] = true
+		// A statement with a page size and without (BatchReader's) are
+		// planned apart: LIMIT NULL reads everything.
+		k := fmt.Sprint(g.sql, g.args[1] == nil)
+		if !seen[k] {
+			seen[k] = true
 			out = append(out, g)
 		}
 	}

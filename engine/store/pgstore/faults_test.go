@@ -355,6 +355,26 @@ func TestTerminatedBackends(t *testing.T) {
 			}
 			return nil
 		}},
+		{"point read", func() error {
+			rd, err := st.Snapshot(ctx, 1)
+			if err != nil {
+				return err
+			}
+			r, err := tuple.Parse("doc:0#viewer@user:bob")
+			if err != nil {
+				return err
+			}
+			_, _, err = rd.(store.PointReader).ReadRelationship(ctx, r.Key(), time.Time{})
+			return err
+		}},
+		{"append", func() error {
+			rd, err := st.Snapshot(ctx, 1)
+			if err != nil {
+				return err
+			}
+			_, err = rd.(store.BatchReader).AppendRelationships(ctx, nil, tuple.Filter{ResourceType: "doc"}, store.QueryOptions{})
+			return err
+		}},
 		{"read schema", func() error {
 			rd, err := st.Snapshot(ctx, 1)
 			if err != nil {

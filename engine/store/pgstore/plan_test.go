@@ -149,6 +149,8 @@ func TestQueryPlans(t *testing.T) {
 // literal renders a test argument as SQL (EXECUTE takes no parameters).
 func literal(a any) string {
 	switch a := a.(type) {
+	case nil:
+		return "NULL"
 	case string:
 		return "'" + strings.ReplaceAll(a, "'", "''") + "'"
 	case []string:

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -77,6 +78,16 @@ func subjectConds(sf tuple.SubjectFilter) []cond {
 }
 
 func (r *reader) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	return r.scan(ctx, forwardCols, forwardValues, forwardConds(f), opts)
+}
+
+func (r *reader) ReverseQueryRelationships(ctx context.Context, f tuple.ReverseFilter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+	return r.scan(ctx, reverseCols, reverseValues, reverseConds(f), opts)
+}
+
+// forwardConds and reverseConds are a filter's conditions, in the order
+// of the columns of their index.
+func forwardConds(f tuple.Filter) []cond {
 	var cs []cond
 	if f.ResourceType != "" {
 		cs = append(cs, cond{"resource_type", f.ResourceType})
@@ -90,10 +101,10 @@ func (r *reader) QueryRelationships(ctx context.Context, f tuple.Filter, opts st
 	if f.Subject != nil {
 		cs = append(cs, subjectConds(*f.Subject)...)
 	}
-	return r.scan(ctx, forwardCols, forwardValues, cs, opts)
+	return cs
 }
 
-func (r *reader) ReverseQueryRelationships(ctx context.Context, f tuple.ReverseFilter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
+func reverseConds(f tuple.ReverseFilter) []cond {
 	cs := subjectConds(f.Subject)
 	if f.ResourceType != "" {
 		cs = append(cs, cond{"resource_type", f.ResourceType})
@@ -101,7 +112,46 @@ func (r *reader) ReverseQueryRelationships(ctx context.Context, f tuple.ReverseF
 	if f.Relation != "" {
 		cs = append(cs, cond{"relation", f.Relation})
 	}
-	return r.scan(ctx, reverseCols, reverseValues, cs, opts)
+	return cs
+}
+
+// queries caches buildQuery's statements by shape: the index (forward,
+// reverse), the columns with a condition (a bit each, in index order),
+// and whether the expiration and the cursor are bound. Conditions come
+// in index order (forwardConds, reverseConds), so a shape is one text.
+var queries [2][1 << 6][2][2]atomic.Pointer[string]
+
+// cachedQuery is buildQuery(cols, cs, withNow, withAfter), built once
+// per shape.
+func cachedQuery(cols []string, cs []cond, withNow, withAfter bool) string {
+	dir := 0
+	if &cols[0] == &reverseCols[0] {
+		dir = 1
+	}
+	mask, next := 0, 0
+	for _, c := range cs {
+		i := slices.Index(cols[next:], c.col)
+		if i < 0 {
+			return buildQuery(cols, cs, withNow, withAfter) // not in index order
+		}
+		next += i
+		mask |= 1 << next
+		next++
+	}
+	p := &queries[dir][mask][b2i(withNow)][b2i(withAfter)]
+	if q := p.Load(); q != nil {
+		return *q
+	}
+	q := buildQuery(cols, cs, withNow, withAfter)
+	p.Store(&q)
+	return q
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // relColumns are the columns a query returns after the horizon.
@@ -184,12 +234,12 @@ func (r *reader) scan(ctx context.Context, cols []string, values func(tuple.Key)
 			var sql string
 			if after == nil {
 				if sqlFirst == "" {
-					sqlFirst = buildQuery(cols, cs, !opts.Now.IsZero(), false)
+					sqlFirst = cachedQuery(cols, cs, !opts.Now.IsZero(), false)
 				}
 				sql = sqlFirst
 			} else {
 				if sqlNext == "" {
-					sqlNext = buildQuery(cols, cs, !opts.Now.IsZero(), true)
+					sqlNext = cachedQuery(cols, cs, !opts.Now.IsZero(), true)
 				}
 				sql = sqlNext
 				args = append(args, values(*after)...)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"github.com/prometheus/client_golang/prometheus"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -105,6 +106,7 @@ func TestReadReplica(t *testing.T) {
 		if err != nil || storetest.Format(got) != storetest.Format(want) {
 			t.Errorf("%s: at %d got %v (%v), want %v", what, rev, got, err, want)
 		}
+		checkPowers(t, what, r, rels[1], want)
 	}
 	check("replayed", rev1, true, rels[:1])
 
@@ -141,6 +143,9 @@ func TestReadReplica(t *testing.T) {
 	if text, _, err := r.ReadSchema(ctx); err != nil || text != "" {
 		t.Errorf("ReadSchema after the replica failed: %q, %v", text, err)
 	}
+	r = storetest.MustSnapshot(t, st, rev2)
+	st.replicas[0].pool.Close()
+	checkPowers(t, "after the replica failed", r, rels[1], rels)
 
 	// A "replica" holding another store is refused.
 	other := newDatabase(t)
@@ -184,5 +189,22 @@ func checkReplicaMetrics(t *testing.T, st *Store, up, lag float64) {
 		if got[k] <= 0 {
 			t.Errorf("%s = %v, want > 0", k, got[k])
 		}
+	}
+}
+
+// checkPowers checks the read powers of r (store.PointReader,
+// store.BatchReader) against want, everything r should see: a point read
+// of k's key, and the whole store appended.
+func checkPowers(t *testing.T, what string, r store.Reader, k tuple.Relationship, want []tuple.Relationship) {
+	t.Helper()
+	ctx := context.Background()
+	rel, found, err := r.(store.PointReader).ReadRelationship(ctx, k.Key(), time.Time{})
+	wantFound := slices.ContainsFunc(want, func(w tuple.Relationship) bool { return w.Key() == k.Key() })
+	if err != nil || found != wantFound || (found && rel.String() != k.String()) {
+		t.Errorf("%s: ReadRelationship(%s) = %v, found %v, %v; want found %v", what, k.Key(), rel, found, err, wantFound)
+	}
+	got, err := r.(store.BatchReader).AppendRelationships(ctx, nil, tuple.Filter{}, store.QueryOptions{})
+	if err != nil || storetest.Format(got) != storetest.Format(want) {
+		t.Errorf("%s: AppendRelationships = %v (%v), want %v", what, got, err, want)
 	}
 }

@@ -21,10 +21,12 @@
 //	}
 //
 // The suite runs subtests named by concern (revisions, mvcc, queries,
-// writes, schema, watch, gc, gc-expired, bulk, audit, stats, random, concurrency, close), so one
+// writes, schema, watch, gc, gc-expired, bulk, audit, stats, powers, random, concurrency, close), so one
 // failing area can be rerun with -run 'TestConformance/queries'. Optional powers
-// (store.GarbageCollector, store.BulkLoader, store.StatsKeeper, store.PointReader, store.BatchReader) are tested when the store
-// implements them and skipped otherwise. The store's Close may be called
+// (store.GarbageCollector, store.BulkLoader, store.StatsKeeper) are tested when the store
+// implements them and skipped otherwise; the evaluator's read powers
+// (store.StatsReader, store.PointReader, store.BatchReader) every backend
+// must implement (the stats and powers subtests). The store's Close may be called
 // twice (by the close subtest and by the cleanup); the second call must
 // not panic.
 //
@@ -118,6 +120,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("bulk", s.testBulk)
 	t.Run("audit", s.testAudit)
 	t.Run("stats", s.testStats)
+	t.Run("powers", s.testPowers)
 	t.Run("random", s.testRandom)
 	t.Run("concurrency", s.testConcurrency)
 	t.Run("close", s.testClose)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -137,6 +138,9 @@ func explainLabel(n *pb.ExplainNode) string {
 	if why := explainWhy(n); why != "" {
 		s += " — " + why
 	}
+	if p := explainPlan(n); p != "" {
+		s += "  [plan: " + p + "]"
+	}
 	if n.GetRepeat() {
 		s += " (answered above)"
 	}
@@ -144,6 +148,26 @@ func explainLabel(n *pb.ExplainNode) string {
 		s += " … (more branches not shown: size limit)"
 	}
 	return s
+}
+
+// explainPlan describes the planner's choice at a step; empty for the
+// written order.
+func explainPlan(n *pb.ExplainNode) string {
+	switch n.GetPlan() {
+	case "":
+		return ""
+	case "children_statistics":
+		order := make([]string, len(n.GetOrder()))
+		for i, o := range n.GetOrder() {
+			order[i] = strconv.Itoa(int(o) + 1)
+		}
+		return "branches " + strings.Join(order, ", ") + " in that order, cheapest first by the statistics"
+	case "exclusion_subtraction_first":
+		return "subtraction first"
+	case "exclusion_base_skipped":
+		return "subtraction first; it holds, so the base was not evaluated"
+	}
+	return n.GetPlan()
 }
 
 func caveatWord(c *pb.CaveatEvaluation) string {

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	pb "github.com/pemba-authz/pemba/api/pembav1"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of TestCheckExplainGolden")
@@ -193,4 +195,23 @@ func jsonEqual(t *testing.T, a, b json.RawMessage) bool {
 		t.Fatal(err)
 	}
 	return reflect.DeepEqual(x, y)
+}
+
+// TestExplainPlan: the planner's choices render as words.
+func TestExplainPlan(t *testing.T) {
+	for _, c := range []struct {
+		plan  string
+		order []int32
+		want  string
+	}{
+		{"", nil, ""},
+		{"children_statistics", []int32{2, 0, 1}, "branches 3, 1, 2 in that order, cheapest first by the statistics"},
+		{"exclusion_subtraction_first", nil, "subtraction first"},
+		{"exclusion_base_skipped", nil, "subtraction first; it holds, so the base was not evaluated"},
+		{"something_new", nil, "something_new"},
+	} {
+		if got := explainPlan(&pb.ExplainNode{Plan: c.plan, Order: c.order}); got != c.want {
+			t.Errorf("plan %q: %q, want %q", c.plan, got, c.want)
+		}
+	}
 }
