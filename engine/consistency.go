@@ -207,5 +207,5 @@ func (e *Engine) snapshotAt(ctx context.Context, rev store.Revision) (store.Read
 		}
 		return nil, fmt.Errorf("engine: snapshot at revision %d: %w", rev, err)
 	}
-	return e.traceReader(ctx, hide(r)), nil
+	return e.traceReader(ctx, hiddenReader{r}), nil
 }
