@@ -198,7 +198,7 @@ func lookupError(err error) error {
 		return err
 	}
 	return &LimitError{Limit: "objects and relations reached by one lookup", Max: le.Max, Got: le.Max + 1,
-		Hint: "a lookup holds every object it reaches until it ends, whatever its page size; narrow it, or raise Limits.MaxLookupNodes"}
+		Hint: "this lookup walks (its shape does not stream) and holds every object it reaches until it ends, whatever its page size; narrow it, or raise Limits.MaxLookupNodes"}
 }
 
 func (e *Engine) params(v *view, ctx map[string]any, contextual []tuple.Relationship) eval.Params {
