@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
 	"github.com/pemba-authz/pemba/engine/store/storetest"
@@ -30,7 +32,13 @@ func TestHiddenReaderPowers(t *testing.T) {
 		name   string
 		r      store.Reader
 		powers bool
-	}{{"memstore", hiddenReader{inner}, true}, {"no powers", hiddenReader{plainReader{inner}}, false}} {
+	}{
+		{"memstore", hiddenReader{inner}, true},
+		{"no powers", hiddenReader{plainReader{inner}}, false},
+		// A traced request reads and plans as an untraced one.
+		{"traced", tracedReader{hiddenReader: hiddenReader{inner}, tracer: noop.NewTracerProvider().Tracer(""), kind: "memory"}, true},
+		{"traced, no powers", tracedReader{hiddenReader: hiddenReader{plainReader{inner}}, tracer: noop.NewTracerProvider().Tracer(""), kind: "memory"}, false},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pr, ok1 := tt.r.(store.PointReader)
 			br, ok2 := tt.r.(store.BatchReader)

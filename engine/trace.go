@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"iter"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	// Span status codes, not gRPC codes (api/server/errors.go owns those).
@@ -250,19 +251,75 @@ func traceResults[T any](span trace.Span, seq iter.Seq2[T, error]) iter.Seq2[T, 
 
 // tracedReader records a span per datastore query of a traced request. The
 // engine wraps a snapshot in it only when the request is traced, so an
-// untraced request reads the store directly.
+// untraced request reads the store directly. It wraps the engine's
+// hiddenReader, whose read powers (point reads, batch queries,
+// statistics) it keeps, so that a traced check is planned and read as an
+// untraced one is: the statistics pass through, the reads in spans.
 type tracedReader struct {
-	store.Reader
+	hiddenReader
 	tracer trace.Tracer
 	kind   string
 }
 
 // traceReader returns r, wrapped to record its queries when ctx is traced.
-func (e *Engine) traceReader(ctx context.Context, r store.Reader) store.Reader {
+func (e *Engine) traceReader(ctx context.Context, r hiddenReader) store.Reader {
 	if !e.tracing(ctx) {
 		return r
 	}
-	return tracedReader{Reader: r, tracer: e.tracer, kind: e.st.Kind()}
+	return tracedReader{hiddenReader: r, tracer: e.tracer, kind: e.st.Kind()}
+}
+
+var (
+	_ store.PointReader = tracedReader{}
+	_ store.BatchReader = tracedReader{}
+	_ store.StatsReader = tracedReader{}
+)
+
+// ReadRelationship is the reader's point read, in a SpanQuery span.
+func (t tracedReader) ReadRelationship(ctx context.Context, k tuple.Key, now time.Time) (tuple.Relationship, bool, error) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return t.hiddenReader.ReadRelationship(ctx, k, now)
+	}
+	ctx, span := t.start(ctx, SpanQuery, eval.AttrResourceType.String(k.Resource.Type), AttrRelation.String(k.Relation))
+	r, ok, err := t.hiddenReader.ReadRelationship(ctx, k, now)
+	span.SetAttributes(AttrRows.Int(btoi(ok)))
+	endSpan(span, err)
+	return r, ok, err
+}
+
+// AppendRelationships is the reader's batch query, in a SpanQuery span.
+func (t tracedReader) AppendRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.Filter, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return t.hiddenReader.AppendRelationships(ctx, dst, f, opts)
+	}
+	ctx, span := t.start(ctx, SpanQuery, eval.AttrResourceType.String(f.ResourceType), AttrRelation.String(f.Relation))
+	n := len(dst)
+	dst, err := t.hiddenReader.AppendRelationships(ctx, dst, f, opts)
+	span.SetAttributes(AttrRows.Int(len(dst) - n))
+	endSpan(span, err)
+	return dst, err
+}
+
+// AppendReverseRelationships is the reader's batch reverse query, in a
+// SpanReverseQuery span.
+func (t tracedReader) AppendReverseRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.ReverseFilter, opts store.QueryOptions) ([]tuple.Relationship, error) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return t.hiddenReader.AppendReverseRelationships(ctx, dst, f, opts)
+	}
+	ctx, span := t.start(ctx, SpanReverseQuery, eval.AttrResourceType.String(f.ResourceType), AttrRelation.String(f.Relation),
+		eval.AttrSubjectType.String(f.Subject.Type))
+	n := len(dst)
+	dst, err := t.hiddenReader.AppendReverseRelationships(ctx, dst, f, opts)
+	span.SetAttributes(AttrRows.Int(len(dst) - n))
+	endSpan(span, err)
+	return dst, err
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (t tracedReader) start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
@@ -274,12 +331,12 @@ func (t tracedReader) start(ctx context.Context, name string, attrs ...attribute
 // iteration.
 func (t tracedReader) QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
 	if !trace.SpanFromContext(ctx).IsRecording() {
-		return t.Reader.QueryRelationships(ctx, f, opts)
+		return t.hiddenReader.QueryRelationships(ctx, f, opts)
 	}
 	return func(yield func(tuple.Relationship, error) bool) {
 		ctx, span := t.start(ctx, SpanQuery,
 			eval.AttrResourceType.String(f.ResourceType), AttrRelation.String(f.Relation))
-		traceRows(span, t.Reader.QueryRelationships(ctx, f, opts), yield)
+		traceRows(span, t.hiddenReader.QueryRelationships(ctx, f, opts), yield)
 	}
 }
 
@@ -287,13 +344,13 @@ func (t tracedReader) QueryRelationships(ctx context.Context, f tuple.Filter, op
 // iteration.
 func (t tracedReader) ReverseQueryRelationships(ctx context.Context, f tuple.ReverseFilter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
 	if !trace.SpanFromContext(ctx).IsRecording() {
-		return t.Reader.ReverseQueryRelationships(ctx, f, opts)
+		return t.hiddenReader.ReverseQueryRelationships(ctx, f, opts)
 	}
 	return func(yield func(tuple.Relationship, error) bool) {
 		ctx, span := t.start(ctx, SpanReverseQuery,
 			eval.AttrResourceType.String(f.ResourceType), AttrRelation.String(f.Relation),
 			eval.AttrSubjectType.String(f.Subject.Type))
-		traceRows(span, t.Reader.ReverseQueryRelationships(ctx, f, opts), yield)
+		traceRows(span, t.hiddenReader.ReverseQueryRelationships(ctx, f, opts), yield)
 	}
 }
 
@@ -319,10 +376,10 @@ func traceRows(span trace.Span, seq iter.Seq2[tuple.Relationship, error], yield 
 // ReadSchema is the reader's, in a span.
 func (t tracedReader) ReadSchema(ctx context.Context) (string, store.Revision, error) {
 	if !trace.SpanFromContext(ctx).IsRecording() {
-		return t.Reader.ReadSchema(ctx)
+		return t.hiddenReader.ReadSchema(ctx)
 	}
 	ctx, span := t.start(ctx, SpanReadSchema)
-	text, written, err := t.Reader.ReadSchema(ctx)
+	text, written, err := t.hiddenReader.ReadSchema(ctx)
 	endSpan(span, err)
 	return text, written, err
 }
