@@ -41,12 +41,12 @@ func (e *Engine) SettleStatistics(ctx context.Context) error {
 // compacting once after the load leaves one. The engine serves requests
 // meanwhile.
 func (e *Engine) CompactStore(ctx context.Context) error {
+	if err := e.checkOpen(); err != nil {
+		return err
+	}
 	c, ok := e.st.(store.Compacter)
 	if !ok {
 		return nil
-	}
-	if err := e.checkOpen(); err != nil {
-		return err
 	}
 	if err := c.Compact(ctx); err != nil {
 		return fmt.Errorf("engine: compact store: %w", err)
