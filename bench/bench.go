@@ -172,10 +172,20 @@ func Execute(ctx context.Context, o Options) (rep *Report, err error) {
 			info.IndexSeconds = wait.Seconds()
 			info.IndexCPUSeconds = (u2.user + u2.sys - u1.user - u1.sys).Seconds()
 		}
-		// The load left its rows (and the index's) in overlapping levels
-		// that background compactions would still be merging during the
-		// run, and that every uncached read seeks in turn: compact once,
-		// as an operator would after a bulk import.
+		// The store's count of its statistics (saved in the store) goes
+		// before the compaction, so that no write of the load's is left
+		// outside the bottom level; the load left its rows (and the
+		// index's) in overlapping levels that background compactions
+		// would still be merging during the run, and that every uncached
+		// read seeks in turn: compact once, as an operator would after a
+		// bulk import.
+		if err := t.e.SettleStatistics(ctx); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		u2, err = readUsage()
+		if err != nil {
+			return nil, err
+		}
 		start = time.Now()
 		if err := t.e.CompactStore(ctx); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
