@@ -33,7 +33,14 @@ func (s *Store) Compact(ctx context.Context) (err error) {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	if err := s.db.Compact(ctx, compactStart, compactEnd, true); err != nil {
+	err = s.db.Compact(ctx, compactStart, compactEnd, true)
+	// A pooled iterator reads the version of the LSM it was created on:
+	// one from before the compaction would go on seeking in the old,
+	// overlapping files (and keep them on disk) until the next commit.
+	// Retire them, as GC does, whether the compaction finished or not.
+	s.iters.gen.Add(1)
+	s.closeIters()
+	if err != nil {
 		return fmt.Errorf("pebblestore: compact: %w", err)
 	}
 	return nil

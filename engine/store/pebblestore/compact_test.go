@@ -10,9 +10,9 @@ import (
 	"github.com/pemba-authz/pemba/engine/store"
 )
 
-// TestCompact checks that Compact leaves every key in the bottom level and
-// every revision in the GC window reading as before, and that a closed
-// store refuses it.
+// TestCompact checks that Compact leaves every key in the bottom level,
+// every revision in the GC window reading as before and no iterator of
+// the old files pooled, and that a closed store refuses it.
 func TestCompact(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv()
@@ -38,8 +38,15 @@ func TestCompact(t *testing.T) {
 		t.Fatalf("L0 holds %d tables before compacting, want several", m.Levels[0].TablesCount)
 	}
 
+	if len(s.iters.pooled()) == 0 {
+		t.Fatal("no pooled iterator after the reads")
+	}
 	if err := s.Compact(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// A pooled iterator from before would read the old files.
+	if n := len(s.iters.pooled()); n != 0 {
+		t.Errorf("%d iterators from before the compaction still pooled", n)
 	}
 	m := s.db.Metrics()
 	for l := range len(m.Levels) - 1 {
