@@ -294,13 +294,16 @@ func TestExecuteReusesDataDir(t *testing.T) {
 	if first.Load.Reused || first.Load.Relationships == 0 || first.Load.DiskBytes == 0 || first.Load.DiskBytesAfterRun == 0 || first.Target != "inprocess/pebble" {
 		t.Errorf("first run load: %+v, target %s", first.Load, first.Target)
 	}
+	if first.Load.CompactSeconds <= 0 {
+		t.Errorf("first run load: compact_seconds %v, want the compaction after the load timed", first.Load.CompactSeconds)
+	}
 	checkReport(t, first, 100)
 	second, err := Execute(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !second.Load.Reused || second.Load.Relationships != first.Load.Relationships {
-		t.Errorf("second run load: %+v, want reused with %d relationships", second.Load, first.Load.Relationships)
+	if !second.Load.Reused || second.Load.Relationships != first.Load.Relationships || second.Load.CompactSeconds != first.Load.CompactSeconds {
+		t.Errorf("second run load: %+v, want reused with %d relationships and the first load's compaction", second.Load, first.Load.Relationships)
 	}
 	o.Seed = 2
 	if _, err := Execute(ctx, o); !errors.Is(err, ErrDataDir) {

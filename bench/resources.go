@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -42,6 +43,11 @@ func dirSize(dir string) (int64, error) {
 		}
 		if d.Type().IsRegular() {
 			info, err := d.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				// Pebble deletes the files a compaction made obsolete
+				// in the background, while the walk goes on.
+				return nil
+			}
 			if err != nil {
 				return err
 			}

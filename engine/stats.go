@@ -32,3 +32,24 @@ func (e *Engine) SettleStatistics(ctx context.Context) error {
 	}
 	return nil
 }
+
+// CompactStore rewrites the store's files into their final shape when the
+// store can (store.Compacter: Pebble), and returns when done; it returns
+// nil at once for other stores. A bulk import and the nested-group
+// index's rebuild after it (wait with WaitNestedIndex first) leave their
+// rows in overlapping levels that every uncached read seeks in turn;
+// compacting once after the load leaves one. The engine serves requests
+// meanwhile.
+func (e *Engine) CompactStore(ctx context.Context) error {
+	if err := e.checkOpen(); err != nil {
+		return err
+	}
+	c, ok := e.st.(store.Compacter)
+	if !ok {
+		return nil
+	}
+	if err := c.Compact(ctx); err != nil {
+		return fmt.Errorf("engine: compact store: %w", err)
+	}
+	return nil
+}

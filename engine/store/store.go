@@ -231,6 +231,19 @@ type GarbageCollector interface {
 	GC(ctx context.Context, now time.Time) (GCStats, error)
 }
 
+// Compacter is implemented by stores whose files can be rewritten into
+// their final, sorted shape on demand (pebblestore: every key into the
+// bottom level). After a bulk load the store's files are spread over
+// several overlapping levels until background compactions catch up, and
+// every read that misses the cache seeks in each of them; compacting once
+// after the load leaves one level to seek. The store stays readable and
+// writable meanwhile.
+type Compacter interface {
+	// Compact rewrites every key; it returns when done or when ctx ends
+	// (the work done so far is kept).
+	Compact(ctx context.Context) error
+}
+
 // GCStats reports one GC run.
 type GCStats struct {
 	// Horizon is the oldest revision still readable after the run.

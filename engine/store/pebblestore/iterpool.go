@@ -141,7 +141,8 @@ func (s *Store) putIter(pi *pooledIter) {
 }
 
 // closeIters closes every pooled iterator; Close calls it once no
-// operation runs.
+// operation runs, Compact after compacting (an iterator in use is in no
+// slot, so taking the idle ones out is safe at any time).
 func (s *Store) closeIters() {
 	for i := range s.iters.slots {
 		if pi := s.iters.slots[i].p.Swap(nil); pi != nil {
