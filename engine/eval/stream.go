@@ -334,9 +334,7 @@ func answers[R any](ctx context.Context, rq *request, scans []*scan, skip, after
 // excludes, is left to the walk. It reports false, having yielded
 // nothing, when the plan does not apply.
 func (rq *request) streamSubjects(ctx context.Context, req LookupSubjectsRequest, rel *schema.Relation, yield func(SubjectResult, error) bool) bool {
-	if !rq.streams() || rq.overlay || req.Within != nil {
-		// (Contextual relationships: left to the walk, which the
-		// contextual tests compare with the reference.)
+	if !rq.streams() || req.Within != nil {
 		return false
 	}
 	leaves, ok := rq.e.directLeaves(rel, req.SubjectType, req.SubjectRelation)

@@ -29,8 +29,15 @@ import (
 // arrow-all, through a caveat, too deep) is decided by Check, as the
 // walk confirms its candidates.
 //
-// The walk (lookup.go) is taken instead when: the request has
-// contextual relationships or a scope (Within); a node reached accepts
+// Contextual relationships stream too: the forward walk's queries and
+// the scans read through store.Overlay, which merges them in index order
+// after the cursor, and the Checks of the candidates' chunks read through
+// it too (chunkRequest). (The plan was first kept off them only as the
+// direct plan of stream.go was, while the contextual differential test
+// compared unpaged LookupSubjects alone; it now pages them too.)
+//
+// The walk (lookup.go) is taken instead when: the request has a scope
+// (Within, see scope.go for the scoped plans); a node reached accepts
 // the wildcard of the subject type and holds it (the wildcard lists the
 // subjects it excludes, which needs every subject decided); the
 // intermediate nodes are more than maxStreamScans or the lookup's node
@@ -47,7 +54,7 @@ type subjectNode struct {
 // intermediate nodes. It reports false, having yielded nothing, when the
 // plan does not apply.
 func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsRequest, goal *schema.Relation, yield func(SubjectResult, error) bool) bool {
-	if !rq.streams() || rq.overlay || req.Within != nil {
+	if !rq.streams() || req.Within != nil {
 		return false
 	}
 	subType, subRel := req.SubjectType, req.SubjectRelation
