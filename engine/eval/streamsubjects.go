@@ -57,7 +57,39 @@ func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsReq
 	if !rq.streams() || req.Within != nil {
 		return false
 	}
-	subType, subRel := req.SubjectType, req.SubjectRelation
+	scans, ok, err := rq.subjectScans(ctx, goal, req.Resource.ID, req.SubjectType, req.SubjectRelation, req.After)
+	if err != nil {
+		yield(SubjectResult{}, err)
+		return true
+	}
+	if !ok {
+		return false
+	}
+	rq.e.streamed.Add(1)
+	rq.e.streamedSubjectWalks.Add(1)
+	after := req.After
+	if after == tuple.Wildcard {
+		after = ""
+	}
+	answers(ctx, rq, scans, tuple.Wildcard, after, req.Limit, 0, false, func(ctx context.Context, rq *request, id string, _ bool) (CheckResult, error) {
+		r, err := rq.check(ctx, nil, goal, req.Resource.ID, tuple.SubjectRef{Type: req.SubjectType, ID: id, Relation: req.SubjectRelation})
+		return r.checkResult(), err
+	}, subjectResult, yield)
+	return true
+}
+
+// subjectResult is the SubjectResult of a streamed LookupSubjects.
+func subjectResult(id string, res CheckResult) SubjectResult {
+	return SubjectResult{SubjectID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
+}
+
+// subjectScans walks forward from goal on resID to the nodes that hold
+// subjects of kind (subType, subRel) and opens one sorted scan of each,
+// strictly after the cursor after: the streamed plan of the subjects of
+// one relation on one object, which scoped lookups (scope.go) use for
+// either side. It reports false, having opened nothing, when the plan
+// does not apply (see above); the scans it returns are closed by merge.
+func (rq *request) subjectScans(ctx context.Context, goal *schema.Relation, resID, subType, subRel, after string) ([]*scan, bool, error) {
 	srel := subRel
 	if srel == "" {
 		srel = tuple.Ellipsis
@@ -105,8 +137,11 @@ func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsReq
 		visited[n] = true
 		queue = append(queue, visit{n, d, exact})
 	}
+	if after == tuple.Wildcard {
+		after = ""
+	}
 	addFixed := func(id string, d int32, exact bool) {
-		if req.After == "" || subjectOrder(id, req.After) > 0 {
+		if after == "" || id > after {
 			fixed = append(fixed, &scan{fixed: id, certain: exact && d <= maxDepth})
 		}
 	}
@@ -144,7 +179,7 @@ func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsReq
 		}
 		return nil
 	}
-	push(goal, req.Resource.ID, 1, true)
+	push(goal, resID, 1, true)
 	for head := 0; head < len(queue) && err == nil && !tooMany; head++ {
 		if err = ctx.Err(); err != nil {
 			break
@@ -210,21 +245,13 @@ func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsReq
 		}
 	}
 	if err != nil {
-		yield(SubjectResult{}, err)
-		return true
+		return nil, true, err
 	}
 	if tooMany || wild || len(leaves)+len(fixed) > maxStreamScans {
-		return false
+		return nil, false, nil
 	}
 	if err := rq.mem.charge(int64(len(leaves)) * streamScanBytes); err != nil {
-		yield(SubjectResult{}, err)
-		return true
-	}
-	rq.e.streamed.Add(1)
-	rq.e.streamedSubjectWalks.Add(1)
-	after := req.After
-	if after == tuple.Wildcard {
-		after = ""
+		return nil, true, err
 	}
 	subID := func(r *tuple.Relationship) string { return r.Subject.ID }
 	scans := fixed
@@ -240,11 +267,5 @@ func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsReq
 		sc.certain = l.certain
 		scans = append(scans, sc)
 	}
-	answers(ctx, rq, scans, tuple.Wildcard, after, req.Limit, 0, func(ctx context.Context, rq *request, id string) (CheckResult, error) {
-		r, err := rq.check(ctx, nil, goal, req.Resource.ID, tuple.SubjectRef{Type: subType, ID: id, Relation: subRel})
-		return r.checkResult(), err
-	}, func(id string, res CheckResult) SubjectResult {
-		return SubjectResult{SubjectID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
-	}, yield)
-	return true
+	return scans, true, nil
 }
