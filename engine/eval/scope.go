@@ -569,18 +569,19 @@ func (rq *request) streamWithin(ctx context.Context, req LookupSubjectsRequest, 
 	// streamed is the side whose scans give the candidates; each is
 	// decided for the other side too.
 	streamed := perm
-	scans, ok, err := rq.subjectScans(ctx, rel, perm.id, subType, subRel, after)
-	if err == nil && !ok && within.over {
+	plan, ok, err := rq.planSubjects(ctx, rel, perm.id, subType, subRel)
+	if err == nil && (!ok || plan.wild) && within.over {
 		streamed = within
-		scans, ok, err = rq.subjectScans(ctx, within.rel, within.id, subType, subRel, after)
+		plan, ok, err = rq.planSubjects(ctx, within.rel, within.id, subType, subRel)
 	}
 	if err != nil {
 		yield(SubjectResult{}, err)
 		return true
 	}
-	if !ok {
+	if !ok || plan.wild {
 		return false
 	}
+	scans := plan.open(ctx, rq, after)
 	rq.e.streamed.Add(1)
 	rq.e.streamedWithin.Add(1)
 	if streamed == within {

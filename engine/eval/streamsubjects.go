@@ -2,6 +2,8 @@ package eval
 
 import (
 	"context"
+	"slices"
+	"sync"
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -57,7 +59,7 @@ func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsReq
 	if !rq.streams() || req.Within != nil {
 		return false
 	}
-	scans, ok, err := rq.subjectScans(ctx, goal, req.Resource.ID, req.SubjectType, req.SubjectRelation, req.After)
+	plan, ok, err := rq.planSubjects(ctx, goal, req.Resource.ID, req.SubjectType, req.SubjectRelation)
 	if err != nil {
 		yield(SubjectResult{}, err)
 		return true
@@ -67,15 +69,80 @@ func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsReq
 	}
 	rq.e.streamed.Add(1)
 	rq.e.streamedSubjectWalks.Add(1)
-	after := req.After
+	decide := func(ctx context.Context, rq *request, id string, _ bool) (CheckResult, error) {
+		r, err := rq.check(ctx, nil, goal, req.Resource.ID, tuple.SubjectRef{Type: req.SubjectType, ID: id, Relation: req.SubjectRelation})
+		return r.checkResult(), err
+	}
+	after, emitted := req.After, 0
+	if plan.wild {
+		rq.e.streamedSubjectWilds.Add(1)
+		if after == "" {
+			// The page that starts with the wildcard.
+			res, ok := rq.wildcardResult(ctx, plan, decide, req.SubjectType, yield)
+			if !ok {
+				return true
+			}
+			if res.Permissionship != NoPermission {
+				if !yield(res, nil) {
+					return true
+				}
+				emitted++
+				if req.Limit > 0 && emitted >= req.Limit {
+					return true
+				}
+			}
+		}
+	}
 	if after == tuple.Wildcard {
 		after = ""
 	}
-	answers(ctx, rq, scans, tuple.Wildcard, after, req.Limit, 0, false, func(ctx context.Context, rq *request, id string, _ bool) (CheckResult, error) {
-		r, err := rq.check(ctx, nil, goal, req.Resource.ID, tuple.SubjectRef{Type: req.SubjectType, ID: id, Relation: req.SubjectRelation})
-		return r.checkResult(), err
-	}, subjectResult, yield)
+	answers(ctx, rq, plan.open(ctx, rq, after), tuple.Wildcard, after, req.Limit, emitted, false, decide, subjectResult, yield)
 	return true
+}
+
+// wildcardResult decides the wildcard of a plan that holds it and, when
+// it has the permission, the subjects it excludes: every candidate the
+// scans yield that Check rejects, in order. Those are held (they are
+// part of the wildcard's answer) and charged; the rest are read and
+// decided, a chunk at a time, and dropped (answers), to be read and
+// decided again after the wildcard is yielded. It reports false, having
+// yielded the error, when one failed.
+func (rq *request) wildcardResult(ctx context.Context, plan *subjectPlan, decide func(context.Context, *request, string, bool) (CheckResult, error), subType string, yield func(SubjectResult, error) bool) (SubjectResult, bool) {
+	wr, err := decide(ctx, rq, tuple.Wildcard, false)
+	if err != nil {
+		yield(SubjectResult{}, err)
+		return SubjectResult{}, false
+	}
+	res := subjectResult(tuple.Wildcard, wr)
+	if wr.Permissionship == NoPermission {
+		return res, true
+	}
+	var (
+		mu       sync.Mutex
+		excluded []string
+		failed   error
+	)
+	answers(ctx, rq, plan.open(ctx, rq, ""), tuple.Wildcard, "", 0, 0, false, func(ctx context.Context, crq *request, id string, certain bool) (CheckResult, error) {
+		r, err := decide(ctx, crq, id, certain)
+		if err == nil && r.Permissionship == NoPermission {
+			mu.Lock()
+			defer mu.Unlock()
+			if err = rq.mem.charge(walkNodeBytes); err == nil {
+				excluded = append(excluded, id)
+			}
+		}
+		return r, err
+	}, subjectResult, func(_ SubjectResult, err error) bool {
+		failed = err
+		return err == nil
+	})
+	if failed != nil {
+		yield(SubjectResult{}, failed)
+		return SubjectResult{}, false
+	}
+	slices.Sort(excluded) // decided on several workers
+	res.ExcludedIDs = excluded
+	return res, true
 }
 
 // subjectResult is the SubjectResult of a streamed LookupSubjects.
@@ -83,17 +150,59 @@ func subjectResult(id string, res CheckResult) SubjectResult {
 	return SubjectResult{SubjectID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
 }
 
-// subjectScans walks forward from goal on resID to the nodes that hold
-// subjects of kind (subType, subRel) and opens one sorted scan of each,
-// strictly after the cursor after: the streamed plan of the subjects of
-// one relation on one object, which scoped lookups (scope.go) use for
-// either side. It reports false, having opened nothing, when the plan
-// does not apply (see above); the scans it returns are closed by merge.
-func (rq *request) subjectScans(ctx context.Context, goal *schema.Relation, resID, subType, subRel, after string) ([]*scan, bool, error) {
-	srel := subRel
+// subjectPlan is the streamed plan of the subjects of kind (subType,
+// subRel) of one relation on one object: the stored nodes that hold them,
+// and the subject sets that are answers in themselves.
+type subjectPlan struct {
+	subType, subRel string
+	leaves          []subjectLeaf
+	fixed           []subjectLeaf // id: the subject's ID; rel nil
+	// wild: a node holds the subject type's wildcard.
+	wild bool
+}
+
+// subjectLeaf is a stored node whose direct subjects are candidates
+// (certain: an uncaveated one is an answer), or a fixed subject.
+type subjectLeaf struct {
+	subjectNode
+	certain bool
+}
+
+// open opens one sorted scan of each of the plan's nodes (and one fixed
+// scan of each fixed subject) strictly after the cursor after; merge
+// closes them.
+func (p *subjectPlan) open(ctx context.Context, rq *request, after string) []*scan {
+	srel := p.subRel
 	if srel == "" {
 		srel = tuple.Ellipsis
 	}
+	var scans []*scan
+	for _, f := range p.fixed {
+		if after == "" || f.id > after {
+			scans = append(scans, &scan{fixed: f.id, certain: f.certain})
+		}
+	}
+	subID := func(r *tuple.Relationship) string { return r.Subject.ID }
+	for _, l := range p.leaves {
+		opts := store.QueryOptions{Now: rq.now}
+		if after != "" {
+			opts.After = &tuple.Key{Resource: tuple.ObjectRef{Type: l.rel.Definition.Name, ID: l.id}, Relation: l.rel.Name,
+				Subject: tuple.SubjectRef{Type: p.subType, ID: after, Relation: p.subRel}}
+		}
+		f := tuple.Filter{ResourceType: l.rel.Definition.Name, ResourceID: l.id, Relation: l.rel.Name,
+			Subject: &tuple.SubjectFilter{Type: p.subType, Relation: srel}}
+		sc := newScan(rq.reader.QueryRelationships(ctx, f, opts), subID)
+		sc.certain = l.certain
+		scans = append(scans, sc)
+	}
+	return scans
+}
+
+// planSubjects walks forward from goal on resID to the nodes that hold
+// subjects of kind (subType, subRel) (see above), and charges the scans
+// the plan opens at a time. It reports false when the plan does not apply:
+// too many nodes.
+func (rq *request) planSubjects(ctx context.Context, goal *schema.Relation, resID, subType, subRel string) (*subjectPlan, bool, error) {
 	maxDepth := int32(rq.e.opts.MaxDepth)
 	budget := rq.e.opts.MaxLookupNodes
 	if budget <= 0 || budget > maxStreamScans {
@@ -105,15 +214,10 @@ func (rq *request) subjectScans(ctx context.Context, goal *schema.Relation, resI
 		depth int32
 		exact bool
 	}
-	// leaf is a stored node whose direct subjects are candidates.
-	type leaf struct {
-		subjectNode
-		certain bool
-	}
 	var (
 		queue   []visit
-		leaves  []leaf
-		fixed   []*scan // subject sets in themselves, self
+		leaves  []subjectLeaf
+		fixed   []subjectLeaf // subject sets in themselves, self
 		visited = map[subjectNode]bool{}
 		err     error
 		tooMany bool
@@ -137,13 +241,8 @@ func (rq *request) subjectScans(ctx context.Context, goal *schema.Relation, resI
 		visited[n] = true
 		queue = append(queue, visit{n, d, exact})
 	}
-	if after == tuple.Wildcard {
-		after = ""
-	}
 	addFixed := func(id string, d int32, exact bool) {
-		if after == "" || id > after {
-			fixed = append(fixed, &scan{fixed: id, certain: exact && d <= maxDepth})
-		}
+		fixed = append(fixed, subjectLeaf{subjectNode{id: id}, exact && d <= maxDepth})
 	}
 	var walk func(n visit, w *schema.Rewrite, exact bool) error
 	walk = func(n visit, w *schema.Rewrite, exact bool) error {
@@ -235,37 +334,20 @@ func (rq *request) subjectScans(ctx context.Context, goal *schema.Relation, resI
 				err = qerr
 				break
 			}
-			if len(rels) > 0 {
-				wild = true
-				break
-			}
+			wild = wild || len(rels) > 0
 		}
 		if direct {
-			leaves = append(leaves, leaf{n.subjectNode, n.exact && n.depth <= maxDepth})
+			leaves = append(leaves, subjectLeaf{n.subjectNode, n.exact && n.depth <= maxDepth})
 		}
 	}
 	if err != nil {
 		return nil, true, err
 	}
-	if tooMany || wild || len(leaves)+len(fixed) > maxStreamScans {
+	if tooMany || len(leaves)+len(fixed) > maxStreamScans {
 		return nil, false, nil
 	}
 	if err := rq.mem.charge(int64(len(leaves)) * streamScanBytes); err != nil {
 		return nil, true, err
 	}
-	subID := func(r *tuple.Relationship) string { return r.Subject.ID }
-	scans := fixed
-	for _, l := range leaves {
-		opts := store.QueryOptions{Now: rq.now}
-		if after != "" {
-			opts.After = &tuple.Key{Resource: tuple.ObjectRef{Type: l.rel.Definition.Name, ID: l.id}, Relation: l.rel.Name,
-				Subject: tuple.SubjectRef{Type: subType, ID: after, Relation: subRel}}
-		}
-		f := tuple.Filter{ResourceType: l.rel.Definition.Name, ResourceID: l.id, Relation: l.rel.Name,
-			Subject: &tuple.SubjectFilter{Type: subType, Relation: srel}}
-		sc := newScan(rq.reader.QueryRelationships(ctx, f, opts), subID)
-		sc.certain = l.certain
-		scans = append(scans, sc)
-	}
-	return scans, true, nil
+	return &subjectPlan{subType: subType, subRel: subRel, leaves: leaves, fixed: fixed, wild: wild}, true, nil
 }
