@@ -17,7 +17,11 @@ import (
 // that I can view", not for everything the user can view. The scope is
 // pushed into the evaluation: the side that is small (usually the scope)
 // is enumerated, and only its members are decided (see lookupThrough and
-// subjectCandidates), rather than listing everything and filtering.
+// subjectCandidates), rather than listing everything and filtering. Where
+// the scope is large, so can the answer be: the other side is streamed
+// (streamplan.go, streamsubjects.go) and each candidate tested for the
+// scope as it comes, holding nothing of the answer (lookupThrough,
+// streamWithin).
 
 // Through limits LookupResources to the resources that reach Object by
 // following stored relationships: resource R is in the scope when a chain

@@ -38,12 +38,17 @@ import (
 // direct plan of stream.go was, while the contextual differential test
 // compared unpaged LookupSubjects alone; it now pages them too.)
 //
-// The walk (lookup.go) is taken instead when: the request has a scope
-// (Within, see scope.go for the scoped plans); a node reached accepts
-// the wildcard of the subject type and holds it (the wildcard lists the
-// subjects it excludes, which needs every subject decided); the
-// intermediate nodes are more than maxStreamScans or the lookup's node
-// budget.
+// A node that holds the subject type's wildcard makes the wildcard a
+// candidate, which comes first and lists the subjects it excludes: the
+// page that starts with it decides it and, when it is granted, every
+// candidate in one pass over the scans, keeping only the excluded ones
+// (its answer); then the scans are opened again and the rest streamed
+// (wildcardResult). A page after the cursor streams as any other.
+//
+// The walk (lookup.go) is taken instead when the intermediate nodes are
+// more than maxStreamScans or the lookup's node budget. A scoped request
+// (Within) takes this plan for one of its sides (scope.go: streamWithin),
+// or the walk.
 
 // subjectNode is a (stored or rewritten) relation on an object, reached
 // by the forward walk of a streamed LookupSubjects.
