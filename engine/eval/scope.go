@@ -585,6 +585,10 @@ func (rq *request) streamWithin(ctx context.Context, req LookupSubjectsRequest, 
 	if !ok || plan.wild {
 		return false
 	}
+	if err := plan.charge(rq); err != nil {
+		yield(SubjectResult{}, err)
+		return true
+	}
 	scans := plan.open(ctx, rq, after)
 	rq.e.streamed.Add(1)
 	rq.e.streamedWithin.Add(1)

@@ -65,12 +65,15 @@ func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsReq
 		return false
 	}
 	plan, ok, err := rq.planSubjects(ctx, goal, req.Resource.ID, req.SubjectType, req.SubjectRelation)
+	if err == nil && !ok {
+		return false
+	}
+	if err == nil {
+		err = plan.charge(rq)
+	}
 	if err != nil {
 		yield(SubjectResult{}, err)
 		return true
-	}
-	if !ok {
-		return false
 	}
 	rq.e.streamed.Add(1)
 	rq.e.streamedSubjectWalks.Add(1)
@@ -203,10 +206,16 @@ func (p *subjectPlan) open(ctx context.Context, rq *request, after string) []*sc
 	return scans
 }
 
+// charge charges the scans the plan holds open at a time, once, by the
+// caller that takes the plan (a plan may be opened twice, one pass after
+// the other, and a plan not taken holds nothing).
+func (p *subjectPlan) charge(rq *request) error {
+	return rq.mem.charge(int64(len(p.leaves)) * streamScanBytes)
+}
+
 // planSubjects walks forward from goal on resID to the nodes that hold
-// subjects of kind (subType, subRel) (see above), and charges the scans
-// the plan opens at a time. It reports false when the plan does not apply:
-// too many nodes.
+// subjects of kind (subType, subRel) (see above). It reports false when
+// the plan does not apply: too many nodes.
 func (rq *request) planSubjects(ctx context.Context, goal *schema.Relation, resID, subType, subRel string) (*subjectPlan, bool, error) {
 	maxDepth := int32(rq.e.opts.MaxDepth)
 	budget := rq.e.opts.MaxLookupNodes
@@ -350,9 +359,6 @@ func (rq *request) planSubjects(ctx context.Context, goal *schema.Relation, resI
 	}
 	if tooMany || len(leaves)+len(fixed) > maxStreamScans {
 		return nil, false, nil
-	}
-	if err := rq.mem.charge(int64(len(leaves)) * streamScanBytes); err != nil {
-		return nil, true, err
 	}
 	return &subjectPlan{subType: subType, subRel: subRel, leaves: leaves, fixed: fixed, wild: wild}, true, nil
 }
