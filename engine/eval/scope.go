@@ -249,24 +249,39 @@ func (rq *request) scopeMembers(ctx context.Context, p *throughPlan, resType str
 			return nil, err
 		}
 		o := queue[head]
+		var err error
 		for _, r := range p.down[o.Type] {
-			f := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: o.Type, ID: o.ID}, ResourceType: r.Definition.Name, Relation: r.Name}
-			for rel, err := range rq.reader.ReverseQueryRelationships(ctx, f, store.QueryOptions{Now: rq.now}) {
+			// One read per subject relation r accepts on o's type, each
+			// a seek to it and r (see eachArrowSubjectRel): a read naming
+			// none would scan every relationship naming o, of every
+			// resource type, on every page of a large scope.
+			eachArrowSubjectRel(r, o.Type, func(srel string) {
 				if err != nil {
-					return nil, err
+					return
 				}
-				res := rel.Resource
-				if visited[res] {
-					continue
+				f := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: o.Type, ID: o.ID, Relation: srel}, ResourceType: r.Definition.Name, Relation: r.Name}
+				for rel, rerr := range rq.reader.ReverseQueryRelationships(ctx, f, store.QueryOptions{Now: rq.now}) {
+					if rerr != nil {
+						err = rerr
+						return
+					}
+					res := rel.Resource
+					if visited[res] {
+						continue
+					}
+					visited[res] = true
+					if budget > 0 && len(visited) > budget {
+						err = errBudget
+						return
+					}
+					if res.Type == resType {
+						ids = append(ids, res.ID)
+					}
+					queue = append(queue, res)
 				}
-				visited[res] = true
-				if budget > 0 && len(visited) > budget {
-					return nil, errBudget
-				}
-				if res.Type == resType {
-					ids = append(ids, res.ID)
-				}
-				queue = append(queue, res)
+			})
+			if err != nil {
+				return nil, err
 			}
 		}
 	}
