@@ -28,7 +28,7 @@ func TestContextualDifferential(t *testing.T) {
 		cases = 20
 	}
 	ctx := context.Background()
-	var streamed uint64
+	var streamed, streamedSubjects uint64
 	for i := range cases {
 		seed := uint64(i)
 		rng := rand.New(rand.NewPCG(seed, 0x21))
@@ -132,9 +132,19 @@ func TestContextualDifferential(t *testing.T) {
 				// LookupSubjects of users agrees with the reference.
 				for _, r := range allRels {
 					for _, id := range universe[r.Definition.Name] {
-						got, err := drain(e.LookupSubjects(ctx, p, LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: id}, Permission: r.Name, SubjectType: "user"}))
+						lreq := LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: r.Definition.Name, ID: id}, Permission: r.Name, SubjectType: "user"}
+						before := e.streamedSubjectWalks.Load()
+						got, err := drain(e.LookupSubjects(ctx, p, lreq))
 						if err != nil {
 							t.Fatalf("seed %d with=%v: LookupSubjects(%s:%s#%s): %v", seed, with, r.Definition.Name, id, r.Name, err)
+						}
+						if with && e.streamedSubjectWalks.Load() > before {
+							streamedSubjects++
+						}
+						// Pages resume after the cursor with the contextual
+						// relationships merged into each scan.
+						if paged, size, ok := pageSubjects(ctx, e, p, lreq, got); !ok {
+							t.Fatalf("seed %d with=%v: LookupSubjects(%s:%s#%s) in pages of %d = %+v, unpaged %+v", seed, with, r.Definition.Name, id, r.Name, size, paged, got)
 						}
 						for _, u := range append(slices.Clone(diffUsers), tuple.Wildcard) {
 							sub := tuple.SubjectRef{Type: "user", ID: u}
@@ -160,6 +170,11 @@ func TestContextualDifferential(t *testing.T) {
 	if streamed == 0 {
 		t.Errorf("no lookup streamed in %d cases", cases)
 	}
+	// So do LookupSubjects through intermediate nodes (streamsubjects.go).
+	if streamedSubjects < uint64(cases) {
+		t.Errorf("%d subject lookups with contextual relationships streamed through intermediate nodes in %d cases", streamedSubjects, cases)
+	}
+	t.Logf("%d lookups streamed, %d subject lookups with contextual relationships through intermediate nodes", streamed, streamedSubjects)
 }
 
 // TestContextualCacheBypass pins down what the cache layer does with a

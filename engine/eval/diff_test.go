@@ -315,17 +315,23 @@ func TestDifferential(t *testing.T) {
 	if cases >= 60 && counts.subjects < uint64(cases) {
 		t.Errorf("%d subject lookups streamed through intermediate nodes in %d cases: the random schemas no longer exercise streamsubjects.go", counts.subjects, cases)
 	}
+	// And those holding the subject type's wildcard (its excluded
+	// subjects decided before the rest stream).
+	if cases >= 60 && counts.wilds < uint64(cases) {
+		t.Errorf("%d subject lookups streamed with the wildcard in %d cases: the random schemas no longer exercise streamsubjects.go's wildcard", counts.wilds, cases)
+	}
 	// So are the lookups' reads of the nested-group index.
 	if cases >= 60 && counts.nested < uint64(cases) {
 		t.Errorf("%d closure reads by lookups in %d cases: the random schemas no longer exercise nestedlookup.go", counts.nested, cases)
 	}
-	t.Logf("%d lookups streamed (%d through intermediate sets, %d subject lookups through intermediate nodes), %d closure reads by lookups in %d cases", counts.streamed, counts.walked, counts.subjects, counts.nested, cases)
+	t.Logf("%d lookups streamed (%d through intermediate sets, %d subject lookups through intermediate nodes, %d of them with the wildcard), %d closure reads by lookups in %d cases", counts.streamed, counts.walked, counts.subjects, counts.wilds, counts.nested, cases)
 }
 
 // diffCounts counts, over the cases of TestDifferential, the plans that
 // must be exercised: streamed lookups, those streamed through
-// intermediate sets, and lookups' closure reads.
-type diffCounts struct{ streamed, walked, subjects, nested uint64 }
+// intermediate sets, subject lookups streamed through intermediate nodes
+// (and those of them holding the wildcard), and lookups' closure reads.
+type diffCounts struct{ streamed, walked, subjects, wilds, nested uint64 }
 
 // diffWorld returns the objects of every type of s that the random tests
 // ask about, and every relation of s in a stable order.
@@ -412,6 +418,7 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 			counts.streamed += ev.e.streamed.Load()
 			counts.walked += ev.e.streamedWalks.Load()
 			counts.subjects += ev.e.streamedSubjectWalks.Load()
+			counts.wilds += ev.e.streamedSubjectWilds.Load()
 			counts.nested += ev.e.nestedLookups.Load()
 			nestedArrowAnswers.Add(ev.e.nestedArrowAnswers.Load())
 		}

@@ -118,6 +118,13 @@ type Evaluator struct {
 	// streamedSubjectWalks counts the streamed LookupSubjects that
 	// walked forward to intermediate nodes first (streamsubjects.go).
 	streamedSubjectWalks atomic.Uint64
+	// streamedSubjectWilds counts those of them that held the wildcard.
+	streamedSubjectWilds atomic.Uint64
+	// streamedThrough and streamedWithin count the scoped lookups
+	// (Through, Within) that streamed (scope.go), for the tests; of the
+	// latter, streamedWithinSet those whose candidates came from the
+	// subject set's side.
+	streamedThrough, streamedWithin, streamedWithinSet atomic.Uint64
 	// nestedLookups counts the closure reads of the lookups' walks
 	// (nestedlookup.go), for the tests that must exercise them.
 	nestedLookups atomic.Uint64

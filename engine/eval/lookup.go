@@ -265,7 +265,7 @@ func (rq *request) lookupResources(ctx context.Context, req LookupResourcesReque
 		rq.lookupThrough(ctx, req, goal, yield)
 		return
 	}
-	if rq.streamResources(ctx, req, goal, yield) {
+	if rq.streamResources(ctx, req, goal, nil, yield) {
 		return
 	}
 	w := newReverseWalk(rq, goal)
@@ -397,13 +397,25 @@ func (rq *request) lookupSubjects(ctx context.Context, req LookupSubjectsRequest
 		yield(SubjectResult{}, err)
 		return
 	}
-	if rq.streamSubjects(ctx, req, rel, yield) || rq.streamSubjectsPlan(ctx, req, rel, yield) {
+	var within *subjectSide
+	if req.Within != nil {
+		w, release, err := rq.withinSide(ctx, req)
+		if err != nil {
+			yield(SubjectResult{}, err)
+			return
+		}
+		defer release()
+		if rq.streamWithin(ctx, req, rel, w, yield) {
+			return
+		}
+		within = w
+	} else if rq.streamSubjects(ctx, req, rel, yield) || rq.streamSubjectsPlan(ctx, req, rel, yield) {
 		return
 	}
 	// Every subject that can be an answer is met by the walk, so the
 	// walk is done in full on every page; only the Checks that confirm
 	// subjects are limited to the page's.
-	perm, within, cands, err := rq.subjectCandidates(ctx, req, rel)
+	perm, within, cands, err := rq.subjectCandidates(ctx, req, rel, within)
 	if err != nil {
 		yield(SubjectResult{}, err)
 		return
@@ -542,10 +554,24 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 	// read reads the relationships of stored relation r on id, a node at
 	// depth d, naming subjects sf selects (nil: any), and meets their
 	// subjects.
+	// Under a budget, a read stops past it: one node with more
+	// relationships is over budget (a scope planner's walk must not read
+	// a large group whole to learn that it is large).
+	readLimit := 0
+	if budget > 0 {
+		readLimit = budget + 1
+	}
+	query := func(f tuple.Filter) ([]tuple.Relationship, error) {
+		rels, err := rq.queryLimit(ctx, f, readLimit)
+		if readLimit > 0 && len(rels) >= readLimit {
+			overBudget = true
+		}
+		return rels, err
+	}
 	read := func(r *schema.Relation, id string, d int32, sf *tuple.SubjectFilter) error {
-		rels, err := rq.query(ctx, tuple.Filter{ResourceType: r.Definition.Name, ResourceID: id, Relation: r.Name, Subject: sf})
-		if err != nil {
-			return err
+		rels, err := query(tuple.Filter{ResourceType: r.Definition.Name, ResourceID: id, Relation: r.Name, Subject: sf})
+		if err != nil || overBudget {
+			return err // over budget: the walk fails, holding no more
 		}
 		for _, r := range rels {
 			s := r.Subject
@@ -577,7 +603,7 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 			// The object is in its own self, read at this relation.
 			selfMentions(func(id string) { mention(id, n.depth) }, n.rel.Definition, n.id, subType, subRel)
 		case schema.RewriteArrow:
-			rels, err := rq.query(ctx, tuple.Filter{ResourceType: n.rel.Definition.Name, ResourceID: n.id, Relation: w.Relation.Name})
+			rels, err := query(tuple.Filter{ResourceType: n.rel.Definition.Name, ResourceID: n.id, Relation: w.Relation.Name})
 			if err != nil {
 				return err
 			}

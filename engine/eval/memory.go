@@ -22,10 +22,12 @@ import (
 // an Expand's tree (treeNodeBytes each). They are kept
 // until the request ends, as the memo and the walks keep what they
 // reference; a relationship read and dropped is counted too, which errs
-// on the side of refusing. Streamed lookups (stream.go, streamplan.go)
-// charge nothing per result: they charge their walk up to the
-// intermediate objects, streamScanBytes per open scan, and the Checks of
-// one chunk of candidates at a time (chunkRequest).
+// on the side of refusing. Streamed lookups (stream.go, streamplan.go,
+// streamsubjects.go, scope.go) charge nothing per result: they charge
+// their walk to the intermediate objects, streamScanBytes per open scan,
+// and the Checks of one chunk of candidates at a time (chunkRequest); the
+// page of a LookupSubjects that starts with the wildcard charges the
+// subjects it excludes (walkNodeBytes each), which are its answer.
 
 // Estimated bytes of the live heap per item, checked against the heap by
 // TestMemoryEstimates (on memstore: 133 bytes per relationship read into

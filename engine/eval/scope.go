@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -16,7 +17,11 @@ import (
 // that I can view", not for everything the user can view. The scope is
 // pushed into the evaluation: the side that is small (usually the scope)
 // is enumerated, and only its members are decided (see lookupThrough and
-// subjectCandidates), rather than listing everything and filtering.
+// subjectCandidates), rather than listing everything and filtering. Where
+// the scope is large, so can the answer be: the other side is streamed
+// (streamplan.go, streamsubjects.go) and each candidate tested for the
+// scope as it comes, holding nothing of the answer (lookupThrough,
+// streamWithin).
 
 // Through limits LookupResources to the resources that reach Object by
 // following stored relationships: resource R is in the scope when a chain
@@ -244,24 +249,39 @@ func (rq *request) scopeMembers(ctx context.Context, p *throughPlan, resType str
 			return nil, err
 		}
 		o := queue[head]
+		var err error
 		for _, r := range p.down[o.Type] {
-			f := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: o.Type, ID: o.ID}, ResourceType: r.Definition.Name, Relation: r.Name}
-			for rel, err := range rq.reader.ReverseQueryRelationships(ctx, f, store.QueryOptions{Now: rq.now}) {
+			// One read per subject relation r accepts on o's type, each
+			// a seek to it and r (see eachArrowSubjectRel): a read naming
+			// none would scan every relationship naming o, of every
+			// resource type, on every page of a large scope.
+			eachArrowSubjectRel(r, o.Type, func(srel string) {
 				if err != nil {
-					return nil, err
+					return
 				}
-				res := rel.Resource
-				if visited[res] {
-					continue
+				f := tuple.ReverseFilter{Subject: tuple.SubjectFilter{Type: o.Type, ID: o.ID, Relation: srel}, ResourceType: r.Definition.Name, Relation: r.Name}
+				for rel, rerr := range rq.reader.ReverseQueryRelationships(ctx, f, store.QueryOptions{Now: rq.now}) {
+					if rerr != nil {
+						err = rerr
+						return
+					}
+					res := rel.Resource
+					if visited[res] {
+						continue
+					}
+					visited[res] = true
+					if budget > 0 && len(visited) > budget {
+						err = errBudget
+						return
+					}
+					if res.Type == resType {
+						ids = append(ids, res.ID)
+					}
+					queue = append(queue, res)
 				}
-				visited[res] = true
-				if budget > 0 && len(visited) > budget {
-					return nil, errBudget
-				}
-				if res.Type == resType {
-					ids = append(ids, res.ID)
-				}
-				queue = append(queue, res)
+			})
+			if err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -269,18 +289,34 @@ func (rq *request) scopeMembers(ctx context.Context, p *throughPlan, resType str
 }
 
 // scopeTest decides, walking up from resources, whether they reach the
-// scope object; it remembers what it learnt across resources.
+// scope object; it remembers what it learnt across resources, up to
+// maxScopeKnown objects (then it starts afresh: a streamed lookup tests
+// any number of resources, and must not hold them all). It is safe for
+// concurrent use (the tests are serialized).
 type scopeTest struct {
-	rq    *request
 	p     *throughPlan
+	mu    sync.Mutex
 	known map[tuple.ObjectRef]bool
 }
 
+// maxScopeKnown bounds the objects a scopeTest remembers.
+const maxScopeKnown = 4096
+
+func newScopeTest(p *throughPlan) *scopeTest {
+	return &scopeTest{p: p, known: map[tuple.ObjectRef]bool{}}
+}
+
 // in reports whether o reaches the scope object by one or more
-// relationships.
-func (s *scopeTest) in(ctx context.Context, o tuple.ObjectRef) (bool, error) {
+// relationships, reading through rq (whose memory account the reads are
+// charged to).
+func (s *scopeTest) in(ctx context.Context, rq *request, o tuple.ObjectRef) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if v, ok := s.known[o]; ok {
 		return v, nil
+	}
+	if len(s.known) >= maxScopeKnown {
+		clear(s.known)
 	}
 	visited := map[tuple.ObjectRef]bool{o: true}
 	queue := []tuple.ObjectRef{o}
@@ -288,7 +324,7 @@ func (s *scopeTest) in(ctx context.Context, o tuple.ObjectRef) (bool, error) {
 		cur := queue[head]
 		for _, r := range s.p.up[cur.Type] {
 			f := tuple.Filter{ResourceType: cur.Type, ResourceID: cur.ID, Relation: r.Name}
-			rels, err := s.rq.query(ctx, f)
+			rels, err := rq.query(ctx, f)
 			if err != nil {
 				return false, err
 			}
@@ -322,9 +358,12 @@ func (s *scopeTest) in(ctx context.Context, o tuple.ObjectRef) (bool, error) {
 // the subject is tried within a budget that grows with the candidates
 // (what checking them would cost) and the two sides intersected (only
 // resources in both are decided; past the budget the candidates are
-// checked one by one); when the scope is over budget the
-// subject's side is walked in full and each of its resources tested for
-// the scope by a walk up from the resource, before any Check.
+// checked one by one); when the scope is over budget, the answer can be
+// large: the subject's side is streamed (streamResources) and each of its
+// resources tested for the scope by a walk up from the resource, before
+// any Check, so that nothing of the answer is held; where that plan does
+// not apply the subject's side is walked in full (within MaxLookupNodes)
+// and tested alike.
 func (rq *request) lookupThrough(ctx context.Context, req LookupResourcesRequest, goal *schema.Relation, yield func(ResourceResult, error) bool) {
 	p, err := rq.e.compileThrough(req.ResourceType, req.Through)
 	if err != nil {
@@ -351,15 +390,22 @@ func (rq *request) lookupThrough(ctx context.Context, req LookupResourcesRequest
 		}
 		rq.confirmResources(ctx, req, goal, ids, nil, nil, yield)
 	case errors.Is(err, errBudget):
+		st := newScopeTest(p)
+		if rq.streamResources(ctx, req, goal, st, yield) {
+			return
+		}
 		w := newReverseWalk(rq, goal)
+		w.budget = rq.e.opts.MaxLookupNodes
 		if err := w.run(ctx, req.Subject); err != nil {
+			if errors.Is(err, errBudget) {
+				err = &LookupTooLargeError{Max: w.budget}
+			}
 			yield(ResourceResult{}, err)
 			return
 		}
 		found := w.vals[goal.Index]
-		st := &scopeTest{rq: rq, p: p, known: map[tuple.ObjectRef]bool{}}
 		keep := func(ctx context.Context, id string) (bool, error) {
-			return st.in(ctx, tuple.ObjectRef{Type: req.ResourceType, ID: id})
+			return st.in(ctx, rq, tuple.ObjectRef{Type: req.ResourceType, ID: id})
 		}
 		rq.confirmResources(ctx, req, goal, afterSorted(slices.Collect(maps.Keys(found)), req.After), found, keep, yield)
 	default:
@@ -394,6 +440,8 @@ type subjectSide struct {
 	rel       *schema.Relation
 	id        string
 	mentioned map[string]int32
+	// over: the side's walk ran over the scope budget (mentioned is nil).
+	over bool
 }
 
 // sure reports whether id is in the side without a Check: the side was
@@ -406,37 +454,55 @@ func (s *subjectSide) sure(e *Evaluator, id string) bool {
 	return ok && int(d) <= e.opts.MaxDepth
 }
 
+// withinSide walks the Within subject set of a scoped LookupSubjects
+// within the scope budget, on a request of its own: a walk that ends over
+// budget keeps nothing, so what it charged is given back at once (a large
+// subject set costs the budget's reads, never its members); a complete
+// one keeps its members (at most the budget) until the lookup calls
+// release. The side's over is set when the walk ran over the budget.
+func (rq *request) withinSide(ctx context.Context, req LookupSubjectsRequest) (within *subjectSide, release func(), err error) {
+	wrel, err := rq.e.validateWithin(req.Within)
+	if err != nil {
+		return nil, nil, err
+	}
+	within = &subjectSide{rel: wrel, id: req.Within.ID}
+	wrq := rq.chunkRequest()
+	m, err := wrq.forwardWalk(ctx, wrel, within.id, req.SubjectType, req.SubjectRelation, rq.e.scopeBudget)
+	switch {
+	case err == nil:
+		within.mentioned = m
+		return within, wrq.done, nil
+	case errors.Is(err, errBudget):
+		wrq.done()
+		within.over = true
+		return within, func() {}, nil
+	}
+	wrq.done()
+	return nil, nil, err
+}
+
 // subjectCandidates returns the sides of req (the permission and, when
-// scoped, the Within subject set) and the subject IDs that can be answers,
-// unsorted. Unscoped, the permission's side is walked. Scoped, the subject
-// set is walked first within the scope budget: when it is complete, small
-// and has no wildcard, its members are the candidates and the permission
-// is not walked at all; else the permission is walked and the candidates
-// are the subjects both sides can hold (a wildcard on one side admits the
+// scoped, the Within subject set, walked by withinSide) and the subject
+// IDs that can be answers, unsorted. Unscoped, the permission's side is
+// walked. Scoped: when the subject set's walk is complete, small and has
+// no wildcard, its members are the candidates and the permission is not
+// walked at all; else the permission is walked and the candidates are
+// the subjects both sides can hold (a wildcard on one side admits the
 // other side's subjects).
-func (rq *request) subjectCandidates(ctx context.Context, req LookupSubjectsRequest, rel *schema.Relation) (perm, within *subjectSide, ids []string, err error) {
+func (rq *request) subjectCandidates(ctx context.Context, req LookupSubjectsRequest, rel *schema.Relation, within *subjectSide) (perm *subjectSide, _ *subjectSide, ids []string, err error) {
 	perm = &subjectSide{rel: rel, id: req.Resource.ID}
 	walk := func(s *subjectSide, budget int) error {
 		m, err := rq.forwardWalk(ctx, s.rel, s.id, req.SubjectType, req.SubjectRelation, budget)
 		s.mentioned = m
 		return err
 	}
-	if req.Within == nil {
+	if within == nil {
 		if err := walk(perm, 0); err != nil {
 			return nil, nil, nil, err
 		}
 		return perm, nil, slices.Collect(maps.Keys(perm.mentioned)), nil
 	}
-	wrel, err := rq.e.validateWithin(req.Within)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	within = &subjectSide{rel: wrel, id: req.Within.ID}
-	werr := walk(within, rq.e.scopeBudget)
-	if werr != nil && !errors.Is(werr, errBudget) {
-		return nil, nil, nil, werr
-	}
-	if werr == nil {
+	if !within.over {
 		if _, wild := within.mentioned[tuple.Wildcard]; !wild && len(within.mentioned) <= rq.e.scopeChecks {
 			return perm, within, slices.Collect(maps.Keys(within.mentioned)), nil
 		}
@@ -445,11 +511,10 @@ func (rq *request) subjectCandidates(ctx context.Context, req LookupSubjectsRequ
 		return nil, nil, nil, err
 	}
 	_, permWild := perm.mentioned[tuple.Wildcard]
-	if werr != nil {
+	if within.over {
 		if !permWild {
 			// Every answer is among the permission's subjects; the
 			// subject set is decided by Check for each.
-			within.mentioned = nil
 			return perm, within, slices.Collect(maps.Keys(perm.mentioned)), nil
 		}
 		// The permission admits everyone: the subject set's members are
@@ -471,6 +536,94 @@ func (rq *request) subjectCandidates(ctx context.Context, req LookupSubjectsRequ
 		}
 	}
 	return perm, within, slices.Collect(maps.Keys(set)), nil
+}
+
+// streamWithin is a scoped LookupSubjects by a streamed plan
+// (streamsubjects.go), for a scope whose answer can be large: a subject
+// set whose walk was over the scope budget, or complete but with more
+// members than the planner checks one by one (or the wildcard). The
+// candidates are the permission's subjects, streamed in order through
+// its intermediate nodes, each decided for the subject set too (a member
+// the complete walk met needs no Check, one it did not meet is out);
+// where the permission's plan does not apply and the subject set is
+// large, the candidates are the subject set's, streamed alike, each
+// decided for the permission by Check. Either way the answer is never
+// held, only the nodes of one forward walk and one relationship per
+// scan. Neither plan streams a side holding the wildcard, so no answer
+// is the wildcard (whose excluded subjects would need every subject
+// decided). It reports false, having yielded nothing, when neither plan
+// applies, or the subject set is small (its members are checked).
+func (rq *request) streamWithin(ctx context.Context, req LookupSubjectsRequest, rel *schema.Relation, within *subjectSide, yield func(SubjectResult, error) bool) bool {
+	if !rq.streams() {
+		return false
+	}
+	_, withinWild := within.mentioned[tuple.Wildcard]
+	if !within.over && !withinWild && len(within.mentioned) <= rq.e.scopeChecks {
+		return false
+	}
+	subType, subRel := req.SubjectType, req.SubjectRelation
+	subject := func(id string) tuple.SubjectRef { return tuple.SubjectRef{Type: subType, ID: id, Relation: subRel} }
+	after := req.After
+	if after == tuple.Wildcard {
+		after = ""
+	}
+	granted := CheckResult{Permissionship: HasPermission}
+	// side decides whether id is in s: certain when the streamed plan
+	// found it so, sure when the side's complete walk did.
+	side := func(ctx context.Context, crq *request, s *subjectSide, id string, certain bool) (CheckResult, error) {
+		if certain || s.sure(crq.e, id) {
+			return granted, nil
+		}
+		if s.mentioned != nil {
+			if _, ok := s.mentioned[id]; !ok {
+				if _, wild := s.mentioned[tuple.Wildcard]; !wild {
+					return CheckResult{}, nil // the walk met every subject that can be in it
+				}
+			}
+		}
+		r, err := crq.check(ctx, nil, s.rel, s.id, subject(id))
+		return r.checkResult(), err
+	}
+	perm := &subjectSide{rel: rel, id: req.Resource.ID}
+	// streamed is the side whose scans give the candidates; each is
+	// decided for the other side too.
+	streamed := perm
+	plan, ok, err := rq.planSubjects(ctx, rel, perm.id, subType, subRel)
+	if err == nil && (!ok || plan.wild) && within.over {
+		streamed = within
+		plan, ok, err = rq.planSubjects(ctx, within.rel, within.id, subType, subRel)
+	}
+	if err != nil {
+		yield(SubjectResult{}, err)
+		return true
+	}
+	if !ok || plan.wild {
+		return false
+	}
+	if err := plan.charge(rq); err != nil {
+		yield(SubjectResult{}, err)
+		return true
+	}
+	scans := plan.open(ctx, rq, after)
+	rq.e.streamed.Add(1)
+	rq.e.streamedWithin.Add(1)
+	if streamed == within {
+		rq.e.streamedWithinSet.Add(1)
+	}
+	answers(ctx, rq, scans, tuple.Wildcard, after, req.Limit, 0, true, func(ctx context.Context, crq *request, id string, certain bool) (CheckResult, error) {
+		// The subject set first, as decideSubjects does: a subject it
+		// rejects is not asked about the permission.
+		in, err := side(ctx, crq, within, id, certain && streamed == within)
+		if err != nil || in.Permissionship == NoPermission {
+			return CheckResult{}, err
+		}
+		p, err := side(ctx, crq, perm, id, certain && streamed == perm)
+		if err != nil {
+			return CheckResult{}, err
+		}
+		return both(p, in), nil
+	}, subjectResult, yield)
+	return true
 }
 
 // decideSubjects decides the subjects of chunk into results: the

@@ -27,7 +27,8 @@ import (
 // other side's walk), and no direct checks with a reverse budget too small
 // for the subject's walk (intersection gives up: check the scope); and the
 // first and third again reading the nested-group index of rels (its rows
-// computed by brute force), in every walk.
+// computed by brute force), in every walk; and the scope over budget with
+// the streamed plans off (walkOnly).
 func scopeConfigs(t testing.TB, s *schema.Schema, rels []tuple.Relationship) []scopeConfig {
 	def := New(s, Options{Concurrency: 1})
 	tiny := New(s, Options{Concurrency: 4})
@@ -44,8 +45,13 @@ func scopeConfigs(t testing.TB, s *schema.Schema, rels []tuple.Relationship) []s
 	nestedInter := New(s, Options{Concurrency: 1, NestedIndex: true})
 	nestedInter.scopeChecks = 0
 	nestedInter.reverseBudget = math.MaxInt
+	// The scope over budget again with the streamed plans off: the
+	// walks they replace where they apply.
+	tinyWalk := New(s, Options{Concurrency: 1})
+	tinyWalk.scopeBudget = 1
+	tinyWalk.walkOnly = true
 	return []scopeConfig{{"default", def, nil}, {"scope-over-budget", tiny, nil}, {"intersect", inter, nil}, {"intersect-over-budget", noRev, nil},
-		{"nested-index", nested, rdNested}, {"nested-index+intersect", nestedInter, rdNested}}
+		{"nested-index", nested, rdNested}, {"nested-index+intersect", nestedInter, rdNested}, {"scope-over-budget+walk", tinyWalk, nil}}
 }
 
 // scopeConfig is one evaluator of scopeConfigs.
@@ -152,7 +158,7 @@ func TestScopedLookupDifferential(t *testing.T) {
 	t.Logf("%+v", stats)
 	least := func(n int) int { return max(1, n*cases/200) }
 	if stats.resources < least(100) || stats.cutResources < least(100) || stats.subjects < least(100) || stats.cutSubjects < least(100) ||
-		stats.wildSubjects < least(5) || stats.badScopes < least(5) || (!raceEnabled && stats.nestedReads < 100) {
+		stats.wildSubjects < least(5) || stats.badScopes < least(5) || (!raceEnabled && stats.nestedReads < 100) || stats.streamedThrough < least(200) || stats.streamedWithin < least(200) || stats.streamedWithinSet < least(10) {
 		t.Errorf("the random cases exercise too little: %+v", stats)
 	}
 }
@@ -163,6 +169,10 @@ type scopeStats struct {
 	wildSubjects, badScopes int // "*" answers in scope; scopes the schema cannot satisfy
 	depthSkips              int
 	nestedReads             int // closure reads of the lookups' walks (none in the race detector's first 30 cases)
+	// Scoped lookups that streamed: LookupResources through a large
+	// scope, LookupSubjects within a large subject set (candidates from
+	// the permission's side or from the subject set's).
+	streamedThrough, streamedWithin, streamedWithinSet int
 }
 
 func runScopeCase(t *testing.T, rng *rand.Rand, seed uint64, s *schema.Schema, rels []tuple.Relationship, reqCtx map[string]any, st *scopeStats) bool {
@@ -177,6 +187,9 @@ func runScopeCase(t *testing.T, rng *rand.Rand, seed uint64, s *schema.Schema, r
 	defer func() {
 		for _, cfg := range configs {
 			st.nestedReads += int(cfg.e.nestedLookups.Load())
+			st.streamedThrough += int(cfg.e.streamedThrough.Load())
+			st.streamedWithin += int(cfg.e.streamedWithin.Load())
+			st.streamedWithinSet += int(cfg.e.streamedWithinSet.Load())
 		}
 	}()
 	var defs []string

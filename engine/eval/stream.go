@@ -242,11 +242,14 @@ func merge(scans []*scan, skip string, yield func(id string, certain bool) bool)
 // confirmChunk at a time (fewer when the page lacks fewer, at least one
 // per worker), on rq's workers (rq.confirm), each chunk by a request of
 // its own (chunkRequest) that decide is given: what it holds is that
-// chunk and its Checks' subproblems.
-func answers[R any](ctx context.Context, rq *request, scans []*scan, skip, after string, limit, emitted int, decide func(ctx context.Context, rq *request, id string) (CheckResult, error), answer func(id string, res CheckResult) R, yield func(R, error) bool) {
+// chunk and its Checks' subproblems. With all set, every candidate is
+// decided, the certain ones too (a scoped lookup tests each for its
+// scope): decide is told whether the scans found it certain.
+func answers[R any](ctx context.Context, rq *request, scans []*scan, skip, after string, limit, emitted int, all bool, decide func(ctx context.Context, rq *request, id string, certain bool) (CheckResult, error), answer func(id string, res CheckResult) R, yield func(R, error) bool) {
 	type candidate struct {
-		id  string
-		res CheckResult
+		id      string
+		certain bool
+		res     CheckResult
 	}
 	var (
 		pending []candidate
@@ -264,7 +267,7 @@ func answers[R any](ctx context.Context, rq *request, scans []*scan, skip, after
 			decideErr = crq.confirm(ctx, len(todo), func(ctx context.Context, k int) error {
 				c := &pending[todo[k]]
 				var derr error
-				c.res, derr = decide(ctx, crq, c.id)
+				c.res, derr = decide(ctx, crq, c.id, c.certain)
 				return derr
 			})
 			crq.done()
@@ -293,7 +296,7 @@ func answers[R any](ctx context.Context, rq *request, scans []*scan, skip, after
 		if after != "" && id <= after {
 			return true
 		}
-		if certain && len(pending) == 0 {
+		if certain && !all && len(pending) == 0 {
 			if !yield(answer(id, granted), nil) {
 				stopped = true
 				return false
@@ -302,8 +305,8 @@ func answers[R any](ctx context.Context, rq *request, scans []*scan, skip, after
 			stopped = limit > 0 && emitted >= limit
 			return !stopped
 		}
-		pending = append(pending, candidate{id: id, res: granted})
-		if !certain {
+		pending = append(pending, candidate{id: id, certain: certain, res: granted})
+		if !certain || all {
 			todo = append(todo, len(pending)-1)
 		}
 		size := confirmChunk
@@ -334,9 +337,7 @@ func answers[R any](ctx context.Context, rq *request, scans []*scan, skip, after
 // excludes, is left to the walk. It reports false, having yielded
 // nothing, when the plan does not apply.
 func (rq *request) streamSubjects(ctx context.Context, req LookupSubjectsRequest, rel *schema.Relation, yield func(SubjectResult, error) bool) bool {
-	if !rq.streams() || rq.overlay || req.Within != nil {
-		// (Contextual relationships: left to the walk, which the
-		// contextual tests compare with the reference.)
+	if !rq.streams() || req.Within != nil {
 		return false
 	}
 	leaves, ok := rq.e.directLeaves(rel, req.SubjectType, req.SubjectRelation)
@@ -395,7 +396,7 @@ func (rq *request) streamSubjects(ctx context.Context, req LookupSubjectsRequest
 		scans = append(scans, newScan(rq.reader.QueryRelationships(ctx, filter(l, ""), opts), subID))
 	}
 	sub := tuple.SubjectRef{Type: req.SubjectType, Relation: req.SubjectRelation}
-	answers(ctx, rq, scans, tuple.Wildcard, after, req.Limit, emitted, func(ctx context.Context, rq *request, id string) (CheckResult, error) {
+	answers(ctx, rq, scans, tuple.Wildcard, after, req.Limit, emitted, false, func(ctx context.Context, rq *request, id string, _ bool) (CheckResult, error) {
 		if wild {
 			// Every subject of the type has the permission.
 			return CheckResult{Permissionship: HasPermission}, nil

@@ -221,8 +221,11 @@ func (rq *request) intermediates(ctx context.Context, typ string, sub tuple.Subj
 }
 
 // streamResources is LookupResources by the streamed plan. It reports
-// false, having yielded nothing, when the plan does not apply.
-func (rq *request) streamResources(ctx context.Context, req LookupResourcesRequest, goal *schema.Relation, yield func(ResourceResult, error) bool) bool {
+// false, having yielded nothing, when the plan does not apply. With st
+// (a scoped lookup whose scope is the large side, see lookupThrough),
+// every candidate is tested for the scope before it is decided: the
+// scope filters the stream, and nothing of the answer is held.
+func (rq *request) streamResources(ctx context.Context, req LookupResourcesRequest, goal *schema.Relation, st *scopeTest, yield func(ResourceResult, error) bool) bool {
 	sub := req.Subject
 	if !rq.streams() || sub.ID == tuple.Wildcard {
 		return false
@@ -261,6 +264,9 @@ func (rq *request) streamResources(ctx context.Context, req LookupResourcesReque
 	rq.e.streamed.Add(1)
 	if w != nil {
 		rq.e.streamedWalks.Add(1)
+	}
+	if st != nil {
+		rq.e.streamedThrough.Add(1)
 	}
 	maxDepth := int32(rq.e.opts.MaxDepth)
 	resID := func(r *tuple.Relationship) string { return r.Resource.ID }
@@ -303,7 +309,16 @@ func (rq *request) streamResources(ctx context.Context, req LookupResourcesReque
 			}
 		}
 	}
-	answers(ctx, rq, scans, "", req.After, req.Limit, 0, func(ctx context.Context, rq *request, id string) (CheckResult, error) {
+	answers(ctx, rq, scans, "", req.After, req.Limit, 0, st != nil, func(ctx context.Context, rq *request, id string, certain bool) (CheckResult, error) {
+		if st != nil {
+			in, err := st.in(ctx, rq, tuple.ObjectRef{Type: req.ResourceType, ID: id})
+			if err != nil || !in {
+				return CheckResult{}, err
+			}
+			if certain {
+				return CheckResult{Permissionship: HasPermission}, nil
+			}
+		}
 		r, err := rq.check(ctx, nil, goal, id, sub)
 		return r.checkResult(), err
 	}, func(id string, res CheckResult) ResourceResult {

@@ -2,6 +2,8 @@ package eval
 
 import (
 	"context"
+	"slices"
+	"sync"
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -29,12 +31,24 @@ import (
 // arrow-all, through a caveat, too deep) is decided by Check, as the
 // walk confirms its candidates.
 //
-// The walk (lookup.go) is taken instead when: the request has
-// contextual relationships or a scope (Within); a node reached accepts
-// the wildcard of the subject type and holds it (the wildcard lists the
-// subjects it excludes, which needs every subject decided); the
-// intermediate nodes are more than maxStreamScans or the lookup's node
-// budget.
+// Contextual relationships stream too: the forward walk's queries and
+// the scans read through store.Overlay, which merges them in index order
+// after the cursor, and the Checks of the candidates' chunks read through
+// it too (chunkRequest). (The plan was first kept off them only as the
+// direct plan of stream.go was, while the contextual differential test
+// compared unpaged LookupSubjects alone; it now pages them too.)
+//
+// A node that holds the subject type's wildcard makes the wildcard a
+// candidate, which comes first and lists the subjects it excludes: the
+// page that starts with it decides it and, when it is granted, every
+// candidate in one pass over the scans, keeping only the excluded ones
+// (its answer); then the scans are opened again and the rest streamed
+// (wildcardResult). A page after the cursor streams as any other.
+//
+// The walk (lookup.go) is taken instead when the intermediate nodes are
+// more than maxStreamScans or the lookup's node budget. A scoped request
+// (Within) takes this plan for one of its sides (scope.go: streamWithin),
+// or the walk.
 
 // subjectNode is a (stored or rewritten) relation on an object, reached
 // by the forward walk of a streamed LookupSubjects.
@@ -47,14 +61,162 @@ type subjectNode struct {
 // intermediate nodes. It reports false, having yielded nothing, when the
 // plan does not apply.
 func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsRequest, goal *schema.Relation, yield func(SubjectResult, error) bool) bool {
-	if !rq.streams() || rq.overlay || req.Within != nil {
+	if !rq.streams() || req.Within != nil {
 		return false
 	}
-	subType, subRel := req.SubjectType, req.SubjectRelation
-	srel := subRel
+	plan, ok, err := rq.planSubjects(ctx, goal, req.Resource.ID, req.SubjectType, req.SubjectRelation)
+	if err == nil && !ok {
+		return false
+	}
+	if err == nil {
+		err = plan.charge(rq)
+	}
+	if err != nil {
+		yield(SubjectResult{}, err)
+		return true
+	}
+	rq.e.streamed.Add(1)
+	rq.e.streamedSubjectWalks.Add(1)
+	decide := func(ctx context.Context, rq *request, id string, _ bool) (CheckResult, error) {
+		r, err := rq.check(ctx, nil, goal, req.Resource.ID, tuple.SubjectRef{Type: req.SubjectType, ID: id, Relation: req.SubjectRelation})
+		return r.checkResult(), err
+	}
+	after, emitted := req.After, 0
+	if plan.wild {
+		rq.e.streamedSubjectWilds.Add(1)
+		if after == "" {
+			// The page that starts with the wildcard.
+			res, ok := rq.wildcardResult(ctx, plan, decide, req.SubjectType, yield)
+			if !ok {
+				return true
+			}
+			if res.Permissionship != NoPermission {
+				if !yield(res, nil) {
+					return true
+				}
+				emitted++
+				if req.Limit > 0 && emitted >= req.Limit {
+					return true
+				}
+			}
+		}
+	}
+	if after == tuple.Wildcard {
+		after = ""
+	}
+	answers(ctx, rq, plan.open(ctx, rq, after), tuple.Wildcard, after, req.Limit, emitted, false, decide, subjectResult, yield)
+	return true
+}
+
+// wildcardResult decides the wildcard of a plan that holds it and, when
+// it has the permission, the subjects it excludes: every candidate the
+// scans yield that Check rejects, in order. Those are held (they are
+// part of the wildcard's answer) and charged; the rest are read and
+// decided, a chunk at a time, and dropped (answers), to be read and
+// decided again after the wildcard is yielded. It reports false, having
+// yielded the error, when one failed.
+func (rq *request) wildcardResult(ctx context.Context, plan *subjectPlan, decide func(context.Context, *request, string, bool) (CheckResult, error), subType string, yield func(SubjectResult, error) bool) (SubjectResult, bool) {
+	wr, err := decide(ctx, rq, tuple.Wildcard, false)
+	if err != nil {
+		yield(SubjectResult{}, err)
+		return SubjectResult{}, false
+	}
+	res := subjectResult(tuple.Wildcard, wr)
+	if wr.Permissionship == NoPermission {
+		return res, true
+	}
+	var (
+		mu       sync.Mutex
+		excluded []string
+		failed   error
+	)
+	answers(ctx, rq, plan.open(ctx, rq, ""), tuple.Wildcard, "", 0, 0, false, func(ctx context.Context, crq *request, id string, certain bool) (CheckResult, error) {
+		r, err := decide(ctx, crq, id, certain)
+		if err == nil && r.Permissionship == NoPermission {
+			mu.Lock()
+			defer mu.Unlock()
+			if err = rq.mem.charge(walkNodeBytes); err == nil {
+				excluded = append(excluded, id)
+			}
+		}
+		return r, err
+	}, subjectResult, func(_ SubjectResult, err error) bool {
+		failed = err
+		return err == nil
+	})
+	if failed != nil {
+		yield(SubjectResult{}, failed)
+		return SubjectResult{}, false
+	}
+	slices.Sort(excluded) // decided on several workers
+	res.ExcludedIDs = excluded
+	return res, true
+}
+
+// subjectResult is the SubjectResult of a streamed LookupSubjects.
+func subjectResult(id string, res CheckResult) SubjectResult {
+	return SubjectResult{SubjectID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
+}
+
+// subjectPlan is the streamed plan of the subjects of kind (subType,
+// subRel) of one relation on one object: the stored nodes that hold them,
+// and the subject sets that are answers in themselves.
+type subjectPlan struct {
+	subType, subRel string
+	leaves          []subjectLeaf
+	fixed           []subjectLeaf // id: the subject's ID; rel nil
+	// wild: a node holds the subject type's wildcard.
+	wild bool
+}
+
+// subjectLeaf is a stored node whose direct subjects are candidates
+// (certain: an uncaveated one is an answer), or a fixed subject.
+type subjectLeaf struct {
+	subjectNode
+	certain bool
+}
+
+// open opens one sorted scan of each of the plan's nodes (and one fixed
+// scan of each fixed subject) strictly after the cursor after; merge
+// closes them.
+func (p *subjectPlan) open(ctx context.Context, rq *request, after string) []*scan {
+	srel := p.subRel
 	if srel == "" {
 		srel = tuple.Ellipsis
 	}
+	var scans []*scan
+	for _, f := range p.fixed {
+		if after == "" || f.id > after {
+			scans = append(scans, &scan{fixed: f.id, certain: f.certain})
+		}
+	}
+	subID := func(r *tuple.Relationship) string { return r.Subject.ID }
+	for _, l := range p.leaves {
+		opts := store.QueryOptions{Now: rq.now}
+		if after != "" {
+			opts.After = &tuple.Key{Resource: tuple.ObjectRef{Type: l.rel.Definition.Name, ID: l.id}, Relation: l.rel.Name,
+				Subject: tuple.SubjectRef{Type: p.subType, ID: after, Relation: p.subRel}}
+		}
+		f := tuple.Filter{ResourceType: l.rel.Definition.Name, ResourceID: l.id, Relation: l.rel.Name,
+			Subject: &tuple.SubjectFilter{Type: p.subType, Relation: srel}}
+		sc := newScan(rq.reader.QueryRelationships(ctx, f, opts), subID)
+		sc.certain = l.certain
+		scans = append(scans, sc)
+	}
+	return scans
+}
+
+// charge charges the scans the plan holds open at a time, once, by the
+// caller that takes the plan (a plan may be opened twice, one pass after
+// the other, and a plan not taken holds nothing).
+func (p *subjectPlan) charge(rq *request) error {
+	return rq.mem.charge(int64(len(p.leaves)) * streamScanBytes)
+}
+
+// planSubjects walks forward from goal on resID to the nodes that hold
+// subjects of kind (subType, subRel) (see above). It reports false when
+// the plan does not apply: too many nodes.
+func (rq *request) planSubjects(ctx context.Context, goal *schema.Relation, resID, subType, subRel string) (*subjectPlan, bool, error) {
 	maxDepth := int32(rq.e.opts.MaxDepth)
 	budget := rq.e.opts.MaxLookupNodes
 	if budget <= 0 || budget > maxStreamScans {
@@ -66,15 +228,10 @@ func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsReq
 		depth int32
 		exact bool
 	}
-	// leaf is a stored node whose direct subjects are candidates.
-	type leaf struct {
-		subjectNode
-		certain bool
-	}
 	var (
 		queue   []visit
-		leaves  []leaf
-		fixed   []*scan // subject sets in themselves, self
+		leaves  []subjectLeaf
+		fixed   []subjectLeaf // subject sets in themselves, self
 		visited = map[subjectNode]bool{}
 		err     error
 		tooMany bool
@@ -99,9 +256,7 @@ func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsReq
 		queue = append(queue, visit{n, d, exact})
 	}
 	addFixed := func(id string, d int32, exact bool) {
-		if req.After == "" || subjectOrder(id, req.After) > 0 {
-			fixed = append(fixed, &scan{fixed: id, certain: exact && d <= maxDepth})
-		}
+		fixed = append(fixed, subjectLeaf{subjectNode{id: id}, exact && d <= maxDepth})
 	}
 	var walk func(n visit, w *schema.Rewrite, exact bool) error
 	walk = func(n visit, w *schema.Rewrite, exact bool) error {
@@ -137,7 +292,7 @@ func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsReq
 		}
 		return nil
 	}
-	push(goal, req.Resource.ID, 1, true)
+	push(goal, resID, 1, true)
 	for head := 0; head < len(queue) && err == nil && !tooMany; head++ {
 		if err = ctx.Err(); err != nil {
 			break
@@ -193,51 +348,17 @@ func (rq *request) streamSubjectsPlan(ctx context.Context, req LookupSubjectsReq
 				err = qerr
 				break
 			}
-			if len(rels) > 0 {
-				wild = true
-				break
-			}
+			wild = wild || len(rels) > 0
 		}
 		if direct {
-			leaves = append(leaves, leaf{n.subjectNode, n.exact && n.depth <= maxDepth})
+			leaves = append(leaves, subjectLeaf{n.subjectNode, n.exact && n.depth <= maxDepth})
 		}
 	}
 	if err != nil {
-		yield(SubjectResult{}, err)
-		return true
+		return nil, true, err
 	}
-	if tooMany || wild || len(leaves)+len(fixed) > maxStreamScans {
-		return false
+	if tooMany || len(leaves)+len(fixed) > maxStreamScans {
+		return nil, false, nil
 	}
-	if err := rq.mem.charge(int64(len(leaves)) * streamScanBytes); err != nil {
-		yield(SubjectResult{}, err)
-		return true
-	}
-	rq.e.streamed.Add(1)
-	rq.e.streamedSubjectWalks.Add(1)
-	after := req.After
-	if after == tuple.Wildcard {
-		after = ""
-	}
-	subID := func(r *tuple.Relationship) string { return r.Subject.ID }
-	scans := fixed
-	for _, l := range leaves {
-		opts := store.QueryOptions{Now: rq.now}
-		if after != "" {
-			opts.After = &tuple.Key{Resource: tuple.ObjectRef{Type: l.rel.Definition.Name, ID: l.id}, Relation: l.rel.Name,
-				Subject: tuple.SubjectRef{Type: subType, ID: after, Relation: subRel}}
-		}
-		f := tuple.Filter{ResourceType: l.rel.Definition.Name, ResourceID: l.id, Relation: l.rel.Name,
-			Subject: &tuple.SubjectFilter{Type: subType, Relation: srel}}
-		sc := newScan(rq.reader.QueryRelationships(ctx, f, opts), subID)
-		sc.certain = l.certain
-		scans = append(scans, sc)
-	}
-	answers(ctx, rq, scans, tuple.Wildcard, after, req.Limit, 0, func(ctx context.Context, rq *request, id string) (CheckResult, error) {
-		r, err := rq.check(ctx, nil, goal, req.Resource.ID, tuple.SubjectRef{Type: subType, ID: id, Relation: subRel})
-		return r.checkResult(), err
-	}, func(id string, res CheckResult) SubjectResult {
-		return SubjectResult{SubjectID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
-	}, yield)
-	return true
+	return &subjectPlan{subType: subType, subRel: subRel, leaves: leaves, fixed: fixed, wild: wild}, true, nil
 }

@@ -107,3 +107,74 @@ func TestStreamedSubjectShapes(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamedSubjectWildcard: LookupSubjects of a relation that holds
+// the wildcard streams (streamsubjects.go): open:o is read by user:* and
+// by group:inner's n users, and every hundredth user is banned. The first
+// page starts with the wildcard, which lists the banned users (held: they
+// are its answer); the users follow, streamed, as do the later pages,
+// which resume after the cursor. The walk under the same memory budget
+// is refused.
+func TestStreamedSubjectWildcard(t *testing.T) {
+	const n = 20_000
+	s := mustCompile(t, shapedTestSchema+`
+definition open {
+  relation reader: user | user:* | group#member
+  relation banned: user
+  permission view = reader - banned
+}`)
+	rels := mustParse(t, "open:o#reader@user:*", "open:o#reader@group:inner#member")
+	var banned []string
+	for i := range n {
+		u := tuple.SubjectRef{Type: "user", ID: fmt.Sprintf("u%06d", i)}
+		rels = append(rels, tuple.Relationship{Resource: tuple.ObjectRef{Type: "group", ID: "inner"}, Relation: "member", Subject: u})
+		if i%100 == 0 {
+			banned = append(banned, u.ID)
+			rels = append(rels, tuple.Relationship{Resource: tuple.ObjectRef{Type: "open", ID: "o"}, Relation: "banned", Subject: u})
+		}
+	}
+	rd := load(t, rels)
+	ctx := context.Background()
+	mem := NewMemory(1 << 20) // 1 MiB: the walk needs 64 bytes a subject
+	e := New(s, Options{Concurrency: 2, Memory: mem})
+	p := Params{Reader: rd, Now: testNow}
+	req := LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "open", ID: "o"}, Permission: "view", SubjectType: "user"}
+	got, err := drain(e.LookupSubjects(ctx, p, req))
+	if err != nil || len(got) != 1+n-len(banned) {
+		t.Fatalf("streamed: %d results, %v; want %d", len(got), err, 1+n-len(banned))
+	}
+	if e.streamedSubjectWilds.Load() != 1 {
+		t.Fatalf("the lookup did not stream with the wildcard")
+	}
+	if w := got[0]; w.SubjectID != tuple.Wildcard || w.Permissionship != HasPermission || !slices.Equal(w.ExcludedIDs, banned) {
+		t.Fatalf("first result %s %v excluding %d, want the wildcard excluding the %d banned", w.SubjectID, w.Permissionship, len(w.ExcludedIDs), len(banned))
+	}
+	if !slices.IsSortedFunc(got[1:], func(a, b SubjectResult) int { return strings.Compare(a.SubjectID, b.SubjectID) }) {
+		t.Errorf("results out of order")
+	}
+	// Pages of 1000, the first with the wildcard: the same list.
+	var paged []SubjectResult
+	for req.Limit = 1000; ; {
+		page, err := drain(e.LookupSubjects(ctx, p, req))
+		if err != nil {
+			t.Fatal(err)
+		}
+		paged = append(paged, page...)
+		if len(page) < req.Limit {
+			break
+		}
+		req.After = page[len(page)-1].SubjectID
+	}
+	if !reflect.DeepEqual(paged, got) {
+		t.Errorf("paged: %d results, unpaged %d; they differ", len(paged), len(got))
+	}
+	if mem.InUse() != 0 {
+		t.Errorf("%d bytes still charged", mem.InUse())
+	}
+	walk := New(s, Options{Concurrency: 2, Memory: mem})
+	walk.walkOnly = true
+	req.Limit, req.After = 0, ""
+	if _, err := drain(walk.LookupSubjects(ctx, p, req)); !errors.Is(err, ErrMemoryBudget) {
+		t.Errorf("the walk under the same budget: %v, want the budget's refusal", err)
+	}
+}
