@@ -16,7 +16,12 @@ import (
 func TestCompact(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv()
-	s := e.open(t)
+	opts := e.opts()
+	opts.noAutoCompactions = true // else Pebble may move the L0 tables first
+	s, err := Open("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Several revisions, each flushed to its own L0 table, so that the
 	// tables overlap: a replaced and a deleted tuple keep older versions.
 	var revs []store.Revision

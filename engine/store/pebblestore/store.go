@@ -93,6 +93,9 @@ type Options struct {
 	// importBatch overrides importBatchBytes, so that tests (crashfs_test.go)
 	// get imports of many batches from few relationships.
 	importBatch int
+	// noAutoCompactions turns Pebble's background compactions off, so
+	// that tests (compact_test.go) see the levels their flushes made.
+	noAutoCompactions bool
 }
 
 func (o Options) withDefaults() Options {
@@ -248,6 +251,8 @@ func pebbleOptions(opts Options, cmp *pebble.Comparer) *pebble.Options {
 		FormatMajorVersion: pebbleFormat,
 		Logger:             pebbleLogger{opts.Logger},
 		MemTableSize:       memTableSize,
+
+		DisableAutomaticCompactions: opts.noAutoCompactions,
 	}
 	if cmp == comparer {
 		// Filters over tuple keys (comparer's Split), on every level:
