@@ -115,6 +115,9 @@ type Evaluator struct {
 	// streamedWalks counts the streamed lookups that walked up to an
 	// intermediate set first (streamplan.go), for the same tests.
 	streamedWalks atomic.Uint64
+	// streamedArrows counts the streamed lookups of a recursive arrow
+	// that read the index's closure (streamarrow.go), for the tests.
+	streamedArrows atomic.Uint64
 	// nestedLookups counts the closure reads of the lookups' walks
 	// (nestedlookup.go), for the tests that must exercise them.
 	nestedLookups atomic.Uint64
