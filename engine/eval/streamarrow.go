@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strconv"
@@ -78,12 +79,42 @@ func (rq *request) streamArrowResources(ctx context.Context, req LookupResources
 		return false
 	}
 	// The distances below each base object, probed before any scan is
-	// opened: a base too deep, or too many scans, is walked.
+	// opened: a base too deep, or too many scans, is walked. A base
+	// object below another that is scanned and at least as certain
+	// needs no scans of its own: its descendants are the other's, all
+	// within the depth limit from there.
 	maxDepth := int32(rq.e.opts.MaxDepth)
 	closureRel := NestedClosureRelation(na.Parent.Name)
+	anc, err := rq.baseAncestors(ctx, typ, closureRel, base)
+	if err != nil {
+		yield(ResourceResult{}, err)
+		return true
+	}
+	// The certain ones first, then those with fewer ancestors among
+	// the base (the roots of its trees), so that a base object is
+	// covered by one already scanned, even in a cycle.
+	order := make([]int, len(base))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(i, j int) int {
+		if base[i].certain != base[j].certain {
+			if base[i].certain {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(cmp.Compare(len(anc[i]), len(anc[j])), strings.Compare(base[i].id, base[j].id))
+	})
 	depths := make([]int, len(base))
+	scanned := make([]bool, len(base))
 	n := 0
-	for i, b := range base {
+	for _, i := range order {
+		b := base[i]
+		if slices.ContainsFunc(anc[i], func(a int) bool { return scanned[a] && (base[a].certain || !b.certain) }) {
+			continue
+		}
+		scanned[i] = true
 		for k := 1; ; k++ {
 			found, err := rq.closureAt(ctx, typ, closureRel, b.id, k)
 			if err != nil {
@@ -197,4 +228,29 @@ func (rq *request) closureAt(ctx context.Context, typ, closureRel, id string, k 
 		return err == nil, err
 	}
 	return false, nil
+}
+
+// baseAncestors returns, for each object of base (sorted by ID), the
+// indexes of the others that are its ancestors (one read of its closure
+// rows each; none when base has one object).
+func (rq *request) baseAncestors(ctx context.Context, typ, closureRel string, base []baseObject) ([][]int, error) {
+	out := make([][]int, len(base))
+	if len(base) < 2 {
+		return out, nil
+	}
+	for i, b := range base {
+		rows, err := rq.query(ctx, tuple.Filter{ResourceType: typ, ResourceID: b.id, Relation: closureRel, Subject: &tuple.SubjectFilter{Type: typ}})
+		if err != nil {
+			return nil, err
+		}
+		for r := range rows {
+			if _, ok := NestedDistance(&rows[r]); !ok {
+				continue
+			}
+			if j, found := slices.BinarySearchFunc(base, rows[r].Subject.ID, func(o baseObject, id string) int { return strings.Compare(o.id, id) }); found {
+				out[i] = append(out[i], j)
+			}
+		}
+	}
+	return out, nil
 }

@@ -195,3 +195,133 @@ func TestStreamedTooManyScans(t *testing.T) {
 		}
 	}
 }
+
+// folderTree is a chain of 30 folders under folder:root (c01 to c30),
+// with n folders below c30 in a tree of fanout 4 (about 7 levels):
+// group:eng (tom) views the root, ann views the root and c10 (every
+// folder below the root twice).
+func folderTree(t testing.TB, n int) []tuple.Relationship {
+	rels := mustParse(t, "group:eng#member@user:tom", "folder:root#viewer@group:eng#member", "folder:root#viewer@user:ann",
+		"folder:c10#viewer@user:ann")
+	parent := func(id, p string) tuple.Relationship {
+		return tuple.Relationship{Resource: tuple.ObjectRef{Type: "folder", ID: id}, Relation: "parent", Subject: tuple.SubjectRef{Type: "folder", ID: p}}
+	}
+	up := "root"
+	for i := 1; i <= 30; i++ {
+		id := fmt.Sprintf("c%02d", i)
+		rels = append(rels, parent(id, up))
+		up = id
+	}
+	for i := range n {
+		p := up
+		if i > 0 {
+			p = fmt.Sprintf("t%06d", (i-1)/4)
+		}
+		rels = append(rels, parent(fmt.Sprintf("t%06d", i), p))
+	}
+	return rels
+}
+
+// TestStreamedRecursiveArrow: LookupResources of a recursive arrow
+// (folder#view = viewer + parent->view) on the nested index streams
+// (streamarrow.go) the base's folders and their descendants from the
+// closure rows under a 1 MiB memory budget, which refuses the walk; the
+// pages list the same answer.
+func TestStreamedRecursiveArrow(t *testing.T) {
+	const n = 20_000
+	s := mustCompile(t, shapedBenchSchema)
+	rd := loadNested(t, s, folderTree(t, n))
+	ctx := context.Background()
+	all := n + 31
+	tests := []struct {
+		sub  tuple.SubjectRef
+		want int
+	}{
+		{tuple.SubjectRef{Type: "user", ID: "tom"}, all},                          // through a group
+		{tuple.SubjectRef{Type: "user", ID: "ann"}, all},                          // two base folders, nested
+		{tuple.SubjectRef{Type: "group", ID: "eng", Relation: "member"}, all},     // a subject set
+		{tuple.SubjectRef{Type: "user", ID: "nobody"}, 0},                         // no base
+		{tuple.SubjectRef{Type: "folder", ID: "c20", Relation: "viewer"}, n + 11}, // in itself: c20 and below
+		{tuple.SubjectRef{Type: "folder", ID: "t000001", Relation: "view"}, -1},   // in itself: walked
+	}
+	for _, tt := range tests {
+		t.Run(tt.sub.String(), func(t *testing.T) {
+			mem := NewMemory(1 << 20) // 1 MiB: the walk needs 64 bytes a result
+			e := New(s, Options{Concurrency: 2, Memory: mem, NestedIndex: true})
+			p := Params{Reader: rd, Now: testNow}
+			req := LookupResourcesRequest{ResourceType: "folder", Permission: "view", Subject: tt.sub}
+			got, err := drain(e.LookupResources(ctx, p, req))
+			if tt.want < 0 {
+				if e.streamedArrows.Load() != 0 {
+					t.Errorf("a subject set of the permission itself streamed from the closure")
+				}
+				return
+			}
+			if err != nil || len(got) != tt.want {
+				t.Fatalf("streamed: %d results, %v; want %d", len(got), err, tt.want)
+			}
+			if e.streamedArrows.Load() != 1 {
+				t.Fatalf("the lookup did not stream from the closure")
+			}
+			if !slices.IsSortedFunc(got, func(a, b ResourceResult) int { return strings.Compare(a.ResourceID, b.ResourceID) }) {
+				t.Errorf("results out of order")
+			}
+			for _, r := range got {
+				if r.Permissionship != HasPermission {
+					t.Fatalf("%s: %v", r.ResourceID, r.Permissionship)
+				}
+			}
+			var paged []ResourceResult
+			for req.Limit = 1000; ; {
+				page, err := drain(e.LookupResources(ctx, p, req))
+				if err != nil {
+					t.Fatal(err)
+				}
+				paged = append(paged, page...)
+				if len(page) < req.Limit {
+					break
+				}
+				req.After = page[len(page)-1].ResourceID
+			}
+			if !reflect.DeepEqual(paged, got) {
+				t.Errorf("paged: %d results, unpaged %d; they differ", len(paged), len(got))
+			}
+			if mem.InUse() != 0 {
+				t.Errorf("%d bytes still charged", mem.InUse())
+			}
+			if tt.want == 0 {
+				return
+			}
+			walk := New(s, Options{Concurrency: 2, Memory: mem, NestedIndex: true})
+			walk.walkOnly = true
+			if _, err := drain(walk.LookupResources(ctx, p, LookupResourcesRequest{ResourceType: "folder", Permission: "view", Subject: tt.sub})); !errors.Is(err, ErrMemoryBudget) {
+				t.Errorf("the walk under the same budget: %v, want the budget's refusal", err)
+			}
+		})
+	}
+}
+
+// TestStreamedRecursiveArrowDepth: below a base folder deeper than the
+// depth limit allows, the lookup is walked (which decides the paths too
+// deep), with the walk's answer; within the limit it streams.
+func TestStreamedRecursiveArrowDepth(t *testing.T) {
+	s := mustCompile(t, shapedBenchSchema)
+	rd := loadNested(t, s, folderTree(t, 10))
+	ctx := context.Background()
+	for _, depth := range []int{20, 40, 50} {
+		e := New(s, Options{MaxDepth: depth, NestedIndex: true})
+		walk := New(s, Options{MaxDepth: depth, NestedIndex: true})
+		walk.walkOnly = true
+		req := LookupResourcesRequest{ResourceType: "folder", Permission: "view", Subject: tuple.SubjectRef{Type: "user", ID: "tom"}}
+		got, err := drain(e.LookupResources(ctx, Params{Reader: rd, Now: testNow}, req))
+		want, werr := drain(walk.LookupResources(ctx, Params{Reader: rd, Now: testNow}, req))
+		if !reflect.DeepEqual(got, want) || (err == nil) != (werr == nil) {
+			t.Errorf("depth %d: %d results, %v; the walk %d, %v", depth, len(got), err, len(want), werr)
+		}
+		// The deepest folder is 33 below the root, whose viewer is a
+		// group: within the limit from a depth of 36.
+		if streamed := e.streamedArrows.Load() == 1; streamed != (depth >= 36) {
+			t.Errorf("depth %d: streamed %v", depth, streamed)
+		}
+	}
+}
