@@ -321,7 +321,7 @@ func TestDifferential(t *testing.T) {
 // diffCounts counts, over the cases of TestDifferential, the plans that
 // must be exercised: streamed lookups, those streamed through
 // intermediate sets, and lookups' closure reads.
-type diffCounts struct{ streamed, walked, nested, arrows uint64 }
+type diffCounts struct{ streamed, walked, nested, arrows, arrowWalks uint64 }
 
 // diffWorld returns the objects of every type of s that the random tests
 // ask about, and every relation of s in a stable order.
@@ -409,6 +409,7 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 			counts.walked += ev.e.streamedWalks.Load()
 			counts.nested += ev.e.nestedLookups.Load()
 			counts.arrows += ev.e.streamedArrows.Load()
+			counts.arrowWalks += ev.e.nestedArrowWalks.Load()
 			nestedArrowAnswers.Add(ev.e.nestedArrowAnswers.Load())
 		}
 		if n := mem.InUse(); n != 0 {

@@ -118,6 +118,9 @@ type Evaluator struct {
 	// streamedArrows counts the streamed lookups of a recursive arrow
 	// that read the index's closure (streamarrow.go), for the tests.
 	streamedArrows atomic.Uint64
+	// nestedArrowWalks counts the closure reads of recursive arrows by
+	// the forward walks (nestedlookup.go), for the tests.
+	nestedArrowWalks atomic.Uint64
 	// nestedLookups counts the closure reads of the lookups' walks
 	// (nestedlookup.go), for the tests that must exercise them.
 	nestedLookups atomic.Uint64

@@ -314,6 +314,11 @@ func TestDifferentialNestedArrows(t *testing.T) {
 	if cases >= 40 && counts.arrows < uint64(cases) {
 		t.Errorf("%d lookups streamed from the closure in %d cases: the schemas no longer exercise streamarrow.go", counts.arrows, cases)
 	}
+	// And the forward walks' reads of the closure (nestedlookup.go).
+	t.Logf("%d closure reads of the arrow by forward walks in %d cases", counts.arrowWalks, cases)
+	if cases >= 40 && counts.arrowWalks < uint64(cases) {
+		t.Errorf("%d closure reads of the arrow by forward walks in %d cases: the schemas no longer exercise them", counts.arrowWalks, cases)
+	}
 }
 
 // nestedArrowAnswers sums the evaluators' nestedArrowAnswers over the
