@@ -325,3 +325,39 @@ func TestStreamedRecursiveArrowDepth(t *testing.T) {
 		}
 	}
 }
+
+// TestRecursiveArrowSubjects: LookupSubjects of a recursive arrow on a
+// deep folder reads the tupleset's closure once (nestedlookup.go) instead
+// of a parent read per level, with the answer of the walk without the
+// index.
+func TestRecursiveArrowSubjects(t *testing.T) {
+	s := mustCompile(t, shapedBenchSchema)
+	rels := folderTree(t, 1000)
+	rels = append(rels, mustParse(t, "folder:c25#viewer@user:bob", "folder:t000999#viewer@user:cat")...)
+	ctx := context.Background()
+	plain := New(s, Options{})
+	nested := New(s, Options{NestedIndex: true})
+	for _, tt := range []struct {
+		folder, subType, subRel string
+		want                    int
+	}{
+		{"t000999", "user", "", 4},          // ann, bob, cat, tom
+		{"c20", "user", "", 2},              // ann, tom
+		{"t000999", "group", "member", 1},   // eng
+		{"t000999", "folder", "viewer", 37}, // every folder's viewer set on the path (in itself): 6 t, 30 c and the root
+	} {
+		req := LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "folder", ID: tt.folder}, Permission: "view", SubjectType: tt.subType, SubjectRelation: tt.subRel}
+		want, err := drain(plain.LookupSubjects(ctx, Params{Reader: load(t, rels), Now: testNow}, req))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := nested.nestedArrowWalks.Load()
+		got, err := drain(nested.LookupSubjects(ctx, Params{Reader: loadNested(t, s, rels), Now: testNow}, req))
+		if err != nil || !reflect.DeepEqual(got, want) || len(got) != tt.want {
+			t.Errorf("%s: %v, %v; without the index %v; want %d", tt.folder, got, err, want, tt.want)
+		}
+		if nested.nestedArrowWalks.Load() == before {
+			t.Errorf("%s: the walk did not read the closure", tt.folder)
+		}
+	}
+}
