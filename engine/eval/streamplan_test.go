@@ -196,32 +196,6 @@ func TestStreamedTooManyScans(t *testing.T) {
 	}
 }
 
-// folderTree is a chain of 30 folders under folder:root (c01 to c30),
-// with n folders below c30 in a tree of fanout 4 (about 7 levels):
-// group:eng (tom) views the root, ann views the root and c10 (every
-// folder below the root twice).
-func folderTree(t testing.TB, n int) []tuple.Relationship {
-	rels := mustParse(t, "group:eng#member@user:tom", "folder:root#viewer@group:eng#member", "folder:root#viewer@user:ann",
-		"folder:c10#viewer@user:ann")
-	parent := func(id, p string) tuple.Relationship {
-		return tuple.Relationship{Resource: tuple.ObjectRef{Type: "folder", ID: id}, Relation: "parent", Subject: tuple.SubjectRef{Type: "folder", ID: p}}
-	}
-	up := "root"
-	for i := 1; i <= 30; i++ {
-		id := fmt.Sprintf("c%02d", i)
-		rels = append(rels, parent(id, up))
-		up = id
-	}
-	for i := range n {
-		p := up
-		if i > 0 {
-			p = fmt.Sprintf("t%06d", (i-1)/4)
-		}
-		rels = append(rels, parent(fmt.Sprintf("t%06d", i), p))
-	}
-	return rels
-}
-
 // TestStreamedRecursiveArrow: LookupResources of a recursive arrow
 // (folder#view = viewer + parent->view) on the nested index streams
 // (streamarrow.go) the base's folders and their descendants from the
