@@ -40,6 +40,8 @@ import (
 // parent->view, or a nested subject set of the resource type), which
 // would hold the answer anyway; or an intermediate set so large that it
 // needs more than maxStreamScans scans (each scan is a store iterator).
+// A recursive arrow whose tupleset the nested-group index keeps streams
+// from the index's closure instead (streamarrow.go).
 
 // maxStreamScans bounds the store scans one streamed lookup holds open;
 // a lookup that would need more is walked (lookup.go).
