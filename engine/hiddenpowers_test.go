@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/trace/noop"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/store/memstore"
@@ -36,8 +36,8 @@ func TestHiddenReaderPowers(t *testing.T) {
 		{"memstore", hiddenReader{inner}, true},
 		{"no powers", hiddenReader{plainReader{inner}}, false},
 		// A traced request reads and plans as an untraced one.
-		{"traced", tracedReader{hiddenReader: hiddenReader{inner}, tracer: noop.NewTracerProvider().Tracer(""), kind: "memory"}, true},
-		{"traced, no powers", tracedReader{hiddenReader: hiddenReader{plainReader{inner}}, tracer: noop.NewTracerProvider().Tracer(""), kind: "memory"}, false},
+		{"traced", tracedReader{hiddenReader: hiddenReader{inner}, tracer: sdktrace.NewTracerProvider().Tracer(""), kind: "memory"}, true},
+		{"traced, no powers", tracedReader{hiddenReader: hiddenReader{plainReader{inner}}, tracer: sdktrace.NewTracerProvider().Tracer(""), kind: "memory"}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pr, ok1 := tt.r.(store.PointReader)

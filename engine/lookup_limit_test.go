@@ -390,10 +390,11 @@ func TestLookupCursorRejects(t *testing.T) {
 // its page size, so Limits.MaxLookupNodes bounds its memory: a walk that
 // reaches more fails with a *LimitError (RESOURCE_EXHAUSTED at the API),
 // even for a page of one, and a smaller one is unaffected. Both lookups;
-// a LookupResources that streams (document#view, an exclusion: nothing
-// walked but the subject's groups, here none) lists all its results past
-// the bound, and one that walks (group#member, recursive on its own type,
-// for bob in 41 groups) fails.
+// one that streams (document#view, an exclusion: nothing walked but the
+// subject's groups or the document's subject sets, here none) lists all
+// its results past the bound, and one that walks (LookupResources of
+// group#member, recursive on its own type, for bob in 41 groups;
+// LookupSubjects of group:top#member, 41 nested groups) fails.
 func TestLookupNodesBounded(t *testing.T) {
 	const maxNodes = 40
 	f := newFixture(t, engine.Options{Limits: engine.Limits{MaxLookupNodes: maxNodes}})
@@ -413,6 +414,11 @@ func TestLookupNodesBounded(t *testing.T) {
 			mustParse(t, fmt.Sprintf("group:g%05d#member@user:bob", i)))
 	}
 	importMore = append(importMore, mustParse(t, "group:g99999#member@user:bob")) // past the bound
+	for i := range maxNodes + 1 {
+		// group:top holds the 41 groups: its subjects' forward walk meets
+		// more nodes than the bound, so it is walked, not streamed.
+		importMore = append(importMore, mustParse(t, fmt.Sprintf("group:top#member@group:h%05d#member", i)))
+	}
 	if _, _, err := f.eng.Import(f.ctx, "test", seqOf(importMore...)); err != nil {
 		t.Fatal(err)
 	}
@@ -438,9 +444,25 @@ func TestLookupNodesBounded(t *testing.T) {
 		if !errors.As(err, &le) || le.Max != maxNodes || !strings.Contains(err.Error(), "reached by one lookup") {
 			t.Errorf("walked LookupResources (limit %d) past the bound: %v", limit, err)
 		}
-		_, _, err = lookupSubjectsPage(t, f, limit, "")
+		subjects, _, err := lookupSubjectsPage(t, f, limit, "")
+		if err != nil || (limit == 0 && len(subjects) != 10+maxNodes) || (limit == 1 && len(subjects) != 1) {
+			t.Errorf("streamed LookupSubjects (limit %d) past the bound: %d results, %v", limit, len(subjects), err)
+		}
+		sseq, _, err := f.eng.LookupSubjects(f.ctx, engine.LookupSubjectsRequest{
+			Consistency: engine.FullyConsistent(),
+			LookupSubjectsRequest: eval.LookupSubjectsRequest{
+				Resource: tuple.ObjectRef{Type: "group", ID: "top"}, Permission: "member", SubjectType: "user", Limit: limit,
+			},
+		})
+		if err == nil {
+			for _, err = range sseq {
+				if err != nil {
+					break
+				}
+			}
+		}
 		if !errors.As(err, &le) || le.Max != maxNodes {
-			t.Errorf("LookupSubjects (limit %d) past the bound: %v", limit, err)
+			t.Errorf("walked LookupSubjects (limit %d) past the bound: %v", limit, err)
 		}
 	}
 	if got := f.eng.Limits().MaxLookupNodes; got != maxNodes {

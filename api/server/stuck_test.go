@@ -127,6 +127,28 @@ func TestStuckShapedLookups(t *testing.T) {
 	})
 }
 
+// TestStuckShapedSubjectLookups is TestStuckLookups through LookupSubjects
+// of shapes that stream through the forward walk's intermediate nodes
+// (engine/eval/streamsubjects.go): three of doc#view = parent->view,
+// whose n users are members of a group viewing the document's parent's
+// parent folder, and two of doc#audit, an intersection whose every
+// candidate is decided by Check as the stream is read. Same bound, same
+// probes, same n (PEMBA_STUCK_LOOKUPS).
+func TestStuckShapedSubjectLookups(t *testing.T) {
+	n := stuckN()
+	cfg := Config{Overload: Overload{StreamStallTimeout: time.Hour}}
+	t.Run("memstore", func(t *testing.T) {
+		stuckLookups(t, newFixture(t, cfg, smallWindow...), n, shapedSubjectsStuck)
+	})
+	t.Run("pebble", func(t *testing.T) {
+		st, err := pebblestore.Open(t.TempDir(), pebblestore.Options{GCInterval: -1, NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stuckLookups(t, newFixtureOn(t, st, cfg, smallWindow...), n, shapedSubjectsStuck)
+	})
+}
+
 // stuckN is the results of each stuck lookup: 20,000 in CI, or
 // PEMBA_STUCK_LOOKUPS.
 func stuckN() int {
@@ -224,6 +246,39 @@ var shapedStuck = stuckWorkload{
 	probe: &pb.CheckPermissionRequest{
 		Resource: &pb.ObjectReference{ObjectType: "doc", ObjectId: "d0000007"}, Permission: "audit",
 		Subject: &pb.SubjectReference{Object: &pb.ObjectReference{ObjectType: "user", ObjectId: "tom"}},
+	},
+}
+
+// shapedSubjectsStuck: n users in group:eng, which views folder:top, the
+// parent of folder:f, the parent of doc:d; every user audits folder:f.
+var shapedSubjectsStuck = stuckWorkload{
+	load: func(t *testing.T, f *fixture, n int) {
+		f.writeSchemaText(t, shapedSchema)
+		f.write("folder:top#viewer@group:eng#member", "folder:f#parent@folder:top", "doc:d#parent@folder:f")
+		users := func(yield func(tuple.Relationship, error) bool) {
+			for i := range n {
+				u := tuple.SubjectRef{Type: "user", ID: fmt.Sprintf("u%07d", i)}
+				if !yield(tuple.Relationship{Resource: tuple.ObjectRef{Type: "group", ID: "eng"}, Relation: "member", Subject: u}, nil) ||
+					!yield(tuple.Relationship{Resource: tuple.ObjectRef{Type: "folder", ID: "f"}, Relation: "auditor", Subject: u}, nil) {
+					return
+				}
+			}
+		}
+		if _, _, err := f.eng.Import(context.Background(), "test", users); err != nil {
+			t.Fatal(err)
+		}
+	},
+	open: func(ctx context.Context, f *fixture, i int) (func() (int, error), error) {
+		perm := "view"
+		if i >= 3 {
+			perm = "audit"
+		}
+		s, err := f.perms.LookupSubjects(ctx, &pb.LookupSubjectsRequest{Resource: &pb.ObjectReference{ObjectType: "doc", ObjectId: "d"}, Permission: perm, SubjectObjectType: "user"})
+		return func() (int, error) { return count(s.Recv) }, err
+	},
+	probe: &pb.CheckPermissionRequest{
+		Resource: &pb.ObjectReference{ObjectType: "doc", ObjectId: "d"}, Permission: "audit",
+		Subject: &pb.SubjectReference{Object: &pb.ObjectReference{ObjectType: "user", ObjectId: "u0000007"}},
 	},
 }
 

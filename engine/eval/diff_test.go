@@ -311,17 +311,21 @@ func TestDifferential(t *testing.T) {
 	if cases >= 60 && counts.walked < uint64(cases) {
 		t.Errorf("%d lookups streamed through intermediate sets in %d cases: the random schemas no longer exercise streamplan.go", counts.walked, cases)
 	}
+	// So is LookupSubjects through intermediate nodes (streamsubjects.go).
+	if cases >= 60 && counts.subjects < uint64(cases) {
+		t.Errorf("%d subject lookups streamed through intermediate nodes in %d cases: the random schemas no longer exercise streamsubjects.go", counts.subjects, cases)
+	}
 	// So are the lookups' reads of the nested-group index.
 	if cases >= 60 && counts.nested < uint64(cases) {
 		t.Errorf("%d closure reads by lookups in %d cases: the random schemas no longer exercise nestedlookup.go", counts.nested, cases)
 	}
-	t.Logf("%d lookups streamed (%d through intermediate sets), %d closure reads by lookups in %d cases", counts.streamed, counts.walked, counts.nested, cases)
+	t.Logf("%d lookups streamed (%d through intermediate sets, %d subject lookups through intermediate nodes), %d closure reads by lookups in %d cases", counts.streamed, counts.walked, counts.subjects, counts.nested, cases)
 }
 
 // diffCounts counts, over the cases of TestDifferential, the plans that
 // must be exercised: streamed lookups, those streamed through
 // intermediate sets, and lookups' closure reads.
-type diffCounts struct{ streamed, walked, nested, arrows, arrowWalks uint64 }
+type diffCounts struct{ streamed, walked, subjects, nested, arrows, arrowWalks uint64 }
 
 // diffWorld returns the objects of every type of s that the random tests
 // ask about, and every relation of s in a stable order.
@@ -407,6 +411,7 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 		for _, ev := range evals {
 			counts.streamed += ev.e.streamed.Load()
 			counts.walked += ev.e.streamedWalks.Load()
+			counts.subjects += ev.e.streamedSubjectWalks.Load()
 			counts.nested += ev.e.nestedLookups.Load()
 			counts.arrows += ev.e.streamedArrows.Load()
 			counts.arrowWalks += ev.e.nestedArrowWalks.Load()

@@ -115,6 +115,9 @@ type Evaluator struct {
 	// streamedWalks counts the streamed lookups that walked up to an
 	// intermediate set first (streamplan.go), for the same tests.
 	streamedWalks atomic.Uint64
+	// streamedSubjectWalks counts the streamed LookupSubjects that
+	// walked forward to intermediate nodes first (streamsubjects.go).
+	streamedSubjectWalks atomic.Uint64
 	// streamedArrows counts the streamed lookups of a recursive arrow
 	// that read the index's closure (streamarrow.go), for the tests.
 	streamedArrows atomic.Uint64

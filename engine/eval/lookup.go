@@ -397,7 +397,7 @@ func (rq *request) lookupSubjects(ctx context.Context, req LookupSubjectsRequest
 		yield(SubjectResult{}, err)
 		return
 	}
-	if rq.streamSubjects(ctx, req, rel, yield) {
+	if rq.streamSubjects(ctx, req, rel, yield) || rq.streamSubjectsPlan(ctx, req, rel, yield) {
 		return
 	}
 	// Every subject that can be an answer is met by the walk, so the

@@ -55,7 +55,11 @@ func TestMemoryBudget(t *testing.T) {
 		run  func() error
 	}{
 		{"lookup subjects by the walk", func() error {
-			_, err := drain(e.LookupSubjects(ctx, p, LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "doc", ID: "1"}, Permission: "view", SubjectType: "user"}))
+			// The streamed plans off: the lookup walks and holds its
+			// answer (a streamed one holds one relationship per scan).
+			walk := New(e.s, Options{Concurrency: 2, Memory: mem})
+			walk.walkOnly = true
+			_, err := drain(walk.LookupSubjects(ctx, p, LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "doc", ID: "1"}, Permission: "view", SubjectType: "user"}))
 			return err
 		}},
 		{"check reading a wide relation top-down", func() error {
