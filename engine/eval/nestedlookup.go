@@ -106,7 +106,7 @@ func (nf *nestedForward) on(ctx context.Context, rel *schema.Relation) bool {
 	ok, seen := nf.usable[rel.Index]
 	if !seen {
 		if na != nil {
-			ok = (nf.rq.uncached == nil || !nf.rq.uncached[na.Parent.Index]) && nf.rq.nestedReady(ctx, na.Parent)
+			ok = nf.rq.arrowClosureUsable(ctx, na)
 		} else {
 			ok = nf.rq.nestedUsable(ctx, rel)
 		}
@@ -123,6 +123,30 @@ func (nf *nestedForward) arrow(ctx context.Context, rel *schema.Relation) *Neste
 		return nil
 	}
 	return na
+}
+
+// arrowClosureUsable reports whether this request reads the closure of
+// na's tupleset: complete at the request's revision, and no contextual
+// relationship reaches the tupleset (Check's rule, nestedArrowCheck).
+func (rq *request) arrowClosureUsable(ctx context.Context, na *NestedArrow) bool {
+	return (rq.uncached == nil || !rq.uncached[na.Parent.Index]) && rq.nestedReady(ctx, na.Parent)
+}
+
+// arrowAncestors reads the closure rows of na's tupleset on id and calls
+// visit with each ancestor of id and its distance.
+func (rq *request) arrowAncestors(ctx context.Context, na *NestedArrow, id string, visit func(y string, k int32)) error {
+	typ := na.Permission.Definition.Name
+	rows, err := rq.query(ctx, tuple.Filter{ResourceType: typ, ResourceID: id, Relation: NestedClosureRelation(na.Parent.Name), Subject: &tuple.SubjectFilter{Type: typ}})
+	if err != nil {
+		return err
+	}
+	rq.e.nestedArrowWalks.Add(1)
+	for i := range rows {
+		if k, ok := NestedDistance(&rows[i]); ok {
+			visit(rows[i].Subject.ID, int32(k))
+		}
+	}
+	return nil
 }
 
 // nestedArrowOf returns rel's NestedArrow when the index is on, nil
