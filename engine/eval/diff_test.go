@@ -330,8 +330,9 @@ func TestDifferential(t *testing.T) {
 // diffCounts counts, over the cases of TestDifferential, the plans that
 // must be exercised: streamed lookups, those streamed through
 // intermediate sets, subject lookups streamed through intermediate nodes
-// (and those of them holding the wildcard), and lookups' closure reads.
-type diffCounts struct{ streamed, walked, subjects, wilds, nested uint64 }
+// (and those of them holding the wildcard), lookups' closure reads, and
+// the recursive arrows' streamed lookups and forward closure reads.
+type diffCounts struct{ streamed, walked, subjects, wilds, nested, arrows, arrowWalks uint64 }
 
 // diffWorld returns the objects of every type of s that the random tests
 // ask about, and every relation of s in a stable order.
@@ -420,6 +421,8 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 			counts.subjects += ev.e.streamedSubjectWalks.Load()
 			counts.wilds += ev.e.streamedSubjectWilds.Load()
 			counts.nested += ev.e.nestedLookups.Load()
+			counts.arrows += ev.e.streamedArrows.Load()
+			counts.arrowWalks += ev.e.nestedArrowWalks.Load()
 			nestedArrowAnswers.Add(ev.e.nestedArrowAnswers.Load())
 		}
 		if n := mem.InUse(); n != 0 {

@@ -125,6 +125,12 @@ type Evaluator struct {
 	// latter, streamedWithinSet those whose candidates came from the
 	// subject set's side.
 	streamedThrough, streamedWithin, streamedWithinSet atomic.Uint64
+	// streamedArrows counts the streamed lookups of a recursive arrow
+	// that read the index's closure (streamarrow.go), for the tests.
+	streamedArrows atomic.Uint64
+	// nestedArrowWalks counts the closure reads of recursive arrows by
+	// the forward walks (nestedlookup.go), for the tests.
+	nestedArrowWalks atomic.Uint64
 	// nestedLookups counts the closure reads of the lookups' walks
 	// (nestedlookup.go), for the tests that must exercise them.
 	nestedLookups atomic.Uint64

@@ -621,6 +621,14 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		}
 		return nil
 	}
+	walkBase := func(n visit, na *NestedArrow) error {
+		for _, w := range na.Base {
+			if err := walk(n, w); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	// limits fails the walk when it has grown too large, before each
 	// node it reads.
 	limits := func() error {
@@ -650,6 +658,28 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		}
 		n := queue[head]
 		selfSet(n.rel, n.id, n.depth)
+		if na := nf.arrow(ctx, n.rel); na != nil {
+			// A recursive arrow on the index: its base here, then on
+			// every ancestor the closure names (nestedlookup.go), in
+			// place of its arrow's levels.
+			if err := walkBase(n, na); err != nil {
+				return nil, err
+			}
+			if _, err := nf.cover(ctx, n.rel, n.id, n.depth, func(id string, d int32) error {
+				if err := limits(); err != nil {
+					return err
+				}
+				m := node{n.rel, id}
+				if !visited[m] && !see(m) {
+					return memErr
+				}
+				selfSet(n.rel, id, d)
+				return walkBase(visit{m, d}, na)
+			}); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if n.rel.Rewrite != nil {
 			if err := walk(n, n.rel.Rewrite); err != nil {
 				return nil, err

@@ -309,6 +309,16 @@ func TestDifferentialNestedArrows(t *testing.T) {
 	if n := nestedArrowAnswers.Load(); cases >= 40 && n < uint64(cases) {
 		t.Errorf("%d checks answered from the index in %d cases: the schemas no longer exercise nestedarrow.go", n, cases)
 	}
+	// So are the streamed lookups of the recursive arrow (streamarrow.go).
+	t.Logf("%d lookups streamed from the closure in %d cases", counts.arrows, cases)
+	if cases >= 40 && counts.arrows < uint64(cases) {
+		t.Errorf("%d lookups streamed from the closure in %d cases: the schemas no longer exercise streamarrow.go", counts.arrows, cases)
+	}
+	// And the forward walks' reads of the closure (nestedlookup.go).
+	t.Logf("%d closure reads of the arrow by forward walks in %d cases", counts.arrowWalks, cases)
+	if cases >= 40 && counts.arrowWalks < uint64(cases) {
+		t.Errorf("%d closure reads of the arrow by forward walks in %d cases: the schemas no longer exercise them", counts.arrowWalks, cases)
+	}
 }
 
 // nestedArrowAnswers sums the evaluators' nestedArrowAnswers over the

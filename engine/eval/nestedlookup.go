@@ -18,6 +18,11 @@ import (
 //     T:y#r at distance k is a node of the walk at depth d+k, whose own
 //     relationships (the subjects it names directly) it reads as if it
 //     had walked there, without the levels in between.
+//   - The same walk, reading a recursive arrow's permission p on x at
+//     depth d (a NestedArrow, nestedarrow.go), walks p's base on x and
+//     reads the closure rows of x's tupleset: every ancestor y at
+//     distance k is the node p on y at depth d+k, whose base it walks,
+//     instead of following the tupleset's relationships level by level.
 //   - The reverse walk up from a subject (LookupResources, and the
 //     planner's walks up), reaching T:y#r at height h, reads the closure
 //     rows naming y (one reverse range read): every T:x#r holding T:y#r
@@ -86,9 +91,13 @@ func newNestedForward(rq *request) nestedForward {
 	return nestedForward{rq: rq}
 }
 
-// on reports, once per walk and relation, whether rel's index is read.
+// on reports, once per walk and relation, whether rel's index is read:
+// that of an indexed relation, or that of the tupleset of a recursive
+// arrow rel (a NestedArrow permission, whose index Check reads at the
+// same requests: nestedArrowCheck).
 func (nf *nestedForward) on(ctx context.Context, rel *schema.Relation) bool {
-	if !nf.rq.e.nested[rel.Index] {
+	na := nf.rq.nestedArrowOf(rel)
+	if !nf.rq.e.nested[rel.Index] && na == nil {
 		return false
 	}
 	if nf.usable == nil {
@@ -96,10 +105,57 @@ func (nf *nestedForward) on(ctx context.Context, rel *schema.Relation) bool {
 	}
 	ok, seen := nf.usable[rel.Index]
 	if !seen {
-		ok = nf.rq.nestedUsable(ctx, rel)
+		if na != nil {
+			ok = nf.rq.arrowClosureUsable(ctx, na)
+		} else {
+			ok = nf.rq.nestedUsable(ctx, rel)
+		}
 		nf.usable[rel.Index] = ok
 	}
 	return ok
+}
+
+// arrow returns rel's NestedArrow when the walk reads its tupleset's
+// closure (on), nil otherwise.
+func (nf *nestedForward) arrow(ctx context.Context, rel *schema.Relation) *NestedArrow {
+	na := nf.rq.nestedArrowOf(rel)
+	if na == nil || !nf.on(ctx, rel) {
+		return nil
+	}
+	return na
+}
+
+// arrowClosureUsable reports whether this request reads the closure of
+// na's tupleset: complete at the request's revision, and no contextual
+// relationship reaches the tupleset (Check's rule, nestedArrowCheck).
+func (rq *request) arrowClosureUsable(ctx context.Context, na *NestedArrow) bool {
+	return (rq.uncached == nil || !rq.uncached[na.Parent.Index]) && rq.nestedReady(ctx, na.Parent)
+}
+
+// arrowAncestors reads the closure rows of na's tupleset on id and calls
+// visit with each ancestor of id and its distance.
+func (rq *request) arrowAncestors(ctx context.Context, na *NestedArrow, id string, visit func(y string, k int32)) error {
+	typ := na.Permission.Definition.Name
+	rows, err := rq.query(ctx, tuple.Filter{ResourceType: typ, ResourceID: id, Relation: NestedClosureRelation(na.Parent.Name), Subject: &tuple.SubjectFilter{Type: typ}})
+	if err != nil {
+		return err
+	}
+	rq.e.nestedArrowWalks.Add(1)
+	for i := range rows {
+		if k, ok := NestedDistance(&rows[i]); ok {
+			visit(rows[i].Subject.ID, int32(k))
+		}
+	}
+	return nil
+}
+
+// nestedArrowOf returns rel's NestedArrow when the index is on, nil
+// otherwise.
+func (rq *request) nestedArrowOf(rel *schema.Relation) *NestedArrow {
+	if rq.e.nestedArrows == nil {
+		return nil
+	}
+	return rq.e.nestedArrows[rel.Index]
 }
 
 // queue reports whether the walk queues rel of id at depth d: always for
@@ -119,14 +175,20 @@ func (nf *nestedForward) queue(ctx context.Context, rel *schema.Relation, id str
 
 // cover reads the closure rows of rel on id, a node the walk reads at
 // depth d, and calls visit for each member set T:y#r whose depth d+k is
-// smaller than any the walk has queued or covered it at. It reports
-// false, having read nothing, when rel's index is not read.
+// smaller than any the walk has queued or covered it at; for a recursive
+// arrow rel, the rows of its tupleset, each ancestor T:y at distance k
+// being the node rel on y at depth d+k. It reports false, having read
+// nothing, when rel's index is not read.
 func (nf *nestedForward) cover(ctx context.Context, rel *schema.Relation, id string, d int32, visit func(id string, d int32) error) (bool, error) {
 	if !nf.on(ctx, rel) {
 		return false, nil
 	}
-	typ := rel.Definition.Name
-	rows, err := nf.rq.query(ctx, tuple.Filter{ResourceType: typ, ResourceID: id, Relation: NestedClosureRelation(rel.Name), Subject: &tuple.SubjectFilter{Type: typ}})
+	typ, closed := rel.Definition.Name, rel.Name
+	if na := nf.rq.nestedArrowOf(rel); na != nil {
+		closed = na.Parent.Name
+		nf.rq.e.nestedArrowWalks.Add(1)
+	}
+	rows, err := nf.rq.query(ctx, tuple.Filter{ResourceType: typ, ResourceID: id, Relation: NestedClosureRelation(closed), Subject: &tuple.SubjectFilter{Type: typ}})
 	if err != nil {
 		return true, err
 	}

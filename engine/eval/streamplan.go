@@ -40,6 +40,8 @@ import (
 // parent->view, or a nested subject set of the resource type), which
 // would hold the answer anyway; or an intermediate set so large that it
 // needs more than maxStreamScans scans (each scan is a store iterator).
+// A recursive arrow whose tupleset the nested-group index keeps streams
+// from the index's closure instead (streamarrow.go).
 
 // maxStreamScans bounds the store scans one streamed lookup holds open;
 // a lookup that would need more is walked (lookup.go).
@@ -85,6 +87,13 @@ type streamLeaf struct {
 // leaves that can yield candidates for sub, and reports whether the plan
 // applies (see above).
 func (e *Evaluator) streamLeaves(goal *schema.Relation, sub tuple.SubjectRef) ([]streamLeaf, bool) {
+	return e.streamLeavesOf(goal, nil, sub)
+}
+
+// streamLeavesOf is streamLeaves of goal, or, when base is not nil, of
+// the union of the rewrites base on goal's objects (a NestedArrow's base:
+// goal's rewrite without its recursion), at goal's depth.
+func (e *Evaluator) streamLeavesOf(goal *schema.Relation, base []*schema.Rewrite, sub tuple.SubjectRef) ([]streamLeaf, bool) {
 	// seen: the least depth at which a relation was visited, exactly
 	// and at all; a later visit no better adds nothing.
 	type depths struct{ exact, any int32 }
@@ -177,7 +186,14 @@ func (e *Evaluator) streamLeaves(goal *schema.Relation, sub tuple.SubjectRef) ([
 			ok = false
 		}
 	}
-	visit(goal, 1, true)
+	if base == nil {
+		visit(goal, 1, true)
+	} else {
+		seen[goal] = depths{exact: 1, any: 1}
+		for _, w := range base {
+			rewrite(goal, w, 1, true)
+		}
+	}
 	if !ok {
 		return nil, false
 	}
@@ -230,6 +246,11 @@ func (rq *request) streamResources(ctx context.Context, req LookupResourcesReque
 	if !rq.streams() || sub.ID == tuple.Wildcard {
 		return false
 	}
+	// The recursive arrow's plan has no scope test: a scoped lookup of
+	// one walks (lookupThrough) as before.
+	if st == nil && rq.streamArrowResources(ctx, req, goal, yield) {
+		return true
+	}
 	leaves, ok := rq.e.streamLeaves(goal, sub)
 	if !ok {
 		return false
@@ -242,18 +263,7 @@ func (rq *request) streamResources(ctx context.Context, req LookupResourcesReque
 	if !ok {
 		return false
 	}
-	// Count the scans before opening any.
-	n := 0
-	for _, l := range leaves {
-		switch l.kind {
-		case leafSet:
-			n += len(w.vals[l.target.Index])
-		case leafArrow:
-			n += len(w.vals[l.target.Index]) * len(l.subRels)
-		default:
-			n++
-		}
-	}
+	n := leafScanCount(leaves, w)
 	if n > maxStreamScans {
 		return false
 	}
@@ -268,47 +278,7 @@ func (rq *request) streamResources(ctx context.Context, req LookupResourcesReque
 	if st != nil {
 		rq.e.streamedThrough.Add(1)
 	}
-	maxDepth := int32(rq.e.opts.MaxDepth)
-	resID := func(r *tuple.Relationship) string { return r.Resource.ID }
-	scans := make([]*scan, 0, n)
-	// open adds a reverse scan of rel for the subject s (its relation
-	// "" when plain), whose relationships are certain when certain and
-	// uncaveated.
-	open := func(rel *schema.Relation, s tuple.SubjectRef, certain bool) {
-		sf := tuple.SubjectFilter(s)
-		if sf.Relation == "" {
-			sf.Relation = tuple.Ellipsis
-		}
-		opts := store.QueryOptions{Now: rq.now}
-		if req.After != "" {
-			opts.After = &tuple.Key{Resource: tuple.ObjectRef{Type: req.ResourceType, ID: req.After}, Relation: rel.Name, Subject: s}
-		}
-		f := tuple.ReverseFilter{Subject: sf, ResourceType: req.ResourceType, Relation: rel.Name}
-		sc := newScan(rq.reader.ReverseQueryRelationships(ctx, f, opts), resID)
-		sc.certain = certain
-		scans = append(scans, sc)
-	}
-	for _, l := range leaves {
-		switch l.kind {
-		case leafSubject:
-			open(l.rel, l.subject, l.exact && l.depth <= maxDepth)
-		case leafSelf:
-			if req.After == "" || sub.ID > req.After {
-				scans = append(scans, &scan{fixed: sub.ID, certain: l.exact && l.depth <= maxDepth})
-			}
-		case leafSet, leafArrow:
-			for id, v := range w.vals[l.target.Index] {
-				certain := l.exact && v.exact && v.h+l.depth <= maxDepth
-				if l.kind == leafSet {
-					open(l.rel, tuple.SubjectRef{Type: l.target.Definition.Name, ID: id, Relation: l.target.Name}, certain)
-					continue
-				}
-				for _, srel := range l.subRels {
-					open(l.rel, tuple.SubjectRef{Type: l.target.Definition.Name, ID: id, Relation: srel}, certain)
-				}
-			}
-		}
-	}
+	scans, _ := rq.leafScans(ctx, req.ResourceType, req.After, leaves, w)
 	answers(ctx, rq, scans, "", req.After, req.Limit, 0, st != nil, func(ctx context.Context, rq *request, id string, certain bool) (CheckResult, error) {
 		if st != nil {
 			in, err := st.in(ctx, rq, tuple.ObjectRef{Type: req.ResourceType, ID: id})
@@ -325,6 +295,75 @@ func (rq *request) streamResources(ctx context.Context, req LookupResourcesReque
 		return ResourceResult{ResourceID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
 	}, yield)
 	return true
+}
+
+// leafScanCount is the number of scans leafScans opens.
+func leafScanCount(leaves []streamLeaf, w *reverseWalk) int {
+	n := 0
+	for _, l := range leaves {
+		switch l.kind {
+		case leafSet:
+			n += len(w.vals[l.target.Index])
+		case leafArrow:
+			n += len(w.vals[l.target.Index]) * len(l.subRels)
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// leafScans opens the scans of leaves for the subject (leaves' own, or
+// the objects w found on their targets), each reading resources of typ
+// strictly after the cursor after ("" none), and returns them with the
+// height of each (the relations on the path from the goal down to a
+// relationship the scan yields, both included).
+func (rq *request) leafScans(ctx context.Context, typ, after string, leaves []streamLeaf, w *reverseWalk) ([]*scan, []int32) {
+	maxDepth := int32(rq.e.opts.MaxDepth)
+	resID := func(r *tuple.Relationship) string { return r.Resource.ID }
+	n := leafScanCount(leaves, w)
+	scans, heights := make([]*scan, 0, n), make([]int32, 0, n)
+	// open adds a reverse scan of rel for the subject s (its relation
+	// "" when plain), whose relationships are certain when certain and
+	// uncaveated.
+	open := func(rel *schema.Relation, s tuple.SubjectRef, certain bool, h int32) {
+		sf := tuple.SubjectFilter(s)
+		if sf.Relation == "" {
+			sf.Relation = tuple.Ellipsis
+		}
+		opts := store.QueryOptions{Now: rq.now}
+		if after != "" {
+			opts.After = &tuple.Key{Resource: tuple.ObjectRef{Type: typ, ID: after}, Relation: rel.Name, Subject: s}
+		}
+		f := tuple.ReverseFilter{Subject: sf, ResourceType: typ, Relation: rel.Name}
+		sc := newScan(rq.reader.ReverseQueryRelationships(ctx, f, opts), resID)
+		sc.certain = certain
+		scans, heights = append(scans, sc), append(heights, h)
+	}
+	for _, l := range leaves {
+		switch l.kind {
+		case leafSubject:
+			open(l.rel, l.subject, l.exact && l.depth <= maxDepth, l.depth)
+		case leafSelf:
+			if after == "" || l.subject.ID > after {
+				scans = append(scans, &scan{fixed: l.subject.ID, certain: l.exact && l.depth <= maxDepth})
+				heights = append(heights, l.depth)
+			}
+		case leafSet, leafArrow:
+			for id, v := range w.vals[l.target.Index] {
+				h := v.h + l.depth
+				certain := l.exact && v.exact && h <= maxDepth
+				if l.kind == leafSet {
+					open(l.rel, tuple.SubjectRef{Type: l.target.Definition.Name, ID: id, Relation: l.target.Name}, certain, h)
+					continue
+				}
+				for _, srel := range l.subRels {
+					open(l.rel, tuple.SubjectRef{Type: l.target.Definition.Name, ID: id, Relation: srel}, certain, h)
+				}
+			}
+		}
+	}
+	return scans, heights
 }
 
 // eachArrowSubjectRel calls fn with each subject relation (tuple.Ellipsis

@@ -195,3 +195,143 @@ func TestStreamedTooManyScans(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamedRecursiveArrow: LookupResources of a recursive arrow
+// (folder#view = viewer + parent->view) on the nested index streams
+// (streamarrow.go) the base's folders and their descendants from the
+// closure rows under a 1 MiB memory budget, which refuses the walk; the
+// pages list the same answer.
+func TestStreamedRecursiveArrow(t *testing.T) {
+	const n = 20_000
+	s := mustCompile(t, shapedBenchSchema)
+	rd := loadNested(t, s, folderTree(t, n))
+	ctx := context.Background()
+	all := n + 31
+	tests := []struct {
+		sub  tuple.SubjectRef
+		want int
+	}{
+		{tuple.SubjectRef{Type: "user", ID: "tom"}, all},                          // through a group
+		{tuple.SubjectRef{Type: "user", ID: "ann"}, all},                          // two base folders, nested
+		{tuple.SubjectRef{Type: "group", ID: "eng", Relation: "member"}, all},     // a subject set
+		{tuple.SubjectRef{Type: "user", ID: "nobody"}, 0},                         // no base
+		{tuple.SubjectRef{Type: "folder", ID: "c20", Relation: "viewer"}, n + 11}, // in itself: c20 and below
+		{tuple.SubjectRef{Type: "folder", ID: "t000001", Relation: "view"}, -1},   // in itself: walked
+	}
+	for _, tt := range tests {
+		t.Run(tt.sub.String(), func(t *testing.T) {
+			mem := NewMemory(1 << 20) // 1 MiB: the walk needs 64 bytes a result
+			e := New(s, Options{Concurrency: 2, Memory: mem, NestedIndex: true})
+			p := Params{Reader: rd, Now: testNow}
+			req := LookupResourcesRequest{ResourceType: "folder", Permission: "view", Subject: tt.sub}
+			got, err := drain(e.LookupResources(ctx, p, req))
+			if tt.want < 0 {
+				if e.streamedArrows.Load() != 0 {
+					t.Errorf("a subject set of the permission itself streamed from the closure")
+				}
+				return
+			}
+			if err != nil || len(got) != tt.want {
+				t.Fatalf("streamed: %d results, %v; want %d", len(got), err, tt.want)
+			}
+			if e.streamedArrows.Load() != 1 {
+				t.Fatalf("the lookup did not stream from the closure")
+			}
+			if !slices.IsSortedFunc(got, func(a, b ResourceResult) int { return strings.Compare(a.ResourceID, b.ResourceID) }) {
+				t.Errorf("results out of order")
+			}
+			for _, r := range got {
+				if r.Permissionship != HasPermission {
+					t.Fatalf("%s: %v", r.ResourceID, r.Permissionship)
+				}
+			}
+			var paged []ResourceResult
+			for req.Limit = 1000; ; {
+				page, err := drain(e.LookupResources(ctx, p, req))
+				if err != nil {
+					t.Fatal(err)
+				}
+				paged = append(paged, page...)
+				if len(page) < req.Limit {
+					break
+				}
+				req.After = page[len(page)-1].ResourceID
+			}
+			if !reflect.DeepEqual(paged, got) {
+				t.Errorf("paged: %d results, unpaged %d; they differ", len(paged), len(got))
+			}
+			if mem.InUse() != 0 {
+				t.Errorf("%d bytes still charged", mem.InUse())
+			}
+			if tt.want == 0 {
+				return
+			}
+			walk := New(s, Options{Concurrency: 2, Memory: mem, NestedIndex: true})
+			walk.walkOnly = true
+			if _, err := drain(walk.LookupResources(ctx, p, LookupResourcesRequest{ResourceType: "folder", Permission: "view", Subject: tt.sub})); !errors.Is(err, ErrMemoryBudget) {
+				t.Errorf("the walk under the same budget: %v, want the budget's refusal", err)
+			}
+		})
+	}
+}
+
+// TestStreamedRecursiveArrowDepth: below a base folder deeper than the
+// depth limit allows, the lookup is walked (which decides the paths too
+// deep), with the walk's answer; within the limit it streams.
+func TestStreamedRecursiveArrowDepth(t *testing.T) {
+	s := mustCompile(t, shapedBenchSchema)
+	rd := loadNested(t, s, folderTree(t, 10))
+	ctx := context.Background()
+	for _, depth := range []int{20, 40, 50} {
+		e := New(s, Options{MaxDepth: depth, NestedIndex: true})
+		walk := New(s, Options{MaxDepth: depth, NestedIndex: true})
+		walk.walkOnly = true
+		req := LookupResourcesRequest{ResourceType: "folder", Permission: "view", Subject: tuple.SubjectRef{Type: "user", ID: "tom"}}
+		got, err := drain(e.LookupResources(ctx, Params{Reader: rd, Now: testNow}, req))
+		want, werr := drain(walk.LookupResources(ctx, Params{Reader: rd, Now: testNow}, req))
+		if !reflect.DeepEqual(got, want) || (err == nil) != (werr == nil) {
+			t.Errorf("depth %d: %d results, %v; the walk %d, %v", depth, len(got), err, len(want), werr)
+		}
+		// The deepest folder is 33 below the root, whose viewer is a
+		// group: within the limit from a depth of 36.
+		if streamed := e.streamedArrows.Load() == 1; streamed != (depth >= 36) {
+			t.Errorf("depth %d: streamed %v", depth, streamed)
+		}
+	}
+}
+
+// TestRecursiveArrowSubjects: LookupSubjects of a recursive arrow on a
+// deep folder reads the tupleset's closure once (nestedlookup.go) instead
+// of a parent read per level, with the answer of the walk without the
+// index.
+func TestRecursiveArrowSubjects(t *testing.T) {
+	s := mustCompile(t, shapedBenchSchema)
+	rels := folderTree(t, 1000)
+	rels = append(rels, mustParse(t, "folder:c25#viewer@user:bob", "folder:t000999#viewer@user:cat")...)
+	ctx := context.Background()
+	plain := New(s, Options{})
+	nested := New(s, Options{NestedIndex: true})
+	for _, tt := range []struct {
+		folder, subType, subRel string
+		want                    int
+	}{
+		{"t000999", "user", "", 4},          // ann, bob, cat, tom
+		{"c20", "user", "", 2},              // ann, tom
+		{"t000999", "group", "member", 1},   // eng
+		{"t000999", "folder", "viewer", 37}, // every folder's viewer set on the path (in itself): 6 t, 30 c and the root
+	} {
+		req := LookupSubjectsRequest{Resource: tuple.ObjectRef{Type: "folder", ID: tt.folder}, Permission: "view", SubjectType: tt.subType, SubjectRelation: tt.subRel}
+		want, err := drain(plain.LookupSubjects(ctx, Params{Reader: load(t, rels), Now: testNow}, req))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := nested.nestedArrowWalks.Load()
+		got, err := drain(nested.LookupSubjects(ctx, Params{Reader: loadNested(t, s, rels), Now: testNow}, req))
+		if err != nil || !reflect.DeepEqual(got, want) || len(got) != tt.want {
+			t.Errorf("%s: %v, %v; without the index %v; want %d", tt.folder, got, err, want, tt.want)
+		}
+		if nested.nestedArrowWalks.Load() == before {
+			t.Errorf("%s: the walk did not read the closure", tt.folder)
+		}
+	}
+}

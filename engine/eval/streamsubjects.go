@@ -227,6 +227,9 @@ func (rq *request) planSubjects(ctx context.Context, goal *schema.Relation, resI
 		subjectNode
 		depth int32
 		exact bool
+		// covered: a recursive arrow's node reached by the closure of
+		// a node below it, which covers its ancestors too.
+		covered bool
 	}
 	var (
 		queue   []visit
@@ -236,8 +239,15 @@ func (rq *request) planSubjects(ctx context.Context, goal *schema.Relation, resI
 		err     error
 		tooMany bool
 		wild    bool
+		// arrows: whether the walk reads a recursive arrow's closure
+		// (nestedlookup.go), by relation index.
+		arrows      map[int]*NestedArrow
+		pushCovered func(r *schema.Relation, id string, d int32, exact, covered bool)
 	)
 	push := func(r *schema.Relation, id string, d int32, exact bool) {
+		pushCovered(r, id, d, exact, false)
+	}
+	pushCovered = func(r *schema.Relation, id string, d int32, exact, covered bool) {
 		n := subjectNode{r, id}
 		if r == nil || err != nil || tooMany || visited[n] || !rq.e.an.canContain(r, subType, subRel) {
 			// A node already visited was visited by a path no longer
@@ -253,7 +263,7 @@ func (rq *request) planSubjects(ctx context.Context, goal *schema.Relation, resI
 			return
 		}
 		visited[n] = true
-		queue = append(queue, visit{n, d, exact})
+		queue = append(queue, visit{n, d, exact, covered})
 	}
 	addFixed := func(id string, d int32, exact bool) {
 		fixed = append(fixed, subjectLeaf{subjectNode{id: id}, exact && d <= maxDepth})
@@ -301,6 +311,36 @@ func (rq *request) planSubjects(ctx context.Context, goal *schema.Relation, resI
 		if subRel != "" && n.rel.Name == subRel && n.rel.Definition.Name == subType {
 			// A subject set is in itself, with no relation on the path.
 			addFixed(n.id, n.depth-1, n.exact)
+		}
+		if na := rq.nestedArrowOf(n.rel); na != nil {
+			if arrows == nil {
+				arrows = map[int]*NestedArrow{}
+			}
+			use, seen := arrows[n.rel.Index]
+			if !seen {
+				if rq.arrowClosureUsable(ctx, na) {
+					use = na
+				}
+				arrows[n.rel.Index] = use
+			}
+			if use != nil {
+				// A recursive arrow on the index: its base here, and its
+				// ancestors (each at its distance, as exact as n: the
+				// tupleset's edges are plain) from the closure, in place
+				// of its arrow's levels; a node the closure reached has
+				// its ancestors covered already.
+				for _, w := range na.Base {
+					if err = walk(n, w, n.exact); err != nil {
+						break
+					}
+				}
+				if err == nil && !n.covered {
+					err = rq.arrowAncestors(ctx, na, n.id, func(y string, k int32) {
+						pushCovered(n.rel, y, n.depth+k, n.exact, true)
+					})
+				}
+				continue
+			}
 		}
 		if n.rel.Rewrite != nil {
 			if werr := walk(n, n.rel.Rewrite, n.exact); werr != nil {
