@@ -166,9 +166,7 @@ func (rq *request) streamArrowResources(ctx context.Context, req LookupResources
 	answers(ctx, rq, scans, "", req.After, req.Limit, 0, false, func(ctx context.Context, rq *request, id string, _ bool) (CheckResult, error) {
 		r, err := rq.check(ctx, nil, goal, id, sub)
 		return r.checkResult(), err
-	}, func(id string, res CheckResult) ResourceResult {
-		return ResourceResult{ResourceID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
-	}, yield)
+	}, resourceResult, yield)
 	return true
 }
 

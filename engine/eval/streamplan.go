@@ -291,10 +291,14 @@ func (rq *request) streamResources(ctx context.Context, req LookupResourcesReque
 		}
 		r, err := rq.check(ctx, nil, goal, id, sub)
 		return r.checkResult(), err
-	}, func(id string, res CheckResult) ResourceResult {
-		return ResourceResult{ResourceID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
-	}, yield)
+	}, resourceResult, yield)
 	return true
+}
+
+// resourceResult is a streamed LookupResources' result for the resource
+// id, decided res.
+func resourceResult(id string, res CheckResult) ResourceResult {
+	return ResourceResult{ResourceID: id, Permissionship: res.Permissionship, MissingContext: res.MissingContext}
 }
 
 // leafScanCount is the number of scans leafScans opens.
