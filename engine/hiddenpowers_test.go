@@ -11,6 +11,7 @@ import (
 	"github.com/pemba-authz/pemba/engine/store/memstore"
 	"github.com/pemba-authz/pemba/engine/store/storetest"
 	"github.com/pemba-authz/pemba/engine/tuple"
+	"github.com/pemba-authz/pemba/schema"
 )
 
 // plainReader is a store.Reader without any read power.
@@ -82,6 +83,82 @@ func TestHiddenReaderPowers(t *testing.T) {
 			got, err := br.AppendRelationships(ctx, nil, tuple.Filter{ResourceType: "doc"}, store.QueryOptions{})
 			if err != nil || len(got) != 3 {
 				t.Errorf("AppendRelationships of every doc = %v (%v), want the 3 relationships without the reserved row", got, err)
+			}
+		})
+	}
+}
+
+// TestAliasReaderPowers: the reader of a schema with renames
+// (@renamed_from) keeps the store's point and batch reads, and answers a
+// renamed relation's reads as its merged queries do: a relationship
+// stored under the old name reads under the new one, one stored under
+// both names once.
+func TestAliasReaderPowers(t *testing.T) {
+	ctx := context.Background()
+	s, err := schema.Compile("t", `definition user {}
+definition doc {
+	@renamed_from(admin)
+	relation owner: user
+	relation viewer: user
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := memstore.New(memstore.Options{})
+	defer st.Close()
+	rev := storetest.MustTouch(t, st, storetest.MustParse(t, "doc:1#admin@user:a", "doc:1#owner@user:b", "doc:1#admin@user:b",
+		"doc:1#viewer@user:c", "doc:2#admin@user:a")...)
+	inner := storetest.MustSnapshot(t, st, rev)
+	for _, tt := range []struct {
+		name string
+		r    aliasReader
+	}{
+		{"powers", aliasReader{Reader: hiddenReader{inner}, s: s}},
+		{"no powers", aliasReader{Reader: hiddenReader{plainReader{inner}}, s: s}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var pr store.PointReader = tt.r
+			for _, c := range []struct {
+				key   string
+				found bool
+			}{
+				{"doc:1#owner@user:a", true}, // stored as admin
+				{"doc:1#owner@user:b", true}, // stored under both names
+				{"doc:1#viewer@user:c", true},
+				{"doc:1#owner@user:c", false},
+				{"doc:1#viewer@user:a", false},
+				{"doc:1#admin@user:a", true}, // the old name as stored, for reads as such
+			} {
+				k := storetest.MustParse(t, c.key)[0].Key()
+				got, found, err := pr.ReadRelationship(ctx, k, time.Time{})
+				if err != nil || found != c.found || (found && got.String() != c.key) {
+					t.Errorf("ReadRelationship(%s) = %v, %v, %v; want found %v", c.key, got, found, err, c.found)
+				}
+			}
+			var br store.BatchReader = tt.r
+			for _, f := range []tuple.Filter{{ResourceType: "doc", ResourceID: "1", Relation: "owner"}, {ResourceType: "doc", Relation: "viewer"}, {ResourceType: "doc"}} {
+				want, err := storetest.Collect(tt.r.QueryRelationships(ctx, f, store.QueryOptions{}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := br.AppendRelationships(ctx, nil, f, store.QueryOptions{})
+				if err != nil || storetest.Format(got) != storetest.Format(want) {
+					t.Errorf("AppendRelationships(%+v) = %v (%v), the query %v", f, got, err, want)
+				}
+			}
+			for _, f := range []tuple.ReverseFilter{{Subject: tuple.SubjectFilter{Type: "user", ID: "a"}, ResourceType: "doc", Relation: "owner"}, {Subject: tuple.SubjectFilter{Type: "user", ID: "b"}}} {
+				want, err := storetest.Collect(tt.r.ReverseQueryRelationships(ctx, f, store.QueryOptions{}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := br.AppendReverseRelationships(ctx, nil, f, store.QueryOptions{})
+				if err != nil || storetest.Format(got) != storetest.Format(want) {
+					t.Errorf("AppendReverseRelationships(%+v) = %v (%v), the query %v", f, got, err, want)
+				}
+			}
+			got, err := br.AppendRelationships(ctx, nil, tuple.Filter{ResourceType: "doc", Relation: "owner"}, store.QueryOptions{})
+			if err != nil || storetest.Format(got) != storetest.Format(storetest.MustParse(t, "doc:1#owner@user:a", "doc:1#owner@user:b", "doc:2#owner@user:a")) {
+				t.Errorf("owners: %v (%v), want a and b on doc:1 and a on doc:2, each once", got, err)
 			}
 		})
 	}
