@@ -33,7 +33,8 @@ const minPooledIters = 8
 // iterators created before no longer return to the pool.
 //
 // The pool is lock-free: a fixed array of slots, each on its own cache
-// line, taken and filled by compare-and-swap from a random starting slot.
+// line, taken and filled by compare-and-swap from the query's home slot
+// (its P's, see iterAt) or a random one.
 // A mutex over a free list (the first version) was where concurrent checks
 // waited: with 8 workers, 73% of the lock contention in a mutex profile of
 // the enterprise workload (docs/benchmarks.md, issue #17).
@@ -62,6 +63,9 @@ type pooledIter struct {
 	// bounds on a reused iterator resets every level's iterator, a few
 	// percent of a check's CPU.
 	unbounded bool
+	// home is the slot the pool searches from when it takes it back
+	// (iterAt).
+	home int
 	// key is the buffer for the seek keys of point reads
 	// (ReadRelationship): a buffer on the stack would escape, since the
 	// key goes to Pebble. Reusing it is safe: Iterator.SeekPrefixGE copies
@@ -74,8 +78,16 @@ type pooledIter struct {
 // lower and upper nil, an unbounded one for SeekPrefixGE. Release it with
 // putIter.
 func (s *Store) iter(rev store.Revision, lower, upper []byte) (*pooledIter, error) {
+	return s.iterAt(rand.IntN(len(s.iters.slots)), rev, lower, upper)
+}
+
+// iterAt is iter for a query whose shard (readerShard) is home: the pool
+// is searched from that slot, and the iterator goes back to the first free
+// slot from there, so that the queries of one P mostly reuse the
+// iterators, and touch the slots, that P used last.
+func (s *Store) iterAt(home int, rev store.Revision, lower, upper []byte) (*pooledIter, error) {
 	unbounded := lower == nil && upper == nil
-	pi := s.iters.take(rev, unbounded, store.Revision(s.head.Load()), s.iters.gen.Load())
+	pi := s.iters.take(home, rev, unbounded, store.Revision(s.head.Load()), s.iters.gen.Load())
 	if pi != nil {
 		if !unbounded {
 			pi.it.SetBounds(lower, upper)
@@ -90,6 +102,7 @@ func (s *Store) iter(rev store.Revision, lower, upper []byte) (*pooledIter, erro
 		}
 		pi.it = it
 	}
+	pi.home = home
 	if hz := store.Revision(s.horizon.Load()); rev < hz {
 		s.putIter(pi)
 		return nil, &store.CompactedError{Requested: rev, Horizon: hz}
@@ -100,9 +113,8 @@ func (s *Store) iter(rev store.Revision, lower, upper []byte) (*pooledIter, erro
 // take removes from the pool an iterator of the kind asked for that sees
 // rev, closing the stale ones (older than head or gen) it comes across;
 // nil when there is none.
-func (p *iterPool) take(rev store.Revision, unbounded bool, head store.Revision, gen uint64) *pooledIter {
+func (p *iterPool) take(start int, rev store.Revision, unbounded bool, head store.Revision, gen uint64) *pooledIter {
 	n := len(p.slots)
-	start := rand.IntN(n)
 	for i := range n {
 		sl := &p.slots[(start+i)%n].p
 		pi := sl.Load()
@@ -130,9 +142,8 @@ func (p *iterPool) take(rev store.Revision, unbounded bool, head store.Revision,
 func (s *Store) putIter(pi *pooledIter) {
 	if pi.it.Error() == nil && pi.head == store.Revision(s.head.Load()) && pi.gen == s.iters.gen.Load() {
 		n := len(s.iters.slots)
-		start := rand.IntN(n)
 		for i := range n {
-			if s.iters.slots[(start+i)%n].p.CompareAndSwap(nil, pi) {
+			if s.iters.slots[(pi.home+i)%n].p.CompareAndSwap(nil, pi) {
 				return
 			}
 		}

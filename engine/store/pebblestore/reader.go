@@ -106,18 +106,19 @@ const maxNexts = 3
 // one when match is nil) and have not expired at opts.Now.
 func (s *Store) scan(ctx context.Context, rev store.Revision, prefix, after []byte, match func(tuple.Relationship) bool, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error] {
 	return func(yield func(tuple.Relationship, error) bool) {
-		if err := s.acquire(); err != nil {
+		home := s.readerShard()
+		if err := s.acquireReader(home); err != nil {
 			yield(tuple.Relationship{}, err)
 			return
 		}
-		defer s.release()
-		if err := s.scanLocked(ctx, rev, prefix, after, match, opts, yield); err != nil {
+		defer s.releaseReader(home)
+		if err := s.scanLocked(ctx, home, rev, prefix, after, match, opts, yield); err != nil {
 			yield(tuple.Relationship{}, err)
 		}
 	}
 }
 
-func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, after []byte, match func(tuple.Relationship) bool, opts store.QueryOptions, yield func(tuple.Relationship, error) bool) error {
+func (s *Store) scanLocked(ctx context.Context, home int, rev store.Revision, prefix, after []byte, match func(tuple.Relationship) bool, opts store.QueryOptions, yield func(tuple.Relationship, error) bool) error {
 	// A prefix of all six components names one tuple (the Check hot
 	// path): seek straight to its newest version at or below rev, and stop
 	// after it.
@@ -141,7 +142,7 @@ func (s *Store) scanLocked(ctx context.Context, rev store.Revision, prefix, afte
 	if prefixMode {
 		lower, upper = nil, nil
 	}
-	pi, err := s.iter(rev, lower, upper)
+	pi, err := s.iterAt(home, rev, lower, upper)
 	if err != nil {
 		return err
 	}
@@ -258,11 +259,12 @@ func (r *reader) ReadRelationship(ctx context.Context, k tuple.Key, now time.Tim
 		return tuple.Relationship{}, false, err
 	}
 	s := r.s
-	if err := s.acquire(); err != nil {
+	home := s.readerShard()
+	if err := s.acquireReader(home); err != nil {
 		return tuple.Relationship{}, false, err
 	}
-	defer s.release()
-	pi, err := s.iter(r.rev, nil, nil)
+	defer s.releaseReader(home)
+	pi, err := s.iterAt(home, r.rev, nil, nil)
 	if err != nil {
 		return tuple.Relationship{}, false, err
 	}
@@ -356,11 +358,12 @@ func (s *Store) putKeyBuf(b *keyBuf) {
 }
 
 func (r *reader) appendScan(ctx context.Context, dst []tuple.Relationship, prefix, after []byte, match func(tuple.Relationship) bool, opts store.QueryOptions) ([]tuple.Relationship, error) {
-	if err := r.s.acquire(); err != nil {
+	home := r.s.readerShard()
+	if err := r.s.acquireReader(home); err != nil {
 		return dst, err
 	}
-	defer r.s.release()
-	err := r.s.scanLocked(ctx, r.rev, prefix, after, match, opts, func(rel tuple.Relationship, _ error) bool {
+	defer r.s.releaseReader(home)
+	err := r.s.scanLocked(ctx, home, r.rev, prefix, after, match, opts, func(rel tuple.Relationship, _ error) bool {
 		dst = append(dst, rel)
 		return true
 	})

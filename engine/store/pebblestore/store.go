@@ -174,12 +174,20 @@ type Store struct {
 	// lifeMu, because every query takes and releases an operation: a
 	// mutex there was the second contention point of concurrent checks
 	// after the iterator pool's (docs/benchmarks.md, issue #17).
-	active   atomic.Int64
-	closed   atomic.Bool
-	lifeMu   sync.Mutex
-	lifeCond *sync.Cond
-	closedCh chan struct{} // closed by Close
-	gcDone   chan struct{} // closed when the background GC goroutine exits
+	active atomic.Int64
+	closed atomic.Bool
+	// readers counts the queries using the database, like active, spread
+	// over padded counters (readerShard): with one counter, two cores
+	// checking at once took turns owning its cache line on every read,
+	// and the line of closed with it (docs/benchmarks.md, issue #17).
+	readers []shardCount
+	// shardHints hands each P its own shard index (see readerShard).
+	shardHints sync.Pool
+	nextShard  atomic.Int64
+	lifeMu     sync.Mutex
+	lifeCond   *sync.Cond
+	closedCh   chan struct{} // closed by Close
+	gcDone     chan struct{} // closed when the background GC goroutine exits
 }
 
 var (
@@ -218,6 +226,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		iters:    newIterPool(),
 	}
 	s.lifeCond = sync.NewCond(&s.lifeMu)
+	s.readers = make([]shardCount, len(s.iters.slots))
+	s.shardHints.New = func() any { return int(s.nextShard.Add(1)-1) % len(s.readers) }
 	if err := s.loadCatching(); err != nil {
 		if s.failure() != nil {
 			// Pebble cannot be closed cleanly after a fatal error.
@@ -461,11 +471,57 @@ func (s *Store) acquire() error {
 func (s *Store) release() {
 	if s.active.Add(-1) == 0 && s.closed.Load() {
 		// Broadcast under lifeMu, so that a Close between its check of
-		// active and its Wait cannot miss it.
+		// activeOps and its Wait cannot miss it.
 		s.lifeMu.Lock()
 		s.lifeCond.Broadcast()
 		s.lifeMu.Unlock()
 	}
+}
+
+// shardCount is one of Store.readers, alone on its cache line.
+type shardCount struct {
+	n atomic.Int64
+	_ [56]byte
+}
+
+// readerShard returns the shard of Store.readers (and the home slot in
+// the iterator pool) for a query: the calling P's, through a sync.Pool,
+// which keeps one value per P. It is a hint: a goroutine that moves to
+// another P keeps using the shard it took, which stays correct.
+func (s *Store) readerShard() int {
+	h, _ := s.shardHints.Get().(int)
+	s.shardHints.Put(h)
+	return h
+}
+
+// acquireReader is acquire for a query, counted in shard i.
+func (s *Store) acquireReader(i int) error {
+	s.readers[i].n.Add(1)
+	if s.closed.Load() {
+		s.releaseReader(i)
+		return store.ErrClosed
+	}
+	return nil
+}
+
+// releaseReader ends a query that acquireReader(i) registered.
+func (s *Store) releaseReader(i int) {
+	s.readers[i].n.Add(-1)
+	if s.closed.Load() {
+		// As release: Close waits for the sum of every count.
+		s.lifeMu.Lock()
+		s.lifeCond.Broadcast()
+		s.lifeMu.Unlock()
+	}
+}
+
+// activeOps is the number of operations and queries using the database.
+func (s *Store) activeOps() int64 {
+	n := s.active.Load()
+	for i := range s.readers {
+		n += s.readers[i].n.Load()
+	}
+	return n
 }
 
 // Close stops the background GC, waits for running operations (open
@@ -478,7 +534,7 @@ func (s *Store) Close() error {
 	close(s.closedCh)
 	s.stats.Stop() // its scan holds an operation
 	s.lifeMu.Lock()
-	for s.active.Load() > 0 {
+	for s.activeOps() > 0 {
 		s.lifeCond.Wait()
 	}
 	s.lifeMu.Unlock()

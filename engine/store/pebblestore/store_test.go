@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -825,5 +826,53 @@ func TestSavedStatistics(t *testing.T) {
 	// the new head (4 relationships); the old count must never be served.
 	if saved := s.savedStatistics(); saved != nil && (saved.Revision == want.Revision || saved.Total != 4) {
 		t.Errorf("saved statistics of revision %d (%d relationships) served at head %d", saved.Revision, saved.Total, s.head.Load())
+	}
+}
+
+// TestCloseWaitsForQueries: a query still reading (counted in its P's
+// shard of Store.readers) keeps Close waiting until it stops, queries
+// begun after Close started fail with store.ErrClosed, and the counts
+// are back to zero.
+func TestCloseWaitsForQueries(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv()
+	s := e.open(t)
+	s.stats.Stop() // its background count holds an operation too
+	rev := touch(t, s, "doc:1#viewer@user:a", "doc:2#viewer@user:a")
+	r, err := s.Snapshot(ctx, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, stop := iter.Pull2(r.QueryRelationships(ctx, tuple.Filter{ResourceType: "doc"}, store.QueryOptions{}))
+	if _, err, ok := next(); !ok || err != nil {
+		t.Fatalf("first relationship: %v, %v", ok, err)
+	}
+	if n := s.activeOps(); n != 1 {
+		t.Fatalf("%d operations active during a query, want 1", n)
+	}
+	done := make(chan error)
+	go func() { done <- s.Close() }()
+	for !s.closed.Load() {
+		runtime.Gosched()
+	}
+	var after error
+	for _, err := range r.QueryRelationships(ctx, tuple.Filter{ResourceType: "doc"}, store.QueryOptions{}) {
+		after = err
+		break
+	}
+	if !errors.Is(after, store.ErrClosed) {
+		t.Errorf("a query after Close began: %v, want store.ErrClosed", after)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Close returned (%v) while a query was reading", err)
+	default:
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := s.activeOps(); n != 0 {
+		t.Errorf("%d operations active after Close", n)
 	}
 }
