@@ -227,7 +227,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s.lifeCond = sync.NewCond(&s.lifeMu)
 	s.readers = make([]shardCount, len(s.iters.slots))
-	s.shardHints.New = func() any { return int(s.nextShard.Add(1)-1) % len(s.readers) }
+	s.shardHints.New = func() any {
+		h := int(s.nextShard.Add(1)-1) % len(s.readers)
+		return &h
+	}
 	if err := s.loadCatching(); err != nil {
 		if s.failure() != nil {
 			// Pebble cannot be closed cleanly after a fatal error.
@@ -489,9 +492,9 @@ type shardCount struct {
 // which keeps one value per P. It is a hint: a goroutine that moves to
 // another P keeps using the shard it took, which stays correct.
 func (s *Store) readerShard() int {
-	h, _ := s.shardHints.Get().(int)
+	h := s.shardHints.Get().(*int)
 	s.shardHints.Put(h)
-	return h
+	return *h
 }
 
 // acquireReader is acquire for a query, counted in shard i.
