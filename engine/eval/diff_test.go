@@ -683,6 +683,28 @@ func drain[T any](seq func(func(T, error) bool)) ([]T, error) {
 	return out, nil
 }
 
+// pageAll reads a lookup limit results at a time, each page starting
+// after the last ID of the one before, until a short page; it returns the
+// pages' results in order and the number of pages read.
+func pageAll[T any](t *testing.T, limit int, page func(limit int, after string) ([]T, error), id func(T) string) ([]T, int) {
+	t.Helper()
+	var all []T
+	for after, pages := "", 1; ; pages++ {
+		p, err := page(limit, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, p...)
+		if len(p) < limit {
+			return all, pages
+		}
+		after = id(p[len(p)-1])
+	}
+}
+
+func resourceID(r ResourceResult) string { return r.ResourceID }
+func subjectID(r SubjectResult) string   { return r.SubjectID }
+
 func describeSchema(s *schema.Schema) string {
 	var b []byte
 	for _, name := range slices.Sorted(maps.Keys(s.Definitions)) {

@@ -132,19 +132,11 @@ func TestStreamedShapes(t *testing.T) {
 			}
 			// Paged 100 at a time: the same list, reading about n.
 			rd.read.Store(0)
-			var paged []ResourceResult
-			pages := 0
-			for req.Limit = 100; ; pages++ {
-				page, err := drain(e.LookupResources(ctx, p, req))
-				if err != nil {
-					t.Fatal(err)
-				}
-				paged = append(paged, page...)
-				if len(page) < req.Limit {
-					break
-				}
-				req.After = page[len(page)-1].ResourceID
-			}
+			paged, pages := pageAll(t, 100, func(limit int, after string) ([]ResourceResult, error) {
+				r := req
+				r.Limit, r.After = limit, after
+				return drain(e.LookupResources(ctx, p, r))
+			}, resourceID)
 			if !reflect.DeepEqual(paged, got) {
 				t.Errorf("paged: %d results, unpaged %d; they differ", len(paged), len(got))
 			}
@@ -152,8 +144,8 @@ func TestStreamedShapes(t *testing.T) {
 			// a few relationships of the intermediate walk; Checks read
 			// a few more per candidate decided (the intersection's, the
 			// exclusion's). The walk reads all n on every page.
-			if read, bound := rd.read.Load(), int64(4*n+20*(pages+1)); read > bound {
-				t.Errorf("paging %d results in %d pages read %d relationships, want at most %d", len(got), pages+1, read, bound)
+			if read, bound := rd.read.Load(), int64(4*n+20*pages); read > bound {
+				t.Errorf("paging %d results in %d pages read %d relationships, want at most %d", len(got), pages, read, bound)
 			}
 			if mem.InUse() != 0 {
 				t.Errorf("%d bytes still charged", mem.InUse())
@@ -245,18 +237,11 @@ func TestStreamedRecursiveArrow(t *testing.T) {
 					t.Fatalf("%s: %v", r.ResourceID, r.Permissionship)
 				}
 			}
-			var paged []ResourceResult
-			for req.Limit = 1000; ; {
-				page, err := drain(e.LookupResources(ctx, p, req))
-				if err != nil {
-					t.Fatal(err)
-				}
-				paged = append(paged, page...)
-				if len(page) < req.Limit {
-					break
-				}
-				req.After = page[len(page)-1].ResourceID
-			}
+			paged, _ := pageAll(t, 1000, func(limit int, after string) ([]ResourceResult, error) {
+				r := req
+				r.Limit, r.After = limit, after
+				return drain(e.LookupResources(ctx, p, r))
+			}, resourceID)
 			if !reflect.DeepEqual(paged, got) {
 				t.Errorf("paged: %d results, unpaged %d; they differ", len(paged), len(got))
 			}

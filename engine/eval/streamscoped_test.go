@@ -122,18 +122,8 @@ func TestStreamedScopedShapes(t *testing.T) {
 				}
 			}
 			// Pages of 1000 resume after the cursor: the same list.
-			var paged []string
-			for after := ""; ; {
-				page, err := tt.run(e, 1000, after)
-				if err != nil {
-					t.Fatal(err)
-				}
-				paged = append(paged, page...)
-				if len(page) < 1000 {
-					break
-				}
-				after = page[len(page)-1]
-			}
+			paged, _ := pageAll(t, 1000, func(limit int, after string) ([]string, error) { return tt.run(e, limit, after) },
+				func(id string) string { return id })
 			if !reflect.DeepEqual(paged, got) {
 				t.Errorf("paged: %d results, unpaged %d; they differ", len(paged), len(got))
 			}
