@@ -104,6 +104,13 @@ type nestedBuilder struct {
 	// written, "caught-up" after each catch-up round.
 	hook func(ctx context.Context, stage string)
 
+	// flushMu is read-held by a rebuild's row writes (rowWriter), each
+	// after checking that the schema in force is still the one the
+	// rebuild computes for, and held by a schema write's commit: without
+	// it, a batch computed for the old schema could land after the new
+	// one dropped the relation's rows, and stay behind.
+	flushMu sync.RWMutex
+
 	building              atomic.Bool // a rebuild is running
 	rebuilds, failures    atomic.Uint64
 	totalNanos, lastNanos atomic.Int64
@@ -355,7 +362,7 @@ func (e *Engine) rebuildRelation(ctx context.Context, n *nestedRel, written stor
 			all = false
 			continue
 		}
-		w := &rowWriter{e: e, meta: meta}
+		w := &rowWriter{e: e, meta: meta, schema: written}
 		w.bl, _ = e.st.(store.BulkLoader)
 		rep, err := diffClosure(ctx, r, n, g, func(op rowOp) error { return w.add(ctx, op) })
 		if err == nil {
@@ -441,7 +448,7 @@ func (e *Engine) catchUpNested(ctx context.Context, n *nestedRel, meta store.Wri
 		if err != nil {
 			return total, err
 		}
-		w := &rowWriter{e: e, meta: meta} // in transactions: few rows
+		w := &rowWriter{e: e, meta: meta, schema: written} // in transactions: few rows
 		for _, op := range ops {
 			if err := w.add(ctx, op); err != nil {
 				return total, err
@@ -558,8 +565,11 @@ func (e *Engine) edgeSources(ctx context.Context, n *nestedRel, after, to store.
 // nestedLoadRows, everything else in transactions of the store's batch
 // limit.
 type rowWriter struct {
-	e       *Engine
-	meta    store.WriteMeta
+	e    *Engine
+	meta store.WriteMeta
+	// schema is the revision of the schema the rows are computed for:
+	// a batch is written only while it is in force (flushMu).
+	schema  store.Revision
 	bl      store.BulkLoader
 	load    []tuple.Relationship
 	tx      []rowOp
@@ -588,10 +598,26 @@ func (w *rowWriter) flush(ctx context.Context) error {
 	return w.flushTx(ctx)
 }
 
+// inForce read-locks flushMu and checks that the rows' schema is the one
+// in force, failing with errNestedRestart when it is not; the caller
+// unlocks.
+func (w *rowWriter) inForce(ctx context.Context) error {
+	w.e.builder.flushMu.RLock()
+	if _, _, err := w.e.rebuildSnapshot(ctx, w.schema); err != nil {
+		w.e.builder.flushMu.RUnlock()
+		return err
+	}
+	return nil
+}
+
 func (w *rowWriter) flushLoad(ctx context.Context) error {
 	if len(w.load) == 0 {
 		return nil
 	}
+	if err := w.inForce(ctx); err != nil {
+		return err
+	}
+	defer w.e.builder.flushMu.RUnlock()
 	_, k, err := w.bl.Import(ctx, w.meta, func(yield func(tuple.Relationship, error) bool) {
 		for _, r := range w.load {
 			if !yield(r, nil) {
@@ -611,6 +637,10 @@ func (w *rowWriter) flushTx(ctx context.Context) error {
 	if len(w.tx) == 0 {
 		return nil
 	}
+	if err := w.inForce(ctx); err != nil {
+		return err
+	}
+	defer w.e.builder.flushMu.RUnlock()
 	if _, err := w.e.st.Update(ctx, w.meta, func(ctx context.Context, tx store.Tx) error {
 		return writeOps(ctx, tx, w.tx)
 	}); err != nil {

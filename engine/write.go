@@ -128,7 +128,12 @@ func (e *Engine) updateSchema(ctx context.Context, caller string, edit func(curr
 		if !locked {
 			e.writeMu.Lock()
 		}
+		// A rebuild of the nested index writes rows of the schema it read
+		// outside writeMu; flushMu keeps its batches out of the commit
+		// (see rowWriter).
+		e.builder.flushMu.Lock()
 		zookie, stale, err := e.commitSchema(ctx, caller, meta, p)
+		e.builder.flushMu.Unlock()
 		e.writeMu.Unlock()
 		if errors.Is(err, errSchemaMoved) {
 			continue
