@@ -94,16 +94,7 @@ var (
 func (a aliasReader) ReadRelationship(ctx context.Context, k tuple.Key, now time.Time) (tuple.Relationship, bool, error) {
 	pr, ok := a.Reader.(store.PointReader)
 	if !ok {
-		srel := k.Subject.Relation
-		if srel == "" {
-			srel = tuple.Ellipsis
-		}
-		f := tuple.Filter{ResourceType: k.Resource.Type, ResourceID: k.Resource.ID, Relation: k.Relation,
-			Subject: &tuple.SubjectFilter{Type: k.Subject.Type, ID: k.Subject.ID, Relation: srel}}
-		for r, err := range a.QueryRelationships(ctx, f, store.QueryOptions{Now: now, Limit: 1}) {
-			return r, err == nil, err
-		}
-		return tuple.Relationship{}, false, nil
+		return store.ReadByQuery(ctx, a, k, now) // a's query merges both names
 	}
 	r, found, err := pr.ReadRelationship(ctx, k, now)
 	old := a.renamed(k.Resource.Type, k.Relation)
@@ -124,13 +115,7 @@ func (a aliasReader) AppendRelationships(ctx context.Context, dst []tuple.Relati
 	if br, ok := a.Reader.(store.BatchReader); ok && a.renamed(f.ResourceType, f.Relation) == "" {
 		return br.AppendRelationships(ctx, dst, f, opts)
 	}
-	for r, err := range a.QueryRelationships(ctx, f, opts) {
-		if err != nil {
-			return dst, err
-		}
-		dst = append(dst, r)
-	}
-	return dst, nil
+	return store.AppendSeq(dst, a.QueryRelationships(ctx, f, opts))
 }
 
 // AppendReverseRelationships implements store.BatchReader.
@@ -138,13 +123,7 @@ func (a aliasReader) AppendReverseRelationships(ctx context.Context, dst []tuple
 	if br, ok := a.Reader.(store.BatchReader); ok && a.renamed(f.ResourceType, f.Relation) == "" {
 		return br.AppendReverseRelationships(ctx, dst, f, opts)
 	}
-	for r, err := range a.ReverseQueryRelationships(ctx, f, opts) {
-		if err != nil {
-			return dst, err
-		}
-		dst = append(dst, r)
-	}
-	return dst, nil
+	return store.AppendSeq(dst, a.ReverseQueryRelationships(ctx, f, opts))
 }
 
 // renameKey returns a copy of the cursor k under relation rel.

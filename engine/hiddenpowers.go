@@ -28,19 +28,7 @@ func (h hiddenReader) ReadRelationship(ctx context.Context, k tuple.Key, now tim
 	if pr, ok := h.Reader.(store.PointReader); ok {
 		return pr.ReadRelationship(ctx, k, now)
 	}
-	srel := k.Subject.Relation
-	if srel == "" {
-		srel = tuple.Ellipsis
-	}
-	f := tuple.Filter{ResourceType: k.Resource.Type, ResourceID: k.Resource.ID, Relation: k.Relation,
-		Subject: &tuple.SubjectFilter{Type: k.Subject.Type, ID: k.Subject.ID, Relation: srel}}
-	for r, err := range h.Reader.QueryRelationships(ctx, f, store.QueryOptions{Now: now, Limit: 1}) {
-		if err != nil {
-			return tuple.Relationship{}, false, err
-		}
-		return r, true, nil
-	}
-	return tuple.Relationship{}, false, nil
+	return store.ReadByQuery(ctx, h.Reader, k, now)
 }
 
 // AppendRelationships implements store.BatchReader.
@@ -48,13 +36,7 @@ func (h hiddenReader) AppendRelationships(ctx context.Context, dst []tuple.Relat
 	if br, ok := h.Reader.(store.BatchReader); ok && f.Relation != "" {
 		return br.AppendRelationships(ctx, dst, f, opts)
 	}
-	for r, err := range h.QueryRelationships(ctx, f, opts) {
-		if err != nil {
-			return dst, err
-		}
-		dst = append(dst, r)
-	}
-	return dst, nil
+	return store.AppendSeq(dst, h.QueryRelationships(ctx, f, opts))
 }
 
 // AppendReverseRelationships implements store.BatchReader.
@@ -62,13 +44,7 @@ func (h hiddenReader) AppendReverseRelationships(ctx context.Context, dst []tupl
 	if br, ok := h.Reader.(store.BatchReader); ok && f.Relation != "" {
 		return br.AppendReverseRelationships(ctx, dst, f, opts)
 	}
-	for r, err := range h.ReverseQueryRelationships(ctx, f, opts) {
-		if err != nil {
-			return dst, err
-		}
-		dst = append(dst, r)
-	}
-	return dst, nil
+	return store.AppendSeq(dst, h.ReverseQueryRelationships(ctx, f, opts))
 }
 
 // Statistics implements store.StatsReader: the store's counts (the

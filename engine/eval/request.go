@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/fnv"
-	"iter"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -360,7 +359,7 @@ func (rq *request) appendQuery(ctx context.Context, dst []tuple.Relationship, f 
 	if rq.batch != nil {
 		return rq.batch.AppendRelationships(ctx, dst, f, opts)
 	}
-	return appendSeq(dst, rq.reader.QueryRelationships(ctx, f, opts))
+	return store.AppendSeq(dst, rq.reader.QueryRelationships(ctx, f, opts))
 }
 
 // appendReverseQuery is appendQuery for a reverse filter.
@@ -368,22 +367,7 @@ func (rq *request) appendReverseQuery(ctx context.Context, dst []tuple.Relations
 	if rq.batch != nil {
 		return rq.batch.AppendReverseRelationships(ctx, dst, f, opts)
 	}
-	return appendSeq(dst, rq.reader.ReverseQueryRelationships(ctx, f, opts))
-}
-
-// appendSeq appends what seq yields to dst, up to its first error. Not
-// inlined: the range over seq would move its callers' variables to the
-// heap on their batch path too.
-//
-//go:noinline
-func appendSeq(dst []tuple.Relationship, seq iter.Seq2[tuple.Relationship, error]) ([]tuple.Relationship, error) {
-	for r, err := range seq {
-		if err != nil {
-			return dst, err
-		}
-		dst = append(dst, r)
-	}
-	return dst, nil
+	return store.AppendSeq(dst, rq.reader.ReverseQueryRelationships(ctx, f, opts))
 }
 
 // takeBranches returns an empty slice of fan-out branches with room for

@@ -142,17 +142,7 @@ type Querier interface {
 
 // Get returns the relationship with key k that q sees, expired or not.
 func Get(ctx context.Context, q Querier, k tuple.Key) (tuple.Relationship, bool, error) {
-	f := tuple.Filter{
-		ResourceType: k.Resource.Type, ResourceID: k.Resource.ID, Relation: k.Relation,
-		Subject: &tuple.SubjectFilter{Type: k.Subject.Type, ID: k.Subject.ID, Relation: k.Subject.Relation},
-	}
-	if k.Subject.Relation == "" {
-		f.Subject.Relation = tuple.Ellipsis
-	}
-	for rel, err := range q.QueryRelationships(ctx, f, store.QueryOptions{Limit: 1}) {
-		return rel, err == nil, err
-	}
-	return tuple.Relationship{}, false, nil
+	return store.ReadByQuery(ctx, q, k, time.Time{})
 }
 
 // Exists reports whether key k holds a relationship as the transaction
