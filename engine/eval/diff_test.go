@@ -324,15 +324,20 @@ func TestDifferential(t *testing.T) {
 	if cases >= 60 && counts.nested < uint64(cases) {
 		t.Errorf("%d closure reads by lookups in %d cases: the random schemas no longer exercise nestedlookup.go", counts.nested, cases)
 	}
-	t.Logf("%d lookups streamed (%d through intermediate sets, %d subject lookups through intermediate nodes, %d of them with the wildcard), %d closure reads by lookups in %d cases", counts.streamed, counts.walked, counts.subjects, counts.wilds, counts.nested, cases)
+	// And the checks' narrow reads.
+	if cases >= 60 && counts.narrow < uint64(cases) {
+		t.Errorf("%d narrow reads in %d cases: the random schemas no longer exercise narrowRead", counts.narrow, cases)
+	}
+	t.Logf("%d lookups streamed (%d through intermediate sets, %d subject lookups through intermediate nodes, %d of them with the wildcard), %d closure reads by lookups, %d narrow reads in %d cases", counts.streamed, counts.walked, counts.subjects, counts.wilds, counts.nested, counts.narrow, cases)
 }
 
 // diffCounts counts, over the cases of TestDifferential, the plans that
 // must be exercised: streamed lookups, those streamed through
 // intermediate sets, subject lookups streamed through intermediate nodes
-// (and those of them holding the wildcard), lookups' closure reads, and
-// the recursive arrows' streamed lookups and forward closure reads.
-type diffCounts struct{ streamed, walked, subjects, wilds, nested, arrows, arrowWalks uint64 }
+// (and those of them holding the wildcard), lookups' closure reads, the
+// recursive arrows' streamed lookups and forward closure reads, and the
+// checks' narrow reads (narrowRead).
+type diffCounts struct{ streamed, walked, subjects, wilds, nested, arrows, arrowWalks, narrow uint64 }
 
 // diffWorld returns the objects of every type of s that the random tests
 // ask about, and every relation of s in a stable order.
@@ -389,7 +394,9 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	seq.wideFanout = 1
 	seq.arrowProbe = 1
 	seq.statsFanout = 0.5 // the statistics send every arrow and subject set up from the subject
-	conc := New(s, Options{Concurrency: 4, Cache: c, Memory: mem})
+	// The planners that read the statistics count their narrow reads.
+	plans := &PlanCounters{}
+	conc := New(s, Options{Concurrency: 4, Cache: c, Memory: mem, Plans: plans})
 	conc.reverseBudget = 3
 	conc.arrowProbe = 1
 	off := New(s, Options{Concurrency: 1, Memory: mem})
@@ -398,7 +405,7 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	off.walkOnly = true // the others stream the lookups they can (stream.go)
 	// The last configuration reads the nested-group index (its rows
 	// computed by brute force), in checks and in the planner's walks up.
-	nested := New(s, Options{Concurrency: 1, NestedIndex: true, Memory: mem})
+	nested := New(s, Options{Concurrency: 1, NestedIndex: true, Memory: mem, Plans: plans})
 	nested.wideFanout = 1 // the planners' walks up read the index too
 	nested.arrowProbe = 1
 	evals := []struct {
@@ -425,6 +432,7 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 			counts.arrowWalks += ev.e.nestedArrowWalks.Load()
 			nestedArrowAnswers.Add(ev.e.nestedArrowAnswers.Load())
 		}
+		counts.narrow += plans.Counts()[PlanNarrowRead.String()]
 		if n := mem.InUse(); n != 0 {
 			t.Errorf("seed %d: %d bytes still charged to the memory budget after every request ended", seed, n)
 		}

@@ -14,14 +14,22 @@ func (rq *request) direct(ctx context.Context, f *frame, sub tuple.SubjectRef) (
 	if res, ok := rq.directFromSubject(ctx, f, sub); ok {
 		return res, nil
 	}
-	acc, err := rq.directPoints(ctx, f, sub)
+	// One read for the point reads and the subject sets both, when the
+	// relation is narrow; else one for each.
+	rels, narrow, err := rq.narrowRead(ctx, f, sub)
 	if err != nil {
 		return result{}, err
 	}
-	if acc.perm == HasPermission {
-		return acc, nil
+	var acc result
+	if narrow {
+		acc, err = rq.pointsIn(f, rels, sub)
+	} else {
+		acc, err = rq.directPoints(ctx, f, sub)
 	}
-	branches, err := rq.subjectSetBranches(ctx, f, sub, &acc)
+	if err != nil || acc.perm == HasPermission {
+		return acc, err
+	}
+	branches, err := rq.subjectSetBranches(ctx, f, sub, &acc, rels, narrow)
 	if err != nil {
 		return result{}, err
 	}
@@ -67,18 +75,7 @@ func (rq *request) directFromSubject(ctx context.Context, f *frame, sub tuple.Su
 // itself or, for a plain subject, its type's wildcard: the kinds the
 // relation allows. It stops at the first read that grants.
 func (rq *request) directPoints(ctx context.Context, f *frame, sub tuple.SubjectRef) (result, error) {
-	info := &rq.e.an.direct[f.rel.Index]
-	var exact, wild bool
-	if sub.Relation == "" {
-		if sub.ID == tuple.Wildcard {
-			exact = info.wildcard[sub.Type]
-		} else {
-			exact = info.plain[sub.Type]
-			wild = info.wildcard[sub.Type]
-		}
-	} else {
-		exact = info.sets[kind{sub.Type, sub.Relation}]
-	}
+	exact, wild := rq.e.an.direct[f.rel.Index].points(sub)
 	acc := resNo
 	if exact {
 		if err := rq.pointRead(ctx, f, sub, sub.ID, &acc); err != nil || acc.perm == HasPermission {
@@ -91,6 +88,81 @@ func (rq *request) directPoints(ctx context.Context, f *frame, sub tuple.Subject
 		}
 	}
 	return acc, nil
+}
+
+// narrowRead reads all of f's relationships at once, when the planner's
+// statistics say that objects of f's relation hold few each (narrowByStats)
+// and a check would otherwise read twice: once by key for sub (or its
+// wildcard) and once for the subject sets that can contain sub. ok is
+// false when the plan does not apply, or when f's object holds more than
+// the plan reads (then the two reads decide; the statistics are a mean).
+// The answer is in the scratch buffer: the caller uses it up before its
+// next query.
+func (rq *request) narrowRead(ctx context.Context, f *frame, sub tuple.SubjectRef) ([]tuple.Relationship, bool, error) {
+	if rq.stats == nil || rq.e.narrowFanout <= 0 || !rq.statsOrders().narrow[f.rel.Index] {
+		return nil, false, nil
+	}
+	info := &rq.e.an.direct[f.rel.Index]
+	if exact, wild := info.points(sub); !exact && !wild {
+		return nil, false, nil
+	}
+	sets := false
+	for _, us := range info.usersets {
+		if rq.e.an.canContain(us.target, sub.Type, sub.Relation) {
+			sets = true
+			break
+		}
+	}
+	if !sets {
+		return nil, false, nil
+	}
+	// Never more than the probe would read of one kind: subjectSetBranches
+	// then walks every kind from the resource, as it would after probing.
+	limit := narrowLimit
+	if probe := rq.e.arrowProbe; probe > 0 {
+		limit = min(limit, probe)
+	}
+	fl := tuple.Filter{ResourceType: f.rel.Definition.Name, ResourceID: f.id, Relation: f.rel.Name}
+	rels, err := rq.queryScratch(ctx, fl, limit+1)
+	if err != nil || len(rels) > limit {
+		return nil, false, err
+	}
+	rq.count(PlanNarrowRead)
+	return rels, true, nil
+}
+
+// pointsIn is directPoints over rels, all of f's relationships.
+func (rq *request) pointsIn(f *frame, rels []tuple.Relationship, sub tuple.SubjectRef) (result, error) {
+	exact, wild := rq.e.an.direct[f.rel.Index].points(sub)
+	star := tuple.SubjectRef{Type: sub.Type, ID: tuple.Wildcard}
+	acc := resNo
+	for i := range rels {
+		r := &rels[i]
+		if !(exact && r.Subject == sub || wild && r.Subject == star) {
+			continue
+		}
+		cv, err := rq.caveat(r)
+		if err != nil {
+			return result{}, err
+		}
+		if acc = or(acc, cv); acc.perm == HasPermission {
+			break
+		}
+	}
+	return acc, nil
+}
+
+// points reports which relationships of the relation name sub for a
+// check: sub itself (exact), and its type's wildcard (wild, for a plain
+// subject), each when the relation allows it.
+func (info *directInfo) points(sub tuple.SubjectRef) (exact, wild bool) {
+	switch {
+	case sub.Relation != "":
+		return info.sets[kind{sub.Type, sub.Relation}], false
+	case sub.ID == tuple.Wildcard:
+		return info.wildcard[sub.Type], false
+	}
+	return info.plain[sub.Type], info.wildcard[sub.Type]
 }
 
 // pointRead adds to acc the relationships of f's relation naming subject
@@ -136,8 +208,10 @@ func (rq *request) pointRead(ctx context.Context, f *frame, sub tuple.SubjectRef
 // dependencies of the others are merged into acc. Subject sets of one kind
 // are read up to the planner's probe; past it, when their target is pure,
 // they are decided from the subject's side instead (usersetFromSubject),
-// into acc.
-func (rq *request) subjectSetBranches(ctx context.Context, f *frame, sub tuple.SubjectRef, acc *result) ([]fanBranch, error) {
+// into acc. With read, all is every relationship of f's relation, read by
+// narrowRead: no more of any kind than the probe reads, and never wide by
+// the statistics, so that each kind is walked from the resource.
+func (rq *request) subjectSetBranches(ctx context.Context, f *frame, sub tuple.SubjectRef, acc *result, all []tuple.Relationship, read bool) ([]fanBranch, error) {
 	rel := f.rel
 	var branches []fanBranch
 	for _, us := range rq.e.an.direct[rel.Index].usersets {
@@ -148,7 +222,9 @@ func (rq *request) subjectSetBranches(ctx context.Context, f *frame, sub tuple.S
 			Subject: &tuple.SubjectFilter{Type: us.typ, Relation: us.rel}}
 		var rels []tuple.Relationship
 		var err error
-		if probe := rq.e.arrowProbe; probe > 0 && rq.e.an.pure[us.target.Index] {
+		if read {
+			rels = all
+		} else if probe := rq.e.arrowProbe; probe > 0 && rq.e.an.pure[us.target.Index] {
 			switch rq.statsPlan(fl.ResourceType, fl.Relation, sub) {
 			case statsSubject:
 				res, ok, err := rq.usersetFromSubject(ctx, f, us, sub, PlanSubjectSetsSubjectStats)
@@ -179,7 +255,7 @@ func (rq *request) subjectSetBranches(ctx context.Context, f *frame, sub tuple.S
 				}
 			}
 		}
-		if rels == nil {
+		if rels == nil && !read {
 			if rels, err = rq.queryScratch(ctx, fl, 0); err != nil {
 				return nil, err
 			}
@@ -191,6 +267,9 @@ func (rq *request) subjectSetBranches(ctx context.Context, f *frame, sub tuple.S
 			r := &rels[i]
 			if r.Subject == sub || r.Subject.ID == tuple.Wildcard {
 				continue // counted by the point reads
+			}
+			if read && (r.Subject.Type != us.typ || r.Subject.Relation != us.rel) {
+				continue // another kind
 			}
 			cv, err := rq.caveat(r)
 			if err != nil {

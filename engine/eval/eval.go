@@ -91,6 +91,9 @@ type Evaluator struct {
 	// decide a walk from the subject's side without a probe (see
 	// planstats.go); 0 ignores the statistics.
 	statsFanout float64
+	// narrowFanout is the mean fan-out up to which the statistics make a
+	// relation narrow (narrowRead); 0 turns the plan off.
+	narrowFanout float64
 	// orders caches childOrder's orders for the latest statistics seen.
 	orders atomic.Pointer[statsOrders]
 	// explainNodes bounds the steps of an explanation outside a witness
@@ -172,7 +175,7 @@ func newEvaluator(s *schema.Schema, opts Options, ac answerCache) *Evaluator {
 	h := fnv.New64a()
 	h.Write([]byte(s.Source))
 	e := &Evaluator{s: s, opts: opts, an: analyze(s), schemaID: h.Sum64(),
-		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe, statsFanout: defaultStatsFanout,
+		wideFanout: defaultWideFanout, reverseBudget: defaultReverseBudget, arrowProbe: defaultArrowProbe, statsFanout: defaultStatsFanout, narrowFanout: defaultNarrowFanout,
 		explainNodes: defaultExplainNodes, scopeBudget: defaultScopeBudget, scopeChecks: defaultScopeChecks, scopeCheckCost: defaultScopeCheckCost}
 	e.nested, e.nestedState = newNested(s, opts.NestedIndex)
 	e.nestedClosure = nestedClosureNames(s, e.nested)

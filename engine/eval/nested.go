@@ -240,7 +240,9 @@ func (rq *request) nestedCheck(ctx context.Context, f *frame, sub tuple.SubjectR
 			}
 			fl := tuple.Filter{ResourceType: typ, ResourceID: f.id, Relation: closure,
 				Subject: &tuple.SubjectFilter{Type: typ, ID: y}}
-			rows, err := rq.appendQuery(ctx, rq.scratchRels(), fl, store.QueryOptions{})
+			// A pair has one row (its shortest distance): the scan stops
+			// at it instead of reading on to the end of its range.
+			rows, err := rq.appendQuery(ctx, rq.scratchRels(), fl, store.QueryOptions{Limit: 1})
 			if err != nil {
 				return result{}, false
 			}

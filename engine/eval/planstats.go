@@ -30,6 +30,11 @@ import (
 //   - An exclusion whose subtraction is estimated to read at most half
 //     what its base reads evaluates the subtraction first, where the
 //     base cannot fail (exclusion.go).
+//   - A relation whose objects hold few relationships each on average
+//     (at most defaultNarrowFanout) is read whole in one scan when a
+//     check would read it twice, by key for the subject and again for
+//     its subject sets (narrowRead): each read is a seek, and on a store
+//     larger than its caches a seek is most of a check's cost.
 //
 // Statistics are approximate and may be older than the snapshot; they
 // only choose between plans that give the same answer.
@@ -38,6 +43,15 @@ import (
 // statistics decide a walk from the subject's side without a probe: four
 // probes' worth, so that an object of the kind is unlikely to be narrow.
 const defaultStatsFanout = 4 * defaultArrowProbe
+
+// defaultNarrowFanout is the mean fan-out per object up to which a
+// relation is narrow (narrowRead), and narrowLimit the most relationships
+// narrowRead reads of one object before it leaves the object to the two
+// reads.
+const (
+	defaultNarrowFanout = 4
+	narrowLimit         = defaultArrowProbe
+)
 
 // statsChoice is what the statistics say about one walk.
 type statsChoice uint8
@@ -97,12 +111,16 @@ const (
 	// PlanExclusionBaseSkipped: of those, one whose subtraction held,
 	// so that the base was not evaluated.
 	PlanExclusionBaseSkipped
+	// PlanNarrowRead: a relation of a check read whole in one scan,
+	// point reads and subject sets together, because the statistics say
+	// its objects hold few relationships each (narrowRead).
+	PlanNarrowRead
 	numPlans
 )
 
 var planNames = [numPlans]string{"arrow_subject_probe", "arrow_subject_statistics",
 	"subject_sets_subject_probe", "subject_sets_subject_statistics", "resource_statistics", "union_subject",
-	"children_statistics", "exclusion_subtraction_first", "exclusion_base_skipped"}
+	"children_statistics", "exclusion_subtraction_first", "exclusion_base_skipped", "narrow_read"}
 
 func (p Plan) String() string {
 	if p < numPlans {
@@ -144,6 +162,9 @@ type statsOrders struct {
 	// subtract marks the exclusions to evaluate subtraction first
 	// (subtractByStats).
 	subtract map[*schema.Rewrite]bool
+	// narrow marks, by relation index, the relations narrowRead reads
+	// whole (narrowByStats).
+	narrow []bool
 }
 
 // childOrder returns the order in which to evaluate w's children: the
@@ -167,10 +188,30 @@ func (rq *request) childOrder(w *schema.Rewrite, p plan) []int {
 func (rq *request) statsOrders() *statsOrders {
 	so := rq.e.orders.Load()
 	if so == nil || so.st != rq.stats {
-		so = &statsOrders{st: rq.stats, orders: rq.e.an.orderByStats(rq.stats), subtract: rq.e.an.subtractByStats(rq.stats)}
+		so = &statsOrders{st: rq.stats, orders: rq.e.an.orderByStats(rq.stats), subtract: rq.e.an.subtractByStats(rq.stats),
+			narrow: rq.e.narrowByStats(rq.stats)}
 		rq.e.orders.Store(so)
 	}
 	return so
+}
+
+// narrowByStats marks, by relation index, the relations with subject
+// sets whose objects hold at most e.narrowFanout relationships each on
+// average, and fewer than the statistics' threshold for a walk from the
+// subject's side (statsPlan), which narrowRead would pre-empt.
+func (e *Evaluator) narrowByStats(st *store.Statistics) []bool {
+	out := make([]bool, e.s.NumRelations)
+	for _, d := range e.s.Definitions {
+		for _, r := range d.Relations {
+			if r.IsPermission || len(e.an.direct[r.Index].usersets) == 0 {
+				continue
+			}
+			c := st.Resource(d.Name, r.Name)
+			fan := c.Fanout()
+			out[r.Index] = c.Objects > 0 && fan <= e.narrowFanout && (e.statsFanout <= 0 || fan < e.statsFanout)
+		}
+	}
+	return out
 }
 
 // orderByStats sorts, in every plan, the children that may fan out by
