@@ -113,7 +113,13 @@ func Execute(ctx context.Context, o Options) (rep *Report, err error) {
 			return nil, err
 		}
 	}
-	t, err := NewInProcess(ctx, InProcessOptions{Store: o.Store, Dir: storeDir, URI: o.DatastoreURI, Consistency: o.Consistency, Engine: o.Engine, Pebble: o.Pebble})
+	eo := o.Engine
+	if eo.CompactAfterImport == 0 {
+		// The load compacts once it is done, and times it (below), not
+		// in the background during the run.
+		eo.CompactAfterImport = -1
+	}
+	t, err := NewInProcess(ctx, InProcessOptions{Store: o.Store, Dir: storeDir, URI: o.DatastoreURI, Consistency: o.Consistency, Engine: eo, Pebble: o.Pebble})
 	if err != nil {
 		return nil, err
 	}

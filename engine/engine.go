@@ -148,6 +148,13 @@ type Options struct {
 	// maintain no closure rows (they mark the index stale instead, so
 	// that an engine opened later with the index on rebuilds it).
 	NoNestedIndex bool
+	// CompactAfterImport is how many relationships imported since the
+	// last compaction (and a quarter of the store's relationships at
+	// least) make the engine compact the store in the background once
+	// the import, and the nested-group index's rebuild it started, are
+	// done (store.Compacter: Pebble; see compact.go). 0:
+	// DefaultCompactAfterImport; negative: never.
+	CompactAfterImport int64
 }
 
 // Limits bound the size of requests. Exceeding one fails with a *LimitError.
@@ -224,6 +231,8 @@ type Engine struct {
 	heads       *headQuantizer
 	deprecation deprecation
 	tracer      trace.Tracer // nil: tracing off
+
+	compactor importCompactor
 
 	// writeMu serialises schema writes against relationship writes (read
 	// lock) so that validation and commit see the same schema.
@@ -334,6 +343,10 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 	}
 	e.heads = &headQuantizer{st: st, now: e.now, quantum: quantum}
 	e.builder.init()
+	e.compactor.threshold = opts.CompactAfterImport
+	if e.compactor.threshold == 0 {
+		e.compactor.threshold = DefaultCompactAfterImport
+	}
 	e.deprecation = deprecation{policy: opts.Deprecation, warn: opts.Warn}
 	// Fail early on a store that cannot even report its head. The head is
 	// not remembered: the first quantum starts with the first read.
@@ -380,7 +393,8 @@ func (l Limits) withDefaults(st store.Store) Limits {
 // waited for. It does not close the store, which belongs to the caller.
 func (e *Engine) Close() error {
 	e.closed.Store(true)
-	e.builder.close()
+	e.builder.close() // cancels the compaction after an import too
+	e.compactor.wg.Wait()
 	return nil
 }
 
@@ -421,7 +435,11 @@ type Stats struct {
 	// those that failed; NestedIndexRebuildTime is their total duration,
 	// NestedIndexLastRebuild the last one's.
 	NestedIndexRebuilds, NestedIndexRebuildFailures uint64
-	NestedIndexRebuildTime, NestedIndexLastRebuild  time.Duration
+	// ImportCompactions counts the compactions of the store that imports
+	// started (Options.CompactAfterImport), ImportCompactionFailures those
+	// that failed.
+	ImportCompactions, ImportCompactionFailures    uint64
+	NestedIndexRebuildTime, NestedIndexLastRebuild time.Duration
 }
 
 // HoldMemory charges n bytes that the caller holds for a request outside
@@ -453,6 +471,7 @@ func (e *Engine) Stats() Stats {
 	b := &e.builder
 	s.NestedIndexBuilding = b.building.Load()
 	s.NestedIndexRebuilds, s.NestedIndexRebuildFailures = b.rebuilds.Load(), b.failures.Load()
+	s.ImportCompactions, s.ImportCompactionFailures = e.compactor.runs.Load(), e.compactor.failures.Load()
 	s.NestedIndexRebuildTime, s.NestedIndexLastRebuild = time.Duration(b.totalNanos.Load()), time.Duration(b.lastNanos.Load())
 	return s
 }

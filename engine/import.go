@@ -30,10 +30,13 @@ import (
 // or maintain it batch by batch. Import returns once the relationships
 // are committed; a stale index is rebuilt in the background
 // (nestedbuild.go; WaitNestedIndex waits for it), and checks walk those
-// relations meanwhile, with the same answers.
+// relations meanwhile, with the same answers. A large import then has
+// the store compacted in the background (Options.CompactAfterImport;
+// WaitCompaction waits for it).
 func (e *Engine) Import(ctx context.Context, caller string, rels iter.Seq2[tuple.Relationship, error]) (zookie string, imported int, err error) {
 	zookie, imported, stale, err := e.importLocked(ctx, caller, rels)
 	e.rebuildStale(ctx, stale)
+	e.compactAfterImport(imported)
 	return zookie, imported, err
 }
 

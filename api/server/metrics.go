@@ -206,6 +206,7 @@ type engineCollector struct {
 	memInUse, memBudget, memRefused            *prometheus.Desc
 	nestedBuilding, nestedRebuilds             *prometheus.Desc
 	nestedFailures, nestedSeconds, nestedLast  *prometheus.Desc
+	compactions, compactionFailures            *prometheus.Desc
 }
 
 func newEngineCollector(stats func() engine.Stats) *engineCollector {
@@ -213,22 +214,24 @@ func newEngineCollector(stats func() engine.Stats) *engineCollector {
 		return prometheus.NewDesc("pemba_engine_"+name, help, nil, nil)
 	}
 	return &engineCollector{
-		stats:          stats,
-		hits:           d("cache_hits_total", "Result cache hits."),
-		misses:         d("cache_misses_total", "Result cache misses."),
-		evictions:      d("cache_evictions_total", "Result cache evictions."),
-		bytes:          d("cache_bytes", "Bytes held by the result cache."),
-		entries:        d("cache_entries", "Entries held by the result cache."),
-		n:              d("compiled_schemas", "Compiled schemas kept by the engine."),
-		deprecated:     d("deprecated_uses_total", "Requests that named a @deprecated relation or permission (warned or refused)."),
-		memInUse:       d("memory_in_use_bytes", "Bytes charged to the checks, expands and lookups in flight (an estimate; see -memory-budget)."),
-		memBudget:      d("memory_budget_bytes", "The -memory-budget (0: unbounded)."),
-		memRefused:     d("memory_refused_total", "Requests refused by -memory-budget (RESOURCE_EXHAUSTED, reason MEMORY_BUDGET_EXCEEDED)."),
-		nestedBuilding: d("nested_index_building", "1 while a rebuild of the nested-group index runs (checks of the relations it rebuilds walk meanwhile), else 0."),
-		nestedRebuilds: d("nested_index_rebuilds_total", "Rebuilds of the nested-group index run (after bulk imports, oversized writes, schema changes, at start)."),
-		nestedFailures: d("nested_index_rebuild_failures_total", "Rebuilds of the nested-group index that failed (the index stays stale; checks walk)."),
-		nestedSeconds:  d("nested_index_rebuild_seconds_total", "Time spent rebuilding the nested-group index."),
-		nestedLast:     d("nested_index_last_rebuild_seconds", "Duration of the last rebuild of the nested-group index."),
+		stats:              stats,
+		hits:               d("cache_hits_total", "Result cache hits."),
+		misses:             d("cache_misses_total", "Result cache misses."),
+		evictions:          d("cache_evictions_total", "Result cache evictions."),
+		bytes:              d("cache_bytes", "Bytes held by the result cache."),
+		entries:            d("cache_entries", "Entries held by the result cache."),
+		n:                  d("compiled_schemas", "Compiled schemas kept by the engine."),
+		deprecated:         d("deprecated_uses_total", "Requests that named a @deprecated relation or permission (warned or refused)."),
+		memInUse:           d("memory_in_use_bytes", "Bytes charged to the checks, expands and lookups in flight (an estimate; see -memory-budget)."),
+		memBudget:          d("memory_budget_bytes", "The -memory-budget (0: unbounded)."),
+		memRefused:         d("memory_refused_total", "Requests refused by -memory-budget (RESOURCE_EXHAUSTED, reason MEMORY_BUDGET_EXCEEDED)."),
+		nestedBuilding:     d("nested_index_building", "1 while a rebuild of the nested-group index runs (checks of the relations it rebuilds walk meanwhile), else 0."),
+		nestedRebuilds:     d("nested_index_rebuilds_total", "Rebuilds of the nested-group index run (after bulk imports, oversized writes, schema changes, at start)."),
+		nestedFailures:     d("nested_index_rebuild_failures_total", "Rebuilds of the nested-group index that failed (the index stays stale; checks walk)."),
+		compactions:        d("import_compactions_total", "Compactions of the store started by large imports (after the nested-group index's rebuild)."),
+		compactionFailures: d("import_compaction_failures_total", "Compactions of the store started by large imports that failed."),
+		nestedSeconds:      d("nested_index_rebuild_seconds_total", "Time spent rebuilding the nested-group index."),
+		nestedLast:         d("nested_index_last_rebuild_seconds", "Duration of the last rebuild of the nested-group index."),
 		compilesOnRead: d("schema_compiles_on_read_total",
 			"Stored schemas compiled by a request rather than by the schema write that stored them (after a restart, a cache eviction, or a write by another process)."),
 		plans: prometheus.NewDesc("pemba_engine_check_plans_total",
@@ -240,7 +243,7 @@ func newEngineCollector(stats func() engine.Stats) *engineCollector {
 // Describe implements prometheus.Collector.
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n, c.deprecated, c.compilesOnRead, c.plans, c.memInUse, c.memBudget, c.memRefused,
-		c.nestedBuilding, c.nestedRebuilds, c.nestedFailures, c.nestedSeconds, c.nestedLast} {
+		c.nestedBuilding, c.nestedRebuilds, c.nestedFailures, c.nestedSeconds, c.nestedLast, c.compactions, c.compactionFailures} {
 		ch <- d
 	}
 }
@@ -261,6 +264,8 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.nestedBuilding, prometheus.GaugeValue, building)
 	ch <- prometheus.MustNewConstMetric(c.nestedRebuilds, prometheus.CounterValue, float64(s.NestedIndexRebuilds))
 	ch <- prometheus.MustNewConstMetric(c.nestedFailures, prometheus.CounterValue, float64(s.NestedIndexRebuildFailures))
+	ch <- prometheus.MustNewConstMetric(c.compactions, prometheus.CounterValue, float64(s.ImportCompactions))
+	ch <- prometheus.MustNewConstMetric(c.compactionFailures, prometheus.CounterValue, float64(s.ImportCompactionFailures))
 	ch <- prometheus.MustNewConstMetric(c.nestedSeconds, prometheus.CounterValue, s.NestedIndexRebuildTime.Seconds())
 	ch <- prometheus.MustNewConstMetric(c.nestedLast, prometheus.GaugeValue, s.NestedIndexLastRebuild.Seconds())
 	for _, plan := range slices.Sorted(maps.Keys(s.Plans)) {

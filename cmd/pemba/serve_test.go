@@ -402,6 +402,8 @@ func TestServeMetricsAndProbes(t *testing.T) {
 		"pemba_engine_nested_index_building 0",
 		"pemba_engine_nested_index_rebuilds_total",
 		"pemba_engine_nested_index_rebuild_failures_total 0",
+		"pemba_engine_import_compactions_total 0",
+		"pemba_engine_import_compaction_failures_total 0",
 		"pemba_engine_nested_index_last_rebuild_seconds",
 		`pemba_store_head_revision{store="pebble"} 2`,
 		`pemba_store_gc_horizon_revision{store="pebble"}`,
