@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"iter"
+	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/pemba-authz/pemba/engine/store"
@@ -36,7 +38,14 @@ func hasRenames(s *schema.Schema) bool {
 type aliasReader struct {
 	store.Reader
 	s *schema.Schema
+	// stats caches Statistics' answer for the store's latest counts
+	// (shared by the readers of one compiled schema; nil: not cached).
+	stats *atomic.Pointer[aliasStats]
 }
+
+// aliasStats is a store's Statistics value (src) seen through a schema's
+// renames (merged).
+type aliasStats struct{ src, merged *store.Statistics }
 
 // renamed returns the old name of relation rel of resource type typ, or "".
 func (a aliasReader) renamed(typ, rel string) string {
@@ -79,15 +88,63 @@ func (a aliasReader) ReverseQueryRelationships(ctx context.Context, f tuple.Reve
 	return mergeRenamed(a.Reader.ReverseQueryRelationships(ctx, f, opts), a.Reader.ReverseQueryRelationships(ctx, of, oopts), f.Relation, opts.Limit, reverseOrder)
 }
 
-// The evaluator finds the store's point and batch reads by type assertion
-// (see hiddenpowers.go); aliasReader passes them on for every relation
-// that was not renamed, and answers a renamed one's through its merged
-// queries. It keeps no statistics power: the store counts a renamed
-// relation's rows under both names, and the planner would misjudge it.
+// The evaluator finds the store's point and batch reads and statistics by
+// type assertion (see hiddenpowers.go); aliasReader passes them on for
+// every relation that was not renamed, and answers a renamed one's
+// through its merged queries and counts.
 var (
 	_ store.PointReader = aliasReader{}
 	_ store.BatchReader = aliasReader{}
+	_ store.StatsReader = aliasReader{}
 )
+
+// Statistics implements store.StatsReader: the store's counts, with those
+// of each renamed relation's old name added to its new name's (as
+// resource relation and as subject relation), since the reader presents
+// both names' rows under the new one; nil when the store keeps none. An
+// object with rows under both names counts twice, so a renamed
+// relation's fan-out reads low until the old rows are gone: the counts
+// are approximate anyway (store.Statistics).
+func (a aliasReader) Statistics() *store.Statistics {
+	sr, ok := a.Reader.(store.StatsReader)
+	if !ok {
+		return nil
+	}
+	st := sr.Statistics()
+	if st == nil {
+		return nil
+	}
+	if a.stats != nil {
+		if c := a.stats.Load(); c != nil && c.src == st {
+			return c.merged
+		}
+	}
+	out := *st
+	out.Resources, out.Subjects = maps.Clone(st.Resources), maps.Clone(st.Subjects)
+	add := func(m map[store.RelationKind]store.Count, typ, to, from string) {
+		c, ok := m[store.RelationKind{Type: typ, Relation: from}]
+		if !ok {
+			return
+		}
+		k := store.RelationKind{Type: typ, Relation: to}
+		t := m[k]
+		t.Relationships += c.Relationships
+		t.Objects += c.Objects
+		m[k] = t
+	}
+	for typ, d := range a.s.Definitions {
+		for _, r := range d.Relations {
+			if !r.IsPermission && r.RenamedFrom != "" {
+				add(out.Resources, typ, r.Name, r.RenamedFrom)
+				add(out.Subjects, typ, r.Name, r.RenamedFrom)
+			}
+		}
+	}
+	if a.stats != nil {
+		a.stats.Store(&aliasStats{src: st, merged: &out})
+	}
+	return &out
+}
 
 // ReadRelationship implements store.PointReader: k, or for a renamed
 // relation k under its old name, presented under the new one.
@@ -204,7 +261,7 @@ func reverseOrder(a, b tuple.Relationship) int {
 // through the schema's renames when it has any.
 func (v *view) evalReader() store.Reader {
 	if v.c != nil && v.c.renames {
-		return aliasReader{Reader: v.reader, s: v.c.schema}
+		return aliasReader{Reader: v.reader, s: v.c.schema, stats: &v.c.aliasStats}
 	}
 	return v.reader
 }

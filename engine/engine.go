@@ -273,6 +273,9 @@ type compiled struct {
 	// renames is set when the schema renames a relation
 	// (@renamed_from): evaluation then reads through an aliasReader.
 	renames bool
+	// aliasStats caches the store's statistics seen through the renames
+	// (aliasReader.Statistics).
+	aliasStats atomic.Pointer[aliasStats]
 	// nested are the relations of the nested-group index; nil when the
 	// schema has none.
 	nested map[relKey]*nestedRel

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,5 +162,66 @@ definition doc {
 				t.Errorf("owners: %v (%v), want a and b on doc:1 and a on doc:2, each once", got, err)
 			}
 		})
+	}
+}
+
+// TestAliasReaderStatistics: the reader of a schema with renames counts a
+// renamed relation's rows under both names as the new name's, as
+// resource relation and as subject relation, leaves the other counts as
+// the store's, computes them once per count of the store's, and has none
+// when the store keeps none.
+func TestAliasReaderStatistics(t *testing.T) {
+	s, err := schema.Compile("t", `definition user {}
+definition group {
+	@renamed_from(members)
+	relation member: user
+}
+definition doc {
+	@renamed_from(admin)
+	relation owner: user | group#member
+	relation viewer: user
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := memstore.New(memstore.Options{})
+	defer st.Close()
+	rev := storetest.MustTouch(t, st, storetest.MustParse(t,
+		"doc:1#admin@user:a", "doc:2#admin@user:a", "doc:3#owner@user:b", "doc:1#viewer@user:c",
+		"doc:3#owner@group:g#members", "doc:4#owner@group:h#member", "group:g#members@user:a")...)
+	inner := storetest.MustSnapshot(t, st, rev)
+	var cache atomic.Pointer[aliasStats]
+	r := aliasReader{Reader: hiddenReader{inner}, s: s, stats: &cache}
+	got := r.Statistics()
+	if got == nil {
+		t.Fatal("no statistics through the renames")
+	}
+	for _, c := range []struct {
+		resource bool
+		kind     store.RelationKind
+		want     store.Count
+	}{
+		{true, store.RelationKind{Type: "doc", Relation: "owner"}, store.Count{Relationships: 5, Objects: 4}}, // 2 of admin on 2 docs, 3 of owner on 2 others
+		{true, store.RelationKind{Type: "doc", Relation: "viewer"}, store.Count{Relationships: 1, Objects: 1}},
+		{true, store.RelationKind{Type: "group", Relation: "member"}, store.Count{Relationships: 1, Objects: 1}},
+		{false, store.RelationKind{Type: "group", Relation: "member"}, store.Count{Relationships: 2, Objects: 2}}, // g#members and h#member
+		{false, store.RelationKind{Type: "user", Relation: tuple.Ellipsis}, store.Count{Relationships: 5, Objects: 3}},
+	} {
+		m := got.Subjects
+		if c.resource {
+			m = got.Resources
+		}
+		if m[c.kind] != c.want {
+			t.Errorf("%+v (resource %v): %+v, want %+v", c.kind, c.resource, m[c.kind], c.want)
+		}
+	}
+	if again := r.Statistics(); again != got {
+		t.Error("the merged counts were computed again for the same count of the store's")
+	}
+	if raw := inner.(store.StatsReader).Statistics(); raw.Resources[store.RelationKind{Type: "doc", Relation: "owner"}].Relationships != 3 {
+		t.Errorf("the store's own counts changed: %+v", raw.Resources)
+	}
+	if none := (aliasReader{Reader: hiddenReader{plainReader{inner}}, s: s}).Statistics(); none != nil {
+		t.Errorf("statistics from a store that keeps none: %+v", none)
 	}
 }
