@@ -180,7 +180,9 @@ type Store struct {
 	// mutex there was the second contention point of concurrent checks
 	// after the iterator pool's (docs/benchmarks.md, issue #17).
 	active atomic.Int64
+	_      [56]byte // closed, read by every query, apart from active's writes
 	closed atomic.Bool
+	_      [63]byte
 	// readers counts the queries using the database, like active, spread
 	// over padded counters (readerShard): with one counter, two cores
 	// checking at once took turns owning its cache line on every read,
@@ -562,10 +564,13 @@ func (s *Store) ID() string { return s.id }
 
 // HeadRevision returns the newest committed revision.
 func (s *Store) HeadRevision(ctx context.Context) (store.Revision, error) {
-	if err := s.acquire(); err != nil {
+	// Counted like a query (readerShard): requests ask for the head and
+	// a snapshot each, from every core at once.
+	home := s.readerShard()
+	if err := s.acquireReader(home); err != nil {
 		return 0, err
 	}
-	defer s.release()
+	defer s.releaseReader(home)
 	return store.Revision(s.head.Load()), nil
 }
 
@@ -574,10 +579,11 @@ func (s *Store) Horizon() store.Revision { return store.Revision(s.horizon.Load(
 
 // Snapshot returns a reader at rev.
 func (s *Store) Snapshot(ctx context.Context, rev store.Revision) (store.Reader, error) {
-	if err := s.acquire(); err != nil {
+	home := s.readerShard()
+	if err := s.acquireReader(home); err != nil {
 		return nil, err
 	}
-	defer s.release()
+	defer s.releaseReader(home)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
