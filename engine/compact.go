@@ -27,6 +27,7 @@ type importCompactor struct {
 	mu      sync.Mutex
 	pending int64         // imported since the last compaction began
 	running bool          // a compaction runs or waits for the index
+	closed  bool          // set by Close: nothing starts after it
 	idle    chan struct{} // closed when none runs
 	wg      sync.WaitGroup
 
@@ -47,7 +48,7 @@ func (e *Engine) compactAfterImport(n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pending += int64(n)
-	if c.running || c.pending < c.threshold || e.builder.ctx.Err() != nil {
+	if c.running || c.pending < c.threshold || c.closed {
 		return
 	}
 	if sk, ok := e.st.(store.StatsKeeper); ok {
@@ -89,6 +90,16 @@ func (e *Engine) compactInBackground() {
 	c.running = false
 	close(c.idle)
 	c.mu.Unlock()
+}
+
+// close stops compactions from starting, cancels the one that runs (with
+// the builder's context, which the caller cancels) and waits for it.
+func (c *importCompactor) close(cancel func()) {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	cancel()
+	c.wg.Wait()
 }
 
 // WaitCompaction waits until no compaction started by an import runs (see

@@ -396,8 +396,7 @@ func (l Limits) withDefaults(st store.Store) Limits {
 // waited for. It does not close the store, which belongs to the caller.
 func (e *Engine) Close() error {
 	e.closed.Store(true)
-	e.builder.close() // cancels the compaction after an import too
-	e.compactor.wg.Wait()
+	e.compactor.close(e.builder.close) // the builder's context is the compaction's
 	return nil
 }
 
