@@ -643,6 +643,23 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		}
 		return nil
 	}
+	// covered visits the nodes that the index's closure rows of n name
+	// (nf.cover), each seen and counted as the walk's nodes are, within
+	// the walk's limits, and then by then.
+	covered := func(n visit, then func(m visit) error) error {
+		_, err := nf.cover(ctx, n.rel, n.id, n.depth, func(id string, d int32) error {
+			if err := limits(); err != nil {
+				return err
+			}
+			m := node{n.rel, id}
+			if !visited[m] && !see(m) {
+				return memErr
+			}
+			selfSet(n.rel, id, d)
+			return then(visit{m, d})
+		})
+		return err
+	}
 	for head := 0; head <= len(queue); head++ {
 		if memErr != nil {
 			return nil, memErr
@@ -665,17 +682,7 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 			if err := walkBase(n, na); err != nil {
 				return nil, err
 			}
-			if _, err := nf.cover(ctx, n.rel, n.id, n.depth, func(id string, d int32) error {
-				if err := limits(); err != nil {
-					return err
-				}
-				m := node{n.rel, id}
-				if !visited[m] && !see(m) {
-					return memErr
-				}
-				selfSet(n.rel, id, d)
-				return walkBase(visit{m, d}, na)
-			}); err != nil {
+			if err := covered(n, func(m visit) error { return walkBase(m, na) }); err != nil {
 				return nil, err
 			}
 			continue
@@ -692,19 +699,11 @@ func (rq *request) forwardWalk(ctx context.Context, rel *schema.Relation, id, su
 		// sets are all member sets of n: only the subjects asked for
 		// are read, none when those are the member sets themselves.
 		sf := nestedLeafFilter(n.rel, subType, subRel)
-		if _, err := nf.cover(ctx, n.rel, n.id, n.depth, func(id string, d int32) error {
-			if err := limits(); err != nil {
-				return err
-			}
-			m := node{n.rel, id}
-			if !visited[m] && !see(m) {
-				return memErr
-			}
-			selfSet(n.rel, id, d)
+		if err := covered(n, func(m visit) error {
 			if sf == nil {
 				return nil
 			}
-			return read(n.rel, id, d, sf)
+			return read(n.rel, m.id, m.depth, sf)
 		}); err != nil {
 			return nil, err
 		}
