@@ -224,21 +224,11 @@ var _ store.BatchReader = (*reader)(nil)
 // AppendRelationships appends the answer of QueryRelationships to dst
 // (store.BatchReader).
 func (r *reader) AppendRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.Filter, opts store.QueryOptions) ([]tuple.Relationship, error) {
-	return appendAll(dst, r.QueryRelationships(ctx, f, opts))
+	return store.AppendSeq(dst, r.QueryRelationships(ctx, f, opts))
 }
 
 // AppendReverseRelationships appends the answer of
 // ReverseQueryRelationships to dst (store.BatchReader).
 func (r *reader) AppendReverseRelationships(ctx context.Context, dst []tuple.Relationship, f tuple.ReverseFilter, opts store.QueryOptions) ([]tuple.Relationship, error) {
-	return appendAll(dst, r.ReverseQueryRelationships(ctx, f, opts))
-}
-
-func appendAll(dst []tuple.Relationship, seq iter.Seq2[tuple.Relationship, error]) ([]tuple.Relationship, error) {
-	for rel, err := range seq {
-		if err != nil {
-			return dst, err
-		}
-		dst = append(dst, rel)
-	}
-	return dst, nil
+	return store.AppendSeq(dst, r.ReverseQueryRelationships(ctx, f, opts))
 }
