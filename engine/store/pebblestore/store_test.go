@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,11 +20,24 @@ import (
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
-// testClock is a manual clock.
-type testClock struct{ t time.Time }
+// testClock is a manual clock, safe for the store's background
+// goroutines (the statistics' count reads it while a test advances it).
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
 
-func (c *testClock) Now() time.Time          { return c.t }
-func (c *testClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
 
 type env struct {
 	fs    vfs.FS
