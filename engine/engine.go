@@ -48,6 +48,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -155,6 +156,11 @@ type Options struct {
 	// done (store.Compacter: Pebble; see compact.go). 0:
 	// DefaultCompactAfterImport; negative: never.
 	CompactAfterImport int64
+	// NestedMemoryBytes bounds the memory of the nested-group index's
+	// closures that the engine loads for checks (closuremem.go: Leopard's
+	// in-memory index; a closure that does not fit is read from the
+	// store). 0: DefaultNestedMemoryBytes; negative: none loaded.
+	NestedMemoryBytes int64
 }
 
 // Limits bound the size of requests. Exceeding one fails with a *LimitError.
@@ -233,6 +239,7 @@ type Engine struct {
 	tracer      trace.Tracer // nil: tracing off
 
 	compactor importCompactor
+	closures  closureMemory
 
 	// writeMu serialises schema writes against relationship writes (read
 	// lock) so that validation and commit see the same schema.
@@ -344,6 +351,10 @@ func Open(ctx context.Context, st store.Store, opts Options) (*Engine, error) {
 		e.tracer = opts.TracerProvider.Tracer(TracerName)
 		e.evalOpts.Tracer = e.tracer
 	}
+	e.closures = closureMemory{e: e, maxBytes: cmp.Or(opts.NestedMemoryBytes, DefaultNestedMemoryBytes)}
+	if e.evalOpts.NestedIndex && e.closures.maxBytes > 0 {
+		e.evalOpts.Closures = &e.closures
+	}
 	e.heads = &headQuantizer{st: st, now: e.now, quantum: quantum}
 	e.builder.init()
 	e.compactor.threshold = opts.CompactAfterImport
@@ -396,7 +407,8 @@ func (l Limits) withDefaults(st store.Store) Limits {
 // waited for. It does not close the store, which belongs to the caller.
 func (e *Engine) Close() error {
 	e.closed.Store(true)
-	e.compactor.close(e.builder.close) // the builder's context is the compaction's
+	e.compactor.close(e.builder.close) // the builder's context is the compaction's and the loads'
+	e.closures.close()
 	return nil
 }
 
@@ -442,6 +454,14 @@ type Stats struct {
 	// that failed.
 	ImportCompactions, ImportCompactionFailures    uint64
 	NestedIndexRebuildTime, NestedIndexLastRebuild time.Duration
+	// NestedMemoryBytes is the memory of the closures loaded for checks
+	// (Options.NestedMemoryBytes); NestedMemoryLoads counts the loads,
+	// NestedMemoryLoadTime their total duration, NestedMemoryTooLarge
+	// those a closure did not fit the budget, NestedMemoryLoadFailures
+	// those that failed otherwise.
+	NestedMemoryBytes                                                 int64
+	NestedMemoryLoads, NestedMemoryTooLarge, NestedMemoryLoadFailures uint64
+	NestedMemoryLoadTime                                              time.Duration
 }
 
 // HoldMemory charges n bytes that the caller holds for a request outside
@@ -475,6 +495,10 @@ func (e *Engine) Stats() Stats {
 	s.NestedIndexRebuilds, s.NestedIndexRebuildFailures = b.rebuilds.Load(), b.failures.Load()
 	s.ImportCompactions, s.ImportCompactionFailures = e.compactor.runs.Load(), e.compactor.failures.Load()
 	s.NestedIndexRebuildTime, s.NestedIndexLastRebuild = time.Duration(b.totalNanos.Load()), time.Duration(b.lastNanos.Load())
+	m := &e.closures
+	s.NestedMemoryBytes = m.bytes.Load()
+	s.NestedMemoryLoads, s.NestedMemoryTooLarge, s.NestedMemoryLoadFailures = m.loads.Load(), m.tooLarge.Load(), m.failures.Load()
+	s.NestedMemoryLoadTime = time.Duration(m.loadNanos.Load())
 	return s
 }
 

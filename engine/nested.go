@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"maps"
+	"math/rand/v2"
 	"slices"
 
 	"github.com/pemba-authz/pemba/engine/eval"
@@ -120,11 +121,11 @@ func (e *Engine) nestedOn() bool { return e.evalOpts.NestedIndex }
 func (b *nestedBatch) apply(ctx context.Context, e *Engine, tx store.Tx, budget int) ([]*schema.Relation, error) {
 	var stale []*schema.Relation
 	for _, n := range slices.SortedFunc(maps.Keys(b.edits), func(a, b *nestedRel) int { return a.rel.Index - b.rel.Index }) {
-		ready, err := markerPresent(ctx, tx, n.rel)
+		st, err := readMarker(ctx, tx, n.rel)
 		if err != nil {
 			return nil, err
 		}
-		if !ready {
+		if !st.Ready {
 			// Already stale: the rebuild running catches up, or, after
 			// one that failed, this write starts the next.
 			stale = append(stale, n.rel)
@@ -144,6 +145,9 @@ func (b *nestedBatch) apply(ctx context.Context, e *Engine, tx store.Tx, budget 
 			if ops, err = nestedDiff(ctx, tx, n, b.edits[n]); err != nil {
 				return nil, err
 			}
+		}
+		if len(ops) > 0 {
+			ops = append(ops, genOps(n.rel, st)...)
 		}
 		if len(ops) >= budget {
 			if budget < 1 {
@@ -166,11 +170,54 @@ func (b *nestedBatch) apply(ctx context.Context, e *Engine, tx store.Tx, budget 
 
 // markerPresent reports whether rel's index is complete at r's state.
 func markerPresent(ctx context.Context, r relationshipQuerier, rel *schema.Relation) (bool, error) {
-	ok, err := eval.NestedReady(ctx, r, rel)
+	st, err := readMarker(ctx, r, rel)
+	return st.Ready, err
+}
+
+// readMarker reads the marker rows of rel at r's state.
+func readMarker(ctx context.Context, r relationshipQuerier, rel *schema.Relation) (eval.NestedMarkerState, error) {
+	st, err := eval.ReadNestedMarker(ctx, r, rel)
 	if err != nil {
-		return false, fmt.Errorf("engine: nested index marker: %w", err)
+		return st, fmt.Errorf("engine: nested index marker: %w", err)
 	}
-	return ok, nil
+	return st, nil
+}
+
+// genOps returns the writes that give the closure rows of rel a new
+// generation (eval.NestedGeneration) in place of the one st read: every
+// transaction that changes the rows while the marker is there, or writes
+// the marker, makes them, so that the closures loaded into memory
+// (closuremem.go) are never read at a revision whose rows differ.
+func genOps(rel *schema.Relation, st eval.NestedMarkerState) []rowOp {
+	ops := make([]rowOp, 0, len(st.GenRows)+1)
+	for _, r := range st.GenRows {
+		ops = append(ops, rowOp{r: r})
+	}
+	gen := rand.Uint64()
+	for gen == 0 || gen == st.Gen {
+		gen = rand.Uint64()
+	}
+	return append(ops, rowOp{r: eval.NestedGeneration(rel, gen), touch: true})
+}
+
+// markerOps is how many row writes touchMarker makes at most: the
+// generation row replaced and the marker.
+const markerOps = 3
+
+// touchMarker marks the index of rel complete inside tx, with a new
+// generation.
+func touchMarker(ctx context.Context, tx store.Tx, rel *schema.Relation) error {
+	st, err := readMarker(ctx, tx, rel)
+	if err != nil {
+		return err
+	}
+	if err := writeOps(ctx, tx, genOps(rel, st)); err != nil {
+		return err
+	}
+	if err := tx.Touch(ctx, eval.NestedMarker(rel)); err != nil {
+		return fmt.Errorf("engine: nested index marker: %w", err)
+	}
+	return nil
 }
 
 // rowOp is one write of closure rows: a Touch of r, or a Delete of its key.
@@ -811,7 +858,7 @@ func (e *Engine) schemaNested(ctx context.Context, tx store.Tx, prev, next map[r
 			stale = append(stale, n.rel)
 			continue
 		}
-		ops, fits, err := nestedBuildOps(ctx, tx, n, budget-1)
+		ops, fits, err := nestedBuildOps(ctx, tx, n, budget-markerOps)
 		if err != nil {
 			return nil, err
 		}
@@ -822,10 +869,10 @@ func (e *Engine) schemaNested(ctx context.Context, tx store.Tx, prev, next map[r
 		if err := writeOps(ctx, tx, ops); err != nil {
 			return nil, err
 		}
-		if err := tx.Touch(ctx, eval.NestedMarker(n.rel)); err != nil {
-			return nil, fmt.Errorf("engine: nested index marker: %w", err)
+		if err := touchMarker(ctx, tx, n.rel); err != nil {
+			return nil, err
 		}
-		budget -= len(ops) + 1
+		budget -= len(ops) + markerOps
 	}
 	return stale, nil
 }

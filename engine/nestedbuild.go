@@ -485,8 +485,8 @@ func (e *Engine) finishNested(ctx context.Context, n *nestedRel, meta store.Writ
 			return 0, err
 		}
 	}
-	marker, stale := eval.NestedMarker(n.rel), eval.NestedStale(n.rel)
-	chunk := max(1, e.batchOps()-2) // room for the marker and the stale row
+	stale := eval.NestedStale(n.rel)
+	chunk := max(1, e.batchOps()-1-markerOps) // room for the stale row and the marker
 	want, rows := h, len(ops)
 	for first := true; first || len(ops) > 0; first = false {
 		part := ops[:min(chunk, len(ops))]
@@ -502,7 +502,7 @@ func (e *Engine) finishNested(ctx context.Context, n *nestedRel, meta store.Writ
 			if err := tx.Delete(ctx, stale.Key()); err != nil {
 				return err
 			}
-			return tx.Touch(ctx, marker)
+			return touchMarker(ctx, tx, n.rel)
 		})
 		if err != nil {
 			return 0, err

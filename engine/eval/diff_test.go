@@ -328,7 +328,11 @@ func TestDifferential(t *testing.T) {
 	if cases >= 60 && counts.narrow < uint64(cases) {
 		t.Errorf("%d narrow reads in %d cases: the random schemas no longer exercise narrowRead", counts.narrow, cases)
 	}
-	t.Logf("%d lookups streamed (%d through intermediate sets, %d subject lookups through intermediate nodes, %d of them with the wildcard), %d closure reads by lookups, %d narrow reads in %d cases", counts.streamed, counts.walked, counts.subjects, counts.wilds, counts.nested, counts.narrow, cases)
+	// And the checks' closure reads from memory.
+	if cases >= 60 && counts.memory < uint64(cases) {
+		t.Errorf("%d checks read the closure from memory in %d cases: the random schemas no longer exercise closureindex.go", counts.memory, cases)
+	}
+	t.Logf("%d lookups streamed (%d through intermediate sets, %d subject lookups through intermediate nodes, %d of them with the wildcard), %d closure reads by lookups, %d narrow reads, %d in-memory closure reads in %d cases", counts.streamed, counts.walked, counts.subjects, counts.wilds, counts.nested, counts.narrow, counts.memory, cases)
 }
 
 // diffCounts counts, over the cases of TestDifferential, the plans that
@@ -336,8 +340,9 @@ func TestDifferential(t *testing.T) {
 // intermediate sets, subject lookups streamed through intermediate nodes
 // (and those of them holding the wildcard), lookups' closure reads, the
 // recursive arrows' streamed lookups and forward closure reads, and the
-// checks' narrow reads (narrowRead).
-type diffCounts struct{ streamed, walked, subjects, wilds, nested, arrows, arrowWalks, narrow uint64 }
+// checks' narrow reads (narrowRead) and in-memory closure reads
+// (closureindex.go).
+type diffCounts struct{ streamed, walked, subjects, wilds, nested, arrows, arrowWalks, narrow, memory uint64 }
 
 // diffWorld returns the objects of every type of s that the random tests
 // ask about, and every relation of s in a stable order.
@@ -408,6 +413,10 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 	nested := New(s, Options{Concurrency: 1, NestedIndex: true, Memory: mem, Plans: plans})
 	nested.wideFanout = 1 // the planners' walks up read the index too
 	nested.arrowProbe = 1
+	// And one reads the closure from memory (closureindex.go).
+	nrd := loadNested(t, s, rels)
+	memPlans := &PlanCounters{}
+	inMemory := New(s, Options{Concurrency: 1, NestedIndex: true, Memory: mem, Plans: memPlans, Closures: newTestClosures(t, s, nrd)})
 	evals := []struct {
 		name string
 		e    *Evaluator
@@ -419,7 +428,8 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 		// Three nodes routing permissions to their owners, some of them
 		// "down"; node 1 mixes concurrency settings with the others.
 		{"cluster", newTestCluster(s, 3, rd).nodes[1], nil},
-		{"nested-index", nested, loadNested(t, s, rels)},
+		{"nested-index", nested, nrd},
+		{"nested-index-in-memory", inMemory, nrd},
 	}
 	defer func() {
 		for _, ev := range evals {
@@ -433,6 +443,7 @@ func runDiffCase(t *testing.T, seed uint64, s *schema.Schema, rels []tuple.Relat
 			nestedArrowAnswers.Add(ev.e.nestedArrowAnswers.Load())
 		}
 		counts.narrow += plans.Counts()[PlanNarrowRead.String()]
+		counts.memory += memPlans.Counts()[PlanNestedMemory.String()]
 		if n := mem.InUse(); n != 0 {
 			t.Errorf("seed %d: %d bytes still charged to the memory budget after every request ended", seed, n)
 		}

@@ -69,6 +69,10 @@ type Options struct {
 	// nestedarrow.go) at revisions where it is complete; the engine
 	// maintains it. false evaluates them by walking.
 	NestedIndex bool
+	// Closures, when set with NestedIndex, serves the index's closure
+	// rows from memory (closureindex.go) to the checks of nested
+	// relations and recursive arrows; nil reads them from the store.
+	Closures ClosureSource
 }
 
 // Evaluator answers permission questions over one compiled schema. It is

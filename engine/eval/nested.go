@@ -151,44 +151,97 @@ func NestedDistance(r *tuple.Relationship) (int, bool) {
 type nestedState struct {
 	rev store.Revision
 	ok  bool
+	gen uint64
 }
 
 // nestedReady reports whether the index of rel is complete at rq's
 // revision (see NestedReady).
 func (rq *request) nestedReady(ctx context.Context, rel *schema.Relation) bool {
-	p := &rq.e.nestedState[rel.Index]
-	if st := p.Load(); st != nil && st.rev == rq.rev {
-		return st.ok
-	}
-	ok, err := NestedReady(ctx, rq.reader, rel)
-	if err != nil {
-		return false
-	}
-	p.Store(&nestedState{rev: rq.rev, ok: ok})
+	ok, _ := rq.nestedGen(ctx, rel)
 	return ok
 }
 
-// NestedReady reports whether the index of rel is complete at r's state:
-// its marker row is there and its stale row (NestedStale) is not.
-func NestedReady(ctx context.Context, r interface {
+// nestedGen is nestedReady with the index's generation at rq's revision
+// (0: none recorded).
+func (rq *request) nestedGen(ctx context.Context, rel *schema.Relation) (bool, uint64) {
+	p := &rq.e.nestedState[rel.Index]
+	if st := p.Load(); st != nil && st.rev == rq.rev {
+		return st.ok, st.gen
+	}
+	m, err := ReadNestedMarker(ctx, rq.reader, rel)
+	if err != nil {
+		return false, 0
+	}
+	p.Store(&nestedState{rev: rq.rev, ok: m.Ready, gen: m.Gen})
+	return m.Ready, m.Gen
+}
+
+// NestedMarkerState is what the marker rows of an indexed relation say
+// at one state of the store.
+type NestedMarkerState struct {
+	// Ready is set when the index is complete: its marker row is there
+	// and its stale row (NestedStale) is not.
+	Ready bool
+	// Gen is the generation of the closure rows (NestedGeneration); 0
+	// when no generation row is there.
+	Gen uint64
+	// GenRows are the generation rows there (one, unless none).
+	GenRows []tuple.Relationship
+}
+
+// ReadNestedMarker reads the marker rows of rel at r's state.
+func ReadNestedMarker(ctx context.Context, r interface {
 	QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error]
-}, rel *schema.Relation) (bool, error) {
+}, rel *schema.Relation) (NestedMarkerState, error) {
 	m := NestedMarker(rel)
 	f := tuple.Filter{ResourceType: m.Resource.Type, ResourceID: m.Resource.ID, Relation: m.Relation,
 		Subject: &tuple.SubjectFilter{Type: m.Subject.Type, ID: m.Subject.ID}}
-	ready := false
+	var st NestedMarkerState
+	stale := false
 	for row, err := range r.QueryRelationships(ctx, f, store.QueryOptions{}) {
 		if err != nil {
-			return false, err
+			return NestedMarkerState{}, err
 		}
-		switch row.Subject.Relation {
-		case "":
-			ready = true
-		case nestedStaleRelation:
-			return false, nil
+		switch rel := row.Subject.Relation; {
+		case rel == "":
+			st.Ready = true
+		case rel == nestedStaleRelation:
+			stale = true
+		case strings.HasPrefix(rel, nestedGenPrefix):
+			if g, err := strconv.ParseUint(rel[len(nestedGenPrefix):], 16, 64); err == nil && g != 0 {
+				st.Gen = g
+			}
+			st.GenRows = append(st.GenRows, row)
 		}
 	}
-	return ready, nil
+	if stale {
+		st.Ready = false
+	}
+	return st, nil
+}
+
+// NestedReady reports whether the index of rel is complete at r's state
+// (see NestedMarkerState.Ready).
+func NestedReady(ctx context.Context, r interface {
+	QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error]
+}, rel *schema.Relation) (bool, error) {
+	m, err := ReadNestedMarker(ctx, r, rel)
+	return m.Ready, err
+}
+
+// nestedGenPrefix starts the subject relation of generation rows.
+const nestedGenPrefix = tuple.ReservedPrefix + "g"
+
+// NestedGeneration returns the generation row of rel for generation gen
+// (not 0): the engine replaces it, in the same transaction, whenever the
+// closure rows change while the marker is there, and when it writes the
+// marker, so that two revisions with the same generation row (and the
+// marker) hold the same closure rows. Generations are random, so that
+// two lineages of a store (a restored backup) do not share one.
+func NestedGeneration(rel *schema.Relation, gen uint64) tuple.Relationship {
+	r := NestedMarker(rel)
+	r.Subject.Relation = nestedGenPrefix + strconv.FormatUint(gen, 16)
+	return r
 }
 
 // nestedStaleRelation is the subject relation of stale rows.
@@ -227,12 +280,21 @@ func (rq *request) nestedCheck(ctx context.Context, f *frame, sub tuple.SubjectR
 	if !ok {
 		return result{}, false
 	}
-	if !rq.nestedReady(ctx, rel) {
+	ready, gen := rq.nestedGen(ctx, rel)
+	if !ready {
 		return result{}, false
 	}
 	h := int32(-1) // the shortest height found; -1: none
 	closure := rq.e.nestedClosure[rel.Index]
-	if len(seeds) <= nestedPointReads {
+	if mem := rq.closureIndex(rel, gen, len(seeds)); mem != nil {
+		for _, y := range seeds {
+			if y == f.id {
+				h = shorter(h, h0)
+			} else if d, ok := mem.Distance(f.id, y); ok {
+				h = shorter(h, h0+int32(d))
+			}
+		}
+	} else if len(seeds) <= nestedPointReads {
 		for _, y := range seeds {
 			if y == f.id {
 				h = shorter(h, h0)
@@ -284,6 +346,21 @@ func (rq *request) nestedCheck(ctx context.Context, f *frame, sub tuple.SubjectR
 	}
 	res.expires = expires
 	return res, true
+}
+
+// closureIndex returns the in-memory closure of rel at generation gen
+// (Options.Closures), or nil; reads is how many store reads it would
+// save (none: nil without asking).
+func (rq *request) closureIndex(rel *schema.Relation, gen uint64, reads int) *ClosureIndex {
+	src := rq.e.opts.Closures
+	if src == nil || gen == 0 || reads == 0 {
+		return nil
+	}
+	c := src.Closure(rel, gen, rq.rev)
+	if c != nil {
+		rq.count(PlanNestedMemory)
+	}
+	return c
 }
 
 // shorter returns the shorter of the heights h (-1: none yet) and v.

@@ -53,9 +53,39 @@ func loadNestedRels(s *schema.Schema, rels []tuple.Relationship) []tuple.Relatio
 				}
 			}
 		}
-		out = append(out, NestedMarker(rel))
+		out = append(out, NestedMarker(rel), NestedGeneration(rel, uint64(rel.Index)+1))
 	}
 	return out
+}
+
+// testClosures is a ClosureSource holding the closure of every indexed
+// relation of one reader, loaded up front.
+type testClosures map[*schema.Relation]*ClosureIndex
+
+// newTestClosures loads the closures r holds of s's indexed relations at
+// the generation r's marker rows give.
+func newTestClosures(t testing.TB, s *schema.Schema, r store.Reader) testClosures {
+	t.Helper()
+	out := testClosures{}
+	for _, rel := range NestedRelations(s) {
+		m, err := ReadNestedMarker(context.Background(), r, rel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadClosureIndex(context.Background(), r, rel, m.Gen, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[rel] = c
+	}
+	return out
+}
+
+func (tc testClosures) Closure(rel *schema.Relation, gen uint64, _ store.Revision) *ClosureIndex {
+	if c := tc[rel]; c != nil && c.Gen() == gen {
+		return c
+	}
+	return nil
 }
 
 func TestNestedRelations(t *testing.T) {

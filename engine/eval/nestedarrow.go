@@ -195,7 +195,8 @@ func (rq *request) nestedArrowCheck(ctx context.Context, f *frame, sub tuple.Sub
 	if sub.Type == typ && sub.Relation == f.rel.Name {
 		return result{}, false
 	}
-	if !rq.nestedReady(ctx, na.Parent) {
+	ready, gen := rq.nestedGen(ctx, na.Parent)
+	if !ready {
 		return result{}, false
 	}
 	limit := rq.e.opts.MaxDepth
@@ -210,19 +211,24 @@ func (rq *request) nestedArrowCheck(ctx context.Context, f *frame, sub tuple.Sub
 		return acc, true
 	}
 	hBase := acc.h // the highest base evaluated
-	rows, err := rq.query(ctx, tuple.Filter{ResourceType: typ, ResourceID: f.id, Relation: NestedClosureRelation(na.Parent.Name),
-		Subject: &tuple.SubjectFilter{Type: typ}})
-	if err != nil {
-		return result{}, false
-	}
 	type ancestor struct {
 		id string
 		k  int
 	}
-	anc := make([]ancestor, 0, len(rows))
-	for i := range rows {
-		if k, ok := NestedDistance(&rows[i]); ok {
-			anc = append(anc, ancestor{id: rows[i].Subject.ID, k: k})
+	var anc []ancestor
+	if mem := rq.closureIndex(na.Parent, gen, 1); mem != nil {
+		mem.Each(f.id, func(id string, k int) { anc = append(anc, ancestor{id: id, k: k}) })
+	} else {
+		rows, err := rq.query(ctx, tuple.Filter{ResourceType: typ, ResourceID: f.id, Relation: NestedClosureRelation(na.Parent.Name),
+			Subject: &tuple.SubjectFilter{Type: typ}})
+		if err != nil {
+			return result{}, false
+		}
+		anc = make([]ancestor, 0, len(rows))
+		for i := range rows {
+			if k, ok := NestedDistance(&rows[i]); ok {
+				anc = append(anc, ancestor{id: rows[i].Subject.ID, k: k})
+			}
 		}
 	}
 	slices.SortFunc(anc, func(a, b ancestor) int { return cmp.Or(cmp.Compare(a.k, b.k), cmp.Compare(a.id, b.id)) })

@@ -115,12 +115,16 @@ const (
 	// point reads and subject sets together, because the statistics say
 	// its objects hold few relationships each (narrowRead).
 	PlanNarrowRead
+	// PlanNestedMemory: closure rows of the nested-group index read from
+	// memory (Options.Closures) instead of the store.
+	PlanNestedMemory
 	numPlans
 )
 
 var planNames = [numPlans]string{"arrow_subject_probe", "arrow_subject_statistics",
 	"subject_sets_subject_probe", "subject_sets_subject_statistics", "resource_statistics", "union_subject",
-	"children_statistics", "exclusion_subtraction_first", "exclusion_base_skipped", "narrow_read"}
+	"children_statistics", "exclusion_subtraction_first", "exclusion_base_skipped", "narrow_read",
+	"nested_index_memory"}
 
 func (p Plan) String() string {
 	if p < numPlans {
