@@ -169,7 +169,8 @@ func drain[T any](seq iter.Seq2[T, error]) (Outcome, error) {
 // Stats returns the engine's cache counters.
 func (t *InProcess) Stats() TargetStats {
 	s := t.e.Stats()
-	return TargetStats{CacheEnabled: s.CacheEnabled, CacheHits: s.Cache.Hits, CacheMisses: s.Cache.Misses, Plans: s.Plans}
+	return TargetStats{CacheEnabled: s.CacheEnabled, CacheHits: s.Cache.Hits, CacheMisses: s.Cache.Misses, Plans: s.Plans,
+		NestedMemoryBytes: s.NestedMemoryBytes, NestedMemoryLoads: s.NestedMemoryLoads, NestedMemoryLoadSeconds: s.NestedMemoryLoadTime.Seconds()}
 }
 
 // Close closes the engine and then the store.

@@ -48,7 +48,10 @@ type Report struct {
 	// the top-down walk during the measured phase (in-process targets;
 	// see pemba_engine_check_plans_total); absent when none did.
 	Plans map[string]uint64 `json:"plans,omitempty"`
-	CPU   CPUInfo           `json:"cpu"`
+	// NestedMemory describes the nested-group index's closures held in
+	// memory (in-process targets); absent when none was loaded.
+	NestedMemory *NestedMemoryInfo `json:"nested_memory,omitempty"`
+	CPU          CPUInfo           `json:"cpu"`
 	// ServerCPU is the target server's CPU time during the measured phase
 	// (with RunConfig.ServerMetrics; user and system together, as
 	// process_cpu_seconds_total counts them, in UserSeconds).
@@ -220,7 +223,20 @@ func (r *Report) setServerCPU(seconds float64, ph *phase) {
 	}
 }
 
+// NestedMemoryInfo is the engine's in-memory closures at the end of a
+// run: their bytes, and the loads since the engine opened (the warm-up's
+// included, which the measured phase's CPU does not count) with their
+// total duration.
+type NestedMemoryInfo struct {
+	Bytes       int64   `json:"bytes"`
+	Loads       uint64  `json:"loads"`
+	LoadSeconds float64 `json:"load_seconds"`
+}
+
 func (r *Report) setCache(a, b TargetStats) {
+	if b.NestedMemoryLoads > 0 {
+		r.NestedMemory = &NestedMemoryInfo{Bytes: b.NestedMemoryBytes, Loads: b.NestedMemoryLoads, LoadSeconds: b.NestedMemoryLoadSeconds}
+	}
 	r.Cache = CacheInfo{Enabled: b.CacheEnabled, Hits: b.CacheHits - a.CacheHits, Misses: b.CacheMisses - a.CacheMisses}
 	if n := r.Cache.Hits + r.Cache.Misses; n > 0 {
 		r.Cache.HitRate = float64(r.Cache.Hits) / float64(n)
@@ -339,6 +355,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(&b, " %s %d", plan, r.Plans[plan])
 		}
 		b.WriteByte('\n')
+	}
+	if m := r.NestedMemory; m != nil {
+		fmt.Fprintf(&b, "nested   %.1f MiB of closures in memory, %d loads in %.1fs since the engine opened\n", float64(m.Bytes)/(1<<20), m.Loads, m.LoadSeconds)
 	}
 	fmt.Fprintf(&b, "cpu      %.1fs user + %.1fs system over %.1fs (%.2f cores), %.1fµs per op; peak RSS %.0f MiB\n",
 		r.CPU.UserSeconds, r.CPU.SystemSeconds, r.ElapsedSeconds, r.CPU.Cores, r.CPU.PerOpMicros, float64(r.PeakRSSBytes)/(1<<20))

@@ -39,6 +39,12 @@ type TargetStats struct {
 	// Plans counts the planner's decisions by plan (in-process targets;
 	// see engine.Stats.Plans).
 	Plans map[string]uint64
+	// NestedMemoryBytes, NestedMemoryLoads and NestedMemoryLoadSeconds
+	// are the engine's in-memory closures (in-process targets; see
+	// engine.Stats.NestedMemoryBytes).
+	NestedMemoryBytes       int64
+	NestedMemoryLoads       uint64
+	NestedMemoryLoadSeconds float64
 }
 
 // Consistency is the freshness a run asks for on every read.

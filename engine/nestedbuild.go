@@ -226,14 +226,33 @@ func (e *Engine) ensureNested(ctx context.Context) error {
 		return nil
 	}
 	for _, n := range sortedNested(v.c.nested) {
-		ok, err := markerPresent(ctx, v.reader, n.rel)
+		st, err := readMarker(ctx, v.reader, n.rel)
 		if err != nil {
 			return err
 		}
-		if !ok {
+		if !st.Ready || st.Gen == 0 {
+			// Stale, or complete without a generation (written by an
+			// older version): the rebuild gives it one.
 			e.scheduleNestedRebuild()
 			return nil
 		}
+	}
+	return nil
+}
+
+// addGeneration gives the index of n a generation row where it is
+// complete without one (written by a version before generations), so
+// that checks may read it from memory (closuremem.go).
+func (e *Engine) addGeneration(ctx context.Context, n *nestedRel, meta store.WriteMeta) error {
+	_, err := e.st.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+		st, err := readMarker(ctx, tx, n.rel)
+		if err != nil || !st.Ready || st.Gen != 0 {
+			return err
+		}
+		return writeOps(ctx, tx, genOps(n.rel, st))
+	})
+	if err != nil {
+		return fmt.Errorf("engine: nested index generation of %s#%s: %w", n.rel.Definition.Name, n.rel.Name, err)
 	}
 	return nil
 }
@@ -329,9 +348,15 @@ func (e *Engine) rebuildRelation(ctx context.Context, n *nestedRel, written stor
 		if err != nil {
 			return NestedIndexReport{}, err
 		}
-		ready, err := markerPresent(ctx, r, n.rel)
+		st, err := readMarker(ctx, r, n.rel)
 		if err != nil {
 			return NestedIndexReport{}, err
+		}
+		ready := st.Ready
+		if ready && st.Gen == 0 {
+			if err := e.addGeneration(ctx, n, meta); err != nil {
+				return NestedIndexReport{}, err
+			}
 		}
 		if ready && !all {
 			return NestedIndexReport{Relation: n.rel.Definition.Name + "#" + n.rel.Name, Ready: true}, nil

@@ -207,6 +207,8 @@ type engineCollector struct {
 	nestedBuilding, nestedRebuilds             *prometheus.Desc
 	nestedFailures, nestedSeconds, nestedLast  *prometheus.Desc
 	compactions, compactionFailures            *prometheus.Desc
+	memBytes, memLoads, memTooLarge            *prometheus.Desc
+	memFailures, memSeconds                    *prometheus.Desc
 }
 
 func newEngineCollector(stats func() engine.Stats) *engineCollector {
@@ -232,10 +234,15 @@ func newEngineCollector(stats func() engine.Stats) *engineCollector {
 		compactionFailures: d("import_compaction_failures_total", "Compactions of the store started by large imports that failed."),
 		nestedSeconds:      d("nested_index_rebuild_seconds_total", "Time spent rebuilding the nested-group index."),
 		nestedLast:         d("nested_index_last_rebuild_seconds", "Duration of the last rebuild of the nested-group index."),
+		memBytes:           d("nested_memory_bytes", "Bytes of the nested-group index's closures held in memory for checks (see -nested-memory-bytes)."),
+		memLoads:           d("nested_memory_loads_total", "Loads of a nested-group index's closure into memory (at start, after its rows changed)."),
+		memTooLarge:        d("nested_memory_too_large_total", "Loads given up because the closure did not fit -nested-memory-bytes (its checks read the store)."),
+		memFailures:        d("nested_memory_load_failures_total", "Loads of a closure into memory that failed otherwise (its checks read the store)."),
+		memSeconds:         d("nested_memory_load_seconds_total", "Time spent loading closures into memory."),
 		compilesOnRead: d("schema_compiles_on_read_total",
 			"Stored schemas compiled by a request rather than by the schema write that stored them (after a restart, a cache eviction, or a write by another process)."),
 		plans: prometheus.NewDesc("pemba_engine_check_plans_total",
-			"Walks the planner decided otherwise than top-down from the resource, by plan: arrow_subject_probe, arrow_subject_statistics, subject_sets_subject_probe, subject_sets_subject_statistics (from the subject's side, after a probe or by the store's statistics), resource_statistics (top-down without a probe: the subject's side is wide), union_subject (a wide union decided by one walk up from the subject), children_statistics (a union or intersection evaluated cheapest child first by the statistics), exclusion_subtraction_first (an exclusion whose subtraction was evaluated first), exclusion_base_skipped (of those, one whose subtraction held: the base was not evaluated).",
+			"Walks the planner decided otherwise than top-down from the resource, by plan: arrow_subject_probe, arrow_subject_statistics, subject_sets_subject_probe, subject_sets_subject_statistics (from the subject's side, after a probe or by the store's statistics), resource_statistics (top-down without a probe: the subject's side is wide), union_subject (a wide union decided by one walk up from the subject), children_statistics (a union or intersection evaluated cheapest child first by the statistics), exclusion_subtraction_first (an exclusion whose subtraction was evaluated first), exclusion_base_skipped (of those, one whose subtraction held: the base was not evaluated), narrow_read (a relation read whole in one scan), nested_index_memory (closure rows of the nested-group index read from memory).",
 			[]string{"plan"}, nil),
 	}
 }
@@ -243,7 +250,8 @@ func newEngineCollector(stats func() engine.Stats) *engineCollector {
 // Describe implements prometheus.Collector.
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.bytes, c.entries, c.n, c.deprecated, c.compilesOnRead, c.plans, c.memInUse, c.memBudget, c.memRefused,
-		c.nestedBuilding, c.nestedRebuilds, c.nestedFailures, c.nestedSeconds, c.nestedLast, c.compactions, c.compactionFailures} {
+		c.nestedBuilding, c.nestedRebuilds, c.nestedFailures, c.nestedSeconds, c.nestedLast, c.compactions, c.compactionFailures,
+		c.memBytes, c.memLoads, c.memTooLarge, c.memFailures, c.memSeconds} {
 		ch <- d
 	}
 }
@@ -268,6 +276,11 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.compactionFailures, prometheus.CounterValue, float64(s.ImportCompactionFailures))
 	ch <- prometheus.MustNewConstMetric(c.nestedSeconds, prometheus.CounterValue, s.NestedIndexRebuildTime.Seconds())
 	ch <- prometheus.MustNewConstMetric(c.nestedLast, prometheus.GaugeValue, s.NestedIndexLastRebuild.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.memBytes, prometheus.GaugeValue, float64(s.NestedMemoryBytes))
+	ch <- prometheus.MustNewConstMetric(c.memLoads, prometheus.CounterValue, float64(s.NestedMemoryLoads))
+	ch <- prometheus.MustNewConstMetric(c.memTooLarge, prometheus.CounterValue, float64(s.NestedMemoryTooLarge))
+	ch <- prometheus.MustNewConstMetric(c.memFailures, prometheus.CounterValue, float64(s.NestedMemoryLoadFailures))
+	ch <- prometheus.MustNewConstMetric(c.memSeconds, prometheus.CounterValue, s.NestedMemoryLoadTime.Seconds())
 	for _, plan := range slices.Sorted(maps.Keys(s.Plans)) {
 		ch <- prometheus.MustNewConstMetric(c.plans, prometheus.CounterValue, float64(s.Plans[plan]), plan)
 	}

@@ -73,6 +73,7 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		cacheBytes  = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
 		nestedIndex = fs.Bool("nested-index", true, "in-process engine: keep and read the nested-group index (false: walk nested groups and recursive arrows)")
 		blockCache  = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size (0: the store's default)")
+		nestedMem   = fs.Int64("nested-memory-bytes", 0, "in-process engine: memory for the nested-group index's closures, loaded for checks (0: the engine's default, negative: none; read from the store)")
 		output      = fs.String("output", "table", "table or json")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		mutexProf   = fs.String("mutexprofile", "", "write a profile of lock contention (sync.Mutex and RWMutex holders that made others wait; one event in 10 sampled) over the whole run to this file")
@@ -148,6 +149,7 @@ func benchRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	o.Engine.CacheBytes = *cacheBytes
 	o.Engine.NoNestedIndex = !*nestedIndex
+	o.Engine.NestedMemoryBytes = *nestedMem
 	o.Pebble.CacheSize = *blockCache
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

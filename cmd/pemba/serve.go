@@ -59,6 +59,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		memBudget    = fs.Int64("memory-budget", engine.DefaultServeMemoryBudget, "bytes that the checks, expands and lookups in flight may hold together (an estimate); a request that would go past it is refused with RESOURCE_EXHAUSTED (0: no budget)")
 		cacheBytes   = fs.Int64("cache-bytes", 0, "engine result cache size (0: default, negative: disabled)")
 		compactAfter = fs.Int64("compact-after-import", engine.DefaultCompactAfterImport, "compact the Pebble store in the background after imports of at least this many relationships (and a quarter of the store) since the last compaction, once the nested-group index is rebuilt; negative: never")
+		nestedMemory = fs.Int64("nested-memory-bytes", engine.DefaultNestedMemoryBytes, "bytes of memory for the nested-group index's closures, loaded for checks (Leopard's in-memory index; a closure that does not fit is read from the store); negative: none")
 		nestedIndex  = fs.Bool("nested-index", true, "keep and read the nested-group index (transitive closure of self-nesting relations such as group#member, and of the tupleset of recursive arrows such as parent->manage); false walks them")
 		blockCache   = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size in bytes (0: 64 MiB)")
 		maxDepth     = fs.Int("max-depth", 0, "most relations on one path of an answer, the one asked about included (0: the engine's default, 50); longer paths fail with MAX_DEPTH_EXCEEDED")
@@ -223,7 +224,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		TracerProvider: tracing.TracerProvider,
 		Limits: engine.Limits{MaxSchemaDefinitions: *maxSchemaDefs, MaxPermissionOperators: *maxPermOps, MaxSchemaAnalysisWork: *maxSchemaWork,
 			MemoryBudget: *memBudget},
-		NoNestedIndex: !*nestedIndex, CompactAfterImport: *compactAfter}
+		NoNestedIndex: !*nestedIndex, CompactAfterImport: *compactAfter, NestedMemoryBytes: *nestedMemory}
 	reg := server.NewRegistry()
 	if router != nil {
 		defer router.Close()
