@@ -120,6 +120,10 @@ func (m *closureMemory) load(sl *closureSlot, rel *schema.Relation, gen uint64, 
 		// waits as long as a load of the whole budget would.
 		sl.due.Store(max(1, budget/closureLoadCost))
 		m.tooLarge.Add(1)
+	case errors.Is(err, store.ErrRevisionCompacted):
+		// The check's revision was collected before the load began (an
+		// old zookie): the next miss loads from its own.
+		m.failures.Add(1)
 	case ctx.Err() == nil:
 		sl.due.Store(max(1, held/closureLoadCost))
 		m.failures.Add(1)
