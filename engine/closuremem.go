@@ -36,15 +36,9 @@ type closureMemory struct {
 	e        *Engine
 	maxBytes int64 // <= 0: off
 
-	slots   sync.Map     // relKey -> *closureSlot
-	bytes   atomic.Int64 // of the closures held
-	loading atomic.Bool  // running, for the checks (no lock)
-
-	mu      sync.Mutex
-	running bool          // a load runs
-	closed  bool          // set by Close: no load starts after it
-	idle    chan struct{} // closed when the load that runs ends
-	wg      sync.WaitGroup
+	slots sync.Map     // relKey -> *closureSlot
+	bytes atomic.Int64 // of the closures held
+	job   soloJob      // a load runs
 
 	loads, failures, tooLarge atomic.Uint64
 	loadNanos                 atomic.Int64
@@ -68,38 +62,18 @@ func (m *closureMemory) Closure(rel *schema.Relation, gen uint64, rev store.Revi
 	if c := sl.idx.Load(); c != nil && c.Gen() == gen {
 		return c
 	}
-	if sl.misses.Add(1) >= sl.due.Load() && !m.loading.Load() {
-		m.start(sl, rel, gen, rev)
+	if sl.misses.Add(1) >= sl.due.Load() && !m.job.busy.Load() {
+		m.job.start(func() bool {
+			sl.misses.Store(0)
+			return true
+		}, func() { m.load(sl, rel, gen, rev) })
 	}
 	return nil
-}
-
-// start starts a load into sl unless one runs.
-func (m *closureMemory) start(sl *closureSlot, rel *schema.Relation, gen uint64, rev store.Revision) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.running || m.closed {
-		return
-	}
-	m.running = true
-	m.loading.Store(true)
-	m.idle = make(chan struct{})
-	sl.misses.Store(0)
-	m.wg.Add(1)
-	go m.load(sl, rel, gen, rev)
 }
 
 // load reads the closure of rel at revision rev, where its generation is
 // gen, and holds it in place of the one sl held.
 func (m *closureMemory) load(sl *closureSlot, rel *schema.Relation, gen uint64, rev store.Revision) {
-	defer func() {
-		m.mu.Lock()
-		m.running = false
-		m.loading.Store(false)
-		close(m.idle)
-		m.mu.Unlock()
-		m.wg.Done()
-	}()
 	ctx := m.e.builder.ctx // cancelled by Close
 	start := time.Now()
 	var held int64
@@ -107,15 +81,15 @@ func (m *closureMemory) load(sl *closureSlot, rel *schema.Relation, gen uint64, 
 		held = old.Bytes()
 	}
 	budget := m.maxBytes - (m.bytes.Load() - held)
-	c, err := m.read(ctx, rel, gen, rev, budget)
+	c, fits, err := m.read(ctx, rel, gen, rev, budget)
 	switch {
-	case err == nil:
+	case err == nil && fits:
 		sl.idx.Store(c)
 		m.bytes.Add(c.Bytes() - held)
 		sl.due.Store(max(1, c.Bytes()/closureLoadCost))
 		m.loads.Add(1)
 		m.loadNanos.Add(int64(time.Since(start)))
-	case errors.Is(err, eval.ErrClosureTooLarge):
+	case err == nil:
 		// The store serves it; another try costs as much again, so it
 		// waits as long as a load of the whole budget would.
 		sl.due.Store(max(1, budget/closureLoadCost))
@@ -131,41 +105,21 @@ func (m *closureMemory) load(sl *closureSlot, rel *schema.Relation, gen uint64, 
 	}
 }
 
-// read loads the closure of rel at revision rev.
-func (m *closureMemory) read(ctx context.Context, rel *schema.Relation, gen uint64, rev store.Revision, budget int64) (*eval.ClosureIndex, error) {
+// read loads the closure of rel at revision rev; fits is false when it
+// takes more than budget bytes.
+func (m *closureMemory) read(ctx context.Context, rel *schema.Relation, gen uint64, rev store.Revision, budget int64) (c *eval.ClosureIndex, fits bool, err error) {
 	if budget <= 0 {
-		return nil, eval.ErrClosureTooLarge
+		return nil, false, nil
 	}
 	r, err := m.e.st.Snapshot(ctx, rev)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	return eval.LoadClosureIndex(ctx, r, rel, gen, budget)
-}
-
-// close stops loads from starting and waits for the one that runs, which
-// the caller cancels (the builder's context).
-func (m *closureMemory) close() {
-	m.mu.Lock()
-	m.closed = true
-	m.mu.Unlock()
-	m.wg.Wait()
 }
 
 // WaitNestedMemory waits until no load of the nested-group index into
 // memory runs (see Options.NestedMemoryBytes), or ctx is done.
 func (e *Engine) WaitNestedMemory(ctx context.Context) error {
-	m := &e.closures
-	m.mu.Lock()
-	idle, running := m.idle, m.running
-	m.mu.Unlock()
-	if !running {
-		return nil
-	}
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return e.closures.job.wait(ctx)
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,14 +21,9 @@ const DefaultCompactAfterImport = 100_000
 // of all of it: the relationships imported since the last compaction
 // must be at least the threshold and a quarter of the store's last count.
 type importCompactor struct {
-	threshold int64 // relationships; <= 0: off
-
-	mu      sync.Mutex
-	pending int64         // imported since the last compaction began
-	running bool          // a compaction runs or waits for the index
-	closed  bool          // set by Close: nothing starts after it
-	idle    chan struct{} // closed when none runs
-	wg      sync.WaitGroup
+	threshold int64        // relationships; <= 0: off
+	pending   atomic.Int64 // imported since the last compaction began
+	job       soloJob      // a compaction runs or waits for the index
 
 	runs, failures atomic.Uint64
 }
@@ -45,31 +39,28 @@ func (e *Engine) compactAfterImport(n int) {
 	if _, ok := e.st.(store.Compacter); !ok {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.pending += int64(n)
-	if c.running || c.pending < c.threshold || c.closed {
-		return
-	}
-	if sk, ok := e.st.(store.StatsKeeper); ok {
-		// Counted before the import, most likely: a store the import
-		// doubled qualifies either way.
-		if st := sk.Statistics(); st != nil && 4*c.pending < st.Total {
-			return
+	c.pending.Add(int64(n))
+	c.job.start(func() bool {
+		p := c.pending.Load()
+		if p < c.threshold {
+			return false
 		}
-	}
-	c.pending = 0
-	c.running = true
-	c.idle = make(chan struct{})
-	c.wg.Add(1)
-	go e.compactInBackground()
+		if sk, ok := e.st.(store.StatsKeeper); ok {
+			// Counted before the import, most likely: a store the
+			// import doubled qualifies either way.
+			if st := sk.Statistics(); st != nil && 4*p < st.Total {
+				return false
+			}
+		}
+		c.pending.Add(-p) // imports since count for the next one
+		return true
+	}, e.compactInBackground)
 }
 
 // compactInBackground waits for the nested-group index's rebuild that the
 // import started (its rows want compacting too), then compacts.
 func (e *Engine) compactInBackground() {
 	c := &e.compactor
-	defer c.wg.Done()
 	ctx := e.builder.ctx // cancelled by Close
 	start := time.Now()
 	err := e.WaitNestedIndex(ctx)
@@ -86,36 +77,10 @@ func (e *Engine) compactInBackground() {
 		c.failures.Add(1)
 		e.log.Error("compaction after an import failed; reads seek in more levels until Pebble's own compactions catch up", "error", err)
 	}
-	c.mu.Lock()
-	c.running = false
-	close(c.idle)
-	c.mu.Unlock()
-}
-
-// close stops compactions from starting, cancels the one that runs (with
-// the builder's context, which the caller cancels) and waits for it.
-func (c *importCompactor) close(cancel func()) {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	cancel()
-	c.wg.Wait()
 }
 
 // WaitCompaction waits until no compaction started by an import runs (see
 // Options.CompactAfterImport), or ctx is done.
 func (e *Engine) WaitCompaction(ctx context.Context) error {
-	c := &e.compactor
-	c.mu.Lock()
-	idle, running := c.idle, c.running
-	c.mu.Unlock()
-	if !running {
-		return nil
-	}
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return e.compactor.job.wait(ctx)
 }

@@ -407,8 +407,9 @@ func (l Limits) withDefaults(st store.Store) Limits {
 // waited for. It does not close the store, which belongs to the caller.
 func (e *Engine) Close() error {
 	e.closed.Store(true)
-	e.compactor.close(e.builder.close) // the builder's context is the compaction's and the loads'
-	e.closures.close()
+	// The builder's context is the compaction's and the loads'.
+	e.compactor.job.close(e.builder.close)
+	e.closures.job.close(nil)
 	return nil
 }
 

@@ -15,7 +15,6 @@ import (
 
 	pb "github.com/pemba-authz/pemba/api/pembav1"
 	"github.com/pemba-authz/pemba/engine"
-	"github.com/pemba-authz/pemba/engine/eval"
 	"github.com/pemba-authz/pemba/engine/tuple"
 	"github.com/pemba-authz/pemba/schema"
 )
@@ -195,7 +194,6 @@ var internalErrors = []struct {
 	{engine.ErrBackupFormat, "a backup of another format: only the offline restore reads one"},
 	{engine.ErrBackupTargetNotEmpty, "a backup or restore directory in use: only the command line writes one"},
 	{engine.ErrExplainMismatch, "an explanation that disagrees with its check: a bug; no explanation is sent"},
-	{eval.ErrClosureTooLarge, "a nested-group closure over its memory budget: only the engine's background load meets it (checks read the store instead)"},
 }
 
 // classify returns the code and reason for err; ok is false for errors

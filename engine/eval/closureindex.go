@@ -3,7 +3,6 @@ package eval
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -47,10 +46,6 @@ type ClosureSource interface {
 	Closure(rel *schema.Relation, gen uint64, rev store.Revision) *ClosureIndex
 }
 
-// ErrClosureTooLarge is returned by LoadClosureIndex when the closure
-// needs more bytes than allowed.
-var ErrClosureTooLarge = errors.New("eval: the closure does not fit its memory budget")
-
 // Per-entry sizes of ClosureIndex.Bytes: a row's target and distance,
 // and an object's string header, offset and map entry (about twice a
 // key and a value: the map's slack) besides its bytes.
@@ -60,12 +55,12 @@ const (
 )
 
 // LoadClosureIndex reads the closure rows of rel (one of NestedRelations)
-// that r holds into memory, as generation gen. It fails with
-// ErrClosureTooLarge, having read about maxBytes/6 rows at most, when the
-// index would take more than maxBytes (<= 0: no bound).
-func LoadClosureIndex(ctx context.Context, r store.Reader, rel *schema.Relation, gen uint64, maxBytes int64) (*ClosureIndex, error) {
+// that r holds into memory, as generation gen. fits is false, after
+// reading about maxBytes/6 rows at most, when the index would take more
+// than maxBytes (<= 0: no bound).
+func LoadClosureIndex(ctx context.Context, r store.Reader, rel *schema.Relation, gen uint64, maxBytes int64) (c *ClosureIndex, fits bool, err error) {
 	typ := rel.Definition.Name
-	c := &ClosureIndex{gen: gen, index: map[string]uint32{}}
+	c = &ClosureIndex{gen: gen, index: map[string]uint32{}}
 	intern := func(id string) uint32 {
 		if i, ok := c.index[id]; ok {
 			return i
@@ -80,7 +75,7 @@ func LoadClosureIndex(ctx context.Context, r store.Reader, rel *schema.Relation,
 	f := tuple.Filter{ResourceType: typ, Relation: NestedClosureRelation(rel.Name), Subject: &tuple.SubjectFilter{Type: typ}}
 	for row, err := range r.QueryRelationships(ctx, f, store.QueryOptions{}) {
 		if err != nil {
-			return nil, fmt.Errorf("eval: closure of %s#%s: %w", typ, rel.Name, err)
+			return nil, false, fmt.Errorf("eval: closure of %s#%s: %w", typ, rel.Name, err)
 		}
 		d, ok := NestedDistance(&row)
 		if !ok || d > 1<<16-1 {
@@ -94,11 +89,11 @@ func LoadClosureIndex(ctx context.Context, r store.Reader, rel *schema.Relation,
 			idBytes += int64(len(id))
 		}
 		if maxBytes > 0 && c.bytes(len(c.to), idBytes) > maxBytes {
-			return nil, fmt.Errorf("%w: %s#%s, more than %d rows", ErrClosureTooLarge, typ, rel.Name, len(c.to))
+			return nil, false, nil
 		}
 	}
 	c.compress(from)
-	return c, nil
+	return c, true, nil
 }
 
 // compress renumbers the objects in ID order and sorts the rows (from[i],

@@ -2,7 +2,6 @@ package eval
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -40,9 +39,9 @@ definition group {
 				}
 			}
 			r := load(t, rels)
-			c, err := LoadClosureIndex(context.Background(), r, member, 42, 0)
-			if err != nil {
-				t.Fatal(err)
+			c, fits, err := LoadClosureIndex(context.Background(), r, member, 42, 0)
+			if err != nil || !fits {
+				t.Fatal(fits, err)
 			}
 			if c.Gen() != 42 || c.Rows() != len(want) {
 				t.Fatalf("gen %d, %d rows; want 42, %d", c.Gen(), c.Rows(), len(want))
@@ -79,12 +78,11 @@ definition group {
 				t.Error("Distance of an unknown object found a row")
 			}
 			if len(want) > 0 {
-				_, err := LoadClosureIndex(context.Background(), r, member, 42, c.Bytes()-1)
-				if !errors.Is(err, ErrClosureTooLarge) {
-					t.Errorf("with a budget one byte short: %v, want ErrClosureTooLarge", err)
+				if _, fits, err := LoadClosureIndex(context.Background(), r, member, 42, c.Bytes()-1); fits || err != nil {
+					t.Errorf("with a budget one byte short: fits %v, %v", fits, err)
 				}
-				if _, err := LoadClosureIndex(context.Background(), r, member, 42, c.Bytes()); err != nil {
-					t.Errorf("with a budget of its own size: %v", err)
+				if _, fits, err := LoadClosureIndex(context.Background(), r, member, 42, c.Bytes()); !fits || err != nil {
+					t.Errorf("with a budget of its own size: fits %v, %v", fits, err)
 				}
 			}
 		})

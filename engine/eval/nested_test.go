@@ -72,7 +72,7 @@ func newTestClosures(t testing.TB, s *schema.Schema, r store.Reader) testClosure
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := LoadClosureIndex(context.Background(), r, rel, m.Gen, 0)
+		c, _, err := LoadClosureIndex(context.Background(), r, rel, m.Gen, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
