@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/pemba-authz/pemba/engine/store"
 	"github.com/pemba-authz/pemba/engine/tuple"
@@ -65,6 +66,9 @@ func LoadClosureIndex(ctx context.Context, r store.Reader, rel *schema.Relation,
 		if i, ok := c.index[id]; ok {
 			return i
 		}
+		// A copy: a store's decoded ID may share its bytes with the
+		// whole row's key, which the index would then keep.
+		id = strings.Clone(id)
 		i := uint32(len(c.ids))
 		c.index[id] = i
 		c.ids = append(c.ids, id)
