@@ -23,6 +23,7 @@ import (
 	"github.com/pemba-authz/pemba/api/server"
 	"github.com/pemba-authz/pemba/cmd/pemba/internal/cli"
 	"github.com/pemba-authz/pemba/engine"
+	"github.com/pemba-authz/pemba/internal/sysmem"
 )
 
 // serveCommand is `pemba serve`: flags and wiring only; the server is
@@ -61,7 +62,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		compactAfter = fs.Int64("compact-after-import", engine.DefaultCompactAfterImport, "compact the Pebble store in the background after imports of at least this many relationships (and a quarter of the store) since the last compaction, once the nested-group index is rebuilt; negative: never")
 		nestedMemory = fs.Int64("nested-memory-bytes", engine.DefaultNestedMemoryBytes, "bytes of memory for the nested-group index's closures, loaded for checks (Leopard's in-memory index; a closure that does not fit is read from the store); negative: none")
 		nestedIndex  = fs.Bool("nested-index", true, "keep and read the nested-group index (transitive closure of self-nesting relations such as group#member, and of the tupleset of recursive arrows such as parent->manage); false walks them")
-		blockCache   = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size in bytes (0: 64 MiB)")
+		blockCache   = fs.Int64("pebble-cache-bytes", 0, "pebble block cache size in bytes (0: a quarter of the memory available to the process, the machine's or its cgroup's limit, between 64 MiB and 8 GiB; 64 MiB where unknown)")
 		maxDepth     = fs.Int("max-depth", 0, "most relations on one path of an answer, the one asked about included (0: the engine's default, 50); longer paths fail with MAX_DEPTH_EXCEEDED")
 		quantum      = fs.Duration("quantum", 0, "how long minimize_latency reads share a revision (0: the engine's default, negative: never)")
 		pprofOn      = fs.Bool("pprof", false, "also serve Go's profiles at http://ADDR/debug/pprof/ on -metrics-listen (CPU, heap, allocations, goroutines; unauthenticated, like the metrics)")
@@ -203,6 +204,10 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 
+	if *blockCache == 0 && *storeKind == "pebble" {
+		*blockCache = serveBlockCache(sysmem.Limit())
+		log.Info("pebble block cache sized by memory", "bytes", *blockCache)
+	}
 	st, err := engine.OpenStore(ctx, engine.StoreOptions{
 		Kind: *storeKind, Dir: *dataDir, URI: *storeURI, GCWindow: *gcWindow, Logger: log, AuditRetention: *auditKeep,
 		Postgres: engine.PostgresOptions{ReadReplicas: replicas},
@@ -308,6 +313,20 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(server.LogHandler(slog.NewJSONHandler(w, opts))), nil
 	}
 	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+}
+
+// serveBlockCache is serve's default Pebble block cache for a process
+// with limit bytes of memory (known when ok): a quarter of it, within
+// [64 MiB, 8 GiB]. Uncached checks on stores larger than the cache are
+// bound by its misses (docs/benchmarks.md: enterprise large, 9.2 million
+// relationships, 105-119 µs of CPU per check with 64 MiB, 43-47 µs with
+// 512 MiB), and the cache holds memory only as blocks are read.
+func serveBlockCache(limit int64, ok bool) int64 {
+	const lo, hi = 64 << 20, 8 << 30
+	if !ok {
+		return lo
+	}
+	return min(max(limit/4, lo), hi)
 }
 
 // serveGCPercent is serve's default GC target: with Go's 100, collections

@@ -505,3 +505,23 @@ func writeTestCert(t *testing.T, dir string) (certFile, keyFile string, pool *x5
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
 }
+
+// TestServeBlockCache checks serve's default block cache: a quarter of the
+// memory, within its floor and ceiling.
+func TestServeBlockCache(t *testing.T) {
+	for _, tc := range []struct {
+		limit int64
+		ok    bool
+		want  int64
+	}{
+		{0, false, 64 << 20},        // unknown
+		{128 << 20, true, 64 << 20}, // a small container: the floor
+		{2 << 30, true, 512 << 20},  // a quarter
+		{16 << 30, true, 4 << 30},   // a quarter
+		{256 << 30, true, 8 << 30},  // the ceiling
+	} {
+		if got := serveBlockCache(tc.limit, tc.ok); got != tc.want {
+			t.Errorf("serveBlockCache(%d, %v) = %d, want %d", tc.limit, tc.ok, got, tc.want)
+		}
+	}
+}
