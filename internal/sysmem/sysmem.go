@@ -77,4 +77,3 @@ func cgroupLimit(b []byte) (int64, bool) {
 	}
 	return n, true
 }
-
