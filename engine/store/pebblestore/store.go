@@ -468,20 +468,30 @@ func (s *Store) getUvarint(key []byte) (uint64, error) {
 
 // acquire registers an operation that uses the database; it fails once
 // Close has begun.
-func (s *Store) acquire() error {
-	s.active.Add(1)
+func (s *Store) acquire() error { return s.enter(&s.active) }
+
+// release ends an operation that acquire registered.
+func (s *Store) release() { s.leave(&s.active) }
+
+// enter counts an operation in c (active, or a shard of readers); it
+// fails once Close has begun.
+func (s *Store) enter(c *atomic.Int64) error {
+	c.Add(1)
 	if s.closed.Load() {
-		// Close may be waiting for active to drop: release wakes it.
-		s.release()
+		// Close may be waiting for the counts to drop: leave wakes it.
+		s.leave(c)
 		return store.ErrClosed
 	}
 	return nil
 }
 
-func (s *Store) release() {
-	if s.active.Add(-1) == 0 && s.closed.Load() {
-		// Broadcast under lifeMu, so that a Close between its check of
-		// activeOps and its Wait cannot miss it.
+// leave ends an operation that enter counted in c.
+func (s *Store) leave(c *atomic.Int64) {
+	c.Add(-1)
+	if s.closed.Load() {
+		// Close waits for the sum of every count (activeOps); broadcast
+		// under lifeMu, so that a Close between its check of activeOps
+		// and its Wait cannot miss it.
 		s.lifeMu.Lock()
 		s.lifeCond.Broadcast()
 		s.lifeMu.Unlock()
@@ -505,25 +515,10 @@ func (s *Store) readerShard() int {
 }
 
 // acquireReader is acquire for a query, counted in shard i.
-func (s *Store) acquireReader(i int) error {
-	s.readers[i].n.Add(1)
-	if s.closed.Load() {
-		s.releaseReader(i)
-		return store.ErrClosed
-	}
-	return nil
-}
+func (s *Store) acquireReader(i int) error { return s.enter(&s.readers[i].n) }
 
 // releaseReader ends a query that acquireReader(i) registered.
-func (s *Store) releaseReader(i int) {
-	s.readers[i].n.Add(-1)
-	if s.closed.Load() {
-		// As release: Close waits for the sum of every count.
-		s.lifeMu.Lock()
-		s.lifeCond.Broadcast()
-		s.lifeMu.Unlock()
-	}
-}
+func (s *Store) releaseReader(i int) { s.leave(&s.readers[i].n) }
 
 // activeOps is the number of operations and queries using the database.
 func (s *Store) activeOps() int64 {
