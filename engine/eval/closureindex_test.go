@@ -88,3 +88,48 @@ definition group {
 		})
 	}
 }
+
+// TestNestedCheckFromMemory checks nested groups from the in-memory
+// closure on both of nestedCheck's paths: a subject in a few groups (a
+// lookup per pair) and one in more than nestedPointReads (the object's
+// closure matched against them), against the walk and the closure read
+// from the store.
+func TestNestedCheckFromMemory(t *testing.T) {
+	s := mustCompile(t, `
+definition user {}
+definition group {
+	relation member: user | group#member
+}`)
+	lines := []string{"group:h7#member@user:few", "group:h8#member@user:few", "group:g3#member@group:h7#member"}
+	for i := 1; i <= 5; i++ { // g5 ⊃ … ⊃ g0
+		lines = append(lines, fmt.Sprintf("group:g%d#member@group:g%d#member", i, i-1))
+	}
+	for i := range nestedPointReads + 4 {
+		lines = append(lines, fmt.Sprintf("group:h%d#member@user:many", i))
+	}
+	rd := loadNested(t, s, mustParse(t, lines...))
+	plans := &PlanCounters{}
+	evals := map[string]*Evaluator{
+		"walk":   New(s, Options{Concurrency: 1}),
+		"store":  New(s, Options{Concurrency: 1, NestedIndex: true}),
+		"memory": New(s, Options{Concurrency: 1, NestedIndex: true, Plans: plans, Closures: newTestClosures(t, s, rd)}),
+	}
+	for _, tc := range []struct {
+		group, user string
+		want        Permissionship
+	}{
+		{"g5", "few", HasPermission}, {"g3", "few", HasPermission}, {"g2", "few", NoPermission}, {"h7", "few", HasPermission},
+		{"g5", "many", HasPermission}, {"g3", "many", HasPermission}, {"g0", "many", NoPermission}, {"h19", "many", HasPermission},
+	} {
+		for name, e := range evals {
+			res, err := e.Check(context.Background(), Params{Reader: rd, Now: testNow}, CheckRequest{
+				Resource: tuple.ObjectRef{Type: "group", ID: tc.group}, Permission: "member", Subject: tuple.SubjectRef{Type: "user", ID: tc.user}})
+			if err != nil || res.Permissionship != tc.want {
+				t.Errorf("%s: group:%s#member@user:%s = %v (%v), want %v", name, tc.group, tc.user, res.Permissionship, err, tc.want)
+			}
+		}
+	}
+	if n := plans.Counts()[PlanNestedMemory.String()]; n < 8 {
+		t.Errorf("%d checks read the closure from memory, want 8", n)
+	}
+}

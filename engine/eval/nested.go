@@ -286,18 +286,17 @@ func (rq *request) nestedCheck(ctx context.Context, f *frame, sub tuple.SubjectR
 	}
 	h := int32(-1) // the shortest height found; -1: none
 	closure := rq.e.nestedClosure[rel.Index]
-	if mem := rq.closureIndex(rel, gen, len(seeds)); mem != nil {
+	mem := rq.closureIndex(rel, gen, len(seeds))
+	if len(seeds) <= nestedPointReads {
 		for _, y := range seeds {
 			if y == f.id {
 				h = shorter(h, h0)
-			} else if d, ok := mem.Distance(f.id, y); ok {
-				h = shorter(h, h0+int32(d))
+				continue
 			}
-		}
-	} else if len(seeds) <= nestedPointReads {
-		for _, y := range seeds {
-			if y == f.id {
-				h = shorter(h, h0)
+			if mem != nil {
+				if d, ok := mem.Distance(f.id, y); ok {
+					h = shorter(h, h0+int32(d))
+				}
 				continue
 			}
 			fl := tuple.Filter{ResourceType: typ, ResourceID: f.id, Relation: closure,
@@ -316,6 +315,8 @@ func (rq *request) nestedCheck(ctx context.Context, f *frame, sub tuple.SubjectR
 			rq.keepScratch(rows)
 		}
 	} else {
+		// Many seeds: the closure of the object once, matched against
+		// them.
 		at := make(map[string]bool, len(seeds))
 		for _, y := range seeds {
 			at[y] = true
@@ -323,17 +324,25 @@ func (rq *request) nestedCheck(ctx context.Context, f *frame, sub tuple.SubjectR
 		if at[f.id] {
 			h = shorter(h, h0)
 		}
-		fl := tuple.Filter{ResourceType: typ, ResourceID: f.id, Relation: closure, Subject: &tuple.SubjectFilter{Type: typ}}
-		rows, err := rq.appendQuery(ctx, rq.scratchRels(), fl, store.QueryOptions{})
-		if err != nil {
-			return result{}, false
-		}
-		for i := range rows {
-			if d, ok := NestedDistance(&rows[i]); ok && at[rows[i].Subject.ID] {
-				h = shorter(h, h0+int32(d))
+		if mem != nil {
+			mem.Each(f.id, func(y string, d int) {
+				if at[y] {
+					h = shorter(h, h0+int32(d))
+				}
+			})
+		} else {
+			fl := tuple.Filter{ResourceType: typ, ResourceID: f.id, Relation: closure, Subject: &tuple.SubjectFilter{Type: typ}}
+			rows, err := rq.appendQuery(ctx, rq.scratchRels(), fl, store.QueryOptions{})
+			if err != nil {
+				return result{}, false
 			}
+			for i := range rows {
+				if d, ok := NestedDistance(&rows[i]); ok && at[rows[i].Subject.ID] {
+					h = shorter(h, h0+int32(d))
+				}
+			}
+			rq.keepScratch(rows)
 		}
-		rq.keepScratch(rows)
 	}
 	res := resNo
 	if h >= 0 {
