@@ -177,6 +177,35 @@ func TestRunModes(t *testing.T) {
 	}
 }
 
+// settlingFake is fake with background work to settle (settler).
+type settlingFake struct {
+	fake
+	settledAfter []int64 // the requests seen at each settle
+}
+
+func (f *settlingFake) settle(context.Context) error {
+	f.settledAfter = append(f.settledAfter, f.calls.Load())
+	return nil
+}
+
+// TestMeasureSettles checks that Measure lets a target's background work
+// settle once, after the warm-up and before the measured phase.
+func TestMeasureSettles(t *testing.T) {
+	wl, err := workload.New("deep-chain", workload.Small, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, warm := range []int64{0, 50} {
+		f := &settlingFake{}
+		if _, err := Measure(context.Background(), f, wl, RunConfig{Concurrency: 2, Ops: 200, WarmupOps: warm}); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.settledAfter) != 1 || f.settledAfter[0] != warm {
+			t.Errorf("warm-up of %d: settled after %v requests, want once after %d", warm, f.settledAfter, warm)
+		}
+	}
+}
+
 func TestRequestsAreDeterministic(t *testing.T) {
 	// One worker, same seed: the same requests in the same order.
 	wl, _ := workload.New("enterprise", workload.Small, 5)

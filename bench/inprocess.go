@@ -173,6 +173,15 @@ func (t *InProcess) Stats() TargetStats {
 		NestedMemoryBytes: s.NestedMemoryBytes, NestedMemoryLoads: s.NestedMemoryLoads, NestedMemoryLoadSeconds: s.NestedMemoryLoadTime.Seconds()}
 }
 
+// settle waits for the closures' loads that the warm-up's checks
+// started (settler).
+func (t *InProcess) settle(ctx context.Context) error {
+	if err := t.e.WaitNestedMemory(ctx); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return nil
+}
+
 // Close closes the engine and then the store.
 func (t *InProcess) Close() error {
 	return errors.Join(t.e.Close(), t.st.Close())

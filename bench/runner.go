@@ -464,6 +464,11 @@ func Measure(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig)
 			return nil, err
 		}
 	}
+	if s, ok := t.(settler); ok {
+		if err := s.settle(ctx); err != nil {
+			return nil, err
+		}
+	}
 	before := t.Stats()
 	var server0 float64
 	if cfg.ServerMetrics != "" {
