@@ -9,16 +9,19 @@ import (
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
+// groupsSchema has one self-nesting relation, group#member.
+const groupsSchema = `
+definition user {}
+definition group {
+	relation member: user | group#member
+}`
+
 // TestClosureIndex loads random closures (as loadNested computes them
 // from random nested groups) and compares every lookup with the rows
 // themselves: each stored pair's distance, pairs not stored, objects
 // unknown, the rows of each object in order, and the memory budget.
 func TestClosureIndex(t *testing.T) {
-	s := mustCompile(t, `
-definition user {}
-definition group {
-	relation member: user | group#member
-}`)
+	s := mustCompile(t, groupsSchema)
 	member := s.Definitions["group"].Relations["member"]
 	for seed := range uint64(20) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
@@ -95,11 +98,7 @@ definition group {
 // closure matched against them), against the walk and the closure read
 // from the store.
 func TestNestedCheckFromMemory(t *testing.T) {
-	s := mustCompile(t, `
-definition user {}
-definition group {
-	relation member: user | group#member
-}`)
+	s := mustCompile(t, groupsSchema)
 	lines := []string{"group:h7#member@user:few", "group:h8#member@user:few", "group:g3#member@group:h7#member"}
 	for i := 1; i <= 5; i++ { // g5 ⊃ … ⊃ g0
 		lines = append(lines, fmt.Sprintf("group:g%d#member@group:g%d#member", i, i-1))
