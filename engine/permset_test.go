@@ -84,7 +84,9 @@ func openCounting(t testing.TB, text string, rels []tuple.Relationship, clk *clo
 	ctx := t.Context()
 	st := &countingStore{Store: memstore.New(memstore.Options{Now: clk.Now})}
 	t.Cleanup(func() { st.Close() })
-	eng, err := engine.Open(ctx, st, engine.Options{Now: clk.Now, CacheBytes: cacheBytes})
+	// No closure in memory: its background load would read the store at
+	// times of its own, and the counts must be the requests'.
+	eng, err := engine.Open(ctx, st, engine.Options{Now: clk.Now, CacheBytes: cacheBytes, NestedMemoryBytes: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +324,8 @@ definition doc {
 	ctx := t.Context()
 	st := &countingStore{Store: memstore.New(memstore.Options{Now: clk.Now})}
 	t.Cleanup(func() { st.Close() })
-	eng, err := engine.Open(ctx, st, engine.Options{Now: clk.Now, CacheBytes: -1})
+	// No closure in memory: as openCounting.
+	eng, err := engine.Open(ctx, st, engine.Options{Now: clk.Now, CacheBytes: -1, NestedMemoryBytes: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
