@@ -233,10 +233,15 @@ type NestedMemoryInfo struct {
 	LoadSeconds float64 `json:"load_seconds"`
 }
 
-func (r *Report) setCache(a, b TargetStats) {
-	if b.NestedMemoryLoads > 0 {
-		r.NestedMemory = &NestedMemoryInfo{Bytes: b.NestedMemoryBytes, Loads: b.NestedMemoryLoads, LoadSeconds: b.NestedMemoryLoadSeconds}
+// setNestedMemory records the closures in memory that s, the target's
+// stats at the end of the run, tells of.
+func (r *Report) setNestedMemory(s TargetStats) {
+	if s.NestedMemoryLoads > 0 {
+		r.NestedMemory = &NestedMemoryInfo{Bytes: s.NestedMemoryBytes, Loads: s.NestedMemoryLoads, LoadSeconds: s.NestedMemoryLoadSeconds}
 	}
+}
+
+func (r *Report) setCache(a, b TargetStats) {
 	r.Cache = CacheInfo{Enabled: b.CacheEnabled, Hits: b.CacheHits - a.CacheHits, Misses: b.CacheMisses - a.CacheMisses}
 	if n := r.Cache.Hits + r.Cache.Misses; n > 0 {
 		r.Cache.HitRate = float64(r.Cache.Hits) / float64(n)

@@ -498,6 +498,7 @@ func Measure(ctx context.Context, t Target, wl workload.Workload, cfg RunConfig)
 		rep.setServerCPU(server1-server0, ph)
 	}
 	rep.setCache(before, after)
+	rep.setNestedMemory(after)
 	if runErr != nil {
 		return rep, runErr
 	}

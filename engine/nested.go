@@ -168,12 +168,6 @@ func (b *nestedBatch) apply(ctx context.Context, e *Engine, tx store.Tx, budget 
 	return stale, nil
 }
 
-// markerPresent reports whether rel's index is complete at r's state.
-func markerPresent(ctx context.Context, r relationshipQuerier, rel *schema.Relation) (bool, error) {
-	st, err := readMarker(ctx, r, rel)
-	return st.Ready, err
-}
-
 // readMarker reads the marker rows of rel at r's state.
 func readMarker(ctx context.Context, r relationshipQuerier, rel *schema.Relation) (eval.NestedMarkerState, error) {
 	st, err := eval.ReadNestedMarker(ctx, r, rel)
@@ -591,7 +585,7 @@ func (e *Engine) VerifyNestedIndex(ctx context.Context) (Revision, []NestedIndex
 // nestedReport compares the stored rows of n with the closure of the
 // edges r holds.
 func nestedReport(ctx context.Context, r relationshipQuerier, n *nestedRel) (NestedIndexReport, error) {
-	ready, err := markerPresent(ctx, r, n.rel)
+	st, err := readMarker(ctx, r, n.rel)
 	if err != nil {
 		return NestedIndexReport{}, err
 	}
@@ -600,7 +594,7 @@ func nestedReport(ctx context.Context, r relationshipQuerier, n *nestedRel) (Nes
 		return NestedIndexReport{}, err
 	}
 	rep, err := diffClosure(ctx, r, n, g, nil)
-	rep.Ready = ready
+	rep.Ready = st.Ready
 	return rep, err
 }
 

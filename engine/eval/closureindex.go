@@ -30,12 +30,13 @@ import (
 // with their distances in compressed rows, to[off[i]:off[i+1]] and
 // dist[off[i]:off[i+1]], sorted.
 type ClosureIndex struct {
-	gen   uint64
-	ids   []string
-	index map[string]uint32
-	off   []uint32
-	to    []uint32
-	dist  []uint16
+	gen     uint64
+	ids     []string
+	idBytes int64 // the bytes of ids' strings
+	index   map[string]uint32
+	off     []uint32
+	to      []uint32
+	dist    []uint16
 }
 
 // ClosureSource gives the evaluator the in-memory closure of an indexed
@@ -72,10 +73,10 @@ func LoadClosureIndex(ctx context.Context, r store.Reader, rel *schema.Relation,
 		i := uint32(len(c.ids))
 		c.index[id] = i
 		c.ids = append(c.ids, id)
+		c.idBytes += int64(len(id))
 		return i
 	}
 	var from []uint32
-	var idBytes int64
 	f := tuple.Filter{ResourceType: typ, Relation: NestedClosureRelation(rel.Name), Subject: &tuple.SubjectFilter{Type: typ}}
 	for row, err := range r.QueryRelationships(ctx, f, store.QueryOptions{}) {
 		if err != nil {
@@ -85,14 +86,10 @@ func LoadClosureIndex(ctx context.Context, r store.Reader, rel *schema.Relation,
 		if !ok || d > 1<<16-1 {
 			continue // not a closure row; a distance past any depth limit
 		}
-		n := len(c.ids)
 		from = append(from, intern(row.Resource.ID))
 		c.to = append(c.to, intern(row.Subject.ID))
 		c.dist = append(c.dist, uint16(d))
-		for _, id := range c.ids[n:] {
-			idBytes += int64(len(id))
-		}
-		if maxBytes > 0 && c.bytes(len(c.to), idBytes) > maxBytes {
+		if maxBytes > 0 && c.Bytes() > maxBytes {
 			return nil, false, nil
 		}
 	}
@@ -131,9 +128,10 @@ func (c *ClosureIndex) compress(from []uint32) {
 		to[next[u]], dist[next[u]] = renum[c.to[i]], c.dist[i]
 		next[u]++
 	}
+	var seg []uint64 // one object's rows, reused
 	for i := range ids {
 		lo, hi := c.off[i], c.off[i+1]
-		seg := make([]uint64, 0, hi-lo)
+		seg = seg[:0]
 		for j := lo; j < hi; j++ {
 			seg = append(seg, uint64(to[j])<<16|uint64(dist[j]))
 		}
@@ -145,25 +143,15 @@ func (c *ClosureIndex) compress(from []uint32) {
 	c.to, c.dist = to, dist
 }
 
-// bytes estimates the memory of an index of rows rows whose object IDs
-// total idBytes bytes.
-func (c *ClosureIndex) bytes(rows int, idBytes int64) int64 {
-	return int64(rows)*closureRowBytes + int64(len(c.ids))*closureObjectBytes + idBytes
-}
-
 // Gen returns the generation the index was loaded as.
 func (c *ClosureIndex) Gen() uint64 { return c.gen }
 
 // Rows returns the number of closure rows the index holds.
 func (c *ClosureIndex) Rows() int { return len(c.to) }
 
-// Bytes estimates the memory the index takes.
+// Bytes estimates the memory the index takes (while loading: so far).
 func (c *ClosureIndex) Bytes() int64 {
-	var idBytes int64
-	for _, id := range c.ids {
-		idBytes += int64(len(id))
-	}
-	return c.bytes(len(c.to), idBytes)
+	return int64(len(c.to))*closureRowBytes + int64(len(c.ids))*closureObjectBytes + c.idBytes
 }
 
 // Distance returns the distance of the row (from, to), or false when
