@@ -12,24 +12,6 @@ import (
 	"github.com/pemba-authz/pemba/engine/tuple"
 )
 
-// syncClock is a clock safe for concurrent use.
-type syncClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *syncClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *syncClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // TestGCWhileReading runs a writer, GC and readers at once. Every
 // revision r holds exactly the members "r" of groups 0..3 (each Update
 // rewrites all of them), so any reader can check that what it sees is
@@ -41,7 +23,7 @@ func TestGCWhileReading(t *testing.T) {
 		readers = 2
 	)
 	ctx := context.Background()
-	clock := &syncClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	e := newEnv()
 	opts := e.opts()
 	opts.Now = clock.Now
