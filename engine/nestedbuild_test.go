@@ -18,7 +18,7 @@ import (
 	"github.com/pemba-authz/pemba/schema"
 )
 
-// groupMember is group#member of nestedSchema, for eval.NestedReady.
+// groupMember is group#member of nestedSchema, for eval.ReadNestedMarker.
 func groupMember(t *testing.T) *schema.Relation {
 	t.Helper()
 	s, err := schema.Compile("nested", nestedSchema)
@@ -183,11 +183,11 @@ func checkNestedHistoryFrom(t *testing.T, st store.Store, eng, off *engine.Engin
 		if err != nil {
 			t.Fatal(err)
 		}
-		ok, err := eval.NestedReady(ctx, r, rel)
+		m, err := eval.ReadNestedMarker(ctx, r, rel)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !ok {
+		if !m.Ready {
 			continue // checks walk there, with or without the index
 		}
 		ready++

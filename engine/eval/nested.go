@@ -155,7 +155,7 @@ type nestedState struct {
 }
 
 // nestedReady reports whether the index of rel is complete at rq's
-// revision (see NestedReady).
+// revision (see NestedMarkerState.Ready).
 func (rq *request) nestedReady(ctx context.Context, rel *schema.Relation) bool {
 	ok, _ := rq.nestedGen(ctx, rel)
 	return ok
@@ -218,15 +218,6 @@ func ReadNestedMarker(ctx context.Context, r interface {
 		st.Ready = false
 	}
 	return st, nil
-}
-
-// NestedReady reports whether the index of rel is complete at r's state
-// (see NestedMarkerState.Ready).
-func NestedReady(ctx context.Context, r interface {
-	QueryRelationships(ctx context.Context, f tuple.Filter, opts store.QueryOptions) iter.Seq2[tuple.Relationship, error]
-}, rel *schema.Relation) (bool, error) {
-	m, err := ReadNestedMarker(ctx, r, rel)
-	return m.Ready, err
 }
 
 // nestedGenPrefix starts the subject relation of generation rows.
